@@ -1,0 +1,30 @@
+# Front door: `make run`, `make test`, `make bench`. Each installs what is missing first.
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+JOBS ?= $(shell nproc)
+DATA ?= .cogs
+
+.PHONY: deps build build-asan run test test-unit test-asan bench clean
+
+deps:
+	@bash scripts/install-deps
+
+build: deps
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCOGS_SANITIZE=ON -DCOGS_BUILD_BENCH=OFF >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+run: build
+	@$(BUILD)/bin/cogs-demo --data-dir $(DATA)
+
+test: build build-asan
+	@bash scripts/run-tests $(BUILD) $(ASAN_BUILD)
+
+bench: build
+	@$(BUILD)/bin/cogs-bench workflow
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
