@@ -1,0 +1,358 @@
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "cogs/http/client.h"
+#include "cogs/http/server.h"
+
+namespace cogs::http {
+namespace {
+
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+
+// Runs `io` until `done()` or `limit` passes; returns done().
+template <typename Pred>
+bool RunUntil(asio::io_context& io, Pred done, Duration limit = 10s) {
+    const auto end = SteadyClock::now() + limit;
+    while (!done() && SteadyClock::now() < end) {
+        io.run_one_for(10ms);
+    }
+    return done();
+}
+
+Request Get(std::string target) {
+    Request r;
+    r.method = "GET";
+    r.target = std::move(target);
+    return r;
+}
+
+Response Answer(int status, std::string body, bool drop = false) {
+    Response r;
+    r.status = status;
+    r.body = std::move(body);
+    r.drop = drop;
+    return r;
+}
+
+std::unique_ptr<Server> Start(asio::io_context& io, Handler handler, ServerOptions options = {}) {
+    auto server = StartServer(io, options, std::move(handler));
+    EXPECT_TRUE(server) << server.error().ToString();
+    return std::move(*server);
+}
+
+std::unique_ptr<Client> Connect(asio::io_context& io, const Server& server, size_t max_connections = 8) {
+    ClientOptions options;
+    options.port = server.port();
+    options.max_connections = max_connections;
+    return MakeClient(io, options);
+}
+
+TEST(RequestTest, PathQueryHeader) {
+    Request r;
+    r.target = "/v1/actions/status?key=wf%2F1%2Fdo&x=a+b&flag";
+    r.headers = {{"idempotency-key", "k1"}};
+    EXPECT_EQ(r.Path(), "/v1/actions/status");
+    EXPECT_EQ(r.Query("key"), "wf/1/do");
+    EXPECT_EQ(r.Query("x"), "a b");
+    EXPECT_EQ(r.Query("flag"), "");
+    EXPECT_EQ(r.Query("missing"), "");
+    EXPECT_EQ(r.Header("idempotency-key"), "k1");
+    EXPECT_EQ(r.Header("Idempotency-Key"), "k1");
+    EXPECT_EQ(r.Header("traceparent"), "");
+    EXPECT_EQ(UrlEncode("wf/1/do x"), "wf%2F1%2Fdo%20x");
+
+    Response res;
+    EXPECT_EQ(res.Header("content-type"), "application/json");
+    res.headers = {{"Content-Type", "text/plain"}};
+    EXPECT_EQ(res.Header("content-type"), "text/plain");
+}
+
+TEST(HttpTest, RoundTrip) {
+    asio::io_context io;
+    auto server = Start(io, [](Request req, Respond respond) {
+        Response res;
+        res.status = 201;
+        res.body = req.method + " " + req.Path() + " " + req.Query("a") + " " + req.Header("x-thing") + " " +
+                   req.body;
+        res.content_type = "text/plain";
+        res.headers.emplace_back("X-Answer", "42");
+        respond(std::move(res));
+    });
+    auto client = Connect(io, *server);
+    Request req;
+    req.method = "POST";
+    req.target = "/v1/echo?a=b%20c";
+    req.headers = {{"X-Thing", "thing"}};
+    req.body = R"({"k":1})";
+    std::optional<Result<Response>> got;
+    client->Send(req, SteadyClock::now() + 5s, [&](Result<Response> r) { got = std::move(r); });
+    ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+    ASSERT_TRUE(*got) << got->error().ToString();
+    EXPECT_EQ((*got)->status, 201);
+    EXPECT_EQ((*got)->body, R"(POST /v1/echo b c thing {"k":1})");
+    EXPECT_EQ((*got)->Header("x-answer"), "42");
+    EXPECT_EQ((*got)->content_type, "text/plain");
+}
+
+TEST(HttpTest, CallbackIsNeverInline) {
+    asio::io_context io;
+    auto server = Start(io, [](Request, Respond respond) { respond(Response{}); });
+    auto client = Connect(io, *server);
+    int calls = 0;
+    client->Send(Get("/"), SteadyClock::now() - 1s, [&](Result<Response> r) {
+        ++calls;
+        EXPECT_FALSE(r);
+        EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
+    });
+    EXPECT_EQ(calls, 0);
+    ASSERT_TRUE(RunUntil(io, [&] { return calls == 1; }));
+    io.run_for(50ms);
+    EXPECT_EQ(calls, 1);
+}
+
+TEST(HttpTest, KeepAliveReusesOneConnection) {
+    asio::io_context io;
+    auto server = Start(io, [](Request, Respond respond) { respond(Answer(200, "{}")); });
+    auto client = Connect(io, *server);
+    int ok = 0;
+    for (int i = 0; i < 20; ++i) {
+        bool done = false;
+        client->Send(Get("/x"), SteadyClock::now() + 5s, [&](Result<Response> r) {
+            ok += r && r->status == 200;
+            done = true;
+        });
+        ASSERT_TRUE(RunUntil(io, [&] { return done; }));
+    }
+    EXPECT_EQ(ok, 20);
+    EXPECT_EQ(server->connections_accepted(), 1u);
+}
+
+TEST(HttpTest, DeferredRespond) {
+    asio::io_context io;
+    asio::steady_timer later(io);
+    auto server = Start(io, [&](Request, Respond respond) {
+        later.expires_after(50ms);
+        later.async_wait([respond](boost::system::error_code) {
+            respond(Answer(202, R"({"accepted":true})"));
+            respond(Answer(500, ""));  // a second answer is ignored
+        });
+    });
+    auto client = Connect(io, *server);
+    std::optional<Result<Response>> got;
+    const auto start = SteadyClock::now();
+    client->Send(Get("/slow"), start + 5s, [&](Result<Response> r) { got = std::move(r); });
+    ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+    ASSERT_TRUE(*got) << got->error().ToString();
+    EXPECT_EQ((*got)->status, 202);
+    EXPECT_GE(SteadyClock::now() - start, 50ms);
+    // The connection stays usable after the deferred answer.
+    std::optional<Result<Response>> again;
+    client->Send(Get("/slow"), SteadyClock::now() + 5s, [&](Result<Response> r) { again = std::move(r); });
+    ASSERT_TRUE(RunUntil(io, [&] { return again.has_value(); }));
+    ASSERT_TRUE(*again);
+    EXPECT_EQ(server->connections_accepted(), 1u);
+}
+
+TEST(HttpTest, DropGivesUnavailable) {
+    asio::io_context io;
+    auto server = Start(io, [](Request, Respond respond) { respond(Answer(200, "", true)); });
+    auto client = Connect(io, *server);
+    std::optional<Result<Response>> got;
+    client->Send(Get("/"), SteadyClock::now() + 5s, [&](Result<Response> r) { got = std::move(r); });
+    ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+    ASSERT_FALSE(*got);
+    EXPECT_EQ(got->error().code, ErrorCode::kUnavailable);
+    EXPECT_TRUE(got->error().retryable);
+}
+
+TEST(HttpTest, NeverAnsweredGivesDeadlineExceededAndFreesTheServerSide) {
+    asio::io_context io;
+    std::vector<Respond> held;  // held, never called
+    auto server = Start(io, [&](Request, Respond respond) { held.push_back(std::move(respond)); });
+    auto client = Connect(io, *server);
+    std::optional<Result<Response>> got;
+    const auto start = SteadyClock::now();
+    client->Send(Get("/hang"), start + 200ms, [&](Result<Response> r) { got = std::move(r); });
+    ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+    const auto elapsed = SteadyClock::now() - start;
+    ASSERT_FALSE(*got);
+    EXPECT_EQ(got->error().code, ErrorCode::kDeadlineExceeded);
+    EXPECT_TRUE(got->error().retryable);
+    EXPECT_GE(elapsed, 200ms);
+    EXPECT_LT(elapsed, 1s);
+    // The client closed its connection; the server notices although the handler still holds the request.
+    EXPECT_TRUE(RunUntil(io, [&] { return server->connections_open() == 0; }));
+    held.front()(Response{});  // too late: ignored
+    io.run_for(20ms);
+}
+
+TEST(HttpTest, DroppingRespondWithoutAnsweringLeavesTheClientToItsDeadline) {
+    asio::io_context io;
+    auto server = Start(io, [](Request, Respond) {});
+    auto client = Connect(io, *server);
+    std::optional<Result<Response>> got;
+    client->Send(Get("/"), SteadyClock::now() + 100ms, [&](Result<Response> r) { got = std::move(r); });
+    ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+    ASSERT_FALSE(*got);
+    EXPECT_EQ(got->error().code, ErrorCode::kDeadlineExceeded);
+}
+
+TEST(HttpTest, ManyConcurrentRequestsThroughASmallPool) {
+    asio::io_context io;
+    auto server = Start(io, [&io](Request req, Respond respond) {
+        asio::post(io, [req = std::move(req), respond = std::move(respond)] {
+            respond(Answer(200, req.Query("i")));
+        });
+    });
+    auto client = Connect(io, *server, 32);
+    constexpr int kRequests = 2000;
+    int answered = 0;
+    int correct = 0;
+    for (int i = 0; i < kRequests; ++i) {
+        client->Send(Get("/n?i=" + std::to_string(i)), SteadyClock::now() + 30s, [&, i](Result<Response> r) {
+            ++answered;
+            correct += r && r->status == 200 && r->body == std::to_string(i);
+        });
+    }
+    ASSERT_TRUE(RunUntil(
+        io, [&] { return answered == kRequests; }, 60s));
+    EXPECT_EQ(correct, kRequests);
+    EXPECT_LE(server->connections_accepted(), 32u);
+}
+
+TEST(HttpTest, QueuedRequestTimesOutWaitingForAConnection) {
+    asio::io_context io;
+    std::vector<Respond> held;
+    auto server = Start(io, [&](Request, Respond respond) { held.push_back(std::move(respond)); });
+    auto client = Connect(io, *server, 1);
+    std::optional<Result<Response>> first, second;
+    client->Send(Get("/a"), SteadyClock::now() + 2s, [&](Result<Response> r) { first = std::move(r); });
+    client->Send(Get("/b"), SteadyClock::now() + 100ms, [&](Result<Response> r) { second = std::move(r); });
+    ASSERT_TRUE(RunUntil(io, [&] { return second.has_value(); }));
+    EXPECT_FALSE(first.has_value());
+    ASSERT_FALSE(*second);
+    EXPECT_EQ(second->error().code, ErrorCode::kDeadlineExceeded);
+    held.front()(Answer(200, "late but in time"));
+    ASSERT_TRUE(RunUntil(io, [&] { return first.has_value(); }));
+    ASSERT_TRUE(*first);
+    EXPECT_EQ((*first)->body, "late but in time");
+}
+
+TEST(HttpTest, OversizeBodyGets413) {
+    asio::io_context io;
+    int handled = 0;
+    ServerOptions options;
+    options.max_body_bytes = 1024;
+    auto server = Start(
+        io,
+        [&](Request, Respond respond) {
+            ++handled;
+            respond(Response{});
+        },
+        options);
+    auto client = Connect(io, *server);
+    Request req;
+    req.method = "POST";
+    req.target = "/big";
+    req.body = std::string(64 * 1024, 'x');
+    std::optional<Result<Response>> got;
+    client->Send(req, SteadyClock::now() + 5s, [&](Result<Response> r) { got = std::move(r); });
+    ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+    ASSERT_TRUE(*got) << got->error().ToString();
+    EXPECT_EQ((*got)->status, 413);
+    EXPECT_EQ(handled, 0);
+    // A body within the limit still goes through (on a new connection).
+    req.body = std::string(1000, 'x');
+    got.reset();
+    client->Send(req, SteadyClock::now() + 5s, [&](Result<Response> r) { got = std::move(r); });
+    ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+    ASSERT_TRUE(*got) << got->error().ToString();
+    EXPECT_EQ((*got)->status, 200);
+    EXPECT_EQ(handled, 1);
+}
+
+TEST(HttpTest, ConnectionRefusedGivesUnavailable) {
+    asio::io_context io;
+    uint16_t port = 0;
+    {
+        asio::ip::tcp::acceptor probe(io, {asio::ip::make_address("127.0.0.1"), 0});
+        port = probe.local_endpoint().port();
+    }
+    auto client = MakeClient(io, ClientOptions{.host = "127.0.0.1", .port = port, .max_connections = 4});
+    std::optional<Result<Response>> got;
+    client->Send(Get("/"), SteadyClock::now() + 5s, [&](Result<Response> r) { got = std::move(r); });
+    ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+    ASSERT_FALSE(*got);
+    EXPECT_EQ(got->error().code, ErrorCode::kUnavailable);
+    EXPECT_TRUE(got->error().retryable);
+}
+
+TEST(HttpTest, StopClosesLiveConnections) {
+    asio::io_context io;
+    std::vector<Respond> held;
+    auto server = Start(io, [&](Request, Respond respond) { held.push_back(std::move(respond)); });
+    auto client = Connect(io, *server);
+    std::optional<Result<Response>> got;
+    client->Send(Get("/"), SteadyClock::now() + 5s, [&](Result<Response> r) { got = std::move(r); });
+    ASSERT_TRUE(RunUntil(io, [&] { return held.size() == 1; }));
+    server->Stop();
+    ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+    ASSERT_FALSE(*got);
+    EXPECT_EQ(got->error().code, ErrorCode::kUnavailable);
+    held.front()(Response{});  // ignored after Stop
+    EXPECT_TRUE(RunUntil(io, [&] { return server->connections_open() == 0; }));
+}
+
+TEST(HttpTest, DestroyingTheClientCancelsOutstandingRequests) {
+    asio::io_context io;
+    std::vector<Respond> held;
+    auto server = Start(io, [&](Request, Respond respond) { held.push_back(std::move(respond)); });
+    auto client = Connect(io, *server, 1);
+    int cancelled = 0;
+    for (int i = 0; i < 3; ++i) {  // one in flight, two queued
+        client->Send(Get("/"), SteadyClock::now() + 5s,
+                     [&](Result<Response> r) { cancelled += !r && r.error().code == ErrorCode::kCancelled; });
+    }
+    ASSERT_TRUE(RunUntil(io, [&] { return held.size() == 1; }));
+    client.reset();
+    EXPECT_TRUE(RunUntil(io, [&] { return cancelled == 3; }));
+}
+
+TEST(HttpTest, IdleConnectionClosedByTheServerIsNotReused) {
+    asio::io_context io;
+    ServerOptions options;
+    options.idle_timeout = 100ms;
+    auto server = Start(
+        io, [](Request, Respond respond) { respond(Answer(200, "{}")); }, options);
+    auto client = Connect(io, *server);
+    for (int i = 0; i < 2; ++i) {
+        std::optional<Result<Response>> got;
+        client->Send(Get("/"), SteadyClock::now() + 5s, [&](Result<Response> r) { got = std::move(r); });
+        ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+        ASSERT_TRUE(*got) << got->error().ToString();
+        // Let the server's idle timeout close the connection.
+        ASSERT_TRUE(RunUntil(io, [&] { return server->connections_open() == 0; }));
+    }
+    EXPECT_EQ(server->connections_accepted(), 2u);
+}
+
+TEST(HttpTest, ClientResolvesHostNames) {
+    asio::io_context io;
+    auto server = Start(io, [](Request, Respond respond) { respond(Answer(200, "{}")); });
+    auto client =
+        MakeClient(io, ClientOptions{.host = "localhost", .port = server->port(), .max_connections = 2});
+    int ok = 0;
+    for (int i = 0; i < 3; ++i) {
+        client->Send(Get("/"), SteadyClock::now() + 5s,
+                     [&](Result<Response> r) { ok += r && r->status == 200; });
+    }
+    EXPECT_TRUE(RunUntil(io, [&] { return ok == 3; }));
+}
+
+}  // namespace
+}  // namespace cogs::http

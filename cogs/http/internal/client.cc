@@ -1,0 +1,409 @@
+// The HTTP client on Beast: a pool of keep-alive connections to one host:port, one coroutine per
+// request, all pool state on one strand.
+//
+// A request takes an idle connection (the most recently used, whose socket is warmest), or opens a
+// new one while fewer than max_connections exist, or queues (FIFO) until one is released or a slot
+// frees. Every wait and every I/O carries the request's deadline; a connection whose request timed
+// out or failed is closed, never reused, because its state (half a response in flight) is unknown.
+// Idle connections keep a read-readiness wait pending: an idle socket turning readable means the
+// server closed it, and it leaves the pool before a request can pick a dead connection.
+#include "cogs/http/client.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cerrno>
+#include <list>
+#include <optional>
+#include <vector>
+
+#include "cogs/base/check.h"
+
+namespace cogs::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr uint64_t kMaxResponseBody = 64ull << 20;
+
+void CheckNoException(std::exception_ptr e) {
+    if (e) {
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            spdlog::critical("http client: exception escaped a coroutine: {}", ex.what());
+        }
+        COGS_CHECK(!"exception escaped an http client coroutine");
+    }
+}
+
+struct Conn {
+    explicit Conn(const asio::any_io_executor& ex) : stream(ex) {}
+
+    beast::tcp_stream stream;
+    beast::flat_buffer buffer;
+    bool connected = false;
+    bool idle = false;
+    std::list<std::shared_ptr<Conn>>::iterator pos;  // in Pool::conns
+};
+
+// A request waiting for a connection. Its timer doubles as the wake-up event: it expires at the
+// request's deadline and is cancelled when the waiter is granted a connection or a slot.
+struct Waiter {
+    Waiter(const asio::any_io_executor& ex, SteadyTime deadline) : timer(ex, deadline) {}
+
+    asio::steady_timer timer;
+    std::shared_ptr<Conn> conn;  // granted: an idle connection, or a new one not yet connected
+    bool queued = true;
+    std::list<std::shared_ptr<Waiter>>::iterator pos;  // in Pool::waiters while queued
+};
+
+struct Pool {
+    Pool(asio::io_context& io_context, ClientOptions opts)
+        : io(io_context), strand(asio::make_strand(io)), options(std::move(opts)), resolver(strand) {
+        if (options.max_connections == 0) {
+            options.max_connections = 1;
+        }
+        where = options.host + ":" + std::to_string(options.port);
+    }
+
+    asio::io_context& io;
+    asio::any_io_executor strand;
+    ClientOptions options;
+    std::string where;
+    tcp::resolver resolver;
+    std::vector<tcp::endpoint> endpoints;  // resolved once, on first use
+
+    std::list<std::shared_ptr<Conn>> conns;   // every connection open or opening
+    std::vector<std::shared_ptr<Conn>> idle;  // a stack: the most recently used on top
+    std::list<std::shared_ptr<Waiter>> waiters;
+    bool shut_down = false;
+};
+
+using PoolPtr = std::shared_ptr<Pool>;
+
+Error TransportError(const Pool& pool, error_code ec, const char* what) {
+    if (pool.shut_down) {
+        return Error(ErrorCode::kCancelled, "http client destroyed");
+    }
+    if (ec == beast::error::timeout) {
+        return Error(ErrorCode::kDeadlineExceeded,
+                     std::string(what) + " " + pool.where + ": deadline exceeded");
+    }
+    return Error(ErrorCode::kUnavailable, std::string(what) + " " + pool.where + ": " + ec.message());
+}
+
+void CloseConn(Conn& conn) {
+    error_code ignored;
+    conn.stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    conn.stream.close();
+}
+
+std::shared_ptr<Conn> NewConn(const PoolPtr& pool) {
+    auto conn = std::make_shared<Conn>(pool->strand);
+    conn->pos = pool->conns.insert(pool->conns.end(), conn);
+    return conn;
+}
+
+// Hands a free slot (room for one more connection) to the first waiter.
+void GrantSlot(const PoolPtr& pool) {
+    if (pool->waiters.empty() || pool->conns.size() >= pool->options.max_connections) {
+        return;
+    }
+    auto w = pool->waiters.front();
+    pool->waiters.pop_front();
+    w->queued = false;
+    // The slot is taken now, so that a concurrent Acquire does not take it as well.
+    w->conn = NewConn(pool);
+    w->timer.cancel();
+}
+
+void Discard(const PoolPtr& pool, const std::shared_ptr<Conn>& conn) {
+    CloseConn(*conn);
+    if (conn->pos != pool->conns.end()) {
+        pool->conns.erase(conn->pos);
+        conn->pos = pool->conns.end();
+    }
+    if (!pool->shut_down) {
+        GrantSlot(pool);
+    }
+}
+
+void WatchIdle(const PoolPtr& pool, const std::shared_ptr<Conn>& conn) {
+    conn->stream.socket().async_wait(tcp::socket::wait_read, [pool, conn](error_code ec) {
+        if (ec == asio::error::operation_aborted || !conn->idle) {
+            return;
+        }
+        // Readable while idle: the server closed the connection (or misbehaves). Either way it is
+        // no longer fit for a request.
+        conn->idle = false;
+        std::erase(pool->idle, conn);
+        Discard(pool, conn);
+    });
+}
+
+// Whether an idle connection is unusable: the server's FIN (or stray bytes) may have arrived before
+// the idle watch ran. One non-blocking peek closes most of the keep-alive race; what remains (a close
+// racing with the request) surfaces as kUnavailable, which callers retry.
+bool ClosedByPeer(tcp::socket& socket) {
+    char c;
+    const ssize_t n = ::recv(socket.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n >= 0) {
+        return true;  // 0: end of stream; > 0: bytes nobody asked for
+    }
+    return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+// Returns a connection after a successful exchange (reusable) or a failed one.
+void Release(const PoolPtr& pool, const std::shared_ptr<Conn>& conn, bool reusable) {
+    if (!reusable || pool->shut_down) {
+        Discard(pool, conn);
+        return;
+    }
+    conn->stream.expires_never();
+    if (!pool->waiters.empty()) {
+        auto w = pool->waiters.front();
+        pool->waiters.pop_front();
+        w->queued = false;
+        w->conn = conn;
+        w->timer.cancel();
+        return;
+    }
+    conn->idle = true;
+    pool->idle.push_back(conn);
+    WatchIdle(pool, conn);
+}
+
+// A connection for one request: an idle one, a new (unconnected) one, or one handed over by
+// Release after waiting in line.
+asio::awaitable<Result<std::shared_ptr<Conn>>> Acquire(PoolPtr pool, SteadyTime deadline) {
+    while (!pool->idle.empty()) {
+        auto conn = pool->idle.back();
+        pool->idle.pop_back();
+        conn->idle = false;
+        error_code ec;
+        conn->stream.socket().cancel(ec);  // the idle watch
+        if (conn->stream.socket().is_open() && !ClosedByPeer(conn->stream.socket())) {
+            co_return conn;
+        }
+        Discard(pool, conn);
+    }
+    if (pool->conns.size() < pool->options.max_connections) {
+        co_return NewConn(pool);
+    }
+    auto w = std::make_shared<Waiter>(pool->strand, deadline);
+    w->pos = pool->waiters.insert(pool->waiters.end(), w);
+    co_await w->timer.async_wait(kTuple);
+    if (w->queued) {
+        pool->waiters.erase(w->pos);
+        w->queued = false;
+    }
+    if (w->conn) {
+        if (pool->shut_down) {
+            Discard(pool, w->conn);
+        } else if (SteadyClock::now() >= deadline) {
+            // Granted just as the deadline passed: pass it on rather than waste it.
+            if (w->conn->connected) {
+                Release(pool, w->conn, true);
+            } else {
+                Discard(pool, w->conn);
+            }
+        } else {
+            co_return w->conn;
+        }
+    }
+    if (pool->shut_down) {
+        co_return MakeError(ErrorCode::kCancelled, "http client destroyed");
+    }
+    co_return MakeError(ErrorCode::kDeadlineExceeded,
+                        "http " + pool->where + ": no free connection before the deadline");
+}
+
+asio::awaitable<error_code> Connect(PoolPtr pool, std::shared_ptr<Conn> conn, SteadyTime deadline) {
+    if (pool->endpoints.empty()) {
+        error_code ec;
+        auto address = asio::ip::make_address(pool->options.host, ec);
+        if (!ec) {
+            pool->endpoints.emplace_back(address, pool->options.port);
+        } else {
+            auto [rec, results] = co_await pool->resolver.async_resolve(
+                pool->options.host, std::to_string(pool->options.port), kTuple);
+            if (rec) {
+                co_return rec;
+            }
+            if (pool->endpoints.empty()) {  // another request may have resolved it meanwhile
+                for (const auto& r : results) {
+                    pool->endpoints.push_back(r.endpoint());
+                }
+            }
+            if (pool->endpoints.empty()) {
+                co_return asio::error::host_not_found;
+            }
+        }
+    }
+    conn->stream.expires_at(deadline);
+    auto [ec, ep] = co_await conn->stream.async_connect(pool->endpoints, kTuple);
+    if (!ec) {
+        conn->connected = true;
+        error_code ignored;
+        conn->stream.socket().set_option(tcp::no_delay(true), ignored);
+    }
+    co_return ec;
+}
+
+bhttp::request<bhttp::string_body> ToBeast(const Pool& pool, Request r) {
+    bhttp::request<bhttp::string_body> req;
+    req.version(11);
+    auto verb = bhttp::string_to_verb(r.method);
+    if (verb == bhttp::verb::unknown) {
+        req.method_string(r.method);
+    } else {
+        req.method(verb);
+    }
+    req.target(r.target.empty() ? "/" : r.target);
+    bool has_host = false;
+    bool has_content_type = false;
+    for (auto& [name, value] : r.headers) {
+        has_host = has_host || beast::iequals(name, "host");
+        has_content_type = has_content_type || beast::iequals(name, "content-type");
+        req.insert(name, value);
+    }
+    if (!has_host) {
+        req.set(bhttp::field::host, pool.where);
+    }
+    if (!has_content_type && !r.body.empty()) {
+        req.set(bhttp::field::content_type, "application/json");
+    }
+    req.body() = std::move(r.body);
+    req.keep_alive(true);
+    req.prepare_payload();
+    return req;
+}
+
+Response FromBeast(bhttp::response<bhttp::string_body>& msg) {
+    Response r;
+    r.status = static_cast<int>(msg.result_int());
+    r.content_type.clear();
+    for (const auto& field : msg) {
+        std::string name(field.name_string());
+        for (auto& c : name) {
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        }
+        if (name == "content-type") {
+            r.content_type = std::string(field.value());
+        }
+        r.headers.emplace_back(std::move(name), std::string(field.value()));
+    }
+    r.body = std::move(msg.body());
+    return r;
+}
+
+asio::awaitable<Result<Response>> Exchange(PoolPtr pool, Request request, SteadyTime deadline) {
+    if (pool->shut_down) {
+        co_return MakeError(ErrorCode::kCancelled, "http client destroyed");
+    }
+    if (SteadyClock::now() >= deadline) {
+        co_return MakeError(ErrorCode::kDeadlineExceeded,
+                            "http " + pool->where + ": deadline already passed");
+    }
+    auto acquired = co_await Acquire(pool, deadline);
+    if (!acquired) {
+        co_return MakeError(std::move(acquired.error()));
+    }
+    std::shared_ptr<Conn> conn = std::move(*acquired);
+    if (!conn->connected) {
+        error_code ec = co_await Connect(pool, conn, deadline);
+        if (ec) {
+            Error e = TransportError(*pool, ec, "connect");
+            Discard(pool, conn);
+            co_return MakeError(std::move(e));
+        }
+    }
+    auto req = ToBeast(*pool, std::move(request));
+    conn->stream.expires_at(deadline);
+    auto [wec, wn] = co_await bhttp::async_write(conn->stream, req, kTuple);
+    if (wec) {
+        Error e = TransportError(*pool, wec, "send to");
+        Discard(pool, conn);
+        co_return MakeError(std::move(e));
+    }
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(kMaxResponseBody);
+    auto [rec, rn] = co_await bhttp::async_read(conn->stream, conn->buffer, parser, kTuple);
+    if (rec) {
+        Error e = TransportError(*pool, rec, "receive from");
+        Discard(pool, conn);
+        co_return MakeError(std::move(e));
+    }
+    auto& msg = parser.get();
+    const bool keep_alive = msg.keep_alive();
+    Response response = FromBeast(msg);
+    Release(pool, conn, keep_alive);
+    co_return response;
+}
+
+asio::awaitable<void> RunCall(PoolPtr pool, Request request, SteadyTime deadline, Client::Callback done) {
+    Result<Response> result = co_await Exchange(pool, std::move(request), deadline);
+    // Posted, never inline: the callback runs outside the pool's bookkeeping, and never inside Send.
+    asio::post(pool->io,
+               [done = std::move(done), result = std::move(result)]() mutable { done(std::move(result)); });
+}
+
+void Shutdown(const PoolPtr& pool) {
+    pool->shut_down = true;
+    pool->idle.clear();
+    for (const auto& conn : pool->conns) {
+        conn->idle = false;
+        CloseConn(*conn);  // pending I/O completes with operation_aborted, seen as kCancelled
+        conn->pos = pool->conns.end();
+    }
+    pool->conns.clear();
+    for (const auto& w : pool->waiters) {
+        w->queued = false;
+        w->timer.cancel();
+    }
+    pool->waiters.clear();
+}
+
+class ClientImpl final : public Client {
+public:
+    ClientImpl(boost::asio::io_context& io, ClientOptions options)
+        : pool_(std::make_shared<Pool>(io, std::move(options))) {}
+
+    ~ClientImpl() override {
+        auto pool = pool_;
+        asio::dispatch(pool->strand, [pool] { Shutdown(pool); });
+    }
+
+    void Send(Request request, SteadyTime deadline, Callback done) override {
+        asio::co_spawn(pool_->strand, RunCall(pool_, std::move(request), deadline, std::move(done)),
+                       CheckNoException);
+    }
+
+private:
+    PoolPtr pool_;
+};
+
+}  // namespace
+
+std::unique_ptr<Client> MakeClient(boost::asio::io_context& io, ClientOptions options) {
+    return std::make_unique<ClientImpl>(io, std::move(options));
+}
+
+}  // namespace cogs::http

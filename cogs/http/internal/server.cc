@@ -1,0 +1,350 @@
+// The HTTP server on Beast: an acceptor coroutine and one coroutine per connection, each on its own
+// strand. A request in flight is an Exchange, shared by the connection coroutine (which waits on
+// its timer as on an event) and by every copy of the Respond callable (which only holds it weakly,
+// so a Respond kept after the connection ended costs nothing and answers nothing).
+#include "cogs/http/server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <list>
+#include <mutex>
+#include <optional>
+
+#include "cogs/base/check.h"
+
+namespace cogs::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+// How long a connection that is being closed after an error answer (413) drains what the client
+// still sends, so that the close does not reset the connection before the client reads the answer.
+constexpr auto kLingerTime = std::chrono::seconds(1);
+constexpr size_t kLingerBytes = 16 << 20;
+
+// Fails the process on an exception escaping a coroutine: every I/O result is taken as a value
+// (as_tuple), so only a bug or an allocation failure gets here.
+void CheckNoException(std::exception_ptr e) {
+    if (e) {
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            spdlog::critical("http server: exception escaped a coroutine: {}", ex.what());
+        }
+        COGS_CHECK(!"exception escaped an http server coroutine");
+    }
+}
+
+// One request waiting for its answer; touched only on the connection's strand.
+struct Exchange {
+    explicit Exchange(const asio::any_io_executor& ex) : signal(ex, SteadyTime::max()) {}
+
+    asio::steady_timer signal;  // cancelled when something below changes
+    std::optional<Response> response;
+    bool abandoned = false;  // the peer went away or the server stopped
+};
+
+struct Connection {
+    explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+
+    beast::tcp_stream stream;
+    std::shared_ptr<Exchange> exchange;  // the request in flight, if any
+    std::list<std::shared_ptr<Connection>>::iterator pos;
+};
+
+struct ServerState {
+    ServerState(asio::io_context& io_context, ServerOptions opts, Handler h)
+        : io(io_context), options(std::move(opts)), handler(std::move(h)), acceptor(asio::make_strand(io)) {}
+
+    asio::io_context& io;
+    const ServerOptions options;
+    const Handler handler;
+    tcp::acceptor acceptor;
+    uint16_t port = 0;
+
+    std::atomic<bool> stopped{false};
+    std::atomic<uint64_t> accepted{0};
+    mutable std::mutex mu;
+    std::list<std::shared_ptr<Connection>> connections;  // guarded by mu
+};
+
+void CloseConnection(Connection& conn) {
+    error_code ignored;
+    conn.stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    conn.stream.close();
+    if (conn.exchange) {
+        conn.exchange->abandoned = true;
+        conn.exchange->signal.cancel();
+    }
+}
+
+Respond MakeRespond(const std::shared_ptr<Exchange>& exchange) {
+    std::weak_ptr<Exchange> weak = exchange;
+    asio::any_io_executor ex = exchange->signal.get_executor();
+    return [weak, ex](Response response) {
+        auto e = weak.lock();
+        if (!e) {
+            return;
+        }
+        asio::dispatch(ex, [e, response = std::move(response)]() mutable {
+            if (e->response || e->abandoned) {
+                return;  // answered already, or nobody is listening any more
+            }
+            e->response = std::move(response);
+            e->signal.cancel();
+        });
+    };
+}
+
+// While a handler holds the request, a readable socket means the client closed it (or pipelines,
+// which we do not support: then we simply stop watching).
+void WatchPeer(const std::shared_ptr<Connection>& conn, const std::shared_ptr<Exchange>& exchange) {
+    std::weak_ptr<Exchange> weak = exchange;
+    conn->stream.socket().async_wait(tcp::socket::wait_read, [conn, weak](error_code ec) {
+        auto e = weak.lock();
+        if (!e || e->response || ec == asio::error::operation_aborted) {
+            return;
+        }
+        error_code ignored;
+        if (ec || conn->stream.socket().available(ignored) == 0) {
+            e->abandoned = true;
+            e->signal.cancel();
+        }
+    });
+}
+
+Request ToRequest(bhttp::request<bhttp::string_body>& msg) {
+    Request req;
+    req.method = std::string(msg.method_string());
+    req.target = std::string(msg.target());
+    req.headers.reserve(std::distance(msg.begin(), msg.end()));
+    for (const auto& field : msg) {
+        std::string name(field.name_string());
+        for (auto& c : name) {
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        }
+        req.headers.emplace_back(std::move(name), std::string(field.value()));
+    }
+    req.body = std::move(msg.body());
+    return req;
+}
+
+bhttp::response<bhttp::string_body> ToBeast(Response r, unsigned version, bool keep_alive) {
+    bhttp::response<bhttp::string_body> res;
+    res.version(version);
+    res.result(r.status >= 100 && r.status <= 999 ? static_cast<unsigned>(r.status) : 500u);
+    res.set(bhttp::field::server, "cogs");
+    bool has_content_type = false;
+    for (auto& [name, value] : r.headers) {
+        if (beast::iequals(name, "content-type")) {
+            has_content_type = true;
+        }
+        res.insert(name, value);
+    }
+    if (!has_content_type && !r.body.empty()) {
+        res.set(bhttp::field::content_type, r.content_type);
+    }
+    res.body() = std::move(r.body);
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    return res;
+}
+
+// Answers 413 and closes gracefully: half-close, then drain what the client still sends (bounded),
+// so the client reads the answer instead of a connection reset.
+asio::awaitable<void> RejectTooLarge(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn,
+                                     unsigned version) {
+    Response r;
+    r.status = 413;
+    r.body = R"({"code":"invalid_argument","message":"request body too large","retryable":false})";
+    auto res = ToBeast(std::move(r), version, false);
+    conn->stream.expires_after(std::min<Duration>(state->options.idle_timeout, std::chrono::seconds(10)));
+    auto [ec, n] = co_await bhttp::async_write(conn->stream, res, kTuple);
+    if (ec) {
+        co_return;
+    }
+    error_code ignored;
+    conn->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    conn->stream.expires_after(kLingerTime);
+    std::array<char, 16384> sink;
+    size_t drained = 0;
+    while (drained < kLingerBytes) {
+        auto [rec, got] = co_await conn->stream.async_read_some(asio::buffer(sink), kTuple);
+        if (rec) {
+            break;
+        }
+        drained += got;
+    }
+}
+
+asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn) {
+    beast::flat_buffer buffer;
+    while (!state->stopped) {
+        bhttp::request_parser<bhttp::string_body> parser;
+        parser.body_limit(state->options.max_body_bytes);
+        conn->stream.expires_after(state->options.idle_timeout);
+        auto [ec, n] = co_await bhttp::async_read(conn->stream, buffer, parser, kTuple);
+        if (ec) {
+            if (ec == bhttp::error::body_limit && !state->stopped) {
+                co_await RejectTooLarge(state, conn, parser.get().version());
+            }
+            break;
+        }
+        if (state->stopped) {
+            break;  // a read that completed just as Stop() ran: the handler may be gone
+        }
+        conn->stream.expires_never();
+        auto& msg = parser.get();
+        const unsigned version = msg.version();
+        const bool keep_alive = msg.keep_alive();
+
+        auto exchange = std::make_shared<Exchange>(conn->stream.get_executor());
+        conn->exchange = exchange;
+        state->handler(ToRequest(msg), MakeRespond(exchange));
+        bool watching = false;
+        while (!exchange->response && !exchange->abandoned && !state->stopped) {
+            if (!watching) {
+                WatchPeer(conn, exchange);
+                watching = true;
+            }
+            co_await exchange->signal.async_wait(kTuple);
+        }
+        if (watching) {
+            error_code ignored;
+            conn->stream.socket().cancel(ignored);
+        }
+        conn->exchange.reset();
+        if (!exchange->response || exchange->abandoned || state->stopped || exchange->response->drop) {
+            break;
+        }
+        auto res = ToBeast(std::move(*exchange->response), version, keep_alive);
+        conn->stream.expires_after(state->options.idle_timeout);
+        auto [wec, wn] = co_await bhttp::async_write(conn->stream, res, kTuple);
+        if (wec || !keep_alive) {
+            break;
+        }
+    }
+    CloseConnection(*conn);
+    std::lock_guard lock(state->mu);
+    if (conn->pos != state->connections.end()) {
+        state->connections.erase(conn->pos);
+        conn->pos = state->connections.end();
+    }
+}
+
+asio::awaitable<void> Accept(std::shared_ptr<ServerState> state) {
+    asio::steady_timer backoff(state->acceptor.get_executor());
+    while (!state->stopped) {
+        tcp::socket socket(asio::make_strand(state->io));
+        auto [ec] = co_await state->acceptor.async_accept(socket, kTuple);
+        if (state->stopped) {
+            break;
+        }
+        if (ec) {
+            // Out of descriptors or a transient network error: do not spin, try again shortly.
+            spdlog::warn("http server: accept failed: {}", ec.message());
+            backoff.expires_after(std::chrono::milliseconds(50));
+            co_await backoff.async_wait(kTuple);
+            continue;
+        }
+        error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
+        auto conn = std::make_shared<Connection>(std::move(socket));
+        {
+            std::lock_guard lock(state->mu);
+            conn->pos = state->connections.insert(state->connections.end(), conn);
+        }
+        state->accepted.fetch_add(1, std::memory_order_relaxed);
+        asio::co_spawn(conn->stream.get_executor(), Serve(state, conn), CheckNoException);
+    }
+}
+
+class ServerImpl final : public Server {
+public:
+    explicit ServerImpl(std::shared_ptr<ServerState> state) : state_(std::move(state)) {}
+    ~ServerImpl() override { Stop(); }
+
+    uint16_t port() const override { return state_->port; }
+
+    void Stop() override {
+        if (state_->stopped.exchange(true)) {
+            return;
+        }
+        auto state = state_;
+        asio::dispatch(state->acceptor.get_executor(), [state] {
+            error_code ignored;
+            state->acceptor.close(ignored);
+        });
+        std::lock_guard lock(state->mu);
+        for (const auto& conn : state->connections) {
+            asio::dispatch(conn->stream.get_executor(), [conn] { CloseConnection(*conn); });
+        }
+    }
+
+    uint64_t connections_accepted() const override {
+        return state_->accepted.load(std::memory_order_relaxed);
+    }
+
+    size_t connections_open() const override {
+        std::lock_guard lock(state_->mu);
+        return state_->connections.size();
+    }
+
+private:
+    std::shared_ptr<ServerState> state_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> StartServer(boost::asio::io_context& io, ServerOptions options,
+                                            Handler handler) {
+    error_code ec;
+    auto address = asio::ip::make_address(options.host, ec);
+    if (ec) {
+        // A name rather than an address: resolving it blocks, which is fine at start-up.
+        tcp::resolver resolver(io);
+        auto results = resolver.resolve(options.host, "", ec);
+        if (ec || results.empty()) {
+            return MakeError(ErrorCode::kInvalidArgument,
+                             "cannot resolve listen host '" + options.host + "'");
+        }
+        address = results.begin()->endpoint().address();
+    }
+    const tcp::endpoint endpoint(address, options.port);
+    const std::string where = options.host + ":" + std::to_string(options.port);
+    auto state = std::make_shared<ServerState>(io, std::move(options), std::move(handler));
+    auto& acceptor = state->acceptor;
+    if (acceptor.open(endpoint.protocol(), ec); ec) {
+        return MakeError(ErrorCode::kUnavailable, "listen " + where + ": " + ec.message());
+    }
+    acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (acceptor.bind(endpoint, ec); ec) {
+        return MakeError(ErrorCode::kUnavailable, "listen " + where + ": " + ec.message());
+    }
+    if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec) {
+        return MakeError(ErrorCode::kUnavailable, "listen " + where + ": " + ec.message());
+    }
+    state->port = acceptor.local_endpoint(ec).port();
+    asio::co_spawn(acceptor.get_executor(), Accept(state), CheckNoException);
+    return std::unique_ptr<Server>(new ServerImpl(std::move(state)));
+}
+
+}  // namespace cogs::http

@@ -1,0 +1,117 @@
+// Request and Response accessors: plain string work, no Beast, so that every user of the HTTP types
+// does not pay for Beast's compile time.
+#include <cctype>
+
+#include "cogs/http/server.h"
+
+namespace cogs::http {
+namespace {
+
+bool EqualsIgnoreCase(const std::string& a, const std::string& b) {
+    if (a.size() != b.size()) {
+        return false;
+    }
+    for (size_t i = 0; i < a.size(); ++i) {
+        if (std::tolower(static_cast<unsigned char>(a[i])) !=
+            std::tolower(static_cast<unsigned char>(b[i]))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::string FindHeader(const std::vector<std::pair<std::string, std::string>>& headers,
+                       const std::string& name) {
+    for (const auto& [k, v] : headers) {
+        if (EqualsIgnoreCase(k, name)) {
+            return v;
+        }
+    }
+    return "";
+}
+
+int HexValue(char c) {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+// application/x-www-form-urlencoded decoding: '+' is a space, %XY a byte; a malformed escape is kept
+// as it is rather than rejected (a query parameter is a hint, never trusted input).
+std::string Decode(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '+') {
+            out += ' ';
+        } else if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 && HexValue(s[i + 2]) >= 0) {
+            out += static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2]));
+            i += 2;
+        } else {
+            out += s[i];
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string Request::Header(const std::string& name) const { return FindHeader(headers, name); }
+
+std::string Request::Path() const {
+    auto q = target.find('?');
+    return q == std::string::npos ? target : target.substr(0, q);
+}
+
+std::string Request::Query(const std::string& name) const {
+    auto q = target.find('?');
+    if (q == std::string::npos) {
+        return "";
+    }
+    std::string_view rest(target);
+    rest.remove_prefix(q + 1);
+    while (!rest.empty()) {
+        auto amp = rest.find('&');
+        std::string_view pair = rest.substr(0, amp);
+        rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+        auto eq = pair.find('=');
+        std::string key = Decode(pair.substr(0, eq));
+        if (key == name) {
+            return eq == std::string_view::npos ? "" : Decode(pair.substr(eq + 1));
+        }
+    }
+    return "";
+}
+
+std::string Response::Header(const std::string& name) const {
+    if (EqualsIgnoreCase(name, "content-type")) {
+        std::string v = FindHeader(headers, name);
+        return v.empty() ? content_type : v;
+    }
+    return FindHeader(headers, name);
+}
+
+std::string UrlEncode(std::string_view s) {
+    static const char* kHex = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(s.size());
+    for (unsigned char c : s) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            out += static_cast<char>(c);
+        } else {
+            out += '%';
+            out += kHex[c >> 4];
+            out += kHex[c & 15];
+        }
+    }
+    return out;
+}
+
+}  // namespace cogs::http

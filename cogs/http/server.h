@@ -1,0 +1,87 @@
+// A small HTTP/1.1 server and client on Boost.Beast, the only component that sees Beast.
+//
+// Server: one coroutine per connection on the io_context it is given, keep-alive, a deadline on
+// every read and write. Handlers are asynchronous: they answer through `respond`, now or later,
+// so a handler can hold a request (a long poll, a simulated hang) without a thread; answering
+// with Response::drop set closes the connection without a reply (a simulated lost reply).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "cogs/base/result.h"
+#include "cogs/base/time.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace cogs::http {
+
+struct Request {
+    std::string method{};  // "GET", "POST", ...
+    std::string target{};  // path and query, e.g. "/v1/actions/boot?x=1"
+    std::vector<std::pair<std::string, std::string>> headers{};  // names lower-cased
+    std::string body{};
+
+    // The value of header `name` (lower-case), or "" if absent.
+    std::string Header(const std::string& name) const;
+    std::string Path() const;  // target without the query
+    std::string Query(const std::string& name) const;  // a decoded query parameter, or ""
+};
+
+struct Response {
+    int status = 200;
+    std::vector<std::pair<std::string, std::string>> headers{};
+    std::string body{};
+    std::string content_type = "application/json";
+    bool drop = false;  // server side: close the connection instead of answering
+
+    // The value of header `name` (case-insensitive), or "" if absent; "content-type" falls back to
+    // `content_type`.
+    std::string Header(const std::string& name) const;
+};
+
+// Percent-encodes everything but RFC 3986 unreserved characters: for a path segment or a query value.
+std::string UrlEncode(std::string_view s);
+
+using Respond = std::function<void(Response)>;
+using Handler = std::function<void(Request, Respond)>;
+
+struct ServerOptions {
+    std::string host = "127.0.0.1";
+    uint16_t port = 0;  // 0: an ephemeral port; see Server::port()
+    Duration idle_timeout = std::chrono::seconds(60);
+    size_t max_body_bytes = 1 << 20;
+};
+
+class Server {
+public:
+    // Destroying the server stops it.
+    virtual ~Server() = default;
+    virtual uint16_t port() const = 0;
+    // Stops accepting and closes every connection; handlers answering later are ignored. The sockets
+    // are closed on `io`'s next turn (each on its connection's strand), so call it with `io` running
+    // or about to run.
+    virtual void Stop() = 0;
+
+    // Connections accepted since the start, and those open now (for tests and metrics).
+    virtual uint64_t connections_accepted() const = 0;
+    virtual size_t connections_open() const = 0;
+};
+
+// Listens and serves on `io`. The handler runs on `io`'s thread(s): each connection lives on its own
+// strand, so `io` may be run by several threads; `respond` may be called from any thread, once
+// (later calls are ignored). While a handler holds a request the server watches the socket: if the
+// client goes away, the exchange is abandoned and a later `respond` is ignored. A handler that drops
+// every copy of `respond` without calling it leaves the client waiting until its own deadline.
+//
+// Errors: kInvalidArgument for an unparsable host, kUnavailable if the address cannot be bound.
+Result<std::unique_ptr<Server>> StartServer(boost::asio::io_context& io, ServerOptions options, Handler handler);
+
+}  // namespace cogs::http
