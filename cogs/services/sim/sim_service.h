@@ -1,0 +1,173 @@
+// SimService: a simulated micro-service that drives the workflow engine in tests and benchmarks.
+//
+// It performs "actions" that do nothing but remember, in a ledger, exactly what was applied, under
+// which idempotency key, and what was answered. That ledger is the ground truth the tests check the
+// engine against: every action applied at most once per key, every compensation matching an applied
+// action, no action applied after its compensation.
+//
+// Keys follow the engine's convention (cogs/workflow/service.h): "<workflow>/<step>/do" and
+// "<workflow>/<step>/undo". The undo of "W/S/do" is "W/S/undo".
+//
+//   do, key seen before   -> the recorded outcome again: the same output, the same refusal, or
+//                            kFailedPrecondition "compensated before applied" if the undo came first.
+//   do, new key           -> faults are rolled (below); if none strikes, the action is applied: an
+//                            entry {key, action, kind=do, outcome=applied} is made durable, then the
+//                            output {"id", "action", "seq"} (+ "ip" for allocate_ip) is answered.
+//   undo, key seen before -> the recorded answer again.
+//   undo, new key         -> faults are rolled (never a permanent one); if the do was applied, a
+//                            compensation is recorded {outcome=compensated}; otherwise a tombstone
+//                            {outcome=tombstone} so that a late do is refused. Either way: ok.
+//
+// Faults (FaultConfig), for a new key, from one uniform draw u in [0,1), in this order:
+//   u < error_rate                      kUnavailable (retryable), nothing applied
+//   ... + hang_rate                     no answer at all, nothing applied (the caller's deadline fires)
+//   action in fail_actions (do only)    kFailedPrecondition, recorded as rejected (a re-send gets it again)
+//   ... + permanent_rate (do only)      the same, at random
+//   ... + lost_reply_rate               applied and recorded, but no answer (the caller times out)
+// The rates add up; past 1 the later ones never strike. hang_all makes every call (Handle and
+// Status) hang. `latency` delays every answer, by a timer. A call whose deadline has already passed
+// when it arrives is not started: kDeadlineExceeded, nothing applied.
+//
+// Long actions (`long_actions`): applied and recorded at once, answered {accepted}; Status() reports
+// them accepted until accept_duration has passed since they were applied, then done with the output.
+//
+// Durability: with ledger_path set, the ledger is an SQLite table (WAL, synchronous=NORMAL: survives
+// a process kill, not a power cut), loaded into memory at start, so a restarted service remembers
+// every key. Entries made in one turn of the event loop are written in one transaction (group
+// commit), and no answer leaves before the entries it depends on are written. Without ledger_path
+// the ledger lives in memory only.
+//
+// Threading: a SimService lives on one io_context that exactly one thread runs; every method must be
+// called on that thread. Callbacks are never invoked inline: always from a later handler on that
+// io_context. A callback for a call that hangs or loses its reply is destroyed without being called.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cogs/base/result.h"
+#include "cogs/base/time.h"
+#include "cogs/workflow/service.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace cogs::services::sim {
+
+struct FaultConfig {
+    double error_rate = 0;                    // kUnavailable, nothing applied
+    double permanent_rate = 0;                // kFailedPrecondition, nothing applied, remembered for the key
+    double hang_rate = 0;                     // no answer, nothing applied
+    double lost_reply_rate = 0;               // applied and recorded, no answer
+    Duration latency{0};                      // every answer waits this long (a timer, never a sleep)
+    std::vector<std::string> fail_actions{};  // these actions always fail permanently (do calls)
+    std::vector<std::string> long_actions{};  // these actions answer "accepted" and finish later
+    Duration accept_duration = std::chrono::milliseconds(100);  // how long a long action runs
+    bool hang_all = false;                                      // every call hangs (to park many workflows)
+};
+
+// FaultConfig as JSON, the body of PUT /v1/faults (see docs/service-protocol.md): rates as numbers,
+// durations as "latency_ms" / "accept_duration_ms". Every field is optional (absent: the default);
+// an unknown field or a wrong type is kInvalidArgument naming the field.
+Result<FaultConfig> ParseFaultConfig(std::string_view json);
+std::string ToJson(const FaultConfig& faults);
+
+struct SimOptions {
+    std::string ledger_path{};  // SQLite file; empty: in memory only
+    FaultConfig faults{};
+    uint64_t seed = 1;  // for the fault draws: the same seed and calls give the same faults
+};
+
+enum class CallKind { kDo, kUndo };
+enum class Outcome {
+    kApplied,      // a do that took effect
+    kRejected,     // a do refused for good (permanent fault); nothing applied
+    kCompensated,  // an undo of an applied do
+    kTombstone,    // an undo that found nothing applied; refuses a later do
+};
+std::string_view ToString(CallKind kind);
+std::string_view ToString(Outcome outcome);
+
+struct LedgerEntry {
+    uint64_t seq = 0;  // 1, 2, ...: the order in which entries were made
+    std::string key;   // the idempotency key as received
+    std::string action;
+    CallKind kind = CallKind::kDo;
+    Outcome outcome = Outcome::kApplied;
+    std::string output;      // the JSON answered (applied, compensated, tombstone) or the refusal message
+    int64_t at_us = 0;       // wall clock, when the entry was made
+    int64_t done_at_us = 0;  // a long action: when it finishes (Status reports accepted before); else 0
+};
+
+struct LedgerCounts {
+    uint64_t applied = 0;                                    // do entries applied
+    uint64_t rejected = 0;                                   // do entries refused permanently
+    uint64_t compensated = 0;                                // undo entries that compensated an applied do
+    uint64_t tombstones = 0;                                 // undo entries that found nothing to undo
+    uint64_t live() const { return applied - compensated; }  // applied and not compensated
+};
+
+struct SimStats {
+    uint64_t calls = 0;                // Handle() calls
+    uint64_t status_calls = 0;         // Status() calls
+    uint64_t applied = 0;              // new do entries applied by this process
+    uint64_t compensated = 0;          // new compensations by this process
+    uint64_t tombstones = 0;           // new tombstones by this process
+    uint64_t duplicates_answered = 0;  // calls answered from the ledger (a key seen before)
+    uint64_t refused_after_undo = 0;   // do calls refused because the undo came first
+    uint64_t expired_on_arrival = 0;   // calls whose deadline had passed when they arrived
+    uint64_t errors_injected = 0;
+    uint64_t permanent_injected = 0;  // including fail_actions
+    uint64_t hangs_injected = 0;      // including hang_all
+    uint64_t lost_replies_injected = 0;
+};
+
+class SimService {
+public:
+    using Callback = std::function<void(Result<workflow::ActionReply>)>;
+
+    // Opens (or creates) the ledger at options.ledger_path and loads it. Throws std::runtime_error if
+    // it cannot (bad configuration is fatal at start-up); Create() returns the error instead.
+    SimService(boost::asio::io_context& io, SimOptions options);
+    ~SimService();
+    SimService(const SimService&) = delete;
+    SimService& operator=(const SimService&) = delete;
+
+    static Result<std::unique_ptr<SimService>> Create(boost::asio::io_context& io, SimOptions options);
+
+    // Performs `action` under `key` (ending in "/do" or "/undo"; anything else is kInvalidArgument).
+    // `input` is JSON text; the sim does not interpret it. `done` is called at most once, never
+    // inline; not at all if the call hangs or its reply is lost.
+    void Handle(std::string action, std::string key, std::string input, SteadyTime deadline, Callback done);
+
+    // The state of the action recorded under `key`: accepted=true while a long action runs, else the
+    // output; the refusal for a rejected key; kNotFound for a key never recorded.
+    void Status(std::string key, Callback done);
+
+    void SetFaults(FaultConfig faults);
+    const FaultConfig& faults() const;
+
+    // The whole ledger in sequence order, one entry, and the totals.
+    std::vector<LedgerEntry> Ledger() const;
+    std::optional<LedgerEntry> Find(const std::string& key) const;
+    LedgerCounts Counts() const;
+    const SimStats& stats() const;
+
+    boost::asio::io_context& io() const;
+
+private:
+    class Impl;
+    std::shared_ptr<Impl> impl_;  // shared: posted work holds it weakly
+};
+
+// The ledger as a JSON array (GET /v1/ledger), and the stats as a JSON object (GET /v1/stats).
+std::string LedgerToJson(const std::vector<LedgerEntry>& entries);
+std::string ToJson(const SimStats& stats);
+
+}  // namespace cogs::services::sim
