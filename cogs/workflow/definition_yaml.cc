@@ -1,0 +1,800 @@
+// The YAML adapter: yaml-cpp's nodes and exceptions stay in this file; what leaves it is a validated
+// Definition or an Error reading "<source>:<line>: <problem>".
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/yaml.h>
+
+#include "cogs/workflow/definition.h"
+#include "cogs/workflow/internal/template.h"
+
+namespace cogs::workflow {
+namespace internal {
+
+// Defined in definition.cc: Validate() with an origin ("file.yaml:14") per step.
+Result<Definition> ValidateWithOrigins(Definition def, const std::string& where,
+                                       const std::vector<std::string>& step_origins);
+
+}  // namespace internal
+
+namespace {
+
+constexpr int kMaxInputDepth = 64;
+constexpr std::size_t kMaxInputNodes = 100000;  // aliases can make a small file expand enormously
+
+constexpr ErrorCode kAllCodes[] = {
+    ErrorCode::kInvalidArgument,
+    ErrorCode::kNotFound,
+    ErrorCode::kAlreadyExists,
+    ErrorCode::kConflict,
+    ErrorCode::kFailedPrecondition,
+    ErrorCode::kPermissionDenied,
+    ErrorCode::kUnauthenticated,
+    ErrorCode::kResourceExhausted,
+    ErrorCode::kUnavailable,
+    ErrorCode::kDeadlineExceeded,
+    ErrorCode::kFenced,
+    ErrorCode::kCancelled,
+    ErrorCode::kInternal,
+};
+
+struct Unit {
+    std::string_view suffix;
+    Duration size;
+};
+// Largest first: FormatDuration picks the first that divides exactly.
+constexpr Unit kUnits[] = {
+    {"h", std::chrono::hours(1)},         {"m", std::chrono::minutes(1)},
+    {"s", std::chrono::seconds(1)},       {"ms", std::chrono::milliseconds(1)},
+    {"us", std::chrono::microseconds(1)}, {"ns", std::chrono::nanoseconds(1)},
+};
+
+// "250ms", "2s", "5m", "1h" (also "us", "ns"), or a bare integer of milliseconds.
+std::optional<Duration> ParseDuration(std::string_view s) {
+    std::int64_t count = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), count);
+    if (ec != std::errc() || end == s.data() || count < 0 || s[0] == '-') {
+        return std::nullopt;
+    }
+    std::string_view suffix(end, s.data() + s.size() - end);
+    Duration unit = std::chrono::milliseconds(1);
+    if (!suffix.empty()) {
+        auto it = std::find_if(std::begin(kUnits), std::end(kUnits),
+                               [&](const Unit& u) { return u.suffix == suffix; });
+        if (it == std::end(kUnits)) {
+            return std::nullopt;
+        }
+        unit = it->size;
+    }
+    if (count > std::numeric_limits<Duration::rep>::max() / unit.count()) {
+        return std::nullopt;
+    }
+    return Duration(count * unit.count());
+}
+
+std::string FormatDuration(Duration d) {
+    if (d == Duration(0)) {
+        return "0s";
+    }
+    for (const Unit& u : kUnits) {
+        if (d.count() % u.size.count() == 0) {
+            return std::to_string(d.count() / u.size.count()) + std::string(u.suffix);
+        }
+    }
+    return std::to_string(d.count()) + "ns";  // not reached: ns divides everything
+}
+
+std::string FormatDouble(double v) {
+    char buf[64];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+    return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
+}
+
+// JSON's number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+bool IsJsonNumber(std::string_view s) {
+    std::size_t i = 0;
+    auto digits = [&] {
+        std::size_t start = i;
+        while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+            ++i;
+        }
+        return i - start;
+    };
+    if (i < s.size() && s[i] == '-') {
+        ++i;
+    }
+    if (i < s.size() && s[i] == '0') {
+        ++i;
+    } else if (digits() == 0) {
+        return false;
+    }
+    if (i < s.size() && s[i] == '.') {
+        ++i;
+        if (digits() == 0) {
+            return false;
+        }
+    }
+    if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+        ++i;
+        if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+            ++i;
+        }
+        if (digits() == 0) {
+            return false;
+        }
+    }
+    return i == s.size();
+}
+
+// Whether `s` can be written as a plain YAML scalar and read back as the same string.
+bool IsPlainSafe(std::string_view s) {
+    if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") {
+        return false;
+    }
+    for (char c : s) {
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                  c == '-' || c == '.';
+        if (!ok) {
+            return false;
+        }
+    }
+    return s[0] != '-' && s[0] != '.';
+}
+
+std::string YamlString(std::string_view s) {
+    if (IsPlainSafe(s)) {
+        return std::string(s);
+    }
+    std::string out;
+    internal::AppendJsonQuoted(out, s);  // JSON's escapes are a subset of YAML's double-quoted ones
+    return out;
+}
+
+// Canonical compact JSON as a YAML flow node: a space after each ':' and ',' outside strings.
+std::string JsonAsYaml(std::string_view json) {
+    std::string out;
+    out.reserve(json.size() + json.size() / 4);
+    bool in_string = false;
+    for (std::size_t i = 0; i < json.size(); ++i) {
+        char c = json[i];
+        out += c;
+        if (in_string) {
+            if (c == '\\') {
+                out += json[++i];
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == ':' || c == ',') {
+            out += ' ';
+        }
+    }
+    return out;
+}
+
+void EmitRetry(std::ostringstream& out, const RetryPolicy& p) {
+    out << "{max_attempts: " << p.max_attempts << ", initial_backoff: " << FormatDuration(p.initial_backoff)
+        << ", max_backoff: " << FormatDuration(p.max_backoff)
+        << ", multiplier: " << FormatDouble(p.multiplier);
+    if (!p.retry_on.empty()) {
+        out << ", retry_on: [";
+        for (std::size_t i = 0; i < p.retry_on.size(); ++i) {
+            out << (i > 0 ? ", " : "") << ToString(p.retry_on[i]);
+        }
+        out << "]";
+    }
+    out << "}\n";
+}
+
+void EmitInput(std::ostringstream& out, const std::string& input) {
+    auto t = internal::CheckTemplate(input);
+    out << (t ? JsonAsYaml(t->canonical) : YamlString(input)) << "\n";
+}
+
+// yaml-cpp 0.7's LoadAll loops forever, allocating, when a document starts with a token that cannot
+// start a node (a stray ',' at the top level): the token is never consumed, so every round yields
+// another empty document at the same place (jbeder/yaml-cpp#1040, fixed upstream after 0.7). A
+// first pass through the event parser spots that stall before LoadAll sees the text.
+class StallDetector : public YAML::EventHandler {
+public:
+    // Where a document started where the previous one did, if one did.
+    const std::optional<YAML::Mark>& stall() const { return stall_; }
+
+    void OnDocumentStart(const YAML::Mark& mark) override {
+        if (last_ && last_->pos == mark.pos) {
+            stall_ = mark;
+        }
+        last_ = mark;
+    }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {}
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+
+private:
+    std::optional<YAML::Mark> last_;
+    std::optional<YAML::Mark> stall_;
+};
+
+struct Located {
+    Definition def;
+    std::string origin;  // "<source>:<line>" of the workflow
+};
+
+// Turns the YAML of one source into validated definitions. Stops at the first problem.
+class Loader {
+public:
+    explicit Loader(std::string source) : source_(std::move(source)) {}
+
+    Result<std::vector<Located>> Load(const std::string& text) {
+        std::vector<Located> out;
+        try {
+            std::istringstream in(text);
+            YAML::Parser parser(in);
+            StallDetector detector;
+            while (parser.HandleNextDocument(detector)) {
+                if (const auto& at = detector.stall()) {
+                    return MakeError(ErrorCode::kInvalidArgument,
+                                     At(*at) + ": unexpected text where a document or a value should start");
+                }
+            }
+            for (const YAML::Node& doc : YAML::LoadAll(text)) {
+                if (auto st = LoadDocument(doc, out); !st) {
+                    return MakeError(std::move(st.error()));
+                }
+            }
+        } catch (const YAML::Exception& e) {
+            return MakeError(ErrorCode::kInvalidArgument, At(e.mark) + ": " + e.msg);
+        }
+        std::map<std::string, std::string> seen;
+        for (const Located& l : out) {
+            if (auto [it, fresh] = seen.emplace(l.def.type, l.origin); !fresh) {
+                return MakeError(ErrorCode::kInvalidArgument, l.origin + ": workflow type '" + l.def.type +
+                                                                  "' is defined twice (also at " +
+                                                                  it->second + ")");
+            }
+        }
+        return out;
+    }
+
+private:
+    std::string At(const YAML::Mark& m) const {
+        return m.line < 0 ? source_ : source_ + ":" + std::to_string(m.line + 1);
+    }
+    std::string At(const YAML::Node& n) const { return At(n.Mark()); }
+
+    tl::unexpected<Error> Fail(const YAML::Node& n, const std::string& problem) const {
+        return MakeError(ErrorCode::kInvalidArgument, At(n) + ": " + problem);
+    }
+
+    // Checks that `n` is a mapping whose keys are all in `known`, each at most once.
+    Status CheckFields(const YAML::Node& n, const std::string& what,
+                       std::initializer_list<std::string_view> known) {
+        if (!n.IsMap()) {
+            return Fail(n, what + " must be a mapping");
+        }
+        std::set<std::string, std::less<>> seen;
+        for (const auto& kv : n) {
+            const YAML::Node& key = kv.first;
+            if (!key.IsScalar()) {
+                return Fail(key, what + " has a key that is not a string");
+            }
+            const std::string& name = key.Scalar();
+            if (std::find(known.begin(), known.end(), name) == known.end()) {
+                std::string list;
+                for (std::string_view k : known) {
+                    list += (list.empty() ? "" : ", ") + std::string(k);
+                }
+                return Fail(key, "unknown field '" + name + "' in " + what + " (known: " + list + ")");
+            }
+            if (!seen.insert(name).second) {
+                return Fail(key, "field '" + name + "' given twice in " + what);
+            }
+        }
+        return Ok();
+    }
+
+    Result<std::string> String(const YAML::Node& n, const std::string& field, const std::string& what) {
+        if (!n.IsScalar()) {
+            return Fail(n, what + ": '" + field + "' must be a string");
+        }
+        return n.Scalar();
+    }
+
+    Result<Duration> DurationField(const YAML::Node& n, const std::string& field, const std::string& what) {
+        static constexpr char kWant[] = " (want e.g. 250ms, 2s, 5m, 1h, or an integer of milliseconds)";
+        if (!n.IsScalar()) {
+            return Fail(n, what + ": '" + field + "' must be a duration" + kWant);
+        }
+        std::optional<Duration> d = ParseDuration(n.Scalar());
+        if (!d) {
+            return Fail(n, what + ": bad duration '" + n.Scalar() + "' for '" + field + "'" + kWant);
+        }
+        return *d;
+    }
+
+    Status LoadDocument(const YAML::Node& doc, std::vector<Located>& out) {
+        if (doc.IsNull()) {
+            return Ok();  // an empty document
+        }
+        if (!doc.IsMap()) {
+            return Fail(doc, "want a mapping: 'workflows:' with a list, or a single workflow");
+        }
+        const YAML::Node workflows = doc["workflows"];
+        if (!workflows) {
+            return LoadWorkflow(doc, out);
+        }
+        if (auto st = CheckFields(doc, "the document", {"workflows"}); !st) {
+            return st;
+        }
+        if (!workflows.IsSequence()) {
+            return Fail(workflows, "'workflows' must be a list");
+        }
+        for (const YAML::Node& w : workflows) {
+            if (auto st = LoadWorkflow(w, out); !st) {
+                return st;
+            }
+        }
+        return Ok();
+    }
+
+    Status LoadWorkflow(const YAML::Node& n, std::vector<Located>& out) {
+        std::string what = "workflow";
+        if (n.IsMap() && n["type"] && n["type"].IsScalar()) {
+            what += " '" + n["type"].Scalar() + "'";
+        }
+        if (auto st = CheckFields(n, what, {"type", "deadline", "steps"}); !st) {
+            return st;
+        }
+        Definition def;
+        const YAML::Node type = n["type"];
+        if (!type) {
+            return Fail(n, what + " has no 'type'");
+        }
+        auto t = String(type, "type", what);
+        if (!t) {
+            return MakeError(std::move(t.error()));
+        }
+        def.type = std::move(*t);
+        if (const YAML::Node d = n["deadline"]) {
+            auto v = DurationField(d, "deadline", what);
+            if (!v) {
+                return MakeError(std::move(v.error()));
+            }
+            def.deadline = *v;
+        }
+        const YAML::Node steps = n["steps"];
+        if (!steps || !steps.IsSequence()) {
+            return Fail(steps ? steps : n, what + ": 'steps' must be a list of steps");
+        }
+        std::vector<std::string> origins;
+        for (const YAML::Node& s : steps) {
+            origins.push_back(At(s));
+            if (auto st = LoadStep(s, def.steps.emplace_back()); !st) {
+                return st;
+            }
+        }
+        auto valid = internal::ValidateWithOrigins(std::move(def), At(n), origins);
+        if (!valid) {
+            return MakeError(std::move(valid.error()));
+        }
+        out.push_back({std::move(*valid), At(n)});
+        return Ok();
+    }
+
+    Status LoadStep(const YAML::Node& n, StepDef& step) {
+        std::string what = "step";
+        if (n.IsMap() && n["name"] && n["name"].IsScalar()) {
+            what += " '" + n["name"].Scalar() + "'";
+        }
+        if (auto st = CheckFields(
+                n, what,
+                {"name", "action", "depends_on", "input", "timeout", "deadline", "retry", "compensation"});
+            !st) {
+            return st;
+        }
+        const YAML::Node name = n["name"];
+        if (!name) {
+            return Fail(n, "step has no 'name'");
+        }
+        auto s = String(name, "name", what);
+        if (!s) {
+            return MakeError(std::move(s.error()));
+        }
+        step.name = std::move(*s);
+        if (auto a = ActionField(n, "action", what); !a) {
+            return MakeError(std::move(a.error()));
+        } else {
+            step.action = std::move(*a);
+        }
+        if (const YAML::Node deps = n["depends_on"]) {
+            if (!deps.IsSequence()) {
+                return Fail(deps, what + ": 'depends_on' must be a list of step names");
+            }
+            for (const YAML::Node& d : deps) {
+                auto dep = String(d, "depends_on", what);
+                if (!dep) {
+                    return MakeError(std::move(dep.error()));
+                }
+                step.depends_on.push_back(std::move(*dep));
+            }
+        }
+        if (const YAML::Node input = n["input"]) {
+            auto json = InputJson(input, what + ": input");
+            if (!json) {
+                return MakeError(std::move(json.error()));
+            }
+            step.input = std::move(*json);
+        }
+        if (const YAML::Node d = n["timeout"]) {
+            auto v = DurationField(d, "timeout", what);
+            if (!v) {
+                return MakeError(std::move(v.error()));
+            }
+            step.timeout = *v;
+        }
+        if (const YAML::Node d = n["deadline"]) {
+            auto v = DurationField(d, "deadline", what);
+            if (!v) {
+                return MakeError(std::move(v.error()));
+            }
+            step.deadline = *v;
+        }
+        if (const YAML::Node r = n["retry"]) {
+            if (auto st = LoadRetry(r, what + " retry", step.retry); !st) {
+                return st;
+            }
+        }
+        if (const YAML::Node c = n["compensation"]) {
+            if (auto st = LoadCompensation(c, what + " compensation", step.compensation.emplace()); !st) {
+                return st;
+            }
+        }
+        return Ok();
+    }
+
+    Result<ActionRef> ActionField(const YAML::Node& parent, const char* field, const std::string& what) {
+        const YAML::Node a = parent[field];
+        if (!a) {
+            return Fail(parent, what + " has no '" + field + "'");
+        }
+        auto s = String(a, field, what);
+        if (!s) {
+            return MakeError(std::move(s.error()));
+        }
+        auto ref = ParseActionRef(*s);
+        if (!ref) {
+            return Fail(a, what + ": " + ref.error().message);
+        }
+        return ref;
+    }
+
+    Status LoadCompensation(const YAML::Node& n, const std::string& what, Compensation& c) {
+        if (auto st = CheckFields(n, what, {"action", "input", "retry", "timeout"}); !st) {
+            return st;
+        }
+        if (auto a = ActionField(n, "action", what); !a) {
+            return MakeError(std::move(a.error()));
+        } else {
+            c.action = std::move(*a);
+        }
+        if (const YAML::Node input = n["input"]) {
+            auto json = InputJson(input, what + ": input");
+            if (!json) {
+                return MakeError(std::move(json.error()));
+            }
+            c.input = std::move(*json);
+        }
+        if (const YAML::Node d = n["timeout"]) {
+            auto v = DurationField(d, "timeout", what);
+            if (!v) {
+                return MakeError(std::move(v.error()));
+            }
+            c.timeout = *v;
+        }
+        if (const YAML::Node r = n["retry"]) {
+            if (auto st = LoadRetry(r, what + " retry", c.retry); !st) {
+                return st;
+            }
+        }
+        return Ok();
+    }
+
+    Status LoadRetry(const YAML::Node& n, const std::string& what, RetryPolicy& p) {
+        if (auto st = CheckFields(
+                n, what, {"max_attempts", "initial_backoff", "max_backoff", "multiplier", "retry_on"});
+            !st) {
+            return st;
+        }
+        if (const YAML::Node m = n["max_attempts"]) {
+            int v = 0;
+            const std::string& s = m.IsScalar() ? m.Scalar() : std::string();
+            auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+            if (s.empty() || ec != std::errc() || end != s.data() + s.size()) {
+                return Fail(m, what + ": 'max_attempts' must be an integer");
+            }
+            p.max_attempts = v;
+        }
+        if (const YAML::Node d = n["initial_backoff"]) {
+            auto v = DurationField(d, "initial_backoff", what);
+            if (!v) {
+                return MakeError(std::move(v.error()));
+            }
+            p.initial_backoff = *v;
+        }
+        if (const YAML::Node d = n["max_backoff"]) {
+            auto v = DurationField(d, "max_backoff", what);
+            if (!v) {
+                return MakeError(std::move(v.error()));
+            }
+            p.max_backoff = *v;
+        }
+        if (const YAML::Node m = n["multiplier"]) {
+            double v = 0;
+            const std::string& s = m.IsScalar() ? m.Scalar() : std::string();
+            auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+            if (s.empty() || ec != std::errc() || end != s.data() + s.size() || !std::isfinite(v)) {
+                return Fail(m, what + ": 'multiplier' must be a number");
+            }
+            p.multiplier = v;
+        }
+        if (const YAML::Node codes = n["retry_on"]) {
+            if (!codes.IsSequence()) {
+                return Fail(codes, what + ": 'retry_on' must be a list of error codes");
+            }
+            for (const YAML::Node& c : codes) {
+                const ErrorCode* code = nullptr;
+                for (const ErrorCode& k : kAllCodes) {
+                    if (c.IsScalar() && c.Scalar() == ToString(k)) {
+                        code = &k;
+                    }
+                }
+                if (code == nullptr) {
+                    std::string list;
+                    for (ErrorCode k : kAllCodes) {
+                        list += (list.empty() ? "" : ", ") + std::string(ToString(k));
+                    }
+                    return Fail(c, what + ": unknown error code '" + (c.IsScalar() ? c.Scalar() : "") +
+                                       "' in retry_on (known: " + list + ")");
+                }
+                p.retry_on.push_back(*code);
+            }
+        }
+        return Ok();
+    }
+
+    // Any YAML value as JSON text. Quoted scalars are strings; plain ones that read as JSON
+    // numbers, true/false or null keep that type (YAML 1.2's core schema, minus its hex, octal and
+    // .inf forms, which stay strings). The number text is kept as written.
+    Result<std::string> InputJson(const YAML::Node& n, const std::string& what) {
+        std::string out;
+        std::size_t budget = kMaxInputNodes;
+        if (auto st = ToJson(n, what, 0, budget, out); !st) {
+            return MakeError(std::move(st.error()));
+        }
+        return out;
+    }
+
+    Status ToJson(const YAML::Node& n, const std::string& what, int depth, std::size_t& budget,
+                  std::string& out) {
+        if (depth > kMaxInputDepth) {
+            return Fail(n, what + " is nested more than " + std::to_string(kMaxInputDepth) + " deep");
+        }
+        if (budget-- == 0) {
+            return Fail(n, what + " has more than " + std::to_string(kMaxInputNodes) + " values");
+        }
+        if (n.IsNull()) {
+            out += "null";
+        } else if (n.IsScalar()) {
+            const std::string& s = n.Scalar();
+            const std::string& tag = n.Tag();
+            if (tag == "?") {
+                if (s == "true" || s == "True" || s == "TRUE") {
+                    out += "true";
+                } else if (s == "false" || s == "False" || s == "FALSE") {
+                    out += "false";
+                } else if (IsJsonNumber(s)) {
+                    out += s;
+                } else {
+                    internal::AppendJsonQuoted(out, s);
+                }
+            } else if (tag == "!" || tag == "tag:yaml.org,2002:str") {
+                internal::AppendJsonQuoted(out, s);
+            } else {
+                return Fail(n, what + ": unsupported YAML tag '" + tag + "'");
+            }
+        } else if (n.IsSequence()) {
+            out += '[';
+            bool first = true;
+            for (const YAML::Node& item : n) {
+                out += first ? "" : ",";
+                first = false;
+                if (auto st = ToJson(item, what, depth + 1, budget, out); !st) {
+                    return st;
+                }
+            }
+            out += ']';
+        } else if (n.IsMap()) {
+            out += '{';
+            std::set<std::string, std::less<>> keys;
+            for (const auto& kv : n) {
+                if (!kv.first.IsScalar()) {
+                    return Fail(kv.first, what + ": keys must be strings");
+                }
+                if (!keys.insert(kv.first.Scalar()).second) {
+                    return Fail(kv.first, what + ": key '" + kv.first.Scalar() + "' given twice");
+                }
+                out += keys.size() == 1 ? "" : ",";
+                internal::AppendJsonQuoted(out, kv.first.Scalar());
+                out += ':';
+                if (auto st = ToJson(kv.second, what, depth + 1, budget, out); !st) {
+                    return st;
+                }
+            }
+            out += '}';
+        } else {
+            return Fail(n, what + ": unsupported YAML node");
+        }
+        return Ok();
+    }
+
+    std::string source_;
+};
+
+Result<std::vector<Located>> LoadLocated(const std::string& text, const std::string& source) {
+    return Loader(source).Load(text);
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        return MakeError(ErrorCode::kNotFound,
+                         path + ": cannot open: " + std::generic_category().message(errno));
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad()) {
+        return MakeError(ErrorCode::kInternal, path + ": read failed");
+    }
+    return text.str();
+}
+
+std::vector<Definition> Strip(std::vector<Located> located) {
+    std::vector<Definition> defs;
+    defs.reserve(located.size());
+    for (Located& l : located) {
+        defs.push_back(std::move(l.def));
+    }
+    return defs;
+}
+
+}  // namespace
+
+Result<std::vector<Definition>> LoadDefinitionsFromString(const std::string& text,
+                                                          const std::string& source) {
+    auto located = LoadLocated(text, source);
+    if (!located) {
+        return MakeError(std::move(located.error()));
+    }
+    return Strip(std::move(*located));
+}
+
+Result<std::vector<Definition>> LoadDefinitionsFromFile(const std::string& path) {
+    auto text = ReadFile(path);
+    if (!text) {
+        return MakeError(std::move(text.error()));
+    }
+    return LoadDefinitionsFromString(*text, path);
+}
+
+Result<std::vector<Definition>> LoadDefinitionsFromDirectory(const std::string& dir) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::directory_iterator it(dir, ec);
+    if (ec) {
+        return MakeError(ErrorCode::kNotFound, dir + ": cannot list: " + ec.message());
+    }
+    // Hidden files are skipped: editors leave their swap and lock files there.
+    std::vector<fs::path> files;
+    for (; it != fs::directory_iterator(); it.increment(ec)) {
+        const fs::path& p = it->path();
+        std::string name = p.filename().string();
+        std::string ext = p.extension().string();
+        if ((ext == ".yaml" || ext == ".yml") && name[0] != '.' && it->is_regular_file(ec)) {
+            files.push_back(p);
+        }
+    }
+    if (ec) {
+        return MakeError(ErrorCode::kInternal, dir + ": cannot list: " + ec.message());
+    }
+    std::sort(files.begin(), files.end(),
+              [](const fs::path& a, const fs::path& b) { return a.filename() < b.filename(); });
+
+    std::vector<Located> all;
+    std::map<std::string, std::string> seen;  // type -> origin
+    for (const fs::path& p : files) {
+        auto text = ReadFile(p.string());
+        if (!text) {
+            return MakeError(std::move(text.error()));
+        }
+        auto located = LoadLocated(*text, p.string());
+        if (!located) {
+            return MakeError(std::move(located.error()));
+        }
+        for (Located& l : *located) {
+            if (auto [at, fresh] = seen.emplace(l.def.type, l.origin); !fresh) {
+                return MakeError(ErrorCode::kInvalidArgument, l.origin + ": workflow type '" + l.def.type +
+                                                                  "' is defined twice (also at " +
+                                                                  at->second + ")");
+            }
+            all.push_back(std::move(l));
+        }
+    }
+    return Strip(std::move(all));
+}
+
+std::string ToYaml(const Definition& def) {
+    std::ostringstream out;
+    out << "workflows:\n";
+    out << "  - type: " << YamlString(def.type) << "\n";
+    if (def.deadline != Duration(0)) {
+        out << "    deadline: " << FormatDuration(def.deadline) << "\n";
+    }
+    out << "    steps:\n";
+    for (const StepDef& s : def.steps) {
+        out << "      - name: " << YamlString(s.name) << "\n";
+        out << "        action: " << YamlString(s.action.FullName()) << "\n";
+        if (!s.depends_on.empty()) {
+            out << "        depends_on: [";
+            for (std::size_t i = 0; i < s.depends_on.size(); ++i) {
+                out << (i > 0 ? ", " : "") << YamlString(s.depends_on[i]);
+            }
+            out << "]\n";
+        }
+        if (s.input != "{}") {
+            out << "        input: ";
+            EmitInput(out, s.input);
+        }
+        out << "        timeout: " << FormatDuration(s.timeout) << "\n";
+        if (s.deadline != Duration(0)) {
+            out << "        deadline: " << FormatDuration(s.deadline) << "\n";
+        }
+        out << "        retry: ";
+        EmitRetry(out, s.retry);
+        if (s.compensation) {
+            const Compensation& c = *s.compensation;
+            out << "        compensation:\n";
+            out << "          action: " << YamlString(c.action.FullName()) << "\n";
+            if (!c.input.empty()) {
+                out << "          input: ";
+                EmitInput(out, c.input);
+            }
+            out << "          timeout: " << FormatDuration(c.timeout) << "\n";
+            out << "          retry: ";
+            EmitRetry(out, c.retry);
+        }
+    }
+    return out.str();
+}
+
+}  // namespace cogs::workflow
