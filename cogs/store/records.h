@@ -1,0 +1,136 @@
+// The durable records of the workflow engine: what a workflow and each of its steps look like
+// when committed. The engine owns their meaning (see cogs/workflow/README.md); the store only
+// persists them, fenced, in groups.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cogs::store {
+
+enum class WorkflowState : uint8_t {
+    kRunning = 0,       // steps are being run forward
+    kCompensating = 1,  // a step failed for good or a cancel arrived: completed steps are undone
+    kSucceeded = 2,     // terminal: every step done
+    kRolledBack = 3,    // terminal: every applied step compensated
+    kFailed = 4,        // terminal until an operator retries: a compensation could not finish
+};
+
+enum class StepState : uint8_t {
+    kPending = 0,         // not yet started (dependencies not done, or bulkhead full)
+    kRunning = 1,         // an attempt is dispatched (re-sent with the same key after a crash)
+    kWaitingRetry = 2,    // the last attempt failed retryably; the next one is due at next_at_ms
+    kPolling = 3,         // the service accepted a long action; its status is polled until done
+    kSucceeded = 4,       // the action's effect is applied; output holds its answer
+    kFailed = 5,          // failed for good; `applied` says whether the effect may exist
+    kCompensating = 6,    // its compensation is dispatched or waiting for a retry
+    kCompensated = 7,     // its compensation is done (or it needed none)
+    kCompensationFailed = 8,  // the compensation exhausted its attempts
+    kSkipped = 9,         // never started because the workflow was compensating or cancelled
+};
+
+std::string_view ToString(WorkflowState s);
+std::string_view ToString(StepState s);
+std::optional<WorkflowState> ParseWorkflowState(std::string_view s);
+bool IsTerminal(WorkflowState s);
+
+struct StepRecord {
+    int index = 0;  // the step's position in its definition
+    StepState state = StepState::kPending;
+    int attempts = 0;       // attempts of the action so far
+    int comp_attempts = 0;  // attempts of the compensation so far
+    bool applied = false;   // the action's effect may exist (succeeded, or an attempt's outcome is unknown)
+    int64_t next_at_ms = 0; // wall ms when a waiting retry or the next poll is due; 0 if none
+    int64_t started_ms = 0;
+    int64_t finished_ms = 0;
+    std::string output;  // JSON text of the action's answer
+    std::string error;   // the last error, "code: message"
+    // JSON lines, one per attempt ({"kind","attempt","start_ms","end_ms","outcome","error"}),
+    // appended by the store from StepUpdate::log_append; loaded only for inspection.
+    std::string log;
+};
+
+struct WorkflowRecord {
+    std::string id;
+    std::string type;
+    int version = 0;
+    std::string input;  // JSON text
+    WorkflowState state = WorkflowState::kRunning;
+    std::string reason;  // why it failed or rolled back
+    bool cancel_requested = false;
+    int64_t created_ms = 0;
+    int64_t updated_ms = 0;
+    int64_t deadline_ms = 0;  // 0: none
+    int64_t finished_ms = 0;
+    std::string trace;  // W3C traceparent the workflow was started with
+    uint64_t fence = 0; // the fencing token of the lease that owns it
+    std::vector<StepRecord> steps;
+};
+
+// One change of a workflow's own row. Applied only if the row's fence equals the writer's.
+struct WorkflowUpdate {
+    std::string id;
+    WorkflowState state = WorkflowState::kRunning;
+    std::string reason;
+    bool cancel_requested = false;
+    int64_t updated_ms = 0;
+    int64_t finished_ms = 0;
+};
+
+// One change of a step's row. Every mutable column is written; log_append (if not empty) is
+// appended to the row's log.
+struct StepUpdate {
+    std::string workflow_id;
+    StepRecord step;  // step.log is ignored
+    std::string log_append;
+};
+
+// A group: changes that commit together or not at all, under one fencing token. A group that
+// creates a workflow carries it in `create` (with all its steps); a create whose id exists
+// already fails the group with kAlreadyExists.
+struct WriteGroup {
+    uint64_t fence = 0;
+    std::optional<WorkflowRecord> create;
+    std::vector<WorkflowUpdate> workflows;
+    std::vector<StepUpdate> steps;
+
+    size_t Transitions() const {
+        return (create ? 1 + create->steps.size() : 0) + workflows.size() + steps.size();
+    }
+};
+
+// A lease held by one engine instance. `token` is its fencing token: it only grows, across
+// owners and restarts; every workflow the owner claims is stamped with it.
+struct Lease {
+    std::string owner;
+    uint64_t token = 0;
+    int64_t expires_ms = 0;
+};
+
+struct ListFilter {
+    std::optional<WorkflowState> state;
+    std::string type;      // empty: any
+    std::string after_id;  // pagination: ids greater than this
+    int limit = 100;
+};
+
+struct WorkflowSummary {
+    std::string id;
+    std::string type;
+    int version = 0;
+    WorkflowState state = WorkflowState::kRunning;
+    std::string reason;
+    int64_t created_ms = 0;
+    int64_t finished_ms = 0;
+};
+
+struct DefinitionRecord {
+    std::string type;
+    int version = 0;
+    std::string text;  // the canonical YAML of the definition
+};
+
+}  // namespace cogs::store

@@ -1,0 +1,92 @@
+// Store: where the workflow engine commits every state change before it acts on it.
+//
+// One interface, so that a PostgreSQL backend can later run several engine replicas on one
+// database. The SQLite backend (sqlite_store.h) is the default.
+//
+// Group commit: Commit() queues a WriteGroup; a single writer takes every queued group into one
+// transaction, commits it with one fsync, and then calls each group's callback. Throughput is
+// therefore bounded by the disk's fsync rate times the batch size, not by the fsync rate alone.
+//
+// Fencing: every group carries the fencing token of its writer's lease. A group whose token is not
+// the current token of each workflow it touches fails whole with kFenced, so a stale owner can
+// never overwrite what a newer one wrote.
+//
+// Threading: every method may be called from any thread. Commit() never blocks; its callback runs
+// on the store's writer thread and must be quick (post to your own executor). The other methods
+// block on the database and must not be called from an I/O thread in a hot path.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cogs/base/result.h"
+#include "cogs/store/records.h"
+
+namespace cogs::store {
+
+struct StoreStats {
+    uint64_t commits = 0;      // transactions committed
+    uint64_t groups = 0;       // groups committed
+    uint64_t transitions = 0;  // WriteGroup::Transitions() summed over committed groups
+    uint64_t fenced = 0;       // groups refused for a stale token
+    double commit_seconds = 0; // time spent in BEGIN..COMMIT, summed
+};
+
+class Store {
+public:
+    using CommitCallback = std::function<void(Status)>;
+
+    virtual ~Store() = default;
+
+    // Queues `group`; `done` receives Ok once it is durable, kFenced if the token is stale,
+    // kAlreadyExists for a duplicate create, or another error if the transaction failed (then no
+    // group of that transaction was applied: each callback gets the error).
+    virtual void Commit(WriteGroup group, CommitCallback done) = 0;
+
+    // Blocks until every group queued before the call is committed (tests, shutdown).
+    virtual void Flush() = 0;
+
+    // Takes a new lease for `owner` with a fresh token, greater than any token issued before by
+    // this store. Expires after `ttl_ms` unless renewed.
+    virtual Result<Lease> AcquireLease(const std::string& owner, int64_t ttl_ms) = 0;
+    // Extends the lease; kFenced if a newer lease of the same owner name superseded it.
+    virtual Status RenewLease(Lease& lease, int64_t ttl_ms) = 0;
+
+    // Claims up to `limit` non-terminal workflows whose owning lease has expired (or whose fence
+    // is older than every live lease), stamps them with `lease.token`, and returns them with their
+    // steps (logs not loaded). Used at start-up and by the stuck-work loop.
+    virtual Result<std::vector<WorkflowRecord>> ClaimOrphaned(const Lease& lease, int limit) = 0;
+
+    // Inspection.
+    virtual Result<WorkflowRecord> GetWorkflow(const std::string& id) = 0;  // with steps and logs
+    virtual Result<std::vector<WorkflowSummary>> ListWorkflows(const ListFilter& filter) = 0;
+    virtual Result<std::vector<std::pair<WorkflowState, int64_t>>> CountByState() = 0;
+
+    // Operator retry of a `failed` workflow: puts it back to kCompensating and its
+    // kCompensationFailed steps back to kCompensating with fresh attempts, under `lease`'s token
+    // (so the caller owns it). Returns the reloaded record.
+    virtual Result<WorkflowRecord> ReviveFailed(const Lease& lease, const std::string& id) = 0;
+
+    // Definition versions: every version ever run stays loadable, so a workflow finishes on the
+    // version it started with even after a restart.
+    virtual Status SaveDefinition(const DefinitionRecord& def) = 0;  // idempotent for equal text
+    virtual Result<std::vector<DefinitionRecord>> LoadDefinitions() = 0;
+
+    virtual StoreStats Stats() = 0;
+};
+
+struct SqliteOptions {
+    std::string path;          // the database file; its directory must exist
+    bool synchronous_full = true;  // PRAGMA synchronous=FULL (else NORMAL)
+    size_t max_batch_groups = 4096;  // most groups in one transaction
+};
+
+// Opens (creating and migrating if needed) a SQLite store in WAL mode. Takes an exclusive lock on
+// "<path>.lock" for the life of the store: only one process may own an embedded store, so leases
+// left by an earlier process on the same file are expired at open (that process is provably gone).
+Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options);
+
+}  // namespace cogs::store
