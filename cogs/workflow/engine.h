@@ -1,0 +1,125 @@
+// Engine: runs workflows durably, to an end, through faults and crashes.
+//
+// Contract:
+//  * Every state change of a workflow or step is committed to the Store before the engine acts on
+//    it (sends a call, reports an outcome). Changes of many workflows share one transaction
+//    (group commit); a step's completion and the dispatch of the steps it unblocks are one group.
+//  * Every call carries the idempotency key "<workflow id>/<step>/do" (or "/undo" for the
+//    compensation), the same for every attempt and after every restart.
+//  * A step that fails for good (a definitive error, attempts exhausted, the workflow's or step's
+//    deadline) or a cancel makes the workflow compensate: no new step starts, calls in flight are
+//    awaited, then every step whose effect may exist is compensated in reverse dependency order.
+//    Terminal states: succeeded, rolled_back, failed (a compensation could not finish; Retry()
+//    resumes it).
+//  * Recover() takes a lease with a fresh fencing token and resumes every unfinished workflow;
+//    steps that were in flight are re-sent with the same key. Writes carry the token, so a stale
+//    engine can never overwrite a newer one.
+//  * Per-service bulkheads bound the calls in flight to each service; steps beyond wait in FIFO.
+//  * A parked workflow holds no thread and no coroutine frame: it is a record in memory plus, at
+//    most, one outstanding call or one timer entry.
+//
+// Threading: every method must be called on the io_context's thread (the engine is single-
+// threaded by design; store callbacks are posted back to it). Recover() blocks on the store and is
+// called once before the workflows run. Destroy the engine only after io.run() has returned and
+// Store::Flush() was called.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "cogs/base/result.h"
+#include "cogs/base/time.h"
+#include "cogs/store/store.h"
+#include "cogs/workflow/registry.h"
+#include "cogs/workflow/service.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace cogs::workflow {
+
+struct EngineOptions {
+    std::string owner = "cogs-engine";  // lease owner name
+    int64_t lease_ttl_ms = 15000;
+    int default_bulkhead = 512;          // calls in flight per service
+    std::map<std::string, int> bulkheads;  // per-service overrides
+    Duration poll_initial = std::chrono::milliseconds(20);
+    Duration poll_max = std::chrono::seconds(2);
+    size_t max_inflight = 200000;  // Start() beyond this answers kResourceExhausted
+    uint64_t seed = 1;             // jitter
+};
+
+struct StartRequest {
+    std::string id;  // caller-chosen (idempotent: kAlreadyExists if taken); empty: a fresh one
+    std::string type;
+    std::string input = "{}";  // a JSON object
+    Duration deadline{0};      // 0: the definition's
+    std::string traceparent;
+};
+
+struct EngineStats {
+    uint64_t started = 0;
+    uint64_t resumed = 0;
+    uint64_t succeeded = 0;
+    uint64_t rolled_back = 0;
+    uint64_t failed = 0;
+    uint64_t calls = 0;
+    uint64_t retries = 0;
+    uint64_t timeouts = 0;
+    uint64_t compensations = 0;
+    uint64_t fenced = 0;
+    uint64_t inflight = 0;
+};
+
+struct FinishedEvent {
+    std::string id;
+    std::string type;
+    store::WorkflowState state = store::WorkflowState::kSucceeded;
+    std::string reason;
+    int64_t finished_ms = 0;
+};
+
+class Engine {
+public:
+    Engine(boost::asio::io_context& io, store::Store& store, Registry& registry, const ServiceCatalog& services,
+           EngineOptions options);
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    // Takes the lease and resumes every unfinished workflow of the store. Blocking.
+    Status Recover();
+
+    // Starts a workflow on the latest version of its type. `done` gets the id once the workflow
+    // is durable, or kInvalidArgument (unknown type, bad input), kAlreadyExists,
+    // kResourceExhausted (max_inflight reached).
+    void Start(StartRequest request, std::function<void(Result<std::string>)> done);
+
+    // Requests cancellation: no new step starts, completed ones are compensated.
+    void Cancel(const std::string& id, std::function<void(Status)> done);
+
+    // Operator retry of a `failed` workflow: its failed compensations run again.
+    void Retry(const std::string& id, std::function<void(Status)> done);
+
+    // Called on the io thread for every workflow that reaches a terminal state.
+    void OnFinished(std::function<void(const FinishedEvent&)> listener);
+
+    // Called with the time from a step's completion being durable to its dependent's call (ns).
+    void SetStepOverheadObserver(std::function<void(int64_t)> observer);
+
+    EngineStats Stats() const;
+    const store::Lease& lease() const;
+
+    // Stops timers and lease renewal. Work in flight stays in the store and resumes next start.
+    void Shutdown();
+
+private:
+    class Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cogs::workflow
