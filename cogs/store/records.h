@@ -97,8 +97,16 @@ struct WriteGroup {
     std::vector<WorkflowUpdate> workflows;
     std::vector<StepUpdate> steps;
 
+    // State changes in the group: a create counts its workflow and each step not left pending.
     size_t Transitions() const {
-        return (create ? 1 + create->steps.size() : 0) + workflows.size() + steps.size();
+        size_t n = workflows.size() + steps.size();
+        if (create) {
+            ++n;
+            for (const auto& s : create->steps) {
+                n += s.state != StepState::kPending ? 1 : 0;
+            }
+        }
+        return n;
     }
 };
 

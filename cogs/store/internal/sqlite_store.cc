@@ -62,7 +62,8 @@ constexpr std::array<const char*, 1> kMigrations = {
         finished_ms INTEGER NOT NULL,
         trace TEXT NOT NULL,
         fence INTEGER NOT NULL,
-        owner TEXT NOT NULL);
+        owner TEXT NOT NULL,
+        step_count INTEGER NOT NULL);
     CREATE INDEX workflows_by_state ON workflows(state, id);
     CREATE INDEX workflows_by_type ON workflows(type, state, id);
     CREATE INDEX workflows_active ON workflows(fence) WHERE state <= 1;
@@ -82,6 +83,9 @@ constexpr std::array<const char*, 1> kMigrations = {
         log TEXT NOT NULL,
         fence INTEGER NOT NULL,
         PRIMARY KEY(workflow_id, idx)) WITHOUT ROWID;
+    -- A step has a row from its first change on; a step without one is pending (the workflow's
+    -- step_count says how many there are). Most steps of a new workflow are pending, so creating
+    -- a workflow writes one or two rows instead of one per step.
 
     CREATE TABLE leases(
         owner TEXT PRIMARY KEY,
@@ -116,6 +120,7 @@ enum Sql : int {
     kUpdateStepKeepLog,
     kWorkflowFence,
     kStepFence,
+    kInsertStepFenced,
     kNextToken,
     kUpsertLease,
     kRenewLease,
@@ -158,12 +163,19 @@ const char* SqlText(Sql s) {
             // The owner is whoever holds the group's token now ('' if nobody: the workflow is
             // then orphaned from birth and claimable).
             return "INSERT INTO workflows(id, type, version, input, state, reason, cancel_requested, "
-                   "created_ms, updated_ms, deadline_ms, finished_ms, trace, fence, owner) "
+                   "created_ms, updated_ms, deadline_ms, finished_ms, trace, fence, owner, step_count) "
                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-                   "COALESCE((SELECT owner FROM leases WHERE token = ?13), ''))";
+                   "COALESCE((SELECT owner FROM leases WHERE token = ?13), ''), ?14)";
         case kInsertStep:
             return "INSERT INTO steps(workflow_id, " COGS_STEP_COLUMNS ", log, fence) "
                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+        case kInsertStepFenced:
+            // A step's first row, fenced by its workflow's token; a row that exists already (then
+            // with another token, or the update before this would have matched) is left alone.
+            return "INSERT INTO steps(workflow_id, " COGS_STEP_COLUMNS ", log, fence) "
+                   "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 "
+                   "WHERE EXISTS(SELECT 1 FROM workflows WHERE id = ?1 AND fence = ?13 AND ?2 < step_count) "
+                   "ON CONFLICT(workflow_id, idx) DO NOTHING";
         case kUpdateWorkflow:
             return "UPDATE workflows SET state = ?1, reason = ?2, cancel_requested = ?3, updated_ms = ?4, "
                    "finished_ms = ?5 WHERE id = ?6 AND fence = ?7";
@@ -194,7 +206,7 @@ const char* SqlText(Sql s) {
         case kClaimSteps: return "UPDATE steps SET fence = ?1 WHERE workflow_id = ?2";
         case kSelectWorkflow:
             return "SELECT id, type, version, input, state, reason, cancel_requested, created_ms, "
-                   "updated_ms, deadline_ms, finished_ms, trace, fence FROM workflows WHERE id = ?1";
+                   "updated_ms, deadline_ms, finished_ms, trace, fence, step_count FROM workflows WHERE id = ?1";
         case kSelectSteps:
             return "SELECT " COGS_STEP_COLUMNS ", '' FROM steps WHERE workflow_id = ?1 ORDER BY idx";
         case kSelectStepsWithLog:
@@ -409,13 +421,22 @@ Result<WorkflowRecord> LoadWorkflow(Db& db, const std::string& id, bool with_log
         r.finished_ms = q.ColInt(10);
         r.trace = q.ColText(11);
         r.fence = static_cast<uint64_t>(q.ColInt(12));
+        r.steps.resize(static_cast<size_t>(q.ColInt(13)));
+        for (size_t i = 0; i < r.steps.size(); ++i) {
+            r.steps[i].index = static_cast<int>(i);  // pending unless a row says otherwise
+        }
     }
     Stmt q(db, with_logs ? kSelectStepsWithLog : kSelectSteps);
     q.Text(id);
     int rc;
     while ((rc = q.Step()) == SQLITE_ROW) {
-        StepRecord& s = r.steps.emplace_back();
-        s.index = static_cast<int>(q.ColInt(0));
+        const auto index = static_cast<size_t>(q.ColInt(0));
+        if (index >= r.steps.size()) {
+            return MakeError(ErrorCode::kInternal, "workflow '" + id + "' has a row for step " +
+                                                       std::to_string(index) + " beyond its step count");
+        }
+        StepRecord& s = r.steps[index];
+        s.index = static_cast<int>(index);
         s.state = static_cast<StepState>(q.ColInt(1));
         s.attempts = static_cast<int>(q.ColInt(2));
         s.comp_attempts = static_cast<int>(q.ColInt(3));
@@ -1081,7 +1102,7 @@ private:
         }
         // One statement is atomic by itself, and a refused one changed nothing: only groups of
         // several statements need a savepoint to be undone alone.
-        bool savepoint = transitions > 1;
+        bool savepoint = transitions > 1 || (g.create && !g.create->steps.empty());
         if (savepoint) {
             if (auto st = writer_db_->Run(kSavepoint); !st) {
                 *error = st.error();
@@ -1114,6 +1135,7 @@ private:
                 q.Text(w.id).Text(w.type).Int(w.version).Text(w.input).Int(static_cast<int>(w.state));
                 q.Text(w.reason).Int(w.cancel_requested ? 1 : 0).Int(w.created_ms).Int(w.updated_ms);
                 q.Int(w.deadline_ms).Int(w.finished_ms).Text(w.trace).Int(ToDb(g.fence));
+                q.Int(static_cast<int64_t>(w.steps.size()));
                 int rc = q.Step();
                 if (IsConstraint(rc)) {
                     *error = Error(ErrorCode::kAlreadyExists, "workflow '" + w.id + "' already exists");
@@ -1123,7 +1145,17 @@ private:
                     return fatal(q, rc, "insert workflow");
                 }
             }
+            std::vector<bool> seen(w.steps.size(), false);
             for (const StepRecord& s : w.steps) {
+                if (s.index < 0 || static_cast<size_t>(s.index) >= w.steps.size() || seen[s.index]) {
+                    *error = Error(ErrorCode::kInvalidArgument, "workflow '" + w.id + "' has step index " +
+                                                                    std::to_string(s.index) + " twice or out of range");
+                    return Verdict::kRefused;
+                }
+                seen[s.index] = true;
+                if (s.state == StepState::kPending && s.attempts == 0 && s.log.empty()) {
+                    continue;  // implied by step_count
+                }
                 Stmt q(*writer_db_, kInsertStep);
                 q.Text(w.id).Int(s.index);
                 BindStep(q, s).Text(s.log).Int(ToDb(g.fence));
@@ -1161,6 +1193,16 @@ private:
             if (int rc = q.Step(); rc != SQLITE_DONE) {
                 return fatal(q, rc, "update step");
             }
+            if (sqlite3_changes(writer_db_->raw()) != 0) {
+                continue;
+            }
+            // No row matched: the step's first change (it was pending), or a stale token.
+            Stmt ins(*writer_db_, kInsertStepFenced);
+            ins.Text(u.workflow_id).Int(u.step.index);
+            BindStep(ins, u.step).Text(u.log_append).Int(ToDb(g.fence));
+            if (int rc = ins.Step(); rc != SQLITE_DONE) {
+                return fatal(ins, rc, "insert step");
+            }
             if (sqlite3_changes(writer_db_->raw()) == 0) {
                 return Refuse(g.fence, u.workflow_id, u.step.index, error);
             }
@@ -1178,6 +1220,14 @@ private:
     // An update changed no row: the token is stale or the row does not exist. Both refuse the
     // group with kFenced (the contract has no per-group "not found"); the message tells which.
     Verdict Refuse(uint64_t fence, const std::string& id, std::optional<int> step, Error* error) {
+        if (step) {
+            // A pending step has no row: its workflow's token is the one that counts.
+            Stmt has_row(*writer_db_, kStepFence);
+            has_row.Text(id).Int(*step);
+            if (has_row.Step() == SQLITE_DONE) {
+                step.reset();
+            }
+        }
         Stmt q(*writer_db_, step ? kStepFence : kWorkflowFence);
         q.Text(id);
         if (step) {
