@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <deque>
 #include <map>
+#include <mutex>
 #include <random>
 #include <type_traits>
 #include <unordered_map>
@@ -140,6 +141,16 @@ struct Pending {
     bool workflow_dirty = false;
     bool creating = false;
     std::function<void(Status)> on_commit;
+};
+
+// A group's commit result on its way from the store's writer thread to the io thread.
+struct Committed {
+    WfPtr wf;
+    std::vector<Action> actions;
+    std::function<void(Status)> on_commit;
+    bool terminal = false;
+    Status status;
+    SteadyTime durable_at;
 };
 
 struct Bulkhead {
@@ -593,17 +604,40 @@ private:
         }
         COGS_DCHECK(!wf->creating || p.creating);
         p.group.fence = wf->fence;
-        auto actions = std::make_shared<std::vector<Action>>(std::move(p.actions));
-        auto on_commit = std::make_shared<std::function<void(Status)>>(std::move(p.on_commit));
-        store_.Commit(std::move(p.group), [this, wf, actions, on_commit, terminal](Status s) {
-            const SteadyTime durable_at = SteadyClock::now();
-            asio::post(io_, [this, wf, actions, on_commit, terminal, s = std::move(s), durable_at]() mutable {
-                OnCommitted(wf, *actions, std::move(s), durable_at, terminal);
-                if (*on_commit) {
-                    (*on_commit)(std::move(s));
-                }
-            });
+        // Owned by the store's callback until delivered; a raw pointer keeps the callback small
+        // enough for std::function's inline storage (no allocation per commit on the writer).
+        auto* c = new Committed{wf, std::move(p.actions), std::move(p.on_commit), terminal, Ok(), {}};
+        store_.Commit(std::move(p.group), [this, c](Status s) {
+            c->status = std::move(s);
+            c->durable_at = SteadyClock::now();
+            Deliver(c);
         });
+    }
+
+    // Writer thread: hands a commit result to the io thread. Results of one batch arrive together,
+    // so one posted handler drains them all instead of one post per group.
+    void Deliver(Committed* c) {
+        std::lock_guard lock(inbox_mu_);
+        inbox_.emplace_back(c);
+        if (!drain_posted_) {
+            drain_posted_ = true;
+            asio::post(io_, [this] { DrainInbox(); });
+        }
+    }
+
+    void DrainInbox() {
+        std::vector<std::unique_ptr<Committed>> batch;
+        {
+            std::lock_guard lock(inbox_mu_);
+            batch.swap(inbox_);
+            drain_posted_ = false;
+        }
+        for (auto& c : batch) {
+            OnCommitted(c->wf, c->actions, c->status, c->durable_at, c->terminal);
+            if (c->on_commit) {
+                c->on_commit(std::move(c->status));
+            }
+        }
     }
 
     void OnCommitted(const WfPtr& wf, const std::vector<Action>& actions, const Status& s, SteadyTime durable_at,
@@ -888,6 +922,9 @@ private:
     std::unordered_map<std::string, Bulkhead> bulkheads_;
     std::vector<std::function<void(const FinishedEvent&)>> listeners_;
     std::function<void(int64_t)> overhead_observer_;
+    std::mutex inbox_mu_;
+    std::vector<std::unique_ptr<Committed>> inbox_;  // guarded by inbox_mu_
+    bool drain_posted_ = false;                      // guarded by inbox_mu_
     EngineStats stats_;
     bool stopped_ = false;
 };
