@@ -3,7 +3,6 @@
 #include "bench/workflow_bench.h"
 
 #include <fcntl.h>
-#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -79,8 +78,6 @@ struct PhaseResult {
     std::vector<int64_t> overhead_ns;
     long rss_before_kib = 0;
     long rss_after_kib = 0;
-    size_t heap_before = 0;
-    size_t heap_after = 0;
 };
 
 PhaseResult RunPhase(const fs::path& dir, const std::vector<workflow::Definition>& defs, const PhaseOptions& o) {
@@ -142,7 +139,6 @@ PhaseResult RunPhase(const fs::path& dir, const std::vector<workflow::Definition
     });
 
     r.rss_before_kib = base::ResidentKib();
-    r.heap_before = mallinfo2().uordblks;
     const auto t0 = SteadyClock::now();
     asio::steady_timer ticker(io);
     std::function<void()> tick;
@@ -154,7 +150,6 @@ PhaseResult RunPhase(const fs::path& dir, const std::vector<workflow::Definition
         tick = [&] {
             if (static_cast<int>(engine.Stats().calls) >= o.workflows) {
                 r.rss_after_kib = base::ResidentKib();
-                r.heap_after = mallinfo2().uordblks;
                 io.stop();
                 return;
             }
@@ -210,9 +205,8 @@ int RunWorkflowBench(const WorkflowBenchOptions& options) {
     park.hang = true;
     auto k = RunPhase(data / "parked", *defs, park);
     const double kib = static_cast<double>(k.rss_after_kib - k.rss_before_kib) / park.workflows;
-    const double heap_kib = static_cast<double>(k.heap_after - k.heap_before) / 1024.0 / park.workflows;
-    fmt::print("parked: {} workflows, RSS {} -> {} KiB = {:.2f} KiB each; heap in use {:.2f} KiB each\n",
-               park.workflows, k.rss_before_kib, k.rss_after_kib, kib, heap_kib);
+    fmt::print("parked: {} workflows, RSS {} -> {} KiB = {:.2f} KiB each\n", park.workflows, k.rss_before_kib,
+               k.rss_after_kib, kib);
 
     PhaseOptions peak;
     peak.workflows = options.workflows;
@@ -244,11 +238,11 @@ int RunWorkflowBench(const WorkflowBenchOptions& options) {
     fmt::print(
         R"({{"bench":"workflow","workflows":{},"workflows_per_s":{:.0f},"transitions_per_s":{:.0f},"fsyncs_per_s":{:.0f},)"
         R"("commits_per_s":{:.0f},"transitions_per_commit":{:.1f},"step_overhead_p50_us":{:.0f},"step_overhead_p99_us":{:.0f},)"
-        R"("half_rate_workflows_per_s":{:.0f},"rollback_workflows_per_s":{:.0f},"rss_kib_per_inflight":{:.2f},"heap_kib_per_inflight":{:.2f},"parked":{}}})"
+        R"("half_rate_workflows_per_s":{:.0f},"rollback_workflows_per_s":{:.0f},"rss_kib_per_inflight":{:.2f},"parked":{}}})"
         "\n",
         p.finished, wps, p.store.transitions / p.seconds, fsyncs, p.store.commits / p.seconds,
         static_cast<double>(p.store.transitions) / std::max<uint64_t>(1, p.store.commits), p50, p99, half.rate,
-        b.finished / b.seconds, kib, heap_kib, park.workflows);
+        b.finished / b.seconds, kib, park.workflows);
     return 0;
 }
 
