@@ -23,16 +23,18 @@ using namespace std::chrono_literals;
 
 namespace {
 
-void PrintTimeline(store::Store& st, const std::string& id) {
+void PrintTimeline(store::Store& st, const workflow::Registry& registry, const std::string& id) {
     auto wf = st.GetWorkflow(id);
     if (!wf) {
         return;
     }
+    const workflow::Definition* def = registry.Get(wf->type, wf->version);
     fmt::print("\nworkflow {}  type {} v{}  state {}{}\n", wf->id, wf->type, wf->version, store::ToString(wf->state),
                wf->reason.empty() ? "" : "  reason: " + wf->reason);
     for (const auto& s : wf->steps) {
-        fmt::print("  step {:<2} {:<20} attempts {}  undo attempts {}\n", s.index, store::ToString(s.state), s.attempts,
-                   s.comp_attempts);
+        fmt::print("  {:<14} {:<20} attempts {}  undo attempts {}\n",
+                   def != nullptr ? def->steps[s.index].name : std::to_string(s.index), store::ToString(s.state),
+                   s.attempts, s.comp_attempts);
         std::istringstream log(s.log);
         for (std::string line; std::getline(log, line);) {
             fmt::print("      {}\n", line);
@@ -168,8 +170,8 @@ int main(int argc, char** argv) {
         }
         fmt::print("\n");
     }
-    PrintTimeline(**st, ok_id);
-    PrintTimeline(**st, rolled_id);
-    PrintTimeline(**st, cancelled_id);
+    PrintTimeline(**st, registry, ok_id);
+    PrintTimeline(**st, registry, rolled_id);
+    PrintTimeline(**st, registry, cancelled_id);
     return 0;
 }
