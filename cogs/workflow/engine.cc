@@ -285,6 +285,31 @@ public:
         });
     }
 
+    Status ReportCompletion(const std::string& key, Result<ActionReply> result) {
+        // "<workflow>/<step>/do"
+        const auto first = key.find('/');
+        const auto last = key.rfind('/');
+        if (first == std::string::npos || last == first || key.compare(last, std::string::npos, "/do") != 0) {
+            return MakeError(ErrorCode::kInvalidArgument, "key: not an action key: '" + key + "'");
+        }
+        auto it = wfs_.find(key.substr(0, first));
+        if (it == wfs_.end()) {
+            return MakeError(ErrorCode::kNotFound, "no running workflow for key '" + key + "'");
+        }
+        WfPtr wf = it->second;
+        const int i = wf->def->StepIndex(key.substr(first + 1, last - first - 1));
+        if (i < 0 || wf->steps[i].state != StepState::kPolling || wf->busy[i] == kCall ||
+            wf->busy[i] == kCommit) {
+            return MakeError(ErrorCode::kNotFound, "no step is waiting for '" + key + "'");
+        }
+        if (result && result->accepted) {
+            return MakeError(ErrorCode::kInvalidArgument, "result: a completion report cannot be 'accepted'");
+        }
+        wf->busy[i] = kIdle;  // a pending poll timer finds the step busy no more and lets go
+        FinishPoll(wf, i, std::move(result));
+        return Ok();
+    }
+
     void OnFinished(std::function<void(const FinishedEvent&)> l) { listeners_.push_back(std::move(l)); }
     void SetStepOverheadObserver(std::function<void(int64_t)> o) { overhead_observer_ = std::move(o); }
 
@@ -828,24 +853,29 @@ private:
         call.deadline = AttemptDeadline(*wf, i, sd.timeout);
         wf->busy[i] = kCall;
         client->Status(std::move(call), [this, wf, i](Result<ActionReply> r) {
-            if (wf->finished) {
-                return;
+            if (wf->finished || wf->busy[i] != kCall) {
+                return;  // a completion report got there first
             }
             wf->busy[i] = kIdle;
-            StepRecord& rec = wf->steps[i];
-            const int64_t now = WallNowMs();
-            const Next next = internal::ApplyPollResult(wf->def->steps[i], rec, r, now, options_.poll_initial,
-                                                        options_.poll_max, StopAt(*wf, i));
-            Pending p;
-            if (next != Next::kPoll) {
-                p.group.steps.push_back(
-                    {wf->id, rec,
-                     internal::LogLine("poll", rec.attempts, wf->attempt_start_ms[i], now,
-                                       next == Next::kSucceeded ? "succeeded" : "failed", rec.error)});
-            }
-            Advance(wf, p);
-            Commit(wf, std::move(p));
+            FinishPoll(wf, i, std::move(r));
         });
+    }
+
+    // A poll's answer, or a completion report, for a polling step.
+    void FinishPoll(const WfPtr& wf, int i, Result<ActionReply> r) {
+        StepRecord& rec = wf->steps[i];
+        const int64_t now = WallNowMs();
+        const Next next = internal::ApplyPollResult(wf->def->steps[i], rec, r, now, options_.poll_initial,
+                                                    options_.poll_max, StopAt(*wf, i));
+        Pending p;
+        if (next != Next::kPoll) {
+            p.group.steps.push_back({wf->id, rec,
+                                     internal::LogLine("poll", rec.attempts, wf->attempt_start_ms[i], now,
+                                                       next == Next::kSucceeded ? "succeeded" : "failed",
+                                                       rec.error)});
+        }
+        Advance(wf, p);
+        Commit(wf, std::move(p));
     }
 
     void SendCompensation(const WfPtr& wf, int i) {
@@ -937,6 +967,9 @@ Status Engine::Recover() { return impl_->Recover(); }
 void Engine::Start(StartRequest r, std::function<void(Result<std::string>)> done) { impl_->Start(std::move(r), std::move(done)); }
 void Engine::Cancel(const std::string& id, std::function<void(Status)> done) { impl_->Cancel(id, std::move(done)); }
 void Engine::Retry(const std::string& id, std::function<void(Status)> done) { impl_->Retry(id, std::move(done)); }
+Status Engine::ReportCompletion(const std::string& key, Result<ActionReply> r) {
+    return impl_->ReportCompletion(key, std::move(r));
+}
 void Engine::OnFinished(std::function<void(const FinishedEvent&)> l) { impl_->OnFinished(std::move(l)); }
 void Engine::SetStepOverheadObserver(std::function<void(int64_t)> o) { impl_->SetStepOverheadObserver(std::move(o)); }
 EngineStats Engine::Stats() const { return impl_->Stats(); }

@@ -105,6 +105,12 @@ public:
     // Operator retry of a `failed` workflow: its failed compensations run again.
     void Retry(const std::string& id, std::function<void(Status)> done);
 
+    // A service's completion report for an accepted long action: the idempotency key it was
+    // started with and its final answer (the output, or a definitive error). The step then ends at
+    // once instead of at its next poll. kNotFound if no step of a running workflow is polling
+    // under that key (a late or duplicate report: polling remains the source of truth).
+    Status ReportCompletion(const std::string& idempotency_key, Result<ActionReply> result);
+
     // Called on the io thread for every workflow that reaches a terminal state.
     void OnFinished(std::function<void(const FinishedEvent&)> listener);
 

@@ -399,6 +399,22 @@ TEST_F(EngineTest, LongActionIsPolledUntilDone) {
     EXPECT_EQ(Load("w1").steps[0].output, R"({"done":true})");
 }
 
+TEST_F(EngineTest, CompletionReportEndsALongActionBeforeItsNextPoll) {
+    Register(DefinitionBuilder("long").Step("boot", "svc.boot").StepDeadline(60s).Build());
+    Recover();
+    service_->script = [](const ActionCall&, int) { return Answer{Answer::kAccept}; };
+    service_->polls_before_done = 1000000;  // polling alone would never finish it
+    Start("long", "w1");
+    RunUntil([&] { return service_->per_key.count("w1/boot/do") != 0; });
+    RunUntil([&] { return engine_->ReportCompletion("w1/boot/do", ActionReply{false, R"({"booted":1})"}).has_value(); });
+    RunToEnd("w1");
+    EXPECT_EQ(finished_["w1"].state, WorkflowState::kSucceeded);
+    EXPECT_EQ(Load("w1").steps[0].output, R"({"booted":1})");
+    EXPECT_EQ(engine_->ReportCompletion("w1/boot/do", ActionReply{}).error().code, ErrorCode::kNotFound)
+        << "a late duplicate report changes nothing";
+    EXPECT_EQ(engine_->ReportCompletion("nonsense", ActionReply{}).error().code, ErrorCode::kInvalidArgument);
+}
+
 TEST_F(EngineTest, RunningWorkflowKeepsItsDefinitionVersion) {
     Register(DefinitionBuilder("v").Step("a", "svc.old").Build());
     Recover();
