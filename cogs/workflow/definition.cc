@@ -9,18 +9,9 @@
 #include <utility>
 
 #include "cogs/workflow/internal/template.h"
+#include "cogs/workflow/internal/validate.h"
 
 namespace cogs::workflow {
-namespace internal {
-
-// Validate() with an origin per step ("file.yaml:14") so that the YAML loader's messages point at
-// the step's line; an empty or missing entry falls back to `where`. Declared again in
-// definition_yaml.cc, its only other user.
-Result<Definition> ValidateWithOrigins(Definition def, const std::string& where,
-                                       const std::vector<std::string>& step_origins);
-
-}  // namespace internal
-
 namespace {
 
 // Bounds that keep a definition cheap to validate and store (ancestry is quadratic in steps)

@@ -20,16 +20,9 @@
 
 #include "cogs/workflow/definition.h"
 #include "cogs/workflow/internal/template.h"
+#include "cogs/workflow/internal/validate.h"
 
 namespace cogs::workflow {
-namespace internal {
-
-// Defined in definition.cc: Validate() with an origin ("file.yaml:14") per step.
-Result<Definition> ValidateWithOrigins(Definition def, const std::string& where,
-                                       const std::vector<std::string>& step_origins);
-
-}  // namespace internal
-
 namespace {
 
 constexpr int kMaxInputDepth = 64;

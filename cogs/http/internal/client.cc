@@ -7,6 +7,7 @@
 // out or failed is closed, never reused, because its state (half a response in flight) is unknown.
 // Idle connections keep a read-readiness wait pending: an idle socket turning readable means the
 // server closed it, and it leaves the pool before a request can pick a dead connection.
+#include "cogs/http/internal/coroutine.h"
 #include "cogs/http/client.h"
 
 #include <spdlog/spdlog.h>
@@ -42,16 +43,7 @@ using boost::system::error_code;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr uint64_t kMaxResponseBody = 64ull << 20;
 
-void CheckNoException(std::exception_ptr e) {
-    if (e) {
-        try {
-            std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-            spdlog::critical("http client: exception escaped a coroutine: {}", ex.what());
-        }
-        COGS_CHECK(!"exception escaped an http client coroutine");
-    }
-}
+void CheckNoException(std::exception_ptr e) { internal::CheckNoException(e, "http client"); }
 
 struct Conn {
     explicit Conn(const asio::any_io_executor& ex) : stream(ex) {}

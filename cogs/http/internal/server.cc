@@ -2,6 +2,7 @@
 // strand. A request in flight is an Exchange, shared by the connection coroutine (which waits on
 // its timer as on an event) and by every copy of the Respond callable (which only holds it weakly,
 // so a Respond kept after the connection ended costs nothing and answers nothing).
+#include "cogs/http/internal/coroutine.h"
 #include "cogs/http/server.h"
 
 #include <spdlog/spdlog.h>
@@ -40,18 +41,7 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kLingerTime = std::chrono::seconds(1);
 constexpr size_t kLingerBytes = 16 << 20;
 
-// Fails the process on an exception escaping a coroutine: every I/O result is taken as a value
-// (as_tuple), so only a bug or an allocation failure gets here.
-void CheckNoException(std::exception_ptr e) {
-    if (e) {
-        try {
-            std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-            spdlog::critical("http server: exception escaped a coroutine: {}", ex.what());
-        }
-        COGS_CHECK(!"exception escaped an http server coroutine");
-    }
-}
+void CheckNoException(std::exception_ptr e) { internal::CheckNoException(e, "http server"); }
 
 // One request waiting for its answer; touched only on the connection's strand.
 struct Exchange {
