@@ -52,6 +52,13 @@ int main(int argc, char** argv) {
     app.add_option("--data-dir", data_dir, "where the store lives");
     app.add_option("--workflows", workflows_dir, "directory of workflow definitions (YAML)");
     app.add_option("--count", count, "server.create workflows to run")->check(CLI::Range(1, 1000000));
+    std::string list_state, show_id, list_type;
+    bool list = false;
+    app.add_flag("--list", list, "list the workflows of the data directory instead of running");
+    app.add_option("--state", list_state, "with --list: only this state (running, compensating, succeeded, "
+                                          "rolled_back, failed)");
+    app.add_option("--type", list_type, "with --list: only this workflow type");
+    app.add_option("--show", show_id, "print one workflow's step timeline instead of running");
     CLI11_PARSE(app, argc, argv);
     spdlog::set_level(spdlog::level::warn);
 
@@ -61,6 +68,47 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "cogs-demo: {}\n", st.error().ToString());
         return 1;
     }
+    if (list || !show_id.empty()) {
+        workflow::Registry saved(st->get());
+        if (auto s = saved.LoadFromStore(); !s) {
+            fmt::print(stderr, "cogs-demo: {}\n", s.error().ToString());
+            return 1;
+        }
+        if (!show_id.empty()) {
+            if (auto wf = (*st)->GetWorkflow(show_id); !wf) {
+                fmt::print(stderr, "cogs-demo: {}\n", wf.error().ToString());
+                return 1;
+            }
+            PrintTimeline(**st, saved, show_id);
+            return 0;
+        }
+        store::ListFilter filter;
+        filter.type = list_type;
+        if (!list_state.empty()) {
+            filter.state = store::ParseWorkflowState(list_state);
+            if (!filter.state) {
+                fmt::print(stderr, "cogs-demo: --state: unknown state '{}'\n", list_state);
+                return 2;
+            }
+        }
+        filter.limit = 1000;
+        for (;;) {
+            auto page = (*st)->ListWorkflows(filter);
+            if (!page) {
+                fmt::print(stderr, "cogs-demo: {}\n", page.error().ToString());
+                return 1;
+            }
+            for (const auto& w : *page) {
+                fmt::print("{:<28} {:<16} v{:<3} {:<13} {}\n", w.id, w.type, w.version, store::ToString(w.state),
+                           w.reason);
+                filter.after_id = w.id;
+            }
+            if (page->size() < static_cast<size_t>(filter.limit)) {
+                return 0;
+            }
+        }
+    }
+
     auto defs = workflow::LoadDefinitionsFromDirectory(workflows_dir);
     if (!defs) {
         fmt::print(stderr, "cogs-demo: {}\n", defs.error().ToString());
@@ -173,5 +221,7 @@ int main(int argc, char** argv) {
     PrintTimeline(**st, registry, ok_id);
     PrintTimeline(**st, registry, rolled_id);
     PrintTimeline(**st, registry, cancelled_id);
+    fmt::print("\ninspect later: {0} --data-dir {1} --list [--state rolled_back]   |   {0} --data-dir {1} --show ID\n",
+               argv[0], data_dir);
     return 0;
 }
