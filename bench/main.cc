@@ -12,8 +12,12 @@ int main(int argc, char** argv) {
     wf->add_option("--workflows", wo.workflows, "workflows in the peak-rate run");
     wf->add_option("--window", wo.window, "workflows kept in flight in the peak-rate run");
     wf->add_option("--parked", wo.parked, "workflows parked for the memory figure");
+    bool inline_sync = false;
+    wf->add_flag("--inline-sync", inline_sync, "PRAGMA synchronous=FULL with the fsync inside COMMIT (default: "
+                                               "the same durability with the fsync pipelined on its own thread)");
     CLI11_PARSE(app, argc, argv);
     if (wf->parsed()) {
+        wo.pipelined_sync = !inline_sync;
         return cogs::bench::RunWorkflowBench(wo);
     }
     return 2;

@@ -67,6 +67,7 @@ struct PhaseOptions {
     double rate = 0;           // >0: start at this fixed rate instead of a window
     bool fail_boot = false;    // step 5 always fails: full compensation
     bool hang = false;         // the service never answers: park `workflows` and measure memory
+    bool pipelined_sync = true;  // see store::SqliteOptions
 };
 
 struct PhaseResult {
@@ -83,7 +84,7 @@ struct PhaseResult {
 PhaseResult RunPhase(const fs::path& dir, const std::vector<workflow::Definition>& defs, const PhaseOptions& o) {
     fs::remove_all(dir);
     fs::create_directories(dir);
-    auto store = store::OpenSqliteStore({(dir / "cogs.db").string(), true, 4096});
+    auto store = store::OpenSqliteStore({.path = (dir / "cogs.db").string(), .pipelined_sync = o.pipelined_sync});
     COGS_CHECK(store.has_value());
     asio::io_context io;
     sim::SimOptions so;
@@ -201,6 +202,7 @@ int RunWorkflowBench(const WorkflowBenchOptions& options) {
     // Parked first, while the heap is fresh: later phases leave freed memory that would hide
     // the growth.
     PhaseOptions park;
+    park.pipelined_sync = options.pipelined_sync;
     park.workflows = options.parked;
     park.hang = true;
     auto k = RunPhase(data / "parked", *defs, park);
@@ -209,6 +211,7 @@ int RunWorkflowBench(const WorkflowBenchOptions& options) {
                k.rss_after_kib, kib);
 
     PhaseOptions peak;
+    peak.pipelined_sync = options.pipelined_sync;
     peak.workflows = options.workflows;
     peak.window = options.window;
     auto p = RunPhase(data / "peak", *defs, peak);
@@ -218,6 +221,7 @@ int RunWorkflowBench(const WorkflowBenchOptions& options) {
                static_cast<double>(p.store.transitions) / std::max<uint64_t>(1, p.store.commits));
 
     PhaseOptions half;
+    half.pipelined_sync = options.pipelined_sync;
     half.rate = wps / 2;
     half.workflows = std::max(1000, static_cast<int>(wps * options.half_rate_seconds / 2));
     auto h = RunPhase(data / "half", *defs, half);
@@ -227,6 +231,7 @@ int RunWorkflowBench(const WorkflowBenchOptions& options) {
                p99, h.overhead_ns.size());
 
     PhaseOptions rb;
+    rb.pipelined_sync = options.pipelined_sync;
     rb.workflows = std::max(1000, options.workflows / 2);
     rb.window = options.window;
     rb.fail_boot = true;
@@ -236,11 +241,11 @@ int RunWorkflowBench(const WorkflowBenchOptions& options) {
 
     fs::remove_all(data);
     fmt::print(
-        R"({{"bench":"workflow","workflows":{},"workflows_per_s":{:.0f},"transitions_per_s":{:.0f},"fsyncs_per_s":{:.0f},)"
+        R"({{"bench":"workflow","sync":"{}","workflows":{},"workflows_per_s":{:.0f},"transitions_per_s":{:.0f},"fsyncs_per_s":{:.0f},)"
         R"("commits_per_s":{:.0f},"transitions_per_commit":{:.1f},"step_overhead_p50_us":{:.0f},"step_overhead_p99_us":{:.0f},)"
         R"("half_rate_workflows_per_s":{:.0f},"rollback_workflows_per_s":{:.0f},"rss_kib_per_inflight":{:.2f},"parked":{}}})"
         "\n",
-        p.finished, wps, p.store.transitions / p.seconds, fsyncs, p.store.commits / p.seconds,
+        options.pipelined_sync ? "pipelined" : "inline", p.finished, wps, p.store.transitions / p.seconds, fsyncs, p.store.commits / p.seconds,
         static_cast<double>(p.store.transitions) / std::max<uint64_t>(1, p.store.commits), p50, p99, half.rate,
         b.finished / b.seconds, kib, park.workflows);
     return 0;

@@ -10,6 +10,7 @@ struct WorkflowBenchOptions {
     int window = 4000;
     double half_rate_seconds = 4;
     int parked = 10000;
+    bool pipelined_sync = true;  // false: PRAGMA synchronous=FULL, the fsync inside COMMIT
 };
 
 int RunWorkflowBench(const WorkflowBenchOptions& options);

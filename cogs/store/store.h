@@ -80,7 +80,13 @@ public:
 
 struct SqliteOptions {
     std::string path;          // the database file; its directory must exist
-    bool synchronous_full = true;  // PRAGMA synchronous=FULL (else NORMAL)
+    // Every acknowledged commit is on disk (else NORMAL: a power cut may lose the last commits).
+    bool synchronous_full = true;
+    // With synchronous_full: fdatasync the WAL on a syncer thread after each COMMIT, so batch N is
+    // synced while batch N+1 is written, and acknowledge a batch once its sync is done (the
+    // connection then runs synchronous=NORMAL). false: PRAGMA synchronous=FULL, the sync inside
+    // COMMIT on the writer thread. Both acknowledge only what is on disk.
+    bool pipelined_sync = true;
     size_t max_batch_groups = 4096;  // most groups in one transaction
 };
 

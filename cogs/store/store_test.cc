@@ -902,7 +902,16 @@ Result<std::unique_ptr<Store>> OpenSqlite(const std::string& dir) {
     return OpenSqliteStore(o);
 }
 
-INSTANTIATE_TEST_SUITE_P(Sqlite, StoreTest, ::testing::Values(Backend{"sqlite", OpenSqlite}),
+Result<std::unique_ptr<Store>> OpenSqliteInlineSync(const std::string& dir) {
+    SqliteOptions o;
+    o.path = dir + "/cogs.db";
+    o.pipelined_sync = false;  // PRAGMA synchronous=FULL, the fsync inside COMMIT
+    return OpenSqliteStore(o);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sqlite, StoreTest,
+                         ::testing::Values(Backend{"sqlite", OpenSqlite},
+                                           Backend{"sqlite_inline_sync", OpenSqliteInlineSync}),
                          [](const auto& info) { return info.param.name; });
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 #include "cogs/workflow/definition.h"
 
+#include "cogs/base/paths.h"
+
 #include <unistd.h>
 
 #include <cmath>
@@ -22,11 +24,9 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-std::string WorkflowsDir() {
-    return (std::filesystem::path(__FILE__).parent_path() / ".." / ".." / "workflows")
-        .lexically_normal()
-        .string();
-}
+// The shipped definitions, found beside the build tree (not through __FILE__, which ccache's
+// base directory makes relative).
+std::string WorkflowsDir() { return base::FindProjectPath("workflows"); }
 
 void ExpectSameRetry(const RetryPolicy& a, const RetryPolicy& b) {
     EXPECT_EQ(a.max_attempts, b.max_attempts);

@@ -101,7 +101,7 @@ Result<std::string> HttpGet(uint16_t port, const std::string& target) {
 int RunEngineWorker(const WorkerOptions& o) {
     spdlog::set_level(spdlog::level::warn);
     const fs::path dir = o.data_dir;
-    auto store = store::OpenSqliteStore({(dir / "cogs.db").string(), true, 4096});
+    auto store = store::OpenSqliteStore({.path = (dir / "cogs.db").string()});
     if (!store) {
         fmt::print(stderr, "worker: {}\n", store.error().ToString());
         return 3;
@@ -248,7 +248,7 @@ int RunEngineCrash(const CrashOptions& o) {
     }
     sim.Kill(SIGTERM);
     sim.Wait(5000);
-    auto store = store::OpenSqliteStore({(dir / "cogs.db").string(), true, 64});
+    auto store = store::OpenSqliteStore({.path = (dir / "cogs.db").string()});
     COGS_CHECK(store.has_value());
     workflow::Registry registry(store->get());
     COGS_CHECK(registry.LoadFromStore().has_value());

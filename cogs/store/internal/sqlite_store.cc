@@ -1379,7 +1379,7 @@ Result<std::unique_ptr<Store>> internal::OpenSqliteStoreWithFaults(const SqliteO
         return MakeError(st.error());
     }
     std::unique_ptr<WalSyncer> syncer;
-    if (options.synchronous_full) {
+    if (options.synchronous_full && options.pipelined_sync) {
         auto opened = WalSyncer::Open(options.path);
         if (!opened) {
             return MakeError(opened.error());
