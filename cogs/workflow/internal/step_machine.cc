@@ -15,6 +15,22 @@ namespace {
 
 int64_t ToMs(Duration d) { return std::chrono::duration_cast<Millis>(d).count(); }
 
+Next Succeed(StepRecord& rec, const std::string& output, int64_t now_ms) {
+    rec.state = StepState::kSucceeded;
+    rec.output = output;
+    rec.error.clear();
+    rec.finished_ms = now_ms;
+    rec.next_at_ms = 0;
+    return Next::kSucceeded;
+}
+
+Next Fail(StepRecord& rec, int64_t now_ms) {
+    rec.state = StepState::kFailed;
+    rec.finished_ms = now_ms;
+    rec.next_at_ms = 0;
+    return Next::kFailed;
+}
+
 }  // namespace
 
 void MarkDispatched(StepRecord& rec, int64_t now_ms, bool compensation) {
@@ -40,12 +56,7 @@ Next ApplyActionResult(const StepDef& def, StepRecord& rec, const Result<ActionR
             rec.next_at_ms = now_ms + ToMs(std::chrono::milliseconds(20));
             return Next::kPoll;
         }
-        rec.state = StepState::kSucceeded;
-        rec.output = result->output;
-        rec.error.clear();
-        rec.finished_ms = now_ms;
-        rec.next_at_ms = 0;
-        return Next::kSucceeded;
+        return Succeed(rec, result->output, now_ms);
     }
     const Error& e = result.error();
     rec.error = e.ToString();
@@ -64,39 +75,25 @@ Next ApplyActionResult(const StepDef& def, StepRecord& rec, const Result<ActionR
     } else if (e.retryable && may_retry) {
         rec.error += fmt::format(" (gave up after {} attempts)", rec.attempts);
     }
-    rec.state = StepState::kFailed;
-    rec.finished_ms = now_ms;
-    rec.next_at_ms = 0;
-    return Next::kFailed;
+    return Fail(rec, now_ms);
 }
 
 Next ApplyPollResult(const StepDef& /*def*/, StepRecord& rec, const Result<ActionReply>& result, int64_t now_ms,
                      Duration poll_initial, Duration poll_max, int64_t stop_at_ms) {
     if (result && !result->accepted) {
-        rec.state = StepState::kSucceeded;
-        rec.output = result->output;
-        rec.error.clear();
-        rec.finished_ms = now_ms;
-        rec.next_at_ms = 0;
-        return Next::kSucceeded;
+        return Succeed(rec, result->output, now_ms);
     }
     if (!result && !result.error().retryable) {
         // The long action failed at the service. Its partial effect is undone by compensation.
         rec.error = result.error().ToString();
-        rec.state = StepState::kFailed;
-        rec.finished_ms = now_ms;
-        rec.next_at_ms = 0;
-        return Next::kFailed;
+        return Fail(rec, now_ms);
     }
     // Still running (or the poll itself failed retryably): poll again with a growing interval.
     const int64_t since = std::max<int64_t>(1, now_ms - rec.started_ms);
     const int64_t wait = std::clamp<int64_t>(since / 4, ToMs(poll_initial), ToMs(poll_max));
     if (stop_at_ms != 0 && now_ms + wait >= stop_at_ms) {
         rec.error = "deadline_exceeded: the accepted action did not finish before the step's deadline";
-        rec.state = StepState::kFailed;
-        rec.finished_ms = now_ms;
-        rec.next_at_ms = 0;
-        return Next::kFailed;
+        return Fail(rec, now_ms);
     }
     rec.state = StepState::kPolling;
     rec.next_at_ms = now_ms + wait;
