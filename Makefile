@@ -20,14 +20,17 @@ build-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCOGS_SANITIZE=ON -DCOGS_BUILD_BENCH=OFF >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
+# The one-command local cloud: cogsd, the network and volume services and three compute hosts on
+# 127.0.0.1, data in $(DATA). Ctrl-C stops it; run again to come back with everything.
 run: build
-	@$(BUILD)/bin/cogs-demo --data-dir $(DATA)
+	@$(BUILD)/bin/cogs dev --data-dir $(DATA)
 
 test: build build-asan
 	@bash scripts/run-tests $(BUILD) $(ASAN_BUILD)
 
 bench: build
 	@$(BUILD)/bin/cogs-bench workflow
+	@$(BUILD)/bin/cogs-bench create-storm
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

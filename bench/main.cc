@@ -1,6 +1,7 @@
 // cogs-bench: end-to-end benchmarks. Each prints its figures as one JSON object on its last line.
 #include <CLI/CLI.hpp>
 
+#include "bench/create_storm.h"
 #include "bench/workflow_bench.h"
 
 int main(int argc, char** argv) {
@@ -15,7 +16,37 @@ int main(int argc, char** argv) {
     bool inline_sync = false;
     wf->add_flag("--inline-sync", inline_sync, "PRAGMA synchronous=FULL with the fsync inside COMMIT (default: "
                                                "the same durability with the fsync pipelined on its own thread)");
+
+    cogs::bench::CreateStormOptions so;
+    auto* cs = app.add_subcommand(
+        "create-storm", "N servers requested at once through the REST API of a local cloud (cogs dev, sim drivers)");
+    cs->add_option("--servers", so.servers, "servers requested at once")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cs->add_option("--hosts", so.hosts, "compute processes of cogs dev (one host each)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cs->add_option("--sim-hosts", so.sim_hosts, "hosts of one extra cogs-compute --hosts N process (0: none)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    cs->add_option("--boot-ms", so.boot_ms, "the sim driver's boot time")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    cs->add_option("--connections", so.connections, "HTTP keep-alive connections carrying the storm")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cs->add_option("--poll-ms", so.poll_ms, "pause between two rounds of status polling")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    cs->add_option("--deadline-s", so.deadline_s, "servers not ACTIVE or ERROR by then count as failed")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cs->add_option("--cleanup", so.cleanup, "delete every server afterwards and time it (true/false)")
+        ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
+    if (cs->parsed()) {
+        return cogs::bench::RunCreateStorm(so);
+    }
     if (wf->parsed()) {
         wo.pipelined_sync = !inline_sync;
         return cogs::bench::RunWorkflowBench(wo);

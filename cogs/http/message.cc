@@ -70,10 +70,11 @@ std::string Request::Path() const {
     return q == std::string::npos ? target : target.substr(0, q);
 }
 
-std::string Request::Query(const std::string& name) const {
+std::vector<std::pair<std::string, std::string>> Request::QueryParams() const {
+    std::vector<std::pair<std::string, std::string>> out;
     auto q = target.find('?');
     if (q == std::string::npos) {
-        return "";
+        return out;
     }
     std::string_view rest(target);
     rest.remove_prefix(q + 1);
@@ -81,14 +82,25 @@ std::string Request::Query(const std::string& name) const {
         auto amp = rest.find('&');
         std::string_view pair = rest.substr(0, amp);
         rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+        if (pair.empty()) {
+            continue;
+        }
         auto eq = pair.find('=');
-        std::string key = Decode(pair.substr(0, eq));
-        if (key == name) {
-            return eq == std::string_view::npos ? "" : Decode(pair.substr(eq + 1));
+        out.emplace_back(Decode(pair.substr(0, eq)), eq == std::string_view::npos ? "" : Decode(pair.substr(eq + 1)));
+    }
+    return out;
+}
+
+std::string Request::Query(const std::string& name) const {
+    for (auto& [k, v] : QueryParams()) {
+        if (k == name) {
+            return v;
         }
     }
     return "";
 }
+
+std::string UrlDecode(std::string_view s) { return Decode(s); }
 
 std::string Response::Header(const std::string& name) const {
     if (EqualsIgnoreCase(name, "content-type")) {

@@ -33,6 +33,7 @@ struct Request {
     std::string Header(const std::string& name) const;
     std::string Path() const;  // target without the query
     std::string Query(const std::string& name) const;  // a decoded query parameter, or ""
+    std::vector<std::pair<std::string, std::string>> QueryParams() const;  // every one, decoded, in order
 };
 
 struct Response {
@@ -49,6 +50,8 @@ struct Response {
 
 // Percent-encodes everything but RFC 3986 unreserved characters: for a path segment or a query value.
 std::string UrlEncode(std::string_view s);
+// Decodes %XY escapes and '+' (a space); a malformed escape is kept as it is.
+std::string UrlDecode(std::string_view s);
 
 using Respond = std::function<void(Response)>;
 using Handler = std::function<void(Request, Respond)>;

@@ -66,6 +66,7 @@ struct WorkflowRecord {
     int64_t deadline_ms = 0;  // 0: none
     int64_t finished_ms = 0;
     std::string trace;  // W3C traceparent the workflow was started with
+    std::string project;  // the tenant the workflow works for ("" for system work)
     uint64_t fence = 0; // the fencing token of the lease that owns it
     std::vector<StepRecord> steps;
 };
@@ -88,6 +89,23 @@ struct StepUpdate {
     std::string log_append;
 };
 
+// One desired-state record of the control plane (a server, a network, a token, ...): `body` is its
+// JSON text. Resources are not fenced: their single writer is the API process that owns them.
+struct ResourceWrite {
+    std::string kind;  // "server", "network", ...
+    std::string id;
+    std::string project;  // "" for records that belong to no project (hosts, flavors, ...)
+    std::string body;     // ignored when erase
+    bool erase = false;
+};
+
+struct ResourceRecord {
+    std::string kind;
+    std::string id;
+    std::string project;
+    std::string body;
+};
+
 // A group: changes that commit together or not at all, under one fencing token. A group that
 // creates a workflow carries it in `create` (with all its steps); a create whose id exists
 // already fails the group with kAlreadyExists.
@@ -96,6 +114,9 @@ struct WriteGroup {
     std::optional<WorkflowRecord> create;
     std::vector<WorkflowUpdate> workflows;
     std::vector<StepUpdate> steps;
+    // Desired-state records written with the workflow changes (e.g. a server and the workflow that
+    // builds it, in one transaction).
+    std::vector<ResourceWrite> resources;
 
     // State changes in the group: a create counts its workflow and each step not left pending.
     size_t Transitions() const {
@@ -121,6 +142,7 @@ struct Lease {
 struct ListFilter {
     std::optional<WorkflowState> state;
     std::string type;      // empty: any
+    std::string project;   // empty: any
     std::string after_id;  // pagination: ids greater than this
     int limit = 100;
 };
@@ -128,6 +150,7 @@ struct ListFilter {
 struct WorkflowSummary {
     std::string id;
     std::string type;
+    std::string project;
     int version = 0;
     WorkflowState state = WorkflowState::kRunning;
     std::string reason;

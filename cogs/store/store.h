@@ -75,6 +75,10 @@ public:
     virtual Status SaveDefinition(const DefinitionRecord& def) = 0;  // idempotent for equal text
     virtual Result<std::vector<DefinitionRecord>> LoadDefinitions() = 0;
 
+    // Every desired-state record (WriteGroup::resources), ordered by kind and id. Blocking; for
+    // start-up, when the API process rebuilds its in-memory model.
+    virtual Result<std::vector<ResourceRecord>> LoadResources() = 0;
+
     virtual StoreStats Stats() = 0;
 };
 

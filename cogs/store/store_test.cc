@@ -756,6 +756,74 @@ TEST_P(StoreTest, ListFiltersAndPaginates) {
     EXPECT_EQ((*page)[1].finished_ms, 29);
 }
 
+TEST_P(StoreTest, ListFiltersByProject) {
+    Lease lease = MustLease("engine");
+    for (int i = 0; i < 12; ++i) {
+        char id[16];
+        std::snprintf(id, sizeof id, "wf-%02d", i);
+        WorkflowRecord w = Workflow(id, i % 2 == 0 ? "server.create" : "server.delete", 1,
+                                    i % 4 == 0 ? WorkflowState::kSucceeded : WorkflowState::kRunning);
+        w.project = i % 3 == 0 ? "p-a" : "p-b";
+        ASSERT_OK(CommitAndWait(*store_, Create(lease.token, w)));
+    }
+    EXPECT_EQ(MustGet("wf-03").project, "p-a");
+    auto ids = [&](ListFilter f) {
+        std::vector<std::string> out;
+        auto page = store_->ListWorkflows(f);
+        EXPECT_TRUE(page) << page.error().ToString();
+        for (const auto& s : page ? *page : std::vector<WorkflowSummary>{}) {
+            EXPECT_EQ(s.project, f.project.empty() ? s.project : f.project);
+            out.push_back(s.id);
+        }
+        return out;
+    };
+    ListFilter f;
+    f.project = "p-a";
+    EXPECT_EQ(ids(f), (std::vector<std::string>{"wf-00", "wf-03", "wf-06", "wf-09"}));
+    f.type = "server.create";
+    EXPECT_EQ(ids(f), (std::vector<std::string>{"wf-00", "wf-06"}));
+    f.state = WorkflowState::kSucceeded;
+    EXPECT_EQ(ids(f), (std::vector<std::string>{"wf-00"}));
+    f.type.clear();
+    f.state.reset();
+    f.after_id = "wf-03";
+    f.limit = 1;
+    EXPECT_EQ(ids(f), (std::vector<std::string>{"wf-06"}));
+    f.project = "p-none";
+    EXPECT_TRUE(ids(f).empty());
+}
+
+TEST_P(StoreTest, ResourcesCommitWithTheWorkflowAndSurviveReopen) {
+    Lease lease = MustLease("engine");
+    WriteGroup g = Create(lease.token, Workflow("w1", "server.create", 2));
+    g.resources.push_back(ResourceWrite{"server", "s1", "p1", R"({"status":"BUILD"})", false});
+    g.resources.push_back(ResourceWrite{"network", "n1", "p1", R"({"name":"net"})", false});
+    ASSERT_OK(CommitAndWait(*store_, std::move(g)));
+
+    // A duplicate create refuses the whole group: its resources are not written either.
+    WriteGroup dup = Create(lease.token, Workflow("w1", "server.create", 2));
+    dup.resources.push_back(ResourceWrite{"server", "s2", "p1", "{}", false});
+    EXPECT_CODE(CommitAndWait(*store_, std::move(dup)), ErrorCode::kAlreadyExists);
+
+    // A group of resources alone: an update and an erase.
+    WriteGroup upd;
+    upd.resources.push_back(ResourceWrite{"server", "s1", "p1", R"({"status":"ACTIVE"})", false});
+    upd.resources.push_back(ResourceWrite{"network", "n1", "", "", true});
+    upd.resources.push_back(ResourceWrite{"host", "h1", "", R"({"vcpus":8})", false});
+    ASSERT_OK(CommitAndWait(*store_, std::move(upd)));
+    Reopen();
+    auto all = store_->LoadResources();
+    ASSERT_TRUE(all) << all.error().ToString();
+    ASSERT_EQ(all->size(), 2u);
+    EXPECT_EQ((*all)[0].kind, "host");
+    EXPECT_EQ((*all)[0].id, "h1");
+    EXPECT_EQ((*all)[0].project, "");
+    EXPECT_EQ((*all)[1].kind, "server");
+    EXPECT_EQ((*all)[1].id, "s1");
+    EXPECT_EQ((*all)[1].project, "p1");
+    EXPECT_EQ((*all)[1].body, R"({"status":"ACTIVE"})");
+}
+
 TEST_P(StoreTest, CountByState) {
     Lease lease = MustLease("engine");
     auto counts = store_->CountByState();

@@ -109,6 +109,8 @@ struct Wf {
     const Definition* def = nullptr;
     std::string input;
     std::string trace;
+    std::string project;
+    std::vector<store::ResourceWrite> create_resources;  // written with the create, then dropped
     WorkflowState state = WorkflowState::kRunning;
     std::string reason;
     bool cancel_requested = false;
@@ -220,6 +222,8 @@ public:
         wf->def = def;
         wf->input = std::move(req.input);
         wf->trace = std::move(req.traceparent);
+        wf->project = std::move(req.project);
+        wf->create_resources = std::move(req.resources);
         wf->created_ms = WallNowMs();
         const Duration deadline = req.deadline.count() > 0 ? req.deadline : def->deadline;
         wf->deadline_ms = deadline.count() > 0 ? wf->created_ms + ToMs(deadline) : 0;
@@ -364,6 +368,7 @@ private:
         wf->def = def;
         wf->input = std::move(rec.input);
         wf->trace = std::move(rec.trace);
+        wf->project = std::move(rec.project);
         wf->state = rec.state;
         wf->reason = std::move(rec.reason);
         wf->cancel_requested = rec.cancel_requested;
@@ -611,9 +616,12 @@ private:
             rec.created_ms = rec.updated_ms = wf->created_ms;
             rec.deadline_ms = wf->deadline_ms;
             rec.trace = wf->trace;
+            rec.project = wf->project;
             rec.fence = wf->fence;
             rec.steps = wf->steps;
             p.group.create = std::move(rec);
+            p.group.resources = std::move(wf->create_resources);
+            wf->create_resources.clear();
             p.group.steps.clear();  // the create carries every step as it is now
         } else if (p.workflow_dirty) {
             const int64_t now = WallNowMs();
@@ -717,7 +725,12 @@ private:
             default: ++stats_.failed; break;
         }
         if (!listeners_.empty()) {
-            FinishedEvent ev{wf->id, wf->def->type, wf->state, wf->reason, WallNowMs()};
+            FinishedEvent ev{wf->id, wf->def->type, wf->state, wf->reason, WallNowMs(), wf->project, wf->input, {}};
+            for (size_t i = 0; i < wf->steps.size(); ++i) {
+                if (!wf->steps[i].output.empty()) {
+                    ev.outputs.emplace(wf->def->steps[i].name, wf->steps[i].output);
+                }
+            }
             for (auto& l : listeners_) {
                 l(ev);
             }
@@ -851,6 +864,10 @@ private:
         COGS_CHECK(client != nullptr);
         ActionCall call = MakeCall(*wf, i, sd.action, "do");
         call.deadline = AttemptDeadline(*wf, i, sd.timeout);
+        // The action's input again: a routing client (e.g. to the step's compute host) needs it.
+        if (auto input = RenderInput(*wf, sd.input)) {
+            call.input = std::move(*input);
+        }
         wf->busy[i] = kCall;
         client->Status(std::move(call), [this, wf, i](Result<ActionReply> r) {
             if (wf->finished || wf->busy[i] != kCall) {

@@ -29,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
@@ -59,6 +60,10 @@ struct StartRequest {
     std::string input = "{}";  // a JSON object
     Duration deadline{0};      // 0: the definition's
     std::string traceparent;
+    std::string project{};  // the tenant it works for (listed and filtered by it)
+    // Desired-state records committed in the same transaction as the workflow's create (a server
+    // in BUILD and the workflow that builds it exist together or not at all).
+    std::vector<store::ResourceWrite> resources{};
 };
 
 struct EngineStats {
@@ -81,6 +86,9 @@ struct FinishedEvent {
     store::WorkflowState state = store::WorkflowState::kSucceeded;
     std::string reason;
     int64_t finished_ms = 0;
+    std::string project;
+    std::string input;                           // JSON text
+    std::map<std::string, std::string> outputs;  // step name -> its output's JSON text (steps with one)
 };
 
 class Engine {

@@ -43,6 +43,9 @@ public:
     std::map<std::string, int> per_key;
     int in_flight = 0;
     int max_in_flight = 0;
+    // While set, answers wait in `held` until the test releases them (makes concurrency exact).
+    bool hold = false;
+    std::vector<std::function<void()>> held;
 
     void Invoke(ActionCall call, Callback done) override {
         calls.push_back(call);
@@ -58,14 +61,19 @@ public:
             });
             return;
         }
-        asio::post(io_, [this, a, done] {
+        auto answer = [this, a, done] {
             --in_flight;
             if (a.kind == Answer::kError) {
                 done(MakeError(a.code, "scripted"));
             } else {
                 done(ActionReply{a.kind == Answer::kAccept, a.output});
             }
-        });
+        };
+        if (hold) {
+            held.push_back(std::move(answer));
+            return;
+        }
+        asio::post(io_, std::move(answer));
     }
 
     void Status(ActionCall call, Callback done) override {
@@ -377,14 +385,34 @@ TEST_F(EngineTest, BulkheadBoundsCallsPerService) {
         EXPECT_LE(service_->in_flight, 3);
         return Answer{};
     };
+    service_->hold = true;
     for (int i = 0; i < 30; ++i) {
         StartRequest r;
         r.type = "one";
         r.id = "w" + std::to_string(i);
         engine_->Start(r, [](Result<std::string> res) { ASSERT_TRUE(res); });
     }
-    RunUntil([&] { return finished_.size() == 30; });
+    // Every workflow is durable and waiting; exactly three calls are out.
+    RunUntil([&] { return service_->in_flight == 3 && engine_->Stats().started == 30; });
+    for (int i = 0; i < 20; ++i) {
+        io_->restart();
+        io_->run_for(5ms);
+    }
+    EXPECT_EQ(service_->calls.size(), 3u);
+    // Released one by one, each answer lets exactly one waiting call out.
+    const auto end = SteadyClock::now() + 20s;
+    while (finished_.size() < 30) {
+        ASSERT_LT(SteadyClock::now(), end) << "the workflows did not finish";
+        if (!service_->held.empty()) {
+            auto next = std::move(service_->held.front());
+            service_->held.erase(service_->held.begin());
+            next();
+        }
+        io_->restart();
+        io_->run_for(5ms);
+    }
     EXPECT_EQ(service_->max_in_flight, 3);
+    EXPECT_EQ(service_->calls.size(), 30u);
 }
 
 TEST_F(EngineTest, LongActionIsPolledUntilDone) {

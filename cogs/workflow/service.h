@@ -37,7 +37,8 @@ public:
     // when the deadline passed). The same key always yields the original outcome.
     virtual void Invoke(ActionCall call, Callback done) = 0;
 
-    // The state of an accepted action with this key (call.input is ignored): accepted=true while
+    // The state of an accepted action with this key (call.input carries the action's input, for
+    // clients that route by it; services ignore it): accepted=true while
     // it runs, the output once done, or a definitive error if it failed.
     virtual void Status(ActionCall call, Callback done) = 0;
 };

@@ -22,7 +22,7 @@
 #include "cogs/base/check.h"
 #include "cogs/base/paths.h"
 #include "cogs/http/client.h"
-#include "cogs/services/sim/sim_http.h"
+#include "cogs/services/kit/http_client.h"
 #include "cogs/store/store.h"
 #include "cogs/workflow/engine.h"
 #include "cogs/workflow/registry.h"
@@ -34,7 +34,6 @@ namespace {
 
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
-namespace sim = cogs::services::sim;
 using namespace std::chrono_literals;
 
 const char* kServices[] = {"network", "volume", "scheduler", "compute", "sim"};
@@ -109,7 +108,7 @@ int RunEngineWorker(const WorkerOptions& o) {
     asio::io_context io;
     workflow::ServiceCatalog catalog;
     for (const char* name : kServices) {
-        catalog.Add(name, sim::MakeHttpServiceClient(io, "127.0.0.1", o.sim_port, name, 32));
+        catalog.Add(name, services::kit::MakeHttpServiceClient(io, "127.0.0.1", o.sim_port, name, 32));
     }
     workflow::Registry registry(store->get());
     COGS_CHECK(registry.LoadFromStore().has_value());

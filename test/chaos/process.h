@@ -1,10 +1,15 @@
-// Child processes for cross-process tests: spawn, SIGKILL, wait.
+// Child processes for cross-process tests: the interface cogs-chaos was written against, now a thin
+// layer over cogs/runtime/process.h (which `cogs dev` uses too). Behaviour is unchanged: children
+// stay in the test's process group (a Ctrl-C stops the whole run), spawn failures show up as an
+// exit status of 127, and a live child is SIGKILLed and reaped when its Child goes away.
 #pragma once
 
 #include <sys/types.h>
 
 #include <string>
 #include <vector>
+
+#include "cogs/runtime/process.h"
 
 namespace cogs::testing {
 
@@ -13,22 +18,18 @@ public:
     Child() = default;
     // Starts argv[0] with the given arguments; stdout/stderr go to `log_path` (appended) if set.
     static Child Spawn(const std::vector<std::string>& argv, const std::string& log_path = "");
-    ~Child();
-    Child(Child&& o) noexcept : pid_(o.pid_), exit_status_(o.exit_status_) { o.pid_ = -1; }
-    Child& operator=(Child&& o) noexcept;
 
-    pid_t pid() const { return pid_; }
-    bool Running();
-    void Kill(int signal);
+    pid_t pid() const { return child_.pid(); }
+    bool Running() { return child_.Running(); }
+    void Kill(int signal) { child_.Signal(signal); }
     // Waits for exit; returns the exit status (128+signal if killed), or -1 on timeout.
     int Wait(int timeout_ms = -1);
 
 private:
-    pid_t pid_ = -1;
-    int exit_status_ = -1;
+    runtime::Child child_;
+    bool spawn_failed_ = false;
 };
 
-// The path of a sibling binary (same directory as the running one).
-std::string SiblingBinary(const std::string& name);
+using runtime::SiblingBinary;
 
 }  // namespace cogs::testing

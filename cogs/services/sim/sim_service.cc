@@ -5,7 +5,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
-#include <random>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -26,10 +25,6 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
     return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-bool Contains(const std::vector<std::string>& v, const std::string& s) {
-    return std::find(v.begin(), v.end(), s) != v.end();
-}
-
 // A stable id for the thing a key creates: FNV-1a of the key without its /do or /undo, so the undo
 // names the same id as its do.
 std::string IdFor(std::string_view base) {
@@ -48,20 +43,6 @@ std::string IdFor(std::string_view base) {
 
 int64_t ToMicros(Duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
 
-double ToMillis(Duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-// Whole numbers as integers: Boost.JSON writes every double in exponent form ("1E2").
-json::value Number(double d) {
-    if (d > -1e15 && d < 1e15 && d == static_cast<double>(static_cast<int64_t>(d))) {
-        return static_cast<int64_t>(d);
-    }
-    return d;
-}
-
-Duration FromMillis(double ms) {
-    return std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(ms));
-}
-
 // What the ledger keeps in memory per key. The output is not kept: it is a function of the record
 // (see Output()), which keeps a parked million keys cheap.
 struct Record {
@@ -75,8 +56,6 @@ struct Record {
 };
 
 }  // namespace
-
-std::string_view ToString(CallKind kind) { return kind == CallKind::kDo ? "do" : "undo"; }
 
 std::string_view ToString(Outcome outcome) {
     switch (outcome) {
@@ -95,7 +74,7 @@ std::string_view ToString(Outcome outcome) {
 class SimService::Impl : public std::enable_shared_from_this<SimService::Impl> {
 public:
     Impl(asio::io_context& io, SimOptions options)
-        : io_(io), faults_(std::move(options.faults)), rng_(options.seed) {}
+        : io_(io), faults_(std::move(options.faults)), roller_(options.seed) {}
 
     ~Impl() {
         // Entries made in this turn are written even though their answers will never leave.
@@ -215,34 +194,9 @@ public:
     asio::io_context& io() const { return io_; }
 
 private:
-    enum class Fault { kNone, kError, kHang, kPermanent, kLostReply };
+    using Fault = kit::Fault;
 
-    // One draw decides the fault of a call with a new key (see the header for the order).
-    Fault Roll(const std::string& action, CallKind kind) {
-        const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
-        double edge = faults_.error_rate;
-        if (u < edge) {
-            return Fault::kError;
-        }
-        edge += faults_.hang_rate;
-        if (u < edge) {
-            return Fault::kHang;
-        }
-        if (kind == CallKind::kDo) {
-            if (Contains(faults_.fail_actions, action)) {
-                return Fault::kPermanent;
-            }
-            edge += faults_.permanent_rate;
-            if (u < edge) {
-                return Fault::kPermanent;
-            }
-        }
-        edge += faults_.lost_reply_rate;
-        if (u < edge) {
-            return Fault::kLostReply;
-        }
-        return Fault::kNone;
-    }
+    Fault Roll(const std::string& action, CallKind kind) { return roller_.Roll(faults_, action, kind); }
 
     void HandleDo(std::string action, std::string key, Callback done) {
         if (auto it = records_.find(key); it != records_.end()) {
@@ -266,7 +220,7 @@ private:
             case Fault::kPermanent: {
                 ++stats_.permanent_injected;
                 Record r = NewRecord(action, CallKind::kDo, Outcome::kRejected);
-                r.message = std::make_unique<std::string>(Contains(faults_.fail_actions, action)
+                r.message = std::make_unique<std::string>(kit::IsFailAction(faults_, action)
                                                               ? action + " always fails (fail_actions)"
                                                               : action + " failed permanently (injected)");
                 auto& [k, rec] = Commit(std::move(key), std::move(r));
@@ -360,7 +314,7 @@ private:
 
     Record NewApplied(const std::string& action) {
         Record r = NewRecord(action, CallKind::kDo, Outcome::kApplied);
-        if (Contains(faults_.long_actions, action)) {
+        if (kit::IsLongAction(faults_, action)) {
             r.done_at_us = r.at_us + std::max<int64_t>(1, ToMicros(faults_.accept_duration));
         }
         return r;
@@ -513,7 +467,7 @@ private:
 
     asio::io_context& io_;
     FaultConfig faults_;
-    std::mt19937_64 rng_;
+    kit::FaultRoller roller_;
     std::unique_ptr<internal::LedgerDb> db_;
 
     std::unordered_map<std::string, Record> records_;
@@ -558,98 +512,10 @@ std::optional<LedgerEntry> SimService::Find(const std::string& key) const { retu
 LedgerCounts SimService::Counts() const { return impl_->counts(); }
 const SimStats& SimService::stats() const { return impl_->stats(); }
 boost::asio::io_context& SimService::io() const { return impl_->io(); }
+std::string SimService::LedgerJson() const { return LedgerToJson(Ledger()); }
+std::string SimService::StatsJson() const { return ToJson(stats()); }
 
 // ---- JSON ----
-
-Result<FaultConfig> ParseFaultConfig(std::string_view text) {
-    boost::system::error_code ec;
-    json::value v = json::parse(text, ec);
-    if (ec || !v.is_object()) {
-        return MakeError(ErrorCode::kInvalidArgument, "faults: expected a JSON object");
-    }
-    FaultConfig f;
-    auto number = [](const json::value& x, const std::string& name, double lo, double hi) -> Result<double> {
-        if (!x.is_number()) {
-            return MakeError(ErrorCode::kInvalidArgument, "field '" + name + "' must be a number");
-        }
-        double d = x.to_number<double>();
-        if (!(d >= lo && d <= hi)) {
-            return MakeError(ErrorCode::kInvalidArgument, "field '" + name + "' is out of range");
-        }
-        return d;
-    };
-    auto strings = [](const json::value& x, const std::string& name) -> Result<std::vector<std::string>> {
-        std::vector<std::string> out;
-        if (!x.is_array()) {
-            return MakeError(ErrorCode::kInvalidArgument, "field '" + name + "' must be an array of strings");
-        }
-        for (const auto& s : x.get_array()) {
-            if (!s.is_string()) {
-                return MakeError(ErrorCode::kInvalidArgument,
-                                 "field '" + name + "' must be an array of strings");
-            }
-            out.emplace_back(s.get_string());
-        }
-        return out;
-    };
-    constexpr double kMaxMs = 24.0 * 3600 * 1000;
-    for (const auto& [k, x] : v.get_object()) {
-        const std::string name(k);
-        Result<double> d = 0.0;
-        if (name == "error_rate") {
-            d = number(x, name, 0, 1);
-            f.error_rate = d.value_or(0);
-        } else if (name == "permanent_rate") {
-            d = number(x, name, 0, 1);
-            f.permanent_rate = d.value_or(0);
-        } else if (name == "hang_rate") {
-            d = number(x, name, 0, 1);
-            f.hang_rate = d.value_or(0);
-        } else if (name == "lost_reply_rate") {
-            d = number(x, name, 0, 1);
-            f.lost_reply_rate = d.value_or(0);
-        } else if (name == "latency_ms") {
-            d = number(x, name, 0, kMaxMs);
-            f.latency = FromMillis(d.value_or(0));
-        } else if (name == "accept_duration_ms") {
-            d = number(x, name, 0, kMaxMs);
-            f.accept_duration = FromMillis(d.value_or(0));
-        } else if (name == "fail_actions" || name == "long_actions") {
-            auto list = strings(x, name);
-            if (!list) {
-                return MakeError(list.error());
-            }
-            (name == "fail_actions" ? f.fail_actions : f.long_actions) = std::move(*list);
-        } else if (name == "hang_all") {
-            if (!x.is_bool()) {
-                return MakeError(ErrorCode::kInvalidArgument, "field 'hang_all' must be true or false");
-            }
-            f.hang_all = x.get_bool();
-        } else {
-            return MakeError(ErrorCode::kInvalidArgument, "unknown field '" + name + "'");
-        }
-        if (!d) {
-            return MakeError(d.error());
-        }
-    }
-    return f;
-}
-
-std::string ToJson(const FaultConfig& f) {
-    json::object o;
-    o["error_rate"] = Number(f.error_rate);
-    o["permanent_rate"] = Number(f.permanent_rate);
-    o["hang_rate"] = Number(f.hang_rate);
-    o["lost_reply_rate"] = Number(f.lost_reply_rate);
-    o["latency_ms"] = Number(ToMillis(f.latency));
-    json::array fail(f.fail_actions.begin(), f.fail_actions.end());
-    json::array lng(f.long_actions.begin(), f.long_actions.end());
-    o["fail_actions"] = std::move(fail);
-    o["long_actions"] = std::move(lng);
-    o["accept_duration_ms"] = Number(ToMillis(f.accept_duration));
-    o["hang_all"] = f.hang_all;
-    return json::serialize(o);
-}
 
 std::string LedgerToJson(const std::vector<LedgerEntry>& entries) {
     json::array a;

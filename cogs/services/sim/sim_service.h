@@ -18,13 +18,12 @@
 //                            compensation is recorded {outcome=compensated}; otherwise a tombstone
 //                            {outcome=tombstone} so that a late do is refused. Either way: ok.
 //
-// Faults (FaultConfig), for a new key, from one uniform draw u in [0,1), in this order:
-//   u < error_rate                      kUnavailable (retryable), nothing applied
-//   ... + hang_rate                     no answer at all, nothing applied (the caller's deadline fires)
-//   action in fail_actions (do only)    kFailedPrecondition, recorded as rejected (a re-send gets it again)
-//   ... + permanent_rate (do only)      the same, at random
-//   ... + lost_reply_rate               applied and recorded, but no answer (the caller times out)
-// The rates add up; past 1 the later ones never strike. hang_all makes every call (Handle and
+// Faults (kit::FaultConfig), for a new key, from one draw of kit::FaultRoller (cogs/services/kit/faults.h):
+//   error                               kUnavailable (retryable), nothing applied
+//   hang                                no answer at all, nothing applied (the caller's deadline fires)
+//   permanent (fail_actions, or at random; do only)
+//                                       kFailedPrecondition, recorded as rejected (a re-send gets it again)
+//   lost reply                          applied and recorded, but no answer (the caller times out) hang_all makes every call (Handle and
 // Status) hang. `latency` delays every answer, by a timer. A call whose deadline has already passed
 // when it arrives is not started: kDeadlineExceeded, nothing applied.
 //
@@ -52,6 +51,8 @@
 
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
+#include "cogs/services/kit/faults.h"
+#include "cogs/services/kit/protocol.h"
 #include "cogs/workflow/service.h"
 
 namespace boost::asio {
@@ -60,23 +61,12 @@ class io_context;
 
 namespace cogs::services::sim {
 
-struct FaultConfig {
-    double error_rate = 0;                    // kUnavailable, nothing applied
-    double permanent_rate = 0;                // kFailedPrecondition, nothing applied, remembered for the key
-    double hang_rate = 0;                     // no answer, nothing applied
-    double lost_reply_rate = 0;               // applied and recorded, no answer
-    Duration latency{0};                      // every answer waits this long (a timer, never a sleep)
-    std::vector<std::string> fail_actions{};  // these actions always fail permanently (do calls)
-    std::vector<std::string> long_actions{};  // these actions answer "accepted" and finish later
-    Duration accept_duration = std::chrono::milliseconds(100);  // how long a long action runs
-    bool hang_all = false;                                      // every call hangs (to park many workflows)
-};
-
-// FaultConfig as JSON, the body of PUT /v1/faults (see docs/service-protocol.md): rates as numbers,
-// durations as "latency_ms" / "accept_duration_ms". Every field is optional (absent: the default);
-// an unknown field or a wrong type is kInvalidArgument naming the field.
-Result<FaultConfig> ParseFaultConfig(std::string_view json);
-std::string ToJson(const FaultConfig& faults);
+// The fault settings and their JSON (PUT /v1/faults) are the kit's, shared with every micro-service.
+using kit::CallKind;
+using kit::FaultConfig;
+using kit::ParseFaultConfig;
+using kit::ToJson;
+using kit::ToString;
 
 struct SimOptions {
     std::string ledger_path{};  // SQLite file; empty: in memory only
@@ -84,14 +74,12 @@ struct SimOptions {
     uint64_t seed = 1;  // for the fault draws: the same seed and calls give the same faults
 };
 
-enum class CallKind { kDo, kUndo };
 enum class Outcome {
     kApplied,      // a do that took effect
     kRejected,     // a do refused for good (permanent fault); nothing applied
     kCompensated,  // an undo of an applied do
     kTombstone,    // an undo that found nothing applied; refuses a later do
 };
-std::string_view ToString(CallKind kind);
 std::string_view ToString(Outcome outcome);
 
 struct LedgerEntry {
@@ -128,14 +116,14 @@ struct SimStats {
     uint64_t lost_replies_injected = 0;
 };
 
-class SimService {
+// Served over HTTP by kit::MakeActionHttpHandler (cogs/services/kit/protocol.h).
+class SimService final : public kit::ActionTarget {
 public:
-    using Callback = std::function<void(Result<workflow::ActionReply>)>;
 
     // Opens (or creates) the ledger at options.ledger_path and loads it. Throws std::runtime_error if
     // it cannot (bad configuration is fatal at start-up); Create() returns the error instead.
     SimService(boost::asio::io_context& io, SimOptions options);
-    ~SimService();
+    ~SimService() override;
     SimService(const SimService&) = delete;
     SimService& operator=(const SimService&) = delete;
 
@@ -144,14 +132,19 @@ public:
     // Performs `action` under `key` (ending in "/do" or "/undo"; anything else is kInvalidArgument).
     // `input` is JSON text; the sim does not interpret it. `done` is called at most once, never
     // inline; not at all if the call hangs or its reply is lost.
-    void Handle(std::string action, std::string key, std::string input, SteadyTime deadline, Callback done);
+    void Handle(std::string action, std::string key, std::string input, SteadyTime deadline,
+                Callback done) override;
 
     // The state of the action recorded under `key`: accepted=true while a long action runs, else the
     // output; the refusal for a rejected key; kNotFound for a key never recorded.
-    void Status(std::string key, Callback done);
+    void Status(std::string key, Callback done) override;
 
-    void SetFaults(FaultConfig faults);
-    const FaultConfig& faults() const;
+    void SetFaults(FaultConfig faults) override;
+    const FaultConfig& faults() const override;
+
+    // GET /v1/ledger (LedgerToJson(Ledger())) and GET /v1/stats (ToJson(stats())).
+    std::string LedgerJson() const override;
+    std::string StatsJson() const override;
 
     // The whole ledger in sequence order, one entry, and the totals.
     std::vector<LedgerEntry> Ledger() const;

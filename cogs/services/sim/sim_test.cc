@@ -8,8 +8,9 @@
 #include <optional>
 
 #include "cogs/http/client.h"
+#include "cogs/services/kit/http_client.h"
+#include "cogs/services/kit/protocol.h"
 #include "cogs/services/sim/sim_client.h"
-#include "cogs/services/sim/sim_http.h"
 #include "cogs/services/sim/sim_service.h"
 
 namespace cogs::services::sim {
@@ -375,39 +376,16 @@ TEST_F(SimTest, LedgerSurvivesARestart) {
     std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 
-TEST(FaultConfigJson, RoundTripsAndNamesBadFields) {
-    auto f = ParseFaultConfig(
-        R"({"error_rate":0.1,"hang_rate":0.2,"latency_ms":5,"fail_actions":["boot"],"hang_all":true,"accept_duration_ms":250})");
-    ASSERT_TRUE(f) << f.error().ToString();
-    EXPECT_DOUBLE_EQ(f->error_rate, 0.1);
-    EXPECT_EQ(f->latency, 5ms);
-    EXPECT_EQ(f->accept_duration, 250ms);
-    EXPECT_EQ(f->fail_actions, std::vector<std::string>{"boot"});
-    EXPECT_TRUE(f->hang_all);
-    auto again = ParseFaultConfig(ToJson(*f));
-    ASSERT_TRUE(again);
-    EXPECT_EQ(ToJson(*again), ToJson(*f));
-
-    auto unknown = ParseFaultConfig(R"({"eror_rate":0.1})");
-    ASSERT_FALSE(unknown);
-    EXPECT_EQ(unknown.error().code, ErrorCode::kInvalidArgument);
-    EXPECT_NE(unknown.error().message.find("eror_rate"), std::string::npos);
-    auto bad = ParseFaultConfig(R"({"hang_rate":"lots"})");
-    ASSERT_FALSE(bad);
-    EXPECT_NE(bad.error().message.find("hang_rate"), std::string::npos);
-    EXPECT_FALSE(ParseFaultConfig(R"({"error_rate":2})"));
-}
-
 // ---- over HTTP ----
 
 class SimHttpTest : public SimTest {
 protected:
     void SetUp() override {
         SimTest::SetUp();
-        auto server = http::StartServer(io_, http::ServerOptions{}, MakeSimHttpHandler(*service_));
+        auto server = http::StartServer(io_, http::ServerOptions{}, kit::MakeActionHttpHandler(*service_));
         ASSERT_TRUE(server) << server.error().ToString();
         server_ = std::move(*server);
-        client_ = MakeHttpServiceClient(io_, "127.0.0.1", server_->port(), "sim", 8);
+        client_ = kit::MakeHttpServiceClient(io_, "127.0.0.1", server_->port(), "sim", 8);
         raw_ = http::MakeClient(io_, http::ClientOptions{"127.0.0.1", server_->port(), 4});
     }
     void TearDown() override {

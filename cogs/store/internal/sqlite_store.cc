@@ -45,7 +45,7 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Schema. Each entry migrates version i to i+1 (PRAGMA user_version). Never edit a released
 // entry: append a new one (ALTER TABLE ... ADD COLUMN ...) instead.
-constexpr std::array<const char*, 1> kMigrations = {
+constexpr std::array<const char*, 2> kMigrations = {
     // 1: the initial schema.
     R"sql(
     CREATE TABLE workflows(
@@ -102,6 +102,17 @@ constexpr std::array<const char*, 1> kMigrations = {
         text TEXT NOT NULL,
         PRIMARY KEY(type, version));
     )sql",
+    // 2: the control plane's desired state, and the tenant of each workflow.
+    R"sql(
+    ALTER TABLE workflows ADD COLUMN project TEXT NOT NULL DEFAULT '';
+    CREATE INDEX workflows_by_project ON workflows(project, id);
+    CREATE TABLE resources(
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        project TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY(kind, id)) WITHOUT ROWID;
+    )sql",
 };
 
 // Every statement the store runs after open, prepared once per connection.
@@ -142,10 +153,14 @@ enum Sql : int {
     kInsertDefinition,
     kDefinitionText,
     kLoadDefinitions,
+    kListByProject,
+    kUpsertResource,
+    kDeleteResource,
+    kLoadResources,
     kNumSql,
 };
 
-#define COGS_SUMMARY_COLUMNS "id, type, version, state, reason, created_ms, finished_ms"
+#define COGS_SUMMARY_COLUMNS "id, type, version, state, reason, created_ms, finished_ms, project"
 #define COGS_STEP_COLUMNS \
     "idx, state, attempts, comp_attempts, applied, next_at_ms, started_ms, finished_ms, output, error"
 
@@ -163,9 +178,9 @@ const char* SqlText(Sql s) {
             // The owner is whoever holds the group's token now ('' if nobody: the workflow is
             // then orphaned from birth and claimable).
             return "INSERT INTO workflows(id, type, version, input, state, reason, cancel_requested, "
-                   "created_ms, updated_ms, deadline_ms, finished_ms, trace, fence, owner, step_count) "
-                   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-                   "COALESCE((SELECT owner FROM leases WHERE token = ?13), ''), ?14)";
+                   "created_ms, updated_ms, deadline_ms, finished_ms, trace, fence, owner, step_count, "
+                   "project) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
+                   "COALESCE((SELECT owner FROM leases WHERE token = ?13), ''), ?14, ?15)";
         case kInsertStep:
             return "INSERT INTO steps(workflow_id, " COGS_STEP_COLUMNS ", log, fence) "
                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
@@ -206,7 +221,8 @@ const char* SqlText(Sql s) {
         case kClaimSteps: return "UPDATE steps SET fence = ?1 WHERE workflow_id = ?2";
         case kSelectWorkflow:
             return "SELECT id, type, version, input, state, reason, cancel_requested, created_ms, "
-                   "updated_ms, deadline_ms, finished_ms, trace, fence, step_count FROM workflows WHERE id = ?1";
+                   "updated_ms, deadline_ms, finished_ms, trace, fence, step_count, project FROM workflows "
+                   "WHERE id = ?1";
         case kSelectSteps:
             return "SELECT " COGS_STEP_COLUMNS ", '' FROM steps WHERE workflow_id = ?1 ORDER BY idx";
         case kSelectStepsWithLog:
@@ -237,6 +253,15 @@ const char* SqlText(Sql s) {
                    "ON CONFLICT(type, version) DO NOTHING";
         case kDefinitionText: return "SELECT text FROM definitions WHERE type = ?1 AND version = ?2";
         case kLoadDefinitions: return "SELECT type, version, text FROM definitions ORDER BY type, version";
+        case kListByProject:
+            // One tenant's workflows, through workflows_by_project; state and type filter the scan.
+            return "SELECT " COGS_SUMMARY_COLUMNS " FROM workflows WHERE project = ?1 AND (?2 < 0 OR "
+                   "state = ?2) AND (?3 = '' OR type = ?3) AND id > ?4 ORDER BY id LIMIT ?5";
+        case kUpsertResource:
+            return "INSERT INTO resources(kind, id, project, body) VALUES(?1, ?2, ?3, ?4) "
+                   "ON CONFLICT(kind, id) DO UPDATE SET project = excluded.project, body = excluded.body";
+        case kDeleteResource: return "DELETE FROM resources WHERE kind = ?1 AND id = ?2";
+        case kLoadResources: return "SELECT kind, id, project, body FROM resources ORDER BY kind, id";
         case kNumSql: break;
     }
     return "";
@@ -422,6 +447,7 @@ Result<WorkflowRecord> LoadWorkflow(Db& db, const std::string& id, bool with_log
         r.trace = q.ColText(11);
         r.fence = static_cast<uint64_t>(q.ColInt(12));
         r.steps.resize(static_cast<size_t>(q.ColInt(13)));
+        r.project = q.ColText(14);
         for (size_t i = 0; i < r.steps.size(); ++i) {
             r.steps[i].index = static_cast<int>(i);  // pending unless a row says otherwise
         }
@@ -456,12 +482,18 @@ Result<WorkflowRecord> LoadWorkflow(Db& db, const std::string& id, bool with_log
 
 Result<std::vector<WorkflowSummary>> ListWorkflows(Db& db, const ListFilter& f) {
     bool by_type = !f.type.empty();
-    Stmt q(db, f.state ? (by_type ? kListByStateType : kListByState) : (by_type ? kListByType : kListAll));
-    if (by_type) {
-        q.Text(f.type);
-    }
-    if (f.state) {
-        q.Int(static_cast<int>(*f.state));
+    Stmt q(db, !f.project.empty() ? kListByProject
+               : f.state          ? (by_type ? kListByStateType : kListByState)
+                                  : (by_type ? kListByType : kListAll));
+    if (!f.project.empty()) {
+        q.Text(f.project).Int(f.state ? static_cast<int>(*f.state) : -1).Text(f.type);
+    } else {
+        if (by_type) {
+            q.Text(f.type);
+        }
+        if (f.state) {
+            q.Int(static_cast<int>(*f.state));
+        }
     }
     q.Text(f.after_id).Int(std::clamp(f.limit, 1, 1000));
     std::vector<WorkflowSummary> out;
@@ -475,6 +507,7 @@ Result<std::vector<WorkflowSummary>> ListWorkflows(Db& db, const ListFilter& f) 
         s.reason = q.ColText(4);
         s.created_ms = q.ColInt(5);
         s.finished_ms = q.ColInt(6);
+        s.project = q.ColText(7);
     }
     if (rc != SQLITE_DONE) {
         return MakeError(q.Fail(rc, "list workflows"));
@@ -499,6 +532,19 @@ Result<std::vector<std::pair<WorkflowState, int64_t>>> CountByState(Db& db) {
     }
     if (rc != SQLITE_DONE) {
         return MakeError(q.Fail(rc, "count workflows"));
+    }
+    return out;
+}
+
+Result<std::vector<ResourceRecord>> LoadResources(Db& db) {
+    std::vector<ResourceRecord> out;
+    Stmt q(db, kLoadResources);
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+        out.push_back(ResourceRecord{q.ColText(0), q.ColText(1), q.ColText(2), q.ColText(3)});
+    }
+    if (rc != SQLITE_DONE) {
+        return MakeError(q.Fail(rc, "load resources"));
     }
     return out;
 }
@@ -855,6 +901,10 @@ public:
         return saved ? Ok() : MakeError(saved.error());
     }
 
+    Result<std::vector<ResourceRecord>> LoadResources() override {
+        return Read<std::vector<ResourceRecord>>([](Db& db) { return store::LoadResources(db); });
+    }
+
     Result<std::vector<DefinitionRecord>> LoadDefinitions() override {
         return Read<std::vector<DefinitionRecord>>([](Db& db) { return store::LoadDefinitions(db); });
     }
@@ -1096,13 +1146,13 @@ private:
 
     // Applies one group inside the batch's transaction, all or nothing.
     Verdict ApplyGroup(const WriteGroup& g, Error* error) {
-        size_t transitions = g.Transitions();
-        if (transitions == 0) {
+        size_t statements = g.Transitions() + g.resources.size();
+        if (statements == 0) {
             return Verdict::kOk;
         }
         // One statement is atomic by itself, and a refused one changed nothing: only groups of
         // several statements need a savepoint to be undone alone.
-        bool savepoint = transitions > 1 || (g.create && !g.create->steps.empty());
+        bool savepoint = statements > 1 || (g.create && !g.create->steps.empty());
         if (savepoint) {
             if (auto st = writer_db_->Run(kSavepoint); !st) {
                 *error = st.error();
@@ -1135,7 +1185,7 @@ private:
                 q.Text(w.id).Text(w.type).Int(w.version).Text(w.input).Int(static_cast<int>(w.state));
                 q.Text(w.reason).Int(w.cancel_requested ? 1 : 0).Int(w.created_ms).Int(w.updated_ms);
                 q.Int(w.deadline_ms).Int(w.finished_ms).Text(w.trace).Int(ToDb(g.fence));
-                q.Int(static_cast<int64_t>(w.steps.size()));
+                q.Int(static_cast<int64_t>(w.steps.size())).Text(w.project);
                 int rc = q.Step();
                 if (IsConstraint(rc)) {
                     *error = Error(ErrorCode::kAlreadyExists, "workflow '" + w.id + "' already exists");
@@ -1205,6 +1255,16 @@ private:
             }
             if (sqlite3_changes(writer_db_->raw()) == 0) {
                 return Refuse(g.fence, u.workflow_id, u.step.index, error);
+            }
+        }
+        for (const ResourceWrite& r : g.resources) {
+            Stmt q(*writer_db_, r.erase ? kDeleteResource : kUpsertResource);
+            q.Text(r.kind).Text(r.id);
+            if (!r.erase) {
+                q.Text(r.project).Text(r.body);
+            }
+            if (int rc = q.Step(); rc != SQLITE_DONE) {
+                return fatal(q, rc, "write resource");
             }
         }
         return Verdict::kOk;

@@ -1,0 +1,156 @@
+// cogs-compute: serves the compute domain (cogs/services/compute) with the micro-service kit until
+// SIGTERM or SIGINT, as one host or as many (scale tests), and registers its hosts with cogsd.
+//
+//   cogs-compute --listen 127.0.0.1:0 --state /tmp/c/state.db --host host-1
+//       --control-url http://127.0.0.1:8774 --control-token-file /tmp/cogs/admin.token
+//   cogs-compute --hosts 1000 --host-prefix sim- --boot-ms 0 ...     # hosts sim-1 .. sim-1000
+//
+// Without --control-url nothing is registered (the service still serves its actions).
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "cogs/runtime/files.h"
+#include "cogs/services/compute/agent.h"
+#include "cogs/services/compute/compute.h"
+#include "cogs/services/kit/flags.h"
+#include "cogs/services/kit/serve.h"
+
+int main(int argc, char** argv) {
+    using namespace cogs;
+    using namespace cogs::services;
+    CLI::App app{"cogs-compute: the cogs compute micro-service"};
+    kit::ServeOptions options;
+    kit::AddServeFlags(app, options);
+
+    std::string host_name = "host-1";
+    int host_count = 0;
+    std::string host_prefix = "sim-";
+    compute::HostSpec spec;
+    int64_t boot_ms = 200;
+    std::string driver_name = "sim";
+    std::string control_url;
+    std::string control_token_file;
+    int64_t heartbeat_ms = 1000;
+    std::string advertise_url;
+
+    auto* host_opt = app.add_option("--host", host_name, "the name of the one host this process serves")
+                         ->capture_default_str();
+    app.add_option("--hosts", host_count, "serve N hosts named <prefix>1 .. <prefix>N instead of one")
+        ->check(CLI::Range(1, 1000000))
+        ->excludes(host_opt);
+    app.add_option("--host-prefix", host_prefix, "name prefix of the --hosts hosts")->capture_default_str();
+    app.add_option("--az", spec.availability_zone, "availability zone of every host")->capture_default_str();
+    app.add_option("--vcpus", spec.vcpus, "vCPUs of every host")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    app.add_option("--ram-mb", spec.ram_mb, "RAM of every host (MiB)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    app.add_option("--disk-gb", spec.disk_gb, "disk of every host (GiB)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app.add_option("--trait", spec.traits, "a trait of every host (repeatable), e.g. CUSTOM_SSD");
+    app.add_option("--boot-ms", boot_ms, "how long an instance is BUILD or REBOOT (sim driver)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app.add_option("--driver", driver_name, "what runs instances: sim")
+        ->check(CLI::IsMember({"sim"}))
+        ->capture_default_str();
+    app.add_option("--control-url", control_url,
+                   "cogsd's URL, http://HOST:PORT, to register the hosts with (default: no registration)");
+    app.add_option("--control-token-file", control_token_file, "file holding the bearer token for cogsd");
+    app.add_option("--heartbeat-ms", heartbeat_ms, "interval of every host's heartbeat to cogsd")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    app.add_option("--advertise-url", advertise_url,
+                   "the URL cogsd reaches this process at (default: http://<listen host>:<bound port>)");
+    CLI11_PARSE(app, argc, argv);
+
+    compute::ComputeOptions compute_options;
+    if (host_count > 0) {
+        for (int i = 1; i <= host_count; ++i) {
+            compute::HostSpec h = spec;
+            h.name = host_prefix + std::to_string(i);
+            compute_options.hosts.push_back(std::move(h));
+        }
+    } else {
+        spec.name = host_name;
+        compute_options.hosts.push_back(spec);
+    }
+
+    auto driver = compute::MakeComputeDriver(driver_name, compute::ComputeDriverOptions{Millis(boot_ms)});
+    if (!driver) {
+        spdlog::critical("cogs-compute: {}", driver.error().message);
+        return 2;
+    }
+    const std::vector<compute::HostSpec> hosts = compute_options.hosts;
+    auto domain = compute::MakeComputeDomain(std::move(compute_options), std::move(*driver));
+    if (!domain) {
+        spdlog::critical("cogs-compute: {}", domain.error().message);
+        return 2;
+    }
+
+    // Everything the agent needs is checked before serving: a bad flag never leaves a half-started
+    // service behind.
+    compute::AgentOptions agent;
+    if (!control_url.empty()) {
+        if (auto url = compute::ParseHttpUrl(control_url); !url) {
+            spdlog::critical("cogs-compute: --control-url: {}", url.error().message);
+            return 2;
+        }
+        if (!control_token_file.empty()) {
+            auto token = runtime::ReadTokenFile(control_token_file);
+            if (!token) {
+                spdlog::critical("cogs-compute: --control-token-file: {}", token.error().message);
+                return 2;
+            }
+            agent.token = *token;
+        }
+        auto listen = kit::ParseListen(options.listen);
+        if (!listen) {
+            spdlog::critical("cogs-compute: --listen: {}", listen.error().message);
+            return 2;
+        }
+        agent.control_url = control_url;
+        agent.hosts = hosts;
+        agent.heartbeat_interval = Millis(heartbeat_ms);
+        agent.advertise_url = advertise_url;
+        if (agent.advertise_url.empty()) {
+            // A wildcard address is no address to reach: loopback then (the local cloud's case).
+            std::string host = listen->first;
+            if (host.empty() || host == "0.0.0.0" || host == "::") {
+                host = "127.0.0.1";
+            } else if (host.find(':') != std::string::npos) {
+                host = "[" + host + "]";
+            }
+            agent.advertise_url = "http://" + host + ":";  // the port once bound
+        }
+    } else if (!control_token_file.empty()) {
+        spdlog::warn("cogs-compute: --control-token-file without --control-url: nothing to register with");
+    }
+
+    // The agent lives in the hook, which Serve destroys before its io_context: nothing else may hold
+    // `running` (hence the init-capture and the move below).
+    auto on_listening = [running = std::make_shared<std::unique_ptr<compute::HostAgent>>(), agent,
+                         derive_port = advertise_url.empty()](boost::asio::io_context& io, uint16_t port) {
+        if (agent.control_url.empty()) {
+            return;
+        }
+        compute::AgentOptions o = agent;
+        if (derive_port) {
+            o.advertise_url += std::to_string(port);
+        }
+        auto started = compute::HostAgent::Start(io, std::move(o));
+        if (!started) {
+            spdlog::error("cogs-compute: cannot start the agent: {}", started.error().message);
+            return;
+        }
+        spdlog::info("cogs-compute: registering {} host(s) with {} as {}", agent.hosts.size(),
+                     agent.control_url,
+                     derive_port ? agent.advertise_url + std::to_string(port) : agent.advertise_url);
+        *running = std::move(*started);
+    };
+    return kit::Serve(options, std::move(*domain), std::move(on_listening));
+}

@@ -1,0 +1,185 @@
+// cogsd: the control plane. Serves the REST API (docs/api.md), runs every operation as a durable
+// workflow (workflows/cloud/*.yaml) against the micro-services, places servers on hosts.
+//
+//   cogsd --data-dir .cogs --listen 127.0.0.1:8780 --network-url http://127.0.0.1:P
+//         --volume-url http://127.0.0.1:P --service-token-file .cogs/service.token
+//         --bootstrap-token-file .cogs/admin.token
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <filesystem>
+
+#include "cogs/api/api.h"
+#include "cogs/base/paths.h"
+#include "cogs/cloud/cloud.h"
+#include "cogs/http/server.h"
+#include "cogs/runtime/files.h"
+#include "cogs/services/kit/http_client.h"
+#include "cogs/store/store.h"
+#include "cogs/workflow/definition.h"
+#include "cogs/workflow/engine.h"
+#include "cogs/workflow/registry.h"
+
+namespace {
+
+using namespace cogs;
+
+struct Endpoint {
+    std::string host;
+    uint16_t port = 0;
+};
+
+std::optional<Endpoint> ParseHostPort(std::string s) {
+    if (s.starts_with("http://")) {
+        s = s.substr(7);
+    }
+    if (auto slash = s.find('/'); slash != std::string::npos) {
+        s = s.substr(0, slash);
+    }
+    const auto colon = s.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+        return std::nullopt;
+    }
+    try {
+        const int port = std::stoi(s.substr(colon + 1));
+        if (port < 0 || port > 65535) {
+            return std::nullopt;
+        }
+        return Endpoint{s.substr(0, colon), static_cast<uint16_t>(port)};
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
+int Fail(const std::string& what) {
+    spdlog::critical("cogsd: {}", what);
+    return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"cogsd: the cogs control plane"};
+    std::string data_dir = ".cogs";
+    std::string listen = "127.0.0.1:8780";
+    std::string port_file, network_url, volume_url, service_token_file, bootstrap_token_file, workflows_dir;
+    std::string log_level = "info";
+    double host_timeout_s = 10;
+    size_t max_inflight_requests = 4096;
+    size_t max_body = 1 << 20;
+    cloud::CloudOptions cloud_options;
+    app.add_option("--data-dir", data_dir, "where the store lives (cogsd.db)")->capture_default_str();
+    app.add_option("--listen", listen, "HOST:PORT of the API (port 0: any free port)")->capture_default_str();
+    app.add_option("--port-file", port_file, "write the bound port here once listening");
+    app.add_option("--network-url", network_url, "the network service, http://HOST:PORT")->required();
+    app.add_option("--volume-url", volume_url, "the volume service, http://HOST:PORT")->required();
+    app.add_option("--service-token-file", service_token_file, "the token cogsd presents to the services");
+    app.add_option("--bootstrap-token-file", bootstrap_token_file,
+                   "on first start, write the admin token's secret here (mode 0600)");
+    app.add_option("--workflows", workflows_dir, "directory of workflow YAML (default: the project's workflows/cloud)");
+    app.add_option("--host-timeout-s", host_timeout_s, "a host without heartbeat this long is down")
+        ->check(CLI::Range(0.1, 3600.0))
+        ->capture_default_str();
+    app.add_option("--cpu-ratio", cloud_options.cpu_ratio, "vCPU overcommit")->check(CLI::Range(0.1, 64.0))->capture_default_str();
+    app.add_option("--ram-ratio", cloud_options.ram_ratio, "RAM overcommit")->check(CLI::Range(0.1, 64.0))->capture_default_str();
+    app.add_option("--disk-ratio", cloud_options.disk_ratio, "disk overcommit")->check(CLI::Range(0.1, 64.0))->capture_default_str();
+    app.add_option("--max-inflight-requests", max_inflight_requests, "beyond: 429")->capture_default_str();
+    app.add_option("--max-body-bytes", max_body, "largest request body")->capture_default_str();
+    app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+    CLI11_PARSE(app, argc, argv);
+    spdlog::set_level(spdlog::level::from_str(log_level));
+    cloud_options.host_timeout =
+        std::chrono::duration_cast<Duration>(std::chrono::duration<double>(host_timeout_s));
+
+    auto listen_ep = ParseHostPort(listen);
+    auto network_ep = ParseHostPort(network_url);
+    auto volume_ep = ParseHostPort(volume_url);
+    if (!listen_ep) return Fail("--listen: expected HOST:PORT, got '" + listen + "'");
+    if (!network_ep) return Fail("--network-url: expected http://HOST:PORT, got '" + network_url + "'");
+    if (!volume_ep) return Fail("--volume-url: expected http://HOST:PORT, got '" + volume_url + "'");
+    std::string service_token;
+    if (!service_token_file.empty()) {
+        auto t = runtime::ReadTokenFile(service_token_file);
+        if (!t) return Fail("--service-token-file: " + t.error().message);
+        service_token = *t;
+    }
+    cloud_options.service_token = service_token;
+    std::error_code fs_ec;
+    std::filesystem::create_directories(data_dir, fs_ec);
+    if (fs_ec) return Fail("--data-dir " + data_dir + ": " + fs_ec.message());
+
+    store::SqliteOptions store_options;
+    store_options.path = data_dir + "/cogsd.db";
+    auto store = store::OpenSqliteStore(store_options);
+    if (!store) return Fail("store: " + store.error().ToString());
+
+    workflow::Registry registry(store->get());
+    if (auto st = registry.LoadFromStore(); !st) return Fail("workflow versions: " + st.error().ToString());
+    if (workflows_dir.empty()) {
+        workflows_dir = base::FindProjectPath("workflows/cloud");
+        if (workflows_dir.empty()) return Fail("cannot find workflows/cloud: pass --workflows DIR");
+    }
+    auto defs = workflow::LoadDefinitionsFromDirectory(workflows_dir);
+    if (!defs) return Fail(defs.error().ToString());
+    if (auto st = registry.RegisterAll(std::move(*defs)); !st) return Fail(st.error().ToString());
+
+    boost::asio::io_context io(1);
+    workflow::ServiceCatalog catalog;
+    catalog.Add("network", services::kit::MakeHttpServiceClient(io, network_ep->host, network_ep->port, "network",
+                                                                 256, service_token));
+    catalog.Add("volume", services::kit::MakeHttpServiceClient(io, volume_ep->host, volume_ep->port, "volume", 256,
+                                                                service_token));
+    workflow::EngineOptions engine_options;
+    engine_options.owner = "cogsd";
+    workflow::Engine engine(io, **store, registry, catalog, engine_options);
+    auto cloud = std::make_unique<cloud::Cloud>(io, **store, engine, registry, cloud_options);
+    catalog.Add("scheduler", cloud->SchedulerService());
+    catalog.Add("compute", cloud->ComputeService());
+
+    if (auto st = engine.Recover(); !st) return Fail("recover: " + st.error().ToString());
+    if (auto st = cloud->Load(); !st) return Fail("load: " + st.error().ToString());
+    auto secret = cloud->Bootstrap();
+    if (!secret) return Fail("bootstrap: " + secret.error().ToString());
+    if (!secret->empty()) {
+        if (bootstrap_token_file.empty()) {
+            spdlog::warn("cogsd: created an admin token but no --bootstrap-token-file to write it to: {}", *secret);
+        } else if (auto st = runtime::WriteFileAtomic(bootstrap_token_file, *secret + "\n", 0600); !st) {
+            return Fail("--bootstrap-token-file: " + st.error().message);
+        } else {
+            spdlog::info("cogsd: admin token written to {}", bootstrap_token_file);
+        }
+    }
+
+    api::Api api(*cloud, api::ApiOptions{max_inflight_requests});
+    http::ServerOptions server_options;
+    server_options.host = listen_ep->host;
+    server_options.port = listen_ep->port;
+    server_options.max_body_bytes = max_body;
+    auto server = http::StartServer(io, server_options, api.Handler());
+    if (!server) return Fail("listen " + listen + ": " + server.error().ToString());
+    const uint16_t port = (*server)->port();
+    if (!port_file.empty()) {
+        if (auto st = runtime::WriteFileAtomic(port_file, std::to_string(port) + "\n"); !st) {
+            return Fail("--port-file: " + st.error().message);
+        }
+    }
+    spdlog::info("cogsd: serving http://{}:{} (store {}, {} workflow types)", listen_ep->host, port,
+                 store_options.path, registry.Types().size());
+
+    boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+    signals.async_wait([&](boost::system::error_code ec, int signo) {
+        if (ec) return;
+        spdlog::info("cogsd: signal {}, stopping", signo);
+        (*server)->Stop();
+        engine.Shutdown();
+        boost::asio::post(io, [&io] { io.stop(); });
+    });
+    io.run();
+    (*store)->Flush();
+    cloud.reset();
+    spdlog::info("cogsd: stopped");
+    return 0;
+}

@@ -1,0 +1,36 @@
+// cogs-bench create-storm: N servers requested at once through the REST API of a real local cloud
+// (`cogs dev`: cogsd, cogs-network, cogs-volume and compute agents as processes on 127.0.0.1, sim
+// drivers), timed from each request to the first time the API shows the server ACTIVE, then
+// checked for overcommitted hosts and duplicate addresses against the services' own inventories.
+//
+// Figures and method: bench/README.md. Progress goes to stderr; the last line on stdout is one JSON
+// object of figures.
+//
+// Threading: RunCreateStorm runs on the calling thread (one io_context for the storm, synchronous
+// calls for set-up and checks) and blocks until the cloud it started is stopped again.
+#pragma once
+
+#include <string>
+
+namespace cogs::bench {
+
+struct CreateStormOptions {
+    int servers = 1000;    // POST /v1/servers issued at once
+    int hosts = 3;         // compute processes of `cogs dev` (one host each: host-1 .. host-N)
+    int sim_hosts = 40;    // hosts served by one extra `cogs-compute --hosts N` process (0: none)
+    int boot_ms = 0;       // the sim driver's boot time, for every compute process
+    int connections = 64;  // HTTP keep-alive connections carrying the storm
+    int poll_ms = 25;      // pause between two rounds of status polling
+    int deadline_s = 180;  // servers not ACTIVE or ERROR by then count as failed
+    bool cleanup = true;   // delete every server afterwards and time it
+    // The overcommit ratios cogsd places under (its defaults; `cogs dev` does not change them).
+    double cpu_ratio = 4.0;
+    double ram_ratio = 1.0;
+    double disk_ratio = 1.0;
+};
+
+// Runs the benchmark; returns the process exit code (0 when it ran to the end and printed its
+// figures, whatever they are; 1 if the cloud could not be started or set up).
+int RunCreateStorm(const CreateStormOptions& options);
+
+}  // namespace cogs::bench

@@ -1,0 +1,61 @@
+#include "cogs/base/secret.h"
+
+#include <openssl/evp.h>
+#include <sys/random.h>
+
+#include <cerrno>
+#include <stdexcept>
+
+namespace cogs {
+namespace {
+
+std::string ToHex(const unsigned char* p, size_t n) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out(n * 2, '0');
+    for (size_t i = 0; i < n; ++i) {
+        out[2 * i] = kHex[p[i] >> 4];
+        out[2 * i + 1] = kHex[p[i] & 15];
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string Sha256Hex(std::string_view data) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    // EVP_Digest fails only on allocation failure or a broken OpenSSL: not an expected failure.
+    if (EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr) != 1) {
+        throw std::runtime_error("EVP_Digest(sha256) failed");
+    }
+    return ToHex(digest, len);
+}
+
+std::string RandomHex(size_t bytes) {
+    std::string raw(bytes, '\0');
+    size_t got = 0;
+    while (got < bytes) {
+        ssize_t n = getrandom(raw.data() + got, bytes - got, 0);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw std::runtime_error("getrandom failed");
+        }
+        got += static_cast<size_t>(n);
+    }
+    return ToHex(reinterpret_cast<const unsigned char*>(raw.data()), bytes);
+}
+
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) {
+        return false;
+    }
+    unsigned char diff = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+    }
+    return diff == 0;
+}
+
+}  // namespace cogs

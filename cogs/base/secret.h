@@ -1,0 +1,20 @@
+// Secrets: tokens are made from the kernel's random source and stored only as their SHA-256.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "cogs/base/result.h"
+
+namespace cogs {
+
+// The SHA-256 of `data` as 64 lowercase hex characters.
+std::string Sha256Hex(std::string_view data);
+
+// `bytes` random bytes from getrandom(2), as 2*bytes lowercase hex characters.
+std::string RandomHex(size_t bytes);
+
+// Compares two strings in time that depends only on their lengths (for secrets and their hashes).
+bool ConstantTimeEquals(std::string_view a, std::string_view b);
+
+}  // namespace cogs

@@ -1,0 +1,29 @@
+#include "cogs/base/secret.h"
+
+#include <gtest/gtest.h>
+
+namespace cogs {
+namespace {
+
+TEST(Secret, Sha256OfKnownVectors) {
+    // FIPS 180-2 test vectors.
+    EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(Secret, RandomHexHasTheLengthAndDiffers) {
+    const std::string a = RandomHex(32);
+    const std::string b = RandomHex(32);
+    EXPECT_EQ(a.size(), 64u);
+    EXPECT_EQ(a.find_first_not_of("0123456789abcdef"), std::string::npos);
+    EXPECT_NE(a, b);
+}
+
+TEST(Secret, ConstantTimeEquals) {
+    EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
+    EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));
+    EXPECT_FALSE(ConstantTimeEquals("abc", "abcd"));
+}
+
+}  // namespace
+}  // namespace cogs

@@ -1,0 +1,725 @@
+// The CLI against a fake cogsd: an in-memory API on cogs/http's server (port 0) on its own thread.
+// Each test runs `cogs ...` through RunCli and checks what a user sees: stdout, stderr, the exit
+// code, and what reached the API.
+#include "cogs/cli/cli.h"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+
+#include "cogs/base/secret.h"
+#include "cogs/cli/internal/api.h"
+#include "cogs/cli/internal/config.h"
+#include "cogs/cli/internal/output.h"
+#include "cogs/http/server.h"
+
+namespace cogs::cli {
+namespace {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+json::value Parse(const std::string& s) { return json::parse(s); }
+
+std::string Uuid(int n) { return fmt::format("00000000-0000-4000-8000-{:012}", n); }
+
+std::string Singular(std::string plural) {
+    plural.pop_back();
+    std::replace(plural.begin(), plural.end(), '-', '_');
+    return plural;
+}
+
+// An in-memory cogsd: generic create/list/show/delete of every kind, paginated lists by id, bearer
+// tokens "admin-token" (all) and "reader-token" (GET only), scripted answers for chosen paths.
+class FakeApi {
+public:
+    struct Seen {
+        std::string method, target, authorization, idempotency_key, body;
+    };
+
+    FakeApi() {
+        auto s = http::StartServer(
+            io_, {}, [this](http::Request req, http::Respond respond) { respond(Handle(req)); });
+        EXPECT_TRUE(s);
+        server_ = std::move(*s);
+        thread_ = std::thread([this] { io_.run(); });
+    }
+    ~FakeApi() {
+        asio::post(io_, [this] { server_->Stop(); });
+        work_.reset();
+        io_.stop();
+        thread_.join();
+    }
+
+    std::string url() const { return fmt::format("http://127.0.0.1:{}", server_->port()); }
+
+    // Adds a stored item of `plural` with the given fields; returns its id.
+    std::string Add(const std::string& plural, json::object fields) {
+        std::lock_guard lock(mu_);
+        const std::string id =
+            fields.contains("id") ? std::string(fields["id"].as_string()) : Uuid(++next_id_);
+        fields["id"] = id;
+        items_[plural][id] = std::move(fields);
+        return id;
+    }
+    // GETs of `path` answer these in turn (the last one repeats). {"__status": 404} answers not found.
+    void Script(const std::string& path, std::vector<json::value> answers) {
+        std::lock_guard lock(mu_);
+        scripts_[path] = {std::move(answers), 0};
+    }
+    // The next `count` requests to `method path` get `status` with `body`.
+    void Fail(const std::string& method, const std::string& path, int status, std::string body,
+              int count = 1000) {
+        std::lock_guard lock(mu_);
+        failures_[method + " " + path] = {status, std::move(body), count};
+    }
+    void set_page_cap(size_t n) { page_cap_ = n; }
+
+    std::vector<Seen> seen() {
+        std::lock_guard lock(mu_);
+        return seen_;
+    }
+    std::vector<Seen> seen(const std::string& method, const std::string& path_prefix) {
+        std::vector<Seen> out;
+        for (auto& s : seen()) {
+            if (s.method == method && s.target.rfind(path_prefix, 0) == 0) {
+                out.push_back(s);
+            }
+        }
+        return out;
+    }
+
+private:
+    static http::Response Json(int status, const json::value& v) {
+        http::Response r;
+        r.status = status;
+        r.body = json::serialize(v);
+        return r;
+    }
+    static http::Response Error(int status, const std::string& code, const std::string& message) {
+        return Json(status, json::object{{"code", code}, {"message", message}});
+    }
+
+    http::Response Handle(const http::Request& req) {
+        std::lock_guard lock(mu_);
+        seen_.push_back(
+            {req.method, req.target, req.Header("authorization"), req.Header("idempotency-key"), req.body});
+        const std::string path = req.Path();
+        if (auto f = failures_.find(req.method + " " + path); f != failures_.end() && f->second.count > 0) {
+            --f->second.count;
+            http::Response r;
+            r.status = f->second.status;
+            r.body = f->second.body;
+            if (r.status == 429 || r.status == 503) {
+                r.headers.emplace_back("Retry-After", "0");
+            }
+            return r;
+        }
+        const std::string auth = req.Header("authorization");
+        if (auth != "Bearer admin-token" && auth != "Bearer reader-token") {
+            return Error(401, "unauthenticated", "missing or unknown token");
+        }
+        if (auth == "Bearer reader-token" && req.method != "GET") {
+            return Error(403, "permission_denied", "a reader token cannot change anything");
+        }
+        if (req.method == "GET") {
+            if (auto s = scripts_.find(path); s != scripts_.end()) {
+                auto& [answers, next] = s->second;
+                const json::value& a = answers[std::min(next, answers.size() - 1)];
+                ++next;
+                if (a.is_object() && a.as_object().contains("__status")) {
+                    return Error(static_cast<int>(a.at("__status").as_int64()), "not_found", "no such thing");
+                }
+                return Json(200, a);
+            }
+        }
+        if (path == "/v1/whoami") {
+            return Json(200, json::object{{"project_id", Uuid(999)},
+                                          {"project_name", "admin"},
+                                          {"role", "admin"},
+                                          {"token_id", Uuid(998)}});
+        }
+        // /v1/<plural>[/<id>[/<verb>]]
+        std::vector<std::string> parts;
+        for (size_t i = 1; i <= path.size();) {
+            const size_t j = std::min(path.find('/', i), path.size());
+            parts.push_back(path.substr(i, j - i));
+            i = j + 1;
+        }
+        if (parts.size() < 2 || parts[0] != "v1") {
+            return Error(404, "not_found", "no such path");
+        }
+        const std::string plural = parts[1];
+        auto& items = items_[plural];
+        const bool async = plural == "servers" || plural == "networks" || plural == "subnets" ||
+                           plural == "ports" || plural == "volumes";
+        if (parts.size() == 2 && req.method == "GET") {
+            const size_t limit = std::min<size_t>(
+                req.Query("limit").empty() ? 100 : std::stoul(req.Query("limit")), page_cap_);
+            const std::string marker = req.Query("marker");
+            json::array page;
+            std::string last;
+            bool more = false;
+            for (auto it = marker.empty() ? items.begin() : items.upper_bound(marker); it != items.end();
+                 ++it) {
+                const auto& o = it->second;
+                if (!req.Query("name").empty() && Cell(o, "name") != req.Query("name")) {
+                    continue;
+                }
+                if (!req.Query("status").empty() && Cell(o, "status") != req.Query("status")) {
+                    continue;
+                }
+                if (page.size() == limit) {
+                    more = true;
+                    break;
+                }
+                page.push_back(o);
+                last = it->first;
+            }
+            json::object reply{{ListKey(plural), std::move(page)}};
+            if (more) {
+                reply["next_marker"] = last;
+            }
+            return Json(200, reply);
+        }
+        if (parts.size() == 2 && req.method == "POST") {
+            json::object o = Parse(req.body).as_object();
+            if (plural == "networks" && Cell(o, "name") == "taken") {
+                return Error(409, "already_exists", "a network named 'taken' exists");
+            }
+            const std::string id = Uuid(++next_id_);
+            o["id"] = id;
+            if (async) {
+                o["status"] = plural == "volumes" ? "creating" : "BUILD";
+                o["workflow_id"] = Uuid(500 + next_id_);
+            }
+            items[id] = o;
+            return Json(async ? 202 : 201, json::object{{Singular(plural), o}});
+        }
+        if (parts.size() >= 3) {
+            auto it = items.find(parts[2]);
+            if (it == items.end()) {
+                return Error(404, "not_found", fmt::format("no such {}", Singular(plural)));
+            }
+            if (req.method == "GET") {
+                return Json(200, json::object{{Singular(plural), it->second}});
+            }
+            if (req.method == "DELETE") {
+                if (!async) {
+                    items.erase(it);
+                    http::Response r;
+                    r.status = 204;
+                    return r;
+                }
+                it->second["status"] = plural == "volumes" ? "deleting" : "DELETING";
+                it->second["workflow_id"] = Uuid(700 + next_id_++);
+                return Json(202, json::object{{Singular(plural), it->second}});
+            }
+            if (req.method == "POST" && parts.size() == 4) {
+                it->second["last_action"] = parts[3];
+                return Json(202, json::object{{Singular(plural), it->second}});
+            }
+            if (req.method == "PUT" && parts.size() == 4) {
+                json::object q;
+                const json::value body = Parse(req.body);
+                for (const auto& [k, v] : body.as_object()) {
+                    q[k] = json::object{{"limit", v}, {"in_use", 0}};
+                }
+                return Json(200, json::object{{"quotas", q}});
+            }
+        }
+        return Error(405, "invalid_argument", "unsupported");
+    }
+
+    static std::string ListKey(std::string plural) {
+        std::replace(plural.begin(), plural.end(), '-', '_');
+        return plural;
+    }
+
+    asio::io_context io_{1};
+    asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
+    std::unique_ptr<http::Server> server_;
+    std::thread thread_;
+    std::mutex mu_;
+    int next_id_ = 0;
+    size_t page_cap_ = 1000;
+    std::map<std::string, std::map<std::string, json::object>> items_;
+    std::map<std::string, std::pair<std::vector<json::value>, size_t>> scripts_;
+    struct Failure {
+        int status;
+        std::string body;
+        int count;
+    };
+    std::map<std::string, Failure> failures_;
+    std::vector<Seen> seen_;
+};
+
+struct Outcome {
+    int rc = -1;
+    std::string out, err;
+};
+
+class CliTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        home_ = fs::temp_directory_path() / ("cogs-cli-test-" + RandomHex(6));
+        fs::create_directories(home_);
+        env_["HOME"] = home_.string();
+        env_["COGS_URL"] = api_.url();
+        env_["COGS_TOKEN"] = "admin-token";
+    }
+    void TearDown() override { fs::remove_all(home_); }
+
+    Outcome Cogs(std::vector<std::string> args) {
+        args.insert(args.begin(), "cogs");
+        std::ostringstream out, err;
+        CliIo io{&out, &err, [this](const std::string& name) -> std::optional<std::string> {
+                     auto it = env_.find(name);
+                     return it == env_.end() ? std::nullopt : std::optional<std::string>(it->second);
+                 }};
+        Outcome r;
+        r.rc = RunCli(args, io);
+        r.out = out.str();
+        r.err = err.str();
+        return r;
+    }
+
+    FakeApi api_;
+    fs::path home_;
+    std::map<std::string, std::string> env_;
+};
+
+// ---- configuration ------------------------------------------------------------------------------
+
+TEST_F(CliTest, SettingsPrecedenceFlagsThenEnvThenFile) {
+    const fs::path cfg_dir = home_ / ".config" / "cogs";
+    fs::create_directories(cfg_dir);
+    std::ofstream(cfg_dir / "config.yaml") << "url: http://file.example:1\ntoken: file-token\n";
+    auto getenv = [&](const std::string& n) -> std::optional<std::string> {
+        auto it = env_.find(n);
+        return it == env_.end() ? std::nullopt : std::optional<std::string>(it->second);
+    };
+    env_.erase("COGS_URL");
+    env_.erase("COGS_TOKEN");
+    auto file = ResolveSettings("", "", "", getenv);
+    ASSERT_TRUE(file) << file.error();
+    EXPECT_EQ(file->url, "http://file.example:1");
+    EXPECT_EQ(file->token, "file-token");
+    EXPECT_EQ(file->config_path, (cfg_dir / "config.yaml").string());
+
+    env_["COGS_URL"] = "http://env.example:2";
+    env_["COGS_TOKEN"] = "env-token";
+    auto env = ResolveSettings("", "", "", getenv);
+    EXPECT_EQ(env->url, "http://env.example:2");
+    EXPECT_EQ(env->token, "env-token");
+
+    auto flags = ResolveSettings("http://flag.example:3", "flag-token", "", getenv);
+    EXPECT_EQ(flags->url, "http://flag.example:3");
+    EXPECT_EQ(flags->token, "flag-token");
+
+    // XDG_CONFIG_HOME moves the default file; nothing anywhere gives the cogs dev default URL.
+    env_.clear();
+    env_["XDG_CONFIG_HOME"] = (home_ / "xdg").string();
+    auto none = ResolveSettings("", "", "", getenv);
+    EXPECT_EQ(none->url, kDefaultUrl);
+    EXPECT_EQ(none->token, "");
+    EXPECT_EQ(DefaultConfigPath(getenv), (home_ / "xdg" / "cogs" / "config.yaml").string());
+
+    // A named config file must exist and be a map of url/token.
+    EXPECT_THAT(ResolveSettings("", "", (home_ / "nope.yaml").string(), getenv).error(),
+                HasSubstr("no such config"));
+    std::ofstream(home_ / "bad.yaml") << "url: x\ntokn: y\n";
+    EXPECT_THAT(ResolveSettings("", "", (home_ / "bad.yaml").string(), getenv).error(),
+                HasSubstr("unknown key 'tokn'"));
+}
+
+TEST_F(CliTest, TheChosenSettingsReachTheApi) {
+    // The config file names the fake API and a token; the environment overrides only the token.
+    const fs::path cfg = home_ / "cogs.yaml";
+    std::ofstream(cfg) << fmt::format("url: {}\ntoken: reader-token\n", api_.url());
+    env_.erase("COGS_URL");
+    env_.erase("COGS_TOKEN");
+    Outcome r = Cogs({"--config", cfg.string(), "whoami"});
+    EXPECT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(api_.seen().back().authorization, "Bearer reader-token");
+
+    env_["COGS_TOKEN"] = "admin-token";
+    r = Cogs({"whoami", "--config", cfg.string()});  // global options may follow the subcommand
+    EXPECT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(api_.seen().back().authorization, "Bearer admin-token");
+
+    r = Cogs({"--config", cfg.string(), "--token", "reader-token", "whoami"});
+    EXPECT_EQ(api_.seen().back().authorization, "Bearer reader-token");
+
+    // A --url flag beats the file: nothing listens there.
+    r = Cogs({"--config", cfg.string(), "--url", "http://127.0.0.1:1", "--timeout", "2s", "whoami"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_THAT(r.err, HasSubstr("error: cannot reach http://127.0.0.1:1"));
+    EXPECT_THAT(r.err, HasSubstr("(unavailable)"));
+    EXPECT_THAT(r.err, HasSubstr("hint: is cogsd running?"));
+}
+
+// ---- output -------------------------------------------------------------------------------------
+
+TEST_F(CliTest, TablesAreAlignedAndJsonIsTheApisObject) {
+    api_.Add("flavors", {{"name", "m1.tiny"}, {"vcpus", 1}, {"ram_mb", 512}, {"disk_gb", 1}});
+    api_.Add("flavors", {{"name", "m1.large-ish"}, {"vcpus", 16}, {"ram_mb", 65536}, {"disk_gb", 160}});
+    Outcome r = Cogs({"flavor", "list"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.out,
+              "ID                                    NAME          VCPUS  RAM_MB  DISK_GB\n"
+              "00000000-0000-4000-8000-000000000001  m1.tiny       1      512     1\n"
+              "00000000-0000-4000-8000-000000000002  m1.large-ish  16     65536   160\n");
+
+    r = Cogs({"flavor", "list", "-o", "json"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    json::value v = Parse(r.out);
+    ASSERT_EQ(v.at("flavors").as_array().size(), 2u);
+    EXPECT_EQ(v.at("flavors").at(1).at("ram_mb").as_int64(), 65536);
+
+    r = Cogs({"-o", "json", "flavor", "show", Uuid(1)});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(Parse(r.out).at("flavor").at("name").as_string(), "m1.tiny");
+
+    r = Cogs({"flavor", "show", Uuid(2)});
+    EXPECT_THAT(r.out, HasSubstr("FIELD    VALUE\n"));
+    EXPECT_THAT(r.out, HasSubstr("\nname     m1.large-ish\n"));
+
+    r = Cogs({"-o", "yaml", "flavor", "list"});
+    EXPECT_EQ(r.rc, 2);
+}
+
+TEST_F(CliTest, ListsFollowNextMarkerAndLimitCapsThem) {
+    api_.set_page_cap(7);  // the API pages at 7 whatever the CLI asks
+    for (int i = 0; i < 23; ++i) {
+        api_.Add("images", {{"name", fmt::format("img-{:02}", i)}});
+    }
+    Outcome r = Cogs({"image", "list"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1 + 23);
+    EXPECT_THAT(r.out, HasSubstr("img-00"));
+    EXPECT_THAT(r.out, HasSubstr("img-22"));
+    EXPECT_EQ(api_.seen("GET", "/v1/images").size(), 4u);  // 7 + 7 + 7 + 2
+
+    for (int i = 0; i < 23; ++i) {
+        api_.Add("workflows", {{"type", "server.create"}, {"state", "succeeded"}});
+    }
+    r = Cogs({"workflow", "list", "--limit", "10", "-o", "json"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(Parse(r.out).at("workflows").as_array().size(), 10u);
+}
+
+// ---- names ----------------------------------------------------------------------------------------
+
+TEST_F(CliTest, NamesAreResolvedToIdsWhereTheApiWantsIds) {
+    const std::string net = api_.Add("networks", {{"name", "net1"}, {"status", "ACTIVE"}});
+    api_.Add("networks", {{"name", "other"}, {"status", "ACTIVE"}});
+    const std::string vol = api_.Add("volumes", {{"name", "data"}, {"status", "available"}});
+    const std::string grp = api_.Add("server-groups", {{"name", "web"}, {"policy", "anti-affinity"}});
+    Outcome r = Cogs({"server", "create", "web-1", "--flavor", "m1.tiny", "--image", "cirros", "--network",
+                      "net1", "--volume", "data", "--group", "web", "--weigher", "pack"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    auto posts = api_.seen("POST", "/v1/servers");
+    ASSERT_EQ(posts.size(), 1u);
+    const json::value body = Parse(posts[0].body);
+    EXPECT_EQ(body.at("network_id").as_string(), net);
+    EXPECT_EQ(body.at("volume_ids").at(0).as_string(), vol);
+    EXPECT_EQ(body.at("server_group_id").as_string(), grp);
+    EXPECT_EQ(body.at("flavor").as_string(), "m1.tiny");  // flavors and images: names as they are
+    EXPECT_EQ(body.at("image").as_string(), "cirros");
+    EXPECT_EQ(body.at("weigher").as_string(), "pack");
+    EXPECT_FALSE(posts[0].idempotency_key.empty());
+    EXPECT_THAT(r.out, HasSubstr("\nstatus           BUILD\n"));
+
+    // An id is used as it is, without a lookup.
+    const size_t lookups = api_.seen("GET", "/v1/networks?").size();
+    r = Cogs({"network", "show", net});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(api_.seen("GET", "/v1/networks?").size(), lookups);
+    EXPECT_EQ(api_.seen().back().target, "/v1/networks/" + net);
+
+    r = Cogs({"network", "show", "nope"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(r.err, "error: no network named 'nope' (not_found)\n");
+
+    api_.Add("networks", {{"name", "net1"}, {"status", "ACTIVE"}});
+    r = Cogs({"network", "delete", "net1"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(r.err, "error: 2 networks are named 'net1'; use an id (conflict)\n");
+}
+
+// ---- errors ---------------------------------------------------------------------------------------
+
+TEST_F(CliTest, ApiErrorsArePrintedWithTheirCodeAndHints) {
+    Outcome r = Cogs({"network", "create", "taken"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.err, "error: a network named 'taken' exists (already_exists)\n");
+
+    env_["COGS_TOKEN"] = "wrong";
+    r = Cogs({"server", "list"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_THAT(r.err, HasSubstr("error: missing or unknown token (unauthenticated)\n"));
+    EXPECT_THAT(r.err, HasSubstr("hint: the API did not accept the token"));
+
+    env_["COGS_TOKEN"] = "reader-token";
+    r = Cogs({"network", "create", "n"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_THAT(r.err, HasSubstr("(permission_denied)"));
+    EXPECT_THAT(r.err, HasSubstr("hint: this token's role"));
+
+    env_["COGS_TOKEN"] = "admin-token";
+    api_.Fail("POST", "/v1/servers", 403,
+              R"({"code":"quota_exceeded","message":"quota exceeded for vcpus",)"
+              R"("details":{"resource":"vcpus","limit":20,"in_use":18,"requested":4}})");
+    api_.Add("networks", {{"name", "n1"}});
+    r = Cogs({"server", "create", "s", "--flavor", "f", "--image", "i", "--network", "n1"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(
+        r.err,
+        "error: quota exceeded for vcpus (quota_exceeded)\nquota: vcpus limit 20, in use 18, requested 4\n");
+
+    // Usage errors are not API errors.
+    r = Cogs({"server", "create", "s"});
+    EXPECT_EQ(r.rc, 2);
+    EXPECT_THAT(r.err, HasSubstr("--flavor is required"));
+    r = Cogs({});
+    EXPECT_EQ(r.rc, 2);
+}
+
+TEST_F(CliTest, OverloadIsRetriedWithTheSameIdempotencyKey) {
+    api_.Fail("POST", "/v1/flavors", 503, R"({"code":"unavailable","message":"busy"})", 2);
+    Outcome r = Cogs({"flavor", "create", "m1.x", "--vcpus", "2", "--ram-mb", "1024", "--disk-gb", "10"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    auto posts = api_.seen("POST", "/v1/flavors");
+    ASSERT_EQ(posts.size(), 3u);
+    EXPECT_EQ(posts[0].idempotency_key, posts[2].idempotency_key);
+    EXPECT_EQ(Parse(posts[2].body), Parse(R"({"name":"m1.x","vcpus":2,"ram_mb":1024,"disk_gb":10})"));
+}
+
+// ---- --wait ---------------------------------------------------------------------------------------
+
+json::object Workflow(const std::string& state, std::vector<std::pair<std::string, std::string>> steps,
+                      const std::string& reason = "") {
+    json::array a;
+    for (auto& [name, st] : steps) {
+        a.push_back(json::object{{"name", name}, {"state", st}, {"attempts", st == "pending" ? 0 : 1}});
+    }
+    return json::object{{"workflow", json::object{{"state", state}, {"reason", reason}, {"steps", a}}}};
+}
+
+json::object Server(const std::string& id, const std::string& status, const std::string& fault = "") {
+    json::object s{{"id", id}, {"name", "web-1"}, {"status", status}, {"workflow_id", Uuid(77)}};
+    if (!fault.empty()) {
+        s["fault"] = json::object{{"message", fault}};
+    }
+    return json::object{{"server", s}};
+}
+
+TEST_F(CliTest, WaitFollowsACreateToActiveWithProgress) {
+    api_.Add("networks", {{"name", "n1"}});
+    // The created server gets the next id (2); its workflow is scripted too.
+    const std::string id = Uuid(2);
+    api_.Script("/v1/servers/" + id, {Server(id, "BUILD"), Server(id, "BUILD"), Server(id, "ACTIVE")});
+    const std::string wf = Uuid(502);
+    api_.Script(
+        "/v1/workflows/" + wf,
+        {Workflow("running", {{"allocate_ip", "succeeded"}, {"create_port", "running"}, {"boot", "pending"}}),
+         Workflow("running",
+                  {{"allocate_ip", "succeeded"}, {"create_port", "succeeded"}, {"boot", "running"}}),
+         Workflow("succeeded",
+                  {{"allocate_ip", "succeeded"}, {"create_port", "succeeded"}, {"boot", "succeeded"}})});
+    Outcome r = Cogs({"server", "create", "web-1", "--flavor", "m1.tiny", "--image", "cirros", "--network",
+                      "n1", "--wait"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.err,
+              "allocate_ip done (1/3)\n"
+              "server web-1: BUILD\n"
+              "create_port done (2/3)\n"
+              "boot done (3/3)\n"
+              "server web-1: ACTIVE\n");
+    EXPECT_THAT(r.out, HasSubstr("status       ACTIVE"));
+}
+
+TEST_F(CliTest, WaitFailsWithTheFaultWhenTheCreateRollsBack) {
+    api_.Add("networks", {{"name", "n1"}});
+    const std::string id = Uuid(2);
+    const std::string fault = "no valid host: 3 hosts; enabled: 3 passed; ram: 0 passed (3 eliminated)";
+    api_.Script("/v1/servers/" + id, {Server(id, "BUILD"), Server(id, "ERROR", fault)});
+    api_.Script("/v1/workflows/" + Uuid(502),
+                {Workflow("running", {{"allocate_ip", "succeeded"}, {"schedule", "running"}}),
+                 Workflow("rolled_back", {{"allocate_ip", "compensated"}, {"schedule", "failed"}}, fault)});
+    Outcome r = Cogs({"server", "create", "web-1", "--flavor", "m1.huge", "--image", "cirros", "--network",
+                      "n1", "--wait"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(r.out, "");
+    EXPECT_THAT(r.err, HasSubstr("allocate_ip done (1/2)\n"));
+    EXPECT_THAT(r.err, HasSubstr("workflow rolled_back: " + fault + "\n"));
+    EXPECT_THAT(r.err, HasSubstr("allocate_ip undone\n"));
+    EXPECT_THAT(r.err, HasSubstr("schedule failed\n"));
+    EXPECT_THAT(r.err, HasSubstr("error: server web-1 is ERROR: " + fault + " (rolled_back)\n"));
+}
+
+TEST_F(CliTest, WaitForADeleteEndsWhenTheResourceIsGone) {
+    const std::string id = api_.Add("volumes", {{"name", "data"}, {"status", "available"}, {"size_gb", 1}});
+    json::object deleting{{"volume", json::object{{"id", id}, {"name", "data"}, {"status", "deleting"}}}};
+    api_.Script("/v1/volumes/" + id, {deleting, deleting, json::object{{"__status", 404}}});
+    Outcome r = Cogs({"volume", "delete", "data", "--wait"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.out, "volume data deleted\n");
+    EXPECT_THAT(r.err, HasSubstr("volume data: deleted\n"));
+    EXPECT_EQ(api_.seen("DELETE", "/v1/volumes/").size(), 1u);
+
+    // A delete that ends in ERROR fails.
+    const std::string id2 = api_.Add("networks", {{"name", "busy"}, {"status", "ACTIVE"}});
+    json::object err{
+        {"network", json::object{{"id", id2}, {"status", "ERROR"}, {"fault", {{"message", "in use"}}}}}};
+    api_.Script("/v1/networks/" + id2, {err});
+    r = Cogs({"network", "delete", "busy", "--wait"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_THAT(r.err, HasSubstr("error: network busy is ERROR: in use (error)\n"));
+}
+
+TEST_F(CliTest, WaitForAnActionExpectsItsStatus) {
+    const std::string vol = api_.Add("volumes", {{"name", "data"}, {"status", "available"}});
+    const std::string srv =
+        api_.Add("servers", {{"name", "web-1"}, {"status", "ACTIVE"}, {"workflow_id", Uuid(77)}});
+    json::object attaching{{"volume", json::object{{"id", vol}, {"status", "attaching"}}}};
+    json::object in_use{{"volume", json::object{{"id", vol}, {"status", "in-use"}, {"server_id", srv}}}};
+    api_.Script("/v1/volumes/" + vol, {attaching, in_use});
+    Outcome r = Cogs({"volume", "attach", "data", "--server", "web-1", "--wait"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    auto posts = api_.seen("POST", "/v1/volumes/" + vol + "/attach");
+    ASSERT_EQ(posts.size(), 1u);
+    EXPECT_EQ(Parse(posts[0].body).at("server_id").as_string(), srv);
+    EXPECT_THAT(r.out, HasSubstr("in-use"));
+
+    // stop --wait on a server that comes back ACTIVE (the workflow rolled back) fails.
+    api_.Script("/v1/servers/" + srv, {Server(srv, "STOPPING"), Server(srv, "ACTIVE")});
+    api_.Script("/v1/workflows/" + Uuid(77),
+                {Workflow("rolled_back", {{"stop", "failed"}}, "hypervisor said no")});
+    r = Cogs({"server", "stop", "web-1", "--wait"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_THAT(r.err, HasSubstr("error: server web-1 was rolled back: hypervisor said no (rolled_back)"));
+}
+
+// ---- the rest ------------------------------------------------------------------------------------
+
+TEST_F(CliTest, WorkflowShowPrintsTheStepTimeline) {
+    json::array steps{json::object{{"name", "allocate_ip"},
+                                   {"state", "succeeded"},
+                                   {"attempts", 1},
+                                   {"started_at", "2026-11-26T10:00:00.005Z"},
+                                   {"finished_at", "2026-11-26T10:00:00.017Z"}},
+                      json::object{{"name", "boot"},
+                                   {"state", "failed"},
+                                   {"attempts", 3},
+                                   {"started_at", "2026-11-26T10:00:00.020Z"},
+                                   {"finished_at", "2026-11-26T10:00:02.520Z"},
+                                   {"error", "unavailable: hypervisor down"}},
+                      json::object{{"name", "attach_volume"}, {"state", "skipped"}, {"attempts", 0}}};
+    api_.Script("/v1/workflows/" + Uuid(5),
+                {json::object{{"workflow", json::object{{"id", Uuid(5)},
+                                                        {"type", "server.create"},
+                                                        {"state", "rolled_back"},
+                                                        {"reason", "boot failed"},
+                                                        {"created_at", "2026-11-26T10:00:00Z"},
+                                                        {"finished_at", "2026-11-26T10:00:03.100Z"},
+                                                        {"steps", steps}}}}});
+    Outcome r = Cogs({"workflow", "show", Uuid(5)});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.out, "workflow " + Uuid(5) +
+                         "  server.create  rolled_back\n"
+                         "reason: boot failed\n"
+                         "created: 2026-11-26T10:00:00Z  took 3.1s\n"
+                         "\n"
+                         "STEP           STATE      ATTEMPTS  START  DURATION  ERROR\n"
+                         "allocate_ip    succeeded  1         +5ms   12ms\n"
+                         "boot           failed     3         +20ms  2.5s      unavailable: hypervisor down\n"
+                         "attach_volume  skipped    0\n");
+}
+
+TEST_F(CliTest, QuotasTokensAndHosts) {
+    const std::string demo = api_.Add("projects", {{"name", "demo"}});
+    Outcome r = Cogs({"project", "quota", "set", "demo", "--vcpus", "8", "--servers", "-1"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    auto puts = api_.seen("PUT", "/v1/projects/" + demo + "/quotas");
+    ASSERT_EQ(puts.size(), 1u);
+    EXPECT_EQ(Parse(puts[0].body), Parse(R"({"servers":-1,"vcpus":8})"));
+    EXPECT_EQ(Cogs({"project", "quota", "set", "demo"}).rc, 2);
+
+    r = Cogs({"token", "create", "--project", "demo", "--role", "member", "--name", "ci"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(Parse(api_.seen("POST", "/v1/tokens").back().body),
+              Parse(fmt::format(R"({{"project_id":"{}","role":"member","name":"ci"}})", demo)));
+    EXPECT_THAT(r.err, HasSubstr("shown only this once"));
+    EXPECT_EQ(Cogs({"token", "create", "--project", "demo", "--role", "owner"}).rc, 2);
+
+    api_.Add("hosts", {{"id", "host-1"},
+                       {"name", "host-1"},
+                       {"state", "up"},
+                       {"enabled", true},
+                       {"availability_zone", "nova"},
+                       {"vcpus", 8},
+                       {"ram_mb", 16384},
+                       {"disk_gb", 100},
+                       {"used", {{"vcpus", 2}, {"ram_mb", 1024}, {"disk_gb", 2}}},
+                       {"servers", 2}});
+    r = Cogs({"host", "list"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.out,
+              "NAME    STATE  ENABLED  AZ    VCPUS  RAM_MB      DISK_GB  SERVERS\n"
+              "host-1  up     true     nova  2/8    1024/16384  2/100    2\n");
+    r = Cogs({"host", "disable", "host-1", "--reason", "maintenance"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(api_.seen("POST", "/v1/hosts/host-1/disable").at(0).body, R"({"reason":"maintenance"})");
+}
+
+TEST(ApiTest, ParseUrl) {
+    auto e = ParseUrl("http://127.0.0.1:8780/");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->host, "127.0.0.1");
+    EXPECT_EQ(e->port, 8780);
+    EXPECT_EQ(e->prefix, "");
+    EXPECT_EQ(e->url, "http://127.0.0.1:8780");
+    e = ParseUrl("localhost/cloud");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->host, "127.0.0.1");
+    EXPECT_EQ(e->port, 80);
+    EXPECT_EQ(e->prefix, "/cloud");
+    e = ParseUrl("http://[::1]:9000");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->host, "::1");
+    EXPECT_EQ(e->port, 9000);
+    EXPECT_THAT(ParseUrl("https://x").error(), HasSubstr("https is not supported"));
+    EXPECT_THAT(ParseUrl("http://x:99999").error(), HasSubstr("bad port"));
+    EXPECT_THAT(ParseUrl("http://:80").error(), HasSubstr("no host"));
+    EXPECT_TRUE(LooksLikeUuid("00000000-0000-4000-8000-000000000001"));
+    EXPECT_FALSE(LooksLikeUuid("net1"));
+}
+
+TEST(OutputTest, TimesAndDurations) {
+    EXPECT_EQ(ParseRfc3339Ms("1970-01-01T00:00:01Z"), 1000);
+    EXPECT_EQ(ParseRfc3339Ms("1970-01-01T00:00:01.5Z"), 1500);
+    EXPECT_EQ(ParseRfc3339Ms("1970-01-01T01:00:00+01:00"), 0);
+    EXPECT_EQ(ParseRfc3339Ms("yesterday"), std::nullopt);
+    EXPECT_EQ(FormatDurationMs(850), "850ms");
+    EXPECT_EQ(FormatDurationMs(3200), "3.2s");
+    EXPECT_EQ(FormatDurationMs(245'000), "4m05s");
+}
+
+}  // namespace
+}  // namespace cogs::cli

@@ -1,0 +1,476 @@
+// `cogs dev`: starts the local cloud as children of this process and supervises them.
+//
+// Signals: SIGINT and SIGTERM are blocked in this process and taken with sigtimedwait, so the
+// supervisor notices them between steps instead of being interrupted inside one; the children start
+// with an empty mask and their own process groups (cogs/runtime), so a Ctrl-C reaches only us and
+// we stop them in reverse order.
+#include "cogs/cli/internal/dev.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <ostream>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <boost/json.hpp>
+
+#include "cogs/base/secret.h"
+#include "cogs/cli/internal/api.h"
+#include "cogs/cli/internal/output.h"
+#include "cogs/http/server.h"
+#include "cogs/runtime/files.h"
+#include "cogs/runtime/process.h"
+
+namespace cogs::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+constexpr Duration kStopGrace = 5s;
+constexpr Duration kFirstBackoff = 500ms;
+constexpr Duration kMaxBackoff = 30s;
+constexpr Duration kStableRun = 30s;  // a child that ran this long before dying restarts without delay growth
+
+struct Proc {
+    std::string name;    // "cogs-network", "cogsd", "cogs-compute-1"
+    std::string binary;  // sibling binary name
+    std::function<std::vector<std::string>(uint16_t listen_port)> args;  // argv after the binary
+    uint16_t listen_port = 0;  // asked for at the next start: 0 at first, then the port it had
+    uint16_t port = 0;         // the port it listens on (from its port file)
+    std::string port_file;
+    std::string log;
+    runtime::Child child;
+    SteadyTime started{};
+    Duration backoff = kFirstBackoff;
+    std::optional<SteadyTime> restart_at{};
+
+    std::string url() const { return port ? fmt::format("http://127.0.0.1:{}", port) : ""; }
+};
+
+class Dev {
+public:
+    Dev(const DevOptions& o, std::ostream& out, std::ostream& err) : o_(o), out_(out), err_(err) {}
+
+    int Run();
+
+private:
+    // True (and remembered) once SIGINT or SIGTERM arrived; waits up to `wait` for one.
+    bool StopRequested(Duration wait = Duration::zero());
+    bool Start(Proc& p);
+    // Waits for p's port file; on failure prints why and the log tail.
+    bool AwaitPort(Proc& p);
+    bool AwaitAdminToken();
+    bool AwaitHostsUp(ApiClient& api);
+    bool Seed(ApiClient& api);
+    // Whether every started child still runs; prints the first dead one's log tail otherwise.
+    bool AllAlive();
+    void Supervise();
+    void StopAll();
+    void WriteDevJson();
+    void PrintLogTail(const Proc& p);
+    std::string D(const std::string& name) const { return (dir_ / name).string(); }
+
+    const DevOptions o_;
+    std::ostream& out_;
+    std::ostream& err_;
+    fs::path dir_;
+    std::vector<std::unique_ptr<Proc>> procs_;  // in start order
+    std::string admin_token_;
+    std::string api_url_;
+    bool stop_ = false;
+    sigset_t signals_{};
+};
+
+bool Dev::StopRequested(Duration wait) {
+    if (stop_) {
+        return true;
+    }
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+    timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    siginfo_t info;
+    const int sig = ::sigtimedwait(&signals_, &info, &ts);
+    if (sig == SIGINT || sig == SIGTERM) {
+        err_ << fmt::format("cogs dev: {}, stopping\n", sig == SIGINT ? "interrupted" : "terminated");
+        stop_ = true;
+    }
+    return stop_;
+}
+
+void Dev::PrintLogTail(const Proc& p) {
+    err_ << fmt::format("---- last lines of {} ----\n{}----\n", p.log, runtime::TailFile(p.log, 25));
+}
+
+bool Dev::Start(Proc& p) {
+    std::error_code ec;
+    fs::remove(p.port_file, ec);  // a stale port file from an earlier run must not be taken for this one
+    std::vector<std::string> argv{runtime::SiblingBinary(p.binary)};
+    for (auto& a : p.args(p.listen_port)) {
+        argv.push_back(std::move(a));
+    }
+    auto child = runtime::Child::Spawn(argv, {.log_path = p.log});
+    if (!child) {
+        err_ << fmt::format("cogs dev: cannot start {}: {}\n", p.name, child.error().message);
+        return false;
+    }
+    p.child = std::move(*child);
+    p.started = SteadyClock::now();
+    p.restart_at.reset();
+    return true;
+}
+
+bool Dev::AwaitPort(Proc& p) {
+    const SteadyTime deadline = SteadyClock::now() + std::chrono::seconds(o_.start_timeout_s);
+    for (;;) {
+        // In slices, so that a Ctrl-C during start-up is honoured promptly.
+        auto port =
+            runtime::WaitForPortFile(p.port_file, std::min(deadline, SteadyClock::now() + 200ms), &p.child);
+        if (port) {
+            p.port = *port;
+            p.listen_port = *port;
+            err_ << fmt::format("cogs dev: {} listening on 127.0.0.1:{} (pid {}, log {})\n", p.name, p.port,
+                                p.child.pid(), p.log);
+            return true;
+        }
+        if (StopRequested()) {
+            return false;
+        }
+        if (port.error().code != ErrorCode::kDeadlineExceeded || SteadyClock::now() >= deadline) {
+            err_ << fmt::format("cogs dev: {} did not start: {}\n", p.name, port.error().message);
+            PrintLogTail(p);
+            return false;
+        }
+    }
+}
+
+bool Dev::AllAlive() {
+    for (auto& p : procs_) {
+        if (!p->child.Running()) {
+            err_ << fmt::format("cogs dev: {} exited during start-up (status {})\n", p->name,
+                                p->child.exit_status().value_or(-1));
+            PrintLogTail(*p);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool Dev::AwaitAdminToken() {
+    const SteadyTime deadline = SteadyClock::now() + std::chrono::seconds(o_.start_timeout_s);
+    while (!StopRequested(50ms)) {
+        if (auto t = runtime::ReadTokenFile(D("admin.token")); t) {
+            admin_token_ = *t;
+            return true;
+        }
+        if (!AllAlive()) {
+            return false;
+        }
+        if (SteadyClock::now() >= deadline) {
+            err_ << fmt::format("cogs dev: cogsd did not write {}\n", D("admin.token"));
+            PrintLogTail(*procs_.back());
+            return false;
+        }
+    }
+    return false;
+}
+
+bool Dev::AwaitHostsUp(ApiClient& api) {
+    const SteadyTime deadline = SteadyClock::now() + std::chrono::seconds(o_.start_timeout_s);
+    std::set<std::string> wanted;
+    for (int i = 1; i <= o_.hosts; ++i) {
+        wanted.insert(fmt::format("host-{}", i));
+    }
+    std::string last;
+    while (!StopRequested(100ms)) {
+        if (!AllAlive()) {
+            return false;
+        }
+        auto hosts = api.List("/v1/hosts");
+        size_t up = 0;
+        if (hosts) {
+            for (const auto& h : *hosts) {
+                if (h.is_object() && wanted.count(Cell(h.as_object(), "name")) &&
+                    Cell(h.as_object(), "state") == "up") {
+                    ++up;
+                }
+            }
+            if (up == wanted.size()) {
+                err_ << fmt::format("cogs dev: {} compute hosts up\n", up);
+                return true;
+            }
+            last = fmt::format("{} of {} hosts up", up, wanted.size());
+        } else {
+            last = fmt::format("GET /v1/hosts: {} ({})", hosts.error().message, hosts.error().code);
+        }
+        if (SteadyClock::now() >= deadline) {
+            err_ << fmt::format("cogs dev: the compute hosts did not come up: {}\n", last);
+            for (auto& p : procs_) {
+                if (p->name.rfind("cogs-compute", 0) == 0) {
+                    PrintLogTail(*p);
+                }
+            }
+            return false;
+        }
+    }
+    return false;
+}
+
+bool Dev::Seed(ApiClient& api) {
+    struct Item {
+        std::string plural;
+        json::object body;
+    };
+    const std::vector<Item> items = {
+        {"flavors", {{"name", "m1.tiny"}, {"vcpus", 1}, {"ram_mb", 512}, {"disk_gb", 1}}},
+        {"flavors", {{"name", "m1.small"}, {"vcpus", 1}, {"ram_mb", 2048}, {"disk_gb", 20}}},
+        {"images", {{"name", "cirros"}, {"os", "linux"}}},
+        {"projects", {{"name", "demo"}, {"description", "a project for trying cogs"}}},
+    };
+    for (const auto& item : items) {
+        const std::string name = Cell(item.body, "name");
+        auto existing = api.List(fmt::format("/v1/{}?name={}", item.plural, http::UrlEncode(name)));
+        if (!existing) {
+            err_ << fmt::format("cogs dev: seeding {} {}: {} ({})\n", item.plural, name,
+                                existing.error().message, existing.error().code);
+            return false;
+        }
+        const bool present = std::any_of(existing->begin(), existing->end(), [&](const json::value& v) {
+            return v.is_object() && Cell(v.as_object(), "name") == name;
+        });
+        if (present) {
+            continue;
+        }
+        json::value body = item.body;
+        auto made = api.Call("POST", "/v1/" + item.plural, &body);
+        if (!made && made.error().code != "already_exists") {
+            err_ << fmt::format("cogs dev: seeding {} {}: {} ({})\n", item.plural, name, made.error().message,
+                                made.error().code);
+            return false;
+        }
+        err_ << fmt::format("cogs dev: created {} {}\n", item.plural.substr(0, item.plural.size() - 1), name);
+    }
+    return true;
+}
+
+void Dev::WriteDevJson() {
+    json::array processes;
+    for (const auto& p : procs_) {
+        processes.push_back(
+            json::object{{"name", p->name}, {"pid", p->child.pid()}, {"url", p->url()}, {"log", p->log}});
+    }
+    json::object doc{{"api_url", api_url_},
+                     {"data_dir", dir_.string()},
+                     {"admin_token_file", D("admin.token")},
+                     {"supervisor_pid", ::getpid()},
+                     {"processes", std::move(processes)}};
+    if (auto s = runtime::WriteFileAtomic(D("dev.json"), PrettyJson(doc)); !s) {
+        err_ << fmt::format("cogs dev: cannot write dev.json: {}\n", s.error().message);
+    }
+}
+
+void Dev::Supervise() {
+    while (!StopRequested(200ms)) {
+        bool changed = false;
+        for (auto& p : procs_) {
+            if (!p->restart_at && !p->child.Running()) {
+                const Duration ran = SteadyClock::now() - p->started;
+                if (ran >= kStableRun) {
+                    p->backoff = kFirstBackoff;
+                }
+                err_ << fmt::format("cogs dev: {} exited (status {}) after {}; restarting in {}\n", p->name,
+                                    p->child.exit_status().value_or(-1),
+                                    FormatDurationMs(std::chrono::duration_cast<Millis>(ran).count()),
+                                    FormatDurationMs(std::chrono::duration_cast<Millis>(p->backoff).count()));
+                PrintLogTail(*p);
+                p->restart_at = SteadyClock::now() + p->backoff;
+                p->backoff = std::min(p->backoff * 2, kMaxBackoff);
+            }
+            if (p->restart_at && SteadyClock::now() >= *p->restart_at) {
+                // Same port as before: cogsd and the computes keep the URLs they were given.
+                if (Start(*p)) {
+                    err_ << fmt::format("cogs dev: restarted {} (pid {})\n", p->name, p->child.pid());
+                    changed = true;
+                } else {
+                    p->restart_at = SteadyClock::now() + p->backoff;
+                    p->backoff = std::min(p->backoff * 2, kMaxBackoff);
+                }
+            }
+        }
+        if (changed) {
+            WriteDevJson();
+        }
+    }
+}
+
+void Dev::StopAll() {
+    for (auto it = procs_.rbegin(); it != procs_.rend(); ++it) {
+        Proc& p = **it;
+        if (p.child.pid() > 0) {
+            const int st = p.child.Stop(kStopGrace);
+            err_ << fmt::format("cogs dev: stopped {} (status {})\n", p.name, st);
+        }
+    }
+}
+
+int Dev::Run() {
+    std::error_code ec;
+    dir_ = fs::absolute(o_.data_dir, ec);
+    fs::create_directories(dir_ / "run", ec);
+    fs::create_directories(dir_ / "logs", ec);
+    if (ec) {
+        err_ << fmt::format("cogs dev: cannot create {}: {}\n", dir_.string(), ec.message());
+        return 1;
+    }
+    // One supervisor per data directory: two would fight over the same databases.
+    if (auto prev = runtime::ReadFile(D("dev.json")); prev) {
+        boost::system::error_code jec;
+        json::value v = json::parse(*prev, jec);
+        if (!jec && v.is_object()) {
+            if (auto* pid = v.as_object().if_contains("supervisor_pid"); pid && pid->is_int64()) {
+                const auto other = static_cast<pid_t>(pid->as_int64());
+                if (other != ::getpid() && ::kill(other, 0) == 0) {
+                    err_ << fmt::format("cogs dev: already running on {} (pid {})\n", dir_.string(), other);
+                    return 1;
+                }
+            }
+        }
+    }
+    if (!fs::exists(dir_ / "service.token")) {
+        if (auto s = runtime::WriteFileAtomic(D("service.token"), RandomHex(32) + "\n", 0600); !s) {
+            err_ << fmt::format("cogs dev: {}\n", s.error().message);
+            return 1;
+        }
+    }
+
+    sigemptyset(&signals_);
+    sigaddset(&signals_, SIGINT);
+    sigaddset(&signals_, SIGTERM);
+    sigset_t old_mask;
+    ::pthread_sigmask(SIG_BLOCK, &signals_, &old_mask);
+
+    auto make = [&](std::string name, std::string binary, auto args) {
+        auto p = std::make_unique<Proc>();
+        p->name = std::move(name);
+        p->binary = std::move(binary);
+        p->port_file = D("run/" + p->name + ".port");
+        p->log = D("logs/" + p->name + ".log");
+        p->args = std::move(args);
+        procs_.push_back(std::move(p));
+        return procs_.back().get();
+    };
+    auto listen = [](uint16_t port) { return fmt::format("127.0.0.1:{}", port); };
+    const std::string service_token = D("service.token");
+
+    int rc = 1;
+    [&] {
+        Proc* network = make("cogs-network", "cogs-network", [=, this](uint16_t port) {
+            return std::vector<std::string>{
+                "--listen", listen(port),    "--port-file",  D("run/cogs-network.port"),
+                "--state",  D("network.db"), "--token-file", service_token};
+        });
+        if (!Start(*network) || !AwaitPort(*network)) {
+            return;
+        }
+        Proc* volume = make("cogs-volume", "cogs-volume", [=, this](uint16_t port) {
+            return std::vector<std::string>{
+                "--listen", listen(port),     "--port-file",  D("run/cogs-volume.port"),
+                "--state",  D("volume.db"),   "--token-file", service_token,
+                "--driver", o_.volume_driver, "--volume-dir", D("volumes")};
+        });
+        if (!Start(*volume) || !AwaitPort(*volume)) {
+            return;
+        }
+        Proc* cogsd = make("cogsd", "cogsd", [=, this](uint16_t port) {
+            return std::vector<std::string>{"--listen",
+                                            listen(port),
+                                            "--port-file",
+                                            D("run/cogsd.port"),
+                                            "--data-dir",
+                                            dir_.string(),
+                                            "--network-url",
+                                            network->url(),
+                                            "--volume-url",
+                                            volume->url(),
+                                            "--service-token-file",
+                                            service_token,
+                                            "--bootstrap-token-file",
+                                            D("admin.token")};
+        });
+        cogsd->listen_port = o_.port;
+        if (!Start(*cogsd) || !AwaitPort(*cogsd) || !AwaitAdminToken()) {
+            return;
+        }
+        api_url_ = cogsd->url();
+        std::vector<Proc*> computes;
+        for (int i = 1; i <= o_.hosts; ++i) {
+            const std::string name = fmt::format("cogs-compute-{}", i);
+            computes.push_back(make(name, "cogs-compute", [=, this](uint16_t port) {
+                return std::vector<std::string>{"--listen",
+                                                listen(port),
+                                                "--port-file",
+                                                D("run/" + name + ".port"),
+                                                "--state",
+                                                D(fmt::format("compute-{}.db", i)),
+                                                "--token-file",
+                                                service_token,
+                                                "--host",
+                                                fmt::format("host-{}", i),
+                                                "--az",
+                                                "nova",
+                                                "--control-url",
+                                                cogsd->url(),
+                                                "--control-token-file",
+                                                D("admin.token"),
+                                                "--boot-ms",
+                                                std::to_string(o_.boot_ms)};
+            }));
+            if (!Start(*computes.back())) {
+                return;
+            }
+        }
+        for (Proc* c : computes) {
+            if (!AwaitPort(*c)) {
+                return;
+            }
+        }
+        auto endpoint = ParseUrl(api_url_);
+        ApiClient api(*endpoint, admin_token_, 10s);
+        if (!AwaitHostsUp(api) || !Seed(api)) {
+            return;
+        }
+        WriteDevJson();
+        out_ << fmt::format(
+            "cogs dev: the local cloud is up ({} hosts; data in {}, logs in {}/logs)\n"
+            "  API:         {}\n"
+            "  admin token: {}\n"
+            "Use it from another terminal with:\n"
+            "export COGS_URL={} COGS_TOKEN={}\n"
+            "Ctrl-C stops everything; `cogs dev` on the same --data-dir brings it all back.\n",
+            o_.hosts, dir_.string(), dir_.string(), api_url_, admin_token_, api_url_, admin_token_);
+        out_.flush();
+        Supervise();
+        rc = 0;
+    }();
+    if (rc != 0 && stop_) {
+        rc = 0;  // interrupted during start-up: a requested stop, not a failure
+    }
+    StopAll();
+    fs::remove(dir_ / "dev.json", ec);
+    ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    if (rc == 0) {
+        err_ << "cogs dev: stopped\n";
+    }
+    return rc;
+}
+
+}  // namespace
+
+int RunDev(const DevOptions& options, std::ostream& out, std::ostream& err) {
+    Dev dev(options, out, err);
+    return dev.Run();
+}
+
+}  // namespace cogs::cli

@@ -1,0 +1,291 @@
+#include "cogs/cli/internal/api.h"
+
+#include <algorithm>
+#include <thread>
+
+#include <fmt/format.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/json.hpp>
+
+#include "cogs/base/secret.h"
+#include "cogs/http/client.h"
+#include "cogs/http/server.h"
+
+namespace cogs::cli {
+namespace {
+
+using namespace std::chrono_literals;
+
+ApiFailure FailureFromResponse(const http::Response& res) {
+    ApiFailure f;
+    f.status = res.status;
+    boost::system::error_code ec;
+    json::value body = json::parse(res.body, ec);
+    if (!ec && body.is_object()) {
+        const auto& o = body.as_object();
+        if (auto* c = o.if_contains("code"); c && c->is_string()) {
+            f.code = c->as_string();
+        }
+        if (auto* m = o.if_contains("message"); m && m->is_string()) {
+            f.message = m->as_string();
+        }
+        if (auto* d = o.if_contains("details")) {
+            f.details = *d;
+        }
+    }
+    if (f.code.empty()) {
+        f.code = std::string(ToString(FromHttpStatus(res.status)));
+    }
+    if (f.message.empty()) {
+        f.message = res.body.empty() ? fmt::format("HTTP {}", res.status) : res.body.substr(0, 200);
+    }
+    return f;
+}
+
+}  // namespace
+
+tl::expected<Endpoint, std::string> ParseUrl(const std::string& url) {
+    Endpoint e;
+    std::string rest = url;
+    if (rest.rfind("https://", 0) == 0) {
+        return tl::unexpected(fmt::format("{}: https is not supported; use http://", url));
+    }
+    if (rest.rfind("http://", 0) == 0) {
+        rest = rest.substr(7);
+    } else if (rest.find("://") != std::string::npos) {
+        return tl::unexpected(fmt::format("{}: not an http:// URL", url));
+    }
+    while (!rest.empty() && rest.back() == '/') {
+        rest.pop_back();
+    }
+    const auto slash = rest.find('/');
+    std::string hostport = rest.substr(0, slash);
+    if (slash != std::string::npos) {
+        e.prefix = rest.substr(slash);
+    }
+    std::string port;
+    if (!hostport.empty() && hostport.front() == '[') {  // [v6]:port
+        const auto close = hostport.find(']');
+        if (close == std::string::npos) {
+            return tl::unexpected(fmt::format("{}: unbalanced '['", url));
+        }
+        if (close + 1 < hostport.size() && hostport[close + 1] == ':') {
+            port = hostport.substr(close + 2);
+        }
+        hostport = hostport.substr(1, close - 1);
+    } else if (const auto colon = hostport.rfind(':'); colon != std::string::npos) {
+        port = hostport.substr(colon + 1);
+        hostport = hostport.substr(0, colon);
+        if (port.empty()) {
+            return tl::unexpected(fmt::format("{}: empty port", url));
+        }
+    }
+    if (!port.empty()) {
+        if (port.size() > 5 ||
+            !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+            std::stoul(port) > 65535) {
+            return tl::unexpected(fmt::format("{}: bad port '{}'", url, port));
+        }
+        e.port = static_cast<uint16_t>(std::stoul(port));
+    }
+    if (hostport.empty()) {
+        return tl::unexpected(fmt::format("'{}': no host", url));
+    }
+    if (hostport == "localhost") {
+        hostport = "127.0.0.1";  // the client connects to an address; cogs dev listens on IPv4 loopback
+    }
+    e.host = hostport;
+    e.url = "http://" + rest;
+    return e;
+}
+
+ApiClient::ApiClient(Endpoint endpoint, std::string token, Duration timeout)
+    : endpoint_(std::move(endpoint)),
+      token_(std::move(token)),
+      timeout_(timeout),
+      io_(std::make_unique<boost::asio::io_context>(1)) {
+    http::ClientOptions o;
+    o.host = endpoint_.host;
+    o.port = endpoint_.port;
+    o.max_connections = 2;
+    client_ = http::MakeClient(*io_, o);
+}
+
+ApiClient::~ApiClient() {
+    client_.reset();
+    // Deliver the cancellations of anything outstanding before the io_context goes.
+    io_->restart();
+    io_->poll();
+}
+
+ApiResult<json::value> ApiClient::Call(const std::string& method, const std::string& path,
+                                       const json::value* body) {
+    http::Request req;
+    req.method = method;
+    req.target = endpoint_.prefix + path;
+    if (!token_.empty()) {
+        req.headers.emplace_back("authorization", "Bearer " + token_);
+    }
+    req.headers.emplace_back("accept", "application/json");
+    const bool keyed = method == "POST";
+    if (keyed) {
+        req.headers.emplace_back("idempotency-key", "cli-" + RandomHex(16));
+    }
+    if (body != nullptr) {
+        req.body = json::serialize(*body);
+        req.headers.emplace_back("content-type", "application/json");
+    }
+    const bool replayable = keyed || method == "GET" || method == "PUT";
+    const SteadyTime deadline = SteadyClock::now() + timeout_;
+    Duration backoff = 200ms;
+    for (int attempt = 1;; ++attempt) {
+        std::optional<Result<http::Response>> answer;
+        client_->Send(req, deadline, [&](Result<http::Response> r) { answer = std::move(r); });
+        io_->restart();
+        while (!answer) {
+            io_->run_one();
+        }
+        Duration pause = backoff;
+        bool retry = false;
+        if (!*answer) {
+            const Error& e = answer->error();
+            retry = replayable && e.code == ErrorCode::kUnavailable;
+            if (!retry || attempt >= 4 || SteadyClock::now() + pause >= deadline) {
+                ApiFailure f;
+                f.code = std::string(ToString(e.code));
+                f.message = e.code == ErrorCode::kDeadlineExceeded
+                                ? fmt::format("no answer from {} in time", endpoint_.url)
+                                : fmt::format("cannot reach {}: {}", endpoint_.url, e.message);
+                return tl::unexpected(std::move(f));
+            }
+        } else {
+            const http::Response& res = **answer;
+            if (res.status >= 200 && res.status < 300) {
+                if (res.body.empty()) {
+                    return json::value(nullptr);
+                }
+                boost::system::error_code ec;
+                json::value v = json::parse(res.body, ec);
+                if (ec) {
+                    return tl::unexpected(ApiFailure{
+                        res.status,
+                        "internal",
+                        fmt::format("the API answered a body that is not JSON: {}", res.body.substr(0, 200)),
+                        {}});
+                }
+                return v;
+            }
+            // 429 and 503 are refusals before any work: safe to send again, with the same key.
+            retry = res.status == 429 || res.status == 503;
+            if (const std::string ra = res.Header("retry-after"); !ra.empty()) {
+                try {
+                    pause = std::chrono::seconds(std::clamp(std::stoi(ra), 0, 5));
+                } catch (const std::exception&) {
+                }
+            }
+            if (!retry || attempt >= 4 || SteadyClock::now() + pause >= deadline) {
+                return tl::unexpected(FailureFromResponse(res));
+            }
+        }
+        std::this_thread::sleep_for(pause);
+        backoff *= 2;
+    }
+}
+
+ApiResult<json::array> ApiClient::List(const std::string& path, int limit) {
+    json::array all;
+    std::string marker;
+    const char sep = path.find('?') == std::string::npos ? '?' : '&';
+    for (;;) {
+        const int page = limit > 0 ? std::min<int>(1000, limit - static_cast<int>(all.size())) : 1000;
+        std::string target = fmt::format("{}{}limit={}", path, sep, page);
+        if (!marker.empty()) {
+            target += "&marker=" + http::UrlEncode(marker);
+        }
+        auto reply = Get(target);
+        if (!reply) {
+            return tl::unexpected(reply.error());
+        }
+        if (!reply->is_object()) {
+            return tl::unexpected(ApiFailure{200, "internal", "a list answer that is not an object", {}});
+        }
+        const auto& o = reply->as_object();
+        for (const auto& [key, value] : o) {
+            if (value.is_array()) {
+                for (const auto& item : value.as_array()) {
+                    all.push_back(item);
+                }
+                break;
+            }
+        }
+        marker.clear();
+        if (auto* m = o.if_contains("next_marker"); m && m->is_string() && !m->as_string().empty()) {
+            marker = m->as_string();
+        }
+        if (marker.empty() || (limit > 0 && static_cast<int>(all.size()) >= limit)) {
+            break;
+        }
+    }
+    if (limit > 0 && static_cast<int>(all.size()) > limit) {
+        all.resize(static_cast<size_t>(limit));
+    }
+    return all;
+}
+
+ApiResult<std::string> ApiClient::Resolve(const std::string& plural, const std::string& ref) {
+    if (LooksLikeUuid(ref)) {
+        return ref;
+    }
+    auto items = List(fmt::format("/v1/{}?name={}", plural, http::UrlEncode(ref)), 0);
+    if (!items) {
+        return tl::unexpected(items.error());
+    }
+    std::vector<std::string> ids;
+    for (const auto& item : *items) {
+        const auto& o = item.as_object();
+        auto* name = o.if_contains("name");
+        auto* id = o.if_contains("id");
+        // Filter again: the name filter is exact in the API, but a fake or older server may ignore it.
+        if (name && name->is_string() && name->as_string() == ref && id && id->is_string()) {
+            ids.emplace_back(id->as_string());
+        }
+    }
+    std::string singular = plural.substr(0, plural.size() - 1);
+    std::replace(singular.begin(), singular.end(), '-', ' ');
+    if (ids.empty()) {
+        return tl::unexpected(
+            ApiFailure{404, "not_found", fmt::format("no {} named '{}'", singular, ref), {}});
+    }
+    if (ids.size() > 1) {
+        return tl::unexpected(ApiFailure{
+            409, "conflict", fmt::format("{} {}s are named '{}'; use an id", ids.size(), singular, ref), {}});
+    }
+    return ids.front();
+}
+
+const json::object& Unwrap(const json::value& reply) {
+    static const json::object kEmpty;
+    if (!reply.is_object()) {
+        return kEmpty;
+    }
+    const auto& o = reply.as_object();
+    if (o.size() == 1 && o.begin()->value().is_object()) {  // {"server": {...}}
+        return o.begin()->value().as_object();
+    }
+    return o;
+}
+
+bool LooksLikeUuid(const std::string& s) {
+    if (s.size() != 36) {
+        return false;
+    }
+    for (size_t i = 0; i < s.size(); ++i) {
+        const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace cogs::cli

@@ -1,0 +1,92 @@
+// The CLI's synchronous view of the cogsd REST API (docs/api.md): one call at a time, each under a
+// deadline, answers as Boost.JSON values. Internal to cogs/cli (the JSON DOM stays in this component).
+//
+// Threading: an ApiClient owns its io_context and runs it only inside Call, on the calling thread;
+// use one ApiClient from one thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <boost/json/value.hpp>
+#include <tl/expected.hpp>
+
+#include "cogs/base/time.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace cogs::http {
+class Client;
+}
+
+namespace cogs::cli {
+
+namespace json = boost::json;
+
+// A refusal by the API, or a failure to reach it. `status` 0 means no HTTP answer: `code` is then
+// "unavailable" or "deadline_exceeded".
+struct ApiFailure {
+    int status = 0;
+    std::string code{};
+    std::string message{};
+    json::value details{};
+};
+
+template <typename T>
+using ApiResult = tl::expected<T, ApiFailure>;
+
+struct Endpoint {
+    std::string url{};  // as given, without a trailing slash
+    std::string host{};
+    uint16_t port = 80;
+    std::string prefix{};  // a path before /v1 ("" usually)
+};
+
+// Parses "http://host[:port][/prefix]". Only plain http is spoken (cogs/http has no TLS).
+tl::expected<Endpoint, std::string> ParseUrl(const std::string& url);
+
+class ApiClient {
+public:
+    // `timeout` bounds each Call, retries included.
+    ApiClient(Endpoint endpoint, std::string token, Duration timeout);
+    ~ApiClient();
+    ApiClient(const ApiClient&) = delete;
+    ApiClient& operator=(const ApiClient&) = delete;
+
+    // Sends `method` `path` (with its query) and returns the parsed body (null for an empty one) of a
+    // 2xx answer. A non-2xx answer becomes an ApiFailure with the API's code, message and details.
+    // POSTs carry a fresh Idempotency-Key; a call is retried with the same key after 429/503 (after
+    // Retry-After) and, when it cannot have been applied twice (GET, PUT, keyed POST), after a
+    // dropped connection — all within the timeout.
+    ApiResult<json::value> Call(const std::string& method, const std::string& path,
+                                const json::value* body = nullptr);
+    ApiResult<json::value> Get(const std::string& path) { return Call("GET", path); }
+
+    // Every item of a list (following next_marker), or at most `limit` items if limit > 0. `path` may
+    // carry filters ("/v1/servers?status=ACTIVE"). The items are the reply's one array member.
+    ApiResult<json::array> List(const std::string& path, int limit = 0);
+
+    // The id of the `plural` resource ("networks", "/v1/networks") named or identified by `ref`: a
+    // UUID is taken as an id; anything else is looked up with ?name= and must match exactly one.
+    ApiResult<std::string> Resolve(const std::string& plural, const std::string& ref);
+
+    const Endpoint& endpoint() const { return endpoint_; }
+
+private:
+    Endpoint endpoint_;
+    std::string token_;
+    Duration timeout_;
+    std::unique_ptr<boost::asio::io_context> io_;
+    std::unique_ptr<http::Client> client_;
+};
+
+// The single object of a reply like {"server": {...}} (its first object member), or the reply itself.
+const json::object& Unwrap(const json::value& reply);
+
+// Whether `s` looks like a UUID (8-4-4-4-12 hex digits).
+bool LooksLikeUuid(const std::string& s);
+
+}  // namespace cogs::cli

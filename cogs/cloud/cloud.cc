@@ -1,0 +1,1919 @@
+#include "cogs/cloud/cloud.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <charconv>
+#include <cstdio>
+#include <future>
+
+#include "cogs/base/check.h"
+#include "cogs/base/secret.h"
+#include "cogs/cloud/internal/json_util.h"
+#include "cogs/cloud/internal/model.h"
+#include "cogs/scheduler/placement.h"
+#include "cogs/services/kit/http_client.h"
+
+namespace cogs::cloud {
+
+using namespace internal;  // NOLINT: the cloud's own internals
+namespace asio = boost::asio;
+using workflow::ActionCall;
+using workflow::ActionReply;
+using workflow::ServiceClient;
+using Done = std::function<void(ApiAnswer)>;
+
+namespace {
+
+constexpr int64_t kIdempotencyTtlMs = 24 * 3600 * 1000;
+
+std::string_view RoleName(Role r) {
+    switch (r) {
+        case Role::kAdmin: return "admin";
+        case Role::kMember: return "member";
+        case Role::kReader: return "reader";
+    }
+    return "reader";
+}
+
+std::optional<Role> ParseRole(std::string_view s) {
+    if (s == "admin") return Role::kAdmin;
+    if (s == "member") return Role::kMember;
+    if (s == "reader") return Role::kReader;
+    return std::nullopt;
+}
+
+ApiAnswer JsonAnswer(int status, const json::value& v) { return ApiAnswer{status, json::serialize(v), {}}; }
+
+ApiAnswer Wrap(int status, std::string_view key, json::object o) {
+    json::object w;
+    w[key] = std::move(o);
+    return JsonAnswer(status, w);
+}
+
+ApiAnswer ErrorAnswer(const Error& e, json::object details = {}) {
+    json::object o;
+    std::string code(ToString(e.code));
+    int status = HttpStatus(e.code);
+    if (e.code == ErrorCode::kPermissionDenied && e.message.starts_with("quota exceeded")) {
+        // Model::Reserve's message: "quota exceeded: NAME limit L, in use U, requested R".
+        code = "quota_exceeded";
+        char name[32] = {};
+        long long limit = 0, in_use = 0, requested = 0;
+        if (std::sscanf(e.message.c_str(), "quota exceeded: %31s limit %lld, in use %lld, requested %lld", name, &limit,
+                        &in_use, &requested) == 4) {
+            details["resource"] = name;
+            details["limit"] = limit;
+            details["in_use"] = in_use;
+            details["requested"] = requested;
+        }
+    }
+    if (e.code == ErrorCode::kInvalidArgument && details.empty()) {
+        // "field: what" names the field.
+        auto colon = e.message.find(": ");
+        if (colon != std::string::npos && e.message.find(' ') >= colon) {
+            details["field"] = e.message.substr(0, colon);
+        }
+    }
+    o["code"] = code;
+    o["message"] = e.message;
+    o["details"] = std::move(details);
+    ApiAnswer a = JsonAnswer(status, o);
+    if (e.code == ErrorCode::kResourceExhausted || e.code == ErrorCode::kUnavailable) {
+        a.headers.emplace_back("retry-after", "1");
+    }
+    return a;
+}
+
+ApiAnswer NotFound(std::string_view what, const std::string& id) {
+    return ErrorAnswer(Error(ErrorCode::kNotFound, std::string(what) + " " + id + " not found"));
+}
+
+// "http://host:port" -> host, port.
+std::optional<std::pair<std::string, uint16_t>> ParseUrl(const std::string& url) {
+    std::string_view s = url;
+    if (!s.starts_with("http://")) {
+        return std::nullopt;
+    }
+    s.remove_prefix(7);
+    if (auto slash = s.find('/'); slash != std::string_view::npos) {
+        s = s.substr(0, slash);
+    }
+    auto colon = s.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) {
+        return std::nullopt;
+    }
+    unsigned port = 0;
+    auto p = s.substr(colon + 1);
+    auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+    if (ec != std::errc() || end != p.data() + p.size() || port == 0 || port > 65535) {
+        return std::nullopt;
+    }
+    return std::make_pair(std::string(s.substr(0, colon)), static_cast<uint16_t>(port));
+}
+
+// The JSON key of a collection: "server-groups" lists as "server_groups".
+std::string ListKey(std::string_view collection) {
+    std::string k(collection);
+    for (char& c : k) {
+        c = c == '-' ? '_' : c;
+    }
+    return k;
+}
+
+bool Transitional(std::string_view status) {
+    return status == "BUILD" || status == "DELETING" || status == "STARTING" || status == "STOPPING" ||
+           status == "REBOOT" || status == "creating" || status == "deleting" || status == "attaching" ||
+           status == "detaching";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+class Cloud::Impl : public std::enable_shared_from_this<Cloud::Impl> {
+public:
+    Impl(asio::io_context& io, store::Store& store, workflow::Engine& engine, const workflow::Registry& registry,
+         CloudOptions options)
+        : io_(io),
+          store_(store),
+          engine_(engine),
+          registry_(registry),
+          options_(std::move(options)),
+          placement_(scheduler::Ratios{options_.cpu_ratio, options_.ram_ratio, options_.disk_ratio}),
+          liveness_(io),
+          reads_(1) {}
+
+    ~Impl() { reads_.join(); }
+
+    void Start() {
+        engine_.OnFinished([weak = weak_from_this()](const workflow::FinishedEvent& ev) {
+            if (auto self = weak.lock()) {
+                self->OnFinished(ev);
+            }
+        });
+        TickLiveness();
+    }
+
+    void Stop() { liveness_.cancel(); }
+
+    // ---- start-up ----
+
+    Status Load() {
+        auto all = store_.LoadResources();
+        if (!all) {
+            return MakeError(all.error());
+        }
+        std::vector<store::ResourceWrite> expired;
+        const int64_t now = WallNowMs();
+        for (auto& rec : *all) {
+            boost::system::error_code ec;
+            json::value v = json::parse(rec.body, ec);
+            if (ec || !v.is_object()) {
+                return MakeError(ErrorCode::kInternal, "stored " + rec.kind + " " + rec.id + " is not a JSON object");
+            }
+            Res r{rec.kind, rec.id, rec.project, std::move(v.get_object())};
+            if (r.kind == kIdempotency && Int(r.body, "_at_ms") + kIdempotencyTtlMs < now) {
+                expired.push_back(Model::EraseWrite(r.kind, r.id));
+                continue;
+            }
+            Index(r);
+            model_.Put(std::move(r));
+        }
+        if (!expired.empty()) {
+            PersistBlocking(std::move(expired));
+        }
+        // Resources whose workflow ended while we were down take its outcome now.
+        std::vector<std::string> settle;
+        for (auto kind : {kNetwork, kSubnet, kPort, kVolume, kServer}) {
+            for (const auto& [id, r] : model_.All(kind)) {
+                if (Transitional(Str(r.body, "status")) && !Str(r.body, "workflow_id").empty()) {
+                    settle.push_back(Str(r.body, "workflow_id"));
+                }
+            }
+        }
+        for (const auto& wf_id : settle) {
+            auto wf = store_.GetWorkflow(wf_id);
+            if (!wf || !store::IsTerminal(wf->state)) {
+                continue;  // still running: the engine resumed it and will report its end
+            }
+            const workflow::Definition* def = registry_.Get(wf->type, wf->version);
+            workflow::FinishedEvent ev{wf->id, wf->type, wf->state, wf->reason, wf->finished_ms, wf->project, wf->input, {}};
+            for (size_t i = 0; def != nullptr && i < wf->steps.size() && i < def->steps.size(); ++i) {
+                if (!wf->steps[i].output.empty()) {
+                    ev.outputs.emplace(def->steps[i].name, wf->steps[i].output);
+                }
+            }
+            OnFinished(ev);
+        }
+        return Ok();
+    }
+
+    // Indexes a resource being loaded: tokens, quota usage, hosts and claims for placement.
+    void Index(const Res& r) {
+        if (r.kind == kToken) {
+            model_.token_by_hash[Str(r.body, "_hash")] = r.id;
+        } else if (r.kind == kHost) {
+            placement_.UpsertHost(HostInfoOf(r));
+            heartbeats_[r.id] = SteadyClock::now();  // a grace period: agents re-announce within it
+        } else if (r.kind == kClaim) {
+            placement_.AddClaim(scheduler::Claim{Str(r.body, "server_id"), Str(r.body, "host"), Int(r.body, "vcpus"),
+                                                 Int(r.body, "ram_mb"), Int(r.body, "disk_gb"),
+                                                 Str(r.body, "group_id")});
+        }
+        Amount held = Model::HeldBy(r);
+        if (held.servers + held.volumes + held.ports > 0) {
+            (void)model_.Reserve(r.project, Amount{});  // creates the entry
+            ForceReserve(r.project, held);
+        }
+    }
+
+    void ForceReserve(const std::string& project, const Amount& a) {
+        // Loaded usage is counted even over the limit (limits may have been lowered since).
+        Amount neg;
+        for (auto name : kQuotaNames) {
+            Amount tmp = a;
+            QuotaField(neg, name) = -QuotaField(tmp, name);
+        }
+        model_.Release(project, neg);
+    }
+
+    Result<std::string> Bootstrap() {
+        for (const auto& [id, t] : model_.All(kToken)) {
+            if (Str(t.body, "role") == "admin") {
+                return std::string();
+            }
+        }
+        std::vector<store::ResourceWrite> writes;
+        const Res* admin = model_.FindByName(kProject, "admin");
+        std::string project_id;
+        if (admin == nullptr) {
+            Res p = NewProject("admin", "the operators' project");
+            project_id = p.id;
+            writes.push_back(Model::Write(p));
+            model_.Put(std::move(p));
+        } else {
+            project_id = admin->id;
+        }
+        auto [token, secret] = NewToken(project_id, Role::kAdmin, "bootstrap", 0);
+        writes.push_back(Model::Write(token));
+        model_.token_by_hash[Str(token.body, "_hash")] = token.id;
+        model_.Put(std::move(token));
+        if (auto st = PersistBlocking(std::move(writes)); !st) {
+            return MakeError(st.error());
+        }
+        return secret;
+    }
+
+    // ---- authentication ----
+
+    Result<Principal> Authenticate(std::string_view bearer) const {
+        if (bearer.empty()) {
+            return MakeError(ErrorCode::kUnauthenticated, "missing token: send Authorization: Bearer <token>");
+        }
+        auto it = model_.token_by_hash.find(Sha256Hex(bearer));
+        const Res* t = it == model_.token_by_hash.end() ? nullptr : model_.Find(kToken, it->second);
+        if (t == nullptr) {
+            return MakeError(ErrorCode::kUnauthenticated, "invalid token");
+        }
+        const int64_t expires = Int(t->body, "_expires_ms");
+        if (expires != 0 && expires < WallNowMs()) {
+            return MakeError(ErrorCode::kUnauthenticated, "token expired");
+        }
+        const Res* p = model_.Find(kProject, t->project);
+        if (p == nullptr) {
+            return MakeError(ErrorCode::kUnauthenticated, "the token's project no longer exists");
+        }
+        Principal who;
+        who.token_id = t->id;
+        who.project_id = t->project;
+        who.project_name = Str(p->body, "name");
+        who.role = ParseRole(Str(t->body, "role")).value_or(Role::kReader);
+        return who;
+    }
+
+    // ---- routing ----
+
+    void Handle(const Principal& who, ApiRequest req, Done done) {
+        // Never inline: the caller may hold locks or be mid-parse.
+        Done posted = [this, done = std::move(done)](ApiAnswer a) mutable {
+            asio::post(io_, [done = std::move(done), a = std::move(a)]() mutable { done(std::move(a)); });
+        };
+        Route(who, req, posted);
+    }
+
+    void Route(const Principal& who, ApiRequest& req, const Done& done) {
+        const auto& p = req.path;
+        const std::string& m = req.method;
+        if (p.empty()) {
+            return done(ErrorAnswer(Error(ErrorCode::kNotFound, "no route " + m + " /v1")));
+        }
+        const std::string& c = p[0];
+        const size_t n = p.size();
+        auto method_not_allowed = [&](std::string allowed) {
+            ApiAnswer a = ErrorAnswer(Error(ErrorCode::kInvalidArgument, "method " + m + " not allowed: use " + allowed));
+            a.status = 405;
+            a.headers.emplace_back("allow", allowed);
+            done(std::move(a));
+        };
+        if (c == "whoami" && n == 1) {
+            if (m != "GET") return method_not_allowed("GET");
+            json::object o{{"project_id", who.project_id},
+                           {"project_name", who.project_name},
+                           {"role", RoleName(who.role)},
+                           {"token_id", who.token_id}};
+            return done(JsonAnswer(200, o));
+        }
+        if (c == "workflows") {
+            return RouteWorkflows(who, req, done);
+        }
+        if (c == "hosts") {
+            return RouteHosts(who, req, done);
+        }
+        if (c == "projects" && n == 3 && p[2] == "quotas") {
+            if (m == "GET") return GetQuotas(who, p[1], done);
+            if (m == "PUT") return SetQuotas(who, p[1], req.body, done);
+            return method_not_allowed("GET, PUT");
+        }
+        static const std::map<std::string, std::string_view, std::less<>> kCollections = {
+            {"projects", kProject}, {"tokens", kToken},     {"flavors", kFlavor}, {"images", kImage},
+            {"server-groups", kGroup}, {"networks", kNetwork}, {"subnets", kSubnet}, {"ports", kPort},
+            {"volumes", kVolume},   {"servers", kServer}};
+        auto it = kCollections.find(c);
+        if (it == kCollections.end() || n > 3) {
+            return done(ErrorAnswer(Error(ErrorCode::kNotFound, "no route " + m + " /v1/" + c)));
+        }
+        const std::string_view kind = it->second;
+        if (n == 1) {
+            if (m == "GET") return List(who, c, kind, req.query, done);
+            if (m == "POST") return Create(who, kind, req, done);
+            return method_not_allowed("GET, POST");
+        }
+        const std::string& id = p[1];
+        if (n == 2) {
+            if (m == "GET") return Show(who, kind, id, done);
+            if (m == "DELETE") return Delete(who, kind, id, req, done);
+            return method_not_allowed("GET, DELETE");
+        }
+        if (m != "POST") return method_not_allowed("POST");
+        return Act(who, kind, id, p[2], req, done);
+    }
+
+    // ---- generic read ----
+
+    // Whether `who` may see `r` at all (else it is answered as not found).
+    static bool Visible(const Principal& who, const Res& r) {
+        if (who.admin()) {
+            return true;
+        }
+        if (r.kind == kFlavor || r.kind == kImage) {
+            return true;
+        }
+        if (r.kind == kProject) {
+            return r.id == who.project_id;
+        }
+        if (r.kind == kToken) {
+            return false;
+        }
+        return r.project == who.project_id;
+    }
+
+    static Status RequireWriter(const Principal& who) {
+        if (who.role == Role::kReader) {
+            return MakeError(ErrorCode::kPermissionDenied, "a reader token cannot change anything");
+        }
+        return Ok();
+    }
+
+    static Status RequireAdmin(const Principal& who) {
+        if (!who.admin()) {
+            return MakeError(ErrorCode::kPermissionDenied, "only an admin may do this");
+        }
+        return Ok();
+    }
+
+    json::object Present(const Res& r) const {
+        json::object o = View(r);
+        if (r.kind == kProject) {
+            o.erase("quotas");
+        }
+        return o;
+    }
+
+    void Show(const Principal& who, std::string_view kind, const std::string& id, const Done& done) {
+        const Res* r = model_.Find(kind, id);
+        if (r == nullptr && (kind == kFlavor || kind == kImage)) {
+            r = model_.FindByName(kind, id);
+        }
+        if (r == nullptr || !Visible(who, *r) || (kind == kToken && !who.admin())) {
+            return done(NotFound(kind, id));
+        }
+        done(Wrap(200, kind, Present(*r)));
+    }
+
+    void List(const Principal& who, const std::string& collection, std::string_view kind,
+              const std::map<std::string, std::string>& query, const Done& done) {
+        if (kind == kToken) {
+            if (auto st = RequireAdmin(who); !st) return done(ErrorAnswer(st.error()));
+        }
+        int limit = 100;
+        if (auto q = query.find("limit"); q != query.end()) {
+            auto [end, ec] = std::from_chars(q->second.data(), q->second.data() + q->second.size(), limit);
+            if (ec != std::errc() || end != q->second.data() + q->second.size() || limit < 1 || limit > 1000) {
+                return done(ErrorAnswer(FieldError("limit", "must be an integer from 1 to 1000")));
+            }
+        }
+        static const std::set<std::string> kFilters = {"limit", "marker", "name", "status", "host", "project_id",
+                                                       "network_id", "server_id"};
+        for (const auto& [k, v] : query) {
+            if (!kFilters.contains(k)) {
+                return done(ErrorAnswer(FieldError(k, "unknown query parameter")));
+            }
+        }
+        auto get = [&](const char* k) {
+            auto q = query.find(k);
+            return q == query.end() ? std::string() : q->second;
+        };
+        const std::string marker = get("marker"), name = get("name"), status = get("status"), host = get("host"),
+                          project = get("project_id"), network = get("network_id"), server = get("server_id");
+        const auto& all = model_.All(kind);
+        json::array items;
+        std::string next;
+        for (auto it = marker.empty() ? all.begin() : all.upper_bound(marker); it != all.end(); ++it) {
+            const Res& r = it->second;
+            if (!Visible(who, r)) continue;
+            if (!name.empty() && Str(r.body, "name") != name) continue;
+            if (!status.empty() && Str(r.body, "status") != status) continue;
+            if (!host.empty() && Str(r.body, "host") != host) continue;
+            if (!project.empty() && r.project != project && !(kind == kProject && r.id == project)) continue;
+            if (!network.empty() && Str(r.body, "network_id") != network) continue;
+            if (!server.empty() && Str(r.body, "server_id") != server && Str(r.body, "device_id") != server) continue;
+            if (static_cast<int>(items.size()) == limit) {
+                next = items.back().as_object().at("id").as_string().c_str();
+                break;
+            }
+            items.push_back(Present(r));
+        }
+        json::object o;
+        o[ListKey(collection)] = std::move(items);
+        if (!next.empty()) {
+            o["next_marker"] = next;
+        }
+        done(JsonAnswer(200, o));
+    }
+
+    // ---- generic create / delete / act ----
+
+    void Create(const Principal& who, std::string_view kind, ApiRequest& req, const Done& done) {
+        if (auto st = RequireWriter(who); !st) return done(ErrorAnswer(st.error()));
+        // Idempotency-Key: the same key and body answer the first answer again.
+        std::string idem_id;
+        std::string req_hash;
+        if (!req.idempotency_key.empty()) {
+            if (req.idempotency_key.size() > 255) {
+                return done(ErrorAnswer(FieldError("Idempotency-Key", "longer than 255 characters")));
+            }
+            idem_id = who.project_id + "/" + req.idempotency_key;
+            req_hash = Sha256Hex(std::string(kind) + "\n" + req.body);
+            if (const Res* prior = model_.Find(kIdempotency, idem_id)) {
+                if (Str(prior->body, "_hash") != req_hash) {
+                    return done(ErrorAnswer(Error(ErrorCode::kConflict,
+                                                  "Idempotency-Key reused with a different request")));
+                }
+                const Res* r = model_.Find(Str(prior->body, "kind"), Str(prior->body, "id"));
+                if (r == nullptr) {
+                    return done(NotFound(Str(prior->body, "kind"), Str(prior->body, "id")));
+                }
+                return done(Wrap(static_cast<int>(Int(prior->body, "status")), r->kind, Present(*r)));
+            }
+        }
+        auto parsed = Parse(kind, req.body);
+        if (!parsed) return done(ErrorAnswer(parsed.error()));
+        Creation c{who, std::move(*parsed), {}, req.traceparent};
+        if (!idem_id.empty()) {
+            c.idempotency = [idem_id, req_hash, project = who.project_id](const Res& made, int status) {
+                Res rec{std::string(kIdempotency), idem_id, project, {}};
+                rec.body["_hash"] = req_hash;
+                rec.body["kind"] = made.kind;
+                rec.body["id"] = made.id;
+                rec.body["status"] = status;
+                rec.body["_at_ms"] = WallNowMs();
+                return rec;
+            };
+        }
+        if (kind == kProject) return CreateProject(c, done);
+        if (kind == kToken) return CreateToken(c, done);
+        if (kind == kFlavor) return CreateFlavor(c, done);
+        if (kind == kImage) return CreateImage(c, done);
+        if (kind == kGroup) return CreateGroup(c, done);
+        if (kind == kNetwork) return CreateNetwork(c, done);
+        if (kind == kSubnet) return CreateSubnet(c, done);
+        if (kind == kPort) return CreatePort(c, done);
+        if (kind == kVolume) return CreateVolume(c, done);
+        return CreateServer(c, done);
+    }
+
+    static Result<json::object> Parse(std::string_view kind, const std::string& body) {
+        if (kind == kProject) return ParseBody(body, {"name", "description"});
+        if (kind == kToken) return ParseBody(body, {"project_id", "role", "name", "expires_in_s"});
+        if (kind == kFlavor) return ParseBody(body, {"name", "vcpus", "ram_mb", "disk_gb", "traits"});
+        if (kind == kImage) return ParseBody(body, {"name", "os", "min_disk_gb"});
+        if (kind == kGroup) return ParseBody(body, {"name", "policy", "project_id"});
+        if (kind == kNetwork) return ParseBody(body, {"name", "project_id"});
+        if (kind == kSubnet) return ParseBody(body, {"name", "network_id", "cidr", "gateway_ip", "allocation_pools"});
+        if (kind == kPort) return ParseBody(body, {"name", "network_id", "fixed_ip"});
+        if (kind == kVolume) return ParseBody(body, {"name", "size_gb", "project_id"});
+        return ParseBody(body, {"name", "flavor", "image", "network_id", "volume_ids", "server_group_id",
+                                "availability_zone", "weigher", "project_id"});
+    }
+
+    struct Creation {
+        Principal who;
+        json::object body;
+        std::function<Res(const Res&, int)> idempotency;  // empty: no Idempotency-Key
+        std::string traceparent;
+    };
+
+    // The project a new resource belongs to: the caller's, or (admins only) the body's project_id.
+    Result<std::string> OwnerOf(const Creation& c) const {
+        auto p = OptionalString(c.body, "project_id");
+        if (!p) return MakeError(p.error());
+        if (!*p) return c.who.project_id;
+        if (!c.who.admin() && **p != c.who.project_id) {
+            return MakeError(FieldError("project_id", "only an admin may create in another project"));
+        }
+        if (model_.Find(kProject, **p) == nullptr) {
+            return MakeError(FieldError("project_id", "no project " + **p));
+        }
+        return **p;
+    }
+
+    static Res NewRes(std::string_view kind, std::string project) {
+        Res r{std::string(kind), NewUuid(), std::move(project), {}};
+        r.body["id"] = r.id;
+        if (!r.project.empty()) {
+            r.body["project_id"] = r.project;
+        }
+        const std::string now = Rfc3339(WallNowMs());
+        r.body["created_at"] = now;
+        r.body["updated_at"] = now;
+        return r;
+    }
+
+    static void Touch(Res& r) { r.body["updated_at"] = Rfc3339(WallNowMs()); }
+
+    // Saves catalog records (no workflow) and answers once durable.
+    void SaveAndAnswer(const Creation& c, std::vector<Res> made, int status, const Done& done) {
+        std::vector<store::ResourceWrite> writes;
+        for (const Res& r : made) {
+            writes.push_back(Model::Write(r));
+        }
+        if (c.idempotency) {
+            Res idem = c.idempotency(made.front(), status);
+            writes.push_back(Model::Write(idem));
+            model_.Put(std::move(idem));
+        }
+        ApiAnswer answer = Wrap(status, made.front().kind, Present(made.front()));
+        for (Res& r : made) {
+            model_.Put(std::move(r));
+        }
+        Persist(std::move(writes), [done, answer = std::move(answer)](Status st) mutable {
+            done(st ? std::move(answer) : ErrorAnswer(st.error()));
+        });
+    }
+
+    // ---- catalog: projects, tokens, flavors, images, groups ----
+
+    static Res NewProject(const std::string& name, const std::string& description) {
+        Res p = NewRes(kProject, "");
+        p.project = p.id;  // a project owns itself (listing by project finds it)
+        p.body["name"] = name;
+        p.body["description"] = description;
+        return p;
+    }
+
+    std::pair<Res, std::string> NewToken(const std::string& project, Role role, const std::string& name,
+                                         int64_t expires_in_s) {
+        Res t = NewRes(kToken, project);
+        std::string secret = "cogs_" + RandomHex(24);
+        t.body["role"] = RoleName(role);
+        t.body["name"] = name;
+        t.body["_hash"] = Sha256Hex(secret);
+        if (expires_in_s > 0) {
+            const int64_t at = WallNowMs() + expires_in_s * 1000;
+            t.body["_expires_ms"] = at;
+            t.body["expires_at"] = Rfc3339(at);
+        }
+        return {std::move(t), std::move(secret)};
+    }
+
+    void CreateProject(const Creation& c, const Done& done) {
+        if (auto st = RequireAdmin(c.who); !st) return done(ErrorAnswer(st.error()));
+        auto name = RequiredString(c.body, "name", 64);
+        if (!name) return done(ErrorAnswer(name.error()));
+        auto desc = OptionalString(c.body, "description", 1024);
+        if (!desc) return done(ErrorAnswer(desc.error()));
+        if (model_.FindByName(kProject, *name) != nullptr) {
+            return done(ErrorAnswer(Error(ErrorCode::kAlreadyExists, "a project named " + *name + " exists")));
+        }
+        SaveAndAnswer(c, {NewProject(*name, desc->value_or(""))}, 201, done);
+    }
+
+    void CreateToken(const Creation& c, const Done& done) {
+        if (auto st = RequireAdmin(c.who); !st) return done(ErrorAnswer(st.error()));
+        auto project = RequiredString(c.body, "project_id");
+        if (!project) return done(ErrorAnswer(project.error()));
+        const Res* p = model_.Find(kProject, *project);
+        if (p == nullptr) p = model_.FindByName(kProject, *project);
+        if (p == nullptr) return done(ErrorAnswer(FieldError("project_id", "no project " + *project)));
+        auto role_name = RequiredString(c.body, "role");
+        if (!role_name) return done(ErrorAnswer(role_name.error()));
+        auto role = ParseRole(*role_name);
+        if (!role) return done(ErrorAnswer(FieldError("role", "must be admin, member or reader")));
+        auto name = OptionalString(c.body, "name");
+        if (!name) return done(ErrorAnswer(name.error()));
+        auto ttl = OptionalInt(c.body, "expires_in_s", 1, 10LL * 365 * 24 * 3600);
+        if (!ttl) return done(ErrorAnswer(ttl.error()));
+        auto [token, secret] = NewToken(p->id, *role, name->value_or(""), ttl->value_or(0));
+        model_.token_by_hash[Str(token.body, "_hash")] = token.id;
+        // The secret is in this answer only.
+        json::object view = Present(token);
+        view["secret"] = secret;
+        std::vector<store::ResourceWrite> writes{Model::Write(token)};
+        if (c.idempotency) {
+            // A replay cannot show the secret again: it is not stored.
+            Res idem = c.idempotency(token, 201);
+            writes.push_back(Model::Write(idem));
+            model_.Put(std::move(idem));
+        }
+        model_.Put(std::move(token));
+        Persist(std::move(writes), [done, view = std::move(view)](Status st) mutable {
+            done(st ? Wrap(201, "token", std::move(view)) : ErrorAnswer(st.error()));
+        });
+    }
+
+    void CreateFlavor(const Creation& c, const Done& done) {
+        if (auto st = RequireAdmin(c.who); !st) return done(ErrorAnswer(st.error()));
+        auto name = RequiredString(c.body, "name", 64);
+        if (!name) return done(ErrorAnswer(name.error()));
+        auto vcpus = RequiredInt(c.body, "vcpus", 1, 1024);
+        if (!vcpus) return done(ErrorAnswer(vcpus.error()));
+        auto ram = RequiredInt(c.body, "ram_mb", 1, 16 * 1024 * 1024);
+        if (!ram) return done(ErrorAnswer(ram.error()));
+        auto disk = RequiredInt(c.body, "disk_gb", 0, 1024 * 1024);
+        if (!disk) return done(ErrorAnswer(disk.error()));
+        auto traits = OptionalStringList(c.body, "traits");
+        if (!traits) return done(ErrorAnswer(traits.error()));
+        if (model_.FindByName(kFlavor, *name) != nullptr) {
+            return done(ErrorAnswer(Error(ErrorCode::kAlreadyExists, "a flavor named " + *name + " exists")));
+        }
+        Res f = NewRes(kFlavor, "");
+        f.body["name"] = *name;
+        f.body["vcpus"] = *vcpus;
+        f.body["ram_mb"] = *ram;
+        f.body["disk_gb"] = *disk;
+        f.body["traits"] = ToArray(*traits);
+        SaveAndAnswer(c, {std::move(f)}, 201, done);
+    }
+
+    void CreateImage(const Creation& c, const Done& done) {
+        if (auto st = RequireAdmin(c.who); !st) return done(ErrorAnswer(st.error()));
+        auto name = RequiredString(c.body, "name", 64);
+        if (!name) return done(ErrorAnswer(name.error()));
+        auto os = OptionalString(c.body, "os", 64);
+        if (!os) return done(ErrorAnswer(os.error()));
+        auto min_disk = OptionalInt(c.body, "min_disk_gb", 0, 1024 * 1024);
+        if (!min_disk) return done(ErrorAnswer(min_disk.error()));
+        if (model_.FindByName(kImage, *name) != nullptr) {
+            return done(ErrorAnswer(Error(ErrorCode::kAlreadyExists, "an image named " + *name + " exists")));
+        }
+        Res i = NewRes(kImage, "");
+        i.body["name"] = *name;
+        i.body["os"] = os->value_or("linux");
+        i.body["min_disk_gb"] = min_disk->value_or(0);
+        SaveAndAnswer(c, {std::move(i)}, 201, done);
+    }
+
+    void CreateGroup(const Creation& c, const Done& done) {
+        auto project = OwnerOf(c);
+        if (!project) return done(ErrorAnswer(project.error()));
+        auto name = RequiredString(c.body, "name", 64);
+        if (!name) return done(ErrorAnswer(name.error()));
+        auto policy = RequiredString(c.body, "policy");
+        if (!policy) return done(ErrorAnswer(policy.error()));
+        if (*policy != "affinity" && *policy != "anti-affinity") {
+            return done(ErrorAnswer(FieldError("policy", "must be affinity or anti-affinity")));
+        }
+        Res g = NewRes(kGroup, *project);
+        g.body["name"] = *name;
+        g.body["policy"] = *policy;
+        SaveAndAnswer(c, {std::move(g)}, 201, done);
+    }
+
+    // ---- infrastructure: created by workflows ----
+
+    // Commits the new records with their workflow in one transaction, then answers 202. On a
+    // refused start the records leave memory again and `undo` gives back what was reserved.
+    void StartWorkflow(const Creation* c, std::string type, json::object input, std::vector<Res*> changed,
+                       std::vector<store::ResourceWrite> extra, std::function<void()> undo, const Res& shown,
+                       const std::string& project, const std::string& traceparent, const Done& done) {
+        workflow::StartRequest s;
+        s.id = NewUuid();
+        s.type = std::move(type);
+        s.project = project;
+        s.traceparent = traceparent;
+        for (Res* r : changed) {
+            r->body["workflow_id"] = s.id;
+            Touch(*r);
+            s.resources.push_back(Model::Write(*r));
+        }
+        for (auto& w : extra) {
+            s.resources.push_back(std::move(w));
+        }
+        if (c != nullptr && c->idempotency) {
+            Res idem = c->idempotency(shown, 202);
+            s.resources.push_back(Model::Write(idem));
+            model_.Put(std::move(idem));
+        }
+        s.input = json::serialize(input);
+        std::string kind = shown.kind;
+        std::string id = shown.id;
+        std::string idem_id = c != nullptr && c->idempotency ? c->idempotency(shown, 202).id : "";
+        engine_.Start(std::move(s), [this, kind, id, idem_id, undo = std::move(undo), done](Result<std::string> r) {
+            if (!r) {
+                if (!idem_id.empty()) model_.Erase(kIdempotency, idem_id);
+                undo();
+                return done(ErrorAnswer(r.error()));
+            }
+            const Res* now = model_.Find(kind, id);
+            if (now == nullptr) {
+                return done(NotFound(kind, id));
+            }
+            done(Wrap(202, kind, Present(*now)));
+        });
+    }
+
+    void CreateNetwork(const Creation& c, const Done& done) {
+        auto project = OwnerOf(c);
+        if (!project) return done(ErrorAnswer(project.error()));
+        auto name = RequiredString(c.body, "name", 64);
+        if (!name) return done(ErrorAnswer(name.error()));
+        Res n = NewRes(kNetwork, *project);
+        n.body["name"] = *name;
+        n.body["status"] = "BUILD";
+        Res& stored = model_.Put(std::move(n));
+        const std::string id = stored.id;
+        json::object input{{"network_id", id}, {"project_id", *project}, {"name", *name}};
+        StartWorkflow(&c, "network.create", std::move(input), {&stored}, {},
+                      [this, id] { model_.Erase(kNetwork, id); }, stored, *project, c.traceparent, done);
+    }
+
+    void CreateSubnet(const Creation& c, const Done& done) {
+        auto net_id = RequiredString(c.body, "network_id");
+        if (!net_id) return done(ErrorAnswer(net_id.error()));
+        const Res* net = model_.Find(kNetwork, *net_id);
+        if (net == nullptr || !Visible(c.who, *net)) {
+            return done(ErrorAnswer(FieldError("network_id", "no network " + *net_id)));
+        }
+        if (Str(net->body, "status") != "ACTIVE") {
+            return done(ErrorAnswer(Error(ErrorCode::kConflict, "network " + *net_id + " is " +
+                                                                    Str(net->body, "status") + ", not ACTIVE")));
+        }
+        auto cidr = RequiredString(c.body, "cidr", 64);
+        if (!cidr) return done(ErrorAnswer(cidr.error()));
+        auto name = OptionalString(c.body, "name", 64);
+        if (!name) return done(ErrorAnswer(name.error()));
+        auto gateway = OptionalString(c.body, "gateway_ip", 64);
+        if (!gateway) return done(ErrorAnswer(gateway.error()));
+        const json::value* pools = c.body.if_contains("allocation_pools");
+        if (pools != nullptr && !pools->is_array() && !pools->is_null()) {
+            return done(ErrorAnswer(FieldError("allocation_pools", "must be an array of {start, end}")));
+        }
+        Res s = NewRes(kSubnet, net->project);
+        s.body["name"] = name->value_or("");
+        s.body["network_id"] = *net_id;
+        s.body["cidr"] = *cidr;
+        s.body["status"] = "BUILD";
+        json::object request{{"id", s.id}, {"network_id", *net_id}, {"cidr", *cidr}, {"project_id", net->project},
+                             {"name", name->value_or("")}};
+        if (*gateway) request["gateway_ip"] = **gateway;
+        if (pools != nullptr && pools->is_array()) request["allocation_pools"] = *pools;
+        Res& stored = model_.Put(std::move(s));
+        const std::string id = stored.id;
+        json::object input{{"subnet_id", id}, {"request", std::move(request)}};
+        StartWorkflow(&c, "subnet.create", std::move(input), {&stored}, {}, [this, id] { model_.Erase(kSubnet, id); },
+                      stored, stored.project, c.traceparent, done);
+    }
+
+    void CreatePort(const Creation& c, const Done& done) {
+        auto net_id = RequiredString(c.body, "network_id");
+        if (!net_id) return done(ErrorAnswer(net_id.error()));
+        const Res* net = model_.Find(kNetwork, *net_id);
+        if (net == nullptr || !Visible(c.who, *net)) {
+            return done(ErrorAnswer(FieldError("network_id", "no network " + *net_id)));
+        }
+        if (Str(net->body, "status") != "ACTIVE") {
+            return done(ErrorAnswer(Error(ErrorCode::kConflict, "network " + *net_id + " is not ACTIVE")));
+        }
+        auto name = OptionalString(c.body, "name", 64);
+        if (!name) return done(ErrorAnswer(name.error()));
+        auto fixed_ip = OptionalString(c.body, "fixed_ip", 64);
+        if (!fixed_ip) return done(ErrorAnswer(fixed_ip.error()));
+        const std::string project = net->project;
+        if (auto st = model_.Reserve(project, Amount{.ports = 1}); !st) return done(ErrorAnswer(st.error()));
+        Res port = NewPortRecord(project, *net_id, name->value_or(""), "");
+        json::object request{{"id", port.id}, {"network_id", *net_id}, {"project_id", project},
+                             {"name", name->value_or("")}};
+        if (*fixed_ip) request["fixed_ip"] = **fixed_ip;
+        Res& stored = model_.Put(std::move(port));
+        const std::string id = stored.id;
+        json::object input{{"port_id", id}, {"request", std::move(request)}};
+        StartWorkflow(&c, "port.create", std::move(input), {&stored}, {},
+                      [this, id, project] {
+                          model_.Erase(kPort, id);
+                          model_.Release(project, Amount{.ports = 1});
+                      },
+                      stored, project, c.traceparent, done);
+    }
+
+    static Res NewPortRecord(const std::string& project, const std::string& network, const std::string& name,
+                             const std::string& device) {
+        Res p = NewRes(kPort, project);
+        p.body["name"] = name;
+        p.body["network_id"] = network;
+        p.body["subnet_id"] = "";
+        p.body["mac_address"] = "";
+        p.body["fixed_ip"] = "";
+        p.body["device_id"] = device;
+        p.body["status"] = "BUILD";
+        p.body["_quota"] = true;
+        return p;
+    }
+
+    void CreateVolume(const Creation& c, const Done& done) {
+        auto project = OwnerOf(c);
+        if (!project) return done(ErrorAnswer(project.error()));
+        auto name = RequiredString(c.body, "name", 64);
+        if (!name) return done(ErrorAnswer(name.error()));
+        auto size = RequiredInt(c.body, "size_gb", 1, 16384);
+        if (!size) return done(ErrorAnswer(size.error()));
+        if (auto st = model_.Reserve(*project, Amount{.volumes = 1, .volume_gb = *size}); !st) {
+            return done(ErrorAnswer(st.error()));
+        }
+        Res v = NewRes(kVolume, *project);
+        v.body["name"] = *name;
+        v.body["size_gb"] = *size;
+        v.body["status"] = "creating";
+        v.body["server_id"] = "";
+        v.body["device"] = "";
+        v.body["_quota"] = true;
+        Res& stored = model_.Put(std::move(v));
+        const std::string id = stored.id;
+        const int64_t gb = *size;
+        json::object input{{"volume_id", id}, {"project_id", *project}, {"name", *name}, {"size_gb", gb}};
+        StartWorkflow(&c, "volume.create", std::move(input), {&stored}, {},
+                      [this, id, p = *project, gb] {
+                          model_.Erase(kVolume, id);
+                          model_.Release(p, Amount{.volumes = 1, .volume_gb = gb});
+                      },
+                      stored, *project, c.traceparent, done);
+    }
+
+    void CreateServer(const Creation& c, const Done& done) {
+        auto project = OwnerOf(c);
+        if (!project) return done(ErrorAnswer(project.error()));
+        auto name = RequiredString(c.body, "name", 64);
+        if (!name) return done(ErrorAnswer(name.error()));
+        auto flavor_ref = RequiredString(c.body, "flavor");
+        if (!flavor_ref) return done(ErrorAnswer(flavor_ref.error()));
+        const Res* flavor = model_.Find(kFlavor, *flavor_ref);
+        if (flavor == nullptr) flavor = model_.FindByName(kFlavor, *flavor_ref);
+        if (flavor == nullptr) return done(ErrorAnswer(FieldError("flavor", "no flavor " + *flavor_ref)));
+        auto image_ref = RequiredString(c.body, "image");
+        if (!image_ref) return done(ErrorAnswer(image_ref.error()));
+        const Res* image = model_.Find(kImage, *image_ref);
+        if (image == nullptr) image = model_.FindByName(kImage, *image_ref);
+        if (image == nullptr) return done(ErrorAnswer(FieldError("image", "no image " + *image_ref)));
+        auto net_id = RequiredString(c.body, "network_id");
+        if (!net_id) return done(ErrorAnswer(net_id.error()));
+        const Res* net = model_.Find(kNetwork, *net_id);
+        if (net == nullptr || net->project != *project) {
+            return done(ErrorAnswer(FieldError("network_id", "no network " + *net_id)));
+        }
+        if (Str(net->body, "status") != "ACTIVE") {
+            return done(ErrorAnswer(Error(ErrorCode::kConflict, "network " + *net_id + " is not ACTIVE")));
+        }
+        auto volume_ids = OptionalStringList(c.body, "volume_ids", 16);
+        if (!volume_ids) return done(ErrorAnswer(volume_ids.error()));
+        std::set<std::string> unique(volume_ids->begin(), volume_ids->end());
+        if (unique.size() != volume_ids->size()) {
+            return done(ErrorAnswer(FieldError("volume_ids", "lists a volume twice")));
+        }
+        for (const auto& vid : *volume_ids) {
+            const Res* v = model_.Find(kVolume, vid);
+            if (v == nullptr || v->project != *project) {
+                return done(ErrorAnswer(FieldError("volume_ids", "no volume " + vid)));
+            }
+            if (Str(v->body, "status") != "available") {
+                return done(ErrorAnswer(Error(ErrorCode::kConflict,
+                                              "volume " + vid + " is " + Str(v->body, "status") + ", not available")));
+            }
+        }
+        auto group_id = OptionalString(c.body, "server_group_id");
+        if (!group_id) return done(ErrorAnswer(group_id.error()));
+        std::string policy = "none";
+        if (*group_id) {
+            const Res* g = model_.Find(kGroup, **group_id);
+            if (g == nullptr || g->project != *project) {
+                return done(ErrorAnswer(FieldError("server_group_id", "no server group " + **group_id)));
+            }
+            policy = Str(g->body, "policy");
+        }
+        auto az = OptionalString(c.body, "availability_zone", 64);
+        if (!az) return done(ErrorAnswer(az.error()));
+        auto weigher = OptionalString(c.body, "weigher");
+        if (!weigher) return done(ErrorAnswer(weigher.error()));
+        if (*weigher && **weigher != "spread" && **weigher != "pack") {
+            return done(ErrorAnswer(FieldError("weigher", "must be spread or pack")));
+        }
+        const int64_t vcpus = Int(flavor->body, "vcpus");
+        const int64_t ram = Int(flavor->body, "ram_mb");
+        const int64_t disk = Int(flavor->body, "disk_gb");
+        const Amount amount{.servers = 1, .vcpus = vcpus, .ram_mb = ram, .ports = 1};
+        if (auto st = model_.Reserve(*project, amount); !st) return done(ErrorAnswer(st.error()));
+
+        Res server = NewRes(kServer, *project);
+        Res port = NewPortRecord(*project, *net_id, "", server.id);
+        // The port's quota is the server's: Amount above counted it.
+        auto& b = server.body;
+        b["name"] = *name;
+        b["status"] = "BUILD";
+        b["flavor_id"] = flavor->id;
+        b["flavor"] = Str(flavor->body, "name");
+        b["image_id"] = image->id;
+        b["network_id"] = *net_id;
+        b["host"] = "";
+        b["availability_zone"] = az->value_or("");
+        b["port_id"] = port.id;
+        b["ip_address"] = "";
+        b["mac_address"] = "";
+        b["volume_ids"] = ToArray(*volume_ids);
+        b["server_group_id"] = group_id->value_or("");
+        b["_vcpus"] = vcpus;
+        b["_ram_mb"] = ram;
+        b["_disk_gb"] = disk;
+        b["_quota"] = true;
+        const std::string server_id = server.id;
+        const std::string port_id = port.id;
+        json::object input{{"server_id", server_id},
+                           {"project_id", *project},
+                           {"name", *name},
+                           {"port_id", port_id},
+                           {"network_id", *net_id},
+                           {"vcpus", vcpus},
+                           {"ram_mb", ram},
+                           {"disk_gb", disk},
+                           {"image_id", image->id},
+                           {"volume_ids", ToArray(*volume_ids)},
+                           {"availability_zone", az->value_or("")},
+                           {"traits", flavor->body.contains("traits") ? flavor->body.at("traits") : json::array()},
+                           {"group_id", group_id->value_or("")},
+                           {"policy", policy},
+                           {"weigher", weigher->value_or("spread")}};
+        std::vector<Res*> changed;
+        Res& stored_server = model_.Put(std::move(server));
+        changed.push_back(&stored_server);
+        changed.push_back(&model_.Put(std::move(port)));
+        for (const auto& vid : *volume_ids) {
+            Res* v = model_.Find(kVolume, vid);
+            v->body["status"] = "attaching";
+            v->body["server_id"] = server_id;
+            changed.push_back(v);
+        }
+        StartWorkflow(&c, "server.create", std::move(input), changed, {},
+                      [this, server_id, port_id, p = *project, amount, vols = *volume_ids] {
+                          model_.Erase(kServer, server_id);
+                          model_.Erase(kPort, port_id);
+                          model_.Release(p, amount);
+                          for (const auto& vid : vols) {
+                              if (Res* v = model_.Find(kVolume, vid)) {
+                                  v->body["status"] = "available";
+                                  v->body["server_id"] = "";
+                              }
+                          }
+                      },
+                      stored_server, *project, c.traceparent, done);
+    }
+
+    void Delete(const Principal& who, std::string_view kind, const std::string& id, const ApiRequest& req,
+                const Done& done) {
+        if (auto st = RequireWriter(who); !st) return done(ErrorAnswer(st.error()));
+        Res* r = model_.Find(kind, id);
+        if (r == nullptr && (kind == kFlavor || kind == kImage)) {
+            r = const_cast<Res*>(model_.FindByName(kind, id));
+        }
+        if (r == nullptr || !Visible(who, *r) || (kind == kToken && !who.admin())) {
+            return done(NotFound(kind, id));
+        }
+        if (kind == kProject || kind == kToken || kind == kFlavor || kind == kImage) {
+            if (auto st = RequireAdmin(who); !st) return done(ErrorAnswer(st.error()));
+        }
+        if (kind == kProject) {
+            for (auto k : {kToken, kGroup, kNetwork, kSubnet, kPort, kVolume, kServer}) {
+                for (const auto& [oid, o] : model_.All(k)) {
+                    if (o.project == r->id) {
+                        return done(ErrorAnswer(Error(ErrorCode::kConflict, "project " + r->id + " still owns " +
+                                                                                std::string(k) + " " + oid)));
+                    }
+                }
+            }
+        }
+        if (kind == kGroup) {
+            for (const auto& [sid, s] : model_.All(kServer)) {
+                if (Str(s.body, "server_group_id") == r->id) {
+                    return done(ErrorAnswer(Error(ErrorCode::kConflict, "server group has member " + sid)));
+                }
+            }
+        }
+        if (kind == kProject || kind == kToken || kind == kFlavor || kind == kImage || kind == kGroup) {
+            if (kind == kToken) {
+                model_.token_by_hash.erase(Str(r->body, "_hash"));
+            }
+            std::string rid = r->id;
+            model_.Erase(kind, rid);
+            return Persist({Model::EraseWrite(kind, rid)}, [done](Status st) {
+                done(st ? ApiAnswer{204, "", {}} : ErrorAnswer(st.error()));
+            });
+        }
+        const std::string status = Str(r->body, "status");
+        if (Transitional(status)) {
+            return done(ErrorAnswer(Error(ErrorCode::kConflict, std::string(kind) + " " + id + " is " + status)));
+        }
+        r->body["_prev_status"] = status;
+        if (kind == kNetwork) {
+            for (auto k : {kSubnet, kPort}) {
+                for (const auto& [oid, o] : model_.All(k)) {
+                    if (Str(o.body, "network_id") == id) {
+                        return done(ErrorAnswer(Error(ErrorCode::kConflict, "network " + id + " still has " +
+                                                                                std::string(k) + " " + oid)));
+                    }
+                }
+            }
+            r->body["status"] = "DELETING";
+            return StartWorkflow(nullptr, "network.delete", json::object{{"network_id", id}}, {r}, {},
+                                 [this, id, status] { Revert(kNetwork, id, status); }, *r, r->project,
+                                 req.traceparent, done);
+        }
+        if (kind == kSubnet) {
+            for (const auto& [oid, o] : model_.All(kPort)) {
+                if (Str(o.body, "subnet_id") == id) {
+                    return done(ErrorAnswer(Error(ErrorCode::kConflict, "subnet " + id + " still has port " + oid)));
+                }
+            }
+            r->body["status"] = "DELETING";
+            return StartWorkflow(nullptr, "subnet.delete", json::object{{"subnet_id", id}}, {r}, {},
+                                 [this, id, status] { Revert(kSubnet, id, status); }, *r, r->project,
+                                 req.traceparent, done);
+        }
+        if (kind == kPort) {
+            if (!Str(r->body, "device_id").empty()) {
+                return done(ErrorAnswer(Error(ErrorCode::kConflict,
+                                              "port " + id + " belongs to server " + Str(r->body, "device_id"))));
+            }
+            r->body["status"] = "DELETING";
+            return StartWorkflow(nullptr, "port.delete", json::object{{"port_id", id}}, {r}, {},
+                                 [this, id, status] { Revert(kPort, id, status); }, *r, r->project,
+                                 req.traceparent, done);
+        }
+        if (kind == kVolume) {
+            if (status == "in-use") {
+                return done(ErrorAnswer(Error(ErrorCode::kConflict, "volume " + id + " is in-use: detach it first")));
+            }
+            r->body["status"] = "deleting";
+            return StartWorkflow(nullptr, "volume.delete", json::object{{"volume_id", id}}, {r}, {},
+                                 [this, id, status] { Revert(kVolume, id, status); }, *r, r->project,
+                                 req.traceparent, done);
+        }
+        // A server.
+        auto q = req.query.find("delete_volumes");
+        const bool delete_volumes = q != req.query.end() && (q->second == "true" || q->second == "1");
+        if (q != req.query.end() && !delete_volumes && q->second != "false" && q->second != "0") {
+            return done(ErrorAnswer(FieldError("delete_volumes", "must be true or false")));
+        }
+        r->body["status"] = "DELETING";
+        r->body["_delete_volumes"] = delete_volumes;
+        json::object input{{"server_id", id},
+                           {"host", Str(r->body, "host")},
+                           {"port_id", Str(r->body, "port_id")},
+                           {"volume_ids", ToArray(StrList(r->body, "volume_ids"))}};
+        StartWorkflow(nullptr, "server.delete", std::move(input), {r}, {},
+                      [this, id, status] { Revert(kServer, id, status); }, *r, r->project, req.traceparent, done);
+    }
+
+    void Revert(std::string_view kind, const std::string& id, const std::string& status) {
+        if (Res* r = model_.Find(kind, id)) {
+            r->body["status"] = status;
+        }
+    }
+
+    void Act(const Principal& who, std::string_view kind, const std::string& id, const std::string& action,
+             ApiRequest& req, const Done& done) {
+        if (auto st = RequireWriter(who); !st) return done(ErrorAnswer(st.error()));
+        Res* r = model_.Find(kind, id);
+        if (r == nullptr || !Visible(who, *r)) {
+            return done(NotFound(kind, id));
+        }
+        const std::string status = Str(r->body, "status");
+        auto conflict = [&](std::string why) { done(ErrorAnswer(Error(ErrorCode::kConflict, std::move(why)))); };
+        if (kind == kServer && (action == "start" || action == "stop" || action == "reboot")) {
+            auto body = ParseBody(req.body, {});
+            if (!body) return done(ErrorAnswer(body.error()));
+            const char* need = action == "start" ? "SHUTOFF" : "ACTIVE";
+            if (status != need) {
+                return conflict("server " + id + " is " + status + "; " + action + " needs " + need);
+            }
+            r->body["status"] = action == "start" ? "STARTING" : action == "stop" ? "STOPPING" : "REBOOT";
+            r->body["_prev_status"] = status;
+            json::object input{{"server_id", id}, {"host", Str(r->body, "host")}};
+            return StartWorkflow(nullptr, "server." + action, std::move(input), {r}, {},
+                                 [this, id, status] { Revert(kServer, id, status); }, *r, r->project,
+                                 req.traceparent, done);
+        }
+        if (kind == kVolume && action == "attach") {
+            auto body = ParseBody(req.body, {"server_id"});
+            if (!body) return done(ErrorAnswer(body.error()));
+            auto server_id = RequiredString(*body, "server_id");
+            if (!server_id) return done(ErrorAnswer(server_id.error()));
+            const Res* s = model_.Find(kServer, *server_id);
+            if (s == nullptr || s->project != r->project) {
+                return done(ErrorAnswer(FieldError("server_id", "no server " + *server_id)));
+            }
+            const std::string sstatus = Str(s->body, "status");
+            if (sstatus != "ACTIVE" && sstatus != "SHUTOFF") {
+                return conflict("server " + *server_id + " is " + sstatus);
+            }
+            if (status != "available") {
+                return conflict("volume " + id + " is " + status + ", not available");
+            }
+            r->body["status"] = "attaching";
+            r->body["server_id"] = *server_id;
+            json::object input{{"volume_id", id}, {"server_id", *server_id}, {"host", Str(s->body, "host")}};
+            return StartWorkflow(nullptr, "volume.attach", std::move(input), {r}, {},
+                                 [this, id] {
+                                     if (Res* v = model_.Find(kVolume, id)) {
+                                         v->body["status"] = "available";
+                                         v->body["server_id"] = "";
+                                     }
+                                 },
+                                 *r, r->project, req.traceparent, done);
+        }
+        if (kind == kVolume && action == "detach") {
+            auto body = ParseBody(req.body, {});
+            if (!body) return done(ErrorAnswer(body.error()));
+            if (status != "in-use") {
+                return conflict("volume " + id + " is " + status + ", not in-use");
+            }
+            r->body["status"] = "detaching";
+            json::object input{{"volume_id", id}, {"server_id", Str(r->body, "server_id")}};
+            return StartWorkflow(nullptr, "volume.detach", std::move(input), {r}, {},
+                                 [this, id] { Revert(kVolume, id, "in-use"); }, *r, r->project, req.traceparent,
+                                 done);
+        }
+        done(ErrorAnswer(Error(ErrorCode::kNotFound, "no route POST /v1/" + std::string(kind) + "s/" + id + "/" + action)));
+    }
+
+    // ---- workflow ends ----
+
+    void OnFinished(const workflow::FinishedEvent& ev) {
+        boost::system::error_code ec;
+        json::value iv = json::parse(ev.input, ec);
+        if (ec || !iv.is_object()) {
+            return;
+        }
+        const json::object& in = iv.get_object();
+        const bool ok = ev.state == store::WorkflowState::kSucceeded;
+        auto output = [&](const char* step) {
+            json::object o;
+            auto it = ev.outputs.find(step);
+            if (it != ev.outputs.end()) {
+                json::value v = json::parse(it->second, ec);
+                if (!ec && v.is_object()) {
+                    o = std::move(v.get_object());
+                }
+            }
+            return o;
+        };
+        std::vector<store::ResourceWrite> writes;
+        auto save = [&](Res& r) {
+            Touch(r);
+            writes.push_back(Model::Write(r));
+        };
+        auto fail = [&](Res& r, std::string status) {
+            r.body["status"] = std::move(status);
+            r.body["fault"] = json::object{{"message", ev.reason}, {"workflow_id", ev.id}};
+            save(r);
+        };
+        // `id` by value: it may be the erased record's own field.
+        auto erase = [&](std::string_view kind, std::string id) {
+            if (const Res* r = model_.Find(kind, id)) {
+                model_.Release(r->project, Model::HeldBy(*r));
+                model_.Erase(kind, id);
+                writes.push_back(Model::EraseWrite(kind, id));
+            }
+        };
+        // Only the workflow a resource is waiting for may settle it (a stale end changes nothing).
+        auto mine = [&](Res* r) { return r != nullptr && Str(r->body, "workflow_id") == ev.id ? r : nullptr; };
+        const std::string& t = ev.type;
+        if (t == "network.create" || t == "subnet.create" || t == "port.create" || t == "volume.create") {
+            std::string_view kind = t == "network.create" ? kNetwork : t == "subnet.create" ? kSubnet
+                                    : t == "port.create"  ? kPort : kVolume;
+            std::string id = Str(in, t == "network.create" ? "network_id" : t == "subnet.create" ? "subnet_id"
+                                     : t == "port.create"  ? "port_id" : "volume_id");
+            Res* r = mine(model_.Find(kind, id));
+            if (r == nullptr) return;
+            if (ok) {
+                r->body["status"] = kind == kVolume ? "available" : "ACTIVE";
+                json::object out = output(kind == kNetwork ? "create_network" : kind == kSubnet ? "create_subnet"
+                                          : kind == kPort ? "create_port" : "create_volume");
+                for (const char* k : {"gateway_ip", "allocation_pools", "mac_address", "fixed_ip", "subnet_id"}) {
+                    if (out.contains(k)) r->body[k] = out.at(k);
+                }
+                save(*r);
+            } else {
+                // Nothing of it exists any more (rolled back): it holds no quota. A failed
+                // rollback keeps the quota until the resource is deleted.
+                if (ev.state == store::WorkflowState::kRolledBack) {
+                    model_.Release(r->project, Model::HeldBy(*r));
+                    r->body["_quota"] = false;
+                }
+                fail(*r, kind == kVolume ? "error" : "ERROR");
+            }
+        } else if (t == "network.delete" || t == "subnet.delete" || t == "port.delete" || t == "volume.delete") {
+            std::string_view kind = t == "network.delete" ? kNetwork : t == "subnet.delete" ? kSubnet
+                                    : t == "port.delete"  ? kPort : kVolume;
+            std::string id = Str(in, t == "network.delete" ? "network_id" : t == "subnet.delete" ? "subnet_id"
+                                     : t == "port.delete"  ? "port_id" : "volume_id");
+            Res* r = mine(model_.Find(kind, id));
+            if (r == nullptr) return;
+            if (ok) {
+                erase(kind, id);
+            } else {
+                fail(*r, kind == kVolume ? "error" : "ERROR");
+            }
+        } else if (t == "server.create") {
+            const std::string sid = Str(in, "server_id");
+            Res* s = mine(model_.Find(kServer, sid));
+            if (s == nullptr) return;
+            Res* port = model_.Find(kPort, Str(in, "port_id"));
+            const auto vols = StrList(in, "volume_ids");
+            if (ok) {
+                json::object claim = output("claim");
+                json::object p = output("create_port");
+                s->body["status"] = "ACTIVE";
+                s->body["host"] = Str(claim, "host");
+                if (const Res* h = model_.Find(kHost, Str(claim, "host"))) {
+                    s->body["availability_zone"] = Str(h->body, "availability_zone");
+                }
+                s->body["ip_address"] = Str(p, "fixed_ip");
+                s->body["mac_address"] = Str(p, "mac_address");
+                save(*s);
+                if (port != nullptr) {
+                    port->body["status"] = "ACTIVE";
+                    for (const char* k : {"mac_address", "fixed_ip", "subnet_id"}) {
+                        if (p.contains(k)) port->body[k] = p.at(k);
+                    }
+                    save(*port);
+                }
+                json::object att = output("attach_volumes");
+                std::map<std::string, std::string> devices;
+                if (const auto* a = att.if_contains("attachments"); a != nullptr && a->is_array()) {
+                    for (const auto& item : a->get_array()) {
+                        if (item.is_object()) {
+                            devices[Str(item.get_object(), "volume_id")] = Str(item.get_object(), "device");
+                        }
+                    }
+                }
+                for (const auto& vid : vols) {
+                    if (Res* v = model_.Find(kVolume, vid)) {
+                        v->body["status"] = "in-use";
+                        v->body["device"] = devices[vid];
+                        save(*v);
+                    }
+                }
+            } else {
+                const bool clean = ev.state == store::WorkflowState::kRolledBack;
+                if (clean) {
+                    model_.Release(s->project, Model::HeldBy(*s));
+                    s->body["_quota"] = false;
+                    if (port != nullptr) erase(kPort, port->id);
+                } else if (port != nullptr) {
+                    fail(*port, "ERROR");
+                }
+                s->body["host"] = "";
+                fail(*s, "ERROR");
+                for (const auto& vid : vols) {
+                    if (Res* v = model_.Find(kVolume, vid)) {
+                        v->body["status"] = clean ? "available" : "error";
+                        v->body["server_id"] = clean ? "" : sid;
+                        save(*v);
+                    }
+                }
+            }
+        } else if (t == "server.delete") {
+            const std::string sid = Str(in, "server_id");
+            Res* s = mine(model_.Find(kServer, sid));
+            if (s == nullptr) return;
+            if (ok) {
+                const bool delete_volumes = Bool(s->body, "_delete_volumes");
+                const std::string project = s->project;
+                const std::string trace;
+                erase(kPort, Str(s->body, "port_id"));
+                std::vector<std::string> vols = StrList(s->body, "volume_ids");
+                erase(kServer, sid);
+                for (const auto& vid : vols) {
+                    Res* v = model_.Find(kVolume, vid);
+                    if (v == nullptr) continue;
+                    v->body["status"] = "available";
+                    v->body["server_id"] = "";
+                    v->body["device"] = "";
+                    if (!delete_volumes) {
+                        save(*v);
+                        continue;
+                    }
+                    v->body["status"] = "deleting";
+                    v->body["_prev_status"] = "available";
+                    StartWorkflow(nullptr, "volume.delete", json::object{{"volume_id", vid}}, {v}, {},
+                                  [this, vid] { Revert(kVolume, vid, "available"); }, *v, project, trace,
+                                  [](ApiAnswer) {});
+                }
+            } else {
+                fail(*s, "ERROR");
+            }
+        } else if (t == "server.start" || t == "server.stop" || t == "server.reboot") {
+            Res* s = mine(model_.Find(kServer, Str(in, "server_id")));
+            if (s == nullptr) return;
+            if (ok) {
+                s->body["status"] = t == "server.stop" ? "SHUTOFF" : "ACTIVE";
+                s->body.erase("fault");
+                save(*s);
+            } else {
+                // The instance is as it was (the action was refused) or unknown: say so, keep the
+                // status it had.
+                fail(*s, Str(s->body, "_prev_status"));
+            }
+        } else if (t == "volume.attach" || t == "volume.detach") {
+            Res* v = mine(model_.Find(kVolume, Str(in, "volume_id")));
+            if (v == nullptr) return;
+            Res* s = model_.Find(kServer, Str(in, "server_id"));
+            const bool attach = t == "volume.attach";
+            if (ok) {
+                v->body["status"] = attach ? "in-use" : "available";
+                std::vector<std::string> list = s != nullptr ? StrList(s->body, "volume_ids") : std::vector<std::string>{};
+                const std::string vid = v->id;
+                list.erase(std::remove(list.begin(), list.end(), vid), list.end());
+                if (attach) {
+                    json::object out = output("attach");
+                    if (const auto* a = out.if_contains("attachments"); a != nullptr && a->is_array() &&
+                                                                         !a->get_array().empty() &&
+                                                                         a->get_array()[0].is_object()) {
+                        v->body["device"] = Str(a->get_array()[0].get_object(), "device");
+                    }
+                    list.push_back(vid);
+                } else {
+                    v->body["server_id"] = "";
+                    v->body["device"] = "";
+                }
+                v->body.erase("fault");
+                save(*v);
+                if (s != nullptr) {
+                    s->body["volume_ids"] = ToArray(list);
+                    save(*s);
+                }
+            } else {
+                if (attach && ev.state == store::WorkflowState::kRolledBack) {
+                    v->body["server_id"] = "";
+                    fail(*v, "available");
+                } else {
+                    fail(*v, attach ? "error" : "in-use");
+                }
+            }
+        }
+        if (!writes.empty()) {
+            Persist(std::move(writes), [](Status) {});
+        }
+    }
+
+    // ---- quotas ----
+
+    json::object QuotaView(const std::string& project) const {
+        Amount limits = model_.Limits(project);
+        Amount used = model_.Usage(project);
+        json::object q;
+        for (auto name : kQuotaNames) {
+            q[name] = json::object{{"limit", QuotaField(limits, name)}, {"in_use", QuotaField(used, name)}};
+        }
+        return q;
+    }
+
+    void GetQuotas(const Principal& who, const std::string& id, const Done& done) {
+        const Res* p = model_.Find(kProject, id);
+        if (p == nullptr || !Visible(who, *p)) return done(NotFound("project", id));
+        done(JsonAnswer(200, json::object{{"quotas", QuotaView(id)}}));
+    }
+
+    void SetQuotas(const Principal& who, const std::string& id, const std::string& body, const Done& done) {
+        if (auto st = RequireAdmin(who); !st) return done(ErrorAnswer(st.error()));
+        Res* p = model_.Find(kProject, id);
+        if (p == nullptr) return done(NotFound("project", id));
+        auto parsed = ParseBody(body, {"servers", "vcpus", "ram_mb", "volumes", "volume_gb", "ports"});
+        if (!parsed) return done(ErrorAnswer(parsed.error()));
+        json::object quotas = p->body.contains("quotas") && p->body.at("quotas").is_object()
+                                  ? p->body.at("quotas").get_object()
+                                  : json::object{};
+        for (auto name : kQuotaNames) {
+            auto v = OptionalInt(*parsed, name, -1, INT64_MAX / 4);
+            if (!v) return done(ErrorAnswer(v.error()));
+            if (*v) quotas[name] = **v;
+        }
+        p->body["quotas"] = std::move(quotas);
+        Touch(*p);
+        Persist({Model::Write(*p)}, [this, done, id](Status st) {
+            done(st ? JsonAnswer(200, json::object{{"quotas", QuotaView(id)}}) : ErrorAnswer(st.error()));
+        });
+    }
+
+    // ---- hosts ----
+
+    static scheduler::HostInfo HostInfoOf(const Res& r) {
+        scheduler::HostInfo h;
+        h.name = r.id;
+        h.availability_zone = Str(r.body, "availability_zone");
+        h.vcpus = Int(r.body, "vcpus");
+        h.ram_mb = Int(r.body, "ram_mb");
+        h.disk_gb = Int(r.body, "disk_gb");
+        h.traits = StrList(r.body, "traits");
+        h.enabled = !r.body.contains("enabled") || Bool(r.body, "enabled");
+        h.alive = true;
+        return h;
+    }
+
+    bool HostUp(const std::string& name) const {
+        auto it = heartbeats_.find(name);
+        return it != heartbeats_.end() && SteadyClock::now() - it->second < options_.host_timeout;
+    }
+
+    json::object HostView(const Res& r) const {
+        json::object o = View(r);
+        o["name"] = r.id;
+        o["state"] = HostUp(r.id) ? "up" : "down";
+        scheduler::Usage u = placement_.UsageOf(r.id);
+        o["used"] = json::object{{"vcpus", u.vcpus}, {"ram_mb", u.ram_mb}, {"disk_gb", u.disk_gb}};
+        o["servers"] = u.servers;
+        return o;
+    }
+
+    void RouteHosts(const Principal& who, ApiRequest& req, const Done& done) {
+        if (auto st = RequireAdmin(who); !st) return done(ErrorAnswer(st.error()));
+        const auto& p = req.path;
+        const std::string& m = req.method;
+        if (p.size() == 1 && m == "GET") {
+            json::array items;
+            for (const auto& [name, r] : model_.All(kHost)) {
+                items.push_back(HostView(r));
+            }
+            return done(JsonAnswer(200, json::object{{"hosts", std::move(items)}}));
+        }
+        if (p.size() < 2) return done(ErrorAnswer(Error(ErrorCode::kNotFound, "no route " + m + " /v1/hosts")));
+        const std::string& name = p[1];
+        Res* h = model_.Find(kHost, name);
+        if (p.size() == 2 && m == "GET") {
+            if (h == nullptr) return done(NotFound("host", name));
+            return done(Wrap(200, "host", HostView(*h)));
+        }
+        if (p.size() == 2 && m == "PUT") {
+            return RegisterHost(name, req.body, done);
+        }
+        if (p.size() == 3 && m == "POST") {
+            if (h == nullptr) return done(NotFound("host", name));
+            if (p[2] == "heartbeat") {
+                heartbeats_[name] = SteadyClock::now();
+                placement_.SetAlive(name, true);
+                return done(ApiAnswer{204, "", {}});
+            }
+            if (p[2] == "enable" || p[2] == "disable") {
+                auto body = ParseBody(req.body, {"reason"});
+                if (!body) return done(ErrorAnswer(body.error()));
+                auto reason = OptionalString(*body, "reason", 255);
+                if (!reason) return done(ErrorAnswer(reason.error()));
+                const bool enable = p[2] == "enable";
+                h->body["enabled"] = enable;
+                h->body["disabled_reason"] = enable ? "" : reason->value_or("");
+                Touch(*h);
+                placement_.SetEnabled(name, enable);
+                return Persist({Model::Write(*h)}, [this, done, name](Status st) {
+                    const Res* now = model_.Find(kHost, name);
+                    done(st && now != nullptr ? Wrap(200, "host", HostView(*now)) : ErrorAnswer(st ? Error(ErrorCode::kNotFound, "host gone") : st.error()));
+                });
+            }
+        }
+        done(ErrorAnswer(Error(ErrorCode::kNotFound, "no route " + m + " /v1/hosts/" + name)));
+    }
+
+    void RegisterHost(const std::string& name, const std::string& body, const Done& done) {
+        if (name.empty() || name.size() > 64 || name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != std::string::npos) {
+            return done(ErrorAnswer(FieldError("name", "1-64 characters of [A-Za-z0-9._-]")));
+        }
+        auto parsed = ParseBody(body, {"url", "availability_zone", "vcpus", "ram_mb", "disk_gb", "traits"});
+        if (!parsed) return done(ErrorAnswer(parsed.error()));
+        auto url = RequiredString(*parsed, "url");
+        if (!url) return done(ErrorAnswer(url.error()));
+        if (!ParseUrl(*url)) return done(ErrorAnswer(FieldError("url", "must be http://HOST:PORT")));
+        auto az = OptionalString(*parsed, "availability_zone", 64);
+        if (!az) return done(ErrorAnswer(az.error()));
+        auto vcpus = RequiredInt(*parsed, "vcpus", 1, 1 << 20);
+        if (!vcpus) return done(ErrorAnswer(vcpus.error()));
+        auto ram = RequiredInt(*parsed, "ram_mb", 1, 1LL << 40);
+        if (!ram) return done(ErrorAnswer(ram.error()));
+        auto disk = RequiredInt(*parsed, "disk_gb", 0, 1LL << 40);
+        if (!disk) return done(ErrorAnswer(disk.error()));
+        auto traits = OptionalStringList(*parsed, "traits");
+        if (!traits) return done(ErrorAnswer(traits.error()));
+        Res* existing = model_.Find(kHost, name);
+        Res h = existing != nullptr ? *existing : Res{std::string(kHost), name, "", {}};
+        if (existing == nullptr) {
+            h.body["created_at"] = Rfc3339(WallNowMs());
+            h.body["enabled"] = true;
+            h.body["disabled_reason"] = "";
+        }
+        h.body["url"] = *url;
+        h.body["availability_zone"] = az->value_or("nova");
+        h.body["vcpus"] = *vcpus;
+        h.body["ram_mb"] = *ram;
+        h.body["disk_gb"] = *disk;
+        h.body["traits"] = ToArray(*traits);
+        Touch(h);
+        heartbeats_[name] = SteadyClock::now();
+        scheduler::HostInfo info = HostInfoOf(h);
+        placement_.UpsertHost(info);
+        placement_.SetAlive(name, true);
+        Res& stored = model_.Put(std::move(h));
+        Persist({Model::Write(stored)}, [this, done, name](Status st) {
+            const Res* now = model_.Find(kHost, name);
+            done(st && now != nullptr ? Wrap(200, "host", HostView(*now)) : ErrorAnswer(st ? Error(ErrorCode::kNotFound, "host gone") : st.error()));
+        });
+    }
+
+    void TickLiveness() {
+        for (const auto& [name, r] : model_.All(kHost)) {
+            const scheduler::HostInfo* h = placement_.FindHost(name);
+            const bool up = HostUp(name);
+            if (h != nullptr && h->alive != up) {
+                if (!up) spdlog::warn("host {} missed its heartbeats: no new servers go there", name);
+                placement_.SetAlive(name, up);
+            }
+        }
+        liveness_.expires_after(std::chrono::milliseconds(250));
+        liveness_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+            if (auto self = weak.lock(); self && !ec) {
+                self->TickLiveness();
+            }
+        });
+    }
+
+    // ---- workflows ----
+
+    void RouteWorkflows(const Principal& who, ApiRequest& req, const Done& done) {
+        const auto& p = req.path;
+        const std::string& m = req.method;
+        if (p.size() == 1 && m == "GET") {
+            store::ListFilter f;
+            for (const auto& [k, v] : req.query) {
+                if (k == "state") {
+                    f.state = store::ParseWorkflowState(v);
+                    if (!f.state) return done(ErrorAnswer(FieldError("state", "unknown state " + v)));
+                } else if (k == "type") {
+                    f.type = v;
+                } else if (k == "marker") {
+                    f.after_id = v;
+                } else if (k == "limit") {
+                    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), f.limit);
+                    if (ec != std::errc() || end != v.data() + v.size() || f.limit < 1 || f.limit > 1000) {
+                        return done(ErrorAnswer(FieldError("limit", "must be an integer from 1 to 1000")));
+                    }
+                } else if (k == "project_id" && who.admin()) {
+                    f.project = v;
+                } else {
+                    return done(ErrorAnswer(FieldError(k, "unknown query parameter")));
+                }
+            }
+            if (!who.admin()) f.project = who.project_id;
+            return OffThread(
+                [this, f] { return store_.ListWorkflows(f); },
+                [done, limit = f.limit](Result<std::vector<store::WorkflowSummary>> r) {
+                    if (!r) return done(ErrorAnswer(r.error()));
+                    json::array items;
+                    for (const auto& w : *r) {
+                        json::object o{{"id", w.id}, {"type", w.type}, {"version", w.version},
+                                       {"state", store::ToString(w.state)}, {"reason", w.reason},
+                                       {"project_id", w.project}, {"created_at", Rfc3339(w.created_ms)}};
+                        if (w.finished_ms != 0) o["finished_at"] = Rfc3339(w.finished_ms);
+                        items.push_back(std::move(o));
+                    }
+                    json::object o{{"workflows", items}};
+                    if (static_cast<int>(r->size()) == limit && !r->empty()) o["next_marker"] = r->back().id;
+                    done(JsonAnswer(200, o));
+                });
+        }
+        if (p.size() < 2) return done(ErrorAnswer(Error(ErrorCode::kNotFound, "no route " + m + " /v1/workflows")));
+        const std::string id = p[1];
+        const bool show = p.size() == 2 && m == "GET";
+        const bool cancel = p.size() == 3 && p[2] == "cancel" && m == "POST";
+        if (!show && !cancel) {
+            return done(ErrorAnswer(Error(ErrorCode::kNotFound, "no route " + m + " /v1/workflows/" + id)));
+        }
+        if (cancel) {
+            if (auto st = RequireWriter(who); !st) return done(ErrorAnswer(st.error()));
+        }
+        OffThread([this, id] { return store_.GetWorkflow(id); },
+                  [this, who, id, cancel, done](Result<store::WorkflowRecord> r) {
+                      if (!r || (!who.admin() && r->project != who.project_id)) {
+                          return done(r || r.error().code == ErrorCode::kNotFound ? NotFound("workflow", id)
+                                                                                    : ErrorAnswer(r.error()));
+                      }
+                      if (!cancel) return done(Wrap(200, "workflow", WorkflowView(*r)));
+                      engine_.Cancel(id, [done, id](Status st) {
+                          done(st ? JsonAnswer(202, json::object{{"workflow", json::object{{"id", id}, {"cancel_requested", true}}}})
+                                  : ErrorAnswer(st.error()));
+                      });
+                  });
+    }
+
+    json::object WorkflowView(const store::WorkflowRecord& w) const {
+        const workflow::Definition* def = registry_.Get(w.type, w.version);
+        json::object o{{"id", w.id}, {"type", w.type}, {"version", w.version}, {"state", store::ToString(w.state)},
+                       {"reason", w.reason}, {"project_id", w.project}, {"cancel_requested", w.cancel_requested},
+                       {"created_at", Rfc3339(w.created_ms)}, {"updated_at", Rfc3339(w.updated_ms)}};
+        if (w.finished_ms != 0) o["finished_at"] = Rfc3339(w.finished_ms);
+        boost::system::error_code ec;
+        json::value input = json::parse(w.input, ec);
+        o["input"] = ec ? json::value(w.input) : input;
+        json::array steps;
+        for (size_t i = 0; i < w.steps.size(); ++i) {
+            const store::StepRecord& s = w.steps[i];
+            json::object so{{"name", def != nullptr && i < def->steps.size() ? def->steps[i].name : std::to_string(i)},
+                            {"action", def != nullptr && i < def->steps.size() ? def->steps[i].action.FullName() : ""},
+                            {"state", store::ToString(s.state)},
+                            {"attempts", s.attempts},
+                            {"compensation_attempts", s.comp_attempts},
+                            {"error", s.error}};
+            if (s.started_ms != 0) so["started_at"] = Rfc3339(s.started_ms), so["started_ms"] = s.started_ms;
+            if (s.finished_ms != 0) so["finished_at"] = Rfc3339(s.finished_ms), so["finished_ms"] = s.finished_ms;
+            json::value out = s.output.empty() ? json::value(nullptr) : json::parse(s.output, ec);
+            so["output"] = ec ? json::value(s.output) : out;
+            json::array log;
+            size_t start = 0;
+            while (start < s.log.size()) {
+                size_t end = s.log.find('\n', start);
+                if (end == std::string::npos) end = s.log.size();
+                json::value line = json::parse(std::string_view(s.log).substr(start, end - start), ec);
+                if (!ec) log.push_back(std::move(line));
+                start = end + 1;
+            }
+            so["log"] = std::move(log);
+            steps.push_back(std::move(so));
+        }
+        o["steps"] = std::move(steps);
+        return o;
+    }
+
+    // Runs a blocking store read on the read pool, then `then` on the io thread.
+    template <typename F, typename Then>
+    void OffThread(F f, Then then) {
+        asio::post(reads_, [this, weak = weak_from_this(), f = std::move(f), then = std::move(then)]() mutable {
+            auto r = f();
+            asio::post(io_, [weak, r = std::move(r), then = std::move(then)]() mutable {
+                if (weak.lock()) then(std::move(r));
+            });
+        });
+    }
+
+    // ---- in-process services ----
+
+    void SchedulerAction(ActionCall call, ServiceClient::Callback done) {
+        auto reply = [this, done](Result<ActionReply> r) {
+            asio::post(io_, [done, r = std::move(r)]() mutable { done(std::move(r)); });
+        };
+        boost::system::error_code ec;
+        json::value v = json::parse(call.input, ec);
+        if (ec || !v.is_object()) {
+            return reply(MakeError(ErrorCode::kInvalidArgument, "scheduler: input must be a JSON object"));
+        }
+        const json::object& in = v.get_object();
+        const std::string server_id = Str(in, "server_id");
+        if (server_id.empty()) {
+            return reply(MakeError(ErrorCode::kInvalidArgument, "server_id: required"));
+        }
+        if (call.action == "release") {
+            const bool had = placement_.Release(server_id);
+            json::object out{{"server_id", server_id}, {"released", had}};
+            if (!had) {
+                return reply(ActionReply{false, json::serialize(out)});
+            }
+            model_.Erase(kClaim, server_id);
+            return Persist({Model::EraseWrite(kClaim, server_id)}, [reply, out](Status st) {
+                reply(st ? Result<ActionReply>(ActionReply{false, json::serialize(out)}) : MakeError(st.error()));
+            });
+        }
+        if (call.action != "claim") {
+            return reply(MakeError(ErrorCode::kNotFound, "scheduler: no action " + call.action +
+                                                             " (claims are never long: nothing to poll)"));
+        }
+        scheduler::PlacementRequest pr;
+        pr.server_id = server_id;
+        pr.vcpus = Int(in, "vcpus");
+        pr.ram_mb = Int(in, "ram_mb");
+        pr.disk_gb = Int(in, "disk_gb");
+        pr.availability_zone = Str(in, "availability_zone");
+        pr.required_traits = StrList(in, "traits");
+        pr.group_id = Str(in, "group_id");
+        const std::string policy = Str(in, "policy");
+        pr.policy = policy == "affinity"        ? scheduler::GroupPolicy::kAffinity
+                    : policy == "anti-affinity" ? scheduler::GroupPolicy::kAntiAffinity
+                                                : scheduler::GroupPolicy::kNone;
+        pr.weigher = Str(in, "weigher") == "pack" ? scheduler::Weigher::kPack : scheduler::Weigher::kSpread;
+        const bool existed = placement_.ClaimOf(server_id) != nullptr;
+        auto claim = placement_.ClaimFor(pr);
+        if (!claim) {
+            return reply(MakeError(claim.error()));
+        }
+        json::object out{{"server_id", claim->server_id}, {"host", claim->host}};
+        if (existed) {
+            return reply(ActionReply{false, json::serialize(out)});
+        }
+        Res rec{std::string(kClaim), server_id, "", {}};
+        rec.body = json::object{{"server_id", claim->server_id}, {"host", claim->host}, {"vcpus", claim->vcpus},
+                                {"ram_mb", claim->ram_mb}, {"disk_gb", claim->disk_gb}, {"group_id", claim->group_id}};
+        store::ResourceWrite w = Model::Write(rec);
+        model_.Put(std::move(rec));
+        Persist({std::move(w)}, [reply, out](Status st) {
+            reply(st ? Result<ActionReply>(ActionReply{false, json::serialize(out)}) : MakeError(st.error()));
+        });
+    }
+
+    // The compute agent serving the host the call names; nullptr with `error` set if none.
+    ServiceClient* ComputeFor(const ActionCall& call, Error* error, bool* nothing_to_do) {
+        boost::system::error_code ec;
+        json::value v = json::parse(call.input, ec);
+        const std::string host = !ec && v.is_object() ? Str(v.get_object(), "host") : "";
+        if (host.empty()) {
+            // A server that was never placed has no instance anywhere: deleting it is done.
+            *nothing_to_do = call.action == "delete_instance";
+            *error = Error(ErrorCode::kInvalidArgument, "compute: host: required");
+            return nullptr;
+        }
+        const Res* h = model_.Find(kHost, host);
+        auto url = h != nullptr ? ParseUrl(Str(h->body, "url")) : std::nullopt;
+        if (!url) {
+            *error = Error(ErrorCode::kFailedPrecondition, "compute: host " + host + " is not registered");
+            return nullptr;
+        }
+        const std::string key = Str(h->body, "url");
+        auto it = compute_clients_.find(key);
+        if (it == compute_clients_.end()) {
+            it = compute_clients_
+                     .emplace(key, services::kit::MakeHttpServiceClient(io_, url->first, url->second, "compute",
+                                                                        options_.compute_connections,
+                                                                        options_.service_token))
+                     .first;
+        }
+        return it->second.get();
+    }
+
+    void ComputeCall(ActionCall call, ServiceClient::Callback done, bool status) {
+        Error error(ErrorCode::kInternal, "");
+        bool nothing_to_do = false;
+        ServiceClient* client = ComputeFor(call, &error, &nothing_to_do);
+        if (client == nullptr) {
+            Result<ActionReply> r = nothing_to_do ? Result<ActionReply>(ActionReply{false, R"({"deleted":false})"})
+                                                  : Result<ActionReply>(MakeError(error));
+            return asio::post(io_, [done, r = std::move(r)]() mutable { done(std::move(r)); });
+        }
+        if (status) {
+            client->Status(std::move(call), std::move(done));
+        } else {
+            client->Invoke(std::move(call), std::move(done));
+        }
+    }
+
+    // ---- persistence ----
+
+    void Persist(std::vector<store::ResourceWrite> writes, std::function<void(Status)> done) {
+        store::WriteGroup g;
+        g.resources = std::move(writes);
+        store_.Commit(std::move(g), [this, weak = weak_from_this(), done = std::move(done)](Status st) mutable {
+            if (!st) {
+                // Memory is ahead of the store now; only a restart (which reloads) makes them equal.
+                spdlog::critical("cloud: store write failed: {}", st.error().ToString());
+                COGS_CHECK(false && "the store refused a resource write");
+            }
+            asio::post(io_, [weak, done = std::move(done), st = std::move(st)]() mutable {
+                if (weak.lock()) done(std::move(st));
+            });
+        });
+    }
+
+    Status PersistBlocking(std::vector<store::ResourceWrite> writes) {
+        store::WriteGroup g;
+        g.resources = std::move(writes);
+        std::promise<Status> p;
+        auto f = p.get_future();
+        store_.Commit(std::move(g), [&p](Status st) { p.set_value(std::move(st)); });
+        return f.get();
+    }
+
+    Cloud::Stats stats() const {
+        Cloud::Stats s;
+        s.servers = model_.All(kServer).size();
+        s.hosts = model_.All(kHost).size();
+        for (const auto& [name, r] : model_.All(kHost)) {
+            s.hosts_up += HostUp(name) ? 1 : 0;
+        }
+        return s;
+    }
+
+private:
+    asio::io_context& io_;
+    store::Store& store_;
+    workflow::Engine& engine_;
+    const workflow::Registry& registry_;
+    CloudOptions options_;
+    Model model_;
+    scheduler::Placement placement_;
+    std::map<std::string, SteadyTime> heartbeats_;
+    std::map<std::string, std::shared_ptr<ServiceClient>> compute_clients_;
+    asio::steady_timer liveness_;
+    asio::thread_pool reads_;  // blocking store reads (workflow inspection), off the io thread
+};
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+class InProcessService final : public ServiceClient {
+public:
+    using Fn = std::function<void(ActionCall, Callback, bool status)>;
+    explicit InProcessService(Fn fn) : fn_(std::move(fn)) {}
+    void Invoke(ActionCall call, Callback done) override { fn_(std::move(call), std::move(done), false); }
+    void Status(ActionCall call, Callback done) override { fn_(std::move(call), std::move(done), true); }
+
+private:
+    Fn fn_;
+};
+
+}  // namespace
+
+Cloud::Cloud(asio::io_context& io, store::Store& store, workflow::Engine& engine, const workflow::Registry& registry,
+             CloudOptions options)
+    : impl_(std::make_shared<Impl>(io, store, engine, registry, std::move(options))) {
+    impl_->Start();
+}
+
+Cloud::~Cloud() { impl_->Stop(); }
+
+Status Cloud::Load() { return impl_->Load(); }
+Result<std::string> Cloud::Bootstrap() { return impl_->Bootstrap(); }
+
+std::shared_ptr<ServiceClient> Cloud::SchedulerService() {
+    std::weak_ptr<Impl> weak = impl_;
+    return std::make_shared<InProcessService>([weak](ActionCall call, ServiceClient::Callback done, bool status) {
+        auto self = weak.lock();
+        if (!self) return;
+        if (status) {
+            // Claims answer at once: there is never an accepted claim to poll.
+            call.action = "status";
+        }
+        self->SchedulerAction(std::move(call), std::move(done));
+    });
+}
+
+std::shared_ptr<ServiceClient> Cloud::ComputeService() {
+    std::weak_ptr<Impl> weak = impl_;
+    return std::make_shared<InProcessService>([weak](ActionCall call, ServiceClient::Callback done, bool status) {
+        if (auto self = weak.lock()) {
+            self->ComputeCall(std::move(call), std::move(done), status);
+        }
+    });
+}
+
+Result<Principal> Cloud::Authenticate(std::string_view bearer_token) const { return impl_->Authenticate(bearer_token); }
+
+void Cloud::Handle(const Principal& who, ApiRequest request, std::function<void(ApiAnswer)> done) {
+    impl_->Handle(who, std::move(request), std::move(done));
+}
+
+Cloud::Stats Cloud::stats() const { return impl_->stats(); }
+
+}  // namespace cogs::cloud

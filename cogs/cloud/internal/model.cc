@@ -1,0 +1,143 @@
+#include "cogs/cloud/internal/model.h"
+
+namespace cogs::cloud::internal {
+
+int64_t& QuotaField(Amount& a, std::string_view name) {
+    if (name == "servers") return a.servers;
+    if (name == "vcpus") return a.vcpus;
+    if (name == "ram_mb") return a.ram_mb;
+    if (name == "volumes") return a.volumes;
+    if (name == "volume_gb") return a.volume_gb;
+    return a.ports;
+}
+
+Amount DefaultLimits() { return Amount{50, 200, 409600, 100, 5000, 100}; }
+
+Res* Model::Find(std::string_view kind, const std::string& id) {
+    auto k = kinds_.find(kind);
+    if (k == kinds_.end()) {
+        return nullptr;
+    }
+    auto it = k->second.find(id);
+    return it == k->second.end() ? nullptr : &it->second;
+}
+
+const Res* Model::Find(std::string_view kind, const std::string& id) const {
+    return const_cast<Model*>(this)->Find(kind, id);
+}
+
+Res& Model::Put(Res r) {
+    auto& slot = kinds_[r.kind][r.id];
+    slot = std::move(r);
+    return slot;
+}
+
+void Model::Erase(std::string_view kind, const std::string& id) {
+    auto k = kinds_.find(kind);
+    if (k != kinds_.end()) {
+        k->second.erase(id);
+    }
+}
+
+const std::map<std::string, Res>& Model::All(std::string_view kind) const {
+    static const std::map<std::string, Res> kEmpty;
+    auto k = kinds_.find(kind);
+    return k == kinds_.end() ? kEmpty : k->second;
+}
+
+const Res* Model::FindByName(std::string_view kind, const std::string& name, const std::string& project) const {
+    for (const auto& [id, r] : All(kind)) {
+        if (Str(r.body, "name") == name && (project.empty() || r.project == project)) {
+            return &r;
+        }
+    }
+    return nullptr;
+}
+
+store::ResourceWrite Model::Write(const Res& r) {
+    return store::ResourceWrite{r.kind, r.id, r.project, json::serialize(r.body), false};
+}
+
+store::ResourceWrite Model::EraseWrite(std::string_view kind, const std::string& id) {
+    return store::ResourceWrite{std::string(kind), id, "", "", true};
+}
+
+Amount Model::HeldBy(const Res& r) {
+    Amount a;
+    if (!Bool(r.body, "_quota")) {
+        return a;
+    }
+    if (r.kind == kServer) {
+        a.servers = 1;
+        a.vcpus = Int(r.body, "_vcpus");
+        a.ram_mb = Int(r.body, "_ram_mb");
+    } else if (r.kind == kVolume) {
+        a.volumes = 1;
+        a.volume_gb = Int(r.body, "size_gb");
+    } else if (r.kind == kPort) {
+        a.ports = 1;
+    }
+    return a;
+}
+
+const Amount& Model::Usage(const std::string& project) const {
+    static const Amount kZero;
+    auto it = usage_.find(project);
+    return it == usage_.end() ? kZero : it->second;
+}
+
+Amount Model::Limits(const std::string& project) const {
+    Amount limits = DefaultLimits();
+    const Res* p = Find(kProject, project);
+    if (p != nullptr) {
+        if (const auto* q = p->body.if_contains("quotas"); q != nullptr && q->is_object()) {
+            for (auto name : kQuotaNames) {
+                if (q->get_object().contains(name)) {
+                    QuotaField(limits, name) = Int(q->get_object(), name);
+                }
+            }
+        }
+    }
+    return limits;
+}
+
+Status Model::Reserve(const std::string& project, const Amount& a) {
+    Amount limits = Limits(project);
+    Amount& used = usage_[project];
+    for (auto name : kQuotaNames) {
+        Amount want = a;
+        const int64_t req = QuotaField(want, name);
+        const int64_t limit = QuotaField(limits, name);
+        const int64_t in_use = QuotaField(used, name);
+        if (req > 0 && limit >= 0 && in_use + req > limit) {
+            return MakeError(ErrorCode::kPermissionDenied,
+                             "quota exceeded: " + std::string(name) + " limit " + std::to_string(limit) +
+                                 ", in use " + std::to_string(in_use) + ", requested " + std::to_string(req));
+        }
+    }
+    for (auto name : kQuotaNames) {
+        Amount want = a;
+        QuotaField(used, name) += QuotaField(want, name);
+    }
+    return Ok();
+}
+
+void Model::Release(const std::string& project, const Amount& a) {
+    Amount& used = usage_[project];
+    for (auto name : kQuotaNames) {
+        Amount give = a;
+        QuotaField(used, name) -= QuotaField(give, name);
+    }
+}
+
+json::object View(const Res& r) {
+    json::object o;
+    for (const auto& kv : r.body) {
+        if (!kv.key().starts_with("_")) {
+            o.emplace(kv.key(), kv.value());
+        }
+    }
+    return o;
+}
+
+}  // namespace cogs::cloud::internal

@@ -1,0 +1,381 @@
+#include "cogs/scheduler/placement.h"
+
+#include <algorithm>
+#include <cmath>
+#include <iterator>
+#include <limits>
+#include <utility>
+
+#include "cogs/base/check.h"
+
+namespace cogs::scheduler {
+namespace {
+
+// floor(capacity * ratio), clamped to +-2^62: no host comes near, and the clamp keeps
+// `usable - used` and the casts from double far from int64 overflow (undefined behaviour).
+int64_t Usable(int64_t capacity, double ratio) {
+    constexpr int64_t kLimit = int64_t{1} << 62;
+    const double usable = std::floor(static_cast<double>(capacity) * ratio);
+    if (usable >= static_cast<double>(kLimit)) {
+        return kLimit;
+    }
+    if (usable <= -static_cast<double>(kLimit)) {
+        return -kLimit;
+    }
+    return static_cast<int64_t>(usable);
+}
+
+bool ValidRatio(double r) { return std::isfinite(r) && r >= 0; }
+
+// Distance between the ranks of hosts registered in name order (the usual case: appended last).
+constexpr uint64_t kRankGap = uint64_t{1} << 32;
+
+// The filters in the order they run; the names are the labels of the "no valid host" message.
+enum Filter { kEnabled, kAlive, kZone, kTraits, kVcpus, kRam, kDisk, kGroup, kFilterCount };
+constexpr const char* kFilterNames[kFilterCount] = {"enabled", "alive", "availability_zone", "traits",
+                                                    "vcpus",   "ram",   "disk",              "group"};
+
+}  // namespace
+
+Placement::Placement(Ratios ratios) : ratios_(ratios) {
+    COGS_CHECK(ValidRatio(ratios.cpu) && ValidRatio(ratios.ram) && ValidRatio(ratios.disk));
+}
+
+void Placement::UpsertHost(HostInfo host) {
+    auto it = slots_.find(host.name);
+    if (it == slots_.end()) {
+        it = slots_.emplace(host.name, Slot{}).first;
+    }
+    Slot& slot = it->second;
+    const bool is_new = !slot.known;
+    if (!is_new) {
+        Unindex(slot);
+    }
+    // Filters run once per host per request: keep what they need precomputed.
+    slot.sorted_traits = host.traits;
+    std::sort(slot.sorted_traits.begin(), slot.sorted_traits.end());
+    slot.usable_vcpus = Usable(host.vcpus, ratios_.cpu);
+    slot.usable_ram_mb = Usable(host.ram_mb, ratios_.ram);
+    slot.usable_disk_gb = Usable(host.disk_gb, ratios_.disk);
+    slot.info = std::move(host);
+    if (is_new) {
+        slot.known = true;
+        ++known_hosts_;
+        Rank(it);
+    }
+    Index(slot);
+}
+
+// Ranks stand for names in the weighers' tie-break: comparing strings on every step down the
+// orders was most of a claim's cost in Debug builds, where the sanitizer tests run.
+void Placement::Rank(std::map<std::string, Slot, std::less<>>::iterator it) {
+    uint64_t lo = 0, hi = 0;
+    bool has_lo = false, has_hi = false;
+    for (auto prev = it; prev != slots_.begin();) {
+        if ((--prev)->second.known) {
+            lo = prev->second.rank;
+            has_lo = true;
+            break;
+        }
+    }
+    for (auto next = std::next(it); next != slots_.end(); ++next) {
+        if (next->second.known) {
+            hi = next->second.rank;
+            has_hi = true;
+            break;
+        }
+    }
+    if (!has_hi) {
+        if (!has_lo) {
+            it->second.rank = kRankGap;
+            return;
+        }
+        if (lo <= std::numeric_limits<uint64_t>::max() - kRankGap) {
+            it->second.rank = lo + kRankGap;
+            return;
+        }
+    } else if (hi - lo >= 2) {
+        it->second.rank = lo + (hi - lo) / 2;  // lo is 0 with no host before: ranks start at 1
+        return;
+    }
+    // No room left between the neighbours: renumber every host, and rebuild the orders (the slot
+    // being ranked is not in them yet).
+    spread_order_.clear();
+    pack_order_.clear();
+    uint64_t rank = 0;
+    for (auto& [name, slot] : slots_) {
+        if (slot.known) {
+            rank += kRankGap;
+            slot.rank = rank;
+            if (&slot != &it->second) {
+                Index(slot);
+            }
+        }
+    }
+}
+
+void Placement::SetEnabled(const std::string& host, bool enabled) {
+    auto it = slots_.find(host);
+    if (it != slots_.end() && it->second.known) {
+        it->second.info.enabled = enabled;
+    }
+}
+
+void Placement::SetAlive(const std::string& host, bool alive) {
+    auto it = slots_.find(host);
+    if (it != slots_.end() && it->second.known) {
+        it->second.info.alive = alive;
+    }
+}
+
+const HostInfo* Placement::FindHost(const std::string& name) const {
+    auto it = slots_.find(name);
+    return it != slots_.end() && it->second.known ? &it->second.info : nullptr;
+}
+
+std::vector<HostInfo> Placement::Hosts() const {
+    std::vector<HostInfo> hosts;
+    hosts.reserve(known_hosts_);
+    for (const auto& [name, slot] : slots_) {
+        if (slot.known) {
+            hosts.push_back(slot.info);
+        }
+    }
+    return hosts;
+}
+
+// The filters of one request, with what they need prepared once rather than per host.
+struct Placement::Filtering {
+    const PlacementRequest& request;
+    bool has_group = false;
+    // The group's members by host; null when the group has none (or no policy applies).
+    const std::map<std::string, int64_t, std::less<>>* members = nullptr;
+    std::vector<std::string> required;  // sorted, unique
+
+    // The first filter that eliminates the host, or kFilterCount if it passes them all.
+    int Check(const Slot& slot) const {
+        const HostInfo& host = slot.info;
+        if (!host.enabled) {
+            return kEnabled;
+        }
+        if (!host.alive) {
+            return kAlive;
+        }
+        if (!request.availability_zone.empty() && host.availability_zone != request.availability_zone) {
+            return kZone;
+        }
+        if (!std::includes(slot.sorted_traits.begin(), slot.sorted_traits.end(), required.begin(),
+                           required.end())) {
+            return kTraits;
+        }
+        if (request.vcpus > slot.FreeVcpus()) {
+            return kVcpus;
+        }
+        if (request.ram_mb > slot.FreeRam()) {
+            return kRam;
+        }
+        if (request.disk_gb > slot.FreeDisk()) {
+            return kDisk;
+        }
+        if (has_group) {
+            const bool holds_member = members != nullptr && members->contains(host.name);
+            const bool passes = request.policy == GroupPolicy::kAffinity ? members == nullptr || holds_member
+                                                                         : !holds_member;
+            if (!passes) {
+                return kGroup;
+            }
+        }
+        return kFilterCount;
+    }
+};
+
+bool Placement::SpreadLess::operator()(const Key& a, const Key& b) const {
+    if (a.free_ram != b.free_ram) {
+        return a.free_ram > b.free_ram;
+    }
+    if (a.free_vcpus != b.free_vcpus) {
+        return a.free_vcpus > b.free_vcpus;
+    }
+    return a.rank < b.rank;
+}
+
+bool Placement::PackLess::operator()(const Key& a, const Key& b) const {
+    if (a.free_ram != b.free_ram) {
+        return a.free_ram < b.free_ram;
+    }
+    return a.rank < b.rank;
+}
+
+void Placement::Index(Slot& slot) {
+    const Key key{slot.FreeRam(), slot.FreeVcpus(), slot.rank, &slot};
+    spread_order_.insert(key);
+    pack_order_.insert(key);
+}
+
+void Placement::Unindex(Slot& slot) {
+    const Key key{slot.FreeRam(), slot.FreeVcpus(), slot.rank, &slot};
+    COGS_CHECK(spread_order_.erase(key) == 1);
+    COGS_CHECK(pack_order_.erase(key) == 1);
+}
+
+Result<Claim> Placement::ClaimFor(const PlacementRequest& request) {
+    if (request.server_id.empty()) {
+        return MakeError(ErrorCode::kInvalidArgument, "placement request without a server id");
+    }
+    if (request.vcpus < 0 || request.ram_mb < 0 || request.disk_gb < 0) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "negative resources requested for server " + request.server_id + ": " +
+                             std::to_string(request.vcpus) + " vcpus, " + std::to_string(request.ram_mb) +
+                             " MiB, " + std::to_string(request.disk_gb) + " GiB");
+    }
+    if (auto it = claims_.find(request.server_id); it != claims_.end()) {
+        return it->second;
+    }
+
+    Filtering filtering{request, false, nullptr, {}};
+    filtering.has_group = !request.group_id.empty() && request.policy != GroupPolicy::kNone;
+    if (filtering.has_group) {
+        if (auto g = groups_.find(request.group_id); g != groups_.end()) {
+            filtering.members = &g->second;
+        }
+    }
+    filtering.required = request.required_traits;
+    std::sort(filtering.required.begin(), filtering.required.end());
+    filtering.required.erase(std::unique(filtering.required.begin(), filtering.required.end()),
+                             filtering.required.end());
+
+    // In the weigher's order the first host that passes is the one to take. Hosts with too little
+    // free RAM fail the ram filter: spread stops at the first one, pack starts after the last one.
+    Slot* chosen = nullptr;
+    if (request.weigher == Weigher::kSpread) {
+        for (const Key& key : spread_order_) {
+            if (key.free_ram < request.ram_mb) {
+                break;
+            }
+            if (filtering.Check(*key.slot) == kFilterCount) {
+                chosen = key.slot;
+                break;
+            }
+        }
+    } else {
+        for (auto it = pack_order_.lower_bound(Key{request.ram_mb, 0, 0, nullptr});
+             it != pack_order_.end(); ++it) {
+            if (filtering.Check(*it->slot) == kFilterCount) {
+                chosen = it->slot;
+                break;
+            }
+        }
+    }
+
+    if (chosen == nullptr) {
+        // Rare enough to afford a second pass over every host, for a message that says why.
+        int64_t eliminated[kFilterCount + 1] = {};
+        for (const auto& [name, slot] : slots_) {
+            if (slot.known) {
+                ++eliminated[filtering.Check(slot)];
+            }
+        }
+        COGS_CHECK(eliminated[kFilterCount] == 0);
+        std::string msg = "no valid host for " + std::to_string(request.vcpus) + " vcpus, " +
+                          std::to_string(request.ram_mb) + " MiB, " + std::to_string(request.disk_gb) +
+                          " GiB: " + std::to_string(known_hosts_) + " hosts";
+        for (int f = 0; f < kFilterCount; ++f) {
+            const char* label = kFilterNames[f];
+            if (f == kGroup) {
+                if (!filtering.has_group) {
+                    break;
+                }
+                label = request.policy == GroupPolicy::kAffinity ? "affinity" : "anti-affinity";
+            }
+            msg += "; ";
+            msg += label;
+            msg += ": " + std::to_string(eliminated[f]) + " eliminated";
+        }
+        return MakeError(Error(ErrorCode::kFailedPrecondition, std::move(msg), /*retry=*/false));
+    }
+
+    Claim claim{request.server_id, chosen->info.name, request.vcpus, request.ram_mb, request.disk_gb,
+                request.group_id};
+    Record(claim, chosen);
+    return claim;
+}
+
+void Placement::AddClaim(Claim claim) {
+    COGS_EXPECT(!claim.server_id.empty());
+    Release(claim.server_id);
+    Record(std::move(claim));
+}
+
+bool Placement::Release(const std::string& server_id) {
+    auto it = claims_.find(server_id);
+    if (it == claims_.end()) {
+        return false;
+    }
+    Unrecord(it->second);
+    claims_.erase(it);
+    return true;
+}
+
+const Claim* Placement::ClaimOf(const std::string& server_id) const {
+    auto it = claims_.find(server_id);
+    return it != claims_.end() ? &it->second : nullptr;
+}
+
+Usage Placement::UsageOf(const std::string& host) const {
+    auto it = slots_.find(host);
+    return it != slots_.end() ? it->second.used : Usage{};
+}
+
+void Placement::Record(Claim claim, Slot* known_slot) {
+    Slot& slot = known_slot != nullptr ? *known_slot : slots_[claim.host];
+    if (slot.known) {
+        Unindex(slot);
+    }
+    slot.used.vcpus += claim.vcpus;
+    slot.used.ram_mb += claim.ram_mb;
+    slot.used.disk_gb += claim.disk_gb;
+    ++slot.used.servers;
+    if (slot.known) {
+        Index(slot);
+    }
+    if (!claim.group_id.empty()) {
+        ++groups_[claim.group_id][claim.host];
+    }
+    std::string server_id = claim.server_id;
+    claims_.insert_or_assign(std::move(server_id), std::move(claim));
+}
+
+void Placement::Unrecord(const Claim& claim) {
+    auto slot = slots_.find(claim.host);
+    COGS_CHECK(slot != slots_.end());
+    const bool known = slot->second.known;
+    if (known) {
+        Unindex(slot->second);
+    }
+    Usage& used = slot->second.used;
+    used.vcpus -= claim.vcpus;
+    used.ram_mb -= claim.ram_mb;
+    used.disk_gb -= claim.disk_gb;
+    --used.servers;
+    COGS_DCHECK(used.servers >= 0);
+    if (known) {
+        Index(slot->second);
+    } else if (used.servers == 0) {
+        // A host that never registered exists only for its claims: forget it with the last one.
+        slots_.erase(slot);
+    }
+    if (!claim.group_id.empty()) {
+        auto group = groups_.find(claim.group_id);
+        COGS_CHECK(group != groups_.end());
+        auto member = group->second.find(claim.host);
+        COGS_CHECK(member != group->second.end());
+        if (--member->second == 0) {
+            group->second.erase(member);
+            if (group->second.empty()) {
+                groups_.erase(group);
+            }
+        }
+    }
+}
+
+}  // namespace cogs::scheduler

@@ -1,0 +1,272 @@
+#include "cogs/services/compute/agent.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json.hpp>
+
+#include "cogs/http/client.h"
+
+namespace cogs::services::compute {
+namespace {
+
+namespace json = boost::json;
+
+// Failures are logged on the first of a run and then at 2, 4, 8, ... so that a thousand hosts
+// facing a control plane that is down do not flood the log, yet a long outage stays visible.
+bool WorthLogging(uint64_t consecutive) { return (consecutive & (consecutive - 1)) == 0; }
+
+std::string Describe(const Result<http::Response>& r) {
+    if (!r) {
+        return r.error().ToString();
+    }
+    std::string body = r->body.substr(0, 200);
+    return "HTTP " + std::to_string(r->status) + (body.empty() ? "" : ": " + body);
+}
+
+}  // namespace
+
+Result<std::pair<std::string, uint16_t>> ParseHttpUrl(const std::string& url) {
+    constexpr std::string_view kScheme = "http://";
+    auto bad = [&] {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "control url: must be http://HOST:PORT, got '" + url + "'");
+    };
+    if (url.rfind(kScheme, 0) != 0) {
+        return bad();
+    }
+    std::string rest = url.substr(kScheme.size());
+    if (!rest.empty() && rest.back() == '/') {
+        rest.pop_back();
+    }
+    const auto colon = rest.rfind(':');
+    if (colon == std::string::npos || colon == 0 || rest.find('/') != std::string::npos) {
+        return bad();
+    }
+    std::string host = rest.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    }
+    const std::string port = rest.substr(colon + 1);
+    if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) {
+        return bad();
+    }
+    const unsigned long p = std::stoul(port);
+    if (p == 0 || p > 65535) {
+        return bad();
+    }
+    return std::make_pair(host, static_cast<uint16_t>(p));
+}
+
+class HostAgent::Impl : public std::enable_shared_from_this<Impl> {
+public:
+    Impl(boost::asio::io_context& io, AgentOptions options, std::unique_ptr<http::Client> client)
+        : io_(io), options_(std::move(options)), client_(std::move(client)) {
+        for (const HostSpec& spec : options_.hosts) {
+            auto h = std::make_unique<Host>(io_);
+            h->name = spec.name;
+            json::object body;
+            body["url"] = options_.advertise_url;
+            body["availability_zone"] = spec.availability_zone;
+            body["vcpus"] = spec.vcpus;
+            body["ram_mb"] = spec.ram_mb;
+            body["disk_gb"] = spec.disk_gb;
+            body["traits"] = json::array(spec.traits.begin(), spec.traits.end());
+            h->body = json::serialize(body);
+            h->target = "/v1/hosts/" + http::UrlEncode(spec.name);
+            h->backoff = options_.min_backoff;
+            hosts_.push_back(std::move(h));
+        }
+    }
+
+    void StartAll() {
+        for (auto& h : hosts_) {
+            boost::asio::post(io_, [self = shared_from_this(), host = h.get()] {
+                if (!self->stopped_) {
+                    self->Register(*host);
+                }
+            });
+        }
+    }
+
+    void Stop() {
+        if (stopped_) {
+            return;
+        }
+        stopped_ = true;
+        for (auto& h : hosts_) {
+            h->timer.cancel();
+        }
+        // Outstanding requests complete with kCancelled on io's next turn; they find stopped_ set.
+        client_.reset();
+    }
+
+    const AgentStats& stats() const { return stats_; }
+    size_t registered() const {
+        size_t n = 0;
+        for (const auto& h : hosts_) {
+            n += h->registered ? 1 : 0;
+        }
+        return n;
+    }
+
+private:
+    struct Host {
+        explicit Host(boost::asio::io_context& io) : timer(io) {}
+        std::string name;
+        std::string body;    // the registration
+        std::string target;  // /v1/hosts/{name}
+        boost::asio::steady_timer timer;
+        bool registered = false;
+        Duration backoff{};
+        uint64_t failures = 0;  // consecutive, of the current phase
+        SteadyTime next_heartbeat{};
+    };
+
+    http::Request MakeRequest(std::string method, std::string target, std::string body) const {
+        http::Request r;
+        r.method = std::move(method);
+        r.target = std::move(target);
+        r.body = std::move(body);
+        r.headers.emplace_back("content-type", "application/json");
+        if (!options_.token.empty()) {
+            r.headers.emplace_back("authorization", "Bearer " + options_.token);
+        }
+        return r;
+    }
+
+    template <typename F>
+    void After(Host& h, SteadyTime when, F next) {
+        h.timer.expires_at(when);
+        h.timer.async_wait([self = shared_from_this(), host = &h, next](boost::system::error_code ec) {
+            if (!ec && !self->stopped_) {
+                (self.get()->*next)(*host);
+            }
+        });
+    }
+
+    void Register(Host& h) {
+        client_->Send(MakeRequest("PUT", h.target, h.body), SteadyClock::now() + options_.request_timeout,
+                      [self = shared_from_this(), host = &h](Result<http::Response> r) {
+                          if (!self->stopped_) {
+                              self->Registered(*host, r);
+                          }
+                      });
+    }
+
+    void Registered(Host& h, const Result<http::Response>& r) {
+        if (r && r->status >= 200 && r->status < 300) {
+            ++stats_.registrations;
+            if (h.failures > 0) {
+                spdlog::info("compute agent: host {} registered after {} failed attempts", h.name,
+                             h.failures);
+            } else {
+                spdlog::debug("compute agent: host {} registered", h.name);
+            }
+            h.registered = true;
+            h.failures = 0;
+            h.backoff = options_.min_backoff;
+            h.next_heartbeat = SteadyClock::now() + options_.heartbeat_interval;
+            After(h, h.next_heartbeat, &Impl::Heartbeat);
+            return;
+        }
+        ++stats_.registration_failures;
+        ++h.failures;
+        const int status = r ? r->status : 0;
+        const bool definitive =
+            status >= 400 && status < 500 && status != 401 && status != 403 && status != 408 && status != 429;
+        Duration wait;
+        if (definitive) {
+            spdlog::error("compute agent: control plane refuses host {}: {} (retrying every {} ms)", h.name,
+                          Describe(r), std::chrono::duration_cast<Millis>(options_.slow_retry).count());
+            wait = options_.slow_retry;
+        } else {
+            if (WorthLogging(h.failures)) {
+                spdlog::warn("compute agent: registering host {} failed ({} in a row): {}", h.name,
+                             h.failures, Describe(r));
+            }
+            wait = h.backoff;
+            h.backoff = std::min<Duration>(h.backoff * 2, options_.max_backoff);
+        }
+        After(h, SteadyClock::now() + wait, &Impl::Register);
+    }
+
+    void Heartbeat(Host& h) {
+        h.next_heartbeat = SteadyClock::now() + options_.heartbeat_interval;
+        client_->Send(MakeRequest("POST", h.target + "/heartbeat", "{}"),
+                      SteadyClock::now() + options_.request_timeout,
+                      [self = shared_from_this(), host = &h](Result<http::Response> r) {
+                          if (!self->stopped_) {
+                              self->HeartbeatDone(*host, r);
+                          }
+                      });
+    }
+
+    void HeartbeatDone(Host& h, const Result<http::Response>& r) {
+        if (r && r->status == 404) {
+            ++stats_.heartbeat_failures;
+            ++stats_.reregistrations;
+            spdlog::warn("compute agent: control plane forgot host {}: registering again", h.name);
+            h.registered = false;
+            h.failures = 0;
+            Register(h);
+            return;
+        }
+        if (r && r->status >= 200 && r->status < 300) {
+            ++stats_.heartbeats;
+            if (h.failures > 0) {
+                spdlog::info("compute agent: heartbeats of host {} answered again after {} failures", h.name,
+                             h.failures);
+            }
+            h.failures = 0;
+        } else {
+            ++stats_.heartbeat_failures;
+            ++h.failures;
+            if (WorthLogging(h.failures)) {
+                spdlog::warn("compute agent: heartbeat of host {} failed ({} in a row): {}", h.name,
+                             h.failures, Describe(r));
+            }
+        }
+        // At the pace of heartbeat_interval from the last send; at once if a slow answer used it up.
+        After(h, h.next_heartbeat, &Impl::Heartbeat);
+    }
+
+    boost::asio::io_context& io_;
+    AgentOptions options_;
+    std::unique_ptr<http::Client> client_;
+    std::vector<std::unique_ptr<Host>> hosts_;
+    bool stopped_ = false;
+    AgentStats stats_;
+};
+
+Result<std::unique_ptr<HostAgent>> HostAgent::Start(boost::asio::io_context& io, AgentOptions options) {
+    auto endpoint = ParseHttpUrl(options.control_url);
+    if (!endpoint) {
+        return MakeError(endpoint.error());
+    }
+    if (options.hosts.empty()) {
+        return MakeError(ErrorCode::kInvalidArgument, "hosts: no host to register");
+    }
+    http::ClientOptions client_options;
+    client_options.host = endpoint->first;
+    client_options.port = endpoint->second;
+    client_options.max_connections = std::max<size_t>(1, options.max_connections);
+    auto client = http::MakeClient(io, client_options);
+    auto impl = std::make_shared<Impl>(io, std::move(options), std::move(client));
+    impl->StartAll();
+    return std::unique_ptr<HostAgent>(new HostAgent(std::move(impl)));
+}
+
+HostAgent::HostAgent(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HostAgent::~HostAgent() { Stop(); }
+
+void HostAgent::Stop() { impl_->Stop(); }
+
+AgentStats HostAgent::stats() const { return impl_->stats(); }
+
+size_t HostAgent::registered_hosts() const { return impl_->registered(); }
+
+}  // namespace cogs::services::compute

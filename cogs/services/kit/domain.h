@@ -1,0 +1,93 @@
+// Domain: the part of a cogs micro-service that is about its infrastructure (networks, volumes,
+// instances). Everything else a micro-service needs is the kit's (cogs/services/kit/service.h):
+// the action protocol of docs/service-protocol.md, the idempotency ledger with tombstones, fault
+// injection, durable state, group commit, /healthz and /v1/inventory.
+//
+// A domain keeps its state in memory and says, for every action it performs, which records change
+// (Tx). The kit commits those records and the action's ledger entry in one SQLite transaction, so
+// an action is applied exactly when its ledger entry exists: a re-sent key is answered from the
+// ledger and never performed twice, even across a crash. At start the kit hands every stored
+// record back to Load() before the first action.
+//
+// Threading: a domain lives on its service's io_context thread; every method is called there.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cogs/base/result.h"
+#include "cogs/http/server.h"
+
+namespace cogs::services::kit {
+
+// The durable writes of one action: records (table, id) -> JSON text, or erased.
+class Tx {
+public:
+    struct Write {
+        std::string table;
+        std::string id;
+        std::string json;  // ignored when erase
+        bool erase = false;
+    };
+
+    void Put(std::string_view table, std::string_view id, std::string json) {
+        writes_.push_back(Write{std::string(table), std::string(id), std::move(json), false});
+    }
+    void Erase(std::string_view table, std::string_view id) {
+        writes_.push_back(Write{std::string(table), std::string(id), {}, true});
+    }
+    const std::vector<Write>& writes() const { return writes_; }
+    std::vector<Write>& writes() { return writes_; }
+
+private:
+    std::vector<Write> writes_;
+};
+
+// What an action answers.
+struct Done {
+    std::string output = "{}";  // JSON text: the answer's "output"
+    // A long action (e.g. an instance booting): > 0 is the wall time (µs, WallNowUs()) at which it
+    // ends; until then the action and its status answer 202 {"accepted": true}, afterwards 200
+    // with `output`. 0: done now.
+    int64_t ready_at_us = 0;
+};
+
+class Domain {
+public:
+    virtual ~Domain() = default;
+
+    // The service's name as workflows address it ("network", "volume", "compute").
+    virtual std::string_view name() const = 0;
+
+    // The actions it performs (every other action name is refused with kNotFound).
+    virtual std::vector<std::string> actions() const = 0;
+
+    // One stored record, at start, before any action; records come table by table in id order.
+    // An error is fatal at start-up (the kit refuses to serve).
+    virtual Status Load(std::string_view table, std::string_view id, std::string_view json) = 0;
+
+    // Performs `action` with `input` (a JSON object's text, already checked to be an object). On
+    // success the in-memory state has changed and `tx` holds every record that changed. On error
+    // nothing has changed and `tx` is ignored: a non-retryable error (bad input naming the field,
+    // a refusal such as "subnet exhausted") is recorded for the key and answered again on every
+    // re-send; a retryable one is not recorded.
+    //
+    // Compensating actions (delete_port, delete_volume, ...) are plain actions: deleting what is
+    // already gone succeeds. The kit decides, from the key, whether an undo applies at all.
+    virtual Result<Done> Perform(std::string_view action, std::string_view input, Tx& tx) = 0;
+
+    // GET /v1/inventory: a JSON object of what the service actually holds, e.g.
+    // {"ports": [...], "addresses": [...]}. Reconcilers compare it with the desired state.
+    virtual std::string Inventory() const = 0;
+
+    // Other read-only routes of the service (GET /v1/ports/ID, ...); nullopt: not one of its routes.
+    virtual std::optional<http::Response> Get(const http::Request& request) const {
+        (void)request;
+        return std::nullopt;
+    }
+};
+
+}  // namespace cogs::services::kit

@@ -1,0 +1,66 @@
+// Command-line flags of a micro-service process, shared by cogs-network, cogs-volume, cogs-compute
+// and cogs-sim so that every service is started the same way. Header-only on CLI11: only apps
+// include it (link CLI11::CLI11).
+//
+//   --listen HOST:PORT  --port-file PATH  --state PATH  --seed N  --token-file PATH
+//   --log-level LEVEL   --max-body-bytes N
+//   --error-rate R  --permanent-rate R  --hang-rate R  --lost-reply-rate R  --latency-ms MS
+//   --fail-action A (repeatable)  --long-action A (repeatable)  --accept-ms MS  --hang-all
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+
+#include "cogs/services/kit/faults.h"
+#include "cogs/services/kit/serve.h"
+
+namespace cogs::services::kit {
+
+namespace flags_internal {
+inline Duration FromMillis(double ms) {
+    return std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(ms));
+}
+}  // namespace flags_internal
+
+// The fault flags (the initial FaultConfig; PUT /v1/faults changes it at run time).
+inline void AddFaultFlags(CLI::App& app, FaultConfig& f) {
+    app.add_option("--error-rate", f.error_rate, "share of new calls answered 503 (retryable)")
+        ->check(CLI::Range(0.0, 1.0));
+    app.add_option("--permanent-rate", f.permanent_rate, "share of new do calls refused for good (422)")
+        ->check(CLI::Range(0.0, 1.0));
+    app.add_option("--hang-rate", f.hang_rate, "share of new calls never answered")->check(CLI::Range(0.0, 1.0));
+    app.add_option("--lost-reply-rate", f.lost_reply_rate, "share of new calls applied but never answered")
+        ->check(CLI::Range(0.0, 1.0));
+    app.add_option_function<double>(
+           "--latency-ms", [&f](double ms) { f.latency = flags_internal::FromMillis(ms); },
+           "delay before every answer")
+        ->check(CLI::NonNegativeNumber);
+    app.add_option("--fail-action", f.fail_actions, "an action that always fails permanently (repeatable)");
+    app.add_option("--long-action", f.long_actions, "an action answered 202 and done later (repeatable)");
+    app.add_option_function<double>(
+           "--accept-ms", [&f](double ms) { f.accept_duration = flags_internal::FromMillis(ms); },
+           "how long a long action runs")
+        ->check(CLI::NonNegativeNumber)
+        ->default_str("100");
+    app.add_flag("--hang-all", f.hang_all, "never answer any call");
+}
+
+// Every flag of a service process but --state: for cogs-sim, whose state flag is --ledger.
+inline void AddProcessFlags(CLI::App& app, ServeOptions& o) {
+    app.add_option("--listen", o.listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
+    app.add_option("--port-file", o.port_file, "write the bound port to this file once listening");
+    app.add_option("--seed", o.service.seed, "seed for the fault draws")->capture_default_str();
+    app.add_option("--token-file", o.token_file,
+                   "file holding the bearer token callers must present (default: no authentication)");
+    app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error")->capture_default_str();
+    app.add_option("--max-body-bytes", o.max_body_bytes, "largest request body accepted")->capture_default_str();
+    AddFaultFlags(app, o.service.faults);
+}
+
+// All the flags of Serve's options (serve.h).
+inline void AddServeFlags(CLI::App& app, ServeOptions& o) {
+    AddProcessFlags(app, o);
+    app.add_option("--state", o.service.state_path, "SQLite state file (default: in memory only)");
+}
+
+}  // namespace cogs::services::kit

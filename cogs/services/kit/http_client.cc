@@ -1,0 +1,129 @@
+#include "cogs/services/kit/http_client.h"
+
+#include <algorithm>
+#include <boost/json.hpp>
+
+#include "cogs/http/client.h"
+
+namespace cogs::services::kit {
+namespace {
+
+namespace json = boost::json;
+using workflow::ActionCall;
+using workflow::ActionReply;
+using workflow::ServiceClient;
+
+constexpr std::string_view kActionsPrefix = "/v1/actions/";
+
+std::optional<ErrorCode> ParseCode(std::string_view s) {
+    for (int i = 0; i <= static_cast<int>(ErrorCode::kInternal); ++i) {
+        auto code = static_cast<ErrorCode>(i);
+        if (ToString(code) == s) {
+            return code;
+        }
+    }
+    return std::nullopt;
+}
+
+Result<ActionReply> DecodeReply(const std::string& service, Result<http::Response> res) {
+    if (!res) {
+        Error e = std::move(res.error());
+        e.message = service + ": " + e.message;
+        return MakeError(std::move(e));
+    }
+    boost::system::error_code ec;
+    json::value body = json::parse(res->body, ec);
+    const json::object* obj = !ec && body.is_object() ? &body.get_object() : nullptr;
+    if (res->status == 200) {
+        const json::value* out = obj ? obj->if_contains("output") : nullptr;
+        if (!out) {
+            // Something answered, but not with the protocol: the outcome is unknown.
+            return MakeError(Error(ErrorCode::kUnavailable, service + ": malformed 200 answer", true));
+        }
+        ActionReply reply;
+        reply.output = json::serialize(*out);
+        return reply;
+    }
+    if (res->status == 202) {
+        ActionReply reply;
+        reply.accepted = true;
+        return reply;
+    }
+    ErrorCode code = FromHttpStatus(res->status);
+    std::string message = "HTTP " + std::to_string(res->status);
+    if (obj) {
+        if (const auto* c = obj->if_contains("code"); c && c->is_string()) {
+            code = ParseCode(c->get_string()).value_or(code);
+        }
+        if (const auto* m = obj->if_contains("message"); m && m->is_string()) {
+            message = std::string(m->get_string());
+        }
+    }
+    // The status decides retries, whatever the body says: 5xx and 429 (and 408) leave the outcome
+    // unknown; any other 4xx is the service's definitive refusal.
+    const bool retryable = res->status >= 500 || res->status == 429 || res->status == 408;
+    return MakeError(Error(code, service + ": " + message, retryable));
+}
+
+class HttpServiceClient final : public ServiceClient {
+public:
+    HttpServiceClient(boost::asio::io_context& io, std::string host, uint16_t port, std::string service,
+                      size_t max_connections, std::string bearer_token)
+        : service_(std::move(service)),
+          authorization_(bearer_token.empty() ? std::string() : "Bearer " + bearer_token),
+          client_(http::MakeClient(io, http::ClientOptions{std::move(host), port, max_connections})) {}
+
+    void Invoke(ActionCall call, Callback done) override {
+        http::Request req;
+        req.method = "POST";
+        req.target = std::string(kActionsPrefix) + http::UrlEncode(call.action);
+        AddHeaders(req, call);
+        req.headers.emplace_back("content-type", "application/json");
+        req.body = call.input.empty() ? "{}" : std::move(call.input);
+        Send(std::move(req), call.deadline, std::move(done));
+    }
+
+    void Status(ActionCall call, Callback done) override {
+        http::Request req;
+        req.method = "GET";
+        req.target = "/v1/actions/status?key=" + http::UrlEncode(call.idempotency_key);
+        AddHeaders(req, call);
+        Send(std::move(req), call.deadline, std::move(done));
+    }
+
+private:
+    void AddHeaders(http::Request& req, const ActionCall& call) const {
+        req.headers.emplace_back("idempotency-key", call.idempotency_key);
+        // Rounded up: a call with 0.4 ms left is not expired yet.
+        const auto budget = std::chrono::ceil<std::chrono::milliseconds>(call.deadline - SteadyClock::now());
+        req.headers.emplace_back("x-cogs-deadline-ms", std::to_string(std::max<int64_t>(0, budget.count())));
+        if (!call.traceparent.empty()) {
+            req.headers.emplace_back("traceparent", call.traceparent);
+        }
+        if (!authorization_.empty()) {
+            req.headers.emplace_back("authorization", authorization_);
+        }
+    }
+
+    void Send(http::Request req, SteadyTime deadline, Callback done) {
+        client_->Send(std::move(req), deadline,
+                      [service = service_, done = std::move(done)](Result<http::Response> res) {
+                          done(DecodeReply(service, std::move(res)));
+                      });
+    }
+
+    std::string service_;
+    std::string authorization_;
+    std::unique_ptr<http::Client> client_;
+};
+
+}  // namespace
+
+std::shared_ptr<ServiceClient> MakeHttpServiceClient(boost::asio::io_context& io, std::string host,
+                                                     uint16_t port, std::string service_name,
+                                                     size_t max_connections, std::string bearer_token) {
+    return std::make_shared<HttpServiceClient>(io, std::move(host), port, std::move(service_name),
+                                               max_connections, std::move(bearer_token));
+}
+
+}  // namespace cogs::services::kit

@@ -1,0 +1,833 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json.hpp>
+#include <atomic>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <thread>
+
+#include "cogs/base/secret.h"
+#include "cogs/http/client.h"
+#include "cogs/services/kit/domain.h"
+#include "cogs/services/kit/faults.h"
+#include "cogs/services/kit/flags.h"
+#include "cogs/services/kit/http_client.h"
+#include "cogs/services/kit/protocol.h"
+#include "cogs/runtime/files.h"
+#include "cogs/services/kit/serve.h"
+#include "cogs/services/kit/service.h"
+
+namespace cogs::services::kit {
+namespace {
+
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+namespace json = boost::json;
+using workflow::ActionCall;
+using workflow::ActionReply;
+
+// ---- a tiny domain: a store of items ----
+
+// What the test watches; shared because the service owns the domain.
+struct Probe {
+    std::map<std::string, int> performed;  // action -> successful Perform calls
+    std::vector<std::string> loaded;       // "table/id=json", in Load order
+    bool flaky_fails = true;               // "flaky" fails retryably while set
+    bool reject_load = false;
+};
+
+// put {"id","value"} -> items/id; delete {"id"} -> erased (absent is fine); fail -> refused for good;
+// flaky -> retryable error while probe.flaky_fails; boot -> a long action (60 ms).
+class ItemsDomain final : public Domain {
+public:
+    explicit ItemsDomain(std::shared_ptr<Probe> probe) : probe_(std::move(probe)) {}
+
+    std::string_view name() const override { return "items"; }
+    std::vector<std::string> actions() const override { return {"put", "delete", "fail", "flaky", "boot"}; }
+
+    Status Load(std::string_view table, std::string_view id, std::string_view text) override {
+        probe_->loaded.push_back(std::string(table) + "/" + std::string(id) + "=" + std::string(text));
+        if (probe_->reject_load) {
+            return MakeError(ErrorCode::kInvalidArgument, "unreadable item");
+        }
+        items_[std::string(id)] = std::string(json::parse(text).as_object().at("value").as_string());
+        return Ok();
+    }
+
+    Result<Done> Perform(std::string_view action, std::string_view input, Tx& tx) override {
+        const json::object in = json::parse(input).as_object();
+        const auto field = [&](const char* name) {
+            const auto* v = in.if_contains(name);
+            return v && v->is_string() ? std::string(v->get_string()) : std::string();
+        };
+        if (action == "fail") {
+            return MakeError(ErrorCode::kFailedPrecondition, "refused: no room");
+        }
+        if (action == "flaky" && probe_->flaky_fails) {
+            return MakeError(ErrorCode::kUnavailable, "backend busy");
+        }
+        const std::string id = field("id");
+        if (action != "flaky" && id.empty()) {
+            return MakeError(ErrorCode::kInvalidArgument, "field 'id' is required");
+        }
+        ++probe_->performed[std::string(action)];
+        Done done;
+        if (action == "put" || action == "boot") {
+            items_[id] = field("value");
+            json::object rec{{"value", items_[id]}};
+            tx.Put("items", id, json::serialize(rec));
+            done.output = json::serialize(json::object{{"id", id}, {"value", items_[id]}});
+            if (action == "boot") {
+                done.ready_at_us = WallNowUs() + 60'000;
+            }
+        } else if (action == "delete") {
+            const bool existed = items_.erase(id) > 0;
+            tx.Erase("items", id);
+            done.output = json::serialize(json::object{{"id", id}, {"deleted", existed}});
+        }
+        return done;
+    }
+
+    std::string Inventory() const override {
+        json::array a;
+        for (const auto& [id, value] : items_) {
+            a.push_back(json::object{{"id", id}, {"value", value}});
+        }
+        return json::serialize(json::object{{"items", std::move(a)}});
+    }
+
+    std::optional<http::Response> Get(const http::Request& request) const override {
+        const std::string path = request.Path();
+        if (!path.starts_with("/v1/items/")) {
+            return std::nullopt;
+        }
+        http::Response r;
+        auto it = items_.find(path.substr(10));
+        if (it == items_.end()) {
+            r.status = 404;
+            r.body = R"({"code":"not_found","message":"no such item","retryable":false})";
+        } else {
+            r.body = json::serialize(json::object{{"id", it->first}, {"value", it->second}});
+        }
+        return r;
+    }
+
+    const std::map<std::string, std::string>& items() const { return items_; }
+
+private:
+    std::shared_ptr<Probe> probe_;
+    std::map<std::string, std::string> items_;
+};
+
+// ---- helpers ----
+
+template <typename Pred>
+bool RunUntil(asio::io_context& io, Pred done, Duration limit = 10s) {
+    const auto end = SteadyClock::now() + limit;
+    while (!done() && SteadyClock::now() < end) {
+        if (io.stopped()) {
+            io.restart();
+        }
+        io.run_one_for(10ms);
+    }
+    return done();
+}
+
+void RunFor(asio::io_context& io, Duration d) {
+    asio::steady_timer timer(io, d);
+    bool fired = false;
+    timer.async_wait([&](boost::system::error_code) { fired = true; });
+    RunUntil(io, [&] { return fired; }, d + 5s);
+}
+
+template <typename Pred>
+bool RunUntilTrue(Pred done, Duration limit = 10s) {
+    const auto end = SteadyClock::now() + limit;
+    while (!done() && SteadyClock::now() < end) {
+        std::this_thread::sleep_for(1ms);  // waiting for another thread, not for time to pass
+    }
+    return done();
+}
+
+std::string TempDir() {
+    static int n = 0;
+    auto dir = std::filesystem::temp_directory_path() /
+               ("cogs-kit-test-" + std::to_string(::getpid()) + "-" + std::to_string(++n));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    return dir.string();
+}
+
+json::value Parse(const std::string& s) { return json::parse(s); }
+
+class KitTest : public ::testing::Test {
+protected:
+    void Start(ServiceOptions options = {}) {
+        service_.reset();
+        probe_ = std::make_shared<Probe>();
+        auto domain = std::make_unique<ItemsDomain>(probe_);
+        domain_ = domain.get();
+        auto s = DomainService::Create(io_, std::move(domain), std::move(options));
+        ASSERT_TRUE(s) << s.error().ToString();
+        service_ = std::move(*s);
+    }
+    void SetUp() override { Start(); }
+
+    // Calls the service directly; nullopt when no answer came within `wait`.
+    std::optional<Result<ActionReply>> Call(std::string action, std::string key, std::string input = "{}",
+                                            Duration budget = 2s, Duration wait = 5s) {
+        std::optional<Result<ActionReply>> got;
+        int calls = 0;
+        service_->Handle(std::move(action), std::move(key), std::move(input), SteadyClock::now() + budget,
+                         [&](Result<ActionReply> r) {
+                             ++calls;
+                             got = std::move(r);
+                         });
+        EXPECT_EQ(calls, 0) << "never inline";
+        RunUntil(io_, [&] { return got.has_value(); }, wait);
+        io_.restart();
+        io_.poll();
+        EXPECT_LE(calls, 1);
+        return got;
+    }
+
+    Result<ActionReply> Do(std::string action, std::string key, std::string input = "{}") {
+        auto r = Call(std::move(action), std::move(key), std::move(input));
+        EXPECT_TRUE(r.has_value()) << "no answer";
+        return r.value_or(MakeError(ErrorCode::kInternal, "no answer"));
+    }
+
+    Result<ActionReply> StatusOf(std::string key) {
+        std::optional<Result<ActionReply>> got;
+        service_->Status(std::move(key), [&](Result<ActionReply> r) { got = std::move(r); });
+        EXPECT_TRUE(RunUntil(io_, [&] { return got.has_value(); }));
+        return got.value_or(MakeError(ErrorCode::kInternal, "no answer"));
+    }
+
+    json::array Ledger() { return Parse(service_->LedgerJson()).as_array(); }
+
+    asio::io_context io_;
+    std::shared_ptr<Probe> probe_;
+    ItemsDomain* domain_ = nullptr;
+    std::unique_ptr<DomainService> service_;
+};
+
+// ---- semantics ----
+
+TEST_F(KitTest, SameKeyIsPerformedOnceAndAnsweredTheSame) {
+    auto first = Do("put", "wf1/a/do", R"({"id":"a","value":"1"})");
+    ASSERT_TRUE(first) << first.error().ToString();
+    EXPECT_FALSE(first->accepted);
+    EXPECT_EQ(Parse(first->output), Parse(R"({"id":"a","value":"1"})"));
+    // A re-send, even with a different body, gets the original answer and changes nothing.
+    auto again = Do("put", "wf1/a/do", R"({"id":"a","value":"2"})");
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->output, first->output);
+    EXPECT_EQ(probe_->performed["put"], 1);
+    EXPECT_EQ(domain_->items().at("a"), "1");
+    EXPECT_EQ(service_->stats().duplicates_answered, 1u);
+    auto ledger = Ledger();
+    ASSERT_EQ(ledger.size(), 1u);
+    EXPECT_EQ(ledger[0].at("key").as_string(), "wf1/a/do");
+    EXPECT_EQ(ledger[0].at("kind").as_string(), "do");
+    EXPECT_EQ(ledger[0].at("outcome").as_string(), "applied");
+    EXPECT_EQ(ledger[0].at("output").at("value").as_string(), "1");
+}
+
+TEST_F(KitTest, KeysNeedNotEndInDo) {
+    ASSERT_TRUE(Do("put", "custom-key-1", R"({"id":"a","value":"1"})"));
+    ASSERT_TRUE(Do("put", "custom-key-1", R"({"id":"a","value":"1"})"));
+    EXPECT_EQ(probe_->performed["put"], 1);
+    // Its undo is "<key>/undo".
+    auto undo = Do("delete", "custom-key-1/undo", R"({"id":"a"})");
+    ASSERT_TRUE(undo);
+    EXPECT_TRUE(domain_->items().empty());
+    EXPECT_EQ(Ledger()[1].at("outcome").as_string(), "compensated");
+}
+
+TEST_F(KitTest, UndoAfterDoPerformsTheCompensatingAction) {
+    ASSERT_TRUE(Do("put", "wf1/a/do", R"({"id":"a","value":"1"})"));
+    auto undo = Do("delete", "wf1/a/undo", R"({"id":"a"})");
+    ASSERT_TRUE(undo) << undo.error().ToString();
+    EXPECT_EQ(Parse(undo->output), Parse(R"({"id":"a","deleted":true})"));
+    EXPECT_TRUE(domain_->items().empty());
+    auto again = Do("delete", "wf1/a/undo", R"({"id":"a"})");
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->output, undo->output);
+    EXPECT_EQ(probe_->performed["delete"], 1);
+    auto ledger = Ledger();
+    ASSERT_EQ(ledger.size(), 2u);
+    EXPECT_EQ(ledger[1].at("kind").as_string(), "undo");
+    EXPECT_EQ(ledger[1].at("outcome").as_string(), "compensated");
+    EXPECT_EQ(service_->stats().compensated, 1u);
+}
+
+TEST_F(KitTest, UndoBeforeDoLeavesATombstoneThatRefusesTheLateDo) {
+    auto undo = Do("delete", "wf2/a/undo", R"({"id":"a"})");
+    ASSERT_TRUE(undo) << undo.error().ToString();
+    EXPECT_EQ(Parse(undo->output), Parse(R"({"compensated":false})"));
+    EXPECT_EQ(probe_->performed["delete"], 0) << "nothing to compensate: not performed";
+
+    auto late = Do("put", "wf2/a/do", R"({"id":"a","value":"1"})");
+    ASSERT_FALSE(late);
+    EXPECT_EQ(late.error().code, ErrorCode::kFailedPrecondition);
+    EXPECT_FALSE(late.error().retryable);
+    EXPECT_EQ(late.error().message, "compensated before applied");
+    EXPECT_EQ(probe_->performed["put"], 0);
+    EXPECT_TRUE(domain_->items().empty());
+    auto status = StatusOf("wf2/a/do");
+    ASSERT_FALSE(status);
+    EXPECT_EQ(status.error().code, ErrorCode::kFailedPrecondition);
+    auto ledger = Ledger();
+    ASSERT_EQ(ledger.size(), 1u);
+    EXPECT_EQ(ledger[0].at("outcome").as_string(), "tombstone");
+}
+
+TEST_F(KitTest, UndoOfARefusedDoIsATombstone) {
+    ASSERT_FALSE(Do("fail", "wf1/f/do"));
+    auto undo = Do("delete", "wf1/f/undo", R"({"id":"x"})");
+    ASSERT_TRUE(undo);
+    EXPECT_EQ(Parse(undo->output), Parse(R"({"compensated":false})"));
+    EXPECT_EQ(probe_->performed["delete"], 0);
+}
+
+TEST_F(KitTest, PermanentFaultsAreRecordedForTheKey) {
+    service_->SetFaults(FaultConfig{.permanent_rate = 1.0});
+    auto r = Do("put", "wf1/a/do", R"({"id":"a","value":"1"})");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition);
+    EXPECT_FALSE(r.error().retryable);
+    service_->SetFaults({});
+    auto again = Do("put", "wf1/a/do", R"({"id":"a","value":"1"})");
+    ASSERT_FALSE(again) << "the refusal is the key's answer for good";
+    EXPECT_EQ(again.error().message, r.error().message);
+    EXPECT_EQ(probe_->performed["put"], 0);
+    EXPECT_EQ(Ledger()[0].at("outcome").as_string(), "rejected");
+
+    FaultConfig f;
+    f.fail_actions = {"put"};
+    service_->SetFaults(f);
+    auto listed = Do("put", "wf2/a/do", R"({"id":"a","value":"1"})");
+    ASSERT_FALSE(listed);
+    EXPECT_NE(listed.error().message.find("fail_actions"), std::string::npos);
+    // An undo is never refused by a fault.
+    service_->SetFaults(FaultConfig{.permanent_rate = 1.0});
+    EXPECT_TRUE(Do("delete", "wf2/a/undo", R"({"id":"a"})"));
+}
+
+TEST_F(KitTest, InjectedErrorHangAndLostReply) {
+    service_->SetFaults(FaultConfig{.error_rate = 1.0});
+    auto err = Do("put", "wf1/a/do", R"({"id":"a","value":"1"})");
+    ASSERT_FALSE(err);
+    EXPECT_EQ(err.error().code, ErrorCode::kUnavailable);
+    EXPECT_TRUE(err.error().retryable);
+    EXPECT_EQ(probe_->performed["put"], 0);
+
+    service_->SetFaults(FaultConfig{.hang_rate = 1.0});
+    EXPECT_FALSE(Call("put", "wf1/a/do", R"({"id":"a","value":"1"})", 2s, 100ms).has_value());
+    EXPECT_EQ(probe_->performed["put"], 0);
+
+    service_->SetFaults(FaultConfig{.lost_reply_rate = 1.0});
+    EXPECT_FALSE(Call("put", "wf1/a/do", R"({"id":"a","value":"1"})", 2s, 100ms).has_value());
+    EXPECT_EQ(probe_->performed["put"], 1) << "a lost reply's action is applied";
+    service_->SetFaults({});
+    auto resent = Do("put", "wf1/a/do", R"({"id":"a","value":"1"})");
+    ASSERT_TRUE(resent) << "the re-send learns the outcome";
+    EXPECT_EQ(probe_->performed["put"], 1);
+
+    service_->SetFaults(FaultConfig{.hang_all = true});
+    EXPECT_FALSE(Call("put", "wf1/a/do", "{}", 2s, 100ms).has_value());
+}
+
+TEST_F(KitTest, DomainErrorsRetryableAreNotRecordedDefinitiveAre) {
+    auto busy = Do("flaky", "wf1/x/do");
+    ASSERT_FALSE(busy);
+    EXPECT_EQ(busy.error().code, ErrorCode::kUnavailable);
+    EXPECT_TRUE(busy.error().retryable);
+    EXPECT_TRUE(Ledger().empty());
+    probe_->flaky_fails = false;
+    auto retried = Do("flaky", "wf1/x/do");
+    ASSERT_TRUE(retried) << "the same key is performed on the retry";
+    EXPECT_EQ(probe_->performed["flaky"], 1);
+
+    auto refused = Do("fail", "wf2/x/do");
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, ErrorCode::kFailedPrecondition);
+    EXPECT_EQ(refused.error().message, "refused: no room");
+    auto again = Do("fail", "wf2/x/do");
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().message, "refused: no room");
+    EXPECT_EQ(service_->stats().duplicates_answered, 1u);
+    auto bad = Do("put", "wf3/x/do", R"({"value":"1"})");
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_EQ(bad.error().message, "field 'id' is required");
+    auto ledger = Ledger();
+    ASSERT_EQ(ledger.size(), 3u);
+    EXPECT_EQ(ledger[1].at("outcome").as_string(), "rejected");
+    EXPECT_EQ(ledger[1].at("error").as_string(), "refused: no room");
+    EXPECT_EQ(ledger[2].at("code").as_string(), "invalid_argument");
+}
+
+TEST_F(KitTest, LongActionIsAcceptedThenDone) {
+    auto r = Do("boot", "wf1/b/do", R"({"id":"vm1","value":"on"})");
+    ASSERT_TRUE(r) << r.error().ToString();
+    EXPECT_TRUE(r->accepted);
+    auto running = StatusOf("wf1/b/do");
+    ASSERT_TRUE(running);
+    EXPECT_TRUE(running->accepted);
+    RunFor(io_, 80ms);
+    auto done = StatusOf("wf1/b/do");
+    ASSERT_TRUE(done) << done.error().ToString();
+    EXPECT_FALSE(done->accepted);
+    EXPECT_EQ(Parse(done->output), Parse(R"({"id":"vm1","value":"on"})"));
+    auto missing = StatusOf("nope/b/do");
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+
+    // FaultConfig.long_actions makes any action long.
+    FaultConfig f;
+    f.long_actions = {"put"};
+    f.accept_duration = 50ms;
+    service_->SetFaults(f);
+    auto put = Do("put", "wf2/p/do", R"({"id":"p","value":"1"})");
+    ASSERT_TRUE(put);
+    EXPECT_TRUE(put->accepted);
+    RunFor(io_, 70ms);
+    auto put_done = StatusOf("wf2/p/do");
+    ASSERT_TRUE(put_done);
+    EXPECT_FALSE(put_done->accepted);
+}
+
+TEST_F(KitTest, UnknownActionBadInputAndExpiredDeadline) {
+    auto unknown = Do("explode", "wf1/x/do");
+    ASSERT_FALSE(unknown);
+    EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+    EXPECT_FALSE(unknown.error().retryable);
+    auto not_object = Do("put", "wf1/y/do", "[1,2]");
+    ASSERT_FALSE(not_object);
+    EXPECT_EQ(not_object.error().code, ErrorCode::kInvalidArgument);
+    auto expired = Call("put", "wf1/z/do", R"({"id":"z","value":"1"})", -1ms);
+    ASSERT_TRUE(expired.has_value());
+    ASSERT_FALSE(*expired);
+    EXPECT_EQ(expired->error().code, ErrorCode::kDeadlineExceeded);
+    EXPECT_TRUE(Ledger().empty());
+    EXPECT_TRUE(probe_->performed.empty());
+}
+
+TEST_F(KitTest, LatencyDelaysTheAnswer) {
+    service_->SetFaults(FaultConfig{.latency = 60ms});
+    const auto start = SteadyClock::now();
+    ASSERT_TRUE(Do("put", "wf1/a/do", R"({"id":"a","value":"1"})"));
+    EXPECT_GE(SteadyClock::now() - start, 60ms);
+}
+
+// ---- durability ----
+
+TEST_F(KitTest, RestartReloadsLedgerAndRecords) {
+    const std::string dir = TempDir();
+    ServiceOptions options;
+    options.state_path = dir + "/items.db";
+    Start(options);
+    ASSERT_TRUE(Do("put", "wf1/a/do", R"({"id":"a","value":"1"})"));
+    ASSERT_TRUE(Do("put", "wf1/b/do", R"({"id":"b","value":"2"})"));
+    ASSERT_TRUE(Do("delete", "wf1/b/undo", R"({"id":"b"})"));
+    ASSERT_TRUE(Do("delete", "wf9/c/undo", R"({"id":"c"})"));  // a tombstone
+    ASSERT_FALSE(Do("fail", "wf1/f/do"));
+    EXPECT_FALSE(Do("flaky", "wf1/x/do"));  // retryable: not kept
+    const std::string ledger_before = service_->LedgerJson();
+
+    Start(options);  // a new process on the same file
+    EXPECT_EQ(probe_->loaded, std::vector<std::string>{R"(items/a={"value":"1"})"});
+    EXPECT_EQ(domain_->items().size(), 1u);
+    EXPECT_EQ(service_->LedgerJson(), ledger_before);
+    auto resent = Do("put", "wf1/a/do", R"({"id":"a","value":"1"})");
+    ASSERT_TRUE(resent);
+    EXPECT_EQ(Parse(resent->output), Parse(R"({"id":"a","value":"1"})"));
+    EXPECT_TRUE(probe_->performed.empty()) << "answered from the ledger, not performed again";
+    auto late = Do("put", "wf9/c/do", R"({"id":"c","value":"3"})");
+    ASSERT_FALSE(late);
+    EXPECT_EQ(late.error().message, "compensated before applied");
+    auto refused = Do("fail", "wf1/f/do");
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().message, "refused: no room");
+    // New entries continue the sequence.
+    ASSERT_TRUE(Do("put", "wf2/d/do", R"({"id":"d","value":"4"})"));
+    EXPECT_EQ(Ledger().back().at("seq").to_number<int64_t>(), 6);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_F(KitTest, OneTurnIsOneCommit) {
+    const std::string dir = TempDir();
+    ServiceOptions options;
+    options.state_path = dir + "/items.db";
+    Start(options);
+    int answered = 0;
+    for (int i = 0; i < 50; ++i) {
+        const std::string id = std::to_string(i);
+        service_->Handle("put", "wf/" + id + "/do", R"({"id":")" + id + R"(","value":"v"})",
+                         SteadyClock::now() + 5s, [&](Result<ActionReply> r) { answered += r ? 1 : 0; });
+    }
+    EXPECT_TRUE(RunUntil(io_, [&] { return answered == 50; }));
+    EXPECT_EQ(service_->stats().commits, 1u);
+    Start(options);
+    EXPECT_EQ(probe_->loaded.size(), 50u);
+    EXPECT_EQ(service_->ledger_size(), 50u);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_F(KitTest, LoadErrorFailsCreate) {
+    const std::string dir = TempDir();
+    ServiceOptions options;
+    options.state_path = dir + "/items.db";
+    Start(options);
+    ASSERT_TRUE(Do("put", "wf1/a/do", R"({"id":"a","value":"1"})"));
+    service_.reset();
+    auto probe = std::make_shared<Probe>();
+    probe->reject_load = true;
+    auto s = DomainService::Create(io_, std::make_unique<ItemsDomain>(probe), options);
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.error().message.find("items/a"), std::string::npos) << s.error().message;
+    EXPECT_NE(s.error().message.find("unreadable item"), std::string::npos);
+    std::filesystem::remove_all(dir);
+}
+
+// ---- over HTTP ----
+
+class KitHttpTest : public KitTest {
+protected:
+    void Serve(std::string token_sha256 = "", std::string client_token = "") {
+        auto server = http::StartServer(io_, http::ServerOptions{}, MakeActionHttpHandler(*service_, token_sha256));
+        ASSERT_TRUE(server) << server.error().ToString();
+        server_ = std::move(*server);
+        client_ = MakeHttpServiceClient(io_, "127.0.0.1", server_->port(), "items", 8, client_token);
+        raw_ = http::MakeClient(io_, http::ClientOptions{"127.0.0.1", server_->port(), 4});
+    }
+    void TearDown() override {
+        client_.reset();
+        raw_.reset();
+        if (server_) {
+            server_->Stop();
+        }
+        io_.restart();
+        io_.poll();
+    }
+
+    http::Response Raw(std::string method, std::string target, std::string body = "",
+                       std::vector<std::pair<std::string, std::string>> headers = {}) {
+        http::Request req;
+        req.method = std::move(method);
+        req.target = std::move(target);
+        req.body = std::move(body);
+        req.headers = std::move(headers);
+        std::optional<Result<http::Response>> got;
+        raw_->Send(req, SteadyClock::now() + 5s, [&](Result<http::Response> r) { got = std::move(r); });
+        EXPECT_TRUE(RunUntil(io_, [&] { return got.has_value(); }));
+        EXPECT_TRUE(got && *got);
+        return got && *got ? **got : http::Response{};
+    }
+
+    Result<ActionReply> Invoke(std::string action, std::string key, std::string input = "{}") {
+        ActionCall c;
+        c.service = "items";
+        c.action = std::move(action);
+        c.idempotency_key = std::move(key);
+        c.input = std::move(input);
+        c.deadline = SteadyClock::now() + 2s;
+        std::optional<Result<ActionReply>> got;
+        client_->Invoke(std::move(c), [&](Result<ActionReply> r) { got = std::move(r); });
+        EXPECT_TRUE(RunUntil(io_, [&] { return got.has_value(); }));
+        return got.value_or(MakeError(ErrorCode::kInternal, "no answer"));
+    }
+
+    std::unique_ptr<http::Server> server_;
+    std::shared_ptr<workflow::ServiceClient> client_;
+    std::unique_ptr<http::Client> raw_;
+};
+
+TEST_F(KitHttpTest, ActionsOverHttp) {
+    Serve();
+    auto first = Invoke("put", "wf1/a/do", R"({"id":"a","value":"1"})");
+    ASSERT_TRUE(first) << first.error().ToString();
+    auto again = Invoke("put", "wf1/a/do", R"({"id":"a","value":"1"})");
+    ASSERT_TRUE(again);
+    EXPECT_EQ(Parse(again->output), Parse(first->output));
+    EXPECT_EQ(probe_->performed["put"], 1);
+
+    auto unknown = Raw("POST", "/v1/actions/explode", "{}", {{"idempotency-key", "wf1/x/do"}});
+    EXPECT_EQ(unknown.status, 404);
+    EXPECT_EQ(Parse(unknown.body).at("code").as_string(), "not_found");
+    EXPECT_EQ(Raw("POST", "/v1/actions/put", "{not json", {{"idempotency-key", "wf1/y/do"}}).status, 400);
+    EXPECT_EQ(Raw("POST", "/v1/actions/put", "[1]", {{"idempotency-key", "wf1/y/do"}}).status, 400);
+    EXPECT_EQ(Raw("POST", "/v1/actions/put", "{}").status, 400) << "no Idempotency-Key";
+
+    auto late = Raw("POST", "/v1/actions/delete", R"({"id":"q"})", {{"idempotency-key", "wf2/q/undo"}});
+    EXPECT_EQ(late.status, 200);
+    auto refused = Invoke("put", "wf2/q/do", R"({"id":"q","value":"1"})");
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, ErrorCode::kFailedPrecondition);
+    EXPECT_FALSE(refused.error().retryable);
+
+    auto status = Raw("GET", "/v1/actions/status?key=" + http::UrlEncode("wf1/a/do"));
+    EXPECT_EQ(status.status, 200);
+    EXPECT_EQ(Parse(status.body).at("output").at("id").as_string(), "a");
+
+    auto ledger = Parse(Raw("GET", "/v1/ledger").body).as_array();
+    ASSERT_EQ(ledger.size(), 2u);
+    EXPECT_EQ(ledger[1].at("outcome").as_string(), "tombstone");
+    auto stats = Parse(Raw("GET", "/v1/stats").body);
+    EXPECT_EQ(stats.at("performed").to_number<int64_t>(), 1);
+    EXPECT_EQ(stats.at("service").as_string(), "items");
+}
+
+TEST_F(KitHttpTest, InventoryAndDomainRoutes) {
+    Serve();
+    ASSERT_TRUE(Invoke("put", "wf1/a/do", R"({"id":"a","value":"1"})"));
+    ASSERT_TRUE(Invoke("put", "wf1/b/do", R"({"id":"b","value":"2"})"));
+    ASSERT_TRUE(Invoke("delete", "wf1/b/undo", R"({"id":"b"})"));
+    auto inventory = Raw("GET", "/v1/inventory");
+    ASSERT_EQ(inventory.status, 200);
+    EXPECT_EQ(Parse(inventory.body), Parse(R"({"items":[{"id":"a","value":"1"}]})"));
+    auto item = Raw("GET", "/v1/items/a");
+    EXPECT_EQ(item.status, 200);
+    EXPECT_EQ(Parse(item.body).at("value").as_string(), "1");
+    EXPECT_EQ(Raw("GET", "/v1/items/b").status, 404);
+    EXPECT_EQ(Raw("GET", "/v1/nothing").status, 404);
+    EXPECT_EQ(Raw("DELETE", "/v1/inventory").status, 404);
+}
+
+TEST_F(KitHttpTest, FaultsOverHttp) {
+    Serve();
+    ASSERT_EQ(Raw("PUT", "/v1/faults", R"({"error_rate":1})").status, 200);
+    EXPECT_DOUBLE_EQ(service_->faults().error_rate, 1.0);
+    auto r = Invoke("put", "wf1/a/do", R"({"id":"a","value":"1"})");
+    ASSERT_FALSE(r);
+    EXPECT_TRUE(r.error().retryable);
+    auto bad = Raw("PUT", "/v1/faults", R"({"typo":1})");
+    EXPECT_EQ(bad.status, 400);
+    EXPECT_NE(bad.body.find("typo"), std::string::npos);
+    EXPECT_DOUBLE_EQ(service_->faults().error_rate, 1.0) << "a rejected PUT changes nothing";
+    ASSERT_EQ(Raw("PUT", "/v1/faults", "{}").status, 200);
+    EXPECT_EQ(Parse(Raw("GET", "/v1/faults").body).at("error_rate").to_number<double>(), 0.0);
+    EXPECT_TRUE(Invoke("put", "wf1/a/do", R"({"id":"a","value":"1"})"));
+}
+
+TEST_F(KitHttpTest, TokenRequiredEverywhereButHealthz) {
+    const std::string token = RandomHex(16);
+    Serve(Sha256Hex(token), token);
+    auto none = Raw("GET", "/v1/inventory");
+    EXPECT_EQ(none.status, 401);
+    EXPECT_EQ(Parse(none.body).at("code").as_string(), "unauthenticated");
+    EXPECT_EQ(Raw("GET", "/v1/inventory", "", {{"authorization", "Bearer wrong"}}).status, 401);
+    EXPECT_EQ(Raw("GET", "/v1/inventory", "", {{"authorization", token}}).status, 401) << "no Bearer scheme";
+    EXPECT_EQ(Raw("POST", "/v1/actions/put", R"({"id":"a","value":"1"})", {{"idempotency-key", "wf0/a/do"}}).status,
+              401);
+    EXPECT_EQ(Raw("PUT", "/v1/faults", "{}").status, 401);
+    EXPECT_EQ(Raw("GET", "/v1/inventory", "", {{"authorization", "Bearer " + token}}).status, 200);
+    EXPECT_EQ(Raw("GET", "/healthz").status, 200);
+    EXPECT_TRUE(probe_->performed.empty());
+
+    auto ok = Invoke("put", "wf1/a/do", R"({"id":"a","value":"1"})");
+    ASSERT_TRUE(ok) << ok.error().ToString();
+    auto wrong = MakeHttpServiceClient(io_, "127.0.0.1", server_->port(), "items", 2, "not-the-token");
+    ActionCall c;
+    c.action = "put";
+    c.idempotency_key = "wf2/a/do";
+    c.input = R"({"id":"b","value":"1"})";
+    c.deadline = SteadyClock::now() + 2s;
+    std::optional<Result<ActionReply>> got;
+    wrong->Invoke(c, [&](Result<ActionReply> r) { got = std::move(r); });
+    ASSERT_TRUE(RunUntil(io_, [&] { return got.has_value(); }));
+    ASSERT_FALSE(*got);
+    EXPECT_EQ(got->error().code, ErrorCode::kUnauthenticated);
+    EXPECT_FALSE(got->error().retryable);
+    EXPECT_EQ(probe_->performed["put"], 1);
+}
+
+// ---- faults, flags, serve helpers ----
+
+TEST(FaultConfigJson, RoundTripsAndNamesBadFields) {
+    auto f = ParseFaultConfig(
+        R"({"error_rate":0.1,"hang_rate":0.2,"latency_ms":5,"fail_actions":["boot"],"hang_all":true,"accept_duration_ms":250})");
+    ASSERT_TRUE(f) << f.error().ToString();
+    EXPECT_DOUBLE_EQ(f->error_rate, 0.1);
+    EXPECT_EQ(f->latency, 5ms);
+    EXPECT_EQ(f->accept_duration, 250ms);
+    EXPECT_EQ(f->fail_actions, std::vector<std::string>{"boot"});
+    EXPECT_TRUE(f->hang_all);
+    auto again = ParseFaultConfig(ToJson(*f));
+    ASSERT_TRUE(again);
+    EXPECT_EQ(ToJson(*again), ToJson(*f));
+
+    auto unknown = ParseFaultConfig(R"({"eror_rate":0.1})");
+    ASSERT_FALSE(unknown);
+    EXPECT_EQ(unknown.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(unknown.error().message.find("eror_rate"), std::string::npos);
+    auto bad = ParseFaultConfig(R"({"hang_rate":"lots"})");
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().message.find("hang_rate"), std::string::npos);
+    EXPECT_FALSE(ParseFaultConfig(R"({"error_rate":2})"));
+}
+
+TEST(FaultRoller, OneDrawInTheDocumentedOrder) {
+    FaultRoller roller(1);
+    EXPECT_EQ(roller.Roll(FaultConfig{.error_rate = 1}, "a", CallKind::kDo), Fault::kError);
+    EXPECT_EQ(roller.Roll(FaultConfig{.hang_rate = 1}, "a", CallKind::kDo), Fault::kHang);
+    EXPECT_EQ(roller.Roll(FaultConfig{.permanent_rate = 1}, "a", CallKind::kDo), Fault::kPermanent);
+    EXPECT_EQ(roller.Roll(FaultConfig{.permanent_rate = 1}, "a", CallKind::kUndo), Fault::kNone);
+    EXPECT_EQ(roller.Roll(FaultConfig{.lost_reply_rate = 1}, "a", CallKind::kUndo), Fault::kLostReply);
+    EXPECT_EQ(roller.Roll(FaultConfig{.error_rate = 1, .hang_rate = 1}, "a", CallKind::kDo), Fault::kError);
+    FaultConfig f;
+    f.fail_actions = {"a"};
+    EXPECT_EQ(roller.Roll(f, "a", CallKind::kDo), Fault::kPermanent);
+    EXPECT_EQ(roller.Roll(f, "b", CallKind::kDo), Fault::kNone);
+    // The same seed replays the same faults.
+    FaultRoller x(7), y(7);
+    const FaultConfig half{.error_rate = 0.5};
+    for (int i = 0; i < 100; ++i) {
+        EXPECT_EQ(x.Roll(half, "a", CallKind::kDo), y.Roll(half, "a", CallKind::kDo));
+    }
+}
+
+TEST(ServeFlags, ParseIntoServeOptions) {
+    CLI::App app;
+    ServeOptions o;
+    AddServeFlags(app, o);
+    app.parse(
+        "--listen 127.0.0.1:8080 --port-file /p --state /s.db --seed 9 --token-file /t --error-rate 0.04 "
+        "--permanent-rate 0.03 --hang-rate 0.02 --lost-reply-rate 0.01 --latency-ms 2.5 --fail-action x "
+        "--fail-action y --long-action boot --accept-ms 250 --hang-all --log-level debug --max-body-bytes 4096",
+        false);
+    EXPECT_EQ(o.listen, "127.0.0.1:8080");
+    EXPECT_EQ(o.port_file, "/p");
+    EXPECT_EQ(o.service.state_path, "/s.db");
+    EXPECT_EQ(o.service.seed, 9u);
+    EXPECT_EQ(o.token_file, "/t");
+    EXPECT_EQ(o.log_level, "debug");
+    EXPECT_EQ(o.max_body_bytes, 4096u);
+    const FaultConfig& f = o.service.faults;
+    EXPECT_DOUBLE_EQ(f.error_rate, 0.04);
+    EXPECT_DOUBLE_EQ(f.permanent_rate, 0.03);
+    EXPECT_DOUBLE_EQ(f.hang_rate, 0.02);
+    EXPECT_DOUBLE_EQ(f.lost_reply_rate, 0.01);
+    EXPECT_EQ(f.latency, 2500us);
+    EXPECT_EQ(f.fail_actions, (std::vector<std::string>{"x", "y"}));
+    EXPECT_EQ(f.long_actions, std::vector<std::string>{"boot"});
+    EXPECT_EQ(f.accept_duration, 250ms);
+    EXPECT_TRUE(f.hang_all);
+
+    CLI::App bad;
+    ServeOptions b;
+    AddServeFlags(bad, b);
+    EXPECT_THROW(bad.parse("--error-rate 2", false), CLI::ValidationError);
+}
+
+TEST(ServeHelpers, ListenPortFileToken) {
+    auto l = ParseListen("127.0.0.1:0");
+    ASSERT_TRUE(l);
+    EXPECT_EQ(l->first, "127.0.0.1");
+    EXPECT_EQ(l->second, 0);
+    auto v6 = ParseListen("[::1]:8080");
+    ASSERT_TRUE(v6);
+    EXPECT_EQ(v6->first, "::1");
+    EXPECT_EQ(v6->second, 8080);
+    EXPECT_FALSE(ParseListen("localhost"));
+    EXPECT_FALSE(ParseListen("h:70000"));
+    EXPECT_FALSE(ParseListen("h:-1"));
+    EXPECT_FALSE(ParseListen(":80"));
+
+    const std::string dir = TempDir();
+    ASSERT_TRUE(WritePortFile(dir + "/port", 4242));
+    std::ifstream in(dir + "/port");
+    int port = 0;
+    in >> port;
+    EXPECT_EQ(port, 4242);
+    EXPECT_FALSE(std::filesystem::exists(dir + "/port.tmp"));
+
+    std::ofstream(dir + "/token") << "  s3cret\n";
+    auto token = runtime::ReadTokenFile(dir + "/token");
+    ASSERT_TRUE(token);
+    EXPECT_EQ(*token, "s3cret");
+    std::ofstream(dir + "/empty") << "\n";
+    EXPECT_FALSE(runtime::ReadTokenFile(dir + "/empty"));
+    EXPECT_FALSE(runtime::ReadTokenFile(dir + "/missing"));
+    std::filesystem::remove_all(dir);
+}
+
+TEST(Serve, ServesUntilSigtermThenKeepsItsState) {
+    const std::string dir = TempDir();
+    const std::string token = RandomHex(16);
+    std::ofstream(dir + "/token") << token << "\n";
+    ServeOptions options;
+    options.port_file = dir + "/port";
+    options.service.state_path = dir + "/items.db";
+    options.token_file = dir + "/token";
+    options.log_level = "warn";
+
+    auto probe = std::make_shared<Probe>();
+    std::atomic<int> listening_port{-1};
+    int rc = -1;
+    std::thread server([&] {
+        rc = Serve(options, std::make_unique<ItemsDomain>(probe),
+                   [&](asio::io_context&, uint16_t port) { listening_port = port; });
+    });
+    ASSERT_TRUE(RunUntilTrue([&] { return listening_port >= 0; }));
+    std::ifstream in(options.port_file);
+    int port = 0;
+    in >> port;
+    EXPECT_EQ(port, listening_port.load()) << "the port file is written before on_listening";
+
+    asio::io_context io;
+    auto client = MakeHttpServiceClient(io, "127.0.0.1", static_cast<uint16_t>(port), "items", 2, token);
+    ActionCall c;
+    c.action = "put";
+    c.idempotency_key = "wf1/a/do";
+    c.input = R"({"id":"a","value":"1"})";
+    c.deadline = SteadyClock::now() + 5s;
+    std::optional<Result<ActionReply>> got;
+    client->Invoke(c, [&](Result<ActionReply> r) { got = std::move(r); });
+    ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+    ASSERT_TRUE(*got) << got->error().ToString();
+
+    ::kill(::getpid(), SIGTERM);
+    server.join();
+    EXPECT_EQ(rc, 0);
+    EXPECT_EQ(probe->performed["put"], 1);
+
+    // A second life on the same state: the item is loaded, the key answered from the ledger.
+    boost::asio::io_context io2;
+    auto probe2 = std::make_shared<Probe>();
+    ServiceOptions so;
+    so.state_path = options.service.state_path;
+    auto service = DomainService::Create(io2, std::make_unique<ItemsDomain>(probe2), so);
+    ASSERT_TRUE(service) << service.error().ToString();
+    EXPECT_EQ(probe2->loaded, std::vector<std::string>{R"(items/a={"value":"1"})"});
+    EXPECT_EQ((*service)->ledger_size(), 1u);
+    std::filesystem::remove_all(dir);
+}
+
+TEST(Serve, StartUpFailuresAreReportedNotServed) {
+    const std::string dir = TempDir();
+    ServeOptions bad_listen;
+    bad_listen.listen = "nowhere";
+    bad_listen.log_level = "off";
+    EXPECT_NE(Serve(bad_listen, std::make_unique<ItemsDomain>(std::make_shared<Probe>())), 0);
+    ServeOptions bad_token;
+    bad_token.token_file = dir + "/missing";
+    bad_token.log_level = "off";
+    EXPECT_NE(Serve(bad_token, std::make_unique<ItemsDomain>(std::make_shared<Probe>())), 0);
+    ServeOptions bad_state;
+    bad_state.service.state_path = dir + "/no/such/dir/items.db";
+    bad_state.log_level = "off";
+    EXPECT_NE(Serve(bad_state, std::make_unique<ItemsDomain>(std::make_shared<Probe>())), 0);
+    std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace cogs::services::kit

@@ -1,0 +1,126 @@
+#include "cogs/services/kit/serve.h"
+
+#include "cogs/runtime/files.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "cogs/base/secret.h"
+#include "cogs/http/server.h"
+#include "cogs/services/kit/protocol.h"
+
+namespace cogs::services::kit {
+
+Result<std::pair<std::string, uint16_t>> ParseListen(const std::string& listen) {
+    const auto bad = [&] { return MakeError(ErrorCode::kInvalidArgument, "--listen must be HOST:PORT, got '" + listen + "'"); };
+    const auto colon = listen.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == listen.size()) {
+        return bad();
+    }
+    std::string host = listen.substr(0, colon);
+    const std::string port_text = listen.substr(colon + 1);
+    if (port_text.size() > 5 || port_text.find_first_not_of("0123456789") != std::string::npos) {
+        return bad();
+    }
+    const unsigned long port = std::stoul(port_text);
+    if (port > 65535) {
+        return bad();
+    }
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    }
+    return std::pair{std::move(host), static_cast<uint16_t>(port)};
+}
+
+Status WritePortFile(const std::string& path, uint16_t port) {
+    return runtime::WriteFileAtomic(path, std::to_string(port) + "\n");
+}
+
+int Serve(const ServeOptions& options, std::unique_ptr<Domain> domain,
+          std::function<void(boost::asio::io_context&, uint16_t port)> on_listening) {
+    const auto level = spdlog::level::from_str(options.log_level);
+    if (level == spdlog::level::off && options.log_level != "off") {
+        spdlog::critical("--log-level must be trace, debug, info, warn, error or off, got '{}'", options.log_level);
+        return 2;
+    }
+    spdlog::set_level(level);
+    if (!domain) {
+        spdlog::critical("no domain to serve");
+        return 1;
+    }
+    const std::string name = "cogs-" + std::string(domain->name());
+
+    auto listen = ParseListen(options.listen);
+    if (!listen) {
+        spdlog::critical("{}: {}", name, listen.error().message);
+        return 2;
+    }
+    std::string token_sha256;
+    if (!options.token_file.empty()) {
+        auto token = runtime::ReadTokenFile(options.token_file);
+        if (!token) {
+            spdlog::critical("{}: {}", name, token.error().message);
+            return 2;
+        }
+        token_sha256 = Sha256Hex(*token);
+    }
+
+    // Declared first, destroyed last: everything below holds handlers or timers on it.
+    boost::asio::io_context io(1);
+    auto service = DomainService::Create(io, std::move(domain), options.service);
+    if (!service) {
+        spdlog::critical("{}: cannot open state {}: {}", name,
+                         options.service.state_path.empty() ? "(in memory)" : options.service.state_path,
+                         service.error().ToString());
+        return 1;
+    }
+    http::ServerOptions server_options;
+    server_options.host = listen->first;
+    server_options.port = listen->second;
+    server_options.max_body_bytes = options.max_body_bytes;
+    auto server = http::StartServer(io, server_options, MakeActionHttpHandler(**service, token_sha256));
+    if (!server) {
+        spdlog::critical("{}: cannot listen on {}: {}", name, options.listen, server.error().ToString());
+        return 1;
+    }
+    const uint16_t port = (*server)->port();
+    if (!options.port_file.empty()) {
+        if (auto s = WritePortFile(options.port_file, port); !s) {
+            spdlog::critical("{}: {}", name, s.error().message);
+            return 1;
+        }
+    }
+    spdlog::info("{} listening on {}:{} (state: {}, {} ledger entries; auth: {}; faults: {})", name,
+                 server_options.host, port,
+                 options.service.state_path.empty() ? "in memory" : options.service.state_path,
+                 (*service)->ledger_size(), token_sha256.empty() ? "none" : "bearer token",
+                 ToJson(options.service.faults));
+
+    // Destroyed before `io`: what the hook keeps in its captures may own timers and clients on it.
+    auto hook = std::move(on_listening);
+    if (hook) {
+        hook(io, port);
+    }
+
+    boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+    signals.async_wait([&](boost::system::error_code ec, int signo) {
+        if (ec) {
+            return;
+        }
+        spdlog::info("{}: signal {}, stopping", name, signo);
+        (*server)->Stop();
+        // After the handlers Stop() and the last group commit posted, so both run before the loop ends.
+        boost::asio::post(io, [&io] { io.stop(); });
+    });
+    io.run();
+    spdlog::info("{}: stopped: {}", name, (*service)->StatsJson());
+    return 0;
+}
+
+}  // namespace cogs::services::kit

@@ -1,0 +1,45 @@
+// Serve: the whole life of a micro-service process around a Domain — open its state, listen, serve
+// the protocol until SIGTERM/SIGINT, stop. The mains of cogs-network, cogs-volume and cogs-compute
+// are a flag parser (flags.h) and one call to Serve.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "cogs/services/kit/domain.h"
+#include "cogs/services/kit/service.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace cogs::services::kit {
+
+struct ServeOptions {
+    std::string listen = "127.0.0.1:0";  // HOST:PORT ([v6]:PORT); port 0: any free port
+    std::string port_file;               // the bound port is written here (atomically) once listening
+    ServiceOptions service;              // state file, faults, seed
+    std::string token_file;              // file holding the bearer token callers must present; empty: none
+    std::string log_level = "info";      // trace, debug, info, warn, error
+    size_t max_body_bytes = 1 << 20;
+};
+
+// Opens the DomainService (ServiceOptions), listens on `listen`, writes the port file, calls
+// `on_listening(io, port)` on the io thread (e.g. to start registering with the control plane; it
+// may start timers and clients on `io`), and serves until SIGTERM or SIGINT; then stops the server,
+// lets the last commit finish and returns 0. On a start-up failure (bad --listen, unreadable token
+// file, state that cannot be opened or loaded, port in use) it logs a clear message and returns
+// non-zero without serving. The token file's content (surrounding whitespace trimmed) is the token;
+// only its SHA-256 is kept. Runs the io_context on the calling thread.
+int Serve(const ServeOptions& options, std::unique_ptr<Domain> domain,
+          std::function<void(boost::asio::io_context&, uint16_t port)> on_listening = {});
+
+// Helpers shared with cogs-sim: parse "HOST:PORT" (brackets around an IPv6 host are removed), write
+// the port file atomically (write a temporary, rename), read a token file (trimmed, non-empty).
+Result<std::pair<std::string, uint16_t>> ParseListen(const std::string& listen);
+Status WritePortFile(const std::string& path, uint16_t port);
+
+}  // namespace cogs::services::kit

@@ -1,0 +1,560 @@
+#include "cogs/services/kit/service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json.hpp>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "cogs/base/check.h"
+#include "cogs/services/kit/internal/state_db.h"
+
+namespace cogs::services::kit {
+namespace {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using workflow::ActionReply;
+
+constexpr std::string_view kDoSuffix = "/do";
+constexpr std::string_view kUndoSuffix = "/undo";
+
+enum class Outcome { kApplied, kRejected, kCompensated, kTombstone };
+
+std::string_view ToString(Outcome o) {
+    switch (o) {
+        case Outcome::kApplied:
+            return "applied";
+        case Outcome::kRejected:
+            return "rejected";
+        case Outcome::kCompensated:
+            return "compensated";
+        case Outcome::kTombstone:
+            return "tombstone";
+    }
+    return "applied";
+}
+
+Outcome OutcomeFrom(std::string_view s) {
+    return s == "rejected" ? Outcome::kRejected
+           : s == "compensated" ? Outcome::kCompensated
+           : s == "tombstone"   ? Outcome::kTombstone
+                                : Outcome::kApplied;
+}
+
+bool EndsWith(std::string_view s, std::string_view suffix) {
+    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// "<base>/do" and a bare "<base>" share the base; see service.h.
+std::string_view BaseOfDo(std::string_view key) {
+    return EndsWith(key, kDoSuffix) ? key.substr(0, key.size() - kDoSuffix.size()) : key;
+}
+
+// The client decides retries from the HTTP status alone, so the status must agree with what the
+// service knows: a refusal kept for the key must not look retryable (a 429 for "subnet exhausted"
+// would be retried forever), and an error not kept must not look definitive.
+bool StatusRetryable(ErrorCode code) {
+    const int status = HttpStatus(code);
+    return status >= 500 || status == 429 || status == 408;
+}
+
+Error Definitive(Error e) {
+    if (StatusRetryable(e.code)) {
+        return Error(ErrorCode::kFailedPrecondition, std::string(ToString(e.code)) + ": " + e.message, false);
+    }
+    e.retryable = false;
+    return e;
+}
+
+Error Retryable(Error e) {
+    if (!StatusRetryable(e.code)) {
+        return Error(ErrorCode::kUnavailable, std::string(ToString(e.code)) + ": " + e.message, true);
+    }
+    e.retryable = true;
+    return e;
+}
+
+std::optional<ErrorCode> ParseCode(std::string_view s) {
+    for (int i = 0; i <= static_cast<int>(ErrorCode::kInternal); ++i) {
+        auto code = static_cast<ErrorCode>(i);
+        if (ToString(code) == s) {
+            return code;
+        }
+    }
+    return std::nullopt;
+}
+
+int64_t ToMicros(Duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
+
+struct Entry {
+    uint64_t seq = 0;
+    std::string action;
+    CallKind kind = CallKind::kDo;
+    Outcome outcome = Outcome::kApplied;
+    std::string output;  // JSON text, or the refusal message (kRejected)
+    ErrorCode code = ErrorCode::kFailedPrecondition;  // kRejected
+    int64_t at_us = 0;
+    int64_t done_at_us = 0;
+};
+
+}  // namespace
+
+class DomainService::Impl : public std::enable_shared_from_this<DomainService::Impl> {
+public:
+    Impl(asio::io_context& io, std::unique_ptr<Domain> domain, ServiceOptions options)
+        : io_(io), domain_(std::move(domain)), faults_(std::move(options.faults)), roller_(options.seed) {
+        for (auto& a : domain_->actions()) {
+            actions_.insert(std::move(a));
+        }
+    }
+
+    ~Impl() {
+        // What was made in the last turn is kept even though its answers never leave (a re-send
+        // gets them from the ledger).
+        if (db_ && (!rows_.empty() || !writes_.empty())) {
+            if (auto s = db_->Write(rows_, writes_); !s) {
+                spdlog::error("{}: last state write at shutdown failed: {}", domain_->name(), s.error().ToString());
+            }
+        }
+    }
+
+    cogs::Status Open(const std::string& path) {
+        if (path.empty()) {
+            return Ok();
+        }
+        auto db = internal::StateDb::Open(path);
+        if (!db) {
+            return MakeError(db.error());
+        }
+        db_ = std::move(*db);
+        auto rows = db_->LoadLedger();
+        if (!rows) {
+            return MakeError(rows.error());
+        }
+        for (auto& r : *rows) {
+            Entry e;
+            e.seq = r.seq;
+            e.action = std::move(r.action);
+            e.kind = r.kind == "undo" ? CallKind::kUndo : CallKind::kDo;
+            e.outcome = OutcomeFrom(r.outcome);
+            e.output = std::move(r.output);
+            e.code = ParseCode(r.code).value_or(ErrorCode::kFailedPrecondition);
+            e.at_us = r.at_us;
+            e.done_at_us = r.done_at_us;
+            next_seq_ = std::max(next_seq_, e.seq + 1);
+            ledger_.emplace(std::move(r.key), std::move(e));
+        }
+        return db_->ForEachRecord(
+            [this](std::string_view table, std::string_view id, std::string_view text) -> cogs::Status {
+                if (auto s = domain_->Load(table, id, text); !s) {
+                    Error e = s.error();
+                    e.message = "loading record " + std::string(table) + "/" + std::string(id) + ": " + e.message;
+                    return MakeError(std::move(e));
+                }
+                return Ok();
+            });
+    }
+
+    void Handle(std::string action, std::string key, std::string input, SteadyTime deadline, Callback done) {
+        ++stats_.calls;
+        if (faults_.hang_all) {
+            ++stats_.hangs_injected;
+            return;
+        }
+        if (SteadyClock::now() >= deadline) {
+            ++stats_.expired_on_arrival;
+            Answer(std::move(done),
+                   MakeError(ErrorCode::kDeadlineExceeded, "the call's deadline passed before it arrived"));
+            return;
+        }
+        if (input.empty()) {
+            input = "{}";
+        }
+        boost::system::error_code ec;
+        const json::value parsed = json::parse(input, ec);
+        if (ec || !parsed.is_object()) {
+            Answer(std::move(done), MakeError(ErrorCode::kInvalidArgument, "input must be a JSON object"));
+            return;
+        }
+        if (!actions_.contains(action)) {
+            ++stats_.unknown_actions;
+            Answer(std::move(done),
+                   MakeError(ErrorCode::kNotFound, std::string(domain_->name()) + " has no action '" + action + "'"));
+            return;
+        }
+        if (key.empty()) {
+            Answer(std::move(done), MakeError(ErrorCode::kInvalidArgument, "missing idempotency key"));
+            return;
+        }
+        if (auto it = ledger_.find(key); it != ledger_.end()) {
+            ++stats_.duplicates_answered;
+            Answer(std::move(done), Recorded(it->second));
+            return;
+        }
+        if (EndsWith(key, kUndoSuffix)) {
+            HandleUndo(std::move(action), std::move(key), input, std::move(done));
+        } else {
+            HandleDo(std::move(action), std::move(key), input, std::move(done));
+        }
+    }
+
+    void Status(std::string key, Callback done) {
+        ++stats_.status_calls;
+        if (faults_.hang_all) {
+            ++stats_.hangs_injected;
+            return;
+        }
+        if (auto it = ledger_.find(key); it != ledger_.end()) {
+            Answer(std::move(done), Recorded(it->second));
+            return;
+        }
+        if (!EndsWith(key, kUndoSuffix) && IsTombstoned(key)) {
+            Answer(std::move(done), RefusedAfterUndo());
+            return;
+        }
+        Answer(std::move(done), MakeError(ErrorCode::kNotFound, "no action recorded under key '" + key + "'"));
+    }
+
+    void SetFaults(FaultConfig faults) { faults_ = std::move(faults); }
+    const FaultConfig& faults() const { return faults_; }
+
+    std::string LedgerJson() const {
+        std::vector<std::pair<const std::string*, const Entry*>> sorted;
+        sorted.reserve(ledger_.size());
+        for (const auto& [k, e] : ledger_) {
+            sorted.emplace_back(&k, &e);
+        }
+        std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second->seq < b.second->seq; });
+        json::array a;
+        a.reserve(sorted.size());
+        for (const auto& [k, e] : sorted) {
+            json::object o;
+            o["seq"] = e->seq;
+            o["key"] = *k;
+            o["action"] = e->action;
+            o["kind"] = ToString(e->kind);
+            o["outcome"] = ToString(e->outcome);
+            if (e->outcome == Outcome::kRejected) {
+                o["error"] = e->output;
+                o["code"] = ToString(e->code);
+            } else {
+                boost::system::error_code ec;
+                o["output"] = json::parse(e->output, ec);
+            }
+            o["at_us"] = e->at_us;
+            if (e->done_at_us != 0) {
+                o["done_at_us"] = e->done_at_us;
+            }
+            a.push_back(std::move(o));
+        }
+        return json::serialize(a);
+    }
+
+    std::string StatsJson() const {
+        const ServiceStats& s = stats_;
+        json::object o;
+        o["service"] = domain_->name();
+        o["ledger_entries"] = ledger_.size();
+        o["calls"] = s.calls;
+        o["status_calls"] = s.status_calls;
+        o["performed"] = s.performed;
+        o["rejected"] = s.rejected;
+        o["retryable_errors"] = s.retryable_errors;
+        o["compensated"] = s.compensated;
+        o["tombstones"] = s.tombstones;
+        o["duplicates_answered"] = s.duplicates_answered;
+        o["refused_after_undo"] = s.refused_after_undo;
+        o["expired_on_arrival"] = s.expired_on_arrival;
+        o["unknown_actions"] = s.unknown_actions;
+        o["errors_injected"] = s.errors_injected;
+        o["permanent_injected"] = s.permanent_injected;
+        o["hangs_injected"] = s.hangs_injected;
+        o["lost_replies_injected"] = s.lost_replies_injected;
+        o["commits"] = s.commits;
+        return json::serialize(o);
+    }
+
+    std::optional<http::Response> Get(const http::Request& request) const {
+        if (request.Path() == "/v1/inventory") {
+            http::Response r;
+            r.body = domain_->Inventory();
+            return r;
+        }
+        return domain_->Get(request);
+    }
+
+    const Domain& domain() const { return *domain_; }
+    const ServiceStats& stats() const { return stats_; }
+    size_t ledger_size() const { return ledger_.size(); }
+
+private:
+    void HandleDo(std::string action, std::string key, const std::string& input, Callback done) {
+        if (IsTombstoned(key)) {
+            ++stats_.refused_after_undo;
+            Answer(std::move(done), RefusedAfterUndo());
+            return;
+        }
+        const Fault fault = roller_.Roll(faults_, action, CallKind::kDo);
+        switch (fault) {
+            case Fault::kError:
+                ++stats_.errors_injected;
+                Answer(std::move(done), MakeError(ErrorCode::kUnavailable, "injected error: try again"));
+                return;
+            case Fault::kHang:
+                ++stats_.hangs_injected;
+                return;
+            case Fault::kPermanent: {
+                ++stats_.permanent_injected;
+                ++stats_.rejected;
+                const Entry& e = Record(std::move(key), action, CallKind::kDo, Outcome::kRejected,
+                                        IsFailAction(faults_, action) ? action + " always fails (fail_actions)"
+                                                                      : action + " failed permanently (injected)",
+                                        ErrorCode::kFailedPrecondition, 0);
+                Answer(std::move(done), Recorded(e));
+                return;
+            }
+            case Fault::kLostReply:
+            case Fault::kNone:
+                break;
+        }
+        const bool lost = fault == Fault::kLostReply;
+        if (lost) {
+            ++stats_.lost_replies_injected;
+        }
+        auto reply = Perform(std::move(action), std::move(key), CallKind::kDo, Outcome::kApplied, input);
+        if (!lost) {
+            Answer(std::move(done), std::move(reply));
+        }
+    }
+
+    void HandleUndo(std::string action, std::string key, const std::string& input, Callback done) {
+        const Fault fault = roller_.Roll(faults_, action, CallKind::kUndo);
+        if (fault == Fault::kError) {
+            ++stats_.errors_injected;
+            Answer(std::move(done), MakeError(ErrorCode::kUnavailable, "injected error: try again"));
+            return;
+        }
+        if (fault == Fault::kHang) {
+            ++stats_.hangs_injected;
+            return;
+        }
+        const bool lost = fault == Fault::kLostReply;
+        if (lost) {
+            ++stats_.lost_replies_injected;
+        }
+        Result<ActionReply> reply;
+        if (DoApplied(key)) {
+            reply = Perform(std::move(action), std::move(key), CallKind::kUndo, Outcome::kCompensated, input);
+        } else {
+            ++stats_.tombstones;
+            const Entry& e = Record(std::move(key), action, CallKind::kUndo, Outcome::kTombstone,
+                                    R"({"compensated":false})", ErrorCode::kFailedPrecondition, 0);
+            reply = Recorded(e);
+        }
+        if (!lost) {
+            Answer(std::move(done), std::move(reply));
+        }
+    }
+
+    // Performs a do (outcome kApplied) or a compensating undo (kCompensated) and records what
+    // came of it; returns the answer.
+    Result<ActionReply> Perform(std::string action, std::string key, CallKind kind, Outcome outcome,
+                                const std::string& input) {
+        Tx tx;
+        auto done = domain_->Perform(action, input, tx);
+        if (!done) {
+            if (done.error().retryable) {
+                ++stats_.retryable_errors;
+                return MakeError(Retryable(std::move(done.error())));
+            }
+            ++stats_.rejected;
+            Error e = Definitive(std::move(done.error()));
+            const Entry& entry = Record(std::move(key), action, kind, Outcome::kRejected, std::move(e.message),
+                                        e.code, 0);
+            return Recorded(entry);
+        }
+        ++stats_.performed;
+        if (outcome == Outcome::kCompensated) {
+            ++stats_.compensated;
+        }
+        int64_t done_at_us = done->ready_at_us;
+        if (kind == CallKind::kDo && IsLongAction(faults_, action)) {
+            done_at_us = std::max(done_at_us, WallNowUs() + std::max<int64_t>(1, ToMicros(faults_.accept_duration)));
+        }
+        for (auto& w : tx.writes()) {
+            writes_.push_back(std::move(w));
+        }
+        const Entry& entry = Record(std::move(key), action, kind, outcome,
+                                    done->output.empty() ? std::string("{}") : std::move(done->output),
+                                    ErrorCode::kFailedPrecondition, done_at_us);
+        return Recorded(entry);
+    }
+
+    // Whether the do that undo key "<base>/undo" compensates ("<base>/do", else "<base>") was applied.
+    bool DoApplied(const std::string& undo_key) const {
+        const std::string_view base = std::string_view(undo_key).substr(0, undo_key.size() - kUndoSuffix.size());
+        for (const std::string& k : {std::string(base) + std::string(kDoSuffix), std::string(base)}) {
+            if (auto it = ledger_.find(k); it != ledger_.end()) {
+                return it->second.kind == CallKind::kDo && it->second.outcome == Outcome::kApplied;
+            }
+        }
+        return false;
+    }
+
+    bool IsTombstoned(const std::string& do_key) const {
+        auto it = ledger_.find(std::string(BaseOfDo(do_key)) + std::string(kUndoSuffix));
+        return it != ledger_.end() && it->second.outcome == Outcome::kTombstone;
+    }
+
+    static tl::unexpected<Error> RefusedAfterUndo() {
+        return MakeError(ErrorCode::kFailedPrecondition, "compensated before applied");
+    }
+
+    // The answer a recorded key gets, now and on every re-send.
+    static Result<ActionReply> Recorded(const Entry& e) {
+        if (e.outcome == Outcome::kRejected) {
+            return MakeError(Error(e.code, e.output, false));
+        }
+        ActionReply reply;
+        if (e.done_at_us != 0 && WallNowUs() < e.done_at_us) {
+            reply.accepted = true;
+            return reply;
+        }
+        reply.output = e.output;
+        return reply;
+    }
+
+    // Makes the entry: in memory now, on disk with this turn's group commit (answers wait for it).
+    const Entry& Record(std::string key, const std::string& action, CallKind kind, Outcome outcome,
+                        std::string output, ErrorCode code, int64_t done_at_us) {
+        Entry e;
+        e.seq = next_seq_++;
+        e.action = action;
+        e.kind = kind;
+        e.outcome = outcome;
+        e.output = std::move(output);
+        e.code = code;
+        e.at_us = WallNowUs();
+        e.done_at_us = done_at_us;
+        auto [it, inserted] = ledger_.emplace(std::move(key), std::move(e));
+        COGS_CHECK(inserted);
+        if (db_) {
+            const Entry& r = it->second;
+            rows_.push_back(internal::LedgerRow{r.seq, it->first, r.action, std::string(ToString(r.kind)),
+                                                std::string(ToString(r.outcome)), r.output,
+                                                r.outcome == Outcome::kRejected ? std::string(ToString(r.code)) : "",
+                                                r.at_us, r.done_at_us});
+            ScheduleFlush();
+        }
+        return it->second;
+    }
+
+    void ScheduleFlush() {
+        if (flush_posted_) {
+            return;
+        }
+        flush_posted_ = true;
+        asio::post(io_, [weak = weak_from_this()] {
+            if (auto self = weak.lock()) {
+                self->Flush();
+            }
+        });
+    }
+
+    void Flush() {
+        flush_posted_ = false;
+        if (auto s = db_->Write(rows_, writes_); !s) {
+            // The domain changed its memory for this batch and cannot take it back; answering from
+            // that memory would report what is not on disk. Die; a restart reloads what committed.
+            spdlog::critical("{}: state write failed, stopping: {}", domain_->name(), s.error().ToString());
+            COGS_CHECK(false && "state write failed");
+        }
+        ++stats_.commits;
+        rows_.clear();
+        writes_.clear();
+        auto waiting = std::move(waiting_);
+        waiting_.clear();
+        for (auto& w : waiting) {
+            Deliver(std::move(w.done), std::move(w.reply));
+        }
+    }
+
+    // Every answer goes through here: it waits for the pending group commit, if any, since it may
+    // report an entry in it.
+    void Answer(Callback done, Result<ActionReply> reply) {
+        if (flush_posted_) {
+            waiting_.push_back(Waiting{std::move(done), std::move(reply)});
+            return;
+        }
+        Deliver(std::move(done), std::move(reply));
+    }
+
+    // Never inline: a posted handler, or a timer when latency is set.
+    void Deliver(Callback done, Result<ActionReply> reply) {
+        if (faults_.latency > Duration::zero()) {
+            auto timer = std::make_shared<asio::steady_timer>(io_, faults_.latency);
+            timer->async_wait([timer, done = std::move(done), reply = std::move(reply)](
+                                  boost::system::error_code) mutable { done(std::move(reply)); });
+            return;
+        }
+        asio::post(io_, [done = std::move(done), reply = std::move(reply)]() mutable { done(std::move(reply)); });
+    }
+
+    struct Waiting {
+        Callback done;
+        Result<ActionReply> reply;
+    };
+
+    asio::io_context& io_;
+    std::unique_ptr<Domain> domain_;
+    std::unordered_set<std::string> actions_;
+    FaultConfig faults_;
+    FaultRoller roller_;
+    std::unique_ptr<internal::StateDb> db_;
+
+    std::unordered_map<std::string, Entry> ledger_;
+    uint64_t next_seq_ = 1;
+    ServiceStats stats_;
+
+    bool flush_posted_ = false;
+    std::vector<internal::LedgerRow> rows_;  // made this turn, not yet committed
+    std::vector<Tx::Write> writes_;
+    std::vector<Waiting> waiting_;  // answers held until the batch commits
+};
+
+Result<std::unique_ptr<DomainService>> DomainService::Create(boost::asio::io_context& io,
+                                                             std::unique_ptr<Domain> domain, ServiceOptions options) {
+    if (!domain) {
+        return MakeError(ErrorCode::kInvalidArgument, "DomainService: no domain");
+    }
+    const std::string path = options.state_path;
+    auto impl = std::make_shared<Impl>(io, std::move(domain), std::move(options));
+    if (auto s = impl->Open(path); !s) {
+        return MakeError(s.error());
+    }
+    return std::unique_ptr<DomainService>(new DomainService(std::move(impl)));
+}
+
+DomainService::DomainService(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DomainService::~DomainService() = default;
+
+void DomainService::Handle(std::string action, std::string key, std::string input, SteadyTime deadline,
+                           Callback done) {
+    impl_->Handle(std::move(action), std::move(key), std::move(input), deadline, std::move(done));
+}
+void DomainService::Status(std::string key, Callback done) { impl_->Status(std::move(key), std::move(done)); }
+void DomainService::SetFaults(FaultConfig faults) { impl_->SetFaults(std::move(faults)); }
+const FaultConfig& DomainService::faults() const { return impl_->faults(); }
+std::string DomainService::LedgerJson() const { return impl_->LedgerJson(); }
+std::string DomainService::StatsJson() const { return impl_->StatsJson(); }
+std::optional<http::Response> DomainService::Get(const http::Request& request) { return impl_->Get(request); }
+const Domain& DomainService::domain() const { return impl_->domain(); }
+const ServiceStats& DomainService::stats() const { return impl_->stats(); }
+size_t DomainService::ledger_size() const { return impl_->ledger_size(); }
+
+}  // namespace cogs::services::kit

@@ -1,0 +1,141 @@
+// DomainService: a cogs micro-service made of a kit::Domain (domain.h: networks, volumes, instances)
+// and everything generic: the action protocol of docs/service-protocol.md, the idempotency ledger
+// with tombstones, fault injection, durable state in SQLite, group commit, /v1/inventory.
+// Serve it with MakeActionHttpHandler (protocol.h), or run a whole process with Serve (serve.h).
+//
+// Keys. A key ending in "/undo" is an undo; any other key is a do ("<base>/do" by the engine's
+// convention, but any key works). The undo of "<base>/do" is "<base>/undo".
+//
+//   do, key recorded          -> the recorded answer again (output, or refusal); never performed twice.
+//   do, "<base>/undo" is a    -> 422 failed_precondition "compensated before applied" (a late do
+//     tombstone                   never re-creates what its workflow already rolled back).
+//   do, new key               -> faults are rolled (faults.h, one draw):
+//                                  error      503 unavailable, nothing applied or recorded;
+//                                  hang       no answer, nothing applied;
+//                                  permanent  422 failed_precondition, recorded as rejected
+//                                             (also for every action in fail_actions);
+//                                  lost reply performed and recorded as below, but no answer;
+//                                then domain.Perform(action, input, tx):
+//                                  ok                      recorded as applied with its output, tx's
+//                                                          record writes with it (one transaction);
+//                                  non-retryable error     recorded as rejected, answered (and
+//                                                          answered the same to every re-send);
+//                                  retryable error         not recorded, answered (the caller retries).
+//   undo, key recorded        -> the recorded answer again.
+//   undo, new key             -> faults are rolled (never permanent); if "<base>/do" is recorded as
+//                                applied, domain.Perform(action, input, tx) performs the compensating
+//                                action (the undo names it, e.g. delete_port) and the undo is
+//                                recorded as compensated with its output; otherwise a tombstone is
+//                                recorded without performing anything, output {"compensated": false}.
+//                                A compensating action failing for good is recorded as rejected; a
+//                                retryable failure is not recorded.
+//   unknown action            -> 404 not_found, nothing recorded (before faults are rolled).
+//   input not a JSON object   -> 400 invalid_argument, nothing recorded.
+//   deadline passed on arrival-> 504 deadline_exceeded, nothing applied.
+//
+// Long actions: Done.ready_at_us > now (or the action is in FaultConfig.long_actions, which makes it
+// end accept_duration after it was applied) -> 202 {"accepted": true}; Status(key) answers 202 until
+// then and 200 with the output afterwards. Status of a key never recorded: 404 (or 422 if its undo
+// left a tombstone). hang_all: no call is answered. latency: every answer waits, on a timer.
+//
+// Durability. With state_path set, the ledger and the domain's records live in one SQLite file.
+// Everything made in one turn of the event loop is committed in ONE transaction (group commit): an
+// action's ledger entry and its records are kept together or not at all, and no answer leaves before
+// the transaction holding what it reports has committed. At start the ledger is loaded, then every
+// record is handed to domain.Load() (table by table, id order); a Load error makes Create fail.
+// SQLite runs WAL with synchronous=NORMAL: a commit survives a crash of the process, not a power cut
+// of the machine (which may lose the last commits, answers included). The SQLite calls block the io
+// thread (a commit is a write to the OS, not an fsync); accepted for services (see README).
+//
+// Refusals and HTTP statuses: the caller decides retries from the status alone, so a refusal the
+// service records (non-retryable domain error) whose code maps to a retryable status (e.g.
+// kResourceExhausted -> 429) is answered as kFailedPrecondition "<code>: <message>", and a retryable
+// domain error whose code maps to a definitive 4xx is answered as kUnavailable "<code>: <message>".
+//
+// A failed commit: the domain has already changed its in-memory state and cannot roll it back, so
+// the process cannot trust its memory any more. The service then fails fast (a fatal check); a
+// restart reloads exactly what was committed. Answers of that batch never leave.
+//
+// Without state_path, everything lives in memory (tests).
+//
+// Threading: a DomainService and its Domain live on one io_context run by exactly one thread; every
+// method must be called there. Callbacks are never invoked inline.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "cogs/base/result.h"
+#include "cogs/services/kit/domain.h"
+#include "cogs/services/kit/faults.h"
+#include "cogs/services/kit/protocol.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace cogs::services::kit {
+
+struct ServiceOptions {
+    std::string state_path{};  // SQLite file for the ledger and the domain's records; empty: in memory
+    FaultConfig faults{};
+    uint64_t seed = 1;  // for the fault draws
+};
+
+// Totals since the process started (GET /v1/stats).
+struct ServiceStats {
+    uint64_t calls = 0;                // Handle() calls
+    uint64_t status_calls = 0;         // Status() calls
+    uint64_t performed = 0;            // successful Perform() calls (do and compensating undo)
+    uint64_t rejected = 0;             // refusals recorded (domain or injected)
+    uint64_t retryable_errors = 0;     // retryable domain errors answered, not recorded
+    uint64_t compensated = 0;          // undos that performed their compensating action
+    uint64_t tombstones = 0;           // undos that found nothing applied
+    uint64_t duplicates_answered = 0;  // calls answered from the ledger
+    uint64_t refused_after_undo = 0;   // do calls refused because the undo came first
+    uint64_t expired_on_arrival = 0;
+    uint64_t unknown_actions = 0;
+    uint64_t errors_injected = 0;
+    uint64_t permanent_injected = 0;  // including fail_actions
+    uint64_t hangs_injected = 0;      // including hang_all
+    uint64_t lost_replies_injected = 0;
+    uint64_t commits = 0;  // group-commit transactions
+};
+
+class DomainService final : public ActionTarget {
+public:
+    // Opens (or creates) the state at options.state_path, loads the ledger and hands every record to
+    // domain->Load(). Errors: kUnavailable if the file cannot be opened or read, the Load error, or
+    // kFailedPrecondition for a file of a newer schema.
+    static Result<std::unique_ptr<DomainService>> Create(boost::asio::io_context& io, std::unique_ptr<Domain> domain,
+                                                         ServiceOptions options);
+    ~DomainService() override;
+    DomainService(const DomainService&) = delete;
+    DomainService& operator=(const DomainService&) = delete;
+
+    // ActionTarget (protocol.h), with the semantics above.
+    void Handle(std::string action, std::string key, std::string input, SteadyTime deadline,
+                Callback done) override;
+    void Status(std::string key, Callback done) override;
+    void SetFaults(FaultConfig faults) override;
+    const FaultConfig& faults() const override;
+    // [{"seq","key","action","kind":"do"|"undo","outcome":"applied"|"rejected"|"compensated"|"tombstone",
+    //   "output": {...} | "error": "...", "at_us", "done_at_us"?}] in sequence order.
+    std::string LedgerJson() const override;
+    std::string StatsJson() const override;
+    // GET /v1/inventory -> domain.Inventory(); any other GET -> domain.Get().
+    std::optional<http::Response> Get(const http::Request& request) override;
+
+    const Domain& domain() const;
+    const ServiceStats& stats() const;
+    size_t ledger_size() const;
+
+private:
+    class Impl;
+    explicit DomainService(std::shared_ptr<Impl> impl);
+    std::shared_ptr<Impl> impl_;  // shared: posted work holds it weakly
+};
+
+}  // namespace cogs::services::kit

@@ -1,0 +1,55 @@
+// The network domain of cogs-network: networks, IPv4 subnets with allocation pools, and ports that
+// each hold one address of a subnet and one MAC address. It is a kit::Domain (domain.h): the kit
+// serves it over the micro-service protocol (docs/service-protocol.md) with the idempotency ledger,
+// tombstones, faults and durable state; this library decides what an action means.
+//
+// Actions (input and output are JSON objects; the full contract with every error is in README.md):
+//
+//   create_network {id, name?, project_id?}                      -> {id, name, project_id}
+//   delete_network {id}                                          -> {id, deleted}
+//   create_subnet  {id, network_id, cidr, gateway_ip?, allocation_pools?, name?, project_id?}
+//                                                                -> {id, network_id, cidr, gateway_ip,
+//                                                                    allocation_pools, name, project_id}
+//   delete_subnet  {id}                                          -> {id, deleted}
+//   create_port    {id, network_id, subnet_id?, fixed_ip?, device_id?, name?, project_id?}
+//                                                                -> {id, network_id, subnet_id, mac_address,
+//                                                                    fixed_ip, device_id, name, project_id}
+//   update_port    {id, device_id}                               -> the port
+//   delete_port    {id}                                          -> {id, deleted}
+//
+// Creates are idempotent by id (a repeat answers what exists; a repeat that contradicts it is
+// kAlreadyExists) and deletes of what is absent succeed with "deleted": false, so a workflow may
+// re-send any of them and use a delete as the compensation of a create.
+//
+// Invariants: an address is held by at most one port, also across deletes and reloads; a deleted
+// port's address returns to its pool; allocation is next-fit (a just-released address is reused only
+// after the rest of the pool) and costs O(log n); MAC addresses (fa:16:3e:xx:xx:xx) are unique.
+//
+// Durable records (Tx / Load), JSON text, in tables kNetworksTable, kSubnetsTable, kPortsTable keyed
+// by id; Load accepts them in any table order.
+//
+// Read routes (Get): GET /v1/networks/{id}, /v1/subnets/{id}, /v1/ports/{id} -> 200 {"network"|
+// "subnet"|"port": {...}} or 404 {"code":"not_found","message","retryable":false}.
+// Inventory: {"networks", "subnets", "ports" (each sorted by id), "addresses": [{"ip","subnet_id",
+// "port_id"}] sorted by address (numerically), then subnet id}.
+//
+// Threading: like every Domain, it lives on its service's io thread; no method may be called
+// concurrently.
+#pragma once
+
+#include <memory>
+#include <string_view>
+
+#include "cogs/services/kit/domain.h"
+
+namespace cogs::services::network {
+
+inline constexpr std::string_view kDomainName = "network";
+inline constexpr std::string_view kNetworksTable = "networks";
+inline constexpr std::string_view kSubnetsTable = "subnets";
+inline constexpr std::string_view kPortsTable = "ports";
+
+// A new, empty network domain.
+std::unique_ptr<kit::Domain> MakeNetworkDomain();
+
+}  // namespace cogs::services::network

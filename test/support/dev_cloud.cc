@@ -1,0 +1,195 @@
+#include "test/support/dev_cloud.h"
+
+#include <boost/asio/io_context.hpp>
+#include <csignal>
+#include <filesystem>
+#include <thread>
+
+#include "cogs/http/client.h"
+#include "cogs/runtime/files.h"
+
+namespace cogs::testing {
+
+namespace json = boost::json;
+
+namespace {
+
+std::pair<std::string, uint16_t> HostPort(const std::string& url) {
+    std::string s = url.starts_with("http://") ? url.substr(7) : url;
+    auto colon = s.rfind(':');
+    if (colon == std::string::npos) {
+        return {s, 80};
+    }
+    return {s.substr(0, colon), static_cast<uint16_t>(std::stoi(s.substr(colon + 1)))};
+}
+
+}  // namespace
+
+struct ApiClient::Impl {
+    boost::asio::io_context io;
+    std::unique_ptr<http::Client> client;
+};
+
+ApiClient::ApiClient(std::string url, std::string token)
+    : url_(std::move(url)), token_(std::move(token)), impl_(std::make_unique<Impl>()) {
+    auto [host, port] = HostPort(url_);
+    impl_->client = http::MakeClient(impl_->io, http::ClientOptions{host, port, 4});
+}
+
+ApiClient::~ApiClient() = default;
+ApiClient::ApiClient(ApiClient&&) noexcept = default;
+
+Result<ApiReply> ApiClient::Call(const std::string& method, const std::string& target, const std::string& body,
+                                 const std::vector<std::pair<std::string, std::string>>& headers, Duration timeout) {
+    http::Request req;
+    req.method = method;
+    req.target = target;
+    req.body = body;
+    if (!token_.empty()) {
+        req.headers.emplace_back("authorization", "Bearer " + token_);
+    }
+    if (!body.empty()) {
+        req.headers.emplace_back("content-type", "application/json");
+    }
+    for (const auto& h : headers) {
+        req.headers.push_back(h);
+    }
+    std::optional<Result<http::Response>> got;
+    impl_->client->Send(std::move(req), SteadyClock::now() + timeout,
+                        [&got](Result<http::Response> r) { got = std::move(r); });
+    impl_->io.restart();
+    while (!got && impl_->io.run_one() > 0) {
+    }
+    if (!got) {
+        return MakeError(ErrorCode::kInternal, "the client never answered");
+    }
+    if (!*got) {
+        return MakeError(got->error());
+    }
+    ApiReply reply;
+    reply.status = (*got)->status;
+    reply.text = (*got)->body;
+    reply.header_retry_after = (*got)->Header("retry-after");
+    boost::system::error_code ec;
+    if (!reply.text.empty()) {
+        reply.body = json::parse(reply.text, ec);
+        if (ec) {
+            reply.body = nullptr;
+        }
+    }
+    return reply;
+}
+
+ApiReply ApiClient::Must(const std::string& method, const std::string& target, const std::string& body) {
+    auto r = Call(method, target, body);
+    if (!r) {
+        ApiReply failed;
+        failed.text = r.error().ToString();
+        return failed;
+    }
+    return std::move(*r);
+}
+
+bool WaitUntil(const std::function<bool()>& probe, Duration timeout, Duration every) {
+    const auto deadline = SteadyClock::now() + timeout;
+    while (true) {
+        if (probe()) {
+            return true;
+        }
+        if (SteadyClock::now() >= deadline) {
+            return false;
+        }
+        std::this_thread::sleep_for(every);
+    }
+}
+
+Result<std::unique_ptr<DevCloud>> DevCloud::Start(DevOptions options) {
+    std::unique_ptr<DevCloud> dev(new DevCloud());
+    char tmpl[] = "/tmp/cogs-dev-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) {
+        return MakeError(ErrorCode::kUnavailable, "mkdtemp failed");
+    }
+    dev->dir_ = tmpl;
+    dev->keep_dir_ = std::getenv("COGS_KEEP_TEST_DIRS") != nullptr;
+    std::vector<std::string> argv = {runtime::SiblingBinary("cogs"), "dev",
+                                     "--data-dir", dev->dir_,
+                                     "--port", "0",
+                                     "--hosts", std::to_string(options.hosts),
+                                     "--boot-ms", std::to_string(options.boot_ms)};
+    argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
+    const std::string log = dev->dir_ + "/cogs-dev.log";
+    auto child = runtime::Child::Spawn(argv, runtime::SpawnOptions{log});
+    if (!child) {
+        return MakeError(child.error());
+    }
+    dev->child_ = std::move(*child);
+    const std::string dev_json = dev->dir_ + "/dev.json";
+    std::string text;
+    const bool up = WaitUntil(
+        [&] {
+            auto t = runtime::ReadFile(dev_json);
+            if (t) {
+                text = *t;
+                return true;
+            }
+            return !dev->child_.Running();
+        },
+        std::chrono::seconds(90), std::chrono::milliseconds(50));
+    if (!up || text.empty()) {
+        return MakeError(ErrorCode::kUnavailable, "cogs dev did not come up:\n" + runtime::TailFile(log, 40));
+    }
+    boost::system::error_code ec;
+    json::value v = json::parse(text, ec);
+    if (ec || !v.is_object()) {
+        return MakeError(ErrorCode::kInternal, "dev.json is not JSON: " + text);
+    }
+    const auto& o = v.as_object();
+    dev->api_url_ = json::value_to<std::string>(o.at("api_url"));
+    auto token = runtime::ReadTokenFile(json::value_to<std::string>(o.at("admin_token_file")));
+    if (!token) {
+        return MakeError(token.error());
+    }
+    dev->admin_token_ = *token;
+    if (auto service = runtime::ReadTokenFile(dev->dir_ + "/service.token")) {
+        dev->service_token_ = *service;
+    }
+    for (const auto& p : o.at("processes").as_array()) {
+        const auto& po = p.as_object();
+        dev->processes_.push_back(DevProcess{json::value_to<std::string>(po.at("name")),
+                                             static_cast<int>(po.at("pid").to_number<int64_t>()),
+                                             json::value_to<std::string>(po.at("url")),
+                                             json::value_to<std::string>(po.at("log"))});
+    }
+    return dev;
+}
+
+std::string DevCloud::ServiceUrl(const std::string& part) const {
+    for (const auto& p : processes_) {
+        if (p.name.find(part) != std::string::npos) {
+            return p.url;
+        }
+    }
+    return "";
+}
+
+std::optional<int> DevCloud::Stop() {
+    if (child_.pid() <= 0) {
+        return child_.exit_status();
+    }
+    child_.Signal(SIGINT);
+    auto status = child_.Wait(std::chrono::seconds(20));
+    if (!status) {
+        child_.Stop(std::chrono::seconds(1));
+    }
+    return status;
+}
+
+DevCloud::~DevCloud() {
+    Stop();
+    if (!keep_dir_ && !dir_.empty()) {
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+    }
+}
+
+}  // namespace cogs::testing

@@ -1,0 +1,101 @@
+// A local cloud for cross-process tests and benchmarks: `cogs dev` started as a child process on
+// a temporary data directory with an ephemeral API port, plus a small synchronous API client.
+//
+// Everything is real: cogsd, cogs-network, cogs-volume and the compute agents run as processes on
+// 127.0.0.1, exactly as a user gets them from `make run`.
+//
+// Threading: a DevCloud and its ApiClients are used from one thread (each call runs a private
+// io_context until the answer).
+#pragma once
+
+#include <boost/json.hpp>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cogs/base/result.h"
+#include "cogs/base/time.h"
+#include "cogs/runtime/process.h"
+
+namespace cogs::testing {
+
+struct ApiReply {
+    int status = 0;
+    boost::json::value body;  // null if the body was empty or not JSON
+    std::string text;
+    std::string header_retry_after;
+};
+
+// Speaks HTTP/1.1 + JSON to one endpoint with an optional bearer token.
+class ApiClient {
+public:
+    ApiClient(std::string url, std::string token);
+    ~ApiClient();
+    ApiClient(ApiClient&&) noexcept;
+    // kUnavailable / kDeadlineExceeded when no answer came (any HTTP status is a reply).
+    Result<ApiReply> Call(const std::string& method, const std::string& target, const std::string& body = "",
+                          const std::vector<std::pair<std::string, std::string>>& headers = {},
+                          Duration timeout = std::chrono::seconds(20));
+    // Like Call, but a transport failure becomes status 0 (for terse test assertions).
+    ApiReply Must(const std::string& method, const std::string& target, const std::string& body = "");
+    const std::string& url() const { return url_; }
+    const std::string& token() const { return token_; }
+
+private:
+    struct Impl;
+    std::string url_;
+    std::string token_;
+    std::unique_ptr<Impl> impl_;
+};
+
+struct DevOptions {
+    int hosts = 3;
+    int boot_ms = 20;
+    std::vector<std::string> extra_args;  // passed to `cogs dev`
+};
+
+struct DevProcess {
+    std::string name;
+    int pid = 0;
+    std::string url;
+    std::string log;
+};
+
+class DevCloud {
+public:
+    // Starts `cogs dev` (the sibling binary) on a fresh temporary directory and waits (up to 90 s)
+    // until its dev.json appears. Errors carry the tail of its log.
+    static Result<std::unique_ptr<DevCloud>> Start(DevOptions options);
+    ~DevCloud();  // stops it (SIGINT, then SIGKILL after a grace) and removes the directory
+
+    const std::string& api_url() const { return api_url_; }
+    const std::string& admin_token() const { return admin_token_; }
+    const std::string& service_token() const { return service_token_; }
+    const std::string& data_dir() const { return dir_; }
+    const std::vector<DevProcess>& processes() const { return processes_; }
+    // The URL of the first process whose name contains `part` ("network", "volume", "compute-2").
+    std::string ServiceUrl(const std::string& part) const;
+
+    ApiClient Admin() const { return ApiClient(api_url_, admin_token_); }
+    ApiClient Service(const std::string& part) const { return ApiClient(ServiceUrl(part), service_token_); }
+
+    // SIGINT to `cogs dev`; its exit status (nullopt if it had to be killed).
+    std::optional<int> Stop();
+
+private:
+    DevCloud() = default;
+    runtime::Child child_;
+    std::string dir_;
+    std::string api_url_;
+    std::string admin_token_;
+    std::string service_token_;
+    std::vector<DevProcess> processes_;
+    bool keep_dir_ = false;
+};
+
+// Polls `probe` until it returns true or `timeout` passes; true if it did. For waiting on a state
+// the system reaches by itself (a workflow ending), with a deadline instead of a fixed sleep.
+bool WaitUntil(const std::function<bool()>& probe, Duration timeout, Duration every = std::chrono::milliseconds(20));
+
+}  // namespace cogs::testing
