@@ -224,21 +224,8 @@ public:
                                                  Int(r.body, "ram_mb"), Int(r.body, "disk_gb"),
                                                  Str(r.body, "group_id")});
         }
-        Amount held = Model::HeldBy(r);
-        if (held.servers + held.volumes + held.ports > 0) {
-            (void)model_.Reserve(r.project, Amount{});  // creates the entry
-            ForceReserve(r.project, held);
-        }
-    }
-
-    void ForceReserve(const std::string& project, const Amount& a) {
-        // Loaded usage is counted even over the limit (limits may have been lowered since).
-        Amount neg;
-        for (auto name : kQuotaNames) {
-            Amount tmp = a;
-            QuotaField(neg, name) = -QuotaField(tmp, name);
-        }
-        model_.Release(project, neg);
+        // Loaded usage counts even over the limit (limits may have been lowered since).
+        model_.Add(r.project, Model::HeldBy(r));
     }
 
     Result<std::string> Bootstrap() {
@@ -733,15 +720,16 @@ public:
         for (auto& w : extra) {
             s.resources.push_back(std::move(w));
         }
+        std::string idem_id;
         if (c != nullptr && c->idempotency) {
             Res idem = c->idempotency(shown, 202);
+            idem_id = idem.id;
             s.resources.push_back(Model::Write(idem));
             model_.Put(std::move(idem));
         }
         s.input = json::serialize(input);
         std::string kind = shown.kind;
         std::string id = shown.id;
-        std::string idem_id = c != nullptr && c->idempotency ? c->idempotency(shown, 202).id : "";
         engine_.Start(std::move(s), [this, kind, id, idem_id, undo = std::move(undo), done](Result<std::string> r) {
             if (!r) {
                 if (!idem_id.empty()) model_.Erase(kIdempotency, idem_id);
@@ -1329,7 +1317,6 @@ public:
             if (ok) {
                 const bool delete_volumes = Bool(s->body, "_delete_volumes");
                 const std::string project = s->project;
-                const std::string trace;
                 erase(kPort, Str(s->body, "port_id"));
                 std::vector<std::string> vols = StrList(s->body, "volume_ids");
                 erase(kServer, sid);
@@ -1346,7 +1333,7 @@ public:
                     v->body["status"] = "deleting";
                     v->body["_prev_status"] = "available";
                     StartWorkflow(nullptr, "volume.delete", json::object{{"volume_id", vid}}, {v}, {},
-                                  [this, vid] { Revert(kVolume, vid, "available"); }, *v, project, trace,
+                                  [this, vid] { Revert(kVolume, vid, "available"); }, *v, project, "",
                                   [](ApiAnswer) {});
                 }
             } else {
@@ -1513,10 +1500,7 @@ public:
                 h->body["disabled_reason"] = enable ? "" : reason->value_or("");
                 Touch(*h);
                 placement_.SetEnabled(name, enable);
-                return Persist({Model::Write(*h)}, [this, done, name](Status st) {
-                    const Res* now = model_.Find(kHost, name);
-                    done(st && now != nullptr ? Wrap(200, "host", HostView(*now)) : ErrorAnswer(st ? Error(ErrorCode::kNotFound, "host gone") : st.error()));
-                });
+                return SaveHost(*h, done);
             }
         }
         done(ErrorAnswer(Error(ErrorCode::kNotFound, "no route " + m + " /v1/hosts/" + name)));
@@ -1559,10 +1543,15 @@ public:
         scheduler::HostInfo info = HostInfoOf(h);
         placement_.UpsertHost(info);
         placement_.SetAlive(name, true);
-        Res& stored = model_.Put(std::move(h));
-        Persist({Model::Write(stored)}, [this, done, name](Status st) {
+        SaveHost(model_.Put(std::move(h)), done);
+    }
+
+    // Persists a host record and answers it as it is once durable.
+    void SaveHost(const Res& h, const Done& done) {
+        Persist({Model::Write(h)}, [this, done, name = h.id](Status st) {
             const Res* now = model_.Find(kHost, name);
-            done(st && now != nullptr ? Wrap(200, "host", HostView(*now)) : ErrorAnswer(st ? Error(ErrorCode::kNotFound, "host gone") : st.error()));
+            if (!st) return done(ErrorAnswer(st.error()));
+            done(now != nullptr ? Wrap(200, "host", HostView(*now)) : NotFound("host", name));
         });
     }
 

@@ -105,8 +105,7 @@ Status Model::Reserve(const std::string& project, const Amount& a) {
     Amount limits = Limits(project);
     Amount& used = usage_[project];
     for (auto name : kQuotaNames) {
-        Amount want = a;
-        const int64_t req = QuotaField(want, name);
+        const int64_t req = QuotaField(a, name);
         const int64_t limit = QuotaField(limits, name);
         const int64_t in_use = QuotaField(used, name);
         if (req > 0 && limit >= 0 && in_use + req > limit) {
@@ -115,18 +114,21 @@ Status Model::Reserve(const std::string& project, const Amount& a) {
                                  ", in use " + std::to_string(in_use) + ", requested " + std::to_string(req));
         }
     }
-    for (auto name : kQuotaNames) {
-        Amount want = a;
-        QuotaField(used, name) += QuotaField(want, name);
-    }
+    Add(project, a);
     return Ok();
+}
+
+void Model::Add(const std::string& project, const Amount& a) {
+    Amount& used = usage_[project];
+    for (auto name : kQuotaNames) {
+        QuotaField(used, name) += QuotaField(a, name);
+    }
 }
 
 void Model::Release(const std::string& project, const Amount& a) {
     Amount& used = usage_[project];
     for (auto name : kQuotaNames) {
-        Amount give = a;
-        QuotaField(used, name) -= QuotaField(give, name);
+        QuotaField(used, name) -= QuotaField(a, name);
     }
 }
 

@@ -44,6 +44,7 @@ struct Amount {
 
 inline constexpr std::string_view kQuotaNames[] = {"servers", "vcpus", "ram_mb", "volumes", "volume_gb", "ports"};
 int64_t& QuotaField(Amount& a, std::string_view name);
+inline int64_t QuotaField(const Amount& a, std::string_view name) { return QuotaField(const_cast<Amount&>(a), name); }
 Amount DefaultLimits();
 
 class Model {
@@ -69,6 +70,8 @@ public:
     // "quota_exceeded" error (code kPermissionDenied, message "quota exceeded: ...").
     Status Reserve(const std::string& project, const Amount& a);
     void Release(const std::string& project, const Amount& a);
+    // Counts `a` as used without checking the limits (usage loaded from the store).
+    void Add(const std::string& project, const Amount& a);
 
     // Token hash -> token id.
     std::unordered_map<std::string, std::string> token_by_hash;
