@@ -448,6 +448,75 @@ TEST_F(CloudTest, FailureMidCreateRollsBackEverythingInEveryService) {
     WaitGone(api, "/v1/servers/" + id);
 }
 
+TEST_F(CloudTest, ServerGroupsPlaceByPolicyAndDisabledHostsTakeNothing) {
+    auto [p, token] = NewProject("groups");
+    ApiClient api(dev_->api_url(), token);
+    const std::string net = Network(api, "g-net", "10.36.0.0/24");
+    auto group = [&](const std::string& name, const std::string& policy) {
+        ApiReply g = api.Must("POST", "/v1/server-groups", R"({"name":")" + name + R"(","policy":")" + policy + R"("})");
+        EXPECT_EQ(g.status, 201) << g.text;
+        return S(At(g.body, "server_group"), "id");
+    };
+    auto create = [&](const std::string& name, const std::string& group_id) {
+        ApiReply r = api.Must("POST", "/v1/servers",
+                              R"({"name":")" + name + R"(","flavor":"m1.tiny","image":"cirros","network_id":")" + net +
+                                  (group_id.empty() ? R"("})" : R"(","server_group_id":")" + group_id + R"("})"));
+        EXPECT_EQ(r.status, 202) << r.text;
+        const std::string id = S(At(r.body, "server"), "id");
+        json::value s;
+        EXPECT_TRUE(WaitUntil(
+            [&] {
+                s = At(api.Must("GET", "/v1/servers/" + id).body, "server");
+                return S(s, "status") == "ACTIVE" || S(s, "status") == "ERROR";
+            },
+            std::chrono::seconds(30)));
+        return s;
+    };
+    std::vector<std::string> made;
+    // Anti-affinity: one server per host, the fourth finds none and says why.
+    const std::string anti = group("spread-out", "anti-affinity");
+    std::set<std::string> hosts;
+    for (int i = 0; i < 3; ++i) {
+        json::value s = create("anti-" + std::to_string(i), anti);
+        EXPECT_EQ(S(s, "status"), "ACTIVE");
+        hosts.insert(S(s, "host"));
+        made.push_back(S(s, "id"));
+    }
+    EXPECT_EQ(hosts.size(), 3u);
+    json::value fourth = create("anti-3", anti);
+    made.push_back(S(fourth, "id"));
+    EXPECT_EQ(S(fourth, "status"), "ERROR");
+    const std::string why = S(At(fourth, "fault"), "message");
+    EXPECT_NE(why.find("no valid host"), std::string::npos) << why;
+    EXPECT_NE(why.find("anti-affinity: 3 eliminated"), std::string::npos) << why;
+    // Affinity: every member on the first member's host.
+    const std::string together = group("together", "affinity");
+    std::set<std::string> affinity_hosts;
+    for (int i = 0; i < 3; ++i) {
+        json::value s = create("aff-" + std::to_string(i), together);
+        EXPECT_EQ(S(s, "status"), "ACTIVE");
+        affinity_hosts.insert(S(s, "host"));
+        made.push_back(S(s, "id"));
+    }
+    EXPECT_EQ(affinity_hosts.size(), 1u);
+    // A disabled host gets no new server.
+    ApiClient admin = dev_->Admin();
+    ASSERT_EQ(admin.Must("POST", "/v1/hosts/host-1/disable", R"({"reason":"maintenance"})").status, 200);
+    for (int i = 0; i < 4; ++i) {
+        json::value s = create("dis-" + std::to_string(i), "");
+        EXPECT_EQ(S(s, "status"), "ACTIVE");
+        EXPECT_NE(S(s, "host"), "host-1");
+        made.push_back(S(s, "id"));
+    }
+    ASSERT_EQ(admin.Must("POST", "/v1/hosts/host-1/enable", "{}").status, 200);
+    for (const auto& id : made) {
+        EXPECT_EQ(api.Must("DELETE", "/v1/servers/" + id).status, 202);
+    }
+    for (const auto& id : made) {
+        WaitGone(api, "/v1/servers/" + id);
+    }
+}
+
 TEST_F(CloudTest, ConcurrentCreateStormNeverOvercommitsOrDuplicatesAddresses) {
     auto [p, token] = NewProject("storm");
     ApiClient admin = dev_->Admin();
