@@ -3,10 +3,11 @@
 // Signals: SIGINT and SIGTERM are blocked in this process and taken with sigtimedwait, so the
 // supervisor notices them between steps instead of being interrupted inside one; the children start
 // with an empty mask and their own process groups (cogs/runtime), so a Ctrl-C reaches only us and
-// we stop them in reverse order.
+// we stop them in reverse order. The parent's death is a SIGTERM too (PR_SET_PDEATHSIG).
 #include "cogs/cli/internal/dev.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -350,6 +351,13 @@ int Dev::Run() {
     sigaddset(&signals_, SIGTERM);
     sigset_t old_mask;
     ::pthread_sigmask(SIG_BLOCK, &signals_, &old_mask);
+    // If whoever started us dies (a closed terminal, a crashed test), stop the cloud as on Ctrl-C
+    // rather than leave it running orphaned. The check after prctl covers a parent already gone.
+    const pid_t parent = ::getppid();
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) {
+        ::kill(::getpid(), SIGTERM);
+    }
 
     auto make = [&](std::string name, std::string binary, auto args) {
         auto p = std::make_unique<Proc>();
