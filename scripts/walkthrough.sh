@@ -27,17 +27,17 @@ fail() {
 }
 cogs() {
     echo "\$ cogs $*"
-    "$COGS" "$@"
+    command "$COGS" "$@"
 }
 # field NAME ARGS...: the value of FIELD NAME in `cogs ARGS...` (a FIELD/VALUE table).
 field() {
     local name=$1
     shift
-    "$COGS" "$@" | awk -v f="$name" '$1 == f { $1 = ""; sub(/^ +/, ""); print; exit }'
+    command "$COGS" "$@" | awk -v f="$name" '$1 == f { $1 = ""; sub(/^ +/, ""); print; exit }'
 }
 # count_named KIND NAME: how many KINDs named NAME exist.
 count_named() {
-    "$COGS" "$1" list --name "$2" | awk -v n="$2" 'NR > 1 && $2 == n' | wc -l
+    command "$COGS" "$1" list --name "$2" | awk -v n="$2" 'NR > 1 && $2 == n' | wc -l
 }
 
 step "who am I"

@@ -78,7 +78,8 @@ grep -q "^export COGS_URL=$COGS_URL COGS_TOKEN=$COGS_TOKEN\$" "$T/dev.out" ||
     fail "cogs dev did not print the export line"
 [[ $(stat -c %a "$T/admin.token") == 600 && $(stat -c %a "$T/service.token") == 600 ]] ||
     fail "the token files are not mode 0600"
-COGS="$bin/cogs" bash "$src/scripts/walkthrough.sh" || fail "the walkthrough failed"
+# As the README runs it: `cogs` found on PATH, COGS unset.
+(unset COGS; PATH="$bin:$PATH" bash "$src/scripts/walkthrough.sh") || fail "the walkthrough failed"
 first_token=$COGS_TOKEN
 
 # A child that dies is restarted on the same port: cogsd keeps reaching the network service.
