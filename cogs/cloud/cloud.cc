@@ -759,17 +759,26 @@ public:
                       [this, id] { model_.Erase(kNetwork, id); }, stored, *project, c.traceparent, done);
     }
 
-    void CreateSubnet(const Creation& c, const Done& done) {
+    // The body's network_id: one the caller may use (else 400 naming the field), ACTIVE (else 409).
+    Result<const Res*> ActiveNetwork(const Creation& c) const {
         auto net_id = RequiredString(c.body, "network_id");
-        if (!net_id) return done(ErrorAnswer(net_id.error()));
+        if (!net_id) return MakeError(net_id.error());
         const Res* net = model_.Find(kNetwork, *net_id);
         if (net == nullptr || !Visible(c.who, *net)) {
-            return done(ErrorAnswer(FieldError("network_id", "no network " + *net_id)));
+            return MakeError(FieldError("network_id", "no network " + *net_id));
         }
         if (Str(net->body, "status") != "ACTIVE") {
-            return done(ErrorAnswer(Error(ErrorCode::kConflict, "network " + *net_id + " is " +
-                                                                    Str(net->body, "status") + ", not ACTIVE")));
+            return MakeError(ErrorCode::kConflict,
+                             "network " + *net_id + " is " + Str(net->body, "status") + ", not ACTIVE");
         }
+        return net;
+    }
+
+    void CreateSubnet(const Creation& c, const Done& done) {
+        auto found = ActiveNetwork(c);
+        if (!found) return done(ErrorAnswer(found.error()));
+        const Res* net = *found;
+        const std::string* net_id = &net->id;
         auto cidr = RequiredString(c.body, "cidr", 64);
         if (!cidr) return done(ErrorAnswer(cidr.error()));
         auto name = OptionalString(c.body, "name", 64);
@@ -797,15 +806,10 @@ public:
     }
 
     void CreatePort(const Creation& c, const Done& done) {
-        auto net_id = RequiredString(c.body, "network_id");
-        if (!net_id) return done(ErrorAnswer(net_id.error()));
-        const Res* net = model_.Find(kNetwork, *net_id);
-        if (net == nullptr || !Visible(c.who, *net)) {
-            return done(ErrorAnswer(FieldError("network_id", "no network " + *net_id)));
-        }
-        if (Str(net->body, "status") != "ACTIVE") {
-            return done(ErrorAnswer(Error(ErrorCode::kConflict, "network " + *net_id + " is not ACTIVE")));
-        }
+        auto found = ActiveNetwork(c);
+        if (!found) return done(ErrorAnswer(found.error()));
+        const Res* net = *found;
+        const std::string* net_id = &net->id;
         auto name = OptionalString(c.body, "name", 64);
         if (!name) return done(ErrorAnswer(name.error()));
         auto fixed_ip = OptionalString(c.body, "fixed_ip", 64);

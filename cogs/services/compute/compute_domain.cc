@@ -351,7 +351,8 @@ private:
         return kit::Done{json::serialize(out)};
     }
 
-    Result<kit::Done> Start(std::string_view input, kit::Tx& tx, bool reboot) {
+    // The instance an {id, host} input names.
+    Result<Instance*> Target(std::string_view input) {
         auto in = Input::Parse(input, {"id", "host"});
         if (!in) {
             return MakeError(in.error());
@@ -364,7 +365,11 @@ private:
         if (!host) {
             return MakeError(host.error());
         }
-        auto found = Find(*id, *host);
+        return Find(*id, *host);
+    }
+
+    Result<kit::Done> Start(std::string_view input, kit::Tx& tx, bool reboot) {
+        auto found = Target(input);
         if (!found) {
             return MakeError(found.error());
         }
@@ -385,19 +390,7 @@ private:
     }
 
     Result<kit::Done> Stop(std::string_view input, kit::Tx& tx) {
-        auto in = Input::Parse(input, {"id", "host"});
-        if (!in) {
-            return MakeError(in.error());
-        }
-        auto id = in->Id("id");
-        if (!id) {
-            return MakeError(id.error());
-        }
-        auto host = Host(*in);
-        if (!host) {
-            return MakeError(host.error());
-        }
-        auto found = Find(*id, *host);
+        auto found = Target(input);
         if (!found) {
             return MakeError(found.error());
         }
