@@ -67,6 +67,9 @@ struct WorkflowRecord {
     int64_t finished_ms = 0;
     std::string trace;  // W3C traceparent the workflow was started with
     std::string project;  // the tenant the workflow works for ("" for system work)
+    // The resource the workflow works on (its events go to that resource's history); "" for none.
+    std::string resource_kind;
+    std::string resource_id;
     uint64_t fence = 0; // the fencing token of the lease that owns it
     std::vector<StepRecord> steps;
 };
@@ -99,6 +102,30 @@ struct ResourceWrite {
     bool erase = false;
 };
 
+// One entry of a resource's event history ("created", "step_succeeded", "step_retried",
+// "rolled_back", "healed", ...). Written in the same group as the change it reports, so the history
+// never shows what did not happen. Retention is bounded (Store::PruneEvents).
+struct EventRecord {
+    int64_t seq = 0;  // assigned by the store on commit: increasing, unique
+    int64_t time_ms = 0;
+    std::string project;  // tenant of the resource ("" for system resources such as hosts)
+    std::string resource_kind;
+    std::string resource_id;
+    std::string workflow_id;  // the workflow that caused it, if any
+    std::string type;
+    std::string message;   // one human line
+    std::string trace_id;  // the W3C trace id of the request behind it, if any
+};
+
+struct EventFilter {
+    std::string project;        // empty: every project
+    std::string resource_kind;  // empty: any
+    std::string resource_id;    // empty: any
+    std::string workflow_id;    // empty: any
+    int64_t after_seq = 0;      // pagination / follow: events with a greater seq
+    int limit = 100;
+};
+
 struct ResourceRecord {
     std::string kind;
     std::string id;
@@ -117,6 +144,8 @@ struct WriteGroup {
     // Desired-state records written with the workflow changes (e.g. a server and the workflow that
     // builds it, in one transaction).
     std::vector<ResourceWrite> resources;
+    // Events appended with the changes they report (seq is assigned on commit).
+    std::vector<EventRecord> events;
 
     // State changes in the group: a create counts its workflow and each step not left pending.
     size_t Transitions() const {
@@ -154,6 +183,9 @@ struct WorkflowSummary {
     int version = 0;
     WorkflowState state = WorkflowState::kRunning;
     std::string reason;
+    std::string trace;          // the W3C traceparent it was started with
+    std::string resource_kind;  // the resource it works on, if any
+    std::string resource_id;
     int64_t created_ms = 0;
     int64_t finished_ms = 0;
 };

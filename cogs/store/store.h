@@ -79,7 +79,22 @@ public:
     // start-up, when the API process rebuilds its in-memory model.
     virtual Result<std::vector<ResourceRecord>> LoadResources() = 0;
 
+    // Events oldest first (by seq) matching `filter`. Blocking.
+    virtual Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) = 0;
+    // Deletes events older than `older_than_ms` (wall ms), then the oldest beyond the newest
+    // `keep_at_most`; returns how many went. Blocking; run it from a maintenance timer off the
+    // I/O thread.
+    virtual Result<int64_t> PruneEvents(int64_t older_than_ms, int64_t keep_at_most) = 0;
+
     virtual StoreStats Stats() = 0;
+};
+
+// What one transaction of groups came to, for metrics (SqliteOptions::on_commit).
+struct CommitReport {
+    bool committed = false;  // false: the transaction failed and no group of it was applied
+    double seconds = 0;      // BEGIN → durable (its WAL sync done): what its groups waited
+    size_t groups = 0;       // groups in the transaction
+    size_t fenced = 0;       // of them, refused for a stale fencing token (0 if not committed)
 };
 
 struct SqliteOptions {
@@ -92,6 +107,9 @@ struct SqliteOptions {
     // COMMIT on the writer thread. Both acknowledge only what is on disk.
     bool pipelined_sync = true;
     size_t max_batch_groups = 4096;  // most groups in one transaction
+    // Called on the writer thread once per transaction of groups, when its callbacks are about to
+    // run (metrics: see store_metrics.h). Must be quick and must not call the store. Empty: none.
+    std::function<void(const CommitReport&)> on_commit{};
 };
 
 // Opens (creating and migrating if needed) a SQLite store in WAL mode. Takes an exclusive lock on

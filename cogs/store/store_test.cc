@@ -229,6 +229,9 @@ TEST_P(StoreTest, CreateAndGetRoundTripEveryField) {
     w.deadline_ms = 1'700'000'000'003;
     w.finished_ms = 0;
     w.trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    w.project = "p-1";
+    w.resource_kind = "port";
+    w.resource_id = "port-9";
     w.fence = 999'999;  // ignored: a create is stamped with its group's token
     StepRecord s0;
     s0.index = 0;
@@ -258,6 +261,9 @@ TEST_P(StoreTest, CreateAndGetRoundTripEveryField) {
     EXPECT_EQ(got.deadline_ms, w.deadline_ms);
     EXPECT_EQ(got.finished_ms, w.finished_ms);
     EXPECT_EQ(got.trace, w.trace);
+    EXPECT_EQ(got.project, w.project);
+    EXPECT_EQ(got.resource_kind, w.resource_kind);
+    EXPECT_EQ(got.resource_id, w.resource_id);
     EXPECT_EQ(got.fence, lease.token);
     ASSERT_EQ(got.steps.size(), 3u);
     const StepRecord& g0 = got.steps[0];
@@ -278,6 +284,15 @@ TEST_P(StoreTest, CreateAndGetRoundTripEveryField) {
     EXPECT_EQ(got.steps[2].state, StepState::kPending);
 
     EXPECT_CODE(store_->GetWorkflow("wf-2"), ErrorCode::kNotFound);
+
+    // The summary carries the trace and the resource too.
+    auto listed = store_->ListWorkflows(ListFilter{});
+    ASSERT_TRUE(listed) << listed.error().ToString();
+    ASSERT_EQ(listed->size(), 1u);
+    EXPECT_EQ((*listed)[0].trace, w.trace);
+    EXPECT_EQ((*listed)[0].project, w.project);
+    EXPECT_EQ((*listed)[0].resource_kind, w.resource_kind);
+    EXPECT_EQ((*listed)[0].resource_id, w.resource_id);
 }
 
 TEST_P(StoreTest, DuplicateCreateFailsAloneInItsBatch) {
@@ -964,6 +979,240 @@ TEST_P(StoreTest, CallbacksMayCallTheStore) {
     EXPECT_EQ(MustGet("w").steps[0].state, StepState::kRunning);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Events.
+
+EventRecord Event(const std::string& type, const std::string& kind, const std::string& id,
+                  const std::string& project = "p1", const std::string& workflow = "",
+                  int64_t time_ms = 1000) {
+    EventRecord e;
+    e.time_ms = time_ms;
+    e.project = project;
+    e.resource_kind = kind;
+    e.resource_id = id;
+    e.workflow_id = workflow;
+    e.type = type;
+    e.message = type + " of " + kind + " " + id;
+    e.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    return e;
+}
+
+EventFilter Filter(std::string project, std::string kind = "", std::string id = "", std::string workflow = "",
+                   int64_t after_seq = 0, int limit = 100) {
+    EventFilter f;
+    f.project = std::move(project);
+    f.resource_kind = std::move(kind);
+    f.resource_id = std::move(id);
+    f.workflow_id = std::move(workflow);
+    f.after_seq = after_seq;
+    f.limit = limit;
+    return f;
+}
+
+std::vector<std::string> Types(const std::vector<EventRecord>& events) {
+    std::vector<std::string> out;
+    for (const auto& e : events) {
+        out.push_back(e.type);
+    }
+    return out;
+}
+
+TEST_P(StoreTest, EventsCommitWithTheirGroupAndOnlyThen) {
+    Lease lease = MustLease("engine");
+    WorkflowRecord w = Workflow("w1", "server.create", 2);
+    w.project = "p1";
+    w.resource_kind = "server";
+    w.resource_id = "s1";
+    WriteGroup create = Create(lease.token, w);
+    create.events.push_back(Event("created", "server", "s1", "p1", "w1", 1000));
+    ASSERT_OK(CommitAndWait(*store_, std::move(create)));
+
+    WriteGroup step = UpdateStep(lease.token, "w1", Step(0, StepState::kSucceeded));
+    step.events.push_back(Event("step_succeeded", "server", "s1", "p1", "w1", 1001));
+    ASSERT_OK(CommitAndWait(*store_, std::move(step)));
+
+    // Refused groups write none of their events: a duplicate create, a stale token, a missing row.
+    WriteGroup dup = Create(lease.token, Workflow("w1", "server.create", 2));
+    dup.events.push_back(Event("duplicate", "server", "s1", "p1", "w1"));
+    EXPECT_CODE(CommitAndWait(*store_, std::move(dup)), ErrorCode::kAlreadyExists);
+    WriteGroup stale = UpdateStep(lease.token + 1000, "w1", Step(1, StepState::kRunning));
+    stale.events.push_back(Event("stale", "server", "s1", "p1", "w1"));
+    EXPECT_CODE(CommitAndWait(*store_, std::move(stale)), ErrorCode::kFenced);
+    WriteGroup missing = UpdateWorkflow(lease.token, "nope", WorkflowState::kSucceeded);
+    missing.events.push_back(Event("missing", "server", "s1", "p1", "nope"));
+    EXPECT_CODE(CommitAndWait(*store_, std::move(missing)), ErrorCode::kFenced);
+
+    // A group of events alone (a host healed: no workflow behind it).
+    WriteGroup alone;
+    alone.events.push_back(Event("healed", "host", "h1", "", "", 1002));
+    ASSERT_OK(CommitAndWait(*store_, std::move(alone)));
+
+    EventFilter f;
+    f.resource_kind = "server";
+    f.resource_id = "s1";
+    auto got = store_->ListEvents(f);
+    ASSERT_TRUE(got) << got.error().ToString();
+    ASSERT_EQ(Types(*got), (std::vector<std::string>{"created", "step_succeeded"}));
+    const EventRecord& e = (*got)[1];
+    EXPECT_GT(e.seq, (*got)[0].seq);
+    EXPECT_EQ(e.time_ms, 1001);
+    EXPECT_EQ(e.project, "p1");
+    EXPECT_EQ(e.resource_kind, "server");
+    EXPECT_EQ(e.resource_id, "s1");
+    EXPECT_EQ(e.workflow_id, "w1");
+    EXPECT_EQ(e.message, "step_succeeded of server s1");
+    EXPECT_EQ(e.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+
+    f = EventFilter{};
+    got = store_->ListEvents(f);
+    ASSERT_TRUE(got) << got.error().ToString();
+    EXPECT_EQ(Types(*got), (std::vector<std::string>{"created", "step_succeeded", "healed"}));
+
+    // Durable like the rest of the group.
+    Reopen();
+    got = store_->ListEvents(f);
+    ASSERT_TRUE(got) << got.error().ToString();
+    EXPECT_EQ(got->size(), 3u);
+}
+
+TEST_P(StoreTest, EventsFilterAndPaginateOldestFirst) {
+    Lease lease = MustLease("engine");
+    // 36 events over three resources in two projects, written by two workflows and none, in groups
+    // of one to three.
+    std::vector<EventRecord> all;
+    for (int i = 0; i < 36; ++i) {
+        const char* kinds[] = {"server", "server", "volume"};
+        const char* ids[] = {"s1", "s2", "v1"};
+        int r = i % 3;
+        std::string project = r == 1 ? "p2" : "p1";
+        std::string workflow = i % 4 == 0 ? "" : (i % 4 == 1 ? "wa" : "wb");
+        all.push_back(Event("e" + std::to_string(i), kinds[r], ids[r], project, workflow, 1000 + i));
+    }
+    for (size_t i = 0; i < all.size();) {
+        WriteGroup g;
+        size_t n = std::min<size_t>(1 + i % 3, all.size() - i);
+        g.events.assign(all.begin() + static_cast<std::ptrdiff_t>(i),
+                        all.begin() + static_cast<std::ptrdiff_t>(i + n));
+        ASSERT_OK(CommitAndWait(*store_, std::move(g)));
+        i += n;
+    }
+    auto collect = [&](EventFilter f) {
+        std::vector<std::string> types;
+        int64_t last = f.after_seq;
+        for (int pages = 0; pages < 100; ++pages) {
+            auto page = store_->ListEvents(f);
+            EXPECT_TRUE(page) << page.error().ToString();
+            if (!page || page->empty()) {
+                break;
+            }
+            EXPECT_LE(static_cast<int>(page->size()), f.limit);
+            for (const auto& e : *page) {
+                EXPECT_GT(e.seq, last);  // oldest first, never repeated
+                last = e.seq;
+                types.push_back(e.type);
+            }
+            f.after_seq = page->back().seq;
+        }
+        return types;
+    };
+    auto expected = [&](auto pred) {
+        std::vector<std::string> types;
+        for (const auto& e : all) {
+            if (pred(e)) {
+                types.push_back(e.type);
+            }
+        }
+        return types;
+    };
+    auto check = [&](EventFilter f, auto pred) {
+        f.limit = 4;
+        auto want = expected(pred);
+        EXPECT_EQ(collect(f), want);
+        return want.size();
+    };
+
+    EXPECT_EQ(check({}, [](auto&) { return true; }), 36u);
+    EXPECT_EQ(check(Filter("p1"), [](auto& e) { return e.project == "p1"; }), 24u);
+    EXPECT_EQ(check(Filter("", "server"), [](auto& e) { return e.resource_kind == "server"; }), 24u);
+    EXPECT_EQ(check(Filter("", "server", "s2"), [](auto& e) { return e.resource_id == "s2"; }), 12u);
+    EXPECT_EQ(check(Filter("", "", "v1"), [](auto& e) { return e.resource_id == "v1"; }), 12u);
+    EXPECT_EQ(check(Filter("p1", "server", "s1"), [](auto& e) { return e.resource_id == "s1"; }), 12u);
+    // A resource seen from another project shows nothing.
+    EXPECT_EQ(check(Filter("p2", "server", "s1"), [](auto&) { return false; }), 0u);
+    EXPECT_EQ(check(Filter("", "", "", "wa"), [](auto& e) { return e.workflow_id == "wa"; }), 9u);
+    EXPECT_EQ(
+        check(Filter("p1", "", "", "wb"), [](auto& e) { return e.project == "p1" && e.workflow_id == "wb"; }),
+        12u);
+    EXPECT_EQ(check(Filter("", "server", "s1", "wa"),
+                    [](auto& e) { return e.resource_id == "s1" && e.workflow_id == "wa"; }),
+              3u);
+    EXPECT_EQ(check(Filter("p1", "volume"), [](auto& e) { return e.resource_kind == "volume"; }), 12u);
+
+    // Following: after the last seq there is nothing, until a new event comes.
+    auto everything = store_->ListEvents(Filter("", "", "", "", 0, 1000));
+    ASSERT_TRUE(everything);
+    ASSERT_EQ(everything->size(), 36u);
+    EventFilter follow = Filter("", "", "", "", everything->back().seq);
+    EXPECT_TRUE(store_->ListEvents(follow)->empty());
+    WriteGroup g;
+    g.events.push_back(Event("late", "server", "s1"));
+    ASSERT_OK(CommitAndWait(*store_, std::move(g)));
+    EXPECT_EQ(Types(*store_->ListEvents(follow)), (std::vector<std::string>{"late"}));
+
+    // The limit is clamped to 1..1000.
+    auto one = store_->ListEvents(Filter("", "", "", "", 0, 0));
+    ASSERT_TRUE(one);
+    EXPECT_EQ(Types(*one), (std::vector<std::string>{"e0"}));
+}
+
+TEST_P(StoreTest, PruneEventsByAgeThenByCount) {
+    WriteGroup g;
+    for (int i = 0; i < 10; ++i) {
+        g.events.push_back(Event("e" + std::to_string(i), "server", "s1", "p1", "", 100 + i));
+    }
+    ASSERT_OK(CommitAndWait(*store_, std::move(g)));
+    auto types = [&] {
+        auto got = store_->ListEvents({});
+        EXPECT_TRUE(got) << got.error().ToString();
+        return got ? Types(*got) : std::vector<std::string>{};
+    };
+    auto before = store_->ListEvents({});
+    ASSERT_TRUE(before);
+    const int64_t newest_seq = before->back().seq;
+
+    EXPECT_EQ(store_->PruneEvents(105, 1000).value_or(-1), 5);  // time_ms 100..104 go
+    EXPECT_EQ(types(), (std::vector<std::string>{"e5", "e6", "e7", "e8", "e9"}));
+    EXPECT_EQ(store_->PruneEvents(0, 3).value_or(-1), 2);  // the newest 3 stay
+    EXPECT_EQ(types(), (std::vector<std::string>{"e7", "e8", "e9"}));
+    EXPECT_EQ(store_->PruneEvents(0, 3).value_or(-1), 0);
+    EXPECT_EQ(store_->PruneEvents(200, 3).value_or(-1), 3);  // age first: all are older
+    EXPECT_TRUE(types().empty());
+    EXPECT_CODE(store_->PruneEvents(0, -1), ErrorCode::kInvalidArgument);
+
+    // A seq is never reused, even once every event was pruned: a follower misses nothing.
+    WriteGroup next;
+    next.events.push_back(Event("after", "server", "s1"));
+    ASSERT_OK(CommitAndWait(*store_, std::move(next)));
+    Reopen();
+    auto after = store_->ListEvents(Filter("", "", "", "", newest_seq));
+    ASSERT_TRUE(after);
+    EXPECT_EQ(Types(*after), (std::vector<std::string>{"after"}));
+}
+
+TEST_P(StoreTest, ClaimReturnsTheResourceOfTheWorkflow) {
+    Lease first = MustLease("engine");
+    WorkflowRecord w = Workflow("w1", "volume.create", 1);
+    w.resource_kind = "volume";
+    w.resource_id = "v1";
+    ASSERT_OK(CommitAndWait(*store_, Create(first.token, w)));
+    Lease second = MustLease("engine");  // supersedes the first: its work is orphaned
+    auto claimed = store_->ClaimOrphaned(second, 10);
+    ASSERT_TRUE(claimed) << claimed.error().ToString();
+    ASSERT_EQ(claimed->size(), 1u);
+    EXPECT_EQ((*claimed)[0].resource_kind, "volume");
+    EXPECT_EQ((*claimed)[0].resource_id, "v1");
+}
+
 Result<std::unique_ptr<Store>> OpenSqlite(const std::string& dir) {
     SqliteOptions o;
     o.path = dir + "/cogs.db";
@@ -1123,7 +1372,9 @@ TEST_F(SqliteStoreTest, AFailedTransactionFailsEveryGroupInItAndNothingElse) {
         WriterGate gate(store);
         commits_before = store.Stats().commits;
         failures_left = 1;
-        store.Commit(Create(lease->token, Workflow("new", "t", 1)), [&](Status st) { results[0] = st; });
+        WriteGroup with_event = Create(lease->token, Workflow("new", "t", 1));
+        with_event.events.push_back(Event("created", "server", "s1"));
+        store.Commit(std::move(with_event), [&](Status st) { results[0] = st; });
         store.Commit(UpdateStep(lease->token, "existing", Step(0, StepState::kRunning), "lost\n"),
                      [&](Status st) { results[1] = st; });
         store.Commit(Create(lease->token, Workflow("existing", "t", 1)), [&](Status st) { results[2] = st; });
@@ -1140,12 +1391,168 @@ TEST_F(SqliteStoreTest, AFailedTransactionFailsEveryGroupInItAndNothingElse) {
     ASSERT_TRUE(existing);
     EXPECT_EQ(existing->steps[0].state, StepState::kPending);
     EXPECT_EQ(existing->steps[0].log, "");
+    auto events = store.ListEvents({});
+    ASSERT_TRUE(events) << events.error().ToString();
+    EXPECT_TRUE(events->empty());
 
     // The writer carries on with the next batch.
     ASSERT_OK(CommitAndWait(store, Create(lease->token, Workflow("new", "t", 1))));
     ASSERT_OK(
         CommitAndWait(store, UpdateStep(lease->token, "existing", Step(0, StepState::kRunning), "kept\n")));
     EXPECT_EQ(store.GetWorkflow("existing")->steps[0].log, "kept\n");
+}
+
+// The schema of version 2, as released: a database written by an older binary.
+constexpr const char* kSchemaV2 = R"sql(
+    CREATE TABLE workflows(id TEXT PRIMARY KEY, type TEXT NOT NULL, version INTEGER NOT NULL,
+        input TEXT NOT NULL, state INTEGER NOT NULL, reason TEXT NOT NULL,
+        cancel_requested INTEGER NOT NULL, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+        deadline_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL, trace TEXT NOT NULL,
+        fence INTEGER NOT NULL, owner TEXT NOT NULL, step_count INTEGER NOT NULL);
+    CREATE INDEX workflows_by_state ON workflows(state, id);
+    CREATE INDEX workflows_by_type ON workflows(type, state, id);
+    CREATE INDEX workflows_active ON workflows(fence) WHERE state <= 1;
+    CREATE TABLE steps(workflow_id TEXT NOT NULL, idx INTEGER NOT NULL, state INTEGER NOT NULL,
+        attempts INTEGER NOT NULL, comp_attempts INTEGER NOT NULL, applied INTEGER NOT NULL,
+        next_at_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL,
+        output TEXT NOT NULL, error TEXT NOT NULL, log TEXT NOT NULL, fence INTEGER NOT NULL,
+        PRIMARY KEY(workflow_id, idx)) WITHOUT ROWID;
+    CREATE TABLE leases(owner TEXT PRIMARY KEY, token INTEGER NOT NULL, expires_ms INTEGER NOT NULL);
+    CREATE UNIQUE INDEX leases_by_token ON leases(token);
+    CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO counters(name, value) VALUES('lease_token', 0);
+    CREATE TABLE definitions(type TEXT NOT NULL, version INTEGER NOT NULL, text TEXT NOT NULL,
+        PRIMARY KEY(type, version));
+    ALTER TABLE workflows ADD COLUMN project TEXT NOT NULL DEFAULT '';
+    CREATE INDEX workflows_by_project ON workflows(project, id);
+    CREATE TABLE resources(kind TEXT NOT NULL, id TEXT NOT NULL, project TEXT NOT NULL,
+        body TEXT NOT NULL, PRIMARY KEY(kind, id)) WITHOUT ROWID;
+    PRAGMA user_version = 2;
+)sql";
+
+TEST_F(SqliteStoreTest, MigratesAVersion2DatabaseKeepingItsData) {
+    {
+        sqlite3* db = nullptr;
+        ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+        std::string sql = kSchemaV2;
+        sql += R"sql(
+            UPDATE counters SET value = 7 WHERE name = 'lease_token';
+            INSERT INTO leases VALUES('old-engine', 7, 0);
+            INSERT INTO workflows VALUES('w-old', 'server.create', 1, '{"name":"a"}', 0, '', 0, 10, 11, 0, 0,
+                '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', 7, 'old-engine', 2, 'p1');
+            INSERT INTO steps VALUES('w-old', 0, 4, 1, 0, 1, 0, 12, 13, '{"id":"x"}', '', 'log line', 7);
+            INSERT INTO resources VALUES('server', 's1', 'p1', '{"status":"BUILD"}');
+            INSERT INTO definitions VALUES('server.create', 1, 'steps: []');
+        )sql";
+        char* err = nullptr;
+        ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << err;
+        sqlite3_close(db);
+    }
+    {
+        auto opened = Open();
+        ASSERT_TRUE(opened) << opened.error().ToString();
+        Store& store = **opened;
+        auto w = store.GetWorkflow("w-old");
+        ASSERT_TRUE(w) << w.error().ToString();
+        EXPECT_EQ(w->type, "server.create");
+        EXPECT_EQ(w->project, "p1");
+        EXPECT_EQ(w->trace, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        EXPECT_EQ(w->resource_kind, "");
+        EXPECT_EQ(w->resource_id, "");
+        ASSERT_EQ(w->steps.size(), 2u);
+        EXPECT_EQ(w->steps[0].state, StepState::kSucceeded);
+        EXPECT_EQ(w->steps[0].output, R"({"id":"x"})");
+        EXPECT_EQ(w->steps[0].log, "log line");
+        EXPECT_EQ(w->steps[1].state, StepState::kPending);
+        auto resources = store.LoadResources();
+        ASSERT_TRUE(resources);
+        ASSERT_EQ(resources->size(), 1u);
+        EXPECT_EQ((*resources)[0].body, R"({"status":"BUILD"})");
+        auto defs = store.LoadDefinitions();
+        ASSERT_TRUE(defs);
+        EXPECT_EQ(defs->size(), 1u);
+
+        // The old work is claimable and goes on under a newer token; the new tables work.
+        auto lease = store.AcquireLease("engine", 60'000);
+        ASSERT_TRUE(lease);
+        EXPECT_EQ(lease->token, 8u);
+        auto claimed = store.ClaimOrphaned(*lease, 10);
+        ASSERT_TRUE(claimed) << claimed.error().ToString();
+        ASSERT_EQ(claimed->size(), 1u);
+        WriteGroup g = UpdateStep(lease->token, "w-old", Step(1, StepState::kSucceeded));
+        g.events.push_back(Event("step_succeeded", "server", "s1", "p1", "w-old"));
+        ASSERT_OK(CommitAndWait(store, std::move(g)));
+        auto events = store.ListEvents(Filter("", "server", "s1"));
+        ASSERT_TRUE(events) << events.error().ToString();
+        EXPECT_EQ(Types(*events), (std::vector<std::string>{"step_succeeded"}));
+    }
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* q = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+    EXPECT_EQ(sqlite3_column_int(q, 0), 3);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+}
+
+TEST_F(SqliteStoreTest, OnCommitReportsEachTransactionOnceDurable) {
+    for (bool pipelined : {true, false}) {
+        SCOPED_TRACE(pipelined ? "pipelined sync" : "sync inside COMMIT");
+        TempDir dir;
+        std::mutex mu;
+        std::vector<CommitReport> reports;
+        std::atomic<int> failures_left{0};
+        internal::SqliteFaults faults;
+        faults.before_commit = [&]() -> Status {
+            if (failures_left.load() > 0) {
+                failures_left.fetch_sub(1);
+                return MakeError(ErrorCode::kUnavailable, "injected");
+            }
+            return Ok();
+        };
+        SqliteOptions o;
+        o.path = dir.path() + "/cogs.db";
+        o.pipelined_sync = pipelined;
+        o.on_commit = [&](const CommitReport& r) {
+            std::lock_guard lock(mu);
+            reports.push_back(r);
+        };
+        auto opened = internal::OpenSqliteStoreWithFaults(o, faults);
+        ASSERT_TRUE(opened) << opened.error().ToString();
+        Store& store = **opened;
+        auto lease = store.AcquireLease("engine", 60'000);
+        ASSERT_TRUE(lease);
+        ASSERT_OK(CommitAndWait(store, Create(lease->token, Workflow("w", "t", 1))));
+        std::vector<Status> results(3);
+        {
+            WriterGate gate(store);  // the three groups below go into one transaction
+            store.Commit(UpdateStep(lease->token, "w", Step(0, StepState::kRunning)),
+                         [&](Status st) { results[0] = st; });
+            store.Commit(UpdateStep(lease->token + 5, "w", Step(0, StepState::kFailed)),
+                         [&](Status st) { results[1] = st; });
+            store.Commit(Create(lease->token, Workflow("w2", "t", 1)), [&](Status st) { results[2] = st; });
+        }
+        store.Flush();
+        EXPECT_TRUE(results[0]);
+        EXPECT_FALSE(results[1]);
+        EXPECT_TRUE(results[2]);
+        failures_left = 1;
+        EXPECT_FALSE(CommitAndWait(store, Create(lease->token, Workflow("w3", "t", 1))));
+
+        std::lock_guard lock(mu);
+        // The create, the gate's empty group, the batch of three, the failed transaction.
+        ASSERT_EQ(reports.size(), 4u);
+        EXPECT_TRUE(reports[0].committed);
+        EXPECT_EQ(reports[0].groups, 1u);
+        EXPECT_GT(reports[0].seconds, 0.0);
+        EXPECT_TRUE(reports[2].committed);
+        EXPECT_EQ(reports[2].groups, 3u);
+        EXPECT_EQ(reports[2].fenced, 1u);
+        EXPECT_FALSE(reports[3].committed);
+        EXPECT_EQ(reports[3].groups, 1u);
+        EXPECT_EQ(store.Stats().fenced, 1u);
+    }
 }
 
 TEST_F(SqliteStoreTest, UnopenablePathIsAnError) {

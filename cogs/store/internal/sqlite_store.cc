@@ -45,7 +45,7 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Schema. Each entry migrates version i to i+1 (PRAGMA user_version). Never edit a released
 // entry: append a new one (ALTER TABLE ... ADD COLUMN ...) instead.
-constexpr std::array<const char*, 2> kMigrations = {
+constexpr std::array<const char*, 3> kMigrations = {
     // 1: the initial schema.
     R"sql(
     CREATE TABLE workflows(
@@ -113,6 +113,26 @@ constexpr std::array<const char*, 2> kMigrations = {
         body TEXT NOT NULL,
         PRIMARY KEY(kind, id)) WITHOUT ROWID;
     )sql",
+    // 3: the resource each workflow works on, and every resource's event history.
+    R"sql(
+    ALTER TABLE workflows ADD COLUMN resource_kind TEXT NOT NULL DEFAULT '';
+    ALTER TABLE workflows ADD COLUMN resource_id TEXT NOT NULL DEFAULT '';
+    -- AUTOINCREMENT: a seq is never reused, even after pruning removed the newest events, so a
+    -- reader following the history with after_seq never misses one.
+    CREATE TABLE events(
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_ms INTEGER NOT NULL,
+        project TEXT NOT NULL,
+        resource_kind TEXT NOT NULL,
+        resource_id TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        message TEXT NOT NULL,
+        trace_id TEXT NOT NULL);
+    CREATE INDEX events_by_resource ON events(resource_kind, resource_id, seq);
+    CREATE INDEX events_by_project ON events(project, seq);
+    CREATE INDEX events_by_workflow ON events(workflow_id, seq);
+    )sql",
 };
 
 // Every statement the store runs after open, prepared once per connection.
@@ -157,12 +177,26 @@ enum Sql : int {
     kUpsertResource,
     kDeleteResource,
     kLoadResources,
+    kInsertEvent,
+    kEventsByResource,
+    kEventsByWorkflow,
+    kEventsByProject,
+    kEventsAll,
+    kPruneEventsByAge,
+    kPruneEventsByCount,
     kNumSql,
 };
 
-#define COGS_SUMMARY_COLUMNS "id, type, version, state, reason, created_ms, finished_ms, project"
+#define COGS_SUMMARY_COLUMNS \
+    "id, type, version, state, reason, created_ms, finished_ms, project, trace, resource_kind, resource_id"
 #define COGS_STEP_COLUMNS \
     "idx, state, attempts, comp_attempts, applied, next_at_ms, started_ms, finished_ms, output, error"
+#define COGS_EVENT_COLUMNS \
+    "seq, time_ms, project, resource_kind, resource_id, workflow_id, type, message, trace_id"
+// Every event query binds ?1 project, ?2 resource_kind, ?3 resource_id, ?4 workflow_id (each ''
+// for any), ?5 after_seq, ?6 limit. The filters that pick the index are plain equalities (and the
+// index is named, so the plan cannot drift); the others are optional terms checked per row.
+#define COGS_EVENT_FILTER_TAIL " AND seq > ?5 ORDER BY seq LIMIT ?6"
 
 // clang-format off
 const char* SqlText(Sql s) {
@@ -179,8 +213,9 @@ const char* SqlText(Sql s) {
             // then orphaned from birth and claimable).
             return "INSERT INTO workflows(id, type, version, input, state, reason, cancel_requested, "
                    "created_ms, updated_ms, deadline_ms, finished_ms, trace, fence, owner, step_count, "
-                   "project) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-                   "COALESCE((SELECT owner FROM leases WHERE token = ?13), ''), ?14, ?15)";
+                   "project, resource_kind, resource_id) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+                   "?11, ?12, ?13, COALESCE((SELECT owner FROM leases WHERE token = ?13), ''), ?14, ?15, "
+                   "?16, ?17)";
         case kInsertStep:
             return "INSERT INTO steps(workflow_id, " COGS_STEP_COLUMNS ", log, fence) "
                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
@@ -221,8 +256,8 @@ const char* SqlText(Sql s) {
         case kClaimSteps: return "UPDATE steps SET fence = ?1 WHERE workflow_id = ?2";
         case kSelectWorkflow:
             return "SELECT id, type, version, input, state, reason, cancel_requested, created_ms, "
-                   "updated_ms, deadline_ms, finished_ms, trace, fence, step_count, project FROM workflows "
-                   "WHERE id = ?1";
+                   "updated_ms, deadline_ms, finished_ms, trace, fence, step_count, project, resource_kind, "
+                   "resource_id FROM workflows WHERE id = ?1";
         case kSelectSteps:
             return "SELECT " COGS_STEP_COLUMNS ", '' FROM steps WHERE workflow_id = ?1 ORDER BY idx";
         case kSelectStepsWithLog:
@@ -262,6 +297,31 @@ const char* SqlText(Sql s) {
                    "ON CONFLICT(kind, id) DO UPDATE SET project = excluded.project, body = excluded.body";
         case kDeleteResource: return "DELETE FROM resources WHERE kind = ?1 AND id = ?2";
         case kLoadResources: return "SELECT kind, id, project, body FROM resources ORDER BY kind, id";
+        case kInsertEvent:
+            return "INSERT INTO events(time_ms, project, resource_kind, resource_id, workflow_id, type, "
+                   "message, trace_id) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+        case kEventsByResource:
+            return "SELECT " COGS_EVENT_COLUMNS " FROM events INDEXED BY events_by_resource "
+                   "WHERE resource_kind = ?2 AND resource_id = ?3 AND (?1 = '' OR project = ?1) "
+                   "AND (?4 = '' OR workflow_id = ?4)" COGS_EVENT_FILTER_TAIL;
+        case kEventsByWorkflow:
+            return "SELECT " COGS_EVENT_COLUMNS " FROM events INDEXED BY events_by_workflow "
+                   "WHERE workflow_id = ?4 AND (?1 = '' OR project = ?1) AND (?2 = '' OR resource_kind = ?2) "
+                   "AND (?3 = '' OR resource_id = ?3)" COGS_EVENT_FILTER_TAIL;
+        case kEventsByProject:
+            return "SELECT " COGS_EVENT_COLUMNS " FROM events INDEXED BY events_by_project "
+                   "WHERE project = ?1 AND (?2 = '' OR resource_kind = ?2) AND (?3 = '' OR resource_id = ?3) "
+                   "AND (?4 = '' OR workflow_id = ?4)" COGS_EVENT_FILTER_TAIL;
+        case kEventsAll:
+            // No indexed filter: walks the table in seq order from after_seq.
+            return "SELECT " COGS_EVENT_COLUMNS " FROM events WHERE (?1 = '' OR project = ?1) "
+                   "AND (?2 = '' OR resource_kind = ?2) AND (?3 = '' OR resource_id = ?3) "
+                   "AND (?4 = '' OR workflow_id = ?4)" COGS_EVENT_FILTER_TAIL;
+        case kPruneEventsByAge: return "DELETE FROM events WHERE time_ms < ?1";
+        case kPruneEventsByCount:
+            // The (keep+1)-th newest and everything older; nothing if there are no more than keep.
+            return "DELETE FROM events WHERE seq <= (SELECT seq FROM events ORDER BY seq DESC LIMIT 1 "
+                   "OFFSET ?1)";
         case kNumSql: break;
     }
     return "";
@@ -271,6 +331,8 @@ const char* SqlText(Sql s) {
 
 #undef COGS_SUMMARY_COLUMNS
 #undef COGS_STEP_COLUMNS
+#undef COGS_EVENT_COLUMNS
+#undef COGS_EVENT_FILTER_TAIL
 
 // ---------------------------------------------------------------------------------------------
 // Errors.
@@ -448,6 +510,8 @@ Result<WorkflowRecord> LoadWorkflow(Db& db, const std::string& id, bool with_log
         r.fence = static_cast<uint64_t>(q.ColInt(12));
         r.steps.resize(static_cast<size_t>(q.ColInt(13)));
         r.project = q.ColText(14);
+        r.resource_kind = q.ColText(15);
+        r.resource_id = q.ColText(16);
         for (size_t i = 0; i < r.steps.size(); ++i) {
             r.steps[i].index = static_cast<int>(i);  // pending unless a row says otherwise
         }
@@ -508,6 +572,9 @@ Result<std::vector<WorkflowSummary>> ListWorkflows(Db& db, const ListFilter& f) 
         s.created_ms = q.ColInt(5);
         s.finished_ms = q.ColInt(6);
         s.project = q.ColText(7);
+        s.trace = q.ColText(8);
+        s.resource_kind = q.ColText(9);
+        s.resource_id = q.ColText(10);
     }
     if (rc != SQLITE_DONE) {
         return MakeError(q.Fail(rc, "list workflows"));
@@ -545,6 +612,34 @@ Result<std::vector<ResourceRecord>> LoadResources(Db& db) {
     }
     if (rc != SQLITE_DONE) {
         return MakeError(q.Fail(rc, "load resources"));
+    }
+    return out;
+}
+
+Result<std::vector<EventRecord>> ListEvents(Db& db, const EventFilter& f) {
+    Sql sql = !f.resource_kind.empty() && !f.resource_id.empty() ? kEventsByResource
+              : !f.workflow_id.empty()                           ? kEventsByWorkflow
+              : !f.project.empty()                               ? kEventsByProject
+                                                                 : kEventsAll;
+    Stmt q(db, sql);
+    q.Text(f.project).Text(f.resource_kind).Text(f.resource_id).Text(f.workflow_id);
+    q.Int(f.after_seq).Int(std::clamp(f.limit, 1, 1000));
+    std::vector<EventRecord> out;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+        EventRecord& e = out.emplace_back();
+        e.seq = q.ColInt(0);
+        e.time_ms = q.ColInt(1);
+        e.project = q.ColText(2);
+        e.resource_kind = q.ColText(3);
+        e.resource_id = q.ColText(4);
+        e.workflow_id = q.ColText(5);
+        e.type = q.ColText(6);
+        e.message = q.ColText(7);
+        e.trace_id = q.ColText(8);
+    }
+    if (rc != SQLITE_DONE) {
+        return MakeError(q.Fail(rc, "list events"));
     }
     return out;
 }
@@ -909,6 +1004,37 @@ public:
         return Read<std::vector<DefinitionRecord>>([](Db& db) { return store::LoadDefinitions(db); });
     }
 
+    Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) override {
+        return Read<std::vector<EventRecord>>([&](Db& db) { return store::ListEvents(db, filter); });
+    }
+
+    Result<int64_t> PruneEvents(int64_t older_than_ms, int64_t keep_at_most) override {
+        if (keep_at_most < 0) {
+            return MakeError(ErrorCode::kInvalidArgument, "keep_at_most must not be negative");
+        }
+        // The age pass scans the table (no index on time_ms: it would cost every insert, and a
+        // bounded table scanned from a maintenance timer costs little); the count pass walks the
+        // primary key from the newest end.
+        return Write<int64_t>([&]() -> Result<int64_t> {
+            int64_t deleted = 0;
+            {
+                Stmt q(*writer_db_, kPruneEventsByAge);
+                q.Int(older_than_ms);
+                if (auto st = q.Exec("prune events by age"); !st) {
+                    return MakeError(st.error());
+                }
+                deleted += sqlite3_changes64(writer_db_->raw());
+            }
+            Stmt q(*writer_db_, kPruneEventsByCount);
+            q.Int(keep_at_most);
+            if (auto st = q.Exec("prune events by count"); !st) {
+                return MakeError(st.error());
+            }
+            deleted += sqlite3_changes64(writer_db_->raw());
+            return deleted;
+        });
+    }
+
     StoreStats Stats() override {
         std::lock_guard lock(stats_mu_);
         return stats_;
@@ -1092,6 +1218,7 @@ private:
         }
         writer_db_->RollbackIfActive();
         double seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
+        CommitReport report{static_cast<bool>(txn), 0, batch.size(), 0};
         {
             std::lock_guard lock(stats_mu_);
             stats_.commit_seconds += seconds;
@@ -1102,9 +1229,10 @@ private:
                         ++stats_.groups;
                         stats_.transitions += batch[i].group.Transitions();
                     } else if (results[i].error().code == ErrorCode::kFenced) {
-                        ++stats_.fenced;
+                        ++report.fenced;
                     }
                 }
+                stats_.fenced += report.fenced;
             }
         }
         if (!txn) {
@@ -1113,11 +1241,22 @@ private:
         uint64_t ticket = txn && syncer_ != nullptr ? syncer_->Request() : 0;
         FinishPending();  // callbacks keep the order of the groups
         if (ticket == 0) {
+            Report(report, start);
             CallBack(batch, results);
         } else {
             pending_.swap(batch);
             pending_results_ = std::move(results);
             pending_ticket_ = ticket;
+            pending_report_ = report;
+            pending_start_ = start;
+        }
+    }
+
+    // Hands a transaction's report to on_commit, timed from its BEGIN to now (it is durable).
+    void Report(CommitReport& report, SteadyTime start) {
+        if (options_.on_commit) {
+            report.seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
+            options_.on_commit(report);
         }
     }
 
@@ -1127,6 +1266,7 @@ private:
             return;
         }
         syncer_->Wait(pending_ticket_);
+        Report(pending_report_, pending_start_);
         std::vector<Item> batch;
         batch.swap(pending_);
         std::vector<Status> results = std::move(pending_results_);
@@ -1146,7 +1286,7 @@ private:
 
     // Applies one group inside the batch's transaction, all or nothing.
     Verdict ApplyGroup(const WriteGroup& g, Error* error) {
-        size_t statements = g.Transitions() + g.resources.size();
+        size_t statements = g.Transitions() + g.resources.size() + g.events.size();
         if (statements == 0) {
             return Verdict::kOk;
         }
@@ -1185,7 +1325,8 @@ private:
                 q.Text(w.id).Text(w.type).Int(w.version).Text(w.input).Int(static_cast<int>(w.state));
                 q.Text(w.reason).Int(w.cancel_requested ? 1 : 0).Int(w.created_ms).Int(w.updated_ms);
                 q.Int(w.deadline_ms).Int(w.finished_ms).Text(w.trace).Int(ToDb(g.fence));
-                q.Int(static_cast<int64_t>(w.steps.size())).Text(w.project);
+                q.Int(static_cast<int64_t>(w.steps.size())).Text(w.project).Text(w.resource_kind);
+                q.Text(w.resource_id);
                 int rc = q.Step();
                 if (IsConstraint(rc)) {
                     *error = Error(ErrorCode::kAlreadyExists, "workflow '" + w.id + "' already exists");
@@ -1267,6 +1408,14 @@ private:
                 return fatal(q, rc, "write resource");
             }
         }
+        for (const EventRecord& e : g.events) {
+            Stmt q(*writer_db_, kInsertEvent);
+            q.Int(e.time_ms).Text(e.project).Text(e.resource_kind).Text(e.resource_id).Text(e.workflow_id);
+            q.Text(e.type).Text(e.message).Text(e.trace_id);
+            if (int rc = q.Step(); rc != SQLITE_DONE) {
+                return fatal(q, rc, "insert event");
+            }
+        }
         return Verdict::kOk;
     }
 
@@ -1333,6 +1482,8 @@ private:
     std::vector<Item> pending_;
     std::vector<Status> pending_results_;
     uint64_t pending_ticket_ = 0;
+    CommitReport pending_report_;
+    SteadyTime pending_start_{};
     std::atomic<std::thread::id> writer_id_{};
     std::thread writer_;  // last: it starts once every other member exists
 };
