@@ -16,6 +16,15 @@ int main(int argc, char** argv) {
     bool inline_sync = false;
     wf->add_flag("--inline-sync", inline_sync, "PRAGMA synchronous=FULL with the fsync inside COMMIT (default: "
                                                "the same durability with the fsync pipelined on its own thread)");
+    std::string observe = "off";
+    wf->add_option("--observe", observe, "metrics and tracing on or off (on: as cogsd runs)")
+        ->check(CLI::IsMember({"on", "off"}))
+        ->capture_default_str();
+    wf->add_flag("--compare-observe", wo.compare_observe,
+                 "run with observe off and on alternately --runs times; report both and the overhead");
+    wf->add_option("--runs", wo.runs, "runs of each mode with --compare-observe")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
 
     cogs::bench::CreateStormOptions so;
     auto* cs = app.add_subcommand(
@@ -49,6 +58,7 @@ int main(int argc, char** argv) {
     }
     if (wf->parsed()) {
         wo.pipelined_sync = !inline_sync;
+        wo.observe = observe == "on";
         return cogs::bench::RunWorkflowBench(wo);
     }
     return 2;

@@ -1,24 +1,33 @@
 // cogs-bench workflow: the reference workflow server.create against the in-process simulated
-// service, durability on (SQLite WAL, synchronous=FULL). See bench/README.md for the figures.
+// service, durability on (SQLite WAL, synchronous=FULL), with metrics and tracing off or on. See
+// bench/README.md for the figures.
 #include "bench/workflow_bench.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <filesystem>
-#include <random>
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
 
 #include "cogs/base/check.h"
 #include "cogs/base/paths.h"
+#include "cogs/observe/log.h"
+#include "cogs/observe/metrics.h"
+#include "cogs/observe/trace.h"
 #include "cogs/services/sim/sim_client.h"
 #include "cogs/services/sim/sim_service.h"
 #include "cogs/store/store.h"
+#include "cogs/store/store_metrics.h"
 #include "cogs/workflow/engine.h"
 #include "cogs/workflow/registry.h"
 
@@ -33,6 +42,16 @@ using namespace std::chrono_literals;
 const char* kServices[] = {"network", "volume", "scheduler", "compute"};
 
 double Seconds(SteadyTime a, SteadyTime b) { return std::chrono::duration<double>(b - a).count(); }
+
+// CPU seconds (user + system) used so far by every thread of this process.
+double ProcessCpuSeconds() {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    auto s = [](const timeval& t) {
+        return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+    };
+    return s(u.ru_utime) + s(u.ru_stime);
+}
 
 double Percentile(std::vector<int64_t>& v, double p) {
     if (v.empty()) {
@@ -68,10 +87,12 @@ struct PhaseOptions {
     bool fail_boot = false;    // step 5 always fails: full compensation
     bool hang = false;         // the service never answers: park `workflows` and measure memory
     bool pipelined_sync = true;  // see store::SqliteOptions
+    bool observe = false;        // a metrics registry for engine and store, a traceparent per workflow
 };
 
 struct PhaseResult {
     double seconds = 0;
+    double cpu_seconds = 0;  // the process's, while the phase ran
     uint64_t finished = 0;
     uint64_t succeeded = 0;
     uint64_t rolled_back = 0;
@@ -79,12 +100,20 @@ struct PhaseResult {
     std::vector<int64_t> overhead_ns;
     long rss_before_kib = 0;
     long rss_after_kib = 0;
+    size_t metrics_bytes = 0;  // observe on: the size of one /metrics rendering at the end
+    double render_ms = 0;      // and how long it took
 };
 
 PhaseResult RunPhase(const fs::path& dir, const std::vector<workflow::Definition>& defs, const PhaseOptions& o) {
     fs::remove_all(dir);
     fs::create_directories(dir);
-    auto store = store::OpenSqliteStore({.path = (dir / "cogs.db").string(), .pipelined_sync = o.pipelined_sync});
+    // Declared before the store and the engine, which hold pointers into it.
+    std::unique_ptr<observe::Metrics> metrics = o.observe ? std::make_unique<observe::Metrics>() : nullptr;
+    store::SqliteOptions sqlite;
+    sqlite.path = (dir / "cogs.db").string();
+    sqlite.pipelined_sync = o.pipelined_sync;
+    sqlite.on_commit = store::CommitMetrics(metrics.get());
+    auto store = store::OpenSqliteStore(sqlite);
     COGS_CHECK(store.has_value());
     asio::io_context io;
     sim::SimOptions so;
@@ -110,6 +139,7 @@ PhaseResult RunPhase(const fs::path& dir, const std::vector<workflow::Definition
     }
     workflow::EngineOptions eo;
     eo.default_bulkhead = o.hang ? o.workflows + 1 : 4096;
+    eo.metrics = metrics.get();
     workflow::Engine engine(io, **store, registry, catalog, eo);
     COGS_CHECK(engine.Recover().has_value());
 
@@ -125,6 +155,9 @@ PhaseResult RunPhase(const fs::path& dir, const std::vector<workflow::Definition
         req.id = fmt::format("wf-{:07}", started);
         req.input = fmt::format(R"({{"network_id":"net-1","flavor":"m1.small","image":"img-1","size_gb":10,"n":{}}})",
                                 started);
+        if (o.observe) {
+            req.traceparent = observe::TraceContext::New().ToTraceparent();  // as the API starts a trace
+        }
         ++started;
         engine.Start(std::move(req), [](Result<std::string> id) { COGS_CHECK(id.has_value()); });
     };
@@ -140,6 +173,7 @@ PhaseResult RunPhase(const fs::path& dir, const std::vector<workflow::Definition
     });
 
     r.rss_before_kib = base::ResidentKib();
+    const double cpu0 = ProcessCpuSeconds();
     const auto t0 = SteadyClock::now();
     asio::steady_timer ticker(io);
     std::function<void()> tick;
@@ -177,16 +211,164 @@ PhaseResult RunPhase(const fs::path& dir, const std::vector<workflow::Definition
     }
     io.run();
     r.seconds = Seconds(t0, SteadyClock::now());
+    r.cpu_seconds = ProcessCpuSeconds() - cpu0;
     engine.Shutdown();
     (*store)->Flush();
     r.store = (*store)->Stats();
+    if (metrics != nullptr) {
+        const auto before_render = SteadyClock::now();
+        r.metrics_bytes = metrics->Render().size();
+        r.render_ms = Seconds(before_render, SteadyClock::now()) * 1000;
+    }
     return r;
+}
+
+// The figures of one run of every phase.
+struct Figures {
+    int workflows = 0;
+    double workflows_per_s = 0;
+    double cpu_us_per_workflow = 0;  // peak phase: the process's CPU time per workflow
+    double transitions_per_s = 0;
+    double commits_per_s = 0;
+    double transitions_per_commit = 0;
+    double step_overhead_p50_us = 0;
+    double step_overhead_p99_us = 0;
+    double half_rate = 0;
+    double rollback_workflows_per_s = 0;
+    double rss_kib_per_inflight = 0;
+    size_t metrics_bytes = 0;
+    double render_ms = 0;
+};
+
+Figures RunOnce(const WorkflowBenchOptions& options, const std::vector<workflow::Definition>& defs,
+                const fs::path& data, bool observe) {
+    const char* tag = observe ? "observe on" : "observe off";
+    Figures f;
+    // Parked first, while the heap is fresh: later phases leave freed memory that would hide
+    // the growth.
+    PhaseOptions park;
+    park.pipelined_sync = options.pipelined_sync;
+    park.observe = observe;
+    park.workflows = options.parked;
+    park.hang = true;
+    auto k = RunPhase(data / "parked", defs, park);
+    f.rss_kib_per_inflight = static_cast<double>(k.rss_after_kib - k.rss_before_kib) / park.workflows;
+    fmt::print("[{}] parked: {} workflows, RSS {} -> {} KiB = {:.2f} KiB each\n", tag, park.workflows,
+               k.rss_before_kib, k.rss_after_kib, f.rss_kib_per_inflight);
+
+    PhaseOptions peak;
+    peak.pipelined_sync = options.pipelined_sync;
+    peak.observe = observe;
+    peak.workflows = options.workflows;
+    peak.window = options.window;
+    auto p = RunPhase(data / "peak", defs, peak);
+    COGS_CHECK(static_cast<int>(p.succeeded) == peak.workflows);
+    f.workflows = static_cast<int>(p.finished);
+    f.workflows_per_s = static_cast<double>(p.finished) / p.seconds;
+    f.cpu_us_per_workflow = p.cpu_seconds * 1e6 / static_cast<double>(p.finished);
+    f.transitions_per_s = static_cast<double>(p.store.transitions) / p.seconds;
+    f.commits_per_s = static_cast<double>(p.store.commits) / p.seconds;
+    f.transitions_per_commit = static_cast<double>(p.store.transitions) /
+                               static_cast<double>(std::max<uint64_t>(1, p.store.commits));
+    f.metrics_bytes = p.metrics_bytes;
+    f.render_ms = p.render_ms;
+    fmt::print(
+        "[{}] peak: {} workflows in {:.2f}s = {:.0f}/s, {:.0f} us CPU each, {:.1f} transitions/commit\n", tag,
+        p.finished, p.seconds, f.workflows_per_s, f.cpu_us_per_workflow, f.transitions_per_commit);
+
+    PhaseOptions half;
+    half.pipelined_sync = options.pipelined_sync;
+    half.observe = observe;
+    half.rate = f.workflows_per_s / 2;
+    half.workflows = std::max(1000, static_cast<int>(f.workflows_per_s * options.half_rate_seconds / 2));
+    auto h = RunPhase(data / "half", defs, half);
+    f.half_rate = half.rate;
+    f.step_overhead_p50_us = Percentile(h.overhead_ns, 0.50) / 1000.0;
+    f.step_overhead_p99_us = Percentile(h.overhead_ns, 0.99) / 1000.0;
+    fmt::print("[{}] half rate ({:.0f}/s): step overhead p50 {:.0f} us, p99 {:.0f} us over {} steps\n", tag,
+               half.rate, f.step_overhead_p50_us, f.step_overhead_p99_us, h.overhead_ns.size());
+
+    PhaseOptions rb;
+    rb.pipelined_sync = options.pipelined_sync;
+    rb.observe = observe;
+    rb.workflows = std::max(1000, options.workflows / 2);
+    rb.window = options.window;
+    rb.fail_boot = true;
+    auto b = RunPhase(data / "rollback", defs, rb);
+    COGS_CHECK(static_cast<int>(b.rolled_back) == rb.workflows);
+    f.rollback_workflows_per_s = static_cast<double>(b.finished) / b.seconds;
+    fmt::print("[{}] rollback: {} workflows in {:.2f}s = {:.0f}/s\n", tag, b.finished, b.seconds,
+               f.rollback_workflows_per_s);
+    if (observe) {
+        fmt::print("[{}] /metrics after the peak phase: {} bytes, rendered in {:.2f} ms\n", tag,
+                   f.metrics_bytes, f.render_ms);
+    }
+    std::fflush(stdout);
+    return f;
+}
+
+// The JSON fields of one figure set (no braces).
+std::string FiguresJson(const Figures& f) {
+    return fmt::format(
+        R"("workflows":{},"workflows_per_s":{:.0f},"cpu_us_per_workflow":{:.1f},"transitions_per_s":{:.0f},"commits_per_s":{:.0f},)"
+        R"("transitions_per_commit":{:.1f},"step_overhead_p50_us":{:.0f},"step_overhead_p99_us":{:.0f},)"
+        R"("half_rate_workflows_per_s":{:.0f},"rollback_workflows_per_s":{:.0f},"rss_kib_per_inflight":{:.2f},)"
+        R"("metrics_bytes":{},"metrics_render_ms":{:.2f})",
+        f.workflows, f.workflows_per_s, f.cpu_us_per_workflow, f.transitions_per_s, f.commits_per_s,
+        f.transitions_per_commit, f.step_overhead_p50_us, f.step_overhead_p99_us, f.half_rate,
+        f.rollback_workflows_per_s, f.rss_kib_per_inflight, f.metrics_bytes, f.render_ms);
+}
+
+double Median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0
+                     : (v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2);
+}
+
+// Per figure, the median over runs.
+Figures MedianOf(const std::vector<Figures>& runs) {
+    auto med = [&](auto field) {
+        std::vector<double> v;
+        for (const Figures& f : runs) {
+            v.push_back(static_cast<double>(f.*field));
+        }
+        return Median(std::move(v));
+    };
+    Figures m;
+    m.workflows = runs.empty() ? 0 : runs[0].workflows;
+    m.workflows_per_s = med(&Figures::workflows_per_s);
+    m.cpu_us_per_workflow = med(&Figures::cpu_us_per_workflow);
+    m.transitions_per_s = med(&Figures::transitions_per_s);
+    m.commits_per_s = med(&Figures::commits_per_s);
+    m.transitions_per_commit = med(&Figures::transitions_per_commit);
+    m.step_overhead_p50_us = med(&Figures::step_overhead_p50_us);
+    m.step_overhead_p99_us = med(&Figures::step_overhead_p99_us);
+    m.half_rate = med(&Figures::half_rate);
+    m.rollback_workflows_per_s = med(&Figures::rollback_workflows_per_s);
+    m.rss_kib_per_inflight = med(&Figures::rss_kib_per_inflight);
+    m.metrics_bytes = static_cast<size_t>(med(&Figures::metrics_bytes));
+    m.render_ms = med(&Figures::render_ms);
+    return m;
+}
+
+// How much lower `on` is than `off`, in percent of `off` (negative: on was faster).
+double LossPct(double off, double on) { return off > 0 ? (off - on) / off * 100 : 0; }
+
+std::string Joined(const std::vector<Figures>& runs, double Figures::*field) {
+    std::string out;
+    for (const Figures& f : runs) {
+        out += fmt::format("{}{:.0f}", out.empty() ? "" : ",", f.*field);
+    }
+    return out;
 }
 
 }  // namespace
 
 int RunWorkflowBench(const WorkflowBenchOptions& options) {
+    // Every component at warn, in both modes: the engine writes an info line per rolled-back
+    // workflow, which the rollback phase would otherwise print 15,000 times.
     spdlog::set_level(spdlog::level::warn);
+    (void)observe::SetLevel("*", "warn");
     const std::string dir = base::FindProjectPath("workflows");
     auto defs = workflow::LoadDefinitionsFromFile(dir + "/server.create.yaml");
     if (!defs) {
@@ -198,56 +380,53 @@ int RunWorkflowBench(const WorkflowBenchOptions& options) {
 
     const double fsyncs = MeasureFsyncs(data, 1.0);
     fmt::print("disk: {:.0f} fsyncs/s (4 KiB append + fdatasync)\n", fsyncs);
+    const char* sync = options.pipelined_sync ? "pipelined" : "inline";
 
-    // Parked first, while the heap is fresh: later phases leave freed memory that would hide
-    // the growth.
-    PhaseOptions park;
-    park.pipelined_sync = options.pipelined_sync;
-    park.workflows = options.parked;
-    park.hang = true;
-    auto k = RunPhase(data / "parked", *defs, park);
-    const double kib = static_cast<double>(k.rss_after_kib - k.rss_before_kib) / park.workflows;
-    fmt::print("parked: {} workflows, RSS {} -> {} KiB = {:.2f} KiB each\n", park.workflows, k.rss_before_kib,
-               k.rss_after_kib, kib);
+    if (!options.compare_observe) {
+        const Figures f = RunOnce(options, *defs, data, options.observe);
+        fs::remove_all(data);
+        fmt::print(R"({{"bench":"workflow","sync":"{}","observe":"{}",{},"fsyncs_per_s":{:.0f},"parked":{}}})"
+                   "\n",
+                   sync, options.observe ? "on" : "off", FiguresJson(f), fsyncs, options.parked);
+        return 0;
+    }
 
-    PhaseOptions peak;
-    peak.pipelined_sync = options.pipelined_sync;
-    peak.workflows = options.workflows;
-    peak.window = options.window;
-    auto p = RunPhase(data / "peak", *defs, peak);
-    COGS_CHECK(static_cast<int>(p.succeeded) == peak.workflows);
-    const double wps = p.finished / p.seconds;
-    fmt::print("peak: {} workflows in {:.2f}s = {:.0f}/s, {:.1f} transitions/commit\n", p.finished, p.seconds, wps,
-               static_cast<double>(p.store.transitions) / std::max<uint64_t>(1, p.store.commits));
-
-    PhaseOptions half;
-    half.pipelined_sync = options.pipelined_sync;
-    half.rate = wps / 2;
-    half.workflows = std::max(1000, static_cast<int>(wps * options.half_rate_seconds / 2));
-    auto h = RunPhase(data / "half", *defs, half);
-    const double p50 = Percentile(h.overhead_ns, 0.50) / 1000.0;
-    const double p99 = Percentile(h.overhead_ns, 0.99) / 1000.0;
-    fmt::print("half rate ({:.0f}/s): step overhead p50 {:.0f} us, p99 {:.0f} us over {} steps\n", half.rate, p50,
-               p99, h.overhead_ns.size());
-
-    PhaseOptions rb;
-    rb.pipelined_sync = options.pipelined_sync;
-    rb.workflows = std::max(1000, options.workflows / 2);
-    rb.window = options.window;
-    rb.fail_boot = true;
-    auto b = RunPhase(data / "rollback", *defs, rb);
-    COGS_CHECK(static_cast<int>(b.rolled_back) == rb.workflows);
-    fmt::print("rollback: {} workflows in {:.2f}s = {:.0f}/s\n", b.finished, b.seconds, b.finished / b.seconds);
-
+    // Off and on alternately, so that a change in the machine's load (other jobs on the same two
+    // cores) falls on both modes alike; medians per mode.
+    std::vector<Figures> off, on;
+    for (int run = 0; run < options.runs; ++run) {
+        fmt::print("run {} of {}\n", run + 1, options.runs);
+        off.push_back(RunOnce(options, *defs, data, false));
+        on.push_back(RunOnce(options, *defs, data, true));
+    }
     fs::remove_all(data);
+    const Figures m_off = MedianOf(off);
+    const Figures m_on = MedianOf(on);
     fmt::print(
-        R"({{"bench":"workflow","sync":"{}","workflows":{},"workflows_per_s":{:.0f},"transitions_per_s":{:.0f},"fsyncs_per_s":{:.0f},)"
-        R"("commits_per_s":{:.0f},"transitions_per_commit":{:.1f},"step_overhead_p50_us":{:.0f},"step_overhead_p99_us":{:.0f},)"
-        R"("half_rate_workflows_per_s":{:.0f},"rollback_workflows_per_s":{:.0f},"rss_kib_per_inflight":{:.2f},"parked":{}}})"
+        "observe off: {:.0f} workflows/s, {:.0f} us CPU each; on: {:.0f} workflows/s, {:.0f} us CPU each "
+        "(medians of {}): {:.1f} % fewer workflows/s, {:.1f} % more CPU per workflow with metrics and "
+        "tracing on\n",
+        m_off.workflows_per_s, m_off.cpu_us_per_workflow, m_on.workflows_per_s, m_on.cpu_us_per_workflow,
+        options.runs, LossPct(m_off.workflows_per_s, m_on.workflows_per_s),
+        -LossPct(m_off.cpu_us_per_workflow, m_on.cpu_us_per_workflow));
+    fmt::print(
+        R"({{"bench":"workflow","sync":"{}","compare":"observe","runs":{},"off":{{{}}},"on":{{{}}},)"
+        R"("overhead_pct":{{"workflows_per_s":{:.1f},"cpu_us_per_workflow":{:.1f},"rollback_workflows_per_s":{:.1f},)"
+        R"("half_rate_workflows_per_s":{:.1f},"step_overhead_p50_us":{:.1f},"step_overhead_p99_us":{:.1f}}},)"
+        R"("runs_workflows_per_s":{{"off":[{}],"on":[{}]}},"runs_cpu_us_per_workflow":{{"off":[{}],"on":[{}]}},)"
+        R"("fsyncs_per_s":{:.0f},"parked":{}}})"
         "\n",
-        options.pipelined_sync ? "pipelined" : "inline", p.finished, wps, p.store.transitions / p.seconds, fsyncs, p.store.commits / p.seconds,
-        static_cast<double>(p.store.transitions) / std::max<uint64_t>(1, p.store.commits), p50, p99, half.rate,
-        b.finished / b.seconds, kib, park.workflows);
+        sync, options.runs, FiguresJson(m_off), FiguresJson(m_on),
+        LossPct(m_off.workflows_per_s, m_on.workflows_per_s),
+        // For CPU and latencies, "overhead" is how much higher on is.
+        -LossPct(m_off.cpu_us_per_workflow, m_on.cpu_us_per_workflow),
+        LossPct(m_off.rollback_workflows_per_s, m_on.rollback_workflows_per_s),
+        LossPct(m_off.half_rate, m_on.half_rate),
+        -LossPct(m_off.step_overhead_p50_us, m_on.step_overhead_p50_us),
+        -LossPct(m_off.step_overhead_p99_us, m_on.step_overhead_p99_us),
+        Joined(off, &Figures::workflows_per_s), Joined(on, &Figures::workflows_per_s),
+        Joined(off, &Figures::cpu_us_per_workflow), Joined(on, &Figures::cpu_us_per_workflow), fsyncs,
+        options.parked);
     return 0;
 }
 

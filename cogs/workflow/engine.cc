@@ -1,22 +1,27 @@
 #include "cogs/workflow/engine.h"
 
-#include <algorithm>
-#include <deque>
-#include <map>
-#include <mutex>
-#include <random>
-#include <type_traits>
-#include <unordered_map>
+#include <fmt/format.h>
+#include <spdlog/logger.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/json/parse.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
 
 #include "cogs/base/check.h"
+#include "cogs/observe/log.h"
+#include "cogs/observe/trace.h"
 #include "cogs/workflow/internal/step_machine.h"
 #include "cogs/workflow/internal/template.h"
 
@@ -104,13 +109,53 @@ private:
 
 }  // namespace
 
+// Metric handles of one (service, action), as a step's action or as a compensation. Looked up once
+// (Family::With hashes labels under a lock) and shared by every step that calls it.
+struct CallMetrics {
+    enum Outcome : uint8_t { kOk, kAccepted, kRetryable, kPermanent, kTimeout, kNumOutcomes };
+    observe::Counter calls[kNumOutcomes];  // cogs_service_calls_total
+    observe::Counter retries;              // cogs_step_retries_total
+    observe::Counter timeouts;             // cogs_step_timeouts_total
+    observe::Counter compensations;        // cogs_compensations_total (undo actions only)
+    // cogs_step_duration_seconds: [0] succeeded / compensated, [1] failed / compensation_failed.
+    observe::Histogram duration[2];
+    observe::Histogram schedule_to_start;  // cogs_step_schedule_to_start_seconds{service}
+};
+
+// Metric handles of one workflow definition, with its steps' CallMetrics by step index.
+struct TypeMetrics {
+    observe::Counter started;      // cogs_workflows_started_total
+    observe::Counter finished[3];  // cogs_workflows_finished_total: succeeded, rolled_back, failed
+    observe::Histogram duration[3];
+    std::vector<const CallMetrics*> action;  // per step
+    std::vector<const CallMetrics*> undo;    // per step; null without a compensation
+};
+
+// Steady-clock instants of one step, kept only while metrics are on (and lost at a restart: then
+// durations fall back to the records' wall-clock milliseconds).
+struct StepTiming {
+    SteadyTime runnable{};        // became runnable and not yet dispatched ({} otherwise)
+    SteadyTime first_dispatch{};  // the action's first call
+    SteadyTime comp_dispatch{};   // the compensation's first call
+};
+
 struct Wf {
     std::string id;
     const Definition* def = nullptr;
     std::string input;
     std::string trace;
     std::string project;
+    // The resource it works on (its events go there); "" for none: then it writes no events.
+    std::string resource_kind;
+    std::string resource_id;
+    // `trace` parsed once: each call carries a child span of it. nullopt: no (valid) trace.
+    std::optional<observe::TraceContext> trace_ctx;
+    std::string trace_id;                                // of trace_ctx, "" without one
     std::vector<store::ResourceWrite> create_resources;  // written with the create, then dropped
+    std::vector<store::EventRecord> create_events;       // likewise
+    const TypeMetrics* metrics = nullptr;                // null: metrics off
+    std::vector<StepTiming> timing;                      // per step, with metrics only
+    SteadyTime started_at{};                             // Start() on this engine; {} if resumed
     WorkflowState state = WorkflowState::kRunning;
     std::string reason;
     bool cancel_requested = false;
@@ -159,7 +204,26 @@ struct Bulkhead {
     int limit = 0;
     int in_use = 0;
     std::deque<std::pair<WfPtr, int>> waiters;
+    observe::Gauge in_use_gauge;   // cogs_bulkhead_in_use
+    observe::Gauge waiting_gauge;  // cogs_bulkhead_waiting
+
+    void Publish() const {
+        in_use_gauge.Set(in_use);
+        waiting_gauge.Set(static_cast<double>(waiters.size()));
+    }
 };
+
+double Seconds(SteadyTime from, SteadyTime to) { return std::chrono::duration<double>(to - from).count(); }
+
+CallMetrics::Outcome OutcomeOf(const Result<ActionReply>& r) {
+    if (r) {
+        return r->accepted ? CallMetrics::kAccepted : CallMetrics::kOk;
+    }
+    if (r.error().code == ErrorCode::kDeadlineExceeded) {
+        return CallMetrics::kTimeout;
+    }
+    return r.error().retryable ? CallMetrics::kRetryable : CallMetrics::kPermanent;
+}
 
 }  // namespace
 
@@ -167,8 +231,42 @@ class Engine::Impl {
 public:
     Impl(asio::io_context& io, store::Store& store, Registry& registry, const ServiceCatalog& services,
          EngineOptions options)
-        : io_(io), store_(store), registry_(registry), services_(services), options_(std::move(options)),
-          timers_(io), renew_timer_(io), rng_(options_.seed) {}
+        : io_(io),
+          store_(store),
+          registry_(registry),
+          services_(services),
+          options_(std::move(options)),
+          timers_(io),
+          renew_timer_(io),
+          rng_(options_.seed),
+          log_(&observe::Log("engine")) {
+        observe::Metrics* m = options_.metrics;
+        started_f_ =
+            observe::CounterOf(m, "cogs_workflows_started_total", "Workflows made durable by Start.");
+        finished_f_ = observe::CounterOf(m, "cogs_workflows_finished_total",
+                                         "Workflows that reached a terminal state, by outcome.");
+        wf_duration_f_ = observe::HistogramOf(m, "cogs_workflow_duration_seconds",
+                                              "A workflow's life, created to terminal.");
+        inflight_ =
+            observe::GaugeOf(m, "cogs_workflows_in_flight", "Workflows not terminal, held by this engine.")
+                .With({});
+        step_duration_f_ = observe::HistogramOf(m, "cogs_step_duration_seconds",
+                                                "A step's first dispatch to its end (compensations: the undo "
+                                                "action's).");
+        schedule_f_ = observe::HistogramOf(m, "cogs_step_schedule_to_start_seconds",
+                                           "A step runnable (dependencies done, or retry due) to its call "
+                                           "dispatched, bulkhead wait included.");
+        calls_f_ = observe::CounterOf(m, "cogs_service_calls_total", "Service call attempts, by outcome.");
+        retries_f_ = observe::CounterOf(m, "cogs_step_retries_total", "Call attempts after the first.");
+        timeouts_f_ =
+            observe::CounterOf(m, "cogs_step_timeouts_total", "Call attempts that hit their deadline.");
+        compensations_f_ = observe::CounterOf(m, "cogs_compensations_total",
+                                              "Compensating calls that completed (action: the undo action).");
+        bulkhead_in_use_f_ = observe::GaugeOf(m, "cogs_bulkhead_in_use", "Calls in flight to the service.");
+        bulkhead_waiting_f_ =
+            observe::GaugeOf(m, "cogs_bulkhead_waiting", "Steps waiting for a bulkhead slot of the service.");
+        bulkhead_limit_f_ = observe::GaugeOf(m, "cogs_bulkhead_limit", "The size of the service's bulkhead.");
+    }
 
     ~Impl() { blocking_.join(); }
 
@@ -178,7 +276,7 @@ public:
             return MakeError(lease.error());
         }
         lease_ = *lease;
-        spdlog::info("engine {}: lease token {}", options_.owner, lease_.token);
+        log_->info("engine {}: lease token {}", options_.owner, lease_.token);
         for (;;) {
             auto claimed = store_.ClaimOrphaned(lease_, 1000);
             if (!claimed) {
@@ -223,8 +321,24 @@ public:
         wf->input = std::move(req.input);
         wf->trace = std::move(req.traceparent);
         wf->project = std::move(req.project);
+        wf->resource_kind = std::move(req.resource_kind);
+        wf->resource_id = std::move(req.resource_id);
         wf->create_resources = std::move(req.resources);
         wf->created_ms = WallNowMs();
+        wf->started_at = SteadyClock::now();
+        SetTrace(*wf);
+        wf->create_events = std::move(req.events);
+        for (store::EventRecord& e : wf->create_events) {
+            if (e.workflow_id.empty()) {
+                e.workflow_id = wf->id;
+            }
+            if (e.trace_id.empty()) {
+                e.trace_id = wf->trace_id;
+            }
+            if (e.time_ms == 0) {
+                e.time_ms = wf->created_ms;
+            }
+        }
         const Duration deadline = req.deadline.count() > 0 ? req.deadline : def->deadline;
         wf->deadline_ms = deadline.count() > 0 ? wf->created_ms + ToMs(deadline) : 0;
         wf->fence = lease_.token;
@@ -234,7 +348,9 @@ public:
         }
         wf->busy.assign(def->steps.size(), kIdle);
         wf->attempt_start_ms.assign(def->steps.size(), 0);
+        AttachMetrics(*wf);
         wfs_.emplace(wf->id, wf);
+        PublishInflight();
         ++stats_.started;
         ScheduleDeadline(wf);
 
@@ -242,10 +358,13 @@ public:
         p.creating = true;
         std::string id = wf->id;
         wf->creating = true;
-        p.on_commit = [this, done = std::move(done), id](Status s) mutable {
+        p.on_commit = [done = std::move(done), id, metrics = wf->metrics](Status s) mutable {
             if (!s) {
                 done(MakeError(s.error()));
             } else {
+                if (metrics != nullptr) {
+                    metrics->started.Inc();
+                }
                 done(id);
             }
         };
@@ -359,8 +478,9 @@ private:
         const Definition* def = registry_.Get(rec.type, rec.version);
         if (def == nullptr || def->steps.size() != rec.steps.size()) {
             COGS_EXPECT(def != nullptr && def->steps.size() == rec.steps.size());
-            spdlog::error("workflow {}: definition {} v{} is not loadable; left for an operator", rec.id, rec.type,
-                          rec.version);
+            observe::LogScope scope({observe::TraceIdOf(rec.trace), rec.id, rec.resource_id});
+            log_->error("workflow {}: definition {} v{} is not loadable; left for an operator", rec.id,
+                        rec.type, rec.version);
             return;
         }
         auto wf = std::make_shared<Wf>();
@@ -369,6 +489,9 @@ private:
         wf->input = std::move(rec.input);
         wf->trace = std::move(rec.trace);
         wf->project = std::move(rec.project);
+        wf->resource_kind = std::move(rec.resource_kind);
+        wf->resource_id = std::move(rec.resource_id);
+        SetTrace(*wf);
         wf->state = rec.state;
         wf->reason = std::move(rec.reason);
         wf->cancel_requested = rec.cancel_requested;
@@ -378,7 +501,9 @@ private:
         wf->steps = std::move(rec.steps);
         wf->busy.assign(wf->steps.size(), kIdle);
         wf->attempt_start_ms.assign(wf->steps.size(), 0);
+        AttachMetrics(*wf);
         wfs_[wf->id] = wf;
+        PublishInflight();
         ++stats_.resumed;
         ScheduleDeadline(wf);
         asio::post(io_, [this, wf] {
@@ -386,6 +511,182 @@ private:
             Advance(wf, p);
             Commit(wf, std::move(p));
         });
+    }
+
+    static void SetTrace(Wf& wf) {
+        wf.trace_ctx = observe::ParseTraceparent(wf.trace);
+        wf.trace_id = wf.trace_ctx ? wf.trace_ctx->trace_id : std::string();
+    }
+
+    // ---- metrics, events, logs
+
+    // The handles of a (service, action), created on first use.
+    const CallMetrics* CallMetricsFor(const ActionRef& a, bool undo) {
+        auto& slot = call_metrics_[{a.service, a.action, undo}];
+        if (slot == nullptr) {
+            slot = std::make_unique<CallMetrics>();
+            const observe::Labels sa{{"service", a.service}, {"action", a.action}};
+            static constexpr const char* kOutcomes[] = {"ok", "accepted", "retryable", "permanent",
+                                                        "timeout"};
+            for (int o = 0; o < CallMetrics::kNumOutcomes; ++o) {
+                observe::Labels l = sa;
+                l["outcome"] = kOutcomes[o];
+                slot->calls[o] = calls_f_.With(l);
+            }
+            slot->retries = retries_f_.With(sa);
+            slot->timeouts = timeouts_f_.With(sa);
+            if (undo) {
+                slot->compensations = compensations_f_.With(sa);
+            }
+            for (int o = 0; o < 2; ++o) {
+                observe::Labels l = sa;
+                l["outcome"] = undo ? (o == 0 ? "compensated" : "compensation_failed")
+                                    : (o == 0 ? "succeeded" : "failed");
+                slot->duration[o] = step_duration_f_.With(l);
+            }
+            slot->schedule_to_start = schedule_f_.With({{"service", a.service}});
+        }
+        return slot.get();
+    }
+
+    // Points the workflow at its definition's handles (built once per definition) and sets up its
+    // step timing. Nothing with metrics off: the hot path then only tests a null pointer.
+    void AttachMetrics(Wf& wf) {
+        if (options_.metrics == nullptr) {
+            return;
+        }
+        auto& slot = type_metrics_[wf.def];
+        if (slot == nullptr) {
+            slot = std::make_unique<TypeMetrics>();
+            const std::string& type = wf.def->type;
+            slot->started = started_f_.With({{"type", type}});
+            static constexpr const char* kOutcomes[] = {"succeeded", "rolled_back", "failed"};
+            for (int o = 0; o < 3; ++o) {
+                slot->finished[o] = finished_f_.With({{"type", type}, {"outcome", kOutcomes[o]}});
+                slot->duration[o] = wf_duration_f_.With({{"type", type}, {"outcome", kOutcomes[o]}});
+            }
+            for (const StepDef& sd : wf.def->steps) {
+                slot->action.push_back(CallMetricsFor(sd.action, false));
+                slot->undo.push_back(sd.compensation ? CallMetricsFor(sd.compensation->action, true)
+                                                     : nullptr);
+            }
+        }
+        wf.metrics = slot.get();
+        wf.timing.assign(wf.steps.size(), StepTiming{});
+    }
+
+    void PublishInflight() { inflight_.Set(static_cast<double>(wfs_.size())); }
+
+    // A step's action (or compensation) ended: its duration from the first dispatch.
+    void ObserveStepEnd(const Wf& wf, int i, bool compensation, bool ok, int64_t now_ms) {
+        if (wf.metrics == nullptr) {
+            return;
+        }
+        const CallMetrics* m = compensation ? wf.metrics->undo[i] : wf.metrics->action[i];
+        const SteadyTime from = compensation ? wf.timing[i].comp_dispatch : wf.timing[i].first_dispatch;
+        double seconds;
+        if (from != SteadyTime{}) {
+            seconds = Seconds(from, SteadyClock::now());
+        } else if (!compensation && wf.steps[i].started_ms != 0) {
+            seconds = static_cast<double>(now_ms - wf.steps[i].started_ms) / 1000.0;  // resumed: wall clock
+        } else {
+            return;  // a compensation resumed after a restart: its start is not known
+        }
+        m->duration[ok ? 0 : 1].Observe(seconds);
+    }
+
+    // An attempt is being sent: schedule-to-start, and retries.
+    void ObserveDispatch(Wf& wf, int i, bool compensation) {
+        if (wf.metrics == nullptr) {
+            return;
+        }
+        const CallMetrics* m = compensation ? wf.metrics->undo[i] : wf.metrics->action[i];
+        StepTiming& t = wf.timing[i];
+        const SteadyTime now = SteadyClock::now();
+        SteadyTime& first = compensation ? t.comp_dispatch : t.first_dispatch;
+        if (first == SteadyTime{}) {
+            first = now;
+        }
+        if (t.runnable != SteadyTime{}) {
+            m->schedule_to_start.Observe(Seconds(t.runnable, now));
+            t.runnable = SteadyTime{};
+        }
+        if ((compensation ? wf.steps[i].comp_attempts : wf.steps[i].attempts) > 1) {
+            m->retries.Inc();
+        }
+    }
+
+    // An attempt's answer: counted by outcome.
+    static void ObserveAnswer(const Wf& wf, int i, bool compensation, const Result<ActionReply>& r) {
+        if (wf.metrics == nullptr) {
+            return;
+        }
+        const CallMetrics* m = compensation ? wf.metrics->undo[i] : wf.metrics->action[i];
+        const CallMetrics::Outcome o = OutcomeOf(r);
+        m->calls[o].Inc();
+        if (o == CallMetrics::kTimeout) {
+            m->timeouts.Inc();
+        }
+    }
+
+    // Appends an event of the workflow's resource to the group `p` commits (nothing for a
+    // workflow without a resource: the message is not even formatted).
+    template <typename... Args>
+    static void AddEvent(const Wf& wf, Pending& p, const char* type, fmt::format_string<Args...> format,
+                         Args&&... args) {
+        if (wf.resource_id.empty()) {
+            return;
+        }
+        store::EventRecord& e = p.group.events.emplace_back();
+        e.time_ms = WallNowMs();
+        e.project = wf.project;
+        e.resource_kind = wf.resource_kind;
+        e.resource_id = wf.resource_id;
+        e.workflow_id = wf.id;
+        e.type = type;
+        e.message = fmt::format(format, std::forward<Args>(args)...);
+        e.trace_id = wf.trace_id;
+    }
+
+    // Logs through the "engine" logger with the workflow's ids in scope (nothing is built when the
+    // level is off).
+    template <typename... Args>
+    void LogWf(const Wf& wf, spdlog::level::level_enum level, fmt::format_string<Args...> format,
+               Args&&... args) {
+        if (!log_->should_log(level)) {
+            return;
+        }
+        observe::LogScope scope({wf.trace_id, wf.id, wf.resource_id});
+        log_->log(level, format, std::forward<Args>(args)...);
+    }
+
+    // The events (and log lines) of a step's action ending one way or another.
+    void ReportActionEnd(Wf& wf, int i, Next next, Pending& p, int64_t now_ms) {
+        const StepDef& sd = wf.def->steps[i];
+        const StepRecord& rec = wf.steps[i];
+        switch (next) {
+            case Next::kSucceeded:
+                ObserveStepEnd(wf, i, false, true, now_ms);
+                AddEvent(wf, p, "step_succeeded", "step {} ({}.{}) succeeded after {} attempt{}", sd.name,
+                         sd.action.service, sd.action.action, rec.attempts, rec.attempts == 1 ? "" : "s");
+                break;
+            case Next::kRetry:
+                AddEvent(wf, p, "step_retried", "step {} ({}.{}) attempt {} failed, retrying in {} ms: {}",
+                         sd.name, sd.action.service, sd.action.action, rec.attempts, rec.next_at_ms - now_ms,
+                         rec.error);
+                LogWf(wf, spdlog::level::debug, "step {} ({}.{}) attempt {} failed, retrying: {}", sd.name,
+                      sd.action.service, sd.action.action, rec.attempts, rec.error);
+                break;
+            case Next::kFailed:
+                ObserveStepEnd(wf, i, false, false, now_ms);
+                AddEvent(wf, p, "step_failed", "step {} ({}.{}) failed: {}", sd.name, sd.action.service,
+                         sd.action.action, rec.error);
+                LogWf(wf, spdlog::level::debug, "step {} ({}.{}) failed: {}", sd.name, sd.action.service,
+                      sd.action.action, rec.error);
+                break;
+            case Next::kPoll:
+                break;
+        }
     }
 
     void ScheduleDeadline(const WfPtr& wf) {
@@ -413,7 +714,7 @@ private:
                 // Losing the lease means another engine owns our workflows: stop at once; the
                 // fencing tokens already refuse anything we would still write.
                 if (!s) {
-                    spdlog::critical("engine {}: lease lost: {}", options_.owner, s.error().ToString());
+                    log_->critical("engine {}: lease lost: {}", options_.owner, s.error().ToString());
                     COGS_CHECK(s.error().code != ErrorCode::kFenced);
                 }
                 asio::post(io_, [this, lease] {
@@ -430,6 +731,10 @@ private:
             Bulkhead b;
             auto o = options_.bulkheads.find(service);
             b.limit = o == options_.bulkheads.end() ? options_.default_bulkhead : o->second;
+            b.in_use_gauge = bulkhead_in_use_f_.With({{"service", service}});
+            b.waiting_gauge = bulkhead_waiting_f_.With({{"service", service}});
+            bulkhead_limit_f_.With({{"service", service}}).Set(b.limit);
+            b.Publish();
             it = bulkheads_.emplace(service, std::move(b)).first;
         }
         return it->second;
@@ -442,13 +747,18 @@ private:
 
     // Takes a bulkhead slot and marks the step dispatched, or queues the step for a slot.
     void TryDispatch(const WfPtr& wf, int i, bool compensation, Pending& p, int64_t now, bool after_completion) {
+        if (wf->metrics != nullptr && wf->timing[i].runnable == SteadyTime{}) {
+            wf->timing[i].runnable = SteadyClock::now();  // kept while it waits for a slot
+        }
         Bulkhead& b = BulkheadFor(ServiceOf(*wf, i, compensation));
         if (b.in_use >= b.limit) {
             wf->busy[i] = kQueued;
             b.waiters.emplace_back(wf, i);
+            b.waiting_gauge.Set(static_cast<double>(b.waiters.size()));
             return;
         }
         ++b.in_use;
+        b.in_use_gauge.Set(b.in_use);
         StepRecord& rec = wf->steps[i];
         internal::MarkDispatched(rec, now, compensation);
         wf->attempt_start_ms[i] = now;
@@ -472,6 +782,7 @@ private:
             Advance(wf, p);
             Commit(wf, std::move(p));
         }
+        b.Publish();
     }
 
     void Touch(Pending& p) { p.workflow_dirty = true; }
@@ -561,6 +872,9 @@ private:
                                  s.state == StepState::kWaitingRetry || s.state == StepState::kPolling;
             if (forward && (wf->busy[i] == kQueued || wf->busy[i] == kTimer)) {
                 wf->busy[i] = kIdle;  // the forward dispatch it waited for is off: its entry goes stale
+                if (wf->metrics != nullptr) {
+                    wf->timing[i].runnable = SteadyTime{};
+                }
             }
             if (wf->busy[i] != kIdle) {
                 busy = true;
@@ -570,6 +884,9 @@ private:
             internal::StopForward(s, now);
             if (s.state != before) {
                 p.group.steps.push_back({wf->id, s, {}});
+                if (s.state == StepState::kFailed) {  // it had been dispatched: it ends here
+                    ReportActionEnd(*wf, i, Next::kFailed, p, now);
+                }
             }
             if (!internal::NeedsCompensation(def.steps[i], s)) {
                 continue;
@@ -603,6 +920,25 @@ private:
         Touch(p);
     }
 
+    // The workflow reached a terminal state in the group `p` commits.
+    void ReportWorkflowEnd(const Wf& wf, Pending& p) {
+        const std::string& type = wf.def->type;
+        switch (wf.state) {
+            case WorkflowState::kSucceeded:
+                AddEvent(wf, p, "workflow_succeeded", "workflow {} succeeded", type);
+                LogWf(wf, spdlog::level::debug, "workflow {} succeeded", type);
+                break;
+            case WorkflowState::kRolledBack:
+                AddEvent(wf, p, "workflow_rolled_back", "workflow {} rolled back: {}", type, wf.reason);
+                LogWf(wf, spdlog::level::info, "workflow {} rolled back: {}", type, wf.reason);
+                break;
+            default:
+                AddEvent(wf, p, "workflow_failed", "workflow {} failed: {}", type, wf.reason);
+                LogWf(wf, spdlog::level::err, "workflow {} failed: {}", type, wf.reason);
+                break;
+        }
+    }
+
     void Commit(const WfPtr& wf, Pending p) {
         const bool terminal = store::IsTerminal(wf->state);
         if (p.creating) {
@@ -618,15 +954,23 @@ private:
             rec.trace = wf->trace;
             rec.project = wf->project;
             rec.fence = wf->fence;
+            rec.resource_kind = wf->resource_kind;
+            rec.resource_id = wf->resource_id;
             rec.steps = wf->steps;
             p.group.create = std::move(rec);
             p.group.resources = std::move(wf->create_resources);
             wf->create_resources.clear();
+            p.group.events.insert(p.group.events.begin(), std::make_move_iterator(wf->create_events.begin()),
+                                  std::make_move_iterator(wf->create_events.end()));
+            wf->create_events.clear();
             p.group.steps.clear();  // the create carries every step as it is now
         } else if (p.workflow_dirty) {
             const int64_t now = WallNowMs();
             p.group.workflows.push_back(
                 {wf->id, wf->state, wf->reason, wf->cancel_requested, now, terminal ? now : 0});
+        }
+        if (terminal && (p.creating || p.workflow_dirty)) {
+            ReportWorkflowEnd(*wf, p);
         }
         if (p.group.Transitions() == 0) {
             Perform(wf, p.actions, SteadyTime{});
@@ -682,7 +1026,7 @@ private:
             COGS_CHECK(s.error().code == ErrorCode::kFenced || s.error().code == ErrorCode::kAlreadyExists);
             if (s.error().code == ErrorCode::kFenced) {
                 ++stats_.fenced;
-                spdlog::warn("workflow {}: fenced out: {}", wf->id, s.error().message);
+                LogWf(*wf, spdlog::level::warn, "workflow {}: fenced out: {}", wf->id, s.error().message);
             }
             Drop(wf, actions);
             return;
@@ -707,6 +1051,7 @@ private:
             auto it = wfs_.find(wf->id);
             if (it != wfs_.end() && it->second == wf) {
                 wfs_.erase(it);
+                PublishInflight();
             }
         }
         for (const Action& a : actions) {
@@ -719,13 +1064,29 @@ private:
     void Finish(const WfPtr& wf) {
         wf->finished = true;
         wfs_.erase(wf->id);
+        PublishInflight();
+        int outcome = 2;
         switch (wf->state) {
-            case WorkflowState::kSucceeded: ++stats_.succeeded; break;
-            case WorkflowState::kRolledBack: ++stats_.rolled_back; break;
+            case WorkflowState::kSucceeded:
+                ++stats_.succeeded;
+                outcome = 0;
+                break;
+            case WorkflowState::kRolledBack:
+                ++stats_.rolled_back;
+                outcome = 1;
+                break;
             default: ++stats_.failed; break;
         }
+        const int64_t now_ms = WallNowMs();
+        if (wf->metrics != nullptr) {
+            wf->metrics->finished[outcome].Inc();
+            wf->metrics->duration[outcome].Observe(
+                wf->started_at != SteadyTime{} ? Seconds(wf->started_at, SteadyClock::now())
+                                               : static_cast<double>(now_ms - wf->created_ms) / 1000.0);
+        }
         if (!listeners_.empty()) {
-            FinishedEvent ev{wf->id, wf->def->type, wf->state, wf->reason, WallNowMs(), wf->project, wf->input, {}};
+            FinishedEvent ev{wf->id,    wf->def->type,     wf->state,       wf->reason, now_ms, wf->project,
+                             wf->trace, wf->resource_kind, wf->resource_id, wf->input,  {}};
             for (size_t i = 0; i < wf->steps.size(); ++i) {
                 if (!wf->steps[i].output.empty()) {
                     ev.outputs.emplace(wf->def->steps[i].name, wf->steps[i].output);
@@ -809,7 +1170,9 @@ private:
         call.service = action.service;
         call.action = action.action;
         call.idempotency_key = fmt::format("{}/{}/{}", wf.id, wf.def->steps[i].name, suffix);
-        call.traceparent = wf.trace;
+        if (wf.trace_ctx) {
+            call.traceparent = wf.trace_ctx->Child().ToTraceparent();  // a span of its own per call
+        }
         return call;
     }
 
@@ -820,6 +1183,7 @@ private:
         call.deadline = AttemptDeadline(*wf, i, sd.timeout);
         wf->busy[i] = kCall;
         ++stats_.calls;
+        ObserveDispatch(*wf, i, false);
         auto input = RenderInput(*wf, sd.input);
         if (client == nullptr || !input) {
             Error e = client == nullptr ? Error(ErrorCode::kFailedPrecondition,
@@ -844,6 +1208,7 @@ private:
         if (!r && r.error().code == ErrorCode::kDeadlineExceeded) {
             ++stats_.timeouts;
         }
+        ObserveAnswer(*wf, i, false, r);
         const Next next = internal::ApplyActionResult(wf->def->steps[i], rec, r, now, Jitter(), StopAt(*wf, i),
                                                       wf->state == WorkflowState::kRunning);
         const char* outcome = next == Next::kSucceeded ? "succeeded"
@@ -854,6 +1219,7 @@ private:
         p.group.steps.push_back({wf->id, rec,
                                  internal::LogLine("action", rec.attempts, wf->attempt_start_ms[i], now, outcome,
                                                    r ? std::string() : r.error().ToString())});
+        ReportActionEnd(*wf, i, next, p, now);
         Advance(wf, p);
         Commit(wf, std::move(p));
     }
@@ -890,6 +1256,7 @@ private:
                                      internal::LogLine("poll", rec.attempts, wf->attempt_start_ms[i], now,
                                                        next == Next::kSucceeded ? "succeeded" : "failed",
                                                        rec.error)});
+            ReportActionEnd(*wf, i, next, p, now);
         }
         Advance(wf, p);
         Commit(wf, std::move(p));
@@ -903,6 +1270,7 @@ private:
         call.deadline = SteadyClock::now() + comp.timeout;
         wf->busy[i] = kCall;
         ++stats_.compensations;
+        ObserveDispatch(*wf, i, true);
         Result<std::string> input = MakeError(ErrorCode::kInternal, "");
         if (comp.input.empty()) {
             auto action_input = RenderInput(*wf, sd.input);
@@ -933,9 +1301,37 @@ private:
         wf->busy[i] = kIdle;
         StepRecord& rec = wf->steps[i];
         const int64_t now = WallNowMs();
-        const Next next =
-            internal::ApplyCompensationResult(*wf->def->steps[i].compensation, rec, r, now, Jitter());
+        ObserveAnswer(*wf, i, true, r);
+        const Compensation& comp = *wf->def->steps[i].compensation;
+        const Next next = internal::ApplyCompensationResult(comp, rec, r, now, Jitter());
         Pending p;
+        const std::string& name = wf->def->steps[i].name;
+        switch (next) {
+            case Next::kSucceeded:
+                if (wf->metrics != nullptr) {
+                    wf->metrics->undo[i]->compensations.Inc();
+                }
+                ObserveStepEnd(*wf, i, true, true, now);
+                AddEvent(*wf, p, "step_compensated", "step {} compensated ({}.{})", name, comp.action.service,
+                         comp.action.action);
+                break;
+            case Next::kRetry:
+                AddEvent(*wf, p, "step_retried",
+                         "compensation of step {} ({}.{}) attempt {} failed, retrying in {} ms: {}", name,
+                         comp.action.service, comp.action.action, rec.comp_attempts, rec.next_at_ms - now,
+                         rec.error);
+                LogWf(*wf, spdlog::level::debug,
+                      "compensation of step {} ({}.{}) attempt {} failed, retrying: {}", name,
+                      comp.action.service, comp.action.action, rec.comp_attempts, rec.error);
+                break;
+            default:
+                ObserveStepEnd(*wf, i, true, false, now);
+                AddEvent(*wf, p, "compensation_failed", "compensation of step {} ({}.{}) failed: {}", name,
+                         comp.action.service, comp.action.action, rec.error);
+                LogWf(*wf, spdlog::level::warn, "compensation of step {} ({}.{}) failed: {}", name,
+                      comp.action.service, comp.action.action, rec.error);
+                break;
+        }
         p.group.steps.push_back({wf->id, rec,
                                  internal::LogLine("compensation", rec.comp_attempts, wf->attempt_start_ms[i], now,
                                                    next == Next::kSucceeded ? "compensated"
@@ -974,6 +1370,14 @@ private:
     bool drain_posted_ = false;                      // guarded by inbox_mu_
     EngineStats stats_;
     bool stopped_ = false;
+
+    spdlog::logger* log_;  // observe::Log("engine"): loggers live as long as the process
+    observe::CounterFamily started_f_, finished_f_, calls_f_, retries_f_, timeouts_f_, compensations_f_;
+    observe::HistogramFamily wf_duration_f_, step_duration_f_, schedule_f_;
+    observe::GaugeFamily bulkhead_in_use_f_, bulkhead_waiting_f_, bulkhead_limit_f_;
+    observe::Gauge inflight_;
+    std::map<const Definition*, std::unique_ptr<TypeMetrics>> type_metrics_;
+    std::map<std::tuple<std::string, std::string, bool>, std::unique_ptr<CallMetrics>> call_metrics_;
 };
 
 Engine::Engine(asio::io_context& io, store::Store& store, Registry& registry, const ServiceCatalog& services,

@@ -17,6 +17,14 @@
 //  * Per-service bulkheads bound the calls in flight to each service; steps beyond wait in FIFO.
 //  * A parked workflow holds no thread and no coroutine frame: it is a record in memory plus, at
 //    most, one outstanding call or one timer entry.
+//  * Observability: with EngineOptions::metrics, the series of docs/metrics.md ("the workflow
+//    engine"); with metrics off the hot path only tests a null pointer. A workflow started with a
+//    W3C traceparent sends each call a child span of it (same trace id, a new span id per call);
+//    without one, calls carry none. A workflow started with a resource appends that resource's
+//    events (step_succeeded, step_retried, step_failed, step_compensated, compensation_failed,
+//    workflow_succeeded / workflow_rolled_back / workflow_failed) to the same group as the change
+//    each reports. Log lines go to observe::Log("engine") with the workflow's trace, workflow and
+//    resource ids in scope.
 //
 // Threading: every method must be called on the io_context's thread (the engine is single-
 // threaded by design; store callbacks are posted back to it). Recover() blocks on the store and is
@@ -33,6 +41,7 @@
 
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
+#include "cogs/observe/metrics.h"
 #include "cogs/store/store.h"
 #include "cogs/workflow/registry.h"
 #include "cogs/workflow/service.h"
@@ -52,6 +61,9 @@ struct EngineOptions {
     Duration poll_max = std::chrono::seconds(2);
     size_t max_inflight = 200000;  // Start() beyond this answers kResourceExhausted
     uint64_t seed = 1;             // jitter
+    // Where the engine's metrics go (docs/metrics.md, "the workflow engine"); null: none. Must
+    // outlive the engine. Handles are looked up once per definition and per (service, action).
+    observe::Metrics* metrics = nullptr;
 };
 
 struct StartRequest {
@@ -59,8 +71,17 @@ struct StartRequest {
     std::string type;
     std::string input = "{}";  // a JSON object
     Duration deadline{0};      // 0: the definition's
+    // W3C traceparent (the API's request span): kept on the workflow, every call carries a child
+    // span of it. Empty or malformed: calls carry none.
     std::string traceparent;
     std::string project{};  // the tenant it works for (listed and filtered by it)
+    // The resource it works on: the engine records the workflow's progress (step done, retried,
+    // failed, compensated, workflow ended) as events of that resource. Empty: no events.
+    std::string resource_kind{};
+    std::string resource_id{};
+    // Events committed with the create (e.g. the resource's "created"). The engine fills in what
+    // is left empty: workflow_id (this workflow's id), trace_id (of `traceparent`), time_ms (now).
+    std::vector<store::EventRecord> events{};
     // Desired-state records committed in the same transaction as the workflow's create (a server
     // in BUILD and the workflow that builds it exist together or not at all).
     std::vector<store::ResourceWrite> resources{};
@@ -87,6 +108,9 @@ struct FinishedEvent {
     std::string reason;
     int64_t finished_ms = 0;
     std::string project;
+    std::string trace;          // the traceparent it was started with
+    std::string resource_kind;  // as in StartRequest
+    std::string resource_id;
     std::string input;                           // JSON text
     std::map<std::string, std::string> outputs;  // step name -> its output's JSON text (steps with one)
 };

@@ -3,14 +3,24 @@
 // and its ledger is in engine_random_test.cc.
 #include "cogs/workflow/engine.h"
 
-#include <filesystem>
-#include <map>
-#include <set>
+#include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <gtest/gtest.h>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include "cogs/observe/log.h"
+#include "cogs/observe/metrics.h"
+#include "cogs/observe/trace.h"
+#include "cogs/store/store_metrics.h"
 
 namespace cogs::workflow {
 namespace {
@@ -109,7 +119,10 @@ protected:
     }
 
     void OpenAll(EngineOptions opts = {}) {
-        auto st = store::OpenSqliteStore({(dir_ / "cogs.db").string()});
+        store::SqliteOptions so;
+        so.path = (dir_ / "cogs.db").string();
+        so.on_commit = store::CommitMetrics(opts.metrics);  // the store's metrics beside the engine's
+        auto st = store::OpenSqliteStore(so);
         ASSERT_TRUE(st) << st.error().ToString();
         store_ = std::move(*st);
         io_ = std::make_unique<asio::io_context>();
@@ -484,6 +497,385 @@ TEST_F(EngineTest, RejectsBadStarts) {
     RunToEnd("w1");
     // A finished id is still taken (the store refuses the duplicate).
     expect_error({"w1", "chain", "{}", {}, ""}, ErrorCode::kAlreadyExists, "");
+}
+
+}  // namespace
+}  // namespace cogs::workflow
+
+// ---------------------------------------------------------------------------------------------
+// Observability: metrics, events, traces, logs.
+
+namespace cogs::workflow {
+namespace {
+
+// The value of one series in a Prometheus text rendering, written the way prometheus-cpp writes it
+// (labels in alphabetical order), or nullopt if the series is not there.
+std::optional<double> SeriesValue(const std::string& text, const std::string& series) {
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 &&
+            line[series.size()] == ' ') {
+            return std::stod(line.substr(series.size() + 1));
+        }
+    }
+    return std::nullopt;
+}
+
+class EngineObserveTest : public EngineTest {
+protected:
+    void SetUp() override {
+        EngineTest::SetUp();
+        CloseAll();
+        EngineOptions o;
+        o.metrics = &metrics_;
+        o.bulkheads["svc"] = 64;
+        OpenAll(o);
+    }
+
+    // The series' value in a fresh rendering; -1 (and a test failure) if it is missing.
+    double Metric(const std::string& series) {
+        const std::string text = metrics_.Render();
+        auto v = SeriesValue(text, series);
+        EXPECT_TRUE(v.has_value()) << series << " is not in\n" << text;
+        return v.value_or(-1);
+    }
+
+    // a -> b -> c; b has a short timeout and quick retries.
+    static Result<Definition> Observed() {
+        return DefinitionBuilder("m")
+            .Step("a", "svc.a")
+            .Compensate("svc.undo_a")
+            .Step("b", "svc.b")
+            .After("a")
+            .Timeout(30ms)
+            .Retry({3, 1ms, 2ms, 2.0, {}})
+            .Compensate("svc.undo_b")
+            .Step("c", "svc.c")
+            .After("b")
+            .Compensate("svc.undo_c")
+            .Build();
+    }
+
+    std::string StartWith(StartRequest r) {
+        std::string got;
+        engine_->Start(std::move(r), [&](Result<std::string> res) {
+            ASSERT_TRUE(res) << res.error().ToString();
+            got = *res;
+        });
+        RunUntil([&] { return !got.empty(); });
+        return got;
+    }
+
+    observe::Metrics metrics_;
+};
+
+TEST_F(EngineObserveTest, MetricsFollowAScriptedRun) {
+    Register(Observed());
+    Recover();
+    // w-ok: every call answers. w-retry: b's first attempt is unavailable. w-undo: b's first
+    // attempt times out, c is refused for good, so b then a are compensated.
+    service_->script = [](const ActionCall& c, int n) {
+        const std::string wf = c.idempotency_key.substr(0, c.idempotency_key.find('/'));
+        if (wf == "w-retry" && c.action == "b" && n == 1) {
+            return Answer{Answer::kError, ErrorCode::kUnavailable};
+        }
+        if (wf == "w-undo" && c.action == "b" && n == 1) {
+            return Answer{Answer::kHang};
+        }
+        if (wf == "w-undo" && c.action == "c") {
+            return Answer{Answer::kError, ErrorCode::kFailedPrecondition};
+        }
+        return Answer{};
+    };
+    for (const char* id : {"w-ok", "w-retry", "w-undo"}) {
+        Start("m", id);
+    }
+    EXPECT_EQ(Metric("cogs_workflows_started_total{type=\"m\"}"), 3);
+    for (const char* id : {"w-ok", "w-retry", "w-undo"}) {
+        RunToEnd(id);
+    }
+    EXPECT_EQ(finished_["w-undo"].state, WorkflowState::kRolledBack);
+
+    EXPECT_EQ(Metric("cogs_workflows_finished_total{outcome=\"succeeded\",type=\"m\"}"), 2);
+    EXPECT_EQ(Metric("cogs_workflows_finished_total{outcome=\"rolled_back\",type=\"m\"}"), 1);
+    EXPECT_EQ(Metric("cogs_workflows_finished_total{outcome=\"failed\",type=\"m\"}"), 0);
+    EXPECT_EQ(Metric("cogs_workflow_duration_seconds_count{outcome=\"succeeded\",type=\"m\"}"), 2);
+    EXPECT_GT(Metric("cogs_workflow_duration_seconds_sum{outcome=\"rolled_back\",type=\"m\"}"), 0.03)
+        << "it waited for b's 30 ms timeout";
+    EXPECT_EQ(Metric("cogs_workflows_in_flight"), 0);
+
+    auto calls = [&](const char* action, const char* outcome) {
+        return Metric(std::string("cogs_service_calls_total{action=\"") + action + "\",outcome=\"" + outcome +
+                      "\",service=\"svc\"}");
+    };
+    EXPECT_EQ(calls("a", "ok"), 3);
+    EXPECT_EQ(calls("b", "ok"), 3);  // w-undo's too: its second attempt answered, then c failed
+    EXPECT_EQ(calls("b", "retryable"), 1);
+    EXPECT_EQ(calls("b", "timeout"), 1);
+    EXPECT_EQ(calls("b", "permanent"), 0);
+    EXPECT_EQ(calls("c", "ok"), 2);
+    EXPECT_EQ(calls("c", "permanent"), 1);
+    EXPECT_EQ(calls("undo_b", "ok"), 1);
+    EXPECT_EQ(calls("undo_a", "ok"), 1);
+    EXPECT_EQ(Metric("cogs_step_retries_total{action=\"b\",service=\"svc\"}"), 2);
+    EXPECT_EQ(Metric("cogs_step_retries_total{action=\"a\",service=\"svc\"}"), 0);
+    EXPECT_EQ(Metric("cogs_step_timeouts_total{action=\"b\",service=\"svc\"}"), 1);
+    EXPECT_EQ(Metric("cogs_compensations_total{action=\"undo_b\",service=\"svc\"}"), 1);
+    EXPECT_EQ(Metric("cogs_compensations_total{action=\"undo_a\",service=\"svc\"}"), 1);
+    EXPECT_EQ(Metric("cogs_compensations_total{action=\"undo_c\",service=\"svc\"}"), 0)
+        << "c was never applied";
+
+    auto steps = [&](const char* action, const char* outcome) {
+        return Metric(std::string("cogs_step_duration_seconds_count{action=\"") + action + "\",outcome=\"" +
+                      outcome + "\",service=\"svc\"}");
+    };
+    EXPECT_EQ(steps("a", "succeeded"), 3);
+    EXPECT_EQ(steps("b", "succeeded"), 3);  // one observation per step, however many attempts
+    EXPECT_EQ(steps("b", "failed"), 0);
+    EXPECT_EQ(steps("c", "succeeded"), 2);
+    EXPECT_EQ(steps("c", "failed"), 1);
+    EXPECT_EQ(steps("undo_b", "compensated"), 1);
+    EXPECT_EQ(steps("undo_a", "compensated"), 1);
+    EXPECT_EQ(steps("undo_a", "compensation_failed"), 0);
+    EXPECT_GT(Metric("cogs_step_duration_seconds_sum{action=\"b\",outcome=\"succeeded\",service=\"svc\"}"),
+              0.03)
+        << "w-undo's b spans its timed-out first attempt";
+    // Every dispatch: 3 + 4 + 6 (a, b, b again, c, undo_b, undo_a).
+    EXPECT_EQ(Metric("cogs_step_schedule_to_start_seconds_count{service=\"svc\"}"), 13);
+
+    EXPECT_EQ(Metric("cogs_bulkhead_limit{service=\"svc\"}"), 64);
+    EXPECT_EQ(Metric("cogs_bulkhead_in_use{service=\"svc\"}"), 0);
+    EXPECT_EQ(Metric("cogs_bulkhead_waiting{service=\"svc\"}"), 0);
+
+    // The store's, through the same registry: one observation of each histogram per transaction.
+    store_->Flush();
+    const double commits = Metric("cogs_store_commits_total");
+    EXPECT_GT(commits, 0);
+    EXPECT_EQ(Metric("cogs_store_commit_groups_count"), commits);
+    EXPECT_EQ(Metric("cogs_store_commit_duration_seconds_count"), commits);
+    EXPECT_GE(Metric("cogs_store_commit_groups_sum"), commits);
+    EXPECT_EQ(Metric("cogs_store_fenced_total"), 0);
+}
+
+// Prometheus' own linter on what the engine and the store export: the exposition format parses,
+// and the names follow the conventions (units, _total on counters, ...).
+TEST_F(EngineObserveTest, PromtoolAcceptsTheRendering) {
+    if (std::system("command -v promtool > /dev/null 2>&1") != 0) {
+        GTEST_SKIP() << "promtool is not installed (Debian package prometheus)";
+    }
+    Register(Observed());
+    Recover();
+    service_->script = [](const ActionCall& c, int) {
+        return c.action == "c" ? Answer{Answer::kError, ErrorCode::kFailedPrecondition} : Answer{};
+    };
+    Start("m", "w1");
+    RunToEnd("w1");
+    store_->Flush();
+    const fs::path file = dir_ / "metrics.txt";
+    const fs::path out = dir_ / "promtool.txt";
+    {
+        std::ofstream f(file);
+        f << metrics_.Render();
+    }
+    const std::string cmd = "promtool check metrics < " + file.string() + " > " + out.string() + " 2>&1";
+    const int rc = std::system(cmd.c_str());
+    std::ifstream in(out);
+    const std::string complaints((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(rc, 0) << complaints;
+    EXPECT_EQ(complaints, "");
+}
+
+TEST_F(EngineObserveTest, InFlightAndBulkheadGaugesFollowTheWork) {
+    CloseAll();
+    EngineOptions o;
+    o.metrics = &metrics_;
+    o.bulkheads["svc"] = 2;
+    OpenAll(o);
+    Register(DefinitionBuilder("one").Step("a", "svc.a").Build());
+    Recover();
+    service_->hold = true;
+    for (int i = 0; i < 5; ++i) {
+        StartRequest r;
+        r.type = "one";
+        r.id = "w" + std::to_string(i);
+        engine_->Start(r, [](Result<std::string> res) { ASSERT_TRUE(res); });
+    }
+    RunUntil([&] { return service_->held.size() == 2 && engine_->Stats().started == 5; });
+    EXPECT_EQ(Metric("cogs_workflows_in_flight"), 5);
+    EXPECT_EQ(Metric("cogs_bulkhead_limit{service=\"svc\"}"), 2);
+    EXPECT_EQ(Metric("cogs_bulkhead_in_use{service=\"svc\"}"), 2);
+    EXPECT_EQ(Metric("cogs_bulkhead_waiting{service=\"svc\"}"), 3);
+    EXPECT_EQ(Metric("cogs_step_schedule_to_start_seconds_count{service=\"svc\"}"), 2);
+    // Nothing moves while the answers are held: the three waiters wait at least this long.
+    const auto held_from = SteadyClock::now();
+    while (SteadyClock::now() - held_from < 20ms) {
+        io_->restart();
+        io_->run_for(5ms);
+    }
+    EXPECT_EQ(Metric("cogs_bulkhead_waiting{service=\"svc\"}"), 3);
+
+    const auto end = SteadyClock::now() + 20s;
+    while (finished_.size() < 5) {
+        ASSERT_LT(SteadyClock::now(), end) << "the workflows did not finish";
+        if (!service_->held.empty()) {
+            auto next = std::move(service_->held.front());
+            service_->held.erase(service_->held.begin());
+            next();
+        }
+        io_->restart();
+        io_->run_for(5ms);
+    }
+    EXPECT_EQ(Metric("cogs_workflows_in_flight"), 0);
+    EXPECT_EQ(Metric("cogs_bulkhead_in_use{service=\"svc\"}"), 0);
+    EXPECT_EQ(Metric("cogs_bulkhead_waiting{service=\"svc\"}"), 0);
+    EXPECT_EQ(Metric("cogs_step_schedule_to_start_seconds_count{service=\"svc\"}"), 5);
+    // The three that waited for a slot waited 20 ms or more each.
+    EXPECT_GE(Metric("cogs_step_schedule_to_start_seconds_sum{service=\"svc\"}"), 0.06);
+    EXPECT_EQ(Metric("cogs_workflows_finished_total{outcome=\"succeeded\",type=\"one\"}"), 5);
+}
+
+constexpr const char* kTraceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+constexpr const char* kTraceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+TEST_F(EngineObserveTest, ResourceBoundWorkflowRecordsItsHistoryAsEvents) {
+    Register(Chain());
+    Recover();
+    service_->script = [](const ActionCall& c, int n) {
+        if (c.action == "b" && n == 1) {
+            return Answer{Answer::kError, ErrorCode::kUnavailable};
+        }
+        if (c.action == "c") {
+            return Answer{Answer::kError, ErrorCode::kFailedPrecondition};
+        }
+        return Answer{};
+    };
+    StartRequest r;
+    r.type = "chain";
+    r.id = "w1";
+    r.traceparent = kTraceparent;
+    r.project = "p1";
+    r.resource_kind = "server";
+    r.resource_id = "s1";
+    store::EventRecord created;
+    created.project = "p1";
+    created.resource_kind = "server";
+    created.resource_id = "s1";
+    created.type = "created";
+    created.message = "server s1 created";
+    r.events.push_back(created);
+    StartWith(r);
+    RunToEnd("w1");
+    // A workflow without a resource writes no events.
+    service_->script = [](const ActionCall&, int) { return Answer{}; };
+    Start("chain", "w-plain");
+    RunToEnd("w-plain");
+    store_->Flush();
+
+    auto events = store_->ListEvents({});
+    ASSERT_TRUE(events) << events.error().ToString();
+    std::vector<std::string> types;
+    for (const auto& e : *events) {
+        types.push_back(e.type);
+        EXPECT_EQ(e.project, "p1");
+        EXPECT_EQ(e.resource_kind, "server");
+        EXPECT_EQ(e.resource_id, "s1");
+        EXPECT_EQ(e.workflow_id, "w1") << "filled in for the events given to Start";
+        EXPECT_EQ(e.trace_id, kTraceId);
+        EXPECT_GT(e.time_ms, 0);
+    }
+    EXPECT_EQ(types, (std::vector<std::string>{"created", "step_succeeded", "step_retried", "step_succeeded",
+                                               "step_failed", "step_compensated", "step_compensated",
+                                               "workflow_rolled_back"}));
+    ASSERT_EQ(events->size(), 8u);
+    EXPECT_EQ((*events)[0].message, "server s1 created");
+    EXPECT_EQ((*events)[1].message, "step a (svc.a) succeeded after 1 attempt");
+    EXPECT_NE((*events)[2].message.find("step b (svc.b) attempt 1 failed, retrying in"), std::string::npos)
+        << (*events)[2].message;
+    EXPECT_NE((*events)[2].message.find("unavailable: scripted"), std::string::npos) << (*events)[2].message;
+    EXPECT_EQ((*events)[3].message, "step b (svc.b) succeeded after 2 attempts");
+    EXPECT_EQ((*events)[4].message, "step c (svc.c) failed: failed_precondition: scripted");
+    EXPECT_EQ((*events)[5].message, "step b compensated (svc.undo_b)");
+    EXPECT_EQ((*events)[6].message, "step a compensated (svc.undo_a)");
+    EXPECT_EQ((*events)[7].message,
+              "workflow chain rolled back: step c failed: failed_precondition: scripted");
+
+    // The workflow remembers its resource, and the finish event carries it with the trace.
+    auto rec = Load("w1");
+    EXPECT_EQ(rec.resource_kind, "server");
+    EXPECT_EQ(rec.resource_id, "s1");
+    EXPECT_EQ(finished_["w1"].trace, kTraceparent);
+    EXPECT_EQ(finished_["w1"].resource_kind, "server");
+    EXPECT_EQ(finished_["w1"].resource_id, "s1");
+    EXPECT_EQ(finished_["w-plain"].resource_id, "");
+}
+
+TEST_F(EngineObserveTest, EveryCallCarriesAChildSpanOfTheWorkflowsTrace) {
+    Register(Chain());
+    Recover();
+    StartRequest r;
+    r.type = "chain";
+    r.id = "w-traced";
+    r.traceparent = kTraceparent;
+    StartWith(r);
+    RunToEnd("w-traced");
+    Start("chain", "w-untraced");
+    RunToEnd("w-untraced");
+    std::set<std::string> spans;
+    for (const ActionCall& c : service_->calls) {
+        if (c.idempotency_key.rfind("w-traced/", 0) == 0) {
+            auto t = observe::ParseTraceparent(c.traceparent);
+            ASSERT_TRUE(t.has_value()) << c.traceparent;
+            EXPECT_EQ(t->trace_id, kTraceId);
+            EXPECT_NE(t->span_id, "00f067aa0ba902b7") << "a child span, not the caller's";
+            EXPECT_EQ(t->flags, 1);
+            spans.insert(t->span_id);
+        } else {
+            EXPECT_EQ(c.traceparent, "") << "no trace, none sent";
+        }
+    }
+    EXPECT_EQ(spans.size(), 3u) << "one span per call";
+    auto listed = store_->ListWorkflows({});
+    ASSERT_TRUE(listed);
+    for (const auto& w : *listed) {
+        EXPECT_EQ(w.trace, w.id == "w-traced" ? kTraceparent : "");
+    }
+}
+
+TEST_F(EngineObserveTest, EngineLogLinesCarryTheWorkflowsIds) {
+    ASSERT_TRUE(observe::SetupLogging({"engine_test", observe::LogFormat::kJson, "info"}));
+    ASSERT_TRUE(observe::SetLevel("engine", "debug"));  // a step's failure is a debug line
+    Register(Chain());
+    Recover();
+    service_->script = [](const ActionCall& c, int) {
+        return c.action == "c" ? Answer{Answer::kError, ErrorCode::kFailedPrecondition} : Answer{};
+    };
+    StartRequest r;
+    r.type = "chain";
+    r.id = "w-logged";
+    r.traceparent = kTraceparent;
+    r.resource_kind = "server";
+    r.resource_id = "s9";
+    ::testing::internal::CaptureStderr();
+    StartWith(r);
+    RunToEnd("w-logged");
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    std::string line;
+    std::istringstream in(err);
+    int found = 0;
+    while (std::getline(in, line)) {
+        if (line.find("rolled back") == std::string::npos &&
+            line.find("step c (svc.c) failed") == std::string::npos) {
+            continue;
+        }
+        ++found;
+        EXPECT_NE(line.find(R"("component":"engine")"), std::string::npos) << line;
+        EXPECT_NE(line.find(std::string(R"("trace_id":")") + kTraceId + "\""), std::string::npos) << line;
+        EXPECT_NE(line.find(R"("workflow_id":"w-logged")"), std::string::npos) << line;
+        EXPECT_NE(line.find(R"("resource_id":"s9")"), std::string::npos) << line;
+    }
+    EXPECT_EQ(found, 2) << err;
+    ASSERT_TRUE(observe::SetLevel("engine", "info"));
 }
 
 }  // namespace
