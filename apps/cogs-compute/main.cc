@@ -67,6 +67,9 @@ int main(int argc, char** argv) {
     app.add_option("--advertise-url", advertise_url,
                    "the URL cogsd reaches this process at (default: http://<listen host>:<bound port>)");
     CLI11_PARSE(app, argc, argv);
+    if (!kit::SetupProcessLogging(options, "cogs-compute")) {
+        return 2;
+    }
 
     compute::ComputeOptions compute_options;
     if (host_count > 0) {
@@ -82,13 +85,13 @@ int main(int argc, char** argv) {
 
     auto driver = compute::MakeComputeDriver(driver_name, compute::ComputeDriverOptions{Millis(boot_ms)});
     if (!driver) {
-        spdlog::critical("cogs-compute: {}", driver.error().message);
+        spdlog::critical("{}", driver.error().message);
         return 2;
     }
     const std::vector<compute::HostSpec> hosts = compute_options.hosts;
     auto domain = compute::MakeComputeDomain(std::move(compute_options), std::move(*driver));
     if (!domain) {
-        spdlog::critical("cogs-compute: {}", domain.error().message);
+        spdlog::critical("{}", domain.error().message);
         return 2;
     }
 
@@ -97,20 +100,20 @@ int main(int argc, char** argv) {
     compute::AgentOptions agent;
     if (!control_url.empty()) {
         if (auto url = compute::ParseHttpUrl(control_url); !url) {
-            spdlog::critical("cogs-compute: --control-url: {}", url.error().message);
+            spdlog::critical("--control-url: {}", url.error().message);
             return 2;
         }
         if (!control_token_file.empty()) {
             auto token = runtime::ReadTokenFile(control_token_file);
             if (!token) {
-                spdlog::critical("cogs-compute: --control-token-file: {}", token.error().message);
+                spdlog::critical("--control-token-file: {}", token.error().message);
                 return 2;
             }
             agent.token = *token;
         }
         auto listen = kit::ParseListen(options.listen);
         if (!listen) {
-            spdlog::critical("cogs-compute: --listen: {}", listen.error().message);
+            spdlog::critical("--listen: {}", listen.error().message);
             return 2;
         }
         agent.control_url = control_url;
@@ -128,7 +131,7 @@ int main(int argc, char** argv) {
             agent.advertise_url = "http://" + host + ":";  // the port once bound
         }
     } else if (!control_token_file.empty()) {
-        spdlog::warn("cogs-compute: --control-token-file without --control-url: nothing to register with");
+        spdlog::warn("--control-token-file without --control-url: nothing to register with");
     }
 
     // The agent lives in the hook, which Serve destroys before its io_context: nothing else may hold
@@ -144,10 +147,10 @@ int main(int argc, char** argv) {
         }
         auto started = compute::HostAgent::Start(io, std::move(o));
         if (!started) {
-            spdlog::error("cogs-compute: cannot start the agent: {}", started.error().message);
+            spdlog::error("cannot start the agent: {}", started.error().message);
             return;
         }
-        spdlog::info("cogs-compute: registering {} host(s) with {} as {}", agent.hosts.size(),
+        spdlog::info("registering {} host(s) with {} as {}", agent.hosts.size(),
                      agent.control_url,
                      derive_port ? agent.advertise_url + std::to_string(port) : agent.advertise_url);
         *running = std::move(*started);

@@ -27,6 +27,9 @@ int main(int argc, char** argv) {
     app.add_option("--volume-dir", volume_dir,
                    "directory of the file driver's volumes (default: <dir of --state>/volumes)");
     CLI11_PARSE(app, argc, argv);
+    if (!kit::SetupProcessLogging(options, "cogs-volume")) {
+        return 2;
+    }
 
     if (volume_dir.empty() && driver_name == "file") {
         const std::filesystem::path state(options.service.state_path);
@@ -35,11 +38,11 @@ int main(int argc, char** argv) {
     }
     auto driver = volume::MakeVolumeDriver(driver_name, volume_dir);
     if (!driver) {
-        spdlog::critical("cogs-volume: {}", driver.error().message);
+        spdlog::critical("{}", driver.error().message);
         return 2;
     }
     if (driver_name == "file") {
-        spdlog::info("cogs-volume: file driver, volumes in {}", volume_dir);
+        spdlog::info("file driver, volumes in {}", volume_dir);
     }
     return kit::Serve(options, volume::MakeVolumeDomain(std::move(*driver)));
 }

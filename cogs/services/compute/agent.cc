@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 
 #include "cogs/http/client.h"
+#include "cogs/observe/log.h"
 
 namespace cogs::services::compute {
 namespace {
@@ -17,6 +18,10 @@ namespace json = boost::json;
 // Failures are logged on the first of a run and then at 2, 4, 8, ... so that a thousand hosts
 // facing a control plane that is down do not flood the log, yet a long outage stays visible.
 bool WorthLogging(uint64_t consecutive) { return (consecutive & (consecutive - 1)) == 0; }
+
+// The agent's lines: component "agent" (its level set apart from the service's), the host as the
+// resource they are about.
+spdlog::logger& AgentLog() { return observe::Log("agent"); }
 
 std::string Describe(const Result<http::Response>& r) {
     if (!r) {
@@ -157,13 +162,14 @@ private:
     }
 
     void Registered(Host& h, const Result<http::Response>& r) {
+        const observe::LogScope scope(observe::LogContext{"", "", h.name});
         if (r && r->status >= 200 && r->status < 300) {
             ++stats_.registrations;
             if (h.failures > 0) {
-                spdlog::info("compute agent: host {} registered after {} failed attempts", h.name,
-                             h.failures);
+                AgentLog().info("compute agent: host {} registered after {} failed attempts", h.name,
+                                h.failures);
             } else {
-                spdlog::debug("compute agent: host {} registered", h.name);
+                AgentLog().debug("compute agent: host {} registered", h.name);
             }
             h.registered = true;
             h.failures = 0;
@@ -179,13 +185,14 @@ private:
             status >= 400 && status < 500 && status != 401 && status != 403 && status != 408 && status != 429;
         Duration wait;
         if (definitive) {
-            spdlog::error("compute agent: control plane refuses host {}: {} (retrying every {} ms)", h.name,
-                          Describe(r), std::chrono::duration_cast<Millis>(options_.slow_retry).count());
+            AgentLog().error("compute agent: control plane refuses host {}: {} (retrying every {} ms)",
+                             h.name, Describe(r),
+                             std::chrono::duration_cast<Millis>(options_.slow_retry).count());
             wait = options_.slow_retry;
         } else {
             if (WorthLogging(h.failures)) {
-                spdlog::warn("compute agent: registering host {} failed ({} in a row): {}", h.name,
-                             h.failures, Describe(r));
+                AgentLog().warn("compute agent: registering host {} failed ({} in a row): {}", h.name,
+                                h.failures, Describe(r));
             }
             wait = h.backoff;
             h.backoff = std::min<Duration>(h.backoff * 2, options_.max_backoff);
@@ -205,10 +212,11 @@ private:
     }
 
     void HeartbeatDone(Host& h, const Result<http::Response>& r) {
+        const observe::LogScope scope(observe::LogContext{"", "", h.name});
         if (r && r->status == 404) {
             ++stats_.heartbeat_failures;
             ++stats_.reregistrations;
-            spdlog::warn("compute agent: control plane forgot host {}: registering again", h.name);
+            AgentLog().warn("compute agent: control plane forgot host {}: registering again", h.name);
             h.registered = false;
             h.failures = 0;
             Register(h);
@@ -217,16 +225,16 @@ private:
         if (r && r->status >= 200 && r->status < 300) {
             ++stats_.heartbeats;
             if (h.failures > 0) {
-                spdlog::info("compute agent: heartbeats of host {} answered again after {} failures", h.name,
-                             h.failures);
+                AgentLog().info("compute agent: heartbeats of host {} answered again after {} failures",
+                                h.name, h.failures);
             }
             h.failures = 0;
         } else {
             ++stats_.heartbeat_failures;
             ++h.failures;
             if (WorthLogging(h.failures)) {
-                spdlog::warn("compute agent: heartbeat of host {} failed ({} in a row): {}", h.name,
-                             h.failures, Describe(r));
+                AgentLog().warn("compute agent: heartbeat of host {} failed ({} in a row): {}", h.name,
+                                h.failures, Describe(r));
             }
         }
         // At the pace of heartbeat_interval from the last send; at once if a slow answer used it up.

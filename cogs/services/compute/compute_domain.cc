@@ -3,6 +3,8 @@
 #include <boost/json.hpp>
 #include <map>
 
+#include "cogs/observe/log.h"
+#include "cogs/observe/metrics.h"
 #include "cogs/services/compute/compute.h"
 #include "cogs/services/kit/input.h"
 
@@ -155,8 +157,8 @@ public:
         if (hosts_.count(i.spec.host) == 0) {
             // Kept (it is what this process holds, and the inventory says so), but no action reaches
             // it until the host is served again.
-            spdlog::warn("compute: instance {} is on host {}, which this process does not serve", id,
-                         i.spec.host);
+            observe::Log("compute").warn("instance {} is on host {}, which this process does not serve", id,
+                                         i.spec.host);
         }
         instances_[i.spec.id] = std::move(i);
         return Ok();
@@ -179,6 +181,39 @@ public:
             return Stop(input, tx);
         }
         return MakeError(ErrorCode::kNotFound, "compute: no action '" + std::string(action) + "'");
+    }
+
+    std::vector<std::pair<std::string, int64_t>> RecordCounts() const override {
+        return {{std::string(kTable), static_cast<int64_t>(instances_.size())}};
+    }
+
+    // cogs_compute_instances{host,state}, from the clock like every state. A host and state seen at
+    // an earlier scrape and empty now is set to 0 rather than left at its last value. The handles
+    // are kept (per registry) so a scrape of thousands of hosts does not look each one up again.
+    void Collect(observe::Metrics& metrics) const override {
+        if (gauges_for_ != &metrics) {
+            gauges_.clear();
+            gauges_for_ = &metrics;
+            family_ = observe::GaugeOf(&metrics, "cogs_compute_instances",
+                                       "Instances this process holds, by host and state.");
+        }
+        const int64_t now = now_us_();
+        std::map<std::pair<std::string_view, std::string_view>, int64_t> by_host_state;
+        for (const auto& [id, i] : instances_) {
+            ++by_host_state[{i.spec.host, i.State(now)}];
+        }
+        for (auto& [key, gauge] : gauges_) {
+            auto it = by_host_state.find({key.first, key.second});
+            gauge.Set(it == by_host_state.end() ? 0.0 : static_cast<double>(it->second));
+        }
+        for (const auto& [key, n] : by_host_state) {
+            std::pair<std::string, std::string> labels{std::string(key.first), std::string(key.second)};
+            if (!gauges_.contains(labels)) {
+                observe::Gauge g = family_.With({{"host", labels.first}, {"state", labels.second}});
+                g.Set(static_cast<double>(n));
+                gauges_.emplace(std::move(labels), g);
+            }
+        }
     }
 
     std::string Inventory() const override {
@@ -410,6 +445,10 @@ private:
     std::function<int64_t()> now_us_;
     std::unique_ptr<ComputeDriver> driver_;
     std::map<std::string, Instance, std::less<>> instances_;
+    // Collect's handles: {host, state} -> gauge, for the registry gauges_for_.
+    mutable std::map<std::pair<std::string, std::string>, observe::Gauge> gauges_;
+    mutable const observe::Metrics* gauges_for_ = nullptr;
+    mutable observe::GaugeFamily family_;
 };
 
 class SimDriver final : public ComputeDriver {

@@ -5,11 +5,14 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
+#include <cmath>
 #include <filesystem>
 #include <map>
 
 #include "cogs/http/server.h"
+#include "cogs/observe/metrics.h"
 #include "cogs/services/compute/agent.h"
+#include "cogs/services/kit/internal/test_observe.h"
 #include "cogs/services/kit/service.h"
 
 namespace cogs::services::compute {
@@ -19,6 +22,8 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 
 using Records = std::map<std::pair<std::string, std::string>, std::string>;
+using kit::test_observe::PromtoolProblems;
+using kit::test_observe::SampleOf;
 
 constexpr int64_t kStartUs = 1'800'000'000'000'000;  // a fixed wall time (µs)
 
@@ -267,6 +272,38 @@ TEST_F(ComputeTest, StopStartReboot) {
     }
 }
 
+TEST_F(ComputeTest, InstancesByHostAndStateFollowTheClockAndDropToZero) {
+    observe::Metrics metrics;
+    const auto instances = [&](const std::string& text, const std::string& host, const std::string& state) {
+        return SampleOf(text, "cogs_compute_instances", {{"host", host}, {"state", state}});
+    };
+    const auto scrape = [&] {
+        domain_->Collect(metrics);
+        return metrics.Render();
+    };
+    Ok("create_instance", CreateInput("i1", "h1"));
+    Ok("create_instance", CreateInput("i2", "h2"));
+    Ok("create_instance", CreateInput("i3", "h2"));
+    std::string text = scrape();
+    EXPECT_EQ(instances(text, "h1", "BUILD"), 1);
+    EXPECT_EQ(instances(text, "h2", "BUILD"), 2);
+    EXPECT_TRUE(std::isnan(instances(text, "h1", "ACTIVE"))) << "no series for what never was";
+
+    now_us_ += 300'000;  // booted
+    Ok("stop_instance", R"({"id":"i3","host":"h2"})");
+    text = scrape();
+    EXPECT_EQ(instances(text, "h1", "ACTIVE"), 1);
+    EXPECT_EQ(instances(text, "h2", "ACTIVE"), 1);
+    EXPECT_EQ(instances(text, "h2", "SHUTOFF"), 1);
+    EXPECT_EQ(instances(text, "h2", "BUILD"), 0) << "a state left empty reads 0, not its last value";
+
+    Ok("delete_instance", R"({"id":"i1","host":"h1"})");
+    text = scrape();
+    EXPECT_EQ(instances(text, "h1", "ACTIVE"), 0);
+    EXPECT_EQ(domain_->RecordCounts(), (std::vector<std::pair<std::string, int64_t>>{{"instances", 2}}));
+    EXPECT_EQ(PromtoolProblems(text), "");
+}
+
 TEST_F(ComputeTest, LoadRebuildsFromRecords) {
     Ok("create_instance", CreateInput("i1", "h1"));
     Ok("create_instance", CreateInput("i2", "h2"));
@@ -348,6 +385,7 @@ protected:
         ASSERT_TRUE(domain);
         kit::ServiceOptions service_options;
         service_options.state_path = dir_ + "/state.db";
+        service_options.metrics = &metrics_;
         auto s = kit::DomainService::Create(io_, std::move(*domain), service_options);
         ASSERT_TRUE(s) << s.error().ToString();
         service_ = std::move(*s);
@@ -383,6 +421,7 @@ protected:
     }
 
     std::string dir_;
+    observe::Metrics metrics_;  // outlives the service, which counts into it
     boost::asio::io_context io_;
     std::unique_ptr<kit::DomainService> service_;
 };
@@ -409,6 +448,10 @@ TEST_F(ComputeServiceTest, CreateIsAcceptedUntilBootedAndSurvivesARestart) {
     EXPECT_NE(ServedInventory().find(R"("state":"ACTIVE")"), std::string::npos);
     ASSERT_TRUE(Call("stop_instance", "wf2/stop/do", R"({"id":"i1","host":"sim-2"})"));
     const std::string before = ServedInventory();
+    const std::string scraped = metrics_.Render();  // what GET /metrics would show now
+    EXPECT_EQ(SampleOf(scraped, "cogs_compute_instances", {{"host", "sim-2"}, {"state", "SHUTOFF"}}), 1);
+    EXPECT_EQ(SampleOf(scraped, "cogs_service_records", {{"service", "compute"}, {"kind", "instances"}}), 1);
+    EXPECT_EQ(SampleOf(scraped, "cogs_service_records", {{"service", "compute"}, {"kind", "ledger"}}), 2);
 
     StartService();
     EXPECT_EQ(ServedInventory(), before);
@@ -421,6 +464,11 @@ TEST_F(ComputeServiceTest, CreateIsAcceptedUntilBootedAndSurvivesARestart) {
     ASSERT_TRUE(undo) << undo.error().ToString();
     EXPECT_EQ(json::parse(undo->output).at("deleted"), true);
     EXPECT_EQ(json::parse(ServedInventory()).at("instances").as_array().size(), 0u);
+
+    // The restarted service samples its reloaded ledger (the first one's sampler is gone with it).
+    const std::string text = metrics_.Render();
+    EXPECT_EQ(SampleOf(text, "cogs_service_records", {{"service", "compute"}, {"kind", "ledger"}}), 3);
+    EXPECT_EQ(SampleOf(text, "cogs_service_records", {{"service", "compute"}, {"kind", "instances"}}), 0);
 }
 
 // ---- the agent, against a fake control plane ----

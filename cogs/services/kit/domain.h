@@ -16,10 +16,15 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "cogs/base/result.h"
 #include "cogs/http/server.h"
+
+namespace cogs::observe {
+class Metrics;
+}
 
 namespace cogs::services::kit {
 
@@ -88,6 +93,17 @@ public:
         (void)request;
         return std::nullopt;
     }
+
+    // Sampled every time GET /metrics is scraped (on the io thread, like every other call): how many
+    // records of each kind the domain holds, e.g. {{"networks", 2}, {"ports", 40}}. The kit exports
+    // them as cogs_service_records{service,kind}, beside kind "ledger" (its idempotency entries).
+    // The same kinds on every call, so that no series goes stale.
+    virtual std::vector<std::pair<std::string, int64_t>> RecordCounts() const { return {}; }
+
+    // Also at every scrape, after RecordCounts: sets the domain's own gauges in `metrics` (cogs-compute:
+    // cogs_compute_instances{host,state}). A label set that no longer applies must be set to 0, since
+    // the registry keeps every series it was given.
+    virtual void Collect(observe::Metrics& metrics) const { (void)metrics; }
 };
 
 }  // namespace cogs::services::kit

@@ -30,6 +30,57 @@ bool Contains(const std::vector<std::string>& v, std::string_view s) {
 
 std::string_view ToString(CallKind kind) { return kind == CallKind::kDo ? "do" : "undo"; }
 
+std::string_view ToString(Fault fault) {
+    switch (fault) {
+        case Fault::kNone:
+            return "";
+        case Fault::kError:
+            return "error";
+        case Fault::kHang:
+            return "hang";
+        case Fault::kPermanent:
+            return "permanent";
+        case Fault::kLostReply:
+            return "lost_reply";
+    }
+    return "";
+}
+
+FaultCounter::FaultCounter(observe::Metrics* metrics, std::string_view service) {
+    const observe::CounterFamily family =
+        observe::CounterOf(metrics, "cogs_service_faults_injected_total",
+                           "Faults injected into calls (PUT /v1/faults or the fault flags), by kind.");
+    const auto of = [&](std::string_view kind) {
+        return family.With({{"service", std::string(service)}, {"kind", std::string(kind)}});
+    };
+    error_ = of(ToString(Fault::kError));
+    hang_ = of(ToString(Fault::kHang));
+    permanent_ = of(ToString(Fault::kPermanent));
+    lost_reply_ = of(ToString(Fault::kLostReply));
+    latency_ = of("latency");
+}
+
+void FaultCounter::Count(Fault fault) const {
+    switch (fault) {
+        case Fault::kNone:
+            return;
+        case Fault::kError:
+            error_.Inc();
+            return;
+        case Fault::kHang:
+            hang_.Inc();
+            return;
+        case Fault::kPermanent:
+            permanent_.Inc();
+            return;
+        case Fault::kLostReply:
+            lost_reply_.Inc();
+            return;
+    }
+}
+
+void FaultCounter::CountLatency() const { latency_.Inc(); }
+
 bool IsFailAction(const FaultConfig& faults, std::string_view action) {
     return Contains(faults.fail_actions, action);
 }

@@ -13,6 +13,7 @@
 
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
+#include "cogs/observe/metrics.h"
 
 namespace cogs::services::kit {
 
@@ -65,6 +66,25 @@ public:
 
 private:
     std::mt19937_64 rng_;
+};
+
+// What a fault is called in cogs_service_faults_injected_total{kind}: "error", "hang", "permanent",
+// "lost_reply" ("" for kNone).
+std::string_view ToString(Fault fault);
+
+// cogs_service_faults_injected_total{service,kind} (docs/metrics.md): one count per fault that struck
+// a call, and kind "latency" per answer held back by FaultConfig.latency. The handles are looked up
+// once, here; with a null registry every method is a no-op (the in-process benchmarks).
+class FaultCounter {
+public:
+    FaultCounter() = default;
+    FaultCounter(observe::Metrics* metrics, std::string_view service);
+
+    void Count(Fault fault) const;  // kNone counts nothing
+    void CountLatency() const;
+
+private:
+    observe::Counter error_, hang_, permanent_, lost_reply_, latency_;
 };
 
 }  // namespace cogs::services::kit

@@ -3,7 +3,7 @@
 // include it (link CLI11::CLI11).
 //
 //   --listen HOST:PORT  --port-file PATH  --state PATH  --seed N  --token-file PATH
-//   --log-level LEVEL   --max-body-bytes N
+//   --log-level LEVEL   --log-format json|text   --max-body-bytes N
 //   --error-rate R  --permanent-rate R  --hang-rate R  --lost-reply-rate R  --latency-ms MS
 //   --fail-action A (repeatable)  --long-action A (repeatable)  --accept-ms MS  --hang-all
 #pragma once
@@ -52,7 +52,12 @@ inline void AddProcessFlags(CLI::App& app, ServeOptions& o) {
     app.add_option("--seed", o.service.seed, "seed for the fault draws")->capture_default_str();
     app.add_option("--token-file", o.token_file,
                    "file holding the bearer token callers must present (default: no authentication)");
-    app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error")->capture_default_str();
+    app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error, critical or off")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+        ->capture_default_str();
+    app.add_option("--log-format", o.log_format, "json (one object per line) or text (for people)")
+        ->check(CLI::IsMember({"json", "text"}))
+        ->capture_default_str();
     app.add_option("--max-body-bytes", o.max_body_bytes, "largest request body accepted")->capture_default_str();
     AddFaultFlags(app, o.service.faults);
 }

@@ -1,25 +1,31 @@
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
-#include <atomic>
+#include <cmath>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "cogs/base/secret.h"
 #include "cogs/http/client.h"
+#include "cogs/observe/log.h"
+#include "cogs/observe/metrics.h"
+#include "cogs/runtime/files.h"
 #include "cogs/services/kit/domain.h"
 #include "cogs/services/kit/faults.h"
 #include "cogs/services/kit/flags.h"
 #include "cogs/services/kit/http_client.h"
+#include "cogs/services/kit/internal/test_observe.h"
 #include "cogs/services/kit/protocol.h"
-#include "cogs/runtime/files.h"
 #include "cogs/services/kit/serve.h"
 #include "cogs/services/kit/service.h"
 
@@ -29,6 +35,10 @@ namespace {
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
 namespace json = boost::json;
+using test_observe::LogLines;
+using test_observe::PromtoolProblems;
+using test_observe::SampleOf;
+using test_observe::StderrCapture;
 using workflow::ActionCall;
 using workflow::ActionReply;
 
@@ -212,6 +222,7 @@ protected:
 
     json::array Ledger() { return Parse(service_->LedgerJson()).as_array(); }
 
+    observe::Metrics metrics_;  // outlives the service (ServiceOptions.metrics points into it)
     asio::io_context io_;
     std::shared_ptr<Probe> probe_;
     ItemsDomain* domain_ = nullptr;
@@ -502,8 +513,16 @@ TEST_F(KitTest, LoadErrorFailsCreate) {
 
 class KitHttpTest : public KitTest {
 protected:
-    void Serve(std::string token_sha256 = "", std::string client_token = "") {
-        auto server = http::StartServer(io_, http::ServerOptions{}, MakeActionHttpHandler(*service_, token_sha256));
+    // With `metrics`, the service counts into metrics_ and the handler serves GET /metrics.
+    void Serve(std::string token_sha256 = "", std::string client_token = "", bool metrics = false) {
+        if (metrics) {
+            ServiceOptions options;
+            options.metrics = &metrics_;
+            Start(std::move(options));
+        }
+        auto server =
+            http::StartServer(io_, http::ServerOptions{},
+                              MakeActionHttpHandler(*service_, token_sha256, metrics ? &metrics_ : nullptr));
         ASSERT_TRUE(server) << server.error().ToString();
         server_ = std::move(*server);
         client_ = MakeHttpServiceClient(io_, "127.0.0.1", server_->port(), "items", 8, client_token);
@@ -533,13 +552,15 @@ protected:
         return got && *got ? **got : http::Response{};
     }
 
-    Result<ActionReply> Invoke(std::string action, std::string key, std::string input = "{}") {
+    Result<ActionReply> Invoke(std::string action, std::string key, std::string input = "{}",
+                               std::string traceparent = "") {
         ActionCall c;
         c.service = "items";
         c.action = std::move(action);
         c.idempotency_key = std::move(key);
         c.input = std::move(input);
         c.deadline = SteadyClock::now() + 2s;
+        c.traceparent = std::move(traceparent);
         std::optional<Result<ActionReply>> got;
         client_->Invoke(std::move(c), [&](Result<ActionReply> r) { got = std::move(r); });
         EXPECT_TRUE(RunUntil(io_, [&] { return got.has_value(); }));
@@ -650,6 +671,171 @@ TEST_F(KitHttpTest, TokenRequiredEverywhereButHealthz) {
     EXPECT_EQ(probe_->performed["put"], 1);
 }
 
+TEST_F(KitHttpTest, MetricsCountEveryOutcomeAndPassPromtool) {
+    Serve("", "", /*metrics=*/true);
+    const auto actions = [&](const std::string& text, const std::string& action, const std::string& outcome) {
+        return SampleOf(text, "cogs_service_actions_total",
+                        {{"service", "items"}, {"action", action}, {"outcome", outcome}});
+    };
+    ASSERT_TRUE(Invoke("put", "wf1/a/do", R"({"id":"a","value":"1"})"));
+    ASSERT_TRUE(Invoke("put", "wf1/a/do", R"({"id":"a","value":"1"})"));  // a replay
+    ASSERT_TRUE(Invoke("put", "wf1/b/do", R"({"id":"b","value":"2"})"));
+    ASSERT_FALSE(Invoke("fail", "wf2/f/do", R"({"id":"f"})"));
+    ASSERT_FALSE(Invoke("flaky", "wf3/f/do", "{}"));
+    auto boot = Invoke("boot", "wf4/b/do", R"({"id":"c","value":"3"})");
+    ASSERT_TRUE(boot && boot->accepted);
+    ASSERT_EQ(Raw("PUT", "/v1/faults", R"({"error_rate":1})").status, 200);
+    ASSERT_FALSE(Invoke("put", "wf5/a/do", R"({"id":"e","value":"1"})"));
+    ASSERT_EQ(Raw("PUT", "/v1/faults", R"({"fail_actions":["put"]})").status, 200);
+    ASSERT_FALSE(Invoke("put", "wf6/a/do", R"({"id":"g","value":"1"})"));
+    ASSERT_EQ(Raw("PUT", "/v1/faults", "{}").status, 200);
+
+    const http::Response r = Raw("GET", "/metrics");
+    ASSERT_EQ(r.status, 200);
+    EXPECT_NE(r.Header("content-type").find("text/plain"), std::string::npos);
+    const std::string& text = r.body;
+    EXPECT_EQ(actions(text, "put", "ok"), 2);
+    EXPECT_EQ(actions(text, "put", "replayed"), 1);
+    EXPECT_EQ(actions(text, "fail", "refused"), 1);
+    EXPECT_EQ(actions(text, "flaky", "error"), 1);
+    EXPECT_EQ(actions(text, "boot", "accepted"), 1);
+    EXPECT_EQ(actions(text, "put", "error"), 1) << "the injected error";
+    EXPECT_EQ(actions(text, "put", "refused"), 1) << "the fail_actions refusal";
+    EXPECT_EQ(SampleOf(text, "cogs_service_action_duration_seconds_count",
+                       {{"service", "items"}, {"action", "put"}}),
+              5);
+    EXPECT_EQ(SampleOf(text, "cogs_service_faults_injected_total", {{"service", "items"}, {"kind", "error"}}),
+              1);
+    EXPECT_EQ(
+        SampleOf(text, "cogs_service_faults_injected_total", {{"service", "items"}, {"kind", "permanent"}}),
+        1);
+    EXPECT_EQ(SampleOf(text, "cogs_service_faults_injected_total", {{"service", "items"}, {"kind", "hang"}}),
+              0);
+    // Ledger: a, b, f (refused), boot, the fail_actions refusal; the flaky and injected errors are not kept.
+    EXPECT_EQ(SampleOf(text, "cogs_service_records", {{"service", "items"}, {"kind", "ledger"}}), 5);
+    EXPECT_EQ(SampleOf(text, "cogs_http_requests_total",
+                       {{"route", "/v1/actions/{id}"}, {"method", "POST"}, {"code", "200"}}),
+              3);
+    EXPECT_FALSE(std::isnan(SampleOf(text, "process_open_fds", {})));
+    EXPECT_EQ(PromtoolProblems(text), "");
+
+    // The records gauge follows the ledger at the next scrape.
+    ASSERT_TRUE(Invoke("put", "wf7/a/do", R"({"id":"h","value":"1"})"));
+    EXPECT_EQ(SampleOf(Raw("GET", "/metrics").body, "cogs_service_records",
+                       {{"service", "items"}, {"kind", "ledger"}}),
+              6);
+}
+
+TEST_F(KitHttpTest, HangsLatencyAndUnknownActionsAreCountedAndBounded) {
+    Serve("", "", /*metrics=*/true);
+    ASSERT_EQ(Raw("PUT", "/v1/faults", R"({"latency_ms":1})").status, 200);
+    ASSERT_TRUE(Invoke("put", "wf1/a/do", R"({"id":"a","value":"1"})"));
+    ASSERT_EQ(Raw("PUT", "/v1/faults", R"({"hang_all":true})").status, 200);
+    http::Request req;
+    req.method = "POST";
+    req.target = "/v1/actions/put";
+    req.body = R"({"id":"z","value":"1"})";
+    req.headers = {{"idempotency-key", "wf2/z/do"}};
+    bool answered = false;
+    raw_->Send(req, SteadyClock::now() + 100ms, [&](Result<http::Response>) { answered = true; });
+    ASSERT_TRUE(RunUntil(io_, [&] { return answered; }));
+    ASSERT_EQ(Raw("PUT", "/v1/faults", "{}").status, 200);
+    for (int i = 0; i < 80; ++i) {
+        EXPECT_EQ(Raw("POST", "/v1/actions/nope" + std::to_string(i), "{}",
+                      {{"idempotency-key", "wf3/" + std::to_string(i) + "/do"}})
+                      .status,
+                  404);
+    }
+    const std::string text = Raw("GET", "/metrics").body;
+    EXPECT_EQ(SampleOf(text, "cogs_service_faults_injected_total", {{"service", "items"}, {"kind", "hang"}}),
+              1);
+    EXPECT_GE(
+        SampleOf(text, "cogs_service_faults_injected_total", {{"service", "items"}, {"kind", "latency"}}), 1);
+    EXPECT_EQ(SampleOf(text, "cogs_service_actions_total",
+                       {{"service", "items"}, {"action", "put"}, {"outcome", "ok"}}),
+              1)
+        << "the hung call was never answered, so not counted as an answer";
+    // At most 64 action labels: the unknown actions past that count under "other".
+    const double other = SampleOf(text, "cogs_service_actions_total",
+                                  {{"service", "items"}, {"action", "other"}, {"outcome", "refused"}});
+    EXPECT_EQ(other, 80 - (64 - 1)) << "64 labels: put and 63 unknown ones";
+    EXPECT_EQ(PromtoolProblems(text), "");
+}
+
+TEST_F(KitHttpTest, LogLevelsNeedTheTokenAndChangeALevel) {
+    const std::string token = RandomHex(16);
+    Serve(Sha256Hex(token), token, /*metrics=*/true);
+    EXPECT_EQ(Raw("GET", "/v1/log-levels").status, 401);
+    EXPECT_EQ(Raw("PUT", "/v1/log-levels", R"({"items":"debug"})").status, 401);
+    EXPECT_EQ(Raw("GET", "/metrics").status, 200) << "Prometheus scrapes without a token";
+    const std::vector<std::pair<std::string, std::string>> auth = {{"authorization", "Bearer " + token}};
+    ASSERT_TRUE(observe::SetLevel("items", "info"));
+    auto got = Raw("GET", "/v1/log-levels", "", auth);
+    ASSERT_EQ(got.status, 200) << got.body;
+    EXPECT_EQ(Parse(got.body).at("items").as_string(), "info");
+    auto put = Raw("PUT", "/v1/log-levels", R"({"items":"debug"})", auth);
+    ASSERT_EQ(put.status, 200) << put.body;
+    EXPECT_EQ(Parse(put.body).at("items").as_string(), "debug");
+    EXPECT_EQ(observe::Levels()["items"], "debug");
+    EXPECT_TRUE(observe::Log("items").should_log(spdlog::level::debug));
+    EXPECT_EQ(Raw("PUT", "/v1/log-levels", R"({"items":"loud"})", auth).status, 400);
+    EXPECT_EQ(observe::Levels()["items"], "debug") << "a refused PUT changes nothing";
+    ASSERT_TRUE(observe::SetLevel("items", "info"));
+}
+
+TEST_F(KitHttpTest, AnActionLogsOneJsonLineWithItsTraceWorkflowAndResource) {
+    ASSERT_TRUE(observe::SetupLogging(observe::LogOptions{"cogs-items", observe::LogFormat::kJson, "info"}));
+    Serve("", "", /*metrics=*/true);
+    const std::string trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const std::string traceparent = "00-" + trace_id + "-00f067aa0ba902b7-01";
+    StderrCapture capture;
+    ASSERT_TRUE(Invoke("put", "wf-7/a/do", R"({"id":"item-1","value":"1"})", traceparent));
+    ASSERT_TRUE(Invoke("put", "wf-7/a/do", R"({"id":"item-1","value":"1"})", traceparent));  // a replay
+    ASSERT_FALSE(Invoke("fail", "wf-8/f/do", R"({"id":"item-2"})"));
+    ASSERT_EQ(Raw("GET", "/v1/actions/status?key=" + http::UrlEncode("wf-7/a/do")).status, 200);
+    const std::string logs = capture.Stop();
+
+    const auto put = LogLines(logs, "action=put");
+    ASSERT_EQ(put.size(), 1u) << "one line per action, none for the replay:\n" << logs;
+    EXPECT_EQ(put[0].at("level").as_string(), "info");
+    EXPECT_EQ(put[0].at("process").as_string(), "cogs-items");
+    EXPECT_EQ(put[0].at("component").as_string(), "items");
+    EXPECT_EQ(put[0].at("trace_id").as_string(), trace_id);
+    EXPECT_EQ(put[0].at("workflow_id").as_string(), "wf-7");
+    EXPECT_EQ(put[0].at("resource_id").as_string(), "item-1");
+    const std::string msg(put[0].at("msg").as_string());
+    EXPECT_NE(msg.find("outcome=ok"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("duration_ms="), std::string::npos) << msg;
+    EXPECT_NE(msg.find("key=wf-7/a/do"), std::string::npos) << msg;
+
+    const auto fail = LogLines(logs, "action=fail");
+    ASSERT_EQ(fail.size(), 1u) << logs;
+    EXPECT_NE(std::string(fail[0].at("msg").as_string()).find("outcome=refused"), std::string::npos);
+    EXPECT_FALSE(fail[0].contains("trace_id")) << "no traceparent, no trace id";
+    EXPECT_EQ(fail[0].at("workflow_id").as_string(), "wf-8");
+    EXPECT_TRUE(LogLines(logs, "status").empty()) << "status polls are not logged";
+}
+
+TEST_F(KitHttpTest, ACallNeverAnsweredIsLoggedAsUnanswered) {
+    ASSERT_TRUE(observe::SetupLogging(observe::LogOptions{"cogs-items", observe::LogFormat::kJson, "info"}));
+    Serve();
+    ASSERT_EQ(Raw("PUT", "/v1/faults", R"({"hang_all":true})").status, 200);
+    StderrCapture capture;
+    http::Request req;
+    req.method = "POST";
+    req.target = "/v1/actions/put";
+    req.body = R"({"id":"z","value":"1"})";
+    req.headers = {{"idempotency-key", "wf-9/z/do"}};
+    bool answered = false;
+    raw_->Send(req, SteadyClock::now() + 100ms, [&](Result<http::Response>) { answered = true; });
+    ASSERT_TRUE(RunUntil(io_, [&] { return answered; }));
+    const std::string logs = capture.Stop();
+    const auto lines = LogLines(logs, "action=put");
+    ASSERT_EQ(lines.size(), 1u) << logs;
+    EXPECT_NE(std::string(lines[0].at("msg").as_string()).find("outcome=unanswered"), std::string::npos);
+    EXPECT_EQ(lines[0].at("resource_id").as_string(), "z");
+}
+
 // ---- faults, flags, serve helpers ----
 
 TEST(FaultConfigJson, RoundTripsAndNamesBadFields) {
@@ -702,7 +888,8 @@ TEST(ServeFlags, ParseIntoServeOptions) {
     app.parse(
         "--listen 127.0.0.1:8080 --port-file /p --state /s.db --seed 9 --token-file /t --error-rate 0.04 "
         "--permanent-rate 0.03 --hang-rate 0.02 --lost-reply-rate 0.01 --latency-ms 2.5 --fail-action x "
-        "--fail-action y --long-action boot --accept-ms 250 --hang-all --log-level debug --max-body-bytes 4096",
+        "--fail-action y --long-action boot --accept-ms 250 --hang-all --log-level debug --log-format text "
+        "--max-body-bytes 4096",
         false);
     EXPECT_EQ(o.listen, "127.0.0.1:8080");
     EXPECT_EQ(o.port_file, "/p");
@@ -710,6 +897,7 @@ TEST(ServeFlags, ParseIntoServeOptions) {
     EXPECT_EQ(o.service.seed, 9u);
     EXPECT_EQ(o.token_file, "/t");
     EXPECT_EQ(o.log_level, "debug");
+    EXPECT_EQ(o.log_format, "text");
     EXPECT_EQ(o.max_body_bytes, 4096u);
     const FaultConfig& f = o.service.faults;
     EXPECT_DOUBLE_EQ(f.error_rate, 0.04);
@@ -726,6 +914,8 @@ TEST(ServeFlags, ParseIntoServeOptions) {
     ServeOptions b;
     AddServeFlags(bad, b);
     EXPECT_THROW(bad.parse("--error-rate 2", false), CLI::ValidationError);
+    EXPECT_THROW(bad.parse("--log-format xml", false), CLI::ValidationError);
+    EXPECT_THROW(bad.parse("--log-level loud", false), CLI::ValidationError);
 }
 
 TEST(ServeHelpers, ListenPortFileToken) {

@@ -2,7 +2,8 @@
 // can perform idempotent actions: an ActionTarget, served over HTTP by MakeActionHttpHandler.
 //
 // kit::DomainService (service.h) and the simulated service (cogs/services/sim) are ActionTargets;
-// the HTTP face is written once, here.
+// the HTTP face is written once, here: with it the observability every service process shares
+// (GET /metrics, GET|PUT /v1/log-levels, the per-action metrics and the per-action log line).
 #pragma once
 
 #include <functional>
@@ -12,6 +13,7 @@
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
 #include "cogs/http/server.h"
+#include "cogs/observe/metrics.h"
 #include "cogs/services/kit/faults.h"
 #include "cogs/workflow/service.h"
 
@@ -25,6 +27,15 @@ class ActionTarget {
 public:
     using Callback = std::function<void(Result<workflow::ActionReply>)>;
     virtual ~ActionTarget() = default;
+
+    // The service's name ("network", "sim", ...): the `service` label of its metrics and the
+    // component its action log lines are written under.
+    virtual std::string_view name() const = 0;
+
+    // Whether a call with `key` would be answered from the ledger (a replay of a key already
+    // recorded) rather than performed. Asked just before Handle() on the same thread, so the answer
+    // holds for that call.
+    virtual bool IsRecorded(const std::string& key) const = 0;
 
     // POST /v1/actions/{action}: performs `action` under idempotency `key`. `input` is JSON text
     // (the handler has checked it parses; "{}" when the body was empty).
@@ -52,16 +63,37 @@ public:
 //   POST    /v1/actions/{action}   Idempotency-Key (required), X-Cogs-Deadline-Ms, traceparent; JSON body
 //   GET     /v1/actions/status?key=K
 //   GET|PUT /v1/faults,  GET /v1/ledger,  GET /v1/stats,  GET /healthz
+//   GET|PUT /v1/log-levels         observe::HandleLogLevels: every component's log level, or set some
+//   GET     /metrics               with `metrics` only (observe::Instrument): the Prometheus text
 //   GET     anything else: target.Get(), else 404 not_found
 // Answers: 200 {"output": ...}, 202 {"accepted": true}, or {"code","message","retryable"} with
 // cogs::HttpStatus(code); 400 for a missing Idempotency-Key, a bad X-Cogs-Deadline-Ms or a body that
 // is not JSON; 405 with Allow for a wrong method.
 //
 // With `token_sha256` (64 lowercase hex: cogs::Sha256Hex of the token) non-empty, every route but
-// /healthz requires "Authorization: Bearer <token>" whose SHA-256 matches (compared in constant
-// time), else 401 {"code":"unauthenticated",...}. Empty: no authentication.
+// /healthz and /metrics requires "Authorization: Bearer <token>" whose SHA-256 matches (compared in
+// constant time), else 401 {"code":"unauthenticated",...}. Empty: no authentication.
 //
-// Run the http::Server on the target's io_context, with one thread.
-http::Handler MakeActionHttpHandler(ActionTarget& target, std::string token_sha256 = "");
+// With `metrics`, the handler is wrapped in observe::Instrument (cogs_http_* series, GET /metrics)
+// and every action call is counted (docs/metrics.md, "Micro-services"):
+//   cogs_service_actions_total{service,action,outcome}   outcome: ok, accepted (202), replayed (the
+//       key was recorded: answered from the ledger), error (retryable), refused (definitive)
+//   cogs_service_action_duration_seconds{service,action} request received -> answer handed over
+// A call never answered (an injected hang or lost reply) is not counted there: the target counts it
+// in cogs_service_faults_injected_total. At most 64 action names are kept as labels; later ones
+// (only unknown actions can add more) count as "other". Handles are cached per action: no registry
+// lookup on the hot path. The registry must outlive the handler.
+//
+// Every action call that is not a replay writes one info line through observe::Log(target.name()),
+// inside an observe::LogScope carrying the call's trace id (its traceparent header), workflow id
+// (the Idempotency-Key up to its first '/') and resource id (the input's string field "id"):
+//   action=create_port outcome=ok duration_ms=0.412 key=wf-1/port/do
+// A call that is never answered logs outcome=unanswered when the target lets go of it. Status polls
+// are not logged. This happens with or without `metrics`.
+//
+// Run the http::Server on the target's io_context, with one thread (the cached handles and the
+// /metrics samplers of the targets rely on it).
+http::Handler MakeActionHttpHandler(ActionTarget& target, std::string token_sha256 = "",
+                                    observe::Metrics* metrics = nullptr);
 
 }  // namespace cogs::services::kit

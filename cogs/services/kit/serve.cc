@@ -1,7 +1,5 @@
 #include "cogs/services/kit/serve.h"
 
-#include "cogs/runtime/files.h"
-
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/io_context.hpp>
@@ -13,6 +11,9 @@
 
 #include "cogs/base/secret.h"
 #include "cogs/http/server.h"
+#include "cogs/observe/log.h"
+#include "cogs/observe/metrics.h"
+#include "cogs/runtime/files.h"
 #include "cogs/services/kit/protocol.h"
 
 namespace cogs::services::kit {
@@ -42,65 +43,82 @@ Status WritePortFile(const std::string& path, uint16_t port) {
     return runtime::WriteFileAtomic(path, std::to_string(port) + "\n");
 }
 
+bool SetupProcessLogging(const ServeOptions& options, const std::string& process) {
+    auto format = observe::ParseLogFormat(options.log_format);
+    if (!format) {
+        spdlog::critical("{}: --log-format: {}", process, format.error().message);
+        return false;
+    }
+    if (auto s = observe::SetupLogging(observe::LogOptions{process, *format, options.log_level}); !s) {
+        spdlog::critical("{}: --log-level: {}", process, s.error().message);
+        return false;
+    }
+    return true;
+}
+
 int Serve(const ServeOptions& options, std::unique_ptr<Domain> domain,
           std::function<void(boost::asio::io_context&, uint16_t port)> on_listening) {
-    const auto level = spdlog::level::from_str(options.log_level);
-    if (level == spdlog::level::off && options.log_level != "off") {
-        spdlog::critical("--log-level must be trace, debug, info, warn, error or off, got '{}'", options.log_level);
-        return 2;
-    }
-    spdlog::set_level(level);
     if (!domain) {
         spdlog::critical("no domain to serve");
         return 1;
     }
-    const std::string name = "cogs-" + std::string(domain->name());
+    const std::string component(domain->name());
+    const std::string name = "cogs-" + component;
+    if (!SetupProcessLogging(options, name)) {
+        return 2;
+    }
+    spdlog::logger& log = observe::Log(component);
 
     auto listen = ParseListen(options.listen);
     if (!listen) {
-        spdlog::critical("{}: {}", name, listen.error().message);
+        log.critical("{}", listen.error().message);
         return 2;
     }
     std::string token_sha256;
     if (!options.token_file.empty()) {
         auto token = runtime::ReadTokenFile(options.token_file);
         if (!token) {
-            spdlog::critical("{}: {}", name, token.error().message);
+            log.critical("{}", token.error().message);
             return 2;
         }
         token_sha256 = Sha256Hex(*token);
     }
 
-    // Declared first, destroyed last: everything below holds handlers or timers on it.
+    // Declared first, destroyed last: the service's samplers and every cached handle point into it.
+    observe::Metrics metrics;
+    // Then the io_context: everything below holds handlers or timers on it.
     boost::asio::io_context io(1);
-    auto service = DomainService::Create(io, std::move(domain), options.service);
+    ServiceOptions service_options = options.service;
+    service_options.metrics = &metrics;
+    auto service = DomainService::Create(io, std::move(domain), std::move(service_options));
     if (!service) {
-        spdlog::critical("{}: cannot open state {}: {}", name,
-                         options.service.state_path.empty() ? "(in memory)" : options.service.state_path,
-                         service.error().ToString());
+        log.critical("cannot open state {}: {}",
+                     options.service.state_path.empty() ? "(in memory)" : options.service.state_path,
+                     service.error().ToString());
         return 1;
     }
     http::ServerOptions server_options;
     server_options.host = listen->first;
     server_options.port = listen->second;
     server_options.max_body_bytes = options.max_body_bytes;
-    auto server = http::StartServer(io, server_options, MakeActionHttpHandler(**service, token_sha256));
+    auto server =
+        http::StartServer(io, server_options, MakeActionHttpHandler(**service, token_sha256, &metrics));
     if (!server) {
-        spdlog::critical("{}: cannot listen on {}: {}", name, options.listen, server.error().ToString());
+        log.critical("cannot listen on {}: {}", options.listen, server.error().ToString());
         return 1;
     }
     const uint16_t port = (*server)->port();
     if (!options.port_file.empty()) {
         if (auto s = WritePortFile(options.port_file, port); !s) {
-            spdlog::critical("{}: {}", name, s.error().message);
+            log.critical("{}", s.error().message);
             return 1;
         }
     }
-    spdlog::info("{} listening on {}:{} (state: {}, {} ledger entries; auth: {}; faults: {})", name,
-                 server_options.host, port,
-                 options.service.state_path.empty() ? "in memory" : options.service.state_path,
-                 (*service)->ledger_size(), token_sha256.empty() ? "none" : "bearer token",
-                 ToJson(options.service.faults));
+    log.info("{} listening on {}:{} (state: {}, {} ledger entries; auth: {}; faults: {})", name,
+             server_options.host, port,
+             options.service.state_path.empty() ? "in memory" : options.service.state_path,
+             (*service)->ledger_size(), token_sha256.empty() ? "none" : "bearer token",
+             ToJson(options.service.faults));
 
     // Destroyed before `io`: what the hook keeps in its captures may own timers and clients on it.
     auto hook = std::move(on_listening);
@@ -113,13 +131,13 @@ int Serve(const ServeOptions& options, std::unique_ptr<Domain> domain,
         if (ec) {
             return;
         }
-        spdlog::info("{}: signal {}, stopping", name, signo);
+        log.info("signal {}, stopping", signo);
         (*server)->Stop();
         // After the handlers Stop() and the last group commit posted, so both run before the loop ends.
         boost::asio::post(io, [&io] { io.stop(); });
     });
     io.run();
-    spdlog::info("{}: stopped: {}", name, (*service)->StatsJson());
+    log.info("stopped: {}", (*service)->StatsJson());
     return 0;
 }
 

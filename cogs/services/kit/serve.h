@@ -23,11 +23,16 @@ struct ServeOptions {
     std::string port_file;               // the bound port is written here (atomically) once listening
     ServiceOptions service;              // state file, faults, seed
     std::string token_file;              // file holding the bearer token callers must present; empty: none
-    std::string log_level = "info";      // trace, debug, info, warn, error
+    std::string log_level = "info";      // trace, debug, info, warn, error, critical, off
+    std::string log_format = "json";     // json (one object per line on stderr) or text
     size_t max_body_bytes = 1 << 20;
 };
 
-// Opens the DomainService (ServiceOptions), listens on `listen`, writes the port file, calls
+// Sets up logging (observe::SetupLogging: process "cogs-<domain name>", log_format, log_level), makes
+// the process's metrics registry (its /metrics, with the service's fault and record series: the
+// ServiceOptions.metrics given are ignored), opens the DomainService, listens on `listen` with
+// MakeActionHttpHandler (protocol.h: GET /metrics, GET|PUT /v1/log-levels, one log line per action),
+// writes the port file, calls
 // `on_listening(io, port)` on the io thread (e.g. to start registering with the control plane; it
 // may start timers and clients on `io`), and serves until SIGTERM or SIGINT; then stops the server,
 // lets the last commit finish and returns 0. On a start-up failure (bad --listen, unreadable token
@@ -36,6 +41,12 @@ struct ServeOptions {
 // only its SHA-256 is kept. Runs the io_context on the calling thread.
 int Serve(const ServeOptions& options, std::unique_ptr<Domain> domain,
           std::function<void(boost::asio::io_context&, uint16_t port)> on_listening = {});
+
+// observe::SetupLogging for a service process named `process` ("cogs-volume") from --log-format and
+// --log-level. Serve calls it; a main that logs before Serve (bad flags, its own set-up) calls it
+// first so that those lines are JSON too, and cogs-sim's main uses it. On a bad value it writes the
+// reason on stderr and returns false (exit with 2).
+bool SetupProcessLogging(const ServeOptions& options, const std::string& process);
 
 // Helpers shared with cogs-sim: parse "HOST:PORT" (brackets around an IPv6 host are removed), write
 // the port file atomically (write a temporary, rename), read a token file (trimmed, non-empty).

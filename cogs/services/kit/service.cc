@@ -7,10 +7,13 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
+#include <map>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "cogs/base/check.h"
+#include "cogs/observe/log.h"
+#include "cogs/observe/metrics.h"
 #include "cogs/services/kit/internal/state_db.h"
 
 namespace cogs::services::kit {
@@ -107,18 +110,51 @@ struct Entry {
 class DomainService::Impl : public std::enable_shared_from_this<DomainService::Impl> {
 public:
     Impl(asio::io_context& io, std::unique_ptr<Domain> domain, ServiceOptions options)
-        : io_(io), domain_(std::move(domain)), faults_(std::move(options.faults)), roller_(options.seed) {
+        : io_(io),
+          domain_(std::move(domain)),
+          faults_(std::move(options.faults)),
+          roller_(options.seed),
+          fault_counter_(options.metrics, domain_->name()) {
         for (auto& a : domain_->actions()) {
             actions_.insert(std::move(a));
         }
     }
+
+    // The records gauge and the domain's own gauges, sampled at every render of `metrics` (on the
+    // io thread: see service.h). The sampler holds the service weakly: once it is gone, nothing.
+    void SampleInto(observe::Metrics& metrics) {
+        const observe::GaugeFamily records =
+            observe::GaugeOf(&metrics, "cogs_service_records",
+                             "Records the service holds, by kind (ledger: idempotency entries).");
+        const std::string service(domain_->name());
+        const observe::Gauge ledger = records.With({{"service", service}, {"kind", "ledger"}});
+        metrics.OnCollect([weak = weak_from_this(), records, service, ledger,
+                           by_kind = std::map<std::string, observe::Gauge>(), m = &metrics]() mutable {
+            auto self = weak.lock();
+            if (!self) {
+                return;
+            }
+            ledger.Set(static_cast<double>(self->ledger_.size()));
+            for (const auto& [kind, n] : self->domain_->RecordCounts()) {
+                auto it = by_kind.find(kind);
+                if (it == by_kind.end()) {
+                    it = by_kind.emplace(kind, records.With({{"service", service}, {"kind", kind}})).first;
+                }
+                it->second.Set(static_cast<double>(n));
+            }
+            self->domain_->Collect(*m);
+        });
+    }
+
+    bool IsRecorded(const std::string& key) const { return ledger_.contains(key); }
 
     ~Impl() {
         // What was made in the last turn is kept even though its answers never leave (a re-send
         // gets them from the ledger).
         if (db_ && (!rows_.empty() || !writes_.empty())) {
             if (auto s = db_->Write(rows_, writes_); !s) {
-                spdlog::error("{}: last state write at shutdown failed: {}", domain_->name(), s.error().ToString());
+                observe::Log(domain_->name())
+                    .error("last state write at shutdown failed: {}", s.error().ToString());
             }
         }
     }
@@ -164,6 +200,7 @@ public:
         ++stats_.calls;
         if (faults_.hang_all) {
             ++stats_.hangs_injected;
+            fault_counter_.Count(Fault::kHang);
             return;
         }
         if (SteadyClock::now() >= deadline) {
@@ -207,6 +244,7 @@ public:
         ++stats_.status_calls;
         if (faults_.hang_all) {
             ++stats_.hangs_injected;
+            fault_counter_.Count(Fault::kHang);
             return;
         }
         if (auto it = ledger_.find(key); it != ledger_.end()) {
@@ -300,6 +338,7 @@ private:
             return;
         }
         const Fault fault = roller_.Roll(faults_, action, CallKind::kDo);
+        fault_counter_.Count(fault);
         switch (fault) {
             case Fault::kError:
                 ++stats_.errors_injected;
@@ -334,6 +373,7 @@ private:
 
     void HandleUndo(std::string action, std::string key, const std::string& input, Callback done) {
         const Fault fault = roller_.Roll(faults_, action, CallKind::kUndo);
+        fault_counter_.Count(fault);
         if (fault == Fault::kError) {
             ++stats_.errors_injected;
             Answer(std::move(done), MakeError(ErrorCode::kUnavailable, "injected error: try again"));
@@ -471,7 +511,7 @@ private:
         if (auto s = db_->Write(rows_, writes_); !s) {
             // The domain changed its memory for this batch and cannot take it back; answering from
             // that memory would report what is not on disk. Die; a restart reloads what committed.
-            spdlog::critical("{}: state write failed, stopping: {}", domain_->name(), s.error().ToString());
+            observe::Log(domain_->name()).critical("state write failed, stopping: {}", s.error().ToString());
             COGS_CHECK(false && "state write failed");
         }
         ++stats_.commits;
@@ -497,6 +537,7 @@ private:
     // Never inline: a posted handler, or a timer when latency is set.
     void Deliver(Callback done, Result<ActionReply> reply) {
         if (faults_.latency > Duration::zero()) {
+            fault_counter_.CountLatency();
             auto timer = std::make_shared<asio::steady_timer>(io_, faults_.latency);
             timer->async_wait([timer, done = std::move(done), reply = std::move(reply)](
                                   boost::system::error_code) mutable { done(std::move(reply)); });
@@ -515,6 +556,7 @@ private:
     std::unordered_set<std::string> actions_;
     FaultConfig faults_;
     FaultRoller roller_;
+    FaultCounter fault_counter_;
     std::unique_ptr<internal::StateDb> db_;
 
     std::unordered_map<std::string, Entry> ledger_;
@@ -533,9 +575,13 @@ Result<std::unique_ptr<DomainService>> DomainService::Create(boost::asio::io_con
         return MakeError(ErrorCode::kInvalidArgument, "DomainService: no domain");
     }
     const std::string path = options.state_path;
+    observe::Metrics* metrics = options.metrics;
     auto impl = std::make_shared<Impl>(io, std::move(domain), std::move(options));
     if (auto s = impl->Open(path); !s) {
         return MakeError(s.error());
+    }
+    if (metrics != nullptr) {
+        impl->SampleInto(*metrics);
     }
     return std::unique_ptr<DomainService>(new DomainService(std::move(impl)));
 }
@@ -547,6 +593,8 @@ void DomainService::Handle(std::string action, std::string key, std::string inpu
                            Callback done) {
     impl_->Handle(std::move(action), std::move(key), std::move(input), deadline, std::move(done));
 }
+std::string_view DomainService::name() const { return impl_->domain().name(); }
+bool DomainService::IsRecorded(const std::string& key) const { return impl_->IsRecorded(key); }
 void DomainService::Status(std::string key, Callback done) { impl_->Status(std::move(key), std::move(done)); }
 void DomainService::SetFaults(FaultConfig faults) { impl_->SetFaults(std::move(faults)); }
 const FaultConfig& DomainService::faults() const { return impl_->faults(); }

@@ -58,6 +58,13 @@
 //
 // Without state_path, everything lives in memory (tests).
 //
+// Metrics (with ServiceOptions.metrics): cogs_service_faults_injected_total{service,kind} counts
+// every fault that strikes (hang_all included, as "hang"; "latency" per answer held back), and at
+// every render of the registry cogs_service_records{service,kind} is sampled: kind "ledger" (the
+// idempotency entries) and the domain's RecordCounts(); then the domain's Collect() runs. The
+// samplers read the service's state, so the registry must be rendered on the service's io thread
+// (MakeActionHttpHandler's GET /metrics is) and must outlive the service.
+//
 // Threading: a DomainService and its Domain live on one io_context run by exactly one thread; every
 // method must be called there. Callbacks are never invoked inline.
 #pragma once
@@ -81,7 +88,8 @@ namespace cogs::services::kit {
 struct ServiceOptions {
     std::string state_path{};  // SQLite file for the ledger and the domain's records; empty: in memory
     FaultConfig faults{};
-    uint64_t seed = 1;  // for the fault draws
+    uint64_t seed = 1;                    // for the fault draws
+    observe::Metrics* metrics = nullptr;  // where to count faults and sample records; null: nowhere
 };
 
 // Totals since the process started (GET /v1/stats).
@@ -115,7 +123,9 @@ public:
     DomainService(const DomainService&) = delete;
     DomainService& operator=(const DomainService&) = delete;
 
-    // ActionTarget (protocol.h), with the semantics above.
+    // ActionTarget (protocol.h), with the semantics above. name() is the domain's.
+    std::string_view name() const override;
+    bool IsRecorded(const std::string& key) const override;
     void Handle(std::string action, std::string key, std::string input, SteadyTime deadline,
                 Callback done) override;
     void Status(std::string key, Callback done) override;

@@ -370,6 +370,12 @@ public:
         return MakeError(ErrorCode::kNotFound, "network: no action '" + std::string(action) + "'");
     }
 
+    std::vector<std::pair<std::string, int64_t>> RecordCounts() const override {
+        return {{std::string(kNetworksTable), static_cast<int64_t>(networks_.size())},
+                {std::string(kSubnetsTable), static_cast<int64_t>(subnets_.size())},
+                {std::string(kPortsTable), static_cast<int64_t>(ports_.size())}};
+    }
+
     std::string Inventory() const override {
         json::array networks;
         for (const auto& [id, n] : networks_) {

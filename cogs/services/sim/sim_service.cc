@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "cogs/base/check.h"
+#include "cogs/observe/metrics.h"
 #include "cogs/services/sim/internal/ledger_db.h"
 
 namespace cogs::services::sim {
@@ -18,6 +19,7 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 using workflow::ActionReply;
 
+constexpr std::string_view kName = "sim";
 constexpr std::string_view kDoSuffix = "/do";
 constexpr std::string_view kUndoSuffix = "/undo";
 
@@ -74,7 +76,37 @@ std::string_view ToString(Outcome outcome) {
 class SimService::Impl : public std::enable_shared_from_this<SimService::Impl> {
 public:
     Impl(asio::io_context& io, SimOptions options)
-        : io_(io), faults_(std::move(options.faults)), roller_(options.seed) {}
+        : io_(io),
+          faults_(std::move(options.faults)),
+          roller_(options.seed),
+          fault_counter_(options.metrics, kName) {}
+
+    // The ledger's size by outcome, sampled at every render of `metrics` (on the io thread: see
+    // sim_service.h). The sampler holds the service weakly: once it is gone, nothing.
+    void SampleInto(observe::Metrics& metrics) {
+        const observe::GaugeFamily family =
+            observe::GaugeOf(&metrics, "cogs_service_records",
+                             "Records the service holds, by kind (ledger: idempotency entries).");
+        const auto of = [&](std::string_view kind) {
+            return family.With({{"service", std::string(kName)}, {"kind", std::string(kind)}});
+        };
+        metrics.OnCollect(
+            [weak = weak_from_this(), ledger = of("ledger"), applied = of(ToString(Outcome::kApplied)),
+             rejected = of(ToString(Outcome::kRejected)), compensated = of(ToString(Outcome::kCompensated)),
+             tombstone = of(ToString(Outcome::kTombstone))] {
+                auto self = weak.lock();
+                if (!self) {
+                    return;
+                }
+                ledger.Set(static_cast<double>(self->records_.size()));
+                applied.Set(static_cast<double>(self->counts_.applied));
+                rejected.Set(static_cast<double>(self->counts_.rejected));
+                compensated.Set(static_cast<double>(self->counts_.compensated));
+                tombstone.Set(static_cast<double>(self->counts_.tombstones));
+            });
+    }
+
+    bool IsRecorded(const std::string& key) const { return records_.contains(key); }
 
     ~Impl() {
         // Entries made in this turn are written even though their answers will never leave.
@@ -118,6 +150,7 @@ public:
         ++stats_.calls;
         if (faults_.hang_all) {
             ++stats_.hangs_injected;
+            fault_counter_.Count(Fault::kHang);
             return;
         }
         if (SteadyClock::now() >= deadline) {
@@ -140,6 +173,7 @@ public:
         ++stats_.status_calls;
         if (faults_.hang_all) {
             ++stats_.hangs_injected;
+            fault_counter_.Count(Fault::kHang);
             return;
         }
         auto it = records_.find(key);
@@ -196,7 +230,11 @@ public:
 private:
     using Fault = kit::Fault;
 
-    Fault Roll(const std::string& action, CallKind kind) { return roller_.Roll(faults_, action, kind); }
+    Fault Roll(const std::string& action, CallKind kind) {
+        const Fault fault = roller_.Roll(faults_, action, kind);
+        fault_counter_.Count(fault);
+        return fault;
+    }
 
     void HandleDo(std::string action, std::string key, Callback done) {
         if (auto it = records_.find(key); it != records_.end()) {
@@ -451,6 +489,7 @@ private:
     // Never inline: a posted handler, or a timer when latency is set.
     void Deliver(Callback done, Result<ActionReply> reply) {
         if (faults_.latency > Duration::zero()) {
+            fault_counter_.CountLatency();
             auto timer = std::make_shared<asio::steady_timer>(io_, faults_.latency);
             timer->async_wait([timer, done = std::move(done), reply = std::move(reply)](
                                   boost::system::error_code) mutable { done(std::move(reply)); });
@@ -468,6 +507,7 @@ private:
     asio::io_context& io_;
     FaultConfig faults_;
     kit::FaultRoller roller_;
+    kit::FaultCounter fault_counter_;
     std::unique_ptr<internal::LedgerDb> db_;
 
     std::unordered_map<std::string, Record> records_;
@@ -483,9 +523,13 @@ private:
 
 SimService::SimService(boost::asio::io_context& io, SimOptions options) {
     const std::string path = options.ledger_path;
+    observe::Metrics* metrics = options.metrics;
     impl_ = std::make_shared<Impl>(io, std::move(options));
     if (auto s = impl_->Open(path); !s) {
         throw std::runtime_error("sim service: " + s.error().ToString());
+    }
+    if (metrics != nullptr) {
+        impl_->SampleInto(*metrics);
     }
 }
 
@@ -504,6 +548,8 @@ void SimService::Handle(std::string action, std::string key, std::string /*input
     impl_->Handle(std::move(action), std::move(key), deadline, std::move(done));
 }
 
+std::string_view SimService::name() const { return kName; }
+bool SimService::IsRecorded(const std::string& key) const { return impl_->IsRecorded(key); }
 void SimService::Status(std::string key, Callback done) { impl_->Status(std::move(key), std::move(done)); }
 void SimService::SetFaults(FaultConfig faults) { impl_->SetFaults(std::move(faults)); }
 const FaultConfig& SimService::faults() const { return impl_->faults(); }

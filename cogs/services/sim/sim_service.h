@@ -23,7 +23,8 @@
 //   hang                                no answer at all, nothing applied (the caller's deadline fires)
 //   permanent (fail_actions, or at random; do only)
 //                                       kFailedPrecondition, recorded as rejected (a re-send gets it again)
-//   lost reply                          applied and recorded, but no answer (the caller times out) hang_all makes every call (Handle and
+//   lost reply                          applied and recorded, but no answer (the caller times out) hang_all
+//   makes every call (Handle and
 // Status) hang. `latency` delays every answer, by a timer. A call whose deadline has already passed
 // when it arrives is not started: kDeadlineExceeded, nothing applied.
 //
@@ -35,6 +36,13 @@
 // every key. Entries made in one turn of the event loop are written in one transaction (group
 // commit), and no answer leaves before the entries it depends on are written. Without ledger_path
 // the ledger lives in memory only.
+//
+// Metrics (with SimOptions.metrics; service label "sim"): cogs_service_faults_injected_total{kind}
+// counts every fault that strikes (hang_all as "hang", "latency" per answer held back), and at every
+// render of the registry cogs_service_records{kind} is sampled: "ledger" (every entry) and "applied",
+// "rejected", "compensated", "tombstone" (the entries by outcome). The sampler reads the ledger, so
+// render the registry on the service's io thread (kit::MakeActionHttpHandler's GET /metrics does);
+// the registry must outlive the service.
 //
 // Threading: a SimService lives on one io_context that exactly one thread runs; every method must be
 // called on that thread. Callbacks are never invoked inline: always from a later handler on that
@@ -72,6 +80,7 @@ struct SimOptions {
     std::string ledger_path{};  // SQLite file; empty: in memory only
     FaultConfig faults{};
     uint64_t seed = 1;  // for the fault draws: the same seed and calls give the same faults
+    observe::Metrics* metrics = nullptr;  // where to count faults and sample the ledger; null: nowhere
 };
 
 enum class Outcome {
@@ -128,6 +137,11 @@ public:
     SimService& operator=(const SimService&) = delete;
 
     static Result<std::unique_ptr<SimService>> Create(boost::asio::io_context& io, SimOptions options);
+
+    // "sim": the service label of its metrics and the component of its log lines.
+    std::string_view name() const override;
+    // Whether `key` has a ledger entry (a call with it is answered from the ledger).
+    bool IsRecorded(const std::string& key) const override;
 
     // Performs `action` under `key` (ending in "/do" or "/undo"; anything else is kInvalidArgument).
     // `input` is JSON text; the sim does not interpret it. `done` is called at most once, never

@@ -8,7 +8,10 @@
 #include <optional>
 
 #include "cogs/http/client.h"
+#include "cogs/observe/log.h"
+#include "cogs/observe/metrics.h"
 #include "cogs/services/kit/http_client.h"
+#include "cogs/services/kit/internal/test_observe.h"
 #include "cogs/services/kit/protocol.h"
 #include "cogs/services/sim/sim_client.h"
 #include "cogs/services/sim/sim_service.h"
@@ -19,6 +22,10 @@ namespace {
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
 namespace json = boost::json;
+using kit::test_observe::LogLines;
+using kit::test_observe::PromtoolProblems;
+using kit::test_observe::SampleOf;
+using kit::test_observe::StderrCapture;
 using workflow::ActionCall;
 using workflow::ActionReply;
 using workflow::ServiceClient;
@@ -89,6 +96,7 @@ protected:
         return got.value_or(MakeError(ErrorCode::kInternal, "no answer"));
     }
 
+    observe::Metrics metrics_;  // outlives the service (SimOptions.metrics may point into it)
     asio::io_context io_;
     std::unique_ptr<SimService> service_;
     std::shared_ptr<ServiceClient> client_;
@@ -380,9 +388,13 @@ TEST_F(SimTest, LedgerSurvivesARestart) {
 
 class SimHttpTest : public SimTest {
 protected:
+    // Served as cogs-sim serves it: with its metrics and GET /metrics.
     void SetUp() override {
-        SimTest::SetUp();
-        auto server = http::StartServer(io_, http::ServerOptions{}, kit::MakeActionHttpHandler(*service_));
+        SimOptions options;
+        options.metrics = &metrics_;
+        Start(std::move(options));
+        auto server = http::StartServer(io_, http::ServerOptions{},
+                                        kit::MakeActionHttpHandler(*service_, "", &metrics_));
         ASSERT_TRUE(server) << server.error().ToString();
         server_ = std::move(*server);
         client_ = kit::MakeHttpServiceClient(io_, "127.0.0.1", server_->port(), "sim", 8);
@@ -494,6 +506,67 @@ TEST_F(SimHttpTest, LongActionOverHttp) {
     ASSERT_FALSE(missing);
     EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
     EXPECT_FALSE(missing.error().retryable);
+}
+
+TEST_F(SimHttpTest, MetricsCountActionsFaultsAndTheLedger) {
+    const auto actions = [](const std::string& text, const std::string& action, const std::string& outcome) {
+        return SampleOf(text, "cogs_service_actions_total",
+                        {{"service", "sim"}, {"action", action}, {"outcome", outcome}});
+    };
+    const auto faults = [](const std::string& text, const std::string& kind) {
+        return SampleOf(text, "cogs_service_faults_injected_total", {{"service", "sim"}, {"kind", kind}});
+    };
+    const auto records = [](const std::string& text, const std::string& kind) {
+        return SampleOf(text, "cogs_service_records", {{"service", "sim"}, {"kind", kind}});
+    };
+    ASSERT_TRUE(Invoke(Call("allocate_ip", "wf1/ip/do")));
+    ASSERT_TRUE(Invoke(Call("allocate_ip", "wf1/ip/do")));  // a replay
+    ASSERT_TRUE(Invoke(Call("release_ip", "wf1/ip/undo")));
+    ASSERT_EQ(Raw("PUT", "/v1/faults", R"({"error_rate":1})").status, 200);
+    ASSERT_FALSE(Invoke(Call("boot", "wf2/boot/do")));
+    ASSERT_EQ(Raw("PUT", "/v1/faults", R"({"permanent_rate":1})").status, 200);
+    ASSERT_FALSE(Invoke(Call("boot", "wf2/boot/do")));
+    ASSERT_FALSE(Invoke(Call("boot", "wf2/boot/do")));  // the refusal again, from the ledger
+    ASSERT_EQ(Raw("PUT", "/v1/faults", R"({"lost_reply_rate":1})").status, 200);
+    ASSERT_FALSE(Invoke(Call("boot", "wf3/boot/do", 100ms)));
+    ASSERT_EQ(Raw("PUT", "/v1/faults", "{}").status, 200);
+
+    const http::Response r = Raw("GET", "/metrics");
+    ASSERT_EQ(r.status, 200);
+    const std::string& text = r.body;
+    EXPECT_EQ(actions(text, "allocate_ip", "ok"), 1);
+    EXPECT_EQ(actions(text, "allocate_ip", "replayed"), 1);
+    EXPECT_EQ(actions(text, "release_ip", "ok"), 1);
+    EXPECT_EQ(actions(text, "boot", "error"), 1);
+    EXPECT_EQ(actions(text, "boot", "refused"), 1);
+    EXPECT_EQ(actions(text, "boot", "replayed"), 1);
+    EXPECT_EQ(actions(text, "boot", "ok"), 0) << "the lost reply was never answered";
+    EXPECT_EQ(faults(text, "error"), 1);
+    EXPECT_EQ(faults(text, "permanent"), 1);
+    EXPECT_EQ(faults(text, "lost_reply"), 1);
+    EXPECT_EQ(faults(text, "hang"), 0);
+    EXPECT_EQ(records(text, "ledger"), 4);
+    EXPECT_EQ(records(text, "applied"), 2) << "allocate_ip and the lost reply's boot";
+    EXPECT_EQ(records(text, "compensated"), 1);
+    EXPECT_EQ(records(text, "rejected"), 1);
+    EXPECT_EQ(records(text, "tombstone"), 0);
+    EXPECT_EQ(PromtoolProblems(text), "");
+}
+
+TEST_F(SimHttpTest, AnActionLogsItsTraceIdAndWorkflowId) {
+    ASSERT_TRUE(observe::SetupLogging(observe::LogOptions{"cogs-sim", observe::LogFormat::kJson, "info"}));
+    StderrCapture capture;
+    ASSERT_TRUE(Invoke(Call("allocate_ip", "wf-42/ip/do", 2s, R"({"id":"port-1"})")));
+    const std::string logs = capture.Stop();
+    const auto lines = LogLines(logs, "action=allocate_ip");
+    ASSERT_EQ(lines.size(), 1u) << logs;
+    EXPECT_EQ(lines[0].at("process").as_string(), "cogs-sim");
+    EXPECT_EQ(lines[0].at("component").as_string(), "sim");
+    EXPECT_EQ(lines[0].at("trace_id").as_string(), "0af7651916cd43dd8448eb211c80319c")
+        << "from Call()'s traceparent";
+    EXPECT_EQ(lines[0].at("workflow_id").as_string(), "wf-42");
+    EXPECT_EQ(lines[0].at("resource_id").as_string(), "port-1");
+    EXPECT_NE(std::string(lines[0].at("msg").as_string()).find("outcome=ok"), std::string::npos);
 }
 
 TEST_F(SimHttpTest, ServerGoneIsRetryable) {

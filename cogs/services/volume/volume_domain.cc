@@ -134,6 +134,10 @@ public:
         return MakeError(ErrorCode::kNotFound, "volume: no action '" + std::string(action) + "'");
     }
 
+    std::vector<std::pair<std::string, int64_t>> RecordCounts() const override {
+        return {{std::string(kTable), static_cast<int64_t>(volumes_.size())}};
+    }
+
     std::string Inventory() const override {
         json::array list;
         for (const auto& [id, v] : volumes_) {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "cogs/observe/log.h"
 #include "cogs/services/volume/volume.h"
 
 namespace cogs::services::volume {
@@ -65,7 +66,8 @@ public:
             // of a create whose record was never committed. Start it over empty, so no stale bytes
             // of the earlier attempt show through.
             if (!fresh) {
-                spdlog::warn("volume {}: replacing leftover file {} of {} bytes", id, path, st.st_size);
+                observe::Log("volume").warn("volume {}: replacing leftover file {} of {} bytes", id, path,
+                                            st.st_size);
             }
             if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, size) != 0) {
                 const int err = errno;

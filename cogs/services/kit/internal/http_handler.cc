@@ -1,8 +1,16 @@
 // The server side of docs/service-protocol.md, for any ActionTarget (protocol.h).
+#include <spdlog/spdlog.h>
+
+#include <array>
 #include <boost/json.hpp>
 #include <charconv>
+#include <memory>
+#include <unordered_map>
 
 #include "cogs/base/secret.h"
+#include "cogs/observe/http_observe.h"
+#include "cogs/observe/log.h"
+#include "cogs/observe/trace.h"
 #include "cogs/services/kit/protocol.h"
 
 namespace cogs::services::kit {
@@ -72,7 +80,134 @@ ActionTarget::Callback Responder(http::Respond respond) {
     return [respond = std::move(respond)](Result<ActionReply> reply) { respond(ReplyResponse(reply)); };
 }
 
-void HandleAction(ActionTarget& target, http::Request req, http::Respond respond) {
+// ---- observing action calls: the service-side series and the log line (protocol.h) ----
+
+enum class Outcome { kOk, kAccepted, kReplayed, kError, kRefused };
+constexpr std::array<std::string_view, 5> kOutcomeNames = {"ok", "accepted", "replayed", "error", "refused"};
+constexpr size_t kMaxActionLabels = 64;
+
+Outcome OutcomeOf(const Result<ActionReply>& reply) {
+    if (!reply) {
+        return reply.error().retryable ? Outcome::kError : Outcome::kRefused;
+    }
+    return reply->accepted ? Outcome::kAccepted : Outcome::kOk;
+}
+
+// The handles of one service's action series, looked up once per action name. Lives as long as the
+// handler or the last call still held by the target; used on the handler's (single) io thread only.
+class ActionSeries {
+public:
+    struct Handles {
+        std::array<observe::Counter, kOutcomeNames.size()> calls;
+        observe::Histogram duration;
+    };
+
+    ActionSeries(std::string service, observe::Metrics* metrics)
+        : service_(std::move(service)),
+          calls_(observe::CounterOf(metrics, "cogs_service_actions_total",
+                                    "Action calls answered by the service, by action and outcome.")),
+          duration_(observe::HistogramOf(metrics, "cogs_service_action_duration_seconds",
+                                         "Action calls on the service's side: request received to answer.")) {
+    }
+
+    const std::string& service() const { return service_; }
+
+    // Node-based map: the reference stays valid as more actions are added.
+    const Handles& For(const std::string& action) {
+        if (auto it = by_action_.find(action); it != by_action_.end()) {
+            return it->second;
+        }
+        // Only unknown actions can make the set grow past what the service performs: cap them.
+        const std::string label = by_action_.size() < kMaxActionLabels ? action : std::string("other");
+        if (auto it = by_action_.find(label); it != by_action_.end()) {
+            return it->second;
+        }
+        Handles h;
+        for (size_t i = 0; i < kOutcomeNames.size(); ++i) {
+            h.calls[i] = calls_.With(
+                {{"service", service_}, {"action", label}, {"outcome", std::string(kOutcomeNames[i])}});
+        }
+        h.duration = duration_.With({{"service", service_}, {"action", label}});
+        return by_action_.emplace(label, std::move(h)).first->second;
+    }
+
+private:
+    std::string service_;
+    observe::CounterFamily calls_;
+    observe::HistogramFamily duration_;
+    std::unordered_map<std::string, Handles> by_action_;
+};
+
+// One action call from receipt to answer. The log line is written when the answer goes out, or,
+// for a call the target never answers (a hang, a lost reply), when the target lets go of it.
+class ObservedCall {
+public:
+    ObservedCall(std::shared_ptr<ActionSeries> series, const http::Request& req, std::string action,
+                 std::string key)
+        : series_(std::move(series)),
+          handles_(&series_->For(action)),
+          action_(std::move(action)),
+          key_(std::move(key)),
+          trace_id_(observe::TraceIdOf(req.Header("traceparent"))),
+          start_(SteadyClock::now()) {}
+
+    ObservedCall(const ObservedCall&) = delete;
+    ObservedCall& operator=(const ObservedCall&) = delete;
+
+    ~ObservedCall() {
+        if (!answered_ && !replayed_) {
+            Log("unanswered", SteadyClock::now() - start_);
+        }
+    }
+
+    void set_resource_id(std::string id) { resource_id_ = std::move(id); }
+    void set_replayed() { replayed_ = true; }
+    const std::string& key() const { return key_; }
+
+    void Answered(const Result<ActionReply>& reply) {
+        answered_ = true;
+        const Duration took = SteadyClock::now() - start_;
+        const Outcome outcome = replayed_ ? Outcome::kReplayed : OutcomeOf(reply);
+        handles_->calls[static_cast<size_t>(outcome)].Inc();
+        handles_->duration.Observe(std::chrono::duration<double>(took).count());
+        if (!replayed_) {
+            Log(kOutcomeNames[static_cast<size_t>(outcome)], took);
+        }
+    }
+
+private:
+    void Log(std::string_view outcome, Duration took) const {
+        spdlog::logger& log = observe::Log(series_->service());
+        if (!log.should_log(spdlog::level::info)) {
+            return;
+        }
+        const size_t slash = key_.find('/');
+        observe::LogScope scope(observe::LogContext{
+            trace_id_, slash == std::string::npos ? "" : key_.substr(0, slash), resource_id_});
+        log.info("action={} outcome={} duration_ms={:.3f} key={}", action_, outcome,
+                 std::chrono::duration<double, std::milli>(took).count(), key_);
+    }
+
+    std::shared_ptr<ActionSeries> series_;
+    const ActionSeries::Handles* handles_;
+    std::string action_;
+    std::string key_;
+    std::string trace_id_;
+    std::string resource_id_;
+    SteadyTime start_;
+    bool replayed_ = false;
+    bool answered_ = false;
+};
+
+// Answers `reply`, counted and logged as the end of `call`.
+void Finish(const std::shared_ptr<ObservedCall>& call, const http::Respond& respond,
+            const Result<ActionReply>& reply) {
+    call->Answered(reply);
+    respond(ReplyResponse(reply));
+}
+
+void HandleAction(ActionTarget& target, const std::shared_ptr<ActionSeries>& series, http::Request req,
+                  http::Respond respond) {
     std::string action = req.Path().substr(kActionsPrefix.size());
     if (action.empty() || action.find('/') != std::string::npos) {
         respond(ErrorResponse(ErrorCode::kNotFound, "no route " + req.method + " " + req.Path()));
@@ -82,28 +217,40 @@ void HandleAction(ActionTarget& target, http::Request req, http::Respond respond
         respond(MethodNotAllowed(req.method, "POST"));
         return;
     }
-    std::string key = req.Header("idempotency-key");
-    if (key.empty()) {
-        respond(ErrorResponse(ErrorCode::kInvalidArgument, "missing header Idempotency-Key"));
+    auto call = std::make_shared<ObservedCall>(series, req, action, req.Header("idempotency-key"));
+    if (call->key().empty()) {
+        Finish(call, respond, MakeError(ErrorCode::kInvalidArgument, "missing header Idempotency-Key"));
         return;
     }
     auto deadline = DeadlineFrom(req.Header("x-cogs-deadline-ms"), SteadyClock::now());
     if (!deadline) {
-        respond(ErrorResponse(ErrorCode::kInvalidArgument,
-                              "header X-Cogs-Deadline-Ms must be a non-negative integer (milliseconds)"));
+        Finish(call, respond,
+               MakeError(ErrorCode::kInvalidArgument,
+                         "header X-Cogs-Deadline-Ms must be a non-negative integer (milliseconds)"));
         return;
     }
     if (req.body.empty()) {
         req.body = "{}";
     }
     boost::system::error_code ec;
-    json::parse(req.body, ec);
+    const json::value input = json::parse(req.body, ec);
     if (ec) {
-        respond(ErrorResponse(ErrorCode::kInvalidArgument, "body: not JSON: " + ec.message()));
+        Finish(call, respond, MakeError(ErrorCode::kInvalidArgument, "body: not JSON: " + ec.message()));
         return;
     }
+    if (const json::object* o = input.if_object()) {
+        if (const json::value* id = o->if_contains("id"); id && id->is_string()) {
+            call->set_resource_id(std::string(id->get_string()));
+        }
+    }
+    if (target.IsRecorded(call->key())) {
+        call->set_replayed();
+    }
+    std::string key = call->key();
     target.Handle(std::move(action), std::move(key), std::move(req.body), *deadline,
-                  Responder(std::move(respond)));
+                  [call = std::move(call), respond = std::move(respond)](Result<ActionReply> reply) {
+                      Finish(call, respond, reply);
+                  });
 }
 
 void HandleStatus(ActionTarget& target, const http::Request& req, http::Respond respond) {
@@ -129,7 +276,8 @@ bool Authorized(const http::Request& req, const std::string& token_sha256) {
     return ConstantTimeEquals(Sha256Hex(std::string_view(header).substr(kBearer.size())), token_sha256);
 }
 
-void Route(ActionTarget& target, const std::string& token_sha256, http::Request req, http::Respond respond) {
+void Route(ActionTarget& target, const std::string& token_sha256, const std::shared_ptr<ActionSeries>& series,
+           http::Request req, http::Respond respond) {
     const std::string path = req.Path();
     if (path == "/healthz") {
         if (req.method != "GET") {
@@ -150,7 +298,9 @@ void Route(ActionTarget& target, const std::string& token_sha256, http::Request 
     if (path == "/v1/actions/status") {
         HandleStatus(target, req, std::move(respond));
     } else if (path.starts_with(kActionsPrefix)) {
-        HandleAction(target, std::move(req), std::move(respond));
+        HandleAction(target, series, std::move(req), std::move(respond));
+    } else if (path == "/v1/log-levels") {
+        respond(observe::HandleLogLevels(req));
     } else if (path == "/v1/faults") {
         if (req.method == "PUT") {
             auto faults = ParseFaultConfig(req.body);
@@ -182,10 +332,17 @@ void Route(ActionTarget& target, const std::string& token_sha256, http::Request 
 
 }  // namespace
 
-http::Handler MakeActionHttpHandler(ActionTarget& target, std::string token_sha256) {
-    return [&target, token = std::move(token_sha256)](http::Request req, http::Respond respond) {
-        Route(target, token, std::move(req), std::move(respond));
+http::Handler MakeActionHttpHandler(ActionTarget& target, std::string token_sha256,
+                                    observe::Metrics* metrics) {
+    auto series = std::make_shared<ActionSeries>(std::string(target.name()), metrics);
+    http::Handler handler = [&target, token = std::move(token_sha256), series = std::move(series)](
+                                http::Request req, http::Respond respond) {
+        Route(target, token, series, std::move(req), std::move(respond));
     };
+    if (metrics == nullptr) {
+        return handler;
+    }
+    return observe::Instrument(std::move(handler), metrics);
 }
 
 }  // namespace cogs::services::kit
