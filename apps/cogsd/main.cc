@@ -4,6 +4,10 @@
 //   cogsd --data-dir .cogs --listen 127.0.0.1:8780 --network-url http://127.0.0.1:P
 //         --volume-url http://127.0.0.1:P --service-token-file .cogs/service.token
 //         --bootstrap-token-file .cogs/admin.token
+//
+// Observability: GET /metrics (no token) on the API's port, one Prometheus registry shared by the
+// engine, the store, the cloud and the API (docs/metrics.md); JSON log lines on stderr
+// (--log-format text for people); GET/PUT /v1/log-levels (admin) changes levels at run time.
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -16,9 +20,13 @@
 #include "cogs/base/paths.h"
 #include "cogs/cloud/cloud.h"
 #include "cogs/http/server.h"
+#include "cogs/observe/http_observe.h"
+#include "cogs/observe/log.h"
+#include "cogs/observe/metrics.h"
 #include "cogs/runtime/files.h"
 #include "cogs/services/kit/http_client.h"
 #include "cogs/store/store.h"
+#include "cogs/store/store_metrics.h"
 #include "cogs/workflow/definition.h"
 #include "cogs/workflow/engine.h"
 #include "cogs/workflow/registry.h"
@@ -55,7 +63,7 @@ std::optional<Endpoint> ParseHostPort(std::string s) {
 }
 
 int Fail(const std::string& what) {
-    spdlog::critical("cogsd: {}", what);
+    spdlog::critical("{}", what);
     return 1;
 }
 
@@ -67,6 +75,9 @@ int main(int argc, char** argv) {
     std::string listen = "127.0.0.1:8780";
     std::string port_file, network_url, volume_url, service_token_file, bootstrap_token_file, workflows_dir;
     std::string log_level = "info";
+    std::string log_format = "json";
+    double event_retention_hours = 168;
+    int64_t event_max = 1'000'000;
     double host_timeout_s = 10;
     size_t max_inflight_requests = 4096;
     size_t max_body = 1 << 20;
@@ -88,9 +99,38 @@ int main(int argc, char** argv) {
     app.add_option("--disk-ratio", cloud_options.disk_ratio, "disk overcommit")->check(CLI::Range(0.1, 64.0))->capture_default_str();
     app.add_option("--max-inflight-requests", max_inflight_requests, "beyond: 429")->capture_default_str();
     app.add_option("--max-body-bytes", max_body, "largest request body")->capture_default_str();
-    app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+    app.add_option("--log-level", log_level,
+                   "trace, debug, info, warn, error (every component; change at run "
+                   "time with PUT /v1/log-levels)")
+        ->capture_default_str();
+    app.add_option("--log-format", log_format, "json (one object per line) or text")
+        ->check(CLI::IsMember({"json", "text"}))
+        ->capture_default_str();
+    app.add_option("--event-retention-hours", event_retention_hours, "events older than this are pruned")
+        ->check(CLI::Range(0.01, 24.0 * 3650))
+        ->capture_default_str();
+    app.add_option("--event-max", event_max, "at most this many events are kept (the oldest go first)")
+        ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+        ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
-    spdlog::set_level(spdlog::level::from_str(log_level));
+    {
+        auto format = observe::ParseLogFormat(log_format);
+        if (!format) return Fail("--log-format: " + format.error().message);
+        observe::LogOptions log_options;
+        log_options.process = "cogsd";
+        log_options.format = *format;
+        log_options.level = log_level;
+        if (auto st = observe::SetupLogging(log_options); !st) {
+            return Fail("--log-level: " + st.error().message);
+        }
+        // Made now so that GET /v1/log-levels lists them before their first line.
+        for (const char* component : {"api", "cloud", "scheduler", "engine"}) {
+            observe::Log(component);
+        }
+    }
+    cloud_options.event_retention = std::chrono::duration_cast<Duration>(
+        std::chrono::duration<double, std::ratio<3600>>(event_retention_hours));
+    cloud_options.event_max = event_max;
     cloud_options.host_timeout =
         std::chrono::duration_cast<Duration>(std::chrono::duration<double>(host_timeout_s));
 
@@ -111,8 +151,12 @@ int main(int argc, char** argv) {
     std::filesystem::create_directories(data_dir, fs_ec);
     if (fs_ec) return Fail("--data-dir " + data_dir + ": " + fs_ec.message());
 
+    // One registry for the process: what GET /metrics shows. Declared before everything that
+    // holds handles into it, so it outlives them.
+    observe::Metrics metrics;
     store::SqliteOptions store_options;
     store_options.path = data_dir + "/cogsd.db";
+    store_options.on_commit = store::CommitMetrics(&metrics);
     auto store = store::OpenSqliteStore(store_options);
     if (!store) return Fail("store: " + store.error().ToString());
 
@@ -134,6 +178,8 @@ int main(int argc, char** argv) {
                                                                 service_token));
     workflow::EngineOptions engine_options;
     engine_options.owner = "cogsd";
+    engine_options.metrics = &metrics;
+    cloud_options.metrics = &metrics;
     workflow::Engine engine(io, **store, registry, catalog, engine_options);
     auto cloud = std::make_unique<cloud::Cloud>(io, **store, engine, registry, cloud_options);
     catalog.Add("scheduler", cloud->SchedulerService());
@@ -145,20 +191,21 @@ int main(int argc, char** argv) {
     if (!secret) return Fail("bootstrap: " + secret.error().ToString());
     if (!secret->empty()) {
         if (bootstrap_token_file.empty()) {
-            spdlog::warn("cogsd: created an admin token but no --bootstrap-token-file to write it to: {}", *secret);
+            spdlog::warn("created an admin token but no --bootstrap-token-file to write it to: {}", *secret);
         } else if (auto st = runtime::WriteFileAtomic(bootstrap_token_file, *secret + "\n", 0600); !st) {
             return Fail("--bootstrap-token-file: " + st.error().message);
         } else {
-            spdlog::info("cogsd: admin token written to {}", bootstrap_token_file);
+            spdlog::info("admin token written to {}", bootstrap_token_file);
         }
     }
 
-    api::Api api(*cloud, api::ApiOptions{max_inflight_requests});
+    api::Api api(*cloud, api::ApiOptions{max_inflight_requests, &metrics});
     http::ServerOptions server_options;
     server_options.host = listen_ep->host;
     server_options.port = listen_ep->port;
     server_options.max_body_bytes = max_body;
-    auto server = http::StartServer(io, server_options, api.Handler());
+    // /metrics is answered by Instrument on this io thread, where the cloud's sampled gauges live.
+    auto server = http::StartServer(io, server_options, observe::Instrument(api.Handler(), &metrics));
     if (!server) return Fail("listen " + listen + ": " + server.error().ToString());
     const uint16_t port = (*server)->port();
     if (!port_file.empty()) {
@@ -166,13 +213,13 @@ int main(int argc, char** argv) {
             return Fail("--port-file: " + st.error().message);
         }
     }
-    spdlog::info("cogsd: serving http://{}:{} (store {}, {} workflow types)", listen_ep->host, port,
+    spdlog::info("serving http://{}:{} (store {}, {} workflow types)", listen_ep->host, port,
                  store_options.path, registry.Types().size());
 
     boost::asio::signal_set signals(io, SIGTERM, SIGINT);
     signals.async_wait([&](boost::system::error_code ec, int signo) {
         if (ec) return;
-        spdlog::info("cogsd: signal {}, stopping", signo);
+        spdlog::info("signal {}, stopping", signo);
         (*server)->Stop();
         engine.Shutdown();
         boost::asio::post(io, [&io] { io.stop(); });
@@ -180,6 +227,6 @@ int main(int argc, char** argv) {
     io.run();
     (*store)->Flush();
     cloud.reset();
-    spdlog::info("cogsd: stopped");
+    spdlog::info("stopped");
     return 0;
 }

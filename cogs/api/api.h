@@ -1,5 +1,11 @@
 // The REST API of cogsd over HTTP (docs/api.md): authentication, routing to the Cloud, admission
-// control, and the JSON error shape. Beast never shows here: it rides on cogs/http.
+// control, the JSON error shape, and the request's trace (W3C traceparent). Beast never shows
+// here: it rides on cogs/http.
+//
+// Every request gets a trace: the caller's `traceparent` header if it is valid (the API's work is
+// a child span of it), else a new trace. The answer carries `traceparent` (the API's span), the
+// workflows the request starts carry it, and every log line written while the request is handled
+// carries its trace id (observe::LogScope).
 #pragma once
 
 #include <cstddef>
@@ -9,12 +15,16 @@
 
 #include "cogs/cloud/cloud.h"
 #include "cogs/http/server.h"
+#include "cogs/observe/metrics.h"
 
 namespace cogs::api {
 
 struct ApiOptions {
     // Requests being served at once; beyond, 429 with Retry-After (never an unbounded queue).
     size_t max_inflight = 4096;
+    // cogs_api_rejected_total{reason} goes here (docs/metrics.md); null: none. Request counts and
+    // latencies are observe::Instrument's, around this handler.
+    observe::Metrics* metrics = nullptr;
 };
 
 struct ApiStats {
@@ -27,7 +37,8 @@ struct ApiStats {
 class Api {
 public:
     Api(cloud::Cloud& cloud, ApiOptions options);
-    // The handler to give http::StartServer; it must run on the cloud's io thread.
+    // The handler to give http::StartServer; it must run on the cloud's io thread. It also serves
+    // GET/PUT /v1/log-levels (admin tokens only).
     http::Handler Handler();
     ApiStats stats() const;
 

@@ -1,19 +1,21 @@
 #include "cogs/cloud/cloud.h"
 
-#include <spdlog/spdlog.h>
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <future>
+#include <unordered_map>
 
 #include "cogs/base/check.h"
 #include "cogs/base/secret.h"
 #include "cogs/cloud/internal/json_util.h"
 #include "cogs/cloud/internal/model.h"
+#include "cogs/observe/log.h"
+#include "cogs/observe/trace.h"
 #include "cogs/scheduler/placement.h"
 #include "cogs/services/kit/http_client.h"
 
@@ -124,6 +126,17 @@ std::string ListKey(std::string_view collection) {
     return k;
 }
 
+// The event a workflow's start writes on its resource: "created" for a create, else
+// "<action>_requested" ("delete_requested", "stop_requested", "attach_requested", ...).
+std::string RequestedEventType(std::string_view workflow_type) {
+    auto dot = workflow_type.rfind('.');
+    std::string_view action = dot == std::string_view::npos ? workflow_type : workflow_type.substr(dot + 1);
+    return action == "create" ? std::string("created") : std::string(action) + "_requested";
+}
+
+// Kinds whose records carry a status, sampled into cogs_resources{kind,status}.
+constexpr std::string_view kStatusKinds[] = {kNetwork, kSubnet, kPort, kVolume, kServer};
+
 bool Transitional(std::string_view status) {
     return status == "BUILD" || status == "DELETING" || status == "STARTING" || status == "STOPPING" ||
            status == "REBOOT" || status == "creating" || status == "deleting" || status == "attaching" ||
@@ -136,8 +149,8 @@ bool Transitional(std::string_view status) {
 
 class Cloud::Impl : public std::enable_shared_from_this<Cloud::Impl> {
 public:
-    Impl(asio::io_context& io, store::Store& store, workflow::Engine& engine, const workflow::Registry& registry,
-         CloudOptions options)
+    Impl(asio::io_context& io, store::Store& store, workflow::Engine& engine,
+         const workflow::Registry& registry, CloudOptions options)
         : io_(io),
           store_(store),
           engine_(engine),
@@ -145,7 +158,26 @@ public:
           options_(std::move(options)),
           placement_(scheduler::Ratios{options_.cpu_ratio, options_.ram_ratio, options_.disk_ratio}),
           liveness_(io),
-          reads_(1) {}
+          prune_(io),
+          reads_(1) {
+        observe::Metrics* m = options_.metrics;
+        auto hosts = observe::GaugeOf(m, "cogs_hosts", "Hosts by state: up, down, disabled.");
+        metrics_.hosts_up = hosts.With({{"state", "up"}});
+        metrics_.hosts_down = hosts.With({{"state", "down"}});
+        metrics_.hosts_disabled = hosts.With({{"state", "disabled"}});
+        metrics_.placement_duration = observe::HistogramOf(m, "cogs_placement_duration_seconds",
+                                                           "One placement decision (scheduler.claim).")
+                                          .With({});
+        auto placements = observe::CounterOf(m, "cogs_placements_total", "Placement decisions by outcome.");
+        metrics_.placed = placements.With({{"outcome", "placed"}});
+        metrics_.placement_failed = placements.With({{"outcome", "failed"}});
+        metrics_.placement_failures =
+            observe::CounterOf(m, "cogs_placement_failures_total",
+                               "Failed placements by the filter that eliminated the last candidates.");
+        metrics_.resources =
+            observe::GaugeOf(m, "cogs_resources", "Desired-state records by kind and status.");
+        metrics_.events = observe::CounterOf(m, "cogs_events_total", "Events recorded, by type.");
+    }
 
     ~Impl() { reads_.join(); }
 
@@ -155,10 +187,107 @@ public:
                 self->OnFinished(ev);
             }
         });
+        if (options_.metrics != nullptr) {
+            // Render() runs on the io thread in cogsd (the /metrics handler), where the model lives.
+            options_.metrics->OnCollect([weak = weak_from_this()] {
+                if (auto self = weak.lock()) {
+                    self->SampleGauges();
+                }
+            });
+        }
         TickLiveness();
     }
 
-    void Stop() { liveness_.cancel(); }
+    void Stop() {
+        liveness_.cancel();
+        prune_.cancel();
+    }
+
+    // ---- metrics sampled at scrape ----
+
+    void SampleGauges() {
+        int64_t up = 0, down = 0, disabled = 0;
+        for (const auto& [name, r] : model_.All(kHost)) {
+            const bool enabled = !r.body.contains("enabled") || Bool(r.body, "enabled");
+            (!enabled ? disabled : HostUp(name) ? up : down) += 1;
+        }
+        metrics_.hosts_up.Set(static_cast<double>(up));
+        metrics_.hosts_down.Set(static_cast<double>(down));
+        metrics_.hosts_disabled.Set(static_cast<double>(disabled));
+        std::map<std::pair<std::string, std::string>, int64_t> counts;
+        for (auto kind : kStatusKinds) {
+            for (const auto& [id, r] : model_.All(kind)) {
+                ++counts[{std::string(kind), Str(r.body, "status")}];
+            }
+        }
+        // A status that emptied since the last scrape shows 0 rather than its last value.
+        for (auto& [key, gauge] : resource_gauges_) {
+            if (!counts.contains(key)) gauge.Set(0);
+        }
+        for (const auto& [key, n] : counts) {
+            auto it = resource_gauges_.find(key);
+            if (it == resource_gauges_.end()) {
+                it = resource_gauges_
+                         .emplace(key, metrics_.resources.With({{"kind", key.first}, {"status", key.second}}))
+                         .first;
+            }
+            it->second.Set(static_cast<double>(n));
+        }
+    }
+
+    // ---- events ----
+
+    static store::EventRecord Event(std::string_view kind, const std::string& id, const std::string& project,
+                                    std::string type, std::string message, const std::string& workflow_id,
+                                    const std::string& traceparent) {
+        store::EventRecord e;
+        e.time_ms = WallNowMs();
+        e.project = project;
+        e.resource_kind = std::string(kind);
+        e.resource_id = id;
+        e.workflow_id = workflow_id;
+        e.type = std::move(type);
+        e.message = std::move(message);
+        e.trace_id = observe::TraceIdOf(traceparent);
+        return e;
+    }
+
+    // Counts events once they are durable (cogs_events_total{type}).
+    void CountEvents(const std::vector<store::EventRecord>& events) {
+        for (const auto& e : events) {
+            CountEvent(e.type);
+        }
+    }
+    void CountEvent(const std::string& type) {
+        auto it = event_counters_.find(type);
+        if (it == event_counters_.end()) {
+            it = event_counters_.emplace(type, metrics_.events.With({{"type", type}})).first;
+        }
+        it->second.Inc();
+    }
+
+    // Deletes events past their retention now and then, off the io thread.
+    void SchedulePrune(Duration after) {
+        prune_.expires_after(after);
+        prune_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+            auto self = weak.lock();
+            if (!self || ec) return;
+            const int64_t older_than =
+                WallNowMs() -
+                std::chrono::duration_cast<std::chrono::milliseconds>(self->options_.event_retention).count();
+            const int64_t keep = self->options_.event_max;
+            self->OffThread(
+                [self, older_than, keep] { return self->store_.PruneEvents(older_than, keep); },
+                [self](Result<int64_t> pruned) {
+                    if (!pruned) {
+                        observe::Log("cloud").warn("pruning events failed: {}", pruned.error().ToString());
+                    } else if (*pruned > 0) {
+                        observe::Log("cloud").info("pruned {} events past their retention", *pruned);
+                    }
+                    self->SchedulePrune(self->options_.event_prune_every);
+                });
+        });
+    }
 
     // ---- start-up ----
 
@@ -201,7 +330,17 @@ public:
                 continue;  // still running: the engine resumed it and will report its end
             }
             const workflow::Definition* def = registry_.Get(wf->type, wf->version);
-            workflow::FinishedEvent ev{wf->id, wf->type, wf->state, wf->reason, wf->finished_ms, wf->project, wf->input, {}};
+            workflow::FinishedEvent ev;
+            ev.id = wf->id;
+            ev.type = wf->type;
+            ev.state = wf->state;
+            ev.reason = wf->reason;
+            ev.finished_ms = wf->finished_ms;
+            ev.project = wf->project;
+            ev.trace = wf->trace;
+            ev.resource_kind = wf->resource_kind;
+            ev.resource_id = wf->resource_id;
+            ev.input = wf->input;
             for (size_t i = 0; def != nullptr && i < wf->steps.size() && i < def->steps.size(); ++i) {
                 if (!wf->steps[i].output.empty()) {
                     ev.outputs.emplace(def->steps[i].name, wf->steps[i].output);
@@ -209,6 +348,7 @@ public:
             }
             OnFinished(ev);
         }
+        SchedulePrune(Duration(0));
         return Ok();
     }
 
@@ -317,6 +457,10 @@ public:
         if (c == "workflows") {
             return RouteWorkflows(who, req, done);
         }
+        if (c == "events" && n == 1) {
+            if (m != "GET") return method_not_allowed("GET");
+            return ListEvents(who, req.query, "", "", done);
+        }
         if (c == "hosts") {
             return RouteHosts(who, req, done);
         }
@@ -345,8 +489,88 @@ public:
             if (m == "DELETE") return Delete(who, kind, id, req, done);
             return method_not_allowed("GET, DELETE");
         }
+        if (p[2] == "events" &&
+            (kind == kNetwork || kind == kSubnet || kind == kPort || kind == kVolume || kind == kServer)) {
+            if (m != "GET") return method_not_allowed("GET");
+            return ListEvents(who, req.query, kind, id, done);
+        }
         if (m != "POST") return method_not_allowed("POST");
         return Act(who, kind, id, p[2], req, done);
+    }
+
+    // ---- events ----
+
+    // GET /v1/events (kind and id empty: from the query) or GET /v1/<collection>/{id}/events. A
+    // member sees its project's events only; a resource of another project, or one never seen,
+    // answers 404 (a deleted resource keeps its history).
+    void ListEvents(const Principal& who, const std::map<std::string, std::string>& query,
+                    std::string_view kind, const std::string& id, const Done& done) {
+        store::EventFilter f;
+        f.resource_kind = std::string(kind);
+        f.resource_id = id;
+        const bool one_resource = !id.empty();
+        for (const auto& [k, v] : query) {
+            if (k == "resource_kind" && !one_resource) {
+                f.resource_kind = v;
+            } else if (k == "resource_id" && !one_resource) {
+                f.resource_id = v;
+            } else if (k == "workflow_id") {
+                f.workflow_id = v;
+            } else if (k == "project_id" && who.admin()) {
+                f.project = v;
+            } else if (k == "after" || k == "limit") {
+                int64_t n = 0;
+                auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+                const bool bad = ec != std::errc() || end != v.data() + v.size();
+                if (k == "after") {
+                    if (bad || n < 0) {
+                        return done(ErrorAnswer(FieldError("after", "must be an event seq >= 0")));
+                    }
+                    f.after_seq = n;
+                } else {
+                    if (bad || n < 1 || n > 1000) {
+                        return done(ErrorAnswer(FieldError("limit", "must be an integer from 1 to 1000")));
+                    }
+                    f.limit = static_cast<int>(n);
+                }
+            } else {
+                return done(ErrorAnswer(FieldError(k, "unknown query parameter")));
+            }
+        }
+        if (!who.admin()) {
+            f.project = who.project_id;
+        }
+        // A resource that exists answers its (maybe empty) history; one that does not must have
+        // left some to be found.
+        const Res* r = one_resource ? model_.Find(kind, id) : nullptr;
+        const bool exists = r != nullptr && Visible(who, *r);
+        if (r != nullptr && !exists) {
+            return done(NotFound(kind, id));
+        }
+        OffThread([this, f] { return store_.ListEvents(f); },
+                  [done, f, exists, one_resource, kind = std::string(kind),
+                   id](Result<std::vector<store::EventRecord>> events) {
+                      if (!events) return done(ErrorAnswer(events.error()));
+                      if (one_resource && !exists && events->empty() && f.after_seq == 0) {
+                          return done(NotFound(kind, id));
+                      }
+                      json::array items;
+                      int64_t next = f.after_seq;
+                      for (const auto& e : *events) {
+                          items.push_back(json::object{{"seq", e.seq},
+                                                       {"time_ms", e.time_ms},
+                                                       {"time", Rfc3339(e.time_ms)},
+                                                       {"project", e.project},
+                                                       {"resource_kind", e.resource_kind},
+                                                       {"resource_id", e.resource_id},
+                                                       {"workflow_id", e.workflow_id},
+                                                       {"type", e.type},
+                                                       {"message", e.message},
+                                                       {"trace_id", e.trace_id}});
+                          next = std::max(next, e.seq);
+                      }
+                      done(JsonAnswer(200, json::object{{"events", std::move(items)}, {"next_after", next}}));
+                  });
     }
 
     // ---- generic read ----
@@ -703,7 +927,9 @@ public:
     // ---- infrastructure: created by workflows ----
 
     // Commits the new records with their workflow in one transaction, then answers 202. On a
-    // refused start the records leave memory again and `undo` gives back what was reserved.
+    // refused start the records leave memory again and `undo` gives back what was reserved. The
+    // workflow works on `shown`: its progress goes to that resource's events, starting with
+    // "created" / "<action>_requested", committed with the workflow.
     void StartWorkflow(const Creation* c, std::string type, json::object input, std::vector<Res*> changed,
                        std::vector<store::ResourceWrite> extra, std::function<void()> undo, const Res& shown,
                        const std::string& project, const std::string& traceparent, const Done& done) {
@@ -712,6 +938,13 @@ public:
         s.type = std::move(type);
         s.project = project;
         s.traceparent = traceparent;
+        s.resource_kind = shown.kind;
+        s.resource_id = shown.id;
+        const std::string name = Str(shown.body, "name");
+        s.events.push_back(
+            Event(shown.kind, shown.id, shown.project, RequestedEventType(s.type),
+                  shown.kind + (name.empty() ? "" : " " + name) + ": workflow " + s.type + " started", s.id,
+                  traceparent));
         for (Res* r : changed) {
             r->body["workflow_id"] = s.id;
             Touch(*r);
@@ -730,12 +963,18 @@ public:
         s.input = json::serialize(input);
         std::string kind = shown.kind;
         std::string id = shown.id;
-        engine_.Start(std::move(s), [this, kind, id, idem_id, undo = std::move(undo), done](Result<std::string> r) {
+        std::vector<store::EventRecord> events = s.events;
+        observe::LogScope scope({observe::TraceIdOf(traceparent), s.id, id});
+        observe::Log("cloud").info("{} {}: starting workflow {}", kind, id, s.type);
+        engine_.Start(std::move(s), [this, kind, id, idem_id, undo = std::move(undo), done,
+                                     events = std::move(events)](Result<std::string> r) {
             if (!r) {
                 if (!idem_id.empty()) model_.Erase(kIdempotency, idem_id);
                 undo();
+                observe::Log("cloud").warn("{} {}: workflow refused: {}", kind, id, r.error().ToString());
                 return done(ErrorAnswer(r.error()));
             }
+            CountEvents(events);
             const Res* now = model_.Find(kind, id);
             if (now == nullptr) {
                 return done(NotFound(kind, id));
@@ -1199,11 +1438,19 @@ public:
             return o;
         };
         std::vector<store::ResourceWrite> writes;
+        // The resources' events, written with their settled records.
+        std::vector<store::EventRecord> events;
+        const std::string outcome = ev.state == store::WorkflowState::kRolledBack ? "rolled back" : "failed";
+        auto note = [&](const Res& r, std::string type, std::string message) {
+            events.push_back(
+                Event(r.kind, r.id, r.project, std::move(type), std::move(message), ev.id, ev.trace));
+        };
         auto save = [&](Res& r) {
             Touch(r);
             writes.push_back(Model::Write(r));
         };
         auto fail = [&](Res& r, std::string status) {
+            note(r, "error", ev.type + " " + outcome + ": " + ev.reason + " (status " + status + ")");
             r.body["status"] = std::move(status);
             r.body["fault"] = json::object{{"message", ev.reason}, {"workflow_id", ev.id}};
             save(r);
@@ -1211,6 +1458,7 @@ public:
         // `id` by value: it may be the erased record's own field.
         auto erase = [&](std::string_view kind, std::string id) {
             if (const Res* r = model_.Find(kind, id)) {
+                note(*r, "deleted", std::string(kind) + " deleted (" + ev.type + ")");
                 model_.Release(r->project, Model::HeldBy(*r));
                 model_.Erase(kind, id);
                 writes.push_back(Model::EraseWrite(kind, id));
@@ -1233,6 +1481,8 @@ public:
                 for (const char* k : {"gateway_ip", "allocation_pools", "mac_address", "fixed_ip", "subnet_id"}) {
                     if (out.contains(k)) r->body[k] = out.at(k);
                 }
+                note(*r, kind == kVolume ? "available" : "active",
+                     std::string(kind) + " is " + Str(r->body, "status"));
                 save(*r);
             } else {
                 // Nothing of it exists any more (rolled back): it holds no quota. A failed
@@ -1271,12 +1521,16 @@ public:
                 }
                 s->body["ip_address"] = Str(p, "fixed_ip");
                 s->body["mac_address"] = Str(p, "mac_address");
+                note(
+                    *s, "active",
+                    "server is ACTIVE on host " + Str(s->body, "host") + " at " + Str(s->body, "ip_address"));
                 save(*s);
                 if (port != nullptr) {
                     port->body["status"] = "ACTIVE";
                     for (const char* k : {"mac_address", "fixed_ip", "subnet_id"}) {
                         if (p.contains(k)) port->body[k] = p.at(k);
                     }
+                    note(*port, "active", "port is ACTIVE for server " + sid);
                     save(*port);
                 }
                 json::object att = output("attach_volumes");
@@ -1292,6 +1546,7 @@ public:
                     if (Res* v = model_.Find(kVolume, vid)) {
                         v->body["status"] = "in-use";
                         v->body["device"] = devices[vid];
+                        note(*v, "attached", "attached to server " + sid + " as " + devices[vid]);
                         save(*v);
                     }
                 }
@@ -1310,6 +1565,9 @@ public:
                     if (Res* v = model_.Find(kVolume, vid)) {
                         v->body["status"] = clean ? "available" : "error";
                         v->body["server_id"] = clean ? "" : sid;
+                        note(
+                            *v, clean ? "available" : "error",
+                            "server " + sid + " create " + outcome + ": volume is " + Str(v->body, "status"));
                         save(*v);
                     }
                 }
@@ -1330,15 +1588,17 @@ public:
                     v->body["status"] = "available";
                     v->body["server_id"] = "";
                     v->body["device"] = "";
+                    note(*v, "detached", "detached from deleted server " + sid);
                     if (!delete_volumes) {
                         save(*v);
                         continue;
                     }
                     v->body["status"] = "deleting";
                     v->body["_prev_status"] = "available";
-                    StartWorkflow(nullptr, "volume.delete", json::object{{"volume_id", vid}}, {v}, {},
-                                  [this, vid] { Revert(kVolume, vid, "available"); }, *v, project, "",
-                                  [](ApiAnswer) {});
+                    StartWorkflow(
+                        nullptr, "volume.delete", json::object{{"volume_id", vid}}, {v}, {},
+                        [this, vid] { Revert(kVolume, vid, "available"); }, *v, project, ev.trace,
+                        [](ApiAnswer) {});
                 }
             } else {
                 fail(*s, "ERROR");
@@ -1349,6 +1609,11 @@ public:
             if (ok) {
                 s->body["status"] = t == "server.stop" ? "SHUTOFF" : "ACTIVE";
                 s->body.erase("fault");
+                note(*s,
+                     t == "server.stop"    ? "stopped"
+                     : t == "server.start" ? "started"
+                                           : "rebooted",
+                     "server is " + Str(s->body, "status"));
                 save(*s);
             } else {
                 // The instance is as it was (the action was refused) or unknown: say so, keep the
@@ -1378,9 +1643,15 @@ public:
                     v->body["device"] = "";
                 }
                 v->body.erase("fault");
+                const std::string sid = Str(in, "server_id");
+                note(*v, attach ? "attached" : "detached",
+                     (attach ? "attached to server " + sid + " as " + Str(v->body, "device")
+                             : "detached from server " + sid));
                 save(*v);
                 if (s != nullptr) {
                     s->body["volume_ids"] = ToArray(list);
+                    note(*s, attach ? "volume_attached" : "volume_detached",
+                         "volume " + vid + (attach ? " attached" : " detached"));
                     save(*s);
                 }
             } else {
@@ -1392,8 +1663,8 @@ public:
                 }
             }
         }
-        if (!writes.empty()) {
-            Persist(std::move(writes), [](Status) {});
+        if (!writes.empty() || !events.empty()) {
+            Persist(std::move(writes), std::move(events), [](Status) {});
         }
     }
 
@@ -1487,10 +1758,17 @@ public:
         if (p.size() == 2 && m == "PUT") {
             return RegisterHost(name, req.body, done);
         }
+        if (p.size() == 3 && m == "GET" && p[2] == "events") {
+            return ListEvents(who, req.query, kHost, name, done);
+        }
         if (p.size() == 3 && m == "POST") {
             if (h == nullptr) return done(NotFound("host", name));
             if (p[2] == "heartbeat") {
                 heartbeats_[name] = SteadyClock::now();
+                const scheduler::HostInfo* info = placement_.FindHost(name);
+                if (info != nullptr && !info->alive) {
+                    HostUpAgain(*h, "heartbeats arrive again");
+                }
                 placement_.SetAlive(name, true);
                 return done(ApiAnswer{204, "", {}});
             }
@@ -1504,7 +1782,12 @@ public:
                 h->body["disabled_reason"] = enable ? "" : reason->value_or("");
                 Touch(*h);
                 placement_.SetEnabled(name, enable);
-                return SaveHost(*h, done);
+                const std::string why = reason->value_or("");
+                return SaveHost(*h, done,
+                                {Event(kHost, name, "", enable ? "enabled" : "disabled",
+                                       std::string(enable ? "enabled" : "disabled: no new servers go there") +
+                                           (why.empty() ? "" : " (" + why + ")"),
+                                       "", req.traceparent)});
             }
         }
         done(ErrorAnswer(Error(ErrorCode::kNotFound, "no route " + m + " /v1/hosts/" + name)));
@@ -1530,6 +1813,17 @@ public:
         auto traits = OptionalStringList(*parsed, "traits");
         if (!traits) return done(ErrorAnswer(traits.error()));
         Res* existing = model_.Find(kHost, name);
+        const scheduler::HostInfo* known = placement_.FindHost(name);
+        std::vector<store::EventRecord> events;
+        if (existing == nullptr) {
+            events.push_back(Event(kHost, name, "", "registered",
+                                   "registered: " + *url + ", " + std::to_string(*vcpus) + " vcpus, " +
+                                       std::to_string(*ram) + " MiB, " + std::to_string(*disk) + " GiB",
+                                   "", ""));
+        } else if (known != nullptr && !known->alive) {
+            events.push_back(Event(kHost, name, "", "up", "up again: registered anew", "", ""));
+            observe::Log("cloud").info("host {} is up again (registered anew)", name);
+        }
         Res h = existing != nullptr ? *existing : Res{std::string(kHost), name, "", {}};
         if (existing == nullptr) {
             h.body["created_at"] = Rfc3339(WallNowMs());
@@ -1547,12 +1841,18 @@ public:
         scheduler::HostInfo info = HostInfoOf(h);
         placement_.UpsertHost(info);
         placement_.SetAlive(name, true);
-        SaveHost(model_.Put(std::move(h)), done);
+        SaveHost(model_.Put(std::move(h)), done, std::move(events));
     }
 
-    // Persists a host record and answers it as it is once durable.
-    void SaveHost(const Res& h, const Done& done) {
-        Persist({Model::Write(h)}, [this, done, name = h.id](Status st) {
+    // A host that was down (no heartbeats) is up again.
+    void HostUpAgain(const Res& h, const std::string& why) {
+        observe::Log("cloud").info("host {} is up again ({})", h.id, why);
+        Persist({}, {Event(kHost, h.id, "", "up", "up again: " + why, "", "")}, [](Status) {});
+    }
+
+    // Persists a host record (and its events) and answers it as it is once durable.
+    void SaveHost(const Res& h, const Done& done, std::vector<store::EventRecord> events = {}) {
+        Persist({Model::Write(h)}, std::move(events), [this, done, name = h.id](Status st) {
             const Res* now = model_.Find(kHost, name);
             if (!st) return done(ErrorAnswer(st.error()));
             done(now != nullptr ? Wrap(200, "host", HostView(*now)) : NotFound("host", name));
@@ -1564,7 +1864,16 @@ public:
             const scheduler::HostInfo* h = placement_.FindHost(name);
             const bool up = HostUp(name);
             if (h != nullptr && h->alive != up) {
-                if (!up) spdlog::warn("host {} missed its heartbeats: no new servers go there", name);
+                if (!up) {
+                    observe::Log("cloud").warn("host {} missed its heartbeats: no new servers go there",
+                                               name);
+                    Persist({},
+                            {Event(kHost, name, "", "down",
+                                   "down: missed its heartbeats; no new servers go there", "", "")},
+                            [](Status) {});
+                } else {
+                    HostUpAgain(r, "heartbeats arrive again");
+                }
                 placement_.SetAlive(name, up);
             }
         }
@@ -1609,9 +1918,16 @@ public:
                     if (!r) return done(ErrorAnswer(r.error()));
                     json::array items;
                     for (const auto& w : *r) {
-                        json::object o{{"id", w.id}, {"type", w.type}, {"version", w.version},
-                                       {"state", store::ToString(w.state)}, {"reason", w.reason},
-                                       {"project_id", w.project}, {"created_at", Rfc3339(w.created_ms)}};
+                        json::object o{{"id", w.id},
+                                       {"type", w.type},
+                                       {"version", w.version},
+                                       {"state", store::ToString(w.state)},
+                                       {"reason", w.reason},
+                                       {"project_id", w.project},
+                                       {"created_at", Rfc3339(w.created_ms)},
+                                       {"trace_id", observe::TraceIdOf(w.trace)},
+                                       {"resource_kind", w.resource_kind},
+                                       {"resource_id", w.resource_id}};
                         if (w.finished_ms != 0) o["finished_at"] = Rfc3339(w.finished_ms);
                         items.push_back(std::move(o));
                     }
@@ -1646,9 +1962,19 @@ public:
 
     json::object WorkflowView(const store::WorkflowRecord& w) const {
         const workflow::Definition* def = registry_.Get(w.type, w.version);
-        json::object o{{"id", w.id}, {"type", w.type}, {"version", w.version}, {"state", store::ToString(w.state)},
-                       {"reason", w.reason}, {"project_id", w.project}, {"cancel_requested", w.cancel_requested},
-                       {"created_at", Rfc3339(w.created_ms)}, {"updated_at", Rfc3339(w.updated_ms)}};
+        json::object o{{"id", w.id},
+                       {"type", w.type},
+                       {"version", w.version},
+                       {"state", store::ToString(w.state)},
+                       {"reason", w.reason},
+                       {"project_id", w.project},
+                       {"cancel_requested", w.cancel_requested},
+                       {"created_at", Rfc3339(w.created_ms)},
+                       {"updated_at", Rfc3339(w.updated_ms)},
+                       {"trace_id", observe::TraceIdOf(w.trace)},
+                       {"traceparent", w.trace},
+                       {"resource_kind", w.resource_kind},
+                       {"resource_id", w.resource_id}};
         if (w.finished_ms != 0) o["finished_at"] = Rfc3339(w.finished_ms);
         boost::system::error_code ec;
         json::value input = json::parse(w.input, ec);
@@ -1738,8 +2064,17 @@ public:
                                                 : scheduler::GroupPolicy::kNone;
         pr.weigher = Str(in, "weigher") == "pack" ? scheduler::Weigher::kPack : scheduler::Weigher::kSpread;
         const bool existed = placement_.ClaimOf(server_id) != nullptr;
-        auto claim = placement_.ClaimFor(pr);
+        scheduler::FailureReason why = scheduler::FailureReason::kNone;
+        const SteadyTime started = SteadyClock::now();
+        auto claim = placement_.ClaimFor(pr, &why);
+        if (!existed) {  // a replayed claim decides nothing
+            metrics_.placement_duration.Observe(
+                std::chrono::duration<double>(SteadyClock::now() - started).count());
+            (claim ? metrics_.placed : metrics_.placement_failed).Inc();
+        }
         if (!claim) {
+            metrics_.placement_failures.With({{"reason", std::string(scheduler::ToString(why))}}).Inc();
+            observe::Log("scheduler").info("server {}: {}", server_id, claim.error().message);
             return reply(MakeError(claim.error()));
         }
         json::object out{{"server_id", claim->server_id}, {"host", claim->host}};
@@ -1804,17 +2139,35 @@ public:
     // ---- persistence ----
 
     void Persist(std::vector<store::ResourceWrite> writes, std::function<void(Status)> done) {
+        Persist(std::move(writes), {}, std::move(done));
+    }
+
+    // Resource writes and the events that report them, in one transaction.
+    void Persist(std::vector<store::ResourceWrite> writes, std::vector<store::EventRecord> events,
+                 std::function<void(Status)> done) {
         store::WriteGroup g;
         g.resources = std::move(writes);
-        store_.Commit(std::move(g), [this, weak = weak_from_this(), done = std::move(done)](Status st) mutable {
+        g.events = std::move(events);
+        std::vector<std::string> types;
+        for (const auto& e : g.events) {
+            types.push_back(e.type);
+        }
+        store_.Commit(std::move(g), [this, weak = weak_from_this(), done = std::move(done),
+                                     types = std::move(types)](Status st) mutable {
             if (!st) {
                 // Memory is ahead of the store now; only a restart (which reloads) makes them equal.
-                spdlog::critical("cloud: store write failed: {}", st.error().ToString());
+                observe::Log("cloud").critical("store write failed: {}", st.error().ToString());
                 COGS_CHECK(false && "the store refused a resource write");
             }
-            asio::post(io_, [weak, done = std::move(done), st = std::move(st)]() mutable {
-                if (weak.lock()) done(std::move(st));
-            });
+            asio::post(
+                io_, [weak, done = std::move(done), st = std::move(st), types = std::move(types)]() mutable {
+                    auto self = weak.lock();
+                    if (!self) return;
+                    for (const auto& type : types) {
+                        self->CountEvent(type);
+                    }
+                    done(std::move(st));
+                });
         });
     }
 
@@ -1848,7 +2201,19 @@ private:
     std::map<std::string, SteadyTime> heartbeats_;
     std::map<std::string, std::shared_ptr<ServiceClient>> compute_clients_;
     asio::steady_timer liveness_;
-    asio::thread_pool reads_;  // blocking store reads (workflow inspection), off the io thread
+    asio::steady_timer prune_;  // event retention
+    // Handles looked up once (docs/metrics.md, "the cloud"); no-ops without a registry.
+    struct {
+        observe::Gauge hosts_up, hosts_down, hosts_disabled;
+        observe::Histogram placement_duration;
+        observe::Counter placed, placement_failed;
+        observe::CounterFamily placement_failures;
+        observe::GaugeFamily resources;
+        observe::CounterFamily events;
+    } metrics_;
+    std::map<std::pair<std::string, std::string>, observe::Gauge> resource_gauges_;  // (kind, status)
+    std::unordered_map<std::string, observe::Counter> event_counters_;               // by type
+    asio::thread_pool reads_;  // blocking store reads (workflow inspection, events), off the io thread
 };
 
 // ---------------------------------------------------------------------------------------------

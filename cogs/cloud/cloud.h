@@ -17,6 +17,12 @@
 // the "compute" router, which sends each compute action to the agent of the host the action
 // names (hosts register their URL with PUT /v1/hosts/{name}).
 //
+// Every resource has an event history (GET /v1/events, GET /v1/<collection>/{id}/events): the
+// cloud writes what the API asked ("created", "delete_requested", ...) with the workflow's create,
+// and what came of it ("active", "error", "deleted", ...) with the resource's settled record; the
+// engine writes the steps in between. Hosts have events too (registered, down, up, enabled,
+// disabled). The history survives the resource's deletion and is pruned by age and count.
+//
 // Threading: every method must be called on the io thread that runs the engine.
 #pragma once
 
@@ -30,6 +36,7 @@
 
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
+#include "cogs/observe/metrics.h"
 #include "cogs/store/store.h"
 #include "cogs/workflow/engine.h"
 #include "cogs/workflow/service.h"
@@ -74,6 +81,15 @@ struct CloudOptions {
     Duration host_timeout = std::chrono::seconds(10);  // no heartbeat for this long: the host is down
     std::string service_token;  // presented to the compute agents (Authorization: Bearer)
     size_t compute_connections = 64;  // per host
+    // Where the cloud's metrics go (docs/metrics.md, "the cloud"); null: none. It must outlive the
+    // Cloud; its gauges (hosts, resources) are sampled at Render(), which must then run on the io
+    // thread (cogsd serves /metrics there).
+    observe::Metrics* metrics = nullptr;
+    // Event history retention: events older than this go, then the oldest beyond `event_max`.
+    // Pruned at start and every `event_prune_every`, on the blocking-read thread.
+    Duration event_retention = std::chrono::hours(168);
+    int64_t event_max = 1'000'000;
+    Duration event_prune_every = std::chrono::seconds(60);
 };
 
 class Cloud {

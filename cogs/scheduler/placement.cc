@@ -37,6 +37,36 @@ constexpr const char* kFilterNames[kFilterCount] = {"enabled", "alive", "availab
 
 }  // namespace
 
+std::string_view ToString(FailureReason reason) {
+    switch (reason) {
+        case FailureReason::kNone:
+            return "";
+        case FailureReason::kInvalid:
+            return "invalid";
+        case FailureReason::kNoHosts:
+            return "no_hosts";
+        case FailureReason::kEnabled:
+            return "enabled";
+        case FailureReason::kAlive:
+            return "alive";
+        case FailureReason::kAvailabilityZone:
+            return "az";
+        case FailureReason::kTraits:
+            return "traits";
+        case FailureReason::kVcpus:
+            return "vcpus";
+        case FailureReason::kRam:
+            return "ram";
+        case FailureReason::kDisk:
+            return "disk";
+        case FailureReason::kAffinity:
+            return "affinity";
+        case FailureReason::kAntiAffinity:
+            return "anti_affinity";
+    }
+    return "";
+}
+
 Placement::Placement(Ratios ratios) : ratios_(ratios) {
     COGS_CHECK(ValidRatio(ratios.cpu) && ValidRatio(ratios.ram) && ValidRatio(ratios.disk));
 }
@@ -218,7 +248,10 @@ void Placement::Unindex(Slot& slot) {
     COGS_CHECK(pack_order_.erase(key) == 1);
 }
 
-Result<Claim> Placement::ClaimFor(const PlacementRequest& request) {
+Result<Claim> Placement::ClaimFor(const PlacementRequest& request, FailureReason* reason) {
+    FailureReason ignored = FailureReason::kNone;
+    FailureReason& why = reason != nullptr ? *reason : ignored;
+    why = FailureReason::kInvalid;
     if (request.server_id.empty()) {
         return MakeError(ErrorCode::kInvalidArgument, "placement request without a server id");
     }
@@ -229,6 +262,7 @@ Result<Claim> Placement::ClaimFor(const PlacementRequest& request) {
                              " MiB, " + std::to_string(request.disk_gb) + " GiB");
     }
     if (auto it = claims_.find(request.server_id); it != claims_.end()) {
+        why = FailureReason::kNone;
         return it->second;
     }
 
@@ -276,6 +310,20 @@ Result<Claim> Placement::ClaimFor(const PlacementRequest& request) {
             }
         }
         COGS_CHECK(eliminated[kFilterCount] == 0);
+        why = FailureReason::kNoHosts;
+        for (int f = kFilterCount - 1; f >= 0; --f) {
+            if (eliminated[f] > 0) {
+                static constexpr FailureReason kReasons[kFilterCount] = {
+                    FailureReason::kEnabled, FailureReason::kAlive,   FailureReason::kAvailabilityZone,
+                    FailureReason::kTraits,  FailureReason::kVcpus,   FailureReason::kRam,
+                    FailureReason::kDisk,    FailureReason::kAffinity};
+                why = kReasons[f];
+                if (f == kGroup && request.policy == GroupPolicy::kAntiAffinity) {
+                    why = FailureReason::kAntiAffinity;
+                }
+                break;
+            }
+        }
         std::string msg = "no valid host for " + std::to_string(request.vcpus) + " vcpus, " +
                           std::to_string(request.ram_mb) + " MiB, " + std::to_string(request.disk_gb) +
                           " GiB: " + std::to_string(known_hosts_) + " hosts";
@@ -297,6 +345,7 @@ Result<Claim> Placement::ClaimFor(const PlacementRequest& request) {
     Claim claim{request.server_id, chosen->info.name, request.vcpus, request.ram_mb, request.disk_gb,
                 request.group_id};
     Record(claim, chosen);
+    why = FailureReason::kNone;
     return claim;
 }
 

@@ -36,6 +36,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -83,6 +84,29 @@ struct Usage {
     int64_t vcpus = 0, ram_mb = 0, disk_gb = 0, servers = 0;
 };
 
+// Why `ClaimFor` placed nothing: the filter that eliminated the last candidates, that is the last
+// filter, in filter order, that eliminated any host (every host it saw failed it or a later one
+// found none left). kNoHosts: no host is known at all. kInvalid: the request itself was refused.
+// It is the label of cogsd's cogs_placement_failures_total{reason} (docs/metrics.md).
+enum class FailureReason {
+    kNone,  // placed
+    kInvalid,
+    kNoHosts,
+    kEnabled,
+    kAlive,
+    kAvailabilityZone,
+    kTraits,
+    kVcpus,
+    kRam,
+    kDisk,
+    kAffinity,
+    kAntiAffinity,
+};
+
+// "invalid", "no_hosts", "enabled", "alive", "az", "traits", "vcpus", "ram", "disk", "affinity",
+// "anti_affinity"; "" for kNone.
+std::string_view ToString(FailureReason reason);
+
 class Placement {
 public:
     explicit Placement(Ratios ratios = {});
@@ -111,7 +135,11 @@ public:
     //   (one line). The last entry is "affinity: …" or "anti-affinity: …" after the request's
     //   policy, and is absent for a request without a group policy. "N hosts" counts every known
     //   host.
-    Result<Claim> ClaimFor(const PlacementRequest& request);
+    //
+    // `reason`, if not null, is set on every call: kNone when a claim is returned (new or the
+    // existing one), else why there is none (see FailureReason). The counting costs nothing extra:
+    // it comes from the scan a failure makes anyway.
+    Result<Claim> ClaimFor(const PlacementRequest& request, FailureReason* reason = nullptr);
 
     // Records an existing claim (at start-up, from the durable store) without any filter, even if
     // it overcommits its host (it was valid when made; capacity may have shrunk since). The host

@@ -104,6 +104,68 @@ TEST(PlacementTest, EveryFilterEliminatesAndIsCountedInOrder) {
               "ram: 0 eliminated; disk: 0 eliminated");
 }
 
+// The reason of a failure (cogs_placement_failures_total{reason}) is the filter that removed the
+// last candidates: the last one, in filter order, that eliminated any host.
+TEST(PlacementTest, FailureReasonIsTheFilterThatEliminatedTheLastCandidates) {
+    FailureReason why = FailureReason::kInvalid;
+    Placement empty;
+    EXPECT_FALSE(empty.ClaimFor(Req("s", 1, 1, 1), &why).has_value());
+    EXPECT_EQ(why, FailureReason::kNoHosts);
+    EXPECT_EQ(ToString(why), "no_hosts");
+
+    Placement p(Ratios{1.0, 1.0, 1.0});
+    HostInfo off = Host("h-off", 64, 65536, 1000);
+    off.enabled = false;
+    p.UpsertHost(off);
+    EXPECT_FALSE(p.ClaimFor(Req("s1", 1, 1, 1), &why).has_value());
+    EXPECT_EQ(ToString(why), "enabled");
+
+    HostInfo dead = Host("h-dead", 64, 65536, 1000);
+    dead.alive = false;
+    p.UpsertHost(dead);
+    EXPECT_FALSE(p.ClaimFor(Req("s1", 1, 1, 1), &why).has_value());
+    EXPECT_EQ(ToString(why), "alive");  // enabled took one host, alive the last one
+
+    p.UpsertHost(Host("h-small", 2, 1024, 10, "az2", {"ssd"}));
+    PlacementRequest zone = Req("s1", 1, 1, 1);
+    zone.availability_zone = "az1";
+    EXPECT_FALSE(p.ClaimFor(zone, &why).has_value());
+    EXPECT_EQ(ToString(why), "az");
+    PlacementRequest traits = Req("s1", 1, 1, 1);
+    traits.required_traits = {"gpu"};
+    EXPECT_FALSE(p.ClaimFor(traits, &why).has_value());
+    EXPECT_EQ(ToString(why), "traits");
+    EXPECT_FALSE(p.ClaimFor(Req("s1", 4, 1, 1), &why).has_value());
+    EXPECT_EQ(ToString(why), "vcpus");
+    EXPECT_FALSE(p.ClaimFor(Req("s1", 1, 2048, 1), &why).has_value());
+    EXPECT_EQ(ToString(why), "ram");
+    EXPECT_FALSE(p.ClaimFor(Req("s1", 1, 1, 11), &why).has_value());
+    EXPECT_EQ(ToString(why), "disk");
+
+    PlacementRequest anti = Req("s1", 1, 1, 1);
+    anti.group_id = "g";
+    anti.policy = GroupPolicy::kAntiAffinity;
+    p.AddClaim(Claim{"s-member", "h-small", 0, 0, 0, "g"});
+    EXPECT_FALSE(p.ClaimFor(anti, &why).has_value());
+    EXPECT_EQ(ToString(why), "anti_affinity");
+    p.UpsertHost(Host("h-other", 2, 1024, 10, "az2", {"ssd"}));
+    p.AddClaim(Claim{"s-full", "h-small", 2, 1024, 10, ""});
+    PlacementRequest aff = Req("s1", 1, 1, 1);
+    aff.group_id = "g";
+    aff.policy = GroupPolicy::kAffinity;
+    // h-small, the member's host, is full (vcpus); h-other has room but holds no member: the group
+    // filter removed the last candidate.
+    EXPECT_FALSE(p.ClaimFor(aff, &why).has_value());
+    EXPECT_EQ(ToString(why), "affinity");
+
+    EXPECT_FALSE(p.ClaimFor(Req("s1", -1, 1, 1), &why).has_value());
+    EXPECT_EQ(ToString(why), "invalid");
+    ASSERT_TRUE(p.ClaimFor(Req("s1", 1, 1, 1), &why).has_value());
+    EXPECT_EQ(why, FailureReason::kNone);
+    ASSERT_TRUE(p.ClaimFor(Req("s1", 1, 1, 1), &why).has_value());  // the existing claim again
+    EXPECT_EQ(why, FailureReason::kNone);
+}
+
 TEST(PlacementTest, InvalidRequests) {
     Placement p;
     p.UpsertHost(Host("h", 8, 8192, 100));

@@ -3,6 +3,7 @@
 // and status, and each service's own inventory.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 #include <thread>
 
@@ -591,6 +592,158 @@ TEST_F(CloudTest, ConcurrentCreateStormNeverOvercommitsOrDuplicatesAddresses) {
     for (const auto& id : ids) {
         WaitGone(api, "/v1/servers/" + id);
     }
+}
+
+// A resource's event history through the API: a server whose volume attach first fails retryably
+// and then for good shows, in order, its creation, the steps done, the retry, the failure, the
+// compensations, the rollback and its ERROR, all under the trace the request came with; another
+// project sees none of it; the history outlives the server.
+TEST_F(CloudTest, Events) {
+    auto [p, token] = NewProject("events");
+    ApiClient api(dev_->api_url(), token);
+    const std::string net = Network(api, "ev-net", "10.34.0.0/24");
+    ApiReply v = api.Must("POST", "/v1/volumes", R"({"name":"ev-vol","size_gb":1})");
+    ASSERT_EQ(v.status, 202) << v.text;
+    const std::string vol = S(At(v.body, "volume"), "id");
+    WaitFor(api, "/v1/volumes/" + vol, "volume", "available");
+
+    // Every volume call fails retryably (503) until the engine has retried attach_volumes once.
+    ApiClient volume_svc = dev_->Service("volume");
+    ASSERT_EQ(volume_svc.Must("PUT", "/v1/faults", R"({"error_rate":1.0})").status, 200);
+    const std::string trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    auto created = api.Call("POST", "/v1/servers",
+                            R"({"name":"ev","flavor":"m1.tiny","image":"cirros","network_id":")" + net +
+                                R"(","volume_ids":[")" + vol + R"("]})",
+                            {{"traceparent", "00-" + trace_id + "-00f067aa0ba902b7-01"}});
+    ASSERT_TRUE(created) << created.error().ToString();
+    ASSERT_EQ(created->status, 202) << created->text;
+    const std::string id = S(At(created->body, "server"), "id");
+    const std::string wf = S(At(created->body, "server"), "workflow_id");
+    const std::string events_path = "/v1/servers/" + id + "/events";
+
+    auto types_of = [](const json::value& reply) {
+        std::vector<std::string> types;
+        const json::value events = At(reply, "events");
+        if (events.is_array()) {
+            for (const auto& e : events.as_array()) types.push_back(S(e, "type"));
+        }
+        return types;
+    };
+    auto has = [](const std::vector<std::string>& types, const std::string& t) {
+        return std::find(types.begin(), types.end(), t) != types.end();
+    };
+    const bool retried =
+        WaitUntil([&] { return has(types_of(api.Must("GET", events_path).body), "step_retried"); },
+                  std::chrono::seconds(30));
+    // Then for good: the step fails and the workflow compensates what it made.
+    ASSERT_EQ(volume_svc.Must("PUT", "/v1/faults", R"({"fail_actions":["attach_volumes"]})").status, 200);
+    ASSERT_TRUE(retried) << api.Must("GET", events_path).text;
+    WaitFor(api, "/v1/servers/" + id, "server", "ERROR");
+    ASSERT_EQ(volume_svc.Must("PUT", "/v1/faults", "{}").status, 200);
+    json::value history;
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+            history = api.Must("GET", events_path).body;
+            return has(types_of(history), "error");
+        },
+        std::chrono::seconds(30)))
+        << json::serialize(history);
+
+    // Oldest first, in the order things happened.
+    const std::vector<std::string> types = types_of(history);
+    auto first = [&](const std::string& t) {
+        return static_cast<size_t>(std::find(types.begin(), types.end(), t) - types.begin());
+    };
+    ASSERT_FALSE(types.empty());
+    EXPECT_EQ(types.front(), "created");
+    EXPECT_EQ(types.back(), "error");
+    for (const char* t :
+         {"step_succeeded", "step_retried", "step_failed", "step_compensated", "workflow_rolled_back"}) {
+        EXPECT_TRUE(has(types, t)) << "no " << t << " in " << json::serialize(history);
+    }
+    EXPECT_LT(first("created"), first("step_succeeded"));
+    EXPECT_LT(first("step_succeeded"), first("step_retried"));
+    EXPECT_LT(first("step_retried"), first("step_failed"));
+    EXPECT_LT(first("step_failed"), first("step_compensated"));
+    EXPECT_LT(first("step_compensated"), first("workflow_rolled_back"));
+    EXPECT_LT(first("workflow_rolled_back"), first("error"));
+    int64_t last_seq = 0;
+    const json::value history_events = At(history, "events");
+    for (const auto& e : history_events.as_array()) {
+        EXPECT_GT(At(e, "seq").to_number<int64_t>(), last_seq);
+        last_seq = At(e, "seq").to_number<int64_t>();
+        EXPECT_EQ(S(e, "resource_kind"), "server");
+        EXPECT_EQ(S(e, "resource_id"), id);
+        EXPECT_EQ(S(e, "project"), p);
+        EXPECT_EQ(S(e, "workflow_id"), wf) << json::serialize(e);
+        EXPECT_EQ(S(e, "trace_id"), trace_id) << json::serialize(e);
+        EXPECT_FALSE(S(e, "message").empty());
+        if (S(e, "type") == "step_retried" || S(e, "type") == "step_failed") {
+            EXPECT_NE(S(e, "message").find("attach_volumes"), std::string::npos) << json::serialize(e);
+        }
+    }
+    EXPECT_EQ(At(history, "next_after").to_number<int64_t>(), last_seq);
+    // The workflow shows the trace and its resource.
+    ApiReply w = api.Must("GET", "/v1/workflows/" + wf);
+    EXPECT_EQ(S(At(w.body, "workflow"), "trace_id"), trace_id) << w.text;
+    EXPECT_EQ(S(At(w.body, "workflow"), "resource_kind"), "server");
+    EXPECT_EQ(S(At(w.body, "workflow"), "resource_id"), id);
+
+    // Pages: after a seq, at most `limit`; the same events by workflow through /v1/events.
+    const json::value all = At(history, "events");
+    const int64_t second_seq = At(all.as_array().at(1), "seq").to_number<int64_t>();
+    ApiReply page = api.Must("GET", events_path + "?after=" + std::to_string(second_seq) + "&limit=2");
+    ASSERT_EQ(page.status, 200) << page.text;
+    ASSERT_EQ(At(page.body, "events").as_array().size(), 2u) << page.text;
+    EXPECT_EQ(At(At(page.body, "events").as_array()[0], "seq"), all.as_array().at(2).as_object().at("seq"));
+    EXPECT_EQ(At(page.body, "next_after"), all.as_array().at(3).as_object().at("seq"));
+    // By workflow: the server's events, and what the rollback did to the port and the volume.
+    ApiReply by_wf = api.Must("GET", "/v1/events?workflow_id=" + wf + "&limit=1000");
+    ASSERT_EQ(by_wf.status, 200) << by_wf.text;
+    std::vector<std::string> server_types;
+    std::set<std::string> others;
+    const json::value wf_events = At(by_wf.body, "events");
+    for (const auto& e : wf_events.as_array()) {
+        if (S(e, "resource_id") == id) {
+            server_types.push_back(S(e, "type"));
+        } else {
+            others.insert(S(e, "resource_kind") + " " + S(e, "resource_id") + " " + S(e, "type"));
+        }
+    }
+    EXPECT_EQ(server_types, types);
+    EXPECT_EQ(others, (std::set<std::string>{"port " + S(At(created->body, "server"), "port_id") + " deleted",
+                                             "volume " + vol + " available"}))
+        << by_wf.text;
+    EXPECT_EQ(api.Must("GET", events_path + "?limit=0").status, 400);
+    EXPECT_EQ(api.Must("GET", events_path + "?colour=red").status, 400);
+
+    // Tenancy: another project finds nothing; an admin finds it all.
+    auto [other, other_token] = NewProject("events-other");
+    ApiClient stranger(dev_->api_url(), other_token);
+    EXPECT_EQ(stranger.Must("GET", events_path).status, 404);
+    ApiReply peek = stranger.Must("GET", "/v1/events?resource_id=" + id);
+    ASSERT_EQ(peek.status, 200) << peek.text;
+    EXPECT_TRUE(At(peek.body, "events").as_array().empty()) << peek.text;
+    EXPECT_TRUE(At(stranger.Must("GET", "/v1/events?workflow_id=" + wf).body, "events").as_array().empty());
+    EXPECT_EQ(types_of(dev_->Admin().Must("GET", "/v1/events?resource_kind=server&resource_id=" + id).body),
+              types);
+
+    // The history outlives the server.
+    ASSERT_EQ(api.Must("DELETE", "/v1/servers/" + id).status, 202);
+    WaitGone(api, "/v1/servers/" + id);
+    std::vector<std::string> after_delete;
+    EXPECT_TRUE(WaitUntil(
+        [&] {
+            ApiReply r = api.Must("GET", events_path);
+            after_delete = types_of(r.body);
+            return r.status == 200 && !after_delete.empty() && after_delete.back() == "deleted";
+        },
+        std::chrono::seconds(30)));
+    ASSERT_GT(after_delete.size(), types.size());
+    EXPECT_TRUE(std::equal(types.begin(), types.end(), after_delete.begin()));
+    EXPECT_TRUE(has(after_delete, "delete_requested"));
+    EXPECT_EQ(stranger.Must("GET", events_path).status, 404);
+    EXPECT_EQ(api.Must("GET", "/v1/servers/00000000-0000-0000-0000-000000000000/events").status, 404);
 }
 
 }  // namespace
