@@ -4,6 +4,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <thread>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
@@ -13,6 +14,8 @@
 #include "cogs/cli/internal/config.h"
 #include "cogs/cli/internal/dev.h"
 #include "cogs/cli/internal/output.h"
+#include "cogs/cli/internal/prom_text.h"
+#include "cogs/cli/internal/top.h"
 #include "cogs/cli/internal/wait.h"
 #include "cogs/http/server.h"
 
@@ -150,7 +153,8 @@ public:
           getenv_(io.getenv ? io.getenv : [](const std::string& name) -> std::optional<std::string> {
               const char* v = std::getenv(name.c_str());
               return v ? std::optional<std::string>(v) : std::nullopt;
-          }) {}
+          }),
+          stop_(io.stop) {}
 
     int Run(const std::vector<std::string>& args);
 
@@ -197,9 +201,21 @@ private:
     int QuotaShow(const std::string& project);
     int QuotaSet(const std::string& project, const json::object& values);
 
+    // --- observability ----------------------------------------------------------------------------
+    int Top(const std::string& interval, bool once);
+    // The events at `path` (/v1/events or /v1/<kind>/<id>/events) with `filters`; `scoped`: of one
+    // resource (no KIND/RESOURCE columns).
+    int Events(const std::string& path, std::vector<std::pair<std::string, std::string>> filters, int limit,
+               bool follow, const std::string& interval, bool scoped);
+    int EventsOf(const Kind& kind, const std::string& ref, int limit, bool follow,
+                 const std::string& interval);
+    int LogLevels(const std::string& component, const std::string& level);
+    bool Stopped() const { return stop_ && stop_(); }
+
     std::ostream& out_;
     std::ostream& err_;
     GetEnv getenv_;
+    std::function<bool()> stop_;
 
     // Global options.
     std::string url_;
@@ -208,6 +224,7 @@ private:
     std::string output_ = "table";
     std::string timeout_ = "30s";
     std::string wait_timeout_ = "10m";
+    bool show_trace_ = false;
 
     std::unique_ptr<ApiClient> api_;
     std::string api_error_;
@@ -442,6 +459,12 @@ int Cli::WorkflowShow(const std::string& id) {
     if (const std::string reason = Cell(w, "reason"); !reason.empty()) {
         out_ << "reason: " << reason << "\n";
     }
+    if (const std::string kind = Cell(w, "resource_kind"); !kind.empty()) {
+        out_ << fmt::format("resource: {} {}\n", kind, Cell(w, "resource_id"));
+    }
+    if (const std::string trace = Cell(w, "trace_id"); !trace.empty()) {
+        out_ << "trace: " << trace << "\n";
+    }
     out_ << "created: " << Cell(w, "created_at");
     if (created && finished) {
         out_ << "  took " << FormatDurationMs(*finished - *created);
@@ -518,6 +541,291 @@ int Cli::QuotaSet(const std::string& project, const json::object& values) {
     return QuotaShow(*id);
 }
 
+// ---- observability ------------------------------------------------------------------------------
+
+// One scrape of /metrics and when it was answered.
+struct Scrape {
+    prom::Exposition metrics;
+    SteadyTime at;
+};
+
+int Cli::Top(const std::string& interval, bool once) {
+    const auto every = ParseDuration(interval);
+    if (!every) {
+        err_ << fmt::format("error: --interval: '{}' is not a duration (e.g. 2, 500ms)\n", interval);
+        return 2;
+    }
+    if (Json() && !once) {
+        err_ << "error: -o json prints one set of figures: add --once\n";
+        return 2;
+    }
+    if (!Api()) {
+        return Fail(api_error_);
+    }
+    auto scrape = [&]() -> ApiResult<Scrape> {
+        auto text = api_->GetText("/metrics");
+        if (!text) {
+            return tl::unexpected(text.error());
+        }
+        auto parsed = prom::ParseText(*text);
+        if (!parsed) {
+            return tl::unexpected(ApiFailure{
+                200,
+                "internal",
+                fmt::format("{}/metrics is not Prometheus text: {}", api_->endpoint().url, parsed.error()),
+                {}});
+        }
+        return Scrape{std::move(*parsed), SteadyClock::now()};
+    };
+    const auto every_ms = std::chrono::duration_cast<std::chrono::milliseconds>(*every).count();
+    const std::string every_text =
+        every_ms % 1000 == 0 ? fmt::format("{}s", every_ms / 1000) : FormatDurationMs(every_ms);
+    std::optional<Scrape> before;
+    for (;;) {
+        if (!before) {
+            auto first = scrape();
+            if (!first) {
+                if (once) {
+                    return Fail(first.error());
+                }
+                out_ << "\x1b[2J\x1b[H"
+                     << fmt::format("cogs top  {}  cannot scrape: {} ({}); retrying every {}\n",
+                                    api_->endpoint().url, first.error().message, first.error().code,
+                                    every_text);
+                out_.flush();
+            } else {
+                before = std::move(*first);
+            }
+        }
+        std::this_thread::sleep_for(*every);
+        if (!before) {
+            if (Stopped()) {
+                return 0;
+            }
+            continue;
+        }
+        auto after = scrape();
+        if (!after) {
+            if (once) {
+                return Fail(after.error());
+            }
+            before.reset();
+            continue;  // the next round reports it
+        }
+        const double seconds = std::chrono::duration<double>(after->at - before->at).count();
+        top::Figures f = top::Compute(before->metrics, after->metrics, seconds);
+        if (auto hosts = api_->List("/v1/hosts"); hosts) {
+            for (const auto& h : *hosts) {
+                if (h.is_object()) {
+                    const auto& o = h.as_object();
+                    f.hosts.push_back({Cell(o, "name"), Cell(o, "state"), Cell(o, "enabled") != "false"});
+                }
+            }
+        } else {
+            f.hosts_note = fmt::format("no host list: {} ({})", hosts.error().message, hosts.error().code);
+        }
+        if (Json()) {
+            out_ << PrettyJson(top::ToJson(f));
+            return 0;
+        }
+        const std::string title =
+            fmt::format("cogs top  {}  {}  every {}", api_->endpoint().url,
+                        FormatRfc3339Ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count()),
+                        every_text);
+        out_ << (once ? "" : "\x1b[2J\x1b[H") << top::RenderFrame(f, title);
+        out_.flush();
+        if (once || Stopped()) {
+            return 0;
+        }
+        before = std::move(*after);
+    }
+}
+
+namespace {
+
+// Fixed widths for event rows, so that rows printed by later polls of --follow line up.
+std::string EventRow(const std::vector<std::pair<std::string, size_t>>& cells) {
+    std::string line;
+    for (size_t i = 0; i < cells.size(); ++i) {
+        line += cells[i].first;
+        if (i + 1 < cells.size()) {
+            line.append(cells[i].second > cells[i].first.size() ? cells[i].second - cells[i].first.size() : 0,
+                        ' ');
+            line += "  ";
+        }
+    }
+    while (!line.empty() && line.back() == ' ') {
+        line.pop_back();
+    }
+    return line + "\n";
+}
+
+std::string EventLine(const json::object& e, bool scoped) {
+    const auto ms = Field(e, "time_ms");
+    const std::string time = ms && ms->is_int64() ? FormatRfc3339Ms(ms->as_int64()) : Cell(e, "time_ms");
+    if (scoped) {
+        return EventRow(
+            {{time, 24}, {Cell(e, "type"), 20}, {Cell(e, "trace_id"), 32}, {Cell(e, "message"), 0}});
+    }
+    return EventRow({{time, 24},
+                     {Cell(e, "resource_kind"), 7},
+                     {Cell(e, "resource_id"), 36},
+                     {Cell(e, "type"), 20},
+                     {Cell(e, "trace_id"), 32},
+                     {Cell(e, "message"), 0}});
+}
+
+std::string EventHeader(bool scoped) {
+    if (scoped) {
+        return EventRow({{"TIME", 24}, {"TYPE", 20}, {"TRACE", 32}, {"MESSAGE", 0}});
+    }
+    return EventRow(
+        {{"TIME", 24}, {"KIND", 7}, {"RESOURCE", 36}, {"TYPE", 20}, {"TRACE", 32}, {"MESSAGE", 0}});
+}
+
+int64_t SeqOf(const json::value& v) {
+    const json::value* seq = v.is_object() ? v.as_object().if_contains("seq") : nullptr;
+    return seq && seq->is_int64() ? seq->as_int64() : 0;
+}
+
+}  // namespace
+
+int Cli::Events(const std::string& path, std::vector<std::pair<std::string, std::string>> filters, int limit,
+                bool follow, const std::string& interval, bool scoped) {
+    const auto every = ParseDuration(interval);
+    if (!every) {
+        err_ << fmt::format("error: --interval: '{}' is not a duration (e.g. 1, 500ms)\n", interval);
+        return 2;
+    }
+    if (follow && limit > 0) {
+        err_ << "error: --limit and --follow do not go together: --follow prints the whole history, then "
+                "what comes\n";
+        return 2;
+    }
+    if (!Api()) {
+        return Fail(api_error_);
+    }
+    std::string query;
+    for (const auto& [k, v] : filters) {
+        if (!v.empty()) {
+            query += fmt::format("{}={}&", k, http::UrlEncode(v));
+        }
+    }
+    int64_t after = 0;
+    int printed = 0;
+    // Reads every event after `after` (up to the limit, when not following), oldest first.
+    auto fetch = [&](json::array& into) -> ApiResult<bool> {
+        for (;;) {
+            int page = 1000;
+            if (limit > 0) {
+                page = std::min(page, limit - printed - static_cast<int>(into.size()));
+                if (page <= 0) {
+                    return true;
+                }
+            }
+            auto reply = api_->Get(fmt::format("{}?{}after={}&limit={}", path, query, after, page));
+            if (!reply) {
+                return tl::unexpected(reply.error());
+            }
+            const json::value* events =
+                reply->is_object() ? reply->as_object().if_contains("events") : nullptr;
+            if (!events || !events->is_array()) {
+                return tl::unexpected(ApiFailure{200, "internal", "an events answer without \"events\"", {}});
+            }
+            if (events->as_array().empty()) {
+                return true;
+            }
+            int64_t next = after;
+            for (const auto& e : events->as_array()) {
+                next = std::max(next, SeqOf(e));
+                into.push_back(e);
+            }
+            const json::value* na = reply->as_object().if_contains("next_after");
+            if (na && na->is_int64()) {
+                next = std::max(next, na->as_int64());
+            }
+            if (next <= after) {
+                return true;  // no progress: do not ask again for the same page
+            }
+            after = next;
+        }
+    };
+    json::array first;
+    if (auto r = fetch(first); !r) {
+        return Fail(r.error());
+    }
+    if (Json() && !follow) {
+        out_ << PrettyJson(json::object{{"events", std::move(first)}});
+        return 0;
+    }
+    auto print = [&](const json::array& events) {
+        for (const auto& e : events) {
+            if (Json()) {
+                out_ << json::serialize(e) << "\n";  // JSON lines while following
+            } else if (e.is_object()) {
+                out_ << EventLine(e.as_object(), scoped);
+            }
+            ++printed;
+        }
+        out_.flush();
+    };
+    if (!Json()) {
+        out_ << EventHeader(scoped);
+    }
+    print(first);
+    while (follow && !Stopped()) {
+        std::this_thread::sleep_for(*every);
+        json::array more;
+        if (auto r = fetch(more); !r) {
+            return Fail(r.error());
+        }
+        print(more);
+    }
+    return 0;
+}
+
+int Cli::EventsOf(const Kind& kind, const std::string& ref, int limit, bool follow,
+                  const std::string& interval) {
+    if (!Api()) {
+        return Fail(api_error_);
+    }
+    auto id = Resolve(kind, ref);
+    if (!id) {
+        return Fail(id.error());
+    }
+    return Events(ItemPath(kind, *id) + "/events", {}, limit, follow, interval, true);
+}
+
+int Cli::LogLevels(const std::string& component, const std::string& level) {
+    if (!Api()) {
+        return Fail(api_error_);
+    }
+    ApiResult<json::value> reply;
+    if (component.empty()) {
+        reply = api_->Get("/v1/log-levels");
+    } else {
+        json::value body = json::object{{component, level}};
+        reply = api_->Call("PUT", "/v1/log-levels", &body);
+    }
+    if (!reply) {
+        return Fail(reply.error());
+    }
+    if (Json()) {
+        out_ << PrettyJson(*reply);
+        return 0;
+    }
+    Table t({"COMPONENT", "LEVEL"});
+    if (reply->is_object()) {
+        for (const auto& [name, l] : reply->as_object()) {
+            t.AddRow({std::string(name), Cell(&l)});
+        }
+    }
+    out_ << t.Render();
+    return 0;
+}
+
 int Cli::Run(const std::vector<std::string>& args) {
     CLI::App app{"cogs: the command-line client of the cogs cloud (it speaks the cogsd REST API)", "cogs"};
     app.fallthrough();  // inherited by every subcommand: global options may follow the subcommand
@@ -528,6 +836,8 @@ int Cli::Run(const std::vector<std::string>& args) {
     app.add_option("-o,--output", output_, "output format")->check(CLI::IsMember({"table", "json"}));
     app.add_option("--timeout", timeout_, "deadline of each API request (e.g. 30s)");
     app.add_option("--wait-timeout", wait_timeout_, "how long --wait follows an operation (e.g. 10m)");
+    app.add_flag("--trace", show_trace_,
+                 "print on stderr the trace id this command's requests carry (grep the logs for it)");
 
     std::function<int()> action;
     // Registers a leaf command: `body` runs after a successful parse.
@@ -551,6 +861,20 @@ int Cli::Run(const std::vector<std::string>& args) {
     int64_t n1 = 0, n2 = 0, n3 = 0;
     auto add_ref = [&](CLI::App* c, const std::string& what) { c->add_option("ref", ref, what)->required(); };
     auto add_wait = [&](CLI::App* c) { c->add_flag("--wait", wait, "follow the operation to its end"); };
+    bool follow = false, once = false;
+    std::string top_interval = "2", poll_interval = "1";
+    auto add_follow = [&](CLI::App* c) {
+        c->add_option("--limit", limit, "at most this many, oldest first (not with --follow)");
+        c->add_flag("--follow", follow, "keep printing new events as they come (Ctrl-C stops)");
+        c->add_option("--interval", poll_interval, "how often --follow asks (default 1s)");
+    };
+    // `<kind> events REF`: a resource's history (it outlives the resource: use the id once deleted).
+    auto add_events = [&](CLI::App* g, const Kind& kind) {
+        CLI::App* c = leaf(g, "events", "the " + kind.noun + "'s event history",
+                           [&, k = &kind] { return EventsOf(*k, ref, limit, follow, poll_interval); });
+        add_ref(c, kind.by_name ? kind.noun + " name or id (an id once it is deleted)" : kind.noun + " name");
+        add_follow(c);
+    };
 
     // server
     {
@@ -622,6 +946,7 @@ int Cli::Run(const std::vector<std::string>& args) {
             add_ref(c, "server name or id");
             add_wait(c);
         }
+        add_events(g, kServer);
     }
     // network
     {
@@ -638,6 +963,7 @@ int Cli::Run(const std::vector<std::string>& args) {
         c = leaf(g, "delete", "delete a network", [&] { return Delete(kNetwork, ref, wait); });
         add_ref(c, "network name or id");
         add_wait(c);
+        add_events(g, kNetwork);
     }
     // subnet
     {
@@ -681,6 +1007,7 @@ int Cli::Run(const std::vector<std::string>& args) {
         c = leaf(g, "delete", "delete a subnet", [&] { return Delete(kSubnet, ref, wait); });
         add_ref(c, "subnet name or id");
         add_wait(c);
+        add_events(g, kSubnet);
     }
     // port
     {
@@ -713,6 +1040,7 @@ int Cli::Run(const std::vector<std::string>& args) {
         c = leaf(g, "delete", "delete a port", [&] { return Delete(kPort, ref, wait); });
         add_ref(c, "port name or id");
         add_wait(c);
+        add_events(g, kPort);
     }
     // volume
     {
@@ -750,6 +1078,7 @@ int Cli::Run(const std::vector<std::string>& args) {
         c = leaf(g, "delete", "delete a volume", [&] { return Delete(kVolume, ref, wait); });
         add_ref(c, "volume name or id");
         add_wait(c);
+        add_events(g, kVolume);
     }
     // flavor
     {
@@ -801,6 +1130,7 @@ int Cli::Run(const std::vector<std::string>& args) {
         });
         add_ref(c, "host name");
         c->add_option("--reason", s1, "why (shown with the host)");
+        add_events(g, kHost);  // registered, down, up again, enabled, disabled
     }
     // project (+ quota)
     {
@@ -932,6 +1262,37 @@ int Cli::Run(const std::vector<std::string>& args) {
                      }),
                 "workflow id");
     }
+    // events, top, log-level
+    {
+        CLI::App* c = leaf(
+            &app, "events", "the event history of resources (created, steps, retries, rollbacks, ...)", [&] {
+                return Events("/v1/events", {{"resource_kind", s1}, {"resource_id", s2}, {"workflow_id", s3}},
+                              limit, follow, poll_interval, false);
+            });
+        c->add_option("--resource-kind", s1, "only this kind: server, volume, network, subnet, port, host");
+        c->add_option("--resource-id", s2, "only this resource (its id; a host's name)");
+        c->add_option("--workflow", s3, "only the events of this workflow");
+        add_follow(c);
+
+        c = leaf(&app, "top", "a live view of the cloud from cogsd's /metrics (Ctrl-C stops)",
+                 [&] { return Top(top_interval, once); });
+        c->add_option("--interval", top_interval, "seconds between refreshes (default 2)");
+        c->add_flag("--once", once, "print one frame (two scrapes --interval apart) and exit; with -o json");
+
+        CLI::App* g = app.add_subcommand("log-level", "cogsd's log level per component, at run time (admin)");
+        g->require_subcommand(0, 1);
+        g->callback([&action, this, g] {
+            if (g->get_subcommands().empty()) {
+                action = [this] { return LogLevels("", ""); };
+            }
+        });
+        leaf(g, "get", "show the level of every component (\"*\": the default)",
+             [&] { return LogLevels("", ""); });
+        c = leaf(g, "set", "set one component's level", [&] { return LogLevels(s1, s2); });
+        c->add_option("component", s1, "engine, api, cloud, scheduler, store, ... or * for the default")
+            ->required();
+        c->add_option("level", s2, "trace, debug, info, warn, error, critical, off")->required();
+    }
     leaf(&app, "whoami", "the project and role of the token in use", [&] {
         if (!Api()) {
             return Fail(api_error_);
@@ -969,7 +1330,11 @@ int Cli::Run(const std::vector<std::string>& args) {
         out_ << app.help();
         return 2;
     }
-    return action();
+    const int rc = action();
+    if (show_trace_ && api_) {
+        err_ << "trace: " << api_->trace_id() << "\n";
+    }
+    return rc;
 }
 
 }  // namespace

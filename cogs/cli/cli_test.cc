@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -47,7 +48,7 @@ std::string Singular(std::string plural) {
 class FakeApi {
 public:
     struct Seen {
-        std::string method, target, authorization, idempotency_key, body;
+        std::string method, target, authorization, idempotency_key, body, traceparent;
     };
 
     FakeApi() {
@@ -87,6 +88,18 @@ public:
         failures_[method + " " + path] = {status, std::move(body), count};
     }
     void set_page_cap(size_t n) { page_cap_ = n; }
+    // GET /metrics (no token) answers these texts in turn; the last one repeats.
+    void ScriptMetrics(std::vector<std::string> texts) {
+        std::lock_guard lock(mu_);
+        metrics_ = {std::move(texts), 0};
+    }
+    // Records an event (GET /v1/events, /v1/<plural>/<id>/events); returns its seq.
+    int64_t AddEvent(json::object e) {
+        std::lock_guard lock(mu_);
+        e["seq"] = static_cast<int64_t>(events_.size() + 1);
+        events_.push_back(std::move(e));
+        return static_cast<int64_t>(events_.size());
+    }
 
     std::vector<Seen> seen() {
         std::lock_guard lock(mu_);
@@ -115,9 +128,16 @@ private:
 
     http::Response Handle(const http::Request& req) {
         std::lock_guard lock(mu_);
-        seen_.push_back(
-            {req.method, req.target, req.Header("authorization"), req.Header("idempotency-key"), req.body});
+        seen_.push_back({req.method, req.target, req.Header("authorization"), req.Header("idempotency-key"),
+                         req.body, req.Header("traceparent")});
         const std::string path = req.Path();
+        if (path == "/metrics" && req.method == "GET" && !metrics_.first.empty()) {
+            http::Response r;
+            r.status = 200;
+            r.body = metrics_.first[std::min(metrics_.second++, metrics_.first.size() - 1)];
+            r.headers.emplace_back("content-type", "text/plain; version=0.0.4; charset=utf-8");
+            return r;
+        }
         if (auto f = failures_.find(req.method + " " + path); f != failures_.end() && f->second.count > 0) {
             --f->second.count;
             http::Response r;
@@ -146,6 +166,19 @@ private:
                 return Json(200, a);
             }
         }
+        if (path == "/v1/log-levels") {
+            if (req.method == "PUT") {
+                const json::value changes = Parse(req.body);
+                for (const auto& [k, v] : changes.as_object()) {
+                    const std::string level(v.as_string());
+                    if (level != "debug" && level != "info" && level != "warn" && level != "error") {
+                        return Error(400, "invalid_argument", fmt::format("'{}' is not a log level", level));
+                    }
+                    levels_[k] = level;
+                }
+            }
+            return Json(200, levels_);
+        }
         if (path == "/v1/whoami") {
             return Json(200, json::object{{"project_id", Uuid(999)},
                                           {"project_name", "admin"},
@@ -163,6 +196,30 @@ private:
             return Error(404, "not_found", "no such path");
         }
         const std::string plural = parts[1];
+        if (req.method == "GET" && (plural == "events" || (parts.size() == 4 && parts[3] == "events"))) {
+            // A resource's history outlives it: no check that the resource exists.
+            const std::string kind = plural == "events" ? req.Query("resource_kind") : Singular(plural);
+            const std::string id = plural == "events" ? req.Query("resource_id") : parts[2];
+            const int64_t after = req.Query("after").empty() ? 0 : std::stoll(req.Query("after"));
+            const size_t limit = std::min<size_t>(
+                req.Query("limit").empty() ? 100 : std::stoul(req.Query("limit")), page_cap_);
+            json::array page;
+            int64_t next = after;
+            for (const auto& e : events_) {
+                if (e.at("seq").as_int64() <= after || (!kind.empty() && Cell(e, "resource_kind") != kind) ||
+                    (!id.empty() && Cell(e, "resource_id") != id) ||
+                    (!req.Query("workflow_id").empty() &&
+                     Cell(e, "workflow_id") != req.Query("workflow_id"))) {
+                    continue;
+                }
+                if (page.size() == limit) {
+                    break;
+                }
+                page.push_back(e);
+                next = e.at("seq").as_int64();
+            }
+            return Json(200, json::object{{"events", std::move(page)}, {"next_after", next}});
+        }
         auto& items = items_[plural];
         const bool async = plural == "servers" || plural == "networks" || plural == "subnets" ||
                            plural == "ports" || plural == "volumes";
@@ -265,6 +322,9 @@ private:
     };
     std::map<std::string, Failure> failures_;
     std::vector<Seen> seen_;
+    std::pair<std::vector<std::string>, size_t> metrics_;
+    std::vector<json::object> events_;
+    json::object levels_{{"*", "info"}, {"engine", "info"}};
 };
 
 struct Outcome {
@@ -283,13 +343,16 @@ protected:
     }
     void TearDown() override { fs::remove_all(home_); }
 
-    Outcome Cogs(std::vector<std::string> args) {
+    // `stop`: asked after each refresh of top and each poll of events --follow.
+    Outcome Cogs(std::vector<std::string> args, std::function<bool()> stop = {}) {
         args.insert(args.begin(), "cogs");
         std::ostringstream out, err;
-        CliIo io{&out, &err, [this](const std::string& name) -> std::optional<std::string> {
+        CliIo io{&out, &err,
+                 [this](const std::string& name) -> std::optional<std::string> {
                      auto it = env_.find(name);
                      return it == env_.end() ? std::nullopt : std::optional<std::string>(it->second);
-                 }};
+                 },
+                 std::move(stop)};
         Outcome r;
         r.rc = RunCli(args, io);
         r.out = out.str();
@@ -688,6 +751,298 @@ TEST_F(CliTest, QuotasTokensAndHosts) {
     EXPECT_EQ(api_.seen("POST", "/v1/hosts/host-1/disable").at(0).body, R"({"reason":"maintenance"})");
 }
 
+// ---- observability: top, events, log levels ---------------------------------------------------------
+
+// A cogsd's /metrics, `n` seconds of a steady load into its life: 5 server.create started and 4
+// finished per second (one in four rolled back, all in 0.1–1 s), 10 API requests per second.
+std::string CogsdMetrics(int n) {
+    std::string t =
+        "# HELP cogs_workflows_in_flight Workflows not terminal.\n"
+        "# TYPE cogs_workflows_in_flight gauge\n";
+    t += fmt::format("cogs_workflows_in_flight {}\n", 3 + n);
+    t += "# TYPE cogs_workflows_started_total counter\n";
+    t += fmt::format("cogs_workflows_started_total{{type=\"server.create\"}} {}\n", 5 * n);
+    t += "# TYPE cogs_workflows_finished_total counter\n";
+    t += fmt::format("cogs_workflows_finished_total{{type=\"server.create\",outcome=\"succeeded\"}} {}\n",
+                     3 * n);
+    t += fmt::format("cogs_workflows_finished_total{{type=\"server.create\",outcome=\"rolled_back\"}} {}\n",
+                     n);
+    t += "# TYPE cogs_workflow_duration_seconds histogram\n";
+    for (const char* le : {"0.01", "0.1"}) {
+        t += fmt::format("cogs_workflow_duration_seconds_bucket{{type=\"server.create\",le=\"{}\"}} 0\n", le);
+    }
+    for (const char* le : {"1", "+Inf"}) {
+        t += fmt::format("cogs_workflow_duration_seconds_bucket{{type=\"server.create\",le=\"{}\"}} {}\n", le,
+                         4 * n);
+    }
+    t += fmt::format("cogs_workflow_duration_seconds_sum{{type=\"server.create\"}} {}\n", 2 * n);
+    t += fmt::format("cogs_workflow_duration_seconds_count{{type=\"server.create\"}} {}\n", 4 * n);
+    t += fmt::format("cogs_http_requests_total{{route=\"/v1/servers\",method=\"POST\",code=\"202\"}} {}\n",
+                     10 * n);
+    t += "cogs_bulkhead_in_use{service=\"compute\"} 2\ncogs_bulkhead_limit{service=\"compute\"} 16\n";
+    t += "cogs_hosts{state=\"up\"} 1\ncogs_hosts{state=\"down\"} 1\n";
+    return t;
+}
+
+void AddHosts(FakeApi& api) {
+    api.Add("hosts", {{"id", "host-1"}, {"name", "host-1"}, {"state", "up"}, {"enabled", true}});
+    api.Add("hosts", {{"id", "host-2"}, {"name", "host-2"}, {"state", "down"}, {"enabled", true}});
+}
+
+TEST_F(CliTest, TopOnceComputesTheFiguresOfTwoScrapes) {
+    AddHosts(api_);
+    api_.ScriptMetrics({CogsdMetrics(10), CogsdMetrics(20)});
+    Outcome r = Cogs({"top", "--once", "--interval", "0.05"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    // The figures that do not depend on the exact time between the scrapes.
+    EXPECT_THAT(r.out, HasSubstr("WORKFLOWS  in flight 23  started "));
+    EXPECT_THAT(r.out, HasSubstr("errors 25.0%  p50 550ms  p99 991ms\n"));
+    EXPECT_THAT(r.out, HasSubstr("2/16 (0 waiting)"));
+    EXPECT_THAT(r.out, HasSubstr("HOSTS  down 1 up 1  (host-2 down)\n"));
+    EXPECT_THAT(r.out, Not(HasSubstr("\x1b[2J")));  // --once does not clear the screen
+    auto scrapes = api_.seen("GET", "/metrics");
+    ASSERT_EQ(scrapes.size(), 2u);
+    EXPECT_EQ(scrapes[0].authorization, "");  // /metrics needs no token
+    EXPECT_EQ(api_.seen("GET", "/v1/hosts").at(0).authorization, "Bearer admin-token");
+
+    api_.ScriptMetrics({CogsdMetrics(10), CogsdMetrics(20)});
+    r = Cogs({"top", "--once", "--interval", "50ms", "-o", "json"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    const json::value j = Parse(r.out);
+    EXPECT_EQ(j.at("workflows").at("in_flight").as_double(), 23);
+    EXPECT_DOUBLE_EQ(j.at("workflows").at("error_rate").as_double(), 0.25);
+    EXPECT_GT(j.at("workflows").at("started_per_s").as_double(), 0);
+    EXPECT_DOUBLE_EQ(j.at("workflows").at("by_type").at(0).at("p99_s").as_double(), 0.1 + 0.9 * 0.99);
+    EXPECT_GT(j.at("api").at("requests_per_s").as_double(), 0);
+    EXPECT_TRUE(j.at("store").at("commit_p99_s").is_null());  // nothing committed: no figure
+    EXPECT_EQ(j.at("hosts").at("list").at(1).at("state").as_string(), "down");
+
+    // Without a token the figures still come; the host list says why it is missing.
+    env_.erase("COGS_TOKEN");
+    api_.ScriptMetrics({CogsdMetrics(10), CogsdMetrics(20)});
+    r = Cogs({"top", "--once", "--interval", "0.01"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("errors 25.0%"));
+    EXPECT_THAT(r.out, HasSubstr("(no host list: missing or unknown token (unauthenticated))"));
+
+    // -o json is for one frame; something that is not Prometheus text is an error.
+    EXPECT_EQ(Cogs({"top", "-o", "json"}).rc, 2);
+    EXPECT_EQ(Cogs({"top", "--once", "--interval", "soon"}).rc, 2);
+    api_.ScriptMetrics({"<html>not metrics</html>"});
+    r = Cogs({"top", "--once", "--interval", "0.01"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_THAT(r.err, HasSubstr("/metrics is not Prometheus text: line 1: a metric name expected"));
+}
+
+TEST_F(CliTest, TopRedrawsAFrameAtEveryRefreshUntilStopped) {
+    AddHosts(api_);
+    // A /metrics that refuses (here: the fake wants a token for it) is shown, and retried, until it answers.
+    int rounds = 0;
+    Outcome down = Cogs({"top", "--interval", "0.01"}, [&] { return ++rounds == 2; });
+    ASSERT_EQ(down.rc, 0) << down.err;
+    EXPECT_THAT(
+        down.out,
+        HasSubstr("cannot scrape: missing or unknown token (unauthenticated); retrying every 10ms\n"));
+    EXPECT_EQ(api_.seen("GET", "/metrics").size(), 2u);
+
+    api_.ScriptMetrics({CogsdMetrics(1), CogsdMetrics(2), CogsdMetrics(3), CogsdMetrics(4)});
+    Outcome r = Cogs({"top", "--interval", "0.02"}, [&] { return api_.seen("GET", "/metrics").size() >= 6; });
+    ASSERT_EQ(r.rc, 0) << r.err;
+    // Four more scrapes, three frames: each clears the screen and shows the in-flight count of its scrape.
+    size_t frames = 0;
+    for (size_t at = r.out.find("\x1b[2J\x1b[H"); at != std::string::npos;
+         at = r.out.find("\x1b[2J\x1b[H", at + 1)) {
+        ++frames;
+    }
+    EXPECT_EQ(frames, 3u);
+    EXPECT_THAT(r.out, HasSubstr("in flight 5 "));
+    EXPECT_THAT(r.out, HasSubstr("in flight 7 "));
+    EXPECT_LT(r.out.find("in flight 5 "), r.out.find("in flight 7 "));
+}
+
+// An event as cogsd answers it.
+json::object Event(const std::string& kind, const std::string& id, const std::string& type,
+                   const std::string& message, int64_t time_ms = 1'795'000'000'000) {
+    return json::object{{"time_ms", time_ms},      {"project", Uuid(999)},
+                        {"resource_kind", kind},   {"resource_id", id},
+                        {"workflow_id", Uuid(77)}, {"type", type},
+                        {"message", message},      {"trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"}};
+}
+
+TEST_F(CliTest, EventsListsTheHistoryPageByPageWithFilters) {
+    const std::string srv = api_.Add("servers", {{"name", "web-1"}, {"status", "ACTIVE"}});
+    api_.AddEvent(Event("server", srv, "created", "server web-1 requested", 1'795'000'000'123));
+    api_.AddEvent(Event("volume", Uuid(50), "created", "volume data requested"));
+    api_.AddEvent(Event("server", srv, "step_retried", "boot (compute.boot) attempt 1 failed: busy"));
+    api_.AddEvent(Event("server", srv, "step_succeeded", "boot (compute.boot) done"));
+    api_.AddEvent(Event("server", srv, "active", "server web-1 is ACTIVE"));
+    api_.set_page_cap(2);  // the API pages at 2: the CLI follows next_after
+
+    Outcome r = Cogs({"events", "--resource-kind", "server", "--resource-id", srv});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    const std::string pad(36 - srv.size(), ' ');
+    EXPECT_EQ(
+        r.out,
+        "TIME                      KIND     RESOURCE                              TYPE                  TRACE"
+        "                             MESSAGE\n"
+        "2026-11-18T11:06:40.123Z  server   " +
+            srv + pad +
+            "  created               "
+            "4bf92f3577b34da6a3ce929d0e0e4736  server web-1 requested\n"
+            "2026-11-18T11:06:40.000Z  server   " +
+            srv + pad +
+            "  step_retried          "
+            "4bf92f3577b34da6a3ce929d0e0e4736  boot (compute.boot) attempt 1 failed: busy\n"
+            "2026-11-18T11:06:40.000Z  server   " +
+            srv + pad +
+            "  step_succeeded        "
+            "4bf92f3577b34da6a3ce929d0e0e4736  boot (compute.boot) done\n"
+            "2026-11-18T11:06:40.000Z  server   " +
+            srv + pad +
+            "  active                "
+            "4bf92f3577b34da6a3ce929d0e0e4736  server web-1 is ACTIVE\n");
+    auto gets = api_.seen("GET", "/v1/events");
+    ASSERT_EQ(gets.size(), 3u);  // 2 + 2 + an empty page
+    EXPECT_EQ(gets[0].target, "/v1/events?resource_kind=server&resource_id=" + srv + "&after=0&limit=1000");
+    EXPECT_THAT(gets[1].target, HasSubstr("&after=3&"));
+    EXPECT_THAT(gets[2].target, HasSubstr("&after=5&"));
+
+    r = Cogs({"events", "--workflow", Uuid(77), "--limit", "3", "-o", "json"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    const json::value j = Parse(r.out);
+    ASSERT_EQ(j.at("events").as_array().size(), 3u);
+    EXPECT_EQ(j.at("events").at(1).at("resource_kind").as_string(), "volume");
+    EXPECT_EQ(j.at("events").at(2).at("seq").as_int64(), 3);
+    EXPECT_THAT(api_.seen().back().target, HasSubstr("workflow_id=" + Uuid(77)));
+
+    // A server's history by name, through its own path; by id once it is deleted (no lookup).
+    r = Cogs({"server", "events", "web-1"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("TIME                      TYPE                  TRACE"));
+    EXPECT_THAT(r.out,
+                HasSubstr("step_retried          4bf92f3577b34da6a3ce929d0e0e4736  boot (compute.boot) "
+                          "attempt 1 failed: busy\n"));
+    EXPECT_THAT(r.out, Not(HasSubstr("volume data")));
+    EXPECT_EQ(api_.seen("GET", "/v1/servers/" + srv + "/events").size(), 3u);
+    const std::string gone = Uuid(60);
+    api_.AddEvent(Event("volume", gone, "deleted", "volume old deleted"));
+    r = Cogs({"volume", "events", gone, "-o", "json"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(Parse(r.out).at("events").at(0).at("type").as_string(), "deleted");
+    EXPECT_EQ(api_.seen("GET", "/v1/volumes?").size(), 0u);
+
+    // Hosts are named: no lookup.
+    api_.AddEvent(Event("host", "host-2", "down", "host-2 missed its heartbeats"));
+    r = Cogs({"host", "events", "host-2"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_THAT(
+        r.out,
+        HasSubstr("down                  4bf92f3577b34da6a3ce929d0e0e4736  host-2 missed its heartbeats"));
+    EXPECT_EQ(api_.seen("GET", "/v1/hosts/").at(0).target, "/v1/hosts/host-2/events?after=0&limit=1000");
+
+    EXPECT_EQ(Cogs({"events", "--follow", "--limit", "3"}).rc, 2);
+}
+
+TEST_F(CliTest, EventsFollowPrintsWhatComesAfterTheHistory) {
+    const std::string srv = Uuid(40);
+    api_.AddEvent(Event("server", srv, "created", "server web-1 requested"));
+    api_.AddEvent(Event("server", srv, "step_succeeded", "allocate_ip (network.allocate_ip) done"));
+    int polls = 0;
+    Outcome r = Cogs({"server", "events", srv, "--follow", "--interval", "0.01"}, [&] {
+        // After the history: one new event, then stop after the poll that brings it.
+        if (++polls == 1) {
+            api_.AddEvent(Event("server", srv, "active", "server web-1 is ACTIVE"));
+            return false;
+        }
+        return true;
+    });
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 4);  // the header once, three events once each
+    EXPECT_THAT(r.out, HasSubstr("server web-1 is ACTIVE\n"));
+    auto gets = api_.seen("GET", "/v1/servers/" + srv + "/events");
+    EXPECT_THAT(gets.back().target, HasSubstr("after=3"));
+
+    // With -o json, --follow prints one JSON object per line.
+    polls = 0;
+    r = Cogs({"-o", "json", "events", "--follow", "--interval", "0.01"}, [&] { return ++polls >= 1; });
+    ASSERT_EQ(r.rc, 0) << r.err;
+    std::istringstream lines(r.out);
+    std::string line;
+    int n = 0;
+    while (std::getline(lines, line)) {
+        EXPECT_EQ(Parse(line).at("seq").as_int64(), ++n);
+    }
+    EXPECT_EQ(n, 3);
+}
+
+TEST_F(CliTest, LogLevelShowsAndSetsCogsdsLevels) {
+    Outcome r = Cogs({"log-level"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.out, "COMPONENT  LEVEL\n*          info\nengine     info\n");
+    EXPECT_EQ(Cogs({"log-level", "get"}).out, r.out);
+
+    r = Cogs({"log-level", "set", "engine", "debug"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.out, "COMPONENT  LEVEL\n*          info\nengine     debug\n");
+    auto puts = api_.seen("PUT", "/v1/log-levels");
+    ASSERT_EQ(puts.size(), 1u);
+    EXPECT_EQ(Parse(puts[0].body), Parse(R"({"engine":"debug"})"));
+    EXPECT_EQ(Parse(Cogs({"log-level", "-o", "json"}).out).at("engine").as_string(), "debug");
+
+    r = Cogs({"log-level", "set", "engine", "loud"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(r.err, "error: 'loud' is not a log level (invalid_argument)\n");
+    EXPECT_EQ(Cogs({"log-level", "set", "engine"}).rc, 2);
+    env_["COGS_TOKEN"] = "reader-token";
+    r = Cogs({"log-level", "set", "*", "warn"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_THAT(r.err, HasSubstr("hint: this token's role"));
+}
+
+TEST_F(CliTest, OneCommandIsOneTraceAndTraceShowsItsId) {
+    api_.Add("networks", {{"name", "n1"}, {"status", "ACTIVE"}});
+    Outcome r = Cogs({"--trace", "port", "create", "--network", "n1", "--name", "p1"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    ASSERT_THAT(r.err, ::testing::MatchesRegex("trace: [0-9a-f]{32}\n"));
+    const std::string trace = r.err.substr(7, 32);
+    auto seen = api_.seen();
+    ASSERT_EQ(seen.size(), 2u);  // the network's lookup and the create
+    std::set<std::string> spans;
+    for (const auto& s : seen) {
+        ASSERT_THAT(s.traceparent, ::testing::MatchesRegex("00-[0-9a-f]{32}-[0-9a-f]{16}-01"));
+        EXPECT_EQ(s.traceparent.substr(3, 32), trace);
+        spans.insert(s.traceparent.substr(36, 16));
+    }
+    EXPECT_EQ(spans.size(), 2u);  // a span per request
+    // The next command is another trace; without --trace nothing is printed.
+    r = Cogs({"port", "list"});
+    EXPECT_EQ(r.err, "");
+    EXPECT_NE(api_.seen().back().traceparent.substr(3, 32), trace);
+}
+
+TEST_F(CliTest, WorkflowShowPrintsItsResourceAndTraceId) {
+    api_.Script("/v1/workflows/" + Uuid(6),
+                {json::object{{"workflow", json::object{{"id", Uuid(6)},
+                                                        {"type", "server.create"},
+                                                        {"state", "succeeded"},
+                                                        {"resource_kind", "server"},
+                                                        {"resource_id", Uuid(40)},
+                                                        {"trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"},
+                                                        {"created_at", "2026-11-26T10:00:00Z"},
+                                                        {"steps", json::array{}}}}}});
+    Outcome r = Cogs({"workflow", "show", Uuid(6)});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.out, "workflow " + Uuid(6) +
+                         "  server.create  succeeded\n"
+                         "resource: server " +
+                         Uuid(40) +
+                         "\n"
+                         "trace: 4bf92f3577b34da6a3ce929d0e0e4736\n"
+                         "created: 2026-11-26T10:00:00Z\n"
+                         "\n"
+                         "STEP  STATE  ATTEMPTS  START  DURATION  ERROR\n");
+}
+
 TEST(ApiTest, ParseUrl) {
     auto e = ParseUrl("http://127.0.0.1:8780/");
     ASSERT_TRUE(e);
@@ -719,6 +1074,9 @@ TEST(OutputTest, TimesAndDurations) {
     EXPECT_EQ(FormatDurationMs(850), "850ms");
     EXPECT_EQ(FormatDurationMs(3200), "3.2s");
     EXPECT_EQ(FormatDurationMs(245'000), "4m05s");
+    EXPECT_EQ(FormatRfc3339Ms(1'795'000'000'123), "2026-11-18T11:06:40.123Z");
+    EXPECT_EQ(ParseRfc3339Ms(FormatRfc3339Ms(1'795'000'000'123)), 1'795'000'000'123);
+    EXPECT_EQ(FormatRfc3339Ms(-1), "1969-12-31T23:59:59.999Z");
 }
 
 }  // namespace

@@ -103,6 +103,7 @@ ApiClient::ApiClient(Endpoint endpoint, std::string token, Duration timeout)
     : endpoint_(std::move(endpoint)),
       token_(std::move(token)),
       timeout_(timeout),
+      trace_id_(RandomHex(16)),
       io_(std::make_unique<boost::asio::io_context>(1)) {
     http::ClientOptions o;
     o.host = endpoint_.host;
@@ -127,15 +128,48 @@ ApiResult<json::value> ApiClient::Call(const std::string& method, const std::str
         req.headers.emplace_back("authorization", "Bearer " + token_);
     }
     req.headers.emplace_back("accept", "application/json");
-    const bool keyed = method == "POST";
-    if (keyed) {
+    if (method == "POST") {
         req.headers.emplace_back("idempotency-key", "cli-" + RandomHex(16));
     }
     if (body != nullptr) {
         req.body = json::serialize(*body);
         req.headers.emplace_back("content-type", "application/json");
     }
-    const bool replayable = keyed || method == "GET" || method == "PUT";
+    auto res = Exchange(std::move(req));
+    if (!res) {
+        return tl::unexpected(std::move(res.error()));
+    }
+    if (res->body.empty()) {
+        return json::value(nullptr);
+    }
+    boost::system::error_code ec;
+    json::value v = json::parse(res->body, ec);
+    if (ec) {
+        return tl::unexpected(
+            ApiFailure{res->status,
+                       "internal",
+                       fmt::format("the API answered a body that is not JSON: {}", res->body.substr(0, 200)),
+                       {}});
+    }
+    return v;
+}
+
+ApiResult<std::string> ApiClient::GetText(const std::string& path) {
+    http::Request req;
+    req.method = "GET";
+    req.target = endpoint_.prefix + path;
+    req.headers.emplace_back("accept", "text/plain");
+    auto res = Exchange(std::move(req));
+    if (!res) {
+        return tl::unexpected(std::move(res.error()));
+    }
+    return std::move(res->body);
+}
+
+ApiResult<http::Response> ApiClient::Exchange(http::Request req) {
+    req.headers.emplace_back("traceparent", fmt::format("00-{}-{}-01", trace_id_, RandomHex(8)));
+    const bool keyed = !req.Header("idempotency-key").empty();
+    const bool replayable = keyed || req.method == "GET" || req.method == "PUT";
     const SteadyTime deadline = SteadyClock::now() + timeout_;
     Duration backoff = 200ms;
     for (int attempt = 1;; ++attempt) {
@@ -159,21 +193,9 @@ ApiResult<json::value> ApiClient::Call(const std::string& method, const std::str
                 return tl::unexpected(std::move(f));
             }
         } else {
-            const http::Response& res = **answer;
+            http::Response& res = **answer;
             if (res.status >= 200 && res.status < 300) {
-                if (res.body.empty()) {
-                    return json::value(nullptr);
-                }
-                boost::system::error_code ec;
-                json::value v = json::parse(res.body, ec);
-                if (ec) {
-                    return tl::unexpected(ApiFailure{
-                        res.status,
-                        "internal",
-                        fmt::format("the API answered a body that is not JSON: {}", res.body.substr(0, 200)),
-                        {}});
-                }
-                return v;
+                return std::move(res);
             }
             // 429 and 503 are refusals before any work: safe to send again, with the same key.
             retry = res.status == 429 || res.status == 503;

@@ -20,7 +20,9 @@ class io_context;
 
 namespace cogs::http {
 class Client;
-}
+struct Request;
+struct Response;
+}  // namespace cogs::http
 
 namespace cogs::cli {
 
@@ -65,6 +67,10 @@ public:
                                 const json::value* body = nullptr);
     ApiResult<json::value> Get(const std::string& path) { return Call("GET", path); }
 
+    // GETs `path` without the token and returns the body of a 2xx answer as it is: for GET /metrics
+    // (Prometheus text, no authentication). Retried and bounded like Call.
+    ApiResult<std::string> GetText(const std::string& path);
+
     // Every item of a list (following next_marker), or at most `limit` items if limit > 0. `path` may
     // carry filters ("/v1/servers?status=ACTIVE"). The items are the reply's one array member.
     ApiResult<json::array> List(const std::string& path, int limit = 0);
@@ -75,10 +81,19 @@ public:
 
     const Endpoint& endpoint() const { return endpoint_; }
 
+    // Every request of this client carries `traceparent: 00-<trace_id>-<new span id>-01` (W3C Trace
+    // Context), so everything one command does — lookups, the operation, the --wait polls — is one
+    // trace in cogsd's workflows, events and every process's logs. A fresh id per client.
+    const std::string& trace_id() const { return trace_id_; }
+
 private:
+    // Sends `req` and returns a 2xx answer; the retries and the deadline described at Call.
+    ApiResult<http::Response> Exchange(http::Request req);
+
     Endpoint endpoint_;
     std::string token_;
     Duration timeout_;
+    std::string trace_id_;
     std::unique_ptr<boost::asio::io_context> io_;
     std::unique_ptr<http::Client> client_;
 };

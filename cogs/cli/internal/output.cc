@@ -180,6 +180,15 @@ std::optional<int64_t> ParseRfc3339Ms(std::string_view s) {
     return ms;
 }
 
+std::string FormatRfc3339Ms(int64_t ms) {
+    const int64_t floor_s = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+    const auto t = static_cast<std::time_t>(floor_s);
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                       tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms - floor_s * 1000);
+}
+
 std::string FormatDurationMs(int64_t ms) {
     if (ms < 0) {
         return "-" + FormatDurationMs(-ms);
