@@ -72,6 +72,7 @@ private:
     void Supervise();
     void StopAll();
     void WriteDevJson();
+    void WritePrometheusConfig();
     void PrintLogTail(const Proc& p);
     std::string D(const std::string& name) const { return (dir_ / name).string(); }
 
@@ -270,6 +271,40 @@ void Dev::WriteDevJson() {
     if (auto s = runtime::WriteFileAtomic(D("dev.json"), PrettyJson(doc)); !s) {
         err_ << fmt::format("cogs dev: cannot write dev.json: {}\n", s.error().message);
     }
+    WritePrometheusConfig();
+}
+
+// prometheus-targets.json (Prometheus file service discovery: every process's /metrics, labelled
+// job=cogsd|cogs-network|cogs-volume|cogs-compute) and prometheus.yml using it, so an operator can
+// watch the local cloud with `prometheus --config.file <data dir>/prometheus.yml`. Prometheus
+// re-reads the targets file when it changes (ports survive restarts of `cogs dev` anyway).
+void Dev::WritePrometheusConfig() {
+    json::array targets;
+    for (const auto& p : procs_) {
+        std::string address = p->url();
+        if (auto scheme = address.find("://"); scheme != std::string::npos) {
+            address = address.substr(scheme + 3);
+        }
+        std::string job = p->name;
+        if (job.rfind("cogs-compute", 0) == 0) {
+            job = "cogs-compute";  // one job, one instance per agent process
+        }
+        targets.push_back(json::object{{"targets", json::array{json::value(address)}},
+                                       {"labels", json::object{{"job", job}, {"process", p->name}}}});
+    }
+    if (auto s = runtime::WriteFileAtomic(D("prometheus-targets.json"), PrettyJson(targets)); !s) {
+        err_ << fmt::format("cogs dev: cannot write prometheus-targets.json: {}\n", s.error().message);
+        return;
+    }
+    const std::string config = fmt::format(
+        "# Written by `cogs dev`: prometheus --config.file {0}/prometheus.yml\n"
+        "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
+        "scrape_configs:\n  - job_name: cogs\n    file_sd_configs:\n"
+        "      - files: ['prometheus-targets.json']  # relative to this file\n        refresh_interval: 30s\n",
+        fs::absolute(dir_).string());
+    if (auto s = runtime::WriteFileAtomic(D("prometheus.yml"), config); !s) {
+        err_ << fmt::format("cogs dev: cannot write prometheus.yml: {}\n", s.error().message);
+    }
 }
 
 void Dev::Supervise() {
@@ -454,10 +489,12 @@ int Dev::Run() {
             "cogs dev: the local cloud is up ({} hosts; data in {}, logs in {}/logs)\n"
             "  API:         {}\n"
             "  admin token: {}\n"
+            "  metrics:     {}/metrics (every process; `prometheus --config.file {}/prometheus.yml` scrapes them all)\n"
             "Use it from another terminal with:\n"
             "export COGS_URL={} COGS_TOKEN={}\n"
             "Ctrl-C stops everything; `cogs dev` on the same --data-dir brings it all back.\n",
-            o_.hosts, dir_.string(), dir_.string(), api_url_, admin_token_, api_url_, admin_token_);
+            o_.hosts, dir_.string(), dir_.string(), api_url_, admin_token_, api_url_, dir_.string(), api_url_,
+            admin_token_);
         out_.flush();
         Supervise();
         rc = 0;

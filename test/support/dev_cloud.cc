@@ -70,6 +70,7 @@ Result<ApiReply> ApiClient::Call(const std::string& method, const std::string& t
     reply.status = (*got)->status;
     reply.text = (*got)->body;
     reply.header_retry_after = (*got)->Header("retry-after");
+    reply.header_traceparent = (*got)->Header("traceparent");
     boost::system::error_code ec;
     if (!reply.text.empty()) {
         reply.body = json::parse(reply.text, ec);

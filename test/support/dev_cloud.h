@@ -25,6 +25,7 @@ struct ApiReply {
     boost::json::value body;  // null if the body was empty or not JSON
     std::string text;
     std::string header_retry_after;
+    std::string header_traceparent;
 };
 
 // Speaks HTTP/1.1 + JSON to one endpoint with an optional bearer token.
