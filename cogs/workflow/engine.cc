@@ -266,6 +266,7 @@ public:
         bulkhead_waiting_f_ =
             observe::GaugeOf(m, "cogs_bulkhead_waiting", "Steps waiting for a bulkhead slot of the service.");
         bulkhead_limit_f_ = observe::GaugeOf(m, "cogs_bulkhead_limit", "The size of the service's bulkhead.");
+        events_f_ = observe::CounterOf(m, "cogs_events_total", "Events recorded, by type.");
     }
 
     ~Impl() { blocking_.join(); }
@@ -632,11 +633,16 @@ private:
     // Appends an event of the workflow's resource to the group `p` commits (nothing for a
     // workflow without a resource: the message is not even formatted).
     template <typename... Args>
-    static void AddEvent(const Wf& wf, Pending& p, const char* type, fmt::format_string<Args...> format,
-                         Args&&... args) {
+    void AddEvent(const Wf& wf, Pending& p, const char* type, fmt::format_string<Args...> format,
+                  Args&&... args) {
         if (wf.resource_id.empty()) {
             return;
         }
+        auto counter = event_counters_.find(type);
+        if (counter == event_counters_.end()) {
+            counter = event_counters_.emplace(type, events_f_.With({{"type", type}})).first;
+        }
+        counter->second.Inc();
         store::EventRecord& e = p.group.events.emplace_back();
         e.time_ms = WallNowMs();
         e.project = wf.project;
@@ -1371,6 +1377,8 @@ private:
     EngineStats stats_;
     bool stopped_ = false;
 
+    observe::CounterFamily events_f_;
+    std::map<std::string_view, observe::Counter> event_counters_;  // by type (string literals)
     spdlog::logger* log_;  // observe::Log("engine"): loggers live as long as the process
     observe::CounterFamily started_f_, finished_f_, calls_f_, retries_f_, timeouts_f_, compensations_f_;
     observe::HistogramFamily wf_duration_f_, step_duration_f_, schedule_f_;

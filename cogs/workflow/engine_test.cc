@@ -808,6 +808,10 @@ TEST_F(EngineObserveTest, ResourceBoundWorkflowRecordsItsHistoryAsEvents) {
     EXPECT_EQ(finished_["w1"].resource_kind, "server");
     EXPECT_EQ(finished_["w1"].resource_id, "s1");
     EXPECT_EQ(finished_["w-plain"].resource_id, "");
+    // The engine's events are counted by type (the "created" one came with the start request).
+    EXPECT_EQ(Metric(R"(cogs_events_total{type="step_succeeded"})"), 2);
+    EXPECT_EQ(Metric(R"(cogs_events_total{type="step_retried"})"), 1);
+    EXPECT_EQ(Metric(R"(cogs_events_total{type="workflow_rolled_back"})"), 1);
 }
 
 TEST_F(EngineObserveTest, EveryCallCarriesAChildSpanOfTheWorkflowsTrace) {
