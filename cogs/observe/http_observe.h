@@ -16,7 +16,8 @@ namespace cogs::observe {
 // positions from the third on ("/v1/<collection>/<id>/<sub>/<id>") become "{id}". At most 64
 // distinct routes are kept; later ones count as "other", so a scan of random paths cannot grow the
 // series without bound. GET /metrics is answered here (no authentication: Prometheus scrapes it).
-// With a null `metrics` the handler is returned as is, except that /metrics answers 404.
+// A request whose handler never answers stays counted in cogs_http_requests_in_flight (as it is
+// still held). With a null `metrics` the handler is returned as is.
 http::Handler Instrument(http::Handler inner, Metrics* metrics);
 
 // The route label of a path, as described above (without the 64-route cap).
