@@ -78,7 +78,9 @@ int main(int argc, char** argv) {
     std::string log_format = "json";
     double event_retention_hours = 168;
     int64_t event_max = 1'000'000;
-    double host_timeout_s = 10;
+    int64_t lease_ttl_ms = 3000, fence_window_ms = 1000, restart_grace_ms = 10000, reconcile_ms = 10000,
+            orphan_grace_ms = 60000;
+    size_t max_inflight_workflows = 100000;
     size_t max_inflight_requests = 4096;
     size_t max_body = 1 << 20;
     cloud::CloudOptions cloud_options;
@@ -91,8 +93,33 @@ int main(int argc, char** argv) {
     app.add_option("--bootstrap-token-file", bootstrap_token_file,
                    "on first start, write the admin token's secret here (mode 0600)");
     app.add_option("--workflows", workflows_dir, "directory of workflow YAML (default: the project's workflows/cloud)");
-    app.add_option("--host-timeout-s", host_timeout_s, "a host without heartbeat this long is down")
-        ->check(CLI::Range(0.1, 3600.0))
+    app.add_option("--lease-ttl-ms", lease_ttl_ms, "a host whose agent renews no lease this long is suspect")
+        ->check(CLI::Range(int64_t{100}, int64_t{3600000}))
+        ->capture_default_str();
+    app.add_option("--fence-window-ms", fence_window_ms,
+                   "a suspect host is down (and evacuated) this much later: its agent has fenced itself")
+        ->check(CLI::Range(int64_t{0}, int64_t{3600000}))
+        ->capture_default_str();
+    app.add_option("--restart-grace-ms", restart_grace_ms, "no host is declared down this long after start")
+        ->check(CLI::Range(int64_t{0}, int64_t{3600000}))
+        ->capture_default_str();
+    app.add_option("--max-down-fraction", cloud_options.max_down_fraction,
+                   "more hosts than this fraction suspect or down at once pauses evacuation")
+        ->check(CLI::Range(0.0, 1.0))
+        ->capture_default_str();
+    app.add_option("--evacuation-parallelism", cloud_options.evacuation_parallelism,
+                   "evacuations and migrations in flight at once")
+        ->check(CLI::Range(1, 100000))
+        ->capture_default_str();
+    app.add_option("--reconcile-ms", reconcile_ms, "how often the reconcilers compare inventories with the desired state")
+        ->check(CLI::Range(int64_t{100}, int64_t{86400000}))
+        ->capture_default_str();
+    app.add_option("--orphan-grace-ms", orphan_grace_ms, "what nothing owns is removed after this long")
+        ->check(CLI::Range(int64_t{0}, int64_t{86400000}))
+        ->capture_default_str();
+    app.add_option("--max-inflight-workflows", max_inflight_workflows,
+                   "workflows running at once; beyond, requests that start one get 429")
+        ->check(CLI::Range(size_t{1}, size_t{10000000}))
         ->capture_default_str();
     app.add_option("--cpu-ratio", cloud_options.cpu_ratio, "vCPU overcommit")->check(CLI::Range(0.1, 64.0))->capture_default_str();
     app.add_option("--ram-ratio", cloud_options.ram_ratio, "RAM overcommit")->check(CLI::Range(0.1, 64.0))->capture_default_str();
@@ -131,8 +158,12 @@ int main(int argc, char** argv) {
     cloud_options.event_retention = std::chrono::duration_cast<Duration>(
         std::chrono::duration<double, std::ratio<3600>>(event_retention_hours));
     cloud_options.event_max = event_max;
-    cloud_options.host_timeout =
-        std::chrono::duration_cast<Duration>(std::chrono::duration<double>(host_timeout_s));
+    cloud_options.lease_ttl = std::chrono::milliseconds(lease_ttl_ms);
+    cloud_options.fence_window = std::chrono::milliseconds(fence_window_ms);
+    cloud_options.restart_grace = std::chrono::milliseconds(restart_grace_ms);
+    cloud_options.reconcile_every = std::chrono::milliseconds(reconcile_ms);
+    cloud_options.orphan_grace = std::chrono::milliseconds(orphan_grace_ms);
+    cloud_options.inventory_urls = {{"network", network_url}, {"volume", volume_url}};
 
     auto listen_ep = ParseHostPort(listen);
     auto network_ep = ParseHostPort(network_url);
@@ -179,6 +210,7 @@ int main(int argc, char** argv) {
     workflow::EngineOptions engine_options;
     engine_options.owner = "cogsd";
     engine_options.metrics = &metrics;
+    engine_options.max_inflight = max_inflight_workflows;
     cloud_options.metrics = &metrics;
     workflow::Engine engine(io, **store, registry, catalog, engine_options);
     auto cloud = std::make_unique<cloud::Cloud>(io, **store, engine, registry, cloud_options);

@@ -89,7 +89,7 @@ const Kind kFlavor{"flavor",
 const Kind kImage{"image", "images", {Col("ID", "id"), Col("NAME", "name"), Col("OS", "os")}, true, true};
 const Kind kHost{"host",
                  "hosts",
-                 {Col("NAME", "name"), Col("STATE", "state"), Col("ENABLED", "enabled"),
+                 {Col("NAME", "name"), Col("STATE", "state"), Col("ENABLED", "enabled"), Col("DRAINING", "draining"),
                   Col("AZ", "availability_zone"), UsedOf("VCPUS", "vcpus"), UsedOf("RAM_MB", "ram_mb"),
                   UsedOf("DISK_GB", "disk_gb"), Col("SERVERS", "servers")},
                  false};
@@ -198,6 +198,8 @@ private:
 
     // --- special commands -------------------------------------------------------------------------
     int WorkflowShow(const std::string& id);
+    // POST /v1/hosts/{name}/drain; with `wait`, follows it until no server is left on the host.
+    int HostDrain(const std::string& name, const std::string& reason, bool wait);
     int QuotaShow(const std::string& project);
     int QuotaSet(const std::string& project, const json::object& values);
 
@@ -438,6 +440,56 @@ int Cli::Delete(const Kind& kind, const std::string& ref, bool wait, const std::
                             r.contains("workflow_id") ? " (workflow " + Cell(r, "workflow_id") + ")" : "");
     }
     return 0;
+}
+
+int Cli::HostDrain(const std::string& name, const std::string& reason, bool wait) {
+    if (!Api()) {
+        return Fail(api_error_);
+    }
+    json::value body = json::object{};
+    if (!reason.empty()) {
+        body.as_object()["reason"] = reason;
+    }
+    auto reply = api_->Call("POST", ItemPath(kHost, name) + "/drain", &body);
+    if (!reply) {
+        return Fail(reply.error());
+    }
+    if (!wait) {
+        return FinishAccepted(kHost, *reply, false, "", name);
+    }
+    std::string last;
+    while (!Stopped()) {
+        auto servers = api_->List("/v1/servers?host=" + http::UrlEncode(name));
+        if (!servers) {
+            return Fail(servers.error());
+        }
+        std::map<std::string, int> by_status;
+        for (const auto& v : *servers) {
+            if (v.is_object()) ++by_status[Cell(v.as_object(), "status")];
+        }
+        if (servers->empty()) {
+            out_ << "host " << name << " is drained: no server left; it stays disabled\n";
+            return 0;
+        }
+        std::string line = fmt::format("host {}: {} servers left", name, servers->size());
+        for (const auto& [status, n] : by_status) {
+            line += fmt::format(", {} {}", n, status);
+        }
+        if (line != last) {
+            out_ << line << "\n";
+            out_.flush();
+            last = line;
+        }
+        const int movable = by_status["ACTIVE"] + by_status["SHUTOFF"] + by_status["MIGRATING"] +
+                            by_status["REBUILD"] + by_status["STOPPING"];
+        if (movable == 0) {
+            err_ << "cogs: host " << name << ": " << servers->size()
+                 << " servers cannot be migrated (see cogs server list --host " << name << ")\n";
+            return 1;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    return 130;
 }
 
 int Cli::WorkflowShow(const std::string& id) {
@@ -1130,6 +1182,11 @@ int Cli::Run(const std::vector<std::string>& args) {
         });
         add_ref(c, "host name");
         c->add_option("--reason", s1, "why (shown with the host)");
+        c = leaf(g, "drain", "disable a host and cold-migrate every server off it",
+                 [&] { return HostDrain(ref, s1, wait); });
+        add_ref(c, "host name");
+        c->add_option("--reason", s1, "why (shown with the host)");
+        c->add_flag("--wait", wait, "follow until no server is left on the host");
         add_events(g, kHost);  // registered, down, up again, enabled, disabled
     }
     // project (+ quota)

@@ -7,12 +7,16 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <deque>
 #include <future>
+#include <set>
 #include <unordered_map>
 
 #include "cogs/base/check.h"
 #include "cogs/base/secret.h"
 #include "cogs/cloud/internal/json_util.h"
+#include "cogs/cloud/internal/liveness.h"
+#include "cogs/cloud/internal/reconcile.h"
 #include "cogs/cloud/internal/model.h"
 #include "cogs/observe/log.h"
 #include "cogs/observe/trace.h"
@@ -139,6 +143,7 @@ constexpr std::string_view kStatusKinds[] = {kNetwork, kSubnet, kPort, kVolume, 
 
 bool Transitional(std::string_view status) {
     return status == "BUILD" || status == "DELETING" || status == "STARTING" || status == "STOPPING" ||
+           status == "REBUILD" || status == "MIGRATING" ||
            status == "REBOOT" || status == "creating" || status == "deleting" || status == "attaching" ||
            status == "detaching";
 }
@@ -149,6 +154,9 @@ bool Transitional(std::string_view status) {
 
 class Cloud::Impl : public std::enable_shared_from_this<Cloud::Impl> {
 public:
+    struct Move {
+        std::string server_id, from_host, type;  // type: server.evacuate or server.migrate
+    };
     Impl(asio::io_context& io, store::Store& store, workflow::Engine& engine,
          const workflow::Registry& registry, CloudOptions options)
         : io_(io),
@@ -157,12 +165,18 @@ public:
           registry_(registry),
           options_(std::move(options)),
           placement_(scheduler::Ratios{options_.cpu_ratio, options_.ram_ratio, options_.disk_ratio}),
-          liveness_(io),
+          hosts_(internal::LivenessOptions{options_.lease_ttl, options_.fence_window, options_.restart_grace,
+                                           options_.max_down_fraction},
+                 SteadyClock::now()),
+          reconciler_(ReconcilerOptions{std::chrono::duration_cast<Millis>(options_.orphan_grace), 2}),
+          liveness_timer_(io),
+          reconcile_timer_(io),
           prune_(io),
           reads_(1) {
         observe::Metrics* m = options_.metrics;
-        auto hosts = observe::GaugeOf(m, "cogs_hosts", "Hosts by state: up, down, disabled.");
+        auto hosts = observe::GaugeOf(m, "cogs_hosts", "Hosts by state: up, suspect, down, disabled.");
         metrics_.hosts_up = hosts.With({{"state", "up"}});
+        metrics_.hosts_suspect = hosts.With({{"state", "suspect"}});
         metrics_.hosts_down = hosts.With({{"state", "down"}});
         metrics_.hosts_disabled = hosts.With({{"state", "disabled"}});
         metrics_.placement_duration = observe::HistogramOf(m, "cogs_placement_duration_seconds",
@@ -177,6 +191,29 @@ public:
         metrics_.resources =
             observe::GaugeOf(m, "cogs_resources", "Desired-state records by kind and status.");
         metrics_.events = observe::CounterOf(m, "cogs_events_total", "Events recorded, by type.");
+        metrics_.detections = observe::CounterOf(m, "cogs_heal_host_failures_total",
+                                                 "Hosts found without a lease (up -> suspect or down).")
+                                  .With({});
+        metrics_.evacuation_paused =
+            observe::GaugeOf(m, "cogs_heal_evacuation_paused",
+                             "1 while most hosts are suspect or down at once and evacuation waits.")
+                .With({});
+        metrics_.moves_started = observe::CounterOf(m, "cogs_heal_moves_started_total",
+                                                    "Evacuation and migration workflows started, by type.");
+        metrics_.move_failures = observe::CounterOf(m, "cogs_heal_move_failures_total",
+                                                    "Evacuations and migrations that ended in ERROR, by type.");
+        auto moved = observe::CounterOf(m, "cogs_heal_moves_total", "Servers moved, by type.");
+        metrics_.evacuated = moved.With({{"type", "server.evacuate"}});
+        metrics_.migrated = moved.With({{"type", "server.migrate"}});
+        metrics_.restarts = observe::CounterOf(m, "cogs_heal_instance_restarts_total",
+                                               "Crashed instances their agent restarted (reported by heartbeat).")
+                                .With({});
+        metrics_.repairs = observe::CounterOf(m, "cogs_heal_repairs_total",
+                                              "Reconciler actions started, by kind (drift and orphans).");
+        metrics_.heal_duration =
+            observe::HistogramOf(m, "cogs_heal_duration_seconds",
+                                 "From a down host's last lease renewal to one of its servers ACTIVE elsewhere.")
+                .With({});
     }
 
     ~Impl() { reads_.join(); }
@@ -196,22 +233,26 @@ public:
             });
         }
         TickLiveness();
+        ScheduleReconcile(options_.reconcile_every);
     }
 
     void Stop() {
-        liveness_.cancel();
+        liveness_timer_.cancel();
+        reconcile_timer_.cancel();
         prune_.cancel();
     }
 
     // ---- metrics sampled at scrape ----
 
     void SampleGauges() {
-        int64_t up = 0, down = 0, disabled = 0;
+        int64_t up = 0, suspect = 0, down = 0, disabled = 0;
         for (const auto& [name, r] : model_.All(kHost)) {
             const bool enabled = !r.body.contains("enabled") || Bool(r.body, "enabled");
-            (!enabled ? disabled : HostUp(name) ? up : down) += 1;
+            const HostState st = hosts_.StateOf(name);
+            (!enabled ? disabled : st == HostState::kUp ? up : st == HostState::kSuspect ? suspect : down) += 1;
         }
         metrics_.hosts_up.Set(static_cast<double>(up));
+        metrics_.hosts_suspect.Set(static_cast<double>(suspect));
         metrics_.hosts_down.Set(static_cast<double>(down));
         metrics_.hosts_disabled.Set(static_cast<double>(disabled));
         std::map<std::pair<std::string, std::string>, int64_t> counts;
@@ -310,6 +351,10 @@ public:
                 continue;
             }
             Index(r);
+            if (r.kind == kServer &&
+                (Str(r.body, "status") == "REBUILD" || Str(r.body, "status") == "MIGRATING")) {
+                moving_.insert(r.id);  // its workflow resumes (or is settled below)
+            }
             model_.Put(std::move(r));
         }
         if (!expired.empty()) {
@@ -324,10 +369,21 @@ public:
                 }
             }
         }
-        for (const auto& wf_id : settle) {
+        for (const auto& ev : EndedWorkflows(settle)) {
+            OnFinished(ev);
+        }
+        SchedulePrune(Duration(0));
+        return Ok();
+    }
+
+    // The end of each of these workflows that has ended, as the engine reports one (blocking
+    // store reads). A workflow still running is left out: the engine will report its end.
+    std::vector<workflow::FinishedEvent> EndedWorkflows(const std::vector<std::string>& ids) const {
+        std::vector<workflow::FinishedEvent> ended;
+        for (const auto& wf_id : ids) {
             auto wf = store_.GetWorkflow(wf_id);
             if (!wf || !store::IsTerminal(wf->state)) {
-                continue;  // still running: the engine resumed it and will report its end
+                continue;
             }
             const workflow::Definition* def = registry_.Get(wf->type, wf->version);
             workflow::FinishedEvent ev;
@@ -346,10 +402,9 @@ public:
                     ev.outputs.emplace(def->steps[i].name, wf->steps[i].output);
                 }
             }
-            OnFinished(ev);
+            ended.push_back(std::move(ev));
         }
-        SchedulePrune(Duration(0));
-        return Ok();
+        return ended;
     }
 
     // Indexes a resource being loaded: tokens, quota usage, hosts and claims for placement.
@@ -358,7 +413,7 @@ public:
             model_.token_by_hash[Str(r.body, "_hash")] = r.id;
         } else if (r.kind == kHost) {
             placement_.UpsertHost(HostInfoOf(r));
-            heartbeats_[r.id] = SteadyClock::now();  // a grace period: agents re-announce within it
+            hosts_.Renewed(r.id, SteadyClock::now());  // a fresh lease: agents renew within it (and the restart grace)
         } else if (r.kind == kClaim) {
             placement_.AddClaim(scheduler::Claim{Str(r.body, "server_id"), Str(r.body, "host"), Int(r.body, "vcpus"),
                                                  Int(r.body, "ram_mb"), Int(r.body, "disk_gb"),
@@ -774,7 +829,11 @@ public:
         return r;
     }
 
-    static void Touch(Res& r) { r.body["updated_at"] = Rfc3339(WallNowMs()); }
+    static void Touch(Res& r) {
+        const int64_t now = WallNowMs();
+        r.body["updated_at"] = Rfc3339(now);
+        r.body["_changed_ms"] = now;  // for the reconciler: an inventory read before it is no evidence
+    }
 
     // Saves catalog records (no workflow) and answers once durable.
     void SaveAndAnswer(const Creation& c, std::vector<Res> made, int status, const Done& done) {
@@ -1603,6 +1662,19 @@ public:
             } else {
                 fail(*s, "ERROR");
             }
+        } else if (t.rfind("heal.", 0) == 0) {
+            RepairFinished(ev, in, events);
+        } else if (t == "server.evacuate" || t == "server.migrate" || t == "server.repair") {
+            moving_.erase(Str(in, "server_id"));
+            asio::post(io_, [weak = weak_from_this()] {
+                if (auto self = weak.lock()) {
+                    self->PumpMoves();
+                    self->FinishDrains();
+                }
+            });
+            Res* s = mine(model_.Find(kServer, Str(in, "server_id")));
+            if (s == nullptr) return;
+            MoveFinished(ev, *s, ok, output("claim"), writes, events);
         } else if (t == "server.start" || t == "server.stop" || t == "server.reboot") {
             Res* s = mine(model_.Find(kServer, Str(in, "server_id")));
             if (s == nullptr) return;
@@ -1722,15 +1794,21 @@ public:
         return h;
     }
 
-    bool HostUp(const std::string& name) const {
-        auto it = heartbeats_.find(name);
-        return it != heartbeats_.end() && SteadyClock::now() - it->second < options_.host_timeout;
+    bool HostUp(const std::string& name) const { return hosts_.StateOf(name) == HostState::kUp; }
+
+    // A steady-clock moment as wall-clock RFC 3339 (for the API).
+    static std::string WallOf(SteadyTime t) {
+        const auto ago = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - t).count();
+        return Rfc3339(WallNowMs() - ago);
     }
 
     json::object HostView(const Res& r) const {
         json::object o = View(r);
         o["name"] = r.id;
-        o["state"] = HostUp(r.id) ? "up" : "down";
+        o["state"] = ToString(hosts_.StateOf(r.id));
+        if (auto since = hosts_.Since(r.id)) o["state_since"] = WallOf(*since);
+        if (auto last = hosts_.LastRenewal(r.id)) o["last_renewal_at"] = WallOf(*last);
+        o["draining"] = Bool(r.body, "draining");
         scheduler::Usage u = placement_.UsageOf(r.id);
         o["used"] = json::object{{"vcpus", u.vcpus}, {"ram_mb", u.ram_mb}, {"disk_gb", u.disk_gb}};
         o["servers"] = u.servers;
@@ -1764,13 +1842,10 @@ public:
         if (p.size() == 3 && m == "POST") {
             if (h == nullptr) return done(NotFound("host", name));
             if (p[2] == "heartbeat") {
-                heartbeats_[name] = SteadyClock::now();
-                const scheduler::HostInfo* info = placement_.FindHost(name);
-                if (info != nullptr && !info->alive) {
-                    HostUpAgain(*h, "heartbeats arrive again");
-                }
-                placement_.SetAlive(name, true);
-                return done(ApiAnswer{204, "", {}});
+                return Heartbeat(*h, req.body, done);
+            }
+            if (p[2] == "drain") {
+                return Drain(*h, req, done);
             }
             if (p[2] == "enable" || p[2] == "disable") {
                 auto body = ParseBody(req.body, {"reason"});
@@ -1780,6 +1855,7 @@ public:
                 const bool enable = p[2] == "enable";
                 h->body["enabled"] = enable;
                 h->body["disabled_reason"] = enable ? "" : reason->value_or("");
+                if (enable) h->body["draining"] = false;
                 Touch(*h);
                 placement_.SetEnabled(name, enable);
                 const std::string why = reason->value_or("");
@@ -1813,16 +1889,12 @@ public:
         auto traits = OptionalStringList(*parsed, "traits");
         if (!traits) return done(ErrorAnswer(traits.error()));
         Res* existing = model_.Find(kHost, name);
-        const scheduler::HostInfo* known = placement_.FindHost(name);
         std::vector<store::EventRecord> events;
         if (existing == nullptr) {
             events.push_back(Event(kHost, name, "", "registered",
                                    "registered: " + *url + ", " + std::to_string(*vcpus) + " vcpus, " +
                                        std::to_string(*ram) + " MiB, " + std::to_string(*disk) + " GiB",
                                    "", ""));
-        } else if (known != nullptr && !known->alive) {
-            events.push_back(Event(kHost, name, "", "up", "up again: registered anew", "", ""));
-            observe::Log("cloud").info("host {} is up again (registered anew)", name);
         }
         Res h = existing != nullptr ? *existing : Res{std::string(kHost), name, "", {}};
         if (existing == nullptr) {
@@ -1837,17 +1909,126 @@ public:
         h.body["disk_gb"] = *disk;
         h.body["traits"] = ToArray(*traits);
         Touch(h);
-        heartbeats_[name] = SteadyClock::now();
         scheduler::HostInfo info = HostInfoOf(h);
         placement_.UpsertHost(info);
-        placement_.SetAlive(name, true);
-        SaveHost(model_.Put(std::move(h)), done, std::move(events));
+        const Res& stored = model_.Put(std::move(h));
+        if (auto change = hosts_.Renewed(name, SteadyClock::now())) {
+            OnHostChange(*change, "registered anew");
+        } else {
+            placement_.SetAlive(name, true);
+        }
+        SaveHost(stored, done, std::move(events));
     }
 
-    // A host that was down (no heartbeats) is up again.
-    void HostUpAgain(const Res& h, const std::string& why) {
-        observe::Log("cloud").info("host {} is up again ({})", h.id, why);
-        Persist({}, {Event(kHost, h.id, "", "up", "up again: " + why, "", "")}, [](Status) {});
+    // A lease renewal (docs/api.md "Hosts", docs/healing.md): the body carries the host's instance
+    // counts by state and the instance reports its agent has not had acknowledged. The answer,
+    // once the reports' events are durable, gives the lease TTL and the highest report seq taken.
+    void Heartbeat(Res& h, const std::string& body, const Done& done) {
+        const std::string name = h.id;
+        json::object in;
+        if (!body.empty()) {
+            boost::system::error_code ec;
+            json::value v = json::parse(body, ec);
+            if (ec || !v.is_object()) {
+                return done(ErrorAnswer(FieldError("body", "must be a JSON object")));
+            }
+            in = std::move(v.get_object());
+        }
+        const SteadyTime now = SteadyClock::now();
+        if (auto change = hosts_.Renewed(name, now)) {
+            OnHostChange(*change, "its lease is renewed again");
+        }
+        int64_t acked = 0;
+        std::vector<store::ResourceWrite> writes;
+        std::vector<store::EventRecord> events;
+        if (const auto* reports = in.if_contains("reports"); reports != nullptr && reports->is_array()) {
+            for (const auto& item : reports->get_array()) {
+                if (!item.is_object()) continue;
+                const json::object& r = item.get_object();
+                acked = std::max(acked, Int(r, "seq"));
+                InstanceReport(name, Str(r, "instance"), Str(r, "type"), Str(r, "message"), writes, events);
+            }
+        }
+        // Instances the host holds FENCED (after fencing itself, or a restart) wait for us to say
+        // what runs again: look at that host now rather than at the next periodic pass.
+        if (const auto* counts = in.if_contains("instances"); counts != nullptr && counts->is_object()) {
+            if (Int(counts->get_object(), "FENCED") > 0 && HostUp(name)) {
+                ReconcileHost(name, "its agent holds fenced instances");
+            }
+        }
+        json::object answer{{"lease_ttl_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  hosts_.options().ttl)
+                                                  .count()},
+                            {"acked_seq", acked}};
+        if (writes.empty() && events.empty()) {
+            return done(JsonAnswer(200, std::move(answer)));
+        }
+        Persist(std::move(writes), std::move(events), [done, answer = std::move(answer)](Status st) {
+            done(st ? JsonAnswer(200, answer) : ErrorAnswer(st.error()));
+        });
+    }
+
+    // What an agent's instance supervisor reports (crashed, restarted, gave_up) becomes the
+    // server's history; "gave_up" puts the server in ERROR with the agent's message.
+    void InstanceReport(const std::string& host, const std::string& instance, const std::string& type,
+                        const std::string& message, std::vector<store::ResourceWrite>& writes,
+                        std::vector<store::EventRecord>& events) {
+        Res* s = model_.Find(kServer, instance);
+        if (s == nullptr || Str(s->body, "host") != host) return;  // not (or no longer) this host's
+        const std::string event_type = type == "gave_up" ? "restart_gave_up" : type;
+        if (event_type != "crashed" && event_type != "restarted" && event_type != "restart_gave_up") return;
+        events.push_back(Event(kServer, s->id, s->project, event_type,
+                               "host " + host + ": " + (message.empty() ? type : message), "", ""));
+        if (event_type == "restarted") {
+            metrics_.restarts.Inc();
+        }
+        if (event_type == "restart_gave_up" && Str(s->body, "status") == "ACTIVE") {
+            s->body["status"] = "ERROR";
+            s->body["fault"] = json::object{{"message", message.empty() ? "the instance kept crashing" : message}};
+            Touch(*s);
+            writes.push_back(Model::Write(*s));
+            events.push_back(Event(kServer, s->id, s->project, "error",
+                                   "server is ERROR: its instance kept crashing on host " + host, "", ""));
+        }
+    }
+
+    // A host's liveness changed (internal/liveness.h).
+    void OnHostChange(const Liveness::Change& c, const std::string& why = "") {
+        const std::string& name = c.host;
+        const double silent_s = std::chrono::duration<double>(SteadyClock::now() - c.last_renewal).count();
+        char silent[32];
+        std::snprintf(silent, sizeof silent, "%.1f s", silent_s);
+        std::vector<store::EventRecord> events;
+        if (c.to == HostState::kSuspect) {
+            placement_.SetAlive(name, false);
+            metrics_.detections.Inc();
+            observe::Log("cloud").warn("host {} is suspect: no lease renewal for {}", name, silent);
+            events.push_back(Event(kHost, name, "", "suspect",
+                                   std::string("suspect: no lease renewal for ") + silent +
+                                       "; no new servers go there",
+                                   "", ""));
+        } else if (c.to == HostState::kDown) {
+            placement_.SetAlive(name, false);
+            if (c.from == HostState::kUp) metrics_.detections.Inc();
+            observe::Log("cloud").warn("host {} is down: no lease renewal for {}; its agent has fenced itself",
+                                       name, silent);
+            events.push_back(Event(kHost, name, "", "down",
+                                   std::string("down: no lease renewal for ") + silent +
+                                       "; its agent has fenced itself; its servers are evacuated",
+                                   "", ""));
+            down_since_[name] = c.last_renewal;
+            heal_pending_ = true;
+        } else {
+            placement_.SetAlive(name, true);
+            observe::Log("cloud").info("host {} is up again ({})", name, why);
+            events.push_back(Event(kHost, name, "", "up",
+                                   "up again after " + std::string(ToString(c.from)) + ": " + why, "", ""));
+            down_since_.erase(name);
+            // What it holds may be stale (evacuated meanwhile) or fenced (to run again).
+            ReconcileHost(name, "it is up again");
+        }
+        Persist({}, std::move(events), [](Status) {});
+        UpdatePause();
     }
 
     // Persists a host record (and its events) and answers it as it is once durable.
@@ -1859,30 +2040,480 @@ public:
         });
     }
 
+    // Applies the liveness transitions that are due, then sleeps until the next one can be (at
+    // most 1 s: renewals move deadlines later, never earlier, so waking early is only a re-check).
     void TickLiveness() {
-        for (const auto& [name, r] : model_.All(kHost)) {
-            const scheduler::HostInfo* h = placement_.FindHost(name);
-            const bool up = HostUp(name);
-            if (h != nullptr && h->alive != up) {
-                if (!up) {
-                    observe::Log("cloud").warn("host {} missed its heartbeats: no new servers go there",
-                                               name);
-                    Persist({},
-                            {Event(kHost, name, "", "down",
-                                   "down: missed its heartbeats; no new servers go there", "", "")},
-                            [](Status) {});
-                } else {
-                    HostUpAgain(r, "heartbeats arrive again");
-                }
-                placement_.SetAlive(name, up);
-            }
+        const SteadyTime now = SteadyClock::now();
+        for (const auto& change : hosts_.Tick(now)) {
+            OnHostChange(change);
         }
-        liveness_.expires_after(std::chrono::milliseconds(250));
-        liveness_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+        if (heal_pending_) {
+            heal_pending_ = false;
+            Heal();
+        }
+        SteadyTime next = now + std::chrono::seconds(1);
+        if (auto due = hosts_.NextDeadline(); due && *due < next) next = *due;
+        liveness_timer_.expires_at(next);
+        liveness_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
             if (auto self = weak.lock(); self && !ec) {
                 self->TickLiveness();
             }
         });
+    }
+
+    // The mass-failure guard: an alert event when evacuation pauses and when it resumes.
+    void UpdatePause() {
+        const bool paused = hosts_.EvacuationPaused();
+        metrics_.evacuation_paused.Set(paused ? 1 : 0);
+        if (paused == evacuation_paused_) return;
+        evacuation_paused_ = paused;
+        const size_t lapsed = hosts_.Count(HostState::kSuspect) + hosts_.Count(HostState::kDown);
+        const std::string counts = std::to_string(lapsed) + " of " + std::to_string(hosts_.size()) + " hosts";
+        if (paused) {
+            observe::Log("cloud").error("evacuation paused: {} are suspect or down at once", counts);
+        } else {
+            observe::Log("cloud").warn("evacuation resumed: {} are suspect or down", counts);
+            heal_pending_ = true;
+        }
+        Persist({},
+                {Event("alert", "evacuation", "", paused ? "evacuation_paused" : "evacuation_resumed",
+                       paused ? counts + " are suspect or down at once: more likely the control plane's "
+                                         "network than the hosts; evacuation waits for an operator or for "
+                                         "hosts to come back"
+                              : "evacuation resumed: " + counts + " are suspect or down",
+                       "", "")},
+                [](Status) {});
+    }
+
+    // ---- reconcilers ----
+
+    void ScheduleReconcile(Duration after) {
+        reconcile_timer_.expires_after(after);
+        reconcile_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+            auto self = weak.lock();
+            if (!self || ec) return;
+            self->Heal();
+            self->ReconcileAll();
+            self->ScheduleReconcile(self->options_.reconcile_every);
+        });
+    }
+
+    // One scan of the reconcilers: the inventories asked for, as they come back.
+    struct Scan {
+        Actual actual;
+        int pending = 0;
+        std::string what;  // "periodic" or "host H"
+    };
+
+    services::kit::HttpReader* ReaderFor(const std::string& url, const std::string& service) {
+        auto it = readers_.find(url);
+        if (it == readers_.end()) {
+            auto ep = ParseUrl(url);
+            if (!ep) return nullptr;
+            it = readers_
+                     .emplace(url, services::kit::MakeHttpReader(io_, ep->first, ep->second, service,
+                                                                 options_.service_token))
+                     .first;
+        }
+        return it->second.get();
+    }
+
+    // Reads one inventory into the scan; the scan runs when its last inventory is in.
+    void ReadInventory(const std::shared_ptr<Scan>& scan, const std::string& service, const std::string& url,
+                       std::vector<std::string> hosts) {
+        services::kit::HttpReader* reader = ReaderFor(url, service);
+        if (reader == nullptr) return;
+        ++scan->pending;
+        const int64_t read_at = WallNowMs();
+        reader->Get("/v1/inventory", SteadyClock::now() + std::chrono::seconds(5),
+                    [this, weak = weak_from_this(), scan, service, url, hosts = std::move(hosts),
+                     read_at](Result<std::string> body) {
+                        if (!weak.lock()) return;
+                        if (!body) {
+                            observe::Log("cloud").debug("reconcile: {} inventory at {}: {}", service, url,
+                                                        body.error().ToString());
+                        } else if (service == "network") {
+                            auto inv = ParseNetworkInventory(*body, read_at);
+                            if (inv) scan->actual.network = std::move(*inv);
+                            else observe::Log("cloud").warn("reconcile: {}", inv.error().ToString());
+                        } else if (service == "volume") {
+                            auto inv = ParseVolumeInventory(*body, read_at);
+                            if (inv) scan->actual.volume = std::move(*inv);
+                            else observe::Log("cloud").warn("reconcile: {}", inv.error().ToString());
+                        } else {
+                            auto inv = ParseComputeInventory(*body, read_at);
+                            if (inv) {
+                                inv->hosts = hosts;  // only the hosts that are up and served there
+                                scan->actual.compute.push_back(std::move(*inv));
+                            } else {
+                                observe::Log("cloud").warn("reconcile: {}", inv.error().ToString());
+                            }
+                        }
+                        if (--scan->pending == 0) RunScan(*scan);
+                    });
+    }
+
+    // The periodic pass: stuck work, then every inventory (compute agents of up hosts only: a
+    // suspect or down host's instances are fenced and its answers stale).
+    void ReconcileAll() {
+        SettleStuck();
+        auto scan = std::make_shared<Scan>();
+        scan->what = "periodic";
+        for (const auto& [service, url] : options_.inventory_urls) {
+            ReadInventory(scan, service, url, {});
+        }
+        std::map<std::string, std::vector<std::string>> by_url;
+        for (const auto& [name, h] : model_.All(kHost)) {
+            if (HostUp(name)) by_url[Str(h.body, "url")].push_back(name);
+        }
+        for (auto& [url, hosts] : by_url) {
+            ReadInventory(scan, "compute", url, std::move(hosts));
+        }
+    }
+
+    // One host, now (it came back, or holds fenced instances): what it holds that is stale goes,
+    // what is fenced and still its own runs again.
+    void ReconcileHost(const std::string& name, const std::string& why) {
+        const Res* h = model_.Find(kHost, name);
+        if (h == nullptr || host_scans_.contains(name)) return;
+        observe::Log("cloud").info("reconcile: host {} ({})", name, why);
+        host_scans_.insert(name);
+        auto scan = std::make_shared<Scan>();
+        scan->what = "host " + name;
+        ReadInventory(scan, "compute", Str(h->body, "url"), {name});
+        if (scan->pending == 0) host_scans_.erase(name);
+    }
+
+    // The desired state as the reconciler sees it.
+    Desired DesiredState() const {
+        Desired d;
+        auto busy = [this](const Res& r) {
+            return Transitional(Str(r.body, "status")) || moving_.contains(r.id);
+        };
+        for (const auto& [id, r] : model_.All(kServer)) {
+            const scheduler::Claim* c = placement_.ClaimOf(id);
+            d.servers.push_back(DesiredServer{id, r.project, Str(r.body, "status"), Str(r.body, "host"),
+                                              c != nullptr ? c->host : "", Str(r.body, "port_id"),
+                                              StrList(r.body, "volume_ids"), busy(r), Int(r.body, "_changed_ms")});
+        }
+        for (const auto& [id, r] : model_.All(kPort)) {
+            d.ports.push_back(DesiredPort{id, Str(r.body, "network_id"), Str(r.body, "device_id"),
+                                          Str(r.body, "fixed_ip"), Str(r.body, "status"), busy(r),
+                                          Int(r.body, "_changed_ms")});
+        }
+        for (const auto& [id, r] : model_.All(kVolume)) {
+            d.volumes.push_back(DesiredVolume{id, Str(r.body, "status"), Str(r.body, "server_id"), busy(r),
+                                              Int(r.body, "_changed_ms")});
+        }
+        return d;
+    }
+
+    void RunScan(const Scan& scan) {
+        if (scan.what.rfind("host ", 0) == 0) host_scans_.erase(scan.what.substr(5));
+        for (const auto& a : reconciler_.Scan(DesiredState(), scan.actual, WallNowMs())) {
+            const std::string key = std::string(ToString(a.kind)) + "/" + a.id + "/" + a.host;
+            if (acting_.contains(key)) continue;
+            StartRepair(a, key);
+        }
+    }
+
+    // Runs one reconciler action as a workflow (workflows/cloud/heal.yaml, or server.repair).
+    void StartRepair(const Action& a, const std::string& key) {
+        const std::string kind(ToString(a.kind));
+        observe::Log("cloud").info("reconcile: {} {}: {}", kind, a.id, a.reason);
+        metrics_.repairs.With({{"kind", kind}}).Inc();
+        if (a.kind == ActionKind::kRepairServer) {
+            Res* s = model_.Find(kServer, a.id);
+            if (s == nullptr || !Movable(*s)) return;
+            StartMove(*s, Move{a.id, "", "server.repair"});
+            return;
+        }
+        json::object input{{"key", key}, {"id", a.id}, {"reason", a.reason}};
+        std::string type;
+        std::string resource_kind = a.service == "compute" ? "instance" : a.service == "network" ? "port" : "volume";
+        switch (a.kind) {
+            case ActionKind::kDeleteInstance:
+                type = "heal.delete_instance";
+                input["host"] = a.host;
+                break;
+            case ActionKind::kStartInstance:
+                type = "heal.start_instance";
+                input["host"] = a.host;
+                resource_kind = "server";
+                break;
+            case ActionKind::kDeletePort:
+                type = "heal.delete_port";
+                break;
+            case ActionKind::kRepairPort: {
+                const Res* p = model_.Find(kPort, a.id);
+                if (p == nullptr) return;
+                type = "heal.repair_port";
+                json::object req{{"id", a.id},
+                                 {"network_id", Str(p->body, "network_id")},
+                                 {"device_id", Str(p->body, "device_id")},
+                                 {"project_id", p->project}};
+                if (!Str(p->body, "subnet_id").empty()) req["subnet_id"] = Str(p->body, "subnet_id");
+                if (!Str(p->body, "fixed_ip").empty()) req["fixed_ip"] = Str(p->body, "fixed_ip");
+                input["request"] = std::move(req);
+                break;
+            }
+            case ActionKind::kDeleteVolume:
+                type = "heal.delete_volume";
+                break;
+            case ActionKind::kDetachVolume:
+                type = "heal.detach_volume";
+                input["server_id"] = a.server_id;
+                break;
+            case ActionKind::kRepairServer:
+                return;
+        }
+        workflow::StartRequest req;
+        req.type = type;
+        req.input = json::serialize(input);
+        req.traceparent = observe::TraceContext::New().ToTraceparent();
+        req.resource_kind = resource_kind;
+        req.resource_id = a.id;
+        const Res* owner = resource_kind == "server" ? model_.Find(kServer, a.id)
+                           : resource_kind == "port"  ? model_.Find(kPort, a.id)
+                           : resource_kind == "volume" ? model_.Find(kVolume, a.id)
+                                                       : nullptr;
+        req.project = owner != nullptr ? owner->project : "";
+        req.events.push_back(Event(resource_kind, a.id, req.project, "repair_requested",
+                                   type + ": " + a.reason, "", req.traceparent));
+        acting_.insert(key);
+        engine_.Start(std::move(req), [this, key](Result<std::string> r) {
+            if (!r) {
+                acting_.erase(key);  // the next pass sees the drift again
+                observe::Log("cloud").warn("reconcile: {}: {}", key, r.error().ToString());
+            }
+        });
+    }
+
+    // A reconciler's workflow ended (from OnFinished).
+    void RepairFinished(const workflow::FinishedEvent& ev, const json::object& in,
+                        std::vector<store::EventRecord>& events) {
+        acting_.erase(Str(in, "key"));
+        const bool ok = ev.state == store::WorkflowState::kSucceeded;
+        const std::string what = Str(in, "reason");
+        std::string type = ok ? "repaired" : "repair_failed";
+        if (ok && (ev.type == "heal.delete_instance" || ev.type == "heal.delete_port" ||
+                   ev.type == "heal.delete_volume" || ev.type == "heal.detach_volume")) {
+            type = "orphan_removed";
+        }
+        const std::string project = ev.project;
+        events.push_back(Event(ev.resource_kind, ev.resource_id, project, type,
+                               ev.type + (ok ? " done: " : " failed (" + ev.reason + "): ") + what, ev.id,
+                               ev.trace));
+    }
+
+    // Stuck work: a resource in a transitional status whose workflow has ended (its end was lost
+    // to us: it should not happen, and costs nothing to check) takes the outcome. Only resources
+    // seen transitional with the same workflow at two passes in a row are looked up.
+    void SettleStuck() {
+        std::map<std::string, std::string> now;
+        std::vector<std::string> check;
+        for (auto kind : kStatusKinds) {
+            for (const auto& [id, r] : model_.All(kind)) {
+                const std::string wf = Str(r.body, "workflow_id");
+                if (!Transitional(Str(r.body, "status")) || wf.empty()) continue;
+                const std::string key = std::string(kind) + "/" + id;
+                auto seen = transitional_seen_.find(key);
+                if (seen != transitional_seen_.end() && seen->second == wf) check.push_back(wf);
+                now.emplace(key, wf);
+            }
+        }
+        transitional_seen_ = std::move(now);
+        if (check.empty()) return;
+        OffThread([this, check] { return EndedWorkflows(check); },
+                  [this](std::vector<workflow::FinishedEvent> ended) {
+                      for (const auto& ev : ended) {
+                          observe::Log("cloud").warn("{} {}: settling it: its workflow {} ended unreported",
+                                                     ev.resource_kind, ev.resource_id, ev.id);
+                          metrics_.repairs.With({{"kind", "settle_stuck"}}).Inc();
+                          OnFinished(ev);
+                      }
+                  });
+    }
+
+
+    // ---- healing: evacuation and cold migration ----
+
+    static bool Movable(const Res& s) {
+        const std::string st = Str(s.body, "status");
+        return st == "ACTIVE" || st == "SHUTOFF";
+    }
+
+    // Level-triggered: every server still on a down host is queued for evacuation, every server
+    // on a draining host for migration (unless evacuation is paused), then as many run as the
+    // parallelism allows.
+    void Heal() {
+        if (!evacuation_paused_) {
+            for (const auto& [id, s] : model_.All(kServer)) {
+                const std::string host = Str(s.body, "host");
+                if (host.empty() || !Movable(s) || queued_.contains(id)) continue;
+                const Res* h = model_.Find(kHost, host);
+                if (hosts_.StateOf(host) == HostState::kDown) {
+                    moves_.push_back(Move{id, host, "server.evacuate"});
+                    queued_.insert(id);
+                } else if (h != nullptr && Bool(h->body, "draining")) {
+                    moves_.push_back(Move{id, host, "server.migrate"});
+                    queued_.insert(id);
+                }
+            }
+        }
+        PumpMoves();
+    }
+
+    void PumpMoves() {
+        while (moving_.size() < static_cast<size_t>(options_.evacuation_parallelism) && !moves_.empty()) {
+            Move mv = std::move(moves_.front());
+            moves_.pop_front();
+            queued_.erase(mv.server_id);
+            Res* s = model_.Find(kServer, mv.server_id);
+            if (s == nullptr || !Movable(*s) || Str(s->body, "host") != mv.from_host) continue;
+            if (mv.type == "server.evacuate" && hosts_.StateOf(mv.from_host) != HostState::kDown) continue;
+            StartMove(*s, mv);
+        }
+    }
+
+    // server.evacuate (the host is down: rebuild elsewhere) or server.migrate (drain: stop, move,
+    // start elsewhere). Both keep the server's id, port, address and volumes.
+    void StartMove(Res& s, const Move& mv) {
+        const std::string status = Str(s.body, "status");
+        const Res* flavor = model_.Find(kFlavor, Str(s.body, "flavor_id"));
+        std::string policy = "none";
+        if (const Res* g = model_.Find(kGroup, Str(s.body, "server_group_id"))) policy = Str(g->body, "policy");
+        json::object input{{"server_id", s.id},
+                           {"project_id", s.project},
+                           {"name", Str(s.body, "name")},
+                           {"from_host", mv.from_host},
+                           {"port_id", Str(s.body, "port_id")},
+                           {"mac_address", Str(s.body, "mac_address")},
+                           {"ip_address", Str(s.body, "ip_address")},
+                           {"vcpus", Int(s.body, "_vcpus")},
+                           {"ram_mb", Int(s.body, "_ram_mb")},
+                           {"disk_gb", Int(s.body, "_disk_gb")},
+                           {"image_id", Str(s.body, "image_id")},
+                           {"volume_ids", ToArray(StrList(s.body, "volume_ids"))},
+                           {"availability_zone", ""},
+                           {"traits", flavor != nullptr && flavor->body.contains("traits") ? flavor->body.at("traits")
+                                                                                           : json::array()},
+                           {"group_id", Str(s.body, "server_group_id")},
+                           {"policy", policy},
+                           {"weigher", "spread"}};
+        s.body["status"] = mv.type == "server.migrate" ? "MIGRATING" : "REBUILD";
+        s.body["_prev_status"] = status;
+        moving_.insert(s.id);
+        metrics_.moves_started.With({{"type", mv.type}}).Inc();
+        const std::string id = s.id;
+        observe::Log("cloud").info("server {}: {} from host {}", id, mv.type, mv.from_host);
+        StartWorkflow(nullptr, mv.type, std::move(input), {&s}, {},
+                      [this, id, status] { Revert(kServer, id, status); }, s, s.project,
+                      observe::TraceContext::New().ToTraceparent(), [this, id](ApiAnswer a) {
+                          if (a.status >= 300) {
+                              // Refused (the engine is full): the next heal pass tries again.
+                              moving_.erase(id);
+                          }
+                      });
+    }
+
+    // Settles an evacuation or migration (from OnFinished).
+    void MoveFinished(const workflow::FinishedEvent& ev, Res& s, bool ok, const json::object& claim,
+                      std::vector<store::ResourceWrite>& writes, std::vector<store::EventRecord>& events) {
+        const bool evacuate = ev.type == "server.evacuate";
+        const std::string from = Str(s.body, "host");
+        const std::string prev = Str(s.body, "_prev_status");
+        if (ok) {
+            const std::string to = Str(claim, "host");
+            s.body["host"] = to;
+            if (const Res* h = model_.Find(kHost, to)) {
+                s.body["availability_zone"] = Str(h->body, "availability_zone");
+            }
+            s.body["status"] = "ACTIVE";
+            s.body.erase("fault");
+            if (ev.type == "server.repair") {
+                events.push_back(Event(kServer, s.id, s.project, "repaired",
+                                       "its instance was missing on host " + to + ": built again there", ev.id,
+                                       ev.trace));
+            } else {
+                events.push_back(Event(kServer, s.id, s.project, evacuate ? "evacuated" : "migrated",
+                                       std::string(evacuate ? "evacuated" : "migrated") + " from host " + from +
+                                           " to host " + to + ": ACTIVE with the same port, address and volumes",
+                                       ev.id, ev.trace));
+                (evacuate ? metrics_.evacuated : metrics_.migrated).Inc();
+            }
+            auto down = down_since_.find(from);
+            if (evacuate && down != down_since_.end()) {
+                metrics_.heal_duration.Observe(
+                    std::chrono::duration<double>(SteadyClock::now() - down->second).count());
+            }
+        } else {
+            s.body["status"] = "ERROR";
+            s.body["fault"] = json::object{{"message", ev.type + ": " + ev.reason}, {"workflow_id", ev.id}};
+            events.push_back(Event(kServer, s.id, s.project, "error",
+                                   ev.type + " failed: " + ev.reason + " (status ERROR)", ev.id, ev.trace));
+            metrics_.move_failures.With({{"type", ev.type}}).Inc();
+        }
+        Touch(s);
+        writes.push_back(Model::Write(s));
+        // A stopped server is moved as a stopped server.
+        if (ok && prev == "SHUTOFF") {
+            s.body["status"] = "STOPPING";
+            s.body["_prev_status"] = "ACTIVE";
+            const std::string id = s.id;
+            asio::post(io_, [this, weak = weak_from_this(), id] {
+                auto self = weak.lock();
+                Res* r = self ? model_.Find(kServer, id) : nullptr;
+                if (r == nullptr || Str(r->body, "status") != "STOPPING") return;
+                StartWorkflow(nullptr, "server.stop",
+                              json::object{{"server_id", id}, {"host", Str(r->body, "host")}}, {r}, {},
+                              [this, id] { Revert(kServer, id, "ACTIVE"); }, *r, r->project, "",
+                              [](ApiAnswer) {});
+            });
+        }
+    }
+
+    // POST /v1/hosts/{name}/drain: disable the host and move every server off it (cold migration).
+    void Drain(Res& h, ApiRequest& req, const Done& done) {
+        auto body = ParseBody(req.body, {"reason"});
+        if (!body) return done(ErrorAnswer(body.error()));
+        auto reason = OptionalString(*body, "reason", 255);
+        if (!reason) return done(ErrorAnswer(reason.error()));
+        const std::string name = h.id;
+        h.body["enabled"] = false;
+        h.body["draining"] = true;
+        h.body["disabled_reason"] = reason->value_or("drained");
+        Touch(h);
+        placement_.SetEnabled(name, false);
+        size_t n = 0;
+        for (const auto& [id, s] : model_.All(kServer)) {
+            if (Str(s.body, "host") == name) ++n;
+        }
+        SaveHost(h, done,
+                 {Event(kHost, name, "", "draining",
+                        "draining: disabled; " + std::to_string(n) + " servers are migrated off it" +
+                            (reason->has_value() ? " (" + **reason + ")" : ""),
+                        "", req.traceparent)});
+        Heal();
+    }
+
+    // A draining host with no server left is drained.
+    void FinishDrains() {
+        std::set<std::string> draining;
+        for (const auto& [name, h] : model_.All(kHost)) {
+            if (Bool(h.body, "draining")) draining.insert(name);
+        }
+        for (const auto& [id, s] : model_.All(kServer)) {
+            draining.erase(Str(s.body, "host"));
+        }
+        for (const auto& name : draining) {
+            Res& h = *model_.Find(kHost, name);
+            h.body["draining"] = false;
+            Touch(h);
+            Persist({Model::Write(h)},
+                    {Event(kHost, name, "", "drained", "drained: no server left; the host stays disabled", "", "")},
+                    [](Status) {});
+        }
     }
 
     // ---- workflows ----
@@ -2046,7 +2677,7 @@ public:
                 reply(st ? Result<ActionReply>(ActionReply{false, json::serialize(out)}) : MakeError(st.error()));
             });
         }
-        if (call.action != "claim") {
+        if (call.action != "claim" && call.action != "move") {
             return reply(MakeError(ErrorCode::kNotFound, "scheduler: no action " + call.action +
                                                              " (claims are never long: nothing to poll)"));
         }
@@ -2063,10 +2694,26 @@ public:
                     : policy == "anti-affinity" ? scheduler::GroupPolicy::kAntiAffinity
                                                 : scheduler::GroupPolicy::kNone;
         pr.weigher = Str(in, "weigher") == "pack" ? scheduler::Weigher::kPack : scheduler::Weigher::kSpread;
+        // move: the claim leaves `from_host` (down or draining, so placement skips it) for another
+        // host. Idempotent: a claim already elsewhere is the answer; if no host fits, the claim
+        // stays where it was and the answer is retryable (capacity may come back).
+        std::optional<scheduler::Claim> moved_from;
+        if (call.action == "move") {
+            const scheduler::Claim* now = placement_.ClaimOf(server_id);
+            const std::string from = Str(in, "from_host");
+            if (now != nullptr && now->host == from) {
+                moved_from = *now;
+                placement_.Release(server_id);
+            }
+        }
         const bool existed = placement_.ClaimOf(server_id) != nullptr;
         scheduler::FailureReason why = scheduler::FailureReason::kNone;
         const SteadyTime started = SteadyClock::now();
         auto claim = placement_.ClaimFor(pr, &why);
+        if (!claim && moved_from) {
+            placement_.AddClaim(*moved_from);
+            claim = MakeError(ErrorCode::kUnavailable, "no host to move to: " + claim.error().message);
+        }
         if (!existed) {  // a replayed claim decides nothing
             metrics_.placement_duration.Observe(
                 std::chrono::duration<double>(SteadyClock::now() - started).count());
@@ -2108,6 +2755,17 @@ public:
             *error = Error(ErrorCode::kFailedPrecondition, "compute: host " + host + " is not registered");
             return nullptr;
         }
+        if (hosts_.StateOf(host) == HostState::kDown) {
+            // A down host has fenced itself: its instances are stopped, and the reconciler removes
+            // what is stale when it comes back. Removing or stopping is therefore done; anything
+            // that needs the host running is refused for good (the workflow rolls back).
+            if (call.action == "delete_instance" || call.action == "stop_instance") {
+                *nothing_to_do = true;
+                return nullptr;
+            }
+            *error = Error(ErrorCode::kFailedPrecondition, "compute: host " + host + " is down");
+            return nullptr;
+        }
         const std::string key = Str(h->body, "url");
         auto it = compute_clients_.find(key);
         if (it == compute_clients_.end()) {
@@ -2120,12 +2778,24 @@ public:
         return it->second.get();
     }
 
+    // The answer to a delete or stop that has nothing to do (never placed, or a fenced host).
+    static std::string NothingToDo(const ActionCall& call) {
+        boost::system::error_code ec;
+        json::value v = json::parse(call.input, ec);
+        const json::object in = !ec && v.is_object() ? v.get_object() : json::object{};
+        if (call.action == "stop_instance") {
+            return json::serialize(
+                json::object{{"id", Str(in, "id")}, {"host", Str(in, "host")}, {"state", "SHUTOFF"}});
+        }
+        return json::serialize(json::object{{"id", Str(in, "id")}, {"deleted", false}});
+    }
+
     void ComputeCall(ActionCall call, ServiceClient::Callback done, bool status) {
         Error error(ErrorCode::kInternal, "");
         bool nothing_to_do = false;
         ServiceClient* client = ComputeFor(call, &error, &nothing_to_do);
         if (client == nullptr) {
-            Result<ActionReply> r = nothing_to_do ? Result<ActionReply>(ActionReply{false, R"({"deleted":false})"})
+            Result<ActionReply> r = nothing_to_do ? Result<ActionReply>(ActionReply{false, NothingToDo(call)})
                                                   : Result<ActionReply>(MakeError(error));
             return asio::post(io_, [done, r = std::move(r)]() mutable { done(std::move(r)); });
         }
@@ -2198,9 +2868,21 @@ private:
     CloudOptions options_;
     Model model_;
     scheduler::Placement placement_;
-    std::map<std::string, SteadyTime> heartbeats_;
+    Liveness hosts_;
+    std::map<std::string, SteadyTime> down_since_;  // down hosts: their last renewal (time to heal)
+    bool evacuation_paused_ = false;
+    bool heal_pending_ = false;
+    std::deque<Move> moves_;        // waiting for a slot (evacuation_parallelism)
+    std::set<std::string> queued_;  // server ids in moves_
+    std::set<std::string> moving_;  // servers whose evacuation or migration runs
+    Reconciler reconciler_;
+    std::set<std::string> acting_;      // reconciler actions with a workflow in flight (their key)
+    std::set<std::string> host_scans_;  // hosts whose inventory is being read for a host pass
+    std::map<std::string, std::shared_ptr<services::kit::HttpReader>> readers_;  // by URL
+    std::map<std::string, std::string> transitional_seen_;  // "kind/id" -> workflow id, last pass
     std::map<std::string, std::shared_ptr<ServiceClient>> compute_clients_;
-    asio::steady_timer liveness_;
+    asio::steady_timer liveness_timer_;
+    asio::steady_timer reconcile_timer_;
     asio::steady_timer prune_;  // event retention
     // Handles looked up once (docs/metrics.md, "the cloud"); no-ops without a registry.
     struct {
@@ -2210,6 +2892,10 @@ private:
         observe::CounterFamily placement_failures;
         observe::GaugeFamily resources;
         observe::CounterFamily events;
+        observe::Gauge hosts_suspect, evacuation_paused;
+        observe::Counter detections, evacuated, migrated, restarts;
+        observe::CounterFamily moves_started, move_failures, repairs;
+        observe::Histogram heal_duration;
     } metrics_;
     std::map<std::pair<std::string, std::string>, observe::Gauge> resource_gauges_;  // (kind, status)
     std::unordered_map<std::string, observe::Counter> event_counters_;               // by type

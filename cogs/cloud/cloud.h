@@ -78,7 +78,24 @@ struct CloudOptions {
     double cpu_ratio = 4.0;
     double ram_ratio = 1.0;
     double disk_ratio = 1.0;
-    Duration host_timeout = std::chrono::seconds(10);  // no heartbeat for this long: the host is down
+    // Host liveness (internal/liveness.h): a host whose agent has not renewed its lease (its
+    // heartbeat) for `lease_ttl` is suspect (no new servers), and down `fence_window` later (its
+    // agent has fenced itself by then): its servers are evacuated. No host is down within
+    // `restart_grace` of the start; when more than `max_down_fraction` of the hosts are suspect or
+    // down at once, evacuation pauses and an alert event says so.
+    Duration lease_ttl = std::chrono::seconds(3);
+    Duration fence_window = std::chrono::seconds(1);
+    Duration restart_grace = std::chrono::seconds(10);
+    double max_down_fraction = 0.5;
+    int evacuation_parallelism = 32;  // evacuation and migration workflows in flight at once
+    // The reconcilers (docs/healing.md): every `reconcile_every`, and when a host comes back, the
+    // services' inventories are compared with the desired state. What nothing owns is removed
+    // after `orphan_grace`.
+    Duration reconcile_every = std::chrono::seconds(10);
+    Duration orphan_grace = std::chrono::seconds(60);
+    // The services whose inventories the reconcilers read ("network", "volume" -> http://HOST:PORT);
+    // compute agents are read at the URL each host registered.
+    std::map<std::string, std::string> inventory_urls;
     std::string service_token;  // presented to the compute agents (Authorization: Bearer)
     size_t compute_connections = 64;  // per host
     // Where the cloud's metrics go (docs/metrics.md, "the cloud"); null: none. It must outlive the

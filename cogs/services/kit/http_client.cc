@@ -117,7 +117,45 @@ private:
     std::unique_ptr<http::Client> client_;
 };
 
+class Reader final : public HttpReader {
+public:
+    Reader(boost::asio::io_context& io, std::string host, uint16_t port, std::string service, std::string token)
+        : service_(std::move(service)),
+          authorization_(token.empty() ? "" : "Bearer " + token),
+          client_(http::MakeClient(io, http::ClientOptions{std::move(host), port, 2})) {}
+
+    void Get(std::string target, SteadyTime deadline, std::function<void(Result<std::string>)> done) override {
+        http::Request req;
+        req.method = "GET";
+        req.target = std::move(target);
+        if (!authorization_.empty()) {
+            req.headers.emplace_back("authorization", authorization_);
+        }
+        client_->Send(std::move(req), deadline,
+                      [service = service_, done = std::move(done)](Result<http::Response> res) {
+                          if (!res) {
+                              return done(MakeError(res.error().code, service + ": " + res.error().message));
+                          }
+                          if (res->status / 100 == 2) {
+                              return done(std::move(res->body));
+                          }
+                          done(MakeError(FromHttpStatus(res->status),
+                                         service + ": GET answered " + std::to_string(res->status)));
+                      });
+    }
+
+private:
+    std::string service_;
+    std::string authorization_;
+    std::unique_ptr<http::Client> client_;
+};
+
 }  // namespace
+
+std::shared_ptr<HttpReader> MakeHttpReader(boost::asio::io_context& io, std::string host, uint16_t port,
+                                           std::string service_name, std::string bearer_token) {
+    return std::make_shared<Reader>(io, std::move(host), port, std::move(service_name), std::move(bearer_token));
+}
 
 std::shared_ptr<ServiceClient> MakeHttpServiceClient(boost::asio::io_context& io, std::string host,
                                                      uint16_t port, std::string service_name,

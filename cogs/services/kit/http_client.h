@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -25,6 +26,18 @@ namespace cogs::services::kit {
 // from the status (cogs::FromHttpStatus); messages are prefixed with `service_name`.
 //
 // Threading: Invoke and Status may be called from `io`'s thread only.
+// GET requests to a service's read endpoints (its inventory: GET /v1/inventory), for cogsd's
+// reconcilers. `done` runs on `io` exactly once: the body of a 2xx answer; kUnavailable or
+// kDeadlineExceeded when no answer came by `deadline`; otherwise the error the answer carries.
+// Threading: Get may be called from `io`'s thread only.
+class HttpReader {
+public:
+    virtual ~HttpReader() = default;
+    virtual void Get(std::string target, SteadyTime deadline, std::function<void(Result<std::string>)> done) = 0;
+};
+std::shared_ptr<HttpReader> MakeHttpReader(boost::asio::io_context& io, std::string host, uint16_t port,
+                                           std::string service_name, std::string bearer_token = "");
+
 std::shared_ptr<workflow::ServiceClient> MakeHttpServiceClient(boost::asio::io_context& io, std::string host,
                                                                uint16_t port, std::string service_name,
                                                                size_t max_connections,

@@ -1,0 +1,85 @@
+// Host liveness: the lease each compute host renews (its heartbeat), and the state the control
+// plane derives from it. Pure logic on a steady clock the caller passes in (no timers, no I/O),
+// so it is tested without waiting. Internal to cogs/cloud; lives on the io thread.
+//
+//   up ──(no renewal for ttl)──▶ suspect ──(fence_window more)──▶ down
+//    ▲                              │                               │
+//    └────────── a renewal ─────────┴───────────────────────────────┘
+//
+// A suspect host takes no new servers; only a down host is evacuated. The agent fences itself
+// (stops its instances) at `ttl` after the SEND time of its last acknowledged renewal, which is no
+// later than our receipt + ttl: by the time a host is suspect here its instances are stopped, and
+// the fencing window covers timer lateness on either side before anything is rebuilt elsewhere.
+//
+// Two guards against declaring hosts down wrongly:
+// - restart grace: for `restart_grace` after the control plane starts, a lapsed host stays suspect
+//   (agents need a moment to find the restarted control plane again);
+// - mass failure: when more than `max_down_fraction` of the hosts are suspect or down at once, the
+//   fault is more likely ours (the control plane's network) than theirs: evacuation pauses
+//   (`EvacuationPaused`), hosts are still marked so that no new servers go there.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cogs/base/time.h"
+
+namespace cogs::cloud::internal {
+
+enum class HostState { kUp, kSuspect, kDown };
+std::string_view ToString(HostState state);
+
+struct LivenessOptions {
+    Duration ttl = std::chrono::seconds(3);
+    Duration fence_window = std::chrono::seconds(1);
+    Duration restart_grace = std::chrono::seconds(10);
+    double max_down_fraction = 0.5;
+};
+
+class Liveness {
+public:
+    Liveness(LivenessOptions options, SteadyTime started);
+
+    struct Change {
+        std::string host;
+        HostState from, to;
+        SteadyTime last_renewal;  // of the host, when it changed
+    };
+
+    // A renewal arrived (or the host registered). A host seen for the first time starts up, its
+    // lease counted from `now`. Returns the change if the host was suspect or down.
+    std::optional<Change> Renewed(const std::string& host, SteadyTime now);
+    void Forget(const std::string& host);
+
+    // The transitions due at `now`, in host order.
+    std::vector<Change> Tick(SteadyTime now);
+    // When Tick next has something to do (the earliest lease expiry or fencing deadline, or the
+    // end of the restart grace), if any host can still change without a renewal.
+    std::optional<SteadyTime> NextDeadline() const;
+
+    HostState StateOf(const std::string& host) const;  // kDown for an unknown host
+    std::optional<SteadyTime> LastRenewal(const std::string& host) const;
+    std::optional<SteadyTime> Since(const std::string& host) const;  // in the current state since
+    bool Known(const std::string& host) const { return hosts_.contains(host); }
+
+    // More than max_down_fraction of the known hosts are suspect or down.
+    bool EvacuationPaused() const;
+    size_t Count(HostState state) const;
+    size_t size() const { return hosts_.size(); }
+    const LivenessOptions& options() const { return options_; }
+
+private:
+    struct Host {
+        SteadyTime last_renewal;
+        HostState state = HostState::kUp;
+        SteadyTime since;
+    };
+    LivenessOptions options_;
+    SteadyTime grace_ends_;
+    std::map<std::string, Host, std::less<>> hosts_;
+};
+
+}  // namespace cogs::cloud::internal

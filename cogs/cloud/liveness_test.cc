@@ -1,0 +1,108 @@
+#include "cogs/cloud/internal/liveness.h"
+
+#include <gtest/gtest.h>
+
+namespace cogs::cloud::internal {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+const SteadyTime t0 = SteadyTime{} + std::chrono::hours(1);
+
+LivenessOptions Options() {
+    LivenessOptions o;
+    o.ttl = seconds(3);
+    o.fence_window = seconds(1);
+    o.restart_grace = seconds(0);
+    o.max_down_fraction = 0.5;
+    return o;
+}
+
+TEST(LivenessTest, UpSuspectDownExactlyAtTheirDeadlines) {
+    Liveness l(Options(), t0);
+    l.Renewed("a", t0);
+    EXPECT_TRUE(l.Tick(t0 + milliseconds(2999)).empty());
+    EXPECT_EQ(l.NextDeadline(), t0 + seconds(3));
+    auto c = l.Tick(t0 + seconds(3));
+    ASSERT_EQ(c.size(), 1u);
+    EXPECT_EQ(c[0].host, "a");
+    EXPECT_EQ(c[0].from, HostState::kUp);
+    EXPECT_EQ(c[0].to, HostState::kSuspect);
+    EXPECT_EQ(c[0].last_renewal, t0);
+    EXPECT_EQ(l.NextDeadline(), t0 + seconds(4));
+    EXPECT_TRUE(l.Tick(t0 + milliseconds(3999)).empty());
+    c = l.Tick(t0 + seconds(4));
+    ASSERT_EQ(c.size(), 1u);
+    EXPECT_EQ(c[0].to, HostState::kDown);
+    EXPECT_EQ(l.StateOf("a"), HostState::kDown);
+    EXPECT_FALSE(l.NextDeadline().has_value());
+    EXPECT_TRUE(l.Tick(t0 + seconds(100)).empty()) << "a down host stays down without a renewal";
+}
+
+TEST(LivenessTest, ALateTickGoesStraightToDownOnce) {
+    Liveness l(Options(), t0);
+    l.Renewed("a", t0);
+    auto c = l.Tick(t0 + seconds(10));
+    ASSERT_EQ(c.size(), 1u);
+    EXPECT_EQ(c[0].from, HostState::kUp);
+    EXPECT_EQ(c[0].to, HostState::kDown);
+}
+
+TEST(LivenessTest, RenewalBringsItBackAndRestartsTheLease) {
+    Liveness l(Options(), t0);
+    l.Renewed("a", t0);
+    l.Tick(t0 + seconds(5));
+    auto back = l.Renewed("a", t0 + seconds(6));
+    ASSERT_TRUE(back.has_value());
+    EXPECT_EQ(back->from, HostState::kDown);
+    EXPECT_EQ(back->to, HostState::kUp);
+    EXPECT_EQ(back->last_renewal, t0);
+    EXPECT_FALSE(l.Renewed("a", t0 + seconds(7)).has_value()) << "an up host renewing is no change";
+    EXPECT_TRUE(l.Tick(t0 + milliseconds(9999)).empty());
+    EXPECT_EQ(l.Tick(t0 + seconds(10)).size(), 1u);
+}
+
+TEST(LivenessTest, NoHostIsDownDuringTheRestartGrace) {
+    LivenessOptions o = Options();
+    o.restart_grace = seconds(10);
+    Liveness l(o, t0);
+    l.Renewed("a", t0);
+    auto c = l.Tick(t0 + seconds(5));
+    ASSERT_EQ(c.size(), 1u);
+    EXPECT_EQ(c[0].to, HostState::kSuspect) << "lapsed, but the control plane just started";
+    EXPECT_EQ(l.NextDeadline(), t0 + seconds(10));
+    EXPECT_TRUE(l.Tick(t0 + milliseconds(9999)).empty());
+    c = l.Tick(t0 + seconds(10));
+    ASSERT_EQ(c.size(), 1u);
+    EXPECT_EQ(c[0].to, HostState::kDown);
+}
+
+TEST(LivenessTest, MostHostsLapsedAtOncePausesEvacuation) {
+    Liveness l(Options(), t0);
+    for (const char* h : {"a", "b", "c", "d"}) l.Renewed(h, t0);
+    l.Renewed("c", t0 + seconds(4));
+    l.Renewed("d", t0 + seconds(4));
+    l.Tick(t0 + seconds(5));
+    EXPECT_EQ(l.Count(HostState::kDown), 2u);
+    EXPECT_FALSE(l.EvacuationPaused()) << "half down is not most";
+    l.Tick(t0 + seconds(7) + milliseconds(1));  // c lapses too
+    EXPECT_EQ(l.Count(HostState::kSuspect), 2u);  // c and d
+    EXPECT_TRUE(l.EvacuationPaused());
+    l.Renewed("c", t0 + seconds(8));
+    l.Renewed("d", t0 + seconds(8));
+    EXPECT_FALSE(l.EvacuationPaused());
+}
+
+TEST(LivenessTest, UnknownHostsAreDownAndForgottenOnesGone) {
+    Liveness l(Options(), t0);
+    EXPECT_EQ(l.StateOf("x"), HostState::kDown);
+    l.Renewed("x", t0);
+    EXPECT_EQ(l.StateOf("x"), HostState::kUp);
+    l.Forget("x");
+    EXPECT_FALSE(l.Known("x"));
+    EXPECT_EQ(ToString(HostState::kSuspect), "suspect");
+}
+
+}  // namespace
+}  // namespace cogs::cloud::internal
