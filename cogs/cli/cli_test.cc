@@ -733,8 +733,9 @@ TEST_F(CliTest, QuotasTokensAndHosts) {
 
     api_.Add("hosts", {{"id", "host-1"},
                        {"name", "host-1"},
-                       {"state", "up"},
+                       {"state", "suspect"},
                        {"enabled", true},
+                       {"draining", false},
                        {"availability_zone", "nova"},
                        {"vcpus", 8},
                        {"ram_mb", 16384},
@@ -744,11 +745,14 @@ TEST_F(CliTest, QuotasTokensAndHosts) {
     r = Cogs({"host", "list"});
     ASSERT_EQ(r.rc, 0) << r.err;
     EXPECT_EQ(r.out,
-              "NAME    STATE  ENABLED  AZ    VCPUS  RAM_MB      DISK_GB  SERVERS\n"
-              "host-1  up     true     nova  2/8    1024/16384  2/100    2\n");
+              "NAME    STATE    ENABLED  DRAINING  AZ    VCPUS  RAM_MB      DISK_GB  SERVERS\n"
+              "host-1  suspect  true     false     nova  2/8    1024/16384  2/100    2\n");
     r = Cogs({"host", "disable", "host-1", "--reason", "maintenance"});
     ASSERT_EQ(r.rc, 0) << r.err;
     EXPECT_EQ(api_.seen("POST", "/v1/hosts/host-1/disable").at(0).body, R"({"reason":"maintenance"})");
+    r = Cogs({"host", "drain", "host-1", "--reason", "new disks"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(api_.seen("POST", "/v1/hosts/host-1/drain").at(0).body, R"({"reason":"new disks"})");
 }
 
 // ---- observability: top, events, log levels ---------------------------------------------------------
