@@ -1374,6 +1374,8 @@ int Cli::Run(const std::vector<std::string>& args) {
         c->add_option("--volume-driver", dev.volume_driver, "cogs-volume driver")->capture_default_str();
         c->add_option("--start-timeout", dev.start_timeout_s, "seconds each child may take to start")
             ->capture_default_str();
+        c->add_option("--cogsd-arg", dev.cogsd_args, "passed to cogsd as is (repeatable), e.g. --cogsd-arg=--reconcile-ms=2000")
+            ->allow_extra_args(false);
     }
 
     std::vector<std::string> rev(args.rbegin(), args.rend() - (args.empty() ? 0 : 1));

@@ -427,7 +427,7 @@ int Dev::Run() {
             return;
         }
         Proc* cogsd = make("cogsd", "cogsd", [=, this](uint16_t port) {
-            return std::vector<std::string>{"--listen",
+            std::vector<std::string> args{"--listen",
                                             listen(port),
                                             "--port-file",
                                             D("run/cogsd.port"),
@@ -441,6 +441,8 @@ int Dev::Run() {
                                             service_token,
                                             "--bootstrap-token-file",
                                             D("admin.token")};
+            args.insert(args.end(), o_.cogsd_args.begin(), o_.cogsd_args.end());
+            return args;
         });
         cogsd->listen_port = o_.port;
         if (!Start(*cogsd) || !AwaitPort(*cogsd) || !AwaitAdminToken()) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <string>
+#include <vector>
 
 namespace cogs::cli {
 
@@ -14,6 +15,7 @@ struct DevOptions {
     int boot_ms = 200;
     std::string volume_driver = "file";
     int start_timeout_s = 60;  // per child: its port file, then the hosts up
+    std::vector<std::string> cogsd_args;  // appended to cogsd's (e.g. --lease-ttl-ms=1000)
 };
 
 // Starts the services, cogsd and the compute hosts as children, seeds the catalog, prints the
