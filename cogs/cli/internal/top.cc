@@ -338,6 +338,23 @@ Figures Compute(const prom::Exposition& before, const prom::Exposition& after, d
         }
     }
 
+    // Healing.
+    f.heal.host_failures = At(CounterIncrease(before, after, "cogs_heal_host_failures_total", {}), {});
+    for (const auto& [k, v] : CounterIncrease(before, after, "cogs_heal_moves_started_total", {"type"})) {
+        if (v > 0) f.heal.moves_per_s[k.at("type")] = rate(v);
+    }
+    for (const auto& [k, v] : CounterIncrease(before, after, "cogs_heal_move_failures_total", {"type"})) {
+        f.heal.move_failures_per_s += rate(v);
+    }
+    for (const auto& [k, v] : CounterIncrease(before, after, "cogs_heal_repairs_total", {"kind"})) {
+        if (v > 0) f.heal.repairs_per_s[k.at("kind")] = rate(v);
+    }
+    f.heal.restarts_per_s = rate(At(CounterIncrease(before, after, "cogs_heal_instance_restarts_total", {}), {}));
+    f.heal.heal_p99_s = QuantileAt(0.99, BucketIncrease(before, after, "cogs_heal_duration_seconds", {}), {});
+    for (const prom::Sample* s : after.Select("cogs_heal_evacuation_paused")) {
+        f.heal.evacuation_paused = f.heal.evacuation_paused || s->value > 0;
+    }
+
     // Hosts.
     for (const prom::Sample* s : after.Select("cogs_hosts")) {
         if (auto it = s->labels.find("state"); it != s->labels.end()) {
@@ -432,6 +449,20 @@ std::string RenderFrame(const Figures& f, const std::string& title) {
         out += fmt::format("  {} {}/s", reason, FormatRate(r));
     }
     out += "\n";
+    const HealFigures& h = f.heal;
+    out += fmt::format("HEAL  host failures {}  restarts {}/s  move failures {}/s  heal p99 {}",
+                       Count(h.host_failures), FormatRate(h.restarts_per_s), FormatRate(h.move_failures_per_s),
+                       FormatSeconds(h.heal_p99_s));
+    for (const auto& [type, r] : h.moves_per_s) {
+        out += fmt::format("  {} {}/s", type, FormatRate(r));
+    }
+    for (const auto& [kind, r] : h.repairs_per_s) {
+        out += fmt::format("  {} {}/s", kind, FormatRate(r));
+    }
+    if (h.evacuation_paused) {
+        out += "  EVACUATION PAUSED (most hosts look down: see cogs events --resource-kind alert)";
+    }
+    out += "\n";
     out += "HOSTS ";
     if (f.hosts_by_state.empty()) {
         out += " -";
@@ -524,6 +555,20 @@ json::value ToJson(const Figures& f) {
                            {"failed_per_s", Num(f.placement.failed_per_s)},
                            {"p99_s", Num(f.placement.p99_s)},
                            {"failures_per_s", std::move(failures)}};
+    json::object moves, repairs;
+    for (const auto& [type, r] : f.heal.moves_per_s) {
+        moves[type] = Num(r);
+    }
+    for (const auto& [kind, r] : f.heal.repairs_per_s) {
+        repairs[kind] = Num(r);
+    }
+    json::object heal{{"host_failures", Num(f.heal.host_failures)},
+                      {"moves_per_s", std::move(moves)},
+                      {"move_failures_per_s", Num(f.heal.move_failures_per_s)},
+                      {"repairs_per_s", std::move(repairs)},
+                      {"restarts_per_s", Num(f.heal.restarts_per_s)},
+                      {"heal_p99_s", Num(f.heal.heal_p99_s)},
+                      {"evacuation_paused", f.heal.evacuation_paused}};
     json::object by_state;
     for (const auto& [state, n] : f.hosts_by_state) {
         by_state[state] = Num(n);
@@ -539,7 +584,7 @@ json::value ToJson(const Figures& f) {
     return json::object{{"interval_s", Num(f.interval_s)}, {"workflows", std::move(workflows)},
                         {"services", std::move(services)}, {"api", std::move(api)},
                         {"store", std::move(store)},       {"placement", std::move(placement)},
-                        {"hosts", std::move(hosts)}};
+                        {"heal", std::move(heal)},         {"hosts", std::move(hosts)}};
 }
 
 }  // namespace cogs::cli::top

@@ -109,6 +109,16 @@ struct PlacementFigures {
     std::map<std::string, double> failures_per_s;  // by reason
 };
 
+struct HealFigures {  // cogs_heal_* (docs/healing.md)
+    double host_failures = 0;                   // hosts that lost their lease in the interval
+    std::map<std::string, double> moves_per_s;  // started, by workflow type
+    double move_failures_per_s = 0;
+    std::map<std::string, double> repairs_per_s;  // reconciler actions, by kind
+    double restarts_per_s = 0;
+    double heal_p99_s = 0;  // last renewal of a down host -> its server ACTIVE elsewhere
+    bool evacuation_paused = false;
+};
+
 struct HostRow {  // from GET /v1/hosts
     std::string name;
     std::string state;
@@ -124,6 +134,7 @@ struct Figures {
     ApiFigures api;
     StoreFigures store;
     PlacementFigures placement;
+    HealFigures heal;
     std::map<std::string, double> hosts_by_state;  // cogs_hosts{state}
     std::vector<HostRow> hosts;                    // filled by the caller when /v1/hosts answered
     std::string hosts_note;                        // why `hosts` is empty, if it is for a reason

@@ -264,6 +264,17 @@ std::string Cogsd(bool later) {
     t += fmt::format("cogs_placement_failures_total{{reason=\"ram\"}} {}\n", later ? 5 : 0);
     t += "cogs_placement_failures_total{reason=\"az\"} 2\n";
     t += "cogs_hosts{state=\"up\"} 2\ncogs_hosts{state=\"down\"} 1\ncogs_hosts{state=\"disabled\"} 0\n";
+    // A host failed in the interval: 20 evacuations, 1 failed, all healed in 4-8 s.
+    t += fmt::format("cogs_heal_host_failures_total {}\n", later ? 3 : 2);
+    t += fmt::format("cogs_heal_moves_started_total{{type=\"server.evacuate\"}} {}\n", later ? 30 : 10);
+    t += fmt::format("cogs_heal_move_failures_total{{type=\"server.evacuate\"}} {}\n", later ? 1 : 0);
+    t += fmt::format("cogs_heal_repairs_total{{kind=\"delete_instance\"}} {}\n", later ? 7 : 2);
+    t += "cogs_heal_repairs_total{kind=\"repair_port\"} 1\n";
+    t += fmt::format("cogs_heal_instance_restarts_total {}\n", later ? 4 : 0);
+    t += HistogramText("cogs_heal_duration_seconds", "", {1, 4, 8, 16},
+                       later ? std::vector<double>{0, 0, 19, 19} : std::vector<double>{0, 0, 0, 0}, later ? 19 : 0,
+                       later ? 100 : 0);
+    t += fmt::format("cogs_heal_evacuation_paused {}\n", later ? 1 : 0);
     return t;
 }
 
@@ -317,6 +328,13 @@ TEST(TopFiguresTest, TwoScrapesGiveRatesErrorRatesAndQuantiles) {
     EXPECT_DOUBLE_EQ(f.placement.failed_per_s, 0.5);
     EXPECT_EQ(f.placement.failures_per_s, (std::map<std::string, double>{{"ram", 0.5}}));
     EXPECT_EQ(f.hosts_by_state, (std::map<std::string, double>{{"disabled", 0}, {"down", 1}, {"up", 2}}));
+    EXPECT_EQ(f.heal.host_failures, 1);
+    EXPECT_EQ(f.heal.moves_per_s, (std::map<std::string, double>{{"server.evacuate", 2}}));
+    EXPECT_DOUBLE_EQ(f.heal.move_failures_per_s, 0.1);
+    EXPECT_EQ(f.heal.repairs_per_s, (std::map<std::string, double>{{"delete_instance", 0.5}}));
+    EXPECT_DOUBLE_EQ(f.heal.restarts_per_s, 0.4);
+    EXPECT_NEAR(f.heal.heal_p99_s, 4 + 4 * 0.99, 1e-9);  // 19 heals in (4, 8]
+    EXPECT_TRUE(f.heal.evacuation_paused);
 
     Figures shown = f;
     shown.hosts = {{"host-1", "up", true}, {"host-2", "down", true}, {"host-3", "up", false}};
@@ -331,6 +349,8 @@ TEST(TopFiguresTest, TwoScrapesGiveRatesErrorRatesAndQuantiles) {
     EXPECT_THAT(frame, HasSubstr("PLACEMENT  4.5/s  failed 0.5/s"));
     EXPECT_THAT(frame, HasSubstr("ram 0.5/s"));
     EXPECT_THAT(frame, HasSubstr("HOSTS  disabled 0 down 1 up 2  (host-2 down; host-3 up, disabled)"));
+    EXPECT_THAT(frame, HasSubstr("HEAL  host failures 1  restarts 0.4/s  move failures 0.1/s"));
+    EXPECT_THAT(frame, HasSubstr("server.evacuate 2.0/s  delete_instance 0.5/s  EVACUATION PAUSED"));
 
     const json::value j = ToJson(shown);
     EXPECT_EQ(j.at("workflows").at("in_flight").as_double(), 7);
@@ -339,6 +359,8 @@ TEST(TopFiguresTest, TwoScrapesGiveRatesErrorRatesAndQuantiles) {
     EXPECT_EQ(j.at("api").at("throttled_per_s").as_double(), 1);
     EXPECT_EQ(j.at("hosts").at("by_state").at("down").as_double(), 1);
     EXPECT_EQ(j.at("hosts").at("list").at(1).at("name").as_string(), "host-2");
+    EXPECT_EQ(j.at("heal").at("moves_per_s").at("server.evacuate").as_double(), 2);
+    EXPECT_TRUE(j.at("heal").at("evacuation_paused").as_bool());
 }
 
 TEST(TopFiguresTest, AnIdleOrRestartedCogsdGivesNoNonsense) {
