@@ -5,7 +5,9 @@
 //       --control-url http://127.0.0.1:8774 --control-token-file /tmp/cogs/admin.token
 //   cogs-compute --hosts 1000 --host-prefix sim- --boot-ms 0 ...     # hosts sim-1 .. sim-1000
 //
-// Without --control-url nothing is registered (the service still serves its actions).
+// Without --control-url nothing is registered (the service still serves its actions) and there is no
+// lease: nothing is fenced. With it, every host holds a lease from cogsd, renewed by its heartbeats,
+// and fences itself when the lease runs out; at start every instance that was running is FENCED.
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -33,6 +35,10 @@ int main(int argc, char** argv) {
     std::string control_url;
     std::string control_token_file;
     int64_t heartbeat_ms = 1000;
+    int64_t lease_ttl_ms = 3000;
+    int64_t restart_backoff_ms = 250;
+    int restart_max = 5;
+    int64_t restart_window_s = 600;
     std::string advertise_url;
 
     auto* host_opt = app.add_option("--host", host_name, "the name of the one host this process serves")
@@ -64,6 +70,20 @@ int main(int argc, char** argv) {
     app.add_option("--heartbeat-ms", heartbeat_ms, "interval of every host's heartbeat to cogsd")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
+    app.add_option("--lease-ttl-ms", lease_ttl_ms,
+                   "a host's lease from cogsd until cogsd answers its own lease_ttl_ms (fencing)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    app.add_option("--restart-backoff-ms", restart_backoff_ms,
+                   "wait before restarting a crashed instance, doubled per crash in the window (max 10 s)")
+        ->check(CLI::Range(int64_t{0}, int64_t{10000}))
+        ->capture_default_str();
+    app.add_option("--restart-max", restart_max, "crashes within the window after which an instance is ERROR")
+        ->check(CLI::Range(1, 1000000))
+        ->capture_default_str();
+    app.add_option("--restart-window-s", restart_window_s, "the window (s) in which crashes are counted")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
     app.add_option("--advertise-url", advertise_url,
                    "the URL cogsd reaches this process at (default: http://<listen host>:<bound port>)");
     CLI11_PARSE(app, argc, argv);
@@ -82,6 +102,10 @@ int main(int argc, char** argv) {
         spec.name = host_name;
         compute_options.hosts.push_back(spec);
     }
+    compute_options.leased = !control_url.empty();
+    compute_options.supervisor.restart_backoff = Millis(restart_backoff_ms);
+    compute_options.supervisor.restart_max = restart_max;
+    compute_options.supervisor.restart_window = std::chrono::seconds(restart_window_s);
 
     auto driver = compute::MakeComputeDriver(driver_name, compute::ComputeDriverOptions{Millis(boot_ms)});
     if (!driver) {
@@ -94,6 +118,8 @@ int main(int argc, char** argv) {
         spdlog::critical("{}", domain.error().message);
         return 2;
     }
+    // Owned by the service, which Serve destroys after the hook that holds the agent.
+    compute::HostLink* link = domain->get();
 
     // Everything the agent needs is checked before serving: a bad flag never leaves a half-started
     // service behind.
@@ -119,6 +145,8 @@ int main(int argc, char** argv) {
         agent.control_url = control_url;
         agent.hosts = hosts;
         agent.heartbeat_interval = Millis(heartbeat_ms);
+        agent.link = link;
+        agent.lease_ttl = Millis(lease_ttl_ms);
         agent.advertise_url = advertise_url;
         if (agent.advertise_url.empty()) {
             // A wildcard address is no address to reach: loopback then (the local cloud's case).

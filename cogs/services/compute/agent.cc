@@ -82,6 +82,8 @@ public:
             h->body = json::serialize(body);
             h->target = "/v1/hosts/" + http::UrlEncode(spec.name);
             h->backoff = options_.min_backoff;
+            h->ttl = options_.lease_ttl;
+            h->fenced = options_.link != nullptr;  // no lease yet
             hosts_.push_back(std::move(h));
         }
     }
@@ -103,6 +105,7 @@ public:
         stopped_ = true;
         for (auto& h : hosts_) {
             h->timer.cancel();
+            h->lease_timer.cancel();
         }
         // Outstanding requests complete with kCancelled on io's next turn; they find stopped_ set.
         client_.reset();
@@ -116,10 +119,17 @@ public:
         }
         return n;
     }
+    size_t fenced() const {
+        size_t n = 0;
+        for (const auto& h : hosts_) {
+            n += h->fenced ? 1 : 0;
+        }
+        return n;
+    }
 
 private:
     struct Host {
-        explicit Host(boost::asio::io_context& io) : timer(io) {}
+        explicit Host(boost::asio::io_context& io) : timer(io), lease_timer(io) {}
         std::string name;
         std::string body;    // the registration
         std::string target;  // /v1/hosts/{name}
@@ -128,6 +138,14 @@ private:
         Duration backoff{};
         uint64_t failures = 0;  // consecutive, of the current phase
         SteadyTime next_heartbeat{};
+        // The lease (with a link): held until lease_until; ttl is the control plane's last word.
+        boost::asio::steady_timer lease_timer;
+        SteadyTime last_acked_send{};
+        SteadyTime lease_until{};
+        Duration ttl{};
+        bool fenced = false;
+        bool ever_leased = false;
+        SteadyTime fenced_since{};
     };
 
     http::Request MakeRequest(std::string method, std::string target, std::string body) const {
@@ -153,18 +171,20 @@ private:
     }
 
     void Register(Host& h) {
-        client_->Send(MakeRequest("PUT", h.target, h.body), SteadyClock::now() + options_.request_timeout,
-                      [self = shared_from_this(), host = &h](Result<http::Response> r) {
+        const SteadyTime sent = SteadyClock::now();
+        client_->Send(MakeRequest("PUT", h.target, h.body), sent + options_.request_timeout,
+                      [self = shared_from_this(), host = &h, sent](Result<http::Response> r) {
                           if (!self->stopped_) {
-                              self->Registered(*host, r);
+                              self->Registered(*host, r, sent);
                           }
                       });
     }
 
-    void Registered(Host& h, const Result<http::Response>& r) {
+    void Registered(Host& h, const Result<http::Response>& r, SteadyTime sent) {
         const observe::LogScope scope(observe::LogContext{"", "", h.name});
         if (r && r->status >= 200 && r->status < 300) {
             ++stats_.registrations;
+            Renewed(h, sent, r->body, /*acks=*/false);
             if (h.failures > 0) {
                 AgentLog().info("compute agent: host {} registered after {} failed attempts", h.name,
                                 h.failures);
@@ -201,17 +221,19 @@ private:
     }
 
     void Heartbeat(Host& h) {
-        h.next_heartbeat = SteadyClock::now() + options_.heartbeat_interval;
-        client_->Send(MakeRequest("POST", h.target + "/heartbeat", "{}"),
-                      SteadyClock::now() + options_.request_timeout,
-                      [self = shared_from_this(), host = &h](Result<http::Response> r) {
+        const SteadyTime sent = SteadyClock::now();
+        h.next_heartbeat = sent + options_.heartbeat_interval;
+        std::string body = options_.link != nullptr ? options_.link->HeartbeatBody(h.name) : "{}";
+        client_->Send(MakeRequest("POST", h.target + "/heartbeat", std::move(body)),
+                      sent + options_.request_timeout,
+                      [self = shared_from_this(), host = &h, sent](Result<http::Response> r) {
                           if (!self->stopped_) {
-                              self->HeartbeatDone(*host, r);
+                              self->HeartbeatDone(*host, r, sent);
                           }
                       });
     }
 
-    void HeartbeatDone(Host& h, const Result<http::Response>& r) {
+    void HeartbeatDone(Host& h, const Result<http::Response>& r, SteadyTime sent) {
         const observe::LogScope scope(observe::LogContext{"", "", h.name});
         if (r && r->status == 404) {
             ++stats_.heartbeat_failures;
@@ -224,6 +246,7 @@ private:
         }
         if (r && r->status >= 200 && r->status < 300) {
             ++stats_.heartbeats;
+            Renewed(h, sent, r->body, /*acks=*/true);
             if (h.failures > 0) {
                 AgentLog().info("compute agent: heartbeats of host {} answered again after {} failures",
                                 h.name, h.failures);
@@ -239,6 +262,74 @@ private:
         }
         // At the pace of heartbeat_interval from the last send; at once if a slow answer used it up.
         After(h, h.next_heartbeat, &Impl::Heartbeat);
+    }
+
+    // The control plane answered 2xx to a request sent at `sent`: the lease holds until sent + T.
+    // `body` may carry lease_ttl_ms (T from now on) and, for a heartbeat, acked_seq.
+    void Renewed(Host& h, SteadyTime sent, const std::string& body, bool acks) {
+        if (options_.link == nullptr) {
+            return;
+        }
+        boost::system::error_code ec;
+        const json::value answer = body.empty() ? json::value() : json::parse(body, ec);
+        if (const json::object* o = ec ? nullptr : answer.if_object()) {
+            const json::value* ttl = o->if_contains("lease_ttl_ms");
+            if (ttl != nullptr && ttl->is_int64() && ttl->get_int64() > 0) {
+                h.ttl = Millis(ttl->get_int64());
+            }
+            if (const json::value* seq = o->if_contains("acked_seq"); acks && seq) {
+                if (seq->is_uint64()) {
+                    options_.link->Acknowledged(h.name, seq->get_uint64());
+                } else if (seq->is_int64() && seq->get_int64() >= 0) {
+                    options_.link->Acknowledged(h.name, static_cast<uint64_t>(seq->get_int64()));
+                }
+            }
+        }
+        if (sent < h.last_acked_send) {
+            return;  // an older request answered late: the newer answer already set the lease
+        }
+        h.last_acked_send = sent;
+        h.lease_until = sent + h.ttl;  // with T as last answered (it may shorten the lease)
+        const SteadyTime now = SteadyClock::now();
+        if (now >= h.lease_until) {
+            return;  // answered too late to hold anything: the lease is over already
+        }
+        if (h.fenced) {
+            h.fenced = false;
+            options_.link->SetFenced(h.name, false);
+            if (h.ever_leased) {
+                ++stats_.unfences;
+                AgentLog().info(
+                    "compute agent: host {} holds a lease again after {} ms fenced: accepting work (its "
+                    "FENCED instances stay stopped until started or deleted)",
+                    h.name, std::chrono::duration_cast<Millis>(now - h.fenced_since).count());
+            } else {
+                AgentLog().debug("compute agent: host {} holds its first lease", h.name);
+            }
+            h.ever_leased = true;
+        }
+        h.lease_timer.expires_at(h.lease_until);
+        h.lease_timer.async_wait([self = shared_from_this(), host = &h](boost::system::error_code ec) {
+            if (!ec && !self->stopped_) {
+                self->LeaseCheck(*host);
+            }
+        });
+    }
+
+    // The lease timer: fences the host at the end of its lease, unless a renewal moved the end.
+    void LeaseCheck(Host& h) {
+        if (h.fenced || SteadyClock::now() < h.lease_until) {
+            return;  // re-armed by a renewal meanwhile
+        }
+        const observe::LogScope scope(observe::LogContext{"", "", h.name});
+        h.fenced = true;
+        h.fenced_since = SteadyClock::now();
+        ++stats_.fences;
+        const size_t stopped = options_.link->SetFenced(h.name, true);
+        AgentLog().warn(
+            "compute agent: host {} fenced: no renewal of its lease answered within {} ms; {} instance(s) "
+            "stopped (FENCED), create/start/reboot refused until the control plane answers",
+            h.name, std::chrono::duration_cast<Millis>(h.ttl).count(), stopped);
     }
 
     boost::asio::io_context& io_;
@@ -276,5 +367,7 @@ void HostAgent::Stop() { impl_->Stop(); }
 AgentStats HostAgent::stats() const { return impl_->stats(); }
 
 size_t HostAgent::registered_hosts() const { return impl_->registered(); }
+
+size_t HostAgent::fenced_hosts() const { return impl_->fenced(); }
 
 }  // namespace cogs::services::compute

@@ -12,29 +12,55 @@
 //                    ip_address?, project_id?, name?}
 //        -> long action: {id, host, state: "ACTIVE"} once booted (202 until then).
 //        The same id on the same host with the same values answers the same (no second instance;
-//        202 until that instance's boot ends; state "SHUTOFF" if it has been stopped since); with
-//        other values kAlreadyExists; the id on another host kFailedPrecondition.
+//        202 until that instance's boot ends; its state if it is not running any more, e.g.
+//        "SHUTOFF"); with other values kAlreadyExists; the id on another host kFailedPrecondition.
 //   delete_instance {id, host} -> {id, deleted}   deleted: whether it existed on that host (an
 //        instance of that id on another host is left alone).
 //   start_instance  {id, host} -> long action to {id, host, state: "ACTIVE"}; a running instance is
-//        answered at once (or when its current boot ends).
-//   stop_instance   {id, host} -> {id, host, state: "SHUTOFF"} at once.
+//        answered at once (or when its current boot ends). From any other state (SHUTOFF, CRASHED,
+//        FENCED, ERROR) it boots, and its crash history is cleared.
+//   stop_instance   {id, host} -> {id, host, state: "SHUTOFF"} at once (from any state).
 //   reboot_instance {id, host} -> long action: REBOOT, then {id, host, state: "ACTIVE"} (also from
-//        SHUTOFF: a hard reboot starts it).
+//        a stopped state: a hard reboot starts it).
 //   start/stop/reboot of an instance not on that host: kNotFound (non-retryable).
+//   create/start/reboot on a fenced host: kUnavailable (retryable) "host H is fenced: it holds no
+//        lease from the control plane"; stop and delete still work there.
 //
-// State of an instance, derived from the clock (no timers): SHUTOFF once stopped; otherwise BUILD
-// (after create/start) or REBOOT (after reboot) until its boot ends, then ACTIVE.
+// States: BUILD (after create/start, and a supervisor restart) or REBOOT (after reboot) until its boot
+// ends, then ACTIVE, all derived from the clock; SHUTOFF (stopped by an action); CRASHED (died, a
+// restart is pending); FENCED (stopped because its host lost its lease, or the host restarted);
+// ERROR (crashed too often: the supervisor gave up).
 //
-// Inventory: {"hosts": [{name, availability_zone, vcpus, ram_mb, disk_gb, traits}],
+// The supervisor: POST /v1/instances/{id}/crash (a running instance; 404 unknown id, 409 not
+// running) makes the instance CRASHED now (the sim driver's stand-in for a guest that dies). On an
+// unfenced host a CRASHED instance is booted again (as start_instance does) restart_backoff after
+// the crash, doubling for every further crash within restart_window, capped at max_backoff; its
+// restart_max-th crash within the window makes it ERROR instead, never restarted again. Every crash,
+// restart and give-up is a report (HostLink) for the control plane. Needs Bind (the kit's context:
+// timers and writes); without it crashes are kept but never restarted.
+//
+// Leases and fencing (HostLink): the agent (agent.h) fences a host when its lease from the control
+// plane runs out: every running, booting or CRASHED instance of it becomes FENCED. The next lease
+// unfences the host; its FENCED instances stay FENCED until start_instance or delete_instance.
+// With ComputeOptions.leased every host starts fenced (no lease yet) and every instance that was
+// neither SHUTOFF nor ERROR is loaded FENCED (the host restarted: the control plane decides what
+// runs again).
+//
+// Inventory: {"hosts": [{name, availability_zone, vcpus, ram_mb, disk_gb, traits, fenced}],
 //             "instances": [{id, host, state, vcpus, ram_mb, disk_gb, image, port_id, mac_address,
-//                            ip_address, project_id, name, created_at_ms, ready_at_ms}]} in id order.
+//                            ip_address, project_id, name, created_at_ms, ready_at_ms, crashes}]} in
+//             id order; crashes: crashes within the restart window.
 // GET /v1/instances/{id} -> 200 {"instance": {...as in the inventory}} or 404.
 //
-// Threading: the domain and its driver live on the service's io_context thread (domain.h).
+// Records: one per instance in table "instances", rewritten at every change of its state (actions,
+// crashes, restarts, fencing), so a restarted process derives the same states and crash histories.
+//
+// Threading: the domain and its driver live on the service's io_context thread (domain.h); its
+// timers run there (from Bind on), and so must the HostLink calls.
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -94,14 +120,53 @@ struct ComputeDriverOptions {
 // another name.
 Result<std::unique_ptr<ComputeDriver>> MakeComputeDriver(std::string name, ComputeDriverOptions options);
 
+// The instance supervisor (restarts of CRASHED instances).
+struct SupervisorOptions {
+    Millis restart_backoff{250};                     // the first restart, after a crash; 0 allowed
+    int restart_max = 5;                              // this many crashes within the window: ERROR
+    Duration restart_window = std::chrono::minutes(10);
+    Duration max_backoff = std::chrono::seconds(10);  // the doubling stops here
+};
+
 struct ComputeOptions {
     std::vector<HostSpec> hosts;      // the hosts this process serves; at least one, names unique
     std::function<int64_t()> now_us;  // wall clock (µs since the epoch); empty: cogs::WallNowUs
+    // Hosts hold leases from a control plane (cogs-compute --control-url): every host starts fenced
+    // and instances load FENCED (see the top). false: no lease, nothing is ever fenced by itself.
+    bool leased = false;
+    SupervisorOptions supervisor{};
 };
 
+// What the agent (agent.h) asks of the hosts' instances. Called on the domain's io thread.
+class HostLink {
+public:
+    virtual ~HostLink() = default;
+
+    // Fences `host` (true): refuses create/start/reboot there, and every running, booting or CRASHED
+    // instance of it becomes FENCED (stopped; recorded); answers how many. Unfences it (false):
+    // accepts work again, its FENCED instances stay FENCED; answers 0. Again the same: nothing, 0.
+    // A host this process does not serve: nothing, 0.
+    virtual size_t SetFenced(std::string_view host, bool fenced) = 0;
+
+    // The body of `host`'s heartbeat (docs: the lease renewal): {"instances": {"<STATE>": count, ...}
+    // (states with at least one instance), "reports": [{seq, instance, type, message, at_ms}, ...]}
+    // with the oldest 100 reports not yet acknowledged. type: "crashed", "restarted", "gave_up".
+    // seq increases across the process's reports and across restarts of the process (a report's seq
+    // is at least the wall time in µs at which it was made). At most 1000 reports per host are kept
+    // (in memory only), the oldest dropped first.
+    virtual std::string HeartbeatBody(std::string_view host) const = 0;
+
+    // The control plane has recorded `host`'s reports up to `acked_seq`: they are dropped.
+    virtual void Acknowledged(std::string_view host, uint64_t acked_seq) = 0;
+};
+
+// The domain, with the agent's face (HostLink).
+class ComputeDomain : public kit::Domain, public HostLink {};
+
 // The domain: name "compute", table "instances" (one record per instance, JSON). kInvalidArgument
-// for no hosts, a host without a name, or a name twice.
-Result<std::unique_ptr<kit::Domain>> MakeComputeDomain(ComputeOptions options,
-                                                       std::unique_ptr<ComputeDriver> driver);
+// for no hosts, a host without a name, a name twice, or supervisor options out of range
+// (restart_max < 1, negative backoff, window <= 0).
+Result<std::unique_ptr<ComputeDomain>> MakeComputeDomain(ComputeOptions options,
+                                                         std::unique_ptr<ComputeDriver> driver);
 
 }  // namespace cogs::services::compute

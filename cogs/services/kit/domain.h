@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,6 +22,10 @@
 
 #include "cogs/base/result.h"
 #include "cogs/http/server.h"
+
+namespace boost::asio {
+class io_context;
+}
 
 namespace cogs::observe {
 class Metrics;
@@ -60,6 +65,19 @@ struct Done {
     int64_t ready_at_us = 0;
 };
 
+// What the service offers a domain that changes its state on its own, outside an action (timers,
+// its own POST routes): given once to Domain::Bind, valid as long as the domain.
+class DomainContext {
+public:
+    virtual ~DomainContext() = default;
+    // The io_context the service and the domain live on (for the domain's timers).
+    virtual boost::asio::io_context& io() = 0;
+    // Commits `tx`'s record writes with the service's next group commit (no ledger entry: this is
+    // not an action). `committed`, if set, runs on the io thread once they are on disk (never
+    // inline; without a state file, on a later turn); it is dropped if the service goes first.
+    virtual void Write(Tx tx, std::function<void()> committed = {}) = 0;
+};
+
 class Domain {
 public:
     virtual ~Domain() = default;
@@ -93,6 +111,20 @@ public:
         (void)request;
         return std::nullopt;
     }
+
+    // Other POST routes of the domain (cogs-compute: POST /v1/instances/{id}/crash), behind the
+    // service's token like every route: false if `request` is not one of them (the kit answers 404);
+    // true if the domain answers it through (a copy of) `respond`, possibly later, e.g. once what it
+    // changed is committed (DomainContext::Write).
+    virtual bool Post(const http::Request& request, const http::Respond& respond) {
+        (void)request;
+        (void)respond;
+        return false;
+    }
+
+    // Called once by the service, after every stored record was loaded and before any action or
+    // route: a domain that keeps timers or writes records on its own keeps `context`.
+    virtual void Bind(DomainContext& context) { (void)context; }
 
     // Sampled every time GET /metrics is scraped (on the io thread, like every other call): how many
     // records of each kind the domain holds, e.g. {{"networks", 2}, {"ports", 40}}. The kit exports

@@ -128,11 +128,33 @@ public:
         return r;
     }
 
+    // POST /v1/items/{id}/touch: sets the item to "touched" outside any action, answered once
+    // that is committed.
+    bool Post(const http::Request& request, const http::Respond& respond) override {
+        const std::string path = request.Path();
+        if (!path.starts_with("/v1/items/") || !path.ends_with("/touch") || context_ == nullptr) {
+            return false;
+        }
+        const std::string id = path.substr(10, path.size() - 10 - 6);
+        items_[id] = "touched";
+        Tx tx;
+        tx.Put("items", id, json::serialize(json::object{{"value", "touched"}}));
+        context_->Write(std::move(tx), [respond, id] {
+            http::Response r;
+            r.body = json::serialize(json::object{{"id", id}, {"value", "touched"}});
+            respond(std::move(r));
+        });
+        return true;
+    }
+
+    void Bind(DomainContext& context) override { context_ = &context; }
+
     const std::map<std::string, std::string>& items() const { return items_; }
 
 private:
     std::shared_ptr<Probe> probe_;
     std::map<std::string, std::string> items_;
+    DomainContext* context_ = nullptr;
 };
 
 // ---- helpers ----
@@ -493,6 +515,33 @@ TEST_F(KitTest, OneTurnIsOneCommit) {
     std::filesystem::remove_all(dir);
 }
 
+TEST_F(KitTest, ADomainsOwnWritesAreCommittedBeforeItsRouteAnswers) {
+    const std::string dir = TempDir();
+    ServiceOptions options;
+    options.state_path = dir + "/items.db";
+    Start(options);
+    http::Request req;
+    req.method = "POST";
+    req.target = "/v1/items/a/touch";
+    std::optional<http::Response> got;
+    uint64_t commits_at_answer = 0;
+    ASSERT_TRUE(service_->Post(req, [&](http::Response r) {
+        commits_at_answer = service_->stats().commits;
+        got = std::move(r);
+    }));
+    EXPECT_FALSE(got) << "never inline";
+    ASSERT_TRUE(RunUntil(io_, [&] { return got.has_value(); }));
+    EXPECT_EQ(commits_at_answer, 1u) << "answered after the commit";
+    EXPECT_EQ(Parse(got->body).at("value"), "touched");
+    EXPECT_EQ(service_->ledger_size(), 0u) << "not an action";
+    req.target = "/v1/other";
+    EXPECT_FALSE(service_->Post(req, [](http::Response) {}));
+
+    Start(options);
+    EXPECT_EQ(probe_->loaded, std::vector<std::string>{R"(items/a={"value":"touched"})"});
+    std::filesystem::remove_all(dir);
+}
+
 TEST_F(KitTest, LoadErrorFailsCreate) {
     const std::string dir = TempDir();
     ServiceOptions options;
@@ -621,6 +670,11 @@ TEST_F(KitHttpTest, InventoryAndDomainRoutes) {
     EXPECT_EQ(Raw("GET", "/v1/items/b").status, 404);
     EXPECT_EQ(Raw("GET", "/v1/nothing").status, 404);
     EXPECT_EQ(Raw("DELETE", "/v1/inventory").status, 404);
+    auto touched = Raw("POST", "/v1/items/b/touch");  // the domain's own POST route
+    EXPECT_EQ(touched.status, 200);
+    EXPECT_EQ(Parse(touched.body).at("value"), "touched");
+    EXPECT_EQ(domain_->items().at("b"), "touched");
+    EXPECT_EQ(Raw("POST", "/v1/nothing").status, 404);
 }
 
 TEST_F(KitHttpTest, FaultsOverHttp) {

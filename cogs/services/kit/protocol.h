@@ -57,6 +57,14 @@ public:
         (void)request;
         return std::nullopt;
     }
+
+    // Any other POST route: false if not one (the handler answers 404); true if the target answers
+    // it through (a copy of) `respond`, possibly later (kit::Domain::Post).
+    virtual bool Post(const http::Request& request, const http::Respond& respond) {
+        (void)request;
+        (void)respond;
+        return false;
+    }
 };
 
 // Serves `target` (which must outlive the handler) with the protocol:
@@ -66,6 +74,7 @@ public:
 //   GET|PUT /v1/log-levels         observe::HandleLogLevels: every component's log level, or set some
 //   GET     /metrics               with `metrics` only (observe::Instrument): the Prometheus text
 //   GET     anything else: target.Get(), else 404 not_found
+//   POST    anything else: target.Post(), else 404 not_found
 // Answers: 200 {"output": ...}, 202 {"accepted": true}, or {"code","message","retryable"} with
 // cogs::HttpStatus(code); 400 for a missing Idempotency-Key, a bad X-Cogs-Deadline-Ms or a body that
 // is not JSON; 405 with Allow for a wrong method.

@@ -107,7 +107,7 @@ struct Entry {
 
 }  // namespace
 
-class DomainService::Impl : public std::enable_shared_from_this<DomainService::Impl> {
+class DomainService::Impl : public std::enable_shared_from_this<DomainService::Impl>, public DomainContext {
 public:
     Impl(asio::io_context& io, std::unique_ptr<Domain> domain, ServiceOptions options)
         : io_(io),
@@ -326,6 +326,30 @@ public:
         return domain_->Get(request);
     }
 
+    bool Post(const http::Request& request, const http::Respond& respond) {
+        return domain_->Post(request, respond);
+    }
+
+    void Bind() { domain_->Bind(*this); }
+
+    // DomainContext.
+    asio::io_context& io() override { return io_; }
+    void Write(Tx tx, std::function<void()> committed) override {
+        if (!db_) {
+            if (committed) {
+                PostCommitted(std::move(committed));
+            }
+            return;
+        }
+        for (auto& w : tx.writes()) {
+            writes_.push_back(std::move(w));
+        }
+        if (committed) {
+            committed_.push_back(std::move(committed));
+        }
+        ScheduleFlush();
+    }
+
     const Domain& domain() const { return *domain_; }
     const ServiceStats& stats() const { return stats_; }
     size_t ledger_size() const { return ledger_.size(); }
@@ -522,6 +546,20 @@ private:
         for (auto& w : waiting) {
             Deliver(std::move(w.done), std::move(w.reply));
         }
+        auto committed = std::move(committed_);
+        committed_.clear();
+        for (auto& c : committed) {
+            PostCommitted(std::move(c));
+        }
+    }
+
+    // A Write's callback, on a later turn and only while the service (and its domain) is alive.
+    void PostCommitted(std::function<void()> committed) {
+        asio::post(io_, [weak = weak_from_this(), committed = std::move(committed)] {
+            if (weak.lock()) {
+                committed();
+            }
+        });
     }
 
     // Every answer goes through here: it waits for the pending group commit, if any, since it may
@@ -567,6 +605,7 @@ private:
     std::vector<internal::LedgerRow> rows_;  // made this turn, not yet committed
     std::vector<Tx::Write> writes_;
     std::vector<Waiting> waiting_;  // answers held until the batch commits
+    std::vector<std::function<void()>> committed_;  // the domain's Write callbacks of the batch
 };
 
 Result<std::unique_ptr<DomainService>> DomainService::Create(boost::asio::io_context& io,
@@ -583,6 +622,7 @@ Result<std::unique_ptr<DomainService>> DomainService::Create(boost::asio::io_con
     if (metrics != nullptr) {
         impl->SampleInto(*metrics);
     }
+    impl->Bind();
     return std::unique_ptr<DomainService>(new DomainService(std::move(impl)));
 }
 
@@ -601,6 +641,9 @@ const FaultConfig& DomainService::faults() const { return impl_->faults(); }
 std::string DomainService::LedgerJson() const { return impl_->LedgerJson(); }
 std::string DomainService::StatsJson() const { return impl_->StatsJson(); }
 std::optional<http::Response> DomainService::Get(const http::Request& request) { return impl_->Get(request); }
+bool DomainService::Post(const http::Request& request, const http::Respond& respond) {
+    return impl_->Post(request, respond);
+}
 const Domain& DomainService::domain() const { return impl_->domain(); }
 const ServiceStats& DomainService::stats() const { return impl_->stats(); }
 size_t DomainService::ledger_size() const { return impl_->ledger_size(); }

@@ -58,6 +58,10 @@
 //
 // Without state_path, everything lives in memory (tests).
 //
+// The domain's own changes (domain.h, DomainContext): Create hands the domain a context once its
+// records are loaded (Domain::Bind). Its Write(tx) joins the next group commit like an action's
+// records (without a ledger entry); its `committed` callback runs after that commit.
+//
 // Metrics (with ServiceOptions.metrics): cogs_service_faults_injected_total{service,kind} counts
 // every fault that strikes (hang_all included, as "hang"; "latency" per answer held back), and at
 // every render of the registry cogs_service_records{service,kind} is sampled: kind "ledger" (the
@@ -137,6 +141,8 @@ public:
     std::string StatsJson() const override;
     // GET /v1/inventory -> domain.Inventory(); any other GET -> domain.Get().
     std::optional<http::Response> Get(const http::Request& request) override;
+    // Any other POST -> domain.Post().
+    bool Post(const http::Request& request, const http::Respond& respond) override;
 
     const Domain& domain() const;
     const ServiceStats& stats() const;

@@ -325,7 +325,7 @@ void Route(ActionTarget& target, const std::string& token_sha256, const std::sha
         } else {
             respond(ErrorResponse(ErrorCode::kNotFound, "no route GET " + path));
         }
-    } else {
+    } else if (req.method != "POST" || !target.Post(req, respond)) {
         respond(ErrorResponse(ErrorCode::kNotFound, "no route " + req.method + " " + path));
     }
 }
