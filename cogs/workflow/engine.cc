@@ -22,6 +22,7 @@
 #include "cogs/base/check.h"
 #include "cogs/observe/log.h"
 #include "cogs/observe/trace.h"
+#include "cogs/workflow/internal/breaker.h"
 #include "cogs/workflow/internal/step_machine.h"
 #include "cogs/workflow/internal/template.h"
 
@@ -36,8 +37,9 @@ using store::WorkflowState;
 namespace {
 
 // What a step is waiting for, in memory only. A step is "idle" when nothing is outstanding, and
-// only idle steps are touched by Advance().
-enum Busy : uint8_t { kIdle = 0, kCommit, kCall, kTimer, kQueued };
+// only idle steps are touched by Advance(). kQueued: for a bulkhead slot; kCircuit: in the queue
+// of a breaker that holds calls back.
+enum Busy : uint8_t { kIdle = 0, kCommit, kCall, kTimer, kQueued, kCircuit };
 
 int64_t ToMs(Duration d) { return std::chrono::duration_cast<Millis>(d).count(); }
 
@@ -131,6 +133,15 @@ struct TypeMetrics {
     std::vector<const CallMetrics*> undo;    // per step; null without a compensation
 };
 
+struct Circuit;
+
+// A step's place in a breaker's queue, valid while the step is kCircuit.
+struct CircuitWait {
+    Circuit* on = nullptr;
+    uint64_t ticket = 0;     // the queue entry that is its place (older entries of it are stale)
+    bool announced = false;  // its step_waiting event is written: until the step is next sent
+};
+
 // Steady-clock instants of one step, kept only while metrics are on (and lost at a restart: then
 // durations fall back to the records' wall-clock milliseconds).
 struct StepTiming {
@@ -165,6 +176,7 @@ struct Wf {
     std::vector<StepRecord> steps;
     std::vector<uint8_t> busy;
     std::vector<int64_t> attempt_start_ms;
+    std::vector<CircuitWait> circuit_wait;  // per step, allocated at the workflow's first wait
     bool finished = false;  // terminal and reported, or dropped
     // Its create is not durable yet: nothing else of it may be written, since the create may still
     // be refused (the id taken) and a later write must never land on somebody else's workflow.
@@ -179,6 +191,11 @@ struct Action {
     ActionKind kind;
     int index;
     bool after_completion = false;  // a dependent unblocked by a completion in the same group
+    // Calls: the breaker the call goes through (null: none), whether it is that breaker's probe,
+    // and the input rendered to ask the breaker (sent as is, not rendered again).
+    Circuit* circuit = nullptr;
+    bool probe = false;
+    std::optional<std::string> input{};
 };
 
 // The changes of one event of one workflow, committed as one group, and what to do after.
@@ -212,6 +229,61 @@ struct Bulkhead {
         waiting_gauge.Set(static_cast<double>(waiters.size()));
     }
 };
+
+}  // namespace
+
+struct ServiceCircuits;
+
+// The breaker of one (service, endpoint) and the steps it holds back, in FIFO. An entry is live
+// while its step is kCircuit with the entry's ticket; others are stale and skipped (and compacted
+// away once they outnumber the live ones), so the queue stays bounded by the steps waiting.
+struct Circuit {
+    struct Waiter {
+        WfPtr wf;
+        int index;
+        uint64_t ticket;
+    };
+    Circuit(ServiceCircuits* s, std::string n, internal::Breaker::Config c)
+        : service(s), name(std::move(n)), breaker(c) {}
+
+    ServiceCircuits* service;
+    std::string name;  // "service/endpoint", or "service" for the service as a whole
+    internal::Breaker breaker;
+    std::deque<Waiter> waiters;
+    size_t waiting = 0;         // live entries
+    observe::Gauge state_gauge;  // cogs_circuit_state
+};
+
+// The breakers of one service and their options, gauges and counters.
+struct ServiceCircuits {
+    std::string service;
+    bool enabled = false;
+    internal::Breaker::Config config;
+    std::map<std::string, std::unique_ptr<Circuit>, std::less<>> endpoints;
+    size_t waiting = 0;
+    observe::Gauge waiting_gauge;  // cogs_circuit_waiting
+    observe::Counter to[3];        // cogs_circuit_transitions_total, by CircuitState
+};
+
+namespace {
+
+// What a call's answer tells its breaker: the breaker, whether the call was its probe, and
+// whether the answer counts (a call sent with no time left says nothing about the endpoint).
+struct Gate {
+    Circuit* circuit = nullptr;
+    bool probe = false;
+    bool counts = true;
+};
+
+// The endpoint did not answer: a retryable error, unavailable, or a timeout. Any other answer,
+// a definitive refusal included, shows it working.
+bool EndpointFailed(const Result<ActionReply>& r) {
+    if (r) {
+        return false;
+    }
+    const Error& e = r.error();
+    return e.retryable || e.code == ErrorCode::kUnavailable || e.code == ErrorCode::kDeadlineExceeded;
+}
 
 double Seconds(SteadyTime from, SteadyTime to) { return std::chrono::duration<double>(to - from).count(); }
 
@@ -267,6 +339,12 @@ public:
             observe::GaugeOf(m, "cogs_bulkhead_waiting", "Steps waiting for a bulkhead slot of the service.");
         bulkhead_limit_f_ = observe::GaugeOf(m, "cogs_bulkhead_limit", "The size of the service's bulkhead.");
         events_f_ = observe::CounterOf(m, "cogs_events_total", "Events recorded, by type.");
+        circuit_state_f_ = observe::GaugeOf(m, "cogs_circuit_state",
+                                            "A circuit breaker's state: 0 closed, 1 open, 2 half-open.");
+        circuit_transitions_f_ = observe::CounterOf(m, "cogs_circuit_transitions_total",
+                                                    "Circuit breaker state changes, by the state entered.");
+        circuit_waiting_f_ = observe::GaugeOf(m, "cogs_circuit_waiting",
+                                              "Steps waiting for the service's circuit breakers to let them go.");
     }
 
     ~Impl() { blocking_.join(); }
@@ -429,6 +507,9 @@ public:
         if (result && result->accepted) {
             return MakeError(ErrorCode::kInvalidArgument, "result: a completion report cannot be 'accepted'");
         }
+        if (wf->busy[i] == kCircuit) {
+            EndWait(*wf, i);  // the poll it waited to send is not needed any more
+        }
         wf->busy[i] = kIdle;  // a pending poll timer finds the step busy no more and lets go
         FinishPoll(wf, i, std::move(result));
         return Ok();
@@ -440,7 +521,17 @@ public:
     EngineStats Stats() const {
         EngineStats s = stats_;
         s.inflight = wfs_.size();
+        s.circuit_waiting = circuit_waiting_;
         return s;
+    }
+
+    CircuitState BreakerState(const std::string& service, const std::string& endpoint) const {
+        auto sc = circuits_.find(service);
+        if (sc == circuits_.end()) {
+            return CircuitState::kClosed;
+        }
+        auto c = sc->second.endpoints.find(endpoint);
+        return c == sc->second.endpoints.end() ? CircuitState::kClosed : StateOf(*c->second);
     }
     const store::Lease& lease() const { return lease_; }
 
@@ -751,17 +842,23 @@ private:
         return compensation ? s.compensation->action.service : s.action.service;
     }
 
-    // Takes a bulkhead slot and marks the step dispatched, or queues the step for a slot.
-    void TryDispatch(const WfPtr& wf, int i, bool compensation, Pending& p, int64_t now, bool after_completion) {
+    // Takes a bulkhead slot and marks the step dispatched; or queues the step for a slot, or on
+    // its breaker while that holds calls back (then nothing is recorded: it waits as it is).
+    // Returns true if dispatched.
+    bool TryDispatch(const WfPtr& wf, int i, bool compensation, Pending& p, int64_t now, bool after_completion) {
         if (wf->metrics != nullptr && wf->timing[i].runnable == SteadyTime{}) {
-            wf->timing[i].runnable = SteadyClock::now();  // kept while it waits for a slot
+            wf->timing[i].runnable = SteadyClock::now();  // kept while it waits for a slot or a breaker
         }
         Bulkhead& b = BulkheadFor(ServiceOf(*wf, i, compensation));
         if (b.in_use >= b.limit) {
             wf->busy[i] = kQueued;
             b.waiters.emplace_back(wf, i);
             b.waiting_gauge.Set(static_cast<double>(b.waiters.size()));
-            return;
+            return false;
+        }
+        Action a{compensation ? ActionKind::kCompensate : ActionKind::kCall, i, after_completion};
+        if (!PassCircuit(wf, a, p)) {
+            return false;
         }
         ++b.in_use;
         b.in_use_gauge.Set(b.in_use);
@@ -770,8 +867,250 @@ private:
         wf->attempt_start_ms[i] = now;
         wf->busy[i] = kCommit;
         p.group.steps.push_back({wf->id, rec, {}});
-        p.actions.push_back({compensation ? ActionKind::kCompensate : ActionKind::kCall, i, after_completion});
+        p.actions.push_back(std::move(a));
+        return true;
     }
+
+    // ---- circuit breakers
+
+    ServiceCircuits& CircuitsOf(const std::string& service) {
+        auto it = circuits_.find(service);
+        if (it != circuits_.end()) {
+            return it->second;
+        }
+        ServiceCircuits& sc = circuits_[service];
+        auto o = options_.breakers.find(service);
+        const EngineOptions::BreakerOptions& bo = o == options_.breakers.end() ? options_.breaker : o->second;
+        sc.service = service;
+        sc.enabled = bo.enabled;
+        sc.config = {bo.failure_threshold, bo.open_for, bo.max_open_for, bo.half_open_probes};
+        if (sc.enabled) {
+            sc.waiting_gauge = circuit_waiting_f_.With({{"service", service}});
+            sc.waiting_gauge.Set(0);
+            for (CircuitState to : {CircuitState::kClosed, CircuitState::kOpen, CircuitState::kHalfOpen}) {
+                sc.to[static_cast<int>(to)] =
+                    circuit_transitions_f_.With({{"service", service}, {"to", ToString(to)}});
+            }
+        }
+        return sc;
+    }
+
+    Circuit& CircuitOf(ServiceCircuits& sc, const std::string& endpoint) {
+        auto it = sc.endpoints.find(endpoint);
+        if (it != sc.endpoints.end()) {
+            return *it->second;
+        }
+        auto c = std::make_unique<Circuit>(&sc, endpoint.empty() ? sc.service : sc.service + "/" + endpoint,
+                                           sc.config);
+        // "-" for the service as a whole: an empty label value would read as no label at all.
+        c->state_gauge =
+            circuit_state_f_.With({{"service", sc.service}, {"endpoint", endpoint.empty() ? "-" : endpoint}});
+        c->state_gauge.Set(0);
+        return *sc.endpoints.emplace(endpoint, std::move(c)).first->second;
+    }
+
+    static CircuitState StateOf(const Circuit& c) {
+        static_assert(static_cast<int>(internal::Breaker::State::kHalfOpen) ==
+                      static_cast<int>(CircuitState::kHalfOpen));
+        return static_cast<CircuitState>(c.breaker.state());
+    }
+
+    // The breaker that the call of `a` (an action, compensation or poll of step a.index) goes
+    // through, per ServiceClient::Endpoint, and that call's input (kept in `a` so that it is not
+    // rendered twice). Null when the service's breakers are off, it has no client, or the input
+    // does not render (the call then fails unsent).
+    Circuit* CircuitFor(const Wf& wf, Action& a) {
+        const int i = a.index;
+        const bool undo = a.kind == ActionKind::kCompensate;
+        const ActionRef& ref = undo ? wf.def->steps[i].compensation->action : wf.def->steps[i].action;
+        ServiceCircuits& sc = CircuitsOf(ref.service);
+        if (!sc.enabled) {
+            return nullptr;
+        }
+        const ServiceClient* client = services_.Find(ref.service);
+        if (client == nullptr) {
+            return nullptr;
+        }
+        auto input = undo ? CompensationInput(wf, i) : RenderInput(wf, wf.def->steps[i].input);
+        if (!input) {
+            return nullptr;
+        }
+        ActionCall call = BareCall(wf, i, ref, undo ? "undo" : "do");
+        call.input = std::move(*input);
+        Circuit& c = CircuitOf(sc, client->Endpoint(call));
+        a.input = std::move(call.input);
+        return &c;
+    }
+
+    // Asks the breaker of `a`'s call: true if the call may go (a.circuit and a.probe are set), or
+    // false and the step now waits in the breaker's queue.
+    bool PassCircuit(const WfPtr& wf, Action& a, Pending& p) {
+        Circuit* c = CircuitFor(*wf, a);
+        if (c == nullptr) {
+            return true;
+        }
+        const int i = a.index;
+        if (!c->breaker.CanSend()) {
+            WaitOnCircuit(wf, i, a.kind, *c, p);
+            return false;
+        }
+        a.circuit = c;
+        a.probe = c->breaker.OnSend();
+        if (!wf->circuit_wait.empty()) {
+            wf->circuit_wait[i].announced = false;  // a later wait is a new one
+        }
+        return true;
+    }
+
+    void WaitOnCircuit(const WfPtr& wf, int i, ActionKind kind, Circuit& c, Pending& p) {
+        if (wf->circuit_wait.empty()) {
+            wf->circuit_wait.resize(wf->steps.size());
+        }
+        CircuitWait& w = wf->circuit_wait[i];
+        w.on = &c;
+        w.ticket = ++next_ticket_;
+        wf->busy[i] = kCircuit;
+        if (c.waiters.size() >= 2 * c.waiting + 64) {
+            std::erase_if(c.waiters, [](const Circuit::Waiter& e) { return !Live(e); });
+        }
+        c.waiters.push_back({wf, i, w.ticket});
+        CountWaiting(c, +1);
+        ++stats_.circuit_waits;
+        if (w.announced) {
+            return;
+        }
+        w.announced = true;
+        if (wf->resource_id.empty()) {
+            return;
+        }
+        const StepDef& sd = wf->def->steps[i];
+        const char* state =
+            c.breaker.state() == internal::Breaker::State::kOpen ? "open" : "half-open, probing";
+        if (kind == ActionKind::kCompensate) {
+            AddEvent(*wf, p, "step_waiting", "compensation of step {} ({}.{}) waits: circuit of {} is {}",
+                     sd.name, sd.compensation->action.service, sd.compensation->action.action, c.name, state);
+        } else {
+            AddEvent(*wf, p, "step_waiting", "step {} ({}.{}) waits: circuit of {} is {}", sd.name,
+                     sd.action.service, sd.action.action, c.name, state);
+        }
+        Touch(p);  // the event commits under the workflow's fencing token, like every other write
+    }
+
+    static bool Live(const Circuit::Waiter& e) {
+        return e.wf->busy[e.index] == kCircuit && e.wf->circuit_wait[e.index].ticket == e.ticket;
+    }
+
+    void CountWaiting(Circuit& c, int delta) {
+        c.waiting += delta;
+        c.service->waiting += delta;
+        circuit_waiting_ += delta;
+        c.service->waiting_gauge.Set(static_cast<double>(c.service->waiting));
+    }
+
+    // Step i stops waiting on its breaker (released, or its wait became moot); its queue entry
+    // goes stale.
+    void EndWait(Wf& wf, int i) {
+        CircuitWait& w = wf.circuit_wait[i];
+        COGS_DCHECK(wf.busy[i] == kCircuit && w.on != nullptr);
+        CountWaiting(*w.on, -1);
+        w.on = nullptr;
+        w.ticket = 0;
+        wf.busy[i] = kIdle;
+    }
+
+    // Lets waiters go, in order, while the breaker lets calls through: all of them once it is
+    // closed, as many as it has probe places half-open (each takes its place when it is sent).
+    void ReleaseWaiters(Circuit& c) {
+        while (c.breaker.CanSend() && !c.waiters.empty()) {
+            Circuit::Waiter e = std::move(c.waiters.front());
+            c.waiters.pop_front();
+            if (!Live(e)) {
+                continue;
+            }
+            EndWait(*e.wf, e.index);
+            Pending p;
+            Advance(e.wf, p);
+            Commit(e.wf, std::move(p));
+        }
+    }
+
+    void EnterState(Circuit& c, CircuitState to) {
+        c.state_gauge.Set(static_cast<double>(to));
+        c.service->to[static_cast<int>(to)].Inc();
+    }
+
+    // A call's answer as its breaker sees it. Returns the breaker whose waiters may go now (they
+    // are released once the answer's handler is done: see CircuitAfter), or null.
+    Circuit* OnCircuitAnswer(const Gate& g, const Result<ActionReply>& r) {
+        if (g.circuit == nullptr) {
+            return nullptr;
+        }
+        Circuit& c = *g.circuit;
+        if (!g.counts) {
+            if (g.probe) {
+                c.breaker.ProbeDropped();
+                return &c;
+            }
+            return nullptr;
+        }
+        const bool was_half_open = c.breaker.state() == internal::Breaker::State::kHalfOpen;
+        switch (c.breaker.OnAnswer(g.probe, EndpointFailed(r), SteadyClock::now())) {
+            case internal::Breaker::Change::kOpened: {
+                const int threshold = c.service->config.failure_threshold;
+                Opened(c,
+                       was_half_open    ? std::string("its probe failed")
+                       : threshold <= 1 ? std::string("a call failed")
+                                        : fmt::format("{} calls in a row failed", threshold),
+                       r.error().ToString());
+                return nullptr;
+            }
+            case internal::Breaker::Change::kClosed:
+                EnterState(c, CircuitState::kClosed);
+                log_->info("circuit of {} closed: its probe succeeded; releasing {} waiting call{}", c.name,
+                           c.waiting, c.waiting == 1 ? "" : "s");
+                return &c;
+            case internal::Breaker::Change::kNone:
+                break;
+        }
+        return nullptr;
+    }
+
+    void Opened(Circuit& c, const std::string& why, const std::string& last_error) {
+        ++stats_.circuit_opens;
+        EnterState(c, CircuitState::kOpen);
+        log_->info("circuit of {} opened: {} (last: {}); calls to it wait {} ms", c.name, why, last_error,
+                   ToMs(c.breaker.open_for()));
+        ScheduleHalfOpen(c);
+    }
+
+    // One timer entry per open period (not one per waiting step).
+    void ScheduleHalfOpen(Circuit& c) {
+        Circuit* cp = &c;
+        const uint64_t epoch = c.breaker.epoch();
+        timers_.Schedule(c.breaker.open_until(), [this, cp, epoch] {
+            if (cp->breaker.epoch() != epoch || cp->breaker.state() != internal::Breaker::State::kOpen) {
+                return;
+            }
+            if (!cp->breaker.HalfOpenIfDue(SteadyClock::now())) {
+                return ScheduleHalfOpen(*cp);
+            }
+            EnterState(*cp, CircuitState::kHalfOpen);
+            ReleaseWaiters(*cp);
+        });
+    }
+
+    // Releases a breaker's waiters when the handler of an answer is done with it (declared before
+    // ReleaseAfter, it runs after the bulkhead slot is freed).
+    struct CircuitAfter {
+        Impl* impl;
+        Circuit* circuit;
+        CircuitAfter(Impl* i, Circuit* c) : impl(i), circuit(c) {}
+        ~CircuitAfter() {
+            if (circuit != nullptr) {
+                impl->ReleaseWaiters(*circuit);
+            }
+        }
+    };
 
     void ReleaseSlot(const std::string& service) {
         Bulkhead& b = BulkheadFor(service);
@@ -841,8 +1180,9 @@ private:
                             break;
                         case StepState::kWaitingRetry:
                             if (s.next_at_ms <= now) {
-                                ++stats_.retries;
-                                TryDispatch(wf, i, false, p, now, false);
+                                if (TryDispatch(wf, i, false, p, now, false)) {
+                                    ++stats_.retries;
+                                }
                             } else {
                                 wf->busy[i] = kTimer;
                                 p.actions.push_back({ActionKind::kTimer, i});
@@ -850,8 +1190,13 @@ private:
                             break;
                         case StepState::kPolling:
                             if (s.next_at_ms <= now) {
-                                wf->busy[i] = kCommit;
-                                p.actions.push_back({ActionKind::kPoll, i});
+                                // A poll goes to the same endpoint as the action: it waits on an
+                                // open breaker like a dispatch (no attempt is involved).
+                                Action a{ActionKind::kPoll, i};
+                                if (PassCircuit(wf, a, p)) {
+                                    wf->busy[i] = kCommit;
+                                    p.actions.push_back(std::move(a));
+                                }
                             } else {
                                 wf->busy[i] = kTimer;
                                 p.actions.push_back({ActionKind::kTimer, i});
@@ -876,7 +1221,10 @@ private:
             StepRecord& s = wf->steps[i];
             const bool forward = s.state == StepState::kPending || s.state == StepState::kRunning ||
                                  s.state == StepState::kWaitingRetry || s.state == StepState::kPolling;
-            if (forward && (wf->busy[i] == kQueued || wf->busy[i] == kTimer)) {
+            if (forward && (wf->busy[i] == kQueued || wf->busy[i] == kTimer || wf->busy[i] == kCircuit)) {
+                if (wf->busy[i] == kCircuit) {
+                    EndWait(*wf, i);
+                }
                 wf->busy[i] = kIdle;  // the forward dispatch it waited for is off: its entry goes stale
                 if (wf->metrics != nullptr) {
                     wf->timing[i].runnable = SteadyTime{};
@@ -1023,7 +1371,7 @@ private:
         }
     }
 
-    void OnCommitted(const WfPtr& wf, const std::vector<Action>& actions, const Status& s, SteadyTime durable_at,
+    void OnCommitted(const WfPtr& wf, std::vector<Action>& actions, const Status& s, SteadyTime durable_at,
                      bool terminal) {
         if (!s) {
             // Fenced: a newer owner has the workflow. Duplicate create: the id was taken. Either
@@ -1059,10 +1407,19 @@ private:
                 wfs_.erase(it);
                 PublishInflight();
             }
+            for (size_t i = 0; i < wf->busy.size(); ++i) {
+                if (wf->busy[i] == kCircuit) {
+                    EndWait(*wf, static_cast<int>(i));
+                }
+            }
         }
         for (const Action& a : actions) {
             if (a.kind == ActionKind::kCall || a.kind == ActionKind::kCompensate) {
                 ReleaseSlot(ServiceOf(*wf, a.index, a.kind == ActionKind::kCompensate));
+            }
+            if (a.probe) {  // never sent: the breaker's probe place is free again
+                a.circuit->breaker.ProbeDropped();
+                ReleaseWaiters(*a.circuit);
             }
         }
     }
@@ -1104,8 +1461,8 @@ private:
         }
     }
 
-    void Perform(const WfPtr& wf, const std::vector<Action>& actions, SteadyTime durable_at) {
-        for (const Action& a : actions) {
+    void Perform(const WfPtr& wf, std::vector<Action>& actions, SteadyTime durable_at) {
+        for (Action& a : actions) {
             switch (a.kind) {
                 case ActionKind::kCall:
                     if (a.after_completion && overhead_observer_ && durable_at != SteadyTime{}) {
@@ -1113,13 +1470,13 @@ private:
                                                SteadyClock::now() - durable_at)
                                                .count());
                     }
-                    SendAction(wf, a.index);
+                    SendAction(wf, a);
                     break;
                 case ActionKind::kCompensate:
-                    SendCompensation(wf, a.index);
+                    SendCompensation(wf, a);
                     break;
                 case ActionKind::kPoll:
-                    SendPoll(wf, a.index);
+                    SendPoll(wf, a);
                     break;
                 case ActionKind::kTimer: {
                     const int i = a.index;
@@ -1171,18 +1528,42 @@ private:
         return internal::RenderTemplate(tmpl, ctx);
     }
 
-    ActionCall MakeCall(const Wf& wf, int i, const ActionRef& action, const char* suffix) const {
+    // The call's service, action and key: what ServiceClient::Endpoint may look at, with the input.
+    static ActionCall BareCall(const Wf& wf, int i, const ActionRef& action, const char* suffix) {
         ActionCall call;
         call.service = action.service;
         call.action = action.action;
         call.idempotency_key = fmt::format("{}/{}/{}", wf.id, wf.def->steps[i].name, suffix);
+        return call;
+    }
+
+    ActionCall MakeCall(const Wf& wf, int i, const ActionRef& action, const char* suffix) const {
+        ActionCall call = BareCall(wf, i, action, suffix);
         if (wf.trace_ctx) {
             call.traceparent = wf.trace_ctx->Child().ToTraceparent();  // a span of its own per call
         }
         return call;
     }
 
-    void SendAction(const WfPtr& wf, int i) {
+    // A compensation's input: its template, or by default the action's input and output.
+    Result<std::string> CompensationInput(const Wf& wf, int i) const {
+        const StepDef& sd = wf.def->steps[i];
+        if (!sd.compensation->input.empty()) {
+            return RenderInput(wf, sd.compensation->input);
+        }
+        auto action_input = RenderInput(wf, sd.input);
+        return fmt::format(R"({{"input":{},"output":{}}})", action_input ? *action_input : "null",
+                           wf.steps[i].output.empty() ? "null" : wf.steps[i].output);
+    }
+
+    // What the answer of the call of `a`, sent now with `deadline`, tells its breaker.
+    static Gate GateOf(const Action& a, SteadyTime deadline) {
+        // A call sent with no time left (a step released past its own deadline) fails on its own.
+        return {a.circuit, a.probe, deadline > SteadyClock::now()};
+    }
+
+    void SendAction(const WfPtr& wf, Action& a) {
+        const int i = a.index;
         const StepDef& sd = wf->def->steps[i];
         ServiceClient* client = services_.Find(sd.action.service);
         ActionCall call = MakeCall(*wf, i, sd.action, "do");
@@ -1190,20 +1571,24 @@ private:
         wf->busy[i] = kCall;
         ++stats_.calls;
         ObserveDispatch(*wf, i, false);
-        auto input = RenderInput(*wf, sd.input);
+        auto input = a.input ? Result<std::string>(std::move(*a.input)) : RenderInput(*wf, sd.input);
         if (client == nullptr || !input) {
             Error e = client == nullptr ? Error(ErrorCode::kFailedPrecondition,
                                                 "no client for service '" + sd.action.service + "'")
                                         : input.error();
             e.retryable = false;
-            return Reply<Result<ActionReply>>([this, wf, i](Result<ActionReply> r) { OnActionResult(wf, i, std::move(r)); },
-                                              MakeError(std::move(e)));
+            return Reply<Result<ActionReply>>(
+                [this, wf, i](Result<ActionReply> r) { OnActionResult(wf, i, Gate{}, std::move(r)); },
+                MakeError(std::move(e)));
         }
         call.input = std::move(*input);
-        client->Invoke(std::move(call), [this, wf, i](Result<ActionReply> r) { OnActionResult(wf, i, std::move(r)); });
+        const Gate gate = GateOf(a, call.deadline);
+        client->Invoke(std::move(call),
+                       [this, wf, i, gate](Result<ActionReply> r) { OnActionResult(wf, i, gate, std::move(r)); });
     }
 
-    void OnActionResult(const WfPtr& wf, int i, Result<ActionReply> r) {
+    void OnActionResult(const WfPtr& wf, int i, Gate gate, Result<ActionReply> r) {
+        CircuitAfter circuit(this, OnCircuitAnswer(gate, r));
         ReleaseAfter release(this, wf->def->steps[i].action.service);
         if (wf->finished) {
             return;
@@ -1230,18 +1615,23 @@ private:
         Commit(wf, std::move(p));
     }
 
-    void SendPoll(const WfPtr& wf, int i) {
+    void SendPoll(const WfPtr& wf, Action& a) {
+        const int i = a.index;
         const StepDef& sd = wf->def->steps[i];
         ServiceClient* client = services_.Find(sd.action.service);
         COGS_CHECK(client != nullptr);
         ActionCall call = MakeCall(*wf, i, sd.action, "do");
         call.deadline = AttemptDeadline(*wf, i, sd.timeout);
         // The action's input again: a routing client (e.g. to the step's compute host) needs it.
-        if (auto input = RenderInput(*wf, sd.input)) {
+        if (a.input) {
+            call.input = std::move(*a.input);
+        } else if (auto input = RenderInput(*wf, sd.input)) {
             call.input = std::move(*input);
         }
         wf->busy[i] = kCall;
-        client->Status(std::move(call), [this, wf, i](Result<ActionReply> r) {
+        const Gate gate = GateOf(a, call.deadline);
+        client->Status(std::move(call), [this, wf, i, gate](Result<ActionReply> r) {
+            CircuitAfter circuit(this, OnCircuitAnswer(gate, r));
             if (wf->finished || wf->busy[i] != kCall) {
                 return;  // a completion report got there first
             }
@@ -1268,7 +1658,8 @@ private:
         Commit(wf, std::move(p));
     }
 
-    void SendCompensation(const WfPtr& wf, int i) {
+    void SendCompensation(const WfPtr& wf, Action& a) {
+        const int i = a.index;
         const StepDef& sd = wf->def->steps[i];
         const Compensation& comp = *sd.compensation;
         ServiceClient* client = services_.Find(comp.action.service);
@@ -1277,29 +1668,25 @@ private:
         wf->busy[i] = kCall;
         ++stats_.compensations;
         ObserveDispatch(*wf, i, true);
-        Result<std::string> input = MakeError(ErrorCode::kInternal, "");
-        if (comp.input.empty()) {
-            auto action_input = RenderInput(*wf, sd.input);
-            input = fmt::format(R"({{"input":{},"output":{}}})", action_input ? *action_input : "null",
-                                wf->steps[i].output.empty() ? "null" : wf->steps[i].output);
-        } else {
-            input = RenderInput(*wf, comp.input);
-        }
+        auto input = a.input ? Result<std::string>(std::move(*a.input)) : CompensationInput(*wf, i);
         if (client == nullptr || !input) {
             Error e = client == nullptr
                           ? Error(ErrorCode::kFailedPrecondition, "no client for service '" + comp.action.service + "'")
                           : input.error();
             e.retryable = false;
             return Reply<Result<ActionReply>>(
-                [this, wf, i](Result<ActionReply> r) { OnCompensationResult(wf, i, std::move(r)); },
+                [this, wf, i](Result<ActionReply> r) { OnCompensationResult(wf, i, Gate{}, std::move(r)); },
                 MakeError(std::move(e)));
         }
         call.input = std::move(*input);
-        client->Invoke(std::move(call),
-                       [this, wf, i](Result<ActionReply> r) { OnCompensationResult(wf, i, std::move(r)); });
+        const Gate gate = GateOf(a, call.deadline);
+        client->Invoke(std::move(call), [this, wf, i, gate](Result<ActionReply> r) {
+            OnCompensationResult(wf, i, gate, std::move(r));
+        });
     }
 
-    void OnCompensationResult(const WfPtr& wf, int i, Result<ActionReply> r) {
+    void OnCompensationResult(const WfPtr& wf, int i, Gate gate, Result<ActionReply> r) {
+        CircuitAfter circuit(this, OnCircuitAnswer(gate, r));
         ReleaseAfter release(this, wf->def->steps[i].compensation->action.service);
         if (wf->finished) {
             return;
@@ -1369,6 +1756,9 @@ private:
     store::Lease lease_;
     std::unordered_map<std::string, WfPtr> wfs_;
     std::unordered_map<std::string, Bulkhead> bulkheads_;
+    std::unordered_map<std::string, ServiceCircuits> circuits_;  // by service; created on first use
+    uint64_t next_ticket_ = 0;
+    uint64_t circuit_waiting_ = 0;  // live waiters over every breaker
     std::vector<std::function<void(const FinishedEvent&)>> listeners_;
     std::function<void(int64_t)> overhead_observer_;
     std::mutex inbox_mu_;
@@ -1383,10 +1773,21 @@ private:
     observe::CounterFamily started_f_, finished_f_, calls_f_, retries_f_, timeouts_f_, compensations_f_;
     observe::HistogramFamily wf_duration_f_, step_duration_f_, schedule_f_;
     observe::GaugeFamily bulkhead_in_use_f_, bulkhead_waiting_f_, bulkhead_limit_f_;
+    observe::GaugeFamily circuit_state_f_, circuit_waiting_f_;
+    observe::CounterFamily circuit_transitions_f_;
     observe::Gauge inflight_;
     std::map<const Definition*, std::unique_ptr<TypeMetrics>> type_metrics_;
     std::map<std::tuple<std::string, std::string, bool>, std::unique_ptr<CallMetrics>> call_metrics_;
 };
+
+const char* ToString(CircuitState s) {
+    switch (s) {
+        case CircuitState::kClosed: return "closed";
+        case CircuitState::kOpen: return "open";
+        case CircuitState::kHalfOpen: return "half_open";
+    }
+    return "closed";
+}
 
 Engine::Engine(asio::io_context& io, store::Store& store, Registry& registry, const ServiceCatalog& services,
                EngineOptions options)
@@ -1402,6 +1803,9 @@ Status Engine::ReportCompletion(const std::string& key, Result<ActionReply> r) {
 void Engine::OnFinished(std::function<void(const FinishedEvent&)> l) { impl_->OnFinished(std::move(l)); }
 void Engine::SetStepOverheadObserver(std::function<void(int64_t)> o) { impl_->SetStepOverheadObserver(std::move(o)); }
 EngineStats Engine::Stats() const { return impl_->Stats(); }
+CircuitState Engine::BreakerState(const std::string& service, const std::string& endpoint) const {
+    return impl_->BreakerState(service, endpoint);
+}
 const store::Lease& Engine::lease() const { return impl_->lease(); }
 void Engine::Shutdown() { impl_->Shutdown(); }
 

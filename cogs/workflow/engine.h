@@ -15,15 +15,23 @@
 //    steps that were in flight are re-sent with the same key. Writes carry the token, so a stale
 //    engine can never overwrite a newer one.
 //  * Per-service bulkheads bound the calls in flight to each service; steps beyond wait in FIFO.
+//  * A circuit breaker per (service, ServiceClient::Endpoint(call)): after failure_threshold
+//    consecutive failed answers (retryable errors, unavailable, timeouts) it opens; steps,
+//    compensations and polls bound for it then WAIT, in FIFO, without being sent and without using
+//    an attempt, and in their durable state (runnable, waiting_retry, polling, compensating): no
+//    write. After open_for it lets half_open_probes calls through; a success closes it and releases
+//    the waiters in order, a failure opens it again for twice as long (up to max_open_for). The
+//    workflow's deadline and cancels still apply to waiting steps. Breakers live in memory only:
+//    after a restart every breaker starts closed.
 //  * A parked workflow holds no thread and no coroutine frame: it is a record in memory plus, at
-//    most, one outstanding call or one timer entry.
+//    most, one outstanding call, one timer entry or one place in a breaker's queue.
 //  * Observability: with EngineOptions::metrics, the series of docs/metrics.md ("the workflow
 //    engine"); with metrics off the hot path only tests a null pointer. A workflow started with a
 //    W3C traceparent sends each call a child span of it (same trace id, a new span id per call);
 //    without one, calls carry none. A workflow started with a resource appends that resource's
 //    events (step_succeeded, step_retried, step_failed, step_compensated, compensation_failed,
-//    workflow_succeeded / workflow_rolled_back / workflow_failed) to the same group as the change
-//    each reports. Log lines go to observe::Log("engine") with the workflow's trace, workflow and
+//    step_waiting, workflow_succeeded / workflow_rolled_back / workflow_failed) to the same group
+//    as the change each reports. Log lines go to observe::Log("engine") with the workflow's trace, workflow and
 //    resource ids in scope.
 //
 // Threading: every method must be called on the io_context's thread (the engine is single-
@@ -52,7 +60,25 @@ class io_context;
 
 namespace cogs::workflow {
 
+// A circuit breaker's state, as Engine::BreakerState and cogs_circuit_state show it.
+enum class CircuitState : uint8_t { kClosed = 0, kOpen = 1, kHalfOpen = 2 };
+
+// "closed", "open", "half_open" (the `to` label of cogs_circuit_transitions_total).
+const char* ToString(CircuitState s);
+
 struct EngineOptions {
+    // The circuit breakers of one service (one per endpoint of it, see ServiceClient::Endpoint).
+    // A failure is an answer with a retryable error, kUnavailable or kDeadlineExceeded; any other
+    // answer (ok, accepted, a definitive refusal) shows the endpoint answering. Values below their
+    // minimum are raised to it (1, 1 ms, open_for, 1).
+    struct BreakerOptions {
+        bool enabled = true;
+        int failure_threshold = 5;  // consecutive failed answers that open it
+        Duration open_for = std::chrono::seconds(1);
+        Duration max_open_for = std::chrono::seconds(30);  // a failed probe doubles open_for up to this
+        int half_open_probes = 1;                          // calls let through half-open
+    };
+
     std::string owner = "cogs-engine";  // lease owner name
     int64_t lease_ttl_ms = 15000;
     int default_bulkhead = 512;          // calls in flight per service
@@ -61,6 +87,8 @@ struct EngineOptions {
     Duration poll_max = std::chrono::seconds(2);
     size_t max_inflight = 200000;  // Start() beyond this answers kResourceExhausted
     uint64_t seed = 1;             // jitter
+    BreakerOptions breaker;                         // every service's, unless overridden
+    std::map<std::string, BreakerOptions> breakers;  // per-service overrides
     // Where the engine's metrics go (docs/metrics.md, "the workflow engine"); null: none. Must
     // outlive the engine. Handles are looked up once per definition and per (service, action).
     observe::Metrics* metrics = nullptr;
@@ -99,6 +127,9 @@ struct EngineStats {
     uint64_t compensations = 0;
     uint64_t fenced = 0;
     uint64_t inflight = 0;
+    uint64_t circuit_opens = 0;  // breakers that opened (from closed or after a failed probe)
+    uint64_t circuit_waits = 0;  // steps, compensations or polls that began waiting on a breaker
+    uint64_t circuit_waiting = 0;  // waiting now
 };
 
 struct FinishedEvent {
@@ -150,6 +181,10 @@ public:
     void SetStepOverheadObserver(std::function<void(int64_t)> observer);
 
     EngineStats Stats() const;
+
+    // The breaker of (service, endpoint) ("" endpoint: the service as a whole). kClosed for one
+    // that no call has gone through yet, and for every breaker of a service whose breakers are off.
+    CircuitState BreakerState(const std::string& service, const std::string& endpoint) const;
     const store::Lease& lease() const;
 
     // Stops timers and lease renewal. Work in flight stays in the store and resumes next start.

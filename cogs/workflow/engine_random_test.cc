@@ -1,6 +1,8 @@
 // The randomized test: many random DAGs run under random injected faults (retryable errors,
 // permanent refusals, hangs, lost replies) and random cancels against the simulated service, then
-// checked against the service's ledger — the ground truth of what was applied.
+// checked against the service's ledger — the ground truth of what was applied. With the default
+// circuit breaker, and with a hair-trigger one that opens all the time (steps, compensations and
+// polls then keep waiting and being released in the middle of everything).
 #include <filesystem>
 #include <map>
 #include <random>
@@ -29,10 +31,19 @@ struct Effects {
     int64_t last_us = 0;
 };
 
-class EngineRandomTest : public ::testing::TestWithParam<uint64_t> {};
+struct RandomCase {
+    uint64_t seed;
+    bool twitchy_breaker;  // opens after 2 failures, for 5..40 ms
+};
+
+void PrintTo(const RandomCase& c, std::ostream* os) {
+    *os << "seed " << c.seed << (c.twitchy_breaker ? ", twitchy breaker" : "");
+}
+
+class EngineRandomTest : public ::testing::TestWithParam<RandomCase> {};
 
 TEST_P(EngineRandomTest, LedgerMatchesOutcomes) {
-    const uint64_t seed = GetParam();
+    const uint64_t seed = GetParam().seed;
     const fs::path dir = fs::temp_directory_path() / ("cogs-random-" + std::to_string(::getpid()) + "-" +
                                                       std::to_string(seed));
     fs::remove_all(dir);
@@ -61,6 +72,11 @@ TEST_P(EngineRandomTest, LedgerMatchesOutcomes) {
     EngineOptions eo;
     eo.seed = seed;
     eo.default_bulkhead = 64;
+    if (GetParam().twitchy_breaker) {
+        eo.breaker.failure_threshold = 2;
+        eo.breaker.open_for = 5ms;
+        eo.breaker.max_open_for = 40ms;
+    }
     Engine engine(io, **st, registry, catalog, eo);
     ASSERT_TRUE(engine.Recover());
 
@@ -139,10 +155,24 @@ TEST_P(EngineRandomTest, LedgerMatchesOutcomes) {
     EXPECT_EQ(by_state[WorkflowState::kFailed], 0);
     EXPECT_GT(service.stats().lost_replies_injected, 0u);
     EXPECT_GT(service.stats().hangs_injected, 0u);
+    const EngineStats stats = engine.Stats();
+    EXPECT_EQ(stats.circuit_waiting, 0u);
+    if (GetParam().twitchy_breaker) {
+        EXPECT_GT(stats.circuit_opens, 10u) << "the breaker was meant to open often";
+        EXPECT_GT(stats.circuit_waits, 100u);
+    }
+    RecordProperty("circuit_opens", static_cast<int>(stats.circuit_opens));
+    RecordProperty("circuit_waits", static_cast<int>(stats.circuit_waits));
     fs::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(Seeds, EngineRandomTest, ::testing::Values(1, 2, 3));
+INSTANTIATE_TEST_SUITE_P(Seeds, EngineRandomTest,
+                         ::testing::Values(RandomCase{1, false}, RandomCase{2, false}, RandomCase{3, false},
+                                           RandomCase{4, true}, RandomCase{5, true}),
+                         [](const ::testing::TestParamInfo<RandomCase>& info) {
+                             return std::to_string(info.param.seed) +
+                                    (info.param.twitchy_breaker ? "_twitchy_breaker" : "");
+                         });
 
 }  // namespace
 }  // namespace cogs::workflow

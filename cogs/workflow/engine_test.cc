@@ -48,8 +48,14 @@ public:
     };
     // Status polls: how many more "accepted" answers before done.
     int polls_before_done = 2;
+    // While set, polls answer kUnavailable (the endpoint is down).
+    bool status_down = false;
+    int status_calls = 0;
+    // The endpoint of a call (ServiceClient::Endpoint): "" by default.
+    std::function<std::string(const ActionCall&)> endpoint = [](const ActionCall&) { return std::string(); };
 
     std::vector<ActionCall> calls;
+    std::vector<SteadyTime> call_times;  // when each of `calls` came
     std::map<std::string, int> per_key;
     int in_flight = 0;
     int max_in_flight = 0;
@@ -59,6 +65,7 @@ public:
 
     void Invoke(ActionCall call, Callback done) override {
         calls.push_back(call);
+        call_times.push_back(SteadyClock::now());
         const int n = ++per_key[call.idempotency_key];
         const Answer a = script(call, n);
         ++in_flight;
@@ -86,7 +93,14 @@ public:
         asio::post(io_, std::move(answer));
     }
 
+    std::string Endpoint(const ActionCall& call) const override { return endpoint(call); }
+
     void Status(ActionCall call, Callback done) override {
+        ++status_calls;
+        if (status_down) {
+            asio::post(io_, [done] { done(MakeError(ErrorCode::kUnavailable, "scripted: down")); });
+            return;
+        }
         const bool finished = polls_[call.idempotency_key]++ >= polls_before_done;
         asio::post(io_, [done, finished] { done(ActionReply{!finished, finished ? R"({"done":true})" : ""}); });
     }
@@ -177,6 +191,25 @@ protected:
             ASSERT_LT(SteadyClock::now(), end) << "condition not reached in time";
             io_->restart();
             io_->run_for(5ms);
+        }
+    }
+
+    // Runs the io loop for `d` whatever happens (to show that something does NOT happen).
+    void RunFor(Duration d) {
+        const auto end = SteadyClock::now() + d;
+        while (SteadyClock::now() < end) {
+            io_->restart();
+            io_->run_for(5ms);
+        }
+    }
+
+    // Lets every held answer go (in the order the calls came) and stops holding.
+    void ReleaseHeld() {
+        service_->hold = false;
+        auto held = std::move(service_->held);
+        service_->held.clear();
+        for (auto& answer : held) {
+            answer();
         }
     }
 
@@ -474,6 +507,220 @@ TEST_F(EngineTest, RunningWorkflowKeepsItsDefinitionVersion) {
     RunToEnd("w1");
     EXPECT_EQ(service_->calls.back().action, "old");
     EXPECT_EQ(Load("w1").version, 1);
+}
+
+// ---- circuit breakers
+
+// One step that retries quickly and often: the breaker, not the retry policy, decides when it goes.
+Result<Definition> Patient(const std::string& type = "patient") {
+    return DefinitionBuilder(type).Step("a", "svc.a").Retry({50, 1ms, 2ms, 2.0, {}}).Build();
+}
+
+TEST_F(EngineTest, BreakerOpensAfterConsecutiveFailuresAndHoldsStepsBack) {
+    CloseAll();
+    EngineOptions o;
+    o.breaker.failure_threshold = 3;
+    o.breaker.open_for = 300ms;
+    OpenAll(o);
+    Register(Patient());
+    Recover();
+    bool down = true;
+    service_->script = [&](const ActionCall&, int) {
+        return down ? Answer{Answer::kError, ErrorCode::kUnavailable} : Answer{};
+    };
+    Start("patient", "w1");
+    // Three failed attempts open the breaker; w1's next attempt then waits instead of going.
+    RunUntil([&] { return engine_->Stats().circuit_waiting == 1; });
+    EXPECT_EQ(engine_->BreakerState("svc", ""), CircuitState::kOpen);
+    EXPECT_EQ(engine_->Stats().circuit_opens, 1u);
+    EXPECT_EQ(service_->calls.size(), 3u);
+    Start("patient", "w2");
+    Start("patient", "w3");
+    RunUntil([&] { return engine_->Stats().circuit_waiting == 3; });
+    RunFor(50ms);
+    EXPECT_EQ(service_->calls.size(), 3u) << "nothing is sent while the breaker is open";
+    // The waiting steps are recorded as they were: no attempt is used by waiting.
+    auto w1 = Load("w1");
+    EXPECT_EQ(w1.steps[0].state, StepState::kWaitingRetry);
+    EXPECT_EQ(w1.steps[0].attempts, 3);
+    auto w2 = Load("w2");
+    EXPECT_EQ(w2.steps[0].state, StepState::kPending);
+    EXPECT_EQ(w2.steps[0].attempts, 0);
+
+    // After open_for a single probe goes, the first waiter's call; its answer is held.
+    down = false;
+    service_->hold = true;
+    RunUntil([&] { return service_->calls.size() == 4; });
+    EXPECT_EQ(service_->calls[3].idempotency_key, "w1/a/do");
+    EXPECT_GE(service_->call_times[3] - service_->call_times[2], 300ms) << "open for open_for";
+    EXPECT_EQ(engine_->BreakerState("svc", ""), CircuitState::kHalfOpen);
+    RunFor(50ms);
+    EXPECT_EQ(service_->calls.size(), 4u) << "one probe at a time";
+    EXPECT_EQ(engine_->Stats().circuit_waiting, 2u);
+
+    // Its success closes the breaker and releases the others in the order they came.
+    ReleaseHeld();
+    for (const char* id : {"w1", "w2", "w3"}) {
+        RunToEnd(id);
+        EXPECT_EQ(finished_[id].state, WorkflowState::kSucceeded) << id;
+    }
+    EXPECT_EQ(service_->Keys(), (std::vector<std::string>{"w1/a/do", "w1/a/do", "w1/a/do", "w1/a/do", "w2/a/do",
+                                                          "w3/a/do"}));
+    EXPECT_EQ(engine_->BreakerState("svc", ""), CircuitState::kClosed);
+    EXPECT_EQ(engine_->Stats().circuit_waiting, 0u);
+    EXPECT_EQ(engine_->Stats().circuit_waits, 3u);
+    EXPECT_EQ(Load("w1").steps[0].attempts, 4);
+    EXPECT_EQ(Load("w2").steps[0].attempts, 1);
+    EXPECT_EQ(Load("w3").steps[0].attempts, 1);
+}
+
+TEST_F(EngineTest, AFailedProbeReopensTheBreakerForLonger) {
+    CloseAll();
+    EngineOptions o;
+    o.breaker.failure_threshold = 2;
+    o.breaker.open_for = 50ms;
+    o.breaker.max_open_for = 1s;
+    OpenAll(o);
+    Register(Patient());
+    Recover();
+    // Two failures open it, the first probe fails too, the second succeeds.
+    service_->script = [](const ActionCall&, int n) {
+        return n <= 3 ? Answer{Answer::kError, ErrorCode::kUnavailable} : Answer{};
+    };
+    Start("patient", "w1");
+    RunToEnd("w1");
+    EXPECT_EQ(finished_["w1"].state, WorkflowState::kSucceeded);
+    ASSERT_EQ(service_->calls.size(), 4u);
+    EXPECT_EQ(Load("w1").steps[0].attempts, 4);
+    EXPECT_EQ(engine_->Stats().circuit_opens, 2u);
+    EXPECT_GE(service_->call_times[2] - service_->call_times[1], 50ms) << "the first probe after open_for";
+    EXPECT_GE(service_->call_times[3] - service_->call_times[2], 100ms) << "the second after twice as long";
+    EXPECT_EQ(engine_->BreakerState("svc", ""), CircuitState::kClosed);
+}
+
+TEST_F(EngineTest, EachEndpointHasItsOwnBreaker) {
+    CloseAll();
+    EngineOptions o;
+    o.breaker.failure_threshold = 2;
+    o.breaker.open_for = 60s;
+    OpenAll(o);
+    Register(DefinitionBuilder("h")
+                 .Step("a", "svc.a")
+                 .Input(R"({"host":"${input.host}"})")
+                 .Retry({50, 1ms, 2ms, 2.0, {}})
+                 .Build());
+    Recover();
+    service_->endpoint = [](const ActionCall& c) {
+        const auto at = c.input.find("host-");
+        return at == std::string::npos ? std::string() : c.input.substr(at, 6);
+    };
+    service_->script = [](const ActionCall& c, int) {
+        return c.input.find("host-1") != std::string::npos ? Answer{Answer::kError, ErrorCode::kUnavailable}
+                                                           : Answer{};
+    };
+    Start("h", "w1", R"({"host":"host-1"})");
+    RunUntil([&] { return engine_->Stats().circuit_waiting == 1; });
+    EXPECT_EQ(engine_->BreakerState("svc", "host-1"), CircuitState::kOpen);
+    // host-1's open breaker does not stop host-2.
+    Start("h", "w2", R"({"host":"host-2"})");
+    RunToEnd("w2");
+    EXPECT_EQ(finished_["w2"].state, WorkflowState::kSucceeded);
+    EXPECT_EQ(engine_->BreakerState("svc", "host-2"), CircuitState::kClosed);
+    EXPECT_EQ(engine_->BreakerState("svc", ""), CircuitState::kClosed);
+    EXPECT_EQ(service_->per_key["w1/a/do"], 2);
+    // A cancel reaches a waiting step: the workflow ends without sending it.
+    bool cancelled = false;
+    engine_->Cancel("w1", [&](Status s) {
+        EXPECT_TRUE(s);
+        cancelled = true;
+    });
+    RunToEnd("w1");
+    EXPECT_TRUE(cancelled);
+    EXPECT_EQ(finished_["w1"].state, WorkflowState::kRolledBack);
+    EXPECT_EQ(finished_["w1"].reason, "cancelled");
+    EXPECT_EQ(service_->per_key["w1/a/do"], 2);
+    EXPECT_EQ(engine_->Stats().circuit_waiting, 0u);
+}
+
+TEST_F(EngineTest, WorkflowDeadlineReachesAStepWaitingOnABreaker) {
+    CloseAll();
+    EngineOptions o;
+    o.breaker.failure_threshold = 1;
+    o.breaker.open_for = 60s;
+    OpenAll(o);
+    Register(Patient());
+    Recover();
+    service_->script = [](const ActionCall&, int) { return Answer{Answer::kError, ErrorCode::kUnavailable}; };
+    const auto t0 = SteadyClock::now();
+    Start("patient", "w1", "{}", 300ms);
+    RunToEnd("w1");
+    EXPECT_LT(SteadyClock::now() - t0, 10s);
+    EXPECT_EQ(finished_["w1"].state, WorkflowState::kRolledBack);
+    EXPECT_NE(finished_["w1"].reason.find("deadline"), std::string::npos) << finished_["w1"].reason;
+    EXPECT_EQ(service_->calls.size(), 1u);
+    EXPECT_EQ(engine_->Stats().circuit_waiting, 0u);
+}
+
+TEST_F(EngineTest, DefinitiveRefusalsDoNotOpenTheBreaker) {
+    CloseAll();
+    EngineOptions o;
+    o.breaker.failure_threshold = 2;
+    OpenAll(o);
+    Register(Patient());
+    Recover();
+    service_->script = [](const ActionCall&, int) { return Answer{Answer::kError, ErrorCode::kFailedPrecondition}; };
+    for (const char* id : {"w1", "w2", "w3", "w4"}) {
+        Start("patient", id);
+        RunToEnd(id);
+        EXPECT_EQ(finished_[id].state, WorkflowState::kRolledBack);
+    }
+    EXPECT_EQ(service_->calls.size(), 4u) << "every refusal was an answer: every call was sent";
+    EXPECT_EQ(engine_->BreakerState("svc", ""), CircuitState::kClosed);
+    EXPECT_EQ(engine_->Stats().circuit_opens, 0u);
+}
+
+TEST_F(EngineTest, PollsWaitOnAnOpenBreakerToo) {
+    CloseAll();
+    EngineOptions o;
+    o.breaker.failure_threshold = 3;
+    o.breaker.open_for = 300ms;
+    OpenAll(o);
+    Register(DefinitionBuilder("long").Step("boot", "svc.boot").StepDeadline(60s).Build());
+    Recover();
+    service_->script = [](const ActionCall&, int) { return Answer{Answer::kAccept}; };
+    service_->status_down = true;
+    Start("long", "w1");
+    // Three failed polls open the breaker; the next poll waits.
+    RunUntil([&] { return engine_->Stats().circuit_waiting == 1; });
+    EXPECT_EQ(service_->status_calls, 3);
+    EXPECT_EQ(engine_->BreakerState("svc", ""), CircuitState::kOpen);
+    RunFor(50ms);
+    EXPECT_EQ(service_->status_calls, 3) << "no poll while the breaker is open";
+    EXPECT_EQ(Load("w1").steps[0].state, StepState::kPolling);
+    // The probe is the waiting poll; it finds the action done.
+    service_->status_down = false;
+    service_->polls_before_done = 0;
+    RunToEnd("w1");
+    EXPECT_EQ(finished_["w1"].state, WorkflowState::kSucceeded);
+    EXPECT_EQ(service_->status_calls, 4);
+    EXPECT_EQ(service_->per_key["w1/boot/do"], 1);
+    EXPECT_EQ(engine_->BreakerState("svc", ""), CircuitState::kClosed);
+}
+
+TEST_F(EngineTest, BreakersCanBeTurnedOffPerService) {
+    CloseAll();
+    EngineOptions o;
+    o.breaker.failure_threshold = 1;
+    o.breakers["svc"].enabled = false;
+    OpenAll(o);
+    Register(DefinitionBuilder("p").Step("a", "svc.a").Retry({4, 1ms, 2ms, 2.0, {}}).Build());
+    Recover();
+    service_->script = [](const ActionCall&, int) { return Answer{Answer::kError, ErrorCode::kUnavailable}; };
+    Start("p", "w1");
+    RunToEnd("w1");
+    EXPECT_EQ(service_->calls.size(), 4u) << "every attempt went";
+    EXPECT_EQ(engine_->Stats().circuit_opens, 0u);
+    EXPECT_EQ(engine_->BreakerState("svc", ""), CircuitState::kClosed);
 }
 
 TEST_F(EngineTest, RejectsBadStarts) {
@@ -880,6 +1127,88 @@ TEST_F(EngineObserveTest, EngineLogLinesCarryTheWorkflowsIds) {
     }
     EXPECT_EQ(found, 2) << err;
     ASSERT_TRUE(observe::SetLevel("engine", "info"));
+}
+
+TEST_F(EngineObserveTest, BreakerMetricsEventsAndLogs) {
+    CloseAll();
+    EngineOptions o;
+    o.metrics = &metrics_;
+    o.breaker.failure_threshold = 1;
+    o.breaker.open_for = 100ms;
+    OpenAll(o);
+    ASSERT_TRUE(observe::SetupLogging({"engine_test", observe::LogFormat::kJson, "info"}));
+    Register(DefinitionBuilder("p").Step("a", "svc.a").Retry({50, 1ms, 2ms, 2.0, {}}).Build());
+    Recover();
+    // w-bad's first call opens the breaker; w1 waits behind w-bad. The waiters take turns to probe
+    // (a failed probe's retry waits at the back): w-bad's fails, w1's fails, w-bad's succeeds and
+    // closes it, and w1 goes.
+    service_->script = [](const ActionCall& c, int n) {
+        const bool fails =
+            (c.idempotency_key == "w-bad/a/do" && n <= 2) || (c.idempotency_key == "w1/a/do" && n == 1);
+        return fails ? Answer{Answer::kError, ErrorCode::kUnavailable} : Answer{};
+    };
+    ::testing::internal::CaptureStderr();
+    Start("p", "w-bad");
+    RunUntil([&] { return engine_->Stats().circuit_waiting == 1; });
+    StartRequest r;
+    r.type = "p";
+    r.id = "w1";
+    r.project = "p1";
+    r.resource_kind = "server";
+    r.resource_id = "s1";
+    StartWith(r);
+    RunUntil([&] { return engine_->Stats().circuit_waiting == 2; });
+    EXPECT_EQ(Metric(R"(cogs_circuit_state{endpoint="-",service="svc"})"), 1);
+    EXPECT_EQ(Metric(R"(cogs_circuit_waiting{service="svc"})"), 2);
+    EXPECT_EQ(Metric(R"(cogs_circuit_transitions_total{service="svc",to="open"})"), 1);
+    RunToEnd("w-bad");
+    RunToEnd("w1");
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    EXPECT_EQ(finished_["w1"].state, WorkflowState::kSucceeded);
+    EXPECT_EQ(Metric(R"(cogs_circuit_state{endpoint="-",service="svc"})"), 0);
+    EXPECT_EQ(Metric(R"(cogs_circuit_waiting{service="svc"})"), 0);
+    EXPECT_EQ(Metric(R"(cogs_circuit_transitions_total{service="svc",to="open"})"), 3);
+    EXPECT_EQ(Metric(R"(cogs_circuit_transitions_total{service="svc",to="half_open"})"), 3);
+    EXPECT_EQ(Metric(R"(cogs_circuit_transitions_total{service="svc",to="closed"})"), 1);
+    EXPECT_EQ(service_->Keys(), (std::vector<std::string>{"w-bad/a/do", "w-bad/a/do", "w1/a/do", "w-bad/a/do",
+                                                          "w1/a/do"}));
+
+    // The resource-bound workflow tells its resource once per wait that its step waits: not again
+    // while it waits through w-bad's failed probe, again after its own probe failed.
+    store_->Flush();
+    store::EventFilter f;
+    f.resource_id = "s1";
+    auto events = store_->ListEvents(f);
+    ASSERT_TRUE(events) << events.error().ToString();
+    std::vector<std::string> types;
+    for (const auto& e : *events) {
+        types.push_back(e.type);
+    }
+    EXPECT_EQ(types, (std::vector<std::string>{"step_waiting", "step_retried", "step_waiting",
+                                               "step_succeeded", "workflow_succeeded"}));
+    ASSERT_EQ(events->size(), 5u);
+    EXPECT_EQ((*events)[0].message, "step a (svc.a) waits: circuit of svc is open");
+    EXPECT_EQ((*events)[0].workflow_id, "w1");
+    EXPECT_EQ((*events)[2].message, "step a (svc.a) waits: circuit of svc is open");
+    EXPECT_EQ(Metric(R"(cogs_events_total{type="step_waiting"})"), 2);
+
+    // One info line at each opening and one at the close, from the engine.
+    int opened = 0, closed = 0;
+    std::istringstream in(err);
+    std::string line;
+    while (std::getline(in, line)) {
+        const bool o_line = line.find("circuit of svc opened") != std::string::npos;
+        const bool c_line = line.find("circuit of svc closed") != std::string::npos;
+        if (!o_line && !c_line) {
+            continue;
+        }
+        opened += o_line;
+        closed += c_line;
+        EXPECT_NE(line.find(R"("component":"engine")"), std::string::npos) << line;
+        EXPECT_NE(line.find(R"("level":"info")"), std::string::npos) << line;
+    }
+    EXPECT_EQ(opened, 3) << err;
+    EXPECT_EQ(closed, 1) << err;
 }
 
 }  // namespace

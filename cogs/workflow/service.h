@@ -41,6 +41,13 @@ public:
     // clients that route by it; services ignore it): accepted=true while
     // it runs, the output once done, or a definitive error if it failed.
     virtual void Status(ActionCall call, Callback done) = 0;
+
+    // The endpoint a call goes to, for per-endpoint circuit breakers: "" = the service as a whole.
+    // The engine keys its breakers by (service, Endpoint(call)) and asks before every action,
+    // compensation and poll, with call.input rendered (no deadline or traceparent yet); a routing
+    // client (e.g. to the compute host named in the input) returns the host, so that one dead
+    // host does not hold back calls to the others. Cheap and pure: called on the engine's thread.
+    virtual std::string Endpoint(const ActionCall& /*call*/) const { return ""; }
 };
 
 // Maps a service name to its client. Workflows name actions `service.action`.
