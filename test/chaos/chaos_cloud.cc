@@ -1,0 +1,274 @@
+#include "test/chaos/chaos_cloud.h"
+
+#include <signal.h>
+
+#include <filesystem>
+#include <functional>
+#include <set>
+
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include "cogs/base/secret.h"
+#include "cogs/runtime/files.h"
+#include "test/support/dev_cloud.h"
+
+namespace cogs::testing {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+struct ChaosCloud::Proc {
+    std::string name;
+    std::string binary;
+    std::function<std::vector<std::string>(uint16_t listen_port)> args;
+    uint16_t port = 0;  // 0 until it first listens; then every restart asks for the same one
+    std::string port_file;
+    std::string log;
+    runtime::Child child;
+};
+
+namespace {
+
+// The --help text of a sibling binary ("" if it cannot be run).
+std::string HelpText(const std::string& binary, const fs::path& dir) {
+    const std::string out = (dir / (binary + ".help")).string();
+    std::error_code ec;
+    fs::remove(out, ec);
+    auto child = runtime::Child::Spawn({runtime::SiblingBinary(binary), "--help"}, {.log_path = out});
+    if (!child) {
+        return "";
+    }
+    child->Wait(10s);
+    return runtime::ReadFile(out).value_or("");
+}
+
+// Whether CLI11's help text lists `flag` ("  --name TEXT", "  --name,", "  --name" at the end of a line).
+bool Lists(const std::string& help, const std::string& flag) {
+    return help.find(flag + " ") != std::string::npos || help.find(flag + ",") != std::string::npos ||
+           help.find(flag + "\n") != std::string::npos;
+}
+
+// The flags of `wanted` whose name the help text lists, appended to `argv`; their names to `passed`.
+void AddOptional(const std::map<std::string, std::string>& wanted, const std::string& help,
+                 std::vector<std::string>& argv, std::vector<std::string>* passed) {
+    for (const auto& [flag, value] : wanted) {
+        if (Lists(help, flag)) {
+            argv.push_back(flag);
+            argv.push_back(value);
+            if (passed != nullptr) {
+                passed->push_back(flag + "=" + value);
+            }
+        }
+    }
+}
+
+}  // namespace
+
+bool ChaosCloud::CogsdHasFlag(const std::string& flag) const { return Lists(cogsd_help_, flag); }
+
+std::string ChaosCloud::ProcessUrl(int proc) const {
+    return fmt::format("http://127.0.0.1:{}", procs_.at(proc)->port);
+}
+std::string ChaosCloud::ProcessName(int proc) const { return procs_.at(proc)->name; }
+std::string ChaosCloud::LogPath(int proc) const { return procs_.at(proc)->log; }
+
+Status ChaosCloud::StartProc(Proc& p) {
+    std::error_code ec;
+    fs::remove(p.port_file, ec);  // a stale port file must not be taken for this start's
+    std::vector<std::string> argv{runtime::SiblingBinary(p.binary)};
+    for (auto& a : p.args(p.port)) {
+        argv.push_back(std::move(a));
+    }
+    // Children stay in the run's process group: a Ctrl-C of the run stops them too.
+    auto child = runtime::Child::Spawn(argv, {.log_path = p.log, .new_process_group = false});
+    if (!child) {
+        return MakeError(ErrorCode::kUnavailable, fmt::format("cannot start {}: {}", p.name, child.error().message));
+    }
+    p.child = std::move(*child);
+    return AwaitPort(p);
+}
+
+Status ChaosCloud::AwaitPort(Proc& p) {
+    auto port = runtime::WaitForPortFile(p.port_file, SteadyClock::now() + std::chrono::seconds(options_.start_timeout_s),
+                                         &p.child);
+    if (!port) {
+        return MakeError(ErrorCode::kUnavailable, fmt::format("{} did not start: {}\n---- {} ----\n{}", p.name,
+                                                              port.error().message, p.log, runtime::TailFile(p.log, 30)));
+    }
+    p.port = *port;
+    return {};
+}
+
+Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o) {
+    std::unique_ptr<ChaosCloud> c(new ChaosCloud());
+    c->options_ = o;
+    const fs::path dir = fs::absolute(o.dir);
+    std::error_code ec;
+    fs::create_directories(dir / "logs", ec);
+    fs::create_directories(dir / "run", ec);
+    if (ec) {
+        return MakeError(ErrorCode::kUnavailable, fmt::format("cannot create {}: {}", dir.string(), ec.message()));
+    }
+    auto D = [dir](const std::string& name) { return (dir / name).string(); };
+    const std::string service_token_file = D("service.token");
+    c->service_token_ = RandomHex(32);
+    if (auto s = runtime::WriteFileAtomic(service_token_file, c->service_token_ + "\n", 0600); !s) {
+        return MakeError(s.error());
+    }
+    c->cogsd_help_ = HelpText("cogsd", dir / "run");
+    const std::string agent_help = HelpText("cogs-compute", dir / "run");
+    c->relays_ = std::make_unique<RelayHub>();
+    auto listen = [](uint16_t port) { return fmt::format("127.0.0.1:{}", port); };
+    auto make = [&](std::string name, std::string binary,
+                    std::function<std::vector<std::string>(uint16_t)> args) -> Proc& {
+        auto p = std::make_unique<Proc>();
+        p->name = std::move(name);
+        p->binary = std::move(binary);
+        p->port_file = D("run/" + p->name + ".port");
+        p->log = D("logs/" + p->name + ".log");
+        p->args = std::move(args);
+        c->procs_.push_back(std::move(p));
+        return *c->procs_.back();
+    };
+    Proc& network = make("cogs-network", "cogs-network", [=](uint16_t port) {
+        return std::vector<std::string>{"--listen", listen(port), "--port-file", D("run/cogs-network.port"),
+                                        "--state", D("network.db"), "--token-file", service_token_file,
+                                        "--log-level", "warn"};
+    });
+    if (auto s = c->StartProc(network); !s) {
+        return MakeError(s.error());
+    }
+    Proc& volume = make("cogs-volume", "cogs-volume", [=](uint16_t port) {
+        return std::vector<std::string>{"--listen", listen(port), "--port-file", D("run/cogs-volume.port"),
+                                        "--state", D("volume.db"), "--token-file", service_token_file,
+                                        "--log-level", "warn"};
+    });
+    if (auto s = c->StartProc(volume); !s) {
+        return MakeError(s.error());
+    }
+    std::vector<std::string> cogsd_optional;
+    AddOptional(o.cogsd_optional, c->cogsd_help_, cogsd_optional, &c->passed_optional_);
+    const std::string network_url = c->ProcessUrl(kNetwork);
+    const std::string volume_url = c->ProcessUrl(kVolume);
+    Proc& cogsd = make("cogsd", "cogsd", [=](uint16_t port) {
+        std::vector<std::string> argv{"--listen", listen(port), "--port-file", D("run/cogsd.port"), "--data-dir",
+                                      D("cogsd"), "--network-url", network_url, "--volume-url", volume_url,
+                                      "--service-token-file", service_token_file, "--bootstrap-token-file",
+                                      D("admin.token")};
+        argv.insert(argv.end(), cogsd_optional.begin(), cogsd_optional.end());
+        return argv;
+    });
+    if (auto s = c->StartProc(cogsd); !s) {
+        return MakeError(s.error());
+    }
+    c->api_url_ = c->ProcessUrl(kCogsd);
+    const bool token = WaitUntil([&] { return runtime::ReadTokenFile(D("admin.token")).has_value(); },
+                                 std::chrono::seconds(o.start_timeout_s), 20ms);
+    if (!token) {
+        return MakeError(ErrorCode::kUnavailable, "cogsd did not write admin.token:\n" + runtime::TailFile(cogsd.log, 30));
+    }
+    c->admin_token_ = *runtime::ReadTokenFile(D("admin.token"));
+
+    std::vector<std::string> agent_optional;
+    AddOptional(o.agent_optional, agent_help, agent_optional, &c->passed_optional_);
+    for (int i = 0; i < o.hosts; ++i) {
+        c->control_relay_.push_back(c->relays_->Open(cogsd.port));
+        c->agent_relay_.push_back(c->relays_->Open(0));  // the agent's port is known once it listens
+        c->partitioned_.push_back(false);
+        const std::string control_url = fmt::format("http://127.0.0.1:{}", c->relays_->ListenPort(c->control_relay_[i]));
+        const std::string advertise_url = fmt::format("http://127.0.0.1:{}", c->relays_->ListenPort(c->agent_relay_[i]));
+        const std::string name = fmt::format("cogs-compute-{}", i + 1);
+        make(name, "cogs-compute", [=](uint16_t port) {
+            std::vector<std::string> argv{"--listen", listen(port), "--port-file", D("run/" + name + ".port"),
+                                          "--state", D(fmt::format("compute-{}.db", i + 1)), "--token-file",
+                                          service_token_file, "--host", HostName(i), "--az", "nova",
+                                          "--vcpus", std::to_string(o.agent_vcpus), "--ram-mb",
+                                          std::to_string(o.agent_ram_mb), "--control-url", control_url,
+                                          "--control-token-file", D("admin.token"), "--advertise-url",
+                                          advertise_url, "--boot-ms", std::to_string(o.boot_ms),
+                                          "--log-level", "info"};
+            argv.insert(argv.end(), agent_optional.begin(), agent_optional.end());
+            return argv;
+        });
+        if (auto s = c->StartProc(*c->procs_.back()); !s) {
+            return MakeError(s.error());
+        }
+        c->relays_->SetTarget(c->agent_relay_[i], c->procs_.back()->port);
+    }
+    ApiClient api(c->api_url_, c->admin_token_);
+    std::string last;
+    const bool up = WaitUntil(
+        [&] {
+            auto r = api.Call("GET", "/v1/hosts", "", {}, 5s);
+            if (!r || r->status != 200 || !r->body.is_object()) {
+                last = r ? r->text : r.error().ToString();
+                return false;
+            }
+            std::set<std::string> up_hosts;
+            for (const auto& h : r->body.as_object().at("hosts").as_array()) {
+                const auto& ho = h.as_object();
+                if (ho.contains("state") && ho.at("state").is_string() && ho.at("state").as_string() == "up") {
+                    up_hosts.insert(json::value_to<std::string>(ho.at("name")));
+                }
+            }
+            last = fmt::format("{} of {} hosts up", up_hosts.size(), o.hosts);
+            return static_cast<int>(up_hosts.size()) >= o.hosts;
+        },
+        std::chrono::seconds(o.start_timeout_s), 100ms);
+    if (!up) {
+        return MakeError(ErrorCode::kUnavailable, "the compute hosts did not come up: " + last + "\n" +
+                                                      runtime::TailFile(c->procs_.back()->log, 20));
+    }
+    return c;
+}
+
+ChaosCloud::~ChaosCloud() { Stop(); }
+
+void ChaosCloud::Kill(int proc) {
+    Proc& p = *procs_.at(proc);
+    if (p.child.pid() > 0) {
+        p.child.Signal(SIGKILL);
+        p.child.Wait();
+    }
+}
+
+bool ChaosCloud::Running(int proc) { return procs_.at(proc)->child.Running(); }
+
+Status ChaosCloud::Restart(int proc) {
+    Proc& p = *procs_.at(proc);
+    if (p.child.Running()) {
+        return {};
+    }
+    return StartProc(p);
+}
+
+void ChaosCloud::SetPartitioned(int host, bool partitioned) {
+    relays_->SetPartitioned(control_relay_.at(host), partitioned);
+    relays_->SetPartitioned(agent_relay_.at(host), partitioned);
+    partitioned_.at(host) = partitioned;
+}
+
+Status ChaosCloud::RestoreAll() {
+    Status out;
+    for (size_t i = 0; i < procs_.size(); ++i) {
+        if (auto s = Restart(static_cast<int>(i)); !s && out) {
+            out = s;
+        }
+    }
+    for (int h = 0; h < options_.hosts; ++h) {
+        SetPartitioned(h, false);
+    }
+    return out;
+}
+
+void ChaosCloud::Stop() {
+    for (auto it = procs_.rbegin(); it != procs_.rend(); ++it) {
+        if ((*it)->child.pid() > 0) {
+            (*it)->child.Stop(5s);
+        }
+    }
+}
+
+}  // namespace cogs::testing
