@@ -141,6 +141,9 @@ std::string RequestedEventType(std::string_view workflow_type) {
 // Kinds whose records carry a status, sampled into cogs_resources{kind,status}.
 constexpr std::string_view kStatusKinds[] = {kNetwork, kSubnet, kPort, kVolume, kServer};
 
+// Evacuations of one server before it is left in ERROR (each may fail because its new host failed).
+constexpr int64_t kMaxEvacuations = 3;
+
 bool Transitional(std::string_view status) {
     return status == "BUILD" || status == "DELETING" || status == "STARTING" || status == "STOPPING" ||
            status == "REBUILD" || status == "MIGRATING" ||
@@ -2431,6 +2434,7 @@ public:
             }
             s.body["status"] = "ACTIVE";
             s.body.erase("fault");
+            s.body.erase("_evacuations");
             if (ev.type == "server.repair") {
                 events.push_back(Event(kServer, s.id, s.project, "repaired",
                                        "its instance was missing on host " + to + ": built again there", ev.id,
@@ -2447,6 +2451,16 @@ public:
                 metrics_.heal_duration.Observe(
                     std::chrono::duration<double>(SteadyClock::now() - down->second).count());
             }
+        } else if (evacuate && Int(s.body, "_evacuations") + 1 < kMaxEvacuations &&
+                   hosts_.StateOf(from) == HostState::kDown) {
+            // Most often the host it was moving to failed too: the next heal pass tries again, off
+            // that one as well (scheduler.move leaves a host that is no longer alive).
+            s.body["_evacuations"] = Int(s.body, "_evacuations") + 1;
+            s.body["status"] = prev;
+            events.push_back(Event(kServer, s.id, s.project, "evacuation_retry",
+                                   "server.evacuate failed (" + ev.reason + "); evacuated again at the next pass",
+                                   ev.id, ev.trace));
+            heal_pending_ = true;
         } else {
             s.body["status"] = "ERROR";
             s.body["fault"] = json::object{{"message", ev.type + ": " + ev.reason}, {"workflow_id", ev.id}};
@@ -2701,7 +2715,9 @@ public:
         if (call.action == "move") {
             const scheduler::Claim* now = placement_.ClaimOf(server_id);
             const std::string from = Str(in, "from_host");
-            if (now != nullptr && now->host == from) {
+            // Also off a host that failed since an earlier move chose it (a retried evacuation).
+            const scheduler::HostInfo* at = now != nullptr ? placement_.FindHost(now->host) : nullptr;
+            if (now != nullptr && (now->host == from || (!from.empty() && (at == nullptr || !at->alive)))) {
                 moved_from = *now;
                 placement_.Release(server_id);
             }
@@ -2909,13 +2925,25 @@ namespace {
 class InProcessService final : public ServiceClient {
 public:
     using Fn = std::function<void(ActionCall, Callback, bool status)>;
-    explicit InProcessService(Fn fn) : fn_(std::move(fn)) {}
+    using EndpointFn = std::function<std::string(const ActionCall&)>;
+    explicit InProcessService(Fn fn, EndpointFn endpoint = nullptr)
+        : fn_(std::move(fn)), endpoint_(std::move(endpoint)) {}
     void Invoke(ActionCall call, Callback done) override { fn_(std::move(call), std::move(done), false); }
     void Status(ActionCall call, Callback done) override { fn_(std::move(call), std::move(done), true); }
+    std::string Endpoint(const ActionCall& call) const override { return endpoint_ ? endpoint_(call) : ""; }
 
 private:
     Fn fn_;
+    EndpointFn endpoint_;
 };
+
+// The compute host a call names: each agent has its own circuit breaker (a dead host does not
+// stop calls to the others).
+std::string HostOf(const ActionCall& call) {
+    boost::system::error_code ec;
+    json::value v = json::parse(call.input, ec);
+    return !ec && v.is_object() ? Str(v.get_object(), "host") : "";
+}
 
 }  // namespace
 
@@ -2945,11 +2973,13 @@ std::shared_ptr<ServiceClient> Cloud::SchedulerService() {
 
 std::shared_ptr<ServiceClient> Cloud::ComputeService() {
     std::weak_ptr<Impl> weak = impl_;
-    return std::make_shared<InProcessService>([weak](ActionCall call, ServiceClient::Callback done, bool status) {
-        if (auto self = weak.lock()) {
-            self->ComputeCall(std::move(call), std::move(done), status);
-        }
-    });
+    return std::make_shared<InProcessService>(
+        [weak](ActionCall call, ServiceClient::Callback done, bool status) {
+            if (auto self = weak.lock()) {
+                self->ComputeCall(std::move(call), std::move(done), status);
+            }
+        },
+        HostOf);
 }
 
 Result<Principal> Cloud::Authenticate(std::string_view bearer_token) const { return impl_->Authenticate(bearer_token); }
