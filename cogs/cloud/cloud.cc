@@ -1920,7 +1920,17 @@ public:
         } else {
             placement_.SetAlive(name, true);
         }
-        SaveHost(stored, done, std::move(events));
+        // Registering renews the lease too: the answer carries its TTL, as a heartbeat's does.
+        Persist({Model::Write(stored)}, std::move(events), [this, done, name](Status st) {
+            const Res* now = model_.Find(kHost, name);
+            if (!st) return done(ErrorAnswer(st.error()));
+            if (now == nullptr) return done(NotFound("host", name));
+            done(JsonAnswer(200, json::object{{"host", HostView(*now)}, {"lease_ttl_ms", LeaseTtlMs()}}));
+        });
+    }
+
+    int64_t LeaseTtlMs() const {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(hosts_.options().ttl).count();
     }
 
     // A lease renewal (docs/api.md "Hosts", docs/healing.md): the body carries the host's instance
@@ -1959,10 +1969,7 @@ public:
                 ReconcileHost(name, "its agent holds fenced instances");
             }
         }
-        json::object answer{{"lease_ttl_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                  hosts_.options().ttl)
-                                                  .count()},
-                            {"acked_seq", acked}};
+        json::object answer{{"lease_ttl_ms", LeaseTtlMs()}, {"acked_seq", acked}};
         if (writes.empty() && events.empty()) {
             return done(JsonAnswer(200, std::move(answer)));
         }
@@ -2053,6 +2060,8 @@ public:
         if (heal_pending_) {
             heal_pending_ = false;
             Heal();
+        } else {
+            UpdatePause();
         }
         SteadyTime next = now + std::chrono::seconds(1);
         if (auto due = hosts_.NextDeadline(); due && *due < next) next = *due;
@@ -2066,7 +2075,7 @@ public:
 
     // The mass-failure guard: an alert event when evacuation pauses and when it resumes.
     void UpdatePause() {
-        const bool paused = hosts_.EvacuationPaused();
+        const bool paused = hosts_.EvacuationPaused(SteadyClock::now());
         metrics_.evacuation_paused.Set(paused ? 1 : 0);
         if (paused == evacuation_paused_) return;
         evacuation_paused_ = paused;
@@ -2350,6 +2359,7 @@ public:
     // on a draining host for migration (unless evacuation is paused), then as many run as the
     // parallelism allows.
     void Heal() {
+        UpdatePause();
         if (!evacuation_paused_) {
             for (const auto& [id, s] : model_.All(kServer)) {
                 const std::string host = Str(s.body, "host");
@@ -2451,14 +2461,25 @@ public:
                 metrics_.heal_duration.Observe(
                     std::chrono::duration<double>(SteadyClock::now() - down->second).count());
             }
-        } else if (evacuate && Int(s.body, "_evacuations") + 1 < kMaxEvacuations &&
-                   hosts_.StateOf(from) == HostState::kDown) {
-            // Most often the host it was moving to failed too: the next heal pass tries again, off
-            // that one as well (scheduler.move leaves a host that is no longer alive).
+        } else if (evacuate && Int(s.body, "_evacuations") + 1 < kMaxEvacuations) {
+            // Most often the host it was moving to failed too. The server is back as it was on its
+            // host: if that is still down the next heal pass evacuates it again (scheduler.move
+            // also leaves a host that is no longer alive); if it came back meanwhile, its claim
+            // returns there and the reconciler starts its fenced instance.
             s.body["_evacuations"] = Int(s.body, "_evacuations") + 1;
             s.body["status"] = prev;
+            const scheduler::Claim* c = placement_.ClaimOf(s.id);
+            if (c != nullptr && c->host != from && hosts_.StateOf(from) == HostState::kUp) {
+                scheduler::Claim back = *c;
+                back.host = from;
+                placement_.Release(s.id);
+                placement_.AddClaim(back);
+                writes.push_back(PutClaim(back));
+            }
             events.push_back(Event(kServer, s.id, s.project, "evacuation_retry",
-                                   "server.evacuate failed (" + ev.reason + "); evacuated again at the next pass",
+                                   "server.evacuate failed (" + ev.reason + "); it is back on host " + from +
+                                       (hosts_.StateOf(from) == HostState::kUp ? ", which is up again"
+                                                                               : ", evacuated again at the next pass"),
                                    ev.id, ev.trace));
             heal_pending_ = true;
         } else {
@@ -2744,14 +2765,19 @@ public:
         if (existed) {
             return reply(ActionReply{false, json::serialize(out)});
         }
-        Res rec{std::string(kClaim), server_id, "", {}};
-        rec.body = json::object{{"server_id", claim->server_id}, {"host", claim->host}, {"vcpus", claim->vcpus},
-                                {"ram_mb", claim->ram_mb}, {"disk_gb", claim->disk_gb}, {"group_id", claim->group_id}};
-        store::ResourceWrite w = Model::Write(rec);
-        model_.Put(std::move(rec));
-        Persist({std::move(w)}, [reply, out](Status st) {
+        Persist({PutClaim(*claim)}, [reply, out](Status st) {
             reply(st ? Result<ActionReply>(ActionReply{false, json::serialize(out)}) : MakeError(st.error()));
         });
+    }
+
+    // A claim's record in the model; returns its durable form.
+    store::ResourceWrite PutClaim(const scheduler::Claim& c) {
+        Res rec{std::string(kClaim), c.server_id, "", {}};
+        rec.body = json::object{{"server_id", c.server_id}, {"host", c.host},       {"vcpus", c.vcpus},
+                                {"ram_mb", c.ram_mb},       {"disk_gb", c.disk_gb}, {"group_id", c.group_id}};
+        store::ResourceWrite w = Model::Write(rec);
+        model_.Put(std::move(rec));
+        return w;
     }
 
     // The compute agent serving the host the call names; nullptr with `error` set if none.

@@ -85,13 +85,33 @@ TEST(LivenessTest, MostHostsLapsedAtOncePausesEvacuation) {
     l.Renewed("d", t0 + seconds(4));
     l.Tick(t0 + seconds(5));
     EXPECT_EQ(l.Count(HostState::kDown), 2u);
-    EXPECT_FALSE(l.EvacuationPaused()) << "half down is not most";
+    EXPECT_FALSE(l.EvacuationPaused(t0 + seconds(5))) << "half down is not most";
     l.Tick(t0 + seconds(7) + milliseconds(1));  // c lapses too
     EXPECT_EQ(l.Count(HostState::kSuspect), 2u);  // c and d
-    EXPECT_TRUE(l.EvacuationPaused());
+    EXPECT_TRUE(l.EvacuationPaused(t0 + seconds(7) + milliseconds(1)));
     l.Renewed("c", t0 + seconds(8));
     l.Renewed("d", t0 + seconds(8));
-    EXPECT_FALSE(l.EvacuationPaused());
+    EXPECT_FALSE(l.EvacuationPaused(t0 + seconds(8)));
+}
+
+TEST(LivenessTest, AHostThatMissedARenewalCountsTowardsTheMassFailureGuard) {
+    // One outage takes a and b, whose last renewals were 2 s apart. When a is suspect, b is not
+    // yet, but it is late (no renewal for 1.9 s, more than half the TTL): 2 of 3 lapsing.
+    Liveness l(Options(), t0);
+    l.Renewed("a", t0);
+    l.Renewed("b", t0 + milliseconds(2000));
+    l.Renewed("c", t0 + seconds(3) + milliseconds(900));
+    const SteadyTime now = t0 + seconds(3) + milliseconds(900);
+    l.Tick(now);
+    EXPECT_EQ(l.StateOf("a"), HostState::kSuspect);
+    EXPECT_EQ(l.StateOf("b"), HostState::kUp);
+    EXPECT_TRUE(l.EvacuationPaused(now));
+    // b renews: only a is lapsing, 1 of 3.
+    l.Renewed("b", now);
+    EXPECT_FALSE(l.EvacuationPaused(now));
+    // A renewal 1.4 s ago is on time (agents renew at least every TTL / 3 = 1 s, plus the trip).
+    l.Renewed("b", now - milliseconds(1400));
+    EXPECT_FALSE(l.EvacuationPaused(now));
 }
 
 TEST(LivenessTest, UnknownHostsAreDownAndForgottenOnesGone) {

@@ -91,9 +91,11 @@ size_t Liveness::Count(HostState state) const {
         std::count_if(hosts_.begin(), hosts_.end(), [state](const auto& kv) { return kv.second.state == state; }));
 }
 
-bool Liveness::EvacuationPaused() const {
+bool Liveness::EvacuationPaused(SteadyTime now) const {
     if (hosts_.empty()) return false;
-    const size_t lapsed = Count(HostState::kSuspect) + Count(HostState::kDown);
+    const size_t lapsed = static_cast<size_t>(std::count_if(hosts_.begin(), hosts_.end(), [&](const auto& kv) {
+        return kv.second.state != HostState::kUp || now - kv.second.last_renewal >= options_.ttl / 2;
+    }));
     return static_cast<double>(lapsed) > options_.max_down_fraction * static_cast<double>(hosts_.size());
 }
 

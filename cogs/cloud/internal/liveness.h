@@ -14,9 +14,12 @@
 // Two guards against declaring hosts down wrongly:
 // - restart grace: for `restart_grace` after the control plane starts, a lapsed host stays suspect
 //   (agents need a moment to find the restarted control plane again);
-// - mass failure: when more than `max_down_fraction` of the hosts are suspect or down at once, the
-//   fault is more likely ours (the control plane's network) than theirs: evacuation pauses
-//   (`EvacuationPaused`), hosts are still marked so that no new servers go there.
+// - mass failure: when more than `max_down_fraction` of the hosts are suspect, down or late (no
+//   renewal for half the TTL: agents renew at least three times per TTL, so a late host has missed
+//   one) at once, the fault is more likely ours (the control plane's network) than theirs:
+//   evacuation pauses (`EvacuationPaused`), hosts are still marked so that no new servers go
+//   there. Counting late hosts matters because leases lapse one by one, up to a heartbeat apart:
+//   the first host must not be evacuated before the others of the same outage are suspect.
 #pragma once
 
 #include <map>
@@ -65,8 +68,8 @@ public:
     std::optional<SteadyTime> Since(const std::string& host) const;  // in the current state since
     bool Known(const std::string& host) const { return hosts_.contains(host); }
 
-    // More than max_down_fraction of the known hosts are suspect or down.
-    bool EvacuationPaused() const;
+    // More than max_down_fraction of the known hosts are suspect, down or late at `now`.
+    bool EvacuationPaused(SteadyTime now) const;
     size_t Count(HostState state) const;
     size_t size() const { return hosts_.size(); }
     const LivenessOptions& options() const { return options_; }

@@ -194,7 +194,7 @@ private:
             h.registered = true;
             h.failures = 0;
             h.backoff = options_.min_backoff;
-            h.next_heartbeat = SteadyClock::now() + options_.heartbeat_interval;
+            h.next_heartbeat = SteadyClock::now() + Interval(h);
             After(h, h.next_heartbeat, &Impl::Heartbeat);
             return;
         }
@@ -220,9 +220,15 @@ private:
         After(h, SteadyClock::now() + wait, &Impl::Register);
     }
 
+    // Renewals come at least three times per lease TTL (a control plane with a short TTL is not
+    // left to lapse between two heartbeats of a longer interval).
+    Duration Interval(const Host& h) const {
+        return std::min<Duration>(options_.heartbeat_interval, std::chrono::duration_cast<Duration>(h.ttl / 3));
+    }
+
     void Heartbeat(Host& h) {
         const SteadyTime sent = SteadyClock::now();
-        h.next_heartbeat = sent + options_.heartbeat_interval;
+        h.next_heartbeat = sent + Interval(h);
         std::string body = options_.link != nullptr ? options_.link->HeartbeatBody(h.name) : "{}";
         client_->Send(MakeRequest("POST", h.target + "/heartbeat", std::move(body)),
                       sent + options_.request_timeout,

@@ -8,7 +8,8 @@
 //      (min_backoff .. max_backoff); a 4xx other than 401/403/408/429 means the control plane refuses
 //      this registration as it is (a bug or a misconfiguration, not a passing state): it is logged as
 //      an error and retried every slow_retry. The agent never gives up and never crashes the process.
-//   2. POST {control}/v1/hosts/{name}/heartbeat every heartbeat_interval, body link->HeartbeatBody
+//   2. POST {control}/v1/hosts/{name}/heartbeat every heartbeat_interval (at most a third of the
+//      lease TTL the control plane answered), body link->HeartbeatBody
 //      (instance counts by state, unacknowledged reports; "{}" without a link). A 404 means the
 //      control plane has forgotten the host: back to 1 at once. Other failures are logged; the
 //      heartbeats go on at their pace. A 200 {"lease_ttl_ms": T, "acked_seq": N} sets the lease TTL
