@@ -1033,7 +1033,10 @@ public:
             if (!r) {
                 if (!idem_id.empty()) model_.Erase(kIdempotency, idem_id);
                 undo();
-                observe::Log("cloud").warn("{} {}: workflow refused: {}", kind, id, r.error().ToString());
+                // Overload is answered 429 (counted in cogs_http_requests_total{code="429"}): no line each.
+                observe::Log("cloud").log(r.error().code == ErrorCode::kResourceExhausted ? spdlog::level::debug
+                                                                                          : spdlog::level::warn,
+                                          "{} {}: workflow refused: {}", kind, id, r.error().ToString());
                 return done(ErrorAnswer(r.error()));
             }
             CountEvents(events);
