@@ -31,42 +31,17 @@ struct ChaosCloud::Proc {
 
 namespace {
 
-// The --help text of a sibling binary ("" if it cannot be run).
-std::string HelpText(const std::string& binary, const fs::path& dir) {
-    const std::string out = (dir / (binary + ".help")).string();
-    std::error_code ec;
-    fs::remove(out, ec);
-    auto child = runtime::Child::Spawn({runtime::SiblingBinary(binary), "--help"}, {.log_path = out});
-    if (!child) {
-        return "";
-    }
-    child->Wait(10s);
-    return runtime::ReadFile(out).value_or("");
-}
-
-// Whether CLI11's help text lists `flag` ("  --name TEXT", "  --name,", "  --name" at the end of a line).
-bool Lists(const std::string& help, const std::string& flag) {
-    return help.find(flag + " ") != std::string::npos || help.find(flag + ",") != std::string::npos ||
-           help.find(flag + "\n") != std::string::npos;
-}
-
-// The flags of `wanted` whose name the help text lists, appended to `argv`; their names to `passed`.
-void AddOptional(const std::map<std::string, std::string>& wanted, const std::string& help,
-                 std::vector<std::string>& argv, std::vector<std::string>* passed) {
-    for (const auto& [flag, value] : wanted) {
-        if (Lists(help, flag)) {
-            argv.push_back(flag);
-            argv.push_back(value);
-            if (passed != nullptr) {
-                passed->push_back(flag + "=" + value);
-            }
-        }
-    }
-}
-
 }  // namespace
 
-bool ChaosCloud::CogsdHasFlag(const std::string& flag) const { return Lists(cogsd_help_, flag); }
+// "--name value" pairs of `flags`, for argv.
+std::vector<std::string> FlagArgs(const std::map<std::string, std::string>& flags) {
+    std::vector<std::string> argv;
+    for (const auto& [flag, value] : flags) {
+        argv.push_back(flag);
+        argv.push_back(value);
+    }
+    return argv;
+}
 
 std::string ChaosCloud::ProcessUrl(int proc) const {
     return fmt::format("http://127.0.0.1:{}", procs_.at(proc)->port);
@@ -117,8 +92,6 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
     if (auto s = runtime::WriteFileAtomic(service_token_file, c->service_token_ + "\n", 0600); !s) {
         return MakeError(s.error());
     }
-    c->cogsd_help_ = HelpText("cogsd", dir / "run");
-    const std::string agent_help = HelpText("cogs-compute", dir / "run");
     c->relays_ = std::make_unique<RelayHub>();
     auto listen = [](uint16_t port) { return fmt::format("127.0.0.1:{}", port); };
     auto make = [&](std::string name, std::string binary,
@@ -148,8 +121,7 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
     if (auto s = c->StartProc(volume); !s) {
         return MakeError(s.error());
     }
-    std::vector<std::string> cogsd_optional;
-    AddOptional(o.cogsd_optional, c->cogsd_help_, cogsd_optional, &c->passed_optional_);
+    const std::vector<std::string> cogsd_flags = FlagArgs(o.cogsd_flags);
     const std::string network_url = c->ProcessUrl(kNetwork);
     const std::string volume_url = c->ProcessUrl(kVolume);
     Proc& cogsd = make("cogsd", "cogsd", [=](uint16_t port) {
@@ -157,7 +129,7 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
                                       D("cogsd"), "--network-url", network_url, "--volume-url", volume_url,
                                       "--service-token-file", service_token_file, "--bootstrap-token-file",
                                       D("admin.token")};
-        argv.insert(argv.end(), cogsd_optional.begin(), cogsd_optional.end());
+        argv.insert(argv.end(), cogsd_flags.begin(), cogsd_flags.end());
         return argv;
     });
     if (auto s = c->StartProc(cogsd); !s) {
@@ -171,8 +143,7 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
     }
     c->admin_token_ = *runtime::ReadTokenFile(D("admin.token"));
 
-    std::vector<std::string> agent_optional;
-    AddOptional(o.agent_optional, agent_help, agent_optional, &c->passed_optional_);
+    const std::vector<std::string> agent_flags = FlagArgs(o.agent_flags);
     for (int i = 0; i < o.hosts; ++i) {
         c->control_relay_.push_back(c->relays_->Open(cogsd.port));
         c->agent_relay_.push_back(c->relays_->Open(0));  // the agent's port is known once it listens
@@ -189,7 +160,7 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
                                           "--control-token-file", D("admin.token"), "--advertise-url",
                                           advertise_url, "--boot-ms", std::to_string(o.boot_ms),
                                           "--log-level", "info"};
-            argv.insert(argv.end(), agent_optional.begin(), agent_optional.end());
+            argv.insert(argv.end(), agent_flags.begin(), agent_flags.end());
             return argv;
         });
         if (auto s = c->StartProc(*c->procs_.back()); !s) {

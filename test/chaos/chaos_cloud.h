@@ -33,11 +33,10 @@ struct ChaosCloudOptions {
     int boot_ms = 50;
     int agent_vcpus = 16;
     int agent_ram_mb = 65536;
-    // cogsd flags of issue 5, name -> value, each passed only if `cogsd --help` lists it
-    // (e.g. {"--reconcile-ms", "2000"}).
-    std::map<std::string, std::string> cogsd_optional;
+    // Extra cogsd flags, name -> value (e.g. {"--reconcile-ms", "2000"}).
+    std::map<std::string, std::string> cogsd_flags;
     // The same for every cogs-compute agent (e.g. {"--restart-backoff-ms", "250"}).
-    std::map<std::string, std::string> agent_optional;
+    std::map<std::string, std::string> agent_flags;
     int start_timeout_s = 60;
 };
 
@@ -63,8 +62,6 @@ public:
     std::string ProcessName(int proc) const;
     std::string LogPath(int proc) const;
     // The optional flags that were actually passed (for the report).
-    const std::vector<std::string>& passed_optional_flags() const { return passed_optional_; }
-    bool CogsdHasFlag(const std::string& flag) const;
 
     // SIGKILL; the process stays dead until Restart. No-op if already dead.
     void Kill(int proc);
@@ -93,8 +90,6 @@ private:
     std::string api_url_;
     std::string admin_token_;
     std::string service_token_;
-    std::vector<std::string> passed_optional_;
-    std::string cogsd_help_;
 };
 
 }  // namespace cogs::testing

@@ -997,9 +997,9 @@ int RunCloudChaos(const CloudChaosOptions& o) {
     co.dir = dir.string();
     co.hosts = o.hosts;
     co.boot_ms = 50;
-    co.cogsd_optional = {{"--reconcile-ms", "2000"},   {"--orphan-grace-ms", "5000"}, {"--lease-ttl-ms", "3000"},
-                         {"--fence-window-ms", "1000"}, {"--restart-grace-ms", "3000"}, {"--host-timeout-s", "3"}};
-    co.agent_optional = {{"--lease-ttl-ms", "3000"}, {"--restart-backoff-ms", "250"}};
+    co.cogsd_flags = {{"--reconcile-ms", "2000"},    {"--orphan-grace-ms", "5000"}, {"--lease-ttl-ms", "3000"},
+                      {"--fence-window-ms", "1000"}, {"--restart-grace-ms", "3000"}};
+    co.agent_flags = {{"--restart-backoff-ms", "250"}};
     auto started = ChaosCloud::Start(co);
     if (!started) {
         fmt::print(stderr, "the cloud did not start: {}\nlogs in {}\n", started.error().message, dir.string());
@@ -1008,8 +1008,7 @@ int RunCloudChaos(const CloudChaosOptions& o) {
         return 2;
     }
     ChaosCloud& cloud = **started;
-    fmt::print(stderr, "cogs-chaos cloud: up; optional flags passed: [{}]\n",
-               fmt::join(cloud.passed_optional_flags(), " "));
+    fmt::print(stderr, "cogs-chaos cloud: up\n");
     ApiClient admin(cloud.api_url(), cloud.admin_token());
     auto seeded = SeedCloud(admin);
     if (!seeded) {
@@ -1072,9 +1071,8 @@ int RunCloudChaos(const CloudChaosOptions& o) {
         std::this_thread::sleep_for(50ms);
     }
     log("requests settled; waiting for the reconcilers");
-    // The orphan grace plus two reconcile periods, when cogsd has them (else a short pause for
-    // compensations still in flight).
-    const Duration grace = cloud.CogsdHasFlag("--orphan-grace-ms") ? 9s : 3s;
+    // The orphan grace plus two reconcile periods.
+    const Duration grace = 9s;
     {
         const SteadyTime until = SteadyClock::now() + grace;
         while (SteadyClock::now() < until) {
@@ -1179,8 +1177,8 @@ int RunCloudChaos(const CloudChaosOptions& o) {
         failures_json, faults_json, sh.samples, sh.incoherent_samples,
         [&] {
             std::string s;
-            for (const auto& f : cloud.passed_optional_flags()) {
-                s += fmt::format("{}\"{}\"", s.empty() ? "" : ",", f);
+            for (const auto& [flag, value] : co.cogsd_flags) {
+                s += fmt::format("{}\"{}={}\"", s.empty() ? "" : ",", flag, value);
             }
             return s;
         }(),

@@ -71,8 +71,8 @@ int RunHostFailure(const HostFailureOptions& o) {
     // Room for all N servers on one host (1 vCPU each, 4x CPU overcommit), RAM to spare.
     co.agent_vcpus = std::max(16, o.servers / 4 + 8);
     co.agent_ram_mb = std::max(65536, o.servers * 256 * 2);
-    co.cogsd_optional = {{"--reconcile-ms", "2000"},   {"--orphan-grace-ms", "5000"}, {"--lease-ttl-ms", "3000"},
-                         {"--fence-window-ms", "1000"}, {"--restart-grace-ms", "3000"}, {"--host-timeout-s", "3"}};
+    co.cogsd_flags = {{"--reconcile-ms", "2000"},    {"--orphan-grace-ms", "5000"}, {"--lease-ttl-ms", "3000"},
+                      {"--fence-window-ms", "1000"}, {"--restart-grace-ms", "3000"}};
     fmt::print(stderr, "cogs-chaos host-failure: {} hosts, {} servers, {} runs, working directory {}\n", o.hosts,
                o.servers, o.runs, dir.string());
     auto started = ChaosCloud::Start(co);
@@ -82,7 +82,6 @@ int RunHostFailure(const HostFailureOptions& o) {
         return 2;
     }
     ChaosCloud& cloud = **started;
-    fmt::print(stderr, "optional flags passed: [{}]\n", fmt::join(cloud.passed_optional_flags(), " "));
     ApiClient api(cloud.api_url(), cloud.admin_token());
     auto seeded = SeedCloud(api);
     if (!seeded) {
