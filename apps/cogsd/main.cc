@@ -81,6 +81,8 @@ int main(int argc, char** argv) {
     int64_t lease_ttl_ms = 3000, fence_window_ms = 1000, restart_grace_ms = 10000, reconcile_ms = 10000,
             orphan_grace_ms = 60000;
     size_t max_inflight_workflows = 100000;
+    workflow::EngineOptions engine_options;
+    int64_t breaker_open_ms = 1000;
     size_t max_inflight_requests = 4096;
     size_t max_body = 1 << 20;
     cloud::CloudOptions cloud_options;
@@ -116,6 +118,14 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--orphan-grace-ms", orphan_grace_ms, "what nothing owns is removed after this long")
         ->check(CLI::Range(int64_t{0}, int64_t{86400000}))
+        ->capture_default_str();
+    app.add_option("--breaker-failures", engine_options.breaker.failure_threshold,
+                   "failed calls in a row that open a service endpoint's circuit breaker")
+        ->check(CLI::Range(1, 1000000))
+        ->capture_default_str();
+    app.add_option("--breaker-open-ms", breaker_open_ms,
+                   "an open breaker lets a probe through after this long (doubling to 30 s while probes fail)")
+        ->check(CLI::Range(int64_t{1}, int64_t{3600000}))
         ->capture_default_str();
     app.add_option("--max-inflight-workflows", max_inflight_workflows,
                    "workflows running at once; beyond, requests that start one get 429")
@@ -207,7 +217,7 @@ int main(int argc, char** argv) {
                                                                  256, service_token));
     catalog.Add("volume", services::kit::MakeHttpServiceClient(io, volume_ep->host, volume_ep->port, "volume", 256,
                                                                 service_token));
-    workflow::EngineOptions engine_options;
+    engine_options.breaker.open_for = std::chrono::milliseconds(breaker_open_ms);
     engine_options.owner = "cogsd";
     engine_options.metrics = &metrics;
     engine_options.max_inflight = max_inflight_workflows;

@@ -906,6 +906,59 @@ TEST_F(HealTest, BurstBeyondInflightLimitIsRefusedWith429) {
     EXPECT_EQ(list.as_array().size(), accepted.size());
 }
 
+// Evacuation places by the same rules as a create: a server of an anti-affinity group leaves its
+// dead host for the one host that holds no member of its group.
+TEST_F(HealTest, EvacuationKeepsAntiAffinity) {
+    ASSERT_NO_FATAL_FAILURE(StartCloud());
+    ApiReply g = dev_->Admin().Must("POST", "/v1/server-groups", R"({"name":"apart","policy":"anti-affinity"})");
+    ASSERT_EQ(g.status, 201) << g.text;
+    const std::string group = S(At(g.body, "server_group"), "id");
+    std::vector<std::string> members;
+    for (const char* name : {"apart-1", "apart-2"}) {
+        ApiReply r = dev_->Admin().Must("POST", "/v1/servers",
+                                        R"({"name":")" + std::string(name) +
+                                            R"(","flavor":"m1.tiny","image":"cirros","network_id":")" + network_ +
+                                            R"(","server_group_id":")" + group + R"("})");
+        ASSERT_EQ(r.status, 202) << r.text;
+        members.push_back(S(At(r.body, "server"), "id"));
+    }
+    for (const auto& id : members) ASSERT_TRUE(WaitStatus("/v1/servers/" + id, "server", "ACTIVE"));
+    const std::string victim = S(Server(members[0]), "host");
+    const std::string sibling = S(Server(members[1]), "host");
+    ASSERT_NE(victim, sibling);
+    std::string free_host;
+    for (const char* h : {"host-1", "host-2", "host-3"}) {
+        if (h != victim && h != sibling) free_host = h;
+    }
+    // Two more servers on the free host, so that the spread weigher alone would choose the
+    // sibling's host (more free RAM): only the group's policy sends the evacuee to the free one.
+    for (const std::string& h : {victim, sibling}) {
+        ASSERT_EQ(dev_->Admin().Must("POST", "/v1/hosts/" + h + "/disable", "{}").status, 200);
+    }
+    CreateServer("filler-1");
+    CreateServer("filler-2");
+    for (const std::string& h : {victim, sibling}) {
+        ASSERT_EQ(dev_->Admin().Must("POST", "/v1/hosts/" + h + "/enable", "{}").status, 200);
+    }
+    ASSERT_EQ(I(Host(free_host), "servers"), 2);
+    Watch();
+    Freeze(AgentOf(victim));
+    std::string now_on;
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+            const json::value s = Server(members[0]);
+            now_on = S(s, "host");
+            return S(s, "status") == "ACTIVE" && now_on != victim;
+        },
+        30s))
+        << json::serialize(Server(members[0]));
+    EXPECT_EQ(now_on, free_host) << "evacuated next to its anti-affinity sibling on " << sibling;
+    EXPECT_EQ(S(Server(members[1]), "host"), sibling);
+    EXPECT_EQ(InstanceState(AgentOf(free_host), members[0]), "ACTIVE");
+    Thaw(AgentOf(victim));
+    ExpectNoDoubleRun();
+}
+
 // A lease TTL as short as the agents' heartbeat interval (the configuration `cogs dev
 // --cogsd-arg=--lease-ttl-ms=1000` gives) must not make healthy hosts flap: no host is ever
 // suspect and no instance is fenced while every agent runs.
