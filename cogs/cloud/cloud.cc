@@ -141,6 +141,9 @@ std::string RequestedEventType(std::string_view workflow_type) {
 // Kinds whose records carry a status, sampled into cogs_resources{kind,status}.
 constexpr std::string_view kStatusKinds[] = {kNetwork, kSubnet, kPort, kVolume, kServer};
 
+// Builds of one server started again after its host failed during the build.
+constexpr int64_t kMaxReschedules = 2;
+
 // Evacuations of one server before it is left in ERROR (each may fail because its new host failed).
 constexpr int64_t kMaxEvacuations = 3;
 
@@ -1615,6 +1618,10 @@ public:
                         save(*v);
                     }
                 }
+            } else if (ev.state == store::WorkflowState::kRolledBack && Reschedule(ev, *s, output("claim"))) {
+                note(*s, "rescheduled",
+                     "server.create rolled back (" + ev.reason + ") after its host " + Str(output("claim"), "host") +
+                         " failed: built again on another host");
             } else {
                 const bool clean = ev.state == store::WorkflowState::kRolledBack;
                 if (clean) {
@@ -2098,6 +2105,61 @@ public:
                               : "evacuation resumed: " + counts + " are suspect or down",
                        "", "")},
                 [](Status) {});
+    }
+
+    // A create rolled back because the host it was placed on failed during the build (it is not up
+    // any more) is started again with the same input: the same server, port and volumes, placed
+    // anew (placement skips that host), as Nova retries on an alternate host. The server stays
+    // BUILD and keeps its quota; at most kMaxReschedules times.
+    bool Reschedule(const workflow::FinishedEvent& ev, Res& s, const json::object& claim) {
+        const std::string host = Str(claim, "host");
+        if (host.empty() || hosts_.StateOf(host) == HostState::kUp || Int(s.body, "_reschedules") >= kMaxReschedules) {
+            return false;
+        }
+        s.body["_reschedules"] = Int(s.body, "_reschedules") + 1;
+        boost::system::error_code ec;
+        json::value input = json::parse(ev.input, ec);
+        if (ec || !input.is_object()) return false;
+        observe::Log("cloud").warn("server {}: its host {} failed during the build: building it again", s.id, host);
+        asio::post(io_, [this, weak = weak_from_this(), id = s.id, in = std::move(input.get_object()),
+                         trace = ev.trace]() mutable {
+            auto self = weak.lock();
+            Res* srv = self ? model_.Find(kServer, id) : nullptr;
+            if (srv == nullptr || Str(srv->body, "status") != "BUILD") return;
+            std::vector<Res*> changed{srv};
+            if (Res* port = model_.Find(kPort, Str(in, "port_id"))) changed.push_back(port);
+            for (const auto& vid : StrList(in, "volume_ids")) {
+                if (Res* v = model_.Find(kVolume, vid)) changed.push_back(v);
+            }
+            StartWorkflow(nullptr, "server.create", std::move(in), changed, {},
+                          [this, refs = Refs(changed)] {
+                              // The engine refused (overload): a failed build, its volumes free again
+                              // (nothing of it exists: the rolled-back create removed it all).
+                              std::vector<store::ResourceWrite> writes;
+                              for (const auto& [kind, rid] : refs) {
+                                  Res* r = model_.Find(kind, rid);
+                                  if (r == nullptr) continue;
+                                  if (r->kind == kVolume) {
+                                      r->body["status"] = "available";
+                                      r->body["server_id"] = "";
+                                  } else {
+                                      r->body["status"] = "ERROR";
+                                      r->body["fault"] = json::object{{"message", "rescheduling refused: overloaded"}};
+                                  }
+                                  Touch(*r);
+                                  writes.push_back(Model::Write(*r));
+                              }
+                              Persist(std::move(writes), [](Status) {});
+                          },
+                          *srv, srv->project, trace, [](ApiAnswer) {});
+        });
+        return true;
+    }
+
+    static std::vector<std::pair<std::string, std::string>> Refs(const std::vector<Res*>& records) {
+        std::vector<std::pair<std::string, std::string>> refs;
+        for (const Res* r : records) refs.emplace_back(r->kind, r->id);
+        return refs;
     }
 
     // ---- reconcilers ----

@@ -959,6 +959,48 @@ TEST_F(HealTest, EvacuationKeepsAntiAffinity) {
     ExpectNoDoubleRun();
 }
 
+// A server whose host fails while it boots is built again on another host (Nova's reschedule):
+// the same server and port, ACTIVE elsewhere, a `rescheduled` event; never running twice.
+TEST_F(HealTest, CreateRescheduledWhenItsHostFailsDuringTheBuild) {
+    ASSERT_NO_FATAL_FAILURE(StartCloud(/*boot_ms=*/4000));
+    ApiReply r = dev_->Admin().Must("POST", "/v1/servers",
+                                    R"({"name":"slow","flavor":"m1.tiny","image":"cirros","network_id":")" +
+                                        network_ + R"("})");
+    ASSERT_EQ(r.status, 202) << r.text;
+    const std::string id = S(At(r.body, "server"), "id");
+    const std::string port = S(At(r.body, "server"), "port_id");
+    const std::string workflow = S(At(r.body, "server"), "workflow_id");
+    // Where it is being built: the claim step's output, once the boot has started there.
+    std::string host;
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+            const json::value wf = Get("/v1/workflows/" + workflow, "workflow");
+            const json::value steps = At(wf, "steps");
+            if (!steps.is_array()) return false;
+            bool booting = false;
+            for (const auto& st : steps.as_array()) {
+                if (S(st, "name") == "claim") host = S(At(st, "output"), "host");
+                if (S(st, "name") == "boot" && S(st, "state") != "pending") booting = true;
+            }
+            return booting && !host.empty();
+        },
+        10s));
+    Watch();
+    Freeze(AgentOf(host));
+    ASSERT_TRUE(WaitUntil([&] { return S(Server(id), "status") == "ACTIVE"; }, 30s)) << json::serialize(Server(id));
+    const json::value s = Server(id);
+    EXPECT_NE(S(s, "host"), host);
+    EXPECT_EQ(S(s, "port_id"), port);
+    EXPECT_NE(S(s, "workflow_id"), workflow) << "built by a second server.create";
+    EXPECT_EQ(InstanceState(AgentOf(S(s, "host")), id), "ACTIVE");
+    EXPECT_EQ(Count(Events("/v1/servers/" + id + "/events"), "rescheduled"), 1);
+    Thaw(AgentOf(host));
+    // The copy the failed host still holds goes when it is back.
+    EXPECT_TRUE(WaitUntil([&] { return InstanceState(AgentOf(host), id).empty(); }, 20s))
+        << InstanceState(AgentOf(host), id);
+    ExpectNoDoubleRun();
+}
+
 // A lease TTL as short as the agents' heartbeat interval (the configuration `cogs dev
 // --cogsd-arg=--lease-ttl-ms=1000` gives) must not make healthy hosts flap: no host is ever
 // suspect and no instance is fenced while every agent runs.
