@@ -14,19 +14,6 @@ namespace {
 
 namespace json = boost::json;
 
-std::string S(const json::value& v, std::string_view key) {
-    if (!v.is_object()) return "";
-    const auto* f = v.as_object().if_contains(key);
-    return f != nullptr && f->is_string() ? std::string(f->as_string()) : "";
-}
-
-// By value: the argument is often a temporary reply's body.
-json::value At(const json::value& v, std::string_view key) {
-    if (!v.is_object()) return nullptr;
-    const auto* f = v.as_object().if_contains(key);
-    return f != nullptr ? *f : json::value(nullptr);
-}
-
 class CloudTest : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {

@@ -36,24 +36,6 @@ constexpr int kReconcileMs = 500;
 constexpr int kOrphanGraceMs = 1500;
 constexpr int kRestartGraceMs = 1500;
 
-std::string S(const json::value& v, std::string_view key) {
-    if (!v.is_object()) return "";
-    const auto* f = v.as_object().if_contains(key);
-    return f != nullptr && f->is_string() ? std::string(f->as_string()) : "";
-}
-
-// By value: the argument is often a temporary reply's body.
-json::value At(const json::value& v, std::string_view key) {
-    if (!v.is_object()) return nullptr;
-    const auto* f = v.as_object().if_contains(key);
-    return f != nullptr ? *f : json::value(nullptr);
-}
-
-int64_t I(const json::value& v, std::string_view key) {
-    const json::value f = At(v, key);
-    return f.is_number() ? f.to_number<int64_t>() : -1;
-}
-
 int64_t WallMs() {
     const auto since_epoch = std::chrono::system_clock::now().time_since_epoch();
     return std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch).count();

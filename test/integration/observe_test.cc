@@ -24,18 +24,6 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-std::string S(const json::value& v, std::string_view key) {
-    if (!v.is_object()) return "";
-    const auto* f = v.as_object().if_contains(key);
-    return f != nullptr && f->is_string() ? std::string(f->as_string()) : "";
-}
-
-json::value At(const json::value& v, std::string_view key) {
-    if (!v.is_object()) return nullptr;
-    const auto* f = v.as_object().if_contains(key);
-    return f != nullptr ? *f : json::value(nullptr);
-}
-
 // Runs a shell command; returns its exit code and what it printed (stdout and stderr).
 std::pair<int, std::string> Shell(const std::string& command) {
     std::string out;

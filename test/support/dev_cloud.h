@@ -9,9 +9,11 @@
 #pragma once
 
 #include <boost/json.hpp>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cogs/base/result.h"
@@ -94,6 +96,24 @@ private:
     std::vector<DevProcess> processes_;
     bool keep_dir_ = false;
 };
+
+// Reading answers in tests: the string field `key` of an object ("" if absent or not a string);
+// the field itself (null if absent; by value, as the argument is often a temporary reply's body);
+// an integer field (-1 if absent or not a number).
+inline std::string S(const boost::json::value& v, std::string_view key) {
+    if (!v.is_object()) return "";
+    const auto* f = v.as_object().if_contains(key);
+    return f != nullptr && f->is_string() ? std::string(f->as_string()) : "";
+}
+inline boost::json::value At(const boost::json::value& v, std::string_view key) {
+    if (!v.is_object()) return nullptr;
+    const auto* f = v.as_object().if_contains(key);
+    return f != nullptr ? *f : boost::json::value(nullptr);
+}
+inline int64_t I(const boost::json::value& v, std::string_view key) {
+    const boost::json::value f = At(v, key);
+    return f.is_number() ? f.to_number<int64_t>() : -1;
+}
 
 // Polls `probe` until it returns true or `timeout` passes; true if it did. For waiting on a state
 // the system reaches by itself (a workflow ending), with a deadline instead of a fixed sleep.
