@@ -213,6 +213,20 @@ protected:
         }
     }
 
+    // Answers the held calls one at a time, oldest first, running the io loop between, until
+    // `finished` workflows have ended.
+    void ReleaseOneByOneUntil(size_t finished) {
+        RunUntil([&] {
+            if (finished_.size() >= finished) return true;
+            if (!service_->held.empty()) {
+                auto next = std::move(service_->held.front());
+                service_->held.erase(service_->held.begin());
+                next();
+            }
+            return false;
+        });
+    }
+
     void RunToEnd(const std::string& id) {
         RunUntil([&] { return finished_.count(id) != 0; });
     }
@@ -446,17 +460,7 @@ TEST_F(EngineTest, BulkheadBoundsCallsPerService) {
     }
     EXPECT_EQ(service_->calls.size(), 3u);
     // Released one by one, each answer lets exactly one waiting call out.
-    const auto end = SteadyClock::now() + 20s;
-    while (finished_.size() < 30) {
-        ASSERT_LT(SteadyClock::now(), end) << "the workflows did not finish";
-        if (!service_->held.empty()) {
-            auto next = std::move(service_->held.front());
-            service_->held.erase(service_->held.begin());
-            next();
-        }
-        io_->restart();
-        io_->run_for(5ms);
-    }
+    ASSERT_NO_FATAL_FAILURE(ReleaseOneByOneUntil(30));
     EXPECT_EQ(service_->max_in_flight, 3);
     EXPECT_EQ(service_->calls.size(), 30u);
 }
@@ -962,17 +966,7 @@ TEST_F(EngineObserveTest, InFlightAndBulkheadGaugesFollowTheWork) {
     }
     EXPECT_EQ(Metric("cogs_bulkhead_waiting{service=\"svc\"}"), 3);
 
-    const auto end = SteadyClock::now() + 20s;
-    while (finished_.size() < 5) {
-        ASSERT_LT(SteadyClock::now(), end) << "the workflows did not finish";
-        if (!service_->held.empty()) {
-            auto next = std::move(service_->held.front());
-            service_->held.erase(service_->held.begin());
-            next();
-        }
-        io_->restart();
-        io_->run_for(5ms);
-    }
+    ASSERT_NO_FATAL_FAILURE(ReleaseOneByOneUntil(5));
     EXPECT_EQ(Metric("cogs_workflows_in_flight"), 0);
     EXPECT_EQ(Metric("cogs_bulkhead_in_use{service=\"svc\"}"), 0);
     EXPECT_EQ(Metric("cogs_bulkhead_waiting{service=\"svc\"}"), 0);

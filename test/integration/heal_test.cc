@@ -55,18 +55,6 @@ int64_t ParseRfc3339Ms(const std::string& t) {
     return static_cast<int64_t>(timegm(&tm)) * 1000 + static_cast<int64_t>(s * 1000);
 }
 
-// Runs a shell command; returns its exit code and what it printed (stdout and stderr).
-std::pair<int, std::string> Shell(const std::string& command) {
-    std::string out;
-    FILE* p = popen((command + " 2>&1").c_str(), "r");
-    if (p == nullptr) return {-1, "popen failed"};
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int status = pclose(p);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 bool Running(const std::string& state) { return state == "BUILD" || state == "REBOOT" || state == "ACTIVE"; }
 
 // The agent process serving host-N is cogs-compute-N (cogs dev).

@@ -24,18 +24,6 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-// Runs a shell command; returns its exit code and what it printed (stdout and stderr).
-std::pair<int, std::string> Shell(const std::string& command) {
-    std::string out;
-    FILE* p = popen((command + " 2>&1").c_str(), "r");
-    if (p == nullptr) return {-1, "popen failed"};
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int status = pclose(p);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 // A free TCP port on 127.0.0.1 (Prometheus cannot report the port it bound, so it gets one).
 int FreePort() {
     int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -1,7 +1,10 @@
 #include "test/support/dev_cloud.h"
 
 #include <boost/asio/io_context.hpp>
+#include <sys/wait.h>
+
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <thread>
 
@@ -89,6 +92,17 @@ ApiReply ApiClient::Must(const std::string& method, const std::string& target, c
         return failed;
     }
     return std::move(*r);
+}
+
+std::pair<int, std::string> Shell(const std::string& command) {
+    std::string out;
+    FILE* p = popen((command + " 2>&1").c_str(), "r");
+    if (p == nullptr) return {-1, "popen failed"};
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    const int status = pclose(p);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 bool WaitUntil(const std::function<bool()>& probe, Duration timeout, Duration every) {

@@ -10,10 +10,12 @@
 
 #include <boost/json.hpp>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "cogs/base/result.h"
@@ -114,6 +116,9 @@ inline int64_t I(const boost::json::value& v, std::string_view key) {
     const boost::json::value f = At(v, key);
     return f.is_number() ? f.to_number<int64_t>() : -1;
 }
+
+// Runs a shell command; returns its exit code and what it printed (stdout and stderr).
+std::pair<int, std::string> Shell(const std::string& command);
 
 // Polls `probe` until it returns true or `timeout` passes; true if it did. For waiting on a state
 // the system reaches by itself (a workflow ending), with a deadline instead of a fixed sleep.
