@@ -63,6 +63,54 @@ bool DefaultRetryable(ErrorCode code) {
            code == ErrorCode::kResourceExhausted;
 }
 
+Error& Error::With(std::string key, std::string value) & {
+    for (auto& d : details) {
+        if (d.key == key) {
+            d.value = std::move(value);
+            return *this;
+        }
+    }
+    details.push_back(ErrorDetail{std::move(key), std::move(value)});
+    return *this;
+}
+
+Error& Error::With(std::string key, int64_t value) & {
+    for (auto& d : details) {
+        if (d.key == key) {
+            d.value = value;
+            return *this;
+        }
+    }
+    details.push_back(ErrorDetail{std::move(key), value});
+    return *this;
+}
+
+std::string_view Error::Detail(std::string_view key) const {
+    for (const auto& d : details) {
+        if (d.key == key) {
+            const auto* s = std::get_if<std::string>(&d.value);
+            return s != nullptr ? std::string_view(*s) : std::string_view();
+        }
+    }
+    return {};
+}
+
+int64_t Error::NumberDetail(std::string_view key) const {
+    for (const auto& d : details) {
+        if (d.key == key) {
+            const auto* n = std::get_if<int64_t>(&d.value);
+            return n != nullptr ? *n : 0;
+        }
+    }
+    return 0;
+}
+
+Error FieldError(std::string_view field, std::string_view what) {
+    Error e(ErrorCode::kInvalidArgument, std::string(field) + ": " + std::string(what));
+    e.With("field", std::string(field));
+    return e;
+}
+
 std::string Error::ToString() const {
     std::string s(cogs::ToString(code));
     s += ": ";
