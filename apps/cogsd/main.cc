@@ -16,9 +16,9 @@
 #include <boost/asio/signal_set.hpp>
 #include <filesystem>
 
-#include "cogs/api/api.h"
 #include "cogs/base/paths.h"
 #include "cogs/cloud/cloud.h"
+#include "cogs/http/client.h"
 #include "cogs/http/server.h"
 #include "cogs/observe/http_observe.h"
 #include "cogs/observe/log.h"
@@ -34,33 +34,6 @@
 namespace {
 
 using namespace cogs;
-
-struct Endpoint {
-    std::string host;
-    uint16_t port = 0;
-};
-
-std::optional<Endpoint> ParseHostPort(std::string s) {
-    if (s.starts_with("http://")) {
-        s = s.substr(7);
-    }
-    if (auto slash = s.find('/'); slash != std::string::npos) {
-        s = s.substr(0, slash);
-    }
-    const auto colon = s.rfind(':');
-    if (colon == std::string::npos || colon == 0) {
-        return std::nullopt;
-    }
-    try {
-        const int port = std::stoi(s.substr(colon + 1));
-        if (port < 0 || port > 65535) {
-            return std::nullopt;
-        }
-        return Endpoint{s.substr(0, colon), static_cast<uint16_t>(port)};
-    } catch (const std::exception&) {
-        return std::nullopt;
-    }
-}
 
 int Fail(const std::string& what) {
     spdlog::critical("{}", what);
@@ -83,7 +56,6 @@ int main(int argc, char** argv) {
     size_t max_inflight_workflows = 100000;
     workflow::EngineOptions engine_options;
     int64_t breaker_open_ms = 1000;
-    size_t max_inflight_requests = 4096;
     size_t max_body = 1 << 20;
     cloud::CloudOptions cloud_options;
     app.add_option("--data-dir", data_dir, "where the store lives (cogsd.db)")->capture_default_str();
@@ -134,7 +106,8 @@ int main(int argc, char** argv) {
     app.add_option("--cpu-ratio", cloud_options.cpu_ratio, "vCPU overcommit")->check(CLI::Range(0.1, 64.0))->capture_default_str();
     app.add_option("--ram-ratio", cloud_options.ram_ratio, "RAM overcommit")->check(CLI::Range(0.1, 64.0))->capture_default_str();
     app.add_option("--disk-ratio", cloud_options.disk_ratio, "disk overcommit")->check(CLI::Range(0.1, 64.0))->capture_default_str();
-    app.add_option("--max-inflight-requests", max_inflight_requests, "beyond: 429")->capture_default_str();
+    app.add_option("--max-inflight-requests", cloud_options.max_inflight_requests, "beyond: 429")
+        ->capture_default_str();
     app.add_option("--max-body-bytes", max_body, "largest request body")->capture_default_str();
     app.add_option("--log-level", log_level,
                    "trace, debug, info, warn, error (every component; change at run "
@@ -175,9 +148,9 @@ int main(int argc, char** argv) {
     cloud_options.orphan_grace = std::chrono::milliseconds(orphan_grace_ms);
     cloud_options.inventory_urls = {{"network", network_url}, {"volume", volume_url}};
 
-    auto listen_ep = ParseHostPort(listen);
-    auto network_ep = ParseHostPort(network_url);
-    auto volume_ep = ParseHostPort(volume_url);
+    auto listen_ep = http::ParseHostPort(listen);
+    auto network_ep = http::ParseHttpUrl(network_url);
+    auto volume_ep = http::ParseHttpUrl(volume_url);
     if (!listen_ep) return Fail("--listen: expected HOST:PORT, got '" + listen + "'");
     if (!network_ep) return Fail("--network-url: expected http://HOST:PORT, got '" + network_url + "'");
     if (!volume_ep) return Fail("--volume-url: expected http://HOST:PORT, got '" + volume_url + "'");
@@ -241,13 +214,13 @@ int main(int argc, char** argv) {
         }
     }
 
-    api::Api api(*cloud, api::ApiOptions{max_inflight_requests, &metrics});
+    cloud->Start();
     http::ServerOptions server_options;
     server_options.host = listen_ep->host;
     server_options.port = listen_ep->port;
     server_options.max_body_bytes = max_body;
     // /metrics is answered by Instrument on this io thread, where the cloud's sampled gauges live.
-    auto server = http::StartServer(io, server_options, observe::Instrument(api.Handler(), &metrics));
+    auto server = http::StartServer(io, server_options, observe::Instrument(cloud->Handler(), &metrics));
     if (!server) return Fail("listen " + listen + ": " + server.error().ToString());
     const uint16_t port = (*server)->port();
     if (!port_file.empty()) {
@@ -267,6 +240,7 @@ int main(int argc, char** argv) {
         boost::asio::post(io, [&io] { io.stop(); });
     });
     io.run();
+    cloud->Stop();
     (*store)->Flush();
     cloud.reset();
     spdlog::info("stopped");

@@ -58,4 +58,12 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
     return diff == 0;
 }
 
+std::string NewUuid() {
+    std::string h = RandomHex(16);
+    h[12] = '4';
+    static constexpr char kVariant[] = "89ab";
+    h[16] = kVariant[(h[16] >= 'a' ? h[16] - 'a' + 10 : h[16] - '0') & 3];
+    return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" + h.substr(20);
+}
+
 }  // namespace cogs

@@ -14,6 +14,9 @@ std::string Sha256Hex(std::string_view data);
 // `bytes` random bytes from getrandom(2), as 2*bytes lowercase hex characters.
 std::string RandomHex(size_t bytes);
 
+// A random UUID (version 4), e.g. "0b5e6c1a-4f7d-4a2e-9c3b-2d1e0f9a8b7c".
+std::string NewUuid();
+
 // Compares two strings in time that depends only on their lengths (for secrets and their hashes).
 bool ConstantTimeEquals(std::string_view a, std::string_view b);
 

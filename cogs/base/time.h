@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 namespace cogs {
 
@@ -24,5 +25,8 @@ int64_t WallNowUs();
 // The steady time point at which the wall-clock instant `wall_ms` happens (for turning a
 // persisted deadline back into a timer). Past instants map to now or earlier.
 SteadyTime SteadyFromWallMs(int64_t wall_ms);
+
+// RFC 3339 UTC with milliseconds: 2026-11-27T10:00:00.123Z (how the API shows every instant).
+std::string Rfc3339(int64_t wall_ms);
 
 }  // namespace cogs

@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
@@ -29,6 +31,17 @@ public:
     // `deadline` (the connection is then closed, never reused).
     virtual void Send(Request request, SteadyTime deadline, Callback done) = 0;
 };
+
+struct Endpoint {
+    std::string host;
+    uint16_t port = 0;
+    bool operator==(const Endpoint&) const = default;
+};
+
+// "HOST:PORT", or "[V6ADDR]:PORT" (the brackets dropped): port 0..65535 in decimal.
+std::optional<Endpoint> ParseHostPort(std::string_view s);
+// "http://HOST:PORT", optionally followed by a path (ignored): port 1..65535.
+std::optional<Endpoint> ParseHttpUrl(std::string_view url);
 
 std::unique_ptr<Client> MakeClient(boost::asio::io_context& io, ClientOptions options);
 

@@ -1,7 +1,9 @@
 // Request and Response accessors: plain string work, no Beast, so that every user of the HTTP types
 // does not pay for Beast's compile time.
 #include <cctype>
+#include <charconv>
 
+#include "cogs/http/client.h"
 #include "cogs/http/server.h"
 
 namespace cogs::http {
@@ -124,6 +126,36 @@ std::string UrlEncode(std::string_view s) {
         }
     }
     return out;
+}
+
+std::optional<Endpoint> ParseHostPort(std::string_view s) {
+    const auto colon = s.rfind(':');
+    if (colon == std::string_view::npos || colon == 0 || colon + 1 == s.size() || s.size() - colon - 1 > 5) {
+        return std::nullopt;
+    }
+    const std::string_view digits = s.substr(colon + 1);
+    unsigned port = 0;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+    if (ec != std::errc() || end != digits.data() + digits.size() || port > 65535) {
+        return std::nullopt;
+    }
+    std::string_view host = s.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    }
+    return Endpoint{std::string(host), static_cast<uint16_t>(port)};
+}
+
+std::optional<Endpoint> ParseHttpUrl(std::string_view url) {
+    if (!url.starts_with("http://")) {
+        return std::nullopt;
+    }
+    url.remove_prefix(7);
+    auto e = ParseHostPort(url.substr(0, url.find('/')));
+    if (!e || e->port == 0) {
+        return std::nullopt;
+    }
+    return e;
 }
 
 }  // namespace cogs::http

@@ -1,6 +1,8 @@
-#include "cogs/cloud/internal/model.h"
+#include "cogs/cloud/core/model.h"
 
-namespace cogs::cloud::internal {
+#include <boost/json/serialize.hpp>
+
+namespace cogs::cloud {
 
 int64_t& QuotaField(Amount& a, std::string_view name) {
     if (name == "servers") return a.servers;
@@ -52,6 +54,14 @@ const Res* Model::FindByName(std::string_view kind, const std::string& name, con
         }
     }
     return nullptr;
+}
+
+Res* Model::FindByIdOrName(std::string_view kind, const std::string& ref) {
+    Res* r = Find(kind, ref);
+    if (r == nullptr && (kind == kFlavor || kind == kImage)) {
+        r = const_cast<Res*>(FindByName(kind, ref));
+    }
+    return r;
 }
 
 store::ResourceWrite Model::Write(const Res& r) {
@@ -109,9 +119,12 @@ Status Model::Reserve(const std::string& project, const Amount& a) {
         const int64_t limit = QuotaField(limits, name);
         const int64_t in_use = QuotaField(used, name);
         if (req > 0 && limit >= 0 && in_use + req > limit) {
-            return MakeError(ErrorCode::kPermissionDenied,
-                             "quota exceeded: " + std::string(name) + " limit " + std::to_string(limit) +
-                                 ", in use " + std::to_string(in_use) + ", requested " + std::to_string(req));
+            Error e(ErrorCode::kPermissionDenied, "quota exceeded: " + std::string(name) + " limit " +
+                                                      std::to_string(limit) + ", in use " + std::to_string(in_use) +
+                                                      ", requested " + std::to_string(req));
+            e.reason = "quota_exceeded";
+            e.With("resource", std::string(name)).With("limit", limit).With("in_use", in_use).With("requested", req);
+            return MakeError(std::move(e));
         }
     }
     Add(project, a);
@@ -142,4 +155,4 @@ json::object View(const Res& r) {
     return o;
 }
 
-}  // namespace cogs::cloud::internal
+}  // namespace cogs::cloud

@@ -1,8 +1,8 @@
-#include "cogs/cloud/internal/liveness.h"
+#include "cogs/cloud/health/liveness.h"
 
 #include <gtest/gtest.h>
 
-namespace cogs::cloud::internal {
+namespace cogs::cloud::health {
 namespace {
 
 using std::chrono::milliseconds;
@@ -125,4 +125,4 @@ TEST(LivenessTest, UnknownHostsAreDownAndForgottenOnesGone) {
 }
 
 }  // namespace
-}  // namespace cogs::cloud::internal
+}  // namespace cogs::cloud::health

@@ -1,8 +1,8 @@
-#include "cogs/cloud/internal/liveness.h"
+#include "cogs/cloud/health/liveness.h"
 
 #include <algorithm>
 
-namespace cogs::cloud::internal {
+namespace cogs::cloud::health {
 
 std::string_view ToString(HostState state) {
     switch (state) {
@@ -99,4 +99,4 @@ bool Liveness::EvacuationPaused(SteadyTime now) const {
     return static_cast<double>(lapsed) > options_.max_down_fraction * static_cast<double>(hosts_.size());
 }
 
-}  // namespace cogs::cloud::internal
+}  // namespace cogs::cloud::health

@@ -1,6 +1,6 @@
 // Host liveness: the lease each compute host renews (its heartbeat), and the state the control
 // plane derives from it. Pure logic on a steady clock the caller passes in (no timers, no I/O),
-// so it is tested without waiting. Internal to cogs/cloud; lives on the io thread.
+// so it is tested without waiting. Used by the HostMonitor (host_monitor.h); lives on the io thread.
 //
 //   up ──(no renewal for ttl)──▶ suspect ──(fence_window more)──▶ down
 //    ▲                              │                               │
@@ -30,7 +30,7 @@
 
 #include "cogs/base/time.h"
 
-namespace cogs::cloud::internal {
+namespace cogs::cloud::health {
 
 enum class HostState { kUp, kSuspect, kDown };
 std::string_view ToString(HostState state);
@@ -85,4 +85,4 @@ private:
     std::map<std::string, Host, std::less<>> hosts_;
 };
 
-}  // namespace cogs::cloud::internal
+}  // namespace cogs::cloud::health

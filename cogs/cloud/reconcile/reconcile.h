@@ -1,7 +1,7 @@
 // The reconciler's decisions: what the micro-services actually hold (their GET /v1/inventory)
 // against what cogsd wants (the model), and what to do about the difference. Pure logic: no I/O,
 // no clock of its own (the caller passes the wall time of each scan), so every rule is tested
-// without services or waiting. Internal to cogs/cloud; lives on the io thread.
+// without services or waiting. Used by the reconcile loop (reconcile_loop.h); lives on the io thread.
 //
 // Level-triggered: each Scan judges the whole picture it is given, and answers every action that
 // is due now, again on every scan while the drift lasts (the caller skips what it already does;
@@ -82,7 +82,7 @@
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
 
-namespace cogs::cloud::internal {
+namespace cogs::cloud::reconcile {
 
 // ---- what cogsd wants (built by the caller from the model) ----
 
@@ -232,4 +232,4 @@ private:
     std::map<std::string, Tracked, std::less<>> tracked_;
 };
 
-}  // namespace cogs::cloud::internal
+}  // namespace cogs::cloud::reconcile

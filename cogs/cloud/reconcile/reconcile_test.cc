@@ -1,9 +1,9 @@
-#include "cogs/cloud/internal/reconcile.h"
+#include "cogs/cloud/reconcile/reconcile.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace cogs::cloud::internal {
+namespace cogs::cloud::reconcile {
 namespace {
 
 using ::testing::HasSubstr;
@@ -591,4 +591,4 @@ TEST(ReconcilerTest, ActionsComeSortedByServiceAndId) {
 }
 
 }  // namespace
-}  // namespace cogs::cloud::internal
+}  // namespace cogs::cloud::reconcile

@@ -1,11 +1,16 @@
-#include "cogs/cloud/internal/reconcile.h"
+#include "cogs/cloud/reconcile/reconcile.h"
 
 #include <algorithm>
 #include <tuple>
 
-#include "cogs/cloud/internal/json_util.h"
+#include <boost/json/parse.hpp>
+#include <set>
 
-namespace cogs::cloud::internal {
+#include "cogs/wire/input.h"
+
+namespace cogs::cloud::reconcile {
+
+namespace json = boost::json;
 
 std::string_view ToString(ActionKind kind) {
     switch (kind) {
@@ -31,163 +36,108 @@ std::string_view ToString(ActionKind kind) {
 
 namespace {
 
-// Reads one inventory text; every error names the service and the path of the field.
+using wire::Input;
+
+// Reads one inventory text with wire::Input (which names each field by its path,
+// "instances[2].host"); every error is prefixed with the service: "compute inventory: ...".
 class InventoryReader {
 public:
-    explicit InventoryReader(std::string_view service) : service_(service) {}
+    explicit InventoryReader(std::string_view service) : prefix_(std::string(service) + " inventory: ") {}
 
-    // "compute inventory: PATH: WHAT" (either part may be empty).
-    Error Bad(const std::string& path, std::string_view what) const {
-        std::string m = std::string(service_) + " inventory: " + path;
-        if (!path.empty() && !what.empty()) {
-            m += ": ";
-        }
-        m += what;
-        return Error(ErrorCode::kInvalidArgument, std::move(m));
-    }
+    Error Bad(std::string_view what) const { return Error(ErrorCode::kInvalidArgument, prefix_ + std::string(what)); }
+    Error Bad(const Error& e) const { return Bad(e.message); }
 
-    Result<json::object> Root(std::string_view text) const {
+    Result<Input> Root(std::string_view text) const {
         boost::system::error_code ec;
         json::value v = json::parse(text, ec);
-        if (ec) {
-            return MakeError(Bad("", "not JSON: " + ec.message()));
-        }
-        if (!v.is_object()) {
-            return MakeError(Bad("", "must be a JSON object"));
-        }
-        return std::move(v.get_object());
+        if (ec) return MakeError(Bad("not JSON: " + ec.message()));
+        if (!v.is_object()) return MakeError(Bad("must be a JSON object"));
+        return Input(std::move(v.get_object()));
     }
 
     // The objects of array `field`; absent (or null) is an error unless `optional`.
-    Result<std::vector<const json::object*>> Objects(const json::object& o, std::string_view field,
-                                                     bool optional = false) const {
-        std::vector<const json::object*> items;
-        const json::value* v = o.if_contains(field);
-        if (v == nullptr || v->is_null()) {
-            if (optional) {
-                return items;
-            }
-            return MakeError(Bad(std::string(field), "required"));
-        }
-        if (!v->is_array()) {
-            return MakeError(Bad(std::string(field), "must be an array"));
-        }
-        const json::array& a = v->get_array();
-        items.reserve(a.size());
-        for (size_t i = 0; i < a.size(); ++i) {
-            if (!a[i].is_object()) {
-                return MakeError(Bad(Item(field, i), "must be an object"));
-            }
-            items.push_back(&a[i].get_object());
-        }
-        return items;
+    Result<std::vector<Input>> Objects(const Input& in, std::string_view field, bool optional = false) const {
+        const json::value* v = in.Find(field);
+        if (v == nullptr && !optional) return MakeError(Bad(std::string(field) + ": required"));
+        if (v != nullptr && !v->is_array()) return MakeError(Bad(std::string(field) + ": must be an array"));
+        auto items = in.Objects(field, {}, SIZE_MAX);
+        if (!items) return MakeError(Bad(items.error()));
+        return std::move(*items);
     }
 
-    static std::string Item(std::string_view field, size_t i) {
-        return std::string(field) + "[" + std::to_string(i) + "]";
-    }
-
-    // json_util's readers name the field alone ("host: required"): put the item's path before it.
-    Result<std::string> Required(const json::object& o, const std::string& item, std::string_view field) const {
-        auto s = RequiredString(o, field);
-        if (!s) {
-            return MakeError(Bad(item + "." + s.error().message, ""));
-        }
+    // A required string, or one where "" stands for absent or null; errors name the field's path.
+    Result<std::string> Required(const Input& item, std::string_view field) const {
+        auto s = item.String(field);
+        if (!s) return MakeError(Bad(s.error()));
         return s;
     }
-    // A string, or "" for absent or null.
-    Result<std::string> Optional(const json::object& o, const std::string& item, std::string_view field) const {
-        auto s = OptionalString(o, field);
-        if (!s) {
-            return MakeError(Bad(item + "." + s.error().message, ""));
-        }
+    Result<std::string> Optional(const Input& item, std::string_view field) const {
+        auto s = item.OptionalString(field, wire::Text{.max_len = SIZE_MAX, .allow_empty = true});
+        if (!s) return MakeError(Bad(s.error()));
         return s->value_or("");
     }
 
 private:
-    std::string_view service_;
+    std::string prefix_;
 };
 
 }  // namespace
 
 Result<ComputeInventory> ParseComputeInventory(std::string_view text, int64_t read_at_ms) {
     const InventoryReader r("compute");
-    auto root = r.Root(text);
-    if (!root) return MakeError(root.error());
+    COGS_ASSIGN_OR_RETURN(auto root, r.Root(text));
     ComputeInventory inv;
     inv.read_at_ms = read_at_ms;
-    auto hosts = r.Objects(*root, "hosts");
-    if (!hosts) return MakeError(hosts.error());
+    COGS_ASSIGN_OR_RETURN(auto hosts, r.Objects(root, "hosts"));
     std::set<std::string> names;
-    for (size_t i = 0; i < hosts->size(); ++i) {
-        const std::string item = InventoryReader::Item("hosts", i);
-        auto name = r.Required(*(*hosts)[i], item, "name");
-        if (!name) return MakeError(name.error());
-        if (!names.insert(*name).second) {
-            return MakeError(r.Bad(item + ".name", "host '" + *name + "' listed twice"));
+    for (const Input& h : hosts) {
+        COGS_ASSIGN_OR_RETURN(auto name, r.Required(h, "name"));
+        if (!names.insert(name).second) {
+            return MakeError(r.Bad(h.Name("name") + ": host '" + name + "' listed twice"));
         }
-        inv.hosts.push_back(std::move(*name));
+        inv.hosts.push_back(std::move(name));
     }
-    auto instances = r.Objects(*root, "instances");
-    if (!instances) return MakeError(instances.error());
+    COGS_ASSIGN_OR_RETURN(auto instances, r.Objects(root, "instances"));
     std::set<std::string> ids;
-    for (size_t i = 0; i < instances->size(); ++i) {
-        const json::object& o = *(*instances)[i];
-        const std::string item = InventoryReader::Item("instances", i);
-        auto id = r.Required(o, item, "id");
-        if (!id) return MakeError(id.error());
-        auto host = r.Required(o, item, "host");
-        if (!host) return MakeError(host.error());
-        auto state = r.Required(o, item, "state");
-        if (!state) return MakeError(state.error());
-        auto port = r.Optional(o, item, "port_id");
-        if (!port) return MakeError(port.error());
-        if (!ids.insert(*id).second) {
-            return MakeError(r.Bad(item + ".id", "instance '" + *id + "' listed twice"));
+    for (const Input& o : instances) {
+        COGS_ASSIGN_OR_RETURN(auto id, r.Required(o, "id"));
+        COGS_ASSIGN_OR_RETURN(auto host, r.Required(o, "host"));
+        COGS_ASSIGN_OR_RETURN(auto state, r.Required(o, "state"));
+        COGS_ASSIGN_OR_RETURN(auto port, r.Optional(o, "port_id"));
+        if (!ids.insert(id).second) {
+            return MakeError(r.Bad(o.Name("id") + ": instance '" + id + "' listed twice"));
         }
-        inv.instances.push_back(ActualInstance{std::move(*id), std::move(*host), std::move(*state), std::move(*port)});
+        inv.instances.push_back(ActualInstance{std::move(id), std::move(host), std::move(state), std::move(port)});
     }
     return inv;
 }
 
 Result<NetworkInventory> ParseNetworkInventory(std::string_view text, int64_t read_at_ms) {
     const InventoryReader r("network");
-    auto root = r.Root(text);
-    if (!root) return MakeError(root.error());
+    COGS_ASSIGN_OR_RETURN(auto root, r.Root(text));
     NetworkInventory inv;
     inv.read_at_ms = read_at_ms;
-    auto ports = r.Objects(*root, "ports");
-    if (!ports) return MakeError(ports.error());
+    COGS_ASSIGN_OR_RETURN(auto ports, r.Objects(root, "ports"));
     std::set<std::string> ids;
-    for (size_t i = 0; i < ports->size(); ++i) {
-        const json::object& o = *(*ports)[i];
-        const std::string item = InventoryReader::Item("ports", i);
-        auto id = r.Required(o, item, "id");
-        if (!id) return MakeError(id.error());
-        auto network = r.Required(o, item, "network_id");
-        if (!network) return MakeError(network.error());
-        auto device = r.Optional(o, item, "device_id");
-        if (!device) return MakeError(device.error());
-        auto ip = r.Optional(o, item, "fixed_ip");
-        if (!ip) return MakeError(ip.error());
-        if (!ids.insert(*id).second) {
-            return MakeError(r.Bad(item + ".id", "port '" + *id + "' listed twice"));
+    for (const Input& o : ports) {
+        COGS_ASSIGN_OR_RETURN(auto id, r.Required(o, "id"));
+        COGS_ASSIGN_OR_RETURN(auto network, r.Required(o, "network_id"));
+        COGS_ASSIGN_OR_RETURN(auto device, r.Optional(o, "device_id"));
+        COGS_ASSIGN_OR_RETURN(auto ip, r.Optional(o, "fixed_ip"));
+        if (!ids.insert(id).second) {
+            return MakeError(r.Bad(o.Name("id") + ": port '" + id + "' listed twice"));
         }
-        inv.ports.push_back(ActualPort{std::move(*id), std::move(*network), std::move(*device), std::move(*ip)});
+        inv.ports.push_back(ActualPort{std::move(id), std::move(network), std::move(device), std::move(ip)});
     }
     // Every address is a port's (the service derives the list from its ports): one that names no
     // port means the inventory is not what the service's README says, and none of it is trusted.
-    auto addresses = r.Objects(*root, "addresses", /*optional=*/true);
-    if (!addresses) return MakeError(addresses.error());
-    for (size_t i = 0; i < addresses->size(); ++i) {
-        const std::string item = InventoryReader::Item("addresses", i);
-        auto ip = r.Required(*(*addresses)[i], item, "ip");
-        if (!ip) return MakeError(ip.error());
-        auto port = r.Required(*(*addresses)[i], item, "port_id");
-        if (!port) return MakeError(port.error());
-        if (!ids.contains(*port)) {
-            return MakeError(r.Bad(item + ".port_id", "address " + *ip + " names port '" + *port +
-                                                          "', which is not among the inventory's ports"));
+    COGS_ASSIGN_OR_RETURN(auto addresses, r.Objects(root, "addresses", /*optional=*/true));
+    for (const Input& a : addresses) {
+        COGS_ASSIGN_OR_RETURN(auto ip, r.Required(a, "ip"));
+        COGS_ASSIGN_OR_RETURN(auto port, r.Required(a, "port_id"));
+        if (!ids.contains(port)) {
+            return MakeError(r.Bad(a.Name("port_id") + ": address " + ip + " names port '" + port +
+                                   "', which is not among the inventory's ports"));
         }
     }
     return inv;
@@ -195,28 +145,20 @@ Result<NetworkInventory> ParseNetworkInventory(std::string_view text, int64_t re
 
 Result<VolumeInventory> ParseVolumeInventory(std::string_view text, int64_t read_at_ms) {
     const InventoryReader r("volume");
-    auto root = r.Root(text);
-    if (!root) return MakeError(root.error());
+    COGS_ASSIGN_OR_RETURN(auto root, r.Root(text));
     VolumeInventory inv;
     inv.read_at_ms = read_at_ms;
-    auto volumes = r.Objects(*root, "volumes");
-    if (!volumes) return MakeError(volumes.error());
+    COGS_ASSIGN_OR_RETURN(auto volumes, r.Objects(root, "volumes"));
     std::set<std::string> ids;
-    for (size_t i = 0; i < volumes->size(); ++i) {
-        const json::object& o = *(*volumes)[i];
-        const std::string item = InventoryReader::Item("volumes", i);
-        auto id = r.Required(o, item, "id");
-        if (!id) return MakeError(id.error());
-        auto status = r.Required(o, item, "status");
-        if (!status) return MakeError(status.error());
-        auto server = r.Optional(o, item, "server_id");
-        if (!server) return MakeError(server.error());
-        auto host = r.Optional(o, item, "host");
-        if (!host) return MakeError(host.error());
-        if (!ids.insert(*id).second) {
-            return MakeError(r.Bad(item + ".id", "volume '" + *id + "' listed twice"));
+    for (const Input& o : volumes) {
+        COGS_ASSIGN_OR_RETURN(auto id, r.Required(o, "id"));
+        COGS_ASSIGN_OR_RETURN(auto status, r.Required(o, "status"));
+        COGS_ASSIGN_OR_RETURN(auto server, r.Optional(o, "server_id"));
+        COGS_ASSIGN_OR_RETURN(auto host, r.Optional(o, "host"));
+        if (!ids.insert(id).second) {
+            return MakeError(r.Bad(o.Name("id") + ": volume '" + id + "' listed twice"));
         }
-        inv.volumes.push_back(ActualVolume{std::move(*id), std::move(*status), std::move(*server), std::move(*host)});
+        inv.volumes.push_back(ActualVolume{std::move(id), std::move(status), std::move(server), std::move(host)});
     }
     return inv;
 }
@@ -442,4 +384,4 @@ std::vector<Action> Reconciler::Scan(const Desired& desired, const Actual& actua
     return out;
 }
 
-}  // namespace cogs::cloud::internal
+}  // namespace cogs::cloud::reconcile

@@ -1,6 +1,8 @@
 // The in-memory desired state of the cloud: every resource as a JSON object keyed by kind and id,
-// the quota usage of every project, and the index from token hashes to tokens. Internal to
-// cogs/cloud; lives on the io thread.
+// the quota usage of every project, and the index from token hashes to tokens. Loaded from the
+// store at start; every change is in the store before it is answered (Context::Persist and
+// Context::StartWorkflow). Lives on the io thread: no locks, so quota checks and placement claims
+// cannot race.
 #pragma once
 
 #include <cstdint>
@@ -9,25 +11,19 @@
 #include <unordered_map>
 #include <vector>
 
-#include "cogs/cloud/internal/json_util.h"
+#include "cogs/base/result.h"
+#include "cogs/cloud/core/status.h"
 #include "cogs/store/records.h"
+#include "cogs/wire/input.h"
 
-namespace cogs::cloud::internal {
+namespace cogs::cloud {
 
-// Kinds, as stored (store::ResourceWrite::kind).
-inline constexpr std::string_view kProject = "project";
-inline constexpr std::string_view kToken = "token";
-inline constexpr std::string_view kFlavor = "flavor";
-inline constexpr std::string_view kImage = "image";
-inline constexpr std::string_view kHost = "host";
-inline constexpr std::string_view kClaim = "claim";
-inline constexpr std::string_view kGroup = "server_group";
-inline constexpr std::string_view kNetwork = "network";
-inline constexpr std::string_view kSubnet = "subnet";
-inline constexpr std::string_view kPort = "port";
-inline constexpr std::string_view kVolume = "volume";
-inline constexpr std::string_view kServer = "server";
-inline constexpr std::string_view kIdempotency = "idempotency";
+namespace json = boost::json;
+using wire::Bool;
+using wire::Int;
+using wire::Str;
+using wire::StrList;
+using wire::ToArray;
 
 // One resource. Keys of `body` that start with '_' are internal (never shown by the API).
 struct Res {
@@ -35,6 +31,26 @@ struct Res {
     std::string id;
     std::string project;
     json::object body;
+
+    // The status, typed; nullopt if the body's is none of S's.
+    template <typename S>
+    std::optional<S> status() const {
+        return ParseStatus<S>(Str(body, "status"));
+    }
+    template <typename S>
+    bool is(S s) const {
+        return status<S>() == s;
+    }
+    template <typename S>
+    void set_status(S s) {
+        body["status"] = ToString(s);
+    }
+    // The status before a transitional one ("_prev_status"), to revert to or settle back to.
+    template <typename S>
+    void set_prev(S s) {
+        body["_prev_status"] = ToString(s);
+    }
+    std::string status_text() const { return Str(body, "status"); }
 };
 
 // What a resource holds of its project's quota.
@@ -51,12 +67,14 @@ class Model {
 public:
     Res* Find(std::string_view kind, const std::string& id);
     const Res* Find(std::string_view kind, const std::string& id) const;
-    // Inserts or replaces; returns the stored one.
+    // Inserts or replaces; returns the stored one (stable until erased).
     Res& Put(Res r);
     void Erase(std::string_view kind, const std::string& id);
     const std::map<std::string, Res>& All(std::string_view kind) const;
     // The first resource of `kind` whose body "name" is `name` (and project, if not empty).
     const Res* FindByName(std::string_view kind, const std::string& name, const std::string& project = "") const;
+    // By id, else (flavors and images) by name.
+    Res* FindByIdOrName(std::string_view kind, const std::string& ref);
 
     // The durable form of a resource, or of its erasure.
     static store::ResourceWrite Write(const Res& r);
@@ -66,8 +84,8 @@ public:
     static Amount HeldBy(const Res& r);
     const Amount& Usage(const std::string& project) const;
     Amount Limits(const std::string& project) const;
-    // Reserves `a` for `project` if every limit allows it; else kFailedPrecondition-like
-    // "quota_exceeded" error (code kPermissionDenied, message "quota exceeded: ...").
+    // Reserves `a` for `project` if every limit allows it; else kPermissionDenied with reason
+    // "quota_exceeded" and the details resource, limit, in_use and requested.
     Status Reserve(const std::string& project, const Amount& a);
     void Release(const std::string& project, const Amount& a);
     // Counts `a` as used without checking the limits (usage loaded from the store).
@@ -84,4 +102,4 @@ private:
 // The API's view of a resource: its body without internal keys.
 json::object View(const Res& r);
 
-}  // namespace cogs::cloud::internal
+}  // namespace cogs::cloud

@@ -1,0 +1,43 @@
+// Call: one API request as the control plane's handlers see it — who asks, what the route's
+// pattern captured, the query, the body, and how to answer. The HTTP face (http_api.h) makes it;
+// the router (router.h) fills `params` and picks the handler from the table in routes.cc.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "cogs/cloud/core/access.h"
+#include "cogs/http/server.h"
+#include "cogs/wire/answer.h"
+
+namespace cogs::cloud {
+
+struct Call {
+    Principal who;
+    std::string method;
+    std::string path;                            // as asked, for messages
+    std::map<std::string, std::string> params;   // the pattern's {name}s, decoded
+    std::map<std::string, std::string> query;
+    std::string body;
+    std::string idempotency_key;
+    std::string traceparent;                     // the API's span: workflows started here carry it
+    // Exactly once, on the io thread, never inline (the HTTP face posts it).
+    std::function<void(http::Response)> respond;
+
+    const std::string& Param(std::string_view name) const {
+        static const std::string kNone;
+        auto it = params.find(std::string(name));
+        return it == params.end() ? kNone : it->second;
+    }
+    // The query parameter, or "".
+    std::string Query(std::string_view name) const {
+        auto it = query.find(std::string(name));
+        return it == query.end() ? std::string() : it->second;
+    }
+    void Answer(http::Response r) const { respond(std::move(r)); }
+    void Fail(const Error& e) const { respond(wire::ApiError(e)); }
+};
+
+}  // namespace cogs::cloud

@@ -1,0 +1,54 @@
+// The HTTP face of cogsd's API (docs/api.md): /healthz, then for /v1/...: admission control (more
+// than max_inflight requests in flight -> 429 with Retry-After, never an unbounded queue), the
+// bearer token (401 with WWW-Authenticate), admin-only GET/PUT /v1/log-levels, and the routes of
+// routes.cc through the Router. Beast never shows here: it rides on cogs/http.
+//
+// Every request gets a trace: the caller's `traceparent` header if it is valid (the API's work is
+// a child span of it), else a new trace. The answer carries `traceparent` (the API's span), the
+// workflows the request starts carry it, and every log line written while the request is handled
+// carries its trace id and the resource id of its path (observe::LogScope). Changes are logged at
+// info, reads and heartbeats at debug, 5xx at warn. Answers are never given inline.
+//
+// Metrics: cogs_api_rejected_total{reason} (overload, unauthenticated); request counts and
+// latencies are observe::Instrument's, wrapped around this handler by cogsd.
+//
+// Threading: the handler runs on the cloud's io thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "cogs/cloud/api/router.h"
+#include "cogs/observe/metrics.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace cogs::cloud {
+
+struct ApiStats {
+    uint64_t requests = 0;
+    uint64_t rejected_overload = 0;
+    uint64_t unauthenticated = 0;
+    size_t inflight = 0;
+};
+
+class HttpApi {
+public:
+    using Authenticator = std::function<Result<Principal>(std::string_view bearer_token)>;
+    // `router` must outlive the handler.
+    HttpApi(boost::asio::io_context& io, const Router& router, Authenticator authenticate, size_t max_inflight,
+            observe::Metrics* metrics);
+    // The handler to give http::StartServer; it must run on the io thread.
+    http::Handler Handler();
+    ApiStats stats() const;
+
+private:
+    struct State;
+    std::shared_ptr<State> state_;
+};
+
+}  // namespace cogs::cloud

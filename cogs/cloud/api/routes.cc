@@ -1,0 +1,146 @@
+#include "cogs/cloud/api/routes.h"
+
+#include "cogs/cloud/resources/catalog.h"
+#include "cogs/cloud/resources/events.h"
+#include "cogs/cloud/resources/hosts.h"
+#include "cogs/cloud/resources/networks.h"
+#include "cogs/cloud/resources/reads.h"
+#include "cogs/cloud/resources/servers.h"
+#include "cogs/cloud/resources/volumes.h"
+#include "cogs/cloud/resources/workflows.h"
+
+namespace cogs::cloud {
+
+std::vector<Route> ApiRoutes(RouteTargets t) {
+    // A create: admission (role, Idempotency-Key) first, then the kind's own.
+    auto create = [&t](std::string_view kind, auto method, auto& module) {
+        return [&ctx = t.ctx, kind, method, m = &module](Call c) {
+            if (auto admitted = AdmitCreate(ctx, std::move(c), kind)) (m->*method)(std::move(*admitted));
+        };
+    };
+    auto list = [&t](std::string_view collection, std::string_view kind) {
+        return [&reads = t.reads, collection, kind](Call c) { reads.List(std::move(c), collection, kind); };
+    };
+    auto show = [&t](std::string_view kind) { return [&reads = t.reads, kind](Call c) { reads.Show(std::move(c), kind); }; };
+    auto events = [&t](std::string_view kind) {
+        return [&history = t.history, kind](Call c) { history.List(std::move(c), kind); };
+    };
+    // POST /v1/<collection>/{id}/<anything else>: the resource must exist for the caller, then no
+    // such action (404).
+    auto no_action = [&t](std::string_view kind) {
+        return [&ctx = t.ctx, kind](Call c) {
+            if (auto st = RequireWriter(c.who); !st) return c.Fail(st.error());
+            const Res* r = ctx.model.Find(kind, c.Param("id"));
+            if (r == nullptr || !Visible(c.who, *r)) return c.Fail(NotFound(kind, c.Param("id")));
+            c.Fail(Error(ErrorCode::kNotFound, "no route " + c.method + " " + c.path));
+        };
+    };
+    Catalog& catalog = t.catalog;
+    Networks& networks = t.networks;
+    Volumes& volumes = t.volumes;
+    Servers& servers = t.servers;
+    Hosts& hosts = t.hosts;
+    Workflows& workflows = t.workflows;
+    auto catalog_delete = [&catalog](std::string_view kind) {
+        return [&catalog, kind](Call c) { catalog.Delete(std::move(c), kind); };
+    };
+    auto net_delete = [&networks](std::string_view kind) {
+        return [&networks, kind](Call c) { networks.Delete(std::move(c), kind); };
+    };
+    auto server_act = [&servers](std::string_view action) {
+        return [&servers, action](Call c) { servers.Act(std::move(c), action); };
+    };
+
+    return {
+        {"GET", "/v1/whoami", [&reads = t.reads](Call c) { reads.Whoami(std::move(c)); }},
+
+        {"GET", "/v1/projects", list("projects", kProject)},
+        {"POST", "/v1/projects", create(kProject, &Catalog::CreateProject, catalog)},
+        {"GET", "/v1/projects/{id}", show(kProject)},
+        {"DELETE", "/v1/projects/{id}", catalog_delete(kProject)},
+        {"GET", "/v1/projects/{id}/quotas", [&catalog](Call c) { catalog.GetQuotas(std::move(c)); }},
+        {"PUT", "/v1/projects/{id}/quotas", [&catalog](Call c) { catalog.SetQuotas(std::move(c)); }},
+        {"POST", "/v1/projects/{id}/{action}", no_action(kProject)},
+
+        {"GET", "/v1/tokens", list("tokens", kToken)},
+        {"POST", "/v1/tokens", create(kToken, &Catalog::CreateToken, catalog)},
+        {"GET", "/v1/tokens/{id}", show(kToken)},
+        {"DELETE", "/v1/tokens/{id}", catalog_delete(kToken)},
+        {"POST", "/v1/tokens/{id}/{action}", no_action(kToken)},
+
+        {"GET", "/v1/flavors", list("flavors", kFlavor)},
+        {"POST", "/v1/flavors", create(kFlavor, &Catalog::CreateFlavor, catalog)},
+        {"GET", "/v1/flavors/{id}", show(kFlavor)},
+        {"DELETE", "/v1/flavors/{id}", catalog_delete(kFlavor)},
+        {"POST", "/v1/flavors/{id}/{action}", no_action(kFlavor)},
+
+        {"GET", "/v1/images", list("images", kImage)},
+        {"POST", "/v1/images", create(kImage, &Catalog::CreateImage, catalog)},
+        {"GET", "/v1/images/{id}", show(kImage)},
+        {"DELETE", "/v1/images/{id}", catalog_delete(kImage)},
+        {"POST", "/v1/images/{id}/{action}", no_action(kImage)},
+
+        {"GET", "/v1/server-groups", list("server-groups", kGroup)},
+        {"POST", "/v1/server-groups", create(kGroup, &Catalog::CreateGroup, catalog)},
+        {"GET", "/v1/server-groups/{id}", show(kGroup)},
+        {"DELETE", "/v1/server-groups/{id}", catalog_delete(kGroup)},
+        {"POST", "/v1/server-groups/{id}/{action}", no_action(kGroup)},
+
+        {"GET", "/v1/networks", list("networks", kNetwork)},
+        {"POST", "/v1/networks", create(kNetwork, &Networks::CreateNetwork, networks)},
+        {"GET", "/v1/networks/{id}", show(kNetwork)},
+        {"DELETE", "/v1/networks/{id}", net_delete(kNetwork)},
+        {"GET", "/v1/networks/{id}/events", events(kNetwork)},
+        {"POST", "/v1/networks/{id}/{action}", no_action(kNetwork)},
+
+        {"GET", "/v1/subnets", list("subnets", kSubnet)},
+        {"POST", "/v1/subnets", create(kSubnet, &Networks::CreateSubnet, networks)},
+        {"GET", "/v1/subnets/{id}", show(kSubnet)},
+        {"DELETE", "/v1/subnets/{id}", net_delete(kSubnet)},
+        {"GET", "/v1/subnets/{id}/events", events(kSubnet)},
+        {"POST", "/v1/subnets/{id}/{action}", no_action(kSubnet)},
+
+        {"GET", "/v1/ports", list("ports", kPort)},
+        {"POST", "/v1/ports", create(kPort, &Networks::CreatePort, networks)},
+        {"GET", "/v1/ports/{id}", show(kPort)},
+        {"DELETE", "/v1/ports/{id}", net_delete(kPort)},
+        {"GET", "/v1/ports/{id}/events", events(kPort)},
+        {"POST", "/v1/ports/{id}/{action}", no_action(kPort)},
+
+        {"GET", "/v1/volumes", list("volumes", kVolume)},
+        {"POST", "/v1/volumes", create(kVolume, &Volumes::Create, volumes)},
+        {"GET", "/v1/volumes/{id}", show(kVolume)},
+        {"DELETE", "/v1/volumes/{id}", [&volumes](Call c) { volumes.Delete(std::move(c)); }},
+        {"GET", "/v1/volumes/{id}/events", events(kVolume)},
+        {"POST", "/v1/volumes/{id}/attach", [&volumes](Call c) { volumes.Attach(std::move(c)); }},
+        {"POST", "/v1/volumes/{id}/detach", [&volumes](Call c) { volumes.Detach(std::move(c)); }},
+        {"POST", "/v1/volumes/{id}/{action}", no_action(kVolume)},
+
+        {"GET", "/v1/servers", list("servers", kServer)},
+        {"POST", "/v1/servers", create(kServer, &Servers::Create, servers)},
+        {"GET", "/v1/servers/{id}", show(kServer)},
+        {"DELETE", "/v1/servers/{id}", [&servers](Call c) { servers.Delete(std::move(c)); }},
+        {"GET", "/v1/servers/{id}/events", events(kServer)},
+        {"POST", "/v1/servers/{id}/start", server_act("start")},
+        {"POST", "/v1/servers/{id}/stop", server_act("stop")},
+        {"POST", "/v1/servers/{id}/reboot", server_act("reboot")},
+        {"POST", "/v1/servers/{id}/{action}", no_action(kServer)},
+
+        {"GET", "/v1/hosts", [&hosts](Call c) { hosts.List(std::move(c)); }},
+        {"GET", "/v1/hosts/{name}", [&hosts](Call c) { hosts.Show(std::move(c)); }},
+        {"PUT", "/v1/hosts/{name}", [&hosts](Call c) { hosts.Register(std::move(c)); }},
+        {"GET", "/v1/hosts/{name}/events", events(kHost)},
+        {"POST", "/v1/hosts/{name}/heartbeat", [&hosts](Call c) { hosts.Heartbeat(std::move(c)); }},
+        {"POST", "/v1/hosts/{name}/drain", [&hosts](Call c) { hosts.Drain(std::move(c)); }},
+        {"POST", "/v1/hosts/{name}/enable", [&hosts](Call c) { hosts.Enable(std::move(c), true); }},
+        {"POST", "/v1/hosts/{name}/disable", [&hosts](Call c) { hosts.Enable(std::move(c), false); }},
+
+        {"GET", "/v1/events", events("")},
+
+        {"GET", "/v1/workflows", [&workflows](Call c) { workflows.List(std::move(c)); }},
+        {"GET", "/v1/workflows/{id}", [&workflows](Call c) { workflows.Show(std::move(c)); }},
+        {"POST", "/v1/workflows/{id}/cancel", [&workflows](Call c) { workflows.Cancel(std::move(c)); }},
+    };
+}
+
+}  // namespace cogs::cloud

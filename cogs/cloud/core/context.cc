@@ -1,0 +1,302 @@
+#include "cogs/cloud/core/context.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <future>
+
+#include "cogs/base/check.h"
+#include "cogs/base/secret.h"
+#include "cogs/observe/log.h"
+#include "cogs/observe/trace.h"
+
+namespace cogs::cloud {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// The event a workflow's start writes on its resource: "created" for a create, else
+// "<action>_requested" ("delete_requested", "stop_requested", "attach_requested", ...).
+std::string RequestedEventType(std::string_view workflow_type) {
+    auto dot = workflow_type.rfind('.');
+    std::string_view action = dot == std::string_view::npos ? workflow_type : workflow_type.substr(dot + 1);
+    return action == "create" ? std::string("created") : std::string(action) + "_requested";
+}
+
+}  // namespace
+
+struct Context::Pool {
+    asio::thread_pool pool{1};
+};
+
+Context::Context(asio::io_context& io_context, store::Store& s, workflow::Engine& e, const workflow::Registry& r,
+                 CloudOptions o)
+    : io(io_context),
+      store(s),
+      engine(e),
+      registry(r),
+      options(std::move(o)),
+      clock(options.clock != nullptr ? *options.clock : runtime::SystemClock()),
+      placement(scheduler::Ratios{options.cpu_ratio, options.ram_ratio, options.disk_ratio}),
+      events_counter_(observe::CounterOf(options.metrics, "cogs_events_total", "Events recorded, by type.")),
+      reads_(std::make_unique<Pool>()) {}
+
+Context::~Context() {
+    life_.reset();
+    reads_->pool.join();
+}
+
+void Context::Post(std::function<void()> fn) { asio::post(io, Guard(std::move(fn))); }
+
+// The work runs on the pool; `then` is posted to the io thread, where it runs only if the Context
+// still lives (it is destroyed on the io thread too, so the check cannot race).
+void Context::RunOffThread(std::function<void()> work, std::function<void()> then) {
+    asio::post(reads_->pool, [&io = io, life = std::weak_ptr<void>(life_), work = std::move(work),
+                              then = std::move(then)]() mutable {
+        work();
+        asio::post(io, [life, then = std::move(then)]() mutable {
+            if (life.lock()) then();
+        });
+    });
+}
+
+// ---- durable changes ----
+
+void Context::Persist(std::vector<store::ResourceWrite> writes, std::vector<store::EventRecord> events,
+                      std::function<void(Status)> done) {
+    store::WriteGroup g;
+    g.resources = std::move(writes);
+    g.events = std::move(events);
+    std::vector<std::string> types;
+    for (const auto& e : g.events) {
+        types.push_back(e.type);
+    }
+    store.Commit(std::move(g), [this, &io = io, life = std::weak_ptr<void>(life_), done = std::move(done),
+                                types = std::move(types)](Status st) mutable {
+        if (!st) {
+            observe::Log("cloud").critical("store write failed: {}", st.error().ToString());
+            COGS_CHECK(false && "the store refused a resource write");
+        }
+        // On the store's writer thread: only `io` (which outlives the cloud) is touched here.
+        asio::post(io, [this, life, done = std::move(done), st = std::move(st), types = std::move(types)]() mutable {
+            if (!life.lock()) return;
+            for (const auto& type : types) {
+                CountEvent(type);
+            }
+            if (done) done(std::move(st));
+        });
+    });
+}
+
+Status Context::PersistBlocking(std::vector<store::ResourceWrite> writes) {
+    store::WriteGroup g;
+    g.resources = std::move(writes);
+    std::promise<Status> p;
+    auto f = p.get_future();
+    store.Commit(std::move(g), [&p](Status st) { p.set_value(std::move(st)); });
+    return f.get();
+}
+
+void Context::StartWorkflow(Launch l, std::function<void(Result<std::string>)> done) {
+    COGS_CHECK(l.on != nullptr);
+    workflow::StartRequest s;
+    s.id = NewUuid();
+    s.type = std::move(l.type);
+    s.project = l.on->project;
+    s.traceparent = l.traceparent;
+    s.resource_kind = l.on->kind;
+    s.resource_id = l.on->id;
+    const std::string name = Str(l.on->body, "name");
+    s.events.push_back(Event(l.on->kind, l.on->id, l.on->project, RequestedEventType(s.type),
+                             l.on->kind + (name.empty() ? "" : " " + name) + ": workflow " + s.type + " started",
+                             s.id, l.traceparent));
+    for (Res* r : l.changed) {
+        r->body["workflow_id"] = s.id;
+        Touch(*r);
+        s.resources.push_back(Model::Write(*r));
+    }
+    for (auto& w : l.extra) {
+        s.resources.push_back(std::move(w));
+    }
+    s.input = json::serialize(l.input);
+    const std::string kind = l.on->kind;
+    const std::string id = l.on->id;
+    std::vector<std::string> types;
+    for (const auto& e : s.events) types.push_back(e.type);
+    observe::LogScope scope({observe::TraceIdOf(l.traceparent), s.id, id});
+    observe::Log("cloud").info("{} {}: starting workflow {}", kind, id, s.type);
+    engine.Start(std::move(s), Guard([this, kind, id, undo = std::move(l.undo), done = std::move(done),
+                                      types = std::move(types)](Result<std::string> r) {
+        if (!r) {
+            if (undo) undo();
+            // Overload is answered 429 (counted in cogs_http_requests_total{code="429"}): no line each.
+            observe::Log("cloud").log(r.error().code == ErrorCode::kResourceExhausted ? spdlog::level::debug
+                                                                                      : spdlog::level::warn,
+                                      "{} {}: workflow refused: {}", kind, id, r.error().ToString());
+        } else {
+            for (const auto& t : types) CountEvent(t);
+        }
+        if (done) done(std::move(r));
+    }));
+}
+
+// ---- records and events ----
+
+Res Context::NewRes(std::string_view kind, std::string project) const {
+    Res r{std::string(kind), NewUuid(), std::move(project), {}};
+    r.body["id"] = r.id;
+    if (!r.project.empty()) {
+        r.body["project_id"] = r.project;
+    }
+    const std::string now = Rfc3339(clock.WallMs());
+    r.body["created_at"] = now;
+    r.body["updated_at"] = now;
+    return r;
+}
+
+void Context::Touch(Res& r) const {
+    const int64_t now = clock.WallMs();
+    r.body["updated_at"] = Rfc3339(now);
+    r.body["_changed_ms"] = now;  // for the reconciler: an inventory read before it is no evidence
+}
+
+void Context::Revert(std::string_view kind, const std::string& id, const std::string& status) {
+    if (Res* r = model.Find(kind, id)) {
+        r->body["status"] = status;
+    }
+}
+
+store::EventRecord Context::Event(std::string_view kind, const std::string& id, const std::string& project,
+                                  std::string type, std::string message, const std::string& workflow_id,
+                                  const std::string& traceparent) const {
+    store::EventRecord e;
+    e.time_ms = clock.WallMs();
+    e.project = project;
+    e.resource_kind = std::string(kind);
+    e.resource_id = id;
+    e.workflow_id = workflow_id;
+    e.type = std::move(type);
+    e.message = std::move(message);
+    e.trace_id = observe::TraceIdOf(traceparent);
+    return e;
+}
+
+void Context::CountEvent(const std::string& type) {
+    auto it = event_counters_.find(type);
+    if (it == event_counters_.end()) {
+        it = event_counters_.emplace(type, events_counter_.With({{"type", type}})).first;
+    }
+    it->second.Inc();
+}
+
+std::string Context::WallOf(SteadyTime t) const {
+    const auto ago = std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now() - t).count();
+    return Rfc3339(clock.WallMs() - ago);
+}
+
+// ---- settling ----
+
+void Context::OnSettle(std::string type, SettleFn fn) { settle_[std::move(type)] = std::move(fn); }
+
+void Context::Settle(const workflow::FinishedEvent& ev) {
+    auto it = settle_.find(ev.type);
+    if (it == settle_.end()) {
+        return;
+    }
+    boost::system::error_code ec;
+    json::value in = json::parse(ev.input, ec);
+    if (ec || !in.is_object()) {
+        return;
+    }
+    Settlement s(*this, ev, std::move(in.get_object()));
+    it->second(s);
+    if (!s.writes_.empty() || !s.events_.empty()) {
+        Persist(std::move(s.writes_), std::move(s.events_));
+    }
+}
+
+std::vector<workflow::FinishedEvent> Context::EndedWorkflows(const std::vector<std::string>& ids) const {
+    std::vector<workflow::FinishedEvent> ended;
+    for (const auto& wf_id : ids) {
+        auto wf = store.GetWorkflow(wf_id);
+        if (!wf || !store::IsTerminal(wf->state)) {
+            continue;
+        }
+        const workflow::Definition* def = registry.Get(wf->type, wf->version);
+        workflow::FinishedEvent ev;
+        ev.id = wf->id;
+        ev.type = wf->type;
+        ev.state = wf->state;
+        ev.reason = wf->reason;
+        ev.finished_ms = wf->finished_ms;
+        ev.project = wf->project;
+        ev.trace = wf->trace;
+        ev.resource_kind = wf->resource_kind;
+        ev.resource_id = wf->resource_id;
+        ev.input = wf->input;
+        for (size_t i = 0; def != nullptr && i < wf->steps.size() && i < def->steps.size(); ++i) {
+            if (!wf->steps[i].output.empty()) {
+                ev.outputs.emplace(def->steps[i].name, wf->steps[i].output);
+            }
+        }
+        ended.push_back(std::move(ev));
+    }
+    return ended;
+}
+
+Res ClaimRecord(const scheduler::Claim& c) {
+    Res rec{std::string(kClaim), c.server_id, "", {}};
+    rec.body = json::object{{"server_id", c.server_id}, {"host", c.host},       {"vcpus", c.vcpus},
+                            {"ram_mb", c.ram_mb},       {"disk_gb", c.disk_gb}, {"group_id", c.group_id}};
+    return rec;
+}
+
+scheduler::Claim ClaimOf(const Res& r) {
+    return scheduler::Claim{Str(r.body, "server_id"), Str(r.body, "host"),    Int(r.body, "vcpus"),
+                            Int(r.body, "ram_mb"),    Int(r.body, "disk_gb"), Str(r.body, "group_id")};
+}
+
+// ---- Settlement ----
+
+Settlement::Settlement(Context& c, const workflow::FinishedEvent& ev, json::object input)
+    : ctx(c), ev_(ev), input_(std::move(input)) {}
+
+json::object Settlement::Output(std::string_view step) const {
+    auto it = ev_.outputs.find(std::string(step));
+    return it == ev_.outputs.end() ? json::object{} : wire::ParseObject(it->second);
+}
+
+Res* Settlement::Mine(std::string_view kind, const std::string& id) {
+    Res* r = ctx.model.Find(kind, id);
+    return r != nullptr && Str(r->body, "workflow_id") == ev_.id ? r : nullptr;
+}
+
+void Settlement::Note(const Res& r, std::string type, std::string message) {
+    events_.push_back(ctx.Event(r.kind, r.id, r.project, std::move(type), std::move(message), ev_.id, ev_.trace));
+}
+
+void Settlement::Save(Res& r) {
+    ctx.Touch(r);
+    writes_.push_back(Model::Write(r));
+}
+
+void Settlement::Fail(Res& r, std::string_view status) {
+    Note(r, "error", ev_.type + " " + outcome() + ": " + ev_.reason + " (status " + std::string(status) + ")");
+    r.body["status"] = status;
+    r.body["fault"] = json::object{{"message", ev_.reason}, {"workflow_id", ev_.id}};
+    Save(r);
+}
+
+void Settlement::Erase(std::string_view kind, std::string id) {
+    if (const Res* r = ctx.model.Find(kind, id)) {
+        Note(*r, "deleted", std::string(kind) + " deleted (" + ev_.type + ")");
+        ctx.model.Release(r->project, Model::HeldBy(*r));
+        ctx.model.Erase(kind, id);
+        writes_.push_back(Model::EraseWrite(kind, id));
+    }
+}
+
+}  // namespace cogs::cloud

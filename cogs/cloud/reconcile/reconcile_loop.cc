@@ -1,0 +1,264 @@
+#include "cogs/cloud/reconcile/reconcile_loop.h"
+
+#include <boost/json/serialize.hpp>
+
+#include "cogs/http/client.h"
+#include "cogs/observe/log.h"
+#include "cogs/observe/trace.h"
+#include "cogs/services/kit/http_client.h"
+
+namespace cogs::cloud::reconcile {
+
+// One scan: the inventories asked for, as they come back.
+struct ReconcileLoop::Scan {
+    Actual actual;
+    int pending = 0;
+    std::string what;  // "periodic" or "host H"
+};
+
+ReconcileLoop::ReconcileLoop(Context& ctx, health::HostMonitor& hosts, heal::Healer& healer)
+    : ctx_(ctx),
+      hosts_(hosts),
+      healer_(healer),
+      reconciler_(ReconcilerOptions{std::chrono::duration_cast<Millis>(ctx.options.orphan_grace), 2}),
+      timer_(ctx.clock.NewTimer(ctx.io)),
+      repairs_(observe::CounterOf(ctx.metrics(), "cogs_heal_repairs_total",
+                                  "Reconciler actions started, by kind (drift and orphans).")) {
+    for (const char* type : {"heal.delete_instance", "heal.start_instance", "heal.delete_port", "heal.repair_port",
+                             "heal.delete_volume", "heal.detach_volume"}) {
+        ctx_.OnSettle(type, [this](Settlement& st) { SettleRepair(st); });
+    }
+}
+
+ReconcileLoop::~ReconcileLoop() { Stop(); }
+
+void ReconcileLoop::Start() {
+    timer_->ArmAfter(ctx_.options.reconcile_every, [this] {
+        Pass();
+        Start();
+    });
+}
+
+void ReconcileLoop::Stop() { timer_->Cancel(); }
+
+// The periodic pass: stuck work, the healer, then every inventory (compute agents of up hosts only:
+// a suspect or down host's instances are fenced and its answers stale).
+void ReconcileLoop::Pass() {
+    healer_.Heal();
+    SettleStuck();
+    auto scan = std::make_shared<Scan>();
+    scan->what = "periodic";
+    for (const auto& [service, url] : ctx_.options.inventory_urls) {
+        ReadInventory(scan, service, url, {});
+    }
+    std::map<std::string, std::vector<std::string>> by_url;
+    for (const auto& [name, h] : ctx_.model.All(kHost)) {
+        if (hosts_.Up(name)) by_url[Str(h.body, "url")].push_back(name);
+    }
+    for (auto& [url, hosts] : by_url) {
+        ReadInventory(scan, "compute", url, std::move(hosts));
+    }
+}
+
+void ReconcileLoop::ReconcileHost(const std::string& name, const std::string& why) {
+    const Res* h = ctx_.model.Find(kHost, name);
+    if (h == nullptr || host_scans_.contains(name)) return;
+    observe::Log("cloud").info("reconcile: host {} ({})", name, why);
+    host_scans_.insert(name);
+    auto scan = std::make_shared<Scan>();
+    scan->what = "host " + name;
+    ReadInventory(scan, "compute", Str(h->body, "url"), {name});
+    if (scan->pending == 0) host_scans_.erase(name);
+}
+
+services::kit::HttpReader* ReconcileLoop::ReaderFor(const std::string& url, const std::string& service) {
+    auto it = readers_.find(url);
+    if (it == readers_.end()) {
+        auto ep = http::ParseHttpUrl(url);
+        if (!ep) return nullptr;
+        it = readers_
+                 .emplace(url, services::kit::MakeHttpReader(ctx_.io, ep->host, ep->port, service,
+                                                             ctx_.options.service_token))
+                 .first;
+    }
+    return it->second.get();
+}
+
+// Reads one inventory into the scan; the scan runs when its last inventory is in.
+void ReconcileLoop::ReadInventory(const std::shared_ptr<Scan>& scan, const std::string& service,
+                                  const std::string& url, std::vector<std::string> hosts) {
+    services::kit::HttpReader* reader = ReaderFor(url, service);
+    if (reader == nullptr) return;
+    ++scan->pending;
+    const int64_t read_at = ctx_.clock.WallMs();
+    reader->Get("/v1/inventory", SteadyClock::now() + std::chrono::seconds(5),
+                ctx_.Guard([this, scan, service, url, hosts = std::move(hosts), read_at](Result<std::string> body) {
+                    if (!body) {
+                        observe::Log("cloud").debug("reconcile: {} inventory at {}: {}", service, url,
+                                                    body.error().ToString());
+                    } else if (service == "network") {
+                        auto inv = ParseNetworkInventory(*body, read_at);
+                        if (inv) scan->actual.network = std::move(*inv);
+                        else observe::Log("cloud").warn("reconcile: {}", inv.error().ToString());
+                    } else if (service == "volume") {
+                        auto inv = ParseVolumeInventory(*body, read_at);
+                        if (inv) scan->actual.volume = std::move(*inv);
+                        else observe::Log("cloud").warn("reconcile: {}", inv.error().ToString());
+                    } else {
+                        auto inv = ParseComputeInventory(*body, read_at);
+                        if (inv) {
+                            inv->hosts = hosts;  // only the hosts that are up and served there
+                            scan->actual.compute.push_back(std::move(*inv));
+                        } else {
+                            observe::Log("cloud").warn("reconcile: {}", inv.error().ToString());
+                        }
+                    }
+                    if (--scan->pending == 0) RunScan(*scan);
+                }));
+}
+
+// The desired state as the reconciler sees it.
+Desired ReconcileLoop::DesiredState() const {
+    Desired d;
+    auto busy = [this](const Res& r) { return Transitional(r.kind, r.status_text()) || healer_.Moving(r.id); };
+    for (const auto& [id, r] : ctx_.model.All(kServer)) {
+        const scheduler::Claim* c = ctx_.placement.ClaimOf(id);
+        d.servers.push_back(DesiredServer{id, r.project, r.status_text(), Str(r.body, "host"),
+                                          c != nullptr ? c->host : "", Str(r.body, "port_id"),
+                                          StrList(r.body, "volume_ids"), busy(r), Int(r.body, "_changed_ms")});
+    }
+    for (const auto& [id, r] : ctx_.model.All(kPort)) {
+        d.ports.push_back(DesiredPort{id, Str(r.body, "network_id"), Str(r.body, "device_id"), Str(r.body, "fixed_ip"),
+                                      r.status_text(), busy(r), Int(r.body, "_changed_ms")});
+    }
+    for (const auto& [id, r] : ctx_.model.All(kVolume)) {
+        d.volumes.push_back(
+            DesiredVolume{id, r.status_text(), Str(r.body, "server_id"), busy(r), Int(r.body, "_changed_ms")});
+    }
+    return d;
+}
+
+void ReconcileLoop::RunScan(const Scan& scan) {
+    if (scan.what.starts_with("host ")) host_scans_.erase(scan.what.substr(5));
+    for (const auto& a : reconciler_.Scan(DesiredState(), scan.actual, ctx_.clock.WallMs())) {
+        const std::string key = std::string(ToString(a.kind)) + "/" + a.id + "/" + a.host;
+        if (acting_.contains(key)) continue;
+        StartRepair(a, key);
+    }
+}
+
+// Runs one reconciler action as a workflow (workflows/cloud/heal.yaml, or server.repair).
+void ReconcileLoop::StartRepair(const Action& a, const std::string& key) {
+    const std::string kind(ToString(a.kind));
+    observe::Log("cloud").info("reconcile: {} {}: {}", kind, a.id, a.reason);
+    repairs_.With({{"kind", kind}}).Inc();
+    if (a.kind == ActionKind::kRepairServer) {
+        if (Res* s = ctx_.model.Find(kServer, a.id)) healer_.Repair(*s);
+        return;
+    }
+    json::object input{{"key", key}, {"id", a.id}, {"reason", a.reason}};
+    std::string type;
+    std::string resource_kind = a.service == "compute" ? "instance" : a.service == "network" ? "port" : "volume";
+    switch (a.kind) {
+        case ActionKind::kDeleteInstance:
+            type = "heal.delete_instance";
+            input["host"] = a.host;
+            break;
+        case ActionKind::kStartInstance:
+            type = "heal.start_instance";
+            input["host"] = a.host;
+            resource_kind = "server";
+            break;
+        case ActionKind::kDeletePort:
+            type = "heal.delete_port";
+            break;
+        case ActionKind::kRepairPort: {
+            const Res* p = ctx_.model.Find(kPort, a.id);
+            if (p == nullptr) return;
+            type = "heal.repair_port";
+            json::object req{{"id", a.id},
+                             {"network_id", Str(p->body, "network_id")},
+                             {"device_id", Str(p->body, "device_id")},
+                             {"project_id", p->project}};
+            if (!Str(p->body, "subnet_id").empty()) req["subnet_id"] = Str(p->body, "subnet_id");
+            if (!Str(p->body, "fixed_ip").empty()) req["fixed_ip"] = Str(p->body, "fixed_ip");
+            input["request"] = std::move(req);
+            break;
+        }
+        case ActionKind::kDeleteVolume:
+            type = "heal.delete_volume";
+            break;
+        case ActionKind::kDetachVolume:
+            type = "heal.detach_volume";
+            input["server_id"] = a.server_id;
+            break;
+        case ActionKind::kRepairServer:
+            return;
+    }
+    workflow::StartRequest req;
+    req.type = type;
+    req.input = json::serialize(input);
+    req.traceparent = observe::TraceContext::New().ToTraceparent();
+    req.resource_kind = resource_kind;
+    req.resource_id = a.id;
+    const Res* owner = resource_kind == "server" ? ctx_.model.Find(kServer, a.id)
+                       : resource_kind == "port" ? ctx_.model.Find(kPort, a.id)
+                       : resource_kind == "volume" ? ctx_.model.Find(kVolume, a.id)
+                                                   : nullptr;
+    req.project = owner != nullptr ? owner->project : "";
+    req.events.push_back(
+        ctx_.Event(resource_kind, a.id, req.project, "repair_requested", type + ": " + a.reason, "", req.traceparent));
+    acting_.insert(key);
+    ctx_.engine.Start(std::move(req), ctx_.Guard([this, key](Result<std::string> r) {
+        if (!r) {
+            acting_.erase(key);  // the next pass sees the drift again
+            observe::Log("cloud").warn("reconcile: {}: {}", key, r.error().ToString());
+        }
+    }));
+}
+
+// A reconciler's workflow ended.
+void ReconcileLoop::SettleRepair(Settlement& st) {
+    const workflow::FinishedEvent& ev = st.event();
+    acting_.erase(st.In("key"));
+    const bool ok = st.ok();
+    std::string type = ok ? "repaired" : "repair_failed";
+    if (ok && (ev.type == "heal.delete_instance" || ev.type == "heal.delete_port" ||
+               ev.type == "heal.delete_volume" || ev.type == "heal.detach_volume")) {
+        type = "orphan_removed";
+    }
+    st.AddEvent(ctx_.Event(ev.resource_kind, ev.resource_id, ev.project, type,
+                           ev.type + (ok ? " done: " : " failed (" + ev.reason + "): ") + st.In("reason"), ev.id,
+                           ev.trace));
+}
+
+// Stuck work: a resource in a transitional status whose workflow has ended (its end was lost to us:
+// it should not happen, and costs nothing to check) takes the outcome. Only resources seen
+// transitional with the same workflow at two passes in a row are looked up.
+void ReconcileLoop::SettleStuck() {
+    std::map<std::string, std::string> now;
+    std::vector<std::string> check;
+    for (auto kind : kStatusKinds) {
+        for (const auto& [id, r] : ctx_.model.All(kind)) {
+            const std::string wf = Str(r.body, "workflow_id");
+            if (!Transitional(kind, r.status_text()) || wf.empty()) continue;
+            const std::string key = std::string(kind) + "/" + id;
+            auto seen = transitional_seen_.find(key);
+            if (seen != transitional_seen_.end() && seen->second == wf) check.push_back(wf);
+            now.emplace(key, wf);
+        }
+    }
+    transitional_seen_ = std::move(now);
+    if (check.empty()) return;
+    ctx_.OffThread([this, check] { return ctx_.EndedWorkflows(check); },
+                   [this](std::vector<workflow::FinishedEvent> ended) {
+                       for (const auto& ev : ended) {
+                           observe::Log("cloud").warn("{} {}: settling it: its workflow {} ended unreported",
+                                                      ev.resource_kind, ev.resource_id, ev.id);
+                           repairs_.With({{"kind", "settle_stuck"}}).Inc();
+                           ctx_.Settle(ev);
+                       }
+                   });
+}
+
+}  // namespace cogs::cloud::reconcile

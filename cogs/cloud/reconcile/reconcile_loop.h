@@ -1,0 +1,74 @@
+// ReconcileLoop: where drift is repaired, as a Kubernetes controller does. Every reconcile_every,
+// and for one host when it comes back or reports fenced instances, it reads the inventories
+// (GET /v1/inventory) of cogs-network, cogs-volume and the agent of every host that is up, and
+// hands them with the desired state to the Reconciler (reconcile.h: pure decisions). Each action
+// runs as a workflow — heal.* (workflows/cloud/heal.yaml) or server.repair (heal/healer.h) — one at
+// a time per action key, with the retries, keys, resume and events of any workflow.
+//
+// Each pass also looks for stuck work: a resource seen transitional with the same workflow at two
+// passes in a row whose workflow has ended (its end was lost to us) is settled as at start-up; and
+// it runs the healer's level-triggered Heal().
+//
+// Inventory reads are HTTP with a 5 s deadline on the machine's clock (a transport matter); when
+// the passes run and how long an orphan has been seen go by the Context's clock.
+//
+// Start() schedules the passes (the first one reconcile_every after it); Stop() cancels them.
+// Threading: the io thread.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cogs/cloud/core/context.h"
+#include "cogs/cloud/heal/healer.h"
+#include "cogs/cloud/health/host_monitor.h"
+#include "cogs/cloud/reconcile/reconcile.h"
+
+namespace cogs::services::kit {
+class HttpReader;
+}
+
+namespace cogs::cloud::reconcile {
+
+class ReconcileLoop {
+public:
+    // Registers the settle functions of the heal.* workflows.
+    ReconcileLoop(Context& ctx, health::HostMonitor& hosts, heal::Healer& healer);
+    ~ReconcileLoop();
+
+    void Start();
+    void Stop();
+
+    // One pass now: stuck work, the healer, then every inventory.
+    void Pass();
+    // Scans one host now (it came back, or holds fenced instances): what it holds that is stale
+    // goes, what is fenced and still its own runs again.
+    void ReconcileHost(const std::string& host, const std::string& why);
+
+private:
+    struct Scan;
+    void ReadInventory(const std::shared_ptr<Scan>& scan, const std::string& service, const std::string& url,
+                       std::vector<std::string> hosts);
+    services::kit::HttpReader* ReaderFor(const std::string& url, const std::string& service);
+    Desired DesiredState() const;
+    void RunScan(const Scan& scan);
+    void StartRepair(const Action& a, const std::string& key);
+    void SettleRepair(Settlement& st);
+    void SettleStuck();
+
+    Context& ctx_;
+    health::HostMonitor& hosts_;
+    heal::Healer& healer_;
+    Reconciler reconciler_;
+    std::unique_ptr<runtime::Timer> timer_;
+    std::set<std::string> acting_;      // actions with a workflow in flight (their key)
+    std::set<std::string> host_scans_;  // hosts whose inventory is being read for a host pass
+    std::map<std::string, std::shared_ptr<services::kit::HttpReader>> readers_;  // by URL
+    std::map<std::string, std::string> transitional_seen_;                       // "kind/id" -> workflow id
+    observe::CounterFamily repairs_;
+};
+
+}  // namespace cogs::cloud::reconcile

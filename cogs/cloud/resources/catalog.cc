@@ -1,0 +1,228 @@
+#include "cogs/cloud/resources/catalog.h"
+
+#include "cogs/base/secret.h"
+
+namespace cogs::cloud {
+
+using wire::Input;
+using wire::Text;
+
+Res Catalog::NewProject(const std::string& name, const std::string& description) const {
+    Res p = ctx_.NewRes(kProject, "");
+    p.project = p.id;  // a project owns itself (listing by project finds it)
+    p.body["name"] = name;
+    p.body["description"] = description;
+    return p;
+}
+
+std::pair<Res, std::string> Catalog::NewToken(const std::string& project, Role role, const std::string& name,
+                                              int64_t expires_in_s) const {
+    Res t = ctx_.NewRes(kToken, project);
+    std::string secret = "cogs_" + RandomHex(24);
+    t.body["role"] = RoleName(role);
+    t.body["name"] = name;
+    t.body["_hash"] = Sha256Hex(secret);
+    if (expires_in_s > 0) {
+        const int64_t at = ctx_.clock.WallMs() + expires_in_s * 1000;
+        t.body["_expires_ms"] = at;
+        t.body["expires_at"] = Rfc3339(at);
+    }
+    return {std::move(t), std::move(secret)};
+}
+
+void Catalog::CreateProject(Creation c) {
+    auto made = [&]() -> Result<Res> {
+        COGS_TRY(RequireAdmin(c.who()));
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "description"}));
+        COGS_ASSIGN_OR_RETURN(auto name, in.String("name", Text{.max_len = 64}));
+        COGS_ASSIGN_OR_RETURN(auto desc, in.OptionalString("description", Text{.max_len = 1024, .allow_empty = true}));
+        if (ctx_.model.FindByName(kProject, name) != nullptr) {
+            return MakeError(ErrorCode::kAlreadyExists, "a project named " + name + " exists");
+        }
+        return NewProject(name, desc.value_or(""));
+    }();
+    if (!made) return c.call.Fail(made.error());
+    SaveAndAnswer(ctx_, c, {std::move(*made)}, 201);
+}
+
+void Catalog::CreateToken(Creation c) {
+    struct Made {
+        Res token;
+        std::string secret;
+    };
+    auto made = [&]() -> Result<Made> {
+        COGS_TRY(RequireAdmin(c.who()));
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"project_id", "role", "name", "expires_in_s"}));
+        COGS_ASSIGN_OR_RETURN(auto project, in.String("project_id"));
+        const Res* p = ctx_.model.Find(kProject, project);
+        if (p == nullptr) p = ctx_.model.FindByName(kProject, project);
+        if (p == nullptr) return MakeError(FieldError("project_id", "no project " + project));
+        COGS_ASSIGN_OR_RETURN(auto role_name, in.String("role"));
+        auto role = ParseRole(role_name);
+        if (!role) return MakeError(FieldError("role", "must be admin, member or reader"));
+        COGS_ASSIGN_OR_RETURN(auto name, in.OptionalString("name"));
+        COGS_ASSIGN_OR_RETURN(auto ttl, in.OptionalInt("expires_in_s", 1, 10LL * 365 * 24 * 3600));
+        auto [token, secret] = NewToken(p->id, *role, name.value_or(""), ttl.value_or(0));
+        return Made{std::move(token), std::move(secret)};
+    }();
+    if (!made) return c.call.Fail(made.error());
+    Res& token = made->token;
+    ctx_.model.token_by_hash[Str(token.body, "_hash")] = token.id;
+    // The secret is in this answer only.
+    json::object view = Present(token);
+    view["secret"] = made->secret;
+    std::vector<store::ResourceWrite> writes{Model::Write(token)};
+    // A replay cannot show the secret again: it is not stored.
+    if (auto idem = c.IdempotencyRecord(token, 201, ctx_.clock.WallMs())) {
+        writes.push_back(Model::Write(*idem));
+        ctx_.model.Put(std::move(*idem));
+    }
+    ctx_.model.Put(std::move(token));
+    ctx_.Persist(std::move(writes), {}, [respond = c.call.respond, view = std::move(view)](Status st) mutable {
+        respond(st ? wire::Wrapped(201, "token", std::move(view)) : wire::ApiError(st.error()));
+    });
+}
+
+void Catalog::CreateFlavor(Creation c) {
+    auto made = [&]() -> Result<Res> {
+        COGS_TRY(RequireAdmin(c.who()));
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "vcpus", "ram_mb", "disk_gb", "traits"}));
+        COGS_ASSIGN_OR_RETURN(auto name, in.String("name", Text{.max_len = 64}));
+        COGS_ASSIGN_OR_RETURN(auto vcpus, in.Int("vcpus", 1, 1024));
+        COGS_ASSIGN_OR_RETURN(auto ram, in.Int("ram_mb", 1, 16 * 1024 * 1024));
+        COGS_ASSIGN_OR_RETURN(auto disk, in.Int("disk_gb", 0, 1024 * 1024));
+        COGS_ASSIGN_OR_RETURN(auto traits, in.StringList("traits"));
+        if (ctx_.model.FindByName(kFlavor, name) != nullptr) {
+            return MakeError(ErrorCode::kAlreadyExists, "a flavor named " + name + " exists");
+        }
+        Res f = ctx_.NewRes(kFlavor, "");
+        f.body["name"] = name;
+        f.body["vcpus"] = vcpus;
+        f.body["ram_mb"] = ram;
+        f.body["disk_gb"] = disk;
+        f.body["traits"] = ToArray(traits);
+        return f;
+    }();
+    if (!made) return c.call.Fail(made.error());
+    SaveAndAnswer(ctx_, c, {std::move(*made)}, 201);
+}
+
+void Catalog::CreateImage(Creation c) {
+    auto made = [&]() -> Result<Res> {
+        COGS_TRY(RequireAdmin(c.who()));
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "os", "min_disk_gb"}));
+        COGS_ASSIGN_OR_RETURN(auto name, in.String("name", Text{.max_len = 64}));
+        COGS_ASSIGN_OR_RETURN(auto os, in.OptionalString("os", Text{.max_len = 64, .allow_empty = true}));
+        COGS_ASSIGN_OR_RETURN(auto min_disk, in.OptionalInt("min_disk_gb", 0, 1024 * 1024));
+        if (ctx_.model.FindByName(kImage, name) != nullptr) {
+            return MakeError(ErrorCode::kAlreadyExists, "an image named " + name + " exists");
+        }
+        Res i = ctx_.NewRes(kImage, "");
+        i.body["name"] = name;
+        i.body["os"] = os.value_or("linux");
+        i.body["min_disk_gb"] = min_disk.value_or(0);
+        return i;
+    }();
+    if (!made) return c.call.Fail(made.error());
+    SaveAndAnswer(ctx_, c, {std::move(*made)}, 201);
+}
+
+void Catalog::CreateGroup(Creation c) {
+    auto made = [&]() -> Result<Res> {
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "policy", "project_id"}));
+        COGS_ASSIGN_OR_RETURN(auto project, OwnerOf(ctx_, c.who(), in));
+        COGS_ASSIGN_OR_RETURN(auto name, in.String("name", Text{.max_len = 64}));
+        COGS_ASSIGN_OR_RETURN(auto policy, in.String("policy"));
+        if (policy != "affinity" && policy != "anti-affinity") {
+            return MakeError(FieldError("policy", "must be affinity or anti-affinity"));
+        }
+        Res g = ctx_.NewRes(kGroup, project);
+        g.body["name"] = name;
+        g.body["policy"] = policy;
+        return g;
+    }();
+    if (!made) return c.call.Fail(made.error());
+    SaveAndAnswer(ctx_, c, {std::move(*made)}, 201);
+}
+
+void Catalog::Delete(Call call, std::string_view kind) {
+    const std::string& id = call.Param("id");
+    auto erased = [&]() -> Result<std::string> {
+        COGS_TRY(RequireWriter(call.who));
+        Res* r = ctx_.model.FindByIdOrName(kind, id);
+        if (r == nullptr || !Visible(call.who, *r) || (kind == kToken && !call.who.admin())) {
+            return MakeError(NotFound(kind, id));
+        }
+        if (kind != kGroup) {
+            COGS_TRY(RequireAdmin(call.who));
+        }
+        if (kind == kProject) {
+            for (auto k : {kToken, kGroup, kNetwork, kSubnet, kPort, kVolume, kServer}) {
+                for (const auto& [oid, o] : ctx_.model.All(k)) {
+                    if (o.project == r->id) {
+                        return MakeError(ErrorCode::kConflict,
+                                         "project " + r->id + " still owns " + std::string(k) + " " + oid);
+                    }
+                }
+            }
+        }
+        if (kind == kGroup) {
+            for (const auto& [sid, s] : ctx_.model.All(kServer)) {
+                if (Str(s.body, "server_group_id") == r->id) {
+                    return MakeError(ErrorCode::kConflict, "server group has member " + sid);
+                }
+            }
+        }
+        if (kind == kToken) {
+            ctx_.model.token_by_hash.erase(Str(r->body, "_hash"));
+        }
+        std::string rid = r->id;
+        ctx_.model.Erase(kind, rid);
+        return rid;
+    }();
+    if (!erased) return call.Fail(erased.error());
+    ctx_.Persist({Model::EraseWrite(kind, *erased)}, {}, [respond = call.respond](Status st) {
+        respond(st ? http::Response{204, {}, "", "application/json", false} : wire::ApiError(st.error()));
+    });
+}
+
+json::object Catalog::QuotaView(const std::string& project) const {
+    Amount limits = ctx_.model.Limits(project);
+    Amount used = ctx_.model.Usage(project);
+    json::object q;
+    for (auto name : kQuotaNames) {
+        q[name] = json::object{{"limit", QuotaField(limits, name)}, {"in_use", QuotaField(used, name)}};
+    }
+    return q;
+}
+
+void Catalog::GetQuotas(Call call) {
+    const std::string& id = call.Param("id");
+    const Res* p = ctx_.model.Find(kProject, id);
+    if (p == nullptr || !Visible(call.who, *p)) return call.Fail(NotFound("project", id));
+    call.Answer(wire::Json(200, json::object{{"quotas", QuotaView(id)}}));
+}
+
+void Catalog::SetQuotas(Call call) {
+    const std::string id = call.Param("id");
+    auto changed = [&]() -> Result<Res*> {
+        COGS_TRY(RequireAdmin(call.who));
+        Res* p = ctx_.model.Find(kProject, id);
+        if (p == nullptr) return MakeError(NotFound("project", id));
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(call.body, {"servers", "vcpus", "ram_mb", "volumes", "volume_gb", "ports"}));
+        json::object quotas = wire::Obj(p->body, "quotas");
+        for (auto name : kQuotaNames) {
+            COGS_ASSIGN_OR_RETURN(auto v, in.OptionalInt(name, -1, INT64_MAX / 4));
+            if (v) quotas[name] = *v;
+        }
+        p->body["quotas"] = std::move(quotas);
+        ctx_.Touch(*p);
+        return p;
+    }();
+    if (!changed) return call.Fail(changed.error());
+    ctx_.Persist({Model::Write(**changed)}, {}, [this, respond = call.respond, id](Status st) {
+        respond(st ? wire::Json(200, json::object{{"quotas", QuotaView(id)}}) : wire::ApiError(st.error()));
+    });
+}
+
+}  // namespace cogs::cloud

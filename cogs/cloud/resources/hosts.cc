@@ -1,0 +1,237 @@
+#include "cogs/cloud/resources/hosts.h"
+
+#include "cogs/cloud/heal/healer.h"
+#include "cogs/cloud/health/host_monitor.h"
+#include "cogs/cloud/reconcile/reconcile_loop.h"
+#include "cogs/http/client.h"
+
+namespace cogs::cloud {
+
+using wire::Input;
+using wire::Text;
+
+Hosts::Hosts(Context& ctx, health::HostMonitor& monitor, heal::Healer& healer, reconcile::ReconcileLoop& reconcile)
+    : ctx_(ctx),
+      monitor_(monitor),
+      healer_(healer),
+      reconcile_(reconcile),
+      restarts_(observe::CounterOf(ctx.metrics(), "cogs_heal_instance_restarts_total",
+                                   "Crashed instances their agent restarted (reported by heartbeat).")
+                    .With({})) {}
+
+scheduler::HostInfo Hosts::InfoOf(const Res& r) {
+    scheduler::HostInfo h;
+    h.name = r.id;
+    h.availability_zone = Str(r.body, "availability_zone");
+    h.vcpus = Int(r.body, "vcpus");
+    h.ram_mb = Int(r.body, "ram_mb");
+    h.disk_gb = Int(r.body, "disk_gb");
+    h.traits = StrList(r.body, "traits");
+    h.enabled = !r.body.contains("enabled") || Bool(r.body, "enabled");
+    h.alive = true;
+    return h;
+}
+
+json::object Hosts::View(const Res& r) const {
+    json::object o = cloud::View(r);
+    o["name"] = r.id;
+    o["state"] = health::ToString(monitor_.StateOf(r.id));
+    if (auto since = monitor_.liveness().Since(r.id)) o["state_since"] = ctx_.WallOf(*since);
+    if (auto last = monitor_.liveness().LastRenewal(r.id)) o["last_renewal_at"] = ctx_.WallOf(*last);
+    o["draining"] = Bool(r.body, "draining");
+    scheduler::Usage u = ctx_.placement.UsageOf(r.id);
+    o["used"] = json::object{{"vcpus", u.vcpus}, {"ram_mb", u.ram_mb}, {"disk_gb", u.disk_gb}};
+    o["servers"] = u.servers;
+    return o;
+}
+
+Result<Res*> Hosts::Find(const Call& call) {
+    COGS_TRY(RequireAdmin(call.who));
+    Res* h = ctx_.model.Find(kHost, call.Param("name"));
+    if (h == nullptr) return MakeError(NotFound("host", call.Param("name")));
+    return h;
+}
+
+void Hosts::SaveAndAnswer(const Res& h, const Call& call, std::vector<store::EventRecord> events) {
+    ctx_.Persist({Model::Write(h)}, std::move(events), [this, respond = call.respond, name = h.id](Status st) {
+        const Res* now = ctx_.model.Find(kHost, name);
+        if (!st) return respond(wire::ApiError(st.error()));
+        respond(now != nullptr ? wire::Wrapped(200, "host", View(*now)) : wire::ApiError(NotFound("host", name)));
+    });
+}
+
+void Hosts::List(Call call) {
+    if (auto st = RequireAdmin(call.who); !st) return call.Fail(st.error());
+    json::array items;
+    for (const auto& [name, r] : ctx_.model.All(kHost)) {
+        items.push_back(View(r));
+    }
+    call.Answer(wire::Json(200, json::object{{"hosts", std::move(items)}}));
+}
+
+void Hosts::Show(Call call) {
+    auto h = Find(call);
+    if (!h) return call.Fail(h.error());
+    call.Answer(wire::Wrapped(200, "host", View(**h)));
+}
+
+void Hosts::Register(Call call) {
+    const std::string name = call.Param("name");
+    std::vector<store::EventRecord> events;
+    auto made = [&]() -> Result<Res> {
+        COGS_TRY(RequireAdmin(call.who));
+        if (name.empty() || name.size() > 64 ||
+            name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+                std::string::npos) {
+            return MakeError(FieldError("name", "1-64 characters of [A-Za-z0-9._-]"));
+        }
+        COGS_ASSIGN_OR_RETURN(auto in,
+                              Input::Parse(call.body, {"url", "availability_zone", "vcpus", "ram_mb", "disk_gb", "traits"}));
+        COGS_ASSIGN_OR_RETURN(auto url, in.String("url"));
+        if (!http::ParseHttpUrl(url)) return MakeError(FieldError("url", "must be http://HOST:PORT"));
+        COGS_ASSIGN_OR_RETURN(auto az, in.OptionalString("availability_zone", Text{.max_len = 64, .allow_empty = true}));
+        COGS_ASSIGN_OR_RETURN(auto vcpus, in.Int("vcpus", 1, 1 << 20));
+        COGS_ASSIGN_OR_RETURN(auto ram, in.Int("ram_mb", 1, 1LL << 40));
+        COGS_ASSIGN_OR_RETURN(auto disk, in.Int("disk_gb", 0, 1LL << 40));
+        COGS_ASSIGN_OR_RETURN(auto traits, in.StringList("traits"));
+        const Res* existing = ctx_.model.Find(kHost, name);
+        Res h = existing != nullptr ? *existing : Res{std::string(kHost), name, "", {}};
+        if (existing == nullptr) {
+            events.push_back(ctx_.Event(kHost, name, "", "registered",
+                                        "registered: " + url + ", " + std::to_string(vcpus) + " vcpus, " +
+                                            std::to_string(ram) + " MiB, " + std::to_string(disk) + " GiB"));
+            h.body["created_at"] = Rfc3339(ctx_.clock.WallMs());
+            h.body["enabled"] = true;
+            h.body["disabled_reason"] = "";
+        }
+        h.body["url"] = url;
+        h.body["availability_zone"] = az.value_or("nova");
+        h.body["vcpus"] = vcpus;
+        h.body["ram_mb"] = ram;
+        h.body["disk_gb"] = disk;
+        h.body["traits"] = ToArray(traits);
+        ctx_.Touch(h);
+        return h;
+    }();
+    if (!made) return call.Fail(made.error());
+    ctx_.placement.UpsertHost(InfoOf(*made));
+    const Res& stored = ctx_.model.Put(std::move(*made));
+    monitor_.Renewed(name, "registered anew");
+    // Registering renews the lease too: the answer carries its TTL, as a heartbeat's does.
+    ctx_.Persist({Model::Write(stored)}, std::move(events), [this, respond = call.respond, name](Status st) {
+        const Res* now = ctx_.model.Find(kHost, name);
+        if (!st) return respond(wire::ApiError(st.error()));
+        if (now == nullptr) return respond(wire::ApiError(NotFound("host", name)));
+        respond(wire::Json(200, json::object{{"host", View(*now)}, {"lease_ttl_ms", monitor_.lease_ttl_ms()}}));
+    });
+}
+
+void Hosts::Heartbeat(Call call) {
+    auto found = Find(call);
+    if (!found) return call.Fail(found.error());
+    const std::string name = (*found)->id;
+    auto parsed = Input::Parse(call.body);
+    if (!parsed) return call.Fail(FieldError("body", "must be a JSON object"));
+    const json::object& in = parsed->object();
+    monitor_.Renewed(name, "its lease is renewed again");
+    int64_t acked = 0;
+    std::vector<store::ResourceWrite> writes;
+    std::vector<store::EventRecord> events;
+    if (const auto* reports = in.if_contains("reports"); reports != nullptr && reports->is_array()) {
+        for (const auto& item : reports->get_array()) {
+            if (!item.is_object()) continue;
+            acked = std::max(acked, Int(item.get_object(), "seq"));
+            InstanceReport(name, item.get_object(), writes, events);
+        }
+    }
+    // Instances the host holds FENCED (after fencing itself, or a restart) wait for us to say what
+    // runs again: look at that host now rather than at the next periodic pass.
+    if (Int(wire::Obj(in, "instances"), "FENCED") > 0 && monitor_.Up(name)) {
+        reconcile_.ReconcileHost(name, "its agent holds fenced instances");
+    }
+    json::object answer{{"lease_ttl_ms", monitor_.lease_ttl_ms()}, {"acked_seq", acked}};
+    if (writes.empty() && events.empty()) {
+        return call.Answer(wire::Json(200, answer));
+    }
+    ctx_.Persist(std::move(writes), std::move(events), [respond = call.respond, answer = std::move(answer)](Status st) {
+        respond(st ? wire::Json(200, answer) : wire::ApiError(st.error()));
+    });
+}
+
+// What an agent's instance supervisor reports (crashed, restarted, gave_up) becomes the server's
+// history; "gave_up" puts the server in ERROR with the agent's message.
+void Hosts::InstanceReport(const std::string& host, const json::object& report,
+                           std::vector<store::ResourceWrite>& writes, std::vector<store::EventRecord>& events) {
+    const std::string type = Str(report, "type");
+    const std::string message = Str(report, "message");
+    Res* s = ctx_.model.Find(kServer, Str(report, "instance"));
+    if (s == nullptr || Str(s->body, "host") != host) return;  // not (or no longer) this host's
+    const std::string event_type = type == "gave_up" ? "restart_gave_up" : type;
+    if (event_type != "crashed" && event_type != "restarted" && event_type != "restart_gave_up") return;
+    events.push_back(ctx_.Event(kServer, s->id, s->project, event_type,
+                                "host " + host + ": " + (message.empty() ? type : message)));
+    if (event_type == "restarted") {
+        restarts_.Inc();
+    }
+    if (event_type == "restart_gave_up" && s->is(ServerStatus::kActive)) {
+        s->set_status(ServerStatus::kError);
+        s->body["fault"] = json::object{{"message", message.empty() ? "the instance kept crashing" : message}};
+        ctx_.Touch(*s);
+        writes.push_back(Model::Write(*s));
+        events.push_back(ctx_.Event(kServer, s->id, s->project, "error",
+                                    "server is ERROR: its instance kept crashing on host " + host));
+    }
+}
+
+void Hosts::Enable(Call call, bool enable) {
+    std::string why;
+    auto found = [&]() -> Result<Res*> {
+        COGS_ASSIGN_OR_RETURN(Res * h, Find(call));
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(call.body, {"reason"}));
+        COGS_ASSIGN_OR_RETURN(auto reason, in.OptionalString("reason", Text{.max_len = 255, .allow_empty = true}));
+        why = reason.value_or("");
+        return h;
+    }();
+    if (!found) return call.Fail(found.error());
+    Res& h = **found;
+    h.body["enabled"] = enable;
+    h.body["disabled_reason"] = enable ? "" : why;
+    if (enable) h.body["draining"] = false;
+    ctx_.Touch(h);
+    ctx_.placement.SetEnabled(h.id, enable);
+    SaveAndAnswer(h, call,
+                  {ctx_.Event(kHost, h.id, "", enable ? "enabled" : "disabled",
+                              std::string(enable ? "enabled" : "disabled: no new servers go there") +
+                                  (why.empty() ? "" : " (" + why + ")"),
+                              "", call.traceparent)});
+}
+
+void Hosts::Drain(Call call) {
+    std::optional<std::string> why;
+    auto found = [&]() -> Result<Res*> {
+        COGS_ASSIGN_OR_RETURN(Res * h, Find(call));
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(call.body, {"reason"}));
+        COGS_ASSIGN_OR_RETURN(why, in.OptionalString("reason", Text{.max_len = 255, .allow_empty = true}));
+        return h;
+    }();
+    if (!found) return call.Fail(found.error());
+    Res& h = **found;
+    const std::string name = h.id;
+    h.body["enabled"] = false;
+    h.body["draining"] = true;
+    h.body["disabled_reason"] = why.value_or("drained");
+    ctx_.Touch(h);
+    ctx_.placement.SetEnabled(name, false);
+    size_t n = 0;
+    for (const auto& [id, s] : ctx_.model.All(kServer)) {
+        if (Str(s.body, "host") == name) ++n;
+    }
+    SaveAndAnswer(h, call,
+                  {ctx_.Event(kHost, name, "", "draining",
+                              "draining: disabled; " + std::to_string(n) + " servers are migrated off it" +
+                                  (why ? " (" + *why + ")" : ""),
+                              "", call.traceparent)});
+    healer_.Heal();
+}
+
+}  // namespace cogs::cloud

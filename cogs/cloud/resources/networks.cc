@@ -1,0 +1,208 @@
+#include "cogs/cloud/resources/networks.h"
+
+namespace cogs::cloud {
+
+using wire::Input;
+using wire::Text;
+
+Networks::Networks(Context& ctx) : ctx_(ctx) {
+    ctx_.OnSettle("network.create", [this](Settlement& s) { SettleCreate(s, kNetwork, "network_id", "create_network"); });
+    ctx_.OnSettle("subnet.create", [this](Settlement& s) { SettleCreate(s, kSubnet, "subnet_id", "create_subnet"); });
+    ctx_.OnSettle("port.create", [this](Settlement& s) { SettleCreate(s, kPort, "port_id", "create_port"); });
+    ctx_.OnSettle("network.delete", [this](Settlement& s) { SettleDelete(s, kNetwork, "network_id"); });
+    ctx_.OnSettle("subnet.delete", [this](Settlement& s) { SettleDelete(s, kSubnet, "subnet_id"); });
+    ctx_.OnSettle("port.delete", [this](Settlement& s) { SettleDelete(s, kPort, "port_id"); });
+}
+
+Res Networks::NewPort(const Context& ctx, const std::string& project, const std::string& network,
+                      const std::string& name, const std::string& device) {
+    Res p = ctx.NewRes(kPort, project);
+    p.body["name"] = name;
+    p.body["network_id"] = network;
+    p.body["subnet_id"] = "";
+    p.body["mac_address"] = "";
+    p.body["fixed_ip"] = "";
+    p.body["device_id"] = device;
+    p.set_status(NetStatus::kBuild);
+    p.body["_quota"] = true;
+    return p;
+}
+
+Result<const Res*> Networks::ActiveNetwork(const Principal& who, const Input& body) const {
+    COGS_ASSIGN_OR_RETURN(auto net_id, body.String("network_id"));
+    const Res* net = ctx_.model.Find(kNetwork, net_id);
+    if (net == nullptr || !Visible(who, *net)) {
+        return MakeError(FieldError("network_id", "no network " + net_id));
+    }
+    if (!net->is(NetStatus::kActive)) {
+        return MakeError(ErrorCode::kConflict, "network " + net_id + " is " + net->status_text() + ", not ACTIVE");
+    }
+    return net;
+}
+
+void Networks::CreateNetwork(Creation c) {
+    auto made = [&]() -> Result<Res> {
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "project_id"}));
+        COGS_ASSIGN_OR_RETURN(auto project, OwnerOf(ctx_, c.who(), in));
+        COGS_ASSIGN_OR_RETURN(auto name, in.String("name", Text{.max_len = 64}));
+        Res n = ctx_.NewRes(kNetwork, project);
+        n.body["name"] = name;
+        n.set_status(NetStatus::kBuild);
+        return n;
+    }();
+    if (!made) return c.call.Fail(made.error());
+    Res& stored = ctx_.model.Put(std::move(*made));
+    const std::string id = stored.id;
+    Launch l{.type = "network.create",
+             .input = {{"network_id", id}, {"project_id", stored.project}, {"name", Str(stored.body, "name")}},
+             .changed = {&stored},
+             .undo = [this, id] { ctx_.model.Erase(kNetwork, id); },
+             .on = &stored,
+             .traceparent = c.call.traceparent};
+    StartAndAnswer(ctx_, std::move(l), c.call, &c);
+}
+
+void Networks::CreateSubnet(Creation c) {
+    json::object request;
+    auto made = [&]() -> Result<Res> {
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "network_id", "cidr", "gateway_ip", "allocation_pools"}));
+        COGS_ASSIGN_OR_RETURN(const Res* net, ActiveNetwork(c.who(), in));
+        COGS_ASSIGN_OR_RETURN(auto cidr, in.String("cidr", Text{.max_len = 64}));
+        COGS_ASSIGN_OR_RETURN(auto name, in.OptionalString("name", Text{.max_len = 64, .allow_empty = true}));
+        COGS_ASSIGN_OR_RETURN(auto gateway, in.OptionalString("gateway_ip", Text{.max_len = 64, .allow_empty = true}));
+        const json::value* pools = in.Find("allocation_pools");
+        if (pools != nullptr && !pools->is_array()) {
+            return MakeError(FieldError("allocation_pools", "must be an array of {start, end}"));
+        }
+        Res s = ctx_.NewRes(kSubnet, net->project);
+        s.body["name"] = name.value_or("");
+        s.body["network_id"] = net->id;
+        s.body["cidr"] = cidr;
+        s.set_status(NetStatus::kBuild);
+        request = {{"id", s.id}, {"network_id", net->id}, {"cidr", cidr}, {"project_id", net->project},
+                   {"name", name.value_or("")}};
+        if (gateway) request["gateway_ip"] = *gateway;
+        if (pools != nullptr) request["allocation_pools"] = *pools;
+        return s;
+    }();
+    if (!made) return c.call.Fail(made.error());
+    Res& stored = ctx_.model.Put(std::move(*made));
+    const std::string id = stored.id;
+    Launch l{.type = "subnet.create",
+             .input = {{"subnet_id", id}, {"request", std::move(request)}},
+             .changed = {&stored},
+             .undo = [this, id] { ctx_.model.Erase(kSubnet, id); },
+             .on = &stored,
+             .traceparent = c.call.traceparent};
+    StartAndAnswer(ctx_, std::move(l), c.call, &c);
+}
+
+void Networks::CreatePort(Creation c) {
+    json::object request;
+    auto made = [&]() -> Result<Res> {
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "network_id", "fixed_ip"}));
+        COGS_ASSIGN_OR_RETURN(const Res* net, ActiveNetwork(c.who(), in));
+        COGS_ASSIGN_OR_RETURN(auto name, in.OptionalString("name", Text{.max_len = 64, .allow_empty = true}));
+        COGS_ASSIGN_OR_RETURN(auto fixed_ip, in.OptionalString("fixed_ip", Text{.max_len = 64, .allow_empty = true}));
+        COGS_TRY(ctx_.model.Reserve(net->project, Amount{.ports = 1}));
+        Res port = NewPort(ctx_, net->project, net->id, name.value_or(""), "");
+        request = {{"id", port.id}, {"network_id", net->id}, {"project_id", net->project}, {"name", name.value_or("")}};
+        if (fixed_ip) request["fixed_ip"] = *fixed_ip;
+        return port;
+    }();
+    if (!made) return c.call.Fail(made.error());
+    Res& stored = ctx_.model.Put(std::move(*made));
+    const std::string id = stored.id;
+    const std::string project = stored.project;
+    Launch l{.type = "port.create",
+             .input = {{"port_id", id}, {"request", std::move(request)}},
+             .changed = {&stored},
+             .undo =
+                 [this, id, project] {
+                     ctx_.model.Erase(kPort, id);
+                     ctx_.model.Release(project, Amount{.ports = 1});
+                 },
+             .on = &stored,
+             .traceparent = c.call.traceparent};
+    StartAndAnswer(ctx_, std::move(l), c.call, &c);
+}
+
+void Networks::Delete(Call call, std::string_view kind) {
+    const std::string id = call.Param("id");
+    auto found = [&]() -> Result<Res*> {
+        COGS_TRY(RequireWriter(call.who));
+        Res* r = ctx_.model.Find(kind, id);
+        if (r == nullptr || !Visible(call.who, *r)) return MakeError(NotFound(kind, id));
+        auto status = r->status<NetStatus>();
+        if (status && Transitional(*status)) {
+            return MakeError(ErrorCode::kConflict, std::string(kind) + " " + id + " is " + r->status_text());
+        }
+        if (kind == kNetwork) {
+            for (auto k : {kSubnet, kPort}) {
+                for (const auto& [oid, o] : ctx_.model.All(k)) {
+                    if (Str(o.body, "network_id") == id) {
+                        return MakeError(ErrorCode::kConflict,
+                                         "network " + id + " still has " + std::string(k) + " " + oid);
+                    }
+                }
+            }
+        } else if (kind == kSubnet) {
+            for (const auto& [oid, o] : ctx_.model.All(kPort)) {
+                if (Str(o.body, "subnet_id") == id) {
+                    return MakeError(ErrorCode::kConflict, "subnet " + id + " still has port " + oid);
+                }
+            }
+        } else if (!Str(r->body, "device_id").empty()) {
+            return MakeError(ErrorCode::kConflict, "port " + id + " belongs to server " + Str(r->body, "device_id"));
+        }
+        return r;
+    }();
+    if (!found) return call.Fail(found.error());
+    Res* r = *found;
+    const std::string status = r->status_text();
+    r->body["_prev_status"] = status;
+    r->set_status(NetStatus::kDeleting);
+    const std::string field = std::string(kind) + "_id";
+    Launch l{.type = std::string(kind) + ".delete",
+             .input = {{field, id}},
+             .changed = {r},
+             .undo = [this, kind, id, status] { ctx_.Revert(kind, id, status); },
+             .on = r,
+             .traceparent = call.traceparent};
+    StartAndAnswer(ctx_, std::move(l), call);
+}
+
+void Networks::SettleCreate(Settlement& s, std::string_view kind, std::string_view id_field, std::string_view step) {
+    Res* r = s.Mine(kind, s.In(id_field));
+    if (r == nullptr) return;
+    if (s.ok()) {
+        r->set_status(NetStatus::kActive);
+        json::object out = s.Output(step);
+        for (const char* k : {"gateway_ip", "allocation_pools", "mac_address", "fixed_ip", "subnet_id"}) {
+            if (out.contains(k)) r->body[k] = out.at(k);
+        }
+        s.Note(*r, "active", std::string(kind) + " is ACTIVE");
+        s.Save(*r);
+        return;
+    }
+    // Nothing of it exists any more (rolled back): it holds no quota. A failed rollback keeps the
+    // quota until the resource is deleted.
+    if (s.rolled_back()) {
+        ctx_.model.Release(r->project, Model::HeldBy(*r));
+        r->body["_quota"] = false;
+    }
+    s.Fail(*r, ToString(NetStatus::kError));
+}
+
+void Networks::SettleDelete(Settlement& s, std::string_view kind, std::string_view id_field) {
+    const std::string id = s.In(id_field);
+    Res* r = s.Mine(kind, id);
+    if (r == nullptr) return;
+    if (s.ok()) {
+        s.Erase(kind, id);
+    } else {
+        s.Fail(*r, ToString(NetStatus::kError));
+    }
+}
+
+}  // namespace cogs::cloud

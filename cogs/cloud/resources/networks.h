@@ -1,0 +1,38 @@
+// Networks, subnets and ports: each created and deleted by a workflow on cogs-network
+// (workflows/cloud/networks.yaml), BUILD / DELETING while it runs, then ACTIVE, gone, or ERROR
+// with the workflow's reason. A port holds a quota unit from its create until it is gone; a
+// server's own port is made and settled by the server's workflows (servers.cc).
+//
+// Refused before anything is written: a network, subnet or port of another project (404, or 400
+// naming network_id), a network that is not ACTIVE (409), deleting a network that still has
+// subnets or ports, a subnet that still has ports, or a server's port (409).
+#pragma once
+
+#include "cogs/cloud/resources/common.h"
+
+namespace cogs::cloud {
+
+class Networks {
+public:
+    // Registers the settle functions of network.*, subnet.*, port.*.
+    explicit Networks(Context& ctx);
+
+    void CreateNetwork(Creation c);
+    void CreateSubnet(Creation c);
+    void CreatePort(Creation c);
+    // DELETE /v1/networks|subnets|ports/{id}.
+    void Delete(Call call, std::string_view kind);
+
+    // A port record in BUILD holding its quota unit (also a server's own port).
+    static Res NewPort(const Context& ctx, const std::string& project, const std::string& network,
+                       const std::string& name, const std::string& device);
+
+private:
+    // The body's network_id: one the caller may use (else 400 naming the field), ACTIVE (else 409).
+    Result<const Res*> ActiveNetwork(const Principal& who, const wire::Input& body) const;
+    void SettleCreate(Settlement& s, std::string_view kind, std::string_view id_field, std::string_view step);
+    void SettleDelete(Settlement& s, std::string_view kind, std::string_view id_field);
+    Context& ctx_;
+};
+
+}  // namespace cogs::cloud

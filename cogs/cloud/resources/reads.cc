@@ -1,0 +1,75 @@
+#include "cogs/cloud/resources/reads.h"
+
+#include <algorithm>
+#include <set>
+
+namespace cogs::cloud {
+
+void Reads::Whoami(Call call) const {
+    call.Answer(wire::Json(200, json::object{{"project_id", call.who.project_id},
+                                             {"project_name", call.who.project_name},
+                                             {"role", RoleName(call.who.role)},
+                                             {"token_id", call.who.token_id}}));
+}
+
+void Reads::Show(Call call, std::string_view kind) const {
+    const std::string& id = call.Param("id");
+    const Res* r = ctx_.model.Find(kind, id);
+    if (r == nullptr && (kind == kFlavor || kind == kImage)) {
+        r = ctx_.model.FindByName(kind, id);
+    }
+    if (r == nullptr || !Visible(call.who, *r) || (kind == kToken && !call.who.admin())) {
+        return call.Fail(NotFound(kind, id));
+    }
+    call.Answer(Presented(200, *r));
+}
+
+void Reads::List(Call call, std::string_view collection, std::string_view kind) const {
+    if (kind == kToken) {
+        if (auto st = RequireAdmin(call.who); !st) return call.Fail(st.error());
+    }
+    int64_t limit = 100;
+    if (auto q = call.query.find("limit"); q != call.query.end()) {
+        auto n = IntParam("limit", q->second, 1, 1000, "must be an integer from 1 to 1000");
+        if (!n) return call.Fail(n.error());
+        limit = *n;
+    }
+    static const std::set<std::string> kFilters = {"limit", "marker", "name", "status", "host", "project_id",
+                                                   "network_id", "server_id"};
+    for (const auto& [k, v] : call.query) {
+        if (!kFilters.contains(k)) {
+            return call.Fail(FieldError(k, "unknown query parameter"));
+        }
+    }
+    const std::string marker = call.Query("marker"), name = call.Query("name"), status = call.Query("status"),
+                      host = call.Query("host"), project = call.Query("project_id"),
+                      network = call.Query("network_id"), server = call.Query("server_id");
+    const auto& all = ctx_.model.All(kind);
+    json::array items;
+    std::string next;
+    for (auto it = marker.empty() ? all.begin() : all.upper_bound(marker); it != all.end(); ++it) {
+        const Res& r = it->second;
+        if (!Visible(call.who, r)) continue;
+        if (!name.empty() && Str(r.body, "name") != name) continue;
+        if (!status.empty() && Str(r.body, "status") != status) continue;
+        if (!host.empty() && Str(r.body, "host") != host) continue;
+        if (!project.empty() && r.project != project && !(kind == kProject && r.id == project)) continue;
+        if (!network.empty() && Str(r.body, "network_id") != network) continue;
+        if (!server.empty() && Str(r.body, "server_id") != server && Str(r.body, "device_id") != server) continue;
+        if (static_cast<int64_t>(items.size()) == limit) {
+            next = items.back().as_object().at("id").as_string().c_str();
+            break;
+        }
+        items.push_back(Present(r));
+    }
+    std::string key(collection);
+    std::replace(key.begin(), key.end(), '-', '_');
+    json::object o;
+    o[key] = std::move(items);
+    if (!next.empty()) {
+        o["next_marker"] = next;
+    }
+    call.Answer(wire::Json(200, o));
+}
+
+}  // namespace cogs::cloud

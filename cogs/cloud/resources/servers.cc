@@ -1,0 +1,340 @@
+#include "cogs/cloud/resources/servers.h"
+
+#include <set>
+
+#include "cogs/cloud/heal/healer.h"
+#include "cogs/cloud/resources/networks.h"
+#include "cogs/cloud/resources/volumes.h"
+
+namespace cogs::cloud {
+
+using wire::Input;
+using wire::List;
+using wire::Text;
+
+Servers::Servers(Context& ctx, Volumes& volumes, heal::Healer& healer)
+    : ctx_(ctx), volumes_(volumes), healer_(healer) {
+    ctx_.OnSettle("server.create", [this](Settlement& s) { SettleCreate(s); });
+    ctx_.OnSettle("server.delete", [this](Settlement& s) { SettleDelete(s); });
+    for (const char* action : {"start", "stop", "reboot"}) {
+        ctx_.OnSettle(std::string("server.") + action, [this, action](Settlement& s) { SettlePower(s, action); });
+    }
+}
+
+void Servers::Create(Creation c) {
+    struct Plan {
+        std::string project, name, net_id, group_id, policy, az, weigher;
+        const Res* flavor = nullptr;
+        const Res* image = nullptr;
+        std::vector<std::string> volume_ids;
+    };
+    auto planned = [&]() -> Result<Plan> {
+        Plan p;
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "flavor", "image", "network_id", "volume_ids",
+                                                                  "server_group_id", "availability_zone", "weigher",
+                                                                  "project_id"}));
+        COGS_ASSIGN_OR_RETURN(p.project, OwnerOf(ctx_, c.who(), in));
+        COGS_ASSIGN_OR_RETURN(p.name, in.String("name", Text{.max_len = 64}));
+        COGS_ASSIGN_OR_RETURN(auto flavor_ref, in.String("flavor"));
+        p.flavor = ctx_.model.FindByIdOrName(kFlavor, flavor_ref);
+        if (p.flavor == nullptr) return MakeError(FieldError("flavor", "no flavor " + flavor_ref));
+        COGS_ASSIGN_OR_RETURN(auto image_ref, in.String("image"));
+        p.image = ctx_.model.FindByIdOrName(kImage, image_ref);
+        if (p.image == nullptr) return MakeError(FieldError("image", "no image " + image_ref));
+        COGS_ASSIGN_OR_RETURN(p.net_id, in.String("network_id"));
+        const Res* net = ctx_.model.Find(kNetwork, p.net_id);
+        if (net == nullptr || net->project != p.project) {
+            return MakeError(FieldError("network_id", "no network " + p.net_id));
+        }
+        if (!net->is(NetStatus::kActive)) {
+            return MakeError(ErrorCode::kConflict, "network " + p.net_id + " is not ACTIVE");
+        }
+        COGS_ASSIGN_OR_RETURN(p.volume_ids, in.StringList("volume_ids", List{.max_items = 16}));
+        if (std::set<std::string>(p.volume_ids.begin(), p.volume_ids.end()).size() != p.volume_ids.size()) {
+            return MakeError(FieldError("volume_ids", "lists a volume twice"));
+        }
+        for (const auto& vid : p.volume_ids) {
+            const Res* v = ctx_.model.Find(kVolume, vid);
+            if (v == nullptr || v->project != p.project) {
+                return MakeError(FieldError("volume_ids", "no volume " + vid));
+            }
+            if (!v->is(VolumeStatus::kAvailable)) {
+                return MakeError(ErrorCode::kConflict, "volume " + vid + " is " + v->status_text() + ", not available");
+            }
+        }
+        COGS_ASSIGN_OR_RETURN(auto group_id, in.OptionalString("server_group_id"));
+        p.group_id = group_id.value_or("");
+        p.policy = "none";
+        if (group_id) {
+            const Res* g = ctx_.model.Find(kGroup, *group_id);
+            if (g == nullptr || g->project != p.project) {
+                return MakeError(FieldError("server_group_id", "no server group " + *group_id));
+            }
+            p.policy = Str(g->body, "policy");
+        }
+        COGS_ASSIGN_OR_RETURN(auto az, in.OptionalString("availability_zone", Text{.max_len = 64, .allow_empty = true}));
+        p.az = az.value_or("");
+        COGS_ASSIGN_OR_RETURN(auto weigher, in.OptionalString("weigher"));
+        if (weigher && *weigher != "spread" && *weigher != "pack") {
+            return MakeError(FieldError("weigher", "must be spread or pack"));
+        }
+        p.weigher = weigher.value_or("spread");
+        return p;
+    }();
+    if (!planned) return c.call.Fail(planned.error());
+    const Plan& p = *planned;
+    const int64_t vcpus = Int(p.flavor->body, "vcpus");
+    const int64_t ram = Int(p.flavor->body, "ram_mb");
+    const int64_t disk = Int(p.flavor->body, "disk_gb");
+    const Amount amount{.servers = 1, .vcpus = vcpus, .ram_mb = ram, .ports = 1};
+    if (auto st = ctx_.model.Reserve(p.project, amount); !st) return c.call.Fail(st.error());
+
+    Res server = ctx_.NewRes(kServer, p.project);
+    // The port's quota is the server's: `amount` counted it.
+    Res port = Networks::NewPort(ctx_, p.project, p.net_id, "", server.id);
+    auto& b = server.body;
+    b["name"] = p.name;
+    server.set_status(ServerStatus::kBuild);
+    b["flavor_id"] = p.flavor->id;
+    b["flavor"] = Str(p.flavor->body, "name");
+    b["image_id"] = p.image->id;
+    b["network_id"] = p.net_id;
+    b["host"] = "";
+    b["availability_zone"] = p.az;
+    b["port_id"] = port.id;
+    b["ip_address"] = "";
+    b["mac_address"] = "";
+    b["volume_ids"] = ToArray(p.volume_ids);
+    b["server_group_id"] = p.group_id;
+    b["_vcpus"] = vcpus;
+    b["_ram_mb"] = ram;
+    b["_disk_gb"] = disk;
+    b["_quota"] = true;
+    const std::string server_id = server.id;
+    const std::string port_id = port.id;
+    json::object input{{"server_id", server_id},
+                       {"project_id", p.project},
+                       {"name", p.name},
+                       {"port_id", port_id},
+                       {"network_id", p.net_id},
+                       {"vcpus", vcpus},
+                       {"ram_mb", ram},
+                       {"disk_gb", disk},
+                       {"image_id", p.image->id},
+                       {"volume_ids", ToArray(p.volume_ids)},
+                       {"availability_zone", p.az},
+                       {"traits", p.flavor->body.contains("traits") ? p.flavor->body.at("traits") : json::array()},
+                       {"group_id", p.group_id},
+                       {"policy", p.policy},
+                       {"weigher", p.weigher}};
+    Res& stored = ctx_.model.Put(std::move(server));
+    std::vector<Res*> changed{&stored, &ctx_.model.Put(std::move(port))};
+    for (const auto& vid : p.volume_ids) {
+        Res* v = ctx_.model.Find(kVolume, vid);
+        v->set_status(VolumeStatus::kAttaching);
+        v->body["server_id"] = server_id;
+        changed.push_back(v);
+    }
+    Launch l{.type = "server.create",
+             .input = std::move(input),
+             .changed = std::move(changed),
+             .undo =
+                 [this, server_id, port_id, project = p.project, amount, vols = p.volume_ids] {
+                     ctx_.model.Erase(kServer, server_id);
+                     ctx_.model.Erase(kPort, port_id);
+                     ctx_.model.Release(project, amount);
+                     for (const auto& vid : vols) {
+                         if (Res* v = ctx_.model.Find(kVolume, vid)) {
+                             v->set_status(VolumeStatus::kAvailable);
+                             v->body["server_id"] = "";
+                         }
+                     }
+                 },
+             .on = &stored,
+             .traceparent = c.call.traceparent};
+    StartAndAnswer(ctx_, std::move(l), c.call, &c);
+}
+
+void Servers::Delete(Call call) {
+    const std::string id = call.Param("id");
+    bool delete_volumes = false;
+    auto found = [&]() -> Result<Res*> {
+        COGS_TRY(RequireWriter(call.who));
+        Res* s = ctx_.model.Find(kServer, id);
+        if (s == nullptr || !Visible(call.who, *s)) return MakeError(NotFound(kServer, id));
+        auto status = s->status<ServerStatus>();
+        if (status && Transitional(*status)) {
+            return MakeError(ErrorCode::kConflict, "server " + id + " is " + s->status_text());
+        }
+        if (auto q = call.query.find("delete_volumes"); q != call.query.end()) {
+            delete_volumes = q->second == "true" || q->second == "1";
+            if (!delete_volumes && q->second != "false" && q->second != "0") {
+                return MakeError(FieldError("delete_volumes", "must be true or false"));
+            }
+        }
+        return s;
+    }();
+    if (!found) return call.Fail(found.error());
+    Res* s = *found;
+    const std::string status = s->status_text();
+    s->body["_prev_status"] = status;
+    s->set_status(ServerStatus::kDeleting);
+    s->body["_delete_volumes"] = delete_volumes;
+    Launch l{.type = "server.delete",
+             .input = {{"server_id", id},
+                       {"host", Str(s->body, "host")},
+                       {"port_id", Str(s->body, "port_id")},
+                       {"volume_ids", ToArray(StrList(s->body, "volume_ids"))}},
+             .changed = {s},
+             .undo = [this, id, status] { ctx_.Revert(kServer, id, status); },
+             .on = s,
+             .traceparent = call.traceparent};
+    StartAndAnswer(ctx_, std::move(l), call);
+}
+
+void Servers::Act(Call call, std::string_view action) {
+    const std::string id = call.Param("id");
+    auto found = [&]() -> Result<Res*> {
+        COGS_TRY(RequireWriter(call.who));
+        Res* s = ctx_.model.Find(kServer, id);
+        if (s == nullptr || !Visible(call.who, *s)) return MakeError(NotFound(kServer, id));
+        COGS_TRY(Input::Parse(call.body, {}));
+        const ServerStatus need = action == "start" ? ServerStatus::kShutoff : ServerStatus::kActive;
+        if (!s->is(need)) {
+            return MakeError(ErrorCode::kConflict, "server " + id + " is " + s->status_text() + "; " +
+                                                       std::string(action) + " needs " + std::string(ToString(need)));
+        }
+        return s;
+    }();
+    if (!found) return call.Fail(found.error());
+    Res* s = *found;
+    const std::string status = s->status_text();
+    s->set_status(action == "start"  ? ServerStatus::kStarting
+                  : action == "stop" ? ServerStatus::kStopping
+                                     : ServerStatus::kReboot);
+    s->body["_prev_status"] = status;
+    Launch l{.type = "server." + std::string(action),
+             .input = {{"server_id", id}, {"host", Str(s->body, "host")}},
+             .changed = {s},
+             .undo = [this, id, status] { ctx_.Revert(kServer, id, status); },
+             .on = s,
+             .traceparent = call.traceparent};
+    StartAndAnswer(ctx_, std::move(l), call);
+}
+
+void Servers::SettleCreate(Settlement& st) {
+    const std::string sid = st.In("server_id");
+    Res* s = st.Mine(kServer, sid);
+    if (s == nullptr) return;
+    Res* port = ctx_.model.Find(kPort, st.In("port_id"));
+    const auto vols = StrList(st.input(), "volume_ids");
+    if (st.ok()) {
+        json::object claim = st.Output("claim");
+        json::object p = st.Output("create_port");
+        s->set_status(ServerStatus::kActive);
+        s->body["host"] = Str(claim, "host");
+        if (const Res* h = ctx_.model.Find(kHost, Str(claim, "host"))) {
+            s->body["availability_zone"] = Str(h->body, "availability_zone");
+        }
+        s->body["ip_address"] = Str(p, "fixed_ip");
+        s->body["mac_address"] = Str(p, "mac_address");
+        st.Note(*s, "active", "server is ACTIVE on host " + Str(s->body, "host") + " at " + Str(s->body, "ip_address"));
+        st.Save(*s);
+        if (port != nullptr) {
+            port->set_status(NetStatus::kActive);
+            for (const char* k : {"mac_address", "fixed_ip", "subnet_id"}) {
+                if (p.contains(k)) port->body[k] = p.at(k);
+            }
+            st.Note(*port, "active", "port is ACTIVE for server " + sid);
+            st.Save(*port);
+        }
+        json::object att = st.Output("attach_volumes");
+        std::map<std::string, std::string> devices;
+        if (const auto* a = att.if_contains("attachments"); a != nullptr && a->is_array()) {
+            for (const auto& item : a->get_array()) {
+                if (item.is_object()) {
+                    devices[Str(item.get_object(), "volume_id")] = Str(item.get_object(), "device");
+                }
+            }
+        }
+        for (const auto& vid : vols) {
+            if (Res* v = ctx_.model.Find(kVolume, vid)) {
+                v->set_status(VolumeStatus::kInUse);
+                v->body["device"] = devices[vid];
+                st.Note(*v, "attached", "attached to server " + sid + " as " + devices[vid]);
+                st.Save(*v);
+            }
+        }
+        return;
+    }
+    if (st.rolled_back() && healer_.Reschedule(st.event(), *s, st.Output("claim"))) {
+        st.Note(*s, "rescheduled",
+                "server.create rolled back (" + st.event().reason + ") after its host " +
+                    Str(st.Output("claim"), "host") + " failed: built again on another host");
+        return;
+    }
+    const bool clean = st.rolled_back();
+    if (clean) {
+        ctx_.model.Release(s->project, Model::HeldBy(*s));
+        s->body["_quota"] = false;
+        if (port != nullptr) st.Erase(kPort, port->id);
+    } else if (port != nullptr) {
+        st.Fail(*port, ToString(NetStatus::kError));
+    }
+    s->body["host"] = "";
+    st.Fail(*s, ToString(ServerStatus::kError));
+    for (const auto& vid : vols) {
+        if (Res* v = ctx_.model.Find(kVolume, vid)) {
+            v->set_status(clean ? VolumeStatus::kAvailable : VolumeStatus::kError);
+            v->body["server_id"] = clean ? "" : sid;
+            st.Note(*v, std::string(v->status_text()),
+                    "server " + sid + " create " + st.outcome() + ": volume is " + v->status_text());
+            st.Save(*v);
+        }
+    }
+}
+
+void Servers::SettleDelete(Settlement& st) {
+    const std::string sid = st.In("server_id");
+    Res* s = st.Mine(kServer, sid);
+    if (s == nullptr) return;
+    if (!st.ok()) {
+        st.Fail(*s, ToString(ServerStatus::kError));
+        return;
+    }
+    const bool delete_volumes = Bool(s->body, "_delete_volumes");
+    st.Erase(kPort, Str(s->body, "port_id"));
+    const std::vector<std::string> vols = StrList(s->body, "volume_ids");
+    st.Erase(kServer, sid);
+    for (const auto& vid : vols) {
+        Res* v = ctx_.model.Find(kVolume, vid);
+        if (v == nullptr) continue;
+        v->set_status(VolumeStatus::kAvailable);
+        v->body["server_id"] = "";
+        v->body["device"] = "";
+        st.Note(*v, "detached", "detached from deleted server " + sid);
+        if (!delete_volumes) {
+            st.Save(*v);
+            continue;
+        }
+        volumes_.StartDelete(*v, st.event().trace, nullptr);
+    }
+}
+
+void Servers::SettlePower(Settlement& st, std::string_view action) {
+    Res* s = st.Mine(kServer, st.In("server_id"));
+    if (s == nullptr) return;
+    if (!st.ok()) {
+        // The instance is as it was (the action was refused) or unknown: say so, keep the status
+        // it had.
+        st.Fail(*s, Str(s->body, "_prev_status"));
+        return;
+    }
+    s->set_status(action == "stop" ? ServerStatus::kShutoff : ServerStatus::kActive);
+    s->body.erase("fault");
+    st.Note(*s, action == "stop" ? "stopped" : action == "start" ? "started" : "rebooted",
+            "server is " + s->status_text());
+    st.Save(*s);
+}
+
+}  // namespace cogs::cloud

@@ -1,0 +1,40 @@
+// Servers: built, deleted, started, stopped and rebooted by workflows (workflows/cloud/servers.yaml)
+// over cogs-network (its port), placement (scheduler.claim), the compute agent of its host and
+// cogs-volume. A server holds its quota (servers, vcpus, ram_mb and its port's ports unit) from its
+// create until it is gone, or until its create rolled back.
+//
+// A create whose host failed during the build is built again elsewhere (heal/healer.h,
+// Reschedule); a server.delete with ?delete_volumes=true deletes its volumes once it is gone.
+// Evacuation, migration and repair are heal/'s.
+#pragma once
+
+#include "cogs/cloud/resources/common.h"
+
+namespace cogs::cloud {
+
+class Volumes;
+namespace heal {
+class Healer;
+}
+
+class Servers {
+public:
+    // Registers the settle functions of server.create, server.delete, server.start|stop|reboot.
+    Servers(Context& ctx, Volumes& volumes, heal::Healer& healer);
+
+    void Create(Creation c);
+    // DELETE /v1/servers/{id}[?delete_volumes=true].
+    void Delete(Call call);
+    // POST /v1/servers/{id}/start|stop|reboot.
+    void Act(Call call, std::string_view action);
+
+private:
+    void SettleCreate(Settlement& s);
+    void SettleDelete(Settlement& s);
+    void SettlePower(Settlement& s, std::string_view action);
+    Context& ctx_;
+    Volumes& volumes_;
+    heal::Healer& healer_;
+};
+
+}  // namespace cogs::cloud

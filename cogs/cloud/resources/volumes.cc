@@ -1,0 +1,223 @@
+#include "cogs/cloud/resources/volumes.h"
+
+#include <algorithm>
+
+namespace cogs::cloud {
+
+using wire::Input;
+using wire::Text;
+
+Volumes::Volumes(Context& ctx) : ctx_(ctx) {
+    ctx_.OnSettle("volume.create", [this](Settlement& s) { SettleCreate(s); });
+    ctx_.OnSettle("volume.delete", [this](Settlement& s) { SettleDelete(s); });
+    ctx_.OnSettle("volume.attach", [this](Settlement& s) { SettleAttachment(s, true); });
+    ctx_.OnSettle("volume.detach", [this](Settlement& s) { SettleAttachment(s, false); });
+}
+
+void Volumes::Create(Creation c) {
+    auto made = [&]() -> Result<Res> {
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "size_gb", "project_id"}));
+        COGS_ASSIGN_OR_RETURN(auto project, OwnerOf(ctx_, c.who(), in));
+        COGS_ASSIGN_OR_RETURN(auto name, in.String("name", Text{.max_len = 64}));
+        COGS_ASSIGN_OR_RETURN(auto size, in.Int("size_gb", 1, 16384));
+        COGS_TRY(ctx_.model.Reserve(project, Amount{.volumes = 1, .volume_gb = size}));
+        Res v = ctx_.NewRes(kVolume, project);
+        v.body["name"] = name;
+        v.body["size_gb"] = size;
+        v.set_status(VolumeStatus::kCreating);
+        v.body["server_id"] = "";
+        v.body["device"] = "";
+        v.body["_quota"] = true;
+        return v;
+    }();
+    if (!made) return c.call.Fail(made.error());
+    Res& stored = ctx_.model.Put(std::move(*made));
+    const std::string id = stored.id;
+    const std::string project = stored.project;
+    const int64_t gb = Int(stored.body, "size_gb");
+    Launch l{.type = "volume.create",
+             .input = {{"volume_id", id}, {"project_id", project}, {"name", Str(stored.body, "name")}, {"size_gb", gb}},
+             .changed = {&stored},
+             .undo =
+                 [this, id, project, gb] {
+                     ctx_.model.Erase(kVolume, id);
+                     ctx_.model.Release(project, Amount{.volumes = 1, .volume_gb = gb});
+                 },
+             .on = &stored,
+             .traceparent = c.call.traceparent};
+    StartAndAnswer(ctx_, std::move(l), c.call, &c);
+}
+
+void Volumes::StartDelete(Res& v, const std::string& traceparent, std::function<void(Result<std::string>)> done) {
+    const std::string id = v.id;
+    const std::string status = v.status_text();
+    v.body["_prev_status"] = status;
+    v.set_status(VolumeStatus::kDeleting);
+    Launch l{.type = "volume.delete",
+             .input = {{"volume_id", id}},
+             .changed = {&v},
+             .undo = [this, id, status] { ctx_.Revert(kVolume, id, status); },
+             .on = &v,
+             .traceparent = traceparent};
+    ctx_.StartWorkflow(std::move(l), std::move(done));
+}
+
+void Volumes::Delete(Call call) {
+    const std::string id = call.Param("id");
+    auto found = [&]() -> Result<Res*> {
+        COGS_TRY(RequireWriter(call.who));
+        Res* v = ctx_.model.Find(kVolume, id);
+        if (v == nullptr || !Visible(call.who, *v)) return MakeError(NotFound(kVolume, id));
+        auto status = v->status<VolumeStatus>();
+        if (status && Transitional(*status)) {
+            return MakeError(ErrorCode::kConflict, "volume " + id + " is " + v->status_text());
+        }
+        if (status == VolumeStatus::kInUse) {
+            return MakeError(ErrorCode::kConflict, "volume " + id + " is in-use: detach it first");
+        }
+        return v;
+    }();
+    if (!found) return call.Fail(found.error());
+    Res& v = **found;
+    StartDelete(v, call.traceparent, [this, id, respond = call.respond](Result<std::string> r) {
+        const Res* now = ctx_.model.Find(kVolume, id);
+        respond(!r ? wire::ApiError(r.error()) : now != nullptr ? Presented(202, *now) : wire::ApiError(NotFound(kVolume, id)));
+    });
+}
+
+void Volumes::Attach(Call call) {
+    const std::string id = call.Param("id");
+    std::string server_id, host;
+    auto found = [&]() -> Result<Res*> {
+        COGS_TRY(RequireWriter(call.who));
+        Res* v = ctx_.model.Find(kVolume, id);
+        if (v == nullptr || !Visible(call.who, *v)) return MakeError(NotFound(kVolume, id));
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(call.body, {"server_id"}));
+        COGS_ASSIGN_OR_RETURN(server_id, in.String("server_id"));
+        const Res* s = ctx_.model.Find(kServer, server_id);
+        if (s == nullptr || s->project != v->project) {
+            return MakeError(FieldError("server_id", "no server " + server_id));
+        }
+        if (!s->is(ServerStatus::kActive) && !s->is(ServerStatus::kShutoff)) {
+            return MakeError(ErrorCode::kConflict, "server " + server_id + " is " + s->status_text());
+        }
+        if (!v->is(VolumeStatus::kAvailable)) {
+            return MakeError(ErrorCode::kConflict, "volume " + id + " is " + v->status_text() + ", not available");
+        }
+        host = Str(s->body, "host");
+        return v;
+    }();
+    if (!found) return call.Fail(found.error());
+    Res* v = *found;
+    v->set_status(VolumeStatus::kAttaching);
+    v->body["server_id"] = server_id;
+    Launch l{.type = "volume.attach",
+             .input = {{"volume_id", id}, {"server_id", server_id}, {"host", host}},
+             .changed = {v},
+             .undo =
+                 [this, id] {
+                     if (Res* r = ctx_.model.Find(kVolume, id)) {
+                         r->set_status(VolumeStatus::kAvailable);
+                         r->body["server_id"] = "";
+                     }
+                 },
+             .on = v,
+             .traceparent = call.traceparent};
+    StartAndAnswer(ctx_, std::move(l), call);
+}
+
+void Volumes::Detach(Call call) {
+    const std::string id = call.Param("id");
+    auto found = [&]() -> Result<Res*> {
+        COGS_TRY(RequireWriter(call.who));
+        Res* v = ctx_.model.Find(kVolume, id);
+        if (v == nullptr || !Visible(call.who, *v)) return MakeError(NotFound(kVolume, id));
+        COGS_TRY(Input::Parse(call.body, {}));
+        if (!v->is(VolumeStatus::kInUse)) {
+            return MakeError(ErrorCode::kConflict, "volume " + id + " is " + v->status_text() + ", not in-use");
+        }
+        return v;
+    }();
+    if (!found) return call.Fail(found.error());
+    Res* v = *found;
+    v->set_status(VolumeStatus::kDetaching);
+    Launch l{.type = "volume.detach",
+             .input = {{"volume_id", id}, {"server_id", Str(v->body, "server_id")}},
+             .changed = {v},
+             .undo = [this, id] { ctx_.Revert(kVolume, id, std::string(ToString(VolumeStatus::kInUse))); },
+             .on = v,
+             .traceparent = call.traceparent};
+    StartAndAnswer(ctx_, std::move(l), call);
+}
+
+void Volumes::SettleCreate(Settlement& s) {
+    Res* v = s.Mine(kVolume, s.In("volume_id"));
+    if (v == nullptr) return;
+    if (s.ok()) {
+        v->set_status(VolumeStatus::kAvailable);
+        s.Note(*v, "available", "volume is available");
+        s.Save(*v);
+        return;
+    }
+    // Nothing of it exists any more (rolled back): it holds no quota. A failed rollback keeps the
+    // quota until the volume is deleted.
+    if (s.rolled_back()) {
+        ctx_.model.Release(v->project, Model::HeldBy(*v));
+        v->body["_quota"] = false;
+    }
+    s.Fail(*v, ToString(VolumeStatus::kError));
+}
+
+void Volumes::SettleDelete(Settlement& s) {
+    const std::string id = s.In("volume_id");
+    Res* v = s.Mine(kVolume, id);
+    if (v == nullptr) return;
+    if (s.ok()) {
+        s.Erase(kVolume, id);
+    } else {
+        s.Fail(*v, ToString(VolumeStatus::kError));
+    }
+}
+
+void Volumes::SettleAttachment(Settlement& s, bool attach) {
+    Res* v = s.Mine(kVolume, s.In("volume_id"));
+    if (v == nullptr) return;
+    Res* server = ctx_.model.Find(kServer, s.In("server_id"));
+    if (!s.ok()) {
+        if (attach && s.rolled_back()) {
+            v->body["server_id"] = "";
+            s.Fail(*v, ToString(VolumeStatus::kAvailable));
+        } else {
+            s.Fail(*v, ToString(attach ? VolumeStatus::kError : VolumeStatus::kInUse));
+        }
+        return;
+    }
+    v->set_status(attach ? VolumeStatus::kInUse : VolumeStatus::kAvailable);
+    std::vector<std::string> list = server != nullptr ? StrList(server->body, "volume_ids") : std::vector<std::string>{};
+    const std::string vid = v->id;
+    list.erase(std::remove(list.begin(), list.end(), vid), list.end());
+    if (attach) {
+        json::object out = s.Output("attach");
+        if (const auto* a = out.if_contains("attachments");
+            a != nullptr && a->is_array() && !a->get_array().empty() && a->get_array()[0].is_object()) {
+            v->body["device"] = Str(a->get_array()[0].get_object(), "device");
+        }
+        list.push_back(vid);
+    } else {
+        v->body["server_id"] = "";
+        v->body["device"] = "";
+    }
+    v->body.erase("fault");
+    const std::string sid = s.In("server_id");
+    s.Note(*v, attach ? "attached" : "detached",
+           attach ? "attached to server " + sid + " as " + Str(v->body, "device") : "detached from server " + sid);
+    s.Save(*v);
+    if (server != nullptr) {
+        server->body["volume_ids"] = ToArray(list);
+        s.Note(*server, attach ? "volume_attached" : "volume_detached",
+               "volume " + vid + (attach ? " attached" : " detached"));
+        s.Save(*server);
+    }
+}
+
+}  // namespace cogs::cloud

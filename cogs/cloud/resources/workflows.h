@@ -1,0 +1,26 @@
+// Workflows as the API shows them: GET /v1/workflows (filters state, type, project_id for admins;
+// pages by marker and limit), GET /v1/workflows/{id} (its steps with attempts, outputs and the
+// per-attempt log, and its trace) and POST /v1/workflows/{id}/cancel (a writer's; compensation
+// follows). A member sees its project's workflows only. Reads run on the read pool.
+#pragma once
+
+#include "cogs/cloud/resources/common.h"
+
+namespace cogs::cloud {
+
+class Workflows {
+public:
+    explicit Workflows(Context& ctx) : ctx_(ctx) {}
+
+    void List(Call call);
+    void Show(Call call);
+    void Cancel(Call call);
+
+private:
+    // Answers the workflow {id} (visible to the caller) to `then`, or the error to the call.
+    void Load(Call call, std::function<void(Call, store::WorkflowRecord)> then);
+    json::object View(const store::WorkflowRecord& w) const;
+    Context& ctx_;
+};
+
+}  // namespace cogs::cloud

@@ -1,0 +1,96 @@
+#include "cogs/services/compute/router.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/json/serialize.hpp>
+#include <map>
+
+#include "cogs/http/client.h"
+#include "cogs/services/kit/http_client.h"
+#include "cogs/wire/input.h"
+
+namespace cogs::services::compute {
+namespace {
+
+namespace json = boost::json;
+using workflow::ActionCall;
+using workflow::ActionReply;
+using workflow::ServiceClient;
+
+class ComputeRouter final : public ServiceClient {
+public:
+    ComputeRouter(boost::asio::io_context& io, HostLookup lookup, std::string token, size_t connections)
+        : io_(io), lookup_(std::move(lookup)), token_(std::move(token)), connections_(connections) {}
+
+    void Invoke(ActionCall call, Callback done) override { Route(std::move(call), std::move(done), false); }
+    void Status(ActionCall call, Callback done) override { Route(std::move(call), std::move(done), true); }
+    std::string Endpoint(const ActionCall& call) const override {
+        return wire::Str(wire::ParseObject(call.input), "host");
+    }
+
+private:
+    // The answer to a delete or stop that has nothing to do (never placed, or a fenced host).
+    static std::string NothingToDo(const ActionCall& call) {
+        const json::object in = wire::ParseObject(call.input);
+        if (call.action == "stop_instance") {
+            return json::serialize(
+                json::object{{"id", wire::Str(in, "id")}, {"host", wire::Str(in, "host")}, {"state", "SHUTOFF"}});
+        }
+        return json::serialize(json::object{{"id", wire::Str(in, "id")}, {"deleted", false}});
+    }
+
+    void Route(ActionCall call, Callback done, bool status) {
+        const std::string host = Endpoint(call);
+        Result<ServiceClient*> to = ClientFor(call, host);
+        if (!to || *to == nullptr) {
+            Result<ActionReply> r = !to ? Result<ActionReply>(MakeError(to.error()))
+                                        : Result<ActionReply>(ActionReply{false, NothingToDo(call)});
+            return boost::asio::post(io_, [done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
+        }
+        if (status) {
+            (*to)->Status(std::move(call), std::move(done));
+        } else {
+            (*to)->Invoke(std::move(call), std::move(done));
+        }
+    }
+
+    // The agent's client; nullptr when there is nothing to do (see router.h).
+    Result<ServiceClient*> ClientFor(const ActionCall& call, const std::string& host) {
+        if (host.empty()) {
+            if (call.action == "delete_instance") return nullptr;
+            return MakeError(ErrorCode::kInvalidArgument, "compute: host: required");
+        }
+        const auto route = lookup_(host);
+        const auto endpoint = route ? http::ParseHttpUrl(route->url) : std::nullopt;
+        if (!endpoint) {
+            return MakeError(ErrorCode::kFailedPrecondition, "compute: host " + host + " is not registered");
+        }
+        if (route->down) {
+            if (call.action == "delete_instance" || call.action == "stop_instance") return nullptr;
+            return MakeError(ErrorCode::kFailedPrecondition, "compute: host " + host + " is down");
+        }
+        auto it = clients_.find(route->url);
+        if (it == clients_.end()) {
+            it = clients_
+                     .emplace(route->url, kit::MakeHttpServiceClient(io_, endpoint->host, endpoint->port, "compute",
+                                                                     connections_, token_))
+                     .first;
+        }
+        return it->second.get();
+    }
+
+    boost::asio::io_context& io_;
+    HostLookup lookup_;
+    std::string token_;
+    size_t connections_;
+    std::map<std::string, std::shared_ptr<ServiceClient>> clients_;  // by agent URL
+};
+
+}  // namespace
+
+std::shared_ptr<ServiceClient> MakeComputeRouter(boost::asio::io_context& io, HostLookup lookup,
+                                                 std::string bearer_token, size_t connections) {
+    return std::make_shared<ComputeRouter>(io, std::move(lookup), std::move(bearer_token), connections);
+}
+
+}  // namespace cogs::services::compute

@@ -1,0 +1,42 @@
+// The compute router: cogs-compute as a service of the engine's catalog. A compute action names
+// its host ("host" in its input); the router sends it to the agent serving that host, over one
+// keep-alive HTTP client per agent URL, and reports the host as the call's endpoint so that each
+// host gets its own circuit breaker (a dead host does not hold back calls to the others).
+//
+// Hosts it cannot reach on purpose:
+//   no host in the input   delete_instance is done (a server never placed has no instance);
+//                          anything else is refused (kInvalidArgument "host: required")
+//   unknown host           refused for good (kFailedPrecondition "host H is not registered")
+//   down host              it has fenced itself (its instances are stopped, and what is stale goes
+//                          when it comes back): delete_instance and stop_instance are done;
+//                          anything that needs it running is refused for good (the workflow rolls
+//                          back, or evacuation takes over)
+//
+// Threading: the io thread of the engine; `lookup` is called there.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "cogs/workflow/service.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace cogs::services::compute {
+
+// Where a host's agent is: its URL ("http://HOST:PORT", as it registered) and whether it is down.
+struct HostRoute {
+    std::string url;
+    bool down = false;
+};
+using HostLookup = std::function<std::optional<HostRoute>(const std::string& host)>;
+
+// `bearer_token` is presented to the agents; `connections` is the pool size per agent.
+std::shared_ptr<workflow::ServiceClient> MakeComputeRouter(boost::asio::io_context& io, HostLookup lookup,
+                                                           std::string bearer_token, size_t connections);
+
+}  // namespace cogs::services::compute
