@@ -255,9 +255,10 @@ ApiResult<std::string> ApiClient::Resolve(const std::string& plural, const std::
     for (const auto& item : *items) {
         const json::object* o = item.if_object();
         const json::value* name = o ? o->if_contains("name") : nullptr;
+        std::string id = o ? wire::Str(*o, "id") : "";
         // Filter again: the name filter is exact in the API, but a fake or older server may ignore it.
-        if (name && name->is_string() && name->get_string() == ref && !wire::Str(*o, "id").empty()) {
-            ids.push_back(wire::Str(*o, "id"));
+        if (name && name->is_string() && name->get_string() == ref && !id.empty()) {
+            ids.push_back(std::move(id));
         }
     }
     std::string singular = plural.substr(0, plural.size() - 1);
