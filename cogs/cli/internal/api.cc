@@ -10,28 +10,20 @@
 #include "cogs/base/secret.h"
 #include "cogs/http/client.h"
 #include "cogs/http/server.h"
+#include "cogs/wire/input.h"
 
 namespace cogs::cli {
 namespace {
 
 using namespace std::chrono_literals;
 
+// A refusal read from the API's error body ({"code", "message", "details"}, docs/api.md "Errors");
+// a body that is not one keeps the status's code and shows itself as the message.
 ApiFailure FailureFromResponse(const http::Response& res) {
-    ApiFailure f;
-    f.status = res.status;
-    boost::system::error_code ec;
-    json::value body = json::parse(res.body, ec);
-    if (!ec && body.is_object()) {
-        const auto& o = body.as_object();
-        if (auto* c = o.if_contains("code"); c && c->is_string()) {
-            f.code = c->as_string();
-        }
-        if (auto* m = o.if_contains("message"); m && m->is_string()) {
-            f.message = m->as_string();
-        }
-        if (auto* d = o.if_contains("details")) {
-            f.details = *d;
-        }
+    const json::object body = wire::ParseObject(res.body);
+    ApiFailure f{res.status, wire::Str(body, "code"), wire::Str(body, "message"), {}};
+    if (const json::value* details = body.if_contains("details")) {
+        f.details = *details;
     }
     if (f.code.empty()) {
         f.code = std::string(ToString(FromHttpStatus(res.status)));
@@ -240,10 +232,7 @@ ApiResult<json::array> ApiClient::List(const std::string& path, int limit) {
                 break;
             }
         }
-        marker.clear();
-        if (auto* m = o.if_contains("next_marker"); m && m->is_string() && !m->as_string().empty()) {
-            marker = m->as_string();
-        }
+        marker = wire::Str(o, "next_marker");
         if (marker.empty() || (limit > 0 && static_cast<int>(all.size()) >= limit)) {
             break;
         }
@@ -264,12 +253,12 @@ ApiResult<std::string> ApiClient::Resolve(const std::string& plural, const std::
     }
     std::vector<std::string> ids;
     for (const auto& item : *items) {
-        const auto& o = item.as_object();
-        auto* name = o.if_contains("name");
-        auto* id = o.if_contains("id");
+        const json::object* o = item.if_object();
+        const json::value* name = o ? o->if_contains("name") : nullptr;
+        std::string id = o ? wire::Str(*o, "id") : "";
         // Filter again: the name filter is exact in the API, but a fake or older server may ignore it.
-        if (name && name->is_string() && name->as_string() == ref && id && id->is_string()) {
-            ids.emplace_back(id->as_string());
+        if (name && name->is_string() && name->get_string() == ref && !id.empty()) {
+            ids.push_back(std::move(id));
         }
     }
     std::string singular = plural.substr(0, plural.size() - 1);

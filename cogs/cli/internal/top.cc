@@ -52,6 +52,20 @@ std::map<prom::Labels, Buckets> HistogramSeriesOf(const prom::Exposition& x, std
     return m;
 }
 
+// Sums the increase of each series of `after` over the same series in `before` (absent if the series
+// is new) into the groups of the labels `by`: `add(was or nullptr, now, group)`.
+template <typename Value, typename Add>
+std::map<prom::Labels, Value> GroupedIncrease(const std::map<prom::Labels, Value>& before,
+                                              const std::map<prom::Labels, Value>& after,
+                                              const std::vector<std::string>& by, Add add) {
+    std::map<prom::Labels, Value> out;
+    for (const auto& [labels, now] : after) {
+        auto it = before.find(labels);
+        add(it == before.end() ? nullptr : &it->second, now, out[Project(labels, by)]);
+    }
+    return out;
+}
+
 double Ratio(double a, double b) { return b > 0 ? a / b : kNaN; }
 
 // The value of group `key` in a grouped increase, 0 if absent.
@@ -67,9 +81,26 @@ double QuantileAt(double q, const std::map<prom::Labels, Buckets>& m, const prom
 
 json::value Num(double v) { return std::isfinite(v) ? json::value(v) : json::value(nullptr); }
 
+json::object Nums(const std::map<std::string, double>& values) {
+    json::object o;
+    for (const auto& [name, v] : values) {
+        o[name] = Num(v);
+    }
+    return o;
+}
+
 std::string Percent(double ratio) { return std::isnan(ratio) ? "-" : fmt::format("{:.1f}%", ratio * 100); }
 
 std::string Count(double v) { return std::isnan(v) ? "-" : fmt::format("{:g}", v); }
+
+// "  reason 1.5/s" for each.
+std::string RateList(const std::map<std::string, double>& rates) {
+    std::string out;
+    for (const auto& [name, r] : rates) {
+        out += fmt::format("  {} {}/s", name, FormatRate(r));
+    }
+    return out;
+}
 
 std::string OneDecimal(double v) { return std::isnan(v) ? "-" : fmt::format("{:.1f}", v); }
 
@@ -122,34 +153,20 @@ double HistogramQuantile(double q, const Buckets& buckets) {
 std::map<prom::Labels, double> CounterIncrease(const prom::Exposition& before, const prom::Exposition& after,
                                                std::string_view name, const std::vector<std::string>& by,
                                                const prom::Labels& match) {
-    const auto old = SeriesOf(before, name, match);
-    std::map<prom::Labels, double> out;
-    for (const auto& [labels, value] : SeriesOf(after, name, match)) {
-        auto it = old.find(labels);
-        out[Project(labels, by)] += Increase(it == old.end() ? 0 : it->second, value);
-    }
-    return out;
+    return GroupedIncrease(
+        SeriesOf(before, name, match), SeriesOf(after, name, match), by,
+        [](const double* was, double now, double& sum) { sum += Increase(was ? *was : 0, now); });
 }
 
 std::map<prom::Labels, Buckets> BucketIncrease(const prom::Exposition& before, const prom::Exposition& after,
                                                std::string_view name, const std::vector<std::string>& by,
                                                const prom::Labels& match) {
-    const auto old = HistogramSeriesOf(before, name, match);
-    std::map<prom::Labels, Buckets> out;
-    for (const auto& [labels, now] : HistogramSeriesOf(after, name, match)) {
-        auto it = old.find(labels);
-        const Buckets* was = it == old.end() ? nullptr : &it->second;
-        bool reset = false;
-        if (was) {
-            for (const auto& [le, count] : now) {
-                auto w = was->find(le);
-                if (w != was->end() && count < w->second) {
-                    reset = true;
-                    break;
-                }
-            }
-        }
-        Buckets& group = out[Project(labels, by)];
+    auto add = [](const Buckets* was, const Buckets& now, Buckets& group) {
+        // A bucket that went down is a restarted process: then every bucket counts from 0.
+        const bool reset = was && std::any_of(now.begin(), now.end(), [&](const auto& bucket) {
+                               auto w = was->find(bucket.first);
+                               return w != was->end() && bucket.second < w->second;
+                           });
         for (const auto& [le, count] : now) {
             double prior = 0;
             if (was && !reset) {
@@ -158,8 +175,9 @@ std::map<prom::Labels, Buckets> BucketIncrease(const prom::Exposition& before, c
             }
             group[le] += count - prior;
         }
-    }
-    return out;
+    };
+    return GroupedIncrease(HistogramSeriesOf(before, name, match), HistogramSeriesOf(after, name, match), by,
+                           add);
 }
 
 Figures Compute(const prom::Exposition& before, const prom::Exposition& after, double seconds,
@@ -167,6 +185,16 @@ Figures Compute(const prom::Exposition& before, const prom::Exposition& after, d
     Figures f;
     f.interval_s = seconds;
     auto rate = [&](double increase) { return seconds > 0 ? increase / seconds : kNaN; };
+    // The rate of counter `name` by the value of `label`, for the values that rose.
+    auto rates_by = [&](std::string_view name, const std::string& label) {
+        std::map<std::string, double> rates;
+        for (const auto& [k, v] : CounterIncrease(before, after, name, {label})) {
+            if (v > 0) {
+                rates[k.at(label)] = rate(v);
+            }
+        }
+        return rates;
+    };
 
     // Workflows.
     f.in_flight = after.Sum("cogs_workflows_in_flight");
@@ -227,16 +255,15 @@ Figures Compute(const prom::Exposition& before, const prom::Exposition& after, d
     const auto steps = BucketIncrease(before, after, "cogs_step_duration_seconds", by_service);
     const auto waits = BucketIncrease(before, after, "cogs_step_schedule_to_start_seconds", by_service);
     std::set<std::string> services;
-    for (const auto* m : {&calls, &retries}) {
-        for (const auto& [k, v] : *m) {
+    auto add_services = [&](const auto& grouped) {
+        for (const auto& [k, v] : grouped) {
             services.insert(k.at("service"));
         }
-    }
-    for (const auto* m : {&steps, &waits}) {
-        for (const auto& [k, v] : *m) {
-            services.insert(k.at("service"));
-        }
-    }
+    };
+    add_services(calls);
+    add_services(retries);
+    add_services(steps);
+    add_services(waits);
     for (const char* g : {"cogs_bulkhead_limit", "cogs_bulkhead_in_use", "cogs_bulkhead_waiting"}) {
         for (const prom::Sample* s : after.Select(g)) {
             if (auto it = s->labels.find("service"); it != s->labels.end()) {
@@ -332,24 +359,17 @@ Figures Compute(const prom::Exposition& before, const prom::Exposition& after, d
     }
     f.placement.p99_s =
         QuantileAt(0.99, BucketIncrease(before, after, "cogs_placement_duration_seconds", {}), {});
-    for (const auto& [k, v] : CounterIncrease(before, after, "cogs_placement_failures_total", {"reason"})) {
-        if (v > 0) {
-            f.placement.failures_per_s[k.at("reason")] = rate(v);
-        }
-    }
+    f.placement.failures_per_s = rates_by("cogs_placement_failures_total", "reason");
 
     // Healing.
     f.heal.host_failures = At(CounterIncrease(before, after, "cogs_heal_host_failures_total", {}), {});
-    for (const auto& [k, v] : CounterIncrease(before, after, "cogs_heal_moves_started_total", {"type"})) {
-        if (v > 0) f.heal.moves_per_s[k.at("type")] = rate(v);
-    }
+    f.heal.moves_per_s = rates_by("cogs_heal_moves_started_total", "type");
     for (const auto& [k, v] : CounterIncrease(before, after, "cogs_heal_move_failures_total", {"type"})) {
         f.heal.move_failures_per_s += rate(v);
     }
-    for (const auto& [k, v] : CounterIncrease(before, after, "cogs_heal_repairs_total", {"kind"})) {
-        if (v > 0) f.heal.repairs_per_s[k.at("kind")] = rate(v);
-    }
-    f.heal.restarts_per_s = rate(At(CounterIncrease(before, after, "cogs_heal_instance_restarts_total", {}), {}));
+    f.heal.repairs_per_s = rates_by("cogs_heal_repairs_total", "kind");
+    f.heal.restarts_per_s =
+        rate(At(CounterIncrease(before, after, "cogs_heal_instance_restarts_total", {}), {}));
     f.heal.heal_p99_s = QuantileAt(0.99, BucketIncrease(before, after, "cogs_heal_duration_seconds", {}), {});
     for (const prom::Sample* s : after.Select("cogs_heal_evacuation_paused")) {
         f.heal.evacuation_paused = f.heal.evacuation_paused || s->value > 0;
@@ -445,20 +465,12 @@ std::string RenderFrame(const Figures& f, const std::string& title) {
     const PlacementFigures& p = f.placement;
     out += fmt::format("PLACEMENT  {}/s  failed {}/s  p99 {}", FormatRate(p.placements_per_s),
                        FormatRate(p.failed_per_s), FormatSeconds(p.p99_s));
-    for (const auto& [reason, r] : p.failures_per_s) {
-        out += fmt::format("  {} {}/s", reason, FormatRate(r));
-    }
-    out += "\n";
+    out += RateList(p.failures_per_s) + "\n";
     const HealFigures& h = f.heal;
     out += fmt::format("HEAL  host failures {}  restarts {}/s  move failures {}/s  heal p99 {}",
-                       Count(h.host_failures), FormatRate(h.restarts_per_s), FormatRate(h.move_failures_per_s),
-                       FormatSeconds(h.heal_p99_s));
-    for (const auto& [type, r] : h.moves_per_s) {
-        out += fmt::format("  {} {}/s", type, FormatRate(r));
-    }
-    for (const auto& [kind, r] : h.repairs_per_s) {
-        out += fmt::format("  {} {}/s", kind, FormatRate(r));
-    }
+                       Count(h.host_failures), FormatRate(h.restarts_per_s),
+                       FormatRate(h.move_failures_per_s), FormatSeconds(h.heal_p99_s));
+    out += RateList(h.moves_per_s) + RateList(h.repairs_per_s);
     if (h.evacuation_paused) {
         out += "  EVACUATION PAUSED (most hosts look down: see cogs events --resource-kind alert)";
     }
@@ -547,37 +559,22 @@ json::value ToJson(const Figures& f) {
         {"commits_per_s", Num(f.store.commits_per_s)}, {"commit_p50_s", Num(f.store.commit_p50_s)},
         {"commit_p99_s", Num(f.store.commit_p99_s)},   {"batch_mean", Num(f.store.batch_mean)},
         {"batch_p99", Num(f.store.batch_p99)},         {"fenced_per_s", Num(f.store.fenced_per_s)}};
-    json::object failures;
-    for (const auto& [reason, r] : f.placement.failures_per_s) {
-        failures[reason] = Num(r);
-    }
     json::object placement{{"placements_per_s", Num(f.placement.placements_per_s)},
                            {"failed_per_s", Num(f.placement.failed_per_s)},
                            {"p99_s", Num(f.placement.p99_s)},
-                           {"failures_per_s", std::move(failures)}};
-    json::object moves, repairs;
-    for (const auto& [type, r] : f.heal.moves_per_s) {
-        moves[type] = Num(r);
-    }
-    for (const auto& [kind, r] : f.heal.repairs_per_s) {
-        repairs[kind] = Num(r);
-    }
+                           {"failures_per_s", Nums(f.placement.failures_per_s)}};
     json::object heal{{"host_failures", Num(f.heal.host_failures)},
-                      {"moves_per_s", std::move(moves)},
+                      {"moves_per_s", Nums(f.heal.moves_per_s)},
                       {"move_failures_per_s", Num(f.heal.move_failures_per_s)},
-                      {"repairs_per_s", std::move(repairs)},
+                      {"repairs_per_s", Nums(f.heal.repairs_per_s)},
                       {"restarts_per_s", Num(f.heal.restarts_per_s)},
                       {"heal_p99_s", Num(f.heal.heal_p99_s)},
                       {"evacuation_paused", f.heal.evacuation_paused}};
-    json::object by_state;
-    for (const auto& [state, n] : f.hosts_by_state) {
-        by_state[state] = Num(n);
-    }
     json::array list;
     for (const auto& h : f.hosts) {
         list.push_back(json::object{{"name", h.name}, {"state", h.state}, {"enabled", h.enabled}});
     }
-    json::object hosts{{"by_state", std::move(by_state)}, {"list", std::move(list)}};
+    json::object hosts{{"by_state", Nums(f.hosts_by_state)}, {"list", std::move(list)}};
     if (!f.hosts_note.empty()) {
         hosts["note"] = f.hosts_note;
     }

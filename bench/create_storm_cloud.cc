@@ -1,0 +1,237 @@
+#include "bench/create_storm_cloud.h"
+
+#include <filesystem>
+
+#include "bench/create_storm_util.h"
+#include "cogs/http/server.h"
+#include "cogs/runtime/files.h"
+
+namespace cogs::bench::storm {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::ApiClient;
+using testing::ApiReply;
+using testing::DevCloud;
+
+constexpr const char* kSimPrefix = "bench-sim-";
+
+// Waits until GET path shows {key: {status: want}}; false (and why, on stderr) at the deadline or on ERROR.
+bool WaitStatus(ApiClient& api, const std::string& path, const std::string& key, const std::string& want) {
+    std::string last;
+    const bool ok = testing::WaitUntil(
+        [&] {
+            ApiReply r = api.Must("GET", path);
+            last = fmt::format("{} {}", r.status, r.text);
+            const std::string status = S(At(r.body, key), "status");
+            return status == want || status == "ERROR";
+        },
+        60s, 20ms);
+    if (!ok || last.find("\"ERROR\"") != std::string::npos) {
+        Progress("{} did not become {}: {}", path, want, last);
+        return false;
+    }
+    return true;
+}
+
+// The smallest prefix (at most /20) whose subnet holds `servers` addresses besides the gateway.
+int SubnetPrefix(int servers) {
+    int prefix = 20;
+    while (prefix > 8 && (int64_t{1} << (32 - prefix)) - 3 < servers) {
+        --prefix;
+    }
+    return prefix;
+}
+
+}  // namespace
+
+// Every item of a paginated list (`limit=1000`, following next_marker); nullopt (and a message on
+// stderr) on any answer but 200.
+std::optional<std::vector<json::value>> ListAll(ApiClient& api, const std::string& path,
+                                                const std::string& key) {
+    std::vector<json::value> out;
+    std::string marker;
+    const char sep = path.find('?') == std::string::npos ? '?' : '&';
+    while (true) {
+        std::string target = fmt::format("{}{}limit=1000", path, sep);
+        if (!marker.empty()) {
+            target += "&marker=" + http::UrlEncode(marker);
+        }
+        ApiReply r = api.Must("GET", target);
+        if (r.status != 200) {
+            Progress("GET {}: {} {}", target, r.status, r.text);
+            return std::nullopt;
+        }
+        for (const auto& item : Arr(r.body, key)) {
+            out.push_back(item);
+        }
+        marker = S(r.body, "next_marker");
+        if (marker.empty()) {
+            return out;
+        }
+    }
+}
+
+std::unique_ptr<StormCloud> StormCloud::Start(const CreateStormOptions& o) {
+    std::unique_ptr<StormCloud> cloud(new StormCloud());
+    Progress("starting the local cloud: cogs dev with {} hosts, boot {} ms", o.hosts, o.boot_ms);
+    auto started = DevCloud::Start(testing::DevOptions{o.hosts, o.boot_ms, {}});
+    if (!started) {
+        Progress("cogs dev did not start: {}", started.error().ToString());
+        return nullptr;
+    }
+    cloud->dev_ = std::move(*started);
+    Progress("cogs dev up: {} (data in {})", cloud->dev_->api_url(), cloud->dev_->data_dir());
+    for (int i = 1; i <= o.hosts; ++i) {
+        cloud->hosts_.insert(fmt::format("host-{}", i));
+    }
+    if (o.sim_hosts > 0 && !cloud->StartSim(o)) {
+        return nullptr;
+    }
+    return cloud;
+}
+
+StormCloud::~StormCloud() {
+    if (sim_.pid() > 0) {
+        sim_.Stop(5s);
+    }
+}
+
+void StormCloud::Stop() {
+    sim_.Stop(5s);
+    dev_->Stop();
+}
+
+bool StormCloud::StartSim(const CreateStormOptions& o) {
+    const std::string dir = dev_->data_dir();
+    std::string admin_token_file = dir + "/admin.token";
+    if (!std::filesystem::exists(admin_token_file)) {
+        admin_token_file = dir + "/bench-admin.token";
+        if (auto st = runtime::WriteFileAtomic(admin_token_file, dev_->admin_token() + "\n", 0600); !st) {
+            Progress("{}", st.error().ToString());
+            return false;
+        }
+    }
+    const std::string port_file = dir + "/bench-sim-compute.port";
+    const std::string log = dir + "/bench-sim-compute.log";
+    std::vector<std::string> argv = {runtime::SiblingBinary("cogs-compute"),
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--port-file",
+                                     port_file,
+                                     "--state",
+                                     dir + "/bench-sim-compute.db",
+                                     "--token-file",
+                                     dir + "/service.token",
+                                     "--hosts",
+                                     std::to_string(o.sim_hosts),
+                                     "--host-prefix",
+                                     kSimPrefix,
+                                     "--az",
+                                     "nova",
+                                     "--boot-ms",
+                                     std::to_string(o.boot_ms),
+                                     "--control-url",
+                                     dev_->api_url(),
+                                     "--control-token-file",
+                                     admin_token_file};
+    auto child = runtime::Child::Spawn(argv, runtime::SpawnOptions{log});
+    if (!child) {
+        Progress("cannot start cogs-compute: {}", child.error().ToString());
+        return false;
+    }
+    sim_ = std::move(*child);
+    auto port = runtime::WaitForPortFile(port_file, SteadyClock::now() + 30s, &sim_);
+    if (!port) {
+        Progress("cogs-compute --hosts {} did not start: {}\n{}", o.sim_hosts, port.error().ToString(),
+                 runtime::TailFile(log, 20));
+        return false;
+    }
+    sim_url_ = fmt::format("http://127.0.0.1:{}", *port);
+    for (int i = 1; i <= o.sim_hosts; ++i) {
+        hosts_.insert(fmt::format("{}{}", kSimPrefix, i));
+    }
+    Progress("cogs-compute with {} hosts on {} (pid {}, log {})", o.sim_hosts, sim_url_, sim_.pid(), log);
+    return true;
+}
+
+std::optional<Setup> SetUp(const DevCloud& dev, const CreateStormOptions& o) {
+    ApiClient admin = dev.Admin();
+    Setup s;
+    ApiReply p =
+        admin.Must("POST", "/v1/projects", R"({"name":"bench","description":"cogs-bench create-storm"})");
+    if (p.status != 201) {
+        Progress("POST /v1/projects: {} {}", p.status, p.text);
+        return std::nullopt;
+    }
+    s.project_id = S(At(p.body, "project"), "id");
+    ApiReply q =
+        admin.Must("PUT", "/v1/projects/" + s.project_id + "/quotas",
+                   R"({"servers":-1,"vcpus":-1,"ram_mb":-1,"volumes":-1,"volume_gb":-1,"ports":-1})");
+    if (q.status != 200) {
+        Progress("PUT quotas: {} {}", q.status, q.text);
+        return std::nullopt;
+    }
+    ApiReply t =
+        admin.Must("POST", "/v1/tokens",
+                   fmt::format(R"({{"project_id":"{}","role":"member","name":"bench"}})", s.project_id));
+    if (t.status != 201) {
+        Progress("POST /v1/tokens: {} {}", t.status, t.text);
+        return std::nullopt;
+    }
+    s.member_token = S(At(t.body, "token"), "secret");
+    ApiReply f =
+        admin.Must("POST", "/v1/flavors", R"({"name":"bench.tiny","vcpus":1,"ram_mb":256,"disk_gb":1})");
+    if (f.status != 201) {
+        Progress("POST /v1/flavors: {} {}", f.status, f.text);
+        return std::nullopt;
+    }
+    ApiClient member(dev.api_url(), s.member_token);
+    ApiReply n = member.Must("POST", "/v1/networks", R"({"name":"bench-net"})");
+    if (n.status != 202) {
+        Progress("POST /v1/networks: {} {}", n.status, n.text);
+        return std::nullopt;
+    }
+    s.network_id = S(At(n.body, "network"), "id");
+    if (!WaitStatus(member, "/v1/networks/" + s.network_id, "network", "ACTIVE")) {
+        return std::nullopt;
+    }
+    const std::string cidr = fmt::format("10.64.0.0/{}", SubnetPrefix(o.servers));
+    ApiReply sn = member.Must(
+        "POST", "/v1/subnets",
+        fmt::format(R"({{"network_id":"{}","cidr":"{}","name":"bench-subnet"}})", s.network_id, cidr));
+    if (sn.status != 202) {
+        Progress("POST /v1/subnets: {} {}", sn.status, sn.text);
+        return std::nullopt;
+    }
+    if (!WaitStatus(member, "/v1/subnets/" + S(At(sn.body, "subnet"), "id"), "subnet", "ACTIVE")) {
+        return std::nullopt;
+    }
+    Progress("project {}, flavor bench.tiny, network {} with subnet {}: ready", s.project_id, s.network_id,
+             cidr);
+    return s;
+}
+
+bool AwaitHostsUp(const DevCloud& dev, const std::set<std::string>& wanted) {
+    ApiClient admin = dev.Admin();
+    std::string last;
+    const bool ok = testing::WaitUntil(
+        [&] {
+            auto hosts = ListAll(admin, "/v1/hosts", "hosts");
+            if (!hosts) {
+                return false;
+            }
+            size_t up = 0;
+            for (const auto& h : *hosts) {
+                up += wanted.contains(S(h, "name")) && S(h, "state") == "up" &&
+                      At(h, "enabled") != json::value(false);
+            }
+            last = fmt::format("{} of {} hosts up", up, wanted.size());
+            return up == wanted.size();
+        },
+        90s, 100ms);
+    Progress("{}", last);
+    return ok;
+}
+
+}  // namespace cogs::bench::storm

@@ -1,0 +1,63 @@
+// cogs-bench create-storm (create_storm.h), the cloud it runs against: `cogs dev`, one more compute
+// process serving many sim hosts, and what the storm needs in it (a project without quotas, a member
+// token, a flavor, a network with a subnet large enough). Set-up is not timed: it uses the
+// synchronous test client. Internal to the benchmark.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "bench/create_storm.h"
+#include "cogs/runtime/process.h"
+#include "test/support/dev_cloud.h"
+
+namespace cogs::bench::storm {
+
+// `cogs dev` with options.hosts hosts (host-1..N) and, with options.sim_hosts > 0, one more
+// cogs-compute process serving the hosts bench-sim-1..N, registered with cogsd like `cogs dev`'s own.
+class StormCloud {
+public:
+    // nullptr, and why on stderr, if a process did not start.
+    static std::unique_ptr<StormCloud> Start(const CreateStormOptions& options);
+    ~StormCloud();  // Stop()
+    StormCloud(const StormCloud&) = delete;
+    StormCloud& operator=(const StormCloud&) = delete;
+
+    // The extra compute process first, then `cogs dev`.
+    void Stop();
+
+    testing::DevCloud& dev() { return *dev_; }
+    // The extra compute process: its URL ("" without sim hosts) and pid (-1 without).
+    const std::string& sim_url() const { return sim_url_; }
+    int sim_pid() const { return sim_.pid(); }
+    // Every host the cloud must show up before the storm.
+    const std::set<std::string>& hosts() const { return hosts_; }
+
+private:
+    StormCloud() = default;
+    bool StartSim(const CreateStormOptions& options);
+
+    std::unique_ptr<testing::DevCloud> dev_;
+    runtime::Child sim_;
+    std::string sim_url_;
+    std::set<std::string> hosts_;
+};
+
+// What the storm sends with.
+struct Setup {
+    std::string project_id;
+    std::string member_token;
+    std::string network_id;
+};
+
+// Creates, through the API, the project "bench" without quotas, a member token, the flavor
+// bench.tiny and the network bench-net with a subnet for options.servers addresses, and waits for
+// them; nullopt (and why, on stderr) if any step fails.
+std::optional<Setup> SetUp(const testing::DevCloud& dev, const CreateStormOptions& options);
+
+// Waits (up to 90 s) until GET /v1/hosts shows every host of `wanted` up and enabled.
+bool AwaitHostsUp(const testing::DevCloud& dev, const std::set<std::string>& wanted);
+
+}  // namespace cogs::bench::storm

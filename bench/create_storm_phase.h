@@ -1,0 +1,92 @@
+// cogs-bench create-storm (create_storm.h), the storm driver: a timed phase of N requests issued at
+// once while the API is polled for their outcome. The storm and its polling share one io_context on
+// the calling thread, on two clients: the polls must not wait in the FIFO of the storm's
+// connections, or the poll interval would no longer bound the resolution of the ACTIVE times.
+// Internal to the benchmark.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "cogs/base/result.h"
+#include "cogs/base/time.h"
+#include "cogs/http/client.h"
+
+namespace cogs::bench::storm {
+
+struct Tracked {
+    SteadyTime sent{};                     // handed to the client (the first attempt)
+    std::optional<SteadyTime> answered{};  // the final 202 (or other final answer)
+    std::optional<SteadyTime> done{};      // first seen ACTIVE (create) or gone (delete)
+    std::string id;
+    bool refused = false;  // a final answer other than 202 (or no answer after the retries)
+    bool error = false;    // create: seen in status ERROR
+    int transport_retries = 0;
+};
+
+// One timed phase: `n` requests issued at once, 429/503 retried after Retry-After and transport
+// failures retried with the same Idempotency-Key, while the API is polled until every request is
+// settled or the deadline passes.
+class Phase {
+public:
+    struct Options {
+        std::string url;
+        std::string token;
+        int connections = 64;
+        Duration poll_interval = std::chrono::milliseconds(25);
+        Duration deadline = std::chrono::seconds(180);
+    };
+    // make(i) builds request i (without the authorization header).
+    Phase(Options o, std::vector<Tracked>& items, std::function<http::Request(size_t)> make);
+
+    // create: poll ACTIVE and ERROR lists; an id seen ACTIVE is done. delete: poll the whole list;
+    // an answered id absent from it is done.
+    enum class Watch { kCreate, kDelete };
+
+    // Sends every request and polls until all are settled or the deadline passes.
+    void Run(Watch watch);
+
+    int retries_429 = 0;
+    int retries_503 = 0;
+    int transport_retries = 0;
+    int poll_rounds = 0;
+    double mean_round_ms = 0;  // from the start of one polling round to the next, on average
+    int poll_errors = 0;
+    bool timed_out = false;
+    std::vector<std::string> refusals;  // the first few, for the report
+
+private:
+    void Send(size_t i);
+    void Later(Duration d, std::function<void()> f);
+    void Refuse(size_t i, std::string why);
+    void OnAnswer(size_t i, Result<http::Response> r);
+    void Settle(size_t i, SteadyTime at, bool error);
+    bool AllSettled() const;
+    void StartRound();
+    void Fetch(std::string status, std::string marker);
+    void OnPage(const std::string& status, Result<http::Response> r);
+    void EndRound(bool complete);
+
+    Options o_;
+    std::vector<Tracked>& items_;
+    std::function<http::Request(size_t)> make_;
+    boost::asio::io_context io_;
+    std::unique_ptr<http::Client> storm_;
+    std::unique_ptr<http::Client> poller_;
+    Watch watch_ = Watch::kCreate;
+    SteadyTime start_{};
+    SteadyTime round_start_{};
+    SteadyTime last_progress_{};
+    std::unordered_map<std::string, size_t> by_id_;
+    std::unordered_map<std::string, std::pair<SteadyTime, bool>> early_;  // listed before its 202 was read
+    std::set<std::string> present_;  // delete: ids in the current round's listing
+};
+
+}  // namespace cogs::bench::storm

@@ -1,0 +1,279 @@
+#include "cogs/cli/internal/special_commands.h"
+
+#include <map>
+#include <memory>
+#include <thread>
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+#include <boost/json.hpp>
+
+#include "cogs/cli/internal/invocation.h"
+#include "cogs/cli/internal/output.h"
+#include "cogs/cli/internal/verbs.h"
+#include "cogs/http/server.h"
+
+namespace cogs::cli {
+namespace {
+
+struct RefOptions {
+    std::string ref;
+};
+
+// A leaf whose only argument is the resource's REF, running `run(inv, resource, ref)`.
+void AddRefCommand(Invocation& inv, const Resource& r, CLI::App* parent, const std::string& name,
+                   const std::string& help, int (*run)(Invocation&, const Resource&, const std::string&)) {
+    auto o = std::make_shared<RefOptions>();
+    CLI::App* c = inv.Leaf(parent, name, help, [&inv, &r, o, run] { return run(inv, r, o->ref); });
+    c->add_option("ref", o->ref, r.ref_help)->required();
+}
+
+// ---- host drain ---------------------------------------------------------------------------------
+
+int HostDrain(Invocation& inv, const Resource& hosts, const std::string& name, const std::string& reason,
+              bool wait) {
+    ApiClient* api = inv.Api();
+    if (!api) {
+        return inv.FailSettings();
+    }
+    json::value body = json::object{};
+    if (!reason.empty()) {
+        body.as_object()["reason"] = reason;
+    }
+    auto reply = api->Call("POST", hosts.Path(name) + "/drain", &body);
+    if (!reply) {
+        return inv.Fail(reply.error());
+    }
+    if (!wait) {
+        return FinishAccepted(inv, hosts, *reply, false, "", name);
+    }
+    std::string last;
+    while (!inv.Stopped()) {
+        auto servers = api->List("/v1/servers?host=" + http::UrlEncode(name));
+        if (!servers) {
+            return inv.Fail(servers.error());
+        }
+        std::map<std::string, int> by_status;
+        for (const auto& v : *servers) {
+            if (v.is_object()) ++by_status[Cell(v.as_object(), "status")];
+        }
+        if (servers->empty()) {
+            inv.out() << "host " << name << " is drained: no server left; it stays disabled\n";
+            return 0;
+        }
+        std::string line = fmt::format("host {}: {} servers left", name, servers->size());
+        for (const auto& [status, n] : by_status) {
+            line += fmt::format(", {} {}", n, status);
+        }
+        if (line != last) {
+            inv.out() << line << "\n";
+            inv.out().flush();
+            last = line;
+        }
+        const int movable = by_status["ACTIVE"] + by_status["SHUTOFF"] + by_status["MIGRATING"] +
+                            by_status["REBUILD"] + by_status["STOPPING"];
+        if (movable == 0) {
+            inv.err() << "cogs: host " << name << ": " << servers->size()
+                      << " servers cannot be migrated (see cogs server list --host " << name << ")\n";
+            return 1;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    return 130;
+}
+
+// ---- project quotas -----------------------------------------------------------------------------
+
+// The flags of `quota set` and the quotas they set.
+constexpr std::pair<const char*, const char*> kQuotas[] = {
+    {"--servers", "servers"}, {"--vcpus", "vcpus"},         {"--ram-mb", "ram_mb"},
+    {"--volumes", "volumes"}, {"--volume-gb", "volume_gb"}, {"--ports", "ports"}};
+
+// Prints a project's quotas after setting those in `set`, if any (PUT, then GET).
+int Quotas(Invocation& inv, const Resource& projects, const std::string& project, const json::object* set) {
+    ApiClient* api = inv.Api();
+    if (!api) {
+        return inv.FailSettings();
+    }
+    auto id = ResolveRef(inv, projects, project);
+    if (!id) {
+        return inv.Fail(id.error());
+    }
+    const std::string path = projects.Path(*id) + "/quotas";
+    if (set != nullptr) {
+        const json::value body = *set;
+        if (auto put = api->Call("PUT", path, &body); !put) {
+            return inv.Fail(put.error());
+        }
+    }
+    auto reply = api->Get(path);
+    if (!reply) {
+        return inv.Fail(reply.error());
+    }
+    if (inv.Json()) {
+        inv.out() << PrettyJson(*reply);
+        return 0;
+    }
+    Table t({"RESOURCE", "LIMIT", "IN_USE"});
+    for (const auto& [name, q] : Unwrap(*reply)) {
+        if (!q.is_object()) {
+            continue;
+        }
+        const std::string limit = Cell(q.as_object(), "limit");
+        t.AddRow({std::string(name), limit == "-1" ? "unlimited" : limit, Cell(q.as_object(), "in_use")});
+    }
+    inv.out() << t.Render();
+    return 0;
+}
+
+int QuotaShow(Invocation& inv, const Resource& projects, const std::string& project) {
+    return Quotas(inv, projects, project, nullptr);
+}
+
+// `set` reads its flags from the parsed command itself: only the quotas given are sent.
+int QuotaSet(Invocation& inv, const Resource& projects, const std::string& project, const CLI::App& set) {
+    json::object values;
+    std::string names;
+    for (const auto& [flag, key] : kQuotas) {
+        if (const CLI::Option* o = set.get_option(flag); o->count() > 0) {
+            values[key] = o->as<int64_t>();
+        }
+        names += (names.empty() ? "" : ", ") + std::string(flag);
+    }
+    if (values.empty()) {
+        return inv.Usage(fmt::format("name at least one quota to set ({})", names));
+    }
+    return Quotas(inv, projects, project, &values);
+}
+
+// ---- workflows ----------------------------------------------------------------------------------
+
+int WorkflowShow(Invocation& inv, const Resource& workflows, const std::string& id) {
+    ApiClient* api = inv.Api();
+    if (!api) {
+        return inv.FailSettings();
+    }
+    auto reply = api->Get(workflows.Path(id));
+    if (!reply) {
+        return inv.Fail(reply.error());
+    }
+    std::ostream& out = inv.out();
+    if (inv.Json()) {
+        out << PrettyJson(*reply);
+        return 0;
+    }
+    const json::object& w = Unwrap(*reply);
+    const auto created = ParseRfc3339Ms(Cell(w, "created_at"));
+    const auto finished = ParseRfc3339Ms(Cell(w, "finished_at"));
+    out << fmt::format("workflow {}  {}  {}\n", Cell(w, "id"), Cell(w, "type"), Cell(w, "state"));
+    if (const std::string reason = Cell(w, "reason"); !reason.empty()) {
+        out << "reason: " << reason << "\n";
+    }
+    if (const std::string kind = Cell(w, "resource_kind"); !kind.empty()) {
+        out << fmt::format("resource: {} {}\n", kind, Cell(w, "resource_id"));
+    }
+    if (const std::string trace = Cell(w, "trace_id"); !trace.empty()) {
+        out << "trace: " << trace << "\n";
+    }
+    out << "created: " << Cell(w, "created_at");
+    if (created && finished) {
+        out << "  took " << FormatDurationMs(*finished - *created);
+    }
+    out << "\n\n";
+    Table t({"STEP", "STATE", "ATTEMPTS", "START", "DURATION", "ERROR"});
+    if (const auto* steps = w.if_contains("steps"); steps && steps->is_array()) {
+        for (const auto& sv : steps->as_array()) {
+            if (!sv.is_object()) {
+                continue;
+            }
+            const auto& s = sv.as_object();
+            const auto started = ParseRfc3339Ms(Cell(s, "started_at"));
+            const auto ended = ParseRfc3339Ms(Cell(s, "finished_at"));
+            std::string start = started && created ? "+" + FormatDurationMs(*started - *created) : "";
+            std::string duration = started && ended ? FormatDurationMs(*ended - *started)
+                                   : started        ? "..."
+                                                    : "";
+            t.AddRow(
+                {Cell(s, "name"), Cell(s, "state"), Cell(s, "attempts"), start, duration, Cell(s, "error")});
+        }
+    }
+    out << t.Render();
+    return 0;
+}
+
+int WorkflowCancel(Invocation& inv, const Resource& workflows, const std::string& id) {
+    ApiClient* api = inv.Api();
+    if (!api) {
+        return inv.FailSettings();
+    }
+    const json::value body = json::object{};
+    auto r = api->Call("POST", workflows.Path(id) + "/cancel", &body);
+    if (!r) {
+        return inv.Fail(r.error());
+    }
+    if (inv.Json()) {
+        inv.out() << PrettyJson(*r);
+    } else {
+        inv.out() << "workflow " << id << ": cancel requested; it rolls back\n";
+    }
+    return 0;
+}
+
+}  // namespace
+
+void AddHostDrain(Invocation& inv, const Resource& hosts, const Verb& verb, CLI::App* group) {
+    struct Options {
+        std::string ref, reason;
+        bool wait = false;
+    };
+    auto o = std::make_shared<Options>();
+    CLI::App* c = inv.Leaf(group, verb.name, verb.help,
+                           [&inv, &hosts, o] { return HostDrain(inv, hosts, o->ref, o->reason, o->wait); });
+    c->add_option("ref", o->ref, hosts.ref_help)->required();
+    c->add_option("--reason", o->reason, "why (shown with the host)");
+    c->add_flag("--wait", o->wait, "follow until no server is left on the host");
+}
+
+void AddProjectQuota(Invocation& inv, const Resource& projects, const Verb& verb, CLI::App* group) {
+    CLI::App* q = group->add_subcommand(verb.name, verb.help);
+    q->require_subcommand(1);
+    AddRefCommand(inv, projects, q, "show", "show quotas and usage", QuotaShow);
+    struct Options {
+        std::string ref;
+        CLI::App* command = nullptr;
+    };
+    auto o = std::make_shared<Options>();
+    o->command = inv.Leaf(q, "set", "set quotas (-1: unlimited)",
+                          [&inv, &projects, o] { return QuotaSet(inv, projects, o->ref, *o->command); });
+    o->command->add_option("ref", o->ref, projects.ref_help)->required();
+    for (const auto& [flag, key] : kQuotas) {
+        o->command->add_option(flag)->type_name("N")->description(std::string(flag).substr(2) +
+                                                                  " limit (-1: unlimited)");
+    }
+}
+
+void AddWorkflowShow(Invocation& inv, const Resource& workflows, const Verb& verb, CLI::App* group) {
+    AddRefCommand(inv, workflows, group, verb.name, verb.help, WorkflowShow);
+}
+
+void AddWorkflowCancel(Invocation& inv, const Resource& workflows, const Verb& verb, CLI::App* group) {
+    AddRefCommand(inv, workflows, group, verb.name, verb.help, WorkflowCancel);
+}
+
+void AddWhoami(Invocation& inv, CLI::App& app) {
+    inv.Leaf(&app, "whoami", "the project and role of the token in use", [&inv] {
+        ApiClient* api = inv.Api();
+        if (!api) {
+            return inv.FailSettings();
+        }
+        auto r = api->Get("/v1/whoami");
+        if (!r) {
+            return inv.Fail(r.error());
+        }
+        inv.out() << (inv.Json() ? PrettyJson(*r)
+                                 : KeyValueTable(r->is_object() ? r->as_object() : json::object{}));
+        return 0;
+    });
+}
+
+}  // namespace cogs::cli

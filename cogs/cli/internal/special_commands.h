@@ -1,0 +1,26 @@
+// The commands the resource table cannot express with its generic verbs; the table names the first
+// four (resources.cc), cli.cc adds `whoami`. Internal to cogs/cli.
+//
+//   host drain NAME [--reason R] [--wait]   POST /v1/hosts/{name}/drain; --wait then lists the host's
+//       servers every 0.5 s, printing the count by status when it changes, until none is left (exit
+//       0) or none left can be migrated (exit 1).
+//   project quota show REF | set REF --servers N ...   GET / PUT /v1/projects/{id}/quotas: a
+//       RESOURCE / LIMIT / IN_USE table (-1 shown as "unlimited"); set names at least one quota.
+//   workflow show ID     the step timeline (state, attempts, start offset, duration, error), with
+//       the workflow's reason, resource and trace id when it has them.
+//   workflow cancel ID   POST /v1/workflows/{id}/cancel.
+//   whoami               GET /v1/whoami.
+#pragma once
+
+#include "cogs/cli/internal/resources.h"
+
+namespace cogs::cli {
+
+void AddHostDrain(Invocation& inv, const Resource& hosts, const Verb& verb, CLI::App* group);
+void AddProjectQuota(Invocation& inv, const Resource& projects, const Verb& verb, CLI::App* group);
+void AddWorkflowShow(Invocation& inv, const Resource& workflows, const Verb& verb, CLI::App* group);
+void AddWorkflowCancel(Invocation& inv, const Resource& workflows, const Verb& verb, CLI::App* group);
+
+void AddWhoami(Invocation& inv, CLI::App& app);
+
+}  // namespace cogs::cli
