@@ -723,6 +723,10 @@ TEST_F(CliTest, QuotasTokensAndHosts) {
     ASSERT_EQ(puts.size(), 1u);
     EXPECT_EQ(Parse(puts[0].body), Parse(R"({"servers":-1,"vcpus":8})"));
     EXPECT_EQ(Cogs({"project", "quota", "set", "demo"}).rc, 2);
+    // A value that is not a number is a usage error, not a crash; nothing is sent.
+    EXPECT_EQ(Cogs({"project", "quota", "set", "demo", "--servers", "x"}).rc, 2);
+    EXPECT_EQ(Cogs({"project", "quota", "set", "demo", "--servers", "-2"}).rc, 2);
+    EXPECT_EQ(api_.seen("PUT", "/v1/projects/" + demo + "/quotas").size(), 1u);
 
     r = Cogs({"token", "create", "--project", "demo", "--role", "member", "--name", "ci"});
     ASSERT_EQ(r.rc, 0) << r.err;

@@ -247,8 +247,11 @@ void AddProjectQuota(Invocation& inv, const Resource& projects, const Verb& verb
                           [&inv, &projects, o] { return QuotaSet(inv, projects, o->ref, *o->command); });
     o->command->add_option("ref", o->ref, projects.ref_help)->required();
     for (const auto& [flag, key] : kQuotas) {
-        o->command->add_option(flag)->type_name("N")->description(std::string(flag).substr(2) +
-                                                                  " limit (-1: unlimited)");
+        // Checked at the parse (a usage error, exit 2), as the API would refuse it: -1 .. 2^61.
+        o->command->add_option(flag)
+            ->type_name("N")
+            ->check(CLI::Range(int64_t{-1}, INT64_MAX / 4))
+            ->description(std::string(flag).substr(2) + " limit (-1: unlimited)");
     }
 }
 

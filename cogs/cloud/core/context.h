@@ -41,18 +41,18 @@ namespace cogs::cloud {
 
 // A workflow to start on a resource.
 struct Launch {
-    std::string type;
-    json::object input;
+    std::string type{};
+    json::object input{};
     // Records committed with the workflow, each with "workflow_id" set to it and touched.
-    std::vector<Res*> changed;
+    std::vector<Res*> changed{};
     // Other records committed with it (an Idempotency-Key's answer).
-    std::vector<store::ResourceWrite> extra;
+    std::vector<store::ResourceWrite> extra{};
     // The engine refused (overload, 429): give back what was reserved, put statuses back.
-    std::function<void()> undo;
+    std::function<void()> undo{};
     // The resource the workflow works on: its progress goes to that resource's events, starting
     // with "created" / "<action>_requested", committed with the workflow.
     const Res* on = nullptr;
-    std::string traceparent;
+    std::string traceparent{};
 };
 
 class Context;

@@ -5,6 +5,26 @@
 #include "cogs/observe/trace.h"
 
 namespace cogs::cloud {
+namespace {
+
+// What a list shows of a workflow (a WorkflowSummary or a whole WorkflowRecord).
+template <typename W>
+json::object Summary(const W& w) {
+    json::object o{{"id", w.id},
+                   {"type", w.type},
+                   {"version", w.version},
+                   {"state", store::ToString(w.state)},
+                   {"reason", w.reason},
+                   {"project_id", w.project},
+                   {"created_at", Rfc3339(w.created_ms)},
+                   {"trace_id", observe::TraceIdOf(w.trace)},
+                   {"resource_kind", w.resource_kind},
+                   {"resource_id", w.resource_id}};
+    if (w.finished_ms != 0) o["finished_at"] = Rfc3339(w.finished_ms);
+    return o;
+}
+
+}  // namespace
 
 void Workflows::List(Call call) {
     store::ListFilter f;
@@ -32,18 +52,7 @@ void Workflows::List(Call call) {
                        if (!r) return respond(wire::ApiError(r.error()));
                        json::array items;
                        for (const auto& w : *r) {
-                           json::object o{{"id", w.id},
-                                          {"type", w.type},
-                                          {"version", w.version},
-                                          {"state", store::ToString(w.state)},
-                                          {"reason", w.reason},
-                                          {"project_id", w.project},
-                                          {"created_at", Rfc3339(w.created_ms)},
-                                          {"trace_id", observe::TraceIdOf(w.trace)},
-                                          {"resource_kind", w.resource_kind},
-                                          {"resource_id", w.resource_id}};
-                           if (w.finished_ms != 0) o["finished_at"] = Rfc3339(w.finished_ms);
-                           items.push_back(std::move(o));
+                           items.push_back(Summary(w));
                        }
                        json::object o{{"workflows", items}};
                        if (static_cast<int>(r->size()) == limit && !r->empty()) o["next_marker"] = r->back().id;
@@ -79,20 +88,10 @@ void Workflows::Cancel(Call call) {
 
 json::object Workflows::View(const store::WorkflowRecord& w) const {
     const workflow::Definition* def = ctx_.registry.Get(w.type, w.version);
-    json::object o{{"id", w.id},
-                   {"type", w.type},
-                   {"version", w.version},
-                   {"state", store::ToString(w.state)},
-                   {"reason", w.reason},
-                   {"project_id", w.project},
-                   {"cancel_requested", w.cancel_requested},
-                   {"created_at", Rfc3339(w.created_ms)},
-                   {"updated_at", Rfc3339(w.updated_ms)},
-                   {"trace_id", observe::TraceIdOf(w.trace)},
-                   {"traceparent", w.trace},
-                   {"resource_kind", w.resource_kind},
-                   {"resource_id", w.resource_id}};
-    if (w.finished_ms != 0) o["finished_at"] = Rfc3339(w.finished_ms);
+    json::object o = Summary(w);
+    o["cancel_requested"] = w.cancel_requested;
+    o["updated_at"] = Rfc3339(w.updated_ms);
+    o["traceparent"] = w.trace;
     boost::system::error_code ec;
     json::value input = json::parse(w.input, ec);
     o["input"] = ec ? json::value(w.input) : input;
