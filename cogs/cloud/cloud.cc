@@ -66,9 +66,11 @@ public:
           workflows(ctx),
           claims(ctx),
           router(ApiRoutes({ctx, reads, catalog, networks, volumes, servers, hosts, history, workflows})),
-          api(io, router, [this](std::string_view bearer) { return Authenticate(bearer); },
+          api(
+              io, router, [this](std::string_view bearer) { return Authenticate(bearer); },
               ctx.options.max_inflight_requests, ctx.metrics()),
-          resources_gauge(observe::GaugeOf(ctx.metrics(), "cogs_resources", "Desired-state records by kind and status.")) {
+          resources_gauge(observe::GaugeOf(ctx.metrics(), "cogs_resources",
+                                           "Desired-state records by kind and status.")) {
         monitor.OnChange([this](const health::Liveness::Change& c) {
             healer.OnHostChange(c);
             if (c.to == health::HostState::kUp) reconcile.ReconcileHost(c.host, "it is up again");
@@ -115,7 +117,8 @@ Status Cloud::Impl::Load() {
         boost::system::error_code ec;
         json::value v = json::parse(rec.body, ec);
         if (ec || !v.is_object()) {
-            return MakeError(ErrorCode::kInternal, "stored " + rec.kind + " " + rec.id + " is not a JSON object");
+            return MakeError(ErrorCode::kInternal,
+                             "stored " + rec.kind + " " + rec.id + " is not a JSON object");
         }
         Res r{rec.kind, rec.id, rec.project, std::move(v.get_object())};
         if (r.kind == kIdempotency && Int(r.body, "_at_ms") + kIdempotencyTtlMs < now) {
@@ -219,7 +222,9 @@ void Cloud::Impl::SampleGauges() {
     for (const auto& [key, n] : counts) {
         auto it = resource_gauges.find(key);
         if (it == resource_gauges.end()) {
-            it = resource_gauges.emplace(key, resources_gauge.With({{"kind", key.first}, {"status", key.second}})).first;
+            it = resource_gauges
+                     .emplace(key, resources_gauge.With({{"kind", key.first}, {"status", key.second}}))
+                     .first;
         }
         it->second.Set(static_cast<double>(n));
     }
@@ -251,8 +256,8 @@ void Cloud::Stop() {
 std::shared_ptr<workflow::ServiceClient> Cloud::SchedulerService() {
     Impl& i = *impl_;
     if (!i.scheduler_service) {
-        i.scheduler_service =
-            scheduler::MakeSchedulerService(i.ctx.io, i.ctx.placement, i.claims, i.ctx.clock, i.ctx.metrics());
+        i.scheduler_service = scheduler::MakeSchedulerService(i.ctx.io, i.ctx.placement, i.claims,
+                                                              i.ctx.clock, i.ctx.metrics());
     }
     return i.scheduler_service;
 }

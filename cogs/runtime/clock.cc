@@ -61,7 +61,9 @@ public:
     SteadyTime Now() const override { return SteadyClock::now(); }
     int64_t WallMs() const override { return WallNowMs(); }
     int64_t WallUs() const override { return WallNowUs(); }
-    std::unique_ptr<Timer> NewTimer(asio::io_context& io) override { return std::make_unique<SystemTimer>(io); }
+    std::unique_ptr<Timer> NewTimer(asio::io_context& io) override {
+        return std::make_unique<SystemTimer>(io);
+    }
 };
 
 }  // namespace
@@ -123,14 +125,14 @@ public:
         const uint64_t gen = ++*gen_;
         std::lock_guard lock(clock_->mu);
         key_ = FakeClockState::Key{at, ++clock_->next_seq};
-        clock_->armed.emplace(*key_, FakeClockState::Armed{
-                                         &io_, [weak = std::weak_ptr<uint64_t>(gen_), gen, fn = std::move(fn)] {
-                                             auto g = weak.lock();
-                                             if (g && *g == gen) {
-                                                 ++*g;  // fired: armed() is false from here
-                                                 fn();
-                                             }
-                                         }});
+        clock_->armed.emplace(*key_, FakeClockState::Armed{&io_, [weak = std::weak_ptr<uint64_t>(gen_), gen,
+                                                                  fn = std::move(fn)] {
+                                                               auto g = weak.lock();
+                                                               if (g && *g == gen) {
+                                                                   ++*g;  // fired: armed() is false from here
+                                                                   fn();
+                                                               }
+                                                           }});
     }
 
     void Cancel() override {
@@ -176,7 +178,9 @@ int64_t FakeClock::WallUs() const {
 
 int64_t FakeClock::WallMs() const { return WallUs() / 1000; }
 
-std::unique_ptr<Timer> FakeClock::NewTimer(asio::io_context& io) { return std::make_unique<FakeTimer>(state_, io); }
+std::unique_ptr<Timer> FakeClock::NewTimer(asio::io_context& io) {
+    return std::make_unique<FakeTimer>(state_, io);
+}
 
 void FakeClock::Advance(Duration d) {
     const SteadyTime target = Now() + d;

@@ -11,22 +11,24 @@ namespace cogs::scheduler {
 namespace {
 
 namespace json = boost::json;
+using wire::Str;
 using workflow::ActionCall;
 using workflow::ActionReply;
-using wire::Str;
 
 class SchedulerService final : public workflow::ServiceClient {
 public:
-    SchedulerService(boost::asio::io_context& io, Placement& placement, ClaimLedger& ledger, runtime::Clock& clock,
-                     observe::Metrics* m)
+    SchedulerService(boost::asio::io_context& io, Placement& placement, ClaimLedger& ledger,
+                     runtime::Clock& clock, observe::Metrics* m)
         : io_(io), placement_(placement), ledger_(ledger), clock_(clock) {
-        duration_ = observe::HistogramOf(m, "cogs_placement_duration_seconds", "One placement decision (scheduler.claim).")
+        duration_ = observe::HistogramOf(m, "cogs_placement_duration_seconds",
+                                         "One placement decision (scheduler.claim).")
                         .With({});
         auto placements = observe::CounterOf(m, "cogs_placements_total", "Placement decisions by outcome.");
         placed_ = placements.With({{"outcome", "placed"}});
         failed_ = placements.With({{"outcome", "failed"}});
-        failures_ = observe::CounterOf(m, "cogs_placement_failures_total",
-                                       "Failed placements by the filter that eliminated the last candidates.");
+        failures_ =
+            observe::CounterOf(m, "cogs_placement_failures_total",
+                               "Failed placements by the filter that eliminated the last candidates.");
     }
 
     void Invoke(ActionCall call, Callback done) override { Act(call.action, call.input, std::move(done)); }
@@ -48,7 +50,8 @@ private:
     void Act(const std::string& action, const std::string& input, Callback done) {
         auto in = wire::Input::Parse(input, {}, "input");
         if (!in) {
-            return Reply(std::move(done), MakeError(ErrorCode::kInvalidArgument, "scheduler: input must be a JSON object"));
+            return Reply(std::move(done),
+                         MakeError(ErrorCode::kInvalidArgument, "scheduler: input must be a JSON object"));
         }
         const json::object& o = in->object();
         const std::string server_id = Str(o, "server_id");
@@ -64,8 +67,9 @@ private:
             return ledger_.Erase(server_id, Answer(std::move(done), std::move(out)));
         }
         if (action != "claim" && action != "move") {
-            return Reply(std::move(done), MakeError(ErrorCode::kNotFound, "scheduler: no action " + action +
-                                                                              " (claims are never long: nothing to poll)"));
+            return Reply(std::move(done),
+                         MakeError(ErrorCode::kNotFound, "scheduler: no action " + action +
+                                                             " (claims are never long: nothing to poll)"));
         }
         PlacementRequest pr;
         pr.server_id = server_id;
@@ -126,8 +130,9 @@ private:
 
 }  // namespace
 
-std::shared_ptr<workflow::ServiceClient> MakeSchedulerService(boost::asio::io_context& io, Placement& placement,
-                                                              ClaimLedger& ledger, runtime::Clock& clock,
+std::shared_ptr<workflow::ServiceClient> MakeSchedulerService(boost::asio::io_context& io,
+                                                              Placement& placement, ClaimLedger& ledger,
+                                                              runtime::Clock& clock,
                                                               observe::Metrics* metrics) {
     return std::make_shared<SchedulerService>(io, placement, ledger, clock, metrics);
 }

@@ -43,8 +43,9 @@ public:
 };
 
 // `placement` and `ledger` must outlive the service; `metrics` may be null.
-std::shared_ptr<workflow::ServiceClient> MakeSchedulerService(boost::asio::io_context& io, Placement& placement,
-                                                              ClaimLedger& ledger, runtime::Clock& clock,
+std::shared_ptr<workflow::ServiceClient> MakeSchedulerService(boost::asio::io_context& io,
+                                                              Placement& placement, ClaimLedger& ledger,
+                                                              runtime::Clock& clock,
                                                               observe::Metrics* metrics);
 
 }  // namespace cogs::scheduler

@@ -38,8 +38,9 @@ http::Response ApiError(const Error& e) {
 }
 
 http::Response ApiMethodNotAllowed(std::string_view method, std::string_view allowed) {
-    http::Response r = ApiError(Error(ErrorCode::kInvalidArgument, "method " + std::string(method) +
-                                                                       " not allowed: use " + std::string(allowed)));
+    http::Response r =
+        ApiError(Error(ErrorCode::kInvalidArgument,
+                       "method " + std::string(method) + " not allowed: use " + std::string(allowed)));
     r.status = 405;
     r.headers.emplace_back("allow", std::string(allowed));
     return r;
@@ -51,8 +52,9 @@ http::Response ServiceError(const Error& e) {
 }
 
 http::Response ServiceMethodNotAllowed(std::string_view method, std::string_view allowed) {
-    http::Response r = ServiceError(Error(ErrorCode::kInvalidArgument, "method " + std::string(method) +
-                                                                           " not allowed: use " + std::string(allowed)));
+    http::Response r =
+        ServiceError(Error(ErrorCode::kInvalidArgument,
+                           "method " + std::string(method) + " not allowed: use " + std::string(allowed)));
     r.status = 405;
     r.headers.emplace_back("allow", std::string(allowed));
     return r;

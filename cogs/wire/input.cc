@@ -31,8 +31,8 @@ bool ValidId(std::string_view id) {
         return false;
     }
     return std::all_of(id.begin(), id.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-               c == '-';
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+               c == '_' || c == '-';
     });
 }
 
@@ -72,7 +72,9 @@ std::string Input::Name(std::string_view field) const {
     return path_ + "." + std::string(field);
 }
 
-Error Input::Invalid(std::string_view field, std::string_view what) const { return FieldError(Name(field), what); }
+Error Input::Invalid(std::string_view field, std::string_view what) const {
+    return FieldError(Name(field), what);
+}
 
 const json::value* Input::Find(std::string_view field) const {
     const json::value* v = object_.if_contains(field);
@@ -124,7 +126,8 @@ Result<std::optional<int64_t>> Input::OptionalInt(std::string_view field, int64_
         if (max == std::numeric_limits<int64_t>::max()) {
             return MakeError(Invalid(field, "must be an integer >= " + std::to_string(min)));
         }
-        return MakeError(Invalid(field, "must be between " + std::to_string(min) + " and " + std::to_string(max)));
+        return MakeError(
+            Invalid(field, "must be between " + std::to_string(min) + " and " + std::to_string(max)));
     }
     return std::optional<int64_t>(*n);
 }
@@ -228,7 +231,8 @@ Result<Input> Input::Object(std::string_view field, std::initializer_list<std::s
     return std::move(*nested);
 }
 
-Result<std::vector<Input>> Input::Objects(std::string_view field, std::initializer_list<std::string_view> known,
+Result<std::vector<Input>> Input::Objects(std::string_view field,
+                                          std::initializer_list<std::string_view> known,
                                           size_t max_items) const {
     std::vector<Input> out;
     const json::value* v = Find(field);
@@ -301,7 +305,8 @@ json::object ParseObject(std::string_view text) {
 
 json::array ToArray(const std::vector<std::string>& v) {
     json::array a;
-    for (const auto& s : v) a.emplace_back(s);
+    for (const auto& s : v)
+        a.emplace_back(s);
     return a;
 }
 

@@ -60,7 +60,8 @@ public:
     // A required string: absent, null or (unless allowed) "" is "required".
     Result<std::string> String(std::string_view field, Text rule = {}) const;
     // An optional string: absent or null is nullopt.
-    Result<std::optional<std::string>> OptionalString(std::string_view field, Text rule = {.allow_empty = true}) const;
+    Result<std::optional<std::string>> OptionalString(std::string_view field,
+                                                      Text rule = {.allow_empty = true}) const;
     // A required integer in [min, max].
     Result<int64_t> Int(std::string_view field, int64_t min = std::numeric_limits<int64_t>::min(),
                         int64_t max = std::numeric_limits<int64_t>::max()) const;
@@ -83,7 +84,8 @@ public:
     Result<std::optional<Input>> OptionalObject(std::string_view field,
                                                 std::initializer_list<std::string_view> known = {}) const;
     // An optional array of objects ("FIELD[i].key" in errors); absent or null is empty.
-    Result<std::vector<Input>> Objects(std::string_view field, std::initializer_list<std::string_view> known = {},
+    Result<std::vector<Input>> Objects(std::string_view field,
+                                       std::initializer_list<std::string_view> known = {},
                                        size_t max_items = 64) const;
 
     // The value, or nullptr when absent or null.

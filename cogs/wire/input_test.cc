@@ -19,7 +19,8 @@ std::pair<std::string, std::string> Refusal(const Error& e) {
 
 TEST(InputTest, ParseRefusesWhatIsNotAnObjectAndUnknownKeys) {
     EXPECT_TRUE(Input::Parse("   ").value().object().empty());
-    EXPECT_EQ(Refusal(Input::Parse("[1]").error()), std::make_pair(std::string("body"), std::string("body: must be a JSON object")));
+    EXPECT_EQ(Refusal(Input::Parse("[1]").error()),
+              std::make_pair(std::string("body"), std::string("body: must be a JSON object")));
     EXPECT_EQ(Input::Parse("{", {}, "input").error().field(), "input");
     EXPECT_EQ(Refusal(Input::Parse(R"({"name":"a","typo":1})", {"name"}).error()),
               std::make_pair(std::string("typo"), std::string("typo: unknown field")));
@@ -33,7 +34,8 @@ TEST(InputTest, StringsRequiredOptionalAndLimited) {
     EXPECT_EQ(Refusal(in.String("empty").error()).second, "empty: required");
     EXPECT_EQ(in.String("empty", Text{.allow_empty = true}).value(), "");
     EXPECT_EQ(Refusal(in.String("n").error()).second, "n: must be a string");
-    EXPECT_EQ(Refusal(in.String("long", Text{.max_len = 5}).error()).second, "long: longer than 5 characters");
+    EXPECT_EQ(Refusal(in.String("long", Text{.max_len = 5}).error()).second,
+              "long: longer than 5 characters");
     EXPECT_FALSE(in.OptionalString("nul").value().has_value());
     EXPECT_EQ(in.OptionalString("empty").value(), std::optional<std::string>(""));
 }
@@ -70,8 +72,9 @@ TEST(InputTest, NestedObjectsNameTheirFieldsByPath) {
     Input in = Must(R"({"request":{"fixed_ip":7,"x":1},"pools":[{"start":"a"},{"end":"b"}],"notobj":3})");
     auto req = in.Object("request", {"fixed_ip", "x"});
     ASSERT_TRUE(req);
-    EXPECT_EQ(Refusal(req->String("fixed_ip").error()),
-              std::make_pair(std::string("request.fixed_ip"), std::string("request.fixed_ip: must be a string")));
+    EXPECT_EQ(
+        Refusal(req->String("fixed_ip").error()),
+        std::make_pair(std::string("request.fixed_ip"), std::string("request.fixed_ip: must be a string")));
     EXPECT_EQ(Refusal(in.Object("request", {"fixed_ip"}).error()).first, "request.x");
     auto pools = in.Objects("pools", {"start", "end"});
     ASSERT_TRUE(pools);

@@ -17,12 +17,12 @@ namespace cogs::cloud {
 struct Call {
     Principal who;
     std::string method;
-    std::string path;                            // as asked, for messages
-    std::map<std::string, std::string> params;   // the pattern's {name}s, decoded
+    std::string path;                           // as asked, for messages
+    std::map<std::string, std::string> params;  // the pattern's {name}s, decoded
     std::map<std::string, std::string> query;
     std::string body;
     std::string idempotency_key;
-    std::string traceparent;                     // the API's span: workflows started here carry it
+    std::string traceparent;  // the API's span: workflows started here carry it
     // Exactly once, on the io thread, never inline (the HTTP face posts it).
     std::function<void(http::Response)> respond;
 

@@ -29,7 +29,9 @@ http::Respond Traced(http::Respond respond, std::string traceparent, std::string
         auto& log = observe::Log("api");
         // Reads and heartbeats (several a second per host) at debug: info is for changes.
         const bool quiet = method == "GET" || method == "HEAD" || path.ends_with("/heartbeat");
-        const auto level = r.status >= 500 ? spdlog::level::warn : quiet ? spdlog::level::debug : spdlog::level::info;
+        const auto level = r.status >= 500 ? spdlog::level::warn
+                           : quiet         ? spdlog::level::debug
+                                           : spdlog::level::info;
         log.log(level, "{} {} -> {}", method, path, r.status);
         r.headers.emplace_back("traceparent", traceparent);
         respond(std::move(r));
@@ -41,8 +43,9 @@ http::Respond Traced(http::Respond respond, std::string traceparent, std::string
 struct HttpApi::State {
     State(boost::asio::io_context& i, const Router& r, Authenticator a, size_t max, observe::Metrics* m)
         : io(i), router(r), authenticate(std::move(a)), max_inflight(max) {
-        auto rejected = observe::CounterOf(m, "cogs_api_rejected_total",
-                                           "Requests refused before routing, by reason: overload, unauthenticated.");
+        auto rejected =
+            observe::CounterOf(m, "cogs_api_rejected_total",
+                               "Requests refused before routing, by reason: overload, unauthenticated.");
         rejected_overload = rejected.With({{"reason", "overload"}});
         rejected_unauthenticated = rejected.With({{"reason", "unauthenticated"}});
     }
@@ -55,8 +58,8 @@ struct HttpApi::State {
     observe::Counter rejected_unauthenticated;
 };
 
-HttpApi::HttpApi(boost::asio::io_context& io, const Router& router, Authenticator authenticate, size_t max_inflight,
-                 observe::Metrics* metrics)
+HttpApi::HttpApi(boost::asio::io_context& io, const Router& router, Authenticator authenticate,
+                 size_t max_inflight, observe::Metrics* metrics)
     : state_(std::make_shared<State>(io, router, std::move(authenticate), max_inflight, metrics)) {}
 
 ApiStats HttpApi::stats() const { return state_->stats; }
@@ -67,7 +70,8 @@ http::Handler HttpApi::Handler() {
         const std::string path = req.Path();
         // The API's span: a child of the caller's, or the root of a new trace.
         const auto parent = observe::ParseTraceparent(req.Header("traceparent"));
-        const std::string traceparent = (parent ? parent->Child() : observe::TraceContext::New()).ToTraceparent();
+        const std::string traceparent =
+            (parent ? parent->Child() : observe::TraceContext::New()).ToTraceparent();
         const std::string resource_id = ResourceIdOf(PathSegments(path));
         observe::LogScope scope({observe::TraceIdOf(traceparent), "", resource_id});
         respond = Traced(std::move(respond), traceparent, req.method, path, resource_id);
@@ -77,13 +81,14 @@ http::Handler HttpApi::Handler() {
             return respond(std::move(r));
         }
         if (!path.starts_with("/v1/") && path != "/v1") {
-            return respond(wire::ApiError(Error(ErrorCode::kNotFound, "no route " + req.method + " " + path)));
+            return respond(
+                wire::ApiError(Error(ErrorCode::kNotFound, "no route " + req.method + " " + path)));
         }
         if (state->stats.inflight >= state->max_inflight) {
             ++state->stats.rejected_overload;
             state->rejected_overload.Inc();
-            return respond(
-                wire::ApiError(Error(ErrorCode::kResourceExhausted, "too many requests in flight: retry later")));
+            return respond(wire::ApiError(
+                Error(ErrorCode::kResourceExhausted, "too many requests in flight: retry later")));
         }
         const std::string auth = req.Header("authorization");
         std::string_view token = auth;

@@ -40,8 +40,8 @@ class HttpApi {
 public:
     using Authenticator = std::function<Result<Principal>(std::string_view bearer_token)>;
     // `router` must outlive the handler.
-    HttpApi(boost::asio::io_context& io, const Router& router, Authenticator authenticate, size_t max_inflight,
-            observe::Metrics* metrics);
+    HttpApi(boost::asio::io_context& io, const Router& router, Authenticator authenticate,
+            size_t max_inflight, observe::Metrics* metrics);
     // The handler to give http::StartServer; it must run on the io thread.
     http::Handler Handler();
     ApiStats stats() const;

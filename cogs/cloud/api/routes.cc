@@ -21,7 +21,9 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
     auto list = [&t](std::string_view collection, std::string_view kind) {
         return [&reads = t.reads, collection, kind](Call c) { reads.List(std::move(c), collection, kind); };
     };
-    auto show = [&t](std::string_view kind) { return [&reads = t.reads, kind](Call c) { reads.Show(std::move(c), kind); }; };
+    auto show = [&t](std::string_view kind) {
+        return [&reads = t.reads, kind](Call c) { reads.Show(std::move(c), kind); };
+    };
     auto events = [&t](std::string_view kind) {
         return [&history = t.history, kind](Call c) { history.List(std::move(c), kind); };
     };

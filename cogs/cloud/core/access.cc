@@ -4,12 +4,9 @@ namespace cogs::cloud {
 
 std::string_view RoleName(Role r) {
     switch (r) {
-        case Role::kAdmin:
-            return "admin";
-        case Role::kMember:
-            return "member";
-        case Role::kReader:
-            return "reader";
+        case Role::kAdmin: return "admin";
+        case Role::kMember: return "member";
+        case Role::kReader: return "reader";
     }
     return "reader";
 }

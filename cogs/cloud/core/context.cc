@@ -32,8 +32,8 @@ struct Context::Pool {
     asio::thread_pool pool{1};
 };
 
-Context::Context(asio::io_context& io_context, store::Store& s, workflow::Engine& e, const workflow::Registry& r,
-                 CloudOptions o)
+Context::Context(asio::io_context& io_context, store::Store& s, workflow::Engine& e,
+                 const workflow::Registry& r, CloudOptions o)
     : io(io_context),
       store(s),
       engine(e),
@@ -81,13 +81,14 @@ void Context::Persist(std::vector<store::ResourceWrite> writes, std::vector<stor
             COGS_CHECK(false && "the store refused a resource write");
         }
         // On the store's writer thread: only `io` (which outlives the cloud) is touched here.
-        asio::post(io, [this, life, done = std::move(done), st = std::move(st), types = std::move(types)]() mutable {
-            if (!life.lock()) return;
-            for (const auto& type : types) {
-                CountEvent(type);
-            }
-            if (done) done(std::move(st));
-        });
+        asio::post(
+            io, [this, life, done = std::move(done), st = std::move(st), types = std::move(types)]() mutable {
+                if (!life.lock()) return;
+                for (const auto& type : types) {
+                    CountEvent(type);
+                }
+                if (done) done(std::move(st));
+            });
     });
 }
 
@@ -110,9 +111,10 @@ void Context::StartWorkflow(Launch l, std::function<void(Result<std::string>)> d
     s.resource_kind = l.on->kind;
     s.resource_id = l.on->id;
     const std::string name = Str(l.on->body, "name");
-    s.events.push_back(Event(l.on->kind, l.on->id, l.on->project, RequestedEventType(s.type),
-                             l.on->kind + (name.empty() ? "" : " " + name) + ": workflow " + s.type + " started",
-                             s.id, l.traceparent));
+    s.events.push_back(
+        Event(l.on->kind, l.on->id, l.on->project, RequestedEventType(s.type),
+              l.on->kind + (name.empty() ? "" : " " + name) + ": workflow " + s.type + " started", s.id,
+              l.traceparent));
     for (Res* r : l.changed) {
         r->body["workflow_id"] = s.id;
         Touch(*r);
@@ -125,22 +127,26 @@ void Context::StartWorkflow(Launch l, std::function<void(Result<std::string>)> d
     const std::string kind = l.on->kind;
     const std::string id = l.on->id;
     std::vector<std::string> types;
-    for (const auto& e : s.events) types.push_back(e.type);
+    for (const auto& e : s.events)
+        types.push_back(e.type);
     observe::LogScope scope({observe::TraceIdOf(l.traceparent), s.id, id});
     observe::Log("cloud").info("{} {}: starting workflow {}", kind, id, s.type);
     engine.Start(std::move(s), Guard([this, kind, id, undo = std::move(l.undo), done = std::move(done),
                                       types = std::move(types)](Result<std::string> r) {
-        if (!r) {
-            if (undo) undo();
-            // Overload is answered 429 (counted in cogs_http_requests_total{code="429"}): no line each.
-            observe::Log("cloud").log(r.error().code == ErrorCode::kResourceExhausted ? spdlog::level::debug
-                                                                                      : spdlog::level::warn,
-                                      "{} {}: workflow refused: {}", kind, id, r.error().ToString());
-        } else {
-            for (const auto& t : types) CountEvent(t);
-        }
-        if (done) done(std::move(r));
-    }));
+                     if (!r) {
+                         if (undo) undo();
+                         // Overload is answered 429 (counted in cogs_http_requests_total{code="429"}): no
+                         // line each.
+                         observe::Log("cloud").log(
+                             r.error().code == ErrorCode::kResourceExhausted ? spdlog::level::debug
+                                                                             : spdlog::level::warn,
+                             "{} {}: workflow refused: {}", kind, id, r.error().ToString());
+                     } else {
+                         for (const auto& t : types)
+                             CountEvent(t);
+                     }
+                     if (done) done(std::move(r));
+                 }));
 }
 
 // ---- records and events ----
@@ -275,7 +281,8 @@ Res* Settlement::Mine(std::string_view kind, const std::string& id) {
 }
 
 void Settlement::Note(const Res& r, std::string type, std::string message) {
-    events_.push_back(ctx.Event(r.kind, r.id, r.project, std::move(type), std::move(message), ev_.id, ev_.trace));
+    events_.push_back(
+        ctx.Event(r.kind, r.id, r.project, std::move(type), std::move(message), ev_.id, ev_.trace));
 }
 
 void Settlement::Save(Res& r) {
@@ -284,7 +291,8 @@ void Settlement::Save(Res& r) {
 }
 
 void Settlement::Fail(Res& r, std::string_view status) {
-    Note(r, "error", ev_.type + " " + outcome() + ": " + ev_.reason + " (status " + std::string(status) + ")");
+    Note(r, "error",
+         ev_.type + " " + outcome() + ": " + ev_.reason + " (status " + std::string(status) + ")");
     r.body["status"] = status;
     r.body["fault"] = json::object{{"message", ev_.reason}, {"workflow_id", ev_.id}};
     Save(r);

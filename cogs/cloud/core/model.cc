@@ -47,7 +47,8 @@ const std::map<std::string, Res>& Model::All(std::string_view kind) const {
     return k == kinds_.end() ? kEmpty : k->second;
 }
 
-const Res* Model::FindByName(std::string_view kind, const std::string& name, const std::string& project) const {
+const Res* Model::FindByName(std::string_view kind, const std::string& name,
+                             const std::string& project) const {
     for (const auto& [id, r] : All(kind)) {
         if (Str(r.body, "name") == name && (project.empty() || r.project == project)) {
             return &r;
@@ -119,11 +120,14 @@ Status Model::Reserve(const std::string& project, const Amount& a) {
         const int64_t limit = QuotaField(limits, name);
         const int64_t in_use = QuotaField(used, name);
         if (req > 0 && limit >= 0 && in_use + req > limit) {
-            Error e(ErrorCode::kPermissionDenied, "quota exceeded: " + std::string(name) + " limit " +
-                                                      std::to_string(limit) + ", in use " + std::to_string(in_use) +
-                                                      ", requested " + std::to_string(req));
+            Error e(ErrorCode::kPermissionDenied,
+                    "quota exceeded: " + std::string(name) + " limit " + std::to_string(limit) + ", in use " +
+                        std::to_string(in_use) + ", requested " + std::to_string(req));
             e.reason = "quota_exceeded";
-            e.With("resource", std::string(name)).With("limit", limit).With("in_use", in_use).With("requested", req);
+            e.With("resource", std::string(name))
+                .With("limit", limit)
+                .With("in_use", in_use)
+                .With("requested", req);
             return MakeError(std::move(e));
         }
     }

@@ -58,9 +58,12 @@ struct Amount {
     int64_t servers = 0, vcpus = 0, ram_mb = 0, volumes = 0, volume_gb = 0, ports = 0;
 };
 
-inline constexpr std::string_view kQuotaNames[] = {"servers", "vcpus", "ram_mb", "volumes", "volume_gb", "ports"};
+inline constexpr std::string_view kQuotaNames[] = {"servers", "vcpus",     "ram_mb",
+                                                   "volumes", "volume_gb", "ports"};
 int64_t& QuotaField(Amount& a, std::string_view name);
-inline int64_t QuotaField(const Amount& a, std::string_view name) { return QuotaField(const_cast<Amount&>(a), name); }
+inline int64_t QuotaField(const Amount& a, std::string_view name) {
+    return QuotaField(const_cast<Amount&>(a), name);
+}
 Amount DefaultLimits();
 
 class Model {
@@ -72,7 +75,8 @@ public:
     void Erase(std::string_view kind, const std::string& id);
     const std::map<std::string, Res>& All(std::string_view kind) const;
     // The first resource of `kind` whose body "name" is `name` (and project, if not empty).
-    const Res* FindByName(std::string_view kind, const std::string& name, const std::string& project = "") const;
+    const Res* FindByName(std::string_view kind, const std::string& name,
+                          const std::string& project = "") const;
     // By id, else (flavors and images) by name.
     Res* FindByIdOrName(std::string_view kind, const std::string& ref);
 

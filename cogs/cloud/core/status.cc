@@ -79,12 +79,10 @@ bool Transitional(ServerStatus s) {
         case ServerStatus::kStopping:
         case ServerStatus::kReboot:
         case ServerStatus::kRebuild:
-        case ServerStatus::kMigrating:
-            return true;
+        case ServerStatus::kMigrating: return true;
         case ServerStatus::kActive:
         case ServerStatus::kShutoff:
-        case ServerStatus::kError:
-            return false;
+        case ServerStatus::kError: return false;
     }
     return false;
 }

@@ -12,8 +12,8 @@ Healer::Healer(Context& ctx, health::HostMonitor& hosts) : ctx_(ctx), hosts_(hos
     metrics_.paused = observe::GaugeOf(m, "cogs_heal_evacuation_paused",
                                        "1 while most hosts are suspect or down at once and evacuation waits.")
                           .With({});
-    metrics_.started =
-        observe::CounterOf(m, "cogs_heal_moves_started_total", "Evacuation and migration workflows started, by type.");
+    metrics_.started = observe::CounterOf(m, "cogs_heal_moves_started_total",
+                                          "Evacuation and migration workflows started, by type.");
     metrics_.failures = observe::CounterOf(m, "cogs_heal_move_failures_total",
                                            "Evacuations and migrations that ended in ERROR, by type.");
     auto moved = observe::CounterOf(m, "cogs_heal_moves_total", "Servers moved, by type.");
@@ -80,7 +80,8 @@ void Healer::Heal() {
 }
 
 void Healer::Pump() {
-    while (running_ && moving_.size() < static_cast<size_t>(ctx_.options.evacuation_parallelism) && !moves_.empty()) {
+    while (running_ && moving_.size() < static_cast<size_t>(ctx_.options.evacuation_parallelism) &&
+           !moves_.empty()) {
         Move mv = std::move(moves_.front());
         moves_.pop_front();
         queued_.erase(mv.server_id);
@@ -102,25 +103,27 @@ void Healer::StartMove(Res& s, const Move& mv) {
     const std::string status = s.status_text();
     const Res* flavor = ctx_.model.Find(kFlavor, Str(s.body, "flavor_id"));
     std::string policy = "none";
-    if (const Res* g = ctx_.model.Find(kGroup, Str(s.body, "server_group_id"))) policy = Str(g->body, "policy");
-    json::object input{{"server_id", s.id},
-                       {"project_id", s.project},
-                       {"name", Str(s.body, "name")},
-                       {"from_host", mv.from_host},
-                       {"port_id", Str(s.body, "port_id")},
-                       {"mac_address", Str(s.body, "mac_address")},
-                       {"ip_address", Str(s.body, "ip_address")},
-                       {"vcpus", Int(s.body, "_vcpus")},
-                       {"ram_mb", Int(s.body, "_ram_mb")},
-                       {"disk_gb", Int(s.body, "_disk_gb")},
-                       {"image_id", Str(s.body, "image_id")},
-                       {"volume_ids", ToArray(StrList(s.body, "volume_ids"))},
-                       {"availability_zone", ""},
-                       {"traits", flavor != nullptr && flavor->body.contains("traits") ? flavor->body.at("traits")
-                                                                                       : json::array()},
-                       {"group_id", Str(s.body, "server_group_id")},
-                       {"policy", policy},
-                       {"weigher", "spread"}};
+    if (const Res* g = ctx_.model.Find(kGroup, Str(s.body, "server_group_id")))
+        policy = Str(g->body, "policy");
+    json::object input{
+        {"server_id", s.id},
+        {"project_id", s.project},
+        {"name", Str(s.body, "name")},
+        {"from_host", mv.from_host},
+        {"port_id", Str(s.body, "port_id")},
+        {"mac_address", Str(s.body, "mac_address")},
+        {"ip_address", Str(s.body, "ip_address")},
+        {"vcpus", Int(s.body, "_vcpus")},
+        {"ram_mb", Int(s.body, "_ram_mb")},
+        {"disk_gb", Int(s.body, "_disk_gb")},
+        {"image_id", Str(s.body, "image_id")},
+        {"volume_ids", ToArray(StrList(s.body, "volume_ids"))},
+        {"availability_zone", ""},
+        {"traits",
+         flavor != nullptr && flavor->body.contains("traits") ? flavor->body.at("traits") : json::array()},
+        {"group_id", Str(s.body, "server_group_id")},
+        {"policy", policy},
+        {"weigher", "spread"}};
     s.set_status(mv.type == "server.migrate" ? ServerStatus::kMigrating : ServerStatus::kRebuild);
     s.body["_prev_status"] = status;
     moving_.insert(s.id);
@@ -166,8 +169,8 @@ void Healer::SettleMove(Settlement& st) {
             st.Note(*s, "repaired", "its instance was missing on host " + to + ": built again there");
         } else {
             st.Note(*s, evacuate ? "evacuated" : "migrated",
-                    std::string(evacuate ? "evacuated" : "migrated") + " from host " + from + " to host " + to +
-                        ": ACTIVE with the same port, address and volumes");
+                    std::string(evacuate ? "evacuated" : "migrated") + " from host " + from + " to host " +
+                        to + ": ACTIVE with the same port, address and volumes");
             (evacuate ? metrics_.evacuated : metrics_.migrated).Inc();
         }
         auto down = down_since_.find(from);
@@ -213,7 +216,8 @@ void Healer::SettleMove(Settlement& st) {
             Launch l{.type = "server.stop",
                      .input = {{"server_id", id}, {"host", Str(r->body, "host")}},
                      .changed = {r},
-                     .undo = [this, id] { ctx_.Revert(kServer, id, std::string(ToString(ServerStatus::kActive))); },
+                     .undo = [this,
+                              id] { ctx_.Revert(kServer, id, std::string(ToString(ServerStatus::kActive))); },
                      .on = r,
                      .traceparent = ""};
             ctx_.StartWorkflow(std::move(l), nullptr);
@@ -234,8 +238,8 @@ void Healer::FinishDrains() {
         Res& h = *ctx_.model.Find(kHost, name);
         h.body["draining"] = false;
         ctx_.Touch(h);
-        ctx_.Persist({Model::Write(h)},
-                     {ctx_.Event(kHost, name, "", "drained", "drained: no server left; the host stays disabled")});
+        ctx_.Persist({Model::Write(h)}, {ctx_.Event(kHost, name, "", "drained",
+                                                    "drained: no server left; the host stays disabled")});
     }
 }
 
@@ -254,11 +258,12 @@ void Healer::UpdatePause() {
         observe::Log("cloud").warn("evacuation resumed: {} are suspect or down", counts);
         pending_ = true;
     }
-    ctx_.Persist({}, {ctx_.Event("alert", "evacuation", "", paused ? "evacuation_paused" : "evacuation_resumed",
-                                 paused ? counts + " are suspect or down at once: more likely the control plane's "
-                                                   "network than the hosts; evacuation waits for an operator or "
-                                                   "for hosts to come back"
-                                        : "evacuation resumed: " + counts + " are suspect or down")});
+    ctx_.Persist(
+        {}, {ctx_.Event("alert", "evacuation", "", paused ? "evacuation_paused" : "evacuation_resumed",
+                        paused ? counts + " are suspect or down at once: more likely the control plane's "
+                                          "network than the hosts; evacuation waits for an operator or "
+                                          "for hosts to come back"
+                               : "evacuation resumed: " + counts + " are suspect or down")});
 }
 
 // A create rolled back because the host it was placed on failed during the build (it is not up any
@@ -273,7 +278,8 @@ bool Healer::Reschedule(const workflow::FinishedEvent& ev, Res& s, const json::o
     json::object in = wire::ParseObject(ev.input);
     if (in.empty()) return false;
     s.body["_reschedules"] = Int(s.body, "_reschedules") + 1;
-    observe::Log("cloud").warn("server {}: its host {} failed during the build: building it again", s.id, host);
+    observe::Log("cloud").warn("server {}: its host {} failed during the build: building it again", s.id,
+                               host);
     ctx_.Post([this, id = s.id, in = std::move(in), trace = ev.trace]() mutable {
         Res* srv = ctx_.model.Find(kServer, id);
         if (srv == nullptr || !srv->is(ServerStatus::kBuild)) return;
@@ -283,32 +289,34 @@ bool Healer::Reschedule(const workflow::FinishedEvent& ev, Res& s, const json::o
             if (Res* v = ctx_.model.Find(kVolume, vid)) changed.push_back(v);
         }
         std::vector<std::pair<std::string, std::string>> refs;
-        for (const Res* r : changed) refs.emplace_back(r->kind, r->id);
-        Launch l{.type = "server.create",
-                 .input = std::move(in),
-                 .changed = std::move(changed),
-                 .undo =
-                     [this, refs] {
-                         // The engine refused (overload): a failed build, its volumes free again
-                         // (nothing of it exists: the rolled-back create removed it all).
-                         std::vector<store::ResourceWrite> writes;
-                         for (const auto& [kind, rid] : refs) {
-                             Res* r = ctx_.model.Find(kind, rid);
-                             if (r == nullptr) continue;
-                             if (r->kind == kVolume) {
-                                 r->set_status(VolumeStatus::kAvailable);
-                                 r->body["server_id"] = "";
-                             } else {
-                                 r->body["status"] = "ERROR";
-                                 r->body["fault"] = json::object{{"message", "rescheduling refused: overloaded"}};
-                             }
-                             ctx_.Touch(*r);
-                             writes.push_back(Model::Write(*r));
-                         }
-                         ctx_.Persist(std::move(writes));
-                     },
-                 .on = srv,
-                 .traceparent = trace};
+        for (const Res* r : changed)
+            refs.emplace_back(r->kind, r->id);
+        Launch l{
+            .type = "server.create",
+            .input = std::move(in),
+            .changed = std::move(changed),
+            .undo =
+                [this, refs] {
+                    // The engine refused (overload): a failed build, its volumes free again
+                    // (nothing of it exists: the rolled-back create removed it all).
+                    std::vector<store::ResourceWrite> writes;
+                    for (const auto& [kind, rid] : refs) {
+                        Res* r = ctx_.model.Find(kind, rid);
+                        if (r == nullptr) continue;
+                        if (r->kind == kVolume) {
+                            r->set_status(VolumeStatus::kAvailable);
+                            r->body["server_id"] = "";
+                        } else {
+                            r->body["status"] = "ERROR";
+                            r->body["fault"] = json::object{{"message", "rescheduling refused: overloaded"}};
+                        }
+                        ctx_.Touch(*r);
+                        writes.push_back(Model::Write(*r));
+                    }
+                    ctx_.Persist(std::move(writes));
+                },
+            .on = srv,
+            .traceparent = trace};
         ctx_.StartWorkflow(std::move(l), nullptr);
     });
     return true;

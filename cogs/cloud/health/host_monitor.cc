@@ -76,22 +76,22 @@ void HostMonitor::Changed(const Liveness::Change& c, const std::string& why) {
         ctx_.placement.SetAlive(name, false);
         metrics_.detections.Inc();
         observe::Log("cloud").warn("host {} is suspect: no lease renewal for {}", name, silent);
-        events.push_back(ctx_.Event(kHost, name, "", "suspect",
-                                    std::string("suspect: no lease renewal for ") + silent +
-                                        "; no new servers go there"));
+        events.push_back(
+            ctx_.Event(kHost, name, "", "suspect",
+                       std::string("suspect: no lease renewal for ") + silent + "; no new servers go there"));
     } else if (c.to == HostState::kDown) {
         ctx_.placement.SetAlive(name, false);
         if (c.from == HostState::kUp) metrics_.detections.Inc();
-        observe::Log("cloud").warn("host {} is down: no lease renewal for {}; its agent has fenced itself", name,
-                                   silent);
+        observe::Log("cloud").warn("host {} is down: no lease renewal for {}; its agent has fenced itself",
+                                   name, silent);
         events.push_back(ctx_.Event(kHost, name, "", "down",
                                     std::string("down: no lease renewal for ") + silent +
                                         "; its agent has fenced itself; its servers are evacuated"));
     } else {
         ctx_.placement.SetAlive(name, true);
         observe::Log("cloud").info("host {} is up again ({})", name, why);
-        events.push_back(
-            ctx_.Event(kHost, name, "", "up", "up again after " + std::string(ToString(c.from)) + ": " + why));
+        events.push_back(ctx_.Event(kHost, name, "", "up",
+                                    "up again after " + std::string(ToString(c.from)) + ": " + why));
     }
     ctx_.Persist({}, std::move(events));
     for (const auto& listener : on_change_) {

@@ -3,7 +3,7 @@
 // at their exact deadlines, and tells the rest of the control plane what changed:
 //
 //   suspect  placement skips the host (no new servers); a "suspect" event; counted as a detection
-//   down     its agent has fenced itself: a "down" event; listeners evacuate (heal/) 
+//   down     its agent has fenced itself: a "down" event; listeners evacuate (heal/)
 //   up       a renewal came back: placement takes it again; an "up" event; listeners look at what
 //            it holds (reconcile/)
 //

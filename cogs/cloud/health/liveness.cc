@@ -6,12 +6,9 @@ namespace cogs::cloud::health {
 
 std::string_view ToString(HostState state) {
     switch (state) {
-        case HostState::kUp:
-            return "up";
-        case HostState::kSuspect:
-            return "suspect";
-        case HostState::kDown:
-            return "down";
+        case HostState::kUp: return "up";
+        case HostState::kSuspect: return "suspect";
+        case HostState::kDown: return "down";
     }
     return "down";
 }
@@ -87,15 +84,16 @@ std::optional<SteadyTime> Liveness::Since(const std::string& host) const {
 }
 
 size_t Liveness::Count(HostState state) const {
-    return static_cast<size_t>(
-        std::count_if(hosts_.begin(), hosts_.end(), [state](const auto& kv) { return kv.second.state == state; }));
+    return static_cast<size_t>(std::count_if(hosts_.begin(), hosts_.end(),
+                                             [state](const auto& kv) { return kv.second.state == state; }));
 }
 
 bool Liveness::EvacuationPaused(SteadyTime now) const {
     if (hosts_.empty()) return false;
-    const size_t lapsed = static_cast<size_t>(std::count_if(hosts_.begin(), hosts_.end(), [&](const auto& kv) {
-        return kv.second.state != HostState::kUp || now - kv.second.last_renewal >= options_.ttl / 2;
-    }));
+    const size_t lapsed =
+        static_cast<size_t>(std::count_if(hosts_.begin(), hosts_.end(), [&](const auto& kv) {
+            return kv.second.state != HostState::kUp || now - kv.second.last_renewal >= options_.ttl / 2;
+        }));
     return static_cast<double>(lapsed) > options_.max_down_fraction * static_cast<double>(hosts_.size());
 }
 

@@ -80,13 +80,14 @@ TEST(LivenessTest, NoHostIsDownDuringTheRestartGrace) {
 
 TEST(LivenessTest, MostHostsLapsedAtOncePausesEvacuation) {
     Liveness l(Options(), t0);
-    for (const char* h : {"a", "b", "c", "d"}) l.Renewed(h, t0);
+    for (const char* h : {"a", "b", "c", "d"})
+        l.Renewed(h, t0);
     l.Renewed("c", t0 + seconds(4));
     l.Renewed("d", t0 + seconds(4));
     l.Tick(t0 + seconds(5));
     EXPECT_EQ(l.Count(HostState::kDown), 2u);
     EXPECT_FALSE(l.EvacuationPaused(t0 + seconds(5))) << "half down is not most";
-    l.Tick(t0 + seconds(7) + milliseconds(1));  // c lapses too
+    l.Tick(t0 + seconds(7) + milliseconds(1));    // c lapses too
     EXPECT_EQ(l.Count(HostState::kSuspect), 2u);  // c and d
     EXPECT_TRUE(l.EvacuationPaused(t0 + seconds(7) + milliseconds(1)));
     l.Renewed("c", t0 + seconds(8));

@@ -14,20 +14,13 @@ namespace json = boost::json;
 
 std::string_view ToString(ActionKind kind) {
     switch (kind) {
-        case ActionKind::kDeleteInstance:
-            return "delete_instance";
-        case ActionKind::kStartInstance:
-            return "start_instance";
-        case ActionKind::kRepairServer:
-            return "repair_server";
-        case ActionKind::kDeletePort:
-            return "delete_port";
-        case ActionKind::kRepairPort:
-            return "repair_port";
-        case ActionKind::kDeleteVolume:
-            return "delete_volume";
-        case ActionKind::kDetachVolume:
-            return "detach_volume";
+        case ActionKind::kDeleteInstance: return "delete_instance";
+        case ActionKind::kStartInstance: return "start_instance";
+        case ActionKind::kRepairServer: return "repair_server";
+        case ActionKind::kDeletePort: return "delete_port";
+        case ActionKind::kRepairPort: return "repair_port";
+        case ActionKind::kDeleteVolume: return "delete_volume";
+        case ActionKind::kDetachVolume: return "detach_volume";
     }
     return "unknown";
 }
@@ -44,7 +37,9 @@ class InventoryReader {
 public:
     explicit InventoryReader(std::string_view service) : prefix_(std::string(service) + " inventory: ") {}
 
-    Error Bad(std::string_view what) const { return Error(ErrorCode::kInvalidArgument, prefix_ + std::string(what)); }
+    Error Bad(std::string_view what) const {
+        return Error(ErrorCode::kInvalidArgument, prefix_ + std::string(what));
+    }
     Error Bad(const Error& e) const { return Bad(e.message); }
 
     Result<Input> Root(std::string_view text) const {
@@ -107,7 +102,8 @@ Result<ComputeInventory> ParseComputeInventory(std::string_view text, int64_t re
         if (!ids.insert(id).second) {
             return MakeError(r.Bad(o.Name("id") + ": instance '" + id + "' listed twice"));
         }
-        inv.instances.push_back(ActualInstance{std::move(id), std::move(host), std::move(state), std::move(port)});
+        inv.instances.push_back(
+            ActualInstance{std::move(id), std::move(host), std::move(state), std::move(port)});
     }
     return inv;
 }
@@ -158,7 +154,8 @@ Result<VolumeInventory> ParseVolumeInventory(std::string_view text, int64_t read
         if (!ids.insert(id).second) {
             return MakeError(r.Bad(o.Name("id") + ": volume '" + id + "' listed twice"));
         }
-        inv.volumes.push_back(ActualVolume{std::move(id), std::move(status), std::move(server), std::move(host)});
+        inv.volumes.push_back(
+            ActualVolume{std::move(id), std::move(status), std::move(server), std::move(host)});
     }
     return inv;
 }
@@ -187,8 +184,8 @@ auto Find(const M& m, std::string_view id) -> typename M::mapped_type {
 }
 
 std::string Fingerprint(const DesiredServer& s) {
-    std::string f = s.status + '|' + s.host + '|' + s.claim_host + '|' + s.port_id + '|' +
-                    std::to_string(s.changed_ms);
+    std::string f =
+        s.status + '|' + s.host + '|' + s.claim_host + '|' + s.port_id + '|' + std::to_string(s.changed_ms);
     for (const auto& v : s.volume_ids) {
         f += '|' + v;
     }
@@ -196,7 +193,8 @@ std::string Fingerprint(const DesiredServer& s) {
 }
 
 std::string Fingerprint(const DesiredPort& p) {
-    return p.status + '|' + p.network_id + '|' + p.device_id + '|' + p.fixed_ip + '|' + std::to_string(p.changed_ms);
+    return p.status + '|' + p.network_id + '|' + p.device_id + '|' + p.fixed_ip + '|' +
+           std::to_string(p.changed_ms);
 }
 
 }  // namespace
@@ -258,13 +256,15 @@ std::vector<Action> Reconciler::Scan(const Desired& desired, const Actual& actua
             const std::string orphan_key = "orphan:" + scope + ":" + in.id;
             const DesiredServer* s = Find(servers, in.id);
             auto remove = [&](std::string reason) {
-                out.push_back(Action{ActionKind::kDeleteInstance, "compute", in.id, in.host, "", std::move(reason)});
+                out.push_back(
+                    Action{ActionKind::kDeleteInstance, "compute", in.id, in.host, "", std::move(reason)});
             };
             if (s == nullptr || (!s->busy && s->host.empty() && s->claim_host != in.host)) {
                 int64_t unowned = 0;
                 if (orphan_due(orphan_key, scope, &unowned)) {
                     remove("instance " + in.id + " on host " + in.host +
-                           (s == nullptr ? " belongs to no server" : " belongs to no placement of server " + in.id) +
+                           (s == nullptr ? " belongs to no server"
+                                         : " belongs to no placement of server " + in.id) +
                            " (unowned for " + secs(unowned) + ")");
                 }
                 continue;
@@ -275,16 +275,16 @@ std::vector<Action> Reconciler::Scan(const Desired& desired, const Actual& actua
             if (in.host == s->host) {
                 if (in.state == "FENCED" && s->status == "ACTIVE") {
                     out.push_back(Action{ActionKind::kStartInstance, "compute", in.id, in.host, "",
-                                         "instance " + in.id + " on host " + in.host + " is FENCED while server " +
-                                             s->id + " is ACTIVE there"});
+                                         "instance " + in.id + " on host " + in.host +
+                                             " is FENCED while server " + s->id + " is ACTIVE there"});
                 }
                 continue;
             }
             if (in.host == s->claim_host) {
                 continue;
             }
-            remove("instance " + in.id + " on host " + in.host + " is stale: server " + s->id + " lives on host " +
-                   s->host);
+            remove("instance " + in.id + " on host " + in.host + " is stale: server " + s->id +
+                   " lives on host " + s->host);
         }
     }
     for (const auto& [host, inv] : host_inventory) {
@@ -297,11 +297,12 @@ std::vector<Action> Reconciler::Scan(const Desired& desired, const Actual& actua
         }
         const std::string scope = "compute:" + s.host;
         int scans = 0;
-        if (missing_due("missing:" + scope + ":" + s.id, scope, Fingerprint(s), inv->read_at_ms >= s.changed_ms,
-                        &scans)) {
+        if (missing_due("missing:" + scope + ":" + s.id, scope, Fingerprint(s),
+                        inv->read_at_ms >= s.changed_ms, &scans)) {
             out.push_back(Action{ActionKind::kRepairServer, "compute", s.id, s.host, "",
-                                 "server " + s.id + " is ACTIVE on host " + s.host + " but the host has no instance " +
-                                     s.id + " (" + std::to_string(scans) + " scans)"});
+                                 "server " + s.id + " is ACTIVE on host " + s.host +
+                                     " but the host has no instance " + s.id + " (" + std::to_string(scans) +
+                                     " scans)"});
         }
     }
 
@@ -317,9 +318,10 @@ std::vector<Action> Reconciler::Scan(const Desired& desired, const Actual& actua
             }
             int64_t unowned = 0;
             if (orphan_due("orphan:network:" + p.id, "network", &unowned) && !server_busy(p.device_id)) {
-                out.push_back(Action{ActionKind::kDeletePort, "network", p.id, "", "",
-                                     "port " + p.id + " (" + (p.fixed_ip.empty() ? "no address" : p.fixed_ip) +
-                                         ") belongs to no port of cogsd (unowned for " + secs(unowned) + ")"});
+                out.push_back(
+                    Action{ActionKind::kDeletePort, "network", p.id, "", "",
+                           "port " + p.id + " (" + (p.fixed_ip.empty() ? "no address" : p.fixed_ip) +
+                               ") belongs to no port of cogsd (unowned for " + secs(unowned) + ")"});
             }
         }
         for (const DesiredPort& p : desired.ports) {
@@ -327,8 +329,8 @@ std::vector<Action> Reconciler::Scan(const Desired& desired, const Actual& actua
                 continue;
             }
             int scans = 0;
-            if (missing_due("missing:network:" + p.id, "network", Fingerprint(p), inv.read_at_ms >= p.changed_ms,
-                            &scans)) {
+            if (missing_due("missing:network:" + p.id, "network", Fingerprint(p),
+                            inv.read_at_ms >= p.changed_ms, &scans)) {
                 out.push_back(Action{ActionKind::kRepairPort, "network", p.id, "", p.device_id,
                                      "port " + p.id + " of network " + p.network_id +
                                          (p.device_id.empty() ? "" : " (server " + p.device_id + ")") +

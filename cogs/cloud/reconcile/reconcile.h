@@ -127,7 +127,7 @@ struct Desired {
 struct ActualInstance {
     std::string id;
     std::string host;
-    std::string state;  // BUILD, REBOOT, ACTIVE, SHUTOFF, CRASHED, FENCED, ERROR (protocol.md)
+    std::string state;    // BUILD, REBOOT, ACTIVE, SHUTOFF, CRASHED, FENCED, ERROR (protocol.md)
     std::string port_id;  // "" for null
 };
 

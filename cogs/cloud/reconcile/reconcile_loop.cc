@@ -24,8 +24,8 @@ ReconcileLoop::ReconcileLoop(Context& ctx, health::HostMonitor& hosts, heal::Hea
       timer_(ctx.clock.NewTimer(ctx.io)),
       repairs_(observe::CounterOf(ctx.metrics(), "cogs_heal_repairs_total",
                                   "Reconciler actions started, by kind (drift and orphans).")) {
-    for (const char* type : {"heal.delete_instance", "heal.start_instance", "heal.delete_port", "heal.repair_port",
-                             "heal.delete_volume", "heal.detach_volume"}) {
+    for (const char* type : {"heal.delete_instance", "heal.start_instance", "heal.delete_port",
+                             "heal.repair_port", "heal.delete_volume", "heal.detach_volume"}) {
         ctx_.OnSettle(type, [this](Settlement& st) { SettleRepair(st); });
     }
 }
@@ -91,49 +91,57 @@ void ReconcileLoop::ReadInventory(const std::shared_ptr<Scan>& scan, const std::
     if (reader == nullptr) return;
     ++scan->pending;
     const int64_t read_at = ctx_.clock.WallMs();
-    reader->Get("/v1/inventory", SteadyClock::now() + std::chrono::seconds(5),
-                ctx_.Guard([this, scan, service, url, hosts = std::move(hosts), read_at](Result<std::string> body) {
-                    if (!body) {
-                        observe::Log("cloud").debug("reconcile: {} inventory at {}: {}", service, url,
-                                                    body.error().ToString());
-                    } else if (service == "network") {
-                        auto inv = ParseNetworkInventory(*body, read_at);
-                        if (inv) scan->actual.network = std::move(*inv);
-                        else observe::Log("cloud").warn("reconcile: {}", inv.error().ToString());
-                    } else if (service == "volume") {
-                        auto inv = ParseVolumeInventory(*body, read_at);
-                        if (inv) scan->actual.volume = std::move(*inv);
-                        else observe::Log("cloud").warn("reconcile: {}", inv.error().ToString());
-                    } else {
-                        auto inv = ParseComputeInventory(*body, read_at);
-                        if (inv) {
-                            inv->hosts = hosts;  // only the hosts that are up and served there
-                            scan->actual.compute.push_back(std::move(*inv));
-                        } else {
-                            observe::Log("cloud").warn("reconcile: {}", inv.error().ToString());
-                        }
-                    }
-                    if (--scan->pending == 0) RunScan(*scan);
-                }));
+    reader->Get(
+        "/v1/inventory", SteadyClock::now() + std::chrono::seconds(5),
+        ctx_.Guard([this, scan, service, url, hosts = std::move(hosts), read_at](Result<std::string> body) {
+            if (!body) {
+                observe::Log("cloud").debug("reconcile: {} inventory at {}: {}", service, url,
+                                            body.error().ToString());
+            } else if (service == "network") {
+                auto inv = ParseNetworkInventory(*body, read_at);
+                if (inv)
+                    scan->actual.network = std::move(*inv);
+                else
+                    observe::Log("cloud").warn("reconcile: {}", inv.error().ToString());
+            } else if (service == "volume") {
+                auto inv = ParseVolumeInventory(*body, read_at);
+                if (inv)
+                    scan->actual.volume = std::move(*inv);
+                else
+                    observe::Log("cloud").warn("reconcile: {}", inv.error().ToString());
+            } else {
+                auto inv = ParseComputeInventory(*body, read_at);
+                if (inv) {
+                    inv->hosts = hosts;  // only the hosts that are up and served there
+                    scan->actual.compute.push_back(std::move(*inv));
+                } else {
+                    observe::Log("cloud").warn("reconcile: {}", inv.error().ToString());
+                }
+            }
+            if (--scan->pending == 0) RunScan(*scan);
+        }));
 }
 
 // The desired state as the reconciler sees it.
 Desired ReconcileLoop::DesiredState() const {
     Desired d;
-    auto busy = [this](const Res& r) { return Transitional(r.kind, r.status_text()) || healer_.Moving(r.id); };
+    auto busy = [this](const Res& r) {
+        return Transitional(r.kind, r.status_text()) || healer_.Moving(r.id);
+    };
     for (const auto& [id, r] : ctx_.model.All(kServer)) {
         const scheduler::Claim* c = ctx_.placement.ClaimOf(id);
-        d.servers.push_back(DesiredServer{id, r.project, r.status_text(), Str(r.body, "host"),
-                                          c != nullptr ? c->host : "", Str(r.body, "port_id"),
-                                          StrList(r.body, "volume_ids"), busy(r), Int(r.body, "_changed_ms")});
+        d.servers.push_back(DesiredServer{
+            id, r.project, r.status_text(), Str(r.body, "host"), c != nullptr ? c->host : "",
+            Str(r.body, "port_id"), StrList(r.body, "volume_ids"), busy(r), Int(r.body, "_changed_ms")});
     }
     for (const auto& [id, r] : ctx_.model.All(kPort)) {
-        d.ports.push_back(DesiredPort{id, Str(r.body, "network_id"), Str(r.body, "device_id"), Str(r.body, "fixed_ip"),
-                                      r.status_text(), busy(r), Int(r.body, "_changed_ms")});
+        d.ports.push_back(DesiredPort{id, Str(r.body, "network_id"), Str(r.body, "device_id"),
+                                      Str(r.body, "fixed_ip"), r.status_text(), busy(r),
+                                      Int(r.body, "_changed_ms")});
     }
     for (const auto& [id, r] : ctx_.model.All(kVolume)) {
-        d.volumes.push_back(
-            DesiredVolume{id, r.status_text(), Str(r.body, "server_id"), busy(r), Int(r.body, "_changed_ms")});
+        d.volumes.push_back(DesiredVolume{id, r.status_text(), Str(r.body, "server_id"), busy(r),
+                                          Int(r.body, "_changed_ms")});
     }
     return d;
 }
@@ -158,7 +166,9 @@ void ReconcileLoop::StartRepair(const Action& a, const std::string& key) {
     }
     json::object input{{"key", key}, {"id", a.id}, {"reason", a.reason}};
     std::string type;
-    std::string resource_kind = a.service == "compute" ? "instance" : a.service == "network" ? "port" : "volume";
+    std::string resource_kind = a.service == "compute"   ? "instance"
+                                : a.service == "network" ? "port"
+                                                         : "volume";
     switch (a.kind) {
         case ActionKind::kDeleteInstance:
             type = "heal.delete_instance";
@@ -169,9 +179,7 @@ void ReconcileLoop::StartRepair(const Action& a, const std::string& key) {
             input["host"] = a.host;
             resource_kind = "server";
             break;
-        case ActionKind::kDeletePort:
-            type = "heal.delete_port";
-            break;
+        case ActionKind::kDeletePort: type = "heal.delete_port"; break;
         case ActionKind::kRepairPort: {
             const Res* p = ctx_.model.Find(kPort, a.id);
             if (p == nullptr) return;
@@ -185,15 +193,12 @@ void ReconcileLoop::StartRepair(const Action& a, const std::string& key) {
             input["request"] = std::move(req);
             break;
         }
-        case ActionKind::kDeleteVolume:
-            type = "heal.delete_volume";
-            break;
+        case ActionKind::kDeleteVolume: type = "heal.delete_volume"; break;
         case ActionKind::kDetachVolume:
             type = "heal.detach_volume";
             input["server_id"] = a.server_id;
             break;
-        case ActionKind::kRepairServer:
-            return;
+        case ActionKind::kRepairServer: return;
     }
     workflow::StartRequest req;
     req.type = type;
@@ -201,13 +206,13 @@ void ReconcileLoop::StartRepair(const Action& a, const std::string& key) {
     req.traceparent = observe::TraceContext::New().ToTraceparent();
     req.resource_kind = resource_kind;
     req.resource_id = a.id;
-    const Res* owner = resource_kind == "server" ? ctx_.model.Find(kServer, a.id)
-                       : resource_kind == "port" ? ctx_.model.Find(kPort, a.id)
+    const Res* owner = resource_kind == "server"   ? ctx_.model.Find(kServer, a.id)
+                       : resource_kind == "port"   ? ctx_.model.Find(kPort, a.id)
                        : resource_kind == "volume" ? ctx_.model.Find(kVolume, a.id)
                                                    : nullptr;
     req.project = owner != nullptr ? owner->project : "";
-    req.events.push_back(
-        ctx_.Event(resource_kind, a.id, req.project, "repair_requested", type + ": " + a.reason, "", req.traceparent));
+    req.events.push_back(ctx_.Event(resource_kind, a.id, req.project, "repair_requested",
+                                    type + ": " + a.reason, "", req.traceparent));
     acting_.insert(key);
     ctx_.engine.Start(std::move(req), ctx_.Guard([this, key](Result<std::string> r) {
         if (!r) {
@@ -228,8 +233,8 @@ void ReconcileLoop::SettleRepair(Settlement& st) {
         type = "orphan_removed";
     }
     st.AddEvent(ctx_.Event(ev.resource_kind, ev.resource_id, ev.project, type,
-                           ev.type + (ok ? " done: " : " failed (" + ev.reason + "): ") + st.In("reason"), ev.id,
-                           ev.trace));
+                           ev.type + (ok ? " done: " : " failed (" + ev.reason + "): ") + st.In("reason"),
+                           ev.id, ev.trace));
 }
 
 // Stuck work: a resource in a transitional status whose workflow has ended (its end was lost to us:

@@ -264,9 +264,8 @@ TEST(ReconcilerTest, AFencedInstanceIsStartedOnlyWhenItsServerIsDesiredActiveOnT
     d.servers.push_back(Server("s1", "h1", "ACTIVE"));
     auto actions = r.Scan(d, a, t0);
     ASSERT_EQ(actions.size(), 1u) << "at once: no confirmation";
-    EXPECT_EQ(actions[0],
-              (Action{ActionKind::kStartInstance, "compute", "s1", "h1", "",
-                      "instance s1 on host h1 is FENCED while server s1 is ACTIVE there"}));
+    EXPECT_EQ(actions[0], (Action{ActionKind::kStartInstance, "compute", "s1", "h1", "",
+                                  "instance s1 on host h1 is FENCED while server s1 is ACTIVE there"}));
 
     d.servers[0].status = "SHUTOFF";
     EXPECT_THAT(r.Scan(d, a, t0 + 1), IsEmpty()) << "a stopped server stays stopped";
@@ -330,8 +329,9 @@ TEST(ReconcilerTest, AMissingInstanceIsRepairedAfterConfirmScansInARow) {
     EXPECT_THAT(r.Scan(d, empty, t0), IsEmpty()) << "one scan is not enough: it may have raced a workflow";
     auto actions = r.Scan(d, empty, t0 + 10'000);
     ASSERT_EQ(actions.size(), 1u);
-    EXPECT_EQ(actions[0], (Action{ActionKind::kRepairServer, "compute", "s1", "h1", "",
-                                  "server s1 is ACTIVE on host h1 but the host has no instance s1 (2 scans)"}));
+    EXPECT_EQ(actions[0],
+              (Action{ActionKind::kRepairServer, "compute", "s1", "h1", "",
+                      "server s1 is ACTIVE on host h1 but the host has no instance s1 (2 scans)"}));
     EXPECT_EQ(Brief(r.Scan(d, empty, t0 + 20'000)), (Strings{"repair_server s1@h1"})) << "still missing";
 }
 
@@ -471,9 +471,10 @@ TEST(ReconcilerTest, OrphanPortsAreDeletedAfterTheGraceAndMissingPortsRepairedAf
     ASSERT_EQ(actions.size(), 2u);
     EXPECT_EQ(actions[0], (Action{ActionKind::kDeletePort, "network", "p-orphan", "", "",
                                   "port p-orphan (10.0.0.5) belongs to no port of cogsd (unowned for 60s)"}));
-    EXPECT_EQ(actions[1], (Action{ActionKind::kRepairPort, "network", "port-s1", "", "s1",
-                                  "port port-s1 of network n1 (server s1) is missing from the network service "
-                                  "(2 scans)"}));
+    EXPECT_EQ(actions[1],
+              (Action{ActionKind::kRepairPort, "network", "port-s1", "", "s1",
+                      "port port-s1 of network n1 (server s1) is missing from the network service "
+                      "(2 scans)"}));
 }
 
 TEST(ReconcilerTest, PortsOfABusyServerAreNeverTouched) {
@@ -506,7 +507,8 @@ TEST(ReconcilerTest, AnOrphanVolumeIsDetachedThenDeleted) {
     EXPECT_THAT(r.Scan(d, a, t0), IsEmpty());
     auto actions = r.Scan(d, a, t0 + kGraceMs);
     ASSERT_EQ(actions.size(), 1u);
-    EXPECT_EQ(actions[0].kind, ActionKind::kDetachVolume) << "the service refuses to delete an attached volume";
+    EXPECT_EQ(actions[0].kind, ActionKind::kDetachVolume)
+        << "the service refuses to delete an attached volume";
     EXPECT_EQ(actions[0].server_id, "gone-server");
     // Detached: now it goes, without a second grace.
     a.volume->volumes[0] = ActualVolume{"v1", "available", "", ""};
@@ -523,9 +525,8 @@ TEST(ReconcilerTest, AVolumeAttachedToAServerThatDoesNotExistIsDetachedAfterTheG
     d.volumes.push_back(DesiredVolume{"v1", "available", ""});
     d.volumes.push_back(DesiredVolume{"v2", "in-use", "s1"});
     Actual a;
-    a.volume = VolumeInventory{{ActualVolume{"v1", "in-use", "s-gone", "h1"},
-                                ActualVolume{"v2", "in-use", "s1", "h1"}},
-                               t0};
+    a.volume = VolumeInventory{
+        {ActualVolume{"v1", "in-use", "s-gone", "h1"}, ActualVolume{"v2", "in-use", "s1", "h1"}}, t0};
     EXPECT_THAT(r.Scan(d, a, t0), IsEmpty());
     EXPECT_THAT(r.Scan(d, a, t0 + kGraceMs - 1), IsEmpty());
     auto actions = r.Scan(d, a, t0 + kGraceMs);
@@ -566,11 +567,10 @@ TEST(ReconcilerTest, AFullScanOfAHealthyCloudDoesNothingAndRemembersNothing) {
     d.volumes.push_back(DesiredVolume{"v2", "available", ""});
     Actual a;
     a.compute.push_back(Compute({"h1", "h2", "h3"}, {Instance("s1", "h1"), Instance("s2", "h2", "SHUTOFF")}));
-    a.network = NetworkInventory{{ActualPort{"port-s1", "n1", "s1", "10.0.0.2"},
-                                  ActualPort{"port-s2", "n1", "s2", "10.0.0.3"}},
-                                 t0};
-    a.volume = VolumeInventory{{ActualVolume{"v1", "in-use", "s1", "h1"}, ActualVolume{"v2", "available", "", ""}},
-                               t0};
+    a.network = NetworkInventory{
+        {ActualPort{"port-s1", "n1", "s1", "10.0.0.2"}, ActualPort{"port-s2", "n1", "s2", "10.0.0.3"}}, t0};
+    a.volume = VolumeInventory{
+        {ActualVolume{"v1", "in-use", "s1", "h1"}, ActualVolume{"v2", "available", "", ""}}, t0};
     for (int i = 0; i < 3; ++i) {
         EXPECT_THAT(r.Scan(d, a, t0 + i * kGraceMs), IsEmpty());
     }

@@ -35,7 +35,8 @@ void Catalog::CreateProject(Creation c) {
         COGS_TRY(RequireAdmin(c.who()));
         COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "description"}));
         COGS_ASSIGN_OR_RETURN(auto name, in.String("name", Text{.max_len = 64}));
-        COGS_ASSIGN_OR_RETURN(auto desc, in.OptionalString("description", Text{.max_len = 1024, .allow_empty = true}));
+        COGS_ASSIGN_OR_RETURN(auto desc,
+                              in.OptionalString("description", Text{.max_len = 1024, .allow_empty = true}));
         if (ctx_.model.FindByName(kProject, name) != nullptr) {
             return MakeError(ErrorCode::kAlreadyExists, "a project named " + name + " exists");
         }
@@ -52,7 +53,8 @@ void Catalog::CreateToken(Creation c) {
     };
     auto made = [&]() -> Result<Made> {
         COGS_TRY(RequireAdmin(c.who()));
-        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"project_id", "role", "name", "expires_in_s"}));
+        COGS_ASSIGN_OR_RETURN(auto in,
+                              Input::Parse(c.call.body, {"project_id", "role", "name", "expires_in_s"}));
         COGS_ASSIGN_OR_RETURN(auto project, in.String("project_id"));
         const Res* p = ctx_.model.Find(kProject, project);
         if (p == nullptr) p = ctx_.model.FindByName(kProject, project);
@@ -78,15 +80,17 @@ void Catalog::CreateToken(Creation c) {
         ctx_.model.Put(std::move(*idem));
     }
     ctx_.model.Put(std::move(token));
-    ctx_.Persist(std::move(writes), {}, [respond = c.call.respond, view = std::move(view)](Status st) mutable {
-        respond(st ? wire::Wrapped(201, "token", std::move(view)) : wire::ApiError(st.error()));
-    });
+    ctx_.Persist(std::move(writes), {},
+                 [respond = c.call.respond, view = std::move(view)](Status st) mutable {
+                     respond(st ? wire::Wrapped(201, "token", std::move(view)) : wire::ApiError(st.error()));
+                 });
 }
 
 void Catalog::CreateFlavor(Creation c) {
     auto made = [&]() -> Result<Res> {
         COGS_TRY(RequireAdmin(c.who()));
-        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "vcpus", "ram_mb", "disk_gb", "traits"}));
+        COGS_ASSIGN_OR_RETURN(auto in,
+                              Input::Parse(c.call.body, {"name", "vcpus", "ram_mb", "disk_gb", "traits"}));
         COGS_ASSIGN_OR_RETURN(auto name, in.String("name", Text{.max_len = 64}));
         COGS_ASSIGN_OR_RETURN(auto vcpus, in.Int("vcpus", 1, 1024));
         COGS_ASSIGN_OR_RETURN(auto ram, in.Int("ram_mb", 1, 16 * 1024 * 1024));
@@ -209,7 +213,8 @@ void Catalog::SetQuotas(Call call) {
         COGS_TRY(RequireAdmin(call.who));
         Res* p = ctx_.model.Find(kProject, id);
         if (p == nullptr) return MakeError(NotFound("project", id));
-        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(call.body, {"servers", "vcpus", "ram_mb", "volumes", "volume_gb", "ports"}));
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(call.body, {"servers", "vcpus", "ram_mb", "volumes",
+                                                                "volume_gb", "ports"}));
         json::object quotas = wire::Obj(p->body, "quotas");
         for (auto name : kQuotaNames) {
             COGS_ASSIGN_OR_RETURN(auto v, in.OptionalInt(name, -1, INT64_MAX / 4));

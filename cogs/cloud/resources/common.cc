@@ -97,9 +97,10 @@ void SaveAndAnswer(Context& ctx, const Creation& c, std::vector<Res> made, int s
     for (Res& r : made) {
         ctx.model.Put(std::move(r));
     }
-    ctx.Persist(std::move(writes), {}, [respond = c.call.respond, answer = std::move(answer)](Status st) mutable {
-        respond(st ? std::move(answer) : wire::ApiError(st.error()));
-    });
+    ctx.Persist(std::move(writes), {},
+                [respond = c.call.respond, answer = std::move(answer)](Status st) mutable {
+                    respond(st ? std::move(answer) : wire::ApiError(st.error()));
+                });
 }
 
 void StartAndAnswer(Context& ctx, Launch launch, const Call& call, const Creation* c) {
@@ -113,14 +114,15 @@ void StartAndAnswer(Context& ctx, Launch launch, const Call& call, const Creatio
     }
     const std::string kind = launch.on->kind;
     const std::string id = launch.on->id;
-    ctx.StartWorkflow(std::move(launch), [&ctx, kind, id, idem_id, respond = call.respond](Result<std::string> r) {
-        if (!r) {
-            if (!idem_id.empty()) ctx.model.Erase(kIdempotency, idem_id);
-            return respond(wire::ApiError(r.error()));
-        }
-        const Res* now = ctx.model.Find(kind, id);
-        respond(now != nullptr ? Presented(202, *now) : wire::ApiError(NotFound(kind, id)));
-    });
+    ctx.StartWorkflow(std::move(launch),
+                      [&ctx, kind, id, idem_id, respond = call.respond](Result<std::string> r) {
+                          if (!r) {
+                              if (!idem_id.empty()) ctx.model.Erase(kIdempotency, idem_id);
+                              return respond(wire::ApiError(r.error()));
+                          }
+                          const Res* now = ctx.model.Find(kind, id);
+                          respond(now != nullptr ? Presented(202, *now) : wire::ApiError(NotFound(kind, id)));
+                      });
 }
 
 }  // namespace cogs::cloud

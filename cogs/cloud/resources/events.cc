@@ -14,7 +14,8 @@ void History::Stop() { timer_->Cancel(); }
 
 void History::Prune() {
     const int64_t older_than =
-        ctx_.clock.WallMs() - std::chrono::duration_cast<std::chrono::milliseconds>(ctx_.options.event_retention).count();
+        ctx_.clock.WallMs() -
+        std::chrono::duration_cast<std::chrono::milliseconds>(ctx_.options.event_retention).count();
     const int64_t keep = ctx_.options.event_max;
     ctx_.OffThread([this, older_than, keep] { return ctx_.store.PruneEvents(older_than, keep); },
                    [this](Result<int64_t> pruned) {

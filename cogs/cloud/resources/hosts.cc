@@ -10,7 +10,8 @@ namespace cogs::cloud {
 using wire::Input;
 using wire::Text;
 
-Hosts::Hosts(Context& ctx, health::HostMonitor& monitor, heal::Healer& healer, reconcile::ReconcileLoop& reconcile)
+Hosts::Hosts(Context& ctx, health::HostMonitor& monitor, heal::Healer& healer,
+             reconcile::ReconcileLoop& reconcile)
     : ctx_(ctx),
       monitor_(monitor),
       healer_(healer),
@@ -53,11 +54,13 @@ Result<Res*> Hosts::Find(const Call& call) {
 }
 
 void Hosts::SaveAndAnswer(const Res& h, const Call& call, std::vector<store::EventRecord> events) {
-    ctx_.Persist({Model::Write(h)}, std::move(events), [this, respond = call.respond, name = h.id](Status st) {
-        const Res* now = ctx_.model.Find(kHost, name);
-        if (!st) return respond(wire::ApiError(st.error()));
-        respond(now != nullptr ? wire::Wrapped(200, "host", View(*now)) : wire::ApiError(NotFound("host", name)));
-    });
+    ctx_.Persist({Model::Write(h)}, std::move(events),
+                 [this, respond = call.respond, name = h.id](Status st) {
+                     const Res* now = ctx_.model.Find(kHost, name);
+                     if (!st) return respond(wire::ApiError(st.error()));
+                     respond(now != nullptr ? wire::Wrapped(200, "host", View(*now))
+                                            : wire::ApiError(NotFound("host", name)));
+                 });
 }
 
 void Hosts::List(Call call) {
@@ -85,11 +88,12 @@ void Hosts::Register(Call call) {
                 std::string::npos) {
             return MakeError(FieldError("name", "1-64 characters of [A-Za-z0-9._-]"));
         }
-        COGS_ASSIGN_OR_RETURN(auto in,
-                              Input::Parse(call.body, {"url", "availability_zone", "vcpus", "ram_mb", "disk_gb", "traits"}));
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(call.body, {"url", "availability_zone", "vcpus", "ram_mb",
+                                                                "disk_gb", "traits"}));
         COGS_ASSIGN_OR_RETURN(auto url, in.String("url"));
         if (!http::ParseHttpUrl(url)) return MakeError(FieldError("url", "must be http://HOST:PORT"));
-        COGS_ASSIGN_OR_RETURN(auto az, in.OptionalString("availability_zone", Text{.max_len = 64, .allow_empty = true}));
+        COGS_ASSIGN_OR_RETURN(
+            auto az, in.OptionalString("availability_zone", Text{.max_len = 64, .allow_empty = true}));
         COGS_ASSIGN_OR_RETURN(auto vcpus, in.Int("vcpus", 1, 1 << 20));
         COGS_ASSIGN_OR_RETURN(auto ram, in.Int("ram_mb", 1, 1LL << 40));
         COGS_ASSIGN_OR_RETURN(auto disk, in.Int("disk_gb", 0, 1LL << 40));
@@ -122,7 +126,8 @@ void Hosts::Register(Call call) {
         const Res* now = ctx_.model.Find(kHost, name);
         if (!st) return respond(wire::ApiError(st.error()));
         if (now == nullptr) return respond(wire::ApiError(NotFound("host", name)));
-        respond(wire::Json(200, json::object{{"host", View(*now)}, {"lease_ttl_ms", monitor_.lease_ttl_ms()}}));
+        respond(
+            wire::Json(200, json::object{{"host", View(*now)}, {"lease_ttl_ms", monitor_.lease_ttl_ms()}}));
     });
 }
 
@@ -153,15 +158,17 @@ void Hosts::Heartbeat(Call call) {
     if (writes.empty() && events.empty()) {
         return call.Answer(wire::Json(200, answer));
     }
-    ctx_.Persist(std::move(writes), std::move(events), [respond = call.respond, answer = std::move(answer)](Status st) {
-        respond(st ? wire::Json(200, answer) : wire::ApiError(st.error()));
-    });
+    ctx_.Persist(std::move(writes), std::move(events),
+                 [respond = call.respond, answer = std::move(answer)](Status st) {
+                     respond(st ? wire::Json(200, answer) : wire::ApiError(st.error()));
+                 });
 }
 
 // What an agent's instance supervisor reports (crashed, restarted, gave_up) becomes the server's
 // history; "gave_up" puts the server in ERROR with the agent's message.
 void Hosts::InstanceReport(const std::string& host, const json::object& report,
-                           std::vector<store::ResourceWrite>& writes, std::vector<store::EventRecord>& events) {
+                           std::vector<store::ResourceWrite>& writes,
+                           std::vector<store::EventRecord>& events) {
     const std::string type = Str(report, "type");
     const std::string message = Str(report, "message");
     Res* s = ctx_.model.Find(kServer, Str(report, "instance"));
@@ -175,7 +182,8 @@ void Hosts::InstanceReport(const std::string& host, const json::object& report,
     }
     if (event_type == "restart_gave_up" && s->is(ServerStatus::kActive)) {
         s->set_status(ServerStatus::kError);
-        s->body["fault"] = json::object{{"message", message.empty() ? "the instance kept crashing" : message}};
+        s->body["fault"] =
+            json::object{{"message", message.empty() ? "the instance kept crashing" : message}};
         ctx_.Touch(*s);
         writes.push_back(Model::Write(*s));
         events.push_back(ctx_.Event(kServer, s->id, s->project, "error",
@@ -188,7 +196,8 @@ void Hosts::Enable(Call call, bool enable) {
     auto found = [&]() -> Result<Res*> {
         COGS_ASSIGN_OR_RETURN(Res * h, Find(call));
         COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(call.body, {"reason"}));
-        COGS_ASSIGN_OR_RETURN(auto reason, in.OptionalString("reason", Text{.max_len = 255, .allow_empty = true}));
+        COGS_ASSIGN_OR_RETURN(auto reason,
+                              in.OptionalString("reason", Text{.max_len = 255, .allow_empty = true}));
         why = reason.value_or("");
         return h;
     }();

@@ -26,7 +26,8 @@ class ReconcileLoop;
 
 class Hosts {
 public:
-    Hosts(Context& ctx, health::HostMonitor& monitor, heal::Healer& healer, reconcile::ReconcileLoop& reconcile);
+    Hosts(Context& ctx, health::HostMonitor& monitor, heal::Healer& healer,
+          reconcile::ReconcileLoop& reconcile);
 
     void List(Call call);
     void Show(Call call);
@@ -46,8 +47,8 @@ private:
     Result<Res*> Find(const Call& call);
     // Persists a host record and its events and answers it as it is once durable.
     void SaveAndAnswer(const Res& h, const Call& call, std::vector<store::EventRecord> events);
-    void InstanceReport(const std::string& host, const json::object& report, std::vector<store::ResourceWrite>& writes,
-                        std::vector<store::EventRecord>& events);
+    void InstanceReport(const std::string& host, const json::object& report,
+                        std::vector<store::ResourceWrite>& writes, std::vector<store::EventRecord>& events);
 
     Context& ctx_;
     health::HostMonitor& monitor_;

@@ -6,8 +6,10 @@ using wire::Input;
 using wire::Text;
 
 Networks::Networks(Context& ctx) : ctx_(ctx) {
-    ctx_.OnSettle("network.create", [this](Settlement& s) { SettleCreate(s, kNetwork, "network_id", "create_network"); });
-    ctx_.OnSettle("subnet.create", [this](Settlement& s) { SettleCreate(s, kSubnet, "subnet_id", "create_subnet"); });
+    ctx_.OnSettle("network.create",
+                  [this](Settlement& s) { SettleCreate(s, kNetwork, "network_id", "create_network"); });
+    ctx_.OnSettle("subnet.create",
+                  [this](Settlement& s) { SettleCreate(s, kSubnet, "subnet_id", "create_subnet"); });
     ctx_.OnSettle("port.create", [this](Settlement& s) { SettleCreate(s, kPort, "port_id", "create_port"); });
     ctx_.OnSettle("network.delete", [this](Settlement& s) { SettleDelete(s, kNetwork, "network_id"); });
     ctx_.OnSettle("subnet.delete", [this](Settlement& s) { SettleDelete(s, kSubnet, "subnet_id"); });
@@ -35,7 +37,8 @@ Result<const Res*> Networks::ActiveNetwork(const Principal& who, const Input& bo
         return MakeError(FieldError("network_id", "no network " + net_id));
     }
     if (!net->is(NetStatus::kActive)) {
-        return MakeError(ErrorCode::kConflict, "network " + net_id + " is " + net->status_text() + ", not ACTIVE");
+        return MakeError(ErrorCode::kConflict,
+                         "network " + net_id + " is " + net->status_text() + ", not ACTIVE");
     }
     return net;
 }
@@ -53,23 +56,26 @@ void Networks::CreateNetwork(Creation c) {
     if (!made) return c.call.Fail(made.error());
     Res& stored = ctx_.model.Put(std::move(*made));
     const std::string id = stored.id;
-    Launch l{.type = "network.create",
-             .input = {{"network_id", id}, {"project_id", stored.project}, {"name", Str(stored.body, "name")}},
-             .changed = {&stored},
-             .undo = [this, id] { ctx_.model.Erase(kNetwork, id); },
-             .on = &stored,
-             .traceparent = c.call.traceparent};
+    Launch l{
+        .type = "network.create",
+        .input = {{"network_id", id}, {"project_id", stored.project}, {"name", Str(stored.body, "name")}},
+        .changed = {&stored},
+        .undo = [this, id] { ctx_.model.Erase(kNetwork, id); },
+        .on = &stored,
+        .traceparent = c.call.traceparent};
     StartAndAnswer(ctx_, std::move(l), c.call, &c);
 }
 
 void Networks::CreateSubnet(Creation c) {
     json::object request;
     auto made = [&]() -> Result<Res> {
-        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "network_id", "cidr", "gateway_ip", "allocation_pools"}));
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "network_id", "cidr", "gateway_ip",
+                                                                  "allocation_pools"}));
         COGS_ASSIGN_OR_RETURN(const Res* net, ActiveNetwork(c.who(), in));
         COGS_ASSIGN_OR_RETURN(auto cidr, in.String("cidr", Text{.max_len = 64}));
         COGS_ASSIGN_OR_RETURN(auto name, in.OptionalString("name", Text{.max_len = 64, .allow_empty = true}));
-        COGS_ASSIGN_OR_RETURN(auto gateway, in.OptionalString("gateway_ip", Text{.max_len = 64, .allow_empty = true}));
+        COGS_ASSIGN_OR_RETURN(auto gateway,
+                              in.OptionalString("gateway_ip", Text{.max_len = 64, .allow_empty = true}));
         const json::value* pools = in.Find("allocation_pools");
         if (pools != nullptr && !pools->is_array()) {
             return MakeError(FieldError("allocation_pools", "must be an array of {start, end}"));
@@ -79,7 +85,10 @@ void Networks::CreateSubnet(Creation c) {
         s.body["network_id"] = net->id;
         s.body["cidr"] = cidr;
         s.set_status(NetStatus::kBuild);
-        request = {{"id", s.id}, {"network_id", net->id}, {"cidr", cidr}, {"project_id", net->project},
+        request = {{"id", s.id},
+                   {"network_id", net->id},
+                   {"cidr", cidr},
+                   {"project_id", net->project},
                    {"name", name.value_or("")}};
         if (gateway) request["gateway_ip"] = *gateway;
         if (pools != nullptr) request["allocation_pools"] = *pools;
@@ -103,10 +112,14 @@ void Networks::CreatePort(Creation c) {
         COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "network_id", "fixed_ip"}));
         COGS_ASSIGN_OR_RETURN(const Res* net, ActiveNetwork(c.who(), in));
         COGS_ASSIGN_OR_RETURN(auto name, in.OptionalString("name", Text{.max_len = 64, .allow_empty = true}));
-        COGS_ASSIGN_OR_RETURN(auto fixed_ip, in.OptionalString("fixed_ip", Text{.max_len = 64, .allow_empty = true}));
+        COGS_ASSIGN_OR_RETURN(auto fixed_ip,
+                              in.OptionalString("fixed_ip", Text{.max_len = 64, .allow_empty = true}));
         COGS_TRY(ctx_.model.Reserve(net->project, Amount{.ports = 1}));
         Res port = NewPort(ctx_, net->project, net->id, name.value_or(""), "");
-        request = {{"id", port.id}, {"network_id", net->id}, {"project_id", net->project}, {"name", name.value_or("")}};
+        request = {{"id", port.id},
+                   {"network_id", net->id},
+                   {"project_id", net->project},
+                   {"name", name.value_or("")}};
         if (fixed_ip) request["fixed_ip"] = *fixed_ip;
         return port;
     }();
@@ -153,7 +166,8 @@ void Networks::Delete(Call call, std::string_view kind) {
                 }
             }
         } else if (!Str(r->body, "device_id").empty()) {
-            return MakeError(ErrorCode::kConflict, "port " + id + " belongs to server " + Str(r->body, "device_id"));
+            return MakeError(ErrorCode::kConflict,
+                             "port " + id + " belongs to server " + Str(r->body, "device_id"));
         }
         return r;
     }();
@@ -172,7 +186,8 @@ void Networks::Delete(Call call, std::string_view kind) {
     StartAndAnswer(ctx_, std::move(l), call);
 }
 
-void Networks::SettleCreate(Settlement& s, std::string_view kind, std::string_view id_field, std::string_view step) {
+void Networks::SettleCreate(Settlement& s, std::string_view kind, std::string_view id_field,
+                            std::string_view step) {
     Res* r = s.Mine(kind, s.In(id_field));
     if (r == nullptr) return;
     if (s.ok()) {

@@ -34,8 +34,8 @@ void Reads::List(Call call, std::string_view collection, std::string_view kind) 
         if (!n) return call.Fail(n.error());
         limit = *n;
     }
-    static const std::set<std::string> kFilters = {"limit", "marker", "name", "status", "host", "project_id",
-                                                   "network_id", "server_id"};
+    static const std::set<std::string> kFilters = {"limit", "marker",     "name",       "status",
+                                                   "host",  "project_id", "network_id", "server_id"};
     for (const auto& [k, v] : call.query) {
         if (!kFilters.contains(k)) {
             return call.Fail(FieldError(k, "unknown query parameter"));
@@ -55,7 +55,8 @@ void Reads::List(Call call, std::string_view collection, std::string_view kind) 
         if (!host.empty() && Str(r.body, "host") != host) continue;
         if (!project.empty() && r.project != project && !(kind == kProject && r.id == project)) continue;
         if (!network.empty() && Str(r.body, "network_id") != network) continue;
-        if (!server.empty() && Str(r.body, "server_id") != server && Str(r.body, "device_id") != server) continue;
+        if (!server.empty() && Str(r.body, "server_id") != server && Str(r.body, "device_id") != server)
+            continue;
         if (static_cast<int64_t>(items.size()) == limit) {
             next = items.back().as_object().at("id").as_string().c_str();
             break;

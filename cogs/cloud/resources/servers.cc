@@ -17,7 +17,8 @@ Servers::Servers(Context& ctx, Volumes& volumes, heal::Healer& healer)
     ctx_.OnSettle("server.create", [this](Settlement& s) { SettleCreate(s); });
     ctx_.OnSettle("server.delete", [this](Settlement& s) { SettleDelete(s); });
     for (const char* action : {"start", "stop", "reboot"}) {
-        ctx_.OnSettle(std::string("server.") + action, [this, action](Settlement& s) { SettlePower(s, action); });
+        ctx_.OnSettle(std::string("server.") + action,
+                      [this, action](Settlement& s) { SettlePower(s, action); });
     }
 }
 
@@ -30,9 +31,10 @@ void Servers::Create(Creation c) {
     };
     auto planned = [&]() -> Result<Plan> {
         Plan p;
-        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "flavor", "image", "network_id", "volume_ids",
-                                                                  "server_group_id", "availability_zone", "weigher",
-                                                                  "project_id"}));
+        COGS_ASSIGN_OR_RETURN(
+            auto in,
+            Input::Parse(c.call.body, {"name", "flavor", "image", "network_id", "volume_ids",
+                                       "server_group_id", "availability_zone", "weigher", "project_id"}));
         COGS_ASSIGN_OR_RETURN(p.project, OwnerOf(ctx_, c.who(), in));
         COGS_ASSIGN_OR_RETURN(p.name, in.String("name", Text{.max_len = 64}));
         COGS_ASSIGN_OR_RETURN(auto flavor_ref, in.String("flavor"));
@@ -59,7 +61,8 @@ void Servers::Create(Creation c) {
                 return MakeError(FieldError("volume_ids", "no volume " + vid));
             }
             if (!v->is(VolumeStatus::kAvailable)) {
-                return MakeError(ErrorCode::kConflict, "volume " + vid + " is " + v->status_text() + ", not available");
+                return MakeError(ErrorCode::kConflict,
+                                 "volume " + vid + " is " + v->status_text() + ", not available");
             }
         }
         COGS_ASSIGN_OR_RETURN(auto group_id, in.OptionalString("server_group_id"));
@@ -72,7 +75,8 @@ void Servers::Create(Creation c) {
             }
             p.policy = Str(g->body, "policy");
         }
-        COGS_ASSIGN_OR_RETURN(auto az, in.OptionalString("availability_zone", Text{.max_len = 64, .allow_empty = true}));
+        COGS_ASSIGN_OR_RETURN(
+            auto az, in.OptionalString("availability_zone", Text{.max_len = 64, .allow_empty = true}));
         p.az = az.value_or("");
         COGS_ASSIGN_OR_RETURN(auto weigher, in.OptionalString("weigher"));
         if (weigher && *weigher != "spread" && *weigher != "pack") {
@@ -112,21 +116,22 @@ void Servers::Create(Creation c) {
     b["_quota"] = true;
     const std::string server_id = server.id;
     const std::string port_id = port.id;
-    json::object input{{"server_id", server_id},
-                       {"project_id", p.project},
-                       {"name", p.name},
-                       {"port_id", port_id},
-                       {"network_id", p.net_id},
-                       {"vcpus", vcpus},
-                       {"ram_mb", ram},
-                       {"disk_gb", disk},
-                       {"image_id", p.image->id},
-                       {"volume_ids", ToArray(p.volume_ids)},
-                       {"availability_zone", p.az},
-                       {"traits", p.flavor->body.contains("traits") ? p.flavor->body.at("traits") : json::array()},
-                       {"group_id", p.group_id},
-                       {"policy", p.policy},
-                       {"weigher", p.weigher}};
+    json::object input{
+        {"server_id", server_id},
+        {"project_id", p.project},
+        {"name", p.name},
+        {"port_id", port_id},
+        {"network_id", p.net_id},
+        {"vcpus", vcpus},
+        {"ram_mb", ram},
+        {"disk_gb", disk},
+        {"image_id", p.image->id},
+        {"volume_ids", ToArray(p.volume_ids)},
+        {"availability_zone", p.az},
+        {"traits", p.flavor->body.contains("traits") ? p.flavor->body.at("traits") : json::array()},
+        {"group_id", p.group_id},
+        {"policy", p.policy},
+        {"weigher", p.weigher}};
     Res& stored = ctx_.model.Put(std::move(server));
     std::vector<Res*> changed{&stored, &ctx_.model.Put(std::move(port))};
     for (const auto& vid : p.volume_ids) {
@@ -202,7 +207,8 @@ void Servers::Act(Call call, std::string_view action) {
         const ServerStatus need = action == "start" ? ServerStatus::kShutoff : ServerStatus::kActive;
         if (!s->is(need)) {
             return MakeError(ErrorCode::kConflict, "server " + id + " is " + s->status_text() + "; " +
-                                                       std::string(action) + " needs " + std::string(ToString(need)));
+                                                       std::string(action) + " needs " +
+                                                       std::string(ToString(need)));
         }
         return s;
     }();
@@ -238,7 +244,8 @@ void Servers::SettleCreate(Settlement& st) {
         }
         s->body["ip_address"] = Str(p, "fixed_ip");
         s->body["mac_address"] = Str(p, "mac_address");
-        st.Note(*s, "active", "server is ACTIVE on host " + Str(s->body, "host") + " at " + Str(s->body, "ip_address"));
+        st.Note(*s, "active",
+                "server is ACTIVE on host " + Str(s->body, "host") + " at " + Str(s->body, "ip_address"));
         st.Save(*s);
         if (port != nullptr) {
             port->set_status(NetStatus::kActive);
@@ -332,7 +339,10 @@ void Servers::SettlePower(Settlement& st, std::string_view action) {
     }
     s->set_status(action == "stop" ? ServerStatus::kShutoff : ServerStatus::kActive);
     s->body.erase("fault");
-    st.Note(*s, action == "stop" ? "stopped" : action == "start" ? "started" : "rebooted",
+    st.Note(*s,
+            action == "stop"    ? "stopped"
+            : action == "start" ? "started"
+                                : "rebooted",
             "server is " + s->status_text());
     st.Save(*s);
 }

@@ -36,7 +36,10 @@ void Volumes::Create(Creation c) {
     const std::string project = stored.project;
     const int64_t gb = Int(stored.body, "size_gb");
     Launch l{.type = "volume.create",
-             .input = {{"volume_id", id}, {"project_id", project}, {"name", Str(stored.body, "name")}, {"size_gb", gb}},
+             .input = {{"volume_id", id},
+                       {"project_id", project},
+                       {"name", Str(stored.body, "name")},
+                       {"size_gb", gb}},
              .changed = {&stored},
              .undo =
                  [this, id, project, gb] {
@@ -48,7 +51,8 @@ void Volumes::Create(Creation c) {
     StartAndAnswer(ctx_, std::move(l), c.call, &c);
 }
 
-void Volumes::StartDelete(Res& v, const std::string& traceparent, std::function<void(Result<std::string>)> done) {
+void Volumes::StartDelete(Res& v, const std::string& traceparent,
+                          std::function<void(Result<std::string>)> done) {
     const std::string id = v.id;
     const std::string status = v.status_text();
     v.body["_prev_status"] = status;
@@ -81,7 +85,9 @@ void Volumes::Delete(Call call) {
     Res& v = **found;
     StartDelete(v, call.traceparent, [this, id, respond = call.respond](Result<std::string> r) {
         const Res* now = ctx_.model.Find(kVolume, id);
-        respond(!r ? wire::ApiError(r.error()) : now != nullptr ? Presented(202, *now) : wire::ApiError(NotFound(kVolume, id)));
+        respond(!r               ? wire::ApiError(r.error())
+                : now != nullptr ? Presented(202, *now)
+                                 : wire::ApiError(NotFound(kVolume, id)));
     });
 }
 
@@ -102,7 +108,8 @@ void Volumes::Attach(Call call) {
             return MakeError(ErrorCode::kConflict, "server " + server_id + " is " + s->status_text());
         }
         if (!v->is(VolumeStatus::kAvailable)) {
-            return MakeError(ErrorCode::kConflict, "volume " + id + " is " + v->status_text() + ", not available");
+            return MakeError(ErrorCode::kConflict,
+                             "volume " + id + " is " + v->status_text() + ", not available");
         }
         host = Str(s->body, "host");
         return v;
@@ -134,7 +141,8 @@ void Volumes::Detach(Call call) {
         if (v == nullptr || !Visible(call.who, *v)) return MakeError(NotFound(kVolume, id));
         COGS_TRY(Input::Parse(call.body, {}));
         if (!v->is(VolumeStatus::kInUse)) {
-            return MakeError(ErrorCode::kConflict, "volume " + id + " is " + v->status_text() + ", not in-use");
+            return MakeError(ErrorCode::kConflict,
+                             "volume " + id + " is " + v->status_text() + ", not in-use");
         }
         return v;
     }();
@@ -193,7 +201,8 @@ void Volumes::SettleAttachment(Settlement& s, bool attach) {
         return;
     }
     v->set_status(attach ? VolumeStatus::kInUse : VolumeStatus::kAvailable);
-    std::vector<std::string> list = server != nullptr ? StrList(server->body, "volume_ids") : std::vector<std::string>{};
+    std::vector<std::string> list =
+        server != nullptr ? StrList(server->body, "volume_ids") : std::vector<std::string>{};
     const std::string vid = v->id;
     list.erase(std::remove(list.begin(), list.end(), vid), list.end());
     if (attach) {
@@ -210,7 +219,8 @@ void Volumes::SettleAttachment(Settlement& s, bool attach) {
     v->body.erase("fault");
     const std::string sid = s.In("server_id");
     s.Note(*v, attach ? "attached" : "detached",
-           attach ? "attached to server " + sid + " as " + Str(v->body, "device") : "detached from server " + sid);
+           attach ? "attached to server " + sid + " as " + Str(v->body, "device")
+                  : "detached from server " + sid);
     s.Save(*v);
     if (server != nullptr) {
         server->body["volume_ids"] = ToArray(list);

@@ -55,32 +55,36 @@ void Workflows::List(Call call) {
                            items.push_back(Summary(w));
                        }
                        json::object o{{"workflows", items}};
-                       if (static_cast<int>(r->size()) == limit && !r->empty()) o["next_marker"] = r->back().id;
+                       if (static_cast<int>(r->size()) == limit && !r->empty())
+                           o["next_marker"] = r->back().id;
                        respond(wire::Json(200, o));
                    });
 }
 
 void Workflows::Load(Call call, std::function<void(Call, store::WorkflowRecord)> then) {
     const std::string id = call.Param("id");
-    ctx_.OffThread([this, id] { return ctx_.store.GetWorkflow(id); },
-                   [call = std::move(call), id, then = std::move(then)](Result<store::WorkflowRecord> r) mutable {
-                       if (!r || (!call.who.admin() && r->project != call.who.project_id)) {
-                           return call.Fail(r || r.error().code == ErrorCode::kNotFound ? NotFound("workflow", id)
-                                                                                        : r.error());
-                       }
-                       then(std::move(call), std::move(*r));
-                   });
+    ctx_.OffThread(
+        [this, id] { return ctx_.store.GetWorkflow(id); },
+        [call = std::move(call), id, then = std::move(then)](Result<store::WorkflowRecord> r) mutable {
+            if (!r || (!call.who.admin() && r->project != call.who.project_id)) {
+                return call.Fail(r || r.error().code == ErrorCode::kNotFound ? NotFound("workflow", id)
+                                                                             : r.error());
+            }
+            then(std::move(call), std::move(*r));
+        });
 }
 
 void Workflows::Show(Call call) {
-    Load(std::move(call), [this](Call c, store::WorkflowRecord w) { c.Answer(wire::Wrapped(200, "workflow", View(w))); });
+    Load(std::move(call),
+         [this](Call c, store::WorkflowRecord w) { c.Answer(wire::Wrapped(200, "workflow", View(w))); });
 }
 
 void Workflows::Cancel(Call call) {
     if (auto st = RequireWriter(call.who); !st) return call.Fail(st.error());
     Load(std::move(call), [this](Call c, store::WorkflowRecord w) {
         ctx_.engine.Cancel(w.id, [respond = c.respond, id = w.id](Status st) {
-            respond(st ? wire::Json(202, json::object{{"workflow", json::object{{"id", id}, {"cancel_requested", true}}}})
+            respond(st ? wire::Json(202, json::object{{"workflow",
+                                                       json::object{{"id", id}, {"cancel_requested", true}}}})
                        : wire::ApiError(st.error()));
         });
     });

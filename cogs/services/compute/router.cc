@@ -33,8 +33,8 @@ private:
     static std::string NothingToDo(const ActionCall& call) {
         const json::object in = wire::ParseObject(call.input);
         if (call.action == "stop_instance") {
-            return json::serialize(
-                json::object{{"id", wire::Str(in, "id")}, {"host", wire::Str(in, "host")}, {"state", "SHUTOFF"}});
+            return json::serialize(json::object{
+                {"id", wire::Str(in, "id")}, {"host", wire::Str(in, "host")}, {"state", "SHUTOFF"}});
         }
         return json::serialize(json::object{{"id", wire::Str(in, "id")}, {"deleted", false}});
     }
@@ -45,7 +45,8 @@ private:
         if (!to || *to == nullptr) {
             Result<ActionReply> r = !to ? Result<ActionReply>(MakeError(to.error()))
                                         : Result<ActionReply>(ActionReply{false, NothingToDo(call)});
-            return boost::asio::post(io_, [done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
+            return boost::asio::post(
+                io_, [done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
         }
         if (status) {
             (*to)->Status(std::move(call), std::move(done));
@@ -72,8 +73,8 @@ private:
         auto it = clients_.find(route->url);
         if (it == clients_.end()) {
             it = clients_
-                     .emplace(route->url, kit::MakeHttpServiceClient(io_, endpoint->host, endpoint->port, "compute",
-                                                                     connections_, token_))
+                     .emplace(route->url, kit::MakeHttpServiceClient(io_, endpoint->host, endpoint->port,
+                                                                     "compute", connections_, token_))
                      .first;
         }
         return it->second.get();
