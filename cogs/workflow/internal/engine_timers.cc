@@ -1,0 +1,97 @@
+// Engine::Impl and time: the single timer queue of every parked retry, poll, deadline and half-open
+// probe; workflow deadlines; lease renewal.
+#include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include "cogs/base/check.h"
+#include "cogs/workflow/internal/engine_impl.h"
+
+namespace cogs::workflow {
+
+namespace asio = boost::asio;
+
+namespace internal {
+
+void TimerQueue::Schedule(SteadyTime at, std::function<void()> fn) {
+    const bool earliest = queue_.empty() || at < queue_.begin()->first;
+    queue_.emplace(at, std::move(fn));
+    if (earliest) {
+        Arm();
+    }
+}
+
+void TimerQueue::Stop() {
+    stopped_ = true;
+    queue_.clear();
+    timer_.cancel();
+}
+
+void TimerQueue::Arm() {
+    if (stopped_ || queue_.empty()) {
+        return;
+    }
+    armed_at_ = queue_.begin()->first;
+    timer_.expires_at(armed_at_);
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec == asio::error::operation_aborted && !stopped_) {
+            return;  // re-armed for an earlier entry
+        }
+        Fire();
+    });
+}
+
+void TimerQueue::Fire() {
+    if (stopped_) {
+        return;
+    }
+    const auto now = SteadyClock::now();
+    std::vector<std::function<void()>> due;
+    while (!queue_.empty() && queue_.begin()->first <= now) {
+        due.push_back(std::move(queue_.begin()->second));
+        queue_.erase(queue_.begin());
+    }
+    Arm();
+    for (auto& fn : due) {
+        fn();
+    }
+}
+
+}  // namespace internal
+
+void Engine::Impl::ScheduleDeadline(const WfPtr& wf) {
+    if (wf->deadline_ms == 0 || wf->state != WorkflowState::kRunning) {
+        return;
+    }
+    timers_.Schedule(SteadyFromWallMs(wf->deadline_ms), [this, wf] {
+        if (!wf->finished && wf->state == WorkflowState::kRunning) {
+            Pending p;
+            Advance(wf, p);
+            Commit(wf, std::move(p));
+        }
+    });
+}
+
+void Engine::Impl::ScheduleRenewal() {
+    renew_timer_.expires_after(std::chrono::milliseconds(std::max<int64_t>(100, options_.lease_ttl_ms / 3)));
+    renew_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec || stopped_) {
+            return;
+        }
+        asio::post(blocking_, [this] {
+            store::Lease lease = lease_;
+            auto s = store_.RenewLease(lease, options_.lease_ttl_ms);
+            // Losing the lease means another engine owns our workflows: stop at once; the
+            // fencing tokens already refuse anything we would still write.
+            if (!s) {
+                log_->critical("engine {}: lease lost: {}", options_.owner, s.error().ToString());
+                COGS_CHECK(s.error().code != ErrorCode::kFenced);
+            }
+            asio::post(io_, [this, lease] {
+                lease_.expires_ms = lease.expires_ms;
+                ScheduleRenewal();
+            });
+        });
+    });
+}
+}  // namespace cogs::workflow
