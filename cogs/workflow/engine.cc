@@ -10,8 +10,8 @@ namespace cogs::workflow {
 
 namespace asio = boost::asio;
 
-Engine::Impl::Impl(asio::io_context& io, store::Store& store, Registry& registry, const ServiceCatalog& services,
-                   EngineOptions options)
+Engine::Impl::Impl(asio::io_context& io, store::Store& store, Registry& registry,
+                   const ServiceCatalog& services, EngineOptions options)
     : io_(io),
       store_(store),
       registry_(registry),
@@ -40,14 +40,22 @@ Engine::Engine(asio::io_context& io, store::Store& store, Registry& registry, co
     : impl_(std::make_unique<Impl>(io, store, registry, services, std::move(options))) {}
 Engine::~Engine() = default;
 Status Engine::Recover() { return impl_->Recover(); }
-void Engine::Start(StartRequest r, std::function<void(Result<std::string>)> done) { impl_->Start(std::move(r), std::move(done)); }
-void Engine::Cancel(const std::string& id, std::function<void(Status)> done) { impl_->Cancel(id, std::move(done)); }
-void Engine::Retry(const std::string& id, std::function<void(Status)> done) { impl_->Retry(id, std::move(done)); }
+void Engine::Start(StartRequest r, std::function<void(Result<std::string>)> done) {
+    impl_->Start(std::move(r), std::move(done));
+}
+void Engine::Cancel(const std::string& id, std::function<void(Status)> done) {
+    impl_->Cancel(id, std::move(done));
+}
+void Engine::Retry(const std::string& id, std::function<void(Status)> done) {
+    impl_->Retry(id, std::move(done));
+}
 Status Engine::ReportCompletion(const std::string& key, Result<ActionReply> r) {
     return impl_->ReportCompletion(key, std::move(r));
 }
 void Engine::OnFinished(std::function<void(const FinishedEvent&)> l) { impl_->OnFinished(std::move(l)); }
-void Engine::SetStepOverheadObserver(std::function<void(int64_t)> o) { impl_->SetStepOverheadObserver(std::move(o)); }
+void Engine::SetStepOverheadObserver(std::function<void(int64_t)> o) {
+    impl_->SetStepOverheadObserver(std::move(o));
+}
 EngineStats Engine::Stats() const { return impl_->Stats(); }
 CircuitState Engine::BreakerState(const std::string& service, const std::string& endpoint) const {
     return impl_->BreakerState(service, endpoint);

@@ -75,8 +75,7 @@ void Engine::Impl::Advance(const WfPtr& wf, Pending& p) {
                             p.actions.emplace_back(ActionKind::kTimer, i);
                         }
                         break;
-                    default:
-                        break;
+                    default: break;
                 }
             }
             if (all_done) {
@@ -152,18 +151,14 @@ void Engine::Impl::Perform(const WfPtr& wf, std::vector<Action>& actions, Steady
         switch (a.kind) {
             case ActionKind::kCall:
                 if (a.after_completion && overhead_observer_ && durable_at != SteadyTime{}) {
-                    overhead_observer_(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                           SteadyClock::now() - durable_at)
-                                           .count());
+                    overhead_observer_(
+                        std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now() - durable_at)
+                            .count());
                 }
                 SendAction(wf, a);
                 break;
-            case ActionKind::kCompensate:
-                SendCompensation(wf, a);
-                break;
-            case ActionKind::kPoll:
-                SendPoll(wf, a);
-                break;
+            case ActionKind::kCompensate: SendCompensation(wf, a); break;
+            case ActionKind::kPoll: SendPoll(wf, a); break;
             case ActionKind::kTimer: {
                 const int i = a.index;
                 timers_.Schedule(SteadyFromWallMs(wf->steps[i].next_at_ms), [this, wf, i] {

@@ -143,8 +143,7 @@ void Engine::Impl::WaitOnCircuit(const WfPtr& wf, int i, ActionKind kind, Circui
         return;
     }
     const StepDef& sd = wf->def->steps[i];
-    const char* state =
-        c.breaker.state() == internal::Breaker::State::kOpen ? "open" : "half-open, probing";
+    const char* state = c.breaker.state() == internal::Breaker::State::kOpen ? "open" : "half-open, probing";
     if (kind == ActionKind::kCompensate) {
         AddEvent(*wf, p, "step_waiting", "compensation of step {} ({}.{}) waits: circuit of {} is {}",
                  sd.name, sd.compensation->action.service, sd.compensation->action.action, c.name, state);
@@ -228,8 +227,7 @@ internal::Circuit* Engine::Impl::OnCircuitAnswer(const Gate& g, const Result<Act
             log_->info("circuit of {} closed: its probe succeeded; releasing {} waiting call{}", c.name,
                        c.waiting, c.waiting == 1 ? "" : "s");
             return &c;
-        case internal::Breaker::Change::kNone:
-            break;
+        case internal::Breaker::Change::kNone: break;
     }
     return nullptr;
 }

@@ -88,8 +88,8 @@ void Engine::Impl::DrainInbox() {
     }
 }
 
-void Engine::Impl::OnCommitted(const WfPtr& wf, std::vector<Action>& actions, const Status& s, SteadyTime durable_at,
-                 bool terminal) {
+void Engine::Impl::OnCommitted(const WfPtr& wf, std::vector<Action>& actions, const Status& s,
+                               SteadyTime durable_at, bool terminal) {
     if (!s) {
         // Fenced: a newer owner has the workflow. Duplicate create: the id was taken. Either
         // way this engine lets go of it. Any other failure means the store is broken: die and
@@ -160,9 +160,9 @@ void Engine::Impl::Finish(const WfPtr& wf) {
     const int64_t now_ms = WallNowMs();
     if (wf->metrics != nullptr) {
         wf->metrics->finished[outcome].Inc();
-        wf->metrics->duration[outcome].Observe(
-            wf->started_at != SteadyTime{} ? Seconds(wf->started_at, SteadyClock::now())
-                                           : static_cast<double>(now_ms - wf->created_ms) / 1000.0);
+        wf->metrics->duration[outcome].Observe(wf->started_at != SteadyTime{}
+                                                   ? Seconds(wf->started_at, SteadyClock::now())
+                                                   : static_cast<double>(now_ms - wf->created_ms) / 1000.0);
     }
     if (!listeners_.empty()) {
         FinishedEvent ev{wf->id,    wf->def->type,     wf->state,       wf->reason, now_ms, wf->project,

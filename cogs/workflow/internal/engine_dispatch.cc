@@ -33,7 +33,8 @@ const std::string& Engine::Impl::ServiceOf(const Wf& wf, int i, bool compensatio
 // Takes a bulkhead slot and marks the step dispatched; or queues the step for a slot, or on
 // its breaker while that holds calls back (then nothing is recorded: it waits as it is).
 // Returns true if dispatched.
-bool Engine::Impl::TryDispatch(const WfPtr& wf, int i, bool compensation, Pending& p, int64_t now, bool after_completion) {
+bool Engine::Impl::TryDispatch(const WfPtr& wf, int i, bool compensation, Pending& p, int64_t now,
+                               bool after_completion) {
     if (wf->metrics != nullptr && wf->timing[i].runnable == SteadyTime{}) {
         wf->timing[i].runnable = SteadyClock::now();  // kept while it waits for a slot or a breaker
     }
@@ -230,10 +231,10 @@ void Engine::Impl::FinishPoll(const WfPtr& wf, int i, Result<ActionReply> r) {
                                                 options_.poll_max, StopAt(*wf, i));
     Pending p;
     if (next != Next::kPoll) {
-        p.group.steps.push_back({wf->id, rec,
-                                 internal::LogLine("poll", rec.attempts, wf->attempt_start_ms[i], now,
-                                                   next == Next::kSucceeded ? "succeeded" : "failed",
-                                                   rec.error)});
+        p.group.steps.push_back(
+            {wf->id, rec,
+             internal::LogLine("poll", rec.attempts, wf->attempt_start_ms[i], now,
+                               next == Next::kSucceeded ? "succeeded" : "failed", rec.error)});
         ReportActionEnd(*wf, i, next, p, now);
     }
     Advance(wf, p);
@@ -252,9 +253,9 @@ void Engine::Impl::SendCompensation(const WfPtr& wf, Action& a) {
     ObserveDispatch(*wf, i, true);
     auto input = a.input ? Result<std::string>(std::move(*a.input)) : CompensationInput(*wf, i);
     if (client == nullptr || !input) {
-        Error e = client == nullptr
-                      ? Error(ErrorCode::kFailedPrecondition, "no client for service '" + comp.action.service + "'")
-                      : input.error();
+        Error e = client == nullptr ? Error(ErrorCode::kFailedPrecondition,
+                                            "no client for service '" + comp.action.service + "'")
+                                    : input.error();
         e.retryable = false;
         return Reply<Result<ActionReply>>(
             [this, wf, i](Result<ActionReply> r) { OnCompensationResult(wf, i, Gate{}, std::move(r)); },
@@ -307,12 +308,13 @@ void Engine::Impl::OnCompensationResult(const WfPtr& wf, int i, Gate gate, Resul
                   comp.action.service, comp.action.action, rec.error);
             break;
     }
-    p.group.steps.push_back({wf->id, rec,
-                             internal::LogLine("compensation", rec.comp_attempts, wf->attempt_start_ms[i], now,
-                                               next == Next::kSucceeded ? "compensated"
-                                               : next == Next::kRetry   ? "retry"
-                                                                        : "failed",
-                                               r ? std::string() : r.error().ToString())});
+    p.group.steps.push_back(
+        {wf->id, rec,
+         internal::LogLine("compensation", rec.comp_attempts, wf->attempt_start_ms[i], now,
+                           next == Next::kSucceeded ? "compensated"
+                           : next == Next::kRetry   ? "retry"
+                                                    : "failed",
+                           r ? std::string() : r.error().ToString())});
     Advance(wf, p);
     Commit(wf, std::move(p));
 }

@@ -47,7 +47,9 @@ namespace cogs::workflow::internal {
 
 inline int64_t ToMs(Duration d) { return std::chrono::duration_cast<Millis>(d).count(); }
 
-inline double Seconds(SteadyTime from, SteadyTime to) { return std::chrono::duration<double>(to - from).count(); }
+inline double Seconds(SteadyTime from, SteadyTime to) {
+    return std::chrono::duration<double>(to - from).count();
+}
 
 // One timer for the whole engine: parked retries, polls and deadlines cost a map entry each, not a
 // timer object or a coroutine frame.
@@ -134,7 +136,7 @@ struct Wf {
     std::vector<uint8_t> busy;  // Engine::Impl::Busy, per step
     std::vector<int64_t> attempt_start_ms;
     std::vector<CircuitWait> circuit_wait;  // per step, allocated at the workflow's first wait
-    bool finished = false;  // terminal and reported, or dropped
+    bool finished = false;                  // terminal and reported, or dropped
     // Its create is not durable yet: nothing else of it may be written, since the create may still
     // be refused (the id taken) and a later write must never land on somebody else's workflow.
     bool creating = false;
@@ -196,7 +198,8 @@ struct Circuit {
         int index;
         uint64_t ticket;
     };
-    Circuit(ServiceCircuits* s, std::string n, Breaker::Config c) : service(s), name(std::move(n)), breaker(c) {}
+    Circuit(ServiceCircuits* s, std::string n, Breaker::Config c)
+        : service(s), name(std::move(n)), breaker(c) {}
 
     ServiceCircuits* service;
     std::string name;  // "service/endpoint", or "service" for the service as a whole
@@ -278,8 +281,8 @@ private:
     // ---- engine_start.cc
     template <typename T>
     void Reply(std::function<void(T)> done, std::type_identity_t<T> value) {
-        boost::asio::post(io_,
-                          [done = std::move(done), value = std::move(value)]() mutable { done(std::move(value)); });
+        boost::asio::post(
+            io_, [done = std::move(done), value = std::move(value)]() mutable { done(std::move(value)); });
     }
     void CheckStored(const std::string& id, std::function<void(Status)> done, const char* what);
     std::string NewId();
@@ -295,7 +298,8 @@ private:
     // ---- engine_dispatch.cc
     Bulkhead& BulkheadFor(const std::string& service);
     const std::string& ServiceOf(const Wf& wf, int i, bool compensation) const;
-    bool TryDispatch(const WfPtr& wf, int i, bool compensation, Pending& p, int64_t now, bool after_completion);
+    bool TryDispatch(const WfPtr& wf, int i, bool compensation, Pending& p, int64_t now,
+                     bool after_completion);
     void ReleaseSlot(const std::string& service);
     int64_t StopAt(const Wf& wf, int i) const;
     SteadyTime AttemptDeadline(const Wf& wf, int i, Duration timeout) const;

@@ -23,12 +23,11 @@ CallMetrics::Outcome OutcomeOf(const Result<ActionReply>& r) {
 
 void Engine::Impl::InitMetrics() {
     observe::Metrics* m = options_.metrics;
-    started_f_ =
-        observe::CounterOf(m, "cogs_workflows_started_total", "Workflows made durable by Start.");
+    started_f_ = observe::CounterOf(m, "cogs_workflows_started_total", "Workflows made durable by Start.");
     finished_f_ = observe::CounterOf(m, "cogs_workflows_finished_total",
                                      "Workflows that reached a terminal state, by outcome.");
-    wf_duration_f_ = observe::HistogramOf(m, "cogs_workflow_duration_seconds",
-                                          "A workflow's life, created to terminal.");
+    wf_duration_f_ =
+        observe::HistogramOf(m, "cogs_workflow_duration_seconds", "A workflow's life, created to terminal.");
     inflight_ =
         observe::GaugeOf(m, "cogs_workflows_in_flight", "Workflows not terminal, held by this engine.")
             .With({});
@@ -40,8 +39,7 @@ void Engine::Impl::InitMetrics() {
                                        "dispatched, bulkhead wait included.");
     calls_f_ = observe::CounterOf(m, "cogs_service_calls_total", "Service call attempts, by outcome.");
     retries_f_ = observe::CounterOf(m, "cogs_step_retries_total", "Call attempts after the first.");
-    timeouts_f_ =
-        observe::CounterOf(m, "cogs_step_timeouts_total", "Call attempts that hit their deadline.");
+    timeouts_f_ = observe::CounterOf(m, "cogs_step_timeouts_total", "Call attempts that hit their deadline.");
     compensations_f_ = observe::CounterOf(m, "cogs_compensations_total",
                                           "Compensating calls that completed (action: the undo action).");
     bulkhead_in_use_f_ = observe::GaugeOf(m, "cogs_bulkhead_in_use", "Calls in flight to the service.");
@@ -63,8 +61,7 @@ const internal::CallMetrics* Engine::Impl::CallMetricsFor(const ActionRef& a, bo
     if (slot == nullptr) {
         slot = std::make_unique<CallMetrics>();
         const observe::Labels sa{{"service", a.service}, {"action", a.action}};
-        static constexpr const char* kOutcomes[] = {"ok", "accepted", "retryable", "permanent",
-                                                    "timeout"};
+        static constexpr const char* kOutcomes[] = {"ok", "accepted", "retryable", "permanent", "timeout"};
         for (int o = 0; o < CallMetrics::kNumOutcomes; ++o) {
             observe::Labels l = sa;
             l["outcome"] = kOutcomes[o];
@@ -77,8 +74,8 @@ const internal::CallMetrics* Engine::Impl::CallMetricsFor(const ActionRef& a, bo
         }
         for (int o = 0; o < 2; ++o) {
             observe::Labels l = sa;
-            l["outcome"] = undo ? (o == 0 ? "compensated" : "compensation_failed")
-                                : (o == 0 ? "succeeded" : "failed");
+            l["outcome"] =
+                undo ? (o == 0 ? "compensated" : "compensation_failed") : (o == 0 ? "succeeded" : "failed");
             slot->duration[o] = step_duration_f_.With(l);
         }
         slot->schedule_to_start = schedule_f_.With({{"service", a.service}});
@@ -104,8 +101,7 @@ void Engine::Impl::AttachMetrics(Wf& wf) {
         }
         for (const StepDef& sd : wf.def->steps) {
             slot->action.push_back(CallMetricsFor(sd.action, false));
-            slot->undo.push_back(sd.compensation ? CallMetricsFor(sd.compensation->action, true)
-                                                 : nullptr);
+            slot->undo.push_back(sd.compensation ? CallMetricsFor(sd.compensation->action, true) : nullptr);
         }
     }
     wf.metrics = slot.get();
@@ -188,8 +184,7 @@ void Engine::Impl::ReportActionEnd(Wf& wf, int i, Next next, Pending& p, int64_t
             LogWf(wf, spdlog::level::debug, "step {} ({}.{}) failed: {}", sd.name, sd.action.service,
                   sd.action.action, rec.error);
             break;
-        case Next::kPoll:
-            break;
+        case Next::kPoll: break;
     }
 }
 

@@ -52,7 +52,8 @@ Status Engine::Impl::Recover() {
 void Engine::Impl::Start(StartRequest req, std::function<void(Result<std::string>)> done) {
     const Definition* def = registry_.Latest(req.type);
     if (def == nullptr) {
-        return Reply(std::move(done), MakeError(ErrorCode::kInvalidArgument, "type: unknown workflow type '" + req.type + "'"));
+        return Reply(std::move(done), MakeError(ErrorCode::kInvalidArgument,
+                                                "type: unknown workflow type '" + req.type + "'"));
     }
     boost::system::error_code ec;
     auto parsed = boost::json::parse(req.input, ec);
@@ -69,7 +70,8 @@ void Engine::Impl::Start(StartRequest req, std::function<void(Result<std::string
         return Reply(std::move(done), MakeError(ErrorCode::kAlreadyExists, "workflow " + req.id + " exists"));
     }
     if (wfs_.size() >= options_.max_inflight) {
-        return Reply(std::move(done), MakeError(ErrorCode::kResourceExhausted, "too many workflows in flight"));
+        return Reply(std::move(done),
+                     MakeError(ErrorCode::kResourceExhausted, "too many workflows in flight"));
     }
     auto wf = std::make_shared<Wf>();
     wf->id = req.id;
@@ -135,7 +137,8 @@ void Engine::Impl::Cancel(const std::string& id, std::function<void(Status)> don
     }
     WfPtr wf = it->second;
     if (wf->creating) {
-        return Reply(std::move(done), MakeError(ErrorCode::kConflict, "workflow " + id + " is being created; retry"));
+        return Reply(std::move(done),
+                     MakeError(ErrorCode::kConflict, "workflow " + id + " is being created; retry"));
     }
     if (wf->state != WorkflowState::kRunning) {
         return Reply(std::move(done), Ok());  // already stopping: cancelling again is a no-op
@@ -150,7 +153,8 @@ void Engine::Impl::Cancel(const std::string& id, std::function<void(Status)> don
 
 void Engine::Impl::Retry(const std::string& id, std::function<void(Status)> done) {
     if (wfs_.count(id) != 0) {
-        return Reply(std::move(done), MakeError(ErrorCode::kConflict, "workflow " + id + " is still running"));
+        return Reply(std::move(done),
+                     MakeError(ErrorCode::kConflict, "workflow " + id + " is still running"));
     }
     asio::post(blocking_, [this, id, done = std::move(done)]() mutable {
         auto rec = store_.ReviveFailed(lease_, id);
@@ -208,9 +212,10 @@ void Engine::Impl::Shutdown() {
 void Engine::Impl::CheckStored(const std::string& id, std::function<void(Status)> done, const char* what) {
     asio::post(blocking_, [this, id, done = std::move(done), what]() mutable {
         auto rec = store_.GetWorkflow(id);
-        Status s = rec ? Status(MakeError(ErrorCode::kConflict, fmt::format("workflow {} is {} and {}", id,
-                                                                             store::ToString(rec->state), what)))
-                       : Status(MakeError(rec.error()));
+        Status s =
+            rec ? Status(MakeError(ErrorCode::kConflict, fmt::format("workflow {} is {} and {}", id,
+                                                                     store::ToString(rec->state), what)))
+                : Status(MakeError(rec.error()));
         Reply(std::move(done), std::move(s));
     });
 }
@@ -227,8 +232,8 @@ void Engine::Impl::Resume(store::WorkflowRecord rec) {
     if (def == nullptr || def->steps.size() != rec.steps.size()) {
         COGS_EXPECT(def != nullptr && def->steps.size() == rec.steps.size());
         observe::LogScope scope({observe::TraceIdOf(rec.trace), rec.id, rec.resource_id});
-        log_->error("workflow {}: definition {} v{} is not loadable; left for an operator", rec.id,
-                    rec.type, rec.version);
+        log_->error("workflow {}: definition {} v{} is not loadable; left for an operator", rec.id, rec.type,
+                    rec.version);
         return;
     }
     auto wf = std::make_shared<Wf>();
