@@ -16,9 +16,10 @@ Engine::Impl::Impl(asio::io_context& io, store::Store& store, Registry& registry
       store_(store),
       registry_(registry),
       services_(services),
+      clock_(options.clock != nullptr ? *options.clock : runtime::SystemClock()),
       options_(std::move(options)),
-      timers_(io),
-      renew_timer_(io),
+      timers_(clock_, io),
+      renew_timer_(clock_.NewTimer(io)),
       rng_(options_.seed),
       log_(&observe::Log("engine")) {
     InitMetrics();

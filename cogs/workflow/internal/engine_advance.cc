@@ -11,7 +11,7 @@ void Engine::Impl::Advance(const WfPtr& wf, Pending& p) {
         return;  // a creating workflow is advanced again once its create is durable
     }
     const Definition& def = *wf->def;
-    const int64_t now = WallNowMs();
+    const int64_t now = clock_.WallMs();
     const size_t n = def.steps.size();
 
     if (wf->state == WorkflowState::kRunning) {
@@ -152,7 +152,7 @@ void Engine::Impl::Perform(const WfPtr& wf, std::vector<Action>& actions, Steady
             case ActionKind::kCall:
                 if (a.after_completion && overhead_observer_ && durable_at != SteadyTime{}) {
                     overhead_observer_(
-                        std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now() - durable_at)
+                        std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.Now() - durable_at)
                             .count());
                 }
                 SendAction(wf, a);
@@ -161,7 +161,7 @@ void Engine::Impl::Perform(const WfPtr& wf, std::vector<Action>& actions, Steady
             case ActionKind::kPoll: SendPoll(wf, a); break;
             case ActionKind::kTimer: {
                 const int i = a.index;
-                timers_.Schedule(SteadyFromWallMs(wf->steps[i].next_at_ms), [this, wf, i] {
+                timers_.Schedule(SteadyAt(wf->steps[i].next_at_ms), [this, wf, i] {
                     if (wf->finished || wf->busy[i] != kTimer) {
                         return;
                     }

@@ -212,7 +212,7 @@ internal::Circuit* Engine::Impl::OnCircuitAnswer(const Gate& g, const Result<Act
         return nullptr;
     }
     const bool was_half_open = c.breaker.state() == internal::Breaker::State::kHalfOpen;
-    switch (c.breaker.OnAnswer(g.probe, EndpointFailed(r), SteadyClock::now())) {
+    switch (c.breaker.OnAnswer(g.probe, EndpointFailed(r), clock_.Now())) {
         case internal::Breaker::Change::kOpened: {
             const int threshold = c.service->config.failure_threshold;
             Opened(c,
@@ -248,7 +248,7 @@ void Engine::Impl::ScheduleHalfOpen(Circuit& c) {
         if (cp->breaker.epoch() != epoch || cp->breaker.state() != internal::Breaker::State::kOpen) {
             return;
         }
-        if (!cp->breaker.HalfOpenIfDue(SteadyClock::now())) {
+        if (!cp->breaker.HalfOpenIfDue(clock_.Now())) {
             return ScheduleHalfOpen(*cp);
         }
         EnterState(*cp, CircuitState::kHalfOpen);

@@ -36,7 +36,7 @@ void Engine::Impl::Commit(const WfPtr& wf, Pending p) {
         wf->create_events.clear();
         p.group.steps.clear();  // the create carries every step as it is now
     } else if (p.workflow_dirty) {
-        const int64_t now = WallNowMs();
+        const int64_t now = clock_.WallMs();
         p.group.workflows.push_back(
             {wf->id, wf->state, wf->reason, wf->cancel_requested, now, terminal ? now : 0});
     }
@@ -57,7 +57,7 @@ void Engine::Impl::Commit(const WfPtr& wf, Pending p) {
     auto* c = new Committed{wf, std::move(p.actions), std::move(p.on_commit), terminal, Ok(), {}};
     store_.Commit(std::move(p.group), [this, c](Status s) {
         c->status = std::move(s);
-        c->durable_at = SteadyClock::now();
+        c->durable_at = clock_.Now();
         Deliver(c);
     });
 }
@@ -157,11 +157,11 @@ void Engine::Impl::Finish(const WfPtr& wf) {
             break;
         default: ++stats_.failed; break;
     }
-    const int64_t now_ms = WallNowMs();
+    const int64_t now_ms = clock_.WallMs();
     if (wf->metrics != nullptr) {
         wf->metrics->finished[outcome].Inc();
         wf->metrics->duration[outcome].Observe(wf->started_at != SteadyTime{}
-                                                   ? Seconds(wf->started_at, SteadyClock::now())
+                                                   ? Seconds(wf->started_at, clock_.Now())
                                                    : static_cast<double>(now_ms - wf->created_ms) / 1000.0);
     }
     if (!listeners_.empty()) {

@@ -36,7 +36,7 @@ const std::string& Engine::Impl::ServiceOf(const Wf& wf, int i, bool compensatio
 bool Engine::Impl::TryDispatch(const WfPtr& wf, int i, bool compensation, Pending& p, int64_t now,
                                bool after_completion) {
     if (wf->metrics != nullptr && wf->timing[i].runnable == SteadyTime{}) {
-        wf->timing[i].runnable = SteadyClock::now();  // kept while it waits for a slot or a breaker
+        wf->timing[i].runnable = clock_.Now();  // kept while it waits for a slot or a breaker
     }
     Bulkhead& b = BulkheadFor(ServiceOf(*wf, i, compensation));
     if (b.in_use >= b.limit) {
@@ -90,9 +90,9 @@ int64_t Engine::Impl::StopAt(const Wf& wf, int i) const {
 }
 
 SteadyTime Engine::Impl::AttemptDeadline(const Wf& wf, int i, Duration timeout) const {
-    SteadyTime deadline = SteadyClock::now() + timeout;
+    SteadyTime deadline = clock_.Now() + timeout;
     if (const int64_t stop = StopAt(wf, i); stop != 0) {
-        deadline = std::min(deadline, SteadyFromWallMs(stop));
+        deadline = std::min(deadline, SteadyAt(stop));
     }
     return deadline;
 }
@@ -140,9 +140,9 @@ Result<std::string> Engine::Impl::CompensationInput(const Wf& wf, int i) const {
 }
 
 // What the answer of the call of `a`, sent now with `deadline`, tells its breaker.
-internal::Gate Engine::Impl::GateOf(const Action& a, SteadyTime deadline) {
+internal::Gate Engine::Impl::GateOf(const Action& a, SteadyTime deadline) const {
     // A call sent with no time left (a step released past its own deadline) fails on its own.
-    return {a.circuit, a.probe, deadline > SteadyClock::now()};
+    return {a.circuit, a.probe, deadline > clock_.Now()};
 }
 
 void Engine::Impl::SendAction(const WfPtr& wf, Action& a) {
@@ -178,7 +178,7 @@ void Engine::Impl::OnActionResult(const WfPtr& wf, int i, Gate gate, Result<Acti
     }
     wf->busy[i] = kIdle;
     StepRecord& rec = wf->steps[i];
-    const int64_t now = WallNowMs();
+    const int64_t now = clock_.WallMs();
     if (!r && r.error().code == ErrorCode::kDeadlineExceeded) {
         ++stats_.timeouts;
     }
@@ -226,7 +226,7 @@ void Engine::Impl::SendPoll(const WfPtr& wf, Action& a) {
 // A poll's answer, or a completion report, for a polling step.
 void Engine::Impl::FinishPoll(const WfPtr& wf, int i, Result<ActionReply> r) {
     StepRecord& rec = wf->steps[i];
-    const int64_t now = WallNowMs();
+    const int64_t now = clock_.WallMs();
     const Next next = internal::ApplyPollResult(wf->def->steps[i], rec, r, now, options_.poll_initial,
                                                 options_.poll_max, StopAt(*wf, i));
     Pending p;
@@ -247,7 +247,7 @@ void Engine::Impl::SendCompensation(const WfPtr& wf, Action& a) {
     const Compensation& comp = *sd.compensation;
     ServiceClient* client = services_.Find(comp.action.service);
     ActionCall call = MakeCall(*wf, i, comp.action, "undo");
-    call.deadline = SteadyClock::now() + comp.timeout;
+    call.deadline = clock_.Now() + comp.timeout;
     wf->busy[i] = kCall;
     ++stats_.compensations;
     ObserveDispatch(*wf, i, true);
@@ -276,7 +276,7 @@ void Engine::Impl::OnCompensationResult(const WfPtr& wf, int i, Gate gate, Resul
     }
     wf->busy[i] = kIdle;
     StepRecord& rec = wf->steps[i];
-    const int64_t now = WallNowMs();
+    const int64_t now = clock_.WallMs();
     ObserveAnswer(*wf, i, true, r);
     const Compensation& comp = *wf->def->steps[i].compensation;
     const Next next = internal::ApplyCompensationResult(comp, rec, r, now, Jitter());

@@ -18,8 +18,8 @@
 #include <fmt/format.h>
 #include <spdlog/logger.h>
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <cstdint>
 #include <deque>
@@ -39,6 +39,7 @@
 
 #include "cogs/observe/log.h"
 #include "cogs/observe/trace.h"
+#include "cogs/runtime/clock.h"
 #include "cogs/workflow/engine.h"
 #include "cogs/workflow/internal/breaker.h"
 #include "cogs/workflow/internal/step_machine.h"
@@ -55,7 +56,8 @@ inline double Seconds(SteadyTime from, SteadyTime to) {
 // timer object or a coroutine frame.
 class TimerQueue {
 public:
-    explicit TimerQueue(boost::asio::io_context& io) : timer_(io) {}
+    TimerQueue(runtime::Clock& clock, boost::asio::io_context& io)
+        : clock_(clock), timer_(clock.NewTimer(io)) {}
 
     void Schedule(SteadyTime at, std::function<void()> fn);
     void Stop();
@@ -64,9 +66,9 @@ private:
     void Arm();
     void Fire();
 
-    boost::asio::steady_timer timer_;
+    runtime::Clock& clock_;
+    std::unique_ptr<runtime::Timer> timer_;
     std::multimap<SteadyTime, std::function<void()>> queue_;
-    SteadyTime armed_at_{};
     bool stopped_ = false;
 };
 
@@ -307,7 +309,7 @@ private:
     static ActionCall BareCall(const Wf& wf, int i, const ActionRef& action, const char* suffix);
     ActionCall MakeCall(const Wf& wf, int i, const ActionRef& action, const char* suffix) const;
     Result<std::string> CompensationInput(const Wf& wf, int i) const;
-    static Gate GateOf(const Action& a, SteadyTime deadline);
+    Gate GateOf(const Action& a, SteadyTime deadline) const;
     void SendAction(const WfPtr& wf, Action& a);
     void OnActionResult(const WfPtr& wf, int i, Gate gate, Result<ActionReply> r);
     void SendPoll(const WfPtr& wf, Action& a);
@@ -365,6 +367,9 @@ private:
     // ---- engine_timers.cc
     void ScheduleDeadline(const WfPtr& wf);
     void ScheduleRenewal();
+    // The steady time at which the wall-clock instant `wall_ms` happens, by the engine's clock
+    // (SteadyFromWallMs of cogs/base/time.h reads the machine's).
+    SteadyTime SteadyAt(int64_t wall_ms) const { return clock_.Now() + Millis(wall_ms - clock_.WallMs()); }
 
     // ---- engine_observe.cc
     void InitMetrics();
@@ -391,7 +396,7 @@ private:
         }
         counter->second.Inc();
         store::EventRecord& e = p.group.events.emplace_back();
-        e.time_ms = WallNowMs();
+        e.time_ms = clock_.WallMs();
         e.project = wf.project;
         e.resource_kind = wf.resource_kind;
         e.resource_id = wf.resource_id;
@@ -417,9 +422,10 @@ private:
     store::Store& store_;
     Registry& registry_;
     const ServiceCatalog& services_;
+    runtime::Clock& clock_;  // EngineOptions::clock, or the system's
     EngineOptions options_;
     internal::TimerQueue timers_;
-    boost::asio::steady_timer renew_timer_;
+    std::unique_ptr<runtime::Timer> renew_timer_;
     boost::asio::thread_pool blocking_{1};
     std::mt19937_64 rng_;
     store::Lease lease_;

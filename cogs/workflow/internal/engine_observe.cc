@@ -117,7 +117,7 @@ void Engine::Impl::ObserveStepEnd(const Wf& wf, int i, bool compensation, bool o
     const SteadyTime from = compensation ? wf.timing[i].comp_dispatch : wf.timing[i].first_dispatch;
     double seconds;
     if (from != SteadyTime{}) {
-        seconds = Seconds(from, SteadyClock::now());
+        seconds = Seconds(from, clock_.Now());
     } else if (!compensation && wf.steps[i].started_ms != 0) {
         seconds = static_cast<double>(now_ms - wf.steps[i].started_ms) / 1000.0;  // resumed: wall clock
     } else {
@@ -133,7 +133,7 @@ void Engine::Impl::ObserveDispatch(Wf& wf, int i, bool compensation) {
     }
     const CallMetrics* m = compensation ? wf.metrics->undo[i] : wf.metrics->action[i];
     StepTiming& t = wf.timing[i];
-    const SteadyTime now = SteadyClock::now();
+    const SteadyTime now = clock_.Now();
     SteadyTime& first = compensation ? t.comp_dispatch : t.first_dispatch;
     if (first == SteadyTime{}) {
         first = now;

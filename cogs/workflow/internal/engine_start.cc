@@ -82,8 +82,8 @@ void Engine::Impl::Start(StartRequest req, std::function<void(Result<std::string
     wf->resource_kind = std::move(req.resource_kind);
     wf->resource_id = std::move(req.resource_id);
     wf->create_resources = std::move(req.resources);
-    wf->created_ms = WallNowMs();
-    wf->started_at = SteadyClock::now();
+    wf->created_ms = clock_.WallMs();
+    wf->started_at = clock_.Now();
     SetTrace(*wf);
     wf->create_events = std::move(req.events);
     for (store::EventRecord& e : wf->create_events) {
@@ -206,7 +206,7 @@ EngineStats Engine::Impl::Stats() const {
 void Engine::Impl::Shutdown() {
     stopped_ = true;
     timers_.Stop();
-    renew_timer_.cancel();
+    renew_timer_->Cancel();
 }
 
 void Engine::Impl::CheckStored(const std::string& id, std::function<void(Status)> done, const char* what) {

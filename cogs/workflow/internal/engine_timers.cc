@@ -24,28 +24,21 @@ void TimerQueue::Schedule(SteadyTime at, std::function<void()> fn) {
 void TimerQueue::Stop() {
     stopped_ = true;
     queue_.clear();
-    timer_.cancel();
+    timer_->Cancel();
 }
 
 void TimerQueue::Arm() {
     if (stopped_ || queue_.empty()) {
         return;
     }
-    armed_at_ = queue_.begin()->first;
-    timer_.expires_at(armed_at_);
-    timer_.async_wait([this](const boost::system::error_code& ec) {
-        if (ec == asio::error::operation_aborted && !stopped_) {
-            return;  // re-armed for an earlier entry
-        }
-        Fire();
-    });
+    timer_->Arm(queue_.begin()->first, [this] { Fire(); });  // replaces a later one armed before
 }
 
 void TimerQueue::Fire() {
     if (stopped_) {
         return;
     }
-    const auto now = SteadyClock::now();
+    const auto now = clock_.Now();
     std::vector<std::function<void()>> due;
     while (!queue_.empty() && queue_.begin()->first <= now) {
         due.push_back(std::move(queue_.begin()->second));
@@ -63,7 +56,7 @@ void Engine::Impl::ScheduleDeadline(const WfPtr& wf) {
     if (wf->deadline_ms == 0 || wf->state != WorkflowState::kRunning) {
         return;
     }
-    timers_.Schedule(SteadyFromWallMs(wf->deadline_ms), [this, wf] {
+    timers_.Schedule(SteadyAt(wf->deadline_ms), [this, wf] {
         if (!wf->finished && wf->state == WorkflowState::kRunning) {
             Pending p;
             Advance(wf, p);
@@ -73,9 +66,9 @@ void Engine::Impl::ScheduleDeadline(const WfPtr& wf) {
 }
 
 void Engine::Impl::ScheduleRenewal() {
-    renew_timer_.expires_after(std::chrono::milliseconds(std::max<int64_t>(100, options_.lease_ttl_ms / 3)));
-    renew_timer_.async_wait([this](const boost::system::error_code& ec) {
-        if (ec || stopped_) {
+    const Millis every(std::max<int64_t>(100, options_.lease_ttl_ms / 3));
+    renew_timer_->ArmAfter(every, [this] {
+        if (stopped_) {
             return;
         }
         asio::post(blocking_, [this] {
