@@ -1,13 +1,15 @@
 // Engine behaviour against a scripted service (a fake of one class, as unit tests may use) and a
-// real SQLite store in a temporary directory. The randomized test against the simulated service
-// and its ledger is in engine_random_test.cc.
+// real SQLite store in a temporary directory, on a fake clock: time moves only when every commit
+// and answer that is ready has been handled, straight to the next timer, so "not before the
+// backoff" and "nothing within open_for" are exact and no test depends on the machine's speed. The
+// randomized test against the simulated service and its ledger is in engine_random_test.cc.
 #include "cogs/workflow/engine.h"
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -20,6 +22,7 @@
 #include "cogs/observe/log.h"
 #include "cogs/observe/metrics.h"
 #include "cogs/observe/trace.h"
+#include "cogs/runtime/clock.h"
 #include "cogs/store/store_metrics.h"
 
 namespace cogs::workflow {
@@ -40,7 +43,7 @@ struct Answer {
 
 class ScriptedService : public ServiceClient {
 public:
-    explicit ScriptedService(asio::io_context& io) : io_(io) {}
+    ScriptedService(asio::io_context& io, runtime::Clock& clock) : io_(io), clock_(clock) {}
 
     // (action, key, nth call with this key starting at 1) -> answer
     std::function<Answer(const ActionCall&, int)> script = [](const ActionCall& c, int) {
@@ -65,14 +68,14 @@ public:
 
     void Invoke(ActionCall call, Callback done) override {
         calls.push_back(call);
-        call_times.push_back(SteadyClock::now());
+        call_times.push_back(clock_.Now());
         const int n = ++per_key[call.idempotency_key];
         const Answer a = script(call, n);
         ++in_flight;
         max_in_flight = std::max(max_in_flight, in_flight);
         if (a.kind == Answer::kHang) {
-            auto timer = std::make_shared<asio::steady_timer>(io_, call.deadline);
-            timer->async_wait([this, timer, done](auto) {
+            auto& timer = hangs_.emplace_back(clock_.NewTimer(io_));
+            timer->Arm(call.deadline, [this, done] {
                 --in_flight;
                 done(MakeError(ErrorCode::kDeadlineExceeded, "no answer"));
             });
@@ -115,7 +118,9 @@ public:
 
 private:
     asio::io_context& io_;
+    runtime::Clock& clock_;
     std::map<std::string, int> polls_;
+    std::vector<std::unique_ptr<runtime::Timer>> hangs_;  // a hanging call's deadline
 };
 
 class EngineTest : public ::testing::Test {
@@ -140,12 +145,13 @@ protected:
         ASSERT_TRUE(st) << st.error().ToString();
         store_ = std::move(*st);
         io_ = std::make_unique<asio::io_context>();
-        service_ = std::make_shared<ScriptedService>(*io_);
+        service_ = std::make_shared<ScriptedService>(*io_, clock_);
         catalog_ = ServiceCatalog();
         catalog_.Add("svc", service_);
         registry_ = std::make_unique<Registry>(store_.get());
         ASSERT_TRUE(registry_->LoadFromStore());
         opts.lease_ttl_ms = 60000;
+        opts.clock = &clock_;
         engine_ = std::make_unique<Engine>(*io_, *store_, *registry_, catalog_, opts);
         engine_->OnFinished([this](const FinishedEvent& ev) { finished_[ev.id] = ev; });
     }
@@ -185,21 +191,58 @@ protected:
         return got;
     }
 
-    void RunUntil(const std::function<bool()>& cond, Duration limit = 20s) {
-        const auto end = SteadyClock::now() + limit;
-        while (!cond()) {
-            ASSERT_LT(SteadyClock::now(), end) << "condition not reached in time";
+    // Handles everything that is ready — the io_context's handlers, the commits they queue and the
+    // answers and calls those release — until nothing more happens without time moving.
+    void Settle() {
+        for (;;) {
             io_->restart();
-            io_->run_for(5ms);
+            size_t ran = io_->poll();
+            store_->Flush();  // every group queued so far is durable and its result posted to io_
+            io_->restart();
+            ran += io_->poll();
+            if (ran == 0) {
+                return;
+            }
         }
     }
 
-    // Runs the io loop for `d` whatever happens (to show that something does NOT happen).
+    // Settles, then moves the clock to the next timer and settles again, until `cond` holds. Fails
+    // if no timer is left, or the next one is further than `limit` away: the engine is stuck.
+    void RunUntil(const std::function<bool()>& cond, Duration limit = 1h) {
+        const SteadyTime end = clock_.Now() + limit;
+        for (;;) {
+            Settle();
+            if (cond()) {
+                return;
+            }
+            const auto next = clock_.NextDeadline();
+            ASSERT_TRUE(next.has_value() && *next <= end) << "condition not reached: nothing left to happen";
+            clock_.Advance(*next - clock_.Now());
+        }
+    }
+
+    // Moves the clock by `d`, timer by timer, settling at each (to show what does NOT happen in `d`).
     void RunFor(Duration d) {
-        const auto end = SteadyClock::now() + d;
-        while (SteadyClock::now() < end) {
+        const SteadyTime end = clock_.Now() + d;
+        for (;;) {
+            Settle();
+            const auto next = clock_.NextDeadline();
+            if (!next.has_value() || *next > end) {
+                break;
+            }
+            clock_.Advance(*next - clock_.Now());
+        }
+        clock_.Advance(end - clock_.Now());
+        Settle();
+    }
+
+    // Waits for the engine's blocking pool (Retry's store calls), running the io_context on this
+    // thread; the clock does not move. A hang is ctest's timeout.
+    void WaitFor(const std::function<bool()>& cond) {
+        auto work = asio::make_work_guard(*io_);
+        while (!cond()) {
             io_->restart();
-            io_->run_for(5ms);
+            io_->run_one_for(10ms);
         }
     }
 
@@ -213,18 +256,15 @@ protected:
         }
     }
 
-    // Answers the held calls one at a time, oldest first, running the io loop between, until
-    // `finished` workflows have ended.
+    // Answers the held calls one at a time, oldest first, settling between, until `finished`
+    // workflows have ended.
     void ReleaseOneByOneUntil(size_t finished) {
-        RunUntil([&] {
-            if (finished_.size() >= finished) return true;
-            if (!service_->held.empty()) {
-                auto next = std::move(service_->held.front());
-                service_->held.erase(service_->held.begin());
-                next();
-            }
-            return false;
-        });
+        for (Settle(); finished_.size() < finished; Settle()) {
+            ASSERT_FALSE(service_->held.empty()) << "no answer left to release";
+            auto next = std::move(service_->held.front());
+            service_->held.erase(service_->held.begin());
+            next();
+        }
     }
 
     void RunToEnd(const std::string& id) {
@@ -252,6 +292,7 @@ protected:
             .Build();
     }
 
+    runtime::FakeClock clock_;  // declared first, destroyed last: it outlives every timer on it
     fs::path dir_;
     std::unique_ptr<store::Store> store_;
     std::unique_ptr<asio::io_context> io_;
@@ -369,7 +410,7 @@ TEST_F(EngineTest, FailedCompensationLeavesWorkflowFailedUntilRetried) {
         retried = s;
         answered = true;
     });
-    RunUntil([&] { return answered; });
+    WaitFor([&] { return answered; });
     ASSERT_TRUE(retried) << retried.error().ToString();
     RunToEnd("w1");
     EXPECT_EQ(finished_["w1"].state, WorkflowState::kRolledBack);
@@ -406,10 +447,12 @@ TEST_F(EngineTest, WorkflowDeadlineCompensates) {
     service_->script = [](const ActionCall& c, int) {
         return c.action == "b" ? Answer{Answer::kHang} : Answer{};
     };
-    const auto t0 = SteadyClock::now();
+    const SteadyTime t0 = clock_.Now();
     Start("chain", "w1", "{}", 300ms);
     RunToEnd("w1");
-    EXPECT_LT(SteadyClock::now() - t0, 5s) << "the attempt's deadline is capped by the workflow's";
+    ASSERT_EQ(service_->calls.size(), 4u);  // a, b, then b and a undone
+    EXPECT_EQ(service_->calls[1].deadline, t0 + 300ms) << "b's attempt (1 s) is capped by the workflow's deadline";
+    EXPECT_EQ(clock_.Now() - t0, 300ms) << "rolled back at the deadline";
     EXPECT_EQ(finished_["w1"].state, WorkflowState::kRolledBack);
     EXPECT_NE(finished_["w1"].reason.find("deadline"), std::string::npos) << finished_["w1"].reason;
 }
@@ -452,12 +495,9 @@ TEST_F(EngineTest, BulkheadBoundsCallsPerService) {
         r.id = "w" + std::to_string(i);
         engine_->Start(r, [](Result<std::string> res) { ASSERT_TRUE(res); });
     }
-    // Every workflow is durable and waiting; exactly three calls are out.
+    // Every workflow is durable and waiting; exactly three calls are out, and stay so.
     RunUntil([&] { return service_->in_flight == 3 && engine_->Stats().started == 30; });
-    for (int i = 0; i < 20; ++i) {
-        io_->restart();
-        io_->run_for(5ms);
-    }
+    RunFor(100ms);
     EXPECT_EQ(service_->calls.size(), 3u);
     // Released one by one, each answer lets exactly one waiting call out.
     ASSERT_NO_FATAL_FAILURE(ReleaseOneByOneUntil(30));
@@ -541,8 +581,11 @@ TEST_F(EngineTest, BreakerOpensAfterConsecutiveFailuresAndHoldsStepsBack) {
     Start("patient", "w2");
     Start("patient", "w3");
     RunUntil([&] { return engine_->Stats().circuit_waiting == 3; });
-    RunFor(50ms);
+    // The third failed answer opened it (answers come at once on this clock): up to the last
+    // moment of open_for, nothing is sent.
+    RunFor(service_->call_times[2] + 300ms - 1ms - clock_.Now());
     EXPECT_EQ(service_->calls.size(), 3u) << "nothing is sent while the breaker is open";
+    EXPECT_EQ(engine_->BreakerState("svc", ""), CircuitState::kOpen);
     // The waiting steps are recorded as they were: no attempt is used by waiting.
     auto w1 = Load("w1");
     EXPECT_EQ(w1.steps[0].state, StepState::kWaitingRetry);
@@ -556,7 +599,7 @@ TEST_F(EngineTest, BreakerOpensAfterConsecutiveFailuresAndHoldsStepsBack) {
     service_->hold = true;
     RunUntil([&] { return service_->calls.size() == 4; });
     EXPECT_EQ(service_->calls[3].idempotency_key, "w1/a/do");
-    EXPECT_GE(service_->call_times[3] - service_->call_times[2], 300ms) << "open for open_for";
+    EXPECT_EQ(service_->call_times[3] - service_->call_times[2], 300ms) << "open for open_for, exactly";
     EXPECT_EQ(engine_->BreakerState("svc", ""), CircuitState::kHalfOpen);
     RunFor(50ms);
     EXPECT_EQ(service_->calls.size(), 4u) << "one probe at a time";
@@ -597,8 +640,8 @@ TEST_F(EngineTest, AFailedProbeReopensTheBreakerForLonger) {
     ASSERT_EQ(service_->calls.size(), 4u);
     EXPECT_EQ(Load("w1").steps[0].attempts, 4);
     EXPECT_EQ(engine_->Stats().circuit_opens, 2u);
-    EXPECT_GE(service_->call_times[2] - service_->call_times[1], 50ms) << "the first probe after open_for";
-    EXPECT_GE(service_->call_times[3] - service_->call_times[2], 100ms) << "the second after twice as long";
+    EXPECT_EQ(service_->call_times[2] - service_->call_times[1], 50ms) << "the first probe after open_for";
+    EXPECT_EQ(service_->call_times[3] - service_->call_times[2], 100ms) << "the second after twice as long";
     EXPECT_EQ(engine_->BreakerState("svc", ""), CircuitState::kClosed);
 }
 
@@ -655,10 +698,10 @@ TEST_F(EngineTest, WorkflowDeadlineReachesAStepWaitingOnABreaker) {
     Register(Patient());
     Recover();
     service_->script = [](const ActionCall&, int) { return Answer{Answer::kError, ErrorCode::kUnavailable}; };
-    const auto t0 = SteadyClock::now();
+    const SteadyTime t0 = clock_.Now();
     Start("patient", "w1", "{}", 300ms);
     RunToEnd("w1");
-    EXPECT_LT(SteadyClock::now() - t0, 10s);
+    EXPECT_EQ(clock_.Now() - t0, 300ms) << "ended at the workflow's deadline, not after the breaker's 60 s";
     EXPECT_EQ(finished_["w1"].state, WorkflowState::kRolledBack);
     EXPECT_NE(finished_["w1"].reason.find("deadline"), std::string::npos) << finished_["w1"].reason;
     EXPECT_EQ(service_->calls.size(), 1u);
@@ -852,7 +895,7 @@ TEST_F(EngineObserveTest, MetricsFollowAScriptedRun) {
     EXPECT_EQ(Metric("cogs_workflows_finished_total{outcome=\"rolled_back\",type=\"m\"}"), 1);
     EXPECT_EQ(Metric("cogs_workflows_finished_total{outcome=\"failed\",type=\"m\"}"), 0);
     EXPECT_EQ(Metric("cogs_workflow_duration_seconds_count{outcome=\"succeeded\",type=\"m\"}"), 2);
-    EXPECT_GT(Metric("cogs_workflow_duration_seconds_sum{outcome=\"rolled_back\",type=\"m\"}"), 0.03)
+    EXPECT_GE(Metric("cogs_workflow_duration_seconds_sum{outcome=\"rolled_back\",type=\"m\"}"), 0.03)
         << "it waited for b's 30 ms timeout";
     EXPECT_EQ(Metric("cogs_workflows_in_flight"), 0);
 
@@ -889,7 +932,7 @@ TEST_F(EngineObserveTest, MetricsFollowAScriptedRun) {
     EXPECT_EQ(steps("undo_b", "compensated"), 1);
     EXPECT_EQ(steps("undo_a", "compensated"), 1);
     EXPECT_EQ(steps("undo_a", "compensation_failed"), 0);
-    EXPECT_GT(Metric("cogs_step_duration_seconds_sum{action=\"b\",outcome=\"succeeded\",service=\"svc\"}"),
+    EXPECT_GE(Metric("cogs_step_duration_seconds_sum{action=\"b\",outcome=\"succeeded\",service=\"svc\"}"),
               0.03)
         << "w-undo's b spans its timed-out first attempt";
     // Every dispatch: 3 + 4 + 6 (a, b, b again, c, undo_b, undo_a).
@@ -958,12 +1001,8 @@ TEST_F(EngineObserveTest, InFlightAndBulkheadGaugesFollowTheWork) {
     EXPECT_EQ(Metric("cogs_bulkhead_in_use{service=\"svc\"}"), 2);
     EXPECT_EQ(Metric("cogs_bulkhead_waiting{service=\"svc\"}"), 3);
     EXPECT_EQ(Metric("cogs_step_schedule_to_start_seconds_count{service=\"svc\"}"), 2);
-    // Nothing moves while the answers are held: the three waiters wait at least this long.
-    const auto held_from = SteadyClock::now();
-    while (SteadyClock::now() - held_from < 20ms) {
-        io_->restart();
-        io_->run_for(5ms);
-    }
+    // Nothing moves while the answers are held: the three waiters wait 20 ms.
+    RunFor(20ms);
     EXPECT_EQ(Metric("cogs_bulkhead_waiting{service=\"svc\"}"), 3);
 
     ASSERT_NO_FATAL_FAILURE(ReleaseOneByOneUntil(5));
@@ -971,8 +1010,8 @@ TEST_F(EngineObserveTest, InFlightAndBulkheadGaugesFollowTheWork) {
     EXPECT_EQ(Metric("cogs_bulkhead_in_use{service=\"svc\"}"), 0);
     EXPECT_EQ(Metric("cogs_bulkhead_waiting{service=\"svc\"}"), 0);
     EXPECT_EQ(Metric("cogs_step_schedule_to_start_seconds_count{service=\"svc\"}"), 5);
-    // The three that waited for a slot waited 20 ms or more each.
-    EXPECT_GE(Metric("cogs_step_schedule_to_start_seconds_sum{service=\"svc\"}"), 0.06);
+    // The three that waited for a slot waited 20 ms each; the first two not at all.
+    EXPECT_NEAR(Metric("cogs_step_schedule_to_start_seconds_sum{service=\"svc\"}"), 0.06, 1e-9);
     EXPECT_EQ(Metric("cogs_workflows_finished_total{outcome=\"succeeded\",type=\"one\"}"), 5);
 }
 
