@@ -166,9 +166,7 @@ void Engine::Impl::Perform(const WfPtr& wf, std::vector<Action>& actions, Steady
                         return;
                     }
                     wf->busy[i] = kIdle;
-                    Pending p;
-                    Advance(wf, p);
-                    Commit(wf, std::move(p));
+                    AdvanceAndCommit(wf);
                 });
                 break;
             }

@@ -186,9 +186,7 @@ void Engine::Impl::ReleaseWaiters(Circuit& c) {
             continue;
         }
         EndWait(*e.wf, e.index);
-        Pending p;
-        Advance(e.wf, p);
-        Commit(e.wf, std::move(p));
+        AdvanceAndCommit(e.wf);
     }
 }
 

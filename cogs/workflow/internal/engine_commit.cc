@@ -110,9 +110,7 @@ void Engine::Impl::OnCommitted(const WfPtr& wf, std::vector<Action>& actions, co
     if (wf->creating) {
         // Steps that found their bulkhead full while the create was in flight go now.
         wf->creating = false;
-        Pending p;
-        Advance(wf, p);
-        Commit(wf, std::move(p));
+        AdvanceAndCommit(wf);
     }
 }
 

@@ -10,6 +10,21 @@ namespace cogs::workflow {
 
 using internal::ToMs;
 
+namespace {
+
+// A call that cannot be sent — no client for its service, or an input that does not render — fails
+// for good (answered from a handler of its own, as a client would answer).
+tl::unexpected<Error> Unsendable(const ServiceClient* client, const std::string& service,
+                                 const Result<std::string>& input) {
+    Error e = client == nullptr
+                  ? Error(ErrorCode::kFailedPrecondition, "no client for service '" + service + "'")
+                  : input.error();
+    e.retryable = false;
+    return MakeError(std::move(e));
+}
+
+}  // namespace
+
 internal::Bulkhead& Engine::Impl::BulkheadFor(const std::string& service) {
     auto it = bulkheads_.find(service);
     if (it == bulkheads_.end()) {
@@ -71,9 +86,7 @@ void Engine::Impl::ReleaseSlot(const std::string& service) {
             continue;
         }
         wf->busy[i] = kIdle;
-        Pending p;
-        Advance(wf, p);
-        Commit(wf, std::move(p));
+        AdvanceAndCommit(wf);
     }
     b.Publish();
 }
@@ -156,13 +169,9 @@ void Engine::Impl::SendAction(const WfPtr& wf, Action& a) {
     ObserveDispatch(*wf, i, false);
     auto input = a.input ? Result<std::string>(std::move(*a.input)) : RenderInput(*wf, sd.input);
     if (client == nullptr || !input) {
-        Error e = client == nullptr ? Error(ErrorCode::kFailedPrecondition,
-                                            "no client for service '" + sd.action.service + "'")
-                                    : input.error();
-        e.retryable = false;
         return Reply<Result<ActionReply>>(
             [this, wf, i](Result<ActionReply> r) { OnActionResult(wf, i, Gate{}, std::move(r)); },
-            MakeError(std::move(e)));
+            Unsendable(client, sd.action.service, input));
     }
     call.input = std::move(*input);
     const Gate gate = GateOf(a, call.deadline);
@@ -253,13 +262,9 @@ void Engine::Impl::SendCompensation(const WfPtr& wf, Action& a) {
     ObserveDispatch(*wf, i, true);
     auto input = a.input ? Result<std::string>(std::move(*a.input)) : CompensationInput(*wf, i);
     if (client == nullptr || !input) {
-        Error e = client == nullptr ? Error(ErrorCode::kFailedPrecondition,
-                                            "no client for service '" + comp.action.service + "'")
-                                    : input.error();
-        e.retryable = false;
         return Reply<Result<ActionReply>>(
             [this, wf, i](Result<ActionReply> r) { OnCompensationResult(wf, i, Gate{}, std::move(r)); },
-            MakeError(std::move(e)));
+            Unsendable(client, comp.action.service, input));
     }
     call.input = std::move(*input);
     const Gate gate = GateOf(a, call.deadline);

@@ -290,11 +290,19 @@ private:
     std::string NewId();
     double Jitter() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
     void Resume(store::WorkflowRecord rec);
+    void Hold(const WfPtr& wf);
     static void SetTrace(Wf& wf);
 
     // ---- engine_advance.cc
     void Touch(Pending& p) { p.workflow_dirty = true; }
     void Advance(const WfPtr& wf, Pending& p);
+    // Advances `wf` on its own (a timer fired, a slot or a breaker let it go, it was resumed) and
+    // commits what that decided.
+    void AdvanceAndCommit(const WfPtr& wf) {
+        Pending p;
+        Advance(wf, p);
+        Commit(wf, std::move(p));
+    }
     void Perform(const WfPtr& wf, std::vector<Action>& actions, SteadyTime durable_at);
 
     // ---- engine_dispatch.cc

@@ -104,13 +104,8 @@ void Engine::Impl::Start(StartRequest req, std::function<void(Result<std::string
     for (size_t i = 0; i < wf->steps.size(); ++i) {
         wf->steps[i].index = static_cast<int>(i);
     }
-    wf->busy.assign(def->steps.size(), kIdle);
-    wf->attempt_start_ms.assign(def->steps.size(), 0);
-    AttachMetrics(*wf);
-    wfs_.emplace(wf->id, wf);
-    PublishInflight();
+    Hold(wf);
     ++stats_.started;
-    ScheduleDeadline(wf);
 
     Pending p;
     p.creating = true;
@@ -252,18 +247,20 @@ void Engine::Impl::Resume(store::WorkflowRecord rec) {
     wf->deadline_ms = rec.deadline_ms;
     wf->fence = rec.fence;
     wf->steps = std::move(rec.steps);
+    Hold(wf);
+    ++stats_.resumed;
+    asio::post(io_, [this, wf] { AdvanceAndCommit(wf); });
+}
+
+// Takes on a workflow whose steps are set (started, or resumed from its record): nothing of it is
+// busy yet; its metric handles, its place among the workflows held, its deadline's timer.
+void Engine::Impl::Hold(const WfPtr& wf) {
     wf->busy.assign(wf->steps.size(), kIdle);
     wf->attempt_start_ms.assign(wf->steps.size(), 0);
     AttachMetrics(*wf);
     wfs_[wf->id] = wf;
     PublishInflight();
-    ++stats_.resumed;
     ScheduleDeadline(wf);
-    asio::post(io_, [this, wf] {
-        Pending p;
-        Advance(wf, p);
-        Commit(wf, std::move(p));
-    });
 }
 
 void Engine::Impl::SetTrace(Wf& wf) {

@@ -58,9 +58,7 @@ void Engine::Impl::ScheduleDeadline(const WfPtr& wf) {
     }
     timers_.Schedule(SteadyAt(wf->deadline_ms), [this, wf] {
         if (!wf->finished && wf->state == WorkflowState::kRunning) {
-            Pending p;
-            Advance(wf, p);
-            Commit(wf, std::move(p));
+            AdvanceAndCommit(wf);
         }
     });
 }
