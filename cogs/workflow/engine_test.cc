@@ -156,6 +156,22 @@ protected:
         engine_->OnFinished([this](const FinishedEvent& ev) { finished_[ev.id] = ev; });
     }
 
+    // Closes everything and opens it again with `o`: the same directory, the same clock.
+    void Reopen(EngineOptions o) {
+        CloseAll();
+        OpenAll(std::move(o));
+    }
+
+    // Options whose breakers open after `threshold` failed answers, for `open_for` (doubled after a
+    // failed probe, up to `max_open_for`).
+    static EngineOptions Breakers(int threshold, Duration open_for = 1s, Duration max_open_for = 30s) {
+        EngineOptions o;
+        o.breaker.failure_threshold = threshold;
+        o.breaker.open_for = open_for;
+        o.breaker.max_open_for = max_open_for;
+        return o;
+    }
+
     void Recover() { ASSERT_TRUE(engine_->Recover()); }
 
     // A crash as far as the store can tell: nothing more is written, nothing is finished.
@@ -271,6 +287,29 @@ protected:
         RunUntil([&] { return finished_.count(id) != 0; });
     }
 
+    // Starts w0 .. w<n-1> of `type`, without waiting for any of them.
+    void StartMany(const std::string& type, int n) {
+        for (int i = 0; i < n; ++i) {
+            StartRequest r;
+            r.type = type;
+            r.id = "w" + std::to_string(i);
+            engine_->Start(r, [](Result<std::string> res) { ASSERT_TRUE(res); });
+        }
+    }
+
+    // Cancels `id` (the cancel is accepted) and runs until the workflow has rolled back.
+    void CancelToEnd(const std::string& id) {
+        bool cancelled = false;
+        engine_->Cancel(id, [&](Status s) {
+            EXPECT_TRUE(s);
+            cancelled = true;
+        });
+        RunToEnd(id);
+        EXPECT_TRUE(cancelled);
+        EXPECT_EQ(finished_[id].state, WorkflowState::kRolledBack);
+        EXPECT_EQ(finished_[id].reason, "cancelled");
+    }
+
     store::WorkflowRecord Load(const std::string& id) {
         store_->Flush();
         auto r = store_->GetWorkflow(id);
@@ -339,6 +378,26 @@ TEST_F(EngineTest, RetryableErrorsAreRetriedWithTheSameKey) {
     auto rec = Load("w1");
     EXPECT_EQ(rec.steps[1].attempts, 3);
     EXPECT_NE(rec.steps[1].log.find(R"("outcome":"retry")"), std::string::npos);
+}
+
+TEST_F(EngineTest, ARetryGoesAtItsBackoffNotBefore) {
+    Register(DefinitionBuilder("r").Step("a", "svc.a").Retry({3, 100ms, 1s, 2.0, {}}).Build());
+    Recover();
+    service_->script = [](const ActionCall&, int n) {
+        return n == 1 ? Answer{Answer::kError, ErrorCode::kUnavailable} : Answer{};
+    };
+    Start("r", "w1");
+    const auto rec = Load("w1");
+    ASSERT_EQ(rec.steps[0].state, StepState::kWaitingRetry);
+    const Duration backoff = Millis(rec.steps[0].next_at_ms - clock_.WallMs());
+    ASSERT_GT(backoff, 0ms);
+    ASSERT_LE(backoff, 100ms) << "full jitter up to initial_backoff";
+    RunFor(backoff - 1ms);
+    EXPECT_EQ(service_->calls.size(), 1u) << "not before its backoff";
+    RunFor(1ms);
+    EXPECT_EQ(service_->calls.size(), 2u) << "at its backoff";
+    RunToEnd("w1");
+    EXPECT_EQ(finished_["w1"].state, WorkflowState::kSucceeded);
 }
 
 TEST_F(EngineTest, PermanentFailureCompensatesCompletedStepsInReverseOrder) {
@@ -425,15 +484,7 @@ TEST_F(EngineTest, CancelStopsNewStepsAndCompensates) {
     };
     Start("chain", "w1");
     RunUntil([&] { return service_->per_key.count("w1/b/do") != 0; });
-    bool cancelled = false;
-    engine_->Cancel("w1", [&](Status s) {
-        EXPECT_TRUE(s);
-        cancelled = true;
-    });
-    RunToEnd("w1");
-    EXPECT_TRUE(cancelled);
-    EXPECT_EQ(finished_["w1"].state, WorkflowState::kRolledBack);
-    EXPECT_EQ(finished_["w1"].reason, "cancelled");
+    CancelToEnd("w1");
     EXPECT_EQ(service_->per_key.count("w1/c/do"), 0u) << "no new step after a cancel";
     EXPECT_EQ(service_->per_key["w1/a/undo"], 1);
     auto rec = Load("w1");
@@ -478,10 +529,9 @@ TEST_F(EngineTest, CrashResumeResendsInFlightStepWithSameKey) {
 }
 
 TEST_F(EngineTest, BulkheadBoundsCallsPerService) {
-    CloseAll();
     EngineOptions o;
     o.bulkheads["svc"] = 3;
-    OpenAll(o);
+    Reopen(o);
     Register(DefinitionBuilder("one").Step("a", "svc.a").Build());
     Recover();
     service_->script = [this](const ActionCall&, int) {
@@ -489,12 +539,7 @@ TEST_F(EngineTest, BulkheadBoundsCallsPerService) {
         return Answer{};
     };
     service_->hold = true;
-    for (int i = 0; i < 30; ++i) {
-        StartRequest r;
-        r.type = "one";
-        r.id = "w" + std::to_string(i);
-        engine_->Start(r, [](Result<std::string> res) { ASSERT_TRUE(res); });
-    }
+    StartMany("one", 30);
     // Every workflow is durable and waiting; exactly three calls are out, and stay so.
     RunUntil([&] { return service_->in_flight == 3 && engine_->Stats().started == 30; });
     RunFor(100ms);
@@ -561,11 +606,7 @@ Result<Definition> Patient(const std::string& type = "patient") {
 }
 
 TEST_F(EngineTest, BreakerOpensAfterConsecutiveFailuresAndHoldsStepsBack) {
-    CloseAll();
-    EngineOptions o;
-    o.breaker.failure_threshold = 3;
-    o.breaker.open_for = 300ms;
-    OpenAll(o);
+    Reopen(Breakers(3, 300ms));
     Register(Patient());
     Recover();
     bool down = true;
@@ -622,12 +663,7 @@ TEST_F(EngineTest, BreakerOpensAfterConsecutiveFailuresAndHoldsStepsBack) {
 }
 
 TEST_F(EngineTest, AFailedProbeReopensTheBreakerForLonger) {
-    CloseAll();
-    EngineOptions o;
-    o.breaker.failure_threshold = 2;
-    o.breaker.open_for = 50ms;
-    o.breaker.max_open_for = 1s;
-    OpenAll(o);
+    Reopen(Breakers(2, 50ms, 1s));
     Register(Patient());
     Recover();
     // Two failures open it, the first probe fails too, the second succeeds.
@@ -646,11 +682,7 @@ TEST_F(EngineTest, AFailedProbeReopensTheBreakerForLonger) {
 }
 
 TEST_F(EngineTest, EachEndpointHasItsOwnBreaker) {
-    CloseAll();
-    EngineOptions o;
-    o.breaker.failure_threshold = 2;
-    o.breaker.open_for = 60s;
-    OpenAll(o);
+    Reopen(Breakers(2, 60s));
     Register(DefinitionBuilder("h")
                  .Step("a", "svc.a")
                  .Input(R"({"host":"${input.host}"})")
@@ -676,25 +708,13 @@ TEST_F(EngineTest, EachEndpointHasItsOwnBreaker) {
     EXPECT_EQ(engine_->BreakerState("svc", ""), CircuitState::kClosed);
     EXPECT_EQ(service_->per_key["w1/a/do"], 2);
     // A cancel reaches a waiting step: the workflow ends without sending it.
-    bool cancelled = false;
-    engine_->Cancel("w1", [&](Status s) {
-        EXPECT_TRUE(s);
-        cancelled = true;
-    });
-    RunToEnd("w1");
-    EXPECT_TRUE(cancelled);
-    EXPECT_EQ(finished_["w1"].state, WorkflowState::kRolledBack);
-    EXPECT_EQ(finished_["w1"].reason, "cancelled");
+    CancelToEnd("w1");
     EXPECT_EQ(service_->per_key["w1/a/do"], 2);
     EXPECT_EQ(engine_->Stats().circuit_waiting, 0u);
 }
 
 TEST_F(EngineTest, WorkflowDeadlineReachesAStepWaitingOnABreaker) {
-    CloseAll();
-    EngineOptions o;
-    o.breaker.failure_threshold = 1;
-    o.breaker.open_for = 60s;
-    OpenAll(o);
+    Reopen(Breakers(1, 60s));
     Register(Patient());
     Recover();
     service_->script = [](const ActionCall&, int) { return Answer{Answer::kError, ErrorCode::kUnavailable}; };
@@ -709,10 +729,7 @@ TEST_F(EngineTest, WorkflowDeadlineReachesAStepWaitingOnABreaker) {
 }
 
 TEST_F(EngineTest, DefinitiveRefusalsDoNotOpenTheBreaker) {
-    CloseAll();
-    EngineOptions o;
-    o.breaker.failure_threshold = 2;
-    OpenAll(o);
+    Reopen(Breakers(2));
     Register(Patient());
     Recover();
     service_->script = [](const ActionCall&, int) { return Answer{Answer::kError, ErrorCode::kFailedPrecondition}; };
@@ -727,11 +744,7 @@ TEST_F(EngineTest, DefinitiveRefusalsDoNotOpenTheBreaker) {
 }
 
 TEST_F(EngineTest, PollsWaitOnAnOpenBreakerToo) {
-    CloseAll();
-    EngineOptions o;
-    o.breaker.failure_threshold = 3;
-    o.breaker.open_for = 300ms;
-    OpenAll(o);
+    Reopen(Breakers(3, 300ms));
     Register(DefinitionBuilder("long").Step("boot", "svc.boot").StepDeadline(60s).Build());
     Recover();
     service_->script = [](const ActionCall&, int) { return Answer{Answer::kAccept}; };
@@ -755,11 +768,9 @@ TEST_F(EngineTest, PollsWaitOnAnOpenBreakerToo) {
 }
 
 TEST_F(EngineTest, BreakersCanBeTurnedOffPerService) {
-    CloseAll();
-    EngineOptions o;
-    o.breaker.failure_threshold = 1;
+    EngineOptions o = Breakers(1);
     o.breakers["svc"].enabled = false;
-    OpenAll(o);
+    Reopen(o);
     Register(DefinitionBuilder("p").Step("a", "svc.a").Retry({4, 1ms, 2ms, 2.0, {}}).Build());
     Recover();
     service_->script = [](const ActionCall&, int) { return Answer{Answer::kError, ErrorCode::kUnavailable}; };
@@ -820,11 +831,10 @@ class EngineObserveTest : public EngineTest {
 protected:
     void SetUp() override {
         EngineTest::SetUp();
-        CloseAll();
         EngineOptions o;
         o.metrics = &metrics_;
         o.bulkheads["svc"] = 64;
-        OpenAll(o);
+        Reopen(o);
     }
 
     // The series' value in a fresh rendering; -1 (and a test failure) if it is missing.
@@ -981,20 +991,14 @@ TEST_F(EngineObserveTest, PromtoolAcceptsTheRendering) {
 }
 
 TEST_F(EngineObserveTest, InFlightAndBulkheadGaugesFollowTheWork) {
-    CloseAll();
     EngineOptions o;
     o.metrics = &metrics_;
     o.bulkheads["svc"] = 2;
-    OpenAll(o);
+    Reopen(o);
     Register(DefinitionBuilder("one").Step("a", "svc.a").Build());
     Recover();
     service_->hold = true;
-    for (int i = 0; i < 5; ++i) {
-        StartRequest r;
-        r.type = "one";
-        r.id = "w" + std::to_string(i);
-        engine_->Start(r, [](Result<std::string> res) { ASSERT_TRUE(res); });
-    }
+    StartMany("one", 5);
     RunUntil([&] { return service_->held.size() == 2 && engine_->Stats().started == 5; });
     EXPECT_EQ(Metric("cogs_workflows_in_flight"), 5);
     EXPECT_EQ(Metric("cogs_bulkhead_limit{service=\"svc\"}"), 2);
@@ -1163,12 +1167,9 @@ TEST_F(EngineObserveTest, EngineLogLinesCarryTheWorkflowsIds) {
 }
 
 TEST_F(EngineObserveTest, BreakerMetricsEventsAndLogs) {
-    CloseAll();
-    EngineOptions o;
+    EngineOptions o = Breakers(1, 100ms);
     o.metrics = &metrics_;
-    o.breaker.failure_threshold = 1;
-    o.breaker.open_for = 100ms;
-    OpenAll(o);
+    Reopen(o);
     ASSERT_TRUE(observe::SetupLogging({"engine_test", observe::LogFormat::kJson, "info"}));
     Register(DefinitionBuilder("p").Step("a", "svc.a").Retry({50, 1ms, 2ms, 2.0, {}}).Build());
     Recover();
