@@ -1,5 +1,5 @@
-// Engine: the facade over Engine::Impl, whose methods live in internal/engine_*.cc by concern (the
-// map is at the top of internal/engine_impl.h).
+// Engine: the facade over Engine::Impl (internal/engine_impl.h), whose methods live in
+// internal/engine_*.cc by concern (the map: README.md).
 #include "cogs/workflow/engine.h"
 
 #include <boost/asio/io_context.hpp>

@@ -232,7 +232,7 @@ protected:
                 return;
             }
             const auto next = clock_.NextDeadline();
-            ASSERT_TRUE(next.has_value() && *next <= end) << "condition not reached: nothing left to happen";
+            ASSERT_TRUE(next.has_value() && *next <= end) << "not reached: no timer before the limit";
             clock_.Advance(*next - clock_.Now());
         }
     }
@@ -502,7 +502,7 @@ TEST_F(EngineTest, WorkflowDeadlineCompensates) {
     Start("chain", "w1", "{}", 300ms);
     RunToEnd("w1");
     ASSERT_EQ(service_->calls.size(), 4u);  // a, b, then b and a undone
-    EXPECT_EQ(service_->calls[1].deadline, t0 + 300ms) << "b's attempt (1 s) is capped by the workflow's deadline";
+    EXPECT_EQ(service_->calls[1].deadline, t0 + 300ms) << "b's 1 s attempt is cut at the deadline";
     EXPECT_EQ(clock_.Now() - t0, 300ms) << "rolled back at the deadline";
     EXPECT_EQ(finished_["w1"].state, WorkflowState::kRolledBack);
     EXPECT_NE(finished_["w1"].reason.find("deadline"), std::string::npos) << finished_["w1"].reason;

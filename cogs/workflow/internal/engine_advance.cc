@@ -173,4 +173,5 @@ void Engine::Impl::Perform(const WfPtr& wf, std::vector<Action>& actions, Steady
         }
     }
 }
+
 }  // namespace cogs::workflow

@@ -253,4 +253,5 @@ void Engine::Impl::ScheduleHalfOpen(Circuit& c) {
         ReleaseWaiters(*cp);
     });
 }
+
 }  // namespace cogs::workflow

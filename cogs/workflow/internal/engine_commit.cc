@@ -175,4 +175,5 @@ void Engine::Impl::Finish(const WfPtr& wf) {
         }
     }
 }
+
 }  // namespace cogs::workflow

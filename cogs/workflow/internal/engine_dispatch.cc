@@ -323,4 +323,5 @@ void Engine::Impl::OnCompensationResult(const WfPtr& wf, int i, Gate gate, Resul
     Advance(wf, p);
     Commit(wf, std::move(p));
 }
+
 }  // namespace cogs::workflow

@@ -1,14 +1,6 @@
-// Engine::Impl, declared once and defined over files named by concern, the way RocksDB spreads
-// DBImpl over db_impl_*.cc:
-//
-//   engine.cc                     the Engine facade, construction and destruction
-//   internal/engine_start.cc      Start, Recover and Resume, Cancel, Retry, ReportCompletion, Shutdown
-//   internal/engine_advance.cc    Advance (the step machine driven for one workflow) and Perform
-//   internal/engine_dispatch.cc   bulkheads; sending actions, polls and compensations; their answers
-//   internal/engine_circuit.cc    circuit breakers: the gate of every call, waiting queues, half-open
-//   internal/engine_commit.cc     group commit, delivery to the io thread, finishing, dropping
-//   internal/engine_timers.cc     the timer queue, workflow deadlines, lease renewal
-//   internal/engine_observe.cc    metric handles, events, log lines
+// Engine::Impl, declared once and defined over internal/engine_*.cc by concern, the way RocksDB
+// spreads DBImpl over db_impl_*.cc: each group of methods below is marked with its file, and
+// cogs/workflow/README.md has the map.
 //
 // Everything here runs on the io thread, except Commit's store callback (the writer thread hands
 // results over through inbox_, under inbox_mu_) and the blocking pool's store calls, which post

@@ -206,4 +206,5 @@ void Engine::Impl::ReportWorkflowEnd(const Wf& wf, Pending& p) {
             break;
     }
 }
+
 }  // namespace cogs::workflow

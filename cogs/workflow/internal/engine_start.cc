@@ -267,4 +267,5 @@ void Engine::Impl::SetTrace(Wf& wf) {
     wf.trace_ctx = observe::ParseTraceparent(wf.trace);
     wf.trace_id = wf.trace_ctx ? wf.trace_ctx->trace_id : std::string();
 }
+
 }  // namespace cogs::workflow

@@ -85,4 +85,5 @@ void Engine::Impl::ScheduleRenewal() {
         });
     });
 }
+
 }  // namespace cogs::workflow
