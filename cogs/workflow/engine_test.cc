@@ -283,6 +283,13 @@ protected:
         }
     }
 
+    // The service refuses `action` for good (kFailedPrecondition) and answers every other call.
+    void RefuseForGood(const std::string& action) {
+        service_->script = [action](const ActionCall& c, int) {
+            return c.action == action ? Answer{Answer::kError, ErrorCode::kFailedPrecondition} : Answer{};
+        };
+    }
+
     void RunToEnd(const std::string& id) {
         RunUntil([&] { return finished_.count(id) != 0; });
     }
@@ -403,9 +410,7 @@ TEST_F(EngineTest, ARetryGoesAtItsBackoffNotBefore) {
 TEST_F(EngineTest, PermanentFailureCompensatesCompletedStepsInReverseOrder) {
     Register(Chain());
     Recover();
-    service_->script = [](const ActionCall& c, int) {
-        return c.action == "c" ? Answer{Answer::kError, ErrorCode::kFailedPrecondition} : Answer{};
-    };
+    RefuseForGood("c");
     Start("chain", "w1");
     RunToEnd("w1");
     EXPECT_EQ(finished_["w1"].state, WorkflowState::kRolledBack);
@@ -970,9 +975,7 @@ TEST_F(EngineObserveTest, PromtoolAcceptsTheRendering) {
     }
     Register(Observed());
     Recover();
-    service_->script = [](const ActionCall& c, int) {
-        return c.action == "c" ? Answer{Answer::kError, ErrorCode::kFailedPrecondition} : Answer{};
-    };
+    RefuseForGood("c");
     Start("m", "w1");
     RunToEnd("w1");
     store_->Flush();
@@ -1135,9 +1138,7 @@ TEST_F(EngineObserveTest, EngineLogLinesCarryTheWorkflowsIds) {
     ASSERT_TRUE(observe::SetLevel("engine", "debug"));  // a step's failure is a debug line
     Register(Chain());
     Recover();
-    service_->script = [](const ActionCall& c, int) {
-        return c.action == "c" ? Answer{Answer::kError, ErrorCode::kFailedPrecondition} : Answer{};
-    };
+    RefuseForGood("c");
     StartRequest r;
     r.type = "chain";
     r.id = "w-logged";
