@@ -8,7 +8,7 @@ int main(int argc, char** argv) {
     CLI::App app{"cogs-bench: end-to-end benchmarks"};
     app.require_subcommand(1);
     cogs::bench::WorkflowBenchOptions wo;
-    auto* wf = app.add_subcommand("workflow", "server.create against the in-process simulated service");
+    auto* wf = app.add_subcommand("workflow", "bench.server_create against the in-process simulated service");
     wf->add_option("--data-dir", wo.data_dir, "scratch directory (removed afterwards)");
     wf->add_option("--workflows", wo.workflows, "workflows in the peak-rate run");
     wf->add_option("--window", wo.window, "workflows kept in flight in the peak-rate run");

@@ -1,4 +1,4 @@
-// cogs-bench workflow: the reference workflow server.create against the in-process simulated
+// cogs-bench workflow: the reference workflow bench.server_create against the in-process simulated
 // service, durability on (SQLite WAL, synchronous=FULL), with metrics and tracing off or on. See
 // bench/README.md for the figures.
 #include "bench/workflow_bench.h"
@@ -151,7 +151,7 @@ PhaseResult RunPhase(const fs::path& dir, const std::vector<workflow::Definition
     int started = 0;
     auto start_one = [&] {
         workflow::StartRequest req;
-        req.type = "server.create";
+        req.type = "bench.server_create";
         req.id = fmt::format("wf-{:07}", started);
         req.input = fmt::format(R"({{"network_id":"net-1","flavor":"m1.small","image":"img-1","size_gb":10,"n":{}}})",
                                 started);
@@ -369,10 +369,10 @@ int RunWorkflowBench(const WorkflowBenchOptions& options) {
     // workflow, which the rollback phase would otherwise print 15,000 times.
     spdlog::set_level(spdlog::level::warn);
     (void)observe::SetLevel("*", "warn");
-    const std::string dir = base::FindProjectPath("workflows");
-    auto defs = workflow::LoadDefinitionsFromFile(dir + "/server.create.yaml");
+    const std::string dir = base::FindProjectPath("bench/workflows");
+    auto defs = workflow::LoadDefinitionsFromFile(dir + "/server_create.yaml");
     if (!defs) {
-        fmt::print(stderr, "cannot load server.create: {}\n", defs.error().ToString());
+        fmt::print(stderr, "cannot load bench.server_create: {}\n", defs.error().ToString());
         return 2;
     }
     const fs::path data = options.data_dir;

@@ -1,4 +1,4 @@
-// cogs-demo: what `make run` starts for now. Runs server.create workflows durably against the
+// cogs-demo: what `make run` starts for now. Runs bench.server_create workflows durably against the
 // in-process simulated services with faults injected, then prints what happened: outcomes, and
 // the step timeline of a workflow that succeeded and of one that rolled back. Run it again on the
 // same data directory and it first resumes anything an interrupted run left unfinished.
@@ -47,11 +47,11 @@ void PrintTimeline(store::Store& st, const workflow::Registry& registry, const s
 int main(int argc, char** argv) {
     CLI::App app{"cogs-demo: durable workflows against simulated services"};
     std::string data_dir = ".cogs";
-    std::string workflows_dir = base::FindProjectPath("workflows");
+    std::string workflows_dir = base::FindProjectPath("bench/workflows");
     int count = 200;
     app.add_option("--data-dir", data_dir, "where the store lives");
     app.add_option("--workflows", workflows_dir, "directory of workflow definitions (YAML)");
-    app.add_option("--count", count, "server.create workflows to run")->check(CLI::Range(1, 1000000));
+    app.add_option("--count", count, "bench.server_create workflows to run")->check(CLI::Range(1, 1000000));
     std::string list_state, show_id, list_type;
     bool list = false;
     app.add_flag("--list", list, "list the workflows of the data directory instead of running");
@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
     int started = 0;
     auto start = [&](int i) {
         workflow::StartRequest req;
-        req.type = "server.create";
+        req.type = "bench.server_create";
         req.id = fmt::format("demo-{}-{:04}", run, i);
         req.input = fmt::format(R"({{"network_id":"net-demo","flavor":"m1.small","image":"debian-12","size_gb":{}}})",
                                 10 + i % 40);

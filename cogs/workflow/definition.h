@@ -8,7 +8,7 @@
 // YAML form (one document may hold a list under `workflows:` or be a single workflow):
 //
 //   workflows:
-//     - type: server.create
+//     - type: bench.server_create
 //       deadline: 5m                     # optional; the whole workflow, then it compensates
 //       steps:
 //         - name: allocate_ip
@@ -112,7 +112,7 @@ Result<std::vector<Definition>> LoadDefinitionsFromDirectory(const std::string& 
 std::string ToYaml(const Definition& def);
 
 // Building in C++:
-//   auto def = DefinitionBuilder("server.create")
+//   auto def = DefinitionBuilder("bench.server_create")
 //       .Step("allocate_ip", "network.allocate_ip").Input(R"({"net":"${input.net}"})")
 //           .Compensate("network.release_ip")
 //       .Step("create_port", "network.create_port").After("allocate_ip")

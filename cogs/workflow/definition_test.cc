@@ -24,9 +24,9 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-// The shipped definitions, found beside the build tree (not through __FILE__, which ccache's
-// base directory makes relative).
-std::string WorkflowsDir() { return base::FindProjectPath("workflows"); }
+// The benchmark's reference workflow, found beside the build tree (not through __FILE__, which
+// ccache's base directory makes relative).
+std::string ReferenceWorkflow() { return base::FindProjectPath("bench/workflows") + "/server_create.yaml"; }
 
 void ExpectSameRetry(const RetryPolicy& a, const RetryPolicy& b) {
     EXPECT_EQ(a.max_attempts, b.max_attempts);
@@ -94,7 +94,7 @@ Definition Chain() {
 
 TEST(DefinitionBuilderTest, DiamondResolvesDepsAndOrder) {
     auto def =
-        DefinitionBuilder("server.create")
+        DefinitionBuilder("test.server_create")
             .Deadline(minutes(5))
             .Step("allocate_ip", "network.allocate_ip")
             .Input(R"({"net": "${input.net}"})")
@@ -111,7 +111,7 @@ TEST(DefinitionBuilderTest, DiamondResolvesDepsAndOrder) {
             .Input(R"({"ip":"${steps.allocate_ip.output.ip}","port":"${steps.create_port.output.id}"})")
             .Build();
     ASSERT_TRUE(def.has_value()) << def.error().message;
-    EXPECT_EQ(def->type, "server.create");
+    EXPECT_EQ(def->type, "test.server_create");
     EXPECT_EQ(def->deadline, minutes(5));
     ASSERT_EQ(def->steps.size(), 4u);
     EXPECT_EQ(def->steps[0].action.service, "network");
@@ -373,11 +373,11 @@ TEST(ValidateTest, IsIdempotent) {
 // ---- YAML ----------------------------------------------------------------------------------------
 
 TEST(YamlTest, LoadsTheReferenceWorkflow) {
-    auto defs = LoadDefinitionsFromFile(WorkflowsDir() + "/server.create.yaml");
+    auto defs = LoadDefinitionsFromFile(ReferenceWorkflow());
     ASSERT_TRUE(defs.has_value()) << defs.error().message;
     ASSERT_EQ(defs->size(), 1u);
     const Definition& d = (*defs)[0];
-    EXPECT_EQ(d.type, "server.create");
+    EXPECT_EQ(d.type, "bench.server_create");
     const char* names[] = {"allocate_ip", "create_port", "create_volume",
                            "schedule",    "boot",        "attach_volume"};
     const char* undo[] = {"network.release_ip", "network.delete_port",     "volume.delete_volume",
@@ -567,7 +567,7 @@ TEST(YamlTest, StrayCommaIsAnErrorNotAHang) {
 TEST(YamlTest, ValidationErrorsPointAtTheStep) {
     const std::string text =
         "workflows:\n"
-        "  - type: server.create\n"
+        "  - type: test.server_create\n"
         "    steps:\n"
         "      - name: schedule\n"
         "        action: scheduler.schedule\n"
@@ -657,7 +657,7 @@ TEST(YamlTest, MissingFileOrDirectoryIsNotFound) {
 }
 
 TEST(YamlTest, ToYamlRoundTripsTheReferenceWorkflow) {
-    auto defs = LoadDefinitionsFromFile(WorkflowsDir() + "/server.create.yaml");
+    auto defs = LoadDefinitionsFromFile(ReferenceWorkflow());
     ASSERT_TRUE(defs.has_value()) << defs.error().message;
     std::string yaml = ToYaml((*defs)[0]);
     auto again = LoadDefinitionsFromString(yaml, "canonical.yaml");

@@ -234,6 +234,15 @@ struct Located {
     std::string origin;  // "<source>:<line>" of the workflow
 };
 
+// Remembers the type of `l` in `seen` (type -> origin); a type seen before is an error naming both.
+Status CheckUnique(std::map<std::string, std::string>& seen, const Located& l) {
+    if (auto [it, fresh] = seen.emplace(l.def.type, l.origin); !fresh) {
+        return MakeError(ErrorCode::kInvalidArgument, l.origin + ": workflow type '" + l.def.type +
+                                                          "' is defined twice (also at " + it->second + ")");
+    }
+    return Ok();
+}
+
 // Turns the YAML of one source into validated definitions. Stops at the first problem.
 class Loader {
 public:
@@ -252,20 +261,14 @@ public:
                 }
             }
             for (const YAML::Node& doc : YAML::LoadAll(text)) {
-                if (auto st = LoadDocument(doc, out); !st) {
-                    return MakeError(std::move(st.error()));
-                }
+                COGS_TRY(LoadDocument(doc, out));
             }
         } catch (const YAML::Exception& e) {
             return MakeError(ErrorCode::kInvalidArgument, At(e.mark) + ": " + e.msg);
         }
         std::map<std::string, std::string> seen;
         for (const Located& l : out) {
-            if (auto [it, fresh] = seen.emplace(l.def.type, l.origin); !fresh) {
-                return MakeError(ErrorCode::kInvalidArgument, l.origin + ": workflow type '" + l.def.type +
-                                                                  "' is defined twice (also at " +
-                                                                  it->second + ")");
-            }
+            COGS_TRY(CheckUnique(seen, l));
         }
         return out;
     }
@@ -337,16 +340,12 @@ private:
         if (!workflows) {
             return LoadWorkflow(doc, out);
         }
-        if (auto st = CheckFields(doc, "the document", {"workflows"}); !st) {
-            return st;
-        }
+        COGS_TRY(CheckFields(doc, "the document", {"workflows"}));
         if (!workflows.IsSequence()) {
             return Fail(workflows, "'workflows' must be a list");
         }
         for (const YAML::Node& w : workflows) {
-            if (auto st = LoadWorkflow(w, out); !st) {
-                return st;
-            }
+            COGS_TRY(LoadWorkflow(w, out));
         }
         return Ok();
     }
@@ -356,25 +355,15 @@ private:
         if (n.IsMap() && n["type"] && n["type"].IsScalar()) {
             what += " '" + n["type"].Scalar() + "'";
         }
-        if (auto st = CheckFields(n, what, {"type", "deadline", "steps"}); !st) {
-            return st;
-        }
+        COGS_TRY(CheckFields(n, what, {"type", "deadline", "steps"}));
         Definition def;
         const YAML::Node type = n["type"];
         if (!type) {
             return Fail(n, what + " has no 'type'");
         }
-        auto t = String(type, "type", what);
-        if (!t) {
-            return MakeError(std::move(t.error()));
-        }
-        def.type = std::move(*t);
+        COGS_ASSIGN_OR_RETURN(def.type, String(type, "type", what));
         if (const YAML::Node d = n["deadline"]) {
-            auto v = DurationField(d, "deadline", what);
-            if (!v) {
-                return MakeError(std::move(v.error()));
-            }
-            def.deadline = *v;
+            COGS_ASSIGN_OR_RETURN(def.deadline, DurationField(d, "deadline", what));
         }
         const YAML::Node steps = n["steps"];
         if (!steps || !steps.IsSequence()) {
@@ -383,15 +372,11 @@ private:
         std::vector<std::string> origins;
         for (const YAML::Node& s : steps) {
             origins.push_back(At(s));
-            if (auto st = LoadStep(s, def.steps.emplace_back()); !st) {
-                return st;
-            }
+            COGS_TRY(LoadStep(s, def.steps.emplace_back()));
         }
-        auto valid = internal::ValidateWithOrigins(std::move(def), At(n), origins);
-        if (!valid) {
-            return MakeError(std::move(valid.error()));
-        }
-        out.push_back({std::move(*valid), At(n)});
+        COGS_ASSIGN_OR_RETURN(Definition valid,
+                              internal::ValidateWithOrigins(std::move(def), At(n), origins));
+        out.push_back({std::move(valid), At(n)});
         return Ok();
     }
 
@@ -400,68 +385,46 @@ private:
         if (n.IsMap() && n["name"] && n["name"].IsScalar()) {
             what += " '" + n["name"].Scalar() + "'";
         }
-        if (auto st = CheckFields(
-                n, what,
-                {"name", "action", "depends_on", "input", "timeout", "deadline", "retry", "compensation"});
-            !st) {
-            return st;
-        }
+        COGS_TRY(CheckFields(
+            n, what,
+            {"name", "action", "depends_on", "input", "timeout", "deadline", "retry", "compensation"}));
         const YAML::Node name = n["name"];
         if (!name) {
             return Fail(n, "step has no 'name'");
         }
-        auto s = String(name, "name", what);
-        if (!s) {
-            return MakeError(std::move(s.error()));
-        }
-        step.name = std::move(*s);
-        if (auto a = ActionField(n, "action", what); !a) {
-            return MakeError(std::move(a.error()));
-        } else {
-            step.action = std::move(*a);
-        }
+        COGS_ASSIGN_OR_RETURN(step.name, String(name, "name", what));
+        COGS_ASSIGN_OR_RETURN(step.action, ActionField(n, "action", what));
         if (const YAML::Node deps = n["depends_on"]) {
             if (!deps.IsSequence()) {
                 return Fail(deps, what + ": 'depends_on' must be a list of step names");
             }
             for (const YAML::Node& d : deps) {
-                auto dep = String(d, "depends_on", what);
-                if (!dep) {
-                    return MakeError(std::move(dep.error()));
-                }
-                step.depends_on.push_back(std::move(*dep));
+                COGS_ASSIGN_OR_RETURN(std::string dep, String(d, "depends_on", what));
+                step.depends_on.push_back(std::move(dep));
             }
         }
-        if (const YAML::Node input = n["input"]) {
-            auto json = InputJson(input, what + ": input");
-            if (!json) {
-                return MakeError(std::move(json.error()));
-            }
-            step.input = std::move(*json);
+        COGS_TRY(LoadCall(n, what, step.input, step.timeout, &step.deadline, step.retry));
+        if (const YAML::Node c = n["compensation"]) {
+            COGS_TRY(LoadCompensation(c, what + " compensation", step.compensation.emplace()));
+        }
+        return Ok();
+    }
+
+    // The fields a step and its compensation share, in this order: input, timeout, deadline (a
+    // step's only: null for a compensation) and retry.
+    Status LoadCall(const YAML::Node& n, const std::string& what, std::string& input, Duration& timeout,
+                    Duration* deadline, RetryPolicy& retry) {
+        if (const YAML::Node in = n["input"]) {
+            COGS_ASSIGN_OR_RETURN(input, InputJson(in, what + ": input"));
         }
         if (const YAML::Node d = n["timeout"]) {
-            auto v = DurationField(d, "timeout", what);
-            if (!v) {
-                return MakeError(std::move(v.error()));
-            }
-            step.timeout = *v;
+            COGS_ASSIGN_OR_RETURN(timeout, DurationField(d, "timeout", what));
         }
-        if (const YAML::Node d = n["deadline"]) {
-            auto v = DurationField(d, "deadline", what);
-            if (!v) {
-                return MakeError(std::move(v.error()));
-            }
-            step.deadline = *v;
+        if (const YAML::Node d = n["deadline"]; d && deadline != nullptr) {
+            COGS_ASSIGN_OR_RETURN(*deadline, DurationField(d, "deadline", what));
         }
         if (const YAML::Node r = n["retry"]) {
-            if (auto st = LoadRetry(r, what + " retry", step.retry); !st) {
-                return st;
-            }
-        }
-        if (const YAML::Node c = n["compensation"]) {
-            if (auto st = LoadCompensation(c, what + " compensation", step.compensation.emplace()); !st) {
-                return st;
-            }
+            COGS_TRY(LoadRetry(r, what + " retry", retry));
         }
         return Ok();
     }
@@ -471,11 +434,8 @@ private:
         if (!a) {
             return Fail(parent, what + " has no '" + field + "'");
         }
-        auto s = String(a, field, what);
-        if (!s) {
-            return MakeError(std::move(s.error()));
-        }
-        auto ref = ParseActionRef(*s);
+        COGS_ASSIGN_OR_RETURN(const std::string s, String(a, field, what));
+        auto ref = ParseActionRef(s);
         if (!ref) {
             return Fail(a, what + ": " + ref.error().message);
         }
@@ -483,42 +443,14 @@ private:
     }
 
     Status LoadCompensation(const YAML::Node& n, const std::string& what, Compensation& c) {
-        if (auto st = CheckFields(n, what, {"action", "input", "retry", "timeout"}); !st) {
-            return st;
-        }
-        if (auto a = ActionField(n, "action", what); !a) {
-            return MakeError(std::move(a.error()));
-        } else {
-            c.action = std::move(*a);
-        }
-        if (const YAML::Node input = n["input"]) {
-            auto json = InputJson(input, what + ": input");
-            if (!json) {
-                return MakeError(std::move(json.error()));
-            }
-            c.input = std::move(*json);
-        }
-        if (const YAML::Node d = n["timeout"]) {
-            auto v = DurationField(d, "timeout", what);
-            if (!v) {
-                return MakeError(std::move(v.error()));
-            }
-            c.timeout = *v;
-        }
-        if (const YAML::Node r = n["retry"]) {
-            if (auto st = LoadRetry(r, what + " retry", c.retry); !st) {
-                return st;
-            }
-        }
-        return Ok();
+        COGS_TRY(CheckFields(n, what, {"action", "input", "retry", "timeout"}));
+        COGS_ASSIGN_OR_RETURN(c.action, ActionField(n, "action", what));
+        return LoadCall(n, what, c.input, c.timeout, nullptr, c.retry);
     }
 
     Status LoadRetry(const YAML::Node& n, const std::string& what, RetryPolicy& p) {
-        if (auto st = CheckFields(
-                n, what, {"max_attempts", "initial_backoff", "max_backoff", "multiplier", "retry_on"});
-            !st) {
-            return st;
-        }
+        COGS_TRY(CheckFields(n, what,
+                             {"max_attempts", "initial_backoff", "max_backoff", "multiplier", "retry_on"}));
         if (const YAML::Node m = n["max_attempts"]) {
             int v = 0;
             const std::string& s = m.IsScalar() ? m.Scalar() : std::string();
@@ -529,18 +461,10 @@ private:
             p.max_attempts = v;
         }
         if (const YAML::Node d = n["initial_backoff"]) {
-            auto v = DurationField(d, "initial_backoff", what);
-            if (!v) {
-                return MakeError(std::move(v.error()));
-            }
-            p.initial_backoff = *v;
+            COGS_ASSIGN_OR_RETURN(p.initial_backoff, DurationField(d, "initial_backoff", what));
         }
         if (const YAML::Node d = n["max_backoff"]) {
-            auto v = DurationField(d, "max_backoff", what);
-            if (!v) {
-                return MakeError(std::move(v.error()));
-            }
-            p.max_backoff = *v;
+            COGS_ASSIGN_OR_RETURN(p.max_backoff, DurationField(d, "max_backoff", what));
         }
         if (const YAML::Node m = n["multiplier"]) {
             double v = 0;
@@ -582,9 +506,7 @@ private:
     Result<std::string> InputJson(const YAML::Node& n, const std::string& what) {
         std::string out;
         std::size_t budget = kMaxInputNodes;
-        if (auto st = ToJson(n, what, 0, budget, out); !st) {
-            return MakeError(std::move(st.error()));
-        }
+        COGS_TRY(ToJson(n, what, 0, budget, out));
         return out;
     }
 
@@ -622,9 +544,7 @@ private:
             for (const YAML::Node& item : n) {
                 out += first ? "" : ",";
                 first = false;
-                if (auto st = ToJson(item, what, depth + 1, budget, out); !st) {
-                    return st;
-                }
+                COGS_TRY(ToJson(item, what, depth + 1, budget, out));
             }
             out += ']';
         } else if (n.IsMap()) {
@@ -640,9 +560,7 @@ private:
                 out += keys.size() == 1 ? "" : ",";
                 internal::AppendJsonQuoted(out, kv.first.Scalar());
                 out += ':';
-                if (auto st = ToJson(kv.second, what, depth + 1, budget, out); !st) {
-                    return st;
-                }
+                COGS_TRY(ToJson(kv.second, what, depth + 1, budget, out));
             }
             out += '}';
         } else {
@@ -685,19 +603,13 @@ std::vector<Definition> Strip(std::vector<Located> located) {
 
 Result<std::vector<Definition>> LoadDefinitionsFromString(const std::string& text,
                                                           const std::string& source) {
-    auto located = LoadLocated(text, source);
-    if (!located) {
-        return MakeError(std::move(located.error()));
-    }
-    return Strip(std::move(*located));
+    COGS_ASSIGN_OR_RETURN(auto located, LoadLocated(text, source));
+    return Strip(std::move(located));
 }
 
 Result<std::vector<Definition>> LoadDefinitionsFromFile(const std::string& path) {
-    auto text = ReadFile(path);
-    if (!text) {
-        return MakeError(std::move(text.error()));
-    }
-    return LoadDefinitionsFromString(*text, path);
+    COGS_ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
+    return LoadDefinitionsFromString(text, path);
 }
 
 Result<std::vector<Definition>> LoadDefinitionsFromDirectory(const std::string& dir) {
@@ -726,20 +638,10 @@ Result<std::vector<Definition>> LoadDefinitionsFromDirectory(const std::string& 
     std::vector<Located> all;
     std::map<std::string, std::string> seen;  // type -> origin
     for (const fs::path& p : files) {
-        auto text = ReadFile(p.string());
-        if (!text) {
-            return MakeError(std::move(text.error()));
-        }
-        auto located = LoadLocated(*text, p.string());
-        if (!located) {
-            return MakeError(std::move(located.error()));
-        }
-        for (Located& l : *located) {
-            if (auto [at, fresh] = seen.emplace(l.def.type, l.origin); !fresh) {
-                return MakeError(ErrorCode::kInvalidArgument, l.origin + ": workflow type '" + l.def.type +
-                                                                  "' is defined twice (also at " +
-                                                                  at->second + ")");
-            }
+        COGS_ASSIGN_OR_RETURN(const std::string text, ReadFile(p.string()));
+        COGS_ASSIGN_OR_RETURN(auto located, LoadLocated(text, p.string()));
+        for (Located& l : located) {
+            COGS_TRY(CheckUnique(seen, l));
             all.push_back(std::move(l));
         }
     }

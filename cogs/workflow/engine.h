@@ -31,8 +31,12 @@
 //    without one, calls carry none. A workflow started with a resource appends that resource's
 //    events (step_succeeded, step_retried, step_failed, step_compensated, compensation_failed,
 //    step_waiting, workflow_succeeded / workflow_rolled_back / workflow_failed) to the same group
-//    as the change each reports. Log lines go to observe::Log("engine") with the workflow's trace, workflow and
-//    resource ids in scope.
+//    as the change each reports. Log lines go to observe::Log("engine") with the workflow's trace,
+//    workflow and resource ids in scope.
+//  * Time: every reading of time (steady deadlines, wall-clock milliseconds recorded in the store)
+//    and every timer (retry backoffs, polls, workflow and step deadlines, breakers' half-open
+//    probes, lease renewal) goes through EngineOptions::clock: a test passes a FakeClock and moves
+//    time itself. Call deadlines handed to a ServiceClient are on that clock too.
 //
 // Threading: every method must be called on the io_context's thread (the engine is single-
 // threaded by design; store callbacks are posted back to it). Recover() blocks on the store and is
@@ -56,6 +60,10 @@
 
 namespace boost::asio {
 class io_context;
+}
+
+namespace cogs::runtime {
+class Clock;
 }
 
 namespace cogs::workflow {
@@ -92,6 +100,9 @@ struct EngineOptions {
     // Where the engine's metrics go (docs/metrics.md, "the workflow engine"); null: none. Must
     // outlive the engine. Handles are looked up once per definition and per (service, action).
     observe::Metrics* metrics = nullptr;
+    // The engine's time and timers (cogs/runtime/clock.h); null: runtime::SystemClock(). Must
+    // outlive the engine; with a FakeClock, Advance() it on the io_context's thread.
+    runtime::Clock* clock = nullptr;
 };
 
 struct StartRequest {

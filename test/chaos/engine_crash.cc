@@ -41,7 +41,8 @@ constexpr int kRandomTypes = 4;
 
 std::vector<workflow::Definition> ChaosDefinitions(uint64_t seed) {
     std::vector<workflow::Definition> defs;
-    auto loaded = workflow::LoadDefinitionsFromFile(base::FindProjectPath("workflows") + "/server.create.yaml");
+    auto loaded =
+        workflow::LoadDefinitionsFromFile(base::FindProjectPath("bench/workflows") + "/server_create.yaml");
     COGS_CHECK(loaded.has_value());
     for (auto& d : *loaded) {
         for (auto& s : d.steps) {

@@ -20,6 +20,13 @@ StepDef MakeStep(int max_attempts = 3) {
     return s;
 }
 
+// A step record whose action was first sent at 0 ms.
+StepRecord Dispatched() {
+    StepRecord r;
+    MarkDispatched(r, 0, false);
+    return r;
+}
+
 Result<ActionReply> Done(std::string out) { return ActionReply{false, std::move(out)}; }
 Result<ActionReply> Fail(ErrorCode c) { return MakeError(c, "boom"); }
 
@@ -37,8 +44,7 @@ TEST(StepMachineTest, DispatchMarksAppliedAndCountsAttempts) {
 
 TEST(StepMachineTest, SuccessStoresOutput) {
     StepDef d = MakeStep();
-    StepRecord r;
-    MarkDispatched(r, 0, false);
+    StepRecord r = Dispatched();
     EXPECT_EQ(ApplyActionResult(d, r, Done(R"({"id":1})"), 5, 0.5, 0, true), Next::kSucceeded);
     EXPECT_EQ(r.state, StepState::kSucceeded);
     EXPECT_EQ(r.output, R"({"id":1})");
@@ -48,8 +54,7 @@ TEST(StepMachineTest, SuccessStoresOutput) {
 
 TEST(StepMachineTest, RetryableErrorSchedulesJitteredRetryThenGivesUp) {
     StepDef d = MakeStep(2);
-    StepRecord r;
-    MarkDispatched(r, 0, false);
+    StepRecord r = Dispatched();
     EXPECT_EQ(ApplyActionResult(d, r, Fail(ErrorCode::kUnavailable), 10, 0.5, 0, true), Next::kRetry);
     EXPECT_EQ(r.state, StepState::kWaitingRetry);
     // Second attempt's cap is initial_backoff (100 ms); jitter 0.5 -> 50 ms.
@@ -64,8 +69,7 @@ TEST(StepMachineTest, RetryableErrorSchedulesJitteredRetryThenGivesUp) {
 
 TEST(StepMachineTest, DefinitiveErrorFailsAtOnceAndClearsApplied) {
     StepDef d = MakeStep(5);
-    StepRecord r;
-    MarkDispatched(r, 0, false);
+    StepRecord r = Dispatched();
     EXPECT_EQ(ApplyActionResult(d, r, Fail(ErrorCode::kFailedPrecondition), 10, 0.5, 0, true), Next::kFailed);
     EXPECT_FALSE(r.applied);
     EXPECT_FALSE(NeedsCompensation(d, r));
@@ -73,27 +77,23 @@ TEST(StepMachineTest, DefinitiveErrorFailsAtOnceAndClearsApplied) {
 
 TEST(StepMachineTest, NoRetryPastDeadlineOrWhileCompensating) {
     StepDef d = MakeStep(5);
-    StepRecord r;
-    MarkDispatched(r, 0, false);
+    StepRecord r = Dispatched();
     EXPECT_EQ(ApplyActionResult(d, r, Fail(ErrorCode::kUnavailable), 10, 0.99, 20, true), Next::kFailed);
-    StepRecord r2;
-    MarkDispatched(r2, 0, false);
+    StepRecord r2 = Dispatched();
     EXPECT_EQ(ApplyActionResult(d, r2, Fail(ErrorCode::kUnavailable), 10, 0.5, 0, false), Next::kFailed);
     EXPECT_TRUE(r2.applied);
 }
 
 TEST(StepMachineTest, AcceptedThenPolledToCompletionOrDeadline) {
     StepDef d = MakeStep();
-    StepRecord r;
-    MarkDispatched(r, 0, false);
+    StepRecord r = Dispatched();
     ActionReply accepted{true, ""};
     EXPECT_EQ(ApplyActionResult(d, r, accepted, 1, 0.5, 0, true), Next::kPoll);
     EXPECT_EQ(r.state, StepState::kPolling);
     EXPECT_EQ(ApplyPollResult(d, r, accepted, 100, 20ms, 2s, 0), Next::kPoll);
     EXPECT_GE(r.next_at_ms, 120);
     EXPECT_EQ(ApplyPollResult(d, r, accepted, 100, 20ms, 2s, 110), Next::kFailed) << "step deadline";
-    StepRecord r2;
-    MarkDispatched(r2, 0, false);
+    StepRecord r2 = Dispatched();
     ApplyActionResult(d, r2, accepted, 1, 0.5, 0, true);
     EXPECT_EQ(ApplyPollResult(d, r2, Done("{}"), 50, 20ms, 2s, 0), Next::kSucceeded);
 }

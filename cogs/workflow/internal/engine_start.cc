@@ -1,0 +1,271 @@
+// Engine::Impl: the public operations — taking the lease and resuming what was left unfinished,
+// starting, cancelling, retrying a failed workflow, completion reports, stats, shutdown.
+#include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/json/parse.hpp>
+
+#include "cogs/base/check.h"
+#include "cogs/workflow/internal/engine_impl.h"
+
+namespace cogs::workflow {
+
+namespace asio = boost::asio;
+using internal::ToMs;
+
+namespace {
+
+bool ValidId(const std::string& id) {
+    if (id.empty() || id.size() > 128) {
+        return false;
+    }
+    return std::all_of(id.begin(), id.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == ':';
+    });
+}
+
+}  // namespace
+
+Status Engine::Impl::Recover() {
+    auto lease = store_.AcquireLease(options_.owner, options_.lease_ttl_ms);
+    if (!lease) {
+        return MakeError(lease.error());
+    }
+    lease_ = *lease;
+    log_->info("engine {}: lease token {}", options_.owner, lease_.token);
+    for (;;) {
+        auto claimed = store_.ClaimOrphaned(lease_, 1000);
+        if (!claimed) {
+            return MakeError(claimed.error());
+        }
+        for (auto& rec : *claimed) {
+            Resume(std::move(rec));
+        }
+        if (claimed->size() < 1000) {
+            break;
+        }
+    }
+    ScheduleRenewal();
+    return Ok();
+}
+
+void Engine::Impl::Start(StartRequest req, std::function<void(Result<std::string>)> done) {
+    const Definition* def = registry_.Latest(req.type);
+    if (def == nullptr) {
+        return Reply(std::move(done), MakeError(ErrorCode::kInvalidArgument,
+                                                "type: unknown workflow type '" + req.type + "'"));
+    }
+    boost::system::error_code ec;
+    auto parsed = boost::json::parse(req.input, ec);
+    if (ec || !parsed.is_object()) {
+        return Reply(std::move(done), MakeError(ErrorCode::kInvalidArgument, "input: must be a JSON object"));
+    }
+    if (req.id.empty()) {
+        req.id = NewId();
+    } else if (!ValidId(req.id)) {
+        return Reply(std::move(done),
+                     MakeError(ErrorCode::kInvalidArgument, "id: 1-128 characters of [A-Za-z0-9._:-]"));
+    }
+    if (wfs_.count(req.id) != 0) {
+        return Reply(std::move(done), MakeError(ErrorCode::kAlreadyExists, "workflow " + req.id + " exists"));
+    }
+    if (wfs_.size() >= options_.max_inflight) {
+        return Reply(std::move(done),
+                     MakeError(ErrorCode::kResourceExhausted, "too many workflows in flight"));
+    }
+    auto wf = std::make_shared<Wf>();
+    wf->id = req.id;
+    wf->def = def;
+    wf->input = std::move(req.input);
+    wf->trace = std::move(req.traceparent);
+    wf->project = std::move(req.project);
+    wf->resource_kind = std::move(req.resource_kind);
+    wf->resource_id = std::move(req.resource_id);
+    wf->create_resources = std::move(req.resources);
+    wf->created_ms = clock_.WallMs();
+    wf->started_at = clock_.Now();
+    SetTrace(*wf);
+    wf->create_events = std::move(req.events);
+    for (store::EventRecord& e : wf->create_events) {
+        if (e.workflow_id.empty()) {
+            e.workflow_id = wf->id;
+        }
+        if (e.trace_id.empty()) {
+            e.trace_id = wf->trace_id;
+        }
+        if (e.time_ms == 0) {
+            e.time_ms = wf->created_ms;
+        }
+    }
+    const Duration deadline = req.deadline.count() > 0 ? req.deadline : def->deadline;
+    wf->deadline_ms = deadline.count() > 0 ? wf->created_ms + ToMs(deadline) : 0;
+    wf->fence = lease_.token;
+    wf->steps.resize(def->steps.size());
+    for (size_t i = 0; i < wf->steps.size(); ++i) {
+        wf->steps[i].index = static_cast<int>(i);
+    }
+    Hold(wf);
+    ++stats_.started;
+
+    Pending p;
+    p.creating = true;
+    std::string id = wf->id;
+    wf->creating = true;
+    p.on_commit = [done = std::move(done), id, metrics = wf->metrics](Status s) mutable {
+        if (!s) {
+            done(MakeError(s.error()));
+        } else {
+            if (metrics != nullptr) {
+                metrics->started.Inc();
+            }
+            done(id);
+        }
+    };
+    Advance(wf, p);
+    Commit(wf, std::move(p));
+}
+
+void Engine::Impl::Cancel(const std::string& id, std::function<void(Status)> done) {
+    auto it = wfs_.find(id);
+    if (it == wfs_.end()) {
+        return CheckStored(id, std::move(done), "cannot be cancelled");
+    }
+    WfPtr wf = it->second;
+    if (wf->creating) {
+        return Reply(std::move(done),
+                     MakeError(ErrorCode::kConflict, "workflow " + id + " is being created; retry"));
+    }
+    if (wf->state != WorkflowState::kRunning) {
+        return Reply(std::move(done), Ok());  // already stopping: cancelling again is a no-op
+    }
+    wf->cancel_requested = true;
+    Pending p;
+    p.workflow_dirty = true;
+    p.on_commit = std::move(done);
+    Advance(wf, p);
+    Commit(wf, std::move(p));
+}
+
+void Engine::Impl::Retry(const std::string& id, std::function<void(Status)> done) {
+    if (wfs_.count(id) != 0) {
+        return Reply(std::move(done),
+                     MakeError(ErrorCode::kConflict, "workflow " + id + " is still running"));
+    }
+    asio::post(blocking_, [this, id, done = std::move(done)]() mutable {
+        auto rec = store_.ReviveFailed(lease_, id);
+        asio::post(io_, [this, rec = std::move(rec), done = std::move(done)]() mutable {
+            if (!rec) {
+                return done(MakeError(rec.error()));
+            }
+            Resume(std::move(*rec));
+            done(Ok());
+        });
+    });
+}
+
+Status Engine::Impl::ReportCompletion(const std::string& key, Result<ActionReply> result) {
+    // "<workflow>/<step>/do"
+    const auto first = key.find('/');
+    const auto last = key.rfind('/');
+    if (first == std::string::npos || last == first || key.compare(last, std::string::npos, "/do") != 0) {
+        return MakeError(ErrorCode::kInvalidArgument, "key: not an action key: '" + key + "'");
+    }
+    auto it = wfs_.find(key.substr(0, first));
+    if (it == wfs_.end()) {
+        return MakeError(ErrorCode::kNotFound, "no running workflow for key '" + key + "'");
+    }
+    WfPtr wf = it->second;
+    const int i = wf->def->StepIndex(key.substr(first + 1, last - first - 1));
+    if (i < 0 || wf->steps[i].state != StepState::kPolling || wf->busy[i] == kCall ||
+        wf->busy[i] == kCommit) {
+        return MakeError(ErrorCode::kNotFound, "no step is waiting for '" + key + "'");
+    }
+    if (result && result->accepted) {
+        return MakeError(ErrorCode::kInvalidArgument, "result: a completion report cannot be 'accepted'");
+    }
+    if (wf->busy[i] == kCircuit) {
+        EndWait(*wf, i);  // the poll it waited to send is not needed any more
+    }
+    wf->busy[i] = kIdle;  // a pending poll timer finds the step busy no more and lets go
+    FinishPoll(wf, i, std::move(result));
+    return Ok();
+}
+
+EngineStats Engine::Impl::Stats() const {
+    EngineStats s = stats_;
+    s.inflight = wfs_.size();
+    s.circuit_waiting = circuit_waiting_;
+    return s;
+}
+
+void Engine::Impl::Shutdown() {
+    stopped_ = true;
+    timers_.Stop();
+    renew_timer_->Cancel();
+}
+
+void Engine::Impl::CheckStored(const std::string& id, std::function<void(Status)> done, const char* what) {
+    asio::post(blocking_, [this, id, done = std::move(done), what]() mutable {
+        auto rec = store_.GetWorkflow(id);
+        Status s =
+            rec ? Status(MakeError(ErrorCode::kConflict, fmt::format("workflow {} is {} and {}", id,
+                                                                     store::ToString(rec->state), what)))
+                : Status(MakeError(rec.error()));
+        Reply(std::move(done), std::move(s));
+    });
+}
+
+std::string Engine::Impl::NewId() {
+    std::uniform_int_distribution<uint64_t> d;
+    const uint64_t a = d(rng_), b = d(rng_);
+    return fmt::format("{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xfff,
+                       ((b >> 48) & 0x3fff) | 0x8000, b & 0xffffffffffffULL);
+}
+
+void Engine::Impl::Resume(store::WorkflowRecord rec) {
+    const Definition* def = registry_.Get(rec.type, rec.version);
+    if (def == nullptr || def->steps.size() != rec.steps.size()) {
+        COGS_EXPECT(def != nullptr && def->steps.size() == rec.steps.size());
+        observe::LogScope scope({observe::TraceIdOf(rec.trace), rec.id, rec.resource_id});
+        log_->error("workflow {}: definition {} v{} is not loadable; left for an operator", rec.id, rec.type,
+                    rec.version);
+        return;
+    }
+    auto wf = std::make_shared<Wf>();
+    wf->id = std::move(rec.id);
+    wf->def = def;
+    wf->input = std::move(rec.input);
+    wf->trace = std::move(rec.trace);
+    wf->project = std::move(rec.project);
+    wf->resource_kind = std::move(rec.resource_kind);
+    wf->resource_id = std::move(rec.resource_id);
+    SetTrace(*wf);
+    wf->state = rec.state;
+    wf->reason = std::move(rec.reason);
+    wf->cancel_requested = rec.cancel_requested;
+    wf->created_ms = rec.created_ms;
+    wf->deadline_ms = rec.deadline_ms;
+    wf->fence = rec.fence;
+    wf->steps = std::move(rec.steps);
+    Hold(wf);
+    ++stats_.resumed;
+    asio::post(io_, [this, wf] { AdvanceAndCommit(wf); });
+}
+
+// Takes on a workflow whose steps are set (started, or resumed from its record): nothing of it is
+// busy yet; its metric handles, its place among the workflows held, its deadline's timer.
+void Engine::Impl::Hold(const WfPtr& wf) {
+    wf->busy.assign(wf->steps.size(), kIdle);
+    wf->attempt_start_ms.assign(wf->steps.size(), 0);
+    AttachMetrics(*wf);
+    wfs_[wf->id] = wf;
+    PublishInflight();
+    ScheduleDeadline(wf);
+}
+
+void Engine::Impl::SetTrace(Wf& wf) {
+    wf.trace_ctx = observe::ParseTraceparent(wf.trace);
+    wf.trace_id = wf.trace_ctx ? wf.trace_ctx->trace_id : std::string();
+}
+
+}  // namespace cogs::workflow
