@@ -157,6 +157,11 @@ struct FinishedEvent {
     std::map<std::string, std::string> outputs;  // step name -> its output's JSON text (steps with one)
 };
 
+// The end of a workflow read back from the store (for one whose end was not heard, e.g. it ended
+// while its listener's process was down): `def` is its definition (for the steps' names), or null.
+FinishedEvent FinishedEventOf(const store::WorkflowRecord& w, const Definition* def);
+
+
 class Engine {
 public:
     Engine(boost::asio::io_context& io, store::Store& store, Registry& registry, const ServiceCatalog& services,

@@ -231,24 +231,7 @@ std::vector<workflow::FinishedEvent> Context::EndedWorkflows(const std::vector<s
         if (!wf || !store::IsTerminal(wf->state)) {
             continue;
         }
-        const workflow::Definition* def = registry.Get(wf->type, wf->version);
-        workflow::FinishedEvent ev;
-        ev.id = wf->id;
-        ev.type = wf->type;
-        ev.state = wf->state;
-        ev.reason = wf->reason;
-        ev.finished_ms = wf->finished_ms;
-        ev.project = wf->project;
-        ev.trace = wf->trace;
-        ev.resource_kind = wf->resource_kind;
-        ev.resource_id = wf->resource_id;
-        ev.input = wf->input;
-        for (size_t i = 0; def != nullptr && i < wf->steps.size() && i < def->steps.size(); ++i) {
-            if (!wf->steps[i].output.empty()) {
-                ev.outputs.emplace(def->steps[i].name, wf->steps[i].output);
-            }
-        }
-        ended.push_back(std::move(ev));
+        ended.push_back(workflow::FinishedEventOf(*wf, registry.Get(wf->type, wf->version)));
     }
     return ended;
 }
