@@ -3,21 +3,24 @@
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/json.hpp>
+#include <boost/json/serialize.hpp>
 #include <deque>
+#include <functional>
 #include <map>
 #include <set>
 
 #include "cogs/observe/log.h"
 #include "cogs/observe/metrics.h"
 #include "cogs/services/compute/compute.h"
-#include "cogs/services/kit/input.h"
+#include "cogs/services/kit/dispatch.h"
+#include "cogs/wire/answer.h"
+#include "cogs/wire/input.h"
 
 namespace cogs::services::compute {
 namespace {
 
-namespace json = boost::json;
-using kit::Input;
+namespace json = wire::json;
+using wire::Input;
 
 constexpr std::string_view kTable = "instances";
 constexpr std::string_view kGetPrefix = "/v1/instances/";
@@ -119,39 +122,59 @@ std::string Record(const Instance& i) {
     return json::serialize(o);
 }
 
-// Reads the fields of one input or record into `out`, stopping at the first bad one.
-class Reader {
-public:
-    explicit Reader(const Input& in) : in_(in) {}
-    Reader& Id(std::string_view f, std::string& out) { return Take(in_.Id(f), out); }
-    Reader& String(std::string_view f, std::string& out) { return Take(in_.String(f), out); }
-    Reader& Int(std::string_view f, int64_t min, int64_t& out) { return Take(in_.Int(f, min), out); }
-    Reader& Optional(std::string_view f, std::string& out) {
-        auto v = in_.OptionalString(f);
-        if (ok() && !v) {
-            error_ = v.error();
-        } else if (ok()) {
-            out = v->value_or("");
-        }
-        return *this;
+// The fields of an instance that create_instance takes (and its record holds).
+Result<Instance> ReadInstance(const Input& in) {
+    Instance i;
+    COGS_ASSIGN_OR_RETURN(i.spec.id, in.Id("id"));
+    COGS_ASSIGN_OR_RETURN(i.spec.host, in.String("host"));
+    COGS_ASSIGN_OR_RETURN(i.spec.vcpus, in.Int("vcpus", 1));
+    COGS_ASSIGN_OR_RETURN(i.spec.ram_mb, in.Int("ram_mb", 1));
+    COGS_ASSIGN_OR_RETURN(i.spec.disk_gb, in.Int("disk_gb", 0));
+    COGS_ASSIGN_OR_RETURN(i.spec.image, in.String("image"));
+    for (auto [field, out] : {std::pair{"port_id", &i.spec.port_id}, std::pair{"mac_address", &i.spec.mac_address},
+                              std::pair{"ip_address", &i.spec.ip_address}, std::pair{"project_id", &i.project_id},
+                              std::pair{"name", &i.name}}) {
+        COGS_ASSIGN_OR_RETURN(auto value, in.OptionalString(field));
+        *out = value.value_or("");
     }
-    bool ok() const { return !error_.has_value(); }
-    const Error& error() const { return *error_; }
+    return i;
+}
 
-private:
-    template <typename T>
-    Reader& Take(Result<T> v, T& out) {
-        if (ok() && !v) {
-            error_ = v.error();
-        } else if (ok()) {
-            out = std::move(*v);
-        }
-        return *this;
+// A stored instance (Record's shape). crashes and restart_at_us are absent from records written
+// before the supervisor existed.
+Result<Instance> ReadRecord(std::string_view text) {
+    COGS_ASSIGN_OR_RETURN(const Input in,
+                          Input::Parse(text,
+                                       {"id", "host", "vcpus", "ram_mb", "disk_gb", "image", "port_id", "mac_address",
+                                        "ip_address", "project_id", "name", "created_at_ms", "power", "boot",
+                                        "ready_at_us", "crashes", "restart_at_us"},
+                                       "record"));
+    COGS_ASSIGN_OR_RETURN(Instance i, ReadInstance(in));
+    COGS_ASSIGN_OR_RETURN(i.created_at_ms, in.Int("created_at_ms", 0));
+    COGS_ASSIGN_OR_RETURN(const std::string power, in.String("power"));
+    const auto p = PowerFrom(power);
+    if (!p) {
+        return MakeError(in.Invalid("power", "unknown value '" + power + "'"));
     }
-
-    const Input& in_;
-    std::optional<Error> error_;
-};
+    i.power = *p;
+    COGS_ASSIGN_OR_RETURN(const std::string boot, in.String("boot"));
+    i.rebooting = boot == "reboot";
+    COGS_ASSIGN_OR_RETURN(i.ready_at_us, in.Int("ready_at_us", 0));
+    if (const json::value* crashes = in.Find("crashes")) {
+        if (!crashes->is_array()) {
+            return MakeError(in.Invalid("crashes", "must be an array of times"));
+        }
+        for (const json::value& at : crashes->get_array()) {
+            if (!at.is_int64()) {
+                return MakeError(in.Invalid("crashes", "must be an array of times"));
+            }
+            i.crashes.push_back(at.get_int64());
+        }
+    }
+    COGS_ASSIGN_OR_RETURN(const auto restart_at, in.OptionalInt("restart_at_us"));
+    i.restart_at_us = restart_at.value_or(0);
+    return i;
+}
 
 class ComputeDomainImpl final : public ComputeDomain {
 public:
@@ -178,89 +201,41 @@ public:
 
     std::string_view name() const override { return "compute"; }
 
-    std::vector<std::string> actions() const override {
-        return {"create_instance", "delete_instance", "start_instance", "stop_instance", "reboot_instance"};
+    std::vector<kit::Action> actions() override {
+        return {{"create_instance",
+                 {"id", "host", "vcpus", "ram_mb", "disk_gb", "image", "port_id", "mac_address", "ip_address",
+                  "project_id", "name"},
+                 std::bind_front(&ComputeDomainImpl::Create, this)},
+                {"delete_instance", {"id", "host"}, std::bind_front(&ComputeDomainImpl::Delete, this)},
+                {"start_instance", {"id", "host"}, std::bind_front(&ComputeDomainImpl::Start, this, false)},
+                {"stop_instance", {"id", "host"}, std::bind_front(&ComputeDomainImpl::Stop, this)},
+                {"reboot_instance", {"id", "host"}, std::bind_front(&ComputeDomainImpl::Start, this, true)}};
     }
 
     Status Load(std::string_view table, std::string_view id, std::string_view text) override {
         if (table != kTable) {
             return MakeError(ErrorCode::kInternal, "compute: unknown table '" + std::string(table) + "'");
         }
-        auto bad = [&](const std::string& why) {
-            return MakeError(ErrorCode::kInternal, "instance record " + std::string(id) + ": " + why);
-        };
-        // crashes and restart_at_us are absent from records written before the supervisor existed.
-        auto in = Input::Parse(text, {"id", "host", "vcpus", "ram_mb", "disk_gb", "image", "port_id",
-                                      "mac_address", "ip_address", "project_id", "name", "created_at_ms",
-                                      "power", "boot", "ready_at_us", "crashes", "restart_at_us"});
-        if (!in) {
-            return bad(in.error().message);
+        auto i = ReadRecord(text);
+        if (!i || i->spec.id != id) {
+            return MakeError(ErrorCode::kInternal, "instance record " + std::string(id) + ": " +
+                                                       (i ? "holds id " + i->spec.id : i.error().message));
         }
-        Instance i;
-        std::string power;
-        std::string boot;
-        Reader r(*in);
-        r.Id("id", i.spec.id)
-            .String("host", i.spec.host)
-            .Int("vcpus", 1, i.spec.vcpus)
-            .Int("ram_mb", 1, i.spec.ram_mb)
-            .Int("disk_gb", 0, i.spec.disk_gb)
-            .String("image", i.spec.image)
-            .Optional("port_id", i.spec.port_id)
-            .Optional("mac_address", i.spec.mac_address)
-            .Optional("ip_address", i.spec.ip_address)
-            .Optional("project_id", i.project_id)
-            .Optional("name", i.name)
-            .Int("created_at_ms", 0, i.created_at_ms)
-            .String("power", power)
-            .String("boot", boot)
-            .Int("ready_at_us", 0, i.ready_at_us);
-        if (!r.ok()) {
-            return bad(r.error().message);
-        }
-        if (i.spec.id != id) {
-            return bad("holds id " + i.spec.id);
-        }
-        auto p = PowerFrom(power);
-        if (!p) {
-            return bad("power: unknown value '" + power + "'");
-        }
-        i.power = *p;
-        i.rebooting = boot == "reboot";
-        const json::value record = json::parse(text);  // an object: Input::Parse checked it
-        const json::object& o = record.as_object();
-        if (const json::value* c = o.if_contains("crashes")) {
-            if (!c->is_array()) {
-                return bad("crashes: must be an array of times");
-            }
-            for (const json::value& at : c->get_array()) {
-                if (!at.is_int64()) {
-                    return bad("crashes: must be an array of times");
-                }
-                i.crashes.push_back(at.get_int64());
-            }
-        }
-        if (const json::value* at = o.if_contains("restart_at_us")) {
-            if (!at->is_int64()) {
-                return bad("restart_at_us: must be an integer");
-            }
-            i.restart_at_us = at->get_int64();
-        }
-        if (hosts_.count(i.spec.host) == 0) {
+        if (hosts_.count(i->spec.host) == 0) {
             // Kept (it is what this process holds, and the inventory says so), but no action reaches
             // it until the host is served again.
             observe::Log("compute").warn("instance {} is on host {}, which this process does not serve", id,
-                                         i.spec.host);
+                                         i->spec.host);
         }
-        if (leased_ && (i.power == Power::kOn || i.power == Power::kCrashed)) {
+        if (leased_ && (i->power == Power::kOn || i->power == Power::kCrashed)) {
             // The host restarted: what ran is stopped, and the control plane decides what runs again.
-            i.power = Power::kFenced;
-            i.rebooting = false;
-            i.restart_at_us = 0;
-            fenced_at_load_.push_back(i.spec.id);
+            i->power = Power::kFenced;
+            i->rebooting = false;
+            i->restart_at_us = 0;
+            fenced_at_load_.push_back(i->spec.id);
         }
-        by_host_[i.spec.host].insert(i.spec.id);
-        instances_[i.spec.id] = std::move(i);
+        by_host_[i->spec.host].insert(i->spec.id);
+        instances_[i->spec.id] = std::move(*i);
         return Ok();
     }
 
@@ -286,25 +261,6 @@ public:
             context_->Write(std::move(tx));
         }
         ArmRestartTimer();
-    }
-
-    Result<kit::Done> Perform(std::string_view action, std::string_view input, kit::Tx& tx) override {
-        if (action == "create_instance") {
-            return Create(input, tx);
-        }
-        if (action == "delete_instance") {
-            return Delete(input, tx);
-        }
-        if (action == "start_instance") {
-            return Start(input, tx, /*reboot=*/false);
-        }
-        if (action == "reboot_instance") {
-            return Start(input, tx, /*reboot=*/true);
-        }
-        if (action == "stop_instance") {
-            return Stop(input, tx);
-        }
-        return MakeError(ErrorCode::kNotFound, "compute: no action '" + std::string(action) + "'");
     }
 
     std::vector<std::pair<std::string, int64_t>> RecordCounts() const override {
@@ -410,14 +366,14 @@ public:
         const std::string id = http::UrlDecode(std::string_view(path).substr(kGetPrefix.size(), id_size));
         auto it = instances_.find(id);
         if (it == instances_.end()) {
-            respond(ErrorResponse(ErrorCode::kNotFound, "no instance '" + id + "'"));
+            respond(wire::ServiceError(Error(ErrorCode::kNotFound, "no instance '" + id + "'")));
             return true;
         }
         Instance& i = it->second;
         const int64_t now = now_us_();
         if (i.power != Power::kOn) {
-            respond(ErrorResponse(ErrorCode::kConflict, "instance " + id + " is not running (state " +
-                                                            i.State(now) + "): nothing to crash"));
+            respond(wire::ServiceError(Error(ErrorCode::kConflict, "instance " + id + " is not running (state " +
+                                                                       i.State(now) + "): nothing to crash")));
             return true;
         }
         kit::Tx tx;
@@ -542,17 +498,6 @@ private:
     }
     json::object Describe(const Instance& i, int64_t now) const { return Describe(i, now, WindowUs()); }
 
-    static http::Response ErrorResponse(ErrorCode code, std::string message) {
-        json::object o;
-        o["code"] = ToString(code);
-        o["message"] = std::move(message);
-        o["retryable"] = false;
-        http::Response r;
-        r.status = HttpStatus(code);
-        r.body = json::serialize(o);
-        return r;
-    }
-
     // The answer of an action on `i`: ACTIVE once the current boot (if any) has ended, ready then; the
     // state of an instance that is not running.
     static kit::Done Answer(const Instance& i, int64_t now) {
@@ -568,14 +513,12 @@ private:
         return std::chrono::duration_cast<std::chrono::microseconds>(supervisor_.restart_window).count();
     }
 
-    // Reads "host" and checks that this process serves it.
-    Result<std::string> Host(const Input& in) const {
-        auto host = in.String("host");
-        if (host && hosts_.count(*host) == 0) {
-            return MakeError(ErrorCode::kInvalidArgument,
-                             "host: this process does not serve host '" + *host + "'");
+    // Refuses a host this process does not serve.
+    Status Served(const std::string& host) const {
+        if (hosts_.count(host) == 0) {
+            return MakeError(FieldError("host", "this process does not serve host '" + host + "'"));
         }
-        return host;
+        return Ok();
     }
 
     // Work that starts an instance needs the host's lease.
@@ -605,38 +548,10 @@ private:
         return now + std::chrono::duration_cast<std::chrono::microseconds>(*duration).count();
     }
 
-    Result<kit::Done> Create(std::string_view input, kit::Tx& tx) {
-        auto in = Input::Parse(input, {"id", "host", "vcpus", "ram_mb", "disk_gb", "image", "port_id",
-                                       "mac_address", "ip_address", "project_id", "name"});
-        if (!in) {
-            return MakeError(in.error());
-        }
-        Instance i;
-        Reader r(*in);
-        r.Id("id", i.spec.id);
-        if (!r.ok()) {
-            return MakeError(r.error());
-        }
-        auto host = Host(*in);
-        if (!host) {
-            return MakeError(host.error());
-        }
-        i.spec.host = *host;
-        r.Int("vcpus", 1, i.spec.vcpus)
-            .Int("ram_mb", 1, i.spec.ram_mb)
-            .Int("disk_gb", 0, i.spec.disk_gb)
-            .String("image", i.spec.image)
-            .Optional("port_id", i.spec.port_id)
-            .Optional("mac_address", i.spec.mac_address)
-            .Optional("ip_address", i.spec.ip_address)
-            .Optional("project_id", i.project_id)
-            .Optional("name", i.name);
-        if (!r.ok()) {
-            return MakeError(r.error());
-        }
-        if (auto leased = Leased(i.spec.host); !leased) {
-            return MakeError(leased.error());
-        }
+    Result<kit::Done> Create(const Input& in, kit::Tx& tx) {
+        COGS_ASSIGN_OR_RETURN(Instance i, ReadInstance(in));
+        COGS_TRY(Served(i.spec.host));
+        COGS_TRY(Leased(i.spec.host));
         const int64_t now = now_us_();
         if (auto it = instances_.find(i.spec.id); it != instances_.end()) {
             const Instance& old = it->second;
@@ -645,112 +560,75 @@ private:
                                  "instance " + i.spec.id + " exists on host " + old.spec.host);
             }
             if (!old.SameAs(i)) {
-                return MakeError(ErrorCode::kAlreadyExists,
-                                 "instance " + i.spec.id + " exists with other values");
+                return MakeError(ErrorCode::kAlreadyExists, "instance " + i.spec.id + " exists with other values");
             }
             return Answer(old, now);
         }
-        auto ready = Boot(i, now);
-        if (!ready) {
-            return MakeError(ready.error());
-        }
+        COGS_ASSIGN_OR_RETURN(i.ready_at_us, Boot(i, now));
         i.created_at_ms = now / 1000;
-        i.ready_at_us = *ready;
         tx.Put(kTable, i.spec.id, Record(i));
         by_host_[i.spec.host].insert(i.spec.id);
         const Instance& stored = instances_[i.spec.id] = std::move(i);
         return Answer(stored, now);
     }
 
-    Result<kit::Done> Delete(std::string_view input, kit::Tx& tx) {
-        auto in = Input::Parse(input, {"id", "host"});
-        if (!in) {
-            return MakeError(in.error());
-        }
-        auto id = in->Id("id");
-        if (!id) {
-            return MakeError(id.error());
-        }
-        auto host = Host(*in);
-        if (!host) {
-            return MakeError(host.error());
-        }
+    Result<kit::Done> Delete(const Input& in, kit::Tx& tx) {
+        COGS_ASSIGN_OR_RETURN(const std::string id, in.Id("id"));
+        COGS_ASSIGN_OR_RETURN(const std::string host, in.String("host"));
+        COGS_TRY(Served(host));
         json::object out;
-        out["id"] = *id;
-        auto found = Find(*id, *host);
+        out["id"] = id;
+        auto found = Find(id, host);
         if (!found) {
             // Absent here. An instance of that id on another host is not this call's to delete: a
             // compensation of a create refused for that reason must not remove the other one.
             out["deleted"] = false;
             return kit::Done{json::serialize(out)};
         }
-        if (auto deleted = driver_->Delete((*found)->spec); !deleted) {
-            return MakeError(deleted.error());
-        }
-        by_host_[*host].erase(*id);
-        instances_.erase(*id);
-        tx.Erase(kTable, *id);
+        COGS_TRY(driver_->Delete((*found)->spec));
+        by_host_[host].erase(id);
+        instances_.erase(id);
+        tx.Erase(kTable, id);
         out["deleted"] = true;
         return kit::Done{json::serialize(out)};
     }
 
     // The instance an {id, host} input names.
-    Result<Instance*> Target(std::string_view input) {
-        auto in = Input::Parse(input, {"id", "host"});
-        if (!in) {
-            return MakeError(in.error());
-        }
-        auto id = in->Id("id");
-        if (!id) {
-            return MakeError(id.error());
-        }
-        auto host = Host(*in);
-        if (!host) {
-            return MakeError(host.error());
-        }
-        return Find(*id, *host);
+    Result<Instance*> Target(const Input& in) {
+        COGS_ASSIGN_OR_RETURN(const std::string id, in.Id("id"));
+        COGS_ASSIGN_OR_RETURN(const std::string host, in.String("host"));
+        COGS_TRY(Served(host));
+        return Find(id, host);
     }
 
-    Result<kit::Done> Start(std::string_view input, kit::Tx& tx, bool reboot) {
-        auto found = Target(input);
-        if (!found) {
-            return MakeError(found.error());
-        }
-        Instance& i = **found;
-        if (auto leased = Leased(i.spec.host); !leased) {
-            return MakeError(leased.error());
-        }
+    // start_instance (reboot false) and reboot_instance.
+    Result<kit::Done> Start(bool reboot, const Input& in, kit::Tx& tx) {
+        COGS_ASSIGN_OR_RETURN(Instance* const found, Target(in));
+        Instance& i = *found;
+        COGS_TRY(Leased(i.spec.host));
         const int64_t now = now_us_();
         if (!reboot && i.power == Power::kOn) {
             return Answer(i, now);
         }
-        auto ready = Boot(i, now);
-        if (!ready) {
-            return MakeError(ready.error());
-        }
+        COGS_ASSIGN_OR_RETURN(const int64_t ready, Boot(i, now));
         if (i.power != Power::kOn) {
             // Started by the control plane: a fresh start, the supervisor counts its crashes anew.
             i.crashes.clear();
         }
         i.power = Power::kOn;
         i.rebooting = reboot;
-        i.ready_at_us = *ready;
+        i.ready_at_us = ready;
         i.restart_at_us = 0;
         tx.Put(kTable, i.spec.id, Record(i));
         return Answer(i, now);
     }
 
-    Result<kit::Done> Stop(std::string_view input, kit::Tx& tx) {
-        auto found = Target(input);
-        if (!found) {
-            return MakeError(found.error());
-        }
-        Instance& i = **found;
+    Result<kit::Done> Stop(const Input& in, kit::Tx& tx) {
+        COGS_ASSIGN_OR_RETURN(Instance* const found, Target(in));
+        Instance& i = *found;
         if (i.power != Power::kOff) {
             if (i.power == Power::kOn) {
-                if (auto stopped = driver_->Stop(i.spec); !stopped) {
-                    return MakeError(stopped.error());
-                }
+                COGS_TRY(driver_->Stop(i.spec));
             }
             i.power = Power::kOff;
             i.rebooting = false;

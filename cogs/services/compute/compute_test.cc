@@ -16,6 +16,7 @@
 #include "cogs/observe/metrics.h"
 #include "cogs/services/compute/agent.h"
 #include "cogs/services/kit/internal/test_observe.h"
+#include "cogs/services/kit/internal/test_service.h"
 #include "cogs/services/kit/protocol.h"
 #include "cogs/services/kit/service.h"
 
@@ -25,7 +26,8 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-using Records = std::map<std::pair<std::string, std::string>, std::string>;
+using Domain = kit::test_service::DomainUnderTest<ComputeDomain>;
+using kit::test_service::Records;
 using kit::test_observe::PromtoolProblems;
 using kit::test_observe::SampleOf;
 
@@ -64,9 +66,7 @@ private:
 
 class ComputeTest : public ::testing::Test {
 protected:
-    void SetUp() override { Make(200ms); }
-
-    std::unique_ptr<ComputeDomain> NewDomain(Millis boot) {
+    Domain NewDomain(Millis boot) {
         ComputeOptions options;
         options.hosts = {HostSpec{"h1", "nova", 16, 65536, 1000, {"CUSTOM_SSD"}},
                          HostSpec{"h2", "az2", 8, 32768, 500, {}}};
@@ -77,24 +77,13 @@ protected:
         EXPECT_TRUE(driver);
         auto domain = MakeComputeDomain(std::move(options), std::move(*driver));
         EXPECT_TRUE(domain) << domain.error().ToString();
-        return std::move(*domain);
+        return Domain(std::move(*domain));
     }
 
     void Make(Millis boot) { domain_ = NewDomain(boot); }
 
     Result<kit::Done> Do(std::string_view action, std::string_view input) {
-        kit::Tx tx;
-        auto done = domain_->Perform(action, input, tx);
-        if (done) {
-            for (const auto& w : tx.writes()) {
-                if (w.erase) {
-                    records_.erase({w.table, w.id});
-                } else {
-                    records_[{w.table, w.id}] = w.json;
-                }
-            }
-        }
-        return done;
+        return domain_.Perform(action, input, records_);
     }
 
     kit::Done Ok(std::string_view action, std::string_view input) {
@@ -152,15 +141,17 @@ protected:
     SupervisorOptions supervisor_{};
     Records records_;
     FakeContext context_{records_};  // before domain_: its io_context outlives the domain's timer
-    std::unique_ptr<ComputeDomain> domain_;
+    Domain domain_ = NewDomain(200ms);
 };
 
 TEST_F(ComputeTest, NameActionsAndUnknownAction) {
     EXPECT_EQ(domain_->name(), "compute");
-    EXPECT_EQ(domain_->actions(),
+    EXPECT_EQ(domain_.actions().names(),
               (std::vector<std::string>{"create_instance", "delete_instance", "start_instance",
                                         "stop_instance", "reboot_instance"}));
-    EXPECT_EQ(Fails("boot", "{}").code, ErrorCode::kNotFound);
+    const Error e = Fails("boot", "{}");
+    EXPECT_EQ(e.code, ErrorCode::kNotFound);
+    EXPECT_EQ(e.message, "compute has no action 'boot'");
 }
 
 TEST_F(ComputeTest, CreateIsALongActionUntilBooted) {
@@ -220,9 +211,9 @@ TEST_F(ComputeTest, ValidationNamesTheField) {
         const char* field;
     };
     const Case cases[] = {
-        {"create_instance", R"({"host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":"x"})", "'id'"},
-        {"create_instance", R"({"id":"i1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":"x"})", "'host'"},
-        {"create_instance", R"({"id":"i1","host":"h1","ram_mb":1,"disk_gb":1,"image":"x"})", "'vcpus'"},
+        {"create_instance", R"({"host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":"x"})", "id"},
+        {"create_instance", R"({"id":"i1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":"x"})", "host"},
+        {"create_instance", R"({"id":"i1","host":"h1","ram_mb":1,"disk_gb":1,"image":"x"})", "vcpus"},
         {"create_instance", R"({"id":"i1","host":"h1","vcpus":0,"ram_mb":1,"disk_gb":1,"image":"x"})",
          "vcpus"},
         {"create_instance", R"({"id":"i1","host":"h1","vcpus":"2","ram_mb":1,"disk_gb":1,"image":"x"})",
@@ -231,23 +222,24 @@ TEST_F(ComputeTest, ValidationNamesTheField) {
          "ram_mb"},
         {"create_instance", R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":1,"disk_gb":-1,"image":"x"})",
          "disk_gb"},
-        {"create_instance", R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1})", "'image'"},
+        {"create_instance", R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1})", "image"},
         {"create_instance", R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":3})", "image"},
         {"create_instance",
          R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":"x","port_id":1})", "port_id"},
         {"create_instance",
-         R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":"x","flavor":"m1"})", "'flavor'"},
+         R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":"x","flavor":"m1"})", "flavor"},
         {"create_instance", R"({"id":"a/b","host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":"x"})", "id"},
-        {"delete_instance", R"({"id":"i1"})", "'host'"},
-        {"delete_instance", R"({"host":"h1"})", "'id'"},
+        {"delete_instance", R"({"id":"i1"})", "host"},
+        {"delete_instance", R"({"host":"h1"})", "id"},
         {"start_instance", R"({"id":"i1","host":7})", "host"},
-        {"stop_instance", R"({"id":"i1","host":"h1","force":true})", "'force'"},
+        {"stop_instance", R"({"id":"i1","host":"h1","force":true})", "force"},
         {"reboot_instance", R"({"id":["i1"],"host":"h1"})", "id"},
     };
     for (const Case& c : cases) {
         Error e = Fails(c.action, c.input);
         EXPECT_EQ(e.code, ErrorCode::kInvalidArgument) << c.input;
-        EXPECT_NE(e.message.find(c.field), std::string::npos) << c.input << " -> " << e.message;
+        EXPECT_EQ(e.field(), c.field) << c.input;
+        EXPECT_TRUE(e.message.starts_with(std::string(c.field) + ": ")) << c.input << " -> " << e.message;
     }
     EXPECT_EQ(InstanceCount(), 0u);
     EXPECT_TRUE(records_.empty());
@@ -262,8 +254,8 @@ TEST_F(ComputeTest, UnknownHostIsRefusedForEveryAction) {
     for (const char* action : {"delete_instance", "start_instance", "stop_instance", "reboot_instance"}) {
         Error e = Fails(action, id_and_host);
         EXPECT_EQ(e.code, ErrorCode::kInvalidArgument) << action;
-        EXPECT_NE(e.message.find("host"), std::string::npos);
-        EXPECT_NE(e.message.find("h9"), std::string::npos);
+        EXPECT_EQ(e.message, "host: this process does not serve host 'h9'");
+        EXPECT_EQ(e.field(), "host");
     }
     Error e = Fails("create_instance", CreateInput("i2", "h9"));
     EXPECT_EQ(e.code, ErrorCode::kInvalidArgument);

@@ -9,12 +9,13 @@
 #include <boost/json.hpp>
 #include <map>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "cogs/base/check.h"
 #include "cogs/observe/log.h"
 #include "cogs/observe/metrics.h"
+#include "cogs/services/kit/dispatch.h"
 #include "cogs/services/kit/internal/state_db.h"
+#include "cogs/wire/answer.h"
 
 namespace cogs::services::kit {
 namespace {
@@ -82,16 +83,6 @@ Error Retryable(Error e) {
     return e;
 }
 
-std::optional<ErrorCode> ParseCode(std::string_view s) {
-    for (int i = 0; i <= static_cast<int>(ErrorCode::kInternal); ++i) {
-        auto code = static_cast<ErrorCode>(i);
-        if (ToString(code) == s) {
-            return code;
-        }
-    }
-    return std::nullopt;
-}
-
 int64_t ToMicros(Duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
 
 struct Entry {
@@ -112,13 +103,10 @@ public:
     Impl(asio::io_context& io, std::unique_ptr<Domain> domain, ServiceOptions options)
         : io_(io),
           domain_(std::move(domain)),
+          actions_(*domain_),
           faults_(std::move(options.faults)),
           roller_(options.seed),
-          fault_counter_(options.metrics, domain_->name()) {
-        for (auto& a : domain_->actions()) {
-            actions_.insert(std::move(a));
-        }
-    }
+          fault_counter_(options.metrics, domain_->name()) {}
 
     // The records gauge and the domain's own gauges, sampled at every render of `metrics` (on the
     // io thread: see service.h). The sampler holds the service weakly: once it is gone, nothing.
@@ -179,7 +167,7 @@ public:
             e.kind = r.kind == "undo" ? CallKind::kUndo : CallKind::kDo;
             e.outcome = OutcomeFrom(r.outcome);
             e.output = std::move(r.output);
-            e.code = ParseCode(r.code).value_or(ErrorCode::kFailedPrecondition);
+            e.code = wire::ParseErrorCode(r.code).value_or(ErrorCode::kFailedPrecondition);
             e.at_us = r.at_us;
             e.done_at_us = r.done_at_us;
             next_seq_ = std::max(next_seq_, e.seq + 1);
@@ -209,19 +197,13 @@ public:
                    MakeError(ErrorCode::kDeadlineExceeded, "the call's deadline passed before it arrived"));
             return;
         }
-        if (input.empty()) {
-            input = "{}";
-        }
-        boost::system::error_code ec;
-        const json::value parsed = json::parse(input, ec);
-        if (ec || !parsed.is_object()) {
-            Answer(std::move(done), MakeError(ErrorCode::kInvalidArgument, "input must be a JSON object"));
+        if (auto object = wire::Input::Parse(input, {}, "input"); !object) {
+            Answer(std::move(done), MakeError(std::move(object).error()));
             return;
         }
-        if (!actions_.contains(action)) {
+        if (!actions_.Has(action)) {
             ++stats_.unknown_actions;
-            Answer(std::move(done),
-                   MakeError(ErrorCode::kNotFound, std::string(domain_->name()) + " has no action '" + action + "'"));
+            Answer(std::move(done), MakeError(actions_.Unknown(action)));
             return;
         }
         if (key.empty()) {
@@ -430,7 +412,7 @@ private:
     Result<ActionReply> Perform(std::string action, std::string key, CallKind kind, Outcome outcome,
                                 const std::string& input) {
         Tx tx;
-        auto done = domain_->Perform(action, input, tx);
+        auto done = actions_.Perform(action, input, tx);
         if (!done) {
             if (done.error().retryable) {
                 ++stats_.retryable_errors;
@@ -591,7 +573,7 @@ private:
 
     asio::io_context& io_;
     std::unique_ptr<Domain> domain_;
-    std::unordered_set<std::string> actions_;
+    ActionTable actions_;
     FaultConfig faults_;
     FaultRoller roller_;
     FaultCounter fault_counter_;

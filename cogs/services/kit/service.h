@@ -15,7 +15,7 @@
 //                                  permanent  422 failed_precondition, recorded as rejected
 //                                             (also for every action in fail_actions);
 //                                  lost reply performed and recorded as below, but no answer;
-//                                then domain.Perform(action, input, tx):
+//                                then the action (its handler in the domain's table, dispatch.h):
 //                                  ok                      recorded as applied with its output, tx's
 //                                                          record writes with it (one transaction);
 //                                  non-retryable error     recorded as rejected, answered (and
@@ -23,13 +23,14 @@
 //                                  retryable error         not recorded, answered (the caller retries).
 //   undo, key recorded        -> the recorded answer again.
 //   undo, new key             -> faults are rolled (never permanent); if "<base>/do" is recorded as
-//                                applied, domain.Perform(action, input, tx) performs the compensating
-//                                action (the undo names it, e.g. delete_port) and the undo is
+//                                applied, the compensating action (the undo names it, e.g.
+//                                delete_port) is performed like a do's, and the undo is
 //                                recorded as compensated with its output; otherwise a tombstone is
 //                                recorded without performing anything, output {"compensated": false}.
 //                                A compensating action failing for good is recorded as rejected; a
 //                                retryable failure is not recorded.
-//   unknown action            -> 404 not_found, nothing recorded (before faults are rolled).
+//   unknown action            -> 404 not_found, nothing recorded (before faults are rolled): a name
+//                                that is not in the domain's table (Domain::actions()).
 //   input not a JSON object   -> 400 invalid_argument, nothing recorded.
 //   deadline passed on arrival-> 504 deadline_exceeded, nothing applied.
 //
@@ -100,7 +101,7 @@ struct ServiceOptions {
 struct ServiceStats {
     uint64_t calls = 0;                // Handle() calls
     uint64_t status_calls = 0;         // Status() calls
-    uint64_t performed = 0;            // successful Perform() calls (do and compensating undo)
+    uint64_t performed = 0;            // actions performed (do and compensating undo)
     uint64_t rejected = 0;             // refusals recorded (domain or injected)
     uint64_t retryable_errors = 0;     // retryable domain errors answered, not recorded
     uint64_t compensated = 0;          // undos that performed their compensating action
