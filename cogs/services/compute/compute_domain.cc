@@ -1,8 +1,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/json/serialize.hpp>
 #include <deque>
 #include <functional>
@@ -11,6 +9,7 @@
 
 #include "cogs/observe/log.h"
 #include "cogs/observe/metrics.h"
+#include "cogs/runtime/clock.h"
 #include "cogs/services/compute/compute.h"
 #include "cogs/services/kit/dispatch.h"
 #include "cogs/wire/answer.h"
@@ -178,10 +177,10 @@ Result<Instance> ReadRecord(std::string_view text) {
 
 class ComputeDomainImpl final : public ComputeDomain {
 public:
-    ComputeDomainImpl(std::map<std::string, HostSpec, std::less<>> hosts, std::function<int64_t()> now_us,
+    ComputeDomainImpl(std::map<std::string, HostSpec, std::less<>> hosts, runtime::Clock& clock,
                       std::unique_ptr<ComputeDriver> driver, bool leased, SupervisorOptions supervisor)
         : hosts_(std::move(hosts)),
-          now_us_(std::move(now_us)),
+          clock_(clock),
           driver_(std::move(driver)),
           leased_(leased),
           supervisor_(supervisor) {
@@ -190,12 +189,6 @@ public:
             for (const auto& [name, h] : hosts_) {
                 fenced_.insert(name);
             }
-        }
-    }
-
-    ~ComputeDomainImpl() override {
-        if (restart_timer_) {
-            restart_timer_->cancel();
         }
     }
 
@@ -242,7 +235,7 @@ public:
     // From here on the supervisor has timers and writes records of its own.
     void Bind(kit::DomainContext& context) override {
         context_ = &context;
-        restart_timer_ = std::make_unique<boost::asio::steady_timer>(context.io());
+        restart_timer_ = clock_.NewTimer(context.io());
         kit::Tx tx;
         for (const std::string& id : fenced_at_load_) {
             tx.Put(kTable, id, Record(instances_.at(id)));
@@ -297,7 +290,7 @@ public:
                                   .With({});
             counted_ = Counts{};
         }
-        const int64_t now = now_us_();
+        const int64_t now = clock_.WallUs();
         std::map<std::pair<std::string_view, std::string_view>, int64_t> by_host_state;
         for (const auto& [id, i] : instances_) {
             ++by_host_state[{i.spec.host, i.State(now)}];
@@ -325,7 +318,7 @@ public:
     }
 
     std::string Inventory() const override {
-        const int64_t now = now_us_();
+        const int64_t now = clock_.WallUs();
         json::array hosts;
         for (const auto& [name, h] : hosts_) {
             json::object o;
@@ -351,7 +344,7 @@ public:
     std::optional<http::Response> Get(const http::Request& request) const override {
         return kit::GetRecord(request, kGetPrefix, "instance", [this](const std::string& id) {
             auto it = instances_.find(id);
-            return it == instances_.end() ? std::nullopt : std::optional<json::object>(Describe(it->second, now_us_()));
+            return it == instances_.end() ? std::nullopt : std::optional<json::object>(Describe(it->second, clock_.WallUs()));
         });
     }
 
@@ -370,7 +363,7 @@ public:
             return true;
         }
         Instance& i = it->second;
-        const int64_t now = now_us_();
+        const int64_t now = clock_.WallUs();
         if (i.power != Power::kOn) {
             respond(wire::ServiceError(Error(ErrorCode::kConflict, "instance " + id + " is not running (state " +
                                                                        i.State(now) + "): nothing to crash")));
@@ -435,7 +428,7 @@ public:
     }
 
     std::string HeartbeatBody(std::string_view host) const override {
-        const int64_t now = now_us_();
+        const int64_t now = clock_.WallUs();
         json::object counts;
         if (auto ids = by_host_.find(host); ids != by_host_.end()) {
             for (const std::string& id : ids->second) {
@@ -552,7 +545,7 @@ private:
         COGS_ASSIGN_OR_RETURN(Instance i, ReadInstance(in));
         COGS_TRY(Served(i.spec.host));
         COGS_TRY(Leased(i.spec.host));
-        const int64_t now = now_us_();
+        const int64_t now = clock_.WallUs();
         if (auto it = instances_.find(i.spec.id); it != instances_.end()) {
             const Instance& old = it->second;
             if (old.spec.host != i.spec.host) {
@@ -606,7 +599,7 @@ private:
         COGS_ASSIGN_OR_RETURN(Instance* const found, Target(in));
         Instance& i = *found;
         COGS_TRY(Leased(i.spec.host));
-        const int64_t now = now_us_();
+        const int64_t now = clock_.WallUs();
         if (!reboot && i.power == Power::kOn) {
             return Answer(i, now);
         }
@@ -635,7 +628,7 @@ private:
             i.restart_at_us = 0;
             tx.Put(kTable, i.spec.id, Record(i));
         }
-        return Answer(i, now_us_());
+        return Answer(i, clock_.WallUs());
     }
 
     // ---- the supervisor ----
@@ -697,19 +690,15 @@ private:
             return;
         }
         armed_for_ = at;
-        restart_timer_->expires_after(std::chrono::microseconds(std::max<int64_t>(0, at - now_us_())));
-        restart_timer_->async_wait([this, life = std::weak_ptr<int>(life_)](boost::system::error_code ec) {
-            // Cancelled (re-armed earlier, or the domain is going): nothing here any more.
-            if (ec || life.expired()) {
-                return;
-            }
+        // The timer is the domain's: destroyed with it, its callback never runs afterwards.
+        restart_timer_->ArmAfter(std::chrono::microseconds(std::max<int64_t>(0, at - clock_.WallUs())), [this] {
             armed_for_.reset();
             RestartDue();
         });
     }
 
     void RestartDue() {
-        const int64_t now = now_us_();
+        const int64_t now = clock_.WallUs();
         kit::Tx tx;
         while (!due_.empty() && due_.begin()->first <= now) {
             const auto [at, id] = *due_.begin();
@@ -767,7 +756,7 @@ private:
     };
 
     std::map<std::string, HostSpec, std::less<>> hosts_;
-    std::function<int64_t()> now_us_;
+    runtime::Clock& clock_;
     std::unique_ptr<ComputeDriver> driver_;
     const bool leased_;
     const SupervisorOptions supervisor_;
@@ -780,10 +769,9 @@ private:
     Counts counts_;
 
     kit::DomainContext* context_ = nullptr;
-    std::unique_ptr<boost::asio::steady_timer> restart_timer_;
+    std::unique_ptr<runtime::Timer> restart_timer_;
     std::optional<int64_t> armed_for_;                 // the restart time the timer waits for
     std::set<std::pair<int64_t, std::string>> due_;    // pending restarts: (restart_at_us, id)
-    std::shared_ptr<int> life_ = std::make_shared<int>(0);  // timer handlers hold it weakly
 
     // Collect's handles, for the registry gauges_for_: {host, state} -> gauge, and the others.
     mutable std::map<std::pair<std::string, std::string>, observe::Gauge> gauges_;
@@ -846,11 +834,9 @@ Result<std::unique_ptr<ComputeDomain>> MakeComputeDomain(ComputeOptions options,
     if (sup.restart_window <= Duration::zero()) {
         return MakeError(ErrorCode::kInvalidArgument, "restart window: must be > 0");
     }
-    if (!options.now_us) {
-        options.now_us = [] { return WallNowUs(); };
-    }
+    runtime::Clock& clock = options.clock != nullptr ? *options.clock : runtime::SystemClock();
     return std::unique_ptr<ComputeDomain>(std::make_unique<ComputeDomainImpl>(
-        std::move(hosts), std::move(options.now_us), std::move(driver), options.leased, options.supervisor));
+        std::move(hosts), clock, std::move(driver), options.leased, options.supervisor));
 }
 
 }  // namespace cogs::services::compute
