@@ -9,6 +9,7 @@
 #include "cogs/http/client.h"
 #include "cogs/observe/log.h"
 #include "cogs/runtime/clock.h"
+#include "cogs/services/compute/internal/compute_domain.h"
 #include "cogs/wire/input.h"
 
 namespace cogs::services::compute {
@@ -78,11 +79,7 @@ public:
             h->name = spec.name;
             json::object body;
             body["url"] = options_.advertise_url;
-            body["availability_zone"] = spec.availability_zone;
-            body["vcpus"] = spec.vcpus;
-            body["ram_mb"] = spec.ram_mb;
-            body["disk_gb"] = spec.disk_gb;
-            body["traits"] = json::array(spec.traits.begin(), spec.traits.end());
+            internal::AddHostFields(spec, body);
             h->body = json::serialize(body);
             h->target = "/v1/hosts/" + http::UrlEncode(spec.name);
             h->backoff = options_.min_backoff;
@@ -290,7 +287,8 @@ private:
         if (const int64_t ttl = wire::Int(answer, "lease_ttl_ms"); ttl > 0) {
             h.ttl = Millis(ttl);
         }
-        if (const int64_t seq = wire::Int(answer, "acked_seq"); acks && answer.contains("acked_seq") && seq >= 0) {
+        if (const int64_t seq = wire::Int(answer, "acked_seq");
+            acks && answer.contains("acked_seq") && seq >= 0) {
             options_.link->Acknowledged(h.name, static_cast<uint64_t>(seq));
         }
         if (sent < h.last_acked_send) {

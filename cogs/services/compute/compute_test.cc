@@ -28,9 +28,9 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 
 using Domain = kit::test_service::DomainUnderTest<ComputeDomain>;
-using kit::test_service::Records;
 using kit::test_observe::PromtoolProblems;
 using kit::test_observe::SampleOf;
+using kit::test_service::Records;
 
 constexpr int64_t kStartUs = 1'800'000'000'000'000;  // a fixed wall time (µs)
 
@@ -783,7 +783,6 @@ TEST_F(ComputeServiceTest, CreateIsAcceptedUntilBootedAndSurvivesARestart) {
     EXPECT_EQ(SampleOf(text, "cogs_service_records", {{"service", "compute"}, {"kind", "instances"}}), 0);
 }
 
-
 // ---- the agent and the lease, against a fake control plane ----
 //
 // The control plane is a real HTTP server on loopback, so the exchanges take real time and the tests
@@ -822,9 +821,10 @@ protected:
                     r.body = R"({"code":"x","message":"no"})";
                 } else if (r.status != 204) {
                     // A heartbeat's answer renews the lease for lease_ttl_ms and acknowledges reports.
-                    r.body = req.method != "POST" ? "{}"
-                                                  : json::serialize(json::object{{"lease_ttl_ms", lease_ttl_ms_},
-                                                                                 {"acked_seq", acked_seq_}});
+                    r.body = req.method != "POST"
+                                 ? "{}"
+                                 : json::serialize(json::object{{"lease_ttl_ms", lease_ttl_ms_},
+                                                                {"acked_seq", acked_seq_}});
                 }
                 seen_.push_back(std::move(seen));
                 respond(std::move(r));

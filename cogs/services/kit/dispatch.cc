@@ -34,7 +34,8 @@ Error ActionTable::Unknown(std::string_view action) const {
 }
 
 Result<Done> ActionTable::Perform(std::string_view action, std::string_view input, Tx& tx) const {
-    auto it = std::find_if(actions_.begin(), actions_.end(), [&](const Action& a) { return a.name == action; });
+    auto it =
+        std::find_if(actions_.begin(), actions_.end(), [&](const Action& a) { return a.name == action; });
     if (it == actions_.end()) {
         return MakeError(Unknown(action));
     }
@@ -43,8 +44,9 @@ Result<Done> ActionTable::Perform(std::string_view action, std::string_view inpu
     return it->perform(in, tx);
 }
 
-std::optional<http::Response> GetRecord(const http::Request& request, std::string_view prefix, std::string_view key,
-                                        const std::function<std::optional<wire::json::object>(const std::string&)>& find) {
+std::optional<http::Response> GetRecord(
+    const http::Request& request, std::string_view prefix, std::string_view key,
+    const std::function<std::optional<wire::json::object>(const std::string&)>& find) {
     const std::string path = request.Path();
     if (request.method != "GET" || !path.starts_with(prefix) || path.size() == prefix.size() ||
         path.find('/', prefix.size()) != std::string::npos) {

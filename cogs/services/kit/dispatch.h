@@ -46,7 +46,8 @@ private:
 // A Domain::Get route for one kind of record: GET <prefix><id> (the id percent-decoded, without a
 // further '/') answers 200 {"<key>": <the record>} when `find(id)` has it, else the service's 404
 // (wire::ServiceError) "no <key> '<id>'"; any other request is not this route (nullopt).
-std::optional<http::Response> GetRecord(const http::Request& request, std::string_view prefix, std::string_view key,
-                                        const std::function<std::optional<wire::json::object>(const std::string&)>& find);
+std::optional<http::Response> GetRecord(
+    const http::Request& request, std::string_view prefix, std::string_view key,
+    const std::function<std::optional<wire::json::object>(const std::string&)>& find);
 
 }  // namespace cogs::services::kit

@@ -35,7 +35,8 @@ Result<std::optional<double>> ReadNumber(const wire::Input& in, std::string_view
     }
     const double d = v->to_number<double>();
     if (!(d >= 0 && d <= max)) {
-        return MakeError(in.Invalid(field, "must be between 0 and " + std::to_string(static_cast<int64_t>(max))));
+        return MakeError(
+            in.Invalid(field, "must be between 0 and " + std::to_string(static_cast<int64_t>(max))));
     }
     return std::optional<double>(d);
 }
@@ -136,20 +137,22 @@ Fault FaultRoller::Roll(const FaultConfig& faults, std::string_view action, Call
 }
 
 Result<FaultConfig> ParseFaultConfig(std::string_view text) {
-    COGS_ASSIGN_OR_RETURN(const wire::Input in,
-                          wire::Input::Parse(text,
-                                             {"error_rate", "permanent_rate", "hang_rate", "lost_reply_rate",
-                                              "latency_ms", "accept_duration_ms", "fail_actions", "long_actions",
-                                              "hang_all"},
-                                             "faults"));
+    COGS_ASSIGN_OR_RETURN(
+        const wire::Input in,
+        wire::Input::Parse(text,
+                           {"error_rate", "permanent_rate", "hang_rate", "lost_reply_rate", "latency_ms",
+                            "accept_duration_ms", "fail_actions", "long_actions", "hang_all"},
+                           "faults"));
     FaultConfig f;
-    for (auto [field, rate] : {std::pair{"error_rate", &f.error_rate}, std::pair{"permanent_rate", &f.permanent_rate},
-                               std::pair{"hang_rate", &f.hang_rate}, std::pair{"lost_reply_rate", &f.lost_reply_rate}}) {
+    for (auto [field, rate] :
+         {std::pair{"error_rate", &f.error_rate}, std::pair{"permanent_rate", &f.permanent_rate},
+          std::pair{"hang_rate", &f.hang_rate}, std::pair{"lost_reply_rate", &f.lost_reply_rate}}) {
         COGS_ASSIGN_OR_RETURN(auto r, ReadNumber(in, field, 1));
         *rate = r.value_or(0);
     }
     constexpr double kDayMs = 24.0 * 3600 * 1000;
-    for (auto [field, d] : {std::pair{"latency_ms", &f.latency}, std::pair{"accept_duration_ms", &f.accept_duration}}) {
+    for (auto [field, d] :
+         {std::pair{"latency_ms", &f.latency}, std::pair{"accept_duration_ms", &f.accept_duration}}) {
         COGS_ASSIGN_OR_RETURN(auto ms, ReadNumber(in, field, kDayMs));
         if (ms) {
             *d = FromMillis(*ms);

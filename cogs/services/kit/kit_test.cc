@@ -68,13 +68,15 @@ public:
     std::vector<Action> actions() override {
         return {{"put", {"id", "value"}, [this](const wire::Input& in, Tx& tx) { return Put(in, tx, 0); }},
                 {"delete", {"id"}, std::bind_front(&ItemsDomain::Delete, this)},
-                {"fail", {"id"},
+                {"fail",
+                 {"id"},
                  [](const wire::Input&, Tx&) -> Result<Done> {
                      return MakeError(ErrorCode::kFailedPrecondition, "refused: no room");
                  }},
                 {"flaky", {}, std::bind_front(&ItemsDomain::Flaky, this)},
-                {"boot", {"id", "value"},
-                 [this](const wire::Input& in, Tx& tx) { return Put(in, tx, WallNowUs() + 60'000); }}};
+                {"boot", {"id", "value"}, [this](const wire::Input& in, Tx& tx) {
+                     return Put(in, tx, WallNowUs() + 60'000);
+                 }}};
     }
 
     Status Load(std::string_view table, std::string_view id, std::string_view text) override {
@@ -667,7 +669,8 @@ TEST_F(KitHttpTest, FaultsOverHttp) {
     EXPECT_TRUE(r.error().retryable);
     auto bad = Raw("PUT", "/v1/faults", R"({"typo":1})");
     EXPECT_EQ(bad.status, 400);
-    EXPECT_EQ(Parse(bad.body), Parse(R"({"code":"invalid_argument","message":"typo: unknown field","retryable":false})"));
+    EXPECT_EQ(Parse(bad.body),
+              Parse(R"({"code":"invalid_argument","message":"typo: unknown field","retryable":false})"));
     EXPECT_DOUBLE_EQ(service_->faults().error_rate, 1.0) << "a rejected PUT changes nothing";
     ASSERT_EQ(Raw("PUT", "/v1/faults", "{}").status, 200);
     EXPECT_EQ(Parse(Raw("GET", "/v1/faults").body).at("error_rate").to_number<double>(), 0.0);
@@ -895,7 +898,8 @@ TEST(FaultConfigJson, RoundTripsAndNamesBadFields) {
     ASSERT_FALSE(bad);
     EXPECT_EQ(bad.error().message, "hang_rate: must be a number");
     EXPECT_EQ(ParseFaultConfig(R"({"error_rate":2})").error().message, "error_rate: must be between 0 and 1");
-    EXPECT_EQ(ParseFaultConfig(R"({"latency_ms":-1})").error().message, "latency_ms: must be between 0 and 86400000");
+    EXPECT_EQ(ParseFaultConfig(R"({"latency_ms":-1})").error().message,
+              "latency_ms: must be between 0 and 86400000");
     EXPECT_EQ(ParseFaultConfig(R"({"fail_actions":"boot"})").error().field(), "fail_actions");
     EXPECT_EQ(ParseFaultConfig(R"({"hang_all":1})").error().message, "hang_all: must be true or false");
     EXPECT_EQ(ParseFaultConfig("[]").error().message, "faults: must be a JSON object");

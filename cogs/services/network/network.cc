@@ -51,7 +51,9 @@ std::optional<uint32_t> ParseMac(std::string_view s) {
     return suffix;
 }
 
-json::object NetworkJson(const Network& n) { return {{"id", n.id}, {"name", n.name}, {"project_id", n.project_id}}; }
+json::object NetworkJson(const Network& n) {
+    return {{"id", n.id}, {"name", n.name}, {"project_id", n.project_id}};
+}
 
 json::object SubnetJson(const Subnet& s) {
     json::array pools;
@@ -116,7 +118,9 @@ std::string_view NetworkDomain::name() const { return kDomainName; }
 
 std::vector<kit::Action> NetworkDomain::actions() {
     return {
-        {"create_network", {"id", "name", "project_id"}, std::bind_front(&NetworkDomain::CreateNetwork, this)},
+        {"create_network",
+         {"id", "name", "project_id"},
+         std::bind_front(&NetworkDomain::CreateNetwork, this)},
         {"delete_network", {"id"}, std::bind_front(&NetworkDomain::DeleteNetwork, this)},
         {"create_subnet",
          {"id", "network_id", "cidr", "gateway_ip", "allocation_pools", "name", "project_id"},
@@ -136,8 +140,8 @@ Status NetworkDomain::Load(std::string_view table, std::string_view id, std::str
                : table == kPortsTable   ? LoadPort(id, json)
                                         : Status(MakeError(ErrorCode::kInternal, "unknown table"));
     if (!s) {
-        return MakeError(ErrorCode::kInternal, "network: record " + std::string(table) + "/" + std::string(id) +
-                                                   ": " + s.error().message);
+        return MakeError(ErrorCode::kInternal, "network: record " + std::string(table) + "/" +
+                                                   std::string(id) + ": " + s.error().message);
     }
     return Ok();
 }
@@ -149,7 +153,12 @@ std::vector<std::pair<std::string, int64_t>> NetworkDomain::RecordCounts() const
 }
 
 Subnet& NetworkDomain::AddSubnet(SubnetSpec spec) {
-    Subnet s{spec.id,   spec.network_id, spec.cidr, spec.gateway, spec.name, spec.project_id,
+    Subnet s{spec.id,
+             spec.network_id,
+             spec.cidr,
+             spec.gateway,
+             spec.name,
+             spec.project_id,
              AddressPool(std::move(spec.pools))};
     subnets_by_network_[s.network_id].insert(s.id);
     auto [it, inserted] = subnets_.emplace(s.id, std::move(s));

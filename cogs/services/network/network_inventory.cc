@@ -44,7 +44,8 @@ std::string NetworkDomain::Inventory() const {
     json::array addresses;
     addresses.reserve(held.size());
     for (const auto& [ip, p] : held) {
-        addresses.push_back(json::object{{"ip", FormatIpv4(ip)}, {"subnet_id", p->subnet_id}, {"port_id", p->id}});
+        addresses.push_back(
+            json::object{{"ip", FormatIpv4(ip)}, {"subnet_id", p->subnet_id}, {"port_id", p->id}});
     }
     return json::serialize(json::object{{"networks", std::move(networks)},
                                         {"subnets", std::move(subnets)},

@@ -30,8 +30,8 @@ Result<SubnetSpec> ReadSubnetSpec(const wire::Input& in) {
     COGS_ASSIGN_OR_RETURN(const auto gateway, ReadOptionalAddress(in, "gateway_ip"));
     s.gateway = gateway.value_or(s.cidr.first_host());
     if (!s.cidr.IsHost(s.gateway)) {
-        return MakeError(
-            in.Invalid("gateway_ip", FormatIpv4(s.gateway) + " is not a host address of " + s.cidr.ToString()));
+        return MakeError(in.Invalid(
+            "gateway_ip", FormatIpv4(s.gateway) + " is not a host address of " + s.cidr.ToString()));
     }
 
     if (!in.Has("allocation_pools")) {
@@ -44,7 +44,8 @@ Result<SubnetSpec> ReadSubnetSpec(const wire::Input& in) {
         }
         return s;
     }
-    COGS_ASSIGN_OR_RETURN(const std::vector<wire::Input> pools, in.Objects("allocation_pools", {"start", "end"}));
+    COGS_ASSIGN_OR_RETURN(const std::vector<wire::Input> pools,
+                          in.Objects("allocation_pools", {"start", "end"}));
     if (pools.empty()) {
         return MakeError(in.Invalid("allocation_pools", "must be a non-empty array of {\"start\", \"end\"}"));
     }
@@ -58,8 +59,8 @@ Result<SubnetSpec> ReadSubnetSpec(const wire::Input& in) {
             return MakeError(FieldError(item, "starts after it ends: " + range));
         }
         if (!s.cidr.IsHost(r.first) || !s.cidr.IsHost(r.last)) {
-            return MakeError(FieldError(item, range + " is not inside the host addresses of " + s.cidr.ToString() +
-                                                  " (network and broadcast excluded)"));
+            return MakeError(FieldError(item, range + " is not inside the host addresses of " +
+                                                  s.cidr.ToString() + " (network and broadcast excluded)"));
         }
         if (r.first <= s.gateway && s.gateway <= r.last) {
             return MakeError(FieldError(item, range + " contains the gateway " + FormatIpv4(s.gateway)));
@@ -70,7 +71,8 @@ Result<SubnetSpec> ReadSubnetSpec(const wire::Input& in) {
               [](const AddressRange& x, const AddressRange& y) { return x.first < y.first; });
     for (size_t i = 1; i < s.pools.size(); ++i) {
         if (s.pools[i].first <= s.pools[i - 1].last) {
-            return MakeError(in.Invalid("allocation_pools", "ranges overlap at " + FormatIpv4(s.pools[i].first)));
+            return MakeError(
+                in.Invalid("allocation_pools", "ranges overlap at " + FormatIpv4(s.pools[i].first)));
         }
     }
     return s;
@@ -93,8 +95,8 @@ Result<kit::Done> NetworkDomain::CreateNetwork(const wire::Input& in, kit::Tx& t
     if (auto it = networks_.find(n.id); it != networks_.end()) {
         const Network& old = it->second;
         if (old.name != n.name || old.project_id != n.project_id) {
-            return MakeError(ErrorCode::kAlreadyExists,
-                             "network " + n.id + " exists with other content: " + json::serialize(NetworkJson(old)));
+            return MakeError(ErrorCode::kAlreadyExists, "network " + n.id + " exists with other content: " +
+                                                            json::serialize(NetworkJson(old)));
         }
         return Output(NetworkJson(old));
     }
@@ -112,8 +114,9 @@ Result<kit::Done> NetworkDomain::DeleteNetwork(const wire::Input& in, kit::Tx& t
     const size_t subnets = CountOf(subnets_by_network_, id);
     const size_t ports = CountOf(ports_by_network_, id);
     if (subnets > 0 || ports > 0) {
-        return MakeError(ErrorCode::kFailedPrecondition, "network " + id + " still has " + std::to_string(subnets) +
-                                                             " subnet(s) and " + std::to_string(ports) + " port(s)");
+        return MakeError(ErrorCode::kFailedPrecondition, "network " + id + " still has " +
+                                                             std::to_string(subnets) + " subnet(s) and " +
+                                                             std::to_string(ports) + " port(s)");
     }
     networks_.erase(it);
     tx.Erase(kNetworksTable, id);
@@ -136,9 +139,9 @@ Result<kit::Done> NetworkDomain::CreateSubnet(const wire::Input& in, kit::Tx& tx
         for (const std::string& other_id : by->second) {
             const Subnet& other = subnets_.at(other_id);
             if (other.cidr.Overlaps(spec.cidr)) {
-                return MakeError(ErrorCode::kConflict, "cidr " + spec.cidr.ToString() + " overlaps subnet " + other.id +
-                                                           " (" + other.cidr.ToString() + ") of network " +
-                                                           spec.network_id);
+                return MakeError(ErrorCode::kConflict, "cidr " + spec.cidr.ToString() + " overlaps subnet " +
+                                                           other.id + " (" + other.cidr.ToString() +
+                                                           ") of network " + spec.network_id);
             }
         }
     }

@@ -684,7 +684,8 @@ TEST_F(NetworkDomainTest, GetServesNetworksSubnetsAndPorts) {
     r = get("/v1/ports/nope");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 404);
-    EXPECT_EQ(json::parse(r->body), json::parse(R"({"code":"not_found","message":"no port 'nope'","retryable":false})"));
+    EXPECT_EQ(json::parse(r->body),
+              json::parse(R"({"code":"not_found","message":"no port 'nope'","retryable":false})"));
     r = get("/v1/subnets/s9");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 404);

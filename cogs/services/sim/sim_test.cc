@@ -393,7 +393,7 @@ protected:
     http::Response Raw(std::string method, std::string target, std::string body = "",
                        std::vector<std::pair<std::string, std::string>> headers = {}) {
         return kit::test_service::Send(io_, *raw_, std::move(method), std::move(target), std::move(body),
-                                  std::move(headers));
+                                       std::move(headers));
     }
 
     std::unique_ptr<http::Server> server_;

@@ -70,10 +70,15 @@ public:
     std::string_view name() const override { return "volume"; }
 
     std::vector<kit::Action> actions() override {
-        return {{"create_volume", {"id", "size_gb", "name", "project_id"}, std::bind_front(&VolumeDomain::Create, this)},
-                {"delete_volume", {"id"}, std::bind_front(&VolumeDomain::Delete, this)},
-                {"attach_volumes", {"server_id", "volume_ids", "host"}, std::bind_front(&VolumeDomain::Attach, this)},
-                {"detach_volumes", {"server_id", "volume_ids"}, std::bind_front(&VolumeDomain::Detach, this)}};
+        return {
+            {"create_volume",
+             {"id", "size_gb", "name", "project_id"},
+             std::bind_front(&VolumeDomain::Create, this)},
+            {"delete_volume", {"id"}, std::bind_front(&VolumeDomain::Delete, this)},
+            {"attach_volumes",
+             {"server_id", "volume_ids", "host"},
+             std::bind_front(&VolumeDomain::Attach, this)},
+            {"detach_volumes", {"server_id", "volume_ids"}, std::bind_front(&VolumeDomain::Detach, this)}};
     }
 
     Status Load(std::string_view table, std::string_view id, std::string_view text) override {
@@ -82,10 +87,12 @@ public:
         }
         auto v = ReadRecord(text);
         if (!v) {
-            return MakeError(ErrorCode::kInternal, "volume record " + std::string(id) + ": " + v.error().message);
+            return MakeError(ErrorCode::kInternal,
+                             "volume record " + std::string(id) + ": " + v.error().message);
         }
         if (v->id != id) {
-            return MakeError(ErrorCode::kInternal, "volume record " + std::string(id) + ": holds id " + v->id);
+            return MakeError(ErrorCode::kInternal,
+                             "volume record " + std::string(id) + ": holds id " + v->id);
         }
         if (v->attached()) {
             servers_[v->server_id].insert(v->id);
@@ -119,7 +126,8 @@ private:
     static Result<Volume> ReadRecord(std::string_view text) {
         COGS_ASSIGN_OR_RETURN(
             const Input in,
-            Input::Parse(text, {"id", "size_gb", "name", "project_id", "path", "server_id", "device", "host"}, "record"));
+            Input::Parse(text, {"id", "size_gb", "name", "project_id", "path", "server_id", "device", "host"},
+                         "record"));
         Volume v;
         COGS_ASSIGN_OR_RETURN(v.id, in.Id("id"));
         COGS_ASSIGN_OR_RETURN(v.size_gb, in.Int("size_gb", 1));
@@ -174,7 +182,8 @@ private:
         if (auto it = volumes_.find(v.id); it != volumes_.end()) {
             const Volume& old = it->second;
             if (old.size_gb != v.size_gb || old.name != v.name || old.project_id != v.project_id) {
-                return MakeError(ErrorCode::kAlreadyExists, "volume " + v.id + " exists with other values (size_gb " +
+                return MakeError(ErrorCode::kAlreadyExists, "volume " + v.id +
+                                                                " exists with other values (size_gb " +
                                                                 std::to_string(old.size_gb) + ")");
             }
             return kit::Done{CreateOutput(old)};

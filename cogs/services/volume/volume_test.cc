@@ -118,8 +118,10 @@ TEST_F(VolumeTest, ValidationNamesTheField) {
         {"delete_volume", R"({"id":5})", "id", "must be a string"},
         {"attach_volumes", R"({"volume_ids":[]})", "server_id", "required"},
         {"attach_volumes", R"({"server_id":"s1"})", "volume_ids", "required"},
-        {"attach_volumes", R"({"server_id":"s1","volume_ids":"v1"})", "volume_ids", "must be an array of ids"},
-        {"attach_volumes", R"({"server_id":"s1","volume_ids":[1]})", "volume_ids", "every element must be 1-128"},
+        {"attach_volumes", R"({"server_id":"s1","volume_ids":"v1"})", "volume_ids",
+         "must be an array of ids"},
+        {"attach_volumes", R"({"server_id":"s1","volume_ids":[1]})", "volume_ids",
+         "every element must be 1-128"},
         {"attach_volumes", R"({"server_id":"s1","volume_ids":[],"host":1})", "host", "must be a string"},
         {"detach_volumes", R"({"server_id":"s1"})", "volume_ids", "required"},
         {"detach_volumes", R"({"server_id":"s1","volume_ids":[],"host":"h"})", "host", "unknown field"},
@@ -129,7 +131,8 @@ TEST_F(VolumeTest, ValidationNamesTheField) {
         EXPECT_EQ(e.code, ErrorCode::kInvalidArgument) << c.input;
         EXPECT_FALSE(e.retryable);
         EXPECT_EQ(e.field(), c.field) << c.input;
-        EXPECT_TRUE(e.message.starts_with(std::string(c.field) + ": " + c.what)) << c.input << " -> " << e.message;
+        EXPECT_TRUE(e.message.starts_with(std::string(c.field) + ": " + c.what))
+            << c.input << " -> " << e.message;
     }
     EXPECT_TRUE(Inventory().empty());
     EXPECT_TRUE(records_.empty());

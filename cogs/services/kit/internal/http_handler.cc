@@ -16,9 +16,9 @@
 namespace cogs::services::kit {
 namespace {
 
-using workflow::ActionReply;
 using wire::ServiceError;
 using wire::ServiceMethodNotAllowed;
+using workflow::ActionReply;
 
 constexpr std::string_view kActionsPrefix = "/v1/actions/";
 constexpr std::string_view kBearer = "Bearer ";
@@ -264,8 +264,9 @@ void Route(ActionTarget& target, const std::string& token_sha256, const std::sha
         return;
     }
     if (!token_sha256.empty() && !Authorized(req, token_sha256)) {
-        http::Response r = ServiceError(Error(ErrorCode::kUnauthenticated,
-                                              "missing or wrong bearer token (header Authorization: Bearer <token>)"));
+        http::Response r =
+            ServiceError(Error(ErrorCode::kUnauthenticated,
+                               "missing or wrong bearer token (header Authorization: Bearer <token>)"));
         r.headers.emplace_back("www-authenticate", "Bearer");
         respond(std::move(r));
         return;

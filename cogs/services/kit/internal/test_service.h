@@ -50,7 +50,8 @@ inline void RunFor(boost::asio::io_context& io, Duration d) {
     boost::asio::steady_timer timer(io, d);
     bool fired = false;
     timer.async_wait([&](boost::system::error_code) { fired = true; });
-    RunUntil(io, [&] { return fired; }, d + kPatience);
+    RunUntil(
+        io, [&] { return fired; }, d + kPatience);
 }
 
 // `start(callback)` begins a call of `target`'s; runs `io` until the callback has the answer.
@@ -63,8 +64,8 @@ Result<workflow::ActionReply> Await(boost::asio::io_context& io, Start start) {
 }
 
 // target.Handle(action, key, input) with a deadline far enough not to matter, until it answers.
-inline Result<workflow::ActionReply> Call(boost::asio::io_context& io, ActionTarget& target, std::string action,
-                                          std::string key, std::string input) {
+inline Result<workflow::ActionReply> Call(boost::asio::io_context& io, ActionTarget& target,
+                                          std::string action, std::string key, std::string input) {
     return Await(io, [&](ActionTarget::Callback done) {
         target.Handle(std::move(action), std::move(key), std::move(input), SteadyClock::now() + kPatience,
                       std::move(done));
@@ -72,7 +73,8 @@ inline Result<workflow::ActionReply> Call(boost::asio::io_context& io, ActionTar
 }
 
 // target.Status(key), until it answers.
-inline Result<workflow::ActionReply> StatusOf(boost::asio::io_context& io, ActionTarget& target, std::string key) {
+inline Result<workflow::ActionReply> StatusOf(boost::asio::io_context& io, ActionTarget& target,
+                                              std::string key) {
     return Await(io, [&](ActionTarget::Callback done) { target.Status(std::move(key), std::move(done)); });
 }
 
@@ -87,8 +89,9 @@ inline std::string GetBody(ActionTarget& target, std::string path) {
 }
 
 // One HTTP exchange through `client`, running `io` until it is answered.
-inline http::Response Send(boost::asio::io_context& io, http::Client& client, std::string method, std::string target,
-                           std::string body = "", std::vector<std::pair<std::string, std::string>> headers = {}) {
+inline http::Response Send(boost::asio::io_context& io, http::Client& client, std::string method,
+                           std::string target, std::string body = "",
+                           std::vector<std::pair<std::string, std::string>> headers = {}) {
     http::Request req;
     req.method = std::move(method);
     req.target = std::move(target);
