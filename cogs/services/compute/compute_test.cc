@@ -356,9 +356,7 @@ TEST_F(ComputeTest, LoadRebuildsFromRecords) {
     const std::string inventory = domain_->Inventory();
 
     auto reloaded = NewDomain(200ms);
-    for (const auto& [key, text] : records_) {
-        ASSERT_TRUE(reloaded->Load(key.first, key.second, text)) << text;
-    }
+    ASSERT_TRUE(kit::test_service::LoadAll(*reloaded, records_));
     EXPECT_EQ(reloaded->Inventory(), inventory);
     domain_ = std::move(reloaded);
     EXPECT_EQ(State("i1"), "REBOOT");
@@ -375,20 +373,17 @@ TEST_F(ComputeTest, LoadRebuildsFromRecords) {
 
 TEST_F(ComputeTest, GetAnswersTheInstanceOr404) {
     Ok("create_instance", CreateInput("i1", "h1"));
-    http::Request req;
-    req.method = "GET";
-    req.target = "/v1/instances/i1";
-    auto r = domain_->Get(req);
+    auto r = kit::test_service::Get(*domain_, "/v1/instances/i1");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 200);
-    EXPECT_EQ(json::parse(r->body).at("instance").at("state"), "BUILD");
-    req.target = "/v1/instances/i9";
-    r = domain_->Get(req);
+    EXPECT_EQ(json::parse(r->body).at("instance"), Instance("i1"));
+    r = kit::test_service::Get(*domain_, "/v1/instances/i9");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 404);
-    EXPECT_EQ(json::parse(r->body).at("code"), "not_found");
-    req.target = "/v1/volumes/i1";
-    EXPECT_FALSE(domain_->Get(req));
+    EXPECT_EQ(json::parse(r->body),
+              json::parse(R"({"code":"not_found","message":"no instance 'i9'","retryable":false})"));
+    EXPECT_FALSE(kit::test_service::Get(*domain_, "/v1/volumes/i1"));
+    EXPECT_FALSE(kit::test_service::Get(*domain_, "/v1/instances/i1/crash")) << "a POST route";
 }
 
 // ---- fencing, crashes and the supervisor's bookkeeping (fake clock; the timed tests are below) ----
@@ -642,9 +637,7 @@ TEST_F(ComputeTest, ALeasedDomainLoadsWhatRanAsFencedAndItsHostsFenced) {
 
     leased_ = true;
     auto reloaded = NewDomain(200ms);
-    for (const auto& [key, text] : records_) {
-        ASSERT_TRUE(reloaded->Load(key.first, key.second, text)) << text;
-    }
+    ASSERT_TRUE(kit::test_service::LoadAll(*reloaded, records_));
     domain_ = std::move(reloaded);
     domain_->Bind(context_);
     EXPECT_EQ(State("i1"), "FENCED");

@@ -1,6 +1,9 @@
 #include "cogs/services/kit/faults.h"
 
 #include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "cogs/wire/input.h"
@@ -99,6 +102,24 @@ void FaultCounter::Count(Fault fault) const {
 }
 
 void FaultCounter::CountLatency() const { latency_.Inc(); }
+
+Error InjectedError() { return Error(ErrorCode::kUnavailable, "injected error: try again"); }
+
+std::string PermanentRefusal(const FaultConfig& faults, std::string_view action) {
+    return std::string(action) +
+           (IsFailAction(faults, action) ? " always fails (fail_actions)" : " failed permanently (injected)");
+}
+
+void AfterLatency(boost::asio::io_context& io, const FaultConfig& faults, const FaultCounter& counter,
+                  std::function<void()> answer) {
+    if (faults.latency <= Duration::zero()) {
+        boost::asio::post(io, std::move(answer));
+        return;
+    }
+    counter.CountLatency();
+    auto timer = std::make_shared<boost::asio::steady_timer>(io, faults.latency);
+    timer->async_wait([timer, answer = std::move(answer)](boost::system::error_code) { answer(); });
+}
 
 bool IsFailAction(const FaultConfig& faults, std::string_view action) {
     return Contains(faults.fail_actions, action);

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
 #include <map>
 #include <unordered_map>
@@ -348,7 +347,7 @@ private:
         switch (fault) {
             case Fault::kError:
                 ++stats_.errors_injected;
-                Answer(std::move(done), MakeError(ErrorCode::kUnavailable, "injected error: try again"));
+                Answer(std::move(done), MakeError(InjectedError()));
                 return;
             case Fault::kHang:
                 ++stats_.hangs_injected;
@@ -357,9 +356,7 @@ private:
                 ++stats_.permanent_injected;
                 ++stats_.rejected;
                 const Entry& e = Record(std::move(key), action, CallKind::kDo, Outcome::kRejected,
-                                        IsFailAction(faults_, action) ? action + " always fails (fail_actions)"
-                                                                      : action + " failed permanently (injected)",
-                                        ErrorCode::kFailedPrecondition, 0);
+                                        PermanentRefusal(faults_, action), ErrorCode::kFailedPrecondition, 0);
                 Answer(std::move(done), Recorded(e));
                 return;
             }
@@ -382,7 +379,7 @@ private:
         fault_counter_.Count(fault);
         if (fault == Fault::kError) {
             ++stats_.errors_injected;
-            Answer(std::move(done), MakeError(ErrorCode::kUnavailable, "injected error: try again"));
+            Answer(std::move(done), MakeError(InjectedError()));
             return;
         }
         if (fault == Fault::kHang) {
@@ -556,14 +553,9 @@ private:
 
     // Never inline: a posted handler, or a timer when latency is set.
     void Deliver(Callback done, Result<ActionReply> reply) {
-        if (faults_.latency > Duration::zero()) {
-            fault_counter_.CountLatency();
-            auto timer = std::make_shared<asio::steady_timer>(io_, faults_.latency);
-            timer->async_wait([timer, done = std::move(done), reply = std::move(reply)](
-                                  boost::system::error_code) mutable { done(std::move(reply)); });
-            return;
-        }
-        asio::post(io_, [done = std::move(done), reply = std::move(reply)]() mutable { done(std::move(reply)); });
+        AfterLatency(
+            io_, faults_, fault_counter_,
+            [done = std::move(done), reply = std::move(reply)]() mutable { done(std::move(reply)); });
     }
 
     struct Waiting {

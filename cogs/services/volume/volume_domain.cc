@@ -141,13 +141,20 @@ private:
         return v;
     }
 
-    json::object Describe(const Volume& v) const {
+    // What every view of a volume starts with.
+    static json::object Basics(const Volume& v) {
         json::object o;
         o["id"] = v.id;
         o["size_gb"] = v.size_gb;
         o["name"] = OrNull(v.name);
         o["project_id"] = OrNull(v.project_id);
         o["status"] = v.status();
+        return o;
+    }
+
+    // The inventory's and GET /v1/volumes/{id}'s view.
+    json::object Describe(const Volume& v) const {
+        json::object o = Basics(v);
         o["server_id"] = OrNull(v.server_id);
         o["device"] = OrNull(v.device);
         o["host"] = OrNull(v.host);
@@ -161,12 +168,7 @@ private:
     }
 
     static std::string CreateOutput(const Volume& v) {
-        json::object o;
-        o["id"] = v.id;
-        o["size_gb"] = v.size_gb;
-        o["name"] = OrNull(v.name);
-        o["project_id"] = OrNull(v.project_id);
-        o["status"] = v.status();
+        json::object o = Basics(v);
         if (!v.path.empty()) {
             o["path"] = v.path;
         }

@@ -256,9 +256,7 @@ TEST_F(VolumeTest, LoadRebuildsFromRecords) {
     const std::string inventory = domain_->Inventory();
 
     auto reloaded = MakeVolumeDomain(*MakeVolumeDriver("sim", ""));
-    for (const auto& [key, text] : records_) {
-        ASSERT_TRUE(reloaded->Load(key.first, key.second, text)) << text;
-    }
+    ASSERT_TRUE(kit::test_service::LoadAll(*reloaded, records_));
     EXPECT_EQ(reloaded->Inventory(), inventory);
     // The attachments came back too: the next device of s1 is vdd, v1 cannot go elsewhere.
     domain_ = Domain(std::move(reloaded));
@@ -281,25 +279,16 @@ TEST_F(VolumeTest, LoadRefusesBadRecords) {
 
 TEST_F(VolumeTest, GetAnswersTheVolumeOr404) {
     Ok("create_volume", R"({"id":"v1","size_gb":4})");
-    http::Request req;
-    req.method = "GET";
-    req.target = "/v1/volumes/v1";
-    auto r = domain_->Get(req);
+    auto r = kit::test_service::Get(*domain_, "/v1/volumes/v1");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 200);
-    auto body = json::parse(r->body);
-    EXPECT_EQ(body.at("volume").at("id"), "v1");
-    EXPECT_EQ(body.at("volume").at("size_gb"), 4);
-
-    req.target = "/v1/volumes/zzz";
-    r = domain_->Get(req);
+    EXPECT_EQ(json::parse(r->body).at("volume"), Volume("v1"));
+    r = kit::test_service::Get(*domain_, "/v1/volumes/zzz");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 404);
     EXPECT_EQ(json::parse(r->body),
               json::parse(R"({"code":"not_found","message":"no volume 'zzz'","retryable":false})"));
-
-    req.target = "/v1/ports/v1";
-    EXPECT_FALSE(domain_->Get(req));
+    EXPECT_FALSE(kit::test_service::Get(*domain_, "/v1/ports/v1"));
 }
 
 TEST(VolumeDriverTest, UnknownDriverIsRefused) {

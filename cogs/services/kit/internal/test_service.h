@@ -78,13 +78,19 @@ inline Result<workflow::ActionReply> StatusOf(boost::asio::io_context& io, Actio
     return Await(io, [&](ActionTarget::Callback done) { target.Status(std::move(key), std::move(done)); });
 }
 
+// target.Get(`method` `path`): a Domain's or an ActionTarget's read routes.
+template <typename Target>
+std::optional<http::Response> Get(Target& target, std::string path, std::string method = "GET") {
+    http::Request req;
+    req.method = std::move(method);
+    req.target = std::move(path);
+    return target.Get(req);
+}
+
 // The body of target.Get(GET `path`) ("" if it is not a route).
 inline std::string GetBody(ActionTarget& target, std::string path) {
-    http::Request req;
-    req.method = "GET";
-    req.target = std::move(path);
-    auto r = target.Get(req);
-    EXPECT_TRUE(r) << req.target;
+    auto r = Get(target, path);
+    EXPECT_TRUE(r) << path;
     return r ? r->body : "";
 }
 
@@ -115,6 +121,18 @@ inline void Apply(const Tx& tx, Records& records) {
             records[{w.table, w.id}] = w.json;
         }
     }
+}
+
+// Hands every record to domain.Load as the kit does at start (table by table, in id order: the
+// order of Records); the first refusal, if any.
+inline ::testing::AssertionResult LoadAll(Domain& domain, const Records& records) {
+    for (const auto& [key, text] : records) {
+        if (auto s = domain.Load(key.first, key.second, text); !s) {
+            return ::testing::AssertionFailure()
+                   << key.first << "/" << key.second << ": " << s.error().ToString();
+        }
+    }
+    return ::testing::AssertionSuccess();
 }
 
 // A domain and the dispatch the kit derives from its table (dispatch.h), as a DomainService holds
