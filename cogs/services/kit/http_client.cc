@@ -16,11 +16,17 @@ using workflow::ServiceClient;
 
 constexpr std::string_view kActionsPrefix = "/v1/actions/";
 
+// What went wrong with `service`: a transport failure, or the error its answer carries (the status
+// decides retries, whatever the body says: wire::ServiceErrorOf); the message names the service.
+tl::unexpected<Error> Failed(const std::string& service, const Result<http::Response>& res) {
+    Error e = res ? wire::ServiceErrorOf(res->status, res->body) : res.error();
+    e.message = service + ": " + e.message;
+    return MakeError(std::move(e));
+}
+
 Result<ActionReply> DecodeReply(const std::string& service, Result<http::Response> res) {
     if (!res) {
-        Error e = std::move(res.error());
-        e.message = service + ": " + e.message;
-        return MakeError(std::move(e));
+        return Failed(service, res);
     }
     if (res->status == 200) {
         const json::object body = wire::ParseObject(res->body);
@@ -38,10 +44,7 @@ Result<ActionReply> DecodeReply(const std::string& service, Result<http::Respons
         reply.accepted = true;
         return reply;
     }
-    // The status decides retries, whatever the body says (wire::ServiceErrorOf).
-    Error e = wire::ServiceErrorOf(res->status, res->body);
-    e.message = service + ": " + e.message;
-    return MakeError(std::move(e));
+    return Failed(service, res);
 }
 
 class HttpServiceClient final : public ServiceClient {
@@ -112,14 +115,10 @@ public:
         }
         client_->Send(std::move(req), deadline,
                       [service = service_, done = std::move(done)](Result<http::Response> res) {
-                          if (!res) {
-                              return done(MakeError(res.error().code, service + ": " + res.error().message));
-                          }
-                          if (res->status / 100 == 2) {
+                          if (res && res->status / 100 == 2) {
                               return done(std::move(res->body));
                           }
-                          done(MakeError(FromHttpStatus(res->status),
-                                         service + ": GET answered " + std::to_string(res->status)));
+                          done(Failed(service, res));
                       });
     }
 

@@ -615,9 +615,12 @@ TEST_F(KitHttpTest, ActionsOverHttp) {
 
     auto unknown = Raw("POST", "/v1/actions/explode", "{}", {{"idempotency-key", "wf1/x/do"}});
     EXPECT_EQ(unknown.status, 404);
-    EXPECT_EQ(Parse(unknown.body).at("code").as_string(), "not_found");
+    EXPECT_EQ(Parse(unknown.body),
+              Parse(R"({"code":"not_found","message":"items has no action 'explode'","retryable":false})"));
     EXPECT_EQ(Raw("POST", "/v1/actions/put", "{not json", {{"idempotency-key", "wf1/y/do"}}).status, 400);
-    EXPECT_EQ(Raw("POST", "/v1/actions/put", "[1]", {{"idempotency-key", "wf1/y/do"}}).status, 400);
+    auto array = Raw("POST", "/v1/actions/put", "[1]", {{"idempotency-key", "wf1/y/do"}});
+    EXPECT_EQ(array.status, 400);
+    EXPECT_EQ(Parse(array.body).at("message"), "body: must be a JSON object");
     EXPECT_EQ(Raw("POST", "/v1/actions/put", "{}").status, 400) << "no Idempotency-Key";
 
     auto late = Raw("POST", "/v1/actions/delete", R"({"id":"q"})", {{"idempotency-key", "wf2/q/undo"}});
@@ -637,6 +640,11 @@ TEST_F(KitHttpTest, ActionsOverHttp) {
     auto stats = Parse(Raw("GET", "/v1/stats").body);
     EXPECT_EQ(stats.at("performed").to_number<int64_t>(), 1);
     EXPECT_EQ(stats.at("service").as_string(), "items");
+
+    // A field the action does not declare: refused for good, naming it.
+    auto typo = Raw("POST", "/v1/actions/put", R"({"id":"t","typo":1})", {{"idempotency-key", "wf1/t/do"}});
+    EXPECT_EQ(typo.status, 400);
+    EXPECT_EQ(Parse(typo.body).at("message"), "typo: unknown field");
 }
 
 TEST_F(KitHttpTest, InventoryAndDomainRoutes) {
@@ -658,6 +666,34 @@ TEST_F(KitHttpTest, InventoryAndDomainRoutes) {
     EXPECT_EQ(Parse(touched.body).at("value"), "touched");
     EXPECT_EQ(domain_->items().at("b"), "touched");
     EXPECT_EQ(Raw("POST", "/v1/nothing").status, 404);
+}
+
+TEST_F(KitHttpTest, AReaderGetsTheBodyOrTheErrorTheAnswerCarries) {
+    const std::string token = "t0k";
+    Serve(Sha256Hex(token), token);
+    ASSERT_TRUE(Invoke("put", "wf1/a/do", R"({"id":"a","value":"1"})"));
+    const auto read = [&](HttpReader& reader, std::string target) {
+        std::optional<Result<std::string>> got;
+        reader.Get(std::move(target), SteadyClock::now() + test_service::kPatience,
+                   [&](Result<std::string> r) { got = std::move(r); });
+        EXPECT_TRUE(RunUntil(io_, [&] { return got.has_value(); }));
+        return got.value_or(MakeError(ErrorCode::kInternal, "no answer"));
+    };
+    auto reader = MakeHttpReader(io_, "127.0.0.1", server_->port(), "items", token);
+    auto inventory = read(*reader, "/v1/inventory");
+    ASSERT_TRUE(inventory) << inventory.error().ToString();
+    EXPECT_EQ(Parse(*inventory), Parse(R"({"items":[{"id":"a","value":"1"}]})"));
+    auto missing = read(*reader, "/v1/items/zzz");
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+    EXPECT_EQ(missing.error().message, "items: no such item");
+    EXPECT_FALSE(missing.error().retryable);
+    auto stranger = MakeHttpReader(io_, "127.0.0.1", server_->port(), "items", "wrong");
+    auto refused = read(*stranger, "/v1/inventory");
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, ErrorCode::kUnauthenticated);
+    EXPECT_TRUE(refused.error().message.starts_with("items: missing or wrong bearer token"))
+        << refused.error().message;
 }
 
 TEST_F(KitHttpTest, FaultsOverHttp) {
