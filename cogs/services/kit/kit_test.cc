@@ -20,6 +20,7 @@
 #include "cogs/http/client.h"
 #include "cogs/observe/log.h"
 #include "cogs/observe/metrics.h"
+#include "cogs/runtime/clock.h"
 #include "cogs/runtime/files.h"
 #include "cogs/services/kit/domain.h"
 #include "cogs/services/kit/faults.h"
@@ -42,7 +43,6 @@ using test_observe::LogLines;
 using test_observe::PromtoolProblems;
 using test_observe::SampleOf;
 using test_observe::StderrCapture;
-using test_service::RunFor;
 using test_service::RunUntil;
 using workflow::ActionCall;
 using workflow::ActionReply;
@@ -55,6 +55,7 @@ struct Probe {
     std::vector<std::string> loaded;       // "table/id=json", in Load order
     bool flaky_fails = true;               // "flaky" fails retryably while set
     bool reject_load = false;
+    runtime::Clock* clock = &runtime::SystemClock();  // the service's: "boot" ends 60 ms after it
 };
 
 // put {"id","value"} -> items/id; delete {"id"} -> erased (absent is fine); fail -> refused for good;
@@ -75,7 +76,7 @@ public:
                  }},
                 {"flaky", {}, std::bind_front(&ItemsDomain::Flaky, this)},
                 {"boot", {"id", "value"}, [this](const wire::Input& in, Tx& tx) {
-                     return Put(in, tx, WallNowUs() + 60'000);
+                     return Put(in, tx, probe_->clock->WallUs() + 60'000);
                  }}};
     }
 
@@ -194,6 +195,8 @@ protected:
     void Start(ServiceOptions options = {}) {
         service_.reset();
         probe_ = std::make_shared<Probe>();
+        probe_->clock = &clock_;
+        options.clock = &clock_;
         auto domain = std::make_unique<ItemsDomain>(probe_);
         domain_ = domain.get();
         auto s = DomainService::Create(io_, std::move(domain), std::move(options));
@@ -236,6 +239,7 @@ protected:
     json::array Ledger() { return Parse(service_->LedgerJson()).as_array(); }
 
     observe::Metrics metrics_;  // outlives the service (ServiceOptions.metrics points into it)
+    runtime::FakeClock clock_;  // the service's wall time: long actions end when the test says
     asio::io_context io_;
     std::shared_ptr<Probe> probe_;
     ItemsDomain* domain_ = nullptr;
@@ -403,10 +407,11 @@ TEST_F(KitTest, LongActionIsAcceptedThenDone) {
     auto r = Do("boot", "wf1/b/do", R"({"id":"vm1","value":"on"})");
     ASSERT_TRUE(r) << r.error().ToString();
     EXPECT_TRUE(r->accepted);
+    clock_.Advance(59ms);
     auto running = StatusOf("wf1/b/do");
     ASSERT_TRUE(running);
-    EXPECT_TRUE(running->accepted);
-    RunFor(io_, 80ms);
+    EXPECT_TRUE(running->accepted) << "1 ms before it ends";
+    clock_.Advance(1ms);
     auto done = StatusOf("wf1/b/do");
     ASSERT_TRUE(done) << done.error().ToString();
     EXPECT_FALSE(done->accepted);
@@ -423,7 +428,9 @@ TEST_F(KitTest, LongActionIsAcceptedThenDone) {
     auto put = Do("put", "wf2/p/do", R"({"id":"p","value":"1"})");
     ASSERT_TRUE(put);
     EXPECT_TRUE(put->accepted);
-    RunFor(io_, 70ms);
+    clock_.Advance(49ms);
+    EXPECT_TRUE(StatusOf("wf2/p/do")->accepted) << "accept_duration after it was applied";
+    clock_.Advance(1ms);
     auto put_done = StatusOf("wf2/p/do");
     ASSERT_TRUE(put_done);
     EXPECT_FALSE(put_done->accepted);

@@ -12,6 +12,7 @@
 #include "cogs/base/check.h"
 #include "cogs/observe/log.h"
 #include "cogs/observe/metrics.h"
+#include "cogs/runtime/clock.h"
 #include "cogs/services/kit/dispatch.h"
 #include "cogs/services/kit/internal/state_db.h"
 #include "cogs/wire/answer.h"
@@ -103,6 +104,7 @@ public:
         : io_(io),
           domain_(std::move(domain)),
           actions_(*domain_),
+          clock_(options.clock != nullptr ? *options.clock : runtime::SystemClock()),
           faults_(std::move(options.faults)),
           roller_(options.seed),
           fault_counter_(options.metrics, domain_->name()) {}
@@ -427,7 +429,8 @@ private:
         }
         int64_t done_at_us = done->ready_at_us;
         if (kind == CallKind::kDo && IsLongAction(faults_, action)) {
-            done_at_us = std::max(done_at_us, WallNowUs() + std::max<int64_t>(1, ToMicros(faults_.accept_duration)));
+            done_at_us = std::max(done_at_us,
+                                  clock_.WallUs() + std::max<int64_t>(1, ToMicros(faults_.accept_duration)));
         }
         for (auto& w : tx.writes()) {
             writes_.push_back(std::move(w));
@@ -459,12 +462,12 @@ private:
     }
 
     // The answer a recorded key gets, now and on every re-send.
-    static Result<ActionReply> Recorded(const Entry& e) {
+    Result<ActionReply> Recorded(const Entry& e) const {
         if (e.outcome == Outcome::kRejected) {
             return MakeError(Error(e.code, e.output, false));
         }
         ActionReply reply;
-        if (e.done_at_us != 0 && WallNowUs() < e.done_at_us) {
+        if (e.done_at_us != 0 && clock_.WallUs() < e.done_at_us) {
             reply.accepted = true;
             return reply;
         }
@@ -482,7 +485,7 @@ private:
         e.outcome = outcome;
         e.output = std::move(output);
         e.code = code;
-        e.at_us = WallNowUs();
+        e.at_us = clock_.WallUs();
         e.done_at_us = done_at_us;
         auto [it, inserted] = ledger_.emplace(std::move(key), std::move(e));
         COGS_CHECK(inserted);
@@ -566,6 +569,7 @@ private:
     asio::io_context& io_;
     std::unique_ptr<Domain> domain_;
     ActionTable actions_;
+    runtime::Clock& clock_;
     FaultConfig faults_;
     FaultRoller roller_;
     FaultCounter fault_counter_;

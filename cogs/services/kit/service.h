@@ -88,6 +88,10 @@ namespace boost::asio {
 class io_context;
 }
 
+namespace cogs::runtime {
+class Clock;
+}
+
 namespace cogs::services::kit {
 
 struct ServiceOptions {
@@ -95,6 +99,10 @@ struct ServiceOptions {
     FaultConfig faults{};
     uint64_t seed = 1;                    // for the fault draws
     observe::Metrics* metrics = nullptr;  // where to count faults and sample records; null: nowhere
+    // The wall time of the ledger: when an entry was made, when a long action ends and whether it
+    // has (the domain's Done.ready_at_us must come from the same clock); it must outlive the service.
+    // null: runtime::SystemClock(). Deadlines and latency stay on the machine's clock.
+    runtime::Clock* clock = nullptr;
 };
 
 // Totals since the process started (GET /v1/stats).
