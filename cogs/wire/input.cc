@@ -59,6 +59,10 @@ Result<Input> Input::Parse(std::string_view text, std::initializer_list<std::str
 }
 
 Status Input::Known(std::initializer_list<std::string_view> known) const {
+    return Known(std::span<const std::string_view>(known.begin(), known.size()));
+}
+
+Status Input::Known(std::span<const std::string_view> known) const {
     for (const auto& kv : object_) {
         if (std::find(known.begin(), known.end(), std::string_view(kv.key())) == known.end()) {
             return MakeError(Invalid(kv.key(), "unknown field"));

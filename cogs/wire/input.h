@@ -22,6 +22,7 @@
 #include <initializer_list>
 #include <limits>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,6 +57,8 @@ public:
 
     // Refuses the first key not in `known`.
     Status Known(std::initializer_list<std::string_view> known) const;
+    // The same for a list kept elsewhere (a micro-service's action table declares its fields).
+    Status Known(std::span<const std::string_view> known) const;
 
     // A required string: absent, null or (unless allowed) "" is "required".
     Result<std::string> String(std::string_view field, Text rule = {}) const;

@@ -4,16 +4,18 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/json.hpp>
+#include <boost/json/serialize.hpp>
 
 #include "cogs/http/client.h"
 #include "cogs/observe/log.h"
+#include "cogs/runtime/clock.h"
+#include "cogs/services/compute/internal/compute_domain.h"
+#include "cogs/wire/input.h"
 
 namespace cogs::services::compute {
 namespace {
 
-namespace json = boost::json;
+namespace json = wire::json;
 
 // Failures are logged on the first of a run and then at 2, 4, 8, ... so that a thousand hosts
 // facing a control plane that is down do not flood the log, yet a long outage stays visible.
@@ -68,17 +70,16 @@ Result<std::pair<std::string, uint16_t>> ParseHttpUrl(const std::string& url) {
 class HostAgent::Impl : public std::enable_shared_from_this<Impl> {
 public:
     Impl(boost::asio::io_context& io, AgentOptions options, std::unique_ptr<http::Client> client)
-        : io_(io), options_(std::move(options)), client_(std::move(client)) {
+        : io_(io),
+          options_(std::move(options)),
+          clock_(options_.clock != nullptr ? *options_.clock : runtime::SystemClock()),
+          client_(std::move(client)) {
         for (const HostSpec& spec : options_.hosts) {
-            auto h = std::make_unique<Host>(io_);
+            auto h = std::make_unique<Host>(clock_, io_);
             h->name = spec.name;
             json::object body;
             body["url"] = options_.advertise_url;
-            body["availability_zone"] = spec.availability_zone;
-            body["vcpus"] = spec.vcpus;
-            body["ram_mb"] = spec.ram_mb;
-            body["disk_gb"] = spec.disk_gb;
-            body["traits"] = json::array(spec.traits.begin(), spec.traits.end());
+            internal::AddHostFields(spec, body);
             h->body = json::serialize(body);
             h->target = "/v1/hosts/" + http::UrlEncode(spec.name);
             h->backoff = options_.min_backoff;
@@ -104,8 +105,8 @@ public:
         }
         stopped_ = true;
         for (auto& h : hosts_) {
-            h->timer.cancel();
-            h->lease_timer.cancel();
+            h->timer->Cancel();
+            h->lease_timer->Cancel();
         }
         // Outstanding requests complete with kCancelled on io's next turn; they find stopped_ set.
         client_.reset();
@@ -129,17 +130,18 @@ public:
 
 private:
     struct Host {
-        explicit Host(boost::asio::io_context& io) : timer(io), lease_timer(io) {}
+        Host(runtime::Clock& clock, boost::asio::io_context& io)
+            : timer(clock.NewTimer(io)), lease_timer(clock.NewTimer(io)) {}
         std::string name;
         std::string body;    // the registration
         std::string target;  // /v1/hosts/{name}
-        boost::asio::steady_timer timer;
+        std::unique_ptr<runtime::Timer> timer;  // the next registration attempt or heartbeat
         bool registered = false;
         Duration backoff{};
         uint64_t failures = 0;  // consecutive, of the current phase
         SteadyTime next_heartbeat{};
         // The lease (with a link): held until lease_until; ttl is the control plane's last word.
-        boost::asio::steady_timer lease_timer;
+        std::unique_ptr<runtime::Timer> lease_timer;
         SteadyTime last_acked_send{};
         SteadyTime lease_until{};
         Duration ttl{};
@@ -162,17 +164,21 @@ private:
 
     template <typename F>
     void After(Host& h, SteadyTime when, F next) {
-        h.timer.expires_at(when);
-        h.timer.async_wait([self = shared_from_this(), host = &h, next](boost::system::error_code ec) {
-            if (!ec && !self->stopped_) {
+        h.timer->Arm(when, [self = shared_from_this(), host = &h, next] {
+            if (!self->stopped_) {
                 (self.get()->*next)(*host);
             }
         });
     }
 
+    // The exchange's deadline is the machine's: http::Client times out on real time, whatever clock
+    // the agent's timers run on.
+    SteadyTime RequestDeadline() const { return SteadyClock::now() + options_.request_timeout; }
+
     void Register(Host& h) {
-        const SteadyTime sent = SteadyClock::now();
-        client_->Send(MakeRequest("PUT", h.target, h.body), sent + options_.request_timeout,
+        ++stats_.registrations_sent;
+        const SteadyTime sent = clock_.Now();
+        client_->Send(MakeRequest("PUT", h.target, h.body), RequestDeadline(),
                       [self = shared_from_this(), host = &h, sent](Result<http::Response> r) {
                           if (!self->stopped_) {
                               self->Registered(*host, r, sent);
@@ -194,7 +200,7 @@ private:
             h.registered = true;
             h.failures = 0;
             h.backoff = options_.min_backoff;
-            h.next_heartbeat = SteadyClock::now() + Interval(h);
+            h.next_heartbeat = clock_.Now() + Interval(h);
             After(h, h.next_heartbeat, &Impl::Heartbeat);
             return;
         }
@@ -217,7 +223,7 @@ private:
             wait = h.backoff;
             h.backoff = std::min<Duration>(h.backoff * 2, options_.max_backoff);
         }
-        After(h, SteadyClock::now() + wait, &Impl::Register);
+        After(h, clock_.Now() + wait, &Impl::Register);
     }
 
     // Renewals come at least three times per lease TTL (a control plane with a short TTL is not
@@ -227,11 +233,11 @@ private:
     }
 
     void Heartbeat(Host& h) {
-        const SteadyTime sent = SteadyClock::now();
+        ++stats_.heartbeats_sent;
+        const SteadyTime sent = clock_.Now();
         h.next_heartbeat = sent + Interval(h);
         std::string body = options_.link != nullptr ? options_.link->HeartbeatBody(h.name) : "{}";
-        client_->Send(MakeRequest("POST", h.target + "/heartbeat", std::move(body)),
-                      sent + options_.request_timeout,
+        client_->Send(MakeRequest("POST", h.target + "/heartbeat", std::move(body)), RequestDeadline(),
                       [self = shared_from_this(), host = &h, sent](Result<http::Response> r) {
                           if (!self->stopped_) {
                               self->HeartbeatDone(*host, r, sent);
@@ -276,27 +282,21 @@ private:
         if (options_.link == nullptr) {
             return;
         }
-        boost::system::error_code ec;
-        const json::value answer = body.empty() ? json::value() : json::parse(body, ec);
-        if (const json::object* o = ec ? nullptr : answer.if_object()) {
-            const json::value* ttl = o->if_contains("lease_ttl_ms");
-            if (ttl != nullptr && ttl->is_int64() && ttl->get_int64() > 0) {
-                h.ttl = Millis(ttl->get_int64());
-            }
-            if (const json::value* seq = o->if_contains("acked_seq"); acks && seq) {
-                if (seq->is_uint64()) {
-                    options_.link->Acknowledged(h.name, seq->get_uint64());
-                } else if (seq->is_int64() && seq->get_int64() >= 0) {
-                    options_.link->Acknowledged(h.name, static_cast<uint64_t>(seq->get_int64()));
-                }
-            }
+        // cogsd's own answer: read leniently (an older cogsd's 204 has no body).
+        const json::object answer = wire::ParseObject(body);
+        if (const int64_t ttl = wire::Int(answer, "lease_ttl_ms"); ttl > 0) {
+            h.ttl = Millis(ttl);
+        }
+        if (const int64_t seq = wire::Int(answer, "acked_seq");
+            acks && answer.contains("acked_seq") && seq >= 0) {
+            options_.link->Acknowledged(h.name, static_cast<uint64_t>(seq));
         }
         if (sent < h.last_acked_send) {
             return;  // an older request answered late: the newer answer already set the lease
         }
         h.last_acked_send = sent;
         h.lease_until = sent + h.ttl;  // with T as last answered (it may shorten the lease)
-        const SteadyTime now = SteadyClock::now();
+        const SteadyTime now = clock_.Now();
         if (now >= h.lease_until) {
             return;  // answered too late to hold anything: the lease is over already
         }
@@ -314,9 +314,8 @@ private:
             }
             h.ever_leased = true;
         }
-        h.lease_timer.expires_at(h.lease_until);
-        h.lease_timer.async_wait([self = shared_from_this(), host = &h](boost::system::error_code ec) {
-            if (!ec && !self->stopped_) {
+        h.lease_timer->Arm(h.lease_until, [self = shared_from_this(), host = &h] {
+            if (!self->stopped_) {
                 self->LeaseCheck(*host);
             }
         });
@@ -324,12 +323,12 @@ private:
 
     // The lease timer: fences the host at the end of its lease, unless a renewal moved the end.
     void LeaseCheck(Host& h) {
-        if (h.fenced || SteadyClock::now() < h.lease_until) {
+        if (h.fenced || clock_.Now() < h.lease_until) {
             return;  // re-armed by a renewal meanwhile
         }
         const observe::LogScope scope(observe::LogContext{"", "", h.name});
         h.fenced = true;
-        h.fenced_since = SteadyClock::now();
+        h.fenced_since = clock_.Now();
         ++stats_.fences;
         const size_t stopped = options_.link->SetFenced(h.name, true);
         AgentLog().warn(
@@ -340,6 +339,7 @@ private:
 
     boost::asio::io_context& io_;
     AgentOptions options_;
+    runtime::Clock& clock_;
     std::unique_ptr<http::Client> client_;
     std::vector<std::unique_ptr<Host>> hosts_;
     bool stopped_ = false;

@@ -43,6 +43,10 @@ namespace boost::asio {
 class io_context;
 }
 
+namespace cogs::runtime {
+class Clock;
+}
+
 namespace cogs::services::compute {
 
 struct AgentOptions {
@@ -60,12 +64,18 @@ struct AgentOptions {
     // "{}" and there is no lease.
     HostLink* link = nullptr;
     Duration lease_ttl = std::chrono::seconds(3);  // until the control plane answers its own
+    // The retry, heartbeat and lease timers and every reading of time (send times, lease ends); it
+    // must outlive the agent. null: runtime::SystemClock(). The HTTP exchanges themselves, and so
+    // request_timeout, run on the machine's clock (http::Client's deadlines).
+    runtime::Clock* clock = nullptr;
 };
 
 // Counters, summed over hosts (for tests and logs).
 struct AgentStats {
-    uint64_t registrations = 0;  // PUTs answered 2xx
+    uint64_t registrations_sent = 0;  // PUTs sent; each ends as one of the next two (unless stopped)
+    uint64_t registrations = 0;       // PUTs answered 2xx
     uint64_t registration_failures = 0;
+    uint64_t heartbeats_sent = 0;     // each ends as one of the next two (unless stopped)
     uint64_t heartbeats = 0;          // heartbeats answered 2xx
     uint64_t heartbeat_failures = 0;  // 404s included
     uint64_t reregistrations = 0;     // 404 answers to a heartbeat

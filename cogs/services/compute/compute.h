@@ -62,7 +62,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -71,6 +70,10 @@
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
 #include "cogs/services/kit/domain.h"
+
+namespace cogs::runtime {
+class Clock;
+}
 
 namespace cogs::services::compute {
 
@@ -129,8 +132,10 @@ struct SupervisorOptions {
 };
 
 struct ComputeOptions {
-    std::vector<HostSpec> hosts;      // the hosts this process serves; at least one, names unique
-    std::function<int64_t()> now_us;  // wall clock (µs since the epoch); empty: cogs::WallNowUs
+    std::vector<HostSpec> hosts;  // the hosts this process serves; at least one, names unique
+    // Every reading of time (states, boots, crash windows, reports) and the supervisor's restart
+    // timer; it must outlive the domain. null: runtime::SystemClock().
+    runtime::Clock* clock = nullptr;
     // Hosts hold leases from a control plane (cogs-compute --control-url): every host starts fenced
     // and instances load FENCED (see the top). false: no lease, nothing is ever fenced by itself.
     bool leased = false;

@@ -14,8 +14,10 @@
 #include "cogs/http/client.h"
 #include "cogs/http/server.h"
 #include "cogs/observe/metrics.h"
+#include "cogs/runtime/clock.h"
 #include "cogs/services/compute/agent.h"
 #include "cogs/services/kit/internal/test_observe.h"
+#include "cogs/services/kit/internal/test_service.h"
 #include "cogs/services/kit/protocol.h"
 #include "cogs/services/kit/service.h"
 
@@ -25,9 +27,10 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-using Records = std::map<std::pair<std::string, std::string>, std::string>;
+using Domain = kit::test_service::DomainUnderTest<ComputeDomain>;
 using kit::test_observe::PromtoolProblems;
 using kit::test_observe::SampleOf;
+using kit::test_service::Records;
 
 constexpr int64_t kStartUs = 1'800'000'000'000'000;  // a fixed wall time (µs)
 
@@ -37,13 +40,7 @@ public:
     explicit FakeContext(Records& records) : records_(records) {}
     boost::asio::io_context& io() override { return io_; }
     void Write(kit::Tx tx, std::function<void()> committed) override {
-        for (const auto& w : tx.writes()) {
-            if (w.erase) {
-                records_.erase({w.table, w.id});
-            } else {
-                records_[{w.table, w.id}] = w.json;
-            }
-        }
+        kit::test_service::Apply(tx, records_);
         if (committed) {
             boost::asio::post(io_, std::move(committed));
         }
@@ -51,10 +48,6 @@ public:
     void Poll() {
         io_.restart();
         io_.poll();
-    }
-    void RunFor(Duration d) {
-        io_.restart();
-        io_.run_for(d);
     }
 
 private:
@@ -64,37 +57,24 @@ private:
 
 class ComputeTest : public ::testing::Test {
 protected:
-    void SetUp() override { Make(200ms); }
-
-    std::unique_ptr<ComputeDomain> NewDomain(Millis boot) {
+    Domain NewDomain(Millis boot) {
         ComputeOptions options;
         options.hosts = {HostSpec{"h1", "nova", 16, 65536, 1000, {"CUSTOM_SSD"}},
                          HostSpec{"h2", "az2", 8, 32768, 500, {}}};
-        options.now_us = [this] { return now_us_; };
+        options.clock = &clock_;
         options.leased = leased_;
         options.supervisor = supervisor_;
         auto driver = MakeComputeDriver("sim", ComputeDriverOptions{boot});
         EXPECT_TRUE(driver);
         auto domain = MakeComputeDomain(std::move(options), std::move(*driver));
         EXPECT_TRUE(domain) << domain.error().ToString();
-        return std::move(*domain);
+        return Domain(std::move(*domain));
     }
 
     void Make(Millis boot) { domain_ = NewDomain(boot); }
 
     Result<kit::Done> Do(std::string_view action, std::string_view input) {
-        kit::Tx tx;
-        auto done = domain_->Perform(action, input, tx);
-        if (done) {
-            for (const auto& w : tx.writes()) {
-                if (w.erase) {
-                    records_.erase({w.table, w.id});
-                } else {
-                    records_[{w.table, w.id}] = w.json;
-                }
-            }
-        }
-        return done;
+        return domain_.Perform(action, input, records_);
     }
 
     kit::Done Ok(std::string_view action, std::string_view input) {
@@ -147,20 +127,25 @@ protected:
         return json::parse(domain_->HeartbeatBody(host)).as_object();
     }
 
-    int64_t now_us_ = kStartUs;
+    // Moves time: states follow it, and the supervisor's timer fires when due (on context_'s io).
+    void Advance(Duration d) { clock_.Advance(d); }
+
+    runtime::FakeClock clock_{kStartUs / 1000};  // before the domain, which reads it
     bool leased_ = false;
     SupervisorOptions supervisor_{};
     Records records_;
     FakeContext context_{records_};  // before domain_: its io_context outlives the domain's timer
-    std::unique_ptr<ComputeDomain> domain_;
+    Domain domain_ = NewDomain(200ms);
 };
 
 TEST_F(ComputeTest, NameActionsAndUnknownAction) {
     EXPECT_EQ(domain_->name(), "compute");
-    EXPECT_EQ(domain_->actions(),
+    EXPECT_EQ(domain_.actions().names(),
               (std::vector<std::string>{"create_instance", "delete_instance", "start_instance",
                                         "stop_instance", "reboot_instance"}));
-    EXPECT_EQ(Fails("boot", "{}").code, ErrorCode::kNotFound);
+    const Error e = Fails("boot", "{}");
+    EXPECT_EQ(e.code, ErrorCode::kNotFound);
+    EXPECT_EQ(e.message, "compute has no action 'boot'");
 }
 
 TEST_F(ComputeTest, CreateIsALongActionUntilBooted) {
@@ -179,9 +164,9 @@ TEST_F(ComputeTest, CreateIsALongActionUntilBooted) {
     EXPECT_TRUE(i.at("mac_address").is_null());
     EXPECT_EQ(i.at("created_at_ms"), kStartUs / 1000);
 
-    now_us_ += 199'999;
+    Advance(199'999us);
     EXPECT_EQ(State("i1"), "BUILD");
-    now_us_ += 1;
+    Advance(1us);
     EXPECT_EQ(State("i1"), "ACTIVE");
     EXPECT_EQ(records_.size(), 1u);
 }
@@ -195,12 +180,12 @@ TEST_F(ComputeTest, ZeroBootTimeIsActiveAtOnce) {
 
 TEST_F(ComputeTest, CreateIsIdempotentById) {
     kit::Done first = Ok("create_instance", CreateInput("i1", "h1"));
-    now_us_ += 50'000;
+    Advance(50ms);
     kit::Done again = Ok("create_instance", CreateInput("i1", "h1"));
     EXPECT_EQ(again.output, first.output);
     EXPECT_EQ(again.ready_at_us, first.ready_at_us);  // the same boot, not a second one
     EXPECT_EQ(InstanceCount(), 1u);
-    now_us_ += 200'000;
+    Advance(200ms);
     EXPECT_EQ(Ok("create_instance", CreateInput("i1", "h1")).ready_at_us, 0);  // booted: done at once
 
     Error e = Fails("create_instance", R"({"id":"i1","host":"h1","vcpus":4,"ram_mb":4096,"disk_gb":20,
@@ -220,9 +205,9 @@ TEST_F(ComputeTest, ValidationNamesTheField) {
         const char* field;
     };
     const Case cases[] = {
-        {"create_instance", R"({"host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":"x"})", "'id'"},
-        {"create_instance", R"({"id":"i1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":"x"})", "'host'"},
-        {"create_instance", R"({"id":"i1","host":"h1","ram_mb":1,"disk_gb":1,"image":"x"})", "'vcpus'"},
+        {"create_instance", R"({"host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":"x"})", "id"},
+        {"create_instance", R"({"id":"i1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":"x"})", "host"},
+        {"create_instance", R"({"id":"i1","host":"h1","ram_mb":1,"disk_gb":1,"image":"x"})", "vcpus"},
         {"create_instance", R"({"id":"i1","host":"h1","vcpus":0,"ram_mb":1,"disk_gb":1,"image":"x"})",
          "vcpus"},
         {"create_instance", R"({"id":"i1","host":"h1","vcpus":"2","ram_mb":1,"disk_gb":1,"image":"x"})",
@@ -231,23 +216,24 @@ TEST_F(ComputeTest, ValidationNamesTheField) {
          "ram_mb"},
         {"create_instance", R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":1,"disk_gb":-1,"image":"x"})",
          "disk_gb"},
-        {"create_instance", R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1})", "'image'"},
+        {"create_instance", R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1})", "image"},
         {"create_instance", R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":3})", "image"},
         {"create_instance",
          R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":"x","port_id":1})", "port_id"},
         {"create_instance",
-         R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":"x","flavor":"m1"})", "'flavor'"},
+         R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":"x","flavor":"m1"})", "flavor"},
         {"create_instance", R"({"id":"a/b","host":"h1","vcpus":1,"ram_mb":1,"disk_gb":1,"image":"x"})", "id"},
-        {"delete_instance", R"({"id":"i1"})", "'host'"},
-        {"delete_instance", R"({"host":"h1"})", "'id'"},
+        {"delete_instance", R"({"id":"i1"})", "host"},
+        {"delete_instance", R"({"host":"h1"})", "id"},
         {"start_instance", R"({"id":"i1","host":7})", "host"},
-        {"stop_instance", R"({"id":"i1","host":"h1","force":true})", "'force'"},
+        {"stop_instance", R"({"id":"i1","host":"h1","force":true})", "force"},
         {"reboot_instance", R"({"id":["i1"],"host":"h1"})", "id"},
     };
     for (const Case& c : cases) {
         Error e = Fails(c.action, c.input);
         EXPECT_EQ(e.code, ErrorCode::kInvalidArgument) << c.input;
-        EXPECT_NE(e.message.find(c.field), std::string::npos) << c.input << " -> " << e.message;
+        EXPECT_EQ(e.field(), c.field) << c.input;
+        EXPECT_TRUE(e.message.starts_with(std::string(c.field) + ": ")) << c.input << " -> " << e.message;
     }
     EXPECT_EQ(InstanceCount(), 0u);
     EXPECT_TRUE(records_.empty());
@@ -262,8 +248,8 @@ TEST_F(ComputeTest, UnknownHostIsRefusedForEveryAction) {
     for (const char* action : {"delete_instance", "start_instance", "stop_instance", "reboot_instance"}) {
         Error e = Fails(action, id_and_host);
         EXPECT_EQ(e.code, ErrorCode::kInvalidArgument) << action;
-        EXPECT_NE(e.message.find("host"), std::string::npos);
-        EXPECT_NE(e.message.find("h9"), std::string::npos);
+        EXPECT_EQ(e.message, "host: this process does not serve host 'h9'");
+        EXPECT_EQ(e.field(), "host");
     }
     Error e = Fails("create_instance", CreateInput("i2", "h9"));
     EXPECT_EQ(e.code, ErrorCode::kInvalidArgument);
@@ -298,7 +284,7 @@ TEST_F(ComputeTest, MultiHostRoutingAndInventory) {
 
 TEST_F(ComputeTest, StopStartReboot) {
     Ok("create_instance", CreateInput("i1", "h1"));
-    now_us_ += 300'000;
+    Advance(300ms);
     ASSERT_EQ(State("i1"), "ACTIVE");
 
     kit::Done stop = Ok("stop_instance", R"({"id":"i1","host":"h1"})");
@@ -308,17 +294,17 @@ TEST_F(ComputeTest, StopStartReboot) {
     EXPECT_EQ(Ok("stop_instance", R"({"id":"i1","host":"h1"})").ready_at_us, 0);  // again: fine
 
     kit::Done start = Ok("start_instance", R"({"id":"i1","host":"h1"})");
-    EXPECT_EQ(start.ready_at_us, now_us_ + 200'000);
+    EXPECT_EQ(start.ready_at_us, clock_.WallUs() + 200'000);
     EXPECT_EQ(json::parse(start.output).at("state"), "ACTIVE");
     EXPECT_EQ(State("i1"), "BUILD");
-    now_us_ += 200'000;
+    Advance(200ms);
     EXPECT_EQ(State("i1"), "ACTIVE");
     EXPECT_EQ(Ok("start_instance", R"({"id":"i1","host":"h1"})").ready_at_us, 0);  // running: at once
 
     kit::Done reboot = Ok("reboot_instance", R"({"id":"i1","host":"h1"})");
-    EXPECT_EQ(reboot.ready_at_us, now_us_ + 200'000);
+    EXPECT_EQ(reboot.ready_at_us, clock_.WallUs() + 200'000);
     EXPECT_EQ(State("i1"), "REBOOT");
-    now_us_ += 200'000;
+    Advance(200ms);
     EXPECT_EQ(State("i1"), "ACTIVE");
 
     for (const char* action : {"start_instance", "stop_instance", "reboot_instance"}) {
@@ -345,7 +331,7 @@ TEST_F(ComputeTest, InstancesByHostAndStateFollowTheClockAndDropToZero) {
     EXPECT_EQ(instances(text, "h2", "BUILD"), 2);
     EXPECT_TRUE(std::isnan(instances(text, "h1", "ACTIVE"))) << "no series for what never was";
 
-    now_us_ += 300'000;  // booted
+    Advance(300ms);  // booted
     Ok("stop_instance", R"({"id":"i3","host":"h2"})");
     text = scrape();
     EXPECT_EQ(instances(text, "h1", "ACTIVE"), 1);
@@ -370,14 +356,12 @@ TEST_F(ComputeTest, LoadRebuildsFromRecords) {
     const std::string inventory = domain_->Inventory();
 
     auto reloaded = NewDomain(200ms);
-    for (const auto& [key, text] : records_) {
-        ASSERT_TRUE(reloaded->Load(key.first, key.second, text)) << text;
-    }
+    ASSERT_TRUE(kit::test_service::LoadAll(*reloaded, records_));
     EXPECT_EQ(reloaded->Inventory(), inventory);
     domain_ = std::move(reloaded);
     EXPECT_EQ(State("i1"), "REBOOT");
     EXPECT_EQ(State("i2"), "SHUTOFF");
-    now_us_ += 200'000;
+    Advance(200ms);
     EXPECT_EQ(State("i1"), "ACTIVE");
     EXPECT_EQ(Fails("create_instance", CreateInput("i1", "h2")).code, ErrorCode::kFailedPrecondition);
 
@@ -389,20 +373,17 @@ TEST_F(ComputeTest, LoadRebuildsFromRecords) {
 
 TEST_F(ComputeTest, GetAnswersTheInstanceOr404) {
     Ok("create_instance", CreateInput("i1", "h1"));
-    http::Request req;
-    req.method = "GET";
-    req.target = "/v1/instances/i1";
-    auto r = domain_->Get(req);
+    auto r = kit::test_service::Get(*domain_, "/v1/instances/i1");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 200);
-    EXPECT_EQ(json::parse(r->body).at("instance").at("state"), "BUILD");
-    req.target = "/v1/instances/i9";
-    r = domain_->Get(req);
+    EXPECT_EQ(json::parse(r->body).at("instance"), Instance("i1"));
+    r = kit::test_service::Get(*domain_, "/v1/instances/i9");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 404);
-    EXPECT_EQ(json::parse(r->body).at("code"), "not_found");
-    req.target = "/v1/volumes/i1";
-    EXPECT_FALSE(domain_->Get(req));
+    EXPECT_EQ(json::parse(r->body),
+              json::parse(R"({"code":"not_found","message":"no instance 'i9'","retryable":false})"));
+    EXPECT_FALSE(kit::test_service::Get(*domain_, "/v1/volumes/i1"));
+    EXPECT_FALSE(kit::test_service::Get(*domain_, "/v1/instances/i1/crash")) << "a POST route";
 }
 
 // ---- fencing, crashes and the supervisor's bookkeeping (fake clock; the timed tests are below) ----
@@ -413,7 +394,7 @@ TEST_F(ComputeTest, AFencedHostStopsWhatRunsAndRefusesWorkUntilStarted) {
     Ok("create_instance", CreateInput("i2", "h1"));
     Ok("create_instance", CreateInput("i3", "h2"));
     Ok("create_instance", CreateInput("i4", "h1"));
-    now_us_ += 300'000;
+    Advance(300ms);
     Ok("stop_instance", R"({"id":"i2","host":"h1"})");
     Ok("reboot_instance", R"({"id":"i4","host":"h1"})");  // booting: fenced too
 
@@ -454,9 +435,9 @@ TEST_F(ComputeTest, AFencedHostStopsWhatRunsAndRefusesWorkUntilStarted) {
     EXPECT_EQ(domain_->SetFenced("h1", false), 0u);
     EXPECT_EQ(State("i1"), "FENCED") << "unfencing starts nothing: the control plane decides";
     kit::Done start = Ok("start_instance", R"({"id":"i1","host":"h1"})");
-    EXPECT_EQ(start.ready_at_us, now_us_ + 200'000);
+    EXPECT_EQ(start.ready_at_us, clock_.WallUs() + 200'000);
     EXPECT_EQ(State("i1"), "BUILD");
-    now_us_ += 200'000;
+    Advance(200ms);
     EXPECT_EQ(State("i1"), "ACTIVE");
     EXPECT_EQ(domain_->SetFenced("h9", true), 0u) << "not a host of this process";
     domain_->Collect(metrics);
@@ -500,40 +481,60 @@ TEST_F(ComputeTest, CrashAnswersTheCrashedInstanceAndRecordsIt) {
     EXPECT_EQ(domain_->SetFenced("h1", true), 1u);
     EXPECT_EQ(State("i1"), "FENCED");
     EXPECT_EQ(domain_->SetFenced("h1", false), 0u);
-    now_us_ += 1'000'000;
-    context_.RunFor(150ms);
+    Advance(1s);  // past its restart time: the restart is not done
     EXPECT_EQ(State("i1"), "FENCED");
     Ok("start_instance", R"({"id":"i1","host":"h1"})");
     // A stop cancels a pending restart as well.
     Crash("i1");
     EXPECT_EQ(json::parse(Ok("stop_instance", R"({"id":"i1","host":"h1"})").output).at("state"), "SHUTOFF");
     EXPECT_EQ(Instance("i1").at("crashes"), 1) << "a stop keeps the history; a start clears it";
+    Advance(1s);
+    EXPECT_EQ(State("i1"), "SHUTOFF");
+}
+
+TEST_F(ComputeTest, TheSupervisorRestartsExactlyAfterItsBackoffDoublingUpToTheCap) {
+    supervisor_.restart_backoff = 100ms;
+    supervisor_.max_backoff = 300ms;
+    supervisor_.restart_max = 10;
+    Make(50ms);
+    domain_->Bind(context_);
+    Ok("create_instance", CreateInput("i1", "h1"));
+    Advance(50ms);
+    for (const Duration backoff : {100ms, 200ms, 300ms, 300ms}) {  // doubled per crash, then capped
+        SCOPED_TRACE(std::chrono::duration_cast<Millis>(backoff).count());
+        Crash("i1");
+        Advance(backoff - 1ms);
+        EXPECT_EQ(State("i1"), "CRASHED") << "not 1 ms before the backoff";
+        Advance(1ms);
+        EXPECT_EQ(State("i1"), "BUILD") << "restarted at the crash + the backoff";
+        Advance(50ms);
+        EXPECT_EQ(State("i1"), "ACTIVE");
+    }
+    EXPECT_EQ(Instance("i1").at("crashes"), 4);
 }
 
 TEST_F(ComputeTest, TooManyCrashesInTheWindowGiveUpAndReportsWaitForTheirAck) {
     supervisor_.restart_max = 3;
     supervisor_.restart_window = 10s;
-    supervisor_.restart_backoff = 0ms;  // restarted at the next poll of the io_context
+    supervisor_.restart_backoff = 0ms;  // restarted at the moment it crashed
     Make(0ms);
     domain_->Bind(context_);
     Ok("create_instance", CreateInput("i1", "h1"));
     Ok("create_instance", CreateInput("i2", "h1"));
     Ok("stop_instance", R"({"id":"i2","host":"h1"})");
     const auto restarted = [&] {
-        for (int k = 0; k < 100 && State("i1") != "ACTIVE"; ++k) {
-            context_.Poll();
-        }
+        Advance(0ms);  // the restart is due now (boots take no time here)
         return State("i1") == "ACTIVE";
     };
     Crash("i1");
     ASSERT_TRUE(restarted());
-    now_us_ += 1'000'000;
+    Advance(1s);
     Crash("i1");
     ASSERT_TRUE(restarted());
     EXPECT_EQ(Instance("i1").at("crashes"), 2);
-    now_us_ += 1'000'000;
+    Advance(1s);
     EXPECT_EQ(json::parse(Crash("i1").body).at("instance").at("state"), "ERROR");
-    context_.Poll();
+    Advance(1s);
     EXPECT_EQ(State("i1"), "ERROR") << "never restarted again";
     EXPECT_EQ(Instance("i1").at("crashes"), 3);
     EXPECT_NE(records_.at({"instances", "i1"}).find(R"("power":"error")"), std::string::npos);
@@ -580,7 +581,7 @@ TEST_F(ComputeTest, TooManyCrashesInTheWindowGiveUpAndReportsWaitForTheirAck) {
     ASSERT_TRUE(restarted());
     Crash("i1");
     ASSERT_TRUE(restarted());
-    now_us_ += 11'000'000;
+    Advance(11s);
     EXPECT_EQ(Instance("i1").at("crashes"), 0);
     Crash("i1");
     ASSERT_TRUE(restarted()) << "the crashes before the window do not count";
@@ -599,9 +600,7 @@ TEST_F(ComputeTest, AHeartbeatCarriesAtMost100ReportsAndAHostKeeps1000) {
     Ok("create_instance", CreateInput("i1", "h1"));
     for (int k = 0; k < 600; ++k) {  // 1200 reports
         Crash("i1");
-        for (int n = 0; n < 100 && State("i1") != "ACTIVE"; ++n) {
-            context_.Poll();
-        }
+        Advance(0ms);  // restarted at once
         ASSERT_EQ(State("i1"), "ACTIVE") << k;
     }
     const json::array reports = Beat("h1").at("reports").as_array();
@@ -627,7 +626,7 @@ TEST_F(ComputeTest, ALeasedDomainLoadsWhatRanAsFencedAndItsHostsFenced) {
     Ok("create_instance", CreateInput("i2", "h1"));
     Ok("create_instance", CreateInput("i3", "h2"));
     Ok("create_instance", CreateInput("i4", "h2"));
-    now_us_ += 300'000;
+    Advance(300ms);
     Ok("stop_instance", R"({"id":"i2","host":"h1"})");
     domain_->Bind(context_);
     Crash("i4");
@@ -638,9 +637,7 @@ TEST_F(ComputeTest, ALeasedDomainLoadsWhatRanAsFencedAndItsHostsFenced) {
 
     leased_ = true;
     auto reloaded = NewDomain(200ms);
-    for (const auto& [key, text] : records_) {
-        ASSERT_TRUE(reloaded->Load(key.first, key.second, text)) << text;
-    }
+    ASSERT_TRUE(kit::test_service::LoadAll(*reloaded, records_));
     domain_ = std::move(reloaded);
     domain_->Bind(context_);
     EXPECT_EQ(State("i1"), "FENCED");
@@ -710,47 +707,29 @@ protected:
         ComputeOptions options;
         options.hosts = {HostSpec{"sim-1", "nova", 4, 8192, 100, {}},
                          HostSpec{"sim-2", "nova", 4, 8192, 100, {}}};
+        options.clock = &clock_;
         auto domain = MakeComputeDomain(options, *MakeComputeDriver("sim", ComputeDriverOptions{Millis(40)}));
         ASSERT_TRUE(domain);
         kit::ServiceOptions service_options;
         service_options.state_path = dir_ + "/state.db";
         service_options.metrics = &metrics_;
+        service_options.clock = &clock_;
         auto s = kit::DomainService::Create(io_, std::move(*domain), service_options);
         ASSERT_TRUE(s) << s.error().ToString();
         service_ = std::move(*s);
     }
 
-    template <typename Start>
-    Result<workflow::ActionReply> Await(Start start) {
-        std::optional<Result<workflow::ActionReply>> got;
-        start([&](Result<workflow::ActionReply> r) { got = std::move(r); });
-        const SteadyTime deadline = SteadyClock::now() + 5s;
-        while (!got && SteadyClock::now() < deadline) {
-            io_.restart();
-            io_.run_one_for(5ms);
-        }
-        EXPECT_TRUE(got) << "no answer";
-        return got.value_or(MakeError(ErrorCode::kInternal, "no answer"));
-    }
     Result<workflow::ActionReply> Call(std::string action, std::string key, std::string input) {
-        return Await([&](kit::ActionTarget::Callback cb) {
-            service_->Handle(action, key, input, SteadyClock::now() + 5s, std::move(cb));
-        });
+        return kit::test_service::Call(io_, *service_, std::move(action), std::move(key), std::move(input));
     }
     Result<workflow::ActionReply> StatusOf(std::string key) {
-        return Await([&](kit::ActionTarget::Callback cb) { service_->Status(key, std::move(cb)); });
+        return kit::test_service::StatusOf(io_, *service_, std::move(key));
     }
-    std::string ServedInventory() {
-        http::Request req;
-        req.method = "GET";
-        req.target = "/v1/inventory";
-        auto r = service_->Get(req);
-        EXPECT_TRUE(r);
-        return r ? r->body : "";
-    }
+    std::string ServedInventory() { return kit::test_service::GetBody(*service_, "/v1/inventory"); }
 
     std::string dir_;
     observe::Metrics metrics_;  // outlives the service, which counts into it
+    runtime::FakeClock clock_;  // the domain's and the service's: a boot ends when the test says
     boost::asio::io_context io_;
     std::unique_ptr<kit::DomainService> service_;
 };
@@ -763,14 +742,14 @@ TEST_F(ComputeServiceTest, CreateIsAcceptedUntilBootedAndSurvivesARestart) {
     ASSERT_TRUE(r) << r.error().ToString();
     EXPECT_TRUE(r->accepted);
     EXPECT_NE(ServedInventory().find(R"("state":"BUILD")"), std::string::npos);
-    // Poll the status as the engine does, until the boot has ended (40 ms).
-    const SteadyTime deadline = SteadyClock::now() + 5s;
+    // The status, as the engine polls it: accepted until the boot has ended (40 ms), then the output.
+    clock_.Advance(39ms);
     Result<workflow::ActionReply> status = StatusOf("wf1/boot/do");
-    while (status && status->accepted && SteadyClock::now() < deadline) {
-        io_.restart();
-        io_.run_for(5ms);
-        status = StatusOf("wf1/boot/do");
-    }
+    ASSERT_TRUE(status) << status.error().ToString();
+    EXPECT_TRUE(status->accepted);
+    EXPECT_NE(ServedInventory().find(R"("state":"BUILD")"), std::string::npos);
+    clock_.Advance(1ms);
+    status = StatusOf("wf1/boot/do");
     ASSERT_TRUE(status) << status.error().ToString();
     ASSERT_FALSE(status->accepted);
     EXPECT_EQ(json::parse(status->output), json::parse(R"({"id":"i1","host":"sim-2","state":"ACTIVE"})"));
@@ -800,35 +779,123 @@ TEST_F(ComputeServiceTest, CreateIsAcceptedUntilBootedAndSurvivesARestart) {
     EXPECT_EQ(SampleOf(text, "cogs_service_records", {{"service", "compute"}, {"kind", "instances"}}), 0);
 }
 
-// ---- the agent, against a fake control plane ----
+// ---- the agent and the lease, against a fake control plane ----
+//
+// The control plane is a real HTTP server on loopback, so the exchanges take real time and the tests
+// wait for them by condition. The agent's timers (retries, heartbeats, the lease) and the
+// supervisor's run on a FakeClock that only the test moves, and it stands still while a request is
+// on the wire: every assertion about time is exact, and none depends on the machine's speed.
 
+// One request the control plane got, at the fake time it came: its send time.
 struct Seen {
     std::string method;
     std::string path;
+    std::string host;  // of /v1/hosts/{host}[/heartbeat]
     std::string authorization;
     std::string body;
     SteadyTime at;
+    int status = 0;  // what it was answered
 };
 
-class AgentTest : public ::testing::Test {
+class ControlPlaneTest : public ::testing::Test {
 protected:
+    static constexpr std::string_view kHostsPrefix = "/v1/hosts/";
+    static constexpr std::string_view kHeartbeat = "/heartbeat";
+
     void SetUp() override {
         auto server =
             http::StartServer(io_, http::ServerOptions{}, [this](http::Request req, http::Respond respond) {
-                seen_.push_back(
-                    Seen{req.method, req.Path(), req.Header("authorization"), req.body, SteadyClock::now()});
-                http::Response r;
-                r.status = answer_ ? answer_(seen_.back()) : 200;
-                if (r.status == 204) {
-                    r.body.clear();
-                } else {
-                    r.body = r.status < 300 ? "{}" : R"({"code":"x","message":"no"})";
+                Seen seen{req.method, req.Path(), "", req.Header("authorization"), req.body, clock_.Now()};
+                seen.host = seen.path.substr(kHostsPrefix.size());
+                if (seen.host.ends_with(kHeartbeat)) {
+                    seen.host.resize(seen.host.size() - kHeartbeat.size());
                 }
+                seen.status = status_ ? status_(seen) : 200;
+                http::Response r;
+                r.status = seen.status;
+                if (r.status >= 300) {
+                    r.body = R"({"code":"x","message":"no"})";
+                } else if (r.status != 204) {
+                    // A heartbeat's answer renews the lease for lease_ttl_ms and acknowledges reports.
+                    r.body = req.method != "POST"
+                                 ? "{}"
+                                 : json::serialize(json::object{{"lease_ttl_ms", lease_ttl_ms_},
+                                                                {"acked_seq", acked_seq_}});
+                }
+                seen_.push_back(std::move(seen));
                 respond(std::move(r));
             });
         ASSERT_TRUE(server) << server.error().ToString();
-        server_ = std::move(*server);
-        options_.control_url = "http://127.0.0.1:" + std::to_string(server_->port());
+        control_ = std::move(*server);
+    }
+
+    void TearDown() override {
+        agent_.reset();
+        control_->Stop();
+        io_.restart();
+        io_.poll();
+    }
+
+    // Starts an agent with `options` on the fake clock, against this control plane.
+    void StartAgent(AgentOptions options) {
+        options.control_url = "http://127.0.0.1:" + std::to_string(control_->port());
+        options.clock = &clock_;
+        options.request_timeout = kit::test_service::kPatience;  // no exchange times out on a slow machine
+        auto agent = HostAgent::Start(io_, std::move(options));
+        ASSERT_TRUE(agent) << agent.error().ToString();
+        agent_ = std::move(*agent);
+    }
+
+    bool RunUntil(const std::function<bool()>& done) { return kit::test_service::RunUntil(io_, done); }
+
+    // Runs io until every request the agent sent has been answered and handled.
+    void Settle() {
+        io_.restart();
+        io_.poll();  // what was posted (the first registrations) runs and sends
+        if (agent_ == nullptr) {
+            return;
+        }
+        ASSERT_TRUE(RunUntil([&] {
+            const AgentStats s = agent_->stats();
+            return s.registrations + s.registration_failures == s.registrations_sent &&
+                   s.heartbeats + s.heartbeat_failures == s.heartbeats_sent;
+        })) << "the agent's requests were not all answered";
+    }
+
+    // Moves the fake clock to `t` as over an instant network: to each timer's moment in turn, letting
+    // the exchanges it started finish before the clock moves on.
+    void AdvanceTo(SteadyTime t) {
+        for (auto next = clock_.NextDeadline(); next && *next <= t; next = clock_.NextDeadline()) {
+            clock_.Advance(std::max(Duration::zero(), *next - clock_.Now()));
+            Settle();
+        }
+        clock_.Advance(std::max(Duration::zero(), t - clock_.Now()));
+        Settle();
+    }
+    void AdvanceBy(Duration d) { AdvanceTo(clock_.Now() + d); }
+
+    // The requests of `method` to `path`.
+    std::vector<Seen> Of(const std::string& method, const std::string& path) const {
+        std::vector<Seen> out;
+        std::copy_if(seen_.begin(), seen_.end(), std::back_inserter(out),
+                     [&](const Seen& s) { return s.method == method && s.path == path; });
+        return out;
+    }
+
+    runtime::FakeClock clock_;
+    boost::asio::io_context io_;
+    std::unique_ptr<http::Server> control_;
+    std::function<int(const Seen&)> status_;  // what to answer; empty: 200
+    int64_t lease_ttl_ms_ = 3000;
+    uint64_t acked_seq_ = 0;
+    std::vector<Seen> seen_;
+    std::unique_ptr<HostAgent> agent_;
+};
+
+class AgentTest : public ControlPlaneTest {
+protected:
+    void SetUp() override {
+        ControlPlaneTest::SetUp();
         options_.token = "s3cret";
         options_.advertise_url = "http://127.0.0.1:7000";
         options_.hosts = {HostSpec{"h1", "nova", 16, 65536, 1000, {"CUSTOM_A", "CUSTOM_B"}}};
@@ -838,50 +905,15 @@ protected:
         options_.slow_retry = 60ms;
     }
 
-    void TearDown() override {
-        agent_.reset();
-        server_->Stop();
-        io_.poll();
-    }
-
     void StartAgent() {
-        auto agent = HostAgent::Start(io_, options_);
-        ASSERT_TRUE(agent) << agent.error().ToString();
-        agent_ = std::move(*agent);
+        ControlPlaneTest::StartAgent(options_);
+        Settle();
     }
 
-    // Runs the io_context until `done` holds; false after `timeout`.
-    bool RunUntil(const std::function<bool()>& done, Duration timeout = 5s) {
-        const SteadyTime deadline = SteadyClock::now() + timeout;
-        while (!done()) {
-            if (SteadyClock::now() >= deadline) {
-                return false;
-            }
-            if (io_.stopped()) {
-                io_.restart();  // a poll() or a moment without work stops it
-            }
-            io_.run_one_for(5ms);
-        }
-        return true;
-    }
+    std::vector<Seen> Puts() const { return Of("PUT", "/v1/hosts/h1"); }
+    std::vector<Seen> Beats() const { return Of("POST", "/v1/hosts/h1/heartbeat"); }
 
-    size_t Count(const std::string& method, const std::string& path) const {
-        return std::count_if(seen_.begin(), seen_.end(),
-                             [&](const Seen& s) { return s.method == method && s.path == path; });
-    }
-    std::vector<Seen> Of(const std::string& method, const std::string& path) const {
-        std::vector<Seen> out;
-        std::copy_if(seen_.begin(), seen_.end(), std::back_inserter(out),
-                     [&](const Seen& s) { return s.method == method && s.path == path; });
-        return out;
-    }
-
-    boost::asio::io_context io_;
-    std::unique_ptr<http::Server> server_;
-    std::function<int(const Seen&)> answer_;
-    std::vector<Seen> seen_;
     AgentOptions options_;
-    std::unique_ptr<HostAgent> agent_;
 };
 
 TEST(ParseHttpUrlTest, AcceptsHostPortOnly) {
@@ -898,8 +930,8 @@ TEST(ParseHttpUrlTest, AcceptsHostPortOnly) {
 TEST_F(AgentTest, RegistersEveryHostWithItsSpec) {
     options_.hosts.push_back(HostSpec{"h2", "az2", 4, 1024, 10, {}});
     StartAgent();
-    ASSERT_TRUE(RunUntil([&] { return agent_->registered_hosts() == 2; }));
-    auto h1 = Of("PUT", "/v1/hosts/h1");
+    EXPECT_EQ(agent_->registered_hosts(), 2u);
+    auto h1 = Puts();
     ASSERT_EQ(h1.size(), 1u);
     EXPECT_EQ(h1[0].authorization, "Bearer s3cret");
     EXPECT_EQ(json::parse(h1[0].body),
@@ -914,88 +946,104 @@ TEST_F(AgentTest, RegistersEveryHostWithItsSpec) {
 
 TEST_F(AgentTest, RetriesRegistrationWithGrowingBackoff) {
     int puts = 0;
-    answer_ = [&](const Seen& s) { return s.method == "PUT" && ++puts <= 3 ? 503 : 200; };
+    status_ = [&](const Seen& s) { return s.method == "PUT" && ++puts <= 4 ? 503 : 200; };
     StartAgent();
-    ASSERT_TRUE(RunUntil([&] { return agent_->registered_hosts() == 1; }));
-    auto tries = Of("PUT", "/v1/hosts/h1");
-    ASSERT_EQ(tries.size(), 4u);
-    // Waits of at least 10, 20 and 40 ms (the backoff doubles from min_backoff, capped at max_backoff).
-    EXPECT_GE(tries[1].at - tries[0].at, 10ms);
-    EXPECT_GE(tries[2].at - tries[1].at, 20ms);
-    EXPECT_GE(tries[3].at - tries[2].at, 40ms);
-    EXPECT_EQ(agent_->stats().registration_failures, 3u);
+    // Waits of 10, 20, 40 and 40 ms: doubling from min_backoff, capped at max_backoff.
+    for (const Duration wait : {10ms, 20ms, 40ms, 40ms}) {
+        const size_t tries = Puts().size();
+        AdvanceBy(wait - 1ms);
+        EXPECT_EQ(Puts().size(), tries) << "not 1 ms early";
+        AdvanceBy(1ms);
+        ASSERT_EQ(Puts().size(), tries + 1);
+    }
+    auto tries = Puts();
+    EXPECT_EQ(tries[1].at - tries[0].at, 10ms);
+    EXPECT_EQ(tries[2].at - tries[1].at, 20ms);
+    EXPECT_EQ(tries[3].at - tries[2].at, 40ms);
+    EXPECT_EQ(tries[4].at - tries[3].at, 40ms);
+    EXPECT_EQ(agent_->stats().registration_failures, 4u);
     EXPECT_EQ(agent_->stats().registrations, 1u);
+    EXPECT_EQ(agent_->registered_hosts(), 1u);
 }
 
 TEST_F(AgentTest, ARefusedRegistrationIsRetriedSlowly) {
     int puts = 0;
-    answer_ = [&](const Seen& s) { return s.method == "PUT" && ++puts == 1 ? 400 : 200; };
+    status_ = [&](const Seen& s) { return s.method == "PUT" && ++puts == 1 ? 400 : 200; };
     StartAgent();
-    ASSERT_TRUE(RunUntil([&] { return agent_->registered_hosts() == 1; }));
-    auto tries = Of("PUT", "/v1/hosts/h1");
-    ASSERT_EQ(tries.size(), 2u);
-    EXPECT_GE(tries[1].at - tries[0].at, 60ms);  // slow_retry, not min_backoff
+    AdvanceBy(59ms);
+    EXPECT_EQ(Puts().size(), 1u) << "slow_retry, not min_backoff";
+    AdvanceBy(1ms);
+    ASSERT_EQ(Puts().size(), 2u);
+    EXPECT_EQ(agent_->registered_hosts(), 1u);
 }
 
 TEST_F(AgentTest, HeartbeatsAtItsCadence) {
-    answer_ = [](const Seen& s) { return s.method == "POST" ? 204 : 200; };
+    status_ = [](const Seen& s) { return s.method == "POST" ? 204 : 200; };
     StartAgent();
-    ASSERT_TRUE(RunUntil([&] { return Count("POST", "/v1/hosts/h1/heartbeat") >= 5; }));
-    auto beats = Of("POST", "/v1/hosts/h1/heartbeat");
-    auto put = Of("PUT", "/v1/hosts/h1");
-    ASSERT_EQ(put.size(), 1u);
-    // Sent an interval apart (send to send); seen by the server within a transport's jitter of that.
-    constexpr auto kJitter = 2ms;
-    EXPECT_GE(beats[0].at - put[0].at, 20ms - kJitter);
-    for (size_t i = 1; i < beats.size(); ++i) {
-        EXPECT_GE(beats[i].at - beats[i - 1].at, 20ms - kJitter) << i;
+    for (size_t k = 1; k <= 5; ++k) {
+        AdvanceBy(19ms);
+        EXPECT_EQ(Beats().size(), k - 1) << "not 1 ms early";
+        AdvanceBy(1ms);
+        ASSERT_EQ(Beats().size(), k);
     }
-    EXPECT_GE(beats[4].at - put[0].at, 5 * 20ms - kJitter);
+    // Sent an interval apart, from the registration on.
+    auto beats = Beats();
+    const SteadyTime registered = Puts().at(0).at;
+    for (size_t i = 0; i < beats.size(); ++i) {
+        EXPECT_EQ(beats[i].at - registered, Millis(20 * static_cast<int64_t>(i + 1))) << i;
+    }
     EXPECT_EQ(beats[0].body, "{}");
     EXPECT_EQ(beats[0].authorization, "Bearer s3cret");
-    ASSERT_TRUE(RunUntil([&] { return agent_->stats().heartbeats >= 5; }));
+    EXPECT_EQ(agent_->stats().heartbeats, 5u);
     EXPECT_EQ(agent_->stats().heartbeat_failures, 0u);
 }
 
-TEST_F(AgentTest, RegistersAgainWhenTheControlPlaneForgetsTheHost) {
+TEST_F(AgentTest, RegistersAgainAtOnceWhenTheControlPlaneForgetsTheHost) {
     int beats = 0;
-    answer_ = [&](const Seen& s) { return s.method == "POST" && ++beats == 2 ? 404 : 200; };
+    status_ = [&](const Seen& s) { return s.method == "POST" && ++beats == 2 ? 404 : 200; };
     StartAgent();
-    ASSERT_TRUE(RunUntil([&] { return Count("POST", "/v1/hosts/h1/heartbeat") >= 4; }));
-    EXPECT_EQ(Count("PUT", "/v1/hosts/h1"), 2u);
-    // The second registration came right after the 404, before the third heartbeat.
-    auto puts = Of("PUT", "/v1/hosts/h1");
-    auto hb = Of("POST", "/v1/hosts/h1/heartbeat");
-    EXPECT_GT(puts[1].at, hb[1].at);
-    EXPECT_LT(puts[1].at, hb[2].at);
+    AdvanceBy(60ms);  // three heartbeats
+    auto puts = Puts();
+    auto hb = Beats();
+    ASSERT_EQ(puts.size(), 2u);
+    ASSERT_EQ(hb.size(), 3u);
+    EXPECT_EQ(puts[1].at, hb[1].at) << "registered again at the 404";
+    EXPECT_EQ(hb[2].at - puts[1].at, 20ms) << "and heartbeats again from there";
     EXPECT_EQ(agent_->stats().reregistrations, 1u);
     EXPECT_EQ(agent_->stats().registrations, 2u);
 }
 
 TEST_F(AgentTest, HeartbeatFailuresDoNotStopTheHeartbeats) {
     int beats = 0;
-    answer_ = [&](const Seen& s) { return s.method == "POST" && ++beats <= 2 ? 503 : 204; };
+    status_ = [&](const Seen& s) { return s.method == "POST" && ++beats <= 2 ? 503 : 204; };
     StartAgent();
-    ASSERT_TRUE(RunUntil([&] { return agent_->stats().heartbeats >= 2; }));
+    AdvanceBy(60ms);
+    auto hb = Beats();
+    ASSERT_EQ(hb.size(), 3u);
+    EXPECT_EQ(hb[1].at - hb[0].at, 20ms) << "at their pace";
+    EXPECT_EQ(hb[2].at - hb[1].at, 20ms);
     EXPECT_EQ(agent_->stats().heartbeat_failures, 2u);
-    EXPECT_EQ(Count("PUT", "/v1/hosts/h1"), 1u);  // a 503 is not a forgotten host
+    EXPECT_EQ(agent_->stats().heartbeats, 1u);
+    EXPECT_EQ(Puts().size(), 1u);  // a 503 is not a forgotten host
 }
 
 TEST_F(AgentTest, AnUnreachableControlPlaneIsRetriedAndStopEndsEverything) {
     // A port nobody listens on any more.
-    const uint16_t port = server_->port();
-    server_->Stop();
+    control_->Stop();
+    io_.restart();
     io_.poll();
-    options_.control_url = "http://127.0.0.1:" + std::to_string(port);
     StartAgent();
-    ASSERT_TRUE(RunUntil([&] { return agent_->stats().registration_failures >= 3; }));
+    AdvanceBy(70ms);  // tries at 0, 10, 30 and 70 ms
+    EXPECT_EQ(agent_->stats().registration_failures, 4u);
     EXPECT_EQ(agent_->registered_hosts(), 0u);
     agent_->Stop();
-    const uint64_t failures = agent_->stats().registration_failures;
-    // Nothing runs after Stop: the io_context runs out of work (no timer or request left).
     io_.restart();
-    io_.run_for(200ms);
-    EXPECT_EQ(agent_->stats().registration_failures, failures);
+    io_.poll();
+    EXPECT_EQ(clock_.armed(), 0u) << "no timer left";
+    clock_.Advance(1h);
+    io_.restart();
+    io_.poll();
+    EXPECT_EQ(agent_->stats().registrations_sent, 4u) << "nothing runs after Stop";
 }
 
 TEST_F(AgentTest, DestroyedWhileRequestsAreInFlight) {
@@ -1003,10 +1051,10 @@ TEST_F(AgentTest, DestroyedWhileRequestsAreInFlight) {
     for (int i = 0; i < 50; ++i) {
         options_.hosts.push_back(HostSpec{"sim-" + std::to_string(i), "nova", 1, 1, 1, {}});
     }
-    StartAgent();
+    ControlPlaneTest::StartAgent(options_);
     ASSERT_TRUE(RunUntil([&] { return !seen_.empty(); }));
     agent_.reset();  // requests of the other hosts still in flight: their callbacks must find nothing
-    io_.run_for(50ms);
+    kit::test_service::RunFor(io_, 50ms);
     EXPECT_GE(seen_.size(), 1u);
 }
 
@@ -1021,65 +1069,28 @@ TEST(AgentStartTest, RefusesBadOptions) {
     EXPECT_FALSE(HostAgent::Start(io, o));
 }
 
+// ---- the lease, fencing and the supervisor, end to end: the service over HTTP, its agent, and the
+// fake control plane, which answers 503 to everything while told not to answer ----
 
-// ---- the lease, fencing and the supervisor, end to end: the service over HTTP, its agent, and a
-// fake control plane that answers heartbeats until it is told to stop answering ----
-
-class LeaseTest : public ::testing::Test {
+class LeaseTest : public ControlPlaneTest {
 protected:
     static constexpr int64_t kTtlMs = 200;  // what the control plane answers
+    static constexpr auto kBeat = 25ms;     // the agent's heartbeat interval
     static constexpr auto kBoot = 30ms;
     static constexpr auto kBackoff = 40ms;
-
-    struct Beat {
-        std::string host;
-        json::object body;
-        SteadyTime at;
-        bool answered;
-    };
 
     void SetUp() override {
         char tmpl[] = "/tmp/cogs-compute-lease-XXXXXX";
         ASSERT_NE(::mkdtemp(tmpl), nullptr);
         dir_ = tmpl;
-        auto control = http::StartServer(io_, http::ServerOptions{}, [this](http::Request req,
-                                                                            http::Respond respond) {
-            const std::string path = req.Path();
-            if (req.method == "PUT") {
-                respond(http::Response{});  // registered; an empty answer
-                return;
-            }
-            constexpr std::string_view kSuffix = "/heartbeat";
-            if (req.method != "POST" || !path.ends_with(kSuffix)) {
-                http::Response r;
-                r.status = 404;
-                respond(std::move(r));
-                return;
-            }
-            constexpr std::string_view kPrefix = "/v1/hosts/";
-            const size_t host_size = path.size() - kPrefix.size() - kSuffix.size();
-            const std::string host = path.substr(kPrefix.size(), host_size);
-            beats_.push_back(Beat{host, json::parse(req.body).as_object(), SteadyClock::now(), answering_});
-            if (!answering_) {
-                return;  // no answer: the agent's request deadline ends the exchange
-            }
-            last_answer_[host] = SteadyClock::now();
-            json::object o;
-            o["lease_ttl_ms"] = kTtlMs;
-            o["acked_seq"] = acked_seq_;
-            http::Response r;
-            r.body = json::serialize(o);
-            respond(std::move(r));
-        });
-        ASSERT_TRUE(control) << control.error().ToString();
-        control_ = std::move(*control);
+        ControlPlaneTest::SetUp();
+        lease_ttl_ms_ = kTtlMs;
+        status_ = [this](const Seen&) { return answering_ ? 200 : 503; };
     }
 
     void TearDown() override {
         Stop();
-        control_->Stop();
-        io_.restart();
-        io_.poll();
+        ControlPlaneTest::TearDown();
         std::filesystem::remove_all(dir_);
     }
 
@@ -1095,11 +1106,13 @@ protected:
         io_.poll();
     }
 
-    // The compute process: its state in dir_, served over HTTP with a token, and (leased) its agent.
+    // The compute process: its state in dir_, served over HTTP with a token, and (leased) its agent,
+    // whose first registrations are answered (or refused) before this returns.
     void Start(bool leased, int restart_max = 3) {
         Stop();
         ComputeOptions options;
         options.hosts = {HostSpec{"h1", "nova", 4, 8192, 100, {}}, HostSpec{"h2", "nova", 4, 8192, 100, {}}};
+        options.clock = &clock_;
         options.leased = leased;
         options.supervisor.restart_backoff = kBackoff;
         options.supervisor.restart_max = restart_max;
@@ -1110,6 +1123,7 @@ protected:
         kit::ServiceOptions service_options;
         service_options.state_path = dir_ + "/state.db";
         service_options.metrics = &metrics_;
+        service_options.clock = &clock_;
         auto service = kit::DomainService::Create(io_, std::move(*domain), service_options);
         ASSERT_TRUE(service) << service.error().ToString();
         service_ = std::move(*service);
@@ -1120,82 +1134,37 @@ protected:
         client_ = http::MakeClient(io_, http::ClientOptions{"127.0.0.1", server_->port(), 4});
         if (leased) {
             AgentOptions agent;
-            agent.control_url = "http://127.0.0.1:" + std::to_string(control_->port());
             agent.advertise_url = "http://127.0.0.1:" + std::to_string(server_->port());
             agent.hosts = options.hosts;
-            agent.heartbeat_interval = 25ms;
-            agent.request_timeout = 80ms;
-            agent.lease_ttl = 5s;  // until the first answer says 200 ms
+            agent.heartbeat_interval = kBeat;
+            agent.lease_ttl = 5s;  // until the first heartbeat's answer says 200 ms
             agent.link = link;
-            auto started = HostAgent::Start(io_, agent);
-            ASSERT_TRUE(started) << started.error().ToString();
-            agent_ = std::move(*started);
+            StartAgent(agent);
+            Settle();
         }
-    }
-
-    bool RunUntil(const std::function<bool()>& done, Duration timeout = 5s) {
-        const SteadyTime deadline = SteadyClock::now() + timeout;
-        while (!done()) {
-            if (SteadyClock::now() >= deadline) {
-                return false;
-            }
-            io_.restart();
-            io_.run_one_for(2ms);
-        }
-        return true;
-    }
-    // Runs io for `d` (for "nothing happens meanwhile" checks only).
-    void RunFor(Duration d) {
-        io_.restart();
-        io_.run_for(d);
     }
 
     Result<workflow::ActionReply> Call(const std::string& action, const std::string& input) {
-        std::optional<Result<workflow::ActionReply>> got;
-        service_->Handle(action, "k" + std::to_string(++keys_) + "/do", input, SteadyClock::now() + 5s,
-                         [&](Result<workflow::ActionReply> r) { got = std::move(r); });
-        EXPECT_TRUE(RunUntil([&] { return got.has_value(); })) << "no answer to " << action;
-        return got.value_or(MakeError(ErrorCode::kInternal, "no answer"));
+        return kit::test_service::Call(io_, *service_, action, "k" + std::to_string(++keys_) + "/do", input);
     }
 
     http::Response Crash(const std::string& id, const std::string& token = "tok") {
-        http::Request req;
-        req.method = "POST";
-        req.target = "/v1/instances/" + id + "/crash";
-        req.headers.emplace_back("authorization", "Bearer " + token);
-        std::optional<Result<http::Response>> got;
-        client_->Send(req, SteadyClock::now() + 2s, [&](Result<http::Response> r) { got = std::move(r); });
-        EXPECT_TRUE(RunUntil([&] { return got.has_value(); }));
-        EXPECT_TRUE(got && *got) << "crash " << id;
-        return got && *got ? **got : http::Response{};
+        return kit::test_service::Send(io_, *client_, "POST", "/v1/instances/" + id + "/crash", "",
+                                       {{"authorization", "Bearer " + token}});
     }
 
-    json::value Inventory() {
-        http::Request req;
-        req.method = "GET";
-        req.target = "/v1/inventory";
-        auto r = service_->Get(req);
-        EXPECT_TRUE(r);
-        return json::parse(r ? r->body : "{}");
-    }
-    std::string StateOf(const std::string& id) {
+    json::value Inventory() { return json::parse(kit::test_service::GetBody(*service_, "/v1/inventory")); }
+    json::value InstanceOf(const std::string& id) {
         const json::value inv = Inventory();
         for (const auto& i : inv.at("instances").as_array()) {
             if (i.at("id") == id.c_str()) {
-                return std::string(i.at("state").as_string());
+                return i;
             }
         }
-        return "absent";
+        return json::object{{"state", "absent"}, {"crashes", -1}};
     }
-    int64_t CrashesOf(const std::string& id) {
-        const json::value inv = Inventory();
-        for (const auto& i : inv.at("instances").as_array()) {
-            if (i.at("id") == id.c_str()) {
-                return i.at("crashes").as_int64();
-            }
-        }
-        return -1;
-    }
+    std::string StateOf(const std::string& id) { return std::string(InstanceOf(id).at("state").as_string()); }
+    int64_t CrashesOf(const std::string& id) { return InstanceOf(id).at("crashes").as_int64(); }
     bool Fenced(const std::string& host) {
         const json::value inv = Inventory();
         for (const auto& h : inv.at("hosts").as_array()) {
@@ -1206,66 +1175,77 @@ protected:
         return false;
     }
 
-    // Creates `id` on `host` and waits until it is ACTIVE.
+    // Creates `id` on `host` and lets it boot.
     void Create(const std::string& id, const std::string& host) {
         auto r = Call("create_instance", R"({"id":")" + id + R"(","host":")" + host +
                                              R"(","vcpus":1,"ram_mb":512,"disk_gb":1,"image":"cirros"})");
         ASSERT_TRUE(r) << r.error().ToString();
-        ASSERT_TRUE(RunUntil([&] { return StateOf(id) == "ACTIVE"; })) << id << " is " << StateOf(id);
+        AdvanceBy(kBoot);
+        ASSERT_EQ(StateOf(id), "ACTIVE");
     }
 
-    // The reports of `host`'s heartbeats from index `from` of beats_ on.
-    std::vector<json::object> ReportsSeen(const std::string& host, size_t from = 0) const {
+    // The heartbeats of `host` from index `from` of seen_ on: their bodies, and the send time of the
+    // last one answered 2xx.
+    std::vector<json::object> BeatsOf(const std::string& host, size_t from = 0) const {
         std::vector<json::object> out;
-        for (size_t k = from; k < beats_.size(); ++k) {
-            if (beats_[k].host == host) {
-                for (const auto& r : beats_[k].body.at("reports").as_array()) {
-                    out.push_back(r.as_object());
-                }
+        for (size_t k = from; k < seen_.size(); ++k) {
+            if (seen_[k].host == host && seen_[k].path.ends_with(kHeartbeat)) {
+                out.push_back(json::parse(seen_[k].body).as_object());
             }
         }
         return out;
     }
+    std::vector<json::object> ReportsSeen(const std::string& host, size_t from = 0) const {
+        std::vector<json::object> out;
+        for (const auto& beat : BeatsOf(host, from)) {
+            for (const auto& r : beat.at("reports").as_array()) {
+                out.push_back(r.as_object());
+            }
+        }
+        return out;
+    }
+    SteadyTime LastRenewal(const std::string& host) const {
+        for (size_t k = seen_.size(); k-- > 0;) {
+            if (seen_[k].host == host && seen_[k].path.ends_with(kHeartbeat) && seen_[k].status == 200) {
+                return seen_[k].at;
+            }
+        }
+        ADD_FAILURE() << "no renewal of " << host;
+        return {};
+    }
 
     std::string dir_;
-    observe::Metrics metrics_;
-    boost::asio::io_context io_;
-    std::unique_ptr<http::Server> control_;
+    observe::Metrics metrics_;  // outlives the service, which counts into it
     bool answering_ = true;
-    uint64_t acked_seq_ = 0;
-    std::vector<Beat> beats_;
-    std::map<std::string, SteadyTime> last_answer_;
     std::unique_ptr<kit::DomainService> service_;
     std::unique_ptr<http::Server> server_;
     std::unique_ptr<http::Client> client_;
-    std::unique_ptr<HostAgent> agent_;
     int keys_ = 0;
 };
 
-TEST_F(LeaseTest, AHostFencesWhenItsLeaseRunsOutAndTakesWorkAgainWhenRenewed) {
+TEST_F(LeaseTest, AHostFencesExactlyWhenItsLeaseRunsOutAndTakesWorkAgainWhenRenewed) {
     Start(/*leased=*/true);
-    ASSERT_TRUE(RunUntil([&] { return !Fenced("h1") && !Fenced("h2"); })) << "the first lease unfences";
+    ASSERT_FALSE(Fenced("h1")) << "the first lease unfences";
+    ASSERT_FALSE(Fenced("h2"));
     Create("i1", "h1");
     Create("i2", "h1");
     Create("i3", "h2");
     ASSERT_TRUE(Call("stop_instance", R"({"id":"i2","host":"h1"})"));
-    // The heartbeat says what the host holds.
-    ASSERT_TRUE(RunUntil([&] {
-        return !beats_.empty() && beats_.back().host == "h1" &&
-               beats_.back().body.at("instances") == json::parse(R"({"ACTIVE":1,"SHUTOFF":1})");
-    }));
+    AdvanceBy(kBeat);
+    EXPECT_EQ(BeatsOf("h1").back().at("instances"), json::parse(R"({"ACTIVE":1,"SHUTOFF":1})"))
+        << "the heartbeat says what the host holds";
 
     answering_ = false;
-    ASSERT_TRUE(RunUntil([&] { return Fenced("h1"); }, 3s));
-    const SteadyTime fenced_at = SteadyClock::now();
-    // At the end of the lease: kTtlMs after the send of the last answered heartbeat (which the
-    // control plane saw a transport's moment after it was sent), not at the agent's own 5 s.
-    const auto since_answer = fenced_at - last_answer_.at("h1");
-    EXPECT_GE(since_answer, Millis(kTtlMs) - 5ms);
-    EXPECT_LE(since_answer, Millis(kTtlMs) + 150ms);
+    // The lease ends kTtlMs after the send of the last renewal the control plane answered.
+    const SteadyTime lease_end = LastRenewal("h1") + Millis(kTtlMs);
+    AdvanceTo(lease_end - 1ms);
+    EXPECT_FALSE(Fenced("h1")) << "1 ms before the end of its lease";
+    EXPECT_EQ(StateOf("i1"), "ACTIVE");
+    AdvanceTo(lease_end);
+    EXPECT_TRUE(Fenced("h1")) << "at the end of its lease";
+    EXPECT_TRUE(Fenced("h2")) << "renewed at the same moments";
     EXPECT_EQ(StateOf("i1"), "FENCED");
     EXPECT_EQ(StateOf("i2"), "SHUTOFF");
-    ASSERT_TRUE(RunUntil([&] { return Fenced("h2"); }, 1s));
     EXPECT_EQ(StateOf("i3"), "FENCED");
     EXPECT_EQ(agent_->fenced_hosts(), 2u);
     EXPECT_EQ(agent_->stats().fences, 2u);
@@ -1275,65 +1255,64 @@ TEST_F(LeaseTest, AHostFencesWhenItsLeaseRunsOutAndTakesWorkAgainWhenRenewed) {
     ASSERT_FALSE(refused);
     EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
     EXPECT_TRUE(refused.error().retryable);
-    EXPECT_NE(refused.error().message.find("host h1 is fenced"), std::string::npos)
-        << refused.error().message;
+    EXPECT_EQ(refused.error().message, "host h1 is fenced: it holds no lease from the control plane");
     EXPECT_FALSE(Call("start_instance", R"({"id":"i1","host":"h1"})"));
     auto deleted = Call("delete_instance", R"({"id":"i3","host":"h2"})");
     ASSERT_TRUE(deleted) << deleted.error().ToString();
     EXPECT_EQ(json::parse(deleted->output).at("deleted"), true);
+    AdvanceBy(10 * kBeat);
+    EXPECT_EQ(StateOf("i1"), "FENCED") << "refused heartbeats lift nothing";
     std::string text = metrics_.Render();
     EXPECT_EQ(SampleOf(text, "cogs_compute_host_fenced", {{"host", "h1"}}), 1);
     EXPECT_EQ(SampleOf(text, "cogs_compute_fences_total", {}), 2);
     EXPECT_EQ(SampleOf(text, "cogs_compute_instances", {{"host", "h1"}, {"state", "FENCED"}}), 1);
 
     answering_ = true;
-    ASSERT_TRUE(RunUntil([&] { return !Fenced("h1"); }, 3s)) << "the next answer unfences";
+    AdvanceBy(kBeat);
+    EXPECT_FALSE(Fenced("h1")) << "the next answer unfences";
+    EXPECT_FALSE(Fenced("h2"));
+    EXPECT_EQ(agent_->stats().unfences, 2u);
     EXPECT_EQ(StateOf("i1"), "FENCED") << "until the control plane starts it";
-    EXPECT_EQ(agent_->stats().unfences, 1u + (Fenced("h2") ? 0u : 1u));
     auto started = Call("start_instance", R"({"id":"i1","host":"h1"})");
     ASSERT_TRUE(started) << started.error().ToString();
-    ASSERT_TRUE(RunUntil([&] { return StateOf("i1") == "ACTIVE"; }));
+    AdvanceBy(kBoot);
+    EXPECT_EQ(StateOf("i1"), "ACTIVE");
     text = metrics_.Render();
     EXPECT_EQ(SampleOf(text, "cogs_compute_host_fenced", {{"host", "h1"}}), 0);
     EXPECT_EQ(PromtoolProblems(text), "");
 }
 
-TEST_F(LeaseTest, CrashedInstancesRestartWithBackoffUntilTheSupervisorGivesUp) {
+TEST_F(LeaseTest, CrashedInstancesRestartAfterTheirBackoffUntilTheSupervisorGivesUp) {
     Start(/*leased=*/true);
-    ASSERT_TRUE(RunUntil([&] { return !Fenced("h1"); }));
     Create("i1", "h1");
     EXPECT_EQ(Crash("i1", "wrong").status, 401);
     EXPECT_EQ(Crash("nope").status, 404);
 
-    SteadyTime crashed_at = SteadyClock::now();  // the crash happens after this, before the answer
-    http::Response r = Crash("i1");
-    ASSERT_EQ(r.status, 200) << r.body;
-    EXPECT_EQ(json::parse(r.body).at("instance").at("state"), "CRASHED");
-    EXPECT_EQ(StateOf("i1"), "CRASHED");
-    EXPECT_EQ(Crash("i1").status, 409);
-    ASSERT_TRUE(RunUntil([&] { return StateOf("i1") == "BUILD"; }, 3s)) << "restarted: booting";
-    EXPECT_GE(SteadyClock::now() - crashed_at, kBackoff - 2ms);
-    ASSERT_TRUE(RunUntil([&] { return StateOf("i1") == "ACTIVE"; }, 3s));
-    EXPECT_GE(SteadyClock::now() - crashed_at, kBackoff + kBoot - 2ms);
-
-    crashed_at = SteadyClock::now();
-    Crash("i1");  // the second within the window: twice the backoff
-    ASSERT_TRUE(RunUntil([&] { return StateOf("i1") == "ACTIVE"; }, 3s));
-    EXPECT_GE(SteadyClock::now() - crashed_at, 2 * kBackoff + kBoot - 2ms);
+    for (const Duration backoff : {kBackoff, 2 * kBackoff}) {  // the second crash within the window: doubled
+        http::Response r = Crash("i1");
+        ASSERT_EQ(r.status, 200) << r.body;
+        EXPECT_EQ(json::parse(r.body).at("instance").at("state"), "CRASHED");
+        EXPECT_EQ(Crash("i1").status, 409) << "not running";
+        AdvanceBy(backoff - 1ms);
+        EXPECT_EQ(StateOf("i1"), "CRASHED") << "1 ms before its restart";
+        AdvanceBy(1ms);
+        EXPECT_EQ(StateOf("i1"), "BUILD") << "restarted at the crash + its backoff";
+        AdvanceBy(kBoot);
+        EXPECT_EQ(StateOf("i1"), "ACTIVE");
+    }
     EXPECT_EQ(CrashesOf("i1"), 2);
 
-    const size_t beats_before = beats_.size();
+    const size_t seen_before = seen_.size();
     EXPECT_EQ(json::parse(Crash("i1").body).at("instance").at("state"), "ERROR");  // the third: given up
-    // The next heartbeat tells the control plane.
-    ASSERT_TRUE(RunUntil([&] {
-        for (const auto& rep : ReportsSeen("h1", beats_before)) {
-            if (rep.at("type") == "gave_up" && rep.at("instance") == "i1") {
-                return true;
-            }
-        }
-        return false;
-    }));
-    RunFor(4 * kBackoff);
+    AdvanceBy(kBeat);
+    std::vector<std::string> types;
+    for (const auto& rep : ReportsSeen("h1", seen_before)) {
+        types.emplace_back(rep.at("type").as_string());
+    }
+    EXPECT_EQ(types, (std::vector<std::string>{"crashed", "restarted", "crashed", "restarted", "crashed",
+                                               "gave_up"}))
+        << "the next heartbeat tells the control plane";
+    AdvanceBy(10 * kBackoff);
     EXPECT_EQ(StateOf("i1"), "ERROR") << "never restarted again";
     std::string text = metrics_.Render();
     EXPECT_EQ(SampleOf(text, "cogs_compute_restarts_total", {{"outcome", "restarted"}}), 2);
@@ -1342,43 +1321,36 @@ TEST_F(LeaseTest, CrashedInstancesRestartWithBackoffUntilTheSupervisorGivesUp) {
 
     // The control plane may still start it: a fresh start.
     ASSERT_TRUE(Call("start_instance", R"({"id":"i1","host":"h1"})"));
-    ASSERT_TRUE(RunUntil([&] { return StateOf("i1") == "ACTIVE"; }));
+    AdvanceBy(kBoot);
+    EXPECT_EQ(StateOf("i1"), "ACTIVE");
     EXPECT_EQ(CrashesOf("i1"), 0);
-
 }
 
 TEST_F(LeaseTest, ReportsAreSentAgainUntilTheControlPlaneAcknowledgesThem) {
     Start(/*leased=*/true);
-    ASSERT_TRUE(RunUntil([&] { return !Fenced("h1"); }));
     Create("i1", "h1");
     Crash("i1");
-    ASSERT_TRUE(RunUntil([&] { return StateOf("i1") == "ACTIVE"; }, 3s));
+    AdvanceBy(kBackoff + kBoot);
+    ASSERT_EQ(StateOf("i1"), "ACTIVE");
     // Not acknowledged: every heartbeat carries both reports again.
-    const size_t from = beats_.size();
-    ASSERT_TRUE(RunUntil([&] { return ReportsSeen("h1", from).size() >= 6; }));
+    const size_t from = seen_.size();
+    AdvanceBy(3 * kBeat);
     std::vector<json::object> seen = ReportsSeen("h1", from);
+    ASSERT_EQ(seen.size(), 6u);
     EXPECT_EQ(seen[0].at("type"), "crashed");
     EXPECT_EQ(seen[1].at("type"), "restarted");
     EXPECT_EQ(seen[2].at("seq"), seen[0].at("seq"));
+    EXPECT_EQ(seen[5].at("seq"), seen[1].at("seq"));
     EXPECT_TRUE(ReportsSeen("h2").empty());
 
-    acked_seq_ = seen[0].at("seq").to_number<uint64_t>();  // the crash is recorded
-    // An answer carrying the ack reaches the agent; the heartbeat after it carries the rest only.
-    size_t acked_from = 0;
-    ASSERT_TRUE(RunUntil([&] {
-        for (size_t k = beats_.size(); k-- > from;) {
-            if (beats_[k].host == "h1" && beats_[k].body.at("reports").as_array().size() == 1) {
-                acked_from = k;
-                return true;
-            }
-        }
-        return false;
-    }));
-    EXPECT_EQ(beats_[acked_from].body.at("reports").at(0).at("type"), "restarted");
+    // The next answer acknowledges the crash; the heartbeat after it carries the restart only.
+    acked_seq_ = seen[0].at("seq").to_number<uint64_t>();
+    AdvanceBy(2 * kBeat);
+    ASSERT_EQ(BeatsOf("h1").back().at("reports").as_array().size(), 1u);
+    EXPECT_EQ(BeatsOf("h1").back().at("reports").at(0).at("type"), "restarted");
     acked_seq_ = seen[1].at("seq").to_number<uint64_t>();
-    ASSERT_TRUE(RunUntil([&] {
-        return beats_.back().host == "h1" && beats_.back().body.at("reports").as_array().empty();
-    }));
+    AdvanceBy(2 * kBeat);
+    EXPECT_TRUE(BeatsOf("h1").back().at("reports").as_array().empty());
 }
 
 TEST_F(LeaseTest, ARestartedHostComesUpFencedAndCrashHistorySurvivesARestart) {
@@ -1393,7 +1365,10 @@ TEST_F(LeaseTest, ARestartedHostComesUpFencedAndCrashHistorySurvivesARestart) {
     Start(/*leased=*/false, /*restart_max=*/5);
     EXPECT_EQ(StateOf("i1"), "ACTIVE");
     EXPECT_EQ(CrashesOf("i3"), 1) << "the crash history is in the records";
-    ASSERT_TRUE(RunUntil([&] { return StateOf("i3") == "ACTIVE"; }, 3s)) << "its pending restart too";
+    EXPECT_EQ(StateOf("i3"), "CRASHED");
+    AdvanceBy(kBackoff);
+    EXPECT_EQ(StateOf("i3"), "BUILD") << "its pending restart too, at its time";
+    AdvanceBy(kBoot);
     Crash("i3");
     EXPECT_EQ(CrashesOf("i3"), 2);
 
@@ -1404,13 +1379,15 @@ TEST_F(LeaseTest, ARestartedHostComesUpFencedAndCrashHistorySurvivesARestart) {
     EXPECT_EQ(StateOf("i2"), "SHUTOFF");
     EXPECT_EQ(StateOf("i3"), "FENCED");
     EXPECT_EQ(CrashesOf("i3"), 2);
-    EXPECT_TRUE(Fenced("h1")) << "no lease yet";
+    EXPECT_TRUE(Fenced("h1")) << "no lease yet: its registration was refused";
     EXPECT_FALSE(Call("start_instance", R"({"id":"i1","host":"h1"})"));
     answering_ = true;
-    ASSERT_TRUE(RunUntil([&] { return !Fenced("h1"); }, 3s));
+    AdvanceBy(100ms);  // the registration's retry (min_backoff) is answered
+    EXPECT_FALSE(Fenced("h1"));
     EXPECT_EQ(StateOf("i1"), "FENCED");
     ASSERT_TRUE(Call("start_instance", R"({"id":"i1","host":"h1"})"));
-    ASSERT_TRUE(RunUntil([&] { return StateOf("i1") == "ACTIVE"; }));
+    AdvanceBy(kBoot);
+    EXPECT_EQ(StateOf("i1"), "ACTIVE");
     // And a restart while FENCED stays FENCED (recorded), even without a control plane.
     Start(/*leased=*/false, /*restart_max=*/5);
     EXPECT_EQ(StateOf("i1"), "ACTIVE");

@@ -27,6 +27,10 @@ namespace boost::asio {
 class io_context;
 }
 
+namespace cogs::wire {
+class Input;
+}
+
 namespace cogs::observe {
 class Metrics;
 }
@@ -78,6 +82,24 @@ public:
     virtual void Write(Tx tx, std::function<void()> committed = {}) = 0;
 };
 
+// One action of a domain, as its table declares it (Domain::actions()).
+struct Action {
+    using Perform = std::function<Result<Done>(const wire::Input& input, Tx& tx)>;
+
+    std::string name;                      // as workflows call it: "create_port"
+    std::vector<std::string_view> fields;  // every field its input may hold (literals); any other is
+                                           // refused before `perform`: "typo: unknown field"
+    // Performs the action with its input (a JSON object of known fields; absent and null alike). On
+    // success the in-memory state has changed and `tx` holds every record that changed. On error
+    // nothing has changed and `tx` is ignored: a non-retryable error (bad input naming the field, a
+    // refusal such as "subnet exhausted") is recorded for the key and answered again on every
+    // re-send; a retryable one is not recorded.
+    //
+    // Compensating actions (delete_port, delete_volume, ...) are plain actions: deleting what is
+    // already gone succeeds. The kit decides, from the key, whether an undo applies at all.
+    Perform perform;
+};
+
 class Domain {
 public:
     virtual ~Domain() = default;
@@ -85,22 +107,14 @@ public:
     // The service's name as workflows address it ("network", "volume", "compute").
     virtual std::string_view name() const = 0;
 
-    // The actions it performs (every other action name is refused with kNotFound).
-    virtual std::vector<std::string> actions() const = 0;
+    // Its actions, declared once: from this table the kit derives both the list (any other action
+    // name is refused with kNotFound, before faults are rolled) and the dispatch (dispatch.h). Asked
+    // once, by the service that owns the domain: the handlers may hold `this`.
+    virtual std::vector<Action> actions() = 0;
 
     // One stored record, at start, before any action; records come table by table in id order.
     // An error is fatal at start-up (the kit refuses to serve).
     virtual Status Load(std::string_view table, std::string_view id, std::string_view json) = 0;
-
-    // Performs `action` with `input` (a JSON object's text, already checked to be an object). On
-    // success the in-memory state has changed and `tx` holds every record that changed. On error
-    // nothing has changed and `tx` is ignored: a non-retryable error (bad input naming the field,
-    // a refusal such as "subnet exhausted") is recorded for the key and answered again on every
-    // re-send; a retryable one is not recorded.
-    //
-    // Compensating actions (delete_port, delete_volume, ...) are plain actions: deleting what is
-    // already gone succeeds. The kit decides, from the key, whether an undo applies at all.
-    virtual Result<Done> Perform(std::string_view action, std::string_view input, Tx& tx) = 0;
 
     // GET /v1/inventory: a JSON object of what the service actually holds, e.g.
     // {"ports": [...], "addresses": [...]}. Reconcilers compare it with the desired state.

@@ -1,12 +1,17 @@
 #include "cogs/services/kit/faults.h"
 
 #include <algorithm>
-#include <boost/json.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "cogs/wire/input.h"
 
 namespace cogs::services::kit {
 namespace {
 
-namespace json = boost::json;
+namespace json = wire::json;
 
 double ToMillis(Duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
@@ -20,6 +25,23 @@ json::value Number(double d) {
         return static_cast<int64_t>(d);
     }
     return d;
+}
+
+// A number in [0, max] (wire::Input reads integers only; rates and milliseconds may be fractional).
+Result<std::optional<double>> ReadNumber(const wire::Input& in, std::string_view field, double max) {
+    const json::value* v = in.Find(field);
+    if (v == nullptr) {
+        return std::optional<double>();
+    }
+    if (!v->is_number()) {
+        return MakeError(in.Invalid(field, "must be a number"));
+    }
+    const double d = v->to_number<double>();
+    if (!(d >= 0 && d <= max)) {
+        return MakeError(
+            in.Invalid(field, "must be between 0 and " + std::to_string(static_cast<int64_t>(max))));
+    }
+    return std::optional<double>(d);
 }
 
 bool Contains(const std::vector<std::string>& v, std::string_view s) {
@@ -81,6 +103,24 @@ void FaultCounter::Count(Fault fault) const {
 
 void FaultCounter::CountLatency() const { latency_.Inc(); }
 
+Error InjectedError() { return Error(ErrorCode::kUnavailable, "injected error: try again"); }
+
+std::string PermanentRefusal(const FaultConfig& faults, std::string_view action) {
+    return std::string(action) +
+           (IsFailAction(faults, action) ? " always fails (fail_actions)" : " failed permanently (injected)");
+}
+
+void AfterLatency(boost::asio::io_context& io, const FaultConfig& faults, const FaultCounter& counter,
+                  std::function<void()> answer) {
+    if (faults.latency <= Duration::zero()) {
+        boost::asio::post(io, std::move(answer));
+        return;
+    }
+    counter.CountLatency();
+    auto timer = std::make_shared<boost::asio::steady_timer>(io, faults.latency);
+    timer->async_wait([timer, answer = std::move(answer)](boost::system::error_code) { answer(); });
+}
+
 bool IsFailAction(const FaultConfig& faults, std::string_view action) {
     return Contains(faults.fail_actions, action);
 }
@@ -118,76 +158,30 @@ Fault FaultRoller::Roll(const FaultConfig& faults, std::string_view action, Call
 }
 
 Result<FaultConfig> ParseFaultConfig(std::string_view text) {
-    boost::system::error_code ec;
-    json::value v = json::parse(text, ec);
-    if (ec || !v.is_object()) {
-        return MakeError(ErrorCode::kInvalidArgument, "faults: expected a JSON object");
-    }
+    COGS_ASSIGN_OR_RETURN(
+        const wire::Input in,
+        wire::Input::Parse(text,
+                           {"error_rate", "permanent_rate", "hang_rate", "lost_reply_rate", "latency_ms",
+                            "accept_duration_ms", "fail_actions", "long_actions", "hang_all"},
+                           "faults"));
     FaultConfig f;
-    auto number = [](const json::value& x, const std::string& name, double lo, double hi) -> Result<double> {
-        if (!x.is_number()) {
-            return MakeError(ErrorCode::kInvalidArgument, "field '" + name + "' must be a number");
-        }
-        double d = x.to_number<double>();
-        if (!(d >= lo && d <= hi)) {
-            return MakeError(ErrorCode::kInvalidArgument, "field '" + name + "' is out of range");
-        }
-        return d;
-    };
-    auto strings = [](const json::value& x, const std::string& name) -> Result<std::vector<std::string>> {
-        std::vector<std::string> out;
-        if (!x.is_array()) {
-            return MakeError(ErrorCode::kInvalidArgument, "field '" + name + "' must be an array of strings");
-        }
-        for (const auto& s : x.get_array()) {
-            if (!s.is_string()) {
-                return MakeError(ErrorCode::kInvalidArgument,
-                                 "field '" + name + "' must be an array of strings");
-            }
-            out.emplace_back(s.get_string());
-        }
-        return out;
-    };
-    constexpr double kMaxMs = 24.0 * 3600 * 1000;
-    for (const auto& [k, x] : v.get_object()) {
-        const std::string name(k);
-        Result<double> d = 0.0;
-        if (name == "error_rate") {
-            d = number(x, name, 0, 1);
-            f.error_rate = d.value_or(0);
-        } else if (name == "permanent_rate") {
-            d = number(x, name, 0, 1);
-            f.permanent_rate = d.value_or(0);
-        } else if (name == "hang_rate") {
-            d = number(x, name, 0, 1);
-            f.hang_rate = d.value_or(0);
-        } else if (name == "lost_reply_rate") {
-            d = number(x, name, 0, 1);
-            f.lost_reply_rate = d.value_or(0);
-        } else if (name == "latency_ms") {
-            d = number(x, name, 0, kMaxMs);
-            f.latency = FromMillis(d.value_or(0));
-        } else if (name == "accept_duration_ms") {
-            d = number(x, name, 0, kMaxMs);
-            f.accept_duration = FromMillis(d.value_or(0));
-        } else if (name == "fail_actions" || name == "long_actions") {
-            auto list = strings(x, name);
-            if (!list) {
-                return MakeError(list.error());
-            }
-            (name == "fail_actions" ? f.fail_actions : f.long_actions) = std::move(*list);
-        } else if (name == "hang_all") {
-            if (!x.is_bool()) {
-                return MakeError(ErrorCode::kInvalidArgument, "field 'hang_all' must be true or false");
-            }
-            f.hang_all = x.get_bool();
-        } else {
-            return MakeError(ErrorCode::kInvalidArgument, "unknown field '" + name + "'");
-        }
-        if (!d) {
-            return MakeError(d.error());
+    for (auto [field, rate] :
+         {std::pair{"error_rate", &f.error_rate}, std::pair{"permanent_rate", &f.permanent_rate},
+          std::pair{"hang_rate", &f.hang_rate}, std::pair{"lost_reply_rate", &f.lost_reply_rate}}) {
+        COGS_ASSIGN_OR_RETURN(auto r, ReadNumber(in, field, 1));
+        *rate = r.value_or(0);
+    }
+    constexpr double kDayMs = 24.0 * 3600 * 1000;
+    for (auto [field, d] :
+         {std::pair{"latency_ms", &f.latency}, std::pair{"accept_duration_ms", &f.accept_duration}}) {
+        COGS_ASSIGN_OR_RETURN(auto ms, ReadNumber(in, field, kDayMs));
+        if (ms) {
+            *d = FromMillis(*ms);
         }
     }
+    COGS_ASSIGN_OR_RETURN(f.fail_actions, in.StringList("fail_actions"));
+    COGS_ASSIGN_OR_RETURN(f.long_actions, in.StringList("long_actions"));
+    COGS_ASSIGN_OR_RETURN(f.hang_all, in.OptionalBool("hang_all", false));
     return f;
 }
 

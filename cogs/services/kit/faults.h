@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -14,6 +15,10 @@
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
 #include "cogs/observe/metrics.h"
+
+namespace boost::asio {
+class io_context;
+}
 
 namespace cogs::services::kit {
 
@@ -68,6 +73,12 @@ private:
     std::mt19937_64 rng_;
 };
 
+// What a call struck by a fault is answered, the same by every service: kError's retryable
+// kUnavailable "injected error: try again", and kPermanent's refusal of `action` (recorded for the
+// key): "<action> always fails (fail_actions)" or "<action> failed permanently (injected)".
+Error InjectedError();
+std::string PermanentRefusal(const FaultConfig& faults, std::string_view action);
+
 // What a fault is called in cogs_service_faults_injected_total{kind}: "error", "hang", "permanent",
 // "lost_reply" ("" for kNone).
 std::string_view ToString(Fault fault);
@@ -86,5 +97,10 @@ public:
 private:
     observe::Counter error_, hang_, permanent_, lost_reply_, latency_;
 };
+
+// Runs `answer` on `io`, never inline: posted, or after faults.latency on a (machine-time) timer,
+// counted in `counter` as kind "latency". Every answer of a service leaves through here.
+void AfterLatency(boost::asio::io_context& io, const FaultConfig& faults, const FaultCounter& counter,
+                  std::function<void()> answer);
 
 }  // namespace cogs::services::kit

@@ -1,41 +1,36 @@
 #include "cogs/services/kit/http_client.h"
 
 #include <algorithm>
-#include <boost/json.hpp>
+#include <boost/json/serialize.hpp>
 
 #include "cogs/http/client.h"
+#include "cogs/wire/answer.h"
 
 namespace cogs::services::kit {
 namespace {
 
-namespace json = boost::json;
+namespace json = wire::json;
 using workflow::ActionCall;
 using workflow::ActionReply;
 using workflow::ServiceClient;
 
 constexpr std::string_view kActionsPrefix = "/v1/actions/";
 
-std::optional<ErrorCode> ParseCode(std::string_view s) {
-    for (int i = 0; i <= static_cast<int>(ErrorCode::kInternal); ++i) {
-        auto code = static_cast<ErrorCode>(i);
-        if (ToString(code) == s) {
-            return code;
-        }
-    }
-    return std::nullopt;
+// What went wrong with `service`: a transport failure, or the error its answer carries (the status
+// decides retries, whatever the body says: wire::ServiceErrorOf); the message names the service.
+tl::unexpected<Error> Failed(const std::string& service, const Result<http::Response>& res) {
+    Error e = res ? wire::ServiceErrorOf(res->status, res->body) : res.error();
+    e.message = service + ": " + e.message;
+    return MakeError(std::move(e));
 }
 
 Result<ActionReply> DecodeReply(const std::string& service, Result<http::Response> res) {
     if (!res) {
-        Error e = std::move(res.error());
-        e.message = service + ": " + e.message;
-        return MakeError(std::move(e));
+        return Failed(service, res);
     }
-    boost::system::error_code ec;
-    json::value body = json::parse(res->body, ec);
-    const json::object* obj = !ec && body.is_object() ? &body.get_object() : nullptr;
     if (res->status == 200) {
-        const json::value* out = obj ? obj->if_contains("output") : nullptr;
+        const json::object body = wire::ParseObject(res->body);
+        const json::value* out = body.if_contains("output");
         if (!out) {
             // Something answered, but not with the protocol: the outcome is unknown.
             return MakeError(Error(ErrorCode::kUnavailable, service + ": malformed 200 answer", true));
@@ -49,20 +44,7 @@ Result<ActionReply> DecodeReply(const std::string& service, Result<http::Respons
         reply.accepted = true;
         return reply;
     }
-    ErrorCode code = FromHttpStatus(res->status);
-    std::string message = "HTTP " + std::to_string(res->status);
-    if (obj) {
-        if (const auto* c = obj->if_contains("code"); c && c->is_string()) {
-            code = ParseCode(c->get_string()).value_or(code);
-        }
-        if (const auto* m = obj->if_contains("message"); m && m->is_string()) {
-            message = std::string(m->get_string());
-        }
-    }
-    // The status decides retries, whatever the body says: 5xx and 429 (and 408) leave the outcome
-    // unknown; any other 4xx is the service's definitive refusal.
-    const bool retryable = res->status >= 500 || res->status == 429 || res->status == 408;
-    return MakeError(Error(code, service + ": " + message, retryable));
+    return Failed(service, res);
 }
 
 class HttpServiceClient final : public ServiceClient {
@@ -133,14 +115,10 @@ public:
         }
         client_->Send(std::move(req), deadline,
                       [service = service_, done = std::move(done)](Result<http::Response> res) {
-                          if (!res) {
-                              return done(MakeError(res.error().code, service + ": " + res.error().message));
-                          }
-                          if (res->status / 100 == 2) {
+                          if (res && res->status / 100 == 2) {
                               return done(std::move(res->body));
                           }
-                          done(MakeError(FromHttpStatus(res->status),
-                                         service + ": GET answered " + std::to_string(res->status)));
+                          done(Failed(service, res));
                       });
     }
 

@@ -37,8 +37,8 @@ public:
     // holds for that call.
     virtual bool IsRecorded(const std::string& key) const = 0;
 
-    // POST /v1/actions/{action}: performs `action` under idempotency `key`. `input` is JSON text
-    // (the handler has checked it parses; "{}" when the body was empty).
+    // POST /v1/actions/{action}: performs `action` under idempotency `key`. `input` is a JSON
+    // object's text (the handler has checked it is one; "{}" when the body was empty).
     virtual void Handle(std::string action, std::string key, std::string input, SteadyTime deadline,
                         Callback done) = 0;
     // GET /v1/actions/status?key=K.
@@ -75,9 +75,10 @@ public:
 //   GET     /metrics               with `metrics` only (observe::Instrument): the Prometheus text
 //   GET     anything else: target.Get(), else 404 not_found
 //   POST    anything else: target.Post(), else 404 not_found
-// Answers: 200 {"output": ...}, 202 {"accepted": true}, or {"code","message","retryable"} with
-// cogs::HttpStatus(code); 400 for a missing Idempotency-Key, a bad X-Cogs-Deadline-Ms or a body that
-// is not JSON; 405 with Allow for a wrong method.
+// Answers: 200 {"output": ...}, 202 {"accepted": true}, or wire::ServiceError's {"code","message",
+// "retryable"} with cogs::HttpStatus(code); 400 for a missing Idempotency-Key, a bad
+// X-Cogs-Deadline-Ms or a body that is not a JSON object ("body: must be a JSON object"); 405 with
+// Allow for a wrong method (wire::ServiceMethodNotAllowed).
 //
 // With `token_sha256` (64 lowercase hex: cogs::Sha256Hex of the token) non-empty, every route but
 // /healthz and /metrics requires "Authorization: Bearer <token>" whose SHA-256 matches (compared in

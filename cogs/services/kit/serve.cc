@@ -56,14 +56,9 @@ bool SetupProcessLogging(const ServeOptions& options, const std::string& process
     return true;
 }
 
-int Serve(const ServeOptions& options, std::unique_ptr<Domain> domain,
-          std::function<void(boost::asio::io_context&, uint16_t port)> on_listening) {
-    if (!domain) {
-        spdlog::critical("no domain to serve");
-        return 1;
-    }
-    const std::string component(domain->name());
-    const std::string name = "cogs-" + component;
+int ServeTarget(const ServeOptions& options, std::string_view component, OpenTarget open,
+                std::function<void(boost::asio::io_context&, uint16_t port)> on_listening) {
+    const std::string name = "cogs-" + std::string(component);
     if (!SetupProcessLogging(options, name)) {
         return 2;
     }
@@ -84,17 +79,13 @@ int Serve(const ServeOptions& options, std::unique_ptr<Domain> domain,
         token_sha256 = Sha256Hex(*token);
     }
 
-    // Declared first, destroyed last: the service's samplers and every cached handle point into it.
+    // Declared first, destroyed last: the target's samplers and every cached handle point into it.
     observe::Metrics metrics;
     // Then the io_context: everything below holds handlers or timers on it.
     boost::asio::io_context io(1);
-    ServiceOptions service_options = options.service;
-    service_options.metrics = &metrics;
-    auto service = DomainService::Create(io, std::move(domain), std::move(service_options));
-    if (!service) {
-        log.critical("cannot open state {}: {}",
-                     options.service.state_path.empty() ? "(in memory)" : options.service.state_path,
-                     service.error().ToString());
+    auto target = open(io, metrics);
+    if (!target) {
+        log.critical("{}", target.error().ToString());
         return 1;
     }
     http::ServerOptions server_options;
@@ -102,7 +93,7 @@ int Serve(const ServeOptions& options, std::unique_ptr<Domain> domain,
     server_options.port = listen->second;
     server_options.max_body_bytes = options.max_body_bytes;
     auto server =
-        http::StartServer(io, server_options, MakeActionHttpHandler(**service, token_sha256, &metrics));
+        http::StartServer(io, server_options, MakeActionHttpHandler(**target, token_sha256, &metrics));
     if (!server) {
         log.critical("cannot listen on {}: {}", options.listen, server.error().ToString());
         return 1;
@@ -114,11 +105,8 @@ int Serve(const ServeOptions& options, std::unique_ptr<Domain> domain,
             return 1;
         }
     }
-    log.info("{} listening on {}:{} (state: {}, {} ledger entries; auth: {}; faults: {})", name,
-             server_options.host, port,
-             options.service.state_path.empty() ? "in memory" : options.service.state_path,
-             (*service)->ledger_size(), token_sha256.empty() ? "none" : "bearer token",
-             ToJson(options.service.faults));
+    log.info("{} listening on {}:{} (auth: {}; faults: {})", name, server_options.host, port,
+             token_sha256.empty() ? "none" : "bearer token", ToJson((*target)->faults()));
 
     // Destroyed before `io`: what the hook keeps in its captures may own timers and clients on it.
     auto hook = std::move(on_listening);
@@ -137,8 +125,33 @@ int Serve(const ServeOptions& options, std::unique_ptr<Domain> domain,
         boost::asio::post(io, [&io] { io.stop(); });
     });
     io.run();
-    log.info("stopped: {}", (*service)->StatsJson());
+    log.info("stopped: {}", (*target)->StatsJson());
     return 0;
+}
+
+int Serve(const ServeOptions& options, std::unique_ptr<Domain> domain,
+          std::function<void(boost::asio::io_context&, uint16_t port)> on_listening) {
+    if (!domain) {
+        spdlog::critical("no domain to serve");
+        return 1;
+    }
+    const std::string component(domain->name());
+    auto open = [&](boost::asio::io_context& io,
+                    observe::Metrics& metrics) -> Result<std::unique_ptr<ActionTarget>> {
+        const std::string state =
+            options.service.state_path.empty() ? "in memory" : options.service.state_path;
+        ServiceOptions service_options = options.service;
+        service_options.metrics = &metrics;
+        auto service = DomainService::Create(io, std::move(domain), std::move(service_options));
+        if (!service) {
+            Error e = std::move(service).error();
+            e.message = "cannot open state " + state + ": " + e.message;
+            return MakeError(std::move(e));
+        }
+        observe::Log(component).info("state: {}, {} ledger entries", state, (*service)->ledger_size());
+        return std::unique_ptr<ActionTarget>(std::move(*service));
+    };
+    return ServeTarget(options, component, std::move(open), std::move(on_listening));
 }
 
 }  // namespace cogs::services::kit

@@ -1,6 +1,6 @@
 // Serve: the whole life of a micro-service process around a Domain — open its state, listen, serve
 // the protocol until SIGTERM/SIGINT, stop. The mains of cogs-network, cogs-volume and cogs-compute
-// are a flag parser (flags.h) and one call to Serve.
+// are a flag parser (flags.h) and one call to Serve; cogs-sim's is one call to ServeTarget.
 #pragma once
 
 #include <cstddef>
@@ -9,7 +9,9 @@
 #include <memory>
 #include <string>
 
+#include "cogs/observe/metrics.h"
 #include "cogs/services/kit/domain.h"
+#include "cogs/services/kit/protocol.h"
 #include "cogs/services/kit/service.h"
 
 namespace boost::asio {
@@ -28,28 +30,36 @@ struct ServeOptions {
     size_t max_body_bytes = 1 << 20;
 };
 
-// Sets up logging (observe::SetupLogging: process "cogs-<domain name>", log_format, log_level), makes
-// the process's metrics registry (its /metrics, with the service's fault and record series: the
-// ServiceOptions.metrics given are ignored), opens the DomainService, listens on `listen` with
-// MakeActionHttpHandler (protocol.h: GET /metrics, GET|PUT /v1/log-levels, one log line per action),
-// writes the port file, calls
-// `on_listening(io, port)` on the io thread (e.g. to start registering with the control plane; it
-// may start timers and clients on `io`), and serves until SIGTERM or SIGINT; then stops the server,
-// lets the last commit finish and returns 0. On a start-up failure (bad --listen, unreadable token
-// file, state that cannot be opened or loaded, port in use) it logs a clear message and returns
-// non-zero without serving. The token file's content (surrounding whitespace trimmed) is the token;
-// only its SHA-256 is kept. Runs the io_context on the calling thread.
+// The whole life of a service process around any ActionTarget (cogs-sim's SimService; Serve below
+// for a Domain). Sets up logging (observe::SetupLogging: process "cogs-<component>", log_format,
+// log_level), makes the process's metrics registry (its /metrics) and io_context, has `open` make
+// the target on them (it counts into the registry; it may log what it loaded), listens on `listen`
+// with MakeActionHttpHandler (protocol.h: GET /metrics, GET|PUT /v1/log-levels, one log line per
+// action), writes the port file, calls `on_listening(io, port)` on the io thread (e.g. to start
+// registering with the control plane; it may start timers and clients on `io`), and serves until
+// SIGTERM or SIGINT; then stops the server, lets the last commit finish and returns 0. On a start-up
+// failure (bad --listen, unreadable token file, `open` failing, port in use) it logs a clear
+// message and returns non-zero without serving. The token file's content (surrounding whitespace
+// trimmed) is the token; only its SHA-256 is kept. Runs the io_context on the calling thread.
+using OpenTarget = std::function<Result<std::unique_ptr<ActionTarget>>(boost::asio::io_context& io,
+                                                                       observe::Metrics& metrics)>;
+int ServeTarget(const ServeOptions& options, std::string_view component, OpenTarget open,
+                std::function<void(boost::asio::io_context&, uint16_t port)> on_listening = {});
+
+// ServeTarget for a DomainService of `domain` with options.service (its state file, faults, seed;
+// the metrics given there are ignored: the process's registry is used). The component is the
+// domain's name; a state that cannot be opened or loaded is a start-up failure.
 int Serve(const ServeOptions& options, std::unique_ptr<Domain> domain,
           std::function<void(boost::asio::io_context&, uint16_t port)> on_listening = {});
 
 // observe::SetupLogging for a service process named `process` ("cogs-volume") from --log-format and
-// --log-level. Serve calls it; a main that logs before Serve (bad flags, its own set-up) calls it
-// first so that those lines are JSON too, and cogs-sim's main uses it. On a bad value it writes the
-// reason on stderr and returns false (exit with 2).
+// --log-level. ServeTarget calls it; a main that logs before (bad flags, its own set-up) calls it
+// first so that those lines are JSON too. On a bad value it writes the reason on stderr and returns
+// false (exit with 2).
 bool SetupProcessLogging(const ServeOptions& options, const std::string& process);
 
-// Helpers shared with cogs-sim: parse "HOST:PORT" (brackets around an IPv6 host are removed), write
-// the port file atomically (write a temporary, rename), read a token file (trimmed, non-empty).
+// Parse "HOST:PORT" (brackets around an IPv6 host are removed); write the port file atomically
+// (write a temporary, rename).
 Result<std::pair<std::string, uint16_t>> ParseListen(const std::string& listen);
 Status WritePortFile(const std::string& path, uint16_t port);
 

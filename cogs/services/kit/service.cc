@@ -5,16 +5,17 @@
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
 #include <map>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "cogs/base/check.h"
 #include "cogs/observe/log.h"
 #include "cogs/observe/metrics.h"
+#include "cogs/runtime/clock.h"
+#include "cogs/services/kit/dispatch.h"
 #include "cogs/services/kit/internal/state_db.h"
+#include "cogs/wire/answer.h"
 
 namespace cogs::services::kit {
 namespace {
@@ -82,16 +83,6 @@ Error Retryable(Error e) {
     return e;
 }
 
-std::optional<ErrorCode> ParseCode(std::string_view s) {
-    for (int i = 0; i <= static_cast<int>(ErrorCode::kInternal); ++i) {
-        auto code = static_cast<ErrorCode>(i);
-        if (ToString(code) == s) {
-            return code;
-        }
-    }
-    return std::nullopt;
-}
-
 int64_t ToMicros(Duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
 
 struct Entry {
@@ -112,13 +103,11 @@ public:
     Impl(asio::io_context& io, std::unique_ptr<Domain> domain, ServiceOptions options)
         : io_(io),
           domain_(std::move(domain)),
+          actions_(*domain_),
+          clock_(options.clock != nullptr ? *options.clock : runtime::SystemClock()),
           faults_(std::move(options.faults)),
           roller_(options.seed),
-          fault_counter_(options.metrics, domain_->name()) {
-        for (auto& a : domain_->actions()) {
-            actions_.insert(std::move(a));
-        }
-    }
+          fault_counter_(options.metrics, domain_->name()) {}
 
     // The records gauge and the domain's own gauges, sampled at every render of `metrics` (on the
     // io thread: see service.h). The sampler holds the service weakly: once it is gone, nothing.
@@ -179,7 +168,7 @@ public:
             e.kind = r.kind == "undo" ? CallKind::kUndo : CallKind::kDo;
             e.outcome = OutcomeFrom(r.outcome);
             e.output = std::move(r.output);
-            e.code = ParseCode(r.code).value_or(ErrorCode::kFailedPrecondition);
+            e.code = wire::ParseErrorCode(r.code).value_or(ErrorCode::kFailedPrecondition);
             e.at_us = r.at_us;
             e.done_at_us = r.done_at_us;
             next_seq_ = std::max(next_seq_, e.seq + 1);
@@ -209,19 +198,13 @@ public:
                    MakeError(ErrorCode::kDeadlineExceeded, "the call's deadline passed before it arrived"));
             return;
         }
-        if (input.empty()) {
-            input = "{}";
-        }
-        boost::system::error_code ec;
-        const json::value parsed = json::parse(input, ec);
-        if (ec || !parsed.is_object()) {
-            Answer(std::move(done), MakeError(ErrorCode::kInvalidArgument, "input must be a JSON object"));
+        if (auto object = wire::Input::Parse(input, {}, "input"); !object) {
+            Answer(std::move(done), MakeError(std::move(object).error()));
             return;
         }
-        if (!actions_.contains(action)) {
+        if (!actions_.Has(action)) {
             ++stats_.unknown_actions;
-            Answer(std::move(done),
-                   MakeError(ErrorCode::kNotFound, std::string(domain_->name()) + " has no action '" + action + "'"));
+            Answer(std::move(done), MakeError(actions_.Unknown(action)));
             return;
         }
         if (key.empty()) {
@@ -366,7 +349,7 @@ private:
         switch (fault) {
             case Fault::kError:
                 ++stats_.errors_injected;
-                Answer(std::move(done), MakeError(ErrorCode::kUnavailable, "injected error: try again"));
+                Answer(std::move(done), MakeError(InjectedError()));
                 return;
             case Fault::kHang:
                 ++stats_.hangs_injected;
@@ -375,9 +358,7 @@ private:
                 ++stats_.permanent_injected;
                 ++stats_.rejected;
                 const Entry& e = Record(std::move(key), action, CallKind::kDo, Outcome::kRejected,
-                                        IsFailAction(faults_, action) ? action + " always fails (fail_actions)"
-                                                                      : action + " failed permanently (injected)",
-                                        ErrorCode::kFailedPrecondition, 0);
+                                        PermanentRefusal(faults_, action), ErrorCode::kFailedPrecondition, 0);
                 Answer(std::move(done), Recorded(e));
                 return;
             }
@@ -400,7 +381,7 @@ private:
         fault_counter_.Count(fault);
         if (fault == Fault::kError) {
             ++stats_.errors_injected;
-            Answer(std::move(done), MakeError(ErrorCode::kUnavailable, "injected error: try again"));
+            Answer(std::move(done), MakeError(InjectedError()));
             return;
         }
         if (fault == Fault::kHang) {
@@ -430,7 +411,7 @@ private:
     Result<ActionReply> Perform(std::string action, std::string key, CallKind kind, Outcome outcome,
                                 const std::string& input) {
         Tx tx;
-        auto done = domain_->Perform(action, input, tx);
+        auto done = actions_.Perform(action, input, tx);
         if (!done) {
             if (done.error().retryable) {
                 ++stats_.retryable_errors;
@@ -448,7 +429,8 @@ private:
         }
         int64_t done_at_us = done->ready_at_us;
         if (kind == CallKind::kDo && IsLongAction(faults_, action)) {
-            done_at_us = std::max(done_at_us, WallNowUs() + std::max<int64_t>(1, ToMicros(faults_.accept_duration)));
+            done_at_us = std::max(done_at_us,
+                                  clock_.WallUs() + std::max<int64_t>(1, ToMicros(faults_.accept_duration)));
         }
         for (auto& w : tx.writes()) {
             writes_.push_back(std::move(w));
@@ -480,12 +462,12 @@ private:
     }
 
     // The answer a recorded key gets, now and on every re-send.
-    static Result<ActionReply> Recorded(const Entry& e) {
+    Result<ActionReply> Recorded(const Entry& e) const {
         if (e.outcome == Outcome::kRejected) {
             return MakeError(Error(e.code, e.output, false));
         }
         ActionReply reply;
-        if (e.done_at_us != 0 && WallNowUs() < e.done_at_us) {
+        if (e.done_at_us != 0 && clock_.WallUs() < e.done_at_us) {
             reply.accepted = true;
             return reply;
         }
@@ -503,7 +485,7 @@ private:
         e.outcome = outcome;
         e.output = std::move(output);
         e.code = code;
-        e.at_us = WallNowUs();
+        e.at_us = clock_.WallUs();
         e.done_at_us = done_at_us;
         auto [it, inserted] = ledger_.emplace(std::move(key), std::move(e));
         COGS_CHECK(inserted);
@@ -574,14 +556,9 @@ private:
 
     // Never inline: a posted handler, or a timer when latency is set.
     void Deliver(Callback done, Result<ActionReply> reply) {
-        if (faults_.latency > Duration::zero()) {
-            fault_counter_.CountLatency();
-            auto timer = std::make_shared<asio::steady_timer>(io_, faults_.latency);
-            timer->async_wait([timer, done = std::move(done), reply = std::move(reply)](
-                                  boost::system::error_code) mutable { done(std::move(reply)); });
-            return;
-        }
-        asio::post(io_, [done = std::move(done), reply = std::move(reply)]() mutable { done(std::move(reply)); });
+        AfterLatency(
+            io_, faults_, fault_counter_,
+            [done = std::move(done), reply = std::move(reply)]() mutable { done(std::move(reply)); });
     }
 
     struct Waiting {
@@ -591,7 +568,8 @@ private:
 
     asio::io_context& io_;
     std::unique_ptr<Domain> domain_;
-    std::unordered_set<std::string> actions_;
+    ActionTable actions_;
+    runtime::Clock& clock_;
     FaultConfig faults_;
     FaultRoller roller_;
     FaultCounter fault_counter_;

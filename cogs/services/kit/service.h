@@ -15,7 +15,7 @@
 //                                  permanent  422 failed_precondition, recorded as rejected
 //                                             (also for every action in fail_actions);
 //                                  lost reply performed and recorded as below, but no answer;
-//                                then domain.Perform(action, input, tx):
+//                                then the action (its handler in the domain's table, dispatch.h):
 //                                  ok                      recorded as applied with its output, tx's
 //                                                          record writes with it (one transaction);
 //                                  non-retryable error     recorded as rejected, answered (and
@@ -23,13 +23,14 @@
 //                                  retryable error         not recorded, answered (the caller retries).
 //   undo, key recorded        -> the recorded answer again.
 //   undo, new key             -> faults are rolled (never permanent); if "<base>/do" is recorded as
-//                                applied, domain.Perform(action, input, tx) performs the compensating
-//                                action (the undo names it, e.g. delete_port) and the undo is
+//                                applied, the compensating action (the undo names it, e.g.
+//                                delete_port) is performed like a do's, and the undo is
 //                                recorded as compensated with its output; otherwise a tombstone is
 //                                recorded without performing anything, output {"compensated": false}.
 //                                A compensating action failing for good is recorded as rejected; a
 //                                retryable failure is not recorded.
-//   unknown action            -> 404 not_found, nothing recorded (before faults are rolled).
+//   unknown action            -> 404 not_found, nothing recorded (before faults are rolled): a name
+//                                that is not in the domain's table (Domain::actions()).
 //   input not a JSON object   -> 400 invalid_argument, nothing recorded.
 //   deadline passed on arrival-> 504 deadline_exceeded, nothing applied.
 //
@@ -87,6 +88,10 @@ namespace boost::asio {
 class io_context;
 }
 
+namespace cogs::runtime {
+class Clock;
+}
+
 namespace cogs::services::kit {
 
 struct ServiceOptions {
@@ -94,13 +99,17 @@ struct ServiceOptions {
     FaultConfig faults{};
     uint64_t seed = 1;                    // for the fault draws
     observe::Metrics* metrics = nullptr;  // where to count faults and sample records; null: nowhere
+    // The wall time of the ledger: when an entry was made, when a long action ends and whether it
+    // has (the domain's Done.ready_at_us must come from the same clock); it must outlive the service.
+    // null: runtime::SystemClock(). Deadlines and latency stay on the machine's clock.
+    runtime::Clock* clock = nullptr;
 };
 
 // Totals since the process started (GET /v1/stats).
 struct ServiceStats {
     uint64_t calls = 0;                // Handle() calls
     uint64_t status_calls = 0;         // Status() calls
-    uint64_t performed = 0;            // successful Perform() calls (do and compensating undo)
+    uint64_t performed = 0;            // actions performed (do and compensating undo)
     uint64_t rejected = 0;             // refusals recorded (domain or injected)
     uint64_t retryable_errors = 0;     // retryable domain errors answered, not recorded
     uint64_t compensated = 0;          // undos that performed their compensating action

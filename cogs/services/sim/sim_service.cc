@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
 #include <stdexcept>
 #include <unordered_map>
@@ -250,7 +249,7 @@ private:
         switch (Roll(action, CallKind::kDo)) {
             case Fault::kError:
                 ++stats_.errors_injected;
-                Answer(std::move(done), MakeError(ErrorCode::kUnavailable, "injected error: try again"));
+                Answer(std::move(done), MakeError(kit::InjectedError()));
                 return;
             case Fault::kHang:
                 ++stats_.hangs_injected;
@@ -258,9 +257,7 @@ private:
             case Fault::kPermanent: {
                 ++stats_.permanent_injected;
                 Record r = NewRecord(action, CallKind::kDo, Outcome::kRejected);
-                r.message = std::make_unique<std::string>(kit::IsFailAction(faults_, action)
-                                                              ? action + " always fails (fail_actions)"
-                                                              : action + " failed permanently (injected)");
+                r.message = std::make_unique<std::string>(kit::PermanentRefusal(faults_, action));
                 auto& [k, rec] = Commit(std::move(key), std::move(r));
                 Answer(std::move(done), Recorded(k, rec));
                 return;
@@ -289,7 +286,7 @@ private:
         const Fault fault = Roll(action, CallKind::kUndo);
         if (fault == Fault::kError) {
             ++stats_.errors_injected;
-            Answer(std::move(done), MakeError(ErrorCode::kUnavailable, "injected error: try again"));
+            Answer(std::move(done), MakeError(kit::InjectedError()));
             return;
         }
         if (fault == Fault::kHang) {
@@ -488,15 +485,9 @@ private:
 
     // Never inline: a posted handler, or a timer when latency is set.
     void Deliver(Callback done, Result<ActionReply> reply) {
-        if (faults_.latency > Duration::zero()) {
-            fault_counter_.CountLatency();
-            auto timer = std::make_shared<asio::steady_timer>(io_, faults_.latency);
-            timer->async_wait([timer, done = std::move(done), reply = std::move(reply)](
-                                  boost::system::error_code) mutable { done(std::move(reply)); });
-            return;
-        }
-        asio::post(io_,
-                   [done = std::move(done), reply = std::move(reply)]() mutable { done(std::move(reply)); });
+        kit::AfterLatency(
+            io_, faults_, fault_counter_,
+            [done = std::move(done), reply = std::move(reply)]() mutable { done(std::move(reply)); });
     }
 
     struct Waiting {

@@ -1,15 +1,17 @@
-#include <boost/json.hpp>
+#include <boost/json/serialize.hpp>
+#include <functional>
 #include <map>
 #include <set>
 
-#include "cogs/services/kit/input.h"
+#include "cogs/services/kit/dispatch.h"
 #include "cogs/services/volume/volume.h"
+#include "cogs/wire/input.h"
 
 namespace cogs::services::volume {
 namespace {
 
-namespace json = boost::json;
-using kit::Input;
+namespace json = wire::json;
+using wire::Input;
 
 constexpr std::string_view kTable = "volumes";
 constexpr std::string_view kGetPrefix = "/v1/volumes/";
@@ -27,6 +29,9 @@ struct Volume {
     bool attached() const { return !server_id.empty(); }
     const char* status() const { return attached() ? "in-use" : "available"; }
 };
+
+// What a record's strings may hold: a file driver's path may be long.
+constexpr wire::Text kRecordText{.max_len = 4096, .allow_empty = true};
 
 json::value OrNull(const std::optional<std::string>& s) { return s ? json::value(*s) : json::value(nullptr); }
 json::value OrNull(const std::string& s) { return s.empty() ? json::value(nullptr) : json::value(s); }
@@ -64,74 +69,36 @@ public:
 
     std::string_view name() const override { return "volume"; }
 
-    std::vector<std::string> actions() const override {
-        return {"create_volume", "delete_volume", "attach_volumes", "detach_volumes"};
+    std::vector<kit::Action> actions() override {
+        return {
+            {"create_volume",
+             {"id", "size_gb", "name", "project_id"},
+             std::bind_front(&VolumeDomain::Create, this)},
+            {"delete_volume", {"id"}, std::bind_front(&VolumeDomain::Delete, this)},
+            {"attach_volumes",
+             {"server_id", "volume_ids", "host"},
+             std::bind_front(&VolumeDomain::Attach, this)},
+            {"detach_volumes", {"server_id", "volume_ids"}, std::bind_front(&VolumeDomain::Detach, this)}};
     }
 
     Status Load(std::string_view table, std::string_view id, std::string_view text) override {
         if (table != kTable) {
             return MakeError(ErrorCode::kInternal, "volume: unknown table '" + std::string(table) + "'");
         }
-        auto in = Input::Parse(
-            text, {"id", "size_gb", "name", "project_id", "path", "server_id", "device", "host"});
-        auto bad = [&](const Error& e) {
-            return MakeError(ErrorCode::kInternal, "volume record " + std::string(id) + ": " + e.message);
-        };
-        if (!in) {
-            return bad(in.error());
+        auto v = ReadRecord(text);
+        if (!v) {
+            return MakeError(ErrorCode::kInternal,
+                             "volume record " + std::string(id) + ": " + v.error().message);
         }
-        Volume v;
-        auto vid = in->Id("id");
-        auto size = in->Int("size_gb", 1);
-        auto name = in->OptionalString("name");
-        auto project = in->OptionalString("project_id");
-        auto path = in->OptionalString("path");
-        auto server = in->OptionalString("server_id");
-        auto device = in->OptionalString("device");
-        auto host = in->OptionalString("host");
-        if (!vid) {
-            return bad(vid.error());
+        if (v->id != id) {
+            return MakeError(ErrorCode::kInternal,
+                             "volume record " + std::string(id) + ": holds id " + v->id);
         }
-        if (!size) {
-            return bad(size.error());
+        if (v->attached()) {
+            servers_[v->server_id].insert(v->id);
         }
-        for (const auto* s : {&name, &project, &path, &server, &device, &host}) {
-            if (!*s) {
-                return bad(s->error());
-            }
-        }
-        if (*vid != id) {
-            return MakeError(ErrorCode::kInternal, "volume record " + std::string(id) + ": holds id " + *vid);
-        }
-        v.id = *vid;
-        v.size_gb = *size;
-        v.name = *name;
-        v.project_id = *project;
-        v.path = path->value_or("");
-        v.server_id = server->value_or("");
-        v.device = device->value_or("");
-        v.host = host->value_or("");
-        if (v.attached()) {
-            servers_[v.server_id].insert(v.id);
-        }
-        volumes_[v.id] = std::move(v);
+        volumes_[v->id] = std::move(*v);
         return Ok();
-    }
-
-    Result<kit::Done> Perform(std::string_view action, std::string_view input, kit::Tx& tx) override {
-        if (action == "create_volume") {
-            return Create(input, tx);
-        }
-        if (action == "delete_volume") {
-            return Delete(input, tx);
-        }
-        if (action == "attach_volumes") {
-            return Attach(input, tx);
-        }
-        if (action == "detach_volumes") {
-            return Detach(input, tx);
-        }
-        return MakeError(ErrorCode::kNotFound, "volume: no action '" + std::string(action) + "'");
     }
 
     std::vector<std::pair<std::string, int64_t>> RecordCounts() const override {
@@ -156,13 +123,38 @@ public:
     }
 
 private:
-    json::object Describe(const Volume& v) const {
+    static Result<Volume> ReadRecord(std::string_view text) {
+        COGS_ASSIGN_OR_RETURN(
+            const Input in,
+            Input::Parse(text, {"id", "size_gb", "name", "project_id", "path", "server_id", "device", "host"},
+                         "record"));
+        Volume v;
+        COGS_ASSIGN_OR_RETURN(v.id, in.Id("id"));
+        COGS_ASSIGN_OR_RETURN(v.size_gb, in.Int("size_gb", 1));
+        COGS_ASSIGN_OR_RETURN(v.name, in.OptionalString("name", kRecordText));
+        COGS_ASSIGN_OR_RETURN(v.project_id, in.OptionalString("project_id", kRecordText));
+        for (auto [field, out] : {std::pair{"path", &v.path}, std::pair{"server_id", &v.server_id},
+                                  std::pair{"device", &v.device}, std::pair{"host", &v.host}}) {
+            COGS_ASSIGN_OR_RETURN(auto value, in.OptionalString(field, kRecordText));
+            *out = value.value_or("");
+        }
+        return v;
+    }
+
+    // What every view of a volume starts with.
+    static json::object Basics(const Volume& v) {
         json::object o;
         o["id"] = v.id;
         o["size_gb"] = v.size_gb;
         o["name"] = OrNull(v.name);
         o["project_id"] = OrNull(v.project_id);
         o["status"] = v.status();
+        return o;
+    }
+
+    // The inventory's and GET /v1/volumes/{id}'s view.
+    json::object Describe(const Volume& v) const {
+        json::object o = Basics(v);
         o["server_id"] = OrNull(v.server_id);
         o["device"] = OrNull(v.device);
         o["host"] = OrNull(v.host);
@@ -176,136 +168,85 @@ private:
     }
 
     static std::string CreateOutput(const Volume& v) {
-        json::object o;
-        o["id"] = v.id;
-        o["size_gb"] = v.size_gb;
-        o["name"] = OrNull(v.name);
-        o["project_id"] = OrNull(v.project_id);
-        o["status"] = v.status();
+        json::object o = Basics(v);
         if (!v.path.empty()) {
             o["path"] = v.path;
         }
         return json::serialize(o);
     }
 
-    Result<kit::Done> Create(std::string_view input, kit::Tx& tx) {
-        auto in = Input::Parse(input, {"id", "size_gb", "name", "project_id"});
-        if (!in) {
-            return MakeError(in.error());
-        }
+    Result<kit::Done> Create(const Input& in, kit::Tx& tx) {
         Volume v;
-        auto id = in->Id("id");
-        if (!id) {
-            return MakeError(id.error());
-        }
-        auto size = in->Int("size_gb", 1);
-        if (!size) {
-            return MakeError(size.error());
-        }
-        auto name = in->OptionalString("name");
-        if (!name) {
-            return MakeError(name.error());
-        }
-        auto project = in->OptionalString("project_id");
-        if (!project) {
-            return MakeError(project.error());
-        }
-        if (auto it = volumes_.find(*id); it != volumes_.end()) {
+        COGS_ASSIGN_OR_RETURN(v.id, in.Id("id"));
+        COGS_ASSIGN_OR_RETURN(v.size_gb, in.Int("size_gb", 1));
+        COGS_ASSIGN_OR_RETURN(v.name, in.OptionalString("name"));
+        COGS_ASSIGN_OR_RETURN(v.project_id, in.OptionalString("project_id"));
+        if (auto it = volumes_.find(v.id); it != volumes_.end()) {
             const Volume& old = it->second;
-            if (old.size_gb != *size || old.name != *name || old.project_id != *project) {
-                return MakeError(ErrorCode::kAlreadyExists, "volume " + *id +
+            if (old.size_gb != v.size_gb || old.name != v.name || old.project_id != v.project_id) {
+                return MakeError(ErrorCode::kAlreadyExists, "volume " + v.id +
                                                                 " exists with other values (size_gb " +
                                                                 std::to_string(old.size_gb) + ")");
             }
             return kit::Done{CreateOutput(old)};
         }
-        auto path = driver_->Create(*id, *size);
-        if (!path) {
-            return MakeError(path.error());
-        }
-        v.id = *id;
-        v.size_gb = *size;
-        v.name = *name;
-        v.project_id = *project;
-        v.path = *path;
+        COGS_ASSIGN_OR_RETURN(v.path, driver_->Create(v.id, v.size_gb));
         tx.Put(kTable, v.id, Record(v));
         auto& stored = volumes_[v.id] = std::move(v);
         return kit::Done{CreateOutput(stored)};
     }
 
-    Result<kit::Done> Delete(std::string_view input, kit::Tx& tx) {
-        auto in = Input::Parse(input, {"id"});
-        if (!in) {
-            return MakeError(in.error());
-        }
-        auto id = in->Id("id");
-        if (!id) {
-            return MakeError(id.error());
-        }
+    Result<kit::Done> Delete(const Input& in, kit::Tx& tx) {
+        COGS_ASSIGN_OR_RETURN(const std::string id, in.Id("id"));
         json::object out;
-        out["id"] = *id;
-        auto it = volumes_.find(*id);
+        out["id"] = id;
+        auto it = volumes_.find(id);
         if (it == volumes_.end()) {
             out["deleted"] = false;
             return kit::Done{json::serialize(out)};
         }
         if (it->second.attached()) {
             return MakeError(ErrorCode::kFailedPrecondition,
-                             "volume " + *id + " is attached to server " + it->second.server_id);
+                             "volume " + id + " is attached to server " + it->second.server_id);
         }
-        if (auto deleted = driver_->Delete(*id); !deleted) {
-            return MakeError(deleted.error());
-        }
+        COGS_TRY(driver_->Delete(id));
         volumes_.erase(it);
-        tx.Erase(kTable, *id);
+        tx.Erase(kTable, id);
         out["deleted"] = true;
         return kit::Done{json::serialize(out)};
     }
 
-    Result<kit::Done> Attach(std::string_view input, kit::Tx& tx) {
-        auto in = Input::Parse(input, {"server_id", "volume_ids", "host"});
-        if (!in) {
-            return MakeError(in.error());
-        }
-        auto server = in->Id("server_id");
-        if (!server) {
-            return MakeError(server.error());
-        }
-        auto ids = in->IdList("volume_ids");
-        if (!ids) {
-            return MakeError(ids.error());
-        }
-        auto host = in->OptionalString("host");
-        if (!host) {
-            return MakeError(host.error());
-        }
+    Result<kit::Done> Attach(const Input& in, kit::Tx& tx) {
+        COGS_ASSIGN_OR_RETURN(const std::string server, in.Id("server_id"));
+        COGS_ASSIGN_OR_RETURN(const std::vector<std::string> ids, in.IdList("volume_ids"));
+        COGS_ASSIGN_OR_RETURN(const auto host, in.OptionalString("host"));
         // Check every volume before changing any: all or nothing.
-        for (const std::string& id : *ids) {
+        for (const std::string& id : ids) {
             auto it = volumes_.find(id);
             if (it == volumes_.end()) {
                 return MakeError(ErrorCode::kNotFound, "volume_ids: no volume '" + id + "'");
             }
-            if (it->second.attached() && it->second.server_id != *server) {
+            if (it->second.attached() && it->second.server_id != server) {
                 return MakeError(ErrorCode::kFailedPrecondition,
                                  "volume " + id + " is attached to server " + it->second.server_id);
             }
         }
-        std::set<std::string>& mine = servers_[*server];
+        std::set<std::string>& mine = servers_[server];
         std::set<std::string> used;
         for (const std::string& id : mine) {
             used.insert(volumes_.at(id).device);
         }
         json::array attachments;
         int next = 1;
-        for (const std::string& id : *ids) {
+        for (const std::string& id : ids) {
             Volume& v = volumes_.at(id);
             if (!v.attached()) {
                 while (used.count(DeviceName(next)) != 0) {
                     ++next;
                 }
-                v.server_id = *server;
+                v.server_id = server;
                 v.device = DeviceName(next);
-                v.host = host->value_or("");
+                v.host = host.value_or("");
                 used.insert(v.device);
                 mine.insert(v.id);
                 tx.Put(kTable, v.id, Record(v));
@@ -316,32 +257,22 @@ private:
             attachments.push_back(std::move(a));
         }
         if (mine.empty()) {
-            servers_.erase(*server);
+            servers_.erase(server);
         }
         json::object out;
-        out["server_id"] = *server;
+        out["server_id"] = server;
         out["attachments"] = std::move(attachments);
         return kit::Done{json::serialize(out)};
     }
 
-    Result<kit::Done> Detach(std::string_view input, kit::Tx& tx) {
-        auto in = Input::Parse(input, {"server_id", "volume_ids"});
-        if (!in) {
-            return MakeError(in.error());
-        }
-        auto server = in->Id("server_id");
-        if (!server) {
-            return MakeError(server.error());
-        }
-        auto ids = in->IdList("volume_ids");
-        if (!ids) {
-            return MakeError(ids.error());
-        }
+    Result<kit::Done> Detach(const Input& in, kit::Tx& tx) {
+        COGS_ASSIGN_OR_RETURN(const std::string server, in.Id("server_id"));
+        COGS_ASSIGN_OR_RETURN(const std::vector<std::string> ids, in.IdList("volume_ids"));
         json::array detached;
-        auto mine = servers_.find(*server);
-        for (const std::string& id : *ids) {
+        auto mine = servers_.find(server);
+        for (const std::string& id : ids) {
             auto it = volumes_.find(id);
-            if (it == volumes_.end() || it->second.server_id != *server) {
+            if (it == volumes_.end() || it->second.server_id != server) {
                 continue;
             }
             Volume& v = it->second;
@@ -356,7 +287,7 @@ private:
             servers_.erase(mine);
         }
         json::object out;
-        out["server_id"] = *server;
+        out["server_id"] = server;
         out["detached"] = std::move(detached);
         return kit::Done{json::serialize(out)};
     }

@@ -48,7 +48,7 @@ public:
         const std::string path = PathOf(id);
         const off_t size = static_cast<off_t>(size_gb) << 30;
         if (size_gb <= 0 || (size >> 30) != size_gb) {
-            return MakeError(ErrorCode::kInvalidArgument, "size_gb: out of range");
+            return MakeError(FieldError("size_gb", "out of range"));
         }
         const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
         if (fd < 0) {

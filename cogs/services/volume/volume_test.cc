@@ -9,36 +9,23 @@
 #include <filesystem>
 #include <map>
 
+#include "cogs/services/kit/internal/test_service.h"
 #include "cogs/services/kit/service.h"
 
 namespace cogs::services::volume {
 namespace {
 
 namespace json = boost::json;
-
-// The records the kit would have committed: (table, id) -> JSON text.
-using Records = std::map<std::pair<std::string, std::string>, std::string>;
+using Domain = kit::test_service::DomainUnderTest<kit::Domain>;
+using kit::test_service::Records;
 
 class VolumeTest : public ::testing::Test {
 protected:
-    void SetUp() override { domain_ = MakeVolumeDomain(*MakeVolumeDriver("sim", "")); }
-
     // Performs the action, applies its Tx to records_ on success; answers the output as JSON.
     Result<json::object> Do(std::string_view action, std::string_view input) {
-        kit::Tx tx;
-        auto done = domain_->Perform(action, input, tx);
-        if (!done) {
-            return MakeError(done.error());  // the kit ignores tx then
-        }
-        EXPECT_EQ(done->ready_at_us, 0);
-        for (const auto& w : tx.writes()) {
-            if (w.erase) {
-                records_.erase({w.table, w.id});
-            } else {
-                records_[{w.table, w.id}] = w.json;
-            }
-        }
-        return json::parse(done->output).as_object();
+        COGS_ASSIGN_OR_RETURN(const kit::Done done, domain_.Perform(action, input, records_));
+        EXPECT_EQ(done.ready_at_us, 0);
+        return json::parse(done.output).as_object();
     }
 
     json::object Ok(std::string_view action, std::string_view input) {
@@ -65,18 +52,17 @@ protected:
         return {};
     }
 
-    std::unique_ptr<kit::Domain> domain_;
+    Domain domain_{MakeVolumeDomain(*MakeVolumeDriver("sim", ""))};
     Records records_;
 };
 
 TEST_F(VolumeTest, NameAndActions) {
     EXPECT_EQ(domain_->name(), "volume");
-    EXPECT_EQ(domain_->actions(), (std::vector<std::string>{"create_volume", "delete_volume",
-                                                            "attach_volumes", "detach_volumes"}));
-    kit::Tx tx;
-    auto r = domain_->Perform("boot", "{}", tx);
-    ASSERT_FALSE(r);
-    EXPECT_EQ(r.error().code, ErrorCode::kNotFound);
+    EXPECT_EQ(domain_.actions().names(), (std::vector<std::string>{"create_volume", "delete_volume",
+                                                                   "attach_volumes", "detach_volumes"}));
+    auto e = Fails("boot", "{}");
+    EXPECT_EQ(e.code, ErrorCode::kNotFound);
+    EXPECT_EQ(e.message, "volume has no action 'boot'");
 }
 
 TEST_F(VolumeTest, CreateAnswersAvailableAndShowsInInventory) {
@@ -112,35 +98,41 @@ TEST_F(VolumeTest, ValidationNamesTheField) {
         const char* action;
         const char* input;
         const char* field;
+        const char* what;  // the message is "FIELD: WHAT..."
     };
+    const char* id_rule = "must be 1-128 characters of [A-Za-z0-9._-], not starting with '.'";
     const Case cases[] = {
-        {"create_volume", R"({"size_gb":1})", "'id'"},
-        {"create_volume", R"({"id":"v1"})", "'size_gb'"},
-        {"create_volume", R"({"id":"v1","size_gb":0})", "size_gb"},
-        {"create_volume", R"({"id":"v1","size_gb":"10"})", "size_gb"},
-        {"create_volume", R"({"id":"v1","size_gb":1.5})", "size_gb"},
-        {"create_volume", R"({"id":"v1","size_gb":1,"typo":1})", "'typo'"},
-        {"create_volume", R"({"id":"v1","size_gb":1,"name":7})", "name"},
-        {"create_volume", R"({"id":"v1","size_gb":1,"project_id":[]})", "project_id"},
-        {"create_volume", R"({"id":"../etc","size_gb":1})", "id"},
-        {"create_volume", R"({"id":"","size_gb":1})", "id"},
-        {"create_volume", R"([1])", "body"},
-        {"create_volume", R"({"id":)", "body"},
-        {"delete_volume", R"({})", "'id'"},
-        {"delete_volume", R"({"id":5})", "id"},
-        {"attach_volumes", R"({"volume_ids":[]})", "'server_id'"},
-        {"attach_volumes", R"({"server_id":"s1"})", "'volume_ids'"},
-        {"attach_volumes", R"({"server_id":"s1","volume_ids":"v1"})", "volume_ids"},
-        {"attach_volumes", R"({"server_id":"s1","volume_ids":[1]})", "volume_ids"},
-        {"attach_volumes", R"({"server_id":"s1","volume_ids":[],"host":1})", "host"},
-        {"detach_volumes", R"({"server_id":"s1"})", "'volume_ids'"},
-        {"detach_volumes", R"({"server_id":"s1","volume_ids":[],"host":"h"})", "'host'"},
+        {"create_volume", R"({"size_gb":1})", "id", "required"},
+        {"create_volume", R"({"id":"v1"})", "size_gb", "required"},
+        {"create_volume", R"({"id":"v1","size_gb":0})", "size_gb", "must be an integer >= 1"},
+        {"create_volume", R"({"id":"v1","size_gb":"10"})", "size_gb", "must be an integer"},
+        {"create_volume", R"({"id":"v1","size_gb":1.5})", "size_gb", "must be an integer"},
+        {"create_volume", R"({"id":"v1","size_gb":1,"typo":1})", "typo", "unknown field"},
+        {"create_volume", R"({"id":"v1","size_gb":1,"name":7})", "name", "must be a string"},
+        {"create_volume", R"({"id":"v1","size_gb":1,"project_id":[]})", "project_id", "must be a string"},
+        {"create_volume", R"({"id":"../etc","size_gb":1})", "id", id_rule},
+        {"create_volume", R"({"id":"","size_gb":1})", "id", "required"},
+        {"create_volume", R"([1])", "input", "must be a JSON object"},
+        {"create_volume", R"({"id":)", "input", "not JSON: "},
+        {"delete_volume", R"({})", "id", "required"},
+        {"delete_volume", R"({"id":5})", "id", "must be a string"},
+        {"attach_volumes", R"({"volume_ids":[]})", "server_id", "required"},
+        {"attach_volumes", R"({"server_id":"s1"})", "volume_ids", "required"},
+        {"attach_volumes", R"({"server_id":"s1","volume_ids":"v1"})", "volume_ids",
+         "must be an array of ids"},
+        {"attach_volumes", R"({"server_id":"s1","volume_ids":[1]})", "volume_ids",
+         "every element must be 1-128"},
+        {"attach_volumes", R"({"server_id":"s1","volume_ids":[],"host":1})", "host", "must be a string"},
+        {"detach_volumes", R"({"server_id":"s1"})", "volume_ids", "required"},
+        {"detach_volumes", R"({"server_id":"s1","volume_ids":[],"host":"h"})", "host", "unknown field"},
     };
     for (const Case& c : cases) {
         Error e = Fails(c.action, c.input);
         EXPECT_EQ(e.code, ErrorCode::kInvalidArgument) << c.input;
         EXPECT_FALSE(e.retryable);
-        EXPECT_NE(e.message.find(c.field), std::string::npos) << c.input << " -> " << e.message;
+        EXPECT_EQ(e.field(), c.field) << c.input;
+        EXPECT_TRUE(e.message.starts_with(std::string(c.field) + ": " + c.what))
+            << c.input << " -> " << e.message;
     }
     EXPECT_TRUE(Inventory().empty());
     EXPECT_TRUE(records_.empty());
@@ -264,12 +256,10 @@ TEST_F(VolumeTest, LoadRebuildsFromRecords) {
     const std::string inventory = domain_->Inventory();
 
     auto reloaded = MakeVolumeDomain(*MakeVolumeDriver("sim", ""));
-    for (const auto& [key, text] : records_) {
-        ASSERT_TRUE(reloaded->Load(key.first, key.second, text)) << text;
-    }
+    ASSERT_TRUE(kit::test_service::LoadAll(*reloaded, records_));
     EXPECT_EQ(reloaded->Inventory(), inventory);
     // The attachments came back too: the next device of s1 is vdd, v1 cannot go elsewhere.
-    domain_ = std::move(reloaded);
+    domain_ = Domain(std::move(reloaded));
     Ok("create_volume", R"({"id":"v4","size_gb":1})");
     auto out = Ok("attach_volumes", R"({"server_id":"s1","volume_ids":["v4"]})");
     EXPECT_EQ(out.at("attachments").as_array()[0].at("device"), "/dev/vdd");
@@ -289,24 +279,16 @@ TEST_F(VolumeTest, LoadRefusesBadRecords) {
 
 TEST_F(VolumeTest, GetAnswersTheVolumeOr404) {
     Ok("create_volume", R"({"id":"v1","size_gb":4})");
-    http::Request req;
-    req.method = "GET";
-    req.target = "/v1/volumes/v1";
-    auto r = domain_->Get(req);
+    auto r = kit::test_service::Get(*domain_, "/v1/volumes/v1");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 200);
-    auto body = json::parse(r->body);
-    EXPECT_EQ(body.at("volume").at("id"), "v1");
-    EXPECT_EQ(body.at("volume").at("size_gb"), 4);
-
-    req.target = "/v1/volumes/zzz";
-    r = domain_->Get(req);
+    EXPECT_EQ(json::parse(r->body).at("volume"), Volume("v1"));
+    r = kit::test_service::Get(*domain_, "/v1/volumes/zzz");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 404);
-    EXPECT_EQ(json::parse(r->body).at("code"), "not_found");
-
-    req.target = "/v1/ports/v1";
-    EXPECT_FALSE(domain_->Get(req));
+    EXPECT_EQ(json::parse(r->body),
+              json::parse(R"({"code":"not_found","message":"no volume 'zzz'","retryable":false})"));
+    EXPECT_FALSE(kit::test_service::Get(*domain_, "/v1/ports/v1"));
 }
 
 TEST(VolumeDriverTest, UnknownDriverIsRefused) {
@@ -326,7 +308,7 @@ protected:
         auto driver = MakeVolumeDriver("file", dir_);
         ASSERT_TRUE(driver) << driver.error().ToString();
         EXPECT_EQ((*driver)->name(), "file");
-        domain_ = MakeVolumeDomain(std::move(*driver));
+        domain_ = Domain(MakeVolumeDomain(std::move(*driver)));
     }
     void TearDown() override { std::filesystem::remove_all(root_); }
 
@@ -382,27 +364,9 @@ protected:
     }
 
     Result<workflow::ActionReply> Call(std::string action, std::string key, std::string input) {
-        std::optional<Result<workflow::ActionReply>> got;
-        service_->Handle(std::move(action), std::move(key), std::move(input),
-                         SteadyClock::now() + std::chrono::seconds(5),
-                         [&](Result<workflow::ActionReply> r) { got = std::move(r); });
-        const SteadyTime deadline = SteadyClock::now() + std::chrono::seconds(5);
-        while (!got && SteadyClock::now() < deadline) {
-            io_.restart();
-            io_.run_one_for(std::chrono::milliseconds(5));
-        }
-        EXPECT_TRUE(got) << "no answer";
-        return got.value_or(MakeError(ErrorCode::kInternal, "no answer"));
+        return kit::test_service::Call(io_, *service_, std::move(action), std::move(key), std::move(input));
     }
-
-    std::string ServedInventory() {
-        http::Request req;
-        req.method = "GET";
-        req.target = "/v1/inventory";
-        auto r = service_->Get(req);
-        EXPECT_TRUE(r);
-        return r ? r->body : "";
-    }
+    std::string ServedInventory() { return kit::test_service::GetBody(*service_, "/v1/inventory"); }
 
     boost::asio::io_context io_;
     std::unique_ptr<kit::DomainService> service_;

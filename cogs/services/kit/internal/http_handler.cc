@@ -2,7 +2,6 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
-#include <boost/json.hpp>
 #include <charconv>
 #include <memory>
 #include <unordered_map>
@@ -12,11 +11,13 @@
 #include "cogs/observe/log.h"
 #include "cogs/observe/trace.h"
 #include "cogs/services/kit/protocol.h"
+#include "cogs/wire/answer.h"
 
 namespace cogs::services::kit {
 namespace {
 
-namespace json = boost::json;
+using wire::ServiceError;
+using wire::ServiceMethodNotAllowed;
 using workflow::ActionReply;
 
 constexpr std::string_view kActionsPrefix = "/v1/actions/";
@@ -30,30 +31,10 @@ http::Response JsonResponse(int status, std::string body) {
     return r;
 }
 
-http::Response ErrorResponse(const Error& e) {
-    json::object o;
-    o["code"] = ToString(e.code);
-    o["message"] = e.message;
-    o["retryable"] = e.retryable;
-    return JsonResponse(HttpStatus(e.code), json::serialize(o));
-}
-
-http::Response ErrorResponse(ErrorCode code, std::string message) {
-    return ErrorResponse(Error(code, std::move(message)));
-}
-
-http::Response MethodNotAllowed(const std::string& method, const std::string& allowed) {
-    http::Response r =
-        ErrorResponse(ErrorCode::kInvalidArgument, "method " + method + " not allowed: use " + allowed);
-    r.status = 405;
-    r.headers.emplace_back("allow", allowed);
-    return r;
-}
-
 // 200 {"output": ...}, 202 {"accepted": true}, or the error.
 http::Response ReplyResponse(const Result<ActionReply>& reply) {
     if (!reply) {
-        return ErrorResponse(reply.error());
+        return ServiceError(reply.error());
     }
     if (reply->accepted) {
         return JsonResponse(202, R"({"accepted":true})");
@@ -210,11 +191,11 @@ void HandleAction(ActionTarget& target, const std::shared_ptr<ActionSeries>& ser
                   http::Respond respond) {
     std::string action = req.Path().substr(kActionsPrefix.size());
     if (action.empty() || action.find('/') != std::string::npos) {
-        respond(ErrorResponse(ErrorCode::kNotFound, "no route " + req.method + " " + req.Path()));
+        respond(ServiceError(Error(ErrorCode::kNotFound, "no route " + req.method + " " + req.Path())));
         return;
     }
     if (req.method != "POST") {
-        respond(MethodNotAllowed(req.method, "POST"));
+        respond(ServiceMethodNotAllowed(req.method, "POST"));
         return;
     }
     auto call = std::make_shared<ObservedCall>(series, req, action, req.Header("idempotency-key"));
@@ -232,17 +213,12 @@ void HandleAction(ActionTarget& target, const std::shared_ptr<ActionSeries>& ser
     if (req.body.empty()) {
         req.body = "{}";
     }
-    boost::system::error_code ec;
-    const json::value input = json::parse(req.body, ec);
-    if (ec) {
-        Finish(call, respond, MakeError(ErrorCode::kInvalidArgument, "body: not JSON: " + ec.message()));
+    auto input = wire::Input::Parse(req.body, {}, "body");
+    if (!input) {
+        Finish(call, respond, MakeError(std::move(input).error()));
         return;
     }
-    if (const json::object* o = input.if_object()) {
-        if (const json::value* id = o->if_contains("id"); id && id->is_string()) {
-            call->set_resource_id(std::string(id->get_string()));
-        }
-    }
+    call->set_resource_id(wire::Str(input->object(), "id"));
     if (target.IsRecorded(call->key())) {
         call->set_replayed();
     }
@@ -255,12 +231,12 @@ void HandleAction(ActionTarget& target, const std::shared_ptr<ActionSeries>& ser
 
 void HandleStatus(ActionTarget& target, const http::Request& req, http::Respond respond) {
     if (req.method != "GET") {
-        respond(MethodNotAllowed(req.method, "GET"));
+        respond(ServiceMethodNotAllowed(req.method, "GET"));
         return;
     }
     std::string key = req.Query("key");
     if (key.empty()) {
-        respond(ErrorResponse(ErrorCode::kInvalidArgument, "missing query parameter key"));
+        respond(ServiceError(Error(ErrorCode::kInvalidArgument, "missing query parameter key")));
         return;
     }
     target.Status(std::move(key), Responder(std::move(respond)));
@@ -281,16 +257,16 @@ void Route(ActionTarget& target, const std::string& token_sha256, const std::sha
     const std::string path = req.Path();
     if (path == "/healthz") {
         if (req.method != "GET") {
-            respond(MethodNotAllowed(req.method, "GET"));
+            respond(ServiceMethodNotAllowed(req.method, "GET"));
             return;
         }
         respond(JsonResponse(200, R"({"status":"ok"})"));
         return;
     }
     if (!token_sha256.empty() && !Authorized(req, token_sha256)) {
-        http::Response r = ErrorResponse(ErrorCode::kUnauthenticated,
-                                         "missing or wrong bearer token (header Authorization: Bearer <token>)");
-        r.status = 401;
+        http::Response r =
+            ServiceError(Error(ErrorCode::kUnauthenticated,
+                               "missing or wrong bearer token (header Authorization: Bearer <token>)"));
         r.headers.emplace_back("www-authenticate", "Bearer");
         respond(std::move(r));
         return;
@@ -305,7 +281,7 @@ void Route(ActionTarget& target, const std::string& token_sha256, const std::sha
         if (req.method == "PUT") {
             auto faults = ParseFaultConfig(req.body);
             if (!faults) {
-                respond(ErrorResponse(faults.error()));
+                respond(ServiceError(faults.error()));
                 return;
             }
             target.SetFaults(std::move(*faults));
@@ -313,7 +289,7 @@ void Route(ActionTarget& target, const std::string& token_sha256, const std::sha
         } else if (req.method == "GET") {
             respond(JsonResponse(200, ToJson(target.faults())));
         } else {
-            respond(MethodNotAllowed(req.method, "GET, PUT"));
+            respond(ServiceMethodNotAllowed(req.method, "GET, PUT"));
         }
     } else if (path == "/v1/ledger" && req.method == "GET") {
         respond(JsonResponse(200, target.LedgerJson()));
@@ -323,10 +299,10 @@ void Route(ActionTarget& target, const std::string& token_sha256, const std::sha
         if (auto r = target.Get(req)) {
             respond(std::move(*r));
         } else {
-            respond(ErrorResponse(ErrorCode::kNotFound, "no route GET " + path));
+            respond(ServiceError(Error(ErrorCode::kNotFound, "no route GET " + path)));
         }
     } else if (req.method != "POST" || !target.Post(req, respond)) {
-        respond(ErrorResponse(ErrorCode::kNotFound, "no route " + req.method + " " + path));
+        respond(ServiceError(Error(ErrorCode::kNotFound, "no route " + req.method + " " + path)));
     }
 }
 

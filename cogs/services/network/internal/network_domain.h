@@ -1,0 +1,163 @@
+// NetworkDomain: the kit::Domain behind MakeNetworkDomain (network.h has the contract). Declared
+// once here, its methods spread over files by concern:
+//
+//   network.cc            the action table, Load, the records' JSON shapes, the state's indexes
+//   network_subnets.cc    networks and subnets: create/delete, the subnet spec, loading them
+//   network_ports.cc      ports: create/update/delete, address and MAC choice, loading them
+//   network_inventory.cc  what it shows: the inventory and the read routes
+//
+// Threading: like every Domain, on its service's io thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_set>
+#include <vector>
+
+#include "cogs/services/kit/domain.h"
+#include "cogs/services/network/internal/address_pool.h"
+#include "cogs/services/network/internal/ipv4.h"
+#include "cogs/wire/input.h"
+
+namespace cogs::services::network::internal {
+
+struct Network {
+    std::string id;
+    std::string name;
+    std::string project_id;
+};
+
+// The fields of a subnet as create_subnet takes them (and as its record holds them), validated and
+// with the defaults filled in; pools sorted.
+struct SubnetSpec {
+    std::string id;
+    std::string network_id;
+    Cidr cidr;
+    uint32_t gateway = 0;
+    std::vector<AddressRange> pools;
+    std::string name;
+    std::string project_id;
+
+    bool operator==(const SubnetSpec& o) const {
+        return id == o.id && network_id == o.network_id && cidr.network == o.cidr.network &&
+               cidr.prefix == o.cidr.prefix && gateway == o.gateway && pools == o.pools && name == o.name &&
+               project_id == o.project_id;
+    }
+};
+
+struct Subnet {
+    std::string id;
+    std::string network_id;
+    Cidr cidr;
+    uint32_t gateway = 0;
+    std::string name;
+    std::string project_id;
+    AddressPool pool;  // its pools, which addresses are free, the next-fit cursor
+};
+
+struct Port {
+    std::string id;
+    std::string network_id;
+    std::string subnet_id;
+    uint32_t mac = 0;  // the low 24 bits after fa:16:3e
+    uint32_t ip = 0;
+    std::string device_id;
+    std::string name;
+    std::string project_id;
+};
+
+// Network ids: any non-empty string of at most 255 bytes (they appear in URLs and SQLite keys).
+inline constexpr wire::Text kIdText{.max_len = 255};
+
+// The records' JSON shapes: an action's output, the inventory's entries and the stored records.
+wire::json::object NetworkJson(const Network& n);
+wire::json::object SubnetJson(const Subnet& s);
+wire::json::object PortJson(const Port& p);
+// The stored subnet: SubnetJson plus its next-fit cursor "next_ip".
+std::string SubnetRecord(const Subnet& s);
+kit::Done Output(const wire::json::object& o);
+kit::Done Deleted(const std::string& id, bool deleted);
+// "fa:16:3e:xx:xx:xx" for a suffix, and back.
+std::string FormatMac(uint32_t suffix);
+std::optional<uint32_t> ParseMac(std::string_view s);
+
+// A required IPv4 address field "a.b.c.d"; Optional: absent, null or "" is nullopt.
+Result<uint32_t> ReadAddress(const wire::Input& in, std::string_view field);
+Result<std::optional<uint32_t>> ReadOptionalAddress(const wire::Input& in, std::string_view field);
+
+// The index entries of `key` in `m`: a count (a map to an integer) or a set's size; 0 if absent.
+template <typename Map>
+size_t CountOf(const Map& m, const std::string& key) {
+    auto it = m.find(key);
+    if (it == m.end()) {
+        return 0;
+    }
+    if constexpr (std::is_integral_v<typename Map::mapped_type>) {
+        return it->second;
+    } else {
+        return it->second.size();
+    }
+}
+
+// Erases `inner` from the set or map at `key`, and the key once nothing is left under it.
+template <typename Map, typename K>
+void EraseFrom(Map& m, const std::string& key, const K& inner) {
+    if (auto it = m.find(key); it != m.end()) {
+        it->second.erase(inner);
+        if (it->second.empty()) {
+            m.erase(it);
+        }
+    }
+}
+
+class NetworkDomain final : public kit::Domain {
+public:
+    std::string_view name() const override;
+    std::vector<kit::Action> actions() override;
+    Status Load(std::string_view table, std::string_view id, std::string_view json) override;
+    std::vector<std::pair<std::string, int64_t>> RecordCounts() const override;
+    std::string Inventory() const override;
+    std::optional<http::Response> Get(const http::Request& request) const override;
+
+private:
+    // ---- network_subnets.cc ----
+    Result<kit::Done> CreateNetwork(const wire::Input& in, kit::Tx& tx);
+    Result<kit::Done> DeleteNetwork(const wire::Input& in, kit::Tx& tx);
+    Result<kit::Done> CreateSubnet(const wire::Input& in, kit::Tx& tx);
+    Result<kit::Done> DeleteSubnet(const wire::Input& in, kit::Tx& tx);
+    Status LoadNetwork(std::string_view id, std::string_view text);
+    Status LoadSubnet(std::string_view id, std::string_view text);
+
+    // ---- network_ports.cc ----
+    Result<kit::Done> CreatePort(const wire::Input& in, kit::Tx& tx);
+    Result<kit::Done> UpdatePort(const wire::Input& in, kit::Tx& tx);
+    Result<kit::Done> DeletePort(const wire::Input& in, kit::Tx& tx);
+    Status LoadPort(std::string_view id, std::string_view text);
+    // The subnet of `network_id` whose block holds `ip` (the blocks of one network never overlap).
+    Subnet* SubnetHolding(const std::string& network_id, uint32_t ip);
+    // In subnet id order: the order survives a reload, unlike the order of creation.
+    Subnet* FirstSubnetWithFreeAddress(const std::string& network_id);
+    // A MAC suffix no port holds: the hash of the id, then the next free one (linear probing). The
+    // caller checked that one is free.
+    uint32_t FreeMac(std::string_view port_id) const;
+
+    // ---- network.cc: the state and its indexes ----
+    Subnet& AddSubnet(SubnetSpec spec);
+    const Port& AddPort(Port p);
+
+    std::map<std::string, Network> networks_;
+    std::map<std::string, Subnet> subnets_;
+    std::map<std::string, Port> ports_;
+    // Indexes, kept independent of which record arrived first at Load.
+    std::map<std::string, std::set<std::string>> subnets_by_network_;
+    std::map<std::string, size_t> ports_by_network_;
+    std::map<std::string, std::map<uint32_t, std::string>> addresses_by_subnet_;  // ip -> port id
+    std::unordered_set<uint32_t> macs_;
+};
+
+}  // namespace cogs::services::network::internal
