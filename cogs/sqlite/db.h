@@ -1,6 +1,7 @@
 // cogs::sqlite — the one adapter of SQLite: a connection (Db), prepared statements (Stmt),
 // versioned schema migrations (Migrate) and the mapping of SQLite's result codes to cogs::Error.
-// No other file of cogs includes <sqlite3.h>; no sqlite3 type crosses this header.
+// No other file of cogs includes <sqlite3.h>; sqlite3 types appear here only as opaque private
+// pointers.
 //
 // Errors. Every failure is an Error whose message names the file, what was being done and
 // SQLite's own words: "sqlite /var/lib/cogs/store.db: INSERT INTO workflows(id, …: UNIQUE
