@@ -41,7 +41,7 @@ Error Failure(int rc, const std::string& path, std::string_view what, const char
                  "sqlite " + path + ": " + w + ": " + (detail != nullptr ? detail : sqlite3_errstr(rc)));
 }
 
-// SQL text of an Exec starts with blanks and comments; name it by its first statement.
+// SQL text (a raw string) often starts with a line break: name it by its first line of text.
 std::string_view FirstLine(std::string_view sql) {
     size_t start = sql.find_first_not_of(" \t\n");
     return start == std::string_view::npos ? sql : sql.substr(start);
@@ -54,7 +54,8 @@ std::string_view FirstLine(std::string_view sql) {
 Stmt::Stmt(Stmt&& other) noexcept
     : db_(std::exchange(other.db_, nullptr)),
       stmt_(std::exchange(other.stmt_, nullptr)),
-      next_(other.next_) {}
+      next_(other.next_),
+      stepped_(other.stepped_) {}
 
 Stmt& Stmt::operator=(Stmt&& other) noexcept {
     if (this != &other) {
@@ -62,6 +63,7 @@ Stmt& Stmt::operator=(Stmt&& other) noexcept {
         db_ = std::exchange(other.db_, nullptr);
         stmt_ = std::exchange(other.stmt_, nullptr);
         next_ = other.next_;
+        stepped_ = other.stepped_;
     }
     return *this;
 }
@@ -108,6 +110,7 @@ int Stmt::ParamIndex(std::string_view name) const {
 }
 
 Result<bool> Stmt::Step() {
+    stepped_ = true;
     const int rc = sqlite3_step(stmt_);
     if (rc == SQLITE_ROW) {
         return true;
@@ -119,6 +122,7 @@ Result<bool> Stmt::Step() {
 }
 
 Status Stmt::Run() {
+    stepped_ = true;
     const int rc = sqlite3_step(stmt_);
     Status s = Ok();
     if (rc == SQLITE_ROW) {
@@ -132,7 +136,11 @@ Status Stmt::Run() {
 }
 
 void Stmt::Reset() {
-    sqlite3_reset(stmt_);
+    // A kept statement is reset after Run and again at the end of its Use: once is enough.
+    if (stepped_) {
+        sqlite3_reset(stmt_);
+        stepped_ = false;
+    }
     next_ = 0;
 }
 

@@ -30,6 +30,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "cogs/base/result.h"
@@ -74,6 +75,22 @@ public:
     Result<bool> Step();
     // Steps a statement that returns no row to its end and resets it (rows are an error).
     Status Run();
+    // Steps to the end, calling `row()` on each row (it reads the columns). A `row` that returns a
+    // Status stops the walk at its first error, which is returned.
+    template <typename Fn>
+    Status ForEachRow(Fn&& row) {
+        while (true) {
+            COGS_ASSIGN_OR_RETURN(bool more, Step());
+            if (!more) {
+                return Ok();
+            }
+            if constexpr (std::is_void_v<std::invoke_result_t<Fn&>>) {
+                row();
+            } else {
+                COGS_TRY(row());
+            }
+        }
+    }
     // Back to the start, ready to step again with the same bindings; the next Int()/Text() binds 1.
     void Reset();
 
@@ -94,7 +111,8 @@ private:
 
     Db* db_ = nullptr;
     sqlite3_stmt* stmt_ = nullptr;
-    int next_ = 0;  // the position Int()/Text() bound last
+    int next_ = 0;          // the position Int()/Text() bound last
+    bool stepped_ = false;  // since the last reset: Reset has work to do
 };
 
 // One use of a statement kept for reuse: resets it at the end of the scope, so that a statement

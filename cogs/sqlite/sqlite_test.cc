@@ -38,14 +38,8 @@ std::vector<std::string> Names(Db& db) {
     std::vector<std::string> out;
     auto q = db.Prepare("SELECT name FROM people ORDER BY id");
     EXPECT_TRUE(q) << q.error().ToString();
-    while (true) {
-        auto row = q->Step();
-        EXPECT_TRUE(row) << row.error().ToString();
-        if (!row || !*row) {
-            break;
-        }
-        out.push_back(q->ColumnText(0));
-    }
+    Status s = q->ForEachRow([&] { out.push_back(q->ColumnText(0)); });
+    EXPECT_TRUE(s) << s.error().ToString();
     return out;
 }
 
@@ -115,6 +109,25 @@ TEST_F(SqliteTest, AStatementIsReusedAcrossResets) {
     by_id->Reset();
     ASSERT_EQ(by_id->Step(), true);
     EXPECT_EQ(by_id->ColumnText(0), "brian");
+}
+
+TEST_F(SqliteTest, ForEachRowStopsAtTheFirstErrorOfItsCallback) {
+    auto db = Open();
+    ASSERT_TRUE(db->Exec("CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT NOT NULL);"
+                         "INSERT INTO people VALUES(1, 'ada'), (2, 'brian'), (3, 'carla')"));
+    auto q = db->Prepare("SELECT name FROM people ORDER BY id");
+    ASSERT_TRUE(q);
+    std::vector<std::string> seen;
+    Status s = q->ForEachRow([&]() -> Status {
+        seen.push_back(q->ColumnText(0));
+        if (seen.size() == 2) {
+            return MakeError(ErrorCode::kInvalidArgument, "enough");
+        }
+        return Ok();
+    });
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().message, "enough");
+    EXPECT_EQ(seen, (std::vector<std::string>{"ada", "brian"}));
 }
 
 TEST_F(SqliteTest, TransactKeepsAllOrNothing) {

@@ -51,11 +51,7 @@ Result<std::vector<EventRecord>> ListEvents(Connection& db, const EventFilter& f
     q->Text(f.project).Text(f.resource_kind).Text(f.resource_id).Text(f.workflow_id);
     q->Int(f.after_seq).Int(std::clamp(f.limit, 1, 1000));
     std::vector<EventRecord> out;
-    while (true) {
-        COGS_ASSIGN_OR_RETURN(bool row, q->Step());
-        if (!row) {
-            return out;
-        }
+    COGS_TRY(q->ForEachRow([&] {
         EventRecord& e = out.emplace_back();
         e.seq = q->ColumnInt(0);
         e.time_ms = q->ColumnInt(1);
@@ -66,7 +62,8 @@ Result<std::vector<EventRecord>> ListEvents(Connection& db, const EventFilter& f
         e.type = q->ColumnText(6);
         e.message = q->ColumnText(7);
         e.trace_id = q->ColumnText(8);
-    }
+    }));
+    return out;
 }
 
 }  // namespace cogs::store::internal

@@ -60,13 +60,7 @@ Result<std::vector<WorkflowRecord>> SqliteStore::ClaimOrphaned(const Lease& leas
         {
             Query q(*writer_db_, kSelectOrphans);
             q->Int(ToDb(lease.token)).Int(WallNowMs()).Int(limit);
-            while (true) {
-                COGS_ASSIGN_OR_RETURN(bool row, q->Step());
-                if (!row) {
-                    break;
-                }
-                ids.push_back(q->ColumnText(0));
-            }
+            COGS_TRY(q->ForEachRow([&] { ids.push_back(q->ColumnText(0)); }));
         }
         Records out;
         out.reserve(ids.size());

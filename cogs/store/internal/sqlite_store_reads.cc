@@ -56,11 +56,7 @@ Result<std::vector<WorkflowSummary>> ListWorkflows(Connection& db, const ListFil
     }
     q->Text(f.after_id).Int(std::clamp(f.limit, 1, 1000));
     std::vector<WorkflowSummary> out;
-    while (true) {
-        COGS_ASSIGN_OR_RETURN(bool row, q->Step());
-        if (!row) {
-            return out;
-        }
+    COGS_TRY(q->ForEachRow([&] {
         WorkflowSummary& s = out.emplace_back();
         s.id = q->ColumnText(0);
         s.type = q->ColumnText(1);
@@ -73,7 +69,8 @@ Result<std::vector<WorkflowSummary>> ListWorkflows(Connection& db, const ListFil
         s.trace = q->ColumnText(8);
         s.resource_kind = q->ColumnText(9);
         s.resource_id = q->ColumnText(10);
-    }
+    }));
+    return out;
 }
 
 Result<std::vector<std::pair<WorkflowState, int64_t>>> CountByState(Connection& db) {
@@ -84,16 +81,13 @@ Result<std::vector<std::pair<WorkflowState, int64_t>>> CountByState(Connection& 
         out.emplace_back(s, 0);
     }
     Query q(db, kCountByState);
-    while (true) {
-        COGS_ASSIGN_OR_RETURN(bool row, q->Step());
-        if (!row) {
-            return out;
-        }
+    COGS_TRY(q->ForEachRow([&] {
         int64_t state = q->ColumnInt(0);
         if (state >= 0 && static_cast<size_t>(state) < out.size()) {
             out[static_cast<size_t>(state)].second = q->ColumnInt(1);
         }
-    }
+    }));
+    return out;
 }
 
 }  // namespace cogs::store::internal

@@ -50,26 +50,20 @@ Status SqliteStore::SaveDefinition(const DefinitionRecord& def) {
 Result<std::vector<ResourceRecord>> LoadResources(Connection& db) {
     std::vector<ResourceRecord> out;
     Query q(db, kLoadResources);
-    while (true) {
-        COGS_ASSIGN_OR_RETURN(bool row, q->Step());
-        if (!row) {
-            return out;
-        }
+    COGS_TRY(q->ForEachRow([&] {
         out.push_back(ResourceRecord{q->ColumnText(0), q->ColumnText(1), q->ColumnText(2), q->ColumnText(3)});
-    }
+    }));
+    return out;
 }
 
 Result<std::vector<DefinitionRecord>> LoadDefinitions(Connection& db) {
     std::vector<DefinitionRecord> out;
     Query q(db, kLoadDefinitions);
-    while (true) {
-        COGS_ASSIGN_OR_RETURN(bool row, q->Step());
-        if (!row) {
-            return out;
-        }
+    COGS_TRY(q->ForEachRow([&] {
         out.push_back(
             DefinitionRecord{q->ColumnText(0), static_cast<int>(q->ColumnInt(1)), q->ColumnText(2)});
-    }
+    }));
+    return out;
 }
 
 }  // namespace cogs::store::internal

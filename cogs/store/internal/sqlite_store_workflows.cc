@@ -169,11 +169,7 @@ Result<WorkflowRecord> LoadWorkflow(Connection& db, const std::string& id, bool 
     }
     Query q(db, with_logs ? kSelectStepsWithLog : kSelectSteps);
     q->Text(id);
-    while (true) {
-        COGS_ASSIGN_OR_RETURN(bool row, q->Step());
-        if (!row) {
-            break;
-        }
+    COGS_TRY(q->ForEachRow([&]() -> Status {
         const auto index = static_cast<size_t>(q->ColumnInt(0));
         if (index >= r.steps.size()) {
             return MakeError(ErrorCode::kInternal, "workflow '" + id + "' has a row for step " +
@@ -191,7 +187,8 @@ Result<WorkflowRecord> LoadWorkflow(Connection& db, const std::string& id, bool 
         s.output = q->ColumnText(8);
         s.error = q->ColumnText(9);
         s.log = q->ColumnText(10);
-    }
+        return Ok();
+    }));
     return r;
 }
 

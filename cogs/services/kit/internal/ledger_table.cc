@@ -28,11 +28,7 @@ Result<std::vector<LedgerEntry>> LedgerTable::LoadAll() {
                           db_.Prepare("SELECT key, seq, action, kind, outcome, output, code, at_us, "
                                       "done_at_us FROM ledger ORDER BY seq"));
     std::vector<LedgerEntry> out;
-    while (true) {
-        COGS_ASSIGN_OR_RETURN(bool row, q.Step());
-        if (!row) {
-            return out;
-        }
+    COGS_TRY(q.ForEachRow([&] {
         LedgerEntry& e = out.emplace_back();
         e.key = q.ColumnText(0);
         e.seq = static_cast<uint64_t>(q.ColumnInt(1));
@@ -45,7 +41,8 @@ Result<std::vector<LedgerEntry>> LedgerTable::LoadAll() {
         }
         e.at_us = q.ColumnInt(7);
         e.done_at_us = q.ColumnInt(8);
-    }
+    }));
+    return out;
 }
 
 Status LedgerTable::Insert(const LedgerEntry& e) {

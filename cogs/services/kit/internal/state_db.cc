@@ -56,13 +56,7 @@ Result<std::unique_ptr<StateDb>> StateDb::Open(const std::string& path) {
 Status StateDb::ForEachRecord(
     const std::function<Status(std::string_view table, std::string_view id, std::string_view json)>& fn) {
     COGS_ASSIGN_OR_RETURN(sqlite::Stmt q, db_->Prepare("SELECT tbl, id, json FROM records ORDER BY tbl, id"));
-    while (true) {
-        COGS_ASSIGN_OR_RETURN(bool row, q.Step());
-        if (!row) {
-            return Ok();
-        }
-        COGS_TRY(fn(q.ColumnView(0), q.ColumnView(1), q.ColumnView(2)));
-    }
+    return q.ForEachRow([&] { return fn(q.ColumnView(0), q.ColumnView(1), q.ColumnView(2)); });
 }
 
 Status StateDb::Write(const std::vector<LedgerEntry>& entries, const std::vector<Tx::Write>& writes) {
