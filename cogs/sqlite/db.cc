@@ -158,8 +158,6 @@ std::string_view Stmt::ColumnView(int col) const {
 
 bool Stmt::ColumnIsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
 
-int64_t Stmt::Changes() const { return sqlite3_changes64(sqlite3_db_handle(stmt_)); }
-
 // ---- Db
 
 Result<std::unique_ptr<Db>> Db::Open(std::string path, const Options& options) {

@@ -101,9 +101,6 @@ public:
     std::string_view ColumnView(int col) const;
     bool ColumnIsNull(int col) const;
 
-    // Rows changed by the last INSERT/UPDATE/DELETE of this statement's connection.
-    int64_t Changes() const;
-
 private:
     friend class Db;
     Stmt(Db* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}

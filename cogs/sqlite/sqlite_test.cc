@@ -89,7 +89,7 @@ TEST_F(SqliteTest, AStatementIsReusedAcrossResets) {
     for (size_t i = 0; i < names.size(); ++i) {
         insert->Int(static_cast<int64_t>(i) + 1).Text(names[i]);
         ASSERT_TRUE(insert->Run());
-        EXPECT_EQ(insert->Changes(), 1);
+        EXPECT_EQ(db->Changes(), 1);
     }
     EXPECT_EQ(Names(*db), names);
 
