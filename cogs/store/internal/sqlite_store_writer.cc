@@ -187,16 +187,23 @@ SqliteStore::Verdict SqliteStore::ApplyGroup(const WriteGroup& g, Error* error) 
     return v;
 }
 
-// The group's parts in order; the first that is not kOk decides.
+// The group's parts in order; the first that is not kOk decides. A part the group does not have
+// is not called: most groups have one.
 SqliteStore::Verdict SqliteStore::ApplyWrites(const WriteGroup& g, Error* error) {
-    for (auto part :
-         {&SqliteStore::ApplyCreate, &SqliteStore::ApplyWorkflowUpdates, &SqliteStore::ApplyStepUpdates,
-          &SqliteStore::ApplyResources, &SqliteStore::ApplyEvents}) {
-        if (Verdict v = (this->*part)(g, error); v != Verdict::kOk) {
-            return v;
-        }
+    Verdict v = g.create ? ApplyCreate(g, error) : Verdict::kOk;
+    if (v == Verdict::kOk && !g.workflows.empty()) {
+        v = ApplyWorkflowUpdates(g, error);
     }
-    return Verdict::kOk;
+    if (v == Verdict::kOk && !g.steps.empty()) {
+        v = ApplyStepUpdates(g, error);
+    }
+    if (v == Verdict::kOk && !g.resources.empty()) {
+        v = ApplyResources(g, error);
+    }
+    if (v == Verdict::kOk && !g.events.empty()) {
+        v = ApplyEvents(g, error);
+    }
+    return v;
 }
 
 }  // namespace cogs::store::internal
