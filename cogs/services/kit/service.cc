@@ -122,16 +122,9 @@ public:
         if (path.empty()) {
             return Ok();
         }
-        auto db = internal::StateDb::Open(path);
-        if (!db) {
-            return MakeError(db.error());
-        }
-        db_ = std::move(*db);
-        auto entries = db_->LoadLedger();
-        if (!entries) {
-            return MakeError(entries.error());
-        }
-        for (auto& e : *entries) {
+        COGS_ASSIGN_OR_RETURN(db_, internal::StateDb::Open(path));
+        COGS_ASSIGN_OR_RETURN(auto entries, db_->LoadLedger());
+        for (auto& e : entries) {
             next_seq_ = std::max(next_seq_, e.seq + 1);
             std::string key = e.key;
             ledger_.emplace(std::move(key), std::move(e));

@@ -104,16 +104,9 @@ public:
         if (path.empty()) {
             return Ok();
         }
-        auto db = kit::LedgerFile::Open(path);
-        if (!db) {
-            return MakeError(db.error());
-        }
-        db_ = std::move(*db);
-        auto loaded = db_->LoadAll();
-        if (!loaded) {
-            return MakeError(loaded.error());
-        }
-        for (auto& e : *loaded) {
+        COGS_ASSIGN_OR_RETURN(db_, kit::LedgerFile::Open(path));
+        COGS_ASSIGN_OR_RETURN(auto loaded, db_->LoadAll());
+        for (auto& e : loaded) {
             Record r;
             r.seq = e.seq;
             r.action = Intern(e.action);
