@@ -3,7 +3,6 @@
 #include "cogs/store/store.h"
 
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "cogs/sqlite/db.h"
 #include "cogs/store/internal/sqlite_store.h"
 #include "cogs/store/records.h"
 
@@ -1337,10 +1337,11 @@ TEST_F(SqliteStoreTest, RefusesASchemaNewerThanItKnows) {
         auto s = Open();
         ASSERT_TRUE(s);
     }
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
-    sqlite3_close(db);
+    {
+        auto db = sqlite::Db::Open(path(), {});
+        ASSERT_TRUE(db) << db.error().ToString();
+        ASSERT_TRUE((*db)->Exec("PRAGMA user_version = 99"));
+    }
     auto s = Open();
     ASSERT_FALSE(s);
     EXPECT_EQ(s.error().code, ErrorCode::kFailedPrecondition);
@@ -1432,8 +1433,8 @@ constexpr const char* kSchemaV2 = R"sql(
 
 TEST_F(SqliteStoreTest, MigratesAVersion2DatabaseKeepingItsData) {
     {
-        sqlite3* db = nullptr;
-        ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+        auto db = sqlite::Db::Open(path(), {});
+        ASSERT_TRUE(db) << db.error().ToString();
         std::string sql = kSchemaV2;
         sql += R"sql(
             UPDATE counters SET value = 7 WHERE name = 'lease_token';
@@ -1444,9 +1445,8 @@ TEST_F(SqliteStoreTest, MigratesAVersion2DatabaseKeepingItsData) {
             INSERT INTO resources VALUES('server', 's1', 'p1', '{"status":"BUILD"}');
             INSERT INTO definitions VALUES('server.create', 1, 'steps: []');
         )sql";
-        char* err = nullptr;
-        ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << err;
-        sqlite3_close(db);
+        Status written = (*db)->Exec(sql);
+        ASSERT_TRUE(written) << written.error().ToString();
     }
     {
         auto opened = Open();
@@ -1486,14 +1486,9 @@ TEST_F(SqliteStoreTest, MigratesAVersion2DatabaseKeepingItsData) {
         ASSERT_TRUE(events) << events.error().ToString();
         EXPECT_EQ(Types(*events), (std::vector<std::string>{"step_succeeded"}));
     }
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
-    sqlite3_stmt* q = nullptr;
-    ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, nullptr), SQLITE_OK);
-    ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
-    EXPECT_EQ(sqlite3_column_int(q, 0), 3);
-    sqlite3_finalize(q);
-    sqlite3_close(db);
+    auto db = sqlite::Db::Open(path(), {});
+    ASSERT_TRUE(db) << db.error().ToString();
+    EXPECT_EQ((*db)->QueryInt("PRAGMA user_version"), 3);
 }
 
 TEST_F(SqliteStoreTest, OnCommitReportsEachTransactionOnceDurable) {

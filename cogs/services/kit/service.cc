@@ -15,6 +15,7 @@
 #include "cogs/runtime/clock.h"
 #include "cogs/services/kit/dispatch.h"
 #include "cogs/services/kit/internal/state_db.h"
+#include "cogs/services/kit/ledger.h"
 #include "cogs/wire/answer.h"
 
 namespace cogs::services::kit {
@@ -26,29 +27,6 @@ using workflow::ActionReply;
 
 constexpr std::string_view kDoSuffix = "/do";
 constexpr std::string_view kUndoSuffix = "/undo";
-
-enum class Outcome { kApplied, kRejected, kCompensated, kTombstone };
-
-std::string_view ToString(Outcome o) {
-    switch (o) {
-        case Outcome::kApplied:
-            return "applied";
-        case Outcome::kRejected:
-            return "rejected";
-        case Outcome::kCompensated:
-            return "compensated";
-        case Outcome::kTombstone:
-            return "tombstone";
-    }
-    return "applied";
-}
-
-Outcome OutcomeFrom(std::string_view s) {
-    return s == "rejected" ? Outcome::kRejected
-           : s == "compensated" ? Outcome::kCompensated
-           : s == "tombstone"   ? Outcome::kTombstone
-                                : Outcome::kApplied;
-}
 
 bool EndsWith(std::string_view s, std::string_view suffix) {
     return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
@@ -85,16 +63,7 @@ Error Retryable(Error e) {
 
 int64_t ToMicros(Duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
 
-struct Entry {
-    uint64_t seq = 0;
-    std::string action;
-    CallKind kind = CallKind::kDo;
-    Outcome outcome = Outcome::kApplied;
-    std::string output;  // JSON text, or the refusal message (kRejected)
-    ErrorCode code = ErrorCode::kFailedPrecondition;  // kRejected
-    int64_t at_us = 0;
-    int64_t done_at_us = 0;
-};
+using Entry = LedgerEntry;  // ledger.h
 
 }  // namespace
 
@@ -152,27 +121,12 @@ public:
         if (path.empty()) {
             return Ok();
         }
-        auto db = internal::StateDb::Open(path);
-        if (!db) {
-            return MakeError(db.error());
-        }
-        db_ = std::move(*db);
-        auto rows = db_->LoadLedger();
-        if (!rows) {
-            return MakeError(rows.error());
-        }
-        for (auto& r : *rows) {
-            Entry e;
-            e.seq = r.seq;
-            e.action = std::move(r.action);
-            e.kind = r.kind == "undo" ? CallKind::kUndo : CallKind::kDo;
-            e.outcome = OutcomeFrom(r.outcome);
-            e.output = std::move(r.output);
-            e.code = wire::ParseErrorCode(r.code).value_or(ErrorCode::kFailedPrecondition);
-            e.at_us = r.at_us;
-            e.done_at_us = r.done_at_us;
+        COGS_ASSIGN_OR_RETURN(db_, internal::StateDb::Open(path));
+        COGS_ASSIGN_OR_RETURN(auto entries, db_->LoadLedger());
+        for (auto& e : entries) {
             next_seq_ = std::max(next_seq_, e.seq + 1);
-            ledger_.emplace(std::move(r.key), std::move(e));
+            std::string key = e.key;
+            ledger_.emplace(std::move(key), std::move(e));
         }
         return db_->ForEachRecord(
             [this](std::string_view table, std::string_view id, std::string_view text) -> cogs::Status {
@@ -245,35 +199,13 @@ public:
     const FaultConfig& faults() const { return faults_; }
 
     std::string LedgerJson() const {
-        std::vector<std::pair<const std::string*, const Entry*>> sorted;
+        std::vector<Entry> sorted;
         sorted.reserve(ledger_.size());
         for (const auto& [k, e] : ledger_) {
-            sorted.emplace_back(&k, &e);
+            sorted.push_back(e);
         }
-        std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second->seq < b.second->seq; });
-        json::array a;
-        a.reserve(sorted.size());
-        for (const auto& [k, e] : sorted) {
-            json::object o;
-            o["seq"] = e->seq;
-            o["key"] = *k;
-            o["action"] = e->action;
-            o["kind"] = ToString(e->kind);
-            o["outcome"] = ToString(e->outcome);
-            if (e->outcome == Outcome::kRejected) {
-                o["error"] = e->output;
-                o["code"] = ToString(e->code);
-            } else {
-                boost::system::error_code ec;
-                o["output"] = json::parse(e->output, ec);
-            }
-            o["at_us"] = e->at_us;
-            if (e->done_at_us != 0) {
-                o["done_at_us"] = e->done_at_us;
-            }
-            a.push_back(std::move(o));
-        }
-        return json::serialize(a);
+        std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.seq < b.seq; });
+        return LedgerToJson(sorted);
     }
 
     std::string StatsJson() const {
@@ -464,7 +396,7 @@ private:
     // The answer a recorded key gets, now and on every re-send.
     Result<ActionReply> Recorded(const Entry& e) const {
         if (e.outcome == Outcome::kRejected) {
-            return MakeError(Error(e.code, e.output, false));
+            return MakeError(Error(e.code.value_or(ErrorCode::kFailedPrecondition), e.output, false));
         }
         ActionReply reply;
         if (e.done_at_us != 0 && clock_.WallUs() < e.done_at_us) {
@@ -480,21 +412,20 @@ private:
                         std::string output, ErrorCode code, int64_t done_at_us) {
         Entry e;
         e.seq = next_seq_++;
+        e.key = key;
         e.action = action;
         e.kind = kind;
         e.outcome = outcome;
         e.output = std::move(output);
-        e.code = code;
+        if (outcome == Outcome::kRejected) {
+            e.code = code;
+        }
         e.at_us = clock_.WallUs();
         e.done_at_us = done_at_us;
         auto [it, inserted] = ledger_.emplace(std::move(key), std::move(e));
         COGS_CHECK(inserted);
         if (db_) {
-            const Entry& r = it->second;
-            rows_.push_back(internal::LedgerRow{r.seq, it->first, r.action, std::string(ToString(r.kind)),
-                                                std::string(ToString(r.outcome)), r.output,
-                                                r.outcome == Outcome::kRejected ? std::string(ToString(r.code)) : "",
-                                                r.at_us, r.done_at_us});
+            rows_.push_back(it->second);
             ScheduleFlush();
         }
         return it->second;
@@ -580,7 +511,7 @@ private:
     ServiceStats stats_;
 
     bool flush_posted_ = false;
-    std::vector<internal::LedgerRow> rows_;  // made this turn, not yet committed
+    std::vector<Entry> rows_;  // made this turn, not yet committed
     std::vector<Tx::Write> writes_;
     std::vector<Waiting> waiting_;  // answers held until the batch commits
     std::vector<std::function<void()>> committed_;  // the domain's Write callbacks of the batch

@@ -9,7 +9,6 @@
 
 #include "cogs/base/check.h"
 #include "cogs/observe/metrics.h"
-#include "cogs/services/sim/internal/ledger_db.h"
 
 namespace cogs::services::sim {
 namespace {
@@ -58,20 +57,6 @@ struct Record {
 
 }  // namespace
 
-std::string_view ToString(Outcome outcome) {
-    switch (outcome) {
-        case Outcome::kApplied:
-            return "applied";
-        case Outcome::kRejected:
-            return "rejected";
-        case Outcome::kCompensated:
-            return "compensated";
-        case Outcome::kTombstone:
-            return "tombstone";
-    }
-    return "applied";
-}
-
 class SimService::Impl : public std::enable_shared_from_this<SimService::Impl> {
 public:
     Impl(asio::io_context& io, SimOptions options)
@@ -110,7 +95,7 @@ public:
     ~Impl() {
         // Entries made in this turn are written even though their answers will never leave.
         if (db_ && !batch_.empty()) {
-            (void)db_->Write(batch_);
+            (void)db_->Append(batch_);
         }
     }
 
@@ -118,16 +103,9 @@ public:
         if (path.empty()) {
             return Ok();
         }
-        auto db = internal::LedgerDb::Open(path);
-        if (!db) {
-            return MakeError(db.error());
-        }
-        db_ = std::move(*db);
-        auto loaded = db_->LoadAll();
-        if (!loaded) {
-            return MakeError(loaded.error());
-        }
-        for (auto& e : *loaded) {
+        COGS_ASSIGN_OR_RETURN(db_, kit::LedgerFile::Open(path));
+        COGS_ASSIGN_OR_RETURN(auto loaded, db_->LoadAll());
+        for (auto& e : loaded) {
             Record r;
             r.seq = e.seq;
             r.action = Intern(e.action);
@@ -399,7 +377,7 @@ private:
     }
 
     void Flush() {
-        auto written = db_->Write(batch_);
+        auto written = db_->Append(batch_);
         if (!written) {
             // Nothing of this batch is durable: forget it, and turn every answer that waited for it
             // into a retryable error (the caller re-sends; nothing was applied).
@@ -499,7 +477,7 @@ private:
     FaultConfig faults_;
     kit::FaultRoller roller_;
     kit::FaultCounter fault_counter_;
-    std::unique_ptr<internal::LedgerDb> db_;
+    std::unique_ptr<kit::LedgerFile> db_;
 
     std::unordered_map<std::string, Record> records_;
     std::vector<std::string> actions_;
@@ -553,31 +531,6 @@ std::string SimService::LedgerJson() const { return LedgerToJson(Ledger()); }
 std::string SimService::StatsJson() const { return ToJson(stats()); }
 
 // ---- JSON ----
-
-std::string LedgerToJson(const std::vector<LedgerEntry>& entries) {
-    json::array a;
-    a.reserve(entries.size());
-    for (const auto& e : entries) {
-        json::object o;
-        o["seq"] = e.seq;
-        o["key"] = e.key;
-        o["action"] = e.action;
-        o["kind"] = ToString(e.kind);
-        o["outcome"] = ToString(e.outcome);
-        if (e.outcome == Outcome::kRejected) {
-            o["error"] = e.output;
-        } else {
-            boost::system::error_code ec;
-            o["output"] = json::parse(e.output, ec);
-        }
-        o["at_us"] = e.at_us;
-        if (e.done_at_us != 0) {
-            o["done_at_us"] = e.done_at_us;
-        }
-        a.push_back(std::move(o));
-    }
-    return json::serialize(a);
-}
 
 std::string ToJson(const SimStats& s) {
     json::object o;

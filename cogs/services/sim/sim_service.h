@@ -60,6 +60,7 @@
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
 #include "cogs/services/kit/faults.h"
+#include "cogs/services/kit/ledger.h"
 #include "cogs/services/kit/protocol.h"
 #include "cogs/workflow/service.h"
 
@@ -69,9 +70,14 @@ class io_context;
 
 namespace cogs::services::sim {
 
-// The fault settings and their JSON (PUT /v1/faults) are the kit's, shared with every micro-service.
+// The fault settings and their JSON (PUT /v1/faults) are the kit's, shared with every micro-service,
+// and so are the ledger's record, its JSON (GET /v1/ledger) and its file (kit/ledger.h). The sim's
+// entries have no refusal code: every refusal is kFailedPrecondition.
 using kit::CallKind;
 using kit::FaultConfig;
+using kit::LedgerEntry;
+using kit::LedgerToJson;
+using kit::Outcome;
 using kit::ParseFaultConfig;
 using kit::ToJson;
 using kit::ToString;
@@ -81,25 +87,6 @@ struct SimOptions {
     FaultConfig faults{};
     uint64_t seed = 1;  // for the fault draws: the same seed and calls give the same faults
     observe::Metrics* metrics = nullptr;  // where to count faults and sample the ledger; null: nowhere
-};
-
-enum class Outcome {
-    kApplied,      // a do that took effect
-    kRejected,     // a do refused for good (permanent fault); nothing applied
-    kCompensated,  // an undo of an applied do
-    kTombstone,    // an undo that found nothing applied; refuses a later do
-};
-std::string_view ToString(Outcome outcome);
-
-struct LedgerEntry {
-    uint64_t seq = 0;  // 1, 2, ...: the order in which entries were made
-    std::string key;   // the idempotency key as received
-    std::string action;
-    CallKind kind = CallKind::kDo;
-    Outcome outcome = Outcome::kApplied;
-    std::string output;      // the JSON answered (applied, compensated, tombstone) or the refusal message
-    int64_t at_us = 0;       // wall clock, when the entry was made
-    int64_t done_at_us = 0;  // a long action: when it finishes (Status reports accepted before); else 0
 };
 
 struct LedgerCounts {
@@ -173,8 +160,7 @@ private:
     std::shared_ptr<Impl> impl_;  // shared: posted work holds it weakly
 };
 
-// The ledger as a JSON array (GET /v1/ledger), and the stats as a JSON object (GET /v1/stats).
-std::string LedgerToJson(const std::vector<LedgerEntry>& entries);
+// The stats as a JSON object (GET /v1/stats).
 std::string ToJson(const SimStats& stats);
 
 }  // namespace cogs::services::sim

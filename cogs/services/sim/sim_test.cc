@@ -16,6 +16,7 @@
 #include "cogs/services/kit/protocol.h"
 #include "cogs/services/sim/sim_client.h"
 #include "cogs/services/sim/sim_service.h"
+#include "cogs/sqlite/db.h"
 
 namespace cogs::services::sim {
 namespace {
@@ -363,6 +364,45 @@ TEST_F(SimTest, LedgerSurvivesARestart) {
     ASSERT_TRUE(fresh);
     EXPECT_EQ(Parse(fresh->output).as_object()["seq"].to_number<int64_t>(), 6) << "sequence continues";
     EXPECT_EQ(service_->stats().applied, 1u);
+    std::filesystem::remove_all(std::filesystem::path(path).parent_path());
+}
+
+// A ledger written by the sim before its record was shared with the kit (no code column, no
+// schema version): a service restarted on it answers every key from it.
+TEST_F(SimTest, ALedgerOfTheOlderLayoutIsLoaded) {
+    const std::string path = TempPath("ledger.db");
+    {
+        auto db = sqlite::Db::Open(path, {});
+        ASSERT_TRUE(db) << db.error().ToString();
+        ASSERT_TRUE((*db)->Exec(R"sql(
+            PRAGMA journal_mode = WAL;
+            CREATE TABLE ledger (key TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, action TEXT NOT NULL,
+                kind TEXT NOT NULL, outcome TEXT NOT NULL, output TEXT NOT NULL, at_us INTEGER NOT NULL,
+                done_at_us INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+            INSERT INTO ledger VALUES('wf1/ip/do', 1, 'allocate_ip', 'do', 'applied',
+                '{"id":"sim-1","action":"allocate_ip","seq":1,"ip":"10.0.0.1"}', 1, 0);
+            INSERT INTO ledger VALUES('wf2/ip/undo', 2, 'release_ip', 'undo', 'tombstone', '{}', 2, 0);
+            INSERT INTO ledger VALUES('wf3/vol/do', 3, 'create_volume', 'do', 'rejected', 'no room', 3, 0);
+        )sql"));
+    }
+    SimOptions options;
+    options.ledger_path = path;
+    Start(options);
+    EXPECT_EQ(service_->Ledger().size(), 3u);
+    EXPECT_EQ(service_->Counts().applied, 1u);
+    EXPECT_EQ(Invoke(Call("allocate_ip", "wf2/ip/do")).error().message, "compensated before applied");
+    auto refused = Invoke(Call("create_volume", "wf3/vol/do"));
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, ErrorCode::kFailedPrecondition);
+    EXPECT_EQ(refused.error().message, "no room");
+    ASSERT_TRUE(Invoke(Call("allocate_ip", "wf1/ip/do")));
+    auto fresh = Invoke(Call("boot", "wf4/boot/do"));
+    ASSERT_TRUE(fresh);
+    EXPECT_EQ(Parse(fresh->output).as_object()["seq"].to_number<int64_t>(), 4) << "sequence continues";
+
+    Start(options);  // and again, now on the shared layout
+    EXPECT_EQ(service_->Ledger().size(), 4u);
+    EXPECT_EQ(service_->stats().applied, 0u);
     std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 

@@ -1,0 +1,43 @@
+// The ledger's one durable form: the loader and writer of LedgerEntry (../ledger.h) on a SQLite
+// connection, used by a DomainService's state file (state_db.h) and by a LedgerFile. The table:
+//
+//   ledger(key TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, action TEXT NOT NULL,
+//          kind TEXT NOT NULL                -- do | undo
+//          outcome TEXT NOT NULL             -- applied | rejected | compensated | tombstone
+//          output TEXT NOT NULL              -- the answered JSON, or the refusal message
+//          code TEXT NOT NULL DEFAULT ''     -- a refusal's ErrorCode name; '' for none
+//          at_us INTEGER NOT NULL            -- wall clock, microseconds since the epoch
+//          done_at_us INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID   -- a long action: when it ends
+//
+// created by each file's own schema steps (state_db.cc, ledger.cc); statements name their columns,
+// so the column order of a migrated file does not matter.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "cogs/base/result.h"
+#include "cogs/services/kit/ledger.h"
+#include "cogs/sqlite/db.h"
+
+namespace cogs::services::kit::internal {
+
+class LedgerTable {
+public:
+    // Prepares the insert on `db` (which must outlive this and hold the table).
+    static Result<std::unique_ptr<LedgerTable>> Prepare(sqlite::Db& db);
+
+    // Every entry, in sequence order. An outcome this program does not know reads as applied; a
+    // refusal code it does not know as kFailedPrecondition.
+    Result<std::vector<LedgerEntry>> LoadAll();
+    // One row, inside the caller's transaction.
+    Status Insert(const LedgerEntry& e);
+
+private:
+    LedgerTable(sqlite::Db& db, sqlite::Stmt insert) : db_(db), insert_(std::move(insert)) {}
+
+    sqlite::Db& db_;
+    sqlite::Stmt insert_;
+};
+
+}  // namespace cogs::services::kit::internal

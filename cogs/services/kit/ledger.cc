@@ -1,0 +1,104 @@
+#include "cogs/services/kit/ledger.h"
+
+#include <boost/json.hpp>
+
+#include "cogs/services/kit/internal/ledger_table.h"
+#include "cogs/sqlite/db.h"
+
+namespace cogs::services::kit {
+namespace {
+
+namespace json = boost::json;
+
+// A ledger-only file. Version 1 is the simulated service's table as it was first released (no
+// refusal codes; also what a file written before there were versions holds, hence IF NOT EXISTS);
+// version 2 gives it the shared layout of internal/ledger_table.h. Never edit a released step.
+constexpr sqlite::Migration kLedgerFileSteps[] = {
+    {1, R"sql(
+CREATE TABLE IF NOT EXISTS ledger (
+    key        TEXT PRIMARY KEY,
+    seq        INTEGER NOT NULL UNIQUE,
+    action     TEXT NOT NULL,
+    kind       TEXT NOT NULL,     -- do | undo
+    outcome    TEXT NOT NULL,     -- applied | rejected | compensated | tombstone
+    output     TEXT NOT NULL,     -- the answered JSON, or the refusal message
+    at_us      INTEGER NOT NULL,  -- wall clock, microseconds since the epoch
+    done_at_us INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+)sql"},
+    {2, "ALTER TABLE ledger ADD COLUMN code TEXT NOT NULL DEFAULT '';"},
+};
+
+constexpr sqlite::Schema kLedgerFile{"ledger", kLedgerFileSteps, "schema_version"};
+
+}  // namespace
+
+std::string_view ToString(Outcome outcome) {
+    switch (outcome) {
+        case Outcome::kApplied: return "applied";
+        case Outcome::kRejected: return "rejected";
+        case Outcome::kCompensated: return "compensated";
+        case Outcome::kTombstone: return "tombstone";
+    }
+    return "applied";
+}
+
+std::string LedgerToJson(const std::vector<LedgerEntry>& entries) {
+    json::array a;
+    a.reserve(entries.size());
+    for (const auto& e : entries) {
+        json::object o;
+        o["seq"] = e.seq;
+        o["key"] = e.key;
+        o["action"] = e.action;
+        o["kind"] = ToString(e.kind);
+        o["outcome"] = ToString(e.outcome);
+        if (e.outcome == Outcome::kRejected) {
+            o["error"] = e.output;
+            if (e.code) {
+                o["code"] = ToString(*e.code);
+            }
+        } else {
+            boost::system::error_code ec;
+            o["output"] = json::parse(e.output, ec);
+        }
+        o["at_us"] = e.at_us;
+        if (e.done_at_us != 0) {
+            o["done_at_us"] = e.done_at_us;
+        }
+        a.push_back(std::move(o));
+    }
+    return json::serialize(a);
+}
+
+LedgerFile::LedgerFile(std::unique_ptr<sqlite::Db> db, std::unique_ptr<internal::LedgerTable> table)
+    : db_(std::move(db)), table_(std::move(table)) {}
+
+LedgerFile::~LedgerFile() = default;
+
+Result<std::unique_ptr<LedgerFile>> LedgerFile::Open(const std::string& path) {
+    sqlite::Options options;
+    options.wal = true;
+    options.synchronous = sqlite::Synchronous::kNormal;
+    options.busy_timeout_ms = 5000;
+    COGS_ASSIGN_OR_RETURN(auto db, sqlite::Db::Open(path, options));
+    COGS_TRY(sqlite::Migrate(*db, kLedgerFile));
+    COGS_ASSIGN_OR_RETURN(auto table, internal::LedgerTable::Prepare(*db));
+    return std::unique_ptr<LedgerFile>(new LedgerFile(std::move(db), std::move(table)));
+}
+
+Result<std::vector<LedgerEntry>> LedgerFile::LoadAll() { return table_->LoadAll(); }
+
+Status LedgerFile::Append(const std::vector<LedgerEntry>& entries) {
+    if (entries.empty()) {
+        return Ok();
+    }
+    return db_->Transact([&]() -> Status {
+        for (const LedgerEntry& e : entries) {
+            COGS_TRY(table_->Insert(e));
+        }
+        return Ok();
+    });
+}
+
+}  // namespace cogs::services::kit

@@ -1,0 +1,226 @@
+// Opening and closing the store: the schema and its migrations, the lock file that keeps a second
+// process out, the writer connection's pragmas, and the expiry of earlier owners' leases.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "cogs/store/internal/sqlite_store_impl.h"
+
+namespace cogs::store {
+namespace internal {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Schema. Each entry migrates version i - 1 to i (PRAGMA user_version). Never edit a released
+// entry: append a new one (ALTER TABLE ... ADD COLUMN ...) instead.
+constexpr sqlite::Migration kMigrations[] = {
+    // 1: the initial schema.
+    {1, R"sql(
+    CREATE TABLE workflows(
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        input TEXT NOT NULL,
+        state INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        cancel_requested INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        deadline_ms INTEGER NOT NULL,
+        finished_ms INTEGER NOT NULL,
+        trace TEXT NOT NULL,
+        fence INTEGER NOT NULL,
+        owner TEXT NOT NULL,
+        step_count INTEGER NOT NULL);
+    CREATE INDEX workflows_by_state ON workflows(state, id);
+    CREATE INDEX workflows_by_type ON workflows(type, state, id);
+    CREATE INDEX workflows_active ON workflows(fence) WHERE state <= 1;
+
+    CREATE TABLE steps(
+        workflow_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        state INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        comp_attempts INTEGER NOT NULL,
+        applied INTEGER NOT NULL,
+        next_at_ms INTEGER NOT NULL,
+        started_ms INTEGER NOT NULL,
+        finished_ms INTEGER NOT NULL,
+        output TEXT NOT NULL,
+        error TEXT NOT NULL,
+        log TEXT NOT NULL,
+        fence INTEGER NOT NULL,
+        PRIMARY KEY(workflow_id, idx)) WITHOUT ROWID;
+    -- A step has a row from its first change on; a step without one is pending (the workflow's
+    -- step_count says how many there are). Most steps of a new workflow are pending, so creating
+    -- a workflow writes one or two rows instead of one per step.
+
+    CREATE TABLE leases(
+        owner TEXT PRIMARY KEY,
+        token INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL);
+    CREATE UNIQUE INDEX leases_by_token ON leases(token);
+
+    CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO counters(name, value) VALUES('lease_token', 0);
+
+    CREATE TABLE definitions(
+        type TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY(type, version));
+    )sql"},
+    // 2: the control plane's desired state, and the tenant of each workflow.
+    {2, R"sql(
+    ALTER TABLE workflows ADD COLUMN project TEXT NOT NULL DEFAULT '';
+    CREATE INDEX workflows_by_project ON workflows(project, id);
+    CREATE TABLE resources(
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        project TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY(kind, id)) WITHOUT ROWID;
+    )sql"},
+    // 3: the resource each workflow works on, and every resource's event history.
+    {3, R"sql(
+    ALTER TABLE workflows ADD COLUMN resource_kind TEXT NOT NULL DEFAULT '';
+    ALTER TABLE workflows ADD COLUMN resource_id TEXT NOT NULL DEFAULT '';
+    -- AUTOINCREMENT: a seq is never reused, even after pruning removed the newest events, so a
+    -- reader following the history with after_seq never misses one.
+    CREATE TABLE events(
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_ms INTEGER NOT NULL,
+        project TEXT NOT NULL,
+        resource_kind TEXT NOT NULL,
+        resource_id TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        message TEXT NOT NULL,
+        trace_id TEXT NOT NULL);
+    CREATE INDEX events_by_resource ON events(resource_kind, resource_id, seq);
+    CREATE INDEX events_by_project ON events(project, seq);
+    CREATE INDEX events_by_workflow ON events(workflow_id, seq);
+    )sql"},
+};
+
+}  // namespace
+
+const sqlite::Schema kSchema{"store", kMigrations, ""};
+
+// The exclusive lock on "<path>.lock", held until the object goes.
+class LockFile {
+public:
+    explicit LockFile(int fd) : fd_(fd) {}
+    LockFile(const LockFile&) = delete;
+    LockFile& operator=(const LockFile&) = delete;
+    ~LockFile() { ::close(fd_); }  // closing the only descriptor releases the flock
+
+    static Result<std::unique_ptr<LockFile>> Acquire(const std::string& db_path) {
+        std::string path = db_path + ".lock";
+        int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            return MakeError(ErrorCode::kUnavailable, "open " + path + ": " + std::strerror(errno));
+        }
+        auto lock = std::make_unique<LockFile>(fd);
+        if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int err = errno;
+            if (err == EWOULDBLOCK) {
+                return MakeError(
+                    ErrorCode::kFailedPrecondition,
+                    "store " + db_path + " is in use by another process (" + path + " is locked)");
+            }
+            return MakeError(ErrorCode::kUnavailable, "flock " + path + ": " + std::strerror(err));
+        }
+        return lock;
+    }
+
+private:
+    int fd_;
+};
+
+namespace {
+
+// Opens the writer connection: WAL, pragmas, migrations, expiry of earlier owners' leases.
+Result<std::unique_ptr<Connection>> OpenWriter(const SqliteOptions& options) {
+    sqlite::Options o;
+    // Anything but WAL (e.g. a file system without shared memory) would silently lose what the
+    // design relies on: readers beside the writer. Open refuses it.
+    o.wal = true;
+    o.synchronous = options.synchronous_full ? sqlite::Synchronous::kFull : sqlite::Synchronous::kNormal;
+    o.busy_timeout_ms = 5000;
+    o.pragmas = {
+        "cache_size = -65536",  // 64 MiB
+        // Checkpoint every ~40 MiB of WAL instead of every 4 MiB: a page updated by many commits is
+        // copied back to the database once per checkpoint, and checkpoints run on the writer thread.
+        "wal_autocheckpoint = 10000",
+        "journal_size_limit = 67108864",  // truncate the WAL back to 64 MiB after checkpoints
+    };
+    COGS_ASSIGN_OR_RETURN(auto db, Connection::Open(options.path, o));
+    COGS_TRY(sqlite::Migrate(db->db(), kSchema));
+    // We hold the lock file, so whoever held these leases is gone: their work is claimable now.
+    COGS_TRY(db->db().Exec("UPDATE leases SET expires_ms = 0"));
+    COGS_TRY(db->PrepareAll());
+    return db;
+}
+
+}  // namespace
+
+SqliteStore::SqliteStore(SqliteOptions options, SqliteFaults faults, std::unique_ptr<LockFile> lock,
+                         std::unique_ptr<Connection> writer, std::unique_ptr<WalSyncer> syncer)
+    : options_(std::move(options)),
+      faults_(std::move(faults)),
+      lock_(std::move(lock)),
+      writer_db_(std::move(writer)),
+      syncer_(std::move(syncer)) {
+    writer_ = std::thread([this] { WriterLoop(); });
+}
+
+SqliteStore::~SqliteStore() {
+    {
+        std::lock_guard lock(mu_);
+        stopping_ = true;
+    }
+    cv_.notify_one();
+    writer_.join();
+    // Then members go in reverse order: connections close, then the lock file is released.
+}
+
+Result<std::unique_ptr<Connection>> SqliteStore::OpenReader() {
+    sqlite::Options o;
+    o.create = false;
+    o.busy_timeout_ms = 5000;
+    o.query_only = true;
+    COGS_ASSIGN_OR_RETURN(auto db, Connection::Open(options_.path, o));
+    COGS_TRY(db->PrepareAll());
+    return db;
+}
+
+Result<std::unique_ptr<Store>> OpenSqliteStoreWithFaults(const SqliteOptions& options, SqliteFaults faults) {
+    if (options.path.empty()) {
+        return MakeError(ErrorCode::kInvalidArgument, "store path is empty");
+    }
+    if (options.max_batch_groups < 1) {
+        return MakeError(ErrorCode::kInvalidArgument, "max_batch_groups must be at least 1");
+    }
+    COGS_ASSIGN_OR_RETURN(auto lock, LockFile::Acquire(options.path));
+    COGS_ASSIGN_OR_RETURN(auto db, OpenWriter(options));
+    std::unique_ptr<WalSyncer> syncer;
+    if (options.synchronous_full && options.pipelined_sync) {
+        COGS_ASSIGN_OR_RETURN(syncer, WalSyncer::Open(options.path));
+        // From here on the syncer makes each commit durable before it is acknowledged.
+        COGS_TRY(db->db().Exec("PRAGMA synchronous = NORMAL"));
+    }
+    return std::make_unique<SqliteStore>(options, std::move(faults), std::move(lock), std::move(db),
+                                         std::move(syncer));
+}
+
+}  // namespace internal
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options) {
+    return internal::OpenSqliteStoreWithFaults(options, {});
+}
+
+}  // namespace cogs::store
