@@ -4,6 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/json/parse.hpp>
+#include <set>
 
 #include "cogs/base/secret.h"
 #include "cogs/cloud/api/http_api.h"
@@ -143,15 +144,16 @@ Status Cloud::Impl::Load() {
         COGS_TRY(ctx.PersistBlocking(std::move(expired)));
     }
     // Resources whose workflow ended while we were down take its outcome now.
-    std::vector<std::string> settle;
+    // (A server.create is the workflow of its server, port and volumes: each id once.)
+    std::set<std::string> settle;
     for (auto kind : kStatusKinds) {
         for (const auto& [id, r] : ctx.model.All(kind)) {
             if (Transitional(kind, r.status_text()) && !Str(r.body, "workflow_id").empty()) {
-                settle.push_back(Str(r.body, "workflow_id"));
+                settle.insert(Str(r.body, "workflow_id"));
             }
         }
     }
-    for (const auto& ev : ctx.EndedWorkflows(settle)) {
+    for (const auto& ev : ctx.EndedWorkflows({settle.begin(), settle.end()})) {
         ctx.Settle(ev);
     }
     return Ok();
@@ -279,15 +281,5 @@ std::shared_ptr<workflow::ServiceClient> Cloud::ComputeService() {
 }
 
 http::Handler Cloud::Handler() { return impl_->api.Handler(); }
-
-Cloud::Stats Cloud::stats() const {
-    Stats s;
-    s.servers = impl_->ctx.model.All(kServer).size();
-    s.hosts = impl_->ctx.model.All(kHost).size();
-    for (const auto& [name, r] : impl_->ctx.model.All(kHost)) {
-        s.hosts_up += impl_->monitor.Up(name) ? 1 : 0;
-    }
-    return s;
-}
 
 }  // namespace cogs::cloud

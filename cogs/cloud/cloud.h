@@ -107,13 +107,6 @@ public:
     // The API (docs/api.md) for http::StartServer: /healthz and /v1/..., on the io thread.
     http::Handler Handler();
 
-    struct Stats {
-        uint64_t servers = 0;
-        uint64_t hosts = 0;
-        uint64_t hosts_up = 0;
-    };
-    Stats stats() const;
-
 private:
     class Impl;
     std::unique_ptr<Impl> impl_;

@@ -48,7 +48,7 @@ private:
     }
 
     void Act(const std::string& action, const std::string& input, Callback done) {
-        auto in = wire::Input::Parse(input, {}, "input");
+        auto in = wire::Input::ParseAny(input, "input");
         if (!in) {
             return Reply(std::move(done),
                          MakeError(ErrorCode::kInvalidArgument, "scheduler: input must be a JSON object"));

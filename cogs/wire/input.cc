@@ -38,8 +38,7 @@ bool ValidId(std::string_view id) {
 
 Input::Input(json::object object, std::string path) : object_(std::move(object)), path_(std::move(path)) {}
 
-Result<Input> Input::Parse(std::string_view text, std::initializer_list<std::string_view> known,
-                           std::string_view whole) {
+Result<Input> Input::ParseAny(std::string_view text, std::string_view whole) {
     if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) {
         return Input(json::object{});
     }
@@ -51,10 +50,13 @@ Result<Input> Input::Parse(std::string_view text, std::initializer_list<std::str
     if (!v.is_object()) {
         return MakeError(FieldError(whole, "must be a JSON object"));
     }
-    Input in(std::move(v.get_object()));
-    if (known.size() > 0) {
-        COGS_TRY(in.Known(known));
-    }
+    return Input(std::move(v.get_object()));
+}
+
+Result<Input> Input::Parse(std::string_view text, std::initializer_list<std::string_view> known,
+                           std::string_view whole) {
+    COGS_ASSIGN_OR_RETURN(Input in, ParseAny(text, whole));
+    COGS_TRY(in.Known(known));
     return in;
 }
 

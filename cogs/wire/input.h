@@ -48,10 +48,12 @@ struct List {
 
 class Input {
 public:
-    // `text` must be a JSON object; blank text is {}. With `known` non-empty, any other key is
-    // refused. `whole` names the text itself in its errors ("body: not JSON: ...").
-    static Result<Input> Parse(std::string_view text, std::initializer_list<std::string_view> known = {},
+    // `text` must be a JSON object whose keys are all in `known` (none allowed when it is empty);
+    // blank text is {}. `whole` names the text itself in its errors ("body: not JSON: ...").
+    static Result<Input> Parse(std::string_view text, std::initializer_list<std::string_view> known,
                                std::string_view whole = "body");
+    // The same with any keys (a record cogs wrote, or an input whose keys are checked later).
+    static Result<Input> ParseAny(std::string_view text, std::string_view whole = "body");
     // An object already parsed; `path` prefixes every field name in errors ("request").
     explicit Input(json::object object, std::string path = "");
 

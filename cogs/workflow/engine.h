@@ -166,6 +166,8 @@ class Engine {
 public:
     Engine(boost::asio::io_context& io, store::Store& store, Registry& registry, const ServiceCatalog& services,
            EngineOptions options);
+    // Call Shutdown() and flush the store (Store::Flush) first: a commit of the engine's that
+    // completes after the engine is gone would reach it.
     ~Engine();
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;

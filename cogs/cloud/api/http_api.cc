@@ -53,7 +53,7 @@ struct HttpApi::State {
     const Router& router;
     Authenticator authenticate;
     size_t max_inflight;
-    ApiStats stats;
+    size_t inflight = 0;  // requests being served
     observe::Counter rejected_overload;
     observe::Counter rejected_unauthenticated;
 };
@@ -62,11 +62,8 @@ HttpApi::HttpApi(boost::asio::io_context& io, const Router& router, Authenticato
                  size_t max_inflight, observe::Metrics* metrics)
     : state_(std::make_shared<State>(io, router, std::move(authenticate), max_inflight, metrics)) {}
 
-ApiStats HttpApi::stats() const { return state_->stats; }
-
 http::Handler HttpApi::Handler() {
     return [state = state_](http::Request req, http::Respond respond) {
-        ++state->stats.requests;
         const std::string path = req.Path();
         // The API's span: a child of the caller's, or the root of a new trace.
         const auto parent = observe::ParseTraceparent(req.Header("traceparent"));
@@ -84,8 +81,7 @@ http::Handler HttpApi::Handler() {
             return respond(
                 wire::ApiError(Error(ErrorCode::kNotFound, "no route " + req.method + " " + path)));
         }
-        if (state->stats.inflight >= state->max_inflight) {
-            ++state->stats.rejected_overload;
+        if (state->inflight >= state->max_inflight) {
             state->rejected_overload.Inc();
             return respond(wire::ApiError(
                 Error(ErrorCode::kResourceExhausted, "too many requests in flight: retry later")));
@@ -95,7 +91,6 @@ http::Handler HttpApi::Handler() {
         token = token.starts_with("Bearer ") ? token.substr(7) : std::string_view();
         auto who = state->authenticate(token);
         if (!who) {
-            ++state->stats.unauthenticated;
             state->rejected_unauthenticated.Inc();
             http::Response r = wire::ApiError(Error(ErrorCode::kUnauthenticated, who.error().message));
             r.headers.emplace_back("www-authenticate", "Bearer");
@@ -123,11 +118,11 @@ http::Handler HttpApi::Handler() {
         call.body = std::move(req.body);
         call.idempotency_key = req.Header("idempotency-key");
         call.traceparent = traceparent;
-        ++state->stats.inflight;
+        ++state->inflight;
         // Never inline: the handler may be mid-parse when the route answers at once.
         call.respond = [state, respond = std::move(respond)](http::Response r) mutable {
             boost::asio::post(state->io, [state, respond = std::move(respond), r = std::move(r)]() mutable {
-                --state->stats.inflight;
+                --state->inflight;
                 respond(std::move(r));
             });
         };

@@ -29,13 +29,6 @@ class io_context;
 
 namespace cogs::cloud {
 
-struct ApiStats {
-    uint64_t requests = 0;
-    uint64_t rejected_overload = 0;
-    uint64_t unauthenticated = 0;
-    size_t inflight = 0;
-};
-
 class HttpApi {
 public:
     using Authenticator = std::function<Result<Principal>(std::string_view bearer_token)>;
@@ -44,7 +37,6 @@ public:
             size_t max_inflight, observe::Metrics* metrics);
     // The handler to give http::StartServer; it must run on the io thread.
     http::Handler Handler();
-    ApiStats stats() const;
 
 private:
     struct State;

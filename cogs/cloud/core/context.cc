@@ -175,6 +175,19 @@ void Context::Revert(std::string_view kind, const std::string& id, const std::st
     }
 }
 
+Launch Context::Transition(Res& r, std::string_view to, std::string type, json::object input,
+                           std::string traceparent) {
+    const std::string was = r.status_text();
+    r.body["_prev_status"] = was;
+    r.body["status"] = to;
+    return Launch{.type = std::move(type),
+                  .input = std::move(input),
+                  .changed = {&r},
+                  .undo = [this, kind = r.kind, id = r.id, was] { Revert(kind, id, was); },
+                  .on = &r,
+                  .traceparent = std::move(traceparent)};
+}
+
 store::EventRecord Context::Event(std::string_view kind, const std::string& id, const std::string& project,
                                   std::string type, std::string message, const std::string& workflow_id,
                                   const std::string& traceparent) const {

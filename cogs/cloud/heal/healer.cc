@@ -100,7 +100,6 @@ void Healer::Repair(Res& s) {
 // elsewhere) or server.repair (rebuild in place). All keep the server's id, port, address and
 // volumes.
 void Healer::StartMove(Res& s, const Move& mv) {
-    const std::string status = s.status_text();
     const Res* flavor = ctx_.model.Find(kFlavor, Str(s.body, "flavor_id"));
     std::string policy = "none";
     if (const Res* g = ctx_.model.Find(kGroup, Str(s.body, "server_group_id")))
@@ -124,18 +123,12 @@ void Healer::StartMove(Res& s, const Move& mv) {
         {"group_id", Str(s.body, "server_group_id")},
         {"policy", policy},
         {"weigher", "spread"}};
-    s.set_status(mv.type == "server.migrate" ? ServerStatus::kMigrating : ServerStatus::kRebuild);
-    s.body["_prev_status"] = status;
     moving_.insert(s.id);
     metrics_.started.With({{"type", mv.type}}).Inc();
     const std::string id = s.id;
     observe::Log("cloud").info("server {}: {} from host {}", id, mv.type, mv.from_host);
-    Launch l{.type = mv.type,
-             .input = std::move(input),
-             .changed = {&s},
-             .undo = [this, id, status] { ctx_.Revert(kServer, id, status); },
-             .on = &s,
-             .traceparent = observe::TraceContext::New().ToTraceparent()};
+    Launch l = ctx_.Transition(s, ToString(mv.type == "server.migrate" ? ServerStatus::kMigrating : ServerStatus::kRebuild),
+                               mv.type, std::move(input), observe::TraceContext::New().ToTraceparent());
     ctx_.StartWorkflow(std::move(l), [this, id](Result<std::string> r) {
         if (!r) {
             moving_.erase(id);  // refused (the engine is full): the next heal pass tries again
@@ -207,20 +200,13 @@ void Healer::SettleMove(Settlement& st) {
     st.Save(*s);
     // A stopped server is moved as a stopped server.
     if (st.ok() && prev == ToString(ServerStatus::kShutoff)) {
-        s->set_status(ServerStatus::kStopping);
-        s->set_prev(ServerStatus::kActive);
         const std::string id = s->id;
         ctx_.Post([this, id] {
             Res* r = ctx_.model.Find(kServer, id);
-            if (r == nullptr || !r->is(ServerStatus::kStopping)) return;
-            Launch l{.type = "server.stop",
-                     .input = {{"server_id", id}, {"host", Str(r->body, "host")}},
-                     .changed = {r},
-                     .undo = [this,
-                              id] { ctx_.Revert(kServer, id, std::string(ToString(ServerStatus::kActive))); },
-                     .on = r,
-                     .traceparent = ""};
-            ctx_.StartWorkflow(std::move(l), nullptr);
+            if (r == nullptr || !r->is(ServerStatus::kActive)) return;
+            ctx_.StartWorkflow(ctx_.Transition(*r, ToString(ServerStatus::kStopping), "server.stop",
+                                               {{"server_id", id}, {"host", Str(r->body, "host")}}, ""),
+                               nullptr);
         });
     }
 }

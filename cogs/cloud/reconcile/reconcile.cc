@@ -78,33 +78,48 @@ private:
 
 }  // namespace
 
+namespace {
+
+// Reads each object of array `field` with `read` (a Result<T>); the key `key` of each (its id, or a
+// host's name) must not be listed twice: "hosts[1].name: host 'h1' listed twice".
+template <typename T, typename Read>
+Result<std::vector<T>> ReadEach(const InventoryReader& r, const Input& root, std::string_view field,
+                                std::string_view key, std::string_view what, Read read) {
+    COGS_ASSIGN_OR_RETURN(auto items, r.Objects(root, field));
+    std::vector<T> out;
+    std::set<std::string> seen;
+    for (const Input& item : items) {
+        COGS_ASSIGN_OR_RETURN(std::string k, r.Required(item, key));
+        if (!seen.insert(k).second) {
+            return MakeError(r.Bad(item.Name(key) + ": " + std::string(what) + " '" + k + "' listed twice"));
+        }
+        COGS_ASSIGN_OR_RETURN(T value, read(item, std::move(k)));
+        out.push_back(std::move(value));
+    }
+    return out;
+}
+
+}  // namespace
+
 Result<ComputeInventory> ParseComputeInventory(std::string_view text, int64_t read_at_ms) {
     const InventoryReader r("compute");
     COGS_ASSIGN_OR_RETURN(auto root, r.Root(text));
     ComputeInventory inv;
     inv.read_at_ms = read_at_ms;
-    COGS_ASSIGN_OR_RETURN(auto hosts, r.Objects(root, "hosts"));
-    std::set<std::string> names;
-    for (const Input& h : hosts) {
-        COGS_ASSIGN_OR_RETURN(auto name, r.Required(h, "name"));
-        if (!names.insert(name).second) {
-            return MakeError(r.Bad(h.Name("name") + ": host '" + name + "' listed twice"));
-        }
-        inv.hosts.push_back(std::move(name));
-    }
-    COGS_ASSIGN_OR_RETURN(auto instances, r.Objects(root, "instances"));
-    std::set<std::string> ids;
-    for (const Input& o : instances) {
-        COGS_ASSIGN_OR_RETURN(auto id, r.Required(o, "id"));
-        COGS_ASSIGN_OR_RETURN(auto host, r.Required(o, "host"));
-        COGS_ASSIGN_OR_RETURN(auto state, r.Required(o, "state"));
-        COGS_ASSIGN_OR_RETURN(auto port, r.Optional(o, "port_id"));
-        if (!ids.insert(id).second) {
-            return MakeError(r.Bad(o.Name("id") + ": instance '" + id + "' listed twice"));
-        }
-        inv.instances.push_back(
-            ActualInstance{std::move(id), std::move(host), std::move(state), std::move(port)});
-    }
+    COGS_ASSIGN_OR_RETURN(
+        inv.hosts,
+        ReadEach<std::string>(r, root, "hosts", "name", "host",
+                              [](const Input&, std::string name) -> Result<std::string> { return name; }));
+    COGS_ASSIGN_OR_RETURN(
+        inv.instances,
+        ReadEach<ActualInstance>(
+            r, root, "instances", "id", "instance",
+            [&r](const Input& o, std::string id) -> Result<ActualInstance> {
+                COGS_ASSIGN_OR_RETURN(auto host, r.Required(o, "host"));
+                COGS_ASSIGN_OR_RETURN(auto state, r.Required(o, "state"));
+                COGS_ASSIGN_OR_RETURN(auto port, r.Optional(o, "port_id"));
+                return ActualInstance{std::move(id), std::move(host), std::move(state), std::move(port)};
+            }));
     return inv;
 }
 
@@ -113,25 +128,26 @@ Result<NetworkInventory> ParseNetworkInventory(std::string_view text, int64_t re
     COGS_ASSIGN_OR_RETURN(auto root, r.Root(text));
     NetworkInventory inv;
     inv.read_at_ms = read_at_ms;
-    COGS_ASSIGN_OR_RETURN(auto ports, r.Objects(root, "ports"));
-    std::set<std::string> ids;
-    for (const Input& o : ports) {
-        COGS_ASSIGN_OR_RETURN(auto id, r.Required(o, "id"));
-        COGS_ASSIGN_OR_RETURN(auto network, r.Required(o, "network_id"));
-        COGS_ASSIGN_OR_RETURN(auto device, r.Optional(o, "device_id"));
-        COGS_ASSIGN_OR_RETURN(auto ip, r.Optional(o, "fixed_ip"));
-        if (!ids.insert(id).second) {
-            return MakeError(r.Bad(o.Name("id") + ": port '" + id + "' listed twice"));
-        }
-        inv.ports.push_back(ActualPort{std::move(id), std::move(network), std::move(device), std::move(ip)});
-    }
+    COGS_ASSIGN_OR_RETURN(
+        inv.ports,
+        ReadEach<ActualPort>(
+            r, root, "ports", "id", "port", [&r](const Input& o, std::string id) -> Result<ActualPort> {
+                COGS_ASSIGN_OR_RETURN(auto net, r.Required(o, "network_id"));
+                COGS_ASSIGN_OR_RETURN(auto dev, r.Optional(o, "device_id"));
+                COGS_ASSIGN_OR_RETURN(auto ip, r.Optional(o, "fixed_ip"));
+                return ActualPort{std::move(id), std::move(net), std::move(dev), std::move(ip)};
+            }));
     // Every address is a port's (the service derives the list from its ports): one that names no
     // port means the inventory is not what the service's README says, and none of it is trusted.
+    std::set<std::string> ports;
+    for (const auto& p : inv.ports) {
+        ports.insert(p.id);
+    }
     COGS_ASSIGN_OR_RETURN(auto addresses, r.Objects(root, "addresses", /*optional=*/true));
     for (const Input& a : addresses) {
         COGS_ASSIGN_OR_RETURN(auto ip, r.Required(a, "ip"));
         COGS_ASSIGN_OR_RETURN(auto port, r.Required(a, "port_id"));
-        if (!ids.contains(port)) {
+        if (!ports.contains(port)) {
             return MakeError(r.Bad(a.Name("port_id") + ": address " + ip + " names port '" + port +
                                    "', which is not among the inventory's ports"));
         }
@@ -144,19 +160,15 @@ Result<VolumeInventory> ParseVolumeInventory(std::string_view text, int64_t read
     COGS_ASSIGN_OR_RETURN(auto root, r.Root(text));
     VolumeInventory inv;
     inv.read_at_ms = read_at_ms;
-    COGS_ASSIGN_OR_RETURN(auto volumes, r.Objects(root, "volumes"));
-    std::set<std::string> ids;
-    for (const Input& o : volumes) {
-        COGS_ASSIGN_OR_RETURN(auto id, r.Required(o, "id"));
-        COGS_ASSIGN_OR_RETURN(auto status, r.Required(o, "status"));
-        COGS_ASSIGN_OR_RETURN(auto server, r.Optional(o, "server_id"));
-        COGS_ASSIGN_OR_RETURN(auto host, r.Optional(o, "host"));
-        if (!ids.insert(id).second) {
-            return MakeError(r.Bad(o.Name("id") + ": volume '" + id + "' listed twice"));
-        }
-        inv.volumes.push_back(
-            ActualVolume{std::move(id), std::move(status), std::move(server), std::move(host)});
-    }
+    COGS_ASSIGN_OR_RETURN(
+        inv.volumes,
+        ReadEach<ActualVolume>(
+            r, root, "volumes", "id", "volume", [&r](const Input& o, std::string id) -> Result<ActualVolume> {
+                COGS_ASSIGN_OR_RETURN(auto status, r.Required(o, "status"));
+                COGS_ASSIGN_OR_RETURN(auto server, r.Optional(o, "server_id"));
+                COGS_ASSIGN_OR_RETURN(auto host, r.Optional(o, "host"));
+                return ActualVolume{std::move(id), std::move(status), std::move(server), std::move(host)};
+            }));
     return inv;
 }
 

@@ -94,28 +94,27 @@ void ReconcileLoop::ReadInventory(const std::shared_ptr<Scan>& scan, const std::
     reader->Get(
         "/v1/inventory", SteadyClock::now() + std::chrono::seconds(5),
         ctx_.Guard([this, scan, service, url, hosts = std::move(hosts), read_at](Result<std::string> body) {
+            // An inventory that does not parse is left out of the scan: nothing of it is judged.
+            auto take = [](auto inv, auto& slot) {
+                if (inv) {
+                    slot = std::move(*inv);
+                } else {
+                    observe::Log("cloud").warn("reconcile: {}", inv.error().ToString());
+                }
+            };
             if (!body) {
                 observe::Log("cloud").debug("reconcile: {} inventory at {}: {}", service, url,
                                             body.error().ToString());
             } else if (service == "network") {
-                auto inv = ParseNetworkInventory(*body, read_at);
-                if (inv)
-                    scan->actual.network = std::move(*inv);
-                else
-                    observe::Log("cloud").warn("reconcile: {}", inv.error().ToString());
+                take(ParseNetworkInventory(*body, read_at), scan->actual.network);
             } else if (service == "volume") {
-                auto inv = ParseVolumeInventory(*body, read_at);
-                if (inv)
-                    scan->actual.volume = std::move(*inv);
-                else
-                    observe::Log("cloud").warn("reconcile: {}", inv.error().ToString());
+                take(ParseVolumeInventory(*body, read_at), scan->actual.volume);
             } else {
-                auto inv = ParseComputeInventory(*body, read_at);
+                std::optional<ComputeInventory> inv;
+                take(ParseComputeInventory(*body, read_at), inv);
                 if (inv) {
                     inv->hosts = hosts;  // only the hosts that are up and served there
                     scan->actual.compute.push_back(std::move(*inv));
-                } else {
-                    observe::Log("cloud").warn("reconcile: {}", inv.error().ToString());
                 }
             }
             if (--scan->pending == 0) RunScan(*scan);
@@ -242,20 +241,20 @@ void ReconcileLoop::SettleRepair(Settlement& st) {
 // transitional with the same workflow at two passes in a row are looked up.
 void ReconcileLoop::SettleStuck() {
     std::map<std::string, std::string> now;
-    std::vector<std::string> check;
+    std::set<std::string> check;  // a workflow of several resources is looked up once
     for (auto kind : kStatusKinds) {
         for (const auto& [id, r] : ctx_.model.All(kind)) {
             const std::string wf = Str(r.body, "workflow_id");
             if (!Transitional(kind, r.status_text()) || wf.empty()) continue;
             const std::string key = std::string(kind) + "/" + id;
             auto seen = transitional_seen_.find(key);
-            if (seen != transitional_seen_.end() && seen->second == wf) check.push_back(wf);
+            if (seen != transitional_seen_.end() && seen->second == wf) check.insert(wf);
             now.emplace(key, wf);
         }
     }
     transitional_seen_ = std::move(now);
     if (check.empty()) return;
-    ctx_.OffThread([this, check] { return ctx_.EndedWorkflows(check); },
+    ctx_.OffThread([this, ids = std::vector<std::string>(check.begin(), check.end())] { return ctx_.EndedWorkflows(ids); },
                    [this](std::vector<workflow::FinishedEvent> ended) {
                        for (const auto& ev : ended) {
                            observe::Log("cloud").warn("{} {}: settling it: its workflow {} ended unreported",

@@ -135,7 +135,7 @@ void Hosts::Heartbeat(Call call) {
     auto found = Find(call);
     if (!found) return call.Fail(found.error());
     const std::string name = (*found)->id;
-    auto parsed = Input::Parse(call.body);
+    auto parsed = Input::ParseAny(call.body);
     if (!parsed) return call.Fail(FieldError("body", "must be a JSON object"));
     const json::object& in = parsed->object();
     monitor_.Renewed(name, "its lease is renewed again");

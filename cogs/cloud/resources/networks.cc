@@ -172,18 +172,10 @@ void Networks::Delete(Call call, std::string_view kind) {
         return r;
     }();
     if (!found) return call.Fail(found.error());
-    Res* r = *found;
-    const std::string status = r->status_text();
-    r->body["_prev_status"] = status;
-    r->set_status(NetStatus::kDeleting);
-    const std::string field = std::string(kind) + "_id";
-    Launch l{.type = std::string(kind) + ".delete",
-             .input = {{field, id}},
-             .changed = {r},
-             .undo = [this, kind, id, status] { ctx_.Revert(kind, id, status); },
-             .on = r,
-             .traceparent = call.traceparent};
-    StartAndAnswer(ctx_, std::move(l), call);
+    StartAndAnswer(ctx_,
+                   ctx_.Transition(**found, ToString(NetStatus::kDeleting), std::string(kind) + ".delete",
+                                   {{std::string(kind) + "_id", id}}, call.traceparent),
+                   call);
 }
 
 void Networks::SettleCreate(Settlement& s, std::string_view kind, std::string_view id_field,

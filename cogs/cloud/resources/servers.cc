@@ -180,21 +180,15 @@ void Servers::Delete(Call call) {
         return s;
     }();
     if (!found) return call.Fail(found.error());
-    Res* s = *found;
-    const std::string status = s->status_text();
-    s->body["_prev_status"] = status;
-    s->set_status(ServerStatus::kDeleting);
-    s->body["_delete_volumes"] = delete_volumes;
-    Launch l{.type = "server.delete",
-             .input = {{"server_id", id},
-                       {"host", Str(s->body, "host")},
-                       {"port_id", Str(s->body, "port_id")},
-                       {"volume_ids", ToArray(StrList(s->body, "volume_ids"))}},
-             .changed = {s},
-             .undo = [this, id, status] { ctx_.Revert(kServer, id, status); },
-             .on = s,
-             .traceparent = call.traceparent};
-    StartAndAnswer(ctx_, std::move(l), call);
+    Res& s = **found;
+    s.body["_delete_volumes"] = delete_volumes;
+    json::object input{{"server_id", id},
+                       {"host", Str(s.body, "host")},
+                       {"port_id", Str(s.body, "port_id")},
+                       {"volume_ids", ToArray(StrList(s.body, "volume_ids"))}};
+    StartAndAnswer(
+        ctx_, ctx_.Transition(s, ToString(ServerStatus::kDeleting), "server.delete", std::move(input), call.traceparent),
+        call);
 }
 
 void Servers::Act(Call call, std::string_view action) {
@@ -213,19 +207,14 @@ void Servers::Act(Call call, std::string_view action) {
         return s;
     }();
     if (!found) return call.Fail(found.error());
-    Res* s = *found;
-    const std::string status = s->status_text();
-    s->set_status(action == "start"  ? ServerStatus::kStarting
-                  : action == "stop" ? ServerStatus::kStopping
-                                     : ServerStatus::kReboot);
-    s->body["_prev_status"] = status;
-    Launch l{.type = "server." + std::string(action),
-             .input = {{"server_id", id}, {"host", Str(s->body, "host")}},
-             .changed = {s},
-             .undo = [this, id, status] { ctx_.Revert(kServer, id, status); },
-             .on = s,
-             .traceparent = call.traceparent};
-    StartAndAnswer(ctx_, std::move(l), call);
+    Res& s = **found;
+    const ServerStatus to = action == "start"  ? ServerStatus::kStarting
+                            : action == "stop" ? ServerStatus::kStopping
+                                               : ServerStatus::kReboot;
+    StartAndAnswer(ctx_,
+                   ctx_.Transition(s, ToString(to), "server." + std::string(action),
+                                   {{"server_id", id}, {"host", Str(s.body, "host")}}, call.traceparent),
+                   call);
 }
 
 void Servers::SettleCreate(Settlement& st) {
@@ -320,11 +309,17 @@ void Servers::SettleDelete(Settlement& st) {
         v->body["server_id"] = "";
         v->body["device"] = "";
         st.Note(*v, "detached", "detached from deleted server " + sid);
-        if (!delete_volumes) {
-            st.Save(*v);
-            continue;
+        st.Save(*v);
+        if (delete_volumes) {
+            // Once the detach is committed (its history reads detached, then delete_requested), and
+            // if nothing took the volume meanwhile.
+            ctx_.Post([this, vid, trace = st.event().trace] {
+                Res* now = ctx_.model.Find(kVolume, vid);
+                if (now != nullptr && now->is(VolumeStatus::kAvailable) && Str(now->body, "server_id").empty()) {
+                    volumes_.StartDelete(*now, trace, nullptr);
+                }
+            });
         }
-        volumes_.StartDelete(*v, st.event().trace, nullptr);
     }
 }
 

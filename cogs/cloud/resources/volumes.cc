@@ -51,19 +51,10 @@ void Volumes::Create(Creation c) {
     StartAndAnswer(ctx_, std::move(l), c.call, &c);
 }
 
-void Volumes::StartDelete(Res& v, const std::string& traceparent,
-                          std::function<void(Result<std::string>)> done) {
-    const std::string id = v.id;
-    const std::string status = v.status_text();
-    v.body["_prev_status"] = status;
-    v.set_status(VolumeStatus::kDeleting);
-    Launch l{.type = "volume.delete",
-             .input = {{"volume_id", id}},
-             .changed = {&v},
-             .undo = [this, id, status] { ctx_.Revert(kVolume, id, status); },
-             .on = &v,
-             .traceparent = traceparent};
-    ctx_.StartWorkflow(std::move(l), std::move(done));
+void Volumes::StartDelete(Res& v, const std::string& traceparent, std::function<void(Result<std::string>)> done) {
+    ctx_.StartWorkflow(ctx_.Transition(v, ToString(VolumeStatus::kDeleting), "volume.delete", {{"volume_id", v.id}},
+                                       traceparent),
+                       std::move(done));
 }
 
 void Volumes::Delete(Call call) {
@@ -147,15 +138,11 @@ void Volumes::Detach(Call call) {
         return v;
     }();
     if (!found) return call.Fail(found.error());
-    Res* v = *found;
-    v->set_status(VolumeStatus::kDetaching);
-    Launch l{.type = "volume.detach",
-             .input = {{"volume_id", id}, {"server_id", Str(v->body, "server_id")}},
-             .changed = {v},
-             .undo = [this, id] { ctx_.Revert(kVolume, id, std::string(ToString(VolumeStatus::kInUse))); },
-             .on = v,
-             .traceparent = call.traceparent};
-    StartAndAnswer(ctx_, std::move(l), call);
+    Res& v = **found;
+    StartAndAnswer(ctx_,
+                   ctx_.Transition(v, ToString(VolumeStatus::kDetaching), "volume.detach",
+                                   {{"volume_id", id}, {"server_id", Str(v.body, "server_id")}}, call.traceparent),
+                   call);
 }
 
 void Volumes::SettleCreate(Settlement& s) {

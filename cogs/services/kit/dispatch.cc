@@ -39,7 +39,7 @@ Result<Done> ActionTable::Perform(std::string_view action, std::string_view inpu
     if (it == actions_.end()) {
         return MakeError(Unknown(action));
     }
-    COGS_ASSIGN_OR_RETURN(const wire::Input in, wire::Input::Parse(input, {}, "input"));
+    COGS_ASSIGN_OR_RETURN(const wire::Input in, wire::Input::ParseAny(input, "input"));
     COGS_TRY(in.Known(it->fields));
     return it->perform(in, tx);
 }

@@ -152,7 +152,7 @@ public:
                    MakeError(ErrorCode::kDeadlineExceeded, "the call's deadline passed before it arrived"));
             return;
         }
-        if (auto object = wire::Input::Parse(input, {}, "input"); !object) {
+        if (auto object = wire::Input::ParseAny(input, "input"); !object) {
             Answer(std::move(done), MakeError(std::move(object).error()));
             return;
         }

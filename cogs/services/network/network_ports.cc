@@ -160,7 +160,7 @@ Result<kit::Done> NetworkDomain::DeletePort(const wire::Input& in, kit::Tx& tx) 
 }
 
 Status NetworkDomain::LoadPort(std::string_view id, std::string_view text) {
-    COGS_ASSIGN_OR_RETURN(const wire::Input in, wire::Input::Parse(text, {}, "record"));
+    COGS_ASSIGN_OR_RETURN(const wire::Input in, wire::Input::ParseAny(text, "record"));
     Port p;
     for (auto [field, out] : {std::pair{"id", &p.id}, std::pair{"network_id", &p.network_id},
                               std::pair{"subnet_id", &p.subnet_id}}) {

@@ -168,7 +168,7 @@ Result<kit::Done> NetworkDomain::DeleteSubnet(const wire::Input& in, kit::Tx& tx
 }
 
 Status NetworkDomain::LoadNetwork(std::string_view id, std::string_view text) {
-    COGS_ASSIGN_OR_RETURN(const wire::Input in, wire::Input::Parse(text, {}, "record"));
+    COGS_ASSIGN_OR_RETURN(const wire::Input in, wire::Input::ParseAny(text, "record"));
     Network n;
     COGS_ASSIGN_OR_RETURN(n.id, in.String("id", kIdText));
     COGS_ASSIGN_OR_RETURN(n.name, in.String("name", wire::Text{.allow_empty = true}));
@@ -181,7 +181,7 @@ Status NetworkDomain::LoadNetwork(std::string_view id, std::string_view text) {
 }
 
 Status NetworkDomain::LoadSubnet(std::string_view id, std::string_view text) {
-    COGS_ASSIGN_OR_RETURN(const wire::Input in, wire::Input::Parse(text, {}, "record"));
+    COGS_ASSIGN_OR_RETURN(const wire::Input in, wire::Input::ParseAny(text, "record"));
     COGS_ASSIGN_OR_RETURN(SubnetSpec spec, ReadSubnetSpec(in));
     if (spec.id != id || subnets_.contains(spec.id)) {
         return MakeError(ErrorCode::kInternal, "id mismatch or duplicate");

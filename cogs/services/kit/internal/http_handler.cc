@@ -213,7 +213,7 @@ void HandleAction(ActionTarget& target, const std::shared_ptr<ActionSeries>& ser
     if (req.body.empty()) {
         req.body = "{}";
     }
-    auto input = wire::Input::Parse(req.body, {}, "body");
+    auto input = wire::Input::ParseAny(req.body, "body");
     if (!input) {
         Finish(call, respond, MakeError(std::move(input).error()));
         return;
