@@ -63,7 +63,7 @@ protected:
 };
 
 TEST_F(CloudHealTest, ALapsedLeaseMakesTheHostSuspectThenDownAndItsServersMoveAway) {
-    SetUpCloud(2);
+    ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
     const std::string vol = ActiveVolume(admin_);
     const std::string id = ActiveServer(admin_, net_, VolumeIds({vol}));
     const Reply was = Server(id);
@@ -98,7 +98,7 @@ TEST_F(CloudHealTest, ALapsedLeaseMakesTheHostSuspectThenDownAndItsServersMoveAw
 }
 
 TEST_F(CloudHealTest, ASuspectHostGetsNoNewServersUntilItRenewsAgain) {
-    SetUpCloud(2);
+    ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
     AdvanceRenewing(options_.lease_ttl, {"h2"});
     ASSERT_EQ(HostState("h1"), "suspect");
     for (int i = 0; i < 2; ++i) {
@@ -112,7 +112,7 @@ TEST_F(CloudHealTest, ASuspectHostGetsNoNewServersUntilItRenewsAgain) {
 }
 
 TEST_F(CloudHealTest, AStoppedServerIsEvacuatedAsAStoppedServer) {
-    SetUpCloud(2);
+    ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
     const std::string id = ActiveServer(admin_, net_);
     ASSERT_EQ(Call(admin_, "POST", "/v1/servers/" + id + "/stop", "{}").status, 202);
     WaitFor("/v1/servers/" + id, "server", "SHUTOFF");
@@ -129,7 +129,7 @@ TEST_F(CloudHealTest, AStoppedServerIsEvacuatedAsAStoppedServer) {
 }
 
 TEST_F(CloudHealTest, ADrainedHostHasItsServersMigratedAndEndsDrained) {
-    SetUpCloud(2);
+    ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
     ASSERT_EQ(Call(admin_, "POST", "/v1/hosts/h2/disable", "{}").status, 200);
     const std::vector<std::string> servers = {ActiveServer(admin_, net_), ActiveServer(admin_, net_)};
     for (const auto& s : servers) ASSERT_EQ(HostOf(s), "h1");
@@ -156,7 +156,7 @@ TEST_F(CloudHealTest, ADrainedHostHasItsServersMigratedAndEndsDrained) {
 }
 
 TEST_F(CloudHealTest, WhenMostHostsLapseAtOnceEvacuationPausesUntilTheyReturn) {
-    SetUpCloud(3);
+    ASSERT_NO_FATAL_FAILURE(SetUpCloud(3));
     std::map<std::string, std::string> placement;  // server -> host
     for (int i = 0; i < 3; ++i) {
         const std::string id = ActiveServer(admin_, net_);
@@ -192,7 +192,7 @@ TEST_F(CloudHealTest, WhenMostHostsLapseAtOnceEvacuationPausesUntilTheyReturn) {
 }
 
 TEST_F(CloudHealTest, ACreateWhoseHostFailsDuringTheBuildIsBuiltAgainElsewhere) {
-    SetUpCloud(2);
+    ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
     Gate& compute = *gates_["compute"];
     compute.Hold("create_instance");
     Reply r = Call(admin_, "POST", "/v1/servers", ServerBody(net_));
@@ -221,7 +221,7 @@ TEST_F(CloudHealTest, ACreateWhoseHostFailsDuringTheBuildIsBuiltAgainElsewhere) 
 }
 
 TEST_F(CloudHealTest, NoHostIsDeclaredDownWithinTheRestartGrace) {
-    SetUpCloud(3);
+    ASSERT_NO_FATAL_FAILURE(SetUpCloud(3));
     const std::string id = ActiveServer(admin_, net_);
     const std::string victim = HostOf(id);
     const auto others = HostsBut({victim});
@@ -242,7 +242,7 @@ TEST_F(CloudHealTest, NoHostIsDeclaredDownWithinTheRestartGrace) {
 }
 
 TEST_F(CloudHealTest, WhatWasAnsweredSurvivesARestart) {
-    SetUpCloud(2);
+    ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
     const std::string p = NewProject("t");
     const std::string member = NewToken(p, "member");
     const std::string net = ActiveNetwork(member);
@@ -254,7 +254,7 @@ TEST_F(CloudHealTest, WhatWasAnsweredSurvivesARestart) {
 }
 
 TEST_F(CloudHealTest, ABuildInFlightAtARestartFinishesAfterIt) {
-    SetUpCloud(2);
+    ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
     gates_["compute"]->Hold("create_instance");
     Reply r = Call(admin_, "POST", "/v1/servers", ServerBody(net_));
     ASSERT_EQ(r.status, 202) << r.raw.body;
