@@ -128,6 +128,38 @@ TEST_F(CloudHealTest, AStoppedServerIsEvacuatedAsAStoppedServer) {
     EXPECT_EQ(types.back(), "stopped") << "stopped again after the evacuation: " << Join(types);
 }
 
+TEST_F(CloudHealTest, AnAgentsCrashReportsBecomeTheServersHistory) {
+    ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
+    const std::string id = ActiveServer(admin_, net_);
+    const std::string host = HostOf(id);
+    auto report = [&](int seq, const std::string& type, const std::string& message) {
+        return Call(admin_, "POST", "/v1/hosts/" + host + "/heartbeat",
+                    R"({"reports":[{"seq":)" + std::to_string(seq) + R"(,"instance":")" + id +
+                        R"(","type":")" + type + R"(","message":")" + message + R"(","at_ms":1}]})");
+    };
+    Reply crashed = report(1, "crashed", "exit 139");
+    ASSERT_EQ(crashed.status, 200) << crashed.raw.body;
+    EXPECT_EQ(crashed.body.at("acked_seq").as_int64(), 1) << "acknowledged once its event is durable";
+    ASSERT_EQ(report(2, "restarted", "running again").status, 200);
+    EXPECT_EQ(Server(id).Field("server", "status"), "ACTIVE");
+    ASSERT_EQ(report(3, "gave_up", "crashed 5 times in 10 min").status, 200);
+    Reply s = Server(id);
+    EXPECT_EQ(s.Field("server", "status"), "ERROR");
+    EXPECT_EQ(StrOf(s.Obj("server").at("fault"), "message"), "crashed 5 times in 10 min");
+    const auto types = WaitForEvent("/v1/servers/" + id, "restart_gave_up");
+    EXPECT_LT(IndexOf(types, "crashed"), IndexOf(types, "restarted"));
+    EXPECT_LT(IndexOf(types, "restarted"), IndexOf(types, "restart_gave_up"));
+    EXPECT_EQ(types.back(), "error");
+    // Another host's report about it changes nothing.
+    const std::string other = HostsBut({host}).at(0);
+    ASSERT_EQ(Call(admin_, "POST", "/v1/hosts/" + other + "/heartbeat",
+                   R"({"reports":[{"seq":1,"instance":")" + id + R"(","type":"crashed","at_ms":1}]})")
+                  .status,
+              200);
+    EXPECT_EQ(std::count(types.begin(), types.end(), "crashed"), 1);
+    EXPECT_EQ(EventTypes("/v1/servers/" + id), types);
+}
+
 TEST_F(CloudHealTest, ADrainedHostHasItsServersMigratedAndEndsDrained) {
     ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
     ASSERT_EQ(Call(admin_, "POST", "/v1/hosts/h2/disable", "{}").status, 200);
