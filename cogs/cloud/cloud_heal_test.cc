@@ -318,12 +318,8 @@ TEST_F(CloudHealTest, AWorkflowThatEndedWhileTheCloudWasDownSettlesItsResourceAt
 }
 
 TEST_F(CloudHealTest, AWorkflowSettledAtStartWritesItsOutcomeOnce) {
-    // A bug: Cloud::Impl::Load (and ReconcileLoop::SettleStuck) gathers the workflow id of every
-    // resource in a transitional status and settles each: a server.create is the workflow of the
-    // server, its port and its volumes, so it is settled once per resource (Settlement::Mine still
-    // finds the server: its workflow_id is unchanged). Here: three "active" events on the server,
-    // three "attached" on the volume, the records written three times.
-    GTEST_SKIP() << "a workflow of several resources is settled once per resource at Load";
+    // A server.create is the workflow of the server, its port and its volumes (all transitional
+    // at the restart): it is settled once, not once per resource.
     const auto [id, vol] = BuildEndedWhileTheCloudWasDown();
     const auto server = WaitForEvent("/v1/servers/" + id, "active");
     EXPECT_EQ(std::count(server.begin(), server.end(), "active"), 1) << Join(server);
