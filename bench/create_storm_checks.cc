@@ -68,8 +68,7 @@ void WriteJson(const json::value& v, std::string& out) {
         case json::kind::double_:
             out += std::isfinite(v.as_double()) ? fmt::format("{}", v.as_double()) : "null";
             return;
-        default:
-            out += json::serialize(v);
+        default: out += json::serialize(v);
     }
 }
 

@@ -14,8 +14,9 @@ int main(int argc, char** argv) {
     wf->add_option("--window", wo.window, "workflows kept in flight in the peak-rate run");
     wf->add_option("--parked", wo.parked, "workflows parked for the memory figure");
     bool inline_sync = false;
-    wf->add_flag("--inline-sync", inline_sync, "PRAGMA synchronous=FULL with the fsync inside COMMIT (default: "
-                                               "the same durability with the fsync pipelined on its own thread)");
+    wf->add_flag("--inline-sync", inline_sync,
+                 "PRAGMA synchronous=FULL with the fsync inside COMMIT (default: "
+                 "the same durability with the fsync pipelined on its own thread)");
     std::string observe = "off";
     wf->add_option("--observe", observe, "metrics and tracing on or off (on: as cogsd runs)")
         ->check(CLI::IsMember({"on", "off"}))
@@ -28,7 +29,8 @@ int main(int argc, char** argv) {
 
     cogs::bench::CreateStormOptions so;
     auto* cs = app.add_subcommand(
-        "create-storm", "N servers requested at once through the REST API of a local cloud (cogs dev, sim drivers)");
+        "create-storm",
+        "N servers requested at once through the REST API of a local cloud (cogs dev, sim drivers)");
     cs->add_option("--servers", so.servers, "servers requested at once")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();

@@ -58,7 +58,8 @@ double Percentile(std::vector<int64_t>& v, double p) {
         return 0;
     }
     std::sort(v.begin(), v.end());
-    return static_cast<double>(v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))]);
+    return static_cast<double>(
+        v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))]);
 }
 
 // The disk's rate of 4 KiB append + fdatasync, in `dir`, for about `seconds`.
@@ -82,10 +83,10 @@ double MeasureFsyncs(const fs::path& dir, double seconds) {
 
 struct PhaseOptions {
     int workflows = 20000;
-    int window = 4000;         // workflows kept in flight
-    double rate = 0;           // >0: start at this fixed rate instead of a window
-    bool fail_boot = false;    // step 5 always fails: full compensation
-    bool hang = false;         // the service never answers: park `workflows` and measure memory
+    int window = 4000;           // workflows kept in flight
+    double rate = 0;             // >0: start at this fixed rate instead of a window
+    bool fail_boot = false;      // step 5 always fails: full compensation
+    bool hang = false;           // the service never answers: park `workflows` and measure memory
     bool pipelined_sync = true;  // see store::SqliteOptions
     bool observe = false;        // a metrics registry for engine and store, a traceparent per workflow
 };
@@ -104,7 +105,8 @@ struct PhaseResult {
     double render_ms = 0;      // and how long it took
 };
 
-PhaseResult RunPhase(const fs::path& dir, const std::vector<workflow::Definition>& defs, const PhaseOptions& o) {
+PhaseResult RunPhase(const fs::path& dir, const std::vector<workflow::Definition>& defs,
+                     const PhaseOptions& o) {
     fs::remove_all(dir);
     fs::create_directories(dir);
     // Declared before the store and the engine, which hold pointers into it.
@@ -153,8 +155,8 @@ PhaseResult RunPhase(const fs::path& dir, const std::vector<workflow::Definition
         workflow::StartRequest req;
         req.type = "bench.server_create";
         req.id = fmt::format("wf-{:07}", started);
-        req.input = fmt::format(R"({{"network_id":"net-1","flavor":"m1.small","image":"img-1","size_gb":10,"n":{}}})",
-                                started);
+        req.input = fmt::format(
+            R"({{"network_id":"net-1","flavor":"m1.small","image":"img-1","size_gb":10,"n":{}}})", started);
         if (o.observe) {
             req.traceparent = observe::TraceContext::New().ToTraceparent();  // as the API starts a trace
         }

@@ -178,8 +178,7 @@ int main(int argc, char** argv) {
             spdlog::error("cannot start the agent: {}", started.error().message);
             return;
         }
-        spdlog::info("registering {} host(s) with {} as {}", agent.hosts.size(),
-                     agent.control_url,
+        spdlog::info("registering {} host(s) with {} as {}", agent.hosts.size(), agent.control_url,
                      derive_port ? agent.advertise_url + std::to_string(port) : agent.advertise_url);
         *running = std::move(*started);
     };

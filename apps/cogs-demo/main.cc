@@ -4,11 +4,11 @@
 // same data directory and it first resumes anything an interrupted run left unfinished.
 #include <filesystem>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "cogs/base/paths.h"
 #include "cogs/services/sim/sim_client.h"
@@ -29,12 +29,12 @@ void PrintTimeline(store::Store& st, const workflow::Registry& registry, const s
         return;
     }
     const workflow::Definition* def = registry.Get(wf->type, wf->version);
-    fmt::print("\nworkflow {}  type {} v{}  state {}{}\n", wf->id, wf->type, wf->version, store::ToString(wf->state),
-               wf->reason.empty() ? "" : "  reason: " + wf->reason);
+    fmt::print("\nworkflow {}  type {} v{}  state {}{}\n", wf->id, wf->type, wf->version,
+               store::ToString(wf->state), wf->reason.empty() ? "" : "  reason: " + wf->reason);
     for (const auto& s : wf->steps) {
         fmt::print("  {:<14} {:<20} attempts {}  undo attempts {}\n",
-                   def != nullptr ? def->steps[s.index].name : std::to_string(s.index), store::ToString(s.state),
-                   s.attempts, s.comp_attempts);
+                   def != nullptr ? def->steps[s.index].name : std::to_string(s.index),
+                   store::ToString(s.state), s.attempts, s.comp_attempts);
         std::istringstream log(s.log);
         for (std::string line; std::getline(log, line);) {
             fmt::print("      {}\n", line);
@@ -55,8 +55,9 @@ int main(int argc, char** argv) {
     std::string list_state, show_id, list_type;
     bool list = false;
     app.add_flag("--list", list, "list the workflows of the data directory instead of running");
-    app.add_option("--state", list_state, "with --list: only this state (running, compensating, succeeded, "
-                                          "rolled_back, failed)");
+    app.add_option("--state", list_state,
+                   "with --list: only this state (running, compensating, succeeded, "
+                   "rolled_back, failed)");
     app.add_option("--type", list_type, "with --list: only this workflow type");
     app.add_option("--show", show_id, "print one workflow's step timeline instead of running");
     CLI11_PARSE(app, argc, argv);
@@ -99,8 +100,8 @@ int main(int argc, char** argv) {
                 return 1;
             }
             for (const auto& w : *page) {
-                fmt::print("{:<28} {:<16} v{:<3} {:<13} {}\n", w.id, w.type, w.version, store::ToString(w.state),
-                           w.reason);
+                fmt::print("{:<28} {:<16} v{:<3} {:<13} {}\n", w.id, w.type, w.version,
+                           store::ToString(w.state), w.reason);
                 filter.after_id = w.id;
             }
             if (page->size() < static_cast<size_t>(filter.limit)) {
@@ -140,8 +141,8 @@ int main(int argc, char** argv) {
         return 1;
     }
     const uint64_t resumed = engine.Stats().resumed;
-    fmt::print("cogs-demo: store {}/cogs.db, workflow types: {}; resumed {} unfinished workflow(s)\n", data_dir,
-               fmt::join(registry.Types(), ", "), resumed);
+    fmt::print("cogs-demo: store {}/cogs.db, workflow types: {}; resumed {} unfinished workflow(s)\n",
+               data_dir, fmt::join(registry.Types(), ", "), resumed);
 
     const std::string run = fmt::format("{:x}", WallNowMs());
     std::string ok_id, rolled_id, cancelled_id;
@@ -150,8 +151,9 @@ int main(int argc, char** argv) {
         workflow::StartRequest req;
         req.type = "bench.server_create";
         req.id = fmt::format("demo-{}-{:04}", run, i);
-        req.input = fmt::format(R"({{"network_id":"net-demo","flavor":"m1.small","image":"debian-12","size_gb":{}}})",
-                                10 + i % 40);
+        req.input =
+            fmt::format(R"({{"network_id":"net-demo","flavor":"m1.small","image":"debian-12","size_gb":{}}})",
+                        10 + i % 40);
         ++started;
         engine.Start(std::move(req), [](Result<std::string> r) {
             if (!r) {
@@ -206,10 +208,11 @@ int main(int argc, char** argv) {
     (*st)->Flush();
 
     const auto stats = engine.Stats();
-    fmt::print("\nran {} workflows in {:.2f}s: {} succeeded, {} rolled back, {} failed; {} calls, {} retries, {} "
-               "timeouts, {} compensations\n",
-               stats.succeeded + stats.rolled_back + stats.failed, secs, stats.succeeded, stats.rolled_back,
-               stats.failed, stats.calls, stats.retries, stats.timeouts, stats.compensations);
+    fmt::print(
+        "\nran {} workflows in {:.2f}s: {} succeeded, {} rolled back, {} failed; {} calls, {} retries, {} "
+        "timeouts, {} compensations\n",
+        stats.succeeded + stats.rolled_back + stats.failed, secs, stats.succeeded, stats.rolled_back,
+        stats.failed, stats.calls, stats.retries, stats.timeouts, stats.compensations);
     auto counts = (*st)->CountByState();
     if (counts) {
         fmt::print("store now holds:");
@@ -221,7 +224,9 @@ int main(int argc, char** argv) {
     PrintTimeline(**st, registry, ok_id);
     PrintTimeline(**st, registry, rolled_id);
     PrintTimeline(**st, registry, cancelled_id);
-    fmt::print("\ninspect later: {0} --data-dir {1} --list [--state rolled_back]   |   {0} --data-dir {1} --show ID\n",
-               argv[0], data_dir);
+    fmt::print(
+        "\ninspect later: {0} --data-dir {1} --list [--state rolled_back]   |   {0} --data-dir {1} --show "
+        "ID\n",
+        argv[0], data_dir);
     return 0;
 }

@@ -66,7 +66,8 @@ int main(int argc, char** argv) {
     app.add_option("--service-token-file", service_token_file, "the token cogsd presents to the services");
     app.add_option("--bootstrap-token-file", bootstrap_token_file,
                    "on first start, write the admin token's secret here (mode 0600)");
-    app.add_option("--workflows", workflows_dir, "directory of workflow YAML (default: the project's workflows/cloud)");
+    app.add_option("--workflows", workflows_dir,
+                   "directory of workflow YAML (default: the project's workflows/cloud)");
     app.add_option("--lease-ttl-ms", lease_ttl_ms, "a host whose agent renews no lease this long is suspect")
         ->check(CLI::Range(int64_t{100}, int64_t{3600000}))
         ->capture_default_str();
@@ -85,7 +86,8 @@ int main(int argc, char** argv) {
                    "evacuations and migrations in flight at once")
         ->check(CLI::Range(1, 100000))
         ->capture_default_str();
-    app.add_option("--reconcile-ms", reconcile_ms, "how often the reconcilers compare inventories with the desired state")
+    app.add_option("--reconcile-ms", reconcile_ms,
+                   "how often the reconcilers compare inventories with the desired state")
         ->check(CLI::Range(int64_t{100}, int64_t{86400000}))
         ->capture_default_str();
     app.add_option("--orphan-grace-ms", orphan_grace_ms, "what nothing owns is removed after this long")
@@ -95,17 +97,24 @@ int main(int argc, char** argv) {
                    "failed calls in a row that open a service endpoint's circuit breaker")
         ->check(CLI::Range(1, 1000000))
         ->capture_default_str();
-    app.add_option("--breaker-open-ms", breaker_open_ms,
-                   "an open breaker lets a probe through after this long (doubling to 30 s while probes fail)")
+    app.add_option(
+           "--breaker-open-ms", breaker_open_ms,
+           "an open breaker lets a probe through after this long (doubling to 30 s while probes fail)")
         ->check(CLI::Range(int64_t{1}, int64_t{3600000}))
         ->capture_default_str();
     app.add_option("--max-inflight-workflows", max_inflight_workflows,
                    "workflows running at once; beyond, requests that start one get 429")
         ->check(CLI::Range(size_t{1}, size_t{10000000}))
         ->capture_default_str();
-    app.add_option("--cpu-ratio", cloud_options.cpu_ratio, "vCPU overcommit")->check(CLI::Range(0.1, 64.0))->capture_default_str();
-    app.add_option("--ram-ratio", cloud_options.ram_ratio, "RAM overcommit")->check(CLI::Range(0.1, 64.0))->capture_default_str();
-    app.add_option("--disk-ratio", cloud_options.disk_ratio, "disk overcommit")->check(CLI::Range(0.1, 64.0))->capture_default_str();
+    app.add_option("--cpu-ratio", cloud_options.cpu_ratio, "vCPU overcommit")
+        ->check(CLI::Range(0.1, 64.0))
+        ->capture_default_str();
+    app.add_option("--ram-ratio", cloud_options.ram_ratio, "RAM overcommit")
+        ->check(CLI::Range(0.1, 64.0))
+        ->capture_default_str();
+    app.add_option("--disk-ratio", cloud_options.disk_ratio, "disk overcommit")
+        ->check(CLI::Range(0.1, 64.0))
+        ->capture_default_str();
     app.add_option("--max-inflight-requests", cloud_options.max_inflight_requests, "beyond: 429")
         ->capture_default_str();
     app.add_option("--max-body-bytes", max_body, "largest request body")->capture_default_str();
@@ -186,10 +195,10 @@ int main(int argc, char** argv) {
 
     boost::asio::io_context io(1);
     workflow::ServiceCatalog catalog;
-    catalog.Add("network", services::kit::MakeHttpServiceClient(io, network_ep->host, network_ep->port, "network",
-                                                                 256, service_token));
-    catalog.Add("volume", services::kit::MakeHttpServiceClient(io, volume_ep->host, volume_ep->port, "volume", 256,
-                                                                service_token));
+    catalog.Add("network", services::kit::MakeHttpServiceClient(io, network_ep->host, network_ep->port,
+                                                                "network", 256, service_token));
+    catalog.Add("volume", services::kit::MakeHttpServiceClient(io, volume_ep->host, volume_ep->port, "volume",
+                                                               256, service_token));
     engine_options.breaker.open_for = std::chrono::milliseconds(breaker_open_ms);
     engine_options.owner = "cogsd";
     engine_options.metrics = &metrics;

@@ -17,11 +17,11 @@ uint64_t ExpectFailures();
 
 }  // namespace cogs::base
 
-#define COGS_CHECK(cond)                                             \
-    do {                                                             \
-        if (!(cond)) [[unlikely]] {                                  \
-            ::cogs::base::CheckFailed(#cond, __FILE__, __LINE__);    \
-        }                                                            \
+#define COGS_CHECK(cond)                                          \
+    do {                                                          \
+        if (!(cond)) [[unlikely]] {                               \
+            ::cogs::base::CheckFailed(#cond, __FILE__, __LINE__); \
+        }                                                         \
     } while (0)
 
 #ifdef NDEBUG
@@ -32,9 +32,9 @@ uint64_t ExpectFailures();
 #define COGS_DCHECK(cond) COGS_CHECK(cond)
 #endif
 
-#define COGS_EXPECT(cond)                                            \
-    do {                                                             \
-        if (!(cond)) [[unlikely]] {                                  \
-            ::cogs::base::ExpectFailed(#cond, __FILE__, __LINE__);   \
-        }                                                            \
+#define COGS_EXPECT(cond)                                          \
+    do {                                                           \
+        if (!(cond)) [[unlikely]] {                                \
+            ::cogs::base::ExpectFailed(#cond, __FILE__, __LINE__); \
+        }                                                          \
     } while (0)

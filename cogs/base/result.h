@@ -81,10 +81,16 @@ struct Error {
     // Adds a detail (replacing one of the same key); chains: Error(...).With("limit", 10).
     Error& With(std::string key, std::string value) &;
     Error& With(std::string key, int64_t value) &;
-    Error&& With(std::string key, std::string value) && { return std::move(With(std::move(key), std::move(value))); }
+    Error&& With(std::string key, std::string value) && {
+        return std::move(With(std::move(key), std::move(value)));
+    }
     Error&& With(std::string key, int64_t value) && { return std::move(With(std::move(key), value)); }
-    Error&& With(std::string key, const char* value) && { return std::move(*this).With(std::move(key), std::string(value)); }
-    Error&& With(std::string key, int value) && { return std::move(*this).With(std::move(key), int64_t{value}); }
+    Error&& With(std::string key, const char* value) && {
+        return std::move(*this).With(std::move(key), std::string(value));
+    }
+    Error&& With(std::string key, int value) && {
+        return std::move(*this).With(std::move(key), int64_t{value});
+    }
 
     // The detail `key` if it is a string ("" otherwise); field() is Detail("field").
     std::string_view Detail(std::string_view key) const;
@@ -93,7 +99,9 @@ struct Error {
     int64_t NumberDetail(std::string_view key) const;
 
     // The wire's code: `reason`, or the code's name.
-    std::string_view WireCode() const { return reason.empty() ? cogs::ToString(code) : std::string_view(reason); }
+    std::string_view WireCode() const {
+        return reason.empty() ? cogs::ToString(code) : std::string_view(reason);
+    }
 
     // "not_found: no such workflow"
     std::string ToString() const;
@@ -130,19 +138,20 @@ inline Status Ok() { return {}; }
 #define COGS_CONCAT_(a, b) COGS_CONCAT_INNER_(a, b)
 
 // Returns the error of `expr` (any Result) from the enclosing function, which returns a Result.
-#define COGS_TRY(expr)                                                    \
-    do {                                                                  \
-        if (auto cogs_try_result_ = (expr); !cogs_try_result_) {          \
+#define COGS_TRY(expr)                                                     \
+    do {                                                                   \
+        if (auto cogs_try_result_ = (expr); !cogs_try_result_) {           \
             return ::cogs::MakeError(std::move(cogs_try_result_).error()); \
-        }                                                                 \
+        }                                                                  \
     } while (0)
 
 // `lhs` (a declaration, `auto x`, or an lvalue) takes the value of `expr` (a Result<T>); its error
 // is returned from the enclosing function instead. A statement, not an expression.
-#define COGS_ASSIGN_OR_RETURN(lhs, expr) COGS_ASSIGN_OR_RETURN_IMPL_(COGS_CONCAT_(cogs_aor_, __LINE__), lhs, expr)
-#define COGS_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr)   \
-    auto tmp = (expr);                                \
-    if (!tmp) {                                       \
+#define COGS_ASSIGN_OR_RETURN(lhs, expr) \
+    COGS_ASSIGN_OR_RETURN_IMPL_(COGS_CONCAT_(cogs_aor_, __LINE__), lhs, expr)
+#define COGS_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr)       \
+    auto tmp = (expr);                                    \
+    if (!tmp) {                                           \
         return ::cogs::MakeError(std::move(tmp).error()); \
-    }                                                 \
+    }                                                     \
     lhs = std::move(*tmp)

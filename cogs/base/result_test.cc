@@ -35,7 +35,8 @@ TEST(ResultTest, FieldErrorCarriesTheField) {
 }
 
 TEST(ResultTest, DetailsChainAndReplace) {
-    Error e = Error(ErrorCode::kPermissionDenied, "quota exceeded").With("resource", "vcpus").With("limit", 10);
+    Error e =
+        Error(ErrorCode::kPermissionDenied, "quota exceeded").With("resource", "vcpus").With("limit", 10);
     e.reason = "quota_exceeded";
     e.With("limit", int64_t{12});
     ASSERT_EQ(e.details.size(), 2u);

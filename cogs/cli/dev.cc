@@ -300,7 +300,8 @@ void Dev::WritePrometheusConfig() {
         "# Written by `cogs dev`: prometheus --config.file {0}/prometheus.yml\n"
         "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
         "scrape_configs:\n  - job_name: cogs\n    file_sd_configs:\n"
-        "      - files: ['prometheus-targets.json']  # relative to this file\n        refresh_interval: 30s\n",
+        "      - files: ['prometheus-targets.json']  # relative to this file\n        refresh_interval: "
+        "30s\n",
         fs::absolute(dir_).string());
     if (auto s = runtime::WriteFileAtomic(D("prometheus.yml"), config); !s) {
         err_ << fmt::format("cogs dev: cannot write prometheus.yml: {}\n", s.error().message);
@@ -428,19 +429,19 @@ int Dev::Run() {
         }
         Proc* cogsd = make("cogsd", "cogsd", [=, this](uint16_t port) {
             std::vector<std::string> args{"--listen",
-                                            listen(port),
-                                            "--port-file",
-                                            D("run/cogsd.port"),
-                                            "--data-dir",
-                                            dir_.string(),
-                                            "--network-url",
-                                            network->url(),
-                                            "--volume-url",
-                                            volume->url(),
-                                            "--service-token-file",
-                                            service_token,
-                                            "--bootstrap-token-file",
-                                            D("admin.token")};
+                                          listen(port),
+                                          "--port-file",
+                                          D("run/cogsd.port"),
+                                          "--data-dir",
+                                          dir_.string(),
+                                          "--network-url",
+                                          network->url(),
+                                          "--volume-url",
+                                          volume->url(),
+                                          "--service-token-file",
+                                          service_token,
+                                          "--bootstrap-token-file",
+                                          D("admin.token")};
             args.insert(args.end(), o_.cogsd_args.begin(), o_.cogsd_args.end());
             return args;
         });
@@ -491,7 +492,8 @@ int Dev::Run() {
             "cogs dev: the local cloud is up ({} hosts; data in {}, logs in {}/logs)\n"
             "  API:         {}\n"
             "  admin token: {}\n"
-            "  metrics:     {}/metrics (every process; `prometheus --config.file {}/prometheus.yml` scrapes them all)\n"
+            "  metrics:     {}/metrics (every process; `prometheus --config.file {}/prometheus.yml` scrapes "
+            "them all)\n"
             "Use it from another terminal with:\n"
             "export COGS_URL={} COGS_TOKEN={}\n"
             "Ctrl-C stops everything; `cogs dev` on the same --data-dir brings it all back.\n",

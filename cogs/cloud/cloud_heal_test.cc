@@ -11,7 +11,8 @@ protected:
     // `hosts` hosts and an ACTIVE network of the admin's project.
     void SetUpCloud(int hosts) {
         ASSERT_NO_FATAL_FAILURE(Seed(hosts));
-        for (int i = 1; i <= hosts; ++i) hosts_.push_back("h" + std::to_string(i));
+        for (int i = 1; i <= hosts; ++i)
+            hosts_.push_back("h" + std::to_string(i));
         net_ = ActiveNetwork(admin_);
     }
 
@@ -26,7 +27,8 @@ protected:
     // fencing window: those hosts are down.
     void Lapse(const std::vector<std::string>& lapsing) {
         AdvanceRenewing(options_.lease_ttl + options_.fence_window, HostsBut(lapsing));
-        for (const auto& h : lapsing) EXPECT_EQ(HostState(h), "down") << h;
+        for (const auto& h : lapsing)
+            EXPECT_EQ(HostState(h), "down") << h;
     }
 
     std::string HostOf(const std::string& server) { return Server(server).Field("server", "host"); }
@@ -164,7 +166,8 @@ TEST_F(CloudHealTest, ADrainedHostHasItsServersMigratedAndEndsDrained) {
     ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
     ASSERT_EQ(Call(admin_, "POST", "/v1/hosts/h2/disable", "{}").status, 200);
     const std::vector<std::string> servers = {ActiveServer(admin_, net_), ActiveServer(admin_, net_)};
-    for (const auto& s : servers) ASSERT_EQ(HostOf(s), "h1");
+    for (const auto& s : servers)
+        ASSERT_EQ(HostOf(s), "h1");
     ASSERT_EQ(Call(admin_, "POST", "/v1/hosts/h2/enable", "{}").status, 200);
 
     Reply drain = Call(admin_, "POST", "/v1/hosts/h1/drain", R"({"reason":"maintenance"})");
@@ -195,12 +198,14 @@ TEST_F(CloudHealTest, WhenMostHostsLapseAtOnceEvacuationPausesUntilTheyReturn) {
         placement[id] = HostOf(id);
     }
     std::set<std::string> used;
-    for (const auto& [id, host] : placement) used.insert(host);
+    for (const auto& [id, host] : placement)
+        used.insert(host);
     ASSERT_EQ(used.size(), 3u) << "the servers are not spread over the three hosts";
     const std::vector<std::string> cut = {"h1", "h2"};
     Lapse(cut);
     WaitForEvent("/v1/events?resource_kind=alert&resource_id=evacuation", "evacuation_paused");
-    for (const auto& h : cut) WaitForEvent("/v1/hosts/" + h, "down");
+    for (const auto& h : cut)
+        WaitForEvent("/v1/hosts/" + h, "down");
     // Down, paused, and time goes on: nothing moves.
     AdvanceRenewing(10s, {"h3"});
     for (const auto& [id, host] : placement) {
@@ -210,8 +215,10 @@ TEST_F(CloudHealTest, WhenMostHostsLapseAtOnceEvacuationPausesUntilTheyReturn) {
         EXPECT_FALSE(Has(EventTypes("/v1/servers/" + id), "evacuate_requested")) << id;
     }
 
-    for (const auto& h : cut) Renew(h);
-    for (const auto& h : cut) EXPECT_EQ(HostState(h), "up") << h;
+    for (const auto& h : cut)
+        Renew(h);
+    for (const auto& h : cut)
+        EXPECT_EQ(HostState(h), "up") << h;
     const auto alerts =
         WaitForEvent("/v1/events?resource_kind=alert&resource_id=evacuation", "evacuation_resumed");
     EXPECT_EQ(alerts, (std::vector<std::string>{"evacuation_paused", "evacuation_resumed"}));

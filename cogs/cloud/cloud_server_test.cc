@@ -316,7 +316,8 @@ TEST_F(CloudServerTest, DeletingWhatIsStillInUseIs409AndChangesNothing) {
         {"/v1/projects/" + project_, "it owns resources"},
     };
     std::map<std::string, std::string> before;
-    for (const auto& [path, why] : refused) before[path] = Call(admin_, "GET", path).raw.body;
+    for (const auto& [path, why] : refused)
+        before[path] = Call(admin_, "GET", path).raw.body;
     for (const auto& [path, why] : refused) {
         Reply r = Call(path.starts_with("/v1/projects") ? admin_ : member_, "DELETE", path);
         EXPECT_EQ(r.status, 409) << path << ": " << why << " -> " << r.raw.body;
@@ -401,7 +402,8 @@ TEST_F(CloudServerTest, ACreateBeyondTheWorkflowLimitIsRefusedWith429AndLeavesNo
     EXPECT_EQ(Call(member_, "GET", "/v1/volumes/" + vol).Field("volume", "status"), "available");
 
     gates_["compute"]->Release();
-    for (const auto& id : accepted) WaitFor("/v1/servers/" + id, "server", "ACTIVE");
+    for (const auto& id : accepted)
+        WaitFor("/v1/servers/" + id, "server", "ACTIVE");
     Reply again =
         Call(member_, "POST", "/v1/servers", ServerBody(net_, VolumeIds({vol})), {{"idempotency-key", "k"}});
     EXPECT_EQ(again.status, 202) << "the key of a refused request is free: " << again.raw.body;
@@ -439,7 +441,8 @@ TEST_F(CloudServerTest, ADisabledHostGetsNoNewServers) {
     Reply h1 = Call(admin_, "GET", "/v1/hosts/h1");
     EXPECT_EQ(h1.Obj("host").at("enabled"), json::value(false));
     EXPECT_EQ(h1.Field("host", "disabled_reason"), "maintenance");
-    for (int i = 0; i < 3; ++i) EXPECT_EQ(Server(ActiveServer(member_, net_)).Field("server", "host"), "h2");
+    for (int i = 0; i < 3; ++i)
+        EXPECT_EQ(Server(ActiveServer(member_, net_)).Field("server", "host"), "h2");
     ASSERT_EQ(Call(admin_, "POST", "/v1/hosts/h1/enable", "{}").status, 200);
     EXPECT_EQ(Server(ActiveServer(member_, net_)).Field("server", "host"), "h1")
         << "enabled, and the emptier";

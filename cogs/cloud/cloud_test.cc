@@ -308,7 +308,8 @@ TEST_F(CloudTest, ListsPageInIdOrderWithMarkers) {
                   201);
     }
     std::vector<std::string> all;
-    for (const auto& f : Call(admin_, "GET", "/v1/flavors").Items("flavors")) all.push_back(StrOf(f, "id"));
+    for (const auto& f : Call(admin_, "GET", "/v1/flavors").Items("flavors"))
+        all.push_back(StrOf(f, "id"));
     ASSERT_EQ(all.size(), 5u);
     EXPECT_TRUE(std::is_sorted(all.begin(), all.end()));
 
@@ -319,7 +320,8 @@ TEST_F(CloudTest, ListsPageInIdOrderWithMarkers) {
         Reply page = Call(admin_, "GET", "/v1/flavors?limit=2" + (marker.empty() ? "" : "&marker=" + marker));
         ASSERT_EQ(page.status, 200) << page.raw.body;
         ASSERT_LE(page.Items("flavors").size(), 2u);
-        for (const auto& f : page.Items("flavors")) paged.push_back(StrOf(f, "id"));
+        for (const auto& f : page.Items("flavors"))
+            paged.push_back(StrOf(f, "id"));
         ++pages;
         marker = page.Str("next_marker");
         if (marker.empty()) break;
@@ -479,7 +481,8 @@ TEST_F(CloudTest, AHistoryIsReadInPagesAfterASeq) {
     WaitForEvent("/v1/networks/" + id, "deleted");
     const Reply all = Call(admin_, "GET", path);
     std::vector<int64_t> seqs;
-    for (const auto& e : all.Items("events")) seqs.push_back(e.at("seq").as_int64());
+    for (const auto& e : all.Items("events"))
+        seqs.push_back(e.at("seq").as_int64());
     ASSERT_GE(seqs.size(), 4u);
     EXPECT_TRUE(std::is_sorted(seqs.begin(), seqs.end()));
     EXPECT_EQ(all.body.at("next_after").as_int64(), seqs.back());
@@ -494,7 +497,8 @@ TEST_F(CloudTest, AHistoryIsReadInPagesAfterASeq) {
             break;
         }
         ASSERT_LE(page.Items("events").size(), 3u);
-        for (const auto& e : page.Items("events")) paged.push_back(e.at("seq").as_int64());
+        for (const auto& e : page.Items("events"))
+            paged.push_back(e.at("seq").as_int64());
         after = page.body.at("next_after").as_int64();
         EXPECT_EQ(after, paged.back());
     }

@@ -96,7 +96,8 @@ inline size_t IndexOf(const std::vector<std::string>& types, std::string_view ty
 
 inline std::string Join(const std::vector<std::string>& items) {
     std::string s;
-    for (const auto& i : items) s += (s.empty() ? "" : ", ") + i;
+    for (const auto& i : items)
+        s += (s.empty() ? "" : ", ") + i;
     return s;
 }
 
@@ -114,12 +115,14 @@ public:
     // Stops holding; the held calls go on to the service.
     void Release() {
         holding_.clear();
-        for (auto& h : TakeHeld()) service_->Invoke(std::move(h.call), std::move(h.done));
+        for (auto& h : TakeHeld())
+            service_->Invoke(std::move(h.call), std::move(h.done));
     }
     // Stops holding; the held calls are answered `error` (nothing applied).
     void Refuse(const Error& error) {
         holding_.clear();
-        for (auto& h : TakeHeld()) Answer(std::move(h.done), MakeError(error));
+        for (auto& h : TakeHeld())
+            Answer(std::move(h.done), MakeError(error));
     }
     // The next `times` calls of `action` fail retryably (kUnavailable).
     void FailNext(const std::string& action, int times) { failing_[action] = times; }
@@ -265,7 +268,8 @@ protected:
         req.target = target;
         req.body = body;
         if (!token.empty()) req.headers.emplace_back("authorization", "Bearer " + token);
-        for (const auto& h : headers) req.headers.push_back(h);
+        for (const auto& h : headers)
+            req.headers.push_back(h);
         return req;
     }
 
@@ -366,7 +370,8 @@ protected:
     // `"volume_ids":[...]` for ServerBody's extra.
     static std::string VolumeIds(const std::vector<std::string>& ids) {
         std::string list;
-        for (const auto& id : ids) list += (list.empty() ? "\"" : ",\"") + id + "\"";
+        for (const auto& id : ids)
+            list += (list.empty() ? "\"" : ",\"") + id + "\"";
         return R"(,"volume_ids":[)" + list + "]";
     }
 
@@ -425,7 +430,8 @@ protected:
     void AdvanceRenewing(Duration d, const std::vector<std::string>& renewing) {
         const Duration beat = options_.lease_ttl / 3;
         while (d > Duration::zero()) {
-            for (const auto& h : renewing) Renew(h);
+            for (const auto& h : renewing)
+                Renew(h);
             const Duration step = std::min(d, beat);
             clock_.Advance(step);
             d -= step;

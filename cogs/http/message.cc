@@ -88,7 +88,8 @@ std::vector<std::pair<std::string, std::string>> Request::QueryParams() const {
             continue;
         }
         auto eq = pair.find('=');
-        out.emplace_back(Decode(pair.substr(0, eq)), eq == std::string_view::npos ? "" : Decode(pair.substr(eq + 1)));
+        out.emplace_back(Decode(pair.substr(0, eq)),
+                         eq == std::string_view::npos ? "" : Decode(pair.substr(eq + 1)));
     }
     return out;
 }

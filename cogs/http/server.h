@@ -31,8 +31,8 @@ struct Request {
 
     // The value of header `name` (lower-case), or "" if absent.
     std::string Header(const std::string& name) const;
-    std::string Path() const;  // target without the query
-    std::string Query(const std::string& name) const;  // a decoded query parameter, or ""
+    std::string Path() const;                                              // target without the query
+    std::string Query(const std::string& name) const;                      // a decoded query parameter, or ""
     std::vector<std::pair<std::string, std::string>> QueryParams() const;  // every one, decoded, in order
 };
 
@@ -85,6 +85,7 @@ public:
 // every copy of `respond` without calling it leaves the client waiting until its own deadline.
 //
 // Errors: kInvalidArgument for an unparsable host, kUnavailable if the address cannot be bound.
-Result<std::unique_ptr<Server>> StartServer(boost::asio::io_context& io, ServerOptions options, Handler handler);
+Result<std::unique_ptr<Server>> StartServer(boost::asio::io_context& io, ServerOptions options,
+                                            Handler handler);
 
 }  // namespace cogs::http

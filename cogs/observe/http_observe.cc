@@ -56,7 +56,9 @@ struct Instrumented {
             std::lock_guard lock(mu);
             auto hit = histograms.find(key);
             if (hit == histograms.end()) {
-                hit = histograms.emplace(key, duration.With({{"route", route}, {"method", std::string(method)}})).first;
+                hit = histograms
+                          .emplace(key, duration.With({{"route", route}, {"method", std::string(method)}}))
+                          .first;
             }
             h = hit->second;
             key += ' ';
@@ -64,7 +66,9 @@ struct Instrumented {
             auto cit = counters.find(key);
             if (cit == counters.end()) {
                 cit = counters
-                          .emplace(key, requests.With({{"route", route}, {"method", std::string(method)}, {"code", code}}))
+                          .emplace(key,
+                                   requests.With(
+                                       {{"route", route}, {"method", std::string(method)}, {"code", code}}))
                           .first;
             }
             c = cit->second;
@@ -87,7 +91,8 @@ http::Response Invalid(const std::string& message, const std::string& field) {
     if (!field.empty()) {
         details["field"] = field;
     }
-    return Json(400, boost::json::object{{"code", "invalid_argument"}, {"message", message}, {"details", details}});
+    return Json(
+        400, boost::json::object{{"code", "invalid_argument"}, {"message", message}, {"details", details}});
 }
 
 boost::json::object LevelsJson() {
@@ -127,10 +132,13 @@ http::Handler Instrument(http::Handler inner, Metrics* metrics) {
     }
     auto st = std::make_shared<Instrumented>();
     st->metrics = metrics;
-    st->requests = metrics->Counter("cogs_http_requests_total", "HTTP requests answered, by route, method and status code.");
-    st->duration = metrics->Histogram("cogs_http_request_duration_seconds",
-                                      "HTTP request received to answer handed to the server, by route and method.");
-    st->in_flight = metrics->Gauge("cogs_http_requests_in_flight", "HTTP requests being handled now.").With({});
+    st->requests = metrics->Counter("cogs_http_requests_total",
+                                    "HTTP requests answered, by route, method and status code.");
+    st->duration =
+        metrics->Histogram("cogs_http_request_duration_seconds",
+                           "HTTP request received to answer handed to the server, by route and method.");
+    st->in_flight =
+        metrics->Gauge("cogs_http_requests_in_flight", "HTTP requests being handled now.").With({});
     return [st, inner = std::move(inner)](http::Request req, http::Respond respond) {
         const SteadyTime start = SteadyClock::now();
         st->in_flight.Inc();

@@ -162,7 +162,8 @@ Result<LogFormat> ParseLogFormat(std::string_view s) {
     if (s == "text") {
         return LogFormat::kText;
     }
-    return MakeError(Error(ErrorCode::kInvalidArgument, "log format must be json or text, got '" + std::string(s) + "'"));
+    return MakeError(
+        Error(ErrorCode::kInvalidArgument, "log format must be json or text, got '" + std::string(s) + "'"));
 }
 
 Status SetupLogging(const LogOptions& options) {

@@ -22,9 +22,9 @@ namespace cogs::observe {
 enum class LogFormat { kJson, kText };
 
 struct LogOptions {
-    std::string process;            // "cogsd", "cogs-network", ...
+    std::string process;  // "cogsd", "cogs-network", ...
     LogFormat format = LogFormat::kJson;
-    std::string level = "info";     // trace, debug, info, warn, error, critical, off
+    std::string level = "info";  // trace, debug, info, warn, error, critical, off
 };
 
 // Makes every logger (the default one, which spdlog::info(...) uses, and every Log(component))

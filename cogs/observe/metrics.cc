@@ -154,7 +154,8 @@ Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
         return &prometheus::BuildGauge().Name(name).Help(help).Register(impl_->registry).Add({});
     };
     impl_->rss = gauge("process_resident_memory_bytes", "Resident memory size in bytes.");
-    impl_->start = gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.");
+    impl_->start =
+        gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.");
     impl_->fds = gauge("process_open_fds", "Number of open file descriptors.");
 }
 
@@ -214,7 +215,8 @@ std::string Metrics::Render() {
     out << "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
         << "# TYPE process_cpu_seconds_total counter\n"
         << "process_cpu_seconds_total " << p.cpu_seconds << "\n"
-        << "# HELP cogs_expect_failures_total Failed COGS_EXPECT checks (should never happen) in this process.\n"
+        << "# HELP cogs_expect_failures_total Failed COGS_EXPECT checks (should never happen) in this "
+           "process.\n"
         << "# TYPE cogs_expect_failures_total counter\n"
         << "cogs_expect_failures_total " << base::ExpectFailures() << "\n";
     return out.str();

@@ -117,7 +117,8 @@ TEST(LogTest, JsonLinesCarryTheScopesIds) {
     ASSERT_TRUE(SetupLogging({.process = "cogs-test", .format = LogFormat::kJson, .level = "info"}));
     testing::internal::CaptureStderr();
     {
-        LogScope outer({.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736", .workflow_id = "wf-1", .resource_id = ""});
+        LogScope outer(
+            {.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736", .workflow_id = "wf-1", .resource_id = ""});
         LogScope inner({.trace_id = "", .workflow_id = "", .resource_id = "srv-9"});
         Log("engine").info("step {} done, \"quoted\"\n", "boot");
     }
@@ -207,10 +208,13 @@ TEST(InstrumentTest, CountsRequestsAndServesMetrics) {
     EXPECT_EQ(metrics.status, 200);
     EXPECT_EQ(metrics.content_type, kMetricsContentType);
     const std::string& text = metrics.body;
-    EXPECT_EQ(Value(text, R"(cogs_http_requests_total{code="200",method="GET",route="/v1/servers/{id}"})"), 2);
-    EXPECT_EQ(Value(text, R"(cogs_http_requests_total{code="404",method="GET",route="/v1/servers/{id}"})"), 1);
+    EXPECT_EQ(Value(text, R"(cogs_http_requests_total{code="200",method="GET",route="/v1/servers/{id}"})"),
+              2);
+    EXPECT_EQ(Value(text, R"(cogs_http_requests_total{code="404",method="GET",route="/v1/servers/{id}"})"),
+              1);
     EXPECT_EQ(Value(text, R"(cogs_http_requests_total{code="dropped",method="other",route="/v1/drop"})"), 1);
-    EXPECT_EQ(Value(text, R"(cogs_http_request_duration_seconds_count{method="GET",route="/v1/servers/{id}"})"), 3);
+    EXPECT_EQ(
+        Value(text, R"(cogs_http_request_duration_seconds_count{method="GET",route="/v1/servers/{id}"})"), 3);
     // 64 routes at most: the scan ends up in "other" once the table is full.
     EXPECT_GT(Value(text, R"(cogs_http_requests_total{code="200",method="GET",route="other"})"), 30);
     EXPECT_EQ(Value(text, "cogs_http_requests_in_flight"), 1);  // the /metrics request itself
@@ -221,12 +225,14 @@ TEST(InstrumentTest, LogLevelsEndpoint) {
     auto get = HandleLogLevels(http::Request{"GET", "/v1/log-levels", {}, ""});
     EXPECT_EQ(get.status, 200);
     EXPECT_EQ(boost::json::parse(get.body).at("*").as_string(), "info");
-    auto put = HandleLogLevels(http::Request{"PUT", "/v1/log-levels", {}, R"({"engine":"debug","api":"warn"})"});
+    auto put =
+        HandleLogLevels(http::Request{"PUT", "/v1/log-levels", {}, R"({"engine":"debug","api":"warn"})"});
     EXPECT_EQ(put.status, 200);
     EXPECT_EQ(boost::json::parse(put.body).at("engine").as_string(), "debug");
     EXPECT_EQ(Levels().at("api"), "warn");
     // One bad entry changes nothing and names itself.
-    auto bad = HandleLogLevels(http::Request{"PUT", "/v1/log-levels", {}, R"({"engine":"info","store":"loud"})"});
+    auto bad =
+        HandleLogLevels(http::Request{"PUT", "/v1/log-levels", {}, R"({"engine":"info","store":"loud"})"});
     EXPECT_EQ(bad.status, 400);
     EXPECT_EQ(boost::json::parse(bad.body).at("details").at("field").as_string(), "store");
     EXPECT_EQ(Levels().at("engine"), "debug");

@@ -32,37 +32,25 @@ constexpr uint64_t kRankGap = uint64_t{1} << 32;
 
 // The filters in the order they run; the names are the labels of the "no valid host" message.
 enum Filter { kEnabled, kAlive, kZone, kTraits, kVcpus, kRam, kDisk, kGroup, kFilterCount };
-constexpr const char* kFilterNames[kFilterCount] = {"enabled", "alive", "availability_zone", "traits",
-                                                    "vcpus",   "ram",   "disk",              "group"};
+constexpr const char* kFilterNames[kFilterCount] = {
+    "enabled", "alive", "availability_zone", "traits", "vcpus", "ram", "disk", "group"};
 
 }  // namespace
 
 std::string_view ToString(FailureReason reason) {
     switch (reason) {
-        case FailureReason::kNone:
-            return "";
-        case FailureReason::kInvalid:
-            return "invalid";
-        case FailureReason::kNoHosts:
-            return "no_hosts";
-        case FailureReason::kEnabled:
-            return "enabled";
-        case FailureReason::kAlive:
-            return "alive";
-        case FailureReason::kAvailabilityZone:
-            return "az";
-        case FailureReason::kTraits:
-            return "traits";
-        case FailureReason::kVcpus:
-            return "vcpus";
-        case FailureReason::kRam:
-            return "ram";
-        case FailureReason::kDisk:
-            return "disk";
-        case FailureReason::kAffinity:
-            return "affinity";
-        case FailureReason::kAntiAffinity:
-            return "anti_affinity";
+        case FailureReason::kNone: return "";
+        case FailureReason::kInvalid: return "invalid";
+        case FailureReason::kNoHosts: return "no_hosts";
+        case FailureReason::kEnabled: return "enabled";
+        case FailureReason::kAlive: return "alive";
+        case FailureReason::kAvailabilityZone: return "az";
+        case FailureReason::kTraits: return "traits";
+        case FailureReason::kVcpus: return "vcpus";
+        case FailureReason::kRam: return "ram";
+        case FailureReason::kDisk: return "disk";
+        case FailureReason::kAffinity: return "affinity";
+        case FailureReason::kAntiAffinity: return "anti_affinity";
     }
     return "";
 }
@@ -209,8 +197,8 @@ struct Placement::Filtering {
         }
         if (has_group) {
             const bool holds_member = members != nullptr && members->contains(host.name);
-            const bool passes = request.policy == GroupPolicy::kAffinity ? members == nullptr || holds_member
-                                                                         : !holds_member;
+            const bool passes =
+                request.policy == GroupPolicy::kAffinity ? members == nullptr || holds_member : !holds_member;
             if (!passes) {
                 return kGroup;
             }
@@ -292,8 +280,8 @@ Result<Claim> Placement::ClaimFor(const PlacementRequest& request, FailureReason
             }
         }
     } else {
-        for (auto it = pack_order_.lower_bound(Key{request.ram_mb, 0, 0, nullptr});
-             it != pack_order_.end(); ++it) {
+        for (auto it = pack_order_.lower_bound(Key{request.ram_mb, 0, 0, nullptr}); it != pack_order_.end();
+             ++it) {
             if (filtering.Check(*it->slot) == kFilterCount) {
                 chosen = it->slot;
                 break;
@@ -342,8 +330,8 @@ Result<Claim> Placement::ClaimFor(const PlacementRequest& request, FailureReason
         return MakeError(Error(ErrorCode::kFailedPrecondition, std::move(msg), /*retry=*/false));
     }
 
-    Claim claim{request.server_id, chosen->info.name, request.vcpus, request.ram_mb, request.disk_gb,
-                request.group_id};
+    Claim claim{request.server_id, chosen->info.name, request.vcpus,
+                request.ram_mb,    request.disk_gb,   request.group_id};
     Record(claim, chosen);
     why = FailureReason::kNone;
     return claim;

@@ -199,8 +199,8 @@ private:
     Ratios ratios_;
     std::map<std::string, Slot, std::less<>> slots_;  // by host name
     size_t known_hosts_ = 0;
-    std::set<Key, SpreadLess> spread_order_;  // known hosts, best for kSpread first
-    std::set<Key, PackLess> pack_order_;      // known hosts, least free RAM first
+    std::set<Key, SpreadLess> spread_order_;         // known hosts, best for kSpread first
+    std::set<Key, PackLess> pack_order_;             // known hosts, least free RAM first
     std::unordered_map<std::string, Claim> claims_;  // by server id
     // group id -> host name -> how many of the group's claims the host holds (entries > 0 only).
     std::map<std::string, std::map<std::string, int64_t, std::less<>>, std::less<>> groups_;

@@ -495,7 +495,7 @@ struct Model {
     Ratios ratios;
     std::map<std::string, HostInfo> hosts;
     std::map<std::string, Claim> claims;
-    std::map<std::string, Usage> used;                        // by host
+    std::map<std::string, Usage> used;                           // by host
     std::map<std::pair<std::string, std::string>, int> members;  // (host, group) -> claims
     std::map<std::string, int> group_size;
 
@@ -658,11 +658,11 @@ TEST(PlacementTest, RandomClaimsNeverOvercommitAndFailOnlyWhenNothingFits) {
             const bool within = want.vcpus <= Model::Usable(h.vcpus, m.ratios.cpu) &&
                                 want.ram_mb <= Model::Usable(h.ram_mb, m.ratios.ram) &&
                                 want.disk_gb <= Model::Usable(h.disk_gb, m.ratios.disk);
-            ASSERT_TRUE(same && within) << name << " at step " << step << ": usage " << got.vcpus << "/"
-                                        << got.ram_mb << "/" << got.disk_gb << " x" << got.servers
-                                        << ", claims sum to " << want.vcpus << "/" << want.ram_mb << "/"
-                                        << want.disk_gb << " x" << want.servers << ", capacity " << h.vcpus
-                                        << "/" << h.ram_mb << "/" << h.disk_gb;
+            ASSERT_TRUE(same && within)
+                << name << " at step " << step << ": usage " << got.vcpus << "/" << got.ram_mb << "/"
+                << got.disk_gb << " x" << got.servers << ", claims sum to " << want.vcpus << "/"
+                << want.ram_mb << "/" << want.disk_gb << " x" << want.servers << ", capacity " << h.vcpus
+                << "/" << h.ram_mb << "/" << h.disk_gb;
         }
     }
     // The run exercised both outcomes.

@@ -113,8 +113,9 @@ TEST_F(SqliteTest, AStatementIsReusedAcrossResets) {
 
 TEST_F(SqliteTest, ForEachRowStopsAtTheFirstErrorOfItsCallback) {
     auto db = Open();
-    ASSERT_TRUE(db->Exec("CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT NOT NULL);"
-                         "INSERT INTO people VALUES(1, 'ada'), (2, 'brian'), (3, 'carla')"));
+    ASSERT_TRUE(
+        db->Exec("CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT NOT NULL);"
+                 "INSERT INTO people VALUES(1, 'ada'), (2, 'brian'), (3, 'carla')"));
     auto q = db->Prepare("SELECT name FROM people ORDER BY id");
     ASSERT_TRUE(q);
     std::vector<std::string> seen;

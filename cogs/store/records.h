@@ -20,16 +20,16 @@ enum class WorkflowState : uint8_t {
 };
 
 enum class StepState : uint8_t {
-    kPending = 0,         // not yet started (dependencies not done, or bulkhead full)
-    kRunning = 1,         // an attempt is dispatched (re-sent with the same key after a crash)
-    kWaitingRetry = 2,    // the last attempt failed retryably; the next one is due at next_at_ms
-    kPolling = 3,         // the service accepted a long action; its status is polled until done
-    kSucceeded = 4,       // the action's effect is applied; output holds its answer
-    kFailed = 5,          // failed for good; `applied` says whether the effect may exist
-    kCompensating = 6,    // its compensation is dispatched or waiting for a retry
-    kCompensated = 7,     // its compensation is done (or it needed none)
+    kPending = 0,             // not yet started (dependencies not done, or bulkhead full)
+    kRunning = 1,             // an attempt is dispatched (re-sent with the same key after a crash)
+    kWaitingRetry = 2,        // the last attempt failed retryably; the next one is due at next_at_ms
+    kPolling = 3,             // the service accepted a long action; its status is polled until done
+    kSucceeded = 4,           // the action's effect is applied; output holds its answer
+    kFailed = 5,              // failed for good; `applied` says whether the effect may exist
+    kCompensating = 6,        // its compensation is dispatched or waiting for a retry
+    kCompensated = 7,         // its compensation is done (or it needed none)
     kCompensationFailed = 8,  // the compensation exhausted its attempts
-    kSkipped = 9,         // never started because the workflow was compensating or cancelled
+    kSkipped = 9,             // never started because the workflow was compensating or cancelled
 };
 
 std::string_view ToString(WorkflowState s);
@@ -40,10 +40,10 @@ bool IsTerminal(WorkflowState s);
 struct StepRecord {
     int index = 0;  // the step's position in its definition
     StepState state = StepState::kPending;
-    int attempts = 0;       // attempts of the action so far
-    int comp_attempts = 0;  // attempts of the compensation so far
-    bool applied = false;   // the action's effect may exist (succeeded, or an attempt's outcome is unknown)
-    int64_t next_at_ms = 0; // wall ms when a waiting retry or the next poll is due; 0 if none
+    int attempts = 0;        // attempts of the action so far
+    int comp_attempts = 0;   // attempts of the compensation so far
+    bool applied = false;    // the action's effect may exist (succeeded, or an attempt's outcome is unknown)
+    int64_t next_at_ms = 0;  // wall ms when a waiting retry or the next poll is due; 0 if none
     int64_t started_ms = 0;
     int64_t finished_ms = 0;
     std::string output;  // JSON text of the action's answer
@@ -65,12 +65,12 @@ struct WorkflowRecord {
     int64_t updated_ms = 0;
     int64_t deadline_ms = 0;  // 0: none
     int64_t finished_ms = 0;
-    std::string trace;  // W3C traceparent the workflow was started with
+    std::string trace;    // W3C traceparent the workflow was started with
     std::string project;  // the tenant the workflow works for ("" for system work)
     // The resource the workflow works on (its events go to that resource's history); "" for none.
     std::string resource_kind;
     std::string resource_id;
-    uint64_t fence = 0; // the fencing token of the lease that owns it
+    uint64_t fence = 0;  // the fencing token of the lease that owns it
     std::vector<StepRecord> steps;
 };
 

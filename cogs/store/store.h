@@ -28,11 +28,11 @@
 namespace cogs::store {
 
 struct StoreStats {
-    uint64_t commits = 0;      // transactions committed
-    uint64_t groups = 0;       // groups committed
-    uint64_t transitions = 0;  // WriteGroup::Transitions() summed over committed groups
-    uint64_t fenced = 0;       // groups refused for a stale token
-    double commit_seconds = 0; // time spent in BEGIN..COMMIT, summed
+    uint64_t commits = 0;       // transactions committed
+    uint64_t groups = 0;        // groups committed
+    uint64_t transitions = 0;   // WriteGroup::Transitions() summed over committed groups
+    uint64_t fenced = 0;        // groups refused for a stale token
+    double commit_seconds = 0;  // time spent in BEGIN..COMMIT, summed
 };
 
 class Store {
@@ -98,7 +98,7 @@ struct CommitReport {
 };
 
 struct SqliteOptions {
-    std::string path;          // the database file; its directory must exist
+    std::string path;  // the database file; its directory must exist
     // Every acknowledged commit is on disk (else NORMAL: a power cut may lose the last commits).
     bool synchronous_full = true;
     // With synchronous_full: fdatasync the WAL on a syncer thread after each COMMIT, so batch N is

@@ -340,14 +340,16 @@ TEST_P(StoreTest, PendingStepsNeedNoRowsAndTheirFirstChangeIsFenced) {
         EXPECT_EQ(got.steps[i].state, StepState::kPending);
     }
     // A step beyond the workflow's steps is refused, not stored.
-    EXPECT_CODE(CommitAndWait(*store_, UpdateStep(a.token, "w", Step(3, StepState::kRunning))), ErrorCode::kFenced);
+    EXPECT_CODE(CommitAndWait(*store_, UpdateStep(a.token, "w", Step(3, StepState::kRunning))),
+                ErrorCode::kFenced);
     // After another owner claims the workflow, the old owner cannot give a pending step its first row.
     Lease b = MustLease("engine-b");
     store_->Flush();
     auto claimed = store_->ClaimOrphaned(b, 10);
     ASSERT_TRUE(claimed) << claimed.error().ToString();
     ASSERT_EQ(claimed->size(), 1u);
-    EXPECT_CODE(CommitAndWait(*store_, UpdateStep(a.token, "w", Step(1, StepState::kRunning))), ErrorCode::kFenced);
+    EXPECT_CODE(CommitAndWait(*store_, UpdateStep(a.token, "w", Step(1, StepState::kRunning))),
+                ErrorCode::kFenced);
     EXPECT_EQ(MustGet("w").steps[1].state, StepState::kPending);
     ASSERT_OK(CommitAndWait(*store_, UpdateStep(b.token, "w", Step(1, StepState::kRunning))));
     EXPECT_EQ(MustGet("w").steps[1].state, StepState::kRunning);

@@ -90,7 +90,7 @@ struct StepDef {
 
 struct Definition {
     std::string type;
-    int version = 0;  // assigned by the Registry
+    int version = 0;       // assigned by the Registry
     Duration deadline{0};  // 0: none
     std::vector<StepDef> steps;
 

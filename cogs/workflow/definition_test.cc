@@ -480,10 +480,11 @@ TEST(YamlTest, InputExpansionIsBounded) {
     // Aliases to aliases double at each level: 2^30 values from a few lines.
     std::string text = "type: t\nsteps:\n  - name: s\n    action: a.b\n    input:\n      l0: &l0 [1, 1]\n";
     for (int i = 1; i <= 30; ++i) {
-        text += "      l" + std::to_string(i) + ": &l" + std::to_string(i) + " [*l" + std::to_string(i - 1) + ", *l" +
-                std::to_string(i - 1) + "]\n";
+        text += "      l" + std::to_string(i) + ": &l" + std::to_string(i) + " [*l" + std::to_string(i - 1) +
+                ", *l" + std::to_string(i - 1) + "]\n";
     }
-    EXPECT_THAT(ErrorOf(LoadDefinitionsFromString(text, "bomb.yaml")), HasSubstr("has more than 100000 values"));
+    EXPECT_THAT(ErrorOf(LoadDefinitionsFromString(text, "bomb.yaml")),
+                HasSubstr("has more than 100000 values"));
 }
 
 TEST(YamlTest, UnknownFieldsAreRejectedWithTheirLine) {

@@ -65,8 +65,9 @@ const store::Lease& Engine::lease() const { return impl_->lease(); }
 void Engine::Shutdown() { impl_->Shutdown(); }
 
 FinishedEvent FinishedEventOf(const store::WorkflowRecord& w, const Definition* def) {
-    FinishedEvent ev{w.id,    w.type,          w.state,       w.reason, w.finished_ms, w.project,
-                     w.trace, w.resource_kind, w.resource_id, w.input,  {}};
+    FinishedEvent ev{w.id,          w.type,    w.state, w.reason,
+                     w.finished_ms, w.project, w.trace, w.resource_kind,
+                     w.resource_id, w.input,   {}};
     for (size_t i = 0; def != nullptr && i < w.steps.size() && i < def->steps.size(); ++i) {
         if (!w.steps[i].output.empty()) {
             ev.outputs.emplace(def->steps[i].name, w.steps[i].output);

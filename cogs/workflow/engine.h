@@ -89,13 +89,13 @@ struct EngineOptions {
 
     std::string owner = "cogs-engine";  // lease owner name
     int64_t lease_ttl_ms = 15000;
-    int default_bulkhead = 512;          // calls in flight per service
+    int default_bulkhead = 512;            // calls in flight per service
     std::map<std::string, int> bulkheads;  // per-service overrides
     Duration poll_initial = std::chrono::milliseconds(20);
     Duration poll_max = std::chrono::seconds(2);
-    size_t max_inflight = 200000;  // Start() beyond this answers kResourceExhausted
-    uint64_t seed = 1;             // jitter
-    BreakerOptions breaker;                         // every service's, unless overridden
+    size_t max_inflight = 200000;                    // Start() beyond this answers kResourceExhausted
+    uint64_t seed = 1;                               // jitter
+    BreakerOptions breaker;                          // every service's, unless overridden
     std::map<std::string, BreakerOptions> breakers;  // per-service overrides
     // Where the engine's metrics go (docs/metrics.md, "the workflow engine"); null: none. Must
     // outlive the engine. Handles are looked up once per definition and per (service, action).
@@ -138,8 +138,8 @@ struct EngineStats {
     uint64_t compensations = 0;
     uint64_t fenced = 0;
     uint64_t inflight = 0;
-    uint64_t circuit_opens = 0;  // breakers that opened (from closed or after a failed probe)
-    uint64_t circuit_waits = 0;  // steps, compensations or polls that began waiting on a breaker
+    uint64_t circuit_opens = 0;    // breakers that opened (from closed or after a failed probe)
+    uint64_t circuit_waits = 0;    // steps, compensations or polls that began waiting on a breaker
     uint64_t circuit_waiting = 0;  // waiting now
 };
 
@@ -161,11 +161,10 @@ struct FinishedEvent {
 // while its listener's process was down): `def` is its definition (for the steps' names), or null.
 FinishedEvent FinishedEventOf(const store::WorkflowRecord& w, const Definition* def);
 
-
 class Engine {
 public:
-    Engine(boost::asio::io_context& io, store::Store& store, Registry& registry, const ServiceCatalog& services,
-           EngineOptions options);
+    Engine(boost::asio::io_context& io, store::Store& store, Registry& registry,
+           const ServiceCatalog& services, EngineOptions options);
     // Call Shutdown() and flush the store (Store::Flush) first: a commit of the engine's that
     // completes after the engine is gone would reach it.
     ~Engine();

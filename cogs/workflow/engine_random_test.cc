@@ -12,9 +12,9 @@
 #include <map>
 #include <random>
 
+#include <gtest/gtest.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <gtest/gtest.h>
 
 #include "cogs/services/sim/sim_client.h"
 #include "cogs/services/sim/sim_service.h"
@@ -49,8 +49,8 @@ class EngineRandomTest : public ::testing::TestWithParam<RandomCase> {};
 
 TEST_P(EngineRandomTest, LedgerMatchesOutcomes) {
     const uint64_t seed = GetParam().seed;
-    const fs::path dir = fs::temp_directory_path() / ("cogs-random-" + std::to_string(::getpid()) + "-" +
-                                                      std::to_string(seed));
+    const fs::path dir = fs::temp_directory_path() /
+                         ("cogs-random-" + std::to_string(::getpid()) + "-" + std::to_string(seed));
     fs::remove_all(dir);
     fs::create_directories(dir);
     auto st = store::OpenSqliteStore({(dir / "cogs.db").string()});
@@ -153,7 +153,8 @@ TEST_P(EngineRandomTest, LedgerMatchesOutcomes) {
         const Definition* def = registry.Get(rec->type, rec->version);
         ASSERT_NE(def, nullptr);
         for (const auto& [step, fx] : effects[id]) {
-            EXPECT_LE(fx.last_us, rec->finished_ms * 1000 + 999) << id << "/" << step << " applied after the end";
+            EXPECT_LE(fx.last_us, rec->finished_ms * 1000 + 999)
+                << id << "/" << step << " applied after the end";
             const int idx = def->StepIndex(step);
             ASSERT_GE(idx, 0) << step;
             if (ev.state == WorkflowState::kSucceeded) {

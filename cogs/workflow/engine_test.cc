@@ -105,7 +105,9 @@ public:
             return;
         }
         const bool finished = polls_[call.idempotency_key]++ >= polls_before_done;
-        asio::post(io_, [done, finished] { done(ActionReply{!finished, finished ? R"({"done":true})" : ""}); });
+        asio::post(io_, [done, finished] {
+            done(ActionReply{!finished, finished ? R"({"done":true})" : ""});
+        });
     }
 
     std::vector<std::string> Keys() const {
@@ -331,10 +333,16 @@ protected:
 
     static Result<Definition> Chain(const std::string& type = "chain") {
         return DefinitionBuilder(type)
-            .Step("a", "svc.a").Compensate("svc.undo_a")
-            .Step("b", "svc.b").After("a").Timeout(1s).Input(R"({"from_a":"${steps.a.output.id}","x":"${input.x}"})")
+            .Step("a", "svc.a")
+            .Compensate("svc.undo_a")
+            .Step("b", "svc.b")
+            .After("a")
+            .Timeout(1s)
+            .Input(R"({"from_a":"${steps.a.output.id}","x":"${input.x}"})")
             .Compensate("svc.undo_b")
-            .Step("c", "svc.c").After("b").Compensate("svc.undo_c")
+            .Step("c", "svc.c")
+            .After("b")
+            .Compensate("svc.undo_c")
             .Build();
     }
 
@@ -428,13 +436,19 @@ TEST_F(EngineTest, PermanentFailureCompensatesCompletedStepsInReverseOrder) {
 
 TEST_F(EngineTest, ExhaustedTimeoutsAreCompensatedBecauseTheyMayHaveApplied) {
     auto def = DefinitionBuilder("t")
-                   .Step("a", "svc.a").Compensate("svc.undo_a")
-                   .Step("b", "svc.b").After("a").Timeout(30ms)
-                   .Retry({2, 1ms, 2ms, 2.0, {}}).Compensate("svc.undo_b")
+                   .Step("a", "svc.a")
+                   .Compensate("svc.undo_a")
+                   .Step("b", "svc.b")
+                   .After("a")
+                   .Timeout(30ms)
+                   .Retry({2, 1ms, 2ms, 2.0, {}})
+                   .Compensate("svc.undo_b")
                    .Build();
     Register(def);
     Recover();
-    service_->script = [](const ActionCall& c, int) { return c.action == "b" ? Answer{Answer::kHang} : Answer{}; };
+    service_->script = [](const ActionCall& c, int) {
+        return c.action == "b" ? Answer{Answer::kHang} : Answer{};
+    };
     Start("t", "w1");
     RunToEnd("w1");
     EXPECT_EQ(finished_["w1"].state, WorkflowState::kRolledBack);
@@ -516,7 +530,9 @@ TEST_F(EngineTest, WorkflowDeadlineCompensates) {
 TEST_F(EngineTest, CrashResumeResendsInFlightStepWithSameKey) {
     Register(Chain());
     Recover();
-    service_->script = [](const ActionCall& c, int) { return c.action == "b" ? Answer{Answer::kHang} : Answer{}; };
+    service_->script = [](const ActionCall& c, int) {
+        return c.action == "b" ? Answer{Answer::kHang} : Answer{};
+    };
     Start("chain", "w1");
     RunUntil([&] { return service_->per_key.count("w1/b/do") != 0; });
     CloseAll();  // the process dies with b in flight
@@ -574,7 +590,9 @@ TEST_F(EngineTest, CompletionReportEndsALongActionBeforeItsNextPoll) {
     service_->polls_before_done = 1000000;  // polling alone would never finish it
     Start("long", "w1");
     RunUntil([&] { return service_->per_key.count("w1/boot/do") != 0; });
-    RunUntil([&] { return engine_->ReportCompletion("w1/boot/do", ActionReply{false, R"({"booted":1})"}).has_value(); });
+    RunUntil([&] {
+        return engine_->ReportCompletion("w1/boot/do", ActionReply{false, R"({"booted":1})"}).has_value();
+    });
     RunToEnd("w1");
     EXPECT_EQ(finished_["w1"].state, WorkflowState::kSucceeded);
     EXPECT_EQ(Load("w1").steps[0].output, R"({"booted":1})");
@@ -586,7 +604,9 @@ TEST_F(EngineTest, CompletionReportEndsALongActionBeforeItsNextPoll) {
 TEST_F(EngineTest, RunningWorkflowKeepsItsDefinitionVersion) {
     Register(DefinitionBuilder("v").Step("a", "svc.old").Build());
     Recover();
-    service_->script = [](const ActionCall& c, int) { return c.action == "old" ? Answer{Answer::kHang} : Answer{}; };
+    service_->script = [](const ActionCall& c, int) {
+        return c.action == "old" ? Answer{Answer::kHang} : Answer{};
+    };
     Start("v", "w1");
     RunUntil([&] { return service_->per_key.count("w1/a/do") != 0; });
     Register(DefinitionBuilder("v").Step("a", "svc.new").Build());
@@ -657,8 +677,8 @@ TEST_F(EngineTest, BreakerOpensAfterConsecutiveFailuresAndHoldsStepsBack) {
         RunToEnd(id);
         EXPECT_EQ(finished_[id].state, WorkflowState::kSucceeded) << id;
     }
-    EXPECT_EQ(service_->Keys(), (std::vector<std::string>{"w1/a/do", "w1/a/do", "w1/a/do", "w1/a/do", "w2/a/do",
-                                                          "w3/a/do"}));
+    EXPECT_EQ(service_->Keys(),
+              (std::vector<std::string>{"w1/a/do", "w1/a/do", "w1/a/do", "w1/a/do", "w2/a/do", "w3/a/do"}));
     EXPECT_EQ(engine_->BreakerState("svc", ""), CircuitState::kClosed);
     EXPECT_EQ(engine_->Stats().circuit_waiting, 0u);
     EXPECT_EQ(engine_->Stats().circuit_waits, 3u);
@@ -737,7 +757,9 @@ TEST_F(EngineTest, DefinitiveRefusalsDoNotOpenTheBreaker) {
     Reopen(Breakers(2));
     Register(Patient());
     Recover();
-    service_->script = [](const ActionCall&, int) { return Answer{Answer::kError, ErrorCode::kFailedPrecondition}; };
+    service_->script = [](const ActionCall&, int) {
+        return Answer{Answer::kError, ErrorCode::kFailedPrecondition};
+    };
     for (const char* id : {"w1", "w2", "w3", "w4"}) {
         Start("patient", id);
         RunToEnd(id);
@@ -1205,8 +1227,8 @@ TEST_F(EngineObserveTest, BreakerMetricsEventsAndLogs) {
     EXPECT_EQ(Metric(R"(cogs_circuit_transitions_total{service="svc",to="open"})"), 3);
     EXPECT_EQ(Metric(R"(cogs_circuit_transitions_total{service="svc",to="half_open"})"), 3);
     EXPECT_EQ(Metric(R"(cogs_circuit_transitions_total{service="svc",to="closed"})"), 1);
-    EXPECT_EQ(service_->Keys(), (std::vector<std::string>{"w-bad/a/do", "w-bad/a/do", "w1/a/do", "w-bad/a/do",
-                                                          "w1/a/do"}));
+    EXPECT_EQ(service_->Keys(),
+              (std::vector<std::string>{"w-bad/a/do", "w-bad/a/do", "w1/a/do", "w-bad/a/do", "w1/a/do"}));
 
     // The resource-bound workflow tells its resource once per wait that its step waits: not again
     // while it waits through w-bad's failed probe, again after its own probe failed.

@@ -8,13 +8,14 @@ Status Registry::LoadFromStore() {
         return MakeError(saved.error());
     }
     for (const auto& rec : *saved) {
-        auto defs = LoadDefinitionsFromString(rec.text, "store:" + rec.type + "@" + std::to_string(rec.version));
+        auto defs =
+            LoadDefinitionsFromString(rec.text, "store:" + rec.type + "@" + std::to_string(rec.version));
         if (!defs) {
             return MakeError(defs.error());
         }
         if (defs->size() != 1) {
             return MakeError(ErrorCode::kInternal, "stored definition " + rec.type + " holds " +
-                                                        std::to_string(defs->size()) + " workflows");
+                                                       std::to_string(defs->size()) + " workflows");
         }
         Definition d = std::move(defs->front());
         d.version = rec.version;

@@ -53,7 +53,9 @@ public:
 // Maps a service name to its client. Workflows name actions `service.action`.
 class ServiceCatalog {
 public:
-    void Add(const std::string& service, std::shared_ptr<ServiceClient> client) { clients_[service] = std::move(client); }
+    void Add(const std::string& service, std::shared_ptr<ServiceClient> client) {
+        clients_[service] = std::move(client);
+    }
     ServiceClient* Find(const std::string& service) const {
         auto it = clients_.find(service);
         return it == clients_.end() ? nullptr : it->second.get();

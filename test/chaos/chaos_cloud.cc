@@ -6,8 +6,8 @@
 #include <functional>
 #include <set>
 
-#include <boost/json.hpp>
 #include <fmt/format.h>
+#include <boost/json.hpp>
 
 #include "cogs/base/secret.h"
 #include "cogs/runtime/files.h"
@@ -29,9 +29,7 @@ struct ChaosCloud::Proc {
     runtime::Child child;
 };
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 // "--name value" pairs of `flags`, for argv.
 std::vector<std::string> FlagArgs(const std::map<std::string, std::string>& flags) {
@@ -59,18 +57,20 @@ Status ChaosCloud::StartProc(Proc& p) {
     // Children stay in the run's process group: a Ctrl-C of the run stops them too.
     auto child = runtime::Child::Spawn(argv, {.log_path = p.log, .new_process_group = false});
     if (!child) {
-        return MakeError(ErrorCode::kUnavailable, fmt::format("cannot start {}: {}", p.name, child.error().message));
+        return MakeError(ErrorCode::kUnavailable,
+                         fmt::format("cannot start {}: {}", p.name, child.error().message));
     }
     p.child = std::move(*child);
     return AwaitPort(p);
 }
 
 Status ChaosCloud::AwaitPort(Proc& p) {
-    auto port = runtime::WaitForPortFile(p.port_file, SteadyClock::now() + std::chrono::seconds(options_.start_timeout_s),
-                                         &p.child);
+    auto port = runtime::WaitForPortFile(
+        p.port_file, SteadyClock::now() + std::chrono::seconds(options_.start_timeout_s), &p.child);
     if (!port) {
-        return MakeError(ErrorCode::kUnavailable, fmt::format("{} did not start: {}\n---- {} ----\n{}", p.name,
-                                                              port.error().message, p.log, runtime::TailFile(p.log, 30)));
+        return MakeError(ErrorCode::kUnavailable,
+                         fmt::format("{} did not start: {}\n---- {} ----\n{}", p.name, port.error().message,
+                                     p.log, runtime::TailFile(p.log, 30)));
     }
     p.port = *port;
     return {};
@@ -84,7 +84,8 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
     fs::create_directories(dir / "logs", ec);
     fs::create_directories(dir / "run", ec);
     if (ec) {
-        return MakeError(ErrorCode::kUnavailable, fmt::format("cannot create {}: {}", dir.string(), ec.message()));
+        return MakeError(ErrorCode::kUnavailable,
+                         fmt::format("cannot create {}: {}", dir.string(), ec.message()));
     }
     auto D = [dir](const std::string& name) { return (dir / name).string(); };
     const std::string service_token_file = D("service.token");
@@ -106,17 +107,19 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
         return *c->procs_.back();
     };
     Proc& network = make("cogs-network", "cogs-network", [=](uint16_t port) {
-        return std::vector<std::string>{"--listen", listen(port), "--port-file", D("run/cogs-network.port"),
-                                        "--state", D("network.db"), "--token-file", service_token_file,
-                                        "--log-level", "warn"};
+        return std::vector<std::string>{
+            "--listen",    listen(port),    "--port-file",  D("run/cogs-network.port"),
+            "--state",     D("network.db"), "--token-file", service_token_file,
+            "--log-level", "warn"};
     });
     if (auto s = c->StartProc(network); !s) {
         return MakeError(s.error());
     }
     Proc& volume = make("cogs-volume", "cogs-volume", [=](uint16_t port) {
-        return std::vector<std::string>{"--listen", listen(port), "--port-file", D("run/cogs-volume.port"),
-                                        "--state", D("volume.db"), "--token-file", service_token_file,
-                                        "--log-level", "warn"};
+        return std::vector<std::string>{
+            "--listen",    listen(port),   "--port-file",  D("run/cogs-volume.port"),
+            "--state",     D("volume.db"), "--token-file", service_token_file,
+            "--log-level", "warn"};
     });
     if (auto s = c->StartProc(volume); !s) {
         return MakeError(s.error());
@@ -125,9 +128,19 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
     const std::string network_url = c->ProcessUrl(kNetwork);
     const std::string volume_url = c->ProcessUrl(kVolume);
     Proc& cogsd = make("cogsd", "cogsd", [=](uint16_t port) {
-        std::vector<std::string> argv{"--listen", listen(port), "--port-file", D("run/cogsd.port"), "--data-dir",
-                                      D("cogsd"), "--network-url", network_url, "--volume-url", volume_url,
-                                      "--service-token-file", service_token_file, "--bootstrap-token-file",
+        std::vector<std::string> argv{"--listen",
+                                      listen(port),
+                                      "--port-file",
+                                      D("run/cogsd.port"),
+                                      "--data-dir",
+                                      D("cogsd"),
+                                      "--network-url",
+                                      network_url,
+                                      "--volume-url",
+                                      volume_url,
+                                      "--service-token-file",
+                                      service_token_file,
+                                      "--bootstrap-token-file",
                                       D("admin.token")};
         argv.insert(argv.end(), cogsd_flags.begin(), cogsd_flags.end());
         return argv;
@@ -139,7 +152,8 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
     const bool token = WaitUntil([&] { return runtime::ReadTokenFile(D("admin.token")).has_value(); },
                                  std::chrono::seconds(o.start_timeout_s), 20ms);
     if (!token) {
-        return MakeError(ErrorCode::kUnavailable, "cogsd did not write admin.token:\n" + runtime::TailFile(cogsd.log, 30));
+        return MakeError(ErrorCode::kUnavailable,
+                         "cogsd did not write admin.token:\n" + runtime::TailFile(cogsd.log, 30));
     }
     c->admin_token_ = *runtime::ReadTokenFile(D("admin.token"));
 
@@ -148,18 +162,38 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
         c->control_relay_.push_back(c->relays_->Open(cogsd.port));
         c->agent_relay_.push_back(c->relays_->Open(0));  // the agent's port is known once it listens
         c->partitioned_.push_back(false);
-        const std::string control_url = fmt::format("http://127.0.0.1:{}", c->relays_->ListenPort(c->control_relay_[i]));
-        const std::string advertise_url = fmt::format("http://127.0.0.1:{}", c->relays_->ListenPort(c->agent_relay_[i]));
+        const std::string control_url =
+            fmt::format("http://127.0.0.1:{}", c->relays_->ListenPort(c->control_relay_[i]));
+        const std::string advertise_url =
+            fmt::format("http://127.0.0.1:{}", c->relays_->ListenPort(c->agent_relay_[i]));
         const std::string name = fmt::format("cogs-compute-{}", i + 1);
         make(name, "cogs-compute", [=](uint16_t port) {
-            std::vector<std::string> argv{"--listen", listen(port), "--port-file", D("run/" + name + ".port"),
-                                          "--state", D(fmt::format("compute-{}.db", i + 1)), "--token-file",
-                                          service_token_file, "--host", HostName(i), "--az", "nova",
-                                          "--vcpus", std::to_string(o.agent_vcpus), "--ram-mb",
-                                          std::to_string(o.agent_ram_mb), "--control-url", control_url,
-                                          "--control-token-file", D("admin.token"), "--advertise-url",
-                                          advertise_url, "--boot-ms", std::to_string(o.boot_ms),
-                                          "--log-level", "info"};
+            std::vector<std::string> argv{"--listen",
+                                          listen(port),
+                                          "--port-file",
+                                          D("run/" + name + ".port"),
+                                          "--state",
+                                          D(fmt::format("compute-{}.db", i + 1)),
+                                          "--token-file",
+                                          service_token_file,
+                                          "--host",
+                                          HostName(i),
+                                          "--az",
+                                          "nova",
+                                          "--vcpus",
+                                          std::to_string(o.agent_vcpus),
+                                          "--ram-mb",
+                                          std::to_string(o.agent_ram_mb),
+                                          "--control-url",
+                                          control_url,
+                                          "--control-token-file",
+                                          D("admin.token"),
+                                          "--advertise-url",
+                                          advertise_url,
+                                          "--boot-ms",
+                                          std::to_string(o.boot_ms),
+                                          "--log-level",
+                                          "info"};
             argv.insert(argv.end(), agent_flags.begin(), agent_flags.end());
             return argv;
         });
@@ -180,7 +214,8 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
             std::set<std::string> up_hosts;
             for (const auto& h : r->body.as_object().at("hosts").as_array()) {
                 const auto& ho = h.as_object();
-                if (ho.contains("state") && ho.at("state").is_string() && ho.at("state").as_string() == "up") {
+                if (ho.contains("state") && ho.at("state").is_string() &&
+                    ho.at("state").as_string() == "up") {
                     up_hosts.insert(json::value_to<std::string>(ho.at("name")));
                 }
             }

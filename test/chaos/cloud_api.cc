@@ -29,7 +29,8 @@ Result<std::vector<json::object>> ListAll(ApiClient& api, const std::string& pat
             return MakeError(ErrorCode::kUnavailable, fmt::format("GET {}: {}", target, r.error().message));
         }
         if (r->status != 200 || !r->body.is_object() || !r->body.as_object().contains(key)) {
-            return MakeError(ErrorCode::kUnavailable, fmt::format("GET {}: {} {}", target, r->status, r->text));
+            return MakeError(ErrorCode::kUnavailable,
+                             fmt::format("GET {}: {} {}", target, r->status, r->text));
         }
         for (const auto& item : r->body.as_object().at(key).as_array()) {
             if (item.is_object()) {
@@ -52,17 +53,20 @@ Result<json::object> Ensure(ApiClient& api, const std::string& plural, const std
     if (existing && !existing->empty()) {
         return existing->front();
     }
-    auto r = api.Call("POST", "/v1/" + plural, json::serialize(body), {{"idempotency-key", "seed-" + plural}}, 10s);
+    auto r = api.Call("POST", "/v1/" + plural, json::serialize(body), {{"idempotency-key", "seed-" + plural}},
+                      10s);
     if (!r) {
         return MakeError(r.error());
     }
     if (r->status / 100 != 2 || !r->body.is_object() || !r->body.as_object().contains(kind)) {
-        return MakeError(ErrorCode::kUnavailable, fmt::format("POST /v1/{}: {} {}", plural, r->status, r->text));
+        return MakeError(ErrorCode::kUnavailable,
+                         fmt::format("POST /v1/{}: {} {}", plural, r->status, r->text));
     }
     return r->body.as_object().at(kind).as_object();
 }
 
-Status AwaitActive(ApiClient& api, const std::string& plural, const std::string& kind, const std::string& id) {
+Status AwaitActive(ApiClient& api, const std::string& plural, const std::string& kind,
+                   const std::string& id) {
     std::string last;
     const bool ok = WaitUntil(
         [&] {
@@ -88,9 +92,10 @@ Result<Seeded> SeedCloud(ApiClient& admin) {
         return MakeError(ErrorCode::kUnavailable, "GET /v1/whoami failed");
     }
     s.project_id = Str(who->body.as_object(), "project_id");
-    const json::object unlimited{{"servers", -1}, {"vcpus", -1}, {"ram_mb", -1},
+    const json::object unlimited{{"servers", -1}, {"vcpus", -1},     {"ram_mb", -1},
                                  {"volumes", -1}, {"volume_gb", -1}, {"ports", -1}};
-    auto q = admin.Call("PUT", "/v1/projects/" + s.project_id + "/quotas", json::serialize(unlimited), {}, 10s);
+    auto q =
+        admin.Call("PUT", "/v1/projects/" + s.project_id + "/quotas", json::serialize(unlimited), {}, 10s);
     if (!q || q->status != 200) {
         return MakeError(ErrorCode::kUnavailable,
                          fmt::format("PUT quotas: {}", q ? q->text : q.error().message));
@@ -138,11 +143,14 @@ Result<std::map<std::string, InstanceView>> ComputeInventory(ApiClient& agent, D
     return out;
 }
 
-bool InstanceRunning(const std::string& state) { return state == "BUILD" || state == "REBOOT" || state == "ACTIVE"; }
+bool InstanceRunning(const std::string& state) {
+    return state == "BUILD" || state == "REBOOT" || state == "ACTIVE";
+}
 
 bool Transitional(const std::string& status) {
-    static const char* kTransitional[] = {"BUILD",   "DELETING", "STARTING",  "STOPPING", "REBOOT",   "REBUILD",
-                                          "MIGRATING", "creating", "deleting", "attaching", "detaching"};
+    static const char* kTransitional[] = {"BUILD",    "DELETING",  "STARTING",  "STOPPING",
+                                          "REBOOT",   "REBUILD",   "MIGRATING", "creating",
+                                          "deleting", "attaching", "detaching"};
     return std::any_of(std::begin(kTransitional), std::end(kTransitional),
                        [&](const char* s) { return status == s; });
 }

@@ -19,7 +19,8 @@ std::string Str(const boost::json::object& o, const std::string& key);
 
 // Every item of a cogsd list (`path` like "/v1/servers", items under `key` like "servers"),
 // following next_marker. kUnavailable on a transport failure or a status other than 200.
-Result<std::vector<boost::json::object>> ListAll(ApiClient& api, const std::string& path, const std::string& key);
+Result<std::vector<boost::json::object>> ListAll(ApiClient& api, const std::string& path,
+                                                 const std::string& key);
 
 // What a chaos workload needs in the admin token's project, made through the API: unlimited quotas,
 // flavor "chaos.tiny" (1 vCPU, 256 MiB, 1 GiB), image "chaos-img", network "chaos-net" with subnet

@@ -19,8 +19,8 @@
 #include <set>
 #include <thread>
 
-#include <boost/json.hpp>
 #include <fmt/format.h>
+#include <boost/json.hpp>
 
 #include "test/chaos/chaos_cloud.h"
 #include "test/chaos/cloud_api.h"
@@ -72,7 +72,7 @@ struct Shared {
     std::shared_ptr<const Snapshot> latest;
     std::set<std::string> split_brain;
     std::vector<HostFailure> failures;
-    std::set<std::string> user_changed;  // servers the workload stopped or deleted (they drop out of heals)
+    std::set<std::string> user_changed;   // servers the workload stopped or deleted (they drop out of heals)
     std::map<std::string, int> injected;  // kind -> count
     uint64_t samples = 0;
     uint64_t incoherent_samples = 0;
@@ -124,7 +124,8 @@ void UpdateFailure(HostFailure& f, const Snapshot& s, const std::set<std::string
             for (const auto& inv : s.inventories) {
                 if (inv) {
                     auto i = inv->find(*it);
-                    ok = ok || (i != inv->end() && i->second.host == sv->second.host && i->second.state == "ACTIVE");
+                    ok = ok || (i != inv->end() && i->second.host == sv->second.host &&
+                                i->second.state == "ACTIVE");
                 }
             }
         }
@@ -231,12 +232,16 @@ const char* Name(Inject k) {
 class Faults {
 public:
     Faults(ChaosCloud& cloud, Shared& sh, const Logger& log, uint64_t seed, int duration_s)
-        : cloud_(cloud), sh_(sh), log_(log), rng_(seed ^ 0x9e3779b97f4a7c15ULL),
-          api_(cloud.api_url(), cloud.admin_token()), killed_(cloud.hosts(), false) {
+        : cloud_(cloud),
+          sh_(sh),
+          log_(log),
+          rng_(seed ^ 0x9e3779b97f4a7c15ULL),
+          api_(cloud.api_url(), cloud.admin_token()),
+          killed_(cloud.hosts(), false) {
         // Injections from 5 s to 5 s before the end, 1.5-4 s apart, in seeded shuffled rounds of
         // every kind (so that even a short run injects each kind once).
-        const std::vector<Inject> round = {Inject::kAgentKill,  Inject::kPartition,     Inject::kCogsdKill,
-                                           Inject::kNetworkKill, Inject::kVolumeKill,   Inject::kServiceFaults,
+        const std::vector<Inject> round = {Inject::kAgentKill,   Inject::kPartition,  Inject::kCogsdKill,
+                                           Inject::kNetworkKill, Inject::kVolumeKill, Inject::kServiceFaults,
                                            Inject::kCrash,       Inject::kCrash};
         std::vector<Inject> order;
         double at = 5;
@@ -255,7 +260,8 @@ public:
     // Runs the schedule until stop_faults; pending undo actions are left to RestoreAll.
     void Run() {
         while (!sh_.stop_faults && !queue_.empty()) {
-            const auto due = log_.t0() + std::chrono::duration_cast<Duration>(std::chrono::duration<double>(queue_.top().at));
+            const auto due = log_.t0() + std::chrono::duration_cast<Duration>(
+                                             std::chrono::duration<double>(queue_.top().at));
             if (SteadyClock::now() < due) {
                 std::this_thread::sleep_for(std::min<Duration>(due - SteadyClock::now(), 20ms));
                 continue;
@@ -379,8 +385,8 @@ private:
                 } else {
                     cloud_.SetPartitioned(h, true);
                     const double length = kHostDownWindowS + Uniform(2, 6);
-                    log_("inject partition {} for {:.1f}s ({} ACTIVE servers)", ChaosCloud::HostName(h), length,
-                         servers);
+                    log_("inject partition {} for {:.1f}s ({} ACTIVE servers)", ChaosCloud::HostName(h),
+                         length, servers);
                     Schedule(Now() + length, [this, h, failure] {
                         cloud_.SetPartitioned(h, false);
                         Recovered(failure);
@@ -476,7 +482,16 @@ private:
 
 // --- Workload ------------------------------------------------------------------------------
 
-enum class OpKind { kCreateServer, kDeleteServer, kStartServer, kStopServer, kCreateVolume, kDeleteVolume, kAttach, kDetach };
+enum class OpKind {
+    kCreateServer,
+    kDeleteServer,
+    kStartServer,
+    kStopServer,
+    kCreateVolume,
+    kDeleteVolume,
+    kAttach,
+    kDetach
+};
 
 const char* Name(OpKind k) {
     switch (k) {
@@ -523,7 +538,12 @@ struct VolumeModel {
 class Workload {
 public:
     Workload(const ChaosCloud& cloud, Shared& sh, const Logger& log, const Seeded& seeded, uint64_t seed)
-        : sh_(sh), log_(log), seeded_(seeded), seed_(seed), rng_(seed), api_(cloud.api_url(), cloud.admin_token()),
+        : sh_(sh),
+          log_(log),
+          seeded_(seeded),
+          seed_(seed),
+          rng_(seed),
+          api_(cloud.api_url(), cloud.admin_token()),
           hosts_(cloud.hosts()) {}
 
     // Starts a new operation chosen from what exists now.
@@ -625,8 +645,7 @@ public:
                 op.target = "/v1/volumes/" + op.volume_id + "/detach";
                 op.body = "{}";
                 break;
-            default:
-                break;
+            default: break;
         }
         const bool wants_volume = kind == OpKind::kCreateVolume || kind == OpKind::kDeleteVolume ||
                                   kind == OpKind::kAttach || kind == OpKind::kDetach;
@@ -644,7 +663,8 @@ public:
             if (volume) {
                 op.kind = OpKind::kCreateVolume;
                 op.target = "/v1/volumes";
-                op.body = json::serialize(json::object{{"name", fmt::format("cv{}", ops_.size())}, {"size_gb", 1}});
+                op.body =
+                    json::serialize(json::object{{"name", fmt::format("cv{}", ops_.size())}, {"size_gb", 1}});
             } else {
                 op.kind = OpKind::kCreateServer;
                 op.target = "/v1/servers";
@@ -776,9 +796,9 @@ private:
         }
         if (OnServer(op.kind)) {
             static const std::map<OpKind, std::string> kLast = {{OpKind::kCreateServer, "create"},
-                                                                 {OpKind::kStartServer, "start"},
-                                                                 {OpKind::kStopServer, "stop"},
-                                                                 {OpKind::kDeleteServer, "delete"}};
+                                                                {OpKind::kStartServer, "start"},
+                                                                {OpKind::kStopServer, "stop"},
+                                                                {OpKind::kDeleteServer, "delete"}};
             servers_[op.server_id].last_op = kLast.at(op.kind);
             if (op.kind == OpKind::kStopServer || op.kind == OpKind::kDeleteServer) {
                 std::lock_guard lock(sh_.mu);
@@ -873,8 +893,9 @@ Result<Checks> FinalChecks(const ChaosCloud& cloud, const Workload& workload, co
         ApiClient agent(cloud.ProcessUrl(ChaosCloud::kAgent + h), cloud.service_token());
         auto inv = ComputeInventory(agent, 10s);
         if (!inv) {
-            return MakeError(ErrorCode::kUnavailable,
-                             fmt::format("inventory of {}: {}", ChaosCloud::HostName(h), inv.error().message));
+            return MakeError(
+                ErrorCode::kUnavailable,
+                fmt::format("inventory of {}: {}", ChaosCloud::HostName(h), inv.error().message));
         }
         for (const auto& [id, i] : *inv) {
             instances_by_host[i.host][id] = i;
@@ -882,8 +903,8 @@ Result<Checks> FinalChecks(const ChaosCloud& cloud, const Workload& workload, co
             if (s == servers.end()) {
                 leak("instance", fmt::format("{} on {} ({}) has no server", id, i.host, i.state));
             } else if (Str(s->second, "host") != i.host) {
-                leak("instance", fmt::format("{} on {} ({}), but cogsd places server {} on '{}'", id, i.host, i.state,
-                                             id, Str(s->second, "host")));
+                leak("instance", fmt::format("{} on {} ({}), but cogsd places server {} on '{}'", id, i.host,
+                                             i.state, id, Str(s->second, "host")));
             }
         }
     }
@@ -948,7 +969,8 @@ Result<Checks> FinalChecks(const ChaosCloud& cloud, const Workload& workload, co
     for (const auto& [k, ports] : held) {
         if (ports.size() > 1) {
             c.duplicate_addresses += static_cast<int>(ports.size() - 1);
-            log("DUPLICATE ADDRESS {} in subnet {} (network service): {}", k.second, k.first, fmt::join(ports, ", "));
+            log("DUPLICATE ADDRESS {} in subnet {} (network service): {}", k.second, k.first,
+                fmt::join(ports, ", "));
         }
     }
     // Desired state: servers last created (successfully) or started must be ACTIVE, in cogsd and on
@@ -987,24 +1009,30 @@ std::string JsonNumber(double v) { return std::isnan(v) ? "null" : fmt::format("
 }  // namespace
 
 int RunCloudChaos(const CloudChaosOptions& o) {
-    const fs::path dir = o.dir.empty() ? fs::temp_directory_path() / fmt::format("cogs-chaos-cloud-{}-{}", o.seed, ::getpid())
-                                       : fs::path(o.dir);
+    const fs::path dir =
+        o.dir.empty() ? fs::temp_directory_path() / fmt::format("cogs-chaos-cloud-{}-{}", o.seed, ::getpid())
+                      : fs::path(o.dir);
     fs::remove_all(dir);
     fs::create_directories(dir);
-    fmt::print(stderr, "cogs-chaos cloud: seed {}, {} s, {} hosts, working directory {}\n", o.seed, o.duration_s,
-               o.hosts, dir.string());
+    fmt::print(stderr, "cogs-chaos cloud: seed {}, {} s, {} hosts, working directory {}\n", o.seed,
+               o.duration_s, o.hosts, dir.string());
     ChaosCloudOptions co;
     co.dir = dir.string();
     co.hosts = o.hosts;
     co.boot_ms = 50;
-    co.cogsd_flags = {{"--reconcile-ms", "2000"},    {"--orphan-grace-ms", "5000"}, {"--lease-ttl-ms", "3000"},
-                      {"--fence-window-ms", "1000"}, {"--restart-grace-ms", "3000"}};
+    co.cogsd_flags = {{"--reconcile-ms", "2000"},
+                      {"--orphan-grace-ms", "5000"},
+                      {"--lease-ttl-ms", "3000"},
+                      {"--fence-window-ms", "1000"},
+                      {"--restart-grace-ms", "3000"}};
     co.agent_flags = {{"--restart-backoff-ms", "250"}};
     auto started = ChaosCloud::Start(co);
     if (!started) {
-        fmt::print(stderr, "the cloud did not start: {}\nlogs in {}\n", started.error().message, dir.string());
-        fmt::print("{{\"test\":\"cloud\",\"seed\":{},\"error\":\"the cloud did not start\",\"dir\":\"{}\"}}\n", o.seed,
+        fmt::print(stderr, "the cloud did not start: {}\nlogs in {}\n", started.error().message,
                    dir.string());
+        fmt::print(
+            "{{\"test\":\"cloud\",\"seed\":{},\"error\":\"the cloud did not start\",\"dir\":\"{}\"}}\n",
+            o.seed, dir.string());
         return 2;
     }
     ChaosCloud& cloud = **started;
@@ -1038,7 +1066,8 @@ int RunCloudChaos(const CloudChaosOptions& o) {
     double next_op = 0;
     const SteadyTime end = t0 + std::chrono::seconds(o.duration_s);
     while (SteadyClock::now() < end) {
-        if (SteadyClock::now() >= t0 + std::chrono::duration_cast<Duration>(std::chrono::duration<double>(next_op))) {
+        if (SteadyClock::now() >=
+            t0 + std::chrono::duration_cast<Duration>(std::chrono::duration<double>(next_op))) {
             workload.StartOne();
             next_op += gap(rng);
         }
@@ -1101,8 +1130,8 @@ int RunCloudChaos(const CloudChaosOptions& o) {
             failed += op.outcome == "ERROR" || op.outcome == "error" ? 1 : 0;
         } else {
             ++lost;
-            log("LOST: {} {} (resource {}{}) accepted {:.1f}s into the run, never terminal", Name(op.kind), op.target,
-                op.server_id, op.volume_id.empty() ? "" : " volume " + op.volume_id,
+            log("LOST: {} {} (resource {}{}) accepted {:.1f}s into the run, never terminal", Name(op.kind),
+                op.target, op.server_id, op.volume_id.empty() ? "" : " volume " + op.volume_id,
                 Seconds(op.accepted_at - t0));
         }
     }
@@ -1123,7 +1152,8 @@ int RunCloudChaos(const CloudChaosOptions& o) {
             }
         }
         failures_json += fmt::format(
-            "{}{{\"kind\":\"{}\",\"host\":\"{}\",\"at_s\":{:.3f},\"servers\":{},\"detect_s\":{},\"heal_s\":{}}}",
+            "{}{{\"kind\":\"{}\",\"host\":\"{}\",\"at_s\":{:.3f},\"servers\":{},\"detect_s\":{},\"heal_s\":{}"
+            "}}",
             failures_json.empty() ? "" : ",", f.kind, ChaosCloud::HostName(f.host), Seconds(f.at - t0),
             f.initial_servers, f.detected ? JsonNumber(Seconds(*f.detected - f.at)) : "null",
             f.healed ? JsonNumber(Seconds(*f.healed - f.at)) : "null");
@@ -1155,26 +1185,29 @@ int RunCloudChaos(const CloudChaosOptions& o) {
     if (!checks) {
         log("FINAL CHECKS FAILED: {}", checks.error().message);
     }
-    const bool ok = checks && restored && lost == 0 && leaked == 0 && dup == 0 && split_brain == 0 && desired == 0;
+    const bool ok =
+        checks && restored && lost == 0 && leaked == 0 && dup == 0 && split_brain == 0 && desired == 0;
     cloud.Stop();
     if (ok && !o.keep) {
         fs::remove_all(dir);
     } else {
-        fmt::print(stderr, "cogs-chaos cloud: {}; logs of every process in {}/logs\n", ok ? "passed" : "FAILED",
-                   dir.string());
+        fmt::print(stderr, "cogs-chaos cloud: {}; logs of every process in {}/logs\n",
+                   ok ? "passed" : "FAILED", dir.string());
     }
     fmt::print(
-        "{{\"test\":\"cloud\",\"seed\":{},\"duration_s\":{},\"hosts\":{},\"ops\":{},\"accepted\":{},\"terminal\":{},"
+        "{{\"test\":\"cloud\",\"seed\":{},\"duration_s\":{},\"hosts\":{},\"ops\":{},\"accepted\":{},"
+        "\"terminal\":{},"
         "\"lost\":{},\"failed\":{},\"unanswered\":{},\"resends\":{},\"refused\":{{{}}},\"outcomes\":{{{}}},"
         "\"leaked\":{},\"leaked_by_kind\":{{{}}},\"duplicate_addresses\":{},\"split_brain\":{},"
-        "\"desired_not_active\":{},\"host_failures\":{},\"undetected\":{},\"unhealed\":{},\"detect_p50_s\":{},"
+        "\"desired_not_active\":{},\"host_failures\":{},\"undetected\":{},\"unhealed\":{},\"detect_p50_s\":{}"
+        ","
         "\"detect_max_s\":{},\"heal_p50_s\":{},\"heal_max_s\":{},\"failures\":[{}],\"faults\":{{{}}},"
         "\"samples\":{},\"incoherent_samples\":{},\"flags\":[{}],\"checks\":\"{}\",\"dir\":\"{}\"}}\n",
         o.seed, o.duration_s, o.hosts, workload.ops().size(), accepted, terminal, lost, failed, unanswered,
         workload.resends_, refused_json, outcomes_json, leaked, leaked_json, dup, split_brain, desired,
         sh.failures.size(), undetected, unhealed, JsonNumber(Percentile(detect, 0.5)),
-        JsonNumber(Percentile(detect, 1.0)), JsonNumber(Percentile(heal, 0.5)), JsonNumber(Percentile(heal, 1.0)),
-        failures_json, faults_json, sh.samples, sh.incoherent_samples,
+        JsonNumber(Percentile(detect, 1.0)), JsonNumber(Percentile(heal, 0.5)),
+        JsonNumber(Percentile(heal, 1.0)), failures_json, faults_json, sh.samples, sh.incoherent_samples,
         [&] {
             std::string s;
             for (const auto& [flag, value] : co.cogsd_flags) {

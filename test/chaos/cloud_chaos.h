@@ -15,10 +15,10 @@ struct CloudChaosOptions {
     uint64_t seed = 1;
     int duration_s = 60;  // of injection and workload; settling and checks come after
     int hosts = 6;
-    double rate = 4;      // API operations started per second
-    int settle_s = 180;   // after the run: how long accepted requests may take to end
-    std::string dir;      // empty: a fresh temporary directory
-    bool keep = false;    // keep the directory even when every check passes
+    double rate = 4;     // API operations started per second
+    int settle_s = 180;  // after the run: how long accepted requests may take to end
+    std::string dir;     // empty: a fresh temporary directory
+    bool keep = false;   // keep the directory even when every check passes
 };
 
 // Exit status: 0 when every check passed; 1 when one failed; 2 when the cloud could not start.
@@ -29,7 +29,7 @@ struct HostFailureOptions {
     int hosts = 10;
     int servers = 100;  // placed on the host that fails
     int runs = 3;
-    int crashes = 20;   // instances crashed on a healthy host per run
+    int crashes = 20;     // instances crashed on a healthy host per run
     int timeout_s = 180;  // per measurement
     std::string dir;
     bool keep = false;

@@ -12,12 +12,12 @@
 #include <set>
 #include <thread>
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "cogs/base/check.h"
 #include "cogs/base/paths.h"
@@ -157,8 +157,8 @@ int RunEngineWorker(const WorkerOptions& o) {
             workflow::StartRequest req;
             req.id = WorkflowId(i);
             req.type = types[i % types.size()];
-            req.input = fmt::format(R"({{"network_id":"net-{}","flavor":"m1","image":"img","size_gb":{}}})", i % 7,
-                                    1 + i % 50);
+            req.input = fmt::format(R"({{"network_id":"net-{}","flavor":"m1","image":"img","size_gb":{}}})",
+                                    i % 7, 1 + i % 50);
             engine.Start(std::move(req), [&, i](Result<std::string> r) {
                 ++answered;
                 if (r || r.error().code == ErrorCode::kAlreadyExists) {
@@ -185,17 +185,18 @@ int RunEngineWorker(const WorkerOptions& o) {
 }
 
 int RunEngineCrash(const CrashOptions& o) {
-    const fs::path dir = o.dir.empty() ? fs::temp_directory_path() / fmt::format("cogs-chaos-{}-{}", o.seed, ::getpid())
-                                       : fs::path(o.dir);
+    const fs::path dir = o.dir.empty()
+                             ? fs::temp_directory_path() / fmt::format("cogs-chaos-{}-{}", o.seed, ::getpid())
+                             : fs::path(o.dir);
     fs::remove_all(dir);
     fs::create_directories(dir);
     std::mt19937_64 rng(o.seed);
 
-    Child sim = Child::Spawn({SiblingBinary("cogs-sim"), "--listen", "127.0.0.1:0", "--port-file",
-                              (dir / "sim.port").string(), "--ledger", (dir / "ledger.db").string(), "--seed",
-                              std::to_string(o.seed), "--error-rate", "0.03", "--permanent-rate", "0.01",
-                              "--hang-rate", "0.01", "--lost-reply-rate", "0.02", "--latency-ms", "1"},
-                             (dir / "sim.log").string());
+    Child sim = Child::Spawn(
+        {SiblingBinary("cogs-sim"), "--listen", "127.0.0.1:0", "--port-file", (dir / "sim.port").string(),
+         "--ledger", (dir / "ledger.db").string(), "--seed", std::to_string(o.seed), "--error-rate", "0.03",
+         "--permanent-rate", "0.01", "--hang-rate", "0.01", "--lost-reply-rate", "0.02", "--latency-ms", "1"},
+        (dir / "sim.log").string());
     uint16_t port = 0;
     for (int i = 0; i < 1000 && port == 0; ++i) {
         if (auto text = ReadFile(dir / "sim.port"); text && !text->empty()) {
@@ -208,10 +209,18 @@ int RunEngineCrash(const CrashOptions& o) {
         fmt::print(stderr, "cogs-sim did not start; see {}\n", (dir / "sim.log").string());
         return 2;
     }
-    const std::vector<std::string> worker_argv = {SiblingBinary("cogs-chaos"), "engine-worker", "--data",
-                                                  dir.string(), "--sim-port", std::to_string(port),
-                                                  "--workflows", std::to_string(o.workflows), "--seed",
-                                                  std::to_string(o.seed), "--rate", std::to_string(o.rate)};
+    const std::vector<std::string> worker_argv = {SiblingBinary("cogs-chaos"),
+                                                  "engine-worker",
+                                                  "--data",
+                                                  dir.string(),
+                                                  "--sim-port",
+                                                  std::to_string(port),
+                                                  "--workflows",
+                                                  std::to_string(o.workflows),
+                                                  "--seed",
+                                                  std::to_string(o.seed),
+                                                  "--rate",
+                                                  std::to_string(o.rate)};
     const auto t0 = SteadyClock::now();
     int kills = 0;
     for (int k = 0; k < o.kills; ++k) {
@@ -355,8 +364,8 @@ int RunEngineCrash(const CrashOptions& o) {
         states += fmt::format("{}\"{}\":{}", states.empty() ? "" : ",", s, n);
     }
     // A run that killed less often than asked proved less than asked: it fails too.
-    const bool ok = lost == 0 && duplicate == 0 && uncompensated == 0 && non_terminal == 0 && after_end == 0 &&
-                    static_cast<int>(accepted.size()) == o.workflows && kills == o.kills;
+    const bool ok = lost == 0 && duplicate == 0 && uncompensated == 0 && non_terminal == 0 &&
+                    after_end == 0 && static_cast<int>(accepted.size()) == o.workflows && kills == o.kills;
     if (ok && !o.keep) {
         fs::remove_all(dir);
     }
@@ -364,8 +373,8 @@ int RunEngineCrash(const CrashOptions& o) {
         R"({{"test":"engine-crash","seed":{},"workflows":{},"accepted":{},"kills":{},"seconds":{:.1f},"states":{{{}}},)"
         R"("lost":{},"duplicate_effects":{},"uncompensated":{},"non_terminal":{},"applied_after_end":{},"dir":"{}"}})"
         "\n",
-        o.seed, wfs.size(), accepted.size(), kills, seconds, states, lost, duplicate, uncompensated, non_terminal,
-        after_end, ok && !o.keep ? "" : dir.string());
+        o.seed, wfs.size(), accepted.size(), kills, seconds, states, lost, duplicate, uncompensated,
+        non_terminal, after_end, ok && !o.keep ? "" : dir.string());
     return ok ? 0 : 1;
 }
 

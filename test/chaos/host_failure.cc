@@ -9,8 +9,8 @@
 #include <set>
 #include <thread>
 
-#include <boost/json.hpp>
 #include <fmt/format.h>
+#include <boost/json.hpp>
 
 #include "test/chaos/chaos_cloud.h"
 #include "test/chaos/cloud_api.h"
@@ -25,9 +25,7 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
-std::string Num(std::optional<double> v) {
-    return v && !std::isnan(*v) ? fmt::format("{:.3f}", *v) : "null";
-}
+std::string Num(std::optional<double> v) { return v && !std::isnan(*v) ? fmt::format("{:.3f}", *v) : "null"; }
 
 // POST until answered (re-sent with the same key on transport errors, 5xx and 429).
 Result<ApiReply> PostUntilAnswered(ApiClient& api, const std::string& target, const std::string& body,
@@ -60,8 +58,9 @@ struct RunFigures {
 }  // namespace
 
 int RunHostFailure(const HostFailureOptions& o) {
-    const fs::path dir = o.dir.empty() ? fs::temp_directory_path() / fmt::format("cogs-chaos-hf-{}", ::getpid())
-                                       : fs::path(o.dir);
+    const fs::path dir = o.dir.empty()
+                             ? fs::temp_directory_path() / fmt::format("cogs-chaos-hf-{}", ::getpid())
+                             : fs::path(o.dir);
     fs::remove_all(dir);
     fs::create_directories(dir);
     ChaosCloudOptions co;
@@ -71,14 +70,18 @@ int RunHostFailure(const HostFailureOptions& o) {
     // Room for all N servers on one host (1 vCPU each, 4x CPU overcommit), RAM to spare.
     co.agent_vcpus = std::max(16, o.servers / 4 + 8);
     co.agent_ram_mb = std::max(65536, o.servers * 256 * 2);
-    co.cogsd_flags = {{"--reconcile-ms", "2000"},    {"--orphan-grace-ms", "5000"}, {"--lease-ttl-ms", "3000"},
-                      {"--fence-window-ms", "1000"}, {"--restart-grace-ms", "3000"}};
-    fmt::print(stderr, "cogs-chaos host-failure: {} hosts, {} servers, {} runs, working directory {}\n", o.hosts,
-               o.servers, o.runs, dir.string());
+    co.cogsd_flags = {{"--reconcile-ms", "2000"},
+                      {"--orphan-grace-ms", "5000"},
+                      {"--lease-ttl-ms", "3000"},
+                      {"--fence-window-ms", "1000"},
+                      {"--restart-grace-ms", "3000"}};
+    fmt::print(stderr, "cogs-chaos host-failure: {} hosts, {} servers, {} runs, working directory {}\n",
+               o.hosts, o.servers, o.runs, dir.string());
     auto started = ChaosCloud::Start(co);
     if (!started) {
         fmt::print(stderr, "the cloud did not start: {}\n", started.error().message);
-        fmt::print("{{\"test\":\"host-failure\",\"error\":\"the cloud did not start\",\"dir\":\"{}\"}}\n", dir.string());
+        fmt::print("{{\"test\":\"host-failure\",\"error\":\"the cloud did not start\",\"dir\":\"{}\"}}\n",
+                   dir.string());
         return 2;
     }
     ChaosCloud& cloud = **started;
@@ -111,7 +114,8 @@ int RunHostFailure(const HostFailureOptions& o) {
         for (int h = 0; h < o.hosts; ++h) {
             if (h != target) {
                 (void)PostUntilAnswered(api, "/v1/hosts/" + ChaosCloud::HostName(h) + "/disable",
-                                        R"({"reason":"chaos host-failure fill"})", fmt::format("hf-dis-{}-{}", tag, h));
+                                        R"({"reason":"chaos host-failure fill"})",
+                                        fmt::format("hf-dis-{}-{}", tag, h));
             }
         }
         std::set<std::string> made;
@@ -164,12 +168,12 @@ int RunHostFailure(const HostFailureOptions& o) {
         const bool filled = fill(target, o.servers, fmt::format("{}", run), ids);
         fig.fill_s = Seconds(SteadyClock::now() - fill_start);
         if (!filled || ids.size() != static_cast<size_t>(o.servers)) {
-            fmt::print(stderr, "run {}: only part of the {} servers became ACTIVE on {}\n", run + 1, o.servers,
-                       fig.host);
+            fmt::print(stderr, "run {}: only part of the {} servers became ACTIVE on {}\n", run + 1,
+                       o.servers, fig.host);
             ok = false;
         }
-        fmt::print(stderr, "run {}: {} servers ACTIVE on {} after {:.1f}s; SIGKILL its agent\n", run + 1, ids.size(),
-                   fig.host, fig.fill_s);
+        fmt::print(stderr, "run {}: {} servers ACTIVE on {} after {:.1f}s; SIGKILL its agent\n", run + 1,
+                   ids.size(), fig.host, fig.fill_s);
 
         // Kill the host's agent; time detection and heal.
         const SteadyTime t0 = SteadyClock::now();
@@ -183,7 +187,8 @@ int RunHostFailure(const HostFailureOptions& o) {
                     const std::string state = Str(h->body.as_object().at("host").as_object(), "state");
                     if (state == "suspect" || state == "down") {
                         fig.detect_s = Seconds(SteadyClock::now() - t0);
-                        fmt::print(stderr, "run {}: {} {} after {:.2f}s\n", run + 1, fig.host, state, *fig.detect_s);
+                        fmt::print(stderr, "run {}: {} {} after {:.2f}s\n", run + 1, fig.host, state,
+                                   *fig.detect_s);
                     }
                 }
             }
@@ -199,7 +204,8 @@ int RunHostFailure(const HostFailureOptions& o) {
                     const std::string& host = it->second.second;
                     if (!inv.count(host)) {
                         const int h = std::stoi(host.substr(5)) - 1;  // "host-N"
-                        inv[host] = ComputeInventory(agents[h], 2s).value_or(std::map<std::string, InstanceView>{});
+                        inv[host] =
+                            ComputeInventory(agents[h], 2s).value_or(std::map<std::string, InstanceView>{});
                     }
                     auto i = inv[host].find(id);
                     healed += i != inv[host].end() && i->second.state == "ACTIVE";
@@ -207,15 +213,15 @@ int RunHostFailure(const HostFailureOptions& o) {
                 fig.healed = healed;
                 if (healed == ids.size() && !ids.empty() && !fig.heal_s) {
                     fig.heal_s = Seconds(SteadyClock::now() - t0);
-                    fmt::print(stderr, "run {}: all {} servers ACTIVE elsewhere after {:.2f}s\n", run + 1, healed,
-                               *fig.heal_s);
+                    fmt::print(stderr, "run {}: all {} servers ACTIVE elsewhere after {:.2f}s\n", run + 1,
+                               healed, *fig.heal_s);
                 }
             }
             std::this_thread::sleep_until(round + 100ms);
         }
         if (!fig.heal_s) {
-            fmt::print(stderr, "run {}: only {} of {} servers ACTIVE elsewhere after {} s\n", run + 1, fig.healed,
-                       ids.size(), o.timeout_s);
+            fmt::print(stderr, "run {}: only {} of {} servers ACTIVE elsewhere after {} s\n", run + 1,
+                       fig.healed, ids.size(), o.timeout_s);
         }
         if (auto s = cloud.Restart(ChaosCloud::kAgent + target); !s) {
             fmt::print(stderr, "run {}: restart of the agent failed: {}\n", run + 1, s.error().message);
@@ -275,9 +281,10 @@ int RunHostFailure(const HostFailureOptions& o) {
             fig.restart_p50_s = Percentile(restart, 0.5);
             fig.restart_max_s = Percentile(restart, 1.0);
         }
-        fmt::print(stderr, "run {}: crashed {} instances on {}: {} ACTIVE again (p50 {} s, max {} s){}\n", run + 1,
-                   fig.crashed, ChaosCloud::HostName(best), fig.restarted, Num(fig.restart_p50_s),
-                   Num(fig.restart_max_s), fig.crash_error.empty() ? "" : "; crash refused: " + fig.crash_error);
+        fmt::print(stderr, "run {}: crashed {} instances on {}: {} ACTIVE again (p50 {} s, max {} s){}\n",
+                   run + 1, fig.crashed, ChaosCloud::HostName(best), fig.restarted, Num(fig.restart_p50_s),
+                   Num(fig.restart_max_s),
+                   fig.crash_error.empty() ? "" : "; crash refused: " + fig.crash_error);
         ok = ok && fig.detect_s && fig.heal_s && fig.crashed > 0 && fig.restarted == fig.crashed;
 
         // Clean up for the next run.
@@ -293,7 +300,8 @@ int RunHostFailure(const HostFailureOptions& o) {
         WaitUntil(
             [&] {
                 auto s = servers_now();
-                return s && std::none_of(ids.begin(), ids.end(), [&](const std::string& id) { return s->count(id); });
+                return s && std::none_of(ids.begin(), ids.end(),
+                                         [&](const std::string& id) { return s->count(id); });
             },
             std::chrono::seconds(o.timeout_s), 250ms);
         runs.push_back(fig);
@@ -327,12 +335,14 @@ int RunHostFailure(const HostFailureOptions& o) {
         fmt::print(stderr, "cogs-chaos host-failure: logs of every process in {}/logs\n", dir.string());
     }
     fmt::print(
-        "{{\"test\":\"host-failure\",\"hosts\":{},\"servers\":{},\"crashes\":{},\"runs\":[{}],\"detect_s\":{},"
+        "{{\"test\":\"host-failure\",\"hosts\":{},\"servers\":{},\"crashes\":{},\"runs\":[{}],\"detect_s\":{}"
+        ","
         "\"heal_s\":{},\"restart_p50_s\":{},\"restart_max_s\":{},\"ok\":{},\"dir\":\"{}\"}}\n",
         o.hosts, o.servers, o.crashes, runs_json, Num(median([](const RunFigures& r) { return r.detect_s; })),
         Num(median([](const RunFigures& r) { return r.heal_s; })),
         Num(median([](const RunFigures& r) { return r.restart_p50_s; })),
-        Num(median([](const RunFigures& r) { return r.restart_max_s; })), ok, ok && !o.keep ? "" : dir.string());
+        Num(median([](const RunFigures& r) { return r.restart_max_s; })), ok,
+        ok && !o.keep ? "" : dir.string());
     return ok ? 0 : 1;
 }
 

@@ -8,7 +8,8 @@ int main(int argc, char** argv) {
     CLI::App app{"cogs-chaos: kill, fault and check"};
     app.require_subcommand(1);
     cogs::testing::CrashOptions co;
-    auto* crash = app.add_subcommand("engine-crash", "SIGKILL the engine at random moments; check the ledger");
+    auto* crash =
+        app.add_subcommand("engine-crash", "SIGKILL the engine at random moments; check the ledger");
     crash->add_option("--seed", co.seed);
     crash->add_option("--kills", co.kills)->check(CLI::Range(0, 100000));
     crash->add_option("--workflows", co.workflows)->check(CLI::Range(1, 10000000));
@@ -24,24 +25,30 @@ int main(int argc, char** argv) {
     worker->add_option("--seed", wo.seed);
     worker->add_option("--rate", wo.rate);
     cogs::testing::CloudChaosOptions cc;
-    auto* cloud = app.add_subcommand("cloud", "a whole local cloud under kills, partitions and faults; check it");
+    auto* cloud =
+        app.add_subcommand("cloud", "a whole local cloud under kills, partitions and faults; check it");
     cloud->add_option("--seed", cc.seed);
-    cloud->add_option("--duration", cc.duration_s, "seconds of workload and injection")->check(CLI::Range(10, 86400));
-    cloud->add_option("--hosts", cc.hosts, "compute hosts (one agent process each)")->check(CLI::Range(3, 100));
+    cloud->add_option("--duration", cc.duration_s, "seconds of workload and injection")
+        ->check(CLI::Range(10, 86400));
+    cloud->add_option("--hosts", cc.hosts, "compute hosts (one agent process each)")
+        ->check(CLI::Range(3, 100));
     cloud->add_option("--rate", cc.rate, "API operations started per second")->check(CLI::Range(0.1, 1000.0));
     cloud->add_option("--settle", cc.settle_s, "seconds accepted requests may take to end after the run")
         ->check(CLI::Range(10, 3600));
     cloud->add_option("--dir", cc.dir, "working directory (default: a fresh temporary one)");
     cloud->add_flag("--keep", cc.keep, "keep the working directory");
     cogs::testing::HostFailureOptions hf;
-    auto* host_failure = app.add_subcommand("host-failure", "kill a full host's agent: detection, heal, restarts");
+    auto* host_failure =
+        app.add_subcommand("host-failure", "kill a full host's agent: detection, heal, restarts");
     host_failure->add_option("--seed", hf.seed);
     host_failure->add_option("--hosts", hf.hosts)->check(CLI::Range(2, 100));
-    host_failure->add_option("--servers", hf.servers, "servers on the host that fails")->check(CLI::Range(1, 10000));
+    host_failure->add_option("--servers", hf.servers, "servers on the host that fails")
+        ->check(CLI::Range(1, 10000));
     host_failure->add_option("--runs", hf.runs)->check(CLI::Range(1, 100));
     host_failure->add_option("--crashes", hf.crashes, "instances crashed on a healthy host per run")
         ->check(CLI::Range(0, 10000));
-    host_failure->add_option("--timeout", hf.timeout_s, "seconds allowed per measurement")->check(CLI::Range(10, 3600));
+    host_failure->add_option("--timeout", hf.timeout_s, "seconds allowed per measurement")
+        ->check(CLI::Range(10, 3600));
     host_failure->add_option("--dir", hf.dir, "working directory (default: a fresh temporary one)");
     host_failure->add_flag("--keep", hf.keep, "keep the working directory");
     CLI11_PARSE(app, argc, argv);

@@ -59,11 +59,12 @@ struct Conn : std::enable_shared_from_this<Conn> {
     }
 
     void Discard() {
-        down.async_read_some(asio::buffer(in), [self = shared_from_this()](boost::system::error_code ec, size_t) {
-            if (!ec) {
-                self->Discard();
-            }
-        });
+        down.async_read_some(asio::buffer(in),
+                             [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                                 if (!ec) {
+                                     self->Discard();
+                                 }
+                             });
     }
 
     tcp::socket down;

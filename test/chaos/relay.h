@@ -33,9 +33,9 @@ public:
     void SetPartitioned(int relay, bool partitioned);
 
     struct Stats {
-        uint64_t forwarded = 0;    // connections forwarded
-        uint64_t blackholed = 0;   // connections accepted while partitioned
-        uint64_t dropped = 0;      // live connections closed by a partition
+        uint64_t forwarded = 0;   // connections forwarded
+        uint64_t blackholed = 0;  // connections accepted while partitioned
+        uint64_t dropped = 0;     // live connections closed by a partition
     };
     Stats stats(int relay);
 

@@ -32,7 +32,8 @@ protected:
     void SetUp() override { ASSERT_NE(dev_, nullptr); }
 
     // A fresh project with a member token; returns {project id, member token}.
-    std::pair<std::string, std::string> NewProject(const std::string& name, const std::string& role = "member") {
+    std::pair<std::string, std::string> NewProject(const std::string& name,
+                                                   const std::string& role = "member") {
         ApiClient admin = dev_->Admin();
         ApiReply p = admin.Must("POST", "/v1/projects", R"({"name":")" + name + R"("})");
         EXPECT_EQ(p.status, 201) << p.text;
@@ -48,8 +49,8 @@ protected:
     }
 
     // Waits until GET path shows `field` == want; returns the last body.
-    json::value WaitFor(ApiClient& api, const std::string& path, std::string_view key, const std::string& want,
-                        Duration timeout = std::chrono::seconds(30)) {
+    json::value WaitFor(ApiClient& api, const std::string& path, std::string_view key,
+                        const std::string& want, Duration timeout = std::chrono::seconds(30)) {
         json::value last;
         bool ok = WaitUntil(
             [&] {
@@ -73,8 +74,9 @@ protected:
         EXPECT_EQ(n.status, 202) << n.text;
         std::string id = S(At(n.body, "network"), "id");
         WaitFor(api, "/v1/networks/" + id, "network", "ACTIVE");
-        ApiReply s = api.Must("POST", "/v1/subnets",
-                              R"({"network_id":")" + id + R"(","cidr":")" + cidr + R"(","name":")" + name + R"("})");
+        ApiReply s =
+            api.Must("POST", "/v1/subnets",
+                     R"({"network_id":")" + id + R"(","cidr":")" + cidr + R"(","name":")" + name + R"("})");
         EXPECT_EQ(s.status, 202) << s.text;
         WaitFor(api, "/v1/subnets/" + S(At(s.body, "subnet"), "id"), "subnet", "ACTIVE");
         return id;
@@ -88,7 +90,8 @@ protected:
     }
 
     // Every item of `list` (an inventory array) whose `field` equals `value`.
-    static std::vector<json::value> Where(const json::value& list, std::string_view field, const std::string& value) {
+    static std::vector<json::value> Where(const json::value& list, std::string_view field,
+                                          const std::string& value) {
         std::vector<json::value> out;
         if (list.is_array()) {
             for (const auto& item : list.as_array()) {
@@ -104,7 +107,8 @@ protected:
             if (p.name.find("compute") == std::string::npos) continue;
             ApiClient svc(p.url, dev_->service_token());
             ApiReply r = svc.Must("GET", "/v1/inventory");
-            for (auto& i : Where(At(r.body, "instances"), "id", server_id)) out.push_back(i);
+            for (auto& i : Where(At(r.body, "instances"), "id", server_id))
+                out.push_back(i);
         }
         return out;
     }
@@ -216,8 +220,9 @@ TEST_F(CloudTest, TenancyAndRolesOnEveryEndpoint) {
     ApiReply v = owner.Must("POST", "/v1/volumes", R"({"name":"a-vol","size_gb":1})");
     const std::string vol = S(At(v.body, "volume"), "id");
     WaitFor(owner, "/v1/volumes/" + vol, "volume", "available");
-    ApiReply s = owner.Must("POST", "/v1/servers",
-                            R"({"name":"a-srv","flavor":"m1.tiny","image":"cirros","network_id":")" + net + R"("})");
+    ApiReply s =
+        owner.Must("POST", "/v1/servers",
+                   R"({"name":"a-srv","flavor":"m1.tiny","image":"cirros","network_id":")" + net + R"("})");
     const std::string srv = S(At(s.body, "server"), "id");
     json::value server = WaitFor(owner, "/v1/servers/" + srv, "server", "ACTIVE");
     ApiReply g = owner.Must("POST", "/v1/server-groups", R"({"name":"a-grp","policy":"anti-affinity"})");
@@ -230,10 +235,15 @@ TEST_F(CloudTest, TenancyAndRolesOnEveryEndpoint) {
 
     // Another project's token: every one of A's resources is "not found", for reads and writes.
     ApiClient other(dev_->api_url(), b_member);
-    const std::vector<std::pair<std::string, std::string>> reads = {
-        {"GET", "/v1/networks/" + net},      {"GET", "/v1/subnets/" + subnet},   {"GET", "/v1/ports/" + port},
-        {"GET", "/v1/volumes/" + vol},       {"GET", "/v1/servers/" + srv},      {"GET", "/v1/server-groups/" + grp},
-        {"GET", "/v1/workflows/" + wf},      {"GET", "/v1/projects/" + a},       {"GET", "/v1/projects/" + a + "/quotas"}};
+    const std::vector<std::pair<std::string, std::string>> reads = {{"GET", "/v1/networks/" + net},
+                                                                    {"GET", "/v1/subnets/" + subnet},
+                                                                    {"GET", "/v1/ports/" + port},
+                                                                    {"GET", "/v1/volumes/" + vol},
+                                                                    {"GET", "/v1/servers/" + srv},
+                                                                    {"GET", "/v1/server-groups/" + grp},
+                                                                    {"GET", "/v1/workflows/" + wf},
+                                                                    {"GET", "/v1/projects/" + a},
+                                                                    {"GET", "/v1/projects/" + a + "/quotas"}};
     const std::vector<std::tuple<std::string, std::string, std::string>> writes = {
         {"DELETE", "/v1/networks/" + net, ""},
         {"DELETE", "/v1/subnets/" + subnet, ""},
@@ -252,13 +262,17 @@ TEST_F(CloudTest, TenancyAndRolesOnEveryEndpoint) {
         EXPECT_EQ(other.Must(m, path, body).status, 404) << m << " " << path;
     }
     // Using A's resources from B's own requests is refused, naming the field.
-    ApiReply cross = other.Must("POST", "/v1/servers",
-                                R"({"name":"x","flavor":"m1.tiny","image":"cirros","network_id":")" + net + R"("})");
+    ApiReply cross =
+        other.Must("POST", "/v1/servers",
+                   R"({"name":"x","flavor":"m1.tiny","image":"cirros","network_id":")" + net + R"("})");
     EXPECT_EQ(cross.status, 400);
     EXPECT_EQ(S(At(cross.body, "details"), "field"), "network_id");
-    EXPECT_EQ(other.Must("POST", "/v1/subnets", R"({"network_id":")" + net + R"(","cidr":"10.9.0.0/24"})").status, 400);
+    EXPECT_EQ(
+        other.Must("POST", "/v1/subnets", R"({"network_id":")" + net + R"(","cidr":"10.9.0.0/24"})").status,
+        400);
     // Lists show none of A's.
-    for (const std::string c : {"networks", "subnets", "ports", "volumes", "servers", "server-groups", "workflows"}) {
+    for (const std::string c :
+         {"networks", "subnets", "ports", "volumes", "servers", "server-groups", "workflows"}) {
         ApiReply l = other.Must("GET", "/v1/" + c);
         EXPECT_EQ(l.status, 200) << c;
         EXPECT_EQ(l.text.find(a), std::string::npos) << c << " shows project A: " << l.text;
@@ -275,15 +289,18 @@ TEST_F(CloudTest, TenancyAndRolesOnEveryEndpoint) {
     for (const auto& [path, body] : std::vector<std::pair<std::string, std::string>>{
              {"/v1/networks", R"({"name":"r"})"},
              {"/v1/volumes", R"({"name":"r","size_gb":1})"},
-             {"/v1/servers", R"({"name":"r","flavor":"m1.tiny","image":"cirros","network_id":")" + net + R"("})"}}) {
+             {"/v1/servers",
+              R"({"name":"r","flavor":"m1.tiny","image":"cirros","network_id":")" + net + R"("})"}}) {
         EXPECT_EQ(reader.Must("POST", path, body).status, 403) << path;
     }
     // Members and readers cannot manage projects, tokens, flavors, images or hosts.
     for (ApiClient* c : {&owner, &reader}) {
         EXPECT_EQ(c->Must("POST", "/v1/projects", R"({"name":"nope"})").status, 403);
-        EXPECT_EQ(c->Must("POST", "/v1/tokens", R"({"project_id":")" + a + R"(","role":"admin"})").status, 403);
+        EXPECT_EQ(c->Must("POST", "/v1/tokens", R"({"project_id":")" + a + R"(","role":"admin"})").status,
+                  403);
         EXPECT_EQ(c->Must("GET", "/v1/tokens").status, 403);
-        EXPECT_EQ(c->Must("POST", "/v1/flavors", R"({"name":"f","vcpus":1,"ram_mb":1,"disk_gb":1})").status, 403);
+        EXPECT_EQ(c->Must("POST", "/v1/flavors", R"({"name":"f","vcpus":1,"ram_mb":1,"disk_gb":1})").status,
+                  403);
         EXPECT_EQ(c->Must("POST", "/v1/images", R"({"name":"i"})").status, 403);
         EXPECT_EQ(c->Must("GET", "/v1/hosts").status, 403);
         EXPECT_EQ(c->Must("POST", "/v1/hosts/host-1/disable", "{}").status, 403);
@@ -299,7 +316,8 @@ TEST_F(CloudTest, TenancyAndRolesOnEveryEndpoint) {
     EXPECT_EQ(anonymous.Must("GET", "/healthz").status, 200);
 
     // A revoked token stops at once.
-    ApiReply made = dev_->Admin().Must("POST", "/v1/tokens", R"({"project_id":")" + a + R"(","role":"member"})");
+    ApiReply made =
+        dev_->Admin().Must("POST", "/v1/tokens", R"({"project_id":")" + a + R"(","role":"member"})");
     ApiClient temp(dev_->api_url(), S(At(made.body, "token"), "secret"));
     EXPECT_EQ(temp.Must("GET", "/v1/servers").status, 200);
     EXPECT_EQ(dev_->Admin().Must("DELETE", "/v1/tokens/" + S(At(made.body, "token"), "id")).status, 204);
@@ -321,7 +339,8 @@ TEST_F(CloudTest, BadInputNamesTheFieldAndWritesNothing) {
     EXPECT_EQ(field_of("/v1/networks", R"({})"), "name");
     EXPECT_EQ(field_of("/v1/volumes", R"({"name":"v","size_gb":0})"), "size_gb");
     EXPECT_EQ(field_of("/v1/volumes", R"({"name":"v","size_gb":"ten"})"), "size_gb");
-    EXPECT_EQ(field_of("/v1/servers", R"({"name":"s","flavor":"nope","image":"cirros","network_id":"x"})"), "flavor");
+    EXPECT_EQ(field_of("/v1/servers", R"({"name":"s","flavor":"nope","image":"cirros","network_id":"x"})"),
+              "flavor");
     EXPECT_EQ(field_of("/v1/servers", R"({"name":"s","flavor":"m1.tiny","image":"cirros","network_id":"x"})"),
               "network_id");
     EXPECT_EQ(field_of("/v1/networks", "not json"), "body");
@@ -348,8 +367,9 @@ TEST_F(CloudTest, BadInputNamesTheFieldAndWritesNothing) {
 
 TEST_F(CloudTest, QuotasAreEnforcedAndReleased) {
     auto [p, token] = NewProject("quota");
-    ASSERT_EQ(dev_->Admin().Must("PUT", "/v1/projects/" + p + "/quotas", R"({"servers":2,"volume_gb":3})").status,
-              200);
+    ASSERT_EQ(
+        dev_->Admin().Must("PUT", "/v1/projects/" + p + "/quotas", R"({"servers":2,"volume_gb":3})").status,
+        200);
     ApiClient api(dev_->api_url(), token);
     const std::string net = Network(api, "q-net", "10.35.0.0/24");
     const std::string body = R"({"flavor":"m1.tiny","image":"cirros","network_id":")" + net + R"(","name":")";
@@ -388,8 +408,12 @@ TEST_F(CloudTest, QuotasAreEnforcedAndReleased) {
     ApiReply all = api.Must("GET", "/v1/servers");
     const json::value servers = At(all.body, "servers");
     for (const auto& srv : servers.as_array()) {
-        WaitUntil([&] { return S(At(api.Must("GET", "/v1/servers/" + S(srv, "id")).body, "server"), "status") != "BUILD"; },
-                  std::chrono::seconds(30));
+        WaitUntil(
+            [&] {
+                return S(At(api.Must("GET", "/v1/servers/" + S(srv, "id")).body, "server"), "status") !=
+                       "BUILD";
+            },
+            std::chrono::seconds(30));
         EXPECT_EQ(api.Must("DELETE", "/v1/servers/" + S(srv, "id")).status, 202);
         WaitGone(api, "/v1/servers/" + S(srv, "id"));
     }
@@ -415,13 +439,15 @@ TEST_F(CloudTest, FailureMidCreateRollsBackEverythingInEveryService) {
     const std::string id = S(At(s.body, "server"), "id");
     json::value server = WaitFor(api, "/v1/servers/" + id, "server", "ERROR");
     ASSERT_EQ(volume_svc.Must("PUT", "/v1/faults", "{}").status, 200);
-    EXPECT_NE(S(At(server, "fault"), "message").find("attach_volumes"), std::string::npos) << json::serialize(server);
+    EXPECT_NE(S(At(server, "fault"), "message").find("attach_volumes"), std::string::npos)
+        << json::serialize(server);
 
     EXPECT_TRUE(InstancesOf(id).empty()) << "an instance was left behind";
     json::value net_inv = Inventory("network");
     EXPECT_TRUE(Where(At(net_inv, "ports"), "device_id", id).empty()) << "a port was left behind";
     EXPECT_TRUE(Where(At(net_inv, "ports"), "id", S(server, "port_id")).empty());
-    EXPECT_TRUE(Where(At(net_inv, "addresses"), "port_id", S(server, "port_id")).empty()) << "an address leaked";
+    EXPECT_TRUE(Where(At(net_inv, "addresses"), "port_id", S(server, "port_id")).empty())
+        << "an address leaked";
     auto vols = Where(At(Inventory("volume"), "volumes"), "id", vol);
     ASSERT_EQ(vols.size(), 1u);
     EXPECT_EQ(S(vols[0], "server_id"), "");
@@ -441,14 +467,16 @@ TEST_F(CloudTest, ServerGroupsPlaceByPolicyAndDisabledHostsTakeNothing) {
     ApiClient api(dev_->api_url(), token);
     const std::string net = Network(api, "g-net", "10.36.0.0/24");
     auto group = [&](const std::string& name, const std::string& policy) {
-        ApiReply g = api.Must("POST", "/v1/server-groups", R"({"name":")" + name + R"(","policy":")" + policy + R"("})");
+        ApiReply g = api.Must("POST", "/v1/server-groups",
+                              R"({"name":")" + name + R"(","policy":")" + policy + R"("})");
         EXPECT_EQ(g.status, 201) << g.text;
         return S(At(g.body, "server_group"), "id");
     };
     auto create = [&](const std::string& name, const std::string& group_id) {
-        ApiReply r = api.Must("POST", "/v1/servers",
-                              R"({"name":")" + name + R"(","flavor":"m1.tiny","image":"cirros","network_id":")" + net +
-                                  (group_id.empty() ? R"("})" : R"(","server_group_id":")" + group_id + R"("})"));
+        ApiReply r =
+            api.Must("POST", "/v1/servers",
+                     R"({"name":")" + name + R"(","flavor":"m1.tiny","image":"cirros","network_id":")" + net +
+                         (group_id.empty() ? R"("})" : R"(","server_group_id":")" + group_id + R"("})"));
         EXPECT_EQ(r.status, 202) << r.text;
         const std::string id = S(At(r.body, "server"), "id");
         json::value s;
@@ -508,10 +536,14 @@ TEST_F(CloudTest, ServerGroupsPlaceByPolicyAndDisabledHostsTakeNothing) {
 TEST_F(CloudTest, ConcurrentCreateStormNeverOvercommitsOrDuplicatesAddresses) {
     auto [p, token] = NewProject("storm");
     ApiClient admin = dev_->Admin();
-    ASSERT_EQ(admin.Must("PUT", "/v1/projects/" + p + "/quotas",
-                         R"({"servers":-1,"vcpus":-1,"ram_mb":-1,"ports":-1})").status, 200);
+    ASSERT_EQ(admin
+                  .Must("PUT", "/v1/projects/" + p + "/quotas",
+                        R"({"servers":-1,"vcpus":-1,"ram_mb":-1,"ports":-1})")
+                  .status,
+              200);
     // A flavor that fills a host quickly: hosts have 16 vCPUs x 4.0 overcommit = 64 vCPUs.
-    ApiReply f = admin.Must("POST", "/v1/flavors", R"({"name":"storm.big","vcpus":16,"ram_mb":1024,"disk_gb":1})");
+    ApiReply f =
+        admin.Must("POST", "/v1/flavors", R"({"name":"storm.big","vcpus":16,"ram_mb":1024,"disk_gb":1})");
     ASSERT_EQ(f.status, 201) << f.text;
     ApiClient api(dev_->api_url(), token);
     const std::string net = Network(api, "storm-net", "10.34.0.0/22");
@@ -524,14 +556,16 @@ TEST_F(CloudTest, ConcurrentCreateStormNeverOvercommitsOrDuplicatesAddresses) {
         threads.emplace_back([&, t] {
             ApiClient c(dev_->api_url(), token);
             for (int i = t; i < kServers; i += 4) {
-                ApiReply r = c.Must("POST", "/v1/servers",
-                                    R"({"name":"s)" + std::to_string(i) +
-                                        R"(","flavor":"storm.big","image":"cirros","network_id":")" + net + R"("})");
+                ApiReply r =
+                    c.Must("POST", "/v1/servers",
+                           R"({"name":"s)" + std::to_string(i) +
+                               R"(","flavor":"storm.big","image":"cirros","network_id":")" + net + R"("})");
                 if (r.status == 202) ids[i] = S(At(r.body, "server"), "id");
             }
         });
     }
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
     int active = 0, error = 0;
     std::set<std::string> ips;
     for (const auto& id : ids) {
@@ -548,7 +582,8 @@ TEST_F(CloudTest, ConcurrentCreateStormNeverOvercommitsOrDuplicatesAddresses) {
             EXPECT_TRUE(ips.insert(S(s, "ip_address")).second) << "duplicate address " << S(s, "ip_address");
         } else {
             ++error;
-            EXPECT_NE(S(At(s, "fault"), "message").find("no valid host"), std::string::npos) << json::serialize(s);
+            EXPECT_NE(S(At(s, "fault"), "message").find("no valid host"), std::string::npos)
+                << json::serialize(s);
         }
     }
     EXPECT_EQ(active, 12);
@@ -612,7 +647,8 @@ TEST_F(CloudTest, Events) {
         std::vector<std::string> types;
         const json::value events = At(reply, "events");
         if (events.is_array()) {
-            for (const auto& e : events.as_array()) types.push_back(S(e, "type"));
+            for (const auto& e : events.as_array())
+                types.push_back(S(e, "type"));
         }
         return types;
     };

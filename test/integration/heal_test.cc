@@ -65,7 +65,8 @@ std::string AgentOf(const std::string& host) { return "cogs-compute-" + host.sub
 class Freezer {
 public:
     ~Freezer() {
-        for (const auto& [name, pid] : frozen_) ::kill(pid, SIGCONT);
+        for (const auto& [name, pid] : frozen_)
+            ::kill(pid, SIGCONT);
     }
     void Freeze(const std::string& name, int pid) {
         {
@@ -126,7 +127,8 @@ public:
 private:
     void Run() {
         std::vector<ApiClient> clients;
-        for (const auto& a : agents_) clients.emplace_back(a.url, token_);
+        for (const auto& a : agents_)
+            clients.emplace_back(a.url, token_);
         std::map<std::string, std::set<std::string>> previous;  // server id -> agents running it
         std::unique_lock lock(mu_);
         while (!stop_) {
@@ -185,13 +187,13 @@ protected:
     void StartCloud(int boot_ms = 20, std::vector<std::string> extra = {},
                     int restart_grace_ms = kRestartGraceMs, int lease_ttl_ms = kLeaseTtlMs,
                     int fence_window_ms = kFenceWindowMs) {
-        std::vector<std::string> args = {
-            "--cogsd-arg=--lease-ttl-ms=" + std::to_string(lease_ttl_ms),
-            "--cogsd-arg=--fence-window-ms=" + std::to_string(fence_window_ms),
-            "--cogsd-arg=--restart-grace-ms=" + std::to_string(restart_grace_ms),
-            "--cogsd-arg=--reconcile-ms=" + std::to_string(kReconcileMs),
-            "--cogsd-arg=--orphan-grace-ms=" + std::to_string(kOrphanGraceMs)};
-        for (auto& e : extra) args.push_back("--cogsd-arg=" + e);
+        std::vector<std::string> args = {"--cogsd-arg=--lease-ttl-ms=" + std::to_string(lease_ttl_ms),
+                                         "--cogsd-arg=--fence-window-ms=" + std::to_string(fence_window_ms),
+                                         "--cogsd-arg=--restart-grace-ms=" + std::to_string(restart_grace_ms),
+                                         "--cogsd-arg=--reconcile-ms=" + std::to_string(kReconcileMs),
+                                         "--cogsd-arg=--orphan-grace-ms=" + std::to_string(kOrphanGraceMs)};
+        for (auto& e : extra)
+            args.push_back("--cogsd-arg=" + e);
         auto dev = DevCloud::Start(DevOptions{3, boot_ms, args});
         ASSERT_TRUE(dev) << dev.error().ToString();
         dev_ = std::move(*dev);
@@ -201,8 +203,9 @@ protected:
         network_ = S(At(n.body, "network"), "id");
         ASSERT_TRUE(WaitStatus("/v1/networks/" + network_, "network", "ACTIVE"));
         ApiReply s = admin.Must("POST", "/v1/subnets",
-                                R"({"network_id":")" + network_ + R"(","cidr":"10.60.0.0/22",)"
-                                R"("name":"heal"})");
+                                R"({"network_id":")" + network_ +
+                                    R"(","cidr":"10.60.0.0/22",)"
+                                    R"("name":"heal"})");
         ASSERT_EQ(s.status, 202) << s.text;
         ASSERT_TRUE(WaitStatus("/v1/subnets/" + S(At(s.body, "subnet"), "id"), "subnet", "ACTIVE"));
     }
@@ -234,10 +237,13 @@ protected:
     // Creates a server (admin's project) and waits until it is ACTIVE; returns its id.
     std::string CreateServer(const std::string& name, const std::vector<std::string>& volumes = {}) {
         std::string vols;
-        for (const auto& v : volumes) vols += (vols.empty() ? "\"" : ",\"") + v + "\"";
+        for (const auto& v : volumes)
+            vols += (vols.empty() ? "\"" : ",\"") + v + "\"";
         ApiReply r = dev_->Admin().Must("POST", "/v1/servers",
-                                        R"({"name":")" + name + R"(","flavor":"m1.tiny","image":"cirros",)"
-                                        R"("network_id":")" + network_ + R"(","volume_ids":[)" + vols + "]}");
+                                        R"({"name":")" + name +
+                                            R"(","flavor":"m1.tiny","image":"cirros",)"
+                                            R"("network_id":")" +
+                                            network_ + R"(","volume_ids":[)" + vols + "]}");
         EXPECT_EQ(r.status, 202) << r.text;
         const std::string id = S(At(r.body, "server"), "id");
         EXPECT_TRUE(WaitStatus("/v1/servers/" + id, "server", "ACTIVE"))
@@ -277,12 +283,14 @@ protected:
     }
     static std::vector<std::string> Types(const std::vector<Event>& events) {
         std::vector<std::string> t;
-        for (const auto& e : events) t.push_back(e.type);
+        for (const auto& e : events)
+            t.push_back(e.type);
         return t;
     }
     static std::string Join(const std::vector<std::string>& v) {
         std::string s;
-        for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+        for (const auto& x : v)
+            s += (s.empty() ? "" : ", ") + x;
         return s;
     }
     static int Count(const std::vector<Event>& events, const std::string& type) {
@@ -335,7 +343,8 @@ protected:
         if (!r || r->status != 200) return out;
         const json::value list = At(r->body, "instances");
         if (!list.is_array()) return out;
-        for (const auto& i : list.as_array()) out[S(i, "id")] = i;
+        for (const auto& i : list.as_array())
+            out[S(i, "id")] = i;
         return out;
     }
     std::string InstanceState(const std::string& agent, const std::string& id) {
@@ -360,7 +369,8 @@ protected:
         std::map<std::string, std::string> out;
         const json::value list = Get("/v1/servers?limit=1000", "servers");
         if (list.is_array()) {
-            for (const auto& s : list.as_array()) out[S(s, "id")] = S(s, "host");
+            for (const auto& s : list.as_array())
+                out[S(s, "id")] = S(s, "host");
         }
         return out;
     }
@@ -424,11 +434,13 @@ TEST_F(HealTest, DownHostIsEvacuatedAndItsStaleInstancesRemoved) {
     ASSERT_NO_FATAL_FAILURE(StartCloud());
     const std::string volume = CreateVolume("evac-vol");
     const std::string with_volume = CreateServer("evac-0", {volume});
-    for (int i = 1; i < 6; ++i) CreateServer("evac-" + std::to_string(i));
+    for (int i = 1; i < 6; ++i)
+        CreateServer("evac-" + std::to_string(i));
     std::map<std::string, std::string> placement = Placement();
     ASSERT_EQ(placement.size(), 6u);
     std::set<std::string> used;
-    for (const auto& [id, host] : placement) used.insert(host);
+    for (const auto& [id, host] : placement)
+        used.insert(host);
     ASSERT_EQ(used.size(), 3u) << "the servers are not spread over the three hosts";
     const std::string victim = placement[with_volume];
     std::map<std::string, json::value> on_victim;
@@ -538,7 +550,8 @@ TEST_F(HealTest, DownHostIsEvacuatedAndItsStaleInstancesRemoved) {
 // host's agent holds none of them.
 TEST_F(HealTest, DrainMovesEveryServerOff) {
     ASSERT_NO_FATAL_FAILURE(StartCloud());
-    for (int i = 0; i < 6; ++i) CreateServer("drain-" + std::to_string(i));
+    for (int i = 0; i < 6; ++i)
+        CreateServer("drain-" + std::to_string(i));
     std::map<std::string, std::string> placement = Placement();
     const std::string host = placement.begin()->second;
     std::map<std::string, json::value> on_host;
@@ -548,9 +561,9 @@ TEST_F(HealTest, DrainMovesEveryServerOff) {
     ASSERT_FALSE(on_host.empty());
     Watch();
 
-    auto [code, out] = Shell("COGS_URL=" + dev_->api_url() + " COGS_TOKEN=" + dev_->admin_token() +
-                             " timeout 60 " + runtime::SiblingBinary("cogs") + " host drain " + host +
-                             " --reason maintenance --wait");
+    auto [code, out] =
+        Shell("COGS_URL=" + dev_->api_url() + " COGS_TOKEN=" + dev_->admin_token() + " timeout 60 " +
+              runtime::SiblingBinary("cogs") + " host drain " + host + " --reason maintenance --wait");
     ASSERT_EQ(code, 0) << out;
     EXPECT_NE(out.find("drained"), std::string::npos) << out;
 
@@ -597,15 +610,18 @@ TEST_F(HealTest, DrainMovesEveryServerOff) {
 // and every server runs again where it was (its fenced instance started again by the reconciler).
 TEST_F(HealTest, MassFailurePausesEvacuation) {
     ASSERT_NO_FATAL_FAILURE(StartCloud());
-    for (int i = 0; i < 6; ++i) CreateServer("mass-" + std::to_string(i));
+    for (int i = 0; i < 6; ++i)
+        CreateServer("mass-" + std::to_string(i));
     const std::map<std::string, std::string> placement = Placement();
     std::set<std::string> hosts;
-    for (const auto& [id, host] : placement) hosts.insert(host);
+    for (const auto& [id, host] : placement)
+        hosts.insert(host);
     ASSERT_EQ(hosts.size(), 3u);
     const std::vector<std::string> cut = {*hosts.begin(), *std::next(hosts.begin())};
     EXPECT_EQ(Metric("cogs_heal_evacuation_paused"), 0);
     Watch();
-    for (const auto& h : cut) Freeze(AgentOf(h));
+    for (const auto& h : cut)
+        Freeze(AgentOf(h));
 
     auto alerts = [&](const std::string& type) { return Count(EventsOf("alert", "evacuation"), type); };
     EXPECT_TRUE(WaitUntil([&] { return alerts("evacuation_paused") == 1; }, 20s))
@@ -633,7 +649,8 @@ TEST_F(HealTest, MassFailurePausesEvacuation) {
         << "a server changed while evacuation was paused: " << moved;
     EXPECT_EQ(Metric("cogs_heal_evacuation_paused"), 1);
 
-    for (const auto& h : cut) Thaw(AgentOf(h));
+    for (const auto& h : cut)
+        Thaw(AgentOf(h));
     EXPECT_TRUE(WaitUntil([&] { return alerts("evacuation_resumed") == 1; }, 15s))
         << Join(Types(EventsOf("alert", "evacuation")));
     EXPECT_TRUE(WaitUntil([&] { return both("up"); }, 15s));
@@ -660,7 +677,8 @@ TEST_F(HealTest, RestartGraceDelaysDownAfterControlPlaneRestart) {
     // Longer than a lease and a fencing window: without the grace the host would be down sooner.
     constexpr int kGraceMs = kLeaseTtlMs + kFenceWindowMs + 2500;
     ASSERT_NO_FATAL_FAILURE(StartCloud(20, {}, kGraceMs));
-    for (int i = 0; i < 3; ++i) CreateServer("grace-" + std::to_string(i));
+    for (int i = 0; i < 3; ++i)
+        CreateServer("grace-" + std::to_string(i));
     const std::map<std::string, std::string> placement = Placement();
     const std::string victim = placement.begin()->second;
     std::map<std::string, json::value> on_victim;
@@ -852,10 +870,10 @@ TEST_F(HealTest, BurstBeyondInflightLimitIsRefusedWith429) {
     std::vector<std::string> accepted;
     int refused = 0;
     for (int i = 0; i < 20; ++i) {
-        ApiReply r = admin.Must("POST", "/v1/servers",
-                                R"({"name":"burst-)" + std::to_string(i) +
-                                    R"(","flavor":"m1.tiny","image":"cirros","network_id":")" + network_ +
-                                    R"("})");
+        ApiReply r =
+            admin.Must("POST", "/v1/servers",
+                       R"({"name":"burst-)" + std::to_string(i) +
+                           R"(","flavor":"m1.tiny","image":"cirros","network_id":")" + network_ + R"("})");
         EXPECT_TRUE(r.status == 202 || r.status == 429) << r.status << " " << r.text;
         if (r.status == 202) {
             accepted.push_back(S(At(r.body, "server"), "id"));
@@ -880,19 +898,21 @@ TEST_F(HealTest, BurstBeyondInflightLimitIsRefusedWith429) {
 // dead host for the one host that holds no member of its group.
 TEST_F(HealTest, EvacuationKeepsAntiAffinity) {
     ASSERT_NO_FATAL_FAILURE(StartCloud());
-    ApiReply g = dev_->Admin().Must("POST", "/v1/server-groups", R"({"name":"apart","policy":"anti-affinity"})");
+    ApiReply g =
+        dev_->Admin().Must("POST", "/v1/server-groups", R"({"name":"apart","policy":"anti-affinity"})");
     ASSERT_EQ(g.status, 201) << g.text;
     const std::string group = S(At(g.body, "server_group"), "id");
     std::vector<std::string> members;
     for (const char* name : {"apart-1", "apart-2"}) {
         ApiReply r = dev_->Admin().Must("POST", "/v1/servers",
                                         R"({"name":")" + std::string(name) +
-                                            R"(","flavor":"m1.tiny","image":"cirros","network_id":")" + network_ +
-                                            R"(","server_group_id":")" + group + R"("})");
+                                            R"(","flavor":"m1.tiny","image":"cirros","network_id":")" +
+                                            network_ + R"(","server_group_id":")" + group + R"("})");
         ASSERT_EQ(r.status, 202) << r.text;
         members.push_back(S(At(r.body, "server"), "id"));
     }
-    for (const auto& id : members) ASSERT_TRUE(WaitStatus("/v1/servers/" + id, "server", "ACTIVE"));
+    for (const auto& id : members)
+        ASSERT_TRUE(WaitStatus("/v1/servers/" + id, "server", "ACTIVE"));
     const std::string victim = S(Server(members[0]), "host");
     const std::string sibling = S(Server(members[1]), "host");
     ASSERT_NE(victim, sibling);
@@ -933,9 +953,9 @@ TEST_F(HealTest, EvacuationKeepsAntiAffinity) {
 // the same server and port, ACTIVE elsewhere, a `rescheduled` event; never running twice.
 TEST_F(HealTest, CreateRescheduledWhenItsHostFailsDuringTheBuild) {
     ASSERT_NO_FATAL_FAILURE(StartCloud(/*boot_ms=*/4000));
-    ApiReply r = dev_->Admin().Must("POST", "/v1/servers",
-                                    R"({"name":"slow","flavor":"m1.tiny","image":"cirros","network_id":")" +
-                                        network_ + R"("})");
+    ApiReply r = dev_->Admin().Must(
+        "POST", "/v1/servers",
+        R"({"name":"slow","flavor":"m1.tiny","image":"cirros","network_id":")" + network_ + R"("})");
     ASSERT_EQ(r.status, 202) << r.text;
     const std::string id = S(At(r.body, "server"), "id");
     const std::string port = S(At(r.body, "server"), "port_id");
@@ -957,7 +977,8 @@ TEST_F(HealTest, CreateRescheduledWhenItsHostFailsDuringTheBuild) {
         10s));
     Watch();
     Freeze(AgentOf(host));
-    ASSERT_TRUE(WaitUntil([&] { return S(Server(id), "status") == "ACTIVE"; }, 30s)) << json::serialize(Server(id));
+    ASSERT_TRUE(WaitUntil([&] { return S(Server(id), "status") == "ACTIVE"; }, 30s))
+        << json::serialize(Server(id));
     const json::value s = Server(id);
     EXPECT_NE(S(s, "host"), host);
     EXPECT_EQ(S(s, "port_id"), port);

@@ -48,7 +48,8 @@ protected:
         ApiReply p = admin.Must("POST", "/v1/projects", R"({"name":"observe"})");
         ASSERT_EQ(p.status, 201) << p.text;
         const std::string project = S(At(p.body, "project"), "id");
-        ApiReply t = admin.Must("POST", "/v1/tokens", R"({"project_id":")" + project + R"(","role":"member"})");
+        ApiReply t =
+            admin.Must("POST", "/v1/tokens", R"({"project_id":")" + project + R"(","role":"member"})");
         ASSERT_EQ(t.status, 201) << t.text;
         token_ = S(At(t.body, "token"), "secret");
         ApiClient api(dev_->api_url(), token_);
@@ -70,7 +71,8 @@ protected:
     }
     void SetUp() override { ASSERT_NE(dev_, nullptr); }
 
-    static bool WaitFor(ApiClient& api, const std::string& path, std::string_view key, const std::string& want) {
+    static bool WaitFor(ApiClient& api, const std::string& path, std::string_view key,
+                        const std::string& want) {
         return WaitUntil([&] { return S(At(api.Must("GET", path).body, key), "status") == want; }, 30s);
     }
 
@@ -78,9 +80,9 @@ protected:
 
     // Creates a server (optionally with extra headers) and waits for `want`; returns its id and
     // the create's answer.
-    std::pair<std::string, ApiReply> Server(const std::string& name, const std::string& want = "ACTIVE",
-                                            const std::vector<std::pair<std::string, std::string>>& headers = {},
-                                            const std::string& extra = "") {
+    std::pair<std::string, ApiReply> Server(
+        const std::string& name, const std::string& want = "ACTIVE",
+        const std::vector<std::pair<std::string, std::string>>& headers = {}, const std::string& extra = "") {
         ApiClient api = Api();
         auto r = api.Call("POST", "/v1/servers",
                           R"({"name":")" + name + R"(","flavor":"m1.tiny","image":"cirros","network_id":")" +
@@ -128,17 +130,20 @@ TEST_F(ObserveTest, PromtoolAcceptsEveryProcess) {
 
     const std::map<std::string, std::vector<std::string>> expected = {
         {"cogsd",
-         {"cogs_http_requests_total", "cogs_http_request_duration_seconds_bucket", "cogs_workflows_started_total",
-          "cogs_workflows_finished_total", "cogs_workflow_duration_seconds_bucket",
-          "cogs_step_duration_seconds_bucket", "cogs_step_schedule_to_start_seconds_bucket",
-          "cogs_service_calls_total", "cogs_step_retries_total", "cogs_compensations_total",
-          "cogs_workflows_in_flight", "cogs_bulkhead_in_use", "cogs_store_commit_duration_seconds_bucket",
-          "cogs_store_commit_groups_bucket", "cogs_hosts", "cogs_placement_duration_seconds_bucket",
-          "cogs_placements_total", "process_resident_memory_bytes"}},
-        {"cogs-network", {"cogs_http_requests_total", "cogs_service_actions_total",
-                          "cogs_service_action_duration_seconds_bucket", "cogs_service_faults_injected_total"}},
+         {"cogs_http_requests_total", "cogs_http_request_duration_seconds_bucket",
+          "cogs_workflows_started_total", "cogs_workflows_finished_total",
+          "cogs_workflow_duration_seconds_bucket", "cogs_step_duration_seconds_bucket",
+          "cogs_step_schedule_to_start_seconds_bucket", "cogs_service_calls_total", "cogs_step_retries_total",
+          "cogs_compensations_total", "cogs_workflows_in_flight", "cogs_bulkhead_in_use",
+          "cogs_store_commit_duration_seconds_bucket", "cogs_store_commit_groups_bucket", "cogs_hosts",
+          "cogs_placement_duration_seconds_bucket", "cogs_placements_total",
+          "process_resident_memory_bytes"}},
+        {"cogs-network",
+         {"cogs_http_requests_total", "cogs_service_actions_total",
+          "cogs_service_action_duration_seconds_bucket", "cogs_service_faults_injected_total"}},
         {"cogs-volume", {"cogs_http_requests_total", "cogs_service_actions_total"}},
-        {"cogs-compute", {"cogs_http_requests_total", "cogs_service_actions_total", "cogs_compute_instances"}},
+        {"cogs-compute",
+         {"cogs_http_requests_total", "cogs_service_actions_total", "cogs_compute_instances"}},
     };
     std::map<std::string, std::string> by_kind;  // every process's text, joined per kind
     for (const auto& p : dev_->processes()) {
@@ -173,9 +178,11 @@ TEST_F(ObserveTest, PrometheusScrapesTheCloud) {
     ASSERT_TRUE(runtime::ReadFile(dev_->data_dir() + "/prometheus-targets.json"))
         << "cogs dev wrote no prometheus-targets.json";
     // The same discovery file an operator points Prometheus at, scraped every second for the test.
-    const std::string config = "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                               "scrape_configs:\n  - job_name: cogs\n    file_sd_configs:\n"
-                               "      - files: ['" + dev_->data_dir() + "/prometheus-targets.json']\n";
+    const std::string config =
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: cogs\n    file_sd_configs:\n"
+        "      - files: ['" +
+        dev_->data_dir() + "/prometheus-targets.json']\n";
     ASSERT_TRUE(runtime::WriteFileAtomic(dir + "/prometheus.yml", config));
     auto [check, check_out] = Shell("promtool check config " + dir + "/prometheus.yml");
     ASSERT_EQ(check, 0) << check_out;
@@ -185,20 +192,22 @@ TEST_F(ObserveTest, PrometheusScrapesTheCloud) {
     for (int attempt = 0; attempt < 3 && url.empty(); ++attempt) {
         const int port = FreePort();
         auto child = runtime::Child::Spawn(
-            {"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml", "--storage.tsdb.path=" + dir + "/data",
-             "--web.listen-address=127.0.0.1:" + std::to_string(port), "--log.level=warn"},
+            {"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
+             "--storage.tsdb.path=" + dir + "/data", "--web.listen-address=127.0.0.1:" + std::to_string(port),
+             "--log.level=warn"},
             runtime::SpawnOptions{dir + "/prometheus.log"});
         ASSERT_TRUE(child) << child.error().ToString();
         prometheus = std::move(*child);
         const std::string candidate = "http://127.0.0.1:" + std::to_string(port);
         ApiClient probe(candidate, "");
-        if (WaitUntil([&] { return !prometheus.Running() || probe.Must("GET", "/-/ready").status == 200; }, 60s,
-                      100ms) &&
+        if (WaitUntil([&] { return !prometheus.Running() || probe.Must("GET", "/-/ready").status == 200; },
+                      60s, 100ms) &&
             prometheus.Running()) {
             url = candidate;
         }
     }
-    ASSERT_FALSE(url.empty()) << "prometheus did not start:\n" << runtime::TailFile(dir + "/prometheus.log", 30);
+    ASSERT_FALSE(url.empty()) << "prometheus did not start:\n"
+                              << runtime::TailFile(dir + "/prometheus.log", 30);
     ApiClient prom(url, "");
 
     // The value of an instant PromQL query that returns one sample, or nullopt.
@@ -212,21 +221,27 @@ TEST_F(ObserveTest, PrometheusScrapesTheCloud) {
     };
     const double targets = static_cast<double>(dev_->processes().size());
     ASSERT_TRUE(WaitUntil([&] { return query("sum(up)") == targets; }, 30s, 250ms))
-        << "not every process is up in Prometheus: sum(up) = " << query("sum(up)").value_or(-1) << " of " << targets
-        << "\n" << prom.Must("GET", "/api/v1/targets").text;
+        << "not every process is up in Prometheus: sum(up) = " << query("sum(up)").value_or(-1) << " of "
+        << targets << "\n"
+        << prom.Must("GET", "/api/v1/targets").text;
     EXPECT_EQ(query("count(up{job=\"cogs-compute\"})"), 3.0);  // one agent process per host
 
     // Baselines, then work, then the same queries must have moved.
-    const std::string succeeded = R"(sum(cogs_workflows_finished_total{type="server.create",outcome="succeeded"}))";
+    const std::string succeeded =
+        R"(sum(cogs_workflows_finished_total{type="server.create",outcome="succeeded"}))";
     const double before = query(succeeded).value_or(0);
     const double creates_before =
-        query(R"(sum(cogs_service_actions_total{job="cogs-compute",action="create_instance",outcome=~"ok|accepted"}))").value_or(0);
-    for (int i = 0; i < 3; ++i) Server("prom-" + std::to_string(i));
+        query(
+            R"(sum(cogs_service_actions_total{job="cogs-compute",action="create_instance",outcome=~"ok|accepted"}))")
+            .value_or(0);
+    for (int i = 0; i < 3; ++i)
+        Server("prom-" + std::to_string(i));
     EXPECT_TRUE(WaitUntil([&] { return query(succeeded).value_or(0) >= before + 3; }, 30s, 250ms))
         << succeeded << " = " << query(succeeded).value_or(-1) << ", before " << before;
     EXPECT_TRUE(WaitUntil(
         [&] {
-            return query(R"(sum(cogs_service_actions_total{job="cogs-compute",action="create_instance",outcome=~"ok|accepted"}))")
+            return query(
+                       R"(sum(cogs_service_actions_total{job="cogs-compute",action="create_instance",outcome=~"ok|accepted"}))")
                        .value_or(0) >= creates_before + 3;
         },
         30s, 250ms));
@@ -243,7 +258,8 @@ TEST_F(ObserveTest, PrometheusScrapesTheCloud) {
     EXPECT_GT(query(R"(sum(cogs_store_commit_groups_count))").value_or(0), 0);
     // The Grafana dashboard's every query runs on this Prometheus (names and labels checked against
     // docs/metrics.md, each expression accepted by Prometheus itself).
-    auto [dash, dash_out] = Shell("python3 " COGS_SOURCE_DIR "/scripts/check-dashboard.py --prometheus " + url);
+    auto [dash, dash_out] =
+        Shell("python3 " COGS_SOURCE_DIR "/scripts/check-dashboard.py --prometheus " + url);
     EXPECT_EQ(dash, 0) << dash_out;
     prometheus.Stop(5s);
 }
@@ -252,7 +268,8 @@ TEST_F(ObserveTest, PrometheusScrapesTheCloud) {
 TEST_F(ObserveTest, TopShowsTheCloud) {
     std::atomic<bool> watching{true};
     std::thread work([&] {  // servers built one after another for as long as top watches
-        for (int i = 0; watching && i < 50; ++i) Server("top-" + std::to_string(i));
+        for (int i = 0; watching && i < 50; ++i)
+            Server("top-" + std::to_string(i));
     });
     auto [code, out] = Shell("COGS_URL=" + dev_->api_url() + " COGS_TOKEN=" + dev_->admin_token() + " " +
                              runtime::SiblingBinary("cogs") + " top --once --interval 1 -o json");
@@ -299,7 +316,8 @@ TEST_F(ObserveTest, OneTraceAcrossProcesses) {
         int traced = 0;
         bool with_workflow = false;
         std::string all;
-        for (const auto& log : logs) all += runtime::ReadFile(log).value_or("");
+        for (const auto& log : logs)
+            all += runtime::ReadFile(log).value_or("");
         std::istringstream in(all);
         for (std::string line; std::getline(in, line);) {
             if (line.find(trace) == std::string::npos) continue;
@@ -313,13 +331,15 @@ TEST_F(ObserveTest, OneTraceAcrossProcesses) {
             with_workflow = with_workflow || S(v, "workflow_id") == workflow;
             ++traced;
         }
-        EXPECT_GT(traced, 0) << kind << " logged nothing with trace " << trace << ":\n" << runtime::TailFile(logs[0], 10);
+        EXPECT_GT(traced, 0) << kind << " logged nothing with trace " << trace << ":\n"
+                             << runtime::TailFile(logs[0], 10);
         EXPECT_TRUE(with_workflow) << kind << " never logged the workflow id " << workflow;
     }
 
     // A request without a traceparent starts a new trace, answered in the header and kept.
     auto [other, fresh] = Server("untraced");
-    const std::string new_trace = fresh.header_traceparent.size() == 55 ? fresh.header_traceparent.substr(3, 32) : "";
+    const std::string new_trace =
+        fresh.header_traceparent.size() == 55 ? fresh.header_traceparent.substr(3, 32) : "";
     ASSERT_FALSE(new_trace.empty()) << "no traceparent in the answer: '" << fresh.header_traceparent << "'";
     EXPECT_NE(new_trace, trace);
     ApiReply wf2 = api.Must("GET", "/v1/workflows/" + S(At(fresh.body, "server"), "workflow_id"));

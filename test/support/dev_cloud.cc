@@ -1,7 +1,7 @@
 #include "test/support/dev_cloud.h"
 
-#include <boost/asio/io_context.hpp>
 #include <sys/wait.h>
+#include <boost/asio/io_context.hpp>
 
 #include <csignal>
 #include <cstdio>
@@ -42,8 +42,10 @@ ApiClient::ApiClient(std::string url, std::string token)
 ApiClient::~ApiClient() = default;
 ApiClient::ApiClient(ApiClient&&) noexcept = default;
 
-Result<ApiReply> ApiClient::Call(const std::string& method, const std::string& target, const std::string& body,
-                                 const std::vector<std::pair<std::string, std::string>>& headers, Duration timeout) {
+Result<ApiReply> ApiClient::Call(const std::string& method, const std::string& target,
+                                 const std::string& body,
+                                 const std::vector<std::pair<std::string, std::string>>& headers,
+                                 Duration timeout) {
     http::Request req;
     req.method = method;
     req.target = target;
@@ -100,7 +102,8 @@ std::pair<int, std::string> Shell(const std::string& command) {
     if (p == nullptr) return {-1, "popen failed"};
     char buf[4096];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+        out.append(buf, n);
     const int status = pclose(p);
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
@@ -126,11 +129,16 @@ Result<std::unique_ptr<DevCloud>> DevCloud::Start(DevOptions options) {
     }
     dev->dir_ = tmpl;
     dev->keep_dir_ = std::getenv("COGS_KEEP_TEST_DIRS") != nullptr;
-    std::vector<std::string> argv = {runtime::SiblingBinary("cogs"), "dev",
-                                     "--data-dir", dev->dir_,
-                                     "--port", "0",
-                                     "--hosts", std::to_string(options.hosts),
-                                     "--boot-ms", std::to_string(options.boot_ms)};
+    std::vector<std::string> argv = {runtime::SiblingBinary("cogs"),
+                                     "dev",
+                                     "--data-dir",
+                                     dev->dir_,
+                                     "--port",
+                                     "0",
+                                     "--hosts",
+                                     std::to_string(options.hosts),
+                                     "--boot-ms",
+                                     std::to_string(options.boot_ms)};
     argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
     const std::string log = dev->dir_ + "/cogs-dev.log";
     auto child = runtime::Child::Spawn(argv, runtime::SpawnOptions{log});
@@ -170,10 +178,9 @@ Result<std::unique_ptr<DevCloud>> DevCloud::Start(DevOptions options) {
     }
     for (const auto& p : o.at("processes").as_array()) {
         const auto& po = p.as_object();
-        dev->processes_.push_back(DevProcess{json::value_to<std::string>(po.at("name")),
-                                             static_cast<int>(po.at("pid").to_number<int64_t>()),
-                                             json::value_to<std::string>(po.at("url")),
-                                             json::value_to<std::string>(po.at("log"))});
+        dev->processes_.push_back(DevProcess{
+            json::value_to<std::string>(po.at("name")), static_cast<int>(po.at("pid").to_number<int64_t>()),
+            json::value_to<std::string>(po.at("url")), json::value_to<std::string>(po.at("log"))});
     }
     return dev;
 }

@@ -122,6 +122,7 @@ std::pair<int, std::string> Shell(const std::string& command);
 
 // Polls `probe` until it returns true or `timeout` passes; true if it did. For waiting on a state
 // the system reaches by itself (a workflow ending), with a deadline instead of a fixed sleep.
-bool WaitUntil(const std::function<bool()>& probe, Duration timeout, Duration every = std::chrono::milliseconds(20));
+bool WaitUntil(const std::function<bool()>& probe, Duration timeout,
+               Duration every = std::chrono::milliseconds(20));
 
 }  // namespace cogs::testing

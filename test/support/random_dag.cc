@@ -6,7 +6,8 @@
 
 namespace cogs::testing {
 
-workflow::Definition RandomDefinition(std::mt19937_64& rng, const std::string& type, const RandomDagOptions& o) {
+workflow::Definition RandomDefinition(std::mt19937_64& rng, const std::string& type,
+                                      const RandomDagOptions& o) {
     using namespace std::chrono_literals;
     const int n = std::uniform_int_distribution<int>(1, o.max_steps)(rng);
     workflow::DefinitionBuilder b(type);

@@ -19,6 +19,7 @@ struct RandomDagOptions {
     int comp_max_attempts = 50;
 };
 
-workflow::Definition RandomDefinition(std::mt19937_64& rng, const std::string& type, const RandomDagOptions& o);
+workflow::Definition RandomDefinition(std::mt19937_64& rng, const std::string& type,
+                                      const RandomDagOptions& o);
 
 }  // namespace cogs::testing

@@ -37,7 +37,7 @@ struct DevOptions {
     int hosts = 3;
     int boot_ms = 200;
     std::string volume_driver = "file";
-    int start_timeout_s = 60;  // per child: its port file, then the hosts up
+    int start_timeout_s = 60;             // per child: its port file, then the hosts up
     std::vector<std::string> cogsd_args;  // appended to cogsd's (e.g. --lease-ttl-ms=1000)
 };
 

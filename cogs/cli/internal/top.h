@@ -109,7 +109,7 @@ struct PlacementFigures {
     std::map<std::string, double> failures_per_s;  // by reason
 };
 
-struct HealFigures {  // cogs_heal_* (docs/healing.md)
+struct HealFigures {                            // cogs_heal_* (docs/healing.md)
     double host_failures = 0;                   // hosts that lost their lease in the interval
     std::map<std::string, double> moves_per_s;  // started, by workflow type
     double move_failures_per_s = 0;

@@ -272,8 +272,8 @@ std::string Cogsd(bool later) {
     t += "cogs_heal_repairs_total{kind=\"repair_port\"} 1\n";
     t += fmt::format("cogs_heal_instance_restarts_total {}\n", later ? 4 : 0);
     t += HistogramText("cogs_heal_duration_seconds", "", {1, 4, 8, 16},
-                       later ? std::vector<double>{0, 0, 19, 19} : std::vector<double>{0, 0, 0, 0}, later ? 19 : 0,
-                       later ? 100 : 0);
+                       later ? std::vector<double>{0, 0, 19, 19} : std::vector<double>{0, 0, 0, 0},
+                       later ? 19 : 0, later ? 100 : 0);
     t += fmt::format("cogs_heal_evacuation_paused {}\n", later ? 1 : 0);
     return t;
 }

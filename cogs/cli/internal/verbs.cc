@@ -237,20 +237,13 @@ int RunVerb(Invocation& inv, const Resource& r, const Verb& verb, const VerbOpti
         req.id = std::move(*id);
     }
     switch (verb.kind) {
-        case Verb::Kind::kCreate:
-            return RunCreate(inv, r, verb, o, req);
-        case Verb::Kind::kList:
-            return RunList(inv, r, o, req);
-        case Verb::Kind::kShow:
-            return RunShow(inv, r, req);
-        case Verb::Kind::kDelete:
-            return RunDelete(inv, r, o, req);
-        case Verb::Kind::kAction:
-            return RunAction(inv, r, verb, o, req);
-        case Verb::Kind::kEvents:
-            return RunEvents(inv, r.Path(req.id) + "/events", {}, o.events, true);
-        case Verb::Kind::kSpecial:
-            break;  // registered by its own function, which gives it its action
+        case Verb::Kind::kCreate: return RunCreate(inv, r, verb, o, req);
+        case Verb::Kind::kList: return RunList(inv, r, o, req);
+        case Verb::Kind::kShow: return RunShow(inv, r, req);
+        case Verb::Kind::kDelete: return RunDelete(inv, r, o, req);
+        case Verb::Kind::kAction: return RunAction(inv, r, verb, o, req);
+        case Verb::Kind::kEvents: return RunEvents(inv, r.Path(req.id) + "/events", {}, o.events, true);
+        case Verb::Kind::kSpecial: break;  // registered by its own function, which gives it its action
     }
     return 2;
 }

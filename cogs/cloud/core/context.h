@@ -162,7 +162,8 @@ public:
     void Revert(std::string_view kind, const std::string& id, const std::string& status);
     // A workflow `type` on `r` that moves it to the transitional status `to`: its status before is
     // kept ("_prev_status") and put back if the engine refuses the start.
-    Launch Transition(Res& r, std::string_view to, std::string type, json::object input, std::string traceparent);
+    Launch Transition(Res& r, std::string_view to, std::string type, json::object input,
+                      std::string traceparent);
     store::EventRecord Event(std::string_view kind, const std::string& id, const std::string& project,
                              std::string type, std::string message, const std::string& workflow_id = "",
                              const std::string& traceparent = "") const;

@@ -127,8 +127,9 @@ void Healer::StartMove(Res& s, const Move& mv) {
     metrics_.started.With({{"type", mv.type}}).Inc();
     const std::string id = s.id;
     observe::Log("cloud").info("server {}: {} from host {}", id, mv.type, mv.from_host);
-    Launch l = ctx_.Transition(s, ToString(mv.type == "server.migrate" ? ServerStatus::kMigrating : ServerStatus::kRebuild),
-                               mv.type, std::move(input), observe::TraceContext::New().ToTraceparent());
+    Launch l = ctx_.Transition(
+        s, ToString(mv.type == "server.migrate" ? ServerStatus::kMigrating : ServerStatus::kRebuild), mv.type,
+        std::move(input), observe::TraceContext::New().ToTraceparent());
     ctx_.StartWorkflow(std::move(l), [this, id](Result<std::string> r) {
         if (!r) {
             moving_.erase(id);  // refused (the engine is full): the next heal pass tries again

@@ -254,7 +254,8 @@ void ReconcileLoop::SettleStuck() {
     }
     transitional_seen_ = std::move(now);
     if (check.empty()) return;
-    ctx_.OffThread([this, ids = std::vector<std::string>(check.begin(), check.end())] { return ctx_.EndedWorkflows(ids); },
+    ctx_.OffThread([this, ids = std::vector<std::string>(check.begin(),
+                                                         check.end())] { return ctx_.EndedWorkflows(ids); },
                    [this](std::vector<workflow::FinishedEvent> ended) {
                        for (const auto& ev : ended) {
                            observe::Log("cloud").warn("{} {}: settling it: its workflow {} ended unreported",

@@ -186,9 +186,10 @@ void Servers::Delete(Call call) {
                        {"host", Str(s.body, "host")},
                        {"port_id", Str(s.body, "port_id")},
                        {"volume_ids", ToArray(StrList(s.body, "volume_ids"))}};
-    StartAndAnswer(
-        ctx_, ctx_.Transition(s, ToString(ServerStatus::kDeleting), "server.delete", std::move(input), call.traceparent),
-        call);
+    StartAndAnswer(ctx_,
+                   ctx_.Transition(s, ToString(ServerStatus::kDeleting), "server.delete", std::move(input),
+                                   call.traceparent),
+                   call);
 }
 
 void Servers::Act(Call call, std::string_view action) {
@@ -315,7 +316,8 @@ void Servers::SettleDelete(Settlement& st) {
             // if nothing took the volume meanwhile.
             ctx_.Post([this, vid, trace = st.event().trace] {
                 Res* now = ctx_.model.Find(kVolume, vid);
-                if (now != nullptr && now->is(VolumeStatus::kAvailable) && Str(now->body, "server_id").empty()) {
+                if (now != nullptr && now->is(VolumeStatus::kAvailable) &&
+                    Str(now->body, "server_id").empty()) {
                     volumes_.StartDelete(*now, trace, nullptr);
                 }
             });

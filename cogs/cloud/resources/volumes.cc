@@ -51,9 +51,10 @@ void Volumes::Create(Creation c) {
     StartAndAnswer(ctx_, std::move(l), c.call, &c);
 }
 
-void Volumes::StartDelete(Res& v, const std::string& traceparent, std::function<void(Result<std::string>)> done) {
-    ctx_.StartWorkflow(ctx_.Transition(v, ToString(VolumeStatus::kDeleting), "volume.delete", {{"volume_id", v.id}},
-                                       traceparent),
+void Volumes::StartDelete(Res& v, const std::string& traceparent,
+                          std::function<void(Result<std::string>)> done) {
+    ctx_.StartWorkflow(ctx_.Transition(v, ToString(VolumeStatus::kDeleting), "volume.delete",
+                                       {{"volume_id", v.id}}, traceparent),
                        std::move(done));
 }
 
@@ -139,10 +140,11 @@ void Volumes::Detach(Call call) {
     }();
     if (!found) return call.Fail(found.error());
     Res& v = **found;
-    StartAndAnswer(ctx_,
-                   ctx_.Transition(v, ToString(VolumeStatus::kDetaching), "volume.detach",
-                                   {{"volume_id", id}, {"server_id", Str(v.body, "server_id")}}, call.traceparent),
-                   call);
+    StartAndAnswer(
+        ctx_,
+        ctx_.Transition(v, ToString(VolumeStatus::kDetaching), "volume.detach",
+                        {{"volume_id", id}, {"server_id", Str(v.body, "server_id")}}, call.traceparent),
+        call);
 }
 
 void Volumes::SettleCreate(Settlement& s) {

@@ -7,8 +7,8 @@
 // out or failed is closed, never reused, because its state (half a response in flight) is unknown.
 // Idle connections keep a read-readiness wait pending: an idle socket turning readable means the
 // server closed it, and it leaves the pool before a request can pick a dead connection.
-#include "cogs/http/internal/coroutine.h"
 #include "cogs/http/client.h"
+#include "cogs/http/internal/coroutine.h"
 
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>

@@ -2,8 +2,8 @@
 // strand. A request in flight is an Exchange, shared by the connection coroutine (which waits on
 // its timer as on an event) and by every copy of the Respond callable (which only holds it weakly,
 // so a Respond kept after the connection ended costs nothing and answers nothing).
-#include "cogs/http/internal/coroutine.h"
 #include "cogs/http/server.h"
+#include "cogs/http/internal/coroutine.h"
 
 #include <spdlog/spdlog.h>
 

@@ -133,8 +133,8 @@ private:
         Host(runtime::Clock& clock, boost::asio::io_context& io)
             : timer(clock.NewTimer(io)), lease_timer(clock.NewTimer(io)) {}
         std::string name;
-        std::string body;    // the registration
-        std::string target;  // /v1/hosts/{name}
+        std::string body;                       // the registration
+        std::string target;                     // /v1/hosts/{name}
         std::unique_ptr<runtime::Timer> timer;  // the next registration attempt or heartbeat
         bool registered = false;
         Duration backoff{};
@@ -229,7 +229,8 @@ private:
     // Renewals come at least three times per lease TTL (a control plane with a short TTL is not
     // left to lapse between two heartbeats of a longer interval).
     Duration Interval(const Host& h) const {
-        return std::min<Duration>(options_.heartbeat_interval, std::chrono::duration_cast<Duration>(h.ttl / 3));
+        return std::min<Duration>(options_.heartbeat_interval,
+                                  std::chrono::duration_cast<Duration>(h.ttl / 3));
     }
 
     void Heartbeat(Host& h) {

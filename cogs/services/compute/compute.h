@@ -125,8 +125,8 @@ Result<std::unique_ptr<ComputeDriver>> MakeComputeDriver(std::string name, Compu
 
 // The instance supervisor (restarts of CRASHED instances).
 struct SupervisorOptions {
-    Millis restart_backoff{250};                     // the first restart, after a crash; 0 allowed
-    int restart_max = 5;                              // this many crashes within the window: ERROR
+    Millis restart_backoff{250};  // the first restart, after a crash; 0 allowed
+    int restart_max = 5;          // this many crashes within the window: ERROR
     Duration restart_window = std::chrono::minutes(10);
     Duration max_backoff = std::chrono::seconds(10);  // the doubling stops here
 };

@@ -101,16 +101,11 @@ kit::Done Answer(const Instance& i, int64_t now) {
 
 const char* Instance::State(int64_t now_us) const {
     switch (power) {
-        case Power::kOff:
-            return "SHUTOFF";
-        case Power::kCrashed:
-            return "CRASHED";
-        case Power::kFenced:
-            return "FENCED";
-        case Power::kError:
-            return "ERROR";
-        case Power::kOn:
-            break;
+        case Power::kOff: return "SHUTOFF";
+        case Power::kCrashed: return "CRASHED";
+        case Power::kFenced: return "FENCED";
+        case Power::kError: return "ERROR";
+        case Power::kOn: break;
     }
     if (now_us < ready_at_us) {
         return rebooting ? "REBOOT" : "BUILD";

@@ -54,16 +54,11 @@ std::string_view ToString(CallKind kind) { return kind == CallKind::kDo ? "do" :
 
 std::string_view ToString(Fault fault) {
     switch (fault) {
-        case Fault::kNone:
-            return "";
-        case Fault::kError:
-            return "error";
-        case Fault::kHang:
-            return "hang";
-        case Fault::kPermanent:
-            return "permanent";
-        case Fault::kLostReply:
-            return "lost_reply";
+        case Fault::kNone: return "";
+        case Fault::kError: return "error";
+        case Fault::kHang: return "hang";
+        case Fault::kPermanent: return "permanent";
+        case Fault::kLostReply: return "lost_reply";
     }
     return "";
 }
@@ -84,20 +79,11 @@ FaultCounter::FaultCounter(observe::Metrics* metrics, std::string_view service) 
 
 void FaultCounter::Count(Fault fault) const {
     switch (fault) {
-        case Fault::kNone:
-            return;
-        case Fault::kError:
-            error_.Inc();
-            return;
-        case Fault::kHang:
-            hang_.Inc();
-            return;
-        case Fault::kPermanent:
-            permanent_.Inc();
-            return;
-        case Fault::kLostReply:
-            lost_reply_.Inc();
-            return;
+        case Fault::kNone: return;
+        case Fault::kError: error_.Inc(); return;
+        case Fault::kHang: hang_.Inc(); return;
+        case Fault::kPermanent: permanent_.Inc(); return;
+        case Fault::kLostReply: lost_reply_.Inc(); return;
     }
 }
 

@@ -28,7 +28,8 @@ inline void AddFaultFlags(CLI::App& app, FaultConfig& f) {
         ->check(CLI::Range(0.0, 1.0));
     app.add_option("--permanent-rate", f.permanent_rate, "share of new do calls refused for good (422)")
         ->check(CLI::Range(0.0, 1.0));
-    app.add_option("--hang-rate", f.hang_rate, "share of new calls never answered")->check(CLI::Range(0.0, 1.0));
+    app.add_option("--hang-rate", f.hang_rate, "share of new calls never answered")
+        ->check(CLI::Range(0.0, 1.0));
     app.add_option("--lost-reply-rate", f.lost_reply_rate, "share of new calls applied but never answered")
         ->check(CLI::Range(0.0, 1.0));
     app.add_option_function<double>(
@@ -47,7 +48,8 @@ inline void AddFaultFlags(CLI::App& app, FaultConfig& f) {
 
 // Every flag of a service process but --state: for cogs-sim, whose state flag is --ledger.
 inline void AddProcessFlags(CLI::App& app, ServeOptions& o) {
-    app.add_option("--listen", o.listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
+    app.add_option("--listen", o.listen, "HOST:PORT to listen on (port 0: any free port)")
+        ->capture_default_str();
     app.add_option("--port-file", o.port_file, "write the bound port to this file once listening");
     app.add_option("--seed", o.service.seed, "seed for the fault draws")->capture_default_str();
     app.add_option("--token-file", o.token_file,
@@ -58,7 +60,8 @@ inline void AddProcessFlags(CLI::App& app, ServeOptions& o) {
     app.add_option("--log-format", o.log_format, "json (one object per line) or text (for people)")
         ->check(CLI::IsMember({"json", "text"}))
         ->capture_default_str();
-    app.add_option("--max-body-bytes", o.max_body_bytes, "largest request body accepted")->capture_default_str();
+    app.add_option("--max-body-bytes", o.max_body_bytes, "largest request body accepted")
+        ->capture_default_str();
     AddFaultFlags(app, o.service.faults);
 }
 

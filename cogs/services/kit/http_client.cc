@@ -101,12 +101,14 @@ private:
 
 class Reader final : public HttpReader {
 public:
-    Reader(boost::asio::io_context& io, std::string host, uint16_t port, std::string service, std::string token)
+    Reader(boost::asio::io_context& io, std::string host, uint16_t port, std::string service,
+           std::string token)
         : service_(std::move(service)),
           authorization_(token.empty() ? "" : "Bearer " + token),
           client_(http::MakeClient(io, http::ClientOptions{std::move(host), port, 2})) {}
 
-    void Get(std::string target, SteadyTime deadline, std::function<void(Result<std::string>)> done) override {
+    void Get(std::string target, SteadyTime deadline,
+             std::function<void(Result<std::string>)> done) override {
         http::Request req;
         req.method = "GET";
         req.target = std::move(target);
@@ -132,7 +134,8 @@ private:
 
 std::shared_ptr<HttpReader> MakeHttpReader(boost::asio::io_context& io, std::string host, uint16_t port,
                                            std::string service_name, std::string bearer_token) {
-    return std::make_shared<Reader>(io, std::move(host), port, std::move(service_name), std::move(bearer_token));
+    return std::make_shared<Reader>(io, std::move(host), port, std::move(service_name),
+                                    std::move(bearer_token));
 }
 
 std::shared_ptr<ServiceClient> MakeHttpServiceClient(boost::asio::io_context& io, std::string host,

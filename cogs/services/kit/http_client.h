@@ -33,7 +33,8 @@ namespace cogs::services::kit {
 class HttpReader {
 public:
     virtual ~HttpReader() = default;
-    virtual void Get(std::string target, SteadyTime deadline, std::function<void(Result<std::string>)> done) = 0;
+    virtual void Get(std::string target, SteadyTime deadline,
+                     std::function<void(Result<std::string>)> done) = 0;
 };
 std::shared_ptr<HttpReader> MakeHttpReader(boost::asio::io_context& io, std::string host, uint16_t port,
                                            std::string service_name, std::string bearer_token = "");

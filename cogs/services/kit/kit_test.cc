@@ -216,7 +216,8 @@ protected:
                              got = std::move(r);
                          });
         EXPECT_EQ(calls, 0) << "never inline";
-        RunUntil(io_, [&] { return got.has_value(); }, wait);
+        RunUntil(
+            io_, [&] { return got.has_value(); }, wait);
         io_.restart();
         io_.poll();
         EXPECT_LE(calls, 1);
@@ -728,8 +729,9 @@ TEST_F(KitHttpTest, TokenRequiredEverywhereButHealthz) {
     EXPECT_EQ(Parse(none.body).at("code").as_string(), "unauthenticated");
     EXPECT_EQ(Raw("GET", "/v1/inventory", "", {{"authorization", "Bearer wrong"}}).status, 401);
     EXPECT_EQ(Raw("GET", "/v1/inventory", "", {{"authorization", token}}).status, 401) << "no Bearer scheme";
-    EXPECT_EQ(Raw("POST", "/v1/actions/put", R"({"id":"a","value":"1"})", {{"idempotency-key", "wf0/a/do"}}).status,
-              401);
+    EXPECT_EQ(
+        Raw("POST", "/v1/actions/put", R"({"id":"a","value":"1"})", {{"idempotency-key", "wf0/a/do"}}).status,
+        401);
     EXPECT_EQ(Raw("PUT", "/v1/faults", "{}").status, 401);
     EXPECT_EQ(Raw("GET", "/v1/inventory", "", {{"authorization", "Bearer " + token}}).status, 200);
     EXPECT_EQ(Raw("GET", "/healthz").status, 200);

@@ -19,7 +19,9 @@
 namespace cogs::services::kit {
 
 Result<std::pair<std::string, uint16_t>> ParseListen(const std::string& listen) {
-    const auto bad = [&] { return MakeError(ErrorCode::kInvalidArgument, "--listen must be HOST:PORT, got '" + listen + "'"); };
+    const auto bad = [&] {
+        return MakeError(ErrorCode::kInvalidArgument, "--listen must be HOST:PORT, got '" + listen + "'");
+    };
     const auto colon = listen.rfind(':');
     if (colon == std::string::npos || colon == 0 || colon + 1 == listen.size()) {
         return bad();

@@ -128,15 +128,15 @@ public:
             std::string key = e.key;
             ledger_.emplace(std::move(key), std::move(e));
         }
-        return db_->ForEachRecord(
-            [this](std::string_view table, std::string_view id, std::string_view text) -> cogs::Status {
-                if (auto s = domain_->Load(table, id, text); !s) {
-                    Error e = s.error();
-                    e.message = "loading record " + std::string(table) + "/" + std::string(id) + ": " + e.message;
-                    return MakeError(std::move(e));
-                }
-                return Ok();
-            });
+        return db_->ForEachRecord([this](std::string_view table, std::string_view id,
+                                         std::string_view text) -> cogs::Status {
+            if (auto s = domain_->Load(table, id, text); !s) {
+                Error e = s.error();
+                e.message = "loading record " + std::string(table) + "/" + std::string(id) + ": " + e.message;
+                return MakeError(std::move(e));
+            }
+            return Ok();
+        });
     }
 
     void Handle(std::string action, std::string key, std::string input, SteadyTime deadline, Callback done) {
@@ -192,7 +192,8 @@ public:
             Answer(std::move(done), RefusedAfterUndo());
             return;
         }
-        Answer(std::move(done), MakeError(ErrorCode::kNotFound, "no action recorded under key '" + key + "'"));
+        Answer(std::move(done),
+               MakeError(ErrorCode::kNotFound, "no action recorded under key '" + key + "'"));
     }
 
     void SetFaults(FaultConfig faults) { faults_ = std::move(faults); }
@@ -283,9 +284,7 @@ private:
                 ++stats_.errors_injected;
                 Answer(std::move(done), MakeError(InjectedError()));
                 return;
-            case Fault::kHang:
-                ++stats_.hangs_injected;
-                return;
+            case Fault::kHang: ++stats_.hangs_injected; return;
             case Fault::kPermanent: {
                 ++stats_.permanent_injected;
                 ++stats_.rejected;
@@ -295,8 +294,7 @@ private:
                 return;
             }
             case Fault::kLostReply:
-            case Fault::kNone:
-                break;
+            case Fault::kNone: break;
         }
         const bool lost = fault == Fault::kLostReply;
         if (lost) {
@@ -351,8 +349,8 @@ private:
             }
             ++stats_.rejected;
             Error e = Definitive(std::move(done.error()));
-            const Entry& entry = Record(std::move(key), action, kind, Outcome::kRejected, std::move(e.message),
-                                        e.code, 0);
+            const Entry& entry =
+                Record(std::move(key), action, kind, Outcome::kRejected, std::move(e.message), e.code, 0);
             return Recorded(entry);
         }
         ++stats_.performed;
@@ -375,7 +373,8 @@ private:
 
     // Whether the do that undo key "<base>/undo" compensates ("<base>/do", else "<base>") was applied.
     bool DoApplied(const std::string& undo_key) const {
-        const std::string_view base = std::string_view(undo_key).substr(0, undo_key.size() - kUndoSuffix.size());
+        const std::string_view base =
+            std::string_view(undo_key).substr(0, undo_key.size() - kUndoSuffix.size());
         for (const std::string& k : {std::string(base) + std::string(kDoSuffix), std::string(base)}) {
             if (auto it = ledger_.find(k); it != ledger_.end()) {
                 return it->second.kind == CallKind::kDo && it->second.outcome == Outcome::kApplied;
@@ -513,12 +512,13 @@ private:
     bool flush_posted_ = false;
     std::vector<Entry> rows_;  // made this turn, not yet committed
     std::vector<Tx::Write> writes_;
-    std::vector<Waiting> waiting_;  // answers held until the batch commits
+    std::vector<Waiting> waiting_;                  // answers held until the batch commits
     std::vector<std::function<void()>> committed_;  // the domain's Write callbacks of the batch
 };
 
 Result<std::unique_ptr<DomainService>> DomainService::Create(boost::asio::io_context& io,
-                                                             std::unique_ptr<Domain> domain, ServiceOptions options) {
+                                                             std::unique_ptr<Domain> domain,
+                                                             ServiceOptions options) {
     if (!domain) {
         return MakeError(ErrorCode::kInvalidArgument, "DomainService: no domain");
     }

@@ -130,7 +130,8 @@ public:
     // Opens (or creates) the state at options.state_path, loads the ledger and hands every record to
     // domain->Load(). Errors: kUnavailable if the file cannot be opened or read, kInternal if it is
     // not a database, the Load error, or kFailedPrecondition for a file of a newer schema.
-    static Result<std::unique_ptr<DomainService>> Create(boost::asio::io_context& io, std::unique_ptr<Domain> domain,
+    static Result<std::unique_ptr<DomainService>> Create(boost::asio::io_context& io,
+                                                         std::unique_ptr<Domain> domain,
                                                          ServiceOptions options);
     ~DomainService() override;
     DomainService(const DomainService&) = delete;

@@ -229,9 +229,7 @@ private:
                 ++stats_.errors_injected;
                 Answer(std::move(done), MakeError(kit::InjectedError()));
                 return;
-            case Fault::kHang:
-                ++stats_.hangs_injected;
-                return;
+            case Fault::kHang: ++stats_.hangs_injected; return;
             case Fault::kPermanent: {
                 ++stats_.permanent_injected;
                 Record r = NewRecord(action, CallKind::kDo, Outcome::kRejected);
@@ -343,18 +341,10 @@ private:
 
     void Count(Outcome outcome) {
         switch (outcome) {
-            case Outcome::kApplied:
-                ++counts_.applied;
-                break;
-            case Outcome::kRejected:
-                ++counts_.rejected;
-                break;
-            case Outcome::kCompensated:
-                ++counts_.compensated;
-                break;
-            case Outcome::kTombstone:
-                ++counts_.tombstones;
-                break;
+            case Outcome::kApplied: ++counts_.applied; break;
+            case Outcome::kRejected: ++counts_.rejected; break;
+            case Outcome::kCompensated: ++counts_.compensated; break;
+            case Outcome::kTombstone: ++counts_.tombstones; break;
         }
     }
 
@@ -403,18 +393,10 @@ private:
 
     void Uncount(Outcome outcome) {
         switch (outcome) {
-            case Outcome::kApplied:
-                --counts_.applied;
-                break;
-            case Outcome::kRejected:
-                --counts_.rejected;
-                break;
-            case Outcome::kCompensated:
-                --counts_.compensated;
-                break;
-            case Outcome::kTombstone:
-                --counts_.tombstones;
-                break;
+            case Outcome::kApplied: --counts_.applied; break;
+            case Outcome::kRejected: --counts_.rejected; break;
+            case Outcome::kCompensated: --counts_.compensated; break;
+            case Outcome::kTombstone: --counts_.tombstones; break;
         }
     }
 

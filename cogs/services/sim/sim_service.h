@@ -85,7 +85,7 @@ using kit::ToString;
 struct SimOptions {
     std::string ledger_path{};  // SQLite file; empty: in memory only
     FaultConfig faults{};
-    uint64_t seed = 1;  // for the fault draws: the same seed and calls give the same faults
+    uint64_t seed = 1;                    // for the fault draws: the same seed and calls give the same faults
     observe::Metrics* metrics = nullptr;  // where to count faults and sample the ledger; null: nowhere
 };
 
@@ -115,7 +115,6 @@ struct SimStats {
 // Served over HTTP by kit::MakeActionHttpHandler (cogs/services/kit/protocol.h).
 class SimService final : public kit::ActionTarget {
 public:
-
     // Opens (or creates) the ledger at options.ledger_path and loads it. Throws std::runtime_error if
     // it cannot (bad configuration is fatal at start-up); Create() returns the error instead.
     SimService(boost::asio::io_context& io, SimOptions options);

@@ -24,17 +24,13 @@ Error FromErrno(int err, const std::string& what) {
     std::string message = what + ": " + std::strerror(err);
     switch (err) {
         case ENOSPC:
-        case EDQUOT:
-            return Error(ErrorCode::kResourceExhausted, std::move(message));
+        case EDQUOT: return Error(ErrorCode::kResourceExhausted, std::move(message));
         case EFBIG:
-        case EINVAL:
-            return Error(ErrorCode::kInvalidArgument, "size_gb: " + message);
+        case EINVAL: return Error(ErrorCode::kInvalidArgument, "size_gb: " + message);
         case EACCES:
         case EPERM:
-        case EROFS:
-            return Error(ErrorCode::kFailedPrecondition, std::move(message));
-        default:
-            return Error(ErrorCode::kUnavailable, std::move(message));
+        case EROFS: return Error(ErrorCode::kFailedPrecondition, std::move(message));
+        default: return Error(ErrorCode::kUnavailable, std::move(message));
     }
 }
 

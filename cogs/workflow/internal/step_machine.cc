@@ -78,8 +78,8 @@ Next ApplyActionResult(const StepDef& def, StepRecord& rec, const Result<ActionR
     return Fail(rec, now_ms);
 }
 
-Next ApplyPollResult(const StepDef& /*def*/, StepRecord& rec, const Result<ActionReply>& result, int64_t now_ms,
-                     Duration poll_initial, Duration poll_max, int64_t stop_at_ms) {
+Next ApplyPollResult(const StepDef& /*def*/, StepRecord& rec, const Result<ActionReply>& result,
+                     int64_t now_ms, Duration poll_initial, Duration poll_max, int64_t stop_at_ms) {
     if (result && !result->accepted) {
         return Succeed(rec, result->output, now_ms);
     }
@@ -114,8 +114,9 @@ Next ApplyCompensationResult(const Compensation& comp, StepRecord& rec, const Re
         rec.error = "compensation: answered 'accepted'; compensations must finish synchronously";
     }
     const bool retryable = result ? true : result.error().retryable;
-    if (retryable && comp.retry.ShouldRetry(result ? Error(ErrorCode::kUnavailable, "accepted") : result.error(),
-                                            rec.comp_attempts)) {
+    if (retryable &&
+        comp.retry.ShouldRetry(result ? Error(ErrorCode::kUnavailable, "accepted") : result.error(),
+                               rec.comp_attempts)) {
         rec.state = StepState::kCompensating;
         rec.next_at_ms = now_ms + ToMs(comp.retry.Backoff(rec.comp_attempts + 1, jitter_unit));
         return Next::kRetry;
@@ -127,9 +128,7 @@ Next ApplyCompensationResult(const Compensation& comp, StepRecord& rec, const Re
 
 void StopForward(StepRecord& rec, int64_t now_ms) {
     switch (rec.state) {
-        case StepState::kPending:
-            rec.state = StepState::kSkipped;
-            break;
+        case StepState::kPending: rec.state = StepState::kSkipped; break;
         case StepState::kRunning:
         case StepState::kWaitingRetry:
         case StepState::kPolling:
@@ -140,8 +139,7 @@ void StopForward(StepRecord& rec, int64_t now_ms) {
                 rec.error = "stopped: the workflow is compensating";
             }
             break;
-        default:
-            break;
+        default: break;
     }
 }
 
@@ -153,8 +151,8 @@ bool NeedsCompensation(const StepDef& def, const StepRecord& rec) {
            rec.state == StepState::kCompensating;
 }
 
-bool CompensationReady(const Definition& def, const std::vector<StepRecord>& steps, const std::vector<uint8_t>& busy,
-                       int index) {
+bool CompensationReady(const Definition& def, const std::vector<StepRecord>& steps,
+                       const std::vector<uint8_t>& busy, int index) {
     for (int d : def.steps[index].dependents) {
         if (busy[d] != 0 || NeedsCompensation(def.steps[d], steps[d]) ||
             steps[d].state == StepState::kCompensationFailed) {
@@ -180,8 +178,9 @@ bool DependenciesDone(const Definition& def, const std::vector<StepRecord>& step
 
 std::string LogLine(const char* kind, int attempt, int64_t start_ms, int64_t end_ms, const char* outcome,
                     const std::string& error) {
-    std::string line = fmt::format(R"({{"kind":"{}","attempt":{},"start_ms":{},"end_ms":{},"outcome":"{}","error":)",
-                                   kind, attempt, start_ms, end_ms, outcome);
+    std::string line =
+        fmt::format(R"({{"kind":"{}","attempt":{},"start_ms":{},"end_ms":{},"outcome":"{}","error":)", kind,
+                    attempt, start_ms, end_ms, outcome);
     AppendJsonQuoted(line, error);
     line += "}\n";
     return line;

@@ -106,10 +106,12 @@ TEST(StepMachineTest, CompensationRetriesThenFails) {
     r.applied = true;
     MarkDispatched(r, 0, true);
     EXPECT_EQ(r.state, StepState::kCompensating);
-    EXPECT_EQ(ApplyCompensationResult(*d.compensation, r, Fail(ErrorCode::kUnavailable), 5, 0.5), Next::kRetry);
+    EXPECT_EQ(ApplyCompensationResult(*d.compensation, r, Fail(ErrorCode::kUnavailable), 5, 0.5),
+              Next::kRetry);
     EXPECT_TRUE(NeedsCompensation(d, r));
     MarkDispatched(r, 10, true);
-    EXPECT_EQ(ApplyCompensationResult(*d.compensation, r, Fail(ErrorCode::kUnavailable), 15, 0.5), Next::kFailed);
+    EXPECT_EQ(ApplyCompensationResult(*d.compensation, r, Fail(ErrorCode::kUnavailable), 15, 0.5),
+              Next::kFailed);
     EXPECT_EQ(r.state, StepState::kCompensationFailed);
     StepRecord ok;
     ok.state = StepState::kSucceeded;
@@ -134,9 +136,13 @@ TEST(StepMachineTest, StopForward) {
 
 TEST(StepMachineTest, CompensationOrderFollowsReverseDependencies) {
     auto def = DefinitionBuilder("t")
-                   .Step("a", "s.a").Compensate("s.undo_a")
-                   .Step("b", "s.b").After("a").Compensate("s.undo_b")
-                   .Step("c", "s.c").After("a")
+                   .Step("a", "s.a")
+                   .Compensate("s.undo_a")
+                   .Step("b", "s.b")
+                   .After("a")
+                   .Compensate("s.undo_b")
+                   .Step("c", "s.c")
+                   .After("a")
                    .Build();
     ASSERT_TRUE(def) << def.error().ToString();
     std::vector<StepRecord> steps(3);

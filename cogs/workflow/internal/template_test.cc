@@ -195,10 +195,9 @@ TEST(CheckTemplateTest, CanonicalFormAndReferencedSteps) {
         " {\n \"b\" : [ 1 , -0.50e+2 , true,null ], \"a\": \"${steps.y.output}-${steps.x.output.k}\","
         " \"c\": {\"d\": \"${steps.y.output.z}\", \"e\": \"\\u00e9\\t\\/\"} } ");
     ASSERT_TRUE(t.has_value()) << t.error().message;
-    EXPECT_EQ(t->canonical,
-              R"({"b":[1,-0.50e+2,true,null],"a":"${steps.y.output}-${steps.x.output.k}",)"
-              R"("c":{"d":"${steps.y.output.z}",)"
-              "\"e\":\"\xc3\xa9\\t/\"}}");
+    EXPECT_EQ(t->canonical, R"({"b":[1,-0.50e+2,true,null],"a":"${steps.y.output}-${steps.x.output.k}",)"
+                            R"("c":{"d":"${steps.y.output.z}",)"
+                            "\"e\":\"\xc3\xa9\\t/\"}}");
     EXPECT_THAT(t->steps, ElementsAre("y", "x"));
     // The canonical form is a fixed point.
     auto again = CheckTemplate(t->canonical);

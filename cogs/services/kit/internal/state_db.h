@@ -27,8 +27,8 @@ public:
     // Every ledger entry, in sequence order.
     Result<std::vector<LedgerEntry>> LoadLedger() { return ledger_->LoadAll(); }
     // Every record, table by table, in id order; stops at the first error `fn` returns.
-    Status ForEachRecord(const std::function<Status(std::string_view table, std::string_view id,
-                                                    std::string_view json)>& fn);
+    Status ForEachRecord(
+        const std::function<Status(std::string_view table, std::string_view id, std::string_view json)>& fn);
 
     // The ledger entries and the record writes (in order) in one transaction: all or none.
     Status Write(const std::vector<LedgerEntry>& entries, const std::vector<Tx::Write>& writes);
