@@ -27,6 +27,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cogs/base/paths.h"
@@ -56,11 +57,7 @@ struct Reply {
     }
     // The object under `kind` ({"server": {...}}), or an empty one. A copy of a temporary's (a
     // loop over Call(...).Items(...) must not hold a reference into a reply that is gone).
-    const json::object& Obj(std::string_view kind) const& {
-        static const json::object kNone;
-        const json::value* o = body.if_contains(kind);
-        return o != nullptr && o->is_object() ? o->get_object() : kNone;
-    }
+    const json::object& Obj(std::string_view kind) const& { return Under<json::object>(kind); }
     json::object Obj(std::string_view kind) && { return Obj(kind); }
     // {"<kind>": {...}}[field], for a string field.
     std::string Field(std::string_view kind, std::string_view field) const {
@@ -68,12 +65,19 @@ struct Reply {
         return v != nullptr && v->is_string() ? std::string(v->get_string()) : "";
     }
     // The list under `collection` ({"servers": [...]}), or an empty one (a copy of a temporary's).
-    const json::array& Items(std::string_view collection) const& {
-        static const json::array kNone;
-        const json::value* a = body.if_contains(collection);
-        return a != nullptr && a->is_array() ? a->get_array() : kNone;
-    }
+    const json::array& Items(std::string_view collection) const& { return Under<json::array>(collection); }
     json::array Items(std::string_view collection) && { return Items(collection); }
+    // The object or array (T) under `key`, or an empty one.
+    template <typename T>
+    const T& Under(std::string_view key) const {
+        static const T kNone;
+        const json::value* v = body.if_contains(key);
+        if constexpr (std::is_same_v<T, json::object>) {
+            return v != nullptr && v->is_object() ? v->get_object() : kNone;
+        } else {
+            return v != nullptr && v->is_array() ? v->get_array() : kNone;
+        }
+    }
     std::string ErrorField() const {
         const json::value* f = Obj("details").if_contains("field");
         return f != nullptr && f->is_string() ? std::string(f->get_string()) : "";

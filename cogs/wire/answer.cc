@@ -4,6 +4,21 @@
 
 namespace cogs::wire {
 
+namespace {
+
+// 405 with Allow, in the shape `answer` writes.
+http::Response MethodNotAllowed(http::Response (*answer)(const Error&), std::string_view method,
+                                std::string_view allowed) {
+    http::Response r =
+        answer(Error(ErrorCode::kInvalidArgument,
+                     "method " + std::string(method) + " not allowed: use " + std::string(allowed)));
+    r.status = 405;
+    r.headers.emplace_back("allow", std::string(allowed));
+    return r;
+}
+
+}  // namespace
+
 http::Response Json(int status, const json::value& body) {
     http::Response r;
     r.status = status;
@@ -38,12 +53,7 @@ http::Response ApiError(const Error& e) {
 }
 
 http::Response ApiMethodNotAllowed(std::string_view method, std::string_view allowed) {
-    http::Response r =
-        ApiError(Error(ErrorCode::kInvalidArgument,
-                       "method " + std::string(method) + " not allowed: use " + std::string(allowed)));
-    r.status = 405;
-    r.headers.emplace_back("allow", std::string(allowed));
-    return r;
+    return MethodNotAllowed(ApiError, method, allowed);
 }
 
 http::Response ServiceError(const Error& e) {
@@ -52,12 +62,7 @@ http::Response ServiceError(const Error& e) {
 }
 
 http::Response ServiceMethodNotAllowed(std::string_view method, std::string_view allowed) {
-    http::Response r =
-        ServiceError(Error(ErrorCode::kInvalidArgument,
-                           "method " + std::string(method) + " not allowed: use " + std::string(allowed)));
-    r.status = 405;
-    r.headers.emplace_back("allow", std::string(allowed));
-    return r;
+    return MethodNotAllowed(ServiceError, method, allowed);
 }
 
 std::optional<ErrorCode> ParseErrorCode(std::string_view name) {

@@ -2,19 +2,16 @@
 
 namespace cogs::cloud {
 
-std::string_view RoleName(Role r) {
-    switch (r) {
-        case Role::kAdmin: return "admin";
-        case Role::kMember: return "member";
-        case Role::kReader: return "reader";
-    }
-    return "reader";
-}
+namespace {
+constexpr std::string_view kRoleNames[] = {"admin", "member", "reader"};  // by Role
+}  // namespace
+
+std::string_view RoleName(Role r) { return kRoleNames[static_cast<int>(r)]; }
 
 std::optional<Role> ParseRole(std::string_view s) {
-    if (s == "admin") return Role::kAdmin;
-    if (s == "member") return Role::kMember;
-    if (s == "reader") return Role::kReader;
+    for (int i = 0; i < 3; ++i) {
+        if (kRoleNames[i] == s) return static_cast<Role>(i);
+    }
     return std::nullopt;
 }
 

@@ -294,6 +294,26 @@ void Settlement::Fail(Res& r, std::string_view status) {
     Save(r);
 }
 
+void Settlement::FailCreate(Res& r, std::string_view status) {
+    if (rolled_back()) {
+        ctx.model.Release(r.project, Model::HeldBy(r));
+        r.body["_quota"] = false;
+    }
+    Fail(r, status);
+}
+
+void Settlement::SettleDelete(std::string_view kind, std::string_view id_field,
+                              std::string_view error_status) {
+    const std::string id = In(id_field);
+    Res* r = Mine(kind, id);
+    if (r == nullptr) return;
+    if (ok()) {
+        Erase(kind, id);
+    } else {
+        Fail(*r, error_status);
+    }
+}
+
 void Settlement::Erase(std::string_view kind, std::string id) {
     if (const Res* r = ctx.model.Find(kind, id)) {
         Note(*r, "deleted", std::string(kind) + " deleted (" + ev_.type + ")");

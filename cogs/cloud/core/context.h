@@ -81,6 +81,12 @@ public:
     void Save(Res& r);
     // `r` failed: an "error" event, its status `status`, its fault the workflow's reason; saved.
     void Fail(Res& r, std::string_view status);
+    // A create that did not succeed: if it rolled back, nothing of `r` exists any more and it holds
+    // no quota (a failed rollback keeps the quota until `r` is deleted); then Fail(r, status).
+    void FailCreate(Res& r, std::string_view status);
+    // The end of a delete of the `kind` whose id is the input's `id_field`: erased if it
+    // succeeded, else failed with `error_status`.
+    void SettleDelete(std::string_view kind, std::string_view id_field, std::string_view error_status);
     // `r` is gone: a "deleted" event, its quota released, erased.
     void Erase(std::string_view kind, std::string id);
     void Write(store::ResourceWrite w) { writes_.push_back(std::move(w)); }

@@ -84,6 +84,35 @@ Result<int64_t> IntParam(std::string_view name, const std::string& value, int64_
     return n;
 }
 
+Result<Res*> FindToChange(Context& ctx, const Call& call, std::string_view kind, bool idle) {
+    COGS_TRY(RequireWriter(call.who));
+    const std::string& id = call.Param("id");
+    Res* r = ctx.model.Find(kind, id);
+    if (r == nullptr || !Visible(call.who, *r)) {
+        return MakeError(NotFound(kind, id));
+    }
+    if (idle && Transitional(kind, r->status_text())) {
+        return MakeError(ErrorCode::kConflict, std::string(kind) + " " + id + " is " + r->status_text());
+    }
+    return r;
+}
+
+void StartCreate(Context& ctx, const Creation& c, Res made, std::string type, json::object input,
+                 std::function<void()> give_back) {
+    Res& stored = ctx.model.Put(std::move(made));
+    Launch l{.type = std::move(type),
+             .input = std::move(input),
+             .changed = {&stored},
+             .undo =
+                 [&ctx, kind = stored.kind, id = stored.id, give_back = std::move(give_back)] {
+                     ctx.model.Erase(kind, id);
+                     if (give_back) give_back();
+                 },
+             .on = &stored,
+             .traceparent = c.call.traceparent};
+    StartAndAnswer(ctx, std::move(l), c.call, &c);
+}
+
 void SaveAndAnswer(Context& ctx, const Creation& c, std::vector<Res> made, int status) {
     std::vector<store::ResourceWrite> writes;
     for (const Res& r : made) {

@@ -40,6 +40,16 @@ std::optional<Creation> AdmitCreate(Context& ctx, Call call, std::string_view ki
 // The project a new resource belongs to: the caller's, or (admins only) the body's project_id.
 Result<std::string> OwnerOf(const Context& ctx, const Principal& who, const wire::Input& body);
 
+// The resource {id} of the call for a change: the caller may write (else 403) and see it (else 404),
+// and (with `idle`) no workflow is working on it (else 409 "KIND ID is STATUS").
+Result<Res*> FindToChange(Context& ctx, const Call& call, std::string_view kind, bool idle = true);
+
+// Puts a new resource in the model in its transitional status and starts `type` on it with `input`;
+// if the engine refuses, the resource leaves the model and `give_back` returns what it reserved.
+// Answers 202 (with the Idempotency-Key's record of `c`) or the refusal.
+void StartCreate(Context& ctx, const Creation& c, Res made, std::string type, json::object input,
+                 std::function<void()> give_back = {});
+
 // A query parameter that must be an integer in [min, max]; else 400 naming it with `rule`.
 Result<int64_t> IntParam(std::string_view name, const std::string& value, int64_t min, int64_t max,
                          std::string_view rule);

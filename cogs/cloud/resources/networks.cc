@@ -11,9 +11,12 @@ Networks::Networks(Context& ctx) : ctx_(ctx) {
     ctx_.OnSettle("subnet.create",
                   [this](Settlement& s) { SettleCreate(s, kSubnet, "subnet_id", "create_subnet"); });
     ctx_.OnSettle("port.create", [this](Settlement& s) { SettleCreate(s, kPort, "port_id", "create_port"); });
-    ctx_.OnSettle("network.delete", [this](Settlement& s) { SettleDelete(s, kNetwork, "network_id"); });
-    ctx_.OnSettle("subnet.delete", [this](Settlement& s) { SettleDelete(s, kSubnet, "subnet_id"); });
-    ctx_.OnSettle("port.delete", [this](Settlement& s) { SettleDelete(s, kPort, "port_id"); });
+    ctx_.OnSettle("network.delete",
+                  [](Settlement& s) { s.SettleDelete(kNetwork, "network_id", ToString(NetStatus::kError)); });
+    ctx_.OnSettle("subnet.delete",
+                  [](Settlement& s) { s.SettleDelete(kSubnet, "subnet_id", ToString(NetStatus::kError)); });
+    ctx_.OnSettle("port.delete",
+                  [](Settlement& s) { s.SettleDelete(kPort, "port_id", ToString(NetStatus::kError)); });
 }
 
 Res Networks::NewPort(const Context& ctx, const std::string& project, const std::string& network,
@@ -54,16 +57,9 @@ void Networks::CreateNetwork(Creation c) {
         return n;
     }();
     if (!made) return c.call.Fail(made.error());
-    Res& stored = ctx_.model.Put(std::move(*made));
-    const std::string id = stored.id;
-    Launch l{
-        .type = "network.create",
-        .input = {{"network_id", id}, {"project_id", stored.project}, {"name", Str(stored.body, "name")}},
-        .changed = {&stored},
-        .undo = [this, id] { ctx_.model.Erase(kNetwork, id); },
-        .on = &stored,
-        .traceparent = c.call.traceparent};
-    StartAndAnswer(ctx_, std::move(l), c.call, &c);
+    json::object input{
+        {"network_id", made->id}, {"project_id", made->project}, {"name", Str(made->body, "name")}};
+    StartCreate(ctx_, c, std::move(*made), "network.create", std::move(input));
 }
 
 void Networks::CreateSubnet(Creation c) {
@@ -95,15 +91,8 @@ void Networks::CreateSubnet(Creation c) {
         return s;
     }();
     if (!made) return c.call.Fail(made.error());
-    Res& stored = ctx_.model.Put(std::move(*made));
-    const std::string id = stored.id;
-    Launch l{.type = "subnet.create",
-             .input = {{"subnet_id", id}, {"request", std::move(request)}},
-             .changed = {&stored},
-             .undo = [this, id] { ctx_.model.Erase(kSubnet, id); },
-             .on = &stored,
-             .traceparent = c.call.traceparent};
-    StartAndAnswer(ctx_, std::move(l), c.call, &c);
+    json::object input{{"subnet_id", made->id}, {"request", std::move(request)}};
+    StartCreate(ctx_, c, std::move(*made), "subnet.create", std::move(input));
 }
 
 void Networks::CreatePort(Creation c) {
@@ -124,32 +113,16 @@ void Networks::CreatePort(Creation c) {
         return port;
     }();
     if (!made) return c.call.Fail(made.error());
-    Res& stored = ctx_.model.Put(std::move(*made));
-    const std::string id = stored.id;
-    const std::string project = stored.project;
-    Launch l{.type = "port.create",
-             .input = {{"port_id", id}, {"request", std::move(request)}},
-             .changed = {&stored},
-             .undo =
-                 [this, id, project] {
-                     ctx_.model.Erase(kPort, id);
-                     ctx_.model.Release(project, Amount{.ports = 1});
-                 },
-             .on = &stored,
-             .traceparent = c.call.traceparent};
-    StartAndAnswer(ctx_, std::move(l), c.call, &c);
+    json::object input{{"port_id", made->id}, {"request", std::move(request)}};
+    const std::string project = made->project;
+    StartCreate(ctx_, c, std::move(*made), "port.create", std::move(input),
+                [this, project] { ctx_.model.Release(project, Amount{.ports = 1}); });
 }
 
 void Networks::Delete(Call call, std::string_view kind) {
     const std::string id = call.Param("id");
     auto found = [&]() -> Result<Res*> {
-        COGS_TRY(RequireWriter(call.who));
-        Res* r = ctx_.model.Find(kind, id);
-        if (r == nullptr || !Visible(call.who, *r)) return MakeError(NotFound(kind, id));
-        auto status = r->status<NetStatus>();
-        if (status && Transitional(*status)) {
-            return MakeError(ErrorCode::kConflict, std::string(kind) + " " + id + " is " + r->status_text());
-        }
+        COGS_ASSIGN_OR_RETURN(Res * r, FindToChange(ctx_, call, kind));
         if (kind == kNetwork) {
             for (auto k : {kSubnet, kPort}) {
                 for (const auto& [oid, o] : ctx_.model.All(k)) {
@@ -192,24 +165,7 @@ void Networks::SettleCreate(Settlement& s, std::string_view kind, std::string_vi
         s.Save(*r);
         return;
     }
-    // Nothing of it exists any more (rolled back): it holds no quota. A failed rollback keeps the
-    // quota until the resource is deleted.
-    if (s.rolled_back()) {
-        ctx_.model.Release(r->project, Model::HeldBy(*r));
-        r->body["_quota"] = false;
-    }
-    s.Fail(*r, ToString(NetStatus::kError));
-}
-
-void Networks::SettleDelete(Settlement& s, std::string_view kind, std::string_view id_field) {
-    const std::string id = s.In(id_field);
-    Res* r = s.Mine(kind, id);
-    if (r == nullptr) return;
-    if (s.ok()) {
-        s.Erase(kind, id);
-    } else {
-        s.Fail(*r, ToString(NetStatus::kError));
-    }
+    s.FailCreate(*r, ToString(NetStatus::kError));
 }
 
 }  // namespace cogs::cloud

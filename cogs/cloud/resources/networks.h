@@ -31,7 +31,6 @@ private:
     // The body's network_id: one the caller may use (else 400 naming the field), ACTIVE (else 409).
     Result<const Res*> ActiveNetwork(const Principal& who, const wire::Input& body) const;
     void SettleCreate(Settlement& s, std::string_view kind, std::string_view id_field, std::string_view step);
-    void SettleDelete(Settlement& s, std::string_view kind, std::string_view id_field);
     Context& ctx_;
 };
 

@@ -164,13 +164,7 @@ void Servers::Delete(Call call) {
     const std::string id = call.Param("id");
     bool delete_volumes = false;
     auto found = [&]() -> Result<Res*> {
-        COGS_TRY(RequireWriter(call.who));
-        Res* s = ctx_.model.Find(kServer, id);
-        if (s == nullptr || !Visible(call.who, *s)) return MakeError(NotFound(kServer, id));
-        auto status = s->status<ServerStatus>();
-        if (status && Transitional(*status)) {
-            return MakeError(ErrorCode::kConflict, "server " + id + " is " + s->status_text());
-        }
+        COGS_ASSIGN_OR_RETURN(Res * s, FindToChange(ctx_, call, kServer));
         if (auto q = call.query.find("delete_volumes"); q != call.query.end()) {
             delete_volumes = q->second == "true" || q->second == "1";
             if (!delete_volumes && q->second != "false" && q->second != "0") {
@@ -195,9 +189,7 @@ void Servers::Delete(Call call) {
 void Servers::Act(Call call, std::string_view action) {
     const std::string id = call.Param("id");
     auto found = [&]() -> Result<Res*> {
-        COGS_TRY(RequireWriter(call.who));
-        Res* s = ctx_.model.Find(kServer, id);
-        if (s == nullptr || !Visible(call.who, *s)) return MakeError(NotFound(kServer, id));
+        COGS_ASSIGN_OR_RETURN(Res * s, FindToChange(ctx_, call, kServer, /*idle=*/false));
         COGS_TRY(Input::Parse(call.body, {}));
         const ServerStatus need = action == "start" ? ServerStatus::kShutoff : ServerStatus::kActive;
         if (!s->is(need)) {
@@ -318,7 +310,7 @@ void Servers::SettleDelete(Settlement& st) {
                 Res* now = ctx_.model.Find(kVolume, vid);
                 if (now != nullptr && now->is(VolumeStatus::kAvailable) &&
                     Str(now->body, "server_id").empty()) {
-                    volumes_.StartDelete(*now, trace, nullptr);
+                    ctx_.StartWorkflow(volumes_.Deletion(*now, trace), nullptr);
                 }
             });
         }

@@ -9,7 +9,9 @@ using wire::Text;
 
 Volumes::Volumes(Context& ctx) : ctx_(ctx) {
     ctx_.OnSettle("volume.create", [this](Settlement& s) { SettleCreate(s); });
-    ctx_.OnSettle("volume.delete", [this](Settlement& s) { SettleDelete(s); });
+    ctx_.OnSettle("volume.delete", [](Settlement& s) {
+        s.SettleDelete(kVolume, "volume_id", ToString(VolumeStatus::kError));
+    });
     ctx_.OnSettle("volume.attach", [this](Settlement& s) { SettleAttachment(s, true); });
     ctx_.OnSettle("volume.detach", [this](Settlement& s) { SettleAttachment(s, false); });
 }
@@ -31,65 +33,38 @@ void Volumes::Create(Creation c) {
         return v;
     }();
     if (!made) return c.call.Fail(made.error());
-    Res& stored = ctx_.model.Put(std::move(*made));
-    const std::string id = stored.id;
-    const std::string project = stored.project;
-    const int64_t gb = Int(stored.body, "size_gb");
-    Launch l{.type = "volume.create",
-             .input = {{"volume_id", id},
-                       {"project_id", project},
-                       {"name", Str(stored.body, "name")},
-                       {"size_gb", gb}},
-             .changed = {&stored},
-             .undo =
-                 [this, id, project, gb] {
-                     ctx_.model.Erase(kVolume, id);
-                     ctx_.model.Release(project, Amount{.volumes = 1, .volume_gb = gb});
-                 },
-             .on = &stored,
-             .traceparent = c.call.traceparent};
-    StartAndAnswer(ctx_, std::move(l), c.call, &c);
+    const int64_t gb = Int(made->body, "size_gb");
+    const std::string project = made->project;
+    json::object input{
+        {"volume_id", made->id}, {"project_id", project}, {"name", Str(made->body, "name")}, {"size_gb", gb}};
+    StartCreate(ctx_, c, std::move(*made), "volume.create", std::move(input),
+                [this, project, gb] { ctx_.model.Release(project, Amount{.volumes = 1, .volume_gb = gb}); });
 }
 
-void Volumes::StartDelete(Res& v, const std::string& traceparent,
-                          std::function<void(Result<std::string>)> done) {
-    ctx_.StartWorkflow(ctx_.Transition(v, ToString(VolumeStatus::kDeleting), "volume.delete",
-                                       {{"volume_id", v.id}}, traceparent),
-                       std::move(done));
+Launch Volumes::Deletion(Res& v, const std::string& traceparent) {
+    return ctx_.Transition(v, ToString(VolumeStatus::kDeleting), "volume.delete", {{"volume_id", v.id}},
+                           traceparent);
 }
 
 void Volumes::Delete(Call call) {
     const std::string id = call.Param("id");
     auto found = [&]() -> Result<Res*> {
-        COGS_TRY(RequireWriter(call.who));
-        Res* v = ctx_.model.Find(kVolume, id);
-        if (v == nullptr || !Visible(call.who, *v)) return MakeError(NotFound(kVolume, id));
-        auto status = v->status<VolumeStatus>();
-        if (status && Transitional(*status)) {
-            return MakeError(ErrorCode::kConflict, "volume " + id + " is " + v->status_text());
-        }
+        COGS_ASSIGN_OR_RETURN(Res * v, FindToChange(ctx_, call, kVolume));
+        const auto status = v->status<VolumeStatus>();
         if (status == VolumeStatus::kInUse) {
             return MakeError(ErrorCode::kConflict, "volume " + id + " is in-use: detach it first");
         }
         return v;
     }();
     if (!found) return call.Fail(found.error());
-    Res& v = **found;
-    StartDelete(v, call.traceparent, [this, id, respond = call.respond](Result<std::string> r) {
-        const Res* now = ctx_.model.Find(kVolume, id);
-        respond(!r               ? wire::ApiError(r.error())
-                : now != nullptr ? Presented(202, *now)
-                                 : wire::ApiError(NotFound(kVolume, id)));
-    });
+    StartAndAnswer(ctx_, Deletion(**found, call.traceparent), call);
 }
 
 void Volumes::Attach(Call call) {
     const std::string id = call.Param("id");
     std::string server_id, host;
     auto found = [&]() -> Result<Res*> {
-        COGS_TRY(RequireWriter(call.who));
-        Res* v = ctx_.model.Find(kVolume, id);
-        if (v == nullptr || !Visible(call.who, *v)) return MakeError(NotFound(kVolume, id));
+        COGS_ASSIGN_OR_RETURN(Res * v, FindToChange(ctx_, call, kVolume, /*idle=*/false));
         COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(call.body, {"server_id"}));
         COGS_ASSIGN_OR_RETURN(server_id, in.String("server_id"));
         const Res* s = ctx_.model.Find(kServer, server_id);
@@ -128,9 +103,7 @@ void Volumes::Attach(Call call) {
 void Volumes::Detach(Call call) {
     const std::string id = call.Param("id");
     auto found = [&]() -> Result<Res*> {
-        COGS_TRY(RequireWriter(call.who));
-        Res* v = ctx_.model.Find(kVolume, id);
-        if (v == nullptr || !Visible(call.who, *v)) return MakeError(NotFound(kVolume, id));
+        COGS_ASSIGN_OR_RETURN(Res * v, FindToChange(ctx_, call, kVolume, /*idle=*/false));
         COGS_TRY(Input::Parse(call.body, {}));
         if (!v->is(VolumeStatus::kInUse)) {
             return MakeError(ErrorCode::kConflict,
@@ -156,24 +129,7 @@ void Volumes::SettleCreate(Settlement& s) {
         s.Save(*v);
         return;
     }
-    // Nothing of it exists any more (rolled back): it holds no quota. A failed rollback keeps the
-    // quota until the volume is deleted.
-    if (s.rolled_back()) {
-        ctx_.model.Release(v->project, Model::HeldBy(*v));
-        v->body["_quota"] = false;
-    }
-    s.Fail(*v, ToString(VolumeStatus::kError));
-}
-
-void Volumes::SettleDelete(Settlement& s) {
-    const std::string id = s.In("volume_id");
-    Res* v = s.Mine(kVolume, id);
-    if (v == nullptr) return;
-    if (s.ok()) {
-        s.Erase(kVolume, id);
-    } else {
-        s.Fail(*v, ToString(VolumeStatus::kError));
-    }
+    s.FailCreate(*v, ToString(VolumeStatus::kError));
 }
 
 void Volumes::SettleAttachment(Settlement& s, bool attach) {

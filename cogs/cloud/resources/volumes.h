@@ -22,12 +22,11 @@ public:
     void Attach(Call call);
     void Detach(Call call);
 
-    // Starts volume.delete on `v` (also after its server's delete with delete_volumes=true).
-    void StartDelete(Res& v, const std::string& traceparent, std::function<void(Result<std::string>)> done);
+    // volume.delete on `v` (also after its server's delete with delete_volumes=true).
+    Launch Deletion(Res& v, const std::string& traceparent);
 
 private:
     void SettleCreate(Settlement& s);
-    void SettleDelete(Settlement& s);
     void SettleAttachment(Settlement& s, bool attach);
     Context& ctx_;
 };
