@@ -7,7 +7,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace cogs {
 
@@ -26,7 +28,13 @@ int64_t WallNowUs();
 // persisted deadline back into a timer). Past instants map to now or earlier.
 SteadyTime SteadyFromWallMs(int64_t wall_ms);
 
-// RFC 3339 UTC with milliseconds: 2026-11-27T10:00:00.123Z (how the API shows every instant).
+// RFC 3339 UTC with milliseconds: 2026-11-27T10:00:00.123Z (how the API shows every instant);
+// instants before the epoch too (-1 is 1969-12-31T23:59:59.999Z).
 std::string Rfc3339(int64_t wall_ms);
+
+// Milliseconds since the Unix epoch of an RFC 3339 time: "2026-11-26T10:00:00.123Z", any number of
+// fraction digits (milliseconds kept), an offset "+01:00"; a space instead of the T too (as people
+// type it). nullopt if `text` is not one.
+std::optional<int64_t> ParseRfc3339(std::string_view text);
 
 }  // namespace cogs

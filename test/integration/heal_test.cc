@@ -20,6 +20,7 @@
 #include <set>
 #include <thread>
 
+#include "cogs/base/time.h"
 #include "cogs/runtime/files.h"
 #include "cogs/runtime/process.h"
 #include "test/support/dev_cloud.h"
@@ -42,19 +43,6 @@ int64_t WallMs() {
 }
 
 // RFC 3339 UTC ("2026-11-27T05:46:56.787Z" or without fraction) to unix ms; -1 if malformed.
-int64_t ParseRfc3339Ms(const std::string& t) {
-    int y, mo, d, h, mi;
-    double s;
-    if (std::sscanf(t.c_str(), "%d-%d-%dT%d:%d:%lfZ", &y, &mo, &d, &h, &mi, &s) != 6) return -1;
-    std::tm tm{};
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    return static_cast<int64_t>(timegm(&tm)) * 1000 + static_cast<int64_t>(s * 1000);
-}
-
 bool Running(const std::string& state) { return state == "BUILD" || state == "REBOOT" || state == "ACTIVE"; }
 
 // The agent process serving host-N is cogs-compute-N (cogs dev).
@@ -712,7 +700,7 @@ TEST_F(HealTest, RestartGraceDelaysDownAfterControlPlaneRestart) {
         << victim << " never went down; last " << state;
     EXPECT_TRUE(seen.contains("suspect"));
     const json::value h = Host(victim);
-    const int64_t down_since = ParseRfc3339Ms(S(h, "state_since"));
+    const int64_t down_since = ParseRfc3339(S(h, "state_since")).value_or(-1);
     // (state_since is converted from cogsd's steady clock: a few ms of slack.)
     EXPECT_GE(down_since, started_ms + kGraceMs - 20)
         << "down at " << S(h, "state_since") << ", cogsd started at " << started_s << " s, grace " << kGraceMs

@@ -1,4 +1,5 @@
 #include "cogs/cli/internal/observe_commands.h"
+#include "cogs/base/time.h"
 
 #include <memory>
 #include <thread>
@@ -103,12 +104,11 @@ int RunTop(Invocation& inv, const std::string& interval, bool once) {
             out << PrettyJson(top::ToJson(f));
             return 0;
         }
-        const std::string title =
-            fmt::format("cogs top  {}  {}  every {}", api->endpoint().url,
-                        FormatRfc3339Ms(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                            std::chrono::system_clock::now().time_since_epoch())
-                                            .count()),
-                        every_text);
+        const std::string title = fmt::format("cogs top  {}  {}  every {}", api->endpoint().url,
+                                              Rfc3339(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                          std::chrono::system_clock::now().time_since_epoch())
+                                                          .count()),
+                                              every_text);
         out << (once ? "" : "\x1b[2J\x1b[H") << top::RenderFrame(f, title);
         out.flush();
         if (once || inv.Stopped()) {
@@ -139,7 +139,7 @@ std::string EventRow(const std::vector<std::pair<std::string, size_t>>& cells) {
 
 std::string EventLine(const json::object& e, bool scoped) {
     const auto ms = Field(e, "time_ms");
-    const std::string time = ms && ms->is_int64() ? FormatRfc3339Ms(ms->as_int64()) : Cell(e, "time_ms");
+    const std::string time = ms && ms->is_int64() ? Rfc3339(ms->as_int64()) : Cell(e, "time_ms");
     if (scoped) {
         return EventRow(
             {{time, 24}, {Cell(e, "type"), 20}, {Cell(e, "trace_id"), 32}, {Cell(e, "message"), 0}});

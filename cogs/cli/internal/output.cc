@@ -1,7 +1,5 @@
 #include "cogs/cli/internal/output.h"
 
-#include <ctime>
-
 #include <fmt/format.h>
 #include <boost/json.hpp>
 
@@ -137,56 +135,6 @@ std::string PrettyJson(const json::value& v) {
     Pretty(v, 0, out);
     out += '\n';
     return out;
-}
-
-std::optional<int64_t> ParseRfc3339Ms(std::string_view s) {
-    int y, mo, d, h, mi, sec;
-    int consumed = 0;
-    const std::string str(s);
-    if (std::sscanf(str.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &consumed) != 6 &&
-        std::sscanf(str.c_str(), "%4d-%2d-%2d %2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &consumed) != 6) {
-        return std::nullopt;
-    }
-    std::tm tm{};
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = sec;
-    int64_t ms = static_cast<int64_t>(::timegm(&tm)) * 1000;
-    size_t i = static_cast<size_t>(consumed);
-    if (i < str.size() && str[i] == '.') {
-        int64_t frac = 0;
-        int digits = 0;
-        for (++i; i < str.size() && std::isdigit(static_cast<unsigned char>(str[i])); ++i, ++digits) {
-            if (digits < 3) {
-                frac = frac * 10 + (str[i] - '0');
-            }
-        }
-        for (; digits < 3; ++digits) {
-            frac *= 10;
-        }
-        ms += frac;
-    }
-    if (i < str.size() && (str[i] == '+' || str[i] == '-')) {
-        int oh = 0, om = 0;
-        if (std::sscanf(str.c_str() + i + 1, "%2d:%2d", &oh, &om) != 2) {
-            return std::nullopt;
-        }
-        const int64_t offset = (oh * 60 + om) * 60000LL;
-        ms += str[i] == '+' ? -offset : offset;
-    }
-    return ms;
-}
-
-std::string FormatRfc3339Ms(int64_t ms) {
-    const int64_t floor_s = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
-    const auto t = static_cast<std::time_t>(floor_s);
-    std::tm tm{};
-    ::gmtime_r(&t, &tm);
-    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
-                       tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms - floor_s * 1000);
 }
 
 std::string FormatDurationMs(int64_t ms) {

@@ -41,12 +41,6 @@ std::string KeyValueTable(const json::object& o);
 // JSON indented by two spaces, with a final newline.
 std::string PrettyJson(const json::value& v);
 
-// Milliseconds since the Unix epoch of an RFC 3339 time ("2026-11-26T10:00:00.123Z", "+01:00").
-std::optional<int64_t> ParseRfc3339Ms(std::string_view s);
-
-// "2026-11-26T10:00:00.123Z": milliseconds since the Unix epoch as RFC 3339 in UTC.
-std::string FormatRfc3339Ms(int64_t ms);
-
 // "850ms", "3.2s", "4m05s", "2h10m".
 std::string FormatDurationMs(int64_t ms);
 

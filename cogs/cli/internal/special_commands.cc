@@ -1,4 +1,5 @@
 #include "cogs/cli/internal/special_commands.h"
+#include "cogs/base/time.h"
 
 #include <map>
 #include <memory>
@@ -163,8 +164,8 @@ int WorkflowShow(Invocation& inv, const Resource& workflows, const std::string& 
         return 0;
     }
     const json::object& w = Unwrap(*reply);
-    const auto created = ParseRfc3339Ms(Cell(w, "created_at"));
-    const auto finished = ParseRfc3339Ms(Cell(w, "finished_at"));
+    const auto created = ParseRfc3339(Cell(w, "created_at"));
+    const auto finished = ParseRfc3339(Cell(w, "finished_at"));
     out << fmt::format("workflow {}  {}  {}\n", Cell(w, "id"), Cell(w, "type"), Cell(w, "state"));
     if (const std::string reason = Cell(w, "reason"); !reason.empty()) {
         out << "reason: " << reason << "\n";
@@ -187,8 +188,8 @@ int WorkflowShow(Invocation& inv, const Resource& workflows, const std::string& 
                 continue;
             }
             const auto& s = sv.as_object();
-            const auto started = ParseRfc3339Ms(Cell(s, "started_at"));
-            const auto ended = ParseRfc3339Ms(Cell(s, "finished_at"));
+            const auto started = ParseRfc3339(Cell(s, "started_at"));
+            const auto ended = ParseRfc3339(Cell(s, "finished_at"));
             std::string start = started && created ? "+" + FormatDurationMs(*started - *created) : "";
             std::string duration = started && ended ? FormatDurationMs(*ended - *started)
                                    : started        ? "..."

@@ -34,16 +34,10 @@
 namespace cogs::http {
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = beast::http;
-using tcp = asio::ip::tcp;
-using boost::system::error_code;
-
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+using namespace internal;  // asio, beast, bhttp, tcp, error_code, kTuple
 constexpr uint64_t kMaxResponseBody = 64ull << 20;
 
-void CheckNoException(std::exception_ptr e) { internal::CheckNoException(e, "http client"); }
+void CheckNoException(std::exception_ptr e) { FailOnEscapedException(e, "http client"); }
 
 struct Conn {
     explicit Conn(const asio::any_io_executor& ex) : stream(ex) {}

@@ -28,20 +28,14 @@
 namespace cogs::http {
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = beast::http;
-using tcp = asio::ip::tcp;
-using boost::system::error_code;
-
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+using namespace internal;  // asio, beast, bhttp, tcp, error_code, kTuple
 
 // How long a connection that is being closed after an error answer (413) drains what the client
 // still sends, so that the close does not reset the connection before the client reads the answer.
 constexpr auto kLingerTime = std::chrono::seconds(1);
 constexpr size_t kLingerBytes = 16 << 20;
 
-void CheckNoException(std::exception_ptr e) { internal::CheckNoException(e, "http server"); }
+void CheckNoException(std::exception_ptr e) { FailOnEscapedException(e, "http server"); }
 
 // One request waiting for its answer; touched only on the connection's strand.
 struct Exchange {
