@@ -1,9 +1,10 @@
 // The server side of the micro-service protocol (docs/service-protocol.md), for any service that
 // can perform idempotent actions: an ActionTarget, served over HTTP by MakeActionHttpHandler.
 //
-// kit::DomainService (service.h) and the simulated service (cogs/services/sim) are ActionTargets;
-// the HTTP face is written once, here: with it the observability every service process shares
-// (GET /metrics, GET|PUT /v1/log-levels, the per-action metrics and the per-action log line).
+// kit::DomainService (service.h) and the simulated service (cogs/services/sim) are ActionTargets
+// (what else they share is calls.h); the HTTP face is written once, here: with it the
+// observability every service process shares (GET /metrics, GET|PUT /v1/log-levels, the
+// per-action metrics and the per-action log line).
 #pragma once
 
 #include <functional>
@@ -52,19 +53,11 @@ public:
     virtual std::string LedgerJson() const = 0;
     virtual std::string StatsJson() const = 0;
 
-    // Any other GET route (e.g. /v1/inventory); nullopt: not one (the handler answers 404).
-    virtual std::optional<http::Response> Get(const http::Request& request) {
-        (void)request;
-        return std::nullopt;
-    }
-
-    // Any other POST route: false if not one (the handler answers 404); true if the target answers
-    // it through (a copy of) `respond`, possibly later (kit::Domain::Post).
-    virtual bool Post(const http::Request& request, const http::Respond& respond) {
-        (void)request;
-        (void)respond;
-        return false;
-    }
+    // The service's other routes, as kit::Domain's Get and Post (domain.h) declare them; a
+    // DomainService adds GET /v1/inventory. Get's nullopt and Post's false: not one of them (the
+    // handler answers 404).
+    virtual std::optional<http::Response> Get(const http::Request& request) = 0;
+    virtual bool Post(const http::Request& request, const http::Respond& respond) = 0;
 };
 
 // Serves `target` (which must outlive the handler) with the protocol:

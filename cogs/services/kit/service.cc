@@ -25,16 +25,9 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 using workflow::ActionReply;
 
-constexpr std::string_view kDoSuffix = "/do";
-constexpr std::string_view kUndoSuffix = "/undo";
-
-bool EndsWith(std::string_view s, std::string_view suffix) {
-    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 // "<base>/do" and a bare "<base>" share the base; see service.h.
 std::string_view BaseOfDo(std::string_view key) {
-    return EndsWith(key, kDoSuffix) ? key.substr(0, key.size() - kDoSuffix.size()) : key;
+    return key.ends_with(kDoSuffix) ? key.substr(0, key.size() - kDoSuffix.size()) : key;
 }
 
 // The client decides retries from the HTTP status alone, so the status must agree with what the
@@ -61,29 +54,25 @@ Error Retryable(Error e) {
     return e;
 }
 
-int64_t ToMicros(Duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
-
 using Entry = LedgerEntry;  // ledger.h
 
 }  // namespace
 
-class DomainService::Impl : public std::enable_shared_from_this<DomainService::Impl>, public DomainContext {
+class DomainService::Impl : public std::enable_shared_from_this<DomainService::Impl>,
+                            public ActionTarget,
+                            public DomainContext {
 public:
     Impl(asio::io_context& io, std::unique_ptr<Domain> domain, ServiceOptions options)
         : io_(io),
           domain_(std::move(domain)),
           actions_(*domain_),
           clock_(options.clock != nullptr ? *options.clock : runtime::SystemClock()),
-          faults_(std::move(options.faults)),
-          roller_(options.seed),
-          fault_counter_(options.metrics, domain_->name()) {}
+          desk_(io, std::move(options.faults), options.seed, options.metrics, domain_->name(), stats_) {}
 
     // The records gauge and the domain's own gauges, sampled at every render of `metrics` (on the
     // io thread: see service.h). The sampler holds the service weakly: once it is gone, nothing.
     void SampleInto(observe::Metrics& metrics) {
-        const observe::GaugeFamily records =
-            observe::GaugeOf(&metrics, "cogs_service_records",
-                             "Records the service holds, by kind (ledger: idempotency entries).");
+        const observe::GaugeFamily records = RecordsGauge(metrics);
         const std::string service(domain_->name());
         const observe::Gauge ledger = records.With({{"service", service}, {"kind", "ledger"}});
         metrics.OnCollect([weak = weak_from_this(), records, service, ledger,
@@ -104,7 +93,9 @@ public:
         });
     }
 
-    bool IsRecorded(const std::string& key) const { return ledger_.contains(key); }
+    // ActionTarget, with the semantics of service.h.
+    std::string_view name() const override { return domain_->name(); }
+    bool IsRecorded(const std::string& key) const override { return ledger_.contains(key); }
 
     ~Impl() {
         // What was made in the last turn is kept even though its answers never leave (a re-send
@@ -139,67 +130,53 @@ public:
         });
     }
 
-    void Handle(std::string action, std::string key, std::string input, SteadyTime deadline, Callback done) {
-        ++stats_.calls;
-        if (faults_.hang_all) {
-            ++stats_.hangs_injected;
-            fault_counter_.Count(Fault::kHang);
-            return;
-        }
-        if (SteadyClock::now() >= deadline) {
-            ++stats_.expired_on_arrival;
-            Answer(std::move(done),
-                   MakeError(ErrorCode::kDeadlineExceeded, "the call's deadline passed before it arrived"));
+    void Handle(std::string action, std::string key, std::string input, SteadyTime deadline,
+                Callback done) override {
+        if (!desk_.Admit(deadline, done)) {
             return;
         }
         if (auto object = wire::Input::ParseAny(input, "input"); !object) {
-            Answer(std::move(done), MakeError(std::move(object).error()));
+            desk_.Answer(std::move(done), MakeError(std::move(object).error()));
             return;
         }
         if (!actions_.Has(action)) {
             ++stats_.unknown_actions;
-            Answer(std::move(done), MakeError(actions_.Unknown(action)));
+            desk_.Answer(std::move(done), MakeError(actions_.Unknown(action)));
             return;
         }
         if (key.empty()) {
-            Answer(std::move(done), MakeError(ErrorCode::kInvalidArgument, "missing idempotency key"));
+            desk_.Answer(std::move(done), MakeError(ErrorCode::kInvalidArgument, "missing idempotency key"));
             return;
         }
         if (auto it = ledger_.find(key); it != ledger_.end()) {
             ++stats_.duplicates_answered;
-            Answer(std::move(done), Recorded(it->second));
+            desk_.Answer(std::move(done), Recorded(it->second));
             return;
         }
-        if (EndsWith(key, kUndoSuffix)) {
+        if (key.ends_with(kUndoSuffix)) {
             HandleUndo(std::move(action), std::move(key), input, std::move(done));
         } else {
             HandleDo(std::move(action), std::move(key), input, std::move(done));
         }
     }
 
-    void Status(std::string key, Callback done) {
-        ++stats_.status_calls;
-        if (faults_.hang_all) {
-            ++stats_.hangs_injected;
-            fault_counter_.Count(Fault::kHang);
+    void Status(std::string key, Callback done) override {
+        if (!desk_.AdmitStatus()) {
             return;
         }
         if (auto it = ledger_.find(key); it != ledger_.end()) {
-            Answer(std::move(done), Recorded(it->second));
-            return;
+            desk_.Answer(std::move(done), Recorded(it->second));
+        } else if (!key.ends_with(kUndoSuffix) && IsTombstoned(key)) {
+            desk_.Answer(std::move(done), MakeError(RefusedAfterUndo()));
+        } else {
+            desk_.Answer(std::move(done), MakeError(NotRecorded(key)));
         }
-        if (!EndsWith(key, kUndoSuffix) && IsTombstoned(key)) {
-            Answer(std::move(done), RefusedAfterUndo());
-            return;
-        }
-        Answer(std::move(done),
-               MakeError(ErrorCode::kNotFound, "no action recorded under key '" + key + "'"));
     }
 
-    void SetFaults(FaultConfig faults) { faults_ = std::move(faults); }
-    const FaultConfig& faults() const { return faults_; }
+    void SetFaults(FaultConfig faults) override { desk_.SetFaults(std::move(faults)); }
+    const FaultConfig& faults() const override { return desk_.faults(); }
 
-    std::string LedgerJson() const {
+    std::string LedgerJson() const override {
         std::vector<Entry> sorted;
         sorted.reserve(ledger_.size());
         for (const auto& [k, e] : ledger_) {
@@ -209,31 +186,25 @@ public:
         return LedgerToJson(sorted);
     }
 
-    std::string StatsJson() const {
+    std::string StatsJson() const override {
         const ServiceStats& s = stats_;
         json::object o;
         o["service"] = domain_->name();
         o["ledger_entries"] = ledger_.size();
-        o["calls"] = s.calls;
-        o["status_calls"] = s.status_calls;
+        for (const auto& [name, n] : s.Named()) {
+            o[name] = n;
+        }
         o["performed"] = s.performed;
         o["rejected"] = s.rejected;
         o["retryable_errors"] = s.retryable_errors;
         o["compensated"] = s.compensated;
         o["tombstones"] = s.tombstones;
-        o["duplicates_answered"] = s.duplicates_answered;
-        o["refused_after_undo"] = s.refused_after_undo;
-        o["expired_on_arrival"] = s.expired_on_arrival;
         o["unknown_actions"] = s.unknown_actions;
-        o["errors_injected"] = s.errors_injected;
-        o["permanent_injected"] = s.permanent_injected;
-        o["hangs_injected"] = s.hangs_injected;
-        o["lost_replies_injected"] = s.lost_replies_injected;
         o["commits"] = s.commits;
         return json::serialize(o);
     }
 
-    std::optional<http::Response> Get(const http::Request& request) const {
+    std::optional<http::Response> Get(const http::Request& request) override {
         if (request.Path() == "/v1/inventory") {
             http::Response r;
             r.body = domain_->Inventory();
@@ -242,7 +213,7 @@ public:
         return domain_->Get(request);
     }
 
-    bool Post(const http::Request& request, const http::Respond& respond) {
+    bool Post(const http::Request& request, const http::Respond& respond) override {
         return domain_->Post(request, respond);
     }
 
@@ -274,53 +245,31 @@ private:
     void HandleDo(std::string action, std::string key, const std::string& input, Callback done) {
         if (IsTombstoned(key)) {
             ++stats_.refused_after_undo;
-            Answer(std::move(done), RefusedAfterUndo());
+            desk_.Answer(std::move(done), MakeError(RefusedAfterUndo()));
             return;
         }
-        const Fault fault = roller_.Roll(faults_, action, CallKind::kDo);
-        fault_counter_.Count(fault);
-        switch (fault) {
-            case Fault::kError:
-                ++stats_.errors_injected;
-                Answer(std::move(done), MakeError(InjectedError()));
-                return;
-            case Fault::kHang: ++stats_.hangs_injected; return;
-            case Fault::kPermanent: {
-                ++stats_.permanent_injected;
-                ++stats_.rejected;
-                const Entry& e = Record(std::move(key), action, CallKind::kDo, Outcome::kRejected,
-                                        PermanentRefusal(faults_, action), ErrorCode::kFailedPrecondition, 0);
-                Answer(std::move(done), Recorded(e));
-                return;
-            }
-            case Fault::kLostReply:
-            case Fault::kNone: break;
+        const std::optional<Fault> fault = desk_.Roll(action, CallKind::kDo, done);
+        if (!fault) {
+            return;
         }
-        const bool lost = fault == Fault::kLostReply;
-        if (lost) {
-            ++stats_.lost_replies_injected;
+        Result<ActionReply> reply;
+        if (*fault == Fault::kPermanent) {
+            ++stats_.rejected;
+            reply =
+                Recorded(Record(std::move(key), action, CallKind::kDo, Outcome::kRejected,
+                                PermanentRefusal(desk_.faults(), action), ErrorCode::kFailedPrecondition, 0));
+        } else {
+            reply = Perform(std::move(action), std::move(key), CallKind::kDo, Outcome::kApplied, input);
         }
-        auto reply = Perform(std::move(action), std::move(key), CallKind::kDo, Outcome::kApplied, input);
-        if (!lost) {
-            Answer(std::move(done), std::move(reply));
+        if (*fault != Fault::kLostReply) {
+            desk_.Answer(std::move(done), std::move(reply));
         }
     }
 
     void HandleUndo(std::string action, std::string key, const std::string& input, Callback done) {
-        const Fault fault = roller_.Roll(faults_, action, CallKind::kUndo);
-        fault_counter_.Count(fault);
-        if (fault == Fault::kError) {
-            ++stats_.errors_injected;
-            Answer(std::move(done), MakeError(InjectedError()));
+        const std::optional<Fault> fault = desk_.Roll(action, CallKind::kUndo, done);
+        if (!fault) {
             return;
-        }
-        if (fault == Fault::kHang) {
-            ++stats_.hangs_injected;
-            return;
-        }
-        const bool lost = fault == Fault::kLostReply;
-        if (lost) {
-            ++stats_.lost_replies_injected;
         }
         Result<ActionReply> reply;
         if (DoApplied(key)) {
@@ -331,8 +280,8 @@ private:
                                     R"({"compensated":false})", ErrorCode::kFailedPrecondition, 0);
             reply = Recorded(e);
         }
-        if (!lost) {
-            Answer(std::move(done), std::move(reply));
+        if (*fault != Fault::kLostReply) {
+            desk_.Answer(std::move(done), std::move(reply));
         }
     }
 
@@ -358,9 +307,8 @@ private:
             ++stats_.compensated;
         }
         int64_t done_at_us = done->ready_at_us;
-        if (kind == CallKind::kDo && IsLongAction(faults_, action)) {
-            done_at_us = std::max(done_at_us,
-                                  clock_.WallUs() + std::max<int64_t>(1, ToMicros(faults_.accept_duration)));
+        if (kind == CallKind::kDo) {
+            done_at_us = std::max(done_at_us, desk_.LongActionEndUs(action, clock_.WallUs()));
         }
         for (auto& w : tx.writes()) {
             writes_.push_back(std::move(w));
@@ -386,10 +334,6 @@ private:
     bool IsTombstoned(const std::string& do_key) const {
         auto it = ledger_.find(std::string(BaseOfDo(do_key)) + std::string(kUndoSuffix));
         return it != ledger_.end() && it->second.outcome == Outcome::kTombstone;
-    }
-
-    static tl::unexpected<Error> RefusedAfterUndo() {
-        return MakeError(ErrorCode::kFailedPrecondition, "compensated before applied");
     }
 
     // The answer a recorded key gets, now and on every re-send.
@@ -431,19 +375,10 @@ private:
     }
 
     void ScheduleFlush() {
-        if (flush_posted_) {
-            return;
-        }
-        flush_posted_ = true;
-        asio::post(io_, [weak = weak_from_this()] {
-            if (auto self = weak.lock()) {
-                self->Flush();
-            }
-        });
+        desk_.CommitThisTurn(weak_from_this(), [this] { Flush(); });
     }
 
     void Flush() {
-        flush_posted_ = false;
         if (auto s = db_->Write(rows_, writes_); !s) {
             // The domain changed its memory for this batch and cannot take it back; answering from
             // that memory would report what is not on disk. Die; a restart reloads what committed.
@@ -453,11 +388,7 @@ private:
         ++stats_.commits;
         rows_.clear();
         writes_.clear();
-        auto waiting = std::move(waiting_);
-        waiting_.clear();
-        for (auto& w : waiting) {
-            Deliver(std::move(w.done), std::move(w.reply));
-        }
+        desk_.Release();
         auto committed = std::move(committed_);
         committed_.clear();
         for (auto& c : committed) {
@@ -474,45 +405,19 @@ private:
         });
     }
 
-    // Every answer goes through here: it waits for the pending group commit, if any, since it may
-    // report an entry in it.
-    void Answer(Callback done, Result<ActionReply> reply) {
-        if (flush_posted_) {
-            waiting_.push_back(Waiting{std::move(done), std::move(reply)});
-            return;
-        }
-        Deliver(std::move(done), std::move(reply));
-    }
-
-    // Never inline: a posted handler, or a timer when latency is set.
-    void Deliver(Callback done, Result<ActionReply> reply) {
-        AfterLatency(
-            io_, faults_, fault_counter_,
-            [done = std::move(done), reply = std::move(reply)]() mutable { done(std::move(reply)); });
-    }
-
-    struct Waiting {
-        Callback done;
-        Result<ActionReply> reply;
-    };
-
     asio::io_context& io_;
     std::unique_ptr<Domain> domain_;
     ActionTable actions_;
     runtime::Clock& clock_;
-    FaultConfig faults_;
-    FaultRoller roller_;
-    FaultCounter fault_counter_;
+    ServiceStats stats_;
+    CallDesk desk_;  // counts in stats_; answers wait for the batch's commit
     std::unique_ptr<internal::StateDb> db_;
 
     std::unordered_map<std::string, Entry> ledger_;
     uint64_t next_seq_ = 1;
-    ServiceStats stats_;
 
-    bool flush_posted_ = false;
     std::vector<Entry> rows_;  // made this turn, not yet committed
     std::vector<Tx::Write> writes_;
-    std::vector<Waiting> waiting_;                  // answers held until the batch commits
     std::vector<std::function<void()>> committed_;  // the domain's Write callbacks of the batch
 };
 
@@ -535,26 +440,11 @@ Result<std::unique_ptr<DomainService>> DomainService::Create(boost::asio::io_con
     return std::unique_ptr<DomainService>(new DomainService(std::move(impl)));
 }
 
-DomainService::DomainService(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DomainService::DomainService(std::shared_ptr<Impl> impl) : ForwardingTarget(impl), impl_(*impl) {}
 DomainService::~DomainService() = default;
 
-void DomainService::Handle(std::string action, std::string key, std::string input, SteadyTime deadline,
-                           Callback done) {
-    impl_->Handle(std::move(action), std::move(key), std::move(input), deadline, std::move(done));
-}
-std::string_view DomainService::name() const { return impl_->domain().name(); }
-bool DomainService::IsRecorded(const std::string& key) const { return impl_->IsRecorded(key); }
-void DomainService::Status(std::string key, Callback done) { impl_->Status(std::move(key), std::move(done)); }
-void DomainService::SetFaults(FaultConfig faults) { impl_->SetFaults(std::move(faults)); }
-const FaultConfig& DomainService::faults() const { return impl_->faults(); }
-std::string DomainService::LedgerJson() const { return impl_->LedgerJson(); }
-std::string DomainService::StatsJson() const { return impl_->StatsJson(); }
-std::optional<http::Response> DomainService::Get(const http::Request& request) { return impl_->Get(request); }
-bool DomainService::Post(const http::Request& request, const http::Respond& respond) {
-    return impl_->Post(request, respond);
-}
-const Domain& DomainService::domain() const { return impl_->domain(); }
-const ServiceStats& DomainService::stats() const { return impl_->stats(); }
-size_t DomainService::ledger_size() const { return impl_->ledger_size(); }
+const Domain& DomainService::domain() const { return impl_.domain(); }
+const ServiceStats& DomainService::stats() const { return impl_.stats(); }
+size_t DomainService::ledger_size() const { return impl_.ledger_size(); }
 
 }  // namespace cogs::services::kit

@@ -80,6 +80,7 @@
 #include <string>
 
 #include "cogs/base/result.h"
+#include "cogs/services/kit/calls.h"
 #include "cogs/services/kit/domain.h"
 #include "cogs/services/kit/faults.h"
 #include "cogs/services/kit/protocol.h"
@@ -105,27 +106,23 @@ struct ServiceOptions {
     runtime::Clock* clock = nullptr;
 };
 
-// Totals since the process started (GET /v1/stats).
-struct ServiceStats {
-    uint64_t calls = 0;                // Handle() calls
-    uint64_t status_calls = 0;         // Status() calls
-    uint64_t performed = 0;            // actions performed (do and compensating undo)
-    uint64_t rejected = 0;             // refusals recorded (domain or injected)
-    uint64_t retryable_errors = 0;     // retryable domain errors answered, not recorded
-    uint64_t compensated = 0;          // undos that performed their compensating action
-    uint64_t tombstones = 0;           // undos that found nothing applied
-    uint64_t duplicates_answered = 0;  // calls answered from the ledger
-    uint64_t refused_after_undo = 0;   // do calls refused because the undo came first
-    uint64_t expired_on_arrival = 0;
+// Totals since the process started (GET /v1/stats): the calls' (calls.h) and these.
+struct ServiceStats : CallStats {
+    uint64_t performed = 0;         // actions performed (do and compensating undo)
+    uint64_t rejected = 0;          // refusals recorded (domain or injected)
+    uint64_t retryable_errors = 0;  // retryable domain errors answered, not recorded
+    uint64_t compensated = 0;       // undos that performed their compensating action
+    uint64_t tombstones = 0;        // undos that found nothing applied
     uint64_t unknown_actions = 0;
-    uint64_t errors_injected = 0;
-    uint64_t permanent_injected = 0;  // including fail_actions
-    uint64_t hangs_injected = 0;      // including hang_all
-    uint64_t lost_replies_injected = 0;
     uint64_t commits = 0;  // group-commit transactions
 };
 
-class DomainService final : public ActionTarget {
+// An ActionTarget (protocol.h) with the semantics above; name() is the domain's, and:
+//   LedgerJson  [{"seq","key","action","kind":"do"|"undo","outcome":"applied"|"rejected"|"compensated"|
+//               "tombstone", "output": {...} | "error": "...", "at_us", "done_at_us"?}] in sequence order;
+//   Get         GET /v1/inventory -> domain.Inventory(); any other GET -> domain.Get();
+//   Post        any other POST -> domain.Post().
+class DomainService final : public ForwardingTarget {
 public:
     // Opens (or creates) the state at options.state_path, loads the ledger and hands every record to
     // domain->Load(). Errors: kUnavailable if the file cannot be opened or read, kInternal if it is
@@ -137,23 +134,6 @@ public:
     DomainService(const DomainService&) = delete;
     DomainService& operator=(const DomainService&) = delete;
 
-    // ActionTarget (protocol.h), with the semantics above. name() is the domain's.
-    std::string_view name() const override;
-    bool IsRecorded(const std::string& key) const override;
-    void Handle(std::string action, std::string key, std::string input, SteadyTime deadline,
-                Callback done) override;
-    void Status(std::string key, Callback done) override;
-    void SetFaults(FaultConfig faults) override;
-    const FaultConfig& faults() const override;
-    // [{"seq","key","action","kind":"do"|"undo","outcome":"applied"|"rejected"|"compensated"|"tombstone",
-    //   "output": {...} | "error": "...", "at_us", "done_at_us"?}] in sequence order.
-    std::string LedgerJson() const override;
-    std::string StatsJson() const override;
-    // GET /v1/inventory -> domain.Inventory(); any other GET -> domain.Get().
-    std::optional<http::Response> Get(const http::Request& request) override;
-    // Any other POST -> domain.Post().
-    bool Post(const http::Request& request, const http::Respond& respond) override;
-
     const Domain& domain() const;
     const ServiceStats& stats() const;
     size_t ledger_size() const;
@@ -161,7 +141,7 @@ public:
 private:
     class Impl;
     explicit DomainService(std::shared_ptr<Impl> impl);
-    std::shared_ptr<Impl> impl_;  // shared: posted work holds it weakly
+    const Impl& impl_;  // the state, shared with posted work (which holds it weakly); owned by the base
 };
 
 }  // namespace cogs::services::kit

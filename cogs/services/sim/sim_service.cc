@@ -15,15 +15,11 @@ namespace {
 
 namespace asio = boost::asio;
 namespace json = boost::json;
+using kit::kDoSuffix;
+using kit::kUndoSuffix;
 using workflow::ActionReply;
 
 constexpr std::string_view kName = "sim";
-constexpr std::string_view kDoSuffix = "/do";
-constexpr std::string_view kUndoSuffix = "/undo";
-
-bool EndsWith(std::string_view s, std::string_view suffix) {
-    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
 
 // A stable id for the thing a key creates: FNV-1a of the key without its /do or /undo, so the undo
 // names the same id as its do.
@@ -41,8 +37,6 @@ std::string IdFor(std::string_view base) {
     return id;
 }
 
-int64_t ToMicros(Duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
-
 // What the ledger keeps in memory per key. The output is not kept: it is a function of the record
 // (see Output()), which keeps a parked million keys cheap.
 struct Record {
@@ -57,20 +51,15 @@ struct Record {
 
 }  // namespace
 
-class SimService::Impl : public std::enable_shared_from_this<SimService::Impl> {
+class SimService::Impl : public std::enable_shared_from_this<SimService::Impl>, public kit::ActionTarget {
 public:
-    Impl(asio::io_context& io, SimOptions options)
-        : io_(io),
-          faults_(std::move(options.faults)),
-          roller_(options.seed),
-          fault_counter_(options.metrics, kName) {}
+    Impl(asio::io_context& io, const SimOptions& options)
+        : io_(io), desk_(io, options.faults, options.seed, options.metrics, kName, stats_) {}
 
     // The ledger's size by outcome, sampled at every render of `metrics` (on the io thread: see
     // sim_service.h). The sampler holds the service weakly: once it is gone, nothing.
     void SampleInto(observe::Metrics& metrics) {
-        const observe::GaugeFamily family =
-            observe::GaugeOf(&metrics, "cogs_service_records",
-                             "Records the service holds, by kind (ledger: idempotency entries).");
+        const observe::GaugeFamily family = kit::RecordsGauge(metrics);
         const auto of = [&](std::string_view kind) {
             return family.With({{"service", std::string(kName)}, {"kind", std::string(kind)}});
         };
@@ -90,7 +79,11 @@ public:
             });
     }
 
-    bool IsRecorded(const std::string& key) const { return records_.contains(key); }
+    // kit::ActionTarget, with the semantics of sim_service.h. The sim serves no other routes.
+    std::string_view name() const override { return kName; }
+    bool IsRecorded(const std::string& key) const override { return records_.contains(key); }
+    std::optional<http::Response> Get(const http::Request& /*request*/) override { return std::nullopt; }
+    bool Post(const http::Request& /*request*/, const http::Respond& /*respond*/) override { return false; }
 
     ~Impl() {
         // Entries made in this turn are written even though their answers will never leave.
@@ -123,51 +116,39 @@ public:
         return Ok();
     }
 
-    void Handle(std::string action, std::string key, SteadyTime deadline, Callback done) {
-        ++stats_.calls;
-        if (faults_.hang_all) {
-            ++stats_.hangs_injected;
-            fault_counter_.Count(Fault::kHang);
+    void Handle(std::string action, std::string key, std::string /*input*/, SteadyTime deadline,
+                Callback done) override {
+        if (!desk_.Admit(deadline, done)) {
             return;
         }
-        if (SteadyClock::now() >= deadline) {
-            ++stats_.expired_on_arrival;
-            Answer(std::move(done),
-                   MakeError(ErrorCode::kDeadlineExceeded, "the call's deadline passed before it arrived"));
-            return;
-        }
-        if (EndsWith(key, kDoSuffix)) {
+        if (key.ends_with(kDoSuffix)) {
             HandleDo(std::move(action), std::move(key), std::move(done));
-        } else if (EndsWith(key, kUndoSuffix)) {
+        } else if (key.ends_with(kUndoSuffix)) {
             HandleUndo(std::move(action), std::move(key), std::move(done));
         } else {
-            Answer(std::move(done), MakeError(ErrorCode::kInvalidArgument,
-                                              "idempotency key '" + key + "' must end with /do or /undo"));
+            desk_.Answer(std::move(done),
+                         MakeError(ErrorCode::kInvalidArgument,
+                                   "idempotency key '" + key + "' must end with /do or /undo"));
         }
     }
 
-    void Status(std::string key, Callback done) {
-        ++stats_.status_calls;
-        if (faults_.hang_all) {
-            ++stats_.hangs_injected;
-            fault_counter_.Count(Fault::kHang);
+    void Status(std::string key, Callback done) override {
+        if (!desk_.AdmitStatus()) {
             return;
         }
-        auto it = records_.find(key);
-        if (it == records_.end()) {
-            if (EndsWith(key, kDoSuffix) && IsTombstoned(key)) {
-                Answer(std::move(done), RefusedAfterUndo());
-                return;
-            }
-            Answer(std::move(done),
-                   MakeError(ErrorCode::kNotFound, "no action recorded under key '" + key + "'"));
-            return;
+        if (auto it = records_.find(key); it != records_.end()) {
+            desk_.Answer(std::move(done), Recorded(it->first, it->second));
+        } else if (key.ends_with(kDoSuffix) && IsTombstoned(key)) {
+            desk_.Answer(std::move(done), MakeError(kit::RefusedAfterUndo()));
+        } else {
+            desk_.Answer(std::move(done), MakeError(kit::NotRecorded(key)));
         }
-        Answer(std::move(done), Recorded(it->first, it->second));
     }
 
-    void SetFaults(FaultConfig faults) { faults_ = std::move(faults); }
-    const FaultConfig& faults() const { return faults_; }
+    void SetFaults(FaultConfig faults) override { desk_.SetFaults(std::move(faults)); }
+    const FaultConfig& faults() const override { return desk_.faults(); }
+    std::string LedgerJson() const override { return LedgerToJson(Ledger()); }
+    std::string StatsJson() const override { return ToJson(stats_); }
 
     LedgerEntry ToEntry(const std::string& key, const Record& r) const {
         LedgerEntry e;
@@ -207,66 +188,43 @@ public:
 private:
     using Fault = kit::Fault;
 
-    Fault Roll(const std::string& action, CallKind kind) {
-        const Fault fault = roller_.Roll(faults_, action, kind);
-        fault_counter_.Count(fault);
-        return fault;
-    }
-
     void HandleDo(std::string action, std::string key, Callback done) {
         if (auto it = records_.find(key); it != records_.end()) {
             ++stats_.duplicates_answered;
-            Answer(std::move(done), Recorded(it->first, it->second));
+            desk_.Answer(std::move(done), Recorded(it->first, it->second));
             return;
         }
         if (IsTombstoned(key)) {
             ++stats_.refused_after_undo;
-            Answer(std::move(done), RefusedAfterUndo());
+            desk_.Answer(std::move(done), MakeError(kit::RefusedAfterUndo()));
             return;
         }
-        switch (Roll(action, CallKind::kDo)) {
-            case Fault::kError:
-                ++stats_.errors_injected;
-                Answer(std::move(done), MakeError(kit::InjectedError()));
-                return;
-            case Fault::kHang: ++stats_.hangs_injected; return;
-            case Fault::kPermanent: {
-                ++stats_.permanent_injected;
-                Record r = NewRecord(action, CallKind::kDo, Outcome::kRejected);
-                r.message = std::make_unique<std::string>(kit::PermanentRefusal(faults_, action));
-                auto& [k, rec] = Commit(std::move(key), std::move(r));
-                Answer(std::move(done), Recorded(k, rec));
-                return;
-            }
-            case Fault::kLostReply: {
-                ++stats_.lost_replies_injected;
-                ++stats_.applied;
-                Commit(std::move(key), NewApplied(action));
-                return;
-            }
-            case Fault::kNone: {
-                ++stats_.applied;
-                auto& [k, rec] = Commit(std::move(key), NewApplied(action));
-                Answer(std::move(done), Recorded(k, rec));
-                return;
-            }
+        const std::optional<Fault> fault = desk_.Roll(action, CallKind::kDo, done);
+        if (!fault) {
+            return;
+        }
+        Record r;
+        if (*fault == Fault::kPermanent) {
+            r = NewRecord(action, CallKind::kDo, Outcome::kRejected);
+            r.message = std::make_unique<std::string>(kit::PermanentRefusal(desk_.faults(), action));
+        } else {
+            ++stats_.applied;
+            r = NewApplied(action);
+        }
+        auto& [k, rec] = Commit(std::move(key), std::move(r));
+        if (*fault != Fault::kLostReply) {
+            desk_.Answer(std::move(done), Recorded(k, rec));
         }
     }
 
     void HandleUndo(std::string action, std::string key, Callback done) {
         if (auto it = records_.find(key); it != records_.end()) {
             ++stats_.duplicates_answered;
-            Answer(std::move(done), Recorded(it->first, it->second));
+            desk_.Answer(std::move(done), Recorded(it->first, it->second));
             return;
         }
-        const Fault fault = Roll(action, CallKind::kUndo);
-        if (fault == Fault::kError) {
-            ++stats_.errors_injected;
-            Answer(std::move(done), MakeError(kit::InjectedError()));
-            return;
-        }
-        if (fault == Fault::kHang) {
-            ++stats_.hangs_injected;
+        const std::optional<Fault> fault = desk_.Roll(action, CallKind::kUndo, done);
+        if (!fault) {
             return;
         }
         auto target = records_.find(DoKeyOf(key));
@@ -274,11 +232,9 @@ private:
         Record r = NewRecord(action, CallKind::kUndo, applied ? Outcome::kCompensated : Outcome::kTombstone);
         ++(applied ? stats_.compensated : stats_.tombstones);
         auto& [k, rec] = Commit(std::move(key), std::move(r));
-        if (fault == Fault::kLostReply) {
-            ++stats_.lost_replies_injected;
-            return;
+        if (*fault != Fault::kLostReply) {
+            desk_.Answer(std::move(done), Recorded(k, rec));
         }
-        Answer(std::move(done), Recorded(k, rec));
     }
 
     static std::string DoKeyOf(std::string_view undo_key) {
@@ -294,10 +250,10 @@ private:
     }
 
     static std::string_view BaseOf(std::string_view key) {
-        if (EndsWith(key, kDoSuffix)) {
+        if (key.ends_with(kDoSuffix)) {
             return key.substr(0, key.size() - kDoSuffix.size());
         }
-        if (EndsWith(key, kUndoSuffix)) {
+        if (key.ends_with(kUndoSuffix)) {
             return key.substr(0, key.size() - kUndoSuffix.size());
         }
         return key;
@@ -307,10 +263,6 @@ private:
     bool IsTombstoned(const std::string& do_key) const {
         auto it = records_.find(UndoKeyOf(do_key));
         return it != records_.end() && it->second.outcome == Outcome::kTombstone;
-    }
-
-    static tl::unexpected<Error> RefusedAfterUndo() {
-        return MakeError(ErrorCode::kFailedPrecondition, "compensated before applied");
     }
 
     Record NewRecord(const std::string& action, CallKind kind, Outcome outcome) {
@@ -325,9 +277,7 @@ private:
 
     Record NewApplied(const std::string& action) {
         Record r = NewRecord(action, CallKind::kDo, Outcome::kApplied);
-        if (kit::IsLongAction(faults_, action)) {
-            r.done_at_us = r.at_us + std::max<int64_t>(1, ToMicros(faults_.accept_duration));
-        }
+        r.done_at_us = desk_.LongActionEndUs(action, r.at_us);
         return r;
     }
 
@@ -354,13 +304,7 @@ private:
         auto [it, inserted] = records_.emplace(std::move(key), std::move(r));
         COGS_CHECK(inserted);
         if (db_) {
-            if (batch_.empty()) {
-                asio::post(io_, [weak = weak_from_this()] {
-                    if (auto self = weak.lock()) {
-                        self->Flush();
-                    }
-                });
-            }
+            desk_.CommitThisTurn(weak_from_this(), [this] { Flush(); });
             batch_.push_back(ToEntry(it->first, it->second));
         }
         return *it;
@@ -368,6 +312,7 @@ private:
 
     void Flush() {
         auto written = db_->Append(batch_);
+        std::optional<Error> failed;
         if (!written) {
             // Nothing of this batch is durable: forget it, and turn every answer that waited for it
             // into a retryable error (the caller re-sends; nothing was applied).
@@ -378,17 +323,10 @@ private:
                     records_.erase(it);
                 }
             }
-            for (auto& w : waiting_) {
-                w.reply =
-                    MakeError(ErrorCode::kUnavailable, "ledger write failed: " + written.error().message);
-            }
+            failed = Error(ErrorCode::kUnavailable, "ledger write failed: " + written.error().message);
         }
         batch_.clear();
-        auto waiting = std::move(waiting_);
-        waiting_.clear();
-        for (auto& w : waiting) {
-            Deliver(std::move(w.done), std::move(w.reply));
-        }
+        desk_.Release(std::move(failed));
     }
 
     void Uncount(Outcome outcome) {
@@ -433,32 +371,9 @@ private:
         return json::serialize(o);
     }
 
-    // Every answer goes through here: it waits for the pending group commit, if any, since it may
-    // depend on an entry in it.
-    void Answer(Callback done, Result<ActionReply> reply) {
-        if (!batch_.empty()) {
-            waiting_.push_back(Waiting{std::move(done), std::move(reply)});
-            return;
-        }
-        Deliver(std::move(done), std::move(reply));
-    }
-
-    // Never inline: a posted handler, or a timer when latency is set.
-    void Deliver(Callback done, Result<ActionReply> reply) {
-        kit::AfterLatency(
-            io_, faults_, fault_counter_,
-            [done = std::move(done), reply = std::move(reply)]() mutable { done(std::move(reply)); });
-    }
-
-    struct Waiting {
-        Callback done;
-        Result<ActionReply> reply;
-    };
-
     asio::io_context& io_;
-    FaultConfig faults_;
-    kit::FaultRoller roller_;
-    kit::FaultCounter fault_counter_;
+    SimStats stats_;
+    kit::CallDesk desk_;  // counts in stats_; answers wait for the batch's write
     std::unique_ptr<kit::LedgerFile> db_;
 
     std::unordered_map<std::string, Record> records_;
@@ -466,21 +381,20 @@ private:
     std::unordered_map<std::string, uint32_t> action_index_;
     uint64_t next_seq_ = 1;
     LedgerCounts counts_;
-    SimStats stats_;
 
     std::vector<LedgerEntry> batch_;  // made this turn, not yet written
-    std::vector<Waiting> waiting_;    // answers held until the batch is written
 };
 
-SimService::SimService(boost::asio::io_context& io, SimOptions options) {
-    const std::string path = options.ledger_path;
-    observe::Metrics* metrics = options.metrics;
-    impl_ = std::make_shared<Impl>(io, std::move(options));
-    if (auto s = impl_->Open(path); !s) {
+SimService::SimService(boost::asio::io_context& io, SimOptions options)
+    : SimService(std::make_shared<Impl>(io, options), options) {}
+
+SimService::SimService(std::shared_ptr<Impl> impl, const SimOptions& options)
+    : ForwardingTarget(impl), impl_(*impl) {
+    if (auto s = impl->Open(options.ledger_path); !s) {
         throw std::runtime_error("sim service: " + s.error().ToString());
     }
-    if (metrics != nullptr) {
-        impl_->SampleInto(*metrics);
+    if (options.metrics != nullptr) {
+        impl->SampleInto(*options.metrics);
     }
 }
 
@@ -494,40 +408,22 @@ Result<std::unique_ptr<SimService>> SimService::Create(boost::asio::io_context& 
     }
 }
 
-void SimService::Handle(std::string action, std::string key, std::string /*input*/, SteadyTime deadline,
-                        Callback done) {
-    impl_->Handle(std::move(action), std::move(key), deadline, std::move(done));
-}
-
-std::string_view SimService::name() const { return kName; }
-bool SimService::IsRecorded(const std::string& key) const { return impl_->IsRecorded(key); }
-void SimService::Status(std::string key, Callback done) { impl_->Status(std::move(key), std::move(done)); }
-void SimService::SetFaults(FaultConfig faults) { impl_->SetFaults(std::move(faults)); }
-const FaultConfig& SimService::faults() const { return impl_->faults(); }
-std::vector<LedgerEntry> SimService::Ledger() const { return impl_->Ledger(); }
-std::optional<LedgerEntry> SimService::Find(const std::string& key) const { return impl_->Find(key); }
-LedgerCounts SimService::Counts() const { return impl_->counts(); }
-const SimStats& SimService::stats() const { return impl_->stats(); }
-boost::asio::io_context& SimService::io() const { return impl_->io(); }
-std::string SimService::LedgerJson() const { return LedgerToJson(Ledger()); }
-std::string SimService::StatsJson() const { return ToJson(stats()); }
+std::vector<LedgerEntry> SimService::Ledger() const { return impl_.Ledger(); }
+std::optional<LedgerEntry> SimService::Find(const std::string& key) const { return impl_.Find(key); }
+LedgerCounts SimService::Counts() const { return impl_.counts(); }
+const SimStats& SimService::stats() const { return impl_.stats(); }
+boost::asio::io_context& SimService::io() const { return impl_.io(); }
 
 // ---- JSON ----
 
 std::string ToJson(const SimStats& s) {
     json::object o;
-    o["calls"] = s.calls;
-    o["status_calls"] = s.status_calls;
+    for (const auto& [name, n] : s.Named()) {
+        o[name] = n;
+    }
     o["applied"] = s.applied;
     o["compensated"] = s.compensated;
     o["tombstones"] = s.tombstones;
-    o["duplicates_answered"] = s.duplicates_answered;
-    o["refused_after_undo"] = s.refused_after_undo;
-    o["expired_on_arrival"] = s.expired_on_arrival;
-    o["errors_injected"] = s.errors_injected;
-    o["permanent_injected"] = s.permanent_injected;
-    o["hangs_injected"] = s.hangs_injected;
-    o["lost_replies_injected"] = s.lost_replies_injected;
     return json::serialize(o);
 }
 

@@ -59,6 +59,7 @@
 
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
+#include "cogs/services/kit/calls.h"
 #include "cogs/services/kit/faults.h"
 #include "cogs/services/kit/ledger.h"
 #include "cogs/services/kit/protocol.h"
@@ -97,23 +98,26 @@ struct LedgerCounts {
     uint64_t live() const { return applied - compensated; }  // applied and not compensated
 };
 
-struct SimStats {
-    uint64_t calls = 0;                // Handle() calls
-    uint64_t status_calls = 0;         // Status() calls
-    uint64_t applied = 0;              // new do entries applied by this process
-    uint64_t compensated = 0;          // new compensations by this process
-    uint64_t tombstones = 0;           // new tombstones by this process
-    uint64_t duplicates_answered = 0;  // calls answered from the ledger (a key seen before)
-    uint64_t refused_after_undo = 0;   // do calls refused because the undo came first
-    uint64_t expired_on_arrival = 0;   // calls whose deadline had passed when they arrived
-    uint64_t errors_injected = 0;
-    uint64_t permanent_injected = 0;  // including fail_actions
-    uint64_t hangs_injected = 0;      // including hang_all
-    uint64_t lost_replies_injected = 0;
+// Totals since the process started: the calls' (kit/calls.h) and these.
+struct SimStats : kit::CallStats {
+    uint64_t applied = 0;      // new do entries applied by this process
+    uint64_t compensated = 0;  // new compensations by this process
+    uint64_t tombstones = 0;   // new tombstones by this process
 };
 
-// Served over HTTP by kit::MakeActionHttpHandler (cogs/services/kit/protocol.h).
-class SimService final : public kit::ActionTarget {
+// A kit::ActionTarget, served over HTTP by kit::MakeActionHttpHandler (cogs/services/kit/protocol.h),
+// with the semantics above:
+//   name()       "sim": the service label of its metrics and the component of its log lines;
+//   IsRecorded   whether `key` has a ledger entry (a call with it is answered from the ledger);
+//   Handle       performs `action` under `key` (ending in "/do" or "/undo"; anything else is
+//                kInvalidArgument). `input` is JSON text; the sim does not interpret it. `done` is
+//                called at most once, never inline; not at all if the call hangs or its reply is lost;
+//   Status       the state of the action recorded under `key`: accepted=true while a long action
+//                runs, else the output; the refusal for a rejected key; kNotFound for a key never
+//                recorded;
+//   LedgerJson   GET /v1/ledger: LedgerToJson(Ledger()); StatsJson: GET /v1/stats, ToJson(stats());
+//   Get, Post    no other routes.
+class SimService final : public kit::ForwardingTarget {
 public:
     // Opens (or creates) the ledger at options.ledger_path and loads it. Throws std::runtime_error if
     // it cannot (bad configuration is fatal at start-up); Create() returns the error instead.
@@ -123,28 +127,6 @@ public:
     SimService& operator=(const SimService&) = delete;
 
     static Result<std::unique_ptr<SimService>> Create(boost::asio::io_context& io, SimOptions options);
-
-    // "sim": the service label of its metrics and the component of its log lines.
-    std::string_view name() const override;
-    // Whether `key` has a ledger entry (a call with it is answered from the ledger).
-    bool IsRecorded(const std::string& key) const override;
-
-    // Performs `action` under `key` (ending in "/do" or "/undo"; anything else is kInvalidArgument).
-    // `input` is JSON text; the sim does not interpret it. `done` is called at most once, never
-    // inline; not at all if the call hangs or its reply is lost.
-    void Handle(std::string action, std::string key, std::string input, SteadyTime deadline,
-                Callback done) override;
-
-    // The state of the action recorded under `key`: accepted=true while a long action runs, else the
-    // output; the refusal for a rejected key; kNotFound for a key never recorded.
-    void Status(std::string key, Callback done) override;
-
-    void SetFaults(FaultConfig faults) override;
-    const FaultConfig& faults() const override;
-
-    // GET /v1/ledger (LedgerToJson(Ledger())) and GET /v1/stats (ToJson(stats())).
-    std::string LedgerJson() const override;
-    std::string StatsJson() const override;
 
     // The whole ledger in sequence order, one entry, and the totals.
     std::vector<LedgerEntry> Ledger() const;
@@ -156,7 +138,8 @@ public:
 
 private:
     class Impl;
-    std::shared_ptr<Impl> impl_;  // shared: posted work holds it weakly
+    SimService(std::shared_ptr<Impl> impl, const SimOptions& options);
+    const Impl& impl_;  // the state, shared with posted work (which holds it weakly); owned by the base
 };
 
 // The stats as a JSON object (GET /v1/stats).
