@@ -24,6 +24,7 @@
 #include "cogs/cli/internal/config.h"
 #include "cogs/cli/internal/output.h"
 #include "cogs/http/server.h"
+#include "test/support/temp_dir.h"
 
 namespace cogs::cli {
 namespace {
@@ -335,13 +336,10 @@ struct Outcome {
 class CliTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        home_ = fs::temp_directory_path() / ("cogs-cli-test-" + RandomHex(6));
-        fs::create_directories(home_);
         env_["HOME"] = home_.string();
         env_["COGS_URL"] = api_.url();
         env_["COGS_TOKEN"] = "admin-token";
     }
-    void TearDown() override { fs::remove_all(home_); }
 
     // `stop`: asked after each refresh of top and each poll of events --follow.
     Outcome Cogs(std::vector<std::string> args, std::function<bool()> stop = {}) {
@@ -361,7 +359,8 @@ protected:
     }
 
     FakeApi api_;
-    fs::path home_;
+    const cogs::testing::TempDir home_dir_{"cogs-cli-test"};
+    const fs::path home_{home_dir_.path()};
     std::map<std::string, std::string> env_;
 };
 

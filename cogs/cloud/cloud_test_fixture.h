@@ -39,6 +39,7 @@
 #include "cogs/workflow/definition.h"
 #include "cogs/workflow/engine.h"
 #include "cogs/workflow/registry.h"
+#include "test/support/temp_dir.h"
 
 namespace cogs::cloud::testing {
 
@@ -177,11 +178,6 @@ private:
 class CloudTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-        dir_ = std::filesystem::temp_directory_path() / ("cogs_cloud_test_" + std::to_string(::getpid()) +
-                                                         "_" + info->test_suite_name() + "_" + info->name());
-        std::filesystem::remove_all(dir_);
-        std::filesystem::create_directories(dir_);
         options_.clock = &clock_;
         options_.lease_ttl = 3s;
         options_.fence_window = 1s;
@@ -191,10 +187,7 @@ protected:
         Open();
     }
 
-    void TearDown() override {
-        Close();
-        std::filesystem::remove_all(dir_);
-    }
+    void TearDown() override { Close(); }
 
     // The whole control plane on the store in dir_ (again after Close: a restart), with options_
     // and engine_options_.
@@ -215,7 +208,7 @@ protected:
     void OpenEngine() {
         io_ = std::make_unique<boost::asio::io_context>(1);
         store::SqliteOptions so;
-        so.path = (dir_ / "cogsd.db").string();
+        so.path = dir_ / "cogsd.db";
         auto st = store::OpenSqliteStore(so);
         ASSERT_TRUE(st) << st.error().ToString();
         store_ = std::move(*st);
@@ -442,7 +435,7 @@ protected:
         }
     }
 
-    std::filesystem::path dir_;
+    const cogs::testing::TempDir dir_{"cogs-cloud-test"};  // outlives the store, whose file it holds
     runtime::FakeClock clock_;
     CloudOptions options_;                    // for the next Open()
     workflow::EngineOptions engine_options_;  // for the next Open()

@@ -52,6 +52,16 @@ std::unique_ptr<Client> Connect(asio::io_context& io, const Server& server, size
     return MakeClient(io, options);
 }
 
+// Sends `request` with `budget` and runs `io` until it is answered; nullopt if it is not (RunUntil's limit).
+std::optional<Result<Response>> SendAndWait(asio::io_context& io, Client& client, Request request,
+                                            Duration budget = 5s) {
+    std::optional<Result<Response>> got;
+    client.Send(std::move(request), SteadyClock::now() + budget,
+                [&](Result<Response> r) { got = std::move(r); });
+    RunUntil(io, [&] { return got.has_value(); });
+    return got;
+}
+
 TEST(RequestTest, PathQueryHeader) {
     Request r;
     r.target = "/v1/actions/status?key=wf%2F1%2Fdo&x=a+b&flag";
@@ -89,9 +99,8 @@ TEST(HttpTest, RoundTrip) {
     req.target = "/v1/echo?a=b%20c";
     req.headers = {{"X-Thing", "thing"}};
     req.body = R"({"k":1})";
-    std::optional<Result<Response>> got;
-    client->Send(req, SteadyClock::now() + 5s, [&](Result<Response> r) { got = std::move(r); });
-    ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+    auto got = SendAndWait(io, *client, req);
+    ASSERT_TRUE(got.has_value());
     ASSERT_TRUE(*got) << got->error().ToString();
     EXPECT_EQ((*got)->status, 201);
     EXPECT_EQ((*got)->body, R"(POST /v1/echo b c thing {"k":1})");
@@ -162,9 +171,8 @@ TEST(HttpTest, DropGivesUnavailable) {
     asio::io_context io;
     auto server = Start(io, [](Request, Respond respond) { respond(Answer(200, "", true)); });
     auto client = Connect(io, *server);
-    std::optional<Result<Response>> got;
-    client->Send(Get("/"), SteadyClock::now() + 5s, [&](Result<Response> r) { got = std::move(r); });
-    ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+    auto got = SendAndWait(io, *client, Get("/"));
+    ASSERT_TRUE(got.has_value());
     ASSERT_FALSE(*got);
     EXPECT_EQ(got->error().code, ErrorCode::kUnavailable);
     EXPECT_TRUE(got->error().retryable);
@@ -195,9 +203,8 @@ TEST(HttpTest, DroppingRespondWithoutAnsweringLeavesTheClientToItsDeadline) {
     asio::io_context io;
     auto server = Start(io, [](Request, Respond) {});
     auto client = Connect(io, *server);
-    std::optional<Result<Response>> got;
-    client->Send(Get("/"), SteadyClock::now() + 100ms, [&](Result<Response> r) { got = std::move(r); });
-    ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+    auto got = SendAndWait(io, *client, Get("/"), 100ms);
+    ASSERT_TRUE(got.has_value());
     ASSERT_FALSE(*got);
     EXPECT_EQ(got->error().code, ErrorCode::kDeadlineExceeded);
 }
@@ -260,17 +267,15 @@ TEST(HttpTest, OversizeBodyGets413) {
     req.method = "POST";
     req.target = "/big";
     req.body = std::string(64 * 1024, 'x');
-    std::optional<Result<Response>> got;
-    client->Send(req, SteadyClock::now() + 5s, [&](Result<Response> r) { got = std::move(r); });
-    ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+    auto got = SendAndWait(io, *client, req);
+    ASSERT_TRUE(got.has_value());
     ASSERT_TRUE(*got) << got->error().ToString();
     EXPECT_EQ((*got)->status, 413);
     EXPECT_EQ(handled, 0);
     // A body within the limit still goes through (on a new connection).
     req.body = std::string(1000, 'x');
-    got.reset();
-    client->Send(req, SteadyClock::now() + 5s, [&](Result<Response> r) { got = std::move(r); });
-    ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+    got = SendAndWait(io, *client, req);
+    ASSERT_TRUE(got.has_value());
     ASSERT_TRUE(*got) << got->error().ToString();
     EXPECT_EQ((*got)->status, 200);
     EXPECT_EQ(handled, 1);
@@ -284,9 +289,8 @@ TEST(HttpTest, ConnectionRefusedGivesUnavailable) {
         port = probe.local_endpoint().port();
     }
     auto client = MakeClient(io, ClientOptions{.host = "127.0.0.1", .port = port, .max_connections = 4});
-    std::optional<Result<Response>> got;
-    client->Send(Get("/"), SteadyClock::now() + 5s, [&](Result<Response> r) { got = std::move(r); });
-    ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+    auto got = SendAndWait(io, *client, Get("/"));
+    ASSERT_TRUE(got.has_value());
     ASSERT_FALSE(*got);
     EXPECT_EQ(got->error().code, ErrorCode::kUnavailable);
     EXPECT_TRUE(got->error().retryable);
@@ -331,9 +335,8 @@ TEST(HttpTest, IdleConnectionClosedByTheServerIsNotReused) {
         io, [](Request, Respond respond) { respond(Answer(200, "{}")); }, options);
     auto client = Connect(io, *server);
     for (int i = 0; i < 2; ++i) {
-        std::optional<Result<Response>> got;
-        client->Send(Get("/"), SteadyClock::now() + 5s, [&](Result<Response> r) { got = std::move(r); });
-        ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+        auto got = SendAndWait(io, *client, Get("/"));
+        ASSERT_TRUE(got.has_value());
         ASSERT_TRUE(*got) << got->error().ToString();
         // Let the server's idle timeout close the connection.
         ASSERT_TRUE(RunUntil(io, [&] { return server->connections_open() == 0; }));

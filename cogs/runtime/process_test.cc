@@ -10,6 +10,7 @@
 
 #include "cogs/base/secret.h"
 #include "cogs/runtime/files.h"
+#include "test/support/temp_dir.h"
 
 namespace cogs::runtime {
 namespace {
@@ -19,14 +20,9 @@ using namespace std::chrono_literals;
 
 class RuntimeTest : public ::testing::Test {
 protected:
-    void SetUp() override {
-        dir_ = fs::temp_directory_path() / ("cogs-runtime-test-" + RandomHex(6));
-        fs::create_directories(dir_);
-    }
-    void TearDown() override { fs::remove_all(dir_); }
-    std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+    std::string Path(const std::string& name) const { return dir_ / name; }
 
-    fs::path dir_;
+    const cogs::testing::TempDir dir_{"cogs-runtime-test"};
 };
 
 Child MustSpawn(const std::vector<std::string>& argv, const SpawnOptions& options = {}) {
@@ -161,7 +157,7 @@ TEST_F(RuntimeTest, WriteFileAtomicSetsModeAndReplaces) {
     ASSERT_EQ(::stat(f.c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0600u);
     // No temporary files left behind.
-    EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 1);
+    EXPECT_EQ(std::distance(fs::directory_iterator(dir_.path()), fs::directory_iterator()), 1);
     EXPECT_EQ(ReadFile(Path("none")).error().code, ErrorCode::kNotFound);
     EXPECT_FALSE(WriteFileAtomic(Path("no/dir/x"), "x"));
 }

@@ -7,23 +7,14 @@
 #include <vector>
 
 #include "cogs/sqlite/db.h"
+#include "test/support/temp_dir.h"
 
 namespace cogs::sqlite {
 namespace {
 
 class SqliteTest : public ::testing::Test {
 protected:
-    SqliteTest() {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "cogs_sqlite_XXXXXX").string();
-        EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
-        dir_ = tmpl;
-    }
-    ~SqliteTest() override {
-        std::error_code ec;
-        std::filesystem::remove_all(dir_, ec);
-    }
-
-    std::string path() const { return dir_ + "/test.db"; }
+    std::string path() const { return dir_ / "test.db"; }
 
     std::unique_ptr<Db> Open(Options options = {}) {
         auto db = Db::Open(path(), options);
@@ -31,7 +22,7 @@ protected:
         return db ? std::move(*db) : nullptr;
     }
 
-    std::string dir_;
+    const cogs::testing::TempDir dir_{"cogs-sqlite-test"};
 };
 
 std::vector<std::string> Names(Db& db) {
@@ -204,7 +195,7 @@ TEST_F(SqliteTest, MapsARealLockedDatabaseToRetryableUnavailable) {
 }
 
 TEST_F(SqliteTest, OpenFailuresAreMapped) {
-    auto missing_dir = Db::Open(dir_ + "/no/such/dir/x.db", {});
+    auto missing_dir = Db::Open(dir_ / "no/such/dir/x.db", {});
     ASSERT_FALSE(missing_dir);
     EXPECT_EQ(missing_dir.error().code, ErrorCode::kUnavailable);
     EXPECT_NE(missing_dir.error().message.find("/no/such/dir/x.db: open"), std::string::npos)

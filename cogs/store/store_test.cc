@@ -27,6 +27,7 @@
 #include "cogs/sqlite/db.h"
 #include "cogs/store/internal/sqlite_store.h"
 #include "cogs/store/records.h"
+#include "test/support/temp_dir.h"
 
 namespace cogs::store {
 namespace {
@@ -40,24 +41,7 @@ struct Backend {
 
 std::ostream& operator<<(std::ostream& os, const Backend& b) { return os << b.name; }
 
-// A fresh directory, removed with everything in it at the end of the test.
-class TempDir {
-public:
-    TempDir() {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "cogs_store_XXXXXX").string();
-        char* p = ::mkdtemp(tmpl.data());
-        EXPECT_NE(p, nullptr);
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-};
+using cogs::testing::TempDir;
 
 Status CommitAndWait(Store& store, WriteGroup group) {
     std::promise<Status> done;

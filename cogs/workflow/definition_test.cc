@@ -1,6 +1,7 @@
 #include "cogs/workflow/definition.h"
 
 #include "cogs/base/paths.h"
+#include "test/support/temp_dir.h"
 
 #include <unistd.h>
 
@@ -603,24 +604,7 @@ TEST(YamlTest, EmptyDocumentHoldsNoDefinitions) {
     EXPECT_TRUE(defs->empty());
 }
 
-class TempDir {
-public:
-    TempDir() {
-        path_ = std::filesystem::temp_directory_path() /
-                ("cogs_def_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
-        std::filesystem::remove_all(path_);
-        std::filesystem::create_directories(path_);
-    }
-    ~TempDir() { std::filesystem::remove_all(path_); }
-    void Write(const std::string& name, const std::string& text) const {
-        std::ofstream(path_ / name) << text;
-    }
-    std::string path() const { return path_.string(); }
-
-private:
-    static inline int counter_ = 0;
-    std::filesystem::path path_;
-};
+using cogs::testing::TempDir;
 
 TEST(YamlTest, LoadsADirectoryInNameOrder) {
     TempDir dir;

@@ -20,6 +20,7 @@
 #include "cogs/services/sim/sim_service.h"
 #include "cogs/workflow/engine.h"
 #include "test/support/random_dag.h"
+#include "test/support/temp_dir.h"
 
 namespace cogs::workflow {
 namespace {
@@ -49,11 +50,8 @@ class EngineRandomTest : public ::testing::TestWithParam<RandomCase> {};
 
 TEST_P(EngineRandomTest, LedgerMatchesOutcomes) {
     const uint64_t seed = GetParam().seed;
-    const fs::path dir = fs::temp_directory_path() /
-                         ("cogs-random-" + std::to_string(::getpid()) + "-" + std::to_string(seed));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    auto st = store::OpenSqliteStore({(dir / "cogs.db").string()});
+    const cogs::testing::TempDir dir("cogs-random");
+    auto st = store::OpenSqliteStore({dir / "cogs.db"});
     ASSERT_TRUE(st) << st.error().ToString();
     asio::io_context io;
     sim::SimOptions so;
@@ -182,7 +180,6 @@ TEST_P(EngineRandomTest, LedgerMatchesOutcomes) {
     }
     RecordProperty("circuit_opens", static_cast<int>(stats.circuit_opens));
     RecordProperty("circuit_waits", static_cast<int>(stats.circuit_waits));
-    fs::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, EngineRandomTest,

@@ -24,6 +24,7 @@
 #include "cogs/observe/trace.h"
 #include "cogs/runtime/clock.h"
 #include "cogs/store/store_metrics.h"
+#include "test/support/temp_dir.h"
 
 namespace cogs::workflow {
 namespace {
@@ -49,6 +50,12 @@ public:
     std::function<Answer(const ActionCall&, int)> script = [](const ActionCall& c, int) {
         return Answer{Answer::kOk, ErrorCode::kUnavailable, R"({"id":")" + c.idempotency_key + R"("})"};
     };
+    // Every call of `action` hangs (never answered); every other call succeeds with "{}".
+    void HangOn(std::string action) {
+        script = [action = std::move(action)](const ActionCall& c, int) {
+            return c.action == action ? Answer{Answer::kHang} : Answer{};
+        };
+    }
     // Status polls: how many more "accepted" answers before done.
     int polls_before_done = 2;
     // While set, polls answer kUnavailable (the endpoint is down).
@@ -127,21 +134,12 @@ private:
 
 class EngineTest : public ::testing::Test {
 protected:
-    void SetUp() override {
-        dir_ = fs::temp_directory_path() / ("cogs-engine-test-" + std::to_string(::getpid()) + "-" +
-                                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-        OpenAll();
-    }
-    void TearDown() override {
-        CloseAll();
-        fs::remove_all(dir_);
-    }
+    void SetUp() override { OpenAll(); }
+    void TearDown() override { CloseAll(); }
 
     void OpenAll(EngineOptions opts = {}) {
         store::SqliteOptions so;
-        so.path = (dir_ / "cogs.db").string();
+        so.path = dir_ / "cogs.db";
         so.on_commit = store::CommitMetrics(opts.metrics);  // the store's metrics beside the engine's
         auto st = store::OpenSqliteStore(so);
         ASSERT_TRUE(st) << st.error().ToString();
@@ -347,7 +345,7 @@ protected:
     }
 
     runtime::FakeClock clock_;  // declared first, destroyed last: it outlives every timer on it
-    fs::path dir_;
+    const cogs::testing::TempDir dir_{"cogs-engine-test"};
     std::unique_ptr<store::Store> store_;
     std::unique_ptr<asio::io_context> io_;
     std::shared_ptr<ScriptedService> service_;
@@ -446,9 +444,7 @@ TEST_F(EngineTest, ExhaustedTimeoutsAreCompensatedBecauseTheyMayHaveApplied) {
                    .Build();
     Register(def);
     Recover();
-    service_->script = [](const ActionCall& c, int) {
-        return c.action == "b" ? Answer{Answer::kHang} : Answer{};
-    };
+    service_->HangOn("b");
     Start("t", "w1");
     RunToEnd("w1");
     EXPECT_EQ(finished_["w1"].state, WorkflowState::kRolledBack);
@@ -498,9 +494,7 @@ TEST_F(EngineTest, FailedCompensationLeavesWorkflowFailedUntilRetried) {
 TEST_F(EngineTest, CancelStopsNewStepsAndCompensates) {
     Register(Chain());
     Recover();
-    service_->script = [](const ActionCall& c, int) {
-        return c.action == "b" ? Answer{Answer::kHang} : Answer{};
-    };
+    service_->HangOn("b");
     Start("chain", "w1");
     RunUntil([&] { return service_->per_key.count("w1/b/do") != 0; });
     CancelToEnd("w1");
@@ -514,9 +508,7 @@ TEST_F(EngineTest, CancelStopsNewStepsAndCompensates) {
 TEST_F(EngineTest, WorkflowDeadlineCompensates) {
     Register(Chain());
     Recover();
-    service_->script = [](const ActionCall& c, int) {
-        return c.action == "b" ? Answer{Answer::kHang} : Answer{};
-    };
+    service_->HangOn("b");
     const SteadyTime t0 = clock_.Now();
     Start("chain", "w1", "{}", 300ms);
     RunToEnd("w1");
@@ -530,9 +522,7 @@ TEST_F(EngineTest, WorkflowDeadlineCompensates) {
 TEST_F(EngineTest, CrashResumeResendsInFlightStepWithSameKey) {
     Register(Chain());
     Recover();
-    service_->script = [](const ActionCall& c, int) {
-        return c.action == "b" ? Answer{Answer::kHang} : Answer{};
-    };
+    service_->HangOn("b");
     Start("chain", "w1");
     RunUntil([&] { return service_->per_key.count("w1/b/do") != 0; });
     CloseAll();  // the process dies with b in flight
@@ -604,9 +594,7 @@ TEST_F(EngineTest, CompletionReportEndsALongActionBeforeItsNextPoll) {
 TEST_F(EngineTest, RunningWorkflowKeepsItsDefinitionVersion) {
     Register(DefinitionBuilder("v").Step("a", "svc.old").Build());
     Recover();
-    service_->script = [](const ActionCall& c, int) {
-        return c.action == "old" ? Answer{Answer::kHang} : Answer{};
-    };
+    service_->HangOn("old");
     Start("v", "w1");
     RunUntil([&] { return service_->per_key.count("w1/a/do") != 0; });
     Register(DefinitionBuilder("v").Step("a", "svc.new").Build());

@@ -155,6 +155,12 @@ bool Transitional(const std::string& status) {
                        [&](const char* s) { return status == s; });
 }
 
+double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+
+std::string JsonNumber(std::optional<double> v) {
+    return v && !std::isnan(*v) ? fmt::format("{:.3f}", *v) : "null";
+}
+
 double Percentile(std::vector<double> values, double p) {
     if (values.empty()) {
         return std::numeric_limits<double>::quiet_NaN();

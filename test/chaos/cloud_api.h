@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,5 +47,10 @@ bool InstanceRunning(const std::string& instance_state);
 bool Transitional(const std::string& status);
 
 double Percentile(std::vector<double> values, double p);  // nearest rank; NaN when empty
+
+// A duration in seconds, for reports.
+double Seconds(Duration d);
+// A figure of a JSON report: three decimals; null when absent or NaN.
+std::string JsonNumber(std::optional<double> v);
 
 }  // namespace cogs::testing

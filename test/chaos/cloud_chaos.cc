@@ -33,8 +33,6 @@ namespace json = boost::json;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
-
 // How long a partition or a killed host takes to be declared down by the control plane: the lease
 // TTL plus the fencing window (protocol.md), or today's --host-timeout-s.
 constexpr double kHostDownWindowS = 4.0;
@@ -1003,8 +1001,6 @@ Result<Checks> FinalChecks(const ChaosCloud& cloud, const Workload& workload, co
     }
     return c;
 }
-
-std::string JsonNumber(double v) { return std::isnan(v) ? "null" : fmt::format("{:.3f}", v); }
 
 }  // namespace
 

@@ -24,9 +24,6 @@ namespace json = boost::json;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-double Seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
-std::string Num(std::optional<double> v) { return v && !std::isnan(*v) ? fmt::format("{:.3f}", *v) : "null"; }
-
 // POST until answered (re-sent with the same key on transport errors, 5xx and 429).
 Result<ApiReply> PostUntilAnswered(ApiClient& api, const std::string& target, const std::string& body,
                                    const std::string& key) {
@@ -282,8 +279,8 @@ int RunHostFailure(const HostFailureOptions& o) {
             fig.restart_max_s = Percentile(restart, 1.0);
         }
         fmt::print(stderr, "run {}: crashed {} instances on {}: {} ACTIVE again (p50 {} s, max {} s){}\n",
-                   run + 1, fig.crashed, ChaosCloud::HostName(best), fig.restarted, Num(fig.restart_p50_s),
-                   Num(fig.restart_max_s),
+                   run + 1, fig.crashed, ChaosCloud::HostName(best), fig.restarted,
+                   JsonNumber(fig.restart_p50_s), JsonNumber(fig.restart_max_s),
                    fig.crash_error.empty() ? "" : "; crash refused: " + fig.crash_error);
         ok = ok && fig.detect_s && fig.heal_s && fig.crashed > 0 && fig.restarted == fig.crashed;
 
@@ -325,8 +322,8 @@ int RunHostFailure(const HostFailureOptions& o) {
         runs_json += fmt::format(
             "{}{{\"run\":{},\"host\":\"{}\",\"fill_s\":{:.3f},\"detect_s\":{},\"heal_s\":{},\"healed\":{},"
             "\"crashed\":{},\"restarted\":{},\"restart_p50_s\":{},\"restart_max_s\":{}}}",
-            i == 0 ? "" : ",", i + 1, r.host, r.fill_s, Num(r.detect_s), Num(r.heal_s), r.healed, r.crashed,
-            r.restarted, Num(r.restart_p50_s), Num(r.restart_max_s));
+            i == 0 ? "" : ",", i + 1, r.host, r.fill_s, JsonNumber(r.detect_s), JsonNumber(r.heal_s),
+            r.healed, r.crashed, r.restarted, JsonNumber(r.restart_p50_s), JsonNumber(r.restart_max_s));
     }
     cloud.Stop();
     if (ok && !o.keep) {
@@ -338,10 +335,11 @@ int RunHostFailure(const HostFailureOptions& o) {
         "{{\"test\":\"host-failure\",\"hosts\":{},\"servers\":{},\"crashes\":{},\"runs\":[{}],\"detect_s\":{}"
         ","
         "\"heal_s\":{},\"restart_p50_s\":{},\"restart_max_s\":{},\"ok\":{},\"dir\":\"{}\"}}\n",
-        o.hosts, o.servers, o.crashes, runs_json, Num(median([](const RunFigures& r) { return r.detect_s; })),
-        Num(median([](const RunFigures& r) { return r.heal_s; })),
-        Num(median([](const RunFigures& r) { return r.restart_p50_s; })),
-        Num(median([](const RunFigures& r) { return r.restart_max_s; })), ok,
+        o.hosts, o.servers, o.crashes, runs_json,
+        JsonNumber(median([](const RunFigures& r) { return r.detect_s; })),
+        JsonNumber(median([](const RunFigures& r) { return r.heal_s; })),
+        JsonNumber(median([](const RunFigures& r) { return r.restart_p50_s; })),
+        JsonNumber(median([](const RunFigures& r) { return r.restart_max_s; })), ok,
         ok && !o.keep ? "" : dir.string());
     return ok ? 0 : 1;
 }

@@ -68,6 +68,16 @@ protected:
             << path << " still exists";
     }
 
+    // Deletes every server of `ids` (each accepted), then waits until none is left.
+    void DeleteServers(ApiClient& api, const std::vector<std::string>& ids) {
+        for (const auto& id : ids) {
+            EXPECT_EQ(api.Must("DELETE", "/v1/servers/" + id).status, 202);
+        }
+        for (const auto& id : ids) {
+            WaitGone(api, "/v1/servers/" + id);
+        }
+    }
+
     // A network with a subnet, ACTIVE; returns the network id.
     std::string Network(ApiClient& api, const std::string& name, const std::string& cidr) {
         ApiReply n = api.Must("POST", "/v1/networks", R"({"name":")" + name + R"("})");
@@ -525,12 +535,7 @@ TEST_F(CloudTest, ServerGroupsPlaceByPolicyAndDisabledHostsTakeNothing) {
         made.push_back(S(s, "id"));
     }
     ASSERT_EQ(admin.Must("POST", "/v1/hosts/host-1/enable", "{}").status, 200);
-    for (const auto& id : made) {
-        EXPECT_EQ(api.Must("DELETE", "/v1/servers/" + id).status, 202);
-    }
-    for (const auto& id : made) {
-        WaitGone(api, "/v1/servers/" + id);
-    }
+    DeleteServers(api, made);
 }
 
 TEST_F(CloudTest, ConcurrentCreateStormNeverOvercommitsOrDuplicatesAddresses) {
@@ -608,12 +613,7 @@ TEST_F(CloudTest, ConcurrentCreateStormNeverOvercommitsOrDuplicatesAddresses) {
     for (const auto& a : addresses.as_array()) {
         EXPECT_TRUE(held.insert(S(a, "ip")).second) << "address held twice: " << S(a, "ip");
     }
-    for (const auto& id : ids) {
-        EXPECT_EQ(api.Must("DELETE", "/v1/servers/" + id).status, 202);
-    }
-    for (const auto& id : ids) {
-        WaitGone(api, "/v1/servers/" + id);
-    }
+    DeleteServers(api, ids);
 }
 
 // A resource's event history through the API: a server whose volume attach first fails retryably

@@ -12,6 +12,13 @@ using ::testing::IsEmpty;
 constexpr int64_t kGraceMs = 60'000;
 constexpr int64_t t0 = 1'800'000'000'000;  // a wall time, ms
 
+// `scans` scans of the same picture, a grace period apart (from t0), each deciding nothing.
+void ExpectNothingIn(Reconciler& r, const Desired& d, const Actual& a, int scans) {
+    for (int i = 0; i < scans; ++i) {
+        EXPECT_THAT(r.Scan(d, a, t0 + i * kGraceMs), IsEmpty()) << "scan " << i;
+    }
+}
+
 ReconcilerOptions Options() {
     ReconcilerOptions o;
     o.orphan_grace = Millis(kGraceMs);
@@ -449,9 +456,7 @@ TEST(ReconcilerTest, AHostNamedByTwoInventoriesIsJudgedFromTheFirst) {
     Actual a;
     a.compute.push_back(Compute({"h1"}, {Instance("s1", "h1")}));
     a.compute.push_back(Compute({"h1"}, {Instance("other", "h1")}));
-    for (int i = 0; i < 3; ++i) {
-        EXPECT_THAT(r.Scan(d, a, t0 + i * kGraceMs), IsEmpty());
-    }
+    ExpectNothingIn(r, d, a, 3);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -487,9 +492,7 @@ TEST(ReconcilerTest, PortsOfABusyServerAreNeverTouched) {
     Actual a;
     // And a port the network holds for it that cogsd has no record of.
     a.network = NetworkInventory{{ActualPort{"p-extra", "n1", "s1", "10.0.0.3"}}, t0};
-    for (int i = 0; i < 4; ++i) {
-        EXPECT_THAT(r.Scan(d, a, t0 + i * kGraceMs), IsEmpty());
-    }
+    ExpectNothingIn(r, d, a, 4);
     d.servers[0].busy = false;
     d.servers[0].status = "ERROR";
     EXPECT_EQ(Brief(r.Scan(d, a, t0 + 4 * kGraceMs)), (Strings{"delete_port p-extra"}))
@@ -548,9 +551,7 @@ TEST(ReconcilerTest, BusyVolumesAndVolumesOfBusyServersAreNeverTouched) {
                                 ActualVolume{"v-of-busy", "in-use", "s-gone", "h1"},
                                 ActualVolume{"v-orphan-on-busy", "in-use", "s1", "h1"}},
                                t0};
-    for (int i = 0; i < 4; ++i) {
-        EXPECT_THAT(r.Scan(d, a, t0 + i * kGraceMs), IsEmpty());
-    }
+    ExpectNothingIn(r, d, a, 4);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -571,9 +572,7 @@ TEST(ReconcilerTest, AFullScanOfAHealthyCloudDoesNothingAndRemembersNothing) {
         {ActualPort{"port-s1", "n1", "s1", "10.0.0.2"}, ActualPort{"port-s2", "n1", "s2", "10.0.0.3"}}, t0};
     a.volume = VolumeInventory{
         {ActualVolume{"v1", "in-use", "s1", "h1"}, ActualVolume{"v2", "available", "", ""}}, t0};
-    for (int i = 0; i < 3; ++i) {
-        EXPECT_THAT(r.Scan(d, a, t0 + i * kGraceMs), IsEmpty());
-    }
+    ExpectNothingIn(r, d, a, 3);
     EXPECT_EQ(r.tracked(), 0u);
 }
 

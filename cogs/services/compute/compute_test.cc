@@ -20,6 +20,7 @@
 #include "cogs/services/kit/internal/test_service.h"
 #include "cogs/services/kit/protocol.h"
 #include "cogs/services/kit/service.h"
+#include "test/support/temp_dir.h"
 
 namespace cogs::services::compute {
 namespace {
@@ -690,16 +691,10 @@ TEST(ComputeFactoryTest, RefusesBadHostsAndDrivers) {
 
 class ComputeServiceTest : public ::testing::Test {
 protected:
-    void SetUp() override {
-        char tmpl[] = "/tmp/cogs-compute-test-XXXXXX";
-        ASSERT_NE(::mkdtemp(tmpl), nullptr);
-        dir_ = tmpl;
-    }
     void TearDown() override {
         service_.reset();
         io_.restart();
         io_.poll();
-        std::filesystem::remove_all(dir_);
     }
 
     void StartService() {
@@ -711,7 +706,7 @@ protected:
         auto domain = MakeComputeDomain(options, *MakeComputeDriver("sim", ComputeDriverOptions{Millis(40)}));
         ASSERT_TRUE(domain);
         kit::ServiceOptions service_options;
-        service_options.state_path = dir_ + "/state.db";
+        service_options.state_path = dir_ / "state.db";
         service_options.metrics = &metrics_;
         service_options.clock = &clock_;
         auto s = kit::DomainService::Create(io_, std::move(*domain), service_options);
@@ -727,7 +722,7 @@ protected:
     }
     std::string ServedInventory() { return kit::test_service::GetBody(*service_, "/v1/inventory"); }
 
-    std::string dir_;
+    const cogs::testing::TempDir dir_{"cogs-compute-test"};
     observe::Metrics metrics_;  // outlives the service, which counts into it
     runtime::FakeClock clock_;  // the domain's and the service's: a boot ends when the test says
     boost::asio::io_context io_;
@@ -1080,9 +1075,6 @@ protected:
     static constexpr auto kBackoff = 40ms;
 
     void SetUp() override {
-        char tmpl[] = "/tmp/cogs-compute-lease-XXXXXX";
-        ASSERT_NE(::mkdtemp(tmpl), nullptr);
-        dir_ = tmpl;
         ControlPlaneTest::SetUp();
         lease_ttl_ms_ = kTtlMs;
         status_ = [this](const Seen&) { return answering_ ? 200 : 503; };
@@ -1091,7 +1083,6 @@ protected:
     void TearDown() override {
         Stop();
         ControlPlaneTest::TearDown();
-        std::filesystem::remove_all(dir_);
     }
 
     void Stop() {
@@ -1121,7 +1112,7 @@ protected:
         ASSERT_TRUE(domain);
         HostLink* link = domain->get();
         kit::ServiceOptions service_options;
-        service_options.state_path = dir_ + "/state.db";
+        service_options.state_path = dir_ / "state.db";
         service_options.metrics = &metrics_;
         service_options.clock = &clock_;
         auto service = kit::DomainService::Create(io_, std::move(*domain), service_options);
@@ -1214,7 +1205,7 @@ protected:
         return {};
     }
 
-    std::string dir_;
+    const cogs::testing::TempDir dir_{"cogs-compute-lease"};
     observe::Metrics metrics_;  // outlives the service, which counts into it
     bool answering_ = true;
     std::unique_ptr<kit::DomainService> service_;

@@ -32,6 +32,7 @@
 #include "cogs/services/kit/serve.h"
 #include "cogs/services/kit/service.h"
 #include "cogs/wire/input.h"
+#include "test/support/temp_dir.h"
 
 namespace cogs::services::kit {
 namespace {
@@ -179,19 +180,17 @@ bool RunUntilTrue(Pred done, Duration limit = 10s) {
     return done();
 }
 
-std::string TempDir() {
-    static int n = 0;
-    auto dir = std::filesystem::temp_directory_path() /
-               ("cogs-kit-test-" + std::to_string(::getpid()) + "-" + std::to_string(++n));
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    return dir.string();
-}
-
 json::value Parse(const std::string& s) { return json::parse(s); }
 
 class KitTest : public ::testing::Test {
 protected:
+    // Options whose state lives in this test's directory (removed at its end).
+    ServiceOptions Durable() const {
+        ServiceOptions options;
+        options.state_path = dir_ / "items.db";
+        return options;
+    }
+
     void Start(ServiceOptions options = {}) {
         service_.reset();
         probe_ = std::make_shared<Probe>();
@@ -239,6 +238,7 @@ protected:
 
     json::array Ledger() { return Parse(service_->LedgerJson()).as_array(); }
 
+    const cogs::testing::TempDir dir_{"cogs-kit-test"};  // outlives the service, whose state it holds
     observe::Metrics metrics_;  // outlives the service (ServiceOptions.metrics points into it)
     runtime::FakeClock clock_;  // the service's wall time: long actions end when the test says
     asio::io_context io_;
@@ -463,9 +463,7 @@ TEST_F(KitTest, LatencyDelaysTheAnswer) {
 // ---- durability ----
 
 TEST_F(KitTest, RestartReloadsLedgerAndRecords) {
-    const std::string dir = TempDir();
-    ServiceOptions options;
-    options.state_path = dir + "/items.db";
+    ServiceOptions options = Durable();
     Start(options);
     ASSERT_TRUE(Do("put", "wf1/a/do", R"({"id":"a","value":"1"})"));
     ASSERT_TRUE(Do("put", "wf1/b/do", R"({"id":"b","value":"2"})"));
@@ -492,13 +490,10 @@ TEST_F(KitTest, RestartReloadsLedgerAndRecords) {
     // New entries continue the sequence.
     ASSERT_TRUE(Do("put", "wf2/d/do", R"({"id":"d","value":"4"})"));
     EXPECT_EQ(Ledger().back().at("seq").to_number<int64_t>(), 6);
-    std::filesystem::remove_all(dir);
 }
 
 TEST_F(KitTest, OneTurnIsOneCommit) {
-    const std::string dir = TempDir();
-    ServiceOptions options;
-    options.state_path = dir + "/items.db";
+    ServiceOptions options = Durable();
     Start(options);
     int answered = 0;
     for (int i = 0; i < 50; ++i) {
@@ -511,13 +506,10 @@ TEST_F(KitTest, OneTurnIsOneCommit) {
     Start(options);
     EXPECT_EQ(probe_->loaded.size(), 50u);
     EXPECT_EQ(service_->ledger_size(), 50u);
-    std::filesystem::remove_all(dir);
 }
 
 TEST_F(KitTest, ADomainsOwnWritesAreCommittedBeforeItsRouteAnswers) {
-    const std::string dir = TempDir();
-    ServiceOptions options;
-    options.state_path = dir + "/items.db";
+    ServiceOptions options = Durable();
     Start(options);
     http::Request req;
     req.method = "POST";
@@ -538,13 +530,10 @@ TEST_F(KitTest, ADomainsOwnWritesAreCommittedBeforeItsRouteAnswers) {
 
     Start(options);
     EXPECT_EQ(probe_->loaded, std::vector<std::string>{R"(items/a={"value":"touched"})"});
-    std::filesystem::remove_all(dir);
 }
 
 TEST_F(KitTest, LoadErrorFailsCreate) {
-    const std::string dir = TempDir();
-    ServiceOptions options;
-    options.state_path = dir + "/items.db";
+    ServiceOptions options = Durable();
     Start(options);
     ASSERT_TRUE(Do("put", "wf1/a/do", R"({"id":"a","value":"1"})"));
     service_.reset();
@@ -554,7 +543,6 @@ TEST_F(KitTest, LoadErrorFailsCreate) {
     ASSERT_FALSE(s);
     EXPECT_NE(s.error().message.find("items/a"), std::string::npos) << s.error().message;
     EXPECT_NE(s.error().message.find("unreadable item"), std::string::npos);
-    std::filesystem::remove_all(dir);
 }
 
 // ---- over HTTP ----
@@ -1021,32 +1009,31 @@ TEST(ServeHelpers, ListenPortFileToken) {
     EXPECT_FALSE(ParseListen("h:-1"));
     EXPECT_FALSE(ParseListen(":80"));
 
-    const std::string dir = TempDir();
-    ASSERT_TRUE(WritePortFile(dir + "/port", 4242));
-    std::ifstream in(dir + "/port");
+    const cogs::testing::TempDir dir("cogs-kit-test");
+    ASSERT_TRUE(WritePortFile(dir / "port", 4242));
+    std::ifstream in(dir / "port");
     int port = 0;
     in >> port;
     EXPECT_EQ(port, 4242);
-    EXPECT_FALSE(std::filesystem::exists(dir + "/port.tmp"));
+    EXPECT_FALSE(std::filesystem::exists(dir / "port.tmp"));
 
-    std::ofstream(dir + "/token") << "  s3cret\n";
-    auto token = runtime::ReadTokenFile(dir + "/token");
+    std::ofstream(dir / "token") << "  s3cret\n";
+    auto token = runtime::ReadTokenFile(dir / "token");
     ASSERT_TRUE(token);
     EXPECT_EQ(*token, "s3cret");
-    std::ofstream(dir + "/empty") << "\n";
-    EXPECT_FALSE(runtime::ReadTokenFile(dir + "/empty"));
-    EXPECT_FALSE(runtime::ReadTokenFile(dir + "/missing"));
-    std::filesystem::remove_all(dir);
+    std::ofstream(dir / "empty") << "\n";
+    EXPECT_FALSE(runtime::ReadTokenFile(dir / "empty"));
+    EXPECT_FALSE(runtime::ReadTokenFile(dir / "missing"));
 }
 
 TEST(Serve, ServesUntilSigtermThenKeepsItsState) {
-    const std::string dir = TempDir();
+    const cogs::testing::TempDir dir("cogs-kit-test");
     const std::string token = RandomHex(16);
-    std::ofstream(dir + "/token") << token << "\n";
+    std::ofstream(dir / "token") << token << "\n";
     ServeOptions options;
-    options.port_file = dir + "/port";
-    options.service.state_path = dir + "/items.db";
-    options.token_file = dir + "/token";
+    options.port_file = dir / "port";
+    options.service.state_path = dir / "items.db";
+    options.token_file = dir / "token";
     options.log_level = "warn";
 
     auto probe = std::make_shared<Probe>();
@@ -1088,24 +1075,22 @@ TEST(Serve, ServesUntilSigtermThenKeepsItsState) {
     ASSERT_TRUE(service) << service.error().ToString();
     EXPECT_EQ(probe2->loaded, std::vector<std::string>{R"(items/a={"value":"1"})"});
     EXPECT_EQ((*service)->ledger_size(), 1u);
-    std::filesystem::remove_all(dir);
 }
 
 TEST(Serve, StartUpFailuresAreReportedNotServed) {
-    const std::string dir = TempDir();
+    const cogs::testing::TempDir dir("cogs-kit-test");
     ServeOptions bad_listen;
     bad_listen.listen = "nowhere";
     bad_listen.log_level = "off";
     EXPECT_NE(Serve(bad_listen, std::make_unique<ItemsDomain>(std::make_shared<Probe>())), 0);
     ServeOptions bad_token;
-    bad_token.token_file = dir + "/missing";
+    bad_token.token_file = dir / "missing";
     bad_token.log_level = "off";
     EXPECT_NE(Serve(bad_token, std::make_unique<ItemsDomain>(std::make_shared<Probe>())), 0);
     ServeOptions bad_state;
-    bad_state.service.state_path = dir + "/no/such/dir/items.db";
+    bad_state.service.state_path = dir / "no/such/dir/items.db";
     bad_state.log_level = "off";
     EXPECT_NE(Serve(bad_state, std::make_unique<ItemsDomain>(std::make_shared<Probe>())), 0);
-    std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -12,22 +12,14 @@
 
 #include "cogs/services/kit/internal/state_db.h"
 #include "cogs/sqlite/db.h"
+#include "test/support/temp_dir.h"
 
 namespace cogs::services::kit {
 namespace {
 
 class LedgerTest : public ::testing::Test {
 protected:
-    LedgerTest() {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "cogs_ledger_XXXXXX").string();
-        EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
-        dir_ = tmpl;
-    }
-    ~LedgerTest() override {
-        std::error_code ec;
-        std::filesystem::remove_all(dir_, ec);
-    }
-    std::string path() const { return dir_ + "/ledger.db"; }
+    std::string path() const { return dir_ / "ledger.db"; }
 
     // Writes `sql` into the file at path() with a bare connection, as an older program would have.
     void Write(const std::string& sql) {
@@ -37,7 +29,7 @@ protected:
         ASSERT_TRUE(s) << s.error().ToString();
     }
 
-    std::string dir_;
+    const cogs::testing::TempDir dir_{"cogs-ledger-test"};
 };
 
 LedgerEntry Entry(uint64_t seq, std::string key, Outcome outcome, std::string output) {

@@ -14,6 +14,7 @@
 #include "cogs/services/kit/protocol.h"
 #include "cogs/services/kit/service.h"
 #include "cogs/services/network/network.h"
+#include "test/support/temp_dir.h"
 
 namespace cogs::services::network {
 namespace {
@@ -23,21 +24,12 @@ using namespace std::chrono_literals;
 
 class NetworkHttpTest : public ::testing::Test {
 protected:
-    void SetUp() override {
-        dir_ =
-            std::filesystem::temp_directory_path() / ("cogs-network-http-test-" + std::to_string(::getpid()));
-        std::filesystem::remove_all(dir_);
-        std::filesystem::create_directories(dir_);
-        Start();
-    }
-    void TearDown() override {
-        Stop();
-        std::filesystem::remove_all(dir_);
-    }
+    void SetUp() override { Start(); }
+    void TearDown() override { Stop(); }
 
     void Start() {
         kit::ServiceOptions options;
-        options.state_path = (dir_ / "network.db").string();
+        options.state_path = dir_ / "network.db";
         auto service = kit::DomainService::Create(io_, MakeNetworkDomain(), options);
         ASSERT_TRUE(service) << service.error().ToString();
         service_ = std::move(*service);
@@ -75,7 +67,7 @@ protected:
         return {r.status, json::parse(r.body)};
     }
 
-    std::filesystem::path dir_;
+    const cogs::testing::TempDir dir_{"cogs-network-http-test"};
     boost::asio::io_context io_;
     std::unique_ptr<kit::DomainService> service_;
     std::unique_ptr<http::Server> server_;

@@ -17,6 +17,7 @@
 #include "cogs/services/sim/sim_client.h"
 #include "cogs/services/sim/sim_service.h"
 #include "cogs/sqlite/db.h"
+#include "test/support/temp_dir.h"
 
 namespace cogs::services::sim {
 namespace {
@@ -79,6 +80,7 @@ protected:
         return got.value_or(MakeError(ErrorCode::kInternal, "no answer"));
     }
 
+    const cogs::testing::TempDir dir_{"cogs-sim-test"};  // outlives the service, whose ledger it holds
     observe::Metrics metrics_;  // outlives the service (SimOptions.metrics may point into it)
     asio::io_context io_;
     std::unique_ptr<SimService> service_;
@@ -321,17 +323,8 @@ TEST_F(SimTest, ManyCallsAreAllAnsweredOnce) {
     EXPECT_EQ(service_->stats().duplicates_answered, 10000u);
 }
 
-std::string TempPath(const std::string& name) {
-    static int n = 0;
-    auto dir = std::filesystem::temp_directory_path() /
-               ("cogs-sim-test-" + std::to_string(::getpid()) + "-" + std::to_string(++n));
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    return (dir / name).string();
-}
-
 TEST_F(SimTest, LedgerSurvivesARestart) {
-    const std::string path = TempPath("ledger.db");
+    const std::string path = dir_ / "ledger.db";
     SimOptions options;
     options.ledger_path = path;
     Start(options);
@@ -364,13 +357,12 @@ TEST_F(SimTest, LedgerSurvivesARestart) {
     ASSERT_TRUE(fresh);
     EXPECT_EQ(Parse(fresh->output).as_object()["seq"].to_number<int64_t>(), 6) << "sequence continues";
     EXPECT_EQ(service_->stats().applied, 1u);
-    std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 
 // A ledger written by the sim before its record was shared with the kit (no code column, no
 // schema version): a service restarted on it answers every key from it.
 TEST_F(SimTest, ALedgerOfTheOlderLayoutIsLoaded) {
-    const std::string path = TempPath("ledger.db");
+    const std::string path = dir_ / "ledger.db";
     {
         auto db = sqlite::Db::Open(path, {});
         ASSERT_TRUE(db) << db.error().ToString();
@@ -403,7 +395,6 @@ TEST_F(SimTest, ALedgerOfTheOlderLayoutIsLoaded) {
     Start(options);  // and again, now on the shared layout
     EXPECT_EQ(service_->Ledger().size(), 4u);
     EXPECT_EQ(service_->stats().applied, 0u);
-    std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 
 // ---- over HTTP ----

@@ -11,6 +11,7 @@
 
 #include "cogs/services/kit/internal/test_service.h"
 #include "cogs/services/kit/service.h"
+#include "test/support/temp_dir.h"
 
 namespace cogs::services::volume {
 namespace {
@@ -301,18 +302,13 @@ TEST(VolumeDriverTest, UnknownDriverIsRefused) {
 class FileDriverTest : public VolumeTest {
 protected:
     void SetUp() override {
-        char tmpl[] = "/tmp/cogs-volume-test-XXXXXX";
-        ASSERT_NE(::mkdtemp(tmpl), nullptr);
-        root_ = tmpl;
-        dir_ = root_ + "/volumes";  // made by the driver
+        dir_ = root_ / "volumes";  // made by the driver
         auto driver = MakeVolumeDriver("file", dir_);
         ASSERT_TRUE(driver) << driver.error().ToString();
         EXPECT_EQ((*driver)->name(), "file");
         domain_ = Domain(MakeVolumeDomain(std::move(*driver)));
     }
-    void TearDown() override { std::filesystem::remove_all(root_); }
-
-    std::string root_;
+    const cogs::testing::TempDir root_{"cogs-volume-test"};
     std::string dir_;
 };
 
@@ -357,7 +353,7 @@ protected:
         auto driver = MakeVolumeDriver("file", dir_);
         ASSERT_TRUE(driver);
         kit::ServiceOptions options;
-        options.state_path = root_ + "/state.db";
+        options.state_path = root_ / "state.db";
         auto s = kit::DomainService::Create(io_, MakeVolumeDomain(std::move(*driver)), options);
         ASSERT_TRUE(s) << s.error().ToString();
         service_ = std::move(*s);
