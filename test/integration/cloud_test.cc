@@ -92,6 +92,15 @@ protected:
         return id;
     }
 
+    // A 1 GB volume, available; returns its id.
+    std::string Volume(ApiClient& api, const std::string& name) {
+        ApiReply v = api.Must("POST", "/v1/volumes", R"({"name":")" + name + R"(","size_gb":1})");
+        EXPECT_EQ(v.status, 202) << v.text;
+        std::string id = S(At(v.body, "volume"), "id");
+        WaitFor(api, "/v1/volumes/" + id, "volume", "available");
+        return id;
+    }
+
     json::value Inventory(const std::string& service) {
         ApiClient svc = dev_->Service(service);
         ApiReply r = svc.Must("GET", "/v1/inventory");
@@ -144,10 +153,7 @@ TEST_F(CloudTest, ServerLifecycleEndToEnd) {
     ApiClient api(dev_->api_url(), token);
     const std::string net = Network(api, "life-net", "10.31.0.0/24");
 
-    ApiReply v = api.Must("POST", "/v1/volumes", R"({"name":"life-vol","size_gb":1})");
-    ASSERT_EQ(v.status, 202) << v.text;
-    const std::string vol = S(At(v.body, "volume"), "id");
-    WaitFor(api, "/v1/volumes/" + vol, "volume", "available");
+    const std::string vol = Volume(api, "life-vol");
 
     ApiReply s = api.Must("POST", "/v1/servers",
                           R"({"name":"life","flavor":"m1.tiny","image":"cirros","network_id":")" + net +
@@ -433,9 +439,7 @@ TEST_F(CloudTest, FailureMidCreateRollsBackEverythingInEveryService) {
     auto [p, token] = NewProject("rollback");
     ApiClient api(dev_->api_url(), token);
     const std::string net = Network(api, "rb-net", "10.33.0.0/24");
-    ApiReply v = api.Must("POST", "/v1/volumes", R"({"name":"rb-vol","size_gb":1})");
-    const std::string vol = S(At(v.body, "volume"), "id");
-    WaitFor(api, "/v1/volumes/" + vol, "volume", "available");
+    const std::string vol = Volume(api, "rb-vol");
 
     const int64_t servers_before = HostServers();
     // The volume service refuses attach_volumes for good: the last step fails after the port, the
@@ -624,10 +628,7 @@ TEST_F(CloudTest, Events) {
     auto [p, token] = NewProject("events");
     ApiClient api(dev_->api_url(), token);
     const std::string net = Network(api, "ev-net", "10.34.0.0/24");
-    ApiReply v = api.Must("POST", "/v1/volumes", R"({"name":"ev-vol","size_gb":1})");
-    ASSERT_EQ(v.status, 202) << v.text;
-    const std::string vol = S(At(v.body, "volume"), "id");
-    WaitFor(api, "/v1/volumes/" + vol, "volume", "available");
+    const std::string vol = Volume(api, "ev-vol");
 
     // Every volume call fails retryably (503) until the engine has retried attach_volumes once.
     ApiClient volume_svc = dev_->Service("volume");

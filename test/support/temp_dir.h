@@ -17,7 +17,8 @@ namespace cogs::testing {
 class TempDir {
 public:
     explicit TempDir(std::string_view prefix = "cogs-test") {
-        std::string tmpl = (std::filesystem::temp_directory_path() / (std::string(prefix) + "-XXXXXX")).string();
+        std::string tmpl =
+            (std::filesystem::temp_directory_path() / (std::string(prefix) + "-XXXXXX")).string();
         if (::mkdtemp(tmpl.data()) == nullptr) {
             std::perror("mkdtemp");
             std::abort();  // no test can go on without its directory

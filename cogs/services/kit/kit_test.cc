@@ -182,6 +182,23 @@ bool RunUntilTrue(Pred done, Duration limit = 10s) {
 
 json::value Parse(const std::string& s) { return json::parse(s); }
 
+// Invokes `action` under `key` through `client` with `budget`, running `io` until it is answered.
+Result<ActionReply> InvokeThrough(asio::io_context& io, workflow::ServiceClient& client, std::string action,
+                                  std::string key, std::string input, Duration budget = 2s,
+                                  std::string traceparent = "") {
+    ActionCall c;
+    c.service = "items";
+    c.action = std::move(action);
+    c.idempotency_key = std::move(key);
+    c.input = std::move(input);
+    c.deadline = SteadyClock::now() + budget;
+    c.traceparent = std::move(traceparent);
+    std::optional<Result<ActionReply>> got;
+    client.Invoke(std::move(c), [&](Result<ActionReply> r) { got = std::move(r); });
+    EXPECT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
+    return got.value_or(MakeError(ErrorCode::kInternal, "no answer"));
+}
+
 class KitTest : public ::testing::Test {
 protected:
     // Options whose state lives in this test's directory (removed at its end).
@@ -582,17 +599,8 @@ protected:
 
     Result<ActionReply> Invoke(std::string action, std::string key, std::string input = "{}",
                                std::string traceparent = "") {
-        ActionCall c;
-        c.service = "items";
-        c.action = std::move(action);
-        c.idempotency_key = std::move(key);
-        c.input = std::move(input);
-        c.deadline = SteadyClock::now() + 2s;
-        c.traceparent = std::move(traceparent);
-        std::optional<Result<ActionReply>> got;
-        client_->Invoke(std::move(c), [&](Result<ActionReply> r) { got = std::move(r); });
-        EXPECT_TRUE(RunUntil(io_, [&] { return got.has_value(); }));
-        return got.value_or(MakeError(ErrorCode::kInternal, "no answer"));
+        return InvokeThrough(io_, *client_, std::move(action), std::move(key), std::move(input), 2s,
+                             std::move(traceparent));
     }
 
     std::unique_ptr<http::Server> server_;
@@ -728,17 +736,10 @@ TEST_F(KitHttpTest, TokenRequiredEverywhereButHealthz) {
     auto ok = Invoke("put", "wf1/a/do", R"({"id":"a","value":"1"})");
     ASSERT_TRUE(ok) << ok.error().ToString();
     auto wrong = MakeHttpServiceClient(io_, "127.0.0.1", server_->port(), "items", 2, "not-the-token");
-    ActionCall c;
-    c.action = "put";
-    c.idempotency_key = "wf2/a/do";
-    c.input = R"({"id":"b","value":"1"})";
-    c.deadline = SteadyClock::now() + 2s;
-    std::optional<Result<ActionReply>> got;
-    wrong->Invoke(c, [&](Result<ActionReply> r) { got = std::move(r); });
-    ASSERT_TRUE(RunUntil(io_, [&] { return got.has_value(); }));
-    ASSERT_FALSE(*got);
-    EXPECT_EQ(got->error().code, ErrorCode::kUnauthenticated);
-    EXPECT_FALSE(got->error().retryable);
+    const auto got = InvokeThrough(io_, *wrong, "put", "wf2/a/do", R"({"id":"b","value":"1"})");
+    ASSERT_FALSE(got);
+    EXPECT_EQ(got.error().code, ErrorCode::kUnauthenticated);
+    EXPECT_FALSE(got.error().retryable);
     EXPECT_EQ(probe_->performed["put"], 1);
 }
 
@@ -1051,15 +1052,8 @@ TEST(Serve, ServesUntilSigtermThenKeepsItsState) {
 
     asio::io_context io;
     auto client = MakeHttpServiceClient(io, "127.0.0.1", static_cast<uint16_t>(port), "items", 2, token);
-    ActionCall c;
-    c.action = "put";
-    c.idempotency_key = "wf1/a/do";
-    c.input = R"({"id":"a","value":"1"})";
-    c.deadline = SteadyClock::now() + 5s;
-    std::optional<Result<ActionReply>> got;
-    client->Invoke(c, [&](Result<ActionReply> r) { got = std::move(r); });
-    ASSERT_TRUE(RunUntil(io, [&] { return got.has_value(); }));
-    ASSERT_TRUE(*got) << got->error().ToString();
+    const auto got = InvokeThrough(io, *client, "put", "wf1/a/do", R"({"id":"a","value":"1"})", 5s);
+    ASSERT_TRUE(got) << got.error().ToString();
 
     ::kill(::getpid(), SIGTERM);
     server.join();
