@@ -19,11 +19,6 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-// `port` is 0 until it first listens; then every restart asks for the same one.
-struct ChaosCloud::Proc : runtime::ServerChild {
-    using ServerChild::ServerChild;
-};
-
 namespace {}  // namespace
 
 // "--name value" pairs of `flags`, for argv.
