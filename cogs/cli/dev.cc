@@ -36,15 +36,10 @@ constexpr Duration kFirstBackoff = 500ms;
 constexpr Duration kMaxBackoff = 30s;
 constexpr Duration kStableRun = 30s;  // a child that ran this long before dying restarts without delay growth
 
-struct Proc {
-    std::string name;    // "cogs-network", "cogsd", "cogs-compute-1"
-    std::string binary;  // sibling binary name
-    std::function<std::vector<std::string>(uint16_t listen_port)> args;  // argv after the binary
+struct Proc : runtime::ServerChild {
+    using ServerChild::ServerChild;
+
     uint16_t listen_port = 0;  // asked for at the next start: 0 at first, then the port it had
-    uint16_t port = 0;         // the port it listens on (from its port file)
-    std::string port_file;
-    std::string log;
-    runtime::Child child;
     SteadyTime started{};
     Duration backoff = kFirstBackoff;
     std::optional<SteadyTime> restart_at{};
@@ -107,18 +102,10 @@ void Dev::PrintLogTail(const Proc& p) {
 }
 
 bool Dev::Start(Proc& p) {
-    std::error_code ec;
-    fs::remove(p.port_file, ec);  // a stale port file from an earlier run must not be taken for this one
-    std::vector<std::string> argv{runtime::SiblingBinary(p.binary)};
-    for (auto& a : p.args(p.listen_port)) {
-        argv.push_back(std::move(a));
-    }
-    auto child = runtime::Child::Spawn(argv, {.log_path = p.log});
-    if (!child) {
-        err_ << fmt::format("cogs dev: cannot start {}: {}\n", p.name, child.error().message);
+    if (auto s = p.Spawn(p.listen_port); !s) {
+        err_ << fmt::format("cogs dev: {}\n", s.error().message);
         return false;
     }
-    p.child = std::move(*child);
     p.started = SteadyClock::now();
     p.restart_at.reset();
     return true;
@@ -396,13 +383,7 @@ int Dev::Run() {
     }
 
     auto make = [&](std::string name, std::string binary, auto args) {
-        auto p = std::make_unique<Proc>();
-        p->name = std::move(name);
-        p->binary = std::move(binary);
-        p->port_file = D("run/" + p->name + ".port");
-        p->log = D("logs/" + p->name + ".log");
-        p->args = std::move(args);
-        procs_.push_back(std::move(p));
+        procs_.push_back(std::make_unique<Proc>(std::move(name), std::move(binary), dir_, std::move(args)));
         return procs_.back().get();
     };
     auto listen = [](uint16_t port) { return fmt::format("127.0.0.1:{}", port); };

@@ -256,4 +256,28 @@ Result<uint16_t> WaitForPortFile(const std::string& path, SteadyTime deadline, C
     }
 }
 
+ServerChild::ServerChild(std::string name_in, std::string binary_in, const std::filesystem::path& dir,
+                         std::function<std::vector<std::string>(uint16_t listen_port)> args_in)
+    : name(std::move(name_in)),
+      binary(std::move(binary_in)),
+      args(std::move(args_in)),
+      port_file((dir / "run" / (name + ".port")).string()),
+      log((dir / "logs" / (name + ".log")).string()) {}
+
+Status ServerChild::Spawn(uint16_t listen_port, bool new_process_group) {
+    std::error_code ec;
+    std::filesystem::remove(port_file, ec);
+    std::vector<std::string> argv{SiblingBinary(binary)};
+    for (auto& a : args(listen_port)) {
+        argv.push_back(std::move(a));
+    }
+    auto started = Child::Spawn(argv, {.log_path = log, .new_process_group = new_process_group});
+    if (!started) {
+        return MakeError(ErrorCode::kUnavailable,
+                         fmt::format("cannot start {}: {}", name, started.error().message));
+    }
+    child = std::move(*started);
+    return Ok();
+}
+
 }  // namespace cogs::runtime

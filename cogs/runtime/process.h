@@ -14,6 +14,8 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -89,5 +91,27 @@ std::string SiblingBinary(const std::string& name);
 // Errors: kDeadlineExceeded at `deadline`; kUnavailable if `watch` exited (the message names its
 // exit status); kInvalidArgument if the file holds something other than a port number.
 Result<uint16_t> WaitForPortFile(const std::string& path, SteadyTime deadline, Child* watch = nullptr);
+
+// A cogs server run as the child of a supervisor (`cogs dev`, the chaos tests' cloud): which sibling
+// binary, the arguments it gets for the port it is asked to listen on, and its files under the
+// run's directory. The supervisor decides when to (re)start it and waits for `port_file` itself.
+struct ServerChild {
+    // port_file is <dir>/run/<name>.port, log <dir>/logs/<name>.log (both directories must exist).
+    ServerChild(std::string name, std::string binary, const std::filesystem::path& dir,
+                std::function<std::vector<std::string>(uint16_t listen_port)> args);
+
+    // Starts SiblingBinary(binary) with args(listen_port) (0: any port), stdout and stderr appended
+    // to `log`, after removing a port file an earlier start left, so that it is not taken for this
+    // start's. Replaces (and so kills) a child still held. Errors: kUnavailable "cannot start NAME: why".
+    Status Spawn(uint16_t listen_port, bool new_process_group = true);
+
+    std::string name;    // "cogs-network", "cogsd", "cogs-compute-1"
+    std::string binary;  // a sibling binary's name
+    std::function<std::vector<std::string>(uint16_t listen_port)> args;  // argv after the binary
+    std::string port_file;
+    std::string log;
+    uint16_t port = 0;  // the port it listens on, as its supervisor read it from port_file; 0 before
+    Child child;
+};
 
 }  // namespace cogs::runtime

@@ -19,16 +19,6 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-struct ChaosCloud::Proc {
-    std::string name;
-    std::string binary;
-    std::function<std::vector<std::string>(uint16_t listen_port)> args;
-    uint16_t port = 0;  // 0 until it first listens; then every restart asks for the same one
-    std::string port_file;
-    std::string log;
-    runtime::Child child;
-};
-
 namespace {}  // namespace
 
 // "--name value" pairs of `flags`, for argv.
@@ -48,19 +38,8 @@ std::string ChaosCloud::ProcessName(int proc) const { return procs_.at(proc)->na
 std::string ChaosCloud::LogPath(int proc) const { return procs_.at(proc)->log; }
 
 Status ChaosCloud::StartProc(Proc& p) {
-    std::error_code ec;
-    fs::remove(p.port_file, ec);  // a stale port file must not be taken for this start's
-    std::vector<std::string> argv{runtime::SiblingBinary(p.binary)};
-    for (auto& a : p.args(p.port)) {
-        argv.push_back(std::move(a));
-    }
     // Children stay in the run's process group: a Ctrl-C of the run stops them too.
-    auto child = runtime::Child::Spawn(argv, {.log_path = p.log, .new_process_group = false});
-    if (!child) {
-        return MakeError(ErrorCode::kUnavailable,
-                         fmt::format("cannot start {}: {}", p.name, child.error().message));
-    }
-    p.child = std::move(*child);
+    COGS_TRY(p.Spawn(p.port, /*new_process_group=*/false));
     return AwaitPort(p);
 }
 
@@ -97,32 +76,22 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
     auto listen = [](uint16_t port) { return fmt::format("127.0.0.1:{}", port); };
     auto make = [&](std::string name, std::string binary,
                     std::function<std::vector<std::string>(uint16_t)> args) -> Proc& {
-        auto p = std::make_unique<Proc>();
-        p->name = std::move(name);
-        p->binary = std::move(binary);
-        p->port_file = D("run/" + p->name + ".port");
-        p->log = D("logs/" + p->name + ".log");
-        p->args = std::move(args);
-        c->procs_.push_back(std::move(p));
+        c->procs_.push_back(std::make_unique<Proc>(std::move(name), std::move(binary), dir, std::move(args)));
         return *c->procs_.back();
     };
-    Proc& network = make("cogs-network", "cogs-network", [=](uint16_t port) {
-        return std::vector<std::string>{
-            "--listen",    listen(port),    "--port-file",  D("run/cogs-network.port"),
-            "--state",     D("network.db"), "--token-file", service_token_file,
-            "--log-level", "warn"};
-    });
-    if (auto s = c->StartProc(network); !s) {
-        return MakeError(s.error());
-    }
-    Proc& volume = make("cogs-volume", "cogs-volume", [=](uint16_t port) {
-        return std::vector<std::string>{
-            "--listen",    listen(port),   "--port-file",  D("run/cogs-volume.port"),
-            "--state",     D("volume.db"), "--token-file", service_token_file,
-            "--log-level", "warn"};
-    });
-    if (auto s = c->StartProc(volume); !s) {
-        return MakeError(s.error());
+    // The network and volume services start alike: a state file of their own and the service token.
+    for (const std::string service : {"network", "volume"}) {
+        const std::string name = "cogs-" + service;
+        Proc& p = make(name, name, [=](uint16_t port) {
+            return std::vector<std::string>{"--listen",     listen(port),
+                                            "--port-file",  D("run/" + name + ".port"),
+                                            "--state",      D(service + ".db"),
+                                            "--token-file", service_token_file,
+                                            "--log-level",  "warn"};
+        });
+        if (auto s = c->StartProc(p); !s) {
+            return MakeError(s.error());
+        }
     }
     const std::vector<std::string> cogsd_flags = FlagArgs(o.cogsd_flags);
     const std::string network_url = c->ProcessUrl(kNetwork);

@@ -76,7 +76,8 @@ public:
     void Stop();
 
 private:
-    struct Proc;
+    // A process; its `port` is 0 until it first listens, then every restart asks for the same one.
+    using Proc = runtime::ServerChild;
     ChaosCloud() = default;
     Status StartProc(Proc& p);
     Status AwaitPort(Proc& p);

@@ -611,17 +611,14 @@ public:
                 op.target = "/v1/servers/" + op.server_id;
                 break;
             case OpKind::kStartServer:
-                op.server_id = server_with({"SHUTOFF"});
+            case OpKind::kStopServer: {
+                const bool start = kind == OpKind::kStartServer;
+                op.server_id = server_with({start ? "SHUTOFF" : "ACTIVE"});
                 op.method = "POST";
-                op.target = "/v1/servers/" + op.server_id + "/start";
+                op.target = "/v1/servers/" + op.server_id + (start ? "/start" : "/stop");
                 op.body = "{}";
                 break;
-            case OpKind::kStopServer:
-                op.server_id = server_with({"ACTIVE"});
-                op.method = "POST";
-                op.target = "/v1/servers/" + op.server_id + "/stop";
-                op.body = "{}";
-                break;
+            }
             case OpKind::kDeleteVolume:
                 op.volume_id = volume_with("available");
                 op.method = "DELETE";

@@ -19,6 +19,14 @@ void ExpectNothingIn(Reconciler& r, const Desired& d, const Actual& a, int scans
     }
 }
 
+// The one action a scan at `at` decides: a failure, and a default Action, if it decides none or
+// several.
+Action OnlyAction(Reconciler& r, const Desired& d, const Actual& a, int64_t at) {
+    const std::vector<Action> actions = r.Scan(d, a, at);
+    EXPECT_EQ(actions.size(), 1u) << "the scan at t0 + " << at - t0 << " ms";
+    return actions.size() == 1 ? actions[0] : Action{};
+}
+
 ReconcilerOptions Options() {
     ReconcilerOptions o;
     o.orphan_grace = Millis(kGraceMs);
@@ -197,13 +205,12 @@ TEST(ReconcilerTest, AnOrphanInstanceIsDeletedOnlyOnceItsGraceHasPassed) {
     const Actual a = OnlyCompute(Compute({"h1"}, {Instance("ghost", "h1")}));
     EXPECT_THAT(r.Scan(d, a, t0), IsEmpty()) << "first seen";
     EXPECT_THAT(r.Scan(d, a, t0 + kGraceMs - 1), IsEmpty()) << "not before the grace";
-    auto actions = r.Scan(d, a, t0 + kGraceMs);
-    ASSERT_EQ(actions.size(), 1u);
-    EXPECT_EQ(actions[0].kind, ActionKind::kDeleteInstance);
-    EXPECT_EQ(actions[0].service, "compute");
-    EXPECT_EQ(actions[0].id, "ghost");
-    EXPECT_EQ(actions[0].host, "h1");
-    EXPECT_EQ(actions[0].reason, "instance ghost on host h1 belongs to no server (unowned for 60s)");
+    const Action action = OnlyAction(r, d, a, t0 + kGraceMs);
+    EXPECT_EQ(action.kind, ActionKind::kDeleteInstance);
+    EXPECT_EQ(action.service, "compute");
+    EXPECT_EQ(action.id, "ghost");
+    EXPECT_EQ(action.host, "h1");
+    EXPECT_EQ(action.reason, "instance ghost on host h1 belongs to no server (unowned for 60s)");
     EXPECT_EQ(Brief(r.Scan(d, a, t0 + kGraceMs + 10)), (Strings{"delete_instance ghost@h1"}))
         << "level-triggered: asked again while it is still there";
     EXPECT_THAT(r.Scan(d, OnlyCompute(Compute({"h1"}, {})), t0 + kGraceMs + 20), IsEmpty()) << "gone";
@@ -298,10 +305,9 @@ TEST(ReconcilerTest, AfterAnEvacuationTheOldCopyIsDeletedAtOnceAndNotStarted) {
     Actual a;
     a.compute.push_back(Compute({"h1"}, {Instance("s1", "h1", "FENCED")}));
     a.compute.push_back(Compute({"h2"}, {Instance("s1", "h2", "ACTIVE")}));
-    auto actions = r.Scan(d, a, t0);
-    ASSERT_EQ(actions.size(), 1u);
-    EXPECT_EQ(actions[0], (Action{ActionKind::kDeleteInstance, "compute", "s1", "h1", "",
-                                  "instance s1 on host h1 is stale: server s1 lives on host h2"}));
+    EXPECT_EQ(OnlyAction(r, d, a, t0),
+              (Action{ActionKind::kDeleteInstance, "compute", "s1", "h1", "",
+                      "instance s1 on host h1 is stale: server s1 lives on host h2"}));
     // Only h1 read (the scan of a host that came back) decides the same.
     EXPECT_EQ(Brief(r.Scan(d, OnlyCompute(Compute({"h1"}, {Instance("s1", "h1", "FENCED")})), t0 + 1)),
               (Strings{"delete_instance s1@h1"}));
@@ -334,9 +340,7 @@ TEST(ReconcilerTest, AMissingInstanceIsRepairedAfterConfirmScansInARow) {
     d.servers.push_back(Server("s1", "h1"));
     const Actual empty = OnlyCompute(Compute({"h1"}, {}));
     EXPECT_THAT(r.Scan(d, empty, t0), IsEmpty()) << "one scan is not enough: it may have raced a workflow";
-    auto actions = r.Scan(d, empty, t0 + 10'000);
-    ASSERT_EQ(actions.size(), 1u);
-    EXPECT_EQ(actions[0],
+    EXPECT_EQ(OnlyAction(r, d, empty, t0 + 10'000),
               (Action{ActionKind::kRepairServer, "compute", "s1", "h1", "",
                       "server s1 is ACTIVE on host h1 but the host has no instance s1 (2 scans)"}));
     EXPECT_EQ(Brief(r.Scan(d, empty, t0 + 20'000)), (Strings{"repair_server s1@h1"})) << "still missing";
@@ -508,17 +512,14 @@ TEST(ReconcilerTest, AnOrphanVolumeIsDetachedThenDeleted) {
     Actual a;
     a.volume = VolumeInventory{{ActualVolume{"v1", "in-use", "gone-server", "h1"}}, t0};
     EXPECT_THAT(r.Scan(d, a, t0), IsEmpty());
-    auto actions = r.Scan(d, a, t0 + kGraceMs);
-    ASSERT_EQ(actions.size(), 1u);
-    EXPECT_EQ(actions[0].kind, ActionKind::kDetachVolume)
-        << "the service refuses to delete an attached volume";
-    EXPECT_EQ(actions[0].server_id, "gone-server");
+    const Action detach = OnlyAction(r, d, a, t0 + kGraceMs);
+    EXPECT_EQ(detach.kind, ActionKind::kDetachVolume) << "the service refuses to delete an attached volume";
+    EXPECT_EQ(detach.server_id, "gone-server");
     // Detached: now it goes, without a second grace.
     a.volume->volumes[0] = ActualVolume{"v1", "available", "", ""};
-    actions = r.Scan(d, a, t0 + kGraceMs + 1);
-    ASSERT_EQ(actions.size(), 1u);
-    EXPECT_EQ(actions[0], (Action{ActionKind::kDeleteVolume, "volume", "v1", "", "",
-                                  "volume v1 belongs to no volume of cogsd (unowned for 60s)"}));
+    EXPECT_EQ(OnlyAction(r, d, a, t0 + kGraceMs + 1),
+              (Action{ActionKind::kDeleteVolume, "volume", "v1", "", "",
+                      "volume v1 belongs to no volume of cogsd (unowned for 60s)"}));
 }
 
 TEST(ReconcilerTest, AVolumeAttachedToAServerThatDoesNotExistIsDetachedAfterTheGrace) {
@@ -532,10 +533,9 @@ TEST(ReconcilerTest, AVolumeAttachedToAServerThatDoesNotExistIsDetachedAfterTheG
         {ActualVolume{"v1", "in-use", "s-gone", "h1"}, ActualVolume{"v2", "in-use", "s1", "h1"}}, t0};
     EXPECT_THAT(r.Scan(d, a, t0), IsEmpty());
     EXPECT_THAT(r.Scan(d, a, t0 + kGraceMs - 1), IsEmpty());
-    auto actions = r.Scan(d, a, t0 + kGraceMs);
-    ASSERT_EQ(actions.size(), 1u);
-    EXPECT_EQ(actions[0], (Action{ActionKind::kDetachVolume, "volume", "v1", "", "s-gone",
-                                  "volume v1 is attached to server s-gone, which does not exist (for 60s)"}));
+    EXPECT_EQ(OnlyAction(r, d, a, t0 + kGraceMs),
+              (Action{ActionKind::kDetachVolume, "volume", "v1", "", "s-gone",
+                      "volume v1 is attached to server s-gone, which does not exist (for 60s)"}));
 }
 
 TEST(ReconcilerTest, BusyVolumesAndVolumesOfBusyServersAreNeverTouched) {

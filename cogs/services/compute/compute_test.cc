@@ -374,14 +374,8 @@ TEST_F(ComputeTest, LoadRebuildsFromRecords) {
 
 TEST_F(ComputeTest, GetAnswersTheInstanceOr404) {
     Ok("create_instance", CreateInput("i1", "h1"));
-    auto r = kit::test_service::Get(*domain_, "/v1/instances/i1");
-    ASSERT_TRUE(r);
-    EXPECT_EQ(r->status, 200);
-    EXPECT_EQ(json::parse(r->body).at("instance"), Instance("i1"));
-    r = kit::test_service::Get(*domain_, "/v1/instances/i9");
-    ASSERT_TRUE(r);
-    EXPECT_EQ(r->status, 404);
-    EXPECT_EQ(json::parse(r->body),
+    EXPECT_EQ(kit::test_service::GetJson(*domain_, "/v1/instances/i1").at("instance"), Instance("i1"));
+    EXPECT_EQ(kit::test_service::GetJson(*domain_, "/v1/instances/i9", 404),
               json::parse(R"({"code":"not_found","message":"no instance 'i9'","retryable":false})"));
     EXPECT_FALSE(kit::test_service::Get(*domain_, "/v1/volumes/i1"));
     EXPECT_FALSE(kit::test_service::Get(*domain_, "/v1/instances/i1/crash")) << "a POST route";

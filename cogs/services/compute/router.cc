@@ -13,24 +13,25 @@ namespace cogs::services::compute {
 namespace {
 
 namespace json = boost::json;
-using workflow::ActionCall;
-using workflow::ActionReply;
-using workflow::ServiceClient;
 
-class ComputeRouter final : public ServiceClient {
+class ComputeRouter final : public workflow::ServiceClient {
 public:
     ComputeRouter(boost::asio::io_context& io, HostLookup lookup, std::string token, size_t connections)
         : io_(io), lookup_(std::move(lookup)), token_(std::move(token)), connections_(connections) {}
 
-    void Invoke(ActionCall call, Callback done) override { Route(std::move(call), std::move(done), false); }
-    void Status(ActionCall call, Callback done) override { Route(std::move(call), std::move(done), true); }
-    std::string Endpoint(const ActionCall& call) const override {
+    void Invoke(workflow::ActionCall call, Callback done) override {
+        Route(std::move(call), std::move(done), false);
+    }
+    void Status(workflow::ActionCall call, Callback done) override {
+        Route(std::move(call), std::move(done), true);
+    }
+    std::string Endpoint(const workflow::ActionCall& call) const override {
         return wire::Str(wire::ParseObject(call.input), "host");
     }
 
 private:
     // The answer to a delete or stop that has nothing to do (never placed, or a fenced host).
-    static std::string NothingToDo(const ActionCall& call) {
+    static std::string NothingToDo(const workflow::ActionCall& call) {
         const json::object in = wire::ParseObject(call.input);
         if (call.action == "stop_instance") {
             return json::serialize(json::object{
@@ -39,12 +40,14 @@ private:
         return json::serialize(json::object{{"id", wire::Str(in, "id")}, {"deleted", false}});
     }
 
-    void Route(ActionCall call, Callback done, bool status) {
+    void Route(workflow::ActionCall call, Callback done, bool status) {
         const std::string host = Endpoint(call);
-        Result<ServiceClient*> to = ClientFor(call, host);
+        Result<workflow::ServiceClient*> to = ClientFor(call, host);
         if (!to || *to == nullptr) {
-            Result<ActionReply> r = !to ? Result<ActionReply>(MakeError(to.error()))
-                                        : Result<ActionReply>(ActionReply{false, NothingToDo(call)});
+            Result<workflow::ActionReply> r = workflow::ActionReply{false, NothingToDo(call)};
+            if (!to) {
+                r = MakeError(to.error());
+            }
             return boost::asio::post(
                 io_, [done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
         }
@@ -56,7 +59,7 @@ private:
     }
 
     // The agent's client; nullptr when there is nothing to do (see router.h).
-    Result<ServiceClient*> ClientFor(const ActionCall& call, const std::string& host) {
+    Result<workflow::ServiceClient*> ClientFor(const workflow::ActionCall& call, const std::string& host) {
         if (host.empty()) {
             if (call.action == "delete_instance") return nullptr;
             return MakeError(ErrorCode::kInvalidArgument, "compute: host: required");
@@ -84,13 +87,13 @@ private:
     HostLookup lookup_;
     std::string token_;
     size_t connections_;
-    std::map<std::string, std::shared_ptr<ServiceClient>> clients_;  // by agent URL
+    std::map<std::string, std::shared_ptr<workflow::ServiceClient>> clients_;  // by agent URL
 };
 
 }  // namespace
 
-std::shared_ptr<ServiceClient> MakeComputeRouter(boost::asio::io_context& io, HostLookup lookup,
-                                                 std::string bearer_token, size_t connections) {
+std::shared_ptr<workflow::ServiceClient> MakeComputeRouter(boost::asio::io_context& io, HostLookup lookup,
+                                                           std::string bearer_token, size_t connections) {
     return std::make_shared<ComputeRouter>(io, std::move(lookup), std::move(bearer_token), connections);
 }
 

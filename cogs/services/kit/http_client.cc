@@ -10,9 +10,6 @@ namespace cogs::services::kit {
 namespace {
 
 namespace json = wire::json;
-using workflow::ActionCall;
-using workflow::ActionReply;
-using workflow::ServiceClient;
 
 constexpr std::string_view kActionsPrefix = "/v1/actions/";
 
@@ -24,7 +21,7 @@ tl::unexpected<Error> Failed(const std::string& service, const Result<http::Resp
     return MakeError(std::move(e));
 }
 
-Result<ActionReply> DecodeReply(const std::string& service, Result<http::Response> res) {
+Result<workflow::ActionReply> DecodeReply(const std::string& service, Result<http::Response> res) {
     if (!res) {
         return Failed(service, res);
     }
@@ -35,19 +32,19 @@ Result<ActionReply> DecodeReply(const std::string& service, Result<http::Respons
             // Something answered, but not with the protocol: the outcome is unknown.
             return MakeError(Error(ErrorCode::kUnavailable, service + ": malformed 200 answer", true));
         }
-        ActionReply reply;
+        workflow::ActionReply reply;
         reply.output = json::serialize(*out);
         return reply;
     }
     if (res->status == 202) {
-        ActionReply reply;
+        workflow::ActionReply reply;
         reply.accepted = true;
         return reply;
     }
     return Failed(service, res);
 }
 
-class HttpServiceClient final : public ServiceClient {
+class HttpServiceClient final : public workflow::ServiceClient {
 public:
     HttpServiceClient(boost::asio::io_context& io, std::string host, uint16_t port, std::string service,
                       size_t max_connections, std::string bearer_token)
@@ -55,7 +52,7 @@ public:
           authorization_(bearer_token.empty() ? std::string() : "Bearer " + bearer_token),
           client_(http::MakeClient(io, http::ClientOptions{std::move(host), port, max_connections})) {}
 
-    void Invoke(ActionCall call, Callback done) override {
+    void Invoke(workflow::ActionCall call, Callback done) override {
         http::Request req;
         req.method = "POST";
         req.target = std::string(kActionsPrefix) + http::UrlEncode(call.action);
@@ -65,7 +62,7 @@ public:
         Send(std::move(req), call.deadline, std::move(done));
     }
 
-    void Status(ActionCall call, Callback done) override {
+    void Status(workflow::ActionCall call, Callback done) override {
         http::Request req;
         req.method = "GET";
         req.target = "/v1/actions/status?key=" + http::UrlEncode(call.idempotency_key);
@@ -74,7 +71,7 @@ public:
     }
 
 private:
-    void AddHeaders(http::Request& req, const ActionCall& call) const {
+    void AddHeaders(http::Request& req, const workflow::ActionCall& call) const {
         req.headers.emplace_back("idempotency-key", call.idempotency_key);
         // Rounded up: a call with 0.4 ms left is not expired yet.
         const auto budget = std::chrono::ceil<std::chrono::milliseconds>(call.deadline - SteadyClock::now());
@@ -138,9 +135,10 @@ std::shared_ptr<HttpReader> MakeHttpReader(boost::asio::io_context& io, std::str
                                     std::move(bearer_token));
 }
 
-std::shared_ptr<ServiceClient> MakeHttpServiceClient(boost::asio::io_context& io, std::string host,
-                                                     uint16_t port, std::string service_name,
-                                                     size_t max_connections, std::string bearer_token) {
+std::shared_ptr<workflow::ServiceClient> MakeHttpServiceClient(boost::asio::io_context& io, std::string host,
+                                                               uint16_t port, std::string service_name,
+                                                               size_t max_connections,
+                                                               std::string bearer_token) {
     return std::make_shared<HttpServiceClient>(io, std::move(host), port, std::move(service_name),
                                                max_connections, std::move(bearer_token));
 }

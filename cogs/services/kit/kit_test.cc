@@ -603,6 +603,19 @@ protected:
                              std::move(traceparent));
     }
 
+    // Sends put "z" under `key` to a service that hangs every call, and returns once the call ended
+    // at its 100 ms deadline, unanswered.
+    void SendUnansweredPut(const std::string& key) {
+        http::Request req;
+        req.method = "POST";
+        req.target = "/v1/actions/put";
+        req.body = R"({"id":"z","value":"1"})";
+        req.headers = {{"idempotency-key", key}};
+        bool answered = false;
+        raw_->Send(req, SteadyClock::now() + 100ms, [&](Result<http::Response>) { answered = true; });
+        ASSERT_TRUE(RunUntil(io_, [&] { return answered; }));
+    }
+
     std::unique_ptr<http::Server> server_;
     std::shared_ptr<workflow::ServiceClient> client_;
     std::unique_ptr<http::Client> raw_;
@@ -803,14 +816,7 @@ TEST_F(KitHttpTest, HangsLatencyAndUnknownActionsAreCountedAndBounded) {
     ASSERT_EQ(Raw("PUT", "/v1/faults", R"({"latency_ms":1})").status, 200);
     ASSERT_TRUE(Invoke("put", "wf1/a/do", R"({"id":"a","value":"1"})"));
     ASSERT_EQ(Raw("PUT", "/v1/faults", R"({"hang_all":true})").status, 200);
-    http::Request req;
-    req.method = "POST";
-    req.target = "/v1/actions/put";
-    req.body = R"({"id":"z","value":"1"})";
-    req.headers = {{"idempotency-key", "wf2/z/do"}};
-    bool answered = false;
-    raw_->Send(req, SteadyClock::now() + 100ms, [&](Result<http::Response>) { answered = true; });
-    ASSERT_TRUE(RunUntil(io_, [&] { return answered; }));
+    SendUnansweredPut("wf2/z/do");
     ASSERT_EQ(Raw("PUT", "/v1/faults", "{}").status, 200);
     for (int i = 0; i < 80; ++i) {
         EXPECT_EQ(Raw("POST", "/v1/actions/nope" + std::to_string(i), "{}",
@@ -893,14 +899,7 @@ TEST_F(KitHttpTest, ACallNeverAnsweredIsLoggedAsUnanswered) {
     Serve();
     ASSERT_EQ(Raw("PUT", "/v1/faults", R"({"hang_all":true})").status, 200);
     StderrCapture capture;
-    http::Request req;
-    req.method = "POST";
-    req.target = "/v1/actions/put";
-    req.body = R"({"id":"z","value":"1"})";
-    req.headers = {{"idempotency-key", "wf-9/z/do"}};
-    bool answered = false;
-    raw_->Send(req, SteadyClock::now() + 100ms, [&](Result<http::Response>) { answered = true; });
-    ASSERT_TRUE(RunUntil(io_, [&] { return answered; }));
+    SendUnansweredPut("wf-9/z/do");
     const std::string logs = capture.Stop();
     const auto lines = LogLines(logs, "action=put");
     ASSERT_EQ(lines.size(), 1u) << logs;

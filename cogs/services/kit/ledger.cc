@@ -14,12 +14,7 @@ namespace json = boost::json;
 // refusal codes; also what a file written before there were versions holds, hence IF NOT EXISTS);
 // version 2 gives it the shared layout of internal/ledger_table.h. Never edit a released step.
 constexpr sqlite::Migration kLedgerFileSteps[] = {
-    {1, R"sql(
-CREATE TABLE IF NOT EXISTS ledger (
-    key        TEXT PRIMARY KEY,
-    seq        INTEGER NOT NULL UNIQUE,
-    action     TEXT NOT NULL,
-    kind       TEXT NOT NULL,     -- do | undo
+    {1, "\n" COGS_KIT_LEDGER_CREATE_HEAD R"sql(    kind       TEXT NOT NULL,     -- do | undo
     outcome    TEXT NOT NULL,     -- applied | rejected | compensated | tombstone
     output     TEXT NOT NULL,     -- the answered JSON, or the refusal message
     at_us      INTEGER NOT NULL,  -- wall clock, microseconds since the epoch

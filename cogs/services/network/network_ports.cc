@@ -137,26 +137,20 @@ Result<kit::Done> NetworkDomain::UpdatePort(const wire::Input& in, kit::Tx& tx) 
 }
 
 Result<kit::Done> NetworkDomain::DeletePort(const wire::Input& in, kit::Tx& tx) {
-    COGS_ASSIGN_OR_RETURN(const std::string id, in.String("id", kIdText));
-    auto it = ports_.find(id);
-    if (it == ports_.end()) {
-        return Deleted(id, false);
-    }
-    const Port& p = it->second;
-    auto subnet = subnets_.find(p.subnet_id);
-    COGS_EXPECT(subnet != subnets_.end());
-    if (subnet != subnets_.end()) {
-        const bool released = subnet->second.pool.Release(p.ip);
-        COGS_EXPECT(released);
-    }
-    EraseFrom(addresses_by_subnet_, p.subnet_id, p.ip);
-    if (auto n = ports_by_network_.find(p.network_id); n != ports_by_network_.end() && --n->second == 0) {
-        ports_by_network_.erase(n);
-    }
-    macs_.erase(p.mac);
-    ports_.erase(it);
-    tx.Erase(kPortsTable, id);
-    return Deleted(id, true);
+    return DeleteById(in, tx, ports_, kPortsTable, [this](const Port& p) -> Status {
+        auto subnet = subnets_.find(p.subnet_id);
+        COGS_EXPECT(subnet != subnets_.end());
+        if (subnet != subnets_.end()) {
+            const bool released = subnet->second.pool.Release(p.ip);
+            COGS_EXPECT(released);
+        }
+        EraseFrom(addresses_by_subnet_, p.subnet_id, p.ip);
+        if (auto n = ports_by_network_.find(p.network_id); n != ports_by_network_.end() && --n->second == 0) {
+            ports_by_network_.erase(n);
+        }
+        macs_.erase(p.mac);
+        return Ok();
+    });
 }
 
 Status NetworkDomain::LoadPort(std::string_view id, std::string_view text) {

@@ -106,21 +106,16 @@ Result<kit::Done> NetworkDomain::CreateNetwork(const wire::Input& in, kit::Tx& t
 }
 
 Result<kit::Done> NetworkDomain::DeleteNetwork(const wire::Input& in, kit::Tx& tx) {
-    COGS_ASSIGN_OR_RETURN(const std::string id, in.String("id", kIdText));
-    auto it = networks_.find(id);
-    if (it == networks_.end()) {
-        return Deleted(id, false);
-    }
-    const size_t subnets = CountOf(subnets_by_network_, id);
-    const size_t ports = CountOf(ports_by_network_, id);
-    if (subnets > 0 || ports > 0) {
-        return MakeError(ErrorCode::kFailedPrecondition, "network " + id + " still has " +
-                                                             std::to_string(subnets) + " subnet(s) and " +
-                                                             std::to_string(ports) + " port(s)");
-    }
-    networks_.erase(it);
-    tx.Erase(kNetworksTable, id);
-    return Deleted(id, true);
+    return DeleteById(in, tx, networks_, kNetworksTable, [this](const Network& n) -> Status {
+        const size_t subnets = CountOf(subnets_by_network_, n.id);
+        const size_t ports = CountOf(ports_by_network_, n.id);
+        if (subnets > 0 || ports > 0) {
+            return MakeError(ErrorCode::kFailedPrecondition, "network " + n.id + " still has " +
+                                                                 std::to_string(subnets) + " subnet(s) and " +
+                                                                 std::to_string(ports) + " port(s)");
+        }
+        return Ok();
+    });
 }
 
 Result<kit::Done> NetworkDomain::CreateSubnet(const wire::Input& in, kit::Tx& tx) {
@@ -151,20 +146,15 @@ Result<kit::Done> NetworkDomain::CreateSubnet(const wire::Input& in, kit::Tx& tx
 }
 
 Result<kit::Done> NetworkDomain::DeleteSubnet(const wire::Input& in, kit::Tx& tx) {
-    COGS_ASSIGN_OR_RETURN(const std::string id, in.String("id", kIdText));
-    auto it = subnets_.find(id);
-    if (it == subnets_.end()) {
-        return Deleted(id, false);
-    }
-    if (const size_t ports = CountOf(addresses_by_subnet_, id); ports > 0) {
-        return MakeError(ErrorCode::kFailedPrecondition,
-                         "subnet " + id + " is still used by " + std::to_string(ports) + " port(s)");
-    }
-    EraseFrom(subnets_by_network_, it->second.network_id, id);
-    subnets_.erase(it);
-    addresses_by_subnet_.erase(id);
-    tx.Erase(kSubnetsTable, id);
-    return Deleted(id, true);
+    return DeleteById(in, tx, subnets_, kSubnetsTable, [this](const Subnet& s) -> Status {
+        if (const size_t ports = CountOf(addresses_by_subnet_, s.id); ports > 0) {
+            return MakeError(ErrorCode::kFailedPrecondition,
+                             "subnet " + s.id + " is still used by " + std::to_string(ports) + " port(s)");
+        }
+        EraseFrom(subnets_by_network_, s.network_id, s.id);
+        addresses_by_subnet_.erase(s.id);
+        return Ok();
+    });
 }
 
 Status NetworkDomain::LoadNetwork(std::string_view id, std::string_view text) {

@@ -662,38 +662,21 @@ TEST_F(NetworkDomainTest, GetServesNetworksSubnetsAndPorts) {
     MakeNet();
     MakeSubnet("s1", "n1", "10.0.0.0/24");
     auto p = MakePort("p 1");
-    auto get = [&](std::string target, std::string method = "GET") {
-        http::Request r;
-        r.method = std::move(method);
-        r.target = std::move(target);
-        return domain_->Get(r);
-    };
-    auto r = get("/v1/networks/n1");
-    ASSERT_TRUE(r);
-    EXPECT_EQ(r->status, 200);
-    EXPECT_EQ(json::parse(r->body), json::parse(R"({"network":{"id":"n1","name":"","project_id":""}})"));
-    r = get("/v1/subnets/s1?x=1");
-    ASSERT_TRUE(r);
-    EXPECT_EQ(r->status, 200);
-    EXPECT_EQ(Str(json::parse(r->body).at("subnet"), "cidr"), "10.0.0.0/24");
-    r = get("/v1/ports/p%201");
-    ASSERT_TRUE(r);
-    EXPECT_EQ(r->status, 200);
-    EXPECT_EQ(json::parse(r->body).at("port"), p);
+    using kit::test_service::Get;
+    using kit::test_service::GetJson;
+    EXPECT_EQ(GetJson(*domain_, "/v1/networks/n1"),
+              json::parse(R"({"network":{"id":"n1","name":"","project_id":""}})"));
+    EXPECT_EQ(Str(GetJson(*domain_, "/v1/subnets/s1?x=1").at("subnet"), "cidr"), "10.0.0.0/24");
+    EXPECT_EQ(GetJson(*domain_, "/v1/ports/p%201").at("port"), p);
 
-    r = get("/v1/ports/nope");
-    ASSERT_TRUE(r);
-    EXPECT_EQ(r->status, 404);
-    EXPECT_EQ(json::parse(r->body),
+    EXPECT_EQ(GetJson(*domain_, "/v1/ports/nope", 404),
               json::parse(R"({"code":"not_found","message":"no port 'nope'","retryable":false})"));
-    r = get("/v1/subnets/s9");
-    ASSERT_TRUE(r);
-    EXPECT_EQ(r->status, 404);
+    EXPECT_EQ(GetJson(*domain_, "/v1/subnets/s9", 404).at("code"), "not_found");
 
-    EXPECT_FALSE(get("/v1/networks/n1", "DELETE"));
-    EXPECT_FALSE(get("/v1/networks/"));
-    EXPECT_FALSE(get("/v1/networks/n1/extra"));
-    EXPECT_FALSE(get("/v1/volumes/v1"));
+    EXPECT_FALSE(Get(*domain_, "/v1/networks/n1", "DELETE"));
+    EXPECT_FALSE(Get(*domain_, "/v1/networks/"));
+    EXPECT_FALSE(Get(*domain_, "/v1/networks/n1/extra"));
+    EXPECT_FALSE(Get(*domain_, "/v1/volumes/v1"));
 }
 
 TEST_F(NetworkDomainTest, ReloadRebuildsEverythingInAnyTableOrder) {

@@ -7,41 +7,39 @@ namespace cogs::services::sim {
 namespace {
 
 namespace asio = boost::asio;
-using workflow::ActionCall;
-using workflow::ActionReply;
-using workflow::ServiceClient;
 
 // One call in flight. Whichever comes first, the service's answer or the deadline timer, takes
 // `done`; the other finds it empty. The timer's pending wait and the service's callback each hold a
 // reference, so a call the service drops (a hang) is freed when its timer fires.
 struct PendingCall {
-    PendingCall(asio::io_context& io, SteadyTime deadline, ServiceClient::Callback d)
+    PendingCall(asio::io_context& io, SteadyTime deadline, workflow::ServiceClient::Callback d)
         : timer(io, deadline), done(std::move(d)) {}
 
     asio::steady_timer timer;
-    ServiceClient::Callback done;
+    workflow::ServiceClient::Callback done;
 };
 
-class SimClient final : public ServiceClient {
+class SimClient final : public workflow::ServiceClient {
 public:
     SimClient(SimService& service, std::string name)
         : service_(service), name_(std::make_shared<const std::string>(std::move(name))) {}
 
-    void Invoke(ActionCall call, Callback done) override {
+    void Invoke(workflow::ActionCall call, Callback done) override {
         auto pending = Arm(call, std::move(done));
-        service_.Handle(std::move(call.action), std::move(call.idempotency_key), std::move(call.input),
-                        call.deadline,
-                        [pending](Result<ActionReply> reply) { Finish(*pending, std::move(reply)); });
+        service_.Handle(
+            std::move(call.action), std::move(call.idempotency_key), std::move(call.input), call.deadline,
+            [pending](Result<workflow::ActionReply> reply) { Finish(*pending, std::move(reply)); });
     }
 
-    void Status(ActionCall call, Callback done) override {
+    void Status(workflow::ActionCall call, Callback done) override {
         auto pending = Arm(call, std::move(done));
-        service_.Status(std::move(call.idempotency_key),
-                        [pending](Result<ActionReply> reply) { Finish(*pending, std::move(reply)); });
+        service_.Status(std::move(call.idempotency_key), [pending](Result<workflow::ActionReply> reply) {
+            Finish(*pending, std::move(reply));
+        });
     }
 
 private:
-    std::shared_ptr<PendingCall> Arm(const ActionCall& call, Callback done) const {
+    std::shared_ptr<PendingCall> Arm(const workflow::ActionCall& call, Callback done) const {
         auto pending = std::make_shared<PendingCall>(service_.io(), call.deadline, std::move(done));
         pending->timer.async_wait([pending, name = name_](boost::system::error_code ec) {
             if (ec || !pending->done) {
@@ -55,7 +53,7 @@ private:
     }
 
     // The service's answer: always from a handler of its own (never inline), so `done` may run here.
-    static void Finish(PendingCall& pending, Result<ActionReply> reply) {
+    static void Finish(PendingCall& pending, Result<workflow::ActionReply> reply) {
         if (!pending.done) {
             return;  // the deadline won
         }

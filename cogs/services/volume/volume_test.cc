@@ -280,14 +280,8 @@ TEST_F(VolumeTest, LoadRefusesBadRecords) {
 
 TEST_F(VolumeTest, GetAnswersTheVolumeOr404) {
     Ok("create_volume", R"({"id":"v1","size_gb":4})");
-    auto r = kit::test_service::Get(*domain_, "/v1/volumes/v1");
-    ASSERT_TRUE(r);
-    EXPECT_EQ(r->status, 200);
-    EXPECT_EQ(json::parse(r->body).at("volume"), Volume("v1"));
-    r = kit::test_service::Get(*domain_, "/v1/volumes/zzz");
-    ASSERT_TRUE(r);
-    EXPECT_EQ(r->status, 404);
-    EXPECT_EQ(json::parse(r->body),
+    EXPECT_EQ(kit::test_service::GetJson(*domain_, "/v1/volumes/v1").at("volume"), Volume("v1"));
+    EXPECT_EQ(kit::test_service::GetJson(*domain_, "/v1/volumes/zzz", 404),
               json::parse(R"({"code":"not_found","message":"no volume 'zzz'","retryable":false})"));
     EXPECT_FALSE(kit::test_service::Get(*domain_, "/v1/ports/v1"));
 }

@@ -20,6 +20,16 @@
 #include "cogs/services/kit/ledger.h"
 #include "cogs/sqlite/db.h"
 
+// The first lines of the ledger's CREATE TABLE, to the letter as both files' first schema steps
+// were released with them: each step goes on with the columns of its own layout (a state file's has
+// `code`, a ledger file's gets it in its second step). A string literal, so that a step stays one
+// constant text. Frozen as the steps are: a file's schema text is what its first step wrote.
+#define COGS_KIT_LEDGER_CREATE_HEAD             \
+    "CREATE TABLE IF NOT EXISTS ledger (\n"     \
+    "    key        TEXT PRIMARY KEY,\n"        \
+    "    seq        INTEGER NOT NULL UNIQUE,\n" \
+    "    action     TEXT NOT NULL,\n"
+
 namespace cogs::services::kit::internal {
 
 class LedgerTable {

@@ -11,11 +11,7 @@ constexpr sqlite::Migration kStateSteps[] = {
 CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS ledger (
-    key        TEXT PRIMARY KEY,
-    seq        INTEGER NOT NULL UNIQUE,
-    action     TEXT NOT NULL,
-    kind       TEXT NOT NULL,              -- do | undo
+)sql" COGS_KIT_LEDGER_CREATE_HEAD R"sql(    kind       TEXT NOT NULL,              -- do | undo
     outcome    TEXT NOT NULL,              -- applied | rejected | compensated | tombstone
     output     TEXT NOT NULL,              -- the answered JSON, or the refusal message
     code       TEXT NOT NULL DEFAULT '',   -- rejected: the error code

@@ -10,6 +10,8 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -85,6 +87,22 @@ std::optional<http::Response> Get(Target& target, std::string path, std::string 
     req.method = std::move(method);
     req.target = std::move(path);
     return target.Get(req);
+}
+
+// The JSON body of target.Get(GET `path`), which must answer `status`: a test failure (and null) if
+// `path` is not a route, and one if the status differs or the body is not JSON.
+template <typename Target>
+boost::json::value GetJson(Target& target, std::string path, int status = 200) {
+    auto r = Get(target, path);
+    if (!r) {
+        ADD_FAILURE() << path << " is not a route";
+        return nullptr;
+    }
+    EXPECT_EQ(r->status, status) << path << ": " << r->body;
+    boost::system::error_code ec;
+    boost::json::value body = boost::json::parse(r->body, ec);
+    EXPECT_FALSE(ec) << path << ": " << r->body;
+    return body;
 }
 
 // The body of target.Get(GET `path`) ("" if it is not a route).

@@ -115,6 +115,23 @@ void EraseFrom(Map& m, const std::string& key, const K& inner) {
     }
 }
 
+// Every delete action: reads "id"; an id `records` does not hold is answered {"id", "deleted": false}
+// (deleting twice is fine); else `remove(record)` refuses with an error, or drops the record's index
+// entries and the record goes, from `records` and from the stored `table`: {"id", "deleted": true}.
+template <typename Map, typename Remove>
+Result<kit::Done> DeleteById(const wire::Input& in, kit::Tx& tx, Map& records, std::string_view table,
+                             Remove remove) {
+    COGS_ASSIGN_OR_RETURN(const std::string id, in.String("id", kIdText));
+    auto it = records.find(id);
+    if (it == records.end()) {
+        return Deleted(id, false);
+    }
+    COGS_TRY(remove(it->second));
+    records.erase(it);
+    tx.Erase(table, id);
+    return Deleted(id, true);
+}
+
 class NetworkDomain final : public kit::Domain {
 public:
     std::string_view name() const override;
