@@ -75,6 +75,58 @@ TEST_F(CloudTest, QuotaIsReservedAtTheRequestAndGivenBackWhenTheServerGoes) {
     EXPECT_EQ(Count(admin_, "ports"), 0u) << "the server's port goes with it";
 }
 
+TEST_F(CloudTest, EveryKindATenantCreatesHasAQuotaTakenAtTheRequestAndGivenBackByTheDelete) {
+    Seed();
+    const std::string p = NewProject("tenant");
+    const std::string member = NewToken(p, "member");
+    ASSERT_EQ(Call(admin_, "PUT", "/v1/projects/" + p + "/quotas",
+                   R"({"networks":1,"subnets":1,"server_groups":1})")
+                  .status,
+              200);
+    auto refused = [&](const Reply& r, const std::string& resource) {
+        EXPECT_EQ(r.status, 403) << r.raw.body;
+        EXPECT_EQ(r.Str("code"), "quota_exceeded") << r.raw.body;
+        ASSERT_TRUE(r.body.contains("details")) << r.raw.body;
+        EXPECT_EQ(r.body.at("details").at("resource").as_string(), resource);
+        EXPECT_EQ(r.body.at("details").at("limit").as_int64(), 1);
+        EXPECT_EQ(r.body.at("details").at("in_use").as_int64(), 1);
+    };
+
+    const std::string net = ActiveNetwork(member);
+    EXPECT_EQ(InUse(p, "networks"), 1);
+    refused(Call(member, "POST", "/v1/networks", R"({"name":"second"})"), "networks");
+    EXPECT_EQ(Count(member, "networks"), 1u);
+
+    const std::string subnet_body = R"({"network_id":")" + net + R"(","cidr":"10.1.0.0/24"})";
+    Reply subnet = Call(member, "POST", "/v1/subnets", subnet_body);
+    ASSERT_EQ(subnet.status, 202) << subnet.raw.body;
+    const std::string subnet_id = subnet.Field("subnet", "id");
+    WaitFor("/v1/subnets/" + subnet_id, "subnet", "ACTIVE");
+    EXPECT_EQ(InUse(p, "subnets"), 1);
+    refused(Call(member, "POST", "/v1/subnets", R"({"network_id":")" + net + R"(","cidr":"10.2.0.0/24"})"),
+            "subnets");
+    EXPECT_EQ(Count(member, "subnets"), 1u);
+
+    Reply group = Call(member, "POST", "/v1/server-groups", R"({"name":"g","policy":"affinity"})");
+    ASSERT_EQ(group.status, 201) << group.raw.body;
+    EXPECT_EQ(InUse(p, "server_groups"), 1);
+    refused(Call(member, "POST", "/v1/server-groups", R"({"name":"h","policy":"affinity"})"),
+            "server_groups");
+    EXPECT_EQ(Call(member, "GET", "/v1/server-groups").Items("server_groups").size(), 1u);
+
+    // Deletes give the quota back, and the next create passes.
+    ASSERT_EQ(Call(member, "DELETE", "/v1/server-groups/" + group.Field("server_group", "id")).status, 204);
+    EXPECT_EQ(InUse(p, "server_groups"), 0);
+    ASSERT_EQ(Call(member, "DELETE", "/v1/subnets/" + subnet_id).status, 202);
+    WaitFor("/v1/subnets/" + subnet_id, "subnet", "");
+    EXPECT_EQ(InUse(p, "subnets"), 0);
+    ASSERT_EQ(Call(member, "DELETE", "/v1/networks/" + net).status, 202);
+    WaitFor("/v1/networks/" + net, "network", "");
+    EXPECT_EQ(InUse(p, "networks"), 0);
+    ActiveNetwork(member, "again");
+    EXPECT_EQ(Call(member, "POST", "/v1/server-groups", R"({"name":"h","policy":"affinity"})").status, 201);
+}
+
 TEST_F(CloudTest, ATenantNeverSeesNorTouchesAnotherTenantsResources) {
     Seed();
     const std::string a = NewToken(NewProject("a"), "member");
@@ -265,9 +317,9 @@ TEST_F(CloudTest, QuotasAreReadAndSetAndABadValueNamesItsFieldAndChangesNothing)
     const std::string member = NewToken(p, "member");
     Reply q = Call(member, "GET", "/v1/projects/" + p + "/quotas");
     ASSERT_EQ(q.status, 200) << q.raw.body;
-    const std::map<std::string, int64_t> defaults = {{"servers", 50},     {"vcpus", 200},
-                                                     {"ram_mb", 409600},  {"volumes", 100},
-                                                     {"volume_gb", 5000}, {"ports", 100}};
+    const std::map<std::string, int64_t> defaults = {
+        {"servers", 50}, {"vcpus", 200},    {"ram_mb", 409600}, {"volumes", 100},     {"volume_gb", 5000},
+        {"ports", 100},  {"networks", 100}, {"subnets", 100},   {"server_groups", 10}};
     for (const auto& [name, limit] : defaults) {
         EXPECT_EQ(q.Obj("quotas").at(name).at("limit").as_int64(), limit) << name;
         EXPECT_EQ(q.Obj("quotas").at(name).at("in_use").as_int64(), 0) << name;

@@ -92,8 +92,9 @@ Result<Seeded> SeedCloud(ApiClient& admin) {
         return MakeError(ErrorCode::kUnavailable, "GET /v1/whoami failed");
     }
     s.project_id = Str(who->body.as_object(), "project_id");
-    const json::object unlimited{{"servers", -1}, {"vcpus", -1},     {"ram_mb", -1},
-                                 {"volumes", -1}, {"volume_gb", -1}, {"ports", -1}};
+    const json::object unlimited{{"servers", -1},  {"vcpus", -1},     {"ram_mb", -1},
+                                 {"volumes", -1},  {"volume_gb", -1}, {"ports", -1},
+                                 {"networks", -1}, {"subnets", -1},   {"server_groups", -1}};
     auto q =
         admin.Call("PUT", "/v1/projects/" + s.project_id + "/quotas", json::serialize(unlimited), {}, 10s);
     if (!q || q->status != 200) {

@@ -87,8 +87,9 @@ int HostDrain(Invocation& inv, const Resource& hosts, const std::string& name, c
 
 // The flags of `quota set` and the quotas they set.
 constexpr std::pair<const char*, const char*> kQuotas[] = {
-    {"--servers", "servers"}, {"--vcpus", "vcpus"},         {"--ram-mb", "ram_mb"},
-    {"--volumes", "volumes"}, {"--volume-gb", "volume_gb"}, {"--ports", "ports"}};
+    {"--servers", "servers"},   {"--vcpus", "vcpus"},         {"--ram-mb", "ram_mb"},
+    {"--volumes", "volumes"},   {"--volume-gb", "volume_gb"}, {"--ports", "ports"},
+    {"--networks", "networks"}, {"--subnets", "subnets"},     {"--server-groups", "server_groups"}};
 
 // Prints a project's quotas after setting those in `set`, if any (PUT, then GET).
 int Quotas(Invocation& inv, const Resource& projects, const std::string& project, const json::object* set) {

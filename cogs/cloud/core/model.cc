@@ -4,16 +4,17 @@
 
 namespace cogs::cloud {
 
-int64_t& QuotaField(Amount& a, std::string_view name) {
-    if (name == "servers") return a.servers;
-    if (name == "vcpus") return a.vcpus;
-    if (name == "ram_mb") return a.ram_mb;
-    if (name == "volumes") return a.volumes;
-    if (name == "volume_gb") return a.volume_gb;
-    return a.ports;
+Amount DefaultLimits() {
+    return Amount{.servers = 50,
+                  .vcpus = 200,
+                  .ram_mb = 409600,
+                  .volumes = 100,
+                  .volume_gb = 5000,
+                  .ports = 100,
+                  .networks = 100,
+                  .subnets = 100,
+                  .server_groups = 10};
 }
-
-Amount DefaultLimits() { return Amount{50, 200, 409600, 100, 5000, 100}; }
 
 Res* Model::Find(std::string_view kind, const std::string& id) {
     auto k = kinds_.find(kind);
@@ -87,6 +88,12 @@ Amount Model::HeldBy(const Res& r) {
         a.volume_gb = Int(r.body, "size_gb");
     } else if (r.kind == kPort) {
         a.ports = 1;
+    } else if (r.kind == kNetwork) {
+        a.networks = 1;
+    } else if (r.kind == kSubnet) {
+        a.subnets = 1;
+    } else if (r.kind == kGroup) {
+        a.server_groups = 1;
     }
     return a;
 }
@@ -102,9 +109,9 @@ Amount Model::Limits(const std::string& project) const {
     const Res* p = Find(kProject, project);
     if (p != nullptr) {
         if (const auto* q = p->body.if_contains("quotas"); q != nullptr && q->is_object()) {
-            for (auto name : kQuotaNames) {
+            for (const auto& [name, field] : kQuotas) {
                 if (q->get_object().contains(name)) {
-                    QuotaField(limits, name) = Int(q->get_object(), name);
+                    limits.*field = Int(q->get_object(), name);
                 }
             }
         }
@@ -115,10 +122,10 @@ Amount Model::Limits(const std::string& project) const {
 Status Model::Reserve(const std::string& project, const Amount& a) {
     Amount limits = Limits(project);
     Amount& used = usage_[project];
-    for (auto name : kQuotaNames) {
-        const int64_t req = QuotaField(a, name);
-        const int64_t limit = QuotaField(limits, name);
-        const int64_t in_use = QuotaField(used, name);
+    for (const auto& [name, field] : kQuotas) {
+        const int64_t req = a.*field;
+        const int64_t limit = limits.*field;
+        const int64_t in_use = used.*field;
         if (req > 0 && limit >= 0 && in_use + req > limit) {
             Error e(ErrorCode::kPermissionDenied,
                     "quota exceeded: " + std::string(name) + " limit " + std::to_string(limit) + ", in use " +
@@ -137,15 +144,15 @@ Status Model::Reserve(const std::string& project, const Amount& a) {
 
 void Model::Add(const std::string& project, const Amount& a) {
     Amount& used = usage_[project];
-    for (auto name : kQuotaNames) {
-        QuotaField(used, name) += QuotaField(a, name);
+    for (const auto& q : kQuotas) {
+        used.*q.field += a.*q.field;
     }
 }
 
 void Model::Release(const std::string& project, const Amount& a) {
     Amount& used = usage_[project];
-    for (auto name : kQuotaNames) {
-        QuotaField(used, name) -= QuotaField(a, name);
+    for (const auto& q : kQuotas) {
+        used.*q.field -= a.*q.field;
     }
 }
 

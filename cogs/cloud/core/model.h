@@ -53,17 +53,29 @@ struct Res {
     std::string status_text() const { return Str(body, "status"); }
 };
 
-// What a resource holds of its project's quota.
+// What a resource holds of its project's quota: one count per kind a tenant creates, and the
+// sizes (vcpus, ram, gigabytes) of servers and volumes.
 struct Amount {
     int64_t servers = 0, vcpus = 0, ram_mb = 0, volumes = 0, volume_gb = 0, ports = 0;
+    int64_t networks = 0, subnets = 0, server_groups = 0;
 };
 
-inline constexpr std::string_view kQuotaNames[] = {"servers", "vcpus",     "ram_mb",
-                                                   "volumes", "volume_gb", "ports"};
-int64_t& QuotaField(Amount& a, std::string_view name);
-inline int64_t QuotaField(const Amount& a, std::string_view name) {
-    return QuotaField(const_cast<Amount&>(a), name);
-}
+// Every quota by its API name, in the order the API lists them.
+struct QuotaName {
+    std::string_view name;
+    int64_t Amount::*field;
+};
+inline constexpr QuotaName kQuotas[] = {
+    {"servers", &Amount::servers},
+    {"vcpus", &Amount::vcpus},
+    {"ram_mb", &Amount::ram_mb},
+    {"volumes", &Amount::volumes},
+    {"volume_gb", &Amount::volume_gb},
+    {"ports", &Amount::ports},
+    {"networks", &Amount::networks},
+    {"subnets", &Amount::subnets},
+    {"server_groups", &Amount::server_groups},
+};
 Amount DefaultLimits();
 
 class Model {

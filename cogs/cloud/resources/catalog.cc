@@ -140,9 +140,11 @@ void Catalog::CreateGroup(Creation c) {
         if (policy != "affinity" && policy != "anti-affinity") {
             return MakeError(FieldError("policy", "must be affinity or anti-affinity"));
         }
+        COGS_TRY(ctx_.model.Reserve(project, Amount{.server_groups = 1}));
         Res g = ctx_.NewRes(kGroup, project);
         g.body["name"] = name;
         g.body["policy"] = policy;
+        g.body["_quota"] = true;
         return g;
     }();
     if (!made) return c.call.Fail(made.error());
@@ -181,6 +183,7 @@ void Catalog::Delete(Call call, std::string_view kind) {
             ctx_.model.token_by_hash.erase(Str(r->body, "_hash"));
         }
         std::string rid = r->id;
+        ctx_.model.Release(r->project, Model::HeldBy(*r));
         ctx_.model.Erase(kind, rid);
         return rid;
     }();
@@ -194,8 +197,8 @@ json::object Catalog::QuotaView(const std::string& project) const {
     Amount limits = ctx_.model.Limits(project);
     Amount used = ctx_.model.Usage(project);
     json::object q;
-    for (auto name : kQuotaNames) {
-        q[name] = json::object{{"limit", QuotaField(limits, name)}, {"in_use", QuotaField(used, name)}};
+    for (const auto& [name, field] : kQuotas) {
+        q[name] = json::object{{"limit", limits.*field}, {"in_use", used.*field}};
     }
     return q;
 }
@@ -213,10 +216,11 @@ void Catalog::SetQuotas(Call call) {
         COGS_TRY(RequireAdmin(call.who));
         Res* p = ctx_.model.Find(kProject, id);
         if (p == nullptr) return MakeError(NotFound("project", id));
-        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(call.body, {"servers", "vcpus", "ram_mb", "volumes",
-                                                                "volume_gb", "ports"}));
+        COGS_ASSIGN_OR_RETURN(
+            auto in, Input::Parse(call.body, {"servers", "vcpus", "ram_mb", "volumes", "volume_gb", "ports",
+                                              "networks", "subnets", "server_groups"}));
         json::object quotas = wire::Obj(p->body, "quotas");
-        for (auto name : kQuotaNames) {
+        for (const auto& [name, field] : kQuotas) {
             COGS_ASSIGN_OR_RETURN(auto v, in.OptionalInt(name, -1, INT64_MAX / 4));
             if (v) quotas[name] = *v;
         }

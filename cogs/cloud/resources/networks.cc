@@ -51,15 +51,19 @@ void Networks::CreateNetwork(Creation c) {
         COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "project_id"}));
         COGS_ASSIGN_OR_RETURN(auto project, OwnerOf(ctx_, c.who(), in));
         COGS_ASSIGN_OR_RETURN(auto name, in.String("name", Text{.max_len = 64}));
+        COGS_TRY(ctx_.model.Reserve(project, Amount{.networks = 1}));
         Res n = ctx_.NewRes(kNetwork, project);
         n.body["name"] = name;
         n.set_status(NetStatus::kBuild);
+        n.body["_quota"] = true;
         return n;
     }();
     if (!made) return c.call.Fail(made.error());
     json::object input{
         {"network_id", made->id}, {"project_id", made->project}, {"name", Str(made->body, "name")}};
-    StartCreate(ctx_, c, std::move(*made), "network.create", std::move(input));
+    const std::string project = made->project;
+    StartCreate(ctx_, c, std::move(*made), "network.create", std::move(input),
+                [this, project] { ctx_.model.Release(project, Amount{.networks = 1}); });
 }
 
 void Networks::CreateSubnet(Creation c) {
@@ -76,11 +80,13 @@ void Networks::CreateSubnet(Creation c) {
         if (pools != nullptr && !pools->is_array()) {
             return MakeError(FieldError("allocation_pools", "must be an array of {start, end}"));
         }
+        COGS_TRY(ctx_.model.Reserve(net->project, Amount{.subnets = 1}));
         Res s = ctx_.NewRes(kSubnet, net->project);
         s.body["name"] = name.value_or("");
         s.body["network_id"] = net->id;
         s.body["cidr"] = cidr;
         s.set_status(NetStatus::kBuild);
+        s.body["_quota"] = true;
         request = {{"id", s.id},
                    {"network_id", net->id},
                    {"cidr", cidr},
@@ -92,7 +98,9 @@ void Networks::CreateSubnet(Creation c) {
     }();
     if (!made) return c.call.Fail(made.error());
     json::object input{{"subnet_id", made->id}, {"request", std::move(request)}};
-    StartCreate(ctx_, c, std::move(*made), "subnet.create", std::move(input));
+    const std::string project = made->project;
+    StartCreate(ctx_, c, std::move(*made), "subnet.create", std::move(input),
+                [this, project] { ctx_.model.Release(project, Amount{.subnets = 1}); });
 }
 
 void Networks::CreatePort(Creation c) {
