@@ -329,7 +329,17 @@ private:
 // repair after a restart was refused as "already exists" until healing stalled).
 TEST_F(CloudHealTest, RepairsKeepStartingAcrossRestarts) {
     FakeNetworkInventory inventory;
+    observe::Metrics metrics;  // outlives every cloud of the test (closed at its end)
+    options_.metrics = &metrics;
     options_.inventory_urls = {{"network", inventory.url()}};
+    // Repairs started so far: a refused one is started again at the next scan with a new id, so
+    // the orphan goes either way, but each refusal counts one more.
+    const auto started = [&] {
+        const std::string text = metrics.Render();
+        const std::string series = R"(cogs_heal_repairs_total{kind="delete_port"} )";
+        const size_t at = text.find(series);
+        return at == std::string::npos ? -1 : std::stoi(text.substr(at + series.size()));
+    };
     for (int run = 0; run < 4; ++run) {
         Close();
         ASSERT_NO_FATAL_FAILURE(Open());
@@ -341,7 +351,9 @@ TEST_F(CloudHealTest, RepairsKeepStartingAcrossRestarts) {
             if (++tick % 25 == 0) clock_.Advance(options_.reconcile_every);
             return Has(EventTypes("/v1/events?resource_kind=port&resource_id=" + orphan), "orphan_removed");
         });
+        EXPECT_EQ(started(), run + 1) << "a repair was refused after restart " << run;
     }
+    Close();
 }
 
 TEST_F(CloudHealTest, WhatWasAnsweredSurvivesARestart) {
