@@ -40,7 +40,8 @@ public:
     // The store calls run on blocking_; the result comes back to the io thread while the pruner
     // lives (a pass in progress at destruction is waited for, its answer dropped).
     void PruneNow(std::function<void(Result<store::PruneResult>)> done) {
-        const int64_t cutoff = clock_.WallMs() - std::chrono::duration_cast<Millis>(options_.keep_for).count();
+        const int64_t cutoff =
+            clock_.WallMs() - std::chrono::duration_cast<Millis>(options_.keep_for).count();
         asio::post(blocking_, [this, weak = weak_from_this(), cutoff, done = std::move(done)]() mutable {
             Result<store::PruneResult> total = store::PruneResult{};
             for (;;) {

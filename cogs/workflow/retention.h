@@ -42,9 +42,9 @@ namespace cogs::workflow {
 
 struct RetentionOptions {
     Duration keep_for = std::chrono::hours(24 * 7);  // ended workflows older than this go
-    int64_t keep_at_most = 100'000;                   // and the oldest beyond this many
-    Duration every = std::chrono::seconds(60);        // a pass at Start(), then every `every`
-    int batch = 500;                                  // workflows per write transaction
+    int64_t keep_at_most = 100'000;                  // and the oldest beyond this many
+    Duration every = std::chrono::seconds(60);       // a pass at Start(), then every `every`
+    int batch = 500;                                 // workflows per write transaction
 };
 
 class WorkflowPruner {

@@ -35,8 +35,12 @@ protected:
         catalog_.Add("sim", sim::MakeSimClient(*sim_, "sim"));
         registry_ = std::make_unique<Registry>(store_.get());
         ASSERT_TRUE(registry_->LoadFromStore());
-        auto def =
-            DefinitionBuilder("two").Step("a", "sim.a").Compensate("sim.undo_a").Step("b", "sim.b").After("a").Build();
+        auto def = DefinitionBuilder("two")
+                       .Step("a", "sim.a")
+                       .Compensate("sim.undo_a")
+                       .Step("b", "sim.b")
+                       .After("a")
+                       .Build();
         ASSERT_TRUE(def) << def.error().ToString();
         ASSERT_TRUE(registry_->Register(std::move(*def)));
         EngineOptions eo;
@@ -89,7 +93,8 @@ protected:
         auto counts = store_->CountByState();
         EXPECT_TRUE(counts) << counts.error().ToString();
         for (const auto& [state, count] : counts.value_or(std::vector<std::pair<WorkflowState, int64_t>>{})) {
-            EXPECT_TRUE(state != WorkflowState::kRunning || count == 0) << "every workflow of the run has ended";
+            EXPECT_TRUE(state != WorkflowState::kRunning || count == 0)
+                << "every workflow of the run has ended";
             n += state == WorkflowState::kSucceeded ? count : 0;
         }
         return n;
