@@ -29,9 +29,10 @@ int main(int argc, char** argv) {
 
     auto open = [&](boost::asio::io_context& io,
                     observe::Metrics& metrics) -> Result<std::unique_ptr<kit::ActionTarget>> {
-        COGS_ASSIGN_OR_RETURN(auto service,
-                              sim::SimService::Create(io, sim::SimOptions{ledger_path, serve.service.faults,
-                                                                          serve.service.seed, &metrics}));
+        COGS_ASSIGN_OR_RETURN(
+            auto service,
+            sim::SimService::Create(io, sim::SimOptions{ledger_path, serve.service.faults, serve.service.seed,
+                                                        &metrics, serve.service.ledger_retention}));
         const sim::LedgerCounts counts = service->Counts();
         observe::Log("sim").info("ledger: {}, {} entries loaded",
                                  ledger_path.empty() ? "in memory" : ledger_path,

@@ -51,6 +51,8 @@ int main(int argc, char** argv) {
     std::string log_format = "json";
     double event_retention_hours = 168;
     int64_t event_max = 1'000'000;
+    double workflow_retention_hours = 168;
+    int64_t workflow_max = 100'000;
     int64_t lease_ttl_ms = 3000, fence_window_ms = 1000, restart_grace_ms = 10000, reconcile_ms = 10000,
             orphan_grace_ms = 60000;
     size_t max_inflight_workflows = 100000;
@@ -131,6 +133,14 @@ int main(int argc, char** argv) {
     app.add_option("--event-max", event_max, "at most this many events are kept (the oldest go first)")
         ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
         ->capture_default_str();
+    app.add_option("--workflow-retention-hours", workflow_retention_hours,
+                   "ended workflows (succeeded, rolled back) older than this are pruned with their steps")
+        ->check(CLI::Range(0.01, 24.0 * 3650))
+        ->capture_default_str();
+    app.add_option("--workflow-max", workflow_max,
+                   "at most this many ended workflows are kept (the oldest go first)")
+        ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
+        ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     {
         auto format = observe::ParseLogFormat(log_format);
@@ -150,6 +160,9 @@ int main(int argc, char** argv) {
     cloud_options.event_retention = std::chrono::duration_cast<Duration>(
         std::chrono::duration<double, std::ratio<3600>>(event_retention_hours));
     cloud_options.event_max = event_max;
+    cloud_options.workflow_retention.keep_for = std::chrono::duration_cast<Duration>(
+        std::chrono::duration<double, std::ratio<3600>>(workflow_retention_hours));
+    cloud_options.workflow_retention.keep_at_most = workflow_max;
     cloud_options.lease_ttl = std::chrono::milliseconds(lease_ttl_ms);
     cloud_options.fence_window = std::chrono::milliseconds(fence_window_ms);
     cloud_options.restart_grace = std::chrono::milliseconds(restart_grace_ms);

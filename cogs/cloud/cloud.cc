@@ -66,6 +66,7 @@ public:
           history(ctx),
           workflows(ctx),
           claims(ctx),
+          pruner(io, store, ctx.options.workflow_retention, &ctx.clock, ctx.metrics()),
           router(ApiRoutes({ctx, reads, catalog, networks, volumes, servers, hosts, history, workflows})),
           api(
               io, router, [this](std::string_view bearer) { return Authenticate(bearer); },
@@ -102,6 +103,7 @@ public:
     History history;
     Workflows workflows;
     ModelClaims claims;
+    workflow::WorkflowPruner pruner;
     Router router;
     HttpApi api;
     observe::GaugeFamily resources_gauge;
@@ -246,9 +248,11 @@ void Cloud::Start() {
     impl_->healer.Start();
     impl_->reconcile.Start();
     impl_->history.Start();
+    impl_->pruner.Start();
 }
 
 void Cloud::Stop() {
+    impl_->pruner.Stop();
     impl_->history.Stop();
     impl_->reconcile.Stop();
     impl_->healer.Stop();

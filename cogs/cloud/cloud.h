@@ -33,6 +33,7 @@
 #include "cogs/runtime/clock.h"
 #include "cogs/store/store.h"
 #include "cogs/workflow/engine.h"
+#include "cogs/workflow/retention.h"
 #include "cogs/workflow/service.h"
 
 namespace boost::asio {
@@ -76,6 +77,10 @@ struct CloudOptions {
     Duration event_retention = std::chrono::hours(168);
     int64_t event_max = 1'000'000;
     Duration event_prune_every = std::chrono::seconds(60);
+    // Ended workflows (with their steps and logs) older than `keep_for` go, then the oldest beyond
+    // `keep_at_most` (workflow/retention.h): pruned at Start() and every `every`, on the pruner's
+    // own thread, `batch` per transaction. Running and failed workflows are never pruned.
+    workflow::RetentionOptions workflow_retention{};
     // Time for leases, timers, timestamps; null: runtime::SystemClock(). Must outlive the Cloud.
     runtime::Clock* clock = nullptr;
 };
@@ -96,7 +101,8 @@ public:
     // returns its secret; else returns "". Blocking (start-up only).
     Result<std::string> Bootstrap();
 
-    // Starts and stops the loops: host leases, healing, reconcilers, event retention.
+    // Starts and stops the loops: host leases, healing, reconcilers, retention of events and of
+    // ended workflows.
     void Start();
     void Stop();
 

@@ -3,6 +3,13 @@
 // to the millisecond, however slow the machine.
 #include "cogs/cloud/cloud_test_fixture.h"
 
+#include <mutex>
+#include <thread>
+
+#include <boost/asio/executor_work_guard.hpp>
+
+#include "cogs/http/server.h"
+
 namespace cogs::cloud::testing {
 namespace {
 
@@ -278,6 +285,75 @@ TEST_F(CloudHealTest, NoHostIsDeclaredDownWithinTheRestartGrace) {
     WaitMovedOff(id, victim);
     const auto events = WaitForEvent("/v1/hosts/" + victim, "down");
     EXPECT_EQ(std::count(events.begin(), events.end(), "down"), 1) << Join(events);
+}
+
+// A network service's inventory, served on its own thread: whatever `ports` holds now.
+class FakeNetworkInventory {
+public:
+    FakeNetworkInventory() {
+        auto server = http::StartServer(io_, {}, [this](http::Request, http::Respond respond) {
+            std::lock_guard lock(mu_);
+            http::Response r;
+            r.body = R"({"networks":[],"subnets":[],"ports":[)" + ports_ + "]}";
+            respond(std::move(r));
+        });
+        EXPECT_TRUE(server) << server.error().ToString();
+        server_ = std::move(*server);
+        thread_ = std::thread([this] { io_.run(); });
+    }
+    ~FakeNetworkInventory() {
+        boost::asio::post(io_, [this] { server_->Stop(); });
+        work_.reset();
+        io_.stop();
+        thread_.join();
+    }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
+    // One port nothing owns.
+    void Orphan(const std::string& id) {
+        std::lock_guard lock(mu_);
+        ports_ = R"({"id":")" + id + R"(","network_id":"gone"})";
+    }
+
+private:
+    boost::asio::io_context io_;
+    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_{
+        io_.get_executor()};
+    std::unique_ptr<http::Server> server_;
+    std::thread thread_;
+    std::mutex mu_;
+    std::string ports_;
+};
+
+// cogsd restarted several times in a row keeps starting the reconciler's repairs: the ids of the
+// workflows the engine names itself are new at every start (issue 12: they repeated, and every
+// repair after a restart was refused as "already exists" until healing stalled).
+TEST_F(CloudHealTest, RepairsKeepStartingAcrossRestarts) {
+    FakeNetworkInventory inventory;
+    observe::Metrics metrics;  // outlives every cloud of the test (closed at its end)
+    options_.metrics = &metrics;
+    options_.inventory_urls = {{"network", inventory.url()}};
+    // Repairs started so far: a refused one is started again at the next scan with a new id, so
+    // the orphan goes either way, but each refusal counts one more.
+    const auto started = [&] {
+        const std::string text = metrics.Render();
+        const std::string series = R"(cogs_heal_repairs_total{kind="delete_port"} )";
+        const size_t at = text.find(series);
+        return at == std::string::npos ? -1 : std::stoi(text.substr(at + series.size()));
+    };
+    for (int run = 0; run < 4; ++run) {
+        Close();
+        ASSERT_NO_FATAL_FAILURE(Open());
+        const std::string orphan = "orphan-port-" + std::to_string(run);
+        inventory.Orphan(orphan);
+        // Scans come with the reconcile period (moved on here); the orphan goes after its grace.
+        int tick = 0;
+        RunUntil([&] {
+            if (++tick % 25 == 0) clock_.Advance(options_.reconcile_every);
+            return Has(EventTypes("/v1/events?resource_kind=port&resource_id=" + orphan), "orphan_removed");
+        });
+        EXPECT_EQ(started(), run + 1) << "a repair was refused after restart " << run;
+    }
+    Close();
 }
 
 TEST_F(CloudHealTest, WhatWasAnsweredSurvivesARestart) {

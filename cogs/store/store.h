@@ -35,6 +35,12 @@ struct StoreStats {
     double commit_seconds = 0;  // time spent in BEGIN..COMMIT, summed
 };
 
+// What one PruneWorkflows call did.
+struct PruneResult {
+    int64_t pruned = 0;  // workflows deleted (with their steps)
+    int64_t kept = 0;    // succeeded and rolled-back workflows left
+};
+
 class Store {
 public:
     using CommitCallback = std::function<void(Status)>;
@@ -79,11 +85,22 @@ public:
     // start-up, when the API process rebuilds its in-memory model.
     virtual Result<std::vector<ResourceRecord>> LoadResources() = 0;
 
+    // Retention of ended workflows. Deletes, oldest end first, at most `batch` workflows that
+    // succeeded or rolled back, with their steps (and so their logs): those finished before
+    // `finished_before_ms` (wall ms), and the oldest beyond the newest `keep_at_most` of them.
+    // Never a running or compensating workflow, nor a failed one (it waits for an operator's
+    // ReviveFailed). Their events are the resources' history and have their own retention
+    // (PruneEvents). One short write transaction on the writer thread: call it again while it
+    // pruned `batch`, so that group commits go on in between. Blocking; off the I/O thread.
+    virtual Result<PruneResult> PruneWorkflows(int64_t finished_before_ms, int64_t keep_at_most,
+                                               int batch) = 0;
+
     // Events oldest first (by seq) matching `filter`. Blocking.
     virtual Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) = 0;
     // Deletes events older than `older_than_ms` (wall ms), then the oldest beyond the newest
-    // `keep_at_most`; returns how many went. Blocking; run it from a maintenance timer off the
-    // I/O thread.
+    // `keep_at_most`; returns how many went. Deletes in batches of a few thousand rows, each its
+    // own short transaction (group commits go on in between). Blocking; run it from a maintenance
+    // timer off the I/O thread.
     virtual Result<int64_t> PruneEvents(int64_t older_than_ms, int64_t keep_at_most) = 0;
 
     virtual StoreStats Stats() = 0;

@@ -1151,6 +1151,59 @@ TEST_P(StoreTest, EventsFilterAndPaginateOldestFirst) {
     EXPECT_EQ(Types(*one), (std::vector<std::string>{"e0"}));
 }
 
+TEST_P(StoreTest, PruneWorkflowsTakesTheOldestEndedOnesInBatchesAndNeverOneInFlight) {
+    const Lease lease = MustLease("engine");
+    const auto end = [&](const std::string& id, WorkflowState state, int64_t finished_ms) {
+        ASSERT_OK(CommitAndWait(*store_, Create(lease.token, Workflow(id))));
+        ASSERT_OK(CommitAndWait(*store_, UpdateStep(lease.token, id, Step(0, StepState::kSucceeded), "log")));
+        WriteGroup g = UpdateWorkflow(lease.token, id, state);
+        g.workflows[0].finished_ms = finished_ms;
+        ASSERT_OK(CommitAndWait(*store_, std::move(g)));
+    };
+    end("e1", WorkflowState::kSucceeded, 100);
+    end("e2", WorkflowState::kRolledBack, 200);
+    end("e3", WorkflowState::kSucceeded, 300);
+    end("e4", WorkflowState::kSucceeded, 400);
+    end("failed", WorkflowState::kFailed, 50);  // waits for an operator: never pruned
+    end("compensating", WorkflowState::kCompensating, 0);
+    ASSERT_OK(CommitAndWait(*store_, Create(lease.token, Workflow("running"))));
+    const auto exists = [&](const std::string& id) { return store_->GetWorkflow(id).has_value(); };
+
+    auto r = store_->PruneWorkflows(250, 1000, 100);  // by age: finished before 250
+    ASSERT_TRUE(r) << r.error().ToString();
+    EXPECT_EQ(r->pruned, 2);
+    EXPECT_EQ(r->kept, 2);
+    EXPECT_FALSE(exists("e1"));
+    EXPECT_FALSE(exists("e2"));
+    EXPECT_TRUE(exists("e3"));
+
+    r = store_->PruneWorkflows(0, 1, 100);  // by count: the newest one stays
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->pruned, 1);
+    EXPECT_EQ(r->kept, 1);
+    EXPECT_FALSE(exists("e3"));
+    EXPECT_TRUE(exists("e4"));
+
+    r = store_->PruneWorkflows(1'000'000, 0, 1);  // everything may go; the batch bounds the call
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->pruned, 1);
+    EXPECT_EQ(r->kept, 0);
+    r = store_->PruneWorkflows(1'000'000, 0, 1);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->pruned, 0);
+    for (const char* id : {"failed", "compensating", "running"}) {
+        EXPECT_TRUE(exists(id)) << id;
+    }
+
+    // The steps went with their workflow: an id used again starts with none of the old rows.
+    ASSERT_OK(CommitAndWait(*store_, Create(lease.token, Workflow("e1"))));
+    EXPECT_EQ(MustGet("e1").steps[0].state, StepState::kPending);
+    EXPECT_EQ(MustGet("e1").steps[0].log, "");
+
+    EXPECT_CODE(store_->PruneWorkflows(0, -1, 10), ErrorCode::kInvalidArgument);
+    EXPECT_CODE(store_->PruneWorkflows(0, 10, 0), ErrorCode::kInvalidArgument);
+}
+
 TEST_P(StoreTest, PruneEventsByAgeThenByCount) {
     WriteGroup g;
     for (int i = 0; i < 10; ++i) {
@@ -1474,7 +1527,7 @@ TEST_F(SqliteStoreTest, MigratesAVersion2DatabaseKeepingItsData) {
     }
     auto db = sqlite::Db::Open(path(), {});
     ASSERT_TRUE(db) << db.error().ToString();
-    EXPECT_EQ((*db)->QueryInt("PRAGMA user_version"), 3);
+    EXPECT_EQ((*db)->QueryInt("PRAGMA user_version"), 4);
 }
 
 TEST_F(SqliteStoreTest, OnCommitReportsEachTransactionOnceDurable) {

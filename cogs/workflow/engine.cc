@@ -10,6 +10,16 @@ namespace cogs::workflow {
 
 namespace asio = boost::asio;
 
+namespace {
+
+// 64 bits from the OS's entropy (std::random_device reads getrandom on Linux).
+uint64_t OsSeed() {
+    std::random_device rd;
+    return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
+
+}  // namespace
+
 Engine::Impl::Impl(asio::io_context& io, store::Store& store, Registry& registry,
                    const ServiceCatalog& services, EngineOptions options)
     : io_(io),
@@ -20,7 +30,7 @@ Engine::Impl::Impl(asio::io_context& io, store::Store& store, Registry& registry
       options_(std::move(options)),
       timers_(clock_, io),
       renew_timer_(clock_.NewTimer(io)),
-      rng_(options_.seed),
+      rng_(options_.seed ? *options_.seed : OsSeed()),
       log_(&observe::Log("engine")) {
     InitMetrics();
 }

@@ -48,6 +48,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -93,8 +94,12 @@ struct EngineOptions {
     std::map<std::string, int> bulkheads;  // per-service overrides
     Duration poll_initial = std::chrono::milliseconds(20);
     Duration poll_max = std::chrono::seconds(2);
-    size_t max_inflight = 200000;                    // Start() beyond this answers kResourceExhausted
-    uint64_t seed = 1;                               // jitter
+    size_t max_inflight = 200000;  // Start() beyond this answers kResourceExhausted
+    // The seed of the retry jitter; unset: drawn from the OS, so that engines (replicas on one
+    // database, or one cogsd and its restarts) do not retry in step. Tests set it to replay a run.
+    // Workflow ids the engine names itself never come from it: they are random UUIDs from the OS
+    // (getrandom), unique across restarts and engines.
+    std::optional<uint64_t> seed;
     BreakerOptions breaker;                          // every service's, unless overridden
     std::map<std::string, BreakerOptions> breakers;  // per-service overrides
     // Where the engine's metrics go (docs/metrics.md, "the workflow engine"); null: none. Must

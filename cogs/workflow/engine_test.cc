@@ -539,6 +539,51 @@ TEST_F(EngineTest, CrashResumeResendsInFlightStepWithSameKey) {
     EXPECT_GT(engine_->lease().token, 1u);
 }
 
+// The ids of workflows the engine names itself come from the OS, not from a generator seeded the
+// same at every start: a restarted engine (cogsd after a crash, a reconciler's repairs) never draws
+// an id an earlier run already used.
+TEST_F(EngineTest, AnEngineRestartedOnTheSameStoreKeepsNamingNewWorkflows) {
+    Register(Chain());
+    std::set<std::string> ids;
+    for (int run = 0; run < 4; ++run) {
+        if (run > 0) {
+            Reopen({});
+            ASSERT_NO_FATAL_FAILURE(Register(Chain()));
+        }
+        Recover();
+        for (int i = 0; i < 3; ++i) {
+            const std::string id = Start("chain", "");  // fails on a refused id
+            ASSERT_FALSE(id.empty());
+            RunToEnd(id);
+            EXPECT_EQ(finished_[id].state, WorkflowState::kSucceeded) << id;
+            EXPECT_TRUE(ids.insert(id).second) << id << " named twice";
+        }
+    }
+    EXPECT_EQ(ids.size(), 12u);
+}
+
+// Engines without a seed (every cogsd) jitter their retries differently; a seed replays a run.
+TEST_F(EngineTest, RetryJitterDiffersBetweenEnginesUnlessSeeded) {
+    const auto backoff_of = [&](EngineOptions o, const std::string& id) {
+        Reopen(std::move(o));
+        Register(DefinitionBuilder("r").Step("a", "svc.a").Retry({3, 1h, 1h, 2.0, {}}).Build());
+        Recover();
+        service_->script = [](const ActionCall&, int n) {
+            return n == 1 ? Answer{Answer::kError, ErrorCode::kUnavailable} : Answer{};
+        };
+        Start("r", id);
+        return Load(id).steps[0].next_at_ms - clock_.WallMs();
+    };
+    EngineOptions seeded;
+    seeded.seed = 7;
+    EXPECT_EQ(backoff_of(seeded, "s1"), backoff_of(seeded, "s2"));
+    std::set<int64_t> unseeded;
+    for (int i = 0; i < 3; ++i) {
+        unseeded.insert(backoff_of({}, "u" + std::to_string(i)));
+    }
+    EXPECT_EQ(unseeded.size(), 3u) << "three engines drew the same jitter";
+}
+
 TEST_F(EngineTest, BulkheadBoundsCallsPerService) {
     EngineOptions o;
     o.bulkheads["svc"] = 3;

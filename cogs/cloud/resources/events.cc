@@ -4,7 +4,11 @@
 
 namespace cogs::cloud {
 
-History::History(Context& ctx) : ctx_(ctx), timer_(ctx.clock.NewTimer(ctx.io)) {}
+History::History(Context& ctx)
+    : ctx_(ctx),
+      timer_(ctx.clock.NewTimer(ctx.io)),
+      pruned_(observe::CounterOf(ctx.metrics(), "cogs_pruned_total", "Records deleted by retention, by what.")
+                  .With({{"what", "events"}})) {}
 
 History::~History() { Stop(); }
 
@@ -22,6 +26,7 @@ void History::Prune() {
                        if (!pruned) {
                            observe::Log("cloud").warn("pruning events failed: {}", pruned.error().ToString());
                        } else if (*pruned > 0) {
+                           pruned_.Inc(static_cast<double>(*pruned));
                            observe::Log("cloud").info("pruned {} events past their retention", *pruned);
                        }
                        timer_->ArmAfter(ctx_.options.event_prune_every, [this] { Prune(); });

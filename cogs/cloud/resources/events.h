@@ -4,7 +4,8 @@
 // or one never seen, is 404 (a deleted resource keeps its history). Reads run on the read pool.
 //
 // Retention: the pruner deletes events older than event_retention, then the oldest beyond
-// event_max, at Start() and every event_prune_every, on the read pool.
+// event_max, at Start() and every event_prune_every, on the read pool, in batches (Store::PruneEvents);
+// cogs_pruned_total{what="events"} counts them.
 #pragma once
 
 #include <memory>
@@ -28,6 +29,7 @@ private:
     void Prune();
     Context& ctx_;
     std::unique_ptr<runtime::Timer> timer_;
+    observe::Counter pruned_;
 };
 
 }  // namespace cogs::cloud

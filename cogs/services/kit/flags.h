@@ -6,12 +6,14 @@
 //   --log-level LEVEL   --log-format json|text   --max-body-bytes N
 //   --error-rate R  --permanent-rate R  --hang-rate R  --lost-reply-rate R  --latency-ms MS
 //   --fail-action A (repeatable)  --long-action A (repeatable)  --accept-ms MS  --hang-all
+//   --ledger-retention-hours H  --ledger-max N  --ledger-min-age-minutes M
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <chrono>
 
 #include "cogs/services/kit/faults.h"
+#include "cogs/services/kit/ledger.h"
 #include "cogs/services/kit/serve.h"
 
 namespace cogs::services::kit {
@@ -46,6 +48,28 @@ inline void AddFaultFlags(CLI::App& app, FaultConfig& f) {
     app.add_flag("--hang-all", f.hang_all, "never answer any call");
 }
 
+// How long the idempotency ledger keeps its entries (ledger.h: LedgerRetention and its rule).
+inline void AddLedgerRetentionFlags(CLI::App& app, LedgerRetention& r) {
+    using Hours = std::chrono::duration<double, std::ratio<3600>>;
+    using Minutes = std::chrono::duration<double, std::ratio<60>>;
+    app.add_option_function<double>(
+           "--ledger-retention-hours",
+           [&r](double h) { r.keep_for = std::chrono::duration_cast<Duration>(Hours(h)); },
+           "ledger entries older than this are pruned")
+        ->check(CLI::PositiveNumber)
+        ->default_str("24");
+    app.add_option("--ledger-max", r.keep_at_most,
+                   "beyond this many ledger entries the oldest are pruned (never one younger than the "
+                   "minimum age)")
+        ->capture_default_str();
+    app.add_option_function<double>(
+           "--ledger-min-age-minutes",
+           [&r](double m) { r.min_age = std::chrono::duration_cast<Duration>(Minutes(m)); },
+           "no ledger entry younger than this is pruned: the longest workflow deadline plus a margin")
+        ->check(CLI::NonNegativeNumber)
+        ->default_str("60");
+}
+
 // Every flag of a service process but --state: for cogs-sim, whose state flag is --ledger.
 inline void AddProcessFlags(CLI::App& app, ServeOptions& o) {
     app.add_option("--listen", o.listen, "HOST:PORT to listen on (port 0: any free port)")
@@ -63,6 +87,7 @@ inline void AddProcessFlags(CLI::App& app, ServeOptions& o) {
     app.add_option("--max-body-bytes", o.max_body_bytes, "largest request body accepted")
         ->capture_default_str();
     AddFaultFlags(app, o.service.faults);
+    AddLedgerRetentionFlags(app, o.service.ledger_retention);
 }
 
 // All the flags of Serve's options (serve.h).

@@ -525,6 +525,53 @@ TEST_F(KitTest, OneTurnIsOneCommit) {
     EXPECT_EQ(service_->ledger_size(), 50u);
 }
 
+// A long run on a fake clock: 4,000 entries made over 200 minutes, 100 per turn. The ledger (in
+// memory and in its file) never holds more than keep_at_most once entries are older than min_age,
+// never loses an entry younger than min_age (a re-send is still answered from it), and what expired
+// while the service was down goes at the next start.
+TEST_F(KitTest, TheLedgerIsPrunedByCountAndAgeWhileServingAndAtStart) {
+    ServiceOptions options = Durable();
+    options.metrics = &metrics_;
+    options.ledger_retention.keep_for = 2h;
+    options.ledger_retention.keep_at_most = 1000;
+    options.ledger_retention.min_age = 30min;
+    Start(options);
+    const auto put = [](int i) { return R"({"id":"i)" + std::to_string(i) + R"(","value":"v"})"; };
+    const auto key = [](int i) { return "wf" + std::to_string(i) + "/a/do"; };
+    constexpr int kTurns = 40, kPerTurn = 100;
+    size_t most = 0;
+    for (int turn = 0; turn < kTurns; ++turn) {
+        int answered = 0;
+        for (int j = 0; j < kPerTurn; ++j) {
+            const int i = turn * kPerTurn + j;
+            service_->Handle("put", key(i), put(i), SteadyClock::now() + 5s,
+                             [&](Result<ActionReply> r) { answered += r ? 1 : 0; });
+        }
+        ASSERT_TRUE(RunUntil(io_, [&] { return answered == kPerTurn; }));
+        most = std::max(most, service_->ledger_size());
+        clock_.Advance(5min);
+    }
+    EXPECT_EQ(most, 1000u) << "bounded by keep_at_most, and pruned no further than it";
+    EXPECT_EQ(SampleOf(metrics_.Render(), "cogs_pruned_total", {{"service", "items"}, {"what", "ledger"}}),
+              3000);
+
+    // The newest 1,000 (50 minutes old and younger) answer re-sends; the oldest are gone, so a
+    // re-send of one is a new key (no workflow can still send it: it is 200 minutes old).
+    const int performed = probe_->performed["put"];
+    ASSERT_TRUE(Do("put", key(kTurns * kPerTurn - 600), put(0)));
+    EXPECT_EQ(probe_->performed["put"], performed) << "answered from the ledger";
+    ASSERT_TRUE(Do("put", key(0), put(0)));
+    EXPECT_EQ(probe_->performed["put"], performed + 1) << "pruned: performed as new";
+
+    // The file holds what memory holds; after more than 2 hours down, everything has expired.
+    Start(options);
+    EXPECT_EQ(service_->ledger_size(), 1000u);
+    clock_.Advance(2h + 1min);
+    Start(options);
+    EXPECT_EQ(service_->ledger_size(), 0u);
+    EXPECT_EQ(Ledger().size(), 0u);
+}
+
 TEST_F(KitTest, ADomainsOwnWritesAreCommittedBeforeItsRouteAnswers) {
     ServiceOptions options = Durable();
     Start(options);
@@ -966,7 +1013,7 @@ TEST(ServeFlags, ParseIntoServeOptions) {
         "--listen 127.0.0.1:8080 --port-file /p --state /s.db --seed 9 --token-file /t --error-rate 0.04 "
         "--permanent-rate 0.03 --hang-rate 0.02 --lost-reply-rate 0.01 --latency-ms 2.5 --fail-action x "
         "--fail-action y --long-action boot --accept-ms 250 --hang-all --log-level debug --log-format text "
-        "--max-body-bytes 4096",
+        "--max-body-bytes 4096 --ledger-retention-hours 48 --ledger-max 5000 --ledger-min-age-minutes 90",
         false);
     EXPECT_EQ(o.listen, "127.0.0.1:8080");
     EXPECT_EQ(o.port_file, "/p");
@@ -986,6 +1033,9 @@ TEST(ServeFlags, ParseIntoServeOptions) {
     EXPECT_EQ(f.long_actions, std::vector<std::string>{"boot"});
     EXPECT_EQ(f.accept_duration, 250ms);
     EXPECT_TRUE(f.hang_all);
+    EXPECT_EQ(o.service.ledger_retention.keep_for, 48h);
+    EXPECT_EQ(o.service.ledger_retention.keep_at_most, 5000u);
+    EXPECT_EQ(o.service.ledger_retention.min_age, 90min);
 
     CLI::App bad;
     ServeOptions b;

@@ -1,5 +1,6 @@
 #include "cogs/services/kit/ledger.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
 
 #include "cogs/services/kit/internal/ledger_table.h"
@@ -36,6 +37,41 @@ std::string_view ToString(Outcome outcome) {
         case Outcome::kTombstone: return "tombstone";
     }
     return "applied";
+}
+
+LedgerPruner::LedgerPruner(LedgerRetention retention, observe::Metrics* metrics, std::string_view service)
+    : retention_(retention),
+      pruned_(observe::CounterOf(metrics, "cogs_pruned_total", "Records deleted by retention, by what.")
+                  .With({{"service", std::string(service)}, {"what", "ledger"}})) {}
+
+void LedgerPruner::Add(std::string key, int64_t at_us, int64_t done_at_us) {
+    queue_.push_back(Item{std::max(at_us, done_at_us), std::move(key)});
+}
+
+void LedgerPruner::DropNewest(size_t n) { queue_.resize(queue_.size() - std::min(n, queue_.size())); }
+
+std::vector<std::string> LedgerPruner::Take(int64_t now_us, size_t size, size_t limit) {
+    const auto us = [](Duration d) {
+        return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+    };
+    const int64_t old_before = now_us - us(retention_.keep_for);
+    const int64_t safe_before = now_us - us(std::max(retention_.min_age, Duration::zero()));
+    std::vector<std::string> out;
+    // The front is the oldest (a long action still running there holds back the ones behind it
+    // until it ends: a short, bounded delay).
+    while (!queue_.empty() && out.size() < limit) {
+        const Item& front = queue_.front();
+        const bool over = size > out.size() + retention_.keep_at_most;
+        if (front.since_us >= safe_before || (front.since_us >= old_before && !over)) {
+            break;
+        }
+        out.push_back(std::move(queue_.front().key));
+        queue_.pop_front();
+    }
+    if (!out.empty()) {
+        pruned_.Inc(static_cast<double>(out.size()));
+    }
+    return out;
 }
 
 std::string LedgerToJson(const std::vector<LedgerEntry>& entries) {
@@ -84,13 +120,16 @@ Result<std::unique_ptr<LedgerFile>> LedgerFile::Open(const std::string& path) {
 
 Result<std::vector<LedgerEntry>> LedgerFile::LoadAll() { return table_->LoadAll(); }
 
-Status LedgerFile::Append(const std::vector<LedgerEntry>& entries) {
-    if (entries.empty()) {
+Status LedgerFile::Append(const std::vector<LedgerEntry>& entries, const std::vector<std::string>& pruned) {
+    if (entries.empty() && pruned.empty()) {
         return Ok();
     }
     return db_->Transact([&]() -> Status {
         for (const LedgerEntry& e : entries) {
             COGS_TRY(table_->Insert(e));
+        }
+        for (const std::string& key : pruned) {
+            COGS_TRY(table_->Erase(key));
         }
         return Ok();
     });

@@ -8,7 +8,10 @@
 // record for millions of parked keys); it converts to LedgerEntry to show or store them.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <deque>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +19,8 @@
 #include <vector>
 
 #include "cogs/base/result.h"
+#include "cogs/base/time.h"
+#include "cogs/observe/metrics.h"
 #include "cogs/services/kit/faults.h"
 
 namespace cogs::sqlite {
@@ -55,6 +60,60 @@ struct LedgerEntry {
 //   "code"? (when set), "at_us", "done_at_us"? (when not 0)}].
 std::string LedgerToJson(const std::vector<LedgerEntry>& entries);
 
+// Retention of a ledger. An entry exists to answer its key's re-sends, and a caller re-sends a key
+// only while its workflow runs: the engine sends a step's key until the step's and the workflow's
+// deadline (the longest shipped workflow deadline is 30 minutes), and the undo key of a compensation
+// (which reads its do's entry to tell "compensated" from "tombstone") while the workflow compensates.
+// So an entry may go once no workflow that could still use it can be running: once it is older than
+// the longest workflow deadline plus a margin. `min_age` is that floor (1 h by default; raise it with
+// longer deadlines): no entry younger goes, whatever the count. Beyond it, entries older than
+// `keep_for` go, and the oldest beyond `keep_at_most`. An entry's age counts from when it was made,
+// or for a long action from when it ends (`done_at_us`).
+//
+// What a pruned key then gets: a re-sent do is performed as new, a status query is 404, an undo
+// finds no do (a tombstone, nothing compensated). Only a workflow older than the retention can see
+// that — an operator's retry of a `failed` workflow days later: what it leaves behind is an orphan
+// the reconciler removes (docs/healing.md).
+struct LedgerRetention {
+    Duration keep_for = std::chrono::hours(24);  // entries older than this go
+    size_t keep_at_most = 1'000'000;             // the oldest beyond this many go (if past min_age)
+    Duration min_age = std::chrono::hours(1);    // never one younger: longest deadline + margin
+};
+
+// Which entries of a ledger go, oldest first. Entries are added in the order they were made (seq
+// order, the order of at_us); an entry is prunable by the rules of LedgerRetention, and since the
+// oldest go first, the queue is only ever looked at from its front: O(1) per entry. A service asks
+// it for a few keys each time it makes an entry (amortized: a ledger that grows also shrinks, with
+// no timer and no long pause) and deletes them with that entry's write.
+//
+// Counts cogs_pruned_total{service,what="ledger"}. One thread (the service's).
+class LedgerPruner {
+public:
+    LedgerPruner(LedgerRetention retention, observe::Metrics* metrics, std::string_view service);
+
+    // An entry made (or loaded) now, after every entry added before.
+    void Add(std::string key, int64_t at_us, int64_t done_at_us);
+    // Forgets the `n` entries added last (their write failed: they are not in the ledger).
+    void DropNewest(size_t n);
+    // Up to `limit` keys that may go now, oldest first, given the ledger's `size` (entries held);
+    // they leave the queue, and the caller must delete them.
+    std::vector<std::string> Take(int64_t now_us, size_t size,
+                                  size_t limit = std::numeric_limits<size_t>::max());
+
+    // Keys a service prunes per entry it makes: more than one, so that a backlog (a lowered
+    // limit) drains while the service works.
+    static constexpr size_t kPerEntry = 2;
+
+private:
+    struct Item {
+        int64_t since_us;  // max(at_us, done_at_us)
+        std::string key;
+    };
+    LedgerRetention retention_;
+    std::deque<Item> queue_;
+    observe::Counter pruned_;
+};
+
 // A file that holds only a ledger. Opens a file of the older layout (the simulated service's,
 // before refusal codes were kept: no `code` column, no schema_version) by migrating it; refuses a
 // file of a newer schema with kFailedPrecondition. Blocking calls; one thread at a time.
@@ -69,9 +128,9 @@ public:
 
     // Every entry, in sequence order.
     Result<std::vector<LedgerEntry>> LoadAll();
-    // Appends the entries in one transaction: all or none. A key or seq already there is
-    // kAlreadyExists (and nothing is written).
-    Status Append(const std::vector<LedgerEntry>& entries);
+    // Appends the entries and deletes the keys of `pruned` in one transaction: all or none. A key
+    // or seq already there is kAlreadyExists (and nothing is written).
+    Status Append(const std::vector<LedgerEntry>& entries, const std::vector<std::string>& pruned = {});
 
 private:
     LedgerFile(std::unique_ptr<sqlite::Db> db, std::unique_ptr<internal::LedgerTable> table);

@@ -85,6 +85,32 @@ TEST(LedgerJson, IsTheDocumentedShape) {
     EXPECT_EQ(LedgerToJson({}), "[]");
 }
 
+// The rule of LedgerRetention: nothing younger than min_age goes, whatever the count; past it, the
+// oldest beyond keep_at_most go; past keep_for, everything goes. A long action ages from its end.
+TEST(LedgerPruner, TakesTheOldestByAgeAndCountNeverOneYoungerThanMinAge) {
+    using namespace std::chrono_literals;
+    constexpr int64_t kMin = 60'000'000;  // a minute in µs
+    LedgerPruner p(LedgerRetention{10h, 3, 1h}, nullptr, "test");
+    for (int i = 0; i < 6; ++i) {
+        p.Add("k" + std::to_string(i), i * kMin, i == 1 ? 200 * kMin : 0);  // k1: a long action
+    }
+    // 30 minutes in: all are younger than min_age, though the count is over.
+    EXPECT_TRUE(p.Take(30 * kMin, 6).empty());
+    // 63 minutes in: k0..k3 are past min_age; the count takes k0, then k1 is still running (it
+    // ends at minute 200) and holds back the ones behind it.
+    EXPECT_EQ(p.Take(63 * kMin, 6), std::vector<std::string>{"k0"});
+    // Minute 261 (k1 ended an hour ago): the count takes k1 and k2; three stay.
+    EXPECT_EQ(p.Take(261 * kMin, 5), (std::vector<std::string>{"k1", "k2"}));
+    EXPECT_TRUE(p.Take(261 * kMin, 3).empty());
+    // Past keep_for, the rest go, `limit` at a time.
+    EXPECT_EQ(p.Take(11 * 60 * kMin, 3, 2), (std::vector<std::string>{"k3", "k4"}));
+    EXPECT_EQ(p.Take(11 * 60 * kMin, 1, 2), std::vector<std::string>{"k5"});
+    // An entry whose write failed is forgotten.
+    p.Add("lost", 0, 0);
+    p.DropNewest(1);
+    EXPECT_TRUE(p.Take(100 * 60 * kMin, 1).empty());
+}
+
 TEST_F(LedgerTest, AFileKeepsEveryFieldAcrossAReopen) {
     {
         auto file = LedgerFile::Open(path());

@@ -67,7 +67,8 @@ public:
           domain_(std::move(domain)),
           actions_(*domain_),
           clock_(options.clock != nullptr ? *options.clock : runtime::SystemClock()),
-          desk_(io, std::move(options.faults), options.seed, options.metrics, domain_->name(), stats_) {}
+          desk_(io, std::move(options.faults), options.seed, options.metrics, domain_->name(), stats_),
+          pruner_(options.ledger_retention, options.metrics, domain_->name()) {}
 
     // The records gauge and the domain's own gauges, sampled at every render of `metrics` (on the
     // io thread: see service.h). The sampler holds the service weakly: once it is gone, nothing.
@@ -100,8 +101,8 @@ public:
     ~Impl() {
         // What was made in the last turn is kept even though its answers never leave (a re-send
         // gets them from the ledger).
-        if (db_ && (!rows_.empty() || !writes_.empty())) {
-            if (auto s = db_->Write(rows_, writes_); !s) {
+        if (db_ && (!rows_.empty() || !writes_.empty() || !pruned_.empty())) {
+            if (auto s = db_->Write(rows_, writes_, pruned_); !s) {
                 observe::Log(domain_->name())
                     .error("last state write at shutdown failed: {}", s.error().ToString());
             }
@@ -116,9 +117,16 @@ public:
         COGS_ASSIGN_OR_RETURN(auto entries, db_->LoadLedger());
         for (auto& e : entries) {
             next_seq_ = std::max(next_seq_, e.seq + 1);
+            pruner_.Add(e.key, e.at_us, e.done_at_us);
             std::string key = e.key;
             ledger_.emplace(std::move(key), std::move(e));
         }
+        // What expired while the service was down goes before the first call.
+        const std::vector<std::string> expired = pruner_.Take(clock_.WallUs(), ledger_.size());
+        for (const std::string& key : expired) {
+            ledger_.erase(key);
+        }
+        COGS_TRY(db_->Write({}, {}, expired));
         return db_->ForEachRecord([this](std::string_view table, std::string_view id,
                                          std::string_view text) -> cogs::Status {
             if (auto s = domain_->Load(table, id, text); !s) {
@@ -365,8 +373,16 @@ private:
         }
         e.at_us = clock_.WallUs();
         e.done_at_us = done_at_us;
+        pruner_.Add(key, e.at_us, e.done_at_us);
         auto [it, inserted] = ledger_.emplace(std::move(key), std::move(e));
         COGS_CHECK(inserted);
+        // Never the entry just made (it is younger than min_age): `it` stays valid.
+        for (std::string& old : pruner_.Take(it->second.at_us, ledger_.size(), LedgerPruner::kPerEntry)) {
+            ledger_.erase(old);
+            if (db_) {
+                pruned_.push_back(std::move(old));
+            }
+        }
         if (db_) {
             rows_.push_back(it->second);
             ScheduleFlush();
@@ -379,7 +395,7 @@ private:
     }
 
     void Flush() {
-        if (auto s = db_->Write(rows_, writes_); !s) {
+        if (auto s = db_->Write(rows_, writes_, pruned_); !s) {
             // The domain changed its memory for this batch and cannot take it back; answering from
             // that memory would report what is not on disk. Die; a restart reloads what committed.
             observe::Log(domain_->name()).critical("state write failed, stopping: {}", s.error().ToString());
@@ -388,6 +404,7 @@ private:
         ++stats_.commits;
         rows_.clear();
         writes_.clear();
+        pruned_.clear();
         desk_.Release();
         auto committed = std::move(committed_);
         committed_.clear();
@@ -415,9 +432,11 @@ private:
 
     std::unordered_map<std::string, Entry> ledger_;
     uint64_t next_seq_ = 1;
+    LedgerPruner pruner_;  // which entries of ledger_ may go (ledger.h)
 
     std::vector<Entry> rows_;  // made this turn, not yet committed
     std::vector<Tx::Write> writes_;
+    std::vector<std::string> pruned_;               // keys pruned this turn, deleted from the file with it
     std::vector<std::function<void()>> committed_;  // the domain's Write callbacks of the batch
 };
 

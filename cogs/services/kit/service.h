@@ -59,6 +59,10 @@
 //
 // Without state_path, everything lives in memory (tests).
 //
+// Retention (ServiceOptions.ledger_retention, ledger.h): an entry older than the retention is
+// deleted from memory and from the file, a few per entry made, in the same group commit; counted in
+// cogs_pruned_total{service,what="ledger"}. A key pruned is a key never seen.
+//
 // The domain's own changes (domain.h, DomainContext): Create hands the domain a context once its
 // records are loaded (Domain::Bind). Its Write(tx) joins the next group commit like an action's
 // records (without a ledger entry); its `committed` callback runs after that commit.
@@ -83,6 +87,7 @@
 #include "cogs/services/kit/calls.h"
 #include "cogs/services/kit/domain.h"
 #include "cogs/services/kit/faults.h"
+#include "cogs/services/kit/ledger.h"
 #include "cogs/services/kit/protocol.h"
 
 namespace boost::asio {
@@ -104,6 +109,10 @@ struct ServiceOptions {
     // has (the domain's Done.ready_at_us must come from the same clock); it must outlive the service.
     // null: runtime::SystemClock(). Deadlines and latency stay on the machine's clock.
     runtime::Clock* clock = nullptr;
+    // How long entries are kept (ledger.h: the rule that makes pruning safe). Pruned while the
+    // service works: each entry made takes up to LedgerPruner::kPerEntry expired ones with it, in
+    // the same group commit; at start, every expired entry goes before the first call.
+    LedgerRetention ledger_retention{};
 };
 
 // Totals since the process started (GET /v1/stats): the calls' (calls.h) and these.

@@ -9,6 +9,7 @@
 
 #include "cogs/base/check.h"
 #include "cogs/observe/metrics.h"
+#include "cogs/runtime/clock.h"
 
 namespace cogs::services::sim {
 namespace {
@@ -54,7 +55,10 @@ struct Record {
 class SimService::Impl : public std::enable_shared_from_this<SimService::Impl>, public kit::ActionTarget {
 public:
     Impl(asio::io_context& io, const SimOptions& options)
-        : io_(io), desk_(io, options.faults, options.seed, options.metrics, kName, stats_) {}
+        : io_(io),
+          clock_(options.clock != nullptr ? *options.clock : runtime::SystemClock()),
+          desk_(io, options.faults, options.seed, options.metrics, kName, stats_),
+          pruner_(options.retention, options.metrics, kName) {}
 
     // The ledger's size by outcome, sampled at every render of `metrics` (on the io thread: see
     // sim_service.h). The sampler holds the service weakly: once it is gone, nothing.
@@ -87,8 +91,8 @@ public:
 
     ~Impl() {
         // Entries made in this turn are written even though their answers will never leave.
-        if (db_ && !batch_.empty()) {
-            (void)db_->Append(batch_);
+        if (db_ && (!batch_.empty() || !pruned_.empty())) {
+            (void)db_->Append(batch_, pruned_);
         }
     }
 
@@ -111,9 +115,15 @@ public:
             }
             next_seq_ = std::max(next_seq_, e.seq + 1);
             Count(r.outcome);
+            pruner_.Add(e.key, r.at_us, r.done_at_us);
             records_.emplace(std::move(e.key), std::move(r));
         }
-        return Ok();
+        // What expired while the service was down goes before the first call.
+        const std::vector<std::string> expired = pruner_.Take(clock_.WallUs(), records_.size());
+        for (const std::string& key : expired) {
+            Erase(key);
+        }
+        return db_->Append({}, expired);
     }
 
     void Handle(std::string action, std::string key, std::string /*input*/, SteadyTime deadline,
@@ -271,7 +281,7 @@ private:
         r.action = Intern(action);
         r.kind = kind;
         r.outcome = outcome;
-        r.at_us = WallNowUs();
+        r.at_us = clock_.WallUs();
         return r;
     }
 
@@ -301,8 +311,17 @@ private:
     // Makes the entry: in memory now, on disk with the next group commit (answers wait for it).
     std::pair<const std::string, Record>& Commit(std::string key, Record r) {
         Count(r.outcome);
+        pruner_.Add(key, r.at_us, r.done_at_us);
         auto [it, inserted] = records_.emplace(std::move(key), std::move(r));
         COGS_CHECK(inserted);
+        // Never the entry just made (younger than min_age): `it` stays valid.
+        for (std::string& old :
+             pruner_.Take(it->second.at_us, records_.size(), kit::LedgerPruner::kPerEntry)) {
+            Erase(old);
+            if (db_) {
+                pruned_.push_back(std::move(old));
+            }
+        }
         if (db_) {
             desk_.CommitThisTurn(weak_from_this(), [this] { Flush(); });
             batch_.push_back(ToEntry(it->first, it->second));
@@ -311,22 +330,29 @@ private:
     }
 
     void Flush() {
-        auto written = db_->Append(batch_);
+        auto written = db_->Append(batch_, pruned_);
         std::optional<Error> failed;
         if (!written) {
             // Nothing of this batch is durable: forget it, and turn every answer that waited for it
-            // into a retryable error (the caller re-sends; nothing was applied).
+            // into a retryable error (the caller re-sends; nothing was applied). Its entries were
+            // the last ones the pruner queued. The keys it pruned stay in the file until the next
+            // open prunes them (they are past retention either way).
             for (const auto& e : batch_) {
-                auto it = records_.find(e.key);
-                if (it != records_.end()) {
-                    Uncount(it->second.outcome);
-                    records_.erase(it);
-                }
+                Erase(e.key);
             }
+            pruner_.DropNewest(batch_.size());
             failed = Error(ErrorCode::kUnavailable, "ledger write failed: " + written.error().message);
         }
         batch_.clear();
+        pruned_.clear();
         desk_.Release(std::move(failed));
+    }
+
+    void Erase(const std::string& key) {
+        if (auto it = records_.find(key); it != records_.end()) {
+            Uncount(it->second.outcome);
+            records_.erase(it);
+        }
     }
 
     void Uncount(Outcome outcome) {
@@ -344,7 +370,7 @@ private:
             return MakeError(ErrorCode::kFailedPrecondition, r.message ? *r.message : "rejected");
         }
         ActionReply reply;
-        if (r.done_at_us != 0 && WallNowUs() < r.done_at_us) {
+        if (r.done_at_us != 0 && clock_.WallUs() < r.done_at_us) {
             reply.accepted = true;
             return reply;
         }
@@ -372,8 +398,10 @@ private:
     }
 
     asio::io_context& io_;
+    runtime::Clock& clock_;
     SimStats stats_;
-    kit::CallDesk desk_;  // counts in stats_; answers wait for the batch's write
+    kit::CallDesk desk_;        // counts in stats_; answers wait for the batch's write
+    kit::LedgerPruner pruner_;  // which entries of records_ may go (kit/ledger.h)
     std::unique_ptr<kit::LedgerFile> db_;
 
     std::unordered_map<std::string, Record> records_;
@@ -382,7 +410,8 @@ private:
     uint64_t next_seq_ = 1;
     LedgerCounts counts_;
 
-    std::vector<LedgerEntry> batch_;  // made this turn, not yet written
+    std::vector<LedgerEntry> batch_;   // made this turn, not yet written
+    std::vector<std::string> pruned_;  // pruned this turn, deleted from the file with batch_
 };
 
 SimService::SimService(boost::asio::io_context& io, SimOptions options)

@@ -42,7 +42,8 @@
 // render of the registry cogs_service_records{kind} is sampled: "ledger" (every entry) and "applied",
 // "rejected", "compensated", "tombstone" (the entries by outcome). The sampler reads the ledger, so
 // render the registry on the service's io thread (kit::MakeActionHttpHandler's GET /metrics does);
-// the registry must outlive the service.
+// the registry must outlive the service. cogs_pruned_total{service="sim",what="ledger"} counts the
+// entries retention deleted.
 //
 // Threading: a SimService lives on one io_context that exactly one thread runs; every method must be
 // called on that thread. Callbacks are never invoked inline: always from a later handler on that
@@ -69,6 +70,10 @@ namespace boost::asio {
 class io_context;
 }
 
+namespace cogs::runtime {
+class Clock;
+}
+
 namespace cogs::services::sim {
 
 // The fault settings and their JSON (PUT /v1/faults) are the kit's, shared with every micro-service,
@@ -88,6 +93,13 @@ struct SimOptions {
     FaultConfig faults{};
     uint64_t seed = 1;                    // for the fault draws: the same seed and calls give the same faults
     observe::Metrics* metrics = nullptr;  // where to count faults and sample the ledger; null: nowhere
+    // How long entries are kept (kit/ledger.h: the rule that makes pruning safe): each entry made
+    // takes up to LedgerPruner::kPerEntry expired ones with it (same write); at open, every expired
+    // entry goes. A pruned key is a key never seen.
+    kit::LedgerRetention retention{};
+    // The ledger's wall time (entries' at_us, the end of long actions, retention); null:
+    // runtime::SystemClock(). Must outlive the service. Deadlines and latency stay on the machine's.
+    runtime::Clock* clock = nullptr;
 };
 
 struct LedgerCounts {

@@ -23,23 +23,28 @@ Result<int64_t> SqliteStore::PruneEvents(int64_t older_than_ms, int64_t keep_at_
     if (keep_at_most < 0) {
         return MakeError(ErrorCode::kInvalidArgument, "keep_at_most must not be negative");
     }
-    // The age pass scans the table (no index on time_ms: it would cost every insert, and a
-    // bounded table scanned from a maintenance timer costs little); the count pass walks the
-    // primary key from the newest end.
-    return Write<int64_t>([&]() -> Result<int64_t> {
-        int64_t deleted = 0;
-        {
-            Query q(*writer_db_, kPruneEventsByAge);
-            q->Int(older_than_ms);
-            COGS_TRY(q->Run());
-            deleted += writer_db_->db().Changes();
+    // A batch per transaction: a million expired rows in one DELETE would hold the write lock
+    // (and every group commit behind it) for seconds. The age pass scans the table in seq order
+    // (no index on time_ms: it would cost every insert), where the old rows are; the count pass
+    // walks the primary key from the newest end.
+    constexpr int64_t kBatch = 5000;
+    int64_t deleted = 0;
+    for (Sql sql : {kPruneEventsByAge, kPruneEventsByCount}) {
+        for (;;) {
+            COGS_ASSIGN_OR_RETURN(
+                int64_t n, Write<int64_t>([&]() -> Result<int64_t> {
+                    Query q(*writer_db_, sql);
+                    q->Int(sql == kPruneEventsByAge ? older_than_ms : keep_at_most).Int(kBatch);
+                    COGS_TRY(q->Run());
+                    return writer_db_->db().Changes();
+                }));
+            deleted += n;
+            if (n < kBatch) {
+                break;
+            }
         }
-        Query q(*writer_db_, kPruneEventsByCount);
-        q->Int(keep_at_most);
-        COGS_TRY(q->Run());
-        deleted += writer_db_->db().Changes();
-        return deleted;
-    });
+    }
+    return deleted;
 }
 
 Result<std::vector<EventRecord>> ListEvents(Connection& db, const EventFilter& f) {

@@ -98,6 +98,10 @@ enum Sql : int {
     kEventsAll,
     kPruneEventsByAge,
     kPruneEventsByCount,
+    kCountEnded,
+    kOldestEnded,
+    kDeleteSteps,
+    kDeleteEnded,
     kNumSql,
 };
 
@@ -160,6 +164,7 @@ public:
 
     // sqlite_store_workflows.cc
     Result<WorkflowRecord> ReviveFailed(const Lease& lease, const std::string& id) override;
+    Result<PruneResult> PruneWorkflows(int64_t finished_before_ms, int64_t keep_at_most, int batch) override;
 
     // sqlite_store_resources.cc
     Status SaveDefinition(const DefinitionRecord& def) override;

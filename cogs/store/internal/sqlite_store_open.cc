@@ -104,6 +104,12 @@ constexpr sqlite::Migration kMigrations[] = {
     CREATE INDEX events_by_project ON events(project, seq);
     CREATE INDEX events_by_workflow ON events(workflow_id, seq);
     )sql"},
+    // 4: retention of ended workflows (PruneWorkflows) walks them oldest first, without a scan.
+    // Partial: only succeeded (2) and rolled-back (3) rows are indexed, so the index costs a write
+    // when a workflow ends, not at every step update.
+    {4, R"sql(
+    CREATE INDEX workflows_ended ON workflows(finished_ms) WHERE state IN (2, 3);
+    )sql"},
 };
 
 }  // namespace

@@ -135,11 +135,23 @@ const char* SqlText(Sql s) {
             return "SELECT " COGS_EVENT_COLUMNS " FROM events WHERE (?1 = '' OR project = ?1) "
                    "AND (?2 = '' OR resource_kind = ?2) AND (?3 = '' OR resource_id = ?3) "
                    "AND (?4 = '' OR workflow_id = ?4)" COGS_EVENT_FILTER_TAIL;
-        case kPruneEventsByAge: return "DELETE FROM events WHERE time_ms < ?1";
+        case kPruneEventsByAge:
+            // At most ?2 rows: the scan walks seq order, where the oldest events are, and stops there.
+            return "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE time_ms < ?1 ORDER BY seq "
+                   "LIMIT ?2)";
         case kPruneEventsByCount:
-            // The (keep+1)-th newest and everything older; nothing if there are no more than keep.
-            return "DELETE FROM events WHERE seq <= (SELECT seq FROM events ORDER BY seq DESC LIMIT 1 "
-                   "OFFSET ?1)";
+            // The (keep+1)-th newest and everything older, at most ?2 rows of them, oldest first;
+            // nothing if there are no more than keep.
+            return "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq <= (SELECT seq FROM "
+                   "events ORDER BY seq DESC LIMIT 1 OFFSET ?1) ORDER BY seq LIMIT ?2)";
+        case kCountEnded:
+            // Through the partial index of ended workflows (its WHERE must be repeated to be usable).
+            return "SELECT COUNT(*) FROM workflows INDEXED BY workflows_ended WHERE state IN (2, 3)";
+        case kOldestEnded:
+            return "SELECT id, finished_ms FROM workflows INDEXED BY workflows_ended WHERE state IN (2, 3) "
+                   "ORDER BY finished_ms LIMIT ?1";
+        case kDeleteSteps: return "DELETE FROM steps WHERE workflow_id = ?1";
+        case kDeleteEnded: return "DELETE FROM workflows WHERE id = ?1 AND state IN (2, 3)";
         case kNumSql: break;
     }
     return "";

@@ -6,6 +6,7 @@
 #include <boost/json/parse.hpp>
 
 #include "cogs/base/check.h"
+#include "cogs/base/secret.h"
 #include "cogs/workflow/internal/engine_impl.h"
 
 namespace cogs::workflow {
@@ -215,12 +216,9 @@ void Engine::Impl::CheckStored(const std::string& id, std::function<void(Status)
     });
 }
 
-std::string Engine::Impl::NewId() {
-    std::uniform_int_distribution<uint64_t> d;
-    const uint64_t a = d(rng_), b = d(rng_);
-    return fmt::format("{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xfff,
-                       ((b >> 48) & 0x3fff) | 0x8000, b & 0xffffffffffffULL);
-}
+// A random UUID from the OS (getrandom): never the same after a restart or on another engine,
+// and unrelated to the jitter's seed.
+std::string Engine::Impl::NewId() { return NewUuid(); }
 
 void Engine::Impl::Resume(store::WorkflowRecord rec) {
     const Definition* def = registry_.Get(rec.type, rec.version);

@@ -20,7 +20,9 @@ Result<std::unique_ptr<LedgerTable>> LedgerTable::Prepare(sqlite::Db& db) {
         db.Prepare("INSERT INTO ledger(key, seq, action, kind, outcome, output, code, at_us, "
                    "done_at_us) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                    sqlite::Lifetime::kPersistent));
-    return std::unique_ptr<LedgerTable>(new LedgerTable(db, std::move(insert)));
+    COGS_ASSIGN_OR_RETURN(sqlite::Stmt erase,
+                          db.Prepare("DELETE FROM ledger WHERE key = ?1", sqlite::Lifetime::kPersistent));
+    return std::unique_ptr<LedgerTable>(new LedgerTable(db, std::move(insert), std::move(erase)));
 }
 
 Result<std::vector<LedgerEntry>> LedgerTable::LoadAll() {
@@ -50,6 +52,11 @@ Status LedgerTable::Insert(const LedgerEntry& e) {
     insert_.Text(ToString(e.outcome)).Text(e.output).Text(e.code ? ToString(*e.code) : std::string_view());
     insert_.Int(e.at_us).Int(e.done_at_us);
     return insert_.Run();
+}
+
+Status LedgerTable::Erase(const std::string& key) {
+    erase_.Text(key);
+    return erase_.Run();
 }
 
 }  // namespace cogs::services::kit::internal

@@ -42,12 +42,16 @@ public:
     Result<std::vector<LedgerEntry>> LoadAll();
     // One row, inside the caller's transaction.
     Status Insert(const LedgerEntry& e);
+    // Deletes the row of `key` (none: nothing), inside the caller's transaction.
+    Status Erase(const std::string& key);
 
 private:
-    LedgerTable(sqlite::Db& db, sqlite::Stmt insert) : db_(db), insert_(std::move(insert)) {}
+    LedgerTable(sqlite::Db& db, sqlite::Stmt insert, sqlite::Stmt erase)
+        : db_(db), insert_(std::move(insert)), erase_(std::move(erase)) {}
 
     sqlite::Db& db_;
     sqlite::Stmt insert_;
+    sqlite::Stmt erase_;
 };
 
 }  // namespace cogs::services::kit::internal

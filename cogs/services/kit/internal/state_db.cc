@@ -55,8 +55,9 @@ Status StateDb::ForEachRecord(
     return q.ForEachRow([&] { return fn(q.ColumnView(0), q.ColumnView(1), q.ColumnView(2)); });
 }
 
-Status StateDb::Write(const std::vector<LedgerEntry>& entries, const std::vector<Tx::Write>& writes) {
-    if (entries.empty() && writes.empty()) {
+Status StateDb::Write(const std::vector<LedgerEntry>& entries, const std::vector<Tx::Write>& writes,
+                      const std::vector<std::string>& pruned) {
+    if (entries.empty() && writes.empty() && pruned.empty()) {
         return Ok();
     }
     return db_->Transact([&]() -> Status {
@@ -70,6 +71,9 @@ Status StateDb::Write(const std::vector<LedgerEntry>& entries, const std::vector
                 q.Text(w.json);
             }
             COGS_TRY(q.Run());
+        }
+        for (const std::string& key : pruned) {
+            COGS_TRY(ledger_->Erase(key));
         }
         return Ok();
     });

@@ -30,8 +30,10 @@ public:
     Status ForEachRecord(
         const std::function<Status(std::string_view table, std::string_view id, std::string_view json)>& fn);
 
-    // The ledger entries and the record writes (in order) in one transaction: all or none.
-    Status Write(const std::vector<LedgerEntry>& entries, const std::vector<Tx::Write>& writes);
+    // The ledger entries, the record writes (in order) and the deletion of the pruned ledger keys
+    // in one transaction: all or none.
+    Status Write(const std::vector<LedgerEntry>& entries, const std::vector<Tx::Write>& writes,
+                 const std::vector<std::string>& pruned = {});
 
 private:
     StateDb() = default;
