@@ -366,15 +366,20 @@ TEST_F(SimTest, ALedgerOfTheOlderLayoutIsLoaded) {
     {
         auto db = sqlite::Db::Open(path, {});
         ASSERT_TRUE(db) << db.error().ToString();
+        // Written a moment ago: entries older than the ledger's retention would be pruned at start.
+        const std::string at = std::to_string(WallNowUs());
         ASSERT_TRUE((*db)->Exec(R"sql(
             PRAGMA journal_mode = WAL;
             CREATE TABLE ledger (key TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, action TEXT NOT NULL,
                 kind TEXT NOT NULL, outcome TEXT NOT NULL, output TEXT NOT NULL, at_us INTEGER NOT NULL,
                 done_at_us INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
             INSERT INTO ledger VALUES('wf1/ip/do', 1, 'allocate_ip', 'do', 'applied',
-                '{"id":"sim-1","action":"allocate_ip","seq":1,"ip":"10.0.0.1"}', 1, 0);
-            INSERT INTO ledger VALUES('wf2/ip/undo', 2, 'release_ip', 'undo', 'tombstone', '{}', 2, 0);
-            INSERT INTO ledger VALUES('wf3/vol/do', 3, 'create_volume', 'do', 'rejected', 'no room', 3, 0);
+                '{"id":"sim-1","action":"allocate_ip","seq":1,"ip":"10.0.0.1"}', )sql" +
+                                at + R"sql(, 0);
+            INSERT INTO ledger VALUES('wf2/ip/undo', 2, 'release_ip', 'undo', 'tombstone', '{}', )sql" +
+                                at + R"sql(, 0);
+            INSERT INTO ledger VALUES('wf3/vol/do', 3, 'create_volume', 'do', 'rejected', 'no room', )sql" +
+                                at + R"sql(, 0);
         )sql"));
     }
     SimOptions options;
