@@ -20,7 +20,9 @@ protected:
     Reply Attach(const std::string& vol, const std::string& server) {
         return Call(admin_, "POST", "/v1/volumes/" + vol + "/attach", R"({"server_id":")" + server + R"("})");
     }
-    Reply Detach(const std::string& vol) { return Call(admin_, "POST", "/v1/volumes/" + vol + "/detach", "{}"); }
+    Reply Detach(const std::string& vol) {
+        return Call(admin_, "POST", "/v1/volumes/" + vol + "/detach", "{}");
+    }
     Reply Volume(const std::string& vol) { return Call(admin_, "GET", "/v1/volumes/" + vol); }
     std::vector<std::string> VolumeIdsOf(const std::string& server) {
         std::vector<std::string> ids;
@@ -88,7 +90,8 @@ TEST_F(CloudVolumeTest, AnEvacuationWaitsForADetachInFlight) {
     const std::string other = host == "h1" ? "h2" : "h1";
     RunUntil([&] {
         AdvanceRenewing(1s, {other});  // the healer looks again at its next tick
-        return Server(id).Field("server", "status") == "ACTIVE" && Server(id).Field("server", "host") == other;
+        return Server(id).Field("server", "status") == "ACTIVE" &&
+               Server(id).Field("server", "host") == other;
     });
     EXPECT_TRUE(VolumeIdsOf(id).empty());
     ExpectAttached(vol, "");
