@@ -401,6 +401,15 @@ protected:
     }
 
     Reply Server(const std::string& id) { return Call(admin_, "GET", "/v1/servers/" + id); }
+    // A server's volume_ids, as the API shows them.
+    std::vector<std::string> VolumeIdsOf(const std::string& server) {
+        std::vector<std::string> ids;
+        const Reply s = Server(server);
+        for (const auto& v : s.Obj("server").at("volume_ids").as_array()) {
+            ids.emplace_back(v.as_string());
+        }
+        return ids;
+    }
 
     int64_t InUse(const std::string& project, const std::string& quota) {
         Reply r = Call(admin_, "GET", "/v1/projects/" + project + "/quotas");

@@ -24,14 +24,6 @@ protected:
         return Call(admin_, "POST", "/v1/volumes/" + vol + "/detach", "{}");
     }
     Reply Volume(const std::string& vol) { return Call(admin_, "GET", "/v1/volumes/" + vol); }
-    std::vector<std::string> VolumeIdsOf(const std::string& server) {
-        std::vector<std::string> ids;
-        const Reply s = Server(server);
-        for (const auto& v : s.Obj("server").at("volume_ids").as_array()) {
-            ids.emplace_back(v.as_string());
-        }
-        return ids;
-    }
     // Both views agree that `vol` is attached to `server` ("": to none).
     void ExpectAttached(const std::string& vol, const std::string& server) {
         const Reply v = Volume(vol);
