@@ -30,14 +30,6 @@ protected:
     Reply Act(const std::string& server, const std::string& action) {
         return Call(member_, "POST", "/v1/servers/" + server + "/" + action, "{}");
     }
-    std::vector<std::string> VolumeIdsOf(const std::string& server) {
-        std::vector<std::string> ids;
-        const Reply s = Server(server);
-        for (const auto& v : s.Obj("server").at("volume_ids").as_array()) {
-            ids.emplace_back(v.as_string());
-        }
-        return ids;
-    }
 
     std::string project_, member_, net_;
 };

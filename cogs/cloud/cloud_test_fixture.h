@@ -9,7 +9,10 @@
 // services' answers run on real time, but the test waits for conditions, never for a duration.
 //
 // What the simulated services answer is only {"id","action","seq"}: addresses, MACs, a port's
-// subnet and a volume's device stay empty in process (test/integration checks them).
+// subnet and a volume's device stay empty in process (test/integration checks them). A test that
+// checks what the volume service holds sets `real_volume_` before Open() (in its fixture's SetUp):
+// "volume" is then the real cogs-volume domain in process (its state in the temp dir, so it lives
+// through restarts), behind the same Gate, and VolumeAttachments() reads its inventory.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -33,8 +36,10 @@
 #include "cogs/base/paths.h"
 #include "cogs/cloud/cloud.h"
 #include "cogs/runtime/clock.h"
+#include "cogs/services/kit/service.h"
 #include "cogs/services/sim/sim_client.h"
 #include "cogs/services/sim/sim_service.h"
+#include "cogs/services/volume/volume.h"
 #include "cogs/store/store.h"
 #include "cogs/workflow/definition.h"
 #include "cogs/workflow/engine.h"
@@ -218,8 +223,20 @@ protected:
         ASSERT_TRUE(defs) << defs.error().ToString();
         ASSERT_TRUE(registry_->RegisterAll(std::move(*defs)));
         for (const char* name : {"network", "volume", "compute"}) {
-            sims_[name] = std::make_unique<services::sim::SimService>(*io_, services::sim::SimOptions{});
-            gates_[name] = std::make_shared<Gate>(*io_, services::sim::MakeSimClient(*sims_[name], name));
+            if (real_volume_ && std::string_view(name) == "volume") {
+                auto driver = services::volume::MakeVolumeDriver("sim", "");
+                ASSERT_TRUE(driver);
+                auto volume = services::kit::DomainService::Create(
+                    *io_, services::volume::MakeVolumeDomain(std::move(*driver)),
+                    services::kit::ServiceOptions{.state_path = dir_ / "cogs-volume.db"});
+                ASSERT_TRUE(volume) << volume.error().ToString();
+                volume_service_ = std::move(*volume);
+                gates_[name] = std::make_shared<Gate>(
+                    *io_, services::sim::MakeInProcessClient(*io_, *volume_service_, name));
+            } else {
+                sims_[name] = std::make_unique<services::sim::SimService>(*io_, services::sim::SimOptions{});
+                gates_[name] = std::make_shared<Gate>(*io_, services::sim::MakeSimClient(*sims_[name], name));
+            }
             catalog_.Add(name, gates_[name]);
         }
         engine_ = std::make_unique<workflow::Engine>(*io_, *store_, *registry_, catalog_, engine_options_);
@@ -237,6 +254,7 @@ protected:
         engine_.reset();
         gates_.clear();
         sims_.clear();
+        volume_service_.reset();
         catalog_ = workflow::ServiceCatalog();
         store_.reset();
         io_.reset();
@@ -383,6 +401,15 @@ protected:
     }
 
     Reply Server(const std::string& id) { return Call(admin_, "GET", "/v1/servers/" + id); }
+    // A server's volume_ids, as the API shows them.
+    std::vector<std::string> VolumeIdsOf(const std::string& server) {
+        std::vector<std::string> ids;
+        const Reply s = Server(server);
+        for (const auto& v : s.Obj("server").at("volume_ids").as_array()) {
+            ids.emplace_back(v.as_string());
+        }
+        return ids;
+    }
 
     int64_t InUse(const std::string& project, const std::string& quota) {
         Reply r = Call(admin_, "GET", "/v1/projects/" + project + "/quotas");
@@ -412,6 +439,21 @@ protected:
     }
     std::vector<std::string> AlertTypes() {
         return EventTypes("/v1/events?resource_kind=alert&resource_id=evacuation");
+    }
+
+    // What the volume service holds (real_volume_): volume id -> the server it is attached to, ""
+    // for none.
+    std::map<std::string, std::string> VolumeAttachments() const {
+        std::map<std::string, std::string> held;
+        if (!volume_service_) {
+            ADD_FAILURE() << "VolumeAttachments() needs real_volume_";
+            return held;
+        }
+        const json::value inventory = json::parse(volume_service_->domain().Inventory());
+        for (const auto& v : inventory.at("volumes").as_array()) {
+            held[StrOf(v, "id")] = StrOf(v, "server_id");
+        }
+        return held;
     }
 
     // ---- hosts and their leases (the fake clock) ----
@@ -444,6 +486,8 @@ protected:
     std::unique_ptr<workflow::Registry> registry_;
     std::map<std::string, std::unique_ptr<services::sim::SimService>> sims_;
     std::map<std::string, std::shared_ptr<Gate>> gates_;  // in front of sims_, as the engine calls them
+    bool real_volume_ = false;                            // for the next Open(): see the top
+    std::unique_ptr<services::kit::DomainService> volume_service_;
     workflow::ServiceCatalog catalog_;
     std::unique_ptr<workflow::Engine> engine_;
     std::unique_ptr<Cloud> cloud_;

@@ -166,4 +166,25 @@ json::object View(const Res& r) {
     return o;
 }
 
+std::vector<std::string> AttachedVolumes(const Model& m, const Res& server) {
+    std::vector<std::string> ids;
+    for (auto& id : StrList(server.body, "volume_ids")) {
+        const Res* v = m.Find(kVolume, id);
+        if (v != nullptr && Str(v->body, "server_id") == server.id) {
+            ids.push_back(std::move(id));
+        }
+    }
+    return ids;
+}
+
+const Res* VolumeInFlight(const Model& m, const Res& server) {
+    for (const auto& id : AttachedVolumes(m, server)) {
+        const Res* v = m.Find(kVolume, id);
+        if (v->is(VolumeStatus::kAttaching) || v->is(VolumeStatus::kDetaching)) {
+            return v;
+        }
+    }
+    return nullptr;
+}
+
 }  // namespace cogs::cloud

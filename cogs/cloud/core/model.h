@@ -118,4 +118,15 @@ private:
 // The API's view of a resource: its body without internal keys.
 json::object View(const Res& r);
 
+// A server's volumes as committed: the ids of its "volume_ids" whose volume record names it as its
+// server ("server_id"). A volume attaching to it is listed from the attach's request on (as Nova
+// lists a volume once its attachment is reserved); an id whose volume went elsewhere is not. What a
+// workflow on the server acts on (a delete's detach, an evacuation's re-attach) and what a delete
+// frees.
+std::vector<std::string> AttachedVolumes(const Model& m, const Res& server);
+// The first of AttachedVolumes(server) that a workflow is attaching or detaching, or nullptr. While
+// there is one, nothing else may act on the server's volumes: its delete is refused (409), and it is
+// not evacuated, migrated or repaired until that ends (each of those fixes its list when it starts).
+const Res* VolumeInFlight(const Model& m, const Res& server);
+
 }  // namespace cogs::cloud

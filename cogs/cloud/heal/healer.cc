@@ -35,7 +35,12 @@ void Healer::Start() {
 
 void Healer::Stop() { running_ = false; }
 
-bool Healer::Movable(const Res& s) { return s.is(ServerStatus::kActive) || s.is(ServerStatus::kShutoff); }
+// A move fixes the server's volume list when it starts (it detaches and attaches them again): not
+// while one of them is being attached or detached. Heal() tries again at the next pass.
+bool Healer::Movable(const Res& s) const {
+    return (s.is(ServerStatus::kActive) || s.is(ServerStatus::kShutoff)) &&
+           VolumeInFlight(ctx_.model, s) == nullptr;
+}
 
 void Healer::OnHostChange(const health::Liveness::Change& c) {
     if (c.to == HostState::kDown) {
@@ -65,15 +70,14 @@ void Healer::Heal() {
     if (!paused_) {
         for (const auto& [id, s] : ctx_.model.All(kServer)) {
             const std::string host = Str(s.body, "host");
-            if (host.empty() || !Movable(s) || queued_.contains(id)) continue;
+            if (host.empty() || queued_.contains(id)) continue;
             const Res* h = ctx_.model.Find(kHost, host);
-            if (hosts_.StateOf(host) == HostState::kDown) {
-                moves_.push_back(Move{id, host, "server.evacuate"});
-                queued_.insert(id);
-            } else if (h != nullptr && Bool(h->body, "draining")) {
-                moves_.push_back(Move{id, host, "server.migrate"});
-                queued_.insert(id);
-            }
+            const char* type = hosts_.StateOf(host) == HostState::kDown    ? "server.evacuate"
+                               : h != nullptr && Bool(h->body, "draining") ? "server.migrate"
+                                                                           : nullptr;
+            if (type == nullptr || !ReadyToMove(s)) continue;
+            moves_.push_back(Move{id, host, type});
+            queued_.insert(id);
         }
     }
     Pump();
@@ -86,10 +90,18 @@ void Healer::Pump() {
         moves_.pop_front();
         queued_.erase(mv.server_id);
         Res* s = ctx_.model.Find(kServer, mv.server_id);
-        if (s == nullptr || !Movable(*s) || Str(s->body, "host") != mv.from_host) continue;
+        if (s == nullptr || !ReadyToMove(*s) || Str(s->body, "host") != mv.from_host) continue;
         if (mv.type == "server.evacuate" && hosts_.StateOf(mv.from_host) != HostState::kDown) continue;
         StartMove(*s, mv);
     }
+}
+
+// Movable; a server that only waits for a volume's attach or detach is looked at again at the next
+// tick (about a second).
+bool Healer::ReadyToMove(const Res& s) {
+    if (Movable(s)) return true;
+    if (VolumeInFlight(ctx_.model, s) != nullptr) pending_ = true;
+    return false;
 }
 
 void Healer::Repair(Res& s) {
@@ -116,7 +128,7 @@ void Healer::StartMove(Res& s, const Move& mv) {
         {"ram_mb", Int(s.body, "_ram_mb")},
         {"disk_gb", Int(s.body, "_disk_gb")},
         {"image_id", Str(s.body, "image_id")},
-        {"volume_ids", ToArray(StrList(s.body, "volume_ids"))},
+        {"volume_ids", ToArray(AttachedVolumes(ctx_.model, s))},
         {"availability_zone", ""},
         {"traits",
          flavor != nullptr && flavor->body.contains("traits") ? flavor->body.at("traits") : json::array()},
@@ -294,6 +306,7 @@ bool Healer::Reschedule(const workflow::FinishedEvent& ev, Res& s, const json::o
                             r->set_status(VolumeStatus::kAvailable);
                             r->body["server_id"] = "";
                         } else {
+                            if (r->kind == kServer) r->body["volume_ids"] = json::array();  // freed above
                             r->body["status"] = "ERROR";
                             r->body["fault"] = json::object{{"message", "rescheduling refused: overloaded"}};
                         }

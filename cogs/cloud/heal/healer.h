@@ -63,7 +63,8 @@ private:
     struct Move {
         std::string server_id, from_host, type;  // type: server.evacuate, server.migrate or server.repair
     };
-    static bool Movable(const Res& s);
+    bool Movable(const Res& s) const;
+    bool ReadyToMove(const Res& s);
     void Pump();
     void StartMove(Res& s, const Move& mv);
     void SettleMove(Settlement& st);

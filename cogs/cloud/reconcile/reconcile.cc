@@ -21,6 +21,12 @@ std::string_view ToString(ActionKind kind) {
         case ActionKind::kRepairPort: return "repair_port";
         case ActionKind::kDeleteVolume: return "delete_volume";
         case ActionKind::kDetachVolume: return "detach_volume";
+        case ActionKind::kDeleteNetwork: return "delete_network";
+        case ActionKind::kRepairNetwork: return "repair_network";
+        case ActionKind::kDeleteSubnet: return "delete_subnet";
+        case ActionKind::kRepairSubnet: return "repair_subnet";
+        case ActionKind::kAttachVolume: return "attach_volume";
+        case ActionKind::kRepairVolume: return "repair_volume";
     }
     return "unknown";
 }
@@ -129,14 +135,15 @@ Result<NetworkInventory> ParseNetworkInventory(std::string_view text, int64_t re
     NetworkInventory inv;
     inv.read_at_ms = read_at_ms;
     COGS_ASSIGN_OR_RETURN(
-        inv.ports,
-        ReadEach<ActualPort>(
-            r, root, "ports", "id", "port", [&r](const Input& o, std::string id) -> Result<ActualPort> {
-                COGS_ASSIGN_OR_RETURN(auto net, r.Required(o, "network_id"));
-                COGS_ASSIGN_OR_RETURN(auto dev, r.Optional(o, "device_id"));
-                COGS_ASSIGN_OR_RETURN(auto ip, r.Optional(o, "fixed_ip"));
-                return ActualPort{std::move(id), std::move(net), std::move(dev), std::move(ip)};
-            }));
+        inv.ports, ReadEach<ActualPort>(r, root, "ports", "id", "port",
+                                        [&r](const Input& o, std::string id) -> Result<ActualPort> {
+                                            COGS_ASSIGN_OR_RETURN(auto net, r.Required(o, "network_id"));
+                                            COGS_ASSIGN_OR_RETURN(auto dev, r.Optional(o, "device_id"));
+                                            COGS_ASSIGN_OR_RETURN(auto ip, r.Optional(o, "fixed_ip"));
+                                            COGS_ASSIGN_OR_RETURN(auto subnet, r.Optional(o, "subnet_id"));
+                                            return ActualPort{std::move(id), std::move(net), std::move(dev),
+                                                              std::move(ip), std::move(subnet)};
+                                        }));
     // Every address is a port's (the service derives the list from its ports): one that names no
     // port means the inventory is not what the service's README says, and none of it is trusted.
     std::set<std::string> ports;
@@ -152,6 +159,17 @@ Result<NetworkInventory> ParseNetworkInventory(std::string_view text, int64_t re
                                    "', which is not among the inventory's ports"));
         }
     }
+    COGS_ASSIGN_OR_RETURN(inv.networks,
+                          ReadEach<ActualNetwork>(r, root, "networks", "id", "network",
+                                                  [](const Input&, std::string id) -> Result<ActualNetwork> {
+                                                      return ActualNetwork{std::move(id)};
+                                                  }));
+    COGS_ASSIGN_OR_RETURN(
+        inv.subnets, ReadEach<ActualSubnet>(r, root, "subnets", "id", "subnet",
+                                            [&r](const Input& o, std::string id) -> Result<ActualSubnet> {
+                                                COGS_ASSIGN_OR_RETURN(auto net, r.Required(o, "network_id"));
+                                                return ActualSubnet{std::move(id), std::move(net)};
+                                            }));
     return inv;
 }
 
@@ -204,6 +222,12 @@ std::string Fingerprint(const DesiredServer& s) {
     return f;
 }
 
+std::string Fingerprint(const DesiredNetwork& n) { return n.status + '|' + std::to_string(n.changed_ms); }
+
+std::string Fingerprint(const DesiredSubnet& u) {
+    return u.status + '|' + u.network_id + '|' + std::to_string(u.changed_ms);
+}
+
 std::string Fingerprint(const DesiredPort& p) {
     return p.status + '|' + p.network_id + '|' + p.device_id + '|' + p.fixed_ip + '|' +
            std::to_string(p.changed_ms);
@@ -215,6 +239,8 @@ std::vector<Action> Reconciler::Scan(const Desired& desired, const Actual& actua
     const auto servers = ById(desired.servers);
     const auto ports = ById(desired.ports);
     const auto volumes = ById(desired.volumes);
+    const auto networks = ById(desired.networks);
+    const auto subnets = ById(desired.subnets);
     auto server_busy = [&](std::string_view id) {
         const DesiredServer* s = id.empty() ? nullptr : Find(servers, id);
         return s != nullptr && s->busy;
@@ -289,6 +315,16 @@ std::vector<Action> Reconciler::Scan(const Desired& desired, const Actual& actua
                     out.push_back(Action{ActionKind::kStartInstance, "compute", in.id, in.host, "",
                                          "instance " + in.id + " on host " + in.host +
                                              " is FENCED while server " + s->id + " is ACTIVE there"});
+                } else if (in.state == "SHUTOFF" && s->status == "ACTIVE") {
+                    // A stop that settled a moment after the read looks the same: confirmed first.
+                    int scans = 0;
+                    if (missing_due("stopped:" + scope + ":" + in.id, scope, Fingerprint(*s),
+                                    inv.read_at_ms >= s->changed_ms, &scans)) {
+                        out.push_back(Action{ActionKind::kStartInstance, "compute", in.id, in.host, "",
+                                             "instance " + in.id + " on host " + in.host +
+                                                 " is SHUTOFF while server " + s->id + " is ACTIVE there (" +
+                                                 std::to_string(scans) + " scans)"});
+                    }
                 }
                 continue;
             }
@@ -304,7 +340,8 @@ std::vector<Action> Reconciler::Scan(const Desired& desired, const Actual& actua
     }
     for (const DesiredServer& s : desired.servers) {
         const ComputeInventory* inv = s.host.empty() ? nullptr : Find(host_inventory, s.host);
-        if (inv == nullptr || s.busy || s.status != "ACTIVE" || present.contains({s.host, s.id})) {
+        if (inv == nullptr || s.busy || (s.status != "ACTIVE" && s.status != "SHUTOFF") ||
+            present.contains({s.host, s.id})) {
             continue;
         }
         const std::string scope = "compute:" + s.host;
@@ -312,7 +349,7 @@ std::vector<Action> Reconciler::Scan(const Desired& desired, const Actual& actua
         if (missing_due("missing:" + scope + ":" + s.id, scope, Fingerprint(s),
                         inv->read_at_ms >= s.changed_ms, &scans)) {
             out.push_back(Action{ActionKind::kRepairServer, "compute", s.id, s.host, "",
-                                 "server " + s.id + " is ACTIVE on host " + s.host +
+                                 "server " + s.id + " is " + s.status + " on host " + s.host +
                                      " but the host has no instance " + s.id + " (" + std::to_string(scans) +
                                      " scans)"});
         }
@@ -322,7 +359,37 @@ std::vector<Action> Reconciler::Scan(const Desired& desired, const Actual& actua
     if (actual.network) {
         const NetworkInventory& inv = *actual.network;
         covered.insert("network");
-        std::set<std::string_view> held;
+        // What the inventory holds on each network and subnet: an orphan network or subnet is
+        // deleted only once nothing of the inventory is on it (the service refuses before).
+        std::set<std::string_view> held, held_networks, held_subnets, networks_in_use, subnets_in_use;
+        for (const ActualSubnet& u : inv.subnets) {
+            held_subnets.insert(u.id);
+            networks_in_use.insert(u.network_id);
+        }
+        for (const ActualPort& p : inv.ports) {
+            networks_in_use.insert(p.network_id);
+            subnets_in_use.insert(p.subnet_id);
+        }
+        for (const ActualNetwork& n : inv.networks) {
+            held_networks.insert(n.id);
+            int64_t unowned = 0;
+            if (Find(networks, n.id) == nullptr && orphan_due("orphan:net:" + n.id, "network", &unowned) &&
+                !networks_in_use.contains(n.id)) {
+                out.push_back(Action{ActionKind::kDeleteNetwork, "network", n.id, "", "",
+                                     "network " + n.id + " belongs to no network of cogsd (unowned for " +
+                                         secs(unowned) + ")"});
+            }
+        }
+        for (const ActualSubnet& u : inv.subnets) {
+            int64_t unowned = 0;
+            if (Find(subnets, u.id) == nullptr && orphan_due("orphan:subnet:" + u.id, "network", &unowned) &&
+                !subnets_in_use.contains(u.id)) {
+                out.push_back(Action{ActionKind::kDeleteSubnet, "network", u.id, "", "",
+                                     "subnet " + u.id + " of network " + u.network_id +
+                                         " belongs to no subnet of cogsd (unowned for " + secs(unowned) +
+                                         ")"});
+            }
+        }
         for (const ActualPort& p : inv.ports) {
             held.insert(p.id);
             if (Find(ports, p.id) != nullptr) {
@@ -336,8 +403,38 @@ std::vector<Action> Reconciler::Scan(const Desired& desired, const Actual& actua
                                ") belongs to no port of cogsd (unowned for " + secs(unowned) + ")"});
             }
         }
+        // A desired network the inventory lacks: repaired first; its subnets and ports wait.
+        std::set<std::string_view> missing_networks;
+        for (const DesiredNetwork& n : desired.networks) {
+            if (n.busy || n.status != "ACTIVE" || held_networks.contains(n.id)) {
+                continue;
+            }
+            missing_networks.insert(n.id);
+            int scans = 0;
+            if (missing_due("missing:net:" + n.id, "network", Fingerprint(n), inv.read_at_ms >= n.changed_ms,
+                            &scans)) {
+                out.push_back(Action{ActionKind::kRepairNetwork, "network", n.id, "", "",
+                                     "network " + n.id + " is missing from the network service (" +
+                                         std::to_string(scans) + " scans)"});
+            }
+        }
+        for (const DesiredSubnet& u : desired.subnets) {
+            if (u.busy || u.status != "ACTIVE" || held_subnets.contains(u.id) ||
+                missing_networks.contains(u.network_id)) {
+                continue;
+            }
+            int scans = 0;
+            if (missing_due("missing:subnet:" + u.id, "network", Fingerprint(u),
+                            inv.read_at_ms >= u.changed_ms, &scans)) {
+                out.push_back(Action{ActionKind::kRepairSubnet, "network", u.id, "", "",
+                                     "subnet " + u.id + " of network " + u.network_id +
+                                         " is missing from the network service (" + std::to_string(scans) +
+                                         " scans)"});
+            }
+        }
         for (const DesiredPort& p : desired.ports) {
-            if (p.busy || server_busy(p.device_id) || p.status != "ACTIVE" || held.contains(p.id)) {
+            if (p.busy || server_busy(p.device_id) || p.status != "ACTIVE" || held.contains(p.id) ||
+                missing_networks.contains(p.network_id)) {
                 continue;
             }
             int scans = 0;
@@ -354,8 +451,11 @@ std::vector<Action> Reconciler::Scan(const Desired& desired, const Actual& actua
 
     // ---- volume ----
     if (actual.volume) {
+        const VolumeInventory& inv = *actual.volume;
         covered.insert("volume");
-        for (const ActualVolume& v : actual.volume->volumes) {
+        std::set<std::string_view> held;
+        for (const ActualVolume& v : inv.volumes) {
+            held.insert(v.id);
             const DesiredVolume* d = Find(volumes, v.id);
             int64_t unowned = 0;
             if (d == nullptr) {
@@ -374,14 +474,67 @@ std::vector<Action> Reconciler::Scan(const Desired& desired, const Actual& actua
                 }
                 continue;
             }
-            if (d->busy || server_busy(d->server_id) || v.server_id.empty() ||
-                Find(servers, v.server_id) != nullptr) {
+            if (d->busy || server_busy(d->server_id) || server_busy(v.server_id)) {
                 continue;
             }
-            if (orphan_due("attachment:volume:" + v.id + ":" + v.server_id, "volume", &unowned)) {
+            const DesiredServer* holder = v.server_id.empty() ? nullptr : Find(servers, v.server_id);
+            if (!v.server_id.empty() && holder == nullptr) {
+                if (orphan_due("attachment:volume:" + v.id + ":" + v.server_id, "volume", &unowned)) {
+                    out.push_back(Action{ActionKind::kDetachVolume, "volume", v.id, "", v.server_id,
+                                         "volume " + v.id + " is attached to server " + v.server_id +
+                                             ", which does not exist (for " + secs(unowned) + ")"});
+                }
+                continue;
+            }
+            // Both ends exist: the attachment must be the model's (an available volume: none).
+            if (d->status != "available" && d->status != "in-use") {
+                continue;
+            }
+            const std::string want = d->status == "in-use" ? d->server_id : "";
+            if (v.server_id == want) {
+                continue;
+            }
+            const DesiredServer* target = want.empty() ? nullptr : Find(servers, want);
+            if (v.server_id.empty() && (target == nullptr || target->host.empty() ||
+                                        (target->status != "ACTIVE" && target->status != "SHUTOFF"))) {
+                continue;  // nowhere to attach it now
+            }
+            // An inventory read before the volume or either server last changed is no evidence.
+            int64_t changed = d->changed_ms;
+            for (const DesiredServer* s : {holder, target}) {
+                if (s != nullptr) changed = std::max(changed, s->changed_ms);
+            }
+            const std::string fingerprint = d->status + '|' + want + '|' + v.server_id;
+            const std::string cogsd = want.empty() ? "available" : "attached to server " + want;
+            int scans = 0;
+            if (!missing_due("attachment:" + v.id, "volume", fingerprint + '|' + std::to_string(changed),
+                             inv.read_at_ms >= changed, &scans)) {
+                continue;
+            }
+            if (!v.server_id.empty()) {
                 out.push_back(Action{ActionKind::kDetachVolume, "volume", v.id, "", v.server_id,
                                      "volume " + v.id + " is attached to server " + v.server_id +
-                                         ", which does not exist (for " + secs(unowned) + ")"});
+                                         " at the volume service, " + cogsd + " in cogsd (" +
+                                         std::to_string(scans) + " scans)"});
+            } else {
+                out.push_back(Action{ActionKind::kAttachVolume, "volume", v.id, target->host, want,
+                                     "volume " + v.id + " is attached to no server at the volume service, " +
+                                         cogsd + " in cogsd (" + std::to_string(scans) + " scans)"});
+            }
+        }
+        for (const DesiredVolume& d : desired.volumes) {
+            if (d.busy || server_busy(d.server_id) || (d.status != "available" && d.status != "in-use") ||
+                held.contains(d.id)) {
+                continue;
+            }
+            int scans = 0;
+            if (missing_due("missing:volume:" + d.id, "volume",
+                            d.status + '|' + d.server_id + '|' + std::to_string(d.changed_ms),
+                            inv.read_at_ms >= d.changed_ms, &scans)) {
+                out.push_back(Action{ActionKind::kRepairVolume, "volume", d.id, "", "",
+                                     "volume " + d.id + " is missing from the volume service (" +
+                                         std::to_string(scans) +
+                                         " scans): made again empty, its data is lost"});
             }
         }
     }

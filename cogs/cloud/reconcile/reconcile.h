@@ -15,24 +15,41 @@
 //     no S                                      orphan        delete_instance once unowned >= grace
 //     S busy                                    -             never touched
 //     on S.host, FENCED, S ACTIVE               fenced        start_instance at once
+//     on S.host, SHUTOFF, S ACTIVE              stopped       start_instance after confirm_scans
 //     on S.host (any other case)                owned         -
 //     on S.claim_host                           owned         - (S is being placed: BUILD, host "")
 //     S.host is another host (S settled)        stale         delete_instance at once (evacuated,
 //                                                             migrated: the old copy)
 //     S.host "" and not on S.claim_host         orphan        delete_instance once unowned >= grace
-//   compute, per desired server S ACTIVE, not busy, on a host the scan covers:
-//     no instance S on S.host                   missing       repair_server after confirm_scans
-//   network, per port of the inventory (P = the desired port of that id):
+//   compute, per desired server S ACTIVE or SHUTOFF, not busy, on a host the scan covers:
+//     no instance S on S.host                   missing       repair_server after confirm_scans (a
+//                                                             SHUTOFF one is stopped again after)
+//   network, per network / subnet / port of the inventory (N, U, P = the desired one of that id):
+//     no N                                      orphan        delete_network once unowned >= grace
+//                                                             and no subnet or port of the
+//                                                             inventory is on it (they go first)
+//     no U                                      orphan        delete_subnet, likewise (no port in it)
 //     no P                                      orphan        delete_port once unowned >= grace
-//   network, per desired port P ACTIVE, not busy, when the scan covers the network:
-//     not in the inventory                      missing       repair_port after confirm_scans
+//   network, per desired network / subnet / port ACTIVE, not busy (a port: nor its server):
+//     not in the inventory                      missing       repair_network / repair_subnet /
+//                                                             repair_port after confirm_scans (a
+//                                                             subnet or port whose network is missing
+//                                                             too waits for the network's repair)
 //   volume, per volume of the inventory (V = the desired volume of that id):
 //     no V, attached to server X                orphan        detach_volume (X) once >= grace
 //     no V, not attached                        orphan        delete_volume once >= grace (an
 //                                                             attached one is detached first: the
 //                                                             service refuses to delete it)
-//     V busy                                    -             never touched
+//     V busy, or its server (either side) busy  -             never touched
 //     V, attached to a server X cogsd lacks     orphan        detach_volume (X) once >= grace
+//     V available or in-use, attached to a      wrong         detach_volume (X) after confirm_scans
+//       server X cogsd has, not V's server                    (then attached below, if V is in-use)
+//     V in-use with server S (ACTIVE or         unattached    attach_volume (S, S.host) after
+//       SHUTOFF, placed), not attached                        confirm_scans
+//   volume, per desired volume V available or in-use, not busy (nor its server):
+//     not in the inventory                      missing       repair_volume after confirm_scans
+//                                                             (made again, empty: its data is lost;
+//                                                             an event says so; then attached above)
 //
 // Busy: a resource with a workflow in flight or a transitional status (the caller sets `busy`);
 // a port or volume whose desired server (device_id / server_id) is busy counts as busy too (a
@@ -61,10 +78,15 @@
 // scan part of a compute process. The caller should leave out hosts that are suspect or down
 // (their instances are fenced, and their answers are stale).
 //
-// Not judged (for later): networks and subnets; a desired volume missing from the volume service
-// (its data is gone: repair is an operator's call); a desired SHUTOFF server without its instance;
-// an instance SHUTOFF while its server is desired ACTIVE; a port's device or a volume's attachment
-// that differs from the model while both ends exist. There is no release_address: the network
+// Wrong attachments are repaired toward cogsd's desired state: the model is the truth of what
+// should be attached where (the API's answers were made from it), and the volume service's
+// attach refuses a volume attached elsewhere, so a wrong attachment is first detached, then the
+// right one made at a later scan. A volume missing at its service is made again, empty: a server
+// that should have it gets a blank disk rather than none, and the "repaired" event tells the
+// tenant its data is lost.
+//
+// Not judged (for later): a port's device that differs from the model while both ends exist (the
+// network service has update_port). There is no release_address: the network
 // service holds an address only as a port's (its inventory's `addresses` are derived from its
 // ports), so deleting an orphan port releases its address; an address naming a port the
 // inventory lacks makes the inventory malformed.
@@ -116,10 +138,27 @@ struct DesiredVolume {
     int64_t changed_ms = 0;
 };
 
+struct DesiredNetwork {
+    std::string id;
+    std::string status;
+    bool busy = false;
+    int64_t changed_ms = 0;
+};
+
+struct DesiredSubnet {
+    std::string id;
+    std::string network_id;
+    std::string status;
+    bool busy = false;
+    int64_t changed_ms = 0;
+};
+
 struct Desired {
     std::vector<DesiredServer> servers;
     std::vector<DesiredPort> ports;
     std::vector<DesiredVolume> volumes;
+    std::vector<DesiredNetwork> networks;
+    std::vector<DesiredSubnet> subnets;
 };
 
 // ---- what the services hold (parsed from their GET /v1/inventory) ----
@@ -144,11 +183,23 @@ struct ActualPort {
     std::string network_id;
     std::string device_id;
     std::string fixed_ip;
+    std::string subnet_id = "";
+};
+
+struct ActualNetwork {
+    std::string id;
+};
+
+struct ActualSubnet {
+    std::string id;
+    std::string network_id;
 };
 
 struct NetworkInventory {
     std::vector<ActualPort> ports;
     int64_t read_at_ms = 0;
+    std::vector<ActualNetwork> networks = {};
+    std::vector<ActualSubnet> subnets = {};
 };
 
 struct ActualVolume {
@@ -182,12 +233,18 @@ Result<VolumeInventory> ParseVolumeInventory(std::string_view text, int64_t read
 
 enum class ActionKind {
     kDeleteInstance,  // compute.delete_instance {id, host}: orphan or stale
-    kStartInstance,   // compute.start_instance {id, host}: FENCED while its server is ACTIVE there
+    kStartInstance,   // compute.start_instance {id, host}: FENCED or SHUTOFF while its server is ACTIVE
     kRepairServer,    // rebuild server `id` on `host` (its instance is missing there)
     kDeletePort,      // network.delete_port {id}: orphan
     kRepairPort,      // recreate port `id` as the model has it (`server_id`: its device, or "")
     kDeleteVolume,    // volume.delete_volume {id}: orphan, not attached
-    kDetachVolume,    // volume.detach_volumes {server_id, [id]}: attached to a server cogsd lacks
+    kDetachVolume,    // volume.detach_volumes {server_id, [id]}: attached to a server it should not be
+    kDeleteNetwork,   // network.delete_network {id}: orphan
+    kRepairNetwork,   // recreate network `id` as the model has it
+    kDeleteSubnet,    // network.delete_subnet {id}: orphan
+    kRepairSubnet,    // recreate subnet `id` as the model has it (same cidr, gateway, pools)
+    kAttachVolume,    // volume.attach_volumes {server_id, [id], host}: in-use in cogsd, not attached
+    kRepairVolume,    // recreate volume `id` (empty) as the model has it
 };
 std::string_view ToString(ActionKind kind);
 
@@ -195,8 +252,9 @@ struct Action {
     ActionKind kind;
     std::string service;    // "compute", "network" or "volume": where the drift was seen
     std::string id;         // the instance (= server), port or volume acted on
-    std::string host;       // compute actions: the host; else ""
-    std::string server_id;  // kDetachVolume: the server to detach from; kRepairPort: the device
+    std::string host;       // compute actions and kAttachVolume: the host; else ""
+    std::string server_id;  // kDetachVolume: the server to detach from; kAttachVolume: to attach to;
+                            // kRepairPort: the device
     std::string reason;     // one human line, e.g. "instance s1 on h1: server s1 lives on h2"
 
     bool operator==(const Action&) const = default;

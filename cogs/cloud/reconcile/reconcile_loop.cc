@@ -24,8 +24,10 @@ ReconcileLoop::ReconcileLoop(Context& ctx, health::HostMonitor& hosts, heal::Hea
       timer_(ctx.clock.NewTimer(ctx.io)),
       repairs_(observe::CounterOf(ctx.metrics(), "cogs_heal_repairs_total",
                                   "Reconciler actions started, by kind (drift and orphans).")) {
-    for (const char* type : {"heal.delete_instance", "heal.start_instance", "heal.delete_port",
-                             "heal.repair_port", "heal.delete_volume", "heal.detach_volume"}) {
+    for (const char* type :
+         {"heal.delete_instance", "heal.start_instance", "heal.delete_port", "heal.repair_port",
+          "heal.delete_volume", "heal.detach_volume", "heal.delete_network", "heal.repair_network",
+          "heal.delete_subnet", "heal.repair_subnet", "heal.attach_volume", "heal.repair_volume"}) {
         ctx_.OnSettle(type, [this](Settlement& st) { SettleRepair(st); });
     }
 }
@@ -129,9 +131,12 @@ Desired ReconcileLoop::DesiredState() const {
     };
     for (const auto& [id, r] : ctx_.model.All(kServer)) {
         const scheduler::Claim* c = ctx_.placement.ClaimOf(id);
-        d.servers.push_back(DesiredServer{
-            id, r.project, r.status_text(), Str(r.body, "host"), c != nullptr ? c->host : "",
-            Str(r.body, "port_id"), StrList(r.body, "volume_ids"), busy(r), Int(r.body, "_changed_ms")});
+        // A server whose volume is being attached or detached is busy too: a repair would fix its
+        // volume list while it changes.
+        d.servers.push_back(
+            DesiredServer{id, r.project, r.status_text(), Str(r.body, "host"), c != nullptr ? c->host : "",
+                          Str(r.body, "port_id"), StrList(r.body, "volume_ids"),
+                          busy(r) || VolumeInFlight(ctx_.model, r) != nullptr, Int(r.body, "_changed_ms")});
     }
     for (const auto& [id, r] : ctx_.model.All(kPort)) {
         d.ports.push_back(DesiredPort{id, Str(r.body, "network_id"), Str(r.body, "device_id"),
@@ -140,6 +145,13 @@ Desired ReconcileLoop::DesiredState() const {
     }
     for (const auto& [id, r] : ctx_.model.All(kVolume)) {
         d.volumes.push_back(DesiredVolume{id, r.status_text(), Str(r.body, "server_id"), busy(r),
+                                          Int(r.body, "_changed_ms")});
+    }
+    for (const auto& [id, r] : ctx_.model.All(kNetwork)) {
+        d.networks.push_back(DesiredNetwork{id, r.status_text(), busy(r), Int(r.body, "_changed_ms")});
+    }
+    for (const auto& [id, r] : ctx_.model.All(kSubnet)) {
+        d.subnets.push_back(DesiredSubnet{id, Str(r.body, "network_id"), r.status_text(), busy(r),
                                           Int(r.body, "_changed_ms")});
     }
     return d;
@@ -165,52 +177,110 @@ void ReconcileLoop::StartRepair(const Action& a, const std::string& key) {
     }
     json::object input{{"key", key}, {"id", a.id}, {"reason", a.reason}};
     std::string type;
-    std::string resource_kind = a.service == "compute"   ? "instance"
-                                : a.service == "network" ? "port"
-                                                         : "volume";
+    std::string_view resource_kind = kVolume;
+    // What the repair's event says when it succeeds: something nothing owned was removed, or the
+    // service holds again what cogsd has.
+    std::string done = "repaired";
+    // create_<kind>'s input as the model has the resource (the same id: creates are idempotent by
+    // id); nullopt if the model no longer has it.
+    auto request = [&](std::string_view kind) -> std::optional<json::object> {
+        const Res* r = ctx_.model.Find(kind, a.id);
+        if (r == nullptr) return std::nullopt;
+        json::object req{{"id", a.id}, {"project_id", r->project}};
+        auto copy = [&](const char* field) {
+            if (const json::value* v = r->body.if_contains(field);
+                v != nullptr && !(v->is_string() && v->get_string().empty())) {
+                req[field] = *v;
+            }
+        };
+        if (kind == kPort) {
+            req["device_id"] = Str(r->body, "device_id");
+            for (const char* f : {"network_id", "subnet_id", "fixed_ip"})
+                copy(f);
+        } else if (kind == kSubnet) {
+            req["name"] = Str(r->body, "name");
+            for (const char* f : {"network_id", "cidr", "gateway_ip", "allocation_pools"})
+                copy(f);
+        } else {
+            req["name"] = Str(r->body, "name");
+            if (kind == kVolume) req["size_gb"] = Int(r->body, "size_gb");
+        }
+        return req;
+    };
+    auto repair = [&](std::string_view kind, const char* workflow) {
+        auto req = request(kind);
+        if (!req) return false;
+        input["request"] = std::move(*req);
+        type = workflow;
+        resource_kind = kind;
+        return true;
+    };
     switch (a.kind) {
         case ActionKind::kDeleteInstance:
             type = "heal.delete_instance";
             input["host"] = a.host;
+            resource_kind = "instance";
+            done = "orphan_removed";
             break;
         case ActionKind::kStartInstance:
             type = "heal.start_instance";
             input["host"] = a.host;
-            resource_kind = "server";
+            resource_kind = kServer;
             break;
-        case ActionKind::kDeletePort: type = "heal.delete_port"; break;
-        case ActionKind::kRepairPort: {
-            const Res* p = ctx_.model.Find(kPort, a.id);
-            if (p == nullptr) return;
-            type = "heal.repair_port";
-            json::object req{{"id", a.id},
-                             {"network_id", Str(p->body, "network_id")},
-                             {"device_id", Str(p->body, "device_id")},
-                             {"project_id", p->project}};
-            if (!Str(p->body, "subnet_id").empty()) req["subnet_id"] = Str(p->body, "subnet_id");
-            if (!Str(p->body, "fixed_ip").empty()) req["fixed_ip"] = Str(p->body, "fixed_ip");
-            input["request"] = std::move(req);
+        case ActionKind::kDeletePort:
+            type = "heal.delete_port";
+            resource_kind = kPort;
+            done = "orphan_removed";
             break;
-        }
-        case ActionKind::kDeleteVolume: type = "heal.delete_volume"; break;
+        case ActionKind::kRepairPort:
+            if (!repair(kPort, "heal.repair_port")) return;
+            break;
+        case ActionKind::kDeleteNetwork:
+            type = "heal.delete_network";
+            resource_kind = kNetwork;
+            done = "orphan_removed";
+            break;
+        case ActionKind::kRepairNetwork:
+            if (!repair(kNetwork, "heal.repair_network")) return;
+            break;
+        case ActionKind::kDeleteSubnet:
+            type = "heal.delete_subnet";
+            resource_kind = kSubnet;
+            done = "orphan_removed";
+            break;
+        case ActionKind::kRepairSubnet:
+            if (!repair(kSubnet, "heal.repair_subnet")) return;
+            break;
+        case ActionKind::kDeleteVolume:
+            type = "heal.delete_volume";
+            done = "orphan_removed";
+            break;
         case ActionKind::kDetachVolume:
             type = "heal.detach_volume";
             input["server_id"] = a.server_id;
+            // Detached from a server cogsd lacks: an orphan attachment; from one it has: a wrong one.
+            if (ctx_.model.Find(kServer, a.server_id) == nullptr) done = "orphan_removed";
+            break;
+        case ActionKind::kAttachVolume:
+            type = "heal.attach_volume";
+            input["server_id"] = a.server_id;
+            input["host"] = a.host;
+            break;
+        case ActionKind::kRepairVolume:
+            if (!repair(kVolume, "heal.repair_volume")) return;
             break;
         case ActionKind::kRepairServer: return;
     }
+    input["event"] = done;
     workflow::StartRequest req;
     req.type = type;
     req.input = json::serialize(input);
     req.traceparent = observe::TraceContext::New().ToTraceparent();
-    req.resource_kind = resource_kind;
+    req.resource_kind = std::string(resource_kind);
     req.resource_id = a.id;
-    const Res* owner = resource_kind == "server"   ? ctx_.model.Find(kServer, a.id)
-                       : resource_kind == "port"   ? ctx_.model.Find(kPort, a.id)
-                       : resource_kind == "volume" ? ctx_.model.Find(kVolume, a.id)
-                                                   : nullptr;
+    const Res* owner = resource_kind == "instance" ? nullptr : ctx_.model.Find(resource_kind, a.id);
     req.project = owner != nullptr ? owner->project : "";
-    req.events.push_back(ctx_.Event(resource_kind, a.id, req.project, "repair_requested",
+    req.events.push_back(ctx_.Event(req.resource_kind, a.id, req.project, "repair_requested",
                                     type + ": " + a.reason, "", req.traceparent));
     acting_.insert(key);
     ctx_.engine.Start(std::move(req), ctx_.Guard([this, key](Result<std::string> r) {
@@ -226,10 +296,11 @@ void ReconcileLoop::SettleRepair(Settlement& st) {
     const workflow::FinishedEvent& ev = st.event();
     acting_.erase(st.In("key"));
     const bool ok = st.ok();
-    std::string type = ok ? "repaired" : "repair_failed";
-    if (ok && (ev.type == "heal.delete_instance" || ev.type == "heal.delete_port" ||
-               ev.type == "heal.delete_volume" || ev.type == "heal.detach_volume")) {
-        type = "orphan_removed";
+    std::string type = !ok ? "repair_failed" : st.In("event").empty() ? "repaired" : st.In("event");
+    if (ok && st.In("event").empty() &&
+        (ev.type == "heal.delete_instance" || ev.type == "heal.delete_port" ||
+         ev.type == "heal.delete_volume" || ev.type == "heal.detach_volume")) {
+        type = "orphan_removed";  // started before repairs named their event
     }
     st.AddEvent(ctx_.Event(ev.resource_kind, ev.resource_id, ev.project, type,
                            ev.type + (ok ? " done: " : " failed (" + ev.reason + "): ") + st.In("reason"),

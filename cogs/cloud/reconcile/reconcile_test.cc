@@ -380,10 +380,48 @@ TEST(ReconcilerTest, AnInventoryReadBeforeTheServerSettledIsNoEvidence) {
               (Strings{"repair_server s1@h1"}));
 }
 
-TEST(ReconcilerTest, OnlyActiveSettledServersAreRepaired) {
+TEST(ReconcilerTest, AShutoffServerWithoutItsInstanceIsRepairedAfterConfirmation) {
     Reconciler r(Options());
     Desired d;
     d.servers.push_back(Server("off", "h1", "SHUTOFF"));
+    const Actual empty = OnlyCompute(Compute({"h1"}, {}));
+    EXPECT_THAT(r.Scan(d, empty, t0), IsEmpty());
+    const auto actions = r.Scan(d, empty, t0 + 1);
+    ASSERT_EQ(actions.size(), 1u);
+    EXPECT_EQ(actions[0],
+              (Action{ActionKind::kRepairServer, "compute", "off", "h1", "",
+                      "server off is SHUTOFF on host h1 but the host has no instance off (2 scans)"}));
+}
+
+TEST(ReconcilerTest, AStoppedInstanceOfAnActiveServerIsStartedAfterConfirmation) {
+    Reconciler r(Options());
+    Desired d;
+    d.servers.push_back(Server("s1", "h1"));
+    d.servers.push_back(Server("off", "h1", "SHUTOFF"));
+    d.servers[0].changed_ms = t0 + 500;  // started after the first read below
+    const Actual stopped =
+        OnlyCompute(Compute({"h1"}, {Instance("s1", "h1", "SHUTOFF"), Instance("off", "h1", "SHUTOFF")}, t0));
+    EXPECT_THAT(r.Scan(d, stopped, t0 + 1'000), IsEmpty()) << "read before the start settled: no evidence";
+    Actual fresh = stopped;
+    fresh.compute[0].read_at_ms = t0 + 1'000;
+    EXPECT_THAT(r.Scan(d, fresh, t0 + 1'000), IsEmpty());
+    const auto actions = r.Scan(d, fresh, t0 + 2'000);
+    ASSERT_EQ(actions.size(), 1u) << "a SHUTOFF server's stopped instance is as it should be";
+    EXPECT_EQ(actions[0],
+              (Action{ActionKind::kStartInstance, "compute", "s1", "h1", "",
+                      "instance s1 on host h1 is SHUTOFF while server s1 is ACTIVE there (2 scans)"}));
+    // Started meanwhile: forgotten.
+    EXPECT_THAT(r.Scan(d,
+                       OnlyCompute(Compute({"h1"}, {Instance("s1", "h1"), Instance("off", "h1", "SHUTOFF")},
+                                           t0 + 3'000)),
+                       t0 + 3'000),
+                IsEmpty());
+    EXPECT_EQ(r.tracked(), 0u);
+}
+
+TEST(ReconcilerTest, OnlySettledServersAreRepaired) {
+    Reconciler r(Options());
+    Desired d;
     d.servers.push_back(Server("err", "h1", "ERROR"));
     DesiredServer build = Server("new", "", "BUILD");
     build.claim_host = "h1";
@@ -392,6 +430,9 @@ TEST(ReconcilerTest, OnlyActiveSettledServersAreRepaired) {
     DesiredServer deleting = Server("del", "h1", "DELETING");
     deleting.busy = true;
     d.servers.push_back(deleting);
+    DesiredServer attaching = Server("att", "h1");
+    attaching.busy = true;  // a volume of it is being attached
+    d.servers.push_back(attaching);
     const Actual empty = OnlyCompute(Compute({"h1"}, {}));
     for (int i = 0; i < 5; ++i) {
         EXPECT_THAT(r.Scan(d, empty, t0 + i), IsEmpty());
@@ -552,6 +593,132 @@ TEST(ReconcilerTest, BusyVolumesAndVolumesOfBusyServersAreNeverTouched) {
                                 ActualVolume{"v-orphan-on-busy", "in-use", "s1", "h1"}},
                                t0};
     ExpectNothingIn(r, d, a, 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Networks and subnets
+
+NetworkInventory Net(std::vector<ActualNetwork> networks, std::vector<ActualSubnet> subnets,
+                     std::vector<ActualPort> ports = {}, int64_t read_at = t0) {
+    return NetworkInventory{std::move(ports), read_at, std::move(networks), std::move(subnets)};
+}
+
+TEST(ReconcilerTest, MissingNetworksAndSubnetsAreRepairedTheNetworkFirst) {
+    Reconciler r(Options());
+    Desired d;
+    d.networks.push_back(DesiredNetwork{"n1", "ACTIVE"});
+    d.networks.push_back(DesiredNetwork{"n2", "ACTIVE"});
+    d.networks.push_back(DesiredNetwork{"n-new", "BUILD", true});
+    d.networks.push_back(DesiredNetwork{"n-err", "ERROR"});
+    d.subnets.push_back(DesiredSubnet{"sn1", "n1", "ACTIVE"});
+    d.subnets.push_back(DesiredSubnet{"sn2", "n2", "ACTIVE"});
+    d.ports.push_back(DesiredPort{"p1", "n1", "", "10.0.0.2", "ACTIVE"});
+    Actual a;
+    a.network = Net({ActualNetwork{"n2"}}, {});  // n1 is gone with all it held; sn2 alone is gone
+    EXPECT_THAT(r.Scan(d, a, t0), IsEmpty());
+    EXPECT_EQ(Brief(r.Scan(d, a, t0 + 1)), (Strings{"repair_network n1", "repair_subnet sn2"}))
+        << "sn1 and p1 wait for their network";
+    a.network = Net({ActualNetwork{"n1"}, ActualNetwork{"n2"}}, {ActualSubnet{"sn2", "n2"}}, {}, t0 + 2);
+    EXPECT_THAT(r.Scan(d, a, t0 + 2), IsEmpty());
+    EXPECT_EQ(Brief(r.Scan(d, a, t0 + 3)), (Strings{"repair_port p1", "repair_subnet sn1"}));
+}
+
+TEST(ReconcilerTest, OrphanNetworksAndSubnetsAreDeletedOnceNothingIsLeftOnThem) {
+    Reconciler r(Options());
+    Desired d;
+    Actual a;
+    a.network = Net({ActualNetwork{"n-orphan"}}, {ActualSubnet{"sn-orphan", "n-orphan"}},
+                    {ActualPort{"p-orphan", "n-orphan", "", "10.0.0.5", "sn-orphan"}});
+    EXPECT_THAT(r.Scan(d, a, t0), IsEmpty());
+    EXPECT_EQ(Brief(r.Scan(d, a, t0 + kGraceMs)), (Strings{"delete_port p-orphan"}))
+        << "the service refuses to delete a subnet with a port, a network with a subnet";
+    a.network = Net({ActualNetwork{"n-orphan"}}, {ActualSubnet{"sn-orphan", "n-orphan"}});
+    const auto actions = r.Scan(d, a, t0 + kGraceMs + 1);
+    ASSERT_EQ(actions.size(), 1u);
+    EXPECT_EQ(
+        actions[0],
+        (Action{ActionKind::kDeleteSubnet, "network", "sn-orphan", "", "",
+                "subnet sn-orphan of network n-orphan belongs to no subnet of cogsd (unowned for 60s)"}));
+    a.network = Net({ActualNetwork{"n-orphan"}}, {});
+    EXPECT_EQ(Brief(r.Scan(d, a, t0 + kGraceMs + 2)), (Strings{"delete_network n-orphan"}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attachments and missing volumes
+
+TEST(ReconcilerTest, AWrongAttachmentIsDetachedThenTheRightOneMade) {
+    Reconciler r(Options());
+    Desired d;
+    d.servers.push_back(Server("s1", "h1"));
+    d.servers.push_back(Server("s2", "h2"));
+    d.volumes.push_back(DesiredVolume{"v1", "in-use", "s1"});
+    Actual a;
+    a.volume = VolumeInventory{{ActualVolume{"v1", "in-use", "s2", "h2"}}, t0};
+    EXPECT_THAT(r.Scan(d, a, t0), IsEmpty());
+    auto actions = r.Scan(d, a, t0 + 1);
+    ASSERT_EQ(actions.size(), 1u);
+    EXPECT_EQ(actions[0], (Action{ActionKind::kDetachVolume, "volume", "v1", "", "s2",
+                                  "volume v1 is attached to server s2 at the volume service, attached to "
+                                  "server s1 in cogsd (2 scans)"}));
+    a.volume = VolumeInventory{{ActualVolume{"v1", "available", "", ""}}, t0 + 2};
+    EXPECT_THAT(r.Scan(d, a, t0 + 2), IsEmpty()) << "a changed picture starts the count over";
+    actions = r.Scan(d, a, t0 + 3);
+    ASSERT_EQ(actions.size(), 1u);
+    EXPECT_EQ(actions[0], (Action{ActionKind::kAttachVolume, "volume", "v1", "h1", "s1",
+                                  "volume v1 is attached to no server at the volume service, attached to "
+                                  "server s1 in cogsd (2 scans)"}));
+}
+
+TEST(ReconcilerTest, AnAvailableVolumeAttachedToAnExistingServerIsDetached) {
+    Reconciler r(Options());
+    Desired d;
+    d.servers.push_back(Server("s1", "h1"));
+    d.volumes.push_back(DesiredVolume{"v1", "available", ""});
+    Actual a;
+    a.volume = VolumeInventory{{ActualVolume{"v1", "in-use", "s1", "h1"}}, t0};
+    EXPECT_THAT(r.Scan(d, a, t0), IsEmpty());
+    EXPECT_EQ(Brief(r.Scan(d, a, t0 + 1)), (Strings{"detach_volume v1 server=s1"}));
+}
+
+TEST(ReconcilerTest, AnAttachmentSeenBeforeTheVolumeOrItsServerChangedIsNoEvidence) {
+    Reconciler r(Options());
+    Desired d;
+    d.servers.push_back(Server("s1", "h1"));
+    d.servers[0].changed_ms = t0 + 500;  // evacuated: it settled after the read below
+    d.volumes.push_back(DesiredVolume{"v1", "in-use", "s1"});
+    Actual a;
+    a.volume = VolumeInventory{{ActualVolume{"v1", "available", "", ""}}, t0};  // read mid-evacuation
+    for (int i = 0; i < 4; ++i) {
+        EXPECT_THAT(r.Scan(d, a, t0 + 1'000 + i), IsEmpty());
+    }
+    // Nowhere to attach it: a server that is not placed, or is not ACTIVE or SHUTOFF.
+    d.servers[0].changed_ms = 0;
+    d.servers[0].status = "ERROR";
+    ExpectNothingIn(r, d, a, 3);
+}
+
+TEST(ReconcilerTest, AVolumeMissingAtItsServiceIsMadeAgainAfterConfirmation) {
+    Reconciler r(Options());
+    Desired d;
+    d.servers.push_back(Server("s1", "h1"));
+    d.volumes.push_back(DesiredVolume{"v1", "in-use", "s1"});
+    d.volumes.push_back(DesiredVolume{"v2", "available", ""});
+    d.volumes.push_back(DesiredVolume{"v-new", "creating", "", true});
+    d.volumes.push_back(DesiredVolume{"v-err", "error", ""});
+    Actual a;
+    a.volume = VolumeInventory{{}, t0};
+    EXPECT_THAT(r.Scan(d, a, t0), IsEmpty());
+    const auto actions = r.Scan(d, a, t0 + 1);
+    ASSERT_EQ(actions.size(), 2u);
+    EXPECT_EQ(actions[0], (Action{ActionKind::kRepairVolume, "volume", "v1", "", "",
+                                  "volume v1 is missing from the volume service (2 scans): made again empty, "
+                                  "its data is lost"}));
+    EXPECT_EQ(actions[1].id, "v2");
+    // Made again, not attached yet: attached to its server after confirmation.
+    a.volume = VolumeInventory{
+        {ActualVolume{"v1", "available", "", ""}, ActualVolume{"v2", "available", "", ""}}, t0 + 2};
+    EXPECT_THAT(r.Scan(d, a, t0 + 2), IsEmpty());
+    EXPECT_EQ(Brief(r.Scan(d, a, t0 + 3)), (Strings{"attach_volume v1@h1 server=s1"}));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -165,6 +165,11 @@ void Servers::Delete(Call call) {
     bool delete_volumes = false;
     auto found = [&]() -> Result<Res*> {
         COGS_ASSIGN_OR_RETURN(Res * s, FindToChange(ctx_, call, kServer));
+        // The delete detaches the volumes listed now: one being attached could land after that.
+        if (const Res* v = VolumeInFlight(ctx_.model, *s)) {
+            return MakeError(ErrorCode::kConflict, "server " + id + " has volume " + v->id + " " +
+                                                       v->status_text() + ": delete it once that ends");
+        }
         if (auto q = call.query.find("delete_volumes"); q != call.query.end()) {
             delete_volumes = q->second == "true" || q->second == "1";
             if (!delete_volumes && q->second != "false" && q->second != "0") {
@@ -179,7 +184,7 @@ void Servers::Delete(Call call) {
     json::object input{{"server_id", id},
                        {"host", Str(s.body, "host")},
                        {"port_id", Str(s.body, "port_id")},
-                       {"volume_ids", ToArray(StrList(s.body, "volume_ids"))}};
+                       {"volume_ids", ToArray(AttachedVolumes(ctx_.model, s))}};
     StartAndAnswer(ctx_,
                    ctx_.Transition(s, ToString(ServerStatus::kDeleting), "server.delete", std::move(input),
                                    call.traceparent),
@@ -266,6 +271,9 @@ void Servers::SettleCreate(Settlement& st) {
     if (clean) {
         ctx_.model.Release(s->project, Model::HeldBy(*s));
         s->body["_quota"] = false;
+        // Its volumes are free again (below): it keeps none of them, so that its delete later
+        // never touches a volume another server took meanwhile.
+        s->body["volume_ids"] = json::array();
         if (port != nullptr) st.Erase(kPort, port->id);
     } else if (port != nullptr) {
         st.Fail(*port, ToString(NetStatus::kError));
@@ -293,7 +301,9 @@ void Servers::SettleDelete(Settlement& st) {
     }
     const bool delete_volumes = Bool(s->body, "_delete_volumes");
     st.Erase(kPort, Str(s->body, "port_id"));
-    const std::vector<std::string> vols = StrList(s->body, "volume_ids");
+    // Only what is attached to this server is freed (no attach or detach ran meanwhile: both are
+    // refused while it is DELETING, and its delete while one runs).
+    const std::vector<std::string> vols = AttachedVolumes(ctx_.model, *s);
     st.Erase(kServer, sid);
     for (const auto& vid : vols) {
         Res* v = ctx_.model.Find(kVolume, vid);

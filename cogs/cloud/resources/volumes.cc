@@ -7,6 +7,23 @@ namespace cogs::cloud {
 using wire::Input;
 using wire::Text;
 
+namespace {
+
+// Lists volume `id` on `server` (at the end, once) or takes it off.
+void SetListed(Res& server, const std::string& id, bool listed) {
+    std::vector<std::string> list = StrList(server.body, "volume_ids");
+    const auto at = std::find(list.begin(), list.end(), id);
+    if ((at != list.end()) == listed) return;
+    if (listed) {
+        list.push_back(id);
+    } else {
+        list.erase(at);
+    }
+    server.body["volume_ids"] = ToArray(list);
+}
+
+}  // namespace
+
 Volumes::Volumes(Context& ctx) : ctx_(ctx) {
     ctx_.OnSettle("volume.create", [this](Settlement& s) { SettleCreate(s); });
     ctx_.OnSettle("volume.delete", [](Settlement& s) {
@@ -71,8 +88,11 @@ void Volumes::Attach(Call call) {
         if (s == nullptr || s->project != v->project) {
             return MakeError(FieldError("server_id", "no server " + server_id));
         }
+        // As Nova: a server with a task in progress (BUILD, REBUILD, MIGRATING, DELETING, a power
+        // action) takes no attach; those workflows fixed the server's volume list when they started.
         if (!s->is(ServerStatus::kActive) && !s->is(ServerStatus::kShutoff)) {
-            return MakeError(ErrorCode::kConflict, "server " + server_id + " is " + s->status_text());
+            return MakeError(ErrorCode::kConflict, "server " + server_id + " is " + s->status_text() +
+                                                       ": its volumes cannot change until that ends");
         }
         if (!v->is(VolumeStatus::kAvailable)) {
             return MakeError(ErrorCode::kConflict,
@@ -83,16 +103,25 @@ void Volumes::Attach(Call call) {
     }();
     if (!found) return call.Fail(found.error());
     Res* v = *found;
+    Res* server = ctx_.model.Find(kServer, server_id);
     v->set_status(VolumeStatus::kAttaching);
     v->body["server_id"] = server_id;
+    // The server lists the volume from now on (AttachedVolumes), so that a workflow started on it
+    // later acts on it too; committed with the attach.
+    SetListed(*server, id, true);
+    ctx_.Touch(*server);
     Launch l{.type = "volume.attach",
              .input = {{"volume_id", id}, {"server_id", server_id}, {"host", host}},
              .changed = {v},
+             .extra = {Model::Write(*server)},
              .undo =
-                 [this, id] {
+                 [this, id, server_id] {
                      if (Res* r = ctx_.model.Find(kVolume, id)) {
                          r->set_status(VolumeStatus::kAvailable);
                          r->body["server_id"] = "";
+                     }
+                     if (Res* s = ctx_.model.Find(kServer, server_id)) {
+                         SetListed(*s, id, false);
                      }
                  },
              .on = v,
@@ -108,6 +137,14 @@ void Volumes::Detach(Call call) {
         if (!v->is(VolumeStatus::kInUse)) {
             return MakeError(ErrorCode::kConflict,
                              "volume " + id + " is " + v->status_text() + ", not in-use");
+        }
+        // As for an attach: not while a workflow on the server acts on its volumes (an evacuation
+        // would attach the volume again after this detach, a delete detach it twice).
+        const std::string server_id = Str(v->body, "server_id");
+        if (const Res* s = ctx_.model.Find(kServer, server_id);
+            s != nullptr && Transitional(kServer, s->status_text())) {
+            return MakeError(ErrorCode::kConflict, "server " + server_id + " is " + s->status_text() +
+                                                       ": its volumes cannot change until that ends");
         }
         return v;
     }();
@@ -140,23 +177,23 @@ void Volumes::SettleAttachment(Settlement& s, bool attach) {
         if (attach && s.rolled_back()) {
             v->body["server_id"] = "";
             s.Fail(*v, ToString(VolumeStatus::kAvailable));
+            if (server != nullptr) {
+                SetListed(*server, v->id, false);
+                s.Save(*server);
+            }
         } else {
             s.Fail(*v, ToString(attach ? VolumeStatus::kError : VolumeStatus::kInUse));
         }
         return;
     }
     v->set_status(attach ? VolumeStatus::kInUse : VolumeStatus::kAvailable);
-    std::vector<std::string> list =
-        server != nullptr ? StrList(server->body, "volume_ids") : std::vector<std::string>{};
     const std::string vid = v->id;
-    list.erase(std::remove(list.begin(), list.end(), vid), list.end());
     if (attach) {
         json::object out = s.Output("attach");
         if (const auto* a = out.if_contains("attachments");
             a != nullptr && a->is_array() && !a->get_array().empty() && a->get_array()[0].is_object()) {
             v->body["device"] = Str(a->get_array()[0].get_object(), "device");
         }
-        list.push_back(vid);
     } else {
         v->body["server_id"] = "";
         v->body["device"] = "";
@@ -168,7 +205,7 @@ void Volumes::SettleAttachment(Settlement& s, bool attach) {
                   : "detached from server " + sid);
     s.Save(*v);
     if (server != nullptr) {
-        server->body["volume_ids"] = ToArray(list);
+        SetListed(*server, vid, attach);
         s.Note(*server, attach ? "volume_attached" : "volume_detached",
                "volume " + vid + (attach ? " attached" : " detached"));
         s.Save(*server);

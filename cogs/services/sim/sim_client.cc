@@ -19,10 +19,10 @@ struct PendingCall {
     workflow::ServiceClient::Callback done;
 };
 
-class SimClient final : public workflow::ServiceClient {
+class InProcessClient final : public workflow::ServiceClient {
 public:
-    SimClient(SimService& service, std::string name)
-        : service_(service), name_(std::make_shared<const std::string>(std::move(name))) {}
+    InProcessClient(asio::io_context& io, kit::ActionTarget& service, std::string name)
+        : io_(io), service_(service), name_(std::make_shared<const std::string>(std::move(name))) {}
 
     void Invoke(workflow::ActionCall call, Callback done) override {
         auto pending = Arm(call, std::move(done));
@@ -40,7 +40,7 @@ public:
 
 private:
     std::shared_ptr<PendingCall> Arm(const workflow::ActionCall& call, Callback done) const {
-        auto pending = std::make_shared<PendingCall>(service_.io(), call.deadline, std::move(done));
+        auto pending = std::make_shared<PendingCall>(io_, call.deadline, std::move(done));
         pending->timer.async_wait([pending, name = name_](boost::system::error_code ec) {
             if (ec || !pending->done) {
                 return;  // answered (the timer was cancelled)
@@ -63,14 +63,20 @@ private:
         done(std::move(reply));
     }
 
-    SimService& service_;
+    asio::io_context& io_;
+    kit::ActionTarget& service_;
     std::shared_ptr<const std::string> name_;  // shared with every pending call, not copied
 };
 
 }  // namespace
 
 std::shared_ptr<workflow::ServiceClient> MakeSimClient(SimService& service, std::string service_name) {
-    return std::make_shared<SimClient>(service, std::move(service_name));
+    return std::make_shared<InProcessClient>(service.io(), service, std::move(service_name));
+}
+
+std::shared_ptr<workflow::ServiceClient> MakeInProcessClient(asio::io_context& io, kit::ActionTarget& service,
+                                                             std::string service_name) {
+    return std::make_shared<InProcessClient>(io, service, std::move(service_name));
 }
 
 }  // namespace cogs::services::sim

@@ -1,5 +1,6 @@
-// The in-process transport to a SimService: a workflow::ServiceClient that calls the service
-// directly, for tests and benchmarks that want the engine and the service in one process.
+// The in-process transport to a SimService (or any kit::ActionTarget): a workflow::ServiceClient that
+// calls the service directly, for tests and benchmarks that want the engine and the service in one
+// process.
 #pragma once
 
 #include <memory>
@@ -18,5 +19,11 @@ namespace cogs::services::sim {
 // (retryable) and a late answer is dropped. Exactly one callback per call, never inline. Cheap: a
 // call costs one small allocation and one timer, and a hanging call holds nothing else.
 std::shared_ptr<workflow::ServiceClient> MakeSimClient(SimService& service, std::string service_name);
+
+// The same transport to any service living on `io` (a kit::DomainService in process: a real domain
+// behind the engine in a test), with the same deadline and callback rules.
+std::shared_ptr<workflow::ServiceClient> MakeInProcessClient(boost::asio::io_context& io,
+                                                             kit::ActionTarget& service,
+                                                             std::string service_name);
 
 }  // namespace cogs::services::sim
