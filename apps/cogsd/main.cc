@@ -193,6 +193,7 @@ int main(int argc, char** argv) {
     store::SqliteOptions store_options;
     store_options.path = data_dir + "/cogsd.db";
     store_options.on_commit = store::CommitMetrics(&metrics);
+    store_options.on_writable = store::WritableMetrics(&metrics);
     auto store = store::OpenSqliteStore(store_options);
     if (!store) return Fail("store: " + store.error().ToString());
 

@@ -16,6 +16,7 @@ std::string_view ToString(ErrorCode code) {
         case ErrorCode::kDeadlineExceeded: return "deadline_exceeded";
         case ErrorCode::kFenced: return "fenced";
         case ErrorCode::kCancelled: return "cancelled";
+        case ErrorCode::kNoSpace: return "no_space";
         case ErrorCode::kInternal: return "internal";
     }
     return "internal";
@@ -36,6 +37,7 @@ int HttpStatus(ErrorCode code) {
         case ErrorCode::kInternal: return 500;
         case ErrorCode::kUnavailable: return 503;
         case ErrorCode::kDeadlineExceeded: return 504;
+        case ErrorCode::kNoSpace: return 507;
     }
     return 500;
 }
@@ -54,13 +56,14 @@ ErrorCode FromHttpStatus(int status) {
         case 502:
         case 503: return ErrorCode::kUnavailable;
         case 504: return ErrorCode::kDeadlineExceeded;
+        case 507: return ErrorCode::kNoSpace;
         default: return status >= 500 ? ErrorCode::kUnavailable : ErrorCode::kFailedPrecondition;
     }
 }
 
 bool DefaultRetryable(ErrorCode code) {
     return code == ErrorCode::kUnavailable || code == ErrorCode::kDeadlineExceeded ||
-           code == ErrorCode::kResourceExhausted;
+           code == ErrorCode::kResourceExhausted || code == ErrorCode::kNoSpace;
 }
 
 Error& Error::With(std::string key, std::string value) & {

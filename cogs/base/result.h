@@ -43,6 +43,7 @@ enum class ErrorCode {
     kDeadlineExceeded,    // 504: no answer in time; outcome unknown
     kFenced,              // a newer owner holds the lease: this writer must stop
     kCancelled,           // the operation was cancelled
+    kNoSpace,             // 507: the disk is full; nothing was written (store: writes resume by themselves)
     kInternal,            // 500: a bug or a broken invariant
 };
 

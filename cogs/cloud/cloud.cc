@@ -70,7 +70,7 @@ public:
           router(ApiRoutes({ctx, reads, catalog, networks, volumes, servers, hosts, history, workflows})),
           api(
               io, router, [this](std::string_view bearer) { return Authenticate(bearer); },
-              ctx.options.max_inflight_requests, ctx.metrics()),
+              ctx.options.max_inflight_requests, ctx.metrics(), [&store] { return store.Writable(); }),
           resources_gauge(observe::GaugeOf(ctx.metrics(), "cogs_resources",
                                            "Desired-state records by kind and status.")) {
         monitor.OnChange([this](const health::Liveness::Change& c) {
@@ -142,7 +142,7 @@ Status Cloud::Impl::Load() {
         ctx.model.Add(r.project, Model::HeldBy(r));
         ctx.model.Put(std::move(r));
     }
-    if (!expired.empty()) {
+    if (!expired.empty() && ctx.store.Writable()) {  // else at a later start: they are refused meanwhile
         COGS_TRY(ctx.PersistBlocking(std::move(expired)));
     }
     // Resources whose workflow ended while we were down take its outcome now.

@@ -212,8 +212,8 @@ protected:
     // The store, the engine and the simulated services, without a cloud.
     void OpenEngine() {
         io_ = std::make_unique<boost::asio::io_context>(1);
-        store::SqliteOptions so;
-        so.path = dir_ / "cogsd.db";
+        store::SqliteOptions so = store_options_;
+        if (so.path.empty()) so.path = dir_ / "cogsd.db";
         auto st = store::OpenSqliteStore(so);
         ASSERT_TRUE(st) << st.error().ToString();
         store_ = std::move(*st);
@@ -481,6 +481,7 @@ protected:
     runtime::FakeClock clock_;
     CloudOptions options_;                    // for the next Open()
     workflow::EngineOptions engine_options_;  // for the next Open()
+    store::SqliteOptions store_options_;      // for the next Open(); path "": dir_/cogsd.db
     std::unique_ptr<boost::asio::io_context> io_;
     std::unique_ptr<store::Store> store_;
     std::unique_ptr<workflow::Registry> registry_;

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <cerrno>
 #include <mutex>
 #include <utility>
 
@@ -10,7 +11,12 @@
 namespace cogs::sqlite {
 namespace {
 
-ErrorCode CodeOf(int rc) {
+ErrorCode CodeOf(int rc, int sys_errno) {
+    // A full disk shows as SQLITE_FULL where SQLite writes the file, but as an I/O error where it
+    // grows the shared-memory index (SQLITE_IOERR_SHMSIZE); the system's errno tells them apart.
+    if ((rc & 0xff) == SQLITE_FULL || ((rc & 0xff) == SQLITE_IOERR && sys_errno == ENOSPC)) {
+        return ErrorCode::kNoSpace;
+    }
     switch (rc) {
         case SQLITE_CONSTRAINT_PRIMARYKEY:
         case SQLITE_CONSTRAINT_UNIQUE:
@@ -21,7 +27,6 @@ ErrorCode CodeOf(int rc) {
         case SQLITE_BUSY:
         case SQLITE_LOCKED:
         case SQLITE_IOERR:
-        case SQLITE_FULL:
         case SQLITE_CANTOPEN:
         case SQLITE_PROTOCOL:
         case SQLITE_NOMEM: return ErrorCode::kUnavailable;
@@ -31,13 +36,13 @@ ErrorCode CodeOf(int rc) {
 }
 
 // "sqlite PATH: WHAT: SQLite's message". `what` is cut to one short line: SQL text can be long.
-Error Failure(int rc, const std::string& path, std::string_view what, const char* detail) {
+Error Failure(int rc, sqlite3* db, const std::string& path, std::string_view what, const char* detail) {
     std::string w(what.substr(0, what.find('\n')));
     if (w.size() > 60) {
         w.resize(57);
         w += "...";
     }
-    return Error(CodeOf(rc),
+    return Error(CodeOf(rc, db != nullptr ? sqlite3_system_errno(db) : 0),
                  "sqlite " + path + ": " + w + ": " + (detail != nullptr ? detail : sqlite3_errstr(rc)));
 }
 
@@ -71,7 +76,8 @@ Stmt& Stmt::operator=(Stmt&& other) noexcept {
 Stmt::~Stmt() { sqlite3_finalize(stmt_); }
 
 Error Stmt::Fail(int rc) const {
-    return Failure(rc, db_->path_, sqlite3_sql(stmt_), sqlite3_errmsg(sqlite3_db_handle(stmt_)));
+    sqlite3* db = sqlite3_db_handle(stmt_);
+    return Failure(rc, db, db_->path_, sqlite3_sql(stmt_), sqlite3_errmsg(db));
 }
 
 Stmt& Stmt::Bind(int pos, int64_t value) {
@@ -209,7 +215,7 @@ Result<std::unique_ptr<Db>> Db::Open(std::string path, const Options& options) {
 Db::~Db() { sqlite3_close_v2(db_); }
 
 Error Db::Fail(int rc, std::string_view what) const {
-    return Failure(rc, path_, what, db_ != nullptr ? sqlite3_errmsg(db_) : nullptr);
+    return Failure(rc, db_, path_, what, db_ != nullptr ? sqlite3_errmsg(db_) : nullptr);
 }
 
 Status Db::Exec(std::string_view sql) {
@@ -218,7 +224,7 @@ Status Db::Exec(std::string_view sql) {
     if (rc == SQLITE_OK) {
         return Ok();
     }
-    Error e = Failure(rc, path_, FirstLine(sql), err);
+    Error e = Failure(rc, db_, path_, FirstLine(sql), err);
     sqlite3_free(err);
     return MakeError(std::move(e));
 }

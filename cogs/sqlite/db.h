@@ -9,9 +9,10 @@
 //
 //   SQLITE_BUSY, SQLITE_LOCKED          kUnavailable, retryable (another connection holds the lock
 //                                       longer than the busy timeout)
-//   SQLITE_IOERR, SQLITE_FULL,          kUnavailable, retryable (the disk, not the data)
-//   SQLITE_CANTOPEN, SQLITE_PROTOCOL,
-//   SQLITE_NOMEM
+//   SQLITE_FULL, an SQLITE_IOERR_*      kNoSpace, retryable (the disk is full: nothing was written)
+//   whose errno is ENOSPC
+//   SQLITE_IOERR, SQLITE_CANTOPEN,      kUnavailable, retryable (the disk, not the data)
+//   SQLITE_PROTOCOL, SQLITE_NOMEM
 //   SQLITE_CONSTRAINT_PRIMARYKEY,       kAlreadyExists (a row with that key is there)
 //   _UNIQUE, _ROWID
 //   any other SQLITE_CONSTRAINT         kFailedPrecondition (NOT NULL, CHECK, FOREIGN KEY, ...)

@@ -33,6 +33,7 @@ struct StoreStats {
     uint64_t transitions = 0;   // WriteGroup::Transitions() summed over committed groups
     uint64_t fenced = 0;        // groups refused for a stale token
     double commit_seconds = 0;  // time spent in BEGIN..COMMIT, summed
+    uint64_t no_space = 0;      // groups turned away for lack of space (refused, or held)
 };
 
 // What one PruneWorkflows call did.
@@ -52,8 +53,27 @@ public:
     // group of that transaction was applied: each callback gets the error).
     virtual void Commit(WriteGroup group, CommitCallback done) = 0;
 
-    // Blocks until every group queued before the call is committed (tests, shutdown).
+    // Blocks until every group queued before the call is committed (tests, shutdown); while writes
+    // are refused (below), until every such group is committed, refused or held.
     virtual void Flush() = 0;
+
+    // A full disk. When a write fails for lack of space, the store refuses writes until space
+    // returns: Writable() turns false, and each group queued from then on (and each group of the
+    // failed transaction) is
+    //   - refused with kNoSpace if it creates a workflow (nothing of it is written: its caller can
+    //     answer "no" — the API's 507), or
+    //   - held, in queue order, if it continues what is already durable (a workflow's or a step's
+    //     change, a resource write, events): its callback runs once it is durable, after the
+    //     groups held before it. Nothing is lost and nothing is applied out of order; the caller
+    //     just waits, as for a slow disk.
+    // Blocking writes (leases, claims, definitions, pruning) fail with kNoSpace without trying.
+    // Reads go on. The store also starts in this state when the writes of its open fail for lack
+    // of space (it opens read-only rather than failing).
+    virtual bool Writable() = 0;
+    // Tries to end a full-disk episode: enough free space (SqliteOptions::resume_min_free_bytes),
+    // a probe write, then the held groups in order. Ok once writable (at once if it was); kNoSpace
+    // if still full. Blocking: call it from a timer off the I/O thread (the engine's lease timer).
+    virtual Status ResumeWrites() = 0;
 
     // Takes a new lease for `owner` with a fresh token, greater than any token issued before by
     // this store. Expires after `ttl_ms` unless renewed.
@@ -112,6 +132,7 @@ struct CommitReport {
     double seconds = 0;      // BEGIN → durable (its WAL sync done): what its groups waited
     size_t groups = 0;       // groups in the transaction
     size_t fenced = 0;       // of them, refused for a stale fencing token (0 if not committed)
+    size_t no_space = 0;     // of them, turned away for lack of space (refused or held; see Writable)
 };
 
 struct SqliteOptions {
@@ -127,11 +148,24 @@ struct SqliteOptions {
     // Called on the writer thread once per transaction of groups, when its callbacks are about to
     // run (metrics: see store_metrics.h). Must be quick and must not call the store. Empty: none.
     std::function<void(const CommitReport&)> on_commit{};
+    // Called when writes stop for lack of space (false, with the store's error: the file and
+    // SQLite's words) and when they resume (true, the error of the episode that ended): once per
+    // episode, not per write. On the writer thread (or the opening thread, for a read-only open);
+    // quick, must not call the store. Empty: none.
+    std::function<void(bool writable, const Error& why)> on_writable{};
+    // ResumeWrites tries only once the file system has this much free space.
+    int64_t resume_min_free_bytes = int64_t{1} << 20;
+    // "<path>.reserve", a file of this size kept beside the database: released when the store
+    // cannot even be opened for lack of space (SQLite needs room for its shared-memory index to
+    // read), made again once writes resume. 0: none.
+    int64_t reserve_bytes = int64_t{256} << 10;
 };
 
 // Opens (creating and migrating if needed) a SQLite store in WAL mode. Takes an exclusive lock on
 // "<path>.lock" for the life of the store: only one process may own an embedded store, so leases
 // left by an earlier process on the same file are expired at open (that process is provably gone).
+// On a full disk it opens read-only (Writable() false; the expiry waits for ResumeWrites), unless
+// the schema needs a migration.
 Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options);
 
 }  // namespace cogs::store

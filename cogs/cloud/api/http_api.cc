@@ -29,9 +29,10 @@ http::Respond Traced(http::Respond respond, std::string traceparent, std::string
         auto& log = observe::Log("api");
         // Reads and heartbeats (several a second per host) at debug: info is for changes.
         const bool quiet = method == "GET" || method == "HEAD" || path.ends_with("/heartbeat");
-        const auto level = r.status >= 500 ? spdlog::level::warn
-                           : quiet         ? spdlog::level::debug
-                                           : spdlog::level::info;
+        // 507 (a full disk) is said once by the store, not per refused change.
+        const auto level = r.status >= 500 && r.status != 507 ? spdlog::level::warn
+                           : quiet                            ? spdlog::level::debug
+                                                              : spdlog::level::info;
         log.log(level, "{} {} -> {}", method, path, r.status);
         r.headers.emplace_back("traceparent", traceparent);
         respond(std::move(r));
@@ -41,8 +42,9 @@ http::Respond Traced(http::Respond respond, std::string traceparent, std::string
 }  // namespace
 
 struct HttpApi::State {
-    State(boost::asio::io_context& i, const Router& r, Authenticator a, size_t max, observe::Metrics* m)
-        : io(i), router(r), authenticate(std::move(a)), max_inflight(max) {
+    State(boost::asio::io_context& i, const Router& r, Authenticator a, size_t max, observe::Metrics* m,
+          std::function<bool()> w)
+        : io(i), router(r), authenticate(std::move(a)), max_inflight(max), writable(std::move(w)) {
         auto rejected =
             observe::CounterOf(m, "cogs_api_rejected_total",
                                "Requests refused before routing, by reason: overload, unauthenticated.");
@@ -53,14 +55,16 @@ struct HttpApi::State {
     const Router& router;
     Authenticator authenticate;
     size_t max_inflight;
+    std::function<bool()> writable;
     size_t inflight = 0;  // requests being served
     observe::Counter rejected_overload;
     observe::Counter rejected_unauthenticated;
 };
 
 HttpApi::HttpApi(boost::asio::io_context& io, const Router& router, Authenticator authenticate,
-                 size_t max_inflight, observe::Metrics* metrics)
-    : state_(std::make_shared<State>(io, router, std::move(authenticate), max_inflight, metrics)) {}
+                 size_t max_inflight, observe::Metrics* metrics, std::function<bool()> writable)
+    : state_(std::make_shared<State>(io, router, std::move(authenticate), max_inflight, metrics,
+                                     std::move(writable))) {}
 
 http::Handler HttpApi::Handler() {
     return [state = state_](http::Request req, http::Respond respond) {
@@ -72,9 +76,11 @@ http::Handler HttpApi::Handler() {
         const std::string resource_id = ResourceIdOf(PathSegments(path));
         observe::LogScope scope({observe::TraceIdOf(traceparent), "", resource_id});
         respond = Traced(std::move(respond), traceparent, req.method, path, resource_id);
+        const bool writable = !state->writable || state->writable();
         if (path == "/healthz") {
             http::Response r;
-            r.body = R"({"status":"ok"})";
+            r.body =
+                writable ? R"({"status":"ok"})" : R"({"status":"degraded","store":"read-only: disk full"})";
             return respond(std::move(r));
         }
         if (!path.starts_with("/v1/") && path != "/v1") {
@@ -107,6 +113,13 @@ http::Handler HttpApi::Handler() {
                 observe::Log("api").info("log levels changed: {}", req.body);
             }
             return respond(std::move(r));
+        }
+        // A full disk: refuse a change before it touches anything (docs/api.md "A full disk").
+        // Heartbeats renew leases in memory: they go on (their reports wait for the agent's resend).
+        if (!writable && req.method != "GET" && req.method != "HEAD" && !path.ends_with("/heartbeat")) {
+            return respond(wire::ApiError(Error(ErrorCode::kNoSpace,
+                                                "the control plane's disk is full: changes are refused until "
+                                                "space is freed; reads go on")));
         }
         Call call;
         call.who = std::move(*who);

@@ -7,7 +7,8 @@
 // a child span of it), else a new trace. The answer carries `traceparent` (the API's span), the
 // workflows the request starts carry it, and every log line written while the request is handled
 // carries its trace id and the resource id of its path (observe::LogScope). Changes are logged at
-// info, reads and heartbeats at debug, 5xx at warn. Answers are never given inline.
+// info, reads and heartbeats at debug, 5xx at warn (but 507: the store logs a full disk once). Answers are
+// never given inline.
 //
 // Metrics: cogs_api_rejected_total{reason} (overload, unauthenticated); request counts and
 // latencies are observe::Instrument's, wrapped around this handler by cogsd.
@@ -32,9 +33,10 @@ namespace cogs::cloud {
 class HttpApi {
 public:
     using Authenticator = std::function<Result<Principal>(std::string_view bearer_token)>;
-    // `router` must outlive the handler.
+    // `router` must outlive the handler. `writable` false (the store's disk is full): every change
+    // but a heartbeat is answered 507 before it is routed, and /healthz says "degraded".
     HttpApi(boost::asio::io_context& io, const Router& router, Authenticator authenticate,
-            size_t max_inflight, observe::Metrics* metrics);
+            size_t max_inflight, observe::Metrics* metrics, std::function<bool()> writable = {});
     // The handler to give http::StartServer; it must run on the io thread.
     http::Handler Handler();
 

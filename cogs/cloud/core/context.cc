@@ -93,6 +93,9 @@ void Context::Persist(std::vector<store::ResourceWrite> writes, std::vector<stor
 }
 
 Status Context::PersistBlocking(std::vector<store::ResourceWrite> writes) {
+    if (!store.Writable()) {  // the group would be held until space returns: start-up would wait
+        return MakeError(ErrorCode::kNoSpace, "the store's disk is full");
+    }
     store::WriteGroup g;
     g.resources = std::move(writes);
     std::promise<Status> p;
@@ -138,8 +141,10 @@ void Context::StartWorkflow(Launch l, std::function<void(Result<std::string>)> d
                          // Overload is answered 429 (counted in cogs_http_requests_total{code="429"}): no
                          // line each.
                          observe::Log("cloud").log(
-                             r.error().code == ErrorCode::kResourceExhausted ? spdlog::level::debug
-                                                                             : spdlog::level::warn,
+                             r.error().code == ErrorCode::kResourceExhausted ||
+                                     r.error().code == ErrorCode::kNoSpace  // the store said why, once
+                                 ? spdlog::level::debug
+                                 : spdlog::level::warn,
                              "{} {}: workflow refused: {}", kind, id, r.error().ToString());
                      } else {
                          for (const auto& t : types)

@@ -142,7 +142,9 @@ void Hosts::Heartbeat(Call call) {
     int64_t acked = 0;
     std::vector<store::ResourceWrite> writes;
     std::vector<store::EventRecord> events;
-    if (const auto* reports = in.if_contains("reports"); reports != nullptr && reports->is_array()) {
+    // On a full disk the reports are not acknowledged (acked_seq 0): the agent sends them again.
+    const auto* reports = ctx_.store.Writable() ? in.if_contains("reports") : nullptr;
+    if (reports != nullptr && reports->is_array()) {
         for (const auto& item : reports->get_array()) {
             if (!item.is_object()) continue;
             acked = std::max(acked, Int(item.get_object(), "seq"));

@@ -58,6 +58,7 @@ enum Sql : int {
     kSavepoint,
     kRelease,
     kRollbackTo,
+    kProbe,
     kInsertWorkflow,
     kInsertStep,
     kUpdateWorkflow,
@@ -110,6 +111,12 @@ const char* SqlText(Sql s);
 // The schema's steps, oldest first (sqlite_store_open.cc).
 extern const sqlite::Schema kSchema;
 
+// A full disk (sqlite_store_open.cc): kNoSpace unless the database's file system has
+// resume_min_free_bytes free; the reserve file made (best effort) or released.
+Status EnoughSpace(const SqliteOptions& options);
+void EnsureReserve(const SqliteOptions& options);
+bool ReleaseReserve(const SqliteOptions& options);
+
 // A connection and its prepared statements.
 class Connection {
 public:
@@ -148,14 +155,18 @@ Result<std::vector<EventRecord>> ListEvents(Connection& db, const EventFilter& f
 
 class SqliteStore final : public Store {
 public:
+    // `read_only`: the open's writes failed for lack of space; they wait for ResumeWrites.
     SqliteStore(SqliteOptions options, SqliteFaults faults, std::unique_ptr<LockFile> lock,
-                std::unique_ptr<Connection> writer, std::unique_ptr<WalSyncer> syncer);
+                std::unique_ptr<Connection> writer, std::unique_ptr<WalSyncer> syncer,
+                std::optional<Error> read_only);
     ~SqliteStore() override;
 
     // sqlite_store_writer.cc
     void Commit(WriteGroup group, CommitCallback done) override;
     void Flush() override;
     StoreStats Stats() override;
+    bool Writable() override { return writable_.load(std::memory_order_acquire); }
+    Status ResumeWrites() override;
 
     // sqlite_store_leases.cc
     Result<Lease> AcquireLease(const std::string& owner, int64_t ttl_ms) override;
@@ -221,6 +232,9 @@ private:
     template <typename T>
     Result<T> Write(const std::function<Result<T>()>& body) {
         return RunOnWriter<Result<T>>([&]() -> Result<T> {
+            if (!Writable()) {
+                return MakeError(full_error_);  // only ResumeWrites tries while the disk is full
+            }
             if (auto st = writer_db_->Run(kBeginImmediate); !st) {
                 return MakeError(st.error());
             }
@@ -233,6 +247,9 @@ private:
             writer_db_->RollbackIfActive();
             if (r && syncer_ != nullptr) {
                 syncer_->Wait(syncer_->Request());
+            }
+            if (!r && r.error().code == ErrorCode::kNoSpace) {
+                StopWrites(r.error());
             }
             return r;
         });
@@ -277,6 +294,11 @@ private:
     void Report(CommitReport& report, SteadyTime start);
     void FinishPending();
     static void CallBack(std::vector<Item>& batch, std::vector<Status>& results);
+    // A full disk (see Store::Writable): enter the state once per episode; refuse or hold groups.
+    void StopWrites(const Error& why);
+    void TurnAway(std::vector<Item>& batch);
+    Status FinishOpen();  // sqlite_store_open.cc: the open's writes, deferred by a read-only open
+    Status Probe();       // one small write transaction, durable
     Verdict ApplyGroup(const WriteGroup& g, Error* error);
     Verdict ApplyWrites(const WriteGroup& g, Error* error);
 
@@ -309,6 +331,12 @@ private:
 
     std::mutex stats_mu_;
     StoreStats stats_;
+
+    // A full disk. writable_ is written by the writer thread only; the rest is the writer's.
+    std::atomic<bool> writable_{true};
+    Error full_error_;        // the episode's error, as the store saw it (file, SQLite's words)
+    std::vector<Item> held_;  // groups waiting for space, in queue order; empty while writable
+    bool open_deferred_ = false;
 
     // The writer thread's: the last committed batch, waiting for its WAL sync.
     std::vector<Item> pending_;

@@ -2,8 +2,10 @@
 // process out, the writer connection's pragmas, and the expiry of earlier owners' leases.
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -149,8 +151,17 @@ private:
 
 namespace {
 
-// Opens the writer connection: WAL, pragmas, migrations, expiry of earlier owners' leases.
-Result<std::unique_ptr<Connection>> OpenWriter(const SqliteOptions& options) {
+constexpr const char* kExpireLeases = "UPDATE leases SET expires_ms = 0";
+
+std::string DirOf(const std::string& path) {
+    const size_t slash = path.rfind('/');
+    return slash == std::string::npos ? std::string(".") : path.substr(0, std::max<size_t>(slash, 1));
+}
+
+// Opens the writer connection: WAL, pragmas, migrations, expiry of earlier owners' leases. On a
+// full disk the expiry fails: `*read_only` gets the error and the expiry waits for FinishOpen.
+Result<std::unique_ptr<Connection>> OpenWriter(const SqliteOptions& options,
+                                               std::optional<Error>* read_only) {
     sqlite::Options o;
     // Anything but WAL (e.g. a file system without shared memory) would silently lose what the
     // design relies on: readers beside the writer. Open refuses it.
@@ -167,20 +178,78 @@ Result<std::unique_ptr<Connection>> OpenWriter(const SqliteOptions& options) {
     COGS_ASSIGN_OR_RETURN(auto db, Connection::Open(options.path, o));
     COGS_TRY(sqlite::Migrate(db->db(), kSchema));
     // We hold the lock file, so whoever held these leases is gone: their work is claimable now.
-    COGS_TRY(db->db().Exec("UPDATE leases SET expires_ms = 0"));
+    if (auto st = db->db().Exec(kExpireLeases); !st) {
+        if (st.error().code != ErrorCode::kNoSpace) {
+            return MakeError(st.error());
+        }
+        *read_only = st.error();
+    }
     COGS_TRY(db->PrepareAll());
     return db;
 }
 
 }  // namespace
 
+Status EnoughSpace(const SqliteOptions& options) {
+    const std::string dir = DirOf(options.path);
+    struct statvfs fs {};
+    if (::statvfs(dir.c_str(), &fs) != 0) {
+        return MakeError(ErrorCode::kUnavailable, "statvfs " + dir + ": " + std::strerror(errno));
+    }
+    const auto free_bytes = static_cast<int64_t>(fs.f_bavail) * static_cast<int64_t>(fs.f_frsize);
+    if (free_bytes < options.resume_min_free_bytes) {
+        return MakeError(ErrorCode::kNoSpace, dir + " has " + std::to_string(free_bytes) +
+                                                  " bytes free, fewer than " +
+                                                  std::to_string(options.resume_min_free_bytes));
+    }
+    return Ok();
+}
+
+void EnsureReserve(const SqliteOptions& options) {
+    if (options.reserve_bytes <= 0) {
+        return;
+    }
+    const std::string path = options.path + ".reserve";
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return;
+    }
+    // Blocks really allocated (a sparse file would free nothing); a failure leaves a smaller file,
+    // which still frees what it holds.
+    (void)::posix_fallocate(fd, 0, options.reserve_bytes);
+    ::close(fd);
+}
+
+bool ReleaseReserve(const SqliteOptions& options) {
+    return options.reserve_bytes > 0 && ::unlink((options.path + ".reserve").c_str()) == 0;
+}
+
+Status SqliteStore::FinishOpen() {
+    if (auto st = writer_db_->db().Exec(kExpireLeases); !st) {
+        return st;
+    }
+    if (options_.synchronous_full && options_.pipelined_sync) {
+        // The WAL exists once something was written: the probe first, with SQLite's own sync.
+        COGS_TRY(Probe());
+        COGS_ASSIGN_OR_RETURN(syncer_, WalSyncer::Open(options_.path));
+        COGS_TRY(writer_db_->db().Exec("PRAGMA synchronous = NORMAL"));
+    }
+    open_deferred_ = false;
+    return Ok();
+}
+
 SqliteStore::SqliteStore(SqliteOptions options, SqliteFaults faults, std::unique_ptr<LockFile> lock,
-                         std::unique_ptr<Connection> writer, std::unique_ptr<WalSyncer> syncer)
+                         std::unique_ptr<Connection> writer, std::unique_ptr<WalSyncer> syncer,
+                         std::optional<Error> read_only)
     : options_(std::move(options)),
       faults_(std::move(faults)),
       lock_(std::move(lock)),
       writer_db_(std::move(writer)),
       syncer_(std::move(syncer)) {
+    if (read_only) {
+        open_deferred_ = true;
+        StopWrites(*read_only);
+    }
     writer_ = std::thread([this] { WriterLoop(); });
 }
 
@@ -191,7 +260,9 @@ SqliteStore::~SqliteStore() {
     }
     cv_.notify_one();
     writer_.join();
-    // Then members go in reverse order: connections close, then the lock file is released.
+    // Then members go in reverse order: connections close, then the lock file is released. Groups
+    // still held for lack of space go unwritten and uncalled: the process is stopping, and their
+    // callers may be gone already.
 }
 
 Result<std::unique_ptr<Connection>> SqliteStore::OpenReader() {
@@ -212,15 +283,28 @@ Result<std::unique_ptr<Store>> OpenSqliteStoreWithFaults(const SqliteOptions& op
         return MakeError(ErrorCode::kInvalidArgument, "max_batch_groups must be at least 1");
     }
     COGS_ASSIGN_OR_RETURN(auto lock, LockFile::Acquire(options.path));
-    COGS_ASSIGN_OR_RETURN(auto db, OpenWriter(options));
+    std::optional<Error> read_only;
+    auto db = OpenWriter(options, &read_only);
+    if (!db && db.error().code == ErrorCode::kNoSpace && ReleaseReserve(options)) {
+        // Too full even to read (SQLite could not make its shared-memory index): the reserve
+        // gives it the room. The disk is full all the same: writes wait for ResumeWrites.
+        read_only = db.error();
+        db = OpenWriter(options, &read_only);
+    }
+    if (!db) {
+        return MakeError(db.error());
+    }
     std::unique_ptr<WalSyncer> syncer;
-    if (options.synchronous_full && options.pipelined_sync) {
+    if (options.synchronous_full && options.pipelined_sync && !read_only) {
         COGS_ASSIGN_OR_RETURN(syncer, WalSyncer::Open(options.path));
         // From here on the syncer makes each commit durable before it is acknowledged.
-        COGS_TRY(db->db().Exec("PRAGMA synchronous = NORMAL"));
+        COGS_TRY((*db)->db().Exec("PRAGMA synchronous = NORMAL"));
     }
-    return std::make_unique<SqliteStore>(options, std::move(faults), std::move(lock), std::move(db),
-                                         std::move(syncer));
+    if (!read_only) {
+        EnsureReserve(options);
+    }
+    return std::make_unique<SqliteStore>(options, std::move(faults), std::move(lock), std::move(*db),
+                                         std::move(syncer), std::move(read_only));
 }
 
 }  // namespace internal

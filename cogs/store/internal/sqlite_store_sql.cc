@@ -26,6 +26,8 @@ const char* SqlText(Sql s) {
         case kSavepoint: return "SAVEPOINT g";
         case kRelease: return "RELEASE g";
         case kRollbackTo: return "ROLLBACK TO g";
+        // Rewrites a row as it is: a write SQLite appends to the WAL, for ResumeWrites' probe.
+        case kProbe: return "UPDATE counters SET value = value WHERE name = 'lease_token'";
         case kInsertWorkflow:
             // The owner is whoever holds the group's token now ('' if nobody: the workflow is
             // then orphaned from birth and claimable).

@@ -65,7 +65,12 @@ void SqliteStore::WriterLoop() {
             task();
             continue;
         }
-        CommitBatch(batch);
+        if (Writable()) {
+            CommitBatch(batch);
+        } else {
+            FinishPending();
+            TurnAway(batch);
+        }
         batch.clear();
     }
 }
@@ -91,6 +96,14 @@ void SqliteStore::CommitBatch(std::vector<Item>& batch) {
         txn = writer_db_->Run(kCommit);
     }
     writer_db_->RollbackIfActive();
+    if (!txn && txn.error().code == ErrorCode::kNoSpace) {
+        // Nothing of the batch was applied: its groups are refused or held like any group queued
+        // while the disk is full. The previous batch is committed: its callbacks come first.
+        FinishPending();
+        StopWrites(txn.error());
+        TurnAway(batch);
+        return;
+    }
     double seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
     CommitReport report{static_cast<bool>(txn), 0, batch.size(), 0};
     {
@@ -156,6 +169,83 @@ void SqliteStore::CallBack(std::vector<Item>& batch, std::vector<Status>& result
             batch[i].done(std::move(results[i]));
         }
     }
+}
+
+void SqliteStore::StopWrites(const Error& why) {
+    if (!Writable()) {
+        return;
+    }
+    full_error_ = why;
+    writable_.store(false, std::memory_order_release);
+    if (options_.on_writable) {
+        options_.on_writable(false, why);
+    }
+}
+
+// A create is the first write of its workflow: refusing it leaves nothing behind, and its caller
+// can say no. Any other group continues something already durable (and maybe acted on), so it
+// must be written in its turn: it waits.
+void SqliteStore::TurnAway(std::vector<Item>& batch) {
+    CommitReport report{false, 0, batch.size(), 0, batch.size()};
+    {
+        std::lock_guard lock(stats_mu_);
+        stats_.no_space += batch.size();
+    }
+    if (options_.on_commit) {
+        options_.on_commit(report);
+    }
+    const Error refusal(ErrorCode::kNoSpace,
+                        "the store's disk is full: nothing was written; writes resume once space is freed");
+    for (Item& item : batch) {
+        if (item.group.create) {
+            if (item.done) {
+                item.done(MakeError(refusal));
+            }
+        } else {
+            held_.push_back(std::move(item));
+        }
+    }
+}
+
+Status SqliteStore::ResumeWrites() {
+    return RunOnWriter<Status>([this]() -> Status {
+        if (Writable()) {
+            return Ok();
+        }
+        COGS_TRY(EnoughSpace(options_));
+        if (open_deferred_) {
+            COGS_TRY(FinishOpen());
+        }
+        COGS_TRY(Probe());
+        const Error ended = full_error_;
+        writable_.store(true, std::memory_order_release);
+        if (options_.on_writable) {
+            options_.on_writable(true, ended);
+        }
+        EnsureReserve(options_);
+        std::vector<Item> held;
+        held.swap(held_);
+        // In queue order, as one batch: if the disk fills again they are held again, in order.
+        if (!held.empty()) {
+            CommitBatch(held);
+        }
+        return Writable() ? Ok() : MakeError(full_error_);
+    });
+}
+
+Status SqliteStore::Probe() {
+    if (auto st = writer_db_->Run(kBeginImmediate); !st) {
+        return st;
+    }
+    Status st = writer_db_->Run(kProbe);
+    if (st) {
+        st = writer_db_->Run(kCommit);
+    }
+    writer_db_->RollbackIfActive();
+    if (st && syncer_ != nullptr) {
+        syncer_->Wait(syncer_->Request());
+    }
+    return st;
 }
 
 // Applies one group inside the batch's transaction, all or nothing.

@@ -234,6 +234,9 @@ public:
 
     // engine_start.cc
     Status Recover();
+    // The lease and the orphans it claims (blocking; Recover, or the lease timer after a read-only
+    // start).
+    Result<std::vector<store::WorkflowRecord>> TakeLease(store::Lease* lease);
     void Start(StartRequest req, std::function<void(Result<std::string>)> done);
     void Cancel(const std::string& id, std::function<void(Status)> done);
     void Retry(const std::string& id, std::function<void(Status)> done);
@@ -429,6 +432,9 @@ private:
     boost::asio::thread_pool blocking_{1};
     std::mt19937_64 rng_;
     store::Lease lease_;
+    // Recover found the store out of space: no lease yet, so no workflow may start; the lease timer
+    // takes it once the store is writable again (io thread).
+    bool awaiting_lease_ = false;
     std::unordered_map<std::string, WfPtr> wfs_;
     std::unordered_map<std::string, Bulkhead> bulkheads_;
     std::unordered_map<std::string, ServiceCircuits> circuits_;  // by service; created on first use

@@ -27,24 +27,39 @@ bool ValidId(const std::string& id) {
 
 }  // namespace
 
-Status Engine::Impl::Recover() {
-    auto lease = store_.AcquireLease(options_.owner, options_.lease_ttl_ms);
-    if (!lease) {
-        return MakeError(lease.error());
-    }
-    lease_ = *lease;
-    log_->info("engine {}: lease token {}", options_.owner, lease_.token);
+Result<std::vector<store::WorkflowRecord>> Engine::Impl::TakeLease(store::Lease* lease) {
+    COGS_ASSIGN_OR_RETURN(*lease, store_.AcquireLease(options_.owner, options_.lease_ttl_ms));
+    std::vector<store::WorkflowRecord> all;
     for (;;) {
-        auto claimed = store_.ClaimOrphaned(lease_, 1000);
-        if (!claimed) {
-            return MakeError(claimed.error());
+        COGS_ASSIGN_OR_RETURN(auto claimed, store_.ClaimOrphaned(*lease, 1000));
+        const size_t n = claimed.size();
+        all.insert(all.end(), std::make_move_iterator(claimed.begin()),
+                   std::make_move_iterator(claimed.end()));
+        if (n < 1000) {
+            return all;
         }
-        for (auto& rec : *claimed) {
-            Resume(std::move(rec));
-        }
-        if (claimed->size() < 1000) {
-            break;
-        }
+    }
+}
+
+Status Engine::Impl::Recover() {
+    store::Lease lease;
+    auto claimed = TakeLease(&lease);
+    if (!claimed && claimed.error().code == ErrorCode::kNoSpace) {
+        // A full disk at start: serve what can be read, and recover once writes resume (the lease
+        // timer probes the store) rather than fail at every restart.
+        log_->warn("engine {}: the store is out of space: no workflow runs until it is writable again",
+                   options_.owner);
+        awaiting_lease_ = true;
+        ScheduleRenewal();
+        return Ok();
+    }
+    if (!claimed) {
+        return MakeError(claimed.error());
+    }
+    lease_ = lease;
+    log_->info("engine {}: lease token {}", options_.owner, lease_.token);
+    for (auto& rec : *claimed) {
+        Resume(std::move(rec));
     }
     ScheduleRenewal();
     return Ok();
@@ -73,6 +88,12 @@ void Engine::Impl::Start(StartRequest req, std::function<void(Result<std::string
     if (wfs_.size() >= options_.max_inflight) {
         return Reply(std::move(done),
                      MakeError(ErrorCode::kResourceExhausted, "too many workflows in flight"));
+    }
+    if (awaiting_lease_) {
+        return Reply(std::move(done),
+                     MakeError(ErrorCode::kNoSpace,
+                               "the store's disk is full: nothing was written; writes resume "
+                               "once space is freed"));
     }
     auto wf = std::make_shared<Wf>();
     wf->id = req.id;
@@ -148,6 +169,10 @@ void Engine::Impl::Cancel(const std::string& id, std::function<void(Status)> don
 }
 
 void Engine::Impl::Retry(const std::string& id, std::function<void(Status)> done) {
+    if (awaiting_lease_) {
+        return Reply(std::move(done),
+                     MakeError(ErrorCode::kNoSpace, "the store's disk is full: retry later"));
+    }
     if (wfs_.count(id) != 0) {
         return Reply(std::move(done),
                      MakeError(ErrorCode::kConflict, "workflow " + id + " is still running"));

@@ -69,12 +69,34 @@ void Engine::Impl::ScheduleRenewal() {
         if (stopped_) {
             return;
         }
-        asio::post(blocking_, [this] {
-            store::Lease lease = lease_;
+        asio::post(blocking_, [this, lease = lease_, recovering = awaiting_lease_]() mutable {
+            // A full disk: this timer is also the store's probe. Until it is writable there is
+            // nothing to renew (the store said why, once; the lease cannot be taken by another
+            // process: the store's lock file keeps it out).
+            if (!store_.Writable() && !store_.ResumeWrites()) {
+                asio::post(io_, [this] { ScheduleRenewal(); });
+                return;
+            }
+            if (recovering) {
+                auto claimed = TakeLease(&lease);
+                asio::post(io_, [this, lease, claimed = std::move(claimed)]() mutable {
+                    if (claimed) {
+                        lease_ = lease;
+                        awaiting_lease_ = false;
+                        log_->info("engine {}: the store is writable: lease token {}", options_.owner,
+                                   lease_.token);
+                        for (auto& rec : *claimed) {
+                            Resume(std::move(rec));
+                        }
+                    }
+                    ScheduleRenewal();
+                });
+                return;
+            }
             auto s = store_.RenewLease(lease, options_.lease_ttl_ms);
             // Losing the lease means another engine owns our workflows: stop at once; the
             // fencing tokens already refuse anything we would still write.
-            if (!s) {
+            if (!s && s.error().code != ErrorCode::kNoSpace) {
                 log_->critical("engine {}: lease lost: {}", options_.owner, s.error().ToString());
                 COGS_CHECK(s.error().code != ErrorCode::kFenced);
             }
