@@ -94,26 +94,6 @@ kit::Done Deleted(const std::string& id, bool deleted) {
     return Output(json::object{{"id", id}, {"deleted", deleted}});
 }
 
-Result<std::optional<uint32_t>> ReadOptionalAddress(const wire::Input& in, std::string_view field) {
-    COGS_ASSIGN_OR_RETURN(const auto text, in.OptionalString(field));
-    if (!text || text->empty()) {
-        return std::optional<uint32_t>();
-    }
-    const auto ip = ParseIpv4(*text);
-    if (!ip) {
-        return MakeError(in.Invalid(field, "must be an IPv4 address a.b.c.d"));
-    }
-    return ip;
-}
-
-Result<uint32_t> ReadAddress(const wire::Input& in, std::string_view field) {
-    COGS_ASSIGN_OR_RETURN(const auto ip, ReadOptionalAddress(in, field));
-    if (!ip) {
-        return MakeError(in.Invalid(field, "required"));
-    }
-    return *ip;
-}
-
 std::string_view NetworkDomain::name() const { return kDomainName; }
 
 std::vector<kit::Action> NetworkDomain::actions() {
@@ -155,11 +135,11 @@ std::vector<std::pair<std::string, int64_t>> NetworkDomain::RecordCounts() const
 Subnet& NetworkDomain::AddSubnet(SubnetSpec spec) {
     Subnet s{spec.id,
              spec.network_id,
-             spec.cidr,
-             spec.gateway,
+             spec.layout.cidr,
+             spec.layout.gateway,
              spec.name,
              spec.project_id,
-             AddressPool(std::move(spec.pools))};
+             AddressPool(std::move(spec.layout.pools))};
     subnets_by_network_[s.network_id].insert(s.id);
     auto [it, inserted] = subnets_.emplace(s.id, std::move(s));
     return it->second;
