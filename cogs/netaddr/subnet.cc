@@ -23,6 +23,14 @@ bool InRanges(std::span<const AddressRange> pools, uint32_t ip) {
 
 bool SubnetLayout::InPools(uint32_t ip) const { return InRanges(pools, ip); }
 
+wire::json::array PoolsJson(std::span<const AddressRange> pools) {
+    wire::json::array out;
+    for (const auto& r : pools) {
+        out.push_back(wire::json::object{{"start", FormatIpv4(r.first)}, {"end", FormatIpv4(r.last)}});
+    }
+    return out;
+}
+
 Result<std::optional<uint32_t>> ReadOptionalAddress(const wire::Input& in, std::string_view field) {
     COGS_ASSIGN_OR_RETURN(const auto text, in.OptionalString(field, wire::Text{.max_len = 64, .allow_empty = true}));
     if (!text || text->empty()) {

@@ -46,6 +46,9 @@ struct SubnetLayout {
 // or a stored record: the same names everywhere), checked, defaults filled in, pools sorted.
 Result<SubnetLayout> ReadSubnetLayout(const wire::Input& in);
 
+// Pools as the API and the service show them (and ReadSubnetLayout reads them): [{"start","end"}].
+wire::json::array PoolsJson(std::span<const AddressRange> pools);
+
 // A required IPv4 address field "a.b.c.d"; Optional: absent, null or "" is nullopt.
 Result<uint32_t> ReadAddress(const wire::Input& in, std::string_view field);
 Result<std::optional<uint32_t>> ReadOptionalAddress(const wire::Input& in, std::string_view field);

@@ -56,15 +56,11 @@ json::object NetworkJson(const Network& n) {
 }
 
 json::object SubnetJson(const Subnet& s) {
-    json::array pools;
-    for (const auto& r : s.pool.pools()) {
-        pools.push_back(json::object{{"start", FormatIpv4(r.first)}, {"end", FormatIpv4(r.last)}});
-    }
     return {{"id", s.id},
             {"network_id", s.network_id},
             {"cidr", s.cidr.ToString()},
             {"gateway_ip", FormatIpv4(s.gateway)},
-            {"allocation_pools", std::move(pools)},
+            {"allocation_pools", netaddr::PoolsJson(s.pool.pools())},
             {"name", s.name},
             {"project_id", s.project_id}};
 }
