@@ -161,7 +161,7 @@ Status NetworkDomain::LoadPort(std::string_view id, std::string_view text) {
     }
     for (auto [field, out] : {std::pair{"device_id", &p.device_id}, std::pair{"name", &p.name},
                               std::pair{"project_id", &p.project_id}}) {
-        COGS_ASSIGN_OR_RETURN(*out, in.String(field, wire::Text{.allow_empty = true}));
+        COGS_ASSIGN_OR_RETURN(*out, in.String(field, kRecordText));
     }
     COGS_ASSIGN_OR_RETURN(const std::string mac_text, in.String("mac_address"));
     const auto mac = ParseMac(mac_text);

@@ -116,8 +116,8 @@ Status NetworkDomain::LoadNetwork(std::string_view id, std::string_view text) {
     COGS_ASSIGN_OR_RETURN(const wire::Input in, wire::Input::ParseAny(text, "record"));
     Network n;
     COGS_ASSIGN_OR_RETURN(n.id, in.String("id", kIdText));
-    COGS_ASSIGN_OR_RETURN(n.name, in.String("name", wire::Text{.allow_empty = true}));
-    COGS_ASSIGN_OR_RETURN(n.project_id, in.String("project_id", wire::Text{.allow_empty = true}));
+    COGS_ASSIGN_OR_RETURN(n.name, in.String("name", kRecordText));
+    COGS_ASSIGN_OR_RETURN(n.project_id, in.String("project_id", kRecordText));
     if (n.id != id || networks_.contains(n.id)) {
         return MakeError(ErrorCode::kInternal, "id mismatch or duplicate");
     }
@@ -127,7 +127,7 @@ Status NetworkDomain::LoadNetwork(std::string_view id, std::string_view text) {
 
 Status NetworkDomain::LoadSubnet(std::string_view id, std::string_view text) {
     COGS_ASSIGN_OR_RETURN(const wire::Input in, wire::Input::ParseAny(text, "record"));
-    COGS_ASSIGN_OR_RETURN(SubnetSpec spec, ReadSubnetSpec(in));
+    COGS_ASSIGN_OR_RETURN(SubnetSpec spec, ReadSubnetSpec(in, kRecordText));
     if (spec.id != id || subnets_.contains(spec.id)) {
         return MakeError(ErrorCode::kInternal, "id mismatch or duplicate");
     }

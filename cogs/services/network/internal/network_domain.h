@@ -74,6 +74,8 @@ struct Port {
 
 // Network ids: any non-empty string of at most 255 bytes (they appear in URLs and SQLite keys).
 inline constexpr wire::Text kIdText{.max_len = 255};
+// The free text of a stored record: it may predate the refusal of control characters.
+inline constexpr wire::Text kRecordText{.allow_empty = true, .allow_controls = true};
 
 // The records' JSON shapes: an action's output, the inventory's entries and the stored records.
 wire::json::object NetworkJson(const Network& n);
