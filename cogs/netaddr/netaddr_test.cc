@@ -159,7 +159,8 @@ TEST(SubnetRules, AnOverlapIsAConflictNamingTheCidr) {
 
 TEST(SubnetRules, AFixedAddressMustBeInASubnetsPools) {
     const SubnetLayout a = *Layout(R"({"cidr":"10.0.0.0/24"})");
-    const SubnetLayout b = *Layout(R"({"cidr":"10.0.1.0/24","allocation_pools":[{"start":"10.0.1.10","end":"10.0.1.20"}]})");
+    const SubnetLayout b =
+        *Layout(R"({"cidr":"10.0.1.0/24","allocation_pools":[{"start":"10.0.1.10","end":"10.0.1.20"}]})");
     const std::vector<SubnetRef> both = {{"a", a.cidr, a.pools}, {"b", b.cidr, b.pools}};
     const wire::Input in = In("{}");
     auto at = [&](std::string_view ip, std::span<const SubnetRef> subnets, bool named) {

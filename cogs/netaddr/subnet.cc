@@ -32,7 +32,8 @@ wire::json::array PoolsJson(std::span<const AddressRange> pools) {
 }
 
 Result<std::optional<uint32_t>> ReadOptionalAddress(const wire::Input& in, std::string_view field) {
-    COGS_ASSIGN_OR_RETURN(const auto text, in.OptionalString(field, wire::Text{.max_len = 64, .allow_empty = true}));
+    COGS_ASSIGN_OR_RETURN(const auto text,
+                          in.OptionalString(field, wire::Text{.max_len = 64, .allow_empty = true}));
     if (!text || text->empty()) {
         return std::optional<uint32_t>();
     }
@@ -77,7 +78,8 @@ Result<SubnetLayout> ReadSubnetLayout(const wire::Input& in) {
         }
         return s;
     }
-    COGS_ASSIGN_OR_RETURN(const std::vector<wire::Input> pools, in.Objects("allocation_pools", {"start", "end"}));
+    COGS_ASSIGN_OR_RETURN(const std::vector<wire::Input> pools,
+                          in.Objects("allocation_pools", {"start", "end"}));
     if (pools.empty()) {
         return MakeError(in.Invalid("allocation_pools", "must be a non-empty array of {\"start\", \"end\"}"));
     }
@@ -91,8 +93,8 @@ Result<SubnetLayout> ReadSubnetLayout(const wire::Input& in) {
             return MakeError(FieldError(item, "starts after it ends: " + range));
         }
         if (!s.cidr.IsHost(r.first) || !s.cidr.IsHost(r.last)) {
-            return MakeError(FieldError(item, range + " is not inside the host addresses of " + s.cidr.ToString() +
-                                                  " (network and broadcast excluded)"));
+            return MakeError(FieldError(item, range + " is not inside the host addresses of " +
+                                                  s.cidr.ToString() + " (network and broadcast excluded)"));
         }
         if (r.first <= s.gateway && s.gateway <= r.last) {
             return MakeError(FieldError(item, range + " contains the gateway " + FormatIpv4(s.gateway)));
@@ -103,7 +105,8 @@ Result<SubnetLayout> ReadSubnetLayout(const wire::Input& in) {
               [](const AddressRange& x, const AddressRange& y) { return x.first < y.first; });
     for (size_t i = 1; i < s.pools.size(); ++i) {
         if (s.pools[i].first <= s.pools[i - 1].last) {
-            return MakeError(in.Invalid("allocation_pools", "ranges overlap at " + FormatIpv4(s.pools[i].first)));
+            return MakeError(
+                in.Invalid("allocation_pools", "ranges overlap at " + FormatIpv4(s.pools[i].first)));
         }
     }
     return s;
@@ -114,9 +117,9 @@ Status CheckNoOverlap(const wire::Input& in, const Cidr& cidr, std::string_view 
     if (!cidr.Overlaps(other.cidr)) {
         return Ok();
     }
-    return MakeError(FieldConflict(in.Name("cidr"), cidr.ToString() + " overlaps subnet " + std::string(other.id) +
-                                                        " (" + other.cidr.ToString() + ") of network " +
-                                                        std::string(network_id)));
+    return MakeError(FieldConflict(in.Name("cidr"), cidr.ToString() + " overlaps subnet " +
+                                                        std::string(other.id) + " (" + other.cidr.ToString() +
+                                                        ") of network " + std::string(network_id)));
 }
 
 Result<size_t> SubnetForFixedIp(const wire::Input& in, std::string_view field, uint32_t ip,
@@ -129,15 +132,15 @@ Result<size_t> SubnetForFixedIp(const wire::Input& in, std::string_view field, u
     }
     if (i == subnets.size()) {
         if (subnet_named && subnets.size() == 1) {
-            return MakeError(in.Invalid(field, text + " is not in subnet " + std::string(subnets[0].id) + " (" +
-                                                   subnets[0].cidr.ToString() + ")"));
+            return MakeError(in.Invalid(field, text + " is not in subnet " + std::string(subnets[0].id) +
+                                                   " (" + subnets[0].cidr.ToString() + ")"));
         }
         return MakeError(in.Invalid(field, text + " is in no subnet of network " + std::string(network_id)));
     }
     if (!InRanges(subnets[i].pools, ip)) {
-        return MakeError(in.Invalid(field, text + " is outside the allocation pools of subnet " +
-                                               std::string(subnets[i].id) +
-                                               " (the gateway, network and broadcast addresses never are in one)"));
+        return MakeError(in.Invalid(
+            field, text + " is outside the allocation pools of subnet " + std::string(subnets[i].id) +
+                       " (the gateway, network and broadcast addresses never are in one)"));
     }
     return i;
 }

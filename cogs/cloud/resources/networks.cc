@@ -144,14 +144,16 @@ void Networks::CreatePort(Creation c) {
                 [this, project] { ctx_.model.Release(project, Amount{.ports = 1}); });
 }
 
-Result<std::string> Networks::CheckFixedIp(const Input& in, const std::string& network_id, uint32_t ip) const {
+Result<std::string> Networks::CheckFixedIp(const Input& in, const std::string& network_id,
+                                           uint32_t ip) const {
     const auto subnets = SubnetsOf(network_id);
     if (!subnets) return std::string();  // a record cogsd cannot read: the service decides
     std::vector<netaddr::SubnetRef> refs;
     for (const KnownSubnet& s : *subnets) {
         refs.push_back({s.id, s.layout.cidr, s.layout.pools});
     }
-    COGS_ASSIGN_OR_RETURN(const size_t i, netaddr::SubnetForFixedIp(in, "fixed_ip", ip, network_id, refs, false));
+    COGS_ASSIGN_OR_RETURN(const size_t i,
+                          netaddr::SubnetForFixedIp(in, "fixed_ip", ip, network_id, refs, false));
     const std::string text = netaddr::FormatIpv4(ip);
     for (const auto& [pid, p] : ctx_.model.All(kPort)) {
         if (Str(p.body, "network_id") == network_id && Str(p.body, "fixed_ip") == text) {
