@@ -386,7 +386,7 @@ TEST_F(CloudTest, TokensAndHostsAreForAdminsOnly) {
         }
         // A token, even of its own project, is not its to see, nor to revoke: 403 like every
         // admin-only route, whether the token exists or not.
-        for (const std::string id : {token_id, std::string("no-such-token")}) {
+        for (const std::string& id : {token_id, std::string("no-such-token")}) {
             EXPECT_EQ(Call(token, "GET", "/v1/tokens/" + id).status, 403) << role << " " << id;
             EXPECT_EQ(Call(token, "DELETE", "/v1/tokens/" + id).status, 403) << role << " " << id;
         }
