@@ -48,13 +48,14 @@ Result<const Res*> Networks::ActiveNetwork(const Principal& who, const Input& bo
     return net;
 }
 
-std::optional<std::vector<Networks::KnownSubnet>> Networks::SubnetsOf(const std::string& network_id) const {
+std::vector<Networks::KnownSubnet> Networks::SubnetsOf(const std::string& network_id) const {
     std::vector<KnownSubnet> out;
     for (const auto& [id, s] : ctx_.model.All(kSubnet)) {
         if (Str(s.body, "network_id") != network_id) continue;
         // The record holds the layout under the names a request has, so the same reader reads it.
+        // One it refuses was accepted before cogsd checked, and refused by the service: not there.
         auto layout = netaddr::ReadSubnetLayout(Input(s.body));
-        if (!layout) return std::nullopt;
+        if (!layout) continue;
         out.push_back({id, std::move(*layout)});
     }
     return out;
@@ -84,8 +85,7 @@ void Networks::CreateSubnet(Creation c) {
         COGS_ASSIGN_OR_RETURN(auto name, in.OptionalString("name", Text{.max_len = 64, .allow_empty = true}));
         COGS_ASSIGN_OR_RETURN(const netaddr::SubnetLayout layout, netaddr::ReadSubnetLayout(in));
         COGS_ASSIGN_OR_RETURN(const Res* net, ActiveNetwork(c.who(), in));
-        const auto others = SubnetsOf(net->id);
-        for (const KnownSubnet& other : others.value_or(std::vector<KnownSubnet>{})) {
+        for (const KnownSubnet& other : SubnetsOf(net->id)) {
             COGS_TRY(netaddr::CheckNoOverlap(in, layout.cidr, net->id,
                                              {other.id, other.layout.cidr, other.layout.pools}));
         }
@@ -146,10 +146,9 @@ void Networks::CreatePort(Creation c) {
 
 Result<std::string> Networks::CheckFixedIp(const Input& in, const std::string& network_id,
                                            uint32_t ip) const {
-    const auto subnets = SubnetsOf(network_id);
-    if (!subnets) return std::string();  // a record cogsd cannot read: the service decides
+    const std::vector<KnownSubnet> subnets = SubnetsOf(network_id);
     std::vector<netaddr::SubnetRef> refs;
-    for (const KnownSubnet& s : *subnets) {
+    for (const KnownSubnet& s : subnets) {
         refs.push_back({s.id, s.layout.cidr, s.layout.pools});
     }
     COGS_ASSIGN_OR_RETURN(const size_t i,
@@ -160,7 +159,7 @@ Result<std::string> Networks::CheckFixedIp(const Input& in, const std::string& n
             return MakeError(netaddr::AddressInUse(in, "fixed_ip", ip, pid));
         }
     }
-    return (*subnets)[i].id;
+    return subnets[i].id;
 }
 
 void Networks::Delete(Call call, std::string_view kind) {

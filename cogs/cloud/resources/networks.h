@@ -12,7 +12,6 @@
 // Those checks see the model; two requests that race past them are settled by the service.
 #pragma once
 
-#include <optional>
 #include <vector>
 
 #include "cogs/cloud/resources/common.h"
@@ -43,12 +42,12 @@ private:
         std::string id;
         netaddr::SubnetLayout layout;
     };
-    // The subnets of `network_id` in the model (whatever their status: one in ERROR may still be
-    // at the service), or nullopt if a record cannot be read (then the service alone decides).
-    std::optional<std::vector<KnownSubnet>> SubnetsOf(const std::string& network_id) const;
+    // The subnets of `network_id` in the model, whatever their status (one in ERROR may still be at
+    // the service), but those whose layout the rules refuse (made before cogsd checked them, so
+    // refused by the service).
+    std::vector<KnownSubnet> SubnetsOf(const std::string& network_id) const;
     // The subnet a requested address goes to (netaddr's rule over SubnetsOf), refused naming
-    // fixed_ip: 400 in no subnet or outside the pools, 409 held by a port of the model. "" if the
-    // model cannot tell.
+    // fixed_ip: 400 in no subnet or outside the pools, 409 held by a port of the model.
     Result<std::string> CheckFixedIp(const wire::Input& in, const std::string& network_id, uint32_t ip) const;
     void SettleCreate(Settlement& s, std::string_view kind, std::string_view id_field, std::string_view step);
     Context& ctx_;
