@@ -464,6 +464,38 @@ TEST_F(CliTest, TablesAreAlignedAndJsonIsTheApisObject) {
     EXPECT_EQ(r.rc, 2);
 }
 
+// A name from the API holding ESC, NUL, BEL, a newline and a C1 CSI never reaches the terminal raw:
+// tables, FIELD/VALUE views and error lines show them escaped (and columns still line up).
+TEST_F(CliTest, ControlCharactersFromTheApiArePrintedEscaped) {
+    const std::string evil = std::string("a\x1b[2J") + '\0' + "b\x07\nc\xc2\x9b" + "1m";
+    const std::string shown = "a\\x1b[2J\\x00b\\x07\\x0ac\\u009b1m";
+    api_.Add("servers", {{"name", evil}, {"status", "ACTIVE"}});
+    Outcome r = Cogs({"server", "list"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr(shown));
+    for (char c : r.out) {
+        const auto u = static_cast<unsigned char>(c);
+        EXPECT_TRUE(c == '\n' || (u >= 0x20 && u != 0x7f && u < 0x80)) << "raw byte " << int{u} << " in\n"
+                                                                       << r.out;
+    }
+    // One header line and one row: the newline in the name did not start another.
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2);
+
+    r = Cogs({"server", "show", Uuid(1)});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("\nname    " + shown + "\n"));
+    EXPECT_EQ(r.out.find('\x1b'), std::string::npos);
+
+    api_.Fail("POST", "/v1/networks", 409,
+              json::serialize(json::object{{"code", "conflict"}, {"message", "name " + evil + " taken"}}));
+    r = Cogs({"network", "create", "n"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_EQ(r.err, "error: name " + shown + " taken (conflict)\n");
+
+    EXPECT_EQ(Printable("plain caf\xc3\xa9"), "plain caf\xc3\xa9");
+    EXPECT_EQ(Printable(std::string("\x7f\t", 2)), "\\x7f\\x09");
+}
+
 TEST_F(CliTest, ListsFollowNextMarkerAndLimitCapsThem) {
     api_.set_page_cap(7);  // the API pages at 7 whatever the CLI asks
     for (int i = 0; i < 23; ++i) {

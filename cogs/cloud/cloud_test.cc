@@ -42,6 +42,182 @@ TEST_F(CloudTest, BadInputIsRefusedNamingTheFieldAndWritesNothing) {
     EXPECT_EQ(Count(admin_, "volumes"), 0u);
 }
 
+// The network service's rules (cogs/netaddr) are checked by cogsd before it writes anything: a
+// subnet or port it would refuse is never made, no workflow starts, the service is never called.
+TEST_F(CloudTest, ASubnetTheNetworkServiceWouldRefuseIsRefusedBeforeAnythingIsWritten) {
+    const std::string net = ActiveNetwork(admin_);
+    const std::string other_net = ActiveNetwork(admin_, "other");
+    Reply first = Call(admin_, "POST", "/v1/subnets",
+                       R"({"network_id":")" + net + R"(","cidr":"10.0.0.0/24","name":"first"})");
+    ASSERT_EQ(first.status, 202) << first.raw.body;
+    // What cogsd will allocate from is known at once.
+    EXPECT_EQ(first.Field("subnet", "gateway_ip"), "10.0.0.1");
+    EXPECT_EQ(json::serialize(first.Obj("subnet").at("allocation_pools")),
+              R"([{"start":"10.0.0.2","end":"10.0.0.254"}])");
+    WaitFor("/v1/subnets/" + first.Field("subnet", "id"), "subnet", "ACTIVE");
+    struct Case {
+        std::string fields;  // after network_id
+        int status;
+        std::string field;
+    };
+    const Case cases[] = {
+        {R"("cidr":"10.0.0.0/33")", 400, "cidr"},
+        {R"("cidr":"300.1.1.1/24")", 400, "cidr"},
+        {R"("cidr":"::/0")", 400, "cidr"},
+        {R"("cidr":"10.0.0.0/31")", 400, "cidr"},
+        {R"("cidr":"10.1.0.0/32")", 400, "cidr"},
+        {R"("cidr":"10.1.0.1/24")", 400, "cidr"},
+        {R"("cidr":"garbage")", 400, "cidr"},
+        {R"("cidr":"10.1.0.0/24","gateway_ip":"10.2.0.1")", 400, "gateway_ip"},
+        {R"("cidr":"10.1.0.0/24","gateway_ip":"10.1.0.255")", 400, "gateway_ip"},
+        {R"("cidr":"10.1.0.0/24","gateway_ip":"gw")", 400, "gateway_ip"},
+        {R"("cidr":"10.1.0.0/24","allocation_pools":[{"start":"10.1.0.2","end":"10.1.1.9"}])", 400,
+         "allocation_pools[0]"},
+        {R"("cidr":"10.1.0.0/24","allocation_pools":[{"start":"10.1.0.1","end":"10.1.0.9"}])", 400,
+         "allocation_pools[0]"},
+        {R"("cidr":"10.1.0.0/24","allocation_pools":[{"start":"10.1.0.9","end":"10.1.0.2"}])", 400,
+         "allocation_pools[0]"},
+        {R"("cidr":"10.1.0.0/24","allocation_pools":[{"start":"10.1.0.2","end":"10.1.0.9"},
+                                                     {"start":"10.1.0.5","end":"10.1.0.20"}])",
+         400, "allocation_pools"},
+        {R"("cidr":"10.1.0.0/24","allocation_pools":[{"start":"10.1.0.2"}])", 400, "allocation_pools[0].end"},
+        {R"("cidr":"10.1.0.0/24","allocation_pools":[])", 400, "allocation_pools"},
+        // Overlaps another subnet of the same network, either way round.
+        {R"("cidr":"10.0.0.128/25")", 409, "cidr"},
+        {R"("cidr":"10.0.0.0/16")", 409, "cidr"},
+        {R"("cidr":"10.0.0.0/24")", 409, "cidr"},
+    };
+    for (const auto& c : cases) {
+        const std::string body = R"({"network_id":")" + net + R"(",)" + c.fields + "}";
+        Reply r = Call(admin_, "POST", "/v1/subnets", body);
+        EXPECT_EQ(r.status, c.status) << body << " -> " << r.raw.body;
+        EXPECT_EQ(r.ErrorField(), c.field) << body << " -> " << r.raw.body;
+        EXPECT_EQ(r.Str("code"), c.status == 400 ? "invalid_argument" : "conflict") << body;
+    }
+    Reply overlap =
+        Call(admin_, "POST", "/v1/subnets", R"({"network_id":")" + net + R"(","cidr":"10.0.0.0/16"})");
+    EXPECT_EQ(overlap.Str("message"), "cidr: 10.0.0.0/16 overlaps subnet " + first.Field("subnet", "id") +
+                                          " (10.0.0.0/24) of network " + net);
+    // Nothing written, nothing asked of the service: one subnet, one create_subnet.
+    EXPECT_EQ(Count(admin_, "subnets"), 1u);
+    EXPECT_EQ(sims_["network"]->Counts().applied, 3u) << "two networks and one subnet";
+    // Another network may reuse the block.
+    Reply reuse =
+        Call(admin_, "POST", "/v1/subnets", R"({"network_id":")" + other_net + R"(","cidr":"10.0.0.0/24"})");
+    EXPECT_EQ(reuse.status, 202) << reuse.raw.body;
+}
+
+TEST_F(CloudTest, APortWhoseFixedIpTheNetworkServiceWouldRefuseIsRefusedBeforeAnythingIsWritten) {
+    const std::string net = ActiveNetwork(admin_);
+    Reply subnet = Call(admin_, "POST", "/v1/subnets", R"({"network_id":")" + net + R"(","cidr":"10.0.0.0/24",
+                            "allocation_pools":[{"start":"10.0.0.10","end":"10.0.0.20"}]})");
+    ASSERT_EQ(subnet.status, 202) << subnet.raw.body;
+    const std::string subnet_id = subnet.Field("subnet", "id");
+    WaitFor("/v1/subnets/" + subnet_id, "subnet", "ACTIVE");
+    auto port = [&](const std::string& fixed_ip) {
+        return Call(admin_, "POST", "/v1/ports",
+                    R"({"network_id":")" + net + R"(","fixed_ip":")" + fixed_ip + R"("})");
+    };
+    Reply held = port("10.0.0.15");
+    ASSERT_EQ(held.status, 202) << held.raw.body;
+    EXPECT_EQ(held.Field("port", "fixed_ip"), "10.0.0.15");
+    EXPECT_EQ(held.Field("port", "subnet_id"), subnet_id);
+    const std::string holder = held.Field("port", "id");
+    struct Case {
+        std::string ip;
+        int status;
+        std::string what;
+    };
+    const Case cases[] = {
+        {"10.0.0.x", 400, "must be an IPv4 address"},
+        {"10.0.0.256", 400, "must be an IPv4 address"},
+        {"::1", 400, "must be an IPv4 address"},
+        {"10.9.0.5", 400, "in no subnet of network " + net},
+        {"10.0.0.1", 400, "outside the allocation pools"},    // the gateway
+        {"10.0.0.5", 400, "outside the allocation pools"},    // in the block, not in a pool
+        {"10.0.0.255", 400, "outside the allocation pools"},  // the broadcast address
+        {"10.0.0.15", 409, "address 10.0.0.15 in use by port " + holder},
+    };
+    for (const auto& c : cases) {
+        Reply r = port(c.ip);
+        EXPECT_EQ(r.status, c.status) << c.ip << " -> " << r.raw.body;
+        EXPECT_EQ(r.ErrorField(), "fixed_ip") << c.ip << " -> " << r.raw.body;
+        EXPECT_NE(r.Str("message").find(c.what), std::string::npos) << c.ip << " -> " << r.raw.body;
+    }
+    // One port, one port of quota, one create_port asked of the service.
+    WaitFor("/v1/ports/" + holder, "port", "ACTIVE");
+    EXPECT_EQ(Count(admin_, "ports"), 1u);
+    EXPECT_EQ(InUse(Call(admin_, "GET", "/v1/whoami").Str("project_id"), "ports"), 1);
+    size_t create_ports = 0;
+    for (const auto& e : sims_["network"]->Ledger()) {
+        create_ports += e.action == "create_port" ? 1 : 0;
+    }
+    EXPECT_EQ(create_ports, 1u);
+    // A free address of the pool is taken.
+    EXPECT_EQ(port("10.0.0.16").status, 202);
+}
+
+// A name or any other text the API takes may not hold control characters: one shown in an
+// operator's terminal (`cogs server list`) could clear or rewrite it.
+TEST_F(CloudTest, ControlCharactersInNamesAndTextAreRefusedNamingTheFieldAndWriteNothing) {
+    Seed(1);
+    const std::string net = ActiveNetwork(admin_);
+    const std::string project = NewProject("p");
+    struct Case {
+        std::string method, path, body, field, collection;
+    };
+    const std::string esc = R"(\u001b[2J)";
+    const std::vector<Case> cases = {
+        {"POST", "/v1/servers", ServerBody(net, "", "evil" + esc), "name", "servers"},
+        {"POST", "/v1/servers", ServerBody(net, R"(,"availability_zone":"az\u0007")"), "availability_zone",
+         "servers"},
+        {"POST", "/v1/networks", R"({"name":"n\u0000x"})", "name", "networks"},
+        {"POST", "/v1/subnets", R"({"network_id":")" + net + R"(","cidr":"10.0.0.0/24","name":"a\nb"})",
+         "name", "subnets"},
+        {"POST", "/v1/ports", R"({"network_id":")" + net + R"(","name":"p\u009b2J"})", "name", "ports"},
+        {"POST", "/v1/volumes", R"({"name":"v\u007f","size_gb":1})", "name", "volumes"},
+        {"POST", "/v1/server-groups", R"({"name":"g\tx","policy":"affinity"})", "name", "server-groups"},
+        {"POST", "/v1/projects", R"({"name":"x)" + esc + R"("})", "name", "projects"},
+        {"POST", "/v1/projects", R"({"name":"x","description":"line\u0085"})", "description", "projects"},
+        {"POST", "/v1/tokens",
+         R"({"project_id":")" + project + R"(","role":"member","name":"t)" + esc + R"("})", "name", "tokens"},
+        {"POST", "/v1/flavors", R"({"name":"f)" + esc + R"(","vcpus":1,"ram_mb":1,"disk_gb":1})", "name",
+         "flavors"},
+        {"POST", "/v1/flavors", R"({"name":"f","vcpus":1,"ram_mb":1,"disk_gb":1,"traits":["ssd\r"]})",
+         "traits", "flavors"},
+        {"POST", "/v1/images", R"({"name":"i","os":"linux\u001b"})", "os", "images"},
+    };
+    std::map<std::string, size_t> before;
+    for (const auto& c : cases) {
+        before[c.collection] = Count(admin_, c.collection);
+    }
+    for (const auto& c : cases) {
+        Reply r = Call(admin_, c.method, c.path, c.body);
+        EXPECT_EQ(r.status, 400) << c.path << " " << c.body << " -> " << r.raw.body;
+        EXPECT_EQ(r.ErrorField(), c.field) << c.path << " " << c.body << " -> " << r.raw.body;
+        EXPECT_NE(r.Str("message").find("must not contain control characters"), std::string::npos)
+            << r.raw.body;
+    }
+    for (const auto& [collection, n] : before) {
+        EXPECT_EQ(Count(admin_, collection), n) << collection;
+    }
+    // The host an agent registers, and an operator's reasons.
+    EXPECT_EQ(
+        Call(
+            admin_, "PUT", "/v1/hosts/h1",
+            R"({"url":"http://127.0.0.1:1","vcpus":8,"ram_mb":16384,"disk_gb":100,"availability_zone":"a\u001bz"})")
+            .ErrorField(),
+        "availability_zone");
+    Reply disable = Call(admin_, "POST", "/v1/hosts/h1/disable", R"({"reason":"x\u001b]0;pwned\u0007"})");
+    EXPECT_EQ(disable.status, 400);
+    EXPECT_EQ(disable.ErrorField(), "reason");
+    EXPECT_EQ(Call(admin_, "GET", "/v1/hosts/h1").Obj("host").at("enabled"), json::value(true));
+    // Nothing reached a service: one network made, nothing else.
+    EXPECT_EQ(sims_["network"]->Counts().applied, 1u);
+    EXPECT_EQ(sims_["volume"]->Counts().applied, 0u);
+    EXPECT_EQ(sims_["compute"]->Counts().applied, 0u);
+}
+
 TEST_F(CloudTest, QuotaIsReservedAtTheRequestAndGivenBackWhenTheServerGoes) {
     Seed();
     const std::string p = NewProject("tenant");
@@ -260,9 +436,12 @@ TEST_F(CloudTest, TokensAndHostsAreForAdminsOnly) {
         for (const auto& [method, path, body] : calls) {
             EXPECT_EQ(Call(token, method, path, body).status, 403) << role << " " << method << " " << path;
         }
-        // A token of its own project is not its to see, nor to revoke.
-        EXPECT_EQ(Call(token, "GET", "/v1/tokens/" + token_id).status, 404) << role;
-        EXPECT_EQ(Call(token, "DELETE", "/v1/tokens/" + token_id).status, role == "reader" ? 403 : 404);
+        // A token, even of its own project, is not its to see, nor to revoke: 403 like every
+        // admin-only route, whether the token exists or not.
+        for (const std::string& id : {token_id, std::string("no-such-token")}) {
+            EXPECT_EQ(Call(token, "GET", "/v1/tokens/" + id).status, 403) << role << " " << id;
+            EXPECT_EQ(Call(token, "DELETE", "/v1/tokens/" + id).status, 403) << role << " " << id;
+        }
     }
     // Nothing changed: one host, enabled and not draining; the reader's token still exists.
     Reply hosts = Call(admin_, "GET", "/v1/hosts");

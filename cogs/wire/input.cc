@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <boost/json/parse.hpp>
 #include <cmath>
+#include <cstdio>
 
 namespace cogs::wire {
 namespace {
@@ -24,7 +25,43 @@ std::optional<int64_t> Integral(const json::value& v) {
     return std::nullopt;
 }
 
+// The refusal of `s` under `rule`: "must not contain control characters (U+001B at byte 3)", or ""
+// when it may be taken.
+std::string ControlProblem(std::string_view s, const Text& rule) {
+    if (rule.allow_controls) {
+        return "";
+    }
+    for (size_t i = 0; i < s.size(); ++i) {
+        const size_t n = ControlAt(s.substr(i));
+        if (n == 0) {
+            continue;
+        }
+        const unsigned code =
+            n == 1 ? static_cast<unsigned char>(s[i]) : static_cast<unsigned char>(s[i + 1]);
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "U+%04X", code);
+        return std::string("must not contain control characters (") + hex + " at byte " + std::to_string(i) +
+               ")";
+    }
+    return "";
+}
+
 }  // namespace
+
+size_t ControlAt(std::string_view text) {
+    if (text.empty()) {
+        return 0;
+    }
+    const auto c = static_cast<unsigned char>(text[0]);
+    if (c < 0x20 || c == 0x7f) {
+        return 1;
+    }
+    if (c == 0xc2 && text.size() > 1) {
+        const auto next = static_cast<unsigned char>(text[1]);
+        return next >= 0x80 && next <= 0x9f ? 2 : 0;
+    }
+    return 0;
+}
 
 bool ValidId(std::string_view id) {
     if (id.empty() || id.size() > 128 || id.front() == '.') {
@@ -102,6 +139,9 @@ Result<std::optional<std::string>> Input::OptionalString(std::string_view field,
     if (s.empty() && !rule.allow_empty) {
         return MakeError(Invalid(field, "must not be empty"));
     }
+    if (auto problem = ControlProblem(s, rule); !problem.empty()) {
+        return MakeError(Invalid(field, problem));
+    }
     return std::optional<std::string>(std::string(s));
 }
 
@@ -115,6 +155,9 @@ Result<std::string> Input::String(std::string_view field, Text rule) const {
     }
     if (v->get_string().size() > rule.max_len) {
         return MakeError(Invalid(field, "longer than " + std::to_string(rule.max_len) + " characters"));
+    }
+    if (auto problem = ControlProblem(v->get_string(), rule); !problem.empty()) {
+        return MakeError(Invalid(field, problem));
     }
     return std::string(v->get_string());
 }
@@ -174,6 +217,9 @@ Result<std::vector<std::string>> Input::StringList(std::string_view field, List 
             item.get_string().size() > rule.item.max_len) {
             return MakeError(Invalid(field, rule.item.allow_empty ? "must be an array of strings"
                                                                   : "must be an array of non-empty strings"));
+        }
+        if (auto problem = ControlProblem(item.get_string(), rule.item); !problem.empty()) {
+            return MakeError(Invalid(field, problem));
         }
         std::string s(item.get_string());
         if (rule.unique && std::find(out.begin(), out.end(), s) != out.end()) {

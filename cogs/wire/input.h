@@ -34,9 +34,17 @@ namespace cogs::wire {
 namespace json = boost::json;
 
 // What a string field may hold.
+//
+// Control characters — C0 (U+0000..U+001F: NUL, BEL, ESC, newline, tab, ...), DEL (U+007F) and C1
+// (U+0080..U+009F) — are refused in every string of every input ("name: must not contain control
+// characters (U+001B at byte 3)"): a name, a description or any other text shown in an operator's
+// terminal must not be able to clear it, rewrite it (ESC and C1 CSI sequences), ring it (BEL) or
+// cut what follows (NUL, newline). Only a reader of records cogs itself wrote, perhaps before they
+// were refused, allows them.
 struct Text {
     size_t max_len = 255;      // bytes
     bool allow_empty = false;  // a required "" is "required" unless allowed
+    bool allow_controls = false;
 };
 
 // What a list of strings may hold.
@@ -111,6 +119,10 @@ private:
 
 // Whether `id` is a valid identifier (see Input::Id).
 bool ValidId(std::string_view id);
+
+// The length in bytes (1, or 2 for a C1 character in UTF-8) of the control character `text` starts
+// with (see Text), or 0. For whoever must show outside text safely (the CLI escapes them).
+size_t ControlAt(std::string_view text);
 
 // ---- reading back what cogs wrote: lenient, never an error ----
 

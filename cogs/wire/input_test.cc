@@ -42,6 +42,33 @@ TEST(InputTest, StringsRequiredOptionalAndLimited) {
     EXPECT_EQ(in.OptionalString("empty").value(), std::optional<std::string>(""));
 }
 
+TEST(InputTest, ControlCharactersAreRefusedNamingTheField) {
+    // JSON escapes of NUL, newline, tab, ESC, BEL, DEL, and C1 CSI (U+009B) and NEL (U+0085).
+    const std::pair<std::string, std::string> bad[] = {
+        {R"("a\u0000b")", "U+0000 at byte 1"},   {R"("a\nb")", "U+000A at byte 1"},
+        {R"("\tab")", "U+0009 at byte 0"},       {R"("x\u001b[2J")", "U+001B at byte 1"},
+        {R"("bell\u0007")", "U+0007 at byte 4"}, {R"("del\u007f")", "U+007F at byte 3"},
+        {R"("c1\u009b2J")", "U+009B at byte 2"}, {R"("nel\u0085")", "U+0085 at byte 3"},
+    };
+    for (const auto& [value, where] : bad) {
+        Input in = Must(R"({"name":)" + value + R"(,"tags":[)" + value + "]}");
+        EXPECT_EQ(
+            Refusal(in.String("name").error()),
+            std::make_pair(std::string("name"), "name: must not contain control characters (" + where + ")"))
+            << value;
+        EXPECT_EQ(Refusal(in.OptionalString("name").error()).first, "name") << value;
+        EXPECT_EQ(Refusal(in.StringList("tags").error()).first, "tags") << value;
+        EXPECT_TRUE(in.String("name", Text{.allow_controls = true})) << value;
+    }
+    // Printable text outside ASCII is fine (U+00A0 and U+00E9 start with 0xC2 and 0xC3).
+    EXPECT_EQ(Must(R"({"name":"caf\u00e9\u00a0x"})").String("name").value(), "caf\xc3\xa9\xc2\xa0x");
+    EXPECT_EQ(ControlAt("\x1b["), 1u);
+    EXPECT_EQ(ControlAt("\xc2\x9b"), 2u);
+    EXPECT_EQ(ControlAt("\xc2\xa0"), 0u);
+    EXPECT_EQ(ControlAt("a"), 0u);
+    EXPECT_EQ(ControlAt(""), 0u);
+}
+
 TEST(InputTest, IntegersInRangeIntegralDoublesToo) {
     Input in = Must(R"({"a":4,"b":4.0,"c":4.5,"d":"4","big":18446744073709551615})");
     EXPECT_EQ(in.Int("a", 1, 10).value(), 4);

@@ -87,7 +87,7 @@ int Invocation::Usage(const std::string& message) {
 }
 
 int Invocation::Fail(const ApiFailure& f) {
-    err_ << fmt::format("error: {} ({})\n", f.message, f.code);
+    err_ << fmt::format("error: {} ({})\n", Printable(f.message), Printable(f.code));
     const json::object* details = f.details.if_object();
     if (details && f.code == "quota_exceeded" && details->contains("resource") &&
         details->contains("limit")) {

@@ -3,17 +3,49 @@
 #include <fmt/format.h>
 #include <boost/json.hpp>
 
+#include "cogs/wire/input.h"
+
 namespace cogs::cli {
 
+std::string Printable(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (size_t i = 0; i < s.size();) {
+        const size_t n = wire::ControlAt(s.substr(i));
+        if (n == 0) {
+            out += s[i++];
+        } else if (n == 1) {
+            out += fmt::format("\\x{:02x}", static_cast<unsigned char>(s[i]));
+            i += 1;
+        } else {
+            out += fmt::format("\\u{:04x}", static_cast<unsigned char>(s[i + 1]));
+            i += n;
+        }
+    }
+    return out;
+}
+
 std::string Table::Render() const {
-    std::vector<size_t> width(headers_.size(), 0);
+    auto printable = [](const std::vector<std::string>& row) {
+        std::vector<std::string> shown;
+        for (const auto& c : row) {
+            shown.push_back(Printable(c));
+        }
+        return shown;
+    };
+    const std::vector<std::string> headers = printable(headers_);
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& r : rows_) {
+        rows.push_back(printable(r));
+    }
+    std::vector<size_t> width(headers.size(), 0);
     auto measure = [&](const std::vector<std::string>& row) {
         for (size_t i = 0; i < row.size() && i < width.size(); ++i) {
             width[i] = std::max(width[i], row[i].size());
         }
     };
-    measure(headers_);
-    for (const auto& r : rows_) {
+    measure(headers);
+    for (const auto& r : rows) {
         measure(r);
     }
     std::string out;
@@ -32,8 +64,8 @@ std::string Table::Render() const {
         out += l;
         out += '\n';
     };
-    line(headers_);
-    for (const auto& r : rows_) {
+    line(headers);
+    for (const auto& r : rows) {
         line(r);
     }
     return out;
@@ -60,13 +92,13 @@ std::string Cell(const json::value* v) {
         return "";
     }
     if (v->is_string()) {
-        return std::string(v->as_string());
+        return Printable(v->as_string());
     }
     if (v->is_array()) {
         std::string out;
         for (const auto& e : v->as_array()) {
             if (e.is_object() || e.is_array()) {
-                return json::serialize(*v);
+                return Printable(json::serialize(*v));
             }
             if (!out.empty()) {
                 out += ",";
@@ -75,7 +107,7 @@ std::string Cell(const json::value* v) {
         }
         return out;
     }
-    return json::serialize(*v);
+    return Printable(json::serialize(*v));
 }
 
 namespace {

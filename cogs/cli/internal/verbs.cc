@@ -106,7 +106,8 @@ int Fill(Invocation& inv, const std::vector<Flag>& flags, const std::vector<Flag
 std::string Query(const json::object& fields) {
     std::string q;
     for (const auto& [k, v] : fields) {
-        q += fmt::format("{}{}={}", q.empty() ? '?' : '&', std::string_view(k), http::UrlEncode(Cell(&v)));
+        q += fmt::format("{}{}={}", q.empty() ? '?' : '&', std::string_view(k),
+                         http::UrlEncode(v.is_string() ? std::string(v.as_string()) : Cell(&v)));
     }
     return q;
 }

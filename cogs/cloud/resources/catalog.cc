@@ -155,8 +155,11 @@ void Catalog::Delete(Call call, std::string_view kind) {
     const std::string& id = call.Param("id");
     auto erased = [&]() -> Result<std::string> {
         COGS_TRY(RequireWriter(call.who));
+        if (kind == kToken) {
+            COGS_TRY(RequireAdmin(call.who));  // whether it exists or not, like every admin-only route
+        }
         Res* r = ctx_.model.FindByIdOrName(kind, id);
-        if (r == nullptr || !Visible(call.who, *r) || (kind == kToken && !call.who.admin())) {
+        if (r == nullptr || !Visible(call.who, *r)) {
             return MakeError(NotFound(kind, id));
         }
         if (kind != kGroup) {

@@ -1,5 +1,7 @@
 #include "cogs/cloud/resources/networks.h"
 
+#include "cogs/netaddr/subnet.h"
+
 namespace cogs::cloud {
 
 using wire::Input;
@@ -46,6 +48,19 @@ Result<const Res*> Networks::ActiveNetwork(const Principal& who, const Input& bo
     return net;
 }
 
+std::vector<Networks::KnownSubnet> Networks::SubnetsOf(const std::string& network_id) const {
+    std::vector<KnownSubnet> out;
+    for (const auto& [id, s] : ctx_.model.All(kSubnet)) {
+        if (Str(s.body, "network_id") != network_id) continue;
+        // The record holds the layout under the names a request has, so the same reader reads it.
+        // One it refuses was accepted before cogsd checked, and refused by the service: not there.
+        auto layout = netaddr::ReadSubnetLayout(Input(s.body));
+        if (!layout) continue;
+        out.push_back({id, std::move(*layout)});
+    }
+    return out;
+}
+
 void Networks::CreateNetwork(Creation c) {
     auto made = [&]() -> Result<Res> {
         COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "project_id"}));
@@ -71,29 +86,30 @@ void Networks::CreateSubnet(Creation c) {
     auto made = [&]() -> Result<Res> {
         COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "network_id", "cidr", "gateway_ip",
                                                                   "allocation_pools"}));
-        COGS_ASSIGN_OR_RETURN(const Res* net, ActiveNetwork(c.who(), in));
-        COGS_ASSIGN_OR_RETURN(auto cidr, in.String("cidr", Text{.max_len = 64}));
         COGS_ASSIGN_OR_RETURN(auto name, in.OptionalString("name", Text{.max_len = 64, .allow_empty = true}));
-        COGS_ASSIGN_OR_RETURN(auto gateway,
-                              in.OptionalString("gateway_ip", Text{.max_len = 64, .allow_empty = true}));
-        const json::value* pools = in.Find("allocation_pools");
-        if (pools != nullptr && !pools->is_array()) {
-            return MakeError(FieldError("allocation_pools", "must be an array of {start, end}"));
+        COGS_ASSIGN_OR_RETURN(const netaddr::SubnetLayout layout, netaddr::ReadSubnetLayout(in));
+        COGS_ASSIGN_OR_RETURN(const Res* net, ActiveNetwork(c.who(), in));
+        for (const KnownSubnet& other : SubnetsOf(net->id)) {
+            COGS_TRY(netaddr::CheckNoOverlap(in, layout.cidr, net->id,
+                                             {other.id, other.layout.cidr, other.layout.pools}));
         }
         COGS_TRY(ctx_.model.Reserve(net->project, Amount{.subnets = 1}));
         Res s = ctx_.NewRes(kSubnet, net->project);
         s.body["name"] = name.value_or("");
         s.body["network_id"] = net->id;
-        s.body["cidr"] = cidr;
+        s.body["cidr"] = layout.cidr.ToString();
+        s.body["gateway_ip"] = netaddr::FormatIpv4(layout.gateway);
+        s.body["allocation_pools"] = netaddr::PoolsJson(layout.pools);
         s.set_status(NetStatus::kBuild);
         s.body["_quota"] = true;
+        // The layout with its defaults filled in: the service computes the same (the same rules).
         request = {{"id", s.id},
                    {"network_id", net->id},
-                   {"cidr", cidr},
+                   {"cidr", s.body["cidr"]},
+                   {"gateway_ip", s.body["gateway_ip"]},
+                   {"allocation_pools", s.body["allocation_pools"]},
                    {"project_id", net->project},
                    {"name", name.value_or("")}};
-        if (gateway) request["gateway_ip"] = *gateway;
-        if (pools != nullptr) request["allocation_pools"] = *pools;
         return s;
     }();
     if (!made) return c.call.Fail(made.error());
@@ -109,15 +125,24 @@ void Networks::CreatePort(Creation c) {
         COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "network_id", "fixed_ip"}));
         COGS_ASSIGN_OR_RETURN(const Res* net, ActiveNetwork(c.who(), in));
         COGS_ASSIGN_OR_RETURN(auto name, in.OptionalString("name", Text{.max_len = 64, .allow_empty = true}));
-        COGS_ASSIGN_OR_RETURN(auto fixed_ip,
-                              in.OptionalString("fixed_ip", Text{.max_len = 64, .allow_empty = true}));
+        COGS_ASSIGN_OR_RETURN(const auto fixed_ip, netaddr::ReadOptionalAddress(in, "fixed_ip"));
+        std::string subnet_id;
+        if (fixed_ip) {
+            COGS_ASSIGN_OR_RETURN(subnet_id, CheckFixedIp(in, net->id, *fixed_ip));
+        }
         COGS_TRY(ctx_.model.Reserve(net->project, Amount{.ports = 1}));
         Res port = NewPort(ctx_, net->project, net->id, name.value_or(""), "");
         request = {{"id", port.id},
                    {"network_id", net->id},
                    {"project_id", net->project},
                    {"name", name.value_or("")}};
-        if (fixed_ip) request["fixed_ip"] = *fixed_ip;
+        if (fixed_ip) {
+            // Held from now on: the next request for it is refused here, and the subnet cannot be
+            // deleted under it.
+            port.body["fixed_ip"] = netaddr::FormatIpv4(*fixed_ip);
+            port.body["subnet_id"] = subnet_id;
+            request["fixed_ip"] = port.body["fixed_ip"];
+        }
         return port;
     }();
     if (!made) return c.call.Fail(made.error());
@@ -125,6 +150,24 @@ void Networks::CreatePort(Creation c) {
     const std::string project = made->project;
     StartCreate(ctx_, c, std::move(*made), "port.create", std::move(input),
                 [this, project] { ctx_.model.Release(project, Amount{.ports = 1}); });
+}
+
+Result<std::string> Networks::CheckFixedIp(const Input& in, const std::string& network_id,
+                                           uint32_t ip) const {
+    const std::vector<KnownSubnet> subnets = SubnetsOf(network_id);
+    std::vector<netaddr::SubnetRef> refs;
+    for (const KnownSubnet& s : subnets) {
+        refs.push_back({s.id, s.layout.cidr, s.layout.pools});
+    }
+    COGS_ASSIGN_OR_RETURN(const size_t i,
+                          netaddr::SubnetForFixedIp(in, "fixed_ip", ip, network_id, refs, false));
+    const std::string text = netaddr::FormatIpv4(ip);
+    for (const auto& [pid, p] : ctx_.model.All(kPort)) {
+        if (Str(p.body, "network_id") == network_id && Str(p.body, "fixed_ip") == text) {
+            return MakeError(netaddr::AddressInUse(in, "fixed_ip", ip, pid));
+        }
+    }
+    return subnets[i].id;
 }
 
 void Networks::Delete(Call call, std::string_view kind) {

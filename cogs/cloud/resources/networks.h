@@ -5,10 +5,17 @@
 //
 // Refused before anything is written: a network, subnet or port of another project (404, or 400
 // naming network_id), a network that is not ACTIVE (409), deleting a network that still has
-// subnets or ports, a subnet that still has ports, or a server's port (409).
+// subnets or ports, a subnet that still has ports, or a server's port (409). What cogs-network
+// would refuse is refused here first, by the same rules (cogs/netaddr/subnet.h): a subnet's cidr,
+// gateway and pools (400 naming the field), its overlap with another subnet of the network (409
+// naming cidr); a port's fixed_ip outside every subnet's pools (400) or held by another port (409).
+// Those checks see the model; two requests that race past them are settled by the service.
 #pragma once
 
+#include <vector>
+
 #include "cogs/cloud/resources/common.h"
+#include "cogs/netaddr/subnet.h"
 
 namespace cogs::cloud {
 
@@ -30,6 +37,18 @@ public:
 private:
     // The body's network_id: one the caller may use (else 400 naming the field), ACTIVE (else 409).
     Result<const Res*> ActiveNetwork(const Principal& who, const wire::Input& body) const;
+    // A subnet as cogsd holds it: its layout read back from its record.
+    struct KnownSubnet {
+        std::string id;
+        netaddr::SubnetLayout layout;
+    };
+    // The subnets of `network_id` in the model, whatever their status (one in ERROR may still be at
+    // the service), but those whose layout the rules refuse (made before cogsd checked them, so
+    // refused by the service).
+    std::vector<KnownSubnet> SubnetsOf(const std::string& network_id) const;
+    // The subnet a requested address goes to (netaddr's rule over SubnetsOf), refused naming
+    // fixed_ip: 400 in no subnet or outside the pools, 409 held by a port of the model.
+    Result<std::string> CheckFixedIp(const wire::Input& in, const std::string& network_id, uint32_t ip) const;
     void SettleCreate(Settlement& s, std::string_view kind, std::string_view id_field, std::string_view step);
     Context& ctx_;
 };

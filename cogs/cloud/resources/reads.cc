@@ -14,11 +14,15 @@ void Reads::Whoami(Call call) const {
 
 void Reads::Show(Call call, std::string_view kind) const {
     const std::string& id = call.Param("id");
+    if (kind == kToken) {
+        // Admin-only whether it exists or not: 403, like every admin-only route.
+        if (auto st = RequireAdmin(call.who); !st) return call.Fail(st.error());
+    }
     const Res* r = ctx_.model.Find(kind, id);
     if (r == nullptr && (kind == kFlavor || kind == kImage)) {
         r = ctx_.model.FindByName(kind, id);
     }
-    if (r == nullptr || !Visible(call.who, *r) || (kind == kToken && !call.who.admin())) {
+    if (r == nullptr || !Visible(call.who, *r)) {
         return call.Fail(NotFound(kind, id));
     }
     call.Answer(Presented(200, *r));

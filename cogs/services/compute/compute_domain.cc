@@ -31,8 +31,9 @@ std::optional<Power> PowerFrom(std::string_view s) {
     return std::nullopt;
 }
 
-// The fields of an instance that create_instance takes (and its record holds).
-Result<Instance> ReadInstance(const Input& in) {
+// The fields of an instance that create_instance takes (and its record holds). `text` reads the
+// free text: a record's may predate the refusal of control characters.
+Result<Instance> ReadInstance(const Input& in, wire::Text text = {.allow_empty = true}) {
     Instance i;
     COGS_ASSIGN_OR_RETURN(i.spec.id, in.Id("id"));
     COGS_ASSIGN_OR_RETURN(i.spec.host, in.String("host"));
@@ -44,7 +45,7 @@ Result<Instance> ReadInstance(const Input& in) {
          {std::pair{"port_id", &i.spec.port_id}, std::pair{"mac_address", &i.spec.mac_address},
           std::pair{"ip_address", &i.spec.ip_address}, std::pair{"project_id", &i.project_id},
           std::pair{"name", &i.name}}) {
-        COGS_ASSIGN_OR_RETURN(auto value, in.OptionalString(field));
+        COGS_ASSIGN_OR_RETURN(auto value, in.OptionalString(field, text));
         *out = value.value_or("");
     }
     return i;
@@ -59,7 +60,7 @@ Result<Instance> ReadRecord(std::string_view text) {
                                         "mac_address", "ip_address", "project_id", "name", "created_at_ms",
                                         "power", "boot", "ready_at_us", "crashes", "restart_at_us"},
                                        "record"));
-    COGS_ASSIGN_OR_RETURN(Instance i, ReadInstance(in));
+    COGS_ASSIGN_OR_RETURN(Instance i, ReadInstance(in, {.allow_empty = true, .allow_controls = true}));
     COGS_ASSIGN_OR_RETURN(i.created_at_ms, in.Int("created_at_ms", 0));
     COGS_ASSIGN_OR_RETURN(const std::string power, in.String("power"));
     const auto p = PowerFrom(power);

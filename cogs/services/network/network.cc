@@ -56,15 +56,11 @@ json::object NetworkJson(const Network& n) {
 }
 
 json::object SubnetJson(const Subnet& s) {
-    json::array pools;
-    for (const auto& r : s.pool.pools()) {
-        pools.push_back(json::object{{"start", FormatIpv4(r.first)}, {"end", FormatIpv4(r.last)}});
-    }
     return {{"id", s.id},
             {"network_id", s.network_id},
             {"cidr", s.cidr.ToString()},
             {"gateway_ip", FormatIpv4(s.gateway)},
-            {"allocation_pools", std::move(pools)},
+            {"allocation_pools", netaddr::PoolsJson(s.pool.pools())},
             {"name", s.name},
             {"project_id", s.project_id}};
 }
@@ -92,26 +88,6 @@ kit::Done Output(const json::object& o) { return kit::Done{json::serialize(o), 0
 
 kit::Done Deleted(const std::string& id, bool deleted) {
     return Output(json::object{{"id", id}, {"deleted", deleted}});
-}
-
-Result<std::optional<uint32_t>> ReadOptionalAddress(const wire::Input& in, std::string_view field) {
-    COGS_ASSIGN_OR_RETURN(const auto text, in.OptionalString(field));
-    if (!text || text->empty()) {
-        return std::optional<uint32_t>();
-    }
-    const auto ip = ParseIpv4(*text);
-    if (!ip) {
-        return MakeError(in.Invalid(field, "must be an IPv4 address a.b.c.d"));
-    }
-    return ip;
-}
-
-Result<uint32_t> ReadAddress(const wire::Input& in, std::string_view field) {
-    COGS_ASSIGN_OR_RETURN(const auto ip, ReadOptionalAddress(in, field));
-    if (!ip) {
-        return MakeError(in.Invalid(field, "required"));
-    }
-    return *ip;
 }
 
 std::string_view NetworkDomain::name() const { return kDomainName; }
@@ -155,11 +131,11 @@ std::vector<std::pair<std::string, int64_t>> NetworkDomain::RecordCounts() const
 Subnet& NetworkDomain::AddSubnet(SubnetSpec spec) {
     Subnet s{spec.id,
              spec.network_id,
-             spec.cidr,
-             spec.gateway,
+             spec.layout.cidr,
+             spec.layout.gateway,
              spec.name,
              spec.project_id,
-             AddressPool(std::move(spec.pools))};
+             AddressPool(std::move(spec.layout.pools))};
     subnets_by_network_[s.network_id].insert(s.id);
     auto [it, inserted] = subnets_.emplace(s.id, std::move(s));
     return it->second;

@@ -90,9 +90,9 @@ TEST_F(NetworkHttpTest, ActionsOverHttpSurviveARestart) {
     // Refusals carry the protocol's error object and status.
     auto [s3, bad] =
         Action("create_port", R"({"id":"p2","network_id":"n1","fixed_ip":"10.0.0.2"})", "w3/port/do");
-    EXPECT_EQ(s3, 422);
-    EXPECT_EQ(bad.at("code"), "failed_precondition");
-    EXPECT_EQ(bad.at("message"), "address 10.0.0.2 in use");
+    EXPECT_EQ(s3, 409);
+    EXPECT_EQ(bad.at("code"), "conflict");
+    EXPECT_EQ(bad.at("message"), "fixed_ip: address 10.0.0.2 in use by port p1");
     auto [s4, unknown] = Action("create_port", R"({"id":"p2","network_id":"n1","typo":1})", "w4/port/do");
     EXPECT_EQ(s4, 400);
     EXPECT_EQ(unknown.at("message"), "typo: unknown field");

@@ -70,22 +70,15 @@ Result<kit::Done> NetworkDomain::CreatePort(const wire::Input& in, kit::Tx& tx) 
     bool moved_cursor = false;
     uint32_t ip = 0;
     if (fixed_ip) {
-        const std::string text = FormatIpv4(*fixed_ip);
-        if (subnet == nullptr) {
-            subnet = SubnetHolding(network_id, *fixed_ip);
-            if (subnet == nullptr) {
-                return MakeError(in.Invalid("fixed_ip", text + " is in no subnet of network " + network_id));
-            }
-        } else if (!subnet->cidr.Contains(*fixed_ip)) {
-            return MakeError(in.Invalid(
-                "fixed_ip", text + " is not in subnet " + subnet->id + " (" + subnet->cidr.ToString() + ")"));
-        }
-        if (!subnet->pool.InPools(*fixed_ip)) {
-            return MakeError(
-                in.Invalid("fixed_ip", text + " is outside the allocation pools of subnet " + subnet->id));
-        }
+        COGS_ASSIGN_OR_RETURN(subnet, SubnetForFixedIp(in, network_id, *fixed_ip, subnet));
         if (!subnet->pool.Take(*fixed_ip)) {
-            return MakeError(ErrorCode::kFailedPrecondition, "address " + text + " in use");
+            std::string holder;
+            if (auto held = addresses_by_subnet_.find(subnet->id); held != addresses_by_subnet_.end()) {
+                if (auto h = held->second.find(*fixed_ip); h != held->second.end()) {
+                    holder = h->second;
+                }
+            }
+            return MakeError(netaddr::AddressInUse(in, "fixed_ip", *fixed_ip, holder));
         }
         ip = *fixed_ip;
     } else {
@@ -162,7 +155,7 @@ Status NetworkDomain::LoadPort(std::string_view id, std::string_view text) {
     }
     for (auto [field, out] : {std::pair{"device_id", &p.device_id}, std::pair{"name", &p.name},
                               std::pair{"project_id", &p.project_id}}) {
-        COGS_ASSIGN_OR_RETURN(*out, in.String(field, wire::Text{.allow_empty = true}));
+        COGS_ASSIGN_OR_RETURN(*out, in.String(field, kRecordText));
     }
     COGS_ASSIGN_OR_RETURN(const std::string mac_text, in.String("mac_address"));
     const auto mac = ParseMac(mac_text);
@@ -190,18 +183,23 @@ Status NetworkDomain::LoadPort(std::string_view id, std::string_view text) {
     return Ok();
 }
 
-Subnet* NetworkDomain::SubnetHolding(const std::string& network_id, uint32_t ip) {
-    auto by = subnets_by_network_.find(network_id);
-    if (by == subnets_by_network_.end()) {
-        return nullptr;
-    }
-    for (const std::string& sid : by->second) {
-        Subnet& s = subnets_.at(sid);
-        if (s.cidr.Contains(ip)) {
-            return &s;
+Result<Subnet*> NetworkDomain::SubnetForFixedIp(const wire::Input& in, const std::string& network_id,
+                                                uint32_t ip, Subnet* named) {
+    std::vector<Subnet*> candidates;
+    if (named != nullptr) {
+        candidates.push_back(named);
+    } else if (auto by = subnets_by_network_.find(network_id); by != subnets_by_network_.end()) {
+        for (const std::string& sid : by->second) {
+            candidates.push_back(&subnets_.at(sid));
         }
     }
-    return nullptr;
+    std::vector<netaddr::SubnetRef> refs;
+    for (const Subnet* s : candidates) {
+        refs.push_back({s->id, s->cidr, s->pool.pools()});
+    }
+    COGS_ASSIGN_OR_RETURN(const size_t i,
+                          netaddr::SubnetForFixedIp(in, "fixed_ip", ip, network_id, refs, named != nullptr));
+    return candidates[i];
 }
 
 Subnet* NetworkDomain::FirstSubnetWithFreeAddress(const std::string& network_id) {

@@ -11,75 +11,23 @@ namespace {
 
 namespace json = wire::json;
 
-// The subnet `in` describes (create_subnet's input, or a stored record), checked, defaults filled in.
-Result<SubnetSpec> ReadSubnetSpec(const wire::Input& in) {
+// The subnet `in` describes (create_subnet's input, or a stored record), checked, defaults filled
+// in. `names` reads name and project: the records written before control characters were refused
+// must still load.
+Result<SubnetSpec> ReadSubnetSpec(const wire::Input& in, wire::Text names = {.allow_empty = true}) {
     SubnetSpec s;
     COGS_ASSIGN_OR_RETURN(s.id, in.String("id", kIdText));
     COGS_ASSIGN_OR_RETURN(s.network_id, in.String("network_id", kIdText));
-    COGS_ASSIGN_OR_RETURN(const std::string cidr_text, in.String("cidr"));
-    const auto cidr = ParseCidr(cidr_text);
-    if (!cidr.cidr) {
-        return MakeError(in.Invalid("cidr", cidr.problem + ", got '" + cidr_text + "'"));
-    }
-    s.cidr = *cidr.cidr;
-    COGS_ASSIGN_OR_RETURN(const auto name, in.OptionalString("name"));
-    COGS_ASSIGN_OR_RETURN(const auto project, in.OptionalString("project_id"));
+    COGS_ASSIGN_OR_RETURN(s.layout, netaddr::ReadSubnetLayout(in));
+    COGS_ASSIGN_OR_RETURN(const auto name, in.OptionalString("name", names));
+    COGS_ASSIGN_OR_RETURN(const auto project, in.OptionalString("project_id", names));
     s.name = name.value_or("");
     s.project_id = project.value_or("");
-
-    COGS_ASSIGN_OR_RETURN(const auto gateway, ReadOptionalAddress(in, "gateway_ip"));
-    s.gateway = gateway.value_or(s.cidr.first_host());
-    if (!s.cidr.IsHost(s.gateway)) {
-        return MakeError(in.Invalid(
-            "gateway_ip", FormatIpv4(s.gateway) + " is not a host address of " + s.cidr.ToString()));
-    }
-
-    if (!in.Has("allocation_pools")) {
-        // Every host address but the gateway.
-        if (s.gateway > s.cidr.first_host()) {
-            s.pools.push_back({s.cidr.first_host(), s.gateway - 1});
-        }
-        if (s.gateway < s.cidr.last_host()) {
-            s.pools.push_back({s.gateway + 1, s.cidr.last_host()});
-        }
-        return s;
-    }
-    COGS_ASSIGN_OR_RETURN(const std::vector<wire::Input> pools,
-                          in.Objects("allocation_pools", {"start", "end"}));
-    if (pools.empty()) {
-        return MakeError(in.Invalid("allocation_pools", "must be a non-empty array of {\"start\", \"end\"}"));
-    }
-    for (size_t i = 0; i < pools.size(); ++i) {
-        AddressRange r;
-        COGS_ASSIGN_OR_RETURN(r.first, ReadAddress(pools[i], "start"));
-        COGS_ASSIGN_OR_RETURN(r.last, ReadAddress(pools[i], "end"));
-        const std::string item = in.Name("allocation_pools") + "[" + std::to_string(i) + "]";
-        const std::string range = FormatIpv4(r.first) + "-" + FormatIpv4(r.last);
-        if (r.first > r.last) {
-            return MakeError(FieldError(item, "starts after it ends: " + range));
-        }
-        if (!s.cidr.IsHost(r.first) || !s.cidr.IsHost(r.last)) {
-            return MakeError(FieldError(item, range + " is not inside the host addresses of " +
-                                                  s.cidr.ToString() + " (network and broadcast excluded)"));
-        }
-        if (r.first <= s.gateway && s.gateway <= r.last) {
-            return MakeError(FieldError(item, range + " contains the gateway " + FormatIpv4(s.gateway)));
-        }
-        s.pools.push_back(r);
-    }
-    std::sort(s.pools.begin(), s.pools.end(),
-              [](const AddressRange& x, const AddressRange& y) { return x.first < y.first; });
-    for (size_t i = 1; i < s.pools.size(); ++i) {
-        if (s.pools[i].first <= s.pools[i - 1].last) {
-            return MakeError(
-                in.Invalid("allocation_pools", "ranges overlap at " + FormatIpv4(s.pools[i].first)));
-        }
-    }
     return s;
 }
 
 SubnetSpec SpecOf(const Subnet& s) {
-    return SubnetSpec{s.id, s.network_id, s.cidr, s.gateway, s.pool.pools(), s.name, s.project_id};
+    return SubnetSpec{s.id, s.network_id, {s.cidr, s.gateway, s.pool.pools()}, s.name, s.project_id};
 }
 
 }  // namespace
@@ -133,11 +81,8 @@ Result<kit::Done> NetworkDomain::CreateSubnet(const wire::Input& in, kit::Tx& tx
     if (auto by = subnets_by_network_.find(spec.network_id); by != subnets_by_network_.end()) {
         for (const std::string& other_id : by->second) {
             const Subnet& other = subnets_.at(other_id);
-            if (other.cidr.Overlaps(spec.cidr)) {
-                return MakeError(ErrorCode::kConflict, "cidr " + spec.cidr.ToString() + " overlaps subnet " +
-                                                           other.id + " (" + other.cidr.ToString() +
-                                                           ") of network " + spec.network_id);
-            }
+            COGS_TRY(netaddr::CheckNoOverlap(in, spec.layout.cidr, spec.network_id,
+                                             {other.id, other.cidr, other.pool.pools()}));
         }
     }
     Subnet& s = AddSubnet(std::move(spec));
@@ -161,8 +106,8 @@ Status NetworkDomain::LoadNetwork(std::string_view id, std::string_view text) {
     COGS_ASSIGN_OR_RETURN(const wire::Input in, wire::Input::ParseAny(text, "record"));
     Network n;
     COGS_ASSIGN_OR_RETURN(n.id, in.String("id", kIdText));
-    COGS_ASSIGN_OR_RETURN(n.name, in.String("name", wire::Text{.allow_empty = true}));
-    COGS_ASSIGN_OR_RETURN(n.project_id, in.String("project_id", wire::Text{.allow_empty = true}));
+    COGS_ASSIGN_OR_RETURN(n.name, in.String("name", kRecordText));
+    COGS_ASSIGN_OR_RETURN(n.project_id, in.String("project_id", kRecordText));
     if (n.id != id || networks_.contains(n.id)) {
         return MakeError(ErrorCode::kInternal, "id mismatch or duplicate");
     }
@@ -172,7 +117,7 @@ Status NetworkDomain::LoadNetwork(std::string_view id, std::string_view text) {
 
 Status NetworkDomain::LoadSubnet(std::string_view id, std::string_view text) {
     COGS_ASSIGN_OR_RETURN(const wire::Input in, wire::Input::ParseAny(text, "record"));
-    COGS_ASSIGN_OR_RETURN(SubnetSpec spec, ReadSubnetSpec(in));
+    COGS_ASSIGN_OR_RETURN(SubnetSpec spec, ReadSubnetSpec(in, kRecordText));
     if (spec.id != id || subnets_.contains(spec.id)) {
         return MakeError(ErrorCode::kInternal, "id mismatch or duplicate");
     }

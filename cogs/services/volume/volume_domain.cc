@@ -30,8 +30,9 @@ struct Volume {
     const char* status() const { return attached() ? "in-use" : "available"; }
 };
 
-// What a record's strings may hold: a file driver's path may be long.
-constexpr wire::Text kRecordText{.max_len = 4096, .allow_empty = true};
+// What a record's strings may hold: a file driver's path may be long, a name may predate the
+// refusal of control characters.
+constexpr wire::Text kRecordText{.max_len = 4096, .allow_empty = true, .allow_controls = true};
 
 json::value OrNull(const std::optional<std::string>& s) { return s ? json::value(*s) : json::value(nullptr); }
 json::value OrNull(const std::string& s) { return s.empty() ? json::value(nullptr) : json::value(s); }

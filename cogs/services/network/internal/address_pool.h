@@ -14,13 +14,11 @@
 #include <optional>
 #include <vector>
 
+#include "cogs/netaddr/ipv4.h"
+
 namespace cogs::services::network::internal {
 
-struct AddressRange {
-    uint32_t first = 0;
-    uint32_t last = 0;  // inclusive
-    bool operator==(const AddressRange&) const = default;
-};
+using netaddr::AddressRange;
 
 class AddressPool {
 public:

@@ -19,12 +19,19 @@
 #include <unordered_set>
 #include <vector>
 
+#include "cogs/netaddr/ipv4.h"
+#include "cogs/netaddr/subnet.h"
 #include "cogs/services/kit/domain.h"
 #include "cogs/services/network/internal/address_pool.h"
-#include "cogs/services/network/internal/ipv4.h"
 #include "cogs/wire/input.h"
 
 namespace cogs::services::network::internal {
+
+using netaddr::Cidr;
+using netaddr::FormatIpv4;
+using netaddr::ParseIpv4;
+using netaddr::ReadAddress;
+using netaddr::ReadOptionalAddress;
 
 struct Network {
     std::string id;
@@ -33,21 +40,15 @@ struct Network {
 };
 
 // The fields of a subnet as create_subnet takes them (and as its record holds them), validated and
-// with the defaults filled in; pools sorted.
+// with the defaults filled in (the layout's rules are netaddr's, shared with cogsd).
 struct SubnetSpec {
     std::string id;
     std::string network_id;
-    Cidr cidr;
-    uint32_t gateway = 0;
-    std::vector<AddressRange> pools;
+    netaddr::SubnetLayout layout;
     std::string name;
     std::string project_id;
 
-    bool operator==(const SubnetSpec& o) const {
-        return id == o.id && network_id == o.network_id && cidr.network == o.cidr.network &&
-               cidr.prefix == o.cidr.prefix && gateway == o.gateway && pools == o.pools && name == o.name &&
-               project_id == o.project_id;
-    }
+    bool operator==(const SubnetSpec&) const = default;
 };
 
 struct Subnet {
@@ -73,6 +74,8 @@ struct Port {
 
 // Network ids: any non-empty string of at most 255 bytes (they appear in URLs and SQLite keys).
 inline constexpr wire::Text kIdText{.max_len = 255};
+// The free text of a stored record: it may predate the refusal of control characters.
+inline constexpr wire::Text kRecordText{.allow_empty = true, .allow_controls = true};
 
 // The records' JSON shapes: an action's output, the inventory's entries and the stored records.
 wire::json::object NetworkJson(const Network& n);
@@ -85,10 +88,6 @@ kit::Done Deleted(const std::string& id, bool deleted);
 // "fa:16:3e:xx:xx:xx" for a suffix, and back.
 std::string FormatMac(uint32_t suffix);
 std::optional<uint32_t> ParseMac(std::string_view s);
-
-// A required IPv4 address field "a.b.c.d"; Optional: absent, null or "" is nullopt.
-Result<uint32_t> ReadAddress(const wire::Input& in, std::string_view field);
-Result<std::optional<uint32_t>> ReadOptionalAddress(const wire::Input& in, std::string_view field);
 
 // The index entries of `key` in `m`: a count (a map to an integer) or a set's size; 0 if absent.
 template <typename Map>
@@ -155,8 +154,10 @@ private:
     Result<kit::Done> UpdatePort(const wire::Input& in, kit::Tx& tx);
     Result<kit::Done> DeletePort(const wire::Input& in, kit::Tx& tx);
     Status LoadPort(std::string_view id, std::string_view text);
-    // The subnet of `network_id` whose block holds `ip` (the blocks of one network never overlap).
-    Subnet* SubnetHolding(const std::string& network_id, uint32_t ip);
+    // The subnet a requested address goes to (netaddr::SubnetForFixedIp over the network's subnets,
+    // or just `named`); refused naming `in`'s "fixed_ip".
+    Result<Subnet*> SubnetForFixedIp(const wire::Input& in, const std::string& network_id, uint32_t ip,
+                                     Subnet* named);
     // In subnet id order: the order survives a reload, unlike the order of creation.
     Subnet* FirstSubnetWithFreeAddress(const std::string& network_id);
     // A MAC suffix no port holds: the hash of the id, then the next free one (linear probing). The

@@ -1,8 +1,8 @@
-#include "cogs/services/network/internal/ipv4.h"
+#include "cogs/netaddr/ipv4.h"
 
 #include <charconv>
 
-namespace cogs::services::network::internal {
+namespace cogs::netaddr {
 namespace {
 
 // One decimal number of at most three digits without a leading zero, no sign; nullopt otherwise.
@@ -57,17 +57,22 @@ CidrParse ParseCidr(std::string_view text) {
         return out;
     }
     auto ip = ParseIpv4(text.substr(0, slash));
+    if (!ip && text.substr(0, slash).find(':') != std::string_view::npos) {
+        out.problem = "IPv6 is not supported: must be an IPv4 block a.b.c.d/n";
+        return out;
+    }
     if (!ip) {
         out.problem = "must be a.b.c.d/n with an IPv4 address";
         return out;
     }
-    auto prefix = ParseSmallDecimal(text.substr(slash + 1), 32);
+    auto prefix = ParseSmallDecimal(text.substr(slash + 1), 999);
     if (!prefix) {
         out.problem = "must be a.b.c.d/n with a prefix length";
         return out;
     }
-    if (*prefix < 8 || *prefix > 30) {
-        out.problem = "prefix length must be 8..30";
+    if (*prefix < kMinPrefix || *prefix > kMaxPrefix) {
+        out.problem = "prefix length must be " + std::to_string(kMinPrefix) + ".." +
+                      std::to_string(kMaxPrefix) + ", got /" + std::to_string(*prefix);
         return out;
     }
     Cidr c{*ip, static_cast<int>(*prefix)};
@@ -80,4 +85,4 @@ CidrParse ParseCidr(std::string_view text) {
     return out;
 }
 
-}  // namespace cogs::services::network::internal
+}  // namespace cogs::netaddr
