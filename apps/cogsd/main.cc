@@ -27,6 +27,7 @@
 #include "cogs/services/kit/http_client.h"
 #include "cogs/store/store.h"
 #include "cogs/store/store_metrics.h"
+#include "cogs/wire/answer.h"
 #include "cogs/workflow/definition.h"
 #include "cogs/workflow/engine.h"
 #include "cogs/workflow/registry.h"
@@ -228,6 +229,7 @@ int main(int argc, char** argv) {
     server_options.host = listen_ep->host;
     server_options.port = listen_ep->port;
     server_options.max_body_bytes = max_body;
+    server_options.error_answer = wire::ApiError;  // 413, 414, 431, 400 in the API's error shape
     // /metrics is answered by Instrument on this io thread, where the cloud's sampled gauges live.
     auto server = http::StartServer(io, server_options, observe::Instrument(cloud->Handler(), &metrics));
     if (!server) return Fail("listen " + listen + ": " + server.error().ToString());
