@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
     std::string log_format = "json";
     double event_retention_hours = 168;
     int64_t event_max = 1'000'000;
+    int64_t idempotency_ttl_s = 24 * 3600;
     int64_t lease_ttl_ms = 3000, fence_window_ms = 1000, restart_grace_ms = 10000, reconcile_ms = 10000,
             orphan_grace_ms = 60000;
     size_t max_inflight_workflows = 100000;
@@ -132,6 +133,13 @@ int main(int argc, char** argv) {
     app.add_option("--event-max", event_max, "at most this many events are kept (the oldest go first)")
         ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
         ->capture_default_str();
+    app.add_option("--idempotency-ttl-s", idempotency_ttl_s, "an Idempotency-Key is remembered this long")
+        ->check(CLI::Range(int64_t{1}, int64_t{3650} * 24 * 3600))
+        ->capture_default_str();
+    app.add_option("--idempotency-max-per-project", cloud_options.idempotency_max_per_project,
+                   "a project keeps at most this many Idempotency-Keys (the oldest go first)")
+        ->check(CLI::Range(size_t{1}, size_t{1} << 30))
+        ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     {
         auto format = observe::ParseLogFormat(log_format);
@@ -151,6 +159,7 @@ int main(int argc, char** argv) {
     cloud_options.event_retention = std::chrono::duration_cast<Duration>(
         std::chrono::duration<double, std::ratio<3600>>(event_retention_hours));
     cloud_options.event_max = event_max;
+    cloud_options.idempotency_ttl = std::chrono::seconds(idempotency_ttl_s);
     cloud_options.lease_ttl = std::chrono::milliseconds(lease_ttl_ms);
     cloud_options.fence_window = std::chrono::milliseconds(fence_window_ms);
     cloud_options.restart_grace = std::chrono::milliseconds(restart_grace_ms);
