@@ -22,7 +22,20 @@ void ForEachOf(const Context& ctx, const std::string& project, Fn fn) {
 
 }  // namespace
 
-IdempotencyKeys::IdempotencyKeys(Context& ctx) : ctx_(ctx), timer_(ctx.clock.NewTimer(ctx.io)) {}
+IdempotencyKeys::IdempotencyKeys(Context& ctx) : ctx_(ctx), timer_(ctx.clock.NewTimer(ctx.io)) {
+    kept_ = observe::GaugeOf(ctx.metrics(), "cogs_idempotency_keys",
+                             "Idempotency-Key records kept (replayable), sampled at scrape.")
+                .With({});
+    auto forgotten = observe::CounterOf(ctx.metrics(), "cogs_idempotency_keys_forgotten_total",
+                                        "Idempotency-Key records forgotten, by reason: expired, cap.");
+    forgotten_expired_ = forgotten.With({{"reason", "expired"}});
+    forgotten_cap_ = forgotten.With({{"reason", "cap"}});
+    if (ctx.metrics() != nullptr) {
+        // On the io thread at a scrape (cogsd serves /metrics there), where the model lives.
+        ctx.metrics()->OnCollect(
+            ctx.Guard([this] { kept_.Set(static_cast<double>(ctx_.model.All(kIdempotency).size())); }));
+    }
+}
 
 IdempotencyKeys::~IdempotencyKeys() { Stop(); }
 
@@ -127,6 +140,7 @@ void IdempotencyKeys::MakeRoom(const std::string& project) {
         ids.push_back(std::move(held[i].second));
     }
     n -= ids.size();
+    forgotten_cap_.Inc(static_cast<double>(ids.size()));
     Forget(std::move(ids));
 }
 
@@ -142,6 +156,7 @@ void IdempotencyKeys::Prune() {
         }
     }
     if (!expired.empty()) {
+        forgotten_expired_.Inc(static_cast<double>(expired.size()));
         observe::Log("cloud").info("pruned {} Idempotency-Key records past their {} s", expired.size(),
                                    Ms(ctx_.options.idempotency_ttl) / 1000);
     }

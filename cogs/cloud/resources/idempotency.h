@@ -16,6 +16,9 @@
 // `idempotency_max_per_project` records (its oldest tenth is forgotten when a new key would pass
 // the cap). Expired records are pruned at Start() and every `idempotency_prune_every`, and at Load.
 //
+// Metrics (docs/metrics.md): cogs_idempotency_keys (kept), cogs_idempotency_keys_forgotten_total
+// {reason: expired, cap}.
+//
 // Threading: the io thread (the records live in the model).
 #pragma once
 
@@ -57,6 +60,9 @@ private:
     std::unique_ptr<runtime::Timer> timer_;
     std::set<std::string> in_flight_;                 // record ids whose first request is being answered
     std::unordered_map<std::string, size_t> counts_;  // per project: at least what it holds
+    observe::Gauge kept_;
+    observe::Counter forgotten_expired_;
+    observe::Counter forgotten_cap_;
 };
 
 // The record of `answer` to `call` (whose key was admitted) goes into the model and `writes`, to
