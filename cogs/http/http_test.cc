@@ -335,6 +335,14 @@ struct RawServer {
     std::unique_ptr<Server> server;
 };
 
+// `got` is a refusal the server made itself: `status` with RawServer's error body saying `message`,
+// and the connection closed after it.
+void ExpectRefused(const std::optional<std::string>& got, int status, const std::string& message) {
+    ASSERT_TRUE(got.has_value()) << "the connection stays open";
+    EXPECT_TRUE(got->starts_with("HTTP/1.1 " + std::to_string(status) + " ")) << *got;
+    EXPECT_TRUE(got->ends_with(R"({"error":")" + message + R"("})")) << *got;
+}
+
 TEST(HttpTest, OversizedHeaderFieldsGet431AndTheConnectionCloses) {
     asio::io_context io;
     ServerOptions options;
@@ -342,9 +350,7 @@ TEST(HttpTest, OversizedHeaderFieldsGet431AndTheConnectionCloses) {
     RawServer s(io, options);
     auto got = RawExchange(io, s.server->port(),
                            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(8000, 'a') + "\r\n\r\n");
-    ASSERT_TRUE(got.has_value()) << "the connection stays open";
-    EXPECT_TRUE(got->starts_with("HTTP/1.1 431 ")) << *got;
-    EXPECT_TRUE(got->ends_with(R"({"error":"request header fields longer than 4096 bytes"})")) << *got;
+    ExpectRefused(got, 431, "request header fields longer than 4096 bytes");
     EXPECT_EQ(s.handled, 0);
     // Within the limit, the same request is served.
     got = RawExchange(
@@ -365,9 +371,8 @@ TEST(HttpTest, AnOversizedTargetGets414AndTheConnectionCloses) {
     for (size_t length : {2000, 10000}) {
         auto got = RawExchange(io, s.server->port(),
                                "GET /" + std::string(length, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n");
-        ASSERT_TRUE(got.has_value()) << length << ": the connection stays open";
-        EXPECT_TRUE(got->starts_with("HTTP/1.1 414 ")) << length << ": " << *got;
-        EXPECT_TRUE(got->ends_with(R"({"error":"request target longer than 1024 bytes"})")) << *got;
+        SCOPED_TRACE(std::to_string(length));
+        ExpectRefused(got, 414, "request target longer than 1024 bytes");
     }
     EXPECT_EQ(s.handled, 0);
 }
@@ -378,10 +383,7 @@ TEST(HttpTest, AnHttp11RequestWithoutExactlyOneHostGets400) {
     for (const std::string request :
          {"GET / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"}) {
         auto got = RawExchange(io, s.server->port(), request);
-        ASSERT_TRUE(got.has_value()) << request;
-        EXPECT_TRUE(got->starts_with("HTTP/1.1 400 ")) << *got;
-        EXPECT_TRUE(got->ends_with(R"({"error":"an HTTP/1.1 request needs exactly one Host header"})"))
-            << *got;
+        ExpectRefused(got, 400, "an HTTP/1.1 request needs exactly one Host header");
     }
     EXPECT_EQ(s.handled, 0);
     // HTTP/1.0 has no Host requirement.
@@ -399,9 +401,7 @@ TEST(HttpTest, An413HasTheGivenErrorShape) {
     auto got =
         RawExchange(io, s.server->port(),
                     "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + std::string(100, 'x'));
-    ASSERT_TRUE(got.has_value());
-    EXPECT_TRUE(got->starts_with("HTTP/1.1 413 ")) << *got;
-    EXPECT_TRUE(got->ends_with(R"({"error":"request body too large"})")) << *got;
+    ExpectRefused(got, 413, "request body too large");
     EXPECT_EQ(s.handled, 0);
 }
 
