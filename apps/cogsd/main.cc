@@ -27,6 +27,7 @@
 #include "cogs/services/kit/http_client.h"
 #include "cogs/store/store.h"
 #include "cogs/store/store_metrics.h"
+#include "cogs/wire/answer.h"
 #include "cogs/workflow/definition.h"
 #include "cogs/workflow/engine.h"
 #include "cogs/workflow/registry.h"
@@ -53,6 +54,7 @@ int main(int argc, char** argv) {
     int64_t event_max = 1'000'000;
     double workflow_retention_hours = 168;
     int64_t workflow_max = 100'000;
+    int64_t idempotency_ttl_s = 24 * 3600;
     int64_t lease_ttl_ms = 3000, fence_window_ms = 1000, restart_grace_ms = 10000, reconcile_ms = 10000,
             orphan_grace_ms = 60000;
     size_t max_inflight_workflows = 100000;
@@ -141,6 +143,13 @@ int main(int argc, char** argv) {
                    "at most this many ended workflows are kept (the oldest go first)")
         ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
         ->capture_default_str();
+    app.add_option("--idempotency-ttl-s", idempotency_ttl_s, "an Idempotency-Key is remembered this long")
+        ->check(CLI::Range(int64_t{1}, int64_t{3650} * 24 * 3600))
+        ->capture_default_str();
+    app.add_option("--idempotency-max-per-project", cloud_options.idempotency_max_per_project,
+                   "a project keeps at most this many Idempotency-Keys (the oldest go first)")
+        ->check(CLI::Range(size_t{1}, size_t{1} << 30))
+        ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     {
         auto format = observe::ParseLogFormat(log_format);
@@ -163,6 +172,7 @@ int main(int argc, char** argv) {
     cloud_options.workflow_retention.keep_for = std::chrono::duration_cast<Duration>(
         std::chrono::duration<double, std::ratio<3600>>(workflow_retention_hours));
     cloud_options.workflow_retention.keep_at_most = workflow_max;
+    cloud_options.idempotency_ttl = std::chrono::seconds(idempotency_ttl_s);
     cloud_options.lease_ttl = std::chrono::milliseconds(lease_ttl_ms);
     cloud_options.fence_window = std::chrono::milliseconds(fence_window_ms);
     cloud_options.restart_grace = std::chrono::milliseconds(restart_grace_ms);
@@ -242,6 +252,7 @@ int main(int argc, char** argv) {
     server_options.host = listen_ep->host;
     server_options.port = listen_ep->port;
     server_options.max_body_bytes = max_body;
+    server_options.error_answer = wire::ApiError;  // 413, 414, 431, 400 in the API's error shape
     // /metrics is answered by Instrument on this io thread, where the cloud's sampled gauges live.
     auto server = http::StartServer(io, server_options, observe::Instrument(cloud->Handler(), &metrics));
     if (!server) return Fail("listen " + listen + ": " + server.error().ToString());

@@ -82,7 +82,8 @@ public:
         std::lock_guard lock(mu_);
         scripts_[path] = {std::move(answers), 0};
     }
-    // The next `count` requests to `method path` get `status` with `body`.
+    // The next `count` requests to `method path` get `status` with `body` (status 0: the connection
+    // is closed without an answer, a lost reply).
     void Fail(const std::string& method, const std::string& path, int status, std::string body,
               int count = 1000) {
         std::lock_guard lock(mu_);
@@ -142,6 +143,7 @@ private:
         if (auto f = failures_.find(req.method + " " + path); f != failures_.end() && f->second.count > 0) {
             --f->second.count;
             http::Response r;
+            r.drop = f->second.status == 0;
             r.status = f->second.status;
             r.body = f->second.body;
             if (r.status == 429 || r.status == 503) {
@@ -602,6 +604,27 @@ TEST_F(CliTest, OverloadIsRetriedWithTheSameIdempotencyKey) {
     ASSERT_EQ(posts.size(), 3u);
     EXPECT_EQ(posts[0].idempotency_key, posts[2].idempotency_key);
     EXPECT_EQ(Parse(posts[2].body), Parse(R"({"name":"m1.x","vcpus":2,"ram_mb":1024,"disk_gb":10})"));
+}
+
+TEST_F(CliTest, AnActionResentAfterALostReplyCarriesTheSameIdempotencyKey) {
+    const std::string srv = api_.Add("servers", {{"name", "web-1"}, {"status", "ACTIVE"}});
+    const std::string vol = api_.Add("volumes", {{"name", "data"}, {"status", "available"}});
+    const std::vector<std::pair<std::vector<std::string>, std::string>> actions = {
+        {{"server", "stop", srv}, "/v1/servers/" + srv + "/stop"},
+        {{"server", "reboot", srv}, "/v1/servers/" + srv + "/reboot"},
+        {{"volume", "attach", vol, "--server", srv}, "/v1/volumes/" + vol + "/attach"},
+        {{"volume", "detach", vol}, "/v1/volumes/" + vol + "/detach"},
+    };
+    for (const auto& [args, path] : actions) {
+        api_.Fail("POST", path, 0, "", 1);
+        Outcome r = Cogs(args);
+        ASSERT_EQ(r.rc, 0) << path << ": " << r.err;
+        auto posts = api_.seen("POST", path);
+        ASSERT_EQ(posts.size(), 2u) << path;
+        EXPECT_FALSE(posts[0].idempotency_key.empty()) << path;
+        EXPECT_EQ(posts[0].idempotency_key, posts[1].idempotency_key) << path;
+        EXPECT_EQ(posts[0].body, posts[1].body) << path;
+    }
 }
 
 // ---- --wait ---------------------------------------------------------------------------------------

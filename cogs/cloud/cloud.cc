@@ -16,6 +16,7 @@
 #include "cogs/cloud/resources/catalog.h"
 #include "cogs/cloud/resources/events.h"
 #include "cogs/cloud/resources/hosts.h"
+#include "cogs/cloud/resources/idempotency.h"
 #include "cogs/cloud/resources/networks.h"
 #include "cogs/cloud/resources/reads.h"
 #include "cogs/cloud/resources/servers.h"
@@ -65,9 +66,11 @@ public:
           reads(ctx),
           history(ctx),
           workflows(ctx),
+          keys(ctx),
           claims(ctx),
           pruner(io, store, ctx.options.workflow_retention, &ctx.clock, ctx.metrics()),
-          router(ApiRoutes({ctx, reads, catalog, networks, volumes, servers, hosts, history, workflows})),
+          router(
+              ApiRoutes({ctx, reads, catalog, networks, volumes, servers, hosts, history, workflows, keys})),
           api(
               io, router, [this](std::string_view bearer) { return Authenticate(bearer); },
               ctx.options.max_inflight_requests, ctx.metrics(), [&store] { return store.Writable(); }),
@@ -102,6 +105,7 @@ public:
     Reads reads;
     History history;
     Workflows workflows;
+    IdempotencyKeys keys;
     ModelClaims claims;
     workflow::WorkflowPruner pruner;
     Router router;
@@ -124,7 +128,7 @@ Status Cloud::Impl::Load() {
                              "stored " + rec.kind + " " + rec.id + " is not a JSON object");
         }
         Res r{rec.kind, rec.id, rec.project, std::move(v.get_object())};
-        if (r.kind == kIdempotency && Int(r.body, "_at_ms") + kIdempotencyTtlMs < now) {
+        if (r.kind == kIdempotency && IdempotencyKeys::Expired(ctx, r, now)) {
             expired.push_back(Model::EraseWrite(r.kind, r.id));
             continue;
         }
@@ -249,9 +253,11 @@ void Cloud::Start() {
     impl_->reconcile.Start();
     impl_->history.Start();
     impl_->pruner.Start();
+    impl_->keys.Start();
 }
 
 void Cloud::Stop() {
+    impl_->keys.Stop();
     impl_->pruner.Stop();
     impl_->history.Stop();
     impl_->reconcile.Stop();

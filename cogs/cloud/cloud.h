@@ -14,8 +14,8 @@
 // before it is answered. One cogsd owns a store (the SQLite store takes a lock file).
 //
 // Life: construct; Load() (after Engine::Recover()); Bootstrap(); Start() (the host monitor, the
-// healer, the reconcilers, event retention); serve Handler(); Stop() before the io_context goes.
-// Start and Stop exist so that only a leader runs the singleton loops, when replicas come.
+// healer, the reconcilers, event and Idempotency-Key retention); serve Handler(); Stop() before the
+// io_context goes. Start and Stop exist so that only a leader runs the singleton loops, when replicas come.
 //
 // Threading: every method must be called on the io thread that runs the engine, but Load() and
 // Bootstrap(), which block (start-up only).
@@ -81,6 +81,11 @@ struct CloudOptions {
     // `keep_at_most` (workflow/retention.h): pruned at Start() and every `every`, on the pruner's
     // own thread, `batch` per transaction. Running and failed workflows are never pruned.
     workflow::RetentionOptions workflow_retention{};
+    // Idempotency-Key records (docs/api.md "Idempotency"): replayed for `idempotency_ttl`; a
+    // project keeps at most `idempotency_max_per_project`; pruned every `idempotency_prune_every`.
+    Duration idempotency_ttl = std::chrono::hours(24);
+    size_t idempotency_max_per_project = 10'000;
+    Duration idempotency_prune_every = std::chrono::seconds(60);
     // Time for leases, timers, timestamps; null: runtime::SystemClock(). Must outlive the Cloud.
     runtime::Clock* clock = nullptr;
 };
@@ -101,8 +106,8 @@ public:
     // returns its secret; else returns "". Blocking (start-up only).
     Result<std::string> Bootstrap();
 
-    // Starts and stops the loops: host leases, healing, reconcilers, retention of events and of
-    // ended workflows.
+    // Starts and stops the loops: host leases, healing, reconcilers, retention of events, of ended
+    // workflows and of Idempotency-Keys.
     void Start();
     void Stop();
 

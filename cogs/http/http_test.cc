@@ -1,9 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <functional>
 
 #include "cogs/http/client.h"
 #include "cogs/http/server.h"
@@ -279,6 +282,9 @@ TEST(HttpTest, OversizeBodyGets413) {
     ASSERT_TRUE(got.has_value());
     ASSERT_TRUE(*got) << got->error().ToString();
     EXPECT_EQ((*got)->status, 413);
+    EXPECT_EQ((*got)->body,
+              R"({"code":"invalid_argument","message":"request body too large","retryable":false})")
+        << "without ServerOptions::error_answer, the service protocol's shape";
     EXPECT_EQ(handled, 0);
     // A body within the limit still goes through (on a new connection).
     req.body = std::string(1000, 'x');
@@ -287,6 +293,124 @@ TEST(HttpTest, OversizeBodyGets413) {
     ASSERT_TRUE(*got) << got->error().ToString();
     EXPECT_EQ((*got)->status, 200);
     EXPECT_EQ(handled, 1);
+}
+
+// Sends `bytes` on a new connection and reads until the server closes it; returns what came back
+// (nullopt if the server kept the connection open).
+std::optional<std::string> RawExchange(asio::io_context& io, uint16_t port, const std::string& bytes) {
+    asio::ip::tcp::socket sock(io);
+    sock.connect({asio::ip::make_address("127.0.0.1"), port});
+    asio::async_write(sock, asio::buffer(bytes), [](boost::system::error_code, size_t) {});
+    std::string got;
+    bool closed = false;
+    std::array<char, 4096> buf;
+    std::function<void()> read = [&] {
+        sock.async_read_some(asio::buffer(buf), [&](boost::system::error_code ec, size_t n) {
+            got.append(buf.data(), n);
+            if (ec) {
+                closed = true;
+            } else {
+                read();
+            }
+        });
+    };
+    read();
+    if (!RunUntil(
+            io, [&] { return closed; }, 5s)) {
+        return std::nullopt;
+    }
+    return got;
+}
+
+// A server that counts what reaches its handler and renders its own errors as {"error": message}.
+struct RawServer {
+    explicit RawServer(asio::io_context& io, ServerOptions options = {}) {
+        options.error_answer = [](const Error& e) {
+            Response r;
+            r.status = 400;
+            r.body = R"({"error":")" + e.message + R"("})";
+            return r;
+        };
+        server = Start(
+            io,
+            [this](Request, Respond respond) {
+                ++handled;
+                respond(Answer(200, "{}"));
+            },
+            options);
+    }
+    int handled = 0;
+    std::unique_ptr<Server> server;
+};
+
+// `got` is a refusal the server made itself: `status` with RawServer's error body saying `message`,
+// and the connection closed after it.
+void ExpectRefused(const std::optional<std::string>& got, int status, const std::string& message) {
+    ASSERT_TRUE(got.has_value()) << "the connection stays open";
+    EXPECT_TRUE(got->starts_with("HTTP/1.1 " + std::to_string(status) + " ")) << *got;
+    EXPECT_TRUE(got->ends_with(R"({"error":")" + message + R"("})")) << *got;
+}
+
+TEST(HttpTest, OversizedHeaderFieldsGet431AndTheConnectionCloses) {
+    asio::io_context io;
+    ServerOptions options;
+    options.max_header_bytes = 4096;
+    RawServer s(io, options);
+    auto got = RawExchange(io, s.server->port(),
+                           "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(8000, 'a') + "\r\n\r\n");
+    ExpectRefused(got, 431, "request header fields longer than 4096 bytes");
+    EXPECT_EQ(s.handled, 0);
+    // Within the limit, the same request is served.
+    got = RawExchange(
+        io, s.server->port(),
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: " + std::string(3000, 'a') + "\r\n\r\n");
+    ASSERT_TRUE(got.has_value());
+    EXPECT_TRUE(got->starts_with("HTTP/1.1 200 ")) << *got;
+    EXPECT_EQ(s.handled, 1);
+}
+
+TEST(HttpTest, AnOversizedTargetGets414AndTheConnectionCloses) {
+    asio::io_context io;
+    ServerOptions options;
+    options.max_target_bytes = 1024;
+    options.max_header_bytes = 4096;
+    RawServer s(io, options);
+    // Longer than the target's limit, and longer than the whole head's.
+    for (size_t length : {2000, 10000}) {
+        auto got = RawExchange(io, s.server->port(),
+                               "GET /" + std::string(length, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n");
+        SCOPED_TRACE(std::to_string(length));
+        ExpectRefused(got, 414, "request target longer than 1024 bytes");
+    }
+    EXPECT_EQ(s.handled, 0);
+}
+
+TEST(HttpTest, AnHttp11RequestWithoutExactlyOneHostGets400) {
+    asio::io_context io;
+    RawServer s(io);
+    for (const std::string request :
+         {"GET / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"}) {
+        auto got = RawExchange(io, s.server->port(), request);
+        ExpectRefused(got, 400, "an HTTP/1.1 request needs exactly one Host header");
+    }
+    EXPECT_EQ(s.handled, 0);
+    // HTTP/1.0 has no Host requirement.
+    auto got = RawExchange(io, s.server->port(), "GET / HTTP/1.0\r\n\r\n");
+    ASSERT_TRUE(got.has_value());
+    EXPECT_TRUE(got->starts_with("HTTP/1.0 200 ")) << *got;
+    EXPECT_EQ(s.handled, 1);
+}
+
+TEST(HttpTest, An413HasTheGivenErrorShape) {
+    asio::io_context io;
+    ServerOptions options;
+    options.max_body_bytes = 16;
+    RawServer s(io, options);
+    auto got =
+        RawExchange(io, s.server->port(),
+                    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + std::string(100, 'x'));
+    ExpectRefused(got, 413, "request body too large");
+    EXPECT_EQ(s.handled, 0);
 }
 
 TEST(HttpTest, ConnectionRefusedGivesUnavailable) {

@@ -60,7 +60,14 @@ struct ServerOptions {
     std::string host = "127.0.0.1";
     uint16_t port = 0;  // 0: an ephemeral port; see Server::port()
     Duration idle_timeout = std::chrono::seconds(60);
-    size_t max_body_bytes = 1 << 20;
+    size_t max_body_bytes = 1 << 20;     // beyond: 413
+    size_t max_header_bytes = 16 << 10;  // the request line and the header fields; beyond: 431
+    size_t max_target_bytes = 8 << 10;   // the request target (path and query); beyond: 414
+    // The answer to a request the server refuses itself — 413, 414, 431, and 400 for an HTTP/1.1
+    // request without exactly one Host (RFC 9112 §3.2) — made from an Error that says why; the
+    // server sets the status. The connection is closed after it. Null: the service protocol's
+    // shape, {"code","message","retryable"} (cogsd passes its API's).
+    std::function<Response(const Error&)> error_answer{};
 };
 
 class Server {

@@ -22,6 +22,10 @@ struct Call {
     std::map<std::string, std::string> query;
     std::string body;
     std::string idempotency_key;
+    // Once a POST's key is admitted (resources/idempotency.h): its record's id ("<project>/<key>")
+    // and the request's hash, for Remember; empty without a key.
+    std::string idempotency_record;
+    std::string idempotency_hash;
     std::string traceparent;  // the API's span: workflows started here carry it
     // Exactly once, on the io thread, never inline (the HTTP face posts it).
     std::function<void(http::Response)> respond;

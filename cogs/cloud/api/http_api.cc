@@ -4,6 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <cctype>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,6 +41,19 @@ http::Respond Traced(http::Respond respond, std::string traceparent, std::string
 }
 
 }  // namespace
+
+std::string_view BearerToken(std::string_view authorization) {
+    // RFC 9110 §11.1: credentials = auth-scheme 1*SP token68; the scheme is case-insensitive.
+    constexpr std::string_view kScheme = "bearer";
+    const size_t space = authorization.find(' ');
+    if (space != kScheme.size()) return {};
+    for (size_t i = 0; i < space; ++i) {
+        if (std::tolower(static_cast<unsigned char>(authorization[i])) != kScheme[i]) return {};
+    }
+    std::string_view token = authorization.substr(space);
+    token.remove_prefix(std::min(token.find_first_not_of(' '), token.size()));
+    return token;
+}
 
 struct HttpApi::State {
     State(boost::asio::io_context& i, const Router& r, Authenticator a, size_t max, observe::Metrics* m,
@@ -93,9 +107,7 @@ http::Handler HttpApi::Handler() {
                 Error(ErrorCode::kResourceExhausted, "too many requests in flight: retry later")));
         }
         const std::string auth = req.Header("authorization");
-        std::string_view token = auth;
-        token = token.starts_with("Bearer ") ? token.substr(7) : std::string_view();
-        auto who = state->authenticate(token);
+        auto who = state->authenticate(BearerToken(auth));
         if (!who) {
             state->rejected_unauthenticated.Inc();
             http::Response r = wire::ApiError(Error(ErrorCode::kUnauthenticated, who.error().message));

@@ -1,7 +1,7 @@
 // The HTTP face of cogsd's API (docs/api.md): /healthz, then for /v1/...: admission control (more
 // than max_inflight requests in flight -> 429 with Retry-After, never an unbounded queue), the
-// bearer token (401 with WWW-Authenticate), admin-only GET/PUT /v1/log-levels, and the routes of
-// routes.cc through the Router. Beast never shows here: it rides on cogs/http.
+// bearer token (the scheme case-insensitive; 401 with WWW-Authenticate), admin-only GET/PUT /v1/log-levels,
+// and the routes of routes.cc through the Router. Beast never shows here: it rides on cogs/http.
 //
 // Every request gets a trace: the caller's `traceparent` header if it is valid (the API's work is
 // a child span of it), else a new trace. The answer carries `traceparent` (the API's span), the
@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string_view>
 
 #include "cogs/cloud/api/router.h"
 #include "cogs/observe/metrics.h"
@@ -29,6 +30,9 @@ class io_context;
 }
 
 namespace cogs::cloud {
+
+// The token of an Authorization header "Bearer <token>" (the scheme in any case), or "".
+std::string_view BearerToken(std::string_view authorization);
 
 class HttpApi {
 public:

@@ -3,6 +3,7 @@
 #include "cogs/cloud/resources/catalog.h"
 #include "cogs/cloud/resources/events.h"
 #include "cogs/cloud/resources/hosts.h"
+#include "cogs/cloud/resources/idempotency.h"
 #include "cogs/cloud/resources/networks.h"
 #include "cogs/cloud/resources/reads.h"
 #include "cogs/cloud/resources/servers.h"
@@ -12,10 +13,10 @@
 namespace cogs::cloud {
 
 std::vector<Route> ApiRoutes(RouteTargets t) {
-    // A create: admission (role, Idempotency-Key) first, then the kind's own.
-    auto create = [&t](std::string_view kind, auto method, auto& module) {
-        return [&ctx = t.ctx, kind, method, m = &module](Call c) {
-            if (auto admitted = AdmitCreate(ctx, std::move(c), kind)) (m->*method)(std::move(*admitted));
+    // A create: admission (role) first, then the kind's own.
+    auto create = [](auto method, auto& module) {
+        return [method, m = &module](Call c) {
+            if (auto admitted = AdmitCreate(std::move(c))) (m->*method)(std::move(*admitted));
         };
     };
     auto list = [&t](std::string_view collection, std::string_view kind) {
@@ -53,11 +54,11 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
         return [&servers, action](Call c) { servers.Act(std::move(c), action); };
     };
 
-    return {
+    std::vector<Route> routes = {
         {"GET", "/v1/whoami", [&reads = t.reads](Call c) { reads.Whoami(std::move(c)); }},
 
         {"GET", "/v1/projects", list("projects", kProject)},
-        {"POST", "/v1/projects", create(kProject, &Catalog::CreateProject, catalog)},
+        {"POST", "/v1/projects", create(&Catalog::CreateProject, catalog)},
         {"GET", "/v1/projects/{id}", show(kProject)},
         {"DELETE", "/v1/projects/{id}", catalog_delete(kProject)},
         {"GET", "/v1/projects/{id}/quotas", [&catalog](Call c) { catalog.GetQuotas(std::move(c)); }},
@@ -65,52 +66,52 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
         {"POST", "/v1/projects/{id}/{action}", no_action(kProject)},
 
         {"GET", "/v1/tokens", list("tokens", kToken)},
-        {"POST", "/v1/tokens", create(kToken, &Catalog::CreateToken, catalog)},
+        {"POST", "/v1/tokens", create(&Catalog::CreateToken, catalog)},
         {"GET", "/v1/tokens/{id}", show(kToken)},
         {"DELETE", "/v1/tokens/{id}", catalog_delete(kToken)},
         {"POST", "/v1/tokens/{id}/{action}", no_action(kToken)},
 
         {"GET", "/v1/flavors", list("flavors", kFlavor)},
-        {"POST", "/v1/flavors", create(kFlavor, &Catalog::CreateFlavor, catalog)},
+        {"POST", "/v1/flavors", create(&Catalog::CreateFlavor, catalog)},
         {"GET", "/v1/flavors/{id}", show(kFlavor)},
         {"DELETE", "/v1/flavors/{id}", catalog_delete(kFlavor)},
         {"POST", "/v1/flavors/{id}/{action}", no_action(kFlavor)},
 
         {"GET", "/v1/images", list("images", kImage)},
-        {"POST", "/v1/images", create(kImage, &Catalog::CreateImage, catalog)},
+        {"POST", "/v1/images", create(&Catalog::CreateImage, catalog)},
         {"GET", "/v1/images/{id}", show(kImage)},
         {"DELETE", "/v1/images/{id}", catalog_delete(kImage)},
         {"POST", "/v1/images/{id}/{action}", no_action(kImage)},
 
         {"GET", "/v1/server-groups", list("server-groups", kGroup)},
-        {"POST", "/v1/server-groups", create(kGroup, &Catalog::CreateGroup, catalog)},
+        {"POST", "/v1/server-groups", create(&Catalog::CreateGroup, catalog)},
         {"GET", "/v1/server-groups/{id}", show(kGroup)},
         {"DELETE", "/v1/server-groups/{id}", catalog_delete(kGroup)},
         {"POST", "/v1/server-groups/{id}/{action}", no_action(kGroup)},
 
         {"GET", "/v1/networks", list("networks", kNetwork)},
-        {"POST", "/v1/networks", create(kNetwork, &Networks::CreateNetwork, networks)},
+        {"POST", "/v1/networks", create(&Networks::CreateNetwork, networks)},
         {"GET", "/v1/networks/{id}", show(kNetwork)},
         {"DELETE", "/v1/networks/{id}", net_delete(kNetwork)},
         {"GET", "/v1/networks/{id}/events", events(kNetwork)},
         {"POST", "/v1/networks/{id}/{action}", no_action(kNetwork)},
 
         {"GET", "/v1/subnets", list("subnets", kSubnet)},
-        {"POST", "/v1/subnets", create(kSubnet, &Networks::CreateSubnet, networks)},
+        {"POST", "/v1/subnets", create(&Networks::CreateSubnet, networks)},
         {"GET", "/v1/subnets/{id}", show(kSubnet)},
         {"DELETE", "/v1/subnets/{id}", net_delete(kSubnet)},
         {"GET", "/v1/subnets/{id}/events", events(kSubnet)},
         {"POST", "/v1/subnets/{id}/{action}", no_action(kSubnet)},
 
         {"GET", "/v1/ports", list("ports", kPort)},
-        {"POST", "/v1/ports", create(kPort, &Networks::CreatePort, networks)},
+        {"POST", "/v1/ports", create(&Networks::CreatePort, networks)},
         {"GET", "/v1/ports/{id}", show(kPort)},
         {"DELETE", "/v1/ports/{id}", net_delete(kPort)},
         {"GET", "/v1/ports/{id}/events", events(kPort)},
         {"POST", "/v1/ports/{id}/{action}", no_action(kPort)},
 
         {"GET", "/v1/volumes", list("volumes", kVolume)},
-        {"POST", "/v1/volumes", create(kVolume, &Volumes::Create, volumes)},
+        {"POST", "/v1/volumes", create(&Volumes::Create, volumes)},
         {"GET", "/v1/volumes/{id}", show(kVolume)},
         {"DELETE", "/v1/volumes/{id}", [&volumes](Call c) { volumes.Delete(std::move(c)); }},
         {"GET", "/v1/volumes/{id}/events", events(kVolume)},
@@ -119,7 +120,7 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
         {"POST", "/v1/volumes/{id}/{action}", no_action(kVolume)},
 
         {"GET", "/v1/servers", list("servers", kServer)},
-        {"POST", "/v1/servers", create(kServer, &Servers::Create, servers)},
+        {"POST", "/v1/servers", create(&Servers::Create, servers)},
         {"GET", "/v1/servers/{id}", show(kServer)},
         {"DELETE", "/v1/servers/{id}", [&servers](Call c) { servers.Delete(std::move(c)); }},
         {"GET", "/v1/servers/{id}/events", events(kServer)},
@@ -143,6 +144,15 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
         {"GET", "/v1/workflows/{id}", [&workflows](Call c) { workflows.Show(std::move(c)); }},
         {"POST", "/v1/workflows/{id}/cancel", [&workflows](Call c) { workflows.Cancel(std::move(c)); }},
     };
+    // Every POST, create or action, honours an Idempotency-Key.
+    for (Route& r : routes) {
+        if (r.method == "POST") {
+            r.handler = [&keys = t.keys, handler = std::move(r.handler)](Call c) {
+                keys.Admit(std::move(c), handler);
+            };
+        }
+    }
+    return routes;
 }
 
 }  // namespace cogs::cloud

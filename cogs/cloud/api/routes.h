@@ -18,6 +18,7 @@ class Servers;
 class Hosts;
 class History;
 class Workflows;
+class IdempotencyKeys;
 
 // The modules the routes lead to; they must outlive the routes.
 struct RouteTargets {
@@ -30,6 +31,7 @@ struct RouteTargets {
     Hosts& hosts;
     History& history;
     Workflows& workflows;
+    IdempotencyKeys& keys;  // admits every POST
 };
 
 std::vector<Route> ApiRoutes(RouteTargets t);

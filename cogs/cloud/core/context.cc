@@ -123,8 +123,10 @@ void Context::StartWorkflow(Launch l, std::function<void(Result<std::string>)> d
         Touch(*r);
         s.resources.push_back(Model::Write(*r));
     }
-    for (auto& w : l.extra) {
-        s.resources.push_back(std::move(w));
+    if (l.extra) {
+        for (auto& w : l.extra()) {
+            s.resources.push_back(std::move(w));
+        }
     }
     s.input = json::serialize(l.input);
     const std::string kind = l.on->kind;

@@ -45,8 +45,9 @@ struct Launch {
     json::object input{};
     // Records committed with the workflow, each with "workflow_id" set to it and touched.
     std::vector<Res*> changed{};
-    // Other records committed with it (an Idempotency-Key's answer).
-    std::vector<store::ResourceWrite> extra{};
+    // Called once `changed` carry the new workflow's id, within StartWorkflow: other records to
+    // commit with it (an Idempotency-Key's record of the answer, which shows that id).
+    std::function<std::vector<store::ResourceWrite>()> extra{};
     // The engine refused (overload, 429): give back what was reserved, put statuses back.
     std::function<void()> undo{};
     // The resource the workflow works on: its progress goes to that resource's events, starting

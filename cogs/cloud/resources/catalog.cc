@@ -1,6 +1,7 @@
 #include "cogs/cloud/resources/catalog.h"
 
 #include "cogs/base/secret.h"
+#include "cogs/cloud/resources/idempotency.h"
 
 namespace cogs::cloud {
 
@@ -75,10 +76,7 @@ void Catalog::CreateToken(Creation c) {
     view["secret"] = made->secret;
     std::vector<store::ResourceWrite> writes{Model::Write(token)};
     // A replay cannot show the secret again: it is not stored.
-    if (auto idem = c.IdempotencyRecord(token, 201, ctx_.clock.WallMs())) {
-        writes.push_back(Model::Write(*idem));
-        ctx_.model.Put(std::move(*idem));
-    }
+    Remember(ctx_, c.call, Presented(201, token), writes);
     ctx_.model.Put(std::move(token));
     ctx_.Persist(std::move(writes), {},
                  [respond = c.call.respond, view = std::move(view)](Status st) mutable {

@@ -2,7 +2,7 @@
 
 #include <charconv>
 
-#include "cogs/base/secret.h"
+#include "cogs/cloud/resources/idempotency.h"
 
 namespace cogs::cloud {
 
@@ -16,50 +16,12 @@ json::object Present(const Res& r) {
 
 http::Response Presented(int status, const Res& r) { return wire::Wrapped(status, r.kind, Present(r)); }
 
-std::optional<Res> Creation::IdempotencyRecord(const Res& made, int status, int64_t now_ms) const {
-    if (idem_id.empty()) {
-        return std::nullopt;
-    }
-    Res rec{std::string(kIdempotency), idem_id, call.who.project_id, {}};
-    rec.body["_hash"] = idem_hash;
-    rec.body["kind"] = made.kind;
-    rec.body["id"] = made.id;
-    rec.body["status"] = status;
-    rec.body["_at_ms"] = now_ms;
-    return rec;
-}
-
-std::optional<Creation> AdmitCreate(Context& ctx, Call call, std::string_view kind) {
+std::optional<Creation> AdmitCreate(Call call) {
     if (auto st = RequireWriter(call.who); !st) {
         call.Fail(st.error());
         return std::nullopt;
     }
-    Creation c{std::move(call), "", ""};
-    const std::string& key = c.call.idempotency_key;
-    if (key.empty()) {
-        return c;
-    }
-    if (key.size() > 255) {
-        c.call.Fail(FieldError("Idempotency-Key", "longer than 255 characters"));
-        return std::nullopt;
-    }
-    c.idem_id = c.call.who.project_id + "/" + key;
-    c.idem_hash = Sha256Hex(std::string(kind) + "\n" + c.call.body);
-    const Res* prior = ctx.model.Find(kIdempotency, c.idem_id);
-    if (prior == nullptr) {
-        return c;
-    }
-    if (Str(prior->body, "_hash") != c.idem_hash) {
-        c.call.Fail(Error(ErrorCode::kConflict, "Idempotency-Key reused with a different request"));
-        return std::nullopt;
-    }
-    const Res* r = ctx.model.Find(Str(prior->body, "kind"), Str(prior->body, "id"));
-    if (r == nullptr) {
-        c.call.Fail(NotFound(Str(prior->body, "kind"), Str(prior->body, "id")));
-    } else {
-        c.call.Answer(Presented(static_cast<int>(Int(prior->body, "status")), *r));
-    }
-    return std::nullopt;
+    return Creation{std::move(call)};
 }
 
 Result<std::string> OwnerOf(const Context& ctx, const Principal& who, const wire::Input& body) {
@@ -110,7 +72,7 @@ void StartCreate(Context& ctx, const Creation& c, Res made, std::string type, js
                  },
              .on = &stored,
              .traceparent = c.call.traceparent};
-    StartAndAnswer(ctx, std::move(l), c.call, &c);
+    StartAndAnswer(ctx, std::move(l), c.call);
 }
 
 void SaveAndAnswer(Context& ctx, const Creation& c, std::vector<Res> made, int status) {
@@ -118,11 +80,8 @@ void SaveAndAnswer(Context& ctx, const Creation& c, std::vector<Res> made, int s
     for (const Res& r : made) {
         writes.push_back(Model::Write(r));
     }
-    if (auto idem = c.IdempotencyRecord(made.front(), status, ctx.clock.WallMs())) {
-        writes.push_back(Model::Write(*idem));
-        ctx.model.Put(std::move(*idem));
-    }
     http::Response answer = Presented(status, made.front());
+    Remember(ctx, c.call, answer, writes);
     for (Res& r : made) {
         ctx.model.Put(std::move(r));
     }
@@ -132,26 +91,25 @@ void SaveAndAnswer(Context& ctx, const Creation& c, std::vector<Res> made, int s
                 });
 }
 
-void StartAndAnswer(Context& ctx, Launch launch, const Call& call, const Creation* c) {
-    std::string idem_id;
-    if (c != nullptr) {
-        if (auto idem = c->IdempotencyRecord(*launch.on, 202, ctx.clock.WallMs())) {
-            idem_id = idem->id;
-            launch.extra.push_back(Model::Write(*idem));
-            ctx.model.Put(std::move(*idem));
+void StartAndAnswer(Context& ctx, Launch launch, const Call& call) {
+    // The answer is made when the workflow's id is on the resource, so that the key's record (in
+    // the same commit) holds exactly what is answered.
+    auto answer = std::make_shared<http::Response>();
+    const Res* on = launch.on;
+    launch.extra = [&ctx, &call, on, answer] {  // called within StartWorkflow
+        *answer = Presented(202, *on);
+        std::vector<store::ResourceWrite> writes;
+        Remember(ctx, call, *answer, writes);
+        return writes;
+    };
+    ctx.StartWorkflow(std::move(launch), [&ctx, answer, record = call.idempotency_record,
+                                          respond = call.respond](Result<std::string> r) {
+        if (!r) {
+            if (!record.empty()) ctx.model.Erase(kIdempotency, record);
+            return respond(wire::ApiError(r.error()));
         }
-    }
-    const std::string kind = launch.on->kind;
-    const std::string id = launch.on->id;
-    ctx.StartWorkflow(std::move(launch),
-                      [&ctx, kind, id, idem_id, respond = call.respond](Result<std::string> r) {
-                          if (!r) {
-                              if (!idem_id.empty()) ctx.model.Erase(kIdempotency, idem_id);
-                              return respond(wire::ApiError(r.error()));
-                          }
-                          const Res* now = ctx.model.Find(kind, id);
-                          respond(now != nullptr ? Presented(202, *now) : wire::ApiError(NotFound(kind, id)));
-                      });
+        respond(std::move(*answer));
+    });
 }
 
 }  // namespace cogs::cloud

@@ -3,6 +3,7 @@
 #include "cogs/cloud/heal/healer.h"
 #include "cogs/cloud/health/host_monitor.h"
 #include "cogs/cloud/reconcile/reconcile_loop.h"
+#include "cogs/cloud/resources/idempotency.h"
 #include "cogs/http/client.h"
 
 namespace cogs::cloud {
@@ -54,12 +55,12 @@ Result<Res*> Hosts::Find(const Call& call) {
 }
 
 void Hosts::SaveAndAnswer(const Res& h, const Call& call, std::vector<store::EventRecord> events) {
-    ctx_.Persist({Model::Write(h)}, std::move(events),
-                 [this, respond = call.respond, name = h.id](Status st) {
-                     const Res* now = ctx_.model.Find(kHost, name);
-                     if (!st) return respond(wire::ApiError(st.error()));
-                     respond(now != nullptr ? wire::Wrapped(200, "host", View(*now))
-                                            : wire::ApiError(NotFound("host", name)));
+    http::Response answer = wire::Wrapped(200, "host", View(h));
+    std::vector<store::ResourceWrite> writes{Model::Write(h)};
+    Remember(ctx_, call, answer, writes);
+    ctx_.Persist(std::move(writes), std::move(events),
+                 [respond = call.respond, answer = std::move(answer)](Status st) mutable {
+                     respond(st ? std::move(answer) : wire::ApiError(st.error()));
                  });
 }
 

@@ -157,7 +157,7 @@ void Servers::Create(Creation c) {
                  },
              .on = &stored,
              .traceparent = c.call.traceparent};
-    StartAndAnswer(ctx_, std::move(l), c.call, &c);
+    StartAndAnswer(ctx_, std::move(l), c.call);
 }
 
 void Servers::Delete(Call call) {

@@ -24,6 +24,14 @@ json::object Summary(const W& w) {
     return o;
 }
 
+// The workflows an operator's decision starts (healing, evacuation, migration, a drain's moves,
+// the reconcilers' repairs): cancelling one leaves a server half moved or a repair undone, so only
+// an admin may.
+bool OperatorWorkflow(std::string_view type) {
+    return type == "server.evacuate" || type == "server.migrate" || type == "server.repair" ||
+           type.starts_with("heal.");
+}
+
 }  // namespace
 
 void Workflows::List(Call call) {
@@ -82,6 +90,10 @@ void Workflows::Show(Call call) {
 void Workflows::Cancel(Call call) {
     if (auto st = RequireWriter(call.who); !st) return call.Fail(st.error());
     Load(std::move(call), [this](Call c, store::WorkflowRecord w) {
+        if (OperatorWorkflow(w.type) && !c.who.admin()) {
+            return c.Fail(Error(ErrorCode::kPermissionDenied,
+                                "only an admin may cancel a " + w.type + " workflow (an operator's)"));
+        }
         ctx_.engine.Cancel(w.id, [respond = c.respond, id = w.id](Status st) {
             respond(st ? wire::Json(202, json::object{{"workflow",
                                                        json::object{{"id", id}, {"cancel_requested", true}}}})

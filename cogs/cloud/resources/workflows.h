@@ -1,7 +1,8 @@
 // Workflows as the API shows them: GET /v1/workflows (filters state, type, project_id for admins;
 // pages by marker and limit), GET /v1/workflows/{id} (its steps with attempts, outputs and the
 // per-attempt log, and its trace) and POST /v1/workflows/{id}/cancel (a writer's; compensation
-// follows). A member sees its project's workflows only. Reads run on the read pool.
+// follows; an operator's workflow — server.evacuate, server.migrate, server.repair, heal.* — an
+// admin's only: 403). A member sees its project's workflows only. Reads run on the read pool.
 #pragma once
 
 #include "cogs/cloud/resources/common.h"

@@ -30,8 +30,8 @@ namespace {
 
 using namespace internal;  // asio, beast, bhttp, tcp, error_code, kTuple
 
-// How long a connection that is being closed after an error answer (413) drains what the client
-// still sends, so that the close does not reset the connection before the client reads the answer.
+// How long a connection that is being closed after an error answer (413, 414, 431, 400) drains what the
+// client still sends, so that the close does not reset the connection before the client reads the answer.
 constexpr auto kLingerTime = std::chrono::seconds(1);
 constexpr size_t kLingerBytes = 16 << 20;
 
@@ -152,16 +152,47 @@ bhttp::response<bhttp::string_body> ToBeast(Response r, unsigned version, bool k
     return res;
 }
 
-// Answers 413 and closes gracefully: half-close, then drain what the client still sends (bounded),
-// so the client reads the answer instead of a connection reset.
-asio::awaitable<void> RejectTooLarge(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn,
-                                     unsigned version) {
+// A request the server answers itself, without its handler: the status and why.
+struct Refusal {
+    int status;
+    std::string message;
+};
+
+// The parser stopped at the header limit: 414 when the request target is what is too long (or the
+// request line has no end within the limit), else 431. Nothing of the head is consumed yet.
+Refusal HeadTooLarge(const beast::flat_buffer& buffer, const ServerOptions& options) {
+    const std::string_view head(static_cast<const char*>(buffer.data().data()), buffer.size());
+    const size_t eol = head.find("\r\n");
+    const std::string_view line = head.substr(0, eol);
+    const size_t first = line.find(' ');
+    const size_t last = eol == std::string_view::npos ? line.size() : line.rfind(' ');
+    const size_t target = first == std::string_view::npos || last <= first ? line.size() : last - first - 1;
+    if (target > options.max_target_bytes) {
+        return {414, "request target longer than " + std::to_string(options.max_target_bytes) + " bytes"};
+    }
+    return {431, "request header fields longer than " + std::to_string(options.max_header_bytes) + " bytes"};
+}
+
+Response RefusalAnswer(const ServerOptions& options, const Refusal& refusal) {
+    const Error e(ErrorCode::kInvalidArgument, refusal.message);
     Response r;
-    r.status = 413;
-    r.body = R"({"code":"invalid_argument","message":"request body too large","retryable":false})";
-    auto res = ToBeast(std::move(r), version, false);
+    if (options.error_answer) {
+        r = options.error_answer(e);
+    } else {
+        r.body = R"({"code":"invalid_argument","message":")" + e.message + R"(","retryable":false})";
+    }
+    r.status = refusal.status;
+    return r;
+}
+
+// Sends `answer` (a refusal) and closes gracefully: half-close, then drain what the client still
+// sends (bounded), so the client reads the answer instead of a connection reset. `answer` is a
+// local of the caller's frame: g++ 12 destroys a class temporary passed to a coroutine in a
+// co_await twice when the frame is destroyed while suspended (the io_context going away).
+asio::awaitable<void> AnswerAndClose(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn,
+                                     bhttp::response<bhttp::string_body>* answer) {
     conn->stream.expires_after(std::min<Duration>(state->options.idle_timeout, std::chrono::seconds(10)));
-    auto [ec, n] = co_await bhttp::async_write(conn->stream, res, kTuple);
+    auto [ec, n] = co_await bhttp::async_write(conn->stream, *answer, kTuple);
     if (ec) {
         co_return;
     }
@@ -179,16 +210,37 @@ asio::awaitable<void> RejectTooLarge(std::shared_ptr<ServerState> state, std::sh
     }
 }
 
+// Why the server refuses a parsed request itself, if it does.
+std::optional<Refusal> Refused(const bhttp::request<bhttp::string_body>& msg, const ServerOptions& options) {
+    if (msg.target().size() > options.max_target_bytes) {
+        return Refusal{414,
+                       "request target longer than " + std::to_string(options.max_target_bytes) + " bytes"};
+    }
+    if (msg.version() >= 11 && msg.count(bhttp::field::host) != 1) {
+        return Refusal{400, "an HTTP/1.1 request needs exactly one Host header"};
+    }
+    return std::nullopt;
+}
+
 asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn) {
     beast::flat_buffer buffer;
+    std::optional<bhttp::response<bhttp::string_body>> refusal;  // answered, then the connection closes
     while (!state->stopped) {
         bhttp::request_parser<bhttp::string_body> parser;
         parser.body_limit(state->options.max_body_bytes);
+        parser.header_limit(static_cast<std::uint32_t>(state->options.max_header_bytes));
         conn->stream.expires_after(state->options.idle_timeout);
         auto [ec, n] = co_await bhttp::async_read(conn->stream, buffer, parser, kTuple);
         if (ec) {
-            if (ec == bhttp::error::body_limit && !state->stopped) {
-                co_await RejectTooLarge(state, conn, parser.get().version());
+            if (state->stopped) {
+                break;
+            }
+            if (ec == bhttp::error::body_limit) {
+                refusal = ToBeast(RefusalAnswer(state->options, {413, "request body too large"}),
+                                  parser.get().version(), false);
+            } else if (ec == bhttp::error::header_limit) {
+                refusal =
+                    ToBeast(RefusalAnswer(state->options, HeadTooLarge(buffer, state->options)), 11, false);
             }
             break;
         }
@@ -198,6 +250,10 @@ asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<
         conn->stream.expires_never();
         auto& msg = parser.get();
         const unsigned version = msg.version();
+        if (auto why = Refused(msg, state->options)) {
+            refusal = ToBeast(RefusalAnswer(state->options, *why), version, false);
+            break;
+        }
         const bool keep_alive = msg.keep_alive();
 
         auto exchange = std::make_shared<Exchange>(conn->stream.get_executor());
@@ -225,6 +281,9 @@ asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<
         if (wec || !keep_alive) {
             break;
         }
+    }
+    if (refusal && !state->stopped) {
+        co_await AnswerAndClose(state, conn, &*refusal);
     }
     CloseConnection(*conn);
     std::lock_guard lock(state->mu);

@@ -15,6 +15,7 @@
 #include "cogs/observe/metrics.h"
 #include "cogs/runtime/files.h"
 #include "cogs/services/kit/protocol.h"
+#include "cogs/wire/answer.h"
 
 namespace cogs::services::kit {
 
@@ -94,6 +95,7 @@ int ServeTarget(const ServeOptions& options, std::string_view component, OpenTar
     server_options.host = listen->first;
     server_options.port = listen->second;
     server_options.max_body_bytes = options.max_body_bytes;
+    server_options.error_answer = wire::ServiceError;
     auto server =
         http::StartServer(io, server_options, MakeActionHttpHandler(**target, token_sha256, &metrics));
     if (!server) {
