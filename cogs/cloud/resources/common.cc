@@ -96,9 +96,10 @@ void StartAndAnswer(Context& ctx, Launch launch, const Call& call) {
     // the same commit) holds exactly what is answered.
     auto answer = std::make_shared<http::Response>();
     const Res* on = launch.on;
-    launch.extra = [&ctx, &call, on, answer] {  // called within StartWorkflow
+    launch.extra = [&ctx, &call, on, answer, first = std::move(launch.extra)] {  // within StartWorkflow
         *answer = Presented(202, *on);
         std::vector<store::ResourceWrite> writes;
+        if (first) writes = first();
         Remember(ctx, call, *answer, writes);
         return writes;
     };

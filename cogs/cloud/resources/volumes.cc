@@ -113,7 +113,7 @@ void Volumes::Attach(Call call) {
     Launch l{.type = "volume.attach",
              .input = {{"volume_id", id}, {"server_id", server_id}, {"host", host}},
              .changed = {v},
-             .extra = {Model::Write(*server)},
+             .extra = [server] { return std::vector<store::ResourceWrite>{Model::Write(*server)}; },
              .undo =
                  [this, id, server_id] {
                      if (Res* r = ctx_.model.Find(kVolume, id)) {
