@@ -351,6 +351,14 @@ void ExpectRefused(const std::optional<std::string>& got, int status, const std:
     EXPECT_TRUE(got->ends_with(R"({"error":")" + message + R"("})")) << *got;
 }
 
+// The request was answered 200 in `version` by the handler, which has now handled `handled`.
+void ExpectServed(const std::optional<std::string>& got, const std::string& version, const RawServer& s,
+                  int handled) {
+    ASSERT_TRUE(got.has_value());
+    EXPECT_TRUE(got->starts_with(version + " 200 ")) << *got;
+    EXPECT_EQ(s.handled, handled);
+}
+
 TEST(HttpTest, OversizedHeaderFieldsGet431AndTheConnectionCloses) {
     asio::io_context io;
     ServerOptions options;
@@ -364,9 +372,7 @@ TEST(HttpTest, OversizedHeaderFieldsGet431AndTheConnectionCloses) {
     got = RawExchange(
         io, s.server->port(),
         "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: " + std::string(3000, 'a') + "\r\n\r\n");
-    ASSERT_TRUE(got.has_value());
-    EXPECT_TRUE(got->starts_with("HTTP/1.1 200 ")) << *got;
-    EXPECT_EQ(s.handled, 1);
+    ExpectServed(got, "HTTP/1.1", s, 1);
 }
 
 TEST(HttpTest, AnOversizedTargetGets414AndTheConnectionCloses) {
@@ -396,9 +402,7 @@ TEST(HttpTest, AnHttp11RequestWithoutExactlyOneHostGets400) {
     EXPECT_EQ(s.handled, 0);
     // HTTP/1.0 has no Host requirement.
     auto got = RawExchange(io, s.server->port(), "GET / HTTP/1.0\r\n\r\n");
-    ASSERT_TRUE(got.has_value());
-    EXPECT_TRUE(got->starts_with("HTTP/1.0 200 ")) << *got;
-    EXPECT_EQ(s.handled, 1);
+    ExpectServed(got, "HTTP/1.0", s, 1);
 }
 
 TEST(HttpTest, An413HasTheGivenErrorShape) {

@@ -5,6 +5,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "cogs/observe/log.h"
+#include "cogs/observe/metrics.h"
 #include "cogs/runtime/clock.h"
 
 namespace cogs::workflow {

@@ -27,11 +27,14 @@
 
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
-#include "cogs/observe/metrics.h"
 #include "cogs/store/store.h"
 
 namespace boost::asio {
 class io_context;
+}
+
+namespace cogs::observe {
+class Metrics;
 }
 
 namespace cogs::runtime {

@@ -59,16 +59,17 @@ Result<Res*> FindToChange(Context& ctx, const Call& call, std::string_view kind,
     return r;
 }
 
-void StartCreate(Context& ctx, const Creation& c, Res made, std::string type, json::object input,
-                 std::function<void()> give_back) {
+void StartCreate(Context& ctx, const Creation& c, Res made, std::string type, json::object input) {
     Res& stored = ctx.model.Put(std::move(made));
     Launch l{.type = std::move(type),
              .input = std::move(input),
              .changed = {&stored},
              .undo =
-                 [&ctx, kind = stored.kind, id = stored.id, give_back = std::move(give_back)] {
+                 [&ctx, kind = stored.kind, id = stored.id] {
+                     if (const Res* r = ctx.model.Find(kind, id)) {
+                         ctx.model.Release(r->project, Model::HeldBy(*r));
+                     }
                      ctx.model.Erase(kind, id);
-                     if (give_back) give_back();
                  },
              .on = &stored,
              .traceparent = c.call.traceparent};

@@ -34,10 +34,10 @@ Result<std::string> OwnerOf(const Context& ctx, const Principal& who, const wire
 Result<Res*> FindToChange(Context& ctx, const Call& call, std::string_view kind, bool idle = true);
 
 // Puts a new resource in the model in its transitional status and starts `type` on it with `input`;
-// if the engine refuses, the resource leaves the model and `give_back` returns what it reserved.
-// Answers 202 (with the Idempotency-Key's record of `c`) or the refusal.
-void StartCreate(Context& ctx, const Creation& c, Res made, std::string type, json::object input,
-                 std::function<void()> give_back = {});
+// if the engine refuses, the resource leaves the model and gives back the quota it holds
+// (Model::HeldBy: the handler reserved it and set "_quota"). Answers 202 (with the
+// Idempotency-Key's record of `c`) or the refusal.
+void StartCreate(Context& ctx, const Creation& c, Res made, std::string type, json::object input);
 
 // A query parameter that must be an integer in [min, max]; else 400 naming it with `rule`.
 Result<int64_t> IntParam(std::string_view name, const std::string& value, int64_t min, int64_t max,

@@ -76,9 +76,7 @@ void Networks::CreateNetwork(Creation c) {
     if (!made) return c.call.Fail(made.error());
     json::object input{
         {"network_id", made->id}, {"project_id", made->project}, {"name", Str(made->body, "name")}};
-    const std::string project = made->project;
-    StartCreate(ctx_, c, std::move(*made), "network.create", std::move(input),
-                [this, project] { ctx_.model.Release(project, Amount{.networks = 1}); });
+    StartCreate(ctx_, c, std::move(*made), "network.create", std::move(input));
 }
 
 void Networks::CreateSubnet(Creation c) {
@@ -114,9 +112,7 @@ void Networks::CreateSubnet(Creation c) {
     }();
     if (!made) return c.call.Fail(made.error());
     json::object input{{"subnet_id", made->id}, {"request", std::move(request)}};
-    const std::string project = made->project;
-    StartCreate(ctx_, c, std::move(*made), "subnet.create", std::move(input),
-                [this, project] { ctx_.model.Release(project, Amount{.subnets = 1}); });
+    StartCreate(ctx_, c, std::move(*made), "subnet.create", std::move(input));
 }
 
 void Networks::CreatePort(Creation c) {
@@ -147,9 +143,7 @@ void Networks::CreatePort(Creation c) {
     }();
     if (!made) return c.call.Fail(made.error());
     json::object input{{"port_id", made->id}, {"request", std::move(request)}};
-    const std::string project = made->project;
-    StartCreate(ctx_, c, std::move(*made), "port.create", std::move(input),
-                [this, project] { ctx_.model.Release(project, Amount{.ports = 1}); });
+    StartCreate(ctx_, c, std::move(*made), "port.create", std::move(input));
 }
 
 Result<std::string> Networks::CheckFixedIp(const Input& in, const std::string& network_id,

@@ -51,11 +51,11 @@ void Volumes::Create(Creation c) {
     }();
     if (!made) return c.call.Fail(made.error());
     const int64_t gb = Int(made->body, "size_gb");
-    const std::string project = made->project;
-    json::object input{
-        {"volume_id", made->id}, {"project_id", project}, {"name", Str(made->body, "name")}, {"size_gb", gb}};
-    StartCreate(ctx_, c, std::move(*made), "volume.create", std::move(input),
-                [this, project, gb] { ctx_.model.Release(project, Amount{.volumes = 1, .volume_gb = gb}); });
+    json::object input{{"volume_id", made->id},
+                       {"project_id", made->project},
+                       {"name", Str(made->body, "name")},
+                       {"size_gb", gb}};
+    StartCreate(ctx_, c, std::move(*made), "volume.create", std::move(input));
 }
 
 Launch Volumes::Deletion(Res& v, const std::string& traceparent) {
