@@ -37,6 +37,8 @@ protected:
 TEST_F(CloudServerTest, AServerBuiltWithVolumesHoldsThemInUse) {
     const std::string a = ActiveVolume(member_, "a");
     const std::string b = ActiveVolume(member_, "b");
+    // The build waits at its instance, so the volumes are seen while it runs (not after it ended).
+    gates_["compute"]->Hold("create_instance");
     Reply r = Call(member_, "POST", "/v1/servers", ServerBody(net_, VolumeIds({a, b})));
     ASSERT_EQ(r.status, 202) << r.raw.body;
     EXPECT_EQ(r.Field("server", "status"), "BUILD");
@@ -44,6 +46,7 @@ TEST_F(CloudServerTest, AServerBuiltWithVolumesHoldsThemInUse) {
     const std::string id = r.Field("server", "id");
     EXPECT_EQ(Call(member_, "GET", "/v1/volumes/" + a).Field("volume", "status"), "attaching")
         << "a volume is the build's from its start";
+    gates_["compute"]->Release();
 
     Reply active = WaitFor("/v1/servers/" + id, "server", "ACTIVE");
     EXPECT_FALSE(active.Field("server", "host").empty());
