@@ -7,7 +7,7 @@
 // has nothing more to send), and what it hands the handler has a method, a target and lower-case
 // header names.
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -18,6 +18,9 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -79,10 +82,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // keeps a blocked read from outliving it.
     timeval patience{.tv_sec = 20, .tv_usec = 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
-    COGS_CHECK(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    int connected = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    if (connected != 0 && errno == EINTR) {
+        // Interrupted, the connection goes on being made: wait until it is writable.
+        pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
+        while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
+        }
+        int error = 0;
+        socklen_t len = sizeof error;
+        ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len);
+        connected = error == 0 ? 0 : -1;
+    }
+    COGS_CHECK(connected == 0);
     size_t sent = 0;
     while (sent < size) {
         const ssize_t n = ::send(fd, data + sent, size - sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;  // libFuzzer's SIGALRM (its -timeout watch) interrupts blocking calls
+        }
         if (n <= 0) {
             break;  // the server closed early (a malformed request): fine
         }
@@ -95,7 +112,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (n == 0 || (n < 0 && errno == ECONNRESET)) {
             break;
         }
-        COGS_CHECK(n > 0);  // a timeout: the server kept a finished connection open
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            // A timeout: the server kept a finished connection open.
+            std::fprintf(stderr, "http fuzz: recv: %s\n", std::strerror(errno));
+            std::abort();
+        }
     }
     ::close(fd);
     return 0;
