@@ -11,7 +11,7 @@
 // The setup makes those resources with the engine running, then restarts the control plane with an
 // engine that starts no workflow (max_inflight 0): every route validates its body as it always does,
 // writes what needs no workflow (projects, tokens, flavors, quotas, hosts, ...) and is refused where
-// a workflow would start, so that runs stay fast and the state stays small.
+// a workflow would start, so that runs stay fast and no work piles up.
 //
 // What must hold: every answer is one of the API's, never a 5xx but the documented 503 and 507; an
 // error answer has the documented shape {code, message, ...}; every request is answered.

@@ -16,10 +16,13 @@
 
 namespace {
 
+// In memory where there is a /dev/shm: writing the file is most of an input's time.
 const std::string& ConfigPath() {
-    static const std::string path = (std::filesystem::temp_directory_path() /
-                                     ("cogs-fuzz-cli-config-" + std::to_string(::getpid()) + ".yaml"))
-                                        .string();
+    namespace fs = std::filesystem;
+    static const std::string path =
+        ((fs::is_directory("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path()) /
+         ("cogs-fuzz-cli-config-" + std::to_string(::getpid()) + ".yaml"))
+            .string();
     return path;
 }
 
