@@ -58,7 +58,7 @@ void Engine::Impl::Advance(const WfPtr& wf, Pending& p) {
                             }
                         } else {
                             wf->busy[i] = kTimer;
-                            p.actions.emplace_back(ActionKind::kTimer, i);
+                            p.actions.push_back({ActionKind::kTimer, i});
                         }
                         break;
                     case StepState::kPolling:
@@ -72,7 +72,7 @@ void Engine::Impl::Advance(const WfPtr& wf, Pending& p) {
                             }
                         } else {
                             wf->busy[i] = kTimer;
-                            p.actions.emplace_back(ActionKind::kTimer, i);
+                            p.actions.push_back({ActionKind::kTimer, i});
                         }
                         break;
                     default: break;
@@ -119,7 +119,7 @@ void Engine::Impl::Advance(const WfPtr& wf, Pending& p) {
         }
         if (s.state == StepState::kCompensating && s.next_at_ms > now) {
             wf->busy[i] = kTimer;
-            p.actions.emplace_back(ActionKind::kTimer, i);
+            p.actions.push_back({ActionKind::kTimer, i});
             busy = true;
             continue;
         }
