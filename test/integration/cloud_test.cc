@@ -381,6 +381,41 @@ TEST_F(CloudTest, BadInputNamesTheFieldAndWritesNothing) {
     EXPECT_EQ(At(api.Must("GET", "/v1/networks").body, "networks").as_array().size(), 1u);
 }
 
+// What cogsd's HTTP layer refuses before any route sees it answers in the API's error shape
+// ({code, message, details}, docs/api.md), as every other refusal does; and nothing is written.
+TEST_F(CloudTest, RequestsTooLargeForTheHttpLayerGetTheApiErrorShape) {
+    auto [p, token] = NewProject("http-limits");
+    ApiClient api(dev_->api_url(), token);
+    auto expect_api_error = [](const ApiReply& r, int status, std::string_view what) {
+        EXPECT_EQ(r.status, status) << what << ": " << r.text;
+        ASSERT_TRUE(r.body.is_object()) << what << ": " << r.text;
+        const auto& o = r.body.as_object();
+        EXPECT_TRUE(o.contains("code") && o.at("code").is_string()) << what << ": " << r.text;
+        EXPECT_TRUE(o.contains("message") && o.at("message").is_string()) << what << ": " << r.text;
+        EXPECT_TRUE(o.contains("details") && o.at("details").is_object()) << what << ": " << r.text;
+        EXPECT_FALSE(o.contains("retryable")) << what << ": the service protocol's shape, not the API's";
+    };
+    auto call = [&](const std::string& method, const std::string& target, const std::string& body,
+                    const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+        auto r = api.Call(method, target, body, headers);
+        EXPECT_TRUE(r.has_value()) << target.substr(0, 40) << ": " << (r ? "" : r.error().message);
+        return r ? *r : ApiReply{};
+    };
+    // 413: a body over --max-body-bytes (1 MiB).
+    const std::string huge = R"({"name":")" + std::string((1 << 20) + 16, 'a') + R"("})";
+    expect_api_error(call("POST", "/v1/networks", huge), 413, "body");
+    // 414: a request target over 8 KiB.
+    expect_api_error(call("GET", "/v1/networks?name=" + std::string(9000, 'b'), ""), 414, "target");
+    // 431: header fields over 16 KiB.
+    std::vector<std::pair<std::string, std::string>> headers;
+    for (int i = 0; i < 20; ++i) {
+        headers.emplace_back("x-filler-" + std::to_string(i), std::string(1000, 'c'));
+    }
+    expect_api_error(call("POST", "/v1/networks", R"({"name":"n"})", headers), 431, "headers");
+
+    EXPECT_EQ(At(api.Must("GET", "/v1/networks").body, "networks").as_array().size(), 0u);
+}
+
 TEST_F(CloudTest, QuotasAreEnforcedAndReleased) {
     auto [p, token] = NewProject("quota");
     ASSERT_EQ(
