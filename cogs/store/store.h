@@ -133,6 +133,7 @@ struct CommitReport {
     size_t groups = 0;       // groups in the transaction
     size_t fenced = 0;       // of them, refused for a stale fencing token (0 if not committed)
     size_t no_space = 0;     // of them, turned away for lack of space (refused or held; see Writable)
+    size_t held = 0;         // groups held in all, waiting for space (SqliteOptions::max_held_groups)
 };
 
 struct SqliteOptions {
@@ -159,6 +160,12 @@ struct SqliteOptions {
     // cannot even be opened for lack of space (SQLite needs room for its shared-memory index to
     // read), made again once writes resume. 0: none.
     int64_t reserve_bytes = int64_t{256} << 10;
+    // The most groups held while the disk is full (see Store::Writable). They are the ones that
+    // cannot be refused, so one more ends the process (CheckFailed, naming this bound): memory
+    // stays bounded however long the disk stays full, and a restart recovers from what is durable
+    // and opens read-only, as PostgreSQL stops when it cannot write its WAL. In cogsd they come
+    // from workflows in flight and host state changes, far below the default. 0: no bound.
+    size_t max_held_groups = 100'000;
 };
 
 // Opens (creating and migrating if needed) a SQLite store in WAL mode. Takes an exclusive lock on

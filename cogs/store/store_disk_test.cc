@@ -2,6 +2,8 @@
 // with a file, then frees. Needs root to mount (CI runs as root); skipped otherwise.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -55,13 +57,16 @@ protected:
         }
     }
 
-    Result<std::unique_ptr<Store>> Open() {
+    Result<std::unique_ptr<Store>> Open(const std::function<void(SqliteOptions&)>& tweak = {}) {
         SqliteOptions o;
         o.path = disk_ / "store.db";
         o.on_writable = [this](bool writable, const Error& why) {
             std::lock_guard lock(mu_);
             episodes_.push_back({writable, why.code});
         };
+        if (tweak) {
+            tweak(o);
+        }
         return OpenSqliteStore(o);
     }
 
@@ -136,6 +141,43 @@ TEST_F(StoreDiskTest, AFullDiskRefusesCreatesHoldsTheRestAndResumesInOrder) {
     EXPECT_TRUE(after->get_future().get());
     EXPECT_EQ(Episodes(), (std::vector<std::pair<bool, ErrorCode>>{{false, ErrorCode::kNoSpace},
                                                                    {true, ErrorCode::kNoSpace}}));
+}
+
+// The held groups are bounded: up to max_held_groups they wait (the gauge's report says how many);
+// one more ends the process rather than let memory grow for as long as the disk stays full.
+TEST_F(StoreDiskTest, HeldGroupsAreBoundedAndOneMoreEndsTheProcess) {
+    GTEST_FLAG_SET(death_test_style, "threadsafe");  // the store runs threads
+    std::atomic<size_t> held{0};
+    auto opened = Open([&held](SqliteOptions& o) {
+        o.max_held_groups = 2;
+        o.on_commit = [&held](const CommitReport& r) { held = r.held; };
+    });
+    ASSERT_TRUE(opened) << opened.error().ToString();
+    Store& store = **opened;
+    auto lease = store.AcquireLease("me", 60000);
+    ASSERT_TRUE(lease);
+    ASSERT_TRUE(Start(store, Create(lease->token, "wf"))->get_future().get());
+    ASSERT_GT(disk_.Fill(), 0);
+
+    auto first = Start(store, UpdateStep(lease->token, "wf", 0, StepState::kRunning));
+    auto second = Start(store, UpdateStep(lease->token, "wf", 0, StepState::kSucceeded));
+    store.Flush();
+    EXPECT_FALSE(store.Writable());
+    EXPECT_EQ(held.load(), 2u) << "both wait, within the bound";
+    EXPECT_DEATH(
+        {
+            (void)Start(store, UpdateStep(lease->token, "wf", 0, StepState::kSucceeded));
+            store.Flush();
+        },
+        "max_held_groups");
+
+    // Below the bound nothing was lost: both apply once space returns.
+    disk_.Free();
+    ASSERT_TRUE(store.ResumeWrites());
+    ASSERT_TRUE(first->get_future().get());
+    ASSERT_TRUE(second->get_future().get());
+    EXPECT_EQ(held.load(), 0u);
+    EXPECT_EQ(store.GetWorkflow("wf")->steps[0].state, StepState::kSucceeded);
 }
 
 // A store closed cleanly leaves no WAL and no shared-memory index: opening it on a full disk needs

@@ -15,6 +15,7 @@ std::function<void(const CommitReport&)> CommitMetrics(observe::Metrics* metrics
         observe::Counter commits;
         observe::Counter fenced;
         observe::Counter no_space;
+        observe::Gauge held;
     };
     Handles h{
         metrics->Histogram("cogs_store_commit_duration_seconds", "One store transaction, BEGIN to durable.")
@@ -32,8 +33,14 @@ std::function<void(const CommitReport&)> CommitMetrics(observe::Metrics* metrics
                 "cogs_store_no_space_total",
                 "Write groups turned away for lack of disk space (refused, or held until space returns).")
             .With({}),
+        metrics
+            ->Gauge(
+                "cogs_store_held_groups",
+                "Write groups held while the disk is full, waiting for space (bounded by max_held_groups).")
+            .With({}),
     };
     return [h](const CommitReport& report) {
+        h.held.Set(static_cast<double>(report.held));
         if (report.no_space > 0) {
             h.no_space.Inc(static_cast<double>(report.no_space));
         }

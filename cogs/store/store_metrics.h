@@ -6,6 +6,7 @@
 //   cogs_store_fenced_total             counter    groups refused for a stale fencing token
 //   cogs_store_no_space_total           counter    groups turned away for lack of disk space
 //                                                  (refused, or held until space returns)
+//   cogs_store_held_groups              gauge      groups held now, waiting for space
 //
 // and from SqliteOptions::on_writable (WritableMetrics):
 //

@@ -186,13 +186,17 @@ void SqliteStore::StopWrites(const Error& why) {
 // can say no. Any other group continues something already durable (and maybe acted on), so it
 // must be written in its turn: it waits.
 void SqliteStore::TurnAway(std::vector<Item>& batch) {
-    CommitReport report{false, 0, batch.size(), 0, batch.size()};
     {
         std::lock_guard lock(stats_mu_);
         stats_.no_space += batch.size();
     }
+    const size_t holding = held_.size() + std::count_if(batch.begin(), batch.end(),
+                                                        [](const Item& i) { return !i.group.create; });
+    COGS_CHECK(
+        (options_.max_held_groups == 0 || holding <= options_.max_held_groups) &&
+        "the disk stayed full until max_held_groups writes waited: exiting, a restart opens read-only");
     if (options_.on_commit) {
-        options_.on_commit(report);
+        options_.on_commit(CommitReport{false, 0, batch.size(), 0, batch.size(), holding});
     }
     const Error refusal(ErrorCode::kNoSpace,
                         "the store's disk is full: nothing was written; writes resume once space is freed");
