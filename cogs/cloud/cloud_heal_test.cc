@@ -294,7 +294,7 @@ public:
         auto server = http::StartServer(io_, {}, [this](http::Request, http::Respond respond) {
             std::lock_guard lock(mu_);
             http::Response r;
-            r.body = R"({"networks":[],"subnets":[],"ports":[)" + ports_ + "]}";
+            r.body = body_;
             respond(std::move(r));
         });
         EXPECT_TRUE(server) << server.error().ToString();
@@ -309,9 +309,15 @@ public:
     }
     std::string url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
     // One port nothing owns.
-    void Orphan(const std::string& id) {
+    void Orphan(const std::string& id) { Serve({}, R"({"id":")" + id + R"(","network_id":"gone"})"); }
+    // The inventory's networks (ids) and ports (JSON objects, comma-separated).
+    void Serve(const std::vector<std::string>& networks, const std::string& ports) {
+        std::string list;
+        for (const auto& n : networks) {
+            list += (list.empty() ? "" : ",") + (R"({"id":")" + n + R"("})");
+        }
         std::lock_guard lock(mu_);
-        ports_ = R"({"id":")" + id + R"(","network_id":"gone"})";
+        body_ = R"({"networks":[)" + list + R"(],"subnets":[],"ports":[)" + ports + "]}";
     }
 
 private:
@@ -321,7 +327,7 @@ private:
     std::unique_ptr<http::Server> server_;
     std::thread thread_;
     std::mutex mu_;
-    std::string ports_;
+    std::string body_ = R"({"networks":[],"subnets":[],"ports":[]})";
 };
 
 // cogsd restarted several times in a row keeps starting the reconciler's repairs: the ids of the
@@ -408,6 +414,34 @@ TEST_F(CloudHealTest, AWorkflowSettledAtStartWritesItsOutcomeOnce) {
     EXPECT_EQ(std::count(server.begin(), server.end(), "active"), 1) << Join(server);
     const auto volume = WaitForEvent("/v1/volumes/" + vol, "attached");
     EXPECT_EQ(std::count(volume.begin(), volume.end(), "attached"), 1) << Join(volume);
+}
+
+// A port the network service holds for another device than its server (someone's update_port, a
+// service's bug) is set back to its server by the reconciler, once two scans agree.
+TEST_F(CloudHealTest, APortHeldForAnotherDeviceIsSetBackToItsServer) {
+    FakeNetworkInventory inventory;
+    options_.inventory_urls = {{"network", inventory.url()}};
+    options_.reconcile_every = 5s;  // passes come as the clock moves, with the hosts renewing
+    Close();
+    ASSERT_NO_FATAL_FAILURE(Open());
+    ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
+    const std::string server = ActiveServer(admin_, net_);
+    const std::string port = Server(server).Field("server", "port_id");
+    ASSERT_FALSE(port.empty());
+    inventory.Serve({net_},
+                    R"({"id":")" + port + R"(","network_id":")" + net_ + R"(","device_id":"intruder"})");
+    Gate& network = *gates_["network"];
+    network.Hold("update_port");
+    int tick = 0;
+    RunUntil([&] {
+        if (++tick % 25 == 0) AdvanceRenewing(options_.reconcile_every, hosts_);
+        return network.held() == 1;
+    });
+    EXPECT_EQ(StrOf(network.HeldInput(), "id"), port);
+    EXPECT_EQ(StrOf(network.HeldInput(), "device_id"), server);
+    network.Release();
+    RunUntil(
+        [&] { return Has(EventTypes("/v1/events?resource_kind=port&resource_id=" + port), "repaired"); });
 }
 
 }  // namespace

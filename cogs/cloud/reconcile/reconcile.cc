@@ -19,6 +19,7 @@ std::string_view ToString(ActionKind kind) {
         case ActionKind::kRepairServer: return "repair_server";
         case ActionKind::kDeletePort: return "delete_port";
         case ActionKind::kRepairPort: return "repair_port";
+        case ActionKind::kSetPortDevice: return "set_port_device";
         case ActionKind::kDeleteVolume: return "delete_volume";
         case ActionKind::kDetachVolume: return "detach_volume";
         case ActionKind::kDeleteNetwork: return "delete_network";
@@ -392,7 +393,19 @@ std::vector<Action> Reconciler::Scan(const Desired& desired, const Actual& actua
         }
         for (const ActualPort& p : inv.ports) {
             held.insert(p.id);
-            if (Find(ports, p.id) != nullptr) {
+            if (const DesiredPort* d = Find(ports, p.id); d != nullptr) {
+                // Held for another device than cogsd's record says (a port's device is set when it
+                // is made and never changes after): set back, once confirmed.
+                int scans = 0;
+                if (p.device_id != d->device_id && !d->busy && d->status == "ACTIVE" &&
+                    !server_busy(d->device_id) && !server_busy(p.device_id) &&
+                    missing_due("device:network:" + p.id, "network", Fingerprint(*d) + '|' + p.device_id,
+                                inv.read_at_ms >= d->changed_ms, &scans)) {
+                    out.push_back(Action{ActionKind::kSetPortDevice, "network", p.id, "", d->device_id,
+                                         "port " + p.id + " is held for device '" + p.device_id +
+                                             "' by the network service, for '" + d->device_id +
+                                             "' by cogsd (" + std::to_string(scans) + " scans)"});
+                }
                 continue;
             }
             int64_t unowned = 0;

@@ -35,6 +35,8 @@
 //                                                             repair_port after confirm_scans (a
 //                                                             subnet or port whose network is missing
 //                                                             too waits for the network's repair)
+//     a port held for another device            wrong         set_port_device (the model's device,
+//       (neither device's server busy)                        or none) after confirm_scans
 //   volume, per volume of the inventory (V = the desired volume of that id):
 //     no V, attached to server X                orphan        detach_volume (X) once >= grace
 //     no V, not attached                        orphan        delete_volume once >= grace (an
@@ -85,11 +87,11 @@
 // that should have it gets a blank disk rather than none, and the "repaired" event tells the
 // tenant its data is lost.
 //
-// Not judged (for later): a port's device that differs from the model while both ends exist (the
-// network service has update_port). There is no release_address: the network
-// service holds an address only as a port's (its inventory's `addresses` are derived from its
-// ports), so deleting an orphan port releases its address; an address naming a port the
-// inventory lacks makes the inventory malformed.
+// A port's device is set when it is made (a server's port names the server) and never changes
+// after, so a port held for another device is set back to the model's. There is no
+// release_address: the network service holds an address only as a port's (its inventory's
+// `addresses` are derived from its ports), so deleting an orphan port releases its address; an
+// address naming a port the inventory lacks makes the inventory malformed.
 #pragma once
 
 #include <chrono>
@@ -237,6 +239,7 @@ enum class ActionKind {
     kRepairServer,    // rebuild server `id` on `host` (its instance is missing there)
     kDeletePort,      // network.delete_port {id}: orphan
     kRepairPort,      // recreate port `id` as the model has it (`server_id`: its device, or "")
+    kSetPortDevice,   // network.update_port {id, device_id: `server_id`}: held for another device
     kDeleteVolume,    // volume.delete_volume {id}: orphan, not attached
     kDetachVolume,    // volume.detach_volumes {server_id, [id]}: attached to a server it should not be
     kDeleteNetwork,   // network.delete_network {id}: orphan
@@ -254,7 +257,7 @@ struct Action {
     std::string id;         // the instance (= server), port or volume acted on
     std::string host;       // compute actions and kAttachVolume: the host; else ""
     std::string server_id;  // kDetachVolume: the server to detach from; kAttachVolume: to attach to;
-                            // kRepairPort: the device
+                            // kRepairPort, kSetPortDevice: the device
     std::string reason;     // one human line, e.g. "instance s1 on h1: server s1 lives on h2"
 
     bool operator==(const Action&) const = default;

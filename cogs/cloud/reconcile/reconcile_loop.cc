@@ -26,8 +26,9 @@ ReconcileLoop::ReconcileLoop(Context& ctx, health::HostMonitor& hosts, heal::Hea
                                   "Reconciler actions started, by kind (drift and orphans).")) {
     for (const char* type :
          {"heal.delete_instance", "heal.start_instance", "heal.delete_port", "heal.repair_port",
-          "heal.delete_volume", "heal.detach_volume", "heal.delete_network", "heal.repair_network",
-          "heal.delete_subnet", "heal.repair_subnet", "heal.attach_volume", "heal.repair_volume"}) {
+          "heal.set_port_device", "heal.delete_volume", "heal.detach_volume", "heal.delete_network",
+          "heal.repair_network", "heal.delete_subnet", "heal.repair_subnet", "heal.attach_volume",
+          "heal.repair_volume"}) {
         ctx_.OnSettle(type, [this](Settlement& st) { SettleRepair(st); });
     }
 }
@@ -234,6 +235,11 @@ void ReconcileLoop::StartRepair(const Action& a, const std::string& key) {
             break;
         case ActionKind::kRepairPort:
             if (!repair(kPort, "heal.repair_port")) return;
+            break;
+        case ActionKind::kSetPortDevice:
+            type = "heal.set_port_device";
+            input["device_id"] = a.server_id;
+            resource_kind = kPort;
             break;
         case ActionKind::kDeleteNetwork:
             type = "heal.delete_network";

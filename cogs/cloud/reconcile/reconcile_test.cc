@@ -544,6 +544,38 @@ TEST(ReconcilerTest, PortsOfABusyServerAreNeverTouched) {
         << "its grace ran while the server was busy";
 }
 
+TEST(ReconcilerTest, APortHeldForAnotherDeviceIsSetBackAfterConfirmation) {
+    Reconciler r(Options());
+    Desired d;
+    d.servers.push_back(Server("s1", "h1"));
+    d.servers.push_back(Server("s2", "h1"));
+    d.ports.push_back(DesiredPort{"port-s1", "n1", "s1", "10.0.0.2", "ACTIVE"});
+    d.ports.push_back(DesiredPort{"port-s2", "n1", "s2", "10.0.0.3", "ACTIVE"});
+    d.ports.push_back(DesiredPort{"p-free", "n1", "", "10.0.0.4", "ACTIVE"});
+    Actual a;
+    a.network = NetworkInventory{
+        {ActualPort{"port-s1", "n1", "s9", "10.0.0.2"}, ActualPort{"port-s2", "n1", "", "10.0.0.3"},
+         ActualPort{"p-free", "n1", "s1", "10.0.0.4"}},
+        t0};
+    EXPECT_THAT(r.Scan(d, a, t0), IsEmpty()) << "one scan is no confirmation";
+    const auto actions = r.Scan(d, a, t0 + 1);
+    ASSERT_EQ(actions.size(), 3u);
+    EXPECT_EQ(
+        actions[1],
+        (Action{ActionKind::kSetPortDevice, "network", "port-s1", "", "s1",
+                "port port-s1 is held for device 's9' by the network service, for 's1' by cogsd (2 scans)"}));
+    EXPECT_EQ(Brief(actions), (Strings{"set_port_device p-free", "set_port_device port-s1 server=s1",
+                                       "set_port_device port-s2 server=s2"}))
+        << "a free port is set back to no device";
+
+    // Not while either device's server is busy (a delete, an evacuation acts on the port).
+    Reconciler quiet(Options());
+    d.servers[0].busy = true;
+    d.ports.resize(1);
+    a.network->ports.resize(1);
+    ExpectNothingIn(quiet, d, a, 4);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Volumes
 
