@@ -2,6 +2,7 @@
 
 #include <boost/json/serialize.hpp>
 
+#include "cogs/base/check.h"
 #include "cogs/http/client.h"
 #include "cogs/observe/log.h"
 #include "cogs/observe/trace.h"
@@ -16,6 +17,34 @@ struct ReconcileLoop::Scan {
     std::string what;  // "periodic" or "host H"
 };
 
+// How each reconciler action runs (workflows/cloud/heal.yaml); kRepairServer goes to the healer.
+struct Repair {
+    ActionKind kind;
+    const char* type;           // the workflow
+    std::string_view resource;  // the kind its events are about
+    bool orphan;                // it removes what nothing owns: its event is orphan_removed
+    bool remake;                // input.request: create_<resource>'s input as the model has it
+    const char* with_server;    // the input field that carries Action::server_id, or nullptr
+    bool with_host;             // input.host: Action::host
+};
+constexpr Repair kRepairs[] = {
+    {ActionKind::kDeleteInstance, "heal.delete_instance", "instance", true, false, nullptr, true},
+    {ActionKind::kStartInstance, "heal.start_instance", kServer, false, false, nullptr, true},
+    {ActionKind::kDeletePort, "heal.delete_port", kPort, true, false, nullptr, false},
+    {ActionKind::kRepairPort, "heal.repair_port", kPort, false, true, nullptr, false},
+    {ActionKind::kSetPortDevice, "heal.set_port_device", kPort, false, false, "device_id", false},
+    {ActionKind::kDeleteNetwork, "heal.delete_network", kNetwork, true, false, nullptr, false},
+    {ActionKind::kRepairNetwork, "heal.repair_network", kNetwork, false, true, nullptr, false},
+    {ActionKind::kDeleteSubnet, "heal.delete_subnet", kSubnet, true, false, nullptr, false},
+    {ActionKind::kRepairSubnet, "heal.repair_subnet", kSubnet, false, true, nullptr, false},
+    {ActionKind::kDeleteVolume, "heal.delete_volume", kVolume, true, false, nullptr, false},
+    // Detached from a server cogsd lacks: an orphan attachment (decided below); from one it has: a
+    // wrong one.
+    {ActionKind::kDetachVolume, "heal.detach_volume", kVolume, false, false, "server_id", false},
+    {ActionKind::kAttachVolume, "heal.attach_volume", kVolume, false, false, "server_id", true},
+    {ActionKind::kRepairVolume, "heal.repair_volume", kVolume, false, true, nullptr, false},
+};
+
 ReconcileLoop::ReconcileLoop(Context& ctx, health::HostMonitor& hosts, heal::Healer& healer)
     : ctx_(ctx),
       hosts_(hosts),
@@ -24,12 +53,8 @@ ReconcileLoop::ReconcileLoop(Context& ctx, health::HostMonitor& hosts, heal::Hea
       timer_(ctx.clock.NewTimer(ctx.io)),
       repairs_(observe::CounterOf(ctx.metrics(), "cogs_heal_repairs_total",
                                   "Reconciler actions started, by kind (drift and orphans).")) {
-    for (const char* type :
-         {"heal.delete_instance", "heal.start_instance", "heal.delete_port", "heal.repair_port",
-          "heal.set_port_device", "heal.delete_volume", "heal.detach_volume", "heal.delete_network",
-          "heal.repair_network", "heal.delete_subnet", "heal.repair_subnet", "heal.attach_volume",
-          "heal.repair_volume"}) {
-        ctx_.OnSettle(type, [this](Settlement& st) { SettleRepair(st); });
+    for (const Repair& r : kRepairs) {
+        ctx_.OnSettle(r.type, [this](Settlement& st) { SettleRepair(st); });
     }
 }
 
@@ -176,17 +201,26 @@ void ReconcileLoop::StartRepair(const Action& a, const std::string& key) {
         if (Res* s = ctx_.model.Find(kServer, a.id)) healer_.Repair(*s);
         return;
     }
+    const Repair* how = nullptr;
+    for (const Repair& r : kRepairs) {
+        if (r.kind == a.kind) how = &r;
+    }
+    COGS_CHECK(how != nullptr);
     json::object input{{"key", key}, {"id", a.id}, {"reason", a.reason}};
-    std::string type;
-    std::string_view resource_kind = kVolume;
+    const std::string type = how->type;
+    const std::string_view resource_kind = how->resource;
     // What the repair's event says when it succeeds: something nothing owned was removed, or the
     // service holds again what cogsd has.
-    std::string done = "repaired";
-    // create_<kind>'s input as the model has the resource (the same id: creates are idempotent by
-    // id); nullopt if the model no longer has it.
-    auto request = [&](std::string_view kind) -> std::optional<json::object> {
-        const Res* r = ctx_.model.Find(kind, a.id);
-        if (r == nullptr) return std::nullopt;
+    const bool orphan = how->orphan || (a.kind == ActionKind::kDetachVolume &&
+                                        ctx_.model.Find(kServer, a.server_id) == nullptr);
+    const std::string done = orphan ? "orphan_removed" : "repaired";
+    if (how->with_server != nullptr) input[how->with_server] = a.server_id;
+    if (how->with_host) input["host"] = a.host;
+    if (how->remake) {
+        // create_<kind>'s input as the model has the resource (the same id: creates are idempotent
+        // by id); none if the model no longer has it.
+        const Res* r = ctx_.model.Find(resource_kind, a.id);
+        if (r == nullptr) return;
         json::object req{{"id", a.id}, {"project_id", r->project}};
         auto copy = [&](const char* field) {
             if (const json::value* v = r->body.if_contains(field);
@@ -194,88 +228,19 @@ void ReconcileLoop::StartRepair(const Action& a, const std::string& key) {
                 req[field] = *v;
             }
         };
-        if (kind == kPort) {
+        if (resource_kind == kPort) {
             req["device_id"] = Str(r->body, "device_id");
             for (const char* f : {"network_id", "subnet_id", "fixed_ip"})
                 copy(f);
-        } else if (kind == kSubnet) {
+        } else if (resource_kind == kSubnet) {
             req["name"] = Str(r->body, "name");
             for (const char* f : {"network_id", "cidr", "gateway_ip", "allocation_pools"})
                 copy(f);
         } else {
             req["name"] = Str(r->body, "name");
-            if (kind == kVolume) req["size_gb"] = Int(r->body, "size_gb");
+            if (resource_kind == kVolume) req["size_gb"] = Int(r->body, "size_gb");
         }
-        return req;
-    };
-    auto repair = [&](std::string_view kind, const char* workflow) {
-        auto req = request(kind);
-        if (!req) return false;
-        input["request"] = std::move(*req);
-        type = workflow;
-        resource_kind = kind;
-        return true;
-    };
-    switch (a.kind) {
-        case ActionKind::kDeleteInstance:
-            type = "heal.delete_instance";
-            input["host"] = a.host;
-            resource_kind = "instance";
-            done = "orphan_removed";
-            break;
-        case ActionKind::kStartInstance:
-            type = "heal.start_instance";
-            input["host"] = a.host;
-            resource_kind = kServer;
-            break;
-        case ActionKind::kDeletePort:
-            type = "heal.delete_port";
-            resource_kind = kPort;
-            done = "orphan_removed";
-            break;
-        case ActionKind::kRepairPort:
-            if (!repair(kPort, "heal.repair_port")) return;
-            break;
-        case ActionKind::kSetPortDevice:
-            type = "heal.set_port_device";
-            input["device_id"] = a.server_id;
-            resource_kind = kPort;
-            break;
-        case ActionKind::kDeleteNetwork:
-            type = "heal.delete_network";
-            resource_kind = kNetwork;
-            done = "orphan_removed";
-            break;
-        case ActionKind::kRepairNetwork:
-            if (!repair(kNetwork, "heal.repair_network")) return;
-            break;
-        case ActionKind::kDeleteSubnet:
-            type = "heal.delete_subnet";
-            resource_kind = kSubnet;
-            done = "orphan_removed";
-            break;
-        case ActionKind::kRepairSubnet:
-            if (!repair(kSubnet, "heal.repair_subnet")) return;
-            break;
-        case ActionKind::kDeleteVolume:
-            type = "heal.delete_volume";
-            done = "orphan_removed";
-            break;
-        case ActionKind::kDetachVolume:
-            type = "heal.detach_volume";
-            input["server_id"] = a.server_id;
-            // Detached from a server cogsd lacks: an orphan attachment; from one it has: a wrong one.
-            if (ctx_.model.Find(kServer, a.server_id) == nullptr) done = "orphan_removed";
-            break;
-        case ActionKind::kAttachVolume:
-            type = "heal.attach_volume";
-            input["server_id"] = a.server_id;
-            input["host"] = a.host;
-            break;
-        case ActionKind::kRepairVolume:
-            if (!repair(kVolume, "heal.repair_volume")) return;
-            break;
-        case ActionKind::kRepairServer: return;
+        input["request"] = std::move(req);
     }
     input["event"] = done;
     workflow::StartRequest req;
