@@ -54,6 +54,8 @@ int main(int argc, char** argv) {
     int64_t event_max = 1'000'000;
     double workflow_retention_hours = 168;
     int64_t workflow_max = 100'000;
+    double failed_workflow_retention_hours = 720;
+    int64_t failed_workflow_max = 10'000;
     int64_t idempotency_ttl_s = 24 * 3600;
     int64_t lease_ttl_ms = 3000, fence_window_ms = 1000, restart_grace_ms = 10000, reconcile_ms = 10000,
             orphan_grace_ms = 60000;
@@ -143,6 +145,14 @@ int main(int argc, char** argv) {
                    "at most this many ended workflows are kept (the oldest go first)")
         ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
         ->capture_default_str();
+    app.add_option("--failed-workflow-retention-hours", failed_workflow_retention_hours,
+                   "failed workflows (waiting for an operator's retry) older than this are pruned")
+        ->check(CLI::Range(0.01, 24.0 * 3650))
+        ->capture_default_str();
+    app.add_option("--failed-workflow-max", failed_workflow_max,
+                   "at most this many failed workflows are kept (the oldest go first)")
+        ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
+        ->capture_default_str();
     app.add_option("--idempotency-ttl-s", idempotency_ttl_s, "an Idempotency-Key is remembered this long")
         ->check(CLI::Range(int64_t{1}, int64_t{3650} * 24 * 3600))
         ->capture_default_str();
@@ -172,6 +182,9 @@ int main(int argc, char** argv) {
     cloud_options.workflow_retention.keep_for = std::chrono::duration_cast<Duration>(
         std::chrono::duration<double, std::ratio<3600>>(workflow_retention_hours));
     cloud_options.workflow_retention.keep_at_most = workflow_max;
+    cloud_options.workflow_retention.failed_keep_for = std::chrono::duration_cast<Duration>(
+        std::chrono::duration<double, std::ratio<3600>>(failed_workflow_retention_hours));
+    cloud_options.workflow_retention.failed_keep_at_most = failed_workflow_max;
     cloud_options.idempotency_ttl = std::chrono::seconds(idempotency_ttl_s);
     cloud_options.lease_ttl = std::chrono::milliseconds(lease_ttl_ms);
     cloud_options.fence_window = std::chrono::milliseconds(fence_window_ms);

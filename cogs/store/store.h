@@ -36,10 +36,16 @@ struct StoreStats {
     uint64_t no_space = 0;      // groups turned away for lack of space (refused, or held)
 };
 
+// Which ended workflows one PruneWorkflows call deletes.
+enum class Ended : uint8_t {
+    kDone,    // succeeded or rolled back
+    kFailed,  // failed: a compensation could not finish; kept for an operator's retry
+};
+
 // What one PruneWorkflows call did.
 struct PruneResult {
     int64_t pruned = 0;  // workflows deleted (with their steps)
-    int64_t kept = 0;    // succeeded and rolled-back workflows left
+    int64_t kept = 0;    // workflows of that kind left
 };
 
 class Store {
@@ -105,14 +111,15 @@ public:
     // start-up, when the API process rebuilds its in-memory model.
     virtual Result<std::vector<ResourceRecord>> LoadResources() = 0;
 
-    // Retention of ended workflows. Deletes, oldest end first, at most `batch` workflows that
-    // succeeded or rolled back, with their steps (and so their logs): those finished before
-    // `finished_before_ms` (wall ms), and the oldest beyond the newest `keep_at_most` of them.
-    // Never a running or compensating workflow, nor a failed one (it waits for an operator's
-    // ReviveFailed). Their events are the resources' history and have their own retention
-    // (PruneEvents). One short write transaction on the writer thread: call it again while it
-    // pruned `batch`, so that group commits go on in between. Blocking; off the I/O thread.
-    virtual Result<PruneResult> PruneWorkflows(int64_t finished_before_ms, int64_t keep_at_most,
+    // Retention of ended workflows. Deletes, oldest end first, at most `batch` workflows of
+    // `which` kind, with their steps (and so their logs): those finished before
+    // `finished_before_ms` (wall ms), and the oldest beyond the newest `keep_at_most` of that kind.
+    // Never a running or compensating workflow. A failed one waits for an operator's ReviveFailed,
+    // so its retention is set apart (longer). Their events are the resources' history and have
+    // their own retention (PruneEvents). One short write transaction on the writer thread: call it
+    // again while it pruned `batch`, so that group commits go on in between. Blocking; off the I/O
+    // thread.
+    virtual Result<PruneResult> PruneWorkflows(Ended which, int64_t finished_before_ms, int64_t keep_at_most,
                                                int batch) = 0;
 
     // Events oldest first (by seq) matching `filter`. Blocking.

@@ -1169,7 +1169,7 @@ TEST_P(StoreTest, PruneWorkflowsTakesTheOldestEndedOnesInBatchesAndNeverOneInFli
     ASSERT_OK(CommitAndWait(*store_, Create(lease.token, Workflow("running"))));
     const auto exists = [&](const std::string& id) { return store_->GetWorkflow(id).has_value(); };
 
-    auto r = store_->PruneWorkflows(250, 1000, 100);  // by age: finished before 250
+    auto r = store_->PruneWorkflows(Ended::kDone, 250, 1000, 100);  // by age: finished before 250
     ASSERT_TRUE(r) << r.error().ToString();
     EXPECT_EQ(r->pruned, 2);
     EXPECT_EQ(r->kept, 2);
@@ -1177,21 +1177,38 @@ TEST_P(StoreTest, PruneWorkflowsTakesTheOldestEndedOnesInBatchesAndNeverOneInFli
     EXPECT_FALSE(exists("e2"));
     EXPECT_TRUE(exists("e3"));
 
-    r = store_->PruneWorkflows(0, 1, 100);  // by count: the newest one stays
+    r = store_->PruneWorkflows(Ended::kDone, 0, 1, 100);  // by count: the newest one stays
     ASSERT_TRUE(r);
     EXPECT_EQ(r->pruned, 1);
     EXPECT_EQ(r->kept, 1);
     EXPECT_FALSE(exists("e3"));
     EXPECT_TRUE(exists("e4"));
 
-    r = store_->PruneWorkflows(1'000'000, 0, 1);  // everything may go; the batch bounds the call
+    r = store_->PruneWorkflows(Ended::kDone, 1'000'000, 0,
+                               1);  // everything may go; the batch bounds the call
     ASSERT_TRUE(r);
     EXPECT_EQ(r->pruned, 1);
     EXPECT_EQ(r->kept, 0);
-    r = store_->PruneWorkflows(1'000'000, 0, 1);
+    r = store_->PruneWorkflows(Ended::kDone, 1'000'000, 0, 1);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->pruned, 0);
     for (const char* id : {"failed", "compensating", "running"}) {
+        EXPECT_TRUE(exists(id)) << id;
+    }
+
+    // Failed workflows by their own bounds, apart from the others: only they go, and only by them.
+    end("failed2", WorkflowState::kFailed, 60);
+    end("failed3", WorkflowState::kFailed, 70);
+    r = store_->PruneWorkflows(Ended::kFailed, 55, 1000, 100);  // by age
+    ASSERT_TRUE(r) << r.error().ToString();
+    EXPECT_EQ(r->pruned, 1);
+    EXPECT_EQ(r->kept, 2);
+    EXPECT_FALSE(exists("failed"));
+    r = store_->PruneWorkflows(Ended::kFailed, 0, 1, 100);  // by count: the newest stays
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->pruned, 1);
+    EXPECT_FALSE(exists("failed2"));
+    for (const char* id : {"failed3", "compensating", "running"}) {
         EXPECT_TRUE(exists(id)) << id;
     }
 
@@ -1200,8 +1217,8 @@ TEST_P(StoreTest, PruneWorkflowsTakesTheOldestEndedOnesInBatchesAndNeverOneInFli
     EXPECT_EQ(MustGet("e1").steps[0].state, StepState::kPending);
     EXPECT_EQ(MustGet("e1").steps[0].log, "");
 
-    EXPECT_CODE(store_->PruneWorkflows(0, -1, 10), ErrorCode::kInvalidArgument);
-    EXPECT_CODE(store_->PruneWorkflows(0, 10, 0), ErrorCode::kInvalidArgument);
+    EXPECT_CODE(store_->PruneWorkflows(Ended::kDone, 0, -1, 10), ErrorCode::kInvalidArgument);
+    EXPECT_CODE(store_->PruneWorkflows(Ended::kDone, 0, 10, 0), ErrorCode::kInvalidArgument);
 }
 
 TEST_P(StoreTest, PruneEventsByAgeThenByCount) {
@@ -1527,7 +1544,7 @@ TEST_F(SqliteStoreTest, MigratesAVersion2DatabaseKeepingItsData) {
     }
     auto db = sqlite::Db::Open(path(), {});
     ASSERT_TRUE(db) << db.error().ToString();
-    EXPECT_EQ((*db)->QueryInt("PRAGMA user_version"), 4);
+    EXPECT_EQ((*db)->QueryInt("PRAGMA user_version"), 5);
 }
 
 TEST_F(SqliteStoreTest, OnCommitReportsEachTransactionOnceDurable) {

@@ -22,11 +22,10 @@ public:
           clock_(clock != nullptr ? *clock : runtime::SystemClock()),
           timer_(clock_.NewTimer(io)),
           retained_(observe::GaugeOf(metrics, "cogs_retained_workflows",
-                                     "Ended workflows (succeeded, rolled back) kept in the store, after the "
-                                     "last retention pass.")
-                        .With({})),
-          pruned_(observe::CounterOf(metrics, "cogs_pruned_total", "Records deleted by retention, by what.")
-                      .With({{"what", "workflows"}})) {}
+                                     "Ended workflows kept in the store after the last retention pass, by "
+                                     "state: done (succeeded, rolled back) or failed.")),
+          pruned_(
+              observe::CounterOf(metrics, "cogs_pruned_total", "Records deleted by retention, by what.")) {}
 
     void Start() {
         stopped_ = false;
@@ -41,26 +40,23 @@ public:
     // The store calls run on blocking_; the result comes back to the io thread while the pruner
     // lives (a pass in progress at destruction is waited for, its answer dropped).
     void PruneNow(std::function<void(Result<store::PruneResult>)> done) {
-        const int64_t cutoff =
-            clock_.WallMs() - std::chrono::duration_cast<Millis>(options_.keep_for).count();
-        asio::post(blocking_, [this, weak = weak_from_this(), cutoff, done = std::move(done)]() mutable {
-            Result<store::PruneResult> total = store::PruneResult{};
-            for (;;) {
-                auto r = store_.PruneWorkflows(cutoff, options_.keep_at_most, options_.batch);
-                if (!r) {
-                    total = MakeError(r.error());
-                    break;
-                }
-                total->pruned += r->pruned;
-                total->kept = r->kept;
-                if (r->pruned < options_.batch) {
-                    break;
-                }
-            }
-            asio::post(io_, [weak, total = std::move(total), done = std::move(done)]() mutable {
+        const int64_t now = clock_.WallMs();
+        const auto before = [now](Duration keep_for) {
+            return now - std::chrono::duration_cast<Millis>(keep_for).count();
+        };
+        const int64_t done_before = before(options_.keep_for),
+                      failed_before = before(options_.failed_keep_for);
+        asio::post(blocking_, [this, weak = weak_from_this(), done_before, failed_before,
+                               done = std::move(done)]() mutable {
+            Result<store::PruneResult> ended = Prune(store::Ended::kDone, done_before, options_.keep_at_most);
+            Result<store::PruneResult> failed =
+                Prune(store::Ended::kFailed, failed_before, options_.failed_keep_at_most);
+            asio::post(io_, [weak, ended = std::move(ended), failed = std::move(failed),
+                             done = std::move(done)]() mutable {
                 if (auto self = weak.lock()) {
-                    self->Took(total);
-                    done(std::move(total));
+                    self->Took(ended, "done", "workflows");
+                    self->Took(failed, "failed", "failed_workflows");
+                    done(std::move(ended));
                 }
             });
         });
@@ -77,16 +73,32 @@ private:
         });
     }
 
-    void Took(const Result<store::PruneResult>& r) {
+    // On blocking_: batch after batch until one prunes less than a batch.
+    Result<store::PruneResult> Prune(store::Ended which, int64_t finished_before_ms, int64_t keep_at_most) {
+        store::PruneResult total;
+        for (;;) {
+            auto r = store_.PruneWorkflows(which, finished_before_ms, keep_at_most, options_.batch);
+            if (!r) {
+                return MakeError(r.error());
+            }
+            total.pruned += r->pruned;
+            total.kept = r->kept;
+            if (r->pruned < options_.batch) {
+                return total;
+            }
+        }
+    }
+
+    void Took(const Result<store::PruneResult>& r, const char* state, const char* what) {
         if (!r) {
-            observe::Log("engine").warn("pruning ended workflows failed: {}", r.error().ToString());
+            observe::Log("engine").warn("pruning {} workflows failed: {}", state, r.error().ToString());
             return;
         }
-        retained_.Set(static_cast<double>(r->kept));
+        retained_.With({{"state", state}}).Set(static_cast<double>(r->kept));
         if (r->pruned > 0) {
-            pruned_.Inc(static_cast<double>(r->pruned));
-            observe::Log("engine").info("pruned {} ended workflows past their retention; {} kept", r->pruned,
-                                        r->kept);
+            pruned_.With({{"what", what}}).Inc(static_cast<double>(r->pruned));
+            observe::Log("engine").info("pruned {} {} workflows past their retention; {} kept", r->pruned,
+                                        state, r->kept);
         }
     }
 
@@ -95,8 +107,8 @@ private:
     const RetentionOptions options_;
     runtime::Clock& clock_;
     std::unique_ptr<runtime::Timer> timer_;
-    observe::Gauge retained_;
-    observe::Counter pruned_;
+    observe::GaugeFamily retained_;
+    observe::CounterFamily pruned_;
     bool stopped_ = true;
     asio::thread_pool blocking_{1};
 };

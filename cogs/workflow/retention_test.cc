@@ -137,7 +137,8 @@ TEST_F(RetentionTest, EndedWorkflowsAndTheLedgerStayWithinTheirBoundsOverALongRu
     EXPECT_EQ(most_ended, 1000) << "the newest 1,000 ended workflows are kept, no more";
     EXPECT_EQ(most_ledger, 1500u) << "the ledger is bounded by its keep_at_most";
     const std::string text = metrics_.Render();
-    EXPECT_NE(text.find("cogs_retained_workflows 1000"), std::string::npos) << text;
+    EXPECT_NE(text.find("cogs_retained_workflows{state=\"done\"} 1000"), std::string::npos) << text;
+    EXPECT_NE(text.find("cogs_retained_workflows{state=\"failed\"} 0"), std::string::npos) << text;
     EXPECT_NE(text.find("cogs_pruned_total{what=\"workflows\"} 1500"), std::string::npos) << text;
 
     // The ledger's file holds no more than its memory did.

@@ -101,6 +101,9 @@ enum Sql : int {
     kPruneEventsByCount,
     kCountEnded,
     kOldestEnded,
+    kCountFailed,
+    kOldestFailed,
+    kDeleteFailed,
     kDeleteSteps,
     kDeleteEnded,
     kNumSql,
@@ -175,7 +178,8 @@ public:
 
     // sqlite_store_workflows.cc
     Result<WorkflowRecord> ReviveFailed(const Lease& lease, const std::string& id) override;
-    Result<PruneResult> PruneWorkflows(int64_t finished_before_ms, int64_t keep_at_most, int batch) override;
+    Result<PruneResult> PruneWorkflows(Ended which, int64_t finished_before_ms, int64_t keep_at_most,
+                                       int batch) override;
 
     // sqlite_store_resources.cc
     Status SaveDefinition(const DefinitionRecord& def) override;

@@ -112,6 +112,10 @@ constexpr sqlite::Migration kMigrations[] = {
     {4, R"sql(
     CREATE INDEX workflows_ended ON workflows(finished_ms) WHERE state IN (2, 3);
     )sql"},
+    // 5: failed workflows have a retention of their own (longer: they wait for an operator).
+    {5, R"sql(
+    CREATE INDEX workflows_failed ON workflows(finished_ms) WHERE state = 4;
+    )sql"},
 };
 
 }  // namespace

@@ -154,6 +154,12 @@ const char* SqlText(Sql s) {
                    "ORDER BY finished_ms LIMIT ?1";
         case kDeleteSteps: return "DELETE FROM steps WHERE workflow_id = ?1";
         case kDeleteEnded: return "DELETE FROM workflows WHERE id = ?1 AND state IN (2, 3)";
+        case kCountFailed:
+            return "SELECT COUNT(*) FROM workflows INDEXED BY workflows_failed WHERE state = 4";
+        case kOldestFailed:
+            return "SELECT id, finished_ms FROM workflows INDEXED BY workflows_failed WHERE state = 4 "
+                   "ORDER BY finished_ms LIMIT ?1";
+        case kDeleteFailed: return "DELETE FROM workflows WHERE id = ?1 AND state = 4";
         case kNumSql: break;
     }
     return "";

@@ -192,22 +192,23 @@ Result<WorkflowRecord> LoadWorkflow(Connection& db, const std::string& id, bool 
     return r;
 }
 
-// The oldest ended workflows first, through workflows_ended: a prefix of them goes (those past the
-// age, or beyond the count), so one walk of at most `batch` index entries finds every victim.
-Result<PruneResult> SqliteStore::PruneWorkflows(int64_t finished_before_ms, int64_t keep_at_most, int batch) {
+// The oldest ended workflows first, through workflows_ended (workflows_failed): a prefix of them goes (those
+// past the age, or beyond the count), so one walk of at most `batch` index entries finds every victim.
+Result<PruneResult> SqliteStore::PruneWorkflows(Ended which, int64_t finished_before_ms, int64_t keep_at_most,
+                                                int batch) {
     if (keep_at_most < 0 || batch < 1) {
         return MakeError(ErrorCode::kInvalidArgument, "keep_at_most must not be negative, batch positive");
     }
     return Write<PruneResult>([&]() -> Result<PruneResult> {
         int64_t ended = 0;
         {
-            Query q(*writer_db_, kCountEnded);
+            Query q(*writer_db_, which == Ended::kFailed ? kCountFailed : kCountEnded);
             COGS_TRY(q->ForEachRow([&] { ended = q->ColumnInt(0); }));
         }
         const int64_t over = ended - keep_at_most;
         std::vector<std::string> victims;
         {
-            Query q(*writer_db_, kOldestEnded);
+            Query q(*writer_db_, which == Ended::kFailed ? kOldestFailed : kOldestEnded);
             q->Int(batch);
             COGS_TRY(q->ForEachRow([&] {
                 if (static_cast<int64_t>(victims.size()) < over || q->ColumnInt(1) < finished_before_ms) {
@@ -222,7 +223,7 @@ Result<PruneResult> SqliteStore::PruneWorkflows(int64_t finished_before_ms, int6
                 q->Text(id);
                 COGS_TRY(q->Run());
             }
-            Query q(*writer_db_, kDeleteEnded);
+            Query q(*writer_db_, which == Ended::kFailed ? kDeleteFailed : kDeleteEnded);
             q->Text(id);
             COGS_TRY(q->Run());
             r.pruned += writer_db_->db().Changes();
