@@ -269,8 +269,16 @@ void Healer::UpdatePause() {
 // more) is started again with the same input: the same server, port and volumes, placed anew
 // (placement skips that host), as Nova retries on an alternate host. The server stays BUILD and
 // keeps its quota.
-bool Healer::Reschedule(const workflow::FinishedEvent& ev, Res& s, const json::object& claim) {
-    const std::string host = Str(claim, "host");
+//
+// The settle that decides it hands the server over to the rebuild in the same turn (Then): the same
+// end reaches the settle functions more than once (the engine's report, each stuck-work look-up in
+// flight), and while the server still named the ended build (the rebuild used to be posted for a
+// later turn), each of them decided again: a second reschedule (two builds of one server), then one
+// with both spent that failed it — ERROR "host ... is down", port and quota gone, as its rebuild
+// started.
+bool Healer::Reschedule(Settlement& st, Res& s) {
+    const workflow::FinishedEvent& ev = st.event();
+    const std::string host = Str(st.Output("claim"), "host");
     if (host.empty() || hosts_.Up(host) || Int(s.body, "_reschedules") >= kMaxReschedules) {
         return false;
     }
@@ -279,7 +287,7 @@ bool Healer::Reschedule(const workflow::FinishedEvent& ev, Res& s, const json::o
     s.body["_reschedules"] = Int(s.body, "_reschedules") + 1;
     observe::Log("cloud").warn("server {}: its host {} failed during the build: building it again", s.id,
                                host);
-    ctx_.Post([this, id = s.id, in = std::move(in), trace = ev.trace]() mutable {
+    st.Then([this, id = s.id, in = std::move(in), trace = ev.trace]() mutable {
         Res* srv = ctx_.model.Find(kServer, id);
         if (srv == nullptr || !srv->is(ServerStatus::kBuild)) return;
         std::vector<Res*> changed{srv};
