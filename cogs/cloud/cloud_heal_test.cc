@@ -53,16 +53,31 @@ protected:
         return s.Field("server", "host");
     }
 
+    // A server created with `extra` (ServerBody's) whose build waits at its boot (create_instance
+    // held); the create's answer.
+    Reply BootHeld(const std::string& extra = "") {
+        gates_["compute"]->Hold("create_instance");
+        Reply r = Call(admin_, "POST", "/v1/servers", ServerBody(net_, extra));
+        EXPECT_EQ(r.status, 202) << r.raw.body;
+        RunUntil([&] { return gates_["compute"]->held() == 1; });
+        return r;
+    }
+
+    // The host the held boot (BootHeld) was sent to dies: its lease lapses. Returns it.
+    std::string LapseTheBootsHost() {
+        const std::string host = StrOf(gates_["compute"]->HeldInput(), "host");
+        EXPECT_FALSE(host.empty());
+        Lapse({host});
+        return host;
+    }
+
     // A server with a volume whose build was in flight when cogsd died, and ended (the engine
     // finished it) before cogsd started again; cogsd is up again. Returns {server, volume}.
     std::pair<std::string, std::string> BuildEndedWhileTheCloudWasDown() {
         SetUpCloud(2);
         const std::string vol = ActiveVolume(admin_);
-        gates_["compute"]->Hold("create_instance");
-        Reply r = Call(admin_, "POST", "/v1/servers", ServerBody(net_, VolumeIds({vol})));
-        EXPECT_EQ(r.status, 202) << r.raw.body;
+        Reply r = BootHeld(VolumeIds({vol}));
         const std::string workflow = r.Field("server", "workflow_id");
-        RunUntil([&] { return gates_["compute"]->held() == 1; });
         RunEngineAlone([&](const std::set<std::string>& finished) { return finished.contains(workflow); });
         Open();
         return {r.Field("server", "id"), vol};
@@ -241,16 +256,11 @@ TEST_F(CloudHealTest, WhenMostHostsLapseAtOnceEvacuationPausesUntilTheyReturn) {
 TEST_F(CloudHealTest, ACreateWhoseHostFailsDuringTheBuildIsBuiltAgainElsewhere) {
     ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
     Gate& compute = *gates_["compute"];
-    compute.Hold("create_instance");
-    Reply r = Call(admin_, "POST", "/v1/servers", ServerBody(net_));
-    ASSERT_EQ(r.status, 202) << r.raw.body;
+    Reply r = BootHeld();
     const std::string id = r.Field("server", "id");
     const std::string first_workflow = r.Field("server", "workflow_id");
-    RunUntil([&] { return compute.held() == 1; });
     // Its host dies while it boots there: the boot is refused (the agent has fenced itself).
-    const std::string host = StrOf(compute.HeldInput(), "host");
-    ASSERT_FALSE(host.empty());
-    Lapse({host});
+    const std::string host = LapseTheBootsHost();
     compute.Refuse(Error(ErrorCode::kFailedPrecondition, "host " + host + " is fenced"));
 
     const std::string now_on = WaitMovedOff(id, host);
@@ -421,19 +431,12 @@ protected:
 // while its rebuild was starting.
 TEST_F(CloudSettleRaceTest, ARescheduleIsDecidedOnceWhenTheSameEndIsSettledAgainAtOnce) {
     ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
-    Gate& compute = *gates_["compute"];
-    compute.Hold("create_instance");
-    Reply r = Call(admin_, "POST", "/v1/servers", ServerBody(net_));
-    ASSERT_EQ(r.status, 202) << r.raw.body;
-    const std::string id = r.Field("server", "id");
-    const std::string first_workflow = r.Field("server", "workflow_id");
-    RunUntil([&] { return compute.held() == 1; });
-    const std::string host = StrOf(compute.HeldInput(), "host");
-    ASSERT_FALSE(host.empty());
-    Lapse({host});
-    ASSERT_NO_FATAL_FAILURE(LookUpSlowly(first_workflow, 2, {host}));
-    compute.Refuse(Error(ErrorCode::kFailedPrecondition, "compute: host " + host + " is down"));
+    const Reply r = BootHeld();
+    const std::string host = LapseTheBootsHost();
+    ASSERT_NO_FATAL_FAILURE(LookUpSlowly(r.Field("server", "workflow_id"), 2, {host}));
+    gates_["compute"]->Refuse(Error(ErrorCode::kFailedPrecondition, "compute: host " + host + " is down"));
 
+    const std::string id = r.Field("server", "id");
     Reply s;
     RunUntil([&] {
         s = Server(id);
@@ -442,7 +445,7 @@ TEST_F(CloudSettleRaceTest, ARescheduleIsDecidedOnceWhenTheSameEndIsSettledAgain
     EXPECT_EQ(s.Field("server", "status"), "ACTIVE") << s.raw.body;
     EXPECT_EQ(s.Field("server", "host"), HostsBut({host}).at(0)) << s.raw.body;
     EXPECT_EQ(s.Field("server", "port_id"), r.Field("server", "port_id"));
-    EXPECT_NE(s.Field("server", "workflow_id"), first_workflow);
+    EXPECT_NE(s.Field("server", "workflow_id"), r.Field("server", "workflow_id"));
     Settled();
     const auto types = EventTypes("/v1/servers/" + id);
     EXPECT_EQ(std::count(types.begin(), types.end(), "rescheduled"), 1) << Join(types);
@@ -457,14 +460,10 @@ TEST_F(CloudSettleRaceTest, ARescheduleIsDecidedOnceWhenTheSameEndIsSettledAgain
 TEST_F(CloudSettleRaceTest, AnEndSettledTwiceAtOnceIsAppliedOnce) {
     ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
     const std::string vol = ActiveVolume(admin_);
-    Gate& compute = *gates_["compute"];
-    compute.Hold("create_instance");
-    Reply r = Call(admin_, "POST", "/v1/servers", ServerBody(net_, VolumeIds({vol})));
-    ASSERT_EQ(r.status, 202) << r.raw.body;
+    Reply r = BootHeld(VolumeIds({vol}));
     const std::string id = r.Field("server", "id");
-    RunUntil([&] { return compute.held() == 1; });
     ASSERT_NO_FATAL_FAILURE(LookUpSlowly(r.Field("server", "workflow_id"), 1));
-    compute.Release();
+    gates_["compute"]->Release();
 
     WaitFor("/v1/servers/" + id, "server", "ACTIVE");
     Settled();
@@ -578,11 +577,8 @@ TEST_F(CloudHealTest, WhatWasAnsweredSurvivesARestart) {
 
 TEST_F(CloudHealTest, ABuildInFlightAtARestartFinishesAfterIt) {
     ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
-    gates_["compute"]->Hold("create_instance");
-    Reply r = Call(admin_, "POST", "/v1/servers", ServerBody(net_));
-    ASSERT_EQ(r.status, 202) << r.raw.body;
+    Reply r = BootHeld();
     const std::string id = r.Field("server", "id");
-    RunUntil([&] { return gates_["compute"]->held() == 1; });
     Close();
     ASSERT_NO_FATAL_FAILURE(Open());
     Reply active = WaitFor("/v1/servers/" + id, "server", "ACTIVE");

@@ -270,12 +270,9 @@ void Healer::UpdatePause() {
 // (placement skips that host), as Nova retries on an alternate host. The server stays BUILD and
 // keeps its quota.
 //
-// The settle that decides it hands the server over to the rebuild in the same turn (Then): the same
-// end reaches the settle functions more than once (the engine's report, each stuck-work look-up in
-// flight), and while the server still named the ended build (the rebuild used to be posted for a
-// later turn), each of them decided again: a second reschedule (two builds of one server), then one
-// with both spent that failed it — ERROR "host ... is down", port and quota gone, as its rebuild
-// started.
+// The rebuild takes the server over in the same turn as the settle that decides it (Then): the same
+// end may be settled again (the engine's report, a stuck-work look-up), and a server still naming
+// the ended build would be decided again — rescheduled twice, then failed with both spent.
 bool Healer::Reschedule(Settlement& st, Res& s) {
     const workflow::FinishedEvent& ev = st.event();
     const std::string host = Str(st.Output("claim"), "host");
