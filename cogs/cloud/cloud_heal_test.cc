@@ -3,6 +3,7 @@
 // to the millisecond, however slow the machine.
 #include "cogs/cloud/cloud_test_fixture.h"
 
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 
@@ -52,16 +53,31 @@ protected:
         return s.Field("server", "host");
     }
 
+    // A server created with `extra` (ServerBody's) whose build waits at its boot (create_instance
+    // held); the create's answer.
+    Reply BootHeld(const std::string& extra = "") {
+        gates_["compute"]->Hold("create_instance");
+        Reply r = Call(admin_, "POST", "/v1/servers", ServerBody(net_, extra));
+        EXPECT_EQ(r.status, 202) << r.raw.body;
+        RunUntil([&] { return gates_["compute"]->held() == 1; });
+        return r;
+    }
+
+    // The host the held boot (BootHeld) was sent to dies: its lease lapses. Returns it.
+    std::string LapseTheBootsHost() {
+        const std::string host = StrOf(gates_["compute"]->HeldInput(), "host");
+        EXPECT_FALSE(host.empty());
+        Lapse({host});
+        return host;
+    }
+
     // A server with a volume whose build was in flight when cogsd died, and ended (the engine
     // finished it) before cogsd started again; cogsd is up again. Returns {server, volume}.
     std::pair<std::string, std::string> BuildEndedWhileTheCloudWasDown() {
         SetUpCloud(2);
         const std::string vol = ActiveVolume(admin_);
-        gates_["compute"]->Hold("create_instance");
-        Reply r = Call(admin_, "POST", "/v1/servers", ServerBody(net_, VolumeIds({vol})));
-        EXPECT_EQ(r.status, 202) << r.raw.body;
+        Reply r = BootHeld(VolumeIds({vol}));
         const std::string workflow = r.Field("server", "workflow_id");
-        RunUntil([&] { return gates_["compute"]->held() == 1; });
         RunEngineAlone([&](const std::set<std::string>& finished) { return finished.contains(workflow); });
         Open();
         return {r.Field("server", "id"), vol};
@@ -240,16 +256,11 @@ TEST_F(CloudHealTest, WhenMostHostsLapseAtOnceEvacuationPausesUntilTheyReturn) {
 TEST_F(CloudHealTest, ACreateWhoseHostFailsDuringTheBuildIsBuiltAgainElsewhere) {
     ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
     Gate& compute = *gates_["compute"];
-    compute.Hold("create_instance");
-    Reply r = Call(admin_, "POST", "/v1/servers", ServerBody(net_));
-    ASSERT_EQ(r.status, 202) << r.raw.body;
+    Reply r = BootHeld();
     const std::string id = r.Field("server", "id");
     const std::string first_workflow = r.Field("server", "workflow_id");
-    RunUntil([&] { return compute.held() == 1; });
     // Its host dies while it boots there: the boot is refused (the agent has fenced itself).
-    const std::string host = StrOf(compute.HeldInput(), "host");
-    ASSERT_FALSE(host.empty());
-    Lapse({host});
+    const std::string host = LapseTheBootsHost();
     compute.Refuse(Error(ErrorCode::kFailedPrecondition, "host " + host + " is fenced"));
 
     const std::string now_on = WaitMovedOff(id, host);
@@ -264,6 +275,202 @@ TEST_F(CloudHealTest, ACreateWhoseHostFailsDuringTheBuildIsBuiltAgainElsewhere) 
     EXPECT_EQ(InUse(Call(admin_, "GET", "/v1/whoami").Str("project_id"), "servers"), 1);
     EXPECT_EQ(Count(admin_, "servers"), 1u);
     EXPECT_EQ(Count(admin_, "ports"), 1u);
+}
+
+// The store, with the look-ups of one workflow held: the stuck-work check reads a workflow on the
+// cloud's read thread (Context::OffThread, one thread), so a look-up held here holds those queued
+// behind it too — a slow read thread, until the moment the test chooses. Everything else is the
+// store's.
+class HeldReadsStore final : public store::Store {
+public:
+    explicit HeldReadsStore(std::unique_ptr<store::Store> store) : store_(std::move(store)) {}
+
+    // Reads of `workflow_id` are counted, and wait until Release().
+    void Hold(std::string workflow_id) {
+        std::lock_guard lock(mu_);
+        workflow_ = std::move(workflow_id);
+        holding_ = true;
+    }
+    void Release() {
+        {
+            std::lock_guard lock(mu_);
+            holding_ = false;
+        }
+        changed_.notify_all();
+    }
+    // Waits until `n` reads of the workflow have begun (the bound only stops a test that would hang).
+    bool WaitForReads(int n) {
+        std::unique_lock lock(mu_);
+        return changed_.wait_for(lock, 30s, [&] { return reads_ >= n; });
+    }
+
+    Result<store::WorkflowRecord> GetWorkflow(const std::string& id) override {
+        {
+            std::unique_lock lock(mu_);
+            if (id == workflow_) {
+                ++reads_;
+                changed_.notify_all();
+                changed_.wait(lock, [&] { return !holding_; });
+            }
+        }
+        return store_->GetWorkflow(id);
+    }
+
+    void Commit(store::WriteGroup g, CommitCallback done) override {
+        store_->Commit(std::move(g), std::move(done));
+    }
+    void Flush() override { store_->Flush(); }
+    bool Writable() override { return store_->Writable(); }
+    Status ResumeWrites() override { return store_->ResumeWrites(); }
+    Result<store::Lease> AcquireLease(const std::string& owner, int64_t ttl_ms) override {
+        return store_->AcquireLease(owner, ttl_ms);
+    }
+    Status RenewLease(store::Lease& lease, int64_t ttl_ms) override {
+        return store_->RenewLease(lease, ttl_ms);
+    }
+    Result<std::vector<store::WorkflowRecord>> ClaimOrphaned(const store::Lease& lease, int limit) override {
+        return store_->ClaimOrphaned(lease, limit);
+    }
+    Result<std::vector<store::WorkflowSummary>> ListWorkflows(const store::ListFilter& filter) override {
+        return store_->ListWorkflows(filter);
+    }
+    Result<std::vector<std::pair<store::WorkflowState, int64_t>>> CountByState() override {
+        return store_->CountByState();
+    }
+    Result<store::WorkflowRecord> ReviveFailed(const store::Lease& lease, const std::string& id) override {
+        return store_->ReviveFailed(lease, id);
+    }
+    Status SaveDefinition(const store::DefinitionRecord& def) override { return store_->SaveDefinition(def); }
+    Result<std::vector<store::DefinitionRecord>> LoadDefinitions() override {
+        return store_->LoadDefinitions();
+    }
+    Result<std::vector<store::ResourceRecord>> LoadResources() override { return store_->LoadResources(); }
+    Result<store::PruneResult> PruneWorkflows(int64_t finished_before_ms, int64_t keep_at_most,
+                                              int batch) override {
+        return store_->PruneWorkflows(finished_before_ms, keep_at_most, batch);
+    }
+    Result<std::vector<store::EventRecord>> ListEvents(const store::EventFilter& filter) override {
+        return store_->ListEvents(filter);
+    }
+    Result<int64_t> PruneEvents(int64_t older_than_ms, int64_t keep_at_most) override {
+        return store_->PruneEvents(older_than_ms, keep_at_most);
+    }
+    store::StoreStats Stats() override { return store_->Stats(); }
+
+private:
+    std::unique_ptr<store::Store> store_;
+    std::mutex mu_;
+    std::condition_variable changed_;
+    std::string workflow_;
+    bool holding_ = false;
+    int reads_ = 0;
+};
+
+// One workflow's end settled several times at once: reported by the engine while the stuck-work
+// check's look-ups of it (one per reconcile pass, on the read thread) answer. The order is the
+// test's: the look-ups are held (HeldReadsStore), and the engine's report, heard before the cloud's
+// (before_cloud_), lets them answer and waits until they have: their settles are queued on the io
+// thread ahead of anything the cloud's own settle starts.
+class CloudSettleRaceTest : public CloudHealTest {
+protected:
+    void SetUp() override {
+        CloudHealTest::SetUp();
+        Close();
+        options_.reconcile_every = 10s;
+        wrap_store_ = [this](std::unique_ptr<store::Store> s) {
+            auto held = std::make_unique<HeldReadsStore>(std::move(s));
+            reads_ = held.get();
+            return held;
+        };
+        before_cloud_ = [this] {
+            engine_->OnFinished([this](const workflow::FinishedEvent& ev) {
+                if (on_end_) on_end_(ev);
+            });
+        };
+        ASSERT_NO_FATAL_FAILURE(Open());
+    }
+    void TearDown() override {
+        if (reads_ != nullptr) reads_->Release();
+        CloudHealTest::TearDown();
+    }
+
+    // `wf` is running and stays so: the stuck-work check sees it at a reconcile pass, then looks it
+    // up at each of n + 1 more (the hosts of `lapsed` silent meanwhile); the first look-up waits on
+    // the read thread, the others behind it. When `wf` ends, the engine's report lets them go and
+    // waits until n have answered: n settles of its end are queued before the cloud settles it.
+    void LookUpSlowly(const std::string& wf, int n, const std::vector<std::string>& lapsed = {}) {
+        reads_->Hold(wf);
+        for (int pass = 0; pass < n + 2; ++pass)
+            AdvanceRenewing(options_.reconcile_every, HostsBut(lapsed));
+        ASSERT_TRUE(reads_->WaitForReads(1)) << "the stuck-work check never looked " << wf << " up";
+        on_end_ = [this, wf, n](const workflow::FinishedEvent& ev) {
+            if (ev.id != wf) return;
+            reads_->Release();
+            EXPECT_TRUE(reads_->WaitForReads(n + 1))
+                << "fewer look-ups of " << wf << " than reconcile passes";
+        };
+    }
+
+    // What was queued on the io thread until now has run, and what it wrote is durable.
+    void Settled() {
+        bool ran = false;
+        boost::asio::post(*io_, [&ran] { ran = true; });
+        RunUntil([&] { return ran; });
+        store_->Flush();
+    }
+
+    HeldReadsStore* reads_ = nullptr;
+    std::function<void(const workflow::FinishedEvent&)> on_end_;
+};
+
+// The end of a create whose host failed during the build, settled three times at once (the engine
+// and two slow stuck-work look-ups; make test under ASan once): the first settle reschedules it,
+// and the others must see that. They did not (the server named the ended build until the rebuild
+// started, a turn later): a second rescheduled it again (two builds of one server at once), a third
+// found both reschedules spent and failed it: ERROR "host ... is down", its port and quota gone,
+// while its rebuild was starting.
+TEST_F(CloudSettleRaceTest, ARescheduleIsDecidedOnceWhenTheSameEndIsSettledAgainAtOnce) {
+    ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
+    const Reply r = BootHeld();
+    const std::string host = LapseTheBootsHost();
+    ASSERT_NO_FATAL_FAILURE(LookUpSlowly(r.Field("server", "workflow_id"), 2, {host}));
+    gates_["compute"]->Refuse(Error(ErrorCode::kFailedPrecondition, "compute: host " + host + " is down"));
+
+    const std::string id = r.Field("server", "id");
+    Reply s;
+    RunUntil([&] {
+        s = Server(id);
+        return s.Field("server", "status") != "BUILD";
+    });
+    EXPECT_EQ(s.Field("server", "status"), "ACTIVE") << s.raw.body;
+    EXPECT_EQ(s.Field("server", "host"), HostsBut({host}).at(0)) << s.raw.body;
+    EXPECT_EQ(s.Field("server", "port_id"), r.Field("server", "port_id"));
+    EXPECT_NE(s.Field("server", "workflow_id"), r.Field("server", "workflow_id"));
+    Settled();
+    const auto types = EventTypes("/v1/servers/" + id);
+    EXPECT_EQ(std::count(types.begin(), types.end(), "rescheduled"), 1) << Join(types);
+    EXPECT_EQ(std::count(types.begin(), types.end(), "created"), 2) << "one rebuild: " << Join(types);
+    EXPECT_FALSE(Has(types, "error")) << Join(types);
+    EXPECT_EQ(InUse(Call(admin_, "GET", "/v1/whoami").Str("project_id"), "servers"), 1);
+    EXPECT_EQ(Count(admin_, "ports"), 1u);
+}
+
+// The same race for any outcome: a build's end settled by the engine and by a slow stuck-work
+// look-up is applied once (its server and volume were written, and their events told, twice).
+TEST_F(CloudSettleRaceTest, AnEndSettledTwiceAtOnceIsAppliedOnce) {
+    ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
+    const std::string vol = ActiveVolume(admin_);
+    Reply r = BootHeld(VolumeIds({vol}));
+    const std::string id = r.Field("server", "id");
+    ASSERT_NO_FATAL_FAILURE(LookUpSlowly(r.Field("server", "workflow_id"), 1));
+    gates_["compute"]->Release();
+
+    WaitFor("/v1/servers/" + id, "server", "ACTIVE");
+    Settled();
+    const auto server = EventTypes("/v1/servers/" + id);
+    EXPECT_EQ(std::count(server.begin(), server.end(), "active"), 1) << Join(server);
+    const auto volume = EventTypes("/v1/volumes/" + vol);
+    EXPECT_EQ(std::count(volume.begin(), volume.end(), "attached"), 1) << Join(volume);
 }
 
 TEST_F(CloudHealTest, NoHostIsDeclaredDownWithinTheRestartGrace) {
@@ -376,11 +583,8 @@ TEST_F(CloudHealTest, WhatWasAnsweredSurvivesARestart) {
 
 TEST_F(CloudHealTest, ABuildInFlightAtARestartFinishesAfterIt) {
     ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
-    gates_["compute"]->Hold("create_instance");
-    Reply r = Call(admin_, "POST", "/v1/servers", ServerBody(net_));
-    ASSERT_EQ(r.status, 202) << r.raw.body;
+    Reply r = BootHeld();
     const std::string id = r.Field("server", "id");
-    RunUntil([&] { return gates_["compute"]->held() == 1; });
     Close();
     ASSERT_NO_FATAL_FAILURE(Open());
     Reply active = WaitFor("/v1/servers/" + id, "server", "ACTIVE");

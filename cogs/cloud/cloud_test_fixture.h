@@ -198,6 +198,7 @@ protected:
     // and engine_options_.
     void Open() {
         ASSERT_NO_FATAL_FAILURE(OpenEngine());
+        if (before_cloud_) before_cloud_();
         cloud_ = std::make_unique<Cloud>(*io_, *store_, *engine_, *registry_, options_);
         catalog_.Add("scheduler", cloud_->SchedulerService());
         ASSERT_TRUE(engine_->Recover());
@@ -217,6 +218,7 @@ protected:
         auto st = store::OpenSqliteStore(so);
         ASSERT_TRUE(st) << st.error().ToString();
         store_ = std::move(*st);
+        if (wrap_store_) store_ = wrap_store_(std::move(store_));
         registry_ = std::make_unique<workflow::Registry>(store_.get());
         ASSERT_TRUE(registry_->LoadFromStore());
         auto defs = workflow::LoadDefinitionsFromDirectory(base::FindProjectPath("workflows/cloud"));
@@ -488,6 +490,11 @@ protected:
     std::map<std::string, std::unique_ptr<services::sim::SimService>> sims_;
     std::map<std::string, std::shared_ptr<Gate>> gates_;  // in front of sims_, as the engine calls them
     bool real_volume_ = false;                            // for the next Open(): see the top
+    // For the next Open(): the store everything uses is wrap_store_(the SQLite store) (a test's seam
+    // between the cloud and its store); before_cloud_ runs once the engine exists and before the
+    // cloud listens to it (a listener it adds hears a workflow's end before the cloud settles it).
+    std::function<std::unique_ptr<store::Store>(std::unique_ptr<store::Store>)> wrap_store_;
+    std::function<void()> before_cloud_;
     std::unique_ptr<services::kit::DomainService> volume_service_;
     workflow::ServiceCatalog catalog_;
     std::unique_ptr<workflow::Engine> engine_;

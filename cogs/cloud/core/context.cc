@@ -9,6 +9,7 @@
 
 #include "cogs/base/check.h"
 #include "cogs/base/secret.h"
+#include "cogs/cloud/core/status.h"
 #include "cogs/observe/log.h"
 #include "cogs/observe/trace.h"
 
@@ -242,6 +243,9 @@ void Context::Settle(const workflow::FinishedEvent& ev) {
     if (!s.writes_.empty() || !s.events_.empty()) {
         Persist(std::move(s.writes_), std::move(s.events_));
     }
+    for (auto& fn : s.then_) {
+        fn();
+    }
 }
 
 std::vector<workflow::FinishedEvent> Context::EndedWorkflows(const std::vector<std::string>& ids) const {
@@ -280,7 +284,9 @@ json::object Settlement::Output(std::string_view step) const {
 
 Res* Settlement::Mine(std::string_view kind, const std::string& id) {
     Res* r = ctx.model.Find(kind, id);
-    return r != nullptr && Str(r->body, "workflow_id") == ev_.id ? r : nullptr;
+    return r != nullptr && Str(r->body, "workflow_id") == ev_.id && Transitional(kind, r->status_text())
+               ? r
+               : nullptr;
 }
 
 void Settlement::Note(const Res& r, std::string type, std::string message) {

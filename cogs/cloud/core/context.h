@@ -11,7 +11,8 @@
 // Settle functions are looked up by workflow type (OnSettle): each resource module registers the
 // types it starts (servers.cc: server.create, server.delete, ...), heal/ its moves, reconcile/ its
 // repairs. Settle() is called by the engine when a workflow ends, at start-up for workflows that
-// ended while cogsd was down, and by the stuck-work check.
+// ended while cogsd was down, and by the stuck-work check: one end may come more than once, and
+// only its first delivery finds its resources (Settlement::Mine).
 //
 // Threading: everything here runs on the io thread (the model has no locks), except OffThread's
 // work, which runs on a one-thread pool for blocking store reads and posts its result back.
@@ -74,7 +75,10 @@ public:
     // The output of step `step`, or {}.
     json::object Output(std::string_view step) const;
 
-    // The resource of `kind` `id`, if it is waiting for this workflow (a stale end changes nothing).
+    // The resource of `kind` `id`, if it is waiting for this workflow: it names it and is still in
+    // its transitional status. The same end can be delivered more than once (the engine's report,
+    // the stuck-work check's look-ups, start-up): only the first finds it, and a stale end (the
+    // resource moved on to another workflow) changes nothing.
     Res* Mine(std::string_view kind, const std::string& id);
     // An event on `r`, of this workflow.
     void Note(const Res& r, std::string type, std::string message);
@@ -92,6 +96,11 @@ public:
     void Erase(std::string_view kind, std::string id);
     void Write(store::ResourceWrite w) { writes_.push_back(std::move(w)); }
     void AddEvent(store::EventRecord e) { events_.push_back(std::move(e)); }
+    // What the outcome starts (a workflow that takes the resource over): run right after the
+    // settlement is handed to the store, in the same turn of the io thread, so that what it commits
+    // comes after the outcome and nothing (another delivery of this end, a request) runs between
+    // the decision and the take-over.
+    void Then(std::function<void()> fn) { then_.push_back(std::move(fn)); }
 
     Context& ctx;
 
@@ -101,6 +110,7 @@ private:
     json::object input_;
     std::vector<store::ResourceWrite> writes_;
     std::vector<store::EventRecord> events_;
+    std::vector<std::function<void()>> then_;
 };
 
 using SettleFn = std::function<void(Settlement&)>;

@@ -269,8 +269,13 @@ void Healer::UpdatePause() {
 // more) is started again with the same input: the same server, port and volumes, placed anew
 // (placement skips that host), as Nova retries on an alternate host. The server stays BUILD and
 // keeps its quota.
-bool Healer::Reschedule(const workflow::FinishedEvent& ev, Res& s, const json::object& claim) {
-    const std::string host = Str(claim, "host");
+//
+// The rebuild takes the server over in the same turn as the settle that decides it (Then): the same
+// end may be settled again (the engine's report, a stuck-work look-up), and a server still naming
+// the ended build would be decided again — rescheduled twice, then failed with both spent.
+bool Healer::Reschedule(Settlement& st, Res& s) {
+    const workflow::FinishedEvent& ev = st.event();
+    const std::string host = Str(st.Output("claim"), "host");
     if (host.empty() || hosts_.Up(host) || Int(s.body, "_reschedules") >= kMaxReschedules) {
         return false;
     }
@@ -279,7 +284,7 @@ bool Healer::Reschedule(const workflow::FinishedEvent& ev, Res& s, const json::o
     s.body["_reschedules"] = Int(s.body, "_reschedules") + 1;
     observe::Log("cloud").warn("server {}: its host {} failed during the build: building it again", s.id,
                                host);
-    ctx_.Post([this, id = s.id, in = std::move(in), trace = ev.trace]() mutable {
+    st.Then([this, id = s.id, in = std::move(in), trace = ev.trace]() mutable {
         Res* srv = ctx_.model.Find(kServer, id);
         if (srv == nullptr || !srv->is(ServerStatus::kBuild)) return;
         std::vector<Res*> changed{srv};

@@ -53,8 +53,11 @@ public:
     void Repair(Res& s);
     // Whether `id` is being moved (its workflow is in flight): the reconcilers leave it alone.
     bool Moving(const std::string& id) const { return moving_.contains(id); }
-    // See the top. Returns whether the create starts again (the server stays BUILD).
-    bool Reschedule(const workflow::FinishedEvent& ev, Res& s, const json::object& claim);
+    // See the top: called by the settle of `st`, a server.create that rolled back, on its server
+    // `s`. Returns whether the create starts again (the server stays BUILD); then the new build
+    // takes `s` over within that settle (Settlement::Then), and any other delivery of the same end
+    // finds `s` no longer waiting for it.
+    bool Reschedule(Settlement& st, Res& s);
     // A server still present when cogsd restarted mid-move: its workflow resumes.
     void Resumed(const std::string& id) { moving_.insert(id); }
     bool paused() const { return paused_; }

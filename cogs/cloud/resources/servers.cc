@@ -261,7 +261,7 @@ void Servers::SettleCreate(Settlement& st) {
         }
         return;
     }
-    if (st.rolled_back() && healer_.Reschedule(st.event(), *s, st.Output("claim"))) {
+    if (st.rolled_back() && healer_.Reschedule(st, *s)) {
         st.Note(*s, "rescheduled",
                 "server.create rolled back (" + st.event().reason + ") after its host " +
                     Str(st.Output("claim"), "host") + " failed: built again on another host");
