@@ -345,9 +345,9 @@ public:
         return store_->LoadDefinitions();
     }
     Result<std::vector<store::ResourceRecord>> LoadResources() override { return store_->LoadResources(); }
-    Result<store::PruneResult> PruneWorkflows(int64_t finished_before_ms, int64_t keep_at_most,
-                                              int batch) override {
-        return store_->PruneWorkflows(finished_before_ms, keep_at_most, batch);
+    Result<store::PruneResult> PruneWorkflows(store::Ended which, int64_t finished_before_ms,
+                                              int64_t keep_at_most, int batch) override {
+        return store_->PruneWorkflows(which, finished_before_ms, keep_at_most, batch);
     }
     Result<std::vector<store::EventRecord>> ListEvents(const store::EventFilter& filter) override {
         return store_->ListEvents(filter);
@@ -559,9 +559,20 @@ TEST_F(CloudHealTest, RepairsKeepStartingAcrossRestarts) {
         const std::string orphan = "orphan-port-" + std::to_string(run);
         inventory.Orphan(orphan);
         // Scans come with the reconcile period (moved on here); the orphan goes after its grace.
+        // Once its delete reaches the network service, the inventory no longer shows it and time
+        // stands still: no later scan can start a repair of its own (only a refused one is
+        // started again, by a scan before the delete).
+        Gate& network = *gates_["network"];
+        network.Hold("delete_port");
+        bool deleting = false;
         int tick = 0;
         RunUntil([&] {
-            if (++tick % 25 == 0) clock_.Advance(options_.reconcile_every);
+            if (network.held() > 0) {
+                deleting = true;
+                inventory.Serve({}, "");
+                network.Release();
+            }
+            if (!deleting && ++tick % 25 == 0) clock_.Advance(options_.reconcile_every);
             return Has(EventTypes("/v1/events?resource_kind=port&resource_id=" + orphan), "orphan_removed");
         });
         EXPECT_EQ(started(), run + 1) << "a repair was refused after restart " << run;
