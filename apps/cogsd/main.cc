@@ -24,6 +24,7 @@
 #include "cogs/observe/log.h"
 #include "cogs/observe/metrics.h"
 #include "cogs/runtime/files.h"
+#include "cogs/services/kit/flags.h"
 #include "cogs/services/kit/http_client.h"
 #include "cogs/store/store.h"
 #include "cogs/store/store_metrics.h"
@@ -50,11 +51,8 @@ int main(int argc, char** argv) {
     std::string port_file, network_url, volume_url, service_token_file, bootstrap_token_file, workflows_dir;
     std::string log_level = "info";
     std::string log_format = "json";
-    double event_retention_hours = 168;
     int64_t event_max = 1'000'000;
-    double workflow_retention_hours = 168;
     int64_t workflow_max = 100'000;
-    double failed_workflow_retention_hours = 720;
     int64_t failed_workflow_max = 10'000;
     int64_t idempotency_ttl_s = 24 * 3600;
     int64_t lease_ttl_ms = 3000, fence_window_ms = 1000, restart_grace_ms = 10000, reconcile_ms = 10000,
@@ -131,24 +129,25 @@ int main(int argc, char** argv) {
     app.add_option("--log-format", log_format, "json (one object per line) or text")
         ->check(CLI::IsMember({"json", "text"}))
         ->capture_default_str();
-    app.add_option("--event-retention-hours", event_retention_hours, "events older than this are pruned")
-        ->check(CLI::Range(0.01, 24.0 * 3650))
-        ->capture_default_str();
+    using Hours = std::ratio<3600>;
+    services::kit::AddDurationFlag<Hours>(app, "--event-retention-hours", cloud_options.event_retention,
+                                          "events older than this are pruned", "168")
+        ->check(CLI::Range(0.01, 24.0 * 3650));
     app.add_option("--event-max", event_max, "at most this many events are kept (the oldest go first)")
         ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
         ->capture_default_str();
-    app.add_option("--workflow-retention-hours", workflow_retention_hours,
-                   "ended workflows (succeeded, rolled back) older than this are pruned with their steps")
-        ->check(CLI::Range(0.01, 24.0 * 3650))
-        ->capture_default_str();
+    services::kit::AddDurationFlag<Hours>(
+        app, "--workflow-retention-hours", cloud_options.workflow_retention.keep_for,
+        "ended workflows (succeeded, rolled back) older than this are pruned with their steps", "168")
+        ->check(CLI::Range(0.01, 24.0 * 3650));
     app.add_option("--workflow-max", workflow_max,
                    "at most this many ended workflows are kept (the oldest go first)")
         ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
         ->capture_default_str();
-    app.add_option("--failed-workflow-retention-hours", failed_workflow_retention_hours,
-                   "failed workflows (waiting for an operator's retry) older than this are pruned")
-        ->check(CLI::Range(0.01, 24.0 * 3650))
-        ->capture_default_str();
+    services::kit::AddDurationFlag<Hours>(
+        app, "--failed-workflow-retention-hours", cloud_options.workflow_retention.failed_keep_for,
+        "failed workflows (waiting for an operator's retry) older than this are pruned", "720")
+        ->check(CLI::Range(0.01, 24.0 * 3650));
     app.add_option("--failed-workflow-max", failed_workflow_max,
                    "at most this many failed workflows are kept (the oldest go first)")
         ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
@@ -176,14 +175,8 @@ int main(int argc, char** argv) {
             observe::Log(component);
         }
     }
-    cloud_options.event_retention = std::chrono::duration_cast<Duration>(
-        std::chrono::duration<double, std::ratio<3600>>(event_retention_hours));
     cloud_options.event_max = event_max;
-    cloud_options.workflow_retention.keep_for = std::chrono::duration_cast<Duration>(
-        std::chrono::duration<double, std::ratio<3600>>(workflow_retention_hours));
     cloud_options.workflow_retention.keep_at_most = workflow_max;
-    cloud_options.workflow_retention.failed_keep_for = std::chrono::duration_cast<Duration>(
-        std::chrono::duration<double, std::ratio<3600>>(failed_workflow_retention_hours));
     cloud_options.workflow_retention.failed_keep_at_most = failed_workflow_max;
     cloud_options.idempotency_ttl = std::chrono::seconds(idempotency_ttl_s);
     cloud_options.lease_ttl = std::chrono::milliseconds(lease_ttl_ms);

@@ -18,11 +18,21 @@
 
 namespace cogs::services::kit {
 
-namespace flags_internal {
-inline Duration FromMillis(double ms) {
-    return std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(ms));
+// A flag read as a number of `Period`s (std::milli, std::ratio<60>, std::ratio<3600>) into `d`;
+// `default_text` is what --help shows (the value already in `d`). Not negative.
+template <class Period>
+CLI::Option* AddDurationFlag(CLI::App& app, const std::string& name, Duration& d, const std::string& help,
+                             const std::string& default_text = "") {
+    return app
+        .add_option_function<double>(
+            name,
+            [&d](double n) {
+                d = std::chrono::duration_cast<Duration>(std::chrono::duration<double, Period>(n));
+            },
+            help)
+        ->check(CLI::NonNegativeNumber)
+        ->default_str(default_text);
 }
-}  // namespace flags_internal
 
 // The fault flags (the initial FaultConfig; PUT /v1/faults changes it at run time).
 inline void AddFaultFlags(CLI::App& app, FaultConfig& f) {
@@ -34,40 +44,25 @@ inline void AddFaultFlags(CLI::App& app, FaultConfig& f) {
         ->check(CLI::Range(0.0, 1.0));
     app.add_option("--lost-reply-rate", f.lost_reply_rate, "share of new calls applied but never answered")
         ->check(CLI::Range(0.0, 1.0));
-    app.add_option_function<double>(
-           "--latency-ms", [&f](double ms) { f.latency = flags_internal::FromMillis(ms); },
-           "delay before every answer")
-        ->check(CLI::NonNegativeNumber);
+    AddDurationFlag<std::milli>(app, "--latency-ms", f.latency, "delay before every answer");
     app.add_option("--fail-action", f.fail_actions, "an action that always fails permanently (repeatable)");
     app.add_option("--long-action", f.long_actions, "an action answered 202 and done later (repeatable)");
-    app.add_option_function<double>(
-           "--accept-ms", [&f](double ms) { f.accept_duration = flags_internal::FromMillis(ms); },
-           "how long a long action runs")
-        ->check(CLI::NonNegativeNumber)
-        ->default_str("100");
+    AddDurationFlag<std::milli>(app, "--accept-ms", f.accept_duration, "how long a long action runs", "100");
     app.add_flag("--hang-all", f.hang_all, "never answer any call");
 }
 
 // How long the idempotency ledger keeps its entries (ledger.h: LedgerRetention and its rule).
 inline void AddLedgerRetentionFlags(CLI::App& app, LedgerRetention& r) {
-    using Hours = std::chrono::duration<double, std::ratio<3600>>;
-    using Minutes = std::chrono::duration<double, std::ratio<60>>;
-    app.add_option_function<double>(
-           "--ledger-retention-hours",
-           [&r](double h) { r.keep_for = std::chrono::duration_cast<Duration>(Hours(h)); },
-           "ledger entries older than this are pruned")
-        ->check(CLI::PositiveNumber)
-        ->default_str("24");
+    AddDurationFlag<std::ratio<3600>>(app, "--ledger-retention-hours", r.keep_for,
+                                      "ledger entries older than this are pruned", "24")
+        ->check(CLI::PositiveNumber);
     app.add_option("--ledger-max", r.keep_at_most,
                    "beyond this many ledger entries the oldest are pruned (never one younger than the "
                    "minimum age)")
         ->capture_default_str();
-    app.add_option_function<double>(
-           "--ledger-min-age-minutes",
-           [&r](double m) { r.min_age = std::chrono::duration_cast<Duration>(Minutes(m)); },
-           "no ledger entry younger than this is pruned: the longest workflow deadline plus a margin")
-        ->check(CLI::NonNegativeNumber)
-        ->default_str("60");
+    AddDurationFlag<std::ratio<60>>(
+        app, "--ledger-min-age-minutes", r.min_age,
+        "no ledger entry younger than this is pruned: the longest workflow deadline plus a margin", "60");
 }
 
 // Every flag of a service process but --state: for cogs-sim, whose state flag is --ledger.
