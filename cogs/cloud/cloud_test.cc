@@ -631,8 +631,9 @@ TEST_F(CloudTest, ATenantsListPagesThroughItsOwnRecordsAmongManyOtherTenants) {
             EXPECT_EQ(page.status, 200) << page.raw.body;
             const json::array& items = page.Items("server_groups");
             EXPECT_LE(items.size(), 5u);
-            for (const auto& g : items)
+            for (const auto& g : items) {
                 ids.push_back(StrOf(g, "id"));
+            }
             marker = page.Str("next_marker");
             if (marker.empty()) break;
             EXPECT_EQ(items.size(), 5u) << "a page before the last is full";
@@ -685,8 +686,9 @@ TEST_F(CloudTest, ListsByHostResourceGaugesAndADrainFollowServersThroughTheirLiv
     };
     auto on_h1 = [&](const std::string& query = "") {
         std::set<std::string> ids;
-        for (const auto& s : Call(admin_, "GET", "/v1/servers?host=h1" + query).Items("servers"))
+        for (const auto& s : Call(admin_, "GET", "/v1/servers?host=h1" + query).Items("servers")) {
             ids.insert(StrOf(s, "id"));
+        }
         return ids;
     };
     EXPECT_EQ(gauge("server", "ACTIVE"), 2);

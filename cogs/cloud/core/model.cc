@@ -207,58 +207,38 @@ private:
         turn_ending_ = false;
     }
 
-    // Every record is where its values say, and the sets hold nothing else (debug builds).
+    // The indexes are those that filing every record afresh makes (debug builds).
     bool Agree() {
-        std::map<std::string_view, size_t> filed_in;  // kind -> how many set entries its records make
+        Indexes fresh(records_, nullptr);
         for (const auto& [kind, records] : records_) {
-            OfKind& k = Kind(kind);
             for (const auto& [id, r] : records) {
-                auto f = filed_.find(&r);
-                if (f == filed_.end()) return false;
-                auto at = [&r](const Sets& sets, const std::string* key, std::string_view value) {
-                    if (value.empty()) return key == nullptr;
-                    auto it = sets.find(value);
-                    return key != nullptr && *key == value && it != sets.end() && &it->first == key &&
-                           it->second.contains(&r);
-                };
-                if (!at(k.by_project, f->second.project, r.project)) return false;
-                filed_in[kind] += r.project.empty() ? 0 : 1;
-                for (size_t i = 0; i < k.fields.size(); ++i) {
-                    const std::string_view value = TextOf(r.body, k.fields[i]);
-                    if (!at(k.by_field[i], f->second.fields[i], value)) return false;
-                    filed_in[kind] += value.empty() ? 0 : 1;
-                }
-                const std::string_view status = k.counts_status ? TextOf(r.body, "status") : "";
-                if (status.empty() ? f->second.status != nullptr
-                                   : f->second.status == nullptr || *f->second.status != status) {
-                    return false;
-                }
+                fresh.Refile(r);
             }
+        }
+        for (const auto& [kind, k] : fresh.kinds_) {
+            Kind(kind);
         }
         for (const auto& [kind, k] : kinds_) {
-            size_t entries = 0;
-            int64_t counted = 0;
-            for (const auto& [value, ids] : k.by_project)
-                entries += ids.size();
-            for (const auto& sets : k.by_field) {
-                for (const auto& [value, ids] : sets)
-                    entries += ids.size();
+            const OfKind& want = fresh.Kind(kind);
+            if (k.by_project != want.by_project || k.by_field != want.by_field ||
+                k.by_status != want.by_status) {
+                return false;
             }
-            for (const auto& [status, n] : k.by_status)
-                counted += n;
-            int64_t with_status = 0;
-            if (auto rs = records_.find(kind); rs != records_.end() && k.counts_status) {
-                for (const auto& [id, r] : rs->second)
-                    with_status += TextOf(r.body, "status").empty() ? 0 : 1;
-            }
-            if (entries != filed_in[kind] || counted != with_status) return false;
         }
-        return filed_.size() == [this] {
-            size_t n = 0;
-            for (const auto& [kind, records] : records_)
-                n += records.size();
-            return n;
-        }();
+        auto same = [](const std::string* a, const std::string* b) {
+            return a == nullptr ? b == nullptr : b != nullptr && *a == *b;
+        };
+        for (const auto& [r, want] : fresh.filed_) {
+            auto f = filed_.find(r);
+            if (f == filed_.end() || !same(f->second.project, want.project) ||
+                !same(f->second.status, want.status)) {
+                return false;
+            }
+            for (size_t i = 0; i < kMaxFields; ++i) {
+                if (!same(f->second.fields[i], want.fields[i])) return false;
+            }
+        }
+        return filed_.size() == fresh.filed_.size();
     }
 
     const Records& records_;
@@ -293,11 +273,7 @@ const Res* Model::Find(std::string_view kind, const std::string& id) const {
 }
 
 Res& Model::Put(Res r) {
-    auto& records = kinds_[r.kind];
-    auto it = records.find(r.id);
-    if (it == records.end()) {
-        it = records.emplace(r.id, Res{}).first;
-    }
+    auto it = kinds_[r.kind].try_emplace(r.id).first;
     it->second = std::move(r);
     indexes_->Refile(it->second);
     return *Handed(&it->second);

@@ -120,7 +120,7 @@ inline constexpr IndexedField kIndexedFields[] = {
 // the records after each handler that changed one.)
 //
 // What still walks a whole kind, on purpose: the start-up load and settle (Cloud::Load), the
-// reconciler's periodic pass and its stuck-work check, the hourly prune of Idempotency-Key records,
+// reconciler's periodic pass and its stuck-work check, the periodic prune of Idempotency-Key records,
 // admin lists without a project or an indexed filter (they stop after a page), and lookups by
 // name in the small catalog kinds (projects, flavors, images).
 class Model {
@@ -155,7 +155,9 @@ public:
     // By id, else (flavors and images) by name.
     Res* FindByIdOrName(std::string_view kind, const std::string& ref);
 
-    // ---- indexes (see above); a set answered is valid until the model next changes or is asked ----
+    // ---- indexes (see above) ----
+    // A set answered stays valid until the next Put or Erase, or the next read after a change in
+    // place (which refiles the record): do not change records while walking one.
 
     // The records of `kind` whose project is `project`.
     const Ids& OfProject(std::string_view kind, std::string_view project) const;

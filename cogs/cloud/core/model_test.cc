@@ -22,8 +22,9 @@ protected:
 
     void EndHandler() {
         auto fns = std::exchange(later_, {});
-        for (auto& fn : fns)
+        for (auto& fn : fns) {
             fn();
+        }
     }
 
     static Res Server(const std::string& id, const std::string& project, const std::string& status,
@@ -41,15 +42,17 @@ protected:
 
     static std::vector<std::string> IdsOf(const Model::Ids& ids) {
         std::vector<std::string> out;
-        for (const Res* r : ids)
+        for (const Res* r : ids) {
             out.push_back(r->id);
+        }
         return out;
     }
     // The ids after `marker`, as a list's next page walks them.
     static std::vector<std::string> After(const Model::Ids& ids, const std::string& marker) {
         std::vector<std::string> out;
-        for (auto it = ids.upper_bound(marker); it != ids.end(); ++it)
+        for (auto it = ids.upper_bound(marker); it != ids.end(); ++it) {
             out.push_back((*it)->id);
+        }
         return out;
     }
     std::map<std::string, int64_t> Counts(std::string_view kind) const {

@@ -228,8 +228,9 @@ void Healer::SettleMove(Settlement& st) {
 void Healer::FinishDrains() {
     std::vector<std::string> drained;
     for (const auto& [name, h] : ctx_.model.All(kHost)) {
-        if (Bool(h.body, "draining") && ctx_.model.Having(kServer, "host", name).empty())
+        if (Bool(h.body, "draining") && ctx_.model.Having(kServer, "host", name).empty()) {
             drained.push_back(name);
+        }
     }
     for (const auto& name : drained) {
         Res& h = *ctx_.model.Find(kHost, name);

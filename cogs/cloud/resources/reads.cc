@@ -98,8 +98,9 @@ const Model::Ids* Reads::Candidates(const Principal& who, std::string_view kind,
     auto consider = [&best](const Model::Ids& ids) {
         if (best == nullptr || ids.size() < best->size()) best = &ids;
     };
-    if (!who.admin() && kind != kFlavor && kind != kImage)
+    if (!who.admin() && kind != kFlavor && kind != kImage) {
         consider(ctx_.model.OfProject(kind, who.project_id));
+    }
     if (!project.empty()) consider(ctx_.model.OfProject(kind, project));
     for (const auto& [field, value] : filters) {
         if (!value.empty() && Model::Indexed(kind, field)) consider(ctx_.model.Having(kind, field, value));
