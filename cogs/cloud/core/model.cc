@@ -120,7 +120,14 @@ public:
     }
 
 private:
-    using Sets = std::map<std::string, Ids, std::less<>>;  // value -> the records that have it
+    // Looked up by a string_view of the body without a copy.
+    struct TextHash {
+        using is_transparent = void;
+        size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    };
+    // value -> the records that have it. Hashed: a lookup compares one key, not a tree's worth of
+    // ids; nodes stay put, so Filed's pointers to the keys do too.
+    using Sets = std::unordered_map<std::string, Ids, TextHash, std::equal_to<>>;
 
     struct Filed {  // where a record is: the keys of its sets (nullptr: in none)
         const std::string* project = nullptr;
@@ -167,7 +174,7 @@ private:
         if (!now.empty()) {
             auto it = sets.find(now);
             if (it == sets.end()) it = sets.emplace(std::string(now), Ids{}).first;
-            it->second.insert(&r);
+            it->second.insert(it->second.end(), &r);  // at start records come in id order: no search
             at = &it->first;
         }
     }
