@@ -31,6 +31,7 @@ test: build build-asan
 bench: build
 	@$(BUILD)/bin/cogs-bench workflow
 	@$(BUILD)/bin/cogs-bench create-storm
+	@$(BUILD)/bin/cloud_benchmark
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
