@@ -38,6 +38,7 @@ test: build build-asan build-fuzz
 bench: build
 	@$(BUILD)/bin/cogs-bench workflow
 	@$(BUILD)/bin/cogs-bench create-storm
+	@$(BUILD)/bin/cloud_benchmark
 
 # Every fuzz target for FUZZ_TIME seconds, one after the other; what each found stays in
 # $(FUZZ_BUILD)/corpus for the next run, a crashing input in $(FUZZ_BUILD)/fuzz-artifacts.

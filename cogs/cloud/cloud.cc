@@ -149,7 +149,8 @@ Status Cloud::Impl::Load() {
     if (!expired.empty() && ctx.store.Writable()) {  // else at a later start: they are refused meanwhile
         COGS_TRY(ctx.PersistBlocking(std::move(expired)));
     }
-    // Resources whose workflow ended while we were down take its outcome now.
+    // Resources whose workflow ended while we were down take its outcome now. (A walk over every
+    // record of the status kinds, on purpose: once, at start.)
     // (A server.create is the workflow of its server, port and volumes: each id once.)
     std::set<std::string> settle;
     for (auto kind : kStatusKinds) {
@@ -214,13 +215,14 @@ Result<Principal> Cloud::Impl::Authenticate(std::string_view bearer) const {
     return who;
 }
 
-// cogs_hosts{state} and cogs_resources{kind,status}, sampled from the model at a scrape.
+// cogs_hosts{state} and cogs_resources{kind,status}, sampled from the model at a scrape: the
+// counts the model keeps as records change (no walk over the records), the hosts' states.
 void Cloud::Impl::SampleGauges() {
     monitor.SampleGauges();
     std::map<std::pair<std::string, std::string>, int64_t> counts;
     for (auto kind : kStatusKinds) {
-        for (const auto& [id, r] : ctx.model.All(kind)) {
-            ++counts[{std::string(kind), r.status_text()}];
+        for (const auto& [status, n] : ctx.model.StatusCounts(kind)) {
+            counts[{std::string(kind), status}] = n;
         }
     }
     // A status that emptied since the last scrape shows 0 rather than its last value.

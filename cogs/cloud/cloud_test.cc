@@ -3,8 +3,12 @@
 //
 // What a user would check: the HTTP status and the error body's field, the resources as the API
 // lists them afterwards (nothing written by a refused request), the quota in use, the events.
+#include <cmath>
+
 #include "cogs/base/secret.h"
 #include "cogs/cloud/cloud_test_fixture.h"
+#include "cogs/observe/metrics.h"
+#include "cogs/services/kit/internal/test_observe.h"
 
 namespace cogs::cloud::testing {
 namespace {
@@ -589,6 +593,129 @@ TEST_F(CloudTest, ListsFilterByNameStatusAndForAdminsProject) {
     EXPECT_EQ(ids(admin_, "project_id=" + a).size(), 3u);
     EXPECT_EQ(ids(admin_, "project_id=" + a + "&name=blue&status=ACTIVE"), std::set<std::string>{mine});
     EXPECT_TRUE(ids(member, "name=nothing").empty());
+}
+
+// Among many other tenants' records, their ids interleaved with its own, a tenant's list pages
+// through its own only (the model's per-project index), in id order, with the markers it was
+// given; an admin's project filter pages the same, and an admin's list without one sees them all.
+TEST_F(CloudTest, ATenantsListPagesThroughItsOwnRecordsAmongManyOtherTenants) {
+    constexpr int kProjects = 9, kEach = 30, kMine = 23;
+    std::vector<std::string> members;
+    for (int i = 0; i < kProjects; ++i) {
+        const std::string p = NewProject("p" + std::to_string(i));
+        ASSERT_EQ(Call(admin_, "PUT", "/v1/projects/" + p + "/quotas", R"({"server_groups":100})").status,
+                  200);
+        members.push_back(NewToken(p, "member"));
+    }
+    const std::string project = Call(members.back(), "GET", "/v1/whoami").Str("project_id");
+    const std::string reader = NewToken(project, "reader");
+    std::vector<std::string> mine;
+    for (int n = 0; n < kEach; ++n) {  // round robin: the creation order tells nothing
+        for (int i = 0; i < kProjects; ++i) {
+            if (i == kProjects - 1 && n >= kMine) continue;
+            Reply r = Call(members[i], "POST", "/v1/server-groups",
+                           R"({"name":"g)" + std::to_string(n) + R"(","policy":"anti-affinity"})");
+            ASSERT_EQ(r.status, 201) << r.raw.body;
+            if (i == kProjects - 1) mine.push_back(r.Field("server_group", "id"));
+        }
+    }
+    std::sort(mine.begin(), mine.end());
+
+    // Every page of `query` (limit 5) from `marker` on, each checked; the ids in order.
+    auto paged = [&](const std::string& token, const std::string& query, std::string marker = "") {
+        std::vector<std::string> ids;
+        for (int pages = 0; pages < 100; ++pages) {
+            Reply page =
+                Call(token, "GET",
+                     "/v1/server-groups?limit=5" + query + (marker.empty() ? "" : "&marker=" + marker));
+            EXPECT_EQ(page.status, 200) << page.raw.body;
+            const json::array& items = page.Items("server_groups");
+            EXPECT_LE(items.size(), 5u);
+            for (const auto& g : items) {
+                ids.push_back(StrOf(g, "id"));
+            }
+            marker = page.Str("next_marker");
+            if (marker.empty()) break;
+            EXPECT_EQ(items.size(), 5u) << "a page before the last is full";
+            EXPECT_EQ(marker, ids.back());
+        }
+        return ids;
+    };
+    EXPECT_EQ(paged(members.back(), ""), mine);
+    EXPECT_EQ(paged(reader, ""), mine);
+    EXPECT_EQ(paged(admin_, "&project_id=" + project), mine);
+    EXPECT_EQ(Call(admin_, "GET", "/v1/server-groups?limit=1000").Items("server_groups").size(),
+              static_cast<size_t>((kProjects - 1) * kEach + kMine));
+    // A marker from another tenant's list (or a deleted id) is a place in the id order.
+    const std::string others =
+        StrOf(Call(members[0], "GET", "/v1/server-groups").Items("server_groups")[7], "id");
+    EXPECT_EQ(paged(members.back(), "", others),
+              std::vector<std::string>(std::upper_bound(mine.begin(), mine.end(), others), mine.end()));
+    // Filters apply within the tenant's own: every project has a "g7".
+    const json::array named = Call(members.back(), "GET", "/v1/server-groups?name=g7").Items("server_groups");
+    ASSERT_EQ(named.size(), 1u);
+    EXPECT_EQ(StrOf(named[0], "project_id"), project);
+
+    // Deleted records leave the list; a deleted one's id still works as a marker.
+    for (const std::string& gone : {mine[0], mine[11]}) {
+        ASSERT_EQ(Call(members.back(), "DELETE", "/v1/server-groups/" + gone).status, 204);
+    }
+    std::vector<std::string> left = mine;
+    std::erase(left, mine[0]);
+    std::erase(left, mine[11]);
+    EXPECT_EQ(paged(members.back(), ""), left);
+    EXPECT_EQ(paged(members.back(), "", mine[11]), std::vector<std::string>(mine.begin() + 12, mine.end()));
+}
+
+// What changes in place as servers live — a build's host, a stop's status, a delete — is what the
+// lists by host, the cogs_resources gauge and a drain count at once.
+TEST_F(CloudTest, ListsByHostResourceGaugesAndADrainFollowServersThroughTheirLives) {
+    observe::Metrics metrics;  // outlives the cloud (closed at the end)
+    Close();
+    options_.metrics = &metrics;
+    ASSERT_NO_FATAL_FAILURE(Open());
+    Seed(1);
+    const std::string member = NewToken(NewProject("t"), "member");
+    const std::string net = ActiveNetwork(member);
+    const std::string a = ActiveServer(member, net);
+    const std::string b = ActiveServer(member, net);
+    auto gauge = [&](const std::string& kind, const std::string& status) {
+        const double v = services::kit::test_observe::SampleOf(metrics.Render(), "cogs_resources",
+                                                               {{"kind", kind}, {"status", status}});
+        return std::isnan(v) ? -1 : static_cast<int>(v);
+    };
+    auto on_h1 = [&](const std::string& query = "") {
+        std::set<std::string> ids;
+        for (const auto& s : Call(admin_, "GET", "/v1/servers?host=h1" + query).Items("servers")) {
+            ids.insert(StrOf(s, "id"));
+        }
+        return ids;
+    };
+    EXPECT_EQ(gauge("server", "ACTIVE"), 2);
+    EXPECT_EQ(gauge("port", "ACTIVE"), 2);
+    EXPECT_EQ(gauge("network", "ACTIVE"), 1);
+    EXPECT_EQ(on_h1(), (std::set<std::string>{a, b}));
+
+    ASSERT_EQ(Call(member, "POST", "/v1/servers/" + a + "/stop", "{}").status, 202);
+    WaitFor("/v1/servers/" + a, "server", "SHUTOFF");
+    EXPECT_EQ(gauge("server", "ACTIVE"), 1);
+    EXPECT_EQ(gauge("server", "SHUTOFF"), 1);
+    EXPECT_EQ(on_h1("&status=SHUTOFF"), std::set<std::string>{a});
+
+    ASSERT_EQ(Call(member, "DELETE", "/v1/servers/" + b).status, 202);
+    WaitFor("/v1/servers/" + b, "server", "");
+    EXPECT_EQ(gauge("server", "ACTIVE"), 0) << "a status that emptied shows 0";
+    EXPECT_EQ(gauge("server", "SHUTOFF"), 1);
+    EXPECT_EQ(gauge("port", "ACTIVE"), 1);
+    EXPECT_EQ(on_h1(), std::set<std::string>{a});
+
+    ASSERT_EQ(Call(admin_, "POST", "/v1/hosts/h1/drain", "{}").status, 200);
+    std::string message;
+    for (const auto& e : Call(admin_, "GET", "/v1/hosts/h1/events").Items("events")) {
+        if (StrOf(e, "type") == "draining") message = StrOf(e, "message");
+    }
+    EXPECT_NE(message.find("1 servers are migrated off it"), std::string::npos) << message;
+    Close();
 }
 
 TEST_F(CloudTest, ALimitOutOfRangeIsRefusedNamingIt) {

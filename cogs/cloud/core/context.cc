@@ -41,6 +41,7 @@ Context::Context(asio::io_context& io_context, store::Store& s, workflow::Engine
       registry(r),
       options(std::move(o)),
       clock(options.clock != nullptr ? *options.clock : runtime::SystemClock()),
+      model([this](std::function<void()> fn) { Post(std::move(fn)); }),
       placement(scheduler::Ratios{options.cpu_ratio, options.ram_ratio, options.disk_ratio}),
       events_counter_(observe::CounterOf(options.metrics, "cogs_events_total", "Events recorded, by type.")),
       reads_(std::make_unique<Pool>()) {}

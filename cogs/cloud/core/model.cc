@@ -1,6 +1,11 @@
 #include "cogs/cloud/core/model.h"
 
+#include <algorithm>
+#include <array>
 #include <boost/json/serialize.hpp>
+#include <utility>
+
+#include "cogs/base/check.h"
 
 namespace cogs::cloud {
 
@@ -16,7 +21,256 @@ Amount DefaultLimits() {
                   .server_groups = 10};
 }
 
+// ---- indexes ----
+//
+// Each record has an entry in `filed_`: the values it is filed under, as pointers to the keys of
+// the sets it is in (so that it is found there again, and nothing is copied twice). Refiling a
+// record compares those with its body now and moves it where they differ.
+
+namespace {
+
+// A string field of `body`, or "".
+std::string_view TextOf(const json::object& body, std::string_view field) {
+    const json::value* v = body.if_contains(field);
+    return v != nullptr && v->is_string() ? std::string_view(v->get_string()) : std::string_view();
+}
+
+constexpr size_t MaxFieldsOfAKind() {
+    size_t most = 0;
+    for (const auto& f : kIndexedFields) {
+        size_t n = 0;
+        for (const auto& g : kIndexedFields) {
+            n += g.kind == f.kind ? 1 : 0;
+        }
+        most = std::max(most, n);
+    }
+    return most;
+}
+constexpr size_t kMaxFields = MaxFieldsOfAKind();
+
+bool CountsStatus(std::string_view kind) {
+    return std::find(std::begin(kStatusKinds), std::end(kStatusKinds), kind) != std::end(kStatusKinds);
+}
+
+}  // namespace
+
+class Model::Indexes {
+public:
+    using Records = std::map<std::string, std::map<std::string, Res>, std::less<>>;
+
+    Indexes(const Records& records, std::function<void(std::function<void()>)> end_of_turn)
+        : records_(records), end_of_turn_(std::move(end_of_turn)) {}
+
+    // `r` is stored, new or changed: filed under what it holds now.
+    void Refile(const Res& r) {
+        OfKind& k = Kind(r.kind);
+        Filed& f = filed_[&r];
+        Move(k.by_project, f.project, r.project, r);
+        for (size_t i = 0; i < k.fields.size(); ++i) {
+            Move(k.by_field[i], f.fields[i], TextOf(r.body, k.fields[i]), r);
+        }
+        if (k.counts_status) {
+            Count(k.by_status, f.status, TextOf(r.body, "status"));
+        }
+    }
+
+    // `r` is about to be erased.
+    void Unfile(const Res& r) {
+        auto it = filed_.find(&r);
+        if (it == filed_.end()) return;
+        OfKind& k = Kind(r.kind);
+        Filed& f = it->second;
+        Move(k.by_project, f.project, "", r);
+        for (size_t i = 0; i < k.fields.size(); ++i) {
+            Move(k.by_field[i], f.fields[i], "", r);
+        }
+        Count(k.by_status, f.status, "");
+        if (f.handed) std::erase(handed_, &r);
+        filed_.erase(it);
+    }
+
+    // `r` was handed out for change: refiled at every read until the end of this turn.
+    void Handed(const Res& r) {
+        Filed& f = filed_.at(&r);
+        if (f.handed) return;
+        f.handed = true;
+        handed_.push_back(&r);
+        if (!turn_ending_) {
+            turn_ending_ = true;
+            end_of_turn_([this] { EndTurn(); });
+        }
+    }
+
+    const Ids& OfProject(std::string_view kind, std::string_view project) {
+        CatchUp();
+        return In(Kind(kind).by_project, project);
+    }
+
+    const Ids& Having(std::string_view kind, std::string_view field, std::string_view value) {
+        OfKind& k = Kind(kind);
+        auto f = std::find(k.fields.begin(), k.fields.end(), field);
+        COGS_CHECK(f != k.fields.end() && "Model::Having: a field the model does not index");
+        CatchUp();
+        return In(k.by_field[static_cast<size_t>(f - k.fields.begin())], value);
+    }
+
+    const std::map<std::string, int64_t, std::less<>>& StatusCounts(std::string_view kind) {
+        CatchUp();
+        return Kind(kind).by_status;
+    }
+
+private:
+    // Looked up by a string_view of the body without a copy.
+    struct TextHash {
+        using is_transparent = void;
+        size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    };
+    // value -> the records that have it. Hashed: a lookup compares one key, not a tree's worth of
+    // ids; nodes stay put, so Filed's pointers to the keys do too.
+    using Sets = std::unordered_map<std::string, Ids, TextHash, std::equal_to<>>;
+
+    struct Filed {  // where a record is: the keys of its sets (nullptr: in none)
+        const std::string* project = nullptr;
+        std::array<const std::string*, kMaxFields> fields{};
+        const std::string* status = nullptr;
+        bool handed = false;  // this turn
+    };
+
+    struct OfKind {
+        Sets by_project;
+        std::vector<std::string_view> fields;  // of kIndexedFields, in its order
+        std::array<Sets, kMaxFields> by_field;
+        bool counts_status = false;
+        std::map<std::string, int64_t, std::less<>> by_status;
+    };
+
+    OfKind& Kind(std::string_view kind) {
+        auto it = kinds_.find(kind);
+        if (it == kinds_.end()) {
+            it = kinds_.emplace(std::string(kind), OfKind{}).first;
+            for (const auto& f : kIndexedFields) {
+                if (f.kind == kind) it->second.fields.push_back(f.field);
+            }
+            it->second.counts_status = CountsStatus(kind);
+        }
+        return it->second;
+    }
+
+    static const Ids& In(const Sets& sets, std::string_view value) {
+        static const Ids kNone;
+        auto it = sets.find(value);
+        return it == sets.end() ? kNone : it->second;
+    }
+
+    // Moves `r` from the set `at` names to the one of `now` ("": none).
+    static void Move(Sets& sets, const std::string*& at, std::string_view now, const Res& r) {
+        if (at != nullptr && *at == now) return;
+        if (at != nullptr) {
+            auto it = sets.find(*at);
+            it->second.erase(&r);
+            if (it->second.empty()) sets.erase(it);  // no key is kept for a value nobody has
+            at = nullptr;
+        }
+        if (!now.empty()) {
+            auto it = sets.find(now);
+            if (it == sets.end()) it = sets.emplace(std::string(now), Ids{}).first;
+            it->second.insert(it->second.end(), &r);  // at start records come in id order: no search
+            at = &it->first;
+        }
+    }
+
+    static void Count(std::map<std::string, int64_t, std::less<>>& counts, const std::string*& at,
+                      std::string_view now) {
+        if (at != nullptr && *at == now) return;
+        if (at != nullptr) {
+            auto it = counts.find(*at);
+            if (--it->second == 0) counts.erase(it);
+            at = nullptr;
+        }
+        if (!now.empty()) {
+            auto it = counts.find(now);
+            if (it == counts.end()) it = counts.emplace(std::string(now), 0).first;
+            ++it->second;
+            at = &it->first;
+        }
+    }
+
+    // What was changed in place since the last read is seen now.
+    void CatchUp() {
+        for (const Res* r : handed_) {
+            Refile(*r);
+        }
+    }
+
+    // The handler that obtained the pointers has returned: what it changed is seen, and nothing it
+    // held can change any more.
+    void EndTurn() {
+        CatchUp();
+        COGS_DCHECK(Agree());
+        for (const Res* r : handed_) {
+            filed_.at(r).handed = false;
+        }
+        handed_.clear();
+        turn_ending_ = false;
+    }
+
+    // The indexes are those that filing every record afresh makes (debug builds).
+    bool Agree() {
+        Indexes fresh(records_, nullptr);
+        for (const auto& [kind, records] : records_) {
+            for (const auto& [id, r] : records) {
+                fresh.Refile(r);
+            }
+        }
+        for (const auto& [kind, k] : fresh.kinds_) {
+            Kind(kind);
+        }
+        for (const auto& [kind, k] : kinds_) {
+            const OfKind& want = fresh.Kind(kind);
+            if (k.by_project != want.by_project || k.by_field != want.by_field ||
+                k.by_status != want.by_status) {
+                return false;
+            }
+        }
+        auto same = [](const std::string* a, const std::string* b) {
+            return a == nullptr ? b == nullptr : b != nullptr && *a == *b;
+        };
+        for (const auto& [r, want] : fresh.filed_) {
+            auto f = filed_.find(r);
+            if (f == filed_.end() || !same(f->second.project, want.project) ||
+                !same(f->second.status, want.status)) {
+                return false;
+            }
+            for (size_t i = 0; i < kMaxFields; ++i) {
+                if (!same(f->second.fields[i], want.fields[i])) return false;
+            }
+        }
+        return filed_.size() == fresh.filed_.size();
+    }
+
+    const Records& records_;
+    std::function<void(std::function<void()>)> end_of_turn_;
+    std::map<std::string, OfKind, std::less<>> kinds_;
+    std::unordered_map<const Res*, Filed> filed_;
+    std::vector<const Res*> handed_;  // this turn's
+    bool turn_ending_ = false;
+};
+
+Model::Model(std::function<void(std::function<void()>)> end_of_turn)
+    : indexes_(std::make_unique<Indexes>(kinds_, std::move(end_of_turn))) {}
+
+Model::~Model() = default;
+
+Res* Model::Handed(Res* r) {
+    if (r != nullptr) indexes_->Handed(*r);
+    return r;
+}
+
 Res* Model::Find(std::string_view kind, const std::string& id) {
+    return Handed(const_cast<Res*>(std::as_const(*this).Find(kind, id)));
+}
+
+const Res* Model::Find(std::string_view kind, const std::string& id) const {
     auto k = kinds_.find(kind);
     if (k == kinds_.end()) {
         return nullptr;
@@ -25,20 +279,22 @@ Res* Model::Find(std::string_view kind, const std::string& id) {
     return it == k->second.end() ? nullptr : &it->second;
 }
 
-const Res* Model::Find(std::string_view kind, const std::string& id) const {
-    return const_cast<Model*>(this)->Find(kind, id);
-}
-
 Res& Model::Put(Res r) {
-    auto& slot = kinds_[r.kind][r.id];
-    slot = std::move(r);
-    return slot;
+    auto it = kinds_[r.kind].try_emplace(r.id).first;
+    it->second = std::move(r);
+    indexes_->Refile(it->second);
+    return *Handed(&it->second);
 }
 
 void Model::Erase(std::string_view kind, const std::string& id) {
     auto k = kinds_.find(kind);
-    if (k != kinds_.end()) {
-        k->second.erase(id);
+    if (k == kinds_.end()) {
+        return;
+    }
+    auto it = k->second.find(id);
+    if (it != k->second.end()) {
+        indexes_->Unfile(it->second);
+        k->second.erase(it);
     }
 }
 
@@ -59,11 +315,28 @@ const Res* Model::FindByName(std::string_view kind, const std::string& name,
 }
 
 Res* Model::FindByIdOrName(std::string_view kind, const std::string& ref) {
-    Res* r = Find(kind, ref);
+    const Res* r = std::as_const(*this).Find(kind, ref);
     if (r == nullptr && (kind == kFlavor || kind == kImage)) {
-        r = const_cast<Res*>(FindByName(kind, ref));
+        r = FindByName(kind, ref);
     }
-    return r;
+    return Handed(const_cast<Res*>(r));
+}
+
+const Model::Ids& Model::OfProject(std::string_view kind, std::string_view project) const {
+    return indexes_->OfProject(kind, project);
+}
+
+const Model::Ids& Model::Having(std::string_view kind, std::string_view field, std::string_view value) const {
+    return indexes_->Having(kind, field, value);
+}
+
+bool Model::Indexed(std::string_view kind, std::string_view field) {
+    return std::any_of(std::begin(kIndexedFields), std::end(kIndexedFields),
+                       [&](const IndexedField& f) { return f.kind == kind && f.field == field; });
+}
+
+const std::map<std::string, int64_t, std::less<>>& Model::StatusCounts(std::string_view kind) const {
+    return indexes_->StatusCounts(kind);
 }
 
 store::ResourceWrite Model::Write(const Res& r) {

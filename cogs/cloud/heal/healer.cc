@@ -63,21 +63,21 @@ void Healer::OnTick() {
 
 // Level-triggered: every server still on a down host is queued for evacuation, every server on a
 // draining host for migration (unless evacuation is paused), then as many run as the parallelism
-// allows.
+// allows. Hosts are few; their servers come from the model's index by host.
 void Healer::Heal() {
     UpdatePause();
     if (!running_) return;
     if (!paused_) {
-        for (const auto& [id, s] : ctx_.model.All(kServer)) {
-            const std::string host = Str(s.body, "host");
-            if (host.empty() || queued_.contains(id)) continue;
-            const Res* h = ctx_.model.Find(kHost, host);
-            const char* type = hosts_.StateOf(host) == HostState::kDown    ? "server.evacuate"
-                               : h != nullptr && Bool(h->body, "draining") ? "server.migrate"
-                                                                           : nullptr;
-            if (type == nullptr || !ReadyToMove(s)) continue;
-            moves_.push_back(Move{id, host, type});
-            queued_.insert(id);
+        for (const auto& [host, h] : ctx_.model.All(kHost)) {
+            const char* type = hosts_.StateOf(host) == HostState::kDown ? "server.evacuate"
+                               : Bool(h.body, "draining")               ? "server.migrate"
+                                                                        : nullptr;
+            if (type == nullptr) continue;
+            for (const Res* s : ctx_.model.Having(kServer, "host", host)) {
+                if (queued_.contains(s->id) || !ReadyToMove(*s)) continue;
+                moves_.push_back(Move{s->id, host, type});
+                queued_.insert(s->id);
+            }
         }
     }
     Pump();
@@ -226,14 +226,13 @@ void Healer::SettleMove(Settlement& st) {
 
 // A draining host with no server left is drained.
 void Healer::FinishDrains() {
-    std::set<std::string> draining;
+    std::vector<std::string> drained;
     for (const auto& [name, h] : ctx_.model.All(kHost)) {
-        if (Bool(h.body, "draining")) draining.insert(name);
+        if (Bool(h.body, "draining") && ctx_.model.Having(kServer, "host", name).empty()) {
+            drained.push_back(name);
+        }
     }
-    for (const auto& [id, s] : ctx_.model.All(kServer)) {
-        draining.erase(Str(s.body, "host"));
-    }
-    for (const auto& name : draining) {
+    for (const auto& name : drained) {
         Res& h = *ctx_.model.Find(kHost, name);
         h.body["draining"] = false;
         ctx_.Touch(h);

@@ -149,7 +149,8 @@ void ReconcileLoop::ReadInventory(const std::shared_ptr<Scan>& scan, const std::
         }));
 }
 
-// The desired state as the reconciler sees it.
+// The desired state as the reconciler sees it: every record of the kinds it judges, on purpose (a
+// pass compares all of them with the inventories; it runs every reconcile_every and per host).
 Desired ReconcileLoop::DesiredState() const {
     Desired d;
     auto busy = [this](const Res& r) {
@@ -280,7 +281,8 @@ void ReconcileLoop::SettleRepair(Settlement& st) {
 
 // Stuck work: a resource in a transitional status whose workflow has ended (its end was lost to us:
 // it should not happen, and costs nothing to check) takes the outcome. Only resources seen
-// transitional with the same workflow at two passes in a row are looked up.
+// transitional with the same workflow at two passes in a row are looked up. (Every record of the
+// status kinds, on purpose: part of the periodic pass.)
 void ReconcileLoop::SettleStuck() {
     std::map<std::string, std::string> now;
     std::set<std::string> check;  // a workflow of several resources is looked up once

@@ -165,19 +165,16 @@ void Catalog::Delete(Call call, std::string_view kind) {
         }
         if (kind == kProject) {
             for (auto k : {kToken, kGroup, kNetwork, kSubnet, kPort, kVolume, kServer}) {
-                for (const auto& [oid, o] : ctx_.model.All(k)) {
-                    if (o.project == r->id) {
-                        return MakeError(ErrorCode::kConflict,
-                                         "project " + r->id + " still owns " + std::string(k) + " " + oid);
-                    }
+                if (const auto& owned = ctx_.model.OfProject(k, r->id); !owned.empty()) {
+                    return MakeError(ErrorCode::kConflict, "project " + r->id + " still owns " +
+                                                               std::string(k) + " " + (*owned.begin())->id);
                 }
             }
         }
         if (kind == kGroup) {
-            for (const auto& [sid, s] : ctx_.model.All(kServer)) {
-                if (Str(s.body, "server_group_id") == r->id) {
-                    return MakeError(ErrorCode::kConflict, "server group has member " + sid);
-                }
+            if (const auto& members = ctx_.model.Having(kServer, "server_group_id", r->id);
+                !members.empty()) {
+                return MakeError(ErrorCode::kConflict, "server group has member " + (*members.begin())->id);
             }
         }
         if (kind == kToken) {

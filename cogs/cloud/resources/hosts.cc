@@ -234,10 +234,7 @@ void Hosts::Drain(Call call) {
     h.body["disabled_reason"] = why.value_or("drained");
     ctx_.Touch(h);
     ctx_.placement.SetEnabled(name, false);
-    size_t n = 0;
-    for (const auto& [id, s] : ctx_.model.All(kServer)) {
-        if (Str(s.body, "host") == name) ++n;
-    }
+    const size_t n = ctx_.model.Having(kServer, "host", name).size();
     SaveAndAnswer(h, call,
                   {ctx_.Event(kHost, name, "", "draining",
                               "draining: disabled; " + std::to_string(n) + " servers are migrated off it" +

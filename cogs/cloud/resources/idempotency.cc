@@ -144,6 +144,8 @@ void IdempotencyKeys::MakeRoom(const std::string& project) {
     Forget(std::move(ids));
 }
 
+// Walks every record, on purpose: once every idempotency_prune_every (and recounts each project's,
+// which MakeRoom then keeps up to date between passes).
 void IdempotencyKeys::Prune() {
     const int64_t now = ctx_.clock.WallMs();
     std::vector<std::string> expired;

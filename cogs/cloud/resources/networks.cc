@@ -50,13 +50,12 @@ Result<const Res*> Networks::ActiveNetwork(const Principal& who, const Input& bo
 
 std::vector<Networks::KnownSubnet> Networks::SubnetsOf(const std::string& network_id) const {
     std::vector<KnownSubnet> out;
-    for (const auto& [id, s] : ctx_.model.All(kSubnet)) {
-        if (Str(s.body, "network_id") != network_id) continue;
+    for (const Res* s : ctx_.model.Having(kSubnet, "network_id", network_id)) {
         // The record holds the layout under the names a request has, so the same reader reads it.
         // One it refuses was accepted before cogsd checked, and refused by the service: not there.
-        auto layout = netaddr::ReadSubnetLayout(Input(s.body));
+        auto layout = netaddr::ReadSubnetLayout(Input(s->body));
         if (!layout) continue;
-        out.push_back({id, std::move(*layout)});
+        out.push_back({s->id, std::move(*layout)});
     }
     return out;
 }
@@ -156,9 +155,9 @@ Result<std::string> Networks::CheckFixedIp(const Input& in, const std::string& n
     COGS_ASSIGN_OR_RETURN(const size_t i,
                           netaddr::SubnetForFixedIp(in, "fixed_ip", ip, network_id, refs, false));
     const std::string text = netaddr::FormatIpv4(ip);
-    for (const auto& [pid, p] : ctx_.model.All(kPort)) {
-        if (Str(p.body, "network_id") == network_id && Str(p.body, "fixed_ip") == text) {
-            return MakeError(netaddr::AddressInUse(in, "fixed_ip", ip, pid));
+    for (const Res* p : ctx_.model.Having(kPort, "network_id", network_id)) {
+        if (Str(p->body, "fixed_ip") == text) {
+            return MakeError(netaddr::AddressInUse(in, "fixed_ip", ip, p->id));
         }
     }
     return subnets[i].id;
@@ -170,18 +169,15 @@ void Networks::Delete(Call call, std::string_view kind) {
         COGS_ASSIGN_OR_RETURN(Res * r, FindToChange(ctx_, call, kind));
         if (kind == kNetwork) {
             for (auto k : {kSubnet, kPort}) {
-                for (const auto& [oid, o] : ctx_.model.All(k)) {
-                    if (Str(o.body, "network_id") == id) {
-                        return MakeError(ErrorCode::kConflict,
-                                         "network " + id + " still has " + std::string(k) + " " + oid);
-                    }
+                if (const auto& on = ctx_.model.Having(k, "network_id", id); !on.empty()) {
+                    return MakeError(ErrorCode::kConflict, "network " + id + " still has " + std::string(k) +
+                                                               " " + (*on.begin())->id);
                 }
             }
         } else if (kind == kSubnet) {
-            for (const auto& [oid, o] : ctx_.model.All(kPort)) {
-                if (Str(o.body, "subnet_id") == id) {
-                    return MakeError(ErrorCode::kConflict, "subnet " + id + " still has port " + oid);
-                }
+            if (const auto& on = ctx_.model.Having(kPort, "subnet_id", id); !on.empty()) {
+                return MakeError(ErrorCode::kConflict,
+                                 "subnet " + id + " still has port " + (*on.begin())->id);
             }
         } else if (!Str(r->body, "device_id").empty()) {
             return MakeError(ErrorCode::kConflict,

@@ -48,24 +48,36 @@ void Reads::List(Call call, std::string_view collection, std::string_view kind) 
     const std::string marker = call.Query("marker"), name = call.Query("name"), status = call.Query("status"),
                       host = call.Query("host"), project = call.Query("project_id"),
                       network = call.Query("network_id"), server = call.Query("server_id");
-    const auto& all = ctx_.model.All(kind);
     json::array items;
     std::string next;
-    for (auto it = marker.empty() ? all.begin() : all.upper_bound(marker); it != all.end(); ++it) {
-        const Res& r = it->second;
-        if (!Visible(call.who, r)) continue;
-        if (!name.empty() && Str(r.body, "name") != name) continue;
-        if (!status.empty() && Str(r.body, "status") != status) continue;
-        if (!host.empty() && Str(r.body, "host") != host) continue;
-        if (!project.empty() && r.project != project && !(kind == kProject && r.id == project)) continue;
-        if (!network.empty() && Str(r.body, "network_id") != network) continue;
-        if (!server.empty() && Str(r.body, "server_id") != server && Str(r.body, "device_id") != server)
-            continue;
+    // false once the page is full.
+    auto take = [&](const Res& r) {
+        if (!Visible(call.who, r)) return true;
+        if (!name.empty() && Str(r.body, "name") != name) return true;
+        if (!status.empty() && Str(r.body, "status") != status) return true;
+        if (!host.empty() && Str(r.body, "host") != host) return true;
+        if (!project.empty() && r.project != project && !(kind == kProject && r.id == project)) return true;
+        if (!network.empty() && Str(r.body, "network_id") != network) return true;
+        if (!server.empty() && Str(r.body, "server_id") != server && Str(r.body, "device_id") != server) {
+            return true;
+        }
         if (static_cast<int64_t>(items.size()) == limit) {
             next = items.back().as_object().at("id").as_string().c_str();
-            break;
+            return false;
         }
         items.push_back(Present(r));
+        return true;
+    };
+    if (const Model::Ids* ids =
+            Candidates(call.who, kind, project, {{"network_id", network}, {"host", host}})) {
+        for (auto it = marker.empty() ? ids->begin() : ids->upper_bound(marker);
+             it != ids->end() && take(**it); ++it) {
+        }
+    } else {
+        const auto& all = ctx_.model.All(kind);
+        for (auto it = marker.empty() ? all.begin() : all.upper_bound(marker);
+             it != all.end() && take(it->second); ++it) {
+        }
     }
     std::string key(collection);
     std::replace(key.begin(), key.end(), '-', '_');
@@ -75,6 +87,25 @@ void Reads::List(Call call, std::string_view collection, std::string_view kind) 
         o["next_marker"] = next;
     }
     call.Answer(wire::Json(200, o));
+}
+
+// The smallest index that holds every record the list may show: the caller's project (a tenant
+// sees no other; flavors and images are everyone's), the project named (a project is its own), or
+// the records a filter names by an indexed field. nullptr: none applies, the whole kind.
+const Model::Ids* Reads::Candidates(const Principal& who, std::string_view kind, std::string_view project,
+                                    std::initializer_list<Filter> filters) const {
+    const Model::Ids* best = nullptr;
+    auto consider = [&best](const Model::Ids& ids) {
+        if (best == nullptr || ids.size() < best->size()) best = &ids;
+    };
+    if (!who.admin() && kind != kFlavor && kind != kImage) {
+        consider(ctx_.model.OfProject(kind, who.project_id));
+    }
+    if (!project.empty()) consider(ctx_.model.OfProject(kind, project));
+    for (const auto& [field, value] : filters) {
+        if (!value.empty() && Model::Indexed(kind, field)) consider(ctx_.model.Having(kind, field, value));
+    }
+    return best;
 }
 
 }  // namespace cogs::cloud

@@ -4,8 +4,13 @@
 //
 // Lists: ?limit (1..1000, default 100), ?marker (the last id of the previous page; the answer's
 // next_marker), and the filters name, status, host, project_id, network_id, server_id (a volume's
-// server or a port's device); any other parameter is 400.
+// server or a port's device); any other parameter is 400. A tenant's list walks its project's
+// records only, an admin's those of the project or the network or host it names (the model's
+// indexes, core/model.h), in id order either way.
 #pragma once
+
+#include <initializer_list>
+#include <utility>
 
 #include "cogs/cloud/resources/common.h"
 
@@ -22,6 +27,11 @@ public:
     void Show(Call call, std::string_view kind) const;
 
 private:
+    // The index a list walks, or nullptr for the whole kind.
+    using Filter = std::pair<std::string_view, std::string_view>;  // field, value ("": none)
+    const Model::Ids* Candidates(const Principal& who, std::string_view kind, std::string_view project,
+                                 std::initializer_list<Filter> filters) const;
+
     const Context& ctx_;
 };
 
