@@ -252,8 +252,7 @@ private:
                            std::find(listed.begin(), listed.end(), id) == listed.end()) {
                     mismatch(fmt::format("volume {} is in-use on server {}, whose volume_ids are [{}]", id,
                                          server, fmt::join(listed, ", ")));
-                }
-                if (held_by != server) {
+                } else if (held_by != server) {
                     mismatch(
                         fmt::format("volume {} is in-use on server {} in cogsd; {}", id, server, at_service));
                 }

@@ -10,8 +10,8 @@
 //                      a server cogsd does not have (`leaked` by kind)
 //   duplicate addresses two ports or two servers with one fixed IP on a network, or one address
 //                      held by two ports in the network service
-//   desired state      a server whose last accepted operation wants it ACTIVE (a create that went
-//                      ACTIVE, a start, a reboot) that is not ACTIVE in cogsd, or whose instance is not
+//   desired state      a server whose last accepted operation made it ACTIVE (a create, a start or a
+//                      reboot that went ACTIVE) that is not ACTIVE in cogsd, or whose instance is not
 //                      ACTIVE on the host cogsd names
 //   second resources   a resource named by one of the run's creates that is not the one its answer
 //                      named (a create done twice), or that exists though its create was refused
@@ -59,7 +59,7 @@ struct Requested {
         std::string id;
     };
     std::vector<Create> creates;
-    // Servers whose last accepted operation wants them ACTIVE -> that operation.
+    // Servers whose last accepted operation made them ACTIVE -> that operation.
     std::map<std::string, std::string> wants_active;
 };
 

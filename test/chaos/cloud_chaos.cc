@@ -624,6 +624,22 @@ const char* Name(OpKind k) {
     return "?";
 }
 
+// The status an operation asks for ("deleted": gone).
+const char* Wanted(OpKind k) {
+    switch (k) {
+        case OpKind::kCreateServer:
+        case OpKind::kStartServer:
+        case OpKind::kRebootServer: return "ACTIVE";
+        case OpKind::kStopServer: return "SHUTOFF";
+        case OpKind::kCreateVolume:
+        case OpKind::kDetach: return "available";
+        case OpKind::kAttach: return "in-use";
+        case OpKind::kDeleteServer:
+        case OpKind::kDeleteVolume: return "deleted";
+    }
+    return "?";
+}
+
 bool OnServer(OpKind k) {
     return k == OpKind::kCreateServer || k == OpKind::kDeleteServer || k == OpKind::kStartServer ||
            k == OpKind::kStopServer || k == OpKind::kRebootServer;
@@ -695,8 +711,8 @@ struct Op {
 
 struct ServerModel {
     bool busy = false;
-    std::string last_op;  // create / start / stop / reboot / delete: the last ACCEPTED operation
-    bool create_active = false;
+    std::string last_op;     // create / start / stop / reboot / delete: the last ACCEPTED operation
+    bool last_done = false;  // it ended as it asked (a start may fail: its host is down)
     bool gone = false;
 };
 
@@ -861,7 +877,7 @@ public:
             }
         }
         for (const auto& [id, m] : servers_) {
-            if (m.last_op == "start" || m.last_op == "reboot" || (m.last_op == "create" && m.create_active)) {
+            if ((m.last_op == "create" || m.last_op == "start" || m.last_op == "reboot") && m.last_done) {
                 r.wants_active[id] = m.last_op;
             }
         }
@@ -1136,6 +1152,7 @@ private:
                                                                 {OpKind::kRebootServer, "reboot"},
                                                                 {OpKind::kDeleteServer, "delete"}};
             servers_[op.server_id].last_op = kLast.at(op.kind);
+            servers_[op.server_id].last_done = false;
             if (op.kind == OpKind::kStopServer || op.kind == OpKind::kDeleteServer) {
                 std::lock_guard lock(sh_.mu);
                 sh_.user_changed.insert(op.server_id);
@@ -1150,8 +1167,9 @@ private:
         op.terminal = true;
         op.outcome = outcome;
         SetBusy(op, false);
-        if (op.kind == OpKind::kCreateServer && outcome == "ACTIVE") {
-            servers_[op.server_id].create_active = true;
+        if (OnServer(op.kind)) {
+            // The server's last operation (no other starts on it before this one ended).
+            servers_[op.server_id].last_done = outcome == Wanted(op.kind);
         }
         if (outcome == "deleted") {
             if (OnServer(op.kind)) {
@@ -1362,7 +1380,7 @@ int RunCloudChaos(const CloudChaosOptions& o) {
         if (op.terminal) {
             ++terminal;
             ++outcomes[Name(op.kind)][op.outcome];
-            failed += op.outcome == "ERROR" || op.outcome == "error" ? 1 : 0;
+            failed += op.outcome == Wanted(op.kind) ? 0 : 1;
         } else {
             ++lost;
             log("LOST: {} {} (resource {}{}) accepted {:.1f}s into the run, never terminal", Name(op.kind),
