@@ -118,6 +118,9 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
         return MakeError(s.error());
     }
     c->api_url_ = c->ProcessUrl(kCogsd);
+    c->client_relay_ = c->relays_->Open(cogsd.port);
+    c->relays_->SetReplyDropRate(c->client_relay_, o.reply_drop_rate, o.seed);
+    c->client_url_ = fmt::format("http://127.0.0.1:{}", c->relays_->ListenPort(c->client_relay_));
     const bool token = WaitUntil([&] { return runtime::ReadTokenFile(D("admin.token")).has_value(); },
                                  std::chrono::seconds(o.start_timeout_s), 20ms);
     if (!token) {
@@ -171,6 +174,7 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
         }
         c->relays_->SetTarget(c->agent_relay_[i], c->procs_.back()->port);
     }
+    c->frozen_.assign(c->procs_.size(), false);
     ApiClient api(c->api_url_, c->admin_token_);
     std::string last;
     const bool up = WaitUntil(
@@ -207,6 +211,21 @@ void ChaosCloud::Kill(int proc) {
         p.child.Signal(SIGKILL);
         p.child.Wait();
     }
+    frozen_.at(proc) = false;
+}
+
+void ChaosCloud::Freeze(int proc) {
+    if (!frozen_.at(proc) && procs_.at(proc)->child.Running()) {
+        procs_[proc]->child.Signal(SIGSTOP);
+        frozen_[proc] = true;
+    }
+}
+
+void ChaosCloud::Thaw(int proc) {
+    if (frozen_.at(proc)) {
+        procs_[proc]->child.Signal(SIGCONT);
+        frozen_[proc] = false;
+    }
 }
 
 bool ChaosCloud::Running(int proc) { return procs_.at(proc)->child.Running(); }
@@ -228,6 +247,7 @@ void ChaosCloud::SetPartitioned(int host, bool partitioned) {
 Status ChaosCloud::RestoreAll() {
     Status out;
     for (size_t i = 0; i < procs_.size(); ++i) {
+        Thaw(static_cast<int>(i));
         if (auto s = Restart(static_cast<int>(i)); !s && out) {
             out = s;
         }
@@ -239,6 +259,9 @@ Status ChaosCloud::RestoreAll() {
 }
 
 void ChaosCloud::Stop() {
+    for (size_t i = 0; i < frozen_.size(); ++i) {
+        Thaw(static_cast<int>(i));  // a stopped process would not act on SIGTERM
+    }
     for (auto it = procs_.rbegin(); it != procs_.rend(); ++it) {
         if ((*it)->child.pid() > 0) {
             (*it)->child.Stop(5s);

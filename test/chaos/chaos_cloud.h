@@ -6,7 +6,8 @@
 // Every agent talks to cogsd, and cogsd to it, through a TCP relay of a RelayHub (relay.h): the
 // agent's --control-url is relay A (-> cogsd), its --advertise-url relay B (-> the agent), so a
 // host can be cut off from the control plane while it keeps running. Readers (the chaos sampler)
-// reach agents directly, never through a relay.
+// reach agents directly, never through a relay. A workload may reach cogsd through client_url(),
+// one more relay that loses replies at `reply_drop_rate`.
 //
 // New cogsd / agent flags of issue 5 (lease, fencing, reconcile, orphan grace...) are passed only
 // when the binary's --help lists them, so the run works against binaries with and without them.
@@ -38,6 +39,8 @@ struct ChaosCloudOptions {
     // The same for every cogs-compute agent (e.g. {"--restart-backoff-ms", "250"}).
     std::map<std::string, std::string> agent_flags;
     int start_timeout_s = 60;
+    double reply_drop_rate = 0;  // of client_url()'s relay
+    uint64_t seed = 1;           // of its losses
 };
 
 class ChaosCloud {
@@ -56,6 +59,9 @@ public:
     int hosts() const { return options_.hosts; }
     static std::string HostName(int host) { return "host-" + std::to_string(host + 1); }
     const std::string& api_url() const { return api_url_; }
+    // cogsd through the relay that loses replies (ChaosCloudOptions::reply_drop_rate).
+    const std::string& client_url() const { return client_url_; }
+    RelayHub::Stats client_relay_stats() { return relays_->stats(client_relay_); }
     const std::string& admin_token() const { return admin_token_; }
     const std::string& service_token() const { return service_token_; }
     std::string ProcessUrl(int proc) const;  // direct, e.g. ProcessUrl(kAgent + 2)
@@ -63,15 +69,20 @@ public:
     std::string LogPath(int proc) const;
     // The optional flags that were actually passed (for the report).
 
-    // SIGKILL; the process stays dead until Restart. No-op if already dead.
+    // SIGKILL; the process stays dead until Restart. No-op if already dead. A frozen one dies too.
     void Kill(int proc);
+    // SIGSTOP / SIGCONT: the process stays alive, holds its sockets and runs nothing until thawed
+    // (the kernel still accepts connections on its port; nobody answers them).
+    void Freeze(int proc);
+    void Thaw(int proc);
+    bool Frozen(int proc) const { return frozen_.at(proc); }
     // Starts a dead process again on its port and waits for its port file.
     Status Restart(int proc);
     bool Running(int proc);
     // Cuts host `host` off from cogsd (both directions) or heals it.
     void SetPartitioned(int host, bool partitioned);
     bool Partitioned(int host) const { return partitioned_.at(host); }
-    // Restarts every dead process and heals every partition.
+    // Thaws every frozen process, restarts every dead one and heals every partition.
     Status RestoreAll();
     void Stop();
 
@@ -88,7 +99,10 @@ private:
     std::vector<int> control_relay_;  // per host: relay A (agent -> cogsd)
     std::vector<int> agent_relay_;    // per host: relay B (cogsd -> agent)
     std::vector<bool> partitioned_;
+    std::vector<bool> frozen_;  // per process
+    int client_relay_ = -1;
     std::string api_url_;
+    std::string client_url_;
     std::string admin_token_;
     std::string service_token_;
 };

@@ -1,16 +1,23 @@
 // cogs-chaos cloud: three threads over one ChaosCloud.
-//   - the workload (this thread): API operations at a seeded rate, each POST re-sent with its
-//     Idempotency-Key until answered, each accepted one tracked until its resource is terminal;
-//   - the faults thread: a seeded schedule of injections and their undoing (restarts, heals);
-//   - the sampler: every ~200 ms the agents' inventories (directly), hosts, servers and volumes;
-//     it counts split brain and times detection and healing of the host failures.
-// They share `Shared` under one mutex; only the faults thread touches processes during the run.
+//   - the workload (this thread): API operations at a seeded rate through the relay that loses
+//     replies, each request re-sent with its Idempotency-Key until answered, some answered POSTs
+//     sent once more with it (an echo: the answer must be the first one), each accepted request
+//     tracked until its resource is terminal; on the faults thread's order, a burst of requests
+//     sent at once from threads of their own, cogsd killed amid them;
+//   - the faults thread: a seeded schedule of injections and their undoing (restarts, heals, thaws);
+//   - the sampler: every ~200 ms the agents' inventories (directly; a frozen agent is not read),
+//     hosts, servers and volumes; it counts split brain and times detection and healing.
+// They share `Shared` under one mutex; only the faults thread touches processes during the run (a
+// burst's kill is made by the burst's thread it hands it to, while it waits: one at a time).
+// Once the requests settle, the audit (cloud_audit.h) runs until it finds nothing or its deadline.
 #include "test/chaos/cloud_chaos.h"
 
 #include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <filesystem>
 #include <functional>
+#include <latch>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -24,6 +31,7 @@
 
 #include "test/chaos/chaos_cloud.h"
 #include "test/chaos/cloud_api.h"
+#include "test/chaos/cloud_audit.h"
 #include "test/support/dev_cloud.h"
 
 namespace cogs::testing {
@@ -55,14 +63,31 @@ struct Snapshot {
 };
 
 struct HostFailure {
-    std::string kind;  // "agent_kill" | "partition"
+    std::string kind;  // "agent_kill" | "partition" | "agent_freeze"
     int host = 0;
     SteadyTime at{};
     std::set<std::string> servers;  // ACTIVE on the host at the injection, still to heal
     size_t initial_servers = 0;
     std::optional<SteadyTime> detected;
     std::optional<SteadyTime> healed;
-    std::optional<SteadyTime> recovered;  // the agent restarted / the partition healed
+    std::optional<SteadyTime> recovered;  // the agent restarted or thawed / the partition healed
+};
+
+// A burst the faults thread orders and the workload sends: `kill` (SIGKILL cogsd) is called by
+// whichever of the burst's threads sees the `kill_after`-th try come back (answered or not), or at
+// once after sending when it is 0, so that the kill lands amid the burst whatever the machine's
+// speed (a thread woken afterwards could find every try back). The faults thread waits meanwhile:
+// processes are still touched by one thread at a time.
+enum class BurstKind { kCreates, kChanges };
+struct BurstOrder {
+    BurstKind kind = BurstKind::kCreates;
+    int kill_after = 0;  // at most the burst's size - 1
+    std::function<void()> kill;
+};
+struct BurstDone {
+    int size = 0;
+    bool killed = false;
+    int back_at_kill = 0;
 };
 
 struct Shared {
@@ -74,6 +99,12 @@ struct Shared {
     std::map<std::string, int> injected;  // kind -> count
     uint64_t samples = 0;
     uint64_t incoherent_samples = 0;
+    std::set<int> frozen;  // hosts whose agent is frozen: the sampler does not read them
+    // A burst: the faults thread sets `burst_order`, the workload takes it, sends it, sets
+    // `burst_done` and notifies `burst_cv`.
+    std::optional<BurstOrder> burst_order;
+    std::optional<BurstDone> burst_done;
+    std::condition_variable burst_cv;
     std::atomic<bool> stop_sampler{false};
     std::atomic<bool> stop_faults{false};
 };
@@ -144,8 +175,17 @@ void RunSampler(const ChaosCloud& cloud, Shared& sh, const Logger& log) {
     while (!sh.stop_sampler) {
         auto snap = std::make_shared<Snapshot>();
         snap->started = SteadyClock::now();
-        for (auto& a : agents) {
-            auto inv = ComputeInventory(a, 1s);
+        std::set<int> frozen;
+        {
+            std::lock_guard lock(sh.mu);
+            frozen = sh.frozen;
+        }
+        for (size_t h = 0; h < agents.size(); ++h) {
+            // A frozen agent runs nothing (its instances neither) and would only stall the round.
+            auto inv = frozen.count(static_cast<int>(h)) != 0
+                           ? Result<std::map<std::string, InstanceView>>(
+                                 MakeError(ErrorCode::kUnavailable, "frozen"))
+                           : ComputeInventory(agents[h], 1s);
             snap->inventories.push_back(inv ? std::optional(std::move(*inv)) : std::nullopt);
         }
         // Inventories read too far apart cannot tell "at the same moment"; such rounds do not count.
@@ -212,13 +252,25 @@ void RunSampler(const ChaosCloud& cloud, Shared& sh, const Logger& log) {
 
 // --- Faults --------------------------------------------------------------------------------
 
-enum class Inject { kAgentKill, kPartition, kCogsdKill, kNetworkKill, kVolumeKill, kServiceFaults, kCrash };
+enum class Inject {
+    kAgentKill,
+    kAgentFreeze,
+    kPartition,
+    kCogsdKill,
+    kBurstKill,
+    kNetworkKill,
+    kVolumeKill,
+    kServiceFaults,
+    kCrash
+};
 
 const char* Name(Inject k) {
     switch (k) {
         case Inject::kAgentKill: return "agent_kill";
+        case Inject::kAgentFreeze: return "agent_freeze";
         case Inject::kPartition: return "partition";
         case Inject::kCogsdKill: return "cogsd_kill";
+        case Inject::kBurstKill: return "cogsd_burst_kill";
         case Inject::kNetworkKill: return "network_kill";
         case Inject::kVolumeKill: return "volume_kill";
         case Inject::kServiceFaults: return "service_faults";
@@ -229,21 +281,24 @@ const char* Name(Inject k) {
 
 class Faults {
 public:
-    Faults(ChaosCloud& cloud, Shared& sh, const Logger& log, uint64_t seed, int duration_s)
+    Faults(ChaosCloud& cloud, Shared& sh, const Logger& log, const CloudChaosOptions& o)
         : cloud_(cloud),
           sh_(sh),
           log_(log),
-          rng_(seed ^ 0x9e3779b97f4a7c15ULL),
+          o_(o),
+          rng_(o.seed ^ 0x9e3779b97f4a7c15ULL),
           api_(cloud.api_url(), cloud.admin_token()),
-          killed_(cloud.hosts(), false) {
+          killed_(cloud.hosts(), false),
+          frozen_(cloud.hosts(), false) {
         // Injections from 5 s to 5 s before the end, 1.5-4 s apart, in seeded shuffled rounds of
-        // every kind (so that even a short run injects each kind once).
-        const std::vector<Inject> round = {Inject::kAgentKill,   Inject::kPartition,  Inject::kCogsdKill,
-                                           Inject::kNetworkKill, Inject::kVolumeKill, Inject::kServiceFaults,
+        // every kind (so that even a short run injects each kind once; bursts of both kinds).
+        const std::vector<Inject> round = {Inject::kAgentKill,   Inject::kAgentFreeze, Inject::kPartition,
+                                           Inject::kCogsdKill,   Inject::kBurstKill,   Inject::kBurstKill,
+                                           Inject::kNetworkKill, Inject::kVolumeKill,  Inject::kServiceFaults,
                                            Inject::kCrash,       Inject::kCrash};
         std::vector<Inject> order;
         double at = 5;
-        while (at < duration_s - 5) {
+        while (at < o.duration_s - 5) {
             if (order.empty()) {
                 order = round;
                 std::shuffle(order.begin(), order.end(), rng_);
@@ -290,7 +345,7 @@ private:
     std::vector<int> AliveHosts() const {
         std::vector<int> out;
         for (int h = 0; h < cloud_.hosts(); ++h) {
-            if (!killed_[h] && !cloud_.Partitioned(h)) {
+            if (!killed_[h] && !frozen_[h] && !cloud_.Partitioned(h)) {
                 out.push_back(h);
             }
         }
@@ -350,11 +405,18 @@ private:
     void Do(Inject k) {
         switch (k) {
             case Inject::kAgentKill:
+            case Inject::kAgentFreeze:
             case Inject::kPartition: {
                 auto alive = AliveHosts();
                 // Keep more than half of the hosts alive (and connected).
                 if (alive.empty() || (static_cast<int>(alive.size()) - 1) * 2 <= cloud_.hosts()) {
-                    log_("skip {}: only {} of {} hosts alive", Name(k), alive.size(), cloud_.hosts());
+                    // Again later, so that a run injects every kind it can.
+                    const bool again = Now() + 2 < o_.duration_s - 5;
+                    log_("skip {}: only {} of {} hosts alive{}", Name(k), alive.size(), cloud_.hosts(),
+                         again ? " (again in 2s)" : "");
+                    if (again) {
+                        Schedule(Now() + 2, [this, k] { Do(k); });
+                    }
                     return;
                 }
                 const int h = alive[rng_() % alive.size()];
@@ -380,6 +442,26 @@ private:
                             log_("restarted agent of {}", ChaosCloud::HostName(h));
                         });
                     }
+                } else if (k == Inject::kAgentFreeze) {
+                    {
+                        std::lock_guard lock(sh_.mu);
+                        sh_.frozen.insert(h);
+                    }
+                    cloud_.Freeze(ChaosCloud::kAgent + h);
+                    frozen_[h] = true;
+                    const double length = Uniform(o_.freeze_min_s, o_.freeze_max_s);
+                    log_("inject agent_freeze {} (SIGSTOP) for {:.1f}s ({} ACTIVE servers)",
+                         ChaosCloud::HostName(h), length, servers);
+                    Schedule(Now() + length, [this, h, failure] {
+                        cloud_.Thaw(ChaosCloud::kAgent + h);
+                        {
+                            std::lock_guard lock(sh_.mu);
+                            sh_.frozen.erase(h);
+                        }
+                        frozen_[h] = false;
+                        Recovered(failure);
+                        log_("thawed agent of {} (SIGCONT)", ChaosCloud::HostName(h));
+                    });
                 } else {
                     cloud_.SetPartitioned(h, true);
                     const double length = kHostDownWindowS + Uniform(2, 6);
@@ -407,6 +489,38 @@ private:
                 const double pause = Uniform(0.3, 2.0);
                 log_("inject {} (SIGKILL {}, back in {:.1f}s)", Name(k), cloud_.ProcessName(proc), pause);
                 RestartLater(proc, pause);
+                break;
+            }
+            case Inject::kBurstKill: {
+                if (!cloud_.Running(ChaosCloud::kCogsd)) {
+                    log_("skip {}: cogsd is down", Name(k));
+                    return;
+                }
+                const BurstKind kind = bursts_++ % 2 == 0 ? BurstKind::kCreates : BurstKind::kChanges;
+                std::optional<BurstDone> done;
+                {
+                    std::unique_lock lock(sh_.mu);
+                    sh_.burst_done.reset();
+                    sh_.burst_order =
+                        BurstOrder{kind, static_cast<int>(rng_() % static_cast<uint64_t>(o_.burst)),
+                                   [this] { cloud_.Kill(ChaosCloud::kCogsd); }};
+                    // A burst ends within a try's deadline (5 s) after the kill; the workload takes
+                    // the order between two requests (a few tries at most).
+                    sh_.burst_cv.wait_for(lock, 60s, [&] { return sh_.burst_done || sh_.stop_faults; });
+                    sh_.burst_order.reset();
+                    done = sh_.burst_done;
+                }
+                if (!done || !done->killed) {
+                    log_("skip {}: the workload sent no burst", Name(k));
+                    return;
+                }
+                const double pause = Uniform(0.3, 2.0);
+                log_(
+                    "inject {} (SIGKILL cogsd once {} of a burst of {} {} came back; back in {:.1f}s)",
+                    Name(k), done->back_at_kill, done->size,
+                    kind == BurstKind::kCreates ? "creates" : "deletes, attaches, detaches and power actions",
+                    pause);
+                RestartLater(ChaosCloud::kCogsd, pause);
                 break;
             }
             case Inject::kServiceFaults: {
@@ -470,10 +584,13 @@ private:
     ChaosCloud& cloud_;
     Shared& sh_;
     const Logger& log_;
+    const CloudChaosOptions& o_;
     std::mt19937_64 rng_;
     ApiClient api_;
     std::vector<bool> killed_;
+    std::vector<bool> frozen_;
     int never_restarted_ = 0;
+    int bursts_ = 0;
     uint64_t seq_ = 0;
     std::priority_queue<Item, std::vector<Item>, std::greater<>> queue_;
 };
@@ -485,6 +602,7 @@ enum class OpKind {
     kDeleteServer,
     kStartServer,
     kStopServer,
+    kRebootServer,
     kCreateVolume,
     kDeleteVolume,
     kAttach,
@@ -497,6 +615,7 @@ const char* Name(OpKind k) {
         case OpKind::kDeleteServer: return "server.delete";
         case OpKind::kStartServer: return "server.start";
         case OpKind::kStopServer: return "server.stop";
+        case OpKind::kRebootServer: return "server.reboot";
         case OpKind::kCreateVolume: return "volume.create";
         case OpKind::kDeleteVolume: return "volume.delete";
         case OpKind::kAttach: return "volume.attach";
@@ -505,26 +624,95 @@ const char* Name(OpKind k) {
     return "?";
 }
 
+// The status an operation asks for ("deleted": gone).
+const char* Wanted(OpKind k) {
+    switch (k) {
+        case OpKind::kCreateServer:
+        case OpKind::kStartServer:
+        case OpKind::kRebootServer: return "ACTIVE";
+        case OpKind::kStopServer: return "SHUTOFF";
+        case OpKind::kCreateVolume:
+        case OpKind::kDetach: return "available";
+        case OpKind::kAttach: return "in-use";
+        case OpKind::kDeleteServer:
+        case OpKind::kDeleteVolume: return "deleted";
+    }
+    return "?";
+}
+
 bool OnServer(OpKind k) {
     return k == OpKind::kCreateServer || k == OpKind::kDeleteServer || k == OpKind::kStartServer ||
-           k == OpKind::kStopServer;
+           k == OpKind::kStopServer || k == OpKind::kRebootServer;
 }
+
+// An action whose workflow the audit follows (cloud_audit.h: one per answered request).
+bool IsAction(OpKind k) {
+    return k == OpKind::kStartServer || k == OpKind::kStopServer || k == OpKind::kRebootServer ||
+           k == OpKind::kAttach || k == OpKind::kDetach;
+}
+
+// What a 2xx answer names: the resource ({"server": {...}} or {"volume": {...}}) and its workflow.
+struct Answered {
+    int status = 0;
+    std::string id;
+    std::string workflow_id;
+    bool operator==(const Answered&) const = default;
+    std::string ToString() const { return fmt::format("{} {} (workflow {})", status, id, workflow_id); }
+};
+
+Answered ReadAnswer(int status, const json::object& body) {
+    Answered a{status, "", ""};
+    for (const char* kind : {"server", "volume"}) {
+        if (const auto* o = body.if_contains(kind); o != nullptr && o->is_object()) {
+            a.id = Str(o->as_object(), "id");
+            a.workflow_id = Str(o->as_object(), "workflow_id");
+        }
+    }
+    return a;
+}
+
+// Whether a reply asks for the request to be sent again with its key: no answer, 5xx, 429, or 409
+// "a request with this Idempotency-Key is being answered" (its first attempt is still in cogsd).
+bool SendAgain(const Result<ApiReply>& r) {
+    return !r || r->status == 429 || r->status >= 500 ||
+           (r->status == 409 && r->text.find("is being answered") != std::string::npos);
+}
+
+Duration Backoff(const Result<ApiReply>& r, int attempts) {
+    if (r && !r->header_retry_after.empty()) {
+        return std::chrono::seconds(std::max(1, std::atoi(r->header_retry_after.c_str())));
+    }
+    return std::min<Duration>(100ms * (1 << std::min(attempts - 1, 5)), 2s);
+}
+
+// How long a request (or its echo) is re-sent before it counts as never answered.
+constexpr Duration kGiveUp = 120s;
 
 struct Op {
     OpKind kind{};
     std::string method, target, body, key;
+    std::string trace_id;              // sent in every try's traceparent (cogsd's workflow carries it)
+    std::string name;                  // a create's name (unique in the run)
     std::string server_id, volume_id;  // what it acts on (a create's id comes with its answer)
     SteadyTime first_sent{}, next_send{}, accepted_at{};
     int attempts = 0;
     enum State { kSending, kAccepted, kRefused, kUnanswered } state = kSending;
     bool terminal = false;
     std::string outcome;
+    bool burst = false;
+    std::optional<Answered> answer;  // the first 2xx answer
+    // An echo: the request sent once more with its key after its 2xx answer; the answer must be the
+    // same. Due at echo_at while echo_due.
+    bool echo_due = false;
+    SteadyTime echo_at{};
+    SteadyTime echo_first{};
+    int echo_attempts = 0;
 };
 
 struct ServerModel {
     bool busy = false;
-    std::string last_op;  // create / start / stop / delete: the last ACCEPTED operation
-    bool create_active = false;
+    std::string last_op;     // create / start / stop / reboot / delete: the last ACCEPTED operation
+    bool last_done = false;  // it ended as it asked (a start may fail: its host is down)
     bool gone = false;
 };
 
@@ -533,22 +721,187 @@ struct VolumeModel {
     bool gone = false;
 };
 
+struct WorkloadCounts {
+    int resends = 0;            // requests sent again after no answer, a 5xx, a 429 or a 409 in flight
+    int echoes = 0;             // echoes answered
+    int echo_mismatches = 0;    // echoes answered otherwise than the first answer
+    int echoes_unanswered = 0;  // echoes given up
+    int bursts = 0;             // bursts sent
+    int burst_ops = 0;          // requests in them
+    int burst_unanswered = 0;   // of which the first try got no answer (cogsd died under it)
+    std::map<std::string, int> refused;  // "<operation> <status>" -> count
+};
+
 class Workload {
 public:
-    Workload(const ChaosCloud& cloud, Shared& sh, const Logger& log, const Seeded& seeded, uint64_t seed)
+    Workload(const ChaosCloud& cloud, Shared& sh, const Logger& log, const Seeded& seeded,
+             const CloudChaosOptions& o)
         : sh_(sh),
           log_(log),
           seeded_(seeded),
-          seed_(seed),
-          rng_(seed),
-          api_(cloud.api_url(), cloud.admin_token()),
+          o_(o),
+          rng_(o.seed),
+          url_(cloud.client_url()),
+          token_(cloud.admin_token()),
+          api_(url_, token_),
           hosts_(cloud.hosts()) {}
 
     // Starts a new operation chosen from what exists now.
     void StartOne() {
+        if (auto op = Choose(Mix::kAny)) {
+            ops_.push_back(std::move(*op));
+            Send(ops_.back());
+        }
+    }
+
+    // Sends up to `burst` new operations at once, each from a thread of its own, kills cogsd amid
+    // them as `order` says, and handles their answers (or their lack) once every try is back.
+    BurstDone Burst(const BurstOrder& order) {
+        const BurstKind kind = order.kind;
+        std::vector<size_t> burst;
+        for (int i = 0; i < o_.burst; ++i) {
+            if (auto op = Choose(kind == BurstKind::kCreates ? Mix::kCreates : Mix::kChanges)) {
+                op->burst = true;
+                ops_.push_back(std::move(*op));
+                burst.push_back(ops_.size() - 1);
+            }
+        }
+        BurstDone done;
+        done.size = static_cast<int>(burst.size());
+        if (burst.empty()) {
+            return done;
+        }
+        const int kill_after = std::min(order.kill_after, done.size - 1);
+        std::vector<std::optional<Result<ApiReply>>> replies(burst.size());
+        std::latch go(1);
+        std::atomic<int> back{0};
+        std::vector<std::thread> threads;
+        for (size_t i = 0; i < burst.size(); ++i) {
+            threads.emplace_back([this, &go, &replies, &back, &order, kill_after, i, op = ops_[burst[i]]] {
+                ApiClient api(url_, token_);
+                go.wait();
+                replies[i] = Attempt(api, op);
+                if (++back == kill_after) {
+                    order.kill();
+                }
+            });
+        }
+        go.count_down();
+        if (kill_after == 0) {
+            order.kill();
+        }
+        for (auto& t : threads) {
+            t.join();
+        }
+        done.killed = true;
+        done.back_at_kill = kill_after;
+        ++counts_.bursts;
+        int unanswered = 0;
+        for (size_t i = 0; i < burst.size(); ++i) {
+            Op& op = ops_[burst[i]];
+            ++op.attempts;
+            unanswered += *replies[i] ? 0 : 1;
+            Handle(op, *replies[i]);
+        }
+        counts_.burst_ops += static_cast<int>(burst.size());
+        counts_.burst_unanswered += unanswered;
+        log_("burst of {} requests: {} answered, {} not (sent again with their keys)", burst.size(),
+             burst.size() - unanswered, unanswered);
+        return done;
+    }
+
+    // Re-sends what is due, sends the echoes that are due and notes what reached a terminal status.
+    // Answers whether anything accepted is still in progress or being sent.
+    bool Poll() {
+        const auto now = SteadyClock::now();
+        for (auto& op : ops_) {
+            if (op.state == Op::kSending && op.next_send <= now) {
+                Send(op);
+            }
+            if (op.echo_due && op.echo_at <= now) {
+                Echo(op);
+            }
+        }
+        auto snap = Latest();
+        bool busy = false;
+        for (auto& op : ops_) {
+            busy = busy || op.state == Op::kSending || op.echo_due ||
+                   (op.state == Op::kAccepted && !op.terminal);
+            if (op.state != Op::kAccepted || op.terminal || !snap || snap->started <= op.accepted_at ||
+                !snap->servers_ok || !snap->volumes_ok) {
+                continue;
+            }
+            std::optional<std::string> status;
+            if (OnServer(op.kind)) {
+                if (auto s = snap->servers.find(op.server_id); s != snap->servers.end()) {
+                    status = s->second.status;
+                }
+            } else if (auto v = snap->volumes.find(op.volume_id); v != snap->volumes.end()) {
+                status = v->second;
+            }
+            if (!status) {
+                // Gone: the end of a delete; for a create, only if we deleted it since (else it
+                // vanished, and stays unfinished: `lost`).
+                const bool deleted = OnServer(op.kind) ? servers_[op.server_id].last_op == "delete"
+                                                       : volumes_[op.volume_id].gone;
+                if (op.kind == OpKind::kCreateServer || op.kind == OpKind::kCreateVolume) {
+                    if (!deleted) {
+                        continue;
+                    }
+                }
+                Finish(op, "deleted");
+            } else if (!Transitional(*status)) {
+                Finish(op, *status);
+            }
+        }
+        return busy;
+    }
+
+    // What the audit needs of what was asked.
+    Requested Asked() const {
+        Requested r;
+        for (const auto& op : ops_) {
+            if (IsAction(op.kind) && op.state != Op::kSending) {
+                using Act = Requested::Action;
+                r.actions.push_back({Name(op.kind), OnServer(op.kind) ? op.server_id : op.volume_id,
+                                     op.trace_id,
+                                     op.answer                     ? Act::kAccepted
+                                     : op.state == Op::kUnanswered ? Act::kUnanswered
+                                                                   : Act::kRefused,
+                                     op.answer ? op.answer->workflow_id : ""});
+            }
+            const bool create = op.kind == OpKind::kCreateServer || op.kind == OpKind::kCreateVolume;
+            if (create && (op.answer || op.state == Op::kRefused)) {
+                r.creates.push_back({op.kind == OpKind::kCreateServer ? "servers" : "volumes", op.name,
+                                     op.answer ? op.answer->id : ""});
+            }
+        }
+        for (const auto& [id, m] : servers_) {
+            if ((m.last_op == "create" || m.last_op == "start" || m.last_op == "reboot") && m.last_done) {
+                r.wants_active[id] = m.last_op;
+            }
+        }
+        return r;
+    }
+
+    const std::vector<Op>& ops() const { return ops_; }
+    const WorkloadCounts& counts() const { return counts_; }
+
+private:
+    enum class Mix { kAny, kCreates, kChanges };
+
+    std::shared_ptr<const Snapshot> Latest() {
+        std::lock_guard lock(sh_.mu);
+        return sh_.latest;
+    }
+
+    // A new operation on what exists now (its resources marked busy), or nullopt when there is
+    // nothing to do within the caps. kCreates: only creates; kChanges: deletes, attaches, detaches,
+    // power actions (a create when nothing fits).
+    std::optional<Op> Choose(Mix mix) {
         auto snap = Latest();
         if (!snap || !snap->servers_ok || !snap->volumes_ok) {
-            return;
+            return std::nullopt;
         }
         auto server_with = [&](std::initializer_list<const char*> statuses) -> std::string {
             std::vector<std::string> c;
@@ -585,25 +938,33 @@ public:
         static const std::vector<std::pair<OpKind, int>> kWeights = {
             {OpKind::kCreateServer, 30}, {OpKind::kDeleteServer, 12}, {OpKind::kCreateVolume, 15},
             {OpKind::kDeleteVolume, 6},  {OpKind::kAttach, 10},       {OpKind::kDetach, 8},
-            {OpKind::kStopServer, 8},    {OpKind::kStartServer, 8}};
+            {OpKind::kStopServer, 8},    {OpKind::kStartServer, 8},   {OpKind::kRebootServer, 5}};
+        auto allowed = [mix](OpKind k) {
+            const bool create = k == OpKind::kCreateServer || k == OpKind::kCreateVolume;
+            return mix == Mix::kAny || (mix == Mix::kCreates) == create;
+        };
         int total = 0;
         for (const auto& [k, w] : kWeights) {
-            total += w;
+            total += allowed(k) ? w : 0;
         }
         int pick = static_cast<int>(rng_() % static_cast<uint64_t>(total));
         OpKind kind = OpKind::kCreateServer;
         for (const auto& [k, w] : kWeights) {
+            if (!allowed(k)) {
+                continue;
+            }
             if (pick < w) {
                 kind = k;
                 break;
             }
             pick -= w;
         }
-        const bool servers_full = live_servers >= static_cast<size_t>(hosts_) * 6;
-        const bool volumes_full = live_volumes >= static_cast<size_t>(hosts_) * 4;
+        // A burst of creates may go past the caps by its own size.
+        const size_t slack = mix == Mix::kCreates ? static_cast<size_t>(o_.burst) : 0;
+        const bool servers_full = live_servers >= static_cast<size_t>(hosts_) * 6 + slack;
+        const bool volumes_full = live_volumes >= static_cast<size_t>(hosts_) * 4 + slack;
         Op op;
         op.kind = kind;
-        op.key = fmt::format("chaos-{}-{}", seed_, ops_.size());
         switch (kind) {
             case OpKind::kDeleteServer:
                 op.server_id = server_with({"ACTIVE", "SHUTOFF", "ERROR"});
@@ -611,11 +972,15 @@ public:
                 op.target = "/v1/servers/" + op.server_id;
                 break;
             case OpKind::kStartServer:
-            case OpKind::kStopServer: {
+            case OpKind::kStopServer:
+            case OpKind::kRebootServer: {
                 const bool start = kind == OpKind::kStartServer;
                 op.server_id = server_with({start ? "SHUTOFF" : "ACTIVE"});
                 op.method = "POST";
-                op.target = "/v1/servers/" + op.server_id + (start ? "/start" : "/stop");
+                op.target = "/v1/servers/" + op.server_id +
+                            (start                         ? "/start"
+                             : kind == OpKind::kStopServer ? "/stop"
+                                                           : "/reboot");
                 op.body = "{}";
                 break;
             }
@@ -650,20 +1015,20 @@ public:
             // Nothing to act on (or a create was drawn): create something, within the caps.
             const bool volume = kind == OpKind::kCreateVolume || (servers_full && !volumes_full);
             if (volume ? volumes_full : servers_full) {
-                return;
+                return std::nullopt;
             }
             op = Op{};
-            op.key = fmt::format("chaos-{}-{}", seed_, ops_.size());
             op.method = "POST";
             if (volume) {
                 op.kind = OpKind::kCreateVolume;
+                op.name = fmt::format("cv{}", ops_.size());
                 op.target = "/v1/volumes";
-                op.body =
-                    json::serialize(json::object{{"name", fmt::format("cv{}", ops_.size())}, {"size_gb", 1}});
+                op.body = json::serialize(json::object{{"name", op.name}, {"size_gb", 1}});
             } else {
                 op.kind = OpKind::kCreateServer;
+                op.name = fmt::format("cs{}", ops_.size());
                 op.target = "/v1/servers";
-                json::object body{{"name", fmt::format("cs{}", ops_.size())},
+                json::object body{{"name", op.name},
                                   {"flavor", seeded_.flavor},
                                   {"image", seeded_.image},
                                   {"network_id", seeded_.network_id}};
@@ -676,62 +1041,11 @@ public:
                 op.body = json::serialize(body);
             }
         }
-        SetBusy(op, true);
+        op.key = fmt::format("chaos-{}-{}", o_.seed, ops_.size());
+        op.trace_id = fmt::format("{:016x}{:016x}", o_.seed + 1, ops_.size() + 1);
         op.first_sent = SteadyClock::now();
-        ops_.push_back(std::move(op));
-        Send(ops_.back());
-    }
-
-    // Re-sends what is due and notes what reached a terminal status. Answers whether anything
-    // accepted is still in progress or being sent.
-    bool Poll() {
-        const auto now = SteadyClock::now();
-        for (auto& op : ops_) {
-            if (op.state == Op::kSending && op.next_send <= now) {
-                Send(op);
-            }
-        }
-        auto snap = Latest();
-        bool busy = false;
-        for (auto& op : ops_) {
-            busy = busy || op.state == Op::kSending || (op.state == Op::kAccepted && !op.terminal);
-            if (op.state != Op::kAccepted || op.terminal || !snap || snap->started <= op.accepted_at ||
-                !snap->servers_ok || !snap->volumes_ok) {
-                continue;
-            }
-            std::optional<std::string> status;
-            if (OnServer(op.kind)) {
-                if (auto s = snap->servers.find(op.server_id); s != snap->servers.end()) {
-                    status = s->second.status;
-                }
-            } else if (auto v = snap->volumes.find(op.volume_id); v != snap->volumes.end()) {
-                status = v->second;
-            }
-            if (!status) {
-                // Gone: the end of a delete; for a create, only if we deleted it since (else it
-                // vanished, and stays unfinished: `lost`).
-                const bool deleted = OnServer(op.kind) ? servers_[op.server_id].last_op == "delete"
-                                                       : volumes_[op.volume_id].gone;
-                if (op.kind == OpKind::kCreateServer || op.kind == OpKind::kCreateVolume) {
-                    if (!deleted) {
-                        continue;
-                    }
-                }
-                Finish(op, "deleted");
-            } else if (!Transitional(*status)) {
-                Finish(op, *status);
-            }
-        }
-        return busy;
-    }
-
-    const std::vector<Op>& ops() const { return ops_; }
-    const std::map<std::string, ServerModel>& servers() const { return servers_; }
-
-private:
-    std::shared_ptr<const Snapshot> Latest() {
-        std::lock_guard lock(sh_.mu);
-        return sh_.latest;
+        SetBusy(op, true);
+        return op;
     }
 
     void SetBusy(const Op& op, bool busy) {
@@ -743,27 +1057,41 @@ private:
         }
     }
 
+    static Result<ApiReply> Attempt(ApiClient& api, const Op& op) {
+        return api.Call(
+            op.method, op.target, op.body,
+            {{"idempotency-key", op.key}, {"traceparent", "00-" + op.trace_id + "-00000000000000c5-01"}}, 5s);
+    }
+
     void Send(Op& op) {
         ++op.attempts;
-        auto r = api_.Call(op.method, op.target, op.body, {{"idempotency-key", op.key}}, 5s);
+        Handle(op, Attempt(api_, op));
+    }
+
+    // What an attempt's reply means for its operation.
+    void Handle(Op& op, const Result<ApiReply>& r) {
         const auto now = SteadyClock::now();
-        if (!r || r->status == 429 || r->status >= 500) {
-            if (now - op.first_sent > 120s) {
+        if (SendAgain(r)) {
+            if (now - op.first_sent > kGiveUp) {
                 op.state = Op::kUnanswered;
                 SetBusy(op, false);
                 log_("{} {} never answered after {} attempts", Name(op.kind), op.target, op.attempts);
                 return;
             }
-            Duration delay = std::min<Duration>(100ms * (1 << std::min(op.attempts - 1, 5)), 2s);
-            if (r && !r->header_retry_after.empty()) {
-                delay = std::chrono::seconds(std::max(1, std::atoi(r->header_retry_after.c_str())));
-            }
-            op.next_send = now + delay;
-            ++resends_;
+            op.next_send = now + Backoff(r, op.attempts);
+            ++counts_.resends;
             return;
         }
         if (r->status / 100 == 2 && r->body.is_object()) {
+            op.answer = ReadAnswer(r->status, r->body.as_object());
             Accept(op, r->body.as_object(), now);
+            if (op.method == "POST" &&
+                (op.burst || std::uniform_real_distribution<double>(0, 1)(rng_) < o_.echo_rate)) {
+                // Late enough that a burst's echo crosses cogsd's restart.
+                op.echo_due = true;
+                op.echo_at = now + std::chrono::milliseconds(2500 + rng_() % 2000);
+                op.echo_first = op.echo_at;
+            }
         } else if (op.method == "DELETE" && op.attempts > 1 && (r->status == 404 || r->status == 409)) {
             // The first DELETE may have been applied with its answer lost: it is gone (404) or
             // being deleted (409). Track it as accepted.
@@ -773,8 +1101,36 @@ private:
             }
         } else {
             op.state = Op::kRefused;
-            ++refused_[fmt::format("{} {}", Name(op.kind), r->status)];
+            ++counts_.refused[fmt::format("{} {}", Name(op.kind), r->status)];
             SetBusy(op, false);
+        }
+    }
+
+    // The request once more with its key: it must be answered exactly as the first time, whatever
+    // happened since (cogsd killed and restarted, the resource changed or gone).
+    void Echo(Op& op) {
+        ++op.echo_attempts;
+        auto r = Attempt(api_, op);
+        const auto now = SteadyClock::now();
+        if (SendAgain(r)) {
+            if (now - op.echo_first > kGiveUp) {
+                op.echo_due = false;
+                ++counts_.echoes_unanswered;
+                log_("echo of {} {} (key {}) never answered", Name(op.kind), op.target, op.key);
+            } else {
+                op.echo_at = now + Backoff(r, op.echo_attempts);
+            }
+            return;
+        }
+        op.echo_due = false;
+        ++counts_.echoes;
+        const Answered again =
+            r->body.is_object() ? ReadAnswer(r->status, r->body.as_object()) : Answered{r->status, "", ""};
+        if (r->status / 100 != 2 || again != *op.answer) {
+            ++counts_.echo_mismatches;
+            log_("ECHO ANSWERED OTHERWISE: {} {} (key {}{}) was answered {}, then {}{}", Name(op.kind),
+                 op.target, op.key, op.burst ? ", in a burst" : "", op.answer->ToString(), again.ToString(),
+                 r->status / 100 == 2 ? "" : ": " + r->text);
         }
     }
 
@@ -793,8 +1149,10 @@ private:
             static const std::map<OpKind, std::string> kLast = {{OpKind::kCreateServer, "create"},
                                                                 {OpKind::kStartServer, "start"},
                                                                 {OpKind::kStopServer, "stop"},
+                                                                {OpKind::kRebootServer, "reboot"},
                                                                 {OpKind::kDeleteServer, "delete"}};
             servers_[op.server_id].last_op = kLast.at(op.kind);
+            servers_[op.server_id].last_done = false;
             if (op.kind == OpKind::kStopServer || op.kind == OpKind::kDeleteServer) {
                 std::lock_guard lock(sh_.mu);
                 sh_.user_changed.insert(op.server_id);
@@ -809,8 +1167,9 @@ private:
         op.terminal = true;
         op.outcome = outcome;
         SetBusy(op, false);
-        if (op.kind == OpKind::kCreateServer && outcome == "ACTIVE") {
-            servers_[op.server_id].create_active = true;
+        if (OnServer(op.kind)) {
+            // The server's last operation (no other starts on it before this one ended).
+            servers_[op.server_id].last_done = outcome == Wanted(op.kind);
         }
         if (outcome == "deleted") {
             if (OnServer(op.kind)) {
@@ -821,183 +1180,20 @@ private:
         }
     }
 
-public:
-    std::map<std::string, int> refused_;
-    int resends_ = 0;
-
-private:
     Shared& sh_;
     const Logger& log_;
     Seeded seeded_;
-    uint64_t seed_;
+    const CloudChaosOptions& o_;
     std::mt19937_64 rng_;
+    const std::string url_;  // cogsd through the relay that loses replies
+    const std::string token_;
     ApiClient api_;
     int hosts_;
-    std::vector<Op> ops_;  // a deque would do; ops are only appended and never move while Send runs
+    std::vector<Op> ops_;  // only appended (Send holds a reference; a burst's threads hold copies)
     std::map<std::string, ServerModel> servers_;
     std::map<std::string, VolumeModel> volumes_;
+    WorkloadCounts counts_;
 };
-
-// --- Final checks --------------------------------------------------------------------------
-
-struct Checks {
-    std::map<std::string, int> leaked;  // kind -> count
-    int duplicate_addresses = 0;
-    int desired_not_active = 0;
-};
-
-Result<json::object> GetObject(ApiClient& c, const std::string& target) {
-    auto r = c.Call("GET", target, "", {}, 10s);
-    if (!r) {
-        return MakeError(r.error());
-    }
-    if (r->status != 200 || !r->body.is_object()) {
-        return MakeError(ErrorCode::kUnavailable, fmt::format("GET {}: {}", target, r->status));
-    }
-    return r->body.as_object();
-}
-
-Result<Checks> FinalChecks(const ChaosCloud& cloud, const Workload& workload, const Logger& log) {
-    ApiClient api(cloud.api_url(), cloud.admin_token());
-    std::map<std::string, std::vector<json::object>> lists;
-    for (const char* kind : {"servers", "ports", "volumes", "networks", "subnets"}) {
-        auto l = ListAll(api, std::string("/v1/") + kind, kind);
-        if (!l) {
-            return MakeError(l.error());
-        }
-        lists[kind] = std::move(*l);
-    }
-    std::map<std::string, std::set<std::string>> ids;
-    for (const auto& [kind, items] : lists) {
-        for (const auto& o : items) {
-            ids[kind].insert(Str(o, "id"));
-        }
-    }
-    std::map<std::string, json::object> servers;
-    for (const auto& s : lists["servers"]) {
-        servers[Str(s, "id")] = s;
-    }
-    Checks c;
-    auto leak = [&](const std::string& kind, const std::string& what) {
-        ++c.leaked[kind];
-        log("LEAKED {}: {}", kind, what);
-    };
-    // Compute: every instance belongs to a server, on the host cogsd names.
-    std::map<std::string, std::map<std::string, InstanceView>> instances_by_host;
-    for (int h = 0; h < cloud.hosts(); ++h) {
-        ApiClient agent(cloud.ProcessUrl(ChaosCloud::kAgent + h), cloud.service_token());
-        auto inv = ComputeInventory(agent, 10s);
-        if (!inv) {
-            return MakeError(
-                ErrorCode::kUnavailable,
-                fmt::format("inventory of {}: {}", ChaosCloud::HostName(h), inv.error().message));
-        }
-        for (const auto& [id, i] : *inv) {
-            instances_by_host[i.host][id] = i;
-            auto s = servers.find(id);
-            if (s == servers.end()) {
-                leak("instance", fmt::format("{} on {} ({}) has no server", id, i.host, i.state));
-            } else if (Str(s->second, "host") != i.host) {
-                leak("instance", fmt::format("{} on {} ({}), but cogsd places server {} on '{}'", id, i.host,
-                                             i.state, id, Str(s->second, "host")));
-            }
-        }
-    }
-    // Network: ports, addresses, networks, subnets.
-    ApiClient network(cloud.ProcessUrl(ChaosCloud::kNetwork), cloud.service_token());
-    auto net = GetObject(network, "/v1/inventory");
-    if (!net) {
-        return MakeError(net.error());
-    }
-    for (const auto& [inv_key, kind] : std::map<std::string, std::string>{
-             {"ports", "ports"}, {"networks", "networks"}, {"subnets", "subnets"}}) {
-        for (const auto& p : net->at(inv_key).as_array()) {
-            if (ids[kind].count(Str(p.as_object(), "id")) == 0) {
-                leak(inv_key.substr(0, inv_key.size() - 1), json::serialize(p));
-            }
-        }
-    }
-    std::map<std::pair<std::string, std::string>, std::set<std::string>> held;  // (subnet, ip) -> ports
-    for (const auto& a : net->at("addresses").as_array()) {
-        const auto& o = a.as_object();
-        if (ids["ports"].count(Str(o, "port_id")) == 0) {
-            leak("address", json::serialize(a));
-        }
-        held[{Str(o, "subnet_id"), Str(o, "ip")}].insert(Str(o, "port_id"));
-    }
-    // Volume: volumes and their attachments.
-    ApiClient volume(cloud.ProcessUrl(ChaosCloud::kVolume), cloud.service_token());
-    auto vol = GetObject(volume, "/v1/inventory");
-    if (!vol) {
-        return MakeError(vol.error());
-    }
-    for (const auto& v : vol->at("volumes").as_array()) {
-        const auto& o = v.as_object();
-        if (ids["volumes"].count(Str(o, "id")) == 0) {
-            leak("volume", json::serialize(v));
-        } else if (!Str(o, "server_id").empty() && servers.count(Str(o, "server_id")) == 0) {
-            leak("attachment", json::serialize(v));
-        }
-    }
-    // Duplicate addresses: in cogsd's ports and servers, and in the network service.
-    std::map<std::pair<std::string, std::string>, std::set<std::string>> by_ip;
-    for (const auto& p : lists["ports"]) {
-        if (!Str(p, "fixed_ip").empty()) {
-            by_ip[{Str(p, "network_id"), Str(p, "fixed_ip")}].insert("port " + Str(p, "id"));
-        }
-    }
-    for (const auto& s : lists["servers"]) {
-        if (!Str(s, "ip_address").empty()) {
-            by_ip[{Str(s, "network_id"), Str(s, "ip_address")}].insert("server " + Str(s, "id"));
-        }
-    }
-    for (const auto& [k, holders] : by_ip) {
-        std::set<std::string> ports, srv;
-        for (const auto& h : holders) {
-            (h.starts_with("port ") ? ports : srv).insert(h);
-        }
-        if (ports.size() > 1 || srv.size() > 1) {
-            c.duplicate_addresses += static_cast<int>(std::max(ports.size(), srv.size()) - 1);
-            log("DUPLICATE ADDRESS {} on network {}: {}", k.second, k.first, fmt::join(holders, ", "));
-        }
-    }
-    for (const auto& [k, ports] : held) {
-        if (ports.size() > 1) {
-            c.duplicate_addresses += static_cast<int>(ports.size() - 1);
-            log("DUPLICATE ADDRESS {} in subnet {} (network service): {}", k.second, k.first,
-                fmt::join(ports, ", "));
-        }
-    }
-    // Desired state: servers last created (successfully) or started must be ACTIVE, in cogsd and on
-    // the host cogsd names.
-    for (const auto& [id, m] : workload.servers()) {
-        const bool wants_active = m.last_op == "start" || (m.last_op == "create" && m.create_active);
-        if (!wants_active) {
-            continue;
-        }
-        auto s = servers.find(id);
-        std::string why;
-        if (s == servers.end()) {
-            why = "gone from cogsd";
-        } else if (Str(s->second, "status") != "ACTIVE") {
-            why = fmt::format("status {} (fault: {})", Str(s->second, "status"),
-                              s->second.contains("fault") ? json::serialize(s->second.at("fault")) : "none");
-        } else {
-            const std::string host = Str(s->second, "host");
-            auto inv = instances_by_host[host].find(id);
-            if (inv == instances_by_host[host].end()) {
-                why = "no instance on " + host;
-            } else if (inv->second.state != "ACTIVE") {
-                why = fmt::format("instance on {} is {}", host, inv->second.state);
-            }
-        }
-        if (!why.empty()) {
-            ++c.desired_not_active;
-            log("DESIRED ACTIVE, is not: server {} (last operation {}): {}", id, m.last_op, why);
-        }
-    }
-    return c;
-}
 
 }  // namespace
 
@@ -1019,6 +1215,8 @@ int RunCloudChaos(const CloudChaosOptions& o) {
                       {"--fence-window-ms", "1000"},
                       {"--restart-grace-ms", "3000"}};
     co.agent_flags = {{"--restart-backoff-ms", "250"}};
+    co.reply_drop_rate = o.reply_drop_rate;
+    co.seed = o.seed;
     auto started = ChaosCloud::Start(co);
     if (!started) {
         fmt::print(stderr, "the cloud did not start: {}\nlogs in {}\n", started.error().message,
@@ -1043,9 +1241,9 @@ int RunCloudChaos(const CloudChaosOptions& o) {
     Logger log(t0);
     Shared sh;
     std::thread sampler([&] { RunSampler(cloud, sh, log); });
-    Faults faults(cloud, sh, log, o.seed, o.duration_s);
+    Faults faults(cloud, sh, log, o);
     std::thread faulter([&] { faults.Run(); });
-    Workload workload(cloud, sh, log, *seeded, o.seed);
+    Workload workload(cloud, sh, log, *seeded, o);
     WaitUntil(
         [&] {
             std::lock_guard lock(sh.mu);
@@ -1053,12 +1251,26 @@ int RunCloudChaos(const CloudChaosOptions& o) {
         },
         30s);
 
-    // Run: operations at `rate` (exponential gaps), re-sends, terminal tracking.
+    // Run: operations at `rate` (exponential gaps) and the bursts the faults thread asks for,
+    // re-sends, echoes, terminal tracking.
     std::mt19937_64 rng(o.seed + 1);
     std::exponential_distribution<double> gap(o.rate);
     double next_op = 0;
     const SteadyTime end = t0 + std::chrono::seconds(o.duration_s);
     while (SteadyClock::now() < end) {
+        std::optional<BurstOrder> order;
+        {
+            std::lock_guard lock(sh.mu);
+            if (sh.burst_order && !sh.burst_done) {
+                order = sh.burst_order;
+            }
+        }
+        if (order) {
+            const BurstDone done = workload.Burst(*order);
+            std::lock_guard lock(sh.mu);
+            sh.burst_done = done;
+            sh.burst_cv.notify_all();
+        }
         if (SteadyClock::now() >=
             t0 + std::chrono::duration_cast<Duration>(std::chrono::duration<double>(next_op))) {
             workload.StartOne();
@@ -1069,9 +1281,13 @@ int RunCloudChaos(const CloudChaosOptions& o) {
     }
 
     // End: stop injecting, bring everything back, let the accepted requests finish.
-    sh.stop_faults = true;
+    {
+        std::lock_guard lock(sh.mu);
+        sh.stop_faults = true;
+        sh.burst_cv.notify_all();
+    }
     faulter.join();
-    log("injection over: restoring every process, healing partitions, clearing service faults");
+    log("injection over: thawing and restoring every process, healing partitions, clearing service faults");
     Status restored = cloud.RestoreAll();
     for (int proc : {ChaosCloud::kNetwork, ChaosCloud::kVolume}) {
         ApiClient svc(cloud.ProcessUrl(proc), cloud.service_token());
@@ -1079,6 +1295,7 @@ int RunCloudChaos(const CloudChaosOptions& o) {
     }
     {
         std::lock_guard lock(sh.mu);
+        sh.frozen.clear();
         for (auto& f : sh.failures) {
             if (!f.recovered) {
                 f.recovered = SteadyClock::now();
@@ -1089,20 +1306,63 @@ int RunCloudChaos(const CloudChaosOptions& o) {
         log("RESTORE FAILED: {}", restored.error().message);
     }
     const SteadyTime settle_end = SteadyClock::now() + std::chrono::seconds(o.settle_s);
-    while (workload.Poll() && SteadyClock::now() < settle_end) {
+    bool settled = false;
+    while (!(settled = !workload.Poll()) && SteadyClock::now() < settle_end) {
         std::this_thread::sleep_for(50ms);
     }
-    log("requests settled; waiting for the reconcilers");
-    // The orphan grace plus two reconcile periods.
-    const Duration grace = 9s;
-    {
-        const SteadyTime until = SteadyClock::now() + grace;
-        while (SteadyClock::now() < until) {
-            workload.Poll();
-            std::this_thread::sleep_for(100ms);
+    log("{}", settled ? "requests settled; auditing until the cloud agrees with itself"
+                      : "REQUESTS DID NOT SETTLE within --settle; auditing what there is");
+
+    // The audit, until it finds the present state right (the reconcilers repair drift meanwhile)
+    // twice, a reconcilers' round apart (the orphan grace plus two reconcile periods: whatever they
+    // would still do to it, they have done), or its deadline.
+    const Requested asked = workload.Asked();
+    const SteadyTime audit_start = SteadyClock::now();
+    const SteadyTime converge_end = audit_start + std::chrono::seconds(o.converge_s);
+    constexpr Duration kReconcileRound = 9s;
+    Result<Audit> audit = AuditCloud(cloud, asked);
+    int audits = 1;
+    std::optional<SteadyTime> right_since;
+    double converge_s = 0;
+    for (;;) {
+        const SteadyTime now = SteadyClock::now();
+        if (audit && audit->Converged()) {
+            if (!right_since) {
+                right_since = now;
+                converge_s = Seconds(now - audit_start);
+            } else if (now - *right_since >= kReconcileRound) {
+                break;
+            }
+        } else {
+            right_since.reset();
+        }
+        if (now >= converge_end) {
+            break;
+        }
+        std::this_thread::sleep_for(right_since ? std::min<Duration>(kReconcileRound, converge_end - now)
+                                                : 1s);
+        audit = AuditCloud(cloud, asked);
+        ++audits;
+    }
+    if (!audit || !audit->Converged()) {
+        converge_s = Seconds(SteadyClock::now() - audit_start);
+    }
+    if (!audit) {
+        log("AUDIT FAILED: {}", audit.error().message);
+    } else {
+        for (const auto& line : audit->findings) {
+            log("{}", line);
+        }
+        if (!audit->Converged()) {
+            log("DID NOT CONVERGE within --converge {} s ({} audits): {}", o.converge_s, audits,
+                fmt::join(audit->Failing(), ", "));
+        } else if (!audit->Clean()) {
+            log("converged after {:.1f}s ({} audits), but the audit of what happened found: {}", converge_s,
+                audits, fmt::join(audit->Failing(), ", "));
+        } else {
+            log("the audit found nothing from {:.1f}s on ({} audits)", converge_s, audits);
         }
     }
-    auto checks = FinalChecks(cloud, workload, log);
     sh.stop_sampler = true;
     sampler.join();
 
@@ -1120,7 +1380,7 @@ int RunCloudChaos(const CloudChaosOptions& o) {
         if (op.terminal) {
             ++terminal;
             ++outcomes[Name(op.kind)][op.outcome];
-            failed += op.outcome == "ERROR" || op.outcome == "error" ? 1 : 0;
+            failed += op.outcome == Wanted(op.kind) ? 0 : 1;
         } else {
             ++lost;
             log("LOST: {} {} (resource {}{}) accepted {:.1f}s into the run, never terminal", Name(op.kind),
@@ -1151,35 +1411,27 @@ int RunCloudChaos(const CloudChaosOptions& o) {
             f.initial_servers, f.detected ? JsonNumber(Seconds(*f.detected - f.at)) : "null",
             f.healed ? JsonNumber(Seconds(*f.healed - f.at)) : "null");
     }
-    int leaked = 0;
-    std::string leaked_json, faults_json, outcomes_json, refused_json;
-    if (checks) {
-        for (const auto& [k, n] : checks->leaked) {
-            leaked += n;
-            leaked_json += fmt::format("{}\"{}\":{}", leaked_json.empty() ? "" : ",", k, n);
+    auto object = [](const std::map<std::string, int>& m) {
+        std::string s;
+        for (const auto& [k, n] : m) {
+            s += fmt::format("{}\"{}\":{}", s.empty() ? "" : ",", k, n);
         }
-    }
-    for (const auto& [k, n] : sh.injected) {
-        faults_json += fmt::format("{}\"{}\":{}", faults_json.empty() ? "" : ",", k, n);
-    }
+        return "{" + s + "}";
+    };
+    std::string outcomes_json;
     for (const auto& [k, m] : outcomes) {
-        std::string inner;
-        for (const auto& [s, n] : m) {
-            inner += fmt::format("{}\"{}\":{}", inner.empty() ? "" : ",", s, n);
-        }
-        outcomes_json += fmt::format("{}\"{}\":{{{}}}", outcomes_json.empty() ? "" : ",", k, inner);
+        outcomes_json += fmt::format("{}\"{}\":{}", outcomes_json.empty() ? "" : ",", k, object(m));
     }
-    for (const auto& [k, n] : workload.refused_) {
-        refused_json += fmt::format("{}\"{}\":{}", refused_json.empty() ? "" : ",", k, n);
-    }
+    const WorkloadCounts& wc = workload.counts();
     const int split_brain = static_cast<int>(sh.split_brain.size());
-    const int dup = checks ? checks->duplicate_addresses : -1;
-    const int desired = checks ? checks->desired_not_active : -1;
-    if (!checks) {
-        log("FINAL CHECKS FAILED: {}", checks.error().message);
-    }
-    const bool ok =
-        checks && restored && lost == 0 && leaked == 0 && dup == 0 && split_brain == 0 && desired == 0;
+    const Audit none;
+    const Audit& a = audit ? *audit : none;
+    const int leaked = audit ? a.leaks() : -1;
+    const int dup = audit ? a.duplicate_addresses : -1;
+    const int desired = audit ? a.desired_not_active : -1;
+    const bool ok = audit && audit->Clean() && restored && settled && lost == 0 && split_brain == 0 &&
+                    wc.echo_mismatches == 0;
+    const uint64_t replies_lost = cloud.client_relay_stats().replies_lost;
     cloud.Stop();
     if (ok && !o.keep) {
         fs::remove_all(dir);
@@ -1187,28 +1439,37 @@ int RunCloudChaos(const CloudChaosOptions& o) {
         fmt::print(stderr, "cogs-chaos cloud: {}; logs of every process in {}/logs\n",
                    ok ? "passed" : "FAILED", dir.string());
     }
+    std::string flags;
+    for (const auto& [flag, value] : co.cogsd_flags) {
+        flags += fmt::format("{}\"{}={}\"", flags.empty() ? "" : ",", flag, value);
+    }
+    const AttachmentAudit& at = a.attachments;
+    const ActionAudit& ac = a.actions;
     fmt::print(
         "{{\"test\":\"cloud\",\"seed\":{},\"duration_s\":{},\"hosts\":{},\"ops\":{},\"accepted\":{},"
-        "\"terminal\":{},"
-        "\"lost\":{},\"failed\":{},\"unanswered\":{},\"resends\":{},\"refused\":{{{}}},\"outcomes\":{{{}}},"
-        "\"leaked\":{},\"leaked_by_kind\":{{{}}},\"duplicate_addresses\":{},\"split_brain\":{},"
-        "\"desired_not_active\":{},\"host_failures\":{},\"undetected\":{},\"unhealed\":{},\"detect_p50_s\":{}"
-        ","
-        "\"detect_max_s\":{},\"heal_p50_s\":{},\"heal_max_s\":{},\"failures\":[{}],\"faults\":{{{}}},"
+        "\"terminal\":{},\"lost\":{},\"failed\":{},\"unanswered\":{},\"resends\":{},\"replies_lost\":{},"
+        "\"refused\":{},\"outcomes\":{{{}}},"
+        "\"bursts\":{{\"count\":{},\"requests\":{},\"unanswered_at_kill\":{}}},"
+        "\"echoes\":{{\"answered\":{},\"mismatched\":{},\"unanswered\":{}}},"
+        "\"second_resources\":{},"
+        "\"actions\":{{\"checked\":{},\"extra_workflows\":{},\"missing_workflows\":{},\"not_done_once\":{}}},"
+        "\"attachments\":{{\"volumes\":{},\"in_use\":{},\"available\":{},\"other\":{},\"mismatched\":{},"
+        "\"on_deleted_server\":{}}},"
+        "\"leaked\":{},\"leaked_by_kind\":{},\"duplicate_addresses\":{},\"split_brain\":{},"
+        "\"desired_not_active\":{},\"converged\":{},\"converge_s\":{:.1f},\"running_workflows\":{},"
+        "\"host_failures\":{},\"undetected\":{},\"unhealed\":{},\"detect_p50_s\":{},"
+        "\"detect_max_s\":{},\"heal_p50_s\":{},\"heal_max_s\":{},\"failures\":[{}],\"faults\":{},"
         "\"samples\":{},\"incoherent_samples\":{},\"flags\":[{}],\"checks\":\"{}\",\"dir\":\"{}\"}}\n",
         o.seed, o.duration_s, o.hosts, workload.ops().size(), accepted, terminal, lost, failed, unanswered,
-        workload.resends_, refused_json, outcomes_json, leaked, leaked_json, dup, split_brain, desired,
+        wc.resends, replies_lost, object(wc.refused), outcomes_json, wc.bursts, wc.burst_ops,
+        wc.burst_unanswered, wc.echoes, wc.echo_mismatches, wc.echoes_unanswered, a.second_resources,
+        ac.checked, ac.extra_workflows, ac.missing_workflows, ac.not_done_once, at.volumes, at.in_use,
+        at.available, at.other, at.mismatched, at.on_deleted_server, leaked, object(a.leaked), dup,
+        split_brain, desired, audit && audit->Converged(), converge_s, a.running_workflows,
         sh.failures.size(), undetected, unhealed, JsonNumber(Percentile(detect, 0.5)),
         JsonNumber(Percentile(detect, 1.0)), JsonNumber(Percentile(heal, 0.5)),
-        JsonNumber(Percentile(heal, 1.0)), failures_json, faults_json, sh.samples, sh.incoherent_samples,
-        [&] {
-            std::string s;
-            for (const auto& [flag, value] : co.cogsd_flags) {
-                s += fmt::format("{}\"{}={}\"", s.empty() ? "" : ",", flag, value);
-            }
-            return s;
-        }(),
-        checks ? "done" : "failed", ok && !o.keep ? "" : dir.string());
+        JsonNumber(Percentile(heal, 1.0)), failures_json, object(sh.injected), sh.samples,
+        sh.incoherent_samples, flags, audit ? "done" : "failed", ok && !o.keep ? "" : dir.string());
     return ok ? 0 : 1;
 }
 

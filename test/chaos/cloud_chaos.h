@@ -1,9 +1,11 @@
 // cogs-chaos cloud and cogs-chaos host-failure: chaos against a whole local cloud (ChaosCloud,
-// chaos_cloud.h) — process kills, partitions, service faults and instance crashes under a mixed API
-// workload — and the checks a user would make afterwards: every accepted request ended, nothing
-// leaked, no address or running server is held twice, servers meant to run do run, and how fast host
-// failures were detected and healed. Each prints one JSON object as its last line of stdout and logs
-// what it injects (time, kind, target) to stderr.
+// chaos_cloud.h) — process kills (cogsd amid bursts of requests too), frozen agents, partitions,
+// service faults, instance crashes and lost replies under a mixed API workload that re-sends with
+// its Idempotency-Key — and the checks a user would make afterwards: every accepted request ended,
+// every re-send was answered as the first, nothing leaked or was done twice, no address or running
+// server is held twice, servers meant to run do run, attachments agree everywhere (cloud_audit.h),
+// and how fast host failures were detected and healed. Each prints one JSON object as its last line
+// of stdout and logs what it injects (time, kind, target) to stderr.
 #pragma once
 
 #include <cstdint>
@@ -15,10 +17,16 @@ struct CloudChaosOptions {
     uint64_t seed = 1;
     int duration_s = 60;  // of injection and workload; settling and checks come after
     int hosts = 6;
-    double rate = 4;     // API operations started per second
-    int settle_s = 180;  // after the run: how long accepted requests may take to end
-    std::string dir;     // empty: a fresh temporary directory
-    bool keep = false;   // keep the directory even when every check passes
+    double rate = 4;       // API operations started per second
+    int settle_s = 180;    // after the run: how long accepted requests may take to end
+    int converge_s = 120;  // then: how long the audit (cloud_audit.h) may take to find nothing
+    int freeze_min_s = 5;  // an agent frozen (SIGSTOP) stays so for a random time in [min, max]
+    int freeze_max_s = 20;
+    int burst = 10;                 // requests sent at once; cogsd dies once a random share came back
+    double reply_drop_rate = 0.05;  // share of the workload's requests whose reply is lost
+    double echo_rate = 0.25;        // share of answered POSTs sent once more with their key (bursts: all)
+    std::string dir;                // empty: a fresh temporary directory
+    bool keep = false;              // keep the directory even when every check passes
 };
 
 // Exit status: 0 when every check passed; 1 when one failed; 2 when the cloud could not start.

@@ -1,4 +1,5 @@
 // cogs-chaos: failure-injection runs that check cogs' invariants. Last line: one JSON object.
+#include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
 #include "test/chaos/cloud_chaos.h"
@@ -35,6 +36,18 @@ int main(int argc, char** argv) {
     cloud->add_option("--rate", cc.rate, "API operations started per second")->check(CLI::Range(0.1, 1000.0));
     cloud->add_option("--settle", cc.settle_s, "seconds accepted requests may take to end after the run")
         ->check(CLI::Range(10, 3600));
+    cloud->add_option("--converge", cc.converge_s, "seconds the audit may take to find nothing after that")
+        ->check(CLI::Range(0, 3600));
+    cloud->add_option("--freeze-min-s", cc.freeze_min_s, "shortest SIGSTOP of an agent")
+        ->check(CLI::Range(1, 3600));
+    cloud->add_option("--freeze-max-s", cc.freeze_max_s, "longest SIGSTOP of an agent")
+        ->check(CLI::Range(1, 3600));
+    cloud->add_option("--burst", cc.burst, "requests sent at once when cogsd is killed amid a burst")
+        ->check(CLI::Range(1, 1000));
+    cloud->add_option("--reply-drop-rate", cc.reply_drop_rate, "share of the workload's replies lost")
+        ->check(CLI::Range(0.0, 0.9));
+    cloud->add_option("--echo-rate", cc.echo_rate, "share of answered POSTs sent once more with their key")
+        ->check(CLI::Range(0.0, 1.0));
     cloud->add_option("--dir", cc.dir, "working directory (default: a fresh temporary one)");
     cloud->add_flag("--keep", cc.keep, "keep the working directory");
     cogs::testing::HostFailureOptions hf;
@@ -52,6 +65,10 @@ int main(int argc, char** argv) {
     host_failure->add_option("--dir", hf.dir, "working directory (default: a fresh temporary one)");
     host_failure->add_flag("--keep", hf.keep, "keep the working directory");
     CLI11_PARSE(app, argc, argv);
+    if (cc.freeze_max_s < cc.freeze_min_s) {
+        fmt::print(stderr, "--freeze-max-s must be at least --freeze-min-s\n");
+        return 2;
+    }
     if (crash->parsed()) {
         return cogs::testing::RunEngineCrash(co);
     }

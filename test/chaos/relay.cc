@@ -5,6 +5,7 @@
 #include <array>
 #include <future>
 #include <list>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -27,9 +28,13 @@ namespace {
 // child holding a copy would keep a connection open after the relay closes it.
 void CloseOnExec(int fd) { ::fcntl(fd, F_SETFD, ::fcntl(fd, F_GETFD) | FD_CLOEXEC); }
 
+struct Relay;
+// Whether the reply that starts now is lost (SetReplyDropRate); counts it.
+bool LoseReply(Relay& relay);
+
 // One accepted connection: forwarded to an upstream socket, or black-holed (upstream unused).
 struct Conn : std::enable_shared_from_this<Conn> {
-    explicit Conn(tcp::socket s) : down(std::move(s)), up(down.get_executor()) {}
+    Conn(tcp::socket s, Relay& r) : relay(r), down(std::move(s)), up(down.get_executor()) {}
 
     // shutdown() ends the TCP connection even if a copy of the descriptor leaked into a child
     // spawned before CloseOnExec ran; close() alone would not.
@@ -47,6 +52,15 @@ struct Conn : std::enable_shared_from_this<Conn> {
                                                     boost::system::error_code ec, size_t n) {
             if (ec) {
                 return self->Close();
+            }
+            // The first bytes from the target after the caller's start a reply.
+            if (&from == &self->down) {
+                self->awaiting_reply = true;
+            } else if (self->awaiting_reply) {
+                self->awaiting_reply = false;
+                if (LoseReply(self->relay)) {
+                    return self->Close();
+                }
             }
             asio::async_write(to, asio::buffer(buf.data(), n),
                               [self, &from, &to, &buf](boost::system::error_code wec, size_t) {
@@ -67,8 +81,10 @@ struct Conn : std::enable_shared_from_this<Conn> {
                              });
     }
 
+    Relay& relay;  // outlives its connections (both live until the hub's io thread ends)
     tcp::socket down;
     tcp::socket up;
+    bool awaiting_reply = false;
     std::array<char, 16384> in{};
     std::array<char, 16384> out{};
 };
@@ -79,10 +95,20 @@ struct Relay {
     uint16_t port = 0;
     uint16_t target = 0;
     bool partitioned = false;
+    double drop_rate = 0;
+    std::mt19937_64 rng;
     std::list<std::weak_ptr<Conn>> live;   // forwarded connections
     std::list<std::weak_ptr<Conn>> holes;  // black-holed connections
     RelayHub::Stats stats;
 };
+
+bool LoseReply(Relay& relay) {
+    if (relay.drop_rate <= 0 || std::uniform_real_distribution<double>(0, 1)(relay.rng) >= relay.drop_rate) {
+        return false;
+    }
+    ++relay.stats.replies_lost;
+    return true;
+}
 
 void CloseAll(std::list<std::weak_ptr<Conn>>& conns, uint64_t* counter) {
     for (auto& w : conns) {
@@ -131,7 +157,7 @@ struct RelayHub::Impl {
 
     void Handle(Relay* r, tcp::socket s) {
         CloseOnExec(s.native_handle());
-        auto conn = std::make_shared<Conn>(std::move(s));
+        auto conn = std::make_shared<Conn>(std::move(s), *r);
         if (r->partitioned) {
             ++r->stats.blackholed;
             Prune(r->holes);
@@ -223,6 +249,15 @@ void RelayHub::SetPartitioned(int relay, bool partitioned) {
         } else {
             CloseAll(r.holes, nullptr);
         }
+        return 0;
+    });
+}
+
+void RelayHub::SetReplyDropRate(int relay, double rate, uint64_t seed) {
+    impl_->OnIo([this, relay, rate, seed] {
+        Relay& r = *impl_->relays.at(relay);
+        r.drop_rate = rate;
+        r.rng.seed(seed);
         return 0;
     });
 }
