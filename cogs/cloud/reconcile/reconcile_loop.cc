@@ -14,7 +14,8 @@ namespace cogs::cloud::reconcile {
 struct ReconcileLoop::Scan {
     Actual actual;
     int pending = 0;
-    std::string what;  // "periodic" or "host H"
+    std::string what;      // "periodic" or "host H"
+    int64_t begun_ms = 0;  // wall ms before its first inventory was asked for
 };
 
 // How each reconciler action runs (workflows/cloud/heal.yaml); kRepairServer goes to the healer.
@@ -75,6 +76,7 @@ void ReconcileLoop::Pass() {
     healer_.Heal();
     SettleStuck();
     auto scan = std::make_shared<Scan>();
+    scan->begun_ms = ctx_.clock.WallMs();
     scan->what = "periodic";
     for (const auto& [service, url] : ctx_.options.inventory_urls) {
         ReadInventory(scan, service, url, {});
@@ -94,6 +96,7 @@ void ReconcileLoop::ReconcileHost(const std::string& name, const std::string& wh
     observe::Log("cloud").info("reconcile: host {} ({})", name, why);
     host_scans_.insert(name);
     auto scan = std::make_shared<Scan>();
+    scan->begun_ms = ctx_.clock.WallMs();
     scan->what = "host " + name;
     ReadInventory(scan, "compute", Str(h->body, "url"), {name});
     if (scan->pending == 0) host_scans_.erase(name);
@@ -188,9 +191,19 @@ void ReconcileLoop::RunScan(const Scan& scan) {
     if (scan.what.starts_with("host ")) host_scans_.erase(scan.what.substr(5));
     for (const auto& a : reconciler_.Scan(DesiredState(), scan.actual, ctx_.clock.WallMs())) {
         const std::string key = std::string(ToString(a.kind)) + "/" + a.id + "/" + a.host;
-        if (acting_.contains(key)) continue;
+        // Its repair in flight, or ended after this scan's inventories were read (a scan for the
+        // host coming back and a periodic one 7 ms apart deleted one stale instance twice).
+        if (acting_.contains(key)) {
+            continue;
+        }
+        if (auto ended = ended_ms_.find(key); ended != ended_ms_.end() && ended->second > scan.begun_ms) {
+            continue;
+        }
         StartRepair(a, key);
     }
+    // A scan's reads end within their 5 s deadline: what ended a minute before this one began
+    // cannot be newer than any scan still in flight.
+    std::erase_if(ended_ms_, [&](const auto& e) { return e.second < scan.begun_ms - 60'000; });
 }
 
 // Runs one reconciler action as a workflow (workflows/cloud/heal.yaml, or server.repair).
@@ -267,6 +280,7 @@ void ReconcileLoop::StartRepair(const Action& a, const std::string& key) {
 void ReconcileLoop::SettleRepair(Settlement& st) {
     const workflow::FinishedEvent& ev = st.event();
     acting_.erase(st.In("key"));
+    ended_ms_[st.In("key")] = ctx_.clock.WallMs();
     const bool ok = st.ok();
     std::string type = !ok ? "repair_failed" : st.In("event").empty() ? "repaired" : st.In("event");
     if (ok && st.In("event").empty() &&

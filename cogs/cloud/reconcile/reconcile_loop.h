@@ -64,7 +64,11 @@ private:
     heal::Healer& healer_;
     Reconciler reconciler_;
     std::unique_ptr<runtime::Timer> timer_;
-    std::set<std::string> acting_;      // actions with a workflow in flight (their key)
+    std::set<std::string> acting_;  // actions with a workflow in flight (their key)
+    // When the last workflow of an action ended (wall ms, by key): a scan begun before that read
+    // inventories from before it, so they are no evidence for the same action again. Entries
+    // older than every scan in flight are dropped at each scan.
+    std::map<std::string, int64_t> ended_ms_;
     std::set<std::string> host_scans_;  // hosts whose inventory is being read for a host pass
     std::map<std::string, std::shared_ptr<services::kit::HttpReader>> readers_;  // by URL
     std::map<std::string, std::string> transitional_seen_;                       // "kind/id" -> workflow id
