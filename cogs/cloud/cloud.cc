@@ -285,7 +285,8 @@ std::shared_ptr<workflow::ServiceClient> Cloud::ComputeService() {
                 const Res* h = i.ctx.model.Find(kHost, host);
                 if (h == nullptr) return std::nullopt;
                 return services::compute::HostRoute{Str(h->body, "url"),
-                                                    i.monitor.StateOf(host) == health::HostState::kDown};
+                                                    i.monitor.StateOf(host) == health::HostState::kDown,
+                                                    i.monitor.LeaseEpoch(host)};
             },
             i.ctx.options.service_token, i.ctx.options.compute_connections);
     }

@@ -122,6 +122,28 @@ TEST_F(CloudHealTest, ALapsedLeaseMakesTheHostSuspectThenDownAndItsServersMoveAw
     EXPECT_EQ(h.Obj("host").at("servers").as_int64(), 0) << "its claim moved with it";
 }
 
+// A host's lease epoch (its renewal answers' "lease_epoch") stays as it is while the host renews,
+// and grows when the host comes back from down: its agent then refuses what was sent to it before
+// (services/compute/compute.h, SetLeaseEpoch).
+TEST_F(CloudHealTest, AHostsLeaseEpochGrowsWhenItComesBackFromDown) {
+    ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
+    const auto epoch = [&](const std::string& host) {
+        const Reply r = Call(admin_, "POST", "/v1/hosts/" + host + "/heartbeat", "{}");
+        EXPECT_EQ(r.status, 200) << r.raw.body;
+        const json::value* e = r.body.if_contains("lease_epoch");
+        return e != nullptr && e->is_int64() ? e->as_int64() : int64_t{-1};
+    };
+    const int64_t first = epoch("h1");
+    EXPECT_GT(first, 0);
+    AdvanceRenewing(options_.lease_ttl, {"h1", "h2"});
+    EXPECT_EQ(epoch("h1"), first) << "renewed all along: the same epoch";
+    Lapse({"h1"});
+    const int64_t again = epoch("h1");  // this renewal takes it in again
+    EXPECT_GT(again, first);
+    EXPECT_EQ(HostState("h1"), "up");
+    EXPECT_EQ(epoch("h1"), again);
+}
+
 TEST_F(CloudHealTest, ASuspectHostGetsNoNewServersUntilItRenewsAgain) {
     ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
     AdvanceRenewing(options_.lease_ttl, {"h2"});

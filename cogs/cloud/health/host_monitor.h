@@ -16,6 +16,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,6 +45,12 @@ public:
     // A renewal (or a registration) of `host` now; `why` says what brought it back if it was not up.
     void Renewed(const std::string& host, const std::string& why);
 
+    // When the control plane last took `host` in (wall ms): at its start for a host loaded from the
+    // store, at its registration, and when it came back from down. Its renewal answers carry it
+    // ("lease_epoch") and the compute calls that start instances too, so that its agent refuses a
+    // call sent before the host went down and came back (services/compute/compute.h). 0: unknown.
+    int64_t LeaseEpoch(const std::string& host) const;
+
     HostState StateOf(const std::string& host) const { return liveness_.StateOf(host); }
     bool Up(const std::string& host) const { return StateOf(host) == HostState::kUp; }
     const Liveness& liveness() const { return liveness_; }
@@ -63,6 +70,7 @@ private:
     std::unique_ptr<runtime::Timer> timer_;
     std::vector<std::function<void(const Liveness::Change&)>> on_change_;
     std::vector<std::function<void()>> on_tick_;
+    std::map<std::string, int64_t> epochs_;  // LeaseEpoch
     struct {
         observe::Gauge up, suspect, down, disabled;
         observe::Counter detections;

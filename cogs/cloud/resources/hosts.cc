@@ -127,8 +127,9 @@ void Hosts::Register(Call call) {
         const Res* now = ctx_.model.Find(kHost, name);
         if (!st) return respond(wire::ApiError(st.error()));
         if (now == nullptr) return respond(wire::ApiError(NotFound("host", name)));
-        respond(
-            wire::Json(200, json::object{{"host", View(*now)}, {"lease_ttl_ms", monitor_.lease_ttl_ms()}}));
+        respond(wire::Json(200, json::object{{"host", View(*now)},
+                                             {"lease_ttl_ms", monitor_.lease_ttl_ms()},
+                                             {"lease_epoch", monitor_.LeaseEpoch(name)}}));
     });
 }
 
@@ -157,7 +158,9 @@ void Hosts::Heartbeat(Call call) {
     if (Int(wire::Obj(in, "instances"), "FENCED") > 0 && monitor_.Up(name)) {
         reconcile_.ReconcileHost(name, "its agent holds fenced instances");
     }
-    json::object answer{{"lease_ttl_ms", monitor_.lease_ttl_ms()}, {"acked_seq", acked}};
+    json::object answer{{"lease_ttl_ms", monitor_.lease_ttl_ms()},
+                        {"lease_epoch", monitor_.LeaseEpoch(name)},
+                        {"acked_seq", acked}};
     if (writes.empty() && events.empty()) {
         return call.Answer(wire::Json(200, answer));
     }

@@ -288,6 +288,10 @@ private:
         if (const int64_t ttl = wire::Int(answer, "lease_ttl_ms"); ttl > 0) {
             h.ttl = Millis(ttl);
         }
+        // Before it may unfence below: a call sent before this epoch is refused from now on.
+        if (const int64_t epoch = wire::Int(answer, "lease_epoch"); epoch > 0) {
+            options_.link->SetLeaseEpoch(h.name, epoch);
+        }
         if (const int64_t seq = wire::Int(answer, "acked_seq");
             acks && answer.contains("acked_seq") && seq >= 0) {
             options_.link->Acknowledged(h.name, static_cast<uint64_t>(seq));

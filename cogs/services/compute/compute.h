@@ -153,6 +153,14 @@ public:
     // A host this process does not serve: nothing, 0.
     virtual size_t SetFenced(std::string_view host, bool fenced) = 0;
 
+    // The control plane's lease epoch of `host` (its renewal answers' "lease_epoch": when it last
+    // took the host in, at its own start or when the host came back from down). A create, start or
+    // reboot whose input carries an older "lease_epoch" was sent before that, and may have been
+    // given up and undone without this agent (a down host's calls are): refused, retryable, so
+    // that a thawed or reconnected agent never starts what is already running elsewhere. Only
+    // grows; a call without "lease_epoch" is not checked.
+    virtual void SetLeaseEpoch(std::string_view host, int64_t epoch) = 0;
+
     // The body of `host`'s heartbeat (docs: the lease renewal): {"instances": {"<STATE>": count, ...}
     // (states with at least one instance), "reports": [{seq, instance, type, message, at_ms}, ...]}
     // with the oldest 100 reports not yet acknowledged. type: "crashed", "restarted", "gave_up".

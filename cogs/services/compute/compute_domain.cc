@@ -177,12 +177,16 @@ std::string_view ComputeDomainImpl::name() const { return "compute"; }
 std::vector<kit::Action> ComputeDomainImpl::actions() {
     return {{"create_instance",
              {"id", "host", "vcpus", "ram_mb", "disk_gb", "image", "port_id", "mac_address", "ip_address",
-              "project_id", "name"},
+              "project_id", "name", "lease_epoch"},
              std::bind_front(&ComputeDomainImpl::Create, this)},
             {"delete_instance", {"id", "host"}, std::bind_front(&ComputeDomainImpl::Delete, this)},
-            {"start_instance", {"id", "host"}, std::bind_front(&ComputeDomainImpl::Start, this, false)},
+            {"start_instance",
+             {"id", "host", "lease_epoch"},
+             std::bind_front(&ComputeDomainImpl::Start, this, false)},
             {"stop_instance", {"id", "host"}, std::bind_front(&ComputeDomainImpl::Stop, this)},
-            {"reboot_instance", {"id", "host"}, std::bind_front(&ComputeDomainImpl::Start, this, true)}};
+            {"reboot_instance",
+             {"id", "host", "lease_epoch"},
+             std::bind_front(&ComputeDomainImpl::Start, this, true)}};
 }
 
 Status ComputeDomainImpl::Load(std::string_view table, std::string_view id, std::string_view text) {
@@ -250,10 +254,19 @@ Status ComputeDomainImpl::Served(const std::string& host) const {
     return Ok();
 }
 
-Status ComputeDomainImpl::Leased(const std::string& host) const {
+Status ComputeDomainImpl::Leased(const std::string& host, const Input& in) const {
     if (fenced_.contains(host)) {
         return MakeError(Error(ErrorCode::kUnavailable,
                                "host " + host + " is fenced: it holds no lease from the control plane",
+                               /*retry=*/true));
+    }
+    COGS_ASSIGN_OR_RETURN(const std::optional<int64_t> sent, in.OptionalInt("lease_epoch", 0));
+    if (auto known = lease_epochs_.find(host);
+        sent && known != lease_epochs_.end() && *sent < known->second) {
+        return MakeError(Error(ErrorCode::kUnavailable,
+                               "stale call: sent under lease epoch " + std::to_string(*sent) + " of host " +
+                                   host + ", which the control plane took in again since (epoch " +
+                                   std::to_string(known->second) + ")",
                                /*retry=*/true));
     }
     return Ok();
@@ -278,7 +291,7 @@ Result<int64_t> ComputeDomainImpl::Boot(const Instance& i, int64_t now) {
 Result<kit::Done> ComputeDomainImpl::Create(const Input& in, kit::Tx& tx) {
     COGS_ASSIGN_OR_RETURN(Instance i, ReadInstance(in));
     COGS_TRY(Served(i.spec.host));
-    COGS_TRY(Leased(i.spec.host));
+    COGS_TRY(Leased(i.spec.host, in));
     const int64_t now = clock_.WallUs();
     if (auto it = instances_.find(i.spec.id); it != instances_.end()) {
         const Instance& old = it->second;
@@ -331,7 +344,7 @@ Result<Instance*> ComputeDomainImpl::Target(const Input& in) {
 Result<kit::Done> ComputeDomainImpl::Start(bool reboot, const Input& in, kit::Tx& tx) {
     COGS_ASSIGN_OR_RETURN(Instance* const found, Target(in));
     Instance& i = *found;
-    COGS_TRY(Leased(i.spec.host));
+    COGS_TRY(Leased(i.spec.host, in));
     const int64_t now = clock_.WallUs();
     if (!reboot && i.power == Power::kOn) {
         return Answer(i, now);

@@ -17,6 +17,14 @@ json::value OrNull(const std::string& s) { return s.empty() ? json::value(nullpt
 
 }  // namespace
 
+void ComputeDomainImpl::SetLeaseEpoch(std::string_view host, int64_t epoch) {
+    if (hosts_.count(std::string(host)) == 0) {
+        return;
+    }
+    int64_t& known = lease_epochs_[std::string(host)];
+    known = std::max(known, epoch);
+}
+
 size_t ComputeDomainImpl::SetFenced(std::string_view host, bool fenced) {
     if (hosts_.find(host) == hosts_.end()) {
         return 0;

@@ -383,6 +383,42 @@ TEST_F(ComputeTest, GetAnswersTheInstanceOr404) {
 
 // ---- fencing, crashes and the supervisor's bookkeeping (fake clock; the timed tests are below) ----
 
+// A create, start or reboot sent under an older lease epoch than the control plane's latest for the
+// host was sent before the host went down and was taken in again: it may have been given up and
+// undone without the agent meanwhile (the chaos run saw a thawed agent boot such a create while its
+// server ran elsewhere). Refused, retryable; the same call under the current epoch, or without
+// one, is done.
+TEST_F(ComputeTest, ACallSentUnderAnOlderLeaseEpochIsRefused) {
+    domain_->Bind(context_);
+    Ok("create_instance", CreateInput("i1", "h1"));
+    Advance(300ms);
+    Ok("stop_instance", R"({"id":"i1","host":"h1"})");
+    domain_->SetLeaseEpoch("h1", 2000);
+    domain_->SetLeaseEpoch("h1", 1500);  // an older answer, late: epochs only grow
+    const auto with_epoch = [](std::string input, int64_t epoch) {
+        input.pop_back();
+        return input + R"(,"lease_epoch":)" + std::to_string(epoch) + "}";
+    };
+    for (const auto& [action, input] : std::vector<std::pair<std::string, std::string>>{
+             {"create_instance", with_epoch(CreateInput("i2", "h1"), 1999)},
+             {"start_instance", with_epoch(R"({"id":"i1","host":"h1"})", 1999)},
+             {"reboot_instance", with_epoch(R"({"id":"i1","host":"h1"})", 1000)}}) {
+        Error e = Fails(action, input);
+        EXPECT_EQ(e.code, ErrorCode::kUnavailable) << action;
+        EXPECT_TRUE(e.retryable) << action << ": the engine's own retry carries the new epoch";
+        EXPECT_NE(e.message.find("stale call: sent under lease epoch"), std::string::npos) << e.message;
+    }
+    EXPECT_EQ(records_.count({"instances", "i2"}), 0u) << "nothing of the stale create";
+    EXPECT_EQ(State("i1"), "SHUTOFF");
+    Ok("create_instance", with_epoch(CreateInput("i2", "h1"), 2000));
+    Ok("start_instance", with_epoch(R"({"id":"i1","host":"h1"})", 2001));
+    Ok("create_instance", CreateInput("i3", "h1"));                 // no epoch: not checked
+    Ok("create_instance", with_epoch(CreateInput("i4", "h2"), 5));  // h2 has no epoch yet
+    Advance(300ms);
+    EXPECT_EQ(State("i1"), "ACTIVE");
+    EXPECT_EQ(State("i2"), "ACTIVE");
+}
+
 TEST_F(ComputeTest, AFencedHostStopsWhatRunsAndRefusesWorkUntilStarted) {
     domain_->Bind(context_);
     Ok("create_instance", CreateInput("i1", "h1"));
@@ -809,6 +845,7 @@ protected:
                     r.body = req.method != "POST"
                                  ? "{}"
                                  : json::serialize(json::object{{"lease_ttl_ms", lease_ttl_ms_},
+                                                                {"lease_epoch", lease_epoch_},
                                                                 {"acked_seq", acked_seq_}});
                 }
                 seen_.push_back(std::move(seen));
@@ -876,6 +913,7 @@ protected:
     std::unique_ptr<http::Server> control_;
     std::function<int(const Seen&)> status_;  // what to answer; empty: 200
     int64_t lease_ttl_ms_ = 3000;
+    int64_t lease_epoch_ = 0;  // 0: as an older control plane, none
     uint64_t acked_seq_ = 0;
     std::vector<Seen> seen_;
     std::unique_ptr<HostAgent> agent_;
@@ -1265,6 +1303,32 @@ TEST_F(LeaseTest, AHostFencesExactlyWhenItsLeaseRunsOutAndTakesWorkAgainWhenRene
     text = metrics_.Render();
     EXPECT_EQ(SampleOf(text, "cogs_compute_host_fenced", {{"host", "h1"}}), 0);
     EXPECT_EQ(PromtoolProblems(text), "");
+}
+
+// A create sent to a host before it lost its lease and was taken in again (the control plane's
+// lease epoch moved on) is refused once the agent holds the new lease, as when a frozen agent
+// thaws with that create still in its socket; one sent under the new epoch is done.
+TEST_F(LeaseTest, AfterARenewalUnderANewEpochACallSentUnderTheOldOneIsRefused) {
+    lease_epoch_ = 100;
+    Start(/*leased=*/true);
+    const std::string create = R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":512,"disk_gb":1,"image":"x",)";
+    AdvanceBy(kBeat);
+    answering_ = false;
+    AdvanceTo(LastRenewal("h1") + Millis(kTtlMs));
+    ASSERT_TRUE(Fenced("h1"));
+    lease_epoch_ = 200;  // the control plane declared h1 down and takes it in again
+    answering_ = true;
+    AdvanceBy(kBeat);
+    ASSERT_FALSE(Fenced("h1"));
+    auto stale = Call("create_instance", create + R"("lease_epoch":100})");
+    ASSERT_FALSE(stale);
+    EXPECT_EQ(stale.error().code, ErrorCode::kUnavailable);
+    EXPECT_TRUE(stale.error().retryable);
+    EXPECT_EQ(StateOf("i1"), "absent") << "nothing of it";
+    auto current = Call("create_instance", create + R"("lease_epoch":200})");
+    ASSERT_TRUE(current) << current.error().ToString();
+    AdvanceBy(kBoot);
+    EXPECT_EQ(StateOf("i1"), "ACTIVE");
 }
 
 TEST_F(LeaseTest, CrashedInstancesRestartAfterTheirBackoffUntilTheSupervisorGivesUp) {

@@ -42,7 +42,8 @@ private:
 
     void Route(workflow::ActionCall call, Callback done, bool status) {
         const std::string host = Endpoint(call);
-        Result<workflow::ServiceClient*> to = ClientFor(call, host);
+        int64_t epoch = 0;
+        Result<workflow::ServiceClient*> to = ClientFor(call, host, &epoch);
         if (!to || *to == nullptr) {
             Result<workflow::ActionReply> r = workflow::ActionReply{false, NothingToDo(call)};
             if (!to) {
@@ -53,13 +54,22 @@ private:
         }
         if (status) {
             (*to)->Status(std::move(call), std::move(done));
-        } else {
-            (*to)->Invoke(std::move(call), std::move(done));
+            return;
         }
+        if (epoch > 0 && (call.action == "create_instance" || call.action == "start_instance" ||
+                          call.action == "reboot_instance")) {
+            // The host's lease epoch as of this send: its agent refuses the call if the host has
+            // been down and taken in again since (it may have been given up and undone meanwhile).
+            json::object in = wire::ParseObject(call.input);
+            in["lease_epoch"] = epoch;
+            call.input = json::serialize(in);
+        }
+        (*to)->Invoke(std::move(call), std::move(done));
     }
 
     // The agent's client; nullptr when there is nothing to do (see router.h).
-    Result<workflow::ServiceClient*> ClientFor(const workflow::ActionCall& call, const std::string& host) {
+    Result<workflow::ServiceClient*> ClientFor(const workflow::ActionCall& call, const std::string& host,
+                                               int64_t* epoch) {
         if (host.empty()) {
             if (call.action == "delete_instance") return nullptr;
             return MakeError(ErrorCode::kInvalidArgument, "compute: host: required");
@@ -73,6 +83,7 @@ private:
             if (call.action == "delete_instance" || call.action == "stop_instance") return nullptr;
             return MakeError(ErrorCode::kFailedPrecondition, "compute: host " + host + " is down");
         }
+        *epoch = route->lease_epoch;
         auto it = clients_.find(route->url);
         if (it == clients_.end()) {
             it = clients_

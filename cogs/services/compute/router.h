@@ -15,6 +15,7 @@
 // Threading: the io thread of the engine; `lookup` is called there.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -32,6 +33,7 @@ namespace cogs::services::compute {
 struct HostRoute {
     std::string url;
     bool down = false;
+    int64_t lease_epoch = 0;  // HostMonitor::LeaseEpoch: sent with create/start/reboot (0: none)
 };
 using HostLookup = std::function<std::optional<HostRoute>(const std::string& host)>;
 

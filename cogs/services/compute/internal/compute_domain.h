@@ -87,6 +87,7 @@ public:
 
     // ---- compute_hosts.cc ----
     size_t SetFenced(std::string_view host, bool fenced) override;
+    void SetLeaseEpoch(std::string_view host, int64_t epoch) override;
     std::string HeartbeatBody(std::string_view host) const override;
     void Acknowledged(std::string_view host, uint64_t acked_seq) override;
     std::string Inventory() const override;
@@ -106,8 +107,9 @@ private:
     Result<Instance*> Find(const std::string& id, const std::string& host);
     // Refuses a host this process does not serve.
     Status Served(const std::string& host) const;
-    // Work that starts an instance needs the host's lease.
-    Status Leased(const std::string& host) const;
+    // Work that starts an instance needs the host's lease, and a call sent under its current
+    // lease epoch (or one that names none).
+    Status Leased(const std::string& host, const wire::Input& in) const;
     // Boots `i` at `now`: when it will be ACTIVE (µs).
     Result<int64_t> Boot(const Instance& i, int64_t now);
     int64_t WindowUs() const;
@@ -140,6 +142,7 @@ private:
     std::map<std::string, Instance, std::less<>> instances_;
     std::map<std::string, std::set<std::string>, std::less<>> by_host_;  // host -> its instances' ids
     std::set<std::string, std::less<>> fenced_;                          // hosts fenced now
+    std::map<std::string, int64_t, std::less<>> lease_epochs_;           // host -> latest epoch
     std::vector<std::string> fenced_at_load_;  // loaded FENCED (leased): recorded so at Bind
     std::map<std::string, std::deque<Report>, std::less<>> reports_;  // per host, oldest first
     uint64_t last_seq_ = 0;
