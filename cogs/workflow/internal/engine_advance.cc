@@ -5,6 +5,19 @@
 
 namespace cogs::workflow {
 
+namespace {
+
+// A timer action for step `i`, built in place: g++ 12 warns that a braced temporary's empty
+// optional<string> is read uninitialized when it is moved into the vector (a false positive), and
+// clang 14 refuses emplace_back's parenthesised aggregate initialisation.
+void AddTimer(std::vector<internal::Action>& actions, int i) {
+    internal::Action& a = actions.emplace_back();
+    a.kind = internal::ActionKind::kTimer;
+    a.index = i;
+}
+
+}  // namespace
+
 // Decides everything that can happen now for an idle step of `wf` and records it in `p`.
 void Engine::Impl::Advance(const WfPtr& wf, Pending& p) {
     if (wf->finished || store::IsTerminal(wf->state) || (wf->creating && !p.creating)) {
@@ -58,7 +71,7 @@ void Engine::Impl::Advance(const WfPtr& wf, Pending& p) {
                             }
                         } else {
                             wf->busy[i] = kTimer;
-                            p.actions.push_back({ActionKind::kTimer, i});
+                            AddTimer(p.actions, i);
                         }
                         break;
                     case StepState::kPolling:
@@ -72,7 +85,7 @@ void Engine::Impl::Advance(const WfPtr& wf, Pending& p) {
                             }
                         } else {
                             wf->busy[i] = kTimer;
-                            p.actions.push_back({ActionKind::kTimer, i});
+                            AddTimer(p.actions, i);
                         }
                         break;
                     default: break;
@@ -119,7 +132,7 @@ void Engine::Impl::Advance(const WfPtr& wf, Pending& p) {
         }
         if (s.state == StepState::kCompensating && s.next_at_ms > now) {
             wf->busy[i] = kTimer;
-            p.actions.push_back({ActionKind::kTimer, i});
+            AddTimer(p.actions, i);
             busy = true;
             continue;
         }
