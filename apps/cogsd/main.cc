@@ -51,9 +51,6 @@ int main(int argc, char** argv) {
     std::string port_file, network_url, volume_url, service_token_file, bootstrap_token_file, workflows_dir;
     std::string log_level = "info";
     std::string log_format = "json";
-    int64_t event_max = 1'000'000;
-    int64_t workflow_max = 100'000;
-    int64_t failed_workflow_max = 10'000;
     int64_t idempotency_ttl_s = 24 * 3600;
     int64_t lease_ttl_ms = 3000, fence_window_ms = 1000, restart_grace_ms = 10000, reconcile_ms = 10000,
             orphan_grace_ms = 60000;
@@ -129,29 +126,24 @@ int main(int argc, char** argv) {
     app.add_option("--log-format", log_format, "json (one object per line) or text")
         ->check(CLI::IsMember({"json", "text"}))
         ->capture_default_str();
-    using Hours = std::ratio<3600>;
-    services::kit::AddDurationFlag<Hours>(app, "--event-retention-hours", cloud_options.event_retention,
-                                          "events older than this are pruned", "168")
-        ->check(CLI::Range(0.01, 24.0 * 3650));
-    app.add_option("--event-max", event_max, "at most this many events are kept (the oldest go first)")
-        ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
-        ->capture_default_str();
-    services::kit::AddDurationFlag<Hours>(
-        app, "--workflow-retention-hours", cloud_options.workflow_retention.keep_for,
-        "ended workflows (succeeded, rolled back) older than this are pruned with their steps", "168")
-        ->check(CLI::Range(0.01, 24.0 * 3650));
-    app.add_option("--workflow-max", workflow_max,
-                   "at most this many ended workflows are kept (the oldest go first)")
-        ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
-        ->capture_default_str();
-    services::kit::AddDurationFlag<Hours>(
-        app, "--failed-workflow-retention-hours", cloud_options.workflow_retention.failed_keep_for,
-        "failed workflows (waiting for an operator's retry) older than this are pruned", "720")
-        ->check(CLI::Range(0.01, 24.0 * 3650));
-    app.add_option("--failed-workflow-max", failed_workflow_max,
-                   "at most this many failed workflows are kept (the oldest go first)")
-        ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
-        ->capture_default_str();
+    // --NAME-retention-hours and --NAME-max: what is kept of `what`, by age then by count.
+    const auto retention = [&app](const std::string& name, const std::string& what, Duration& keep_for,
+                                  int64_t& keep_at_most, int64_t min_kept, const std::string& hours) {
+        services::kit::AddDurationFlag<std::ratio<3600>>(app, "--" + name + "-retention-hours", keep_for,
+                                                         what + " older than this are pruned", hours)
+            ->check(CLI::Range(0.01, 24.0 * 3650));
+        app.add_option("--" + name + "-max", keep_at_most,
+                       "at most this many " + what + " are kept (the oldest go first)")
+            ->check(CLI::Range(min_kept, int64_t{1} << 40))
+            ->capture_default_str();
+    };
+    retention("event", "events", cloud_options.event_retention, cloud_options.event_max, 1, "168");
+    retention("workflow", "ended workflows (succeeded, rolled back)",
+              cloud_options.workflow_retention.keep_for, cloud_options.workflow_retention.keep_at_most, 0,
+              "168");
+    retention("failed-workflow", "failed workflows (waiting for an operator's retry)",
+              cloud_options.workflow_retention.failed_keep_for,
+              cloud_options.workflow_retention.failed_keep_at_most, 0, "720");
     app.add_option("--idempotency-ttl-s", idempotency_ttl_s, "an Idempotency-Key is remembered this long")
         ->check(CLI::Range(int64_t{1}, int64_t{3650} * 24 * 3600))
         ->capture_default_str();
@@ -175,9 +167,6 @@ int main(int argc, char** argv) {
             observe::Log(component);
         }
     }
-    cloud_options.event_max = event_max;
-    cloud_options.workflow_retention.keep_at_most = workflow_max;
-    cloud_options.workflow_retention.failed_keep_at_most = failed_workflow_max;
     cloud_options.idempotency_ttl = std::chrono::seconds(idempotency_ttl_s);
     cloud_options.lease_ttl = std::chrono::milliseconds(lease_ttl_ms);
     cloud_options.fence_window = std::chrono::milliseconds(fence_window_ms);
