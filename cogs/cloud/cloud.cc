@@ -73,7 +73,11 @@ public:
               ApiRoutes({ctx, reads, catalog, networks, volumes, servers, hosts, history, workflows, keys})),
           api(
               io, router, [this](std::string_view bearer) { return Authenticate(bearer); },
-              ctx.options.max_inflight_requests, ctx.metrics(), [&store] { return store.Writable(); }),
+              ctx.options.max_inflight_requests, ctx.metrics(),
+              [&store]() -> std::optional<Error> {
+                  if (store.Writable()) return std::nullopt;
+                  return store.WhyNotWritable();
+              }),
           resources_gauge(observe::GaugeOf(ctx.metrics(), "cogs_resources",
                                            "Desired-state records by kind and status.")) {
         monitor.OnChange([this](const health::Liveness::Change& c) {

@@ -22,15 +22,18 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
 #include "cogs/http/server.h"
 #include "cogs/observe/metrics.h"
 #include "cogs/runtime/clock.h"
+#include "cogs/store/leadership.h"
 #include "cogs/store/store.h"
 #include "cogs/workflow/engine.h"
 #include "cogs/workflow/retention.h"
@@ -88,6 +91,11 @@ struct CloudOptions {
     Duration idempotency_prune_every = std::chrono::seconds(60);
     // Time for leases, timers, timestamps; null: runtime::SystemClock(). Must outlive the Cloud.
     runtime::Clock* clock = nullptr;
+    // Replicas (cogsd on PostgreSQL, cogs/store/leadership.h): GET /v1/replicas (admin) lists what
+    // this returns, called off the io thread (it reads the database). Empty: one process, which
+    // lists itself alone as the leader.
+    std::function<Result<std::vector<store::ReplicaInfo>>()> replicas{};
+    std::string version = "dev";  // this process's version, for that list
 };
 
 class Cloud {

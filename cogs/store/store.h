@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "cogs/base/result.h"
+#include "cogs/base/time.h"
 #include "cogs/store/records.h"
 
 namespace cogs::store {
@@ -76,6 +77,14 @@ public:
     // Reads go on. The store also starts in this state when the writes of its open fail for lack
     // of space (it opens read-only rather than failing).
     virtual bool Writable() = 0;
+    // What to answer a change while !Writable(): kNoSpace (the disk is full; SQLite, or
+    // PostgreSQL's own disk) or kUnavailable (the database cannot be reached), with a message for
+    // an API answer. Any thread.
+    virtual Error WhyNotWritable() {
+        return Error(
+            ErrorCode::kNoSpace,
+            "the control plane's disk is full: changes are refused until space is freed; reads go on");
+    }
     // Tries to end a full-disk episode: enough free space (SqliteOptions::resume_min_free_bytes),
     // a probe write, then the held groups in order. Ok once writable (at once if it was); kNoSpace
     // if still full. Blocking: call it from a timer off the I/O thread (the engine's lease timer).
@@ -181,5 +190,35 @@ struct SqliteOptions {
 // On a full disk it opens read-only (Writable() false; the expiry waits for ResumeWrites), unless
 // the schema needs a migration.
 Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options);
+
+struct PgOptions {
+    // A libpq connection string or URI: "host=/run/cogs-pg port=5433 dbname=cogs user=cogs" or
+    // "postgresql://cogs@db1:5432/cogs". A password belongs in ~/.pgpass or PGPASSWORD, not here:
+    // this text may be logged (its password is not, but keep it out of process arguments).
+    std::string conninfo;
+    size_t max_batch_groups = 4096;  // most groups in one transaction
+    // The deadline of every round trip to the server (a statement, a pipeline, a COMMIT): a server
+    // that does not answer by then is taken as lost (see Writable). Also the connect timeout.
+    Duration statement_timeout = std::chrono::seconds(10);
+    // As SqliteOptions: on_commit once per transaction of groups; on_writable when the database
+    // becomes unreachable (false) and reachable again (true).
+    std::function<void(const CommitReport&)> on_commit{};
+    std::function<void(bool writable, const Error& why)> on_writable{};
+    // The most groups held while the database cannot be reached (as SqliteOptions::max_held_groups).
+    size_t max_held_groups = 100'000;
+    // The leader's store (cogs/store/leadership.h): its token. Every write transaction checks, in
+    // the transaction, that the leader row still carries it; if not, it is refused whole (each
+    // group and blocking write: kFenced) and on_deposed is called once (on the writer thread). 0:
+    // no check (a single process, or tests of the store alone).
+    uint64_t leader_token = 0;
+    std::function<void(const Error& why)> on_deposed{};
+};
+
+// Opens a PostgreSQL store: connects (kUnavailable if the server cannot be reached within
+// statement_timeout), creates or migrates the schema (under an advisory lock, so replicas that
+// start together migrate once) and prepares every statement. Several stores, in one process or
+// several, may open one database: leases and fencing tokens arbitrate between their engines
+// (nothing is expired at open: another live process may own it). See README.md, "PostgreSQL".
+Result<std::unique_ptr<Store>> OpenPgStore(const PgOptions& options);
 
 }  // namespace cogs::store

@@ -1,5 +1,6 @@
-// Conformance tests of the Store interface, run against every backend (today: SQLite), plus the
-// SQLite backend's own guarantees (the process lock, lease expiry at open, schema versions).
+// Conformance tests of the Store interface, run against every backend (SQLite, PostgreSQL on a
+// private server this binary starts), plus the SQLite backend's own guarantees (the process lock,
+// lease expiry at open, schema versions).
 #include "cogs/store/store.h"
 
 #include <gtest/gtest.h>
@@ -24,9 +25,12 @@
 #include <thread>
 #include <vector>
 
+#include "cogs/pg/conn.h"
 #include "cogs/sqlite/db.h"
+#include "cogs/store/internal/pg_store.h"
 #include "cogs/store/internal/sqlite_store.h"
 #include "cogs/store/records.h"
+#include "test/support/private_pg.h"
 #include "test/support/temp_dir.h"
 
 namespace cogs::store {
@@ -1282,10 +1286,154 @@ Result<std::unique_ptr<Store>> OpenSqliteInlineSync(const std::string& dir) {
     return OpenSqliteStore(o);
 }
 
+// PostgreSQL: a database per test on the shared private server (test/support/private_pg.h), named
+// after the test's directory, so that Reopen finds the same data.
+Result<std::unique_ptr<Store>> OpenPostgres(const std::string& dir) {
+    PgOptions o;
+    o.conninfo = cogs::testing::PrivatePgDatabase(dir);
+    return OpenPgStore(o);
+}
+
 INSTANTIATE_TEST_SUITE_P(Sqlite, StoreTest,
                          ::testing::Values(Backend{"sqlite", OpenSqlite},
                                            Backend{"sqlite_inline_sync", OpenSqliteInlineSync}),
                          [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Postgres, StoreTest, ::testing::Values(Backend{"postgres", OpenPostgres}),
+                         [](const auto& info) { return info.param.name; });
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL only: a connection lost in the middle of a commit, the server restarting, several
+// stores (replicas) on one database. The detector of a group applied twice is a step's log, which
+// every update appends to.
+
+class PgStoreTest : public ::testing::Test {
+protected:
+    Result<std::unique_ptr<Store>> Open(internal::PgFaults faults = {}) {
+        PgOptions o;
+        o.conninfo = conninfo_;
+        o.statement_timeout = std::chrono::seconds(20);  // a loaded machine under ASan is slow, not lost
+        return internal::OpenPgStoreWithFaults(o, std::move(faults));
+    }
+    // Ends every other session on the test's database, as a server restart or a network cut would.
+    void TerminateSessions() {
+        auto admin = pg::Conn::Connect(conninfo_, std::chrono::seconds(20));
+        ASSERT_TRUE(admin) << admin.error().ToString();
+        ASSERT_OK(
+            (*admin)->Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                           "current_database() AND pid <> pg_backend_pid()",
+                           SteadyClock::now() + std::chrono::seconds(20)));
+    }
+    static void WaitNotWritable(Store& store) {
+        store.Flush();  // the batch that lost its connection has been handled
+        ASSERT_FALSE(store.Writable());
+    }
+
+    TempDir dir_;
+    std::string conninfo_ = cogs::testing::PrivatePgDatabase(dir_.path());
+};
+
+TEST_F(PgStoreTest, ACommitWhoseAnswerWasLostIsAcknowledgedOnceAfterReconnecting) {
+    std::atomic<bool> lose{false};
+    internal::PgFaults faults;
+    faults.lose_commit_reply = [&] { return lose.exchange(false); };
+    auto opened = Open(faults);
+    ASSERT_TRUE(opened) << opened.error().ToString();
+    Store& store = **opened;
+    auto lease = store.AcquireLease("engine", 60'000);
+    ASSERT_TRUE(lease);
+    ASSERT_OK(CommitAndWait(store, Create(lease->token, Workflow("w", "t", 2))));
+
+    lose = true;
+    std::promise<Status> in_doubt_promise;
+    auto in_doubt = in_doubt_promise.get_future();
+    store.Commit(UpdateStep(lease->token, "w", Step(0, StepState::kRunning), "once\n"),
+                 [&](Status st) { in_doubt_promise.set_value(st); });
+    WaitNotWritable(store);
+    // While the database is out of reach a create is refused (the API can say "try again")...
+    EXPECT_CODE(CommitAndWait(store, Create(lease->token, Workflow("new", "t", 1))), ErrorCode::kUnavailable);
+    // ...and a change of what exists waits, after the batch in doubt.
+    std::promise<Status> held;
+    store.Commit(UpdateStep(lease->token, "w", Step(1, StepState::kRunning), "held\n"),
+                 [&](Status st) { held.set_value(st); });
+    EXPECT_EQ(in_doubt.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout)
+        << "acknowledged before anyone knew whether it committed";
+
+    ASSERT_OK(store.ResumeWrites());
+    EXPECT_TRUE(store.Writable());
+    ASSERT_OK(in_doubt.get());
+    ASSERT_OK(held.get_future().get());
+    WorkflowRecord w = *store.GetWorkflow("w");
+    EXPECT_EQ(w.steps[0].log, "once\n") << "the batch in doubt was committed once, and not sent again";
+    EXPECT_EQ(w.steps[1].log, "held\n");
+    EXPECT_CODE(store.GetWorkflow("new"), ErrorCode::kNotFound);
+}
+
+TEST_F(PgStoreTest, ABatchCutOffBeforeItsCommitIsAppliedOnceAfterReconnecting) {
+    auto opened = Open();
+    ASSERT_TRUE(opened) << opened.error().ToString();
+    Store& store = **opened;
+    auto lease = store.AcquireLease("engine", 60'000);
+    ASSERT_TRUE(lease);
+    ASSERT_OK(CommitAndWait(store, Create(lease->token, Workflow("w", "t", 1))));
+
+    std::promise<Status> cut;
+    {
+        WriterGate gate(store);
+        store.Commit(UpdateStep(lease->token, "w", Step(0, StepState::kRunning), "once\n"),
+                     [&](Status st) { cut.set_value(st); });
+        TerminateSessions();  // the writer finds out when it sends the batch
+    }
+    WaitNotWritable(store);
+    ASSERT_OK(store.ResumeWrites());
+    ASSERT_OK(cut.get_future().get());
+    EXPECT_EQ(store.GetWorkflow("w")->steps[0].log, "once\n");
+    EXPECT_EQ(store.Stats().fenced, 0u);
+}
+
+TEST_F(PgStoreTest, TwoStoresOnOneDatabaseClaimDisjointly) {
+    auto a = Open();
+    auto b = Open();
+    auto c = Open();
+    ASSERT_TRUE(a && b && c);
+    auto dead = (*a)->AcquireLease("dead", -1);
+    ASSERT_TRUE(dead);
+    constexpr int kWorkflows = 300;
+    for (int i = 0; i < kWorkflows; ++i) {
+        (*a)->Commit(Create(dead->token, Workflow("w" + std::to_string(i), "t", 1)),
+                     [](Status st) { ASSERT_TRUE(st) << st.error().ToString(); });
+    }
+    (*a)->Flush();
+    auto lb = (*b)->AcquireLease("b", 60'000);
+    auto lc = (*c)->AcquireLease("c", 60'000);
+    ASSERT_TRUE(lb && lc);
+    std::set<std::string> by_b, by_c;
+    std::thread tb([&] {
+        for (int round = 0; round < 20; ++round) {
+            auto got = (*b)->ClaimOrphaned(*lb, 10);
+            ASSERT_TRUE(got) << got.error().ToString();
+            by_b.merge(Ids(*got));
+        }
+    });
+    std::thread tc([&] {
+        for (int round = 0; round < 20; ++round) {
+            auto got = (*c)->ClaimOrphaned(*lc, 10);
+            ASSERT_TRUE(got) << got.error().ToString();
+            by_c.merge(Ids(*got));
+        }
+    });
+    tb.join();
+    tc.join();
+    for (const std::string& id : by_b) {
+        EXPECT_EQ(by_c.count(id), 0u) << id << " claimed by both";
+    }
+    // Whatever the claims left is still an orphan: one more claim takes all of it.
+    auto rest = (*b)->ClaimOrphaned(*lb, 1000);
+    ASSERT_TRUE(rest);
+    EXPECT_EQ(by_b.size() + by_c.size() + rest->size(), static_cast<size_t>(kWorkflows));
+    // The dead owner's writes are fenced, whichever store they go through.
+    EXPECT_CODE(CommitAndWait(**a, UpdateStep(dead->token, "w0", Step(0, StepState::kRunning))),
+                ErrorCode::kFenced);
+}
 
 // ---------------------------------------------------------------------------------------------
 // SQLite only: one process owns the file.

@@ -57,8 +57,8 @@ std::string_view BearerToken(std::string_view authorization) {
 
 struct HttpApi::State {
     State(boost::asio::io_context& i, const Router& r, Authenticator a, size_t max, observe::Metrics* m,
-          std::function<bool()> w)
-        : io(i), router(r), authenticate(std::move(a)), max_inflight(max), writable(std::move(w)) {
+          HttpApi::Refusal w)
+        : io(i), router(r), authenticate(std::move(a)), max_inflight(max), refusal(std::move(w)) {
         auto rejected =
             observe::CounterOf(m, "cogs_api_rejected_total",
                                "Requests refused before routing, by reason: overload, unauthenticated.");
@@ -69,14 +69,14 @@ struct HttpApi::State {
     const Router& router;
     Authenticator authenticate;
     size_t max_inflight;
-    std::function<bool()> writable;
+    HttpApi::Refusal refusal;
     size_t inflight = 0;  // requests being served
     observe::Counter rejected_overload;
     observe::Counter rejected_unauthenticated;
 };
 
 HttpApi::HttpApi(boost::asio::io_context& io, const Router& router, Authenticator authenticate,
-                 size_t max_inflight, observe::Metrics* metrics, std::function<bool()> writable)
+                 size_t max_inflight, observe::Metrics* metrics, Refusal writable)
     : state_(std::make_shared<State>(io, router, std::move(authenticate), max_inflight, metrics,
                                      std::move(writable))) {}
 
@@ -90,11 +90,13 @@ http::Handler HttpApi::Handler() {
         const std::string resource_id = ResourceIdOf(PathSegments(path));
         observe::LogScope scope({observe::TraceIdOf(traceparent), "", resource_id});
         respond = Traced(std::move(respond), traceparent, req.method, path, resource_id);
-        const bool writable = !state->writable || state->writable();
+        const std::optional<Error> refusal = state->refusal ? state->refusal() : std::nullopt;
         if (path == "/healthz") {
             http::Response r;
-            r.body =
-                writable ? R"({"status":"ok"})" : R"({"status":"degraded","store":"read-only: disk full"})";
+            r.body = !refusal ? R"({"status":"ok"})"
+                     : refusal->code == ErrorCode::kNoSpace
+                         ? R"({"status":"degraded","store":"read-only: disk full"})"
+                         : R"({"status":"degraded","store":"read-only: database unreachable"})";
             return respond(std::move(r));
         }
         if (!path.starts_with("/v1/") && path != "/v1") {
@@ -128,10 +130,8 @@ http::Handler HttpApi::Handler() {
         }
         // A full disk: refuse a change before it touches anything (docs/api.md "A full disk").
         // Heartbeats renew leases in memory: they go on (their reports wait for the agent's resend).
-        if (!writable && req.method != "GET" && req.method != "HEAD" && !path.ends_with("/heartbeat")) {
-            return respond(wire::ApiError(Error(ErrorCode::kNoSpace,
-                                                "the control plane's disk is full: changes are refused until "
-                                                "space is freed; reads go on")));
+        if (refusal && req.method != "GET" && req.method != "HEAD" && !path.ends_with("/heartbeat")) {
+            return respond(wire::ApiError(*refusal));
         }
         Call call;
         call.who = std::move(*who);

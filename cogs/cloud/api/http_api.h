@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "cogs/cloud/api/router.h"
@@ -37,10 +38,12 @@ std::string_view BearerToken(std::string_view authorization);
 class HttpApi {
 public:
     using Authenticator = std::function<Result<Principal>(std::string_view bearer_token)>;
-    // `router` must outlive the handler. `writable` false (the store's disk is full): every change
-    // but a heartbeat is answered 507 before it is routed, and /healthz says "degraded".
+    // `router` must outlive the handler. While `refusal` answers an error (the store cannot write:
+    // its disk is full, 507; its database is unreachable, 503 with Retry-After), every change but a
+    // heartbeat is answered with it before it is routed, and /healthz says "degraded".
+    using Refusal = std::function<std::optional<Error>()>;
     HttpApi(boost::asio::io_context& io, const Router& router, Authenticator authenticate,
-            size_t max_inflight, observe::Metrics* metrics, std::function<bool()> writable = {});
+            size_t max_inflight, observe::Metrics* metrics, Refusal refusal = {});
     // The handler to give http::StartServer; it must run on the io thread.
     http::Handler Handler();
 

@@ -11,6 +11,36 @@
 #include "cogs/cloud/resources/workflows.h"
 
 namespace cogs::cloud {
+namespace {
+
+// GET /v1/replicas (admin): every replica of the control plane, the leader marked (docs/ha.md).
+void ListReplicas(Context& ctx, Call c) {
+    if (auto st = RequireAdmin(c.who); !st) return c.Fail(st.error());
+    auto answer = [c](const std::vector<store::ReplicaInfo>& replicas) {
+        json::array list;
+        for (const auto& r : replicas) {
+            list.push_back(json::object{{"id", r.id},
+                                        {"role", r.leader ? "leader" : "follower"},
+                                        {"address", r.address},
+                                        {"version", r.version},
+                                        {"started_at_ms", r.started_ms},
+                                        {"last_seen_ms", r.seen_ms},
+                                        {"lease_age_ms", r.age_ms}});
+        }
+        c.Answer(wire::Json(200, json::object{{"replicas", std::move(list)}}));
+    };
+    if (!ctx.options.replicas) {
+        const int64_t now = ctx.clock.WallMs();
+        return answer({store::ReplicaInfo{"cogsd", "", ctx.options.version, true, 0, now, 0}});
+    }
+    ctx.OffThread([f = ctx.options.replicas] { return f(); },
+                  [c, answer](Result<std::vector<store::ReplicaInfo>> r) {
+                      if (!r) return c.Fail(r.error());
+                      answer(*r);
+                  });
+}
+
+}  // namespace
 
 std::vector<Route> ApiRoutes(RouteTargets t) {
     // A create: admission (role) first, then the kind's own.
@@ -56,6 +86,7 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
 
     std::vector<Route> routes = {
         {"GET", "/v1/whoami", [&reads = t.reads](Call c) { reads.Whoami(std::move(c)); }},
+        {"GET", "/v1/replicas", [&ctx = t.ctx](Call c) { ListReplicas(ctx, std::move(c)); }},
 
         {"GET", "/v1/projects", list("projects", kProject)},
         {"POST", "/v1/projects", create(&Catalog::CreateProject, catalog)},

@@ -1,0 +1,97 @@
+#include "cogs/replica/forwarder.h"
+
+#include <boost/json.hpp>
+
+#include "cogs/wire/answer.h"
+
+namespace cogs::replica {
+
+class Forwarder::State : public std::enable_shared_from_this<State> {
+public:
+    State(boost::asio::io_context& io, ForwarderOptions o) : io_(io), options_(std::move(o)) {}
+
+    http::Client* ClientFor(const std::string& address) {
+        auto it = clients_.find(address);
+        if (it != clients_.end()) {
+            return it->second.get();
+        }
+        auto ep = http::ParseHttpUrl(address);
+        if (!ep) {
+            return nullptr;
+        }
+        if (clients_.size() > 16) {
+            clients_.clear();  // leaders come and go; keep only recent ones
+        }
+        http::ClientOptions co;
+        co.host = ep->host;
+        co.port = ep->port;
+        co.max_connections = options_.max_connections;
+        return clients_.emplace(address, http::MakeClient(io_, co)).first->second.get();
+    }
+
+    static http::Response Refuse(const std::string& reason, const std::string& message) {
+        Error e(ErrorCode::kUnavailable, message);
+        e.reason = reason;
+        return wire::ApiError(e);
+    }
+
+    void Serve(http::Request req, http::Respond respond) {
+        auto leader = options_.leader();
+        if (req.Path() == "/healthz") {
+            boost::json::object o{{"status", "ok"}, {"role", "follower"}};
+            o["leader"] = leader && leader->alive ? leader->id : "";
+            return respond(wire::Json(200, o));
+        }
+        if (!leader || !leader->alive || leader->address.empty() || leader->id == options_.replica_id) {
+            ++stats_.no_leader;
+            return respond(
+                Refuse("no_leader", "no replica leads right now (a failover is under way): retry"));
+        }
+        if (!req.Header("x-cogs-forwarded").empty()) {
+            ++stats_.unreachable;
+            return respond(Refuse("leader_unreachable", "forwarded by " + req.Header("x-cogs-forwarded") +
+                                                            " to a replica that does "
+                                                            "not lead (it thinks " +
+                                                            leader->id + " does): retry"));
+        }
+        http::Client* client = ClientFor(leader->address);
+        if (client == nullptr) {
+            ++stats_.unreachable;
+            return respond(Refuse("leader_unreachable",
+                                  "the leader's address '" + leader->address + "' is not http://HOST:PORT"));
+        }
+        req.headers.emplace_back("x-cogs-forwarded", options_.replica_id);
+        const std::string leader_id = leader->id;
+        client->Send(
+            std::move(req), SteadyClock::now() + options_.timeout,
+            [self = shared_from_this(), respond = std::move(respond), leader_id](Result<http::Response> r) {
+                if (!r) {
+                    ++self->stats_.unreachable;
+                    return respond(
+                        Refuse("leader_unreachable",
+                               "the leader (" + leader_id + ") did not answer: " + r.error().message));
+                }
+                ++self->stats_.forwarded;
+                respond(std::move(*r));
+            });
+    }
+
+    boost::asio::io_context& io_;
+    const ForwarderOptions options_;
+    std::map<std::string, std::unique_ptr<http::Client>> clients_;
+    ForwarderStats stats_;
+};
+
+Forwarder::Forwarder(boost::asio::io_context& io, ForwarderOptions options)
+    : state_(std::make_shared<State>(io, std::move(options))) {}
+Forwarder::~Forwarder() = default;
+
+http::Handler Forwarder::Handler() {
+    return [state = state_](http::Request req, http::Respond respond) {
+        state->Serve(std::move(req), std::move(respond));
+    };
+}
+
+ForwarderStats Forwarder::stats() const { return state_->stats_; }
+
+}  // namespace cogs::replica

@@ -1,0 +1,69 @@
+// Forwarder: the API of a follower replica. A client or a load balancer may talk to any replica;
+// a follower answers /healthz itself and forwards every other request to the leader it last read
+// from the store (cogs/store/leadership.h), unchanged (method, target, headers, body), and hands
+// the leader's answer back unchanged. The leader authenticates, validates and decides: a follower
+// holds no model and writes nothing.
+//
+// When there is no live leader (its lease expired: a failover is under way) the answer is 503
+// {"code":"no_leader"} with Retry-After: 1; when the leader cannot be reached, 503
+// {"code":"leader_unreachable"} — the outcome of a request that was sent is then unknown (as for
+// any lost reply: resend it with its Idempotency-Key). A request that was already forwarded once
+// (header x-cogs-forwarded) is never forwarded again: two replicas that disagree on who leads
+// cannot bounce a request between them.
+//
+// The distinction matters to compute agents (docs/ha.md): "no_leader" comes from a replica that
+// read the store and found nobody who could act on a host, so no host can be declared down meanwhile
+// (a new leader waits out its restart grace first); an agent may take it as a renewal.
+//
+// Threading: on the io thread of the server that calls the handler (one connection pool per leader
+// address, made on that thread).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "cogs/base/time.h"
+#include "cogs/http/client.h"
+#include "cogs/http/server.h"
+#include "cogs/store/leadership.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace cogs::replica {
+
+struct ForwarderOptions {
+    std::string replica_id;  // this replica (x-cogs-forwarded names it)
+    // The leader as last read; nullopt: not read yet.
+    std::function<std::optional<store::LeaderInfo>()> leader;
+    Duration timeout = std::chrono::seconds(30);  // a forwarded request's deadline
+    size_t max_connections = 256;                 // to the leader
+};
+
+struct ForwarderStats {
+    uint64_t forwarded = 0;    // answered by the leader
+    uint64_t no_leader = 0;    // 503 no_leader
+    uint64_t unreachable = 0;  // 503 leader_unreachable
+};
+
+class Forwarder {
+public:
+    Forwarder(boost::asio::io_context& io, ForwarderOptions options);
+    ~Forwarder();
+
+    // /healthz: {"status":"ok","role":"follower","leader":"<id>"}; everything else forwarded.
+    http::Handler Handler();
+    ForwarderStats stats() const;
+
+    class State;
+
+private:
+    std::shared_ptr<State> state_;
+};
+
+}  // namespace cogs::replica

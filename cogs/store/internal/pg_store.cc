@@ -1,0 +1,485 @@
+// The PostgreSQL backend's connections and its group-commit writer thread.
+//
+// A batch of groups is one transaction. The fast path sends BEGIN, every group's statements and
+// the batch's commit mark as one pipeline (one round trip), checks each statement's answer (a
+// fenced update changed no row, a create found its id taken), and sends COMMIT: two round trips
+// per batch whatever its size. When a group is refused (rare: a stale owner, a duplicate id, bad
+// bytes) the fast path rolls back and the batch is run again on the exact path, one group at a
+// time inside a savepoint, so that the refused group is undone alone and the others commit.
+//
+// In doubt. If the connection breaks while a batch is in flight (its COMMIT sent or not), the
+// store cannot know from the socket whether the batch committed. Each batch upserts its mark
+// (this store's writer name, the batch's number) in commit_marks inside its own transaction; after
+// reconnecting, the mark says it: equal to the batch's number, the batch committed (its callbacks
+// get the verdicts computed before the COMMIT); anything else, nothing of it was applied (its
+// groups are then refused or held, as any group of the episode). A group is therefore never
+// applied twice and never acknowledged without being committed.
+#include <pthread.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <random>
+
+#include "cogs/base/check.h"
+#include "cogs/store/internal/pg_store_impl.h"
+
+namespace cogs::store {
+namespace internal {
+namespace {
+
+std::string NewWriterName() {
+    std::random_device rd;
+    std::uniform_int_distribution<uint64_t> d;
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%d-%016llx", static_cast<int>(::getpid()),
+                  static_cast<unsigned long long>(d(rd)));
+    return buf;
+}
+
+bool RefusesTheGroup(const pg::Reply& r) {
+    // Integrity (a duplicate) and data (a NUL byte, bad UTF-8) errors belong to one group's
+    // values; anything else is the transaction's.
+    return r.sqlstate.starts_with("22") || r.sqlstate.starts_with("23");
+}
+
+}  // namespace
+
+std::string PgName(PgSql s) { return "s" + std::to_string(static_cast<int>(s)); }
+
+Result<std::unique_ptr<pg::Conn>> PgConnect(const PgOptions& options, bool reader) {
+    COGS_ASSIGN_OR_RETURN(auto db, pg::Conn::Connect(options.conninfo, options.statement_timeout));
+    const SteadyTime deadline = SteadyClock::now() + options.statement_timeout;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(options.statement_timeout).count();
+    // The server gives up on what the client gave up on: a statement past the deadline, a
+    // transaction left open by a client that stopped (paused, partitioned), which would keep its
+    // locks. Readers plan each execution: the listings' optional filters pick their index per
+    // call. The writer's statements keep their generic plans (planning each would cost more than
+    // running them).
+    COGS_TRY(db->Exec("SET statement_timeout = " + std::to_string(ms) +
+                          "; SET idle_in_transaction_session_timeout = " + std::to_string(2 * ms) +
+                          "; SET synchronous_commit = on" +
+                          (reader ? "; SET plan_cache_mode = force_custom_plan" : ""),
+                      deadline));
+    for (int i = 0; i < kPgNumSql; ++i) {
+        const auto s = static_cast<PgSql>(i);
+        COGS_TRY(db->Prepare(PgName(s), PgSqlText(s), deadline));
+    }
+    return db;
+}
+
+Status PgMigrate(pg::Conn& db, const PgOptions& options) {
+    const SteadyTime deadline = SteadyClock::now() + options.statement_timeout;
+    // One transaction: PostgreSQL's DDL is transactional, so a crash leaves the old schema whole.
+    COGS_TRY(
+        db.Exec("BEGIN; SELECT pg_advisory_xact_lock(7300133); "
+                "CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)",
+                deadline));
+    Status st = [&]() -> Status {
+        COGS_ASSIGN_OR_RETURN(
+            pg::Rows v, db.Query({"", {}, "SELECT COALESCE(max(version), 0) FROM schema_version"}, deadline));
+        const int64_t version = v.Int(0, 0);
+        const int newest = kPgMigrations[kPgMigrationCount - 1].version;
+        if (version > newest) {
+            return MakeError(ErrorCode::kFailedPrecondition,
+                             "store " + db.name() + " has schema version " + std::to_string(version) +
+                                 ", newer than this program's " + std::to_string(newest) +
+                                 ": run a newer cogsd");
+        }
+        for (size_t i = 0; i < kPgMigrationCount; ++i) {
+            COGS_CHECK(kPgMigrations[i].version == static_cast<int>(i) + 1);
+            if (kPgMigrations[i].version <= version) {
+                continue;
+            }
+            COGS_TRY(db.Exec(kPgMigrations[i].sql, deadline));
+            COGS_TRY(db.Exec("INSERT INTO schema_version(version) VALUES(" +
+                                 std::to_string(kPgMigrations[i].version) + ")",
+                             deadline));
+        }
+        return db.Exec("COMMIT", deadline);
+    }();
+    if (!st && !db.Broken()) {
+        (void)db.Exec("ROLLBACK", deadline);
+    }
+    return st;
+}
+
+PgStore::PgStore(PgOptions options, PgFaults faults, std::unique_ptr<pg::Conn> writer)
+    : options_(std::move(options)),
+      faults_(std::move(faults)),
+      writer_name_(NewWriterName()),
+      writer_(std::move(writer)) {
+    thread_ = std::thread([this] { WriterLoop(); });
+}
+
+PgStore::~PgStore() {
+    {
+        std::lock_guard lock(mu_);
+        stopping_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+}
+
+void PgStore::Commit(WriteGroup group, CommitCallback done) {
+    {
+        std::lock_guard lock(mu_);
+        queue_.push_back(Item{std::move(group), std::move(done), nullptr});
+    }
+    cv_.notify_one();
+}
+
+void PgStore::Flush() {
+    COGS_CHECK(!OnWriterThread());
+    RunOnWriter<int>([] { return 0; });
+}
+
+StoreStats PgStore::Stats() {
+    std::lock_guard lock(stats_mu_);
+    return stats_;
+}
+
+void PgStore::WriterLoop() {
+    writer_id_.store(std::this_thread::get_id(), std::memory_order_release);
+    pthread_setname_np(pthread_self(), "cogs-store");
+    std::vector<Item> batch;
+    for (;;) {
+        std::function<void()> task;
+        {
+            std::unique_lock lock(mu_);
+            cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+            if (queue_.empty()) {
+                return;  // stopping, and everything queued has been handled
+            }
+            if (queue_.front().task) {
+                task = std::move(queue_.front().task);
+                queue_.pop_front();
+            } else {
+                while (!queue_.empty() && !queue_.front().task && batch.size() < options_.max_batch_groups) {
+                    batch.push_back(std::move(queue_.front()));
+                    queue_.pop_front();
+                }
+            }
+        }
+        if (task) {
+            task();
+            continue;
+        }
+        if (Writable()) {
+            CommitBatch(batch);
+        } else {
+            TurnAway(batch);
+        }
+        batch.clear();
+    }
+}
+
+void PgStore::CommitBatch(std::vector<Item>& batch) {
+    const SteadyTime start = SteadyClock::now();
+    std::vector<Status> results(batch.size(), Ok());
+    for (size_t i = 0; i < batch.size(); ++i) {
+        results[i] = CheckSteps(batch[i].group);
+    }
+    ++batch_seq_;
+    std::optional<Status> txn = FastPath(batch, results);
+    if (!txn) {
+        txn = ExactPath(batch, results);
+    }
+    if (*txn) {
+        Finish(batch, results, /*committed=*/true, start);
+        return;
+    }
+    if (writer_->Broken()) {
+        // Committed or not: the mark tells once the database answers again (ResumeWrites).
+        in_doubt_.swap(batch);
+        in_doubt_results_ = std::move(results);
+        in_doubt_seq_ = batch_seq_;
+        StopWrites(txn->error());
+        return;
+    }
+    (void)writer_->Exec("ROLLBACK", Deadline());
+    if (txn->error().code == ErrorCode::kNoSpace) {
+        StopWrites(txn->error());
+        TurnAway(batch);
+        return;
+    }
+    results.assign(batch.size(), *txn);
+    Finish(batch, results, /*committed=*/false, start);
+}
+
+std::optional<Status> PgStore::FastPath(std::vector<Item>& batch, std::vector<Status>& results) {
+    std::vector<pg::Call> calls;
+    std::vector<Check> checks;
+    calls.reserve(batch.size() * 2 + 2);
+    checks.reserve(batch.size() * 2 + 2);
+    calls.push_back({"", {}, "BEGIN"});
+    checks.push_back({});
+    if (options_.leader_token != 0) {
+        calls.push_back(LeaderFence());
+        checks.push_back({});
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+        if (results[i]) {
+            AddGroup(i, batch[i].group, calls, checks);
+        }
+    }
+    pg::Call mark = PgCall(kPgMarkCommit);
+    mark.params.Text(writer_name_).Int(static_cast<int64_t>(batch_seq_));
+    calls.push_back(std::move(mark));
+    checks.push_back({});
+    const SteadyTime deadline = Deadline();
+    auto replies = writer_->Run(calls, deadline);
+    if (!replies) {
+        return MakeError(replies.error());
+    }
+    if (options_.leader_token != 0 && (*replies)[1].outcome == pg::Outcome::kOk &&
+        (*replies)[1].rows.empty()) {
+        (void)writer_->Exec("ROLLBACK", deadline);
+        return Deposed();
+    }
+    for (const pg::Reply& r : *replies) {
+        if (r.outcome == pg::Outcome::kFailed) {
+            if (auto st = writer_->Exec("ROLLBACK", deadline); !st) {
+                return st;
+            }
+            if (RefusesTheGroup(r)) {
+                return std::nullopt;
+            }
+            return MakeError(r.error);
+        }
+    }
+    // Every group stands, or the exact path finds out which does not.
+    if (FirstRefused(*replies, checks) != kNoRefusal) {
+        if (auto st = writer_->Exec("ROLLBACK", deadline); !st) {
+            return st;
+        }
+        return std::nullopt;
+    }
+    return CommitBatchTransaction(deadline);
+}
+
+Status PgStore::ExactPath(std::vector<Item>& batch, std::vector<Status>& results) {
+    const SteadyTime deadline = Deadline();
+    COGS_TRY(writer_->Exec("BEGIN", deadline));
+    COGS_TRY(CheckLeader(deadline));
+    for (size_t i = 0; i < batch.size(); ++i) {
+        if (!results[i]) {
+            continue;
+        }
+        std::vector<pg::Call> calls{{"", {}, "SAVEPOINT g"}};
+        std::vector<Check> checks{{}};
+        AddGroup(i, batch[i].group, calls, checks);
+        COGS_ASSIGN_OR_RETURN(std::vector<pg::Reply> replies, writer_->Run(calls, deadline));
+        std::optional<Error> refusal;
+        for (const pg::Reply& r : replies) {
+            if (r.outcome == pg::Outcome::kFailed) {
+                if (!RefusesTheGroup(r)) {
+                    return MakeError(r.error);
+                }
+                refusal = r.error;
+                if (r.sqlstate == "23505") {  // a create's steps: its indexes were checked before
+                    refusal->code = ErrorCode::kInvalidArgument;
+                }
+                break;
+            }
+        }
+        const size_t refused = refusal ? kNoRefusal : FirstRefused(replies, checks);
+        if (!refusal && refused == kNoRefusal) {
+            COGS_TRY(writer_->Exec("RELEASE g", deadline));
+            continue;
+        }
+        COGS_TRY(writer_->Exec("ROLLBACK TO g; RELEASE g", deadline));
+        // Why, read now that the group is undone: which row, and its token.
+        results[i] = MakeError(refusal ? *refusal : Refusal(checks[refused], batch[i].group.fence, deadline));
+    }
+    pg::Call mark = PgCall(kPgMarkCommit);
+    mark.params.Text(writer_name_).Int(static_cast<int64_t>(batch_seq_));
+    COGS_TRY(writer_->Query(mark, deadline));
+    return CommitBatchTransaction(deadline);
+}
+
+Status PgStore::CommitBatchTransaction(SteadyTime deadline) {
+    COGS_TRY(writer_->Exec("COMMIT", deadline));
+    if (faults_.lose_commit_reply && faults_.lose_commit_reply()) {
+        writer_->Drop();
+        return MakeError(ErrorCode::kUnavailable, "injected: the COMMIT's answer was lost");
+    }
+    return Ok();
+}
+
+pg::Call PgStore::LeaderFence() const {
+    pg::Call c = PgCall(kPgLeaderFence);
+    c.params.Int(static_cast<int64_t>(options_.leader_token));
+    return c;
+}
+
+Status PgStore::CheckLeader(SteadyTime deadline) {
+    if (options_.leader_token == 0) {
+        return Ok();
+    }
+    COGS_ASSIGN_OR_RETURN(pg::Rows rows, writer_->Query(LeaderFence(), deadline));
+    return rows.empty() ? Deposed() : Ok();
+}
+
+Status PgStore::Deposed() {
+    Error why(ErrorCode::kFenced, "this replica's leader token " + std::to_string(options_.leader_token) +
+                                      " was superseded: another replica leads");
+    if (!deposed_) {
+        deposed_ = true;
+        if (options_.on_deposed) {
+            options_.on_deposed(why);
+        }
+    }
+    return MakeError(std::move(why));
+}
+
+void PgStore::Finish(std::vector<Item>& batch, std::vector<Status>& results, bool committed,
+                     SteadyTime start) {
+    const double seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
+    CommitReport report{committed, seconds, batch.size(), 0};
+    {
+        std::lock_guard lock(stats_mu_);
+        stats_.commit_seconds += seconds;
+        if (committed) {
+            ++stats_.commits;
+            for (size_t i = 0; i < batch.size(); ++i) {
+                if (results[i]) {
+                    ++stats_.groups;
+                    stats_.transitions += batch[i].group.Transitions();
+                } else if (results[i].error().code == ErrorCode::kFenced) {
+                    ++report.fenced;
+                }
+            }
+            stats_.fenced += report.fenced;
+        }
+    }
+    if (options_.on_commit) {
+        options_.on_commit(report);
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+        if (batch[i].done) {
+            batch[i].done(std::move(results[i]));
+        }
+    }
+}
+
+void PgStore::StopWrites(const Error& why) {
+    if (!Writable()) {
+        return;
+    }
+    down_error_ = why;
+    down_error_.retryable = true;
+    down_for_space_.store(why.code == ErrorCode::kNoSpace, std::memory_order_release);
+    writable_.store(false, std::memory_order_release);
+    if (options_.on_writable) {
+        options_.on_writable(false, why);
+    }
+}
+
+// As the SQLite backend's full disk: a create is refused (its caller can say "try again"), any
+// other group continues something durable and waits, in order.
+void PgStore::TurnAway(std::vector<Item>& batch) {
+    {
+        std::lock_guard lock(stats_mu_);
+        stats_.no_space += batch.size();
+    }
+    const size_t holding = held_.size() + std::count_if(batch.begin(), batch.end(),
+                                                        [](const Item& i) { return !i.group.create; });
+    COGS_CHECK((options_.max_held_groups == 0 || holding <= options_.max_held_groups) &&
+               "the database stayed unreachable until max_held_groups writes waited: exiting");
+    if (options_.on_commit) {
+        options_.on_commit(CommitReport{false, 0, batch.size(), 0, batch.size(), holding});
+    }
+    const bool full = down_error_.code == ErrorCode::kNoSpace;
+    const Error refusal(
+        full ? ErrorCode::kNoSpace : ErrorCode::kUnavailable,
+        full ? "the database's disk is full: nothing was written; writes resume once space is freed"
+             : "the database cannot be reached: nothing was written; writes resume once it is back");
+    for (Item& item : batch) {
+        if (item.group.create) {
+            if (item.done) {
+                item.done(MakeError(refusal));
+            }
+        } else {
+            held_.push_back(std::move(item));
+        }
+    }
+}
+
+Error PgStore::WhyNotWritable() {
+    if (down_for_space_.load(std::memory_order_acquire)) {
+        return Error(ErrorCode::kNoSpace,
+                     "the control plane's database is out of disk space: changes are refused until space is "
+                     "freed; reads go on");
+    }
+    return Error(
+        ErrorCode::kUnavailable,
+        "the control plane cannot reach its database: changes are refused until it is back; reads go on");
+}
+
+Status PgStore::Reconnect() {
+    if (!writer_->Broken()) {
+        return Ok();
+    }
+    COGS_ASSIGN_OR_RETURN(auto db, PgConnect(options_, /*reader=*/false));
+    writer_ = std::move(db);
+    return Ok();
+}
+
+Status PgStore::ResumeWrites() {
+    return RunOnWriter<Status>([this]() -> Status {
+        if (Writable()) {
+            return Ok();
+        }
+        COGS_TRY(Reconnect());
+        if (!in_doubt_.empty()) {
+            pg::Call q = PgCall(kPgCommitMark);
+            q.params.Text(writer_name_);
+            COGS_ASSIGN_OR_RETURN(pg::Rows mark, writer_->Query(q, Deadline()));
+            const bool committed = !mark.empty() && static_cast<uint64_t>(mark.Int(0, 0)) == in_doubt_seq_;
+            std::vector<Item> batch;
+            batch.swap(in_doubt_);
+            if (committed) {
+                Finish(batch, in_doubt_results_, /*committed=*/true, SteadyClock::now());
+            } else {
+                // Nothing of it was applied: its groups wait (creates are refused) ahead of the rest.
+                std::vector<Item> later;
+                later.swap(held_);
+                TurnAway(batch);
+                for (Item& item : later) {
+                    held_.push_back(std::move(item));
+                }
+            }
+        }
+        const Error ended = down_error_;
+        writable_.store(true, std::memory_order_release);
+        if (options_.on_writable) {
+            options_.on_writable(true, ended);
+        }
+        std::vector<Item> held;
+        held.swap(held_);
+        if (!held.empty()) {
+            CommitBatch(held);
+        }
+        return Writable() ? Ok() : MakeError(down_error_);
+    });
+}
+
+}  // namespace internal
+
+Result<std::unique_ptr<Store>> OpenPgStore(const PgOptions& options) {
+    return internal::OpenPgStoreWithFaults(options, {});
+}
+
+Result<std::unique_ptr<Store>> internal::OpenPgStoreWithFaults(const PgOptions& options, PgFaults faults) {
+    if (options.conninfo.empty()) {
+        return MakeError(ErrorCode::kInvalidArgument, "the PostgreSQL connection string is empty");
+    }
+    {
+        COGS_ASSIGN_OR_RETURN(auto db, pg::Conn::Connect(options.conninfo, options.statement_timeout));
+        COGS_TRY(internal::PgMigrate(*db, options));
+    }
+    COGS_ASSIGN_OR_RETURN(auto writer, internal::PgConnect(options, /*reader=*/false));
+    return std::unique_ptr<Store>(new internal::PgStore(options, std::move(faults), std::move(writer)));
+}
+
+}  // namespace cogs::store

@@ -1,0 +1,295 @@
+// PgStore, the PostgreSQL backend of Store (see ../README.md, "PostgreSQL backend"), declared once
+// here; its methods are spread over files by concern:
+//
+//   pg_store_sql.cc     the schema's migrations and the text of every statement
+//   pg_store.cc         opening, connections, and the group-commit writer thread: batches in one
+//                       pipelined round trip, the exact path when a group is refused, commits whose
+//                       reply was lost ("in doubt"), and a database that cannot be reached
+//   pg_store_ops.cc     a group's statements, leases and claims, revivals, definitions, pruning,
+//                       and the reads
+//
+// Connections: one writer connection, used only by the writer thread (groups, and every other
+// write as a task queued in order with them, as in the SQLite backend); a small pool of reader
+// connections used on the callers' threads. Every round trip has a deadline (PgOptions).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "cogs/base/result.h"
+#include "cogs/base/time.h"
+#include "cogs/pg/conn.h"
+#include "cogs/store/internal/pg_store.h"
+#include "cogs/store/store.h"
+
+namespace cogs::store::internal {
+
+// Every statement the store prepares on each connection (pg_store_sql.cc).
+enum PgSql : int {
+    kPgInsertWorkflow,
+    kPgInsertStep,
+    kPgUpdateWorkflow,
+    kPgUpsertStep,
+    kPgUpsertStepKeepLog,
+    kPgWorkflowFence,
+    kPgStepFence,
+    kPgUpsertResource,
+    kPgDeleteResource,
+    kPgInsertEvent,
+    kPgMarkCommit,
+    kPgCommitMark,
+    kPgNextToken,
+    kPgUpsertLease,
+    kPgRenewLease,
+    kPgLeaseTokenOf,
+    kPgClaimOrphans,
+    kPgClaimSteps,
+    kPgSelectWorkflow,
+    kPgSelectSteps,
+    kPgSelectStepsWithLog,
+    kPgList,
+    kPgCountByState,
+    kPgWorkflowState,
+    kPgReviveWorkflow,
+    kPgReviveSteps,
+    kPgInsertDefinition,
+    kPgDefinitionText,
+    kPgLoadDefinitions,
+    kPgLoadResources,
+    kPgEventsByResource,
+    kPgEventsByWorkflow,
+    kPgEventsByProject,
+    kPgEventsAll,
+    kPgPruneEventsByAge,
+    kPgPruneEventsByCount,
+    kPgCountEnded,
+    kPgOldestEnded,
+    kPgCountFailed,
+    kPgOldestFailed,
+    kPgDeleteSteps,
+    kPgDeleteEnded,
+    kPgDeleteFailed,
+    kPgLeaderFence,
+    kPgNumSql,
+};
+
+const char* PgSqlText(PgSql s);
+// The prepared name of a statement ("s12").
+std::string PgName(PgSql s);
+inline pg::Call PgCall(PgSql s) { return pg::Call{PgName(s), {}, {}}; }
+
+struct PgMigration {
+    int version = 0;
+    const char* sql = nullptr;
+};
+extern const PgMigration kPgMigrations[];
+extern const size_t kPgMigrationCount;
+
+// Connects, sets the session up and prepares every statement.
+Result<std::unique_ptr<pg::Conn>> PgConnect(const PgOptions& options, bool reader);
+// Brings the database to the newest schema (one transaction, under an advisory lock: replicas
+// that start together migrate once).
+Status PgMigrate(pg::Conn& db, const PgOptions& options);
+
+// Reads on any connection (pg_store_ops.cc).
+Result<WorkflowRecord> PgLoadWorkflow(pg::Conn& db, const std::string& id, bool with_logs,
+                                      SteadyTime deadline);
+
+class PgStore final : public Store {
+public:
+    PgStore(PgOptions options, PgFaults faults, std::unique_ptr<pg::Conn> writer);
+    ~PgStore() override;
+
+    // pg_store.cc
+    void Commit(WriteGroup group, CommitCallback done) override;
+    void Flush() override;
+    StoreStats Stats() override;
+    bool Writable() override { return writable_.load(std::memory_order_acquire); }
+    Error WhyNotWritable() override;
+    Status ResumeWrites() override;
+
+    // pg_store_ops.cc
+    Result<Lease> AcquireLease(const std::string& owner, int64_t ttl_ms) override;
+    Status RenewLease(Lease& lease, int64_t ttl_ms) override;
+    Result<std::vector<WorkflowRecord>> ClaimOrphaned(const Lease& lease, int limit) override;
+    Result<WorkflowRecord> ReviveFailed(const Lease& lease, const std::string& id) override;
+    Result<PruneResult> PruneWorkflows(Ended which, int64_t finished_before_ms, int64_t keep_at_most,
+                                       int batch) override;
+    Status SaveDefinition(const DefinitionRecord& def) override;
+    Result<int64_t> PruneEvents(int64_t older_than_ms, int64_t keep_at_most) override;
+    Result<WorkflowRecord> GetWorkflow(const std::string& id) override;
+    Result<std::vector<WorkflowSummary>> ListWorkflows(const ListFilter& filter) override;
+    Result<std::vector<std::pair<WorkflowState, int64_t>>> CountByState() override;
+    Result<std::vector<ResourceRecord>> LoadResources() override;
+    Result<std::vector<DefinitionRecord>> LoadDefinitions() override;
+    Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) override;
+
+private:
+    struct Item {
+        WriteGroup group;
+        CommitCallback done;
+        std::function<void()> task;
+    };
+
+    // What one statement of a group must have done for the group to stand.
+    struct Check {
+        size_t group = 0;
+        enum Kind { kNone, kCreated, kWorkflowFenced, kStepFenced } kind = kNone;
+        const std::string* id = nullptr;  // the workflow (owned by the batch)
+        int step = 0;
+    };
+
+    bool OnWriterThread() const {
+        return writer_id_.load(std::memory_order_acquire) == std::this_thread::get_id();
+    }
+    SteadyTime Deadline() const { return SteadyClock::now() + options_.statement_timeout; }
+
+    template <typename T>
+    T RunOnWriter(const std::function<T()>& fn) {
+        if (OnWriterThread()) {
+            return fn();
+        }
+        std::promise<T> promise;
+        std::future<T> future = promise.get_future();
+        {
+            std::lock_guard lock(mu_);
+            queue_.push_back(Item{{}, nullptr, [&] { promise.set_value(fn()); }});
+        }
+        cv_.notify_one();
+        return future.get();
+    }
+
+    // Runs `body` in its own transaction on the writer connection (BEGIN and COMMIT are a round
+    // trip each; body's statements as it sends them). A lost connection starts an episode.
+    template <typename T>
+    Result<T> Write(const std::function<Result<T>(pg::Conn&, SteadyTime)>& body) {
+        return RunOnWriter<Result<T>>([&]() -> Result<T> {
+            if (!Writable()) {
+                return MakeError(down_error_);
+            }
+            const SteadyTime deadline = Deadline();
+            Result<T> r = [&]() -> Result<T> {
+                COGS_TRY(writer_->Exec("BEGIN", deadline));
+                COGS_TRY(CheckLeader(deadline));
+                Result<T> v = body(*writer_, deadline);
+                if (!v) {
+                    return v;
+                }
+                COGS_TRY(writer_->Exec("COMMIT", deadline));
+                return v;
+            }();
+            if (!r && !writer_->Broken()) {
+                (void)writer_->Exec("ROLLBACK", deadline);
+            }
+            if (writer_->Broken()) {
+                StopWrites(r ? Error(ErrorCode::kUnavailable, "connection lost") : r.error());
+            }
+            return r;
+        });
+    }
+
+    // Runs `body` on a pooled reader connection, on the calling thread. A pooled connection the
+    // server closed meanwhile (it restarted) is replaced and the read tried once more.
+    template <typename T>
+    Result<T> Read(const std::function<Result<T>(pg::Conn&, SteadyTime)>& body) {
+        for (int attempt = 0;; ++attempt) {
+            std::unique_ptr<pg::Conn> db;
+            {
+                std::lock_guard lock(readers_mu_);
+                if (!idle_readers_.empty() && attempt == 0) {
+                    db = std::move(idle_readers_.back());
+                    idle_readers_.pop_back();
+                }
+            }
+            const bool pooled = db != nullptr;
+            if (db == nullptr) {
+                COGS_ASSIGN_OR_RETURN(db, PgConnect(options_, /*reader=*/true));
+            }
+            Result<T> r = body(*db, Deadline());
+            if (!db->Broken()) {
+                std::lock_guard lock(readers_mu_);
+                if (idle_readers_.size() < kMaxIdleReaders) {
+                    idle_readers_.push_back(std::move(db));
+                }
+            } else if (pooled && !r && r.error().code == ErrorCode::kUnavailable) {
+                continue;
+            }
+            return r;
+        }
+    }
+
+    // ---- the writer thread (pg_store.cc)
+    void WriterLoop();
+    void CommitBatch(std::vector<Item>& batch);
+    // The batch in one pipelined round trip and a COMMIT; nullopt if a group was refused (the
+    // transaction was rolled back: take the exact path).
+    std::optional<Status> FastPath(std::vector<Item>& batch, std::vector<Status>& results);
+    Status ExactPath(std::vector<Item>& batch, std::vector<Status>& results);
+    Status CommitBatchTransaction(SteadyTime deadline);  // COMMIT (and the lost-reply seam)
+    void Finish(std::vector<Item>& batch, std::vector<Status>& results, bool committed, SteadyTime start);
+    void StopWrites(const Error& why);
+    void TurnAway(std::vector<Item>& batch);
+    Status Reconnect();
+    // With a leader token: the row still carries it (and is share-locked until the transaction
+    // ends); else kFenced, and on_deposed once.
+    Status CheckLeader(SteadyTime deadline);
+    pg::Call LeaderFence() const;
+    Status Deposed();
+
+    // ---- a group's statements (pg_store_ops.cc)
+    void AddGroup(size_t index, const WriteGroup& g, std::vector<pg::Call>& calls,
+                  std::vector<Check>& checks);
+    // The first statement whose answer refuses its group (a create that found its id taken, a
+    // fenced update that changed no row), or kNoRefusal.
+    static constexpr size_t kNoRefusal = static_cast<size_t>(-1);
+    static size_t FirstRefused(const std::vector<pg::Reply>& replies, const std::vector<Check>& checks);
+    // The refusal for `check`'s statement: the id taken, or the row's token (stale, or no row).
+    Error Refusal(const Check& check, uint64_t fence, SteadyTime deadline);
+    static Status CheckSteps(const WriteGroup& g);
+
+    static constexpr size_t kMaxIdleReaders = 4;
+
+    const PgOptions options_;
+    const PgFaults faults_;
+    const std::string writer_name_;  // this store's name in commit_marks
+    std::unique_ptr<pg::Conn> writer_;
+    uint64_t batch_seq_ = 0;  // the writer's: the mark of the last batch sent
+    bool deposed_ = false;    // the writer's: the leader token was found superseded
+
+    std::mutex readers_mu_;
+    std::vector<std::unique_ptr<pg::Conn>> idle_readers_;
+
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<Item> queue_;
+    bool stopping_ = false;
+
+    std::mutex stats_mu_;
+    StoreStats stats_;
+
+    // The database cannot be reached (or its disk is full): an episode, as the SQLite backend's
+    // full disk. Written by the writer thread only.
+    std::atomic<bool> writable_{true};
+    std::atomic<bool> down_for_space_{false};  // the episode's cause: the server's disk, not the server
+    Error down_error_;
+    std::vector<Item> held_;
+    // A batch whose COMMIT reply was lost: committed or not, the mark tells after reconnecting.
+    std::vector<Item> in_doubt_;
+    std::vector<Status> in_doubt_results_;
+    uint64_t in_doubt_seq_ = 0;
+
+    std::atomic<std::thread::id> writer_id_{};
+    std::thread thread_;  // last: it starts once every other member exists
+};
+
+}  // namespace cogs::store::internal
