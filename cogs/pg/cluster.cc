@@ -8,6 +8,7 @@
 #include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -179,6 +180,56 @@ int Attached(const PidFile& f) {
         return 0;
     }
     return static_cast<int>(ds.shm_nattch);
+}
+
+// Whether the server of `f` runs in `data_dir`: its postmaster is alive and works there (a postmaster
+// chdirs to its data directory). After a crash the pid in postmaster.pid may have been given to an
+// unrelated process, which must not be mistaken for the server, let alone signalled. When the working
+// directory cannot be read (another user's process), the pid is trusted, as PostgreSQL itself does.
+bool ServerRuns(const PidFile& f, const std::string& data_dir) {
+    if (!Alive(f.pid)) {
+        return false;
+    }
+    std::error_code ec;
+    const fs::path cwd = fs::read_symlink(fmt::format("/proc/{}/cwd", f.pid), ec);
+    if (ec) {
+        return ec != std::errc::no_such_file_or_directory;  // ENOENT: it exited meanwhile
+    }
+    const fs::path data = fs::weakly_canonical(data_dir, ec);
+    return ec || cwd == data;
+}
+
+// Removes the System V segment a crashed server (whose postmaster is gone) left behind. The next
+// start would remove it, but there may be none (the end of every chaos test), and the kernel allows
+// only shmmni (4096) segments in all. IPC_RMID on a segment that dying processes still hold frees it
+// once they let go.
+void RemoveSegmentOfDeadServer(const std::string& data_dir) {
+    if (auto f = ReadPidFile(data_dir); f && f->shm_id >= 0 && !Alive(f->pid)) {
+        shmid_ds ds{};
+        if (::shmctl(f->shm_id, IPC_STAT, &ds) == 0 && ds.shm_perm.__key == f->shm_key) {
+            ::shmctl(f->shm_id, IPC_RMID, nullptr);
+        }
+    }
+}
+
+// SIGKILLs `pid` and its descendants and waits (up to kStopSettle after the kill) until they are
+// gone. Frozen first, so that it forks nothing between the look at its children and its death (an
+// orphan would hold the shared memory and delay the next start). Does not reap `pid`.
+void KillTree(pid_t pid) {
+    ::kill(pid, SIGSTOP);
+    WaitStopped(pid, SteadyClock::now() + kStopSettle);
+    std::vector<pid_t> procs = Descendants(pid);
+    ::kill(pid, SIGKILL);
+    for (pid_t p : procs) {
+        ::kill(p, SIGKILL);
+    }
+    procs.push_back(pid);
+    const SteadyTime deadline = SteadyClock::now() + kStopSettle;
+    for (pid_t p : procs) {
+        while (Alive(p) && SteadyClock::now() < deadline) {
+            std::this_thread::sleep_for(1ms);
+        }
+    }
 }
 
 Result<int> PickFreePort() {
@@ -392,7 +443,7 @@ Result<std::unique_ptr<Cluster>> Cluster::Attach(const std::string& dir_in) {
     c->owned_ = false;
     c->data_dir_ = (dir / "data").string();
     const auto f = ReadPidFile(c->data_dir_);
-    if (!f || f->port <= 0 || f->socket_dir.empty() || !Alive(f->pid)) {
+    if (!f || f->port <= 0 || f->socket_dir.empty() || !ServerRuns(*f, c->data_dir_)) {
         return MakeError(ErrorCode::kUnavailable,
                          fmt::format("cluster: no PostgreSQL server runs in {} (no live {}/postmaster.pid)",
                                      dir.string(), c->data_dir_));
@@ -417,16 +468,58 @@ Cluster::~Cluster() {
         (void)Stop(kDestructorGrace);  // a server that had to be killed is down all the same
     }
     Resume();  // the processes of a server that died while paused, if any, may then exit
-    // A server that crashed (was killed) leaves its postmaster.pid and its 56-byte System V segment
-    // behind. The next start would remove the segment, but there may be none (the end of a chaos
-    // test), and the kernel allows only shmmni (4096) segments in all. IPC_RMID on a segment that
-    // dying processes still hold frees it once they let go.
-    if (auto f = ReadPidFile(data_dir_); f && f->shm_id >= 0 && !Alive(f->pid)) {
-        shmid_ds ds{};
-        if (::shmctl(f->shm_id, IPC_STAT, &ds) == 0 && ds.shm_perm.__key == f->shm_key) {
-            ::shmctl(f->shm_id, IPC_RMID, nullptr);
-        }
+    // A server that crashed (was killed) leaves its postmaster.pid and its 56-byte System V segment.
+    RemoveSegmentOfDeadServer(data_dir_);
+}
+
+Status Cluster::StopDir(const std::string& dir_in, Duration grace) {
+    if (dir_in.empty()) {
+        return MakeError(ErrorCode::kInvalidArgument, "cluster: empty dir");
     }
+    std::error_code ec;
+    const std::string data_dir = (fs::absolute(dir_in, ec).lexically_normal() / "data").string();
+    const auto f = ReadPidFile(data_dir);
+    if (!f || !ServerRuns(*f, data_dir)) {
+        RemoveSegmentOfDeadServer(data_dir);
+        return Ok();
+    }
+    // Usually not our child: it is waited for by polling. If it is (a Cluster of this process Detached
+    // it), it is reaped once dead: PostgreSQL takes a zombie for a live postmaster and would refuse to
+    // start in the directory. No runtime::Child holds it any more, so nobody else would reap it.
+    const auto reap = [pid = f->pid] { ::waitpid(pid, nullptr, WNOHANG); };
+    if (::kill(f->pid, 0) != 0 && errno == EPERM) {
+        return MakeError(ErrorCode::kPermissionDenied,
+                         fmt::format("cluster: cannot stop the server in {} (pid {}): {}", dir_in, f->pid,
+                                     std::strerror(EPERM)));
+    }
+    if (grace <= Duration::zero()) {
+        KillTree(f->pid);
+        reap();
+        RemoveSegmentOfDeadServer(data_dir);
+        return Ok();
+    }
+    // A paused server would not act on SIGINT; its backends sit in sessions of their own.
+    for (pid_t p : Descendants(f->pid)) {
+        ::kill(p, SIGCONT);
+    }
+    ::kill(f->pid, SIGCONT);
+    ::kill(f->pid, SIGINT);  // if it exited meanwhile, the loop below sees it gone
+    const SteadyTime deadline = SteadyClock::now() + grace;
+    while (Alive(f->pid)) {
+        const SteadyTime now = SteadyClock::now();
+        if (now >= deadline) {
+            KillTree(f->pid);
+            reap();
+            RemoveSegmentOfDeadServer(data_dir);
+            return MakeError(ErrorCode::kDeadlineExceeded,
+                             fmt::format("cluster: postgres in {} (pid {}) did not shut down within {} ms; "
+                                         "killed it",
+                                         dir_in, f->pid, std::chrono::duration_cast<Millis>(grace).count()));
+        }
+        std::this_thread::sleep_for(std::min<Duration>(kPollInterval, deadline - now));
+    }
+    reap();
+    return Ok();
 }
 
 std::vector<std::string> Cluster::Command(std::vector<std::string> argv) const {
@@ -505,7 +598,7 @@ Status Cluster::WaitForOldServer(SteadyTime deadline) const {
     }
     // A postmaster this object started has been reaped by now, so a live one is somebody else's: an
     // orphan of a `cogs dev` that was killed, or a server started by hand.
-    if (f->pid != ::getpid() && Alive(f->pid)) {
+    if (f->pid != ::getpid() && ServerRuns(*f, data_dir_)) {
         return MakeError(
             ErrorCode::kFailedPrecondition,
             fmt::format("cluster: a PostgreSQL server (pid {}, from {}/postmaster.pid) still runs in "
@@ -595,24 +688,10 @@ void Cluster::KillAll() {
     if (pid <= 0) {
         return;
     }
-    // Frozen first, so that it forks no backend between the look at its children and its death
-    // (an orphan would hold the shared memory and delay Restart).
-    ::kill(pid, SIGSTOP);
-    WaitStopped(pid, SteadyClock::now() + kStopSettle);
-    const std::vector<pid_t> procs = Descendants(pid);
-    postmaster_.Signal(SIGKILL);
-    for (pid_t p : procs) {
-        ::kill(p, SIGKILL);
-    }
-    postmaster_.Wait();
     // A SIGKILLed process takes a moment to exit and let go of the shared memory; once Kill returns,
     // every process of the server is gone (or a zombie, which init reaps).
-    const SteadyTime deadline = SteadyClock::now() + kStopSettle;
-    for (pid_t p : procs) {
-        while (Alive(p) && SteadyClock::now() < deadline) {
-            std::this_thread::sleep_for(1ms);
-        }
-    }
+    KillTree(pid);
+    postmaster_.Wait();
     paused_ = false;
     paused_procs_.clear();
 }
@@ -670,11 +749,23 @@ Status Cluster::Restart(Duration timeout) {
     return StartServer(SteadyClock::now() + timeout, /*retry_port=*/false);
 }
 
+void Cluster::Detach() {
+    if (!owned_ || !postmaster_.Running()) {
+        return;
+    }
+    Resume();
+    attached_pid_ = postmaster_.Release();
+    owned_ = false;
+}
+
 bool Cluster::Running() { return owned_ ? postmaster_.Running() : Alive(attached_pid_); }
 
 pid_t Cluster::pid() const { return owned_ ? postmaster_.pid() : attached_pid_; }
 
 std::string Cluster::ConnInfo(const std::string& db) const {
+    if (db.empty()) {
+        return fmt::format("host={} port={} user={}", ConnValue(dir_), port_, kClusterUser);
+    }
     return fmt::format("host={} port={} dbname={} user={}", ConnValue(dir_), port_, ConnValue(db),
                        kClusterUser);
 }

@@ -1,9 +1,11 @@
 // A private PostgreSQL 15 cluster in a directory: initdb'd on first use, started as a child of this
 // process, stopped (or killed, paused, restarted) on request.
 //
-// Who uses it: every PostgreSQL test (each starts its own server; nothing is set up by hand),
-// `cogs dev --store postgres` (a cluster in the data dir that Ctrl-C stops) and the chaos tool, which
-// SIGKILLs, SIGSTOPs and restarts the server under a running cloud.
+// Who uses it: the PostgreSQL tests (one server per ctest run: the ctest fixture `pg` starts it with
+// test/support/pg_test_server.cc, which Detaches it, and stops it with StopDir; a test binary run by
+// hand starts its own: test/support/private_pg.h), `cogs dev --store postgres` (a cluster in the data
+// dir that Ctrl-C stops) and the chaos tool, which SIGKILLs, SIGSTOPs and restarts the server under a
+// running cloud.
 //
 // Layout of `dir`:
 //     dir/data/              the data directory (initdb'd when it has no PG_VERSION)
@@ -99,6 +101,22 @@ public:
     // Errors: kUnavailable if no server runs there or it does not accept connections.
     static Result<std::unique_ptr<Cluster>> Attach(const std::string& dir);
 
+    // Stops the server that runs in `dir` without a handle on it: one another process started and
+    // Detached (the ctest fixture's), or the orphan of a process that died. Its postmaster, found in
+    // dir/data/postmaster.pid, is continued (if paused) and asked for a fast shutdown (SIGINT, as
+    // Stop); if it has not exited after `grace`, it and every process it started are SIGKILLed. A
+    // zero `grace` asks for no shutdown: they are SIGKILLed at once (a crash, as Kill), which saves
+    // the shutdown checkpoint (seconds, after a test suite) for a server whose data is removed next.
+    // Returns once they are all gone (a zombie counts as gone: it is its parent's to reap, but a
+    // postmaster this process Detached is reaped here), having removed the System V segment of a
+    // server that crashed, as the destructor does. Ok when no server runs there: no postmaster.pid,
+    // or its pid is dead or names a process whose working directory is not dir/data (a pid reused
+    // since the server died: never signalled).
+    // Errors: kDeadlineExceeded if it had to be killed after a non-zero grace (the data is safe: the
+    // next start recovers); kPermissionDenied if the server is another user's; kInvalidArgument for
+    // an empty dir.
+    static Status StopDir(const std::string& dir, Duration grace);
+
     // Stops the server as Stop does, with a grace of 30 s; the data stays. If the server crashed
     // (Kill, or it died some other way) and was not restarted, also removes the small System V
     // segment it left behind.
@@ -134,6 +152,16 @@ public:
     // one does in the directory; the rest as Start.
     Status Restart(Duration timeout);
 
+    // Lets the server outlive this object: from here on the object is a handle like Attach's (its
+    // destructor leaves the server running; Stop and Restart answer kFailedPrecondition; Kill, Pause
+    // and Resume do nothing) and StopDir(socket_dir(), ...) is how the server is stopped. For a
+    // process that starts a server for others and exits (test/support/pg_test_server.cc). A paused
+    // server is resumed first: only this object knows which of its processes Pause stopped. The
+    // postmaster is no longer reaped by this process, except by StopDir: if it exits otherwise while
+    // this process lives, it stays a zombie until this process exits too. No-op if the server is
+    // not running (the object keeps owning the directory) or the object is already a handle.
+    void Detach();
+
     // Whether the server process is alive (a paused one is). Reaps it if it has exited.
     bool Running();
 
@@ -145,7 +173,9 @@ public:
 
     // The libpq connection string over the unix socket:
     //     host=<socket_dir> port=<port> dbname=<db> user=cogs
-    // (values quoted as libpq wants when they hold spaces or quotes).
+    // (values quoted as libpq wants when they hold spaces or quotes). An empty `db` leaves dbname out
+    // (libpq would then pick the database named like the user, `cogs`): the server's address for a
+    // caller that appends its own " dbname=...".
     std::string ConnInfo(const std::string& db = kClusterDatabase) const;
 
     // postgresql://cogs@127.0.0.1:<port>/<db> (TCP, what a replica on another process or machine
@@ -157,8 +187,8 @@ public:
     // server cannot be reached or refuses (the message is PostgreSQL's).
     Status CreateDatabase(const std::string& name);
 
-    // The postmaster's pid; -1 when it is not running (this object's own server; an attached one's
-    // pid stays what postmaster.pid said).
+    // The postmaster's pid; -1 when it is not running (this object's own server; an attached or
+    // detached one's pid stays what postmaster.pid said, or what it was at Detach).
     pid_t pid() const;
 
 private:
@@ -188,7 +218,8 @@ private:
     uid_t run_uid_ = static_cast<uid_t>(-1);
     gid_t run_gid_ = static_cast<gid_t>(-1);
     runtime::Child postmaster_;
-    // False for Attach: the server is another process's child (attached_pid_), never signalled.
+    // False for Attach and after Detach: the server (attached_pid_) is not this object's child and is
+    // never signalled by it.
     bool owned_ = true;
     pid_t attached_pid_ = -1;
     bool paused_ = false;

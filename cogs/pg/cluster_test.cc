@@ -168,6 +168,9 @@ protected:
         return c ? std::move(*c) : nullptr;
     }
 
+    // A server a test Detached is stopped even when the test failed before stopping it.
+    ~ClusterTest() override { (void)Cluster::StopDir(dir_.path(), 30s); }
+
     // Declared first, destroyed last: every cluster of a test is gone before its directory.
     const cogs::testing::TempDir dir_{"cogs-pg"};
 };
@@ -182,6 +185,9 @@ TEST_F(ClusterTest, StartsAndAnswersOverTheSocketAndTcp) {
     EXPECT_EQ(c->ConnInfo(),
               "host=" + dir_.path() + " port=" + std::to_string(c->port()) + " dbname=cogs user=cogs");
     EXPECT_EQ(c->Url("x"), "postgresql://cogs@127.0.0.1:" + std::to_string(c->port()) + "/x");
+    // Without a database: the server's address, for a caller that adds its own dbname.
+    EXPECT_EQ(c->ConnInfo(""), "host=" + dir_.path() + " port=" + std::to_string(c->port()) + " user=cogs");
+    EXPECT_TRUE(Query(c->ConnInfo("") + " dbname=postgres", "SELECT 1"));
 
     // The database `cogs` exists, reached as user cogs over the unix socket and over TCP.
     auto rows = Query(c->ConnInfo(), "SELECT 1");
@@ -378,6 +384,124 @@ TEST_F(ClusterTest, AttachReachesAServerWithoutOwningIt) {
     ASSERT_TRUE(c->Stop(30s));
     EXPECT_EQ(Cluster::Attach(dir_.path()).error().code, ErrorCode::kUnavailable);
     EXPECT_EQ(Cluster::Attach(dir_ / "nowhere").error().code, ErrorCode::kUnavailable);
+}
+
+// The ctest fixture's server (test/support/pg_test_server.cc): started by one process, which
+// Detaches it and exits, stopped by another through StopDir.
+TEST_F(ClusterTest, ADetachedServerOutlivesItsHandleAndStopDirStopsIt) {
+    auto c = StartCluster();
+    ASSERT_NE(c, nullptr);
+    ASSERT_TRUE(Query(c->ConnInfo(), "CREATE TABLE t (x int); INSERT INTO t VALUES (3)"));
+    ConnPtr conn = Connect(c->ConnInfo());
+    ASSERT_TRUE(Query(conn.get(), "SELECT 1"));
+    std::vector<pid_t> pids = ServerPids(*c);
+    const pid_t postmaster = c->pid();
+    pids.push_back(postmaster);
+    const std::string conninfo = c->ConnInfo();
+
+    c->Pause();
+    c->Detach();  // resumes it: nobody else would know which processes to continue
+    EXPECT_TRUE(AcceptsWithin(conninfo, 10s));
+    EXPECT_TRUE(c->Running());
+    EXPECT_EQ(c->pid(), postmaster);
+    EXPECT_EQ(c->Stop(1s).error().code, ErrorCode::kFailedPrecondition);
+    EXPECT_EQ(c->Restart(1s).error().code, ErrorCode::kFailedPrecondition);
+    c->Kill();  // a handle's: does nothing
+    c->Detach();
+    c.reset();
+    EXPECT_TRUE(AcceptsWithin(conninfo, 10s));
+    EXPECT_TRUE(Query(conn.get(), "SELECT 1"));  // the open connection lived through it all
+    auto attached = Cluster::Attach(dir_.path());
+    ASSERT_TRUE(attached) << attached.error().ToString();
+    EXPECT_EQ((*attached)->pid(), postmaster);
+
+    const Status stopped = Cluster::StopDir(dir_.path(), 30s);
+    ASSERT_TRUE(stopped) << stopped.error().ToString();
+    for (pid_t p : pids) {
+        EXPECT_TRUE(Gone(p)) << "process " << p << " outlived StopDir";
+    }
+    EXPECT_FALSE(runtime::ReadFile(dir_ / "data/postmaster.pid"));  // a clean shutdown
+    EXPECT_FALSE((*attached)->Running());
+    EXPECT_TRUE(Cluster::StopDir(dir_.path(), 30s));  // nothing runs: Ok
+
+    // The data stays for the next start.
+    c = StartCluster();
+    ASSERT_NE(c, nullptr);
+    auto rows = Query(c->ConnInfo(), "SELECT x FROM t");
+    ASSERT_TRUE(rows) << rows.error().ToString();
+    EXPECT_EQ(*rows, std::vector<std::string>{"3"});
+}
+
+TEST_F(ClusterTest, StopDirContinuesAPausedServer) {
+    auto c = StartCluster();
+    ASSERT_NE(c, nullptr);
+    ConnPtr conn = Connect(c->ConnInfo());
+    ASSERT_TRUE(Query(conn.get(), "SELECT 1"));
+    const pid_t backend = ::PQbackendPID(conn.get());
+    const pid_t postmaster = c->pid();
+    c->Detach();
+    c.reset();
+    // Paused behind any handle's back (a chaos run that died, say).
+    ASSERT_EQ(::kill(postmaster, SIGSTOP), 0);
+    ASSERT_EQ(::kill(backend, SIGSTOP), 0);
+
+    const auto t0 = SteadyClock::now();
+    const Status stopped = Cluster::StopDir(dir_.path(), 30s);
+    ASSERT_TRUE(stopped) << stopped.error().ToString();  // shut down, not killed
+    EXPECT_LT(SteadyClock::now() - t0, 10s);
+    EXPECT_TRUE(Gone(postmaster));
+    EXPECT_TRUE(Gone(backend));
+}
+
+TEST_F(ClusterTest, StopDirKillsAServerThatDoesNotShutDownInTime) {
+    for (const Duration grace : {Duration(1ms), Duration::zero()}) {
+        SCOPED_TRACE(std::chrono::duration_cast<Millis>(grace).count());
+        auto c = StartCluster();
+        ASSERT_NE(c, nullptr);
+        // ~10 MB of dirty buffers: the shutdown checkpoint takes longer than the grace of 1 ms.
+        ASSERT_TRUE(Query(c->ConnInfo(),
+                          "CREATE TABLE IF NOT EXISTS t (x int, pad text); INSERT INTO t "
+                          "SELECT g, repeat('x', 100) FROM generate_series(1, 70000) g"));
+        std::vector<pid_t> pids = ServerPids(*c);
+        pids.push_back(c->pid());
+        const int segment = SegmentId(*c);
+        ASSERT_GE(segment, 0);
+        c->Detach();
+        c.reset();
+
+        const Status stopped = Cluster::StopDir(dir_.path(), grace);
+        if (grace == Duration::zero()) {
+            EXPECT_TRUE(stopped) << stopped.error().ToString();  // killed as asked
+        } else {
+            ASSERT_FALSE(stopped);
+            EXPECT_EQ(stopped.error().code, ErrorCode::kDeadlineExceeded) << stopped.error().ToString();
+        }
+        for (pid_t p : pids) {
+            EXPECT_TRUE(Gone(p)) << "process " << p << " outlived the kill";
+        }
+        shmid_ds ds{};
+        EXPECT_NE(::shmctl(segment, IPC_STAT, &ds), 0);  // the crashed server's segment is gone too
+        EXPECT_TRUE(runtime::ReadFile(dir_ / "data/postmaster.pid"));  // a crash, not a shutdown
+    }
+    // What was committed is there after recovery.
+    auto c = StartCluster();
+    ASSERT_NE(c, nullptr);
+    auto rows = Query(c->ConnInfo(), "SELECT count(*) FROM t");
+    ASSERT_TRUE(rows) << rows.error().ToString();
+    EXPECT_EQ(*rows, std::vector<std::string>{"140000"});
+    EXPECT_NE(runtime::ReadFile(c->log_path())->find("automatic recovery in progress"), std::string::npos);
+}
+
+TEST_F(ClusterTest, StopDirLeavesAProcessThatOnlyHasTheServersPidAlone) {
+    EXPECT_TRUE(Cluster::StopDir(dir_ / "nowhere", 1s));
+    EXPECT_EQ(Cluster::StopDir("", 1s).error().code, ErrorCode::kInvalidArgument);
+    // A postmaster.pid left by a crashed server whose pid now belongs to this very test process:
+    // signalling it would be SIGINT to ourselves.
+    std::filesystem::create_directories(dir_ / "data");
+    dir_.Write("data/postmaster.pid", std::to_string(::getpid()) + "\n" + dir_ / "data" + "\n0\n5432\n" +
+                                          dir_.path() + "\n127.0.0.1\n    -1         -1\nready\n");
+    EXPECT_TRUE(Cluster::StopDir(dir_.path(), 1s));
+    EXPECT_EQ(Cluster::Attach(dir_.path()).error().code, ErrorCode::kUnavailable);
 }
 
 TEST_F(ClusterTest, ExplainsMissingBinariesAndBadDirectories) {
