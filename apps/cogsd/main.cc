@@ -5,16 +5,26 @@
 //         --volume-url http://127.0.0.1:P --service-token-file .cogs/service.token
 //         --bootstrap-token-file .cogs/admin.token
 //
+// Replicas (docs/ha.md): with --store postgresql://... several cogsd share one database. Each runs
+// an election (cogs/store/leadership.h); a follower serves /healthz and /metrics and forwards every
+// other request to the leader (cogs/replica/forwarder.h). The replica that is elected builds the
+// leader's stack — its store fenced by its leader token, the engine (which resumes every workflow in
+// flight), the cloud (loaded from the store, its loops started after the restart grace) — and serves
+// the API itself while its lease is valid. A leader that is deposed exits at once (code 75): its
+// supervisor starts it again, as a follower; nothing of its memory decides anything any more.
+//
 // Observability: GET /metrics (no token) on the API's port, one Prometheus registry shared by the
 // engine, the store, the cloud and the API (docs/metrics.md); JSON log lines on stderr
 // (--log-format text for people); GET/PUT /v1/log-levels (admin) changes levels at run time.
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <filesystem>
+#include <thread>
 
 #include "cogs/base/paths.h"
 #include "cogs/cloud/cloud.h"
@@ -23,9 +33,11 @@
 #include "cogs/observe/http_observe.h"
 #include "cogs/observe/log.h"
 #include "cogs/observe/metrics.h"
+#include "cogs/replica/forwarder.h"
 #include "cogs/runtime/files.h"
 #include "cogs/services/kit/flags.h"
 #include "cogs/services/kit/http_client.h"
+#include "cogs/store/leadership.h"
 #include "cogs/store/store.h"
 #include "cogs/store/store_metrics.h"
 #include "cogs/wire/answer.h"
@@ -40,6 +52,81 @@ using namespace cogs;
 int Fail(const std::string& what) {
     spdlog::critical("{}", what);
     return 1;
+}
+
+// A deposed leader, or a leader that cannot build its stack: out at once, without running
+// destructors that could still write or answer (the supervisor restarts it as a follower).
+constexpr int kExitDeposed = 75;  // EX_TEMPFAIL
+[[noreturn]] void ExitNow(const std::string& why) {
+    spdlog::critical("{}: exiting (code {}) so that nothing this replica holds in memory acts again", why,
+                     kExitDeposed);
+    spdlog::default_logger()->flush();
+    std::_Exit(kExitDeposed);
+}
+
+bool IsPostgresUrl(const std::string& s) {
+    return s.starts_with("postgresql://") || s.starts_with("postgres://") || s.find('=') != std::string::npos;
+}
+
+// Everything a leader runs: its store, the workflow versions, the engine, the cloud. With SQLite the
+// one process builds it at start; a replica builds it when it is elected.
+struct Leader {
+    std::unique_ptr<store::Store> store;
+    std::unique_ptr<workflow::Registry> registry;
+    workflow::ServiceCatalog catalog;
+    std::unique_ptr<workflow::Engine> engine;
+    std::unique_ptr<cloud::Cloud> cloud;
+    http::Handler api;  // the cloud's
+};
+
+struct LeaderConfig {
+    std::string workflows_dir;
+    std::string bootstrap_token_file;
+    std::string service_token;
+    http::Endpoint network, volume;
+    workflow::EngineOptions engine_options;
+    cloud::CloudOptions cloud_options;
+};
+
+Result<std::unique_ptr<Leader>> BuildLeader(boost::asio::io_context& io, const LeaderConfig& config,
+                                            std::unique_ptr<store::Store> store) {
+    auto l = std::make_unique<Leader>();
+    l->store = std::move(store);
+    l->registry = std::make_unique<workflow::Registry>(l->store.get());
+    if (auto st = l->registry->LoadFromStore(); !st) {
+        return MakeError(st.error().code, "workflow versions: " + st.error().ToString());
+    }
+    auto defs = workflow::LoadDefinitionsFromDirectory(config.workflows_dir);
+    if (!defs) return MakeError(defs.error());
+    COGS_TRY(l->registry->RegisterAll(std::move(*defs)));
+    l->catalog.Add("network",
+                   services::kit::MakeHttpServiceClient(io, config.network.host, config.network.port,
+                                                        "network", 256, config.service_token));
+    l->catalog.Add("volume", services::kit::MakeHttpServiceClient(io, config.volume.host, config.volume.port,
+                                                                  "volume", 256, config.service_token));
+    l->engine =
+        std::make_unique<workflow::Engine>(io, *l->store, *l->registry, l->catalog, config.engine_options);
+    l->cloud = std::make_unique<cloud::Cloud>(io, *l->store, *l->engine, *l->registry, config.cloud_options);
+    l->catalog.Add("scheduler", l->cloud->SchedulerService());
+    l->catalog.Add("compute", l->cloud->ComputeService());
+    if (auto st = l->engine->Recover(); !st)
+        return MakeError(st.error().code, "recover: " + st.error().ToString());
+    if (auto st = l->cloud->Load(); !st) return MakeError(st.error().code, "load: " + st.error().ToString());
+    auto secret = l->cloud->Bootstrap();
+    if (!secret) return MakeError(secret.error().code, "bootstrap: " + secret.error().ToString());
+    if (!secret->empty()) {
+        if (config.bootstrap_token_file.empty()) {
+            spdlog::warn("created an admin token but no --bootstrap-token-file to write it to: {}", *secret);
+        } else if (auto st = runtime::WriteFileAtomic(config.bootstrap_token_file, *secret + "\n", 0600);
+                   !st) {
+            return MakeError(st.error().code, "--bootstrap-token-file: " + st.error().message);
+        } else {
+            spdlog::info("admin token written to {}", config.bootstrap_token_file);
+        }
+    }
+    l->cloud->Start();
+    l->api = l->cloud->Handler();
+    return l;
 }
 
 }  // namespace
@@ -59,7 +146,26 @@ int main(int argc, char** argv) {
     int64_t breaker_open_ms = 1000;
     size_t max_body = 1 << 20;
     cloud::CloudOptions cloud_options;
+    std::string store_url;
+    std::string replica_id, advertise_url;
+    int64_t leader_ttl_ms = 1200, leader_renew_ms = 250;
     app.add_option("--data-dir", data_dir, "where the store lives (cogsd.db)")->capture_default_str();
+    app.add_option("--store", store_url,
+                   "the store: empty for SQLite in --data-dir; postgresql://USER@HOST:PORT/DB (or a libpq "
+                   "connection string) for replicas on PostgreSQL (docs/ha.md; a password goes in ~/.pgpass "
+                   "or PGPASSWORD)");
+    app.add_option("--replica-id", replica_id,
+                   "this replica's name among those of one database (default: HOSTNAME:PORT)");
+    app.add_option("--advertise-url", advertise_url,
+                   "where the other replicas reach this one's API (default: http://LISTEN_HOST:PORT)");
+    app.add_option("--leader-ttl-ms", leader_ttl_ms,
+                   "a leader that has not renewed its lease this long is replaced (replicas only)")
+        ->check(CLI::Range(int64_t{200}, int64_t{600000}))
+        ->capture_default_str();
+    app.add_option("--leader-renew-ms", leader_renew_ms,
+                   "how often the leader renews its lease and followers look for one (replicas only)")
+        ->check(CLI::Range(int64_t{20}, int64_t{60000}))
+        ->capture_default_str();
     app.add_option("--listen", listen, "HOST:PORT of the API (port 0: any free port)")->capture_default_str();
     app.add_option("--port-file", port_file, "write the bound port here once listening");
     app.add_option("--network-url", network_url, "the network service, http://HOST:PORT")->required();
@@ -191,87 +297,207 @@ int main(int argc, char** argv) {
     std::error_code fs_ec;
     std::filesystem::create_directories(data_dir, fs_ec);
     if (fs_ec) return Fail("--data-dir " + data_dir + ": " + fs_ec.message());
+    const bool replicated = !store_url.empty();
+    if (replicated && !IsPostgresUrl(store_url)) {
+        return Fail("--store: expected postgresql://USER@HOST:PORT/DB or a libpq connection string, got '" +
+                    store_url + "'");
+    }
+    if (replicated && leader_renew_ms * 2 > leader_ttl_ms) {
+        return Fail("--leader-renew-ms must be at most half of --leader-ttl-ms");
+    }
+    // A dead leader's lease must run out (and the followers say no_leader, which agents take as a
+    // renewal) before the hosts' leases do, counting an agent's heartbeat period (a third of the
+    // lease) since its last renewal: else every agent fences itself during a failover.
+    if (replicated && leader_ttl_ms + leader_renew_ms + lease_ttl_ms / 3 >= lease_ttl_ms) {
+        return Fail(
+            "--leader-ttl-ms + --leader-renew-ms must be below two thirds of --lease-ttl-ms (docs/ha.md)");
+    }
 
     // One registry for the process: what GET /metrics shows. Declared before everything that
     // holds handles into it, so it outlives them.
     observe::Metrics metrics;
-    store::SqliteOptions store_options;
-    store_options.path = data_dir + "/cogsd.db";
-    store_options.on_commit = store::CommitMetrics(&metrics);
-    store_options.on_writable = store::WritableMetrics(&metrics);
-    auto store = store::OpenSqliteStore(store_options);
-    if (!store) return Fail("store: " + store.error().ToString());
-
-    workflow::Registry registry(store->get());
-    if (auto st = registry.LoadFromStore(); !st) return Fail("workflow versions: " + st.error().ToString());
+    LeaderConfig config;
+    config.bootstrap_token_file = bootstrap_token_file;
+    config.service_token = service_token;
+    config.network = *network_ep;
+    config.volume = *volume_ep;
     if (workflows_dir.empty()) {
         workflows_dir = base::FindProjectPath("workflows/cloud");
         if (workflows_dir.empty()) return Fail("cannot find workflows/cloud: pass --workflows DIR");
     }
-    auto defs = workflow::LoadDefinitionsFromDirectory(workflows_dir);
-    if (!defs) return Fail(defs.error().ToString());
-    if (auto st = registry.RegisterAll(std::move(*defs)); !st) return Fail(st.error().ToString());
-
-    boost::asio::io_context io(1);
-    workflow::ServiceCatalog catalog;
-    catalog.Add("network", services::kit::MakeHttpServiceClient(io, network_ep->host, network_ep->port,
-                                                                "network", 256, service_token));
-    catalog.Add("volume", services::kit::MakeHttpServiceClient(io, volume_ep->host, volume_ep->port, "volume",
-                                                               256, service_token));
+    config.workflows_dir = workflows_dir;
     engine_options.breaker.open_for = std::chrono::milliseconds(breaker_open_ms);
+    // One owner name for every replica: a new leader's lease supersedes the old one's at once, so
+    // the workflows it left are claimable without waiting for that lease to run out (its writes
+    // are fenced by the leader token anyway).
     engine_options.owner = "cogsd";
     engine_options.metrics = &metrics;
     engine_options.max_inflight = max_inflight_workflows;
     cloud_options.metrics = &metrics;
-    workflow::Engine engine(io, **store, registry, catalog, engine_options);
-    auto cloud = std::make_unique<cloud::Cloud>(io, **store, engine, registry, cloud_options);
-    catalog.Add("scheduler", cloud->SchedulerService());
-    catalog.Add("compute", cloud->ComputeService());
+    config.engine_options = engine_options;
 
-    if (auto st = engine.Recover(); !st) return Fail("recover: " + st.error().ToString());
-    if (auto st = cloud->Load(); !st) return Fail("load: " + st.error().ToString());
-    auto secret = cloud->Bootstrap();
-    if (!secret) return Fail("bootstrap: " + secret.error().ToString());
-    if (!secret->empty()) {
-        if (bootstrap_token_file.empty()) {
-            spdlog::warn("created an admin token but no --bootstrap-token-file to write it to: {}", *secret);
-        } else if (auto st = runtime::WriteFileAtomic(bootstrap_token_file, *secret + "\n", 0600); !st) {
-            return Fail("--bootstrap-token-file: " + st.error().message);
-        } else {
-            spdlog::info("admin token written to {}", bootstrap_token_file);
+    boost::asio::io_context io(1);
+    std::unique_ptr<Leader> leader;
+    std::unique_ptr<store::Elector> elector;
+    std::unique_ptr<replica::Forwarder> forwarder;
+    std::string store_name = data_dir + "/cogsd.db";
+
+    // The API: the leader's own while it leads and its lease is confirmed, else the forwarder's.
+    // A leader that has not confirmed its lease for longer than its TTL (the database is out of
+    // reach) may have been replaced: it answers everything 503 no_leader. A heartbeat still renews
+    // the host's lease in its memory (so that, if it goes on leading, the gap is not taken for a
+    // dead host), but the agent is told no_leader (docs/ha.md: it keeps its lease for a bounded
+    // time and tries the other replicas meanwhile).
+    http::Handler api = [&](http::Request req, http::Respond respond) {
+        if (leader != nullptr) {
+            if (elector == nullptr || elector->LeaseValid()) {
+                return leader->api(std::move(req), std::move(respond));
+            }
+            Error e(ErrorCode::kUnavailable,
+                    "this replica led but has not confirmed its lease with the database for longer than its "
+                    "TTL: it answers nothing until it has (another replica may be taking over)");
+            e.reason = "no_leader";
+            if (req.method == "POST" && req.Path().ends_with("/heartbeat")) {
+                return leader->api(std::move(req), [respond = std::move(respond), e](http::Response) {
+                    respond(wire::ApiError(e));
+                });
+            }
+            return respond(wire::ApiError(e));
         }
+        if (forwarder != nullptr) {
+            return forwarder->Handler()(std::move(req), std::move(respond));
+        }
+        respond(wire::ApiError(Error(ErrorCode::kUnavailable, "starting")));
+    };
+
+    if (!replicated) {
+        store::SqliteOptions store_options;
+        store_options.path = store_name;
+        store_options.on_commit = store::CommitMetrics(&metrics);
+        store_options.on_writable = store::WritableMetrics(&metrics);
+        auto store = store::OpenSqliteStore(store_options);
+        if (!store) return Fail("store: " + store.error().ToString());
+        config.cloud_options = cloud_options;
+        auto built = BuildLeader(io, config, std::move(*store));
+        if (!built) return Fail(built.error().ToString());
+        leader = std::move(*built);
     }
 
-    cloud->Start();
     http::ServerOptions server_options;
     server_options.host = listen_ep->host;
     server_options.port = listen_ep->port;
     server_options.max_body_bytes = max_body;
     server_options.error_answer = wire::ApiError;  // 413, 414, 431, 400 in the API's error shape
     // /metrics is answered by Instrument on this io thread, where the cloud's sampled gauges live.
-    auto server = http::StartServer(io, server_options, observe::Instrument(cloud->Handler(), &metrics));
+    auto server = http::StartServer(io, server_options, observe::Instrument(api, &metrics));
     if (!server) return Fail("listen " + listen + ": " + server.error().ToString());
     const uint16_t port = (*server)->port();
+
+    if (replicated) {
+        if (replica_id.empty()) {
+            char host[256] = {};
+            ::gethostname(host, sizeof host - 1);
+            replica_id = std::string(host) + ":" + std::to_string(port);
+        }
+        if (advertise_url.empty()) {
+            advertise_url = "http://" + listen_ep->host + ":" + std::to_string(port);
+        }
+        store_name = "postgresql (replica " + replica_id + ")";
+        auto is_leader =
+            observe::GaugeOf(&metrics, "cogs_leader", "1 on the replica that leads, else 0.").With({});
+        auto changes =
+            observe::CounterOf(&metrics, "cogs_leader_changes_total",
+                               "Changes of leader this replica has seen (its own elections included).")
+                .With({});
+        metrics.OnCollect([&elector, is_leader, changes, seen = uint64_t{0}]() mutable {
+            if (elector == nullptr) return;
+            is_leader.Set(elector->IsLeader() ? 1 : 0);
+            const uint64_t now = elector->leader_changes();
+            if (now > seen) changes.Inc(static_cast<double>(now - seen));
+            seen = now;
+        });
+        store::ElectorOptions eo;
+        eo.conninfo = store_url;
+        eo.replica_id = replica_id;
+        eo.address = advertise_url;
+        eo.version = cloud_options.version;
+        eo.ttl = std::chrono::milliseconds(leader_ttl_ms);
+        eo.renew_every = std::chrono::milliseconds(leader_renew_ms);
+        eo.statement_timeout = std::chrono::milliseconds(std::max<int64_t>(leader_ttl_ms / 2, 200));
+        eo.on_deposed = [](const std::string& why) { ExitNow("deposed: " + why); };
+        eo.on_elected = [&](uint64_t token) {
+            boost::asio::post(io, [&, token] {
+                spdlog::info("elected leader (token {}): loading the desired state and resuming workflows",
+                             token);
+                store::PgOptions po;
+                po.conninfo = store_url;
+                po.leader_token = token;
+                po.idle_in_transaction_timeout = std::chrono::milliseconds(leader_ttl_ms);
+                po.on_commit = store::CommitMetrics(&metrics);
+                po.on_writable = store::WritableMetrics(&metrics);
+                po.on_deposed = [](const Error& why) { ExitNow("deposed: " + why.message); };
+                auto store = store::OpenPgStore(po);
+                if (!store) ExitNow("elected, but the store cannot be opened: " + store.error().ToString());
+                store::WriteGroup elected;
+                elected.events.push_back(store::EventRecord{0, WallNowMs(), "", "replica", replica_id, "",
+                                                            "leader_elected",
+                                                            "replica " + replica_id + " (" + advertise_url +
+                                                                ") leads with token " + std::to_string(token),
+                                                            ""});
+                (*store)->Commit(std::move(elected), [](Status) {});
+                config.cloud_options = cloud_options;
+                config.cloud_options.replicas = [&elector] { return elector->Replicas(); };
+                config.cloud_options.lease_epoch_base = static_cast<int64_t>(token) << 42;
+                auto built = BuildLeader(io, config, std::move(*store));
+                if (!built) ExitNow("elected, but cannot lead: " + built.error().ToString());
+                leader = std::move(*built);
+                spdlog::info("leading: serving the API at {}", advertise_url);
+            });
+        };
+        // A database that is not there yet (starting, failing over) is waited for: a replica is
+        // of no use without it, and a supervisor restarting it in a loop would only add noise.
+        for (int attempt = 0;; ++attempt) {
+            auto started = store::Elector::Start(eo);
+            if (started) {
+                elector = std::move(*started);
+                break;
+            }
+            if (started.error().code != ErrorCode::kUnavailable &&
+                started.error().code != ErrorCode::kDeadlineExceeded) {
+                return Fail("store: " + started.error().ToString());
+            }
+            if (attempt % 10 == 0) spdlog::warn("waiting for the database: {}", started.error().ToString());
+            std::this_thread::sleep_for(std::chrono::seconds(1));
+        }
+        replica::ForwarderOptions fo;
+        fo.replica_id = replica_id;
+        fo.leader = [&elector] { return elector->Leader(); };
+        fo.stale_after = std::chrono::milliseconds(leader_ttl_ms);
+        forwarder = std::make_unique<replica::Forwarder>(io, fo);
+    }
     if (!port_file.empty()) {
         if (auto st = runtime::WriteFileAtomic(port_file, std::to_string(port) + "\n"); !st) {
             return Fail("--port-file: " + st.error().message);
         }
     }
-    spdlog::info("serving http://{}:{} (store {}, {} workflow types)", listen_ep->host, port,
-                 store_options.path, registry.Types().size());
+    spdlog::info("serving http://{}:{} (store {}{})", listen_ep->host, port, store_name,
+                 replicated ? ", replica " + replica_id : "");
 
     boost::asio::signal_set signals(io, SIGTERM, SIGINT);
     signals.async_wait([&](boost::system::error_code ec, int signo) {
         if (ec) return;
         spdlog::info("signal {}, stopping", signo);
         (*server)->Stop();
-        engine.Shutdown();
+        if (leader != nullptr) leader->engine->Shutdown();
         boost::asio::post(io, [&io] { io.stop(); });
     });
     io.run();
-    cloud->Stop();
-    (*store)->Flush();
-    cloud.reset();
+    if (leader != nullptr) {
+        leader->cloud->Stop();
+        leader->store->Flush();
+        leader->cloud.reset();
+    }
+    elector.reset();  // a leader gives its lease up: a follower takes over without waiting it out
     spdlog::info("stopped");
     return 0;
 }

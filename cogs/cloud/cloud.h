@@ -96,6 +96,11 @@ struct CloudOptions {
     // lists itself alone as the leader.
     std::function<Result<std::vector<store::ReplicaInfo>>()> replicas{};
     std::string version = "dev";  // this process's version, for that list
+    // Added to the wall clock's ms to make the hosts' lease epochs (health/host_monitor.h), which
+    // each agent only lets grow. A replica that leads passes its leader token << 42, so that a
+    // later leader's epochs exceed an earlier one's whatever their clocks say (2^42 ms is 139
+    // years; 2^21 leader terms fit). 0: the wall clock alone (one process).
+    int64_t lease_epoch_base = 0;
 };
 
 class Cloud {

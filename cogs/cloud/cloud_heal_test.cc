@@ -144,6 +144,20 @@ TEST_F(CloudHealTest, AHostsLeaseEpochGrowsWhenItComesBackFromDown) {
     EXPECT_EQ(epoch("h1"), again);
 }
 
+// A replica that leads makes its epochs from its leader token (CloudOptions::lease_epoch_base):
+// a later leader's exceed an earlier one's even when its wall clock is behind.
+TEST_F(CloudHealTest, ALeadersLeaseEpochsStartAtItsBase) {
+    options_.lease_epoch_base = int64_t{7} << 42;
+    Close();
+    Open();
+    ASSERT_NO_FATAL_FAILURE(SetUpCloud(1));
+    const Reply r = Call(admin_, "POST", "/v1/hosts/h1/heartbeat", "{}");
+    ASSERT_EQ(r.status, 200) << r.raw.body;
+    const int64_t epoch = r.body.at("lease_epoch").as_int64();
+    EXPECT_GE(epoch, (int64_t{7} << 42) + clock_.WallMs() - 60'000);
+    EXPECT_LT(epoch, int64_t{8} << 42);
+}
+
 TEST_F(CloudHealTest, ASuspectHostGetsNoNewServersUntilItRenewsAgain) {
     ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
     AdvanceRenewing(options_.lease_ttl, {"h2"});

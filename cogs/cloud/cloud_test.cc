@@ -351,6 +351,17 @@ TEST_F(CloudTest, RolesLimitWhatATokenMayDo) {
     EXPECT_EQ(Count(reader, "flavors"), 1u) << "the shared catalog is everyone's to read";
 }
 
+TEST_F(CloudTest, ReplicasAreAnAdminsToListAndOneProcessListsItselfAsTheLeader) {
+    const std::string member = NewToken(NewProject("p"), "member");
+    EXPECT_EQ(Call(member, "GET", "/v1/replicas").status, 403);
+    Reply r = Call(admin_, "GET", "/v1/replicas");
+    ASSERT_EQ(r.status, 200);
+    const json::array replicas = r.Items("replicas");
+    ASSERT_EQ(replicas.size(), 1u);
+    EXPECT_EQ(replicas[0].as_object().at("role").as_string(), "leader");
+    EXPECT_EQ(replicas[0].as_object().at("id").as_string(), "cogsd");
+}
+
 TEST_F(CloudTest, IdempotencyKeyAnswersTheFirstAnswerAndRefusesAnotherBody) {
     const std::string a = Call(admin_, "POST", "/v1/networks", R"({"name":"n"})", {{"idempotency-key", "k1"}})
                               .Field("network", "id");

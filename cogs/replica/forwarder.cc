@@ -42,7 +42,12 @@ public:
             o["leader"] = leader && leader->alive ? leader->id : "";
             return respond(wire::Json(200, o));
         }
-        if (!leader || !leader->alive || leader->address.empty() || leader->id == options_.replica_id) {
+        if (!leader || SteadyClock::now() - leader->read_at > options_.stale_after) {
+            ++stats_.unreachable;
+            return respond(Refuse("leader_unknown",
+                                  "this replica cannot read who leads from the database right now: retry"));
+        }
+        if (!leader->alive || leader->address.empty() || leader->id == options_.replica_id) {
             ++stats_.no_leader;
             return respond(
                 Refuse("no_leader", "no replica leads right now (a failover is under way): retry"));

@@ -6,9 +6,10 @@
 //
 // When there is no live leader (its lease expired: a failover is under way) the answer is 503
 // {"code":"no_leader"} with Retry-After: 1; when the leader cannot be reached, 503
-// {"code":"leader_unreachable"} — the outcome of a request that was sent is then unknown (as for
-// any lost reply: resend it with its Idempotency-Key). A request that was already forwarded once
-// (header x-cogs-forwarded) is never forwarded again: two replicas that disagree on who leads
+// {"code":"leader_unreachable"} (until its lease runs out, a dead leader is that); when the last
+// read of the store is too old to say, 503 {"code":"leader_unknown"} — the outcome of a request that was sent
+// is then unknown (as for any lost reply: resend it with its Idempotency-Key). A request that was already
+// forwarded once (header x-cogs-forwarded) is never forwarded again: two replicas that disagree on who leads
 // cannot bounce a request between them.
 //
 // The distinction matters to compute agents (docs/ha.md): "no_leader" comes from a replica that
@@ -42,7 +43,11 @@ struct ForwarderOptions {
     // The leader as last read; nullopt: not read yet.
     std::function<std::optional<store::LeaderInfo>()> leader;
     Duration timeout = std::chrono::seconds(30);  // a forwarded request's deadline
-    size_t max_connections = 256;                 // to the leader
+    // A read of the leader older than this (the follower cannot reach the database) says nothing:
+    // 503 leader_unknown, which agents count as a failure — a follower cut off from the database
+    // must not keep telling them no_leader.
+    Duration stale_after = std::chrono::seconds(2);
+    size_t max_connections = 256;  // to the leader
 };
 
 struct ForwarderStats {

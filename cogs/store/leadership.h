@@ -53,7 +53,8 @@ struct LeaderInfo {
     std::string address;
     uint64_t token = 0;
     int64_t since_ms = 0;
-    bool alive = false;  // its lease had not expired at the last read
+    bool alive = false;    // its lease had not expired at the last read
+    SteadyTime read_at{};  // when that read was made (this process's steady clock)
 };
 
 struct ElectorOptions {
@@ -61,8 +62,8 @@ struct ElectorOptions {
     std::string replica_id;
     std::string address;
     std::string version;
-    Duration ttl = std::chrono::seconds(3);
-    Duration renew_every = std::chrono::milliseconds(500);  // also how often a follower looks
+    Duration ttl = std::chrono::milliseconds(1200);
+    Duration renew_every = std::chrono::milliseconds(250);  // also how often a follower looks
     Duration statement_timeout = std::chrono::seconds(2);
     // Called when this replica becomes the leader, with its token, and when it is deposed (a
     // renewal found another token in the row). Stopping the elector gives the lease up silently.

@@ -200,6 +200,11 @@ struct PgOptions {
     // The deadline of every round trip to the server (a statement, a pipeline, a COMMIT): a server
     // that does not answer by then is taken as lost (see Writable). Also the connect timeout.
     Duration statement_timeout = std::chrono::seconds(10);
+    // How long the server lets a session of this store sit idle inside a transaction (a client
+    // paused or cut off between two round trips) before it ends it and its locks go. 0: twice
+    // statement_timeout. A leader's store sets its lease TTL: a frozen leader must not hold the
+    // share lock on the lease row (and so the takeover) longer than that.
+    Duration idle_in_transaction_timeout{};
     // As SqliteOptions: on_commit once per transaction of groups; on_writable when the database
     // becomes unreachable (false) and reachable again (true).
     std::function<void(const CommitReport&)> on_commit{};

@@ -1,5 +1,8 @@
 #include "cogs/store/store_metrics.h"
 
+#include <atomic>
+#include <memory>
+
 #include "cogs/base/time.h"
 #include "cogs/observe/log.h"
 
@@ -16,6 +19,7 @@ std::function<void(const CommitReport&)> CommitMetrics(observe::Metrics* metrics
         observe::Counter fenced;
         observe::Counter no_space;
         observe::Gauge held;
+        std::shared_ptr<std::atomic<int64_t>> last_commit;  // steady ns of the last durable commit
     };
     Handles h{
         metrics->Histogram("cogs_store_commit_duration_seconds", "One store transaction, BEGIN to durable.")
@@ -38,7 +42,18 @@ std::function<void(const CommitReport&)> CommitMetrics(observe::Metrics* metrics
                 "cogs_store_held_groups",
                 "Write groups held while the disk is full, waiting for space (bounded by max_held_groups).")
             .With({}),
+        std::make_shared<std::atomic<int64_t>>(cogs::SteadyClock::now().time_since_epoch().count()),
     };
+    // Sampled at each scrape: how long no transaction has been durable (a store that stalls, or a
+    // database that cannot be reached, shows here before anything else does).
+    metrics->OnCollect([age = metrics
+                                  ->Gauge("cogs_store_last_commit_age_seconds",
+                                          "Seconds since the store's last durable transaction.")
+                                  .With({}),
+                        last = h.last_commit] {
+        const cogs::SteadyTime at{cogs::SteadyTime::duration(last->load())};
+        age.Set(std::chrono::duration<double>(cogs::SteadyClock::now() - at).count());
+    });
     return [h](const CommitReport& report) {
         h.held.Set(static_cast<double>(report.held));
         if (report.no_space > 0) {
@@ -47,6 +62,7 @@ std::function<void(const CommitReport&)> CommitMetrics(observe::Metrics* metrics
         if (!report.committed) {
             return;
         }
+        h.last_commit->store(cogs::SteadyClock::now().time_since_epoch().count());
         h.duration.Observe(report.seconds);
         h.groups.Observe(static_cast<double>(report.groups));
         h.commits.Inc();
@@ -58,28 +74,47 @@ std::function<void(const CommitReport&)> CommitMetrics(observe::Metrics* metrics
 
 std::function<void(bool, const Error&)> WritableMetrics(observe::Metrics* metrics) {
     observe::Gauge writable;
-    observe::Counter episodes;
+    observe::Counter disk_full;
+    observe::Counter unreachable;
+    observe::Counter reconnects;
     if (metrics != nullptr) {
-        writable =
-            metrics->Gauge("cogs_store_writable", "1 if the store accepts writes, 0 while its disk is full.")
-                .With({});
-        episodes = metrics->Counter("cogs_store_disk_full_total", "Episodes of the store's disk being full.")
+        writable = metrics
+                       ->Gauge("cogs_store_writable",
+                               "1 if the store accepts writes, 0 while its disk is full or its database "
+                               "cannot be reached.")
                        .With({});
+        disk_full = metrics->Counter("cogs_store_disk_full_total", "Episodes of the store's disk being full.")
+                        .With({});
+        unreachable = metrics
+                          ->Counter("cogs_store_unreachable_total",
+                                    "Episodes of the store's database (PostgreSQL) being out of reach.")
+                          .With({});
+        reconnects = metrics
+                         ->Counter("cogs_store_reconnects_total",
+                                   "Times the store reconnected to its database after losing it.")
+                         .With({});
         writable.Set(1);
     }
-    return [writable, episodes, since = cogs::SteadyTime{}](bool now_writable, const Error& why) mutable {
+    return [=, since = cogs::SteadyTime{}, full = false](bool now_writable, const Error& why) mutable {
         writable.Set(now_writable ? 1 : 0);
         if (!now_writable) {
-            episodes.Inc();
+            full = why.code == ErrorCode::kNoSpace;
+            (full ? disk_full : unreachable).Inc();
             since = cogs::SteadyClock::now();
             observe::Log("store").warn(
-                "disk full: writes are refused (API changes answer 507), reads go on; writing resumes by "
-                "itself once space is freed: {}",
-                why.ToString());
+                "{}: writes are refused (API changes answer {}), reads go on; writing resumes by itself once "
+                "{}: "
+                "{}",
+                full ? "disk full" : "database unreachable", full ? 507 : 503,
+                full ? "space is freed" : "it answers again", why.ToString());
         } else {
+            if (!full) {
+                reconnects.Inc();
+            }
             observe::Log("store").info(
-                "writable again after {:.0f} s without space",
-                std::chrono::duration<double>(cogs::SteadyClock::now() - since).count());
+                "writable again after {:.0f} s {}",
+                std::chrono::duration<double>(cogs::SteadyClock::now() - since).count(),
+                full ? "without space" : "without the database");
         }
     };
 }

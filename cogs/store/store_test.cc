@@ -1435,6 +1435,65 @@ TEST_F(PgStoreTest, TwoStoresOnOneDatabaseClaimDisjointly) {
                 ErrorCode::kFenced);
 }
 
+// The writer guesses, for the workflows it created, whether a step has a row (PgStepRows) and then
+// sends the update alone or the insert alone. A wrong guess must cost only time: the group is still
+// written once, by the exact path's upsert, and nothing is refused that should not be.
+TEST_F(PgStoreTest, AWrongGuessOfAStepRowIsWrittenOnceAndNotRefused) {
+    auto a = Open();
+    auto b = Open();
+    ASSERT_TRUE(a && b);
+    auto lease = (*a)->AcquireLease("engine", 60'000);
+    ASSERT_TRUE(lease);
+    ASSERT_OK(CommitAndWait(**a, Create(lease->token, Workflow("w", "t", 3))));
+
+    // A step's first change and a later one in one batch: the insert alone, then the update alone.
+    {
+        WriterGate gate(**a);
+        (*a)->Commit(UpdateStep(lease->token, "w", Step(2, StepState::kRunning), "1\n"),
+                     [](Status st) { ASSERT_TRUE(st) << st.error().ToString(); });
+        (*a)->Commit(UpdateStep(lease->token, "w", Step(2, StepState::kSucceeded), "2\n"),
+                     [](Status st) { ASSERT_TRUE(st) << st.error().ToString(); });
+    }
+    (*a)->Flush();
+    EXPECT_EQ((*a)->GetWorkflow("w")->steps[2].log, "1\n2\n");
+
+    // Another store gives step 1 its row behind a's back: a guesses "no row" and is wrong.
+    ASSERT_OK(CommitAndWait(**b, UpdateStep(lease->token, "w", Step(1, StepState::kRunning), "b\n")));
+    ASSERT_OK(CommitAndWait(**a, UpdateStep(lease->token, "w", Step(1, StepState::kSucceeded), "a\n")));
+    WorkflowRecord w = *(*a)->GetWorkflow("w");
+    EXPECT_EQ(w.steps[1].state, StepState::kSucceeded);
+    EXPECT_EQ(w.steps[1].log, "b\na\n");
+
+    // Step 0's row is written by a, then removed behind its back: a guesses "row" and is wrong.
+    ASSERT_OK(CommitAndWait(**a, UpdateStep(lease->token, "w", Step(0, StepState::kRunning), "x\n")));
+    {
+        auto admin = pg::Conn::Connect(conninfo_, std::chrono::seconds(20));
+        ASSERT_TRUE(admin) << admin.error().ToString();
+        ASSERT_OK((*admin)->Exec("DELETE FROM steps WHERE workflow_id = 'w' AND idx = 0",
+                                 SteadyClock::now() + std::chrono::seconds(20)));
+    }
+    ASSERT_OK(CommitAndWait(**a, UpdateStep(lease->token, "w", Step(0, StepState::kSucceeded), "y\n")));
+    w = *(*a)->GetWorkflow("w");
+    EXPECT_EQ(w.steps[0].state, StepState::kSucceeded);
+    EXPECT_EQ(w.steps[0].log, "y\n");
+    EXPECT_EQ((*a)->Stats().fenced, 0u);
+
+    // A stale token is still refused, guess or not.
+    auto newer = (*b)->AcquireLease("engine", 60'000);
+    ASSERT_TRUE(newer);
+    ASSERT_OK(CommitAndWait(**a, Create(lease->token, Workflow("v", "t", 2))));
+    {
+        auto admin = pg::Conn::Connect(conninfo_, std::chrono::seconds(20));
+        ASSERT_TRUE(admin) << admin.error().ToString();
+        ASSERT_OK(
+            (*admin)->Exec("UPDATE workflows SET fence = " + std::to_string(newer->token) + " WHERE id = 'v'",
+                           SteadyClock::now() + std::chrono::seconds(20)));
+    }
+    EXPECT_CODE(CommitAndWait(**a, UpdateStep(lease->token, "v", Step(1, StepState::kRunning))),
+                ErrorCode::kFenced);
+    EXPECT_EQ((*a)->GetWorkflow("v")->steps[1].state, StepState::kPending);
+}
+
 // ---------------------------------------------------------------------------------------------
 // SQLite only: one process owns the file.
 

@@ -95,8 +95,8 @@ void Context::Persist(std::vector<store::ResourceWrite> writes, std::vector<stor
 }
 
 Status Context::PersistBlocking(std::vector<store::ResourceWrite> writes) {
-    if (!store.Writable()) {  // the group would be held until space returns: start-up would wait
-        return MakeError(ErrorCode::kNoSpace, "the store's disk is full");
+    if (!store.Writable()) {  // the group would be held until the store writes again: start-up would wait
+        return MakeError(store.WhyNotWritable());
     }
     store::WriteGroup g;
     g.resources = std::move(writes);

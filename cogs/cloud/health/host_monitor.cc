@@ -29,8 +29,10 @@ void HostMonitor::Start() { Tick(); }
 
 void HostMonitor::Track(const std::string& host) {
     (void)liveness_.Renewed(host, ctx_.clock.Now());
-    epochs_[host] = ctx_.clock.WallMs();
+    epochs_[host] = EpochNow();
 }
+
+int64_t HostMonitor::EpochNow() const { return ctx_.options.lease_epoch_base + ctx_.clock.WallMs(); }
 
 int64_t HostMonitor::LeaseEpoch(const std::string& host) const {
     auto it = epochs_.find(host);
@@ -52,7 +54,7 @@ int64_t HostMonitor::lease_ttl_ms() const {
 bool HostMonitor::EvacuationPaused() const { return liveness_.EvacuationPaused(ctx_.clock.Now()); }
 
 void HostMonitor::Renewed(const std::string& host, const std::string& why) {
-    epochs_.try_emplace(host, ctx_.clock.WallMs());  // a host registered now
+    epochs_.try_emplace(host, EpochNow());  // a host registered now
     if (auto change = liveness_.Renewed(host, ctx_.clock.Now())) {
         Changed(*change, why);
     } else {
@@ -100,7 +102,7 @@ void HostMonitor::Changed(const Liveness::Change& c, const std::string& why) {
         ctx_.placement.SetAlive(name, true);
         if (c.from == HostState::kDown) {
             // Calls sent to it before were given up (and undone without its agent): a new epoch.
-            epochs_[name] = std::max(epochs_[name] + 1, ctx_.clock.WallMs());
+            epochs_[name] = std::max(epochs_[name] + 1, EpochNow());
         }
         observe::Log("cloud").info("host {} is up again ({})", name, why);
         events.push_back(ctx_.Event(kHost, name, "", "up",

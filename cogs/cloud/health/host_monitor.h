@@ -70,6 +70,7 @@ private:
     std::unique_ptr<runtime::Timer> timer_;
     std::vector<std::function<void(const Liveness::Change&)>> on_change_;
     std::vector<std::function<void()>> on_tick_;
+    int64_t EpochNow() const;                // CloudOptions::lease_epoch_base + the wall clock
     std::map<std::string, int64_t> epochs_;  // LeaseEpoch
     struct {
         observe::Gauge up, suspect, down, disabled;

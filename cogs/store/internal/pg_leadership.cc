@@ -101,17 +101,23 @@ public:
         COGS_TRY(Query(kSeen,
                        pg::Params().Text(options_.replica_id).Text(options_.address).Text(options_.version)));
         COGS_ASSIGN_OR_RETURN(LeaderInfo leader, ReadLeader());
+        Record(leader);  // what followers forward by, even if the takeover below fails
         if (!leading_.load() && options_.candidate && (!leader.alive || leader.id == options_.replica_id)) {
             COGS_TRY(TryTakeOver(sent));
             COGS_ASSIGN_OR_RETURN(leader, ReadLeader());
         }
+        Record(leader);
+        std::lock_guard lock(mu_);
+        ++rounds_;
+        return Ok();
+    }
+
+    void Record(const LeaderInfo& leader) {
         std::lock_guard lock(mu_);
         if (!leader_ || leader_->token != leader.token) {
             ++leader_changes_;
         }
         leader_ = leader;
-        ++rounds_;
-        return Ok();
     }
 
     Status TryTakeOver(SteadyTime sent) {
@@ -133,6 +139,13 @@ public:
             COGS_TRY(db_->Exec("COMMIT", deadline));
             token_ = static_cast<uint64_t>(token.Int(0, 0));
             renewed_at_.store(sent.time_since_epoch().count());
+            {
+                // Leader() names this replica before IsLeader() says so.
+                std::lock_guard lock(mu_);
+                leader_ = LeaderInfo{options_.replica_id, options_.address, token_.load(), 0, true,
+                                     SteadyClock::now()};
+                ++leader_changes_;
+            }
             leading_ = true;
             if (options_.on_elected) {
                 options_.on_elected(token_.load());
@@ -153,6 +166,7 @@ public:
         l.token = static_cast<uint64_t>(r.Int(0, 2));
         l.since_ms = r.Int(0, 3);
         l.alive = r.Text(0, 4) == "t";
+        l.read_at = SteadyClock::now();
         return l;
     }
 

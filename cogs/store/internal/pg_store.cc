@@ -55,11 +55,28 @@ Result<std::unique_ptr<pg::Conn>> PgConnect(const PgOptions& options, bool reade
     // locks. Readers plan each execution: the listings' optional filters pick their index per
     // call. The writer's statements keep their generic plans (planning each would cost more than
     // running them).
+    const auto idle_ms =
+        options.idle_in_transaction_timeout.count() > 0
+            ? std::chrono::duration_cast<std::chrono::milliseconds>(options.idle_in_transaction_timeout)
+                  .count()
+            : 2 * ms;
     COGS_TRY(db->Exec("SET statement_timeout = " + std::to_string(ms) +
-                          "; SET idle_in_transaction_session_timeout = " + std::to_string(2 * ms) +
+                          "; SET idle_in_transaction_session_timeout = " + std::to_string(idle_ms) +
                           "; SET synchronous_commit = on" +
                           (reader ? "; SET plan_cache_mode = force_custom_plan" : ""),
                       deadline));
+    if (!reader) {
+        // The writer's backend runs tens of thousands of small statements a second. Each one's
+        // executor memory (~150 KB for a step's upsert) is malloc'd at the top of the heap and freed
+        // at its end, and glibc gives a free top above its trim threshold (128 KB by default) back
+        // to the kernel (brk): every statement then shrank and regrew the heap, and on a VM each
+        // shrink is a TLB shootdown across the vCPUs. Profiled on the 2-core VM: ~55 % of the
+        // backend's CPU, 4x its CPU per workflow. glibc raises the trim threshold to twice the size
+        // of the largest mmap'd block freed so far (up to 32 MB), so one 8 MB value built and freed
+        // here keeps the heap (up to 16 MB free at its top) for the connection's life. Harmless
+        // where the server's allocator is another one.
+        COGS_TRY(db->Exec("SELECT length(repeat('x', 8 * 1024 * 1024))", deadline));
+    }
     for (int i = 0; i < kPgNumSql; ++i) {
         const auto s = static_cast<PgSql>(i);
         COGS_TRY(db->Prepare(PgName(s), PgSqlText(s), deadline));
@@ -181,6 +198,11 @@ void PgStore::CommitBatch(std::vector<Item>& batch) {
     }
     ++batch_seq_;
     std::optional<Status> txn = FastPath(batch, results);
+    if (txn && *txn) {
+        step_rows_.Commit();
+    } else {
+        step_rows_.Discard();
+    }
     if (!txn) {
         txn = ExactPath(batch, results);
     }
@@ -197,7 +219,10 @@ void PgStore::CommitBatch(std::vector<Item>& batch) {
         return;
     }
     (void)writer_->Exec("ROLLBACK", Deadline());
-    if (txn->error().code == ErrorCode::kNoSpace) {
+    if (txn->error().code == ErrorCode::kNoSpace || txn->error().retryable) {
+        // Nothing of it was applied (rolled back), and trying again may work: the server's disk,
+        // its own statement timeout, a serialization failure. As for a lost connection, creates
+        // are refused and the rest waits for ResumeWrites.
         StopWrites(txn->error());
         TurnAway(batch);
         return;
@@ -219,7 +244,7 @@ std::optional<Status> PgStore::FastPath(std::vector<Item>& batch, std::vector<St
     }
     for (size_t i = 0; i < batch.size(); ++i) {
         if (results[i]) {
-            AddGroup(i, batch[i].group, calls, checks);
+            AddGroup(i, batch[i].group, calls, checks, &step_rows_);
         }
     }
     pg::Call mark = PgCall(kPgMarkCommit);
@@ -267,7 +292,7 @@ Status PgStore::ExactPath(std::vector<Item>& batch, std::vector<Status>& results
         }
         std::vector<pg::Call> calls{{"", {}, "SAVEPOINT g"}};
         std::vector<Check> checks{{}};
-        AddGroup(i, batch[i].group, calls, checks);
+        AddGroup(i, batch[i].group, calls, checks, /*rows=*/nullptr);
         COGS_ASSIGN_OR_RETURN(std::vector<pg::Reply> replies, writer_->Run(calls, deadline));
         std::optional<Error> refusal;
         for (const pg::Reply& r : replies) {
@@ -368,6 +393,7 @@ void PgStore::StopWrites(const Error& why) {
     }
     down_error_ = why;
     down_error_.retryable = true;
+    step_rows_.Clear();  // whatever happens to the database meanwhile, nothing is guessed after
     down_for_space_.store(why.code == ErrorCode::kNoSpace, std::memory_order_release);
     writable_.store(false, std::memory_order_release);
     if (options_.on_writable) {

@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -41,6 +42,11 @@ enum PgSql : int {
     kPgUpdateWorkflow,
     kPgUpsertStep,
     kPgUpsertStepKeepLog,
+    // The upsert's halves: the fast path sends one when PgStepRows knows which applies.
+    kPgUpdateStep,
+    kPgUpdateStepKeepLog,
+    kPgInsertStepFenced,
+    kPgInsertStepFencedKeepLog,
     kPgWorkflowFence,
     kPgStepFence,
     kPgUpsertResource,
@@ -104,6 +110,50 @@ Status PgMigrate(pg::Conn& db, const PgOptions& options);
 // Reads on any connection (pg_store_ops.cc).
 Result<WorkflowRecord> PgLoadWorkflow(pg::Conn& db, const std::string& id, bool with_logs,
                                       SteadyTime deadline);
+
+// Which steps of a workflow have a row, for the workflows this writer created (their pending steps
+// have none until their first change): the fast path then sends a step's change as the fenced
+// update alone (the row exists) or the fenced insert alone (it does not), each about half the
+// server's work of the upsert that tries both (profiled: the upsert's plan, two data-modifying CTEs,
+// was most of the server's CPU per workflow). Anything else (a workflow recovered, claimed or
+// revived, or one this writer stopped tracking) takes the upsert.
+//
+// Only a hint, never trusted: on a wrong guess the statement changes nothing and answers 0, which
+// refuses its group as a stale token would, and a refused group sends the batch to the exact path,
+// which sends the upsert for every step. Whenever the fast path commits, each statement did what the
+// upsert would have done. A wrong guess therefore costs time, never correctness; so that one cannot
+// recur, a batch that did not commit on the fast path forgets every workflow it touched.
+//
+// Knowledge is committed knowledge plus what the batch being built has written so far (a step's
+// first change and a later one can share a batch). Writer thread only.
+class PgStepRows {
+public:
+    enum Guess { kUnknown, kHasRow, kNoRow };
+    Guess Row(const std::string& workflow_id, int step) const;
+    // The batch being built: a create (its steps with rows), a step written, a workflow ended.
+    void Created(const WorkflowRecord& w);
+    void Wrote(const std::string& workflow_id, int step);
+    void Ended(const std::string& workflow_id);
+    // The batch committed whole on the fast path: what it wrote is now known.
+    void Commit();
+    // The batch did not (refused groups, an error, a COMMIT in doubt): forget what it touched.
+    void Discard();
+    void Clear();
+
+private:
+    // Tracked: workflows of at most 64 steps; bit i: step i has a row. Untracked ones are absent.
+    struct Entry {
+        uint64_t rows = 0;
+        bool tracked = false;
+        bool ended = false;
+    };
+    static constexpr size_t kMaxTracked = size_t{1} << 18;  // beyond: start again (a hint only)
+
+    Entry& Batch(const std::string& workflow_id);
+
+    std::unordered_map<std::string, uint64_t> committed_;
+    std::unordered_map<std::string, Entry> batch_;
+};
 
 class PgStore final : public Store {
 public:
@@ -247,8 +297,10 @@ private:
     Status Deposed();
 
     // ---- a group's statements (pg_store_ops.cc)
-    void AddGroup(size_t index, const WriteGroup& g, std::vector<pg::Call>& calls,
-                  std::vector<Check>& checks);
+    // `rows`: the fast path's hint for choosing a step's statement (and it records what the group
+    // writes); nullptr (the exact path): the upsert for every step.
+    void AddGroup(size_t index, const WriteGroup& g, std::vector<pg::Call>& calls, std::vector<Check>& checks,
+                  PgStepRows* rows);
     // The first statement whose answer refuses its group (a create that found its id taken, a
     // fenced update that changed no row), or kNoRefusal.
     static constexpr size_t kNoRefusal = static_cast<size_t>(-1);
@@ -265,6 +317,7 @@ private:
     std::unique_ptr<pg::Conn> writer_;
     uint64_t batch_seq_ = 0;  // the writer's: the mark of the last batch sent
     bool deposed_ = false;    // the writer's: the leader token was found superseded
+    PgStepRows step_rows_;    // the writer's
 
     std::mutex readers_mu_;
     std::vector<std::unique_ptr<pg::Conn>> idle_readers_;

@@ -129,6 +129,80 @@ Status CheckLeaseIsCurrent(pg::Conn& db, const Lease& lease, SteadyTime deadline
 
 }  // namespace
 
+// ---- which step rows exist (a hint for the fast path)
+
+PgStepRows::Guess PgStepRows::Row(const std::string& workflow_id, int step) const {
+    if (step < 0 || step >= 64) {
+        return kUnknown;
+    }
+    const uint64_t bit = uint64_t{1} << step;
+    if (auto b = batch_.find(workflow_id); b != batch_.end()) {
+        return !b->second.tracked ? kUnknown : (b->second.rows & bit) != 0 ? kHasRow : kNoRow;
+    }
+    auto c = committed_.find(workflow_id);
+    return c == committed_.end() ? kUnknown : (c->second & bit) != 0 ? kHasRow : kNoRow;
+}
+
+PgStepRows::Entry& PgStepRows::Batch(const std::string& workflow_id) {
+    auto [it, fresh] = batch_.try_emplace(workflow_id);
+    if (fresh) {
+        if (auto c = committed_.find(workflow_id); c != committed_.end()) {
+            it->second.rows = c->second;
+            it->second.tracked = true;
+        }
+    }
+    return it->second;
+}
+
+void PgStepRows::Created(const WorkflowRecord& w) {
+    Entry& e = Batch(w.id);
+    // A duplicate id is refused, which sends the batch to the exact path: this entry is then dropped.
+    e = Entry{};
+    e.tracked = w.steps.size() <= 64;
+    for (const StepRecord& s : w.steps) {
+        if (e.tracked && !(s.state == StepState::kPending && s.attempts == 0 && s.log.empty())) {
+            e.rows |= uint64_t{1} << s.index;  // CheckSteps vouched for the index
+        }
+    }
+}
+
+void PgStepRows::Wrote(const std::string& workflow_id, int step) {
+    Entry& e = Batch(workflow_id);
+    if (step >= 0 && step < 64) {
+        e.rows |= uint64_t{1} << step;
+    }
+}
+
+void PgStepRows::Ended(const std::string& workflow_id) { Batch(workflow_id).ended = true; }
+
+void PgStepRows::Commit() {
+    for (auto& [id, e] : batch_) {
+        if (e.ended) {
+            // An ended workflow gets no more step changes (a revived one is claimed anew), and its
+            // rows may be pruned: stop tracking it.
+            committed_.erase(id);
+        } else if (e.tracked) {
+            committed_[id] = e.rows;
+        }
+    }
+    batch_.clear();
+    if (committed_.size() > kMaxTracked) {
+        committed_.clear();
+    }
+}
+
+void PgStepRows::Discard() {
+    for (const auto& [id, e] : batch_) {
+        committed_.erase(id);
+    }
+    batch_.clear();
+}
+
+void PgStepRows::Clear() {
+    committed_.clear();
+    batch_.clear();
+}
+
 // ---- a group's statements
 
 Status PgStore::CheckSteps(const WriteGroup& g) {
@@ -149,7 +223,7 @@ Status PgStore::CheckSteps(const WriteGroup& g) {
 }
 
 void PgStore::AddGroup(size_t index, const WriteGroup& g, std::vector<pg::Call>& calls,
-                       std::vector<Check>& checks) {
+                       std::vector<Check>& checks, PgStepRows* rows) {
     auto add = [&](pg::Call call, Check::Kind kind, const std::string* id = nullptr, int step = 0) {
         calls.push_back(std::move(call));
         checks.push_back(Check{index, kind, id, step});
@@ -174,16 +248,33 @@ void PgStore::AddGroup(size_t index, const WriteGroup& g, std::vector<pg::Call>&
             StepValues(st.params, s).Text(s.log).Int(Db(g.fence));
             add(std::move(st), Check::kNone);
         }
+        if (rows != nullptr) {
+            rows->Created(w);
+        }
     }
     for (const WorkflowUpdate& u : g.workflows) {
         pg::Call c = PgCall(kPgUpdateWorkflow);
         c.params.Int(static_cast<int>(u.state)).Text(u.reason).Bool(u.cancel_requested);
         c.params.Int(u.updated_ms).Int(u.finished_ms).Text(u.id).Int(Db(g.fence));
         add(std::move(c), Check::kWorkflowFenced, &u.id);
+        if (rows != nullptr && u.state >= WorkflowState::kSucceeded) {
+            rows->Ended(u.id);
+        }
     }
     for (const StepUpdate& u : g.steps) {
         const bool append = !u.log_append.empty();
-        pg::Call c = PgCall(append ? kPgUpsertStep : kPgUpsertStepKeepLog);
+        PgSql sql = append ? kPgUpsertStep : kPgUpsertStepKeepLog;
+        if (rows != nullptr) {
+            switch (rows->Row(u.workflow_id, u.step.index)) {
+                case PgStepRows::kHasRow: sql = append ? kPgUpdateStep : kPgUpdateStepKeepLog; break;
+                case PgStepRows::kNoRow:
+                    sql = append ? kPgInsertStepFenced : kPgInsertStepFencedKeepLog;
+                    break;
+                case PgStepRows::kUnknown: break;
+            }
+            rows->Wrote(u.workflow_id, u.step.index);  // if its group stands, the row exists
+        }
+        pg::Call c = PgCall(sql);
         StepValues(c.params, u.step).Text(u.workflow_id).Int(u.step.index).Int(Db(g.fence));
         if (append) {
             c.params.Text(u.log_append);

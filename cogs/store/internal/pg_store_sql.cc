@@ -18,18 +18,26 @@ namespace cogs::store::internal {
 // A step's change: the row's own token fences an update; a step without a row (it was pending)
 // gets its first row only if its workflow carries the token, and that workflow row is locked
 // (FOR SHARE) so that a concurrent claim, which rewrites the workflow's and then its steps'
-// tokens, either sees this row or makes this insert see the new token. The answer is one row: 1 if
-// the step was written, 0 if the token is stale (or there is no such workflow or step).
-#define COGS_STEP_UPSERT(LOG_SET, LOG_VALUE)                                                      \
-    "WITH u AS (UPDATE steps SET state = $1, attempts = $2, comp_attempts = $3, applied = $4, "   \
-    "next_at_ms = $5, started_ms = $6, finished_ms = $7, output = $8, error = $9" LOG_SET         \
-    " WHERE workflow_id = $10 AND idx = $11 AND fence = $12 RETURNING 1), "                       \
-    "i AS (INSERT INTO steps(workflow_id, " COGS_STEP_COLUMNS                                     \
-    ", log, fence) "                                                                              \
-    "SELECT $10, $11, $1, $2, $3, $4, $5, $6, $7, $8, $9, " LOG_VALUE                             \
-    ", $12 FROM workflows w "                                                                     \
-    "WHERE NOT EXISTS (SELECT 1 FROM u) AND w.id = $10 AND w.fence = $12 AND $11 < w.step_count " \
-    "FOR SHARE OF w ON CONFLICT DO NOTHING RETURNING 1) "                                         \
+// tokens, either sees this row or makes this insert see the new token. The upsert tries both and
+// answers one row: 1 if the step was written, 0 if the token is stale (or there is no such
+// workflow or step). The update alone and the insert alone (each answering a row of 1 if it wrote)
+// are what the upsert does when the row exists and when it does not: the writer's fast path sends
+// them when it knows which (PgStepRows), since each costs the server about half the upsert.
+#define COGS_STEP_UPDATE(LOG_SET)                                                         \
+    "UPDATE steps SET state = $1, attempts = $2, comp_attempts = $3, applied = $4, "      \
+    "next_at_ms = $5, started_ms = $6, finished_ms = $7, output = $8, error = $9" LOG_SET \
+    " WHERE workflow_id = $10 AND idx = $11 AND fence = $12 RETURNING 1"
+#define COGS_STEP_INSERT(LOG_VALUE, CONDITION)                        \
+    "INSERT INTO steps(workflow_id, " COGS_STEP_COLUMNS               \
+    ", log, fence) "                                                  \
+    "SELECT $10, $11, $1, $2, $3, $4, $5, $6, $7, $8, $9, " LOG_VALUE \
+    ", $12 FROM workflows w "                                         \
+    "WHERE " CONDITION                                                \
+    "w.id = $10 AND w.fence = $12 AND $11 < w.step_count "            \
+    "FOR SHARE OF w ON CONFLICT DO NOTHING RETURNING 1"
+#define COGS_STEP_UPSERT(LOG_SET, LOG_VALUE) \
+    "WITH u AS (" COGS_STEP_UPDATE(LOG_SET) "), "                                               \
+    "i AS (" COGS_STEP_INSERT(LOG_VALUE, "NOT EXISTS (SELECT 1 FROM u) AND ") ") "              \
     "SELECT (SELECT count(*) FROM u) + (SELECT count(*) FROM i)"
 
 // clang-format off
@@ -49,6 +57,10 @@ const char* PgSqlText(PgSql s) {
                    "finished_ms = $5 WHERE id = $6 AND fence = $7";
         case kPgUpsertStep: return COGS_STEP_UPSERT(", log = log || $13", "$13");
         case kPgUpsertStepKeepLog: return COGS_STEP_UPSERT("", "''");
+        case kPgUpdateStep: return COGS_STEP_UPDATE(", log = log || $13");
+        case kPgUpdateStepKeepLog: return COGS_STEP_UPDATE("");
+        case kPgInsertStepFenced: return COGS_STEP_INSERT("$13", "");
+        case kPgInsertStepFencedKeepLog: return COGS_STEP_INSERT("''", "");
         case kPgWorkflowFence: return "SELECT fence FROM workflows WHERE id = $1";
         case kPgStepFence: return "SELECT fence FROM steps WHERE workflow_id = $1 AND idx = $2";
         case kPgUpsertResource:

@@ -92,11 +92,13 @@ void Engine::Impl::OnCommitted(const WfPtr& wf, std::vector<Action>& actions, co
                                SteadyTime durable_at, bool terminal) {
     if (!s) {
         // Fenced: a newer owner has the workflow. Duplicate create: the id was taken. A create
-        // refused for lack of space: nothing of it was written (the store holds every other
-        // group until space returns). Each way this engine lets go of it. Any other failure means
-        // the store is broken: die and let the restart recover from what is durable.
+        // refused for lack of space, or while the database cannot be reached: nothing of it was
+        // written (the store holds every other group until it can write again). Each way this
+        // engine lets go of it. Any other failure means the store is broken: die and let the
+        // restart recover from what is durable.
         COGS_CHECK(s.error().code == ErrorCode::kFenced || s.error().code == ErrorCode::kAlreadyExists ||
-                   (s.error().code == ErrorCode::kNoSpace && wf->creating));
+                   ((s.error().code == ErrorCode::kNoSpace || s.error().code == ErrorCode::kUnavailable) &&
+                    wf->creating));
         if (s.error().code == ErrorCode::kFenced) {
             ++stats_.fenced;
             LogWf(*wf, spdlog::level::warn, "workflow {}: fenced out: {}", wf->id, s.error().message);

@@ -96,7 +96,11 @@ void Engine::Impl::ScheduleRenewal() {
             auto s = store_.RenewLease(lease, options_.lease_ttl_ms);
             // Losing the lease means another engine owns our workflows: stop at once; the
             // fencing tokens already refuse anything we would still write.
-            if (!s && s.error().code != ErrorCode::kNoSpace) {
+            if (!s && s.error().code == ErrorCode::kUnavailable) {
+                // The database is out of reach (PostgreSQL restarting): the store said so, and
+                // holds the writes; the lease is renewed once it answers again.
+                log_->warn("engine {}: lease not renewed: {}", options_.owner, s.error().ToString());
+            } else if (!s && s.error().code != ErrorCode::kNoSpace) {
                 log_->critical("engine {}: lease lost: {}", options_.owner, s.error().ToString());
                 COGS_CHECK(s.error().code != ErrorCode::kFenced);
             }
