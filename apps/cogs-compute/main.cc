@@ -4,10 +4,13 @@
 //   cogs-compute --listen 127.0.0.1:0 --state /tmp/c/state.db --host host-1
 //       --control-url http://127.0.0.1:8774 --control-token-file /tmp/cogs/admin.token
 //   cogs-compute --hosts 1000 --host-prefix sim- --boot-ms 0 ...     # hosts sim-1 .. sim-1000
+//   cogs-compute ... --control-url http://10.0.0.1:8774,http://10.0.0.2:8774  # cogsd's replicas
 //
 // Without --control-url nothing is registered (the service still serves its actions) and there is no
 // lease: nothing is fenced. With it, every host holds a lease from cogsd, renewed by its heartbeats,
 // and fences itself when the lease runs out; at start every instance that was running is FENCED.
+// Several --control-url (repeated or comma-separated: every replica of cogsd) are tried round-robin
+// when one fails (cogs/services/compute/agent.h).
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -32,10 +35,11 @@ int main(int argc, char** argv) {
     compute::HostSpec spec;
     int64_t boot_ms = 200;
     std::string driver_name = "sim";
-    std::string control_url;
+    std::vector<std::string> control_urls;
     std::string control_token_file;
     int64_t heartbeat_ms = 1000;
     int64_t lease_ttl_ms = 3000;
+    int64_t no_leader_max_ms = 5000;
     int64_t restart_backoff_ms = 250;
     int restart_max = 5;
     int64_t restart_window_s = 600;
@@ -64,8 +68,10 @@ int main(int argc, char** argv) {
     app.add_option("--driver", driver_name, "what runs instances: sim")
         ->check(CLI::IsMember({"sim"}))
         ->capture_default_str();
-    app.add_option("--control-url", control_url,
-                   "cogsd's URL, http://HOST:PORT, to register the hosts with (default: no registration)");
+    app.add_option("--control-url", control_urls,
+                   "cogsd's URL, http://HOST:PORT, to register the hosts with (default: no registration); "
+                   "repeatable or comma-separated: every replica's, tried in turn when one fails")
+        ->delimiter(',');
     app.add_option("--control-token-file", control_token_file, "file holding the bearer token for cogsd");
     app.add_option("--heartbeat-ms", heartbeat_ms, "interval of every host's heartbeat to cogsd")
         ->check(CLI::PositiveNumber)
@@ -73,6 +79,12 @@ int main(int argc, char** argv) {
     app.add_option("--lease-ttl-ms", lease_ttl_ms,
                    "a host's lease from cogsd until cogsd answers its own lease_ttl_ms (fencing)")
         ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    app.add_option("--no-leader-max-ms", no_leader_max_ms,
+                   "with cogsd replicas: how long after its last renewal by a leader a host's lease may be "
+                   "extended by answers 503 no_leader (a failover); below cogsd's --restart-grace-ms minus "
+                   "--lease-ttl-ms")
+        ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     app.add_option("--restart-backoff-ms", restart_backoff_ms,
                    "wait before restarting a crashed instance, doubled per crash in the window (max 10 s)")
@@ -102,7 +114,7 @@ int main(int argc, char** argv) {
         spec.name = host_name;
         compute_options.hosts.push_back(spec);
     }
-    compute_options.leased = !control_url.empty();
+    compute_options.leased = !control_urls.empty();
     compute_options.supervisor.restart_backoff = Millis(restart_backoff_ms);
     compute_options.supervisor.restart_max = restart_max;
     compute_options.supervisor.restart_window = std::chrono::seconds(restart_window_s);
@@ -124,10 +136,12 @@ int main(int argc, char** argv) {
     // Everything the agent needs is checked before serving: a bad flag never leaves a half-started
     // service behind.
     compute::AgentOptions agent;
-    if (!control_url.empty()) {
-        if (auto url = compute::ParseHttpUrl(control_url); !url) {
-            spdlog::critical("--control-url: {}", url.error().message);
-            return 2;
+    if (!control_urls.empty()) {
+        for (const std::string& control_url : control_urls) {
+            if (auto url = compute::ParseHttpUrl(control_url); !url) {
+                spdlog::critical("--control-url: {}", url.error().message);
+                return 2;
+            }
         }
         if (!control_token_file.empty()) {
             auto token = runtime::ReadTokenFile(control_token_file);
@@ -142,11 +156,12 @@ int main(int argc, char** argv) {
             spdlog::critical("--listen: {}", listen.error().message);
             return 2;
         }
-        agent.control_url = control_url;
+        agent.control_urls = control_urls;
         agent.hosts = hosts;
         agent.heartbeat_interval = Millis(heartbeat_ms);
         agent.link = link;
         agent.lease_ttl = Millis(lease_ttl_ms);
+        agent.no_leader_limit = Millis(no_leader_max_ms);
         agent.advertise_url = advertise_url;
         if (agent.advertise_url.empty()) {
             // A wildcard address is no address to reach: loopback then (the local cloud's case).
@@ -166,7 +181,7 @@ int main(int argc, char** argv) {
     // `running` (hence the init-capture and the move below).
     auto on_listening = [running = std::make_shared<std::unique_ptr<compute::HostAgent>>(), agent,
                          derive_port = advertise_url.empty()](boost::asio::io_context& io, uint16_t port) {
-        if (agent.control_url.empty()) {
+        if (agent.control_urls.empty()) {
             return;
         }
         compute::AgentOptions o = agent;
@@ -178,7 +193,11 @@ int main(int argc, char** argv) {
             spdlog::error("cannot start the agent: {}", started.error().message);
             return;
         }
-        spdlog::info("registering {} host(s) with {} as {}", agent.hosts.size(), agent.control_url,
+        std::string urls;
+        for (const std::string& u : agent.control_urls) {
+            urls += (urls.empty() ? "" : ", ") + u;
+        }
+        spdlog::info("registering {} host(s) with {} as {}", agent.hosts.size(), urls,
                      derive_port ? agent.advertise_url + std::to_string(port) : agent.advertise_url);
         *running = std::move(*started);
     };

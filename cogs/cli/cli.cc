@@ -26,6 +26,17 @@ void AddDev(Invocation& inv, CLI::App& app, DevOptions& dev) {
     c->add_option("--volume-driver", dev.volume_driver, "cogs-volume driver")->capture_default_str();
     c->add_option("--start-timeout", dev.start_timeout_s, "seconds each child may take to start")
         ->capture_default_str();
+    c->add_option("--store", dev.store,
+                  "cogsd's store: sqlite (one cogsd) or postgres (replicas on a private PostgreSQL in "
+                  "<data-dir>/postgres)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"sqlite", "postgres"}));
+    c->add_option("--replicas", dev.replicas,
+                  "cogsd replicas (default 1 with sqlite, which allows no more; 3 with postgres)")
+        ->check(CLI::Range(1, 9));
+    c->add_option("--postgres-fsync", dev.postgres_fsync,
+                  "--store postgres: fsync commits (false: faster, lost only if the machine crashes)")
+        ->capture_default_str();
     c->add_option("--cogsd-arg", dev.cogsd_args,
                   "passed to cogsd as is (repeatable), e.g. --cogsd-arg=--reconcile-ms=2000")
         ->allow_extra_args(false);

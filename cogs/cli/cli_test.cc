@@ -811,6 +811,23 @@ TEST_F(CliTest, QuotasTokensAndHosts) {
     r = Cogs({"host", "drain", "host-1", "--reason", "new disks"});
     ASSERT_EQ(r.rc, 0) << r.err;
     EXPECT_EQ(api_.seen("POST", "/v1/hosts/host-1/drain").at(0).body, R"({"reason":"new disks"})");
+
+    api_.Add("replicas", {{"id", "cogsd-1"},
+                          {"role", "leader"},
+                          {"address", "http://10.0.0.1:8780"},
+                          {"version", "dev"},
+                          {"lease_age_ms", 120}});
+    api_.Add("replicas", {{"id", "cogsd-2"},
+                          {"role", "follower"},
+                          {"address", "http://10.0.0.2:8780"},
+                          {"version", "dev"},
+                          {"lease_age_ms", 310}});
+    r = Cogs({"replica", "list"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.out,
+              "ID       ROLE      ADDRESS               VERSION  LEASE_AGE_MS\n"
+              "cogsd-1  leader    http://10.0.0.1:8780  dev      120\n"
+              "cogsd-2  follower  http://10.0.0.2:8780  dev      310\n");
 }
 
 // ---- observability: top, events, log levels ---------------------------------------------------------
@@ -1126,6 +1143,23 @@ TEST(ApiTest, ParseUrl) {
     EXPECT_THAT(ParseUrl("http://:80").error(), HasSubstr("no host"));
     EXPECT_TRUE(LooksLikeUuid("00000000-0000-4000-8000-000000000001"));
     EXPECT_FALSE(LooksLikeUuid("net1"));
+}
+
+// `cogs dev`'s flags are checked before anything starts: replicas need PostgreSQL.
+TEST_F(CliTest, DevRefusesReplicasWithoutPostgres) {
+    const std::string dir = (home_ / "dev").string();
+    Outcome r = Cogs({"dev", "--data-dir", dir, "--replicas", "3"});
+    EXPECT_EQ(r.rc, 2);
+    EXPECT_EQ(r.err,
+              "cogs dev: --replicas 3 needs --store postgres (replicas share one PostgreSQL database; SQLite "
+              "serves a single cogsd)\n");
+    EXPECT_FALSE(fs::exists(dir)) << "nothing made, nothing started";
+    r = Cogs({"dev", "--data-dir", dir, "--store", "mysql"});
+    EXPECT_EQ(r.rc, 2);
+    EXPECT_THAT(r.err, HasSubstr("--store"));
+    r = Cogs({"dev", "--data-dir", dir, "--store", "postgres", "--replicas", "0"});
+    EXPECT_EQ(r.rc, 2) << "at least one replica";
+    EXPECT_FALSE(fs::exists(dir));
 }
 
 TEST(OutputTest, Durations) {

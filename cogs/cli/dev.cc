@@ -4,6 +4,10 @@
 // supervisor notices them between steps instead of being interrupted inside one; the children start
 // with an empty mask and their own process groups (cogs/runtime), so a Ctrl-C reaches only us and
 // we stop them in reverse order. The parent's death is a SIGTERM too (PR_SET_PDEATHSIG).
+//
+// With --store postgres the PostgreSQL server is not one of the Procs: pg::Cluster starts it (as the
+// postgres user when we are root), owns it and stops it, after every cogs process, and the
+// supervision loop restarts it with Cluster::Restart if it dies.
 #include "cogs/cli/internal/dev.h"
 
 #include <signal.h>
@@ -22,6 +26,7 @@
 #include "cogs/cli/internal/api.h"
 #include "cogs/cli/internal/output.h"
 #include "cogs/http/server.h"
+#include "cogs/pg/cluster.h"
 #include "cogs/runtime/files.h"
 #include "cogs/runtime/process.h"
 
@@ -35,6 +40,10 @@ constexpr Duration kStopGrace = 5s;
 constexpr Duration kFirstBackoff = 500ms;
 constexpr Duration kMaxBackoff = 30s;
 constexpr Duration kStableRun = 30s;  // a child that ran this long before dying restarts without delay growth
+constexpr Duration kPgStopGrace = 10s;
+// cogsd's exit code when it is deposed (a replica that lost its leader lease): an expected exit; it
+// is restarted after kFirstBackoff, without delay growth, and comes back as a follower.
+constexpr int kExitDeposed = 75;
 
 struct Proc : runtime::ServerChild {
     using ServerChild::ServerChild;
@@ -60,6 +69,11 @@ private:
     // Waits for p's port file; on failure prints why and the log tail.
     bool AwaitPort(Proc& p);
     bool AwaitAdminToken();
+    // --store postgres: starts the cluster in D/postgres (initdb on the first start only).
+    bool StartPostgres();
+    // Restarts the cluster if its server died (at most once per backoff); true if it was restarted.
+    bool SupervisePostgres();
+    void StopPostgres();
     bool AwaitHostsUp(ApiClient& api);
     bool Seed(ApiClient& api);
     // Whether every started child still runs; prints the first dead one's log tail otherwise.
@@ -76,6 +90,10 @@ private:
     std::ostream& err_;
     fs::path dir_;
     std::vector<std::unique_ptr<Proc>> procs_;  // in start order
+    std::vector<Proc*> replicas_;               // cogsd, or cogsd-1..N (postgres)
+    std::unique_ptr<pg::Cluster> pg_;           // --store postgres
+    Duration pg_backoff_ = kFirstBackoff;
+    std::optional<SteadyTime> pg_restart_at_{};
     std::string admin_token_;
     std::string api_url_;
     bool stop_ = false;
@@ -159,7 +177,9 @@ bool Dev::AwaitAdminToken() {
         }
         if (SteadyClock::now() >= deadline) {
             err_ << fmt::format("cogs dev: cogsd did not write {}\n", D("admin.token"));
-            PrintLogTail(*procs_.back());
+            for (const Proc* r : replicas_) {
+                PrintLogTail(*r);
+            }
             return false;
         }
     }
@@ -207,6 +227,64 @@ bool Dev::AwaitHostsUp(ApiClient& api) {
     return false;
 }
 
+bool Dev::StartPostgres() {
+    pg::ClusterOptions co;
+    co.dir = D("postgres");
+    co.fsync = o_.postgres_fsync;
+    co.log_path = D("logs/postgres.log");
+    err_ << fmt::format("cogs dev: starting PostgreSQL in {}\n", co.dir);
+    auto cluster = pg::Cluster::Start(co, std::chrono::seconds(o_.start_timeout_s));
+    if (!cluster) {
+        err_ << fmt::format("cogs dev: PostgreSQL did not start: {}\n", cluster.error().message);
+        return false;
+    }
+    pg_ = std::move(*cluster);
+    err_ << fmt::format("cogs dev: PostgreSQL listening on 127.0.0.1:{} (pid {}, log {})\n", pg_->port(),
+                        pg_->pid(), pg_->log_path());
+    if (auto s = runtime::WriteFileAtomic(D("run/postgres.port"), fmt::format("{}\n", pg_->port())); !s) {
+        err_ << fmt::format("cogs dev: {}\n", s.error().message);
+    }
+    return true;
+}
+
+bool Dev::SupervisePostgres() {
+    if (pg_ == nullptr || pg_->Running()) {
+        return false;
+    }
+    if (!pg_restart_at_) {
+        err_ << fmt::format("cogs dev: PostgreSQL exited; restarting it in {}\n",
+                            FormatDurationMs(std::chrono::duration_cast<Millis>(pg_backoff_).count()));
+        err_ << fmt::format("---- last lines of {} ----\n{}----\n", pg_->log_path(),
+                            runtime::TailFile(pg_->log_path(), 10));
+        pg_restart_at_ = SteadyClock::now() + pg_backoff_;
+        pg_backoff_ = std::min(pg_backoff_ * 2, kMaxBackoff);
+        return false;
+    }
+    if (SteadyClock::now() < *pg_restart_at_) {
+        return false;
+    }
+    // Same port and directory: the replicas' connection strings stay valid.
+    if (auto s = pg_->Restart(std::chrono::seconds(o_.start_timeout_s)); !s) {
+        err_ << fmt::format("cogs dev: PostgreSQL did not restart: {}\n", s.error().message);
+        pg_restart_at_ = SteadyClock::now() + pg_backoff_;
+        pg_backoff_ = std::min(pg_backoff_ * 2, kMaxBackoff);
+        return false;
+    }
+    err_ << fmt::format("cogs dev: restarted PostgreSQL (pid {})\n", pg_->pid());
+    pg_restart_at_.reset();
+    pg_backoff_ = kFirstBackoff;
+    return true;
+}
+
+void Dev::StopPostgres() {
+    if (pg_ == nullptr) {
+        return;
+    }
+    const Status st = pg_->Stop(kPgStopGrace);
+    err_ << fmt::format("cogs dev: stopped PostgreSQL{}\n", st ? "" : " (" + st.error().message + ")");
+    pg_.reset();
+}
+
 bool Dev::Seed(ApiClient& api) {
     struct Item {
         std::string plural;
@@ -250,11 +328,28 @@ void Dev::WriteDevJson() {
         processes.push_back(
             json::object{{"name", p->name}, {"pid", p->child.pid()}, {"url", p->url()}, {"log", p->log}});
     }
+    json::array api_urls;
+    for (const Proc* r : replicas_) {
+        api_urls.push_back(json::value(r->url()));
+    }
     json::object doc{{"api_url", api_url_},
+                     {"api_urls", std::move(api_urls)},
+                     {"store", o_.store},
                      {"data_dir", dir_.string()},
                      {"admin_token_file", D("admin.token")},
                      {"supervisor_pid", ::getpid()},
                      {"processes", std::move(processes)}};
+    if (pg_ != nullptr) {
+        json::object pg;
+        pg["dir"] = pg_->socket_dir();
+        pg["data_dir"] = pg_->data_dir();
+        pg["port"] = pg_->port();
+        pg["pid"] = pg_->pid();  // the postmaster's (also the first line of data_dir/postmaster.pid)
+        pg["log"] = pg_->log_path();
+        pg["conninfo"] = pg_->ConnInfo();
+        pg["url"] = pg_->Url();
+        doc["postgres"] = std::move(pg);
+    }
     if (auto s = runtime::WriteFileAtomic(D("dev.json"), PrettyJson(doc)); !s) {
         err_ << fmt::format("cogs dev: cannot write dev.json: {}\n", s.error().message);
     }
@@ -275,6 +370,8 @@ void Dev::WritePrometheusConfig() {
         std::string job = p->name;
         if (job.rfind("cogs-compute", 0) == 0) {
             job = "cogs-compute";  // one job, one instance per agent process
+        } else if (job.rfind("cogsd-", 0) == 0) {
+            job = "cogsd";  // one job, one instance per replica
         }
         targets.push_back(json::object{{"targets", json::array{json::value(address)}},
                                        {"labels", json::object{{"job", job}, {"process", p->name}}}});
@@ -297,17 +394,29 @@ void Dev::WritePrometheusConfig() {
 
 void Dev::Supervise() {
     while (!StopRequested(200ms)) {
-        bool changed = false;
+        bool changed = SupervisePostgres();
         for (auto& p : procs_) {
             if (!p->restart_at && !p->child.Running()) {
                 const Duration ran = SteadyClock::now() - p->started;
-                if (ran >= kStableRun) {
+                const int status = p->child.exit_status().value_or(-1);
+                const bool deposed = status == kExitDeposed && p->binary == "cogsd";
+                if (ran >= kStableRun || deposed) {
                     p->backoff = kFirstBackoff;
                 }
+                const std::string after = FormatDurationMs(std::chrono::duration_cast<Millis>(ran).count());
+                const std::string wait =
+                    FormatDurationMs(std::chrono::duration_cast<Millis>(p->backoff).count());
+                if (deposed) {
+                    // Expected: it lost its leader lease and left; another replica leads.
+                    err_ << fmt::format(
+                        "cogs dev: {} was deposed (status {}) after {}; restarting it as a "
+                        "follower in {}\n",
+                        p->name, status, after, wait);
+                    p->restart_at = SteadyClock::now() + p->backoff;
+                    continue;
+                }
                 err_ << fmt::format("cogs dev: {} exited (status {}) after {}; restarting in {}\n", p->name,
-                                    p->child.exit_status().value_or(-1),
-                                    FormatDurationMs(std::chrono::duration_cast<Millis>(ran).count()),
-                                    FormatDurationMs(std::chrono::duration_cast<Millis>(p->backoff).count()));
+                                    status, after, wait);
                 PrintLogTail(*p);
                 p->restart_at = SteadyClock::now() + p->backoff;
                 p->backoff = std::min(p->backoff * 2, kMaxBackoff);
@@ -340,6 +449,17 @@ void Dev::StopAll() {
 }
 
 int Dev::Run() {
+    if (o_.store != "sqlite" && o_.store != "postgres") {
+        err_ << fmt::format("cogs dev: --store {}: expected sqlite or postgres\n", o_.store);
+        return 2;
+    }
+    if (o_.store == "sqlite" && o_.replicas > 1) {
+        err_ << fmt::format(
+            "cogs dev: --replicas {} needs --store postgres (replicas share one PostgreSQL database; "
+            "SQLite serves a single cogsd)\n",
+            o_.replicas);
+        return 2;
+    }
     std::error_code ec;
     dir_ = fs::absolute(o_.data_dir, ec);
     fs::create_directories(dir_ / "run", ec);
@@ -408,51 +528,81 @@ int Dev::Run() {
         if (!Start(*volume) || !AwaitPort(*volume)) {
             return;
         }
-        Proc* cogsd = make("cogsd", "cogsd", [=, this](uint16_t port) {
-            std::vector<std::string> args{"--listen",
-                                          listen(port),
-                                          "--port-file",
-                                          D("run/cogsd.port"),
-                                          "--data-dir",
-                                          dir_.string(),
-                                          "--network-url",
-                                          network->url(),
-                                          "--volume-url",
-                                          volume->url(),
-                                          "--service-token-file",
-                                          service_token,
-                                          "--bootstrap-token-file",
-                                          D("admin.token")};
-            args.insert(args.end(), o_.cogsd_args.begin(), o_.cogsd_args.end());
-            return args;
-        });
-        cogsd->listen_port = o_.port;
-        if (!Start(*cogsd) || !AwaitPort(*cogsd) || !AwaitAdminToken()) {
+        // cogsd: one on SQLite in D, or N replicas on the PostgreSQL cluster in D/postgres (each with
+        // its own data dir and port; the first on --port).
+        const bool postgres = o_.store == "postgres";
+        if (postgres && !StartPostgres()) {
             return;
         }
-        api_url_ = cogsd->url();
+        const int replicas = postgres ? (o_.replicas > 0 ? o_.replicas : 3) : 1;
+        for (int i = 1; i <= replicas; ++i) {
+            const std::string name = postgres ? fmt::format("cogsd-{}", i) : "cogsd";
+            Proc* cogsd = make(name, "cogsd", [=, this](uint16_t port) {
+                std::vector<std::string> args{"--listen",
+                                              listen(port),
+                                              "--port-file",
+                                              D("run/" + name + ".port"),
+                                              "--data-dir",
+                                              postgres ? D(name) : dir_.string(),
+                                              "--network-url",
+                                              network->url(),
+                                              "--volume-url",
+                                              volume->url(),
+                                              "--service-token-file",
+                                              service_token,
+                                              "--bootstrap-token-file",
+                                              D("admin.token")};
+                if (postgres) {
+                    // The connection string as of this start (the cluster keeps its port on a
+                    // restart, but `cogs dev` may have picked another one since the last run).
+                    args.insert(args.end(), {"--store", pg_->ConnInfo(), "--replica-id", name});
+                }
+                args.insert(args.end(), o_.cogsd_args.begin(), o_.cogsd_args.end());
+                return args;
+            });
+            if (i == 1) {
+                cogsd->listen_port = o_.port;
+            }
+            replicas_.push_back(cogsd);
+            if (!Start(*cogsd)) {
+                return;
+            }
+        }
+        for (Proc* r : replicas_) {
+            if (!AwaitPort(*r)) {
+                return;
+            }
+        }
+        // The first leader writes the admin token (on the first start of the data dir).
+        if (!AwaitAdminToken()) {
+            return;
+        }
+        api_url_ = replicas_.front()->url();
         std::vector<Proc*> computes;
         for (int i = 1; i <= o_.hosts; ++i) {
             const std::string name = fmt::format("cogs-compute-{}", i);
             computes.push_back(make(name, "cogs-compute", [=, this](uint16_t port) {
-                return std::vector<std::string>{"--listen",
-                                                listen(port),
-                                                "--port-file",
-                                                D("run/" + name + ".port"),
-                                                "--state",
-                                                D(fmt::format("compute-{}.db", i)),
-                                                "--token-file",
-                                                service_token,
-                                                "--host",
-                                                fmt::format("host-{}", i),
-                                                "--az",
-                                                "nova",
-                                                "--control-url",
-                                                cogsd->url(),
-                                                "--control-token-file",
-                                                D("admin.token"),
-                                                "--boot-ms",
-                                                std::to_string(o_.boot_ms)};
+                std::vector<std::string> args{"--listen",
+                                              listen(port),
+                                              "--port-file",
+                                              D("run/" + name + ".port"),
+                                              "--state",
+                                              D(fmt::format("compute-{}.db", i)),
+                                              "--token-file",
+                                              service_token,
+                                              "--host",
+                                              fmt::format("host-{}", i),
+                                              "--az",
+                                              "nova",
+                                              "--control-token-file",
+                                              D("admin.token"),
+                                              "--boot-ms",
+                                              std::to_string(o_.boot_ms)};
+                // Every replica's URL: the agent's heartbeats follow a failover of the leader.
+                for (const Proc* r : replicas_) {
+                    args.insert(args.end(), {"--control-url", r->url()});
+                }
+                return args;
             }));
             if (!Start(*computes.back())) {
                 return;
@@ -469,6 +619,17 @@ int Dev::Run() {
             return;
         }
         WriteDevJson();
+        // With replicas: every replica's URL and the database (SQLite: as it always was).
+        std::string api_line = api_url_;
+        if (postgres) {
+            api_line += "\n  replicas:   ";
+            for (const Proc* r : replicas_) {
+                api_line += " " + r->url();
+            }
+            api_line += " (any replica serves the API)";
+            api_line += fmt::format("\n  store:       PostgreSQL in {}, 127.0.0.1:{} (psql \"{}\")",
+                                    pg_->socket_dir(), pg_->port(), pg_->ConnInfo());
+        }
         out_ << fmt::format(
             "cogs dev: the local cloud is up ({} hosts; data in {}, logs in {}/logs)\n"
             "  API:         {}\n"
@@ -478,7 +639,7 @@ int Dev::Run() {
             "Use it from another terminal with:\n"
             "export COGS_URL={} COGS_TOKEN={}\n"
             "Ctrl-C stops everything; `cogs dev` on the same --data-dir brings it all back.\n",
-            o_.hosts, dir_.string(), dir_.string(), api_url_, admin_token_, api_url_, dir_.string(), api_url_,
+            o_.hosts, dir_.string(), dir_.string(), api_line, admin_token_, api_url_, dir_.string(), api_url_,
             admin_token_);
         out_.flush();
         Supervise();
@@ -488,6 +649,7 @@ int Dev::Run() {
         rc = 0;  // interrupted during start-up: a requested stop, not a failure
     }
     StopAll();
+    StopPostgres();  // after every replica: none of them is left without its database
     fs::remove(dir_ / "dev.json", ec);
     ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
     if (rc == 0) {

@@ -1,11 +1,14 @@
 #include "test/support/dev_cloud.h"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <boost/asio/io_context.hpp>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "cogs/http/client.h"
@@ -24,6 +27,24 @@ std::pair<std::string, uint16_t> HostPort(const std::string& url) {
         return {s, 80};
     }
     return {s.substr(0, colon), static_cast<uint16_t>(std::stoi(s.substr(colon + 1)))};
+}
+
+std::string Str(const json::object& o, std::string_view key) {
+    const auto* v = o.if_contains(key);
+    return v != nullptr && v->is_string() ? std::string(v->as_string()) : "";
+}
+int Int(const json::object& o, std::string_view key) {
+    const auto* v = o.if_contains(key);
+    return v != nullptr && v->is_number() ? static_cast<int>(v->to_number<int64_t>()) : 0;
+}
+
+bool Alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+// The postmaster named by <data_dir>/postmaster.pid (its first line), or 0.
+pid_t PostmasterPid(const std::string& data_dir) {
+    std::ifstream in(data_dir + "/postmaster.pid");
+    long pid = 0;
+    return in >> pid ? static_cast<pid_t>(pid) : 0;
 }
 
 }  // namespace
@@ -139,6 +160,18 @@ Result<std::unique_ptr<DevCloud>> DevCloud::Start(DevOptions options) {
                                      std::to_string(options.hosts),
                                      "--boot-ms",
                                      std::to_string(options.boot_ms)};
+    if (options.store != "sqlite") {
+        argv.insert(argv.end(), {"--store", options.store});
+        if (!options.postgres_fsync) {
+            argv.push_back("--postgres-fsync=false");
+        }
+        // mkdtemp makes the directory 0700; as root the server runs as the postgres user, which must
+        // be able to reach <dir>/postgres (pg::Cluster).
+        ::chmod(dev->dir_.c_str(), 0711);
+    }
+    if (options.replicas > 0) {
+        argv.insert(argv.end(), {"--replicas", std::to_string(options.replicas)});
+    }
     argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
     const std::string log = dev->dir_ + "/cogs-dev.log";
     auto child = runtime::Child::Spawn(argv, runtime::SpawnOptions{log});
@@ -161,14 +194,10 @@ Result<std::unique_ptr<DevCloud>> DevCloud::Start(DevOptions options) {
     if (!up || text.empty()) {
         return MakeError(ErrorCode::kUnavailable, "cogs dev did not come up:\n" + runtime::TailFile(log, 40));
     }
-    boost::system::error_code ec;
-    json::value v = json::parse(text, ec);
-    if (ec || !v.is_object()) {
-        return MakeError(ErrorCode::kInternal, "dev.json is not JSON: " + text);
+    if (auto parsed = dev->Parse(text); !parsed) {
+        return MakeError(parsed.error());
     }
-    const auto& o = v.as_object();
-    dev->api_url_ = json::value_to<std::string>(o.at("api_url"));
-    auto token = runtime::ReadTokenFile(json::value_to<std::string>(o.at("admin_token_file")));
+    auto token = runtime::ReadTokenFile(dev->admin_token_file_);
     if (!token) {
         return MakeError(token.error());
     }
@@ -176,13 +205,53 @@ Result<std::unique_ptr<DevCloud>> DevCloud::Start(DevOptions options) {
     if (auto service = runtime::ReadTokenFile(dev->dir_ + "/service.token")) {
         dev->service_token_ = *service;
     }
-    for (const auto& p : o.at("processes").as_array()) {
-        const auto& po = p.as_object();
-        dev->processes_.push_back(DevProcess{
-            json::value_to<std::string>(po.at("name")), static_cast<int>(po.at("pid").to_number<int64_t>()),
-            json::value_to<std::string>(po.at("url")), json::value_to<std::string>(po.at("log"))});
-    }
     return dev;
+}
+
+Status DevCloud::Parse(const std::string& text) {
+    boost::system::error_code ec;
+    json::value v = json::parse(text, ec);
+    if (ec || !v.is_object()) {
+        return MakeError(ErrorCode::kInternal, "dev.json is not JSON: " + text);
+    }
+    const auto& o = v.as_object();
+    api_url_ = Str(o, "api_url");
+    admin_token_file_ = Str(o, "admin_token_file");
+    std::vector<DevProcess> processes;
+    if (const auto* list = o.if_contains("processes"); list != nullptr && list->is_array()) {
+        for (const auto& p : list->as_array()) {
+            if (p.is_object()) {
+                const auto& po = p.as_object();
+                processes.push_back(
+                    DevProcess{Str(po, "name"), Int(po, "pid"), Str(po, "url"), Str(po, "log")});
+            }
+        }
+    }
+    processes_ = std::move(processes);
+    if (const auto* pg = o.if_contains("postgres"); pg != nullptr && pg->is_object()) {
+        const auto& po = pg->as_object();
+        postgres_ = DevPostgres{Str(po, "dir"), Str(po, "data_dir"), Int(po, "port"),
+                                Int(po, "pid"), Str(po, "log"),      Str(po, "conninfo")};
+    }
+    return Ok();
+}
+
+Status DevCloud::Reload() {
+    auto text = runtime::ReadFile(dir_ + "/dev.json");
+    if (!text) {
+        return MakeError(text.error());
+    }
+    return Parse(*text);
+}
+
+std::vector<DevProcess> DevCloud::replicas() const {
+    std::vector<DevProcess> out;
+    for (const auto& p : processes_) {
+        if (p.name == "cogsd" || p.name.starts_with("cogsd-")) {
+            out.push_back(p);
+        }
+    }
+    return out;
 }
 
 std::string DevCloud::ServiceUrl(const std::string& part) const {
@@ -208,6 +277,15 @@ std::optional<int> DevCloud::Stop() {
 
 DevCloud::~DevCloud() {
     Stop();
+    // `cogs dev` stops its PostgreSQL; if it was killed instead, the server would outlive the test
+    // (it runs in its own process group): stop it here, as `cogs dev` would have.
+    const std::string pg_data = dir_.empty() ? "" : dir_ + "/postgres/data";
+    if (const pid_t pm = pg_data.empty() ? 0 : PostmasterPid(pg_data); Alive(pm)) {
+        ::kill(pm, SIGINT);  // fast shutdown
+        if (!WaitUntil([&] { return !Alive(pm); }, std::chrono::seconds(10), std::chrono::milliseconds(20))) {
+            ::kill(pm, SIGKILL);
+        }
+    }
     if (!keep_dir_ && !dir_.empty()) {
         std::error_code ec;
         std::filesystem::remove_all(dir_, ec);

@@ -2,7 +2,10 @@
 // a temporary data directory with an ephemeral API port, plus a small synchronous API client.
 //
 // Everything is real: cogsd, cogs-network, cogs-volume and the compute agents run as processes on
-// 127.0.0.1, exactly as a user gets them from `make run`.
+// 127.0.0.1, exactly as a user gets them from `make run`. With DevOptions::store "postgres", cogsd
+// runs as replicas (cogsd-1..N) on a private PostgreSQL cluster that `cogs dev` starts in
+// <data dir>/postgres (cogs/cli/internal/dev.h); replicas() and postgres() say where everything is,
+// for tests and chaos tools that kill a leader or the database.
 //
 // Threading: a DevCloud and its ApiClients are used from one thread (each call runs a private
 // io_context until the answer).
@@ -13,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -58,6 +62,10 @@ struct DevOptions {
     int hosts = 3;
     int boot_ms = 20;
     std::vector<std::string> extra_args;  // passed to `cogs dev`
+    // "sqlite" (one cogsd, as always) or "postgres" (`cogs dev --store postgres --replicas N`).
+    std::string store = "sqlite";
+    int replicas = 0;            // 0: `cogs dev`'s default (1 sqlite, 3 postgres)
+    bool postgres_fsync = true;  // false: --postgres-fsync=false (tests of semantics only)
 };
 
 struct DevProcess {
@@ -65,6 +73,17 @@ struct DevProcess {
     int pid = 0;
     std::string url;
     std::string log;
+};
+
+// The PostgreSQL server of a `cogs dev --store postgres` (dev.json's "postgres"). Its postmaster's
+// pid is also the first line of <data_dir>/postmaster.pid; `cogs dev` restarts it if it dies.
+struct DevPostgres {
+    std::string dir;       // <cogs dev data dir>/postgres: the unix socket's directory
+    std::string data_dir;  // dir/data
+    int port = 0;
+    int pid = 0;  // the postmaster's, as `cogs dev` last wrote it
+    std::string log;
+    std::string conninfo;  // libpq, database cogs
 };
 
 class DevCloud {
@@ -79,23 +98,38 @@ public:
     const std::string& service_token() const { return service_token_; }
     const std::string& data_dir() const { return dir_; }
     const std::vector<DevProcess>& processes() const { return processes_; }
+    // cogsd's processes: the one "cogsd", or the replicas cogsd-1..N, in order (the first serves
+    // api_url()); any of them serves the API.
+    std::vector<DevProcess> replicas() const;
+    // null unless started with store "postgres".
+    const DevPostgres* postgres() const { return postgres_ ? &*postgres_ : nullptr; }
+    // Reads dev.json again (`cogs dev` rewrites it when it restarts a child or PostgreSQL): the
+    // pids of processes(), replicas() and postgres() are then current.
+    Status Reload();
     // The URL of the first process whose name contains `part` ("network", "volume", "compute-2").
     std::string ServiceUrl(const std::string& part) const;
 
     ApiClient Admin() const { return ApiClient(api_url_, admin_token_); }
     ApiClient Service(const std::string& part) const { return ApiClient(ServiceUrl(part), service_token_); }
 
+    // `cogs dev`'s own pid (a test may pause it, SIGSTOP, so that it restarts nothing for a while).
+    int pid() const { return child_.pid(); }
+
     // SIGINT to `cogs dev`; its exit status (nullopt if it had to be killed).
     std::optional<int> Stop();
 
 private:
     DevCloud() = default;
+    // Takes api_url, the processes and postgres from dev.json's text.
+    Status Parse(const std::string& text);
     runtime::Child child_;
     std::string dir_;
     std::string api_url_;
+    std::string admin_token_file_;
     std::string admin_token_;
     std::string service_token_;
     std::vector<DevProcess> processes_;
+    std::optional<DevPostgres> postgres_;
     bool keep_dir_ = false;
 };
 

@@ -1,4 +1,5 @@
-// `cogs dev [--data-dir .cogs] [--port 8780] [--hosts 3] [--boot-ms 200] [--volume-driver file]`:
+// `cogs dev [--data-dir .cogs] [--port 8780] [--hosts 3] [--boot-ms 200] [--volume-driver file]
+//           [--store sqlite|postgres] [--replicas N]`:
 // the one-command local cloud. Internal to cogs/cli.
 //
 // 1. Creates D/run, D/logs, and once D/service.token (32 random bytes as hex, mode 0600: the secret
@@ -9,19 +10,37 @@
 //    (D/volume.db, D/volumes), cogsd (--listen 127.0.0.1:<port>, --data-dir D, the service URLs,
 //    --bootstrap-token-file D/admin.token, written on its first start), then cogs-compute-1..N
 //    (hosts host-1..N, AZ nova, --control-url cogsd, --control-token-file D/admin.token).
+//    With --store postgres (replicas, docs/ha.md): first a private PostgreSQL cluster in D/postgres
+//    (pg::Cluster: initdb on the first start only, so the data survives `cogs dev` restarts; its
+//    log D/logs/postgres.log, its port in D/run/postgres.port), then --replicas N (3) cogsd
+//    cogsd-1..N instead of the one cogsd: --store <the cluster's connection string, database cogs>
+//    --replica-id cogsd-<i> --data-dir D/cogsd-<i>, port file D/run/cogsd-<i>.port, cogsd-1 on
+//    --port and the others on free ports (kept across their restarts), each with
+//    --bootstrap-token-file D/admin.token (the first leader writes it), and --leader-ttl-ms 1000
+//    --leader-renew-ms 200 unless --cogsd-arg sets either; every compute agent gets every replica's
+//    URL (--control-url, repeated), so its heartbeats follow a failover.
 // 3. Waits until GET /v1/hosts shows the N hosts up, then seeds through the API, idempotently (by
 //    name): flavors m1.tiny (1 vCPU, 512 MiB, 1 GiB) and m1.small (1, 2048, 20), image cirros,
 //    project demo.
-// 4. Prints the endpoint, the admin token and `export COGS_URL=... COGS_TOKEN=...`; writes D/dev.json
-//    atomically: api_url, data_dir, admin_token_file, supervisor_pid, processes [{name, pid, url, log}].
+// 4. Prints the endpoint, the admin token and `export COGS_URL=... COGS_TOKEN=...` (with replicas:
+//    every replica's URL, any of which serves the API, and the database); writes D/dev.json
+//    atomically: api_url (the first replica's), api_urls (every replica's), store, data_dir,
+//    admin_token_file, supervisor_pid, processes [{name, pid, url, log}] and, with postgres,
+//    postgres {dir, data_dir, port, pid, log, conninfo, url}.
 // 5. Supervises in the foreground: a child that exits is logged (with its log tail) and restarted on
 //    the same port after a backoff (0.5 s doubling to 30 s; reset after 30 s of good run), and
-//    dev.json is rewritten. SIGINT/SIGTERM (or the parent's death): the children are stopped in
-//    reverse order (SIGTERM, 5 s, SIGKILL), dev.json is removed, exit 0.
+//    dev.json is rewritten. A replica that exits 75 (deposed: it lost its leader lease) is restarted
+//    after 0.5 s, without delay growth, and comes back as a follower. A PostgreSQL server that dies
+//    is restarted the same way (same port and directory; pg::Cluster::Restart).
+//    SIGINT/SIGTERM (or the parent's death): the children are stopped in reverse order (SIGTERM,
+//    5 s, SIGKILL), then PostgreSQL (fast shutdown, 10 s, then killed), dev.json is removed, exit 0.
+//    A `cogs dev` that is SIGKILLed cannot stop PostgreSQL (which runs in its own process group):
+//    the next `cogs dev` on that directory says so (kill -INT <pid> from D/postgres/data/postmaster.pid).
 //
 // Restarted on the same data directory it comes back with everything (the state is in the
 // databases, the admin token in D/admin.token, the API on the same port unless --port 0, which picks
-// a free one each time; tests use it and read dev.json).
+// a free one each time; tests use it and read dev.json). --store must stay the same: the SQLite and the
+// PostgreSQL stores of one data dir are two separate clouds.
 #pragma once
 
 #include <cstdint>
@@ -39,6 +58,9 @@ struct DevOptions {
     std::string volume_driver = "file";
     int start_timeout_s = 60;             // per child: its port file, then the hosts up
     std::vector<std::string> cogsd_args;  // appended to cogsd's (e.g. --lease-ttl-ms=1000)
+    std::string store = "sqlite";         // or "postgres": replicas on a private PostgreSQL cluster
+    int replicas = 0;                     // cogsd replicas; 0: 1 with sqlite (more refused), 3 with postgres
+    bool postgres_fsync = true;           // off: faster commits, lost only if the machine crashes
 };
 
 // Starts the services, cogsd and the compute hosts as children, seeds the catalog, prints the

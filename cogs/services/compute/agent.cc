@@ -25,6 +25,22 @@ bool WorthLogging(uint64_t consecutive) { return (consecutive & (consecutive - 1
 // resource they are about.
 spdlog::logger& AgentLog() { return observe::Log("agent"); }
 
+// Whether the failure says "try another replica": no answer at all, or a gateway's or an unavailable
+// replica's (a follower without a leader, a leader without its lease, a replica starting up).
+bool Failover(const Result<http::Response>& r) {
+    return !r || r->status == 502 || r->status == 503 || r->status == 504;
+}
+
+// A 503 {"code":"no_leader"}: a replica that found nobody leading (agent.h: extends a held lease).
+bool NoLeader(const Result<http::Response>& r) {
+    if (!r || r->status != 503) {
+        return false;
+    }
+    const json::object body = wire::ParseObject(r->body);
+    const json::value* code = body.if_contains("code");
+    return code != nullptr && code->is_string() && code->as_string() == "no_leader";
+}
+
 std::string Describe(const Result<http::Response>& r) {
     if (!r) {
         return r.error().ToString();
@@ -69,11 +85,12 @@ Result<std::pair<std::string, uint16_t>> ParseHttpUrl(const std::string& url) {
 
 class HostAgent::Impl : public std::enable_shared_from_this<Impl> {
 public:
-    Impl(boost::asio::io_context& io, AgentOptions options, std::unique_ptr<http::Client> client)
+    Impl(boost::asio::io_context& io, AgentOptions options,
+         std::vector<std::unique_ptr<http::Client>> clients)
         : io_(io),
           options_(std::move(options)),
           clock_(options_.clock != nullptr ? *options_.clock : runtime::SystemClock()),
-          client_(std::move(client)) {
+          clients_(std::move(clients)) {
         for (const HostSpec& spec : options_.hosts) {
             auto h = std::make_unique<Host>(clock_, io_);
             h->name = spec.name;
@@ -109,7 +126,7 @@ public:
             h->lease_timer->Cancel();
         }
         // Outstanding requests complete with kCancelled on io's next turn; they find stopped_ set.
-        client_.reset();
+        clients_.clear();
     }
 
     const AgentStats& stats() const { return stats_; }
@@ -127,6 +144,7 @@ public:
         }
         return n;
     }
+    const std::string& current_url() const { return options_.control_urls[current_]; }
 
 private:
     struct Host {
@@ -137,12 +155,15 @@ private:
         std::string target;                     // /v1/hosts/{name}
         std::unique_ptr<runtime::Timer> timer;  // the next registration attempt or heartbeat
         bool registered = false;
-        Duration backoff{};
-        uint64_t failures = 0;  // consecutive, of the current phase
+        Duration backoff{};        // of the next registration attempt, or of a failed heartbeat's retry
+        uint64_t failures = 0;     // consecutive, of the current phase
+        uint64_t unavailable = 0;  // consecutive heartbeats that failed over (several urls)
         SteadyTime next_heartbeat{};
         // The lease (with a link): held until lease_until; ttl is the control plane's last word.
         std::unique_ptr<runtime::Timer> lease_timer;
         SteadyTime last_acked_send{};
+        SteadyTime last_renewal{};     // the send time of the last request answered 2xx
+        bool no_leader_spent = false;  // no_leader_limit passed (logged once)
         SteadyTime lease_until{};
         Duration ttl{};
         bool fenced = false;
@@ -173,17 +194,56 @@ private:
 
     // The exchange's deadline is the machine's: http::Client times out on real time, whatever clock
     // the agent's timers run on.
-    SteadyTime RequestDeadline() const { return SteadyClock::now() + options_.request_timeout; }
+    // With several control planes, one that hangs (a frozen replica) must not use up the lease
+    // before the next is tried: half a heartbeat at most, then the next url.
+    SteadyTime RequestDeadline() const {
+        Duration timeout = options_.request_timeout;
+        if (options_.control_urls.size() > 1) {
+            timeout = std::min<Duration>(timeout, options_.heartbeat_interval / 2);
+        }
+        return SteadyClock::now() + timeout;
+    }
+
+    // Sends `request` for host h to the current control url; `done(h, answer, send time)` on io
+    // unless stopped by then. A failure that calls for another replica moves to the next url.
+    void Send(Host& h, http::Request request,
+              void (Impl::*done)(Host&, const Result<http::Response>&, SteadyTime)) {
+        const SteadyTime sent = clock_.Now();
+        const size_t at = current_;
+        clients_[at]->Send(std::move(request), RequestDeadline(),
+                           [self = shared_from_this(), host = &h, sent, at, done](Result<http::Response> r) {
+                               if (self->stopped_) {
+                                   return;
+                               }
+                               self->Answered(at, r);
+                               (self.get()->*done)(*host, r, sent);
+                           });
+    }
+
+    // Round-robin over the control urls (agent.h): only a failure of the current one moves it.
+    void Answered(size_t at, const Result<http::Response>& r) {
+        if (!Failover(r)) {
+            if (at == current_) {
+                failovers_in_a_row_ = 0;
+            }
+            return;
+        }
+        if (clients_.size() < 2 || at != current_) {
+            return;
+        }
+        current_ = (current_ + 1) % clients_.size();
+        ++stats_.failovers;
+        ++failovers_in_a_row_;
+        if (WorthLogging(failovers_in_a_row_)) {
+            AgentLog().warn("compute agent: control plane {} failed ({}): trying {} ({} moves in a row)",
+                            options_.control_urls[at], Describe(r), options_.control_urls[current_],
+                            failovers_in_a_row_);
+        }
+    }
 
     void Register(Host& h) {
         ++stats_.registrations_sent;
-        const SteadyTime sent = clock_.Now();
-        client_->Send(MakeRequest("PUT", h.target, h.body), RequestDeadline(),
-                      [self = shared_from_this(), host = &h, sent](Result<http::Response> r) {
-                          if (!self->stopped_) {
-                              self->Registered(*host, r, sent);
-                          }
-                      });
+        Send(h, MakeRequest("PUT", h.target, h.body), &Impl::Registered);
     }
 
     void Registered(Host& h, const Result<http::Response>& r, SteadyTime sent) {
@@ -199,6 +259,7 @@ private:
             }
             h.registered = true;
             h.failures = 0;
+            h.unavailable = 0;
             h.backoff = options_.min_backoff;
             h.next_heartbeat = clock_.Now() + Interval(h);
             After(h, h.next_heartbeat, &Impl::Heartbeat);
@@ -206,6 +267,10 @@ private:
         }
         ++stats_.registration_failures;
         ++h.failures;
+        if (NoLeader(r)) {
+            ++stats_.no_leader;
+            Extended(h, sent);
+        }
         const int status = r ? r->status : 0;
         const bool definitive =
             status >= 400 && status < 500 && status != 401 && status != 403 && status != 408 && status != 429;
@@ -235,15 +300,9 @@ private:
 
     void Heartbeat(Host& h) {
         ++stats_.heartbeats_sent;
-        const SteadyTime sent = clock_.Now();
-        h.next_heartbeat = sent + Interval(h);
+        h.next_heartbeat = clock_.Now() + Interval(h);
         std::string body = options_.link != nullptr ? options_.link->HeartbeatBody(h.name) : "{}";
-        client_->Send(MakeRequest("POST", h.target + "/heartbeat", std::move(body)), RequestDeadline(),
-                      [self = shared_from_this(), host = &h, sent](Result<http::Response> r) {
-                          if (!self->stopped_) {
-                              self->HeartbeatDone(*host, r, sent);
-                          }
-                      });
+        Send(h, MakeRequest("POST", h.target + "/heartbeat", std::move(body)), &Impl::HeartbeatDone);
     }
 
     void HeartbeatDone(Host& h, const Result<http::Response>& r, SteadyTime sent) {
@@ -254,6 +313,7 @@ private:
             AgentLog().warn("compute agent: control plane forgot host {}: registering again", h.name);
             h.registered = false;
             h.failures = 0;
+            h.backoff = options_.min_backoff;
             Register(h);
             return;
         }
@@ -265,12 +325,40 @@ private:
                                 h.name, h.failures);
             }
             h.failures = 0;
+            h.unavailable = 0;
+            h.backoff = options_.min_backoff;
         } else {
             ++stats_.heartbeat_failures;
             ++h.failures;
+            const bool no_leader = NoLeader(r);
+            if (no_leader) {
+                ++stats_.no_leader;
+                Extended(h, sent);
+            }
             if (WorthLogging(h.failures)) {
-                AgentLog().warn("compute agent: heartbeat of host {} failed ({} in a row): {}", h.name,
-                                h.failures, Describe(r));
+                if (no_leader) {
+                    AgentLog().info(
+                        "compute agent: heartbeat of host {} answered no_leader ({} in a row): the control "
+                        "plane is between leaders; the host keeps its lease meanwhile",
+                        h.name, h.failures);
+                } else {
+                    AgentLog().warn("compute agent: heartbeat of host {} failed ({} in a row): {}", h.name,
+                                    h.failures, Describe(r));
+                }
+            }
+            if (clients_.size() > 1 && Failover(r)) {
+                // Another replica may answer: the next url at once; after a whole round of failures,
+                // a short backoff (agent.h). A lease must not run out while one replica could renew it.
+                if (++h.unavailable % clients_.size() != 0) {
+                    Heartbeat(h);
+                    return;
+                }
+                const SteadyTime retry = clock_.Now() + h.backoff;
+                h.backoff =
+                    std::min<Duration>(h.backoff * 2, std::chrono::duration_cast<Duration>(Interval(h) / 2));
+                h.next_heartbeat = std::min(h.next_heartbeat, retry);
+            } else {
+                h.unavailable = 0;
             }
         }
         // At the pace of heartbeat_interval from the last send; at once if a slow answer used it up.
@@ -296,15 +384,11 @@ private:
             acks && answer.contains("acked_seq") && seq >= 0) {
             options_.link->Acknowledged(h.name, static_cast<uint64_t>(seq));
         }
-        if (sent < h.last_acked_send) {
-            return;  // an older request answered late: the newer answer already set the lease
+        h.last_renewal = std::max(h.last_renewal, sent);
+        if (!Hold(h, sent)) {
+            return;
         }
-        h.last_acked_send = sent;
-        h.lease_until = sent + h.ttl;  // with T as last answered (it may shorten the lease)
         const SteadyTime now = clock_.Now();
-        if (now >= h.lease_until) {
-            return;  // answered too late to hold anything: the lease is over already
-        }
         if (h.fenced) {
             h.fenced = false;
             options_.link->SetFenced(h.name, false);
@@ -319,6 +403,44 @@ private:
             }
             h.ever_leased = true;
         }
+        ArmLeaseTimer(h);
+    }
+
+    // A no_leader answer to a request sent at `sent`: a lease the host holds lasts until sent + T,
+    // T unchanged, for no_leader_limit after the last renewal; a fenced host stays fenced (agent.h).
+    void Extended(Host& h, SteadyTime sent) {
+        if (options_.link == nullptr || h.fenced) {
+            return;
+        }
+        if (sent - h.last_renewal > options_.no_leader_limit) {
+            if (!h.no_leader_spent) {
+                h.no_leader_spent = true;
+                AgentLog().warn(
+                    "compute agent: host {} has had no renewal from a leader for {} ms: no_leader answers "
+                    "no longer extend its lease",
+                    h.name, std::chrono::duration_cast<Millis>(sent - h.last_renewal).count());
+            }
+            return;
+        }
+        h.no_leader_spent = false;
+        if (Hold(h, sent)) {
+            ArmLeaseTimer(h);
+        }
+    }
+
+    // Moves the lease's end to sent + T; false if that holds nothing (an older request answered
+    // after a newer one, or the moment is past already).
+    bool Hold(Host& h, SteadyTime sent) {
+        if (sent < h.last_acked_send) {
+            return false;  // an older request answered late: the newer answer already set the lease
+        }
+        h.last_acked_send = sent;
+        h.lease_until = sent + h.ttl;  // with T as last answered (it may shorten the lease)
+        // Answered too late to hold anything: the lease is over already.
+        return clock_.Now() < h.lease_until;
+    }
+
+    void ArmLeaseTimer(Host& h) {
         h.lease_timer->Arm(h.lease_until, [self = shared_from_this(), host = &h] {
             if (!self->stopped_) {
                 self->LeaseCheck(*host);
@@ -345,26 +467,34 @@ private:
     boost::asio::io_context& io_;
     AgentOptions options_;
     runtime::Clock& clock_;
-    std::unique_ptr<http::Client> client_;
+    std::vector<std::unique_ptr<http::Client>> clients_;  // one per control url, in its order
+    size_t current_ = 0;                                  // where requests go now
+    uint64_t failovers_in_a_row_ = 0;
     std::vector<std::unique_ptr<Host>> hosts_;
     bool stopped_ = false;
     AgentStats stats_;
 };
 
 Result<std::unique_ptr<HostAgent>> HostAgent::Start(boost::asio::io_context& io, AgentOptions options) {
-    auto endpoint = ParseHttpUrl(options.control_url);
-    if (!endpoint) {
-        return MakeError(endpoint.error());
+    if (options.control_urls.empty()) {
+        return MakeError(ErrorCode::kInvalidArgument, "control url: none given");
     }
     if (options.hosts.empty()) {
         return MakeError(ErrorCode::kInvalidArgument, "hosts: no host to register");
     }
-    http::ClientOptions client_options;
-    client_options.host = endpoint->first;
-    client_options.port = endpoint->second;
-    client_options.max_connections = std::max<size_t>(1, options.max_connections);
-    auto client = http::MakeClient(io, client_options);
-    auto impl = std::make_shared<Impl>(io, std::move(options), std::move(client));
+    std::vector<std::unique_ptr<http::Client>> clients;
+    for (const std::string& url : options.control_urls) {
+        auto endpoint = ParseHttpUrl(url);
+        if (!endpoint) {
+            return MakeError(endpoint.error());
+        }
+        http::ClientOptions client_options;
+        client_options.host = endpoint->first;
+        client_options.port = endpoint->second;
+        client_options.max_connections = std::max<size_t>(1, options.max_connections);
+        clients.push_back(http::MakeClient(io, client_options));
+    }
+    auto impl = std::make_shared<Impl>(io, std::move(options), std::move(clients));
     impl->StartAll();
     return std::unique_ptr<HostAgent>(new HostAgent(std::move(impl)));
 }
@@ -380,5 +510,7 @@ AgentStats HostAgent::stats() const { return impl_->stats(); }
 size_t HostAgent::registered_hosts() const { return impl_->registered(); }
 
 size_t HostAgent::fenced_hosts() const { return impl_->fenced(); }
+
+const std::string& HostAgent::current_control_url() const { return impl_->current_url(); }
 
 }  // namespace cogs::services::compute

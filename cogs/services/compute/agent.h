@@ -18,12 +18,40 @@
 // Every request carries `Authorization: Bearer <token>` (when the token is non-empty) and a deadline
 // of request_timeout.
 //
+// Several control-plane addresses (cogsd replicas on one PostgreSQL database, docs/ha.md): any
+// replica takes any request (a follower forwards it to the leader). The agent sends every request to
+// its current address, one for all hosts. A transport failure (no connection, a broken one, the
+// deadline) or an answer 502, 503 or 504 moves it to the next address of control_urls, round-robin,
+// for the requests sent from then on (a failure of a request sent to an address already left moves
+// nothing: a thousand hosts failing at once move it one step). Any other answer keeps it there. With
+// more than one address a heartbeat that failed so is not left to wait for the next beat: it is sent
+// again at once (to the next address), and once as many in a row have failed as there are addresses
+// (a whole round), after min_backoff, doubling while the failures go on, up to half the interval and
+// never later than the next beat would have gone: a lease must not run out while one replica could
+// renew it. With one address the pace is the interval's, as above.
+//
 // The lease (with a link only): a host holds a lease until (the send time of the last request the
 // control plane answered 2xx, registration or heartbeat) + T, T being the last lease_ttl_ms answered
 // or options.lease_ttl before any. A timer fires at that moment: if no later answer has moved it, the
 // host fences itself (link->SetFenced(host, true): a warn line, stats().fences). The next 2xx
 // answer unfences it (link->SetFenced(host, false): an info line). Every host starts fenced (no lease
 // yet); its first lease unfences it without a line above debug.
+//
+// Agents do not fence while the control plane, not the host, is cut off: an answer 503 with the JSON
+// body {"code": "no_leader"} comes from a replica that reached the database and found no replica
+// leading (a failover under way, or a leader that cannot confirm its own lease). No replica can declare
+// a host down meanwhile, and a new leader waits out its restart grace (at least the leader lease TTL
+// plus the fence window) before it declares anything down, so such an answer extends a lease the
+// host holds exactly as a 2xx would (until its send time + T) — but it acknowledges no report, sets
+// neither T nor the lease epoch, and does not give a lease to a fenced host (only the leader's own
+// answer does: it may carry a new epoch). And only for a bounded time: a request sent more than
+// no_leader_limit after the last renewal answered 2xx extends nothing (a replica that says no_leader
+// for ever, from a stale view of the database, must not keep a host unfenced that a live leader
+// cannot hear from). It still counts as a failed request (the host is not registered by it, the
+// heartbeat is not answered by the leader). Every other failure renews
+// nothing — 503 "not_leader" (a replica that may have been deposed) and "leader_unreachable" (a
+// follower that cannot reach a leader which may well be alive, and may declare this host down) above
+// all: the lease runs out and the host fences.
 //
 // Threading: created, used and destroyed on the thread that runs `io` (one thread). Destroying the
 // agent (or Stop) cancels its timers and requests; nothing of it runs afterwards. It may be destroyed
@@ -50,13 +78,16 @@ class Clock;
 namespace cogs::services::compute {
 
 struct AgentOptions {
-    std::string control_url;    // "http://HOST:PORT" of cogsd (no path; https is not supported)
+    // cogsd's addresses, "http://HOST:PORT" each (no path; https is not supported): one, or every
+    // replica's (in the order they are tried, round-robin, from the first).
+    std::vector<std::string> control_urls;
     std::string token;          // bearer token for the control plane; empty: none sent
     std::string advertise_url;  // where the control plane reaches this process ("url" of every host)
     std::vector<HostSpec> hosts;
     Duration heartbeat_interval = std::chrono::seconds(1);
-    Duration request_timeout = std::chrono::seconds(2);
-    Duration min_backoff = std::chrono::milliseconds(100);
+    Duration request_timeout =
+        std::chrono::seconds(2);  // with several control_urls: at most half a heartbeat
+    Duration min_backoff = std::chrono::milliseconds(100);  // also a failed heartbeat's (several urls)
     Duration max_backoff = std::chrono::seconds(2);
     Duration slow_retry = std::chrono::seconds(5);  // after a definitive refusal of a registration
     size_t max_connections = 8;                     // to the control plane, shared by every host
@@ -64,6 +95,9 @@ struct AgentOptions {
     // "{}" and there is no lease.
     HostLink* link = nullptr;
     Duration lease_ttl = std::chrono::seconds(3);  // until the control plane answers its own
+    // How long after the send of the last renewal a leader answered no_leader answers may still
+    // extend the lease (see above). Keep it below cogsd's --restart-grace-ms minus --lease-ttl-ms.
+    Duration no_leader_limit = std::chrono::seconds(5);
     // The retry, heartbeat and lease timers and every reading of time (send times, lease ends); it
     // must outlive the agent. null: runtime::SystemClock(). The HTTP exchanges themselves, and so
     // request_timeout, run on the machine's clock (http::Client's deadlines).
@@ -77,7 +111,9 @@ struct AgentStats {
     uint64_t registration_failures = 0;
     uint64_t heartbeats_sent = 0;     // each ends as one of the next two (unless stopped)
     uint64_t heartbeats = 0;          // heartbeats answered 2xx
-    uint64_t heartbeat_failures = 0;  // 404s included
+    uint64_t heartbeat_failures = 0;  // 404s and no_leader answers included
+    uint64_t no_leader = 0;           // requests answered 503 no_leader (held leases extended)
+    uint64_t failovers = 0;           // moves to the next control url
     uint64_t reregistrations = 0;     // 404 answers to a heartbeat
     uint64_t fences = 0;              // hosts fenced because their lease ran out
     uint64_t unfences = 0;            // fenced hosts given a lease again (not the first lease)
@@ -86,7 +122,7 @@ struct AgentStats {
 class HostAgent {
 public:
     // Starts registering every host at once (the first requests leave on io's next turn).
-    // kInvalidArgument for a control_url that is not http://HOST:PORT or no hosts.
+    // kInvalidArgument for no control url, one that is not http://HOST:PORT, or no hosts.
     static Result<std::unique_ptr<HostAgent>> Start(boost::asio::io_context& io, AgentOptions options);
 
     ~HostAgent();
@@ -101,6 +137,8 @@ public:
     size_t registered_hosts() const;
     // Hosts fenced now (with a link: no lease yet, or it ran out).
     size_t fenced_hosts() const;
+    // The control url requests go to now.
+    const std::string& current_control_url() const;
 
 private:
     class Impl;

@@ -820,6 +820,7 @@ struct Seen {
     std::string body;
     SteadyTime at;
     int status = 0;  // what it was answered
+    int plane = 0;   // which control plane got it: 0 control_, 1 control2_
 };
 
 class ControlPlaneTest : public ::testing::Test {
@@ -828,9 +829,23 @@ protected:
     static constexpr std::string_view kHeartbeat = "/heartbeat";
 
     void SetUp() override {
-        auto server =
-            http::StartServer(io_, http::ServerOptions{}, [this](http::Request req, http::Respond respond) {
+        auto server = StartControlPlane(0);
+        ASSERT_TRUE(server) << server.error().ToString();
+        control_ = std::move(*server);
+    }
+
+    // A second control plane (a second replica): the agent is given both urls, control_'s first.
+    void AddSecondControlPlane() {
+        auto server = StartControlPlane(1);
+        ASSERT_TRUE(server) << server.error().ToString();
+        control2_ = std::move(*server);
+    }
+
+    Result<std::unique_ptr<http::Server>> StartControlPlane(int plane) {
+        return http::StartServer(
+            io_, http::ServerOptions{}, [this, plane](http::Request req, http::Respond respond) {
                 Seen seen{req.method, req.Path(), "", req.Header("authorization"), req.body, clock_.Now()};
+                seen.plane = plane;
                 seen.host = seen.path.substr(kHostsPrefix.size());
                 if (seen.host.ends_with(kHeartbeat)) {
                     seen.host.resize(seen.host.size() - kHeartbeat.size());
@@ -839,7 +854,7 @@ protected:
                 http::Response r;
                 r.status = seen.status;
                 if (r.status >= 300) {
-                    r.body = R"({"code":"x","message":"no"})";
+                    r.body = R"({"code":")" + error_code_ + R"(","message":"no"})";
                 } else if (r.status != 204) {
                     // A heartbeat's answer renews the lease for lease_ttl_ms and acknowledges reports.
                     r.body = req.method != "POST"
@@ -851,20 +866,26 @@ protected:
                 seen_.push_back(std::move(seen));
                 respond(std::move(r));
             });
-        ASSERT_TRUE(server) << server.error().ToString();
-        control_ = std::move(*server);
     }
 
     void TearDown() override {
         agent_.reset();
         control_->Stop();
+        if (control2_ != nullptr) {
+            control2_->Stop();
+        }
         io_.restart();
         io_.poll();
     }
 
-    // Starts an agent with `options` on the fake clock, against this control plane.
+    std::string UrlOf(const http::Server& s) const { return "http://127.0.0.1:" + std::to_string(s.port()); }
+
+    // Starts an agent with `options` on the fake clock, against this control plane (and the second).
     void StartAgent(AgentOptions options) {
-        options.control_url = "http://127.0.0.1:" + std::to_string(control_->port());
+        options.control_urls = {UrlOf(*control_)};
+        if (control2_ != nullptr) {
+            options.control_urls.push_back(UrlOf(*control2_));
+        }
         options.clock = &clock_;
         options.request_timeout = kit::test_service::kPatience;  // no exchange times out on a slow machine
         auto agent = HostAgent::Start(io_, std::move(options));
@@ -911,7 +932,9 @@ protected:
     runtime::FakeClock clock_;
     boost::asio::io_context io_;
     std::unique_ptr<http::Server> control_;
+    std::unique_ptr<http::Server> control2_;  // null unless AddSecondControlPlane
     std::function<int(const Seen&)> status_;  // what to answer; empty: 200
+    std::string error_code_ = "x";            // the "code" of an answer >= 300
     int64_t lease_ttl_ms_ = 3000;
     int64_t lease_epoch_ = 0;  // 0: as an older control plane, none
     uint64_t acked_seq_ = 0;
@@ -1085,13 +1108,111 @@ TEST_F(AgentTest, DestroyedWhileRequestsAreInFlight) {
     EXPECT_GE(seen_.size(), 1u);
 }
 
+// Two replicas of the control plane: the agent sends to the first until it fails (no answer, or
+// 502/503/504), then to the second, and back. A heartbeat that failed so is sent again at once to the
+// next one, and after a whole round of failures after min_backoff (capped at half the interval)
+// instead of at the next beat. Other answers (500, 4xx) keep it where it is, at its pace.
+TEST_F(AgentTest, FailsOverBetweenControlPlanes) {
+    AddSecondControlPlane();
+    std::map<int, int> answer = {{0, 200}, {1, 200}};  // by plane
+    status_ = [&](const Seen& s) { return answer[s.plane]; };
+    StartAgent();
+    ASSERT_EQ(Puts().size(), 1u);
+    EXPECT_EQ(Puts()[0].plane, 0) << "the first url first";
+    AdvanceBy(20ms);
+    ASSERT_EQ(Beats().size(), 1u);
+    EXPECT_EQ(Beats()[0].plane, 0);
+
+    answer[0] = 503;  // the first replica is unavailable
+    AdvanceBy(20ms);
+    auto beats = Beats();
+    ASSERT_EQ(beats.size(), 3u);
+    EXPECT_EQ(beats[1].plane, 0);
+    EXPECT_EQ(beats[2].plane, 1) << "sent again to the second";
+    EXPECT_EQ(beats[2].at, beats[1].at) << "at once";
+    EXPECT_EQ(beats[2].status, 200);
+    EXPECT_EQ(agent_->current_control_url(), UrlOf(*control2_));
+    AdvanceBy(60ms);
+    beats = Beats();
+    ASSERT_EQ(beats.size(), 6u);
+    for (size_t i = 3; i < beats.size(); ++i) {
+        EXPECT_EQ(beats[i].plane, 1) << i;
+        EXPECT_EQ(beats[i].at - beats[i - 1].at, 20ms) << "back at its pace: " << i;
+    }
+
+    // Both unavailable: a round (both urls at once), then a round every min_backoff (10 ms, which is
+    // also half the interval) rather than every beat.
+    answer[1] = 503;
+    size_t from = Beats().size();
+    AdvanceBy(40ms);
+    beats = Beats();
+    ASSERT_EQ(beats.size(), from + 6);
+    const SteadyTime round = beats[from].at;
+    for (size_t k = 0; k < 6; ++k) {
+        EXPECT_EQ(beats[from + k].plane, k % 2 == 0 ? 1 : 0) << k;
+        EXPECT_EQ(beats[from + k].at - round, Millis(10 * static_cast<int64_t>(k / 2))) << k;
+    }
+
+    answer[0] = 200;
+    answer[1] = 200;
+    AdvanceBy(20ms);
+    const int plane = Beats().back().plane;
+    EXPECT_EQ(Beats().back().status, 200);
+    answer[plane] = 500;  // an error, not an unavailable replica: no move, no hurry
+    from = Beats().size();
+    AdvanceBy(40ms);
+    beats = Beats();
+    ASSERT_EQ(beats.size(), from + 2);
+    EXPECT_EQ(beats[from].plane, plane);
+    EXPECT_EQ(beats[from + 1].plane, plane);
+    EXPECT_EQ(beats[from + 1].at - beats[from].at, 20ms);
+    answer[plane] = 200;
+    AdvanceBy(20ms);
+    EXPECT_EQ(Beats().back().plane, plane) << "still there";
+
+    // The replica in use dies: its connections close, new ones are refused; the beat goes to the other.
+    (plane == 1 ? control2_ : control_)->Stop();
+    io_.restart();
+    io_.poll();
+    from = Beats().size();
+    const uint64_t failures = agent_->stats().heartbeat_failures;
+    AdvanceBy(20ms);
+    beats = Beats();
+    ASSERT_EQ(beats.size(), from + 1) << "the failed beat never reached a server";
+    EXPECT_EQ(beats.back().plane, 1 - plane);
+    EXPECT_EQ(beats.back().status, 200);
+    EXPECT_EQ(agent_->stats().heartbeat_failures, failures + 1);
+    EXPECT_EQ(agent_->current_control_url(), UrlOf(plane == 1 ? *control_ : *control2_));
+    EXPECT_EQ(agent_->stats().registrations, 1u) << "a failover is not a new registration";
+    EXPECT_EQ(Puts().size(), 1u);
+}
+
+// A 502 or 504 moves to the next url too; a registration that fails moves it as well.
+TEST_F(AgentTest, RegistersThroughTheNextControlPlaneWhenTheFirstIsAGatewayError) {
+    AddSecondControlPlane();
+    status_ = [](const Seen& s) { return s.plane == 0 ? 502 : 200; };
+    StartAgent();
+    AdvanceBy(10ms);  // min_backoff
+    auto puts = Puts();
+    ASSERT_EQ(puts.size(), 2u);
+    EXPECT_EQ(puts[0].plane, 0);
+    EXPECT_EQ(puts[1].plane, 1);
+    EXPECT_EQ(agent_->registered_hosts(), 1u);
+    status_ = [](const Seen& s) { return s.plane == 1 ? 504 : 200; };
+    AdvanceBy(20ms);
+    EXPECT_EQ(agent_->current_control_url(), UrlOf(*control_));
+}
+
 TEST(AgentStartTest, RefusesBadOptions) {
     boost::asio::io_context io;
     AgentOptions o;
-    o.control_url = "ftp://x:1";
     o.hosts = {HostSpec{"h1", "nova", 1, 1, 1, {}}};
+    EXPECT_FALSE(HostAgent::Start(io, o)) << "no control url";
+    o.control_urls = {"ftp://x:1"};
     EXPECT_FALSE(HostAgent::Start(io, o));
-    o.control_url = "http://127.0.0.1:1";
+    o.control_urls = {"http://127.0.0.1:1", "http://a"};
+    EXPECT_FALSE(HostAgent::Start(io, o)) << "every url is checked";
+    o.control_urls = {"http://127.0.0.1:1"};
     o.hosts.clear();
     EXPECT_FALSE(HostAgent::Start(io, o));
 }
@@ -1162,6 +1283,7 @@ protected:
             agent.heartbeat_interval = kBeat;
             agent.lease_ttl = 5s;  // until the first heartbeat's answer says 200 ms
             agent.link = link;
+            agent.no_leader_limit = no_leader_limit_;
             StartAgent(agent);
             Settle();
         }
@@ -1240,6 +1362,7 @@ protected:
     const cogs::testing::TempDir dir_{"cogs-compute-lease"};
     observe::Metrics metrics_;  // outlives the service, which counts into it
     bool answering_ = true;
+    Duration no_leader_limit_ = 5s;
     std::unique_ptr<kit::DomainService> service_;
     std::unique_ptr<http::Server> server_;
     std::unique_ptr<http::Client> client_;
@@ -1329,6 +1452,100 @@ TEST_F(LeaseTest, AfterARenewalUnderANewEpochACallSentUnderTheOldOneIsRefused) {
     ASSERT_TRUE(current) << current.error().ToString();
     AdvanceBy(kBoot);
     EXPECT_EQ(StateOf("i1"), "ACTIVE");
+}
+
+// Agents do not fence while the control plane, not the host, is cut off (agent.h): a replica's 503
+// no_leader (a failover under way) extends the lease as a renewal would, for as long as it lasts; a
+// 503 leader_unreachable or not_leader renews nothing, and the host fences at the end of its lease.
+// A fenced host is not unfenced by no_leader: only the leader's own answer lifts a fence.
+TEST_F(LeaseTest, NoLeaderKeepsTheLeaseAndOtherUnavailableAnswersDoNot) {
+    Start(/*leased=*/true);
+    Create("i1", "h1");
+    AdvanceBy(kBeat);
+    auto last_beat_of = [&](const std::string& host) {
+        for (size_t k = seen_.size(); k-- > 0;) {
+            if (seen_[k].host == host && seen_[k].path.ends_with(kHeartbeat)) {
+                return seen_[k].at;
+            }
+        }
+        ADD_FAILURE() << "no heartbeat of " << host;
+        return SteadyTime{};
+    };
+    for (const std::string code : {"leader_unreachable", "not_leader"}) {
+        SCOPED_TRACE(code);
+        answering_ = false;
+        error_code_ = "no_leader";
+        const uint64_t fences = agent_->stats().fences;
+        AdvanceBy(Millis(5 * kTtlMs));
+        EXPECT_FALSE(Fenced("h1")) << "five lease TTLs between leaders";
+        EXPECT_EQ(StateOf("i1"), "ACTIVE");
+        EXPECT_EQ(agent_->stats().fences, fences);
+
+        error_code_ = code;
+        const SteadyTime lease_end = last_beat_of("h1") + Millis(kTtlMs);
+        AdvanceTo(lease_end - 1ms);
+        EXPECT_FALSE(Fenced("h1")) << "held until the last no_leader answer's send + T";
+        AdvanceTo(lease_end);
+        EXPECT_TRUE(Fenced("h1")) << "at the end of its lease";
+        EXPECT_EQ(StateOf("i1"), "FENCED");
+        EXPECT_EQ(agent_->stats().fences, fences + 2) << "h1 and h2";
+
+        error_code_ = "no_leader";
+        AdvanceBy(Millis(2 * kTtlMs));
+        EXPECT_TRUE(Fenced("h1")) << "no_leader lifts no fence";
+
+        answering_ = true;
+        AdvanceBy(kBeat);
+        EXPECT_FALSE(Fenced("h1")) << "the leader's answer does";
+        ASSERT_TRUE(Call("start_instance", R"({"id":"i1","host":"h1"})"));
+        AdvanceBy(kBoot);
+        ASSERT_EQ(StateOf("i1"), "ACTIVE");
+    }
+    EXPECT_GT(agent_->stats().no_leader, 0u);
+}
+
+// no_leader answers extend the lease only within no_leader_limit of the last renewal a leader
+// answered: a replica that says no_leader for ever cannot keep a host unfenced.
+TEST_F(LeaseTest, NoLeaderExtendsTheLeaseForABoundedTimeOnly) {
+    no_leader_limit_ = 300ms;
+    Start(/*leased=*/true);
+    AdvanceBy(kBeat);
+    answering_ = false;
+    error_code_ = "no_leader";
+    const SteadyTime renewed = LastRenewal("h1");
+    // Heartbeats every 25 ms: the last one sent within 300 ms of the renewal, at +300 ms, holds the
+    // lease until +300 + T; those after it extend nothing.
+    AdvanceTo(renewed + 300ms + Millis(kTtlMs) - 1ms);
+    EXPECT_FALSE(Fenced("h1"));
+    AdvanceTo(renewed + 300ms + Millis(kTtlMs));
+    EXPECT_TRUE(Fenced("h1")) << "no_leader_limit + T after the last renewal";
+    answering_ = true;
+    AdvanceBy(kBeat);
+    EXPECT_FALSE(Fenced("h1"));
+    answering_ = false;
+    const SteadyTime again = LastRenewal("h1");
+    AdvanceTo(again + 300ms + Millis(kTtlMs) - 1ms);
+    EXPECT_FALSE(Fenced("h1")) << "a renewal by a leader starts the limit again";
+}
+
+// A no_leader answer acknowledges no report: they are sent again until the leader answers.
+TEST_F(LeaseTest, NoLeaderAcknowledgesNoReport) {
+    Start(/*leased=*/true);
+    Create("i1", "h1");
+    Crash("i1");
+    AdvanceBy(kBackoff + kBoot);
+    const size_t from = seen_.size();
+    AdvanceBy(kBeat);
+    const std::vector<json::object> reports = ReportsSeen("h1", from);
+    ASSERT_EQ(reports.size(), 2u);
+    acked_seq_ = reports[1].at("seq").to_number<uint64_t>();  // what the leader would acknowledge
+    answering_ = false;
+    error_code_ = "no_leader";
+    AdvanceBy(3 * kBeat);
+    EXPECT_EQ(BeatsOf("h1").back().at("reports").as_array().size(), 2u) << "nothing acknowledged";
+    answering_ = true;
+    AdvanceBy(2 * kBeat);
+    EXPECT_TRUE(BeatsOf("h1").back().at("reports").as_array().empty()) << "the leader's answer acknowledges";
 }
 
 TEST_F(LeaseTest, CrashedInstancesRestartAfterTheirBackoffUntilTheSupervisorGivesUp) {
