@@ -35,6 +35,37 @@ std::string ChaosCloud::ProcessUrl(int proc) const {
     return fmt::format("http://127.0.0.1:{}", procs_.at(proc)->port);
 }
 std::string ChaosCloud::ProcessName(int proc) const { return procs_.at(proc)->name; }
+
+std::string ChaosCloud::ReplicaId(int replica) const { return procs_.at(ReplicaProc(replica))->name; }
+
+int ChaosCloud::ReplicaIndex(const std::string& id) const {
+    for (int r = 0; r < replicas(); ++r) {
+        if (ReplicaId(r) == id) {
+            return r;
+        }
+    }
+    return -1;
+}
+
+std::vector<std::string> ChaosCloud::api_urls() const {
+    std::vector<std::string> out;
+    for (int r = 0; r < replicas(); ++r) {
+        out.push_back(ProcessUrl(ReplicaProc(r)));
+    }
+    return out;
+}
+
+RelayHub::Stats ChaosCloud::client_relay_stats() {
+    RelayHub::Stats sum;
+    for (int relay : client_relay_) {
+        const RelayHub::Stats s = relays_->stats(relay);
+        sum.forwarded += s.forwarded;
+        sum.blackholed += s.blackholed;
+        sum.dropped += s.dropped;
+        sum.replies_lost += s.replies_lost;
+    }
+    return sum;
+}
 std::string ChaosCloud::LogPath(int proc) const { return procs_.at(proc)->log; }
 
 Status ChaosCloud::StartProc(Proc& p) {
@@ -96,46 +127,86 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
     const std::vector<std::string> cogsd_flags = FlagArgs(o.cogsd_flags);
     const std::string network_url = c->ProcessUrl(kNetwork);
     const std::string volume_url = c->ProcessUrl(kVolume);
-    Proc& cogsd = make("cogsd", "cogsd", [=](uint16_t port) {
-        std::vector<std::string> argv{"--listen",
-                                      listen(port),
-                                      "--port-file",
-                                      D("run/cogsd.port"),
-                                      "--data-dir",
-                                      D("cogsd"),
-                                      "--network-url",
-                                      network_url,
-                                      "--volume-url",
-                                      volume_url,
-                                      "--service-token-file",
-                                      service_token_file,
-                                      "--bootstrap-token-file",
-                                      D("admin.token")};
-        argv.insert(argv.end(), cogsd_flags.begin(), cogsd_flags.end());
-        return argv;
-    });
-    if (auto s = c->StartProc(cogsd); !s) {
-        return MakeError(s.error());
+    std::string conninfo;
+    if (o.replicas > 0) {
+        // fsync as in production: a chaos run that restarts PostgreSQL must not lean on the page cache.
+        pg::ClusterOptions po;
+        po.dir = D("postgres");
+        po.fsync = o.postgres_fsync;
+        auto pg = pg::Cluster::Start(po, std::chrono::seconds(o.start_timeout_s));
+        if (!pg) {
+            return MakeError(ErrorCode::kUnavailable, "PostgreSQL did not start: " + pg.error().message);
+        }
+        c->pg_ = std::move(*pg);
+        conninfo = c->pg_->ConnInfo();
     }
-    c->api_url_ = c->ProcessUrl(kCogsd);
-    c->client_relay_ = c->relays_->Open(cogsd.port);
-    c->relays_->SetReplyDropRate(c->client_relay_, o.reply_drop_rate, o.seed);
-    c->client_url_ = fmt::format("http://127.0.0.1:{}", c->relays_->ListenPort(c->client_relay_));
+    // cogsd, or its replicas: the first at kCogsd, the others after the agents (below), all started
+    // now (the agents need their ports).
+    std::vector<std::unique_ptr<Proc>> replicas;
+    for (int r = 0; r < std::max(1, o.replicas); ++r) {
+        const std::string name = o.replicas > 0 ? fmt::format("cogsd-{}", r + 1) : "cogsd";
+        replicas.push_back(std::make_unique<Proc>(name, "cogsd", dir, [=](uint16_t port) {
+            std::vector<std::string> argv{"--listen",
+                                          listen(port),
+                                          "--port-file",
+                                          D("run/" + name + ".port"),
+                                          "--data-dir",
+                                          D(name),
+                                          "--network-url",
+                                          network_url,
+                                          "--volume-url",
+                                          volume_url,
+                                          "--service-token-file",
+                                          service_token_file,
+                                          "--bootstrap-token-file",
+                                          D("admin.token")};
+            if (!conninfo.empty()) {
+                // --advertise-url: cogsd's default, http://127.0.0.1:<the port it bound>, which every
+                // restart asks for again.
+                argv.insert(argv.end(), {"--store", conninfo, "--replica-id", name});
+            }
+            argv.insert(argv.end(), cogsd_flags.begin(), cogsd_flags.end());
+            return argv;
+        }));
+        if (auto s = c->StartProc(*replicas.back()); !s) {
+            return MakeError(s.error());
+        }
+    }
+    c->api_url_ = fmt::format("http://127.0.0.1:{}", replicas.front()->port);
+    for (const auto& r : replicas) {
+        c->client_relay_.push_back(c->relays_->Open(r->port));
+        c->relays_->SetReplyDropRate(c->client_relay_.back(), o.reply_drop_rate,
+                                     o.seed + c->client_relay_.size() - 1);
+        c->client_urls_.push_back(
+            fmt::format("http://127.0.0.1:{}", c->relays_->ListenPort(c->client_relay_.back())));
+    }
+    const std::string first_log = replicas.front()->log;
     const bool token = WaitUntil([&] { return runtime::ReadTokenFile(D("admin.token")).has_value(); },
                                  std::chrono::seconds(o.start_timeout_s), 20ms);
     if (!token) {
         return MakeError(ErrorCode::kUnavailable,
-                         "cogsd did not write admin.token:\n" + runtime::TailFile(cogsd.log, 30));
+                         "cogsd did not write admin.token:\n" + runtime::TailFile(first_log, 30));
     }
     c->admin_token_ = *runtime::ReadTokenFile(D("admin.token"));
+    std::vector<uint16_t> replica_ports;
+    for (const auto& r : replicas) {
+        replica_ports.push_back(r->port);
+    }
+    c->replica_proc_.push_back(kCogsd);
+    c->procs_.push_back(std::move(replicas.front()));
 
     const std::vector<std::string> agent_flags = FlagArgs(o.agent_flags);
     for (int i = 0; i < o.hosts; ++i) {
-        c->control_relay_.push_back(c->relays_->Open(cogsd.port));
+        // Relay A per replica: every replica's is a --control-url (the agent tries them in turn).
+        std::vector<std::string> control_urls;
+        c->control_relay_.emplace_back();
+        for (uint16_t port : replica_ports) {
+            c->control_relay_[i].push_back(c->relays_->Open(port));
+            control_urls.push_back(
+                fmt::format("http://127.0.0.1:{}", c->relays_->ListenPort(c->control_relay_[i].back())));
+        }
         c->agent_relay_.push_back(c->relays_->Open(0));  // the agent's port is known once it listens
         c->partitioned_.push_back(false);
-        const std::string control_url =
-            fmt::format("http://127.0.0.1:{}", c->relays_->ListenPort(c->control_relay_[i]));
         const std::string advertise_url =
             fmt::format("http://127.0.0.1:{}", c->relays_->ListenPort(c->agent_relay_[i]));
         const std::string name = fmt::format("cogs-compute-{}", i + 1);
@@ -156,8 +227,6 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
                                           std::to_string(o.agent_vcpus),
                                           "--ram-mb",
                                           std::to_string(o.agent_ram_mb),
-                                          "--control-url",
-                                          control_url,
                                           "--control-token-file",
                                           D("admin.token"),
                                           "--advertise-url",
@@ -166,6 +235,9 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
                                           std::to_string(o.boot_ms),
                                           "--log-level",
                                           "info"};
+            for (const std::string& u : control_urls) {
+                argv.insert(argv.end(), {"--control-url", u});
+            }
             argv.insert(argv.end(), agent_flags.begin(), agent_flags.end());
             return argv;
         });
@@ -174,8 +246,12 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
         }
         c->relays_->SetTarget(c->agent_relay_[i], c->procs_.back()->port);
     }
+    for (size_t r = 1; r < replicas.size(); ++r) {
+        c->replica_proc_.push_back(static_cast<int>(c->procs_.size()));
+        c->procs_.push_back(std::move(replicas[r]));
+    }
     c->frozen_.assign(c->procs_.size(), false);
-    ApiClient api(c->api_url_, c->admin_token_);
+    ApiClient api(c->api_url_, c->admin_token_);  // a follower forwards to the leader
     std::string last;
     const bool up = WaitUntil(
         [&] {
@@ -198,7 +274,7 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
         std::chrono::seconds(o.start_timeout_s), 100ms);
     if (!up) {
         return MakeError(ErrorCode::kUnavailable, "the compute hosts did not come up: " + last + "\n" +
-                                                      runtime::TailFile(c->procs_.back()->log, 20));
+                                                      runtime::TailFile(c->procs_.at(kAgent)->log, 20));
     }
     return c;
 }
@@ -230,6 +306,25 @@ void ChaosCloud::Thaw(int proc) {
 
 bool ChaosCloud::Running(int proc) { return procs_.at(proc)->child.Running(); }
 
+std::optional<int> ChaosCloud::ExitStatus(int proc) const { return procs_.at(proc)->child.exit_status(); }
+
+void ChaosCloud::KillPostgres() {
+    if (pg_ != nullptr) {
+        pg_->Kill();
+    }
+}
+
+Status ChaosCloud::StopPostgres(Duration grace) { return pg_ != nullptr ? pg_->Stop(grace) : Status{}; }
+
+Status ChaosCloud::RestartPostgres() {
+    if (pg_ == nullptr || pg_->Running()) {
+        return {};
+    }
+    return pg_->Restart(std::chrono::seconds(options_.start_timeout_s));
+}
+
+bool ChaosCloud::PostgresRunning() { return pg_ == nullptr || pg_->Running(); }
+
 Status ChaosCloud::Restart(int proc) {
     Proc& p = *procs_.at(proc);
     if (p.child.Running()) {
@@ -239,13 +334,15 @@ Status ChaosCloud::Restart(int proc) {
 }
 
 void ChaosCloud::SetPartitioned(int host, bool partitioned) {
-    relays_->SetPartitioned(control_relay_.at(host), partitioned);
+    for (int relay : control_relay_.at(host)) {
+        relays_->SetPartitioned(relay, partitioned);
+    }
     relays_->SetPartitioned(agent_relay_.at(host), partitioned);
     partitioned_.at(host) = partitioned;
 }
 
 Status ChaosCloud::RestoreAll() {
-    Status out;
+    Status out = RestartPostgres();
     for (size_t i = 0; i < procs_.size(); ++i) {
         Thaw(static_cast<int>(i));
         if (auto s = Restart(static_cast<int>(i)); !s && out) {
@@ -262,10 +359,15 @@ void ChaosCloud::Stop() {
     for (size_t i = 0; i < frozen_.size(); ++i) {
         Thaw(static_cast<int>(i));  // a stopped process would not act on SIGTERM
     }
+    // In reverse order of the handles (replicas 2..N, the agents, cogsd or its first replica, the
+    // services), then the replicas' database.
     for (auto it = procs_.rbegin(); it != procs_.rend(); ++it) {
         if ((*it)->child.pid() > 0) {
             (*it)->child.Stop(5s);
         }
+    }
+    if (pg_ != nullptr) {
+        (void)pg_->Stop(10s);
     }
 }
 

@@ -16,7 +16,46 @@ std::string Str(const json::object& o, const std::string& key) {
     return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
 }
 
-Result<std::vector<json::object>> ListAll(ApiClient& api, const std::string& path, const std::string& key) {
+ControlPlaneClient::ControlPlaneClient(const std::vector<std::string>& urls, const std::string& token) {
+    for (const std::string& url : urls) {
+        clients_.emplace_back(url, token);
+    }
+    slow_until_.assign(clients_.size(), SteadyTime{});
+}
+
+Result<ApiReply> ControlPlaneClient::Call(const std::string& method, const std::string& target,
+                                          const std::string& body,
+                                          const std::vector<std::pair<std::string, std::string>>& headers,
+                                          Duration timeout) {
+    Result<ApiReply> r = MakeError(ErrorCode::kUnavailable, "no control-plane URL");
+    const size_t n = clients_.size();
+    // This call's order: from the current replica on, the slow ones last.
+    std::vector<size_t> order;
+    const SteadyTime now = SteadyClock::now();
+    for (bool slow : {false, true}) {
+        for (size_t i = 0; i < n; ++i) {
+            const size_t c = (current_ + i) % n;
+            if ((now < slow_until_[c]) == slow) {
+                order.push_back(c);
+            }
+        }
+    }
+    for (size_t c : order) {
+        current_ = c;
+        r = clients_[c].Call(method, target, body, headers, timeout);
+        if (r && r->status != 502 && r->status != 503 && r->status != 504) {
+            return r;
+        }
+        if (!r && r.error().code == ErrorCode::kDeadlineExceeded) {
+            slow_until_[c] = SteadyClock::now() + 3s;
+        }
+        current_ = (c + 1) % n;
+    }
+    return r;
+}
+
+Result<std::vector<json::object>> ListAll(ControlPlaneClient& api, const std::string& path,
+                                          const std::string& key) {
     std::vector<json::object> out;
     std::string marker;
     for (;;) {
@@ -47,7 +86,7 @@ Result<std::vector<json::object>> ListAll(ApiClient& api, const std::string& pat
 namespace {
 
 // POSTs `body` and answers the created object under `kind`; an existing one of that name is reused.
-Result<json::object> Ensure(ApiClient& api, const std::string& plural, const std::string& kind,
+Result<json::object> Ensure(ControlPlaneClient& api, const std::string& plural, const std::string& kind,
                             const json::object& body) {
     auto existing = ListAll(api, "/v1/" + plural + "?name=" + Str(body, "name"), plural);
     if (existing && !existing->empty()) {
@@ -65,7 +104,7 @@ Result<json::object> Ensure(ApiClient& api, const std::string& plural, const std
     return r->body.as_object().at(kind).as_object();
 }
 
-Status AwaitActive(ApiClient& api, const std::string& plural, const std::string& kind,
+Status AwaitActive(ControlPlaneClient& api, const std::string& plural, const std::string& kind,
                    const std::string& id) {
     std::string last;
     const bool ok = WaitUntil(
@@ -85,7 +124,7 @@ Status AwaitActive(ApiClient& api, const std::string& plural, const std::string&
 
 }  // namespace
 
-Result<Seeded> SeedCloud(ApiClient& admin) {
+Result<Seeded> SeedCloud(ControlPlaneClient& admin) {
     Seeded s;
     auto who = admin.Call("GET", "/v1/whoami", "", {}, 10s);
     if (!who || who->status != 200 || !who->body.is_object()) {

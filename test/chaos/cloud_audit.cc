@@ -96,7 +96,7 @@ std::string ServiceAction(const std::string& type) {
 class Auditor {
 public:
     Auditor(const ChaosCloud& cloud, const Requested& requested)
-        : cloud_(cloud), requested_(requested), api_(cloud.api_url(), cloud.admin_token()) {}
+        : cloud_(cloud), requested_(requested), api_(cloud.api_urls(), cloud.admin_token()) {}
 
     Result<Audit> Run() {
         for (const char* kind : {"servers", "ports", "volumes", "networks", "subnets"}) {
@@ -415,7 +415,7 @@ private:
 
     const ChaosCloud& cloud_;
     const Requested& requested_;
-    ApiClient api_;
+    ControlPlaneClient api_;
     Audit a_;
     std::map<std::string, std::vector<json::object>> lists_;
     std::map<std::string, std::set<std::string>> ids_;

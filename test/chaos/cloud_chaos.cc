@@ -32,6 +32,7 @@
 #include "test/chaos/chaos_cloud.h"
 #include "test/chaos/cloud_api.h"
 #include "test/chaos/cloud_audit.h"
+#include "test/chaos/ha_checks.h"
 #include "test/support/dev_cloud.h"
 
 namespace cogs::testing {
@@ -90,6 +91,20 @@ struct BurstDone {
     int back_at_kill = 0;
 };
 
+// What happened to cogsd's replicas (`ha`), for the report.
+struct ReplicaCounts {
+    int thawed = 0;                    // leaders frozen and thawed
+    int thawed_exited = 0;             // ... that exited 75 by themselves, as they must
+    int thawed_bad_exit = 0;           // ... that exited otherwise
+    int thawed_alive = 0;              // ... still running `kThawDeadline` after the thaw (killed then)
+    int thawed_leading = 0;            // ... of which still claimed to lead
+    std::vector<double> thaw_exit_s;   // thaw -> exit 75
+    std::map<std::string, int> exits;  // exits the run did not cause, by status ("75": deposed)
+    int crashes = 0;                   // of which not 75
+    std::set<uint64_t> split_leaders;  // tokens two replicas claimed to lead with at once
+    int leader_overlaps = 0;           // rounds where two replicas claimed to lead (tokens differ)
+};
+
 struct Shared {
     std::mutex mu;
     std::shared_ptr<const Snapshot> latest;
@@ -99,7 +114,11 @@ struct Shared {
     std::map<std::string, int> injected;  // kind -> count
     uint64_t samples = 0;
     uint64_t incoherent_samples = 0;
-    std::set<int> frozen;  // hosts whose agent is frozen: the sampler does not read them
+    std::set<int> frozen;           // hosts whose agent is frozen: the sampler does not read them
+    std::set<int> frozen_replicas;  // replicas of cogsd frozen (SIGSTOP): not read either
+    ReplicaCounts replicas;
+    FailoverClock failovers;   // a leader lost -> a mutation answered (thread-safe on its own)
+    FailoverClock pg_outages;  // PostgreSQL killed or stopped -> a mutation answered
     // A burst: the faults thread sets `burst_order`, the workload takes it, sends it, sets
     // `burst_done` and notifies `burst_cv`.
     std::optional<BurstOrder> burst_order;
@@ -166,19 +185,64 @@ void UpdateFailure(HostFailure& f, const Snapshot& s, const std::set<std::string
     }
 }
 
+// Replicas: which of them claim to lead now (their own /metrics; a frozen one is not read). Two at
+// once is expected for a moment (a thawed leader that has not yet found it was replaced: it can no
+// longer write); two with one token would be split brain. Their tokens come from their logs.
+void JudgeLeaders(const ChaosCloud& cloud, std::vector<ApiClient>& replicas, const std::set<int>& frozen,
+                  Shared& sh, const Logger& log) {
+    std::vector<int> claim;
+    for (int r = 0; r < static_cast<int>(replicas.size()); ++r) {
+        if (frozen.count(r) == 0 && ClaimsToLead(replicas[r], 500ms).value_or(false)) {
+            claim.push_back(r);
+        }
+    }
+    if (claim.size() < 2) {
+        return;
+    }
+    std::map<uint64_t, std::vector<std::string>> by_token;
+    for (int r : claim) {
+        const auto tokens = ElectedTokensInLog(cloud.LogPath(cloud.ReplicaProc(r)));
+        by_token[tokens.empty() ? 0 : tokens.back()].push_back(cloud.ReplicaId(r));
+    }
+    std::lock_guard lock(sh.mu);
+    ++sh.replicas.leader_overlaps;
+    for (const auto& [token, ids] : by_token) {
+        if (ids.size() > 1 && sh.replicas.split_leaders.insert(token).second) {
+            log("SPLIT BRAIN: {} claim to lead with one token {}", fmt::join(ids, " and "), token);
+        }
+    }
+    if (by_token.size() > 1) {
+        std::vector<std::string> who;
+        for (const auto& [token, ids] : by_token) {
+            who.push_back(fmt::format("{} (token {})", fmt::join(ids, ", "), token));
+        }
+        log("two replicas claim to lead: {}", fmt::join(who, " and "));
+    }
+}
+
 void RunSampler(const ChaosCloud& cloud, Shared& sh, const Logger& log) {
-    ApiClient api(cloud.api_url(), cloud.admin_token());
+    ControlPlaneClient api(cloud.api_urls(), cloud.admin_token());
     std::vector<ApiClient> agents;
     for (int i = 0; i < cloud.hosts(); ++i) {
         agents.emplace_back(cloud.ProcessUrl(ChaosCloud::kAgent + i), cloud.service_token());
+    }
+    std::vector<ApiClient> replicas;
+    for (int r = 0; cloud.replicated() && r < cloud.replicas(); ++r) {
+        replicas.emplace_back(cloud.ProcessUrl(cloud.ReplicaProc(r)), "");
     }
     while (!sh.stop_sampler) {
         auto snap = std::make_shared<Snapshot>();
         snap->started = SteadyClock::now();
         std::set<int> frozen;
+        std::set<int> frozen_replicas;
         {
             std::lock_guard lock(sh.mu);
             frozen = sh.frozen;
+            frozen_replicas = sh.frozen_replicas;
+        }
+        if (!replicas.empty()) {
+            JudgeLeaders(cloud, replicas, frozen_replicas, sh, log);
+            snap->started = SteadyClock::now();
         }
         for (size_t h = 0; h < agents.size(); ++h) {
             // A frozen agent runs nothing (its instances neither) and would only stall the round.
@@ -261,7 +325,13 @@ enum class Inject {
     kNetworkKill,
     kVolumeKill,
     kServiceFaults,
-    kCrash
+    kCrash,
+    // `ha` only (cogsd's replicas on PostgreSQL), instead of kCogsdKill and kBurstKill:
+    kLeaderKill,
+    kLeaderFreeze,
+    kLeaderBurstKill,
+    kFollowerKill,
+    kPgRestart
 };
 
 const char* Name(Inject k) {
@@ -275,9 +345,21 @@ const char* Name(Inject k) {
         case Inject::kVolumeKill: return "volume_kill";
         case Inject::kServiceFaults: return "service_faults";
         case Inject::kCrash: return "instance_crash";
+        case Inject::kLeaderKill: return "leader_kill";
+        case Inject::kLeaderFreeze: return "leader_freeze";
+        case Inject::kLeaderBurstKill: return "leader_burst_kill";
+        case Inject::kFollowerKill: return "follower_kill";
+        case Inject::kPgRestart: return "pg_restart";
     }
     return "?";
 }
+
+// A failover slower than this fails an `ha` run (the target is 5 s; a loaded machine gets slack).
+constexpr double kFailoverLimitS = 15;
+
+// How long a thawed leader may take to find it was replaced and exit (75): its next lease renewal
+// comes at once, one statement timeout at most; a loaded machine gets slack.
+constexpr Duration kThawDeadline = 10s;
 
 class Faults {
 public:
@@ -287,21 +369,22 @@ public:
           log_(log),
           o_(o),
           rng_(o.seed ^ 0x9e3779b97f4a7c15ULL),
-          api_(cloud.api_url(), cloud.admin_token()),
+          api_(cloud.api_urls(), cloud.admin_token()),
           killed_(cloud.hosts(), false),
-          frozen_(cloud.hosts(), false) {
+          frozen_(cloud.hosts(), false),
+          replica_(cloud.replicas(), Replica::kUp) {
+        for (int r = 0; r < cloud.replicas(); ++r) {
+            replica_api_.emplace_back(cloud.ProcessUrl(cloud.ReplicaProc(r)), cloud.admin_token());
+        }
         // Injections from 5 s to 5 s before the end, 1.5-4 s apart, in seeded shuffled rounds of
-        // every kind (so that even a short run injects each kind once; bursts of both kinds).
-        const std::vector<Inject> round = {Inject::kAgentKill,   Inject::kAgentFreeze, Inject::kPartition,
-                                           Inject::kCogsdKill,   Inject::kBurstKill,   Inject::kBurstKill,
-                                           Inject::kNetworkKill, Inject::kVolumeKill,  Inject::kServiceFaults,
-                                           Inject::kCrash,       Inject::kCrash};
+        // every kind (so that even a short run injects each kind once; bursts of both kinds). With
+        // replicas, the control plane's faults and the others alternate (each list shuffled), so that
+        // a short run has its share of both.
         std::vector<Inject> order;
         double at = 5;
         while (at < o.duration_s - 5) {
             if (order.empty()) {
-                order = round;
-                std::shuffle(order.begin(), order.end(), rng_);
+                order = Round();
             }
             const Inject kind = order.back();
             order.pop_back();
@@ -313,6 +396,7 @@ public:
     // Runs the schedule until stop_faults; pending undo actions are left to RestoreAll.
     void Run() {
         while (!sh_.stop_faults && !queue_.empty()) {
+            SuperviseReplicas();
             const auto due = log_.t0() + std::chrono::duration_cast<Duration>(
                                              std::chrono::duration<double>(queue_.top().at));
             if (SteadyClock::now() < due) {
@@ -325,6 +409,48 @@ public:
         }
     }
 
+    // Replicas (`ha`): restarts one that exited by itself (a deposed leader exits 75 and comes back as
+    // a follower, as under `cogs dev`), counting its exit status; at most every 100 ms.
+    void SuperviseReplicas() {
+        if (!cloud_.replicated() || SteadyClock::now() < next_supervise_) {
+            return;
+        }
+        next_supervise_ = SteadyClock::now() + 100ms;
+        for (int r = 0; r < cloud_.replicas(); ++r) {
+            const int proc = cloud_.ReplicaProc(r);
+            if (replica_[r] == Replica::kUp && !cloud_.Running(proc)) {
+                const int status = cloud_.ExitStatus(proc).value_or(-1);
+                {
+                    std::lock_guard lock(sh_.mu);
+                    ++sh_.replicas.exits[std::to_string(status)];
+                    sh_.replicas.crashes += status == 75 ? 0 : 1;
+                }
+                log_("{} exited by itself (status {}{}); restarting it", cloud_.ReplicaId(r), status,
+                     status == 75 ? ": deposed" : ", NOT the deposed leader's 75");
+                replica_[r] = Replica::kKilled;
+                RestartReplicaLater(r, 0.5);
+            }
+        }
+    }
+
+    // The end of an `ha` run (the schedule stopped): thaws a frozen replica and waits until each
+    // thawed one exited (or kThawDeadline), as during the run. RestoreAll restarts them afterwards.
+    void FinishReplicas() {
+        for (int r = 0; r < cloud_.replicas(); ++r) {
+            if (replica_[r] == Replica::kFrozen) {
+                Thaw(r);
+            }
+        }
+        for (int r = 0; r < cloud_.replicas(); ++r) {
+            while (replica_[r] == Replica::kThawed && !CheckThawed(r)) {
+                std::this_thread::sleep_for(100ms);
+            }
+        }
+    }
+
+    // After ChaosCloud::RestoreAll: every replica runs again (and is supervised as such).
+    void ReplicasRestored() { replica_.assign(replica_.size(), Replica::kUp); }
+
 private:
     struct Item {
         double at;
@@ -334,6 +460,282 @@ private:
     };
 
     void Schedule(double at, std::function<void()> fn) { queue_.push(Item{at, seq_++, std::move(fn)}); }
+
+    // One round of injections, shuffled: every kind once (twice: bursts, crashes). With replicas, the
+    // control plane's own faults alternate with the others.
+    std::vector<Inject> Round() {
+        if (!cloud_.replicated()) {
+            std::vector<Inject> round = {Inject::kAgentKill,   Inject::kAgentFreeze, Inject::kPartition,
+                                         Inject::kCogsdKill,   Inject::kBurstKill,   Inject::kBurstKill,
+                                         Inject::kNetworkKill, Inject::kVolumeKill,  Inject::kServiceFaults,
+                                         Inject::kCrash,       Inject::kCrash};
+            std::shuffle(round.begin(), round.end(), rng_);
+            return round;
+        }
+        std::vector<Inject> control = {Inject::kLeaderKill, Inject::kLeaderFreeze, Inject::kLeaderBurstKill,
+                                       Inject::kFollowerKill, Inject::kPgRestart};
+        std::vector<Inject> other = {Inject::kAgentKill,   Inject::kAgentFreeze, Inject::kPartition,
+                                     Inject::kNetworkKill, Inject::kVolumeKill,  Inject::kServiceFaults,
+                                     Inject::kCrash};
+        std::shuffle(control.begin(), control.end(), rng_);
+        std::shuffle(other.begin(), other.end(), rng_);
+        if (rounds_++ == 0) {
+            // A short run (the ctest's) loses its leader both ways: those two go first (to the back,
+            // where the round takes them from).
+            std::stable_partition(control.begin(), control.end(), [](Inject k) {
+                return k != Inject::kLeaderKill && k != Inject::kLeaderFreeze;
+            });
+        }
+        std::vector<Inject> round;  // taken from the back: control first
+        while (!control.empty() || !other.empty()) {
+            for (auto* list : {&control, &other}) {
+                if (!list->empty()) {
+                    round.push_back(list->back());
+                    list->pop_back();
+                }
+            }
+        }
+        std::reverse(round.begin(), round.end());
+        return round;
+    }
+
+    // Injects `k` again 2 s later if the run goes on that long (a kind whose turn came at a bad moment).
+    void Later(Inject k, const std::string& why) {
+        const bool again = Now() + 2 < o_.duration_s - 5;
+        log_("skip {}: {}{}", Name(k), why, again ? " (again in 2s)" : "");
+        if (again) {
+            Schedule(Now() + 2, [this, k] { Do(k); });
+        }
+    }
+
+    int LiveReplicas() const {
+        return static_cast<int>(std::count(replica_.begin(), replica_.end(), Replica::kUp));
+    }
+
+    // Why a fault of the control plane must wait ("" if it may go now): each is timed alone.
+    std::string ControlPlaneBusy(Inject k) {
+        if (sh_.failovers.Pending()) {
+            return "a failover is being timed";
+        }
+        if (sh_.pg_outages.Pending() || !cloud_.PostgresRunning()) {
+            return "PostgreSQL is down";
+        }
+        const bool frozen = std::any_of(replica_.begin(), replica_.end(), [](Replica r) {
+            return r == Replica::kFrozen || r == Replica::kThawed;
+        });
+        if ((k == Inject::kPgRestart || k == Inject::kLeaderFreeze) && frozen) {
+            return "a replica is frozen";  // its thaw is judged with its database up
+        }
+        if (k != Inject::kPgRestart && LiveReplicas() < 2) {
+            return "only one replica runs";
+        }
+        return "";
+    }
+
+    // The replica that leads, as any live replica answers GET /v1/replicas; -1 if none does (or the
+    // one named is not one the run keeps up).
+    int FindLeader() {
+        for (int r = 0; r < cloud_.replicas(); ++r) {
+            if (replica_[r] != Replica::kUp) {
+                continue;
+            }
+            auto id = LeaderId(replica_api_[r], 2s);
+            if (!id) {
+                continue;
+            }
+            const int leader = cloud_.ReplicaIndex(*id);
+            return leader >= 0 && replica_[leader] == Replica::kUp ? leader : -1;
+        }
+        return -1;
+    }
+
+    void RestartReplicaLater(int r, double after) {
+        Schedule(Now() + after, [this, r] {
+            // A replica waits for its database before it listens: not while PostgreSQL is down.
+            if (!cloud_.PostgresRunning()) {
+                RestartReplicaLater(r, 0.5);
+                return;
+            }
+            if (auto s = cloud_.Restart(cloud_.ReplicaProc(r)); !s) {
+                log_("restart of {} FAILED: {}", cloud_.ReplicaId(r), s.error().message);
+                RestartReplicaLater(r, 1);
+                return;
+            }
+            replica_[r] = Replica::kUp;
+            log_("restarted {}", cloud_.ReplicaId(r));
+        });
+    }
+
+    void Thaw(int r) {
+        cloud_.Thaw(cloud_.ReplicaProc(r));
+        {
+            std::lock_guard lock(sh_.mu);
+            sh_.frozen_replicas.erase(r);
+            ++sh_.replicas.thawed;
+        }
+        replica_[r] = Replica::kThawed;
+        thawed_at_[r] = SteadyClock::now();
+        log_("thawed {} (SIGCONT): it must find it was replaced and exit 75", cloud_.ReplicaId(r));
+    }
+
+    // A thawed leader: true once judged (it exited, or kThawDeadline passed: then it is killed), its
+    // restart scheduled.
+    bool CheckThawed(int r) {
+        const int proc = cloud_.ReplicaProc(r);
+        const double after = Seconds(SteadyClock::now() - thawed_at_[r]);
+        if (!cloud_.Running(proc)) {
+            const int status = cloud_.ExitStatus(proc).value_or(-1);
+            {
+                std::lock_guard lock(sh_.mu);
+                if (status == 75) {
+                    ++sh_.replicas.thawed_exited;
+                    sh_.replicas.thaw_exit_s.push_back(after);
+                } else {
+                    ++sh_.replicas.thawed_bad_exit;
+                }
+            }
+            log_("thawed {} exited {:.2f}s after SIGCONT with status {}{}", cloud_.ReplicaId(r), after,
+                 status, status == 75 ? " (deposed), as it must" : ": NOT 75");
+        } else if (SteadyClock::now() - thawed_at_[r] > kThawDeadline) {
+            ApiClient direct(cloud_.ProcessUrl(proc), "");
+            const std::optional<bool> leads = ClaimsToLead(direct, 2s);
+            {
+                std::lock_guard lock(sh_.mu);
+                ++sh_.replicas.thawed_alive;
+                sh_.replicas.thawed_leading += leads.value_or(false) ? 1 : 0;
+            }
+            log_("THAWED LEADER DID NOT EXIT: {} still runs {:.1f}s after SIGCONT ({}); killing it",
+                 cloud_.ReplicaId(r), after,
+                 !leads   ? "its /metrics does not answer"
+                 : *leads ? "it STILL CLAIMS TO LEAD"
+                          : "as a follower");
+            cloud_.Kill(proc);
+        } else {
+            return false;
+        }
+        replica_[r] = Replica::kKilled;
+        RestartReplicaLater(r, 0.5);
+        return true;
+    }
+
+    void WatchThawed(int r) {
+        if (!CheckThawed(r)) {
+            Schedule(Now() + 0.1, [this, r] { WatchThawed(r); });
+        }
+    }
+
+    // The control plane's faults (`ha`); false if skipped.
+    bool DoControlPlane(Inject k) {
+        if (const std::string busy = ControlPlaneBusy(k); !busy.empty()) {
+            Later(k, busy);
+            return false;
+        }
+        if (k == Inject::kPgRestart) {
+            const bool kill = rng_() % 2 == 0;
+            const double pause = Uniform(0.5, 3.0);
+            Status stopped;
+            if (kill) {
+                cloud_.KillPostgres();
+            } else {
+                stopped = cloud_.StopPostgres(5s);
+            }
+            // Timed from the moment it is down (a commit it made while going down may still be
+            // answered after the kill began).
+            sh_.pg_outages.Lost(kill ? "pg_kill" : "pg_stop", SteadyClock::now());
+            log_("inject pg_restart: {} PostgreSQL{}, back in {:.1f}s",
+                 kill ? "SIGKILL" : "stop (fast shutdown)",
+                 stopped ? "" : " (" + stopped.error().message + ")", pause);
+            RestartPostgresLater(pause);
+            return true;
+        }
+        const int leader = FindLeader();
+        if (leader < 0) {
+            Later(k, "no replica leads");
+            return false;
+        }
+        if (k == Inject::kFollowerKill) {
+            std::vector<int> followers;
+            for (int r = 0; r < cloud_.replicas(); ++r) {
+                if (r != leader && replica_[r] == Replica::kUp) {
+                    followers.push_back(r);
+                }
+            }
+            const int r = followers[rng_() % followers.size()];  // LiveReplicas() >= 2
+            cloud_.Kill(cloud_.ReplicaProc(r));
+            replica_[r] = Replica::kKilled;
+            const double pause = Uniform(1.0, 5.0);
+            log_("inject follower_kill: SIGKILL {} (follower of {}), back in {:.1f}s", cloud_.ReplicaId(r),
+                 cloud_.ReplicaId(leader), pause);
+            RestartReplicaLater(r, pause);
+            return true;
+        }
+        const int proc = cloud_.ReplicaProc(leader);
+        if (k == Inject::kLeaderKill) {
+            cloud_.Kill(proc);
+            sh_.failovers.Lost(Name(k), SteadyClock::now());
+            replica_[leader] = Replica::kKilled;
+            const double pause = Uniform(0.5, 3.0);
+            log_("inject leader_kill: SIGKILL {} (the leader), back in {:.1f}s", cloud_.ReplicaId(leader),
+                 pause);
+            RestartReplicaLater(leader, pause);
+            return true;
+        }
+        if (k == Inject::kLeaderFreeze) {
+            {
+                std::lock_guard lock(sh_.mu);
+                sh_.frozen_replicas.insert(leader);
+            }
+            cloud_.Freeze(proc);
+            sh_.failovers.Lost(Name(k), SteadyClock::now());
+            replica_[leader] = Replica::kFrozen;
+            const double length = Uniform(5, 15);
+            log_("inject leader_freeze: SIGSTOP {} (the leader) for {:.1f}s", cloud_.ReplicaId(leader),
+                 length);
+            Schedule(Now() + length, [this, leader] {
+                Thaw(leader);
+                WatchThawed(leader);
+            });
+            return true;
+        }
+        // kLeaderBurstKill: the leader dies amid a burst of the workload's (as kBurstKill).
+        const BurstKind kind = bursts_++ % 2 == 0 ? BurstKind::kCreates : BurstKind::kChanges;
+        std::optional<BurstDone> done;
+        {
+            std::unique_lock lock(sh_.mu);
+            sh_.burst_done.reset();
+            sh_.burst_order =
+                BurstOrder{kind, static_cast<int>(rng_() % static_cast<uint64_t>(o_.burst)), [this, proc] {
+                               cloud_.Kill(proc);
+                               sh_.failovers.Lost("leader_burst_kill", SteadyClock::now());
+                           }};
+            sh_.burst_cv.wait_for(lock, 60s, [&] { return sh_.burst_done || sh_.stop_faults; });
+            sh_.burst_order.reset();
+            done = sh_.burst_done;
+        }
+        if (!done || !done->killed) {
+            log_("skip {}: the workload sent no burst", Name(k));
+            return false;
+        }
+        replica_[leader] = Replica::kKilled;
+        const double pause = Uniform(0.5, 3.0);
+        log_("inject {} (SIGKILL {}, the leader, once {} of a burst of {} {} came back; back in {:.1f}s)",
+             Name(k), cloud_.ReplicaId(leader), done->back_at_kill, done->size,
+             kind == BurstKind::kCreates ? "creates" : "deletes, attaches, detaches and power actions",
+             pause);
+        RestartReplicaLater(leader, pause);
+        return true;
+    }
+
+    void RestartPostgresLater(double after) {
+        Schedule(Now() + after, [this] {
+            if (auto s = cloud_.RestartPostgres(); !s) {
+                log_("restart of PostgreSQL FAILED: {}; again in 1s", s.error().message);
+                RestartPostgresLater(1);
+                return;
+            }
+            log_("restarted PostgreSQL");
+        });
+    }
     double Now() const { return Seconds(SteadyClock::now() - log_.t0()); }
     double Uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng_); }
 
@@ -404,6 +806,15 @@ private:
 
     void Do(Inject k) {
         switch (k) {
+            case Inject::kLeaderKill:
+            case Inject::kLeaderFreeze:
+            case Inject::kLeaderBurstKill:
+            case Inject::kFollowerKill:
+            case Inject::kPgRestart:
+                if (!DoControlPlane(k)) {
+                    return;
+                }
+                break;
             case Inject::kAgentKill:
             case Inject::kAgentFreeze:
             case Inject::kPartition: {
@@ -586,11 +997,18 @@ private:
     const Logger& log_;
     const CloudChaosOptions& o_;
     std::mt19937_64 rng_;
-    ApiClient api_;
+    ControlPlaneClient api_;
     std::vector<bool> killed_;
     std::vector<bool> frozen_;
     int never_restarted_ = 0;
     int bursts_ = 0;
+    int rounds_ = 0;
+    // Replicas (`ha`): what the run did to each (kKilled: dead, a restart scheduled).
+    enum class Replica { kUp, kKilled, kFrozen, kThawed };
+    std::vector<Replica> replica_;
+    std::map<int, SteadyTime> thawed_at_;
+    std::vector<ApiClient> replica_api_;  // each replica directly, admin token
+    SteadyTime next_supervise_{};
     uint64_t seq_ = 0;
     std::priority_queue<Item, std::vector<Item>, std::greater<>> queue_;
 };
@@ -700,6 +1118,7 @@ struct Op {
     bool terminal = false;
     std::string outcome;
     bool burst = false;
+    int replica = 0;                 // the replica its next try (or echo) goes to
     std::optional<Answered> answer;  // the first 2xx answer
     // An echo: the request sent once more with its key after its 2xx answer; the answer must be the
     // same. Due at echo_at while echo_due.
@@ -741,10 +1160,14 @@ public:
           seeded_(seeded),
           o_(o),
           rng_(o.seed),
-          url_(cloud.client_url()),
+          urls_(cloud.client_urls()),
           token_(cloud.admin_token()),
-          api_(url_, token_),
-          hosts_(cloud.hosts()) {}
+          hosts_(cloud.hosts()) {
+        for (const std::string& url : urls_) {
+            apis_.emplace_back(url, token_);
+        }
+        avoid_until_.assign(urls_.size(), SteadyTime{});
+    }
 
     // Starts a new operation chosen from what exists now.
     void StartOne() {
@@ -773,18 +1196,21 @@ public:
         }
         const int kill_after = std::min(order.kill_after, done.size - 1);
         std::vector<std::optional<Result<ApiReply>>> replies(burst.size());
+        std::vector<SteadyTime> sent(burst.size());
         std::latch go(1);
         std::atomic<int> back{0};
         std::vector<std::thread> threads;
         for (size_t i = 0; i < burst.size(); ++i) {
-            threads.emplace_back([this, &go, &replies, &back, &order, kill_after, i, op = ops_[burst[i]]] {
-                ApiClient api(url_, token_);
-                go.wait();
-                replies[i] = Attempt(api, op);
-                if (++back == kill_after) {
-                    order.kill();
-                }
-            });
+            threads.emplace_back(
+                [this, &go, &replies, &sent, &back, &order, kill_after, i, op = ops_[burst[i]]] {
+                    ApiClient api(urls_[op.replica], token_);
+                    go.wait();
+                    sent[i] = SteadyClock::now();
+                    replies[i] = Attempt(api, op);
+                    if (++back == kill_after) {
+                        order.kill();
+                    }
+                });
         }
         go.count_down();
         if (kill_after == 0) {
@@ -801,7 +1227,7 @@ public:
             Op& op = ops_[burst[i]];
             ++op.attempts;
             unanswered += *replies[i] ? 0 : 1;
-            Handle(op, *replies[i]);
+            Handle(op, *replies[i], sent[i]);
         }
         counts_.burst_ops += static_cast<int>(burst.size());
         counts_.burst_unanswered += unanswered;
@@ -1042,10 +1468,32 @@ private:
             }
         }
         op.key = fmt::format("chaos-{}-{}", o_.seed, ops_.size());
+        op.replica = Pick(next_replica_++);
         op.trace_id = fmt::format("{:016x}{:016x}", o_.seed + 1, ops_.size() + 1);
         op.first_sent = SteadyClock::now();
         SetBusy(op, true);
         return op;
+    }
+
+    // The replica `from` (mod their number), or the next one that has not timed out lately: what a
+    // load balancer's passive health check does. A frozen replica accepts connections and answers
+    // nothing: without this, every try sent there would stall the workload for its whole deadline.
+    int Pick(int from) const {
+        const int n = static_cast<int>(apis_.size());
+        const auto now = SteadyClock::now();
+        for (int i = 0; i < n; ++i) {
+            const int r = (from + i) % n;
+            if (now >= avoid_until_[r]) {
+                return r;
+            }
+        }
+        return from % n;
+    }
+
+    void Judge(int replica, const Result<ApiReply>& r, SteadyTime now) {
+        if (!r && r.error().code == ErrorCode::kDeadlineExceeded && apis_.size() > 1) {
+            avoid_until_[replica] = now + 3s;
+        }
     }
 
     void SetBusy(const Op& op, bool busy) {
@@ -1065,13 +1513,23 @@ private:
 
     void Send(Op& op) {
         ++op.attempts;
-        Handle(op, Attempt(api_, op));
+        const SteadyTime sent = SteadyClock::now();
+        Handle(op, Attempt(apis_[op.replica], op), sent);
     }
 
-    // What an attempt's reply means for its operation.
-    void Handle(Op& op, const Result<ApiReply>& r) {
+    // What an attempt's reply (to a try sent at `sent`) means for its operation.
+    void Handle(Op& op, const Result<ApiReply>& r, SteadyTime sent) {
         const auto now = SteadyClock::now();
+        Judge(op.replica, r, now);
+        if (r && r->status / 100 == 2) {
+            // A change the leader committed: the end of a failover or an outage of the database.
+            sh_.failovers.Mutated(sent, now, "workload");
+            sh_.pg_outages.Mutated(sent, now, "workload");
+        }
         if (SendAgain(r)) {
+            // With replicas, the next try goes to the next one, as a client behind no load balancer
+            // would do.
+            op.replica = Pick(op.replica + 1);
             if (now - op.first_sent > kGiveUp) {
                 op.state = Op::kUnanswered;
                 SetBusy(op, false);
@@ -1110,9 +1568,11 @@ private:
     // happened since (cogsd killed and restarted, the resource changed or gone).
     void Echo(Op& op) {
         ++op.echo_attempts;
-        auto r = Attempt(api_, op);
+        auto r = Attempt(apis_[op.replica], op);
         const auto now = SteadyClock::now();
+        Judge(op.replica, r, now);
         if (SendAgain(r)) {
+            op.replica = Pick(op.replica + 1);
             if (now - op.echo_first > kGiveUp) {
                 op.echo_due = false;
                 ++counts_.echoes_unanswered;
@@ -1185,9 +1645,11 @@ private:
     Seeded seeded_;
     const CloudChaosOptions& o_;
     std::mt19937_64 rng_;
-    const std::string url_;  // cogsd through the relay that loses replies
+    const std::vector<std::string> urls_;  // cogsd (each replica) through the relays that lose replies
     const std::string token_;
-    ApiClient api_;
+    std::vector<ApiClient> apis_;          // one per url
+    int next_replica_ = 0;                 // new operations go to the replicas in turn
+    std::vector<SteadyTime> avoid_until_;  // per replica: a try there timed out; none before this
     int hosts_;
     std::vector<Op> ops_;  // only appended (Send holds a reference; a burst's threads hold copies)
     std::map<std::string, ServerModel> servers_;
@@ -1197,16 +1659,9 @@ private:
 
 }  // namespace
 
-int RunCloudChaos(const CloudChaosOptions& o) {
-    const fs::path dir =
-        o.dir.empty() ? fs::temp_directory_path() / fmt::format("cogs-chaos-cloud-{}-{}", o.seed, ::getpid())
-                      : fs::path(o.dir);
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    fmt::print(stderr, "cogs-chaos cloud: seed {}, {} s, {} hosts, working directory {}\n", o.seed,
-               o.duration_s, o.hosts, dir.string());
+ChaosCloudOptions ChaosCloudOptionsFor(const CloudChaosOptions& o, const std::string& dir) {
     ChaosCloudOptions co;
-    co.dir = dir.string();
+    co.dir = dir;
     co.hosts = o.hosts;
     co.boot_ms = 50;
     co.cogsd_flags = {{"--reconcile-ms", "2000"},
@@ -1214,36 +1669,71 @@ int RunCloudChaos(const CloudChaosOptions& o) {
                       {"--lease-ttl-ms", "3000"},
                       {"--fence-window-ms", "1000"},
                       {"--restart-grace-ms", "3000"}};
+    if (o.replicas > 0) {
+        co.replicas = o.replicas;
+        co.cogsd_flags["--leader-ttl-ms"] = std::to_string(o.leader_ttl_ms);
+        co.cogsd_flags["--leader-renew-ms"] = std::to_string(o.leader_renew_ms);
+    }
     co.agent_flags = {{"--restart-backoff-ms", "250"}};
     co.reply_drop_rate = o.reply_drop_rate;
     co.seed = o.seed;
+    return co;
+}
+
+int RunCloudChaos(const CloudChaosOptions& o) {
+    const bool ha = o.replicas > 0;
+    const char* test = ha ? "ha" : "cloud";
+    const std::string load_start = LoadAverage();
+    const fs::path dir = o.dir.empty() ? fs::temp_directory_path() /
+                                             fmt::format("cogs-chaos-{}-{}-{}", test, o.seed, ::getpid())
+                                       : fs::path(o.dir);
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    fmt::print(
+        stderr, "cogs-chaos {}: seed {}, {} s, {} hosts{}, working directory {}\n", test, o.seed,
+        o.duration_s, o.hosts,
+        ha ? fmt::format(", {} replicas of cogsd on PostgreSQL (leader lease {} ms, renewed every {} ms)",
+                         o.replicas, o.leader_ttl_ms, o.leader_renew_ms)
+           : "",
+        dir.string());
+    const ChaosCloudOptions co = ChaosCloudOptionsFor(o, dir.string());
     auto started = ChaosCloud::Start(co);
     if (!started) {
         fmt::print(stderr, "the cloud did not start: {}\nlogs in {}\n", started.error().message,
                    dir.string());
-        fmt::print(
-            "{{\"test\":\"cloud\",\"seed\":{},\"error\":\"the cloud did not start\",\"dir\":\"{}\"}}\n",
-            o.seed, dir.string());
+        fmt::print("{{\"test\":\"{}\",\"seed\":{},\"error\":\"the cloud did not start\",\"dir\":\"{}\"}}\n",
+                   test, o.seed, dir.string());
         return 2;
     }
     ChaosCloud& cloud = **started;
-    fmt::print(stderr, "cogs-chaos cloud: up\n");
-    ApiClient admin(cloud.api_url(), cloud.admin_token());
+    fmt::print(stderr, "cogs-chaos {}: up\n", test);
+    ControlPlaneClient admin(cloud.api_urls(), cloud.admin_token());
     auto seeded = SeedCloud(admin);
     if (!seeded) {
         fmt::print(stderr, "seeding failed: {}\n", seeded.error().message);
-        fmt::print("{{\"test\":\"cloud\",\"seed\":{},\"error\":\"seeding failed\",\"dir\":\"{}\"}}\n", o.seed,
-                   dir.string());
+        fmt::print("{{\"test\":\"{}\",\"seed\":{},\"error\":\"seeding failed\",\"dir\":\"{}\"}}\n", test,
+                   o.seed, dir.string());
         return 2;
     }
 
     const SteadyTime t0 = SteadyClock::now();
+    const int64_t wall_t0 = WallNowMs();
+    std::set<uint64_t> tokens_at_start;  // the first election's (replicas' logs)
+    for (const auto& [id, tokens] : LoggedTokens(cloud)) {
+        tokens_at_start.insert(tokens.begin(), tokens.end());
+    }
     Logger log(t0);
     Shared sh;
     std::thread sampler([&] { RunSampler(cloud, sh, log); });
     Faults faults(cloud, sh, log, o);
     std::thread faulter([&] { faults.Run(); });
     Workload workload(cloud, sh, log, *seeded, o);
+    // While a failover or an outage of the database is timed: a mutation every 100 ms per replica.
+    std::unique_ptr<MutationProber> prober;
+    if (ha) {
+        prober = std::make_unique<MutationProber>(cloud.api_urls(), cloud.admin_token(),
+                                                  std::vector<FailoverClock*>{&sh.failovers, &sh.pg_outages});
+    }
     WaitUntil(
         [&] {
             std::lock_guard lock(sh.mu);
@@ -1288,7 +1778,9 @@ int RunCloudChaos(const CloudChaosOptions& o) {
     }
     faulter.join();
     log("injection over: thawing and restoring every process, healing partitions, clearing service faults");
+    faults.FinishReplicas();  // the faults thread is over: this one touches the processes now
     Status restored = cloud.RestoreAll();
+    faults.ReplicasRestored();
     for (int proc : {ChaosCloud::kNetwork, ChaosCloud::kVolume}) {
         ApiClient svc(cloud.ProcessUrl(proc), cloud.service_token());
         (void)svc.Call("PUT", "/v1/faults", "{}", {}, 5s);
@@ -1305,11 +1797,20 @@ int RunCloudChaos(const CloudChaosOptions& o) {
     if (!restored) {
         log("RESTORE FAILED: {}", restored.error().message);
     }
-    const SteadyTime settle_end = SteadyClock::now() + std::chrono::seconds(o.settle_s);
+    const SteadyTime run_end = SteadyClock::now();
+    const SteadyTime settle_end = run_end + std::chrono::seconds(o.settle_s);
     bool settled = false;
-    while (!(settled = !workload.Poll()) && SteadyClock::now() < settle_end) {
+    // Also until every failover and outage of the database was timed (the prober goes on meanwhile).
+    for (;;) {
+        settled = !workload.Poll();
+        const bool timing = sh.failovers.Pending() || sh.pg_outages.Pending();
+        if ((settled && !timing) || SteadyClock::now() >= settle_end) {
+            break;
+        }
+        faults.SuperviseReplicas();
         std::this_thread::sleep_for(50ms);
     }
+    prober.reset();
     log("{}", settled ? "requests settled; auditing until the cloud agrees with itself"
                       : "REQUESTS DID NOT SETTLE within --settle; auditing what there is");
 
@@ -1365,6 +1866,26 @@ int RunCloudChaos(const CloudChaosOptions& o) {
     }
     sh.stop_sampler = true;
     sampler.join();
+
+    // The control plane's own checks (`ha`; the evacuations in `cloud` too, reported only): one
+    // token per election, nobody evacuated for the control plane's own failovers.
+    std::vector<HostOutage> outages;
+    for (const auto& f : sh.failures) {
+        auto wall = [&](SteadyTime t) {
+            return wall_t0 + std::chrono::duration_cast<std::chrono::milliseconds>(t - t0).count();
+        };
+        outages.push_back({ChaosCloud::HostName(f.host), wall(f.at), wall(f.recovered.value_or(run_end))});
+    }
+    // A host goes down the lease TTL plus the fence window after it was cut off, and may still be
+    // declared so until the restart grace after the control plane's restart: 10 s covers both.
+    auto cp = AuditControlPlane(cloud, outages, wall_t0, 10'000);
+    if (!cp) {
+        log("AUDIT OF THE CONTROL PLANE FAILED: {}", cp.error().message);
+    } else {
+        for (const auto& line : cp->findings) {
+            log("{}", line);
+        }
+    }
 
     // --- Report -------------------------------------------------------------------------------
     int accepted = 0, terminal = 0, lost = 0, failed = 0, unanswered = 0;
@@ -1423,21 +1944,87 @@ int RunCloudChaos(const CloudChaosOptions& o) {
         outcomes_json += fmt::format("{}\"{}\":{}", outcomes_json.empty() ? "" : ",", k, object(m));
     }
     const WorkloadCounts& wc = workload.counts();
-    const int split_brain = static_cast<int>(sh.split_brain.size());
+    const int split_brain_servers = static_cast<int>(sh.split_brain.size());
     const Audit none;
     const Audit& a = audit ? *audit : none;
     const int leaked = audit ? a.leaks() : -1;
     const int dup = audit ? a.duplicate_addresses : -1;
     const int desired = audit ? a.desired_not_active : -1;
-    const bool ok = audit && audit->Clean() && restored && settled && lost == 0 && split_brain == 0 &&
-                    wc.echo_mismatches == 0;
+
+    // The control plane's figures (`ha`).
+    const ControlPlaneAudit no_cp;
+    const ControlPlaneAudit& c = cp ? *cp : no_cp;
+    const int split_brain_tokens = c.token_audit.split_tokens;
+    const int split_brain_leaders = static_cast<int>(sh.replicas.split_leaders.size());
+    const int split_brain = split_brain_servers + split_brain_tokens + split_brain_leaders;
+    const int duplicate_effects = audit ? a.actions.not_done_once + a.actions.extra_workflows +
+                                              a.second_resources + a.duplicate_addresses
+                                        : -1;
+    int leader_changes = 0;
+    for (uint64_t t : c.tokens) {
+        leader_changes += tokens_at_start.count(t) == 0 ? 1 : 0;
+    }
+    auto timed = [&](const FailoverClock& clock, std::vector<double>& seconds, int& unmeasured) {
+        std::string list;
+        for (const auto& f : clock.failovers()) {
+            if (f.ended) {
+                seconds.push_back(Seconds(*f.ended - f.at));
+            } else {
+                ++unmeasured;
+                log("NOT TIMED: {} at {:.1f}s: no mutation was answered 2xx after it", f.kind,
+                    Seconds(f.at - t0));
+            }
+            list += fmt::format("{}{{\"kind\":\"{}\",\"at_s\":{:.3f},\"seconds\":{},\"by\":\"{}\"}}",
+                                list.empty() ? "" : ",", f.kind, Seconds(f.at - t0),
+                                f.ended ? JsonNumber(Seconds(*f.ended - f.at)) : "null", f.by);
+        }
+        return "[" + list + "]";
+    };
+    std::vector<double> failover_s, pg_recover_s;
+    int unmeasured_failovers = 0, unmeasured_pg = 0;
+    const std::string failovers_json = timed(sh.failovers, failover_s, unmeasured_failovers);
+    const std::string pg_json = timed(sh.pg_outages, pg_recover_s, unmeasured_pg);
+    const double failover_max = failover_s.empty() ? 0 : Percentile(failover_s, 1.0);
+    const ReplicaCounts& rc = sh.replicas;
+    const bool ha_ok = cp && split_brain == 0 && duplicate_effects == 0 &&
+                       c.evacuations.false_evacuations == 0 && c.evacuations.false_host_downs == 0 &&
+                       rc.thawed_alive == 0 && rc.thawed_bad_exit == 0 && rc.crashes == 0 &&
+                       unmeasured_failovers == 0 && unmeasured_pg == 0 && failover_max <= kFailoverLimitS;
+    if (ha && failover_max > kFailoverLimitS) {
+        log("FAILOVER TOO SLOW: {:.1f}s (limit {:.0f}s)", failover_max, kFailoverLimitS);
+    }
+    const bool ok = audit && audit->Clean() && restored && settled && lost == 0 && split_brain_servers == 0 &&
+                    wc.echo_mismatches == 0 && (!ha || ha_ok);
     const uint64_t replies_lost = cloud.client_relay_stats().replies_lost;
     cloud.Stop();
     if (ok && !o.keep) {
         fs::remove_all(dir);
     } else {
-        fmt::print(stderr, "cogs-chaos cloud: {}; logs of every process in {}/logs\n",
+        fmt::print(stderr, "cogs-chaos {}: {}; logs of every process in {}/logs\n", test,
                    ok ? "passed" : "FAILED", dir.string());
+    }
+    std::string ha_json;
+    if (ha) {
+        ha_json = fmt::format(
+            "\"replicas\":{},\"leader_ttl_ms\":{},\"leader_renew_ms\":{},\"leader_changes\":{},"
+            "\"elections\":{},\"failover_p50_s\":{},\"failover_max_s\":{},\"unmeasured_failovers\":{},"
+            "\"failovers\":{},\"pg_restarts\":{},\"pg_recover_p50_s\":{},\"pg_recover_max_s\":{},"
+            "\"pg_outages\":{},\"split_brain_servers\":{},\"split_brain_tokens\":{},"
+            "\"split_brain_leaders\":{},\"leader_overlaps\":{},\"duplicate_effects\":{},"
+            "\"false_evacuations\":{},\"false_host_downs\":{},\"evacuations\":{},\"host_downs\":{},"
+            "\"thawed_leaders\":{{\"thawed\":{},\"exited_75\":{},\"bad_exit\":{},\"not_exited\":{},"
+            "\"still_leading\":{},\"exit_p50_s\":{},\"exit_max_s\":{}}},\"replica_exits\":{},"
+            "\"replica_crashes\":{},\"loadavg_start\":{},\"loadavg_end\":{},",
+            o.replicas, o.leader_ttl_ms, o.leader_renew_ms, leader_changes, c.tokens.size(),
+            JsonNumber(Percentile(failover_s, 0.5)), JsonNumber(Percentile(failover_s, 1.0)),
+            unmeasured_failovers, failovers_json, sh.pg_outages.failovers().size(),
+            JsonNumber(Percentile(pg_recover_s, 0.5)), JsonNumber(Percentile(pg_recover_s, 1.0)), pg_json,
+            split_brain_servers, split_brain_tokens, split_brain_leaders, rc.leader_overlaps,
+            duplicate_effects, c.evacuations.false_evacuations, c.evacuations.false_host_downs,
+            c.evacuations.evacuations, c.evacuations.host_downs, rc.thawed, rc.thawed_exited,
+            rc.thawed_bad_exit, rc.thawed_alive, rc.thawed_leading,
+            JsonNumber(Percentile(rc.thaw_exit_s, 0.5)), JsonNumber(Percentile(rc.thaw_exit_s, 1.0)),
+            object(rc.exits), rc.crashes, load_start, LoadAverage());
     }
     std::string flags;
     for (const auto& [flag, value] : co.cogsd_flags) {
@@ -1446,7 +2033,7 @@ int RunCloudChaos(const CloudChaosOptions& o) {
     const AttachmentAudit& at = a.attachments;
     const ActionAudit& ac = a.actions;
     fmt::print(
-        "{{\"test\":\"cloud\",\"seed\":{},\"duration_s\":{},\"hosts\":{},\"ops\":{},\"accepted\":{},"
+        "{{\"test\":\"{}\",\"seed\":{},\"duration_s\":{},\"hosts\":{},\"ops\":{},\"accepted\":{},"
         "\"terminal\":{},\"lost\":{},\"failed\":{},\"unanswered\":{},\"resends\":{},\"replies_lost\":{},"
         "\"refused\":{},\"outcomes\":{{{}}},"
         "\"bursts\":{{\"count\":{},\"requests\":{},\"unanswered_at_kill\":{}}},"
@@ -1459,16 +2046,16 @@ int RunCloudChaos(const CloudChaosOptions& o) {
         "\"desired_not_active\":{},\"converged\":{},\"converge_s\":{:.1f},\"running_workflows\":{},"
         "\"host_failures\":{},\"undetected\":{},\"unhealed\":{},\"detect_p50_s\":{},"
         "\"detect_max_s\":{},\"heal_p50_s\":{},\"heal_max_s\":{},\"failures\":[{}],\"faults\":{},"
-        "\"samples\":{},\"incoherent_samples\":{},\"flags\":[{}],\"checks\":\"{}\",\"dir\":\"{}\"}}\n",
-        o.seed, o.duration_s, o.hosts, workload.ops().size(), accepted, terminal, lost, failed, unanswered,
-        wc.resends, replies_lost, object(wc.refused), outcomes_json, wc.bursts, wc.burst_ops,
+        "{}\"samples\":{},\"incoherent_samples\":{},\"flags\":[{}],\"checks\":\"{}\",\"dir\":\"{}\"}}\n",
+        test, o.seed, o.duration_s, o.hosts, workload.ops().size(), accepted, terminal, lost, failed,
+        unanswered, wc.resends, replies_lost, object(wc.refused), outcomes_json, wc.bursts, wc.burst_ops,
         wc.burst_unanswered, wc.echoes, wc.echo_mismatches, wc.echoes_unanswered, a.second_resources,
         ac.checked, ac.extra_workflows, ac.missing_workflows, ac.not_done_once, at.volumes, at.in_use,
         at.available, at.other, at.mismatched, at.on_deleted_server, leaked, object(a.leaked), dup,
         split_brain, desired, audit && audit->Converged(), converge_s, a.running_workflows,
         sh.failures.size(), undetected, unhealed, JsonNumber(Percentile(detect, 0.5)),
         JsonNumber(Percentile(detect, 1.0)), JsonNumber(Percentile(heal, 0.5)),
-        JsonNumber(Percentile(heal, 1.0)), failures_json, object(sh.injected), sh.samples,
+        JsonNumber(Percentile(heal, 1.0)), failures_json, object(sh.injected), ha_json, sh.samples,
         sh.incoherent_samples, flags, audit ? "done" : "failed", ok && !o.keep ? "" : dir.string());
     return ok ? 0 : 1;
 }

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 
+#include "test/chaos/chaos_cloud.h"
+
 namespace cogs::testing {
 
 struct CloudChaosOptions {
@@ -27,10 +29,29 @@ struct CloudChaosOptions {
     double echo_rate = 0.25;        // share of answered POSTs sent once more with their key (bursts: all)
     std::string dir;                // empty: a fresh temporary directory
     bool keep = false;              // keep the directory even when every check passes
+    // `cogs-chaos ha`: cogsd as this many replicas on a private PostgreSQL (fsync on) with this leader
+    // lease (docs/ha.md); 0: one cogsd on SQLite (`cogs-chaos cloud`). The cogsd faults are then the
+    // leader's (SIGKILL, SIGSTOP, SIGKILL amid a burst), a follower's SIGKILL and PostgreSQL restarts.
+    int replicas = 0;
+    int leader_ttl_ms = 1000;  // `cogs dev --store postgres`'s
+    int leader_renew_ms = 200;
+    // `cogs-chaos ha --failover-only`: no workload, no other fault: `kills` leader losses (SIGKILL and
+    // SIGSTOP in turn), each timed until the new leader answers a mutation.
+    bool failover_only = false;
+    int kills = 10;
 };
 
+// The cloud a run of these options starts in `dir` (timings in test/chaos/README.md).
+ChaosCloudOptions ChaosCloudOptionsFor(const CloudChaosOptions& options, const std::string& dir);
+
+// `cogs-chaos cloud`, and `cogs-chaos ha` (options.replicas > 0).
 // Exit status: 0 when every check passed; 1 when one failed; 2 when the cloud could not start.
 int RunCloudChaos(const CloudChaosOptions& options);
+
+// `cogs-chaos ha --failover-only` (failover_bench.cc). Exit status: 0 when every failover was
+// measured within 15 s and nothing was evacuated, fenced twice or thawed into a second leader; 1
+// otherwise; 2 when the cloud could not start.
+int RunFailoverBench(const CloudChaosOptions& options);
 
 struct HostFailureOptions {
     uint64_t seed = 1;

@@ -25,8 +25,8 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 // POST until answered (re-sent with the same key on transport errors, 5xx and 429).
-Result<ApiReply> PostUntilAnswered(ApiClient& api, const std::string& target, const std::string& body,
-                                   const std::string& key) {
+Result<ApiReply> PostUntilAnswered(ControlPlaneClient& api, const std::string& target,
+                                   const std::string& body, const std::string& key) {
     const SteadyTime deadline = SteadyClock::now() + 60s;
     for (;;) {
         auto r = api.Call("POST", target, body, {{"idempotency-key", key}}, 10s);
@@ -82,7 +82,7 @@ int RunHostFailure(const HostFailureOptions& o) {
         return 2;
     }
     ChaosCloud& cloud = **started;
-    ApiClient api(cloud.api_url(), cloud.admin_token());
+    ControlPlaneClient api(cloud.api_urls(), cloud.admin_token());
     auto seeded = SeedCloud(api);
     if (!seeded) {
         fmt::print(stderr, "seeding failed: {}\n", seeded.error().message);

@@ -25,31 +25,51 @@ int main(int argc, char** argv) {
     worker->add_option("--workflows", wo.workflows)->required();
     worker->add_option("--seed", wo.seed);
     worker->add_option("--rate", wo.rate);
+    // `cloud` and `ha` take the same options; `ha` a few more.
+    auto cloud_options = [](CLI::App* sub, cogs::testing::CloudChaosOptions& o) {
+        sub->add_option("--seed", o.seed);
+        sub->add_option("--duration", o.duration_s, "seconds of workload and injection")
+            ->check(CLI::Range(10, 86400));
+        sub->add_option("--hosts", o.hosts, "compute hosts (one agent process each)")
+            ->check(CLI::Range(3, 100));
+        sub->add_option("--rate", o.rate, "API operations started per second")
+            ->check(CLI::Range(0.1, 1000.0));
+        sub->add_option("--settle", o.settle_s, "seconds accepted requests may take to end after the run")
+            ->check(CLI::Range(10, 3600));
+        sub->add_option("--converge", o.converge_s, "seconds the audit may take to find nothing after that")
+            ->check(CLI::Range(0, 3600));
+        sub->add_option("--freeze-min-s", o.freeze_min_s, "shortest SIGSTOP of an agent")
+            ->check(CLI::Range(1, 3600));
+        sub->add_option("--freeze-max-s", o.freeze_max_s, "longest SIGSTOP of an agent")
+            ->check(CLI::Range(1, 3600));
+        sub->add_option("--burst", o.burst, "requests sent at once when cogsd is killed amid a burst")
+            ->check(CLI::Range(1, 1000));
+        sub->add_option("--reply-drop-rate", o.reply_drop_rate, "share of the workload's replies lost")
+            ->check(CLI::Range(0.0, 0.9));
+        sub->add_option("--echo-rate", o.echo_rate, "share of answered POSTs sent once more with their key")
+            ->check(CLI::Range(0.0, 1.0));
+        sub->add_option("--dir", o.dir, "working directory (default: a fresh temporary one)");
+        sub->add_flag("--keep", o.keep, "keep the working directory");
+    };
     cogs::testing::CloudChaosOptions cc;
     auto* cloud =
         app.add_subcommand("cloud", "a whole local cloud under kills, partitions and faults; check it");
-    cloud->add_option("--seed", cc.seed);
-    cloud->add_option("--duration", cc.duration_s, "seconds of workload and injection")
-        ->check(CLI::Range(10, 86400));
-    cloud->add_option("--hosts", cc.hosts, "compute hosts (one agent process each)")
-        ->check(CLI::Range(3, 100));
-    cloud->add_option("--rate", cc.rate, "API operations started per second")->check(CLI::Range(0.1, 1000.0));
-    cloud->add_option("--settle", cc.settle_s, "seconds accepted requests may take to end after the run")
-        ->check(CLI::Range(10, 3600));
-    cloud->add_option("--converge", cc.converge_s, "seconds the audit may take to find nothing after that")
-        ->check(CLI::Range(0, 3600));
-    cloud->add_option("--freeze-min-s", cc.freeze_min_s, "shortest SIGSTOP of an agent")
-        ->check(CLI::Range(1, 3600));
-    cloud->add_option("--freeze-max-s", cc.freeze_max_s, "longest SIGSTOP of an agent")
-        ->check(CLI::Range(1, 3600));
-    cloud->add_option("--burst", cc.burst, "requests sent at once when cogsd is killed amid a burst")
-        ->check(CLI::Range(1, 1000));
-    cloud->add_option("--reply-drop-rate", cc.reply_drop_rate, "share of the workload's replies lost")
-        ->check(CLI::Range(0.0, 0.9));
-    cloud->add_option("--echo-rate", cc.echo_rate, "share of answered POSTs sent once more with their key")
-        ->check(CLI::Range(0.0, 1.0));
-    cloud->add_option("--dir", cc.dir, "working directory (default: a fresh temporary one)");
-    cloud->add_flag("--keep", cc.keep, "keep the working directory");
+    cloud_options(cloud, cc);
+    cogs::testing::CloudChaosOptions ha;
+    ha.replicas = 3;
+    auto* ha_cmd = app.add_subcommand(
+        "ha",
+        "the cloud with cogsd's replicas on PostgreSQL: leaders killed and frozen, the database restarted");
+    cloud_options(ha_cmd, ha);
+    ha_cmd->add_option("--replicas", ha.replicas, "replicas of cogsd")->check(CLI::Range(2, 9));
+    ha_cmd->add_option("--leader-ttl-ms", ha.leader_ttl_ms, "the replicas' leader lease (cogs dev's: 1000)")
+        ->check(CLI::Range(200, 60000));
+    ha_cmd->add_option("--leader-renew-ms", ha.leader_renew_ms, "its renewal period (at most half the TTL)")
+        ->check(CLI::Range(50, 30000));
+    ha_cmd->add_flag(
+        "--failover-only", ha.failover_only,
+        "no workload and no other fault: time --kills leader losses (SIGKILL and SIGSTOP in turn)");
+    ha_cmd->add_option("--kills", ha.kills, "leader losses of --failover-only")->check(CLI::Range(1, 10000));
     cogs::testing::HostFailureOptions hf;
     auto* host_failure =
         app.add_subcommand("host-failure", "kill a full host's agent: detection, heal, restarts");
@@ -65,8 +85,12 @@ int main(int argc, char** argv) {
     host_failure->add_option("--dir", hf.dir, "working directory (default: a fresh temporary one)");
     host_failure->add_flag("--keep", hf.keep, "keep the working directory");
     CLI11_PARSE(app, argc, argv);
-    if (cc.freeze_max_s < cc.freeze_min_s) {
+    if (cc.freeze_max_s < cc.freeze_min_s || ha.freeze_max_s < ha.freeze_min_s) {
         fmt::print(stderr, "--freeze-max-s must be at least --freeze-min-s\n");
+        return 2;
+    }
+    if (ha.leader_renew_ms * 2 > ha.leader_ttl_ms) {
+        fmt::print(stderr, "--leader-renew-ms must be at most half of --leader-ttl-ms\n");
         return 2;
     }
     if (crash->parsed()) {
@@ -74,6 +98,9 @@ int main(int argc, char** argv) {
     }
     if (cloud->parsed()) {
         return cogs::testing::RunCloudChaos(cc);
+    }
+    if (ha_cmd->parsed()) {
+        return ha.failover_only ? cogs::testing::RunFailoverBench(ha) : cogs::testing::RunCloudChaos(ha);
     }
     if (host_failure->parsed()) {
         return cogs::testing::RunHostFailure(hf);
