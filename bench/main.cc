@@ -1,5 +1,9 @@
 // cogs-bench: end-to-end benchmarks. Each prints its figures as one JSON object on its last line.
+#include <fmt/format.h>
+
 #include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
 
 #include "bench/create_storm.h"
 #include "bench/workflow_bench.h"
@@ -26,6 +30,18 @@ int main(int argc, char** argv) {
     wf->add_option("--runs", wo.runs, "runs of each mode with --compare-observe")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
+    wf->add_option("--store", wo.store,
+                   "sqlite, or postgres: a private PostgreSQL server (fsync on) started for the "
+                   "run, a fresh database per phase")
+        ->check(CLI::IsMember({"sqlite", "postgres"}))
+        ->capture_default_str();
+    std::vector<std::string> pg_settings;
+    wf->add_option(
+          "--pg-setting", pg_settings,
+          "with --store postgres: a server setting NAME=VALUE (repeatable), e.g. shared_buffers=256MB")
+        ->check([](const std::string& s) {
+            return s.find('=') == std::string::npos || s.front() == '=' ? "expected NAME=VALUE" : "";
+        });
 
     cogs::bench::CreateStormOptions so;
     auto* cs = app.add_subcommand(
@@ -59,6 +75,14 @@ int main(int argc, char** argv) {
         return cogs::bench::RunCreateStorm(so);
     }
     if (wf->parsed()) {
+        if (inline_sync && wo.store != "sqlite") {
+            fmt::print(stderr, "cogs-bench workflow: --inline-sync is SQLite's: not with --store {}\n",
+                       wo.store);
+            return 2;
+        }
+        for (const std::string& s : pg_settings) {
+            wo.pg_settings.emplace_back(s.substr(0, s.find('=')), s.substr(s.find('=') + 1));
+        }
         wo.pipelined_sync = !inline_sync;
         wo.observe = observe == "on";
         return cogs::bench::RunWorkflowBench(wo);

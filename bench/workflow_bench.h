@@ -1,6 +1,8 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace cogs::bench {
 
@@ -18,6 +20,11 @@ struct WorkflowBenchOptions {
     // both and the overhead of on in percent.
     bool compare_observe = false;
     int runs = 3;
+    // "sqlite", or "postgres": a private PostgreSQL server (fsync on) in data_dir/pg for the run, a
+    // fresh database per phase, and the server's CPU time reported beside the bench's.
+    std::string store = "sqlite";
+    // postgres: server settings (`-c name=value`) after the cluster's defaults.
+    std::vector<std::pair<std::string, std::string>> pg_settings{};
 };
 
 int RunWorkflowBench(const WorkflowBenchOptions& options);
