@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
     cloud::CloudOptions cloud_options;
     std::string store_url;
     std::string replica_id, advertise_url;
-    int64_t leader_ttl_ms = 1200, leader_renew_ms = 250;
+    int64_t leader_ttl_ms = 1000, leader_renew_ms = 200;
     app.add_option("--data-dir", data_dir, "where the store lives (cogsd.db)")->capture_default_str();
     app.add_option("--store", store_url,
                    "the store: empty for SQLite in --data-dir; postgresql://USER@HOST:PORT/DB (or a libpq "

@@ -62,8 +62,8 @@ struct ElectorOptions {
     std::string replica_id;
     std::string address;
     std::string version;
-    Duration ttl = std::chrono::milliseconds(1200);
-    Duration renew_every = std::chrono::milliseconds(250);  // also how often a follower looks
+    Duration ttl = std::chrono::milliseconds(1000);
+    Duration renew_every = std::chrono::milliseconds(200);  // also how often a follower looks
     Duration statement_timeout = std::chrono::seconds(2);
     // Called when this replica becomes the leader, with its token, and when it is deposed (a
     // renewal found another token in the row). Stopping the elector gives the lease up silently.

@@ -33,7 +33,7 @@ struct CloudChaosOptions {
     // lease (docs/ha.md); 0: one cogsd on SQLite (`cogs-chaos cloud`). The cogsd faults are then the
     // leader's (SIGKILL, SIGSTOP, SIGKILL amid a burst), a follower's SIGKILL and PostgreSQL restarts.
     int replicas = 0;
-    int leader_ttl_ms = 1000;  // `cogs dev --store postgres`'s
+    int leader_ttl_ms = 1000;  // cogsd's defaults
     int leader_renew_ms = 200;
     // `cogs-chaos ha --failover-only`: no workload, no other fault: `kills` leader losses (SIGKILL and
     // SIGSTOP in turn), each timed until the new leader answers a mutation.

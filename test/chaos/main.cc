@@ -62,7 +62,9 @@ int main(int argc, char** argv) {
         "the cloud with cogsd's replicas on PostgreSQL: leaders killed and frozen, the database restarted");
     cloud_options(ha_cmd, ha);
     ha_cmd->add_option("--replicas", ha.replicas, "replicas of cogsd")->check(CLI::Range(2, 9));
-    ha_cmd->add_option("--leader-ttl-ms", ha.leader_ttl_ms, "the replicas' leader lease (cogs dev's: 1000)")
+    ha_cmd
+        ->add_option("--leader-ttl-ms", ha.leader_ttl_ms,
+                     "the replicas' leader lease (cogsd's default: 1000)")
         ->check(CLI::Range(200, 60000));
     ha_cmd->add_option("--leader-renew-ms", ha.leader_renew_ms, "its renewal period (at most half the TTL)")
         ->check(CLI::Range(50, 30000));
