@@ -15,7 +15,9 @@
 // the suite's hundreds of CREATE DATABASEs and commits need not wait for the disk.
 //
 // Exit status: 0 done, 1 failed (why on stderr), 2 bad usage.
+#include <unistd.h>
 #include <chrono>
+
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -63,7 +65,23 @@ bool RemoveData(const std::string& dir, bool log_too) {
     return true;
 }
 
-int Start(const std::string& dir) {
+// Where the server lives for DIR: DIR itself, but as root a directory under /tmp named after DIR.
+// The server runs as the postgres user, which must reach its directory, and a build directory may
+// sit under one it cannot enter (a clone in a 0700 directory, a home directory).
+std::string ServerDir(const std::string& dir) {
+    if (::geteuid() != 0) {
+        return dir;
+    }
+    const std::string absolute = fs::absolute(dir).lexically_normal().string();
+    char name[64];
+    std::snprintf(name, sizeof name, "/tmp/cogs-pg-test-%016zx", std::hash<std::string>{}(absolute));
+    return name;
+}
+
+int Start(const std::string& conninfo_dir) {
+    const std::string dir = ServerDir(conninfo_dir);
+    std::error_code made;
+    fs::create_directories(conninfo_dir, made);
     std::unique_ptr<Cluster> cluster;
     if (auto running = Cluster::Attach(dir)) {
         cluster = std::move(*running);
@@ -82,7 +100,7 @@ int Start(const std::string& dir) {
         }
         cluster = std::move(*started);
     }
-    const std::string file = dir + "/" + cogs::testing::kPgTestServerConnInfoFile;
+    const std::string file = conninfo_dir + "/" + cogs::testing::kPgTestServerConnInfoFile;
     if (auto written = cogs::runtime::WriteFileAtomic(file, cluster->ConnInfo("") + "\n"); !written) {
         return Fail("write " + file, written.error());  // the destructor stops a server started here
     }
@@ -91,7 +109,10 @@ int Start(const std::string& dir) {
     return 0;
 }
 
-int Stop(const std::string& dir) {
+int Stop(const std::string& conninfo_dir) {
+    const std::string dir = ServerDir(conninfo_dir);
+    std::error_code gone;
+    fs::remove(conninfo_dir + "/" + cogs::testing::kPgTestServerConnInfoFile, gone);
     // Killed, not shut down: its data goes next, so the shutdown checkpoint (~2 s after a test run:
     // ~120 MB of dirty buffers) would be written for nothing.
     if (const auto stopped = Cluster::StopDir(dir, cogs::Duration::zero()); !stopped) {
