@@ -195,6 +195,22 @@ Status Conn::Exec(std::string_view sql, SteadyTime deadline) {
     if (PQsendQuery(c_, text.c_str()) == 0) {
         return Fail("send");
     }
+    return AwaitSent(What(Call{"", {}, text}), deadline);
+}
+
+Status Conn::Prepare(const std::string& name, const std::string& sql, SteadyTime deadline) {
+    if (Broken()) {
+        return Fail("connection lost");
+    }
+    if (PQsendPrepare(c_, name.c_str(), sql.c_str(), 0, nullptr) == 0) {
+        return Fail("send");
+    }
+    return AwaitSent("prepare " + name, deadline);
+}
+
+// Sends what was queued outside a pipeline and reads every result; the first error the server
+// answered is returned.
+Status Conn::AwaitSent(const std::string& what, SteadyTime deadline) {
     COGS_TRY(Flush(deadline));
     Status result = Ok();
     for (;;) {
@@ -209,37 +225,9 @@ Status Conn::Exec(std::string_view sql, SteadyTime deadline) {
             return result;
         }
         if (PQresultStatus(r) == PGRES_FATAL_ERROR && result) {
-            result = MakeError(MapSqlState(Trim(PQresultErrorField(r, PG_DIAG_SQLSTATE)),
-                                           "postgresql " + name_ + ": " + What(Call{"", {}, text}) + ": " +
-                                               Trim(PQresultErrorMessage(r))));
-        }
-        PQclear(r);
-    }
-}
-
-Status Conn::Prepare(const std::string& name, const std::string& sql, SteadyTime deadline) {
-    if (Broken()) {
-        return Fail("connection lost");
-    }
-    if (PQsendPrepare(c_, name.c_str(), sql.c_str(), 0, nullptr) == 0) {
-        return Fail("send");
-    }
-    COGS_TRY(Flush(deadline));
-    Status result = Ok();
-    for (;;) {
-        while (PQisBusy(c_) != 0) {
-            COGS_TRY(WaitFor(false, deadline));
-            if (PQconsumeInput(c_) == 0) {
-                return Fail("receive");
-            }
-        }
-        pg_result* r = PQgetResult(c_);
-        if (r == nullptr) {
-            return result;
-        }
-        if (PQresultStatus(r) != PGRES_COMMAND_OK && result) {
-            result = MakeError(ErrorCode::kInternal, "postgresql " + name_ + ": prepare " + name + ": " +
-                                                         Trim(PQresultErrorMessage(r)));
+            result = MakeError(
+                MapSqlState(Trim(PQresultErrorField(r, PG_DIAG_SQLSTATE)),
+                            "postgresql " + name_ + ": " + what + ": " + Trim(PQresultErrorMessage(r))));
         }
         PQclear(r);
     }

@@ -143,6 +143,7 @@ private:
     Status Fail(std::string_view what);  // marks the connection broken
     Status WaitFor(bool write, SteadyTime deadline);
     Status Flush(SteadyTime deadline);
+    Status AwaitSent(const std::string& what, SteadyTime deadline);
 
     pg_conn* c_ = nullptr;
     std::string name_;
