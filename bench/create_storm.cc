@@ -27,6 +27,21 @@ using namespace std::chrono_literals;
 using testing::ApiClient;
 using testing::DevCloud;
 
+// The id of the replica that leads (its process name in `cogs dev`, "cogsd-2"); "" on sqlite.
+std::string Leader(const DevCloud& dev) {
+    if (dev.postgres() == nullptr) {
+        return "";
+    }
+    ApiClient admin = dev.Admin();
+    const auto reply = admin.Must("GET", "/v1/replicas");
+    for (const auto& r : Arr(reply.body, "replicas")) {
+        if (S(r, "role") == "leader") {
+            return S(r, "id");
+        }
+    }
+    return "";
+}
+
 int Run(const CreateStormOptions& o) {
     const auto n = static_cast<size_t>(std::max(0, o.servers));
     std::unique_ptr<StormCloud> cloud = StormCloud::Start(o);
@@ -43,16 +58,24 @@ int Run(const CreateStormOptions& o) {
     }
 
     std::vector<Accounted> procs;
-    int cogsd_pid = 0;
+    const std::string leader = Leader(dev);
+    int cogsd_pid = 0;  // the one that leads: the one that does the work
     for (const auto& p : dev.processes()) {
+        // cogsd-1..N keep their names: the leader's CPU and the followers' (forwarding) apart.
         std::string group = p.name.find("compute") != std::string::npos ? "compute" : p.name;
         procs.push_back({group, p.pid});
-        if (p.name == "cogsd") {
+        if (p.name == "cogsd" || p.name == leader) {
             cogsd_pid = p.pid;
         }
     }
     if (cloud->sim_pid() > 0) {
         procs.push_back({"compute", cloud->sim_pid()});
+    }
+    if (const auto* pg = dev.postgres()) {
+        procs.push_back({"postgres", pg->pid});
+        for (int child : ChildPids(pg->pid)) {  // its backends, the cogsd replicas' connections among them
+            procs.push_back({"postgres", child});
+        }
     }
     procs.push_back({"bench", static_cast<int>(::getpid())});
     const int64_t cogsd_rss_before = cogsd_pid ? StatusKib(cogsd_pid, "VmRSS") : 0;
@@ -65,7 +88,11 @@ int Run(const CreateStormOptions& o) {
     // ---- the storm ----
     const std::string run = RandomHex(4);
     std::vector<Tracked> servers(n);
-    Phase::Options po{dev.api_url(), setup->member_token, o.connections, Millis(o.poll_ms),
+    std::vector<std::string> urls;
+    for (const auto& r : dev.replicas()) {
+        urls.push_back(r.url);
+    }
+    Phase::Options po{urls, setup->member_token, o.connections, Millis(o.poll_ms),
                       std::chrono::seconds(o.deadline_s)};
     Phase storm(po, servers, [&](size_t i) {
         http::Request req;
@@ -78,8 +105,8 @@ int Run(const CreateStormOptions& o) {
         req.headers.emplace_back("idempotency-key", fmt::format("storm-{}-{}", run, i));
         return req;
     });
-    Progress("storm: {} POST /v1/servers at once on {} connections, polling every {} ms", n, o.connections,
-             o.poll_ms);
+    Progress("storm: {} POST /v1/servers at once on {} connections to {} replica(s), polling every {} ms", n,
+             o.connections, urls.size(), o.poll_ms);
     CpuMeter cpu(procs);
     cpu.Start();
     storm.Run(Phase::Watch::kCreate);
@@ -207,6 +234,11 @@ int Run(const CreateStormOptions& o) {
         out["cpu_cleanup"] = std::move(del_cpu);
     }
 
+    out["store"] = o.store;
+    out["replicas"] = static_cast<int64_t>(urls.size());
+    if (!leader.empty()) {
+        out["leader"] = leader;
+    }
     out["hosts"] = o.hosts + o.sim_hosts;
     out["boot_ms"] = o.boot_ms;
     out["connections"] = o.connections;

@@ -1,7 +1,8 @@
 // cogs-bench create-storm: N servers requested at once through the REST API of a real local cloud
-// (`cogs dev`: cogsd, cogs-network, cogs-volume and compute agents as processes on 127.0.0.1, sim
-// drivers), timed from each request to the first time the API shows the server ACTIVE, then
-// checked for overcommitted hosts and duplicate addresses against the services' own inventories.
+// (`cogs dev`: cogsd — or several replicas of it on PostgreSQL —, cogs-network, cogs-volume and
+// compute agents as processes on 127.0.0.1, sim drivers), timed from each request to the first time the API
+// shows the server ACTIVE, then checked for overcommitted hosts and duplicate addresses against the services'
+// own inventories.
 //
 // Figures and method: bench/README.md. Progress goes to stderr; the last line on stdout is one JSON
 // object of figures.
@@ -23,6 +24,10 @@ struct CreateStormOptions {
     int poll_ms = 25;      // pause between two rounds of status polling
     int deadline_s = 180;  // servers not ACTIVE or ERROR by then count as failed
     bool cleanup = true;   // delete every server afterwards and time it
+    // "sqlite" (one cogsd) or "postgres" (`cogs dev --store postgres --replicas N`, a private
+    // PostgreSQL with fsync on; the storm's requests are spread over every replica).
+    std::string store = "sqlite";
+    int replicas = 0;  // 0: `cogs dev`'s default (1 on sqlite, 3 on postgres)
     // The overcommit ratios cogsd places under (its defaults; `cogs dev` does not change them).
     double cpu_ratio = 4.0;
     double ram_ratio = 1.0;

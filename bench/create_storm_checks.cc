@@ -237,6 +237,28 @@ double LoadAverage() {
     return one;
 }
 
+std::vector<int> ChildPids(int pid) {
+    std::vector<int> out;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+        const std::string name = e.path().filename();
+        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) {
+            continue;
+        }
+        // /proc/<pid>/stat: "pid (comm) state ppid ...", comm may hold spaces: read after the last ')'.
+        std::ifstream in(e.path() / "stat");
+        std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const auto close = stat.rfind(')');
+        char state = 0;
+        int ppid = 0;
+        if (close != std::string::npos &&
+            std::sscanf(stat.c_str() + close + 1, " %c %d", &state, &ppid) == 2 && ppid == pid) {
+            out.push_back(std::stoi(name));
+        }
+    }
+    return out;
+}
+
 int64_t StatusKib(int pid, const std::string& field) {
     std::ifstream in(fmt::format("/proc/{}/status", pid));
     std::string line;

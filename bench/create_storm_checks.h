@@ -60,6 +60,8 @@ std::string CpuModel();
 double MeasureFsyncs(const std::string& dir, double seconds);
 // The 1-minute load average.
 double LoadAverage();
+// The pids of the processes whose parent is `pid` (PostgreSQL's backends under their postmaster).
+std::vector<int> ChildPids(int pid);
 // A field of /proc/<pid>/status in KiB ("VmRSS", "VmHWM"); 0 if absent.
 int64_t StatusKib(int pid, const std::string& field);
 
@@ -72,7 +74,7 @@ struct SchedTimes {
 
 // The processes whose CPU the benchmark accounts, grouped as reported.
 struct Accounted {
-    std::string group;  // "cogsd", "cogs-network", "cogs-volume", "compute", "bench"
+    std::string group;  // "cogsd", "cogs-network", "cogs-volume", "compute", "postgres", "bench"
     int pid;
 };
 

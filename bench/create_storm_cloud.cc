@@ -74,8 +74,12 @@ std::optional<std::vector<json::value>> ListAll(ApiClient& api, const std::strin
 
 std::unique_ptr<StormCloud> StormCloud::Start(const CreateStormOptions& o) {
     std::unique_ptr<StormCloud> cloud(new StormCloud());
-    Progress("starting the local cloud: cogs dev with {} hosts, boot {} ms", o.hosts, o.boot_ms);
-    auto started = DevCloud::Start(testing::DevOptions{o.hosts, o.boot_ms, {}});
+    Progress("starting the local cloud: cogs dev with {} hosts, boot {} ms, store {}", o.hosts, o.boot_ms,
+             o.store);
+    testing::DevOptions dev_options{o.hosts, o.boot_ms, {}};
+    dev_options.store = o.store;
+    dev_options.replicas = o.replicas;
+    auto started = DevCloud::Start(dev_options);
     if (!started) {
         Progress("cogs dev did not start: {}", started.error().ToString());
         return nullptr;
@@ -131,10 +135,11 @@ bool StormCloud::StartSim(const CreateStormOptions& o) {
                                      "nova",
                                      "--boot-ms",
                                      std::to_string(o.boot_ms),
-                                     "--control-url",
-                                     dev_->api_url(),
                                      "--control-token-file",
                                      admin_token_file};
+    for (const auto& r : dev_->replicas()) {  // as `cogs dev`'s own agents: every replica's URL
+        argv.insert(argv.end(), {"--control-url", r.url});
+    }
     auto child = runtime::Child::Spawn(argv, runtime::SpawnOptions{log});
     if (!child) {
         Progress("cannot start cogs-compute: {}", child.error().ToString());

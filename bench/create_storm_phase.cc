@@ -42,8 +42,14 @@ Duration RetryAfter(const http::Response& r) {
 
 Phase::Phase(Options o, std::vector<Tracked>& items, std::function<http::Request(size_t)> make)
     : o_(std::move(o)), items_(items), make_(std::move(make)) {
-    auto [host, port] = HostPort(o_.url);
-    storm_ = http::MakeClient(io_, http::ClientOptions{host, port, static_cast<size_t>(o_.connections)});
+    const int n = static_cast<int>(o_.urls.size());
+    for (int k = 0; k < n; ++k) {
+        auto [host, port] = HostPort(o_.urls[k]);
+        // The connections split evenly; the first urls take the remainder.
+        const int share = std::max(1, o_.connections / n + (k < o_.connections % n ? 1 : 0));
+        storm_.push_back(http::MakeClient(io_, http::ClientOptions{host, port, static_cast<size_t>(share)}));
+    }
+    auto [host, port] = HostPort(o_.urls.front());
     poller_ = http::MakeClient(io_, http::ClientOptions{host, port, 2});
 }
 
@@ -59,15 +65,15 @@ void Phase::Run(Watch watch) {
     io_.run();
     mean_round_ms = poll_rounds > 0 ? Ms(start_, SteadyClock::now()) / poll_rounds : 0;
     // The clients go before the io_context: nothing of theirs may outlive it.
-    storm_.reset();
+    storm_.clear();
     poller_.reset();
 }
 
 void Phase::Send(size_t i) {
     http::Request req = make_(i);
     req.headers.emplace_back("authorization", "Bearer " + o_.token);
-    storm_->Send(std::move(req), SteadyClock::now() + kRequestTimeout,
-                 [this, i](Result<http::Response> r) { OnAnswer(i, std::move(r)); });
+    storm_[i % storm_.size()]->Send(std::move(req), SteadyClock::now() + kRequestTimeout,
+                                    [this, i](Result<http::Response> r) { OnAnswer(i, std::move(r)); });
 }
 
 void Phase::Later(Duration d, std::function<void()> f) {

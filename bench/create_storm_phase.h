@@ -31,15 +31,15 @@ struct Tracked {
     int transport_retries = 0;
 };
 
-// One timed phase: `n` requests issued at once, 429/503 retried after Retry-After and transport
-// failures retried with the same Idempotency-Key, while the API is polled until every request is
-// settled or the deadline passes.
+// One timed phase: `n` requests issued at once (spread over the urls, as a load balancer would), 429/503
+// retried after Retry-After and transport failures retried with the same Idempotency-Key, while the API is
+// polled until every request is settled or the deadline passes.
 class Phase {
 public:
     struct Options {
-        std::string url;
+        std::vector<std::string> urls;  // request i goes to urls[i % size]; the polls to urls[0]
         std::string token;
-        int connections = 64;
+        int connections = 64;  // in all, shared among the urls
         Duration poll_interval = std::chrono::milliseconds(25);
         Duration deadline = std::chrono::seconds(180);
     };
@@ -78,7 +78,7 @@ private:
     std::vector<Tracked>& items_;
     std::function<http::Request(size_t)> make_;
     boost::asio::io_context io_;
-    std::unique_ptr<http::Client> storm_;
+    std::vector<std::unique_ptr<http::Client>> storm_;  // one per url
     std::unique_ptr<http::Client> poller_;
     Watch watch_ = Watch::kCreate;
     SteadyTime start_{};

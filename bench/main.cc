@@ -70,8 +70,21 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     cs->add_option("--cleanup", so.cleanup, "delete every server afterwards and time it (true/false)")
         ->capture_default_str();
+    cs->add_option("--store", so.store,
+                   "sqlite (one cogsd), or postgres: cogs dev --store postgres, requests spread over "
+                   "every replica")
+        ->check(CLI::IsMember({"sqlite", "postgres"}))
+        ->capture_default_str();
+    cs->add_option("--replicas", so.replicas,
+                   "cogsd replicas with --store postgres (0: cogs dev's default, 3)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     if (cs->parsed()) {
+        if (so.replicas > 1 && so.store != "postgres") {
+            fmt::print(stderr, "cogs-bench create-storm: --replicas needs --store postgres\n");
+            return 2;
+        }
         return cogs::bench::RunCreateStorm(so);
     }
     if (wf->parsed()) {
