@@ -227,6 +227,46 @@ std::string SiblingBinary(const std::string& name) {
     return (exe.parent_path() / name).string();
 }
 
+Result<CommandOutput> RunCommand(const std::vector<std::string>& argv, SteadyTime deadline,
+                                 const std::vector<std::string>& env) {
+    constexpr size_t kMaxOutput = 64 * 1024;
+    const char* tmpdir = std::getenv("TMPDIR");
+    std::string path = fmt::format("{}/cogs-cmd-XXXXXX", tmpdir != nullptr && *tmpdir ? tmpdir : "/tmp");
+    const int fd = ::mkstemp(path.data());
+    if (fd < 0) {
+        return MakeError(ErrorCode::kUnavailable,
+                         fmt::format("cannot make a temporary file: {}", std::strerror(errno)));
+    }
+    ::close(fd);
+    struct Unlink {
+        std::string path;
+        ~Unlink() { ::unlink(path.c_str()); }
+    } unlink_output{path};
+    COGS_ASSIGN_OR_RETURN(Child child, Child::Spawn(argv, SpawnOptions{.log_path = path, .env = env}));
+    std::optional<int> status =
+        child.Wait(std::max<Duration>(deadline - SteadyClock::now(), Duration::zero()));
+    const bool timed_out = !status.has_value();
+    if (timed_out) {
+        child.Signal(SIGKILL);
+        status = child.Wait();
+    }
+    CommandOutput out{*status, {}};
+    if (FILE* f = std::fopen(path.c_str(), "rb")) {
+        std::fseek(f, 0, SEEK_END);
+        const long size = std::ftell(f);
+        std::fseek(f, std::max(0L, size - static_cast<long>(kMaxOutput)), SEEK_SET);
+        out.output.resize(static_cast<size_t>(std::min<long>(size, kMaxOutput)));
+        out.output.resize(std::fread(out.output.data(), 1, out.output.size(), f));
+        std::fclose(f);
+    }
+    if (timed_out) {
+        return MakeError(
+            ErrorCode::kDeadlineExceeded,
+            fmt::format("{} did not end within the deadline; it printed: {}", argv[0], out.output));
+    }
+    return out;
+}
+
 Result<uint16_t> WaitForPortFile(const std::string& path, SteadyTime deadline, Child* watch) {
     for (;;) {
         if (auto text = ReadFile(path); text && !text->empty()) {

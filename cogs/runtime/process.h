@@ -86,6 +86,21 @@ private:
 // exists.
 std::string SiblingBinary(const std::string& name);
 
+// What a command run to its end said: its exit status (as Child's) and its stdout and stderr,
+// interleaved as written (the last 64 KiB of them).
+struct CommandOutput {
+    int exit_status = 0;
+    std::string output;
+};
+
+// Runs argv (argv[0] a path) to its end, its stdout and stderr captured through a temporary file,
+// and blocks the calling thread meanwhile: for tools (runc, ip, mkfs) that take milliseconds, run
+// off any io thread. A command still running at `deadline` is killed (SIGKILL) and reaped.
+// Errors: as Child::Spawn; kDeadlineExceeded "<argv[0]> did not end within the deadline" (with what
+// it printed so far). A non-zero exit is not an error: the caller reads exit_status.
+Result<CommandOutput> RunCommand(const std::vector<std::string>& argv, SteadyTime deadline,
+                                 const std::vector<std::string>& env = {});
+
 // Waits until `path` holds a port number (written atomically, by a rename, by every cogs server once
 // it listens) and returns it. If `watch` is given and that child exits first, fails at once.
 // Errors: kDeadlineExceeded at `deadline`; kUnavailable if `watch` exited (the message names its

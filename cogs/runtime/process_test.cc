@@ -116,6 +116,37 @@ TEST_F(RuntimeTest, SiblingBinaryIsBesideThisOne) {
     EXPECT_EQ(SiblingBinary("cogs"), (fs::path(self).parent_path() / "cogs").string());
 }
 
+TEST_F(RuntimeTest, RunCommandCapturesOutputAndExitStatus) {
+    auto ok = RunCommand({"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}, SteadyClock::now() + 30s);
+    ASSERT_TRUE(ok) << ok.error().ToString();
+    EXPECT_EQ(ok->exit_status, 3);
+    EXPECT_EQ(ok->output, "out\nerr\n");
+
+    auto env = RunCommand({"/bin/sh", "-c", "echo $COGS_X"}, SteadyClock::now() + 30s, {"COGS_X=y"});
+    ASSERT_TRUE(env);
+    EXPECT_EQ(env->output, "y\n");
+
+    // Only the last 64 KiB are kept.
+    auto big = RunCommand({"/bin/sh", "-c", "head -c 100000 /dev/zero | tr '\\0' a; echo end"},
+                          SteadyClock::now() + 30s);
+    ASSERT_TRUE(big);
+    EXPECT_EQ(big->output.size(), 64u * 1024);
+    EXPECT_TRUE(big->output.ends_with("aend\n"));
+
+    auto missing = RunCommand({"/nonexistent/tool"}, SteadyClock::now() + 30s);
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(RuntimeTest, RunCommandKillsWhatOutlivesItsDeadline) {
+    const auto start = SteadyClock::now();
+    auto r = RunCommand({"/bin/sh", "-c", "echo started; exec sleep 60"}, start + 200ms);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kDeadlineExceeded);
+    EXPECT_NE(r.error().message.find("started"), std::string::npos) << r.error().message;
+    EXPECT_LT(SteadyClock::now() - start, 30s);  // killed, not waited for
+}
+
 TEST_F(RuntimeTest, WaitForPortFile) {
     // Written later, atomically, by another process.
     const std::string f = Path("svc.port");
