@@ -371,4 +371,17 @@ void ChaosCloud::Stop() {
     }
 }
 
+CloudEndpoints Endpoints(const ChaosCloud& cloud) {
+    CloudEndpoints e;
+    e.api_urls = cloud.api_urls();
+    e.admin_token = cloud.admin_token();
+    e.service_token = cloud.service_token();
+    for (int h = 0; h < cloud.hosts(); ++h) {
+        e.agents.push_back({ChaosCloud::HostName(h), cloud.ProcessUrl(ChaosCloud::kAgent + h)});
+    }
+    e.network_url = cloud.ProcessUrl(ChaosCloud::kNetwork);
+    e.volume_url = cloud.ProcessUrl(ChaosCloud::kVolume);
+    return e;
+}
+
 }  // namespace cogs::testing

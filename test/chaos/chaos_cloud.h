@@ -33,6 +33,7 @@
 #include "cogs/pg/cluster.h"
 #include "cogs/runtime/process.h"
 #include "test/chaos/relay.h"
+#include "test/support/cloud_api.h"
 
 namespace cogs::testing {
 
@@ -147,5 +148,8 @@ private:
     std::string admin_token_;
     std::string service_token_;
 };
+
+// Every process directly (never through a relay), for the audit (test/support/cloud_audit.h).
+CloudEndpoints Endpoints(const ChaosCloud& cloud);
 
 }  // namespace cogs::testing

@@ -30,9 +30,9 @@
 #include <boost/json.hpp>
 
 #include "test/chaos/chaos_cloud.h"
-#include "test/chaos/cloud_api.h"
-#include "test/chaos/cloud_audit.h"
 #include "test/chaos/ha_checks.h"
+#include "test/support/cloud_api.h"
+#include "test/support/cloud_audit.h"
 #include "test/support/dev_cloud.h"
 
 namespace cogs::testing {
@@ -1089,20 +1089,6 @@ Answered ReadAnswer(int status, const json::object& body) {
     return a;
 }
 
-// Whether a reply asks for the request to be sent again with its key: no answer, 5xx, 429, or 409
-// "a request with this Idempotency-Key is being answered" (its first attempt is still in cogsd).
-bool SendAgain(const Result<ApiReply>& r) {
-    return !r || r->status == 429 || r->status >= 500 ||
-           (r->status == 409 && r->text.find("is being answered") != std::string::npos);
-}
-
-Duration Backoff(const Result<ApiReply>& r, int attempts) {
-    if (r && !r->header_retry_after.empty()) {
-        return std::chrono::seconds(std::max(1, std::atoi(r->header_retry_after.c_str())));
-    }
-    return std::min<Duration>(100ms * (1 << std::min(attempts - 1, 5)), 2s);
-}
-
 // How long a request (or its echo) is re-sent before it counts as never answered.
 constexpr Duration kGiveUp = 120s;
 
@@ -1821,7 +1807,7 @@ int RunCloudChaos(const CloudChaosOptions& o) {
     const SteadyTime audit_start = SteadyClock::now();
     const SteadyTime converge_end = audit_start + std::chrono::seconds(o.converge_s);
     constexpr Duration kReconcileRound = 9s;
-    Result<Audit> audit = AuditCloud(cloud, asked);
+    Result<Audit> audit = AuditCloud(Endpoints(cloud), asked);
     int audits = 1;
     std::optional<SteadyTime> right_since;
     double converge_s = 0;
@@ -1842,7 +1828,7 @@ int RunCloudChaos(const CloudChaosOptions& o) {
         }
         std::this_thread::sleep_for(right_since ? std::min<Duration>(kReconcileRound, converge_end - now)
                                                 : 1s);
-        audit = AuditCloud(cloud, asked);
+        audit = AuditCloud(Endpoints(cloud), asked);
         ++audits;
     }
     if (!audit || !audit->Converged()) {

@@ -20,9 +20,9 @@
 #include <boost/json.hpp>
 
 #include "test/chaos/chaos_cloud.h"
-#include "test/chaos/cloud_api.h"
 #include "test/chaos/cloud_chaos.h"
 #include "test/chaos/ha_checks.h"
+#include "test/support/cloud_api.h"
 #include "test/support/dev_cloud.h"
 
 namespace cogs::testing {

@@ -21,26 +21,6 @@ std::string LoadAverage() {
     return fmt::format("[{:.2f},{:.2f},{:.2f}]", one, five, fifteen);
 }
 
-Result<std::string> LeaderId(ApiClient& replica, Duration timeout) {
-    auto r = replica.Call("GET", "/v1/replicas", "", {}, timeout);
-    if (!r) {
-        return MakeError(r.error());
-    }
-    if (r->status != 200 || !r->body.is_object()) {
-        return MakeError(ErrorCode::kUnavailable, fmt::format("GET /v1/replicas: {} {}", r->status, r->text));
-    }
-    const auto* list = r->body.as_object().if_contains("replicas");
-    if (list == nullptr || !list->is_array()) {
-        return MakeError(ErrorCode::kUnavailable, "GET /v1/replicas: no list");
-    }
-    for (const auto& v : list->as_array()) {
-        if (v.is_object() && Str(v.as_object(), "role") == "leader") {
-            return Str(v.as_object(), "id");
-        }
-    }
-    return std::string();
-}
-
 std::optional<bool> ClaimsToLead(ApiClient& replica, Duration timeout) {
     auto r = replica.Call("GET", "/metrics", "", {}, timeout);
     if (!r || r->status != 200) {

@@ -1,7 +1,7 @@
 // What the chaos runs against cogsd's replicas (`cogs-chaos ha`, docs/ha.md) measure and check,
 // apart from the cloud's own audit (cloud_audit.h):
-//   - who leads: GET /v1/replicas on any live replica, and each replica's own view (its /metrics
-//     gauge cogs_leader);
+//   - who leads: GET /v1/replicas on any live replica (LeaderId, test/support/cloud_api.h), and each
+//     replica's own view (its /metrics gauge cogs_leader);
 //   - elections and their fencing tokens: the leader_elected events (GET /v1/events?resource_kind=
 //     replica: "replica ID (URL) leads with token N") and the "elected leader (token N)" lines of the
 //     replicas' logs. Two replicas with one token is split brain: the store fences writes by token,
@@ -29,7 +29,7 @@
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
 #include "test/chaos/chaos_cloud.h"
-#include "test/chaos/cloud_api.h"
+#include "test/support/cloud_api.h"
 #include "test/support/dev_cloud.h"
 
 namespace cogs::testing {
@@ -37,10 +37,6 @@ namespace cogs::testing {
 // The load average of the machine, "[1 min,5 min,15 min]" (a JSON array), for reports: timings
 // from a loaded machine are read differently.
 std::string LoadAverage();
-
-// The id of the replica that leads as `replica` answers GET /v1/replicas (a follower forwards it to
-// the leader): "" when none is marked leader. Errors: no answer, or not 200.
-Result<std::string> LeaderId(ApiClient& replica, Duration timeout);
 
 // Whether a replica's own /metrics says it leads (cogs_leader 1); nullopt when it did not answer.
 std::optional<bool> ClaimsToLead(ApiClient& replica, Duration timeout);

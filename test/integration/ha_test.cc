@@ -27,23 +27,6 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-// SIGCONTs a paused `cogs dev` when it goes out of scope, so that a failed assertion does not leave
-// it stopped (it would not stop its children when told to).
-class Paused {
-public:
-    explicit Paused(int pid) : pid_(pid) { EXPECT_EQ(::kill(pid_, SIGSTOP), 0); }
-    ~Paused() { Resume(); }
-    void Resume() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGCONT);
-            pid_ = 0;
-        }
-    }
-
-private:
-    int pid_;
-};
-
 class HaTest : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -219,7 +202,8 @@ TEST_F(HaTest, LeaderKilledFollowerTakesOverAndTheAgentsFollow) {
     std::string next;
     SteadyTime killed_at;
     {
-        Paused paused(dev_->pid());
+        Paused paused(dev_->pid());  // SIGCONTed however the block ends
+        ASSERT_TRUE(paused.stopped());
         ASSERT_EQ(::kill(killed.pid, SIGKILL), 0);
         killed_at = SteadyClock::now();
         ASSERT_TRUE(WaitUntil(

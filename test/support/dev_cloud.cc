@@ -117,6 +117,19 @@ ApiReply ApiClient::Must(const std::string& method, const std::string& target, c
     return std::move(*r);
 }
 
+Paused::Paused(int pid) {
+    if (pid > 0 && ::kill(pid, SIGSTOP) == 0) {
+        pid_ = pid;
+    }
+}
+
+void Paused::Resume() {
+    if (pid_ > 0) {
+        ::kill(pid_, SIGCONT);
+        pid_ = 0;
+    }
+}
+
 std::pair<int, std::string> Shell(const std::string& command) {
     std::string out;
     FILE* p = popen((command + " 2>&1").c_str(), "r");

@@ -133,6 +133,24 @@ private:
     bool keep_dir_ = false;
 };
 
+// SIGSTOPs a process for as long as this object lives (or until Resume), then SIGCONTs it, so that a
+// failed assertion never leaves it stopped: a paused `cogs dev` restarts nothing and would not stop
+// its children when told to; a frozen cogsd replica keeps its port and answers nothing. A pid <= 0,
+// or one that is gone, is left alone.
+class Paused {
+public:
+    explicit Paused(int pid);
+    ~Paused() { Resume(); }
+    Paused(const Paused&) = delete;
+    Paused& operator=(const Paused&) = delete;
+    // Whether the SIGSTOP was delivered and the process is not resumed yet.
+    bool stopped() const { return pid_ > 0; }
+    void Resume();
+
+private:
+    int pid_ = 0;
+};
+
 // Reading answers in tests: the string field `key` of an object ("" if absent or not a string);
 // the field itself (null if absent; by value, as the argument is often a temporary reply's body);
 // an integer field (-1 if absent or not a number).

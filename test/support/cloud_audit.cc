@@ -1,4 +1,4 @@
-#include "test/chaos/cloud_audit.h"
+#include "test/support/cloud_audit.h"
 
 #include <algorithm>
 #include <set>
@@ -7,7 +7,6 @@
 #include <fmt/format.h>
 #include <boost/json.hpp>
 
-#include "test/chaos/cloud_api.h"
 #include "test/support/dev_cloud.h"
 
 namespace cogs::testing {
@@ -59,17 +58,6 @@ Result<json::object> GetObject(ApiClient& c, const std::string& target) {
     return r->body.as_object();
 }
 
-Result<json::array> GetLedger(ApiClient& c) {
-    auto r = c.Call("GET", "/v1/ledger", "", {}, 10s);
-    if (!r) {
-        return MakeError(r.error());
-    }
-    if (r->status != 200 || !r->body.is_array()) {
-        return MakeError(ErrorCode::kUnavailable, fmt::format("GET /v1/ledger: {}", r->status));
-    }
-    return r->body.as_array();
-}
-
 std::vector<std::string> Strings(const json::object& o, const std::string& key) {
     std::vector<std::string> out;
     if (const auto* a = o.if_contains(key); a != nullptr && a->is_array()) {
@@ -95,8 +83,8 @@ std::string ServiceAction(const std::string& type) {
 
 class Auditor {
 public:
-    Auditor(const ChaosCloud& cloud, const Requested& requested)
-        : cloud_(cloud), requested_(requested), api_(cloud.api_urls(), cloud.admin_token()) {}
+    Auditor(const CloudEndpoints& cloud, const Requested& requested)
+        : cloud_(cloud), requested_(requested), api_(cloud.api_urls, cloud.admin_token) {}
 
     Result<Audit> Run() {
         for (const char* kind : {"servers", "ports", "volumes", "networks", "subnets"}) {
@@ -126,13 +114,12 @@ private:
 
     // Every instance belongs to a server, on the host cogsd names.
     Status Compute() {
-        for (int h = 0; h < cloud_.hosts(); ++h) {
-            ApiClient agent(cloud_.ProcessUrl(ChaosCloud::kAgent + h), cloud_.service_token());
+        for (const CloudEndpoints::Agent& a : cloud_.agents) {
+            ApiClient agent(a.url, cloud_.service_token);
             auto inv = ComputeInventory(agent, 10s);
             if (!inv) {
-                return MakeError(
-                    ErrorCode::kUnavailable,
-                    fmt::format("inventory of {}: {}", ChaosCloud::HostName(h), inv.error().message));
+                return MakeError(ErrorCode::kUnavailable,
+                                 fmt::format("inventory of {}: {}", a.name, inv.error().message));
             }
             for (const auto& [id, i] : *inv) {
                 instances_by_host_[i.host][id] = i;
@@ -144,7 +131,7 @@ private:
                                                  i.host, i.state, id, Str(s->second, "host")));
                 }
             }
-            COGS_ASSIGN_OR_RETURN(json::array ledger, GetLedger(agent));
+            COGS_ASSIGN_OR_RETURN(json::array ledger, ServiceLedger(agent, 10s));
             AddLedger(ledger);
         }
         return {};
@@ -152,7 +139,7 @@ private:
 
     // Ports, addresses, networks and subnets cogsd owns; no address held twice.
     Status Network() {
-        ApiClient network(cloud_.ProcessUrl(ChaosCloud::kNetwork), cloud_.service_token());
+        ApiClient network(cloud_.network_url, cloud_.service_token);
         COGS_ASSIGN_OR_RETURN(json::object net, GetObject(network, "/v1/inventory"));
         for (const auto& [inv_key, kind] : std::map<std::string, std::string>{
                  {"ports", "ports"}, {"networks", "networks"}, {"subnets", "subnets"}}) {
@@ -205,9 +192,9 @@ private:
     // Volumes cogsd owns, and the attachment audit: cogsd's volume, its server's volume_ids and
     // cogs-volume's record agree.
     Status Volumes() {
-        ApiClient volume(cloud_.ProcessUrl(ChaosCloud::kVolume), cloud_.service_token());
+        ApiClient volume(cloud_.volume_url, cloud_.service_token);
         COGS_ASSIGN_OR_RETURN(json::object vol, GetObject(volume, "/v1/inventory"));
-        COGS_ASSIGN_OR_RETURN(json::array ledger, GetLedger(volume));
+        COGS_ASSIGN_OR_RETURN(json::array ledger, ServiceLedger(volume, 10s));
         AddLedger(ledger);
         std::map<std::string, json::object> held;  // cogs-volume's volumes by id
         for (const auto& v : vol.at("volumes").as_array()) {
@@ -413,7 +400,7 @@ private:
         return {};
     }
 
-    const ChaosCloud& cloud_;
+    const CloudEndpoints& cloud_;
     const Requested& requested_;
     ControlPlaneClient api_;
     Audit a_;
@@ -426,7 +413,7 @@ private:
 
 }  // namespace
 
-Result<Audit> AuditCloud(const ChaosCloud& cloud, const Requested& requested) {
+Result<Audit> AuditCloud(const CloudEndpoints& cloud, const Requested& requested) {
     return Auditor(cloud, requested).Run();
 }
 

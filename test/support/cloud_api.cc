@@ -1,7 +1,8 @@
-#include "test/chaos/cloud_api.h"
+#include "test/support/cloud_api.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 #include <fmt/format.h>
@@ -14,6 +15,66 @@ using namespace std::chrono_literals;
 std::string Str(const json::object& o, const std::string& key) {
     auto* v = o.if_contains(key);
     return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
+}
+
+CloudEndpoints Endpoints(const DevCloud& dev) {
+    CloudEndpoints e;
+    for (const DevProcess& r : dev.replicas()) {
+        e.api_urls.push_back(r.url);
+    }
+    e.admin_token = dev.admin_token();
+    e.service_token = dev.service_token();
+    for (const DevProcess& p : dev.processes()) {
+        if (p.name.starts_with("cogs-compute")) {
+            e.agents.push_back({p.name, p.url});
+        }
+    }
+    e.network_url = dev.ServiceUrl("cogs-network");
+    e.volume_url = dev.ServiceUrl("cogs-volume");
+    return e;
+}
+
+bool SendAgain(const Result<ApiReply>& r) {
+    return !r || r->status == 429 || r->status >= 500 ||
+           (r->status == 409 && r->text.find("is being answered") != std::string::npos);
+}
+
+Duration Backoff(const Result<ApiReply>& r, int attempts) {
+    if (r && !r->header_retry_after.empty()) {
+        return std::chrono::seconds(std::max(1, std::atoi(r->header_retry_after.c_str())));
+    }
+    return std::min<Duration>(100ms * (1 << std::min(attempts - 1, 5)), 2s);
+}
+
+Result<std::string> LeaderId(ApiClient& replica, Duration timeout) {
+    auto r = replica.Call("GET", "/v1/replicas", "", {}, timeout);
+    if (!r) {
+        return MakeError(r.error());
+    }
+    if (r->status != 200 || !r->body.is_object()) {
+        return MakeError(ErrorCode::kUnavailable, fmt::format("GET /v1/replicas: {} {}", r->status, r->text));
+    }
+    const auto* list = r->body.as_object().if_contains("replicas");
+    if (list == nullptr || !list->is_array()) {
+        return MakeError(ErrorCode::kUnavailable, "GET /v1/replicas: no list");
+    }
+    for (const auto& v : list->as_array()) {
+        if (v.is_object() && Str(v.as_object(), "role") == "leader") {
+            return Str(v.as_object(), "id");
+        }
+    }
+    return std::string();
+}
+
+Result<json::array> ServiceLedger(ApiClient& service, Duration timeout) {
+    auto r = service.Call("GET", "/v1/ledger", "", {}, timeout);
+    if (!r) {
+        return MakeError(r.error());
+    }
+    if (r->status != 200 || !r->body.is_array()) {
+        return MakeError(ErrorCode::kUnavailable, fmt::format("GET /v1/ledger: {}", r->status));
+    }
+    return r->body.as_array();
 }
 
 ControlPlaneClient::ControlPlaneClient(const std::vector<std::string>& urls, const std::string& token) {

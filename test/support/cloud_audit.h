@@ -1,8 +1,9 @@
-// The audit of a chaos run once its requests have settled: what a user would compare between cogsd's
-// API, every service's inventory and the services' ledgers, given what the run asked for. One call
-// reads everything once and judges it; a run calls it again until it finds nothing or its deadline
-// passes (the reconcilers repair drift in the meantime), so the outcome does not depend on how fast
-// the machine is, only on whether the cloud converges.
+// The audit of a chaos run (test/chaos) or an integration test's storm once its requests have
+// settled: what a user would compare between cogsd's API, every service's inventory and the
+// services' ledgers, given what the run asked for. One call reads everything once and judges it; a
+// run calls it again until it finds nothing or its deadline passes (the reconcilers repair drift in
+// the meantime), so the outcome does not depend on how fast the machine is, only on whether the
+// cloud converges.
 //
 // What is judged (each problem is one line of `findings`, naming the ids):
 //   leaks              an instance no server owns, or on a host other than its server's; a port,
@@ -33,7 +34,7 @@
 #include <vector>
 
 #include "cogs/base/result.h"
-#include "test/chaos/chaos_cloud.h"
+#include "test/support/cloud_api.h"
 
 namespace cogs::testing {
 
@@ -101,6 +102,6 @@ struct Audit {
 
 // Reads cogsd (lists, workflows), every agent's and cogs-volume's inventory and ledger and
 // cogs-network's inventory, and judges them. Errors: a read that failed (kUnavailable).
-Result<Audit> AuditCloud(const ChaosCloud& cloud, const Requested& requested);
+Result<Audit> AuditCloud(const CloudEndpoints& cloud, const Requested& requested);
 
 }  // namespace cogs::testing

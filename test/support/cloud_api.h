@@ -1,6 +1,7 @@
-// What the cloud chaos runs read and seed through the cogs API and the services' inventories:
-// small synchronous helpers over ApiClient (test/support/dev_cloud.h). Each call blocks its thread
-// until the answer or its deadline; use one ApiClient per thread.
+// What the cloud chaos runs (test/chaos) and the integration tests read and seed through the cogs
+// API and the services' inventories and ledgers, and how their clients re-send a request: small
+// synchronous helpers over ApiClient (dev_cloud.h). Each call blocks its thread until the answer or
+// its deadline; use one ApiClient per thread.
 #pragma once
 
 #include <map>
@@ -17,6 +18,31 @@ namespace cogs::testing {
 
 // A string field of an object ("" when absent or not a string).
 std::string Str(const boost::json::object& o, const std::string& key);
+
+// Where a cloud's processes answer, for whoever reads or judges all of it (the audit, cloud_audit.h):
+// every replica of cogsd (one URL for a single cogsd), each compute agent, cogs-network and
+// cogs-volume, with the tokens. A DevCloud's: Endpoints below; a chaos run's: test/chaos/chaos_cloud.h.
+struct CloudEndpoints {
+    std::vector<std::string> api_urls;
+    std::string admin_token;
+    std::string service_token;
+    struct Agent {
+        std::string name;  // for messages ("host-2", "cogs-compute-2")
+        std::string url;
+    };
+    std::vector<Agent> agents;
+    std::string network_url;
+    std::string volume_url;
+};
+// A `cogs dev`'s, as its dev.json says now (DevCloud::Reload after a restart).
+CloudEndpoints Endpoints(const DevCloud& dev);
+
+// How a client treats an answer to a request that carries an Idempotency-Key (docs/api.md), as the
+// CLI does: SendAgain when there was no answer, a 5xx, a 429, or a 409 "a request with this
+// Idempotency-Key is being answered" (its first attempt is still in cogsd); after Backoff: the
+// answer's Retry-After (at least 1 s), else 100 ms doubling per attempt up to 2 s.
+bool SendAgain(const Result<ApiReply>& r);
+Duration Backoff(const Result<ApiReply>& r, int attempts);
 
 // The control plane through any of its replicas (a single URL: one cogsd): a call goes to the
 // replica that answered the last one; a transport failure or a 502, 503 or 504 sends it on to the
@@ -36,6 +62,14 @@ private:
     std::vector<SteadyTime> slow_until_;  // per replica
     size_t current_ = 0;
 };
+
+// The id of the replica that leads as `replica` answers GET /v1/replicas (a follower forwards it to
+// the leader): "" when none is marked leader. Errors: no answer, or not 200.
+Result<std::string> LeaderId(ApiClient& replica, Duration timeout);
+
+// A service's ledger (GET /v1/ledger, docs/service-protocol.md): its entries in sequence order.
+// kUnavailable on a status other than 200.
+Result<boost::json::array> ServiceLedger(ApiClient& service, Duration timeout);
 
 // Every item of a cogsd list (`path` like "/v1/servers", items under `key` like "servers"),
 // following next_marker. kUnavailable on a transport failure or a status other than 200.
