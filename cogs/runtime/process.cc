@@ -228,8 +228,8 @@ std::string SiblingBinary(const std::string& name) {
 }
 
 Result<CommandOutput> RunCommand(const std::vector<std::string>& argv, SteadyTime deadline,
-                                 const std::vector<std::string>& env) {
-    constexpr size_t kMaxOutput = 64 * 1024;
+                                 const RunOptions& options) {
+    const auto max_output = static_cast<long>(options.max_output);
     const char* tmpdir = std::getenv("TMPDIR");
     std::string path = fmt::format("{}/cogs-cmd-XXXXXX", tmpdir != nullptr && *tmpdir ? tmpdir : "/tmp");
     const int fd = ::mkstemp(path.data());
@@ -242,7 +242,8 @@ Result<CommandOutput> RunCommand(const std::vector<std::string>& argv, SteadyTim
         std::string path;
         ~Unlink() { ::unlink(path.c_str()); }
     } unlink_output{path};
-    COGS_ASSIGN_OR_RETURN(Child child, Child::Spawn(argv, SpawnOptions{.log_path = path, .env = env}));
+    COGS_ASSIGN_OR_RETURN(Child child,
+                          Child::Spawn(argv, SpawnOptions{.log_path = path, .env = options.env}));
     std::optional<int> status =
         child.Wait(std::max<Duration>(deadline - SteadyClock::now(), Duration::zero()));
     const bool timed_out = !status.has_value();
@@ -254,8 +255,8 @@ Result<CommandOutput> RunCommand(const std::vector<std::string>& argv, SteadyTim
     if (FILE* f = std::fopen(path.c_str(), "rb")) {
         std::fseek(f, 0, SEEK_END);
         const long size = std::ftell(f);
-        std::fseek(f, std::max(0L, size - static_cast<long>(kMaxOutput)), SEEK_SET);
-        out.output.resize(static_cast<size_t>(std::min<long>(size, kMaxOutput)));
+        std::fseek(f, std::max(0L, size - max_output), SEEK_SET);
+        out.output.resize(static_cast<size_t>(std::min(size, max_output)));
         out.output.resize(std::fread(out.output.data(), 1, out.output.size(), f));
         std::fclose(f);
     }

@@ -87,10 +87,15 @@ private:
 std::string SiblingBinary(const std::string& name);
 
 // What a command run to its end said: its exit status (as Child's) and its stdout and stderr,
-// interleaved as written (the last 64 KiB of them).
+// interleaved as written (the last RunOptions::max_output bytes of them).
 struct CommandOutput {
     int exit_status = 0;
     std::string output;
+};
+
+struct RunOptions {
+    std::vector<std::string> env{};  // as SpawnOptions::env
+    size_t max_output = 64 * 1024;   // what is kept of the output: its end (a listing may need more)
 };
 
 // Runs argv (argv[0] a path) to its end, its stdout and stderr captured through a temporary file,
@@ -99,7 +104,7 @@ struct CommandOutput {
 // Errors: as Child::Spawn; kDeadlineExceeded "<argv[0]> did not end within the deadline" (with what
 // it printed so far). A non-zero exit is not an error: the caller reads exit_status.
 Result<CommandOutput> RunCommand(const std::vector<std::string>& argv, SteadyTime deadline,
-                                 const std::vector<std::string>& env = {});
+                                 const RunOptions& options = {});
 
 // Waits until `path` holds a port number (written atomically, by a rename, by every cogs server once
 // it listens) and returns it. If `watch` is given and that child exits first, fails at once.

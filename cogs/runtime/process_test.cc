@@ -122,7 +122,7 @@ TEST_F(RuntimeTest, RunCommandCapturesOutputAndExitStatus) {
     EXPECT_EQ(ok->exit_status, 3);
     EXPECT_EQ(ok->output, "out\nerr\n");
 
-    auto env = RunCommand({"/bin/sh", "-c", "echo $COGS_X"}, SteadyClock::now() + 30s, {"COGS_X=y"});
+    auto env = RunCommand({"/bin/sh", "-c", "echo $COGS_X"}, SteadyClock::now() + 30s, {.env = {"COGS_X=y"}});
     ASSERT_TRUE(env);
     EXPECT_EQ(env->output, "y\n");
 
@@ -132,6 +132,10 @@ TEST_F(RuntimeTest, RunCommandCapturesOutputAndExitStatus) {
     ASSERT_TRUE(big);
     EXPECT_EQ(big->output.size(), 64u * 1024);
     EXPECT_TRUE(big->output.ends_with("aend\n"));
+    auto whole = RunCommand({"/bin/sh", "-c", "head -c 100000 /dev/zero | tr '\\0' a; echo end"},
+                            SteadyClock::now() + 30s, {.max_output = 1 << 20});
+    ASSERT_TRUE(whole);
+    EXPECT_EQ(whole->output.size(), 100004u);
 
     auto missing = RunCommand({"/nonexistent/tool"}, SteadyClock::now() + 30s);
     ASSERT_FALSE(missing);

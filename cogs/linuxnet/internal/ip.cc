@@ -1,7 +1,6 @@
 #include "cogs/linuxnet/internal/ip.h"
 
 #include <net/if.h>
-#include <signal.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -240,10 +239,11 @@ Inventory BuildInventory(const Names& names, const std::vector<Link>& links,
     return inv;
 }
 
-Result<std::string> Ip::Run(const std::vector<std::string>& args, SteadyTime deadline) const {
+Result<std::string> Ip::Run(const std::vector<std::string>& args, SteadyTime deadline,
+                            size_t max_output) const {
     std::vector<std::string> argv{path_};
     argv.insert(argv.end(), args.begin(), args.end());
-    auto out = runtime::RunCommand(argv, deadline, {"LC_ALL=C"});
+    auto out = runtime::RunCommand(argv, deadline, {.env = {"LC_ALL=C"}, .max_output = max_output});
     if (!out) {
         Error e = std::move(out).error();
         if (e.code == ErrorCode::kDeadlineExceeded) {
@@ -256,52 +256,17 @@ Result<std::string> Ip::Run(const std::vector<std::string>& args, SteadyTime dea
     if (out->exit_status != 0) {
         return MakeError(Failed(args, out->exit_status, out->output));
     }
+    if (out->output.size() >= max_output) {
+        // Cut: a listing must be read whole or not at all.
+        return MakeError(ErrorCode::kUnavailable,
+                         fmt::format("{}: printed more than {} bytes", CommandText(args), max_output));
+    }
     return std::move(out->output);
 }
 
 Result<std::string> Ip::RunListing(const std::vector<std::string>& args, SteadyTime deadline) const {
-    // RunCommand keeps only the last 64 KiB of what a command prints, a few dozen links of `ip -json
-    // -details link show`: a listing of a busy host goes through a file of its own, read whole.
-    const char* tmpdir = std::getenv("TMPDIR");
-    std::string path = fmt::format("{}/cogs-ip-XXXXXX", tmpdir != nullptr && *tmpdir ? tmpdir : "/tmp");
-    const int fd = ::mkstemp(path.data());
-    if (fd < 0) {
-        return MakeError(ErrorCode::kUnavailable,
-                         fmt::format("cannot make a temporary file: {}", std::strerror(errno)));
-    }
-    ::close(fd);
-    struct Unlink {
-        std::string path;
-        ~Unlink() { ::unlink(path.c_str()); }
-    } unlink_output{path};
-    std::vector<std::string> argv{path_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto child = runtime::Child::Spawn(argv, {.log_path = path, .env = {"LC_ALL=C"}});
-    if (!child) {
-        return MakeError(ErrorCode::kFailedPrecondition,
-                         fmt::format("cannot run {}: {}", path_, child.error().message));
-    }
-    std::optional<int> status =
-        child->Wait(std::max<Duration>(deadline - SteadyClock::now(), Duration::zero()));
-    if (!status) {
-        child->Signal(SIGKILL);
-        (void)child->Wait();  // reaped; the deadline is the answer
-        return MakeError(Error(ErrorCode::kDeadlineExceeded,
-                               fmt::format("{}: did not end within the deadline", CommandText(args)), true));
-    }
-    std::string output;
-    if (FILE* f = std::fopen(path.c_str(), "rb")) {
-        char buf[65536];
-        size_t n;
-        while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
-            output.append(buf, n);
-        }
-        std::fclose(f);
-    }
-    if (*status != 0) {
-        return MakeError(Failed(args, *status, output));
-    }
-    return output;
+    // A busy host's `ip -json -details link show` is far more than the 64 KiB kept of other commands.
+    return Run(args, deadline, kMaxListing);
 }
 
 Result<std::optional<Link>> Ip::ShowLink(std::string_view netns, std::string_view name,

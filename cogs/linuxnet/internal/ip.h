@@ -71,11 +71,13 @@ public:
 
     // `ip ARGS...`: its output. Errors: kPermissionDenied (EPERM) or kUnavailable (retryable)
     // "ip ARGS...: what it printed" for a non-zero exit; kDeadlineExceeded; kFailedPrecondition if
-    // `ip` cannot be run at all.
-    // Through runtime::RunCommand, which keeps the last 64 KiB of the output: for commands that
-    // print little (changes, one link, one namespace's links, addresses, routes).
-    Result<std::string> Run(const std::vector<std::string>& args, SteadyTime deadline) const;
-    // As Run, the whole output however long (a listing of every link of the host).
+    // `ip` cannot be run at all; kUnavailable if it printed `max_output` bytes or more (what is
+    // read is read whole, never cut). The default suits commands that print little (changes, one
+    // link, one namespace's links, addresses, routes).
+    Result<std::string> Run(const std::vector<std::string>& args, SteadyTime deadline,
+                            size_t max_output = 64 * 1024) const;
+    // As Run, for a listing of every link of the host: up to kMaxListing.
+    static constexpr size_t kMaxListing = 64 * 1024 * 1024;
     Result<std::string> RunListing(const std::vector<std::string>& args, SteadyTime deadline) const;
 
     // The link `name` (in namespace `netns`, "" for the caller's), or nullopt if there is none.
