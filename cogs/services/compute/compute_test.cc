@@ -46,10 +46,16 @@ public:
             boost::asio::post(io_, std::move(committed));
         }
     }
+    void Finish(std::string_view wait_for, Result<std::string> output) override {
+        finished_.emplace_back(std::string(wait_for), std::move(output));
+    }
     void Poll() {
         io_.restart();
         io_.poll();
     }
+
+    // What the domain finished (DomainContext::Finish), in order.
+    std::vector<std::pair<std::string, Result<std::string>>> finished_;
 
 private:
     Records& records_;

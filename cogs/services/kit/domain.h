@@ -67,6 +67,11 @@ struct Done {
     // ends; until then the action and its status answer 202 {"accepted": true}, afterwards 200
     // with `output`. 0: done now.
     int64_t ready_at_us = 0;
+    // A long action whose end the domain does not know in advance but will report (a real machine
+    // booting): non-empty names what it waits for ("instance/i-1"; several actions may wait for
+    // one name), and ready_at_us is ignored. The action and its status answer 202 until the domain
+    // calls DomainContext::Finish(wait_for, ...), then that output (200) or that error.
+    std::string wait_for{};
 };
 
 // What the service offers a domain that changes its state on its own, outside an action (timers,
@@ -80,6 +85,13 @@ public:
     // not an action). `committed`, if set, runs on the io thread once they are on disk (never
     // inline; without a state file, on a later turn); it is dropped if the service goes first.
     virtual void Write(Tx tx, std::function<void()> committed = {}) = 0;
+    // Ends every long action still waiting for `wait_for` (Done::wait_for), with the next group
+    // commit: its key and its status answer `output` (a JSON object's text) from then on, or the
+    // error, as a definitive refusal whatever its retryable bit (the caller's poll fails the step and
+    // compensates it: the undo of a failed long action still performs its compensating action,
+    // since what the action started may exist). A domain that wants a retry retries by itself before
+    // it finishes. No action waiting for `wait_for` (never, or finished already): nothing.
+    virtual void Finish(std::string_view wait_for, Result<std::string> output) = 0;
 };
 
 // One action of a domain, as its table declares it (Domain::actions()).

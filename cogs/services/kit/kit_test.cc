@@ -68,17 +68,24 @@ public:
     std::string_view name() const override { return "items"; }
 
     std::vector<Action> actions() override {
-        return {{"put", {"id", "value"}, [this](const wire::Input& in, Tx& tx) { return Put(in, tx, 0); }},
-                {"delete", {"id"}, std::bind_front(&ItemsDomain::Delete, this)},
-                {"fail",
-                 {"id"},
-                 [](const wire::Input&, Tx&) -> Result<Done> {
-                     return MakeError(ErrorCode::kFailedPrecondition, "refused: no room");
-                 }},
-                {"flaky", {}, std::bind_front(&ItemsDomain::Flaky, this)},
-                {"boot", {"id", "value"}, [this](const wire::Input& in, Tx& tx) {
-                     return Put(in, tx, probe_->clock->WallUs() + 60'000);
-                 }}};
+        return {
+            {"put", {"id", "value"}, [this](const wire::Input& in, Tx& tx) { return Put(in, tx, 0); }},
+            {"delete", {"id"}, std::bind_front(&ItemsDomain::Delete, this)},
+            {"fail",
+             {"id"},
+             [](const wire::Input&, Tx&) -> Result<Done> {
+                 return MakeError(ErrorCode::kFailedPrecondition, "refused: no room");
+             }},
+            {"flaky", {}, std::bind_front(&ItemsDomain::Flaky, this)},
+            {"boot",
+             {"id", "value"},
+             [this](const wire::Input& in, Tx& tx) { return Put(in, tx, probe_->clock->WallUs() + 60'000); }},
+            {"await", {"id", "value"}, [this](const wire::Input& in, Tx& tx) -> Result<Done> {
+                 COGS_ASSIGN_OR_RETURN(Done done, Put(in, tx, 0));
+                 COGS_ASSIGN_OR_RETURN(const std::string id, in.String("id"));
+                 done.wait_for = "item/" + id;  // ends when the test says (context()->Finish)
+                 return done;
+             }}};
     }
 
     Status Load(std::string_view table, std::string_view id, std::string_view text) override {
@@ -136,6 +143,7 @@ public:
     void Bind(DomainContext& context) override { context_ = &context; }
 
     const std::map<std::string, std::string>& items() const { return items_; }
+    DomainContext* context() const { return context_; }
 
 private:
     // put and boot (ready_at_us > 0: a long action).
@@ -452,6 +460,49 @@ TEST_F(KitTest, LongActionIsAcceptedThenDone) {
     auto put_done = StatusOf("wf2/p/do");
     ASSERT_TRUE(put_done);
     EXPECT_FALSE(put_done->accepted);
+}
+
+TEST_F(KitTest, ALongActionTheDomainFinishesAnswersWhatItWasFinishedWith) {
+    ServiceOptions options = Durable();
+    Start(options);
+    auto r = Do("await", "wf1/a/do", R"({"id":"vm1","value":"on"})");
+    ASSERT_TRUE(r) << r.error().ToString();
+    EXPECT_TRUE(r->accepted);
+    ASSERT_TRUE(Do("await", "wf2/a/do", R"({"id":"vm1","value":"on"})")->accepted) << "two wait for one";
+    ASSERT_TRUE(Do("await", "wf3/a/do", R"({"id":"vm2","value":"on"})")->accepted);
+    clock_.Advance(std::chrono::minutes(30));  // within the ledger's minimum age, as a poll is
+    EXPECT_TRUE(StatusOf("wf1/a/do")->accepted) << "no clock ends it";
+
+    // A restart keeps what is pending; Finish reaches it afterwards.
+    Start(options);
+    EXPECT_TRUE(StatusOf("wf1/a/do")->accepted);
+    EXPECT_TRUE(Do("await", "wf1/a/do", R"({"id":"vm1","value":"on"})")->accepted) << "re-sent: the same";
+    domain_->context()->Finish("item/vm1", std::string(R"({"id":"vm1","state":"ACTIVE"})"));
+    domain_->context()->Finish("item/nobody", std::string("{}"));  // nothing waits: nothing
+    for (const char* key : {"wf1/a/do", "wf2/a/do"}) {
+        auto done = StatusOf(key);
+        ASSERT_TRUE(done) << done.error().ToString();
+        EXPECT_FALSE(done->accepted) << key;
+        EXPECT_EQ(Parse(done->output), Parse(R"({"id":"vm1","state":"ACTIVE"})")) << key;
+    }
+    EXPECT_TRUE(StatusOf("wf3/a/do")->accepted) << "another name";
+
+    // A failure is definitive for the key, whatever its retryable bit, and survives a restart.
+    domain_->context()->Finish("item/vm2", MakeError(ErrorCode::kUnavailable, "no room on the disk"));
+    domain_->context()->Finish("item/vm2", std::string("{}"));  // finished already: nothing
+    auto failed = StatusOf("wf3/a/do");
+    ASSERT_FALSE(failed);
+    EXPECT_FALSE(failed.error().retryable);
+    EXPECT_EQ(failed.error().code, ErrorCode::kFailedPrecondition);
+    EXPECT_EQ(failed.error().message, "unavailable: no room on the disk");
+    Start(options);
+    EXPECT_EQ(StatusOf("wf3/a/do").error().message, "unavailable: no room on the disk");
+    EXPECT_EQ(Parse(StatusOf("wf1/a/do")->output), Parse(R"({"id":"vm1","state":"ACTIVE"})"));
+    // ... and what it started is still compensated by its undo.
+    auto undo = Do("delete", "wf3/a/undo", R"({"id":"vm2"})");
+    ASSERT_TRUE(undo) << undo.error().ToString();
+    EXPECT_EQ(Parse(undo->output), Parse(R"({"id":"vm2","deleted":true})"));
+    EXPECT_EQ(probe_->performed["delete"], 1);
 }
 
 TEST_F(KitTest, UnknownActionBadInputAndExpiredDeadline) {

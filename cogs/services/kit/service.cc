@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
+#include <limits>
 #include <map>
 #include <unordered_map>
 
@@ -55,6 +56,30 @@ Error Retryable(Error e) {
 }
 
 using Entry = LedgerEntry;  // ledger.h
+
+// done_at_us of a long action the domain has not finished yet (Done::wait_for): later than any
+// clock, so Recorded answers "accepted" until DomainContext::Finish. Its output meanwhile is
+// {"waiting_for": name}, which is how a restarted service knows what it waits for.
+constexpr int64_t kPendingUs = std::numeric_limits<int64_t>::max();
+
+// What the pruner counts an entry's age from: a pending entry's from when it was made (no caller
+// polls it past the longest workflow deadline, which the minimum age covers).
+int64_t PruneSince(const Entry& e) { return e.done_at_us == kPendingUs ? 0 : e.done_at_us; }
+
+std::string WaitingOutput(const std::string& wait_for) {
+    return json::serialize(json::object{{"waiting_for", wait_for}});
+}
+
+// The name a pending entry waits for, from its output ("" if it holds none).
+std::string WaitingFor(const Entry& e) {
+    boost::system::error_code ec;
+    const json::value v = json::parse(e.output, ec);
+    if (ec || !v.is_object()) {
+        return "";
+    }
+    const json::value* name = v.as_object().if_contains("waiting_for");
+    return name != nullptr && name->is_string() ? std::string(name->as_string()) : "";
+}
 
 }  // namespace
 
@@ -117,14 +142,17 @@ public:
         COGS_ASSIGN_OR_RETURN(auto entries, db_->LoadLedger());
         for (auto& e : entries) {
             next_seq_ = std::max(next_seq_, e.seq + 1);
-            pruner_.Add(e.key, e.at_us, e.done_at_us);
+            pruner_.Add(e.key, e.at_us, PruneSince(e));
+            if (e.done_at_us == kPendingUs) {
+                waiting_[WaitingFor(e)].push_back(e.key);
+            }
             std::string key = e.key;
             ledger_.emplace(std::move(key), std::move(e));
         }
         // What expired while the service was down goes before the first call.
         const std::vector<std::string> expired = pruner_.Take(clock_.WallUs(), ledger_.size());
         for (const std::string& key : expired) {
-            ledger_.erase(key);
+            ledger_.erase(key);  // a pending one stays in waiting_ until its name is finished: harmless
         }
         COGS_TRY(db_->Write({}, {}, expired));
         return db_->ForEachRecord([this](std::string_view table, std::string_view id,
@@ -245,6 +273,37 @@ public:
         ScheduleFlush();
     }
 
+    void Finish(std::string_view wait_for, Result<std::string> output) override {
+        auto it = waiting_.find(wait_for);
+        if (it == waiting_.end()) {
+            return;
+        }
+        const std::vector<std::string> keys = std::move(it->second);
+        waiting_.erase(it);
+        const int64_t now = std::max<int64_t>(clock_.WallUs(), 1);
+        for (const std::string& key : keys) {
+            auto e = ledger_.find(key);
+            if (e == ledger_.end() || e->second.done_at_us != kPendingUs) {
+                continue;  // pruned, or finished already
+            }
+            Entry& entry = e->second;
+            entry.done_at_us = now;
+            if (output) {
+                entry.output = output->empty() ? std::string("{}") : *output;
+            } else {
+                ++stats_.rejected;
+                Error refusal = Definitive(output.error());
+                entry.outcome = Outcome::kRejected;
+                entry.output = std::move(refusal.message);
+                entry.code = refusal.code;
+            }
+            if (db_) {
+                rows_.push_back(entry);  // replaces the row made when the action was applied
+                ScheduleFlush();
+            }
+        }
+    }
+
     const Domain& domain() const { return *domain_; }
     const ServiceStats& stats() const { return stats_; }
     size_t ledger_size() const { return ledger_.size(); }
@@ -318,22 +377,30 @@ private:
         if (kind == CallKind::kDo) {
             done_at_us = std::max(done_at_us, desk_.LongActionEndUs(action, clock_.WallUs()));
         }
+        std::string output = done->output.empty() ? std::string("{}") : std::move(done->output);
+        if (!done->wait_for.empty()) {
+            done_at_us = kPendingUs;
+            output = WaitingOutput(done->wait_for);
+            waiting_[done->wait_for].push_back(key);
+        }
         for (auto& w : tx.writes()) {
             writes_.push_back(std::move(w));
         }
-        const Entry& entry = Record(std::move(key), action, kind, outcome,
-                                    done->output.empty() ? std::string("{}") : std::move(done->output),
+        const Entry& entry = Record(std::move(key), action, kind, outcome, std::move(output),
                                     ErrorCode::kFailedPrecondition, done_at_us);
         return Recorded(entry);
     }
 
-    // Whether the do that undo key "<base>/undo" compensates ("<base>/do", else "<base>") was applied.
+    // Whether the do that undo key "<base>/undo" compensates ("<base>/do", else "<base>") was applied:
+    // also a long action that the domain finished with an error (what it started may exist).
     bool DoApplied(const std::string& undo_key) const {
         const std::string_view base =
             std::string_view(undo_key).substr(0, undo_key.size() - kUndoSuffix.size());
         for (const std::string& k : {std::string(base) + std::string(kDoSuffix), std::string(base)}) {
             if (auto it = ledger_.find(k); it != ledger_.end()) {
-                return it->second.kind == CallKind::kDo && it->second.outcome == Outcome::kApplied;
+                const Entry& e = it->second;
+                return e.kind == CallKind::kDo && (e.outcome == Outcome::kApplied ||
+                                                   (e.outcome == Outcome::kRejected && e.done_at_us != 0));
             }
         }
         return false;
@@ -373,7 +440,7 @@ private:
         }
         e.at_us = clock_.WallUs();
         e.done_at_us = done_at_us;
-        pruner_.Add(key, e.at_us, e.done_at_us);
+        pruner_.Add(key, e.at_us, PruneSince(e));
         auto [it, inserted] = ledger_.emplace(std::move(key), std::move(e));
         COGS_CHECK(inserted);
         // Never the entry just made (it is younger than min_age): `it` stays valid.
@@ -438,6 +505,8 @@ private:
     std::vector<Tx::Write> writes_;
     std::vector<std::string> pruned_;               // keys pruned this turn, deleted from the file with it
     std::vector<std::function<void()>> committed_;  // the domain's Write callbacks of the batch
+    // Long actions the domain will finish: Done::wait_for -> their keys (pending entries).
+    std::map<std::string, std::vector<std::string>, std::less<>> waiting_;
 };
 
 Result<std::unique_ptr<DomainService>> DomainService::Create(boost::asio::io_context& io,

@@ -36,8 +36,13 @@
 //
 // Long actions: Done.ready_at_us > now (or the action is in FaultConfig.long_actions, which makes it
 // end accept_duration after it was applied) -> 202 {"accepted": true}; Status(key) answers 202 until
-// then and 200 with the output afterwards. Status of a key never recorded: 404 (or 422 if its undo
-// left a tombstone). hang_all: no call is answered. latency: every answer waits, on a timer.
+// then and 200 with the output afterwards. Done.wait_for (a domain that learns the end later, e.g. a
+// real boot) -> 202 until the domain's DomainContext::Finish(wait_for, output or error), then that
+// output, or the error as a definitive refusal (the entry becomes "rejected"; an undo of it still
+// performs the compensating action). A pending entry is stored with output {"waiting_for": name}
+// and done_at_us = INT64_MAX, so it survives a restart and Finish reaches it afterwards.
+// Status of a key never recorded: 404 (or 422 if its undo left a tombstone). hang_all: no call is answered.
+// latency: every answer waits, on a timer.
 //
 // Durability. With state_path set, the ledger and the domain's records live in one SQLite file.
 // Everything made in one turn of the event loop is committed in ONE transaction (group commit): an

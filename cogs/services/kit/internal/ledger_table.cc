@@ -17,7 +17,7 @@ Outcome OutcomeFrom(std::string_view s) {
 Result<std::unique_ptr<LedgerTable>> LedgerTable::Prepare(sqlite::Db& db) {
     COGS_ASSIGN_OR_RETURN(
         sqlite::Stmt insert,
-        db.Prepare("INSERT INTO ledger(key, seq, action, kind, outcome, output, code, at_us, "
+        db.Prepare("INSERT OR REPLACE INTO ledger(key, seq, action, kind, outcome, output, code, at_us, "
                    "done_at_us) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                    sqlite::Lifetime::kPersistent));
     COGS_ASSIGN_OR_RETURN(sqlite::Stmt erase,

@@ -40,7 +40,8 @@ public:
     // Every entry, in sequence order. An outcome this program does not know reads as applied; a
     // refusal code it does not know as kFailedPrecondition.
     Result<std::vector<LedgerEntry>> LoadAll();
-    // One row, inside the caller's transaction.
+    // One row, inside the caller's transaction; it replaces the row of the same key (a long action
+    // the domain finished later, DomainContext::Finish).
     Status Insert(const LedgerEntry& e);
     // Deletes the row of `key` (none: nothing), inside the caller's transaction.
     Status Erase(const std::string& key);
