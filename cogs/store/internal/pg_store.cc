@@ -1,4 +1,5 @@
-// The PostgreSQL backend's connections and its group-commit writer thread.
+// The PostgreSQL backend's connections, and what its writer thread (WriteQueue, write_queue.h)
+// does with a batch of groups and with a database that cannot be reached.
 //
 // A batch of groups is one transaction. The fast path sends BEGIN, every group's statements and
 // the batch's commit mark as one pipeline (one round trip), checks each statement's answer (a
@@ -14,10 +15,8 @@
 // get the verdicts computed before the COMMIT); anything else, nothing of it was applied (its
 // groups are then refused or held, as any group of the episode). A group is therefore never
 // applied twice and never acknowledged without being committed.
-#include <pthread.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <random>
 
 #include "cogs/base/check.h"
@@ -121,74 +120,17 @@ Status PgMigrate(pg::Conn& db, const PgOptions& options) {
 }
 
 PgStore::PgStore(PgOptions options, PgFaults faults, std::unique_ptr<pg::Conn> writer)
-    : options_(std::move(options)),
+    : QueuedStore(WriteQueue::Options{
+          options.max_batch_groups, options.max_held_groups, options.on_commit, options.on_writable,
+          "the database stayed unreachable until max_held_groups writes waited: exiting"}),
+      options_(std::move(options)),
       faults_(std::move(faults)),
       writer_name_(NewWriterName()),
       writer_(std::move(writer)) {
-    thread_ = std::thread([this] { WriterLoop(); });
+    queue_.Start();
 }
 
-PgStore::~PgStore() {
-    {
-        std::lock_guard lock(mu_);
-        stopping_ = true;
-    }
-    cv_.notify_one();
-    thread_.join();
-}
-
-void PgStore::Commit(WriteGroup group, CommitCallback done) {
-    {
-        std::lock_guard lock(mu_);
-        queue_.push_back(Item{std::move(group), std::move(done), nullptr});
-    }
-    cv_.notify_one();
-}
-
-void PgStore::Flush() {
-    COGS_CHECK(!OnWriterThread());
-    RunOnWriter<int>([] { return 0; });
-}
-
-StoreStats PgStore::Stats() {
-    std::lock_guard lock(stats_mu_);
-    return stats_;
-}
-
-void PgStore::WriterLoop() {
-    writer_id_.store(std::this_thread::get_id(), std::memory_order_release);
-    pthread_setname_np(pthread_self(), "cogs-store");
-    std::vector<Item> batch;
-    for (;;) {
-        std::function<void()> task;
-        {
-            std::unique_lock lock(mu_);
-            cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-            if (queue_.empty()) {
-                return;  // stopping, and everything queued has been handled
-            }
-            if (queue_.front().task) {
-                task = std::move(queue_.front().task);
-                queue_.pop_front();
-            } else {
-                while (!queue_.empty() && !queue_.front().task && batch.size() < options_.max_batch_groups) {
-                    batch.push_back(std::move(queue_.front()));
-                    queue_.pop_front();
-                }
-            }
-        }
-        if (task) {
-            task();
-            continue;
-        }
-        if (Writable()) {
-            CommitBatch(batch);
-        } else {
-            TurnAway(batch);
-        }
-        batch.clear();
-    }
-}
+PgStore::~PgStore() { queue_.Stop(); }
 
 void PgStore::CommitBatch(std::vector<Item>& batch) {
     const SteadyTime start = SteadyClock::now();
@@ -207,15 +149,15 @@ void PgStore::CommitBatch(std::vector<Item>& batch) {
         txn = ExactPath(batch, results);
     }
     if (*txn) {
-        Finish(batch, results, /*committed=*/true, start);
+        queue_.Acknowledge(batch, results, /*committed=*/true, start);
         return;
     }
     if (writer_->Broken()) {
-        // Committed or not: the mark tells once the database answers again (ResumeWrites).
+        // Committed or not: the mark tells once the database answers again (Reopen).
         in_doubt_.swap(batch);
         in_doubt_results_ = std::move(results);
         in_doubt_seq_ = batch_seq_;
-        StopWrites(txn->error());
+        queue_.StopWrites(txn->error());
         return;
     }
     (void)writer_->Exec("ROLLBACK", Deadline());
@@ -223,12 +165,12 @@ void PgStore::CommitBatch(std::vector<Item>& batch) {
         // Nothing of it was applied (rolled back), and trying again may work: the server's disk,
         // its own statement timeout, a serialization failure. As for a lost connection, creates
         // are refused and the rest waits for ResumeWrites.
-        StopWrites(txn->error());
-        TurnAway(batch);
+        queue_.StopWrites(txn->error());
+        queue_.TurnAway(batch);
         return;
     }
     results.assign(batch.size(), *txn);
-    Finish(batch, results, /*committed=*/false, start);
+    queue_.Acknowledge(batch, results, /*committed=*/false, start);
 }
 
 std::optional<Status> PgStore::FastPath(std::vector<Item>& batch, std::vector<Status>& results) {
@@ -357,78 +299,21 @@ Status PgStore::Deposed() {
     return MakeError(std::move(why));
 }
 
-void PgStore::Finish(std::vector<Item>& batch, std::vector<Status>& results, bool committed,
-                     SteadyTime start) {
-    const double seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
-    CommitReport report{committed, seconds, batch.size(), 0};
-    {
-        std::lock_guard lock(stats_mu_);
-        stats_.commit_seconds += seconds;
-        if (committed) {
-            ++stats_.commits;
-            for (size_t i = 0; i < batch.size(); ++i) {
-                if (results[i]) {
-                    ++stats_.groups;
-                    stats_.transitions += batch[i].group.Transitions();
-                } else if (results[i].error().code == ErrorCode::kFenced) {
-                    ++report.fenced;
-                }
-            }
-            stats_.fenced += report.fenced;
-        }
-    }
-    if (options_.on_commit) {
-        options_.on_commit(report);
-    }
-    for (size_t i = 0; i < batch.size(); ++i) {
-        if (batch[i].done) {
-            batch[i].done(std::move(results[i]));
-        }
-    }
-}
-
-void PgStore::StopWrites(const Error& why) {
-    if (!Writable()) {
-        return;
-    }
-    down_error_ = why;
-    down_error_.retryable = true;
+Error PgStore::WritesStopping(const Error& why) {
+    Error down = why;
+    down.retryable = true;
     step_rows_.Clear();  // whatever happens to the database meanwhile, nothing is guessed after
     down_for_space_.store(why.code == ErrorCode::kNoSpace, std::memory_order_release);
-    writable_.store(false, std::memory_order_release);
-    if (options_.on_writable) {
-        options_.on_writable(false, why);
-    }
+    return down;
 }
 
 // As the SQLite backend's full disk: a create is refused (its caller can say "try again"), any
-// other group continues something durable and waits, in order.
-void PgStore::TurnAway(std::vector<Item>& batch) {
-    {
-        std::lock_guard lock(stats_mu_);
-        stats_.no_space += batch.size();
-    }
-    const size_t holding = held_.size() + std::count_if(batch.begin(), batch.end(),
-                                                        [](const Item& i) { return !i.group.create; });
-    COGS_CHECK((options_.max_held_groups == 0 || holding <= options_.max_held_groups) &&
-               "the database stayed unreachable until max_held_groups writes waited: exiting");
-    if (options_.on_commit) {
-        options_.on_commit(CommitReport{false, 0, batch.size(), 0, batch.size(), holding});
-    }
-    const bool full = down_error_.code == ErrorCode::kNoSpace;
-    const Error refusal(
-        full ? ErrorCode::kNoSpace : ErrorCode::kUnavailable,
-        full ? "the database's disk is full: nothing was written; writes resume once space is freed"
-             : "the database cannot be reached: nothing was written; writes resume once it is back");
-    for (Item& item : batch) {
-        if (item.group.create) {
-            if (item.done) {
-                item.done(MakeError(refusal));
-            }
-        } else {
-            held_.push_back(std::move(item));
-        }
-    }
+// other group continues something durable and waits, in order (WriteQueue::TurnAway).
+Error PgStore::RefuseCreate(const Error& episode) const {
+    const bool full = episode.code == ErrorCode::kNoSpace;
+    return Error(full ? ErrorCode::kNoSpace : ErrorCode::kUnavailable,
+                 full ? "the database's disk is full: nothing was written; writes resume once space is freed"
+                      : "the database cannot be reached: nothing was written; writes resume once it is back");
 }
 
 Error PgStore::WhyNotWritable() {
@@ -451,43 +336,24 @@ Status PgStore::Reconnect() {
     return Ok();
 }
 
-Status PgStore::ResumeWrites() {
-    return RunOnWriter<Status>([this]() -> Status {
-        if (Writable()) {
-            return Ok();
-        }
-        COGS_TRY(Reconnect());
-        if (!in_doubt_.empty()) {
-            pg::Call q = PgCall(kPgCommitMark);
-            q.params.Text(writer_name_);
-            COGS_ASSIGN_OR_RETURN(pg::Rows mark, writer_->Query(q, Deadline()));
-            const bool committed = !mark.empty() && static_cast<uint64_t>(mark.Int(0, 0)) == in_doubt_seq_;
-            std::vector<Item> batch;
-            batch.swap(in_doubt_);
-            if (committed) {
-                Finish(batch, in_doubt_results_, /*committed=*/true, SteadyClock::now());
-            } else {
-                // Nothing of it was applied: its groups wait (creates are refused) ahead of the rest.
-                std::vector<Item> later;
-                later.swap(held_);
-                TurnAway(batch);
-                for (Item& item : later) {
-                    held_.push_back(std::move(item));
-                }
-            }
-        }
-        const Error ended = down_error_;
-        writable_.store(true, std::memory_order_release);
-        if (options_.on_writable) {
-            options_.on_writable(true, ended);
-        }
-        std::vector<Item> held;
-        held.swap(held_);
-        if (!held.empty()) {
-            CommitBatch(held);
-        }
-        return Writable() ? Ok() : MakeError(down_error_);
-    });
+Status PgStore::Reopen() {
+    COGS_TRY(Reconnect());
+    if (in_doubt_.empty()) {
+        return Ok();
+    }
+    pg::Call q = PgCall(kPgCommitMark);
+    q.params.Text(writer_name_);
+    COGS_ASSIGN_OR_RETURN(pg::Rows mark, writer_->Query(q, Deadline()));
+    const bool committed = !mark.empty() && static_cast<uint64_t>(mark.Int(0, 0)) == in_doubt_seq_;
+    std::vector<Item> batch;
+    batch.swap(in_doubt_);
+    if (committed) {
+        queue_.Acknowledge(batch, in_doubt_results_, /*committed=*/true, SteadyClock::now());
+    } else {
+        // Nothing of it was applied: its groups wait (creates are refused) ahead of the rest.
+        queue_.TurnAwayFirst(batch);
+    }
+    return Ok();
 }
 
 }  // namespace internal

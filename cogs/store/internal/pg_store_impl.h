@@ -2,27 +2,24 @@
 // here; its methods are spread over files by concern:
 //
 //   pg_store_sql.cc     the schema's migrations and the text of every statement
-//   pg_store.cc         opening, connections, and the group-commit writer thread: batches in one
-//                       pipelined round trip, the exact path when a group is refused, commits whose
-//                       reply was lost ("in doubt"), and a database that cannot be reached
+//   pg_store.cc         opening, connections, and what the writer thread (WriteQueue, shared with
+//                       the SQLite backend: write_queue.h) does with a batch: one pipelined round
+//                       trip, the exact path when a group is refused, commits whose reply was lost
+//                       ("in doubt"), and a database that cannot be reached
 //   pg_store_ops.cc     a group's statements, leases and claims, revivals, definitions, pruning,
 //                       and the reads
 //
 // Connections: one writer connection, used only by the writer thread (groups, and every other
-// write as a task queued in order with them, as in the SQLite backend); a small pool of reader
-// connections used on the callers' threads. Every round trip has a deadline (PgOptions).
+// write as a task queued in order with them: WriteQueue, as in the SQLite backend); a small pool of
+// reader connections used on the callers' threads. Every round trip has a deadline (PgOptions).
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <functional>
-#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -31,6 +28,7 @@
 #include "cogs/base/time.h"
 #include "cogs/pg/conn.h"
 #include "cogs/store/internal/pg_store.h"
+#include "cogs/store/internal/write_queue.h"
 #include "cogs/store/store.h"
 
 namespace cogs::store::internal {
@@ -155,18 +153,13 @@ private:
     std::unordered_map<std::string, Entry> batch_;
 };
 
-class PgStore final : public Store {
+class PgStore final : public QueuedStore {
 public:
     PgStore(PgOptions options, PgFaults faults, std::unique_ptr<pg::Conn> writer);
     ~PgStore() override;
 
     // pg_store.cc
-    void Commit(WriteGroup group, CommitCallback done) override;
-    void Flush() override;
-    StoreStats Stats() override;
-    bool Writable() override { return writable_.load(std::memory_order_acquire); }
     Error WhyNotWritable() override;
-    Status ResumeWrites() override;
 
     // pg_store_ops.cc
     Result<Lease> AcquireLease(const std::string& owner, int64_t ttl_ms) override;
@@ -185,11 +178,7 @@ public:
     Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) override;
 
 private:
-    struct Item {
-        WriteGroup group;
-        CommitCallback done;
-        std::function<void()> task;
-    };
+    using Item = WriteQueue::Item;
 
     // What one statement of a group must have done for the group to stand.
     struct Check {
@@ -199,33 +188,16 @@ private:
         int step = 0;
     };
 
-    bool OnWriterThread() const {
-        return writer_id_.load(std::memory_order_acquire) == std::this_thread::get_id();
-    }
     SteadyTime Deadline() const { return SteadyClock::now() + options_.statement_timeout; }
 
-    template <typename T>
-    T RunOnWriter(const std::function<T()>& fn) {
-        if (OnWriterThread()) {
-            return fn();
-        }
-        std::promise<T> promise;
-        std::future<T> future = promise.get_future();
-        {
-            std::lock_guard lock(mu_);
-            queue_.push_back(Item{{}, nullptr, [&] { promise.set_value(fn()); }});
-        }
-        cv_.notify_one();
-        return future.get();
-    }
-
-    // Runs `body` in its own transaction on the writer connection (BEGIN and COMMIT are a round
-    // trip each; body's statements as it sends them). A lost connection starts an episode.
+    // Runs `body` in its own transaction on the writer connection, in queue order (BEGIN and
+    // COMMIT are a round trip each; body's statements as it sends them). A lost connection starts
+    // an episode.
     template <typename T>
     Result<T> Write(const std::function<Result<T>(pg::Conn&, SteadyTime)>& body) {
-        return RunOnWriter<Result<T>>([&]() -> Result<T> {
+        return queue_.RunOnWriter<Result<T>>([&]() -> Result<T> {
             if (!Writable()) {
-                return MakeError(down_error_);
+                return MakeError(queue_.Episode());
             }
             const SteadyTime deadline = Deadline();
             Result<T> r = [&]() -> Result<T> {
@@ -242,7 +214,7 @@ private:
                 (void)writer_->Exec("ROLLBACK", deadline);
             }
             if (writer_->Broken()) {
-                StopWrites(r ? Error(ErrorCode::kUnavailable, "connection lost") : r.error());
+                queue_.StopWrites(r ? Error(ErrorCode::kUnavailable, "connection lost") : r.error());
             }
             return r;
         });
@@ -278,17 +250,19 @@ private:
         }
     }
 
-    // ---- the writer thread (pg_store.cc)
-    void WriterLoop();
-    void CommitBatch(std::vector<Item>& batch);
+    // ---- the writer thread (pg_store.cc): WriteQueue::Backend
+    void CommitBatch(std::vector<Item>& batch) override;
+    // Reconnects and settles the batch in doubt (committed: acknowledged; else turned away).
+    Status Reopen() override;
+    // kNoSpace for the server's disk, else kUnavailable.
+    Error RefuseCreate(const Error& episode) const override;
+    // The episode's error is retryable; the step-row hints are dropped.
+    Error WritesStopping(const Error& why) override;
     // The batch in one pipelined round trip and a COMMIT; nullopt if a group was refused (the
     // transaction was rolled back: take the exact path).
     std::optional<Status> FastPath(std::vector<Item>& batch, std::vector<Status>& results);
     Status ExactPath(std::vector<Item>& batch, std::vector<Status>& results);
     Status CommitBatchTransaction(SteadyTime deadline);  // COMMIT (and the lost-reply seam)
-    void Finish(std::vector<Item>& batch, std::vector<Status>& results, bool committed, SteadyTime start);
-    void StopWrites(const Error& why);
-    void TurnAway(std::vector<Item>& batch);
     Status Reconnect();
     // With a leader token: the row still carries it (and is share-locked until the transaction
     // ends); else kFenced, and on_deposed once.
@@ -322,27 +296,13 @@ private:
     std::mutex readers_mu_;
     std::vector<std::unique_ptr<pg::Conn>> idle_readers_;
 
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::deque<Item> queue_;
-    bool stopping_ = false;
-
-    std::mutex stats_mu_;
-    StoreStats stats_;
-
-    // The database cannot be reached (or its disk is full): an episode, as the SQLite backend's
-    // full disk. Written by the writer thread only.
-    std::atomic<bool> writable_{true};
+    // The queue's episode: the database cannot be reached (or its disk is full), as the SQLite
+    // backend's full disk. Written by the writer thread only.
     std::atomic<bool> down_for_space_{false};  // the episode's cause: the server's disk, not the server
-    Error down_error_;
-    std::vector<Item> held_;
     // A batch whose COMMIT reply was lost: committed or not, the mark tells after reconnecting.
     std::vector<Item> in_doubt_;
     std::vector<Status> in_doubt_results_;
     uint64_t in_doubt_seq_ = 0;
-
-    std::atomic<std::thread::id> writer_id_{};
-    std::thread thread_;  // last: it starts once every other member exists
 };
 
 }  // namespace cogs::store::internal

@@ -4,7 +4,9 @@
 //
 //   sqlite_store_open.cc       the schema and its migrations, the lock file, opening and closing
 //   sqlite_store_sql.cc        the text of every statement; a connection prepares them all
-//   sqlite_store_writer.cc     the group-commit writer thread: batches, savepoints, callbacks
+//   sqlite_store_writer.cc     a batch's transaction (savepoints), the full disk's probe and resume
+//   write_queue.{h,cc}         the queue and writer thread, shared with the PostgreSQL backend:
+//                              batches, callbacks, the full disk's held and refused groups
 //   wal_syncer.{h,cc}          the WAL's fdatasync on its own thread (synchronous_full)
 //   sqlite_store_workflows.cc  workflows and steps: creates, updates, revival, loading one
 //   sqlite_store_leases.cc     leases, claims and fencing (a refused update says why)
@@ -14,27 +16,23 @@
 //
 // Two kinds of connection:
 //   - one writer connection, used only by the writer thread: group commits, and every other
-//     write (leases, claims, revivals, definitions) as a task queued in order with the groups, so
-//     the process never contends with itself for the write lock and a task sees every group
-//     queued before it;
+//     write (leases, claims, revivals, definitions) as a task queued in order with the groups
+//     (WriteQueue), so the process never contends with itself for the write lock and a task sees
+//     every group queued before it;
 //   - a small pool of read-only connections for inspection, used on the caller's thread. WAL
 //     lets them read the last committed state while the writer commits.
 // With synchronous_full, the WAL is synced by a third thread (WalSyncer): batch N's sync runs
-// while batch N+1 is applied, and N's callbacks run once it is done.
+// while batch N+1 is applied, and N's callbacks run once it is done (its ticket is the queue's
+// durability ticket).
 #pragma once
 
 #include <array>
-#include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <functional>
-#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -43,6 +41,7 @@
 #include "cogs/sqlite/db.h"
 #include "cogs/store/internal/sqlite_store.h"
 #include "cogs/store/internal/wal_syncer.h"
+#include "cogs/store/internal/write_queue.h"
 #include "cogs/store/store.h"
 
 namespace cogs::store::internal {
@@ -156,20 +155,13 @@ Result<std::vector<ResourceRecord>> LoadResources(Connection& db);
 Result<std::vector<DefinitionRecord>> LoadDefinitions(Connection& db);
 Result<std::vector<EventRecord>> ListEvents(Connection& db, const EventFilter& f);
 
-class SqliteStore final : public Store {
+class SqliteStore final : public QueuedStore {
 public:
     // `read_only`: the open's writes failed for lack of space; they wait for ResumeWrites.
     SqliteStore(SqliteOptions options, SqliteFaults faults, std::unique_ptr<LockFile> lock,
                 std::unique_ptr<Connection> writer, std::unique_ptr<WalSyncer> syncer,
                 std::optional<Error> read_only);
     ~SqliteStore() override;
-
-    // sqlite_store_writer.cc
-    void Commit(WriteGroup group, CommitCallback done) override;
-    void Flush() override;
-    StoreStats Stats() override;
-    bool Writable() override { return writable_.load(std::memory_order_acquire); }
-    Status ResumeWrites() override;
 
     // sqlite_store_leases.cc
     Result<Lease> AcquireLease(const std::string& owner, int64_t ttl_ms) override;
@@ -196,13 +188,7 @@ public:
     Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) override;
 
 private:
-    // A queued write: a group and its callback, or (if `task` is set) a synchronous operation
-    // that runs alone on the writer connection, in queue order.
-    struct Item {
-        WriteGroup group;
-        CommitCallback done;
-        std::function<void()> task;
-    };
+    using Item = WriteQueue::Item;
 
     // What became of one group inside a batch.
     enum class Verdict {
@@ -211,33 +197,12 @@ private:
         kFatal,    // the database failed: the whole transaction is rolled back
     };
 
-    bool OnWriterThread() const {
-        return writer_id_.load(std::memory_order_acquire) == std::this_thread::get_id();
-    }
-
-    // Runs `fn` on the writer thread after everything queued before it, and returns its value.
-    // From a commit callback (on the writer thread, between transactions) it runs inline.
-    template <typename T>
-    T RunOnWriter(const std::function<T()>& fn) {
-        if (OnWriterThread()) {
-            return fn();
-        }
-        std::promise<T> promise;
-        std::future<T> future = promise.get_future();
-        {
-            std::lock_guard lock(mu_);
-            queue_.push_back(Item{{}, nullptr, [&] { promise.set_value(fn()); }});
-        }
-        cv_.notify_one();
-        return future.get();
-    }
-
-    // Runs `body` in its own write transaction on the writer thread.
+    // Runs `body` in its own write transaction on the writer thread, in queue order.
     template <typename T>
     Result<T> Write(const std::function<Result<T>()>& body) {
-        return RunOnWriter<Result<T>>([&]() -> Result<T> {
+        return queue_.RunOnWriter<Result<T>>([&]() -> Result<T> {
             if (!Writable()) {
-                return MakeError(full_error_);  // only ResumeWrites tries while the disk is full
+                return MakeError(queue_.Episode());  // only ResumeWrites tries while the disk is full
             }
             if (auto st = writer_db_->Run(kBeginImmediate); !st) {
                 return MakeError(st.error());
@@ -253,7 +218,7 @@ private:
                 syncer_->Wait(syncer_->Request());
             }
             if (!r && r.error().code == ErrorCode::kNoSpace) {
-                StopWrites(r.error());
+                queue_.StopWrites(r.error());
             }
             return r;
         });
@@ -292,15 +257,14 @@ private:
     // An update changed no row: the token is stale or the row does not exist.
     Verdict Refuse(uint64_t fence, const std::string& id, std::optional<int> step, Error* error);
 
-    // ---- the writer thread (sqlite_store_writer.cc)
-    void WriterLoop();
-    void CommitBatch(std::vector<Item>& batch);
-    void Report(CommitReport& report, SteadyTime start);
-    void FinishPending();
-    static void CallBack(std::vector<Item>& batch, std::vector<Status>& results);
-    // A full disk (see Store::Writable): enter the state once per episode; refuse or hold groups.
-    void StopWrites(const Error& why);
-    void TurnAway(std::vector<Item>& batch);
+    // ---- the writer thread (sqlite_store_writer.cc): WriteQueue::Backend. The queue's episode is a
+    // full disk; its error is the store's (the file, SQLite's words).
+    // One transaction for the whole batch, a savepoint per group of several statements.
+    void CommitBatch(std::vector<Item>& batch) override;
+    // A full disk: enough free space, the open's deferred writes, a probe; the reserve made again.
+    Status Reopen() override;
+    Error RefuseCreate(const Error& episode) const override;
+    void WaitDurable(uint64_t ticket) override { syncer_->Wait(ticket); }
     Status FinishOpen();  // sqlite_store_open.cc: the open's writes, deferred by a read-only open
     Status Probe();       // one small write transaction, durable
     Verdict ApplyGroup(const WriteGroup& g, Error* error);
@@ -328,28 +292,7 @@ private:
     std::mutex readers_mu_;
     std::vector<std::unique_ptr<Connection>> idle_readers_;
 
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::deque<Item> queue_;
-    bool stopping_ = false;
-
-    std::mutex stats_mu_;
-    StoreStats stats_;
-
-    // A full disk. writable_ is written by the writer thread only; the rest is the writer's.
-    std::atomic<bool> writable_{true};
-    Error full_error_;        // the episode's error, as the store saw it (file, SQLite's words)
-    std::vector<Item> held_;  // groups waiting for space, in queue order; empty while writable
-    bool open_deferred_ = false;
-
-    // The writer thread's: the last committed batch, waiting for its WAL sync.
-    std::vector<Item> pending_;
-    std::vector<Status> pending_results_;
-    uint64_t pending_ticket_ = 0;
-    CommitReport pending_report_;
-    SteadyTime pending_start_{};
-    std::atomic<std::thread::id> writer_id_{};
-    std::thread writer_;  // last: it starts once every other member exists
+    bool open_deferred_ = false;  // the writer's: a read-only open's writes wait for ResumeWrites
 };
 
 }  // namespace cogs::store::internal

@@ -245,28 +245,27 @@ Status SqliteStore::FinishOpen() {
 SqliteStore::SqliteStore(SqliteOptions options, SqliteFaults faults, std::unique_ptr<LockFile> lock,
                          std::unique_ptr<Connection> writer, std::unique_ptr<WalSyncer> syncer,
                          std::optional<Error> read_only)
-    : options_(std::move(options)),
+    : QueuedStore(WriteQueue::Options{options.max_batch_groups, options.max_held_groups, options.on_commit,
+                                      options.on_writable,
+                                      "the disk stayed full until max_held_groups writes waited: exiting, a "
+                                      "restart opens read-only"}),
+      options_(std::move(options)),
       faults_(std::move(faults)),
       lock_(std::move(lock)),
       writer_db_(std::move(writer)),
       syncer_(std::move(syncer)) {
     if (read_only) {
         open_deferred_ = true;
-        StopWrites(*read_only);
+        queue_.StopWrites(*read_only);
     }
-    writer_ = std::thread([this] { WriterLoop(); });
+    queue_.Start();
 }
 
 SqliteStore::~SqliteStore() {
-    {
-        std::lock_guard lock(mu_);
-        stopping_ = true;
-    }
-    cv_.notify_one();
-    writer_.join();
-    // Then members go in reverse order: connections close, then the lock file is released. Groups
-    // still held for lack of space go unwritten and uncalled: the process is stopping, and their
-    // callers may be gone already.
+    queue_.Stop();
+    // Then members go in reverse order: connections close, then the lock file is released; then
+    // the queue (groups still held for lack of space go unwritten and uncalled: the process is
+    // stopping, and their callers may be gone already).
 }
 
 Result<std::unique_ptr<Connection>> SqliteStore::OpenReader() {
