@@ -1,14 +1,22 @@
+// Cluster (cluster.h), declared once; its methods are spread over files by concern, the way
+// RocksDB spreads DBImpl:
+//
+//   cluster.cc           making a server: the binaries, the directory and its owner, initdb, the
+//                        server's command line, starting it (Start; StartServer, which Restart
+//                        calls too), and its addresses (ConnInfo, Url, CreateDatabase)
+//   cluster_control.cc   a server's life once started: Stop, Kill, Pause, Resume, Restart, the
+//                        destructor, and the servers this object does not own (Attach, Detach,
+//                        StopDir)
+//   cluster_procs.cc     the processes as the system shows them: /proc, postmaster.pid, the System V
+//                        segment (internal/cluster_procs.h)
 #include "cogs/pg/cluster.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
-#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -19,26 +27,23 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <map>
 #include <optional>
-#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
 
+#include "cogs/pg/internal/cluster_procs.h"
 #include "cogs/runtime/files.h"
 
 namespace cogs::pg {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace std::chrono_literals;
+using internal::Attached;
+using internal::kPollInterval;
+using internal::ReadPidFile;
+using internal::ServerRuns;
 
-constexpr Duration kPollInterval = 20ms;
-constexpr Duration kDestructorGrace = 30s;
-// How long Pause and Kill wait for a SIGSTOPped process to show as stopped.
-constexpr Duration kStopSettle = 2s;
 // The longest socket path we accept: the kernel's sun_path holds 107 characters, and a margin keeps
 // PostgreSQL's own lock file name (".lock" appended) and libpq's copy of the path well inside it.
 constexpr size_t kMaxSocketPath = 99;
@@ -59,177 +64,6 @@ std::optional<double> VersionOf(const std::string& name) {
         return std::nullopt;
     }
     return std::strtod(name.c_str(), nullptr);
-}
-
-// The process state letter from /proc/<pid>/stat ('R', 'S', 'T', 'Z', ...), '\0' if it is gone.
-char ProcState(pid_t pid) {
-    std::ifstream in(fmt::format("/proc/{}/stat", pid));
-    std::string line;
-    if (!std::getline(in, line)) {
-        return '\0';
-    }
-    // "pid (comm) S ppid ...": comm may hold anything, ')' too, so the state follows the last ')'.
-    const auto close = line.rfind(')');
-    return close == std::string::npos || close + 2 >= line.size() ? '\0' : line[close + 2];
-}
-
-// Whether `pid` names a live process. A zombie is not one: it holds no memory any more, and whoever
-// should reap it (init, in a container perhaps never) is none of our business.
-bool Alive(pid_t pid) {
-    if (pid <= 0 || (::kill(pid, 0) != 0 && errno != EPERM)) {
-        return false;
-    }
-    const char state = ProcState(pid);
-    return state != '\0' && state != 'Z' && state != 'X';
-}
-
-// Every process descended from `root` (not root itself), parents before their children. PostgreSQL's
-// backends each sit in a session of their own, so this, not the process group, is "the server".
-std::vector<pid_t> Descendants(pid_t root) {
-    std::multimap<pid_t, pid_t> children;  // ppid -> pid
-    if (DIR* proc = ::opendir("/proc")) {
-        while (const dirent* e = ::readdir(proc)) {
-            char* end = nullptr;
-            const long pid = std::strtol(e->d_name, &end, 10);
-            if (pid <= 0 || *end != '\0') {
-                continue;
-            }
-            std::ifstream in(fmt::format("/proc/{}/stat", pid));
-            std::string line;
-            if (!std::getline(in, line)) {
-                continue;  // exited meanwhile
-            }
-            const auto close = line.rfind(')');
-            if (close == std::string::npos) {
-                continue;
-            }
-            std::istringstream rest(line.substr(close + 1));
-            char state = 0;
-            long ppid = 0;
-            if (rest >> state >> ppid) {
-                children.emplace(static_cast<pid_t>(ppid), static_cast<pid_t>(pid));
-            }
-        }
-        ::closedir(proc);
-    }
-    std::vector<pid_t> out;
-    std::vector<pid_t> todo{root};
-    while (!todo.empty()) {
-        const pid_t parent = todo.back();
-        todo.pop_back();
-        auto [first, last] = children.equal_range(parent);
-        for (auto it = first; it != last; ++it) {
-            out.push_back(it->second);
-            todo.push_back(it->second);
-        }
-    }
-    return out;
-}
-
-// Waits until `pid` is stopped (or gone), up to `deadline`.
-void WaitStopped(pid_t pid, SteadyTime deadline) {
-    for (;;) {
-        const char state = ProcState(pid);
-        if (state == 'T' || state == 't' || state == '\0' || state == 'Z' || SteadyClock::now() >= deadline) {
-            return;
-        }
-        std::this_thread::sleep_for(1ms);
-    }
-}
-
-// What a server's postmaster.pid says: its pid (line 1), port (4), first socket directory (5) and
-// System V segment (7, "key id").
-struct PidFile {
-    pid_t pid = -1;
-    int port = 0;
-    std::string socket_dir;
-    key_t shm_key = -1;
-    int shm_id = -1;
-};
-
-std::optional<PidFile> ReadPidFile(const std::string& data_dir) {
-    auto text = runtime::ReadFile(data_dir + "/postmaster.pid");
-    if (!text) {
-        return std::nullopt;
-    }
-    std::istringstream in(*text);
-    std::string line;
-    PidFile f;
-    for (int n = 1; std::getline(in, line); ++n) {
-        std::istringstream fields(line);
-        if (n == 1) {
-            fields >> f.pid;
-        } else if (n == 4) {
-            fields >> f.port;
-        } else if (n == 5) {
-            f.socket_dir = line;
-        } else if (n == 7) {
-            long key = -1;
-            if (fields >> key >> f.shm_id) {
-                f.shm_key = static_cast<key_t>(key);
-            }
-        }
-    }
-    return f;
-}
-
-// How many processes are attached to the segment of `f`; 0 once it is gone (or is another one).
-int Attached(const PidFile& f) {
-    shmid_ds ds{};
-    if (f.shm_id < 0 || ::shmctl(f.shm_id, IPC_STAT, &ds) != 0 || ds.shm_perm.__key != f.shm_key) {
-        return 0;
-    }
-    return static_cast<int>(ds.shm_nattch);
-}
-
-// Whether the server of `f` runs in `data_dir`: its postmaster is alive and works there (a postmaster
-// chdirs to its data directory). After a crash the pid in postmaster.pid may have been given to an
-// unrelated process, which must not be mistaken for the server, let alone signalled. When the working
-// directory cannot be read (another user's process), the pid is trusted, as PostgreSQL itself does.
-bool ServerRuns(const PidFile& f, const std::string& data_dir) {
-    if (!Alive(f.pid)) {
-        return false;
-    }
-    std::error_code ec;
-    const fs::path cwd = fs::read_symlink(fmt::format("/proc/{}/cwd", f.pid), ec);
-    if (ec) {
-        return ec != std::errc::no_such_file_or_directory;  // ENOENT: it exited meanwhile
-    }
-    const fs::path data = fs::weakly_canonical(data_dir, ec);
-    return ec || cwd == data;
-}
-
-// Removes the System V segment a crashed server (whose postmaster is gone) left behind. The next
-// start would remove it, but there may be none (the end of every chaos test), and the kernel allows
-// only shmmni (4096) segments in all. IPC_RMID on a segment that dying processes still hold frees it
-// once they let go.
-void RemoveSegmentOfDeadServer(const std::string& data_dir) {
-    if (auto f = ReadPidFile(data_dir); f && f->shm_id >= 0 && !Alive(f->pid)) {
-        shmid_ds ds{};
-        if (::shmctl(f->shm_id, IPC_STAT, &ds) == 0 && ds.shm_perm.__key == f->shm_key) {
-            ::shmctl(f->shm_id, IPC_RMID, nullptr);
-        }
-    }
-}
-
-// SIGKILLs `pid` and its descendants and waits (up to kStopSettle after the kill) until they are
-// gone. Frozen first, so that it forks nothing between the look at its children and its death (an
-// orphan would hold the shared memory and delay the next start). Does not reap `pid`.
-void KillTree(pid_t pid) {
-    ::kill(pid, SIGSTOP);
-    WaitStopped(pid, SteadyClock::now() + kStopSettle);
-    std::vector<pid_t> procs = Descendants(pid);
-    ::kill(pid, SIGKILL);
-    for (pid_t p : procs) {
-        ::kill(p, SIGKILL);
-    }
-    procs.push_back(pid);
-    const SteadyTime deadline = SteadyClock::now() + kStopSettle;
-    for (pid_t p : procs) {
-        while (Alive(p) && SteadyClock::now() < deadline) {
-            std::this_thread::sleep_for(1ms);
-        }
-    }
 }
 
 Result<int> PickFreePort() {
@@ -433,95 +267,6 @@ Result<std::unique_ptr<Cluster>> Cluster::Start(const ClusterOptions& options, D
     return c;
 }
 
-Result<std::unique_ptr<Cluster>> Cluster::Attach(const std::string& dir_in) {
-    std::error_code ec;
-    fs::path dir = fs::absolute(dir_in, ec).lexically_normal();
-    if (!dir.has_filename()) {
-        dir = dir.parent_path();
-    }
-    std::unique_ptr<Cluster> c(new Cluster());
-    c->owned_ = false;
-    c->data_dir_ = (dir / "data").string();
-    const auto f = ReadPidFile(c->data_dir_);
-    if (!f || f->port <= 0 || f->socket_dir.empty() || !ServerRuns(*f, c->data_dir_)) {
-        return MakeError(ErrorCode::kUnavailable,
-                         fmt::format("cluster: no PostgreSQL server runs in {} (no live {}/postmaster.pid)",
-                                     dir.string(), c->data_dir_));
-    }
-    c->dir_ = f->socket_dir;
-    c->port_ = f->port;
-    c->attached_pid_ = f->pid;
-    c->log_path_ = (dir / "postgres.log").string();
-    if (::PQping((c->ConnInfo("postgres") + " connect_timeout=2").c_str()) != PQPING_OK) {
-        return MakeError(ErrorCode::kUnavailable,
-                         fmt::format("cluster: the server in {} (pid {}) does not accept connections",
-                                     dir.string(), f->pid));
-    }
-    return c;
-}
-
-Cluster::~Cluster() {
-    if (!owned_) {
-        return;
-    }
-    if (postmaster_.Running()) {
-        (void)Stop(kDestructorGrace);  // a server that had to be killed is down all the same
-    }
-    Resume();  // the processes of a server that died while paused, if any, may then exit
-    // A server that crashed (was killed) leaves its postmaster.pid and its 56-byte System V segment.
-    RemoveSegmentOfDeadServer(data_dir_);
-}
-
-Status Cluster::StopDir(const std::string& dir_in, Duration grace) {
-    if (dir_in.empty()) {
-        return MakeError(ErrorCode::kInvalidArgument, "cluster: empty dir");
-    }
-    std::error_code ec;
-    const std::string data_dir = (fs::absolute(dir_in, ec).lexically_normal() / "data").string();
-    const auto f = ReadPidFile(data_dir);
-    if (!f || !ServerRuns(*f, data_dir)) {
-        RemoveSegmentOfDeadServer(data_dir);
-        return Ok();
-    }
-    // Usually not our child: it is waited for by polling. If it is (a Cluster of this process Detached
-    // it), it is reaped once dead: PostgreSQL takes a zombie for a live postmaster and would refuse to
-    // start in the directory. No runtime::Child holds it any more, so nobody else would reap it.
-    const auto reap = [pid = f->pid] { ::waitpid(pid, nullptr, WNOHANG); };
-    if (::kill(f->pid, 0) != 0 && errno == EPERM) {
-        return MakeError(ErrorCode::kPermissionDenied,
-                         fmt::format("cluster: cannot stop the server in {} (pid {}): {}", dir_in, f->pid,
-                                     std::strerror(EPERM)));
-    }
-    if (grace <= Duration::zero()) {
-        KillTree(f->pid);
-        reap();
-        RemoveSegmentOfDeadServer(data_dir);
-        return Ok();
-    }
-    // A paused server would not act on SIGINT; its backends sit in sessions of their own.
-    for (pid_t p : Descendants(f->pid)) {
-        ::kill(p, SIGCONT);
-    }
-    ::kill(f->pid, SIGCONT);
-    ::kill(f->pid, SIGINT);  // if it exited meanwhile, the loop below sees it gone
-    const SteadyTime deadline = SteadyClock::now() + grace;
-    while (Alive(f->pid)) {
-        const SteadyTime now = SteadyClock::now();
-        if (now >= deadline) {
-            KillTree(f->pid);
-            reap();
-            RemoveSegmentOfDeadServer(data_dir);
-            return MakeError(ErrorCode::kDeadlineExceeded,
-                             fmt::format("cluster: postgres in {} (pid {}) did not shut down within {} ms; "
-                                         "killed it",
-                                         dir_in, f->pid, std::chrono::duration_cast<Millis>(grace).count()));
-        }
-        std::this_thread::sleep_for(std::min<Duration>(kPollInterval, deadline - now));
-    }
-    reap();
-    return Ok();
-}
-
 std::vector<std::string> Cluster::Command(std::vector<std::string> argv) const {
     if (run_uid_ == static_cast<uid_t>(-1)) {
         return argv;
@@ -657,110 +402,6 @@ Status Cluster::StartServer(SteadyTime deadline, bool retry_port) {
         }
     }
 }
-
-Status Cluster::Stop(Duration grace) {
-    if (!owned_) {
-        return MakeError(ErrorCode::kFailedPrecondition,
-                         fmt::format("cluster: the server in {} is attached, not owned: not stopped", dir_));
-    }
-    Resume();  // a stopped process would not act on SIGINT
-    if (!postmaster_.Running()) {
-        return Ok();
-    }
-    postmaster_.Signal(SIGINT);
-    if (postmaster_.Wait(grace)) {
-        return Ok();
-    }
-    KillAll();
-    return MakeError(ErrorCode::kDeadlineExceeded,
-                     fmt::format("cluster: postgres did not shut down within {} ms; killed it",
-                                 std::chrono::duration_cast<Millis>(grace).count()));
-}
-
-void Cluster::Kill() {
-    if (postmaster_.Running()) {
-        KillAll();
-    }
-}
-
-void Cluster::KillAll() {
-    const pid_t pid = postmaster_.pid();
-    if (pid <= 0) {
-        return;
-    }
-    // A SIGKILLed process takes a moment to exit and let go of the shared memory; once Kill returns,
-    // every process of the server is gone (or a zombie, which init reaps).
-    KillTree(pid);
-    postmaster_.Wait();
-    paused_ = false;
-    paused_procs_.clear();
-}
-
-void Cluster::Pause() {
-    if (paused_ || !postmaster_.Running()) {
-        return;
-    }
-    const pid_t pid = postmaster_.pid();
-    const SteadyTime deadline = SteadyClock::now() + kStopSettle;
-    // The postmaster first: once it is stopped it forks nothing, so the list of its children is final.
-    ::kill(pid, SIGSTOP);
-    WaitStopped(pid, deadline);
-    paused_procs_ = Descendants(pid);
-    for (pid_t p : paused_procs_) {
-        ::kill(p, SIGSTOP);
-    }
-    for (pid_t p : paused_procs_) {
-        WaitStopped(p, deadline);
-    }
-    paused_ = true;
-}
-
-void Cluster::Resume() {
-    if (!paused_) {
-        return;
-    }
-    paused_ = false;
-    // The processes stopped by Pause, also when their postmaster has died since (their pids may then
-    // have been reused: SIGCONT does nothing to a process that is not stopped), then the postmaster.
-    std::vector<pid_t> procs = std::move(paused_procs_);
-    paused_procs_.clear();
-    if (const pid_t pid = postmaster_.pid(); pid > 0) {
-        for (pid_t p : Descendants(pid)) {
-            procs.push_back(p);
-        }
-        procs.push_back(pid);
-    }
-    for (pid_t p : procs) {
-        ::kill(p, SIGCONT);
-    }
-}
-
-Status Cluster::Restart(Duration timeout) {
-    if (!owned_) {
-        return MakeError(
-            ErrorCode::kFailedPrecondition,
-            fmt::format("cluster: the server in {} is attached, not owned: not restarted", dir_));
-    }
-    if (postmaster_.Running()) {
-        return MakeError(
-            ErrorCode::kFailedPrecondition,
-            fmt::format("cluster: postgres already runs in {} (pid {})", dir_, postmaster_.pid()));
-    }
-    return StartServer(SteadyClock::now() + timeout, /*retry_port=*/false);
-}
-
-void Cluster::Detach() {
-    if (!owned_ || !postmaster_.Running()) {
-        return;
-    }
-    Resume();
-    attached_pid_ = postmaster_.Release();
-    owned_ = false;
-}
-
-bool Cluster::Running() { return owned_ ? postmaster_.Running() : Alive(attached_pid_); }
-
-pid_t Cluster::pid() const { return owned_ ? postmaster_.pid() : attached_pid_; }
 
 std::string Cluster::ConnInfo(const std::string& db) const {
     if (db.empty()) {
