@@ -71,6 +71,10 @@
 #include "cogs/base/time.h"
 #include "cogs/services/kit/domain.h"
 
+namespace boost::asio {
+class io_context;
+}
+
 namespace cogs::runtime {
 class Clock;
 }
@@ -98,29 +102,91 @@ struct InstanceSpec {
     std::string port_id{};
     std::string mac_address{};
     std::string ip_address{};
+    std::string project_id{};
+    std::string name{};  // the server's name (a real instance's hostname)
 };
 
-// What runs instances. Every call is idempotent and short: it starts work and says how long it
-// takes, it never waits for it (the domain derives the state from the clock).
+// Boot's answer of a driver whose instances have a life of their own: the driver does not know
+// how long the boot takes and reports its end (DriverEvents).
+inline constexpr Millis kUntilReported{-1};
+
+// What a driver whose instances run on their own tells the domain (ComputeDriver::Bind). Called on
+// the domain's io thread, only about the driver's latest Boot or Adopt of that instance (the driver
+// drops reports about an earlier one, or one stopped or deleted since).
+class DriverEvents {
+public:
+    virtual ~DriverEvents() = default;
+    // Its process runs: BUILD/REBOOT -> ACTIVE (the long actions waiting for it end), or stays ACTIVE
+    // after Adopt.
+    virtual void Running(const std::string& id) = 0;
+    // It could not be started. Retryable: a crash (the supervisor boots it again after its backoff,
+    // and gives up to ERROR); not retryable (an unknown image): ERROR at once, and the long actions
+    // waiting for it fail with `error`.
+    virtual void BootFailed(const std::string& id, Error error) = 0;
+    // It ended on its own, or was killed from outside: CRASHED (the supervisor), FENCED on a fenced
+    // host.
+    virtual void Exited(const std::string& id, std::string why) = 0;
+    // Adopt found nothing of it (the machine rebooted): FENCED, until the control plane starts it.
+    virtual void Gone(const std::string& id) = 0;
+};
+
+// What runs instances. Every call is idempotent and short, made on the domain's io thread: it starts
+// work and never waits for it. A simulated driver says how long a boot takes (the domain derives
+// the state from the clock); a real one answers kUntilReported and reports (DriverEvents).
 class ComputeDriver {
 public:
     virtual ~ComputeDriver() = default;
     virtual std::string_view name() const = 0;
 
-    // Starts (or restarts) `instance`; answers how long until it is ACTIVE.
+    // Starts (or restarts: a reboot) `instance`; answers how long until it is ACTIVE, or
+    // kUntilReported.
     virtual Result<Millis> Boot(const InstanceSpec& instance) = 0;
-    // Powers it off.
+    // Powers it off (a real driver: soon after, in the order of the calls about that instance).
     virtual Status Stop(const InstanceSpec& instance) = 0;
     // Removes it and everything it holds; absent is success.
     virtual Status Delete(const InstanceSpec& instance) = 0;
+
+    // Whether instances outlive this process (real ones do). If so, at start the domain does not
+    // assume that what ran has stopped: it asks (Adopt) and believes the reports.
+    virtual bool adopts() const { return false; }
+    // Given once by the domain (its Bind), before any other call but name() and adopts(): the io
+    // thread and where the reports go (both outlive the driver).
+    virtual void Bind(boost::asio::io_context& io, DriverEvents& events) {
+        (void)io;
+        (void)events;
+    }
+    // At start, for an instance the records say is running or booting: reports Running (it still
+    // runs: adopted, not restarted), Exited (it ended meanwhile) or Gone (nothing of it is left).
+    virtual void Adopt(const InstanceSpec& instance) { (void)instance; }
+    // Its console output, the last `max_bytes` of it ("" if there is none, or nothing runs). Reads
+    // a few local files at most.
+    virtual Result<std::string> Console(const InstanceSpec& instance, int64_t max_bytes) const {
+        (void)instance;
+        (void)max_bytes;
+        return std::string();
+    }
 };
 
 struct ComputeDriverOptions {
     Millis boot_time{200};  // sim: how long an instance is BUILD (or REBOOT); 0 allowed
+
+    // container: each instance is an OCI container under runc (cogs/oci), in its own network
+    // namespace (cogs/linuxnet).
+    std::string instances_dir{};  // <dir>/<instance id>: the container's files and its rootfs. Absolute.
+    std::string runc_root{};      // runc's state (a tmpfs, e.g. /run/cogs/<name>/runc). Absolute.
+    Duration stop_grace = std::chrono::seconds(10);  // SIGTERM, then SIGKILL after this
+    std::string netns_prefix = "cg";  // linuxnet's prefix: the namespace of instance X is <prefix>-X
+    Duration poll_interval = std::chrono::milliseconds(200);  // how often running instances are checked
+    int workers = 2;           // threads for runc calls (calls about one instance run in order)
+    size_t max_queued = 1024;  // calls waiting for a worker; beyond: kUnavailable (retryable)
+    std::string runc_binary = "/usr/sbin/runc";
+    std::string shim_binary{};             // "": cogs-oci-shim beside the running binary
+    std::string busybox = "/bin/busybox";  // the built-in image "busybox" is made from it
 };
 
-// The drivers by name: "sim" (nothing runs; a boot takes options.boot_time). kInvalidArgument for
-// another name.
+// The drivers by name: "sim" (nothing runs; a boot takes options.boot_time); "container" (README.md,
+// "The container driver"; kInvalidArgument naming a bad option, kFailedPrecondition if runc or
+// busybox is missing or a directory cannot be made). kInvalidArgument for another name.
 Result<std::unique_ptr<ComputeDriver>> MakeComputeDriver(std::string name, ComputeDriverOptions options);
 
 // The instance supervisor (restarts of CRASHED instances).

@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "cogs/observe/log.h"
+#include "cogs/services/compute/internal/container_driver.h"
 #include "cogs/services/kit/dispatch.h"
 
 namespace cogs::services::compute {
@@ -43,8 +44,8 @@ Result<Instance> ReadInstance(const Input& in, wire::Text text = {.allow_empty =
     COGS_ASSIGN_OR_RETURN(i.spec.image, in.String("image"));
     for (auto [field, out] :
          {std::pair{"port_id", &i.spec.port_id}, std::pair{"mac_address", &i.spec.mac_address},
-          std::pair{"ip_address", &i.spec.ip_address}, std::pair{"project_id", &i.project_id},
-          std::pair{"name", &i.name}}) {
+          std::pair{"ip_address", &i.spec.ip_address}, std::pair{"project_id", &i.spec.project_id},
+          std::pair{"name", &i.spec.name}}) {
         COGS_ASSIGN_OR_RETURN(auto value, in.OptionalString(field, text));
         *out = value.value_or("");
     }
@@ -87,18 +88,21 @@ Result<Instance> ReadRecord(std::string_view text) {
     return i;
 }
 
-// The answer of an action on `i`: ACTIVE once the current boot (if any) has ended, ready then; the
-// state of an instance that is not running.
+}  // namespace
+
+std::string WaitName(std::string_view id) { return "instance/" + std::string(id); }
+
 kit::Done Answer(const Instance& i, int64_t now) {
     json::object o;
     o["id"] = i.spec.id;
     o["host"] = i.spec.host;
     o["state"] = i.power == Power::kOn ? "ACTIVE" : i.State(now);
     const bool booting = i.power == Power::kOn && i.ready_at_us > now;
+    if (booting && i.ready_at_us == kReportedUs) {
+        return kit::Done{json::serialize(o), 0, WaitName(i.spec.id)};
+    }
     return kit::Done{json::serialize(o), booting ? i.ready_at_us : 0};
 }
-
-}  // namespace
 
 const char* Instance::State(int64_t now_us) const {
     switch (power) {
@@ -123,7 +127,7 @@ bool Instance::SameAs(const Instance& other) const {
     const InstanceSpec& b = other.spec;
     return a.vcpus == b.vcpus && a.ram_mb == b.ram_mb && a.disk_gb == b.disk_gb && a.image == b.image &&
            a.port_id == b.port_id && a.mac_address == b.mac_address && a.ip_address == b.ip_address &&
-           project_id == other.project_id && name == other.name;
+           a.project_id == b.project_id && a.name == b.name;
 }
 
 std::string Record(const Instance& i) {
@@ -137,8 +141,8 @@ std::string Record(const Instance& i) {
     o["port_id"] = i.spec.port_id;
     o["mac_address"] = i.spec.mac_address;
     o["ip_address"] = i.spec.ip_address;
-    o["project_id"] = i.project_id;
-    o["name"] = i.name;
+    o["project_id"] = i.spec.project_id;
+    o["name"] = i.spec.name;
     o["created_at_ms"] = i.created_at_ms;
     o["power"] = ToString(i.power);
     o["boot"] = i.rebooting ? "reboot" : "boot";
@@ -204,7 +208,11 @@ Status ComputeDomainImpl::Load(std::string_view table, std::string_view id, std:
         observe::Log("compute").warn("instance {} is on host {}, which this process does not serve", id,
                                      i->spec.host);
     }
-    if (leased_ && (i->power == Power::kOn || i->power == Power::kCrashed)) {
+    if (driver_->adopts() && i->power == Power::kOn) {
+        // It may well run on (only the agent restarted): the driver says at Bind. Adopted running on
+        // a leased host too, which starts fenced: nothing new boots there until its lease.
+        to_adopt_.push_back(i->spec.id);
+    } else if (leased_ && (i->power == Power::kOn || i->power == Power::kCrashed)) {
         // The host restarted: what ran is stopped, and the control plane decides what runs again.
         i->power = Power::kFenced;
         i->rebooting = false;
@@ -219,6 +227,15 @@ Status ComputeDomainImpl::Load(std::string_view table, std::string_view id, std:
 void ComputeDomainImpl::Bind(kit::DomainContext& context) {
     context_ = &context;
     restart_timer_ = clock_.NewTimer(context.io());
+    driver_->Bind(context.io(), *this);
+    for (const std::string& id : to_adopt_) {
+        driver_->Adopt(instances_.at(id).spec);
+    }
+    if (!to_adopt_.empty()) {
+        observe::Log("compute").info("agent start: asking the driver about {} instance(s) that ran",
+                                     to_adopt_.size());
+    }
+    to_adopt_.clear();
     kit::Tx tx;
     for (const std::string& id : fenced_at_load_) {
         tx.Put(kTable, id, Record(instances_.at(id)));
@@ -285,6 +302,9 @@ Result<int64_t> ComputeDomainImpl::Boot(const Instance& i, int64_t now) {
     if (!duration) {
         return MakeError(duration.error());
     }
+    if (*duration == kUntilReported) {
+        return kReportedUs;
+    }
     return now + std::chrono::duration_cast<std::chrono::microseconds>(*duration).count();
 }
 
@@ -330,6 +350,10 @@ Result<kit::Done> ComputeDomainImpl::Delete(const Input& in, kit::Tx& tx) {
     by_host_[host].erase(id);
     instances_.erase(id);
     tx.Erase(kTable, id);
+    if (context_ != nullptr) {
+        context_->Finish(WaitName(id), MakeError(ErrorCode::kFailedPrecondition,
+                                                 "instance " + id + " was deleted before it booted"));
+    }
     out["deleted"] = true;
     return kit::Done{json::serialize(out)};
 }
@@ -373,6 +397,7 @@ Result<kit::Done> ComputeDomainImpl::Stop(const Input& in, kit::Tx& tx) {
         i.rebooting = false;
         i.restart_at_us = 0;
         tx.Put(kTable, i.spec.id, Record(i));
+        Settle(i, clock_.WallUs());
     }
     return Answer(i, clock_.WallUs());
 }
@@ -402,7 +427,11 @@ Result<std::unique_ptr<ComputeDriver>> MakeComputeDriver(std::string name, Compu
         }
         return std::unique_ptr<ComputeDriver>(std::make_unique<SimDriver>(options.boot_time));
     }
-    return MakeError(ErrorCode::kInvalidArgument, "driver: unknown compute driver '" + name + "' (sim)");
+    if (name == "container") {
+        return internal::MakeContainerDriver(std::move(options));
+    }
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "driver: unknown compute driver '" + name + "' (sim, container)");
 }
 
 Result<std::unique_ptr<ComputeDomain>> MakeComputeDomain(ComputeOptions options,

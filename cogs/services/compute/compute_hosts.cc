@@ -5,6 +5,7 @@
 #include "cogs/observe/log.h"
 #include "cogs/services/compute/internal/compute_domain.h"
 #include "cogs/services/kit/dispatch.h"
+#include "cogs/wire/answer.h"
 
 namespace cogs::services::compute::internal {
 namespace {
@@ -12,6 +13,7 @@ namespace {
 namespace json = wire::json;
 
 constexpr size_t kMaxReportsPerBeat = 100;  // sent in one heartbeat
+constexpr std::string_view kConsoleSuffix = "/console";
 
 json::value OrNull(const std::string& s) { return s.empty() ? json::value(nullptr) : json::value(s); }
 
@@ -58,6 +60,7 @@ size_t ComputeDomainImpl::SetFenced(std::string_view host, bool fenced) {
             i.rebooting = false;
             i.restart_at_us = 0;
             tx.Put(kTable, id, Record(i));
+            Settle(i, clock_.WallUs());
             ++stopped;
         }
     }
@@ -187,6 +190,26 @@ std::string ComputeDomainImpl::Inventory() const {
 }
 
 std::optional<http::Response> ComputeDomainImpl::Get(const http::Request& request) const {
+    const std::string path = request.Path();
+    if (path.starts_with(kInstancesPrefix) && path.ends_with(kConsoleSuffix) &&
+        path.size() > kInstancesPrefix.size() + kConsoleSuffix.size()) {
+        const std::string id = http::UrlDecode(std::string_view(path).substr(
+            kInstancesPrefix.size(), path.size() - kInstancesPrefix.size() - kConsoleSuffix.size()));
+        auto it = instances_.find(id);
+        if (it == instances_.end()) {
+            return wire::ServiceError(Error(ErrorCode::kNotFound, "no instance '" + id + "'"));
+        }
+        auto output = driver_->Console(it->second.spec, kConsoleBytes);
+        if (!output) {
+            return wire::ServiceError(output.error());
+        }
+        json::object o;
+        o["id"] = id;
+        o["output"] = *output;
+        http::Response r;
+        r.body = json::serialize(o);
+        return r;
+    }
     return kit::GetRecord(request, kInstancesPrefix, "instance", [this](const std::string& id) {
         auto it = instances_.find(id);
         return it == instances_.end() ? std::nullopt
@@ -206,10 +229,11 @@ json::object ComputeDomainImpl::Describe(const Instance& i, int64_t now) const {
     o["port_id"] = OrNull(i.spec.port_id);
     o["mac_address"] = OrNull(i.spec.mac_address);
     o["ip_address"] = OrNull(i.spec.ip_address);
-    o["project_id"] = OrNull(i.project_id);
-    o["name"] = OrNull(i.name);
+    o["project_id"] = OrNull(i.spec.project_id);
+    o["name"] = OrNull(i.spec.name);
     o["created_at_ms"] = i.created_at_ms;
-    o["ready_at_ms"] = i.ready_at_us / 1000;
+    o["ready_at_ms"] =
+        i.ready_at_us == kReportedUs ? json::value(nullptr) : json::value(i.ready_at_us / 1000);
     o["crashes"] = i.CrashesSince(now - WindowUs());
     return o;
 }

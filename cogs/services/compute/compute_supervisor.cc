@@ -81,6 +81,7 @@ void ComputeDomainImpl::Crash(Instance& i, int64_t now, kit::Tx& tx) {
                   now);
         observe::Log("compute").warn("instance {} on host {} crashed {} times in {}: ERROR, not restarted",
                                      i.spec.id, i.spec.host, n, window);
+        Settle(i, now, "it crashed " + std::to_string(n) + " times in " + window);
     } else {
         const int64_t wait = BackoffUs(n);
         i.power = Power::kCrashed;
@@ -152,6 +153,113 @@ void ComputeDomainImpl::Restart(Instance& i, int64_t now, kit::Tx& tx) {
         observe::Log("compute").info("instance {} on host {} restarted", i.spec.id, i.spec.host);
     }
     tx.Put(kTable, i.spec.id, Record(i));
+}
+
+Instance* ComputeDomainImpl::Reported(const std::string& id) {
+    auto it = instances_.find(id);
+    // Stopped, fenced, in ERROR or deleted since the driver was asked: a late report.
+    return it == instances_.end() || it->second.power != Power::kOn ? nullptr : &it->second;
+}
+
+void ComputeDomainImpl::Settle(const Instance& i, int64_t now, std::string_view why) {
+    if (context_ == nullptr || i.power == Power::kCrashed || (i.power == Power::kOn && i.ready_at_us > now)) {
+        return;
+    }
+    if (i.power == Power::kError) {
+        context_->Finish(WaitName(i.spec.id),
+                         MakeError(ErrorCode::kFailedPrecondition,
+                                   "instance " + i.spec.id + " is in ERROR: " + std::string(why)));
+    } else {
+        context_->Finish(WaitName(i.spec.id), Answer(i, now).output);
+    }
+}
+
+void ComputeDomainImpl::Commit(kit::Tx tx) {
+    if (context_ != nullptr && !tx.writes().empty()) {
+        context_->Write(std::move(tx));
+    }
+}
+
+void ComputeDomainImpl::Running(const std::string& id) {
+    Instance* i = Reported(id);
+    if (i == nullptr) {
+        return;
+    }
+    const observe::LogScope scope(observe::LogContext{"", "", id});
+    const int64_t now = clock_.WallUs();
+    if (i->ready_at_us != kReportedUs) {
+        observe::Log("compute").info("instance {} on host {} still runs: adopted", id, i->spec.host);
+        return;
+    }
+    i->ready_at_us = now;
+    kit::Tx tx;
+    tx.Put(kTable, id, Record(*i));
+    Commit(std::move(tx));
+    Settle(*i, now);
+}
+
+void ComputeDomainImpl::BootFailed(const std::string& id, Error error) {
+    Instance* i = Reported(id);
+    if (i == nullptr) {
+        return;
+    }
+    const observe::LogScope scope(observe::LogContext{"", "", id});
+    const int64_t now = clock_.WallUs();
+    kit::Tx tx;
+    if (error.retryable) {
+        observe::Log("compute").warn("instance {} on host {} failed to boot: {}", id, i->spec.host,
+                                     error.ToString());
+        Crash(*i, now, tx);
+    } else {
+        i->power = Power::kError;
+        i->rebooting = false;
+        i->restart_at_us = 0;
+        AddReport(*i, "gave_up", "instance could not boot: " + error.message, now);
+        observe::Log("compute").warn("instance {} on host {} cannot boot: {}: ERROR", id, i->spec.host,
+                                     error.ToString());
+        tx.Put(kTable, id, Record(*i));
+        Settle(*i, now, "it could not boot: " + error.message);
+    }
+    Commit(std::move(tx));
+}
+
+void ComputeDomainImpl::Exited(const std::string& id, std::string why) {
+    Instance* i = Reported(id);
+    if (i == nullptr) {
+        return;
+    }
+    const observe::LogScope scope(observe::LogContext{"", "", id});
+    const int64_t now = clock_.WallUs();
+    kit::Tx tx;
+    observe::Log("compute").info("instance {} on host {} ended: {}", id, i->spec.host, why);
+    if (fenced_.contains(i->spec.host)) {
+        // No lease: nothing restarts here; the control plane decides (as fencing does).
+        i->power = Power::kFenced;
+        i->rebooting = false;
+        i->restart_at_us = 0;
+        tx.Put(kTable, id, Record(*i));
+        Settle(*i, now);
+    } else {
+        Crash(*i, now, tx);
+    }
+    Commit(std::move(tx));
+}
+
+void ComputeDomainImpl::Gone(const std::string& id) {
+    Instance* i = Reported(id);
+    if (i == nullptr) {
+        return;
+    }
+    const int64_t now = clock_.WallUs();
+    observe::Log("compute").info(
+        "instance {} on host {}: nothing of it is left (the machine restarted): FENCED", id, i->spec.host);
+    i->power = Power::kFenced;
+    i->rebooting = false;
+    i->restart_at_us = 0;
+    kit::Tx tx;
+    tx.Put(kTable, id, Record(*i));
+    Commit(std::move(tx));
+    Settle(*i, now);
 }
 
 void ComputeDomainImpl::AddReport(const Instance& i, std::string_view type, std::string message,

@@ -700,6 +700,184 @@ TEST_F(ComputeTest, ALeasedDomainLoadsWhatRanAsFencedAndItsHostsFenced) {
     EXPECT_EQ(SampleOf(metrics.Render(), "cogs_compute_fences_total", {}), 0) << "no lease ran out";
 }
 
+// ---- a driver whose instances live on their own (Boot answers kUntilReported) ----
+
+// What the fake reporting driver was asked, and its DriverEvents to report through.
+struct DriverLog {
+    std::vector<std::string> calls;  // "boot i1", "stop i1", "delete i1", "adopt i1"
+    DriverEvents* events = nullptr;
+};
+
+class ReportingDriver final : public ComputeDriver {
+public:
+    explicit ReportingDriver(std::shared_ptr<DriverLog> log) : log_(std::move(log)) {}
+    std::string_view name() const override { return "reporting"; }
+    Result<Millis> Boot(const InstanceSpec& i) override {
+        log_->calls.push_back("boot " + i.id + " " + i.name);
+        return kUntilReported;
+    }
+    Status Stop(const InstanceSpec& i) override {
+        log_->calls.push_back("stop " + i.id);
+        return cogs::Ok();
+    }
+    Status Delete(const InstanceSpec& i) override {
+        log_->calls.push_back("delete " + i.id);
+        return cogs::Ok();
+    }
+    bool adopts() const override { return true; }
+    void Bind(boost::asio::io_context&, DriverEvents& events) override { log_->events = &events; }
+    void Adopt(const InstanceSpec& i) override { log_->calls.push_back("adopt " + i.id); }
+
+private:
+    std::shared_ptr<DriverLog> log_;
+};
+
+class ReportingDriverTest : public ComputeTest {
+protected:
+    Domain NewReporting() {
+        ComputeOptions options;
+        options.hosts = {HostSpec{.name = "h1"}, HostSpec{.name = "h2"}};
+        options.clock = &clock_;
+        options.leased = leased_;
+        options.supervisor = supervisor_;
+        log_ = std::make_shared<DriverLog>();
+        auto domain = MakeComputeDomain(std::move(options), std::make_unique<ReportingDriver>(log_));
+        EXPECT_TRUE(domain) << domain.error().ToString();
+        Domain d(std::move(*domain));
+        return d;
+    }
+    void SetUp() override {
+        supervisor_.restart_backoff = 100ms;
+        domain_ = NewReporting();
+        domain_->Bind(context_);
+    }
+    DriverEvents& Events() const { return *log_->events; }
+    // The long actions the domain finished, as "name=output" or "name!error".
+    std::vector<std::string> Finished() const {
+        std::vector<std::string> out;
+        for (const auto& [name, r] : context_.finished_) {
+            out.push_back(r ? name + "=" + *r : name + "!" + r.error().ToString());
+        }
+        return out;
+    }
+
+    std::shared_ptr<DriverLog> log_;
+};
+
+TEST_F(ReportingDriverTest, ABootEndsWhenTheDriverReportsItRunning) {
+    kit::Done done = Ok("create_instance", R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":64,"disk_gb":0,
+                                              "image":"busybox","name":"web"})");
+    EXPECT_EQ(done.wait_for, "instance/i1");
+    EXPECT_EQ(done.ready_at_us, 0);
+    EXPECT_EQ(log_->calls, std::vector<std::string>{"boot i1 web"}) << "the driver gets the name";
+    Advance(std::chrono::hours(1));
+    EXPECT_EQ(State("i1"), "BUILD") << "no clock ends it";
+    EXPECT_TRUE(Instance("i1").at("ready_at_ms").is_null());
+    EXPECT_EQ(Ok("create_instance", R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":64,"disk_gb":0,
+                                        "image":"busybox","name":"web"})")
+                  .wait_for,
+              "instance/i1")
+        << "the same boot";
+    Events().Running("i1");
+    EXPECT_EQ(State("i1"), "ACTIVE");
+    EXPECT_EQ(Finished(),
+              std::vector<std::string>{R"(instance/i1={"id":"i1","host":"h1","state":"ACTIVE"})"});
+    EXPECT_NE(records_.at({"instances", "i1"}).find(R"("power":"on")"), std::string::npos);
+    Events().Running("i1");  // again (a late report): nothing
+    EXPECT_EQ(Finished().size(), 1u);
+    EXPECT_EQ(Ok("create_instance", R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":64,"disk_gb":0,
+                                        "image":"busybox","name":"web"})")
+                  .wait_for,
+              "")
+        << "running: answered at once";
+}
+
+TEST_F(ReportingDriverTest, ABootThatFailsForGoodIsAnErrorARetryableOneACrash) {
+    Ok("create_instance", CreateInput("i1", "h1"));
+    Ok("create_instance", CreateInput("i2", "h1"));
+    Events().BootFailed("i1", Error(ErrorCode::kFailedPrecondition, "image 'cirros' is not on this host"));
+    EXPECT_EQ(State("i1"), "ERROR");
+    EXPECT_EQ(Finished(), std::vector<std::string>{
+                              "instance/i1!failed_precondition: instance i1 is in ERROR: it could not boot: "
+                              "image 'cirros' is not on this host"});
+    EXPECT_NE(domain_->HeartbeatBody("h1").find("instance could not boot"), std::string::npos);
+
+    Events().BootFailed("i2", Error(ErrorCode::kUnavailable, "the driver is busy"));
+    EXPECT_EQ(State("i2"), "CRASHED");
+    EXPECT_EQ(Finished().size(), 1u) << "still booting, for the supervisor";
+    Advance(100ms);
+    EXPECT_EQ(State("i2"), "BUILD");
+    EXPECT_EQ(log_->calls.back(), "boot i2 ");
+    Events().Running("i2");
+    EXPECT_EQ(State("i2"), "ACTIVE");
+    EXPECT_EQ(Finished().back(), R"(instance/i2={"id":"i2","host":"h1","state":"ACTIVE"})");
+}
+
+TEST_F(ReportingDriverTest, AnInstanceThatEndsOnItsOwnIsRestartedByTheSupervisor) {
+    Ok("create_instance", CreateInput("i1", "h1"));
+    Events().Running("i1");
+    Events().Exited("i1", "its process ended, status 137");
+    EXPECT_EQ(State("i1"), "CRASHED");
+    Advance(99ms);
+    EXPECT_EQ(State("i1"), "CRASHED");
+    Advance(1ms);
+    EXPECT_EQ(State("i1"), "BUILD");
+    EXPECT_EQ(log_->calls, (std::vector<std::string>{"boot i1 ", "boot i1 "}));
+    Events().Running("i1");
+    EXPECT_EQ(State("i1"), "ACTIVE");
+    EXPECT_EQ(Instance("i1").at("crashes"), 1);
+
+    // Stopped: what the driver says about the old boot afterwards is late and changes nothing.
+    Ok("stop_instance", R"({"id":"i1","host":"h1"})");
+    Events().Exited("i1", "its process ended, status 143");
+    Events().Running("i1");
+    EXPECT_EQ(State("i1"), "SHUTOFF");
+    EXPECT_EQ(Instance("i1").at("crashes"), 1);
+}
+
+TEST_F(ReportingDriverTest, WhatWaitsForABootEndsWithAStopAFenceOrADelete) {
+    for (const char* id : {"i1", "i2", "i3"}) {
+        Ok("create_instance", CreateInput(id, id == std::string("i2") ? "h2" : "h1"));
+    }
+    Ok("stop_instance", R"({"id":"i1","host":"h1"})");
+    domain_->SetFenced("h2", true);
+    Ok("delete_instance", R"({"id":"i3","host":"h1"})");
+    EXPECT_EQ(Finished(), (std::vector<std::string>{
+                              R"(instance/i1={"id":"i1","host":"h1","state":"SHUTOFF"})",
+                              R"(instance/i2={"id":"i2","host":"h2","state":"FENCED"})",
+                              "instance/i3!failed_precondition: instance i3 was deleted before it booted"}));
+}
+
+TEST_F(ReportingDriverTest, AtStartWhatRanIsAdoptedEvenLeasedAndWhatIsGoneIsFenced) {
+    for (const char* id : {"i1", "i2", "i3", "i4"}) {
+        Ok("create_instance", CreateInput(id, "h1"));
+        Events().Running(id);
+    }
+    Ok("stop_instance", R"({"id":"i4","host":"h1"})");
+
+    leased_ = true;  // with --control-url: the hosts start fenced
+    auto reloaded = NewReporting();
+    ASSERT_TRUE(kit::test_service::LoadAll(*reloaded, records_));
+    domain_ = std::move(reloaded);
+    domain_->Bind(context_);
+    EXPECT_EQ(log_->calls, (std::vector<std::string>{"adopt i1", "adopt i2", "adopt i3"}));
+    for (const char* id : {"i1", "i2", "i3"}) {
+        EXPECT_EQ(State(id), "ACTIVE") << id << ": as it was until the driver says otherwise";
+    }
+    Events().Running("i1");
+    Events().Exited("i2", "its process ended, status 137");
+    Events().Gone("i3");
+    EXPECT_EQ(State("i1"), "ACTIVE") << "adopted, not restarted";
+    EXPECT_EQ(State("i2"), "FENCED") << "ended on a host without a lease: not restarted";
+    EXPECT_EQ(State("i3"), "FENCED") << "the machine restarted";
+    EXPECT_EQ(State("i4"), "SHUTOFF");
+    EXPECT_EQ(log_->calls.size(), 3u) << "nothing booted";
+    EXPECT_NE(records_.at({"instances", "i3"}).find(R"("power":"fenced")"), std::string::npos);
+
+    EXPECT_EQ(Fails("start_instance", R"({"id":"i3","host":"h1"})").code, ErrorCode::kUnavailable)
+        << "fenced until its first lease";
+}
+
 TEST(ComputeFactoryTest, RefusesBadHostsAndDrivers) {
     EXPECT_FALSE(MakeComputeDriver("libvirt", {}));
     EXPECT_FALSE(MakeComputeDriver("sim", ComputeDriverOptions{Millis(-1)}));

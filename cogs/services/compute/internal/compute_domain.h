@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -29,6 +30,14 @@ namespace cogs::services::compute::internal {
 
 inline constexpr std::string_view kTable = "instances";
 inline constexpr std::string_view kInstancesPrefix = "/v1/instances/";
+// ready_at_us of a boot whose end the driver reports (Boot answered kUntilReported): BUILD until
+// then, whatever the clock says.
+inline constexpr int64_t kReportedUs = std::numeric_limits<int64_t>::max();
+// How much console output GET /v1/instances/{id}/console answers at most.
+inline constexpr int64_t kConsoleBytes = 64 * 1024;
+
+// What the long actions of instance `id` wait for while its driver boots it (kit::Done::wait_for).
+std::string WaitName(std::string_view id);
 
 // What an instance is doing apart from the boot clock (kOn: BUILD/REBOOT until ready_at_us, then
 // ACTIVE).
@@ -36,8 +45,6 @@ enum class Power { kOn, kOff, kCrashed, kFenced, kError };
 
 struct Instance {
     InstanceSpec spec;
-    std::string project_id;
-    std::string name;
     int64_t created_at_ms = 0;
     Power power = Power::kOn;
     bool rebooting = false;  // the current boot is a reboot (REBOOT rather than BUILD until ready)
@@ -64,11 +71,16 @@ struct Report {
 // The stored record of an instance (table kTable), rewritten at every change of its state.
 std::string Record(const Instance& i);
 
+// The answer of an action on `i`: ACTIVE once the current boot (if any) has ended (long until then:
+// ready_at_us, or waiting for WaitName(id) when the driver reports the end); the state of an
+// instance that is not running.
+kit::Done Answer(const Instance& i, int64_t now);
+
 // The fields of a host as the control plane and the inventory see it: availability_zone, vcpus,
 // ram_mb, disk_gb, traits (the agent's registration adds "url", the inventory "name" and "fenced").
 void AddHostFields(const HostSpec& h, wire::json::object& o);
 
-class ComputeDomainImpl final : public ComputeDomain {
+class ComputeDomainImpl final : public ComputeDomain, private DriverEvents {
 public:
     ComputeDomainImpl(std::map<std::string, HostSpec, std::less<>> hosts, runtime::Clock& clock,
                       std::unique_ptr<ComputeDriver> driver, bool leased, SupervisorOptions supervisor);
@@ -84,6 +96,13 @@ public:
     // ---- compute_supervisor.cc ----
     // POST /v1/instances/{id}/crash: the instance dies now; answered once that is recorded.
     bool Post(const http::Request& request, const http::Respond& respond) override;
+
+    // What the driver reports (DriverEvents), on the io thread: the end of a boot, a process that
+    // ended, an instance adoption found gone.
+    void Running(const std::string& id) override;
+    void BootFailed(const std::string& id, Error error) override;
+    void Exited(const std::string& id, std::string why) override;
+    void Gone(const std::string& id) override;
 
     // ---- compute_hosts.cc ----
     size_t SetFenced(std::string_view host, bool fenced) override;
@@ -123,6 +142,14 @@ private:
     void RestartDue();
     void Restart(Instance& i, int64_t now, kit::Tx& tx);
     void AddReport(const Instance& i, std::string_view type, std::string message, int64_t now);
+    // The instance reported by the driver, if it is running or booting (else the report is late).
+    Instance* Reported(const std::string& id);
+    // Ends the long actions waiting for `i` once it no longer boots: ACTIVE, SHUTOFF, FENCED (their
+    // answer), ERROR (a refusal saying `why`); not while it boots or is CRASHED (the supervisor
+    // boots it again).
+    void Settle(const Instance& i, int64_t now, std::string_view why = {});
+    // Commits the domain's own writes with the next group commit.
+    void Commit(kit::Tx tx);
 
     // ---- compute_hosts.cc ----
     // The instance as the inventory and GET /v1/instances/{id} show it.
@@ -144,6 +171,7 @@ private:
     std::set<std::string, std::less<>> fenced_;                          // hosts fenced now
     std::map<std::string, int64_t, std::less<>> lease_epochs_;           // host -> latest epoch
     std::vector<std::string> fenced_at_load_;  // loaded FENCED (leased): recorded so at Bind
+    std::vector<std::string> to_adopt_;        // loaded running, driver adopts(): asked at Bind
     std::map<std::string, std::deque<Report>, std::less<>> reports_;  // per host, oldest first
     uint64_t last_seq_ = 0;
     Counts counts_;

@@ -1,0 +1,419 @@
+// The container driver: blocking runc and file work on a WorkerPool, one instance's calls in order,
+// results posted back to the io thread, where every piece of the driver's own state lives.
+#include "cogs/services/compute/internal/container_driver.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json.hpp>
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include "cogs/linuxnet/host.h"
+#include "cogs/observe/log.h"
+#include "cogs/oci/container.h"
+#include "cogs/runtime/files.h"
+#include "cogs/runtime/process.h"
+#include "cogs/services/compute/internal/worker_pool.h"
+
+namespace cogs::services::compute::internal {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+constexpr Duration kNetDeadline = 30s;  // for the few `ip` commands of one namespace
+
+// The instance's first process: the built-in image's web server, under a shell that ends it at
+// once on SIGTERM (PID 1 of a pid namespace gets SIGTERM only if it handles it).
+constexpr const char* kInitScript =
+    "trap 'kill $child 2>/dev/null; exit 143' TERM INT\n"
+    "httpd -f -p 80 -h /www &\n"
+    "child=$!\n"
+    "wait $child\n";
+
+// A hostname runc takes (1-64 of [A-Za-z0-9._-]) from the server's name, else from its id.
+std::string Hostname(const InstanceSpec& s) {
+    std::string out;
+    for (char c : s.name.empty() ? s.id : s.name) {
+        const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+        out.push_back(ok ? c : '-');
+    }
+    out.resize(std::min<size_t>(out.size(), 64));
+    return out.empty() ? "instance" : out;
+}
+
+std::string HtmlEscape(std::string_view s) {
+    std::string out;
+    for (char c : s) {
+        switch (c) {
+            case '&': out += "&amp;"; break;
+            case '<': out += "&lt;"; break;
+            case '>': out += "&gt;"; break;
+            case '"': out += "&quot;"; break;
+            default: out.push_back(c);
+        }
+    }
+    return out;
+}
+
+// /run/cogs/meta.json: what the instance may know of itself. user_data is "" until the workflow
+// passes it (README.md).
+std::string MetaJson(const InstanceSpec& s) {
+    json::array addresses;
+    if (!s.ip_address.empty() || !s.mac_address.empty()) {
+        addresses.push_back(json::object{
+            {"port_id", s.port_id}, {"mac_address", s.mac_address}, {"ip_address", s.ip_address}});
+    }
+    return json::serialize(json::object{{"id", s.id},
+                                        {"name", s.name},
+                                        {"project_id", s.project_id},
+                                        {"addresses", std::move(addresses)},
+                                        {"user_data", ""}}) +
+           "\n";
+}
+
+std::string IndexHtml(const InstanceSpec& s) {
+    return fmt::format("<html><body><h1>{}</h1><p>server {} ({})</p></body></html>\n", HtmlEscape(s.name),
+                       HtmlEscape(s.name), HtmlEscape(s.id));
+}
+
+class ContainerDriver final : public ComputeDriver {
+public:
+    ContainerDriver(ComputeDriverOptions options, oci::ContainersOptions containers, linuxnet::Host net,
+                    std::vector<std::string> applets)
+        : options_(std::move(options)),
+          containers_(std::move(containers)),
+          net_(std::move(net)),
+          applets_(std::move(applets)),
+          pool_(std::make_unique<WorkerPool>(options_.workers, options_.max_queued)) {}
+
+    ~ContainerDriver() override {
+        timer_.reset();
+        pool_.reset();  // waits for the calls under way; their results are dropped (alive_ goes next)
+    }
+
+    std::string_view name() const override { return "container"; }
+    bool adopts() const override { return true; }
+
+    void Bind(boost::asio::io_context& io, DriverEvents& events) override {
+        io_ = &io;
+        events_ = &events;
+        timer_ = std::make_unique<boost::asio::steady_timer>(io);
+        ArmMonitor();
+    }
+
+    Result<Millis> Boot(const InstanceSpec& instance) override {
+        const uint64_t gen = ++next_gen_;
+        COGS_TRY(pool_->Run(instance.id, [this, instance, gen] {
+            auto started = BootBlocking(instance);
+            Post([this, id = instance.id, gen, started = std::move(started)]() mutable {
+                OnBooted(id, gen, std::move(started));
+            });
+        }));
+        watched_[instance.id] = Watch{.gen = gen};
+        return kUntilReported;
+    }
+
+    Status Stop(const InstanceSpec& instance) override {
+        COGS_TRY(pool_->Run(instance.id, [this, id = instance.id] {
+            if (auto r = containers_.Stop(id, options_.stop_grace);
+                !r && r.error().code != ErrorCode::kNotFound) {
+                observe::Log("compute").warn("stopping instance {} failed: {}", id, r.error().ToString());
+            }
+        }));
+        watched_.erase(instance.id);
+        return Ok();
+    }
+
+    Status Delete(const InstanceSpec& instance) override {
+        COGS_TRY(pool_->Run(instance.id, [this, id = instance.id] { DeleteBlocking(id); }));
+        watched_.erase(instance.id);
+        return Ok();
+    }
+
+    void Adopt(const InstanceSpec& instance) override {
+        const uint64_t gen = ++next_gen_;
+        watched_[instance.id] = Watch{.gen = gen, .adopting = true};
+        Check(instance.id, watched_[instance.id]);
+    }
+
+    Result<std::string> Console(const InstanceSpec& instance, int64_t max_bytes) const override {
+        return containers_.Console(instance.id, max_bytes);
+    }
+
+private:
+    // An instance the driver watches (booted or adopted and not stopped since), on the io thread.
+    struct Watch {
+        uint64_t gen = 0;               // its latest Boot or Adopt: results of earlier ones are dropped
+        bool running_reported = false;  // Running was reported for this gen
+        bool check_queued = false;      // a Status call for it is queued or under way
+        bool adopting = false;          // Adopt, not Boot: nothing found is Gone rather than Exited
+    };
+
+    // Runs `f` on the io thread, unless the driver is gone by then.
+    template <typename F>
+    void Post(F f) {
+        boost::asio::post(*io_, [weak = std::weak_ptr<int>(alive_), f = std::move(f)]() mutable {
+            if (weak.lock()) {
+                f();
+            }
+        });
+    }
+
+    void ArmMonitor() {
+        timer_->expires_after(options_.poll_interval);
+        timer_->async_wait([this, weak = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
+            if (ec || !weak.lock()) {
+                return;
+            }
+            for (auto& [id, w] : watched_) {
+                Check(id, w);
+            }
+            ArmMonitor();
+        });
+    }
+
+    // Queues a Status call for `id` (one at a time; skipped while the queue is full).
+    void Check(const std::string& id, Watch& w) {
+        if (w.check_queued) {
+            return;
+        }
+        auto queued = pool_->Run(id, [this, id, gen = w.gen] {
+            auto status = containers_.Status(id);
+            Post([this, id, gen, status = std::move(status)]() mutable {
+                OnChecked(id, gen, std::move(status));
+            });
+        });
+        w.check_queued = queued.has_value();
+    }
+
+    Watch* Current(const std::string& id, uint64_t gen) {
+        auto it = watched_.find(id);
+        return it == watched_.end() || it->second.gen != gen ? nullptr : &it->second;
+    }
+
+    void OnBooted(const std::string& id, uint64_t gen, Result<oci::ContainerStatus> started) {
+        Watch* w = Current(id, gen);
+        if (w == nullptr) {
+            return;  // stopped, deleted or booted again since
+        }
+        if (!started) {
+            watched_.erase(id);
+            events_->BootFailed(id, started.error());
+            return;
+        }
+        if (started->state == oci::ContainerState::kRunning) {
+            w->running_reported = true;
+            events_->Running(id);
+        } else if (started->state == oci::ContainerState::kExited) {
+            watched_.erase(id);
+            events_->Exited(id, fmt::format("its process exited at once, status {}", started->exit_status));
+        }
+    }
+
+    void OnChecked(const std::string& id, uint64_t gen, Result<oci::ContainerStatus> status) {
+        Watch* w = Current(id, gen);
+        if (w == nullptr) {
+            return;
+        }
+        w->check_queued = false;
+        if (!status) {
+            observe::Log("compute").warn("instance {}: cannot read its container's status: {}", id,
+                                         status.error().ToString());
+            return;
+        }
+        switch (status->state) {
+            case oci::ContainerState::kCreating: break;
+            case oci::ContainerState::kRunning:
+                if (!w->running_reported) {
+                    w->running_reported = true;
+                    events_->Running(id);
+                }
+                break;
+            case oci::ContainerState::kExited:
+                watched_.erase(id);
+                events_->Exited(id, fmt::format("its process ended, status {}", status->exit_status));
+                break;
+            case oci::ContainerState::kAbsent: {
+                const bool gone = w->adopting && !w->running_reported;
+                watched_.erase(id);
+                if (gone) {
+                    events_->Gone(id);
+                } else {
+                    events_->Exited(id, "its container is gone");
+                }
+                break;
+            }
+        }
+    }
+
+    // ---- on the pool's threads ----
+
+    Result<oci::ContainerStatus> BootBlocking(const InstanceSpec& s) const {
+        if (s.image != kBusyboxImage) {
+            return MakeError(Error(ErrorCode::kFailedPrecondition,
+                                   "image '" + s.image +
+                                       "' is not on this host (the container driver knows only the built-in "
+                                       "image 'busybox' for now)",
+                                   /*retry=*/false));
+        }
+        COGS_ASSIGN_OR_RETURN(const oci::ContainerStatus now, containers_.Status(s.id));
+        if (now.state == oci::ContainerState::kRunning || now.state == oci::ContainerState::kCreating) {
+            // A reboot: the old process goes first.
+            if (auto stopped = containers_.Stop(s.id, options_.stop_grace); !stopped) {
+                return MakeError(stopped.error());
+            }
+        }
+        const std::string rootfs = containers_.DirOf(s.id) + "/rootfs";
+        COGS_TRY(PrepareRootfs(rootfs, s));
+        COGS_ASSIGN_OR_RETURN(std::string netns,
+                              net_.EnsureNamespace(s.id, SteadyClock::now() + kNetDeadline));
+        oci::ContainerSpec c;
+        c.id = s.id;
+        c.rootfs = rootfs;
+        c.args = {"/bin/sh", "-c", kInitScript};
+        c.hostname = Hostname(s);
+        c.vcpus = static_cast<int>(std::clamp<int64_t>(s.vcpus, 1, 1024));
+        c.memory_mib = s.ram_mb;
+        c.netns_path = std::move(netns);
+        return containers_.Start(c);
+    }
+
+    // The image's copy (made once per instance, kept across its boots, as a VM's disk is) and the
+    // files cogs puts in it at every boot.
+    Status PrepareRootfs(const std::string& rootfs, const InstanceSpec& s) const {
+        std::error_code ec;
+        if (!fs::exists(rootfs + "/bin/busybox", ec)) {
+            // Made aside and renamed: a half-made copy is never taken for the image.
+            const std::string tmp = rootfs + ".new";
+            fs::remove_all(tmp, ec);
+            for (const char* d : {"bin", "proc", "sys", "dev", "tmp", "etc", "root", "www", "run/cogs"}) {
+                fs::create_directories(tmp + "/" + d, ec);
+                if (ec) {
+                    return MakeError(ErrorCode::kUnavailable, "instance " + s.id + ": cannot make " + tmp +
+                                                                  "/" + d + ": " + ec.message());
+                }
+            }
+            fs::copy_file(options_.busybox, tmp + "/bin/busybox", ec);
+            for (const std::string& applet : applets_) {
+                if (!ec) {
+                    fs::create_symlink("busybox", tmp + "/bin/" + applet, ec);
+                }
+            }
+            if (!ec) {
+                fs::remove_all(rootfs, ec);
+                fs::rename(tmp, rootfs, ec);
+            }
+            if (ec) {
+                return MakeError(ErrorCode::kUnavailable,
+                                 "instance " + s.id + ": cannot copy the image: " + ec.message());
+            }
+        }
+        COGS_TRY(runtime::WriteFileAtomic(rootfs + "/run/cogs/meta.json", MetaJson(s)));
+        COGS_TRY(runtime::WriteFileAtomic(rootfs + "/www/index.html", IndexHtml(s)));
+        return Ok();
+    }
+
+    // Stop (with the grace), remove everything of the container, then its namespace. Logged, not
+    // answered: the delete was accepted already (a reconciler collects what a failure leaves).
+    void DeleteBlocking(const std::string& id) const {
+        auto status = containers_.Status(id);
+        if (status && (status->state == oci::ContainerState::kRunning ||
+                       status->state == oci::ContainerState::kCreating)) {
+            (void)containers_.Stop(id, options_.stop_grace);  // Remove kills what is left
+        }
+        Status removed = containers_.Remove(id);
+        for (int attempt = 1; !removed && attempt < 3; ++attempt) {
+            removed = containers_.Remove(id);
+        }
+        if (!removed) {
+            observe::Log("compute").error("deleting instance {}: {}", id, removed.error().ToString());
+        }
+        if (auto s = net_.DeleteNamespace(id, SteadyClock::now() + kNetDeadline); !s) {
+            observe::Log("compute").error("deleting instance {}: its namespace: {}", id,
+                                          s.error().ToString());
+        }
+    }
+
+    const ComputeDriverOptions options_;
+    const oci::Containers containers_;
+    mutable linuxnet::Host net_;
+    const std::vector<std::string> applets_;  // busybox's applets, symlinked in the image's /bin
+
+    // On the io thread.
+    boost::asio::io_context* io_ = nullptr;
+    DriverEvents* events_ = nullptr;
+    std::unique_ptr<boost::asio::steady_timer> timer_;
+    std::map<std::string, Watch> watched_;
+    uint64_t next_gen_ = 0;
+
+    std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // posted results hold it weakly
+    std::unique_ptr<WorkerPool> pool_;  // last: destroyed first, before what its tasks use
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ComputeDriver>> MakeContainerDriver(ComputeDriverOptions options) {
+    for (auto [field, path] :
+         {std::pair{"instances dir", &options.instances_dir}, std::pair{"runc root", &options.runc_root}}) {
+        if (path->empty() || !fs::path(*path).is_absolute()) {
+            return MakeError(ErrorCode::kInvalidArgument, std::string(field) + ": must be an absolute path");
+        }
+    }
+    if (options.stop_grace < Duration::zero()) {
+        return MakeError(ErrorCode::kInvalidArgument, "stop grace: must be >= 0");
+    }
+    if (options.poll_interval <= Duration::zero()) {
+        return MakeError(ErrorCode::kInvalidArgument, "poll interval: must be > 0");
+    }
+    if (options.workers < 1 || options.workers > 64) {
+        return MakeError(ErrorCode::kInvalidArgument, "workers: must be 1..64");
+    }
+    if (options.shim_binary.empty()) {
+        options.shim_binary = runtime::SiblingBinary("cogs-oci-shim");
+    }
+    for (auto [what, path] : {std::pair{"runc", &options.runc_binary}, std::pair{"busybox", &options.busybox},
+                              std::pair{"cogs-oci-shim", &options.shim_binary}}) {
+        std::error_code ec;
+        if (!fs::exists(*path, ec)) {
+            return MakeError(ErrorCode::kFailedPrecondition,
+                             std::string(what) + ": " + *path +
+                                 " is missing (scripts/install-deps installs runc "
+                                 "and busybox-static)");
+        }
+    }
+    COGS_ASSIGN_OR_RETURN(linuxnet::Host net, linuxnet::Host::Make({.prefix = options.netns_prefix}));
+    for (const std::string* dir : {&options.instances_dir, &options.runc_root}) {
+        std::error_code ec;
+        fs::create_directories(*dir, ec);
+        if (ec) {
+            return MakeError(ErrorCode::kFailedPrecondition, "cannot make " + *dir + ": " + ec.message());
+        }
+    }
+    auto list = runtime::RunCommand({options.busybox, "--list"}, SteadyClock::now() + 30s);
+    if (!list || list->exit_status != 0) {
+        return MakeError(ErrorCode::kFailedPrecondition, options.busybox + " --list failed: " +
+                                                             (list ? list->output : list.error().ToString()));
+    }
+    std::vector<std::string> applets;
+    std::istringstream in(list->output);
+    for (std::string applet; std::getline(in, applet);) {
+        if (!applet.empty() && applet != "busybox" && applet.find('/') == std::string::npos) {
+            applets.push_back(applet);
+        }
+    }
+    oci::ContainersOptions containers{.dir = options.instances_dir,
+                                      .runc_root = options.runc_root,
+                                      .runc_binary = options.runc_binary,
+                                      .shim_binary = options.shim_binary};
+    return std::unique_ptr<ComputeDriver>(std::make_unique<ContainerDriver>(
+        std::move(options), std::move(containers), std::move(net), std::move(applets)));
+}
+
+}  // namespace cogs::services::compute::internal

@@ -1,0 +1,18 @@
+// The compute driver "container" (MakeComputeDriver): each instance an OCI container under runc
+// (cogs/oci), in a network namespace of its own (cogs/linuxnet). README.md, "The container driver",
+// has the model; compute.h the contract of a driver that reports (DriverEvents).
+#pragma once
+
+#include <memory>
+
+#include "cogs/base/result.h"
+#include "cogs/services/compute/compute.h"
+
+namespace cogs::services::compute::internal {
+
+// The only image the driver knows until images get content (issue 14): made from options.busybox.
+inline constexpr std::string_view kBusyboxImage = "busybox";
+
+Result<std::unique_ptr<ComputeDriver>> MakeContainerDriver(ComputeDriverOptions options);
+
+}  // namespace cogs::services::compute::internal
