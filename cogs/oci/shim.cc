@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -23,8 +22,8 @@
 #include "cogs/oci/internal/console_log.h"
 #include "cogs/oci/internal/layout.h"
 #include "cogs/runtime/files.h"
+#include "cogs/runtime/process.h"
 
-extern char** environ;
 
 namespace cogs::oci {
 namespace {
@@ -169,40 +168,16 @@ bool Supervisor::SpawnRunc(int console_write_fd) {
                                         "--pid-file",
                                         PathIn(o_.dir, internal::kContainerPidFile),
                                         o_.id};
-    std::vector<char*> c_argv;
-    for (const auto& a : argv) {
-        c_argv.push_back(const_cast<char*>(a.c_str()));
-    }
-    c_argv.push_back(nullptr);
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, console_write_fd, 1);
-    posix_spawn_file_actions_adddup2(&actions, console_write_fd, 2);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    // Its own process group: a signal sent to the shim's group never reaches runc, which would pass
-    // it on to the container. Signals at their defaults and unblocked: runc forwards what it gets.
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-    posix_spawnattr_setpgroup(&attr, 0);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGQUIT}) {
-        sigaddset(&defaults, s);
-    }
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    sigset_t empty;
-    sigemptyset(&empty);
-    posix_spawnattr_setsigmask(&attr, &empty);
-    const int rc = ::posix_spawn(&runc_pid_, argv[0].c_str(), &actions, &attr, c_argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0) {
-        Say(o_, "cannot start {}: {}", argv[0], std::strerror(rc));
+    // Its own process group (Child's default): a signal sent to the shim's group never reaches
+    // runc, which would pass it on to the container. Signals at their defaults and unblocked: runc
+    // forwards what it gets. The shim reaps it itself (signalfd), so the Child lets it go.
+    auto runc = runtime::Child::Spawn(argv, {.output_fd = console_write_fd});
+    if (!runc) {
+        Say(o_, "cannot start {}: {}", argv[0], runc.error().message);
         runc_pid_ = -1;
         return false;
     }
+    runc_pid_ = runc->Release();
     // For Containers::Remove, which waits for a runc that outlived a killed shim.
     if (auto id = internal::IdentifyProcess(runc_pid_)) {
         (void)runtime::WriteFileAtomic(PathIn(o_.dir, internal::kRuncPidFile),

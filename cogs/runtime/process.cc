@@ -69,7 +69,11 @@ Result<Child> Child::Spawn(const std::vector<std::string>& argv, const SpawnOpti
     // The log file is opened here rather than by a file action so that a bad log path is told apart
     // from a missing binary (both would be ENOENT from posix_spawn).
     int log_fd = -1;
-    if (!options.log_path.empty()) {
+    bool own_log_fd = false;
+    if (options.log_path.empty()) {
+        log_fd = options.output_fd;
+    } else {
+        own_log_fd = true;
         log_fd = ::open(options.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (log_fd < 0) {
             return MakeError(ErrorCode::kUnavailable,
@@ -111,7 +115,7 @@ Result<Child> Child::Spawn(const std::vector<std::string>& argv, const SpawnOpti
     const int rc = ::posix_spawn(&pid, argv[0].c_str(), &actions, &attr, c_argv.data(), c_env.data());
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
-    if (log_fd >= 0) {
+    if (own_log_fd) {
         ::close(log_fd);
     }
     if (rc != 0) {

@@ -28,6 +28,9 @@ namespace cogs::runtime {
 struct SpawnOptions {
     // stdout and stderr are appended to this file (created 0644 if missing); "" keeps the parent's.
     std::string log_path{};
+    // Or (when >= 0, and log_path is "") stdout and stderr go to this descriptor of the caller's (a
+    // pipe it reads); the caller keeps it.
+    int output_fd = -1;
     // Put the child in a new process group (its pid is the group id), away from the terminal's
     // foreground group, so terminal signals (Ctrl-C, Ctrl-\) do not reach it.
     bool new_process_group = true;
