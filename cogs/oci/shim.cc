@@ -24,7 +24,6 @@
 #include "cogs/runtime/files.h"
 #include "cogs/runtime/process.h"
 
-
 namespace cogs::oci {
 namespace {
 
