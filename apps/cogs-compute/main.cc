@@ -5,16 +5,19 @@
 //       --control-url http://127.0.0.1:8774 --control-token-file /tmp/cogs/admin.token
 //   cogs-compute --hosts 1000 --host-prefix sim- --boot-ms 0 ...     # hosts sim-1 .. sim-1000
 //   cogs-compute ... --control-url http://10.0.0.1:8774,http://10.0.0.2:8774  # cogsd's replicas
+//   cogs-compute --driver container --state /var/lib/cogs/host-1/state.db ...  # real instances (root)
 //
 // Without --control-url nothing is registered (the service still serves its actions) and there is no
 // lease: nothing is fenced. With it, every host holds a lease from cogsd, renewed by its heartbeats,
-// and fences itself when the lease runs out; at start every instance that was running is FENCED.
+// and fences itself when the lease runs out; at start every instance that was running is FENCED
+// (the container driver's instances outlive the process: those still running are adopted instead).
 // Several --control-url (repeated or comma-separated: every replica of cogsd) are tried round-robin
 // when one fails (cogs/services/compute/agent.h).
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
+#include <filesystem>
 
 #include "cogs/runtime/files.h"
 #include "cogs/services/compute/agent.h"
@@ -44,6 +47,8 @@ int main(int argc, char** argv) {
     int restart_max = 5;
     int64_t restart_window_s = 600;
     std::string advertise_url;
+    compute::ComputeDriverOptions driver_options;
+    int64_t stop_grace_ms = 10000;
 
     auto* host_opt = app.add_option("--host", host_name, "the name of the one host this process serves")
                          ->capture_default_str();
@@ -65,8 +70,20 @@ int main(int argc, char** argv) {
     app.add_option("--boot-ms", boot_ms, "how long an instance is BUILD or REBOOT (sim driver)")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
-    app.add_option("--driver", driver_name, "what runs instances: sim")
-        ->check(CLI::IsMember({"sim"}))
+    app.add_option("--driver", driver_name,
+                   "what runs instances: sim (nothing runs), container (OCI containers under runc; root)")
+        ->check(CLI::IsMember({"sim", "container"}))
+        ->capture_default_str();
+    app.add_option("--instances-dir", driver_options.instances_dir,
+                   "container: the instances' directories (default: instances/ beside the --state file)");
+    app.add_option("--runc-root", driver_options.runc_root,
+                   "container: runc's state, on a tmpfs (default: /run/cogs/<first host>/runc)");
+    app.add_option("--stop-grace-ms", stop_grace_ms,
+                   "container: after SIGTERM, how long an instance has to end before SIGKILL")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app.add_option("--netns-prefix", driver_options.netns_prefix,
+                   "container: the instances' network namespaces are <prefix>-<instance id>")
         ->capture_default_str();
     app.add_option("--control-url", control_urls,
                    "cogsd's URL, http://HOST:PORT, to register the hosts with (default: no registration); "
@@ -119,7 +136,24 @@ int main(int argc, char** argv) {
     compute_options.supervisor.restart_max = restart_max;
     compute_options.supervisor.restart_window = std::chrono::seconds(restart_window_s);
 
-    auto driver = compute::MakeComputeDriver(driver_name, compute::ComputeDriverOptions{Millis(boot_ms)});
+    driver_options.boot_time = Millis(boot_ms);
+    driver_options.stop_grace = Millis(stop_grace_ms);
+    if (driver_name == "container") {
+        if (driver_options.instances_dir.empty()) {
+            if (options.service.state_path.empty()) {
+                spdlog::critical(
+                    "--driver container: give --instances-dir or --state (the instances' "
+                    "directories go beside it)");
+                return 2;
+            }
+            driver_options.instances_dir =
+                (std::filesystem::absolute(options.service.state_path).parent_path() / "instances").string();
+        }
+        if (driver_options.runc_root.empty()) {
+            driver_options.runc_root = "/run/cogs/" + compute_options.hosts.front().name + "/runc";
+        }
+    }
+    auto driver = compute::MakeComputeDriver(driver_name, driver_options);
     if (!driver) {
         spdlog::critical("{}", driver.error().message);
         return 2;
