@@ -27,12 +27,18 @@
 //        lease from the control plane"; stop and delete still work there.
 //
 // States: BUILD (after create/start, and a supervisor restart) or REBOOT (after reboot) until its boot
-// ends, then ACTIVE, all derived from the clock; SHUTOFF (stopped by an action); CRASHED (died, a
+// ends, then ACTIVE, derived from the clock (a driver that reports: until it reports the process
+// running; the long actions then wait for that report, kit::Done::wait_for, and fail with the
+// driver's error if it cannot boot for good); SHUTOFF (stopped by an action); CRASHED (died, a
 // restart is pending); FENCED (stopped because its host lost its lease, or the host restarted);
-// ERROR (crashed too often: the supervisor gave up).
+// ERROR (crashed too often: the supervisor gave up; or could not boot for good).
+//
+// GET /v1/instances/{id}/console -> 200 {"id", "output"}: the last 64 KiB of its console (the
+// driver's; "" for sim), or 404.
 //
 // The supervisor: POST /v1/instances/{id}/crash (a running instance; 404 unknown id, 409 not
-// running) makes the instance CRASHED now (the sim driver's stand-in for a guest that dies). On an
+// running) makes the instance CRASHED now (the sim driver's stand-in for a guest that dies; a real
+// driver reports the end of a process itself, DriverEvents::Exited, to the same effect). On an
 // unfenced host a CRASHED instance is booted again (as start_instance does) restart_backoff after
 // the crash, doubling for every further crash within restart_window, capped at max_backoff; its
 // restart_max-th crash within the window makes it ERROR instead, never restarted again. Every crash,
@@ -44,7 +50,9 @@
 // unfences the host; its FENCED instances stay FENCED until start_instance or delete_instance.
 // With ComputeOptions.leased every host starts fenced (no lease yet) and every instance that was
 // neither SHUTOFF nor ERROR is loaded FENCED (the host restarted: the control plane decides what
-// runs again).
+// runs again) — unless the driver adopts(): then the driver is asked (Adopt) and what still runs
+// stays ACTIVE (only the agent restarted), what ended is CRASHED (FENCED on a fenced host), what is
+// gone FENCED.
 //
 // Inventory: {"hosts": [{name, availability_zone, vcpus, ram_mb, disk_gb, traits, fenced}],
 //             "instances": [{id, host, state, vcpus, ram_mb, disk_gb, image, port_id, mac_address,

@@ -732,7 +732,7 @@ private:
     std::shared_ptr<DriverLog> log_;
 };
 
-class ReportingDriverTest : public ComputeTest {
+class ComputeReportingDriverTest : public ComputeTest {
 protected:
     Domain NewReporting() {
         ComputeOptions options;
@@ -764,7 +764,7 @@ protected:
     std::shared_ptr<DriverLog> log_;
 };
 
-TEST_F(ReportingDriverTest, ABootEndsWhenTheDriverReportsItRunning) {
+TEST_F(ComputeReportingDriverTest, ABootEndsWhenTheDriverReportsItRunning) {
     kit::Done done = Ok("create_instance", R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":64,"disk_gb":0,
                                               "image":"busybox","name":"web"})");
     EXPECT_EQ(done.wait_for, "instance/i1");
@@ -792,7 +792,7 @@ TEST_F(ReportingDriverTest, ABootEndsWhenTheDriverReportsItRunning) {
         << "running: answered at once";
 }
 
-TEST_F(ReportingDriverTest, ABootThatFailsForGoodIsAnErrorARetryableOneACrash) {
+TEST_F(ComputeReportingDriverTest, ABootThatFailsForGoodIsAnErrorARetryableOneACrash) {
     Ok("create_instance", CreateInput("i1", "h1"));
     Ok("create_instance", CreateInput("i2", "h1"));
     Events().BootFailed("i1", Error(ErrorCode::kFailedPrecondition, "image 'cirros' is not on this host"));
@@ -813,7 +813,7 @@ TEST_F(ReportingDriverTest, ABootThatFailsForGoodIsAnErrorARetryableOneACrash) {
     EXPECT_EQ(Finished().back(), R"(instance/i2={"id":"i2","host":"h1","state":"ACTIVE"})");
 }
 
-TEST_F(ReportingDriverTest, AnInstanceThatEndsOnItsOwnIsRestartedByTheSupervisor) {
+TEST_F(ComputeReportingDriverTest, AnInstanceThatEndsOnItsOwnIsRestartedByTheSupervisor) {
     Ok("create_instance", CreateInput("i1", "h1"));
     Events().Running("i1");
     Events().Exited("i1", "its process ended, status 137");
@@ -835,7 +835,7 @@ TEST_F(ReportingDriverTest, AnInstanceThatEndsOnItsOwnIsRestartedByTheSupervisor
     EXPECT_EQ(Instance("i1").at("crashes"), 1);
 }
 
-TEST_F(ReportingDriverTest, WhatWaitsForABootEndsWithAStopAFenceOrADelete) {
+TEST_F(ComputeReportingDriverTest, WhatWaitsForABootEndsWithAStopAFenceOrADelete) {
     for (const char* id : {"i1", "i2", "i3"}) {
         Ok("create_instance", CreateInput(id, id == std::string("i2") ? "h2" : "h1"));
     }
@@ -848,7 +848,7 @@ TEST_F(ReportingDriverTest, WhatWaitsForABootEndsWithAStopAFenceOrADelete) {
                               "instance/i3!failed_precondition: instance i3 was deleted before it booted"}));
 }
 
-TEST_F(ReportingDriverTest, AtStartWhatRanIsAdoptedEvenLeasedAndWhatIsGoneIsFenced) {
+TEST_F(ComputeReportingDriverTest, AtStartWhatRanIsAdoptedEvenLeasedAndWhatIsGoneIsFenced) {
     for (const char* id : {"i1", "i2", "i3", "i4"}) {
         Ok("create_instance", CreateInput(id, "h1"));
         Events().Running(id);
