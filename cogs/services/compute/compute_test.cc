@@ -3,12 +3,15 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "cogs/base/secret.h"
 #include "cogs/http/client.h"
@@ -16,6 +19,7 @@
 #include "cogs/observe/metrics.h"
 #include "cogs/runtime/clock.h"
 #include "cogs/services/compute/agent.h"
+#include "cogs/services/compute/internal/worker_pool.h"
 #include "cogs/services/kit/internal/test_observe.h"
 #include "cogs/services/kit/internal/test_service.h"
 #include "cogs/services/kit/protocol.h"
@@ -876,6 +880,57 @@ TEST_F(ComputeReportingDriverTest, AtStartWhatRanIsAdoptedEvenLeasedAndWhatIsGon
 
     EXPECT_EQ(Fails("start_instance", R"({"id":"i3","host":"h1"})").code, ErrorCode::kUnavailable)
         << "fenced until its first lease";
+}
+
+TEST(ComputeWorkerPoolTest, OneKeysTasksRunInOrderOneAtATimeAndTheQueueIsBounded) {
+    std::mutex mu;
+    std::vector<std::string> log;
+    std::map<std::string, int> running;
+    bool overlap = false;
+    {
+        internal::WorkerPool pool(3, 100);
+        for (int k = 0; k < 5; ++k) {
+            for (const char* key : {"a", "b", "c"}) {
+                EXPECT_TRUE(pool.Run(key, [&, key, k] {
+                    {
+                        std::lock_guard lock(mu);
+                        overlap = overlap || running[key]++ > 0;
+                    }
+                    std::this_thread::sleep_for(1ms);  // widens any overlap; no result depends on it
+                    std::lock_guard lock(mu);
+                    --running[key];
+                    log.push_back(std::string(key) + std::to_string(k));
+                }));
+            }
+        }
+        while (pool.queued() > 0) {
+            std::this_thread::sleep_for(1ms);  // waiting for the workers, not for time to pass
+        }
+    }  // the destructor waits for what runs
+    EXPECT_FALSE(overlap) << "one key's tasks one at a time";
+    std::map<char, std::string> order;
+    for (const std::string& e : log) {
+        order[e[0]] += e.substr(1);
+    }
+    EXPECT_EQ(order, (std::map<char, std::string>{{'a', "01234"}, {'b', "01234"}, {'c', "01234"}}));
+
+    std::atomic<bool> go{false};  // before the pool, whose worker reads it until the pool is gone
+    internal::WorkerPool small(1, 2);
+    EXPECT_TRUE(small.Run("x", [&] {
+        while (!go) {
+            std::this_thread::sleep_for(1ms);
+        }
+    }));
+    for (int spins = 0; small.queued() > 0 && spins < 60'000; ++spins) {
+        std::this_thread::sleep_for(1ms);  // until the worker took it
+    }
+    EXPECT_TRUE(small.Run("y", [] {}));
+    EXPECT_TRUE(small.Run("z", [] {}));
+    auto refused = small.Run("w", [] {});
+    go = true;  // before any assertion may return
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+    EXPECT_TRUE(refused.error().retryable);
 }
 
 TEST(ComputeFactoryTest, RefusesBadHostsAndDrivers) {

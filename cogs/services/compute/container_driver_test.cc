@@ -261,6 +261,17 @@ TEST_F(ComputeContainerTest, BootsServesCrashesRestartsStopsAndDeletes) {
     EXPECT_EQ(m.at("id"), json::value(id));
     EXPECT_EQ(m.at("name"), json::value("web " + id));
     EXPECT_EQ(m.at("project_id"), "p1");
+    // Its hostname is the server's name; its limits are the flavor's (1 vCPU, 64 MiB).
+    auto inside =
+        runtime::RunCommand({kRunc, "--root", base_ + "/runc", "exec", id, "/bin/sh", "-c",
+                             "hostname; if [ -f /sys/fs/cgroup/memory/memory.limit_in_bytes ]; then "
+                             "echo mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); "
+                             "echo cpu=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us); "
+                             "else echo mem=$(cat /sys/fs/cgroup/memory.max); echo cpu=$(cut -d' ' -f1 "
+                             "/sys/fs/cgroup/cpu.max); fi"},
+                            SteadyClock::now() + kPatience);
+    ASSERT_TRUE(inside) << inside.error().ToString();
+    EXPECT_EQ(inside->output, "web-" + id + "\nmem=67108864\ncpu=100000\n");
     EXPECT_EQ(GetJson(*service_, "/v1/instances/" + id + "/console").at("id"), json::value(id));
     EXPECT_EQ(GetJson(*service_, "/v1/instances/nope/console", 404).at("code"), "not_found");
 
