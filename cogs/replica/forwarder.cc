@@ -35,6 +35,11 @@ public:
         return wire::ApiError(e);
     }
 
+    static bool IsHeartbeat(const http::Request& req) {
+        const std::string path = req.Path();
+        return req.method == "POST" && path.starts_with("/v1/hosts/") && path.ends_with("/heartbeat");
+    }
+
     void Serve(http::Request req, http::Respond respond) {
         auto leader = options_.leader();
         if (req.Path() == "/healthz") {
@@ -67,10 +72,21 @@ public:
         }
         req.headers.emplace_back("x-cogs-forwarded", options_.replica_id);
         const std::string leader_id = leader->id;
+        const Duration timeout = IsHeartbeat(req) ? options_.heartbeat_timeout : options_.timeout;
         client->Send(
-            std::move(req), SteadyClock::now() + options_.timeout,
+            std::move(req), SteadyClock::now() + timeout,
             [self = shared_from_this(), respond = std::move(respond), leader_id](Result<http::Response> r) {
                 if (!r) {
+                    // A frozen or dead leader stops renewing its lease: if it ran out while this
+                    // request waited, nobody leads (what an agent may count as a renewal).
+                    auto now = self->options_.leader();
+                    if (now && SteadyClock::now() - now->read_at <= self->options_.stale_after &&
+                        !now->alive) {
+                        ++self->stats_.no_leader;
+                        return respond(Refuse("no_leader", "the leader (" + leader_id +
+                                                               ") did not answer and its lease ran out: a "
+                                                               "failover is under way: retry"));
+                    }
                     ++self->stats_.unreachable;
                     return respond(
                         Refuse("leader_unreachable",

@@ -5,8 +5,9 @@
 // holds no model and writes nothing.
 //
 // When there is no live leader (its lease expired: a failover is under way) the answer is 503
-// {"code":"no_leader"} with Retry-After: 1; when the leader cannot be reached, 503
-// {"code":"leader_unreachable"} (until its lease runs out, a dead leader is that); when the last
+// {"code":"no_leader"} with Retry-After: 1 — also when a forward failed and the leader's lease has
+// run out meanwhile; when the leader cannot be reached, 503 {"code":"leader_unreachable"} (until
+// its lease runs out, a dead leader is that); when the last
 // read of the store is too old to say, 503 {"code":"leader_unknown"} — the outcome of a request that was sent
 // is then unknown (as for any lost reply: resend it with its Idempotency-Key). A request that was already
 // forwarded once (header x-cogs-forwarded) is never forwarded again: two replicas that disagree on who leads
@@ -43,6 +44,10 @@ struct ForwarderOptions {
     // The leader as last read; nullopt: not read yet.
     std::function<std::optional<store::LeaderInfo>()> leader;
     Duration timeout = std::chrono::seconds(30);  // a forwarded request's deadline
+    // A forwarded heartbeat's (POST /v1/hosts/{name}/heartbeat): below an agent's own deadline per
+    // try (half its heartbeat period, 500 ms), so that the agent hears this replica's answer rather
+    // than time out on a frozen leader, and moves on at once.
+    Duration heartbeat_timeout = std::chrono::milliseconds(300);
     // A read of the leader older than this (the follower cannot reach the database) says nothing:
     // 503 leader_unknown, which agents count as a failure — a follower cut off from the database
     // must not keep telling them no_leader.
