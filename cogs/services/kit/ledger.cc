@@ -114,7 +114,8 @@ Result<std::unique_ptr<LedgerFile>> LedgerFile::Open(const std::string& path) {
     options.busy_timeout_ms = 5000;
     COGS_ASSIGN_OR_RETURN(auto db, sqlite::Db::Open(path, options));
     COGS_TRY(sqlite::Migrate(*db, kLedgerFile));
-    COGS_ASSIGN_OR_RETURN(auto table, internal::LedgerTable::Prepare(*db));
+    COGS_ASSIGN_OR_RETURN(auto table,
+                          internal::LedgerTable::Prepare(*db, internal::LedgerTable::OnConflict::kRefuse));
     return std::unique_ptr<LedgerFile>(new LedgerFile(std::move(db), std::move(table)));
 }
 

@@ -14,12 +14,12 @@ Outcome OutcomeFrom(std::string_view s) {
 
 }  // namespace
 
-Result<std::unique_ptr<LedgerTable>> LedgerTable::Prepare(sqlite::Db& db) {
-    COGS_ASSIGN_OR_RETURN(
-        sqlite::Stmt insert,
-        db.Prepare("INSERT OR REPLACE INTO ledger(key, seq, action, kind, outcome, output, code, at_us, "
-                   "done_at_us) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                   sqlite::Lifetime::kPersistent));
+Result<std::unique_ptr<LedgerTable>> LedgerTable::Prepare(sqlite::Db& db, OnConflict on_conflict) {
+    const std::string sql =
+        std::string(on_conflict == OnConflict::kReplace ? "INSERT OR REPLACE" : "INSERT") +
+        " INTO ledger(key, seq, action, kind, outcome, output, code, at_us, done_at_us) "
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    COGS_ASSIGN_OR_RETURN(sqlite::Stmt insert, db.Prepare(sql, sqlite::Lifetime::kPersistent));
     COGS_ASSIGN_OR_RETURN(sqlite::Stmt erase,
                           db.Prepare("DELETE FROM ledger WHERE key = ?1", sqlite::Lifetime::kPersistent));
     return std::unique_ptr<LedgerTable>(new LedgerTable(db, std::move(insert), std::move(erase)));

@@ -34,14 +34,18 @@ namespace cogs::services::kit::internal {
 
 class LedgerTable {
 public:
+    // What Insert does with a key the table holds already: refuse it (kAlreadyExists: an append-only
+    // ledger, LedgerFile), or replace the row (a service's state, whose long action the domain
+    // finished later, DomainContext::Finish: the service decides in memory what is new).
+    enum class OnConflict { kRefuse, kReplace };
+
     // Prepares the insert on `db` (which must outlive this and hold the table).
-    static Result<std::unique_ptr<LedgerTable>> Prepare(sqlite::Db& db);
+    static Result<std::unique_ptr<LedgerTable>> Prepare(sqlite::Db& db, OnConflict on_conflict);
 
     // Every entry, in sequence order. An outcome this program does not know reads as applied; a
     // refusal code it does not know as kFailedPrecondition.
     Result<std::vector<LedgerEntry>> LoadAll();
-    // One row, inside the caller's transaction; it replaces the row of the same key (a long action
-    // the domain finished later, DomainContext::Finish).
+    // One row, inside the caller's transaction; a key already there as Prepare's OnConflict says.
     Status Insert(const LedgerEntry& e);
     // Deletes the row of `key` (none: nothing), inside the caller's transaction.
     Status Erase(const std::string& key);

@@ -40,7 +40,7 @@ Result<std::unique_ptr<StateDb>> StateDb::Open(const std::string& path) {
     std::unique_ptr<StateDb> s(new StateDb());
     COGS_ASSIGN_OR_RETURN(s->db_, sqlite::Db::Open(path, options));
     COGS_TRY(sqlite::Migrate(*s->db_, kState));
-    COGS_ASSIGN_OR_RETURN(s->ledger_, LedgerTable::Prepare(*s->db_));
+    COGS_ASSIGN_OR_RETURN(s->ledger_, LedgerTable::Prepare(*s->db_, LedgerTable::OnConflict::kReplace));
     COGS_ASSIGN_OR_RETURN(s->put_record_, s->db_->Prepare("INSERT OR REPLACE INTO records(tbl, id, json) "
                                                           "VALUES(?1, ?2, ?3)",
                                                           sqlite::Lifetime::kPersistent));
