@@ -134,6 +134,9 @@ Status ValidateSpec(const ContainerSpec& spec) {
     if (!parent_ok) {
         return MakeError(FieldError("cgroup_parent", "must be a relative path of [A-Za-z0-9._-] segments"));
     }
+    if (!spec.lease_file.empty()) {
+        COGS_TRY(CheckAbsolutePath("lease_file", spec.lease_file));
+    }
     return Ok();
 }
 

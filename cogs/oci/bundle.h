@@ -70,6 +70,11 @@ struct ContainerSpec {
     // e.g. /sys/fs/cgroup/memory/cogs/<id>; v2: /sys/fs/cgroup/cogs/<id>). Relative, segments of
     // [A-Za-z0-9._-] separated by '/'.
     std::string cgroup_parent = "cogs";
+
+    // The host's lease file (lease_file.h), absolute, or "" for none. Not part of the bundle: the
+    // container's shim watches it and kills the container once the lease has ended (shim.h, step 8);
+    // Start refuses to run it without a lease.
+    std::string lease_file;
 };
 
 // Whether `id` is a valid container id (see ContainerSpec::id). Such an id is also safe as a file

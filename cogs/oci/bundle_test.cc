@@ -181,6 +181,7 @@ TEST(OciBundleTest, InvalidSpecsNameTheField) {
         {"cgroup_parent", [](ContainerSpec& s) { s.cgroup_parent = ""; }},
         {"cgroup_parent", [](ContainerSpec& s) { s.cgroup_parent = "/cogs"; }},
         {"cgroup_parent", [](ContainerSpec& s) { s.cgroup_parent = "cogs/../x"; }},
+        {"lease_file", [](ContainerSpec& s) { s.lease_file = "leases/h1"; }},
     };
     for (const Case& c : cases) {
         ContainerSpec spec = Spec();

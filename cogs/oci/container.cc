@@ -243,8 +243,13 @@ Result<ContainerStatus> Containers::Start(const ContainerSpec& spec) const {
         fs::remove(shim_log, ec);
     }
 
-    const ShimOptions shim{spec.id, dir, options_.runc_binary, options_.runc_root,
-                           options_.console_max_bytes};
+    const ShimOptions shim{.id = spec.id,
+                           .dir = dir,
+                           .runc_binary = options_.runc_binary,
+                           .runc_root = options_.runc_root,
+                           .console_max_bytes = options_.console_max_bytes,
+                           .lease_file = spec.lease_file,
+                           .lease_check = options_.lease_check};
     COGS_ASSIGN_OR_RETURN(runtime::Child launcher, runtime::Child::Spawn(ShimArgv(options_.shim_binary, shim),
                                                                          {.log_path = shim_log}));
     const std::optional<int> launched = launcher.Wait(options_.call_timeout);
@@ -321,7 +326,11 @@ Result<ContainerStatus> Containers::Stop(const std::string& id, Duration grace) 
         });
         return status;
     };
-    Result<ContainerStatus> status = signal_and_wait(SIGTERM, false, SteadyClock::now() + grace);
+    // No grace: a power-off (fencing), SIGKILL at once.
+    Result<ContainerStatus> status = current;
+    if (grace > Duration::zero()) {
+        status = signal_and_wait(SIGTERM, false, SteadyClock::now() + grace);
+    }
     if (status && (status->state == ContainerState::kCreating || status->state == ContainerState::kRunning)) {
         status = signal_and_wait(SIGKILL, true, SteadyClock::now() + options_.kill_timeout);
     }

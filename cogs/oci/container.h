@@ -64,6 +64,8 @@ struct ContainersOptions {
     Duration start_timeout = std::chrono::seconds(30);
     // After the SIGKILL of Stop, how long to wait for the container to be gone.
     Duration kill_timeout = std::chrono::seconds(10);
+    // How often a container's shim reads its lease file (ContainerSpec::lease_file; ShimOptions).
+    Duration lease_check = std::chrono::milliseconds(100);
 };
 
 enum class ContainerState { kAbsent, kCreating, kRunning, kExited };
@@ -95,7 +97,10 @@ public:
 
     // Writes <dir>/<id>/bundle/config.json, starts the container's shim and waits until the
     // container's process runs (kRunning), or has already ended (kExited: a process that exits at
-    // once is a start that worked and a crash, for the driver to handle as one). An earlier run's
+    // once is a start that worked and a crash, for the driver to handle as one). With
+    // spec.lease_file the shim is also the container's watchdog (shim.h, step 8): it kills the
+    // container once that lease has ended, and does not start it without a lease (kUnavailable,
+    // "the host holds no lease"). An earlier run's
     // files are replaced, its console log kept (appended to, as a machine's serial log is).
     // Errors: ValidateSpec's (kInvalidArgument naming the field); kInvalidArgument naming the field
     // if the rootfs, a mount source or the netns does not exist (nothing written); kAlreadyExists if the
@@ -115,8 +120,9 @@ public:
     // every process in it and up to kill_timeout for it to be gone. Answers its final status
     // (kExited: what the process exited with, or 137 after SIGKILL). The first process is PID 1 of
     // its pid namespace: the kernel delivers SIGTERM to it only if it handles SIGTERM (a shell with a
-    // trap does; `sleep` or `httpd -f` run directly do not, and are killed after the grace). A
-    // container already ended answers its status at once. Errors: kNotFound if absent;
+    // trap does; `sleep` or `httpd -f` run directly do not, and are killed after the grace). A grace
+    // <= 0 is a power-off: SIGKILL at once, no SIGTERM (fencing). A container already ended answers
+    // its status at once. Errors: kNotFound if absent;
     // kDeadlineExceeded if it still runs after the SIGKILL's wait; runc's.
     Result<ContainerStatus> Stop(const std::string& id, Duration grace) const;
 

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -25,6 +26,7 @@
 
 #include "cogs/base/secret.h"
 #include "cogs/oci/internal/layout.h"
+#include "cogs/oci/lease_file.h"
 #include "cogs/oci/runc.h"
 #include "cogs/runtime/files.h"
 #include "cogs/runtime/process.h"
@@ -538,6 +540,126 @@ TEST_F(OciContainerTest, BindMountsAndAJoinedNetworkNamespace) {
     }
     RemoveAndCheckGone(spec.id);
     EXPECT_TRUE(fs::exists(volume + "/file"));  // a bind mount's source is the caller's
+}
+
+TEST_F(OciContainerTest, StopWithoutAGraceKillsAtOnceWithoutSigterm) {
+    // A process that would end at SIGTERM with 7: a power-off (fencing) never lets it.
+    const ContainerSpec spec = Spec("trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done");
+    ASSERT_EQ(MustStart(spec).state, ContainerState::kRunning);
+    WaitForConsole(spec.id, "ready\n");
+    auto stopped = containers_->Stop(spec.id, Duration::zero());
+    ASSERT_TRUE(stopped) << stopped.error().ToString();
+    EXPECT_EQ(stopped->state, ContainerState::kExited);
+    EXPECT_EQ(stopped->exit_status, 128 + SIGKILL);
+    RemoveAndCheckGone(spec.id);
+}
+
+// ---- the watchdog: the shim kills its container once the host's lease has ended ----
+
+class OciWatchdogTest : public OciContainerTest {
+protected:
+    void SetUp() override {
+        OciContainerTest::SetUp();
+        if (!IsSkipped() && !HasFatalFailure()) {
+            lease_file_ = base_ + "/lease";
+        }
+    }
+
+    // The lease ends `left` from now; answers that end.
+    Duration Pet(Duration left) {
+        const Duration end = BootTimeNow() + left;
+        EXPECT_TRUE(WriteLeaseFile(lease_file_, end));
+        return end;
+    }
+
+    // A container whose first process is a shell with a second process beside it (`sleep <marker>`),
+    // so that the end of the whole pid namespace shows.
+    ContainerSpec WatchedSpec() {
+        marker_ = std::to_string(100000 + std::stoi(RandomHex(2), nullptr, 16));
+        // $((N+0)): the shell's own command line does not show "sleep N".
+        ContainerSpec spec = Spec("sleep $((" + marker_ + "+0)) & echo ready; wait");
+        spec.lease_file = lease_file_;
+        return spec;
+    }
+
+    std::vector<std::string> Sleepers() { return ProcessesMentioning("sleep " + marker_); }
+
+    std::string lease_file_;
+    std::string marker_;
+};
+
+TEST_F(OciWatchdogTest, ARenewedLeaseKeepsTheContainerAndAnEndedOneKillsIt) {
+    Duration end = Pet(3s);
+    const ContainerSpec spec = WatchedSpec();
+    const ContainerStatus started = MustStart(spec);
+    ASSERT_EQ(started.state, ContainerState::kRunning);
+    WaitForConsole(spec.id, "ready\n");
+    ASSERT_EQ(Sleepers().size(), 1u);
+
+    // Renewed (as an agent does at every heartbeat) past the first end: it runs on.
+    const Duration first_end = end;
+    while (BootTimeNow() < first_end + 1s) {
+        end = Pet(3s);
+        std::this_thread::sleep_for(100ms);
+    }
+    auto status = containers_->Status(spec.id);
+    ASSERT_TRUE(status);
+    EXPECT_EQ(status->state, ContainerState::kRunning) << "killed while its lease was renewed";
+    EXPECT_EQ(status->pid, started.pid);
+
+    // No more renewals (the agent died): killed once the last end has passed, every process of it.
+    const ContainerStatus ended = WaitForExit(spec.id);
+    EXPECT_GE(BootTimeNow(), end) << "killed before its lease ended";
+    EXPECT_EQ(ended.state, ContainerState::kExited);
+    EXPECT_EQ(ended.exit_status, 128 + SIGKILL);
+    EXPECT_EQ(::kill(started.pid, 0), -1) << "its first process still runs";
+    EXPECT_EQ(Sleepers(), std::vector<std::string>{});
+    EXPECT_NE(
+        runtime::ReadFile(containers_->DirOf(spec.id) + "/shim.log").value_or("").find("lease has ended"),
+        std::string::npos);
+    RemoveAndCheckGone(spec.id);
+}
+
+TEST_F(OciWatchdogTest, AContainerDoesNotStartWithoutALease) {
+    struct Case {
+        std::string name;
+        std::function<void()> prepare;
+    };
+    const std::vector<Case> cases{
+        {"no lease file", [&] { fs::remove(lease_file_); }},
+        {"an ended lease", [&] { Pet(-1s); }},
+        {"a garbled file", [&] { ASSERT_TRUE(runtime::WriteFileAtomic(lease_file_, "9999999999999\n")); }},
+        {"an earlier boot's file",
+         [&] {
+             ASSERT_TRUE(runtime::WriteFileAtomic(
+                 lease_file_, "cogs-lease 00000000-0000-0000-0000-000000000000 999999999999999999\n"));
+         }},
+    };
+    for (const Case& c : cases) {
+        SCOPED_TRACE(c.name);
+        c.prepare();
+        const ContainerSpec spec = WatchedSpec();
+        auto started = containers_->Start(spec);
+        ASSERT_FALSE(started) << ToString(started->state);
+        EXPECT_EQ(started.error().code, ErrorCode::kUnavailable);
+        EXPECT_NE(started.error().message.find("holds no lease"), std::string::npos)
+            << started.error().message;
+        EXPECT_EQ(Sleepers(), std::vector<std::string>{});
+        RemoveAndCheckGone(spec.id);
+    }
+}
+
+TEST_F(OciWatchdogTest, ALeaseFileRemovedWhileTheContainerRunsKillsIt) {
+    Pet(std::chrono::hours(1));
+    const ContainerSpec spec = WatchedSpec();
+    ASSERT_EQ(MustStart(spec).state, ContainerState::kRunning);
+    WaitForConsole(spec.id, "ready\n");
+    ASSERT_EQ(Sleepers().size(), 1u);
+    ASSERT_TRUE(fs::remove(lease_file_));
+    const ContainerStatus ended = WaitForExit(spec.id);
+    EXPECT_EQ(ended.exit_status, 128 + SIGKILL);
+    EXPECT_EQ(Sleepers(), std::vector<std::string>{});
+    RemoveAndCheckGone(spec.id);
 }
 
 }  // namespace

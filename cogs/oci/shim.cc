@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include "cogs/oci/bundle.h"
 #include "cogs/oci/internal/console_log.h"
 #include "cogs/oci/internal/layout.h"
+#include "cogs/oci/lease_file.h"
 #include "cogs/runtime/files.h"
 #include "cogs/runtime/process.h"
 
@@ -82,6 +84,10 @@ private:
     void HandleSignals();
     void Reap();
     void RuncEnded();
+    // The watchdog (shim.h, step 8). Whether the lease holds now (reads the file).
+    bool LeaseHolds();
+    void CheckLease();
+    void KillContainer();
 
     const ShimOptions& o_;
     int signal_fd_ = -1;
@@ -93,6 +99,13 @@ private:
     std::optional<pid_t> init_pid_;     // the container's first process, if runc was killed
     bool waiting_for_init_ = false;     // runc was killed; the container's process is our child now
     std::map<pid_t, int> other_exits_;  // other reaped children (reparented to us), for init_pid_
+    // The watchdog: the lease's end last read (CLOCK_BOOTTIME; min: none), when to read it next,
+    // why it ended (logged once), whether the container was killed for it.
+    Duration lease_end_ = Duration::min();
+    SteadyTime next_lease_check_{};
+    std::string lease_why_;
+    bool lease_fired_ = false;
+    bool kill_failed_ = false;  // logged once
 };
 
 bool Supervisor::Detach() {
@@ -207,12 +220,21 @@ bool Supervisor::Start(int ready_fd) {
     }
     console_fd_ = pipe_fds[0];
     ::fcntl(console_fd_, F_SETFL, ::fcntl(console_fd_, F_GETFL) | O_NONBLOCK);
+    if (!o_.lease_file.empty() && !LeaseHolds()) {
+        Say(o_, "not starting the container: the host holds no lease ({})", lease_why_);
+        ::close(pipe_fds[1]);
+        return false;
+    }
     const bool spawned = SpawnRunc(pipe_fds[1]);
     ::close(pipe_fds[1]);  // runc and the container hold the write end now: EOF once they are gone
     if (!spawned) {
         return false;
     }
-    Say(o_, "runc run started (pid {}), console {} bytes per file", runc_pid_, o_.console_max_bytes);
+    Say(o_, "runc run started (pid {}), console {} bytes per file{}", runc_pid_, o_.console_max_bytes,
+        o_.lease_file.empty() ? std::string()
+                              : fmt::format(", watching the lease file {} every {} ms", o_.lease_file,
+                                            std::chrono::duration_cast<Millis>(o_.lease_check).count()));
+    next_lease_check_ = SteadyClock::now() + o_.lease_check;
     const char ok = 'R';
     [[maybe_unused]] const ssize_t n = ::write(ready_fd, &ok, 1);
     return true;
@@ -282,6 +304,88 @@ void Supervisor::RuncEnded() {
     }
 }
 
+bool Supervisor::LeaseHolds() {
+    auto end = ReadLeaseFile(o_.lease_file);
+    if (end) {
+        lease_end_ = *end;
+    } else if (end.error().code == ErrorCode::kUnavailable) {
+        // Kept: a read that fails says nothing new, and never extends the lease.
+        if (lease_end_ == Duration::min()) {
+            lease_why_ = end.error().message;
+        }
+    } else {
+        lease_end_ = Duration::min();
+        lease_why_ = end.error().code == ErrorCode::kNotFound ? o_.lease_file + " does not exist"
+                                                              : end.error().message;
+    }
+    const Duration now = BootTimeNow();
+    if (lease_end_ != Duration::min() && now >= lease_end_) {
+        lease_why_ =
+            fmt::format("it ended {} ms ago", std::chrono::duration_cast<Millis>(now - lease_end_).count());
+    }
+    return now < lease_end_;
+}
+
+void Supervisor::CheckLease() {
+    if (o_.lease_file.empty() || (runc_wait_ && !waiting_for_init_)) {
+        return;  // no watchdog, or nothing left to kill
+    }
+    const SteadyTime now = SteadyClock::now();
+    if (now < next_lease_check_) {
+        return;
+    }
+    next_lease_check_ = now + o_.lease_check;
+    if (!lease_fired_ && LeaseHolds()) {
+        return;
+    }
+    if (!lease_fired_) {
+        lease_fired_ = true;
+        Say(o_, "the host's lease has ended ({}): killing the container (watchdog)", lease_why_);
+    }
+    // Again at every check until runc has ended: the container's pid file may not be written yet.
+    KillContainer();
+}
+
+// Through syscall(2): glibc 2.36's <sys/pidfd.h> declares these without C linkage for C++.
+int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int PidfdKill(int fd) { return static_cast<int>(::syscall(SYS_pidfd_send_signal, fd, SIGKILL, nullptr, 0)); }
+
+// SIGKILL to the container's first process, PID 1 of its pid namespace (the kernel kills every other
+// process of the namespace with it). Through a pidfd taken before the process is checked to be ours
+// (a child of our unreaped runc, or our own child once runc has died): a pid that was reused in
+// between is never signalled.
+void Supervisor::KillContainer() {
+    auto text = runtime::ReadFile(PathIn(o_.dir, internal::kContainerPidFile));
+    const pid_t pid = text ? static_cast<pid_t>(std::atoi(text->c_str())) : 0;
+    if (pid <= 0) {
+        return;  // runc has not written it yet: it runs the process an instant before (next check)
+    }
+    const int fd = PidfdOpen(pid);
+    if (fd < 0) {
+        return;  // gone already
+    }
+    pid_t parent = 0;
+    if (auto stat = runtime::ReadFile(fmt::format("/proc/{}/stat", pid))) {
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses; the last ')' ends it.
+        if (const size_t close = stat->rfind(')'); close != std::string::npos) {
+            char state = 0;
+            int ppid = 0;
+            if (std::sscanf(stat->c_str() + close + 1, " %c %d", &state, &ppid) == 2) {
+                parent = static_cast<pid_t>(ppid);
+            }
+        }
+    }
+    const bool ours = (parent == runc_pid_ && !runc_wait_) || parent == ::getpid();
+    if (ours && PidfdKill(fd) != 0 && errno != ESRCH && !kill_failed_) {
+        kill_failed_ = true;
+        Say(o_, "cannot kill the container's process {}: {}", pid, std::strerror(errno));
+    } else if (!ours && parent != 0 && !kill_failed_) {
+        kill_failed_ = true;
+        Say(o_, "not killing pid {}: its parent {} is neither runc nor this shim", pid, parent);
+    }
+    ::close(fd);
+}
+
 void Supervisor::HandleSignals() {
     signalfd_siginfo info[16];
     for (;;) {
@@ -327,6 +431,10 @@ int Supervisor::Run() {
             fds[count++] = {console_fd_, POLLIN, 0};
         }
         int timeout_ms = -1;
+        if (!o_.lease_file.empty() && !(runc_wait_ && !waiting_for_init_)) {
+            timeout_ms = static_cast<int>(std::max<int64_t>(
+                0, std::chrono::duration_cast<Millis>(next_lease_check_ - SteadyClock::now()).count() + 1));
+        }
         if (drain_until) {
             timeout_ms = static_cast<int>(
                 std::max<int64_t>(
@@ -343,6 +451,7 @@ int Supervisor::Run() {
         if (fds[0].revents != 0) {
             HandleSignals();
         }
+        CheckLease();
     }
     int status = StatusOf(*runc_wait_);
     if (init_pid_) {
@@ -379,16 +488,24 @@ std::vector<std::string> ShimArgv(const std::string& shim_binary, const ShimOpti
         argv.push_back(flag);
         argv.push_back(value);
     }
+    if (!o.lease_file.empty()) {
+        argv.insert(argv.end(), {"--lease-file", o.lease_file, "--lease-check-ms",
+                                 std::to_string(std::chrono::duration_cast<Millis>(o.lease_check).count())});
+    }
     return argv;
 }
 
 int RunShim(const ShimOptions& o) {
     if (!IsValidContainerId(o.id) || o.dir.empty() || o.dir.front() != '/' || o.runc_root.empty() ||
-        o.runc_binary.empty() || o.console_max_bytes < kMinConsoleBytes) {
+        o.runc_binary.empty() || o.console_max_bytes < kMinConsoleBytes ||
+        (!o.lease_file.empty() && o.lease_file.front() != '/') || o.lease_check < kMinLeaseCheck ||
+        o.lease_check > kMaxLeaseCheck) {
         std::fprintf(stderr,
-                     "cogs-oci-shim: --id must be a container id, --dir and --root absolute paths, "
-                     "--console-max-bytes >= %lld\n",
-                     static_cast<long long>(kMinConsoleBytes));
+                     "cogs-oci-shim: --id must be a container id, --dir, --root and --lease-file absolute "
+                     "paths, --console-max-bytes >= %lld, --lease-check-ms %lld..%lld\n",
+                     static_cast<long long>(kMinConsoleBytes),
+                     static_cast<long long>(std::chrono::duration_cast<Millis>(kMinLeaseCheck).count()),
+                     static_cast<long long>(std::chrono::duration_cast<Millis>(kMaxLeaseCheck).count()));
         return 2;
     }
     // Whatever the starter left open (a listening socket, a database) must not live on in the shim.

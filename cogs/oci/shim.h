@@ -20,7 +20,16 @@
 //   6. reaps every child (signalfd for SIGCHLD; waitpid(-1) until none is left);
 //   7. ignores SIGTERM, SIGINT and SIGHUP (logged): stopping a container is `runc kill`'s business,
 //      so a restart of the agent or a stray signal never takes a guest down;
-//   8. when runc has exited (and, if runc was killed, the container's first process too) and the
+//   8. with a lease file (ShimOptions::lease_file, lease_file.h), is the host's watchdog for this
+//      container: reads the file before it starts runc (a lease that has ended, or no lease: runc is
+//      not started, the launcher fails) and every lease_check while runc runs; once the end written
+//      there has passed, SIGKILLs the container's first process (PID 1 of its pid namespace: the
+//      kernel kills the rest of the namespace with it) straight away, through a pidfd, without a
+//      runc process in the way, and logs it once. The exit is recorded as any other (137). The rule:
+//      the container runs only while the file holds an end in the future of this boot; a missing
+//      file, a garbled one or one from an earlier boot is a lease that has ended; a read that fails
+//      otherwise (EIO, EMFILE) keeps the end read last (a failure never extends a lease);
+//   9. when runc has exited (and, if runc was killed, the container's first process too) and the
 //      pipe is drained, writes the status to DIR/exit atomically ("3\n"; 128 + N for a signal N,
 //      as a shell reports it) and exits 0.
 //
@@ -33,9 +42,12 @@
 // gets SIGPIPE (as under conmon), and its end leaves no exit file (Containers reports status -1).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "cogs/base/time.h"
 
 namespace cogs::oci {
 
@@ -45,7 +57,17 @@ struct ShimOptions {
     std::string runc_binary = "/usr/sbin/runc";
     std::string runc_root;                // runc --root
     int64_t console_max_bytes = 1 << 20;  // per console file (two of them at most)
+    // The host's lease file (absolute; lease_file.h), "" for none: the container runs only while it
+    // holds an end in the future (step 8). Checked every lease_check: the container is killed at
+    // most lease_check (plus a scheduling delay) after the end.
+    std::string lease_file;
+    Duration lease_check = std::chrono::milliseconds(100);
 };
+
+// lease_check's bounds: often enough to kill well inside a fence window of a second, rarely enough
+// that a host's shims reading one small file cost nothing.
+inline constexpr Duration kMinLeaseCheck = std::chrono::milliseconds(10);
+inline constexpr Duration kMaxLeaseCheck = std::chrono::milliseconds(500);
 
 inline constexpr int64_t kMinConsoleBytes = 1024;
 
