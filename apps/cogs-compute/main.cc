@@ -152,6 +152,11 @@ int main(int argc, char** argv) {
         if (driver_options.runc_root.empty()) {
             driver_options.runc_root = "/run/cogs/" + compute_options.hosts.front().name + "/runc";
         }
+        if (!control_urls.empty()) {
+            // The watchdog: the agent writes each host's lease here, the containers' shims read it
+            // (a name that is no instance id: Containers never takes it for a container).
+            driver_options.lease_dir = driver_options.instances_dir + "/.leases";
+        }
     }
     auto driver = compute::MakeComputeDriver(driver_name, driver_options);
     if (!driver) {
@@ -196,6 +201,7 @@ int main(int argc, char** argv) {
         agent.link = link;
         agent.lease_ttl = Millis(lease_ttl_ms);
         agent.no_leader_limit = Millis(no_leader_max_ms);
+        agent.lease_dir = driver_options.lease_dir;
         agent.advertise_url = advertise_url;
         if (agent.advertise_url.empty()) {
             // A wildcard address is no address to reach: loopback then (the local cloud's case).

@@ -5,9 +5,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/json/serialize.hpp>
+#include <filesystem>
 
 #include "cogs/http/client.h"
 #include "cogs/observe/log.h"
+#include "cogs/oci/lease_file.h"
 #include "cogs/runtime/clock.h"
 #include "cogs/services/compute/internal/compute_domain.h"
 #include "cogs/wire/input.h"
@@ -102,6 +104,9 @@ public:
             h->backoff = options_.min_backoff;
             h->ttl = options_.lease_ttl;
             h->fenced = options_.link != nullptr;  // no lease yet
+            if (!options_.lease_dir.empty()) {
+                h->lease_file = options_.lease_dir + "/" + spec.name;
+            }
             hosts_.push_back(std::move(h));
         }
     }
@@ -169,6 +174,8 @@ private:
         bool fenced = false;
         bool ever_leased = false;
         SteadyTime fenced_since{};
+        std::string lease_file;      // the watchdog's ("" none)
+        bool lease_failing = false;  // the last write failed (logged once)
     };
 
     http::Request MakeRequest(std::string method, std::string target, std::string body) const {
@@ -388,6 +395,7 @@ private:
         if (!Hold(h, sent)) {
             return;
         }
+        Pet(h);  // before the host is unfenced: what boots there from now on finds its lease
         const SteadyTime now = clock_.Now();
         if (h.fenced) {
             h.fenced = false;
@@ -424,6 +432,7 @@ private:
         }
         h.no_leader_spent = false;
         if (Hold(h, sent)) {
+            Pet(h);
             ArmLeaseTimer(h);
         }
     }
@@ -438,6 +447,35 @@ private:
         h.lease_until = sent + h.ttl;  // with T as last answered (it may shorten the lease)
         // Answered too late to hold anything: the lease is over already.
         return clock_.Now() < h.lease_until;
+    }
+
+    // The watchdog (agent.h): the lease's end, as held now, into the host's lease file.
+    void Pet(Host& h) {
+        if (h.lease_file.empty()) {
+            return;
+        }
+        // The kernel's clock first: the end written is never later than the lease's.
+        const Duration boot_now = oci::BootTimeNow();
+        const Duration left = h.lease_until - clock_.Now();
+        if (left <= Duration::zero()) {
+            return;
+        }
+        if (auto written = oci::WriteLeaseFile(h.lease_file, boot_now + left); !written) {
+            ++stats_.lease_write_failures;
+            if (!h.lease_failing) {
+                h.lease_failing = true;
+                AgentLog().error(
+                    "compute agent: host {}: cannot write its lease ({}): its containers will be killed "
+                    "when the last lease written ends",
+                    h.name, written.error().message);
+            }
+            return;
+        }
+        ++stats_.lease_writes;
+        if (h.lease_failing) {
+            h.lease_failing = false;
+            AgentLog().info("compute agent: host {}: its lease file is written again", h.name);
+        }
     }
 
     void ArmLeaseTimer(Host& h) {
@@ -481,6 +519,27 @@ Result<std::unique_ptr<HostAgent>> HostAgent::Start(boost::asio::io_context& io,
     }
     if (options.hosts.empty()) {
         return MakeError(ErrorCode::kInvalidArgument, "hosts: no host to register");
+    }
+    if (!options.lease_dir.empty()) {
+        if (options.lease_dir.front() != '/') {
+            return MakeError(ErrorCode::kInvalidArgument, "lease dir: must be an absolute path");
+        }
+        if (options.link == nullptr) {
+            return MakeError(ErrorCode::kInvalidArgument, "lease dir: without a link there is no lease");
+        }
+        for (const HostSpec& h : options.hosts) {
+            if (h.name.empty() || h.name == "." || h.name == ".." || h.name.find('/') != std::string::npos) {
+                return MakeError(
+                    ErrorCode::kInvalidArgument,
+                    "hosts: '" + h.name + "' cannot name a lease file under " + options.lease_dir);
+            }
+        }
+        std::error_code ec;
+        std::filesystem::create_directories(options.lease_dir, ec);
+        if (ec) {
+            return MakeError(ErrorCode::kFailedPrecondition,
+                             "lease dir: cannot make " + options.lease_dir + ": " + ec.message());
+        }
     }
     std::vector<std::unique_ptr<http::Client>> clients;
     for (const std::string& url : options.control_urls) {

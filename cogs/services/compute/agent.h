@@ -53,6 +53,20 @@
 // follower that cannot reach a leader which may well be alive, and may declare this host down) above
 // all: the lease runs out and the host fences.
 //
+// The watchdog (with lease_dir; cogs-compute --driver container --control-url): at every renewal that
+// moves a held lease's end (a 2xx, or a no_leader answer that extends it), before the host is
+// unfenced, the agent writes that end to <lease_dir>/<host> (oci/lease_file.h; CLOCK_BOOTTIME, read
+// before the agent's clock, so the end written is never later than the lease's). Every container of
+// the host has its shim kill it once that end has passed: a host whose agent dies, freezes or loses
+// the control plane stops its guests by itself at the end of its lease, at most the shims' check
+// interval (100 ms) later, well inside the fence window after which the control plane declares the
+// host down and rebuilds its servers elsewhere. Only a lease the host holds is written, never a
+// longer one; nothing is written when the lease ends or the agent stops, and an agent that starts
+// leaves the file as it is: one that restarts within its old lease keeps its guests (its first
+// renewal extends it), one that does not come back loses them at the old end. A write that fails is
+// logged (an error line; again when it works again): the guests will be killed at the last end
+// written.
+//
 // Threading: created, used and destroyed on the thread that runs `io` (one thread). Destroying the
 // agent (or Stop) cancels its timers and requests; nothing of it runs afterwards. It may be destroyed
 // while `io` is stopped but must be destroyed before `io` and before the link.
@@ -102,6 +116,9 @@ struct AgentOptions {
     // must outlive the agent. null: runtime::SystemClock(). The HTTP exchanges themselves, and so
     // request_timeout, run on the machine's clock (http::Client's deadlines).
     runtime::Clock* clock = nullptr;
+    // The hosts' lease files, <lease_dir>/<host name> (see the watchdog above; the container
+    // driver's ComputeDriverOptions::lease_dir), absolute; made at Start. "": none written.
+    std::string lease_dir;
 };
 
 // Counters, summed over hosts (for tests and logs).
@@ -117,12 +134,16 @@ struct AgentStats {
     uint64_t reregistrations = 0;     // 404 answers to a heartbeat
     uint64_t fences = 0;              // hosts fenced because their lease ran out
     uint64_t unfences = 0;            // fenced hosts given a lease again (not the first lease)
+    uint64_t lease_writes = 0;        // lease files written (watchdog pets)
+    uint64_t lease_write_failures = 0;
 };
 
 class HostAgent {
 public:
     // Starts registering every host at once (the first requests leave on io's next turn).
-    // kInvalidArgument for no control url, one that is not http://HOST:PORT, or no hosts.
+    // kInvalidArgument for no control url, one that is not http://HOST:PORT, or no hosts; with a
+    // lease_dir, for one that is not absolute, a host name that is no file name (empty, ".", "..",
+    // a '/'), or no link; kFailedPrecondition if the directory cannot be made.
     static Result<std::unique_ptr<HostAgent>> Start(boost::asio::io_context& io, AgentOptions options);
 
     ~HostAgent();

@@ -151,6 +151,10 @@ public:
     virtual Result<Millis> Boot(const InstanceSpec& instance) = 0;
     // Powers it off (a real driver: soon after, in the order of the calls about that instance).
     virtual Status Stop(const InstanceSpec& instance) = 0;
+    // Powers it off at once, without the graceful shutdown Stop allows (a real driver: SIGKILL, no
+    // grace), as the fencing of a host that lost its lease must: the control plane may rebuild the
+    // instance elsewhere a fence window after the lease's end. Stop for a driver that runs nothing.
+    virtual Status PowerOff(const InstanceSpec& instance) { return Stop(instance); }
     // Removes it and everything it holds; absent is success.
     virtual Status Delete(const InstanceSpec& instance) = 0;
 
@@ -182,7 +186,12 @@ struct ComputeDriverOptions {
     // namespace (cogs/linuxnet).
     std::string instances_dir{};  // <dir>/<instance id>: the container's files and its rootfs. Absolute.
     std::string runc_root{};      // runc's state (a tmpfs, e.g. /run/cogs/<name>/runc). Absolute.
-    Duration stop_grace = std::chrono::seconds(10);  // SIGTERM, then SIGKILL after this
+    Duration stop_grace = std::chrono::seconds(10);  // SIGTERM, then SIGKILL after this (not PowerOff)
+    // The hosts' lease files, <lease_dir>/<host> (absolute; oci/lease_file.h), that the agent writes
+    // at every renewal (AgentOptions::lease_dir, the same directory): every container of a host is
+    // killed by its shim once that host's lease has ended, agent or no agent. "": no watchdog (no
+    // lease: without --control-url).
+    std::string lease_dir{};
     std::string netns_prefix = "cg";  // linuxnet's prefix: the namespace of instance X is <prefix>-X
     Duration poll_interval = std::chrono::milliseconds(200);  // how often running instances are checked
     int workers = 2;           // threads for runc calls (calls about one instance run in order)

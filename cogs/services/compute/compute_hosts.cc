@@ -50,7 +50,8 @@ size_t ComputeDomainImpl::SetFenced(std::string_view host, bool fenced) {
                 continue;
             }
             if (i.power == Power::kOn) {
-                if (auto s = driver_->Stop(i.spec); !s) {
+                // At once, not gracefully: the control plane may run it elsewhere a fence window from now.
+                if (auto s = driver_->PowerOff(i.spec); !s) {
                     // It is fenced all the same: nothing of it may run without a lease.
                     observe::Log("compute").error("fencing: stopping instance {} failed: {}", id,
                                                   s.error().ToString());

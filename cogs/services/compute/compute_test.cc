@@ -17,6 +17,7 @@
 #include "cogs/http/client.h"
 #include "cogs/http/server.h"
 #include "cogs/observe/metrics.h"
+#include "cogs/oci/lease_file.h"
 #include "cogs/runtime/clock.h"
 #include "cogs/services/compute/agent.h"
 #include "cogs/services/compute/internal/worker_pool.h"
@@ -708,7 +709,7 @@ TEST_F(ComputeTest, ALeasedDomainLoadsWhatRanAsFencedAndItsHostsFenced) {
 
 // What the fake reporting driver was asked, and its DriverEvents to report through.
 struct DriverLog {
-    std::vector<std::string> calls;  // "boot i1", "stop i1", "delete i1", "adopt i1"
+    std::vector<std::string> calls;  // "boot i1", "stop i1", "poweroff i1", "delete i1", "adopt i1"
     DriverEvents* events = nullptr;
 };
 
@@ -722,6 +723,10 @@ public:
     }
     Status Stop(const InstanceSpec& i) override {
         log_->calls.push_back("stop " + i.id);
+        return cogs::Ok();
+    }
+    Status PowerOff(const InstanceSpec& i) override {
+        log_->calls.push_back("poweroff " + i.id);
         return cogs::Ok();
     }
     Status Delete(const InstanceSpec& i) override {
@@ -850,6 +855,21 @@ TEST_F(ComputeReportingDriverTest, WhatWaitsForABootEndsWithAStopAFenceOrADelete
                               R"(instance/i1={"id":"i1","host":"h1","state":"SHUTOFF"})",
                               R"(instance/i2={"id":"i2","host":"h2","state":"FENCED"})",
                               "instance/i3!failed_precondition: instance i3 was deleted before it booted"}));
+}
+
+// A fenced host's instances are powered off (no graceful stop: the control plane may rebuild them
+// elsewhere a fence window after the lease's end); a stop action stops them gracefully.
+TEST_F(ComputeReportingDriverTest, FencingPowersOffWhatRunsAndAStopStopsGracefully) {
+    for (const char* id : {"i1", "i2", "i3"}) {
+        Ok("create_instance", CreateInput(id, "h1"));
+        Events().Running(id);
+    }
+    log_->calls.clear();
+    Ok("stop_instance", R"({"id":"i3","host":"h1"})");
+    EXPECT_EQ(domain_->SetFenced("h1", true), 2u);
+    EXPECT_EQ(log_->calls, (std::vector<std::string>{"stop i3", "poweroff i1", "poweroff i2"}));
+    EXPECT_EQ(State("i1"), "FENCED");
+    EXPECT_EQ(State("i3"), "SHUTOFF");
 }
 
 TEST_F(ComputeReportingDriverTest, AtStartWhatRanIsAdoptedEvenLeasedAndWhatIsGoneIsFenced) {
@@ -1523,6 +1543,7 @@ protected:
             agent.lease_ttl = 5s;  // until the first heartbeat's answer says 200 ms
             agent.link = link;
             agent.no_leader_limit = no_leader_limit_;
+            agent.lease_dir = lease_dir_;
             StartAgent(agent);
             Settle();
         }
@@ -1602,11 +1623,50 @@ protected:
     observe::Metrics metrics_;  // outlives the service, which counts into it
     bool answering_ = true;
     Duration no_leader_limit_ = 5s;
+    std::string lease_dir_;  // the agent's (the watchdog); "": none
     std::unique_ptr<kit::DomainService> service_;
     std::unique_ptr<http::Server> server_;
     std::unique_ptr<http::Client> client_;
     int keys_ = 0;
 };
+
+// The watchdog (agent.h): every renewal writes the lease's end into the host's lease file, on the
+// kernel's boot clock; nothing extends it but a renewal, and a restarted agent leaves it as it was.
+TEST_F(LeaseTest, TheLeaseFileHoldsTheEndOfTheLeaseAndOnlyARenewalMovesIt) {
+    lease_dir_ = dir_ / "leases";
+    const std::string file = lease_dir_ + "/h1";
+    Start(/*leased=*/true);
+    AdvanceBy(kBeat);  // a heartbeat answered: T = kTtlMs from now on
+
+    // The end written is the lease's: the send of the last renewal + T, mapped onto the boot clock
+    // between the two readings around the renewal (the fake clock stands still meanwhile).
+    const Duration boot_before = oci::BootTimeNow();
+    AdvanceBy(kBeat);
+    const Duration boot_after = oci::BootTimeNow();
+    const Duration left = LastRenewal("h1") + Millis(kTtlMs) - clock_.Now();
+    auto end = oci::ReadLeaseFile(file);
+    ASSERT_TRUE(end) << end.error().ToString();
+    EXPECT_GE(*end, boot_before + left);
+    EXPECT_LE(*end, boot_after + left) << "never later than the lease";
+    ASSERT_TRUE(oci::ReadLeaseFile(lease_dir_ + "/h2")) << "every host has its own";
+    const uint64_t writes = agent_->stats().lease_writes;
+    EXPECT_GE(writes, 4u) << "two hosts, renewed twice at least";
+
+    // No more renewals: the host fences, the file keeps the last end.
+    answering_ = false;
+    AdvanceTo(LastRenewal("h1") + Millis(kTtlMs));
+    ASSERT_TRUE(Fenced("h1"));
+    EXPECT_EQ(oci::ReadLeaseFile(file).value_or(Duration::zero()), *end);
+    EXPECT_EQ(agent_->stats().lease_writes, writes);
+
+    // A new agent (the process restarted) leaves it as it is until its first renewal.
+    Start(/*leased=*/true);
+    EXPECT_EQ(oci::ReadLeaseFile(file).value_or(Duration::zero()), *end);
+    answering_ = true;
+    AdvanceBy(2s);  // the registration's retry (its backoff is at most 2 s), then heartbeats
+    ASSERT_FALSE(Fenced("h1"));
+    EXPECT_GT(oci::ReadLeaseFile(file).value_or(Duration::zero()), *end);
+}
 
 TEST_F(LeaseTest, AHostFencesExactlyWhenItsLeaseRunsOutAndTakesWorkAgainWhenRenewed) {
     Start(/*leased=*/true);

@@ -131,6 +131,19 @@ public:
         return Ok();
     }
 
+    // Fencing: SIGKILL at once (Containers::Stop without a grace). The shim's watchdog kills it at
+    // the lease's end anyway; this is the agent's own, recorded, power-off.
+    Status PowerOff(const InstanceSpec& instance) override {
+        COGS_TRY(pool_->Run(instance.id, [this, id = instance.id] {
+            if (auto r = containers_.Stop(id, Duration::zero());
+                !r && r.error().code != ErrorCode::kNotFound) {
+                observe::Log("compute").warn("powering off instance {} failed: {}", id, r.error().ToString());
+            }
+        }));
+        watched_.erase(instance.id);
+        return Ok();
+    }
+
     Status Delete(const InstanceSpec& instance) override {
         COGS_TRY(pool_->Run(instance.id, [this, id = instance.id] { DeleteBlocking(id); }));
         watched_.erase(instance.id);
@@ -282,6 +295,9 @@ private:
         c.vcpus = static_cast<int>(std::clamp<int64_t>(s.vcpus, 1, 1024));
         c.memory_mib = s.ram_mb;
         c.netns_path = std::move(netns);
+        if (!options_.lease_dir.empty()) {
+            c.lease_file = options_.lease_dir + "/" + s.host;  // the host's watchdog
+        }
         return containers_.Start(c);
     }
 
@@ -366,6 +382,9 @@ Result<std::unique_ptr<ComputeDriver>> MakeContainerDriver(ComputeDriverOptions 
             return MakeError(ErrorCode::kInvalidArgument, std::string(field) + ": must be an absolute path");
         }
     }
+    if (!options.lease_dir.empty() && !fs::path(options.lease_dir).is_absolute()) {
+        return MakeError(ErrorCode::kInvalidArgument, "lease dir: must be an absolute path");
+    }
     if (options.stop_grace < Duration::zero()) {
         return MakeError(ErrorCode::kInvalidArgument, "stop grace: must be >= 0");
     }
@@ -389,7 +408,10 @@ Result<std::unique_ptr<ComputeDriver>> MakeContainerDriver(ComputeDriverOptions 
         }
     }
     COGS_ASSIGN_OR_RETURN(linuxnet::Host net, linuxnet::Host::Make({.prefix = options.netns_prefix}));
-    for (const std::string* dir : {&options.instances_dir, &options.runc_root}) {
+    for (const std::string* dir : {&options.instances_dir, &options.runc_root, &options.lease_dir}) {
+        if (dir->empty()) {
+            continue;
+        }
         std::error_code ec;
         fs::create_directories(*dir, ec);
         if (ec) {

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
@@ -23,6 +24,7 @@
 
 #include "cogs/base/secret.h"
 #include "cogs/oci/container.h"
+#include "cogs/oci/lease_file.h"
 #include "cogs/oci/runc.h"
 #include "cogs/runtime/files.h"
 #include "cogs/runtime/process.h"
@@ -142,10 +144,12 @@ protected:
         d.stop_grace = 5s;  // the instances' shell stops at SIGTERM: the grace is never waited out
         d.netns_prefix = prefix_;
         d.poll_interval = 50ms;
+        d.lease_dir = lease_dir_;
         auto driver = MakeComputeDriver("container", d);
         ASSERT_TRUE(driver) << driver.error().ToString();
         ComputeOptions options;
         options.hosts = {HostSpec{.name = "h1"}};
+        options.leased = leased_;
         options.supervisor.restart_backoff = Millis(0);
         auto domain = MakeComputeDomain(std::move(options), std::move(*driver));
         ASSERT_TRUE(domain) << domain.error().ToString();
@@ -228,8 +232,28 @@ protected:
         return out;
     }
 
+    // As an agent that holds h1's lease does (agent.h, the watchdog): its end, `left` from now, in
+    // the lease file its containers' shims read. Answers that end (CLOCK_BOOTTIME).
+    Duration Pet(Duration left) {
+        const Duration end = oci::BootTimeNow() + left;
+        EXPECT_TRUE(oci::WriteLeaseFile(lease_dir_ + "/h1", end));
+        return end;
+    }
+
+    // The service as cogs-compute runs it with --control-url: h1's containers watch its lease file,
+    // and the host starts fenced. The lease is held (`Pet`), then the host unfenced, as the agent does.
+    void StartLeased() {
+        lease_dir_ = base_ + "/instances/.leases";
+        leased_ = true;
+        StartService();
+        Pet(std::chrono::hours(1));
+        domain_->SetFenced("h1", false);
+    }
+
     std::string base_;
     std::string prefix_;
+    std::string lease_dir_;  // "": no watchdog
+    bool leased_ = false;
     std::optional<oci::Containers> containers_;  // the test's own view of the driver's containers
     boost::asio::io_context io_;
     ComputeDomain* domain_ = nullptr;  // owned by service_
@@ -350,6 +374,101 @@ TEST_F(ComputeContainerTest, ARestartedAgentAdoptsWhatRunsAndRestartsWhatEndedMe
     EXPECT_EQ(domain_->HeartbeatBody("h1").find(R"("instance":")" + a), std::string::npos)
         << "no report about a";
     ASSERT_TRUE(Await([&] { return Page(a).find("web " + a) != std::string::npos; }));
+}
+
+TEST_F(ComputeContainerTest, FencingPowersTheInstancesOffAtOnce) {
+    StartLeased();
+    const std::string id = "i" + RandomHex(4);
+    ASSERT_TRUE(Do("create_instance", "wf1/boot/do", CreateInput(id)));
+    ASSERT_TRUE(Await([&] { return StateOf(id) == "ACTIVE"; })) << StateOf(id);
+    ASSERT_TRUE(Await([&] { return Page(id).find("web " + id) != std::string::npos; }));
+
+    // The lease ran out (the agent's timer): FENCED, and the process killed, not asked to end. Its
+    // shell would end at SIGTERM with 143 (after a grace of up to 5 s): a power-off is SIGKILL, 137.
+    EXPECT_EQ(domain_->SetFenced("h1", true), 1u);
+    EXPECT_EQ(StateOf(id), "FENCED");
+    ASSERT_TRUE(Await([&] { return Container(id).state == oci::ContainerState::kExited; }));
+    EXPECT_EQ(Container(id).exit_status, 128 + SIGKILL);
+    EXPECT_EQ(StateOf(id), "FENCED");
+}
+
+// The agent dies (its process is gone: no more renewals, no fence of its own) while its instances
+// run: their shims kill them when the host's lease ends, well inside the fence window (1 s) after
+// which the control plane would declare the host down and rebuild them elsewhere.
+TEST_F(ComputeContainerTest, ADeadAgentsInstancesAreKilledWhenItsLeaseEnds) {
+    StartLeased();
+    const std::string a = "a" + RandomHex(4);
+    const std::string b = "b" + RandomHex(4);
+    for (const std::string& id : {a, b}) {
+        ASSERT_TRUE(Do("create_instance", "wf-" + id + "/boot/do", CreateInput(id)));
+    }
+    ASSERT_TRUE(Await([&] { return StateOf(a) == "ACTIVE" && StateOf(b) == "ACTIVE"; }));
+    const pid_t pid_a = Container(a).pid;
+    const pid_t pid_b = Container(b).pid;
+
+    // The agent's last renewal, then its death: the domain and driver go without stopping anything.
+    service_.reset();
+    const int64_t wall_before = WallNowMs();
+    const Duration end = Pet(2s);
+    const int64_t end_wall_ms = wall_before + 2000;  // the same moment on the wall clock (or later)
+    for (const std::string& id : {a, b}) {
+        const oci::ContainerStatus now = Container(id);
+        if (oci::BootTimeNow() < end) {  // read before the end: it must still run
+            EXPECT_EQ(now.state, oci::ContainerState::kRunning) << id << " killed before its lease ended";
+        }
+    }
+
+    for (const std::string& id : {a, b}) {
+        SCOPED_TRACE(id);
+        oci::ContainerStatus ended;
+        ASSERT_TRUE(Await([&] { return (ended = Container(id)).state == oci::ContainerState::kExited; }));
+        EXPECT_GE(oci::BootTimeNow(), end);
+        EXPECT_EQ(ended.exit_status, 128 + SIGKILL);
+        // Its exit was recorded (the container and every process of it ended) less than a second
+        // after the lease's end.
+        const std::string exit_file = containers_->DirOf(id) + "/exit";
+        struct stat st {};
+        ASSERT_EQ(::stat(exit_file.c_str(), &st), 0);
+        const int64_t exit_ms = int64_t{st.st_mtim.tv_sec} * 1000 + st.st_mtim.tv_nsec / 1000000;
+        EXPECT_LT(exit_ms, end_wall_ms + 1000) << "ended " << exit_ms - end_wall_ms << " ms after the lease";
+        const std::string log = runtime::ReadFile(containers_->DirOf(id) + "/shim.log").value_or("");
+        EXPECT_NE(log.find("lease has ended"), std::string::npos) << log;
+    }
+    EXPECT_NE(::kill(pid_a, 0), 0) << "pid " << pid_a << " still runs";
+    EXPECT_NE(::kill(pid_b, 0), 0) << "pid " << pid_b << " still runs";
+
+    // The agent comes back later: what ended meanwhile is FENCED (on a host without a lease), and
+    // nothing starts there until the control plane says so.
+    StartService();
+    ASSERT_TRUE(Await([&] { return StateOf(a) == "FENCED" && StateOf(b) == "FENCED"; }))
+        << StateOf(a) << " " << StateOf(b);
+    EXPECT_EQ(Container(a).state, oci::ContainerState::kExited);
+}
+
+// An agent that restarts within its lease keeps its guests: its first renewal extends the lease.
+TEST_F(ComputeContainerTest, AnAgentThatRestartsWithinItsLeaseKeepsItsInstances) {
+    StartLeased();
+    const std::string id = "i" + RandomHex(4);
+    ASSERT_TRUE(Do("create_instance", "wf1/boot/do", CreateInput(id)));
+    ASSERT_TRUE(Await([&] { return StateOf(id) == "ACTIVE"; })) << StateOf(id);
+    const pid_t pid = Container(id).pid;
+
+    const Duration old_end = Pet(5s);  // the old agent's last renewal
+    service_.reset();
+    StartService();  // the new agent: it leaves the lease file as it is, and adopts what runs
+    ASSERT_TRUE(Await([&] { return StateOf(id) == "ACTIVE"; })) << StateOf(id);
+    const Duration renewed_at = oci::BootTimeNow();
+    Pet(std::chrono::hours(1));  // its first lease
+    domain_->SetFenced("h1", false);
+    if (renewed_at >= old_end) {
+        GTEST_SKIP() << "the machine took more than 5 s to restart the service: the old lease ended first";
+    }
+    while (oci::BootTimeNow() < old_end + 500ms) {
+        std::this_thread::sleep_for(50ms);
+    }
+    EXPECT_EQ(Container(id).state, oci::ContainerState::kRunning);
+    EXPECT_EQ(Container(id).pid, pid) << "adopted, not restarted";
+    EXPECT_EQ(StateOf(id), "ACTIVE");
 }
 
 }  // namespace
