@@ -17,12 +17,14 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <filesystem>
 #include <sstream>
 #include <thread>
 
 #include "cogs/base/secret.h"
+#include "cogs/http/server.h"
 #include "cogs/oci/container.h"
 #include "cogs/oci/lease_file.h"
 #include "cogs/oci/runc.h"
@@ -118,7 +120,8 @@ protected:
     }
 
     void TearDown() override {
-        service_.reset();  // its driver waits for the calls under way
+        agent_process_.reset();  // SIGKILLed, reaped
+        service_.reset();        // its driver waits for the calls under way
         if (!base_.empty()) {
             CleanUp(base_);
         }
@@ -250,6 +253,7 @@ protected:
         domain_->SetFenced("h1", false);
     }
 
+    std::optional<runtime::Child> agent_process_;  // a cogs-compute child (killed first by TearDown)
     std::string base_;
     std::string prefix_;
     std::string lease_dir_;  // "": no watchdog
@@ -469,6 +473,136 @@ TEST_F(ComputeContainerTest, AnAgentThatRestartsWithinItsLeaseKeepsItsInstances)
     EXPECT_EQ(Container(id).state, oci::ContainerState::kRunning);
     EXPECT_EQ(Container(id).pid, pid) << "adopted, not restarted";
     EXPECT_EQ(StateOf(id), "ACTIVE");
+}
+
+// A control plane that gives every host a lease of `ttl_ms` at each renewal, on a thread of its own
+// (the test waits on other things meanwhile).
+class LeasingControlPlane {
+public:
+    explicit LeasingControlPlane(int64_t ttl_ms) {
+        auto server =
+            http::StartServer(io_, http::ServerOptions{}, [ttl_ms](http::Request req, http::Respond respond) {
+                http::Response r;
+                r.status = 200;
+                r.body = req.method == "POST" ? R"({"lease_ttl_ms":)" + std::to_string(ttl_ms) +
+                                                    R"(,"lease_epoch":1,"acked_seq":0})"
+                                              : "{}";
+                respond(std::move(r));
+            });
+        EXPECT_TRUE(server) << server.error().ToString();
+        if (server) {
+            server_ = std::move(*server);
+            port_ = server_->port();
+            thread_ = std::thread([this] { io_.run(); });
+        }
+    }
+    ~LeasingControlPlane() {
+        if (thread_.joinable()) {
+            boost::asio::post(io_, [this] { server_->Stop(); });
+            io_.stop();
+            thread_.join();
+        }
+    }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+private:
+    boost::asio::io_context io_;
+    std::unique_ptr<http::Server> server_;
+    uint16_t port_ = 0;
+    std::thread thread_;
+};
+
+// The whole thing as it runs: cogs-compute --driver container --control-url, its agent renewing its
+// host's lease, SIGKILLed with an instance running. The instance's shim kills it within a second of
+// the last lease the agent wrote (cogsd would declare the host down a fence window after it).
+TEST_F(ComputeContainerTest, AnAgentProcessKilledWithItsInstancesRunningLeavesNothingRunningPastItsLease) {
+    const std::string curl = "/usr/bin/curl";
+    if (!fs::exists(curl)) {
+        GTEST_SKIP() << curl << " is missing (the test talks to cogs-compute with it)";
+    }
+    const std::string binary = runtime::SiblingBinary("cogs-compute");
+    ASSERT_TRUE(fs::exists(binary)) << "cogs-compute is not built beside this test";
+    service_.reset();  // the child takes the instances' directory
+    LeasingControlPlane control(2000);
+    auto child = runtime::Child::Spawn({binary,
+                                        "--listen",
+                                        "127.0.0.1:0",
+                                        "--port-file",
+                                        base_ + "/port",
+                                        "--state",
+                                        base_ + "/agent.db",
+                                        "--host",
+                                        "h1",
+                                        "--driver",
+                                        "container",
+                                        "--instances-dir",
+                                        base_ + "/instances",
+                                        "--runc-root",
+                                        base_ + "/runc",
+                                        "--netns-prefix",
+                                        prefix_,
+                                        "--stop-grace-ms",
+                                        "5000",
+                                        "--control-url",
+                                        control.url(),
+                                        "--heartbeat-ms",
+                                        "200",
+                                        "--lease-ttl-ms",
+                                        "2000"},
+                                       {.log_path = base_ + "/agent.log"});
+    ASSERT_TRUE(child) << child.error().ToString();
+    agent_process_.emplace(std::move(*child));
+    auto wait_for = [&](auto done) {
+        for (const SteadyTime deadline = SteadyClock::now() + kPatience; SteadyClock::now() < deadline;) {
+            if (done()) {
+                return true;
+            }
+            std::this_thread::sleep_for(50ms);
+        }
+        return done();
+    };
+    std::string port;
+    ASSERT_TRUE(wait_for([&] { return !(port = runtime::ReadFile(base_ + "/port").value_or("")).empty(); }))
+        << runtime::TailFile(base_ + "/agent.log", 20);
+    while (!port.empty() && std::isspace(static_cast<unsigned char>(port.back()))) {
+        port.pop_back();
+    }
+    const std::string url = "http://127.0.0.1:" + port;
+    auto get = [&](const std::string& path) {
+        auto r = runtime::RunCommand({curl, "-sf", url + path}, SteadyClock::now() + kPatience);
+        return r && r->exit_status == 0 ? r->output : "";
+    };
+    ASSERT_TRUE(wait_for([&] { return get("/v1/inventory").find(R"("fenced":false)") != std::string::npos; }))
+        << "the host got no lease: " << get("/v1/inventory") << runtime::TailFile(base_ + "/agent.log", 20);
+
+    const std::string id = "i" + RandomHex(4);
+    auto created = runtime::RunCommand(
+        {curl, "-s", "-X", "POST", "-H", "Idempotency-Key: wf1/boot/do", "-H",
+         "Content-Type: application/json", "--data", CreateInput(id), url + "/v1/actions/create_instance"},
+        SteadyClock::now() + kPatience);
+    ASSERT_TRUE(created && created->exit_status == 0)
+        << (created ? created->output : created.error().ToString());
+    ASSERT_TRUE(wait_for([&] { return Container(id).state == oci::ContainerState::kRunning; }))
+        << created->output << runtime::TailFile(base_ + "/agent.log", 20);
+    const pid_t pid = Container(id).pid;
+
+    agent_process_->Signal(SIGKILL);
+    ASSERT_TRUE(agent_process_->Wait(kPatience).has_value());
+    // The last lease the agent wrote, and the same moment on the wall clock.
+    auto end = oci::ReadLeaseFile(base_ + "/instances/.leases/h1");
+    ASSERT_TRUE(end) << end.error().ToString();
+    const int64_t end_wall_ms =
+        WallNowMs() + std::chrono::duration_cast<Millis>(*end - oci::BootTimeNow()).count();
+
+    oci::ContainerStatus ended;
+    ASSERT_TRUE(wait_for([&] { return (ended = Container(id)).state == oci::ContainerState::kExited; }));
+    EXPECT_GE(oci::BootTimeNow(), *end) << "killed before its lease ended";
+    EXPECT_EQ(ended.exit_status, 128 + SIGKILL);
+    EXPECT_NE(::kill(pid, 0), 0) << "pid " << pid << " still runs";
+    struct stat st {};
+    ASSERT_EQ(::stat((containers_->DirOf(id) + "/exit").c_str(), &st), 0);
+    const int64_t exit_ms = int64_t{st.st_mtim.tv_sec} * 1000 + st.st_mtim.tv_nsec / 1000000;
+    EXPECT_LT(exit_ms, end_wall_ms + 1000) << "ended " << exit_ms - end_wall_ms << " ms after the lease";
 }
 
 }  // namespace
