@@ -662,5 +662,24 @@ TEST_F(OciWatchdogTest, ALeaseFileRemovedWhileTheContainerRunsKillsIt) {
     RemoveAndCheckGone(spec.id);
 }
 
+// The watchdog signals only the container's own process: a pid file that names another process (a
+// pid reused, a runc that makes containers differently) makes it go through `runc kill` instead.
+TEST_F(OciWatchdogTest, TheWatchdogNeverKillsAProcessThatIsNotTheContainers) {
+    Pet(std::chrono::hours(1));
+    const ContainerSpec spec = WatchedSpec();
+    ASSERT_EQ(MustStart(spec).state, ContainerState::kRunning);
+    WaitForConsole(spec.id, "ready\n");
+    auto bystander = runtime::Child::Spawn({kBusybox, "sleep", "99999"});  // not a Sleeper
+    ASSERT_TRUE(bystander) << bystander.error().ToString();
+    ASSERT_TRUE(runtime::WriteFileAtomic(containers_->DirOf(spec.id) + "/container.pid",
+                                         std::to_string(bystander->pid())));
+    ASSERT_TRUE(fs::remove(lease_file_));
+    const ContainerStatus ended = WaitForExit(spec.id);
+    EXPECT_EQ(ended.exit_status, 128 + SIGKILL);
+    EXPECT_EQ(Sleepers(), std::vector<std::string>{});
+    EXPECT_TRUE(bystander->Running()) << "the watchdog killed a process that was not the container's";
+    RemoveAndCheckGone(spec.id);
+}
+
 }  // namespace
 }  // namespace cogs::oci

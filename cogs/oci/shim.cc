@@ -23,6 +23,7 @@
 #include "cogs/oci/internal/console_log.h"
 #include "cogs/oci/internal/layout.h"
 #include "cogs/oci/lease_file.h"
+#include "cogs/oci/runc.h"
 #include "cogs/runtime/files.h"
 #include "cogs/runtime/process.h"
 
@@ -35,6 +36,9 @@ using internal::PathIn;
 // How long the console is still read after runc ended without the pipe closing (a process that
 // escaped the container's end holds it): the exit status is not held back longer than this.
 constexpr Duration kDrainAfterRunc = 5s;
+
+// The watchdog's fallback (KillContainer): a runc kill must not hold up the next check for long.
+constexpr Duration kRuncKillTimeout = 2s;
 
 // One line in shim.log (the shim's stderr): "<time> cogs-oci-shim[<pid>] <id>: <message>".
 template <typename... Args>
@@ -376,12 +380,21 @@ void Supervisor::KillContainer() {
         }
     }
     const bool ours = (parent == runc_pid_ && !runc_wait_) || parent == ::getpid();
-    if (ours && PidfdKill(fd) != 0 && errno != ESRCH && !kill_failed_) {
-        kill_failed_ = true;
-        Say(o_, "cannot kill the container's process {}: {}", pid, std::strerror(errno));
-    } else if (!ours && parent != 0 && !kill_failed_) {
-        kill_failed_ = true;
-        Say(o_, "not killing pid {}: its parent {} is neither runc nor this shim", pid, parent);
+    if (ours) {
+        if (PidfdKill(fd) != 0 && errno != ESRCH && !kill_failed_) {
+            kill_failed_ = true;
+            Say(o_, "cannot kill the container's process {}: {}", pid, std::strerror(errno));
+        }
+    } else if (parent != 0) {
+        // Not the process runc made as we know it (another runc's way of making it, or a pid reused
+        // after the container's end): runc itself kills what its state names, if anything.
+        auto killed =
+            Runc({o_.runc_binary, o_.runc_root, kRuncKillTimeout}).Kill(o_.id, SIGKILL, /*all=*/true);
+        if (!killed && !kill_failed_) {
+            kill_failed_ = true;
+            Say(o_, "pid {} (parent {}) is not runc's child; runc kill: {}", pid, parent,
+                killed.error().message);
+        }
     }
     ::close(fd);
 }

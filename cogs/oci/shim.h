@@ -25,10 +25,12 @@
 //      not started, the launcher fails) and every lease_check while runc runs; once the end written
 //      there has passed, SIGKILLs the container's first process (PID 1 of its pid namespace: the
 //      kernel kills the rest of the namespace with it) straight away, through a pidfd, without a
-//      runc process in the way, and logs it once. The exit is recorded as any other (137). The rule:
-//      the container runs only while the file holds an end in the future of this boot; a missing
-//      file, a garbled one or one from an earlier boot is a lease that has ended; a read that fails
-//      otherwise (EIO, EMFILE) keeps the end read last (a failure never extends a lease);
+//      runc process in the way, and logs it once (a process that is not runc's child, nor the shim's
+//      once runc has died, is never signalled: `runc kill --all ID KILL` is used instead). The exit is
+//      recorded as any other (137). The rule: the container runs only while the file holds an end in the
+//      future of this boot; a missing file, a garbled one or one from an earlier boot is a lease that has
+//      ended; a read that fails otherwise (EIO, EMFILE) keeps the end read last (a failure never extends a
+//      lease);
 //   9. when runc has exited (and, if runc was killed, the container's first process too) and the
 //      pipe is drained, writes the status to DIR/exit atomically ("3\n"; 128 + N for a signal N,
 //      as a shell reports it) and exits 0.
