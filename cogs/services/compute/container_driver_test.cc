@@ -20,6 +20,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -67,25 +69,30 @@ std::vector<std::string> Namespaces(const std::string& prefix) {
 // Kills and removes everything under one test directory, and the namespaces of its prefix (kept in
 // <base>/prefix).
 void CleanUp(const std::string& base) {
-    oci::Runc runc({kRunc, base + "/runc", 30s});
-    if (auto states = runc.List()) {
-        for (const oci::RuncState& s : *states) {
-            (void)runc.Delete(s.id, true);  // best effort: TearDown must go on whatever fails
+    // "": the test's own host (and the first agent process); "2": a second agent process's.
+    for (const std::string suffix : {"", "2"}) {
+        oci::Runc runc({kRunc, base + "/runc" + suffix, 30s});
+        if (auto states = runc.List()) {
+            for (const oci::RuncState& s : *states) {
+                (void)runc.Delete(s.id, true);  // best effort: TearDown must go on whatever fails
+            }
+        }
+        oci::Containers containers({.dir = base + "/instances" + suffix,
+                                    .runc_root = base + "/runc" + suffix,
+                                    .runc_binary = kRunc,
+                                    .shim_binary = runtime::SiblingBinary("cogs-oci-shim")});
+        std::error_code ec;
+        for (fs::directory_iterator it(base + "/instances" + suffix, ec), end; !ec && it != end;
+             it.increment(ec)) {
+            (void)containers.Remove(it->path().filename().string());
+        }
+        if (auto prefix = runtime::ReadFile(base + "/prefix" + suffix); prefix && !prefix->empty()) {
+            for (const std::string& name : Namespaces(*prefix)) {
+                (void)runtime::RunCommand({kIp, "netns", "delete", name}, SteadyClock::now() + 30s);
+            }
         }
     }
-    oci::Containers containers({.dir = base + "/instances",
-                                .runc_root = base + "/runc",
-                                .runc_binary = kRunc,
-                                .shim_binary = runtime::SiblingBinary("cogs-oci-shim")});
     std::error_code ec;
-    for (fs::directory_iterator it(base + "/instances", ec), end; !ec && it != end; it.increment(ec)) {
-        (void)containers.Remove(it->path().filename().string());
-    }
-    if (auto prefix = runtime::ReadFile(base + "/prefix"); prefix && !prefix->empty()) {
-        for (const std::string& name : Namespaces(*prefix)) {
-            (void)runtime::RunCommand({kIp, "netns", "delete", name}, SteadyClock::now() + 30s);
-        }
-    }
     fs::remove_all(base, ec);
 }
 
@@ -112,6 +119,8 @@ protected:
         // A prefix of this test's own (linuxnet: 1-5 of [a-z0-9]).
         prefix_ = "ct" + RandomHex(2).substr(0, 3);
         ASSERT_TRUE(runtime::WriteFileAtomic(base_ + "/prefix", prefix_));
+        prefix2_ = "cu" + prefix_.substr(2);  // a second agent process's
+        ASSERT_TRUE(runtime::WriteFileAtomic(base_ + "/prefix2", prefix2_));
         containers_.emplace(oci::ContainersOptions{.dir = base_ + "/instances",
                                                    .runc_root = base_ + "/runc",
                                                    .runc_binary = kRunc,
@@ -121,7 +130,8 @@ protected:
 
     void TearDown() override {
         agent_process_.reset();  // SIGKILLed, reaped
-        service_.reset();        // its driver waits for the calls under way
+        agent_process2_.reset();
+        service_.reset();  // its driver waits for the calls under way
         if (!base_.empty()) {
             CleanUp(base_);
         }
@@ -253,9 +263,11 @@ protected:
         domain_->SetFenced("h1", false);
     }
 
-    std::optional<runtime::Child> agent_process_;  // a cogs-compute child (killed first by TearDown)
+    std::optional<runtime::Child> agent_process_;  // cogs-compute children (killed first by TearDown)
+    std::optional<runtime::Child> agent_process2_;
     std::string base_;
     std::string prefix_;
+    std::string prefix2_;
     std::string lease_dir_;  // "": no watchdog
     bool leased_ = false;
     std::optional<oci::Containers> containers_;  // the test's own view of the driver's containers
@@ -480,8 +492,15 @@ TEST_F(ComputeContainerTest, AnAgentThatRestartsWithinItsLeaseKeepsItsInstances)
 class LeasingControlPlane {
 public:
     explicit LeasingControlPlane(int64_t ttl_ms) {
-        auto server =
-            http::StartServer(io_, http::ServerOptions{}, [ttl_ms](http::Request req, http::Respond respond) {
+        auto server = http::StartServer(
+            io_, http::ServerOptions{}, [this, ttl_ms](http::Request req, http::Respond respond) {
+                // The moment cogsd counts a host's lease from: the receipt of its last renewal.
+                std::string host = req.Path().substr(std::string_view("/v1/hosts/").size());
+                host = host.substr(0, host.find('/'));
+                {
+                    std::lock_guard lock(mu_);
+                    last_renewal_wall_ms_[host] = WallNowMs();
+                }
                 http::Response r;
                 r.status = 200;
                 r.body = req.method == "POST" ? R"({"lease_ttl_ms":)" + std::to_string(ttl_ms) +
@@ -504,55 +523,42 @@ public:
         }
     }
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    // When the last renewal of `host` came (wall ms; 0: none).
+    int64_t LastRenewalWallMs(const std::string& host) {
+        std::lock_guard lock(mu_);
+        return last_renewal_wall_ms_[host];
+    }
 
 private:
     boost::asio::io_context io_;
     std::unique_ptr<http::Server> server_;
     uint16_t port_ = 0;
     std::thread thread_;
+    std::mutex mu_;
+    std::map<std::string, int64_t> last_renewal_wall_ms_;
 };
 
-// The whole thing as it runs: cogs-compute --driver container --control-url, its agent renewing its
-// host's lease, SIGKILLed with an instance running. The instance's shim kills it within a second of
-// the last lease the agent wrote (cogsd would declare the host down a fence window after it).
-TEST_F(ComputeContainerTest, AnAgentProcessKilledWithItsInstancesRunningLeavesNothingRunningPastItsLease) {
-    const std::string curl = "/usr/bin/curl";
-    if (!fs::exists(curl)) {
-        GTEST_SKIP() << curl << " is missing (the test talks to cogs-compute with it)";
+// cogs-compute as it runs, in child processes, talked to with curl.
+class ComputeAgentProcessTest : public ComputeContainerTest {
+protected:
+    void SetUp() override {
+        ComputeContainerTest::SetUp();
+        if (IsSkipped() || HasFatalFailure()) {
+            return;
+        }
+        if (!fs::exists(kCurl)) {
+            GTEST_SKIP() << kCurl << " is missing (the test talks to cogs-compute with it)";
+        }
+        ASSERT_TRUE(fs::exists(runtime::SiblingBinary("cogs-compute")))
+            << "cogs-compute is not built beside this test";
+        service_.reset();  // the agent processes take the instances' directories
     }
-    const std::string binary = runtime::SiblingBinary("cogs-compute");
-    ASSERT_TRUE(fs::exists(binary)) << "cogs-compute is not built beside this test";
-    service_.reset();  // the child takes the instances' directory
-    LeasingControlPlane control(2000);
-    auto child = runtime::Child::Spawn({binary,
-                                        "--listen",
-                                        "127.0.0.1:0",
-                                        "--port-file",
-                                        base_ + "/port",
-                                        "--state",
-                                        base_ + "/agent.db",
-                                        "--host",
-                                        "h1",
-                                        "--driver",
-                                        "container",
-                                        "--instances-dir",
-                                        base_ + "/instances",
-                                        "--runc-root",
-                                        base_ + "/runc",
-                                        "--netns-prefix",
-                                        prefix_,
-                                        "--stop-grace-ms",
-                                        "5000",
-                                        "--control-url",
-                                        control.url(),
-                                        "--heartbeat-ms",
-                                        "200",
-                                        "--lease-ttl-ms",
-                                        "2000"},
-                                       {.log_path = base_ + "/agent.log"});
-    ASSERT_TRUE(child) << child.error().ToString();
-    agent_process_.emplace(std::move(*child));
-    auto wait_for = [&](auto done) {
+
+    static constexpr const char* kCurl = "/usr/bin/curl";
+
+    // Polls `done` every 50 ms for up to kPatience.
+    template <typename F>
+    static bool WaitFor(F done) {
         for (const SteadyTime deadline = SteadyClock::now() + kPatience; SteadyClock::now() < deadline;) {
             if (done()) {
                 return true;
@@ -560,30 +566,97 @@ TEST_F(ComputeContainerTest, AnAgentProcessKilledWithItsInstancesRunningLeavesNo
             std::this_thread::sleep_for(50ms);
         }
         return done();
-    };
-    std::string port;
-    ASSERT_TRUE(wait_for([&] { return !(port = runtime::ReadFile(base_ + "/port").value_or("")).empty(); }))
-        << runtime::TailFile(base_ + "/agent.log", 20);
-    while (!port.empty() && std::isspace(static_cast<unsigned char>(port.back()))) {
-        port.pop_back();
     }
-    const std::string url = "http://127.0.0.1:" + port;
-    auto get = [&](const std::string& path) {
-        auto r = runtime::RunCommand({curl, "-sf", url + path}, SteadyClock::now() + kPatience);
-        return r && r->exit_status == 0 ? r->output : "";
-    };
-    ASSERT_TRUE(wait_for([&] { return get("/v1/inventory").find(R"("fenced":false)") != std::string::npos; }))
-        << "the host got no lease: " << get("/v1/inventory") << runtime::TailFile(base_ + "/agent.log", 20);
 
+    // Starts `cogs-compute --driver container` serving `host` (its files under <base>/*<suffix>),
+    // leased by `control` (2 s leases), and waits until its host holds a lease. Answers its URL.
+    std::string StartAgentProcess(std::optional<runtime::Child>& process, const std::string& host,
+                                  const std::string& suffix, const std::string& prefix,
+                                  const LeasingControlPlane& control) {
+        const std::string port_file = base_ + "/port" + suffix;
+        const std::string log = base_ + "/agent" + suffix + ".log";
+        auto child = runtime::Child::Spawn({runtime::SiblingBinary("cogs-compute"),
+                                            "--listen",
+                                            "127.0.0.1:0",
+                                            "--port-file",
+                                            port_file,
+                                            "--state",
+                                            base_ + "/agent" + suffix + ".db",
+                                            "--host",
+                                            host,
+                                            "--driver",
+                                            "container",
+                                            "--instances-dir",
+                                            base_ + "/instances" + suffix,
+                                            "--runc-root",
+                                            base_ + "/runc" + suffix,
+                                            "--netns-prefix",
+                                            prefix,
+                                            "--stop-grace-ms",
+                                            "5000",
+                                            "--control-url",
+                                            control.url(),
+                                            "--heartbeat-ms",
+                                            "200",
+                                            "--lease-ttl-ms",
+                                            "2000"},
+                                           {.log_path = log});
+        EXPECT_TRUE(child) << child.error().ToString();
+        if (!child) {
+            return "";
+        }
+        process.emplace(std::move(*child));
+        std::string port;
+        EXPECT_TRUE(WaitFor([&] { return !(port = runtime::ReadFile(port_file).value_or("")).empty(); }))
+            << runtime::TailFile(log, 20);
+        while (!port.empty() && std::isspace(static_cast<unsigned char>(port.back()))) {
+            port.pop_back();
+        }
+        const std::string url = "http://127.0.0.1:" + port;
+        EXPECT_TRUE(WaitFor([&] {
+            return Get(url, "/v1/inventory").find(R"("fenced":false)") != std::string::npos;
+        })) << host
+            << " got no lease: " << runtime::TailFile(log, 20);
+        return url;
+    }
+
+    static std::string Get(const std::string& url, const std::string& path) {
+        auto r = runtime::RunCommand({kCurl, "-sf", url + path}, SteadyClock::now() + kPatience);
+        return r && r->exit_status == 0 ? r->output : "";
+    }
+
+    // create_instance `id` on `host` through the agent at `url` (202: it boots).
+    void Create(const std::string& url, const std::string& key, const std::string& id,
+                const std::string& host) {
+        json::object input = json::parse(CreateInput(id)).as_object();
+        input["host"] = host;
+        auto created =
+            runtime::RunCommand({kCurl, "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H",
+                                 "Idempotency-Key: " + key, "-H", "Content-Type: application/json", "--data",
+                                 json::serialize(input), url + "/v1/actions/create_instance"},
+                                SteadyClock::now() + kPatience);
+        ASSERT_TRUE(created) << created.error().ToString();
+        EXPECT_EQ(created->output, "202") << id << " on " << host;
+    }
+
+    // When the container's exit was recorded (its exit file's time, wall ms).
+    static int64_t ExitWallMs(const oci::Containers& containers, const std::string& id) {
+        struct stat st {};
+        EXPECT_EQ(::stat((containers.DirOf(id) + "/exit").c_str(), &st), 0) << id << " has no exit file";
+        return int64_t{st.st_mtim.tv_sec} * 1000 + st.st_mtim.tv_nsec / 1000000;
+    }
+};
+
+// SIGKILLed with an instance running: the instance's shim kills it within a second of the last lease
+// the agent wrote (cogsd would declare the host down a fence window after its own lease end).
+TEST_F(ComputeAgentProcessTest, AKilledAgentLeavesNothingRunningPastItsLease) {
+    LeasingControlPlane control(2000);
+    const std::string url = StartAgentProcess(agent_process_, "h1", "", prefix_, control);
+    ASSERT_FALSE(HasFailure());
     const std::string id = "i" + RandomHex(4);
-    auto created = runtime::RunCommand(
-        {curl, "-s", "-X", "POST", "-H", "Idempotency-Key: wf1/boot/do", "-H",
-         "Content-Type: application/json", "--data", CreateInput(id), url + "/v1/actions/create_instance"},
-        SteadyClock::now() + kPatience);
-    ASSERT_TRUE(created && created->exit_status == 0)
-        << (created ? created->output : created.error().ToString());
-    ASSERT_TRUE(wait_for([&] { return Container(id).state == oci::ContainerState::kRunning; }))
-        << created->output << runtime::TailFile(base_ + "/agent.log", 20);
+    Create(url, "wf1/boot/do", id, "h1");
+    ASSERT_TRUE(WaitFor([&] { return Container(id).state == oci::ContainerState::kRunning; }))
+        << runtime::TailFile(base_ + "/agent.log", 20);
     const pid_t pid = Container(id).pid;
 
     agent_process_->Signal(SIGKILL);
@@ -595,14 +668,67 @@ TEST_F(ComputeContainerTest, AnAgentProcessKilledWithItsInstancesRunningLeavesNo
         WallNowMs() + std::chrono::duration_cast<Millis>(*end - oci::BootTimeNow()).count();
 
     oci::ContainerStatus ended;
-    ASSERT_TRUE(wait_for([&] { return (ended = Container(id)).state == oci::ContainerState::kExited; }));
+    ASSERT_TRUE(WaitFor([&] { return (ended = Container(id)).state == oci::ContainerState::kExited; }));
     EXPECT_GE(oci::BootTimeNow(), *end) << "killed before its lease ended";
     EXPECT_EQ(ended.exit_status, 128 + SIGKILL);
     EXPECT_NE(::kill(pid, 0), 0) << "pid " << pid << " still runs";
-    struct stat st {};
-    ASSERT_EQ(::stat((containers_->DirOf(id) + "/exit").c_str(), &st), 0);
-    const int64_t exit_ms = int64_t{st.st_mtim.tv_sec} * 1000 + st.st_mtim.tv_nsec / 1000000;
+    const int64_t exit_ms = ExitWallMs(*containers_, id);
     EXPECT_LT(exit_ms, end_wall_ms + 1000) << "ended " << exit_ms - end_wall_ms << " ms after the lease";
+}
+
+// Issue 14 point 2, as the control plane sees it: the agent of h1 is SIGKILLed with a server running;
+// at the moment cogsd would declare h1 down (its last renewal's receipt + the lease TTL + a fence
+// window of 1 s) the server is rebuilt on h2 (same id, as an evacuation does). h1's copy ended
+// before that moment, and from then on exactly one copy runs.
+TEST_F(ComputeAgentProcessTest, AServerRebuiltElsewhereAfterItsAgentWasKilledRunsOnce) {
+    constexpr int64_t kTtlMs = 2000;
+    constexpr int64_t kFenceWindowMs = 1000;
+    LeasingControlPlane control(kTtlMs);
+    const std::string url1 = StartAgentProcess(agent_process_, "h1", "", prefix_, control);
+    const std::string url2 = StartAgentProcess(agent_process2_, "h2", "2", prefix2_, control);
+    ASSERT_FALSE(HasFailure());
+    const oci::Containers on_h2({.dir = base_ + "/instances2",
+                                 .runc_root = base_ + "/runc2",
+                                 .runc_binary = kRunc,
+                                 .shim_binary = runtime::SiblingBinary("cogs-oci-shim")});
+    const std::string id = "s" + RandomHex(4);
+    Create(url1, "wf1/boot/do", id, "h1");
+    ASSERT_TRUE(WaitFor([&] { return Container(id).state == oci::ContainerState::kRunning; }))
+        << runtime::TailFile(base_ + "/agent.log", 20);
+    const pid_t first = Container(id).pid;
+
+    agent_process_->Signal(SIGKILL);
+    ASSERT_TRUE(agent_process_->Wait(kPatience).has_value());
+    const int64_t down_wall_ms = control.LastRenewalWallMs("h1") + kTtlMs + kFenceWindowMs;
+    while (WallNowMs() < down_wall_ms) {
+        std::this_thread::sleep_for(20ms);
+    }
+    // cogsd declares h1 down: its copy has ended already.
+    const oci::ContainerStatus old_copy = Container(id);
+    ASSERT_EQ(old_copy.state, oci::ContainerState::kExited)
+        << "h1's copy still runs when h1 is declared down";
+    EXPECT_LT(ExitWallMs(*containers_, id), down_wall_ms);
+    EXPECT_NE(::kill(first, 0), 0);
+
+    // The evacuation: the same server on h2.
+    Create(url2, "wf2/evacuate/do", id, "h2");
+    oci::ContainerStatus new_copy;
+    ASSERT_TRUE(WaitFor([&] {
+        return (new_copy = on_h2.Status(id).value_or(oci::ContainerStatus{})).state ==
+               oci::ContainerState::kRunning;
+    })) << runtime::TailFile(base_ + "/agent2.log", 20);
+    // Exactly one copy runs on the machine: h2's.
+    int running = 0;
+    for (const oci::Containers* host : {static_cast<const oci::Containers*>(&*containers_), &on_h2}) {
+        auto all = host->List();
+        ASSERT_TRUE(all) << all.error().ToString();
+        for (const oci::ContainerInfo& c : *all) {
+            running += c.id == id && c.status.state == oci::ContainerState::kRunning ? 1 : 0;
+        }
+    }
+    EXPECT_EQ(running, 1);
+    EXPECT_EQ(::kill(new_copy.pid, 0), 0);
+    EXPECT_NE(new_copy.pid, first);
 }
 
 }  // namespace
