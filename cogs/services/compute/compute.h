@@ -46,8 +46,9 @@
 // timers and writes); without it crashes are kept but never restarted.
 //
 // Leases and fencing (HostLink): the agent (agent.h) fences a host when its lease from the control
-// plane runs out: every running, booting or CRASHED instance of it becomes FENCED. The next lease
-// unfences the host; its FENCED instances stay FENCED until start_instance or delete_instance.
+// plane runs out: every running, booting or CRASHED instance of it becomes FENCED (the running ones
+// powered off: ComputeDriver::PowerOff, no graceful stop). The next lease unfences the host; its
+// FENCED instances stay FENCED until start_instance or delete_instance.
 // With ComputeOptions.leased every host starts fenced (no lease yet) and every instance that was
 // neither SHUTOFF nor ERROR is loaded FENCED (the host restarted: the control plane decides what
 // runs again) — unless the driver adopts(): then the driver is asked (Adopt) and what still runs
