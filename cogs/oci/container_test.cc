@@ -584,6 +584,18 @@ protected:
 
     std::vector<std::string> Sleepers() { return ProcessesMentioning("sleep " + marker_); }
 
+    // Waits until the container's second process runs (it execs `sleep` an instant after the shell
+    // forked it, perhaps after "ready").
+    bool SleeperRuns() {
+        for (const SteadyTime deadline = SteadyClock::now() + kPatience; SteadyClock::now() < deadline;) {
+            if (Sleepers().size() == 1) {
+                return true;
+            }
+            std::this_thread::sleep_for(20ms);
+        }
+        return false;
+    }
+
     std::string lease_file_;
     std::string marker_;
 };
@@ -594,7 +606,7 @@ TEST_F(OciWatchdogTest, ARenewedLeaseKeepsTheContainerAndAnEndedOneKillsIt) {
     const ContainerStatus started = MustStart(spec);
     ASSERT_EQ(started.state, ContainerState::kRunning);
     WaitForConsole(spec.id, "ready\n");
-    ASSERT_EQ(Sleepers().size(), 1u);
+    ASSERT_TRUE(SleeperRuns()) << "its second process did not start";
 
     // Renewed (as an agent does at every heartbeat) past the first end: it runs on.
     const Duration first_end = end;
@@ -654,7 +666,7 @@ TEST_F(OciWatchdogTest, ALeaseFileRemovedWhileTheContainerRunsKillsIt) {
     const ContainerSpec spec = WatchedSpec();
     ASSERT_EQ(MustStart(spec).state, ContainerState::kRunning);
     WaitForConsole(spec.id, "ready\n");
-    ASSERT_EQ(Sleepers().size(), 1u);
+    ASSERT_TRUE(SleeperRuns()) << "its second process did not start";
     ASSERT_TRUE(fs::remove(lease_file_));
     const ContainerStatus ended = WaitForExit(spec.id);
     EXPECT_EQ(ended.exit_status, 128 + SIGKILL);
@@ -669,6 +681,7 @@ TEST_F(OciWatchdogTest, TheWatchdogNeverKillsAProcessThatIsNotTheContainers) {
     const ContainerSpec spec = WatchedSpec();
     ASSERT_EQ(MustStart(spec).state, ContainerState::kRunning);
     WaitForConsole(spec.id, "ready\n");
+    ASSERT_TRUE(SleeperRuns()) << "its second process did not start";
     auto bystander = runtime::Child::Spawn({kBusybox, "sleep", "99999"});  // not a Sleeper
     ASSERT_TRUE(bystander) << bystander.error().ToString();
     ASSERT_TRUE(runtime::WriteFileAtomic(containers_->DirOf(spec.id) + "/container.pid",
