@@ -99,6 +99,19 @@ struct HostSpec {
     std::vector<std::string> traits{};
 };
 
+// A volume attached to an instance: its data is the file system in the file `path` on this host
+// (the volume service's file driver answers the path at attach). The container driver mounts it at
+// /volumes/<volume_id> inside the instance. path "" (a volume with nothing on disk, the volume
+// service's sim driver): recorded only, nothing mounted.
+struct VolumeMount {
+    std::string volume_id{};
+    std::string path{};
+    bool operator==(const VolumeMount&) const = default;
+};
+
+// At most this many volumes per instance (a VM's virtio-blk slots are bounded too).
+inline constexpr size_t kMaxVolumes = 64;
+
 // What a driver needs to know of an instance.
 struct InstanceSpec {
     std::string id{};
@@ -111,7 +124,8 @@ struct InstanceSpec {
     std::string mac_address{};
     std::string ip_address{};
     std::string project_id{};
-    std::string name{};  // the server's name (a real instance's hostname)
+    std::string name{};                  // the server's name (a real instance's hostname)
+    std::vector<VolumeMount> volumes{};  // attached (attach_volumes), in the order attached
 };
 
 // Boot's answer of a driver whose instances have a life of their own: the driver does not know
@@ -136,6 +150,13 @@ public:
     virtual void Exited(const std::string& id, std::string why) = 0;
     // Adopt found nothing of it (the machine rebooted): FENCED, until the control plane starts it.
     virtual void Gone(const std::string& id) = 0;
+    // The SyncVolumes call `ticket` about instance `id` ended: its volumes are mounted as its spec
+    // said then (Ok), or not (the error: a file missing on this host, a volume busy inside).
+    virtual void VolumesSynced(const std::string& id, uint64_t ticket, Status result) {
+        (void)id;
+        (void)ticket;
+        (void)result;
+    }
 };
 
 // What runs instances. Every call is idempotent and short, made on the domain's io thread: it starts
@@ -166,6 +187,16 @@ public:
     // At start, for an instance the records say is running or booting: reports Running (it still
     // runs: adopted, not restarted), Exited (it ended meanwhile) or Gone (nothing of it is left).
     virtual void Adopt(const InstanceSpec& instance) { (void)instance; }
+    // Makes what the instance has mounted match instance.volumes: mounts those missing, unmounts
+    // those no longer listed (idempotent; in the order of the calls about that instance, after a
+    // Boot queued before). Answers true if it reports the end (DriverEvents::VolumesSynced with
+    // `ticket`), false if there is nothing to wait for (a driver that only records). Boot mounts
+    // instance.volumes too (after a reboot of the machine they are gone), and Delete unmounts them.
+    virtual Result<bool> SyncVolumes(const InstanceSpec& instance, uint64_t ticket) {
+        (void)instance;
+        (void)ticket;
+        return false;
+    }
     // Its console output, the last `max_bytes` of it ("" if there is none, or nothing runs). Reads
     // a few local files at most.
     virtual Result<std::string> Console(const InstanceSpec& instance, int64_t max_bytes) const {
