@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
@@ -29,6 +30,7 @@
 #include "cogs/services/compute/compute.h"
 #include "cogs/services/kit/internal/test_service.h"
 #include "cogs/services/kit/service.h"
+#include "cogs/services/volume/volume.h"
 
 namespace cogs::services::compute {
 namespace {
@@ -44,6 +46,7 @@ using kit::test_service::StatusOf;
 constexpr const char* kRunc = "/usr/sbin/runc";
 constexpr const char* kBusybox = "/bin/busybox";
 constexpr const char* kIp = "/usr/sbin/ip";
+constexpr const char* kLosetup = "/usr/sbin/losetup";
 constexpr const char* kTestRoot = "/tmp/cogs-compute-test";
 constexpr Duration kPatience = 60s;  // for anything a loaded machine may take long to do
 
@@ -58,6 +61,32 @@ std::vector<std::string> Namespaces(const std::string& prefix) {
         }
     }
     return out;
+}
+
+// The mount points at or under `dir` in this mount namespace, deepest first.
+std::vector<std::string> MountsUnder(const std::string& dir) {
+    std::vector<std::string> out;
+    auto info = runtime::ReadFile("/proc/self/mountinfo");
+    std::istringstream lines(info ? *info : "");
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream fields(line);
+        std::string id, parent, dev, root, point;
+        if (fields >> id >> parent >> dev >> root >> point &&
+            (point == dir || point.starts_with(dir + "/"))) {
+            out.push_back(point);
+        }
+    }
+    std::reverse(out.begin(), out.end());
+    std::stable_sort(out.begin(), out.end(), [](const std::string& a, const std::string& b) {
+        return std::count(a.begin(), a.end(), '/') > std::count(b.begin(), b.end(), '/');
+    });
+    return out;
+}
+
+// The loop devices backed by `file` (losetup -j): "" when none.
+std::string LoopsOf(const std::string& file) {
+    auto r = runtime::RunCommand({kLosetup, "-j", file}, SteadyClock::now() + 30s);
+    return r ? r->output : "losetup failed: " + r.error().ToString();
 }
 
 // Kills and removes everything under one test directory, and the namespaces of its prefix (kept in
@@ -81,6 +110,11 @@ void CleanUp(const std::string& base) {
         for (const std::string& name : Namespaces(*prefix)) {
             (void)runtime::RunCommand({kIp, "netns", "delete", name}, SteadyClock::now() + 30s);
         }
+    }
+    // Volumes a failed test left mounted (Remove unmounts those under an instance's directory):
+    // unmounted before their files go, which frees their loop devices.
+    for (const std::string& mount : MountsUnder(base)) {
+        (void)::umount2(mount.c_str(), MNT_DETACH);
     }
     fs::remove_all(base, ec);
 }
@@ -350,6 +384,111 @@ TEST_F(ComputeContainerTest, ARestartedAgentAdoptsWhatRunsAndRestartsWhatEndedMe
     EXPECT_EQ(domain_->HeartbeatBody("h1").find(R"("instance":")" + a), std::string::npos)
         << "no report about a";
     ASSERT_TRUE(Await([&] { return Page(a).find("web " + a) != std::string::npos; }));
+}
+
+// Point 5 of issue 14: a volume of the volume service's file driver (an ext4 file), attached to a
+// running instance, appears inside at /volumes/<id> without a restart; data written there survives
+// its detach and shows in another instance; detach and delete leave no mount and no loop device.
+TEST_F(ComputeContainerTest, AVolumeAttachedToARunningInstanceKeepsItsDataForTheNextOne) {
+    for (const char* tool : {"/usr/sbin/mkfs.ext4", kLosetup}) {
+        if (!fs::exists(tool)) {
+            GTEST_SKIP() << tool << " is missing: scripts/install-deps installs e2fsprogs and util-linux";
+        }
+    }
+    auto volumes = volume::MakeVolumeDriver("file", base_ + "/volumes");
+    ASSERT_TRUE(volumes) << volumes.error().ToString();
+    const std::string vid = "v" + RandomHex(4);
+    auto file = (*volumes)->Create(vid, 1);
+    ASSERT_TRUE(file) << file.error().ToString();
+
+    const std::string a = "a" + RandomHex(4);
+    const std::string b = "b" + RandomHex(4);
+    for (const std::string& id : {a, b}) {
+        ASSERT_TRUE(Do("create_instance", "wf-" + id + "/boot/do", CreateInput(id)));
+    }
+    ASSERT_TRUE(Await([&] { return StateOf(a) == "ACTIVE" && StateOf(b) == "ACTIVE"; }));
+    const pid_t pid_a = Container(a).pid;
+
+    auto exec = [&](const std::string& id, const std::string& script) {
+        auto r = runtime::RunCommand({kRunc, "--root", base_ + "/runc", "exec", id, "/bin/sh", "-c", script},
+                                     SteadyClock::now() + kPatience);
+        return r ? r->output + "status=" + std::to_string(r->exit_status) : r.error().ToString();
+    };
+    // Runs a volume action to its end (it is long while the host mounts).
+    auto volume_action = [&](const std::string& action, const std::string& key, const json::object& input) {
+        auto r = Do(action, key, json::serialize(input));
+        if (r && r->accepted) {
+            EXPECT_TRUE(Await([&] {
+                r = StatusOf(io_, *service_, key);
+                return !r || !r->accepted;
+            }));
+        }
+        return r;
+    };
+    const json::array attachments{{{"volume_id", vid}, {"device", "/dev/vdb"}, {"path", *file}}};
+    const std::string data = "written by " + a + " " + RandomHex(8);
+    const std::string mounted_inside = "grep -c ' /volumes/" + vid + " ' /proc/self/mountinfo; ";
+
+    // Attached to a running instance: mounted inside, no restart.
+    auto attached = volume_action("attach_volumes", "wf-va/mount/do",
+                                  {{"id", a}, {"host", "h1"}, {"volumes", attachments}});
+    ASSERT_TRUE(attached) << attached.error().ToString();
+    EXPECT_EQ(json::parse(attached->output),
+              json::parse(R"({"id":")" + a + R"(","host":"h1","volume_ids":[")" + vid + R"("]})"));
+    EXPECT_EQ(exec(a, mounted_inside + "echo '" + data + "' > /volumes/" + vid +
+                          "/hello && sync && cat /volumes/" + vid + "/hello"),
+              "1\n" + data + "\nstatus=0");
+    EXPECT_EQ(Container(a).pid, pid_a) << "not restarted";
+    EXPECT_NE(LoopsOf(*file), "") << "a loop device backs it";
+    EXPECT_EQ(Instance(a).at("volumes"),
+              json::parse(R"([{"volume_id":")" + vid + R"(","path":")" + *file + R"("}])"));
+
+    // Detached: gone from inside, no mount and no loop device left on the host.
+    auto detached = volume_action("detach_volumes", "wf-va/mount/undo",
+                                  {{"id", a}, {"host", "h1"}, {"volume_ids", json::array{json::value(vid)}}});
+    ASSERT_TRUE(detached) << detached.error().ToString();
+    EXPECT_EQ(json::parse(detached->output).at("detached"), json::array{json::value(vid)});
+    EXPECT_EQ(exec(a, mounted_inside), "0\nstatus=1");
+    EXPECT_EQ(MountsUnder(containers_->DirOf(a) + "/volumes"),
+              std::vector<std::string>{containers_->DirOf(a) + "/volumes"})
+        << "only the instance's own shared volumes directory";
+    std::string loops;
+    EXPECT_TRUE(Await([&] { return (loops = LoopsOf(*file)).empty(); })) << loops;
+
+    // Attached to another instance: the data is there; and after its reboot too.
+    auto moved = volume_action("attach_volumes", "wf-vb/mount/do",
+                               {{"id", b}, {"host", "h1"}, {"volumes", attachments}});
+    ASSERT_TRUE(moved) << moved.error().ToString();
+    EXPECT_EQ(exec(b, "cat /volumes/" + vid + "/hello"), data + "\nstatus=0");
+    const pid_t pid_b = Container(b).pid;
+    auto rebooted = volume_action("reboot_instance", "wf-vb/reboot/do", {{"id", b}, {"host", "h1"}});
+    ASSERT_TRUE(rebooted) << rebooted.error().ToString();
+    ASSERT_TRUE(Await([&] { return StateOf(b) == "ACTIVE" && Container(b).pid != pid_b; }));
+    EXPECT_EQ(exec(b, "cat /volumes/" + vid + "/hello"), data + "\nstatus=0");
+
+    // Deleted with the volume attached: nothing of it is left, the volume's file and data are.
+    for (const std::string& id : {a, b}) {
+        ASSERT_TRUE(
+            Do("delete_instance", "wf-" + id + "/delete/do", R"({"id":")" + id + R"(","host":"h1"})"));
+    }
+    std::vector<std::string> left;
+    EXPECT_TRUE(Await([&] {
+        left = Leftovers(a);
+        for (const std::string& l : Leftovers(b)) {
+            left.push_back(l);
+        }
+        for (const std::string& m : MountsUnder(base_)) {
+            left.push_back("mount " + m);
+        }
+        if (std::string loop = LoopsOf(*file); !loop.empty()) {
+            left.push_back(loop);
+        }
+        return left.empty();
+    }));
+    EXPECT_EQ(left, std::vector<std::string>{});
+    auto check = runtime::RunCommand({"/usr/sbin/e2fsck", "-n", "-f", *file}, SteadyClock::now() + kPatience);
+    ASSERT_TRUE(check) << check.error().ToString();
+    EXPECT_EQ(check->exit_status, 0) << "the file system is clean after its unmounts: " << check->output;
 }
 
 }  // namespace
