@@ -97,24 +97,20 @@ Result<kit::Done> ComputeDomainImpl::DetachVolumes(const Input& in, kit::Tx& tx)
     COGS_ASSIGN_OR_RETURN(const std::string host, in.String("host"));
     COGS_ASSIGN_OR_RETURN(const std::vector<std::string> ids, in.IdList("volume_ids"));
     COGS_TRY(Served(host));
-    json::object out{{"id", id}, {"host", host}};
+    // The same answer however often it is sent: none of volume_ids is attached any more.
+    json::object out{{"id", id}, {"host", host}, {"volume_ids", VolumeIds(ids)}};
     auto found = Find(id, host);
     if (!found) {
         // Deleted (which unmounted everything) or never here: nothing is mounted for it.
-        out["detached"] = json::array();
         return kit::Done{json::serialize(out)};
     }
     Instance& i = **found;
     std::vector<VolumeMount> volumes;
-    std::vector<std::string> detached;
     for (const VolumeMount& v : i.spec.volumes) {
-        if (std::find(ids.begin(), ids.end(), v.volume_id) != ids.end()) {
-            detached.push_back(v.volume_id);
-        } else {
+        if (std::find(ids.begin(), ids.end(), v.volume_id) == ids.end()) {
             volumes.push_back(v);
         }
     }
-    out["detached"] = VolumeIds(detached);
     // Synced even when nothing changes in the record: an earlier detach whose unmount failed (busy)
     // is tried again.
     return SyncVolumes(i, std::move(volumes), json::serialize(out), tx);

@@ -443,11 +443,30 @@ TEST_F(ComputeContainerTest, AVolumeAttachedToARunningInstanceKeepsItsDataForThe
     EXPECT_EQ(Instance(a).at("volumes"),
               json::parse(R"([{"volume_id":")" + vid + R"(","path":")" + *file + R"("}])"));
 
+    // Busy inside (a process works in it): the detach fails, and nothing is unmounted lazily.
+    const std::string busy_script = "cd /volumes/" + vid + " && exec sleep 1000";
+    std::optional<runtime::Child> busy;
+    {
+        auto child = runtime::Child::Spawn(
+            {kRunc, "--root", base_ + "/runc", "exec", a, "/bin/sh", "-c", busy_script});
+        ASSERT_TRUE(child) << child.error().ToString();
+        busy.emplace(std::move(*child));
+    }
+    ASSERT_TRUE(Await([&] { return exec(a, "pidof sleep >/dev/null && echo yes") == "yes\nstatus=0"; }));
+    auto refused = volume_action("detach_volumes", "wf-va/busy/do",
+                                 {{"id", a}, {"host", "h1"}, {"volume_ids", json::array{json::value(vid)}}});
+    ASSERT_FALSE(refused) << refused->output;
+    EXPECT_EQ(refused.error().code, ErrorCode::kFailedPrecondition) << refused.error().ToString();
+    EXPECT_NE(refused.error().message.find("busy"), std::string::npos) << refused.error().ToString();
+    EXPECT_EQ(exec(a, mounted_inside + "cat /volumes/" + vid + "/hello"), "1\n" + data + "\nstatus=0");
+    EXPECT_EQ(exec(a, "kill $(pidof sleep) && echo done"), "done\nstatus=0");
+    (void)busy->Wait(kPatience);
+
     // Detached: gone from inside, no mount and no loop device left on the host.
     auto detached = volume_action("detach_volumes", "wf-va/mount/undo",
                                   {{"id", a}, {"host", "h1"}, {"volume_ids", json::array{json::value(vid)}}});
     ASSERT_TRUE(detached) << detached.error().ToString();
-    EXPECT_EQ(json::parse(detached->output).at("detached"), json::array{json::value(vid)});
+    EXPECT_EQ(json::parse(detached->output).at("volume_ids"), json::array{json::value(vid)});
     EXPECT_EQ(exec(a, mounted_inside), "0\nstatus=1");
     EXPECT_EQ(MountsUnder(containers_->DirOf(a) + "/volumes"),
               std::vector<std::string>{containers_->DirOf(a) + "/volumes"})
