@@ -22,6 +22,13 @@
 //   stop_instance   {id, host} -> {id, host, state: "SHUTOFF"} at once (from any state).
 //   reboot_instance {id, host} -> long action: REBOOT, then {id, host, state: "ACTIVE"} (also from
 //        a stopped state: a hard reboot starts it).
+//   attach_volumes  {id, host, volumes: [{volume_id, path?, device?}]} -> long action while the
+//        driver mounts them (SyncVolumes), then {id, host, volume_ids}. At most kMaxVolumes per
+//        instance; the same volume from another path kFailedPrecondition; no such instance
+//        kNotFound. README.md, "Volumes".
+//   detach_volumes  {id, host, volume_ids} -> long action while the driver unmounts them, then
+//        {id, host, volume_ids}; a volume busy inside: kFailedPrecondition (never unmounted lazily).
+//        An instance not on that host: done at once.
 //   start/stop/reboot of an instance not on that host: kNotFound (non-retryable).
 //   create/start/reboot on a fenced host: kUnavailable (retryable) "host H is fenced: it holds no
 //        lease from the control plane"; stop and delete still work there.
@@ -56,7 +63,8 @@
 //
 // Inventory: {"hosts": [{name, availability_zone, vcpus, ram_mb, disk_gb, traits, fenced}],
 //             "instances": [{id, host, state, vcpus, ram_mb, disk_gb, image, port_id, mac_address,
-//                            ip_address, project_id, name, created_at_ms, ready_at_ms, crashes}]} in
+//                            ip_address, project_id, name, created_at_ms, ready_at_ms, crashes,
+//                            volumes: [{volume_id, path}]}]} in
 //             id order; crashes: crashes within the restart window.
 // GET /v1/instances/{id} -> 200 {"instance": {...as in the inventory}} or 404.
 //
