@@ -119,8 +119,8 @@ public:
 
 private:
     // An ext4 file system on the whole file, ready to mount (mount -o loop). Only metadata is
-    // written: the inode tables and the journal are left to be zeroed lazily (by the kernel, at the
-    // first mount), so a new volume's file stays sparse (~16 MiB allocated for 1 TiB). No reserved
+    // written: the inode tables and the journal are left to be zeroed lazily (by the kernel, after
+    // the first mount), so a new volume's file stays sparse (~16 MiB allocated for 1 TiB). No reserved
     // blocks: a data volume, not a root file system.
     Status Format(const std::string& path) const {
         auto out = runtime::RunCommand({mkfs_, "-q", "-F", "-t", "ext4", "-m", "0", "-E",
