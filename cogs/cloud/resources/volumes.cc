@@ -142,8 +142,8 @@ void Volumes::Detach(Call call) {
         // As for an attach: not while a workflow on the server acts on its volumes (an evacuation
         // would attach the volume again after this detach, a delete detach it twice).
         const std::string server_id = Str(v->body, "server_id");
-        if (const Res* s = ctx_.model.Find(kServer, server_id);
-            s != nullptr && Transitional(kServer, s->status_text())) {
+        const Res* s = ctx_.model.Find(kServer, server_id);
+        if (s != nullptr && Transitional(kServer, s->status_text())) {
             return MakeError(ErrorCode::kConflict, "server " + server_id + " is " + s->status_text() +
                                                        ": its volumes cannot change until that ends");
         }
