@@ -1982,6 +1982,9 @@ TEST_F(ComputeReportingDriverTest, AVolumeAttachOrDetachEndsWhenTheDriverHasMoun
         Ok("attach_volumes", R"({"id":"i1","host":"h1","volumes":[{"volume_id":"v1","path":"/v/v1.img"}]})");
     ASSERT_EQ(log_->tickets.size(), 1u);
     EXPECT_EQ(attach.wait_for, "volumes/i1/" + std::to_string(log_->tickets[0]));
+    EXPECT_EQ(Ok("attach_volumes", R"({"id":"i1","host":"h1","volumes":[]})").wait_for, "")
+        << "nothing to mount (a server without volumes): done at once, the driver not asked";
+    EXPECT_EQ(log_->tickets.size(), 1u);
     EXPECT_EQ(log_->calls.back(), "volumes i1 v1");
     EXPECT_EQ(Finished().size(), 1u) << "only the boot";
     log_->events->VolumesSynced("i1", log_->tickets[0], cogs::Ok());

@@ -89,6 +89,10 @@ Result<kit::Done> ComputeDomainImpl::AttachVolumes(const Input& in, kit::Tx& tx)
         return MakeError(in.Invalid("volumes", "at most " + std::to_string(kMaxVolumes) + " per instance"));
     }
     json::object out{{"id", i.spec.id}, {"host", i.spec.host}, {"volume_ids", VolumeIds(ids)}};
+    if (wanted.empty()) {
+        // A server created without volumes: nothing to mount, no wait for the driver.
+        return kit::Done{json::serialize(out)};
+    }
     return SyncVolumes(i, std::move(volumes), json::serialize(out), tx);
 }
 
