@@ -496,6 +496,16 @@ TEST_F(ComputeContainerTest, AVolumeAttachedToARunningInstanceKeepsItsDataForThe
     ASSERT_TRUE(Await([&] { return StateOf(b) == "ACTIVE" && Container(b).pid != pid_b; }));
     EXPECT_EQ(Exec(b, "cat /volumes/" + vid + "/hello"), data + "\nstatus=0");
 
+    // The agent restarts: b is adopted (the same process) with its volume still mounted inside.
+    const pid_t adopted = Container(b).pid;
+    StartService();
+    ASSERT_TRUE(Await([&] { return StateOf(b) == "ACTIVE"; }));
+    EXPECT_EQ(Container(b).pid, adopted);
+    EXPECT_EQ(Exec(b, "cat /volumes/" + vid + "/hello"), data + "\nstatus=0");
+    EXPECT_EQ(Instance(b).at("volumes"),
+              json::parse(R"([{"volume_id":")" + vid + R"(","path":")" + file + R"("}])"));
+    EXPECT_EQ(Instance(a).at("volumes"), json::array());
+
     // Deleted with the volume attached: nothing of it is left, the volume's file and data are.
     for (const std::string& id : {a, b}) {
         ASSERT_TRUE(
