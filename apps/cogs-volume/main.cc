@@ -3,8 +3,9 @@
 //
 //   cogs-volume --listen 127.0.0.1:0 --port-file /tmp/v.port --state /tmp/v/state.db --driver file
 //
-// --driver sim (default) keeps records only; --driver file backs every volume with a sparse file in
-// --volume-dir (default: <directory of --state>/volumes, or ./volumes without --state).
+// --driver sim (default) keeps records only; --driver file backs every volume with a sparse file
+// holding an ext4 file system (mkfs.ext4, from e2fsprogs) in --volume-dir (default: <directory of
+// --state>/volumes, or ./volumes without --state).
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -21,7 +22,8 @@ int main(int argc, char** argv) {
     kit::AddServeFlags(app, options);
     std::string driver_name = "sim";
     std::string volume_dir;
-    app.add_option("--driver", driver_name, "what backs volumes: sim (records only) or file (sparse files)")
+    app.add_option("--driver", driver_name,
+                   "what backs volumes: sim (records only) or file (sparse files holding ext4)")
         ->check(CLI::IsMember({"sim", "file"}))
         ->capture_default_str();
     app.add_option("--volume-dir", volume_dir,

@@ -792,7 +792,8 @@ TEST_F(CloudTest, AWorkflowShowsEachOfItsSteps) {
         EXPECT_EQ(s.at("attempts").as_int64(), 1) << StrOf(s, "name");
         EXPECT_FALSE(StrOf(s, "finished_at").empty()) << StrOf(s, "name");
     }
-    EXPECT_EQ(steps, (std::vector<std::string>{"create_port", "claim", "boot", "attach_volumes"}));
+    EXPECT_EQ(steps,
+              (std::vector<std::string>{"create_port", "claim", "boot", "attach_volumes", "mount_volumes"}));
     EXPECT_EQ(r.Obj("workflow").at("steps").at(1).at("output").at("host"),
               Server(id).Obj("server").at("host"))
         << "the claim's output is where the server is";

@@ -174,8 +174,11 @@ Result<std::string> BundleConfig(const ContainerSpec& spec) {
         Mount("/sys/fs/cgroup", "cgroup", "cgroup", {"nosuid", "noexec", "nodev", "relatime", "ro"}),
     };
     for (const BindMount& m : spec.mounts) {
-        mounts.emplace_back(
-            Mount(m.destination, "bind", m.source, {"rbind", "nosuid", "nodev", m.read_only ? "ro" : "rw"}));
+        std::vector<std::string> options{"rbind", "nosuid", "nodev", m.read_only ? "ro" : "rw"};
+        if (m.receives_host_mounts) {
+            options.emplace_back("rslave");
+        }
+        mounts.emplace_back(Mount(m.destination, "bind", m.source, options));
     }
 
     const int64_t memory = spec.memory_mib * 1024 * 1024;

@@ -30,6 +30,12 @@ struct BindMount {
     std::string source;       // absolute host path of a file or directory that exists
     std::string destination;  // absolute path inside the container (runc creates it if missing)
     bool read_only = false;
+    // Mounts made on the host under `source` after the container started appear inside too, and
+    // their unmounts: the bind is a slave of the host's mount (rslave), which must be a shared
+    // mount (e.g. a directory bound onto itself, then made shared). How a volume attached to a
+    // running instance appears at /volumes/<id> without a restart. Mounts made inside never leak
+    // out.
+    bool receives_host_mounts = false;
 };
 
 // The CFS period every container gets; its quota is vcpus periods (vcpus CPUs' worth of time).

@@ -139,6 +139,16 @@ TEST(OciBundleTest, MountsDefaultsAndBinds) {
     ASSERT_NE(volume, nullptr);
     EXPECT_EQ(Strings(volume->at("options")), (std::vector<std::string>{"rbind", "nosuid", "nodev", "rw"}));
     EXPECT_FALSE(c.at("linux").at("maskedPaths").as_array().empty());
+
+    // A directory whose later host mounts appear inside (the instance's /volumes): a slave bind.
+    ContainerSpec with_volumes = Spec();
+    with_volumes.mounts = {
+        {.source = "/var/lib/cogs/i-1/volumes", .destination = "/volumes", .receives_host_mounts = true}};
+    const json::object c2 = Config(with_volumes);
+    const json::object* volumes = MountAt(c2, "/volumes");
+    ASSERT_NE(volumes, nullptr);
+    EXPECT_EQ(Strings(volumes->at("options")),
+              (std::vector<std::string>{"rbind", "nosuid", "nodev", "rw", "rslave"}));
     EXPECT_FALSE(c.at("linux").at("readonlyPaths").as_array().empty());
 }
 

@@ -131,6 +131,7 @@ void Volumes::Attach(Call call) {
 
 void Volumes::Detach(Call call) {
     const std::string id = call.Param("id");
+    std::string host;  // the server's: it unmounts the volume first
     auto found = [&]() -> Result<Res*> {
         COGS_ASSIGN_OR_RETURN(Res * v, FindToChange(ctx_, call, kVolume, /*idle=*/false));
         COGS_TRY(Input::Parse(call.body, {}));
@@ -141,10 +142,13 @@ void Volumes::Detach(Call call) {
         // As for an attach: not while a workflow on the server acts on its volumes (an evacuation
         // would attach the volume again after this detach, a delete detach it twice).
         const std::string server_id = Str(v->body, "server_id");
-        if (const Res* s = ctx_.model.Find(kServer, server_id);
-            s != nullptr && Transitional(kServer, s->status_text())) {
+        const Res* s = ctx_.model.Find(kServer, server_id);
+        if (s != nullptr && Transitional(kServer, s->status_text())) {
             return MakeError(ErrorCode::kConflict, "server " + server_id + " is " + s->status_text() +
                                                        ": its volumes cannot change until that ends");
+        }
+        if (s != nullptr) {
+            host = Str(s->body, "host");
         }
         return v;
     }();
@@ -153,7 +157,8 @@ void Volumes::Detach(Call call) {
     StartAndAnswer(
         ctx_,
         ctx_.Transition(v, ToString(VolumeStatus::kDetaching), "volume.detach",
-                        {{"volume_id", id}, {"server_id", Str(v.body, "server_id")}}, call.traceparent),
+                        {{"volume_id", id}, {"server_id", Str(v.body, "server_id")}, {"host", host}},
+                        call.traceparent),
         call);
 }
 

@@ -22,6 +22,13 @@
 //   stop_instance   {id, host} -> {id, host, state: "SHUTOFF"} at once (from any state).
 //   reboot_instance {id, host} -> long action: REBOOT, then {id, host, state: "ACTIVE"} (also from
 //        a stopped state: a hard reboot starts it).
+//   attach_volumes  {id, host, volumes: [{volume_id, path?, device?}]} -> long action while the
+//        driver mounts them (SyncVolumes), then {id, host, volume_ids}. At most kMaxVolumes per
+//        instance; the same volume from another path kFailedPrecondition; no such instance
+//        kNotFound. README.md, "Volumes".
+//   detach_volumes  {id, host, volume_ids} -> long action while the driver unmounts them, then
+//        {id, host, volume_ids}; a volume busy inside: kFailedPrecondition (never unmounted lazily).
+//        An instance not on that host: done at once.
 //   start/stop/reboot of an instance not on that host: kNotFound (non-retryable).
 //   create/start/reboot on a fenced host: kUnavailable (retryable) "host H is fenced: it holds no
 //        lease from the control plane"; stop and delete still work there.
@@ -57,7 +64,8 @@
 //
 // Inventory: {"hosts": [{name, availability_zone, vcpus, ram_mb, disk_gb, traits, fenced}],
 //             "instances": [{id, host, state, vcpus, ram_mb, disk_gb, image, port_id, mac_address,
-//                            ip_address, project_id, name, created_at_ms, ready_at_ms, crashes}]} in
+//                            ip_address, project_id, name, created_at_ms, ready_at_ms, crashes,
+//                            volumes: [{volume_id, path}]}]} in
 //             id order; crashes: crashes within the restart window.
 // GET /v1/instances/{id} -> 200 {"instance": {...as in the inventory}} or 404.
 //
@@ -100,6 +108,19 @@ struct HostSpec {
     std::vector<std::string> traits{};
 };
 
+// A volume attached to an instance: its data is the file system in the file `path` on this host
+// (the volume service's file driver answers the path at attach). The container driver mounts it at
+// /volumes/<volume_id> inside the instance. path "" (a volume with nothing on disk, the volume
+// service's sim driver): recorded only, nothing mounted.
+struct VolumeMount {
+    std::string volume_id{};
+    std::string path{};
+    bool operator==(const VolumeMount&) const = default;
+};
+
+// At most this many volumes per instance (a VM's virtio-blk slots are bounded too).
+inline constexpr size_t kMaxVolumes = 64;
+
 // What a driver needs to know of an instance.
 struct InstanceSpec {
     std::string id{};
@@ -112,7 +133,8 @@ struct InstanceSpec {
     std::string mac_address{};
     std::string ip_address{};
     std::string project_id{};
-    std::string name{};  // the server's name (a real instance's hostname)
+    std::string name{};                  // the server's name (a real instance's hostname)
+    std::vector<VolumeMount> volumes{};  // attached (attach_volumes), in the order attached
 };
 
 // Boot's answer of a driver whose instances have a life of their own: the driver does not know
@@ -137,6 +159,13 @@ public:
     virtual void Exited(const std::string& id, std::string why) = 0;
     // Adopt found nothing of it (the machine rebooted): FENCED, until the control plane starts it.
     virtual void Gone(const std::string& id) = 0;
+    // The SyncVolumes call `ticket` about instance `id` ended: its volumes are mounted as its spec
+    // said then (Ok), or not (the error: a file missing on this host, a volume busy inside).
+    virtual void VolumesSynced(const std::string& id, uint64_t ticket, Status result) {
+        (void)id;
+        (void)ticket;
+        (void)result;
+    }
 };
 
 // What runs instances. Every call is idempotent and short, made on the domain's io thread: it starts
@@ -171,6 +200,16 @@ public:
     // At start, for an instance the records say is running or booting: reports Running (it still
     // runs: adopted, not restarted), Exited (it ended meanwhile) or Gone (nothing of it is left).
     virtual void Adopt(const InstanceSpec& instance) { (void)instance; }
+    // Makes what the instance has mounted match instance.volumes: mounts those missing, unmounts
+    // those no longer listed (idempotent; in the order of the calls about that instance, after a
+    // Boot queued before). Answers true if it reports the end (DriverEvents::VolumesSynced with
+    // `ticket`), false if there is nothing to wait for (a driver that only records). Boot mounts
+    // instance.volumes too (after a reboot of the machine they are gone), and Delete unmounts them.
+    virtual Result<bool> SyncVolumes(const InstanceSpec& instance, uint64_t ticket) {
+        (void)instance;
+        (void)ticket;
+        return false;
+    }
     // Its console output, the last `max_bytes` of it ("" if there is none, or nothing runs). Reads
     // a few local files at most.
     virtual Result<std::string> Console(const InstanceSpec& instance, int64_t max_bytes) const {

@@ -55,12 +55,12 @@ Result<Instance> ReadInstance(const Input& in, wire::Text text = {.allow_empty =
 // A stored instance (Record's shape). crashes and restart_at_us are absent from records written
 // before the supervisor existed.
 Result<Instance> ReadRecord(std::string_view text) {
-    COGS_ASSIGN_OR_RETURN(const Input in,
-                          Input::Parse(text,
-                                       {"id", "host", "vcpus", "ram_mb", "disk_gb", "image", "port_id",
-                                        "mac_address", "ip_address", "project_id", "name", "created_at_ms",
-                                        "power", "boot", "ready_at_us", "crashes", "restart_at_us"},
-                                       "record"));
+    COGS_ASSIGN_OR_RETURN(
+        const Input in, Input::Parse(text,
+                                     {"id", "host", "vcpus", "ram_mb", "disk_gb", "image", "port_id",
+                                      "mac_address", "ip_address", "project_id", "name", "created_at_ms",
+                                      "power", "boot", "ready_at_us", "crashes", "restart_at_us", "volumes"},
+                                     "record"));
     COGS_ASSIGN_OR_RETURN(Instance i, ReadInstance(in, {.allow_empty = true, .allow_controls = true}));
     COGS_ASSIGN_OR_RETURN(i.created_at_ms, in.Int("created_at_ms", 0));
     COGS_ASSIGN_OR_RETURN(const std::string power, in.String("power"));
@@ -85,6 +85,7 @@ Result<Instance> ReadRecord(std::string_view text) {
     }
     COGS_ASSIGN_OR_RETURN(const auto restart_at, in.OptionalInt("restart_at_us"));
     i.restart_at_us = restart_at.value_or(0);
+    COGS_ASSIGN_OR_RETURN(i.spec.volumes, ReadVolumes(in, "volumes", false));  // absent before volumes
     return i;
 }
 
@@ -149,6 +150,7 @@ std::string Record(const Instance& i) {
     o["ready_at_us"] = i.ready_at_us;
     o["crashes"] = json::array(i.crashes.begin(), i.crashes.end());
     o["restart_at_us"] = i.restart_at_us;
+    o["volumes"] = VolumesJson(i.spec.volumes);
     return json::serialize(o);
 }
 
@@ -190,7 +192,13 @@ std::vector<kit::Action> ComputeDomainImpl::actions() {
             {"stop_instance", {"id", "host"}, std::bind_front(&ComputeDomainImpl::Stop, this)},
             {"reboot_instance",
              {"id", "host", "lease_epoch"},
-             std::bind_front(&ComputeDomainImpl::Start, this, true)}};
+             std::bind_front(&ComputeDomainImpl::Start, this, true)},
+            {"attach_volumes",
+             {"id", "host", "volumes"},
+             std::bind_front(&ComputeDomainImpl::AttachVolumes, this)},
+            {"detach_volumes",
+             {"id", "host", "volume_ids"},
+             std::bind_front(&ComputeDomainImpl::DetachVolumes, this)}};
 }
 
 Status ComputeDomainImpl::Load(std::string_view table, std::string_view id, std::string_view text) {

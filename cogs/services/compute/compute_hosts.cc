@@ -236,6 +236,7 @@ json::object ComputeDomainImpl::Describe(const Instance& i, int64_t now) const {
     o["ready_at_ms"] =
         i.ready_at_us == kReportedUs ? json::value(nullptr) : json::value(i.ready_at_us / 1000);
     o["crashes"] = i.CrashesSince(now - WindowUs());
+    o["volumes"] = VolumesJson(i.spec.volumes);
     return o;
 }
 

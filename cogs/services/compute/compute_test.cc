@@ -152,9 +152,10 @@ protected:
 
 TEST_F(ComputeTest, NameActionsAndUnknownAction) {
     EXPECT_EQ(domain_->name(), "compute");
-    EXPECT_EQ(domain_.actions().names(),
-              (std::vector<std::string>{"create_instance", "delete_instance", "start_instance",
-                                        "stop_instance", "reboot_instance"}));
+    EXPECT_EQ(
+        domain_.actions().names(),
+        (std::vector<std::string>{"create_instance", "delete_instance", "start_instance", "stop_instance",
+                                  "reboot_instance", "attach_volumes", "detach_volumes"}));
     const Error e = Fails("boot", "{}");
     EXPECT_EQ(e.code, ErrorCode::kNotFound);
     EXPECT_EQ(e.message, "compute has no action 'boot'");
@@ -705,11 +706,77 @@ TEST_F(ComputeTest, ALeasedDomainLoadsWhatRanAsFencedAndItsHostsFenced) {
     EXPECT_EQ(SampleOf(metrics.Render(), "cogs_compute_fences_total", {}), 0) << "no lease ran out";
 }
 
+// ---- volumes: recorded by the sim driver (the container driver mounts them) ----
+
+TEST_F(ComputeTest, VolumesAreRecordedAcrossARestartAndDetached) {
+    Ok("create_instance", CreateInput("i1", "h1"));
+    // The volume service's attachments go as they are (device and all).
+    kit::Done done = Ok("attach_volumes", R"({"id":"i1","host":"h1","volumes":[
+        {"volume_id":"v1","device":"/dev/vdb","path":"/var/lib/cogs/volumes/v1.img"},
+        {"volume_id":"v2","device":"/dev/vdc","path":null}]})");
+    EXPECT_EQ(done.wait_for, "") << "the sim driver only records: done at once";
+    EXPECT_EQ(json::parse(done.output), json::parse(R"({"id":"i1","host":"h1","volume_ids":["v1","v2"]})"));
+    const json::value volumes = json::parse(
+        R"([{"volume_id":"v1","path":"/var/lib/cogs/volumes/v1.img"},{"volume_id":"v2","path":""}])");
+    EXPECT_EQ(Instance("i1").at("volumes"), volumes);
+    // Again (a retry, or an evacuation's attach): the same, nothing twice.
+    Ok("attach_volumes", R"({"id":"i1","host":"h1","volumes":[
+        {"volume_id":"v1","path":"/var/lib/cogs/volumes/v1.img"}]})");
+    EXPECT_EQ(Instance("i1").at("volumes"), volumes);
+
+    auto reloaded = NewDomain(200ms);
+    ASSERT_TRUE(kit::test_service::LoadAll(*reloaded, records_));
+    domain_ = std::move(reloaded);
+    EXPECT_EQ(Instance("i1").at("volumes"), volumes) << "the record keeps them (a reboot mounts them again)";
+
+    EXPECT_EQ(json::parse(Ok("detach_volumes", R"({"id":"i1","host":"h1","volume_ids":["v1","v9"]})").output),
+              json::parse(R"({"id":"i1","host":"h1","volume_ids":["v1","v9"]})"));
+    EXPECT_EQ(Instance("i1").at("volumes"), json::parse(R"([{"volume_id":"v2","path":""}])"));
+    // An instance that is not (or no longer) here has nothing mounted: nothing to detach.
+    EXPECT_EQ(json::parse(Ok("detach_volumes", R"({"id":"i9","host":"h1","volume_ids":["v2"]})").output),
+              json::parse(R"({"id":"i9","host":"h1","volume_ids":["v2"]})"));
+}
+
+TEST_F(ComputeTest, BadVolumeInputIsRefusedNamingTheFieldAndChangesNothing) {
+    Ok("create_instance", CreateInput("i1", "h1"));
+    Ok("attach_volumes", R"({"id":"i1","host":"h1","volumes":[{"volume_id":"v1","path":"/v/v1.img"}]})");
+    const auto before = records_;
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {R"({"id":"i1","host":"h1"})", "volumes: required"},
+        {R"({"id":"i1","host":"h1","volumes":{}})", "volumes"},
+        {R"({"id":"i1","host":"h1","volumes":[{"path":"/v/x.img"}]})", "volumes[0].volume_id: required"},
+        {R"({"id":"i1","host":"h1","volumes":[{"volume_id":"../etc"}]})", "volumes[0].volume_id"},
+        {R"({"id":"i1","host":"h1","volumes":[{"volume_id":"v2","path":"v2.img"}]})", "volumes[0].path"},
+        {R"({"id":"i1","host":"h1","volumes":[{"volume_id":"v2","path":"/v/../../etc/shadow"}]})",
+         "volumes[0].path"},
+        {R"({"id":"i1","host":"h1","volumes":[{"volume_id":"v2","size":1}]})",
+         "volumes[0].size: unknown field"},
+        {R"({"id":"i1","host":"h1","volumes":[{"volume_id":"v2","path":"/a"},{"volume_id":"v2","path":"/b"}]})",
+         "volumes[1].volume_id"},
+        {R"({"id":"i1","host":"h3","volumes":[]})", "host: this process does not serve host 'h3'"},
+    };
+    for (const auto& [input, field] : cases) {
+        const Error e = Fails("attach_volumes", input);
+        EXPECT_EQ(e.code, ErrorCode::kInvalidArgument) << input;
+        EXPECT_TRUE(e.message.starts_with(field)) << input << ": " << e.message;
+    }
+    EXPECT_EQ(Fails("attach_volumes", R"({"id":"i9","host":"h1","volumes":[]})").code, ErrorCode::kNotFound);
+    // The same volume from another file: not the volume attached.
+    EXPECT_EQ(Fails("attach_volumes",
+                    R"({"id":"i1","host":"h1","volumes":[{"volume_id":"v1","path":"/w/v1.img"}]})")
+                  .code,
+              ErrorCode::kFailedPrecondition);
+    EXPECT_EQ(Fails("detach_volumes", R"({"id":"i1","host":"h1"})").message, "volume_ids: required");
+    EXPECT_EQ(records_, before);
+    EXPECT_EQ(Instance("i1").at("volumes"), json::parse(R"([{"volume_id":"v1","path":"/v/v1.img"}])"));
+}
+
 // ---- a driver whose instances live on their own (Boot answers kUntilReported) ----
 
 // What the fake reporting driver was asked, and its DriverEvents to report through.
 struct DriverLog {
-    std::vector<std::string> calls;  // "boot i1", "stop i1", "poweroff i1", "delete i1", "adopt i1"
+    std::vector<std::string> calls;  // "boot i1", "stop i1", "poweroff i1", "delete i1", "adopt i1", "volumes i1 v1 v2"
+    std::vector<uint64_t> tickets;   // of the SyncVolumes calls
     DriverEvents* events = nullptr;
 };
 
@@ -736,6 +803,15 @@ public:
     bool adopts() const override { return true; }
     void Bind(boost::asio::io_context&, DriverEvents& events) override { log_->events = &events; }
     void Adopt(const InstanceSpec& i) override { log_->calls.push_back("adopt " + i.id); }
+    Result<bool> SyncVolumes(const InstanceSpec& i, uint64_t ticket) override {
+        std::string ids;
+        for (const VolumeMount& v : i.volumes) {
+            ids += " " + v.volume_id;
+        }
+        log_->calls.push_back("volumes " + i.id + ids);
+        log_->tickets.push_back(ticket);
+        return true;
+    }
 
 private:
     std::shared_ptr<DriverLog> log_;
@@ -1957,6 +2033,35 @@ TEST_F(LeaseTest, ARestartedHostComesUpFencedAndCrashHistorySurvivesARestart) {
     Start(/*leased=*/false, /*restart_max=*/5);
     EXPECT_EQ(StateOf("i1"), "ACTIVE");
     EXPECT_EQ(StateOf("i3"), "FENCED");
+}
+
+TEST_F(ComputeReportingDriverTest, AVolumeAttachOrDetachEndsWhenTheDriverHasMountedOrUnmounted) {
+    Ok("create_instance", CreateInput("i1", "h1"));
+    Events().Running("i1");
+    kit::Done attach =
+        Ok("attach_volumes", R"({"id":"i1","host":"h1","volumes":[{"volume_id":"v1","path":"/v/v1.img"}]})");
+    ASSERT_EQ(log_->tickets.size(), 1u);
+    EXPECT_EQ(attach.wait_for, "volumes/i1/" + std::to_string(log_->tickets[0]));
+    EXPECT_EQ(Ok("attach_volumes", R"({"id":"i1","host":"h1","volumes":[]})").wait_for, "")
+        << "nothing to mount (a server without volumes): done at once, the driver not asked";
+    EXPECT_EQ(log_->tickets.size(), 1u);
+    EXPECT_EQ(log_->calls.back(), "volumes i1 v1");
+    EXPECT_EQ(Finished().size(), 1u) << "only the boot";
+    log_->events->VolumesSynced("i1", log_->tickets[0], cogs::Ok());
+    EXPECT_EQ(Finished().back(), attach.wait_for + R"(={"id":"i1","host":"h1","volume_ids":["v1"]})");
+
+    kit::Done detach = Ok("detach_volumes", R"({"id":"i1","host":"h1","volume_ids":["v1"]})");
+    ASSERT_EQ(log_->tickets.size(), 2u);
+    EXPECT_GT(log_->tickets[1], log_->tickets[0]);
+    EXPECT_EQ(log_->calls.back(), "volumes i1");
+    // Busy inside: the detach fails (the record no longer lists it; a detach again tries again).
+    log_->events->VolumesSynced("i1", log_->tickets[1],
+                                MakeError(ErrorCode::kFailedPrecondition, "volume v1 is busy"));
+    EXPECT_EQ(Finished().back(), detach.wait_for + "!failed_precondition: volume v1 is busy");
+    log_->events->VolumesSynced("i1", log_->tickets[1], cogs::Ok());  // late, again: nothing
+    EXPECT_EQ(Finished().size(), 3u);
+    Ok("detach_volumes", R"({"id":"i1","host":"h1","volume_ids":["v1"]})");
+    EXPECT_EQ(log_->calls.back(), "volumes i1");
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include "cogs/oci/container.h"
 #include "cogs/runtime/files.h"
 #include "cogs/runtime/process.h"
+#include "cogs/services/compute/internal/container_volumes.h"
 #include "cogs/services/compute/internal/worker_pool.h"
 
 namespace cogs::services::compute::internal {
@@ -154,6 +155,16 @@ public:
         const uint64_t gen = ++next_gen_;
         watched_[instance.id] = Watch{.gen = gen, .adopting = true};
         Check(instance.id, watched_[instance.id]);
+    }
+
+    Result<bool> SyncVolumes(const InstanceSpec& instance, uint64_t ticket) override {
+        COGS_TRY(pool_->Run(instance.id, [this, id = instance.id, volumes = instance.volumes, ticket] {
+            Status synced = SyncVolumesBlocking(id, volumes);
+            Post([this, id, ticket, synced = std::move(synced)]() mutable {
+                events_->VolumesSynced(id, ticket, std::move(synced));
+            });
+        }));
+        return true;
     }
 
     Result<std::string> Console(const InstanceSpec& instance, int64_t max_bytes) const override {
@@ -298,6 +309,16 @@ private:
         if (!options_.lease_dir.empty()) {
             c.lease_file = options_.lease_dir + "/" + s.host;  // the host's watchdog
         }
+        // The instance's volumes at /volumes (container_volumes.h). One that cannot be mounted does
+        // not fail the boot (a machine boots without a missing disk); the attach that asks for it
+        // again says why.
+        COGS_ASSIGN_OR_RETURN(std::string volumes, EnsureVolumesDir(containers_.DirOf(s.id)));
+        if (auto synced = SyncHostVolumes(volumes, s.volumes); !synced) {
+            observe::Log("compute").warn("instance {}: boots without some of its volumes: {}", s.id,
+                                         synced.error().ToString());
+        }
+        c.mounts.push_back(
+            {.source = std::move(volumes), .destination = "/volumes", .receives_host_mounts = true});
         return containers_.Start(c);
     }
 
@@ -334,6 +355,12 @@ private:
         COGS_TRY(runtime::WriteFileAtomic(rootfs + "/run/cogs/meta.json", MetaJson(s)));
         COGS_TRY(runtime::WriteFileAtomic(rootfs + "/www/index.html", IndexHtml(s)));
         return Ok();
+    }
+
+    // Mounts exactly `volumes` for instance `id` (its directory made if it never booted).
+    Status SyncVolumesBlocking(const std::string& id, const std::vector<VolumeMount>& volumes) const {
+        COGS_ASSIGN_OR_RETURN(const std::string dir, EnsureVolumesDir(containers_.DirOf(id)));
+        return SyncHostVolumes(dir, volumes);
     }
 
     // Stop (with the grace), remove everything of the container, then its namespace. Logged, not

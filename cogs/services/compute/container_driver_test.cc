@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +36,7 @@
 #include "cogs/services/compute/compute.h"
 #include "cogs/services/kit/internal/test_service.h"
 #include "cogs/services/kit/service.h"
+#include "cogs/services/volume/volume.h"
 
 namespace cogs::services::compute {
 namespace {
@@ -50,6 +52,7 @@ using kit::test_service::StatusOf;
 constexpr const char* kRunc = "/usr/sbin/runc";
 constexpr const char* kBusybox = "/bin/busybox";
 constexpr const char* kIp = "/usr/sbin/ip";
+constexpr const char* kLosetup = "/usr/sbin/losetup";
 constexpr const char* kTestRoot = "/tmp/cogs-compute-test";
 constexpr Duration kPatience = 60s;  // for anything a loaded machine may take long to do
 
@@ -64,6 +67,32 @@ std::vector<std::string> Namespaces(const std::string& prefix) {
         }
     }
     return out;
+}
+
+// The mount points at or under `dir` in this mount namespace, deepest first.
+std::vector<std::string> MountsUnder(const std::string& dir) {
+    std::vector<std::string> out;
+    auto info = runtime::ReadFile("/proc/self/mountinfo");
+    std::istringstream lines(info ? *info : "");
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream fields(line);
+        std::string id, parent, dev, root, point;
+        if (fields >> id >> parent >> dev >> root >> point &&
+            (point == dir || point.starts_with(dir + "/"))) {
+            out.push_back(point);
+        }
+    }
+    std::reverse(out.begin(), out.end());
+    std::stable_sort(out.begin(), out.end(), [](const std::string& a, const std::string& b) {
+        return std::count(a.begin(), a.end(), '/') > std::count(b.begin(), b.end(), '/');
+    });
+    return out;
+}
+
+// The loop devices backed by `file` (losetup -j): "" when none.
+std::string LoopsOf(const std::string& file) {
+    auto r = runtime::RunCommand({kLosetup, "-j", file}, SteadyClock::now() + 30s);
+    return r ? r->output : "losetup failed: " + r.error().ToString();
 }
 
 // Kills and removes everything under one test directory, and the namespaces of its prefix (kept in
@@ -93,6 +122,11 @@ void CleanUp(const std::string& base) {
         }
     }
     std::error_code ec;
+    // Volumes a failed test left mounted (Remove unmounts those under an instance's directory):
+    // unmounted before their files go, which frees their loop devices.
+    for (const std::string& mount : MountsUnder(base)) {
+        (void)::umount2(mount.c_str(), MNT_DETACH);
+    }
     fs::remove_all(base, ec);
 }
 
@@ -218,6 +252,35 @@ protected:
                                       "-", "http://127.0.0.1:80/"},
                                      SteadyClock::now() + kPatience);
         return r && r->exit_status == 0 ? r->output : "";
+    }
+
+    // Runs `script` in instance `id` (runc exec): its output and "status=N".
+    std::string Exec(const std::string& id, const std::string& script) {
+        auto r = runtime::RunCommand({kRunc, "--root", base_ + "/runc", "exec", id, "/bin/sh", "-c", script},
+                                     SteadyClock::now() + kPatience);
+        return r ? r->output + "status=" + std::to_string(r->exit_status) : r.error().ToString();
+    }
+
+    // Runs an action to its end (a volume action is long while the host mounts).
+    Result<workflow::ActionReply> RunToEnd(const std::string& action, const std::string& key,
+                                           const json::object& input) {
+        auto r = Do(action, key, json::serialize(input));
+        if (r && r->accepted) {
+            EXPECT_TRUE(Await([&] {
+                r = StatusOf(io_, *service_, key);
+                return !r || !r->accepted;
+            }));
+        }
+        return r;
+    }
+
+    // A volume of cogs-volume's file driver (an ext4 file) in this test's directory: its path.
+    std::string MakeVolume(const std::string& id) {
+        auto volumes = volume::MakeVolumeDriver("file", base_ + "/volumes");
+        EXPECT_TRUE(volumes) << volumes.error().ToString();
+        auto file = volumes ? (*volumes)->Create(id, 1) : Result<std::string>(std::string());
+        EXPECT_TRUE(file) << file.error().ToString();
+        return file.value_or("");
     }
 
     // What is left of instance `id` on the machine: its directory, runc state, cgroups, namespace.
@@ -729,6 +792,183 @@ TEST_F(ComputeAgentProcessTest, AServerRebuiltElsewhereAfterItsAgentWasKilledRun
     EXPECT_EQ(running, 1);
     EXPECT_EQ(::kill(new_copy.pid, 0), 0);
     EXPECT_NE(new_copy.pid, first);
+}
+
+// Point 5 of issue 14: a volume of the volume service's file driver (an ext4 file), attached to a
+// running instance, appears inside at /volumes/<id> without a restart; data written there survives
+// its detach and shows in another instance; detach and delete leave no mount and no loop device.
+TEST_F(ComputeContainerTest, AVolumeAttachedToARunningInstanceKeepsItsDataForTheNextOne) {
+    for (const char* tool : {"/usr/sbin/mkfs.ext4", kLosetup}) {
+        if (!fs::exists(tool)) {
+            GTEST_SKIP() << tool << " is missing: scripts/install-deps installs e2fsprogs and util-linux";
+        }
+    }
+    const std::string vid = "v" + RandomHex(4);
+    const std::string file = MakeVolume(vid);
+    ASSERT_FALSE(file.empty());
+
+    const std::string a = "a" + RandomHex(4);
+    const std::string b = "b" + RandomHex(4);
+    for (const std::string& id : {a, b}) {
+        ASSERT_TRUE(Do("create_instance", "wf-" + id + "/boot/do", CreateInput(id)));
+    }
+    ASSERT_TRUE(Await([&] { return StateOf(a) == "ACTIVE" && StateOf(b) == "ACTIVE"; }));
+    const pid_t pid_a = Container(a).pid;
+
+    const json::array attachments{{{"volume_id", vid}, {"device", "/dev/vdb"}, {"path", file}}};
+    const std::string data = "written by " + a + " " + RandomHex(8);
+    const std::string mounted_inside = "grep -c ' /volumes/" + vid + " ' /proc/self/mountinfo; ";
+
+    // Attached to a running instance: mounted inside, no restart.
+    auto attached =
+        RunToEnd("attach_volumes", "wf-va/mount/do", {{"id", a}, {"host", "h1"}, {"volumes", attachments}});
+    ASSERT_TRUE(attached) << attached.error().ToString();
+    EXPECT_EQ(json::parse(attached->output),
+              json::parse(R"({"id":")" + a + R"(","host":"h1","volume_ids":[")" + vid + R"("]})"));
+    EXPECT_EQ(Exec(a, mounted_inside + "echo '" + data + "' > /volumes/" + vid +
+                          "/hello && sync && cat /volumes/" + vid + "/hello"),
+              "1\n" + data + "\nstatus=0");
+    EXPECT_EQ(Container(a).pid, pid_a) << "not restarted";
+    EXPECT_NE(LoopsOf(file), "") << "a loop device backs it";
+    EXPECT_EQ(Instance(a).at("volumes"),
+              json::parse(R"([{"volume_id":")" + vid + R"(","path":")" + file + R"("}])"));
+
+    // Busy inside (a process works in it): the detach fails, and nothing is unmounted lazily.
+    const std::string busy_script = "cd /volumes/" + vid + " && exec sleep 1000";
+    std::optional<runtime::Child> busy;
+    {
+        auto child = runtime::Child::Spawn(
+            {kRunc, "--root", base_ + "/runc", "exec", a, "/bin/sh", "-c", busy_script});
+        ASSERT_TRUE(child) << child.error().ToString();
+        busy.emplace(std::move(*child));
+    }
+    ASSERT_TRUE(Await([&] { return Exec(a, "pidof sleep >/dev/null && echo yes") == "yes\nstatus=0"; }));
+    auto refused = RunToEnd("detach_volumes", "wf-va/busy/do",
+                            {{"id", a}, {"host", "h1"}, {"volume_ids", json::array{json::value(vid)}}});
+    ASSERT_FALSE(refused) << refused->output;
+    EXPECT_EQ(refused.error().code, ErrorCode::kFailedPrecondition) << refused.error().ToString();
+    EXPECT_NE(refused.error().message.find("busy"), std::string::npos) << refused.error().ToString();
+    EXPECT_EQ(Exec(a, mounted_inside + "cat /volumes/" + vid + "/hello"), "1\n" + data + "\nstatus=0");
+    EXPECT_EQ(Exec(a, "kill $(pidof sleep) && echo done"), "done\nstatus=0");
+    (void)busy->Wait(kPatience);
+
+    // Detached: gone from inside, no mount and no loop device left on the host.
+    auto detached = RunToEnd("detach_volumes", "wf-va/mount/undo",
+                             {{"id", a}, {"host", "h1"}, {"volume_ids", json::array{json::value(vid)}}});
+    ASSERT_TRUE(detached) << detached.error().ToString();
+    EXPECT_EQ(json::parse(detached->output).at("volume_ids"), json::array{json::value(vid)});
+    EXPECT_EQ(Exec(a, mounted_inside), "0\nstatus=1");
+    EXPECT_EQ(MountsUnder(containers_->DirOf(a) + "/volumes"),
+              std::vector<std::string>{containers_->DirOf(a) + "/volumes"})
+        << "only the instance's own shared volumes directory";
+    std::string loops;
+    EXPECT_TRUE(Await([&] { return (loops = LoopsOf(file)).empty(); })) << loops;
+
+    // Attached to another instance: the data is there; and after its reboot too.
+    auto moved =
+        RunToEnd("attach_volumes", "wf-vb/mount/do", {{"id", b}, {"host", "h1"}, {"volumes", attachments}});
+    ASSERT_TRUE(moved) << moved.error().ToString();
+    EXPECT_EQ(Exec(b, "cat /volumes/" + vid + "/hello"), data + "\nstatus=0");
+    const pid_t pid_b = Container(b).pid;
+    auto rebooted = RunToEnd("reboot_instance", "wf-vb/reboot/do", {{"id", b}, {"host", "h1"}});
+    ASSERT_TRUE(rebooted) << rebooted.error().ToString();
+    ASSERT_TRUE(Await([&] { return StateOf(b) == "ACTIVE" && Container(b).pid != pid_b; }));
+    EXPECT_EQ(Exec(b, "cat /volumes/" + vid + "/hello"), data + "\nstatus=0");
+
+    // The agent restarts: b is adopted (the same process) with its volume still mounted inside.
+    const pid_t adopted = Container(b).pid;
+    StartService();
+    ASSERT_TRUE(Await([&] { return StateOf(b) == "ACTIVE"; }));
+    EXPECT_EQ(Container(b).pid, adopted);
+    EXPECT_EQ(Exec(b, "cat /volumes/" + vid + "/hello"), data + "\nstatus=0");
+    EXPECT_EQ(Instance(b).at("volumes"),
+              json::parse(R"([{"volume_id":")" + vid + R"(","path":")" + file + R"("}])"));
+    EXPECT_EQ(Instance(a).at("volumes"), json::array());
+
+    // Deleted with the volume attached: nothing of it is left, the volume's file and data are.
+    for (const std::string& id : {a, b}) {
+        ASSERT_TRUE(
+            Do("delete_instance", "wf-" + id + "/delete/do", R"({"id":")" + id + R"(","host":"h1"})"));
+    }
+    std::vector<std::string> left;
+    EXPECT_TRUE(Await([&] {
+        left = Leftovers(a);
+        for (const std::string& l : Leftovers(b)) {
+            left.push_back(l);
+        }
+        for (const std::string& m : MountsUnder(base_)) {
+            left.push_back("mount " + m);
+        }
+        if (std::string loop = LoopsOf(file); !loop.empty()) {
+            left.push_back(loop);
+        }
+        return left.empty();
+    }));
+    EXPECT_EQ(left, std::vector<std::string>{});
+    auto check = runtime::RunCommand({"/usr/sbin/e2fsck", "-n", "-f", file}, SteadyClock::now() + kPatience);
+    ASSERT_TRUE(check) << check.error().ToString();
+    EXPECT_EQ(check->exit_status, 0) << "the file system is clean after its unmounts: " << check->output;
+}
+
+// The evacuation of a server with a volume, as one machine sees it: the server's old instance is
+// stopped (its host fenced itself; nobody unmounts there, its agent is gone), the volume service
+// forgets the attachment (a forced detach), and the instance rebuilt on another host mounts the
+// volume while the old mount lingers. Both mounts share the file's one loop device (one file
+// system, never two on one file), the data written before is there, and once the old instance is
+// deleted (its host came back) the new one keeps the volume, and its data.
+TEST_F(ComputeContainerTest, AnEvacuatedServersVolumeKeepsItsDataWhileTheOldHostsMountLingers) {
+    for (const char* tool : {"/usr/sbin/mkfs.ext4", kLosetup}) {
+        if (!fs::exists(tool)) {
+            GTEST_SKIP() << tool << " is missing: scripts/install-deps installs e2fsprogs and util-linux";
+        }
+    }
+    const std::string vid = "v" + RandomHex(4);
+    const std::string file = MakeVolume(vid);
+    ASSERT_FALSE(file.empty());
+    const std::string old_one = "o" + RandomHex(4);
+    const std::string new_one = "n" + RandomHex(4);
+    const json::array attachments{{{"volume_id", vid}, {"path", file}}};
+
+    ASSERT_TRUE(Do("create_instance", "wf-old/boot/do", CreateInput(old_one)));
+    ASSERT_TRUE(Await([&] { return StateOf(old_one) == "ACTIVE"; }));
+    ASSERT_TRUE(RunToEnd("attach_volumes", "wf-old/mount/do",
+                         {{"id", old_one}, {"host", "h1"}, {"volumes", attachments}}));
+    const std::string data = "before the evacuation " + RandomHex(8);
+    ASSERT_EQ(Exec(old_one, "echo '" + data + "' > /volumes/" + vid + "/hello && sync && echo ok"),
+              "ok\nstatus=0");
+    ASSERT_TRUE(Do("stop_instance", "wf-old/stop/do", R"({"id":")" + old_one + R"(","host":"h1"})"));
+    ASSERT_TRUE(Await([&] { return Container(old_one).state == oci::ContainerState::kExited; }));
+    ASSERT_EQ(MountsUnder(containers_->DirOf(old_one) + "/volumes").size(), 2u) << "the old mount lingers";
+
+    ASSERT_TRUE(Do("create_instance", "wf-new/boot/do", CreateInput(new_one)));
+    ASSERT_TRUE(Await([&] { return StateOf(new_one) == "ACTIVE"; }));
+    auto mounted = RunToEnd("attach_volumes", "wf-new/mount/do",
+                            {{"id", new_one}, {"host", "h1"}, {"volumes", attachments}});
+    ASSERT_TRUE(mounted) << mounted.error().ToString();
+    EXPECT_EQ(Exec(new_one, "cat /volumes/" + vid + "/hello"), data + "\nstatus=0");
+    const std::string loops = LoopsOf(file);
+    EXPECT_EQ(std::count(loops.begin(), loops.end(), '\n'), 1)
+        << "one loop device for both mounts: " << loops;
+
+    // The old host comes back and its instance is deleted: the new one keeps the volume.
+    ASSERT_TRUE(Do("delete_instance", "wf-old/delete/do", R"({"id":")" + old_one + R"(","host":"h1"})"));
+    ASSERT_TRUE(Await([&] { return Leftovers(old_one).size() <= 1; }));  // the namespaces of both remain
+    EXPECT_EQ(Exec(new_one, "echo after >> /volumes/" + vid + "/hello && cat /volumes/" + vid + "/hello"),
+              data + "\nafter\nstatus=0");
+
+    ASSERT_TRUE(Do("delete_instance", "wf-new/delete/do", R"({"id":")" + new_one + R"(","host":"h1"})"));
+    std::vector<std::string> left;
+    EXPECT_TRUE(Await([&] {
+        left = Leftovers(new_one);
+        for (const std::string& m : MountsUnder(base_)) {
+            left.push_back("mount " + m);
+        }
+        if (std::string loop = LoopsOf(file); !loop.empty()) {
+            left.push_back(loop);
+        }
+        return left.empty();
+    }));
+    EXPECT_EQ(left, std::vector<std::string>{});
 }
 
 }  // namespace

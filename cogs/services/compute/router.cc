@@ -37,6 +37,16 @@ private:
             return json::serialize(json::object{
                 {"id", wire::Str(in, "id")}, {"host", wire::Str(in, "host")}, {"state", "SHUTOFF"}});
         }
+        if (call.action == "detach_volumes") {
+            // A host that is gone holds no mount the control plane can reach (its instances are
+            // stopped by its fencing; the volume moves on with a forced detach).
+            json::object out{
+                {"id", wire::Str(in, "id")}, {"host", wire::Str(in, "host")}, {"volume_ids", json::array()}};
+            if (const json::value* ids = in.if_contains("volume_ids"); ids != nullptr && ids->is_array()) {
+                out["volume_ids"] = *ids;
+            }
+            return json::serialize(out);
+        }
         return json::serialize(json::object{{"id", wire::Str(in, "id")}, {"deleted", false}});
     }
 
@@ -71,7 +81,7 @@ private:
     Result<workflow::ServiceClient*> ClientFor(const workflow::ActionCall& call, const std::string& host,
                                                int64_t* epoch) {
         if (host.empty()) {
-            if (call.action == "delete_instance") return nullptr;
+            if (call.action == "delete_instance" || call.action == "detach_volumes") return nullptr;
             return MakeError(ErrorCode::kInvalidArgument, "compute: host: required");
         }
         const auto route = lookup_(host);
@@ -80,7 +90,10 @@ private:
             return MakeError(ErrorCode::kFailedPrecondition, "compute: host " + host + " is not registered");
         }
         if (route->down) {
-            if (call.action == "delete_instance" || call.action == "stop_instance") return nullptr;
+            if (call.action == "delete_instance" || call.action == "stop_instance" ||
+                call.action == "detach_volumes") {
+                return nullptr;
+            }
             return MakeError(ErrorCode::kFailedPrecondition, "compute: host " + host + " is down");
         }
         *epoch = route->lease_epoch;

@@ -4,11 +4,13 @@
 // host gets its own circuit breaker (a dead host does not hold back calls to the others).
 //
 // Hosts it cannot reach on purpose:
-//   no host in the input   delete_instance is done (a server never placed has no instance);
+//   no host in the input   delete_instance and detach_volumes are done (a server never placed has
+//                          no instance and nothing mounted);
 //                          anything else is refused (kInvalidArgument "host: required")
 //   unknown host           refused for good (kFailedPrecondition "host H is not registered")
 //   down host              it has fenced itself (its instances are stopped, and what is stale goes
-//                          when it comes back): delete_instance and stop_instance are done;
+//                          when it comes back): delete_instance, stop_instance and detach_volumes
+//                          (its mounts go with the instance's delete when it comes back) are done;
 //                          anything that needs it running is refused for good (the workflow rolls
 //                          back, or evacuation takes over)
 //

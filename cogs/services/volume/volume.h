@@ -14,7 +14,9 @@
 //   delete_volume  {id} -> {id, deleted}   deleted: whether it existed; kFailedPrecondition while
 //                  attached.
 //   attach_volumes {server_id, volume_ids: [...], host?}
-//                  -> {server_id, attachments: [{volume_id, device}]}
+//                  -> {server_id, attachments: [{volume_id, device, path?}]}
+//                  path: where the volume's data is (the file driver's file, an ext4 file system),
+//                  for the host that mounts it; absent when nothing on disk stands for it.
 //                  All or nothing: every volume must exist (kNotFound) and be available or already
 //                  attached to server_id (answered with its device); attached to another server:
 //                  kFailedPrecondition. Devices /dev/vdb, /dev/vdc, ... per server (vda is the root
@@ -27,7 +29,8 @@
 // GET /v1/volumes/{id} -> 200 {"volume": {...as in the inventory}} or 404.
 //
 // Threading: the domain and its driver live on the service's io_context thread (domain.h). The
-// file driver's calls are short metadata operations (open, ftruncate, unlink, stat) made there.
+// file driver's calls are short metadata operations (open, ftruncate, unlink, stat) and one
+// mkfs.ext4 of a sparse file (tens of ms, killed at a 20 s deadline) made there.
 #pragma once
 
 #include <cstdint>
@@ -64,8 +67,9 @@ public:
 };
 
 // The drivers by name: "sim" (records only, nothing on disk) and "file" (a sparse file
-// <dir>/<id>.img of size_gb GiB, made with ftruncate; `dir` is created if missing).
-// kInvalidArgument for another name or a "file" driver whose dir cannot be made.
+// <dir>/<id>.img of size_gb GiB, made with ftruncate, carrying an ext4 file system made with
+// mkfs.ext4; `dir` is created if missing). kInvalidArgument for another name or a "file" driver
+// whose dir cannot be made; kFailedPrecondition for a "file" driver without mkfs.ext4.
 Result<std::unique_ptr<VolumeDriver>> MakeVolumeDriver(std::string name, std::string dir);
 
 // The domain: name "volume", table "volumes" (one record per volume, JSON).

@@ -255,6 +255,10 @@ private:
             json::object a;
             a["volume_id"] = v.id;
             a["device"] = v.device;
+            if (!v.path.empty()) {
+                // Where the data is, for the host that mounts it (Cinder's connection info).
+                a["path"] = v.path;
+            }
             attachments.push_back(std::move(a));
         }
         if (mine.empty()) {

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <map>
 
+#include "cogs/runtime/files.h"
+#include "cogs/runtime/process.h"
 #include "cogs/services/kit/internal/test_service.h"
 #include "cogs/services/kit/service.h"
 #include "test/support/temp_dir.h"
@@ -306,19 +308,43 @@ protected:
     std::string dir_;
 };
 
-TEST_F(FileDriverTest, MakesASparseFileOfTheRightSizeAndRemovesIt) {
+// What blkid says the file holds ("" if it cannot tell).
+std::string FileSystemOf(const std::string& path) {
+    auto out = runtime::RunCommand({"/usr/sbin/blkid", "-p", "-o", "value", "-s", "TYPE", path},
+                                   SteadyClock::now() + std::chrono::seconds(30));
+    if (!out || out->exit_status != 0) {
+        return "";
+    }
+    std::string type = out->output;
+    while (!type.empty() && (type.back() == '\n' || type.back() == ' ')) {
+        type.pop_back();
+    }
+    return type;
+}
+
+TEST_F(FileDriverTest, MakesASparseExt4FileOfTheRightSizeAndRemovesIt) {
     auto out = Ok("create_volume", R"({"id":"v1","size_gb":10})");
     const std::string path = dir_ + "/v1.img";
     EXPECT_EQ(out.at("path"), path.c_str());
     struct stat st {};
     ASSERT_EQ(::stat(path.c_str(), &st), 0);
     EXPECT_EQ(st.st_size, int64_t{10} << 30);
-    EXPECT_LT(st.st_blocks * 512, 1 << 20);  // sparse: nothing written
+    // Sparse: only the file system's metadata is written (a few MiB of 10 GiB).
+    EXPECT_LT(st.st_blocks * 512, 64 << 20);
+    if (::access("/usr/sbin/blkid", X_OK) == 0) {
+        EXPECT_EQ(FileSystemOf(path), "ext4");
+    }
 
     auto v = Volume("v1");
     EXPECT_EQ(v.at("path"), path.c_str());
     ASSERT_TRUE(v.contains("allocated_bytes"));
-    EXPECT_LT(v.at("allocated_bytes").as_int64(), 1 << 20);
+    EXPECT_LT(v.at("allocated_bytes").as_int64(), 64 << 20);
+
+    // The attach answer says where the data is (the host mounts it from there).
+    auto attached = Ok("attach_volumes", R"({"server_id":"s1","volume_ids":["v1"],"host":"h1"})");
+    EXPECT_EQ(attached.at("attachments"),
+              json::parse(R"([{"volume_id":"v1","device":"/dev/vdb","path":")" + path + R"("}])"));
+    Ok("detach_volumes", R"({"server_id":"s1","volume_ids":["v1"]})");
 
     Ok("delete_volume", R"({"id":"v1"})");
     EXPECT_FALSE(std::filesystem::exists(path));
@@ -331,10 +357,15 @@ TEST_F(FileDriverTest, AnExistingFileIsReused) {
     ASSERT_TRUE(driver->Create("v1", 2));
     ASSERT_TRUE(driver->Create("v1", 2));  // the right size: fine
     ASSERT_TRUE(driver->Create("v2", 1));  // the wrong size: remade
+    // A leftover that is not a file system (a create that ended before mkfs) is formatted again.
+    ASSERT_TRUE(runtime::WriteFileAtomic(dir_ + "/v2.img", std::string(4096, 'x')));
     Ok("create_volume", R"({"id":"v1","size_gb":2})");
     Ok("create_volume", R"({"id":"v2","size_gb":3})");
     EXPECT_EQ(std::filesystem::file_size(dir_ + "/v1.img"), uint64_t{2} << 30);
     EXPECT_EQ(std::filesystem::file_size(dir_ + "/v2.img"), uint64_t{3} << 30);
+    if (::access("/usr/sbin/blkid", X_OK) == 0) {
+        EXPECT_EQ(FileSystemOf(dir_ + "/v2.img"), "ext4");
+    }
     EXPECT_TRUE(driver->Delete("nothing-here"));
 }
 

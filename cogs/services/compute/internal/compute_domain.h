@@ -80,6 +80,15 @@ kit::Done Answer(const Instance& i, int64_t now);
 // ram_mb, disk_gb, traits (the agent's registration adds "url", the inventory "name" and "fenced").
 void AddHostFields(const HostSpec& h, wire::json::object& o);
 
+// ---- compute_volumes.cc ----
+// An instance's volumes as its record and the inventory hold them: [{volume_id, path}].
+wire::json::array VolumesJson(const std::vector<VolumeMount>& volumes);
+// The array of objects `field` of `in` ({volume_id, path?}; with `allow_device`, also the volume
+// service's device, ignored: its attach answer's attachments go as they are); at most kMaxVolumes,
+// a volume_id twice with one path once, with two paths refused.
+Result<std::vector<VolumeMount>> ReadVolumes(const wire::Input& in, std::string_view field,
+                                             bool allow_device);
+
 class ComputeDomainImpl final : public ComputeDomain, private DriverEvents {
 public:
     ComputeDomainImpl(std::map<std::string, HostSpec, std::less<>> hosts, runtime::Clock& clock,
@@ -103,6 +112,9 @@ public:
     void BootFailed(const std::string& id, Error error) override;
     void Exited(const std::string& id, std::string why) override;
     void Gone(const std::string& id) override;
+    // ---- compute_volumes.cc ----
+    // A SyncVolumes ended: the attach or detach waiting for it answers (or fails with `result`).
+    void VolumesSynced(const std::string& id, uint64_t ticket, Status result) override;
 
     // ---- compute_hosts.cc ----
     size_t SetFenced(std::string_view host, bool fenced) override;
@@ -120,6 +132,16 @@ private:
     // start_instance (reboot false) and reboot_instance.
     Result<kit::Done> Start(bool reboot, const wire::Input& in, kit::Tx& tx);
     Result<kit::Done> Stop(const wire::Input& in, kit::Tx& tx);
+    // ---- compute_volumes.cc ----
+    // attach_volumes {id, host, volumes: [{volume_id, path?, device?}]}: adds them to the instance
+    // and has the driver mount them; detach_volumes {id, host, volume_ids}: removes them, and has
+    // the driver unmount them. Long actions while the driver works (SyncVolumes).
+    Result<kit::Done> AttachVolumes(const wire::Input& in, kit::Tx& tx);
+    Result<kit::Done> DetachVolumes(const wire::Input& in, kit::Tx& tx);
+    // Records `volumes` as i's and asks the driver to mount exactly those; answers `output` once
+    // the driver has (at once for a driver that only records).
+    Result<kit::Done> SyncVolumes(Instance& i, std::vector<VolumeMount> volumes, std::string output,
+                                  kit::Tx& tx);
     // The instance an {id, host} input names.
     Result<Instance*> Target(const wire::Input& in);
     // The instance `id` on `host`, or kNotFound.
@@ -175,6 +197,11 @@ private:
     std::map<std::string, std::deque<Report>, std::less<>> reports_;  // per host, oldest first
     uint64_t last_seq_ = 0;
     Counts counts_;
+    // SyncVolumes calls the driver reports: (instance, ticket) -> the answer once it has. Tickets
+    // start at the wall time in µs, so that a restarted process never reuses the wait name of an
+    // action a former one left pending.
+    uint64_t next_volume_ticket_ = 0;
+    std::map<std::pair<std::string, uint64_t>, std::string> volume_waits_;
 
     kit::DomainContext* context_ = nullptr;
     std::unique_ptr<runtime::Timer> restart_timer_;  // made at Bind
