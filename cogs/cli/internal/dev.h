@@ -1,5 +1,5 @@
 // `cogs dev [--data-dir .cogs] [--port 8780] [--hosts 3] [--boot-ms 200] [--volume-driver file]
-//           [--store sqlite|postgres] [--replicas N]`:
+//           [--store sqlite|postgres] [--replicas N] [--driver sim|container]`:
 // the one-command local cloud. Internal to cogs/cli.
 //
 // 1. Creates D/run, D/logs, and once D/service.token (32 random bytes as hex, mode 0600: the secret
@@ -37,6 +37,16 @@
 //    A `cogs dev` that is SIGKILLed cannot stop PostgreSQL (which runs in its own process group):
 //    the next `cogs dev` on that directory says so (kill -INT <pid> from D/postgres/data/postmaster.pid).
 //
+// --driver container (real instances, cogs/services/compute README "Drivers"): first checks for root,
+// runc, /bin/busybox (busybox-static) and ip (iproute2) and, if any is missing, says which (and the
+// package) and exits 1 before starting anything. Then, before the computes start, registers the
+// image "busybox" (by name, idempotently) and gives every cogs-compute-i --driver container
+// --instances-dir D/instances/host-i --runc-root /run/cogs/dev-<hash of D>/host-i/runc (a tmpfs;
+// unique per data dir, so two local clouds never share runc state) --builtin-image-id <its id>;
+// cogs-network gets --driver linux when its --help offers it. The instances are containers that
+// outlive their agents: Ctrl-C leaves them running and the next `cogs dev` on D adopts them; delete
+// the servers first to leave nothing behind.
+//
 // Restarted on the same data directory it comes back with everything (the state is in the
 // databases, the admin token in D/admin.token, the API on the same port unless --port 0, which picks
 // a free one each time; tests use it and read dev.json). --store must stay the same: the SQLite and the
@@ -61,7 +71,14 @@ struct DevOptions {
     std::string store = "sqlite";         // or "postgres": replicas on a private PostgreSQL cluster
     int replicas = 0;                     // cogsd replicas; 0: 1 with sqlite (more refused), 3 with postgres
     bool postgres_fsync = true;           // off: faster commits, lost only if the machine crashes
+    // What runs the instances: "sim" (nothing runs) or "container" (real instances: every
+    // cogs-compute --driver container; needs root, runc, /bin/busybox and ip).
+    std::string driver = "sim";
 };
+
+// What the machine lacks to run `cogs dev --driver container`, one line per missing thing, each
+// saying how to get it (the Debian package); empty when nothing is missing. Blocking (stat calls).
+std::vector<std::string> MissingForContainers();
 
 // Starts the services, cogsd and the compute hosts as children, seeds the catalog, prints the
 // endpoint and admin token, then supervises until SIGINT/SIGTERM. Returns the exit code.

@@ -256,7 +256,8 @@ private:
     // ---- on the pool's threads ----
 
     Result<oci::ContainerStatus> BootBlocking(const InstanceSpec& s) const {
-        if (s.image != kBusyboxImage) {
+        if (s.image != kBusyboxImage &&
+            (options_.builtin_image_id.empty() || s.image != options_.builtin_image_id)) {
             return MakeError(Error(ErrorCode::kFailedPrecondition,
                                    "image '" + s.image +
                                        "' is not on this host (the container driver knows only the built-in "
