@@ -498,6 +498,42 @@ TEST_F(CliTest, ControlCharactersFromTheApiArePrintedEscaped) {
     EXPECT_EQ(Printable(std::string("\x7f\t", 2)), "\\x7f\\x09");
 }
 
+TEST_F(CliTest, ServerConsolePrintsTheOutputByNameWithLengthAndEscapesControlCharacters) {
+    const std::string srv = api_.Add("servers", {{"name", "web"}, {"status", "ACTIVE"}});
+    const std::string output = std::string("booted\n\tindented\x1b[2J\nlast line");
+    api_.Script(
+        "/v1/servers/" + srv + "/console",
+        {json::object{{"console", json::object{{"server_id", srv}, {"host", "h1"}, {"output", output}}}}});
+    Outcome r = Cogs({"server", "console", "web"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.out, "booted\n\tindented\\x1b[2J\nlast line\n") << "lines and tabs kept, ESC escaped";
+    auto gets = api_.seen("GET", "/v1/servers/" + srv + "/console");
+    ASSERT_EQ(gets.size(), 1u);
+    EXPECT_EQ(gets[0].target, "/v1/servers/" + srv + "/console") << "no length: all of it";
+
+    r = Cogs({"server", "console", "web", "--length", "5"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    gets = api_.seen("GET", "/v1/servers/" + srv + "/console");
+    ASSERT_EQ(gets.size(), 2u);
+    EXPECT_EQ(gets[1].target, "/v1/servers/" + srv + "/console?length=5");
+
+    r = Cogs({"server", "console", "web", "-o", "json"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(Parse(r.out).at("console").at("output").as_string(), output);
+
+    api_.Fail(
+        "GET", "/v1/servers/" + srv + "/console", 400,
+        json::serialize(json::object{{"code", "invalid_argument"},
+                                     {"message", "length: must be an integer from 1 to 10000 (lines)"}}));
+    r = Cogs({"server", "console", "web", "--length", "0"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_THAT(r.err, HasSubstr("length: must be an integer from 1 to 10000"));
+    EXPECT_EQ(api_.seen("GET", "/v1/servers/" + srv + "/console").back().target,
+              "/v1/servers/" + srv + "/console?length=0")
+        << "the API checks the value";
+    EXPECT_EQ(Cogs({"server", "console"}).rc, 2) << "REF is required";
+}
+
 TEST_F(CliTest, ListsFollowNextMarkerAndLimitCapsThem) {
     api_.set_page_cap(7);  // the API pages at 7 whatever the CLI asks
     for (int i = 0; i < 23; ++i) {
