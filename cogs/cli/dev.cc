@@ -138,6 +138,7 @@ private:
     std::optional<SteadyTime> pg_restart_at_{};
     std::string admin_token_;
     std::string api_url_;
+    std::string run_dir_;  // --driver container: runc's state of every host, /run/cogs/dev-<hash>
     bool stop_ = false;
     sigset_t signals_{};
 };
@@ -413,6 +414,9 @@ void Dev::WriteDevJson() {
                      {"admin_token_file", D("admin.token")},
                      {"supervisor_pid", ::getpid()},
                      {"processes", std::move(processes)}};
+    if (!run_dir_.empty()) {
+        doc["run_dir"] = run_dir_;  // host-<i>/runc: each agent's runc root
+    }
     if (pg_ != nullptr) {
         json::object pg;
         pg["dir"] = pg_->socket_dir();
@@ -553,6 +557,9 @@ int Dev::Run() {
     }
     std::error_code ec;
     dir_ = fs::absolute(o_.data_dir, ec);
+    if (containers) {
+        run_dir_ = "/run/cogs/" + DirTag(dir_.string());
+    }
     fs::create_directories(dir_ / "run", ec);
     fs::create_directories(dir_ / "logs", ec);
     if (ec) {
@@ -686,7 +693,7 @@ int Dev::Run() {
                 return;
             }
         }
-        const std::string run_root = "/run/cogs/" + DirTag(dir_.string());
+        const std::string run_root = run_dir_;
         std::vector<Proc*> computes;
         for (int i = 1; i <= o_.hosts; ++i) {
             const std::string name = fmt::format("cogs-compute-{}", i);

@@ -26,7 +26,8 @@
 //    every replica's URL, any of which serves the API, and the database); writes D/dev.json
 //    atomically: api_url (the first replica's), api_urls (every replica's), store, data_dir,
 //    admin_token_file, supervisor_pid, processes [{name, pid, url, log}] and, with postgres,
-//    postgres {dir, data_dir, port, pid, log, conninfo, url}.
+//    postgres {dir, data_dir, port, pid, log, conninfo, url}; with --driver container, run_dir
+//    (/run/cogs/dev-<hash>: host-<i>/runc is each agent's runc root).
 // 5. Supervises in the foreground: a child that exits is logged (with its log tail) and restarted on
 //    the same port after a backoff (0.5 s doubling to 30 s; reset after 30 s of good run), and
 //    dev.json is rewritten. A replica that exits 75 (deposed: it lost its leader lease) is restarted
