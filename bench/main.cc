@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -61,9 +62,11 @@ int main(int argc, char** argv) {
     cs->add_option("--servers", so.servers, "servers requested at once")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
-    cs->add_option("--hosts", so.hosts, "compute processes of cogs dev (one host each)")
-        ->check(CLI::PositiveNumber)
-        ->capture_default_str();
+    auto* hosts_option = cs->add_option("--hosts", so.hosts,
+                                        "compute processes of cogs dev (one host each; --driver container: "
+                                        "by default enough for --servers)")
+                             ->check(CLI::PositiveNumber)
+                             ->capture_default_str();
     sim_hosts_option = cs->add_option("--sim-hosts", so.sim_hosts,
                                       "hosts of one extra cogs-compute --hosts N process (0: none)")
                            ->check(CLI::NonNegativeNumber)
@@ -103,6 +106,10 @@ int main(int argc, char** argv) {
                 return 2;
             }
             so.sim_hosts = 0;  // every instance real: only cogs dev's hosts
+            if (hosts_option->count() == 0) {
+                // A host takes 16 vCPUs x 4 (cogsd's CPU ratio) of bench.tiny (1 vCPU): 64 servers.
+                so.hosts = std::max(so.hosts, (so.servers + 59) / 60);
+            }
         }
         return cogs::bench::RunCreateStorm(so);
     }
