@@ -337,6 +337,9 @@ bool Dev::Seed(ApiClient& api) {
         {"flavors", {{"name", "m1.tiny"}, {"vcpus", 1}, {"ram_mb", 512}, {"disk_gb", 1}}},
         {"flavors", {{"name", "m1.small"}, {"vcpus", 1}, {"ram_mb", 2048}, {"disk_gb", 20}}},
         {"images", {{"name", "cirros"}, {"os", "linux"}}},
+        // The container driver's built-in image (registered before the agents start with --driver
+        // container); a plain record with sim, so that one walkthrough works on both.
+        {"images", {{"name", "busybox"}, {"os", "linux"}}},
         {"projects", {{"name", "demo"}, {"description", "a project for trying cogs"}}},
     };
     for (const auto& item : items) {

@@ -20,8 +20,8 @@
 //    --leader-renew-ms 200 unless --cogsd-arg sets either; every compute agent gets every replica's
 //    URL (--control-url, repeated), so its heartbeats follow a failover.
 // 3. Waits until GET /v1/hosts shows the N hosts up, then seeds through the API, idempotently (by
-//    name): flavors m1.tiny (1 vCPU, 512 MiB, 1 GiB) and m1.small (1, 2048, 20), image cirros,
-//    project demo.
+//    name): flavors m1.tiny (1 vCPU, 512 MiB, 1 GiB) and m1.small (1, 2048, 20), images cirros and
+//    busybox (with --driver container the only one that boots), project demo.
 // 4. Prints the endpoint, the admin token and `export COGS_URL=... COGS_TOKEN=...` (with replicas:
 //    every replica's URL, any of which serves the API, and the database); writes D/dev.json
 //    atomically: api_url (the first replica's), api_urls (every replica's), store, data_dir,
