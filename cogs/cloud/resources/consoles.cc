@@ -1,6 +1,7 @@
 #include "cogs/cloud/resources/consoles.h"
 
 #include <boost/json/parse.hpp>
+#include <set>
 
 #include "cogs/http/client.h"
 
@@ -10,6 +11,8 @@ namespace {
 constexpr int64_t kMaxLines = 10000;
 // The agent sends at most 64 KiB of log, JSON-escaped (a control byte is 6 characters): far less.
 constexpr size_t kMaxAnswerBytes = 1 << 20;
+// Clients kept; beyond, those of URLs no host has any more (agents that moved) are dropped.
+constexpr size_t kMaxClients = 256;
 
 json::object View(const std::string& server, const std::string& host, std::string output) {
     json::object o;
@@ -51,6 +54,14 @@ std::string Consoles::LastLines(const std::string& text, int64_t lines) {
 
 http::Client& Consoles::ClientFor(const std::string& url, const std::string& host, uint16_t port) {
     auto it = clients_.find(url);
+    if (it == clients_.end() && clients_.size() >= kMaxClients) {
+        std::set<std::string> current;
+        for (const auto& [name, h] : ctx_.model.All(kHost)) {
+            current.insert(Str(h.body, "url"));
+        }
+        // A dropped client's requests in flight end as cancelled: answered 503, retryable.
+        std::erase_if(clients_, [&current](const auto& c) { return !current.contains(c.first); });
+    }
     if (it == clients_.end()) {
         it = clients_.emplace(url, http::MakeClient(ctx_.io, {host, port, 4})).first;
     }

@@ -14,7 +14,8 @@
 //            → 500 (`internal`). A 503 carries Retry-After: 1 (the API's errors do)
 //
 // Bounded: the agent answers at most the last 64 KiB of the log (cogs/services/compute README,
-// "Console"); one HTTP client per agent URL (4 connections), so as many clients as hosts.
+// "Console"); one HTTP client per agent URL (4 connections), so as many clients as hosts (beyond
+// 256, those of URLs no host has any more are dropped).
 //
 // Threading: the io thread (the model and the host monitor live there); the answer comes later,
 // from the client's callback on that same thread.
