@@ -22,6 +22,7 @@
 #include "cogs/base/secret.h"
 #include "cogs/cli/internal/api.h"
 #include "cogs/cli/internal/config.h"
+#include "cogs/cli/internal/dev.h"
 #include "cogs/cli/internal/output.h"
 #include "cogs/http/server.h"
 #include "test/support/temp_dir.h"
@@ -1196,6 +1197,28 @@ TEST_F(CliTest, DevRefusesReplicasWithoutPostgres) {
     r = Cogs({"dev", "--data-dir", dir, "--store", "postgres", "--replicas", "0"});
     EXPECT_EQ(r.rc, 2) << "at least one replica";
     EXPECT_FALSE(fs::exists(dir));
+}
+
+// --driver: sim or container; a machine that cannot run containers is told what it lacks, before
+// anything is made.
+TEST_F(CliTest, DevChecksItsDriverBeforeAnythingStarts) {
+    const std::string dir = (home_ / "dev").string();
+    Outcome r = Cogs({"dev", "--data-dir", dir, "--driver", "kvm"});
+    EXPECT_EQ(r.rc, 2);
+    EXPECT_THAT(r.err, HasSubstr("--driver"));
+    EXPECT_FALSE(fs::exists(dir));
+    const std::vector<std::string> missing = MissingForContainers();
+    if (missing.empty()) {
+        GTEST_SKIP() << "this machine runs containers (root, runc, busybox, ip): `cogs dev --driver "
+                        "container` would start a cloud";
+    }
+    r = Cogs({"dev", "--data-dir", dir, "--driver", "container"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_THAT(r.err, HasSubstr("--driver container cannot run on this machine"));
+    for (const std::string& m : missing) {
+        EXPECT_THAT(r.err, HasSubstr(m));
+    }
+    EXPECT_FALSE(fs::exists(dir)) << "nothing made, nothing started";
 }
 
 TEST(OutputTest, Durations) {
