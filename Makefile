@@ -29,8 +29,23 @@ build-fuzz: deps
 
 # The one-command local cloud: cogsd, the network and volume services and three compute hosts on
 # 127.0.0.1, data in $(DATA). Ctrl-C stops it; run again to come back with everything.
+# The instances are real (containers under runc: `cogs dev --driver container`) when the machine
+# allows it (root, runc, /bin/busybox and ip), else simulated (--driver sim); DRIVER=sim|container
+# chooses. It says which it took and why.
+DRIVER ?=
 run: build
-	@$(BUILD)/bin/cogs dev --data-dir $(DATA)
+	@driver="$(DRIVER)"; why="DRIVER=$(DRIVER)"; \
+	if [ -z "$$driver" ]; then \
+		missing=""; \
+		[ "$$(id -u)" = 0 ] || missing="$$missing root"; \
+		command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || missing="$$missing runc"; \
+		[ -x /bin/busybox ] || missing="$$missing busybox-static"; \
+		command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$$missing iproute2"; \
+		if [ -z "$$missing" ]; then driver=container; why="root, runc, busybox and ip are here: real instances"; \
+		else driver=sim; why="no$$missing: simulated instances (nothing runs)"; fi; \
+	fi; \
+	echo "make run: driver $$driver ($$why)"; \
+	exec $(BUILD)/bin/cogs dev --data-dir $(DATA) --driver $$driver
 
 test: build build-asan build-fuzz
 	@bash scripts/run-tests $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -9,12 +9,14 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <filesystem>
 #include <memory>
 #include <optional>
 
 #include "bench/create_storm_checks.h"
 #include "bench/create_storm_cloud.h"
 #include "bench/create_storm_phase.h"
+#include "bench/create_storm_real.h"
 #include "bench/create_storm_util.h"
 #include "cogs/base/secret.h"
 #include "test/support/dev_cloud.h"
@@ -85,6 +87,14 @@ int Run(const CreateStormOptions& o) {
     Progress("load average {:.1f}; the disk does {:.0f} fsyncs/s (4 KiB append + fdatasync)", load_before,
              fsyncs_per_s);
 
+    const bool real = o.driver == "container";
+    const std::string image = real ? "busybox" : "cirros";
+    json::object boot;
+    if (real && o.boot_samples > 0) {
+        Progress("boot time: {} single servers, one at a time, on the idle cloud", o.boot_samples);
+        boot = MeasureBootTimes(dev, setup->member_token, setup->network_id, o.boot_samples);
+    }
+
     // ---- the storm ----
     const std::string run = RandomHex(4);
     std::vector<Tracked> servers(n);
@@ -99,8 +109,8 @@ int Run(const CreateStormOptions& o) {
         req.method = "POST";
         req.target = "/v1/servers";
         req.body =
-            fmt::format(R"({{"name":"storm-{}","flavor":"bench.tiny","image":"cirros","network_id":"{}"}})",
-                        i, setup->network_id);
+            fmt::format(R"({{"name":"storm-{}","flavor":"bench.tiny","image":"{}","network_id":"{}"}})", i,
+                        image, setup->network_id);
         req.headers.emplace_back("content-type", "application/json");
         req.headers.emplace_back("idempotency-key", fmt::format("storm-{}-{}", run, i));
         return req;
@@ -136,6 +146,17 @@ int Run(const CreateStormOptions& o) {
              errors, refused, failed - errors - refused, storm.retries_429);
     for (const auto& r : storm.refusals) {
         Progress("refused: {}", r);
+    }
+
+    json::object memory;
+    if (real) {
+        std::vector<std::string> running;
+        for (const auto& t : servers) {
+            if (t.done && !t.id.empty()) {
+                running.push_back(t.id);
+            }
+        }
+        memory = InstanceMemory(dev, running);
     }
 
     // ---- checks: what cogsd says against what the services hold ----
@@ -187,6 +208,12 @@ int Run(const CreateStormOptions& o) {
     out["cogsd_rss_kib_before"] = cogsd_rss_before;
     out["cogsd_rss_kib_after"] = cogsd_rss_after;
     out["cogsd_rss_peak_kib"] = cogsd_hwm;
+    for (auto& [k, v] : boot) {
+        out[k] = v;
+    }
+    for (auto& [k, v] : memory) {
+        out[k] = v;
+    }
 
     // ---- cleanup: delete them all, timed the same way ----
     if (o.cleanup) {
@@ -231,9 +258,22 @@ int Run(const CreateStormOptions& o) {
         out["request_to_gone_p99_ms"] = Round(Percentile(to_gone, 0.99));
         out["delete_retries_429"] = del.retries_429;
         out["instances_left_after_cleanup"] = left;
+        if (real) {
+            // The API shows a server gone once its agent dropped the instance; the container's
+            // removal (stop, runc delete, cgroups, rootfs, namespace) follows on the agent's pool.
+            // The machine is clean when runc knows none of them any more.
+            int64_t containers = 0;
+            testing::WaitUntil([&] { return (containers = ContainersLeft(dev)) == 0; }, 300s, 100ms);
+            const double clean_s =
+                Seconds(doomed.empty() ? SteadyClock::now() : doomed.front().sent, SteadyClock::now());
+            out["machine_clean_s"] = Round(clean_s, 2);
+            out["containers_left_after_cleanup"] = containers;
+            Progress("cleanup on the machine: {} containers left after {:.1f} s", containers, clean_s);
+        }
         out["cpu_cleanup"] = std::move(del_cpu);
     }
 
+    out["driver"] = o.driver;
     out["store"] = o.store;
     out["replicas"] = static_cast<int64_t>(urls.size());
     if (!leader.empty()) {
@@ -248,7 +288,20 @@ int Run(const CreateStormOptions& o) {
                                   {"loadavg_1m", Round(load_before, 2)},
                                   {"fsyncs_per_s", Round(fsyncs_per_s, 0)}};
 
+    if (real) {
+        // Whatever is still there (no cleanup, or one that did not finish) goes before the agents
+        // stop: a stopped agent would leave it running for good.
+        if (const int64_t swept = SweepContainers(dev); swept > 0) {
+            Progress("removed {} containers the cloud left running", swept);
+            out["containers_swept"] = swept;
+        }
+    }
+    const std::string run_dir = real ? RunDirOf(dev) : "";
     cloud->Stop();
+    if (run_dir.rfind("/run/cogs/dev-", 0) == 0) {
+        std::error_code ec;
+        std::filesystem::remove_all(run_dir, ec);  // the agents' runc roots, empty now
+    }
     fmt::print("{}\n", Json(out));
     std::fflush(stdout);
     return 0;

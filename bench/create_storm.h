@@ -1,8 +1,8 @@
 // cogs-bench create-storm: N servers requested at once through the REST API of a real local cloud
 // (`cogs dev`: cogsd — or several replicas of it on PostgreSQL —, cogs-network, cogs-volume and
-// compute agents as processes on 127.0.0.1, sim drivers), timed from each request to the first time the API
-// shows the server ACTIVE, then checked for overcommitted hosts and duplicate addresses against the services'
-// own inventories.
+// compute agents as processes on 127.0.0.1, sim drivers or real containers), timed from each request to the
+// first time the API shows the server ACTIVE, then checked for overcommitted hosts and duplicate addresses
+// against the services' own inventories.
 //
 // Figures and method: bench/README.md. Progress goes to stderr; the last line on stdout is one JSON
 // object of figures.
@@ -32,6 +32,12 @@ struct CreateStormOptions {
     double cpu_ratio = 4.0;
     double ram_ratio = 1.0;
     double disk_ratio = 1.0;
+    // What runs the instances: "sim" (nothing) or "container" (`cogs dev --driver container`: real
+    // containers under runc; root; no sim hosts; image busybox). With container, before the storm,
+    // `boot_samples` single servers are created one at a time on the idle cloud (the boot time of
+    // one instance), and after it the running instances' memory is measured (create_storm_real.h).
+    std::string driver = "sim";
+    int boot_samples = 10;
 };
 
 // Runs the benchmark; returns the process exit code (0 when it ran to the end and printed its

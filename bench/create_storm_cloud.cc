@@ -74,9 +74,12 @@ std::optional<std::vector<json::value>> ListAll(ApiClient& api, const std::strin
 
 std::unique_ptr<StormCloud> StormCloud::Start(const CreateStormOptions& o) {
     std::unique_ptr<StormCloud> cloud(new StormCloud());
-    Progress("starting the local cloud: cogs dev with {} hosts, boot {} ms, store {}", o.hosts, o.boot_ms,
-             o.store);
+    Progress("starting the local cloud: cogs dev with {} hosts, driver {}, boot {} ms, store {}", o.hosts,
+             o.driver, o.boot_ms, o.store);
     testing::DevOptions dev_options{o.hosts, o.boot_ms, {}};
+    if (o.driver != "sim") {
+        dev_options.extra_args = {"--driver", o.driver};
+    }
     dev_options.store = o.store;
     dev_options.replicas = o.replicas;
     auto started = DevCloud::Start(dev_options);

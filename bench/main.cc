@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -46,16 +47,30 @@ int main(int argc, char** argv) {
     cogs::bench::CreateStormOptions so;
     auto* cs = app.add_subcommand(
         "create-storm",
-        "N servers requested at once through the REST API of a local cloud (cogs dev, sim drivers)");
+        "N servers requested at once through the REST API of a local cloud (cogs dev, sim drivers or real "
+        "containers)");
+    auto* sim_hosts_option = static_cast<CLI::Option*>(nullptr);
+    cs->add_option("--driver", so.driver,
+                   "sim (nothing runs) or container (real instances under runc, as root: adds the boot "
+                   "time of one instance and the memory per instance; no sim hosts)")
+        ->check(CLI::IsMember({"sim", "container"}))
+        ->capture_default_str();
+    cs->add_option("--boot-samples", so.boot_samples,
+                   "--driver container: single servers created one at a time for the boot time")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
     cs->add_option("--servers", so.servers, "servers requested at once")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
-    cs->add_option("--hosts", so.hosts, "compute processes of cogs dev (one host each)")
-        ->check(CLI::PositiveNumber)
-        ->capture_default_str();
-    cs->add_option("--sim-hosts", so.sim_hosts, "hosts of one extra cogs-compute --hosts N process (0: none)")
-        ->check(CLI::NonNegativeNumber)
-        ->capture_default_str();
+    auto* hosts_option = cs->add_option("--hosts", so.hosts,
+                                        "compute processes of cogs dev (one host each; --driver container: "
+                                        "by default enough for --servers)")
+                             ->check(CLI::PositiveNumber)
+                             ->capture_default_str();
+    sim_hosts_option = cs->add_option("--sim-hosts", so.sim_hosts,
+                                      "hosts of one extra cogs-compute --hosts N process (0: none)")
+                           ->check(CLI::NonNegativeNumber)
+                           ->capture_default_str();
     cs->add_option("--boot-ms", so.boot_ms, "the sim driver's boot time")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
@@ -84,6 +99,17 @@ int main(int argc, char** argv) {
         if (so.replicas > 1 && so.store != "postgres") {
             fmt::print(stderr, "cogs-bench create-storm: --replicas needs --store postgres\n");
             return 2;
+        }
+        if (so.driver == "container") {
+            if (sim_hosts_option->count() > 0 && so.sim_hosts > 0) {
+                fmt::print(stderr, "cogs-bench create-storm: --driver container runs no sim hosts\n");
+                return 2;
+            }
+            so.sim_hosts = 0;  // every instance real: only cogs dev's hosts
+            if (hosts_option->count() == 0) {
+                // A host takes 16 vCPUs x 4 (cogsd's CPU ratio) of bench.tiny (1 vCPU): 64 servers.
+                so.hosts = std::max(so.hosts, (so.servers + 59) / 60);
+            }
         }
         return cogs::bench::RunCreateStorm(so);
     }

@@ -82,6 +82,9 @@ int main(int argc, char** argv) {
                    "container: after SIGTERM, how long an instance has to end before SIGKILL")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
+    app.add_option("--builtin-image-id", driver_options.builtin_image_id,
+                   "container: an image id that also stands for the built-in image busybox (cogs dev's "
+                   "image record for it)");
     app.add_option("--netns-prefix", driver_options.netns_prefix,
                    "container: the instances' network namespaces are <prefix>-<instance id>")
         ->capture_default_str();

@@ -37,6 +37,11 @@ void AddDev(Invocation& inv, CLI::App& app, DevOptions& dev) {
     c->add_option("--postgres-fsync", dev.postgres_fsync,
                   "--store postgres: fsync commits (false: faster, lost only if the machine crashes)")
         ->capture_default_str();
+    c->add_option("--driver", dev.driver,
+                  "what runs the instances: sim (nothing runs) or container (real instances under runc; "
+                  "needs root, runc, busybox-static and iproute2)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"sim", "container"}));
     c->add_option("--cogsd-arg", dev.cogsd_args,
                   "passed to cogsd as is (repeatable), e.g. --cogsd-arg=--reconcile-ms=2000")
         ->allow_extra_args(false);

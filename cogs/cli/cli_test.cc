@@ -22,6 +22,7 @@
 #include "cogs/base/secret.h"
 #include "cogs/cli/internal/api.h"
 #include "cogs/cli/internal/config.h"
+#include "cogs/cli/internal/dev.h"
 #include "cogs/cli/internal/output.h"
 #include "cogs/http/server.h"
 #include "test/support/temp_dir.h"
@@ -496,6 +497,42 @@ TEST_F(CliTest, ControlCharactersFromTheApiArePrintedEscaped) {
 
     EXPECT_EQ(Printable("plain caf\xc3\xa9"), "plain caf\xc3\xa9");
     EXPECT_EQ(Printable(std::string("\x7f\t", 2)), "\\x7f\\x09");
+}
+
+TEST_F(CliTest, ServerConsolePrintsTheOutputByNameWithLengthAndEscapesControlCharacters) {
+    const std::string srv = api_.Add("servers", {{"name", "web"}, {"status", "ACTIVE"}});
+    const std::string output = std::string("booted\n\tindented\x1b[2J\nlast line");
+    api_.Script(
+        "/v1/servers/" + srv + "/console",
+        {json::object{{"console", json::object{{"server_id", srv}, {"host", "h1"}, {"output", output}}}}});
+    Outcome r = Cogs({"server", "console", "web"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.out, "booted\n\tindented\\x1b[2J\nlast line\n") << "lines and tabs kept, ESC escaped";
+    auto gets = api_.seen("GET", "/v1/servers/" + srv + "/console");
+    ASSERT_EQ(gets.size(), 1u);
+    EXPECT_EQ(gets[0].target, "/v1/servers/" + srv + "/console") << "no length: all of it";
+
+    r = Cogs({"server", "console", "web", "--length", "5"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    gets = api_.seen("GET", "/v1/servers/" + srv + "/console");
+    ASSERT_EQ(gets.size(), 2u);
+    EXPECT_EQ(gets[1].target, "/v1/servers/" + srv + "/console?length=5");
+
+    r = Cogs({"server", "console", "web", "-o", "json"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(Parse(r.out).at("console").at("output").as_string(), output);
+
+    api_.Fail(
+        "GET", "/v1/servers/" + srv + "/console", 400,
+        json::serialize(json::object{{"code", "invalid_argument"},
+                                     {"message", "length: must be an integer from 1 to 10000 (lines)"}}));
+    r = Cogs({"server", "console", "web", "--length", "0"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_THAT(r.err, HasSubstr("length: must be an integer from 1 to 10000"));
+    EXPECT_EQ(api_.seen("GET", "/v1/servers/" + srv + "/console").back().target,
+              "/v1/servers/" + srv + "/console?length=0")
+        << "the API checks the value";
+    EXPECT_EQ(Cogs({"server", "console"}).rc, 2) << "REF is required";
 }
 
 TEST_F(CliTest, ListsFollowNextMarkerAndLimitCapsThem) {
@@ -1160,6 +1197,28 @@ TEST_F(CliTest, DevRefusesReplicasWithoutPostgres) {
     r = Cogs({"dev", "--data-dir", dir, "--store", "postgres", "--replicas", "0"});
     EXPECT_EQ(r.rc, 2) << "at least one replica";
     EXPECT_FALSE(fs::exists(dir));
+}
+
+// --driver: sim or container; a machine that cannot run containers is told what it lacks, before
+// anything is made.
+TEST_F(CliTest, DevChecksItsDriverBeforeAnythingStarts) {
+    const std::string dir = (home_ / "dev").string();
+    Outcome r = Cogs({"dev", "--data-dir", dir, "--driver", "kvm"});
+    EXPECT_EQ(r.rc, 2);
+    EXPECT_THAT(r.err, HasSubstr("--driver"));
+    EXPECT_FALSE(fs::exists(dir));
+    const std::vector<std::string> missing = MissingForContainers();
+    if (missing.empty()) {
+        GTEST_SKIP() << "this machine runs containers (root, runc, busybox, ip): `cogs dev --driver "
+                        "container` would start a cloud";
+    }
+    r = Cogs({"dev", "--data-dir", dir, "--driver", "container"});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_THAT(r.err, HasSubstr("--driver container cannot run on this machine"));
+    for (const std::string& m : missing) {
+        EXPECT_THAT(r.err, HasSubstr(m));
+    }
+    EXPECT_FALSE(fs::exists(dir)) << "nothing made, nothing started";
 }
 
 TEST(OutputTest, Durations) {

@@ -45,6 +45,46 @@ constexpr Duration kPgStopGrace = 10s;
 // is restarted after kFirstBackoff, without delay growth, and comes back as a follower.
 constexpr int kExitDeposed = 75;
 
+// --driver container: cogs-network's driver for real instances (bridges and veths). MERGE: helper
+// `net` is adding `cogs-network --driver linux` on another branch; set this to true once it is on
+// main. Until then the flag is passed only when `cogs-network --help` offers it.
+constexpr bool kNetworkHasLinuxDriver = false;
+
+// Whether `cogs-network --help` lists a linux driver (a binary from before it does not).
+bool NetworkOffersLinuxDriver() {
+    if (kNetworkHasLinuxDriver) {
+        return true;
+    }
+    auto help =
+        runtime::RunCommand({runtime::SiblingBinary("cogs-network"), "--help"}, SteadyClock::now() + 10s);
+    if (!help || help->exit_status != 0) {
+        return false;
+    }
+    const std::string& text = help->output;
+    const size_t driver = text.find("--driver");
+    return driver != std::string::npos && text.find("linux", driver) != std::string::npos;
+}
+
+// The first of `candidates` that is an executable file, or "".
+std::string FindTool(std::initializer_list<const char*> candidates) {
+    for (const char* path : candidates) {
+        if (::access(path, X_OK) == 0) {
+            return path;
+        }
+    }
+    return "";
+}
+
+// A short stable name for a data directory (FNV-1a of its absolute path), for runc's state under
+// /run/cogs: two local clouds on one machine never share it.
+std::string DirTag(const std::string& dir) {
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : dir) {
+        h = (h ^ c) * 1099511628211ull;
+    }
+    return fmt::format("dev-{:08x}", static_cast<uint32_t>(h ^ (h >> 32)));
+}
+
 struct Proc : runtime::ServerChild {
     using ServerChild::ServerChild;
 
@@ -76,6 +116,8 @@ private:
     void StopPostgres();
     bool AwaitHostsUp(ApiClient& api);
     bool Seed(ApiClient& api);
+    // --driver container: the id of the image "busybox" (registered now if absent), or "" (and why).
+    std::string EnsureBuiltinImage(ApiClient& api);
     // Whether every started child still runs; prints the first dead one's log tail otherwise.
     bool AllAlive();
     void Supervise();
@@ -96,6 +138,7 @@ private:
     std::optional<SteadyTime> pg_restart_at_{};
     std::string admin_token_;
     std::string api_url_;
+    std::string run_dir_;  // --driver container: runc's state of every host, /run/cogs/dev-<hash>
     bool stop_ = false;
     sigset_t signals_{};
 };
@@ -294,6 +337,9 @@ bool Dev::Seed(ApiClient& api) {
         {"flavors", {{"name", "m1.tiny"}, {"vcpus", 1}, {"ram_mb", 512}, {"disk_gb", 1}}},
         {"flavors", {{"name", "m1.small"}, {"vcpus", 1}, {"ram_mb", 2048}, {"disk_gb", 20}}},
         {"images", {{"name", "cirros"}, {"os", "linux"}}},
+        // The container driver's built-in image (registered before the agents start with --driver
+        // container); a plain record with sim, so that one walkthrough works on both.
+        {"images", {{"name", "busybox"}, {"os", "linux"}}},
         {"projects", {{"name", "demo"}, {"description", "a project for trying cogs"}}},
     };
     for (const auto& item : items) {
@@ -322,6 +368,37 @@ bool Dev::Seed(ApiClient& api) {
     return true;
 }
 
+std::string Dev::EnsureBuiltinImage(ApiClient& api) {
+    auto existing = api.List("/v1/images?name=busybox");
+    if (existing) {
+        for (const auto& v : *existing) {
+            if (v.is_object() && Cell(v.as_object(), "name") == "busybox") {
+                return Cell(v.as_object(), "id");
+            }
+        }
+        json::value body = json::object{{"name", "busybox"}, {"os", "linux"}};
+        auto made = api.Call("POST", "/v1/images", &body);
+        if (made && made->is_object()) {
+            const std::string id = Cell(made->as_object(), "image.id");
+            if (!id.empty()) {
+                err_ << "cogs dev: created image busybox (the container driver's built-in image)\n";
+                return id;
+            }
+        }
+        if (!made) {
+            err_ << fmt::format("cogs dev: registering the image busybox: {} ({})\n", made.error().message,
+                                made.error().code);
+            return "";
+        }
+    } else {
+        err_ << fmt::format("cogs dev: looking up the image busybox: {} ({})\n", existing.error().message,
+                            existing.error().code);
+        return "";
+    }
+    err_ << "cogs dev: registering the image busybox: no id in the answer\n";
+    return "";
+}
+
 void Dev::WriteDevJson() {
     json::array processes;
     for (const auto& p : procs_) {
@@ -335,10 +412,14 @@ void Dev::WriteDevJson() {
     json::object doc{{"api_url", api_url_},
                      {"api_urls", std::move(api_urls)},
                      {"store", o_.store},
+                     {"driver", o_.driver},
                      {"data_dir", dir_.string()},
                      {"admin_token_file", D("admin.token")},
                      {"supervisor_pid", ::getpid()},
                      {"processes", std::move(processes)}};
+    if (!run_dir_.empty()) {
+        doc["run_dir"] = run_dir_;  // host-<i>/runc: each agent's runc root
+    }
     if (pg_ != nullptr) {
         json::object pg;
         pg["dir"] = pg_->socket_dir();
@@ -449,6 +530,23 @@ void Dev::StopAll() {
 }
 
 int Dev::Run() {
+    if (o_.driver != "sim" && o_.driver != "container") {
+        err_ << fmt::format("cogs dev: --driver {}: expected sim or container\n", o_.driver);
+        return 2;
+    }
+    const bool containers = o_.driver == "container";
+    if (containers) {
+        // Before anything starts: a cloud whose agents cannot boot anything is no use.
+        const std::vector<std::string> missing = MissingForContainers();
+        if (!missing.empty()) {
+            err_ << "cogs dev: --driver container cannot run on this machine:\n";
+            for (const std::string& m : missing) {
+                err_ << "  - " << m << "\n";
+            }
+            err_ << "(scripts/install-deps installs the packages; or run with --driver sim)\n";
+            return 1;
+        }
+    }
     if (o_.store != "sqlite" && o_.store != "postgres") {
         err_ << fmt::format("cogs dev: --store {}: expected sqlite or postgres\n", o_.store);
         return 2;
@@ -462,6 +560,9 @@ int Dev::Run() {
     }
     std::error_code ec;
     dir_ = fs::absolute(o_.data_dir, ec);
+    if (containers) {
+        run_dir_ = "/run/cogs/" + DirTag(dir_.string());
+    }
     fs::create_directories(dir_ / "run", ec);
     fs::create_directories(dir_ / "logs", ec);
     if (ec) {
@@ -511,10 +612,18 @@ int Dev::Run() {
 
     int rc = 1;
     [&] {
+        const bool linux_network = containers && NetworkOffersLinuxDriver();
+        if (containers && !linux_network) {
+            err_ << "cogs dev: cogs-network has no linux driver yet: the instances get no network port\n";
+        }
         Proc* network = make("cogs-network", "cogs-network", [=, this](uint16_t port) {
-            return std::vector<std::string>{
+            std::vector<std::string> args{
                 "--listen", listen(port),    "--port-file",  D("run/cogs-network.port"),
                 "--state",  D("network.db"), "--token-file", service_token};
+            if (linux_network) {
+                args.insert(args.end(), {"--driver", "linux"});
+            }
+            return args;
         });
         if (!Start(*network) || !AwaitPort(*network)) {
             return;
@@ -578,6 +687,16 @@ int Dev::Run() {
             return;
         }
         api_url_ = replicas_.front()->url();
+        auto endpoint = ParseUrl(api_url_);
+        ApiClient api(*endpoint, admin_token_, 10s);
+        std::string builtin_image;
+        if (containers) {
+            builtin_image = EnsureBuiltinImage(api);
+            if (builtin_image.empty()) {
+                return;
+            }
+        }
+        const std::string run_root = run_dir_;
         std::vector<Proc*> computes;
         for (int i = 1; i <= o_.hosts; ++i) {
             const std::string name = fmt::format("cogs-compute-{}", i);
@@ -598,6 +717,13 @@ int Dev::Run() {
                                               D("admin.token"),
                                               "--boot-ms",
                                               std::to_string(o_.boot_ms)};
+                if (containers) {
+                    const std::string host = fmt::format("host-{}", i);
+                    args.insert(
+                        args.end(),
+                        {"--driver", "container", "--instances-dir", D("instances/" + host), "--runc-root",
+                         run_root + "/" + host + "/runc", "--builtin-image-id", builtin_image});
+                }
                 // Every replica's URL: the agent's heartbeats follow a failover of the leader.
                 for (const Proc* r : replicas_) {
                     args.insert(args.end(), {"--control-url", r->url()});
@@ -613,8 +739,6 @@ int Dev::Run() {
                 return;
             }
         }
-        auto endpoint = ParseUrl(api_url_);
-        ApiClient api(*endpoint, admin_token_, 10s);
         if (!AwaitHostsUp(api) || !Seed(api)) {
             return;
         }
@@ -631,7 +755,7 @@ int Dev::Run() {
                                     pg_->socket_dir(), pg_->port(), pg_->ConnInfo());
         }
         out_ << fmt::format(
-            "cogs dev: the local cloud is up ({} hosts; data in {}, logs in {}/logs)\n"
+            "cogs dev: the local cloud is up ({} hosts, driver {}; data in {}, logs in {}/logs)\n"
             "  API:         {}\n"
             "  admin token: {}\n"
             "  metrics:     {}/metrics (every process; `prometheus --config.file {}/prometheus.yml` scrapes "
@@ -639,7 +763,8 @@ int Dev::Run() {
             "Use it from another terminal with:\n"
             "export COGS_URL={} COGS_TOKEN={}\n"
             "Ctrl-C stops everything; `cogs dev` on the same --data-dir brings it all back.\n",
-            o_.hosts, dir_.string(), dir_.string(), api_line, admin_token_, api_url_, dir_.string(), api_url_,
+            o_.hosts, containers ? "container (real instances under runc)" : "sim (nothing runs)",
+            dir_.string(), dir_.string(), api_line, admin_token_, api_url_, dir_.string(), api_url_,
             admin_token_);
         out_.flush();
         Supervise();
@@ -659,6 +784,23 @@ int Dev::Run() {
 }
 
 }  // namespace
+
+std::vector<std::string> MissingForContainers() {
+    std::vector<std::string> missing;
+    if (::geteuid() != 0) {
+        missing.push_back("root: runc, network namespaces and cgroups need it (run as root, e.g. with sudo)");
+    }
+    if (FindTool({"/usr/sbin/runc", "/usr/bin/runc", "/sbin/runc", "/bin/runc"}).empty()) {
+        missing.push_back("runc (Debian package runc)");
+    }
+    if (FindTool({"/bin/busybox"}).empty()) {
+        missing.push_back("/bin/busybox, the built-in image's program (Debian package busybox-static)");
+    }
+    if (FindTool({"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"}).empty()) {
+        missing.push_back("ip (Debian package iproute2)");
+    }
+    return missing;
+}
 
 int RunDev(const DevOptions& options, std::ostream& out, std::ostream& err) {
     Dev dev(options, out, err);

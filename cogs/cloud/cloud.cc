@@ -14,6 +14,7 @@
 #include "cogs/cloud/health/host_monitor.h"
 #include "cogs/cloud/reconcile/reconcile_loop.h"
 #include "cogs/cloud/resources/catalog.h"
+#include "cogs/cloud/resources/consoles.h"
 #include "cogs/cloud/resources/events.h"
 #include "cogs/cloud/resources/hosts.h"
 #include "cogs/cloud/resources/idempotency.h"
@@ -67,10 +68,11 @@ public:
           history(ctx),
           workflows(ctx),
           keys(ctx),
+          consoles(ctx, [this](const std::string& host) { return RouteTo(host); }),
           claims(ctx),
           pruner(io, store, ctx.options.workflow_retention, &ctx.clock, ctx.metrics()),
-          router(
-              ApiRoutes({ctx, reads, catalog, networks, volumes, servers, hosts, history, workflows, keys})),
+          router(ApiRoutes(
+              {ctx, reads, catalog, networks, volumes, servers, hosts, history, workflows, keys, consoles})),
           api(
               io, router, [this](std::string_view bearer) { return Authenticate(bearer); },
               ctx.options.max_inflight_requests, ctx.metrics(),
@@ -96,6 +98,13 @@ public:
     Result<std::string> Bootstrap();
     Result<Principal> Authenticate(std::string_view bearer) const;
     void SampleGauges();
+    // Where host `host`'s agent is and whether the host is down; nullopt for an unknown host.
+    std::optional<services::compute::HostRoute> RouteTo(const std::string& host) const {
+        const Res* h = ctx.model.Find(kHost, host);
+        if (h == nullptr) return std::nullopt;
+        return services::compute::HostRoute{
+            Str(h->body, "url"), monitor.StateOf(host) == health::HostState::kDown, monitor.LeaseEpoch(host)};
+    }
 
     Context ctx;
     health::HostMonitor monitor;
@@ -110,6 +119,7 @@ public:
     History history;
     Workflows workflows;
     IdempotencyKeys keys;
+    Consoles consoles;
     ModelClaims claims;
     workflow::WorkflowPruner pruner;
     Router router;
@@ -284,15 +294,8 @@ std::shared_ptr<workflow::ServiceClient> Cloud::ComputeService() {
     Impl& i = *impl_;
     if (!i.compute_router) {
         i.compute_router = services::compute::MakeComputeRouter(
-            i.ctx.io,
-            [&i](const std::string& host) -> std::optional<services::compute::HostRoute> {
-                const Res* h = i.ctx.model.Find(kHost, host);
-                if (h == nullptr) return std::nullopt;
-                return services::compute::HostRoute{Str(h->body, "url"),
-                                                    i.monitor.StateOf(host) == health::HostState::kDown,
-                                                    i.monitor.LeaseEpoch(host)};
-            },
-            i.ctx.options.service_token, i.ctx.options.compute_connections);
+            i.ctx.io, [&i](const std::string& host) { return i.RouteTo(host); }, i.ctx.options.service_token,
+            i.ctx.options.compute_connections);
     }
     return i.compute_router;
 }

@@ -1,5 +1,5 @@
 // `cogs dev [--data-dir .cogs] [--port 8780] [--hosts 3] [--boot-ms 200] [--volume-driver file]
-//           [--store sqlite|postgres] [--replicas N]`:
+//           [--store sqlite|postgres] [--replicas N] [--driver sim|container]`:
 // the one-command local cloud. Internal to cogs/cli.
 //
 // 1. Creates D/run, D/logs, and once D/service.token (32 random bytes as hex, mode 0600: the secret
@@ -20,13 +20,14 @@
 //    --leader-renew-ms 200 unless --cogsd-arg sets either; every compute agent gets every replica's
 //    URL (--control-url, repeated), so its heartbeats follow a failover.
 // 3. Waits until GET /v1/hosts shows the N hosts up, then seeds through the API, idempotently (by
-//    name): flavors m1.tiny (1 vCPU, 512 MiB, 1 GiB) and m1.small (1, 2048, 20), image cirros,
-//    project demo.
+//    name): flavors m1.tiny (1 vCPU, 512 MiB, 1 GiB) and m1.small (1, 2048, 20), images cirros and
+//    busybox (with --driver container the only one that boots), project demo.
 // 4. Prints the endpoint, the admin token and `export COGS_URL=... COGS_TOKEN=...` (with replicas:
 //    every replica's URL, any of which serves the API, and the database); writes D/dev.json
 //    atomically: api_url (the first replica's), api_urls (every replica's), store, data_dir,
 //    admin_token_file, supervisor_pid, processes [{name, pid, url, log}] and, with postgres,
-//    postgres {dir, data_dir, port, pid, log, conninfo, url}.
+//    postgres {dir, data_dir, port, pid, log, conninfo, url}; with --driver container, run_dir
+//    (/run/cogs/dev-<hash>: host-<i>/runc is each agent's runc root).
 // 5. Supervises in the foreground: a child that exits is logged (with its log tail) and restarted on
 //    the same port after a backoff (0.5 s doubling to 30 s; reset after 30 s of good run), and
 //    dev.json is rewritten. A replica that exits 75 (deposed: it lost its leader lease) is restarted
@@ -36,6 +37,16 @@
 //    5 s, SIGKILL), then PostgreSQL (fast shutdown, 10 s, then killed), dev.json is removed, exit 0.
 //    A `cogs dev` that is SIGKILLed cannot stop PostgreSQL (which runs in its own process group):
 //    the next `cogs dev` on that directory says so (kill -INT <pid> from D/postgres/data/postmaster.pid).
+//
+// --driver container (real instances, cogs/services/compute README "Drivers"): first checks for root,
+// runc, /bin/busybox (busybox-static) and ip (iproute2) and, if any is missing, says which (and the
+// package) and exits 1 before starting anything. Then, before the computes start, registers the
+// image "busybox" (by name, idempotently) and gives every cogs-compute-i --driver container
+// --instances-dir D/instances/host-i --runc-root /run/cogs/dev-<hash of D>/host-i/runc (a tmpfs;
+// unique per data dir, so two local clouds never share runc state) --builtin-image-id <its id>;
+// cogs-network gets --driver linux when its --help offers it. The instances are containers that
+// outlive their agents: Ctrl-C leaves them running and the next `cogs dev` on D adopts them; delete
+// the servers first to leave nothing behind.
 //
 // Restarted on the same data directory it comes back with everything (the state is in the
 // databases, the admin token in D/admin.token, the API on the same port unless --port 0, which picks
@@ -61,7 +72,14 @@ struct DevOptions {
     std::string store = "sqlite";         // or "postgres": replicas on a private PostgreSQL cluster
     int replicas = 0;                     // cogsd replicas; 0: 1 with sqlite (more refused), 3 with postgres
     bool postgres_fsync = true;           // off: faster commits, lost only if the machine crashes
+    // What runs the instances: "sim" (nothing runs) or "container" (real instances: every
+    // cogs-compute --driver container; needs root, runc, /bin/busybox and ip).
+    std::string driver = "sim";
 };
+
+// What the machine lacks to run `cogs dev --driver container`, one line per missing thing, each
+// saying how to get it (the Debian package); empty when nothing is missing. Blocking (stat calls).
+std::vector<std::string> MissingForContainers();
 
 // Starts the services, cogsd and the compute hosts as children, seeds the catalog, prints the
 // endpoint and admin token, then supervises until SIGINT/SIGTERM. Returns the exit code.

@@ -3,6 +3,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -81,6 +82,60 @@ int HostDrain(Invocation& inv, const Resource& hosts, const std::string& name, c
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
     return 130;
+}
+
+// ---- server console -----------------------------------------------------------------------------
+
+// The console's text for a terminal: lines and tabs kept, every other control character escaped
+// (Printable), so that a guest cannot drive the operator's terminal.
+std::string ConsoleText(std::string_view text) {
+    std::string out;
+    size_t start = 0;
+    while (start <= text.size()) {
+        size_t end = text.find_first_of("\n\t", start);
+        if (end == std::string_view::npos) {
+            out += Printable(text.substr(start));
+            break;
+        }
+        out += Printable(text.substr(start, end - start));
+        out.push_back(text[end]);
+        start = end + 1;
+    }
+    return out;
+}
+
+// `length`: nullopt for all of it; any other value is the API's to check (400 naming it).
+int ServerConsole(Invocation& inv, const Resource& servers, const std::string& ref,
+                  std::optional<int64_t> length) {
+    ApiClient* api = inv.Api();
+    if (!api) {
+        return inv.FailSettings();
+    }
+    auto id = ResolveRef(inv, servers, ref);
+    if (!id) {
+        return inv.Fail(id.error());
+    }
+    std::string path = servers.Path(*id) + "/console";
+    if (length) {
+        path += "?length=" + std::to_string(*length);
+    }
+    auto reply = api->Get(path);
+    if (!reply) {
+        return inv.Fail(reply.error());
+    }
+    if (inv.Json()) {
+        inv.out() << PrettyJson(*reply);
+        return 0;
+    }
+    const json::value* console = reply->is_object() ? reply->as_object().if_contains("console") : nullptr;
+    const json::value* output =
+        console != nullptr && console->is_object() ? console->as_object().if_contains("output") : nullptr;
+    const std::string text = output != nullptr && output->is_string() ? std::string(output->as_string()) : "";
+    inv.out() << ConsoleText(text);
+    if (!text.empty() && text.back() != '\n') {
+        inv.out() << "\n";
+    }
+    return 0;
 }
 
 // ---- project quotas -----------------------------------------------------------------------------
@@ -234,6 +289,24 @@ void AddHostDrain(Invocation& inv, const Resource& hosts, const Verb& verb, CLI:
     c->add_option("ref", o->ref, hosts.ref_help)->required();
     c->add_option("--reason", o->reason, "why (shown with the host)");
     c->add_flag("--wait", o->wait, "follow until no server is left on the host");
+}
+
+void AddServerConsole(Invocation& inv, const Resource& servers, const Verb& verb, CLI::App* group) {
+    struct Options {
+        std::string ref;
+        int64_t length = 0;
+        CLI::Option* length_option = nullptr;
+    };
+    auto o = std::make_shared<Options>();
+    CLI::App* c = inv.Leaf(group, verb.name, verb.help, [&inv, &servers, o] {
+        return ServerConsole(
+            inv, servers, o->ref,
+            o->length_option->count() > 0 ? std::optional<int64_t>(o->length) : std::nullopt);
+    });
+    c->add_option("ref", o->ref, servers.ref_help)->required();
+    o->length_option =
+        c->add_option("--length", o->length, "only the last N lines (1-10000; default: all the API keeps)")
+            ->type_name("N");
 }
 
 void AddProjectQuota(Invocation& inv, const Resource& projects, const Verb& verb, CLI::App* group) {

@@ -1,6 +1,8 @@
 // The commands the resource table cannot express with its generic verbs; the table names the first
-// four (resources.cc), cli.cc adds `whoami`. Internal to cogs/cli.
+// five (resources.cc), cli.cc adds `whoami`. Internal to cogs/cli.
 //
+//   server console REF [--length N]   GET /v1/servers/{id}/console[?length=N]: the instance's output
+//       as it is (lines and tabs kept, other control characters escaped); -o json the API's answer.
 //   host drain NAME [--reason R] [--wait]   POST /v1/hosts/{name}/drain; --wait then lists the host's
 //       servers every 0.5 s, printing the count by status when it changes, until none is left (exit
 //       0) or none left can be migrated (exit 1).
@@ -16,6 +18,7 @@
 
 namespace cogs::cli {
 
+void AddServerConsole(Invocation& inv, const Resource& servers, const Verb& verb, CLI::App* group);
 void AddHostDrain(Invocation& inv, const Resource& hosts, const Verb& verb, CLI::App* group);
 void AddProjectQuota(Invocation& inv, const Resource& projects, const Verb& verb, CLI::App* group);
 void AddWorkflowShow(Invocation& inv, const Resource& workflows, const Verb& verb, CLI::App* group);

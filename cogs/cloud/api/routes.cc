@@ -1,6 +1,7 @@
 #include "cogs/cloud/api/routes.h"
 
 #include "cogs/cloud/resources/catalog.h"
+#include "cogs/cloud/resources/consoles.h"
 #include "cogs/cloud/resources/events.h"
 #include "cogs/cloud/resources/hosts.h"
 #include "cogs/cloud/resources/idempotency.h"
@@ -155,6 +156,8 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
         {"GET", "/v1/servers/{id}", show(kServer)},
         {"DELETE", "/v1/servers/{id}", [&servers](Call c) { servers.Delete(std::move(c)); }},
         {"GET", "/v1/servers/{id}/events", events(kServer)},
+        {"GET", "/v1/servers/{id}/console",
+         [&consoles = t.consoles](Call c) { consoles.Show(std::move(c)); }},
         {"POST", "/v1/servers/{id}/start", server_act("start")},
         {"POST", "/v1/servers/{id}/stop", server_act("stop")},
         {"POST", "/v1/servers/{id}/reboot", server_act("reboot")},

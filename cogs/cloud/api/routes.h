@@ -18,6 +18,7 @@ class Servers;
 class Hosts;
 class History;
 class Workflows;
+class Consoles;
 class IdempotencyKeys;
 
 // The modules the routes lead to; they must outlive the routes.
@@ -32,6 +33,7 @@ struct RouteTargets {
     History& history;
     Workflows& workflows;
     IdempotencyKeys& keys;  // admits every POST
+    Consoles& consoles;
 };
 
 std::vector<Route> ApiRoutes(RouteTargets t);

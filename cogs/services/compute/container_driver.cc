@@ -34,6 +34,7 @@ constexpr Duration kNetDeadline = 30s;  // for the few `ip` commands of one name
 // once on SIGTERM (PID 1 of a pid namespace gets SIGTERM only if it handles it).
 constexpr const char* kInitScript =
     "trap 'kill $child 2>/dev/null; exit 143' TERM INT\n"
+    "echo \"cogs: $(hostname) booted, serving http on port 80\"\n"  // the console's first line
     "httpd -f -p 80 -h /www &\n"
     "child=$!\n"
     "wait $child\n";
@@ -280,7 +281,8 @@ private:
     // ---- on the pool's threads ----
 
     Result<oci::ContainerStatus> BootBlocking(const InstanceSpec& s) const {
-        if (s.image != kBusyboxImage) {
+        if (s.image != kBusyboxImage &&
+            (options_.builtin_image_id.empty() || s.image != options_.builtin_image_id)) {
             return MakeError(Error(ErrorCode::kFailedPrecondition,
                                    "image '" + s.image +
                                        "' is not on this host (the container driver knows only the built-in "
