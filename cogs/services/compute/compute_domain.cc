@@ -57,13 +57,14 @@ Result<Instance> ReadInstance(const Input& in, wire::Text text = {.allow_empty =
 // A stored instance (Record's shape). crashes and restart_at_us are absent from records written
 // before the supervisor existed.
 Result<Instance> ReadRecord(std::string_view text) {
-    COGS_ASSIGN_OR_RETURN(const Input in,
-                          Input::Parse(text,
-                                       {"id", "host", "vcpus", "ram_mb", "disk_gb", "image", "port_id",
-                                        "mac_address", "ip_address", "project_id", "name", "created_at_ms",
-                                        "power", "boot", "ready_at_us", "crashes", "restart_at_us",
-                                        "network_id", "cidr", "gateway_ip", "user_data"},
-                                       "record"));
+    COGS_ASSIGN_OR_RETURN(
+        const Input in,
+        Input::Parse(text,
+                     {"id",      "host",        "vcpus",       "ram_mb",     "disk_gb",       "image",
+                      "port_id", "mac_address", "ip_address",  "project_id", "name",          "created_at_ms",
+                      "power",   "boot",        "ready_at_us", "crashes",    "restart_at_us", "network_id",
+                      "cidr",    "gateway_ip",  "user_data"},
+                     "record"));
     COGS_ASSIGN_OR_RETURN(Instance i, ReadInstance(in, {.allow_empty = true, .allow_controls = true}));
     COGS_ASSIGN_OR_RETURN(i.created_at_ms, in.Int("created_at_ms", 0));
     COGS_ASSIGN_OR_RETURN(const std::string power, in.String("power"));

@@ -109,7 +109,8 @@ public:
     }
 
     Status Delete(const InstanceSpec& instance) override {
-        COGS_TRY(pool_->Run(instance.id, [this, id = instance.id] { DeleteBlocking(id); }));
+        COGS_TRY(pool_->Run(
+            instance.id, [this, id = instance.id, ns = NamespaceIdOf(instance)] { DeleteBlocking(id, ns); }));
         watched_.erase(instance.id);
         return Ok();
     }
@@ -250,7 +251,7 @@ private:
         const std::string rootfs = containers_.DirOf(s.id) + "/rootfs";
         COGS_TRY(PrepareRootfs(rootfs, s));
         COGS_ASSIGN_OR_RETURN(std::string netns,
-                              net_.EnsureNamespace(s.id, SteadyClock::now() + kNetDeadline));
+                              net_.EnsureNamespace(NamespaceIdOf(s), SteadyClock::now() + kNetDeadline));
         COGS_TRY(PlugInstancePort(net_, s, SteadyClock::now() + kNetDeadline));
         oci::ContainerSpec c;
         c.id = s.id;
@@ -305,7 +306,7 @@ private:
     // of its port (not the port's veth by name: after an evacuation on one machine, the port may be
     // plugged into the instance's new copy). Logged, not answered: the delete was accepted already
     // (cogs-network's sweep collects a veth a failure leaves).
-    void DeleteBlocking(const std::string& id) const {
+    void DeleteBlocking(const std::string& id, const std::string& namespace_id) const {
         auto status = containers_.Status(id);
         if (status && (status->state == oci::ContainerState::kRunning ||
                        status->state == oci::ContainerState::kCreating)) {
@@ -318,7 +319,7 @@ private:
         if (!removed) {
             observe::Log("compute").error("deleting instance {}: {}", id, removed.error().ToString());
         }
-        if (auto s = net_.DeleteNamespace(id, SteadyClock::now() + kNetDeadline); !s) {
+        if (auto s = net_.DeleteNamespace(namespace_id, SteadyClock::now() + kNetDeadline); !s) {
             observe::Log("compute").error("deleting instance {}: its namespace: {}", id,
                                           s.error().ToString());
         }

@@ -220,8 +220,8 @@ protected:
 
     // The page the instance serves on port 80, fetched inside its network namespace.
     std::string Page(const std::string& id) {
-        auto r = runtime::RunCommand({kIp, "netns", "exec", prefix_ + "-" + id, kBusybox, "wget", "-q", "-O",
-                                      "-", "http://127.0.0.1:80/"},
+        auto r = runtime::RunCommand({kIp, "netns", "exec", prefix_ + "-h1." + id, kBusybox, "wget", "-q",
+                                      "-O", "-", "http://127.0.0.1:80/"},
                                      SteadyClock::now() + kPatience);
         return r && r->exit_status == 0 ? r->output : "";
     }
@@ -427,7 +427,7 @@ TEST_F(ComputeContainerTest, InstancesOnOneNetworkReachEachOtherAndNotThoseOnAno
     ASSERT_TRUE(Await([&] { return StateOf(a.id) == "ACTIVE" && StateOf(b.id) == "ACTIVE"; }));
 
     // a's port inside its namespace: the MAC, the address with the subnet's prefix, the route.
-    const std::string ns = prefix_ + "-" + a.id;
+    const std::string ns = prefix_ + "-h1." + a.id;  // <prefix>-<host>.<instance id>
     auto addr = runtime::RunCommand({kIp, "-n", ns, "-o", "addr", "show", "dev", "eth0"},
                                     SteadyClock::now() + kPatience);
     ASSERT_TRUE(addr);

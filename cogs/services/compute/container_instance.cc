@@ -33,6 +33,8 @@ int PrefixLen(const std::string& cidr) {
 
 }  // namespace
 
+std::string NamespaceIdOf(const InstanceSpec& s) { return s.host + "." + s.id; }
+
 std::string MetaJson(const InstanceSpec& s) {
     json::array addresses;
     if (!s.ip_address.empty() || !s.mac_address.empty()) {
@@ -65,7 +67,7 @@ Status PlugInstancePort(linuxnet::Host& net, const InstanceSpec& s, SteadyTime d
     COGS_TRY(net.EnsureBridge(s.network_id, kMtu, deadline));
     return net.PlugPort(linuxnet::PortSpec{.port_id = s.port_id,
                                            .network_id = s.network_id,
-                                           .namespace_id = s.id,
+                                           .namespace_id = NamespaceIdOf(s),
                                            .mac = s.mac_address,
                                            .address = s.ip_address + "/" + std::to_string(PrefixLen(s.cidr)),
                                            .gateway = s.gateway_ip,

@@ -19,6 +19,15 @@ class Host;
 
 namespace cogs::services::compute::internal {
 
+// The id of the instance's network namespace (linuxnet: /run/netns/<prefix>-<this>):
+// "<host>.<instance id>". The host is in it because several agents may serve hosts on one machine
+// (`cogs dev`): an instance evacuated from host-1 to host-2 there has two namespaces, and the old
+// host's delete must not remove the new copy's. Bridges and ports' veths stay named by network and
+// port alone, shared by the agents of a machine: a port plugged on the new host is moved out of the
+// old namespace (linuxnet::Host::PlugPort), and instances of one network on any of them share its
+// bridge.
+std::string NamespaceIdOf(const InstanceSpec& s);
+
 // Where the instance finds its user_data (the decoded bytes, as written), beside meta.json.
 inline constexpr const char* kUserDataPath = "/run/cogs/user-data";
 
@@ -36,8 +45,8 @@ std::vector<std::string> InitArgs(const InstanceSpec& s);
 // Plugs the instance's port if it has one (PlugsPort): the network's bridge (made if missing, as
 // Neutron's linuxbridge agent makes it on a host; cogs-network --driver linux makes it too), then
 // a veth pair with the port's MAC, ip_address/prefix of cidr and a default route via gateway_ip
-// inside namespace `s.id` (linuxnet::Host::PlugPort: converges a port plugged already). Without a
-// port: nothing. Errors: linuxnet::Host's.
+// inside its namespace, NamespaceIdOf(s) (linuxnet::Host::PlugPort: converges a port plugged already).
+// Without a port: nothing. Errors: linuxnet::Host's.
 Status PlugInstancePort(linuxnet::Host& net, const InstanceSpec& s, SteadyTime deadline);
 
 }  // namespace cogs::services::compute::internal
