@@ -9,12 +9,15 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
 #include <filesystem>
+#include <optional>
+#include <set>
 
 #include "cogs/base/secret.h"
 #include "cogs/linuxnet/host.h"
 #include "cogs/runtime/process.h"
 #include "cogs/services/kit/internal/test_service.h"
 #include "cogs/services/kit/service.h"
+#include "cogs/services/network/internal/bridges.h"
 #include "cogs/services/network/network.h"
 #include "test/support/temp_dir.h"
 
@@ -184,8 +187,15 @@ TEST_F(NetworkLinuxTest, TheSweepRemakesMissingBridgesAndCollectsWhatNoNetworkOr
     Ip({"link", "delete", "dev", n2});
     ASSERT_FALSE(HasLink(n2));
 
+    // A stray: a link in the prefix's pattern without its alias (a create interrupted between its
+    // two commands).
+    const std::string stray = host_->names().Bridge("half-made");
+    Ip({"link", "add", stray, "type", "bridge"});
+    ASSERT_TRUE(HasLink(stray));
+
     service_.reset();
     Start(100ms);  // a restart with sweeps: the first at once
+    EXPECT_TRUE(AwaitLink(stray, false));
     EXPECT_TRUE(AwaitLink(host_->names().Bridge("ghost-net"), false));
     EXPECT_TRUE(AwaitLink(host_->names().Port("ghost-port"), false));
     EXPECT_TRUE(AwaitLink(n2, true));
@@ -193,6 +203,34 @@ TEST_F(NetworkLinuxTest, TheSweepRemakesMissingBridgesAndCollectsWhatNoNetworkOr
     const auto links = Links();
     EXPECT_TRUE(links.contains(host_->names().Bridge("n1")));
     EXPECT_TRUE(links.contains(host_->names().Port("p1")));
+}
+
+// The grace of the sweep: an unowned object goes at the second sweep that finds it, never the first
+// (a create under way elsewhere may have just made it); one owned again meanwhile stays.
+TEST_F(NetworkLinuxTest, TheSweepRemovesOnlyWhatTwoSweepsInARowFoundUnowned) {
+    auto bridges = internal::Bridges::Make({.prefix = prefix_});
+    ASSERT_TRUE(bridges) << bridges.error().ToString();
+    (*bridges)->Bind(io_);
+    ASSERT_TRUE(host_->EnsureBridge("gone", 1500, Deadline()));
+    ASSERT_TRUE(host_->EnsureBridge("late", 1500, Deadline()));
+    const auto sweep = [&](std::set<std::string> networks) {
+        std::optional<internal::SweepReport> report;
+        (*bridges)->Sweep(std::move(networks), {}, [&](internal::SweepReport r) { report = std::move(r); });
+        EXPECT_TRUE(ts::RunUntil(
+            io_, [&] { return report.has_value(); }, 60s));
+        return report.value_or(internal::SweepReport{});
+    };
+    auto first = sweep({"kept"});
+    EXPECT_EQ(first.removed, std::vector<std::string>{});
+    EXPECT_EQ(first.ensured, std::vector<std::string>{host_->names().Bridge("kept")});
+    EXPECT_TRUE(HasLink(host_->names().Bridge("gone")));
+    // "late" is a network by now (its create raced the first sweep).
+    auto second = sweep({"kept", "late"});
+    EXPECT_EQ(second.removed, std::vector<std::string>{host_->names().Bridge("gone")});
+    EXPECT_EQ(second.errors, std::vector<std::string>{});
+    EXPECT_FALSE(HasLink(host_->names().Bridge("gone")));
+    EXPECT_TRUE(HasLink(host_->names().Bridge("late")));
+    EXPECT_TRUE(HasLink(host_->names().Bridge("kept")));
 }
 
 }  // namespace
