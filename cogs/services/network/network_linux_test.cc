@@ -143,6 +143,27 @@ TEST_F(NetworkLinuxTest, CreateNetworkAnswersOnceItsBridgeIsUpAndDeleteNetworkRe
     EXPECT_TRUE(AwaitLink(bridge, false)) << bridge << " is still there";
 }
 
+// A bridge that cannot be made (its name is taken by a link that is not this network's) fails the
+// action for good, and the workflow's compensation (delete_network) removes the record.
+TEST_F(NetworkLinuxTest, ABridgeThatCannotBeMadeFailsCreateNetwork) {
+    Start(Duration::zero());
+    const std::string bridge = host_->names().Bridge("net-x");
+    Ip({"link", "add", bridge, "type", "bridge"});
+    Ip({"link", "set", "dev", bridge, "alias", "someone-else"});
+    auto created = Do("create_network", R"({"id":"net-x"})");
+    ASSERT_FALSE(created);
+    EXPECT_FALSE(created.error().retryable);
+    EXPECT_NE(created.error().message.find(bridge), std::string::npos) << created.error().ToString();
+    EXPECT_EQ(Links().at(bridge), "someone-else") << "left as it was";
+    auto undone = Do("delete_network", R"({"id":"net-x"})");
+    ASSERT_TRUE(undone) << undone.error().ToString();
+    EXPECT_EQ(json::parse(*undone).at("deleted"), true);
+    // Its bridge's removal ran before the next create's bridge (one worker, in order): the link that
+    // is someone else's is still there.
+    ASSERT_TRUE(Do("create_network", R"({"id":"net-y"})"));
+    EXPECT_EQ(Links().at(bridge), "someone-else");
+}
+
 TEST_F(NetworkLinuxTest, CreatePortAnswersTheSubnetsCidrAndGateway) {
     Start(Duration::zero());
     ASSERT_TRUE(Do("create_network", R"({"id":"n1"})"));
