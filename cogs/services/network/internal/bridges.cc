@@ -151,9 +151,12 @@ void Bridges::Ensure(std::string network_id, std::function<void(Status)> done) {
 void Bridges::Remove(std::string network_id) {
     boost::asio::post(impl_->pool, [impl = impl_.get(), id = std::move(network_id)] {
         if (auto s = impl->host.DeleteBridge(id, impl->Deadline()); !s) {
-            observe::Log("network").warn(
-                "network {}: removing its bridge failed (the next sweep tries again): {}", id,
-                s.error().ToString());
+            // Someone else's link under the bridge's name is left alone, by this and by the sweep.
+            observe::Log("network").warn("network {}: its bridge was not removed ({}): {}", id,
+                                         s.error().code == ErrorCode::kAlreadyExists
+                                             ? "the link of that name is not this network's: left alone"
+                                             : "the next sweep tries again",
+                                         s.error().ToString());
         }
     });
 }
