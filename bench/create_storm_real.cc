@@ -26,21 +26,37 @@ int64_t ReadInt(const fs::path& path) {
     return v;
 }
 
+// The cgroup directory of the container of instance `id` under `parent` (the driver names it
+// "<host>.<id>"), or "" if there is none.
+std::string CgroupDir(const std::string& parent, const std::string& id) {
+    std::error_code ec;
+    for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name == id || name.ends_with("." + id)) {
+            return it->path().string();
+        }
+    }
+    return "";
+}
+
 // The container's cgroup memory in bytes (v1, else v2); -1 if neither is there.
 int64_t CgroupBytes(const std::string& id) {
-    int64_t v = ReadInt("/sys/fs/cgroup/memory/cogs/" + id + "/memory.usage_in_bytes");
-    if (v < 0) {
-        v = ReadInt("/sys/fs/cgroup/cogs/" + id + "/memory.current");
+    if (std::string dir = CgroupDir("/sys/fs/cgroup/memory/cogs", id); !dir.empty()) {
+        return ReadInt(dir + "/memory.usage_in_bytes");
     }
-    return v;
+    if (std::string dir = CgroupDir("/sys/fs/cgroup/cogs", id); !dir.empty()) {
+        return ReadInt(dir + "/memory.current");
+    }
+    return -1;
 }
 
 // The pids in the container's cgroup.
 std::vector<int> CgroupPids(const std::string& id) {
     std::vector<int> pids;
-    for (const std::string dir :
-         {"/sys/fs/cgroup/memory/cogs/", "/sys/fs/cgroup/pids/cogs/", "/sys/fs/cgroup/cogs/"}) {
-        std::ifstream in(dir + id + "/cgroup.procs");
+    for (const std::string parent :
+         {"/sys/fs/cgroup/memory/cogs", "/sys/fs/cgroup/pids/cogs", "/sys/fs/cgroup/cogs"}) {
+        const std::string dir = CgroupDir(parent, id);
+        std::ifstream in(dir.empty() ? "/nonexistent" : dir + "/cgroup.procs");
         for (int pid = 0; in >> pid;) {
             pids.push_back(pid);
         }

@@ -45,26 +45,6 @@ constexpr Duration kPgStopGrace = 10s;
 // is restarted after kFirstBackoff, without delay growth, and comes back as a follower.
 constexpr int kExitDeposed = 75;
 
-// --driver container: cogs-network's driver for real instances (bridges and veths). MERGE: helper
-// `net` is adding `cogs-network --driver linux` on another branch; set this to true once it is on
-// main. Until then the flag is passed only when `cogs-network --help` offers it.
-constexpr bool kNetworkHasLinuxDriver = false;
-
-// Whether `cogs-network --help` lists a linux driver (a binary from before it does not).
-bool NetworkOffersLinuxDriver() {
-    if (kNetworkHasLinuxDriver) {
-        return true;
-    }
-    auto help =
-        runtime::RunCommand({runtime::SiblingBinary("cogs-network"), "--help"}, SteadyClock::now() + 10s);
-    if (!help || help->exit_status != 0) {
-        return false;
-    }
-    const std::string& text = help->output;
-    const size_t driver = text.find("--driver");
-    return driver != std::string::npos && text.find("linux", driver) != std::string::npos;
-}
-
 // The first of `candidates` that is an executable file, or "".
 std::string FindTool(std::initializer_list<const char*> candidates) {
     for (const char* path : candidates) {
@@ -612,15 +592,11 @@ int Dev::Run() {
 
     int rc = 1;
     [&] {
-        const bool linux_network = containers && NetworkOffersLinuxDriver();
-        if (containers && !linux_network) {
-            err_ << "cogs dev: cogs-network has no linux driver yet: the instances get no network port\n";
-        }
         Proc* network = make("cogs-network", "cogs-network", [=, this](uint16_t port) {
             std::vector<std::string> args{
                 "--listen", listen(port),    "--port-file",  D("run/cogs-network.port"),
                 "--state",  D("network.db"), "--token-file", service_token};
-            if (linux_network) {
+            if (containers) {  // a bridge per network for the real instances' ports
                 args.insert(args.end(), {"--driver", "linux"});
             }
             return args;

@@ -122,6 +122,36 @@ TEST_F(CloudHealTest, ALapsedLeaseMakesTheHostSuspectThenDownAndItsServersMoveAw
     EXPECT_EQ(h.Obj("host").at("servers").as_int64(), 0) << "its claim moved with it";
 }
 
+// A server's user_data and network go to its boot, and again to its rebuild on another host when
+// its host dies (the port's subnet too: the simulated network answers none, so it travels empty).
+TEST_F(CloudHealTest, UserDataAndTheNetworkGoToEveryBootOfTheServerEvacuationsToo) {
+    ASSERT_NO_FATAL_FAILURE(SetUpCloud(2));
+    const std::string user_data = "ZWNobyBoZWxsbwo=";  // "echo hello\n"
+    Reply r = BootHeld(R"(,"user_data":")" + user_data + "\"");
+    const std::string id = r.Field("server", "id");
+    json::object boot = gates_["compute"]->HeldInput();
+    EXPECT_EQ(StrOf(boot, "user_data"), user_data);
+    EXPECT_EQ(StrOf(boot, "network_id"), net_);
+    for (const char* f : {"cidr", "gateway_ip"}) {
+        EXPECT_TRUE(boot.contains(f)) << f;
+    }
+    gates_["compute"]->Release();
+    const std::string host = WaitFor("/v1/servers/" + id, "server", "ACTIVE").Field("server", "host");
+    EXPECT_FALSE(Server(id).Obj("server").contains("user_data")) << "kept, never shown";
+
+    gates_["compute"]->Hold("create_instance");
+    Lapse({host});
+    RunUntil([&] { return gates_["compute"]->held() == 1; });
+    ASSERT_EQ(gates_["compute"]->held(), 1u);
+    json::object rebuild = gates_["compute"]->HeldInput();
+    EXPECT_NE(StrOf(rebuild, "host"), host);
+    EXPECT_EQ(StrOf(rebuild, "user_data"), user_data);
+    EXPECT_EQ(StrOf(rebuild, "network_id"), net_);
+    EXPECT_EQ(StrOf(rebuild, "ip_address"), StrOf(boot, "ip_address"));
+    gates_["compute"]->Release();
+    WaitMovedOff(id, host);
+}
+
 // A host's lease epoch (its renewal answers' "lease_epoch") stays as it is while the host renews,
 // and grows when the host comes back from down: its agent then refuses what was sent to it before
 // (services/compute/compute.h, SetLeaseEpoch).

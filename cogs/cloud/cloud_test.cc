@@ -31,6 +31,15 @@ TEST_F(CloudTest, BadInputIsRefusedNamingTheFieldAndWritesNothing) {
              R"(","volume_ids":["v","v"]})",
          "volume_ids"},
         {"[1]", "body"},
+        // user_data: base64 (strict, one line), at most 64 KiB once decoded.
+        {R"({"name":"s","flavor":"small","image":"debian","network_id":")" + net +
+             R"(","user_data":"echo hi"})",
+         "user_data"},
+        {R"({"name":"s","flavor":"small","image":"debian","network_id":")" + net + R"(","user_data":")" +
+             std::string((64 * 1024 / 3 + 1) * 4, 'A') + R"("})",
+         "user_data"},
+        {R"({"name":"s","flavor":"small","image":"debian","network_id":")" + net + R"(","user_data":5})",
+         "user_data"},
     };
     for (const auto& c : cases) {
         Reply r = Call(admin_, "POST", "/v1/servers", c.body);

@@ -134,13 +134,20 @@ Status ValidateSpec(const ContainerSpec& spec) {
     if (!parent_ok) {
         return MakeError(FieldError("cgroup_parent", "must be a relative path of [A-Za-z0-9._-] segments"));
     }
+    const std::string& leaf = spec.cgroup_name;
+    if (!leaf.empty() && (leaf.size() > 128 || leaf == "." || leaf == ".." ||
+                          !std::all_of(leaf.begin(), leaf.end(), NameChar))) {
+        return MakeError(FieldError("cgroup_name", "must be 1-128 of [A-Za-z0-9._-], not . or .."));
+    }
     if (!spec.lease_file.empty()) {
         COGS_TRY(CheckAbsolutePath("lease_file", spec.lease_file));
     }
     return Ok();
 }
 
-std::string CgroupsPath(const ContainerSpec& spec) { return "/" + spec.cgroup_parent + "/" + spec.id; }
+std::string CgroupsPath(const ContainerSpec& spec) {
+    return "/" + spec.cgroup_parent + "/" + (spec.cgroup_name.empty() ? spec.id : spec.cgroup_name);
+}
 
 Result<std::string> BundleConfig(const ContainerSpec& spec) {
     COGS_TRY(ValidateSpec(spec));

@@ -76,6 +76,11 @@ struct ContainerSpec {
     // e.g. /sys/fs/cgroup/memory/cogs/<id>; v2: /sys/fs/cgroup/cogs/<id>). Relative, segments of
     // [A-Za-z0-9._-] separated by '/'.
     std::string cgroup_parent = "cogs";
+    // The leaf of that path: "" for the id. Several agents of one machine may each run a container
+    // of one id (an instance rebuilt on another host of the same machine), each with its own runc
+    // root; their cgroups must differ as well (the compute driver names them "<host>.<id>").
+    // [A-Za-z0-9._-], 1-128, not "." or "..".
+    std::string cgroup_name{};
 
     // The host's lease file (lease_file.h), absolute, or "" for none. Not part of the bundle: the
     // container's shim watches it and kills the container once the lease has ended (shim.h, step 8);
@@ -91,7 +96,7 @@ bool IsValidContainerId(std::string_view id);
 // "mounts[1].destination: must be an absolute path"), with the detail field set (FieldError).
 Status ValidateSpec(const ContainerSpec& spec);
 
-// The container's cgroup path as runc takes it: "/<cgroup_parent>/<id>".
+// The container's cgroup path as runc takes it: "/<cgroup_parent>/<cgroup_name or id>".
 std::string CgroupsPath(const ContainerSpec& spec);
 
 // The config.json text for `spec` (validated first: its errors are ValidateSpec's).

@@ -100,7 +100,10 @@ TEST(OciBundleTest, LimitsAndCgroup) {
     c = Config(spec);
     EXPECT_EQ(c.at("linux").at("resources").at("cpu").at("shares"), 512);
     EXPECT_EQ(c.at("linux").at("cgroupsPath"), "/cogs/host-1/i-1");
-    EXPECT_EQ(CgroupsPath(spec), "/cogs/host-1/i-1");
+    spec.cgroup_name = "h1.i-1";  // the leaf, when another agent of the machine runs an i-1 too
+    c = Config(spec);
+    EXPECT_EQ(c.at("linux").at("cgroupsPath"), "/cogs/host-1/h1.i-1");
+    EXPECT_EQ(CgroupsPath(spec), "/cogs/host-1/h1.i-1");
 }
 
 TEST(OciBundleTest, NamespacesJoinOrCreateTheNetwork) {
@@ -191,6 +194,8 @@ TEST(OciBundleTest, InvalidSpecsNameTheField) {
         {"cgroup_parent", [](ContainerSpec& s) { s.cgroup_parent = ""; }},
         {"cgroup_parent", [](ContainerSpec& s) { s.cgroup_parent = "/cogs"; }},
         {"cgroup_parent", [](ContainerSpec& s) { s.cgroup_parent = "cogs/../x"; }},
+        {"cgroup_name", [](ContainerSpec& s) { s.cgroup_name = ".."; }},
+        {"cgroup_name", [](ContainerSpec& s) { s.cgroup_name = "h1/i-1"; }},
         {"lease_file", [](ContainerSpec& s) { s.lease_file = "leases/h1"; }},
     };
     for (const Case& c : cases) {

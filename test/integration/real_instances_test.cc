@@ -95,7 +95,8 @@ protected:
         }
         for (const std::string& id : servers_) {
             Shell("ip netns delete 'cg-" + id + "' 2>/dev/null");
-            Shell("find /sys/fs/cgroup -maxdepth 4 -type d -name '" + id + "' -exec rmdir {} + 2>/dev/null");
+            Shell("find /sys/fs/cgroup -maxdepth 4 -type d \\( -name '" + id + "' -o -name '*." + id +
+                  "' \\) -exec rmdir {} + 2>/dev/null");
         }
         fs::remove_all(run_dir_, ec);
     }
@@ -264,7 +265,8 @@ TEST_F(RealInstancesTest, AServerRunsShowsItsConsoleComesBackAfterAKillAndLeaves
         auto [lrc, links] = Shell("ip -o -d link show 2>&1");
         auto [orc, loops] = Shell("losetup -a 2>&1");
         auto [mrc, mounts] = Shell("cat /proc/self/mountinfo");
-        auto [crc, cgroups] = Shell("find /sys/fs/cgroup -maxdepth 4 -type d -name '" + id + "' 2>/dev/null");
+        auto [crc, cgroups] = Shell("find /sys/fs/cgroup -maxdepth 4 -type d \\( -name '" + id +
+                                    "' -o -name '*." + id + "' \\) 2>/dev/null");
         for (const std::string& name : ours) {
             if (netns.find(name) != std::string::npos) found.push_back("network namespace of " + name);
             if (links.find(name) != std::string::npos) found.push_back("link (bridge or veth) of " + name);

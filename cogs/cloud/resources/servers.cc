@@ -5,6 +5,7 @@
 #include "cogs/cloud/heal/healer.h"
 #include "cogs/cloud/resources/networks.h"
 #include "cogs/cloud/resources/volumes.h"
+#include "cogs/wire/base64.h"
 
 namespace cogs::cloud {
 
@@ -25,6 +26,7 @@ Servers::Servers(Context& ctx, Volumes& volumes, heal::Healer& healer)
 void Servers::Create(Creation c) {
     struct Plan {
         std::string project, name, net_id, group_id, policy, az, weigher;
+        std::string user_data;  // base64, as given (checked here, decoded by the compute agent)
         const Res* flavor = nullptr;
         const Res* image = nullptr;
         std::vector<std::string> volume_ids;
@@ -32,9 +34,9 @@ void Servers::Create(Creation c) {
     auto planned = [&]() -> Result<Plan> {
         Plan p;
         COGS_ASSIGN_OR_RETURN(
-            auto in,
-            Input::Parse(c.call.body, {"name", "flavor", "image", "network_id", "volume_ids",
-                                       "server_group_id", "availability_zone", "weigher", "project_id"}));
+            auto in, Input::Parse(c.call.body,
+                                  {"name", "flavor", "image", "network_id", "volume_ids", "server_group_id",
+                                   "availability_zone", "weigher", "project_id", "user_data"}));
         COGS_ASSIGN_OR_RETURN(p.project, OwnerOf(ctx_, c.who(), in));
         COGS_ASSIGN_OR_RETURN(p.name, in.String("name", Text{.max_len = 64}));
         COGS_ASSIGN_OR_RETURN(auto flavor_ref, in.String("flavor"));
@@ -83,6 +85,10 @@ void Servers::Create(Creation c) {
             return MakeError(FieldError("weigher", "must be spread or pack"));
         }
         p.weigher = weigher.value_or("spread");
+        COGS_ASSIGN_OR_RETURN(auto user_data, wire::OptionalBase64(in, "user_data", kMaxUserDataBytes));
+        if (user_data) {
+            p.user_data = in.object().at("user_data").get_string();
+        }
         return p;
     }();
     if (!planned) return c.call.Fail(planned.error());
@@ -114,6 +120,7 @@ void Servers::Create(Creation c) {
     b["_ram_mb"] = ram;
     b["_disk_gb"] = disk;
     b["_quota"] = true;
+    b["_user_data"] = p.user_data;
     const std::string server_id = server.id;
     const std::string port_id = port.id;
     json::object input{
@@ -131,7 +138,8 @@ void Servers::Create(Creation c) {
         {"traits", p.flavor->body.contains("traits") ? p.flavor->body.at("traits") : json::array()},
         {"group_id", p.group_id},
         {"policy", p.policy},
-        {"weigher", p.weigher}};
+        {"weigher", p.weigher},
+        {"user_data", p.user_data}};
     Res& stored = ctx_.model.Put(std::move(server));
     std::vector<Res*> changed{&stored, &ctx_.model.Put(std::move(port))};
     for (const auto& vid : p.volume_ids) {
@@ -231,6 +239,9 @@ void Servers::SettleCreate(Settlement& st) {
         }
         s->body["ip_address"] = Str(p, "fixed_ip");
         s->body["mac_address"] = Str(p, "mac_address");
+        // What a rebuild elsewhere plugs the port with again (heal::Healer::StartMove).
+        s->body["_cidr"] = Str(p, "cidr");
+        s->body["_gateway_ip"] = Str(p, "gateway_ip");
         st.Note(*s, "active",
                 "server is ACTIVE on host " + Str(s->body, "host") + " at " + Str(s->body, "ip_address"));
         st.Save(*s);

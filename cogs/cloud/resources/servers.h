@@ -17,6 +17,13 @@ namespace heal {
 class Healer;
 }
 
+// A server's user_data (Nova's): base64 in the create request, at most this many bytes once decoded
+// (400 naming `user_data` beyond, or when it is not base64; nothing is written). Kept with the server
+// (internal, never shown) and passed to every create_instance of it (create, evacuate, repair,
+// migrate); the compute agent runs it at boot, and checks the same limit again
+// (services/compute/internal/instance_fields.h, kMaxUserData).
+inline constexpr size_t kMaxUserDataBytes = 64 * 1024;
+
 class Servers {
 public:
     // Registers the settle functions of server.create, server.delete, server.start|stop|reboot.

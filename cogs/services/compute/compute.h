@@ -9,7 +9,8 @@
 // with kInvalidArgument naming it; ids are 1-128 characters of [A-Za-z0-9._-]):
 //
 //   create_instance {id, host, vcpus >= 1, ram_mb >= 1, disk_gb >= 0, image, port_id?, mac_address?,
-//                    ip_address?, project_id?, name?}
+//                    ip_address?, project_id?, name?, network_id?, cidr?, gateway_ip?, user_data?}
+//        (the last four: internal/instance_fields.h; user_data base64, at most 64 KiB decoded)
 //        -> long action: {id, host, state: "ACTIVE"} once booted (202 until then).
 //        The same id on the same host with the same values answers the same (no second instance;
 //        202 until that instance's boot ends; its state if it is not running any more, e.g.
@@ -133,7 +134,14 @@ struct InstanceSpec {
     std::string mac_address{};
     std::string ip_address{};
     std::string project_id{};
-    std::string name{};                  // the server's name (a real instance's hostname)
+    std::string name{};  // the server's name (a real instance's hostname)
+    // How its port is plugged (internal/instance_fields.h; "" when not given): the port's network,
+    // its subnet ("10.0.0.0/24") and the subnet's gateway. And what it runs at boot: user_data, the
+    // decoded bytes (create_instance carries them as base64).
+    std::string network_id{};
+    std::string cidr{};
+    std::string gateway_ip{};
+    std::string user_data{};
     std::vector<VolumeMount> volumes{};  // attached (attach_volumes), in the order attached
 };
 

@@ -10,6 +10,7 @@
 
 #include "cogs/observe/log.h"
 #include "cogs/services/compute/internal/container_driver.h"
+#include "cogs/services/compute/internal/instance_fields.h"
 #include "cogs/services/kit/dispatch.h"
 
 namespace cogs::services::compute {
@@ -49,6 +50,7 @@ Result<Instance> ReadInstance(const Input& in, wire::Text text = {.allow_empty =
         COGS_ASSIGN_OR_RETURN(auto value, in.OptionalString(field, text));
         *out = value.value_or("");
     }
+    COGS_TRY(ReadPlugFields(in, text, i.spec));
     return i;
 }
 
@@ -56,11 +58,13 @@ Result<Instance> ReadInstance(const Input& in, wire::Text text = {.allow_empty =
 // before the supervisor existed.
 Result<Instance> ReadRecord(std::string_view text) {
     COGS_ASSIGN_OR_RETURN(
-        const Input in, Input::Parse(text,
-                                     {"id", "host", "vcpus", "ram_mb", "disk_gb", "image", "port_id",
-                                      "mac_address", "ip_address", "project_id", "name", "created_at_ms",
-                                      "power", "boot", "ready_at_us", "crashes", "restart_at_us", "volumes"},
-                                     "record"));
+        const Input in,
+        Input::Parse(text,
+                     {"id",      "host",        "vcpus",       "ram_mb",     "disk_gb",       "image",
+                      "port_id", "mac_address", "ip_address",  "project_id", "name",          "created_at_ms",
+                      "power",   "boot",        "ready_at_us", "crashes",    "restart_at_us", "network_id",
+                      "cidr",    "gateway_ip",  "user_data",   "volumes"},
+                     "record"));
     COGS_ASSIGN_OR_RETURN(Instance i, ReadInstance(in, {.allow_empty = true, .allow_controls = true}));
     COGS_ASSIGN_OR_RETURN(i.created_at_ms, in.Int("created_at_ms", 0));
     COGS_ASSIGN_OR_RETURN(const std::string power, in.String("power"));
@@ -128,7 +132,7 @@ bool Instance::SameAs(const Instance& other) const {
     const InstanceSpec& b = other.spec;
     return a.vcpus == b.vcpus && a.ram_mb == b.ram_mb && a.disk_gb == b.disk_gb && a.image == b.image &&
            a.port_id == b.port_id && a.mac_address == b.mac_address && a.ip_address == b.ip_address &&
-           a.project_id == b.project_id && a.name == b.name;
+           a.project_id == b.project_id && a.name == b.name && SamePlugFields(a, b);
 }
 
 std::string Record(const Instance& i) {
@@ -151,6 +155,7 @@ std::string Record(const Instance& i) {
     o["crashes"] = json::array(i.crashes.begin(), i.crashes.end());
     o["restart_at_us"] = i.restart_at_us;
     o["volumes"] = VolumesJson(i.spec.volumes);
+    WritePlugFields(i.spec, o);
     return json::serialize(o);
 }
 
@@ -183,7 +188,7 @@ std::string_view ComputeDomainImpl::name() const { return "compute"; }
 std::vector<kit::Action> ComputeDomainImpl::actions() {
     return {{"create_instance",
              {"id", "host", "vcpus", "ram_mb", "disk_gb", "image", "port_id", "mac_address", "ip_address",
-              "project_id", "name", "lease_epoch"},
+              "project_id", "name", "lease_epoch", "network_id", "cidr", "gateway_ip", "user_data"},
              std::bind_front(&ComputeDomainImpl::Create, this)},
             {"delete_instance", {"id", "host"}, std::bind_front(&ComputeDomainImpl::Delete, this)},
             {"start_instance",

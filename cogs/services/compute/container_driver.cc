@@ -18,6 +18,7 @@
 #include "cogs/oci/container.h"
 #include "cogs/runtime/files.h"
 #include "cogs/runtime/process.h"
+#include "cogs/services/compute/internal/container_instance.h"
 #include "cogs/services/compute/internal/container_volumes.h"
 #include "cogs/services/compute/internal/worker_pool.h"
 
@@ -29,15 +30,6 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 
 constexpr Duration kNetDeadline = 30s;  // for the few `ip` commands of one namespace
-
-// The instance's first process: the built-in image's web server, under a shell that ends it at
-// once on SIGTERM (PID 1 of a pid namespace gets SIGTERM only if it handles it).
-constexpr const char* kInitScript =
-    "trap 'kill $child 2>/dev/null; exit 143' TERM INT\n"
-    "echo \"cogs: $(hostname) booted, serving http on port 80\"\n"  // the console's first line
-    "httpd -f -p 80 -h /www &\n"
-    "child=$!\n"
-    "wait $child\n";
 
 // A hostname runc takes (1-64 of [A-Za-z0-9._-]) from the server's name, else from its id.
 std::string Hostname(const InstanceSpec& s) {
@@ -62,22 +54,6 @@ std::string HtmlEscape(std::string_view s) {
         }
     }
     return out;
-}
-
-// /run/cogs/meta.json: what the instance may know of itself. user_data is "" until the workflow
-// passes it (README.md).
-std::string MetaJson(const InstanceSpec& s) {
-    json::array addresses;
-    if (!s.ip_address.empty() || !s.mac_address.empty()) {
-        addresses.push_back(json::object{
-            {"port_id", s.port_id}, {"mac_address", s.mac_address}, {"ip_address", s.ip_address}});
-    }
-    return json::serialize(json::object{{"id", s.id},
-                                        {"name", s.name},
-                                        {"project_id", s.project_id},
-                                        {"addresses", std::move(addresses)},
-                                        {"user_data", ""}}) +
-           "\n";
 }
 
 std::string IndexHtml(const InstanceSpec& s) {
@@ -147,7 +123,8 @@ public:
     }
 
     Status Delete(const InstanceSpec& instance) override {
-        COGS_TRY(pool_->Run(instance.id, [this, id = instance.id] { DeleteBlocking(id); }));
+        COGS_TRY(pool_->Run(
+            instance.id, [this, id = instance.id, ns = NamespaceIdOf(instance)] { DeleteBlocking(id, ns); }));
         watched_.erase(instance.id);
         return Ok();
     }
@@ -299,15 +276,17 @@ private:
         const std::string rootfs = containers_.DirOf(s.id) + "/rootfs";
         COGS_TRY(PrepareRootfs(rootfs, s));
         COGS_ASSIGN_OR_RETURN(std::string netns,
-                              net_.EnsureNamespace(s.id, SteadyClock::now() + kNetDeadline));
+                              net_.EnsureNamespace(NamespaceIdOf(s), SteadyClock::now() + kNetDeadline));
+        COGS_TRY(PlugInstancePort(net_, s, SteadyClock::now() + kNetDeadline));
         oci::ContainerSpec c;
         c.id = s.id;
         c.rootfs = rootfs;
-        c.args = {"/bin/sh", "-c", kInitScript};
+        c.args = InitArgs(s);
         c.hostname = Hostname(s);
         c.vcpus = static_cast<int>(std::clamp<int64_t>(s.vcpus, 1, 1024));
         c.memory_mib = s.ram_mb;
         c.netns_path = std::move(netns);
+        c.cgroup_name = NamespaceIdOf(s);  // "<host>.<id>": another host's copy on this machine differs
         if (!options_.lease_dir.empty()) {
             c.lease_file = options_.lease_dir + "/" + s.host;  // the host's watchdog
         }
@@ -356,6 +335,9 @@ private:
         }
         COGS_TRY(runtime::WriteFileAtomic(rootfs + "/run/cogs/meta.json", MetaJson(s)));
         COGS_TRY(runtime::WriteFileAtomic(rootfs + "/www/index.html", IndexHtml(s)));
+        if (!s.user_data.empty()) {
+            COGS_TRY(runtime::WriteFileAtomic(rootfs + kUserDataPath, s.user_data));
+        }
         return Ok();
     }
 
@@ -365,9 +347,11 @@ private:
         return SyncHostVolumes(dir, volumes);
     }
 
-    // Stop (with the grace), remove everything of the container, then its namespace. Logged, not
-    // answered: the delete was accepted already (a reconciler collects what a failure leaves).
-    void DeleteBlocking(const std::string& id) const {
+    // Stop (with the grace), remove everything of the container, then its namespace with the veth
+    // of its port (not the port's veth by name: after an evacuation on one machine, the port may be
+    // plugged into the instance's new copy). Logged, not answered: the delete was accepted already
+    // (cogs-network's sweep collects a veth a failure leaves).
+    void DeleteBlocking(const std::string& id, const std::string& namespace_id) const {
         auto status = containers_.Status(id);
         if (status && (status->state == oci::ContainerState::kRunning ||
                        status->state == oci::ContainerState::kCreating)) {
@@ -380,7 +364,7 @@ private:
         if (!removed) {
             observe::Log("compute").error("deleting instance {}: {}", id, removed.error().ToString());
         }
-        if (auto s = net_.DeleteNamespace(id, SteadyClock::now() + kNetDeadline); !s) {
+        if (auto s = net_.DeleteNamespace(namespace_id, SteadyClock::now() + kNetDeadline); !s) {
             observe::Log("compute").error("deleting instance {}: its namespace: {}", id,
                                           s.error().ToString());
         }

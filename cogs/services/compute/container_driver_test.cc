@@ -37,6 +37,7 @@
 #include "cogs/services/kit/internal/test_service.h"
 #include "cogs/services/kit/service.h"
 #include "cogs/services/volume/volume.h"
+#include "cogs/wire/base64.h"
 
 namespace cogs::services::compute {
 namespace {
@@ -62,6 +63,25 @@ std::vector<std::string> Namespaces(const std::string& prefix) {
     std::error_code ec;
     for (fs::directory_iterator it("/run/netns", ec), end; !ec && it != end; it.increment(ec)) {
         const std::string name = it->path().filename().string();
+        if (name.starts_with(prefix + "-")) {
+            out.push_back(name);
+        }
+    }
+    return out;
+}
+
+// The links of `prefix` in the host's namespace: bridges "<prefix>-b...", ports' veths "<prefix>-p...".
+std::vector<std::string> Links(const std::string& prefix) {
+    std::vector<std::string> out;
+    auto r = runtime::RunCommand({kIp, "-o", "link", "show"}, SteadyClock::now() + 30s);
+    std::istringstream in(r ? r->output : "");
+    for (std::string line; std::getline(in, line);) {
+        // "7: zz1-b0123456789@if6: <...>" (the "@peer" on a veth)
+        const size_t colon = line.find(": ");
+        if (colon == std::string::npos) {
+            continue;
+        }
+        std::string name = line.substr(colon + 2, line.find_first_of(":@", colon + 2) - colon - 2);
         if (name.starts_with(prefix + "-")) {
             out.push_back(name);
         }
@@ -118,6 +138,9 @@ void CleanUp(const std::string& base) {
         if (auto prefix = runtime::ReadFile(base + "/prefix" + suffix); prefix && !prefix->empty()) {
             for (const std::string& name : Namespaces(*prefix)) {
                 (void)runtime::RunCommand({kIp, "netns", "delete", name}, SteadyClock::now() + 30s);
+            }
+            for (const std::string& name : Links(*prefix)) {  // bridges (and a veth a failure left)
+                (void)runtime::RunCommand({kIp, "link", "delete", "dev", name}, SteadyClock::now() + 30s);
             }
         }
     }
@@ -248,8 +271,8 @@ protected:
 
     // The page the instance serves on port 80, fetched inside its network namespace.
     std::string Page(const std::string& id) {
-        auto r = runtime::RunCommand({kIp, "netns", "exec", prefix_ + "-" + id, kBusybox, "wget", "-q", "-O",
-                                      "-", "http://127.0.0.1:80/"},
+        auto r = runtime::RunCommand({kIp, "netns", "exec", prefix_ + "-h1." + id, kBusybox, "wget", "-q",
+                                      "-O", "-", "http://127.0.0.1:80/"},
                                      SteadyClock::now() + kPatience);
         return r && r->exit_status == 0 ? r->output : "";
     }
@@ -293,14 +316,20 @@ protected:
         if (auto state = runc.State(id); state || state.error().code != ErrorCode::kNotFound) {
             out.push_back("runc state of " + id);
         }
+        // Its cgroups: /cogs/<host>.<id> in every hierarchy (v1: one per controller; v2: one).
         std::error_code ec;
+        std::vector<fs::path> parents{"/sys/fs/cgroup/cogs"};
         for (fs::directory_iterator it("/sys/fs/cgroup", ec), end; !ec && it != end; it.increment(ec)) {
-            if (fs::exists(it->path() / "cogs" / id)) {
-                out.push_back((it->path() / "cogs" / id).string());
-            }
+            parents.push_back(it->path() / "cogs");
         }
-        if (fs::exists(fs::path("/sys/fs/cgroup/cogs") / id)) {
-            out.push_back("/sys/fs/cgroup/cogs/" + id);
+        for (const fs::path& parent : parents) {
+            std::error_code ec2;
+            for (fs::directory_iterator it(parent, ec2), end; !ec2 && it != end; it.increment(ec2)) {
+                const std::string name = it->path().filename().string();
+                if (name == id || name.ends_with("." + id)) {
+                    out.push_back(it->path().string());
+                }
+            }
         }
         for (const std::string& ns : Namespaces(prefix_)) {
             out.push_back("/run/netns/" + ns);
@@ -969,6 +998,152 @@ TEST_F(ComputeContainerTest, AnEvacuatedServersVolumeKeepsItsDataWhileTheOldHost
         return left.empty();
     }));
     EXPECT_EQ(left, std::vector<std::string>{});
+}
+
+// A server on a network: its port plugged into the network's bridge, its user_data run at boot.
+struct Server {
+    std::string id, network_id, ip, mac, user_data;
+};
+
+std::string NetworkedInput(const Server& s) {
+    json::object o{{"id", s.id},
+                   {"host", "h1"},
+                   {"vcpus", 1},
+                   {"ram_mb", 64},
+                   {"disk_gb", 0},
+                   {"image", "busybox"},
+                   {"name", "web " + s.id},
+                   {"project_id", "p1"},
+                   {"port_id", "port-" + s.id},
+                   {"mac_address", s.mac},
+                   {"ip_address", s.ip},
+                   {"network_id", s.network_id},
+                   {"cidr", "10.77.0.0/24"},
+                   {"gateway_ip", "10.77.0.1"}};
+    if (!s.user_data.empty()) {
+        o["user_data"] = wire::EncodeBase64(s.user_data);
+    }
+    return json::serialize(o);
+}
+
+TEST_F(ComputeContainerTest, InstancesOnOneNetworkReachEachOtherAndNotThoseOnAnother) {
+    const std::string net1 = "net1-" + RandomHex(3);
+    const std::string net2 = "net2-" + RandomHex(3);  // the same subnet, another network
+    const Server a{"a" + RandomHex(4), net1, "10.77.0.10", "fa:16:3e:77:00:0a", ""};
+    // b's user_data fetches a's page (busybox nc: its static wget has crashed on some machines)
+    // until it answers, and prints it on b's console.
+    const std::string fetch = "printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 10.77.0.10 80";
+    const Server b{"b" + RandomHex(4), net1, "10.77.0.11", "fa:16:3e:77:00:0b",
+                   "i=0\n"
+                   "while [ $i -lt 60 ]; do\n"
+                   "  out=$(" +
+                       fetch +
+                       ")\n"
+                       "  case \"$out\" in *\"web " +
+                       a.id +
+                       "\"*) echo \"b fetched: $out\"; exit 0;; esac\n"
+                       "  i=$((i+1)); sleep 1\n"
+                       "done\n"
+                       "echo 'b: no answer'\n"};
+    for (const Server& s : {a, b}) {
+        auto created = Do("create_instance", "wf-" + s.id + "/boot/do", NetworkedInput(s));
+        ASSERT_TRUE(created) << created.error().ToString();
+    }
+    ASSERT_TRUE(Await([&] { return StateOf(a.id) == "ACTIVE" && StateOf(b.id) == "ACTIVE"; }));
+
+    // a's port inside its namespace: the MAC, the address with the subnet's prefix, the route.
+    const std::string ns = prefix_ + "-h1." + a.id;  // <prefix>-<host>.<instance id>
+    auto addr = runtime::RunCommand({kIp, "-n", ns, "-o", "addr", "show", "dev", "eth0"},
+                                    SteadyClock::now() + kPatience);
+    ASSERT_TRUE(addr);
+    EXPECT_NE(addr->output.find("inet 10.77.0.10/24"), std::string::npos) << addr->output;
+    auto link = runtime::RunCommand({kIp, "-n", ns, "-o", "link", "show", "dev", "eth0"},
+                                    SteadyClock::now() + kPatience);
+    ASSERT_TRUE(link);
+    EXPECT_NE(link->output.find("fa:16:3e:77:00:0a"), std::string::npos) << link->output;
+    auto route =
+        runtime::RunCommand({kIp, "-n", ns, "route", "show", "default"}, SteadyClock::now() + kPatience);
+    ASSERT_TRUE(route);
+    EXPECT_NE(route->output.find("default via 10.77.0.1 dev eth0"), std::string::npos) << route->output;
+    // What it knows of itself.
+    auto meta = runtime::ReadFile(containers_->DirOf(b.id) + "/rootfs/run/cogs/meta.json");
+    ASSERT_TRUE(meta);
+    const json::value m = json::parse(*meta);
+    EXPECT_EQ(m.at("user_data"), json::value(b.user_data));
+    EXPECT_EQ(m.at("addresses"),
+              json::parse(R"([{"port_id":"port-)" + b.id +
+                          R"(","mac_address":"fa:16:3e:77:00:0b",)"
+                          R"("ip_address":"10.77.0.11","network_id":")" +
+                          net1 + R"(","cidr":"10.77.0.0/24","gateway_ip":"10.77.0.1","prefix_len":24}])"));
+
+    // b's script reached a: a's page is on b's console. And b is still ACTIVE once its script ended.
+    const auto console = [&](const std::string& id) {
+        json::value c = GetJson(*service_, "/v1/instances/" + id + "/console");
+        return c.is_object() ? std::string(c.at("output").as_string()) : std::string();
+    };
+    ASSERT_TRUE(Await([&] { return console(b.id).find("b fetched:") != std::string::npos; }))
+        << console(b.id);
+    EXPECT_NE(console(b.id).find("(" + a.id + ")"), std::string::npos) << console(b.id);
+    ASSERT_TRUE(Await([&] {
+        return console(b.id).find("user_data exited with status 0") != std::string::npos;
+    })) << console(b.id);
+    EXPECT_EQ(StateOf(b.id), "ACTIVE");
+    EXPECT_EQ(Instance(b.id).at("crashes"), 0);
+
+    // c, on the other network (same subnet), tries the same once a has been seen answering: nothing.
+    const Server c{"c" + RandomHex(4), net2, "10.77.0.12", "fa:16:3e:77:00:0c",
+                   "n=0\n"
+                   "for i in 1 2 3; do\n"
+                   "  out=$(" +
+                       fetch +
+                       ")\n"
+                       "  case \"$out\" in *web*) echo \"c reached a: $out\";; *) n=$((n+1));; esac\n"
+                       "done\n"
+                       "echo \"c: $n of 3 fetches got no answer\"\n"};
+    ASSERT_TRUE(Do("create_instance", "wf-" + c.id + "/boot/do", NetworkedInput(c)));
+    ASSERT_TRUE(Await([&] { return console(c.id).find("fetches got no answer") != std::string::npos; }))
+        << console(c.id);
+    EXPECT_NE(console(c.id).find("c: 3 of 3 fetches got no answer"), std::string::npos) << console(c.id);
+    EXPECT_EQ(console(c.id).find("reached"), std::string::npos) << console(c.id);
+
+    // Deleted: no namespace and no port's veth is left (the bridges are cogs-network's).
+    for (const Server& s : {a, b, c}) {
+        ASSERT_TRUE(
+            Do("delete_instance", "wf-" + s.id + "/delete/do", R"({"id":")" + s.id + R"(","host":"h1"})"));
+    }
+    std::vector<std::string> left;
+    EXPECT_TRUE(Await([&] {
+        left = Namespaces(prefix_);
+        for (const std::string& l : Links(prefix_)) {
+            if (l.starts_with(prefix_ + "-p")) {
+                left.push_back(l);
+            }
+        }
+        return left.empty();
+    }));
+    EXPECT_EQ(left, std::vector<std::string>{});
+}
+
+TEST_F(ComputeContainerTest, CreateInstanceRefusesBadPortFieldsAndUserDataNamingTheField) {
+    const auto refused = [&](json::object extra) {
+        json::object o =
+            json::parse(NetworkedInput({"x" + RandomHex(4), "n1", "10.77.0.10", "fa:16:3e:77:00:0a", ""}))
+                .as_object();
+        for (auto& [k, v] : extra) {
+            o[k] = v;
+        }
+        auto r = Do("create_instance", "wf-x" + RandomHex(4) + "/boot/do", json::serialize(o));
+        return r ? std::string("accepted") : r.error().message;
+    };
+    EXPECT_EQ(refused({{"cidr", "10.77.0.0/33"}}).rfind("cidr: ", 0), 0u);
+    EXPECT_EQ(
+        refused({{"gateway_ip", "10.78.0.1"}}).rfind("gateway_ip: must be a host address of 10.77.0.0/24", 0),
+        0u);
+    EXPECT_EQ(refused({{"ip_address", "10.77.1.5"}}).rfind("ip_address: must be a host address", 0), 0u);
+    EXPECT_EQ(refused({{"user_data", "not base64!"}}), "user_data: must be base64 (RFC 4648, one line)");
+    EXPECT_EQ(refused({{"user_data", wire::EncodeBase64(std::string(64 * 1024 + 1, 'x'))}}),
+              "user_data: must be at most 65536 bytes once decoded");
+    EXPECT_TRUE(Namespaces(prefix_).empty()) << "nothing was made";
 }
 
 }  // namespace

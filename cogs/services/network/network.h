@@ -37,9 +37,13 @@
 // concurrently.
 #pragma once
 
+#include <chrono>
 #include <memory>
+#include <string>
 #include <string_view>
 
+#include "cogs/base/result.h"
+#include "cogs/base/time.h"
 #include "cogs/services/kit/domain.h"
 
 namespace cogs::services::network {
@@ -49,7 +53,24 @@ inline constexpr std::string_view kNetworksTable = "networks";
 inline constexpr std::string_view kSubnetsTable = "subnets";
 inline constexpr std::string_view kPortsTable = "ports";
 
-// A new, empty network domain.
+// A new, empty network domain that keeps records only (driver "none").
 std::unique_ptr<kit::Domain> MakeNetworkDomain();
+
+// What carries the networks on the machine (README.md, "Drivers").
+struct NetworkOptions {
+    // "none": records only. "linux" (as root): a Linux bridge per network on this machine
+    // (cogs/linuxnet), made before create_network answers (a long action that fails, and is
+    // compensated, if the bridge cannot be made) and removed after delete_network; a sweep at start
+    // and every `sweep_interval` makes missing bridges and removes the bridges, port veths and stray
+    // links of `prefix` that no network or port owns (found so by two sweeps in a row).
+    std::string driver = "none";
+    std::string prefix = "cg";  // linuxnet's prefix; the compute agents' --netns-prefix
+    std::string ip = "/usr/sbin/ip";
+    Duration sweep_interval = std::chrono::seconds(60);  // 0: one sweep, at start
+};
+
+// Errors: kInvalidArgument naming "driver", "sweep interval" or "prefix"; for "linux",
+// kPermissionDenied unless root, kUnavailable if `ip` cannot list the machine.
+Result<std::unique_ptr<kit::Domain>> MakeNetworkDomain(NetworkOptions options);
 
 }  // namespace cogs::services::network

@@ -62,8 +62,9 @@ std::optional<http::Response> NetworkDomain::Get(const http::Request& request) c
                                 [this](const std::string& id) { return Find(subnets_, id, SubnetJson); })) {
         return r;
     }
-    return kit::GetRecord(request, "/v1/ports/", "port",
-                          [this](const std::string& id) { return Find(ports_, id, PortJson); });
+    return kit::GetRecord(request, "/v1/ports/", "port", [this](const std::string& id) {
+        return Find(ports_, id, [this](const Port& p) { return PortOutput(p); });
+    });
 }
 
 }  // namespace cogs::services::network::internal

@@ -24,6 +24,16 @@ uint32_t HashId(std::string_view id) {
 
 }  // namespace
 
+json::object NetworkDomain::PortOutput(const Port& p) const {
+    json::object o = PortJson(p);
+    // A port's subnet outlives it (delete_subnet refuses while it has ports).
+    if (auto s = subnets_.find(p.subnet_id); s != subnets_.end()) {
+        o["cidr"] = s->second.cidr.ToString();
+        o["gateway_ip"] = FormatIpv4(s->second.gateway);
+    }
+    return o;
+}
+
 Result<kit::Done> NetworkDomain::CreatePort(const wire::Input& in, kit::Tx& tx) {
     COGS_ASSIGN_OR_RETURN(const std::string id, in.String("id", kIdText));
     COGS_ASSIGN_OR_RETURN(const std::string network_id, in.String("network_id", kIdText));
@@ -45,7 +55,7 @@ Result<kit::Done> NetworkDomain::CreatePort(const wire::Input& in, kit::Tx& tx) 
             return MakeError(ErrorCode::kAlreadyExists,
                              "port " + id + " exists with other content: " + json::serialize(PortJson(old)));
         }
-        return Output(PortJson(old));
+        return Output(PortOutput(old));
     }
     if (!networks_.contains(network_id)) {
         return MakeError(ErrorCode::kNotFound, "network " + network_id + " not found");
@@ -111,7 +121,7 @@ Result<kit::Done> NetworkDomain::CreatePort(const wire::Input& in, kit::Tx& tx) 
     if (moved_cursor) {
         tx.Put(kSubnetsTable, subnet->id, SubnetRecord(*subnet));
     }
-    return Output(PortJson(added));
+    return Output(PortOutput(added));
 }
 
 Result<kit::Done> NetworkDomain::UpdatePort(const wire::Input& in, kit::Tx& tx) {
@@ -126,7 +136,7 @@ Result<kit::Done> NetworkDomain::UpdatePort(const wire::Input& in, kit::Tx& tx) 
         p.device_id = std::move(device_id);
         tx.Put(kPortsTable, p.id, json::serialize(PortJson(p)));
     }
-    return Output(PortJson(p));
+    return Output(PortOutput(p));
 }
 
 Result<kit::Done> NetworkDomain::DeletePort(const wire::Input& in, kit::Tx& tx) {

@@ -46,15 +46,15 @@ Result<kit::Done> NetworkDomain::CreateNetwork(const wire::Input& in, kit::Tx& t
             return MakeError(ErrorCode::kAlreadyExists, "network " + n.id + " exists with other content: " +
                                                             json::serialize(NetworkJson(old)));
         }
-        return Output(NetworkJson(old));
+        return Ensured(old);
     }
     tx.Put(kNetworksTable, n.id, json::serialize(NetworkJson(n)));
     auto [it, inserted] = networks_.emplace(n.id, std::move(n));
-    return Output(NetworkJson(it->second));
+    return Ensured(it->second);
 }
 
 Result<kit::Done> NetworkDomain::DeleteNetwork(const wire::Input& in, kit::Tx& tx) {
-    return DeleteById(in, tx, networks_, kNetworksTable, [this](const Network& n) -> Status {
+    auto done = DeleteById(in, tx, networks_, kNetworksTable, [this](const Network& n) -> Status {
         const size_t subnets = CountOf(subnets_by_network_, n.id);
         const size_t ports = CountOf(ports_by_network_, n.id);
         if (subnets > 0 || ports > 0) {
@@ -64,6 +64,11 @@ Result<kit::Done> NetworkDomain::DeleteNetwork(const wire::Input& in, kit::Tx& t
         }
         return Ok();
     });
+    if (done && bridges_) {
+        // Also when there was no record: a create that failed and is compensated may have made it.
+        bridges_->Remove(*in.String("id", kIdText));
+    }
+    return done;
 }
 
 Result<kit::Done> NetworkDomain::CreateSubnet(const wire::Input& in, kit::Tx& tx) {

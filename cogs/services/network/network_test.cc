@@ -815,5 +815,18 @@ TEST_F(NetworkDomainTest, A16Gives60000DistinctAddressesThenTheRestAfterAReload)
     EXPECT_EQ(Inventory().at("addresses").as_array().size(), 65533u);
 }
 
+TEST(NetworkDriverTest, AnUnknownDriverOrABadPrefixIsRefusedNamingIt) {
+    auto bogus = MakeNetworkDomain(NetworkOptions{.driver = "ovs"});
+    ASSERT_FALSE(bogus);
+    EXPECT_EQ(bogus.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(bogus.error().message.find("driver"), std::string::npos) << bogus.error().message;
+    auto prefix = MakeNetworkDomain(NetworkOptions{.driver = "linux", .prefix = "Not-A-Prefix"});
+    ASSERT_FALSE(prefix);
+    EXPECT_NE(prefix.error().message.find("prefix"), std::string::npos) << prefix.error().message;
+    auto none = MakeNetworkDomain(NetworkOptions{});
+    ASSERT_TRUE(none) << none.error().ToString();
+    EXPECT_EQ((*none)->name(), kDomainName);
+}
+
 }  // namespace
 }  // namespace cogs::services::network

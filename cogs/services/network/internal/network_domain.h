@@ -5,12 +5,14 @@
 //   network_subnets.cc    networks and subnets: create/delete, the subnet spec, loading them
 //   network_ports.cc      ports: create/update/delete, address and MAC choice, loading them
 //   network_inventory.cc  what it shows: the inventory and the read routes
+//   network_linux.cc      the linux driver's hooks: bridges at create/delete, the periodic sweep
 //
 // Threading: like every Domain, on its service's io thread.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -23,6 +25,7 @@
 #include "cogs/netaddr/subnet.h"
 #include "cogs/services/kit/domain.h"
 #include "cogs/services/network/internal/address_pool.h"
+#include "cogs/services/network/internal/bridges.h"
 #include "cogs/wire/input.h"
 
 namespace cogs::services::network::internal {
@@ -133,14 +136,25 @@ Result<kit::Done> DeleteById(const wire::Input& in, kit::Tx& tx, Map& records, s
 
 class NetworkDomain final : public kit::Domain {
 public:
+    // `bridges`: the linux driver (null: records only); `sweep_interval`: how often it sweeps.
+    explicit NetworkDomain(std::unique_ptr<Bridges> bridges = nullptr, Duration sweep_interval = {});
+    ~NetworkDomain() override;
+
     std::string_view name() const override;
     std::vector<kit::Action> actions() override;
     Status Load(std::string_view table, std::string_view id, std::string_view json) override;
     std::vector<std::pair<std::string, int64_t>> RecordCounts() const override;
     std::string Inventory() const override;
     std::optional<http::Response> Get(const http::Request& request) const override;
+    void Bind(kit::DomainContext& context) override;
 
 private:
+    // ---- network_linux.cc: the linux driver's hooks (no-ops without it) ----
+    // create_network's answer: at once, or once the bridge is there (a long action).
+    kit::Done Ensured(const Network& n);
+    // What the sweep compares the machine with: every network id and port id held now.
+    std::pair<std::set<std::string>, std::set<std::string>> Owners() const;
+
     // ---- network_subnets.cc ----
     Result<kit::Done> CreateNetwork(const wire::Input& in, kit::Tx& tx);
     Result<kit::Done> DeleteNetwork(const wire::Input& in, kit::Tx& tx);
@@ -154,6 +168,10 @@ private:
     Result<kit::Done> UpdatePort(const wire::Input& in, kit::Tx& tx);
     Result<kit::Done> DeletePort(const wire::Input& in, kit::Tx& tx);
     Status LoadPort(std::string_view id, std::string_view text);
+    // The port as actions and GET /v1/ports/{id} answer it: PortJson plus its subnet's "cidr" and
+    // "gateway_ip", what a host needs to plug it (the record and the inventory hold neither: they
+    // are the subnet's).
+    wire::json::object PortOutput(const Port& p) const;
     // The subnet a requested address goes to (netaddr::SubnetForFixedIp over the network's subnets,
     // or just `named`); refused naming `in`'s "fixed_ip".
     Result<Subnet*> SubnetForFixedIp(const wire::Input& in, const std::string& network_id, uint32_t ip,
@@ -176,6 +194,11 @@ private:
     std::map<std::string, size_t> ports_by_network_;
     std::map<std::string, std::map<uint32_t, std::string>> addresses_by_subnet_;  // ip -> port id
     std::unordered_set<uint32_t> macs_;
+
+    // The linux driver (network_linux.cc).
+    std::unique_ptr<Bridges> bridges_;
+    Duration sweep_interval_{};
+    kit::DomainContext* context_ = nullptr;
 };
 
 }  // namespace cogs::services::network::internal
