@@ -81,6 +81,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -208,6 +209,11 @@ public:
     // At start, for an instance the records say is running or booting: reports Running (it still
     // runs: adopted, not restarted), Exited (it ended meanwhile) or Gone (nothing of it is left).
     virtual void Adopt(const InstanceSpec& instance) { (void)instance; }
+    // Once, at Bind, after the Adopt calls: the ids of every instance this process holds a record
+    // of. A driver whose instances outlive it removes whatever it finds of any other instance: a
+    // delete is answered (and its record gone) before the driver's removal has run, and a process
+    // stopped or killed meanwhile must not leave that container on the machine for ever.
+    virtual void CollectStrays(const std::set<std::string>& known) { (void)known; }
     // Makes what the instance has mounted match instance.volumes: mounts those missing, unmounts
     // those no longer listed (idempotent; in the order of the calls about that instance, after a
     // Boot queued before). Answers true if it reports the end (DriverEvents::VolumesSynced with
@@ -240,7 +246,7 @@ struct ComputeDriverOptions {
     // killed by its shim once that host's lease has ended, agent or no agent. "": no watchdog (no
     // lease: without --control-url).
     std::string lease_dir{};
-    std::string netns_prefix = "cg";  // linuxnet's prefix: the namespace of instance X is <prefix>-X
+    std::string netns_prefix = "cg";  // linuxnet's prefix: instance X of host H's namespace is <prefix>-H.X
     Duration poll_interval = std::chrono::milliseconds(200);  // how often running instances are checked
     int workers = 2;           // threads for runc calls (calls about one instance run in order)
     size_t max_queued = 1024;  // calls waiting for a worker; beyond: kUnavailable (retryable)

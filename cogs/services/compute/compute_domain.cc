@@ -249,6 +249,11 @@ void ComputeDomainImpl::Bind(kit::DomainContext& context) {
                                      to_adopt_.size());
     }
     to_adopt_.clear();
+    std::set<std::string> known;
+    for (const auto& [id, instance] : instances_) {
+        known.insert(id);
+    }
+    driver_->CollectStrays(known);
     kit::Tx tx;
     for (const std::string& id : fenced_at_load_) {
         tx.Put(kTable, id, Record(instances_.at(id)));

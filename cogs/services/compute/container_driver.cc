@@ -11,6 +11,7 @@
 #include <boost/json.hpp>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "cogs/linuxnet/host.h"
@@ -133,6 +134,12 @@ public:
         const uint64_t gen = ++next_gen_;
         watched_[instance.id] = Watch{.gen = gen, .adopting = true};
         Check(instance.id, watched_[instance.id]);
+    }
+
+    void CollectStrays(const std::set<std::string>& known) override {
+        // On the pool under a key no instance has (ids never start with '.'), so the calls of the
+        // instances adopted or booted meanwhile go on beside it.
+        (void)pool_->Run(".strays", [this, known] { CollectStraysBlocking(known); });
     }
 
     Result<bool> SyncVolumes(const InstanceSpec& instance, uint64_t ticket) override {
@@ -351,6 +358,35 @@ private:
     // of its port (not the port's veth by name: after an evacuation on one machine, the port may be
     // plugged into the instance's new copy). Logged, not answered: the delete was accepted already
     // (cogs-network's sweep collects a veth a failure leaves).
+    // Everything of a container without a record (CollectStrays), and the namespaces named for it
+    // on any host (<prefix>-<host>.<id>).
+    void CollectStraysBlocking(const std::set<std::string>& known) const {
+        auto found = containers_.List();
+        if (!found) {
+            observe::Log("compute").warn("collecting strays: {}", found.error().ToString());
+            return;
+        }
+        auto inventory = net_.List(SteadyClock::now() + kNetDeadline);
+        for (const oci::ContainerInfo& c : *found) {
+            if (known.contains(c.id)) {
+                continue;
+            }
+            observe::Log("compute").warn(
+                "instance {} has no record (deleted while this agent was down): removing it", c.id);
+            std::vector<std::string> namespaces;
+            for (const linuxnet::NamespaceInfo& ns :
+                 inventory ? inventory->namespaces : std::vector<linuxnet::NamespaceInfo>{}) {
+                if (ns.id.ends_with("." + c.id)) {
+                    namespaces.push_back(ns.id);
+                }
+            }
+            DeleteBlocking(c.id, namespaces.empty() ? std::string() : namespaces.front());
+            for (size_t i = 1; i < namespaces.size(); ++i) {
+                (void)net_.DeleteNamespace(namespaces[i], SteadyClock::now() + kNetDeadline);
+            }
+        }
+    }
+
     void DeleteBlocking(const std::string& id, const std::string& namespace_id) const {
         auto status = containers_.Status(id);
         if (status && (status->state == oci::ContainerState::kRunning ||
@@ -363,6 +399,9 @@ private:
         }
         if (!removed) {
             observe::Log("compute").error("deleting instance {}: {}", id, removed.error().ToString());
+        }
+        if (namespace_id.empty()) {
+            return;
         }
         if (auto s = net_.DeleteNamespace(namespace_id, SteadyClock::now() + kNetDeadline); !s) {
             observe::Log("compute").error("deleting instance {}: its namespace: {}", id,

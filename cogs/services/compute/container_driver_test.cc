@@ -28,6 +28,7 @@
 
 #include "cogs/base/secret.h"
 #include "cogs/http/server.h"
+#include "cogs/linuxnet/host.h"
 #include "cogs/oci/container.h"
 #include "cogs/oci/lease_file.h"
 #include "cogs/oci/runc.h"
@@ -482,6 +483,51 @@ TEST_F(ComputeContainerTest, ARestartedAgentAdoptsWhatRunsAndRestartsWhatEndedMe
     EXPECT_EQ(domain_->HeartbeatBody("h1").find(R"("instance":")" + a), std::string::npos)
         << "no report about a";
     ASSERT_TRUE(Await([&] { return Page(a).find("web " + a) != std::string::npos; }));
+}
+
+// A container of this agent's without a record (its delete was answered, then the agent stopped
+// before its removal ran) is removed when the agent starts again; what has a record is kept.
+TEST_F(ComputeContainerTest, AStartingAgentRemovesContainersThatHaveNoRecord) {
+    const std::string a = "a" + RandomHex(4);
+    ASSERT_TRUE(Do("create_instance", "wf-" + a + "/boot/do", CreateInput(a)));
+    ASSERT_TRUE(Await([&] { return StateOf(a) == "ACTIVE"; })) << StateOf(a);
+    const pid_t pid_a = Container(a).pid;
+    service_.reset();
+
+    // The stray: a container in the agent's directory and runc root, with a namespace named as the
+    // driver names one, that no record knows of.
+    const std::string stray = "s" + RandomHex(4);
+    std::error_code ec;
+    fs::copy(containers_->DirOf(a) + "/rootfs", base_ + "/stray-rootfs", fs::copy_options::recursive, ec);
+    ASSERT_FALSE(ec) << ec.message();
+    auto net = linuxnet::Host::Make({.prefix = prefix_, .ip = kIp});
+    ASSERT_TRUE(net) << net.error().ToString();
+    auto netns = net->EnsureNamespace("h1." + stray, SteadyClock::now() + kPatience);
+    ASSERT_TRUE(netns) << netns.error().ToString();
+    oci::ContainerSpec spec;
+    spec.id = stray;
+    spec.rootfs = base_ + "/stray-rootfs";
+    spec.args = {"/bin/sh", "-c", "sleep 1000"};
+    spec.hostname = stray;
+    spec.memory_mib = 32;
+    spec.netns_path = *netns;
+    auto started = containers_->Start(spec);
+    ASSERT_TRUE(started) << started.error().ToString();
+    ASSERT_EQ(Container(stray).state, oci::ContainerState::kRunning);
+
+    StartService();
+    std::vector<std::string> left;
+    EXPECT_TRUE(Await([&] {
+        left.clear();
+        for (const std::string& thing : Leftovers(stray)) {  // (a's namespace is listed too: a runs)
+            if (thing.find(a) == std::string::npos) {
+                left.push_back(thing);
+            }
+        }
+        return left.empty();
+    })) << ::testing::PrintToString(left);
+    EXPECT_EQ(StateOf(a), "ACTIVE");
+    EXPECT_EQ(Container(a).pid, pid_a) << "adopted, not restarted";
 }
 
 TEST_F(ComputeContainerTest, FencingPowersTheInstancesOffAtOnce) {
