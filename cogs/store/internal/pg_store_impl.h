@@ -84,6 +84,11 @@ enum PgSql : int {
     kPgDeleteEnded,
     kPgDeleteFailed,
     kPgLeaderFence,
+    kPgPutChunk,
+    kPgGetChunk,
+    kPgDeleteChunks,
+    kPgCountChunks,
+    kPgCountAllChunks,
     kPgNumSql,
 };
 
@@ -176,6 +181,12 @@ public:
     Result<std::vector<ResourceRecord>> LoadResources() override;
     Result<std::vector<DefinitionRecord>> LoadDefinitions() override;
     Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) override;
+
+    // pg_store_chunks.cc
+    Status PutChunk(const std::string& blob, int64_t seq, std::string_view data) override;
+    Result<std::string> GetChunk(const std::string& blob, int64_t seq) override;
+    Result<int64_t> DeleteChunks(const std::string& blob) override;
+    Result<int64_t> CountChunks(const std::string& blob) override;
 
 private:
     using Item = WriteQueue::Item;
