@@ -253,8 +253,9 @@ asio::awaitable<error_code> Connect(PoolPtr pool, std::shared_ptr<Conn> conn, St
     co_return ec;
 }
 
-bhttp::request<bhttp::string_body> ToBeast(const Pool& pool, Request r) {
-    bhttp::request<bhttp::string_body> req;
+// The request line and header fields of `r`; the body is the caller's.
+template <typename Body>
+void FillHead(bhttp::request<Body>& req, const Pool& pool, const Request& r) {
     req.version(11);
     auto verb = bhttp::string_to_verb(r.method);
     if (verb == bhttp::verb::unknown) {
@@ -273,13 +274,39 @@ bhttp::request<bhttp::string_body> ToBeast(const Pool& pool, Request r) {
     if (!has_host) {
         req.set(bhttp::field::host, pool.where);
     }
-    if (!has_content_type && !r.body.empty()) {
+    if (!has_content_type && r.body_file) {
+        req.set(bhttp::field::content_type, "application/octet-stream");
+    } else if (!has_content_type && !r.body.empty()) {
         req.set(bhttp::field::content_type, "application/json");
     }
-    req.body() = std::move(r.body);
     req.keep_alive(true);
+}
+
+bhttp::request<bhttp::string_body> ToBeast(const Pool& pool, Request r) {
+    bhttp::request<bhttp::string_body> req;
+    FillHead(req, pool, r);
+    req.body() = std::move(r.body);
     req.prepare_payload();
     return req;
+}
+
+// Sends the request, its body from a file when it has one; the deadline is the stream's.
+asio::awaitable<error_code> WriteRequest(PoolPtr pool, std::shared_ptr<Conn> conn, Request request) {
+    if (!request.body_file) {
+        auto req = ToBeast(*pool, std::move(request));
+        auto [ec, n] = co_await bhttp::async_write(conn->stream, req, kTuple);
+        co_return ec;
+    }
+    bhttp::request<bhttp::file_body> req;
+    FillHead(req, *pool, request);
+    error_code ec;
+    req.body().open(request.body_file->path.c_str(), beast::file_mode::scan, ec);
+    if (ec) {
+        co_return ec;
+    }
+    req.prepare_payload();
+    auto [wec, n] = co_await bhttp::async_write(conn->stream, req, kTuple);
+    co_return wec;
 }
 
 Response FromBeast(bhttp::response<bhttp::string_body>& msg) {
@@ -321,9 +348,8 @@ asio::awaitable<Result<Response>> Exchange(PoolPtr pool, Request request, Steady
             co_return MakeError(std::move(e));
         }
     }
-    auto req = ToBeast(*pool, std::move(request));
     conn->stream.expires_at(deadline);
-    auto [wec, wn] = co_await bhttp::async_write(conn->stream, req, kTuple);
+    const error_code wec = co_await WriteRequest(pool, conn, std::move(request));
     if (wec) {
         Error e = TransportError(*pool, wec, "send to");
         Discard(pool, conn);
