@@ -17,6 +17,7 @@
 #include "cogs/cloud/resources/events.h"
 #include "cogs/cloud/resources/hosts.h"
 #include "cogs/cloud/resources/idempotency.h"
+#include "cogs/cloud/resources/images.h"
 #include "cogs/cloud/resources/networks.h"
 #include "cogs/cloud/resources/reads.h"
 #include "cogs/cloud/resources/servers.h"
@@ -67,10 +68,11 @@ public:
           history(ctx),
           workflows(ctx),
           keys(ctx),
+          images(ctx),
           claims(ctx),
           pruner(io, store, ctx.options.workflow_retention, &ctx.clock, ctx.metrics()),
-          router(
-              ApiRoutes({ctx, reads, catalog, networks, volumes, servers, hosts, history, workflows, keys})),
+          router(ApiRoutes(
+              {ctx, reads, catalog, networks, volumes, servers, hosts, history, workflows, keys, images})),
           api(
               io, router, [this](std::string_view bearer) { return Authenticate(bearer); },
               ctx.options.max_inflight_requests, ctx.metrics(),
@@ -110,6 +112,7 @@ public:
     History history;
     Workflows workflows;
     IdempotencyKeys keys;
+    ImageFiles images;
     ModelClaims claims;
     workflow::WorkflowPruner pruner;
     Router router;

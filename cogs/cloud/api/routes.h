@@ -19,6 +19,7 @@ class Hosts;
 class History;
 class Workflows;
 class IdempotencyKeys;
+class ImageFiles;
 
 // The modules the routes lead to; they must outlive the routes.
 struct RouteTargets {
@@ -32,6 +33,7 @@ struct RouteTargets {
     History& history;
     Workflows& workflows;
     IdempotencyKeys& keys;  // admits every POST
+    ImageFiles& images;
 };
 
 std::vector<Route> ApiRoutes(RouteTargets t);
