@@ -24,6 +24,7 @@
 
 #include "cogs/base/secret.h"
 #include "cogs/cli/internal/api.h"
+#include "cogs/cli/internal/builtin_image.h"
 #include "cogs/cli/internal/output.h"
 #include "cogs/http/server.h"
 #include "cogs/pg/cluster.h"
@@ -615,7 +616,7 @@ int Dev::Run() {
         }
         auto endpoint = ParseUrl(api_url_);
         ApiClient api(*endpoint, admin_token_, 10s);
-        if (!AwaitHostsUp(api) || !Seed(api)) {
+        if (!AwaitHostsUp(api) || !Seed(api) || !RegisterBusyboxImage(api, D("run"), err_)) {
             return;
         }
         WriteDevJson();
