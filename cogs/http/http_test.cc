@@ -552,15 +552,21 @@ TEST(HttpTest, AFileIsSentAsTheBodyEitherWay) {
     for (int i = 0; i < 200 * 1000; ++i) {
         content.push_back(static_cast<char>(i % 251));
     }
-    const std::string served = dir.Write("served", content);
+    const std::string served_source = dir.Write("served", content);
     const std::string upload = dir.Write("upload", content + "!");
     std::string received;
+    int answers = 0;
+    std::string last_served;
     auto server = Start(
         io,
         [&](Request req, Respond respond) {
             received = req.body;
             Response r;
             r.content_type = "application/octet-stream";
+            // A fresh temporary copy per answer: the server deletes it once sent.
+            const std::string served = dir / ("served-" + std::to_string(++answers));
+            std::filesystem::copy_file(served_source, served);
+            last_served = served;
             r.body_file = std::make_shared<BodyFile>(served, /*temp=*/true);
             respond(std::move(r));
         },
@@ -581,11 +587,24 @@ TEST(HttpTest, AFileIsSentAsTheBodyEitherWay) {
     EXPECT_TRUE((*got)->body == content) << "answered " << (*got)->body.size() << " bytes";
     EXPECT_TRUE(received == content + "!") << "received " << received.size() << " bytes";
     EXPECT_TRUE(std::filesystem::exists(upload)) << "a file that is not temporary stays";
-    EXPECT_FALSE(std::filesystem::exists(served)) << "a temporary answer goes once sent";
+    EXPECT_FALSE(std::filesystem::exists(last_served)) << "a temporary answer goes once sent";
+    // A response saved to a file rather than kept in memory.
+    Request save = Get("/download");
+    save.response_file = dir / "saved";
+    got = SendAndWait(io, *client, save);
+    ASSERT_TRUE(got.has_value() && *got) << (got ? got->error().ToString() : "no answer");
+    EXPECT_EQ((*got)->status, 200);
+    EXPECT_TRUE((*got)->body.empty());
+    EXPECT_EQ((*got)->Header("content-type"), "application/octet-stream");
+    EXPECT_TRUE(ReadAll(dir / "saved") == content) << "saved " << ReadAll(dir / "saved").size() << " bytes";
+    save.response_file_max_bytes = 1000;
+    got = SendAndWait(io, *client, save);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(FailureOf(got).code, ErrorCode::kInvalidArgument) << "over its limit";
     // The connection is kept alive after a file answer.
     got = SendAndWait(io, *client, Get("/again"));
     ASSERT_TRUE(got.has_value() && *got);
-    EXPECT_EQ(server->connections_accepted(), 1u);
+    EXPECT_EQ(server->connections_accepted(), 2u) << "one more after the refused download only";
 }
 
 TEST(HttpTest, ConnectionRefusedGivesUnavailable) {

@@ -43,6 +43,11 @@ struct Request {
     // Instead of `body` (then empty). Server: a body spooled to a temporary file (ServerOptions::
     // spool_body). Client: the file is sent as the body.
     std::shared_ptr<const BodyFile> body_file{};
+    // Client only: the response body (of any status) is written to this file, created or truncated,
+    // instead of Response::body: a download too large for memory. Up to `response_file_max_bytes`
+    // (beyond: the exchange fails, kInvalidArgument; the file is left for the caller to remove).
+    std::string response_file{};
+    uint64_t response_file_max_bytes = uint64_t{1} << 32;
 
     // The value of header `name` (lower-case), or "" if absent.
     std::string Header(const std::string& name) const;

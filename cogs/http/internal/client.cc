@@ -327,6 +327,49 @@ Response FromBeast(bhttp::response<bhttp::string_body>& msg) {
     return r;
 }
 
+// Reads a response whose body goes to the file at `path` (Request::response_file); the deadline is
+// the stream's.
+asio::awaitable<Result<Response>> ReadToFile(PoolPtr pool, std::shared_ptr<Conn> conn, std::string path,
+                                             uint64_t max_bytes) {
+    bhttp::response_parser<bhttp::file_body> parser;
+    parser.body_limit(max_bytes);
+    error_code fec;
+    parser.get().body().open(path.c_str(), beast::file_mode::write, fec);
+    if (fec) {
+        Discard(pool, conn);
+        co_return MakeError(ErrorCode::kInternal,
+                            "cannot write the response to " + path + ": " + fec.message());
+    }
+    auto [rec, rn] = co_await bhttp::async_read(conn->stream, conn->buffer, parser, kTuple);
+    parser.get().body().close();
+    if (rec) {
+        Error e = rec == bhttp::error::body_limit
+                      ? Error(ErrorCode::kInvalidArgument, "http " + pool->where +
+                                                               ": the response is larger than " +
+                                                               std::to_string(max_bytes) + " bytes")
+                      : TransportError(*pool, rec, "receive from");
+        Discard(pool, conn);
+        co_return MakeError(std::move(e));
+    }
+    auto& msg = parser.get();
+    const bool keep_alive = msg.keep_alive();
+    Response response;
+    response.status = static_cast<int>(msg.result_int());
+    response.content_type.clear();
+    for (const auto& field : msg) {
+        std::string name(field.name_string());
+        for (auto& c : name) {
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        }
+        if (name == "content-type") {
+            response.content_type = std::string(field.value());
+        }
+        response.headers.emplace_back(std::move(name), std::string(field.value()));
+    }
+    Release(pool, conn, keep_alive);
+    co_return response;
+}
+
 asio::awaitable<Result<Response>> Exchange(PoolPtr pool, Request request, SteadyTime deadline) {
     if (pool->shut_down) {
         co_return MakeError(ErrorCode::kCancelled, "http client destroyed");
@@ -349,11 +392,16 @@ asio::awaitable<Result<Response>> Exchange(PoolPtr pool, Request request, Steady
         }
     }
     conn->stream.expires_at(deadline);
+    const std::string response_file = request.response_file;
+    const uint64_t response_file_max = request.response_file_max_bytes;
     const error_code wec = co_await WriteRequest(pool, conn, std::move(request));
     if (wec) {
         Error e = TransportError(*pool, wec, "send to");
         Discard(pool, conn);
         co_return MakeError(std::move(e));
+    }
+    if (!response_file.empty()) {
+        co_return co_await ReadToFile(pool, conn, response_file, response_file_max);
     }
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(kMaxResponseBody);
