@@ -152,6 +152,12 @@ int main(int argc, char** argv) {
         if (driver_options.runc_root.empty()) {
             driver_options.runc_root = "/run/cogs/" + compute_options.hosts.front().name + "/runc";
         }
+        // Images other than the built-in busybox come from cogsd, with the agent's token.
+        driver_options.control_urls = control_urls;
+        if (!control_token_file.empty()) {
+            if (auto token = runtime::ReadTokenFile(control_token_file))
+                driver_options.control_token = *token;
+        }
     }
     auto driver = compute::MakeComputeDriver(driver_name, driver_options);
     if (!driver) {

@@ -190,6 +190,11 @@ struct ComputeDriverOptions {
     std::string runc_binary = "/usr/sbin/runc";
     std::string shim_binary{};             // "": cogs-oci-shim beside the running binary
     std::string busybox = "/bin/busybox";  // the built-in image "busybox" is made from it
+    // Every other image is downloaded from cogsd once per host into images_dir ("": <instances_dir>
+    // /../images) and kept (internal/image_cache.h). No control url: only "busybox" boots.
+    std::vector<std::string> control_urls{};
+    std::string control_token{};
+    std::string images_dir{};
 };
 
 // The drivers by name: "sim" (nothing runs; a boot takes options.boot_time); "container" (README.md,

@@ -18,6 +18,7 @@
 #include "cogs/oci/container.h"
 #include "cogs/runtime/files.h"
 #include "cogs/runtime/process.h"
+#include "cogs/services/compute/internal/image_cache.h"
 #include "cogs/services/compute/internal/worker_pool.h"
 
 namespace cogs::services::compute::internal {
@@ -91,6 +92,7 @@ public:
           containers_(std::move(containers)),
           net_(std::move(net)),
           applets_(std::move(applets)),
+          images_(MakeImageCache(options_)),
           pool_(std::make_unique<WorkerPool>(options_.workers, options_.max_queued)) {}
 
     ~ContainerDriver() override {
@@ -256,12 +258,17 @@ private:
     // ---- on the pool's threads ----
 
     Result<oci::ContainerStatus> BootBlocking(const InstanceSpec& s) const {
+        std::string image_root;  // "": the built-in busybox
         if (s.image != kBusyboxImage) {
-            return MakeError(Error(ErrorCode::kFailedPrecondition,
-                                   "image '" + s.image +
-                                       "' is not on this host (the container driver knows only the built-in "
-                                       "image 'busybox' for now)",
-                                   /*retry=*/false));
+            if (images_ == nullptr) {
+                return MakeError(
+                    Error(ErrorCode::kFailedPrecondition,
+                          "image '" + s.image +
+                              "' is not on this host (without --control-url the container driver "
+                              "knows only the built-in image 'busybox')",
+                          /*retry=*/false));
+            }
+            COGS_ASSIGN_OR_RETURN(image_root, images_->Rootfs(s.image));
         }
         COGS_ASSIGN_OR_RETURN(const oci::ContainerStatus now, containers_.Status(s.id));
         if (now.state == oci::ContainerState::kRunning || now.state == oci::ContainerState::kCreating) {
@@ -271,7 +278,7 @@ private:
             }
         }
         const std::string rootfs = containers_.DirOf(s.id) + "/rootfs";
-        COGS_TRY(PrepareRootfs(rootfs, s));
+        COGS_TRY(image_root.empty() ? PrepareRootfs(rootfs, s) : CopyImage(image_root, rootfs, s));
         COGS_ASSIGN_OR_RETURN(std::string netns,
                               net_.EnsureNamespace(s.id, SteadyClock::now() + kNetDeadline));
         oci::ContainerSpec c;
@@ -320,6 +327,44 @@ private:
         return Ok();
     }
 
+    // An instance's copy of a downloaded image (made once, aside and renamed, as the built-in's), with
+    // the directories cogs needs in it; then PrepareRootfs's files. The instance runs the same first
+    // process as the built-in's (its /bin/sh running the init script).
+    Status CopyImage(const std::string& image_root, const std::string& rootfs, const InstanceSpec& s) const {
+        std::error_code ec;
+        if (!fs::exists(rootfs + "/run/cogs", ec)) {
+            const std::string tmp = rootfs + ".new";
+            fs::remove_all(tmp, ec);
+            fs::create_directories(tmp, ec);
+            auto copied =
+                runtime::RunCommand({"/bin/cp", "-a", image_root + "/.", tmp}, SteadyClock::now() + 5min);
+            if (!copied || copied->exit_status != 0) {
+                return MakeError(ErrorCode::kUnavailable,
+                                 "instance " + s.id + ": cannot copy image " + s.image + ": " +
+                                     (copied ? copied->output : copied.error().message));
+            }
+            for (const char* d : {"proc", "sys", "dev", "tmp", "etc", "root", "www", "run/cogs"}) {
+                fs::create_directories(tmp + "/" + d, ec);
+            }
+            fs::remove_all(rootfs, ec);
+            fs::rename(tmp, rootfs, ec);
+            if (ec) {
+                return MakeError(ErrorCode::kUnavailable,
+                                 "instance " + s.id + ": cannot copy the image: " + ec.message());
+            }
+        }
+        return PrepareRootfs(rootfs, s);
+    }
+
+    static std::unique_ptr<ImageCache> MakeImageCache(const ComputeDriverOptions& o) {
+        if (o.control_urls.empty()) return nullptr;
+        return std::make_unique<ImageCache>(ImageCacheOptions{
+            .dir = o.images_dir.empty() ? (fs::path(o.instances_dir).parent_path() / "images").string()
+                                        : o.images_dir,
+            .control_urls = o.control_urls,
+            .token = o.control_token});
+    }
+
     // Stop (with the grace), remove everything of the container, then its namespace. Logged, not
     // answered: the delete was accepted already (a reconciler collects what a failure leaves).
     void DeleteBlocking(const std::string& id) const {
@@ -344,7 +389,8 @@ private:
     const ComputeDriverOptions options_;
     const oci::Containers containers_;
     mutable linuxnet::Host net_;
-    const std::vector<std::string> applets_;  // busybox's applets, symlinked in the image's /bin
+    const std::vector<std::string> applets_;    // busybox's applets, symlinked in the image's /bin
+    const std::unique_ptr<ImageCache> images_;  // null without a control url
 
     // On the io thread.
     boost::asio::io_context* io_ = nullptr;
