@@ -267,6 +267,9 @@ void FillHead(bhttp::request<Body>& req, const Pool& pool, const Request& r) {
     bool has_host = false;
     bool has_content_type = false;
     for (auto& [name, value] : r.headers) {
+        if (beast::iequals(name, "expect")) {
+            continue;  // a forwarded request's: this client sends its body at once, and expects no 100
+        }
         has_host = has_host || beast::iequals(name, "host");
         has_content_type = has_content_type || beast::iequals(name, "content-type");
         req.insert(name, value);
