@@ -11,6 +11,7 @@
 #include "cogs/cloud/resources/images.h"
 #include "cogs/http/client.h"
 #include "cogs/runtime/process.h"
+#include "test/support/private_pg.h"
 
 namespace cogs::cloud::testing {
 namespace {
@@ -235,6 +236,35 @@ TEST_F(CloudImageTest, AChecksumMismatchIsRefusedAndNothingIsKept) {
     EXPECT_EQ(r.status, 200) << r.raw.body;
     EXPECT_EQ(r.Field("image", "sha256"), sha);
     EXPECT_EQ(Chunks(), 1);
+}
+
+// The same on PostgreSQL: the content every replica reads.
+class CloudImagePgTest : public CloudImageTest {
+protected:
+    void SetUp() override {
+        wrap_store_ = [this](std::unique_ptr<store::Store>) -> std::unique_ptr<store::Store> {
+            auto pg = store::OpenPgStore(
+                store::PgOptions{.conninfo = cogs::testing::PrivatePgDatabase(dir_.path())});
+            EXPECT_TRUE(pg) << pg.error().ToString();
+            return pg ? std::move(*pg) : nullptr;
+        };
+        ASSERT_NO_FATAL_FAILURE(CloudImageTest::SetUp());
+    }
+};
+
+TEST_F(CloudImagePgTest, AnUploadComesBackByteForByteFromPostgres) {
+    const std::string id = NewImage("alpine");
+    const std::string path = Archive("rootfs.tar.gz", {{"big", Random(1'500'000)}});
+    const std::string content = ReadFile(path);
+    Reply up = Send(admin_, "PUT", "/v1/images/" + id + "/file?sha256=" + Sha256Hex(content), path);
+    ASSERT_EQ(up.status, 200) << up.raw.body;
+    EXPECT_EQ(Chunks(), 2);
+    Reply down = Send(admin_, "GET", "/v1/images/" + id + "/file");
+    ASSERT_EQ(down.status, 200);
+    EXPECT_TRUE(down.raw.body == content)
+        << "downloaded " << down.raw.body.size() << " of " << content.size();
+    EXPECT_EQ(Call(admin_, "DELETE", "/v1/images/" + id).status, 204);
+    RunUntil([&] { return Chunks() == 0; });
 }
 
 }  // namespace
