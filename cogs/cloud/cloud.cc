@@ -156,6 +156,7 @@ Status Cloud::Impl::Load() {
     if (!expired.empty() && ctx.store.Writable()) {  // else at a later start: they are refused meanwhile
         COGS_TRY(ctx.PersistBlocking(std::move(expired)));
     }
+    images.CollectOrphans();
     // Resources whose workflow ended while we were down take its outcome now. (A walk over every
     // record of the status kinds, on purpose: once, at start.)
     // (A server.create is the workflow of its server, port and volumes: each id once.)

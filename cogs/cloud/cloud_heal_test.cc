@@ -385,6 +385,7 @@ public:
     }
     Result<int64_t> DeleteChunks(const std::string& blob) override { return store_->DeleteChunks(blob); }
     Result<int64_t> CountChunks(const std::string& blob) override { return store_->CountChunks(blob); }
+    Result<std::vector<std::string>> ListBlobs() override { return store_->ListBlobs(); }
     Result<std::vector<store::DefinitionRecord>> LoadDefinitions() override {
         return store_->LoadDefinitions();
     }

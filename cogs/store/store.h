@@ -154,6 +154,8 @@ public:
     virtual Result<int64_t> DeleteChunks(const std::string& blob) = 0;
     // How many chunks `blob` has; "" counts the chunks of every blob.
     virtual Result<int64_t> CountChunks(const std::string& blob) = 0;
+    // Every blob that has chunks (at start-up, to delete those no image names: an upload cut short).
+    virtual Result<std::vector<std::string>> ListBlobs() = 0;
 
     virtual StoreStats Stats() = 0;
 };

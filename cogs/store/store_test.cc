@@ -848,6 +848,8 @@ TEST_P(StoreTest, ImageChunksKeepEveryByteAndSurviveReopen) {
     EXPECT_CODE(store_->GetChunk("b1", 2), ErrorCode::kNotFound);
     EXPECT_EQ(store_->CountChunks("b1").value_or(-1), 2);
     EXPECT_EQ(store_->CountChunks("").value_or(-1), 3);
+    EXPECT_EQ(store_->ListBlobs().value_or(std::vector<std::string>{}),
+              (std::vector<std::string>{"b1", "b2"}));
 
     EXPECT_EQ(store_->DeleteChunks("b1").value_or(-1), 2);
     EXPECT_EQ(store_->CountChunks("b1").value_or(-1), 0);

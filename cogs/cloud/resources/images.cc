@@ -11,6 +11,7 @@
 
 #include "cogs/base/secret.h"
 #include "cogs/cloud/resources/common.h"
+#include "cogs/observe/log.h"
 #include "cogs/runtime/process.h"
 
 namespace cogs::cloud {
@@ -313,6 +314,29 @@ void ImageFiles::Download(Call call) {
             call.Answer(std::move(r));
         });
     });
+}
+
+void ImageFiles::CollectOrphans() {
+    if (!ctx_.store.Writable()) return;  // a later start collects them
+    auto blobs = ctx_.store.ListBlobs();
+    if (!blobs) {
+        observe::Log("cloud").warn("images: cannot list stored image content: {}", blobs.error().ToString());
+        return;
+    }
+    std::set<std::string> named;
+    for (const auto& [id, img] : ctx_.model.All(kImage)) {
+        named.insert(Str(img.body, "_blob"));
+    }
+    for (const std::string& blob : *blobs) {
+        if (named.contains(blob)) continue;
+        if (auto gone = ctx_.store.DeleteChunks(blob); !gone) {
+            observe::Log("cloud").warn("images: cannot delete orphaned content {}: {}", blob,
+                                       gone.error().ToString());
+        } else {
+            observe::Log("cloud").info("images: deleted {} chunks of content no image names ({})", *gone,
+                                       blob);
+        }
+    }
 }
 
 void ImageFiles::Delete(Call call, std::function<void(Call)> erase) {

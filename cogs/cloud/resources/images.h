@@ -13,7 +13,8 @@
 // (`tar -tzf` lists it, within a deadline) 400, a sha256 given that differs 400. Then it is
 // written to the store chunk by chunk (kChunkBytes each, under a blob id of its own), and the
 // record, naming the blob, is committed once every chunk is durable: an upload that fails or is
-// cut off leaves the record as it was (its chunks are deleted; a crash may leave some behind).
+// cut off leaves the record as it was (its chunks are deleted; what a crash leaves behind is
+// collected at the next start, CollectOrphans).
 //
 // The body arrives as a file spooled by cogs/http (cloud.h's IsImageUpload says which requests), so neither
 // the upload nor the download ever holds more than a chunk in memory; both run on a worker thread
@@ -51,6 +52,10 @@ public:
     // DELETE /v1/images/{id}: 409 while an upload is in flight; else the catalog's delete (`erase`),
     // and once it answered 204, the image's chunks are deleted.
     void Delete(Call call, std::function<void(Call)> erase);
+    // At start-up (Cloud::Load, with the model loaded and no upload in flight): deletes the chunks
+    // of every blob no image names — an upload cut short by a crash. Blocking; failures are logged
+    // (the next start tries again).
+    void CollectOrphans();
 
 private:
     Context& ctx_;

@@ -87,4 +87,16 @@ Result<int64_t> PgStore::CountChunks(const std::string& blob) {
     });
 }
 
+Result<std::vector<std::string>> PgStore::ListBlobs() {
+    return Read<std::vector<std::string>>(
+        [&](pg::Conn& db, SteadyTime deadline) -> Result<std::vector<std::string>> {
+            COGS_ASSIGN_OR_RETURN(pg::Rows rows, db.Query(PgCall(kPgListBlobs), deadline));
+            std::vector<std::string> out;
+            for (int i = 0; i < rows.size(); ++i) {
+                out.push_back(rows.Text(i, 0));
+            }
+            return out;
+        });
+}
+
 }  // namespace cogs::store::internal

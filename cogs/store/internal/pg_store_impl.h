@@ -89,6 +89,7 @@ enum PgSql : int {
     kPgDeleteChunks,
     kPgCountChunks,
     kPgCountAllChunks,
+    kPgListBlobs,
     kPgNumSql,
 };
 
@@ -187,6 +188,7 @@ public:
     Result<std::string> GetChunk(const std::string& blob, int64_t seq) override;
     Result<int64_t> DeleteChunks(const std::string& blob) override;
     Result<int64_t> CountChunks(const std::string& blob) override;
+    Result<std::vector<std::string>> ListBlobs() override;
 
 private:
     using Item = WriteQueue::Item;

@@ -163,6 +163,7 @@ const char* PgSqlText(PgSql s) {
         case kPgDeleteChunks: return "DELETE FROM image_chunks WHERE blob = $1";
         case kPgCountChunks: return "SELECT COUNT(*) FROM image_chunks WHERE blob = $1";
         case kPgCountAllChunks: return "SELECT COUNT(*) FROM image_chunks";
+        case kPgListBlobs: return "SELECT DISTINCT blob FROM image_chunks ORDER BY blob";
         case kPgNumSql: break;
     }
     return "";

@@ -50,4 +50,13 @@ Result<int64_t> SqliteStore::CountChunks(const std::string& blob) {
     });
 }
 
+Result<std::vector<std::string>> SqliteStore::ListBlobs() {
+    return Read<std::vector<std::string>>([&](Connection& db) -> Result<std::vector<std::string>> {
+        std::vector<std::string> out;
+        Query q(db, kListBlobs);
+        COGS_TRY(q->ForEachRow([&] { out.push_back(q->ColumnText(0)); }));
+        return out;
+    });
+}
+
 }  // namespace cogs::store::internal

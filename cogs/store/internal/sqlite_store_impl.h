@@ -111,6 +111,7 @@ enum Sql : int {
     kDeleteChunks,
     kCountChunks,
     kCountAllChunks,
+    kListBlobs,
     kNumSql,
 };
 
@@ -190,6 +191,7 @@ public:
     Result<std::string> GetChunk(const std::string& blob, int64_t seq) override;
     Result<int64_t> DeleteChunks(const std::string& blob) override;
     Result<int64_t> CountChunks(const std::string& blob) override;
+    Result<std::vector<std::string>> ListBlobs() override;
 
     // sqlite_store_reads.cc
     Result<WorkflowRecord> GetWorkflow(const std::string& id) override;

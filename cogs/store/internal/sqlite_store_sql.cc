@@ -165,6 +165,7 @@ const char* SqlText(Sql s) {
         case kDeleteChunks: return "DELETE FROM image_chunks WHERE blob = ?1";
         case kCountChunks: return "SELECT COUNT(*) FROM image_chunks WHERE blob = ?1";
         case kCountAllChunks: return "SELECT COUNT(*) FROM image_chunks";
+        case kListBlobs: return "SELECT DISTINCT blob FROM image_chunks ORDER BY blob";
         case kNumSql: break;
     }
     return "";
