@@ -258,8 +258,8 @@ void ImageFiles::Upload(Call call) {
         }();
         body.reset();
         ctx_.Post([this, call = std::move(call), staged = std::move(staged), id, blob]() mutable {
+            uploading_.erase(id);
             Res* img = ctx_.model.Find(kImage, id);
-            if (img != nullptr) uploading_.erase(img->id);
             if (!staged) {
                 if (img != nullptr) img->body["status"] = "queued";
                 http::Response r = wire::ApiError(staged.error());
