@@ -486,6 +486,7 @@ int main(int argc, char** argv) {
         fo.replica_id = replica_id;
         fo.leader = [&elector] { return elector->Leader(); };
         fo.stale_after = std::chrono::milliseconds(leader_ttl_ms);
+        fo.download_dir = spool_dir;  // images pass through files, as on the leader
         forwarder = std::make_unique<replica::Forwarder>(io, fo);
     }
     if (!port_file.empty()) {
