@@ -82,11 +82,8 @@ int main(int argc, char** argv) {
                    "container: after SIGTERM, how long an instance has to end before SIGKILL")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
-    app.add_option("--builtin-image-id", driver_options.builtin_image_id,
-                   "container: an image id that also stands for the built-in image busybox (cogs dev's "
-                   "image record for it)");
     app.add_option("--netns-prefix", driver_options.netns_prefix,
-                   "container: the instances' network namespaces are <prefix>-<instance id>")
+                   "container: the instances' network namespaces are <prefix>-<host>.<instance id>")
         ->capture_default_str();
     app.add_option("--control-url", control_urls,
                    "cogsd's URL, http://HOST:PORT, to register the hosts with (default: no registration); "
@@ -159,6 +156,16 @@ int main(int argc, char** argv) {
             // The watchdog: the agent writes each host's lease here, the containers' shims read it
             // (a name that is no instance id: Containers never takes it for a container).
             driver_options.lease_dir = driver_options.instances_dir + "/.leases";
+            // Images other than the built-in busybox come from cogsd, with the agent's token.
+            driver_options.control_urls = control_urls;
+        }
+        if (!control_token_file.empty()) {
+            auto token = runtime::ReadTokenFile(control_token_file);
+            if (!token) {
+                spdlog::critical("--control-token-file: {}", token.error().message);
+                return 2;
+            }
+            driver_options.control_token = *token;
         }
     }
     auto driver = compute::MakeComputeDriver(driver_name, driver_options);

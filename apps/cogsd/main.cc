@@ -225,6 +225,9 @@ int main(int argc, char** argv) {
     app.add_option("--max-inflight-requests", cloud_options.max_inflight_requests, "beyond: 429")
         ->capture_default_str();
     app.add_option("--max-body-bytes", max_body, "largest request body")->capture_default_str();
+    app.add_option("--max-image-bytes", cloud_options.max_image_bytes,
+                   "largest image archive an upload may be (PUT /v1/images/{id}/file; beyond: 413)")
+        ->capture_default_str();
     app.add_option("--log-level", log_level,
                    "trace, debug, info, warn, error (every component; change at run "
                    "time with PUT /v1/log-levels)")
@@ -297,6 +300,13 @@ int main(int argc, char** argv) {
     std::error_code fs_ec;
     std::filesystem::create_directories(data_dir, fs_ec);
     if (fs_ec) return Fail("--data-dir " + data_dir + ": " + fs_ec.message());
+    // Image uploads and downloads pass through files here (cogs/cloud/resources/images.h); what a
+    // crash left is garbage.
+    const std::string spool_dir = data_dir + "/spool";
+    std::filesystem::remove_all(spool_dir, fs_ec);
+    std::filesystem::create_directories(spool_dir, fs_ec);
+    if (fs_ec) return Fail("--data-dir " + data_dir + ": cannot make " + spool_dir + ": " + fs_ec.message());
+    cloud_options.image_spool_dir = spool_dir;
     const bool replicated = !store_url.empty();
     if (replicated && !IsPostgresUrl(store_url)) {
         return Fail("--store: expected postgresql://USER@HOST:PORT/DB or a libpq connection string, got '" +
@@ -387,6 +397,9 @@ int main(int argc, char** argv) {
     server_options.host = listen_ep->host;
     server_options.port = listen_ep->port;
     server_options.max_body_bytes = max_body;
+    server_options.spool_body = cloud::IsImageUpload;  // on a follower too: it forwards the file
+    server_options.spool_dir = spool_dir;
+    server_options.max_spooled_body_bytes = cloud_options.max_image_bytes;
     server_options.error_answer = wire::ApiError;  // 413, 414, 431, 400 in the API's error shape
     // /metrics is answered by Instrument on this io thread, where the cloud's sampled gauges live.
     auto server = http::StartServer(io, server_options, observe::Instrument(api, &metrics));
@@ -473,6 +486,7 @@ int main(int argc, char** argv) {
         fo.replica_id = replica_id;
         fo.leader = [&elector] { return elector->Leader(); };
         fo.stale_after = std::chrono::milliseconds(leader_ttl_ms);
+        fo.download_dir = spool_dir;  // images pass through files, as on the leader
         forwarder = std::make_unique<replica::Forwarder>(io, fo);
     }
     if (!port_file.empty()) {

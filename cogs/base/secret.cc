@@ -31,6 +31,29 @@ std::string Sha256Hex(std::string_view data) {
     return ToHex(digest, len);
 }
 
+Sha256Hasher::Sha256Hasher() : ctx_(EVP_MD_CTX_new()) {
+    if (ctx_ == nullptr || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr) != 1) {
+        throw std::runtime_error("EVP_DigestInit_ex(sha256) failed");
+    }
+}
+
+Sha256Hasher::~Sha256Hasher() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+
+void Sha256Hasher::Update(std::string_view data) {
+    if (EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data.data(), data.size()) != 1) {
+        throw std::runtime_error("EVP_DigestUpdate failed");
+    }
+}
+
+std::string Sha256Hasher::HexDigest() {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), digest, &len) != 1) {
+        throw std::runtime_error("EVP_DigestFinal_ex failed");
+    }
+    return ToHex(digest, len);
+}
+
 std::string RandomHex(size_t bytes) {
     std::string raw(bytes, '\0');
     size_t got = 0;

@@ -11,6 +11,23 @@ namespace cogs {
 // The SHA-256 of `data` as 64 lowercase hex characters.
 std::string Sha256Hex(std::string_view data);
 
+// The SHA-256 of data given in pieces (a file read in chunks): Update as often as needed, then
+// HexDigest once.
+class Sha256Hasher {
+public:
+    Sha256Hasher();
+    ~Sha256Hasher();
+    Sha256Hasher(const Sha256Hasher&) = delete;
+    Sha256Hasher& operator=(const Sha256Hasher&) = delete;
+
+    void Update(std::string_view data);
+    // The digest of everything given, as 64 lowercase hex characters; the hasher is spent after.
+    std::string HexDigest();
+
+private:
+    void* ctx_;  // an EVP_MD_CTX (OpenSSL stays in secret.cc)
+};
+
 // `bytes` random bytes from getrandom(2), as 2*bytes lowercase hex characters.
 std::string RandomHex(size_t bytes);
 

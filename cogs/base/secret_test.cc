@@ -25,5 +25,15 @@ TEST(Secret, ConstantTimeEquals) {
     EXPECT_FALSE(ConstantTimeEquals("abc", "abcd"));
 }
 
+TEST(Secret, Sha256HasherInPiecesEqualsTheWhole) {
+    const std::string data(3 * 1000 + 7, 'x');
+    Sha256Hasher h;
+    h.Update(std::string_view(data).substr(0, 1000));
+    h.Update(std::string_view(data).substr(1000));
+    EXPECT_EQ(h.HexDigest(), Sha256Hex(data));
+    Sha256Hasher empty;
+    EXPECT_EQ(empty.HexDigest(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
 }  // namespace
 }  // namespace cogs

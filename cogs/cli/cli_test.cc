@@ -535,6 +535,39 @@ TEST_F(CliTest, ServerConsolePrintsTheOutputByNameWithLengthAndEscapesControlCha
     EXPECT_EQ(Cogs({"server", "console"}).rc, 2) << "REF is required";
 }
 
+TEST_F(CliTest, ImageCreateWithAFileUploadsItWithItsSha256) {
+    const std::string archive = home_dir_.Write("rootfs.tar.gz", std::string("\x1f\x8b\0binary\0bytes", 15));
+    const std::string sha = Sha256Hex(std::string("\x1f\x8b\0binary\0bytes", 15));
+    api_.Fail("PUT", "/v1/images/" + Uuid(1) + "/file", 200,
+              json::serialize(json::object{
+                  {"image", {{"id", Uuid(1)}, {"name", "alpine"}, {"status", "active"}, {"sha256", sha}}}}));
+    Outcome r = Cogs({"image", "create", "alpine", "--file", archive});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr(sha));
+    EXPECT_THAT(r.out, HasSubstr("active"));
+    auto puts = api_.seen("PUT", "/v1/images/" + Uuid(1) + "/file");
+    ASSERT_EQ(puts.size(), 1u);
+    EXPECT_EQ(puts[0].target, "/v1/images/" + Uuid(1) + "/file?sha256=" + sha);
+    EXPECT_EQ(puts[0].body, std::string("\x1f\x8b\0binary\0bytes", 15)) << "the file's bytes, as they are";
+}
+
+TEST_F(CliTest, ImageCreateWhoseUploadIsRefusedDeletesTheImageAgain) {
+    const std::string archive = home_dir_.Write("notes.txt", "not an archive");
+    api_.Fail("PUT", "/v1/images/" + Uuid(1) + "/file", 400,
+              R"({"code":"invalid_argument","message":"file: the body is not a gzip-compressed tar archive",)"
+              R"("details":{"field":"file"}})");
+    Outcome r = Cogs({"image", "create", "junk", "--file", archive});
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_THAT(r.err, HasSubstr("not a gzip-compressed tar archive"));
+    EXPECT_EQ(api_.seen("DELETE", "/v1/images/" + Uuid(1)).size(), 1u);
+
+    // A file that cannot be read: nothing is created.
+    r = Cogs({"image", "create", "ghost", "--file", home_dir_ / "missing.tar.gz"});
+    EXPECT_EQ(r.rc, 2);
+    EXPECT_THAT(r.err, HasSubstr("missing.tar.gz"));
+    EXPECT_EQ(api_.seen("POST", "/v1/images").size(), 1u) << "only the first image was created";
+}
+
 TEST_F(CliTest, ListsFollowNextMarkerAndLimitCapsThem) {
     api_.set_page_cap(7);  // the API pages at 7 whatever the CLI asks
     for (int i = 0; i < 23; ++i) {

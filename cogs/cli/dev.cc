@@ -24,6 +24,7 @@
 
 #include "cogs/base/secret.h"
 #include "cogs/cli/internal/api.h"
+#include "cogs/cli/internal/builtin_image.h"
 #include "cogs/cli/internal/output.h"
 #include "cogs/http/server.h"
 #include "cogs/pg/cluster.h"
@@ -96,8 +97,6 @@ private:
     void StopPostgres();
     bool AwaitHostsUp(ApiClient& api);
     bool Seed(ApiClient& api);
-    // --driver container: the id of the image "busybox" (registered now if absent), or "" (and why).
-    std::string EnsureBuiltinImage(ApiClient& api);
     // Whether every started child still runs; prints the first dead one's log tail otherwise.
     bool AllAlive();
     void Supervise();
@@ -346,37 +345,6 @@ bool Dev::Seed(ApiClient& api) {
         err_ << fmt::format("cogs dev: created {} {}\n", item.plural.substr(0, item.plural.size() - 1), name);
     }
     return true;
-}
-
-std::string Dev::EnsureBuiltinImage(ApiClient& api) {
-    auto existing = api.List("/v1/images?name=busybox");
-    if (existing) {
-        for (const auto& v : *existing) {
-            if (v.is_object() && Cell(v.as_object(), "name") == "busybox") {
-                return Cell(v.as_object(), "id");
-            }
-        }
-        json::value body = json::object{{"name", "busybox"}, {"os", "linux"}};
-        auto made = api.Call("POST", "/v1/images", &body);
-        if (made && made->is_object()) {
-            const std::string id = Cell(made->as_object(), "image.id");
-            if (!id.empty()) {
-                err_ << "cogs dev: created image busybox (the container driver's built-in image)\n";
-                return id;
-            }
-        }
-        if (!made) {
-            err_ << fmt::format("cogs dev: registering the image busybox: {} ({})\n", made.error().message,
-                                made.error().code);
-            return "";
-        }
-    } else {
-        err_ << fmt::format("cogs dev: looking up the image busybox: {} ({})\n", existing.error().message,
-                            existing.error().code);
-        return "";
-    }
-    err_ << "cogs dev: registering the image busybox: no id in the answer\n";
-    return "";
 }
 
 void Dev::WriteDevJson() {
@@ -665,13 +633,6 @@ int Dev::Run() {
         api_url_ = replicas_.front()->url();
         auto endpoint = ParseUrl(api_url_);
         ApiClient api(*endpoint, admin_token_, 10s);
-        std::string builtin_image;
-        if (containers) {
-            builtin_image = EnsureBuiltinImage(api);
-            if (builtin_image.empty()) {
-                return;
-            }
-        }
         const std::string run_root = run_dir_;
         std::vector<Proc*> computes;
         for (int i = 1; i <= o_.hosts; ++i) {
@@ -695,10 +656,9 @@ int Dev::Run() {
                                               std::to_string(o_.boot_ms)};
                 if (containers) {
                     const std::string host = fmt::format("host-{}", i);
-                    args.insert(
-                        args.end(),
-                        {"--driver", "container", "--instances-dir", D("instances/" + host), "--runc-root",
-                         run_root + "/" + host + "/runc", "--builtin-image-id", builtin_image});
+                    args.insert(args.end(),
+                                {"--driver", "container", "--instances-dir", D("instances/" + host),
+                                 "--runc-root", run_root + "/" + host + "/runc"});
                 }
                 // Every replica's URL: the agent's heartbeats follow a failover of the leader.
                 for (const Proc* r : replicas_) {
@@ -715,7 +675,8 @@ int Dev::Run() {
                 return;
             }
         }
-        if (!AwaitHostsUp(api) || !Seed(api)) {
+        // The built-in image's content (busybox-static), uploaded once per data dir.
+        if (!AwaitHostsUp(api) || !Seed(api) || !RegisterBusyboxImage(api, D("run"), err_)) {
             return;
         }
         WriteDevJson();

@@ -18,6 +18,7 @@
 #include "cogs/cloud/resources/events.h"
 #include "cogs/cloud/resources/hosts.h"
 #include "cogs/cloud/resources/idempotency.h"
+#include "cogs/cloud/resources/images.h"
 #include "cogs/cloud/resources/networks.h"
 #include "cogs/cloud/resources/reads.h"
 #include "cogs/cloud/resources/servers.h"
@@ -69,10 +70,11 @@ public:
           workflows(ctx),
           keys(ctx),
           consoles(ctx, [this](const std::string& host) { return RouteTo(host); }),
+          images(ctx),
           claims(ctx),
           pruner(io, store, ctx.options.workflow_retention, &ctx.clock, ctx.metrics()),
-          router(ApiRoutes(
-              {ctx, reads, catalog, networks, volumes, servers, hosts, history, workflows, keys, consoles})),
+          router(ApiRoutes({ctx, reads, catalog, networks, volumes, servers, hosts, history, workflows, keys,
+                            consoles, images})),
           api(
               io, router, [this](std::string_view bearer) { return Authenticate(bearer); },
               ctx.options.max_inflight_requests, ctx.metrics(),
@@ -120,6 +122,7 @@ public:
     Workflows workflows;
     IdempotencyKeys keys;
     Consoles consoles;
+    ImageFiles images;
     ModelClaims claims;
     workflow::WorkflowPruner pruner;
     Router router;
@@ -163,6 +166,7 @@ Status Cloud::Impl::Load() {
     if (!expired.empty() && ctx.store.Writable()) {  // else at a later start: they are refused meanwhile
         COGS_TRY(ctx.PersistBlocking(std::move(expired)));
     }
+    images.CollectOrphans();
     // Resources whose workflow ended while we were down take its outcome now. (A walk over every
     // record of the status kinds, on purpose: once, at start.)
     // (A server.create is the workflow of its server, port and volumes: each id once.)

@@ -101,7 +101,17 @@ struct CloudOptions {
     // later leader's epochs exceed an earlier one's whatever their clocks say (2^42 ms is 139
     // years; 2^21 leader terms fit). 0: the wall clock alone (one process).
     int64_t lease_epoch_base = 0;
+    // Image content (resources/images.h): the largest archive an upload may be (beyond: 413), and
+    // where downloads are assembled before they are sent (temporary files; "": the system's
+    // temporary directory). cogsd's HTTP server spools uploads (IsImageUpload) with the same limit.
+    uint64_t max_image_bytes = uint64_t{512} << 20;
+    std::string image_spool_dir{};
 };
+
+// Whether cogs/http should spool the body of this request to a file: an image upload
+// (PUT /v1/images/{id}/file, resources/images.h). For http::ServerOptions::spool_body, on every
+// replica (a follower forwards the file), with CloudOptions::max_image_bytes as the limit.
+bool IsImageUpload(const http::Request& head);
 
 class Cloud {
 public:

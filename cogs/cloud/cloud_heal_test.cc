@@ -407,6 +407,15 @@ public:
         return store_->ReviveFailed(lease, id);
     }
     Status SaveDefinition(const store::DefinitionRecord& def) override { return store_->SaveDefinition(def); }
+    Status PutChunk(const std::string& blob, int64_t seq, std::string_view data) override {
+        return store_->PutChunk(blob, seq, data);
+    }
+    Result<std::string> GetChunk(const std::string& blob, int64_t seq) override {
+        return store_->GetChunk(blob, seq);
+    }
+    Result<int64_t> DeleteChunks(const std::string& blob) override { return store_->DeleteChunks(blob); }
+    Result<int64_t> CountChunks(const std::string& blob) override { return store_->CountChunks(blob); }
+    Result<std::vector<std::string>> ListBlobs() override { return store_->ListBlobs(); }
     Result<std::vector<store::DefinitionRecord>> LoadDefinitions() override {
         return store_->LoadDefinitions();
     }

@@ -6,10 +6,13 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 
 #include "cogs/http/client.h"
 #include "cogs/http/server.h"
+#include "test/support/temp_dir.h"
 
 namespace cogs::http {
 namespace {
@@ -282,8 +285,9 @@ TEST(HttpTest, OversizeBodyGets413) {
     ASSERT_TRUE(got.has_value());
     ASSERT_TRUE(*got) << got->error().ToString();
     EXPECT_EQ((*got)->status, 413);
-    EXPECT_EQ((*got)->body,
-              R"({"code":"invalid_argument","message":"request body too large","retryable":false})")
+    EXPECT_EQ(
+        (*got)->body,
+        R"({"code":"invalid_argument","message":"request body too large: the limit is 1024 bytes","retryable":false})")
         << "without ServerOptions::error_answer, the service protocol's shape";
     EXPECT_EQ(handled, 0);
     // A body within the limit still goes through (on a new connection).
@@ -413,8 +417,196 @@ TEST(HttpTest, An413HasTheGivenErrorShape) {
     auto got =
         RawExchange(io, s.server->port(),
                     "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + std::string(100, 'x'));
-    ExpectRefused(got, 413, "request body too large");
+    ExpectRefused(got, 413, "request body too large: the limit is 16 bytes");
     EXPECT_EQ(s.handled, 0);
+}
+
+// The files in `dir` (spooled bodies left behind would show here).
+size_t FilesIn(const std::string& dir) {
+    return static_cast<size_t>(std::distance(std::filesystem::directory_iterator(dir), {}));
+}
+
+std::string ReadAll(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A server that spools the bodies of PUT /file (up to 1 MiB; others: 1 KiB in memory) and answers
+// with what it got: the body's size, its first bytes, and whether it came in memory or in a file.
+struct SpoolingServer {
+    explicit SpoolingServer(asio::io_context& io) {
+        ServerOptions options;
+        options.max_body_bytes = 1024;
+        options.spool_dir = spool.path();
+        options.max_spooled_body_bytes = 1 << 20;
+        options.spool_body = [](const Request& head) {
+            return head.method == "PUT" && head.Path() == "/file";
+        };
+        options.error_answer = [](const Error& e) {
+            Response r;
+            r.body = R"({"error":")" + e.message + R"("})";
+            return r;
+        };
+        server = Start(
+            io,
+            [this](Request req, Respond respond) {
+                ++handled;
+                if (req.body_file) {
+                    got = ReadAll(req.body_file->path);
+                    in_file = true;
+                } else {
+                    got = req.body;
+                    in_file = false;
+                }
+                respond(Answer(200, std::to_string(got.size())));
+            },
+            options);
+    }
+
+    cogs::testing::TempDir spool{"cogs-spool"};
+    std::unique_ptr<Server> server;
+    int handled = 0;
+    std::string got;
+    bool in_file = false;
+};
+
+TEST(HttpTest, ASpooledBodyArrivesWholeInAFileThatGoesWithTheRequest) {
+    asio::io_context io;
+    SpoolingServer s(io);
+    auto client = Connect(io, *s.server);
+    std::string body;
+    for (int i = 0; i < 300 * 1000; ++i) {
+        body.push_back(static_cast<char>(i * 7 % 256));  // NULs included
+    }
+    Request req;
+    req.method = "PUT";
+    req.target = "/file";
+    req.body = body;
+    auto got = SendAndWait(io, *client, req);
+    ASSERT_TRUE(got.has_value() && *got) << (got ? got->error().ToString() : "no answer");
+    EXPECT_EQ((*got)->status, 200) << (*got)->body;
+    EXPECT_TRUE(s.in_file);
+    EXPECT_TRUE(s.got == body) << "received " << s.got.size() << " bytes of " << body.size();
+    EXPECT_EQ(FilesIn(s.spool.path()), 0u) << "the spooled body is deleted once the request is dropped";
+
+    // Other requests keep their in-memory limit.
+    req.target = "/other";
+    got = SendAndWait(io, *client, req);
+    ASSERT_TRUE(got.has_value() && *got);
+    EXPECT_EQ((*got)->status, 413);
+    EXPECT_EQ(s.handled, 1);
+}
+
+TEST(HttpTest, ASpooledBodyOverItsLimitGets413AndLeavesNoFile) {
+    asio::io_context io;
+    SpoolingServer s(io);
+    // With a Content-Length: refused from the head, before any byte of the body.
+    auto got = RawExchange(
+        io, s.server->port(),
+        "PUT /file HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n" + std::string(4096, 'x'));
+    ExpectRefused(got, 413, "request body too large: the limit is 1048576 bytes");
+    // Chunked: refused once the chunks pass the limit.
+    std::string chunked = "PUT /file HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 20; ++i) {
+        chunked += "10000\r\n" + std::string(0x10000, 'y') + "\r\n";
+    }
+    chunked += "0\r\n\r\n";
+    got = RawExchange(io, s.server->port(), chunked);
+    ExpectRefused(got, 413, "request body too large: the limit is 1048576 bytes");
+    EXPECT_EQ(s.handled, 0);
+    EXPECT_EQ(FilesIn(s.spool.path()), 0u);
+}
+
+TEST(HttpTest, ExpectContinueIsAnsweredBeforeTheBody) {
+    asio::io_context io;
+    SpoolingServer s(io);
+    // A client that sends the body only after "100 Continue" (as curl does for large uploads).
+    std::string head = "PUT /file HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
+    asio::ip::tcp::socket socket(io);
+    socket.connect({asio::ip::make_address("127.0.0.1"), s.server->port()});
+    asio::write(socket, asio::buffer(head));
+    std::string seen;
+    std::array<char, 512> buf;
+    bool continued = false;
+    std::function<void()> read = [&] {
+        socket.async_read_some(asio::buffer(buf), [&](boost::system::error_code ec, size_t n) {
+            if (ec) return;
+            seen.append(buf.data(), n);
+            if (!continued && seen.find("100 Continue\r\n\r\n") != std::string::npos) {
+                continued = true;
+                asio::write(socket, asio::buffer(std::string("hello")));
+            }
+            read();
+        });
+    };
+    read();
+    ASSERT_TRUE(RunUntil(io, [&] { return seen.find("\r\n\r\n5") != std::string::npos; })) << seen;
+    EXPECT_TRUE(seen.starts_with("HTTP/1.1 100 Continue")) << seen;
+    EXPECT_EQ(s.got, "hello");
+}
+
+TEST(HttpTest, AFileIsSentAsTheBodyEitherWay) {
+    asio::io_context io;
+    cogs::testing::TempDir dir;
+    std::string content;
+    for (int i = 0; i < 200 * 1000; ++i) {
+        content.push_back(static_cast<char>(i % 251));
+    }
+    const std::string served_source = dir.Write("served", content);
+    const std::string upload = dir.Write("upload", content + "!");
+    std::string received;
+    int answers = 0;
+    std::string last_served;
+    auto server = Start(
+        io,
+        [&](Request req, Respond respond) {
+            received = req.body;
+            Response r;
+            r.content_type = "application/octet-stream";
+            // A fresh temporary copy per answer: the server deletes it once sent.
+            const std::string served = dir / ("served-" + std::to_string(++answers));
+            std::filesystem::copy_file(served_source, served);
+            last_served = served;
+            r.body_file = std::make_shared<BodyFile>(served, /*temp=*/true);
+            respond(std::move(r));
+        },
+        [] {
+            ServerOptions o;
+            o.max_body_bytes = 1 << 20;
+            return o;
+        }());
+    auto client = Connect(io, *server);
+    Request req;
+    req.method = "PUT";
+    req.target = "/x";
+    req.body_file = std::make_shared<BodyFile>(upload, /*temp=*/false);
+    // A forwarded request's Expect is not passed on: the answer is the server's, not a 100.
+    req.headers.emplace_back("Expect", "100-continue");
+    auto got = SendAndWait(io, *client, req);
+    ASSERT_TRUE(got.has_value() && *got) << (got ? got->error().ToString() : "no answer");
+    EXPECT_EQ((*got)->status, 200);
+    EXPECT_EQ((*got)->Header("content-type"), "application/octet-stream");
+    EXPECT_TRUE((*got)->body == content) << "answered " << (*got)->body.size() << " bytes";
+    EXPECT_TRUE(received == content + "!") << "received " << received.size() << " bytes";
+    EXPECT_TRUE(std::filesystem::exists(upload)) << "a file that is not temporary stays";
+    EXPECT_FALSE(std::filesystem::exists(last_served)) << "a temporary answer goes once sent";
+    // A response saved to a file rather than kept in memory.
+    Request save = Get("/download");
+    save.response_file = dir / "saved";
+    got = SendAndWait(io, *client, save);
+    ASSERT_TRUE(got.has_value() && *got) << (got ? got->error().ToString() : "no answer");
+    EXPECT_EQ((*got)->status, 200);
+    EXPECT_TRUE((*got)->body.empty());
+    EXPECT_EQ((*got)->Header("content-type"), "application/octet-stream");
+    EXPECT_TRUE(ReadAll(dir / "saved") == content) << "saved " << ReadAll(dir / "saved").size() << " bytes";
+    save.response_file_max_bytes = 1000;
+    got = SendAndWait(io, *client, save);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(FailureOf(got).code, ErrorCode::kInvalidArgument) << "over its limit";
+    // The connection is kept alive after a file answer.
+    got = SendAndWait(io, *client, Get("/again"));
+    ASSERT_TRUE(got.has_value() && *got);
+    EXPECT_EQ(server->connections_accepted(), 2u) << "one more after the refused download only";
 }
 
 TEST(HttpTest, ConnectionRefusedGivesUnavailable) {

@@ -1,6 +1,8 @@
 // Request and Response accessors: plain string work, no Beast, so that every user of the HTTP types
 // does not pay for Beast's compile time.
+#include <unistd.h>
 #include <cctype>
+
 #include <charconv>
 
 #include "cogs/http/client.h"
@@ -64,6 +66,12 @@ std::string Decode(std::string_view s) {
 }
 
 }  // namespace
+
+BodyFile::~BodyFile() {
+    if (temporary) {
+        ::unlink(path.c_str());
+    }
+}
 
 std::string Request::Header(const std::string& name) const { return FindHeader(headers, name); }
 

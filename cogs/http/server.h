@@ -23,11 +23,31 @@ class io_context;
 
 namespace cogs::http {
 
+// A body kept in a file rather than in memory (an image archive of hundreds of MiB). A temporary one
+// is deleted when the last reference to it goes.
+struct BodyFile {
+    std::string path;
+    bool temporary = false;
+
+    BodyFile(std::string p, bool temp) : path(std::move(p)), temporary(temp) {}
+    ~BodyFile();
+    BodyFile(const BodyFile&) = delete;
+    BodyFile& operator=(const BodyFile&) = delete;
+};
+
 struct Request {
     std::string method{};  // "GET", "POST", ...
     std::string target{};  // path and query, e.g. "/v1/actions/boot?x=1"
     std::vector<std::pair<std::string, std::string>> headers{};  // names lower-cased
     std::string body{};
+    // Instead of `body` (then empty). Server: a body spooled to a temporary file (ServerOptions::
+    // spool_body). Client: the file is sent as the body.
+    std::shared_ptr<const BodyFile> body_file{};
+    // Client only: the response body (of any status) is written to this file, created or truncated,
+    // instead of Response::body: a download too large for memory. Up to `response_file_max_bytes`
+    // (beyond: the exchange fails, kInvalidArgument; the file is left for the caller to remove).
+    std::string response_file{};
+    uint64_t response_file_max_bytes = uint64_t{1} << 32;
 
     // The value of header `name` (lower-case), or "" if absent.
     std::string Header(const std::string& name) const;
@@ -42,6 +62,9 @@ struct Response {
     std::string body{};
     std::string content_type = "application/json";
     bool drop = false;  // server side: close the connection instead of answering
+    // Server side, instead of `body`: the file is sent as the body, read as it goes out (never whole
+    // in memory); the reference is dropped once it is sent.
+    std::shared_ptr<const BodyFile> body_file{};
 
     // The value of header `name` (case-insensitive), or "" if absent; "content-type" falls back to
     // `content_type`.
@@ -68,6 +91,15 @@ struct ServerOptions {
     // server sets the status. The connection is closed after it. Null: the service protocol's
     // shape, {"code","message","retryable"} (cogsd passes its API's).
     std::function<Response(const Error&)> error_answer{};
+    // Bodies too large for memory. A request for which `spool_body` (given the request line and
+    // headers, without the body) says true has its body written to a temporary file in `spool_dir`
+    // as it arrives (Request::body_file; deleted once the handler drops the request), up to
+    // `max_spooled_body_bytes` (beyond: 413, and the file is gone), each read of it within
+    // idle_timeout rather than the whole body. `Expect: 100-continue` is answered before the body
+    // is read. Null: every body is read into memory.
+    std::function<bool(const Request& head)> spool_body{};
+    std::string spool_dir{};
+    uint64_t max_spooled_body_bytes = 0;
 };
 
 class Server {

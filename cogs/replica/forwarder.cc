@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 
+#include "cogs/base/secret.h"
+#include "cogs/runtime/files.h"
 #include "cogs/wire/answer.h"
 
 namespace cogs::replica {
@@ -33,6 +35,12 @@ public:
         Error e(ErrorCode::kUnavailable, message);
         e.reason = reason;
         return wire::ApiError(e);
+    }
+
+    static bool IsImageDownload(const http::Request& req) {
+        const std::string path = req.Path();
+        return req.method == "GET" && path.starts_with("/v1/images/") && path.ends_with("/file") &&
+               path.size() > std::string_view("/v1/images//file").size();
     }
 
     static bool IsHeartbeat(const http::Request& req) {
@@ -72,10 +80,18 @@ public:
         }
         req.headers.emplace_back("x-cogs-forwarded", options_.replica_id);
         const std::string leader_id = leader->id;
-        const Duration timeout = IsHeartbeat(req) ? options_.heartbeat_timeout : options_.timeout;
+        Duration timeout = IsHeartbeat(req) ? options_.heartbeat_timeout : options_.timeout;
+        std::shared_ptr<const http::BodyFile> download;  // an image's content, through a file
+        if (!options_.download_dir.empty() && IsImageDownload(req)) {
+            download =
+                std::make_shared<http::BodyFile>(options_.download_dir + "/forward-" + RandomHex(8), true);
+            req.response_file = download->path;
+            timeout = options_.download_timeout;
+        }
         client->Send(
             std::move(req), SteadyClock::now() + timeout,
-            [self = shared_from_this(), respond = std::move(respond), leader_id](Result<http::Response> r) {
+            [self = shared_from_this(), respond = std::move(respond), leader_id,
+             download](Result<http::Response> r) {
                 if (!r) {
                     // A frozen or dead leader stops renewing its lease: if it ran out while this
                     // request waited, nobody leads (what an agent may count as a renewal).
@@ -93,6 +109,13 @@ public:
                                "the leader (" + leader_id + ") did not answer: " + r.error().message));
                 }
                 ++self->stats_.forwarded;
+                if (download != nullptr) {
+                    if (r->status == 200) {
+                        r->body_file = download;  // sent from the file, deleted once sent
+                    } else {
+                        r->body = runtime::ReadFile(download->path).value_or("");  // an error: small
+                    }
+                }
                 respond(std::move(*r));
             });
     }

@@ -53,6 +53,11 @@ struct ForwarderOptions {
     // must not keep telling them no_leader.
     Duration stale_after = std::chrono::seconds(2);
     size_t max_connections = 256;  // to the leader
+    // An image's content (GET /v1/images/{id}/file) passes through a temporary file in this
+    // directory, never whole in memory, within download_timeout; "": read into memory like any
+    // answer (64 MiB at most, the HTTP client's limit).
+    std::string download_dir{};
+    Duration download_timeout = std::chrono::minutes(10);
 };
 
 struct ForwarderStats {

@@ -8,8 +8,12 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
 #include <optional>
 #include <vector>
+
+#include "test/support/temp_dir.h"
 
 namespace cogs::replica {
 namespace {
@@ -28,8 +32,9 @@ protected:
         leader_ = std::move(*server);
     }
 
-    std::unique_ptr<Forwarder> Make(Duration heartbeat_timeout) {
+    std::unique_ptr<Forwarder> Make(Duration heartbeat_timeout, std::string download_dir = "") {
         ForwarderOptions o;
+        o.download_dir = std::move(download_dir);
         o.replica_id = "follower";
         o.leader = [this] {
             return store::LeaderInfo{"leader", "http://127.0.0.1:" + std::to_string(leader_->port()),
@@ -106,6 +111,42 @@ TEST_F(ForwarderTest, ALeaderWhoseLeaseRanOutWhileItWasAskedMeansNoLeader) {
     RunUntil([&] { return next.has_value(); });
     EXPECT_EQ(Code(*next), "no_leader");
     EXPECT_EQ(held_.size(), 1u);
+}
+
+TEST_F(ForwarderTest, AnImageDownloadPassesThroughAFileNotMemory) {
+    cogs::testing::TempDir dir;
+    auto forwarder = Make(100ms, dir.path());
+    std::string content;
+    for (int i = 0; i < 3'000'000; ++i) {
+        content.push_back(static_cast<char>(i * 13 % 256));
+    }
+    std::optional<http::Response> got, missing;
+    forwarder->Handler()(Req("GET", "/v1/images/img-1/file"), [&](http::Response r) { got = std::move(r); });
+    forwarder->Handler()(Req("GET", "/v1/images/img-2/file"),
+                         [&](http::Response r) { missing = std::move(r); });
+    RunUntil([&] { return held_.size() == 2; });
+    http::Response ok;
+    ok.content_type = "application/octet-stream";
+    ok.body = content;
+    held_[0](std::move(ok));
+    http::Response not_found;
+    not_found.status = 404;
+    not_found.body = R"({"code":"not_found"})";
+    held_[1](std::move(not_found));
+    RunUntil([&] { return got.has_value() && missing.has_value(); });
+
+    ASSERT_EQ(got->status, 200);
+    EXPECT_TRUE(got->body.empty()) << "the content is not held in memory";
+    ASSERT_NE(got->body_file, nullptr);
+    std::ifstream in(got->body_file->path, std::ios::binary);
+    EXPECT_TRUE(std::string(std::istreambuf_iterator<char>(in), {}) == content);
+    const std::string path = got->body_file->path;
+    got.reset();
+    EXPECT_FALSE(std::filesystem::exists(path)) << "the file goes with the answer";
+
+    EXPECT_EQ(missing->status, 404);
+    EXPECT_EQ(Code(*missing), "not_found") << "an error's body comes back as it is";
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 0);
 }
 
 }  // namespace

@@ -109,6 +109,15 @@ Stmt& Stmt::Bind(std::string_view name, std::string_view text) { return Bind(Par
 Stmt& Stmt::Int(int64_t value) { return Bind(next_ + 1, value); }
 Stmt& Stmt::Text(std::string_view text) { return Bind(next_ + 1, text); }
 
+Stmt& Stmt::Blob(std::string_view bytes) {
+    const char* data = bytes.data() != nullptr ? bytes.data() : "";
+    [[maybe_unused]] int rc =
+        sqlite3_bind_blob(stmt_, next_ + 1, data, static_cast<int>(bytes.size()), SQLITE_STATIC);
+    COGS_DCHECK(rc == SQLITE_OK);
+    ++next_;
+    return *this;
+}
+
 int Stmt::ParamIndex(std::string_view name) const {
     const int i = sqlite3_bind_parameter_index(stmt_, std::string(name).c_str());
     COGS_CHECK(i > 0 && "no such parameter in the statement");

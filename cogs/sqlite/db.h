@@ -68,6 +68,9 @@ public:
     Stmt& Bind(std::string_view name, std::string_view text);
     Stmt& Int(int64_t value);
     Stmt& Text(std::string_view text);
+    // Binds bytes as a BLOB (any bytes, NULs included; read back with ColumnView), bound without a
+    // copy like Text.
+    Stmt& Blob(std::string_view bytes);
     // The position of a named parameter; a name the SQL does not have is a bug (fatal check).
     int ParamIndex(std::string_view name) const;
 

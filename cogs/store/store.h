@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cogs/base/result.h"
@@ -138,6 +139,23 @@ public:
     // own short transaction (group commits go on in between). Blocking; run it from a maintenance
     // timer off the I/O thread.
     virtual Result<int64_t> PruneEvents(int64_t older_than_ms, int64_t keep_at_most) = 0;
+
+    // Image content (cogs/cloud's images), kept in the store so that every replica reads it: a blob
+    // (one upload of one image, named by its caller) is a sequence of chunks 0, 1, ... of at most a
+    // few MiB each, written one at a time, never all in memory. Unfenced, like the resources: a
+    // blob becomes visible only through the image record that names it, which is written (fenced)
+    // with the groups once every chunk is durable. All blocking; off the I/O thread.
+    //
+    // Writes chunk `seq` of `blob` (replacing a chunk of the same seq), durable on return.
+    virtual Status PutChunk(const std::string& blob, int64_t seq, std::string_view data) = 0;
+    // Chunk `seq` of `blob`: kNotFound if there is none.
+    virtual Result<std::string> GetChunk(const std::string& blob, int64_t seq) = 0;
+    // Deletes every chunk of `blob`; how many there were.
+    virtual Result<int64_t> DeleteChunks(const std::string& blob) = 0;
+    // How many chunks `blob` has; "" counts the chunks of every blob.
+    virtual Result<int64_t> CountChunks(const std::string& blob) = 0;
+    // Every blob that has chunks (at start-up, to delete those no image names: an upload cut short).
+    virtual Result<std::vector<std::string>> ListBlobs() = 0;
 
     virtual StoreStats Stats() = 0;
 };

@@ -829,6 +829,34 @@ TEST_P(StoreTest, ResourcesCommitWithTheWorkflowAndSurviveReopen) {
     EXPECT_EQ((*all)[1].body, R"({"status":"ACTIVE"})");
 }
 
+TEST_P(StoreTest, ImageChunksKeepEveryByteAndSurviveReopen) {
+    // Every byte value, NUL included, and a chunk larger than a page.
+    std::string binary;
+    for (int i = 0; i < 3 * 4096 + 5; ++i) {
+        binary.push_back(static_cast<char>(i % 256));
+    }
+    ASSERT_OK(store_->PutChunk("b1", 0, binary));
+    ASSERT_OK(store_->PutChunk("b1", 1, std::string(1, '\0')));
+    ASSERT_OK(store_->PutChunk("b2", 0, "other"));
+    ASSERT_OK(store_->PutChunk("b2", 0, "replaced"));
+    Reopen();
+    auto c0 = store_->GetChunk("b1", 0);
+    ASSERT_TRUE(c0) << c0.error().ToString();
+    EXPECT_TRUE(*c0 == binary) << "chunk 0 read back with " << c0->size() << " bytes";
+    EXPECT_EQ(store_->GetChunk("b1", 1).value_or("?"), std::string(1, '\0'));
+    EXPECT_EQ(store_->GetChunk("b2", 0).value_or("?"), "replaced");
+    EXPECT_CODE(store_->GetChunk("b1", 2), ErrorCode::kNotFound);
+    EXPECT_EQ(store_->CountChunks("b1").value_or(-1), 2);
+    EXPECT_EQ(store_->CountChunks("").value_or(-1), 3);
+    EXPECT_EQ(store_->ListBlobs().value_or(std::vector<std::string>{}),
+              (std::vector<std::string>{"b1", "b2"}));
+
+    EXPECT_EQ(store_->DeleteChunks("b1").value_or(-1), 2);
+    EXPECT_EQ(store_->CountChunks("b1").value_or(-1), 0);
+    EXPECT_EQ(store_->CountChunks("").value_or(-1), 1);
+    EXPECT_CODE(store_->GetChunk("b1", 0), ErrorCode::kNotFound);
+}
+
 TEST_P(StoreTest, CountByState) {
     Lease lease = MustLease("engine");
     auto counts = store_->CountByState();
@@ -1751,7 +1779,7 @@ TEST_F(SqliteStoreTest, MigratesAVersion2DatabaseKeepingItsData) {
     }
     auto db = sqlite::Db::Open(path(), {});
     ASSERT_TRUE(db) << db.error().ToString();
-    EXPECT_EQ((*db)->QueryInt("PRAGMA user_version"), 5);
+    EXPECT_EQ((*db)->QueryInt("PRAGMA user_version"), 6);
 }
 
 TEST_F(SqliteStoreTest, OnCommitReportsEachTransactionOnceDurable) {

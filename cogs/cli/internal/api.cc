@@ -127,23 +127,45 @@ ApiResult<json::value> ApiClient::Call(const std::string& method, const std::str
         req.body = json::serialize(*body);
         req.headers.emplace_back("content-type", "application/json");
     }
-    auto res = Exchange(std::move(req));
+    auto res = Exchange(std::move(req), timeout_);
     if (!res) {
         return tl::unexpected(std::move(res.error()));
     }
-    if (res->body.empty()) {
+    return Parsed(*res);
+}
+
+ApiResult<json::value> ApiClient::Parsed(const http::Response& res) {
+    if (res.body.empty()) {
         return json::value(nullptr);
     }
     boost::system::error_code ec;
-    json::value v = json::parse(res->body, ec);
+    json::value v = json::parse(res.body, ec);
     if (ec) {
         return tl::unexpected(
-            ApiFailure{res->status,
+            ApiFailure{res.status,
                        "internal",
-                       fmt::format("the API answered a body that is not JSON: {}", res->body.substr(0, 200)),
+                       fmt::format("the API answered a body that is not JSON: {}", res.body.substr(0, 200)),
                        {}});
     }
     return v;
+}
+
+ApiResult<json::value> ApiClient::PutFile(const std::string& path, const std::string& file,
+                                          Duration timeout) {
+    http::Request req;
+    req.method = "PUT";
+    req.target = endpoint_.prefix + path;
+    if (!token_.empty()) {
+        req.headers.emplace_back("authorization", "Bearer " + token_);
+    }
+    req.headers.emplace_back("accept", "application/json");
+    req.headers.emplace_back("content-type", "application/gzip");
+    req.body_file = std::make_shared<http::BodyFile>(file, /*temp=*/false);
+    auto res = Exchange(std::move(req), timeout);
+    if (!res) {
+        return tl::unexpected(std::move(res.error()));
+    }
+    return Parsed(*res);
 }
 
 ApiResult<std::string> ApiClient::GetText(const std::string& path) {
@@ -151,18 +173,18 @@ ApiResult<std::string> ApiClient::GetText(const std::string& path) {
     req.method = "GET";
     req.target = endpoint_.prefix + path;
     req.headers.emplace_back("accept", "text/plain");
-    auto res = Exchange(std::move(req));
+    auto res = Exchange(std::move(req), timeout_);
     if (!res) {
         return tl::unexpected(std::move(res.error()));
     }
     return std::move(res->body);
 }
 
-ApiResult<http::Response> ApiClient::Exchange(http::Request req) {
+ApiResult<http::Response> ApiClient::Exchange(http::Request req, Duration timeout) {
     req.headers.emplace_back("traceparent", fmt::format("00-{}-{}-01", trace_id_, RandomHex(8)));
     const bool keyed = !req.Header("idempotency-key").empty();
     const bool replayable = keyed || req.method == "GET" || req.method == "PUT";
-    const SteadyTime deadline = SteadyClock::now() + timeout_;
+    const SteadyTime deadline = SteadyClock::now() + timeout;
     Duration backoff = 200ms;
     for (int attempt = 1;; ++attempt) {
         std::optional<Result<http::Response>> answer;

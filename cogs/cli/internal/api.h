@@ -67,6 +67,11 @@ public:
                                 const json::value* body = nullptr);
     ApiResult<json::value> Get(const std::string& path) { return Call("GET", path); }
 
+    // PUTs the file at `file` as the body of `path` (an image's archive: sent from the file, never
+    // read whole into memory) and returns the parsed body of a 2xx answer, as Call; bounded by
+    // `timeout` instead of the client's (an upload of hundreds of MiB takes longer than a call).
+    ApiResult<json::value> PutFile(const std::string& path, const std::string& file, Duration timeout);
+
     // GETs `path` without the token and returns the body of a 2xx answer as it is: for GET /metrics
     // (Prometheus text, no authentication). Retried and bounded like Call.
     ApiResult<std::string> GetText(const std::string& path);
@@ -87,8 +92,10 @@ public:
     const std::string& trace_id() const { return trace_id_; }
 
 private:
-    // Sends `req` and returns a 2xx answer; the retries and the deadline described at Call.
-    ApiResult<http::Response> Exchange(http::Request req);
+    // Sends `req` and returns a 2xx answer; the retries described at Call, all within `timeout`.
+    ApiResult<http::Response> Exchange(http::Request req, Duration timeout);
+    // The parsed body of a 2xx answer (null for an empty one).
+    static ApiResult<json::value> Parsed(const http::Response& res);
 
     Endpoint endpoint_;
     std::string token_;

@@ -40,11 +40,11 @@
 //
 // --driver container (real instances, cogs/services/compute README "Drivers"): first checks for root,
 // runc, /bin/busybox (busybox-static) and ip (iproute2) and, if any is missing, says which (and the
-// package) and exits 1 before starting anything. Then, before the computes start, registers the
-// image "busybox" (by name, idempotently) and gives every cogs-compute-i --driver container
+// package) and exits 1 before starting anything. Then gives every cogs-compute-i --driver container
 // --instances-dir D/instances/host-i --runc-root /run/cogs/dev-<hash of D>/host-i/runc (a tmpfs;
-// unique per data dir, so two local clouds never share runc state) --builtin-image-id <its id>;
-// cogs-network gets --driver linux when its --help offers it. The instances are containers that
+// unique per data dir, so two local clouds never share runc state), cogs-network --driver linux, and
+// once the hosts are up uploads the image "busybox" (internal/builtin_image.h; once per D), which
+// the agents download from cogsd at its first boot on each host. The instances are containers that
 // outlive their agents: Ctrl-C leaves them running and the next `cogs dev` on D adopts them; delete
 // the servers first to leave nothing behind.
 //

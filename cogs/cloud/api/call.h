@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,8 @@ struct Call {
     std::map<std::string, std::string> params;  // the pattern's {name}s, decoded
     std::map<std::string, std::string> query;
     std::string body;
+    // An image upload's body, spooled to a file by cogs/http (then `body` is empty).
+    std::shared_ptr<const http::BodyFile> body_file;
     std::string idempotency_key;
     // Once a POST's key is admitted (resources/idempotency.h): its record's id ("<project>/<key>")
     // and the request's hash, for Remember; empty without a key.

@@ -141,6 +141,7 @@ http::Handler HttpApi::Handler() {
             call.query[k] = v;
         }
         call.body = std::move(req.body);
+        call.body_file = std::move(req.body_file);
         call.idempotency_key = req.Header("idempotency-key");
         call.traceparent = traceparent;
         ++state->inflight;

@@ -5,6 +5,7 @@
 #include "cogs/cloud/resources/events.h"
 #include "cogs/cloud/resources/hosts.h"
 #include "cogs/cloud/resources/idempotency.h"
+#include "cogs/cloud/resources/images.h"
 #include "cogs/cloud/resources/networks.h"
 #include "cogs/cloud/resources/reads.h"
 #include "cogs/cloud/resources/servers.h"
@@ -112,7 +113,12 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
         {"GET", "/v1/images", list("images", kImage)},
         {"POST", "/v1/images", create(&Catalog::CreateImage, catalog)},
         {"GET", "/v1/images/{id}", show(kImage)},
-        {"DELETE", "/v1/images/{id}", catalog_delete(kImage)},
+        {"DELETE", "/v1/images/{id}",
+         [&images = t.images, erase = catalog_delete(kImage)](Call c) {
+             images.Delete(std::move(c), erase);
+         }},
+        {"PUT", "/v1/images/{id}/file", [&images = t.images](Call c) { images.Upload(std::move(c)); }},
+        {"GET", "/v1/images/{id}/file", [&images = t.images](Call c) { images.Download(std::move(c)); }},
         {"POST", "/v1/images/{id}/{action}", no_action(kImage)},
 
         {"GET", "/v1/server-groups", list("server-groups", kGroup)},

@@ -20,6 +20,7 @@ class History;
 class Workflows;
 class Consoles;
 class IdempotencyKeys;
+class ImageFiles;
 
 // The modules the routes lead to; they must outlive the routes.
 struct RouteTargets {
@@ -34,6 +35,7 @@ struct RouteTargets {
     Workflows& workflows;
     IdempotencyKeys& keys;  // admits every POST
     Consoles& consoles;
+    ImageFiles& images;
 };
 
 std::vector<Route> ApiRoutes(RouteTargets t);

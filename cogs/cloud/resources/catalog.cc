@@ -123,6 +123,7 @@ void Catalog::CreateImage(Creation c) {
         i.body["name"] = name;
         i.body["os"] = os.value_or("linux");
         i.body["min_disk_gb"] = min_disk.value_or(0);
+        i.body["status"] = "queued";  // no content yet (images.h)
         return i;
     }();
     if (!made) return c.call.Fail(made.error());

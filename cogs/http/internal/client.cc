@@ -253,8 +253,9 @@ asio::awaitable<error_code> Connect(PoolPtr pool, std::shared_ptr<Conn> conn, St
     co_return ec;
 }
 
-bhttp::request<bhttp::string_body> ToBeast(const Pool& pool, Request r) {
-    bhttp::request<bhttp::string_body> req;
+// The request line and header fields of `r`; the body is the caller's.
+template <typename Body>
+void FillHead(bhttp::request<Body>& req, const Pool& pool, const Request& r) {
     req.version(11);
     auto verb = bhttp::string_to_verb(r.method);
     if (verb == bhttp::verb::unknown) {
@@ -266,6 +267,9 @@ bhttp::request<bhttp::string_body> ToBeast(const Pool& pool, Request r) {
     bool has_host = false;
     bool has_content_type = false;
     for (auto& [name, value] : r.headers) {
+        if (beast::iequals(name, "expect")) {
+            continue;  // a forwarded request's: this client sends its body at once, and expects no 100
+        }
         has_host = has_host || beast::iequals(name, "host");
         has_content_type = has_content_type || beast::iequals(name, "content-type");
         req.insert(name, value);
@@ -273,13 +277,39 @@ bhttp::request<bhttp::string_body> ToBeast(const Pool& pool, Request r) {
     if (!has_host) {
         req.set(bhttp::field::host, pool.where);
     }
-    if (!has_content_type && !r.body.empty()) {
+    if (!has_content_type && r.body_file) {
+        req.set(bhttp::field::content_type, "application/octet-stream");
+    } else if (!has_content_type && !r.body.empty()) {
         req.set(bhttp::field::content_type, "application/json");
     }
-    req.body() = std::move(r.body);
     req.keep_alive(true);
+}
+
+bhttp::request<bhttp::string_body> ToBeast(const Pool& pool, Request r) {
+    bhttp::request<bhttp::string_body> req;
+    FillHead(req, pool, r);
+    req.body() = std::move(r.body);
     req.prepare_payload();
     return req;
+}
+
+// Sends the request, its body from a file when it has one; the deadline is the stream's.
+asio::awaitable<error_code> WriteRequest(PoolPtr pool, std::shared_ptr<Conn> conn, Request request) {
+    if (!request.body_file) {
+        auto req = ToBeast(*pool, std::move(request));
+        auto [ec, n] = co_await bhttp::async_write(conn->stream, req, kTuple);
+        co_return ec;
+    }
+    bhttp::request<bhttp::file_body> req;
+    FillHead(req, *pool, request);
+    error_code ec;
+    req.body().open(request.body_file->path.c_str(), beast::file_mode::scan, ec);
+    if (ec) {
+        co_return ec;
+    }
+    req.prepare_payload();
+    auto [wec, n] = co_await bhttp::async_write(conn->stream, req, kTuple);
+    co_return wec;
 }
 
 Response FromBeast(bhttp::response<bhttp::string_body>& msg) {
@@ -298,6 +328,49 @@ Response FromBeast(bhttp::response<bhttp::string_body>& msg) {
     }
     r.body = std::move(msg.body());
     return r;
+}
+
+// Reads a response whose body goes to the file at `path` (Request::response_file); the deadline is
+// the stream's.
+asio::awaitable<Result<Response>> ReadToFile(PoolPtr pool, std::shared_ptr<Conn> conn, std::string path,
+                                             uint64_t max_bytes) {
+    bhttp::response_parser<bhttp::file_body> parser;
+    parser.body_limit(max_bytes);
+    error_code fec;
+    parser.get().body().open(path.c_str(), beast::file_mode::write, fec);
+    if (fec) {
+        Discard(pool, conn);
+        co_return MakeError(ErrorCode::kInternal,
+                            "cannot write the response to " + path + ": " + fec.message());
+    }
+    auto [rec, rn] = co_await bhttp::async_read(conn->stream, conn->buffer, parser, kTuple);
+    parser.get().body().close();
+    if (rec) {
+        Error e = rec == bhttp::error::body_limit
+                      ? Error(ErrorCode::kInvalidArgument, "http " + pool->where +
+                                                               ": the response is larger than " +
+                                                               std::to_string(max_bytes) + " bytes")
+                      : TransportError(*pool, rec, "receive from");
+        Discard(pool, conn);
+        co_return MakeError(std::move(e));
+    }
+    auto& msg = parser.get();
+    const bool keep_alive = msg.keep_alive();
+    Response response;
+    response.status = static_cast<int>(msg.result_int());
+    response.content_type.clear();
+    for (const auto& field : msg) {
+        std::string name(field.name_string());
+        for (auto& c : name) {
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        }
+        if (name == "content-type") {
+            response.content_type = std::string(field.value());
+        }
+        response.headers.emplace_back(std::move(name), std::string(field.value()));
+    }
+    Release(pool, conn, keep_alive);
+    co_return response;
 }
 
 asio::awaitable<Result<Response>> Exchange(PoolPtr pool, Request request, SteadyTime deadline) {
@@ -321,13 +394,17 @@ asio::awaitable<Result<Response>> Exchange(PoolPtr pool, Request request, Steady
             co_return MakeError(std::move(e));
         }
     }
-    auto req = ToBeast(*pool, std::move(request));
     conn->stream.expires_at(deadline);
-    auto [wec, wn] = co_await bhttp::async_write(conn->stream, req, kTuple);
+    const std::string response_file = request.response_file;
+    const uint64_t response_file_max = request.response_file_max_bytes;
+    const error_code wec = co_await WriteRequest(pool, conn, std::move(request));
     if (wec) {
         Error e = TransportError(*pool, wec, "send to");
         Discard(pool, conn);
         co_return MakeError(std::move(e));
+    }
+    if (!response_file.empty()) {
+        co_return co_await ReadToFile(pool, conn, response_file, response_file_max);
     }
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(kMaxResponseBody);

@@ -24,6 +24,7 @@
 #include <optional>
 
 #include "cogs/base/check.h"
+#include "cogs/base/secret.h"
 
 namespace cogs::http {
 namespace {
@@ -115,7 +116,8 @@ void WatchPeer(const std::shared_ptr<Connection>& conn, const std::shared_ptr<Ex
     });
 }
 
-Request ToRequest(bhttp::request<bhttp::string_body>& msg) {
+// The request line and the header fields; the body is the caller's.
+Request ToRequest(const bhttp::request_header<>& msg) {
     Request req;
     req.method = std::string(msg.method_string());
     req.target = std::string(msg.target());
@@ -127,12 +129,12 @@ Request ToRequest(bhttp::request<bhttp::string_body>& msg) {
         }
         req.headers.emplace_back(std::move(name), std::string(field.value()));
     }
-    req.body = std::move(msg.body());
     return req;
 }
 
-bhttp::response<bhttp::string_body> ToBeast(Response r, unsigned version, bool keep_alive) {
-    bhttp::response<bhttp::string_body> res;
+// The status and the header fields of `r`; the body is the caller's.
+template <typename Body>
+void FillHead(bhttp::response<Body>& res, Response& r, unsigned version, bool keep_alive) {
     res.version(version);
     res.result(r.status >= 100 && r.status <= 999 ? static_cast<unsigned>(r.status) : 500u);
     res.set(bhttp::field::server, "cogs");
@@ -143,11 +145,16 @@ bhttp::response<bhttp::string_body> ToBeast(Response r, unsigned version, bool k
         }
         res.insert(name, value);
     }
-    if (!has_content_type && !r.body.empty()) {
+    if (!has_content_type && (!r.body.empty() || r.body_file)) {
         res.set(bhttp::field::content_type, r.content_type);
     }
-    res.body() = std::move(r.body);
     res.keep_alive(keep_alive);
+}
+
+bhttp::response<bhttp::string_body> ToBeast(Response r, unsigned version, bool keep_alive) {
+    bhttp::response<bhttp::string_body> res;
+    FillHead(res, r, version, keep_alive);
+    res.body() = std::move(r.body);
     res.prepare_payload();
     return res;
 }
@@ -210,8 +217,8 @@ asio::awaitable<void> AnswerAndClose(std::shared_ptr<ServerState> state, std::sh
     }
 }
 
-// Why the server refuses a parsed request itself, if it does.
-std::optional<Refusal> Refused(const bhttp::request<bhttp::string_body>& msg, const ServerOptions& options) {
+// Why the server refuses a request itself, from its head, if it does.
+std::optional<Refusal> Refused(const bhttp::request_header<>& msg, const ServerOptions& options) {
     if (msg.target().size() > options.max_target_bytes) {
         return Refusal{414,
                        "request target longer than " + std::to_string(options.max_target_bytes) + " bytes"};
@@ -222,43 +229,160 @@ std::optional<Refusal> Refused(const bhttp::request<bhttp::string_body>& msg, co
     return std::nullopt;
 }
 
+Refusal BodyTooLarge(uint64_t limit) {
+    return {413, "request body too large: the limit is " + std::to_string(limit) + " bytes"};
+}
+
+// One request read, or why not.
+struct ReadOutcome {
+    error_code ec{};                   // the read failed (the connection is closed, after `refusal` if any)
+    std::optional<Refusal> refusal{};  // answered by the server itself, then the connection is closed
+    unsigned version = 11;
+    bool keep_alive = false;
+    Request request{};
+};
+
+// Reads a body into a file as it arrives, each read within the idle timeout.
+asio::awaitable<void> ReadToFile(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn,
+                                 beast::flat_buffer* buffer, bhttp::request_parser<bhttp::file_body>* parser,
+                                 ReadOutcome* out) {
+    while (!parser->is_done()) {
+        conn->stream.expires_after(state->options.idle_timeout);
+        auto [ec, n] = co_await bhttp::async_read_some(conn->stream, *buffer, *parser, kTuple);
+        if (ec) {
+            if (ec == bhttp::error::body_limit) {
+                out->refusal = BodyTooLarge(state->options.max_spooled_body_bytes);
+            }
+            out->ec = ec;
+            co_return;
+        }
+    }
+}
+
+// Reads the head, decides where the body goes (memory, or a file: ServerOptions::spool_body) and
+// with which limit, then reads the body there.
+asio::awaitable<ReadOutcome> ReadRequest(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn,
+                                         beast::flat_buffer* buffer) {
+    const ServerOptions& options = state->options;
+    ReadOutcome out;
+    bhttp::request_parser<bhttp::empty_body> head;
+    head.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
+    head.body_limit(boost::none);  // the body's limit depends on where it goes: checked below
+    conn->stream.expires_after(options.idle_timeout);
+    auto [ec, n] = co_await bhttp::async_read_header(conn->stream, *buffer, head, kTuple);
+    if (ec) {
+        if (ec == bhttp::error::header_limit) {
+            out.refusal = HeadTooLarge(*buffer, options);
+        }
+        out.ec = ec;
+        co_return out;
+    }
+    out.version = head.get().version();
+    if (auto why = Refused(head.get(), options)) {
+        out.refusal = std::move(why);
+        co_return out;
+    }
+    out.request = ToRequest(head.get());
+    const bool spool = options.spool_body && options.spool_body(out.request);
+    const uint64_t limit = spool ? options.max_spooled_body_bytes : options.max_body_bytes;
+    // With a Content-Length, Beast checks the limit when the head ends: ours is only known now.
+    if (auto length = head.content_length(); length && *length > limit) {
+        out.refusal = BodyTooLarge(limit);
+        co_return out;
+    }
+    if (beast::iequals(head.get()[bhttp::field::expect], "100-continue")) {
+        bhttp::response<bhttp::empty_body> go_on{bhttp::status::continue_, out.version};
+        auto [cec, cn] = co_await bhttp::async_write(conn->stream, go_on, kTuple);
+        if (cec) {
+            out.ec = cec;
+            co_return out;
+        }
+    }
+    if (!spool) {
+        bhttp::request_parser<bhttp::string_body> parser(std::move(head));
+        parser.body_limit(limit);
+        auto [bec, bn] = co_await bhttp::async_read(conn->stream, *buffer, parser, kTuple);
+        if (bec) {
+            if (bec == bhttp::error::body_limit) {
+                out.refusal = BodyTooLarge(limit);
+            }
+            out.ec = bec;
+            co_return out;
+        }
+        out.keep_alive = parser.get().keep_alive();
+        out.request.body = std::move(parser.get().body());
+        co_return out;
+    }
+    auto file = std::make_shared<BodyFile>(options.spool_dir + "/body-" + RandomHex(8), true);
+    bhttp::request_parser<bhttp::file_body> parser(std::move(head));
+    parser.body_limit(limit);
+    error_code fec;
+    parser.get().body().open(file->path.c_str(), beast::file_mode::write_new, fec);
+    if (fec) {
+        spdlog::error("http server: cannot spool a request body to {}: {}", file->path, fec.message());
+        out.refusal = Refusal{503, "the server cannot keep the request body now: " + fec.message()};
+        co_return out;
+    }
+    co_await ReadToFile(state, conn, buffer, &parser, &out);
+    parser.get().body().close();
+    if (out.ec) {
+        co_return out;
+    }
+    out.keep_alive = parser.get().keep_alive();
+    out.request.body_file = std::move(file);
+    co_return out;
+}
+
+// Writes a response whose body is a file, each write within the idle timeout. false: the connection
+// broke.
+asio::awaitable<bool> WriteFileResponse(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn,
+                                        Response* r, unsigned version, bool keep_alive) {
+    bhttp::response<bhttp::file_body> res;
+    FillHead(res, *r, version, keep_alive);
+    error_code ec;
+    res.body().open(r->body_file->path.c_str(), beast::file_mode::scan, ec);
+    if (ec) {
+        spdlog::error("http server: cannot open the answer's body {}: {}", r->body_file->path, ec.message());
+        auto fallback =
+            ToBeast(RefusalAnswer(state->options, {500, "the answer's body cannot be read"}), version, false);
+        conn->stream.expires_after(state->options.idle_timeout);
+        co_await bhttp::async_write(conn->stream, fallback, kTuple);
+        co_return false;
+    }
+    res.prepare_payload();
+    bhttp::response_serializer<bhttp::file_body> serializer(res);
+    while (!serializer.is_done()) {
+        conn->stream.expires_after(state->options.idle_timeout);
+        auto [wec, wn] = co_await bhttp::async_write_some(conn->stream, serializer, kTuple);
+        if (wec) {
+            co_return false;
+        }
+    }
+    co_return true;
+}
+
 asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn) {
     beast::flat_buffer buffer;
     std::optional<bhttp::response<bhttp::string_body>> refusal;  // answered, then the connection closes
     while (!state->stopped) {
-        bhttp::request_parser<bhttp::string_body> parser;
-        parser.body_limit(state->options.max_body_bytes);
-        parser.header_limit(static_cast<std::uint32_t>(state->options.max_header_bytes));
-        conn->stream.expires_after(state->options.idle_timeout);
-        auto [ec, n] = co_await bhttp::async_read(conn->stream, buffer, parser, kTuple);
-        if (ec) {
-            if (state->stopped) {
-                break;
-            }
-            if (ec == bhttp::error::body_limit) {
-                refusal = ToBeast(RefusalAnswer(state->options, {413, "request body too large"}),
-                                  parser.get().version(), false);
-            } else if (ec == bhttp::error::header_limit) {
-                refusal =
-                    ToBeast(RefusalAnswer(state->options, HeadTooLarge(buffer, state->options)), 11, false);
-            }
-            break;
-        }
+        ReadOutcome read = co_await ReadRequest(state, conn, &buffer);
         if (state->stopped) {
             break;  // a read that completed just as Stop() ran: the handler may be gone
         }
-        conn->stream.expires_never();
-        auto& msg = parser.get();
-        const unsigned version = msg.version();
-        if (auto why = Refused(msg, state->options)) {
-            refusal = ToBeast(RefusalAnswer(state->options, *why), version, false);
+        if (read.refusal) {
+            refusal = ToBeast(RefusalAnswer(state->options, *read.refusal), read.version, false);
             break;
         }
-        const bool keep_alive = msg.keep_alive();
+        if (read.ec) {
+            break;
+        }
+        conn->stream.expires_never();
+        const unsigned version = read.version;
+        const bool keep_alive = read.keep_alive;
 
         auto exchange = std::make_shared<Exchange>(conn->stream.get_executor());
         conn->exchange = exchange;
-        state->handler(ToRequest(msg), MakeRespond(exchange));
+        state->handler(std::move(read.request), MakeRespond(exchange));
         bool watching = false;
         while (!exchange->response && !exchange->abandoned && !state->stopped) {
             if (!watching) {
@@ -274,6 +398,15 @@ asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<
         conn->exchange.reset();
         if (!exchange->response || exchange->abandoned || state->stopped || exchange->response->drop) {
             break;
+        }
+        if (exchange->response->body_file) {
+            Response answer = std::move(*exchange->response);
+            exchange->response.reset();
+            const bool sent = co_await WriteFileResponse(state, conn, &answer, version, keep_alive);
+            if (!sent || !keep_alive) {
+                break;
+            }
+            continue;
         }
         auto res = ToBeast(std::move(*exchange->response), version, keep_alive);
         conn->stream.expires_after(state->options.idle_timeout);

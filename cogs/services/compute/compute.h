@@ -253,10 +253,11 @@ struct ComputeDriverOptions {
     std::string runc_binary = "/usr/sbin/runc";
     std::string shim_binary{};             // "": cogs-oci-shim beside the running binary
     std::string busybox = "/bin/busybox";  // the built-in image "busybox" is made from it
-    // Also the built-in image: the id of the image record `cogs dev --driver container` registers
-    // in cogsd for it (servers name their image by id). A bridge until images have content
-    // (issue 14 point 4); "": only the name "busybox".
-    std::string builtin_image_id{};
+    // Every other image is downloaded from cogsd once per host into images_dir ("": <instances_dir>
+    // /../images) and kept (internal/image_cache.h). No control url: only "busybox" boots.
+    std::vector<std::string> control_urls{};
+    std::string control_token{};
+    std::string images_dir{};
 };
 
 // The drivers by name: "sim" (nothing runs; a boot takes options.boot_time); "container" (README.md,

@@ -21,6 +21,7 @@
 #include "cogs/runtime/process.h"
 #include "cogs/services/compute/internal/container_instance.h"
 #include "cogs/services/compute/internal/container_volumes.h"
+#include "cogs/services/compute/internal/image_cache.h"
 #include "cogs/services/compute/internal/worker_pool.h"
 
 namespace cogs::services::compute::internal {
@@ -70,6 +71,7 @@ public:
           containers_(std::move(containers)),
           net_(std::move(net)),
           applets_(std::move(applets)),
+          images_(MakeImageCache(options_)),
           pool_(std::make_unique<WorkerPool>(options_.workers, options_.max_queued)) {}
 
     ~ContainerDriver() override {
@@ -265,13 +267,17 @@ private:
     // ---- on the pool's threads ----
 
     Result<oci::ContainerStatus> BootBlocking(const InstanceSpec& s) const {
-        if (s.image != kBusyboxImage &&
-            (options_.builtin_image_id.empty() || s.image != options_.builtin_image_id)) {
-            return MakeError(Error(ErrorCode::kFailedPrecondition,
-                                   "image '" + s.image +
-                                       "' is not on this host (the container driver knows only the built-in "
-                                       "image 'busybox' for now)",
-                                   /*retry=*/false));
+        std::string image_root;  // "": the built-in busybox
+        if (s.image != kBusyboxImage) {
+            if (images_ == nullptr) {
+                return MakeError(
+                    Error(ErrorCode::kFailedPrecondition,
+                          "image '" + s.image +
+                              "' is not on this host (without --control-url the container driver "
+                              "knows only the built-in image 'busybox')",
+                          /*retry=*/false));
+            }
+            COGS_ASSIGN_OR_RETURN(image_root, images_->Rootfs(s.image));
         }
         COGS_ASSIGN_OR_RETURN(const oci::ContainerStatus now, containers_.Status(s.id));
         if (now.state == oci::ContainerState::kRunning || now.state == oci::ContainerState::kCreating) {
@@ -281,7 +287,7 @@ private:
             }
         }
         const std::string rootfs = containers_.DirOf(s.id) + "/rootfs";
-        COGS_TRY(PrepareRootfs(rootfs, s));
+        COGS_TRY(image_root.empty() ? PrepareRootfs(rootfs, s) : CopyImage(image_root, rootfs, s));
         COGS_ASSIGN_OR_RETURN(std::string netns,
                               net_.EnsureNamespace(NamespaceIdOf(s), SteadyClock::now() + kNetDeadline));
         COGS_TRY(PlugInstancePort(net_, s, SteadyClock::now() + kNetDeadline));
@@ -354,10 +360,6 @@ private:
         return SyncHostVolumes(dir, volumes);
     }
 
-    // Stop (with the grace), remove everything of the container, then its namespace with the veth
-    // of its port (not the port's veth by name: after an evacuation on one machine, the port may be
-    // plugged into the instance's new copy). Logged, not answered: the delete was accepted already
-    // (cogs-network's sweep collects a veth a failure leaves).
     // Everything of a container without a record (CollectStrays), and the namespaces named for it
     // on any host (<prefix>-<host>.<id>).
     void CollectStraysBlocking(const std::set<std::string>& known) const {
@@ -387,6 +389,48 @@ private:
         }
     }
 
+    // An instance's copy of a downloaded image (made once, aside and renamed, as the built-in's), with
+    // the directories cogs needs in it; then PrepareRootfs's files. The instance runs the same first
+    // process as the built-in's (its /bin/sh running the init script).
+    Status CopyImage(const std::string& image_root, const std::string& rootfs, const InstanceSpec& s) const {
+        std::error_code ec;
+        if (!fs::exists(rootfs + "/run/cogs", ec)) {
+            const std::string tmp = rootfs + ".new";
+            fs::remove_all(tmp, ec);
+            fs::create_directories(tmp, ec);
+            auto copied =
+                runtime::RunCommand({"/bin/cp", "-a", image_root + "/.", tmp}, SteadyClock::now() + 5min);
+            if (!copied || copied->exit_status != 0) {
+                return MakeError(ErrorCode::kUnavailable,
+                                 "instance " + s.id + ": cannot copy image " + s.image + ": " +
+                                     (copied ? copied->output : copied.error().message));
+            }
+            for (const char* d : {"proc", "sys", "dev", "tmp", "etc", "root", "www", "run/cogs"}) {
+                fs::create_directories(tmp + "/" + d, ec);
+            }
+            fs::remove_all(rootfs, ec);
+            fs::rename(tmp, rootfs, ec);
+            if (ec) {
+                return MakeError(ErrorCode::kUnavailable,
+                                 "instance " + s.id + ": cannot copy the image: " + ec.message());
+            }
+        }
+        return PrepareRootfs(rootfs, s);
+    }
+
+    static std::unique_ptr<ImageCache> MakeImageCache(const ComputeDriverOptions& o) {
+        if (o.control_urls.empty()) return nullptr;
+        return std::make_unique<ImageCache>(ImageCacheOptions{
+            .dir = o.images_dir.empty() ? (fs::path(o.instances_dir).parent_path() / "images").string()
+                                        : o.images_dir,
+            .control_urls = o.control_urls,
+            .token = o.control_token});
+    }
+
+    // Stop (with the grace), remove everything of the container, then its namespace with the veth
+    // of its port (not the port's veth by name: after an evacuation on one machine, the port may be
+    // plugged into the instance's new copy). Logged, not answered: the delete was accepted already
+    // (an agent that starts collects a container a failure leaves; cogs-network's sweep a veth).
     void DeleteBlocking(const std::string& id, const std::string& namespace_id) const {
         auto status = containers_.Status(id);
         if (status && (status->state == oci::ContainerState::kRunning ||
@@ -412,7 +456,8 @@ private:
     const ComputeDriverOptions options_;
     const oci::Containers containers_;
     mutable linuxnet::Host net_;
-    const std::vector<std::string> applets_;  // busybox's applets, symlinked in the image's /bin
+    const std::vector<std::string> applets_;    // busybox's applets, symlinked in the image's /bin
+    const std::unique_ptr<ImageCache> images_;  // null without a control url
 
     // On the io thread.
     boost::asio::io_context* io_ = nullptr;

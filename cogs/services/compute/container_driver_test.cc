@@ -216,6 +216,8 @@ protected:
         d.netns_prefix = prefix_;
         d.poll_interval = 50ms;
         d.lease_dir = lease_dir_;
+        d.control_urls = control_urls_;
+        d.images_dir = base_ + "/images";
         auto driver = MakeComputeDriver("container", d);
         ASSERT_TRUE(driver) << driver.error().ToString();
         ComputeOptions options;
@@ -363,6 +365,7 @@ protected:
     std::string prefix2_;
     std::string lease_dir_;  // "": no watchdog
     bool leased_ = false;
+    std::vector<std::string> control_urls_;      // where images other than busybox come from
     std::optional<oci::Containers> containers_;  // the test's own view of the driver's containers
     boost::asio::io_context io_;
     ComputeDomain* domain_ = nullptr;  // owned by service_
@@ -454,6 +457,80 @@ TEST_F(ComputeContainerTest, AnUnknownImageFailsTheBootForGoodAndItsUndoLeavesNo
     std::vector<std::string> left;
     EXPECT_TRUE(Await([&] { return (left = Leftovers(id)).empty(); }));
     EXPECT_EQ(left, std::vector<std::string>{});
+}
+
+// A cogsd that has two images (on the test's io thread, which runs while the test waits): "tiny", a
+// root filesystem of busybox with the applets the instance's first process uses, and "corrupt",
+// whose record's sha256 is not its content's.
+TEST_F(ComputeContainerTest, ADownloadedImageBootsServesAndIsDownloadedOncePerHost) {
+    const std::string root = base_ + "/tiny";
+    fs::create_directories(root + "/bin");
+    fs::copy_file(kBusybox, root + "/bin/busybox");
+    for (const char* applet : {"sh", "httpd", "cat"}) {
+        fs::create_symlink("busybox", root + "/bin/" + applet);
+    }
+    const std::string archive = base_ + "/tiny.tar.gz";
+    auto tar =
+        runtime::RunCommand({"/usr/bin/tar", "-czf", archive, "-C", root, "."}, SteadyClock::now() + 60s);
+    ASSERT_TRUE(tar && tar->exit_status == 0);
+    const std::string content = runtime::ReadFile(archive).value_or("");
+    int downloads = 0;
+    auto cogsd = http::StartServer(io_, {}, [&](http::Request req, http::Respond respond) {
+        http::Response r;
+        const std::string path = req.Path();
+        if (path == "/v1/images/tiny" || path == "/v1/images/corrupt") {
+            const bool corrupt = path.ends_with("corrupt");
+            r.body = json::serialize(
+                json::object{{"image",
+                              {{"id", corrupt ? "img-corrupt" : "img-tiny"},
+                               {"status", "active"},
+                               {"sha256", corrupt ? std::string(64, 'f') : Sha256Hex(content)}}}});
+        } else if (path == "/v1/images/img-tiny/file" || path == "/v1/images/img-corrupt/file") {
+            ++downloads;
+            r.content_type = "application/octet-stream";
+            r.body = content;
+        } else {
+            r.status = 404;
+        }
+        respond(std::move(r));
+    });
+    ASSERT_TRUE(cogsd);
+    control_urls_ = {"http://127.0.0.1:" + std::to_string((*cogsd)->port())};
+    ASSERT_NO_FATAL_FAILURE(StartService());
+
+    const std::string a = "a" + RandomHex(4);
+    const std::string b = "b" + RandomHex(4);
+    for (const std::string& id : {a, b}) {
+        auto created = Do("create_instance", "wf-" + id + "/boot/do", CreateInput(id, "tiny"));
+        ASSERT_TRUE(created) << created.error().ToString();
+    }
+    for (const std::string& id : {a, b}) {
+        ASSERT_TRUE(Await([&] { return StateOf(id) == "ACTIVE"; })) << id << ": " << StateOf(id);
+        std::string page;
+        EXPECT_TRUE(Await([&] { return (page = Page(id)).find("web " + id) != std::string::npos; })) << page;
+    }
+    EXPECT_EQ(downloads, 1) << "two boots of one image, one download";
+    EXPECT_TRUE(fs::exists(base_ + "/images/img-tiny/rootfs/bin/busybox"));
+
+    const std::string c = "c" + RandomHex(4);
+    ASSERT_TRUE(Do("create_instance", "wf-" + c + "/boot/do", CreateInput(c, "corrupt")));
+    ASSERT_TRUE(Await([&] { return StateOf(c) == "ERROR"; })) << StateOf(c);
+    auto failed = StatusOf(io_, *service_, "wf-" + c + "/boot/do");
+    ASSERT_FALSE(failed);
+    EXPECT_FALSE(failed.error().retryable) << "a checksum mismatch fails the boot for good";
+    EXPECT_NE(failed.error().message.find("checksum mismatch"), std::string::npos)
+        << failed.error().ToString();
+
+    for (const std::string& id : {a, b, c}) {
+        ASSERT_TRUE(
+            Do("delete_instance", "wf-" + id + "/delete/do", R"({"id":")" + id + R"(","host":"h1"})"));
+    }
+    for (const std::string& id : {a, b, c}) {
+        std::vector<std::string> left;
+        EXPECT_TRUE(Await([&] { return (left = Leftovers(id)).empty(); }));
+        EXPECT_EQ(left, std::vector<std::string>{});
+    }
+    service_.reset();  // before the fake cogsd, which its workers may still ask
 }
 
 TEST_F(ComputeContainerTest, ARestartedAgentAdoptsWhatRunsAndRestartsWhatEndedMeanwhile) {

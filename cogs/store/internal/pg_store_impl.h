@@ -84,6 +84,12 @@ enum PgSql : int {
     kPgDeleteEnded,
     kPgDeleteFailed,
     kPgLeaderFence,
+    kPgPutChunk,
+    kPgGetChunk,
+    kPgDeleteChunks,
+    kPgCountChunks,
+    kPgCountAllChunks,
+    kPgListBlobs,
     kPgNumSql,
 };
 
@@ -176,6 +182,13 @@ public:
     Result<std::vector<ResourceRecord>> LoadResources() override;
     Result<std::vector<DefinitionRecord>> LoadDefinitions() override;
     Result<std::vector<EventRecord>> ListEvents(const EventFilter& filter) override;
+
+    // pg_store_chunks.cc
+    Status PutChunk(const std::string& blob, int64_t seq, std::string_view data) override;
+    Result<std::string> GetChunk(const std::string& blob, int64_t seq) override;
+    Result<int64_t> DeleteChunks(const std::string& blob) override;
+    Result<int64_t> CountChunks(const std::string& blob) override;
+    Result<std::vector<std::string>> ListBlobs() override;
 
 private:
     using Item = WriteQueue::Item;

@@ -155,6 +155,15 @@ const char* PgSqlText(PgSql s) {
             // Every write transaction of a leader's store starts here: the share lock holds a
             // takeover (an UPDATE of the row) back until the transaction ends.
             return "SELECT 1 FROM leader WHERE id = 1 AND token = $1 FOR SHARE";
+        // Parameters travel as text: a chunk goes in and out as hex (pg_store_chunks.cc).
+        case kPgPutChunk:
+            return "INSERT INTO image_chunks(blob, seq, data) VALUES($1, $2, decode($3, 'hex')) "
+                   "ON CONFLICT (blob, seq) DO UPDATE SET data = EXCLUDED.data";
+        case kPgGetChunk: return "SELECT encode(data, 'hex') FROM image_chunks WHERE blob = $1 AND seq = $2";
+        case kPgDeleteChunks: return "DELETE FROM image_chunks WHERE blob = $1";
+        case kPgCountChunks: return "SELECT COUNT(*) FROM image_chunks WHERE blob = $1";
+        case kPgCountAllChunks: return "SELECT COUNT(*) FROM image_chunks";
+        case kPgListBlobs: return "SELECT DISTINCT blob FROM image_chunks ORDER BY blob";
         case kPgNumSql: break;
     }
     return "";
@@ -265,6 +274,14 @@ const PgMigration kPgMigrations[] = {
         version TEXT NOT NULL,
         started_ms BIGINT NOT NULL,
         seen_ms BIGINT NOT NULL);
+    )sql"},
+    // 3: image content in chunks (as the SQLite schema's version 6).
+    {3, R"sql(
+    CREATE TABLE image_chunks(
+        blob TEXT COLLATE "C" NOT NULL,
+        seq BIGINT NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY(blob, seq));
     )sql"},
 };
 const size_t kPgMigrationCount = sizeof(kPgMigrations) / sizeof(kPgMigrations[0]);

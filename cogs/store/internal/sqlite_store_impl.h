@@ -12,6 +12,7 @@
 //   sqlite_store_leases.cc     leases, claims and fencing (a refused update says why)
 //   sqlite_store_resources.cc  desired-state resources and workflow definitions
 //   sqlite_store_events.cc     the event history and its pruning
+//   sqlite_store_chunks.cc     image content, in chunks
 //   sqlite_store_reads.cc      the pool of read connections and the listings read through it
 //
 // Two kinds of connection:
@@ -105,6 +106,12 @@ enum Sql : int {
     kDeleteFailed,
     kDeleteSteps,
     kDeleteEnded,
+    kPutChunk,
+    kGetChunk,
+    kDeleteChunks,
+    kCountChunks,
+    kCountAllChunks,
+    kListBlobs,
     kNumSql,
 };
 
@@ -178,6 +185,13 @@ public:
 
     // sqlite_store_events.cc
     Result<int64_t> PruneEvents(int64_t older_than_ms, int64_t keep_at_most) override;
+
+    // sqlite_store_chunks.cc
+    Status PutChunk(const std::string& blob, int64_t seq, std::string_view data) override;
+    Result<std::string> GetChunk(const std::string& blob, int64_t seq) override;
+    Result<int64_t> DeleteChunks(const std::string& blob) override;
+    Result<int64_t> CountChunks(const std::string& blob) override;
+    Result<std::vector<std::string>> ListBlobs() override;
 
     // sqlite_store_reads.cc
     Result<WorkflowRecord> GetWorkflow(const std::string& id) override;

@@ -116,6 +116,15 @@ constexpr sqlite::Migration kMigrations[] = {
     {5, R"sql(
     CREATE INDEX workflows_failed ON workflows(finished_ms) WHERE state = 4;
     )sql"},
+    // 6: image content, in chunks of at most a few MiB each (Store::PutChunk). A blob is one upload
+    // of one image; the image's record names it.
+    {6, R"sql(
+    CREATE TABLE image_chunks(
+        blob TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY(blob, seq)) WITHOUT ROWID;
+    )sql"},
 };
 
 }  // namespace

@@ -160,6 +160,12 @@ const char* SqlText(Sql s) {
             return "SELECT id, finished_ms FROM workflows INDEXED BY workflows_failed WHERE state = 4 "
                    "ORDER BY finished_ms LIMIT ?1";
         case kDeleteFailed: return "DELETE FROM workflows WHERE id = ?1 AND state = 4";
+        case kPutChunk: return "INSERT OR REPLACE INTO image_chunks(blob, seq, data) VALUES(?1, ?2, ?3)";
+        case kGetChunk: return "SELECT data FROM image_chunks WHERE blob = ?1 AND seq = ?2";
+        case kDeleteChunks: return "DELETE FROM image_chunks WHERE blob = ?1";
+        case kCountChunks: return "SELECT COUNT(*) FROM image_chunks WHERE blob = ?1";
+        case kCountAllChunks: return "SELECT COUNT(*) FROM image_chunks";
+        case kListBlobs: return "SELECT DISTINCT blob FROM image_chunks ORDER BY blob";
         case kNumSql: break;
     }
     return "";

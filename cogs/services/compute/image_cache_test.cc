@@ -1,0 +1,191 @@
+// The image cache against a fake cogsd: one download per image and host, checked and extracted;
+// a checksum mismatch, an unsafe archive and an unknown image refused for good.
+#include "cogs/services/compute/internal/image_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "cogs/base/secret.h"
+#include "cogs/http/server.h"
+#include "cogs/runtime/process.h"
+#include "test/support/temp_dir.h"
+
+namespace cogs::services::compute::internal {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+std::string ReadAll(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// GET /v1/images/{ref} and /v1/images/{id}/file for the images it is given; counts the downloads.
+class FakeCogsd {
+public:
+    struct Image {
+        std::string id, sha256, archive;
+    };
+
+    FakeCogsd() {
+        auto s = http::StartServer(
+            io_, {}, [this](http::Request req, http::Respond respond) { respond(Handle(req)); });
+        EXPECT_TRUE(s);
+        server_ = std::move(*s);
+        thread_ = std::thread([this] { io_.run(); });
+    }
+    ~FakeCogsd() {
+        boost::asio::post(io_, [this] { server_->Stop(); });
+        work_.reset();
+        io_.stop();
+        thread_.join();
+    }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
+    void Add(const std::string& name, Image img) {
+        std::lock_guard lock(mu_);
+        images_[name] = std::move(img);
+    }
+    int downloads() const { return downloads_; }
+
+private:
+    http::Response Handle(const http::Request& req) {
+        std::lock_guard lock(mu_);
+        http::Response r;
+        if (req.Header("authorization") != "Bearer t0ken") {
+            r.status = 401;
+            return r;
+        }
+        const std::string path = req.Path();
+        for (const auto& [name, img] : images_) {
+            if (path == "/v1/images/" + name || path == "/v1/images/" + img.id) {
+                r.body = R"({"image":{"id":")" + img.id + R"(","status":"active","sha256":")" + img.sha256 +
+                         R"("}})";
+                return r;
+            }
+            if (path == "/v1/images/" + img.id + "/file") {
+                ++downloads_;
+                r.content_type = "application/octet-stream";
+                r.body = ReadAll(img.archive);
+                return r;
+            }
+        }
+        r.status = 404;
+        r.body = R"({"code":"not_found"})";
+        return r;
+    }
+
+    boost::asio::io_context io_;
+    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_{io_.get_executor()};
+    std::unique_ptr<http::Server> server_;
+    std::thread thread_;
+    std::mutex mu_;
+    std::map<std::string, Image> images_;
+    std::atomic<int> downloads_{0};
+};
+
+class ImageCacheTest : public ::testing::Test {
+protected:
+    // A gzip'd tar of `files` (name -> content), or with `args` given, tar's own arguments.
+    std::string Archive(const std::string& name, const std::map<std::string, std::string>& files) {
+        const std::string root = dir_ / (name + ".d");
+        fs::create_directories(root);
+        for (const auto& [file, content] : files) {
+            fs::create_directories(fs::path(root + "/" + file).parent_path());
+            std::ofstream(root + "/" + file) << content;
+        }
+        const std::string out = dir_ / name;
+        auto made =
+            runtime::RunCommand({"/usr/bin/tar", "-czf", out, "-C", root, "."}, SteadyClock::now() + 60s);
+        EXPECT_TRUE(made && made->exit_status == 0);
+        return out;
+    }
+
+    ImageCache Cache() {
+        return ImageCache(
+            ImageCacheOptions{.dir = dir_ / "images", .control_urls = {cogsd_.url()}, .token = "t0ken"});
+    }
+
+    cogs::testing::TempDir dir_{"cogs-image-cache"};
+    FakeCogsd cogsd_;
+};
+
+TEST_F(ImageCacheTest, ConcurrentBootsDownloadAnImageOnceAndFindItExtracted) {
+    const std::string archive =
+        Archive("alpine.tar.gz", {{"etc/motd", "welcome\n"}, {"bin/tool", "#!/bin/sh\n"}});
+    cogsd_.Add("alpine", {"img-1", Sha256Hex(ReadAll(archive)), archive});
+    ImageCache cache = Cache();
+    std::vector<Result<std::string>> got(4, MakeError(ErrorCode::kInternal, "not run"));
+    std::vector<std::thread> boots;
+    for (size_t i = 0; i < got.size(); ++i) {
+        boots.emplace_back([&, i] { got[i] = cache.Rootfs(i % 2 == 0 ? "alpine" : "img-1"); });
+    }
+    for (auto& t : boots)
+        t.join();
+    for (const auto& r : got) {
+        ASSERT_TRUE(r) << r.error().ToString();
+        EXPECT_EQ(*r, dir_ / "images/img-1/rootfs");
+    }
+    EXPECT_EQ(ReadAll(*got[0] + "/etc/motd"), "welcome\n");
+    EXPECT_EQ(cogsd_.downloads(), 1);
+    EXPECT_EQ(cache.downloads(), 1u);
+    EXPECT_FALSE(fs::exists(dir_ / "images/img-1/archive.tar.gz")) << "the archive goes once extracted";
+
+    // Another cache on the same directory (the agent restarted) finds it too.
+    ImageCache again = Cache();
+    ASSERT_TRUE(again.Rootfs("alpine"));
+    EXPECT_EQ(cogsd_.downloads(), 1);
+}
+
+TEST_F(ImageCacheTest, AChecksumMismatchFailsForGoodAndKeepsNothing) {
+    const std::string archive = Archive("bad.tar.gz", {{"x", "y"}});
+    cogsd_.Add("bad", {"img-2", std::string(64, 'a'), archive});
+    ImageCache cache = Cache();
+    auto r = cache.Rootfs("bad");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition);
+    EXPECT_FALSE(r.error().retryable);
+    EXPECT_NE(r.error().message.find("checksum mismatch"), std::string::npos) << r.error().message;
+    EXPECT_FALSE(fs::exists(dir_ / "images/img-2/rootfs"));
+    EXPECT_FALSE(fs::exists(dir_ / "images/img-2/archive.tar.gz"));
+}
+
+TEST_F(ImageCacheTest, AnArchiveReachingOutsideItsDirectoryIsRefused) {
+    const std::string outside = dir_.Write("outside.txt", "escaped\n");
+    const std::string archive = dir_ / "abs.tar.gz";
+    auto made = runtime::RunCommand({"/usr/bin/tar", "-czPf", archive, outside}, SteadyClock::now() + 60s);
+    ASSERT_TRUE(made && made->exit_status == 0);
+    cogsd_.Add("abs", {"img-3", Sha256Hex(ReadAll(archive)), archive});
+    ImageCache cache = Cache();
+    auto r = cache.Rootfs("abs");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition);
+    EXPECT_NE(r.error().message.find("unsafe member"), std::string::npos) << r.error().message;
+    EXPECT_FALSE(fs::exists(dir_ / "images/img-3/rootfs"));
+}
+
+TEST_F(ImageCacheTest, AnUnknownImageFailsForGoodAndAnUnreachableCogsdIsRetryable) {
+    ImageCache cache = Cache();
+    auto r = cache.Rootfs("ghost");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition);
+    EXPECT_FALSE(r.error().retryable);
+
+    ImageCache nowhere(ImageCacheOptions{.dir = dir_ / "images", .control_urls = {"http://127.0.0.1:1"}});
+    r = nowhere.Rootfs("alpine");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+    EXPECT_TRUE(r.error().retryable);
+}
+
+}  // namespace
+}  // namespace cogs::services::compute::internal
