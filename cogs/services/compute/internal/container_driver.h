@@ -10,7 +10,8 @@
 
 namespace cogs::services::compute::internal {
 
-// The only image the driver knows until images get content (issue 14): made from options.busybox.
+// The built-in image, made from options.busybox on the host itself (no download); every other
+// image comes from cogsd (internal/image_cache.h).
 inline constexpr std::string_view kBusyboxImage = "busybox";
 
 Result<std::unique_ptr<ComputeDriver>> MakeContainerDriver(ComputeDriverOptions options);
