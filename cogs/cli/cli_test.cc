@@ -588,6 +588,24 @@ TEST_F(CliTest, ListsFollowNextMarkerAndLimitCapsThem) {
     EXPECT_EQ(Parse(r.out).at("workflows").as_array().size(), 10u);
 }
 
+TEST_F(CliTest, ServerCreateSendsTheUserDataFileBase64Encoded) {
+    api_.Add("networks", {{"name", "net1"}, {"status", "ACTIVE"}});
+    const std::string script = std::string("#!/bin/sh\necho hi\0\xff", 19);
+    const std::string file = home_dir_.Write("boot.sh", script);
+    Outcome r = Cogs({"server", "create", "web-1", "--flavor", "m1.tiny", "--image", "cirros", "--network",
+                      "net1", "--user-data", file});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    auto posts = api_.seen("POST", "/v1/servers");
+    ASSERT_EQ(posts.size(), 1u);
+    EXPECT_EQ(Parse(posts[0].body).at("user_data").as_string(), "IyEvYmluL3NoCmVjaG8gaGkA/w==");
+
+    r = Cogs({"server", "create", "web-2", "--flavor", "m1.tiny", "--image", "cirros", "--network", "net1",
+              "--user-data", home_dir_.path() + "/missing.sh"});
+    EXPECT_EQ(r.rc, 2);
+    EXPECT_THAT(r.err, HasSubstr("--user-data"));
+    EXPECT_EQ(api_.seen("POST", "/v1/servers").size(), 1u) << "nothing sent";
+}
+
 // ---- names ----------------------------------------------------------------------------------------
 
 TEST_F(CliTest, NamesAreResolvedToIdsWhereTheApiWantsIds) {

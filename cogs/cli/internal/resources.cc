@@ -63,7 +63,10 @@ std::vector<Resource> MakeTable() {
                             .IdsOf("volumes"),
                         Text("--group", "server_group_id", "server group name or id").IdsOf("server-groups"),
                         Text("--az", "availability_zone", "availability zone"),
-                        Text("--weigher", "weigher", "placement weigher").OneOf({"spread", "pack"})})
+                        Text("--weigher", "weigher", "placement weigher").OneOf({"spread", "pack"}),
+                        Text("--user-data", "user_data",
+                             "file run as a shell script in the server at every boot (at most 64 KiB)")
+                            .FileBase64()})
                        .Wait("ACTIVE"),
                    List("list servers", {Text("--status", "status", "only servers in this status"),
                                          Text("--name", "name", "only servers with this name"),

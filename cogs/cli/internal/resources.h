@@ -60,6 +60,7 @@ struct Flag {
     std::vector<std::string> one_of;  // the values allowed, if any
     std::string ids_of;               // a collection ("networks"): each name given is resolved to an id
     bool ranges = false;              // each "START-END" becomes {"start": START, "end": END}
+    bool file_base64 = false;         // the value names a file: its bytes go base64-encoded (user_data)
 
     Flag&& Required() && {
         required = true;
@@ -79,6 +80,10 @@ struct Flag {
     }
     Flag&& Ranges() && {
         ranges = true;
+        return std::move(*this);
+    }
+    Flag&& FileBase64() && {
+        file_base64 = true;
         return std::move(*this);
     }
 };

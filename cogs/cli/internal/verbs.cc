@@ -1,5 +1,6 @@
 #include "cogs/cli/internal/verbs.h"
 
+#include <filesystem>
 #include <memory>
 
 #include <fmt/format.h>
@@ -10,6 +11,8 @@
 #include "cogs/cli/internal/observe_commands.h"
 #include "cogs/cli/internal/output.h"
 #include "cogs/http/server.h"
+#include "cogs/runtime/files.h"
+#include "cogs/wire/base64.h"
 
 namespace cogs::cli {
 namespace {
@@ -63,6 +66,23 @@ int Convert(Invocation& inv, const Flag& f, const std::string& given, json::valu
             return inv.Usage(fmt::format("{} '{}' must be START-END", f.name, given));
         }
         out = json::object{{"start", given.substr(0, dash)}, {"end", given.substr(dash + 1)}};
+    } else if (f.file_base64) {
+        // Read whole, but bounded: the API refuses what is over its own limit, naming the field.
+        constexpr uintmax_t kMaxFileBytes = 1 << 20;
+        std::error_code ec;
+        const uintmax_t size = std::filesystem::file_size(given, ec);
+        if (ec) {
+            return inv.Usage(fmt::format("{} '{}': {}", f.name, given, ec.message()));
+        }
+        if (size > kMaxFileBytes) {
+            return inv.Usage(
+                fmt::format("{} '{}': {} bytes, more than {}", f.name, given, size, kMaxFileBytes));
+        }
+        auto bytes = runtime::ReadFile(given);
+        if (!bytes) {
+            return inv.Usage(fmt::format("{} '{}': {}", f.name, given, bytes.error().message));
+        }
+        out = wire::EncodeBase64(*bytes);
     } else if (!f.ids_of.empty()) {
         auto id = inv.Api()->Resolve(f.ids_of, given);
         if (!id) {
