@@ -8,7 +8,7 @@
 //   AServerRuns...LeavesNothingWhenDeleted   boot, console, kill -9 of its process → restarted,
 //                                            answering again on its address
 //   ServersOnOneNetworkReachEachOther...     b's user_data fetches a's page; c on another network
-//                                            (same CIDR) cannot
+//                                            (same CIDR) cannot, though it reaches its neighbour
 //   AnAgentKilled...RunsEachServerOnceElsewhere  SIGKILL of an agent (`cogs dev` paused so that it
 //                                            does not restart it): its servers rebuilt elsewhere
 //                                            with the same addresses, answering, never two copies
@@ -32,7 +32,6 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -271,8 +270,8 @@ protected:
                                              << output;
     }
 
-    // A network with one subnet (`pool`: "start-end" of its allocation pool, or "" for the default),
-    // both ACTIVE; the network's id, "" on failure (reported).
+    // A network with one subnet of `cidr` (its allocation pool from `pool_start` to `pool_end`, or
+    // the default), both ACTIVE; the network's id, "" on failure (reported).
     std::string MakeNetwork(const std::string& name, const std::string& cidr,
                             const std::string& pool_start = "", const std::string& pool_end = "") {
         ApiReply n = Post("/v1/networks", R"({"name":")" + name + "\"}");
@@ -311,11 +310,12 @@ protected:
         const std::string id = S(At(s.body, "server"), "id");
         if (id.empty()) return "";
         servers_.insert(id);
-        if (!WaitStatus("/v1/servers/" + id, "server", "ACTIVE")) {
+        const bool active = WaitStatus("/v1/servers/" + id, "server", "ACTIVE");
+        if (const std::string port = S(Server(id), "port_id"); !port.empty()) ports_.insert(port);
+        if (!active) {
             ADD_FAILURE() << "server " << name << " not ACTIVE: " << Get("/v1/servers/" + id).text;
             return "";
         }
-        ports_.insert(S(Server(id), "port_id"));
         return id;
     }
 
@@ -410,16 +410,31 @@ protected:
     // machine holds nothing of it.
     void ExpectNothingLeftAfterDeletingEverything() {
         // The listing sees each object before the delete, so that its silence afterwards means
-        // something (a subnet has nothing of its own on the machine).
+        // something: a server's namespace and cgroups, a port's veth, a network's bridge, a volume's
+        // file (a subnet has nothing of its own on the machine).
         const std::vector<std::string> before = Leftovers();
-        for (const auto* ids : {&servers_, &ports_, &networks_, &volumes_}) {
-            for (const std::string& id : *ids) {
-                EXPECT_TRUE(
-                    std::any_of(before.begin(), before.end(),
-                                [&](const std::string& l) { return l.find(id) != std::string::npos; }))
-                    << "the listing of the machine misses " << id << " before the delete: " << Join(before);
+        const auto listed = [&](const std::string& line) {
+            return std::find(before.begin(), before.end(), line) != before.end();
+        };
+        const linuxnet::Names names;
+        std::vector<std::string> expected;
+        for (const std::string& id : servers_) {
+            expected.push_back("network namespace of " + id);
+            if (std::none_of(before.begin(), before.end(), [&](const std::string& l) {
+                    return l.rfind("cgroups: ", 0) == 0 && l.find("." + id) != std::string::npos;
+                })) {
+                ADD_FAILURE() << "the listing misses the cgroups of " << id << " before the delete";
             }
         }
+        for (const std::string& id : ports_)
+            expected.push_back("veth " + names.Port(id) + " of port " + id);
+        for (const std::string& id : networks_)
+            expected.push_back("bridge " + names.Bridge(id) + " of network " + id);
+        for (const std::string& id : volumes_)
+            expected.push_back("volume file of " + id);
+        for (const std::string& line : expected)
+            EXPECT_TRUE(listed(line))
+                << "the listing misses \"" << line << "\" before the delete: " << Join(before);
         DeleteEverything();
         std::vector<std::string> left;
         const auto deleted = SteadyClock::now();
@@ -565,13 +580,20 @@ TEST_F(RealInstancesTest, ServersOnOneNetworkReachEachOtherAndNotAServerOnAnothe
     EXPECT_TRUE(ConsoleShows(b, "cogs: user_data exited with status 0"));
     EXPECT_EQ(Status("/v1/servers/" + b, "server"), "ACTIVE");
 
-    // c, on the other network, tries the same address three times (once a is known to answer).
-    const std::string c = MakeServer("outsider", net2, FetchScript("c", a_ip, a, 3));
+    // c, on the other network, tries a's address three times (once a is known to answer), then the
+    // page of e, a server of its own network: c's network works, it only does not reach a's.
+    const std::string e = MakeServer("neighbour", net2);
+    ASSERT_FALSE(e.empty());
+    const std::string e_ip = S(Server(e), "ip_address");
+    const std::string c =
+        MakeServer("outsider", net2, FetchScript("c", a_ip, a, 3) + FetchScript("c", e_ip, e, 60));
     ASSERT_FALSE(c.empty());
     const std::string c_ip = S(Server(c), "ip_address");
     EXPECT_NE(c_ip, a_ip);
+    EXPECT_NE(e_ip, a_ip);
     ASSERT_TRUE(ConsoleShows(c, "c: no answer from " + a_ip)) << "c's address: " << c_ip;
-    EXPECT_EQ(Console(c).find("c fetched"), std::string::npos) << Console(c);
+    EXPECT_TRUE(ConsoleShows(c, "c fetched " + e + ":"));
+    EXPECT_EQ(Console(c).find("c fetched " + a), std::string::npos) << Console(c);
     // a still answers on its own network at that time: c's silence is the networks' separation.
     const std::string d = MakeServer("client2", net1, FetchScript("d", a_ip, a, 60));
     ASSERT_FALSE(d.empty());
