@@ -11,7 +11,8 @@
 //                                            (same CIDR) cannot, though it reaches its neighbour
 //   AnAgentKilled...RunsEachServerOnceElsewhere  SIGKILL of an agent (`cogs dev` paused so that it
 //                                            does not restart it): its servers rebuilt elsewhere
-//                                            with the same addresses, answering, never two copies
+//                                            with the same addresses, answering, never two copies;
+//                                            a volume's data comes along
 //   AVolumeWrittenByOneServerIsReadByAnother write, detach, attach elsewhere, read: through the
 //                                            instances' own consoles
 //   BadUserDataIsRefusedAndNothingIsMade     400 naming user_data; no server, port or container
@@ -660,23 +661,38 @@ TEST_F(RealInstancesTest, AnAgentKilledWithInstancesRunningIsReplacedAndEachServ
     ASSERT_NO_FATAL_FAILURE(StartCloud(3, {"--cogsd-arg=--restart-grace-ms=500"}));
     const std::string network = MakeNetwork("evac", "10.78.0.0/24");
     ASSERT_FALSE(network.empty());
-    // Two servers packed on one host: that host's agent is killed.
+    // Two page servers and a keeper of a volume, packed on one host: that host's agent is killed.
+    // The keeper's user_data (run at every boot) writes its volume's file, or prints what it finds
+    // there: after the evacuation, its new instance prints what the old one wrote.
+    const std::string volume = MakeVolume("kept");
+    ASSERT_FALSE(volume.empty());
+    const std::string words = "kept-by-keeper-" + volume.substr(0, 8);
     std::vector<std::string> ids;
     for (const char* name : {"evac1", "evac2"}) {
         ids.push_back(MakeServer(name, network, "", json::object{{"weigher", "pack"}}));
         ASSERT_FALSE(ids.back().empty());
     }
+    const std::string keeper = MakeServer(
+        "keeper", network,
+        OnVolumeScript(volume, "if [ -f $v/file ]; then echo \"keeper found $(cat $v/file)\"; else echo " +
+                                   words +
+                                   " > $v/file && sync && echo \"keeper wrote $(cat $v/file)\"; fi\n"),
+        json::object{{"weigher", "pack"}, {"volume_ids", json::array{json::value(volume)}}});
+    ASSERT_FALSE(keeper.empty());
+    ASSERT_TRUE(WaitStatus("/v1/volumes/" + volume, "volume", "in-use")) << Get("/v1/volumes/" + volume).text;
+    ASSERT_TRUE(ConsoleShows(keeper, "keeper wrote " + words));
     const std::string dead_host = S(Server(ids[0]), "host");
     struct Before {
         std::string ip, mac, port;
     };
     std::map<std::string, Before> victims;
-    for (const std::string& id : ids) {
+    for (const std::string& id : {ids[0], ids[1], keeper}) {
         const json::value s = Server(id);
+        EXPECT_EQ(S(s, "host"), dead_host) << "packed: " << json::serialize(s);
         if (S(s, "host") == dead_host)
             victims[id] = {S(s, "ip_address"), S(s, "mac_address"), S(s, "port_id")};
     }
-    ASSERT_FALSE(victims.empty());
+    ASSERT_EQ(victims.count(keeper), 1u) << "the keeper is not on " << dead_host;
     std::set<std::string> victim_ids;
     for (const auto& [id, b] : victims) {
         victim_ids.insert(id);
@@ -758,12 +774,17 @@ TEST_F(RealInstancesTest, AnAgentKilledWithInstancesRunningIsReplacedAndEachServ
 
         // They answer there: a new server on the network fetches each one's page from its address.
         std::string script;
-        for (const auto& [id, b] : victims)
-            script += "(\n" + FetchScript("probe", b.ip, id, 60) + ")\n";
+        for (const auto& [id, b] : victims) {
+            if (id != keeper) script += "(\n" + FetchScript("probe", b.ip, id, 60) + ")\n";
+        }
         const std::string probe = MakeServer("probe", network, script);
         ASSERT_FALSE(probe.empty());
-        for (const auto& [id, b] : victims)
-            EXPECT_TRUE(ConsoleShows(probe, "probe fetched " + id + ":"));
+        for (const auto& [id, b] : victims) {
+            if (id != keeper) EXPECT_TRUE(ConsoleShows(probe, "probe fetched " + id + ":"));
+        }
+        // The keeper's volume came along: its new instance found the file the old one wrote.
+        EXPECT_TRUE(ConsoleShows(keeper, "keeper found " + words));
+        EXPECT_EQ(Status("/v1/volumes/" + volume, "volume"), "in-use");
         std::cout << "kill → the rebuilt servers answered a probe on their addresses: " << MsSince(killed_at)
                   << " ms\n";
     }
@@ -784,6 +805,13 @@ TEST_F(RealInstancesTest, AnAgentKilledWithInstancesRunningIsReplacedAndEachServ
         << Get("/v1/hosts/" + dead_host).text;
     std::cout << "agent restarted → its host up and its stale copies removed: " << MsSince(resumed)
               << " ms\n";
+    // The stale copy's delete unmounted only its own mount: the keeper's volume is still mounted for
+    // its new instance, with the data (read on the host, where the instance's mounts live).
+    const std::string keeper_host = S(Server(keeper), "host");
+    auto kept = runtime::ReadFile(dev_->data_dir() + "/instances/" + keeper_host + "/" + keeper +
+                                  "/volumes/" + volume + "/file");
+    ASSERT_TRUE(kept) << kept.error().message;
+    EXPECT_EQ(*kept, words + "\n");
     // The host's agent has reconciled it; a little more sampling lets a wrong start show up.
     const int seen = copies.samples();
     WaitUntil([&] { return copies.samples() >= seen + 50; }, 30s, 20ms);
