@@ -78,6 +78,10 @@ int main(int argc, char** argv) {
                    "container: the instances' directories (default: instances/ beside the --state file)");
     app.add_option("--runc-root", driver_options.runc_root,
                    "container: runc's state, on a tmpfs (default: /run/cogs/<first host>/runc)");
+    app.add_option("--max-cached-images", driver_options.max_cached_images,
+                   "container: images downloaded from cogsd kept on this host (the least recently used go)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
     app.add_option("--stop-grace-ms", stop_grace_ms,
                    "container: after SIGTERM, how long an instance has to end before SIGKILL")
         ->check(CLI::NonNegativeNumber)

@@ -254,10 +254,12 @@ struct ComputeDriverOptions {
     std::string shim_binary{};             // "": cogs-oci-shim beside the running binary
     std::string busybox = "/bin/busybox";  // the built-in image "busybox" is made from it
     // Every other image is downloaded from cogsd once per host into images_dir ("": <instances_dir>
-    // /../images) and kept (internal/image_cache.h). No control url: only "busybox" boots.
+    // /.images, the agent's own) and kept, at most max_cached_images of them, the least recently
+    // used going first (internal/image_cache.h). No control url: only "busybox" boots.
     std::vector<std::string> control_urls{};
     std::string control_token{};
     std::string images_dir{};
+    size_t max_cached_images = 8;
 };
 
 // The drivers by name: "sim" (nothing runs; a boot takes options.boot_time); "container" (README.md,

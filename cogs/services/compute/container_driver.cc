@@ -267,8 +267,13 @@ private:
     // ---- on the pool's threads ----
 
     Result<oci::ContainerStatus> BootBlocking(const InstanceSpec& s) const {
-        std::string image_root;  // "": the built-in busybox
-        if (s.image != kBusyboxImage) {
+        // The instance's disk: a copy of its image made at its first boot and kept (later boots,
+        // here or after an agent restart, need no image: it may have left the cache since).
+        const std::string rootfs = containers_.DirOf(s.id) + "/rootfs";
+        std::error_code ec;
+        if (s.image == kBusyboxImage) {
+            COGS_TRY(MakeBuiltinRootfs(rootfs, s));
+        } else if (!fs::exists(rootfs + "/run/cogs", ec)) {
             if (images_ == nullptr) {
                 return MakeError(
                     Error(ErrorCode::kFailedPrecondition,
@@ -277,7 +282,8 @@ private:
                               "knows only the built-in image 'busybox')",
                           /*retry=*/false));
             }
-            COGS_ASSIGN_OR_RETURN(image_root, images_->Rootfs(s.image));
+            COGS_TRY(images_->Use(
+                s.image, [&](const std::string& image_root) { return CopyImage(image_root, rootfs, s); }));
         }
         COGS_ASSIGN_OR_RETURN(const oci::ContainerStatus now, containers_.Status(s.id));
         if (now.state == oci::ContainerState::kRunning || now.state == oci::ContainerState::kCreating) {
@@ -286,8 +292,7 @@ private:
                 return MakeError(stopped.error());
             }
         }
-        const std::string rootfs = containers_.DirOf(s.id) + "/rootfs";
-        COGS_TRY(image_root.empty() ? PrepareRootfs(rootfs, s) : CopyImage(image_root, rootfs, s));
+        COGS_TRY(WriteBootFiles(rootfs, s));
         COGS_ASSIGN_OR_RETURN(std::string netns,
                               net_.EnsureNamespace(NamespaceIdOf(s), SteadyClock::now() + kNetDeadline));
         COGS_TRY(PlugInstancePort(net_, s, SteadyClock::now() + kNetDeadline));
@@ -316,9 +321,8 @@ private:
         return containers_.Start(c);
     }
 
-    // The image's copy (made once per instance, kept across its boots, as a VM's disk is) and the
-    // files cogs puts in it at every boot.
-    Status PrepareRootfs(const std::string& rootfs, const InstanceSpec& s) const {
+    // The built-in image's copy (made once per instance, kept across its boots, as a VM's disk is).
+    Status MakeBuiltinRootfs(const std::string& rootfs, const InstanceSpec& s) const {
         std::error_code ec;
         if (!fs::exists(rootfs + "/bin/busybox", ec)) {
             // Made aside and renamed: a half-made copy is never taken for the image.
@@ -346,6 +350,11 @@ private:
                                  "instance " + s.id + ": cannot copy the image: " + ec.message());
             }
         }
+        return Ok();
+    }
+
+    // The files cogs puts in the instance at every boot: who it is, its page, its user_data.
+    Status WriteBootFiles(const std::string& rootfs, const InstanceSpec& s) const {
         COGS_TRY(runtime::WriteFileAtomic(rootfs + "/run/cogs/meta.json", MetaJson(s)));
         COGS_TRY(runtime::WriteFileAtomic(rootfs + "/www/index.html", IndexHtml(s)));
         if (!s.user_data.empty()) {
@@ -390,7 +399,7 @@ private:
     }
 
     // An instance's copy of a downloaded image (made once, aside and renamed, as the built-in's), with
-    // the directories cogs needs in it; then PrepareRootfs's files. The instance runs the same first
+    // the directories cogs needs in it. The instance runs the same first
     // process as the built-in's (its /bin/sh running the init script).
     Status CopyImage(const std::string& image_root, const std::string& rootfs, const InstanceSpec& s) const {
         std::error_code ec;
@@ -415,16 +424,16 @@ private:
                                  "instance " + s.id + ": cannot copy the image: " + ec.message());
             }
         }
-        return PrepareRootfs(rootfs, s);
+        return Ok();
     }
 
     static std::unique_ptr<ImageCache> MakeImageCache(const ComputeDriverOptions& o) {
         if (o.control_urls.empty()) return nullptr;
         return std::make_unique<ImageCache>(ImageCacheOptions{
-            .dir = o.images_dir.empty() ? (fs::path(o.instances_dir).parent_path() / "images").string()
-                                        : o.images_dir,
+            .dir = o.images_dir.empty() ? o.instances_dir + "/.images" : o.images_dir,  // no instance id
             .control_urls = o.control_urls,
-            .token = o.control_token});
+            .token = o.control_token,
+            .max_images = o.max_cached_images});
     }
 
     // Stop (with the grace), remove everything of the container, then its namespace with the veth

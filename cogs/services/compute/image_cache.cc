@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
 #include <cstring>
@@ -108,6 +109,15 @@ uint64_t ImageCache::downloads() const {
 }
 
 Result<std::string> ImageCache::Rootfs(const std::string& ref) {
+    std::string out;
+    COGS_TRY(Use(ref, [&out](const std::string& rootfs) {
+        out = rootfs;
+        return Ok();
+    }));
+    return out;
+}
+
+Status ImageCache::Use(const std::string& ref, const std::function<Status(const std::string& rootfs)>& use) {
     const SteadyTime deadline = SteadyClock::now() + options_.timeout;
     // What the image is now: its id and checksum (a name may be taken again by another image).
     COGS_ASSIGN_OR_RETURN(http::Response shown,
@@ -142,13 +152,48 @@ Result<std::string> ImageCache::Rootfs(const std::string& ref) {
         if (l == nullptr) l = std::make_shared<std::mutex>();
         lock = l;
     }
-    std::lock_guard one_download(*lock);
+    std::lock_guard held(*lock);  // one download; and no eviction while `use` runs
     const std::string dir = options_.dir + "/" + id;
     if (auto kept = runtime::ReadFile(dir + "/sha256");
         kept && *kept == sha && fs::is_directory(dir + "/rootfs")) {
-        return dir + "/rootfs";
+        std::error_code ec;
+        fs::last_write_time(dir + "/sha256", fs::file_time_type::clock::now(), ec);  // used now
+        return use(dir + "/rootfs");
     }
-    return Fetch(id, sha);
+    COGS_ASSIGN_OR_RETURN(const std::string rootfs, Fetch(id, sha));
+    Evict(id);
+    return use(rootfs);
+}
+
+void ImageCache::Evict(const std::string& keep) {
+    struct Kept {
+        fs::file_time_type used;
+        std::string id;
+    };
+    std::vector<Kept> kept;
+    std::error_code ec;
+    for (fs::directory_iterator it(options_.dir, ec), end; !ec && it != end; it.increment(ec)) {
+        std::error_code ec2;
+        const fs::file_time_type used = fs::last_write_time(it->path() / "sha256", ec2);
+        kept.push_back({ec2 ? fs::file_time_type::min() : used, it->path().filename().string()});
+    }
+    const size_t max_images = std::max<size_t>(options_.max_images, 1);
+    if (kept.size() <= max_images) return;
+    std::sort(kept.begin(), kept.end(), [](const Kept& a, const Kept& b) { return a.used < b.used; });
+    size_t over = kept.size() - max_images;
+    std::lock_guard g(mu_);
+    for (const Kept& k : kept) {
+        if (over == 0) break;
+        if (k.id == keep) continue;
+        auto& l = per_image_[k.id];
+        if (l == nullptr) l = std::make_shared<std::mutex>();
+        std::unique_lock victim(*l, std::try_to_lock);
+        if (!victim.owns_lock()) continue;  // in use (or being downloaded): kept for now
+        fs::remove_all(options_.dir + "/" + k.id, ec);
+        victim.unlock();
+        if (l.use_count() == 1) per_image_.erase(k.id);  // nobody waits for it
+        --over;
+    }
 }
 
 Result<std::string> ImageCache::Fetch(const std::string& id, const std::string& sha256) {

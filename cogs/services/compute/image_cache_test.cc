@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "cogs/base/secret.h"
@@ -144,6 +145,48 @@ TEST_F(ImageCacheTest, ConcurrentBootsDownloadAnImageOnceAndFindItExtracted) {
     ImageCache again = Cache();
     ASSERT_TRUE(again.Rootfs("alpine"));
     EXPECT_EQ(cogsd_.downloads(), 1);
+}
+
+// At most max_images are kept: the least recently used goes once a download adds one more, but not
+// one in use; an image that went is downloaded again when asked for.
+TEST_F(ImageCacheTest, TheCacheKeepsItsMostRecentlyUsedImagesAndNeverOneInUse) {
+    for (const char* name : {"a", "b", "c"}) {
+        const std::string archive = Archive(std::string(name) + ".tar.gz", {{"name", name}});
+        cogsd_.Add(name, {std::string("img-") + name, Sha256Hex(ReadAll(archive)), archive});
+    }
+    ImageCache cache(ImageCacheOptions{
+        .dir = dir_ / "images", .control_urls = {cogsd_.url()}, .token = "t0ken", .max_images = 2});
+    const auto kept = [&] {
+        std::set<std::string> ids;
+        for (const auto& e : fs::directory_iterator(dir_ / "images")) {
+            ids.insert(e.path().filename().string());
+        }
+        return ids;
+    };
+    ASSERT_TRUE(cache.Rootfs("a"));
+    ASSERT_TRUE(cache.Rootfs("b"));
+    // a used last: b is the least recently used when c comes (mtimes: set, not waited for).
+    fs::last_write_time(dir_ / "images/img-b/sha256", fs::file_time_type::clock::now() - 1h);
+    ASSERT_TRUE(cache.Rootfs("a"));
+    ASSERT_TRUE(cache.Rootfs("c"));
+    EXPECT_EQ(kept(), (std::set<std::string>{"img-a", "img-c"}));
+    EXPECT_EQ(cogsd_.downloads(), 3);
+
+    // b again, while a is in use and c is older than a: c goes, a stays although the cache is
+    // over its bound meanwhile.
+    fs::last_write_time(dir_ / "images/img-c/sha256", fs::file_time_type::clock::now() - 2h);
+    Status used = cache.Use("a", [&](const std::string& rootfs) {
+        EXPECT_EQ(ReadAll(rootfs + "/name"), "a");
+        // The oldest of all now (Use marked it used at its start): only being in use keeps it.
+        fs::last_write_time(dir_ / "images/img-a/sha256", fs::file_time_type::clock::now() - 3h);
+        auto b = cache.Rootfs("b");  // another boot, meanwhile
+        EXPECT_TRUE(b) << b.error().ToString();
+        EXPECT_EQ(ReadAll(rootfs + "/name"), "a") << "the image in use is still there";
+        return Ok();
+    });
+    ASSERT_TRUE(used) << used.error().ToString();
+    EXPECT_EQ(kept(), (std::set<std::string>{"img-a", "img-b"}));
+    EXPECT_EQ(cogsd_.downloads(), 4) << "b downloaded again";
 }
 
 TEST_F(ImageCacheTest, AChecksumMismatchFailsForGoodAndKeepsNothing) {
