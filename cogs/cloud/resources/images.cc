@@ -234,7 +234,9 @@ void ImageFiles::Upload(Call call) {
         return std::make_pair(img, expected);
     }();
     if (!admitted) return call.Fail(admitted.error());
-    auto [img, expected] = *admitted;
+    // Not a structured binding: clang (the fuzz build) cannot capture one in the lambda below.
+    auto* const img = admitted->first;
+    const std::string expected = admitted->second;
     const std::string id = img->id;
     uploading_.insert(id);
     img->body["status"] = "saving";  // in memory only: a crash leaves the record as it was
