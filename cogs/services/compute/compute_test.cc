@@ -802,8 +802,9 @@ TEST_F(ComputeTest, BadVolumeInputIsRefusedNamingTheFieldAndChangesNothing) {
 
 // What the fake reporting driver was asked, and its DriverEvents to report through.
 struct DriverLog {
-    std::vector<std::string> calls;  // "boot i1", "stop i1", "poweroff i1", "delete i1", "adopt i1", "volumes i1 v1 v2"
-    std::vector<uint64_t> tickets;   // of the SyncVolumes calls
+    std::vector<std::string>
+        calls;  // "boot i1", "stop i1", "poweroff i1", "delete i1", "adopt i1", "volumes i1 v1 v2"
+    std::vector<uint64_t> tickets;  // of the SyncVolumes calls
     DriverEvents* events = nullptr;
 };
 
