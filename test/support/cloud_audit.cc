@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 #include <utility>
 
 #include <fmt/format.h>
@@ -71,14 +72,17 @@ std::vector<std::string> Strings(const json::object& o, const std::string& key) 
 }
 
 // The service action a workflow type's single step performs.
-std::string ServiceAction(const std::string& type) {
-    static const std::map<std::string, std::string> kActions = {{"server.start", "start_instance"},
-                                                                {"server.stop", "stop_instance"},
-                                                                {"server.reboot", "reboot_instance"},
-                                                                {"volume.attach", "attach_volumes"},
-                                                                {"volume.detach", "detach_volumes"}};
+// The service and its action that a request's workflow applies once: compute's and volume's
+// ledgers both hold an attach_volumes (the host mounts what the volume service attached).
+std::pair<std::string, std::string> ServiceAction(const std::string& type) {
+    static const std::map<std::string, std::pair<std::string, std::string>> kActions = {
+        {"server.start", {"compute", "start_instance"}},
+        {"server.stop", {"compute", "stop_instance"}},
+        {"server.reboot", {"compute", "reboot_instance"}},
+        {"volume.attach", {"volume", "attach_volumes"}},
+        {"volume.detach", {"volume", "detach_volumes"}}};
     auto it = kActions.find(type);
-    return it == kActions.end() ? "" : it->second;
+    return it == kActions.end() ? std::pair<std::string, std::string>() : it->second;
 }
 
 class Auditor {
@@ -132,7 +136,7 @@ private:
                 }
             }
             COGS_ASSIGN_OR_RETURN(json::array ledger, ServiceLedger(agent, 10s));
-            AddLedger(ledger);
+            AddLedger("compute", ledger);
         }
         return {};
     }
@@ -195,7 +199,7 @@ private:
         ApiClient volume(cloud_.volume_url, cloud_.service_token);
         COGS_ASSIGN_OR_RETURN(json::object vol, GetObject(volume, "/v1/inventory"));
         COGS_ASSIGN_OR_RETURN(json::array ledger, ServiceLedger(volume, 10s));
-        AddLedger(ledger);
+        AddLedger("volume", ledger);
         std::map<std::string, json::object> held;  // cogs-volume's volumes by id
         for (const auto& v : vol.at("volumes").as_array()) {
             const auto& o = v.as_object();
@@ -323,7 +327,7 @@ private:
         }
     }
 
-    void AddLedger(const json::array& ledger) {
+    void AddLedger(const std::string& service, const json::array& ledger) {
         for (const auto& e : ledger) {
             if (!e.is_object()) {
                 continue;
@@ -331,7 +335,7 @@ private:
             const auto& o = e.as_object();
             const std::string key = Str(o, "key");
             if (Str(o, "kind") == "do" && Str(o, "outcome") == "applied") {
-                ++applied_[{key.substr(0, key.find('/')), Str(o, "action")}];
+                ++applied_[{key.substr(0, key.find('/')), service, Str(o, "action")}];
             }
         }
     }
@@ -388,13 +392,14 @@ private:
             if (act.answer != Act::kAccepted || state[act.workflow_id] != "succeeded") {
                 continue;
             }
-            const int n = applied_[{act.workflow_id, ServiceAction(act.type)}];
+            const auto [service, action] = ServiceAction(act.type);
+            const int n = applied_[{act.workflow_id, service, action}];
             if (n > 1 || (n == 0 && act.type != "server.stop")) {
                 ++aa.not_done_once;
                 Find(fmt::format(
                     "ACTION NOT DONE ONCE: {}, workflow {} succeeded: {} applied {} time(s) in the "
                     "service's ledger",
-                    what, act.workflow_id, ServiceAction(act.type), n));
+                    what, act.workflow_id, service + "." + action, n));
             }
         }
         return {};
@@ -408,7 +413,8 @@ private:
     std::map<std::string, std::set<std::string>> ids_;
     std::map<std::string, json::object> servers_;
     std::map<std::string, std::map<std::string, InstanceView>> instances_by_host_;
-    std::map<std::pair<std::string, std::string>, int> applied_;  // (workflow, action) -> applied dos
+    std::map<std::tuple<std::string, std::string, std::string>, int>
+        applied_;  // (workflow, service, action) -> applied dos
 };
 
 }  // namespace
