@@ -18,6 +18,10 @@ struct ClientOptions {
     std::string host = "127.0.0.1";
     uint16_t port = 0;
     size_t max_connections = 64;  // requests beyond this wait for a free connection (FIFO)
+    // Null: plain HTTP. Else TLS, the server's certificate verified against tls's CA and required to
+    // name `server_name` (a DNS name or an IP address; empty: `host`). Sends SNI for a DNS name.
+    std::shared_ptr<TlsContext> tls{};
+    std::string server_name{};
 };
 
 class Client {
@@ -35,12 +39,14 @@ public:
 struct Endpoint {
     std::string host;
     uint16_t port = 0;
+    bool tls = false;  // https
     bool operator==(const Endpoint&) const = default;
 };
 
 // "HOST:PORT", or "[V6ADDR]:PORT" (the brackets dropped): port 0..65535 in decimal.
 std::optional<Endpoint> ParseHostPort(std::string_view s);
-// "http://HOST:PORT", optionally followed by a path (ignored): port 1..65535.
+// "http://HOST:PORT" or "https://HOST:PORT" (Endpoint::tls), optionally followed by a path
+// (ignored): port 1..65535.
 std::optional<Endpoint> ParseHttpUrl(std::string_view url);
 
 std::unique_ptr<Client> MakeClient(boost::asio::io_context& io, ClientOptions options);

@@ -156,14 +156,16 @@ std::optional<Endpoint> ParseHostPort(std::string_view s) {
 }
 
 std::optional<Endpoint> ParseHttpUrl(std::string_view url) {
-    if (!url.starts_with("http://")) {
+    const bool tls = url.starts_with("https://");
+    if (!tls && !url.starts_with("http://")) {
         return std::nullopt;
     }
-    url.remove_prefix(7);
+    url.remove_prefix(tls ? 8 : 7);
     auto e = ParseHostPort(url.substr(0, url.find('/')));
     if (!e || e->port == 0) {
         return std::nullopt;
     }
+    e->tls = tls;
     return e;
 }
 

@@ -23,6 +23,40 @@ class io_context;
 
 namespace cogs::http {
 
+// TLS (OpenSSL through Boost.Asio SSL; no OpenSSL type leaves cogs/http). A TlsContext holds the
+// PEM files of one side of a link, read when it is made and again by Reload(): a certificate rotated
+// on disk is taken without a restart. Connections opened after a reload use the new files; those
+// already open keep the ones they were made with. Shared by every connection of a server or client
+// (hold it in a shared_ptr); Reload() may be called from any thread.
+struct TlsFiles {
+    // PEM certificate chain (leaf first) and its private key. Server: required. Client: optional,
+    // its certificate for mutual TLS (both or neither).
+    std::string cert_file{};
+    std::string key_file{};
+    // PEM CA certificates. Client: required; the server's certificate must chain to one of them and
+    // name the host it is called by (ClientOptions::server_name). Server: optional; when given, every
+    // client must present a certificate that chains to one of them (mutual TLS), else the handshake
+    // fails; empty: no client certificate is asked for.
+    std::string ca_file{};
+};
+
+class TlsContext {
+public:
+    virtual ~TlsContext() = default;
+    // Re-reads the files. On any error the context keeps what it had and says why (kInvalidArgument
+    // for an unreadable or mismatched file).
+    virtual Status Reload() = 0;
+    // Reload() if any file's modification time or size changed since the last (re)load; true if it
+    // reloaded. For a poll timer (rotation by replacing the files, as cert-manager does).
+    virtual Result<bool> ReloadIfChanged() = 0;
+    virtual const TlsFiles& files() const = 0;
+};
+
+// kInvalidArgument naming the file and OpenSSL's reason when a file cannot be read or the key does
+// not match the certificate.
+Result<std::shared_ptr<TlsContext>> MakeServerTls(TlsFiles files);
+Result<std::shared_ptr<TlsContext>> MakeClientTls(TlsFiles files);
+
 // A body kept in a file rather than in memory (an image archive of hundreds of MiB). A temporary one
 // is deleted when the last reference to it goes.
 struct BodyFile {
@@ -48,6 +82,11 @@ struct Request {
     // (beyond: the exchange fails, kInvalidArgument; the file is left for the caller to remove).
     std::string response_file{};
     uint64_t response_file_max_bytes = uint64_t{1} << 32;
+    // Server only, set by the server: with mutual TLS, the verified client certificate's subject
+    // common name (a host's certificate names its host, cogsd's names "cogsd"); "" otherwise.
+    std::string peer_name{};
+    // Server only, set by the server: the client's IP address, as text.
+    std::string peer_address{};
 
     // The value of header `name` (lower-case), or "" if absent.
     std::string Header(const std::string& name) const;
@@ -100,6 +139,9 @@ struct ServerOptions {
     std::function<bool(const Request& head)> spool_body{};
     std::string spool_dir{};
     uint64_t max_spooled_body_bytes = 0;
+    // Null: plain HTTP. Else every connection is TLS (a plain-HTTP client fails its handshake and is
+    // closed, never answered).
+    std::shared_ptr<TlsContext> tls{};
 };
 
 class Server {
