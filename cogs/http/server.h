@@ -38,6 +38,10 @@ struct TlsFiles {
     // client must present a certificate that chains to one of them (mutual TLS), else the handshake
     // fails; empty: no client certificate is asked for.
     std::string ca_file{};
+    // Server with ca_file: false asks for a client certificate but also serves a client without
+    // one (Request::peer_name is then ""); one that presents a certificate not signed by the CA is
+    // still refused. cogsd's API: tenants come with tokens only, agents with their host's certificate.
+    bool require_client_cert = true;
 };
 
 class TlsContext {
