@@ -17,9 +17,10 @@
 // run in this process, so each figure pays for both sides' CPU on a machine of nproc cores.
 //
 // Prints a line per phase as it goes, then, as its last line, one JSON object: per mode and phase the
-// rate, p50 and p99 in µs, and errors; and the machine (nproc, the 1-minute load average before and
-// after). Reports; never fails on a timing.
+// rate, p50 and p99 in µs, the process's CPU time per request (both ends), and errors; and the machine
+// (nproc, the 1-minute load average before and after). Reports; never fails on a timing.
 #include <fmt/format.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
@@ -60,7 +61,18 @@ double LoadAverage() {
     return one;
 }
 
+// CPU time of the process (every thread: the server's and the client's), user + system, in µs.
+double CpuUs() {
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    auto us = [](const timeval& t) {
+        return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_usec);
+    };
+    return us(ru.ru_utime) + us(ru.ru_stime);
+}
+
 struct Figures {
+    double cpu_us = 0;  // per request, both ends: hardly moves when other jobs share the cores
     double rate = 0;
     double p50_us = 0;
     double p99_us = 0;
@@ -146,6 +158,7 @@ public:
         int active = concurrency;
         const auto begin = SteadyClock::now();
         const auto end = begin + length;
+        const double cpu_before = CpuUs();
         std::function<void(size_t)> issue = [&](size_t w) {
             const auto now = SteadyClock::now();
             if (now >= end || started >= max_requests) {
@@ -180,10 +193,12 @@ public:
             io.run_one();
         }
         const double elapsed = std::chrono::duration<double>(SteadyClock::now() - begin).count();
+        const double cpu = CpuUs() - cpu_before;
         Figures f;
         f.requests = static_cast<long>(latencies_us.size());
         f.errors = errors;
         f.rate = static_cast<double>(f.requests) / elapsed;
+        f.cpu_us = f.requests > 0 ? cpu / static_cast<double>(f.requests) : 0;
         f.p50_us = Percentile(latencies_us, 0.50);
         f.p99_us = Percentile(latencies_us, 0.99);
         clients.clear();
@@ -212,11 +227,9 @@ private:
 };
 
 json::object ToJson(const Figures& f) {
-    return {{"per_s", std::llround(f.rate)},
-            {"p50_us", std::llround(f.p50_us)},
-            {"p99_us", std::llround(f.p99_us)},
-            {"requests", f.requests},
-            {"errors", f.errors}};
+    return {{"per_s", std::llround(f.rate)},    {"cpu_us", std::llround(f.cpu_us)},
+            {"p50_us", std::llround(f.p50_us)}, {"p99_us", std::llround(f.p99_us)},
+            {"requests", f.requests},           {"errors", f.errors}};
 }
 
 int Run(const Options& o) {
@@ -232,12 +245,15 @@ int Run(const Options& o) {
         (void)bench.Drive(false, o.concurrency, std::min<Duration>(length, 500ms), 1 << 30);  // warm up
         const Figures keepalive = bench.Drive(false, o.concurrency, length, 1L << 40);
         fmt::print(stderr,
-                   "{:5} keepalive: {:8.0f} requests/s  p50 {:6.0f} µs  p99 {:6.0f} µs  ({} errors)\n",
-                   Name(mode), keepalive.rate, keepalive.p50_us, keepalive.p99_us, keepalive.errors);
+                   "{:5} keepalive: {:8.0f} requests/s  p50 {:6.0f} µs  p99 {:6.0f} µs  cpu {:5.0f} "
+                   "µs/request  ({} errors)\n",
+                   Name(mode), keepalive.rate, keepalive.p50_us, keepalive.p99_us, keepalive.cpu_us,
+                   keepalive.errors);
         const Figures connect = bench.Drive(true, o.concurrency, 60s, o.connects);
         fmt::print(stderr,
-                   "{:5} connect:   {:8.0f} connections/s  p50 {:6.0f} µs  p99 {:6.0f} µs  ({} errors)\n",
-                   Name(mode), connect.rate, connect.p50_us, connect.p99_us, connect.errors);
+                   "{:5} connect:   {:8.0f} connections/s  p50 {:6.0f} µs  p99 {:6.0f} µs  cpu {:5.0f} "
+                   "µs/connection  ({} errors)\n",
+                   Name(mode), connect.rate, connect.p50_us, connect.p99_us, connect.cpu_us, connect.errors);
         out[std::string(Name(mode)) + "_keepalive"] = ToJson(keepalive);
         out[std::string(Name(mode)) + "_connect"] = ToJson(connect);
     }
