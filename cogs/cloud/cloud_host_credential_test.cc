@@ -49,6 +49,8 @@ TEST_F(HostCredentialTest, AHostTokenRegistersAndRenewsItsOwnHostAndReadsImagesO
     EXPECT_EQ(Call(h1.host_token, "PUT", "/v1/hosts/h1", kHostBody).status, 200);
     EXPECT_EQ(Call(h1.host_token, "POST", "/v1/hosts/h1/heartbeat", "{}").status, 200);
     EXPECT_EQ(Call(h1.host_token, "GET", "/v1/images/debian").status, 200) << "the images it boots";
+    EXPECT_EQ(Call(h1.host_token, "GET", "/v1/images/debian/file").status, 409)
+        << "the download route is its to call (this image has no content yet)";
 
     // A tenant's network and server exist, for the host to try its hand on.
     const std::string member = NewToken(NewProject("t"), "member");

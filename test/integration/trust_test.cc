@@ -78,7 +78,7 @@ TEST(TrustTest, AHostsCredentialsReachItsOwnHostAndNothingElse) {
 
     // The services: neither the host's token nor its agent token opens them; nor none, nor a wrong one.
     for (const std::string part : {"cogs-network", "cogs-volume", "cogs-compute-2"}) {
-        for (const std::string token : {host_token, agent_token, std::string(), std::string("wrong")}) {
+        for (const std::string& token : {host_token, agent_token, std::string(), std::string("wrong")}) {
             ApiClient svc(dev.ServiceUrl(part), token);
             EXPECT_EQ(svc.Must("GET", "/v1/inventory").status, 401) << part;
             EXPECT_EQ(svc.Must("PUT", "/v1/faults", R"({"hang_all":true})").status, 401) << part;
@@ -117,9 +117,11 @@ TEST(TrustTest, AHostsCredentialsReachItsOwnHostAndNothingElse) {
     // The cloud still works: both hosts up (host-1's agent renews with its own token).
     ApiReply hosts = admin.Must("GET", "/v1/hosts");
     ASSERT_EQ(hosts.status, 200);
-    for (const auto& h : At(hosts.body, "hosts").as_array()) {
-        if (S(h, "name") == "host-1" || S(h, "name") == "host-2")
+    const boost::json::value list = At(hosts.body, "hosts");  // (a temporary's array would dangle)
+    for (const auto& h : list.as_array()) {
+        if (S(h, "name") == "host-1" || S(h, "name") == "host-2") {
             EXPECT_EQ(S(h, "state"), "up") << S(h, "name");
+        }
     }
     EXPECT_EQ(dev.Stop(), std::optional<int>(0));
 }
@@ -128,6 +130,7 @@ TEST(TrustTest, AHostsCredentialsReachItsOwnHostAndNothingElse) {
 std::optional<uint16_t> Start(const std::string& binary, std::vector<std::string> args, const TempDir& dir,
                               std::optional<runtime::Child>& child, int* status) {
     const std::string port_file = (dir / (binary + ".port"));
+    std::filesystem::remove(port_file);  // an earlier start's
     std::vector<std::string> argv{runtime::SiblingBinary(binary), "--listen", "127.0.0.1:0", "--port-file",
                                   port_file};
     argv.insert(argv.end(), args.begin(), args.end());

@@ -80,10 +80,12 @@ for f in admin.token network.token volume.token agent.key hosts/host-1/host.toke
     [[ $(stat -c %a "$T/$f") == 600 ]] || fail "$f is not mode 0600"
 done
 # No agent holds the admin token: each runs with its own host's credentials.
-if grep -q -- "admin.token" "$T"/logs/cogs-compute-*.log 2>/dev/null ||
-    ps -eo args | grep cogs-compute | grep -q -- "admin.token"; then
-    fail "an agent was given the admin token"
-fi
+for i in 1 2 3; do
+    pid=$(grep -A1 "\"name\": \"cogs-compute-$i\"" "$T/dev.json" | grep -o '"pid": *[0-9]*' | grep -o '[0-9]*$')
+    args=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+    [[ $args == *"hosts/host-$i/host.token"* && $args != *admin.token* ]] ||
+        fail "cogs-compute-$i does not run with its own host's credentials: $args"
+done
 # As the README runs it: `cogs` found on PATH, COGS unset.
 (unset COGS; PATH="$bin:$PATH" bash "$src/scripts/walkthrough.sh") || fail "the walkthrough failed"
 first_token=$COGS_TOKEN

@@ -671,7 +671,7 @@ protected:
             options.metrics = &metrics_;
             Start(std::move(options));
         }
-        HandlerAccess access{.test_routes = test_routes_};
+        HandlerAccess access{{}, test_routes_};
         if (!token_sha256.empty()) access.token_sha256 = {std::move(token_sha256), Sha256Hex("another-host")};
         auto server =
             http::StartServer(io_, http::ServerOptions{},
