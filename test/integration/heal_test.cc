@@ -347,8 +347,9 @@ protected:
     void Thaw(const std::string& agent) { freezer_->Thaw(agent); }
     void Watch() {
         std::map<std::string, std::string> tokens;
-        for (const DevProcess& a : Agents())
+        for (const DevProcess& a : Agents()) {
             tokens[a.name] = dev_->ServiceToken(a.name);
+        }
         watch_ = std::make_unique<DoubleRunWatch>(Agents(), std::move(tokens), *freezer_);
     }
     void ExpectNoDoubleRun() {

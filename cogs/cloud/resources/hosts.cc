@@ -206,14 +206,16 @@ void Hosts::Enroll(Call call) {
     auto& [token, secret] = *made;
     std::vector<store::ResourceWrite> writes;
     for (const std::string& id : revoked) {
-        if (const Res* old = ctx_.model.Find(kToken, id))
+        if (const Res* old = ctx_.model.Find(kToken, id)) {
             ctx_.model.token_by_hash.erase(Str(old->body, "_hash"));
+        }
         ctx_.model.Erase(kToken, id);
         writes.push_back(Model::EraseWrite(kToken, id));
     }
     json::array revoked_ids;
-    for (const std::string& id : revoked)
+    for (const std::string& id : revoked) {
         revoked_ids.emplace_back(id);
+    }
     json::object view{{"host", name},
                       {"token_id", token.id},
                       {"revoked_token_ids", std::move(revoked_ids)},
