@@ -11,6 +11,7 @@
 #include <set>
 
 #include "bench/create_storm_util.h"
+#include "cogs/runtime/files.h"
 
 namespace cogs::bench::storm {
 namespace {
@@ -26,15 +27,19 @@ bool Over(const Usage& u, const Usage& cap, const CreateStormOptions& o) {
 }
 
 // Every compute process's URL: `cogs dev`'s and ours.
-std::vector<std::string> ComputeUrls(const DevCloud& dev, const std::string& sim_url) {
-    std::vector<std::string> urls;
+// Every compute process's URL with the token it checks (an agent's own; for the sim hosts' process,
+// one of its hosts', which StormCloud::StartSim leaves in bench-sim-agent.token).
+std::vector<std::pair<std::string, std::string>> ComputeUrls(const DevCloud& dev,
+                                                             const std::string& sim_url) {
+    std::vector<std::pair<std::string, std::string>> urls;
     for (const auto& p : dev.processes()) {
         if (p.name.find("compute") != std::string::npos) {
-            urls.push_back(p.url);
+            urls.emplace_back(p.url, dev.ServiceToken(p.name));
         }
     }
     if (!sim_url.empty()) {
-        urls.push_back(sim_url);
+        auto token = runtime::ReadTokenFile(dev.data_dir() + "/bench-sim-agent.token");
+        urls.emplace_back(sim_url, token ? *token : "");
     }
     return urls;
 }
@@ -92,8 +97,8 @@ std::optional<std::pair<std::map<std::string, Usage>, std::map<std::string, Usag
     const DevCloud& dev, const std::string& sim_url, int64_t* instances) {
     std::map<std::string, Usage> used, capacity;
     *instances = 0;
-    for (const auto& url : ComputeUrls(dev, sim_url)) {
-        ApiClient svc(url, dev.service_token());
+    for (const auto& [url, token] : ComputeUrls(dev, sim_url)) {
+        ApiClient svc(url, token);
         ApiReply r = svc.Must("GET", "/v1/inventory");
         if (r.status != 200) {
             Progress("GET {}/v1/inventory: {} {}", url, r.status, r.text);
@@ -120,7 +125,7 @@ std::optional<Checks> Check(const DevCloud& dev, const std::string& sim_url,
     auto hosts = ListAll(admin, "/v1/hosts", "hosts");
     int64_t instances = 0;
     auto agents = AgentUsage(dev, sim_url, &instances);
-    ApiClient network(dev.ServiceUrl("network"), dev.service_token());
+    ApiClient network = dev.Service("network");
     ApiReply net = network.Must("GET", "/v1/inventory");
     if (!hosts || !agents || net.status != 200) {
         if (net.status != 200) {

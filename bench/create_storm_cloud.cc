@@ -111,12 +111,30 @@ void StormCloud::Stop() {
 
 bool StormCloud::StartSim(const CreateStormOptions& o) {
     const std::string dir = dev_->data_dir();
-    std::string admin_token_file = dir + "/admin.token";
-    if (!std::filesystem::exists(admin_token_file)) {
-        admin_token_file = dir + "/bench-admin.token";
-        if (auto st = runtime::WriteFileAtomic(admin_token_file, dev_->admin_token() + "\n", 0600); !st) {
-            Progress("{}", st.error().ToString());
+    // Each sim host enrolled through the API: its own credentials in bench-creds/<host>/ (the
+    // process is given the directory), never the admin token.
+    const std::string creds = dir + "/bench-creds";
+    ApiClient admin = dev_->Admin();
+    for (int i = 1; i <= o.sim_hosts; ++i) {
+        const std::string host = fmt::format("{}{}", kSimPrefix, i);
+        ApiReply r = admin.Must("POST", "/v1/hosts/" + host + "/enroll", "");
+        if (r.status != 201) {
+            Progress("enrolling {}: {} {}", host, r.status, r.text);
             return false;
+        }
+        const auto& e = r.body.at("enrollment").as_object();
+        std::filesystem::create_directories(creds + "/" + host);
+        for (const auto& [file, field] : {std::pair{creds + "/" + host + "/host.token", "host_token"},
+                                          std::pair{creds + "/" + host + "/agent.token", "agent_token"}}) {
+            if (auto st = runtime::WriteFileAtomic(file, std::string(e.at(field).as_string()) + "\n", 0600);
+                !st) {
+                Progress("{}", st.error().ToString());
+                return false;
+            }
+        }
+        if (i == 1) {  // what the checks present to this process (create_storm_checks.cc)
+            (void)runtime::WriteFileAtomic(dir + "/bench-sim-agent.token",
+                                           std::string(e.at("agent_token").as_string()) + "\n", 0600);
         }
     }
     const std::string port_file = dir + "/bench-sim-compute.port";
@@ -128,8 +146,8 @@ bool StormCloud::StartSim(const CreateStormOptions& o) {
                                      port_file,
                                      "--state",
                                      dir + "/bench-sim-compute.db",
-                                     "--token-file",
-                                     dir + "/service.token",
+                                     "--credentials-dir",
+                                     creds,
                                      "--hosts",
                                      std::to_string(o.sim_hosts),
                                      "--host-prefix",
@@ -137,9 +155,7 @@ bool StormCloud::StartSim(const CreateStormOptions& o) {
                                      "--az",
                                      "nova",
                                      "--boot-ms",
-                                     std::to_string(o.boot_ms),
-                                     "--control-token-file",
-                                     admin_token_file};
+                                     std::to_string(o.boot_ms)};
     for (const auto& r : dev_->replicas()) {  // as `cogs dev`'s own agents: every replica's URL
         argv.insert(argv.end(), {"--control-url", r.url});
     }

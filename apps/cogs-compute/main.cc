@@ -1,9 +1,17 @@
 // cogs-compute: serves the compute domain (cogs/services/compute) with the micro-service kit until
 // SIGTERM or SIGINT, as one host or as many (scale tests), and registers its hosts with cogsd.
 //
+//   cogs host enroll host-1 --out /etc/cogs/host-1      # by an operator: the host's credentials
 //   cogs-compute --listen 127.0.0.1:0 --state /tmp/c/state.db --host host-1
-//       --control-url http://127.0.0.1:8774 --control-token-file /tmp/cogs/admin.token
-//   cogs-compute --hosts 1000 --host-prefix sim- --boot-ms 0 ...     # hosts sim-1 .. sim-1000
+//       --control-url http://127.0.0.1:8774 --control-token-file /etc/cogs/host-1/host.token
+//       --token-file /etc/cogs/host-1/agent.token
+//   cogs-compute --hosts 1000 --host-prefix sim- --boot-ms 0 --credentials-dir creds ...
+//       # hosts sim-1 .. sim-1000, each enrolled: creds/sim-<i>/{host,agent}.token
+//
+// Credentials (docs/api.md "Hosts and their credentials"): a host registers and renews its lease
+// with its own host token (it can do nothing else with it), and serves only calls carrying its own
+// agent token (--token-file; with --credentials-dir, any of its hosts' agent tokens). Nothing it
+// holds acts for another host or reaches the network or volume service.
 //   cogs-compute ... --control-url http://10.0.0.1:8774,http://10.0.0.2:8774  # cogsd's replicas
 //   cogs-compute --driver container --state /var/lib/cogs/host-1/state.db ...  # real instances (root)
 //
@@ -40,6 +48,7 @@ int main(int argc, char** argv) {
     std::string driver_name = "sim";
     std::vector<std::string> control_urls;
     std::string control_token_file;
+    std::string credentials_dir;
     int64_t heartbeat_ms = 1000;
     int64_t lease_ttl_ms = 3000;
     int64_t no_leader_max_ms = 5000;
@@ -93,7 +102,16 @@ int main(int argc, char** argv) {
                    "cogsd's URL, http://HOST:PORT, to register the hosts with (default: no registration); "
                    "repeatable or comma-separated: every replica's, tried in turn when one fails")
         ->delimiter(',');
-    app.add_option("--control-token-file", control_token_file, "file holding the bearer token for cogsd");
+    auto* control_token_opt = app.add_option("--control-token-file", control_token_file,
+                                             "file holding the host's token for cogsd (its host.token, from "
+                                             "`cogs host enroll`)");
+    app.add_option(
+           "--credentials-dir", credentials_dir,
+           "every host's credentials, DIR/<host>/host.token and DIR/<host>/agent.token (as `cogs host "
+           "enroll <host> --out DIR/<host>` writes them): each host registers with its own token, and "
+           "cogsd's calls must carry one of the hosts' agent tokens (instead of --control-token-file "
+           "and --token-file)")
+        ->excludes(control_token_opt);
     app.add_option("--heartbeat-ms", heartbeat_ms, "interval of every host's heartbeat to cogsd")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
@@ -136,6 +154,27 @@ int main(int argc, char** argv) {
         compute_options.hosts.push_back(spec);
     }
     compute_options.leased = !control_urls.empty();
+    compute_options.test_routes = options.test_routes;
+
+    // Each host's own credentials (--credentials-dir): its host token for cogsd, its agent token
+    // among those the service accepts.
+    std::map<std::string, std::string> host_tokens;
+    if (!credentials_dir.empty()) {
+        if (!options.token_files.empty()) {
+            spdlog::critical("--credentials-dir holds the agent tokens: give no --token-file with it");
+            return 2;
+        }
+        for (const compute::HostSpec& h : compute_options.hosts) {
+            const std::string dir = (std::filesystem::path(credentials_dir) / h.name).string();
+            auto token = runtime::ReadTokenFile(dir + "/host.token");
+            if (!token) {
+                spdlog::critical("--credentials-dir: host {}: {}", h.name, token.error().message);
+                return 2;
+            }
+            host_tokens[h.name] = *token;
+            options.token_files.push_back(dir + "/agent.token");
+        }
+    }
     compute_options.supervisor.restart_backoff = Millis(restart_backoff_ms);
     compute_options.supervisor.restart_max = restart_max;
     compute_options.supervisor.restart_window = std::chrono::seconds(restart_window_s);
@@ -170,6 +209,8 @@ int main(int argc, char** argv) {
                 return 2;
             }
             driver_options.control_token = *token;
+        } else if (!host_tokens.empty()) {
+            driver_options.control_token = host_tokens.begin()->second;
         }
     }
     auto driver = compute::MakeComputeDriver(driver_name, driver_options);
@@ -204,6 +245,7 @@ int main(int argc, char** argv) {
             }
             agent.token = *token;
         }
+        agent.host_tokens = host_tokens;
         auto listen = kit::ParseListen(options.listen);
         if (!listen) {
             spdlog::critical("--listen: {}", listen.error().message);

@@ -2,8 +2,14 @@
 // workflow (workflows/cloud/*.yaml) against the micro-services, places servers on hosts.
 //
 //   cogsd --data-dir .cogs --listen 127.0.0.1:8780 --network-url http://127.0.0.1:P
-//         --volume-url http://127.0.0.1:P --service-token-file .cogs/service.token
+//         --volume-url http://127.0.0.1:P --network-token-file .cogs/network.token
+//         --volume-token-file .cogs/volume.token --agent-key-file .cogs/agent.key
 //         --bootstrap-token-file .cogs/admin.token
+//
+// Credentials (docs/api.md "Hosts and their credentials"): cogsd presents the network and the volume
+// service each its own token, and each compute host's agent that agent's own token, derived from
+// the agent key (the same file on every replica). Without all three files it refuses to start,
+// unless --insecure (development only: it then presents none of those it lacks).
 //
 // Replicas (docs/ha.md): with --store postgresql://... several cogsd share one database. Each runs
 // an election (cogs/store/leadership.h); a follower serves /healthz and /metrics and forwards every
@@ -82,7 +88,7 @@ struct Leader {
 struct LeaderConfig {
     std::string workflows_dir;
     std::string bootstrap_token_file;
-    std::string service_token;
+    std::string network_token, volume_token;
     http::Endpoint network, volume;
     workflow::EngineOptions engine_options;
     cloud::CloudOptions cloud_options;
@@ -101,9 +107,9 @@ Result<std::unique_ptr<Leader>> BuildLeader(boost::asio::io_context& io, const L
     COGS_TRY(l->registry->RegisterAll(std::move(*defs)));
     l->catalog.Add("network",
                    services::kit::MakeHttpServiceClient(io, config.network.host, config.network.port,
-                                                        "network", 256, config.service_token));
+                                                        "network", 256, config.network_token));
     l->catalog.Add("volume", services::kit::MakeHttpServiceClient(io, config.volume.host, config.volume.port,
-                                                                  "volume", 256, config.service_token));
+                                                                  "volume", 256, config.volume_token));
     l->engine =
         std::make_unique<workflow::Engine>(io, *l->store, *l->registry, l->catalog, config.engine_options);
     l->cloud = std::make_unique<cloud::Cloud>(io, *l->store, *l->engine, *l->registry, config.cloud_options);
@@ -135,7 +141,9 @@ int main(int argc, char** argv) {
     CLI::App app{"cogsd: the cogs control plane"};
     std::string data_dir = ".cogs";
     std::string listen = "127.0.0.1:8780";
-    std::string port_file, network_url, volume_url, service_token_file, bootstrap_token_file, workflows_dir;
+    std::string port_file, network_url, volume_url, bootstrap_token_file, workflows_dir;
+    std::string network_token_file, volume_token_file, agent_key_file;
+    bool insecure = false;
     std::string log_level = "info";
     std::string log_format = "json";
     int64_t idempotency_ttl_s = 24 * 3600;
@@ -170,7 +178,16 @@ int main(int argc, char** argv) {
     app.add_option("--port-file", port_file, "write the bound port here once listening");
     app.add_option("--network-url", network_url, "the network service, http://HOST:PORT")->required();
     app.add_option("--volume-url", volume_url, "the volume service, http://HOST:PORT")->required();
-    app.add_option("--service-token-file", service_token_file, "the token cogsd presents to the services");
+    app.add_option("--network-token-file", network_token_file,
+                   "the token cogsd presents to the network service (its --token-file)");
+    app.add_option("--volume-token-file", volume_token_file,
+                   "the token cogsd presents to the volume service (its --token-file)");
+    app.add_option("--agent-key-file", agent_key_file,
+                   "the key each compute agent's token is derived from (the same on every replica; "
+                   "POST /v1/hosts/{name}/enroll gives a host its token)");
+    app.add_flag(
+        "--insecure", insecure,
+        "start without the credential files above (development only: what is missing is not presented)");
     app.add_option("--bootstrap-token-file", bootstrap_token_file,
                    "on first start, write the admin token's secret here (mode 0600)");
     app.add_option("--workflows", workflows_dir,
@@ -290,13 +307,23 @@ int main(int argc, char** argv) {
     if (!listen_ep) return Fail("--listen: expected HOST:PORT, got '" + listen + "'");
     if (!network_ep) return Fail("--network-url: expected http://HOST:PORT, got '" + network_url + "'");
     if (!volume_ep) return Fail("--volume-url: expected http://HOST:PORT, got '" + volume_url + "'");
-    std::string service_token;
-    if (!service_token_file.empty()) {
-        auto t = runtime::ReadTokenFile(service_token_file);
-        if (!t) return Fail("--service-token-file: " + t.error().message);
-        service_token = *t;
+    for (auto [flag, file, into] :
+         {std::tuple{"--network-token-file", &network_token_file, &cloud_options.network_token},
+          std::tuple{"--volume-token-file", &volume_token_file, &cloud_options.volume_token},
+          std::tuple{"--agent-key-file", &agent_key_file, &cloud_options.agent_key}}) {
+        if (file->empty()) {
+            if (!insecure) {
+                return Fail(std::string("no ") + flag +
+                            ": cogsd needs the network and volume services' tokens and the agents' key (or "
+                            "--insecure, for development only)");
+            }
+            spdlog::warn("--insecure: no {}: none is presented where it would be", flag);
+            continue;
+        }
+        auto t = runtime::ReadTokenFile(*file);
+        if (!t) return Fail(std::string(flag) + ": " + t.error().message);
+        *into = *t;
     }
-    cloud_options.service_token = service_token;
     std::error_code fs_ec;
     std::filesystem::create_directories(data_dir, fs_ec);
     if (fs_ec) return Fail("--data-dir " + data_dir + ": " + fs_ec.message());
@@ -328,7 +355,8 @@ int main(int argc, char** argv) {
     observe::Metrics metrics;
     LeaderConfig config;
     config.bootstrap_token_file = bootstrap_token_file;
-    config.service_token = service_token;
+    config.network_token = cloud_options.network_token;
+    config.volume_token = cloud_options.volume_token;
     config.network = *network_ep;
     config.volume = *volume_ep;
     if (workflows_dir.empty()) {

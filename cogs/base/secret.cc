@@ -1,6 +1,7 @@
 #include "cogs/base/secret.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sys/random.h>
 
 #include <cerrno>
@@ -27,6 +28,16 @@ std::string Sha256Hex(std::string_view data) {
     // EVP_Digest fails only on allocation failure or a broken OpenSSL: not an expected failure.
     if (EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr) != 1) {
         throw std::runtime_error("EVP_Digest(sha256) failed");
+    }
+    return ToHex(digest, len);
+}
+
+std::string HmacSha256Hex(std::string_view key, std::string_view data) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+             reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest, &len) == nullptr) {
+        throw std::runtime_error("HMAC(sha256) failed");
     }
     return ToHex(digest, len);
 }

@@ -28,6 +28,9 @@ private:
     void* ctx_;  // an EVP_MD_CTX (OpenSSL stays in secret.cc)
 };
 
+// HMAC-SHA256 of `data` under `key`, as 64 lowercase hex characters.
+std::string HmacSha256Hex(std::string_view key, std::string_view data);
+
 // `bytes` random bytes from getrandom(2), as 2*bytes lowercase hex characters.
 std::string RandomHex(size_t bytes);
 

@@ -11,6 +11,12 @@ TEST(Secret, Sha256OfKnownVectors) {
     EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+TEST(Secret, HmacSha256OfAKnownVector) {
+    EXPECT_EQ(HmacSha256Hex("key", "The quick brown fox jumps over the lazy dog"),
+              "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
+    EXPECT_NE(HmacSha256Hex("key", "a"), HmacSha256Hex("kez", "a"));
+}
+
 TEST(Secret, RandomHexHasTheLengthAndDiffers) {
     const std::string a = RandomHex(32);
     const std::string b = RandomHex(32);

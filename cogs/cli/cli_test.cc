@@ -25,6 +25,7 @@
 #include "cogs/cli/internal/dev.h"
 #include "cogs/cli/internal/output.h"
 #include "cogs/http/server.h"
+#include "cogs/runtime/files.h"
 #include "test/support/temp_dir.h"
 
 namespace cogs::cli {
@@ -169,6 +170,16 @@ private:
                 }
                 return Json(200, a);
             }
+        }
+        if (req.method == "POST" && path.starts_with("/v1/hosts/") && path.ends_with("/enroll")) {
+            const std::string host = path.substr(10, path.size() - 10 - 7);
+            return Json(
+                201, json::object{{"enrollment", json::object{{"host", host},
+                                                              {"token_id", "tok-" + host},
+                                                              {"host_token", "cogs_host_secret"},
+                                                              {"agent_token", "agent_secret"},
+                                                              {"revoked_token_ids", json::array{"tok-old"}},
+                                                              {"enrolled_at", "2026-01-01T00:00:00Z"}}}});
         }
         if (path == "/v1/log-levels") {
             if (req.method == "PUT") {
@@ -368,6 +379,28 @@ protected:
 };
 
 // ---- configuration ------------------------------------------------------------------------------
+
+TEST_F(CliTest, HostEnrollPrintsTheCredentialsOnceOrWritesThemToPrivateFiles) {
+    Outcome r = Cogs({"host", "enroll", "host-7"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(api_.seen("POST", "/v1/hosts/host-7/enroll").size(), 1u);
+    EXPECT_NE(r.out.find("cogs_host_secret"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("agent_secret"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("revoked: tok-old"), std::string::npos) << r.out;
+
+    const std::string out = home_dir_ / "creds/host-7";
+    r = Cogs({"host", "enroll", "host-7", "--out", out});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(r.out.find("cogs_host_secret"), std::string::npos) << "written, not printed: " << r.out;
+    EXPECT_EQ(runtime::ReadTokenFile(out + "/host.token").value_or(""), "cogs_host_secret");
+    EXPECT_EQ(runtime::ReadTokenFile(out + "/agent.token").value_or(""), "agent_secret");
+    for (const std::string f : {"/host.token", "/agent.token"}) {
+        EXPECT_EQ(std::filesystem::status(out + f).permissions(),
+                  std::filesystem::perms::owner_read | std::filesystem::perms::owner_write)
+            << f;
+    }
+    EXPECT_NE(r.out.find("--control-token-file " + out + "/host.token"), std::string::npos) << r.out;
+}
 
 TEST_F(CliTest, SettingsPrecedenceFlagsThenEnvThenFile) {
     const fs::path cfg_dir = home_ / ".config" / "cogs";

@@ -95,6 +95,8 @@ private:
     // Restarts the cluster if its server died (at most once per backoff); true if it was restarted.
     bool SupervisePostgres();
     void StopPostgres();
+    // POST /v1/hosts/{host}/enroll, its credentials written to dir/host.token and dir/agent.token.
+    bool EnrollHost(ApiClient& api, const std::string& host, const std::string& dir);
     bool AwaitHostsUp(ApiClient& api);
     bool Seed(ApiClient& api);
     // Whether every started child still runs; prints the first dead one's log tail otherwise.
@@ -205,6 +207,37 @@ bool Dev::AwaitAdminToken() {
             return false;
         }
     }
+    return false;
+}
+
+bool Dev::EnrollHost(ApiClient& api, const std::string& host, const std::string& dir) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+    // A retried call may come back as its Idempotency-Key's replay, without the secrets: once more.
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        json::value body = json::object{};
+        auto made = api.Call("POST", "/v1/hosts/" + http::UrlEncode(host) + "/enroll", &body);
+        if (!made) {
+            err_ << fmt::format("cogs dev: enrolling {}: {} ({})\n", host, made.error().message,
+                                made.error().code);
+            return false;
+        }
+        const json::value* e = made->is_object() ? made->as_object().if_contains("enrollment") : nullptr;
+        if (e == nullptr || !e->is_object()) continue;
+        const std::string host_token = Cell(e->as_object(), "host_token");
+        const std::string agent_token = Cell(e->as_object(), "agent_token");
+        if (host_token.empty() || agent_token.empty()) continue;
+        for (const auto& [file, secret] :
+             {std::pair{dir + "/host.token", host_token}, std::pair{dir + "/agent.token", agent_token}}) {
+            if (auto s = runtime::WriteFileAtomic(file, secret + "\n", 0600); !s) {
+                err_ << fmt::format("cogs dev: {}\n", s.error().message);
+                return false;
+            }
+        }
+        return true;
+    }
+    err_ << fmt::format("cogs dev: enrolling {}: no credentials in the answer\n", host);
     return false;
 }
 
@@ -531,8 +564,13 @@ int Dev::Run() {
             }
         }
     }
-    if (!fs::exists(dir_ / "service.token")) {
-        if (auto s = runtime::WriteFileAtomic(D("service.token"), RandomHex(32) + "\n", 0600); !s) {
+    // The services' tokens and the agents' key, each its own secret (made once; the agents' own
+    // credentials come from their enrollment, below).
+    for (const char* secret : {"network.token", "volume.token", "agent.key"}) {
+        if (fs::exists(dir_ / secret)) {
+            continue;
+        }
+        if (auto s = runtime::WriteFileAtomic(D(secret), RandomHex(32) + "\n", 0600); !s) {
             err_ << fmt::format("cogs dev: {}\n", s.error().message);
             return 1;
         }
@@ -556,14 +594,14 @@ int Dev::Run() {
         return procs_.back().get();
     };
     auto listen = [](uint16_t port) { return fmt::format("127.0.0.1:{}", port); };
-    const std::string service_token = D("service.token");
 
     int rc = 1;
     [&] {
         Proc* network = make("cogs-network", "cogs-network", [=, this](uint16_t port) {
             std::vector<std::string> args{
-                "--listen", listen(port),    "--port-file",  D("run/cogs-network.port"),
-                "--state",  D("network.db"), "--token-file", service_token};
+                "--listen",     listen(port),    "--port-file",  D("run/cogs-network.port"),
+                "--state",      D("network.db"), "--token-file", D("network.token"),
+                "--test-routes"};
             if (containers) {  // a bridge per network for the real instances' ports
                 args.insert(args.end(), {"--driver", "linux"});
             }
@@ -574,9 +612,9 @@ int Dev::Run() {
         }
         Proc* volume = make("cogs-volume", "cogs-volume", [=, this](uint16_t port) {
             return std::vector<std::string>{
-                "--listen", listen(port),     "--port-file",  D("run/cogs-volume.port"),
-                "--state",  D("volume.db"),   "--token-file", service_token,
-                "--driver", o_.volume_driver, "--volume-dir", D("volumes")};
+                "--listen",       listen(port),   "--port-file",     D("run/cogs-volume.port"), "--state",
+                D("volume.db"),   "--token-file", D("volume.token"), "--test-routes",           "--driver",
+                o_.volume_driver, "--volume-dir", D("volumes")};
         });
         if (!Start(*volume) || !AwaitPort(*volume)) {
             return;
@@ -601,8 +639,12 @@ int Dev::Run() {
                                               network->url(),
                                               "--volume-url",
                                               volume->url(),
-                                              "--service-token-file",
-                                              service_token,
+                                              "--network-token-file",
+                                              D("network.token"),
+                                              "--volume-token-file",
+                                              D("volume.token"),
+                                              "--agent-key-file",
+                                              D("agent.key"),
                                               "--bootstrap-token-file",
                                               D("admin.token")};
                 if (postgres) {
@@ -637,6 +679,11 @@ int Dev::Run() {
         std::vector<Proc*> computes;
         for (int i = 1; i <= o_.hosts; ++i) {
             const std::string name = fmt::format("cogs-compute-{}", i);
+            const std::string creds = D(fmt::format("hosts/host-{}", i));
+            // The host's own credentials, from the API (never the admin token: docs/api.md).
+            if (!EnrollHost(api, fmt::format("host-{}", i), creds)) {
+                return;
+            }
             computes.push_back(make(name, "cogs-compute", [=, this](uint16_t port) {
                 std::vector<std::string> args{"--listen",
                                               listen(port),
@@ -645,13 +692,14 @@ int Dev::Run() {
                                               "--state",
                                               D(fmt::format("compute-{}.db", i)),
                                               "--token-file",
-                                              service_token,
+                                              creds + "/agent.token",
+                                              "--test-routes",
                                               "--host",
                                               fmt::format("host-{}", i),
                                               "--az",
                                               "nova",
                                               "--control-token-file",
-                                              D("admin.token"),
+                                              creds + "/host.token",
                                               "--boot-ms",
                                               std::to_string(o_.boot_ms)};
                 if (containers) {

@@ -10,6 +10,7 @@
 #include "cogs/cloud/api/http_api.h"
 #include "cogs/cloud/api/routes.h"
 #include "cogs/cloud/core/context.h"
+#include "cogs/cloud/core/credentials.h"
 #include "cogs/cloud/heal/healer.h"
 #include "cogs/cloud/health/host_monitor.h"
 #include "cogs/cloud/reconcile/reconcile_loop.h"
@@ -64,7 +65,7 @@ public:
           networks(ctx),
           volumes(ctx),
           servers(ctx, volumes, healer),
-          hosts(ctx, monitor, healer, reconcile),
+          hosts(ctx, catalog, monitor, healer, reconcile),
           reads(ctx),
           history(ctx),
           workflows(ctx),
@@ -104,8 +105,9 @@ public:
     std::optional<services::compute::HostRoute> RouteTo(const std::string& host) const {
         const Res* h = ctx.model.Find(kHost, host);
         if (h == nullptr) return std::nullopt;
-        return services::compute::HostRoute{
-            Str(h->body, "url"), monitor.StateOf(host) == health::HostState::kDown, monitor.LeaseEpoch(host)};
+        return services::compute::HostRoute{Str(h->body, "url"),
+                                            monitor.StateOf(host) == health::HostState::kDown,
+                                            monitor.LeaseEpoch(host), TokenFor(ctx, "compute", host)};
     }
 
     Context ctx;
@@ -230,6 +232,10 @@ Result<Principal> Cloud::Impl::Authenticate(std::string_view bearer) const {
     who.project_id = t->project;
     who.project_name = Str(p->body, "name");
     who.role = ParseRole(Str(t->body, "role")).value_or(Role::kReader);
+    if (who.role == Role::kHost) {
+        who.host = Str(t->body, "host");
+        if (who.host.empty()) return MakeError(ErrorCode::kUnauthenticated, "invalid token");
+    }
     return who;
 }
 
@@ -298,7 +304,7 @@ std::shared_ptr<workflow::ServiceClient> Cloud::ComputeService() {
     Impl& i = *impl_;
     if (!i.compute_router) {
         i.compute_router = services::compute::MakeComputeRouter(
-            i.ctx.io, [&i](const std::string& host) { return i.RouteTo(host); }, i.ctx.options.service_token,
+            i.ctx.io, [&i](const std::string& host) { return i.RouteTo(host); },
             i.ctx.options.compute_connections);
     }
     return i.compute_router;

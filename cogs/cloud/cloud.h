@@ -67,7 +67,15 @@ struct CloudOptions {
     // The services whose inventories the reconcilers read ("network", "volume" -> http://HOST:PORT);
     // compute agents are read at the URL each host registered.
     std::map<std::string, std::string> inventory_urls;
-    std::string service_token;        // presented to the compute agents (Authorization: Bearer)
+    // What cogsd presents (Authorization: Bearer) when it reads the services' inventories: the network
+    // and volume services their own tokens, each host's agent its own token, derived from
+    // `agent_key` (core/credentials.h). Empty: none presented. The engine's clients of the network
+    // and volume services are cogsd's (the same tokens).
+    std::string network_token;
+    std::string volume_token;
+    // Without it, POST /v1/hosts/{name}/enroll is refused (422 failed_precondition) and agents are
+    // called without a token.
+    std::string agent_key;
     size_t compute_connections = 64;  // per host
     // API requests being served at once; beyond, 429 with Retry-After.
     size_t max_inflight_requests = 4096;

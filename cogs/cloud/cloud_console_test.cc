@@ -2,6 +2,7 @@
 // HTTP server of the test on the fixture's io_context, answering GET /v1/instances/{id}/console as
 // cogs-compute does; what cogsd asked it and what the API answers are checked.
 #include "cogs/cloud/cloud_test_fixture.h"
+#include "cogs/cloud/core/credentials.h"
 #include "cogs/cloud/resources/consoles.h"
 
 namespace cogs::cloud::testing {
@@ -10,7 +11,7 @@ namespace {
 class CloudConsoleTest : public CloudTest {
 protected:
     void SetUp() override {
-        options_.service_token = "the-service-token";
+        options_.agent_key = "the-agent-key";
         CloudTest::SetUp();
         ASSERT_NO_FATAL_FAILURE(Seed());
         project_ = NewProject("t");
@@ -71,7 +72,13 @@ TEST_F(CloudConsoleTest, TheOutputComesFromTheAgentOfTheServersHostAndLengthKeep
     EXPECT_EQ(all.Field("console", "host"), host);
     ASSERT_FALSE(asked_.empty());
     EXPECT_EQ(asked_.back(), "/v1/instances/" + id + "/console");
-    EXPECT_EQ(authorization_, "Bearer " + options_.service_token) << "the agents want the service token";
+    EXPECT_EQ(authorization_, "Bearer " + AgentToken(options_.agent_key, host, ""))
+        << "a host never enrolled: the token of its name alone";
+    // Enrolled: the agent token its enrollment gave, which is that host's alone.
+    Reply enrolled = Call(admin_, "POST", "/v1/hosts/" + host + "/enroll");
+    ASSERT_EQ(enrolled.status, 201) << enrolled.raw.body;
+    ASSERT_EQ(Console(id).status, 200);
+    EXPECT_EQ(authorization_, "Bearer " + enrolled.Field("enrollment", "agent_token"));
 
     Reply last = Console(id, "?length=2");
     ASSERT_EQ(last.status, 200) << last.raw.body;

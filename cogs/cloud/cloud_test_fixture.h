@@ -188,6 +188,7 @@ protected:
         options_.fence_window = 1s;
         options_.restart_grace = 0s;
         options_.reconcile_every = std::chrono::hours(1);  // no periodic pass unless a test asks
+        if (options_.agent_key.empty()) options_.agent_key = "cloud-test-agent-key";  // hosts can enroll
         engine_options_.owner = "cloud_test";
         Open();
     }

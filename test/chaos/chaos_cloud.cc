@@ -98,10 +98,16 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
                          fmt::format("cannot create {}: {}", dir.string(), ec.message()));
     }
     auto D = [dir](const std::string& name) { return (dir / name).string(); };
-    const std::string service_token_file = D("service.token");
-    c->service_token_ = RandomHex(32);
-    if (auto s = runtime::WriteFileAtomic(service_token_file, c->service_token_ + "\n", 0600); !s) {
-        return MakeError(s.error());
+    // Each service its own token, the agents' key (each agent's own credentials come from its
+    // host's enrollment, below): the credentials of `cogs dev`.
+    c->network_token_ = RandomHex(32);
+    c->volume_token_ = RandomHex(32);
+    for (const auto& [file, secret] :
+         {std::pair{D("network.token"), c->network_token_}, std::pair{D("volume.token"), c->volume_token_},
+          std::pair{D("agent.key"), RandomHex(32)}}) {
+        if (auto s = runtime::WriteFileAtomic(file, secret + "\n", 0600); !s) {
+            return MakeError(s.error());
+        }
     }
     c->relays_ = std::make_unique<RelayHub>();
     auto listen = [](uint16_t port) { return fmt::format("127.0.0.1:{}", port); };
@@ -110,15 +116,15 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
         c->procs_.push_back(std::make_unique<Proc>(std::move(name), std::move(binary), dir, std::move(args)));
         return *c->procs_.back();
     };
-    // The network and volume services start alike: a state file of their own and the service token.
+    // The network and volume services start alike: a state file and a token of their own, and the
+    // test routes (the fault injection the suite drives).
     for (const std::string service : {"network", "volume"}) {
         const std::string name = "cogs-" + service;
         Proc& p = make(name, name, [=](uint16_t port) {
-            return std::vector<std::string>{"--listen",     listen(port),
-                                            "--port-file",  D("run/" + name + ".port"),
-                                            "--state",      D(service + ".db"),
-                                            "--token-file", service_token_file,
-                                            "--log-level",  "warn"};
+            return std::vector<std::string>{
+                "--listen",      listen(port),       "--port-file",  D("run/" + name + ".port"),
+                "--state",       D(service + ".db"), "--token-file", D(service + ".token"),
+                "--test-routes", "--log-level",      "warn"};
         });
         if (auto s = c->StartProc(p); !s) {
             return MakeError(s.error());
@@ -156,8 +162,12 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
                                           network_url,
                                           "--volume-url",
                                           volume_url,
-                                          "--service-token-file",
-                                          service_token_file,
+                                          "--network-token-file",
+                                          D("network.token"),
+                                          "--volume-token-file",
+                                          D("volume.token"),
+                                          "--agent-key-file",
+                                          D("agent.key"),
                                           "--bootstrap-token-file",
                                           D("admin.token")};
             if (!conninfo.empty()) {
@@ -197,6 +207,29 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
 
     const std::vector<std::string> agent_flags = FlagArgs(o.agent_flags);
     for (int i = 0; i < o.hosts; ++i) {
+        // The host's credentials, from its enrollment (a follower forwards to the leader, once there is one).
+        const std::string creds = D("hosts/" + HostName(i));
+        std::string enroll_error;
+        const bool enrolled = WaitUntil(
+            [&] {
+                ApiClient api(c->api_url_, c->admin_token_);
+                auto r = api.Call("POST", "/v1/hosts/" + HostName(i) + "/enroll", "", {}, 5s);
+                if (!r || r->status != 201) {
+                    enroll_error = r ? r->text : r.error().ToString();
+                    return false;
+                }
+                const std::string host_token = Str(r->body.at("enrollment").as_object(), "host_token");
+                const std::string agent_token = Str(r->body.at("enrollment").as_object(), "agent_token");
+                std::error_code dir_ec;
+                fs::create_directories(creds, dir_ec);
+                c->agent_tokens_.push_back(agent_token);
+                return runtime::WriteFileAtomic(creds + "/host.token", host_token + "\n", 0600) &&
+                       runtime::WriteFileAtomic(creds + "/agent.token", agent_token + "\n", 0600);
+            },
+            std::chrono::seconds(o.start_timeout_s), 50ms);
+        if (!enrolled) {
+            return MakeError(ErrorCode::kUnavailable, "enrolling " + HostName(i) + ": " + enroll_error);
+        }
         // Relay A per replica: every replica's is a --control-url (the agent tries them in turn).
         std::vector<std::string> control_urls;
         c->control_relay_.emplace_back();
@@ -218,7 +251,8 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
                                           "--state",
                                           D(fmt::format("compute-{}.db", i + 1)),
                                           "--token-file",
-                                          service_token_file,
+                                          creds + "/agent.token",
+                                          "--test-routes",
                                           "--host",
                                           HostName(i),
                                           "--az",
@@ -228,7 +262,7 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
                                           "--ram-mb",
                                           std::to_string(o.agent_ram_mb),
                                           "--control-token-file",
-                                          D("admin.token"),
+                                          creds + "/host.token",
                                           "--advertise-url",
                                           advertise_url,
                                           "--boot-ms",
@@ -371,13 +405,22 @@ void ChaosCloud::Stop() {
     }
 }
 
+std::string ChaosCloud::ServiceToken(int proc) const {
+    if (proc == kNetwork) return network_token_;
+    if (proc == kVolume) return volume_token_;
+    const int host = proc - kAgent;
+    return host >= 0 && host < static_cast<int>(agent_tokens_.size()) ? agent_tokens_[host] : "";
+}
+
 CloudEndpoints Endpoints(const ChaosCloud& cloud) {
     CloudEndpoints e;
     e.api_urls = cloud.api_urls();
     e.admin_token = cloud.admin_token();
-    e.service_token = cloud.service_token();
+    e.network_token = cloud.ServiceToken(ChaosCloud::kNetwork);
+    e.volume_token = cloud.ServiceToken(ChaosCloud::kVolume);
     for (int h = 0; h < cloud.hosts(); ++h) {
-        e.agents.push_back({ChaosCloud::HostName(h), cloud.ProcessUrl(ChaosCloud::kAgent + h)});
+        e.agents.push_back({ChaosCloud::HostName(h), cloud.ProcessUrl(ChaosCloud::kAgent + h),
+                            cloud.ServiceToken(ChaosCloud::kAgent + h)});
     }
     e.network_url = cloud.ProcessUrl(ChaosCloud::kNetwork);
     e.volume_url = cloud.ProcessUrl(ChaosCloud::kVolume);

@@ -89,7 +89,9 @@ public:
     const std::vector<std::string>& client_urls() const { return client_urls_; }
     RelayHub::Stats client_relay_stats();
     const std::string& admin_token() const { return admin_token_; }
-    const std::string& service_token() const { return service_token_; }
+    // The token process `proc` checks, as cogsd presents it: cogs-network's and cogs-volume's own, an
+    // agent's the agent token of its host's enrollment; "" for cogsd.
+    std::string ServiceToken(int proc) const;
     std::string ProcessUrl(int proc) const;  // direct, e.g. ProcessUrl(kAgent + 2)
     std::string ProcessName(int proc) const;
     std::string LogPath(int proc) const;
@@ -146,7 +148,8 @@ private:
     std::string api_url_;
     std::vector<std::string> client_urls_;
     std::string admin_token_;
-    std::string service_token_;
+    std::string network_token_, volume_token_;
+    std::vector<std::string> agent_tokens_;  // per host
 };
 
 // Every process directly (never through a relay), for the audit (test/support/cloud_audit.h).

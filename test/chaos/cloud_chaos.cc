@@ -224,7 +224,8 @@ void RunSampler(const ChaosCloud& cloud, Shared& sh, const Logger& log) {
     ControlPlaneClient api(cloud.api_urls(), cloud.admin_token());
     std::vector<ApiClient> agents;
     for (int i = 0; i < cloud.hosts(); ++i) {
-        agents.emplace_back(cloud.ProcessUrl(ChaosCloud::kAgent + i), cloud.service_token());
+        agents.emplace_back(cloud.ProcessUrl(ChaosCloud::kAgent + i),
+                            cloud.ServiceToken(ChaosCloud::kAgent + i));
     }
     std::vector<ApiClient> replicas;
     for (int r = 0; cloud.replicated() && r < cloud.replicas(); ++r) {
@@ -938,7 +939,7 @@ private:
                 const int proc = rng_() % 2 == 0 ? ChaosCloud::kNetwork : ChaosCloud::kVolume;
                 const std::string faults =
                     R"({"error_rate":0.1,"hang_rate":0.02,"lost_reply_rate":0.05,"permanent_rate":0.01,"latency_ms":5})";
-                ApiClient svc(cloud_.ProcessUrl(proc), cloud_.service_token());
+                ApiClient svc(cloud_.ProcessUrl(proc), cloud_.ServiceToken(proc));
                 auto r = svc.Call("PUT", "/v1/faults", faults, {}, 2s);
                 if (!r || r->status != 200) {
                     log_("skip service_faults on {}: {}", cloud_.ProcessName(proc),
@@ -948,7 +949,7 @@ private:
                 const double length = Uniform(3, 8);
                 log_("inject service_faults on {} for {:.1f}s: {}", cloud_.ProcessName(proc), length, faults);
                 Schedule(Now() + length, [this, proc] {
-                    ApiClient s(cloud_.ProcessUrl(proc), cloud_.service_token());
+                    ApiClient s(cloud_.ProcessUrl(proc), cloud_.ServiceToken(proc));
                     auto off = s.Call("PUT", "/v1/faults", "{}", {}, 2s);
                     log_("service_faults off on {}: {}", cloud_.ProcessName(proc),
                          off && off->status == 200 ? "ok" : "failed (a restart clears them anyway)");
@@ -977,7 +978,8 @@ private:
                     return;
                 }
                 const auto [h, id] = candidates[rng_() % candidates.size()];
-                ApiClient agent(cloud_.ProcessUrl(ChaosCloud::kAgent + h), cloud_.service_token());
+                ApiClient agent(cloud_.ProcessUrl(ChaosCloud::kAgent + h),
+                                cloud_.ServiceToken(ChaosCloud::kAgent + h));
                 auto r = agent.Call("POST", "/v1/instances/" + id + "/crash", "", {}, 2s);
                 log_("inject instance_crash {} on {}: {}", id, ChaosCloud::HostName(h),
                      r ? fmt::format("{} {}", r->status, r->text) : r.error().message);
@@ -1768,7 +1770,7 @@ int RunCloudChaos(const CloudChaosOptions& o) {
     Status restored = cloud.RestoreAll();
     faults.ReplicasRestored();
     for (int proc : {ChaosCloud::kNetwork, ChaosCloud::kVolume}) {
-        ApiClient svc(cloud.ProcessUrl(proc), cloud.service_token());
+        ApiClient svc(cloud.ProcessUrl(proc), cloud.ServiceToken(proc));
         (void)svc.Call("PUT", "/v1/faults", "{}", {}, 5s);
     }
     {

@@ -193,9 +193,28 @@ int RunEngineCrash(const CrashOptions& o) {
     std::mt19937_64 rng(o.seed);
 
     Child sim = Child::Spawn(
-        {SiblingBinary("cogs-sim"), "--listen", "127.0.0.1:0", "--port-file", (dir / "sim.port").string(),
-         "--ledger", (dir / "ledger.db").string(), "--seed", std::to_string(o.seed), "--error-rate", "0.03",
-         "--permanent-rate", "0.01", "--hang-rate", "0.01", "--lost-reply-rate", "0.02", "--latency-ms", "1"},
+        // --insecure: the workers call it without a token; --test-routes: the ledger is read below.
+        {SiblingBinary("cogs-sim"),
+         "--insecure",
+         "--test-routes",
+         "--listen",
+         "127.0.0.1:0",
+         "--port-file",
+         (dir / "sim.port").string(),
+         "--ledger",
+         (dir / "ledger.db").string(),
+         "--seed",
+         std::to_string(o.seed),
+         "--error-rate",
+         "0.03",
+         "--permanent-rate",
+         "0.01",
+         "--hang-rate",
+         "0.01",
+         "--lost-reply-rate",
+         "0.02",
+         "--latency-ms",
+         "1"},
         (dir / "sim.log").string());
     uint16_t port = 0;
     for (int i = 0; i < 1000 && port == 0; ++i) {

@@ -90,7 +90,8 @@ int RunHostFailure(const HostFailureOptions& o) {
     }
     std::vector<ApiClient> agents;
     for (int h = 0; h < o.hosts; ++h) {
-        agents.emplace_back(cloud.ProcessUrl(ChaosCloud::kAgent + h), cloud.service_token());
+        agents.emplace_back(cloud.ProcessUrl(ChaosCloud::kAgent + h),
+                            cloud.ServiceToken(ChaosCloud::kAgent + h));
     }
     auto servers_now = [&]() -> std::optional<std::map<std::string, std::pair<std::string, std::string>>> {
         auto l = ListAll(api, "/v1/servers", "servers");

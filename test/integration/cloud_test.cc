@@ -124,7 +124,7 @@ protected:
         std::vector<json::value> out;
         for (const auto& p : dev_->processes()) {
             if (p.name.find("compute") == std::string::npos) continue;
-            ApiClient svc(p.url, dev_->service_token());
+            ApiClient svc(p.url, dev_->ServiceToken(p.name));
             ApiReply r = svc.Must("GET", "/v1/inventory");
             for (auto& i : Where(At(r.body, "instances"), "id", server_id))
                 out.push_back(i);
@@ -635,7 +635,7 @@ TEST_F(CloudTest, ConcurrentCreateStormNeverOvercommitsOrDuplicatesAddresses) {
     // Every compute agent holds at most what its host can take.
     for (const auto& proc : dev_->processes()) {
         if (proc.name.find("compute") == std::string::npos) continue;
-        ApiClient svc(proc.url, dev_->service_token());
+        ApiClient svc(proc.url, dev_->ServiceToken(proc.name));
         json::value inv = svc.Must("GET", "/v1/inventory").body;
         std::map<std::string, int64_t> vcpus;
         const json::value instances = At(inv, "instances");

@@ -648,7 +648,7 @@ void HaStormTest::SettleAndCheck(Storm& storm) {
     EXPECT_TRUE(audit->Clean()) << "the audit found:" << findings;
 
     // ---- the services: one port per server, one instance per server on one host, each applied once ----
-    ApiClient network(endpoints.network_url, endpoints.service_token);
+    ApiClient network(endpoints.network_url, endpoints.network_token);
     auto net = network.Call("GET", "/v1/inventory", "", {}, 10s);
     ASSERT_TRUE(net && net->status == 200 && At(net->body, "ports").is_array())
         << (net ? net->text : net.error().ToString());
@@ -674,7 +674,7 @@ void HaStormTest::SettleAndCheck(Storm& storm) {
     count_applied(*network_ledger, "create_port", "device_id", ports_made);
     std::map<std::string, std::vector<std::string>> hosts_of;  // server id -> "host (state)" of its instances
     for (const auto& agent : endpoints.agents) {
-        ApiClient a(agent.url, endpoints.service_token);
+        ApiClient a(agent.url, agent.token);
         auto inventory = ComputeInventory(a, 10s);
         ASSERT_TRUE(inventory) << agent.name << ": " << inventory.error().ToString();
         for (const auto& [id, i] : *inventory) {

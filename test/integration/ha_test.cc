@@ -127,7 +127,7 @@ protected:
 
     // An unlabelled counter on a process's /metrics (-1 if absent).
     double Metric(const DevProcess& p, const std::string& name) {
-        ApiClient c(p.url, dev_->service_token());
+        ApiClient c(p.url, dev_->ServiceToken(p.name));
         const std::string text = c.Must("GET", "/metrics").text;
         const std::string key = "\n" + name + " ";
         auto at = text.find(key);

@@ -91,9 +91,11 @@ private:
 // agent is not asked (it cannot answer; its instances do not run).
 class DoubleRunWatch {
 public:
-    DoubleRunWatch(std::vector<DevProcess> agents, std::string token, const Freezer& freezer)
+    // `tokens`: each agent's, by process name.
+    DoubleRunWatch(std::vector<DevProcess> agents, std::map<std::string, std::string> tokens,
+                   const Freezer& freezer)
         : agents_(std::move(agents)),
-          token_(std::move(token)),
+          tokens_(std::move(tokens)),
           freezer_(freezer),
           thread_([this] { Run(); }) {}
     ~DoubleRunWatch() { Stop(); }
@@ -116,7 +118,7 @@ private:
     void Run() {
         std::vector<ApiClient> clients;
         for (const auto& a : agents_)
-            clients.emplace_back(a.url, token_);
+            clients.emplace_back(a.url, tokens_[a.name]);
         std::map<std::string, std::set<std::string>> previous;  // server id -> agents running it
         std::unique_lock lock(mu_);
         while (!stop_) {
@@ -152,7 +154,7 @@ private:
     }
 
     std::vector<DevProcess> agents_;
-    std::string token_;
+    std::map<std::string, std::string> tokens_;
     const Freezer& freezer_;
     mutable std::mutex mu_;
     std::condition_variable cv_;
@@ -326,7 +328,7 @@ protected:
     // The instances one agent holds, by id (empty if it did not answer).
     std::map<std::string, json::value> Instances(const std::string& agent) {
         std::map<std::string, json::value> out;
-        ApiClient c(Process(agent).url, dev_->service_token());
+        ApiClient c(Process(agent).url, dev_->ServiceToken(agent));
         auto r = c.Call("GET", "/v1/inventory", "", {}, 2s);
         if (!r || r->status != 200) return out;
         const json::value list = At(r->body, "instances");
@@ -343,7 +345,13 @@ protected:
 
     void Freeze(const std::string& agent) { freezer_->Freeze(agent, Process(agent).pid); }
     void Thaw(const std::string& agent) { freezer_->Thaw(agent); }
-    void Watch() { watch_ = std::make_unique<DoubleRunWatch>(Agents(), dev_->service_token(), *freezer_); }
+    void Watch() {
+        std::map<std::string, std::string> tokens;
+        for (const DevProcess& a : Agents()) {
+            tokens[a.name] = dev_->ServiceToken(a.name);
+        }
+        watch_ = std::make_unique<DoubleRunWatch>(Agents(), std::move(tokens), *freezer_);
+    }
     void ExpectNoDoubleRun() {
         ASSERT_NE(watch_, nullptr);
         watch_->Stop();
@@ -731,7 +739,7 @@ TEST_F(HealTest, CrashedInstanceRestartsThenGivesUp) {
     ASSERT_NO_FATAL_FAILURE(StartCloud());
     const std::string id = CreateServer("crashy");
     const std::string agent = AgentOf(S(Server(id), "host"));
-    ApiClient svc(Process(agent).url, dev_->service_token());
+    ApiClient svc(Process(agent).url, dev_->ServiceToken(agent));
 
     ApiReply crash = svc.Must("POST", "/v1/instances/" + id + "/crash", "{}");
     ASSERT_EQ(crash.status, 200) << crash.text;

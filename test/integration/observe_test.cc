@@ -120,7 +120,7 @@ TEST_F(ObserveTest, PromtoolAcceptsEveryProcess) {
     auto compute_faults = [](const std::string& body) {  // on every agent: the server may land on any
         for (const auto& p : dev_->processes()) {
             if (p.name.rfind("cogs-compute", 0) != 0) continue;
-            ApiClient agent(p.url, dev_->service_token());
+            ApiClient agent(p.url, dev_->ServiceToken(p.name));
             ASSERT_EQ(agent.Must("PUT", "/v1/faults", body).status, 200) << p.name;
         }
     };

@@ -76,8 +76,16 @@ stop_dev() {
 start_dev
 grep -q "^export COGS_URL=$COGS_URL COGS_TOKEN=$COGS_TOKEN\$" "$T/dev.out" ||
     fail "cogs dev did not print the export line"
-[[ $(stat -c %a "$T/admin.token") == 600 && $(stat -c %a "$T/service.token") == 600 ]] ||
-    fail "the token files are not mode 0600"
+for f in admin.token network.token volume.token agent.key hosts/host-1/host.token hosts/host-1/agent.token; do
+    [[ $(stat -c %a "$T/$f") == 600 ]] || fail "$f is not mode 0600"
+done
+# No agent holds the admin token: each runs with its own host's credentials.
+for i in 1 2 3; do
+    pid=$(grep -A1 "\"name\": \"cogs-compute-$i\"" "$T/dev.json" | grep -o '"pid": *[0-9]*' | grep -o '[0-9]*$')
+    args=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+    [[ $args == *"hosts/host-$i/host.token"* && $args != *admin.token* ]] ||
+        fail "cogs-compute-$i does not run with its own host's credentials: $args"
+done
 # As the README runs it: `cogs` found on PATH, COGS unset.
 (unset COGS; PATH="$bin:$PATH" bash "$src/scripts/walkthrough.sh") || fail "the walkthrough failed"
 first_token=$COGS_TOKEN

@@ -23,10 +23,11 @@ CloudEndpoints Endpoints(const DevCloud& dev) {
         e.api_urls.push_back(r.url);
     }
     e.admin_token = dev.admin_token();
-    e.service_token = dev.service_token();
+    e.network_token = dev.ServiceToken("cogs-network");
+    e.volume_token = dev.ServiceToken("cogs-volume");
     for (const DevProcess& p : dev.processes()) {
         if (p.name.starts_with("cogs-compute")) {
-            e.agents.push_back({p.name, p.url});
+            e.agents.push_back({p.name, p.url, dev.ServiceToken(p.name)});
         }
     }
     e.network_url = dev.ServiceUrl("cogs-network");

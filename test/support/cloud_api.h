@@ -25,10 +25,12 @@ std::string Str(const boost::json::object& o, const std::string& key);
 struct CloudEndpoints {
     std::vector<std::string> api_urls;
     std::string admin_token;
-    std::string service_token;
+    std::string network_token;  // what cogs-network checks
+    std::string volume_token;   // what cogs-volume checks
     struct Agent {
         std::string name;  // for messages ("host-2", "cogs-compute-2")
         std::string url;
+        std::string token;  // the agent's own (its host's enrollment)
     };
     std::vector<Agent> agents;
     std::string network_url;

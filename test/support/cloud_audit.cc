@@ -119,7 +119,7 @@ private:
     // Every instance belongs to a server, on the host cogsd names.
     Status Compute() {
         for (const CloudEndpoints::Agent& a : cloud_.agents) {
-            ApiClient agent(a.url, cloud_.service_token);
+            ApiClient agent(a.url, a.token);
             auto inv = ComputeInventory(agent, 10s);
             if (!inv) {
                 return MakeError(ErrorCode::kUnavailable,
@@ -143,7 +143,7 @@ private:
 
     // Ports, addresses, networks and subnets cogsd owns; no address held twice.
     Status Network() {
-        ApiClient network(cloud_.network_url, cloud_.service_token);
+        ApiClient network(cloud_.network_url, cloud_.network_token);
         COGS_ASSIGN_OR_RETURN(json::object net, GetObject(network, "/v1/inventory"));
         for (const auto& [inv_key, kind] : std::map<std::string, std::string>{
                  {"ports", "ports"}, {"networks", "networks"}, {"subnets", "subnets"}}) {
@@ -196,7 +196,7 @@ private:
     // Volumes cogsd owns, and the attachment audit: cogsd's volume, its server's volume_ids and
     // cogs-volume's record agree.
     Status Volumes() {
-        ApiClient volume(cloud_.volume_url, cloud_.service_token);
+        ApiClient volume(cloud_.volume_url, cloud_.volume_token);
         COGS_ASSIGN_OR_RETURN(json::object vol, GetObject(volume, "/v1/inventory"));
         COGS_ASSIGN_OR_RETURN(json::array ledger, ServiceLedger(volume, 10s));
         AddLedger("volume", ledger);

@@ -215,9 +215,6 @@ Result<std::unique_ptr<DevCloud>> DevCloud::Start(DevOptions options) {
         return MakeError(token.error());
     }
     dev->admin_token_ = *token;
-    if (auto service = runtime::ReadTokenFile(dev->dir_ + "/service.token")) {
-        dev->service_token_ = *service;
-    }
     return dev;
 }
 
@@ -272,6 +269,24 @@ std::string DevCloud::ServiceUrl(const std::string& part) const {
         if (p.name.find(part) != std::string::npos) {
             return p.url;
         }
+    }
+    return "";
+}
+
+std::string DevCloud::ServiceToken(const std::string& part) const {
+    for (const auto& p : processes_) {
+        if (p.name.find(part) == std::string::npos) continue;
+        std::string file;
+        if (p.name == "cogs-network") {
+            file = dir_ + "/network.token";
+        } else if (p.name == "cogs-volume") {
+            file = dir_ + "/volume.token";
+        } else if (p.name.starts_with("cogs-compute-")) {
+            file =
+                dir_ + "/hosts/host-" + p.name.substr(std::string("cogs-compute-").size()) + "/agent.token";
+        }
+        auto token = file.empty() ? Result<std::string>(std::string()) : runtime::ReadTokenFile(file);
+        return token ? *token : "";
     }
     return "";
 }

@@ -95,7 +95,6 @@ public:
 
     const std::string& api_url() const { return api_url_; }
     const std::string& admin_token() const { return admin_token_; }
-    const std::string& service_token() const { return service_token_; }
     const std::string& data_dir() const { return dir_; }
     const std::vector<DevProcess>& processes() const { return processes_; }
     // cogsd's processes: the one "cogsd", or the replicas cogsd-1..N, in order (the first serves
@@ -108,9 +107,15 @@ public:
     Status Reload();
     // The URL of the first process whose name contains `part` ("network", "volume", "compute-2").
     std::string ServiceUrl(const std::string& part) const;
+    // The token that process (the first whose name contains `part`) checks, as cogsd presents it:
+    // cogs-network's and cogs-volume's own (D/network.token, D/volume.token), cogs-compute-<i>'s the
+    // agent token of host-<i>'s enrollment (D/hosts/host-<i>/agent.token). "" for another.
+    std::string ServiceToken(const std::string& part) const;
 
     ApiClient Admin() const { return ApiClient(api_url_, admin_token_); }
-    ApiClient Service(const std::string& part) const { return ApiClient(ServiceUrl(part), service_token_); }
+    ApiClient Service(const std::string& part) const {
+        return ApiClient(ServiceUrl(part), ServiceToken(part));
+    }
 
     // `cogs dev`'s own pid (a test may pause it, SIGSTOP, so that it restarts nothing for a while).
     int pid() const { return child_.pid(); }
@@ -127,7 +132,6 @@ private:
     std::string api_url_;
     std::string admin_token_file_;
     std::string admin_token_;
-    std::string service_token_;
     std::vector<DevProcess> processes_;
     std::optional<DevPostgres> postgres_;
     bool keep_dir_ = false;

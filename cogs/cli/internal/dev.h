@@ -2,14 +2,21 @@
 //           [--store sqlite|postgres] [--replicas N] [--driver sim|container]`:
 // the one-command local cloud. Internal to cogs/cli.
 //
-// 1. Creates D/run, D/logs, and once D/service.token (32 random bytes as hex, mode 0600: the secret
-//    cogsd presents to the services). Refuses to start if D/dev.json names a live supervisor.
+// 1. Creates D/run, D/logs, and once D/network.token, D/volume.token and D/agent.key (32 random
+//    bytes as hex each, mode 0600: the tokens cogsd presents to the network and volume services, the
+//    key every agent's token is derived from). Refuses to start if D/dev.json names a live supervisor.
 // 2. Starts on 127.0.0.1, each with --port-file D/run/<name>.port and its log in D/logs/<name>.log,
 //    waiting for each port file (--start-timeout; a child that dies or is late: its log tail is
-//    printed, the others are stopped, exit 1): cogs-network (D/network.db), cogs-volume
-//    (D/volume.db, D/volumes), cogsd (--listen 127.0.0.1:<port>, --data-dir D, the service URLs,
-//    --bootstrap-token-file D/admin.token, written on its first start), then cogs-compute-1..N
-//    (hosts host-1..N, AZ nova, --control-url cogsd, --control-token-file D/admin.token).
+//    printed, the others are stopped, exit 1): cogs-network (D/network.db, --token-file
+//    D/network.token), cogs-volume (D/volume.db, D/volumes, --token-file D/volume.token), cogsd
+//    (--listen 127.0.0.1:<port>, --data-dir D, the service URLs, the two token files and
+//    --agent-key-file D/agent.key, --bootstrap-token-file D/admin.token, written on its first start),
+//    then for each host: enrolls it through the API with the admin token (POST
+//    /v1/hosts/host-<i>/enroll, at every start: the earlier credentials are revoked), writing its
+//    credentials to D/hosts/host-<i>/host.token and agent.token (0600), and starts cogs-compute-<i>
+//    (host host-<i>, AZ nova, --control-url cogsd, --control-token-file that host.token, --token-file
+//    that agent.token): no agent holds the admin token. Every service is started with --test-routes
+//    (fault injection, ledgers, the crash route: what tests and the chaos suite use).
 //    With --store postgres (replicas, docs/ha.md): first a private PostgreSQL cluster in D/postgres
 //    (pg::Cluster: initdb on the first start only, so the data survives `cogs dev` restarts; its
 //    log D/logs/postgres.log, its port in D/run/postgres.port), then --replicas N (3) cogsd

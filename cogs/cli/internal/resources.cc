@@ -181,6 +181,8 @@ std::vector<Resource> MakeTable() {
                    Action("disable", "stop placing new servers on a host",
                           {Text("--reason", "reason", "why (shown with the host)")}),
                    Special("drain", "disable a host and cold-migrate every server off it", AddHostDrain),
+                   Special("enroll", "give a host its credentials (revoking its earlier ones)",
+                           AddHostEnroll),
                    Events()}},  // registered, down, up again, enabled, disabled
         {.noun = "project",
          .collection = "projects",

@@ -1,6 +1,9 @@
 #include "cogs/cli/internal/special_commands.h"
 #include "cogs/base/time.h"
 
+#include <sys/stat.h>
+
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -14,6 +17,7 @@
 #include "cogs/cli/internal/output.h"
 #include "cogs/cli/internal/verbs.h"
 #include "cogs/http/server.h"
+#include "cogs/runtime/files.h"
 
 namespace cogs::cli {
 namespace {
@@ -28,6 +32,83 @@ void AddRefCommand(Invocation& inv, const Resource& r, CLI::App* parent, const s
     auto o = std::make_shared<RefOptions>();
     CLI::App* c = inv.Leaf(parent, name, help, [&inv, &r, o, run] { return run(inv, r, o->ref); });
     c->add_option("ref", o->ref, r.ref_help)->required();
+}
+
+// ---- host enroll --------------------------------------------------------------------------------
+
+int HostEnroll(Invocation& inv, const Resource& hosts, const std::string& name, const std::string& out_dir) {
+    ApiClient* api = inv.Api();
+    if (!api) {
+        return inv.FailSettings();
+    }
+    json::value body = json::object{};
+    auto reply = api->Call("POST", hosts.Path(name) + "/enroll", &body);
+    if (!reply) {
+        return inv.Fail(reply.error());
+    }
+    const json::value* enrollment =
+        reply->is_object() ? reply->as_object().if_contains("enrollment") : nullptr;
+    const json::object* e = enrollment != nullptr ? enrollment->if_object() : nullptr;
+    const std::string host_token = e ? Cell(*e, "host_token") : "";
+    const std::string agent_token = e ? Cell(*e, "agent_token") : "";
+    if (host_token.empty() || agent_token.empty()) {
+        // A retried request answered from its Idempotency-Key: the secrets are not stored.
+        return inv.Fail("host " + name +
+                        " was enrolled but the answer carrying its credentials was lost: enroll "
+                        "it again (that revokes this enrollment)");
+    }
+    std::string revoked;
+    if (const json::value* ids = e->if_contains("revoked_token_ids"); ids && ids->is_array()) {
+        for (const auto& id : ids->as_array()) {
+            if (id.is_string()) revoked += (revoked.empty() ? "" : ", ") + std::string(id.as_string());
+        }
+    }
+    if (out_dir.empty()) {
+        if (inv.Json()) {
+            inv.out() << PrettyJson(*reply);
+            return 0;
+        }
+        inv.out() << fmt::format(
+            "host {} enrolled (token {}){}\n"
+            "  host token (the agent presents it to cogsd: --control-token-file): {}\n"
+            "  agent token (cogsd presents it to the agent: --token-file):        {}\n"
+            "They are shown once: keep them in files of mode 0600 on that host only.\n",
+            name, Cell(*e, "token_id"), revoked.empty() ? "" : "; revoked: " + revoked, host_token,
+            agent_token);
+        return 0;
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(out_dir, ec);
+    if (ec) {
+        return inv.Fail("--out " + out_dir + ": " + ec.message());
+    }
+    ::chmod(out_dir.c_str(), 0700);
+    const std::string host_file = (std::filesystem::path(out_dir) / "host.token").string();
+    const std::string agent_file = (std::filesystem::path(out_dir) / "agent.token").string();
+    for (const auto& [file, secret] :
+         {std::pair{host_file, host_token}, std::pair{agent_file, agent_token}}) {
+        if (auto st = runtime::WriteFileAtomic(file, secret + "\n", 0600); !st) {
+            return inv.Fail(st.error().message);
+        }
+    }
+    json::object view = *e;
+    view.erase("host_token");
+    view.erase("agent_token");
+    view["host_token_file"] = host_file;
+    view["agent_token_file"] = agent_file;
+    if (inv.Json()) {
+        inv.out() << PrettyJson(json::object{{"enrollment", std::move(view)}});
+        return 0;
+    }
+    inv.out() << fmt::format(
+        "host {} enrolled (token {}){}\n"
+        "  {}  the host token: the agent presents it to cogsd\n"
+        "  {}  the agent token: cogsd presents it to the agent\n"
+        "Start the host's agent with:\n"
+        "  cogs-compute --host {} --control-token-file {} --token-file {} --control-url ...\n",
+        name, Cell(*e, "token_id"), revoked.empty() ? "" : "; revoked: " + revoked, host_file, agent_file,
+        name, host_file, agent_file);
+    return 0;
 }
 
 // ---- host drain ---------------------------------------------------------------------------------
@@ -289,6 +370,19 @@ void AddHostDrain(Invocation& inv, const Resource& hosts, const Verb& verb, CLI:
     c->add_option("ref", o->ref, hosts.ref_help)->required();
     c->add_option("--reason", o->reason, "why (shown with the host)");
     c->add_flag("--wait", o->wait, "follow until no server is left on the host");
+}
+
+void AddHostEnroll(Invocation& inv, const Resource& hosts, const Verb& verb, CLI::App* group) {
+    struct Options {
+        std::string ref, out;
+    };
+    auto o = std::make_shared<Options>();
+    CLI::App* c = inv.Leaf(group, verb.name, verb.help,
+                           [&inv, &hosts, o] { return HostEnroll(inv, hosts, o->ref, o->out); });
+    c->add_option("ref", o->ref, hosts.ref_help)->required();
+    c->add_option("--out", o->out,
+                  "write the credentials to DIR/host.token and DIR/agent.token (mode 0600) instead of "
+                  "printing them");
 }
 
 void AddServerConsole(Invocation& inv, const Resource& servers, const Verb& verb, CLI::App* group) {

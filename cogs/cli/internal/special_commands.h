@@ -6,6 +6,10 @@
 //   host drain NAME [--reason R] [--wait]   POST /v1/hosts/{name}/drain; --wait then lists the host's
 //       servers every 0.5 s, printing the count by status when it changes, until none is left (exit
 //       0) or none left can be migrated (exit 1).
+//   host enroll NAME [--out DIR]   POST /v1/hosts/{name}/enroll (admin): the host's credentials —
+//       its host token (the agent -> cogsd) and its agent token (cogsd -> the agent) — printed once,
+//       or written to DIR/host.token and DIR/agent.token (mode 0600; DIR made 0700) with the agent's
+//       command line. Enrolling again revokes the host's earlier host token.
 //   project quota show REF | set REF --servers N ...   GET / PUT /v1/projects/{id}/quotas: a
 //       RESOURCE / LIMIT / IN_USE table (-1 shown as "unlimited"); set names at least one quota.
 //   workflow show ID     the step timeline (state, attempts, start offset, duration, error), with
@@ -20,6 +24,7 @@ namespace cogs::cli {
 
 void AddServerConsole(Invocation& inv, const Resource& servers, const Verb& verb, CLI::App* group);
 void AddHostDrain(Invocation& inv, const Resource& hosts, const Verb& verb, CLI::App* group);
+void AddHostEnroll(Invocation& inv, const Resource& hosts, const Verb& verb, CLI::App* group);
 void AddProjectQuota(Invocation& inv, const Resource& projects, const Verb& verb, CLI::App* group);
 void AddWorkflowShow(Invocation& inv, const Resource& workflows, const Verb& verb, CLI::App* group);
 void AddWorkflowCancel(Invocation& inv, const Resource& workflows, const Verb& verb, CLI::App* group);

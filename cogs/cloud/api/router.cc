@@ -69,6 +69,10 @@ void Router::Dispatch(Call call) const {
                 call.params[c.segments[s].substr(1, c.segments[s].size() - 2)] = path[s];
             }
         }
+        // A host token: the one allowlist, before any handler sees the call.
+        if (auto st = HostMay(call.who, call.method, routes_[i].pattern, call.params); !st) {
+            return call.Fail(st.error());
+        }
         return routes_[i].handler(std::move(call));
     }
     call.Answer(wire::ApiMethodNotAllowed(call.method, allowed));

@@ -7,6 +7,8 @@
 //   none match the path                     404 not_found "no route METHOD PATH"
 //   the most specific ones lack the method  405 with Allow listing their methods, in table order
 // so that /v1/projects/{id}/quotas (GET, PUT) wins over /v1/projects/{id}/{action} (POST).
+// A matched route is then refused (403) to a host token it is not allowed to (access.h HostMay):
+// the one place that decides what a host's credential reaches.
 #pragma once
 
 #include <functional>

@@ -94,6 +94,7 @@ inline constexpr IndexedField kIndexedFields[] = {
     {kPort, "subnet_id"},          // a subnet's delete
     {kServer, "host"},             // a host's drain and its servers
     {kServer, "server_group_id"},  // a server group's delete
+    {kToken, "host"},              // a host's credential (its enrollment, core/credentials.h)
 };
 
 // Indexes. Besides the records, the model keeps answers to the questions asked on the io thread at

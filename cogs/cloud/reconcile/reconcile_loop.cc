@@ -3,6 +3,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "cogs/base/check.h"
+#include "cogs/cloud/core/credentials.h"
 #include "cogs/http/client.h"
 #include "cogs/observe/log.h"
 #include "cogs/observe/trace.h"
@@ -102,15 +103,17 @@ void ReconcileLoop::ReconcileHost(const std::string& name, const std::string& wh
     if (scan->pending == 0) host_scans_.erase(name);
 }
 
-services::kit::HttpReader* ReconcileLoop::ReaderFor(const std::string& url, const std::string& service) {
-    auto it = readers_.find(url);
+services::kit::HttpReader* ReconcileLoop::ReaderFor(const std::string& url, const std::string& service,
+                                                    const std::string& host) {
+    // An agent's own token (any of its hosts' is taken by a process serving several); a host
+    // enrolled again has a new one, hence a new reader.
+    std::pair key(url, TokenFor(ctx_, service, host));
+    auto it = readers_.find(key);
     if (it == readers_.end()) {
         auto ep = http::ParseHttpUrl(url);
         if (!ep) return nullptr;
-        it = readers_
-                 .emplace(url, services::kit::MakeHttpReader(ctx_.io, ep->host, ep->port, service,
-                                                             ctx_.options.service_token))
-                 .first;
+        auto reader = services::kit::MakeHttpReader(ctx_.io, ep->host, ep->port, service, key.second);
+        it = readers_.emplace(std::move(key), std::move(reader)).first;
     }
     return it->second.get();
 }
@@ -118,7 +121,7 @@ services::kit::HttpReader* ReconcileLoop::ReaderFor(const std::string& url, cons
 // Reads one inventory into the scan; the scan runs when its last inventory is in.
 void ReconcileLoop::ReadInventory(const std::shared_ptr<Scan>& scan, const std::string& service,
                                   const std::string& url, std::vector<std::string> hosts) {
-    services::kit::HttpReader* reader = ReaderFor(url, service);
+    services::kit::HttpReader* reader = ReaderFor(url, service, hosts.empty() ? "" : hosts.front());
     if (reader == nullptr) return;
     ++scan->pending;
     const int64_t read_at = ctx_.clock.WallMs();

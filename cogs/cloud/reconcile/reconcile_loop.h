@@ -52,7 +52,9 @@ private:
     struct Scan;
     void ReadInventory(const std::shared_ptr<Scan>& scan, const std::string& service, const std::string& url,
                        std::vector<std::string> hosts);
-    services::kit::HttpReader* ReaderFor(const std::string& url, const std::string& service);
+    // The reader of `service` at `url`, with the token for it (for "compute", `host`'s agent's).
+    services::kit::HttpReader* ReaderFor(const std::string& url, const std::string& service,
+                                         const std::string& host);
     Desired DesiredState() const;
     void RunScan(const Scan& scan);
     void StartRepair(const Action& a, const std::string& key);
@@ -70,8 +72,9 @@ private:
     // older than every scan in flight are dropped at each scan.
     std::map<std::string, int64_t> ended_ms_;
     std::set<std::string> host_scans_;  // hosts whose inventory is being read for a host pass
-    std::map<std::string, std::shared_ptr<services::kit::HttpReader>> readers_;  // by URL
-    std::map<std::string, std::string> transitional_seen_;                       // "kind/id" -> workflow id
+    // by (URL, token)
+    std::map<std::pair<std::string, std::string>, std::shared_ptr<services::kit::HttpReader>> readers_;
+    std::map<std::string, std::string> transitional_seen_;  // "kind/id" -> workflow id
     observe::CounterFamily repairs_;
 };
 

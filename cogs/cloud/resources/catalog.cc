@@ -62,7 +62,12 @@ void Catalog::CreateToken(Creation c) {
         if (p == nullptr) return MakeError(FieldError("project_id", "no project " + project));
         COGS_ASSIGN_OR_RETURN(auto role_name, in.String("role"));
         auto role = ParseRole(role_name);
-        if (!role) return MakeError(FieldError("role", "must be admin, member or reader"));
+        // A host's token comes from its enrollment alone (bound to its name; hosts.h).
+        if (!role || *role == Role::kHost) {
+            return MakeError(FieldError("role",
+                                        "must be admin, member or reader (a host's token comes from "
+                                        "POST /v1/hosts/{name}/enroll)"));
+        }
         COGS_ASSIGN_OR_RETURN(auto name, in.OptionalString("name"));
         COGS_ASSIGN_OR_RETURN(auto ttl, in.OptionalInt("expires_in_s", 1, 10LL * 365 * 24 * 3600));
         auto [token, secret] = NewToken(p->id, *role, name.value_or(""), ttl.value_or(0));

@@ -3,6 +3,7 @@
 #include <boost/json/parse.hpp>
 #include <set>
 
+#include "cogs/cloud/core/credentials.h"
 #include "cogs/http/client.h"
 
 namespace cogs::cloud {
@@ -98,8 +99,8 @@ void Consoles::Show(Call call) {
     http::Request req;
     req.method = "GET";
     req.target = "/v1/instances/" + http::UrlEncode(id) + "/console";
-    if (!ctx_.options.service_token.empty()) {
-        req.headers.emplace_back("authorization", "Bearer " + ctx_.options.service_token);
+    if (const std::string token = TokenFor(ctx_, "compute", host); !token.empty()) {
+        req.headers.emplace_back("authorization", "Bearer " + token);
     }
     const std::string url = route->url;
     ClientFor(url, endpoint->host, endpoint->port)

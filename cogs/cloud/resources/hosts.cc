@@ -1,8 +1,10 @@
 #include "cogs/cloud/resources/hosts.h"
 
+#include "cogs/cloud/core/credentials.h"
 #include "cogs/cloud/heal/healer.h"
 #include "cogs/cloud/health/host_monitor.h"
 #include "cogs/cloud/reconcile/reconcile_loop.h"
+#include "cogs/cloud/resources/catalog.h"
 #include "cogs/cloud/resources/idempotency.h"
 #include "cogs/http/client.h"
 
@@ -11,9 +13,23 @@ namespace cogs::cloud {
 using wire::Input;
 using wire::Text;
 
-Hosts::Hosts(Context& ctx, health::HostMonitor& monitor, heal::Healer& healer,
+namespace {
+
+Status ValidHostName(const std::string& name) {
+    if (name.empty() || name.size() > 64 ||
+        name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+            std::string::npos) {
+        return MakeError(FieldError("name", "1-64 characters of [A-Za-z0-9._-]"));
+    }
+    return Ok();
+}
+
+}  // namespace
+
+Hosts::Hosts(Context& ctx, Catalog& catalog, health::HostMonitor& monitor, heal::Healer& healer,
              reconcile::ReconcileLoop& reconcile)
     : ctx_(ctx),
+      catalog_(catalog),
       monitor_(monitor),
       healer_(healer),
       reconcile_(reconcile),
@@ -83,12 +99,8 @@ void Hosts::Register(Call call) {
     const std::string name = call.Param("name");
     std::vector<store::EventRecord> events;
     auto made = [&]() -> Result<Res> {
-        COGS_TRY(RequireAdmin(call.who));
-        if (name.empty() || name.size() > 64 ||
-            name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
-                std::string::npos) {
-            return MakeError(FieldError("name", "1-64 characters of [A-Za-z0-9._-]"));
-        }
+        COGS_TRY(RequireAdminOrHost(call.who, name));
+        COGS_TRY(ValidHostName(name));
         COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(call.body, {"url", "availability_zone", "vcpus", "ram_mb",
                                                                 "disk_gb", "traits"}));
         COGS_ASSIGN_OR_RETURN(auto url, in.String("url"));
@@ -134,9 +146,10 @@ void Hosts::Register(Call call) {
 }
 
 void Hosts::Heartbeat(Call call) {
-    auto found = Find(call);
-    if (!found) return call.Fail(found.error());
-    const std::string name = (*found)->id;
+    if (auto st = RequireAdminOrHost(call.who, call.Param("name")); !st) return call.Fail(st.error());
+    const Res* found = ctx_.model.Find(kHost, call.Param("name"));
+    if (found == nullptr) return call.Fail(NotFound("host", call.Param("name")));
+    const std::string name = found->id;
     auto parsed = Input::ParseAny(call.body);
     if (!parsed) return call.Fail(FieldError("body", "must be a JSON object"));
     const json::object& in = parsed->object();
@@ -168,6 +181,62 @@ void Hosts::Heartbeat(Call call) {
                  [respond = call.respond, answer = std::move(answer)](Status st) {
                      respond(st ? wire::Json(200, answer) : wire::ApiError(st.error()));
                  });
+}
+
+void Hosts::Enroll(Call call) {
+    const std::string name = call.Param("name");
+    std::vector<std::string> revoked;
+    auto made = [&]() -> Result<std::pair<Res, std::string>> {
+        COGS_TRY(RequireAdmin(call.who));
+        COGS_TRY(ValidHostName(name));
+        COGS_TRY(Input::Parse(call.body, {}));
+        if (ctx_.options.agent_key.empty()) {
+            return MakeError(
+                ErrorCode::kFailedPrecondition,
+                "cogsd has no agent key (--agent-key-file): it cannot give a host's agent its token");
+        }
+        for (const Res* old : ctx_.model.Having(kToken, "host", name)) {
+            revoked.push_back(old->id);
+        }
+        auto [token, secret] = catalog_.NewToken(call.who.project_id, Role::kHost, "host " + name, 0);
+        token.body["host"] = name;
+        return std::pair{std::move(token), std::move(secret)};
+    }();
+    if (!made) return call.Fail(made.error());
+    auto& [token, secret] = *made;
+    std::vector<store::ResourceWrite> writes;
+    for (const std::string& id : revoked) {
+        if (const Res* old = ctx_.model.Find(kToken, id)) {
+            ctx_.model.token_by_hash.erase(Str(old->body, "_hash"));
+        }
+        ctx_.model.Erase(kToken, id);
+        writes.push_back(Model::EraseWrite(kToken, id));
+    }
+    json::array revoked_ids;
+    for (const std::string& id : revoked) {
+        revoked_ids.emplace_back(id);
+    }
+    json::object view{{"host", name},
+                      {"token_id", token.id},
+                      {"revoked_token_ids", std::move(revoked_ids)},
+                      {"enrolled_at", Rfc3339(ctx_.clock.WallMs())}};
+    // A replay answers this without the secrets: they are not stored.
+    Remember(ctx_, call, wire::Wrapped(201, "enrollment", view), writes);
+    view["host_token"] = secret;
+    view["agent_token"] = AgentToken(ctx_.options.agent_key, name, token.id);
+    ctx_.model.token_by_hash[Str(token.body, "_hash")] = token.id;
+    writes.push_back(Model::Write(token));
+    std::vector<store::EventRecord> events{ctx_.Event(
+        kHost, name, "", "enrolled",
+        "enrolled: host token " + token.id +
+            (revoked.empty() ? std::string() : ", revoking " + std::to_string(revoked.size()) + " before it"),
+        "", call.traceparent)};
+    ctx_.model.Put(std::move(token));
+    ctx_.Persist(
+        std::move(writes), std::move(events),
+        [respond = call.respond, view = std::move(view)](Status st) mutable {
+            respond(st ? wire::Wrapped(201, "enrollment", std::move(view)) : wire::ApiError(st.error()));
+        });
 }
 
 // What an agent's instance supervisor reports (crashed, restarted, gave_up) becomes the server's

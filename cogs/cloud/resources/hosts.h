@@ -1,4 +1,5 @@
-// Hosts, as the API shows and changes them (admin only): an agent registers its host (PUT
+// Hosts, as the API shows and changes them (admin only, but what a host token may do for its own
+// host: register and heartbeat, core/access.h HostMay): an agent registers its host (PUT
 // /v1/hosts/{name}: URL, capacity, zone, traits — which also renews its lease) and renews the lease
 // with every heartbeat (POST .../heartbeat, carrying its instance reports); an operator lists,
 // enables, disables and drains hosts. Leases themselves live in health/host_monitor.h, moving
@@ -8,6 +9,15 @@
 // not had acknowledged (crashed, restarted, gave_up: server events; gave_up puts the server in
 // ERROR); its answer, once the reports' events are durable, gives the lease TTL and the highest
 // report seq taken. FENCED instances on a host that is up make the reconcilers look at it now.
+//
+// Enrollment (POST /v1/hosts/{name}/enroll, admin; docs/api.md "Hosts and their credentials"):
+// makes the host's credentials — a host token (role host, bound to the name; its record is a token
+// of the enrolling admin's project, listed and revocable under /v1/tokens like any token) and the
+// agent token cogsd will present to that host's agent (core/credentials.h) — and revokes the host
+// tokens enrolled before. The host need not be registered yet. 201 {"enrollment": {"host",
+// "token_id", "host_token", "agent_token", "revoked_token_ids", "enrolled_at"}}; the secrets are in
+// this answer only (an Idempotency-Key's replay answers the same without them). 422
+// failed_precondition when cogsd has no agent key.
 #pragma once
 
 #include "cogs/cloud/resources/common.h"
@@ -24,15 +34,19 @@ namespace reconcile {
 class ReconcileLoop;
 }
 
+class Catalog;
+
 class Hosts {
 public:
-    Hosts(Context& ctx, health::HostMonitor& monitor, heal::Healer& healer,
+    Hosts(Context& ctx, Catalog& catalog, health::HostMonitor& monitor, heal::Healer& healer,
           reconcile::ReconcileLoop& reconcile);
 
     void List(Call call);
     void Show(Call call);
     void Register(Call call);
     void Heartbeat(Call call);
+    // POST /v1/hosts/{name}/enroll (see above).
+    void Enroll(Call call);
     // POST /v1/hosts/{name}/enable and /disable {"reason"?}.
     void Enable(Call call, bool enable);
     // POST /v1/hosts/{name}/drain {"reason"?}: disabled, draining until no server is left.
@@ -51,6 +65,7 @@ private:
                         std::vector<store::ResourceWrite>& writes, std::vector<store::EventRecord>& events);
 
     Context& ctx_;
+    Catalog& catalog_;
     health::HostMonitor& monitor_;
     heal::Healer& healer_;
     reconcile::ReconcileLoop& reconcile_;

@@ -6,10 +6,12 @@
 namespace cogs::cloud {
 
 void Reads::Whoami(Call call) const {
-    call.Answer(wire::Json(200, json::object{{"project_id", call.who.project_id},
-                                             {"project_name", call.who.project_name},
-                                             {"role", RoleName(call.who.role)},
-                                             {"token_id", call.who.token_id}}));
+    json::object who{{"project_id", call.who.project_id},
+                     {"project_name", call.who.project_name},
+                     {"role", RoleName(call.who.role)},
+                     {"token_id", call.who.token_id}};
+    if (call.who.role == Role::kHost) who["host"] = call.who.host;
+    call.Answer(wire::Json(200, std::move(who)));
 }
 
 void Reads::Show(Call call, std::string_view kind) const {

@@ -178,14 +178,17 @@ private:
         bool lease_failing = false;  // the last write failed (logged once)
     };
 
-    http::Request MakeRequest(std::string method, std::string target, std::string body) const {
+    // A request for host `h`, with its own token (AgentOptions::host_tokens), else the shared one.
+    http::Request MakeRequest(const Host& h, std::string method, std::string target, std::string body) const {
         http::Request r;
         r.method = std::move(method);
         r.target = std::move(target);
         r.body = std::move(body);
         r.headers.emplace_back("content-type", "application/json");
-        if (!options_.token.empty()) {
-            r.headers.emplace_back("authorization", "Bearer " + options_.token);
+        auto own = options_.host_tokens.find(h.name);
+        const std::string& token = own != options_.host_tokens.end() ? own->second : options_.token;
+        if (!token.empty()) {
+            r.headers.emplace_back("authorization", "Bearer " + token);
         }
         return r;
     }
@@ -250,7 +253,7 @@ private:
 
     void Register(Host& h) {
         ++stats_.registrations_sent;
-        Send(h, MakeRequest("PUT", h.target, h.body), &Impl::Registered);
+        Send(h, MakeRequest(h, "PUT", h.target, h.body), &Impl::Registered);
     }
 
     void Registered(Host& h, const Result<http::Response>& r, SteadyTime sent) {
@@ -309,7 +312,7 @@ private:
         ++stats_.heartbeats_sent;
         h.next_heartbeat = clock_.Now() + Interval(h);
         std::string body = options_.link != nullptr ? options_.link->HeartbeatBody(h.name) : "{}";
-        Send(h, MakeRequest("POST", h.target + "/heartbeat", std::move(body)), &Impl::HeartbeatDone);
+        Send(h, MakeRequest(h, "POST", h.target + "/heartbeat", std::move(body)), &Impl::HeartbeatDone);
     }
 
     void HeartbeatDone(Host& h, const Result<http::Response>& r, SteadyTime sent) {

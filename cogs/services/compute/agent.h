@@ -73,6 +73,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -95,7 +96,10 @@ struct AgentOptions {
     // cogsd's addresses, "http://HOST:PORT" each (no path; https is not supported): one, or every
     // replica's (in the order they are tried, round-robin, from the first).
     std::vector<std::string> control_urls;
-    std::string token;          // bearer token for the control plane; empty: none sent
+    std::string token;  // bearer token for the control plane; empty: none sent
+    // Each host's own token (its host token, from its enrollment: a host token registers and renews
+    // that host alone), by host name; a host not in it sends `token`.
+    std::map<std::string, std::string> host_tokens;
     std::string advertise_url;  // where the control plane reaches this process ("url" of every host)
     std::vector<HostSpec> hosts;
     Duration heartbeat_interval = std::chrono::seconds(1);

@@ -44,14 +44,14 @@
 // GET /v1/instances/{id}/console -> 200 {"id", "output"}: the last 64 KiB of its console (the
 // driver's; "" for sim), or 404.
 //
-// The supervisor: POST /v1/instances/{id}/crash (a running instance; 404 unknown id, 409 not
-// running) makes the instance CRASHED now (the sim driver's stand-in for a guest that dies; a real
-// driver reports the end of a process itself, DriverEvents::Exited, to the same effect). On an
-// unfenced host a CRASHED instance is booted again (as start_instance does) restart_backoff after
-// the crash, doubling for every further crash within restart_window, capped at max_backoff; its
-// restart_max-th crash within the window makes it ERROR instead, never restarted again. Every crash,
-// restart and give-up is a report (HostLink) for the control plane. Needs Bind (the kit's context:
-// timers and writes); without it crashes are kept but never restarted.
+// The supervisor: POST /v1/instances/{id}/crash (a test route: ComputeOptions::test_routes, else
+// it does not exist; a running instance; 404 unknown id, 409 not running) makes the instance CRASHED now (the
+// sim driver's stand-in for a guest that dies; a real driver reports the end of a process itself,
+// DriverEvents::Exited, to the same effect). On an unfenced host a CRASHED instance is booted again (as
+// start_instance does) restart_backoff after the crash, doubling for every further crash within
+// restart_window, capped at max_backoff; its restart_max-th crash within the window makes it ERROR instead,
+// never restarted again. Every crash, restart and give-up is a report (HostLink) for the control plane. Needs
+// Bind (the kit's context: timers and writes); without it crashes are kept but never restarted.
 //
 // Leases and fencing (HostLink): the agent (agent.h) fences a host when its lease from the control
 // plane runs out: every running, booting or CRASHED instance of it becomes FENCED (the running ones
@@ -284,6 +284,9 @@ struct ComputeOptions {
     // and instances load FENCED (see the top). false: no lease, nothing is ever fenced by itself.
     bool leased = false;
     SupervisorOptions supervisor{};
+    // The test route POST /v1/instances/{id}/crash (cogs-compute --test-routes); false: it does not
+    // exist (404).
+    bool test_routes = false;
 };
 
 // What the agent (agent.h) asks of the hosts' instances. Called on the domain's io thread.

@@ -479,8 +479,10 @@ Result<std::unique_ptr<ComputeDomain>> MakeComputeDomain(ComputeOptions options,
         return MakeError(ErrorCode::kInvalidArgument, "restart window: must be > 0");
     }
     runtime::Clock& clock = options.clock != nullptr ? *options.clock : runtime::SystemClock();
-    return std::unique_ptr<ComputeDomain>(std::make_unique<internal::ComputeDomainImpl>(
-        std::move(hosts), clock, std::move(driver), options.leased, options.supervisor));
+    auto domain = std::make_unique<internal::ComputeDomainImpl>(std::move(hosts), clock, std::move(driver),
+                                                                options.leased, options.supervisor);
+    domain->set_test_routes(options.test_routes);
+    return std::unique_ptr<ComputeDomain>(std::move(domain));
 }
 
 }  // namespace cogs::services::compute

@@ -21,7 +21,7 @@ constexpr size_t kMaxReports = 1000;  // kept per host, unacknowledged
 
 bool ComputeDomainImpl::Post(const http::Request& request, const http::Respond& respond) {
     const std::string path = request.Path();
-    if (!path.starts_with(kInstancesPrefix) || !path.ends_with(kCrashSuffix) ||
+    if (!test_routes_ || !path.starts_with(kInstancesPrefix) || !path.ends_with(kCrashSuffix) ||
         path.size() <= kInstancesPrefix.size() + kCrashSuffix.size()) {
         return false;
     }

@@ -75,6 +75,7 @@ protected:
                          HostSpec{"h2", "az2", 8, 32768, 500, {}}};
         options.clock = &clock_;
         options.leased = leased_;
+        options.test_routes = true;  // the crash route
         options.supervisor = supervisor_;
         auto driver = MakeComputeDriver("sim", ComputeDriverOptions{boot});
         EXPECT_TRUE(driver);
@@ -418,6 +419,20 @@ TEST_F(ComputeTest, GetAnswersTheInstanceOr404) {
               json::parse(R"({"code":"not_found","message":"no instance 'i9'","retryable":false})"));
     EXPECT_FALSE(kit::test_service::Get(*domain_, "/v1/volumes/i1"));
     EXPECT_FALSE(kit::test_service::Get(*domain_, "/v1/instances/i1/crash")) << "a POST route";
+}
+
+TEST(ComputeTestRoutes, TheCrashRouteExistsOnlyWithTestRoutes) {
+    for (const bool on : {false, true}) {
+        ComputeOptions options;
+        options.hosts = {HostSpec{.name = "h1"}};
+        options.test_routes = on;
+        auto domain = MakeComputeDomain(options, *MakeComputeDriver("sim", {}));
+        ASSERT_TRUE(domain);
+        http::Request req;
+        req.method = "POST";
+        req.target = "/v1/instances/i1/crash";
+        EXPECT_EQ((*domain)->Post(req, [](http::Response) {}), on) << "test routes " << on;
+    }
 }
 
 // ---- fencing, crashes and the supervisor's bookkeeping (fake clock; the timed tests are below) ----
@@ -852,6 +867,7 @@ protected:
         options.hosts = {HostSpec{.name = "h1"}, HostSpec{.name = "h2"}};
         options.clock = &clock_;
         options.leased = leased_;
+        options.test_routes = true;  // the crash route
         options.supervisor = supervisor_;
         log_ = std::make_shared<DriverLog>();
         auto domain = MakeComputeDomain(std::move(options), std::make_unique<ReportingDriver>(log_));
@@ -1621,6 +1637,7 @@ protected:
         options.hosts = {HostSpec{"h1", "nova", 4, 8192, 100, {}}, HostSpec{"h2", "nova", 4, 8192, 100, {}}};
         options.clock = &clock_;
         options.leased = leased;
+        options.test_routes = true;  // the crash route
         options.supervisor.restart_backoff = kBackoff;
         options.supervisor.restart_max = restart_max;
         options.supervisor.restart_window = 60s;
@@ -1634,8 +1651,9 @@ protected:
         auto service = kit::DomainService::Create(io_, std::move(*domain), service_options);
         ASSERT_TRUE(service) << service.error().ToString();
         service_ = std::move(*service);
-        auto server = http::StartServer(io_, http::ServerOptions{},
-                                        kit::MakeActionHttpHandler(*service_, Sha256Hex("tok"), &metrics_));
+        auto server =
+            http::StartServer(io_, http::ServerOptions{},
+                              kit::MakeActionHttpHandler(*service_, {{Sha256Hex("tok")}, true}, &metrics_));
         ASSERT_TRUE(server) << server.error().ToString();
         server_ = std::move(*server);
         client_ = http::MakeClient(io_, http::ClientOptions{"127.0.0.1", server_->port(), 4});

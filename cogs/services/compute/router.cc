@@ -16,8 +16,8 @@ namespace json = boost::json;
 
 class ComputeRouter final : public workflow::ServiceClient {
 public:
-    ComputeRouter(boost::asio::io_context& io, HostLookup lookup, std::string token, size_t connections)
-        : io_(io), lookup_(std::move(lookup)), token_(std::move(token)), connections_(connections) {}
+    ComputeRouter(boost::asio::io_context& io, HostLookup lookup, size_t connections)
+        : io_(io), lookup_(std::move(lookup)), connections_(connections) {}
 
     void Invoke(workflow::ActionCall call, Callback done) override {
         Route(std::move(call), std::move(done), false);
@@ -97,11 +97,15 @@ private:
             return MakeError(ErrorCode::kFailedPrecondition, "compute: host " + host + " is down");
         }
         *epoch = route->lease_epoch;
-        auto it = clients_.find(route->url);
+        // By URL and token: a host enrolled again presents its new token at once (the old client
+        // stays for the calls it still carries).
+        auto key = std::pair(route->url, route->token);
+        auto it = clients_.find(key);
         if (it == clients_.end()) {
             it = clients_
-                     .emplace(route->url, kit::MakeHttpServiceClient(io_, endpoint->host, endpoint->port,
-                                                                     "compute", connections_, token_))
+                     .emplace(std::move(key),
+                              kit::MakeHttpServiceClient(io_, endpoint->host, endpoint->port, "compute",
+                                                         connections_, route->token))
                      .first;
         }
         return it->second.get();
@@ -109,16 +113,16 @@ private:
 
     boost::asio::io_context& io_;
     HostLookup lookup_;
-    std::string token_;
     size_t connections_;
-    std::map<std::string, std::shared_ptr<workflow::ServiceClient>> clients_;  // by agent URL
+    // by (agent URL, token)
+    std::map<std::pair<std::string, std::string>, std::shared_ptr<workflow::ServiceClient>> clients_;
 };
 
 }  // namespace
 
 std::shared_ptr<workflow::ServiceClient> MakeComputeRouter(boost::asio::io_context& io, HostLookup lookup,
-                                                           std::string bearer_token, size_t connections) {
-    return std::make_shared<ComputeRouter>(io, std::move(lookup), std::move(bearer_token), connections);
+                                                           size_t connections) {
+    return std::make_shared<ComputeRouter>(io, std::move(lookup), connections);
 }
 
 }  // namespace cogs::services::compute

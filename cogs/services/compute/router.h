@@ -31,16 +31,19 @@ class io_context;
 
 namespace cogs::services::compute {
 
-// Where a host's agent is: its URL ("http://HOST:PORT", as it registered) and whether it is down.
+// Where a host's agent is: its URL ("http://HOST:PORT", as it registered), whether it is down, and
+// the bearer token that agent checks (its own: docs/api.md "Hosts and their credentials").
 struct HostRoute {
     std::string url;
     bool down = false;
     int64_t lease_epoch = 0;  // HostMonitor::LeaseEpoch: sent with create/start/reboot (0: none)
+    std::string token;        // presented to the agent; empty: none
 };
 using HostLookup = std::function<std::optional<HostRoute>(const std::string& host)>;
 
-// `bearer_token` is presented to the agents; `connections` is the pool size per agent.
+// Each call presents its host's HostRoute::token; `connections` is the pool size per agent URL and
+// token (one process serving many hosts holds one pool per host).
 std::shared_ptr<workflow::ServiceClient> MakeComputeRouter(boost::asio::io_context& io, HostLookup lookup,
-                                                           std::string bearer_token, size_t connections);
+                                                           size_t connections);
 
 }  // namespace cogs::services::compute

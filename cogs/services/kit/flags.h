@@ -2,7 +2,8 @@
 // and cogs-sim so that every service is started the same way. Header-only on CLI11: only apps
 // include it (link CLI11::CLI11).
 //
-//   --listen HOST:PORT  --port-file PATH  --state PATH  --seed N  --token-file PATH
+//   --listen HOST:PORT  --port-file PATH  --state PATH  --seed N  --token-file PATH (repeatable)
+//   --insecure  --test-routes
 //   --log-level LEVEL   --log-format json|text   --max-body-bytes N
 //   --error-rate R  --permanent-rate R  --hang-rate R  --lost-reply-rate R  --latency-ms MS
 //   --fail-action A (repeatable)  --long-action A (repeatable)  --accept-ms MS  --hang-all
@@ -71,8 +72,15 @@ inline void AddProcessFlags(CLI::App& app, ServeOptions& o) {
         ->capture_default_str();
     app.add_option("--port-file", o.port_file, "write the bound port to this file once listening");
     app.add_option("--seed", o.service.seed, "seed for the fault draws")->capture_default_str();
-    app.add_option("--token-file", o.token_file,
-                   "file holding the bearer token callers must present (default: no authentication)");
+    app.add_option("--token-file", o.token_files,
+                   "file holding the bearer token callers must present (repeatable: any of them); required "
+                   "unless --insecure");
+    app.add_flag(
+        "--insecure", o.insecure,
+        "start without --token-file: every caller is served without authentication (development only)");
+    app.add_flag("--test-routes", o.test_routes,
+                 "serve the test routes: fault injection (GET|PUT /v1/faults), GET /v1/ledger and the "
+                 "service's own (cogs-compute: POST /v1/instances/{id}/crash)");
     app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error, critical or off")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
         ->capture_default_str();

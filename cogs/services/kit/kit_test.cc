@@ -671,14 +671,18 @@ protected:
             options.metrics = &metrics_;
             Start(std::move(options));
         }
+        HandlerAccess access{{}, test_routes_};
+        if (!token_sha256.empty()) access.token_sha256 = {std::move(token_sha256), Sha256Hex("another-host")};
         auto server =
             http::StartServer(io_, http::ServerOptions{},
-                              MakeActionHttpHandler(*service_, token_sha256, metrics ? &metrics_ : nullptr));
+                              MakeActionHttpHandler(*service_, access, metrics ? &metrics_ : nullptr));
         ASSERT_TRUE(server) << server.error().ToString();
         server_ = std::move(*server);
         client_ = MakeHttpServiceClient(io_, "127.0.0.1", server_->port(), "items", 8, client_token);
         raw_ = http::MakeClient(io_, http::ClientOptions{"127.0.0.1", server_->port(), 4});
     }
+    bool test_routes_ = true;  // as --test-routes
+
     void TearDown() override {
         client_.reset();
         raw_.reset();
@@ -841,6 +845,8 @@ TEST_F(KitHttpTest, TokenRequiredEverywhereButHealthz) {
         401);
     EXPECT_EQ(Raw("PUT", "/v1/faults", "{}").status, 401);
     EXPECT_EQ(Raw("GET", "/v1/inventory", "", {{"authorization", "Bearer " + token}}).status, 200);
+    EXPECT_EQ(Raw("GET", "/v1/inventory", "", {{"authorization", "Bearer another-host"}}).status, 200)
+        << "any of the tokens given (one process serving several hosts)";
     EXPECT_EQ(Raw("GET", "/healthz").status, 200);
     EXPECT_TRUE(probe_->performed.empty());
 
@@ -852,6 +858,23 @@ TEST_F(KitHttpTest, TokenRequiredEverywhereButHealthz) {
     EXPECT_EQ(got.error().code, ErrorCode::kUnauthenticated);
     EXPECT_FALSE(got.error().retryable);
     EXPECT_EQ(probe_->performed["put"], 1);
+}
+
+TEST_F(KitHttpTest, TestRoutesAreAbsentWithoutTheFlag) {
+    test_routes_ = false;
+    const std::string token = RandomHex(16);
+    Serve(Sha256Hex(token), token);
+    const std::vector<std::pair<std::string, std::string>> auth = {{"authorization", "Bearer " + token}};
+    for (const auto& [method, path] : std::vector<std::pair<std::string, std::string>>{
+             {"PUT", "/v1/faults"}, {"GET", "/v1/faults"}, {"GET", "/v1/ledger"}}) {
+        EXPECT_EQ(Raw(method, path, method == "PUT" ? R"({"hang_all":true})" : "", auth).status, 404)
+            << method << " " << path;
+        EXPECT_EQ(Raw(method, path, "", {}).status, 401) << "no token: nothing learnt, not even a 404";
+    }
+    // The service works on, with no fault set.
+    auto ok = Invoke("put", "wf1/a/do", R"({"id":"a","value":"1"})");
+    ASSERT_TRUE(ok) << ok.error().ToString();
+    EXPECT_EQ(Raw("GET", "/v1/stats", "", auth).status, 200);
 }
 
 TEST_F(KitHttpTest, MetricsCountEveryOutcomeAndPassPromtool) {
@@ -1061,7 +1084,8 @@ TEST(ServeFlags, ParseIntoServeOptions) {
     ServeOptions o;
     AddServeFlags(app, o);
     app.parse(
-        "--listen 127.0.0.1:8080 --port-file /p --state /s.db --seed 9 --token-file /t --error-rate 0.04 "
+        "--listen 127.0.0.1:8080 --port-file /p --state /s.db --seed 9 --token-file /t --token-file /u "
+        "--insecure --test-routes --error-rate 0.04 "
         "--permanent-rate 0.03 --hang-rate 0.02 --lost-reply-rate 0.01 --latency-ms 2.5 --fail-action x "
         "--fail-action y --long-action boot --accept-ms 250 --hang-all --log-level debug --log-format text "
         "--max-body-bytes 4096 --ledger-retention-hours 48 --ledger-max 5000 --ledger-min-age-minutes 90",
@@ -1070,7 +1094,12 @@ TEST(ServeFlags, ParseIntoServeOptions) {
     EXPECT_EQ(o.port_file, "/p");
     EXPECT_EQ(o.service.state_path, "/s.db");
     EXPECT_EQ(o.service.seed, 9u);
-    EXPECT_EQ(o.token_file, "/t");
+    EXPECT_EQ(o.token_files, (std::vector<std::string>{"/t", "/u"}));
+    EXPECT_TRUE(o.insecure);
+    EXPECT_TRUE(o.test_routes);
+    ServeOptions defaults;
+    EXPECT_FALSE(defaults.insecure) << "a credential is required unless asked otherwise";
+    EXPECT_FALSE(defaults.test_routes);
     EXPECT_EQ(o.log_level, "debug");
     EXPECT_EQ(o.log_format, "text");
     EXPECT_EQ(o.max_body_bytes, 4096u);
@@ -1134,7 +1163,7 @@ TEST(Serve, ServesUntilSigtermThenKeepsItsState) {
     ServeOptions options;
     options.port_file = dir / "port";
     options.service.state_path = dir / "items.db";
-    options.token_file = dir / "token";
+    options.token_files = {dir / "token"};
     options.log_level = "warn";
 
     auto probe = std::make_shared<Probe>();
@@ -1178,10 +1207,19 @@ TEST(Serve, StartUpFailuresAreReportedNotServed) {
     bad_listen.log_level = "off";
     EXPECT_NE(Serve(bad_listen, std::make_unique<ItemsDomain>(std::make_shared<Probe>())), 0);
     ServeOptions bad_token;
-    bad_token.token_file = dir / "missing";
+    bad_token.token_files = {dir / "missing"};
     bad_token.log_level = "off";
     EXPECT_NE(Serve(bad_token, std::make_unique<ItemsDomain>(std::make_shared<Probe>())), 0);
+    // No credential and no --insecure: refused before anything listens or opens its state.
+    ServeOptions no_token;
+    no_token.port_file = dir / "no-token.port";
+    no_token.service.state_path = dir / "no-token.db";
+    no_token.log_level = "off";
+    EXPECT_EQ(Serve(no_token, std::make_unique<ItemsDomain>(std::make_shared<Probe>())), 2);
+    EXPECT_FALSE(std::filesystem::exists(no_token.port_file));
+    EXPECT_FALSE(std::filesystem::exists(no_token.service.state_path));
     ServeOptions bad_state;
+    bad_state.insecure = true;  // fails for its state, not for want of a token
     bad_state.service.state_path = dir / "no/such/dir/items.db";
     bad_state.log_level = "off";
     EXPECT_NE(Serve(bad_state, std::make_unique<ItemsDomain>(std::make_shared<Probe>())), 0);

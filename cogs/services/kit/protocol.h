@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
@@ -63,7 +64,8 @@ public:
 // Serves `target` (which must outlive the handler) with the protocol:
 //   POST    /v1/actions/{action}   Idempotency-Key (required), X-Cogs-Deadline-Ms, traceparent; JSON body
 //   GET     /v1/actions/status?key=K
-//   GET|PUT /v1/faults,  GET /v1/ledger,  GET /v1/stats,  GET /healthz
+//   GET     /v1/stats,  GET /healthz
+//   GET|PUT /v1/faults,  GET /v1/ledger       test routes: with HandlerAccess::test_routes only
 //   GET|PUT /v1/log-levels         observe::HandleLogLevels: every component's log level, or set some
 //   GET     /metrics               with `metrics` only (observe::Instrument): the Prometheus text
 //   GET     anything else: target.Get(), else 404 not_found
@@ -73,9 +75,14 @@ public:
 // X-Cogs-Deadline-Ms or a body that is not a JSON object ("body: must be a JSON object"); 405 with
 // Allow for a wrong method (wire::ServiceMethodNotAllowed).
 //
-// With `token_sha256` (64 lowercase hex: cogs::Sha256Hex of the token) non-empty, every route but
-// /healthz and /metrics requires "Authorization: Bearer <token>" whose SHA-256 matches (compared in
-// constant time), else 401 {"code":"unauthenticated",...}. Empty: no authentication.
+// With HandlerAccess::token_sha256 (each 64 lowercase hex: cogs::Sha256Hex of a token) non-empty,
+// every route but /healthz and /metrics requires "Authorization: Bearer <token>" whose SHA-256 is
+// one of them (compared in constant time), else 401 {"code":"unauthenticated",...}. Empty: no
+// authentication (a process started with --insecure). Several: one process serving several hosts
+// (cogs-compute --hosts), each host's agent token. Without test_routes, /v1/faults and /v1/ledger
+// are 404 like any route that does not exist (after authentication: a caller without the token
+// learns nothing), and the target must not serve its own test routes either (cogs-compute's crash
+// route: ComputeOptions::test_routes).
 //
 // With `metrics`, the handler is wrapped in observe::Instrument (cogs_http_* series, GET /metrics)
 // and every action call is counted (docs/metrics.md, "Micro-services"):
@@ -96,7 +103,11 @@ public:
 //
 // Run the http::Server on the target's io_context, with one thread (the cached handles and the
 // /metrics samplers of the targets rely on it).
-http::Handler MakeActionHttpHandler(ActionTarget& target, std::string token_sha256 = "",
+struct HandlerAccess {
+    std::vector<std::string> token_sha256;  // the tokens accepted (their SHA-256); empty: no authentication
+    bool test_routes = false;               // serve GET|PUT /v1/faults and GET /v1/ledger
+};
+http::Handler MakeActionHttpHandler(ActionTarget& target, HandlerAccess access,
                                     observe::Metrics* metrics = nullptr);
 
 }  // namespace cogs::services::kit

@@ -72,14 +72,25 @@ int ServeTarget(const ServeOptions& options, std::string_view component, OpenTar
         log.critical("{}", listen.error().message);
         return 2;
     }
-    std::string token_sha256;
-    if (!options.token_file.empty()) {
-        auto token = runtime::ReadTokenFile(options.token_file);
+    HandlerAccess access;
+    access.test_routes = options.test_routes;
+    for (const std::string& file : options.token_files) {
+        auto token = runtime::ReadTokenFile(file);
         if (!token) {
-            log.critical("{}", token.error().message);
+            log.critical("--token-file: {}", token.error().message);
             return 2;
         }
-        token_sha256 = Sha256Hex(*token);
+        access.token_sha256.push_back(Sha256Hex(*token));
+    }
+    if (access.token_sha256.empty()) {
+        if (!options.insecure) {
+            log.critical(
+                "no credential: give --token-file FILE (the token the control plane presents), or --insecure "
+                "to serve every caller without one (development only)");
+            return 2;
+        }
+        log.warn(
+            "--insecure: no token file, every caller is served without authentication (development only)");
     }
 
     // Declared first, destroyed last: the target's samplers and every cached handle point into it.
@@ -96,8 +107,7 @@ int ServeTarget(const ServeOptions& options, std::string_view component, OpenTar
     server_options.port = listen->second;
     server_options.max_body_bytes = options.max_body_bytes;
     server_options.error_answer = wire::ServiceError;
-    auto server =
-        http::StartServer(io, server_options, MakeActionHttpHandler(**target, token_sha256, &metrics));
+    auto server = http::StartServer(io, server_options, MakeActionHttpHandler(**target, access, &metrics));
     if (!server) {
         log.critical("cannot listen on {}: {}", options.listen, server.error().ToString());
         return 1;
@@ -109,8 +119,9 @@ int ServeTarget(const ServeOptions& options, std::string_view component, OpenTar
             return 1;
         }
     }
-    log.info("{} listening on {}:{} (auth: {}; faults: {})", name, server_options.host, port,
-             token_sha256.empty() ? "none" : "bearer token", ToJson((*target)->faults()));
+    log.info("{} listening on {}:{} (auth: {}; test routes: {}; faults: {})", name, server_options.host, port,
+             access.token_sha256.empty() ? "none" : "bearer token", access.test_routes ? "on" : "off",
+             ToJson((*target)->faults()));
 
     // Destroyed before `io`: what the hook keeps in its captures may own timers and clients on it.
     auto hook = std::move(on_listening);

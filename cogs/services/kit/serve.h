@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cogs/observe/metrics.h"
 #include "cogs/services/kit/domain.h"
@@ -24,9 +25,13 @@ struct ServeOptions {
     std::string listen = "127.0.0.1:0";  // HOST:PORT ([v6]:PORT); port 0: any free port
     std::string port_file;               // the bound port is written here (atomically) once listening
     ServiceOptions service;              // state file, faults, seed
-    std::string token_file;              // file holding the bearer token callers must present; empty: none
-    std::string log_level = "info";      // trace, debug, info, warn, error, critical, off
-    std::string log_format = "json";     // json (one object per line on stderr) or text
+    // Files each holding a bearer token callers may present (any of them: one process serving several
+    // hosts takes each host's agent token). None: the process refuses to start, unless `insecure`.
+    std::vector<std::string> token_files;
+    bool insecure = false;            // start without a token: every caller is served (development only)
+    bool test_routes = false;         // serve the test routes (protocol.h; cogs-compute's crash route)
+    std::string log_level = "info";   // trace, debug, info, warn, error, critical, off
+    std::string log_format = "json";  // json (one object per line on stderr) or text
     size_t max_body_bytes = 1 << 20;
 };
 
@@ -39,8 +44,10 @@ struct ServeOptions {
 // registering with the control plane; it may start timers and clients on `io`), and serves until
 // SIGTERM or SIGINT; then stops the server, lets the last commit finish and returns 0. On a start-up
 // failure (bad --listen, unreadable token file, `open` failing, port in use) it logs a clear
-// message and returns non-zero without serving. The token file's content (surrounding whitespace
-// trimmed) is the token; only its SHA-256 is kept. Runs the io_context on the calling thread.
+// message and returns non-zero without serving. Each token file's content (surrounding whitespace
+// trimmed) is a token; only its SHA-256 is kept. Without a token file it refuses to start (exit 2,
+// saying so) unless `insecure`, which serves every caller and says so in a warning. Runs the
+// io_context on the calling thread.
 using OpenTarget = std::function<Result<std::unique_ptr<ActionTarget>>(boost::asio::io_context& io,
                                                                        observe::Metrics& metrics)>;
 int ServeTarget(const ServeOptions& options, std::string_view component, OpenTarget open,

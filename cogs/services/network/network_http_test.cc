@@ -33,7 +33,8 @@ protected:
         auto service = kit::DomainService::Create(io_, MakeNetworkDomain(), options);
         ASSERT_TRUE(service) << service.error().ToString();
         service_ = std::move(*service);
-        auto server = http::StartServer(io_, http::ServerOptions{}, kit::MakeActionHttpHandler(*service_));
+        auto server =
+            http::StartServer(io_, http::ServerOptions{}, kit::MakeActionHttpHandler(*service_, {}));
         ASSERT_TRUE(server) << server.error().ToString();
         server_ = std::move(*server);
         client_ = http::MakeClient(io_, http::ClientOptions{"127.0.0.1", server_->port(), 4});

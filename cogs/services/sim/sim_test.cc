@@ -412,7 +412,7 @@ protected:
         options.metrics = &metrics_;
         Start(std::move(options));
         auto server = http::StartServer(io_, http::ServerOptions{},
-                                        kit::MakeActionHttpHandler(*service_, "", &metrics_));
+                                        kit::MakeActionHttpHandler(*service_, {{}, true}, &metrics_));
         ASSERT_TRUE(server) << server.error().ToString();
         server_ = std::move(*server);
         client_ = kit::MakeHttpServiceClient(io_, "127.0.0.1", server_->port(), "sim", 8);

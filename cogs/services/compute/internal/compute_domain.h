@@ -93,6 +93,8 @@ class ComputeDomainImpl final : public ComputeDomain, private DriverEvents {
 public:
     ComputeDomainImpl(std::map<std::string, HostSpec, std::less<>> hosts, runtime::Clock& clock,
                       std::unique_ptr<ComputeDriver> driver, bool leased, SupervisorOptions supervisor);
+    // ComputeOptions::test_routes: whether Post serves the crash route.
+    void set_test_routes(bool on) { test_routes_ = on; }
 
     // ---- compute_domain.cc ----
     std::string_view name() const override;
@@ -187,6 +189,7 @@ private:
     runtime::Clock& clock_;
     std::unique_ptr<ComputeDriver> driver_;
     const bool leased_;
+    bool test_routes_ = false;
     const SupervisorOptions supervisor_;
     std::map<std::string, Instance, std::less<>> instances_;
     std::map<std::string, std::set<std::string>, std::less<>> by_host_;  // host -> its instances' ids

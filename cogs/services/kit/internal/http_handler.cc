@@ -244,15 +244,20 @@ void HandleStatus(ActionTarget& target, const http::Request& req, http::Respond 
 
 // Only the token's hash is held, so a memory dump does not give the token away; comparing hashes in
 // constant time leaks nothing about how much of a guess was right.
-bool Authorized(const http::Request& req, const std::string& token_sha256) {
+bool Authorized(const http::Request& req, const std::vector<std::string>& token_sha256) {
     const std::string header = req.Header("authorization");
     if (header.size() <= kBearer.size() || std::string_view(header).substr(0, kBearer.size()) != kBearer) {
         return false;
     }
-    return ConstantTimeEquals(Sha256Hex(std::string_view(header).substr(kBearer.size())), token_sha256);
+    const std::string hash = Sha256Hex(std::string_view(header).substr(kBearer.size()));
+    bool match = false;
+    for (const std::string& want : token_sha256) {
+        match = ConstantTimeEquals(hash, want) || match;  // every one compared: no early exit
+    }
+    return match;
 }
 
-void Route(ActionTarget& target, const std::string& token_sha256, const std::shared_ptr<ActionSeries>& series,
+void Route(ActionTarget& target, const HandlerAccess& access, const std::shared_ptr<ActionSeries>& series,
            http::Request req, http::Respond respond) {
     const std::string path = req.Path();
     if (path == "/healthz") {
@@ -263,7 +268,7 @@ void Route(ActionTarget& target, const std::string& token_sha256, const std::sha
         respond(JsonResponse(200, R"({"status":"ok"})"));
         return;
     }
-    if (!token_sha256.empty() && !Authorized(req, token_sha256)) {
+    if (!access.token_sha256.empty() && !Authorized(req, access.token_sha256)) {
         http::Response r =
             ServiceError(Error(ErrorCode::kUnauthenticated,
                                "missing or wrong bearer token (header Authorization: Bearer <token>)"));
@@ -277,6 +282,9 @@ void Route(ActionTarget& target, const std::string& token_sha256, const std::sha
         HandleAction(target, series, std::move(req), std::move(respond));
     } else if (path == "/v1/log-levels") {
         respond(observe::HandleLogLevels(req));
+    } else if (!access.test_routes && (path == "/v1/faults" || path == "/v1/ledger")) {
+        // Test routes exist only in a process started with --test-routes.
+        respond(ServiceError(Error(ErrorCode::kNotFound, "no route " + req.method + " " + path)));
     } else if (path == "/v1/faults") {
         if (req.method == "PUT") {
             auto faults = ParseFaultConfig(req.body);
@@ -308,12 +316,11 @@ void Route(ActionTarget& target, const std::string& token_sha256, const std::sha
 
 }  // namespace
 
-http::Handler MakeActionHttpHandler(ActionTarget& target, std::string token_sha256,
-                                    observe::Metrics* metrics) {
+http::Handler MakeActionHttpHandler(ActionTarget& target, HandlerAccess access, observe::Metrics* metrics) {
     auto series = std::make_shared<ActionSeries>(std::string(target.name()), metrics);
-    http::Handler handler = [&target, token = std::move(token_sha256), series = std::move(series)](
+    http::Handler handler = [&target, access = std::move(access), series = std::move(series)](
                                 http::Request req, http::Respond respond) {
-        Route(target, token, series, std::move(req), std::move(respond));
+        Route(target, access, series, std::move(req), std::move(respond));
     };
     if (metrics == nullptr) {
         return handler;
