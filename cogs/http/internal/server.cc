@@ -22,6 +22,7 @@
 #include <list>
 #include <mutex>
 #include <optional>
+#include <unordered_map>
 
 #include "cogs/base/check.h"
 #include "cogs/base/secret.h"
@@ -53,6 +54,7 @@ struct Connection {
     beast::tcp_stream stream;
     std::shared_ptr<Exchange> exchange;  // the request in flight, if any
     std::list<std::shared_ptr<Connection>>::iterator pos;
+    std::string address;  // the client's IP address, for the per-address cap
 };
 
 struct ServerState {
@@ -67,9 +69,41 @@ struct ServerState {
 
     std::atomic<bool> stopped{false};
     std::atomic<uint64_t> accepted{0};
+    std::atomic<uint64_t> refused{0};
     mutable std::mutex mu;
-    std::list<std::shared_ptr<Connection>> connections;  // guarded by mu
+    std::list<std::shared_ptr<Connection>> connections;   // guarded by mu
+    std::unordered_map<std::string, size_t> per_address;  // open connections by client address; mu
 };
+
+// Registers a connection just accepted, unless it is over a cap (ServerOptions::max_connections*):
+// then false, and `over_total` says which.
+bool Register(ServerState& state, const std::shared_ptr<Connection>& conn, bool* over_total) {
+    const ServerOptions& o = state.options;
+    std::lock_guard lock(state.mu);
+    *over_total = o.max_connections > 0 && state.connections.size() >= o.max_connections;
+    if (*over_total) {
+        return false;
+    }
+    size_t& from_address = state.per_address[conn->address];
+    if (o.max_connections_per_address > 0 && from_address >= o.max_connections_per_address) {
+        return false;
+    }
+    ++from_address;
+    conn->pos = state.connections.insert(state.connections.end(), conn);
+    return true;
+}
+
+void Unregister(ServerState& state, Connection& conn) {
+    std::lock_guard lock(state.mu);
+    if (conn.pos == state.connections.end()) {
+        return;
+    }
+    state.connections.erase(conn.pos);
+    conn.pos = state.connections.end();
+    if (auto it = state.per_address.find(conn.address); it != state.per_address.end() && --it->second == 0) {
+        state.per_address.erase(it);
+    }
+}
 
 void CloseConnection(Connection& conn) {
     error_code ignored;
@@ -419,11 +453,7 @@ asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<
         co_await AnswerAndClose(state, conn, &*refusal);
     }
     CloseConnection(*conn);
-    std::lock_guard lock(state->mu);
-    if (conn->pos != state->connections.end()) {
-        state->connections.erase(conn->pos);
-        conn->pos = state->connections.end();
-    }
+    Unregister(*state, *conn);
 }
 
 asio::awaitable<void> Accept(std::shared_ptr<ServerState> state) {
@@ -444,11 +474,14 @@ asio::awaitable<void> Accept(std::shared_ptr<ServerState> state) {
         error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
         auto conn = std::make_shared<Connection>(std::move(socket));
-        {
-            std::lock_guard lock(state->mu);
-            conn->pos = state->connections.insert(state->connections.end(), conn);
-        }
+        conn->address = conn->stream.socket().remote_endpoint(ignored).address().to_string();
         state->accepted.fetch_add(1, std::memory_order_relaxed);
+        if (bool over_total = false; !Register(*state, conn, &over_total)) {
+            state->refused.fetch_add(1, std::memory_order_relaxed);
+            if (state->options.on_connection_refused) state->options.on_connection_refused(over_total);
+            conn->stream.socket().close(ignored);  // at once: nothing read, nothing answered
+            continue;
+        }
         asio::co_spawn(conn->stream.get_executor(), Serve(state, conn), CheckNoException);
     }
 }
@@ -483,6 +516,8 @@ public:
         std::lock_guard lock(state_->mu);
         return state_->connections.size();
     }
+
+    uint64_t connections_refused() const override { return state_->refused.load(std::memory_order_relaxed); }
 
 private:
     std::shared_ptr<ServerState> state_;
