@@ -29,8 +29,10 @@ http::Respond Traced(http::Respond respond, std::string traceparent, std::string
             path = std::move(path), resource_id = std::move(resource_id)](http::Response r) {
         observe::LogScope scope({observe::TraceIdOf(traceparent), "", resource_id});
         auto& log = observe::Log("api");
-        // Reads and heartbeats (several a second per host) at debug: info is for changes.
-        const bool quiet = method == "GET" || method == "HEAD" || path.ends_with("/heartbeat");
+        // Reads and heartbeats (several a second per host) at debug: info is for changes. So are
+        // refusals for overload (429): a flood must not become a flood of log lines; they are counted.
+        const bool quiet =
+            method == "GET" || method == "HEAD" || path.ends_with("/heartbeat") || r.status == 429;
         // 507 (a full disk) is said once by the store, not per refused change.
         const auto level = r.status >= 500 && r.status != 507 ? spdlog::level::warn
                            : quiet                            ? spdlog::level::debug
