@@ -17,6 +17,7 @@
 // engine, the store, the cloud and the API (docs/metrics.md); JSON log lines on stderr
 // (--log-format text for people); GET/PUT /v1/log-levels (admin) changes levels at run time.
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -267,8 +268,10 @@ int main(int argc, char** argv) {
                    "requests an admin token may make at once after a pause")
         ->check(CLI::Range(0.0, 1e9))
         ->capture_default_str();
-    app.add_option("--max-connections", max_connections,
-                   "open connections to the API at once (0: no limit); beyond, a new one is closed at once")
+    app.add_option(
+           "--max-connections", max_connections,
+           "open connections to the API at once, at most the process's descriptor limit less 512 (0: that "
+           "much); beyond, a new one is closed at once")
         ->capture_default_str();
     app.add_option("--max-connections-per-address", max_connections_per_address,
                    "open connections from one client address at once (0: no limit); beyond, a new one is "
@@ -451,6 +454,27 @@ int main(int argc, char** argv) {
     server_options.spool_dir = spool_dir;
     server_options.max_spooled_body_bytes = cloud_options.max_image_bytes;
     server_options.error_answer = wire::ApiError;  // 413, 414, 431, 400 in the API's error shape
+    {
+        // A cap above what the process may open would never act (accept fails first, for every
+        // client alike): raise the descriptor limit to its hard limit, and keep the cap under it with
+        // room for the store, the services' and agents' connections and the logs.
+        rlimit nofile{};
+        if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+            if (nofile.rlim_cur < nofile.rlim_max) {
+                rlimit raised = nofile;
+                raised.rlim_cur = nofile.rlim_max;
+                if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) nofile = raised;
+            }
+            constexpr rlim_t kReserved = 512;
+            const rlim_t room =
+                nofile.rlim_cur > 2 * kReserved ? nofile.rlim_cur - kReserved : nofile.rlim_cur / 2;
+            if (nofile.rlim_cur != RLIM_INFINITY && (max_connections == 0 || max_connections > room)) {
+                spdlog::warn("--max-connections {} lowered to {}: the process may open {} descriptors",
+                             max_connections, room, nofile.rlim_cur);
+                max_connections = static_cast<size_t>(room);
+            }
+        }
+    }
     server_options.max_connections = max_connections;
     server_options.max_connections_per_address = max_connections_per_address;
     {
