@@ -23,6 +23,7 @@
 // engine, the store, the cloud and the API (docs/metrics.md); JSON log lines on stderr
 // (--log-format text for people); GET/PUT /v1/log-levels (admin) changes levels at run time.
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -153,6 +154,7 @@ int main(int argc, char** argv) {
     workflow::EngineOptions engine_options;
     int64_t breaker_open_ms = 1000;
     size_t max_body = 1 << 20;
+    size_t max_connections = 10000, max_connections_per_address = 1000;
     cloud::CloudOptions cloud_options;
     std::string store_url;
     std::string replica_id, advertise_url;
@@ -239,7 +241,58 @@ int main(int argc, char** argv) {
     app.add_option("--disk-ratio", cloud_options.disk_ratio, "disk overcommit")
         ->check(CLI::Range(0.1, 64.0))
         ->capture_default_str();
-    app.add_option("--max-inflight-requests", cloud_options.max_inflight_requests, "beyond: 429")
+    // Admission (docs/api.md "Admission: lanes and limits"): the defaults and why are there.
+    cloud::AdmissionOptions& admission = cloud_options.admission;
+    admission.max_inflight_per_project = 1024;
+    admission.rate = 200;
+    admission.burst = 1000;
+    admission.admin_rate = 1000;
+    admission.admin_burst = 5000;
+    cloud_options.max_inflight_workflows_per_project = 2000;
+    app.add_option("--max-inflight-requests", admission.max_inflight,
+                   "tenant requests in flight at once (every route but the agents' registrations and "
+                   "heartbeats); beyond: 429")
+        ->check(CLI::Range(size_t{1}, size_t{1} << 30))
+        ->capture_default_str();
+    app.add_option("--max-inflight-system", admission.max_inflight_system,
+                   "hosts' registrations and heartbeats in flight at once, a lane of their own that tenant "
+                   "traffic cannot fill; beyond: 429")
+        ->check(CLI::Range(size_t{1}, size_t{1} << 30))
+        ->capture_default_str();
+    app.add_option("--max-inflight-per-project", admission.max_inflight_per_project,
+                   "requests of one project in flight at once (0: no limit); beyond: 429")
+        ->check(CLI::Range(size_t{0}, size_t{1} << 30))
+        ->capture_default_str();
+    app.add_option("--max-inflight-workflows-per-project", cloud_options.max_inflight_workflows_per_project,
+                   "workflows of one project running at once (0: no limit); beyond, requests that start one "
+                   "get 429")
+        ->check(CLI::Range(size_t{0}, size_t{10000000}))
+        ->capture_default_str();
+    app.add_option("--rate-per-token", admission.rate,
+                   "requests per second a member or reader token may make, on average (0: no limit); beyond: "
+                   "429 with Retry-After")
+        ->check(CLI::Range(0.0, 1e9))
+        ->capture_default_str();
+    app.add_option("--burst-per-token", admission.burst,
+                   "requests such a token may make at once after a pause")
+        ->check(CLI::Range(0.0, 1e9))
+        ->capture_default_str();
+    app.add_option("--admin-rate-per-token", admission.admin_rate,
+                   "requests per second an admin token may make, on average (0: no limit)")
+        ->check(CLI::Range(0.0, 1e9))
+        ->capture_default_str();
+    app.add_option("--admin-burst-per-token", admission.admin_burst,
+                   "requests an admin token may make at once after a pause")
+        ->check(CLI::Range(0.0, 1e9))
+        ->capture_default_str();
+    app.add_option(
+           "--max-connections", max_connections,
+           "open connections to the API at once, at most the process's descriptor limit less 512 (0: that "
+           "much); beyond, a new one is closed at once")
+        ->capture_default_str();
+    app.add_option("--max-connections-per-address", max_connections_per_address,
+                   "open connections from one client address at once (0: no limit); beyond, a new one is "
+                   "closed at once")
         ->capture_default_str();
     app.add_option("--max-body-bytes", max_body, "largest request body")->capture_default_str();
     app.add_option("--max-image-bytes", cloud_options.max_image_bytes,
@@ -429,6 +482,39 @@ int main(int argc, char** argv) {
     server_options.spool_dir = spool_dir;
     server_options.max_spooled_body_bytes = cloud_options.max_image_bytes;
     server_options.error_answer = wire::ApiError;  // 413, 414, 431, 400 in the API's error shape
+    {
+        // A cap above what the process may open would never act (accept fails first, for every
+        // client alike): raise the descriptor limit to its hard limit, and keep the cap under it with
+        // room for the store, the services' and agents' connections and the logs.
+        rlimit nofile{};
+        if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+            if (nofile.rlim_cur < nofile.rlim_max) {
+                rlimit raised = nofile;
+                raised.rlim_cur = nofile.rlim_max;
+                if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) nofile = raised;
+            }
+            constexpr rlim_t kReserved = 512;
+            const rlim_t room =
+                nofile.rlim_cur > 2 * kReserved ? nofile.rlim_cur - kReserved : nofile.rlim_cur / 2;
+            if (nofile.rlim_cur != RLIM_INFINITY && (max_connections == 0 || max_connections > room)) {
+                spdlog::warn("--max-connections {} lowered to {}: the process may open {} descriptors",
+                             max_connections, room, nofile.rlim_cur);
+                max_connections = static_cast<size_t>(room);
+            }
+        }
+    }
+    server_options.max_connections = max_connections;
+    server_options.max_connections_per_address = max_connections_per_address;
+    {
+        auto refused = observe::CounterOf(&metrics, "cogs_http_connections_refused_total",
+                                          "API connections closed at accept, by the cap they were over: "
+                                          "total, per_address.");
+        server_options.on_connection_refused =
+            [total = refused.With({{"reason", "total"}}),
+             per_address = refused.With({{"reason", "per_address"}})](bool over_total) mutable {
+                (over_total ? total : per_address).Inc();
+            };
+    }
     // /metrics is answered by Instrument on this io thread, where the cloud's sampled gauges live.
     auto server = http::StartServer(io, server_options, observe::Instrument(api, &metrics));
     if (!server) return Fail("listen " + listen + ": " + server.error().ToString());

@@ -78,7 +78,7 @@ public:
                             consoles, images})),
           api(
               io, router, [this](std::string_view bearer) { return Authenticate(bearer); },
-              ctx.options.max_inflight_requests, ctx.metrics(),
+              ctx.options.admission, ctx.clock, ctx.metrics(),
               [&store]() -> std::optional<Error> {
                   if (store.Writable()) return std::nullopt;
                   return store.WhyNotWritable();
@@ -177,6 +177,14 @@ Status Cloud::Impl::Load() {
         for (const auto& [id, r] : ctx.model.All(kind)) {
             if (Transitional(kind, r.status_text()) && !Str(r.body, "workflow_id").empty()) {
                 settle.insert(Str(r.body, "workflow_id"));
+            }
+        }
+    }
+    // The rest resume: they count against their project's workflows in flight until they end.
+    for (auto kind : kStatusKinds) {
+        for (const auto& [id, r] : ctx.model.All(kind)) {
+            if (Transitional(kind, r.status_text()) && !Str(r.body, "workflow_id").empty()) {
+                ctx.CountWorkflow(Str(r.body, "workflow_id"), r.project);
             }
         }
     }

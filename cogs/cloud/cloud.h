@@ -30,6 +30,7 @@
 
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
+#include "cogs/cloud/api/admission.h"
 #include "cogs/http/server.h"
 #include "cogs/observe/metrics.h"
 #include "cogs/runtime/clock.h"
@@ -77,8 +78,12 @@ struct CloudOptions {
     // called without a token.
     std::string agent_key;
     size_t compute_connections = 64;  // per host
-    // API requests being served at once; beyond, 429 with Retry-After.
-    size_t max_inflight_requests = 4096;
+    // The API's admission (api/admission.h, docs/api.md "Admission: lanes and limits"): the lanes'
+    // in-flight caps, the per-project cap, the per-token rates; beyond, 429 with Retry-After.
+    AdmissionOptions admission{};
+    // Workflows in flight per project (all of them, the healer's too); beyond, a request that would
+    // start one (a create, an action, a delete) is answered 429 with Retry-After. 0: no limit.
+    size_t max_inflight_workflows_per_project = 0;
     // Where the cloud's metrics go (docs/metrics.md, "the cloud"); null: none. It must outlive the
     // Cloud; its gauges (hosts, resources) are sampled at Render(), which must then run on the io
     // thread (cogsd serves /metrics there).

@@ -218,5 +218,139 @@ TEST_F(AdmissionTest, TheBearerSchemeIsCaseInsensitive) {
     EXPECT_EQ(Call("", "GET", "/v1/whoami", "", {{"authorization", "Bearer"}}).status, 401);
 }
 
+// Priority and fairness (api/admission.h, docs/api.md "Admission: lanes and limits"): each limit
+// refuses with 429 and Retry-After, writes nothing, and leaves other tokens, other projects and the
+// hosts' heartbeats alone.
+class FairnessTest : public CloudTest {
+protected:
+    void SetUp() override {
+        CloudTest::SetUp();
+        ASSERT_NO_FATAL_FAILURE(Seed());
+        a_ = NewProject("a");
+        b_ = NewProject("b");
+        member_a_ = NewToken(a_, "member");
+        reader_a_ = NewToken(a_, "reader");
+        member_b_ = NewToken(b_, "member");
+    }
+    // Again on the same store with `options_` (what the limits apply to starts afresh).
+    void Reopen() {
+        Close();
+        ASSERT_NO_FATAL_FAILURE(Open());
+    }
+    // Sends a request without running the io_context: it stays in flight until RunUntil.
+    void Send(const std::string& token, const std::string& method, const std::string& target,
+              std::optional<http::Response>* got, const std::string& body = "") {
+        handler_(Request(token, method, target, body), [got](http::Response r) { *got = std::move(r); });
+    }
+
+    std::string a_, b_, member_a_, reader_a_, member_b_;
+};
+
+TEST_F(FairnessTest, ATokenOverItsRateIsRefusedWithTheBucketsRetryAfter) {
+    options_.admission.rate = 2;  // one request per 500 ms
+    options_.admission.burst = 3;
+    ASSERT_NO_FATAL_FAILURE(Reopen());
+    for (int i = 0; i < 3; ++i) {
+        ASSERT_EQ(Call(reader_a_, "GET", "/v1/networks").status, 200) << "request " << i << " of the burst";
+    }
+    Reply refused = Call(reader_a_, "GET", "/v1/networks");
+    EXPECT_EQ(refused.status, 429) << refused.raw.body;
+    EXPECT_EQ(refused.Str("code"), "resource_exhausted");
+    EXPECT_EQ(refused.raw.Header("retry-after"), "1");
+    EXPECT_EQ(refused.Obj("details").at("limit").as_string(), "rate_per_token");
+    EXPECT_EQ(refused.Obj("details").at("retry_after_ms").as_int64(), 500);
+    // A change refused for the rate writes nothing.
+    EXPECT_EQ(Call(member_a_, "POST", "/v1/networks", R"({"name":"n1"})").status, 202);
+    EXPECT_EQ(Call(member_a_, "POST", "/v1/networks", R"({"name":"n2"})").status, 202);
+    EXPECT_EQ(Call(member_a_, "POST", "/v1/networks", R"({"name":"n3"})").status, 202);
+    EXPECT_EQ(Call(member_a_, "POST", "/v1/networks", R"({"name":"n4"})").status, 429);
+    EXPECT_EQ(Count(admin_, "networks"), 3u);
+    // Another token, of the same project or another, has its own bucket; admins (admin_rate 0
+    // here) are not limited.
+    EXPECT_EQ(Call(member_b_, "GET", "/v1/networks").status, 200);
+    EXPECT_EQ(Call(admin_, "GET", "/v1/networks").status, 200);
+    // The bucket refills at its rate.
+    clock_.Advance(499ms);
+    EXPECT_EQ(Call(reader_a_, "GET", "/v1/networks").status, 429);
+    clock_.Advance(1ms);
+    EXPECT_EQ(Call(reader_a_, "GET", "/v1/networks").status, 200);
+}
+
+TEST_F(FairnessTest, HeartbeatsPassWhenTheTenantLaneIsFullAndAreNeverRateLimited) {
+    options_.admission.max_inflight = 1;
+    options_.admission.admin_rate = 1;  // the fixture's agents renew with the admin token
+    options_.admission.admin_burst = 1;
+    ASSERT_NO_FATAL_FAILURE(Reopen());
+    // One tenant request in flight fills the tenant lane.
+    std::optional<http::Response> held, heartbeat, registration, tenant;
+    Send(member_b_, "GET", "/v1/servers", &held);
+    Send(admin_, "POST", "/v1/hosts/h1/heartbeat", &heartbeat, "{}");
+    Send(admin_, "PUT", "/v1/hosts/h2", &registration,
+         R"({"url":"http://127.0.0.1:1","vcpus":8,"ram_mb":16384,"disk_gb":100})");
+    Send(member_a_, "GET", "/v1/servers", &tenant);
+    RunUntil([&] { return held && heartbeat && registration && tenant; });
+    EXPECT_EQ(held->status, 200);
+    EXPECT_EQ(heartbeat->status, 200) << heartbeat->body;
+    EXPECT_EQ(registration->status, 200) << registration->body;
+    const Reply refused = ReplyOf(*tenant);
+    EXPECT_EQ(refused.status, 429);
+    EXPECT_EQ(refused.Obj("details").at("limit").as_string(), "max_inflight");
+    // The admin token's bucket (one request) is spent by one read; its heartbeats go on.
+    EXPECT_EQ(Call(admin_, "GET", "/v1/hosts").status, 200);
+    EXPECT_EQ(Call(admin_, "GET", "/v1/hosts").status, 429);
+    for (int i = 0; i < 20; ++i) {
+        ASSERT_EQ(Call(admin_, "POST", "/v1/hosts/h1/heartbeat", "{}").status, 200) << i;
+    }
+}
+
+TEST_F(FairnessTest, AProjectHoldsAtMostItsShareOfRequestsInFlight) {
+    options_.admission.max_inflight_per_project = 1;
+    ASSERT_NO_FATAL_FAILURE(Reopen());
+    std::optional<http::Response> first, second, other;
+    Send(member_a_, "GET", "/v1/servers", &first);
+    Send(reader_a_, "GET", "/v1/servers", &second);  // another token, the same project
+    Send(member_b_, "GET", "/v1/servers", &other);
+    RunUntil([&] { return first && second && other; });
+    EXPECT_EQ(first->status, 200);
+    const Reply refused = ReplyOf(*second);
+    EXPECT_EQ(refused.status, 429);
+    EXPECT_EQ(refused.raw.Header("retry-after"), "1");
+    EXPECT_EQ(refused.Obj("details").at("limit").as_string(), "max_inflight_per_project");
+    EXPECT_EQ(other->status, 200) << "another project is not affected";
+    EXPECT_EQ(Call(reader_a_, "GET", "/v1/servers").status, 200) << "the place is back once answered";
+}
+
+TEST_F(FairnessTest, AProjectsWorkflowsInFlightAreCapped) {
+    options_.max_inflight_workflows_per_project = 1;
+    ASSERT_NO_FATAL_FAILURE(Reopen());
+    gates_["network"]->Hold("create_network");
+    Reply first = Call(member_a_, "POST", "/v1/networks", R"({"name":"n1"})");
+    ASSERT_EQ(first.status, 202) << first.raw.body;
+    Reply refused = Call(member_a_, "POST", "/v1/networks", R"({"name":"n2"})", {{"idempotency-key", "k2"}});
+    EXPECT_EQ(refused.status, 429) << refused.raw.body;
+    EXPECT_EQ(refused.Str("code"), "resource_exhausted");
+    EXPECT_EQ(refused.raw.Header("retry-after"), "1");
+    EXPECT_EQ(refused.Obj("details").at("limit").as_string(), "max_inflight_workflows_per_project");
+    EXPECT_EQ(Count(admin_, "networks"), 1u) << "a refused create writes nothing";
+    // Another project has its own.
+    Reply other = Call(member_b_, "POST", "/v1/networks", R"({"name":"nb"})");
+    EXPECT_EQ(other.status, 202) << other.raw.body;
+    // An action on an existing resource is refused alike, and its status put back.
+    gates_["network"]->Release();
+    WaitFor("/v1/networks/" + first.Field("network", "id"), "network", "ACTIVE");
+    gates_["network"]->Hold("create_network");
+    Reply second = Call(member_a_, "POST", "/v1/networks", R"({"name":"n3"})");
+    ASSERT_EQ(second.status, 202) << second.raw.body;
+    Reply del = Call(member_a_, "DELETE", "/v1/networks/" + first.Field("network", "id"));
+    EXPECT_EQ(del.status, 429) << del.raw.body;
+    EXPECT_EQ(Call(admin_, "GET", "/v1/networks/" + first.Field("network", "id")).Field("network", "status"),
+              "ACTIVE");
+    gates_["network"]->Release();
+    WaitFor("/v1/networks/" + second.Field("network", "id"), "network", "ACTIVE");
+    // Once the workflows have ended the refused request goes through, its key not remembered.
+    Reply again = Call(member_a_, "POST", "/v1/networks", R"({"name":"n2"})", {{"idempotency-key", "k2"}});
+    EXPECT_EQ(again.status, 202) << again.raw.body;
+}
+
 }  // namespace
 }  // namespace cogs::cloud::testing

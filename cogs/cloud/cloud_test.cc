@@ -809,7 +809,7 @@ TEST_F(CloudTest, AWorkflowShowsEachOfItsSteps) {
 }
 
 TEST_F(CloudTest, TooManyRequestsAtOnceAreRefusedWith429) {
-    options_.max_inflight_requests = 1;
+    options_.admission.max_inflight = 1;
     Close();
     ASSERT_NO_FATAL_FAILURE(Open());
     // Two requests arrive before the first is answered.

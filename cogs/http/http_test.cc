@@ -365,6 +365,57 @@ void ExpectServed(const std::optional<std::string>& got, const std::string& vers
     EXPECT_EQ(s.handled, handled);
 }
 
+// Connections over a cap (per client address, or in all) are closed at once, before anything is
+// read, and counted; closing one makes room again.
+TEST(HttpTest, ConnectionsOverACapAreClosedAtOnceAndCounted) {
+    asio::io_context io;
+    ServerOptions options;
+    options.max_connections_per_address = 2;
+    std::vector<bool> refusals;  // over_total, per refusal
+    options.on_connection_refused = [&refusals](bool over_total) { refusals.push_back(over_total); };
+    auto server = Start(
+        io, [](Request, Respond respond) { respond(Answer(200, "ok")); }, options);
+    const asio::ip::tcp::endpoint at{asio::ip::make_address("127.0.0.1"), server->port()};
+    std::vector<std::unique_ptr<asio::ip::tcp::socket>> open;
+    for (int i = 0; i < 2; ++i) {
+        open.push_back(std::make_unique<asio::ip::tcp::socket>(io));
+        open.back()->connect(at);
+    }
+    ASSERT_TRUE(RunUntil(io, [&] { return server->connections_open() == 2; }));
+    // The third from the same address: closed without a byte, even though it sends a request.
+    auto third = RawExchange(io, server->port(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_TRUE(third.has_value()) << "the server kept the connection over the cap open";
+    EXPECT_EQ(*third, "");
+    EXPECT_EQ(server->connections_refused(), 1u);
+    EXPECT_EQ(refusals, std::vector<bool>{false});
+    EXPECT_EQ(server->connections_open(), 2u);
+    // One of the two goes: a new one is served.
+    open.front()->close();
+    ASSERT_TRUE(RunUntil(io, [&] { return server->connections_open() == 1; }));
+    auto client = Connect(io, *server);
+    auto got = SendAndWait(io, *client, Get("/"));
+    ASSERT_TRUE(got.has_value() && *got) << (got ? got->error().ToString() : "no answer");
+    EXPECT_EQ((*got)->status, 200);
+
+    // The total cap counts every address.
+    asio::io_context io2;
+    ServerOptions total;
+    total.max_connections = 1;
+    std::vector<bool> total_refusals;
+    total.on_connection_refused = [&total_refusals](bool over_total) {
+        total_refusals.push_back(over_total);
+    };
+    auto small = Start(
+        io2, [](Request, Respond respond) { respond(Answer(200, "ok")); }, total);
+    asio::ip::tcp::socket first(io2);
+    first.connect({asio::ip::make_address("127.0.0.1"), small->port()});
+    ASSERT_TRUE(RunUntil(io2, [&] { return small->connections_open() == 1; }));
+    auto second = RawExchange(io2, small->port(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_TRUE(second.has_value());
+    EXPECT_EQ(*second, "");
+    EXPECT_EQ(total_refusals, std::vector<bool>{true});
+}
+
 TEST(HttpTest, OversizedHeaderFieldsGet431AndTheConnectionCloses) {
     asio::io_context io;
     ServerOptions options;

@@ -143,6 +143,13 @@ struct ServerOptions {
     std::function<bool(const Request& head)> spool_body{};
     std::string spool_dir{};
     uint64_t max_spooled_body_bytes = 0;
+    // Connection caps, checked when a connection is accepted: one over either (open connections in
+    // all, or from the same client IP address) is closed at once, before anything is read, and
+    // `on_connection_refused(over_total)` is called (from the acceptor, any thread of `io`: for a
+    // metric). 0: no cap.
+    size_t max_connections = 0;
+    size_t max_connections_per_address = 0;
+    std::function<void(bool over_total)> on_connection_refused{};
     // Null: plain HTTP. Else every connection is TLS (a plain-HTTP client fails its handshake and is
     // closed, never answered).
     std::shared_ptr<TlsContext> tls{};
@@ -158,9 +165,11 @@ public:
     // or about to run.
     virtual void Stop() = 0;
 
-    // Connections accepted since the start, and those open now (for tests and metrics).
+    // Connections accepted since the start (those refused by a cap included), those open now, and
+    // those closed at accept by a cap (for tests and metrics).
     virtual uint64_t connections_accepted() const = 0;
     virtual size_t connections_open() const = 0;
+    virtual uint64_t connections_refused() const = 0;
 };
 
 // Listens and serves on `io`. The handler runs on `io`'s thread(s): each connection lives on its own

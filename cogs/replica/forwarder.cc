@@ -12,8 +12,10 @@ class Forwarder::State : public std::enable_shared_from_this<State> {
 public:
     State(boost::asio::io_context& io, ForwarderOptions o) : io_(io), options_(std::move(o)) {}
 
-    http::Client* ClientFor(const std::string& address) {
-        auto it = clients_.find(address);
+    // The pool for `address`: the system lane's (registrations, heartbeats) or everything else's.
+    http::Client* ClientFor(const std::string& address, bool system) {
+        const std::string key = (system ? "system " : "tenant ") + address;
+        auto it = clients_.find(key);
         if (it != clients_.end()) {
             return it->second.get();
         }
@@ -21,14 +23,14 @@ public:
         if (!ep) {
             return nullptr;
         }
-        if (clients_.size() > 16) {
+        if (clients_.size() > 32) {
             clients_.clear();  // leaders come and go; keep only recent ones
         }
         http::ClientOptions co;
         co.host = ep->host;
         co.port = ep->port;
-        co.max_connections = options_.max_connections;
-        return clients_.emplace(address, http::MakeClient(io_, co)).first->second.get();
+        co.max_connections = system ? options_.system_max_connections : options_.max_connections;
+        return clients_.emplace(key, http::MakeClient(io_, co)).first->second.get();
     }
 
     static http::Response Refuse(const std::string& reason, const std::string& message) {
@@ -46,6 +48,16 @@ public:
     static bool IsHeartbeat(const http::Request& req) {
         const std::string path = req.Path();
         return req.method == "POST" && path.starts_with("/v1/hosts/") && path.ends_with("/heartbeat");
+    }
+
+    // A host's registration (PUT /v1/hosts/{name}) or heartbeat: the leader's system lane.
+    static bool IsSystem(const http::Request& req) {
+        const std::string path = req.Path();
+        constexpr std::string_view kHosts = "/v1/hosts/";
+        const bool registration = req.method == "PUT" && path.starts_with(kHosts) &&
+                                  path.size() > kHosts.size() &&
+                                  path.find('/', kHosts.size()) == std::string::npos;
+        return registration || IsHeartbeat(req);
     }
 
     void Serve(http::Request req, http::Respond respond) {
@@ -72,7 +84,7 @@ public:
                                                             "not lead (it thinks " +
                                                             leader->id + " does): retry"));
         }
-        http::Client* client = ClientFor(leader->address);
+        http::Client* client = ClientFor(leader->address, IsSystem(req));
         if (client == nullptr) {
             ++stats_.unreachable;
             return respond(Refuse("leader_unreachable",

@@ -17,7 +17,12 @@
 // read the store and found nobody who could act on a host, so no host can be declared down meanwhile
 // (a new leader waits out its restart grace first); an agent may take it as a renewal.
 //
-// Threading: on the io thread of the server that calls the handler (one connection pool per leader
+// The agents' registrations and heartbeats (PUT /v1/hosts/{name}, POST /v1/hosts/{name}/heartbeat:
+// the leader's system lane, cogs/cloud/api/admission.h) go through a connection pool of their own,
+// `system_max_connections`: a tenant's flood that fills the pool (its requests then wait for a
+// connection) never delays a renewal.
+//
+// Threading: on the io thread of the server that calls the handler (two connection pools per leader
 // address, made on that thread).
 #pragma once
 
@@ -52,7 +57,8 @@ struct ForwarderOptions {
     // 503 leader_unknown, which agents count as a failure — a follower cut off from the database
     // must not keep telling them no_leader.
     Duration stale_after = std::chrono::seconds(2);
-    size_t max_connections = 256;  // to the leader
+    size_t max_connections = 256;        // to the leader
+    size_t system_max_connections = 64;  // to the leader, for registrations and heartbeats only
     // An image's content (GET /v1/images/{id}/file) passes through a temporary file in this
     // directory, never whole in memory, within download_timeout; "": read into memory like any
     // answer (64 MiB at most, the HTTP client's limit).

@@ -32,8 +32,10 @@ protected:
         leader_ = std::move(*server);
     }
 
-    std::unique_ptr<Forwarder> Make(Duration heartbeat_timeout, std::string download_dir = "") {
+    std::unique_ptr<Forwarder> Make(Duration heartbeat_timeout, std::string download_dir = "",
+                                    size_t max_connections = 256) {
         ForwarderOptions o;
+        o.max_connections = max_connections;
         o.download_dir = std::move(download_dir);
         o.replica_id = "follower";
         o.leader = [this] {
@@ -90,6 +92,21 @@ TEST_F(ForwarderTest, HeartbeatToASilentLeaderIsGivenUpSoonWhileOtherRequestsWai
     RunUntil([&] { return list.has_value(); });
     EXPECT_EQ(list->status, 503);
     EXPECT_EQ(forwarder->stats().unreachable, 2u);
+}
+
+// Tenant requests that take every connection of their pool (they wait on the leader) do not hold a
+// heartbeat or a registration back: those have a pool of their own and reach the leader at once.
+TEST_F(ForwarderTest, RegistrationsAndHeartbeatsDoNotWaitBehindTenantRequests) {
+    auto forwarder = Make(10s, "", 1);
+    http::Handler handler = forwarder->Handler();
+    std::optional<http::Response> first, second;
+    handler(Req("GET", "/v1/servers"), [&](http::Response r) { first = std::move(r); });
+    handler(Req("GET", "/v1/networks"), [&](http::Response r) { second = std::move(r); });
+    RunUntil([&] { return held_.size() == 1; });  // the second waits for the one tenant connection
+    handler(Req("POST", "/v1/hosts/h1/heartbeat"), [](http::Response) {});
+    handler(Req("PUT", "/v1/hosts/h2"), [](http::Response) {});
+    RunUntil([&] { return held_.size() == 3; });
+    EXPECT_FALSE(first || second) << "the tenant requests still wait";
 }
 
 TEST_F(ForwarderTest, ALeaderWhoseLeaseRanOutWhileItWasAskedMeansNoLeader) {

@@ -5,6 +5,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <cctype>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,8 +29,10 @@ http::Respond Traced(http::Respond respond, std::string traceparent, std::string
             path = std::move(path), resource_id = std::move(resource_id)](http::Response r) {
         observe::LogScope scope({observe::TraceIdOf(traceparent), "", resource_id});
         auto& log = observe::Log("api");
-        // Reads and heartbeats (several a second per host) at debug: info is for changes.
-        const bool quiet = method == "GET" || method == "HEAD" || path.ends_with("/heartbeat");
+        // Reads and heartbeats (several a second per host) at debug: info is for changes. So are
+        // refusals for overload (429): a flood must not become a flood of log lines; they are counted.
+        const bool quiet =
+            method == "GET" || method == "HEAD" || path.ends_with("/heartbeat") || r.status == 429;
         // 507 (a full disk) is said once by the store, not per refused change.
         const auto level = r.status >= 500 && r.status != 507 ? spdlog::level::warn
                            : quiet                            ? spdlog::level::debug
@@ -56,29 +59,50 @@ std::string_view BearerToken(std::string_view authorization) {
 }
 
 struct HttpApi::State {
-    State(boost::asio::io_context& i, const Router& r, Authenticator a, size_t max, observe::Metrics* m,
-          HttpApi::Refusal w)
-        : io(i), router(r), authenticate(std::move(a)), max_inflight(max), refusal(std::move(w)) {
+    State(boost::asio::io_context& i, const Router& r, Authenticator a, AdmissionOptions options,
+          runtime::Clock& clock, observe::Metrics* m, HttpApi::Refusal w)
+        : io(i), router(r), authenticate(std::move(a)), admission(options, clock), refusal(std::move(w)) {
         auto rejected =
             observe::CounterOf(m, "cogs_api_rejected_total",
-                               "Requests refused before routing, by reason: overload, unauthenticated.");
-        rejected_overload = rejected.With({{"reason", "overload"}});
+                               "Requests refused before routing, by reason: overload, system_overload, "
+                               "rate_limited, project_overload, unauthenticated (and "
+                               "project_workflows, refused by the route).");
+        for (std::string_view reason : {"overload", "system_overload", "rate_limited", "project_overload"}) {
+            rejected_by[std::string(reason)] = rejected.With({{"reason", std::string(reason)}});
+        }
         rejected_unauthenticated = rejected.With({{"reason", "unauthenticated"}});
+    }
+    // A refusal, counted and answered.
+    void Refuse(const cloud::Refusal& r, const http::Respond& respond) {
+        if (auto it = rejected_by.find(std::string(r.reason)); it != rejected_by.end()) it->second.Inc();
+        respond(RefusalAnswer(r));
     }
     boost::asio::io_context& io;
     const Router& router;
     Authenticator authenticate;
-    size_t max_inflight;
+    Admission admission;
     HttpApi::Refusal refusal;
-    size_t inflight = 0;  // requests being served
-    observe::Counter rejected_overload;
+    std::map<std::string, observe::Counter> rejected_by;
     observe::Counter rejected_unauthenticated;
 };
 
 HttpApi::HttpApi(boost::asio::io_context& io, const Router& router, Authenticator authenticate,
-                 size_t max_inflight, observe::Metrics* metrics, Refusal writable)
-    : state_(std::make_shared<State>(io, router, std::move(authenticate), max_inflight, metrics,
-                                     std::move(writable))) {}
+                 AdmissionOptions admission, runtime::Clock& clock, observe::Metrics* metrics,
+                 Refusal writable)
+    : state_(std::make_shared<State>(io, router, std::move(authenticate), admission, clock, metrics,
+                                     std::move(writable))) {
+    if (metrics != nullptr) {
+        // Sampled at a scrape, which cogsd renders on the io thread, where the counts live.
+        auto inflight = observe::GaugeOf(metrics, "cogs_api_inflight", "API requests being served, by lane.");
+        metrics->OnCollect([weak = std::weak_ptr<State>(state_), system = inflight.With({{"lane", "system"}}),
+                            tenant = inflight.With({{"lane", "tenant"}})]() mutable {
+            auto state = weak.lock();
+            if (!state) return;
+            system.Set(static_cast<double>(state->admission.inflight(Lane::kSystem)));
+            tenant.Set(static_cast<double>(state->admission.inflight(Lane::kTenant)));
+        });
+    }
+}
 
 http::Handler HttpApi::Handler() {
     return [state = state_](http::Request req, http::Respond respond) {
@@ -103,10 +127,9 @@ http::Handler HttpApi::Handler() {
             return respond(
                 wire::ApiError(Error(ErrorCode::kNotFound, "no route " + req.method + " " + path)));
         }
-        if (state->inflight >= state->max_inflight) {
-            state->rejected_overload.Inc();
-            return respond(wire::ApiError(
-                Error(ErrorCode::kResourceExhausted, "too many requests in flight: retry later")));
+        const Lane lane = LaneOf(req.method, path);
+        if (auto full = state->admission.CheckLane(lane)) {
+            return state->Refuse(*full, respond);
         }
         const std::string auth = req.Header("authorization");
         auto who = state->authenticate(BearerToken(auth));
@@ -115,6 +138,16 @@ http::Handler HttpApi::Handler() {
             http::Response r = wire::ApiError(Error(ErrorCode::kUnauthenticated, who.error().message));
             r.headers.emplace_back("www-authenticate", "Bearer");
             return respond(std::move(r));
+        }
+        Admission::Ticket ticket;
+        if (lane == Lane::kSystem) {
+            ticket = state->admission.AdmitSystem();
+        } else {
+            auto admitted = state->admission.AdmitTenant(who->token_id, who->project_id, who->admin());
+            if (!admitted) {
+                return state->Refuse(admitted.error(), respond);
+            }
+            ticket = std::move(*admitted);
         }
         if (path == "/v1/log-levels") {
             // Operators only: a level change affects every tenant's requests.
@@ -144,11 +177,13 @@ http::Handler HttpApi::Handler() {
         call.body_file = std::move(req.body_file);
         call.idempotency_key = req.Header("idempotency-key");
         call.traceparent = traceparent;
-        ++state->inflight;
-        // Never inline: the handler may be mid-parse when the route answers at once.
-        call.respond = [state, respond = std::move(respond)](http::Response r) mutable {
-            boost::asio::post(state->io, [state, respond = std::move(respond), r = std::move(r)]() mutable {
-                --state->inflight;
+        // The places are given back when the answer goes out (or when every copy of `respond` is
+        // dropped unanswered). Never inline: the handler may be mid-parse when the route answers at once.
+        call.respond = [state, respond = std::move(respond),
+                        ticket = std::make_shared<Admission::Ticket>(std::move(ticket))](
+                           http::Response r) mutable {
+            boost::asio::post(state->io, [respond = std::move(respond), ticket, r = std::move(r)]() mutable {
+                ticket->Release();
                 respond(std::move(r));
             });
         };

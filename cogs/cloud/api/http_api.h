@@ -1,7 +1,8 @@
-// The HTTP face of cogsd's API (docs/api.md): /healthz, then for /v1/...: admission control (more
-// than max_inflight requests in flight -> 429 with Retry-After, never an unbounded queue), the
-// bearer token (the scheme case-insensitive; 401 with WWW-Authenticate), admin-only GET/PUT /v1/log-levels,
-// and the routes of routes.cc through the Router. Beast never shows here: it rides on cogs/http.
+// The HTTP face of cogsd's API (docs/api.md): /healthz, then for /v1/...: admission (admission.h:
+// the system lane for the agents' registrations and heartbeats, the tenant lane for the rest; a
+// request over a limit is answered 429 with Retry-After at once, never queued), the bearer token (the
+// scheme case-insensitive; 401 with WWW-Authenticate), admin-only GET/PUT /v1/log-levels, and the
+// routes of routes.cc through the Router. Beast never shows here: it rides on cogs/http.
 //
 // Every request gets a trace: the caller's `traceparent` header if it is valid (the API's work is
 // a child span of it), else a new trace. The answer carries `traceparent` (the API's span), the
@@ -10,8 +11,9 @@
 // info, reads and heartbeats at debug, 5xx at warn (but 507: the store logs a full disk once). Answers are
 // never given inline.
 //
-// Metrics: cogs_api_rejected_total{reason} (overload, unauthenticated); request counts and
-// latencies are observe::Instrument's, wrapped around this handler by cogsd.
+// Metrics: cogs_api_rejected_total{reason} (overload, system_overload, rate_limited, project_overload,
+// unauthenticated), cogs_api_inflight{lane}; request counts and latencies are observe::Instrument's,
+// wrapped around this handler by cogsd.
 //
 // Threading: the handler runs on the cloud's io thread.
 #pragma once
@@ -23,6 +25,7 @@
 #include <optional>
 #include <string_view>
 
+#include "cogs/cloud/api/admission.h"
 #include "cogs/cloud/api/router.h"
 #include "cogs/observe/metrics.h"
 
@@ -42,8 +45,10 @@ public:
     // its disk is full, 507; its database is unreachable, 503 with Retry-After), every change but a
     // heartbeat is answered with it before it is routed, and /healthz says "degraded".
     using Refusal = std::function<std::optional<Error>()>;
+    // `clock` (the token buckets' time) must outlive the handler.
     HttpApi(boost::asio::io_context& io, const Router& router, Authenticator authenticate,
-            size_t max_inflight, observe::Metrics* metrics, Refusal refusal = {});
+            AdmissionOptions admission, runtime::Clock& clock, observe::Metrics* metrics,
+            Refusal refusal = {});
     // The handler to give http::StartServer; it must run on the io thread.
     http::Handler Handler();
 

@@ -44,6 +44,12 @@ Context::Context(asio::io_context& io_context, store::Store& s, workflow::Engine
       model([this](std::function<void()> fn) { Post(std::move(fn)); }),
       placement(scheduler::Ratios{options.cpu_ratio, options.ram_ratio, options.disk_ratio}),
       events_counter_(observe::CounterOf(options.metrics, "cogs_events_total", "Events recorded, by type.")),
+      rejected_project_workflows_(
+          observe::CounterOf(options.metrics, "cogs_api_rejected_total",
+                             "Requests refused before routing, by reason: overload, system_overload, "
+                             "rate_limited, project_overload, unauthenticated (and project_workflows, "
+                             "refused by the route).")
+              .With({{"reason", "project_workflows"}})),
       reads_(std::make_unique<Pool>()) {}
 
 Context::~Context() {
@@ -138,9 +144,12 @@ void Context::StartWorkflow(Launch l, std::function<void(Result<std::string>)> d
         types.push_back(e.type);
     observe::LogScope scope({observe::TraceIdOf(l.traceparent), s.id, id});
     observe::Log("cloud").info("{} {}: starting workflow {}", kind, id, s.type);
-    engine.Start(std::move(s), Guard([this, kind, id, undo = std::move(l.undo), done = std::move(done),
+    CountWorkflow(s.id, s.project);
+    const std::string wf = s.id;  // captured before `s` is moved
+    engine.Start(std::move(s), Guard([this, kind, id, wf, undo = std::move(l.undo), done = std::move(done),
                                       types = std::move(types)](Result<std::string> r) {
                      if (!r) {
+                         UncountWorkflow(wf);
                          if (undo) undo();
                          // Overload is answered 429 (counted in cogs_http_requests_total{code="429"}): no
                          // line each.
@@ -230,6 +239,7 @@ std::string Context::WallOf(SteadyTime t) const {
 void Context::OnSettle(std::string type, SettleFn fn) { settle_[std::move(type)] = std::move(fn); }
 
 void Context::Settle(const workflow::FinishedEvent& ev) {
+    UncountWorkflow(ev.id);
     auto it = settle_.find(ev.type);
     if (it == settle_.end()) {
         return;
@@ -247,6 +257,40 @@ void Context::Settle(const workflow::FinishedEvent& ev) {
     for (auto& fn : s.then_) {
         fn();
     }
+}
+
+size_t Context::WorkflowsInFlight(const std::string& project) const {
+    auto it = running_per_project_.find(project);
+    return it == running_per_project_.end() ? 0 : it->second;
+}
+
+void Context::CountWorkflow(const std::string& id, const std::string& project) {
+    if (running_.emplace(id, project).second) {
+        ++running_per_project_[project];
+    }
+}
+
+void Context::UncountWorkflow(const std::string& id) {
+    auto it = running_.find(id);
+    if (it == running_.end()) {
+        return;  // settled already (an end can be delivered more than once), or never counted
+    }
+    if (auto p = running_per_project_.find(it->second); p != running_per_project_.end() && --p->second == 0) {
+        running_per_project_.erase(p);
+    }
+    running_.erase(it);
+}
+
+Status Context::AdmitWorkflow(const std::string& project) {
+    const size_t limit = options.max_inflight_workflows_per_project;
+    if (limit == 0 || WorkflowsInFlight(project) < limit) {
+        return Ok();
+    }
+    rejected_project_workflows_.Inc();
+    return MakeError(Error(ErrorCode::kResourceExhausted,
+                           "this project has too many workflows in flight: retry once some have ended")
+                         .With("limit", "max_inflight_workflows_per_project")
+                         .With("value", static_cast<int64_t>(limit)));
 }
 
 std::vector<workflow::FinishedEvent> Context::EndedWorkflows(const std::vector<std::string>& ids) const {

@@ -197,16 +197,31 @@ public:
     // reads). A workflow still running is left out: the engine will report its end.
     std::vector<workflow::FinishedEvent> EndedWorkflows(const std::vector<std::string>& ids) const;
 
+    // ---- workflows in flight per project (CloudOptions::max_inflight_workflows_per_project) ----
+
+    // A workflow counts from StartWorkflow (or, for one that resumes, from Load's CountWorkflow) until
+    // its end is settled (or the engine refuses it). Bounded by the engine's max_inflight.
+    size_t WorkflowsInFlight(const std::string& project) const;
+    void CountWorkflow(const std::string& id, const std::string& project);
+    // kResourceExhausted (429, Retry-After) when `project` has its limit of workflows in flight; counted
+    // in cogs_api_rejected_total{reason="project_workflows"}.
+    Status AdmitWorkflow(const std::string& project);
+
     // ---- metrics (docs/metrics.md, "the cloud"); no-ops without a registry ----
     observe::Metrics* metrics() const { return options.metrics; }
 
 private:
+    void UncountWorkflow(const std::string& id);
+
     void RunOffThread(std::function<void()> work, std::function<void()> then);
 
     std::shared_ptr<int> life_ = std::make_shared<int>(0);
     std::map<std::string, SettleFn, std::less<>> settle_;
     observe::CounterFamily events_counter_;
     std::unordered_map<std::string, observe::Counter> event_counters_;  // by type
+    std::unordered_map<std::string, std::string> running_;              // workflow id -> its project
+    std::unordered_map<std::string, size_t> running_per_project_;       // only projects with one
+    observe::Counter rejected_project_workflows_;
     struct Pool;
     std::unique_ptr<Pool> reads_;  // blocking store reads, off the io thread
 };

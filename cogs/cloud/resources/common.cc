@@ -93,6 +93,13 @@ void SaveAndAnswer(Context& ctx, const Creation& c, std::vector<Res> made, int s
 }
 
 void StartAndAnswer(Context& ctx, Launch launch, const Call& call) {
+    // The project's workflows in flight (of the resource's project, whoever asks): refused as the
+    // engine's overload is, before anything is committed.
+    if (auto admitted = ctx.AdmitWorkflow(launch.on->project); !admitted) {
+        if (launch.undo) launch.undo();
+        if (!call.idempotency_record.empty()) ctx.model.Erase(kIdempotency, call.idempotency_record);
+        return call.Fail(admitted.error());
+    }
     // The answer is made when the workflow's id is on the resource, so that the key's record (in
     // the same commit) holds exactly what is answered.
     auto answer = std::make_shared<http::Response>();

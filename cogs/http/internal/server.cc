@@ -25,6 +25,7 @@
 #include <list>
 #include <mutex>
 #include <optional>
+#include <unordered_map>
 
 #include "cogs/base/check.h"
 #include "cogs/base/secret.h"
@@ -68,7 +69,7 @@ struct ConnectionBase {
 
     std::shared_ptr<Exchange> exchange;  // the request in flight, if any
     std::list<std::shared_ptr<ConnectionBase>>::iterator pos;
-    std::string peer_address;  // the client's IP
+    std::string peer_address;  // the client's IP (also for the per-address cap)
     std::string peer_name;     // TLS: the verified client certificate's CN, once the handshake is done
 };
 
@@ -101,10 +102,43 @@ struct ServerState {
 
     std::atomic<bool> stopped{false};
     std::atomic<uint64_t> accepted{0};
+    std::atomic<uint64_t> refused{0};
     mutable std::mutex mu;
     std::shared_ptr<TlsContextImpl> tls;                     // null: plain HTTP
     std::list<std::shared_ptr<ConnectionBase>> connections;  // guarded by mu
+    std::unordered_map<std::string, size_t> per_address;     // open connections by client address; mu
 };
+
+// Registers a connection just accepted, unless it is over a cap (ServerOptions::max_connections*):
+// then false, and `over_total` says which.
+bool Register(ServerState& state, const std::shared_ptr<ConnectionBase>& conn, bool* over_total) {
+    const ServerOptions& o = state.options;
+    std::lock_guard lock(state.mu);
+    *over_total = o.max_connections > 0 && state.connections.size() >= o.max_connections;
+    if (*over_total) {
+        return false;
+    }
+    size_t& from_address = state.per_address[conn->peer_address];
+    if (o.max_connections_per_address > 0 && from_address >= o.max_connections_per_address) {
+        if (from_address == 0) state.per_address.erase(conn->peer_address);
+        return false;
+    }
+    ++from_address;
+    conn->pos = state.connections.insert(state.connections.end(), conn);
+    return true;
+}
+
+void Unregister(ServerState& state, ConnectionBase& conn) {
+    std::lock_guard lock(state.mu);
+    if (conn.pos == state.connections.end()) {
+        return;
+    }
+    state.connections.erase(conn.pos);
+    conn.pos = state.connections.end();
+    if (auto it = state.per_address.find(conn.peer_address); it != state.per_address.end() && --it->second == 0) {
+        state.per_address.erase(it);
+    }
+}
 
 void CloseConnection(ConnectionBase& conn) {
     error_code ignored;
@@ -482,11 +516,7 @@ asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<
         co_await AnswerAndClose(state, conn, &*refusal);
     }
     CloseConnection(*conn);
-    std::lock_guard lock(state->mu);
-    if (conn->pos != state->connections.end()) {
-        state->connections.erase(conn->pos);
-        conn->pos = state->connections.end();
-    }
+    Unregister(*state, *conn);
 }
 
 // The client's IP as text; an IPv4 client of a dual-stack listener as IPv4.
@@ -508,9 +538,12 @@ void Launch(const std::shared_ptr<ServerState>& state, tcp::socket socket,
     std::string address = PeerAddress(socket);
     auto conn = std::make_shared<Connection<S>>(std::move(socket), std::move(context));
     conn->peer_address = std::move(address);
-    {
-        std::lock_guard lock(state->mu);
-        conn->pos = state->connections.insert(state->connections.end(), conn);
+    if (bool over_total = false; !Register(*state, conn, &over_total)) {
+        state->refused.fetch_add(1, std::memory_order_relaxed);
+        if (state->options.on_connection_refused) state->options.on_connection_refused(over_total);
+        error_code ignored;
+        conn->tcp().socket().close(ignored);  // at once: nothing read, nothing answered
+        return;
     }
     asio::co_spawn(conn->stream.get_executor(), Serve(state, conn), CheckNoException);
 }
@@ -571,6 +604,8 @@ public:
         std::lock_guard lock(state_->mu);
         return state_->connections.size();
     }
+
+    uint64_t connections_refused() const override { return state_->refused.load(std::memory_order_relaxed); }
 
 private:
     std::shared_ptr<ServerState> state_;
