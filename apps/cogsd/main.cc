@@ -112,17 +112,17 @@ Result<std::unique_ptr<Leader>> BuildLeader(boost::asio::io_context& io, const L
     if (auto st = l->engine->Recover(); !st)
         return MakeError(st.error().code, "recover: " + st.error().ToString());
     if (auto st = l->cloud->Load(); !st) return MakeError(st.error().code, "load: " + st.error().ToString());
-    auto secret = l->cloud->Bootstrap();
+    // The bootstrap admin token lives in its file alone (0600, on the control plane's disk: the root
+    // of trust); a log line names the file, never the secret. Renewed here when it has expired or
+    // is about to (cloud.h, Bootstrap).
+    auto current = runtime::ReadTokenFile(config.bootstrap_token_file);
+    auto secret = l->cloud->Bootstrap(current ? *current : std::string());
     if (!secret) return MakeError(secret.error().code, "bootstrap: " + secret.error().ToString());
     if (!secret->empty()) {
-        if (config.bootstrap_token_file.empty()) {
-            spdlog::warn("created an admin token but no --bootstrap-token-file to write it to: {}", *secret);
-        } else if (auto st = runtime::WriteFileAtomic(config.bootstrap_token_file, *secret + "\n", 0600);
-                   !st) {
+        if (auto st = runtime::WriteFileAtomic(config.bootstrap_token_file, *secret + "\n", 0600); !st) {
             return MakeError(st.error().code, "--bootstrap-token-file: " + st.error().message);
-        } else {
-            spdlog::info("admin token written to {}", config.bootstrap_token_file);
         }
+        spdlog::info("a new bootstrap admin token is in {}", config.bootstrap_token_file);
     }
     l->cloud->Start();
     l->api = l->cloud->Handler();
@@ -172,7 +172,12 @@ int main(int argc, char** argv) {
     app.add_option("--volume-url", volume_url, "the volume service, http://HOST:PORT")->required();
     app.add_option("--service-token-file", service_token_file, "the token cogsd presents to the services");
     app.add_option("--bootstrap-token-file", bootstrap_token_file,
-                   "on first start, write the admin token's secret here (mode 0600)");
+                   "the bootstrap admin token's secret (mode 0600): written on the first start, and again "
+                   "when it has expired or has less than half its TTL left (default: DATA_DIR/admin.token)");
+    services::kit::AddDurationFlag<std::ratio<3600>>(
+        app, "--admin-token-ttl-hours", cloud_options.admin_token_ttl,
+        "an admin token created without expires_in_s (the bootstrap token too) expires after this (0: never)",
+        "720");
     app.add_option("--workflows", workflows_dir,
                    "directory of workflow YAML (default: the project's workflows/cloud)");
     app.add_option("--lease-ttl-ms", lease_ttl_ms, "a host whose agent renews no lease this long is suspect")
@@ -253,6 +258,8 @@ int main(int argc, char** argv) {
     retention("failed-workflow", "failed workflows (waiting for an operator's retry)",
               cloud_options.workflow_retention.failed_keep_for,
               cloud_options.workflow_retention.failed_keep_at_most, 0, "720");
+    retention("audit", "audit log entries", cloud_options.audit_retention, cloud_options.audit_max, 1,
+              "2160");
     app.add_option("--idempotency-ttl-s", idempotency_ttl_s, "an Idempotency-Key is remembered this long")
         ->check(CLI::Range(int64_t{1}, int64_t{3650} * 24 * 3600))
         ->capture_default_str();
@@ -276,6 +283,7 @@ int main(int argc, char** argv) {
             observe::Log(component);
         }
     }
+    if (bootstrap_token_file.empty()) bootstrap_token_file = data_dir + "/admin.token";
     cloud_options.idempotency_ttl = std::chrono::seconds(idempotency_ttl_s);
     cloud_options.lease_ttl = std::chrono::milliseconds(lease_ttl_ms);
     cloud_options.fence_window = std::chrono::milliseconds(fence_window_ms);

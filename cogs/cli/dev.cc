@@ -552,7 +552,14 @@ int Dev::Run() {
     }
 
     auto make = [&](std::string name, std::string binary, auto args) {
-        procs_.push_back(std::make_unique<Proc>(std::move(name), std::move(binary), dir_, std::move(args)));
+        std::function<std::vector<std::string>(uint16_t)> with_level = [args,
+                                                                        level = o_.log_level](uint16_t port) {
+            std::vector<std::string> a = args(port);
+            if (!level.empty()) a.insert(a.end(), {"--log-level", level});
+            return a;
+        };
+        procs_.push_back(
+            std::make_unique<Proc>(std::move(name), std::move(binary), dir_, std::move(with_level)));
         return procs_.back().get();
     };
     auto listen = [](uint16_t port) { return fmt::format("127.0.0.1:{}", port); };
