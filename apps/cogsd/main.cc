@@ -13,6 +13,11 @@
 // the API itself while its lease is valid. A leader that is deposed exits at once (code 75): its
 // supervisor starts it again, as a follower; nothing of its memory decides anything any more.
 //
+// Secrets: the bootstrap admin token goes to --bootstrap-token-file (default DATA_DIR/admin.token,
+// mode 0600), renewed at a start when it nears its expiry (--admin-token-ttl-hours), and never to
+// the log. Every change asked of the API is in the audit log (GET /v1/audit; --audit-retention-hours,
+// --audit-max).
+//
 // Observability: GET /metrics (no token) on the API's port, one Prometheus registry shared by the
 // engine, the store, the cloud and the API (docs/metrics.md); JSON log lines on stderr
 // (--log-format text for people); GET/PUT /v1/log-levels (admin) changes levels at run time.

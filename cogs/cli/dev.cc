@@ -190,9 +190,14 @@ bool Dev::AllAlive() {
 bool Dev::AwaitAdminToken() {
     const SteadyTime deadline = SteadyClock::now() + std::chrono::seconds(o_.start_timeout_s);
     while (!StopRequested(50ms)) {
+        // The token the file holds once the leader's start has renewed it if it had to (a restart
+        // days later: the old one may have expired): the file is read until its token works.
         if (auto t = runtime::ReadTokenFile(D("admin.token")); t) {
-            admin_token_ = *t;
-            return true;
+            auto endpoint = ParseUrl(replicas_.front()->url());
+            if (endpoint && ApiClient(*endpoint, *t, 2s).Get("/v1/whoami")) {
+                admin_token_ = *t;
+                return true;
+            }
         }
         if (!AllAlive()) {
             return false;

@@ -8,8 +8,9 @@
 //    waiting for each port file (--start-timeout; a child that dies or is late: its log tail is
 //    printed, the others are stopped, exit 1): cogs-network (D/network.db), cogs-volume
 //    (D/volume.db, D/volumes), cogsd (--listen 127.0.0.1:<port>, --data-dir D, the service URLs,
-//    --bootstrap-token-file D/admin.token, written on its first start), then cogs-compute-1..N
-//    (hosts host-1..N, AZ nova, --control-url cogsd, --control-token-file D/admin.token).
+//    --bootstrap-token-file D/admin.token, written on its first start and renewed by a start when it
+//    nears its expiry: `cogs dev` waits until the file's token answers GET /v1/whoami), then
+//    cogs-compute-1..N (hosts host-1..N, AZ nova, --control-url cogsd, --control-token-file D/admin.token).
 //    With --store postgres (replicas, docs/ha.md): first a private PostgreSQL cluster in D/postgres
 //    (pg::Cluster: initdb on the first start only, so the data survives `cogs dev` restarts; its
 //    log D/logs/postgres.log, its port in D/run/postgres.port), then --replicas N (3) cogsd
