@@ -215,7 +215,8 @@ Result<std::string> Cloud::Impl::Bootstrap(std::string_view current) {
         const int64_t expires = Int(held->body, "_expires_ms");
         const int64_t half_ttl =
             std::chrono::duration_cast<std::chrono::milliseconds>(ctx.options.admin_token_ttl).count() / 2;
-        renew = expires != 0 && expires - now < half_ttl;
+        // On a full disk a token that still works is kept: the start must not fail for a renewal.
+        renew = expires != 0 && expires - now < half_ttl && (!valid(*held) || ctx.store.Writable());
     } else {
         renew = true;
         for (const auto& [id, t] : ctx.model.All(kToken)) {

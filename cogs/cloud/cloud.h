@@ -145,7 +145,8 @@ public:
     //   - `current` is a bootstrap token that has expired or has less than half of
     //     admin_token_ttl left (a `cogs dev` restarted days later): the old one keeps working until
     //     it expires; every expired bootstrap token is erased then.
-    // Else returns "" (the file stays as it is). Blocking (start-up only).
+    // Else returns "" (the file stays as it is), as it does on a full disk (!Store::Writable) while
+    // the file's token still works. Blocking (start-up only).
     Result<std::string> Bootstrap(std::string_view current = {});
 
     // Starts and stops the loops: host leases, healing, reconcilers, retention of events, of ended
