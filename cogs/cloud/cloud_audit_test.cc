@@ -258,6 +258,15 @@ TEST_F(TrustTest, EveryChangeRefusedOrNotIsRecordedOnceWithWhoWhatAndTheResult) 
         EXPECT_EQ(json::serialize(e).find("cogs_wrong"), std::string::npos);
         EXPECT_EQ(json::serialize(e).find(member), std::string::npos);
     }
+    // A clash (409), by the admin.
+    ASSERT_EQ(Call(admin_, "POST", "/v1/projects", R"({"name":"t"})").status, 409);
+    const std::string admin_id = Call(admin_, "GET", "/v1/whoami").Str("token_id");
+    json::array clash = Audit("?token=" + admin_id + "&limit=1");
+    ASSERT_EQ(clash.size(), 1u);
+    EXPECT_EQ(clash[0].at("status").to_number<int>(), 409);
+    EXPECT_EQ(StrOf(clash[0], "path"), "/v1/projects");
+    EXPECT_EQ(StrOf(clash[0], "role"), "admin");
+    EXPECT_EQ(StrOf(clash[0], "resource_id"), "");
     // By project (name or id): the member's and the reader's, not the admin's.
     EXPECT_EQ(Audit("?project=t").size(), 5u);
     EXPECT_EQ(Audit("?project=" + project_).size(), 5u);
