@@ -19,6 +19,11 @@
 // the API itself while its lease is valid. A leader that is deposed exits at once (code 75): its
 // supervisor starts it again, as a follower; nothing of its memory decides anything any more.
 //
+// Secrets: the bootstrap admin token goes to --bootstrap-token-file (default DATA_DIR/admin.token,
+// mode 0600), renewed at a start when it nears its expiry (--admin-token-ttl-hours), and never to
+// the log. Every change asked of the API is in the audit log (GET /v1/audit; --audit-retention-hours,
+// --audit-max).
+//
 // Observability: GET /metrics (no token) on the API's port, one Prometheus registry shared by the
 // engine, the store, the cloud and the API (docs/metrics.md); JSON log lines on stderr
 // (--log-format text for people); GET/PUT /v1/log-levels (admin) changes levels at run time.
@@ -119,17 +124,17 @@ Result<std::unique_ptr<Leader>> BuildLeader(boost::asio::io_context& io, const L
     if (auto st = l->engine->Recover(); !st)
         return MakeError(st.error().code, "recover: " + st.error().ToString());
     if (auto st = l->cloud->Load(); !st) return MakeError(st.error().code, "load: " + st.error().ToString());
-    auto secret = l->cloud->Bootstrap();
+    // The bootstrap admin token lives in its file alone (0600, on the control plane's disk: the root
+    // of trust); a log line names the file, never the secret. Renewed here when it has expired or
+    // is about to (cloud.h, Bootstrap).
+    auto current = runtime::ReadTokenFile(config.bootstrap_token_file);
+    auto secret = l->cloud->Bootstrap(current ? *current : std::string());
     if (!secret) return MakeError(secret.error().code, "bootstrap: " + secret.error().ToString());
     if (!secret->empty()) {
-        if (config.bootstrap_token_file.empty()) {
-            spdlog::warn("created an admin token but no --bootstrap-token-file to write it to: {}", *secret);
-        } else if (auto st = runtime::WriteFileAtomic(config.bootstrap_token_file, *secret + "\n", 0600);
-                   !st) {
+        if (auto st = runtime::WriteFileAtomic(config.bootstrap_token_file, *secret + "\n", 0600); !st) {
             return MakeError(st.error().code, "--bootstrap-token-file: " + st.error().message);
-        } else {
-            spdlog::info("admin token written to {}", config.bootstrap_token_file);
         }
+        spdlog::info("a new bootstrap admin token is in {}", config.bootstrap_token_file);
     }
     l->cloud->Start();
     l->api = l->cloud->Handler();
@@ -191,7 +196,12 @@ int main(int argc, char** argv) {
         "--insecure", insecure,
         "start without the credential files above (development only: what is missing is not presented)");
     app.add_option("--bootstrap-token-file", bootstrap_token_file,
-                   "on first start, write the admin token's secret here (mode 0600)");
+                   "the bootstrap admin token's secret (mode 0600): written on the first start, and again "
+                   "when it has expired or has less than half its TTL left (default: DATA_DIR/admin.token)");
+    services::kit::AddDurationFlag<std::ratio<3600>>(
+        app, "--admin-token-ttl-hours", cloud_options.admin_token_ttl,
+        "an admin token created without expires_in_s (the bootstrap token too) expires after this (0: never)",
+        "720");
     app.add_option("--workflows", workflows_dir,
                    "directory of workflow YAML (default: the project's workflows/cloud)");
     app.add_option("--lease-ttl-ms", lease_ttl_ms, "a host whose agent renews no lease this long is suspect")
@@ -323,6 +333,8 @@ int main(int argc, char** argv) {
     retention("failed-workflow", "failed workflows (waiting for an operator's retry)",
               cloud_options.workflow_retention.failed_keep_for,
               cloud_options.workflow_retention.failed_keep_at_most, 0, "720");
+    retention("audit", "audit log entries", cloud_options.audit_retention, cloud_options.audit_max, 1,
+              "2160");
     app.add_option("--idempotency-ttl-s", idempotency_ttl_s, "an Idempotency-Key is remembered this long")
         ->check(CLI::Range(int64_t{1}, int64_t{3650} * 24 * 3600))
         ->capture_default_str();
@@ -346,6 +358,7 @@ int main(int argc, char** argv) {
             observe::Log(component);
         }
     }
+    if (bootstrap_token_file.empty()) bootstrap_token_file = data_dir + "/admin.token";
     cloud_options.idempotency_ttl = std::chrono::seconds(idempotency_ttl_s);
     cloud_options.lease_ttl = std::chrono::milliseconds(lease_ttl_ms);
     cloud_options.fence_window = std::chrono::milliseconds(fence_window_ms);

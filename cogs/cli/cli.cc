@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cogs/cli/internal/audit_command.h"
 #include "cogs/cli/internal/dev.h"
 #include "cogs/cli/internal/invocation.h"
 #include "cogs/cli/internal/observe_commands.h"
@@ -42,6 +43,9 @@ void AddDev(Invocation& inv, CLI::App& app, DevOptions& dev) {
                   "needs root, runc, busybox-static and iproute2)")
         ->capture_default_str()
         ->check(CLI::IsMember({"sim", "container"}));
+    c->add_option("--log-level", dev.log_level,
+                  "every child's log level: trace, debug, info, warn, error (default: each one's own, info)")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
     c->add_option("--cogsd-arg", dev.cogsd_args,
                   "passed to cogsd as is (repeatable), e.g. --cogsd-arg=--reconcile-ms=2000")
         ->allow_extra_args(false);
@@ -69,6 +73,7 @@ int RunCli(const std::vector<std::string>& args, const CliIo& io) {
         AddResourceCommands(inv, app, resource);
     }
     AddObserveCommands(inv, app);
+    AddAuditCommand(inv, app);
     AddWhoami(inv, app);
     DevOptions dev;
     AddDev(inv, app, dev);

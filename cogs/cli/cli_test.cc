@@ -890,6 +890,56 @@ TEST_F(CliTest, WorkflowShowPrintsTheStepTimeline) {
                          "attach_volume  skipped    0\n");
 }
 
+TEST_F(CliTest, TokenRotateSendsTheGraceAndSaysTheSecretIsShownOnce) {
+    const std::string id = api_.Add("tokens", {{"project_id", Uuid(999)}, {"role", "member"}});
+    Outcome r = Cogs({"token", "rotate", id, "--grace", "30"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    auto posts = api_.seen("POST", "/v1/tokens/" + id + "/rotate");
+    ASSERT_EQ(posts.size(), 1u);
+    EXPECT_EQ(Parse(posts[0].body), Parse(R"({"grace_s":30})"));
+    EXPECT_THAT(r.err, HasSubstr("shown only this once"));
+    ASSERT_EQ(Cogs({"token", "rotate", id}).rc, 0);
+    // Without --grace: 0, the API's default (the old secret stops at once).
+    EXPECT_EQ(Parse(api_.seen("POST", "/v1/tokens/" + id + "/rotate").back().body),
+              Parse(R"({"grace_s":0})"));
+}
+
+TEST_F(CliTest, AuditPagesNewestFirstWithItsFilters) {
+    auto entry = [](int64_t seq, int status, const std::string& method, const std::string& path) {
+        return json::object{{"seq", seq},
+                            {"time_ms", 1767225600000 + seq},
+                            {"time", fmt::format("2026-01-01T00:00:00.{:03}Z", seq)},
+                            {"token_id", "tok-1"},
+                            {"project", "p1"},
+                            {"role", "member"},
+                            {"method", method},
+                            {"path", path},
+                            {"resource_id", "r" + std::to_string(seq)},
+                            {"status", status},
+                            {"trace_id", "t" + std::to_string(seq)},
+                            {"peer", "10.0.0.1"}};
+    };
+    api_.Script("/v1/audit", {json::object{{"audit", json::array{entry(9, 202, "POST", "/v1/servers"),
+                                                                 entry(8, 403, "DELETE", "/v1/servers/r8")}},
+                                           {"next_before", 8}},
+                              json::object{{"audit", json::array{entry(5, 401, "POST", "/v1/networks")}},
+                                           {"next_before", 0}}});
+    Outcome r = Cogs({"audit", "--token", "tok-1", "--project", "demo", "--since", "2h", "--limit", "5"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    auto gets = api_.seen("GET", "/v1/audit");
+    ASSERT_EQ(gets.size(), 2u);
+    EXPECT_THAT(gets[0].target, HasSubstr("token=tok-1&project=demo&since="));
+    EXPECT_THAT(gets[0].target, HasSubstr("limit=5"));
+    EXPECT_THAT(gets[1].target, HasSubstr("before=8&limit=3"));
+    EXPECT_THAT(r.out, HasSubstr("TIME"));
+    EXPECT_THAT(r.out, HasSubstr("403     DELETE  /v1/servers/r8"));
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 4);  // the header and three entries
+    EXPECT_EQ(Cogs({"audit", "--since", "yesterday"}).rc, 2);
+    r = Cogs({"audit", "--limit", "1", "-o", "json"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(Parse(r.out).at("audit").as_array().size(), 1u);
+}
+
 TEST_F(CliTest, QuotasTokensAndHosts) {
     const std::string demo = api_.Add("projects", {{"name", "demo"}});
     Outcome r = Cogs({"project", "quota", "set", "demo", "--vcpus", "8", "--servers", "-1"});

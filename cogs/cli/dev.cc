@@ -192,9 +192,14 @@ bool Dev::AllAlive() {
 bool Dev::AwaitAdminToken() {
     const SteadyTime deadline = SteadyClock::now() + std::chrono::seconds(o_.start_timeout_s);
     while (!StopRequested(50ms)) {
+        // The token the file holds once the leader's start has renewed it if it had to (a restart
+        // days later: the old one may have expired): the file is read until its token works.
         if (auto t = runtime::ReadTokenFile(D("admin.token")); t) {
-            admin_token_ = *t;
-            return true;
+            auto endpoint = ParseUrl(replicas_.front()->url());
+            if (endpoint && ApiClient(*endpoint, *t, 2s).Get("/v1/whoami")) {
+                admin_token_ = *t;
+                return true;
+            }
         }
         if (!AllAlive()) {
             return false;
@@ -590,7 +595,14 @@ int Dev::Run() {
     }
 
     auto make = [&](std::string name, std::string binary, auto args) {
-        procs_.push_back(std::make_unique<Proc>(std::move(name), std::move(binary), dir_, std::move(args)));
+        std::function<std::vector<std::string>(uint16_t)> with_level = [args,
+                                                                        level = o_.log_level](uint16_t port) {
+            std::vector<std::string> a = args(port);
+            if (!level.empty()) a.insert(a.end(), {"--log-level", level});
+            return a;
+        };
+        procs_.push_back(
+            std::make_unique<Proc>(std::move(name), std::move(binary), dir_, std::move(with_level)));
         return procs_.back().get();
     };
     auto listen = [](uint16_t port) { return fmt::format("127.0.0.1:{}", port); };

@@ -14,6 +14,7 @@
 #include "cogs/cloud/heal/healer.h"
 #include "cogs/cloud/health/host_monitor.h"
 #include "cogs/cloud/reconcile/reconcile_loop.h"
+#include "cogs/cloud/resources/audit.h"
 #include "cogs/cloud/resources/catalog.h"
 #include "cogs/cloud/resources/consoles.h"
 #include "cogs/cloud/resources/events.h"
@@ -73,9 +74,10 @@ public:
           consoles(ctx, [this](const std::string& host) { return RouteTo(host); }),
           images(ctx),
           claims(ctx),
+          audit(ctx),
           pruner(io, store, ctx.options.workflow_retention, &ctx.clock, ctx.metrics()),
           router(ApiRoutes({ctx, reads, catalog, networks, volumes, servers, hosts, history, workflows, keys,
-                            consoles, images})),
+                            consoles, images, audit})),
           api(
               io, router, [this](std::string_view bearer) { return Authenticate(bearer); },
               ctx.options.admission, ctx.clock, ctx.metrics(),
@@ -85,6 +87,9 @@ public:
               }),
           resources_gauge(observe::GaugeOf(ctx.metrics(), "cogs_resources",
                                            "Desired-state records by kind and status.")) {
+        api.SetAuditor([this](store::AuditRecord entry, const http::Response& answer) {
+            audit.Record(std::move(entry), answer);
+        });
         monitor.OnChange([this](const health::Liveness::Change& c) {
             healer.OnHostChange(c);
             if (c.to == health::HostState::kUp) reconcile.ReconcileHost(c.host, "it is up again");
@@ -98,7 +103,7 @@ public:
     }
 
     Status Load();
-    Result<std::string> Bootstrap();
+    Result<std::string> Bootstrap(std::string_view current);
     Result<Principal> Authenticate(std::string_view bearer) const;
     void SampleGauges();
     // Where host `host`'s agent is and whether the host is down; nullopt for an unknown host.
@@ -126,6 +131,7 @@ public:
     Consoles consoles;
     ImageFiles images;
     ModelClaims claims;
+    AuditLog audit;
     workflow::WorkflowPruner pruner;
     Router router;
     HttpApi api;
@@ -153,6 +159,9 @@ Status Cloud::Impl::Load() {
         }
         if (r.kind == kToken) {
             ctx.model.token_by_hash[Str(r.body, "_hash")] = r.id;
+            if (Int(r.body, "_old_expires_ms") > now) {  // a rotation's grace still runs
+                ctx.model.token_by_hash[Str(r.body, "_old_hash")] = r.id;
+            }
         } else if (r.kind == kHost) {
             ctx.placement.UpsertHost(Hosts::InfoOf(r));
             monitor.Track(r.id);
@@ -194,13 +203,57 @@ Status Cloud::Impl::Load() {
     return Ok();
 }
 
-Result<std::string> Cloud::Impl::Bootstrap() {
-    for (const auto& [id, t] : ctx.model.All(kToken)) {
-        if (Str(t.body, "role") == "admin") {
-            return std::string();
+Result<std::string> Cloud::Impl::Bootstrap(std::string_view current) {
+    const int64_t now = ctx.clock.WallMs();
+    const auto valid = [now](const Res& t) {
+        const int64_t expires = Int(t.body, "_expires_ms");
+        return expires == 0 || expires > now;
+    };
+    // The token the bootstrap file holds, if it is still a bootstrap token of this cloud.
+    const Res* held = nullptr;
+    if (!current.empty()) {
+        auto it = ctx.model.token_by_hash.find(Sha256Hex(current));
+        held = it == ctx.model.token_by_hash.end() ? nullptr : ctx.model.Find(kToken, it->second);
+        if (held != nullptr &&
+            (Str(held->body, "_hash") != Sha256Hex(current) || Str(held->body, "name") != "bootstrap" ||
+             Str(held->body, "role") != "admin")) {
+            held = nullptr;  // rotated away, or not the bootstrap token: an operator's choice stands
         }
     }
+    bool renew = false;
+    if (held != nullptr) {
+        const int64_t expires = Int(held->body, "_expires_ms");
+        const int64_t half_ttl =
+            std::chrono::duration_cast<std::chrono::milliseconds>(ctx.options.admin_token_ttl).count() / 2;
+        // On a full disk a token that still works is kept: the start must not fail for a renewal.
+        renew = expires != 0 && expires - now < half_ttl && (!valid(*held) || ctx.store.Writable());
+    } else {
+        renew = true;
+        for (const auto& [id, t] : ctx.model.All(kToken)) {
+            if (Str(t.body, "role") == "admin" && valid(t)) {
+                renew = false;
+                break;
+            }
+        }
+    }
+    if (!renew) {
+        return std::string();
+    }
     std::vector<store::ResourceWrite> writes;
+    // Expired bootstrap tokens: nobody can use them any more; the new one replaces them.
+    std::vector<std::string> gone;
+    for (const auto& [id, t] : ctx.model.All(kToken)) {
+        if (Str(t.body, "name") == "bootstrap" && Str(t.body, "role") == "admin" && !valid(t)) {
+            gone.push_back(id);
+        }
+    }
+    for (const std::string& id : gone) {
+        const Res* t = ctx.model.Find(kToken, id);
+        ctx.model.token_by_hash.erase(Str(t->body, "_hash"));
+        ctx.model.token_by_hash.erase(Str(t->body, "_old_hash"));
+        ctx.model.Erase(kToken, id);
+        writes.push_back(Model::EraseWrite(kToken, id));
+    }
     std::string project_id;
     if (const Res* admin = ctx.model.FindByName(kProject, "admin")) {
         project_id = admin->id;
@@ -226,6 +279,10 @@ Result<Principal> Cloud::Impl::Authenticate(std::string_view bearer) const {
     const Res* t = it == ctx.model.token_by_hash.end() ? nullptr : ctx.model.Find(kToken, it->second);
     if (t == nullptr) {
         return MakeError(ErrorCode::kUnauthenticated, "invalid token");
+    }
+    if (it->first != Str(t->body, "_hash") && Int(t->body, "_old_expires_ms") <= ctx.clock.WallMs()) {
+        // The secret a rotation replaced, past its grace.
+        return MakeError(ErrorCode::kUnauthenticated, "token rotated: its old secret no longer works");
     }
     const int64_t expires = Int(t->body, "_expires_ms");
     if (expires != 0 && expires < ctx.clock.WallMs()) {
@@ -279,13 +336,14 @@ Cloud::Cloud(boost::asio::io_context& io, store::Store& store, workflow::Engine&
 Cloud::~Cloud() { Stop(); }
 
 Status Cloud::Load() { return impl_->Load(); }
-Result<std::string> Cloud::Bootstrap() { return impl_->Bootstrap(); }
+Result<std::string> Cloud::Bootstrap(std::string_view current) { return impl_->Bootstrap(current); }
 
 void Cloud::Start() {
     impl_->monitor.Start();
     impl_->healer.Start();
     impl_->reconcile.Start();
     impl_->history.Start();
+    impl_->audit.Start();
     impl_->pruner.Start();
     impl_->keys.Start();
 }
@@ -293,6 +351,7 @@ void Cloud::Start() {
 void Cloud::Stop() {
     impl_->keys.Stop();
     impl_->pruner.Stop();
+    impl_->audit.Stop();
     impl_->history.Stop();
     impl_->reconcile.Stop();
     impl_->healer.Stop();

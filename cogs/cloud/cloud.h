@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cogs/base/result.h"
@@ -93,6 +94,17 @@ struct CloudOptions {
     Duration event_retention = std::chrono::hours(168);
     int64_t event_max = 1'000'000;
     Duration event_prune_every = std::chrono::seconds(60);
+    // The audit log (resources/audit.h): entries older than `audit_retention` go, then the oldest
+    // beyond `audit_max`, at Start() and every `audit_prune_every`, on the blocking-read thread.
+    // At most `audit_max_pending` entries wait for their commit at once; beyond, entries are dropped
+    // and counted (cogs_audit_dropped_total): a flood of refused changes cannot grow memory.
+    Duration audit_retention = std::chrono::hours(24 * 90);
+    int64_t audit_max = 1'000'000;
+    Duration audit_prune_every = std::chrono::seconds(60);
+    size_t audit_max_pending = 10'000;
+    // An admin token created without `expires_in_s` (the bootstrap token too) expires this long
+    // after its creation or rotation (docs/decisions.md, decision 35). 0: never.
+    Duration admin_token_ttl = std::chrono::hours(24 * 30);
     // Ended workflows (with their steps and logs) older than `keep_for` go, then the oldest beyond
     // `keep_at_most` (workflow/retention.h): pruned at Start() and every `every`, on the pruner's
     // own thread, `batch` per transaction. Running and failed workflows are never pruned.
@@ -138,9 +150,17 @@ public:
     // cogsd was down. Blocking; call once, after Engine::Recover(), before Start().
     Status Load();
 
-    // If no admin token exists: creates project "admin" (if missing) and an admin token, and
-    // returns its secret; else returns "". Blocking (start-up only).
-    Result<std::string> Bootstrap();
+    // The bootstrap admin token. `current` is the secret the bootstrap file holds now ("" if none).
+    // A new admin token (in project "admin", created if missing) is made, and its secret returned
+    // for the caller to write to that file, when
+    //   - no admin token is valid (none, or every one expired): the first start, or a control plane
+    //     whose every admin token ran out (its disk is the root of trust), or
+    //   - `current` is a bootstrap token that has expired or has less than half of
+    //     admin_token_ttl left (a `cogs dev` restarted days later): the old one keeps working until
+    //     it expires; every expired bootstrap token is erased then.
+    // Else returns "" (the file stays as it is), as it does on a full disk (!Store::Writable) while
+    // the file's token still works. Blocking (start-up only).
+    Result<std::string> Bootstrap(std::string_view current = {});
 
     // Starts and stops the loops: host leases, healing, reconcilers, retention of events, of ended
     // workflows and of Idempotency-Keys.

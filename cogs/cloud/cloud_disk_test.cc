@@ -1,7 +1,8 @@
 // The control plane on a full disk (docs/api.md "A full disk"): the store on a tmpfs of a few MiB
 // that the test fills with a file and frees again. Changes answer 507, reads go on, the metrics
 // say why, and writing resumes by itself — the engine's lease timer (on the fake clock) probes the
-// store — with the workflows in flight finishing exactly once. Needs root to mount (CI runs as
+// store — with the workflows in flight finishing exactly once; a start keeps a bootstrap token that
+// still works, and audit entries are dropped and counted. Needs root to mount (CI runs as
 // root); skipped otherwise.
 #include <string>
 
@@ -134,6 +135,31 @@ TEST_F(CloudDiskTest, StartsReadOnlyOnAFullDiskAndBecomesWritable) {
     RunUntil([&] { return (r = Call(admin_, "POST", "/v1/networks", R"({"name":"after"})")).status != 507; });
     ASSERT_EQ(r.status, 202) << r.raw.body;
     WaitFor("/v1/networks/" + r.Field("network", "id"), "network", "ACTIVE");
+}
+
+// A start on a full disk keeps a bootstrap token that nears its expiry but still works (the renewal
+// waits for a later start), and the audit entries of refused changes are dropped and counted.
+// (A short admin TTL: every second the fake clock moves, the engine renews its lease in the store.)
+class CloudDiskTtlTest : public CloudDiskTest {
+protected:
+    void SetUp() override {
+        options_.admin_token_ttl = 60s;
+        options_.metrics = &metrics_;
+        CloudDiskTest::SetUp();
+    }
+};
+
+TEST_F(CloudDiskTtlTest, AFullDiskKeepsTheBootstrapTokenAndDropsAuditEntries) {
+    const std::string bootstrap = admin_;
+    clock_.Advance(31s);  // less than half of its 60 s left
+    Close();
+    ASSERT_GT(disk_.Fill(), 0);
+    ASSERT_NO_FATAL_FAILURE(Open());
+    EXPECT_EQ(admin_, bootstrap);
+    EXPECT_EQ(Call(admin_, "GET", "/v1/whoami").status, 200);
+    ExpectNoSpace(Call(admin_, "POST", "/v1/networks", R"({"name":"refused"})"));
+    EXPECT_EQ(Metric("cogs_audit_dropped_total{reason=\"unwritable\"}"), "1");
+    disk_.Free();
 }
 
 }  // namespace

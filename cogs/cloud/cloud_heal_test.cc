@@ -430,6 +430,12 @@ public:
     Result<int64_t> PruneEvents(int64_t older_than_ms, int64_t keep_at_most) override {
         return store_->PruneEvents(older_than_ms, keep_at_most);
     }
+    Result<std::vector<store::AuditRecord>> ListAudit(const store::AuditFilter& filter) override {
+        return store_->ListAudit(filter);
+    }
+    Result<int64_t> PruneAudit(int64_t older_than_ms, int64_t keep_at_most) override {
+        return store_->PruneAudit(older_than_ms, keep_at_most);
+    }
     store::StoreStats Stats() override { return store_->Stats(); }
 
 private:

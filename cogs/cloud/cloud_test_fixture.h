@@ -204,7 +204,7 @@ protected:
         catalog_.Add("scheduler", cloud_->SchedulerService());
         ASSERT_TRUE(engine_->Recover());
         ASSERT_TRUE(cloud_->Load());
-        auto secret = cloud_->Bootstrap();
+        auto secret = cloud_->Bootstrap(admin_);
         ASSERT_TRUE(secret);
         if (!secret->empty()) admin_ = *secret;
         cloud_->Start();

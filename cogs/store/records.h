@@ -126,6 +126,34 @@ struct EventFilter {
     int limit = 100;
 };
 
+// One entry of the audit log: a change asked of the API (POST, PUT, PATCH, DELETE), refused or not
+// (cogs/cloud/resources/audit.h decides what is recorded). Who, what, the answer's status, when.
+// Never a secret: the token's id, never the token; no bodies. Retention is bounded
+// (Store::PruneAudit).
+struct AuditRecord {
+    int64_t seq = 0;  // assigned by the store on commit: increasing, unique
+    int64_t time_ms = 0;
+    std::string token_id;  // "" when the request was not authenticated (401) or came before (429)
+    std::string project;   // the token's project
+    std::string role;      // the token's role
+    std::string method;
+    std::string path;         // without the query
+    std::string resource_id;  // the path's, or the one a create made; "" if none
+    int status = 0;           // the answer's HTTP status
+    std::string trace_id;     // the W3C trace id of the request
+    std::string peer;         // the client's address ("" if unknown)
+};
+
+// Newest first. Each field empty (or 0) is "any".
+struct AuditFilter {
+    std::string token_id;
+    std::string project;
+    std::string resource_id;
+    int64_t since_ms = 0;    // entries at or after this wall time
+    int64_t before_seq = 0;  // pagination: entries with a smaller seq (0: from the newest)
+    int limit = 100;         // clamped to 1..1000
+};
+
 struct ResourceRecord {
     std::string kind;
     std::string id;
@@ -146,6 +174,8 @@ struct WriteGroup {
     std::vector<ResourceWrite> resources;
     // Events appended with the changes they report (seq is assigned on commit).
     std::vector<EventRecord> events;
+    // Audit entries (seq is assigned on commit); usually a group of their own.
+    std::vector<AuditRecord> audit;
 
     // State changes in the group: a create counts its workflow and each step not left pending.
     size_t Transitions() const {

@@ -140,6 +140,12 @@ public:
     // timer off the I/O thread.
     virtual Result<int64_t> PruneEvents(int64_t older_than_ms, int64_t keep_at_most) = 0;
 
+    // The audit log (AuditRecord), newest first, matching `filter`. Blocking.
+    virtual Result<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter) = 0;
+    // As PruneEvents, for the audit log: entries older than `older_than_ms`, then the oldest beyond
+    // the newest `keep_at_most`; how many went. Blocking; off the I/O thread.
+    virtual Result<int64_t> PruneAudit(int64_t older_than_ms, int64_t keep_at_most) = 0;
+
     // Image content (cogs/cloud's images), kept in the store so that every replica reads it: a blob
     // (one upload of one image, named by its caller) is a sequence of chunks 0, 1, ... of at most a
     // few MiB each, written one at a time, never all in memory. Unfenced, like the resources: a

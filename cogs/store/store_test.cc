@@ -1287,6 +1287,103 @@ TEST_P(StoreTest, PruneEventsByAgeThenByCount) {
     EXPECT_EQ(Types(*after), (std::vector<std::string>{"after"}));
 }
 
+AuditRecord Audit(std::string token, std::string project, std::string resource, int status, int64_t time_ms) {
+    AuditRecord a;
+    a.time_ms = time_ms;
+    a.token_id = std::move(token);
+    a.project = std::move(project);
+    a.role = "member";
+    a.method = "POST";
+    a.path = "/v1/servers";
+    a.resource_id = std::move(resource);
+    a.status = status;
+    a.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    a.peer = "10.0.0.1";
+    return a;
+}
+
+std::vector<int64_t> Times(const std::vector<AuditRecord>& entries) {
+    std::vector<int64_t> t;
+    for (const auto& a : entries) {
+        t.push_back(a.time_ms);
+    }
+    return t;
+}
+
+TEST_P(StoreTest, TheAuditLogListsNewestFirstByEachFilterAndPages) {
+    WriteGroup g;
+    for (int i = 0; i < 6; ++i) {
+        g.audit.push_back(Audit(i % 2 == 0 ? "t1" : "t2", i < 3 ? "p1" : "p2", "r" + std::to_string(i % 3),
+                                200 + i, 100 + i));
+    }
+    ASSERT_OK(CommitAndWait(*store_, std::move(g)));
+    auto list = [&](AuditFilter f) {
+        auto got = store_->ListAudit(f);
+        EXPECT_TRUE(got) << got.error().ToString();
+        return got ? *got : std::vector<AuditRecord>{};
+    };
+    auto all = list({});
+    ASSERT_EQ(all.size(), 6u);
+    EXPECT_EQ(Times(all), (std::vector<int64_t>{105, 104, 103, 102, 101, 100}));
+    const AuditRecord& a = all.back();
+    EXPECT_GT(a.seq, 0);
+    EXPECT_EQ(a.token_id, "t1");
+    EXPECT_EQ(a.project, "p1");
+    EXPECT_EQ(a.role, "member");
+    EXPECT_EQ(a.method, "POST");
+    EXPECT_EQ(a.path, "/v1/servers");
+    EXPECT_EQ(a.resource_id, "r0");
+    EXPECT_EQ(a.status, 200);
+    EXPECT_EQ(a.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    EXPECT_EQ(a.peer, "10.0.0.1");
+    EXPECT_EQ(Times(list({.token_id = "t1"})), (std::vector<int64_t>{104, 102, 100}));
+    EXPECT_EQ(Times(list({.project = "p2"})), (std::vector<int64_t>{105, 104, 103}));
+    EXPECT_EQ(Times(list({.resource_id = "r1"})), (std::vector<int64_t>{104, 101}));
+    EXPECT_EQ(Times(list({.token_id = "t2", .project = "p2"})), (std::vector<int64_t>{105, 103}));
+    EXPECT_EQ(Times(list({.token_id = "t1", .resource_id = "r2"})), (std::vector<int64_t>{102}));
+    EXPECT_EQ(Times(list({.since_ms = 103})), (std::vector<int64_t>{105, 104, 103}));
+    // Pages: the limit, then before the last seq seen.
+    auto page = list({.limit = 4});
+    ASSERT_EQ(page.size(), 4u);
+    EXPECT_EQ(Times(list({.before_seq = page.back().seq, .limit = 4})), (std::vector<int64_t>{101, 100}));
+}
+
+TEST_P(StoreTest, AuditEntriesCommitWithTheirGroupOrNotAtAll) {
+    Lease lease = MustLease("engine");
+    WorkflowRecord w = Workflow("w1", "t", 1);
+    ASSERT_OK(CommitAndWait(*store_, Create(lease.token, w)));
+    WriteGroup dup = Create(lease.token, w);  // a duplicate create: the group is refused whole
+    dup.audit.push_back(Audit("t1", "p1", "w1", 201, 100));
+    EXPECT_CODE(CommitAndWait(*store_, std::move(dup)), ErrorCode::kAlreadyExists);
+    WriteGroup alone;
+    alone.audit.push_back(Audit("t1", "p1", "r1", 403, 101));
+    ASSERT_OK(CommitAndWait(*store_, std::move(alone)));
+    Reopen();
+    auto got = store_->ListAudit({});
+    ASSERT_TRUE(got) << got.error().ToString();
+    EXPECT_EQ(Times(*got), (std::vector<int64_t>{101}));
+}
+
+TEST_P(StoreTest, PruneAuditByAgeThenByCount) {
+    WriteGroup g;
+    for (int i = 0; i < 10; ++i) {
+        g.audit.push_back(Audit("t", "p", "r", 200, 100 + i));
+    }
+    ASSERT_OK(CommitAndWait(*store_, std::move(g)));
+    auto times = [&] {
+        auto got = store_->ListAudit({.limit = 1000});
+        EXPECT_TRUE(got) << got.error().ToString();
+        return got ? Times(*got) : std::vector<int64_t>{};
+    };
+    EXPECT_EQ(store_->PruneAudit(105, 1000).value_or(-1), 5);  // time_ms 100..104 go
+    EXPECT_EQ(times(), (std::vector<int64_t>{109, 108, 107, 106, 105}));
+    EXPECT_EQ(store_->PruneAudit(0, 3).value_or(-1), 2);  // the newest 3 stay
+    EXPECT_EQ(times(), (std::vector<int64_t>{109, 108, 107}));
+    EXPECT_EQ(store_->PruneAudit(200, 3).value_or(-1), 3);
+    EXPECT_TRUE(times().empty());
+    EXPECT_CODE(store_->PruneAudit(0, -1), ErrorCode::kInvalidArgument);
+}
+
 TEST_P(StoreTest, ClaimReturnsTheResourceOfTheWorkflow) {
     Lease first = MustLease("engine");
     WorkflowRecord w = Workflow("w1", "volume.create", 1);
@@ -1416,6 +1513,42 @@ TEST_F(PgStoreTest, ABatchCutOffBeforeItsCommitIsAppliedOnceAfterReconnecting) {
     ASSERT_OK(cut.get_future().get());
     EXPECT_EQ(store.GetWorkflow("w")->steps[0].log, "once\n");
     EXPECT_EQ(store.Stats().fenced, 0u);
+}
+
+// A database at schema version 3 (before the audit log: version 4 only adds its table) is migrated
+// at open, its data kept, and the audit log works.
+TEST_F(PgStoreTest, MigratesAVersion3DatabaseToTheAuditLog) {
+    {
+        auto opened = Open();
+        ASSERT_TRUE(opened) << opened.error().ToString();
+        WriteGroup g;
+        g.resources.push_back(ResourceWrite{"server", "s1", "p1", R"({"status":"ACTIVE"})"});
+        ASSERT_OK(CommitAndWait(**opened, std::move(g)));
+    }
+    const auto deadline = [] { return SteadyClock::now() + std::chrono::seconds(20); };
+    {
+        auto admin = pg::Conn::Connect(conninfo_, std::chrono::seconds(20));
+        ASSERT_TRUE(admin) << admin.error().ToString();
+        ASSERT_OK(
+            (*admin)->Exec("DROP TABLE audit; DELETE FROM schema_version WHERE version = 4", deadline()));
+    }
+    auto opened = Open();
+    ASSERT_TRUE(opened) << opened.error().ToString();
+    Store& store = **opened;
+    auto resources = store.LoadResources();
+    ASSERT_TRUE(resources);
+    EXPECT_EQ(resources->size(), 1u);
+    WriteGroup g;
+    g.audit.push_back(Audit("t1", "p1", "s1", 204, 100));
+    ASSERT_OK(CommitAndWait(store, std::move(g)));
+    auto audit = store.ListAudit({});
+    ASSERT_TRUE(audit) << audit.error().ToString();
+    EXPECT_EQ(Times(*audit), (std::vector<int64_t>{100}));
+    auto admin = pg::Conn::Connect(conninfo_, std::chrono::seconds(20));
+    ASSERT_TRUE(admin) << admin.error().ToString();
+    auto v = (*admin)->Query({"", {}, "SELECT max(version) FROM schema_version"}, deadline());
+    ASSERT_TRUE(v) << v.error().ToString();
+    EXPECT_EQ(v->Int(0, 0), 4);
 }
 
 TEST_F(PgStoreTest, TwoStoresOnOneDatabaseClaimDisjointly) {
@@ -1779,7 +1912,44 @@ TEST_F(SqliteStoreTest, MigratesAVersion2DatabaseKeepingItsData) {
     }
     auto db = sqlite::Db::Open(path(), {});
     ASSERT_TRUE(db) << db.error().ToString();
-    EXPECT_EQ((*db)->QueryInt("PRAGMA user_version"), 6);
+    EXPECT_EQ((*db)->QueryInt("PRAGMA user_version"), 7);
+}
+
+// A database at version 6 (the schema before the audit log: version 7 only adds its table) opens
+// with its data, and the audit log works.
+TEST_F(SqliteStoreTest, MigratesAVersion6DatabaseToTheAuditLog) {
+    {
+        auto opened = Open();
+        ASSERT_TRUE(opened) << opened.error().ToString();
+        WriteGroup g;
+        g.resources.push_back(ResourceWrite{"server", "s1", "p1", R"({"status":"ACTIVE"})"});
+        g.events.push_back(Event("created", "server", "s1", "p1"));
+        ASSERT_OK(CommitAndWait(**opened, std::move(g)));
+    }
+    {
+        auto db = sqlite::Db::Open(path(), {});
+        ASSERT_TRUE(db) << db.error().ToString();
+        ASSERT_TRUE((*db)->Exec("DROP TABLE audit; PRAGMA user_version = 6;"));
+    }
+    auto opened = Open();
+    ASSERT_TRUE(opened) << opened.error().ToString();
+    Store& store = **opened;
+    auto resources = store.LoadResources();
+    ASSERT_TRUE(resources);
+    ASSERT_EQ(resources->size(), 1u);
+    auto events = store.ListEvents({});
+    ASSERT_TRUE(events);
+    EXPECT_EQ(Types(*events), (std::vector<std::string>{"created"}));
+    WriteGroup g;
+    g.audit.push_back(Audit("t1", "p1", "s1", 204, 100));
+    ASSERT_OK(CommitAndWait(store, std::move(g)));
+    auto audit = store.ListAudit({});
+    ASSERT_TRUE(audit) << audit.error().ToString();
+    EXPECT_EQ(Times(*audit), (std::vector<int64_t>{100}));
+    opened->reset();
+    auto db = sqlite::Db::Open(path(), {});
+    ASSERT_TRUE(db) << db.error().ToString();
+    EXPECT_EQ((*db)->QueryInt("PRAGMA user_version"), 7);
 }
 
 TEST_F(SqliteStoreTest, OnCommitReportsEachTransactionOnceDurable) {

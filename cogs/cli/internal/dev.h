@@ -10,8 +10,9 @@
 //    printed, the others are stopped, exit 1): cogs-network (D/network.db, --token-file
 //    D/network.token), cogs-volume (D/volume.db, D/volumes, --token-file D/volume.token), cogsd
 //    (--listen 127.0.0.1:<port>, --data-dir D, the service URLs, the two token files and
-//    --agent-key-file D/agent.key, --bootstrap-token-file D/admin.token, written on its first start),
-//    then for each host: enrolls it through the API with the admin token (POST
+//    --agent-key-file D/agent.key, --bootstrap-token-file D/admin.token, written on its first start
+//    and renewed by a start when it nears its expiry: `cogs dev` waits until the file's token answers
+//    GET /v1/whoami), then for each host: enrolls it through the API with the admin token (POST
 //    /v1/hosts/host-<i>/enroll, at every start: the earlier credentials are revoked), writing its
 //    credentials to D/hosts/host-<i>/host.token and agent.token (0600), and starts cogs-compute-<i>
 //    (host host-<i>, AZ nova, --control-url cogsd, --control-token-file that host.token, --token-file
@@ -55,6 +56,10 @@
 // outlive their agents: Ctrl-C leaves them running and the next `cogs dev` on D adopts them; delete
 // the servers first to leave nothing behind.
 //
+// --log-level LEVEL is passed to every child (cogs-network, cogs-volume, cogsd, cogs-compute-i).
+// Secrets stay out of D/logs at every level: the admin token is printed on the terminal only
+// (test/integration/secrets_test.cc greps every log for every secret of a run).
+//
 // Restarted on the same data directory it comes back with everything (the state is in the
 // databases, the admin token in D/admin.token, the API on the same port unless --port 0, which picks
 // a free one each time; tests use it and read dev.json). --store must stay the same: the SQLite and the
@@ -76,9 +81,11 @@ struct DevOptions {
     std::string volume_driver = "file";
     int start_timeout_s = 60;             // per child: its port file, then the hosts up
     std::vector<std::string> cogsd_args;  // appended to cogsd's (e.g. --lease-ttl-ms=1000)
-    std::string store = "sqlite";         // or "postgres": replicas on a private PostgreSQL cluster
-    int replicas = 0;                     // cogsd replicas; 0: 1 with sqlite (more refused), 3 with postgres
-    bool postgres_fsync = true;           // off: faster commits, lost only if the machine crashes
+    // Given to every child as --log-level (trace, debug, info, ...); "" leaves each its default.
+    std::string log_level;
+    std::string store = "sqlite";  // or "postgres": replicas on a private PostgreSQL cluster
+    int replicas = 0;              // cogsd replicas; 0: 1 with sqlite (more refused), 3 with postgres
+    bool postgres_fsync = true;    // off: faster commits, lost only if the machine crashes
     // What runs the instances: "sim" (nothing runs) or "container" (real instances: every
     // cogs-compute --driver container; needs root, runc, /bin/busybox and ip).
     std::string driver = "sim";

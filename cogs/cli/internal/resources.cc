@@ -207,7 +207,11 @@ std::vector<Resource> MakeTable() {
                        .Note("note: the secret is shown only this once; the API keeps only its hash"),
                    List("list tokens (no secrets)",
                         {Text("--project", "project_id", "only this project's tokens").IdsOf("projects")}),
-                   Delete("revoke a token at once").Named("revoke")}},
+                   Delete("revoke a token at once").Named("revoke"),
+                   Action("rotate", "give a token a new secret (shown once); the old one stops working",
+                          {Int("--grace", "grace_s",
+                               "seconds the old secret keeps working (default 0: it stops at once)")})
+                       .Note("note: the new secret is shown only this once; the API keeps only its hash")}},
         {.noun = "server group",
          .collection = "server-groups",
          .help = "server groups (affinity rules)",

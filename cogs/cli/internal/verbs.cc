@@ -237,7 +237,11 @@ int RunAction(Invocation& inv, const Resource& r, const Verb& verb, const VerbOp
             return inv.Fail(reply.error());
         }
     }
-    return FinishAccepted(inv, r, *reply, o.wait, verb.expect, o.ref);
+    const int rc = FinishAccepted(inv, r, *reply, o.wait, verb.expect, o.ref);
+    if (rc == 0 && !verb.note.empty() && !inv.Json()) {
+        inv.err() << verb.note << "\n";
+    }
+    return rc;
 }
 
 // The settings, the flags (their names resolved first), the REF; then the verb's request.

@@ -83,6 +83,7 @@ struct HttpApi::State {
     Admission admission;
     HttpApi::Refusal refusal;
     std::map<std::string, observe::Counter> rejected_by;
+    HttpApi::Auditor auditor;
     observe::Counter rejected_unauthenticated;
 };
 
@@ -104,6 +105,8 @@ HttpApi::HttpApi(boost::asio::io_context& io, const Router& router, Authenticato
     }
 }
 
+void HttpApi::SetAuditor(Auditor auditor) { state_->auditor = std::move(auditor); }
+
 http::Handler HttpApi::Handler() {
     return [state = state_](http::Request req, http::Respond respond) {
         const std::string path = req.Path();
@@ -114,6 +117,21 @@ http::Handler HttpApi::Handler() {
         const std::string resource_id = ResourceIdOf(PathSegments(path));
         observe::LogScope scope({observe::TraceIdOf(traceparent), "", resource_id});
         respond = Traced(std::move(respond), traceparent, req.method, path, resource_id);
+        // The audit entry of a change: who asked is filled in once the token is known.
+        std::shared_ptr<store::AuditRecord> audit;
+        if (state->auditor && path.starts_with("/v1/") &&
+            (req.method == "POST" || req.method == "PUT" || req.method == "PATCH" ||
+             req.method == "DELETE")) {
+            audit = std::make_shared<store::AuditRecord>();
+            audit->method = req.method;
+            audit->path = path;
+            audit->trace_id = observe::TraceIdOf(traceparent);
+            audit->peer = req.peer_address;
+            respond = [state, audit, respond = std::move(respond)](http::Response r) {
+                state->auditor(std::move(*audit), r);
+                respond(std::move(r));
+            };
+        }
         const std::optional<Error> refusal = state->refusal ? state->refusal() : std::nullopt;
         if (path == "/healthz") {
             http::Response r;
@@ -138,6 +156,11 @@ http::Handler HttpApi::Handler() {
             http::Response r = wire::ApiError(Error(ErrorCode::kUnauthenticated, who.error().message));
             r.headers.emplace_back("www-authenticate", "Bearer");
             return respond(std::move(r));
+        }
+        if (audit) {
+            audit->token_id = who->token_id;
+            audit->project = who->project_id;
+            audit->role = std::string(RoleName(who->role));
         }
         Admission::Ticket ticket;
         if (lane == Lane::kSystem) {

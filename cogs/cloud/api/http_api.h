@@ -11,6 +11,10 @@
 // info, reads and heartbeats at debug, 5xx at warn (but 507: the store logs a full disk once). Answers are
 // never given inline.
 //
+// Changes (POST, PUT, PATCH, DELETE under /v1), refused or not, go to the auditor (SetAuditor;
+// resources/audit.h) with who asked (once authenticated), the trace id, the client's address and the
+// answer, just before the answer leaves.
+//
 // Metrics: cogs_api_rejected_total{reason} (overload, system_overload, rate_limited, project_overload,
 // unauthenticated), cogs_api_inflight{lane}; request counts and latencies are observe::Instrument's,
 // wrapped around this handler by cogsd.
@@ -28,6 +32,7 @@
 #include "cogs/cloud/api/admission.h"
 #include "cogs/cloud/api/router.h"
 #include "cogs/observe/metrics.h"
+#include "cogs/store/records.h"
 
 namespace boost::asio {
 class io_context;
@@ -51,6 +56,11 @@ public:
             Refusal refusal = {});
     // The handler to give http::StartServer; it must run on the io thread.
     http::Handler Handler();
+
+    // Called on the io thread for every change with its audit entry (who — "" before
+    // authentication —, method, path, trace id, peer) and its answer. Set before serving.
+    using Auditor = std::function<void(store::AuditRecord entry, const http::Response& answer)>;
+    void SetAuditor(Auditor auditor);
 
 private:
     struct State;

@@ -1,5 +1,6 @@
 #include "cogs/cloud/api/routes.h"
 
+#include "cogs/cloud/resources/audit.h"
 #include "cogs/cloud/resources/catalog.h"
 #include "cogs/cloud/resources/consoles.h"
 #include "cogs/cloud/resources/events.h"
@@ -102,6 +103,7 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
         {"POST", "/v1/tokens", create(&Catalog::CreateToken, catalog)},
         {"GET", "/v1/tokens/{id}", show(kToken)},
         {"DELETE", "/v1/tokens/{id}", catalog_delete(kToken)},
+        {"POST", "/v1/tokens/{id}/rotate", [&catalog](Call c) { catalog.Rotate(std::move(c)); }},
         {"POST", "/v1/tokens/{id}/{action}", no_action(kToken)},
 
         {"GET", "/v1/flavors", list("flavors", kFlavor)},
@@ -180,6 +182,7 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
         {"POST", "/v1/hosts/{name}/disable", [&hosts](Call c) { hosts.Enable(std::move(c), false); }},
 
         {"GET", "/v1/events", events("")},
+        {"GET", "/v1/audit", [&audit = t.audit](Call c) { audit.List(std::move(c)); }},
 
         {"GET", "/v1/workflows", [&workflows](Call c) { workflows.List(std::move(c)); }},
         {"GET", "/v1/workflows/{id}", [&workflows](Call c) { workflows.Show(std::move(c)); }},

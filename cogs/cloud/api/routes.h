@@ -21,6 +21,7 @@ class Workflows;
 class Consoles;
 class IdempotencyKeys;
 class ImageFiles;
+class AuditLog;
 
 // The modules the routes lead to; they must outlive the routes.
 struct RouteTargets {
@@ -36,6 +37,7 @@ struct RouteTargets {
     IdempotencyKeys& keys;  // admits every POST
     Consoles& consoles;
     ImageFiles& images;
+    AuditLog& audit;  // GET /v1/audit
 };
 
 std::vector<Route> ApiRoutes(RouteTargets t);

@@ -23,12 +23,77 @@ std::pair<Res, std::string> Catalog::NewToken(const std::string& project, Role r
     t.body["role"] = RoleName(role);
     t.body["name"] = name;
     t.body["_hash"] = Sha256Hex(secret);
+    if (expires_in_s <= 0 && role == Role::kAdmin) {
+        expires_in_s = std::chrono::duration_cast<std::chrono::seconds>(ctx_.options.admin_token_ttl).count();
+    }
     if (expires_in_s > 0) {
-        const int64_t at = ctx_.clock.WallMs() + expires_in_s * 1000;
-        t.body["_expires_ms"] = at;
-        t.body["expires_at"] = Rfc3339(at);
+        t.body["_ttl_s"] = expires_in_s;  // a rotation renews the expiry by as much
+        SetExpiry(t, ctx_.clock.WallMs() + expires_in_s * 1000);
     }
     return {std::move(t), std::move(secret)};
+}
+
+void Catalog::SetExpiry(Res& token, int64_t at_ms) {
+    token.body["_expires_ms"] = at_ms;
+    token.body["expires_at"] = Rfc3339(at_ms);
+}
+
+void Catalog::Rotate(Call call) {
+    const std::string id = call.Param("id");
+    struct Rotated {
+        Res* token;
+        std::string secret;
+    };
+    auto rotated = [&]() -> Result<Rotated> {
+        COGS_TRY(RequireAdmin(call.who));
+        Res* t = ctx_.model.Find(kToken, id);
+        if (t == nullptr) return MakeError(NotFound(kToken, id));
+        int64_t grace_s = 0;
+        if (!call.body.empty()) {
+            COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(call.body, {"grace_s"}));
+            COGS_ASSIGN_OR_RETURN(auto grace, in.OptionalInt("grace_s", 0, 7 * 24 * 3600));
+            grace_s = grace.value_or(0);
+        }
+        const int64_t now = ctx_.clock.WallMs();
+        // A second rotation ends the first one's grace: at most one old secret works.
+        if (const std::string old = Str(t->body, "_old_hash"); !old.empty()) {
+            ctx_.model.token_by_hash.erase(old);
+            t->body.erase("_old_hash");
+            t->body.erase("_old_expires_ms");
+        }
+        const std::string old_hash = Str(t->body, "_hash");
+        if (grace_s > 0) {
+            t->body["_old_hash"] = old_hash;
+            t->body["_old_expires_ms"] = now + grace_s * 1000;
+        } else {
+            ctx_.model.token_by_hash.erase(old_hash);
+        }
+        std::string secret = "cogs_" + RandomHex(24);
+        t->body["_hash"] = Sha256Hex(secret);
+        ctx_.model.token_by_hash[Str(t->body, "_hash")] = t->id;
+        // A token that expires lives as long again from now (an admin token without a lifetime of
+        // its own, made before admin tokens expired: admin_token_ttl).
+        int64_t ttl_s = Int(t->body, "_ttl_s");
+        if (ttl_s <= 0 && Str(t->body, "role") == RoleName(Role::kAdmin)) {
+            ttl_s = std::chrono::duration_cast<std::chrono::seconds>(ctx_.options.admin_token_ttl).count();
+        }
+        if (ttl_s > 0) {
+            SetExpiry(*t, now + ttl_s * 1000);
+        }
+        t->body["rotated_at"] = Rfc3339(now);
+        ctx_.Touch(*t);
+        return Rotated{t, std::move(secret)};
+    }();
+    if (!rotated) return call.Fail(rotated.error());
+    const Res& token = *rotated->token;
+    json::object view = Present(token);
+    view["secret"] = rotated->secret;  // in this answer only
+    std::vector<store::ResourceWrite> writes{Model::Write(token)};
+    // A replay shows the token without a secret, and mints none.
+    Remember(ctx_, call, Presented(200, token), writes);
+    ctx_.Persist(std::move(writes), {}, [respond = call.respond, view = std::move(view)](Status st) mutable {
+        respond(st ? wire::Wrapped(200, "token", std::move(view)) : wire::ApiError(st.error()));
+    });
 }
 
 void Catalog::CreateProject(Creation c) {
@@ -185,6 +250,7 @@ void Catalog::Delete(Call call, std::string_view kind) {
         }
         if (kind == kToken) {
             ctx_.model.token_by_hash.erase(Str(r->body, "_hash"));
+            ctx_.model.token_by_hash.erase(Str(r->body, "_old_hash"));
         }
         std::string rid = r->id;
         ctx_.model.Release(r->project, Model::HeldBy(*r));

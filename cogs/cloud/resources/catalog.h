@@ -23,14 +23,24 @@ public:
     // DELETE of one of those kinds (a flavor or an image also by name): 204. A project that still
     // owns anything, or a group with members, is 409.
     void Delete(Call call, std::string_view kind);
+    // POST /v1/tokens/{id}/rotate (admin; body optional {"grace_s": N}, 0..604800, default 0): a new
+    // secret, answered once (200 {"token": {..., "secret"}}; a replay of its Idempotency-Key answers
+    // the token without it and mints nothing). The old secret works for grace_s more seconds, then
+    // is 401; a second rotation ends the first one's grace. A token that expires is renewed by its
+    // lifetime from now (an admin token without one: admin_token_ttl).
+    void Rotate(Call call);
     // GET / PUT /v1/projects/{id}/quotas.
     void GetQuotas(Call call);
     void SetQuotas(Call call);
 
-    // A project record and a token record with its secret (also for the bootstrap token).
+    // A project record and a token record with its secret (also for the bootstrap token). An admin
+    // token without `expires_in_s` expires after CloudOptions::admin_token_ttl.
     Res NewProject(const std::string& name, const std::string& description) const;
     std::pair<Res, std::string> NewToken(const std::string& project, Role role, const std::string& name,
                                          int64_t expires_in_s) const;
+
+    // A token's expiry ("_expires_ms", and "expires_at" shown).
+    static void SetExpiry(Res& token, int64_t at_ms);
 
 private:
     json::object QuotaView(const std::string& project) const;

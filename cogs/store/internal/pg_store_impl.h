@@ -90,6 +90,10 @@ enum PgSql : int {
     kPgCountChunks,
     kPgCountAllChunks,
     kPgListBlobs,
+    kPgInsertAudit,
+    kPgAuditList,
+    kPgPruneAuditByAge,
+    kPgPruneAuditByCount,
     kPgNumSql,
 };
 
@@ -189,6 +193,10 @@ public:
     Result<int64_t> DeleteChunks(const std::string& blob) override;
     Result<int64_t> CountChunks(const std::string& blob) override;
     Result<std::vector<std::string>> ListBlobs() override;
+
+    // pg_store_audit.cc
+    Result<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter) override;
+    Result<int64_t> PruneAudit(int64_t older_than_ms, int64_t keep_at_most) override;
 
 private:
     using Item = WriteQueue::Item;

@@ -295,6 +295,12 @@ void PgStore::AddGroup(size_t index, const WriteGroup& g, std::vector<pg::Call>&
         c.params.Text(e.type).Text(e.message).Text(e.trace_id);
         add(std::move(c), Check::kNone);
     }
+    for (const AuditRecord& a : g.audit) {
+        pg::Call c = PgCall(kPgInsertAudit);
+        c.params.Int(a.time_ms).Text(a.token_id).Text(a.project).Text(a.role).Text(a.method).Text(a.path);
+        c.params.Text(a.resource_id).Int(a.status).Text(a.trace_id).Text(a.peer);
+        add(std::move(c), Check::kNone);
+    }
 }
 
 size_t PgStore::FirstRefused(const std::vector<pg::Reply>& replies, const std::vector<Check>& checks) {

@@ -164,6 +164,20 @@ const char* PgSqlText(PgSql s) {
         case kPgCountChunks: return "SELECT COUNT(*) FROM image_chunks WHERE blob = $1";
         case kPgCountAllChunks: return "SELECT COUNT(*) FROM image_chunks";
         case kPgListBlobs: return "SELECT DISTINCT blob FROM image_chunks ORDER BY blob";
+        case kPgInsertAudit:
+            return "INSERT INTO audit(time_ms, token_id, project, role, method, path, resource_id, status, "
+                   "trace_id, peer) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+        case kPgAuditList:
+            // One statement for every filter (custom plans pick the index per execution, as kPgList).
+            return "SELECT seq, time_ms, token_id, project, role, method, path, resource_id, status, trace_id, "
+                   "peer FROM audit WHERE ($1 = '' OR token_id = $1) AND ($2 = '' OR project = $2) "
+                   "AND ($3 = '' OR resource_id = $3) AND time_ms >= $4 AND seq < $5 ORDER BY seq DESC LIMIT $6";
+        case kPgPruneAuditByAge:
+            return "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE time_ms < $1 ORDER BY seq "
+                   "LIMIT $2)";
+        case kPgPruneAuditByCount:
+            return "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE seq <= (SELECT seq FROM "
+                   "audit ORDER BY seq DESC LIMIT 1 OFFSET $1) ORDER BY seq LIMIT $2)";
         case kPgNumSql: break;
     }
     return "";
@@ -282,6 +296,24 @@ const PgMigration kPgMigrations[] = {
         seq BIGINT NOT NULL,
         data BYTEA NOT NULL,
         PRIMARY KEY(blob, seq));
+    )sql"},
+    // 4: the audit log (as the SQLite schema's version 7).
+    {4, R"sql(
+    CREATE TABLE audit(
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        time_ms BIGINT NOT NULL,
+        token_id TEXT NOT NULL,
+        project TEXT NOT NULL,
+        role TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        resource_id TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        trace_id TEXT NOT NULL,
+        peer TEXT NOT NULL);
+    CREATE INDEX audit_by_token ON audit(token_id, seq);
+    CREATE INDEX audit_by_project ON audit(project, seq);
+    CREATE INDEX audit_by_resource ON audit(resource_id, seq);
     )sql"},
 };
 const size_t kPgMigrationCount = sizeof(kPgMigrations) / sizeof(kPgMigrations[0]);

@@ -112,6 +112,13 @@ enum Sql : int {
     kCountChunks,
     kCountAllChunks,
     kListBlobs,
+    kInsertAudit,
+    kAuditByToken,
+    kAuditByProject,
+    kAuditByResource,
+    kAuditAll,
+    kPruneAuditByAge,
+    kPruneAuditByCount,
     kNumSql,
 };
 
@@ -161,6 +168,7 @@ Result<std::vector<std::pair<WorkflowState, int64_t>>> CountByState(Connection& 
 Result<std::vector<ResourceRecord>> LoadResources(Connection& db);
 Result<std::vector<DefinitionRecord>> LoadDefinitions(Connection& db);
 Result<std::vector<EventRecord>> ListEvents(Connection& db, const EventFilter& f);
+Result<std::vector<AuditRecord>> ListAudit(Connection& db, const AuditFilter& f);
 
 class SqliteStore final : public QueuedStore {
 public:
@@ -185,6 +193,10 @@ public:
 
     // sqlite_store_events.cc
     Result<int64_t> PruneEvents(int64_t older_than_ms, int64_t keep_at_most) override;
+
+    // sqlite_store_audit.cc
+    Result<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter) override;
+    Result<int64_t> PruneAudit(int64_t older_than_ms, int64_t keep_at_most) override;
 
     // sqlite_store_chunks.cc
     Status PutChunk(const std::string& blob, int64_t seq, std::string_view data) override;
@@ -290,6 +302,7 @@ private:
     Verdict ApplyStepUpdates(const WriteGroup& g, Error* error);      // sqlite_store_workflows.cc
     Verdict ApplyResources(const WriteGroup& g, Error* error);        // sqlite_store_resources.cc
     Verdict ApplyEvents(const WriteGroup& g, Error* error);           // sqlite_store_events.cc
+    Verdict ApplyAudit(const WriteGroup& g, Error* error);            // sqlite_store_audit.cc
     static Verdict Fatal(Error e, Error* error) {
         *error = std::move(e);
         return Verdict::kFatal;

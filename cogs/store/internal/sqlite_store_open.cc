@@ -125,6 +125,25 @@ constexpr sqlite::Migration kMigrations[] = {
         data BLOB NOT NULL,
         PRIMARY KEY(blob, seq)) WITHOUT ROWID;
     )sql"},
+    // 7: the audit log: every change asked of the API (cogs/cloud/resources/audit.h). Newest first
+    // by seq; a filter by token, project or resource walks its own index.
+    {7, R"sql(
+    CREATE TABLE audit(
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_ms INTEGER NOT NULL,
+        token_id TEXT NOT NULL,
+        project TEXT NOT NULL,
+        role TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        resource_id TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        trace_id TEXT NOT NULL,
+        peer TEXT NOT NULL);
+    CREATE INDEX audit_by_token ON audit(token_id, seq);
+    CREATE INDEX audit_by_project ON audit(project, seq);
+    CREATE INDEX audit_by_resource ON audit(resource_id, seq);
+    )sql"},
 };
 
 }  // namespace

@@ -15,6 +15,13 @@ namespace cogs::store::internal {
 // for any), ?5 after_seq, ?6 limit. The filters that pick the index are plain equalities (and the
 // index is named, so the plan cannot drift); the others are optional terms checked per row.
 #define COGS_EVENT_FILTER_TAIL " AND seq > ?5 ORDER BY seq LIMIT ?6"
+#define COGS_AUDIT_COLUMNS \
+    "seq, time_ms, token_id, project, role, method, path, resource_id, status, trace_id, peer"
+// Every audit query binds ?1 token_id, ?2 project, ?3 resource_id (each '' for any), ?4 since_ms,
+// ?5 before_seq, ?6 limit; newest first. As for events, the index is named by the filter.
+#define COGS_AUDIT_FILTER_TAIL                                                                        \
+    " AND (?1 = '' OR token_id = ?1) AND (?2 = '' OR project = ?2) AND (?3 = '' OR resource_id = ?3)" \
+    " AND time_ms >= ?4 AND seq < ?5 ORDER BY seq DESC LIMIT ?6"
 
 // clang-format off
 const char* SqlText(Sql s) {
@@ -166,6 +173,26 @@ const char* SqlText(Sql s) {
         case kCountChunks: return "SELECT COUNT(*) FROM image_chunks WHERE blob = ?1";
         case kCountAllChunks: return "SELECT COUNT(*) FROM image_chunks";
         case kListBlobs: return "SELECT DISTINCT blob FROM image_chunks ORDER BY blob";
+        case kInsertAudit:
+            return "INSERT INTO audit(time_ms, token_id, project, role, method, path, resource_id, status, "
+                   "trace_id, peer) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+        case kAuditByToken:
+            return "SELECT " COGS_AUDIT_COLUMNS " FROM audit INDEXED BY audit_by_token WHERE token_id = ?1"
+                   COGS_AUDIT_FILTER_TAIL;
+        case kAuditByProject:
+            return "SELECT " COGS_AUDIT_COLUMNS " FROM audit INDEXED BY audit_by_project WHERE project = ?2"
+                   COGS_AUDIT_FILTER_TAIL;
+        case kAuditByResource:
+            return "SELECT " COGS_AUDIT_COLUMNS " FROM audit INDEXED BY audit_by_resource WHERE resource_id = ?3"
+                   COGS_AUDIT_FILTER_TAIL;
+        case kAuditAll:
+            return "SELECT " COGS_AUDIT_COLUMNS " FROM audit WHERE 1" COGS_AUDIT_FILTER_TAIL;
+        case kPruneAuditByAge:
+            return "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE time_ms < ?1 ORDER BY seq "
+                   "LIMIT ?2)";
+        case kPruneAuditByCount:
+            return "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE seq <= (SELECT seq FROM "
+                   "audit ORDER BY seq DESC LIMIT 1 OFFSET ?1) ORDER BY seq LIMIT ?2)";
         case kNumSql: break;
     }
     return "";
@@ -177,6 +204,8 @@ const char* SqlText(Sql s) {
 #undef COGS_STEP_COLUMNS
 #undef COGS_EVENT_COLUMNS
 #undef COGS_EVENT_FILTER_TAIL
+#undef COGS_AUDIT_COLUMNS
+#undef COGS_AUDIT_FILTER_TAIL
 
 Result<std::unique_ptr<Connection>> Connection::Open(const std::string& path,
                                                      const sqlite::Options& options) {

@@ -74,7 +74,7 @@ Status SqliteStore::Probe() {
 
 // Applies one group inside the batch's transaction, all or nothing.
 SqliteStore::Verdict SqliteStore::ApplyGroup(const WriteGroup& g, Error* error) {
-    size_t statements = g.Transitions() + g.resources.size() + g.events.size();
+    size_t statements = g.Transitions() + g.resources.size() + g.events.size() + g.audit.size();
     if (statements == 0) {
         return Verdict::kOk;
     }
@@ -116,6 +116,9 @@ SqliteStore::Verdict SqliteStore::ApplyWrites(const WriteGroup& g, Error* error)
     }
     if (v == Verdict::kOk && !g.events.empty()) {
         v = ApplyEvents(g, error);
+    }
+    if (v == Verdict::kOk && !g.audit.empty()) {
+        v = ApplyAudit(g, error);
     }
     return v;
 }
