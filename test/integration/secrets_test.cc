@@ -138,7 +138,10 @@ TEST(SecretsTest, NoSecretInAnyLogAtAnyLevel) {
 
     ASSERT_EQ(dev.Stop(), std::optional<int>(0));  // every log written out
     AddSecretFiles(dev.data_dir(), secrets);
-    EXPECT_TRUE(secrets.count(dev.service_token())) << "service.token was not taken as a secret file";
+    for (const std::string part : {"network", "volume", "compute-1"}) {
+        EXPECT_TRUE(secrets.count(dev.ServiceToken(part)))
+            << part << "'s token was not taken as a secret file";
+    }
 
     // Every log of every process, at trace level, and what `cogs dev` writes for tools.
     std::vector<fs::path> logs;
