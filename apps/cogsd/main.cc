@@ -13,6 +13,13 @@
 // the API itself while its lease is valid. A leader that is deposed exits at once (code 75): its
 // supervisor starts it again, as a follower; nothing of its memory decides anything any more.
 //
+// TLS (cogs/services/kit/tls.h; docs/runbook.md "Certificates"): --tls-cert/--tls-key serve the API
+// over TLS only; --tls-client-ca asks every client for a certificate without requiring one (agents
+// show their host's, which must name the host they register or heartbeat for; tenants need none).
+// --tls-ca (and --tls-client-cert/--tls-client-key, cogsd's own certificate, CN "cogsd") is how
+// cogsd calls the network and volume services, every agent (whose certificate must name its host)
+// and the other replicas. Every certificate is reloaded on SIGHUP and when its files change.
+//
 // Observability: GET /metrics (no token) on the API's port, one Prometheus registry shared by the
 // engine, the store, the cloud and the API (docs/metrics.md); JSON log lines on stderr
 // (--log-format text for people); GET/PUT /v1/log-levels (admin) changes levels at run time.
@@ -37,6 +44,7 @@
 #include "cogs/runtime/files.h"
 #include "cogs/services/kit/flags.h"
 #include "cogs/services/kit/http_client.h"
+#include "cogs/services/kit/tls_flags.h"
 #include "cogs/store/leadership.h"
 #include "cogs/store/store.h"
 #include "cogs/store/store_metrics.h"
@@ -83,6 +91,7 @@ struct LeaderConfig {
     std::string workflows_dir;
     std::string bootstrap_token_file;
     std::string service_token;
+    std::shared_ptr<http::TlsContext> service_tls;  // cogsd's client context; null: plain HTTP
     http::Endpoint network, volume;
     workflow::EngineOptions engine_options;
     cloud::CloudOptions cloud_options;
@@ -99,11 +108,12 @@ Result<std::unique_ptr<Leader>> BuildLeader(boost::asio::io_context& io, const L
     auto defs = workflow::LoadDefinitionsFromDirectory(config.workflows_dir);
     if (!defs) return MakeError(defs.error());
     COGS_TRY(l->registry->RegisterAll(std::move(*defs)));
-    l->catalog.Add("network",
-                   services::kit::MakeHttpServiceClient(io, config.network.host, config.network.port,
-                                                        "network", 256, config.service_token));
-    l->catalog.Add("volume", services::kit::MakeHttpServiceClient(io, config.volume.host, config.volume.port,
-                                                                  "volume", 256, config.service_token));
+    l->catalog.Add("network", services::kit::MakeHttpServiceClient(
+                                  io, config.network.host, config.network.port, "network", 256,
+                                  config.service_token, config.network.tls ? config.service_tls : nullptr));
+    l->catalog.Add("volume", services::kit::MakeHttpServiceClient(
+                                 io, config.volume.host, config.volume.port, "volume", 256,
+                                 config.service_token, config.volume.tls ? config.service_tls : nullptr));
     l->engine =
         std::make_unique<workflow::Engine>(io, *l->store, *l->registry, l->catalog, config.engine_options);
     l->cloud = std::make_unique<cloud::Cloud>(io, *l->store, *l->engine, *l->registry, config.cloud_options);
@@ -260,6 +270,8 @@ int main(int argc, char** argv) {
                    "a project keeps at most this many Idempotency-Keys (the oldest go first)")
         ->check(CLI::Range(size_t{1}, size_t{1} << 30))
         ->capture_default_str();
+    services::kit::TlsOptions tls;
+    services::kit::AddTlsFlags(app, tls, /*allowed_clients=*/false);
     CLI11_PARSE(app, argc, argv);
     {
         auto format = observe::ParseLogFormat(log_format);
@@ -297,6 +309,18 @@ int main(int argc, char** argv) {
         service_token = *t;
     }
     cloud_options.service_token = service_token;
+    if (auto st = services::kit::CheckTlsOptions(tls); !st) return Fail(st.error().message);
+    // Tenants come without a certificate: asked for, not required (a wrong one is still refused).
+    auto server_tls = services::kit::MakeServerTlsFrom(tls, /*require_client_cert=*/false);
+    if (!server_tls) return Fail("tls: " + server_tls.error().message);
+    auto client_tls = services::kit::MakeClientTlsFrom(tls);
+    if (!client_tls) return Fail("tls: " + client_tls.error().message);
+    for (const auto& [flag, ep] :
+         {std::pair{"--network-url", &*network_ep}, std::pair{"--volume-url", &*volume_ep}}) {
+        if (ep->tls && *client_tls == nullptr) return Fail(std::string(flag) + " is https: give --tls-ca");
+    }
+    // Each service, agent and replica is called over TLS exactly when its URL is https.
+    cloud_options.service_tls = *client_tls;
     std::error_code fs_ec;
     std::filesystem::create_directories(data_dir, fs_ec);
     if (fs_ec) return Fail("--data-dir " + data_dir + ": " + fs_ec.message());
@@ -329,6 +353,7 @@ int main(int argc, char** argv) {
     LeaderConfig config;
     config.bootstrap_token_file = bootstrap_token_file;
     config.service_token = service_token;
+    config.service_tls = *client_tls;
     config.network = *network_ep;
     config.volume = *volume_ep;
     if (workflows_dir.empty()) {
@@ -401,6 +426,8 @@ int main(int argc, char** argv) {
     server_options.spool_dir = spool_dir;
     server_options.max_spooled_body_bytes = cloud_options.max_image_bytes;
     server_options.error_answer = wire::ApiError;  // 413, 414, 431, 400 in the API's error shape
+    server_options.tls = *server_tls;
+    const std::string scheme = server_options.tls != nullptr ? "https" : "http";
     // /metrics is answered by Instrument on this io thread, where the cloud's sampled gauges live.
     auto server = http::StartServer(io, server_options, observe::Instrument(api, &metrics));
     if (!server) return Fail("listen " + listen + ": " + server.error().ToString());
@@ -413,7 +440,7 @@ int main(int argc, char** argv) {
             replica_id = std::string(host) + ":" + std::to_string(port);
         }
         if (advertise_url.empty()) {
-            advertise_url = "http://" + listen_ep->host + ":" + std::to_string(port);
+            advertise_url = scheme + "://" + listen_ep->host + ":" + std::to_string(port);
         }
         store_name = "postgresql (replica " + replica_id + ")";
         auto is_leader =
@@ -487,6 +514,7 @@ int main(int argc, char** argv) {
         fo.leader = [&elector] { return elector->Leader(); };
         fo.stale_after = std::chrono::milliseconds(leader_ttl_ms);
         fo.download_dir = spool_dir;  // images pass through files, as on the leader
+        fo.tls = *client_tls;         // the leader's https address (advertised by it)
         forwarder = std::make_unique<replica::Forwarder>(io, fo);
     }
     if (!port_file.empty()) {
@@ -494,8 +522,11 @@ int main(int argc, char** argv) {
             return Fail("--port-file: " + st.error().message);
         }
     }
-    spdlog::info("serving http://{}:{} (store {}{})", listen_ep->host, port, store_name,
-                 replicated ? ", replica " + replica_id : "");
+    spdlog::info("serving {}://{}:{} (store {}{}{})", scheme, listen_ep->host, port, store_name,
+                 replicated ? ", replica " + replica_id : "",
+                 tls.client_ca_file.empty() ? "" : "; client certificates asked for");
+    auto tls_reloader =
+        services::kit::StartTlsReloader(io, {{"server", server_options.tls}, {"client", *client_tls}});
 
     boost::asio::signal_set signals(io, SIGTERM, SIGINT);
     signals.async_wait([&](boost::system::error_code ec, int signo) {

@@ -69,6 +69,10 @@ struct CloudOptions {
     std::map<std::string, std::string> inventory_urls;
     std::string service_token;        // presented to the compute agents (Authorization: Bearer)
     size_t compute_connections = 64;  // per host
+    // cogsd's TLS client context (its CA, its own certificate "cogsd"): null, plain HTTP; else the
+    // agents are called over TLS at the https URL they registered, each required to show a
+    // certificate naming its host, and the network and volume services at their URLs' hosts.
+    std::shared_ptr<http::TlsContext> service_tls;
     // API requests being served at once; beyond, 429 with Retry-After.
     size_t max_inflight_requests = 4096;
     // Where the cloud's metrics go (docs/metrics.md, "the cloud"); null: none. It must outlive the

@@ -39,6 +39,7 @@ public:
         std::string url{};
         std::string token{};
         std::string config{};
+        std::string ca_file{};  // --ca-file (else COGS_CACERT)
         std::string output = "table";
         std::string timeout = "30s";
         std::string wait_timeout = "10m";

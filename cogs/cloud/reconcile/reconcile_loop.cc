@@ -102,14 +102,18 @@ void ReconcileLoop::ReconcileHost(const std::string& name, const std::string& wh
     if (scan->pending == 0) host_scans_.erase(name);
 }
 
-services::kit::HttpReader* ReconcileLoop::ReaderFor(const std::string& url, const std::string& service) {
-    auto it = readers_.find(url);
+services::kit::HttpReader* ReconcileLoop::ReaderFor(const std::string& url, const std::string& service,
+                                                    const std::string& server_name) {
+    // Over TLS an agent's certificate must name the host it is read for: one reader per (URL, name).
+    const std::string key = server_name.empty() ? url : url + " " + server_name;
+    auto it = readers_.find(key);
     if (it == readers_.end()) {
         auto ep = http::ParseHttpUrl(url);
-        if (!ep) return nullptr;
+        if (!ep || (ep->tls && ctx_.options.service_tls == nullptr)) return nullptr;
         it = readers_
-                 .emplace(url, services::kit::MakeHttpReader(ctx_.io, ep->host, ep->port, service,
-                                                             ctx_.options.service_token))
+                 .emplace(key, services::kit::MakeHttpReader(
+                                   ctx_.io, ep->host, ep->port, service, ctx_.options.service_token,
+                                   ep->tls ? ctx_.options.service_tls : nullptr, server_name))
                  .first;
     }
     return it->second.get();
@@ -118,7 +122,9 @@ services::kit::HttpReader* ReconcileLoop::ReaderFor(const std::string& url, cons
 // Reads one inventory into the scan; the scan runs when its last inventory is in.
 void ReconcileLoop::ReadInventory(const std::shared_ptr<Scan>& scan, const std::string& service,
                                   const std::string& url, std::vector<std::string> hosts) {
-    services::kit::HttpReader* reader = ReaderFor(url, service);
+    // An agent serving several hosts at one URL holds a certificate naming each of them.
+    const std::string server_name = url.starts_with("https://") && !hosts.empty() ? hosts.front() : "";
+    services::kit::HttpReader* reader = ReaderFor(url, service, server_name);
     if (reader == nullptr) return;
     ++scan->pending;
     const int64_t read_at = ctx_.clock.WallMs();

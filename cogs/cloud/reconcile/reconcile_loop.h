@@ -52,7 +52,8 @@ private:
     struct Scan;
     void ReadInventory(const std::shared_ptr<Scan>& scan, const std::string& service, const std::string& url,
                        std::vector<std::string> hosts);
-    services::kit::HttpReader* ReaderFor(const std::string& url, const std::string& service);
+    services::kit::HttpReader* ReaderFor(const std::string& url, const std::string& service,
+                                         const std::string& server_name);
     Desired DesiredState() const;
     void RunScan(const Scan& scan);
     void StartRepair(const Action& a, const std::string& key);

@@ -46,7 +46,9 @@ public:
     static std::string LastLines(const std::string& text, int64_t lines);
 
 private:
-    http::Client& ClientFor(const std::string& url, const std::string& host, uint16_t port);
+    // Over TLS (CloudOptions::service_tls) the agent's certificate must name `host_name`.
+    http::Client& ClientFor(const std::string& url, const std::string& host, uint16_t port,
+                            const std::string& host_name);
 
     Context& ctx_;
     services::compute::HostLookup hosts_;

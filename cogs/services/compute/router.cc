@@ -16,8 +16,13 @@ namespace json = boost::json;
 
 class ComputeRouter final : public workflow::ServiceClient {
 public:
-    ComputeRouter(boost::asio::io_context& io, HostLookup lookup, std::string token, size_t connections)
-        : io_(io), lookup_(std::move(lookup)), token_(std::move(token)), connections_(connections) {}
+    ComputeRouter(boost::asio::io_context& io, HostLookup lookup, std::string token, size_t connections,
+                  std::shared_ptr<http::TlsContext> tls)
+        : io_(io),
+          lookup_(std::move(lookup)),
+          token_(std::move(token)),
+          connections_(connections),
+          tls_(std::move(tls)) {}
 
     void Invoke(workflow::ActionCall call, Callback done) override {
         Route(std::move(call), std::move(done), false);
@@ -97,11 +102,18 @@ private:
             return MakeError(ErrorCode::kFailedPrecondition, "compute: host " + host + " is down");
         }
         *epoch = route->lease_epoch;
-        auto it = clients_.find(route->url);
+        if (endpoint->tls && tls_ == nullptr) {
+            return MakeError(ErrorCode::kFailedPrecondition,
+                             "compute: host " + host + " registered an https URL but cogsd has no --tls-ca");
+        }
+        // Over TLS the agent's certificate must name this host: one client per (URL, host).
+        const std::string key = endpoint->tls ? route->url + " " + host : route->url;
+        auto it = clients_.find(key);
         if (it == clients_.end()) {
             it = clients_
-                     .emplace(route->url, kit::MakeHttpServiceClient(io_, endpoint->host, endpoint->port,
-                                                                     "compute", connections_, token_))
+                     .emplace(key, kit::MakeHttpServiceClient(io_, endpoint->host, endpoint->port, "compute",
+                                                              connections_, token_,
+                                                              endpoint->tls ? tls_ : nullptr, host))
                      .first;
         }
         return it->second.get();
@@ -111,14 +123,17 @@ private:
     HostLookup lookup_;
     std::string token_;
     size_t connections_;
-    std::map<std::string, std::shared_ptr<workflow::ServiceClient>> clients_;  // by agent URL
+    std::shared_ptr<http::TlsContext> tls_;
+    std::map<std::string, std::shared_ptr<workflow::ServiceClient>> clients_;  // by agent URL (and host)
 };
 
 }  // namespace
 
 std::shared_ptr<workflow::ServiceClient> MakeComputeRouter(boost::asio::io_context& io, HostLookup lookup,
-                                                           std::string bearer_token, size_t connections) {
-    return std::make_shared<ComputeRouter>(io, std::move(lookup), std::move(bearer_token), connections);
+                                                           std::string bearer_token, size_t connections,
+                                                           std::shared_ptr<http::TlsContext> tls) {
+    return std::make_shared<ComputeRouter>(io, std::move(lookup), std::move(bearer_token), connections,
+                                           std::move(tls));
 }
 
 }  // namespace cogs::services::compute

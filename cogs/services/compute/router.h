@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 
+#include "cogs/http/server.h"
 #include "cogs/workflow/service.h"
 
 namespace boost::asio {
@@ -39,8 +40,11 @@ struct HostRoute {
 };
 using HostLookup = std::function<std::optional<HostRoute>(const std::string& host)>;
 
-// `bearer_token` is presented to the agents; `connections` is the pool size per agent.
+// `bearer_token` is presented to the agents; `connections` is the pool size per agent. With `tls`,
+// an agent is called over TLS (mutual, with tls's certificate) and its certificate must name the host
+// the call is for (an agent serving several hosts at one URL holds a certificate naming them all).
 std::shared_ptr<workflow::ServiceClient> MakeComputeRouter(boost::asio::io_context& io, HostLookup lookup,
-                                                           std::string bearer_token, size_t connections);
+                                                           std::string bearer_token, size_t connections,
+                                                           std::shared_ptr<http::TlsContext> tls = nullptr);
 
 }  // namespace cogs::services::compute
