@@ -9,6 +9,7 @@
 // server closed it, and it leaves the pool before a request can pick a dead connection.
 #include "cogs/http/client.h"
 #include "cogs/http/internal/coroutine.h"
+#include "cogs/http/internal/tls.h"
 
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -24,7 +25,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <cerrno>
+#include <concepts>
 #include <list>
 #include <optional>
 #include <vector>
@@ -39,52 +42,82 @@ constexpr uint64_t kMaxResponseBody = 64ull << 20;
 
 void CheckNoException(std::exception_ptr e) { FailOnEscapedException(e, "http client"); }
 
-struct Conn {
-    explicit Conn(const asio::any_io_executor& ex) : stream(ex) {}
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
-    beast::tcp_stream stream;
+// The TCP layer of either stream: deadlines and the socket.
+template <typename S>
+beast::tcp_stream& Tcp(S& stream) {
+    return beast::get_lowest_layer(stream);
+}
+
+// A connection over S: PlainStream or TlsStream. Everything below is written once for both.
+template <typename S>
+struct Conn {
+    Conn(const asio::any_io_executor& ex,
+         std::shared_ptr<asio::ssl::context>) requires std::same_as<S, PlainStream> : stream(ex) {}
+    // The SSL context is held for as long as the stream uses it (a reload swaps in another for new
+    // connections).
+    Conn(const asio::any_io_executor& ex,
+         std::shared_ptr<asio::ssl::context> context) requires std::same_as<S, TlsStream>
+        : ssl_context(std::move(context)), stream(ex, *ssl_context) {}
+
+    std::shared_ptr<asio::ssl::context> ssl_context;
+    S stream;
     beast::flat_buffer buffer;
-    bool connected = false;
+    bool tcp_connected = false;  // over TLS: the handshake is next
+    bool connected = false;      // and, over TLS, the handshake done
     bool idle = false;
-    std::list<std::shared_ptr<Conn>>::iterator pos;  // in Pool::conns
+    typename std::list<std::shared_ptr<Conn<S>>>::iterator pos;  // in Pool::conns
 };
 
 // A request waiting for a connection. Its timer doubles as the wake-up event: it expires at the
 // request's deadline and is cancelled when the waiter is granted a connection or a slot.
+template <typename S>
 struct Waiter {
     Waiter(const asio::any_io_executor& ex, SteadyTime deadline) : timer(ex, deadline) {}
 
     asio::steady_timer timer;
-    std::shared_ptr<Conn> conn;  // granted: an idle connection, or a new one not yet connected
+    std::shared_ptr<Conn<S>> conn;  // granted: an idle connection, or a new one not yet connected
     bool queued = true;
-    std::list<std::shared_ptr<Waiter>>::iterator pos;  // in Pool::waiters while queued
+    typename std::list<std::shared_ptr<Waiter>>::iterator pos;  // in Pool::waiters while queued
 };
 
+template <typename S>
 struct Pool {
-    Pool(asio::io_context& io_context, ClientOptions opts)
-        : io(io_context), strand(asio::make_strand(io)), options(std::move(opts)), resolver(strand) {
+    Pool(asio::io_context& io_context, ClientOptions opts, std::shared_ptr<TlsContextImpl> tls_context)
+        : io(io_context),
+          strand(asio::make_strand(io)),
+          options(std::move(opts)),
+          tls(std::move(tls_context)),
+          resolver(strand) {
         if (options.max_connections == 0) {
             options.max_connections = 1;
         }
         where = options.host + ":" + std::to_string(options.port);
+        server_name = options.server_name.empty() ? options.host : options.server_name;
     }
 
     asio::io_context& io;
     asio::any_io_executor strand;
     ClientOptions options;
+    std::shared_ptr<TlsContextImpl> tls;  // null for PlainStream
+    std::string server_name;              // the name the server's certificate must have
     std::string where;
     tcp::resolver resolver;
     std::vector<tcp::endpoint> endpoints;  // resolved once, on first use
 
-    std::list<std::shared_ptr<Conn>> conns;   // every connection open or opening
-    std::vector<std::shared_ptr<Conn>> idle;  // a stack: the most recently used on top
-    std::list<std::shared_ptr<Waiter>> waiters;
+    std::list<std::shared_ptr<Conn<S>>> conns;   // every connection open or opening
+    std::vector<std::shared_ptr<Conn<S>>> idle;  // a stack: the most recently used on top
+    std::list<std::shared_ptr<Waiter<S>>> waiters;
     bool shut_down = false;
 };
 
-using PoolPtr = std::shared_ptr<Pool>;
+template <typename S>
+using PoolPtr = std::shared_ptr<Pool<S>>;
 
-Error TransportError(const Pool& pool, error_code ec, const char* what) {
+template <typename S>
+Error TransportError(const Pool<S>& pool, error_code ec, const char* what) {
     if (pool.shut_down) {
         return Error(ErrorCode::kCancelled, "http client destroyed");
     }
@@ -95,20 +128,23 @@ Error TransportError(const Pool& pool, error_code ec, const char* what) {
     return Error(ErrorCode::kUnavailable, std::string(what) + " " + pool.where + ": " + ec.message());
 }
 
-void CloseConn(Conn& conn) {
+template <typename S>
+void CloseConn(Conn<S>& conn) {
     error_code ignored;
-    conn.stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    conn.stream.close();
+    Tcp(conn.stream).socket().shutdown(tcp::socket::shutdown_both, ignored);
+    Tcp(conn.stream).close();
 }
 
-std::shared_ptr<Conn> NewConn(const PoolPtr& pool) {
-    auto conn = std::make_shared<Conn>(pool->strand);
+template <typename S>
+std::shared_ptr<Conn<S>> NewConn(const PoolPtr<S>& pool) {
+    auto conn = std::make_shared<Conn<S>>(pool->strand, pool->tls ? pool->tls->Current() : nullptr);
     conn->pos = pool->conns.insert(pool->conns.end(), conn);
     return conn;
 }
 
 // Hands a free slot (room for one more connection) to the first waiter.
-void GrantSlot(const PoolPtr& pool) {
+template <typename S>
+void GrantSlot(const PoolPtr<S>& pool) {
     if (pool->waiters.empty() || pool->conns.size() >= pool->options.max_connections) {
         return;
     }
@@ -120,7 +156,8 @@ void GrantSlot(const PoolPtr& pool) {
     w->timer.cancel();
 }
 
-void Discard(const PoolPtr& pool, const std::shared_ptr<Conn>& conn) {
+template <typename S>
+void Discard(const PoolPtr<S>& pool, const std::shared_ptr<Conn<S>>& conn) {
     CloseConn(*conn);
     if (conn->pos != pool->conns.end()) {
         pool->conns.erase(conn->pos);
@@ -131,8 +168,9 @@ void Discard(const PoolPtr& pool, const std::shared_ptr<Conn>& conn) {
     }
 }
 
-void WatchIdle(const PoolPtr& pool, const std::shared_ptr<Conn>& conn) {
-    conn->stream.socket().async_wait(tcp::socket::wait_read, [pool, conn](error_code ec) {
+template <typename S>
+void WatchIdle(const PoolPtr<S>& pool, const std::shared_ptr<Conn<S>>& conn) {
+    Tcp(conn->stream).socket().async_wait(tcp::socket::wait_read, [pool, conn](error_code ec) {
         if (ec == asio::error::operation_aborted || !conn->idle) {
             return;
         }
@@ -157,12 +195,13 @@ bool ClosedByPeer(tcp::socket& socket) {
 }
 
 // Returns a connection after a successful exchange (reusable) or a failed one.
-void Release(const PoolPtr& pool, const std::shared_ptr<Conn>& conn, bool reusable) {
+template <typename S>
+void Release(const PoolPtr<S>& pool, const std::shared_ptr<Conn<S>>& conn, bool reusable) {
     if (!reusable || pool->shut_down) {
         Discard(pool, conn);
         return;
     }
-    conn->stream.expires_never();
+    Tcp(conn->stream).expires_never();
     if (!pool->waiters.empty()) {
         auto w = pool->waiters.front();
         pool->waiters.pop_front();
@@ -178,14 +217,15 @@ void Release(const PoolPtr& pool, const std::shared_ptr<Conn>& conn, bool reusab
 
 // A connection for one request: an idle one, a new (unconnected) one, or one handed over by
 // Release after waiting in line.
-asio::awaitable<Result<std::shared_ptr<Conn>>> Acquire(PoolPtr pool, SteadyTime deadline) {
+template <typename S>
+asio::awaitable<Result<std::shared_ptr<Conn<S>>>> Acquire(PoolPtr<S> pool, SteadyTime deadline) {
     while (!pool->idle.empty()) {
         auto conn = pool->idle.back();
         pool->idle.pop_back();
         conn->idle = false;
         error_code ec;
-        conn->stream.socket().cancel(ec);  // the idle watch
-        if (conn->stream.socket().is_open() && !ClosedByPeer(conn->stream.socket())) {
+        Tcp(conn->stream).socket().cancel(ec);  // the idle watch
+        if (Tcp(conn->stream).socket().is_open() && !ClosedByPeer(Tcp(conn->stream).socket())) {
             co_return conn;
         }
         Discard(pool, conn);
@@ -193,7 +233,7 @@ asio::awaitable<Result<std::shared_ptr<Conn>>> Acquire(PoolPtr pool, SteadyTime 
     if (pool->conns.size() < pool->options.max_connections) {
         co_return NewConn(pool);
     }
-    auto w = std::make_shared<Waiter>(pool->strand, deadline);
+    auto w = std::make_shared<Waiter<S>>(pool->strand, deadline);
     w->pos = pool->waiters.insert(pool->waiters.end(), w);
     co_await w->timer.async_wait(kTuple);
     if (w->queued) {
@@ -221,7 +261,8 @@ asio::awaitable<Result<std::shared_ptr<Conn>>> Acquire(PoolPtr pool, SteadyTime 
                         "http " + pool->where + ": no free connection before the deadline");
 }
 
-asio::awaitable<error_code> Connect(PoolPtr pool, std::shared_ptr<Conn> conn, SteadyTime deadline) {
+template <typename S>
+asio::awaitable<error_code> Connect(PoolPtr<S> pool, std::shared_ptr<Conn<S>> conn, SteadyTime deadline) {
     if (pool->endpoints.empty()) {
         error_code ec;
         auto address = asio::ip::make_address(pool->options.host, ec);
@@ -243,19 +284,45 @@ asio::awaitable<error_code> Connect(PoolPtr pool, std::shared_ptr<Conn> conn, St
             }
         }
     }
-    conn->stream.expires_at(deadline);
-    auto [ec, ep] = co_await conn->stream.async_connect(pool->endpoints, kTuple);
-    if (!ec) {
-        conn->connected = true;
-        error_code ignored;
-        conn->stream.socket().set_option(tcp::no_delay(true), ignored);
+    Tcp(conn->stream).expires_at(deadline);
+    auto [ec, ep] = co_await Tcp(conn->stream).async_connect(pool->endpoints, kTuple);
+    if (ec) {
+        co_return ec;
     }
-    co_return ec;
+    error_code ignored;
+    Tcp(conn->stream).socket().set_option(tcp::no_delay(true), ignored);
+    conn->tcp_connected = true;
+    if constexpr (std::same_as<S, TlsStream>) {
+        SSL* ssl = conn->stream.native_handle();
+        if (!ExpectServerName(ssl, pool->server_name)) {
+            co_return asio::error::invalid_argument;
+        }
+        auto [hec] = co_await conn->stream.async_handshake(asio::ssl::stream_base::client, kTuple);
+        if (hec) {
+            co_return hec;
+        }
+    }
+    conn->connected = true;
+    co_return error_code{};
+}
+
+// Why a connection could not be made: over TLS, why the handshake failed (the certificate's
+// verification says more than the error code).
+template <typename S>
+Error ConnectError(const Pool<S>& pool, Conn<S>& conn, error_code ec) {
+    if constexpr (std::same_as<S, TlsStream>) {
+        if (!pool.shut_down && ec != beast::error::timeout && conn.tcp_connected) {
+            const std::string why = HandshakeFailure(conn.stream.native_handle(), ec.message());
+            return Error(ErrorCode::kUnavailable,
+                         "TLS with " + pool.where + " (" + pool.server_name + "): " + why);
+        }
+    }
+    return TransportError(pool, ec, "connect");
 }
 
 // The request line and header fields of `r`; the body is the caller's.
-template <typename Body>
-void FillHead(bhttp::request<Body>& req, const Pool& pool, const Request& r) {
+template <typename S, typename Body>
+void FillHead(bhttp::request<Body>& req, const Pool<S>& pool, const Request& r) {
     req.version(11);
     auto verb = bhttp::string_to_verb(r.method);
     if (verb == bhttp::verb::unknown) {
@@ -285,7 +352,8 @@ void FillHead(bhttp::request<Body>& req, const Pool& pool, const Request& r) {
     req.keep_alive(true);
 }
 
-bhttp::request<bhttp::string_body> ToBeast(const Pool& pool, Request r) {
+template <typename S>
+bhttp::request<bhttp::string_body> ToBeast(const Pool<S>& pool, Request r) {
     bhttp::request<bhttp::string_body> req;
     FillHead(req, pool, r);
     req.body() = std::move(r.body);
@@ -294,7 +362,8 @@ bhttp::request<bhttp::string_body> ToBeast(const Pool& pool, Request r) {
 }
 
 // Sends the request, its body from a file when it has one; the deadline is the stream's.
-asio::awaitable<error_code> WriteRequest(PoolPtr pool, std::shared_ptr<Conn> conn, Request request) {
+template <typename S>
+asio::awaitable<error_code> WriteRequest(PoolPtr<S> pool, std::shared_ptr<Conn<S>> conn, Request request) {
     if (!request.body_file) {
         auto req = ToBeast(*pool, std::move(request));
         auto [ec, n] = co_await bhttp::async_write(conn->stream, req, kTuple);
@@ -332,7 +401,8 @@ Response FromBeast(bhttp::response<bhttp::string_body>& msg) {
 
 // Reads a response whose body goes to the file at `path` (Request::response_file); the deadline is
 // the stream's.
-asio::awaitable<Result<Response>> ReadToFile(PoolPtr pool, std::shared_ptr<Conn> conn, std::string path,
+template <typename S>
+asio::awaitable<Result<Response>> ReadToFile(PoolPtr<S> pool, std::shared_ptr<Conn<S>> conn, std::string path,
                                              uint64_t max_bytes) {
     bhttp::response_parser<bhttp::file_body> parser;
     parser.body_limit(max_bytes);
@@ -373,7 +443,8 @@ asio::awaitable<Result<Response>> ReadToFile(PoolPtr pool, std::shared_ptr<Conn>
     co_return response;
 }
 
-asio::awaitable<Result<Response>> Exchange(PoolPtr pool, Request request, SteadyTime deadline) {
+template <typename S>
+asio::awaitable<Result<Response>> Exchange(PoolPtr<S> pool, Request request, SteadyTime deadline) {
     if (pool->shut_down) {
         co_return MakeError(ErrorCode::kCancelled, "http client destroyed");
     }
@@ -385,16 +456,16 @@ asio::awaitable<Result<Response>> Exchange(PoolPtr pool, Request request, Steady
     if (!acquired) {
         co_return MakeError(std::move(acquired.error()));
     }
-    std::shared_ptr<Conn> conn = std::move(*acquired);
+    std::shared_ptr<Conn<S>> conn = std::move(*acquired);
     if (!conn->connected) {
         error_code ec = co_await Connect(pool, conn, deadline);
         if (ec) {
-            Error e = TransportError(*pool, ec, "connect");
+            Error e = ConnectError(*pool, *conn, ec);
             Discard(pool, conn);
             co_return MakeError(std::move(e));
         }
     }
-    conn->stream.expires_at(deadline);
+    Tcp(conn->stream).expires_at(deadline);
     const std::string response_file = request.response_file;
     const uint64_t response_file_max = request.response_file_max_bytes;
     const error_code wec = co_await WriteRequest(pool, conn, std::move(request));
@@ -421,14 +492,16 @@ asio::awaitable<Result<Response>> Exchange(PoolPtr pool, Request request, Steady
     co_return response;
 }
 
-asio::awaitable<void> RunCall(PoolPtr pool, Request request, SteadyTime deadline, Client::Callback done) {
+template <typename S>
+asio::awaitable<void> RunCall(PoolPtr<S> pool, Request request, SteadyTime deadline, Client::Callback done) {
     Result<Response> result = co_await Exchange(pool, std::move(request), deadline);
     // Posted, never inline: the callback runs outside the pool's bookkeeping, and never inside Send.
     asio::post(pool->io,
                [done = std::move(done), result = std::move(result)]() mutable { done(std::move(result)); });
 }
 
-void Shutdown(const PoolPtr& pool) {
+template <typename S>
+void Shutdown(const PoolPtr<S>& pool) {
     pool->shut_down = true;
     pool->idle.clear();
     for (const auto& conn : pool->conns) {
@@ -444,10 +517,11 @@ void Shutdown(const PoolPtr& pool) {
     pool->waiters.clear();
 }
 
+template <typename S>
 class ClientImpl final : public Client {
 public:
-    ClientImpl(boost::asio::io_context& io, ClientOptions options)
-        : pool_(std::make_shared<Pool>(io, std::move(options))) {}
+    ClientImpl(boost::asio::io_context& io, ClientOptions options, std::shared_ptr<TlsContextImpl> tls)
+        : pool_(std::make_shared<Pool<S>>(io, std::move(options), std::move(tls))) {}
 
     ~ClientImpl() override {
         auto pool = pool_;
@@ -460,13 +534,35 @@ public:
     }
 
 private:
-    PoolPtr pool_;
+    PoolPtr<S> pool_;
+};
+
+// A client made with a TLS context that is not a client's: every request fails, kInvalidArgument.
+class RefusingClient final : public Client {
+public:
+    RefusingClient(boost::asio::io_context& io, std::string why) : io_(io), why_(std::move(why)) {}
+
+    void Send(Request, SteadyTime, Callback done) override {
+        asio::post(
+            io_, [done = std::move(done), why = why_] { done(MakeError(ErrorCode::kInvalidArgument, why)); });
+    }
+
+private:
+    boost::asio::io_context& io_;
+    const std::string why_;
 };
 
 }  // namespace
 
 std::unique_ptr<Client> MakeClient(boost::asio::io_context& io, ClientOptions options) {
-    return std::make_unique<ClientImpl>(io, std::move(options));
+    if (!options.tls) {
+        return std::make_unique<ClientImpl<PlainStream>>(io, std::move(options), nullptr);
+    }
+    auto tls = AsImpl(options.tls, false);
+    if (!tls) {
+        return std::make_unique<RefusingClient>(io, "tls: not a client TLS context (MakeClientTls)");
+    }
+    return std::make_unique<ClientImpl<TlsStream>>(io, std::move(options), std::move(tls));
 }
 
 }  // namespace cogs::http

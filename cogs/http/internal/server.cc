@@ -4,6 +4,7 @@
 // so a Respond kept after the connection ended costs nothing and answers nothing).
 #include "cogs/http/server.h"
 #include "cogs/http/internal/coroutine.h"
+#include "cogs/http/internal/tls.h"
 
 #include <spdlog/spdlog.h>
 
@@ -19,6 +20,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <concepts>
 #include <list>
 #include <mutex>
 #include <optional>
@@ -47,12 +50,43 @@ struct Exchange {
     bool abandoned = false;  // the peer went away or the server stopped
 };
 
-struct Connection {
-    explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
-    beast::tcp_stream stream;
+// The TCP layer of either stream: deadlines and the socket.
+template <typename S>
+beast::tcp_stream& Tcp(S& stream) {
+    return beast::get_lowest_layer(stream);
+}
+
+// What the server's bookkeeping (the list of open connections, Stop) sees of a connection of either
+// kind.
+struct ConnectionBase {
+    virtual ~ConnectionBase() = default;
+    virtual asio::any_io_executor executor() = 0;
+    virtual beast::tcp_stream& tcp() = 0;
+
     std::shared_ptr<Exchange> exchange;  // the request in flight, if any
-    std::list<std::shared_ptr<Connection>>::iterator pos;
+    std::list<std::shared_ptr<ConnectionBase>>::iterator pos;
+    std::string peer_address;  // the client's IP
+    std::string peer_name;     // TLS: the verified client certificate's CN, once the handshake is done
+};
+
+template <typename S>
+struct Connection final : ConnectionBase {
+    Connection(tcp::socket socket, std::shared_ptr<asio::ssl::context>) requires std::same_as<S, PlainStream>
+        : stream(std::move(socket)) {}
+    // The SSL context is held for as long as the stream uses it (a reload swaps in another for new
+    // connections).
+    Connection(tcp::socket socket,
+               std::shared_ptr<asio::ssl::context> context) requires std::same_as<S, TlsStream>
+        : ssl_context(std::move(context)), stream(std::move(socket), *ssl_context) {}
+
+    asio::any_io_executor executor() override { return stream.get_executor(); }
+    beast::tcp_stream& tcp() override { return Tcp(stream); }
+
+    std::shared_ptr<asio::ssl::context> ssl_context;
+    S stream;
 };
 
 struct ServerState {
@@ -68,13 +102,14 @@ struct ServerState {
     std::atomic<bool> stopped{false};
     std::atomic<uint64_t> accepted{0};
     mutable std::mutex mu;
-    std::list<std::shared_ptr<Connection>> connections;  // guarded by mu
+    std::shared_ptr<TlsContextImpl> tls;                     // null: plain HTTP
+    std::list<std::shared_ptr<ConnectionBase>> connections;  // guarded by mu
 };
 
-void CloseConnection(Connection& conn) {
+void CloseConnection(ConnectionBase& conn) {
     error_code ignored;
-    conn.stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    conn.stream.close();
+    conn.tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    conn.tcp().close();
     if (conn.exchange) {
         conn.exchange->abandoned = true;
         conn.exchange->signal.cancel();
@@ -101,15 +136,16 @@ Respond MakeRespond(const std::shared_ptr<Exchange>& exchange) {
 
 // While a handler holds the request, a readable socket means the client closed it (or pipelines,
 // which we do not support: then we simply stop watching).
-void WatchPeer(const std::shared_ptr<Connection>& conn, const std::shared_ptr<Exchange>& exchange) {
+template <typename S>
+void WatchPeer(const std::shared_ptr<Connection<S>>& conn, const std::shared_ptr<Exchange>& exchange) {
     std::weak_ptr<Exchange> weak = exchange;
-    conn->stream.socket().async_wait(tcp::socket::wait_read, [conn, weak](error_code ec) {
+    conn->tcp().socket().async_wait(tcp::socket::wait_read, [conn, weak](error_code ec) {
         auto e = weak.lock();
         if (!e || e->response || ec == asio::error::operation_aborted) {
             return;
         }
         error_code ignored;
-        if (ec || conn->stream.socket().available(ignored) == 0) {
+        if (ec || conn->tcp().socket().available(ignored) == 0) {
             e->abandoned = true;
             e->signal.cancel();
         }
@@ -196,16 +232,17 @@ Response RefusalAnswer(const ServerOptions& options, const Refusal& refusal) {
 // sends (bounded), so the client reads the answer instead of a connection reset. `answer` is a
 // local of the caller's frame: g++ 12 destroys a class temporary passed to a coroutine in a
 // co_await twice when the frame is destroyed while suspended (the io_context going away).
-asio::awaitable<void> AnswerAndClose(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn,
+template <typename S>
+asio::awaitable<void> AnswerAndClose(std::shared_ptr<ServerState> state, std::shared_ptr<Connection<S>> conn,
                                      bhttp::response<bhttp::string_body>* answer) {
-    conn->stream.expires_after(std::min<Duration>(state->options.idle_timeout, std::chrono::seconds(10)));
+    conn->tcp().expires_after(std::min<Duration>(state->options.idle_timeout, std::chrono::seconds(10)));
     auto [ec, n] = co_await bhttp::async_write(conn->stream, *answer, kTuple);
     if (ec) {
         co_return;
     }
     error_code ignored;
-    conn->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    conn->stream.expires_after(kLingerTime);
+    conn->tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    conn->tcp().expires_after(kLingerTime);
     std::array<char, 16384> sink;
     size_t drained = 0;
     while (drained < kLingerBytes) {
@@ -243,11 +280,12 @@ struct ReadOutcome {
 };
 
 // Reads a body into a file as it arrives, each read within the idle timeout.
-asio::awaitable<void> ReadToFile(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn,
+template <typename S>
+asio::awaitable<void> ReadToFile(std::shared_ptr<ServerState> state, std::shared_ptr<Connection<S>> conn,
                                  beast::flat_buffer* buffer, bhttp::request_parser<bhttp::file_body>* parser,
                                  ReadOutcome* out) {
     while (!parser->is_done()) {
-        conn->stream.expires_after(state->options.idle_timeout);
+        conn->tcp().expires_after(state->options.idle_timeout);
         auto [ec, n] = co_await bhttp::async_read_some(conn->stream, *buffer, *parser, kTuple);
         if (ec) {
             if (ec == bhttp::error::body_limit) {
@@ -261,14 +299,15 @@ asio::awaitable<void> ReadToFile(std::shared_ptr<ServerState> state, std::shared
 
 // Reads the head, decides where the body goes (memory, or a file: ServerOptions::spool_body) and
 // with which limit, then reads the body there.
-asio::awaitable<ReadOutcome> ReadRequest(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn,
-                                         beast::flat_buffer* buffer) {
+template <typename S>
+asio::awaitable<ReadOutcome> ReadRequest(std::shared_ptr<ServerState> state,
+                                         std::shared_ptr<Connection<S>> conn, beast::flat_buffer* buffer) {
     const ServerOptions& options = state->options;
     ReadOutcome out;
     bhttp::request_parser<bhttp::empty_body> head;
     head.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
     head.body_limit(boost::none);  // the body's limit depends on where it goes: checked below
-    conn->stream.expires_after(options.idle_timeout);
+    conn->tcp().expires_after(options.idle_timeout);
     auto [ec, n] = co_await bhttp::async_read_header(conn->stream, *buffer, head, kTuple);
     if (ec) {
         if (ec == bhttp::error::header_limit) {
@@ -335,8 +374,10 @@ asio::awaitable<ReadOutcome> ReadRequest(std::shared_ptr<ServerState> state, std
 
 // Writes a response whose body is a file, each write within the idle timeout. false: the connection
 // broke.
-asio::awaitable<bool> WriteFileResponse(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn,
-                                        Response* r, unsigned version, bool keep_alive) {
+template <typename S>
+asio::awaitable<bool> WriteFileResponse(std::shared_ptr<ServerState> state,
+                                        std::shared_ptr<Connection<S>> conn, Response* r, unsigned version,
+                                        bool keep_alive) {
     bhttp::response<bhttp::file_body> res;
     FillHead(res, *r, version, keep_alive);
     error_code ec;
@@ -345,14 +386,14 @@ asio::awaitable<bool> WriteFileResponse(std::shared_ptr<ServerState> state, std:
         spdlog::error("http server: cannot open the answer's body {}: {}", r->body_file->path, ec.message());
         auto fallback =
             ToBeast(RefusalAnswer(state->options, {500, "the answer's body cannot be read"}), version, false);
-        conn->stream.expires_after(state->options.idle_timeout);
+        conn->tcp().expires_after(state->options.idle_timeout);
         co_await bhttp::async_write(conn->stream, fallback, kTuple);
         co_return false;
     }
     res.prepare_payload();
     bhttp::response_serializer<bhttp::file_body> serializer(res);
     while (!serializer.is_done()) {
-        conn->stream.expires_after(state->options.idle_timeout);
+        conn->tcp().expires_after(state->options.idle_timeout);
         auto [wec, wn] = co_await bhttp::async_write_some(conn->stream, serializer, kTuple);
         if (wec) {
             co_return false;
@@ -361,10 +402,30 @@ asio::awaitable<bool> WriteFileResponse(std::shared_ptr<ServerState> state, std:
     co_return true;
 }
 
-asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<Connection> conn) {
+// The server's side of the TLS handshake, within the idle timeout (a client that connects and says
+// nothing, or speaks plain HTTP, fails here and is closed unanswered). false: the connection is done.
+asio::awaitable<bool> Handshake(std::shared_ptr<ServerState> state,
+                                std::shared_ptr<Connection<TlsStream>> conn) {
+    conn->tcp().expires_after(state->options.idle_timeout);
+    auto [ec] = co_await conn->stream.async_handshake(asio::ssl::stream_base::server, kTuple);
+    if (ec) {
+        spdlog::debug("http server: TLS handshake with {} failed: {}", conn->peer_address,
+                      HandshakeFailure(conn->stream.native_handle(), ec.message()));
+        co_return false;
+    }
+    conn->peer_name = VerifiedPeerName(conn->stream.native_handle());
+    co_return true;
+}
+
+template <typename S>
+asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<Connection<S>> conn) {
+    bool ready = true;
+    if constexpr (std::same_as<S, TlsStream>) {
+        ready = co_await Handshake(state, conn);
+    }
     beast::flat_buffer buffer;
     std::optional<bhttp::response<bhttp::string_body>> refusal;  // answered, then the connection closes
-    while (!state->stopped) {
+    while (ready && !state->stopped) {
         ReadOutcome read = co_await ReadRequest(state, conn, &buffer);
         if (state->stopped) {
             break;  // a read that completed just as Stop() ran: the handler may be gone
@@ -376,10 +437,12 @@ asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<
         if (read.ec) {
             break;
         }
-        conn->stream.expires_never();
+        conn->tcp().expires_never();
         const unsigned version = read.version;
         const bool keep_alive = read.keep_alive;
 
+        read.request.peer_address = conn->peer_address;
+        read.request.peer_name = conn->peer_name;
         auto exchange = std::make_shared<Exchange>(conn->stream.get_executor());
         conn->exchange = exchange;
         state->handler(std::move(read.request), MakeRespond(exchange));
@@ -393,7 +456,7 @@ asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<
         }
         if (watching) {
             error_code ignored;
-            conn->stream.socket().cancel(ignored);
+            conn->tcp().socket().cancel(ignored);
         }
         conn->exchange.reset();
         if (!exchange->response || exchange->abandoned || state->stopped || exchange->response->drop) {
@@ -409,7 +472,7 @@ asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<
             continue;
         }
         auto res = ToBeast(std::move(*exchange->response), version, keep_alive);
-        conn->stream.expires_after(state->options.idle_timeout);
+        conn->tcp().expires_after(state->options.idle_timeout);
         auto [wec, wn] = co_await bhttp::async_write(conn->stream, res, kTuple);
         if (wec || !keep_alive) {
             break;
@@ -424,6 +487,32 @@ asio::awaitable<void> Serve(std::shared_ptr<ServerState> state, std::shared_ptr<
         state->connections.erase(conn->pos);
         conn->pos = state->connections.end();
     }
+}
+
+// The client's IP as text; an IPv4 client of a dual-stack listener as IPv4.
+std::string PeerAddress(const tcp::socket& socket) {
+    error_code ec;
+    auto address = socket.remote_endpoint(ec).address();
+    if (ec) {
+        return "";
+    }
+    if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+        return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string();
+    }
+    return address.to_string();
+}
+
+template <typename S>
+void Launch(const std::shared_ptr<ServerState>& state, tcp::socket socket,
+            std::shared_ptr<asio::ssl::context> context) {
+    std::string address = PeerAddress(socket);
+    auto conn = std::make_shared<Connection<S>>(std::move(socket), std::move(context));
+    conn->peer_address = std::move(address);
+    {
+        std::lock_guard lock(state->mu);
+        conn->pos = state->connections.insert(state->connections.end(), conn);
+    }
+    asio::co_spawn(conn->stream.get_executor(), Serve(state, conn), CheckNoException);
 }
 
 asio::awaitable<void> Accept(std::shared_ptr<ServerState> state) {
@@ -443,13 +532,12 @@ asio::awaitable<void> Accept(std::shared_ptr<ServerState> state) {
         }
         error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
-        auto conn = std::make_shared<Connection>(std::move(socket));
-        {
-            std::lock_guard lock(state->mu);
-            conn->pos = state->connections.insert(state->connections.end(), conn);
-        }
         state->accepted.fetch_add(1, std::memory_order_relaxed);
-        asio::co_spawn(conn->stream.get_executor(), Serve(state, conn), CheckNoException);
+        if (state->tls) {
+            Launch<TlsStream>(state, std::move(socket), state->tls->Current());
+        } else {
+            Launch<PlainStream>(state, std::move(socket), nullptr);
+        }
     }
 }
 
@@ -471,7 +559,7 @@ public:
         });
         std::lock_guard lock(state->mu);
         for (const auto& conn : state->connections) {
-            asio::dispatch(conn->stream.get_executor(), [conn] { CloseConnection(*conn); });
+            asio::dispatch(conn->executor(), [conn] { CloseConnection(*conn); });
         }
     }
 
@@ -504,9 +592,14 @@ Result<std::unique_ptr<Server>> StartServer(boost::asio::io_context& io, ServerO
         }
         address = results.begin()->endpoint().address();
     }
+    std::shared_ptr<TlsContextImpl> tls;
+    if (options.tls && !(tls = AsImpl(options.tls, true))) {
+        return MakeError(ErrorCode::kInvalidArgument, "tls: not a server TLS context (MakeServerTls)");
+    }
     const tcp::endpoint endpoint(address, options.port);
     const std::string where = options.host + ":" + std::to_string(options.port);
     auto state = std::make_shared<ServerState>(io, std::move(options), std::move(handler));
+    state->tls = std::move(tls);
     auto& acceptor = state->acceptor;
     if (acceptor.open(endpoint.protocol(), ec); ec) {
         return MakeError(ErrorCode::kUnavailable, "listen " + where + ": " + ec.message());

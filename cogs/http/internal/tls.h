@@ -1,0 +1,53 @@
+// What the server and the client take from a TlsContext: the Asio SSL context a new connection is made
+// with, and the OpenSSL calls around a handshake. OpenSSL and Asio SSL stay in cogs/http/internal.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/ssl/context.hpp>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "cogs/http/server.h"
+
+namespace cogs::http::internal {
+
+// The one implementation of TlsContext (MakeServerTls, MakeClientTls). The Asio context is immutable
+// once made: Reload() builds a new one and swaps the pointer under a mutex, so a connection holds the
+// context it was made with for as long as it lives, and a new connection takes the newest.
+class TlsContextImpl final : public TlsContext {
+public:
+    TlsContextImpl(bool server, TlsFiles files, std::shared_ptr<boost::asio::ssl::context> context);
+
+    Status Reload() override;
+    Result<bool> ReloadIfChanged() override;
+    const TlsFiles& files() const override { return files_; }
+
+    bool server() const { return server_; }
+    // The context a new connection is made with.
+    std::shared_ptr<boost::asio::ssl::context> Current() const;
+
+private:
+    const bool server_;
+    const TlsFiles files_;
+    mutable std::mutex mu_;
+    std::shared_ptr<boost::asio::ssl::context> context_;  // guarded by mu_
+    std::string stamp_;                                   // guarded by mu_: the files as last loaded
+};
+
+// `tls` as made by this component for the side asked (server or client), or null.
+std::shared_ptr<TlsContextImpl> AsImpl(const std::shared_ptr<TlsContext>& tls, bool server);
+
+// Client side, before the handshake: sends SNI for a DNS name and makes the handshake verify that the
+// server's certificate names `server_name` (a DNS name or an IP address). False if OpenSSL refused.
+bool ExpectServerName(SSL* ssl, const std::string& server_name);
+
+// Server side, after the handshake: the subject CN of the client's verified certificate, or "".
+std::string VerifiedPeerName(SSL* ssl);
+
+// After a failed handshake: why, from the certificate verification if it failed there, else `fallback`
+// (the error_code's message).
+std::string HandshakeFailure(SSL* ssl, const std::string& fallback);
+
+}  // namespace cogs::http::internal
