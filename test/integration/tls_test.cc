@@ -54,12 +54,12 @@ protected:
 
 DevCloud* TlsTest::dev_ = nullptr;
 
-// GET /healthz over a new connection that requires the server's certificate to name `server_name`:
-// the HTTP status, or the transport's error.
-Result<int> HealthzNamed(const std::string& url, const std::string& ca, const std::string& server_name) {
+// GET /healthz over a new connection that requires the server's certificate to name `server_name`,
+// presenting tls's client certificate: the HTTP status, or the transport's error.
+Result<int> HealthzNamed(const std::string& url, const TestTls& client, const std::string& server_name) {
     auto ep = http::ParseHttpUrl(url);
     if (!ep) return MakeError(ErrorCode::kInvalidArgument, "not a URL: " + url);
-    auto tls = http::MakeClientTls(http::TlsFiles{.ca_file = ca});
+    auto tls = http::MakeClientTls(http::TlsFiles{client.cert_file, client.key_file, client.ca_file});
     if (!tls) return MakeError(tls.error());
     boost::asio::io_context io;
     http::ClientOptions o;
@@ -68,15 +68,15 @@ Result<int> HealthzNamed(const std::string& url, const std::string& ca, const st
     o.max_connections = 1;
     o.tls = *tls;
     o.server_name = server_name;
-    auto client = http::MakeClient(io, o);
+    auto http_client = http::MakeClient(io, o);
     http::Request req;
     req.method = "GET";
     req.target = "/healthz";
     std::optional<Result<http::Response>> got;
-    client->Send(req, SteadyClock::now() + 10s, [&](Result<http::Response> r) { got = std::move(r); });
+    http_client->Send(req, SteadyClock::now() + 10s, [&](Result<http::Response> r) { got = std::move(r); });
     while (!got && io.run_one() > 0) {
     }
-    client.reset();
+    http_client.reset();
     io.poll();
     if (!got) return MakeError(ErrorCode::kInternal, "no callback");
     if (!*got) return MakeError(got->error());
@@ -145,10 +145,10 @@ TEST_F(TlsTest, AnAgentsCertificateNamesItsHostAndNoOther) {
                   .status,
               200);
     // cogsd verifies an agent by its host's name: host-2's certificate does not pass for host-1.
-    auto as_host1 = HealthzNamed(url, dev_->ca_file(), "host-1");
+    auto as_host1 = HealthzNamed(url, As("cogsd"), "host-1");
     ASSERT_TRUE(as_host1) << as_host1.error().ToString();
     EXPECT_EQ(*as_host1, 200);
-    EXPECT_FALSE(HealthzNamed(url, dev_->ca_file(), "host-2")) << "host-1's agent passed for host-2";
+    EXPECT_FALSE(HealthzNamed(url, As("cogsd"), "host-2")) << "host-1's agent passed for host-2";
 }
 
 TEST_F(TlsTest, AServiceServesItsActionsToCogsdsCertificateOnly) {
@@ -176,17 +176,17 @@ TEST_F(TlsTest, ARotatedCertificateIsServedWithoutARestart) {
         return pki::Issue(ca, Pki("cogsd.crt"), Pki("cogsd.key"), "cogsd", {"localhost", extra},
                           {"127.0.0.1"}, 24h * 365);
     };
-    ASSERT_FALSE(HealthzNamed(dev_->api_url(), dev_->ca_file(), "rotated-1.test"));
+    ASSERT_FALSE(HealthzNamed(dev_->api_url(), As(""), "rotated-1.test"));
 
     ASSERT_TRUE(issue("rotated-1.test"));
     ASSERT_EQ(::kill(cogsd.pid, SIGHUP), 0);
-    EXPECT_TRUE(WaitUntil(
-        [&] { return HealthzNamed(dev_->api_url(), dev_->ca_file(), "rotated-1.test") == 200; }, 10s, 100ms))
+    EXPECT_TRUE(
+        WaitUntil([&] { return HealthzNamed(dev_->api_url(), As(""), "rotated-1.test") == 200; }, 10s, 100ms))
         << "the certificate issued before SIGHUP is not served";
 
     ASSERT_TRUE(issue("rotated-2.test"));  // no signal: the file change alone
-    EXPECT_TRUE(WaitUntil(
-        [&] { return HealthzNamed(dev_->api_url(), dev_->ca_file(), "rotated-2.test") == 200; }, 30s, 200ms))
+    EXPECT_TRUE(
+        WaitUntil([&] { return HealthzNamed(dev_->api_url(), As(""), "rotated-2.test") == 200; }, 30s, 200ms))
         << "the certificate changed on disk is not served";
 
     ASSERT_TRUE(dev_->Reload());
@@ -200,7 +200,9 @@ TEST_F(TlsTest, ARotatedCertificateIsServedWithoutARestart) {
     EXPECT_TRUE(WaitUntil(
         [&] { return S(At(admin.Must("GET", "/v1/networks/" + id).body, "network"), "status") == "ACTIVE"; },
         30s));
-    for (const auto& h : At(admin.Must("GET", "/v1/hosts").body, "hosts").as_array()) {
+    const json::value hosts = At(admin.Must("GET", "/v1/hosts").body, "hosts");
+    ASSERT_TRUE(hosts.is_array());
+    for (const auto& h : hosts.as_array()) {
         EXPECT_EQ(S(h, "state"), "up") << S(h, "name");
     }
 }
