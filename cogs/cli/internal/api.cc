@@ -92,7 +92,8 @@ tl::expected<Endpoint, std::string> ParseUrl(const std::string& url) {
     return e;
 }
 
-ApiClient::ApiClient(Endpoint endpoint, std::string token, Duration timeout, std::string ca_file)
+ApiClient::ApiClient(Endpoint endpoint, std::string token, Duration timeout, std::string ca_file,
+                     std::string client_cert, std::string client_key)
     : endpoint_(std::move(endpoint)),
       token_(std::move(token)),
       timeout_(timeout),
@@ -108,7 +109,7 @@ ApiClient::ApiClient(Endpoint endpoint, std::string token, Duration timeout, std
                 "{} is https: give the CA its certificate is signed by (COGS_CACERT or --ca-file; `cogs dev` "
                 "prints it)",
                 endpoint_.url);
-        } else if (auto tls = http::MakeClientTls(http::TlsFiles{.ca_file = ca_file}); tls) {
+        } else if (auto tls = http::MakeClientTls(http::TlsFiles{client_cert, client_key, ca_file}); tls) {
             o.tls = *tls;
         } else {
             tls_error_ = fmt::format("--ca-file / COGS_CACERT: {}", tls.error().message);

@@ -56,7 +56,10 @@ public:
     // `timeout` bounds each Call, retries included. An https endpoint's certificate is verified by
     // the CA in the PEM file `ca_file` (COGS_CACERT or --ca-file; `cogs dev` prints it) and must name
     // the URL's host; without one, or with one that cannot be read, every call fails saying so.
-    ApiClient(Endpoint endpoint, std::string token, Duration timeout, std::string ca_file = "");
+    // `client_cert` and `client_key` (PEM; both or neither): a client certificate for mutual TLS (a
+    // micro-service's routes take cogsd's only; cogsd's API needs none).
+    ApiClient(Endpoint endpoint, std::string token, Duration timeout, std::string ca_file = "",
+              std::string client_cert = "", std::string client_key = "");
     ~ApiClient();
     ApiClient(const ApiClient&) = delete;
     ApiClient& operator=(const ApiClient&) = delete;

@@ -71,7 +71,8 @@ ApiClient* Invocation::Api() {
         return nullptr;
     }
     api_ = std::make_unique<ApiClient>(*endpoint, settings->token, *timeout,
-                                       options.ca_file.empty() ? settings->ca_file : options.ca_file);
+                                       options.ca_file.empty() ? settings->ca_file : options.ca_file,
+                                       options.client_cert, options.client_key);
     return api_.get();
 }
 
