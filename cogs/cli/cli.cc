@@ -64,9 +64,10 @@ int RunCli(const std::vector<std::string>& args, const CliIo& io) {
     app.add_option("--ca-file", o.ca_file,
                    "PEM CA that an https API's certificate must chain to (env COGS_CACERT; `cogs dev` "
                    "prints it)");
-    app.add_option("--client-cert", o.client_cert,
-                   "PEM certificate to present (mutual TLS; with --client-key): a micro-service's routes take "
-                   "cogsd's only");
+    app.add_option(
+        "--client-cert", o.client_cert,
+        "PEM certificate to present (mutual TLS; with --client-key): a micro-service's routes take "
+        "cogsd's only");
     app.add_option("--client-key", o.client_key, "PEM private key of --client-cert");
     app.add_option("--config", o.config, "config file (default $XDG_CONFIG_HOME/cogs/config.yaml)");
     app.add_option("-o,--output", o.output, "output format")->check(CLI::IsMember({"table", "json"}));
