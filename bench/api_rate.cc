@@ -82,8 +82,20 @@ Figures RunPhase(const ApiRateOptions& o, const std::string& url, const std::str
     const double cpu_before = CpuSeconds(cogsd_pid);
     const SteadyTime start = SteadyClock::now();
     const SteadyTime end = start + std::chrono::seconds(o.seconds);
+    int inflight = 0;
+    SteadyTime finished{};
+    double cpu_after = 0;
     std::function<void()> next = [&] {
-        if (SteadyClock::now() >= end) return;
+        if (SteadyClock::now() >= end) {
+            // The last answer in: the phase ends here (idle connections would keep io running).
+            if (inflight == 0 && finished == SteadyTime{}) {
+                finished = SteadyClock::now();
+                cpu_after = CpuSeconds(cogsd_pid);
+                io.stop();
+            }
+            return;
+        }
+        ++inflight;
         http::Request req;
         req.method = "GET";
         req.target = o.target;
@@ -93,6 +105,7 @@ Figures RunPhase(const ApiRateOptions& o, const std::string& url, const std::str
         http::Client& c = fresh ? *own : *pool;
         const SteadyTime sent = SteadyClock::now();
         c.Send(std::move(req), sent + 10s, [&, sent, own](Result<http::Response> r) mutable {
+            --inflight;
             if (r && r->status == 200) {
                 ++f.ok;
                 f.latencies_ms.push_back(Ms(sent, SteadyClock::now()));
@@ -108,8 +121,11 @@ Figures RunPhase(const ApiRateOptions& o, const std::string& url, const std::str
         next();
     }
     io.run();
-    f.seconds = Seconds(start, SteadyClock::now());
-    f.cogsd_cpu_s = CpuSeconds(cogsd_pid) - cpu_before;
+    f.seconds = Seconds(start, finished);
+    f.cogsd_cpu_s = cpu_after - cpu_before;
+    pool.reset();
+    io.restart();
+    io.poll();  // the clients' cancellations, before `io` goes
     return f;
 }
 
