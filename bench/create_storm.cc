@@ -104,6 +104,14 @@ int Run(const CreateStormOptions& o) {
     }
     Phase::Options po{urls, setup->member_token, o.connections, Millis(o.poll_ms),
                       std::chrono::seconds(o.deadline_s)};
+    if (!dev.ca_file().empty()) {
+        auto tls = http::MakeClientTls(http::TlsFiles{.ca_file = dev.ca_file()});
+        if (!tls) {
+            Progress("the dev CA: {}", tls.error().ToString());
+            return 1;
+        }
+        po.tls = *tls;
+    }
     Phase storm(po, servers, [&](size_t i) {
         http::Request req;
         req.method = "POST";
@@ -275,6 +283,7 @@ int Run(const CreateStormOptions& o) {
 
     out["driver"] = o.driver;
     out["store"] = o.store;
+    out["tls"] = !dev.ca_file().empty();
     out["replicas"] = static_cast<int64_t>(urls.size());
     if (!leader.empty()) {
         out["leader"] = leader;

@@ -38,6 +38,9 @@ struct CreateStormOptions {
     // one instance), and after it the running instances' memory is measured (create_storm_real.h).
     std::string driver = "sim";
     int boot_samples = 10;
+    // TLS on every link (`cogs dev`'s default; the storm's client verifies cogsd by the dev CA) or
+    // plain HTTP (`cogs dev --no-tls`): the cost of TLS is the difference.
+    bool tls = true;
 };
 
 // Runs the benchmark; returns the process exit code (0 when it ran to the end and printed its

@@ -4,6 +4,7 @@
 
 #include "bench/create_storm_util.h"
 #include "cogs/http/server.h"
+#include "cogs/pki/pki.h"
 #include "cogs/runtime/files.h"
 
 namespace cogs::bench::storm {
@@ -79,6 +80,9 @@ std::unique_ptr<StormCloud> StormCloud::Start(const CreateStormOptions& o) {
     testing::DevOptions dev_options{o.hosts, o.boot_ms, {}};
     if (o.driver != "sim") {
         dev_options.extra_args = {"--driver", o.driver};
+    }
+    if (!o.tls) {
+        dev_options.extra_args.push_back("--no-tls");
     }
     dev_options.store = o.store;
     dev_options.replicas = o.replicas;
@@ -159,6 +163,25 @@ bool StormCloud::StartSim(const CreateStormOptions& o) {
     for (const auto& r : dev_->replicas()) {  // as `cogs dev`'s own agents: every replica's URL
         argv.insert(argv.end(), {"--control-url", r.url});
     }
+    const bool tls = !dev_->ca_file().empty();
+    if (tls) {
+        // One certificate naming every host it serves (cogsd verifies an agent by the host's name);
+        // no client certificate to cogsd: one that names a host could renew only that host.
+        const std::string pki = dir + "/pki";
+        std::vector<std::string> names;
+        for (int i = 1; i <= o.sim_hosts; ++i) {
+            names.push_back(fmt::format("{}{}", kSimPrefix, i));
+        }
+        if (auto st =
+                pki::Issue(pki::CaFiles{dev_->ca_file(), pki + "/ca.key"}, pki + "/bench-sim.crt",
+                           pki + "/bench-sim.key", "bench-sim", names, {"127.0.0.1"}, std::chrono::hours(24));
+            !st) {
+            Progress("cannot issue the sim hosts' certificate: {}", st.error().ToString());
+            return false;
+        }
+        argv.insert(argv.end(), {"--tls-cert", pki + "/bench-sim.crt", "--tls-key", pki + "/bench-sim.key",
+                                 "--tls-client-ca", dev_->ca_file(), "--tls-ca", dev_->ca_file()});
+    }
     auto child = runtime::Child::Spawn(argv, runtime::SpawnOptions{log});
     if (!child) {
         Progress("cannot start cogs-compute: {}", child.error().ToString());
@@ -171,7 +194,7 @@ bool StormCloud::StartSim(const CreateStormOptions& o) {
                  runtime::TailFile(log, 20));
         return false;
     }
-    sim_url_ = fmt::format("http://127.0.0.1:{}", *port);
+    sim_url_ = fmt::format("{}://127.0.0.1:{}", tls ? "https" : "http", *port);
     for (int i = 1; i <= o.sim_hosts; ++i) {
         hosts_.insert(fmt::format("{}{}", kSimPrefix, i));
     }

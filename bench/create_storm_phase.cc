@@ -22,7 +22,9 @@ constexpr Duration kPollTimeout = 30s;
 constexpr int kMaxTransportRetries = 5;
 
 std::pair<std::string, uint16_t> HostPort(const std::string& url) {
-    std::string s = url.starts_with("http://") ? url.substr(7) : url;
+    std::string s = url.starts_with("http://")    ? url.substr(7)
+                    : url.starts_with("https://") ? url.substr(8)
+                                                  : url;
     auto colon = s.rfind(':');
     return {s.substr(0, colon), static_cast<uint16_t>(std::stoi(s.substr(colon + 1)))};
 }
@@ -47,10 +49,13 @@ Phase::Phase(Options o, std::vector<Tracked>& items, std::function<http::Request
         auto [host, port] = HostPort(o_.urls[k]);
         // The connections split evenly; the first urls take the remainder.
         const int share = std::max(1, o_.connections / n + (k < o_.connections % n ? 1 : 0));
-        storm_.push_back(http::MakeClient(io_, http::ClientOptions{host, port, static_cast<size_t>(share)}));
+        const auto tls = o_.urls[k].starts_with("https://") ? o_.tls : nullptr;
+        storm_.push_back(
+            http::MakeClient(io_, http::ClientOptions{host, port, static_cast<size_t>(share), tls}));
     }
     auto [host, port] = HostPort(o_.urls.front());
-    poller_ = http::MakeClient(io_, http::ClientOptions{host, port, 2});
+    poller_ = http::MakeClient(
+        io_, http::ClientOptions{host, port, 2, o_.urls.front().starts_with("https://") ? o_.tls : nullptr});
 }
 
 void Phase::Run(Watch watch) {

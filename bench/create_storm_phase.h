@@ -42,6 +42,7 @@ public:
         int connections = 64;  // in all, shared among the urls
         Duration poll_interval = std::chrono::milliseconds(25);
         Duration deadline = std::chrono::seconds(180);
+        std::shared_ptr<http::TlsContext> tls{};  // for https urls
     };
     // make(i) builds request i (without the authorization header).
     Phase(Options o, std::vector<Tracked>& items, std::function<http::Request(size_t)> make);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/api_rate.h"
 #include "bench/create_storm.h"
 #include "bench/workflow_bench.h"
 
@@ -90,11 +91,32 @@ int main(int argc, char** argv) {
                    "every replica")
         ->check(CLI::IsMember({"sqlite", "postgres"}))
         ->capture_default_str();
+    cs->add_option(
+          "--tls", so.tls,
+          "TLS on every link, as `cogs dev` runs by default (false: cogs dev --no-tls; compare the two "
+          "for the cost of TLS)")
+        ->capture_default_str();
     cs->add_option("--replicas", so.replicas,
                    "cogsd replicas with --store postgres (0: cogs dev's default, 3)")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
+    cogs::bench::ApiRateOptions ro;
+    auto* ar = app.add_subcommand(
+        "api-rate",
+        "the REST API's request rate through a local cloud, kept connections and new ones per request");
+    ar->add_option("--tls", ro.tls, "TLS as cogs dev runs by default (false: cogs dev --no-tls)")
+        ->capture_default_str();
+    ar->add_option("--connections", ro.connections, "requests in flight")
+        ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+    ar->add_option("--seconds", ro.seconds, "length of each phase")
+        ->check(CLI::Range(1, 3600))
+        ->capture_default_str();
+    ar->add_option("--target", ro.target, "what is read (GET, with the admin token)")->capture_default_str();
     CLI11_PARSE(app, argc, argv);
+    if (ar->parsed()) {
+        return cogs::bench::RunApiRate(ro);
+    }
     if (cs->parsed()) {
         if (so.replicas > 1 && so.store != "postgres") {
             fmt::print(stderr, "cogs-bench create-storm: --replicas needs --store postgres\n");

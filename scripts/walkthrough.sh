@@ -2,7 +2,7 @@
 # The README's walkthrough as a script: network, subnet, volume, a server on them, then everything
 # deleted again, checking at each step what a user would check. Runs against any cogs cloud:
 #
-#   export COGS_URL=http://127.0.0.1:8780 COGS_TOKEN=...   # printed by `cogs dev`
+#   export COGS_URL=https://127.0.0.1:8780 COGS_TOKEN=... COGS_CACERT=.cogs/pki/ca.crt  # printed by `cogs dev`
 #   scripts/walkthrough.sh
 #
 # COGS names the cogs binary (default: `cogs` on PATH). Names carry a per-run suffix, so the script

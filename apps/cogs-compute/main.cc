@@ -21,6 +21,11 @@
 // (the container driver's instances outlive the process: those still running are adopted instead).
 // Several --control-url (repeated or comma-separated: every replica of cogsd) are tried round-robin
 // when one fails (cogs/services/compute/agent.h).
+//
+// TLS (cogs/services/kit/tls.h): --tls-cert/--tls-key [--tls-client-ca] serve the agent over TLS
+// (mutual with a client CA: only cogsd's certificate may call its actions); the agent then advertises
+// https://. --tls-ca [--tls-client-cert/--tls-client-key, the host's certificate] is how it calls
+// cogsd at https control urls (registration, heartbeats, image downloads).
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -141,6 +146,17 @@ int main(int argc, char** argv) {
     if (!kit::SetupProcessLogging(options, "cogs-compute")) {
         return 2;
     }
+    // The agent's calls to cogsd (reloaded with the server's certificate by Serve).
+    if (auto st = kit::CheckTlsOptions(options.tls); !st) {
+        spdlog::critical("{}", st.error().message);
+        return 2;
+    }
+    if (auto client_tls = kit::MakeClientTlsFrom(options.tls); client_tls) {
+        options.client_tls = *client_tls;
+    } else {
+        spdlog::critical("tls: {}", client_tls.error().message);
+        return 2;
+    }
 
     compute::ComputeOptions compute_options;
     if (host_count > 0) {
@@ -201,6 +217,7 @@ int main(int argc, char** argv) {
             driver_options.lease_dir = driver_options.instances_dir + "/.leases";
             // Images other than the built-in busybox come from cogsd, with the agent's token.
             driver_options.control_urls = control_urls;
+            driver_options.control_tls = options.client_tls;
         }
         if (!control_token_file.empty()) {
             auto token = runtime::ReadTokenFile(control_token_file);
@@ -236,6 +253,10 @@ int main(int argc, char** argv) {
                 spdlog::critical("--control-url: {}", url.error().message);
                 return 2;
             }
+            if (control_url.starts_with("https://") && options.client_tls == nullptr) {
+                spdlog::critical("--control-url {} is https: give --tls-ca", control_url);
+                return 2;
+            }
         }
         if (!control_token_file.empty()) {
             auto token = runtime::ReadTokenFile(control_token_file);
@@ -252,6 +273,7 @@ int main(int argc, char** argv) {
             return 2;
         }
         agent.control_urls = control_urls;
+        agent.tls = options.client_tls;
         agent.hosts = hosts;
         agent.heartbeat_interval = Millis(heartbeat_ms);
         agent.link = link;
@@ -267,7 +289,8 @@ int main(int argc, char** argv) {
             } else if (host.find(':') != std::string::npos) {
                 host = "[" + host + "]";
             }
-            agent.advertise_url = "http://" + host + ":";  // the port once bound
+            agent.advertise_url =
+                (options.tls.serves_tls() ? "https://" : "http://") + host + ":";  // the port once bound
         }
     } else if (!control_token_file.empty()) {
         spdlog::warn("--control-token-file without --control-url: nothing to register with");

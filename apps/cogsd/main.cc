@@ -23,6 +23,12 @@
 // mode 0600), renewed at a start when it nears its expiry (--admin-token-ttl-hours), and never to
 // the log. Every change asked of the API is in the audit log (GET /v1/audit; --audit-retention-hours,
 // --audit-max).
+// TLS (cogs/services/kit/tls.h; docs/runbook.md "Certificates"): --tls-cert/--tls-key serve the API
+// over TLS only; --tls-client-ca asks every client for a certificate without requiring one (agents
+// show their host's, which must name the host they register or heartbeat for; tenants need none).
+// --tls-ca (and --tls-client-cert/--tls-client-key, cogsd's own certificate, CN "cogsd") is how
+// cogsd calls the network and volume services, every agent (whose certificate must name its host)
+// and the other replicas. Every certificate is reloaded on SIGHUP and when its files change.
 //
 // Observability: GET /metrics (no token) on the API's port, one Prometheus registry shared by the
 // engine, the store, the cloud and the API (docs/metrics.md); JSON log lines on stderr
@@ -49,6 +55,7 @@
 #include "cogs/runtime/files.h"
 #include "cogs/services/kit/flags.h"
 #include "cogs/services/kit/http_client.h"
+#include "cogs/services/kit/tls_flags.h"
 #include "cogs/store/leadership.h"
 #include "cogs/store/store.h"
 #include "cogs/store/store_metrics.h"
@@ -95,6 +102,7 @@ struct LeaderConfig {
     std::string workflows_dir;
     std::string bootstrap_token_file;
     std::string network_token, volume_token;
+    std::shared_ptr<http::TlsContext> service_tls;  // cogsd's client context; null: plain HTTP
     http::Endpoint network, volume;
     workflow::EngineOptions engine_options;
     cloud::CloudOptions cloud_options;
@@ -111,11 +119,12 @@ Result<std::unique_ptr<Leader>> BuildLeader(boost::asio::io_context& io, const L
     auto defs = workflow::LoadDefinitionsFromDirectory(config.workflows_dir);
     if (!defs) return MakeError(defs.error());
     COGS_TRY(l->registry->RegisterAll(std::move(*defs)));
-    l->catalog.Add("network",
-                   services::kit::MakeHttpServiceClient(io, config.network.host, config.network.port,
-                                                        "network", 256, config.network_token));
-    l->catalog.Add("volume", services::kit::MakeHttpServiceClient(io, config.volume.host, config.volume.port,
-                                                                  "volume", 256, config.volume_token));
+    l->catalog.Add("network", services::kit::MakeHttpServiceClient(
+                                  io, config.network.host, config.network.port, "network", 256,
+                                  config.network_token, config.network.tls ? config.service_tls : nullptr));
+    l->catalog.Add("volume", services::kit::MakeHttpServiceClient(
+                                 io, config.volume.host, config.volume.port, "volume", 256,
+                                 config.volume_token, config.volume.tls ? config.service_tls : nullptr));
     l->engine =
         std::make_unique<workflow::Engine>(io, *l->store, *l->registry, l->catalog, config.engine_options);
     l->cloud = std::make_unique<cloud::Cloud>(io, *l->store, *l->engine, *l->registry, config.cloud_options);
@@ -342,6 +351,8 @@ int main(int argc, char** argv) {
                    "a project keeps at most this many Idempotency-Keys (the oldest go first)")
         ->check(CLI::Range(size_t{1}, size_t{1} << 30))
         ->capture_default_str();
+    services::kit::TlsOptions tls;
+    services::kit::AddTlsFlags(app, tls, /*allowed_clients=*/false);
     CLI11_PARSE(app, argc, argv);
     {
         auto format = observe::ParseLogFormat(log_format);
@@ -390,6 +401,18 @@ int main(int argc, char** argv) {
         if (!t) return Fail(std::string(flag) + ": " + t.error().message);
         *into = *t;
     }
+    if (auto st = services::kit::CheckTlsOptions(tls); !st) return Fail(st.error().message);
+    // Tenants come without a certificate: asked for, not required (a wrong one is still refused).
+    auto server_tls = services::kit::MakeServerTlsFrom(tls, /*require_client_cert=*/false);
+    if (!server_tls) return Fail("tls: " + server_tls.error().message);
+    auto client_tls = services::kit::MakeClientTlsFrom(tls);
+    if (!client_tls) return Fail("tls: " + client_tls.error().message);
+    for (const auto& [flag, ep] :
+         {std::pair{"--network-url", &*network_ep}, std::pair{"--volume-url", &*volume_ep}}) {
+        if (ep->tls && *client_tls == nullptr) return Fail(std::string(flag) + " is https: give --tls-ca");
+    }
+    // Each service, agent and replica is called over TLS exactly when its URL is https.
+    cloud_options.service_tls = *client_tls;
     std::error_code fs_ec;
     std::filesystem::create_directories(data_dir, fs_ec);
     if (fs_ec) return Fail("--data-dir " + data_dir + ": " + fs_ec.message());
@@ -423,6 +446,7 @@ int main(int argc, char** argv) {
     config.bootstrap_token_file = bootstrap_token_file;
     config.network_token = cloud_options.network_token;
     config.volume_token = cloud_options.volume_token;
+    config.service_tls = *client_tls;
     config.network = *network_ep;
     config.volume = *volume_ep;
     if (workflows_dir.empty()) {
@@ -528,6 +552,8 @@ int main(int argc, char** argv) {
                 (over_total ? total : per_address).Inc();
             };
     }
+    server_options.tls = *server_tls;
+    const std::string scheme = server_options.tls != nullptr ? "https" : "http";
     // /metrics is answered by Instrument on this io thread, where the cloud's sampled gauges live.
     auto server = http::StartServer(io, server_options, observe::Instrument(api, &metrics));
     if (!server) return Fail("listen " + listen + ": " + server.error().ToString());
@@ -540,7 +566,7 @@ int main(int argc, char** argv) {
             replica_id = std::string(host) + ":" + std::to_string(port);
         }
         if (advertise_url.empty()) {
-            advertise_url = "http://" + listen_ep->host + ":" + std::to_string(port);
+            advertise_url = scheme + "://" + listen_ep->host + ":" + std::to_string(port);
         }
         store_name = "postgresql (replica " + replica_id + ")";
         auto is_leader =
@@ -614,6 +640,7 @@ int main(int argc, char** argv) {
         fo.leader = [&elector] { return elector->Leader(); };
         fo.stale_after = std::chrono::milliseconds(leader_ttl_ms);
         fo.download_dir = spool_dir;  // images pass through files, as on the leader
+        fo.tls = *client_tls;         // the leader's https address (advertised by it)
         forwarder = std::make_unique<replica::Forwarder>(io, fo);
     }
     if (!port_file.empty()) {
@@ -621,8 +648,11 @@ int main(int argc, char** argv) {
             return Fail("--port-file: " + st.error().message);
         }
     }
-    spdlog::info("serving http://{}:{} (store {}{})", listen_ep->host, port, store_name,
-                 replicated ? ", replica " + replica_id : "");
+    spdlog::info("serving {}://{}:{} (store {}{}{})", scheme, listen_ep->host, port, store_name,
+                 replicated ? ", replica " + replica_id : "",
+                 tls.client_ca_file.empty() ? "" : "; client certificates asked for");
+    auto tls_reloader =
+        services::kit::StartTlsReloader(io, {{"server", server_options.tls}, {"client", *client_tls}});
 
     boost::asio::signal_set signals(io, SIGTERM, SIGINT);
     signals.async_wait([&](boost::system::error_code ec, int signo) {

@@ -46,6 +46,9 @@ void AddDev(Invocation& inv, CLI::App& app, DevOptions& dev) {
     c->add_option("--log-level", dev.log_level,
                   "every child's log level: trace, debug, info, warn, error (default: each one's own, info)")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+    c->add_flag_callback(
+        "--no-tls", [&dev] { dev.tls = false; },
+        "plain HTTP on every link (default: TLS everywhere, with a private CA in <data-dir>/pki)");
     c->add_option("--cogsd-arg", dev.cogsd_args,
                   "passed to cogsd as is (repeatable), e.g. --cogsd-arg=--reconcile-ms=2000")
         ->allow_extra_args(false);
@@ -62,6 +65,14 @@ int RunCli(const std::vector<std::string>& args, const CliIo& io) {
     app.add_option("--url", o.url,
                    "API endpoint (env COGS_URL, config `url`; default http://127.0.0.1:8780)");
     app.add_option("--token", o.token, "API token (env COGS_TOKEN, config `token`)");
+    app.add_option("--ca-file", o.ca_file,
+                   "PEM CA that an https API's certificate must chain to (env COGS_CACERT; `cogs dev` "
+                   "prints it)");
+    app.add_option(
+        "--client-cert", o.client_cert,
+        "PEM certificate to present (mutual TLS; with --client-key): a micro-service's routes take "
+        "cogsd's only");
+    app.add_option("--client-key", o.client_key, "PEM private key of --client-cert");
     app.add_option("--config", o.config, "config file (default $XDG_CONFIG_HOME/cogs/config.yaml)");
     app.add_option("-o,--output", o.output, "output format")->check(CLI::IsMember({"table", "json"}));
     app.add_option("--timeout", o.timeout, "deadline of each API request (e.g. 30s)");

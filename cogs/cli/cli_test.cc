@@ -1309,7 +1309,17 @@ TEST(ApiTest, ParseUrl) {
     ASSERT_TRUE(e);
     EXPECT_EQ(e->host, "::1");
     EXPECT_EQ(e->port, 9000);
-    EXPECT_THAT(ParseUrl("https://x").error(), HasSubstr("https is not supported"));
+    e = ParseUrl("https://cloud.example:8443/");
+    ASSERT_TRUE(e);
+    EXPECT_TRUE(e->tls);
+    EXPECT_EQ(e->host, "cloud.example");
+    EXPECT_EQ(e->port, 8443);
+    EXPECT_EQ(e->url, "https://cloud.example:8443");
+    e = ParseUrl("https://localhost");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->host, "localhost");  // kept: the certificate names it
+    EXPECT_EQ(e->port, 443);
+    EXPECT_THAT(ParseUrl("ftp://x").error(), HasSubstr("not an http:// or https:// URL"));
     EXPECT_THAT(ParseUrl("http://x:99999").error(), HasSubstr("bad port"));
     EXPECT_THAT(ParseUrl("http://:80").error(), HasSubstr("no host"));
     EXPECT_TRUE(LooksLikeUuid("00000000-0000-4000-8000-000000000001"));

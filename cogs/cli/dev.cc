@@ -25,6 +25,7 @@
 #include "cogs/base/secret.h"
 #include "cogs/cli/internal/api.h"
 #include "cogs/cli/internal/builtin_image.h"
+#include "cogs/cli/internal/dev_pki.h"
 #include "cogs/cli/internal/output.h"
 #include "cogs/http/server.h"
 #include "cogs/pg/cluster.h"
@@ -73,8 +74,11 @@ struct Proc : runtime::ServerChild {
     SteadyTime started{};
     Duration backoff = kFirstBackoff;
     std::optional<SteadyTime> restart_at{};
+    bool tls = false;  // serves https (cogs dev's default)
 
-    std::string url() const { return port ? fmt::format("http://127.0.0.1:{}", port) : ""; }
+    std::string url() const {
+        return port ? fmt::format("{}://127.0.0.1:{}", tls ? "https" : "http", port) : "";
+    }
 };
 
 class Dev {
@@ -107,6 +111,10 @@ private:
     void WritePrometheusConfig();
     void PrintLogTail(const Proc& p);
     std::string D(const std::string& name) const { return (dir_ / name).string(); }
+    // The TLS flags of the process whose certificate is `cert` (dev_pki.h): it serves with it,
+    // requires a certificate of the CA from its clients, and presents it when it calls others.
+    // Empty with --no-tls.
+    std::vector<std::string> TlsArgs(const std::string& cert) const;
 
     const DevOptions o_;
     std::ostream& out_;
@@ -119,7 +127,8 @@ private:
     std::optional<SteadyTime> pg_restart_at_{};
     std::string admin_token_;
     std::string api_url_;
-    std::string run_dir_;  // --driver container: runc's state of every host, /run/cogs/dev-<hash>
+    std::string run_dir_;        // --driver container: runc's state of every host, /run/cogs/dev-<hash>
+    std::optional<DevPki> pki_;  // TLS on (not --no-tls)
     bool stop_ = false;
     sigset_t signals_{};
 };
@@ -141,6 +150,13 @@ bool Dev::StopRequested(Duration wait) {
 
 void Dev::PrintLogTail(const Proc& p) {
     err_ << fmt::format("---- last lines of {} ----\n{}----\n", p.log, runtime::TailFile(p.log, 25));
+}
+
+std::vector<std::string> Dev::TlsArgs(const std::string& cert) const {
+    if (!pki_) return {};
+    return {"--tls-cert",        pki_->cert(cert), "--tls-key",        pki_->key(cert),
+            "--tls-client-ca",   pki_->ca(),       "--tls-ca",         pki_->ca(),
+            "--tls-client-cert", pki_->cert(cert), "--tls-client-key", pki_->key(cert)};
 }
 
 bool Dev::Start(Proc& p) {
@@ -401,6 +417,7 @@ void Dev::WriteDevJson() {
                      {"driver", o_.driver},
                      {"data_dir", dir_.string()},
                      {"admin_token_file", D("admin.token")},
+                     {"ca_file", pki_ ? pki_->ca() : ""},
                      {"supervisor_pid", ::getpid()},
                      {"processes", std::move(processes)}};
     if (!run_dir_.empty()) {
@@ -447,13 +464,20 @@ void Dev::WritePrometheusConfig() {
         err_ << fmt::format("cogs dev: cannot write prometheus-targets.json: {}\n", s.error().message);
         return;
     }
+    // Over TLS: the dev CA, and a certificate of it (the services require one; /metrics takes any).
+    const std::string tls =
+        pki_ ? fmt::format(
+                   "    scheme: https\n    tls_config:\n      ca_file: {}\n      cert_file: {}\n"
+                   "      key_file: {}\n",
+                   pki_->ca(), pki_->cert("prometheus"), pki_->key("prometheus"))
+             : "";
     const std::string config = fmt::format(
         "# Written by `cogs dev`: prometheus --config.file {0}/prometheus.yml\n"
         "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
-        "scrape_configs:\n  - job_name: cogs\n    file_sd_configs:\n"
+        "scrape_configs:\n  - job_name: cogs\n{1}    file_sd_configs:\n"
         "      - files: ['prometheus-targets.json']  # relative to this file\n        refresh_interval: "
         "30s\n",
-        fs::absolute(dir_).string());
+        fs::absolute(dir_).string(), tls);
     if (auto s = runtime::WriteFileAtomic(D("prometheus.yml"), config); !s) {
         err_ << fmt::format("cogs dev: cannot write prometheus.yml: {}\n", s.error().message);
     }
@@ -581,6 +605,15 @@ int Dev::Run() {
         }
     }
 
+    if (o_.tls) {
+        auto pki = EnsureDevPki(dir_.string(), o_.hosts);
+        if (!pki) {
+            err_ << fmt::format("cogs dev: the private CA in {}: {}\n", D("pki"), pki.error().message);
+            return 1;
+        }
+        pki_ = *pki;
+    }
+
     sigemptyset(&signals_);
     sigaddset(&signals_, SIGINT);
     sigaddset(&signals_, SIGTERM);
@@ -603,6 +636,7 @@ int Dev::Run() {
         };
         procs_.push_back(
             std::make_unique<Proc>(std::move(name), std::move(binary), dir_, std::move(with_level)));
+        procs_.back()->tls = pki_.has_value();
         return procs_.back().get();
     };
     auto listen = [](uint16_t port) { return fmt::format("127.0.0.1:{}", port); };
@@ -617,16 +651,21 @@ int Dev::Run() {
             if (containers) {  // a bridge per network for the real instances' ports
                 args.insert(args.end(), {"--driver", "linux"});
             }
+            const auto tls = TlsArgs("network");
+            args.insert(args.end(), tls.begin(), tls.end());
             return args;
         });
         if (!Start(*network) || !AwaitPort(*network)) {
             return;
         }
         Proc* volume = make("cogs-volume", "cogs-volume", [=, this](uint16_t port) {
-            return std::vector<std::string>{
+            std::vector<std::string> args{
                 "--listen",       listen(port),   "--port-file",     D("run/cogs-volume.port"), "--state",
                 D("volume.db"),   "--token-file", D("volume.token"), "--test-routes",           "--driver",
                 o_.volume_driver, "--volume-dir", D("volumes")};
+            const auto tls = TlsArgs("volume");
+            args.insert(args.end(), tls.begin(), tls.end());
+            return args;
         });
         if (!Start(*volume) || !AwaitPort(*volume)) {
             return;
@@ -664,6 +703,8 @@ int Dev::Run() {
                     // restart, but `cogs dev` may have picked another one since the last run).
                     args.insert(args.end(), {"--store", pg_->ConnInfo(), "--replica-id", name});
                 }
+                const auto tls = TlsArgs("cogsd");
+                args.insert(args.end(), tls.begin(), tls.end());
                 args.insert(args.end(), o_.cogsd_args.begin(), o_.cogsd_args.end());
                 return args;
             });
@@ -686,7 +727,7 @@ int Dev::Run() {
         }
         api_url_ = replicas_.front()->url();
         auto endpoint = ParseUrl(api_url_);
-        ApiClient api(*endpoint, admin_token_, 10s);
+        ApiClient api(*endpoint, admin_token_, 10s, pki_ ? pki_->ca() : "");
         const std::string run_root = run_dir_;
         std::vector<Proc*> computes;
         for (int i = 1; i <= o_.hosts; ++i) {
@@ -720,6 +761,8 @@ int Dev::Run() {
                                 {"--driver", "container", "--instances-dir", D("instances/" + host),
                                  "--runc-root", run_root + "/" + host + "/runc"});
                 }
+                const auto tls = TlsArgs(fmt::format("host-{}", i));
+                args.insert(args.end(), tls.begin(), tls.end());
                 // Every replica's URL: the agent's heartbeats follow a failover of the leader.
                 for (const Proc* r : replicas_) {
                     args.insert(args.end(), {"--control-url", r->url()});
@@ -758,11 +801,11 @@ int Dev::Run() {
             "  metrics:     {}/metrics (every process; `prometheus --config.file {}/prometheus.yml` scrapes "
             "them all)\n"
             "Use it from another terminal with:\n"
-            "export COGS_URL={} COGS_TOKEN={}\n"
+            "export COGS_URL={} COGS_TOKEN={}{}\n"
             "Ctrl-C stops everything; `cogs dev` on the same --data-dir brings it all back.\n",
             o_.hosts, containers ? "container (real instances under runc)" : "sim (nothing runs)",
             dir_.string(), dir_.string(), api_line, admin_token_, api_url_, dir_.string(), api_url_,
-            admin_token_);
+            admin_token_, pki_ ? " COGS_CACERT=" + pki_->ca() : "");
         out_.flush();
         Supervise();
         rc = 0;

@@ -372,7 +372,7 @@ std::shared_ptr<workflow::ServiceClient> Cloud::ComputeService() {
     if (!i.compute_router) {
         i.compute_router = services::compute::MakeComputeRouter(
             i.ctx.io, [&i](const std::string& host) { return i.RouteTo(host); },
-            i.ctx.options.compute_connections);
+            i.ctx.options.compute_connections, i.ctx.options.service_tls);
     }
     return i.compute_router;
 }

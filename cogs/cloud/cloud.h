@@ -85,6 +85,10 @@ struct CloudOptions {
     // Workflows in flight per project (all of them, the healer's too); beyond, a request that would
     // start one (a create, an action, a delete) is answered 429 with Retry-After. 0: no limit.
     size_t max_inflight_workflows_per_project = 0;
+    // cogsd's TLS client context (its CA, its own certificate "cogsd"): null, plain HTTP; else the
+    // agents are called over TLS at the https URL they registered, each required to show a
+    // certificate naming its host, and the network and volume services at their URLs' hosts.
+    std::shared_ptr<http::TlsContext> service_tls;
     // Where the cloud's metrics go (docs/metrics.md, "the cloud"); null: none. It must outlive the
     // Cloud; its gauges (hosts, resources) are sampled at Render(), which must then run on the io
     // thread (cogsd serves /metrics there).

@@ -436,6 +436,38 @@ TEST_F(CloudTest, ADeletedTokenStopsWorkingAtOnce) {
     EXPECT_EQ(Call(admin_, "GET", "/v1/tokens/" + made.Field("token", "id")).status, 404);
 }
 
+// Mutual TLS (issue 15): the HTTP layer names the client certificate's subject (Request::peer_name);
+// an agent's names its host. A certificate naming h2 registers and renews h2 only, whatever the token;
+// another replica's ("cogsd") vouches for the certificate its forwarded client showed.
+TEST_F(CloudTest, AClientCertificateRegistersAndRenewsOnlyTheHostItNames) {
+    Seed(2);
+    auto as = [&](const std::string& peer, const std::string& method, const std::string& target,
+                  const std::string& body, const Headers& headers = {}) {
+        http::Request req = Request(admin_, method, target, body, headers);
+        req.peer_name = peer;
+        std::optional<http::Response> got;
+        handler_(std::move(req), [&](http::Response r) { got = std::move(r); });
+        RunUntil([&] { return got.has_value(); });
+        return got ? ReplyOf(std::move(*got)) : Reply{};
+    };
+    const std::string moved = R"({"url":"https://10.9.9.9:1","vcpus":8,"ram_mb":16384,"disk_gb":100})";
+    EXPECT_EQ(as("h2", "POST", "/v1/hosts/h1/heartbeat", "{}").status, 403);
+    Reply hijack = as("h2", "PUT", "/v1/hosts/h1", moved);
+    EXPECT_EQ(hijack.status, 403);
+    EXPECT_NE(hijack.raw.body.find("names 'h2'"), std::string::npos) << hijack.raw.body;
+    // Forwarded by a replica for a client whose certificate named h2: the same refusal.
+    EXPECT_EQ(as("cogsd", "POST", "/v1/hosts/h1/heartbeat", "{}", {{"x-cogs-peer-name", "h2"}}).status, 403);
+    // The header alone, from anyone but a replica, is not believed (it names nothing then).
+    EXPECT_EQ(as("h1", "POST", "/v1/hosts/h1/heartbeat", "{}", {{"x-cogs-peer-name", "h2"}}).status, 200);
+    EXPECT_EQ(Call(admin_, "GET", "/v1/hosts/h1").Field("host", "url"), "http://127.0.0.1:1");
+    // Its own host; a replica's own request; no certificate at all (the token decides): accepted.
+    EXPECT_EQ(as("h2", "POST", "/v1/hosts/h2/heartbeat", "{}").status, 200);
+    EXPECT_EQ(as("h2", "PUT", "/v1/hosts/h2", moved).status, 200);
+    EXPECT_EQ(Call(admin_, "GET", "/v1/hosts/h2").Field("host", "url"), "https://10.9.9.9:1");
+    EXPECT_EQ(as("cogsd", "POST", "/v1/hosts/h1/heartbeat", "{}").status, 200);
+    EXPECT_EQ(as("", "POST", "/v1/hosts/h1/heartbeat", "{}").status, 200);
+}
+
 TEST_F(CloudTest, TokensAndHostsAreForAdminsOnly) {
     Seed(1);
     const std::string p = NewProject("t");

@@ -30,6 +30,10 @@ public:
         co.host = ep->host;
         co.port = ep->port;
         co.max_connections = system ? options_.system_max_connections : options_.max_connections;
+        if (ep->tls) {
+            if (options_.tls == nullptr) return nullptr;  // an https leader, and no CA to verify it by
+            co.tls = options_.tls;
+        }
         return clients_.emplace(key, http::MakeClient(io_, co)).first->second.get();
     }
 
@@ -91,6 +95,11 @@ public:
                                   "the leader's address '" + leader->address + "' is not http://HOST:PORT"));
         }
         req.headers.emplace_back("x-cogs-forwarded", options_.replica_id);
+        // Only this replica says who the client's certificate named; whatever the client sent goes.
+        std::erase_if(req.headers, [](const auto& h) { return h.first == "x-cogs-peer-name"; });
+        if (!req.peer_name.empty()) {
+            req.headers.emplace_back("x-cogs-peer-name", req.peer_name);
+        }
         const std::string leader_id = leader->id;
         Duration timeout = IsHeartbeat(req) ? options_.heartbeat_timeout : options_.timeout;
         std::shared_ptr<const http::BodyFile> download;  // an image's content, through a file

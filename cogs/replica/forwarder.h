@@ -59,6 +59,12 @@ struct ForwarderOptions {
     Duration stale_after = std::chrono::seconds(2);
     size_t max_connections = 256;        // to the leader
     size_t system_max_connections = 64;  // to the leader, for registrations and heartbeats only
+    // The replicas' TLS (cogsd's client context, its certificate "cogsd"): null, plain HTTP; else the
+    // leader is called at its https address, its certificate verified by the address's host. The
+    // client certificate a request came with (Request::peer_name: an agent's host) travels to the
+    // leader in x-cogs-peer-name, which the leader believes only from a client whose certificate
+    // is "cogsd" (cogs/cloud/api/http_api.h).
+    std::shared_ptr<http::TlsContext> tls{};
     // An image's content (GET /v1/images/{id}/file) passes through a temporary file in this
     // directory, never whole in memory, within download_timeout; "": read into memory like any
     // answer (64 MiB at most, the HTTP client's limit).

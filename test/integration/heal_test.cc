@@ -558,8 +558,9 @@ TEST_F(HealTest, DrainMovesEveryServerOff) {
     Watch();
 
     auto [code, out] =
-        Shell("COGS_URL=" + dev_->api_url() + " COGS_TOKEN=" + dev_->admin_token() + " timeout 60 " +
-              runtime::SiblingBinary("cogs") + " host drain " + host + " --reason maintenance --wait");
+        Shell("COGS_URL=" + dev_->api_url() + " COGS_TOKEN=" + dev_->admin_token() +
+              " COGS_CACERT=" + dev_->ca_file() + " timeout 60 " + runtime::SiblingBinary("cogs") +
+              " host drain " + host + " --reason maintenance --wait");
     ASSERT_EQ(code, 0) << out;
     EXPECT_NE(out.find("drained"), std::string::npos) << out;
 

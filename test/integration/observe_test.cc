@@ -177,15 +177,24 @@ TEST_F(ObserveTest, PrometheusScrapesTheCloud) {
     ASSERT_EQ(std::system(("mkdir -p " + dir).c_str()), 0);
     ASSERT_TRUE(runtime::ReadFile(dev_->data_dir() + "/prometheus-targets.json"))
         << "cogs dev wrote no prometheus-targets.json";
-    // The same discovery file an operator points Prometheus at, scraped every second for the test.
+    // The same discovery file an operator points Prometheus at, scraped every second for the test,
+    // over TLS as `cogs dev`'s prometheus.yml does: the dev CA, and a certificate of it (the services
+    // require one; their /metrics takes any).
+    const std::string pki = dev_->data_dir() + "/pki";
+    const std::string tls = dev_->ca_file().empty()
+                                ? ""
+                                : "    scheme: https\n    tls_config:\n      ca_file: " + dev_->ca_file() +
+                                      "\n      cert_file: " + pki +
+                                      "/prometheus.crt\n      key_file: " + pki + "/prometheus.key\n";
     const std::string config =
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n  - job_name: cogs\n    file_sd_configs:\n"
-        "      - files: ['" +
-        dev_->data_dir() + "/prometheus-targets.json']\n";
+        "scrape_configs:\n  - job_name: cogs\n" +
+        tls + "    file_sd_configs:\n      - files: ['" + dev_->data_dir() + "/prometheus-targets.json']\n";
     ASSERT_TRUE(runtime::WriteFileAtomic(dir + "/prometheus.yml", config));
     auto [check, check_out] = Shell("promtool check config " + dir + "/prometheus.yml");
     ASSERT_EQ(check, 0) << check_out;
+    auto [own, own_out] = Shell("promtool check config " + dev_->data_dir() + "/prometheus.yml");
+    EXPECT_EQ(own, 0) << "cogs dev's own prometheus.yml: " << own_out;
 
     runtime::Child prometheus;
     std::string url;
@@ -271,8 +280,9 @@ TEST_F(ObserveTest, TopShowsTheCloud) {
         for (int i = 0; watching && i < 50; ++i)
             Server("top-" + std::to_string(i));
     });
-    auto [code, out] = Shell("COGS_URL=" + dev_->api_url() + " COGS_TOKEN=" + dev_->admin_token() + " " +
-                             runtime::SiblingBinary("cogs") + " top --once --interval 1 -o json");
+    auto [code, out] = Shell("COGS_URL=" + dev_->api_url() + " COGS_TOKEN=" + dev_->admin_token() +
+                             " COGS_CACERT=" + dev_->ca_file() + " " + runtime::SiblingBinary("cogs") +
+                             " top --once --interval 1 -o json");
     watching = false;
     work.join();
     ASSERT_EQ(code, 0) << out;

@@ -505,7 +505,8 @@ TEST_F(RealInstancesTest, AServerRunsShowsItsConsoleComesBackAfterAKillAndLeaves
     EXPECT_EQ(S(At(last.body, "console"), "host"), host);
     EXPECT_EQ(Get("/v1/servers/" + id + "/console?length=0").status, 400);
     auto [cli_rc, cli_out] = Shell("COGS_URL=" + dev_->api_url() + " COGS_TOKEN=" + dev_->admin_token() +
-                                   " '" + runtime::SiblingBinary("cogs") + "' server console web 2>&1");
+                                   " COGS_CACERT=" + dev_->ca_file() + " '" + runtime::SiblingBinary("cogs") +
+                                   "' server console web 2>&1");
     EXPECT_EQ(cli_rc, 0) << cli_out;
     EXPECT_NE(cli_out.find(boot_line), std::string::npos) << cli_out;
 

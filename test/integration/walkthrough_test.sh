@@ -53,8 +53,11 @@ start_dev() {
     done
     COGS_URL=$(grep -o '"api_url": *"[^"]*"' "$T/dev.json" | sed 's/.*"\(http[^"]*\)"/\1/')
     COGS_TOKEN=$(tr -d '[:space:]' <"$T/admin.token")
+    COGS_CACERT=$(grep -o '"ca_file": *"[^"]*"' "$T/dev.json" | sed 's/.*"\([^"]*\)"$/\1/')
     [[ -n $COGS_URL && -n $COGS_TOKEN ]] || fail "dev.json has no api_url or the admin token file is empty"
-    export COGS_URL COGS_TOKEN
+    [[ $COGS_URL == https://* && $COGS_CACERT == "$T/pki/ca.crt" ]] ||
+        fail "cogs dev is not on TLS by default (api_url $COGS_URL, ca_file $COGS_CACERT)"
+    export COGS_URL COGS_TOKEN COGS_CACERT
     echo "cogs dev is up at $COGS_URL (pid $dev_pid; children: $(child_pids | tr '\n' ' '))"
 }
 
@@ -74,10 +77,13 @@ stop_dev() {
 }
 
 start_dev
-grep -q "^export COGS_URL=$COGS_URL COGS_TOKEN=$COGS_TOKEN\$" "$T/dev.out" ||
+grep -q "^export COGS_URL=$COGS_URL COGS_TOKEN=$COGS_TOKEN COGS_CACERT=$COGS_CACERT\$" "$T/dev.out" ||
     fail "cogs dev did not print the export line"
 for f in admin.token network.token volume.token agent.key hosts/host-1/host.token hosts/host-1/agent.token; do
     [[ $(stat -c %a "$T/$f") == 600 ]] || fail "$f is not mode 0600"
+done
+for key in "$T"/pki/*.key; do
+    [[ $(stat -c %a "$key") == 600 ]] || fail "$key is not mode 0600"
 done
 # No agent holds the admin token: each runs with its own host's credentials.
 for i in 1 2 3; do
@@ -86,9 +92,14 @@ for i in 1 2 3; do
     [[ $args == *"hosts/host-$i/host.token"* && $args != *admin.token* ]] ||
         fail "cogs-compute-$i does not run with its own host's credentials: $args"
 done
+# Without the CA the CLI refuses to talk (it cannot verify cogsd), and says what to give it.
+out=$(COGS_CACERT= "$bin/cogs" whoami 2>&1) && fail "cogs whoami without the CA succeeded"
+grep -q "COGS_CACERT" <<<"$out" || fail "cogs without the CA did not say to set COGS_CACERT: $out"
 # As the README runs it: `cogs` found on PATH, COGS unset.
 (unset COGS; PATH="$bin:$PATH" bash "$src/scripts/walkthrough.sh") || fail "the walkthrough failed"
 first_token=$COGS_TOKEN
+first_ca=$COGS_CACERT
+cp "$T/pki/ca.crt" "$T/first-ca.crt"
 
 # A child that dies is restarted on the same port: cogsd keeps reaching the network service.
 pid_of() { grep -A1 "\"name\": \"$1\"" "$T/dev.json" | grep -o '"pid": *[0-9]*' | grep -o '[0-9]*$'; }
@@ -107,6 +118,7 @@ stop_dev
 
 start_dev
 [[ $COGS_TOKEN == "$first_token" ]] || fail "the admin token changed across a restart"
+[[ $COGS_CACERT == "$first_ca" ]] && cmp -s "$T/pki/ca.crt" "$T/first-ca.crt" || fail "the CA changed across a restart"
 "$bin/cogs" flavor show m1.tiny | grep -q '^ram_mb  *512$' || fail "flavor m1.tiny is gone after a restart"
 "$bin/cogs" whoami | grep -q '^role  *admin$' || fail "the admin token no longer works after a restart"
 [[ $("$bin/cogs" flavor list | grep -c ' m1.tiny ') == 1 ]] || fail "the restart seeded m1.tiny twice"

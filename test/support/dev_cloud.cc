@@ -21,12 +21,19 @@ namespace json = boost::json;
 namespace {
 
 std::pair<std::string, uint16_t> HostPort(const std::string& url) {
-    std::string s = url.starts_with("http://") ? url.substr(7) : url;
+    std::string s = url.starts_with("http://")    ? url.substr(7)
+                    : url.starts_with("https://") ? url.substr(8)
+                                                  : url;
     auto colon = s.rfind(':');
     if (colon == std::string::npos) {
         return {s, 80};
     }
     return {s.substr(0, colon), static_cast<uint16_t>(std::stoi(s.substr(colon + 1)))};
+}
+
+TestTls& DefaultTls() {
+    static TestTls tls;
+    return tls;
 }
 
 std::string Str(const json::object& o, std::string_view key) {
@@ -49,15 +56,31 @@ pid_t PostmasterPid(const std::string& data_dir) {
 
 }  // namespace
 
+void SetDefaultTestTls(TestTls tls) { DefaultTls() = std::move(tls); }
+const TestTls& DefaultTestTls() { return DefaultTls(); }
+
 struct ApiClient::Impl {
     boost::asio::io_context io;
     std::unique_ptr<http::Client> client;
+    std::optional<Error> tls_error;  // an https URL whose TLS files cannot be loaded
 };
 
 ApiClient::ApiClient(std::string url, std::string token)
+    : ApiClient(std::move(url), std::move(token), DefaultTls()) {}
+
+ApiClient::ApiClient(std::string url, std::string token, TestTls tls)
     : url_(std::move(url)), token_(std::move(token)), impl_(std::make_unique<Impl>()) {
     auto [host, port] = HostPort(url_);
-    impl_->client = http::MakeClient(impl_->io, http::ClientOptions{host, port, 4});
+    http::ClientOptions o{host, port, 4};
+    if (url_.starts_with("https://")) {
+        auto context = http::MakeClientTls(http::TlsFiles{tls.cert_file, tls.key_file, tls.ca_file});
+        if (context) {
+            o.tls = *context;
+        } else {
+            impl_->tls_error = context.error();
+        }
+    }
+    impl_->client = http::MakeClient(impl_->io, o);
 }
 
 ApiClient::~ApiClient() = default;
@@ -67,6 +90,9 @@ Result<ApiReply> ApiClient::Call(const std::string& method, const std::string& t
                                  const std::string& body,
                                  const std::vector<std::pair<std::string, std::string>>& headers,
                                  Duration timeout) {
+    if (impl_->tls_error) {
+        return MakeError(*impl_->tls_error);
+    }
     http::Request req;
     req.method = method;
     req.target = target;
@@ -210,6 +236,10 @@ Result<std::unique_ptr<DevCloud>> DevCloud::Start(DevOptions options) {
     if (auto parsed = dev->Parse(text); !parsed) {
         return MakeError(parsed.error());
     }
+    if (!dev->ca_file_.empty()) {
+        const std::string pki = dev->dir_ + "/pki";
+        SetDefaultTestTls(TestTls{dev->ca_file_, pki + "/cogsd.crt", pki + "/cogsd.key"});
+    }
     auto token = runtime::ReadTokenFile(dev->admin_token_file_);
     if (!token) {
         return MakeError(token.error());
@@ -227,6 +257,7 @@ Status DevCloud::Parse(const std::string& text) {
     const auto& o = v.as_object();
     api_url_ = Str(o, "api_url");
     admin_token_file_ = Str(o, "admin_token_file");
+    ca_file_ = Str(o, "ca_file");
     std::vector<DevProcess> processes;
     if (const auto* list = o.if_contains("processes"); list != nullptr && list->is_array()) {
         for (const auto& p : list->as_array()) {

@@ -36,10 +36,25 @@ struct ApiReply {
     std::string header_traceparent;
 };
 
-// Speaks HTTP/1.1 + JSON to one endpoint with an optional bearer token.
+// The TLS files a test client uses for https URLs: the CA the server must chain to, and the
+// certificate it presents (optional; the services of a `cogs dev` accept only cogsd's).
+struct TestTls {
+    std::string ca_file;
+    std::string cert_file;
+    std::string key_file;
+};
+// What every ApiClient made afterwards without its own TestTls uses. DevCloud::Start sets its dev
+// CA and cogsd's certificate (the test client reads the services' ledgers and sets their faults,
+// which only cogsd may). Process-wide; tests set it from one thread.
+void SetDefaultTestTls(TestTls tls);
+const TestTls& DefaultTestTls();
+
+// Speaks HTTP/1.1 (https for an https URL) + JSON to one endpoint with an optional bearer token.
 class ApiClient {
 public:
     ApiClient(std::string url, std::string token);
+    // With `tls` instead of DefaultTestTls(): a client without a certificate, or with another one.
+    ApiClient(std::string url, std::string token, TestTls tls);
     ~ApiClient();
     ApiClient(ApiClient&&) noexcept;
     // kUnavailable / kDeadlineExceeded when no answer came (any HTTP status is a reply).
@@ -96,6 +111,8 @@ public:
     const std::string& api_url() const { return api_url_; }
     const std::string& admin_token() const { return admin_token_; }
     const std::string& data_dir() const { return dir_; }
+    // <data dir>/pki (the private CA and every certificate) and its CA's file; "" with --no-tls.
+    const std::string& ca_file() const { return ca_file_; }
     const std::vector<DevProcess>& processes() const { return processes_; }
     // cogsd's processes: the one "cogsd", or the replicas cogsd-1..N, in order (the first serves
     // api_url()); any of them serves the API.
@@ -131,6 +148,7 @@ private:
     std::string dir_;
     std::string api_url_;
     std::string admin_token_file_;
+    std::string ca_file_;
     std::string admin_token_;
     std::vector<DevProcess> processes_;
     std::optional<DevPostgres> postgres_;

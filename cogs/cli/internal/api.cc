@@ -40,12 +40,13 @@ tl::expected<Endpoint, std::string> ParseUrl(const std::string& url) {
     Endpoint e;
     std::string rest = url;
     if (rest.rfind("https://", 0) == 0) {
-        return tl::unexpected(fmt::format("{}: https is not supported; use http://", url));
-    }
-    if (rest.rfind("http://", 0) == 0) {
+        rest = rest.substr(8);
+        e.tls = true;
+        e.port = 443;
+    } else if (rest.rfind("http://", 0) == 0) {
         rest = rest.substr(7);
     } else if (rest.find("://") != std::string::npos) {
-        return tl::unexpected(fmt::format("{}: not an http:// URL", url));
+        return tl::unexpected(fmt::format("{}: not an http:// or https:// URL", url));
     }
     while (!rest.empty() && rest.back() == '/') {
         rest.pop_back();
@@ -83,15 +84,16 @@ tl::expected<Endpoint, std::string> ParseUrl(const std::string& url) {
     if (hostport.empty()) {
         return tl::unexpected(fmt::format("'{}': no host", url));
     }
-    if (hostport == "localhost") {
+    if (hostport == "localhost" && !e.tls) {
         hostport = "127.0.0.1";  // the client connects to an address; cogs dev listens on IPv4 loopback
     }
     e.host = hostport;
-    e.url = "http://" + rest;
+    e.url = (e.tls ? "https://" : "http://") + rest;
     return e;
 }
 
-ApiClient::ApiClient(Endpoint endpoint, std::string token, Duration timeout)
+ApiClient::ApiClient(Endpoint endpoint, std::string token, Duration timeout, std::string ca_file,
+                     std::string client_cert, std::string client_key)
     : endpoint_(std::move(endpoint)),
       token_(std::move(token)),
       timeout_(timeout),
@@ -101,6 +103,18 @@ ApiClient::ApiClient(Endpoint endpoint, std::string token, Duration timeout)
     o.host = endpoint_.host;
     o.port = endpoint_.port;
     o.max_connections = 2;
+    if (endpoint_.tls) {
+        if (ca_file.empty()) {
+            tls_error_ = fmt::format(
+                "{} is https: give the CA its certificate is signed by (COGS_CACERT or --ca-file; `cogs dev` "
+                "prints it)",
+                endpoint_.url);
+        } else if (auto tls = http::MakeClientTls(http::TlsFiles{client_cert, client_key, ca_file}); tls) {
+            o.tls = *tls;
+        } else {
+            tls_error_ = fmt::format("--ca-file / COGS_CACERT: {}", tls.error().message);
+        }
+    }
     client_ = http::MakeClient(*io_, o);
 }
 
@@ -181,6 +195,9 @@ ApiResult<std::string> ApiClient::GetText(const std::string& path) {
 }
 
 ApiResult<http::Response> ApiClient::Exchange(http::Request req, Duration timeout) {
+    if (!tls_error_.empty()) {
+        return tl::unexpected(ApiFailure{0, "invalid_argument", tls_error_, {}});
+    }
     req.headers.emplace_back("traceparent", fmt::format("00-{}-{}-01", trace_id_, RandomHex(8)));
     const bool keyed = !req.Header("idempotency-key").empty();
     const bool replayable = keyed || req.method == "GET" || req.method == "PUT";

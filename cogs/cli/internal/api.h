@@ -43,17 +43,23 @@ using ApiResult = tl::expected<T, ApiFailure>;
 struct Endpoint {
     std::string url{};  // as given, without a trailing slash
     std::string host{};
-    uint16_t port = 80;
+    uint16_t port = 80;    // 443 for https without a port
     std::string prefix{};  // a path before /v1 ("" usually)
+    bool tls = false;      // https
 };
 
-// Parses "http://host[:port][/prefix]". Only plain http is spoken (cogs/http has no TLS).
+// Parses "http://host[:port][/prefix]" or "https://host[:port][/prefix]".
 tl::expected<Endpoint, std::string> ParseUrl(const std::string& url);
 
 class ApiClient {
 public:
-    // `timeout` bounds each Call, retries included.
-    ApiClient(Endpoint endpoint, std::string token, Duration timeout);
+    // `timeout` bounds each Call, retries included. An https endpoint's certificate is verified by
+    // the CA in the PEM file `ca_file` (COGS_CACERT or --ca-file; `cogs dev` prints it) and must name
+    // the URL's host; without one, or with one that cannot be read, every call fails saying so.
+    // `client_cert` and `client_key` (PEM; both or neither): a client certificate for mutual TLS (a
+    // micro-service's routes take cogsd's only; cogsd's API needs none).
+    ApiClient(Endpoint endpoint, std::string token, Duration timeout, std::string ca_file = "",
+              std::string client_cert = "", std::string client_key = "");
     ~ApiClient();
     ApiClient(const ApiClient&) = delete;
     ApiClient& operator=(const ApiClient&) = delete;
@@ -103,6 +109,7 @@ private:
     std::string trace_id_;
     std::unique_ptr<boost::asio::io_context> io_;
     std::unique_ptr<http::Client> client_;
+    std::string tls_error_;  // why an https endpoint cannot be called ("" when it can)
 };
 
 // The single object of a reply like {"server": {...}} (its first object member), or the reply itself.

@@ -68,6 +68,7 @@ tl::expected<Settings, std::string> ResolveSettings(const std::string& flag_url,
         s.url = kDefaultUrl;
     }
     s.token = pick(flag_token, "COGS_TOKEN", file_token);
+    s.ca_file = pick("", "COGS_CACERT", "");
     return s;
 }
 

@@ -1,4 +1,5 @@
-// Where the CLI finds its endpoint and token: flags > environment (COGS_URL, COGS_TOKEN) > the
+// Where the CLI finds its endpoint and token: flags > environment (COGS_URL, COGS_TOKEN; COGS_CACERT,
+// the CA of an https endpoint, from the environment or --ca-file only) > the
 // config file (--config, default $XDG_CONFIG_HOME/cogs/config.yaml or ~/.config/cogs/config.yaml,
 // YAML {url, token}) > the default URL of `cogs dev` (http://127.0.0.1:8780) and no token.
 #pragma once
@@ -18,6 +19,7 @@ inline constexpr const char* kDefaultUrl = "http://127.0.0.1:8780";
 struct Settings {
     std::string url{};
     std::string token{};
+    std::string ca_file{};      // COGS_CACERT: the CA of an https endpoint (--ca-file overrides)
     std::string config_path{};  // the file consulted ("" if none)
 };
 

@@ -5,6 +5,10 @@
 // 1. Creates D/run, D/logs, and once D/network.token, D/volume.token and D/agent.key (32 random
 //    bytes as hex each, mode 0600: the tokens cogsd presents to the network and volume services, the
 //    key every agent's token is derived from). Refuses to start if D/dev.json names a live supervisor.
+//    Unless --no-tls, makes or completes the private CA D/pki (internal/dev_pki.h) and gives every
+//    process below its certificate (--tls-cert, --tls-key), the CA as client CA (--tls-client-ca:
+//    mutual TLS; cogsd's API asks without requiring) and as the CA of what it calls (--tls-ca), and
+//    its certificate again as client certificate: every URL is then https.
 // 2. Starts on 127.0.0.1, each with --port-file D/run/<name>.port and its log in D/logs/<name>.log,
 //    waiting for each port file (--start-timeout; a child that dies or is late: its log tail is
 //    printed, the others are stopped, exit 1): cogs-network (D/network.db, --token-file
@@ -30,11 +34,13 @@
 // 3. Waits until GET /v1/hosts shows the N hosts up, then seeds through the API, idempotently (by
 //    name): flavors m1.tiny (1 vCPU, 512 MiB, 1 GiB) and m1.small (1, 2048, 20), images cirros and
 //    busybox (with --driver container the only one that boots), project demo.
-// 4. Prints the endpoint, the admin token and `export COGS_URL=... COGS_TOKEN=...` (with replicas:
+// 4. Prints the endpoint, the admin token and `export COGS_URL=... COGS_TOKEN=... COGS_CACERT=D/pki/ca.crt`
+//    (COGS_CACERT only with TLS; with replicas:
 //    every replica's URL, any of which serves the API, and the database); writes D/dev.json
 //    atomically: api_url (the first replica's), api_urls (every replica's), store, data_dir,
-//    admin_token_file, supervisor_pid, processes [{name, pid, url, log}] and, with postgres,
-//    postgres {dir, data_dir, port, pid, log, conninfo, url}; with --driver container, run_dir
+//    admin_token_file, ca_file (D/pki/ca.crt; "" with --no-tls), supervisor_pid, processes [{name, pid, url,
+//    log}] and, with postgres, postgres {dir, data_dir, port, pid, log, conninfo, url}; with --driver
+//    container, run_dir
 //    (/run/cogs/dev-<hash>: host-<i>/runc is each agent's runc root).
 // 5. Supervises in the foreground: a child that exits is logged (with its log tail) and restarted on
 //    the same port after a backoff (0.5 s doubling to 30 s; reset after 30 s of good run), and
@@ -89,6 +95,8 @@ struct DevOptions {
     // What runs the instances: "sim" (nothing runs) or "container" (real instances: every
     // cogs-compute --driver container; needs root, runc, /bin/busybox and ip).
     std::string driver = "sim";
+    // TLS on every link (internal/dev_pki.h: a private CA in <data dir>/pki); false: plain HTTP.
+    bool tls = true;
 };
 
 // What the machine lacks to run `cogs dev --driver container`, one line per missing thing, each

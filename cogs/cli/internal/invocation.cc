@@ -70,7 +70,9 @@ ApiClient* Invocation::Api() {
         api_error_ = fmt::format("--timeout: '{}' is not a duration (e.g. 30s, 500ms, 2m)", options.timeout);
         return nullptr;
     }
-    api_ = std::make_unique<ApiClient>(*endpoint, settings->token, *timeout);
+    api_ = std::make_unique<ApiClient>(*endpoint, settings->token, *timeout,
+                                       options.ca_file.empty() ? settings->ca_file : options.ca_file,
+                                       options.client_cert, options.client_key);
     return api_.get();
 }
 

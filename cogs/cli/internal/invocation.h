@@ -39,6 +39,9 @@ public:
         std::string url{};
         std::string token{};
         std::string config{};
+        std::string ca_file{};      // --ca-file (else COGS_CACERT)
+        std::string client_cert{};  // --client-cert, --client-key: mutual TLS (a service's routes)
+        std::string client_key{};
         std::string output = "table";
         std::string timeout = "30s";
         std::string wait_timeout = "10m";

@@ -17,6 +17,10 @@ namespace cogs::cloud {
 
 struct Call {
     Principal who;
+    // The name the client's TLS certificate carries, verified against cogsd's client CA (an agent's
+    // names its host); "" without one. A request another replica forwarded (its certificate names
+    // "cogsd") carries the name its client's certificate had (x-cogs-peer-name, set by that replica).
+    std::string peer_name;
     std::string method;
     std::string path;                           // as asked, for messages
     std::map<std::string, std::string> params;  // the pattern's {name}s, decoded

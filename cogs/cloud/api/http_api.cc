@@ -191,6 +191,8 @@ http::Handler HttpApi::Handler() {
         }
         Call call;
         call.who = std::move(*who);
+        // A replica's certificate vouches for the one its forwarded client showed; nobody else's does.
+        call.peer_name = req.peer_name == "cogsd" ? req.Header("x-cogs-peer-name") : req.peer_name;
         call.method = req.method;
         call.path = path;
         for (auto& [k, v] : req.QueryParams()) {

@@ -106,13 +106,16 @@ void ReconcileLoop::ReconcileHost(const std::string& name, const std::string& wh
 services::kit::HttpReader* ReconcileLoop::ReaderFor(const std::string& url, const std::string& service,
                                                     const std::string& host) {
     // An agent's own token (any of its hosts' is taken by a process serving several); a host
-    // enrolled again has a new one, hence a new reader.
-    std::pair key(url, TokenFor(ctx_, service, host));
+    // enrolled again has a new one, hence a new reader. Over TLS an agent's certificate must name
+    // the host it is read for: one reader per (URL, name).
+    const auto ep = http::ParseHttpUrl(url);
+    if (!ep || (ep->tls && ctx_.options.service_tls == nullptr)) return nullptr;
+    const std::string server_name = ep->tls ? host : "";
+    std::pair key(server_name.empty() ? url : url + " " + server_name, TokenFor(ctx_, service, host));
     auto it = readers_.find(key);
     if (it == readers_.end()) {
-        auto ep = http::ParseHttpUrl(url);
-        if (!ep) return nullptr;
-        auto reader = services::kit::MakeHttpReader(ctx_.io, ep->host, ep->port, service, key.second);
+        auto reader = services::kit::MakeHttpReader(ctx_.io, ep->host, ep->port, service, key.second,
+                                                    ep->tls ? ctx_.options.service_tls : nullptr, server_name);
         it = readers_.emplace(std::move(key), std::move(reader)).first;
     }
     return it->second.get();
@@ -121,6 +124,7 @@ services::kit::HttpReader* ReconcileLoop::ReaderFor(const std::string& url, cons
 // Reads one inventory into the scan; the scan runs when its last inventory is in.
 void ReconcileLoop::ReadInventory(const std::shared_ptr<Scan>& scan, const std::string& service,
                                   const std::string& url, std::vector<std::string> hosts) {
+    // An agent serving several hosts at one URL holds a certificate naming each of them.
     services::kit::HttpReader* reader = ReaderFor(url, service, hosts.empty() ? "" : hosts.front());
     if (reader == nullptr) return;
     ++scan->pending;

@@ -52,7 +52,8 @@ private:
     struct Scan;
     void ReadInventory(const std::shared_ptr<Scan>& scan, const std::string& service, const std::string& url,
                        std::vector<std::string> hosts);
-    // The reader of `service` at `url`, with the token for it (for "compute", `host`'s agent's).
+    // The reader of `service` at `url`, with the token for it (for "compute", `host`'s agent's); over
+    // TLS an agent's certificate must name `host`.
     services::kit::HttpReader* ReaderFor(const std::string& url, const std::string& service,
                                          const std::string& host);
     Desired DesiredState() const;

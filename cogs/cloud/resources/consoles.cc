@@ -53,18 +53,29 @@ std::string Consoles::LastLines(const std::string& text, int64_t lines) {
     return text;
 }
 
-http::Client& Consoles::ClientFor(const std::string& url, const std::string& host, uint16_t port) {
-    auto it = clients_.find(url);
+http::Client& Consoles::ClientFor(const std::string& url, const std::string& host, uint16_t port,
+                                  const std::string& host_name) {
+    const bool tls = url.starts_with("https://");
+    const std::string key = tls ? url + " " + host_name : url;
+    auto it = clients_.find(key);
     if (it == clients_.end() && clients_.size() >= kMaxClients) {
         std::set<std::string> current;
         for (const auto& [name, h] : ctx_.model.All(kHost)) {
             current.insert(Str(h.body, "url"));
         }
         // A dropped client's requests in flight end as cancelled: answered 503, retryable.
-        std::erase_if(clients_, [&current](const auto& c) { return !current.contains(c.first); });
+        std::erase_if(clients_, [&current](const auto& c) {
+            return !current.contains(c.first.substr(0, c.first.find(' ')));
+        });
     }
     if (it == clients_.end()) {
-        it = clients_.emplace(url, http::MakeClient(ctx_.io, {host, port, 4})).first;
+        http::ClientOptions o;
+        o.host = host;
+        o.port = port;
+        o.max_connections = 4;
+        o.tls = tls ? ctx_.options.service_tls : nullptr;
+        o.server_name = host_name;
+        it = clients_.emplace(key, http::MakeClient(ctx_.io, o)).first;
     }
     return *it->second;
 }
@@ -103,7 +114,7 @@ void Consoles::Show(Call call) {
         req.headers.emplace_back("authorization", "Bearer " + token);
     }
     const std::string url = route->url;
-    ClientFor(url, endpoint->host, endpoint->port)
+    ClientFor(url, endpoint->host, endpoint->port, host)
         .Send(
             std::move(req), SteadyClock::now() + deadline_,
             [call = std::move(call), id, host, url, lines](Result<http::Response> r) {

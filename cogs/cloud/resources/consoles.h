@@ -1,7 +1,7 @@
 // GET /v1/servers/{id}/console[?length=N]: a server's console log — what its instance wrote to
 // stdout and stderr — as Nova's os-getConsoleOutput shows it. cogsd keeps no copy: it asks the
 // agent of the server's host, `GET /v1/instances/{id}/console` on the URL the host registered with
-// (the service token as bearer), and passes the text on.
+// (that host's agent token as bearer), and passes the text on.
 //
 //   answer   200 {"console": {"server_id", "host" (null when not placed), "output"}}
 //   length   optional, an integer 1..10000: only the last N lines of the output (a last line without
@@ -46,7 +46,9 @@ public:
     static std::string LastLines(const std::string& text, int64_t lines);
 
 private:
-    http::Client& ClientFor(const std::string& url, const std::string& host, uint16_t port);
+    // Over TLS (CloudOptions::service_tls) the agent's certificate must name `host_name`.
+    http::Client& ClientFor(const std::string& url, const std::string& host, uint16_t port,
+                            const std::string& host_name);
 
     Context& ctx_;
     services::compute::HostLookup hosts_;

@@ -95,8 +95,21 @@ void Hosts::Show(Call call) {
     call.Answer(wire::Wrapped(200, "host", View(**h)));
 }
 
+namespace {
+
+// A client certificate names its host (mutual TLS, docs/api.md "Hosts"): an agent that shows one may
+// register and heartbeat only for the host it names. Without a certificate the token decides alone.
+Status CheckPeerNamesHost(const Call& call, const std::string& host) {
+    if (call.peer_name.empty() || call.peer_name == host) return {};
+    return MakeError(ErrorCode::kPermissionDenied,
+                     "the client certificate names '" + call.peer_name + "', not host '" + host + "'");
+}
+
+}  // namespace
+
 void Hosts::Register(Call call) {
     const std::string name = call.Param("name");
+    if (auto st = CheckPeerNamesHost(call, name); !st) return call.Fail(st.error());
     std::vector<store::EventRecord> events;
     auto made = [&]() -> Result<Res> {
         COGS_TRY(RequireAdminOrHost(call.who, name));
@@ -104,7 +117,9 @@ void Hosts::Register(Call call) {
         COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(call.body, {"url", "availability_zone", "vcpus", "ram_mb",
                                                                 "disk_gb", "traits"}));
         COGS_ASSIGN_OR_RETURN(auto url, in.String("url"));
-        if (!http::ParseHttpUrl(url)) return MakeError(FieldError("url", "must be http://HOST:PORT"));
+        if (!http::ParseHttpUrl(url)) {
+            return MakeError(FieldError("url", "must be http://HOST:PORT or https://HOST:PORT"));
+        }
         COGS_ASSIGN_OR_RETURN(
             auto az, in.OptionalString("availability_zone", Text{.max_len = 64, .allow_empty = true}));
         COGS_ASSIGN_OR_RETURN(auto vcpus, in.Int("vcpus", 1, 1 << 20));
@@ -146,6 +161,7 @@ void Hosts::Register(Call call) {
 }
 
 void Hosts::Heartbeat(Call call) {
+    if (auto st = CheckPeerNamesHost(call, call.Param("name")); !st) return call.Fail(st.error());
     if (auto st = RequireAdminOrHost(call.who, call.Param("name")); !st) return call.Fail(st.error());
     const Res* found = ctx_.model.Find(kHost, call.Param("name"));
     if (found == nullptr) return call.Fail(NotFound("host", call.Param("name")));

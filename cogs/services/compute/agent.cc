@@ -54,15 +54,15 @@ std::string Describe(const Result<http::Response>& r) {
 }  // namespace
 
 Result<std::pair<std::string, uint16_t>> ParseHttpUrl(const std::string& url) {
-    constexpr std::string_view kScheme = "http://";
     auto bad = [&] {
         return MakeError(ErrorCode::kInvalidArgument,
-                         "control url: must be http://HOST:PORT, got '" + url + "'");
+                         "control url: must be http://HOST:PORT or https://HOST:PORT, got '" + url + "'");
     };
-    if (url.rfind(kScheme, 0) != 0) {
+    const size_t scheme = url.starts_with("http://") ? 7 : url.starts_with("https://") ? 8 : 0;
+    if (scheme == 0) {
         return bad();
     }
-    std::string rest = url.substr(kScheme.size());
+    std::string rest = url.substr(scheme);
     if (!rest.empty() && rest.back() == '/') {
         rest.pop_back();
     }
@@ -554,6 +554,13 @@ Result<std::unique_ptr<HostAgent>> HostAgent::Start(boost::asio::io_context& io,
         client_options.host = endpoint->first;
         client_options.port = endpoint->second;
         client_options.max_connections = std::max<size_t>(1, options.max_connections);
+        if (url.starts_with("https://")) {
+            if (options.tls == nullptr) {
+                return MakeError(ErrorCode::kInvalidArgument,
+                                 "control url " + url + " is https: a TLS context (--tls-ca) is needed");
+            }
+            client_options.tls = options.tls;
+        }
         clients.push_back(http::MakeClient(io, client_options));
     }
     auto impl = std::make_shared<Impl>(io, std::move(options), std::move(clients));

@@ -80,6 +80,7 @@
 
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
+#include "cogs/http/server.h"
 #include "cogs/services/compute/compute.h"
 
 namespace boost::asio {
@@ -93,13 +94,17 @@ class Clock;
 namespace cogs::services::compute {
 
 struct AgentOptions {
-    // cogsd's addresses, "http://HOST:PORT" each (no path; https is not supported): one, or every
+    // cogsd's addresses, "http://HOST:PORT" or "https://HOST:PORT" each (no path): one, or every
     // replica's (in the order they are tried, round-robin, from the first).
     std::vector<std::string> control_urls;
     std::string token;  // bearer token for the control plane; empty: none sent
     // Each host's own token (its host token, from its enrollment: a host token registers and renews
     // that host alone), by host name; a host not in it sends `token`.
     std::map<std::string, std::string> host_tokens;
+    // For https control urls (required then): cogsd's certificate is verified by its CA and must name
+    // the URL's host; the agent presents its client certificate (its host's: cogsd refuses a
+    // registration or heartbeat for a host other than the one it names).
+    std::shared_ptr<http::TlsContext> tls;
     std::string advertise_url;  // where the control plane reaches this process ("url" of every host)
     std::vector<HostSpec> hosts;
     Duration heartbeat_interval = std::chrono::seconds(1);
@@ -145,7 +150,8 @@ struct AgentStats {
 class HostAgent {
 public:
     // Starts registering every host at once (the first requests leave on io's next turn).
-    // kInvalidArgument for no control url, one that is not http://HOST:PORT, or no hosts; with a
+    // kInvalidArgument for no control url, one that is not http(s)://HOST:PORT (https without tls),
+    // or no hosts; with a
     // lease_dir, for one that is not absolute, a host name that is no file name (empty, ".", "..",
     // a '/'), or no link; kFailedPrecondition if the directory cannot be made.
     static Result<std::unique_ptr<HostAgent>> Start(boost::asio::io_context& io, AgentOptions options);
@@ -171,7 +177,8 @@ private:
     std::shared_ptr<Impl> impl_;
 };
 
-// Parses "http://HOST:PORT" (an optional trailing '/'); kInvalidArgument otherwise.
+// Parses "http://HOST:PORT" or "https://HOST:PORT" (an optional trailing '/'); kInvalidArgument
+// otherwise.
 Result<std::pair<std::string, uint16_t>> ParseHttpUrl(const std::string& url);
 
 }  // namespace cogs::services::compute

@@ -88,6 +88,7 @@
 
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
+#include "cogs/http/server.h"
 #include "cogs/services/kit/domain.h"
 
 namespace boost::asio {
@@ -258,6 +259,7 @@ struct ComputeDriverOptions {
     // used going first (internal/image_cache.h). No control url: only "busybox" boots.
     std::vector<std::string> control_urls{};
     std::string control_token{};
+    std::shared_ptr<http::TlsContext> control_tls{};  // for https control urls (the agent's)
     std::string images_dir{};
     size_t max_cached_images = 8;
 };

@@ -1350,8 +1350,10 @@ TEST(ParseHttpUrlTest, AcceptsHostPortOnly) {
               std::make_pair(std::string("127.0.0.1"), uint16_t{8080}));
     EXPECT_EQ(*ParseHttpUrl("http://localhost:1/"), std::make_pair(std::string("localhost"), uint16_t{1}));
     EXPECT_EQ(ParseHttpUrl("http://[::1]:9")->first, "::1");
-    for (const char* bad :
-         {"https://a:1", "http://a", "http://a:0", "http://a:70000", "http://a:1/v1", "a:1", "http://:1"}) {
+    EXPECT_EQ(*ParseHttpUrl("https://cogsd.example:8443"),
+              std::make_pair(std::string("cogsd.example"), uint16_t{8443}));
+    for (const char* bad : {"ftp://a:1", "https://a", "http://a", "http://a:0", "http://a:70000",
+                            "http://a:1/v1", "a:1", "http://:1"}) {
         EXPECT_FALSE(ParseHttpUrl(bad)) << bad;
     }
 }
@@ -1591,6 +1593,8 @@ TEST(AgentStartTest, RefusesBadOptions) {
     EXPECT_FALSE(HostAgent::Start(io, o));
     o.control_urls = {"http://127.0.0.1:1", "http://a"};
     EXPECT_FALSE(HostAgent::Start(io, o)) << "every url is checked";
+    o.control_urls = {"https://127.0.0.1:1"};
+    EXPECT_FALSE(HostAgent::Start(io, o)) << "https without a TLS context";
     o.control_urls = {"http://127.0.0.1:1"};
     o.hosts.clear();
     EXPECT_FALSE(HostAgent::Start(io, o));

@@ -433,6 +433,7 @@ private:
             .dir = o.images_dir.empty() ? o.instances_dir + "/.images" : o.images_dir,  // no instance id
             .control_urls = o.control_urls,
             .token = o.control_token,
+            .tls = o.control_tls,
             .max_images = o.max_cached_images});
     }
 

@@ -73,8 +73,13 @@ Result<http::Response> Exchange(const ImageCacheOptions& o, http::Request req, S
         auto ep = http::ParseHttpUrl(url);
         if (!ep) return MakeError(ErrorCode::kInvalidArgument, "not a control url: " + url);
         boost::asio::io_context io;
+        if (ep->tls && o.tls == nullptr) {
+            return MakeError(ErrorCode::kInvalidArgument, "control url " + url + " is https: no TLS context");
+        }
         auto client = http::MakeClient(
-            io, http::ClientOptions{.host = ep->host, .port = ep->port, .max_connections = 1});
+            io,
+            http::ClientOptions{
+                .host = ep->host, .port = ep->port, .max_connections = 1, .tls = ep->tls ? o.tls : nullptr});
         std::optional<Result<http::Response>> got;
         client->Send(req, deadline, [&](Result<http::Response> r) { got = std::move(r); });
         while (!got && io.run_one() > 0) {

@@ -16,8 +16,9 @@ namespace json = boost::json;
 
 class ComputeRouter final : public workflow::ServiceClient {
 public:
-    ComputeRouter(boost::asio::io_context& io, HostLookup lookup, size_t connections)
-        : io_(io), lookup_(std::move(lookup)), connections_(connections) {}
+    ComputeRouter(boost::asio::io_context& io, HostLookup lookup, size_t connections,
+                  std::shared_ptr<http::TlsContext> tls)
+        : io_(io), lookup_(std::move(lookup)), connections_(connections), tls_(std::move(tls)) {}
 
     void Invoke(workflow::ActionCall call, Callback done) override {
         Route(std::move(call), std::move(done), false);
@@ -97,15 +98,21 @@ private:
             return MakeError(ErrorCode::kFailedPrecondition, "compute: host " + host + " is down");
         }
         *epoch = route->lease_epoch;
+        if (endpoint->tls && tls_ == nullptr) {
+            return MakeError(ErrorCode::kFailedPrecondition,
+                             "compute: host " + host + " registered an https URL but cogsd has no --tls-ca");
+        }
         // By URL and token: a host enrolled again presents its new token at once (the old client
-        // stays for the calls it still carries).
-        auto key = std::pair(route->url, route->token);
+        // stays for the calls it still carries). Over TLS the agent's certificate must name this
+        // host: one client per (URL, host).
+        auto key = std::pair(endpoint->tls ? route->url + " " + host : route->url, route->token);
         auto it = clients_.find(key);
         if (it == clients_.end()) {
             it = clients_
                      .emplace(std::move(key),
                               kit::MakeHttpServiceClient(io_, endpoint->host, endpoint->port, "compute",
-                                                         connections_, route->token))
+                                                         connections_, route->token,
+                                                         endpoint->tls ? tls_ : nullptr, host))
                      .first;
         }
         return it->second.get();
@@ -114,15 +121,17 @@ private:
     boost::asio::io_context& io_;
     HostLookup lookup_;
     size_t connections_;
-    // by (agent URL, token)
+    std::shared_ptr<http::TlsContext> tls_;
+    // by (agent URL (and host, over TLS), token)
     std::map<std::pair<std::string, std::string>, std::shared_ptr<workflow::ServiceClient>> clients_;
 };
 
 }  // namespace
 
 std::shared_ptr<workflow::ServiceClient> MakeComputeRouter(boost::asio::io_context& io, HostLookup lookup,
-                                                           size_t connections) {
-    return std::make_shared<ComputeRouter>(io, std::move(lookup), connections);
+                                                           size_t connections,
+                                                           std::shared_ptr<http::TlsContext> tls) {
+    return std::make_shared<ComputeRouter>(io, std::move(lookup), connections, std::move(tls));
 }
 
 }  // namespace cogs::services::compute

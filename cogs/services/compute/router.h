@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 
+#include "cogs/http/server.h"
 #include "cogs/workflow/service.h"
 
 namespace boost::asio {
@@ -42,8 +43,11 @@ struct HostRoute {
 using HostLookup = std::function<std::optional<HostRoute>(const std::string& host)>;
 
 // Each call presents its host's HostRoute::token; `connections` is the pool size per agent URL and
-// token (one process serving many hosts holds one pool per host).
+// token (one process serving many hosts holds one pool per host). With `tls`, an agent is called over
+// TLS (mutual, with tls's certificate) and its certificate must name the host the call is for (an
+// agent serving several hosts at one URL holds a certificate naming them all).
 std::shared_ptr<workflow::ServiceClient> MakeComputeRouter(boost::asio::io_context& io, HostLookup lookup,
-                                                           size_t connections);
+                                                           size_t connections,
+                                                           std::shared_ptr<http::TlsContext> tls = nullptr);
 
 }  // namespace cogs::services::compute

@@ -16,6 +16,7 @@
 #include "cogs/services/kit/faults.h"
 #include "cogs/services/kit/ledger.h"
 #include "cogs/services/kit/serve.h"
+#include "cogs/services/kit/tls_flags.h"
 
 namespace cogs::services::kit {
 
@@ -89,6 +90,7 @@ inline void AddProcessFlags(CLI::App& app, ServeOptions& o) {
         ->capture_default_str();
     app.add_option("--max-body-bytes", o.max_body_bytes, "largest request body accepted")
         ->capture_default_str();
+    AddTlsFlags(app, o.tls, /*allowed_clients=*/true);
     AddFaultFlags(app, o.service.faults);
     AddLedgerRetentionFlags(app, o.service.ledger_retention);
 }

@@ -44,13 +44,26 @@ Result<workflow::ActionReply> DecodeReply(const std::string& service, Result<htt
     return Failed(service, res);
 }
 
+http::ClientOptions Options(std::string host, uint16_t port, size_t max_connections,
+                            std::shared_ptr<http::TlsContext> tls, std::string server_name) {
+    http::ClientOptions o;
+    o.host = std::move(host);
+    o.port = port;
+    o.max_connections = max_connections;
+    o.tls = std::move(tls);
+    o.server_name = std::move(server_name);
+    return o;
+}
+
 class HttpServiceClient final : public workflow::ServiceClient {
 public:
     HttpServiceClient(boost::asio::io_context& io, std::string host, uint16_t port, std::string service,
-                      size_t max_connections, std::string bearer_token)
+                      size_t max_connections, std::string bearer_token, std::shared_ptr<http::TlsContext> tls,
+                      std::string server_name)
         : service_(std::move(service)),
           authorization_(bearer_token.empty() ? std::string() : "Bearer " + bearer_token),
-          client_(http::MakeClient(io, http::ClientOptions{std::move(host), port, max_connections})) {}
+          client_(http::MakeClient(
+              io, Options(std::move(host), port, max_connections, std::move(tls), std::move(server_name)))) {}
 
     void Invoke(workflow::ActionCall call, Callback done) override {
         http::Request req;
@@ -99,10 +112,11 @@ private:
 class Reader final : public HttpReader {
 public:
     Reader(boost::asio::io_context& io, std::string host, uint16_t port, std::string service,
-           std::string token)
+           std::string token, std::shared_ptr<http::TlsContext> tls, std::string server_name)
         : service_(std::move(service)),
           authorization_(token.empty() ? "" : "Bearer " + token),
-          client_(http::MakeClient(io, http::ClientOptions{std::move(host), port, 2})) {}
+          client_(http::MakeClient(
+              io, Options(std::move(host), port, 2, std::move(tls), std::move(server_name)))) {}
 
     void Get(std::string target, SteadyTime deadline,
              std::function<void(Result<std::string>)> done) override {
@@ -130,17 +144,21 @@ private:
 }  // namespace
 
 std::shared_ptr<HttpReader> MakeHttpReader(boost::asio::io_context& io, std::string host, uint16_t port,
-                                           std::string service_name, std::string bearer_token) {
+                                           std::string service_name, std::string bearer_token,
+                                           std::shared_ptr<http::TlsContext> tls, std::string server_name) {
     return std::make_shared<Reader>(io, std::move(host), port, std::move(service_name),
-                                    std::move(bearer_token));
+                                    std::move(bearer_token), std::move(tls), std::move(server_name));
 }
 
 std::shared_ptr<workflow::ServiceClient> MakeHttpServiceClient(boost::asio::io_context& io, std::string host,
                                                                uint16_t port, std::string service_name,
                                                                size_t max_connections,
-                                                               std::string bearer_token) {
+                                                               std::string bearer_token,
+                                                               std::shared_ptr<http::TlsContext> tls,
+                                                               std::string server_name) {
     return std::make_shared<HttpServiceClient>(io, std::move(host), port, std::move(service_name),
-                                               max_connections, std::move(bearer_token));
+                                               max_connections, std::move(bearer_token), std::move(tls),
+                                               std::move(server_name));
 }
 
 }  // namespace cogs::services::kit

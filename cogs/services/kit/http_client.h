@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "cogs/http/server.h"
 #include "cogs/workflow/service.h"
 
 namespace boost::asio {
@@ -19,7 +20,9 @@ namespace cogs::services::kit {
 // A ServiceClient for the service at host:port over a keep-alive pool of at most `max_connections`.
 // Callbacks run on `io`. The attempt's deadline bounds the HTTP exchange and is sent as
 // X-Cogs-Deadline-Ms. With `bearer_token` non-empty every request carries
-// "Authorization: Bearer <token>".
+// "Authorization: Bearer <token>". With `tls` non-null the service is called over TLS, its
+// certificate verified by tls's CA and required to name `server_name` (empty: `host`); tls's client
+// certificate, if any, is presented (mutual TLS).
 //
 // Errors: a transport failure or timeout, 5xx, 429 and 408 are retryable (outcome unknown); any
 // other 4xx is definitive (nothing applied). The code comes from the answer's "code" field, else
@@ -37,11 +40,13 @@ public:
                      std::function<void(Result<std::string>)> done) = 0;
 };
 std::shared_ptr<HttpReader> MakeHttpReader(boost::asio::io_context& io, std::string host, uint16_t port,
-                                           std::string service_name, std::string bearer_token = "");
+                                           std::string service_name, std::string bearer_token = "",
+                                           std::shared_ptr<http::TlsContext> tls = nullptr,
+                                           std::string server_name = "");
 
-std::shared_ptr<workflow::ServiceClient> MakeHttpServiceClient(boost::asio::io_context& io, std::string host,
-                                                               uint16_t port, std::string service_name,
-                                                               size_t max_connections,
-                                                               std::string bearer_token = "");
+std::shared_ptr<workflow::ServiceClient> MakeHttpServiceClient(
+    boost::asio::io_context& io, std::string host, uint16_t port, std::string service_name,
+    size_t max_connections, std::string bearer_token = "", std::shared_ptr<http::TlsContext> tls = nullptr,
+    std::string server_name = "");
 
 }  // namespace cogs::services::kit

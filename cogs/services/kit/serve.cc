@@ -42,6 +42,20 @@ Result<std::pair<std::string, uint16_t>> ParseListen(const std::string& listen) 
     return std::pair{std::move(host), static_cast<uint16_t>(port)};
 }
 
+namespace {
+
+// What the start-up line says of TLS.
+std::string TlsSummary(const TlsOptions& o) {
+    if (!o.serves_tls()) return "; plain http";
+    if (o.client_ca_file.empty()) return "; tls";
+    std::string names;
+    for (const std::string& n : o.allowed_clients)
+        names += (names.empty() ? "" : ",") + n;
+    return "; mutual tls, actions for " + (names.empty() ? std::string("any client of the CA") : names);
+}
+
+}  // namespace
+
 Status WritePortFile(const std::string& path, uint16_t port) {
     return runtime::WriteFileAtomic(path, std::to_string(port) + "\n");
 }
@@ -107,7 +121,17 @@ int ServeTarget(const ServeOptions& options, std::string_view component, OpenTar
     server_options.port = listen->second;
     server_options.max_body_bytes = options.max_body_bytes;
     server_options.error_answer = wire::ServiceError;
-    auto server = http::StartServer(io, server_options, MakeActionHttpHandler(**target, access, &metrics));
+    auto server_tls = MakeServerTlsFrom(options.tls);
+    if (!server_tls) {
+        log.critical("tls: {}", server_tls.error().message);
+        return 2;
+    }
+    server_options.tls = *server_tls;
+    http::Handler handler = MakeActionHttpHandler(**target, access, &metrics);
+    if (!options.tls.client_ca_file.empty()) {
+        handler = AllowClients(std::move(handler), options.tls.allowed_clients);
+    }
+    auto server = http::StartServer(io, server_options, std::move(handler));
     if (!server) {
         log.critical("cannot listen on {}: {}", options.listen, server.error().ToString());
         return 1;
@@ -119,9 +143,10 @@ int ServeTarget(const ServeOptions& options, std::string_view component, OpenTar
             return 1;
         }
     }
-    log.info("{} listening on {}:{} (auth: {}; test routes: {}; faults: {})", name, server_options.host, port,
-             access.token_sha256.empty() ? "none" : "bearer token", access.test_routes ? "on" : "off",
-             ToJson((*target)->faults()));
+    log.info("{} listening on {}:{} (auth: {}{}; test routes: {}; faults: {})", name, server_options.host, port,
+             access.token_sha256.empty() ? "none" : "bearer token", TlsSummary(options.tls),
+             access.test_routes ? "on" : "off", ToJson((*target)->faults()));
+    auto reloader = StartTlsReloader(io, {{"server", server_options.tls}, {"client", options.client_tls}});
 
     // Destroyed before `io`: what the hook keeps in its captures may own timers and clients on it.
     auto hook = std::move(on_listening);

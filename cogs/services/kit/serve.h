@@ -14,6 +14,7 @@
 #include "cogs/services/kit/domain.h"
 #include "cogs/services/kit/protocol.h"
 #include "cogs/services/kit/service.h"
+#include "cogs/services/kit/tls.h"
 
 namespace boost::asio {
 class io_context;
@@ -33,6 +34,13 @@ struct ServeOptions {
     std::string log_level = "info";   // trace, debug, info, warn, error, critical, off
     std::string log_format = "json";  // json (one object per line on stderr) or text
     size_t max_body_bytes = 1 << 20;
+    // TLS (tls.h): with a certificate, the service serves TLS only; with a client CA, mutual TLS and
+    // only tls.allowed_clients may call its routes (not /healthz, /metrics). Rotated on SIGHUP and on
+    // file change. The client side is for what on_listening starts (the agent's calls to cogsd).
+    TlsOptions tls;
+    // The client context the main made from tls for what on_listening starts: reloaded with the
+    // server's. Null: none.
+    std::shared_ptr<http::TlsContext> client_tls{};
 };
 
 // The whole life of a service process around any ActionTarget (cogs-sim's SimService; Serve below

@@ -31,6 +31,7 @@
 
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
+#include "cogs/http/server.h"
 
 namespace cogs::services::compute::internal {
 
@@ -38,6 +39,7 @@ struct ImageCacheOptions {
     std::string dir;                              // absolute; made if missing
     std::vector<std::string> control_urls;        // cogsd, "http://HOST:PORT" each: tried in order
     std::string token;                            // bearer token for cogsd; "": none sent
+    std::shared_ptr<http::TlsContext> tls{};      // for https control urls (required then)
     Duration timeout = std::chrono::minutes(10);  // one image's look-up, download and extraction
     uint64_t max_bytes = uint64_t{4} << 30;       // the largest archive downloaded
     size_t max_images = 8;                        // images kept (>= 1); the least recently used go
