@@ -212,7 +212,7 @@ bool Dev::AwaitAdminToken() {
         // days later: the old one may have expired): the file is read until its token works.
         if (auto t = runtime::ReadTokenFile(D("admin.token")); t) {
             auto endpoint = ParseUrl(replicas_.front()->url());
-            if (endpoint && ApiClient(*endpoint, *t, 2s).Get("/v1/whoami")) {
+            if (endpoint && ApiClient(*endpoint, *t, 2s, pki_ ? pki_->ca() : "").Get("/v1/whoami")) {
                 admin_token_ = *t;
                 return true;
             }
