@@ -163,8 +163,13 @@ TEST(FloodTest, AReaderFloodNeitherFencesAHostNorStarvesAnotherProject) {
     int flood_loops = kFloodConnections;  // on the flood's thread
     const auto endpoint = http::ParseHttpUrl(dev->api_url());
     ASSERT_TRUE(endpoint) << dev->api_url();
-    auto flood_client =
-        http::MakeClient(flood_io, http::ClientOptions{endpoint->host, endpoint->port, kFloodConnections});
+    http::ClientOptions flood_options{endpoint->host, endpoint->port, kFloodConnections};
+    if (endpoint->tls) {  // cogs dev's TLS: a tenant trusts the dev CA and shows no certificate
+        auto tls = http::MakeClientTls({.ca_file = dev->ca_file()});
+        ASSERT_TRUE(tls) << tls.error().ToString();
+        flood_options.tls = *tls;
+    }
+    auto flood_client = http::MakeClient(flood_io, flood_options);
     std::function<void()> send = [&] {
         http::Request req;
         req.method = "GET";
