@@ -110,6 +110,7 @@ TEST(HttpTest, RoundTrip) {
                    req.body;
         res.content_type = "text/plain";
         res.headers.emplace_back("X-Answer", "42");
+        res.headers.emplace_back("X-Peer", req.peer_name + "|" + req.peer_address);
         respond(std::move(res));
     });
     auto client = Connect(io, *server);
@@ -124,6 +125,7 @@ TEST(HttpTest, RoundTrip) {
     EXPECT_EQ((*got)->status, 201);
     EXPECT_EQ((*got)->body, R"(POST /v1/echo b c thing {"k":1})");
     EXPECT_EQ((*got)->Header("x-answer"), "42");
+    EXPECT_EQ((*got)->Header("x-peer"), "|127.0.0.1");  // plain HTTP: the address, no verified name
     EXPECT_EQ((*got)->content_type, "text/plain");
 }
 

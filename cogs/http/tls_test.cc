@@ -212,7 +212,8 @@ TEST_F(TlsTest, PlainHttpToATlsServerIsNeverAnsweredAndASilentClientIsClosedAtTh
     // A client that connects and says nothing holds a connection only until the handshake's deadline.
     asio::ip::tcp::socket silent(io_);
     silent.connect({asio::ip::make_address("127.0.0.1"), server_->port()});
-    ASSERT_TRUE(RunUntil(io_, [&] { return server_->connections_open() == 1; }));
+    ASSERT_TRUE(
+        RunUntil(io_, [&] { return server_->connections_accepted() == 2; }));  // the plain one, this one
     bool closed = false;
     char byte;
     silent.async_read_some(asio::buffer(&byte, 1),
@@ -221,6 +222,35 @@ TEST_F(TlsTest, PlainHttpToATlsServerIsNeverAnsweredAndASilentClientIsClosedAtTh
 
     // The server goes on serving.
     EXPECT_TRUE(SendAndWait(io_, *TlsClient(ca_.cert_file)));
+}
+
+TEST_F(TlsTest, TheServersOwnRefusalsAndStopWorkOverTls) {
+    ServerOptions options;
+    options.tls = ServerTls(ServerFiles());
+    options.max_body_bytes = 1000;
+    auto server = StartServer(io_, options, [](Request, Respond) {});  // holds every request
+    ASSERT_TRUE(server) << server.error().ToString();
+    ClientOptions co;
+    co.port = (*server)->port();
+    co.tls = ClientTls({.ca_file = ca_.cert_file});
+    auto client = MakeClient(io_, co);
+
+    Request big = Get("/big");
+    big.method = "POST";
+    big.body = std::string(5000, 'x');
+    auto refused = SendAndWait(io_, *client, big);
+    ASSERT_TRUE(refused) << refused.error().ToString();
+    EXPECT_EQ(refused->status, 413);
+
+    // A request the handler holds, on a live TLS connection: Stop() closes it.
+    std::optional<Result<Response>> held;
+    client->Send(Get("/held"), SteadyClock::now() + 5s, [&](Result<Response> r) { held = std::move(r); });
+    ASSERT_TRUE(RunUntil(io_, [&] { return (*server)->connections_open() == 1; }));
+    (*server)->Stop();
+    ASSERT_TRUE(RunUntil(io_, [&] { return held.has_value(); }));
+    ASSERT_FALSE(*held);
+    EXPECT_EQ(held->error().code, ErrorCode::kUnavailable);
+    EXPECT_TRUE(RunUntil(io_, [&] { return (*server)->connections_open() == 0; }));
 }
 
 TEST_F(TlsTest, ATlsClientOfAPlainServerFails) {

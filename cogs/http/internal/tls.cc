@@ -125,8 +125,7 @@ bool IsIpAddress(const std::string& s) {
 
 }  // namespace
 
-TlsContextImpl::TlsContextImpl(bool server, TlsFiles files, std::shared_ptr<ssl::context> context)
-    : server_(server), files_(std::move(files)), context_(std::move(context)), stamp_(Stamp(files_)) {}
+TlsContextImpl::TlsContextImpl(bool server, TlsFiles files) : server_(server), files_(std::move(files)) {}
 
 std::shared_ptr<ssl::context> TlsContextImpl::Current() const {
     std::lock_guard lock(mu_);
@@ -201,15 +200,15 @@ std::string HandshakeFailure(SSL* ssl, const std::string& fallback) {
 }  // namespace internal
 
 Result<std::shared_ptr<TlsContext>> MakeServerTls(TlsFiles files) {
-    COGS_ASSIGN_OR_RETURN(auto context, internal::Build(true, files));
-    return std::shared_ptr<TlsContext>(
-        std::make_shared<internal::TlsContextImpl>(true, std::move(files), std::move(context)));
+    auto tls = std::make_shared<internal::TlsContextImpl>(true, std::move(files));
+    COGS_TRY(tls->Reload());
+    return std::shared_ptr<TlsContext>(std::move(tls));
 }
 
 Result<std::shared_ptr<TlsContext>> MakeClientTls(TlsFiles files) {
-    COGS_ASSIGN_OR_RETURN(auto context, internal::Build(false, files));
-    return std::shared_ptr<TlsContext>(
-        std::make_shared<internal::TlsContextImpl>(false, std::move(files), std::move(context)));
+    auto tls = std::make_shared<internal::TlsContextImpl>(false, std::move(files));
+    COGS_TRY(tls->Reload());
+    return std::shared_ptr<TlsContext>(std::move(tls));
 }
 
 }  // namespace cogs::http

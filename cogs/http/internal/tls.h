@@ -18,7 +18,8 @@ namespace cogs::http::internal {
 // context it was made with for as long as it lives, and a new connection takes the newest.
 class TlsContextImpl final : public TlsContext {
 public:
-    TlsContextImpl(bool server, TlsFiles files, std::shared_ptr<boost::asio::ssl::context> context);
+    // Empty until the first Reload() (MakeServerTls and MakeClientTls make it and load it).
+    TlsContextImpl(bool server, TlsFiles files);
 
     Status Reload() override;
     Result<bool> ReloadIfChanged() override;
