@@ -75,6 +75,38 @@ protected:
     bool alive_ = true;
 };
 
+// With TLS the leader learns the name of the client certificate the follower saw (an agent's host)
+// from x-cogs-peer-name; a client cannot set it itself: whatever it sent is dropped.
+TEST_F(ForwarderTest, TheClientsCertificateNameTravelsToTheLeaderAndNoClientCanForgeIt) {
+    std::vector<http::Request> seen;
+    auto answering = http::StartServer(io_, http::ServerOptions{}, [&](http::Request req, http::Respond r) {
+        seen.push_back(std::move(req));
+        r(http::Response{});
+    });
+    ASSERT_TRUE(answering) << answering.error().ToString();
+    ForwarderOptions o;
+    o.replica_id = "follower";
+    o.leader = [&] {
+        return store::LeaderInfo{"leader", "http://127.0.0.1:" + std::to_string((*answering)->port()),
+                                 7,        0,
+                                 true,     SteadyClock::now()};
+    };
+    Forwarder f(io_, o);
+    const auto forward = [&](const std::string& peer, const std::string& forged) {
+        http::Request req = Req("POST", "/v1/hosts/host-1/heartbeat");
+        req.peer_name = peer;
+        if (!forged.empty()) req.headers.emplace_back("x-cogs-peer-name", forged);
+        std::optional<http::Response> got;
+        f.Handler()(std::move(req), [&](http::Response r) { got = std::move(r); });
+        RunUntil([&] { return got.has_value(); });
+        return seen.empty() ? std::string("(nothing forwarded)") : seen.back().Header("x-cogs-peer-name");
+    };
+    EXPECT_EQ(forward("host-2", ""), "host-2");
+    EXPECT_EQ(forward("host-2", "host-1"), "host-2");
+    EXPECT_EQ(forward("", "host-1"), "") << "a client without a certificate named one";
+    EXPECT_EQ(seen.size(), 3u);
+}
+
 TEST_F(ForwarderTest, HeartbeatToASilentLeaderIsGivenUpSoonWhileOtherRequestsWait) {
     auto forwarder = Make(100ms);
     http::Handler handler = forwarder->Handler();

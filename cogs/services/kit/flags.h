@@ -8,6 +8,8 @@
 //   --error-rate R  --permanent-rate R  --hang-rate R  --lost-reply-rate R  --latency-ms MS
 //   --fail-action A (repeatable)  --long-action A (repeatable)  --accept-ms MS  --hang-all
 //   --ledger-retention-hours H  --ledger-max N  --ledger-min-age-minutes M
+//   --tls-cert F --tls-key F --tls-client-ca F --tls-ca F --tls-client-cert F --tls-client-key F
+//   --tls-allowed-client NAME (repeatable)                                          (tls_flags.h)
 #pragma once
 
 #include <CLI/CLI.hpp>

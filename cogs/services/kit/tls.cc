@@ -58,7 +58,11 @@ namespace {
 class Reloader final : public TlsReloader {
 public:
     Reloader(boost::asio::io_context& io, std::vector<TlsReloadTarget> targets, Duration poll)
-        : targets_(std::move(targets)), poll_(poll), signals_(io, SIGHUP), timer_(io) {}
+        : targets_(std::move(targets)),
+          poll_(poll),
+          signals_(io, SIGHUP),
+          timer_(io),
+          last_error_(targets_.size()) {}
 
     void Start() {
         WaitSignal();
@@ -105,16 +109,24 @@ private:
         timer_.expires_after(poll_);
         timer_.async_wait([this](boost::system::error_code ec) {
             if (ec) return;
-            for (const TlsReloadTarget& t : targets_) {
+            for (size_t i = 0; i < targets_.size(); ++i) {
+                const TlsReloadTarget& t = targets_[i];
                 if (t.context == nullptr) continue;
                 auto changed = t.context->ReloadIfChanged();
                 if (!changed) {
-                    // Logged once per change seen: a half-written pair is retried at the next poll.
-                    spdlog::warn(
-                        "tls: {} certificate changed on disk but cannot be loaded (keeping the one "
-                        "in use): {}",
-                        t.name, changed.error().message);
-                } else if (*changed) {
+                    // Retried at every poll (a half-written pair is complete at the next one); said
+                    // once per reason, not every 5 s.
+                    if (changed.error().message != last_error_[i]) {
+                        last_error_[i] = changed.error().message;
+                        spdlog::warn(
+                            "tls: {} certificate changed on disk but cannot be loaded (keeping the "
+                            "one in use): {}",
+                            t.name, last_error_[i]);
+                    }
+                    continue;
+                }
+                last_error_[i].clear();
+                if (*changed) {
                     spdlog::info("tls: {} certificate changed on disk, reloaded from {}", t.name,
                                  Describe(*t.context));
                 }
@@ -127,6 +139,7 @@ private:
     Duration poll_;
     boost::asio::signal_set signals_;
     boost::asio::steady_timer timer_;
+    std::vector<std::string> last_error_;  // per target: the poll's last failure, said once
 };
 
 }  // namespace

@@ -58,7 +58,8 @@ Result<std::shared_ptr<http::TlsContext>> MakeClientTlsFrom(const TlsOptions& o)
 // Rotation without a restart: on SIGHUP, and every `poll` when a file's modification time or size
 // changed (a certificate replaced on disk, as cert-manager does), every context is reloaded; each
 // reload logs one line naming the context and its certificate file (never a key's content), a failed
-// one a warning saying why (the context keeps what it had). Lives on `io`'s thread; destroy it before
+// one a warning saying why (the context keeps what it had; the poll retries every `poll` and says
+// each reason once). Lives on `io`'s thread; destroy it before
 // `io`. Contexts may be null (skipped); null when every one is (SIGHUP keeps its default action).
 class TlsReloader {
 public:
