@@ -5,8 +5,8 @@
 //   - every token secret the API answered (and its SHA-256, the stored hash: never shown either),
 //     the old secret of the rotated token, the wrong token sent;
 //   - the content of every secret file in the data dir: a file of mode 0600 or named *.token or
-//     *.key (admin.token, network.token, volume.token, agent.key, and whatever later parts add — host credentials, TLS
-//     keys — without a change here), line by line for multi-line files (PEM).
+//     *.key (admin.token, network.token, volume.token, agent.key, and whatever later parts add — host
+//     credentials, TLS keys — without a change here), line by line for multi-line files (PEM).
 // `cogs dev`'s own terminal output (the admin token for the export line) is the user's terminal
 // (here <data dir>/cogs-dev.log, outside logs/), not a log; dev.json must not carry a secret.
 #include <gtest/gtest.h>

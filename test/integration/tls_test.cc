@@ -161,7 +161,8 @@ TEST_F(TlsTest, AServiceServesItsActionsToCogsdsCertificateOnly) {
         EXPECT_EQ(agent.Must("GET", "/metrics").status, 200) << name;
         auto anonymous = ApiClient(url, dev_->ServiceToken(name), As("")).Call("GET", "/healthz", "", {}, 5s);
         EXPECT_FALSE(anonymous) << name << " served a client without a certificate: " << anonymous->status;
-        EXPECT_EQ(ApiClient(url, dev_->ServiceToken(name), As("cogsd")).Must("GET", "/v1/inventory").status, 200)
+        EXPECT_EQ(ApiClient(url, dev_->ServiceToken(name), As("cogsd")).Must("GET", "/v1/inventory").status,
+                  200)
             << name;
     }
 }

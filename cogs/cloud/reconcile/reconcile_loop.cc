@@ -114,8 +114,9 @@ services::kit::HttpReader* ReconcileLoop::ReaderFor(const std::string& url, cons
     std::pair key(server_name.empty() ? url : url + " " + server_name, TokenFor(ctx_, service, host));
     auto it = readers_.find(key);
     if (it == readers_.end()) {
-        auto reader = services::kit::MakeHttpReader(ctx_.io, ep->host, ep->port, service, key.second,
-                                                    ep->tls ? ctx_.options.service_tls : nullptr, server_name);
+        auto reader =
+            services::kit::MakeHttpReader(ctx_.io, ep->host, ep->port, service, key.second,
+                                          ep->tls ? ctx_.options.service_tls : nullptr, server_name);
         it = readers_.emplace(std::move(key), std::move(reader)).first;
     }
     return it->second.get();

@@ -135,7 +135,8 @@ void Unregister(ServerState& state, ConnectionBase& conn) {
     }
     state.connections.erase(conn.pos);
     conn.pos = state.connections.end();
-    if (auto it = state.per_address.find(conn.peer_address); it != state.per_address.end() && --it->second == 0) {
+    if (auto it = state.per_address.find(conn.peer_address);
+        it != state.per_address.end() && --it->second == 0) {
         state.per_address.erase(it);
     }
 }

@@ -108,12 +108,12 @@ private:
         auto key = std::pair(endpoint->tls ? route->url + " " + host : route->url, route->token);
         auto it = clients_.find(key);
         if (it == clients_.end()) {
-            it = clients_
-                     .emplace(std::move(key),
-                              kit::MakeHttpServiceClient(io_, endpoint->host, endpoint->port, "compute",
-                                                         connections_, route->token,
-                                                         endpoint->tls ? tls_ : nullptr, host))
-                     .first;
+            it =
+                clients_
+                    .emplace(std::move(key), kit::MakeHttpServiceClient(io_, endpoint->host, endpoint->port,
+                                                                        "compute", connections_, route->token,
+                                                                        endpoint->tls ? tls_ : nullptr, host))
+                    .first;
         }
         return it->second.get();
     }

@@ -143,8 +143,8 @@ int ServeTarget(const ServeOptions& options, std::string_view component, OpenTar
             return 1;
         }
     }
-    log.info("{} listening on {}:{} (auth: {}{}; test routes: {}; faults: {})", name, server_options.host, port,
-             access.token_sha256.empty() ? "none" : "bearer token", TlsSummary(options.tls),
+    log.info("{} listening on {}:{} (auth: {}{}; test routes: {}; faults: {})", name, server_options.host,
+             port, access.token_sha256.empty() ? "none" : "bearer token", TlsSummary(options.tls),
              access.test_routes ? "on" : "off", ToJson((*target)->faults()));
     auto reloader = StartTlsReloader(io, {{"server", server_options.tls}, {"client", options.client_tls}});
 
