@@ -304,6 +304,8 @@ int Run(const CreateStormOptions& o) {
             Progress("removed {} containers the cloud left running", swept);
             out["containers_swept"] = swept;
         }
+        // The network's bridge is on the machine, not in the data dir: it goes before the cloud.
+        out["network_deleted"] = TearDown(dev, *setup);
     }
     const std::string run_dir = real ? RunDirOf(dev) : "";
     cloud->Stop();

@@ -251,12 +251,29 @@ std::optional<Setup> SetUp(const DevCloud& dev, const CreateStormOptions& o) {
         Progress("POST /v1/subnets: {} {}", sn.status, sn.text);
         return std::nullopt;
     }
-    if (!WaitStatus(member, "/v1/subnets/" + S(At(sn.body, "subnet"), "id"), "subnet", "ACTIVE")) {
+    s.subnet_id = S(At(sn.body, "subnet"), "id");
+    if (!WaitStatus(member, "/v1/subnets/" + s.subnet_id, "subnet", "ACTIVE")) {
         return std::nullopt;
     }
     Progress("project {}, flavor bench.tiny, network {} with subnet {}: ready", s.project_id, s.network_id,
              cidr);
     return s;
+}
+
+bool TearDown(const DevCloud& dev, const Setup& setup) {
+    ApiClient member(dev.api_url(), setup.member_token);
+    for (const std::string path : {"/v1/subnets/" + setup.subnet_id, "/v1/networks/" + setup.network_id}) {
+        ApiReply r = member.Must("DELETE", path);
+        if (r.status != 202 && r.status != 404) {
+            Progress("DELETE {}: {} {}", path, r.status, r.text);
+            return false;
+        }
+        if (!testing::WaitUntil([&] { return member.Must("GET", path).status == 404; }, 60s, 50ms)) {
+            Progress("{} is still there 60 s after its DELETE", path);
+            return false;
+        }
+    }
+    return true;
 }
 
 bool AwaitHostsUp(const DevCloud& dev, const std::set<std::string>& wanted) {

@@ -50,12 +50,19 @@ struct Setup {
     std::string project_id;
     std::string member_token;
     std::string network_id;
+    std::string subnet_id;
 };
 
 // Creates, through the API, the project "bench" without quotas, a member token, the flavor
 // bench.tiny and the network bench-net with a subnet for options.servers addresses, and waits for
 // them; nullopt (and why, on stderr) if any step fails.
 std::optional<Setup> SetUp(const testing::DevCloud& dev, const CreateStormOptions& options);
+
+// Deletes the subnet and the network SetUp made and waits (up to 60 s each) until they are gone:
+// with the linux network driver the network's bridge goes with it, which a data directory thrown
+// away afterwards would otherwise leave on the machine. Servers on it must be gone first. False
+// (and why, on stderr) if either is still there.
+bool TearDown(const testing::DevCloud& dev, const Setup& setup);
 
 // Waits (up to 90 s) until GET /v1/hosts shows every host of `wanted` up and enabled.
 bool AwaitHostsUp(const testing::DevCloud& dev, const std::set<std::string>& wanted);
