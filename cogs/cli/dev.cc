@@ -9,6 +9,7 @@
 // postgres user when we are root), owns it and stops it, after every cogs process, and the
 // supervision loop restarts it with Cluster::Restart if it dies.
 #include "cogs/cli/internal/dev.h"
+#include "cogs/cli/internal/dev_supervisor.h"
 
 #include <signal.h>
 #include <sys/prctl.h>
@@ -35,18 +36,6 @@
 namespace cogs::cli {
 namespace {
 
-namespace fs = std::filesystem;
-using namespace std::chrono_literals;
-
-constexpr Duration kStopGrace = 5s;
-constexpr Duration kFirstBackoff = 500ms;
-constexpr Duration kMaxBackoff = 30s;
-constexpr Duration kStableRun = 30s;  // a child that ran this long before dying restarts without delay growth
-constexpr Duration kPgStopGrace = 10s;
-// cogsd's exit code when it is deposed (a replica that lost its leader lease): an expected exit; it
-// is restarted after kFirstBackoff, without delay growth, and comes back as a follower.
-constexpr int kExitDeposed = 75;
-
 // The first of `candidates` that is an executable file, or "".
 std::string FindTool(std::initializer_list<const char*> candidates) {
     for (const char* path : candidates) {
@@ -67,71 +56,9 @@ std::string DirTag(const std::string& dir) {
     return fmt::format("dev-{:08x}", static_cast<uint32_t>(h ^ (h >> 32)));
 }
 
-struct Proc : runtime::ServerChild {
-    using ServerChild::ServerChild;
+}  // namespace
 
-    uint16_t listen_port = 0;  // asked for at the next start: 0 at first, then the port it had
-    SteadyTime started{};
-    Duration backoff = kFirstBackoff;
-    std::optional<SteadyTime> restart_at{};
-    bool tls = false;  // serves https (cogs dev's default)
-
-    std::string url() const {
-        return port ? fmt::format("{}://127.0.0.1:{}", tls ? "https" : "http", port) : "";
-    }
-};
-
-class Dev {
-public:
-    Dev(const DevOptions& o, std::ostream& out, std::ostream& err) : o_(o), out_(out), err_(err) {}
-
-    int Run();
-
-private:
-    // True (and remembered) once SIGINT or SIGTERM arrived; waits up to `wait` for one.
-    bool StopRequested(Duration wait = Duration::zero());
-    bool Start(Proc& p);
-    // Waits for p's port file; on failure prints why and the log tail.
-    bool AwaitPort(Proc& p);
-    bool AwaitAdminToken();
-    // --store postgres: starts the cluster in D/postgres (initdb on the first start only).
-    bool StartPostgres();
-    // Restarts the cluster if its server died (at most once per backoff); true if it was restarted.
-    bool SupervisePostgres();
-    void StopPostgres();
-    // POST /v1/hosts/{host}/enroll, its credentials written to dir/host.token and dir/agent.token.
-    bool EnrollHost(ApiClient& api, const std::string& host, const std::string& dir);
-    bool AwaitHostsUp(ApiClient& api);
-    bool Seed(ApiClient& api);
-    // Whether every started child still runs; prints the first dead one's log tail otherwise.
-    bool AllAlive();
-    void Supervise();
-    void StopAll();
-    void WriteDevJson();
-    void WritePrometheusConfig();
-    void PrintLogTail(const Proc& p);
-    std::string D(const std::string& name) const { return (dir_ / name).string(); }
-    // The TLS flags of the process whose certificate is `cert` (dev_pki.h): it serves with it,
-    // requires a certificate of the CA from its clients, and presents it when it calls others.
-    // Empty with --no-tls.
-    std::vector<std::string> TlsArgs(const std::string& cert) const;
-
-    const DevOptions o_;
-    std::ostream& out_;
-    std::ostream& err_;
-    fs::path dir_;
-    std::vector<std::unique_ptr<Proc>> procs_;  // in start order
-    std::vector<Proc*> replicas_;               // cogsd, or cogsd-1..N (postgres)
-    std::unique_ptr<pg::Cluster> pg_;           // --store postgres
-    Duration pg_backoff_ = kFirstBackoff;
-    std::optional<SteadyTime> pg_restart_at_{};
-    std::string admin_token_;
-    std::string api_url_;
-    std::string run_dir_;        // --driver container: runc's state of every host, /run/cogs/dev-<hash>
-    std::optional<DevPki> pki_;  // TLS on (not --no-tls)
-    bool stop_ = false;
-    sigset_t signals_{};
-};
+namespace devsup {
 
 bool Dev::StopRequested(Duration wait) {
     if (stop_) {
@@ -203,284 +130,6 @@ bool Dev::AllAlive() {
         }
     }
     return true;
-}
-
-bool Dev::AwaitAdminToken() {
-    const SteadyTime deadline = SteadyClock::now() + std::chrono::seconds(o_.start_timeout_s);
-    while (!StopRequested(50ms)) {
-        // The token the file holds once the leader's start has renewed it if it had to (a restart
-        // days later: the old one may have expired): the file is read until its token works.
-        if (auto t = runtime::ReadTokenFile(D("admin.token")); t) {
-            auto endpoint = ParseUrl(replicas_.front()->url());
-            if (endpoint && ApiClient(*endpoint, *t, 2s, pki_ ? pki_->ca() : "").Get("/v1/whoami")) {
-                admin_token_ = *t;
-                return true;
-            }
-        }
-        if (!AllAlive()) {
-            return false;
-        }
-        if (SteadyClock::now() >= deadline) {
-            err_ << fmt::format("cogs dev: cogsd did not write {}\n", D("admin.token"));
-            for (const Proc* r : replicas_) {
-                PrintLogTail(*r);
-            }
-            return false;
-        }
-    }
-    return false;
-}
-
-bool Dev::EnrollHost(ApiClient& api, const std::string& host, const std::string& dir) {
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
-    // A retried call may come back as its Idempotency-Key's replay, without the secrets: once more.
-    for (int attempt = 0; attempt < 3; ++attempt) {
-        json::value body = json::object{};
-        auto made = api.Call("POST", "/v1/hosts/" + http::UrlEncode(host) + "/enroll", &body);
-        if (!made) {
-            err_ << fmt::format("cogs dev: enrolling {}: {} ({})\n", host, made.error().message,
-                                made.error().code);
-            return false;
-        }
-        const json::value* e = made->is_object() ? made->as_object().if_contains("enrollment") : nullptr;
-        if (e == nullptr || !e->is_object()) continue;
-        const std::string host_token = Cell(e->as_object(), "host_token");
-        const std::string agent_token = Cell(e->as_object(), "agent_token");
-        if (host_token.empty() || agent_token.empty()) continue;
-        for (const auto& [file, secret] :
-             {std::pair{dir + "/host.token", host_token}, std::pair{dir + "/agent.token", agent_token}}) {
-            if (auto s = runtime::WriteFileAtomic(file, secret + "\n", 0600); !s) {
-                err_ << fmt::format("cogs dev: {}\n", s.error().message);
-                return false;
-            }
-        }
-        return true;
-    }
-    err_ << fmt::format("cogs dev: enrolling {}: no credentials in the answer\n", host);
-    return false;
-}
-
-bool Dev::AwaitHostsUp(ApiClient& api) {
-    const SteadyTime deadline = SteadyClock::now() + std::chrono::seconds(o_.start_timeout_s);
-    std::set<std::string> wanted;
-    for (int i = 1; i <= o_.hosts; ++i) {
-        wanted.insert(fmt::format("host-{}", i));
-    }
-    std::string last;
-    while (!StopRequested(100ms)) {
-        if (!AllAlive()) {
-            return false;
-        }
-        auto hosts = api.List("/v1/hosts");
-        size_t up = 0;
-        if (hosts) {
-            for (const auto& h : *hosts) {
-                if (h.is_object() && wanted.count(Cell(h.as_object(), "name")) &&
-                    Cell(h.as_object(), "state") == "up") {
-                    ++up;
-                }
-            }
-            if (up == wanted.size()) {
-                err_ << fmt::format("cogs dev: {} compute hosts up\n", up);
-                return true;
-            }
-            last = fmt::format("{} of {} hosts up", up, wanted.size());
-        } else {
-            last = fmt::format("GET /v1/hosts: {} ({})", hosts.error().message, hosts.error().code);
-        }
-        if (SteadyClock::now() >= deadline) {
-            err_ << fmt::format("cogs dev: the compute hosts did not come up: {}\n", last);
-            for (auto& p : procs_) {
-                if (p->name.rfind("cogs-compute", 0) == 0) {
-                    PrintLogTail(*p);
-                }
-            }
-            return false;
-        }
-    }
-    return false;
-}
-
-bool Dev::StartPostgres() {
-    pg::ClusterOptions co;
-    co.dir = D("postgres");
-    co.fsync = o_.postgres_fsync;
-    co.log_path = D("logs/postgres.log");
-    err_ << fmt::format("cogs dev: starting PostgreSQL in {}\n", co.dir);
-    auto cluster = pg::Cluster::Start(co, std::chrono::seconds(o_.start_timeout_s));
-    if (!cluster) {
-        err_ << fmt::format("cogs dev: PostgreSQL did not start: {}\n", cluster.error().message);
-        return false;
-    }
-    pg_ = std::move(*cluster);
-    err_ << fmt::format("cogs dev: PostgreSQL listening on 127.0.0.1:{} (pid {}, log {})\n", pg_->port(),
-                        pg_->pid(), pg_->log_path());
-    if (auto s = runtime::WriteFileAtomic(D("run/postgres.port"), fmt::format("{}\n", pg_->port())); !s) {
-        err_ << fmt::format("cogs dev: {}\n", s.error().message);
-    }
-    return true;
-}
-
-bool Dev::SupervisePostgres() {
-    if (pg_ == nullptr || pg_->Running()) {
-        return false;
-    }
-    if (!pg_restart_at_) {
-        err_ << fmt::format("cogs dev: PostgreSQL exited; restarting it in {}\n",
-                            FormatDurationMs(std::chrono::duration_cast<Millis>(pg_backoff_).count()));
-        err_ << fmt::format("---- last lines of {} ----\n{}----\n", pg_->log_path(),
-                            runtime::TailFile(pg_->log_path(), 10));
-        pg_restart_at_ = SteadyClock::now() + pg_backoff_;
-        pg_backoff_ = std::min(pg_backoff_ * 2, kMaxBackoff);
-        return false;
-    }
-    if (SteadyClock::now() < *pg_restart_at_) {
-        return false;
-    }
-    // Same port and directory: the replicas' connection strings stay valid.
-    if (auto s = pg_->Restart(std::chrono::seconds(o_.start_timeout_s)); !s) {
-        err_ << fmt::format("cogs dev: PostgreSQL did not restart: {}\n", s.error().message);
-        pg_restart_at_ = SteadyClock::now() + pg_backoff_;
-        pg_backoff_ = std::min(pg_backoff_ * 2, kMaxBackoff);
-        return false;
-    }
-    err_ << fmt::format("cogs dev: restarted PostgreSQL (pid {})\n", pg_->pid());
-    pg_restart_at_.reset();
-    pg_backoff_ = kFirstBackoff;
-    return true;
-}
-
-void Dev::StopPostgres() {
-    if (pg_ == nullptr) {
-        return;
-    }
-    const Status st = pg_->Stop(kPgStopGrace);
-    err_ << fmt::format("cogs dev: stopped PostgreSQL{}\n", st ? "" : " (" + st.error().message + ")");
-    pg_.reset();
-}
-
-bool Dev::Seed(ApiClient& api) {
-    struct Item {
-        std::string plural;
-        json::object body;
-    };
-    const std::vector<Item> items = {
-        {"flavors", {{"name", "m1.tiny"}, {"vcpus", 1}, {"ram_mb", 512}, {"disk_gb", 1}}},
-        {"flavors", {{"name", "m1.small"}, {"vcpus", 1}, {"ram_mb", 2048}, {"disk_gb", 20}}},
-        {"images", {{"name", "cirros"}, {"os", "linux"}}},
-        // The container driver's built-in image (registered before the agents start with --driver
-        // container); a plain record with sim, so that one walkthrough works on both.
-        {"images", {{"name", "busybox"}, {"os", "linux"}}},
-        {"projects", {{"name", "demo"}, {"description", "a project for trying cogs"}}},
-    };
-    for (const auto& item : items) {
-        const std::string name = Cell(item.body, "name");
-        auto existing = api.List(fmt::format("/v1/{}?name={}", item.plural, http::UrlEncode(name)));
-        if (!existing) {
-            err_ << fmt::format("cogs dev: seeding {} {}: {} ({})\n", item.plural, name,
-                                existing.error().message, existing.error().code);
-            return false;
-        }
-        const bool present = std::any_of(existing->begin(), existing->end(), [&](const json::value& v) {
-            return v.is_object() && Cell(v.as_object(), "name") == name;
-        });
-        if (present) {
-            continue;
-        }
-        json::value body = item.body;
-        auto made = api.Call("POST", "/v1/" + item.plural, &body);
-        if (!made && made.error().code != "already_exists") {
-            err_ << fmt::format("cogs dev: seeding {} {}: {} ({})\n", item.plural, name, made.error().message,
-                                made.error().code);
-            return false;
-        }
-        err_ << fmt::format("cogs dev: created {} {}\n", item.plural.substr(0, item.plural.size() - 1), name);
-    }
-    return true;
-}
-
-void Dev::WriteDevJson() {
-    json::array processes;
-    for (const auto& p : procs_) {
-        processes.push_back(
-            json::object{{"name", p->name}, {"pid", p->child.pid()}, {"url", p->url()}, {"log", p->log}});
-    }
-    json::array api_urls;
-    for (const Proc* r : replicas_) {
-        api_urls.push_back(json::value(r->url()));
-    }
-    json::object doc{{"api_url", api_url_},
-                     {"api_urls", std::move(api_urls)},
-                     {"store", o_.store},
-                     {"driver", o_.driver},
-                     {"data_dir", dir_.string()},
-                     {"admin_token_file", D("admin.token")},
-                     {"ca_file", pki_ ? pki_->ca() : ""},
-                     {"supervisor_pid", ::getpid()},
-                     {"processes", std::move(processes)}};
-    if (!run_dir_.empty()) {
-        doc["run_dir"] = run_dir_;  // host-<i>/runc: each agent's runc root
-    }
-    if (pg_ != nullptr) {
-        json::object pg;
-        pg["dir"] = pg_->socket_dir();
-        pg["data_dir"] = pg_->data_dir();
-        pg["port"] = pg_->port();
-        pg["pid"] = pg_->pid();  // the postmaster's (also the first line of data_dir/postmaster.pid)
-        pg["log"] = pg_->log_path();
-        pg["conninfo"] = pg_->ConnInfo();
-        pg["url"] = pg_->Url();
-        doc["postgres"] = std::move(pg);
-    }
-    if (auto s = runtime::WriteFileAtomic(D("dev.json"), PrettyJson(doc)); !s) {
-        err_ << fmt::format("cogs dev: cannot write dev.json: {}\n", s.error().message);
-    }
-    WritePrometheusConfig();
-}
-
-// prometheus-targets.json (Prometheus file service discovery: every process's /metrics, labelled
-// job=cogsd|cogs-network|cogs-volume|cogs-compute) and prometheus.yml using it, so an operator can
-// watch the local cloud with `prometheus --config.file <data dir>/prometheus.yml`. Prometheus
-// re-reads the targets file when it changes (ports survive restarts of `cogs dev` anyway).
-void Dev::WritePrometheusConfig() {
-    json::array targets;
-    for (const auto& p : procs_) {
-        std::string address = p->url();
-        if (auto scheme = address.find("://"); scheme != std::string::npos) {
-            address = address.substr(scheme + 3);
-        }
-        std::string job = p->name;
-        if (job.rfind("cogs-compute", 0) == 0) {
-            job = "cogs-compute";  // one job, one instance per agent process
-        } else if (job.rfind("cogsd-", 0) == 0) {
-            job = "cogsd";  // one job, one instance per replica
-        }
-        targets.push_back(json::object{{"targets", json::array{json::value(address)}},
-                                       {"labels", json::object{{"job", job}, {"process", p->name}}}});
-    }
-    if (auto s = runtime::WriteFileAtomic(D("prometheus-targets.json"), PrettyJson(targets)); !s) {
-        err_ << fmt::format("cogs dev: cannot write prometheus-targets.json: {}\n", s.error().message);
-        return;
-    }
-    // Over TLS: the dev CA, and a certificate of it (the services require one; /metrics takes any).
-    const std::string tls =
-        pki_ ? fmt::format(
-                   "    scheme: https\n    tls_config:\n      ca_file: {}\n      cert_file: {}\n"
-                   "      key_file: {}\n",
-                   pki_->ca(), pki_->cert("prometheus"), pki_->key("prometheus"))
-             : "";
-    const std::string config = fmt::format(
-        "# Written by `cogs dev`: prometheus --config.file {0}/prometheus.yml\n"
-        "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
-        "scrape_configs:\n  - job_name: cogs\n{1}    file_sd_configs:\n"
-        "      - files: ['prometheus-targets.json']  # relative to this file\n        refresh_interval: "
-        "30s\n",
-        fs::absolute(dir_).string(), tls);
-    if (auto s = runtime::WriteFileAtomic(D("prometheus.yml"), config); !s) {
-        err_ << fmt::format("cogs dev: cannot write prometheus.yml: {}\n", s.error().message);
-    }
 }
 
 void Dev::Supervise() {
@@ -823,7 +472,7 @@ int Dev::Run() {
     return rc;
 }
 
-}  // namespace
+}  // namespace devsup
 
 std::vector<std::string> MissingForContainers() {
     std::vector<std::string> missing;
@@ -843,7 +492,7 @@ std::vector<std::string> MissingForContainers() {
 }
 
 int RunDev(const DevOptions& options, std::ostream& out, std::ostream& err) {
-    Dev dev(options, out, err);
+    devsup::Dev dev(options, out, err);
     return dev.Run();
 }
 
