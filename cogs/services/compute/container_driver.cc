@@ -139,9 +139,26 @@ public:
     }
 
     void CollectStrays(const std::set<std::string>& known) override {
-        // On the pool under a key no instance has (ids never start with '.'), so the calls of the
-        // instances adopted or booted meanwhile go on beside it.
-        (void)pool_->Run(".strays", [this, known] { CollectStraysBlocking(known); });
+        // Found on the pool under a key no instance has (ids never start with '.'), so the calls of
+        // the instances adopted or booted meanwhile go on beside it; each stray is then removed under
+        // its own id, from the io thread, unless it was booted or adopted since (the list was read
+        // while boots went on): queued behind the id's tasks, a removal never overlaps a boot.
+        (void)pool_->Run(".strays", [this, known] {
+            Post([this, strays = FindStraysBlocking(known)] {
+                for (const auto& stray : strays) {
+                    const std::string& id = stray.first;
+                    if (watched_.contains(id)) continue;
+                    observe::Log("compute").warn(
+                        "instance {} has no record (deleted while this agent was down): removing it", id);
+                    (void)pool_->Run(id, [this, id, namespaces = stray.second] {
+                        DeleteBlocking(id, namespaces.empty() ? std::string() : namespaces.front());
+                        for (size_t i = 1; i < namespaces.size(); ++i) {
+                            (void)net_.DeleteNamespace(namespaces[i], SteadyClock::now() + kNetDeadline);
+                        }
+                    });
+                }
+            });
+        });
     }
 
     Result<bool> SyncVolumes(const InstanceSpec& instance, uint64_t ticket) override {
@@ -369,21 +386,21 @@ private:
         return SyncHostVolumes(dir, volumes);
     }
 
-    // Everything of a container without a record (CollectStrays), and the namespaces named for it
-    // on any host (<prefix>-<host>.<id>).
-    void CollectStraysBlocking(const std::set<std::string>& known) const {
+    // Every container without a record (CollectStrays), each with the namespaces named for it on any
+    // host (<prefix>-<host>.<id>).
+    std::vector<std::pair<std::string, std::vector<std::string>>> FindStraysBlocking(
+        const std::set<std::string>& known) const {
+        std::vector<std::pair<std::string, std::vector<std::string>>> strays;
         auto found = containers_.List();
         if (!found) {
             observe::Log("compute").warn("collecting strays: {}", found.error().ToString());
-            return;
+            return strays;
         }
         auto inventory = net_.List(SteadyClock::now() + kNetDeadline);
         for (const oci::ContainerInfo& c : *found) {
             if (known.contains(c.id)) {
                 continue;
             }
-            observe::Log("compute").warn(
-                "instance {} has no record (deleted while this agent was down): removing it", c.id);
             std::vector<std::string> namespaces;
             for (const linuxnet::NamespaceInfo& ns :
                  inventory ? inventory->namespaces : std::vector<linuxnet::NamespaceInfo>{}) {
@@ -391,11 +408,9 @@ private:
                     namespaces.push_back(ns.id);
                 }
             }
-            DeleteBlocking(c.id, namespaces.empty() ? std::string() : namespaces.front());
-            for (size_t i = 1; i < namespaces.size(); ++i) {
-                (void)net_.DeleteNamespace(namespaces[i], SteadyClock::now() + kNetDeadline);
-            }
+            strays.emplace_back(c.id, std::move(namespaces));
         }
+        return strays;
     }
 
     // An instance's copy of a downloaded image (made once, aside and renamed, as the built-in's), with
