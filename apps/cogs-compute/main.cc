@@ -54,7 +54,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> control_urls;
     std::string control_token_file;
     std::string credentials_dir;
-    int64_t heartbeat_ms = 1000;
+    int64_t heartbeat_ms = 0;
+    bool batch_renewals = true;
     int64_t lease_ttl_ms = 3000;
     int64_t no_leader_max_ms = 5000;
     int64_t restart_backoff_ms = 250;
@@ -117,8 +118,14 @@ int main(int argc, char** argv) {
            "cogsd's calls must carry one of the hosts' agent tokens (instead of --control-token-file "
            "and --token-file)")
         ->excludes(control_token_opt);
-    app.add_option("--heartbeat-ms", heartbeat_ms, "interval of every host's heartbeat to cogsd")
-        ->check(CLI::PositiveNumber)
+    app.add_option("--heartbeat-ms", heartbeat_ms,
+                   "at most this long between two heartbeats of a host (0: at cogsd's pace, its "
+                   "renew_interval_ms: a third of a lease TTL that grows with the number of hosts)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app.add_option("--batch-renewals", batch_renewals,
+                   "renew every host due at once in one request (POST /v1/heartbeats; an older cogsd "
+                   "without it: one heartbeat per host)")
         ->capture_default_str();
     app.add_option("--lease-ttl-ms", lease_ttl_ms,
                    "a host's lease from cogsd until cogsd answers its own lease_ttl_ms (fencing)")
@@ -276,6 +283,7 @@ int main(int argc, char** argv) {
         agent.tls = options.client_tls;
         agent.hosts = hosts;
         agent.heartbeat_interval = Millis(heartbeat_ms);
+        agent.batch_renewals = batch_renewals;
         agent.link = link;
         agent.lease_ttl = Millis(lease_ttl_ms);
         agent.no_leader_limit = Millis(no_leader_max_ms);

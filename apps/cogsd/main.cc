@@ -60,6 +60,7 @@
 #include "cogs/store/store.h"
 #include "cogs/store/store_metrics.h"
 #include "cogs/wire/answer.h"
+#include "cogs/wire/host_routes.h"
 #include "cogs/workflow/definition.h"
 #include "cogs/workflow/engine.h"
 #include "cogs/workflow/registry.h"
@@ -215,6 +216,12 @@ int main(int argc, char** argv) {
                    "directory of workflow YAML (default: the project's workflows/cloud)");
     app.add_option("--lease-ttl-ms", lease_ttl_ms, "a host whose agent renews no lease this long is suspect")
         ->check(CLI::Range(int64_t{100}, int64_t{3600000}))
+        ->capture_default_str();
+    app.add_option(
+           "--max-renewals-per-s", cloud_options.max_renewals_per_s,
+           "host lease renewals a second the TTL is sized for: TTL = max(--lease-ttl-ms, 3 x hosts / this) "
+           "(0: the TTL is --lease-ttl-ms whatever the number of hosts)")
+        ->check(CLI::Range(int64_t{0}, int64_t{1000000}))
         ->capture_default_str();
     app.add_option("--fence-window-ms", fence_window_ms,
                    "a suspect host is down (and evacuated) this much later: its agent has fenced itself")
@@ -485,7 +492,7 @@ int main(int argc, char** argv) {
                     "this replica led but has not confirmed its lease with the database for longer than its "
                     "TTL: it answers nothing until it has (another replica may be taking over)");
             e.reason = "no_leader";
-            if (req.method == "POST" && req.Path().ends_with("/heartbeat")) {
+            if (wire::IsLeaseRenewal(req.method, req.Path())) {
                 return leader->api(std::move(req), [respond = std::move(respond), e](http::Response) {
                     respond(wire::ApiError(e));
                 });

@@ -79,7 +79,7 @@ public:
           router(ApiRoutes({ctx, reads, catalog, networks, volumes, servers, hosts, history, workflows, keys,
                             consoles, images, audit})),
           api(
-              io, router, [this](std::string_view bearer) { return Authenticate(bearer); },
+              io, router, [this](std::string_view bearer) { return catalog.Authenticate(bearer); },
               ctx.options.admission, ctx.clock, ctx.metrics(),
               [&store]() -> std::optional<Error> {
                   if (store.Writable()) return std::nullopt;
@@ -104,7 +104,6 @@ public:
 
     Status Load();
     Result<std::string> Bootstrap(std::string_view current);
-    Result<Principal> Authenticate(std::string_view bearer) const;
     void SampleGauges();
     // Where host `host`'s agent is and whether the host is down; nullopt for an unknown host.
     std::optional<services::compute::HostRoute> RouteTo(const std::string& host) const {
@@ -269,39 +268,6 @@ Result<std::string> Cloud::Impl::Bootstrap(std::string_view current) {
     ctx.model.Put(std::move(token));
     COGS_TRY(ctx.PersistBlocking(std::move(writes)));
     return secret;
-}
-
-Result<Principal> Cloud::Impl::Authenticate(std::string_view bearer) const {
-    if (bearer.empty()) {
-        return MakeError(ErrorCode::kUnauthenticated, "missing token: send Authorization: Bearer <token>");
-    }
-    auto it = ctx.model.token_by_hash.find(Sha256Hex(bearer));
-    const Res* t = it == ctx.model.token_by_hash.end() ? nullptr : ctx.model.Find(kToken, it->second);
-    if (t == nullptr) {
-        return MakeError(ErrorCode::kUnauthenticated, "invalid token");
-    }
-    if (it->first != Str(t->body, "_hash") && Int(t->body, "_old_expires_ms") <= ctx.clock.WallMs()) {
-        // The secret a rotation replaced, past its grace.
-        return MakeError(ErrorCode::kUnauthenticated, "token rotated: its old secret no longer works");
-    }
-    const int64_t expires = Int(t->body, "_expires_ms");
-    if (expires != 0 && expires < ctx.clock.WallMs()) {
-        return MakeError(ErrorCode::kUnauthenticated, "token expired");
-    }
-    const Res* p = ctx.model.Find(kProject, t->project);
-    if (p == nullptr) {
-        return MakeError(ErrorCode::kUnauthenticated, "the token's project no longer exists");
-    }
-    Principal who;
-    who.token_id = t->id;
-    who.project_id = t->project;
-    who.project_name = Str(p->body, "name");
-    who.role = ParseRole(Str(t->body, "role")).value_or(Role::kReader);
-    if (who.role == Role::kHost) {
-        who.host = Str(t->body, "host");
-        if (who.host.empty()) return MakeError(ErrorCode::kUnauthenticated, "invalid token");
-    }
-    return who;
 }
 
 // cogs_hosts{state} and cogs_resources{kind,status}, sampled from the model at a scrape: the

@@ -56,7 +56,11 @@ struct CloudOptions {
     // agent has fenced itself by then): its servers are evacuated. No host is down within
     // `restart_grace` of the start; when more than `max_down_fraction` of the hosts are suspect or
     // down at once, evacuation pauses and an alert event says so.
+    // The TTL grows with the number of hosts H so that renewals stay bounded (docs/healing.md
+    // "Lease TTL and cluster size"): agents renew three times per TTL, so the TTL granted is
+    // max(lease_ttl, 3 x H / max_renewals_per_s), rounded up to 100 ms; 0: always lease_ttl.
     Duration lease_ttl = std::chrono::seconds(3);
+    int64_t max_renewals_per_s = 2000;
     Duration fence_window = std::chrono::seconds(1);
     Duration restart_grace = std::chrono::seconds(10);
     double max_down_fraction = 0.5;

@@ -5,6 +5,7 @@
 #include "cogs/base/secret.h"
 #include "cogs/runtime/files.h"
 #include "cogs/wire/answer.h"
+#include "cogs/wire/host_routes.h"
 
 namespace cogs::replica {
 
@@ -49,19 +50,11 @@ public:
                path.size() > std::string_view("/v1/images//file").size();
     }
 
-    static bool IsHeartbeat(const http::Request& req) {
-        const std::string path = req.Path();
-        return req.method == "POST" && path.starts_with("/v1/hosts/") && path.ends_with("/heartbeat");
-    }
+    static bool IsHeartbeat(const http::Request& req) { return wire::IsLeaseRenewal(req.method, req.Path()); }
 
-    // A host's registration (PUT /v1/hosts/{name}) or heartbeat: the leader's system lane.
+    // A host's registration (PUT /v1/hosts/{name}) or renewal: the leader's system lane.
     static bool IsSystem(const http::Request& req) {
-        const std::string path = req.Path();
-        constexpr std::string_view kHosts = "/v1/hosts/";
-        const bool registration = req.method == "PUT" && path.starts_with(kHosts) &&
-                                  path.size() > kHosts.size() &&
-                                  path.find('/', kHosts.size()) == std::string::npos;
-        return registration || IsHeartbeat(req);
+        return wire::IsHostRegistration(req.method, req.Path()) || IsHeartbeat(req);
     }
 
     void Serve(http::Request req, http::Respond respond) {

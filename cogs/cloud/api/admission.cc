@@ -6,6 +6,7 @@
 
 #include "cogs/cloud/api/router.h"
 #include "cogs/wire/answer.h"
+#include "cogs/wire/host_routes.h"
 
 namespace cogs::cloud {
 
@@ -28,17 +29,8 @@ Refusal Overloaded(std::string_view reason, std::string message, std::string_vie
 std::string_view LaneName(Lane lane) { return lane == Lane::kSystem ? "system" : "tenant"; }
 
 Lane LaneOf(std::string_view method, std::string_view path) {
-    if (!path.starts_with("/v1/hosts/")) {
-        return Lane::kTenant;
-    }
-    const std::vector<std::string> s = PathSegments(path);
-    if (method == "PUT" && s.size() == 3) {
-        return Lane::kSystem;  // a host's registration
-    }
-    if (method == "POST" && s.size() == 4 && s[3] == "heartbeat") {
-        return Lane::kSystem;
-    }
-    return Lane::kTenant;
+    return wire::IsHostRegistration(method, path) || wire::IsLeaseRenewal(method, path) ? Lane::kSystem
+                                                                                        : Lane::kTenant;
 }
 
 http::Response RefusalAnswer(const Refusal& r) {

@@ -13,6 +13,7 @@
 #include "cogs/observe/http_observe.h"
 #include "cogs/observe/log.h"
 #include "cogs/observe/trace.h"
+#include "cogs/wire/host_routes.h"
 
 namespace cogs::cloud {
 namespace {
@@ -32,7 +33,7 @@ http::Respond Traced(http::Respond respond, std::string traceparent, std::string
         // Reads and heartbeats (several a second per host) at debug: info is for changes. So are
         // refusals for overload (429): a flood must not become a flood of log lines; they are counted.
         const bool quiet =
-            method == "GET" || method == "HEAD" || path.ends_with("/heartbeat") || r.status == 429;
+            method == "GET" || method == "HEAD" || wire::IsLeaseRenewal(method, path) || r.status == 429;
         // 507 (a full disk) is said once by the store, not per refused change.
         const auto level = r.status >= 500 && r.status != 507 ? spdlog::level::warn
                            : quiet                            ? spdlog::level::debug
@@ -186,7 +187,8 @@ http::Handler HttpApi::Handler() {
         }
         // A full disk: refuse a change before it touches anything (docs/api.md "A full disk").
         // Heartbeats renew leases in memory: they go on (their reports wait for the agent's resend).
-        if (refusal && req.method != "GET" && req.method != "HEAD" && !path.ends_with("/heartbeat")) {
+        if (refusal && req.method != "GET" && req.method != "HEAD" &&
+            !wire::IsLeaseRenewal(req.method, path)) {
             return respond(wire::ApiError(*refusal));
         }
         Call call;

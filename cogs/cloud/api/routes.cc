@@ -176,6 +176,7 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
         {"PUT", "/v1/hosts/{name}", [&hosts](Call c) { hosts.Register(std::move(c)); }},
         {"GET", "/v1/hosts/{name}/events", events(kHost)},
         {"POST", "/v1/hosts/{name}/heartbeat", [&hosts](Call c) { hosts.Heartbeat(std::move(c)); }},
+        {"POST", "/v1/heartbeats", [&hosts](Call c) { hosts.Heartbeats(std::move(c)); }},
         {"POST", "/v1/hosts/{name}/enroll", [&hosts](Call c) { hosts.Enroll(std::move(c)); }},
         {"POST", "/v1/hosts/{name}/drain", [&hosts](Call c) { hosts.Drain(std::move(c)); }},
         {"POST", "/v1/hosts/{name}/enable", [&hosts](Call c) { hosts.Enable(std::move(c), true); }},

@@ -28,7 +28,7 @@ HostMonitor::~HostMonitor() { Stop(); }
 void HostMonitor::Start() { Tick(); }
 
 void HostMonitor::Track(const std::string& host) {
-    (void)liveness_.Renewed(host, ctx_.clock.Now());
+    (void)liveness_.Renewed(host, ctx_.clock.Now(), LeaseTtl());
     epochs_[host] = EpochNow();
 }
 
@@ -47,19 +47,32 @@ void HostMonitor::OnChange(std::function<void(const Liveness::Change&)> listener
 
 void HostMonitor::OnTick(std::function<void()> listener) { on_tick_.push_back(std::move(listener)); }
 
+Duration HostMonitor::LeaseTtl() const {
+    const Duration base = liveness_.options().ttl;
+    const int64_t rate = ctx_.options.max_renewals_per_s;
+    if (rate <= 0) return base;
+    // The registered hosts (the model's, known before Load tracks them one by one), or those with a lease.
+    const auto hosts = static_cast<int64_t>(std::max(ctx_.model.All(kHost).size(), liveness_.size()));
+    const int64_t needed_ms = (3 * hosts * 1000 + rate - 1) / rate;
+    const auto rounded = std::chrono::milliseconds((needed_ms + 99) / 100 * 100);
+    return std::max<Duration>(base, rounded);
+}
+
 int64_t HostMonitor::lease_ttl_ms() const {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(liveness_.options().ttl).count();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(LeaseTtl()).count();
 }
 
 bool HostMonitor::EvacuationPaused() const { return liveness_.EvacuationPaused(ctx_.clock.Now()); }
 
-void HostMonitor::Renewed(const std::string& host, const std::string& why) {
+Duration HostMonitor::Renewed(const std::string& host, const std::string& why) {
     epochs_.try_emplace(host, EpochNow());  // a host registered now
-    if (auto change = liveness_.Renewed(host, ctx_.clock.Now())) {
+    const Duration ttl = LeaseTtl();
+    if (auto change = liveness_.Renewed(host, ctx_.clock.Now(), ttl)) {
         Changed(*change, why);
     } else {
         ctx_.placement.SetAlive(host, true);
     }
+    return ttl;
 }
 
 // Applies the transitions that are due, then sleeps until the next one can be (at most 1 s:

@@ -43,7 +43,9 @@ public:
     // A host loaded from the store: up, with a fresh lease, no event.
     void Track(const std::string& host);
     // A renewal (or a registration) of `host` now; `why` says what brought it back if it was not up.
-    void Renewed(const std::string& host, const std::string& why);
+    // Returns the TTL of the lease granted, which its answer must carry (LeaseTtl() may have grown
+    // by the time the answer goes).
+    Duration Renewed(const std::string& host, const std::string& why);
 
     // When the control plane last took `host` in (wall ms): at its start for a host loaded from the
     // store, at its registration, and when it came back from down. Its renewal answers carry it
@@ -54,7 +56,12 @@ public:
     HostState StateOf(const std::string& host) const { return liveness_.StateOf(host); }
     bool Up(const std::string& host) const { return StateOf(host) == HostState::kUp; }
     const Liveness& liveness() const { return liveness_; }
+    // The lease a renewal grants now: CloudOptions::lease_ttl, or longer with many hosts (cloud.h:
+    // max(lease_ttl, 3 x hosts / max_renewals_per_s), rounded up to 100 ms).
+    Duration LeaseTtl() const;
     int64_t lease_ttl_ms() const;
+    // How often agents renew: a third of the TTL (renewal answers carry it, "renew_interval_ms").
+    int64_t renew_interval_ms() const { return lease_ttl_ms() / 3; }
     // More than max_down_fraction of the hosts are suspect, down or late, now.
     bool EvacuationPaused() const;
 

@@ -16,12 +16,13 @@ std::string_view ToString(HostState state) {
 Liveness::Liveness(LivenessOptions options, SteadyTime started)
     : options_(options), grace_ends_(started + options.restart_grace) {}
 
-std::optional<Liveness::Change> Liveness::Renewed(const std::string& host, SteadyTime now) {
+std::optional<Liveness::Change> Liveness::Renewed(const std::string& host, SteadyTime now, Duration ttl) {
     auto [it, inserted] = hosts_.try_emplace(host, Host{now, HostState::kUp, now});
     Host& h = it->second;
     const HostState was = h.state;
     const SteadyTime last = h.last_renewal;
     h.last_renewal = now;
+    h.ttl = ttl > Duration::zero() ? ttl : options_.ttl;
     if (inserted || was == HostState::kUp) {
         return std::nullopt;
     }
@@ -35,7 +36,7 @@ void Liveness::Forget(const std::string& host) { hosts_.erase(host); }
 std::vector<Liveness::Change> Liveness::Tick(SteadyTime now) {
     std::vector<Change> changes;
     for (auto& [name, h] : hosts_) {
-        const SteadyTime lapses = h.last_renewal + options_.ttl;
+        const SteadyTime lapses = h.last_renewal + h.ttl;
         const SteadyTime fenced = lapses + options_.fence_window;
         HostState want = HostState::kUp;
         if (now >= lapses) {
@@ -58,9 +59,9 @@ std::optional<SteadyTime> Liveness::NextDeadline() const {
     };
     for (const auto& [name, h] : hosts_) {
         if (h.state == HostState::kUp) {
-            consider(h.last_renewal + options_.ttl);
+            consider(h.last_renewal + h.ttl);
         } else if (h.state == HostState::kSuspect) {
-            consider(std::max(h.last_renewal + options_.ttl + options_.fence_window, grace_ends_));
+            consider(std::max(h.last_renewal + h.ttl + options_.fence_window, grace_ends_));
         }
     }
     return next;
@@ -92,7 +93,7 @@ bool Liveness::EvacuationPaused(SteadyTime now) const {
     if (hosts_.empty()) return false;
     const size_t lapsed =
         static_cast<size_t>(std::count_if(hosts_.begin(), hosts_.end(), [&](const auto& kv) {
-            return kv.second.state != HostState::kUp || now - kv.second.last_renewal >= options_.ttl / 2;
+            return kv.second.state != HostState::kUp || now - kv.second.last_renewal >= kv.second.ttl / 2;
         }));
     return static_cast<double>(lapsed) > options_.max_down_fraction * static_cast<double>(hosts_.size());
 }

@@ -18,8 +18,9 @@
 //   renewal for half the TTL: agents renew at least three times per TTL, so a late host has missed
 //   one) at once, the fault is more likely ours (the control plane's network) than theirs:
 //   evacuation pauses (`EvacuationPaused`), hosts are still marked so that no new servers go
-//   there. Counting late hosts matters because leases lapse one by one, up to a heartbeat apart:
-//   the first host must not be evacuated before the others of the same outage are suspect.
+//   there ("late" and "ttl" are each host's own: the lease its last renewal granted). Counting late hosts
+//   matters because leases lapse one by one, up to a heartbeat apart: the first host must not be evacuated
+//   before the others of the same outage are suspect.
 #pragma once
 
 #include <map>
@@ -53,8 +54,11 @@ public:
     };
 
     // A renewal arrived (or the host registered). A host seen for the first time starts up, its
-    // lease counted from `now`. Returns the change if the host was suspect or down.
-    std::optional<Change> Renewed(const std::string& host, SteadyTime now);
+    // lease counted from `now`. Returns the change if the host was suspect or down. `ttl` is the
+    // lease this renewal grants (the one its answer tells the agent); zero: options().ttl. A host's
+    // lease is always the last one granted to it: a TTL that shrinks as hosts leave shortens only
+    // the leases renewed from then on, never one an agent already holds.
+    std::optional<Change> Renewed(const std::string& host, SteadyTime now, Duration ttl = Duration::zero());
     void Forget(const std::string& host);
 
     // The transitions due at `now`, in host order.
@@ -79,6 +83,7 @@ private:
         SteadyTime last_renewal;
         HostState state = HostState::kUp;
         SteadyTime since;
+        Duration ttl{};  // the lease its last renewal granted
     };
     LivenessOptions options_;
     SteadyTime grace_ends_;

@@ -125,5 +125,31 @@ TEST(LivenessTest, UnknownHostsAreDownAndForgottenOnesGone) {
     EXPECT_EQ(ToString(HostState::kSuspect), "suspect");
 }
 
+// The TTL grows with the number of hosts (host_monitor.h); a lease is the one its last renewal
+// granted, so that a TTL that shrinks never cuts short a lease an agent already holds.
+TEST(LivenessTest, EachHostHoldsTheLeaseItsLastRenewalGranted) {
+    Liveness l(Options(), t0);
+    l.Renewed("long", t0, seconds(15));
+    l.Renewed("short", t0);  // the options' 3 s
+    auto c = l.Tick(t0 + seconds(3));
+    ASSERT_EQ(c.size(), 1u);
+    EXPECT_EQ(c[0].host, "short");
+    EXPECT_EQ(l.StateOf("long"), HostState::kUp);
+    EXPECT_EQ(*l.NextDeadline(), t0 + seconds(4)) << "short's fencing deadline comes first";
+    // long renews at 10 s with a TTL that shrank to 5 s: from then on its lease is 5 s.
+    l.Renewed("long", t0 + seconds(10), seconds(5));
+    EXPECT_EQ(l.Tick(t0 + seconds(4)).size(), 1u) << "short is down";
+    EXPECT_TRUE(l.Tick(t0 + milliseconds(14999)).empty());
+    EXPECT_EQ(l.StateOf("long"), HostState::kUp);
+    l.Tick(t0 + seconds(15));
+    EXPECT_EQ(l.StateOf("long"), HostState::kSuspect);
+    // Late (half its own TTL without a renewal) counts per host for the mass-failure guard.
+    Liveness m(Options(), t0);
+    m.Renewed("a", t0, seconds(20));
+    m.Renewed("b", t0, seconds(20));
+    EXPECT_FALSE(m.EvacuationPaused(t0 + seconds(9))) << "9 s is not late for a 20 s lease";
+    EXPECT_TRUE(m.EvacuationPaused(t0 + seconds(10)));
+}
+
 }  // namespace
 }  // namespace cogs::cloud::health

@@ -5,6 +5,7 @@
 
 #include "cogs/cloud/api/router.h"
 #include "cogs/observe/log.h"
+#include "cogs/wire/host_routes.h"
 
 namespace cogs::cloud {
 namespace {
@@ -48,7 +49,7 @@ bool AuditLog::IsChange(std::string_view method) {
 
 void AuditLog::Record(store::AuditRecord entry, const http::Response& answer) {
     entry.status = answer.status;
-    if (entry.status < 400 && entry.method == "POST" && entry.path.ends_with("/heartbeat")) {
+    if (entry.status < 400 && wire::IsLeaseRenewal(entry.method, entry.path)) {
         return;  // a renewal, once a second per host: not a change anyone asked for
     }
     if (entry.resource_id.empty()) {

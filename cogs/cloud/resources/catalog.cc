@@ -304,4 +304,37 @@ void Catalog::SetQuotas(Call call) {
     });
 }
 
+Result<Principal> Catalog::Authenticate(std::string_view bearer) const {
+    if (bearer.empty()) {
+        return MakeError(ErrorCode::kUnauthenticated, "missing token: send Authorization: Bearer <token>");
+    }
+    auto it = ctx_.model.token_by_hash.find(Sha256Hex(bearer));
+    const Res* t = it == ctx_.model.token_by_hash.end() ? nullptr : ctx_.model.Find(kToken, it->second);
+    if (t == nullptr) {
+        return MakeError(ErrorCode::kUnauthenticated, "invalid token");
+    }
+    if (it->first != Str(t->body, "_hash") && Int(t->body, "_old_expires_ms") <= ctx_.clock.WallMs()) {
+        // The secret a rotation replaced, past its grace.
+        return MakeError(ErrorCode::kUnauthenticated, "token rotated: its old secret no longer works");
+    }
+    const int64_t expires = Int(t->body, "_expires_ms");
+    if (expires != 0 && expires < ctx_.clock.WallMs()) {
+        return MakeError(ErrorCode::kUnauthenticated, "token expired");
+    }
+    const Res* p = ctx_.model.Find(kProject, t->project);
+    if (p == nullptr) {
+        return MakeError(ErrorCode::kUnauthenticated, "the token's project no longer exists");
+    }
+    Principal who;
+    who.token_id = t->id;
+    who.project_id = t->project;
+    who.project_name = Str(p->body, "name");
+    who.role = ParseRole(Str(t->body, "role")).value_or(Role::kReader);
+    if (who.role == Role::kHost) {
+        who.host = Str(t->body, "host");
+        if (who.host.empty()) return MakeError(ErrorCode::kUnauthenticated, "invalid token");
+    }
+    return who;
+}
+
 }  // namespace cogs::cloud

@@ -39,6 +39,10 @@ public:
     std::pair<Res, std::string> NewToken(const std::string& project, Role role, const std::string& name,
                                          int64_t expires_in_s) const;
 
+    // Who a bearer token is: 401 kUnauthenticated for none, an unknown one, one expired, the old
+    // secret of a rotation past its grace, one whose project is gone, a host token without a host.
+    Result<Principal> Authenticate(std::string_view bearer) const;
+
     // A token's expiry ("_expires_ms", and "expires_at" shown).
     static void SetExpiry(Res& token, int64_t at_ms);
 

@@ -15,6 +15,8 @@ using wire::Text;
 
 namespace {
 
+int64_t Ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+
 Status ValidHostName(const std::string& name) {
     if (name.empty() || name.size() > 64 ||
         name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
@@ -99,17 +101,17 @@ namespace {
 
 // A client certificate names its host (mutual TLS, docs/api.md "Hosts"): an agent that shows one may
 // register and heartbeat only for the host it names. Without a certificate the token decides alone.
-Status CheckPeerNamesHost(const Call& call, const std::string& host) {
-    if (call.peer_name.empty() || call.peer_name == host) return {};
+Status CheckPeerNamesHost(const std::string& peer_name, const std::string& host) {
+    if (peer_name.empty() || peer_name == host) return {};
     return MakeError(ErrorCode::kPermissionDenied,
-                     "the client certificate names '" + call.peer_name + "', not host '" + host + "'");
+                     "the client certificate names '" + peer_name + "', not host '" + host + "'");
 }
 
 }  // namespace
 
 void Hosts::Register(Call call) {
     const std::string name = call.Param("name");
-    if (auto st = CheckPeerNamesHost(call, name); !st) return call.Fail(st.error());
+    if (auto st = CheckPeerNamesHost(call.peer_name, name); !st) return call.Fail(st.error());
     std::vector<store::EventRecord> events;
     auto made = [&]() -> Result<Res> {
         COGS_TRY(RequireAdminOrHost(call.who, name));
@@ -148,31 +150,32 @@ void Hosts::Register(Call call) {
     if (!made) return call.Fail(made.error());
     ctx_.placement.UpsertHost(InfoOf(*made));
     const Res& stored = ctx_.model.Put(std::move(*made));
-    monitor_.Renewed(name, "registered anew");
+    const int64_t ttl_ms = Ms(monitor_.Renewed(name, "registered anew"));
     // Registering renews the lease too: the answer carries its TTL, as a heartbeat's does.
-    ctx_.Persist({Model::Write(stored)}, std::move(events), [this, respond = call.respond, name](Status st) {
-        const Res* now = ctx_.model.Find(kHost, name);
-        if (!st) return respond(wire::ApiError(st.error()));
-        if (now == nullptr) return respond(wire::ApiError(NotFound("host", name)));
-        respond(wire::Json(200, json::object{{"host", View(*now)},
-                                             {"lease_ttl_ms", monitor_.lease_ttl_ms()},
-                                             {"lease_epoch", monitor_.LeaseEpoch(name)}}));
-    });
+    ctx_.Persist({Model::Write(stored)}, std::move(events),
+                 [this, respond = call.respond, name, ttl_ms](Status st) {
+                     const Res* now = ctx_.model.Find(kHost, name);
+                     if (!st) return respond(wire::ApiError(st.error()));
+                     if (now == nullptr) return respond(wire::ApiError(NotFound("host", name)));
+                     respond(wire::Json(200, json::object{{"host", View(*now)},
+                                                          {"lease_ttl_ms", ttl_ms},
+                                                          {"renew_interval_ms", ttl_ms / 3},
+                                                          {"lease_epoch", monitor_.LeaseEpoch(name)}}));
+                 });
 }
 
-void Hosts::Heartbeat(Call call) {
-    if (auto st = CheckPeerNamesHost(call, call.Param("name")); !st) return call.Fail(st.error());
-    if (auto st = RequireAdminOrHost(call.who, call.Param("name")); !st) return call.Fail(st.error());
-    const Res* found = ctx_.model.Find(kHost, call.Param("name"));
-    if (found == nullptr) return call.Fail(NotFound("host", call.Param("name")));
-    const std::string name = found->id;
-    auto parsed = Input::ParseAny(call.body);
-    if (!parsed) return call.Fail(FieldError("body", "must be a JSON object"));
-    const json::object& in = parsed->object();
-    monitor_.Renewed(name, "its lease is renewed again");
+// One host's renewal, from a heartbeat's body (or one entry of a batch): the lease, the reports
+// (their writes and events added to the caller's), the look at fenced instances. The answer's
+// per-host part: {"lease_epoch", "acked_seq"}, the lease granted in `ttl`.
+Result<json::object> Hosts::Renew(const std::string& name, const Principal& who, const std::string& peer_name,
+                                  const json::object& in, Duration& ttl,
+                                  std::vector<store::ResourceWrite>& writes,
+                                  std::vector<store::EventRecord>& events) {
+    COGS_TRY(CheckPeerNamesHost(peer_name, name));
+    COGS_TRY(RequireAdminOrHost(who, name));
+    if (ctx_.model.Find(kHost, name) == nullptr) return MakeError(NotFound("host", name));
+    ttl = monitor_.Renewed(name, "its lease is renewed again");
     int64_t acked = 0;
-    std::vector<store::ResourceWrite> writes;
-    std::vector<store::EventRecord> events;
     // On a full disk the reports are not acknowledged (acked_seq 0): the agent sends them again.
     const auto* reports = ctx_.store.Writable() ? in.if_contains("reports") : nullptr;
     if (reports != nullptr && reports->is_array()) {
@@ -187,16 +190,109 @@ void Hosts::Heartbeat(Call call) {
     if (Int(wire::Obj(in, "instances"), "FENCED") > 0 && monitor_.Up(name)) {
         reconcile_.ReconcileHost(name, "its agent holds fenced instances");
     }
-    json::object answer{{"lease_ttl_ms", monitor_.lease_ttl_ms()},
-                        {"lease_epoch", monitor_.LeaseEpoch(name)},
-                        {"acked_seq", acked}};
+    return json::object{{"lease_epoch", monitor_.LeaseEpoch(name)}, {"acked_seq", acked}};
+}
+
+namespace {
+
+// Answers once the renewals' reports are durable (none: at once).
+void AnswerRenewal(Context& ctx, const Call& call, json::object answer,
+                   std::vector<store::ResourceWrite> writes, std::vector<store::EventRecord> events) {
     if (writes.empty() && events.empty()) {
         return call.Answer(wire::Json(200, answer));
     }
-    ctx_.Persist(std::move(writes), std::move(events),
-                 [respond = call.respond, answer = std::move(answer)](Status st) {
-                     respond(st ? wire::Json(200, answer) : wire::ApiError(st.error()));
-                 });
+    ctx.Persist(std::move(writes), std::move(events),
+                [respond = call.respond, answer = std::move(answer)](Status st) {
+                    respond(st ? wire::Json(200, answer) : wire::ApiError(st.error()));
+                });
+}
+
+}  // namespace
+
+void Hosts::Heartbeat(Call call) {
+    auto parsed = Input::ParseAny(call.body);
+    std::vector<store::ResourceWrite> writes;
+    std::vector<store::EventRecord> events;
+    Duration ttl{};
+    auto renewed = [&]() -> Result<json::object> {
+        COGS_TRY(CheckPeerNamesHost(call.peer_name, call.Param("name")));
+        COGS_TRY(RequireAdminOrHost(call.who, call.Param("name")));
+        if (ctx_.model.Find(kHost, call.Param("name")) == nullptr) {
+            return MakeError(NotFound("host", call.Param("name")));
+        }
+        if (!parsed) return MakeError(FieldError("body", "must be a JSON object"));
+        return Renew(call.Param("name"), call.who, call.peer_name, parsed->object(), ttl, writes, events);
+    }();
+    if (!renewed) return call.Fail(renewed.error());
+    json::object answer = std::move(*renewed);
+    answer["lease_ttl_ms"] = Ms(ttl);
+    answer["renew_interval_ms"] = Ms(ttl) / 3;
+    AnswerRenewal(ctx_, call, std::move(answer), std::move(writes), std::move(events));
+}
+
+void Hosts::Heartbeats(Call call) {
+    std::vector<store::ResourceWrite> writes;
+    std::vector<store::EventRecord> events;
+    auto renewed = [&]() -> Result<json::array> {
+        COGS_ASSIGN_OR_RETURN(auto in, Input::ParseAny(call.body));
+        const json::object& body = in.object();
+        for (const auto& [key, value] : body) {
+            if (key != "hosts") return MakeError(FieldError(std::string(key), "unknown field"));
+        }
+        const json::value* hosts = body.if_contains("hosts");
+        if (hosts == nullptr || !hosts->is_array()) {
+            return MakeError(FieldError("hosts", "must be an array of {\"name\", ...}"));
+        }
+        const json::array& entries = hosts->get_array();
+        if (entries.empty() || entries.size() > kMaxBatchRenewals) {
+            return MakeError(FieldError("hosts", "1 to " + std::to_string(kMaxBatchRenewals) + " entries"));
+        }
+        // The whole batch is checked before any lease moves: a malformed entry refuses it all.
+        for (size_t i = 0; i < entries.size(); ++i) {
+            const std::string field = "hosts[" + std::to_string(i) + "]";
+            if (!entries[i].is_object()) return MakeError(FieldError(field, "must be an object"));
+            const json::object& e = entries[i].get_object();
+            const json::value* name = e.if_contains("name");
+            if (name == nullptr || !name->is_string() || name->get_string().empty()) {
+                return MakeError(FieldError(field + ".name", "a host name is required"));
+            }
+            if (const json::value* t = e.if_contains("token"); t != nullptr && !t->is_string()) {
+                return MakeError(FieldError(field + ".token", "must be a string"));
+            }
+        }
+        json::array results;
+        results.reserve(entries.size());
+        for (const auto& value : entries) {
+            const json::object& e = value.get_object();
+            const std::string name(e.at("name").get_string());
+            // An entry may carry its own host's token (an agent serving many hosts, each with its
+            // own); without one the request's token must be allowed to renew that host.
+            Result<Principal> who = call.who;
+            if (const json::value* t = e.if_contains("token")) {
+                who = catalog_.Authenticate(std::string_view(t->get_string()));
+            }
+            Duration ttl{};
+            Result<json::object> one =
+                who ? Renew(name, *who, call.peer_name, e, ttl, writes, events) : MakeError(who.error());
+            json::object result{{"name", name}};
+            if (one) {
+                for (auto& [k, v] : *one)
+                    result[k] = std::move(v);
+                result["lease_ttl_ms"] = Ms(ttl);
+            } else {
+                json::object error = wire::ApiErrorObject(one.error());
+                error["status"] = HttpStatus(one.error().code);
+                result["error"] = std::move(error);
+            }
+            results.push_back(std::move(result));
+        }
+        return results;
+    }();
+    if (!renewed) return call.Fail(renewed.error());
+    const int64_t ttl_ms = monitor_.lease_ttl_ms();
+    json::object answer{
+        {"lease_ttl_ms", ttl_ms}, {"renew_interval_ms", ttl_ms / 3}, {"hosts", std::move(*renewed)}};
+    AnswerRenewal(ctx_, call, std::move(answer), std::move(writes), std::move(events));
 }
 
 void Hosts::Enroll(Call call) {

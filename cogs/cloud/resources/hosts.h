@@ -44,7 +44,20 @@ public:
     void List(Call call);
     void Show(Call call);
     void Register(Call call);
+    // POST /v1/hosts/{name}/heartbeat: one host's renewal (above). 200 {"lease_ttl_ms",
+    // "renew_interval_ms", "lease_epoch", "acked_seq"}.
     void Heartbeat(Call call);
+    // POST /v1/heartbeats {"hosts": [{"name", "token"?, "instances"?, "reports"?}, ...]}: many hosts'
+    // renewals in one request (an agent serving many hosts; docs/api.md "Hosts"), at most
+    // kMaxBatchRenewals. Each entry is one heartbeat's body plus its host's name and, optionally,
+    // its host's own token (else the request's token must be allowed to renew that host). A
+    // malformed batch is 400 naming the entry, nothing renewed; otherwise 200 {"lease_ttl_ms",
+    // "renew_interval_ms", "hosts": [{"name", "lease_epoch", "acked_seq", "lease_ttl_ms"} or {"name",
+    // "error": {"code", "message", "status"}}]} in the request's order, once the reports are durable:
+    // one entry's refusal (an unknown host 404, another host's token 403, a bad token 401) does not
+    // stop the others.
+    void Heartbeats(Call call);
+    static constexpr size_t kMaxBatchRenewals = 1000;
     // POST /v1/hosts/{name}/enroll (see above).
     void Enroll(Call call);
     // POST /v1/hosts/{name}/enable and /disable {"reason"?}.
@@ -61,6 +74,10 @@ private:
     Result<Res*> Find(const Call& call);
     // Persists a host record and its events and answers it as it is once durable.
     void SaveAndAnswer(const Res& h, const Call& call, std::vector<store::EventRecord> events);
+    Result<json::object> Renew(const std::string& name, const Principal& who, const std::string& peer_name,
+                               const json::object& in, Duration& ttl,
+                               std::vector<store::ResourceWrite>& writes,
+                               std::vector<store::EventRecord>& events);
     void InstanceReport(const std::string& host, const json::object& report,
                         std::vector<store::ResourceWrite>& writes, std::vector<store::EventRecord>& events);
 

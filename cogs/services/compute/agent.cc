@@ -6,6 +6,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/json/serialize.hpp>
 #include <filesystem>
+#include <map>
+#include <optional>
 
 #include "cogs/http/client.h"
 #include "cogs/observe/log.h"
@@ -93,6 +95,11 @@ public:
           options_(std::move(options)),
           clock_(options_.clock != nullptr ? *options_.clock : runtime::SystemClock()),
           clients_(std::move(clients)) {
+        batching_ = options_.batch_renewals;
+        beat_timer_ = clock_.NewTimer(io_);
+        pace_ = options_.heartbeat_interval > Duration::zero()
+                    ? options_.heartbeat_interval
+                    : std::chrono::duration_cast<Duration>(options_.lease_ttl / 3);
         for (const HostSpec& spec : options_.hosts) {
             auto h = std::make_unique<Host>(clock_, io_);
             h->name = spec.name;
@@ -126,6 +133,7 @@ public:
             return;
         }
         stopped_ = true;
+        beat_timer_->Cancel();
         for (auto& h : hosts_) {
             h->timer->Cancel();
             h->lease_timer->Cancel();
@@ -150,6 +158,7 @@ public:
         return n;
     }
     const std::string& current_url() const { return options_.control_urls[current_]; }
+    bool batching() const { return batching_; }
 
 private:
     struct Host {
@@ -171,8 +180,11 @@ private:
         bool no_leader_spent = false;  // no_leader_limit passed (logged once)
         SteadyTime lease_until{};
         Duration ttl{};
+        Duration interval{};  // the pace the control plane asks for (renew_interval_ms); 0: none yet
         bool fenced = false;
         bool ever_leased = false;
+        bool beat_armed = false;  // batching: its next heartbeat is in beats_ at beat_at
+        SteadyTime beat_at{};
         SteadyTime fenced_since{};
         std::string lease_file;      // the watchdog's ("" none)
         bool lease_failing = false;  // the last write failed (logged once)
@@ -209,7 +221,7 @@ private:
     SteadyTime RequestDeadline() const {
         Duration timeout = options_.request_timeout;
         if (options_.control_urls.size() > 1) {
-            timeout = std::min<Duration>(timeout, options_.heartbeat_interval / 2);
+            timeout = std::min<Duration>(timeout, pace_ / 2);
         }
         return SteadyClock::now() + timeout;
     }
@@ -271,8 +283,8 @@ private:
             h.failures = 0;
             h.unavailable = 0;
             h.backoff = options_.min_backoff;
-            h.next_heartbeat = clock_.Now() + Interval(h);
-            After(h, h.next_heartbeat, &Impl::Heartbeat);
+            h.next_heartbeat = NextBeat(h);
+            ScheduleBeat(h, h.next_heartbeat);
             return;
         }
         ++stats_.registration_failures;
@@ -301,18 +313,214 @@ private:
         After(h, clock_.Now() + wait, &Impl::Register);
     }
 
-    // Renewals come at least three times per lease TTL (a control plane with a short TTL is not
-    // left to lapse between two heartbeats of a longer interval).
+    // The control plane's pace (renew_interval_ms), capped by heartbeat_interval if set, and at
+    // least three renewals per lease TTL (a control plane with a short TTL is not left to lapse
+    // between two heartbeats of a longer interval).
     Duration Interval(const Host& h) const {
-        return std::min<Duration>(options_.heartbeat_interval,
-                                  std::chrono::duration_cast<Duration>(h.ttl / 3));
+        const auto third = std::chrono::duration_cast<Duration>(h.ttl / 3);
+        Duration want = h.interval > Duration::zero() ? std::min(h.interval, third) : third;
+        if (options_.heartbeat_interval > Duration::zero()) {
+            want = std::min(want, options_.heartbeat_interval);
+        }
+        return std::max<Duration>(want, std::chrono::milliseconds(1));
+    }
+
+    // When h's next heartbeat goes. Batching, it is rounded down to a tenth of the interval, so that
+    // hosts registered at different moments fall into at most ten batches per interval.
+    SteadyTime NextBeat(const Host& h) const {
+        const Duration interval = Interval(h);
+        const SteadyTime at = clock_.Now() + interval;
+        if (!batching_) {
+            return at;
+        }
+        const Duration grid = std::max<Duration>(interval / 10, std::chrono::milliseconds(1));
+        return SteadyTime((at.time_since_epoch() / grid) * grid);
     }
 
     void Heartbeat(Host& h) {
         ++stats_.heartbeats_sent;
-        h.next_heartbeat = clock_.Now() + Interval(h);
+        h.next_heartbeat = NextBeat(h);
+        if (batching_) {
+            return Enqueue(h);
+        }
+        SendHeartbeat(h);
+    }
+
+    void SendHeartbeat(Host& h) {
         std::string body = options_.link != nullptr ? options_.link->HeartbeatBody(h.name) : "{}";
         Send(h, MakeRequest(h, "POST", h.target + "/heartbeat", std::move(body)), &Impl::HeartbeatDone);
+    }
+
+    // When h's next heartbeat goes: its own timer, or, batching, one timer for every host (so that
+    // those due together leave together, whatever order timers fire in).
+    void ScheduleBeat(Host& h, SteadyTime when) {
+        if (!batching_) {
+            return After(h, when, &Impl::Heartbeat);
+        }
+        h.beat_armed = true;
+        h.beat_at = when;
+        beats_.emplace(when, &h);
+        if (!beat_armed_at_ || when < *beat_armed_at_) {
+            ArmBeat(when);
+        }
+    }
+
+    void ArmBeat(SteadyTime when) {
+        beat_armed_at_ = when;
+        beat_timer_->Arm(when, [self = shared_from_this()] {
+            if (!self->stopped_) {
+                self->Beat();
+            }
+        });
+    }
+
+    // The heartbeats due now, into one flush; an entry a later ScheduleBeat replaced is skipped.
+    void Beat() {
+        beat_armed_at_.reset();
+        const SteadyTime now = clock_.Now();
+        while (!beats_.empty() && beats_.begin()->first <= now) {
+            const auto [at, h] = *beats_.begin();
+            beats_.erase(beats_.begin());
+            if (h->beat_armed && h->beat_at == at) {
+                h->beat_armed = false;
+                Heartbeat(*h);
+            }
+        }
+        if (!beats_.empty()) {
+            ArmBeat(beats_.begin()->first);
+        }
+    }
+
+    // Batched renewals (agent.h): the hosts whose heartbeat is due in this turn of io go together.
+    void Enqueue(Host& h) {
+        pending_.push_back(&h);
+        if (!flush_posted_) {
+            flush_posted_ = true;
+            boost::asio::post(io_, [self = shared_from_this()] {
+                if (!self->stopped_) {
+                    self->Flush();
+                }
+            });
+        }
+    }
+
+    void Flush() {
+        flush_posted_ = false;
+        std::vector<Host*> due = std::move(pending_);
+        pending_.clear();
+        std::vector<Host*> chunk;
+        json::array entries;
+        size_t bytes = 0;
+        for (Host* h : due) {
+            json::object entry = options_.link != nullptr
+                                     ? wire::ParseObject(options_.link->HeartbeatBody(h->name))
+                                     : json::object{};
+            entry["name"] = h->name;
+            if (auto own = options_.host_tokens.find(h->name);
+                own != options_.host_tokens.end() && own->second != options_.token) {
+                entry["token"] = own->second;
+            }
+            const size_t size = json::serialize(entry).size() + 1;
+            if (!chunk.empty() && (chunk.size() == kMaxBatch || bytes + size > kMaxBatchBytes)) {
+                SendBatch(std::move(chunk), std::move(entries));
+                chunk = {};
+                entries = {};
+                bytes = 0;
+            }
+            chunk.push_back(h);
+            entries.push_back(std::move(entry));
+            bytes += size;
+        }
+        if (!chunk.empty()) {
+            SendBatch(std::move(chunk), std::move(entries));
+        }
+    }
+
+    void SendBatch(std::vector<Host*> chunk, json::array entries) {
+        // The request's own token: the agent's, else the first host's (its entry then needs none).
+        http::Request r;
+        r.method = "POST";
+        r.target = std::string(kBatchTarget);
+        r.headers.emplace_back("content-type", "application/json");
+        std::string bearer = options_.token;
+        if (bearer.empty() && entries.front().as_object().contains("token")) {
+            bearer = std::string(entries.front().as_object().at("token").as_string());
+            entries.front().as_object().erase("token");
+        }
+        if (!bearer.empty()) {
+            r.headers.emplace_back("authorization", "Bearer " + bearer);
+        }
+        r.body = json::serialize(json::object{{"hosts", std::move(entries)}});
+        ++stats_.batches_sent;
+        const SteadyTime sent = clock_.Now();
+        const size_t at = current_;
+        clients_[at]->Send(
+            std::move(r), RequestDeadline(),
+            [self = shared_from_this(), chunk = std::move(chunk), sent, at](Result<http::Response> r) {
+                if (self->stopped_) {
+                    return;
+                }
+                self->Answered(at, r);
+                self->BatchDone(chunk, r, sent);
+            });
+    }
+
+    // Each host of the batch gets its own part of the answer, as if it had been its own heartbeat's.
+    void BatchDone(const std::vector<Host*>& chunk, const Result<http::Response>& r, SteadyTime sent) {
+        const bool ok = r && r->status >= 200 && r->status < 300;
+        const json::object answer = ok ? wire::ParseObject(r->body) : json::object{};
+        // No such route (404), or an answer that is no batch's: a control plane from before batched
+        // renewals. One heartbeat per host from now on.
+        if (r && (r->status == 404 || (ok && !answer.contains("hosts")))) {
+            if (batching_) {
+                batching_ = false;
+                AgentLog().warn(
+                    "compute agent: the control plane does not take batched renewals ({} answered {}): one "
+                    "heartbeat per host",
+                    kBatchTarget, r->status);
+            }
+            for (Host* h : chunk) {
+                SendHeartbeat(*h);
+            }
+            return;
+        }
+        if (!ok) {
+            for (Host* h : chunk) {
+                HeartbeatDone(*h, r, sent);
+            }
+            return;
+        }
+        std::map<std::string, const json::object*, std::less<>> parts;
+        if (const json::value* hosts = answer.if_contains("hosts"); hosts != nullptr && hosts->is_array()) {
+            for (const json::value& v : hosts->get_array()) {
+                if (v.is_object()) {
+                    parts[wire::Str(v.get_object(), "name")] = &v.get_object();
+                }
+            }
+        }
+        for (Host* h : chunk) {
+            http::Response own;
+            auto part = parts.find(h->name);
+            if (part == parts.end()) {
+                own.status = 502;
+                own.body = R"({"code":"internal","message":"the batch answer has no entry for this host"})";
+            } else if (const json::value* error = part->second->if_contains("error");
+                       error != nullptr && error->is_object()) {
+                own.status = static_cast<int>(wire::Int(error->get_object(), "status"));
+                if (own.status < 400) {
+                    own.status = 500;
+                }
+                own.body = json::serialize(*error);
+            } else {
+                json::object body = *part->second;
+                if (const json::value* pace = answer.if_contains("renew_interval_ms")) {
+                    body["renew_interval_ms"] = *pace;
+                }
+                own.status = 200;
+                own.body = json::serialize(body);
+            }
+            HeartbeatDone(*h, Result<http::Response>(std::move(own)), sent);
+        }
     }
 
     void HeartbeatDone(Host& h, const Result<http::Response>& r, SteadyTime sent) {
@@ -372,7 +580,7 @@ private:
             }
         }
         // At the pace of heartbeat_interval from the last send; at once if a slow answer used it up.
-        After(h, h.next_heartbeat, &Impl::Heartbeat);
+        ScheduleBeat(h, h.next_heartbeat);
     }
 
     // The control plane answered 2xx to a request sent at `sent`: the lease holds until sent + T.
@@ -385,6 +593,10 @@ private:
         const json::object answer = wire::ParseObject(body);
         if (const int64_t ttl = wire::Int(answer, "lease_ttl_ms"); ttl > 0) {
             h.ttl = Millis(ttl);
+        }
+        if (const int64_t pace = wire::Int(answer, "renew_interval_ms"); pace > 0) {
+            h.interval = Millis(pace);
+            pace_ = Interval(h);
         }
         // Before it may unfence below: a call sent before this epoch is refused from now on.
         if (const int64_t epoch = wire::Int(answer, "lease_epoch"); epoch > 0) {
@@ -512,6 +724,17 @@ private:
     size_t current_ = 0;                                  // where requests go now
     uint64_t failovers_in_a_row_ = 0;
     std::vector<std::unique_ptr<Host>> hosts_;
+    // Batched renewals: on until the control plane says it has no such route.
+    static constexpr size_t kMaxBatch = 1000;  // cogsd's limit (cloud/resources/hosts.h)
+    static constexpr size_t kMaxBatchBytes = 512 * 1024;
+    static constexpr std::string_view kBatchTarget = "/v1/heartbeats";
+    bool batching_ = false;
+    std::unique_ptr<runtime::Timer> beat_timer_;  // batching: the next due heartbeats
+    std::multimap<SteadyTime, Host*> beats_;
+    std::optional<SteadyTime> beat_armed_at_;
+    std::vector<Host*> pending_;
+    bool flush_posted_ = false;
+    Duration pace_{};  // the last renew interval answered: a request's deadline with several urls
     bool stopped_ = false;
     AgentStats stats_;
 };

@@ -8,13 +8,23 @@
 //      (min_backoff .. max_backoff); a 4xx other than 401/403/408/429 means the control plane refuses
 //      this registration as it is (a bug or a misconfiguration, not a passing state): it is logged as
 //      an error and retried every slow_retry. The agent never gives up and never crashes the process.
-//   2. POST {control}/v1/hosts/{name}/heartbeat every heartbeat_interval (at most a third of the
-//      lease TTL the control plane answered), body link->HeartbeatBody
-//      (instance counts by state, unacknowledged reports; "{}" without a link). A 404 means the
-//      control plane has forgotten the host: back to 1 at once. Other failures are logged; the
-//      heartbeats go on at their pace. A 200 {"lease_ttl_ms": T, "acked_seq": N} sets the lease TTL
-//      and acknowledges the reports up to N (link->Acknowledged); any other 2xx (an older cogsd's 204,
-//      a body without them) renews without acknowledging.
+//   2. POST {control}/v1/hosts/{name}/heartbeat at the control plane's pace (the renew_interval_ms
+//      its last answer gave; before any, a third of lease_ttl), never slower than a third of the lease
+//      TTL it answered and, if heartbeat_interval is set, never slower than that; body
+//      link->HeartbeatBody (instance counts by state, unacknowledged reports; "{}" without a link).
+//      A 404 means the control plane has forgotten the host: back to 1 at once. Other failures are
+//      logged; the heartbeats go on at their pace. A 200 {"lease_ttl_ms": T, "acked_seq": N} sets the
+//      lease TTL and acknowledges the reports up to N (link->Acknowledged); any other 2xx (an older
+//      cogsd's 204, a body without them) renews without acknowledging.
+//      With batch_renewals, the heartbeats due in the same turn of io go in one request instead,
+//      POST {control}/v1/heartbeats {"hosts": [{"name", "token"?, <the heartbeat's body>}, ...]}, at
+//      most 1000 hosts and 512 KiB a request (a host's own token rides in its entry, unless it is the
+//      request's), and each host's due time is rounded down to a tenth of its interval, so that the
+//      hosts of one process fall into at most ten batches per interval. The answer's entry for each
+//      host is handled exactly as that host's own heartbeat's answer would be (its "error" as that
+//      status); a failure of the whole request is each host's failure. A 404 for the whole request,
+//      or a 2xx without "hosts" (a cogsd without the route, a stand-in that answers anything), turns
+//      batching off for good: one heartbeat per host from then on.
 // Every request carries `Authorization: Bearer <token>` (when the token is non-empty) and a deadline
 // of request_timeout.
 //
@@ -107,7 +117,10 @@ struct AgentOptions {
     std::shared_ptr<http::TlsContext> tls;
     std::string advertise_url;  // where the control plane reaches this process ("url" of every host)
     std::vector<HostSpec> hosts;
-    Duration heartbeat_interval = std::chrono::seconds(1);
+    // A cap on the heartbeat pace; zero: the control plane's (see 2. above).
+    Duration heartbeat_interval = Duration::zero();
+    // Renew the leases of every host due at once in one request (see 2. above).
+    bool batch_renewals = false;
     Duration request_timeout =
         std::chrono::seconds(2);  // with several control_urls: at most half a heartbeat
     Duration min_backoff = std::chrono::milliseconds(100);  // also a failed heartbeat's (several urls)
@@ -136,6 +149,7 @@ struct AgentStats {
     uint64_t registrations = 0;       // PUTs answered 2xx
     uint64_t registration_failures = 0;
     uint64_t heartbeats_sent = 0;     // each ends as one of the next two (unless stopped)
+    uint64_t batches_sent = 0;        // batched renewal requests (each carries many heartbeats)
     uint64_t heartbeats = 0;          // heartbeats answered 2xx
     uint64_t heartbeat_failures = 0;  // 404s and no_leader answers included
     uint64_t no_leader = 0;           // requests answered 503 no_leader (held leases extended)

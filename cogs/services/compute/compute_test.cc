@@ -1234,6 +1234,26 @@ protected:
                 r.status = seen.status;
                 if (r.status >= 300) {
                     r.body = R"({"code":")" + error_code_ + R"(","message":"no"})";
+                } else if (batches_ && seen.path == "/v1/heartbeats") {
+                    // As cogsd answers a batch: each entry its own lease, or its own error.
+                    json::array parts;
+                    const json::value batch = json::parse(req.body);
+                    for (const auto& e : batch.at("hosts").as_array()) {
+                        const std::string name(e.at("name").as_string());
+                        json::object part{{"name", name}};
+                        if (auto err = batch_errors_.find(name); err != batch_errors_.end()) {
+                            part["error"] =
+                                json::object{{"code", "x"}, {"message", "no"}, {"status", err->second}};
+                        } else {
+                            part["lease_ttl_ms"] = lease_ttl_ms_;
+                            part["lease_epoch"] = lease_epoch_;
+                            part["acked_seq"] = acked_seq_;
+                        }
+                        parts.push_back(std::move(part));
+                    }
+                    r.body = json::serialize(json::object{{"lease_ttl_ms", lease_ttl_ms_},
+                                                          {"renew_interval_ms", lease_ttl_ms_ / 3},
+                                                          {"hosts", std::move(parts)}});
                 } else if (r.status != 204) {
                     // A heartbeat's answer renews the lease for lease_ttl_ms and acknowledges reports.
                     r.body = req.method != "POST"
@@ -1315,7 +1335,9 @@ protected:
     std::function<int(const Seen&)> status_;  // what to answer; empty: 200
     std::string error_code_ = "x";            // the "code" of an answer >= 300
     int64_t lease_ttl_ms_ = 3000;
-    int64_t lease_epoch_ = 0;  // 0: as an older control plane, none
+    bool batches_ = false;                     // answer POST /v1/heartbeats as cogsd does (else as any POST)
+    std::map<std::string, int> batch_errors_;  // hosts whose batch entry is this error status
+    int64_t lease_epoch_ = 0;                  // 0: as an older control plane, none
     uint64_t acked_seq_ = 0;
     std::vector<Seen> seen_;
     std::unique_ptr<HostAgent> agent_;
@@ -1373,6 +1395,57 @@ TEST_F(AgentTest, RegistersEveryHostWithItsSpec) {
     EXPECT_EQ(json::parse(h2[0].body).at("availability_zone"), "az2");
     EXPECT_EQ(json::parse(h2[0].body).at("traits"), json::array());
     EXPECT_EQ(agent_->stats().registrations, 2u);
+}
+
+// Batched renewals (agent.h, 2.): the hosts of one process renew in one request, each with its own
+// token, each reading its own part of the answer; the pace is the control plane's.
+TEST_F(AgentTest, BatchedRenewalsGoInOneRequestAtTheControlPlanesPace) {
+    batches_ = true;
+    lease_ttl_ms_ = 600;         // renew_interval_ms 200
+    options_.lease_ttl = 600ms;  // before the first answer too
+    options_.token.clear();
+    options_.heartbeat_interval = Duration::zero();
+    options_.batch_renewals = true;
+    options_.hosts.push_back(HostSpec{"h2", "nova", 4, 1024, 10, {}});
+    options_.hosts.push_back(HostSpec{"h3", "nova", 4, 1024, 10, {}});
+    options_.host_tokens = {{"h1", "t1"}, {"h2", "t2"}, {"h3", "t3"}};
+    StartAgent();
+    ASSERT_EQ(agent_->registered_hosts(), 3u);
+    AdvanceBy(1s);
+    const auto batches = Of("POST", "/v1/heartbeats");
+    ASSERT_GE(batches.size(), 4u) << "a renewal every 200 ms";
+    EXPECT_LE(batches.size(), 6u) << "not faster than the control plane asks";
+    EXPECT_TRUE(Beats().empty()) << "no per-host heartbeat";
+    const Seen& last = batches.back();
+    const json::array hosts = json::parse(last.body).at("hosts").as_array();
+    ASSERT_EQ(hosts.size(), 3u) << "the three hosts fall into one batch: " << last.body;
+    EXPECT_EQ(last.authorization, "Bearer t1") << "the first host's token is the request's";
+    EXPECT_FALSE(hosts[0].as_object().contains("token"));
+    EXPECT_EQ(hosts[1].at("token"), "t2");
+    EXPECT_EQ(hosts[2].at("token"), "t3");
+    EXPECT_EQ(agent_->stats().heartbeats, agent_->stats().heartbeats_sent);
+    EXPECT_LT(agent_->stats().batches_sent, agent_->stats().heartbeats_sent);
+
+    // The control plane forgot h2 (its entry 404): h2 alone registers again.
+    batch_errors_ = {{"h2", 404}};
+    const size_t puts1 = Puts().size(), puts2 = Of("PUT", "/v1/hosts/h2").size();
+    AdvanceBy(250ms);
+    EXPECT_EQ(Of("PUT", "/v1/hosts/h2").size(), puts2 + 1);
+    EXPECT_EQ(Puts().size(), puts1) << "h1 renewed by the same answer";
+    EXPECT_EQ(agent_->stats().reregistrations, 1u);
+}
+
+TEST_F(AgentTest, BatchedRenewalsFallBackToOneHeartbeatPerHostOnAnOlderControlPlane) {
+    status_ = [](const Seen& s) { return s.path == "/v1/heartbeats" ? 404 : 200; };
+    options_.batch_renewals = true;
+    options_.hosts.push_back(HostSpec{"h2", "nova", 4, 1024, 10, {}});
+    StartAgent();
+    AdvanceBy(100ms);
+    EXPECT_EQ(Of("POST", "/v1/heartbeats").size(), 1u) << "tried once";
+    EXPECT_GE(Beats().size(), 4u) << "then h1's own heartbeats, at once and every 20 ms";
+    EXPECT_GE(Of("POST", "/v1/hosts/h2/heartbeat").size(), 4u);
+    EXPECT_EQ(agent_->stats().reregistrations, 0u) << "the route's 404 is no host's";
+    EXPECT_EQ(agent_->fenced_hosts(), 0u);
 }
 
 TEST_F(AgentTest, RetriesRegistrationWithGrowingBackoff) {
