@@ -43,7 +43,9 @@
 //
 // Bound (`PlacementLimits::max_examined`, kube-scheduler's 100-node floor): once a decision has
 // examined that many hosts and already holds a candidate that passes every filter, it stops and
-// takes the best candidate found (the classes are walked with the one that can fail on vCPUs last).
+// takes the best candidate found (the classes are walked from the most free vCPUs down, so those
+// that cannot fail on vCPUs come first; a class's walk also stops at its first host worse than the
+// best candidate, which cannot change the answer).
 // Filters are never relaxed: the host taken passes all of them, a group member's host is never
 // taken for anti-affinity, no host is overcommitted. What the bound can cost is the weigher's
 // optimum only: a better host deeper in a walk than the bound reaches is not seen. It never
@@ -177,8 +179,8 @@ public:
     //   and availability_zone stay exact; traits is the zone's (or the cloud's) eligible hosts
     //   minus the walked trait shelf's; the walked shelf's hosts are counted by the filter that
     //   eliminated them when the walk examined them (a host outside the zone or lacking another
-    //   trait under "traits"), as "vcpus" when their class was skipped (class 0: "vcpus", or "disk"
-    //   for a request of 0 vCPUs) and as "ram" when the walk stopped short of them for free RAM.
+    //   trait under "traits"), as "vcpus" when their class was skipped (a starved host short of
+    //   disk included) and as "ram" when the walk stopped short of them for free RAM.
     //   An affinity request walking its members counts the rest of the shelf under "affinity".
     //   The counts still add up to the host count.
     //
