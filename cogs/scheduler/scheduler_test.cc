@@ -713,12 +713,17 @@ struct RandomCloud {
     const std::vector<std::string> groups = {"", "", "g1", "g2", "g3"};
 
     int64_t Pick(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); }
+    static std::string Name(int64_t i) {
+        char name[16];
+        std::snprintf(name, sizeof name, "h%03d", static_cast<int>(i));
+        return name;
+    }
 
     HostInfo NewHost(int i) {
         const int64_t vcpus = Pick(1, 40);
         const int64_t ram_mb = Pick(1, 32) * 1000;
         const int64_t disk_gb = Pick(5, 300);
-        HostInfo h = Host("h" + std::to_string(i), vcpus, ram_mb, disk_gb, zones[Pick(0, 7)]);
+        HostInfo h = Host(Name(i), vcpus, ram_mb, disk_gb, zones[Pick(0, 7)]);
         for (const auto& t : traits) {
             if (Pick(0, 3) == 0 && std::find(h.traits.begin(), h.traits.end(), t) == h.traits.end()) {
                 h.traits.push_back(t);
@@ -757,7 +762,9 @@ TEST(PlacementTest, IndexesChooseWhatAnExhaustiveSearchChooses) {
         // no host passes).
         Placement estimated(c.m.ratios, PlacementLimits{0, 0});
         Placement exact(c.m.ratios, PlacementLimits{0, 100000});
-        for (int i = 0; i < n_hosts; ++i) {
+        // In descending name order: each host lands first, which makes the ranks renumber (and the
+        // indexes rebuild) every 32 hosts, disabled and dead ones among them.
+        for (int i = n_hosts - 1; i >= 0; --i) {
             HostInfo h = c.NewHost(i);
             c.m.hosts[h.name] = h;
             estimated.UpsertHost(h);
@@ -808,7 +815,7 @@ TEST(PlacementTest, IndexesChooseWhatAnExhaustiveSearchChooses) {
                 EXPECT_TRUE(exact.Release(it->first));
                 c.m.Remove(it->first);
             } else {
-                HostInfo& h = c.m.hosts["h" + std::to_string(c.Pick(0, n_hosts - 1))];
+                HostInfo& h = c.m.hosts[RandomCloud::Name(c.Pick(0, n_hosts - 1))];
                 if (op < 90) {
                     h.enabled = !h.enabled;
                     estimated.SetEnabled(h.name, h.enabled);
@@ -886,6 +893,53 @@ TEST(PlacementTest, TheBoundNeverRelaxesAFilterNorFailsWhileAHostFits) {
     std::printf("%d claims placed (%d anti-affinity), %d not the weigher's best\n", placed, anti, not_best);
     EXPECT_GT(placed, 500);
     EXPECT_GT(anti, 50);
+}
+
+// Above `exact_failure_scan_hosts` the counts come from the indexes; on a cloud where each host
+// fails one filter they are the exact ones.
+TEST(PlacementTest, FailureCountsFromTheIndexes) {
+    for (const size_t exact_up_to : {size_t{0}, size_t{1000}}) {
+        Placement p(Ratios{1.0, 1.0, 1.0}, PlacementLimits{100, exact_up_to});
+        HostInfo off = Host("h-off", 64, 65536, 1000, "az1", {"gpu"});
+        off.enabled = false;
+        p.UpsertHost(off);
+        HostInfo dead = Host("h-dead", 64, 65536, 1000, "az1", {"gpu"});
+        dead.alive = false;
+        p.UpsertHost(dead);
+        p.UpsertHost(Host("h-zone", 64, 65536, 1000, "az2", {"gpu"}));
+        p.UpsertHost(Host("h-traits", 64, 65536, 1000, "az1"));
+        p.UpsertHost(Host("h-cpu", 2, 65536, 1000, "az1", {"gpu"}));
+        p.UpsertHost(Host("h-ram", 64, 4096, 1000, "az1", {"gpu"}));
+        PlacementRequest r = Req("s", 4, 8192, 10);
+        r.availability_zone = "az1";
+        r.required_traits = {"gpu"};
+        FailureReason why = FailureReason::kNone;
+        auto claim = p.ClaimFor(r, &why);
+        ASSERT_FALSE(claim.has_value());
+        EXPECT_EQ(claim.error().message,
+                  "no valid host for 4 vcpus, 8192 MiB, 10 GiB: 6 hosts; enabled: 1 eliminated; alive: 1 "
+                  "eliminated; availability_zone: 1 eliminated; traits: 1 eliminated; vcpus: 1 eliminated; "
+                  "ram: 1 eliminated; disk: 0 eliminated")
+            << exact_up_to;
+        EXPECT_EQ(why, FailureReason::kRam);
+        // Every host that could take it holds a member of the group: anti-affinity, counted.
+        PlacementRequest a = Req("a1", 1, 1024, 10);
+        a.group_id = "g";
+        a.policy = GroupPolicy::kAntiAffinity;
+        ASSERT_TRUE(p.ClaimFor(a).has_value());
+        a.server_id = "a2";
+        ASSERT_TRUE(p.ClaimFor(a).has_value());
+        a.server_id = "a3";
+        ASSERT_TRUE(p.ClaimFor(a).has_value());
+        a.server_id = "a4";
+        ASSERT_TRUE(p.ClaimFor(a).has_value());
+        a.server_id = "a5";
+        claim = p.ClaimFor(a, &why);
+        ASSERT_FALSE(claim.has_value());
+        EXPECT_EQ(why, FailureReason::kAntiAffinity) << claim.error().message;
+        EXPECT_NE(claim.error().message.find("; anti-affinity: 4 eliminated"), std::string::npos)
+            << claim.error().message;
+    }
 }
 
 // The walks skip what the indexes hold out: a zone with 1% of the hosts, a rare trait, disabled
