@@ -523,11 +523,14 @@ struct Model {
     static int64_t Usable(int64_t capacity, double ratio) {
         return static_cast<int64_t>(std::floor(static_cast<double>(capacity) * ratio));
     }
-    // The host a request must get, or "" if none fits.
-    std::string Expected(const PlacementRequest& r) {
+    // The host a request must get, or "" if none fits; `only`: consider that host alone.
+    std::string Expected(const PlacementRequest& r, const std::string& only = "") {
         std::string best;
         int64_t best_ram = 0, best_cpu = 0;
         for (const auto& [name, h] : hosts) {
+            if (!only.empty() && name != only) {
+                continue;
+            }
             Usage u = used[name];
             int64_t free_cpu = Usable(h.vcpus, ratios.cpu) - u.vcpus;
             int64_t free_ram = Usable(h.ram_mb, ratios.ram) - u.ram_mb;
@@ -673,16 +676,7 @@ TEST(PlacementTest, RandomClaimsNeverOvercommitAndFailOnlyWhenNothingFits) {
 
 // Whether a host passes every filter of `r`, by the documented rules (the model's brute force).
 bool ModelPasses(Model& m, const PlacementRequest& r, const std::string& name) {
-    const std::string expected = m.Expected(r);
-    if (expected.empty()) {
-        return false;
-    }
-    // Expected() took the best: ask it again with only `name` left to see if `name` passes.
-    std::map<std::string, HostInfo> all = m.hosts;
-    m.hosts = {{name, all.at(name)}};
-    const bool passes = !m.Expected(r).empty();
-    m.hosts = std::move(all);
-    return passes;
+    return m.Expected(r, name) == name;
 }
 
 // Sum of the "N eliminated" of a "no valid host" message, and its "N hosts".
