@@ -405,41 +405,40 @@ Result<Claim> Placement::ClaimFor(const PlacementRequest& request, FailureReason
         // Each class's first passing host is its best; the best of those is the answer. Walk the
         // classes that cannot fail on vCPUs first, so the bound cuts the one that can.
         const size_t bound = limits_.max_examined;
+        // One class's order from `it`, while free RAM lasts: true if the bound stopped it.
+        auto walk = [&](auto it, auto end, size_t size) {
+            int64_t visited = 0;
+            bool stopped = false;
+            for (; it != end && it->free_ram >= request.ram_mb; ++it) {
+                if (have && bound > 0 && examined >= bound) {
+                    stopped = true;
+                    break;
+                }
+                if (have && !better(*it, best)) {
+                    break;  // this class has nothing better left
+                }
+                ++visited;
+                if (consider(*it)) {
+                    break;
+                }
+            }
+            // Only read if nothing passed: then each walk ran until free RAM ran out.
+            short_of_ram += static_cast<int64_t>(size) - visited;
+            return stopped;
+        };
         bool cut = false;
         for (int c = kClasses - 1; c >= 0 && !cut; --c) {
             if (!ClassMayFit<kClasses>(c, request.vcpus, request.disk_gb)) {
                 skipped_vcpus += static_cast<int64_t>(walked->spread[c].size());
                 continue;
             }
-            int64_t visited = 0;
             if (spread) {
                 const auto& order = walked->spread[c];
-                for (auto it = order.begin(); it != order.end() && it->free_ram >= request.ram_mb; ++it) {
-                    if (have && (!better(*it, best) || (bound > 0 && examined >= bound))) {
-                        cut = have && bound > 0 && examined >= bound;
-                        break;
-                    }
-                    ++visited;
-                    if (consider(*it)) {
-                        break;
-                    }
-                }
+                cut = walk(order.begin(), order.end(), order.size());
             } else {
                 const auto& order = walked->pack[c];
-                for (auto it = order.lower_bound(Key{request.ram_mb, 0, 0, nullptr}); it != order.end();
-                     ++it) {
-                    if (have && (!better(*it, best) || (bound > 0 && examined >= bound))) {
-                        cut = have && bound > 0 && examined >= bound;
-                        break;
-                    }
-                    ++visited;
-                    if (consider(*it)) {
-                        break;
-                    }
-                }
+                cut = walk(order.lower_bound(Key{request.ram_mb, 0, 0, nullptr}), order.end(), order.size());
             }
-            // Only read if nothing passed: then each walk ran until free RAM ran out.
-            short_of_ram += static_cast<int64_t>(walked->spread[c].size()) - visited;
         }
     }
     last_examined_ = examined;
