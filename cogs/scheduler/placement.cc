@@ -1,6 +1,7 @@
 #include "cogs/scheduler/placement.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <iterator>
 #include <limits>
@@ -55,7 +56,7 @@ std::string_view ToString(FailureReason reason) {
     return "";
 }
 
-Placement::Placement(Ratios ratios) : ratios_(ratios) {
+Placement::Placement(Ratios ratios, PlacementLimits limits) : ratios_(ratios), limits_(limits) {
     COGS_CHECK(ValidRatio(ratios.cpu) && ValidRatio(ratios.ram) && ValidRatio(ratios.disk));
 }
 
@@ -116,10 +117,13 @@ void Placement::Rank(std::map<std::string, Slot, std::less<>>::iterator it) {
         it->second.rank = lo + (hi - lo) / 2;  // lo is 0 with no host before: ranks start at 1
         return;
     }
-    // No room left between the neighbours: renumber every host, and rebuild the orders (the slot
+    // No room left between the neighbours: renumber every host, and rebuild the indexes (the slot
     // being ranked is not in them yet).
-    spread_order_.clear();
-    pack_order_.clear();
+    all_ = Shelf{};
+    zones_.clear();
+    traits_.clear();
+    disabled_ = 0;
+    dead_ = 0;
     uint64_t rank = 0;
     for (auto& [name, slot] : slots_) {
         if (slot.known) {
@@ -134,15 +138,19 @@ void Placement::Rank(std::map<std::string, Slot, std::less<>>::iterator it) {
 
 void Placement::SetEnabled(const std::string& host, bool enabled) {
     auto it = slots_.find(host);
-    if (it != slots_.end() && it->second.known) {
+    if (it != slots_.end() && it->second.known && it->second.info.enabled != enabled) {
+        Unindex(it->second);
         it->second.info.enabled = enabled;
+        Index(it->second);
     }
 }
 
 void Placement::SetAlive(const std::string& host, bool alive) {
     auto it = slots_.find(host);
-    if (it != slots_.end() && it->second.known) {
+    if (it != slots_.end() && it->second.known && it->second.info.alive != alive) {
+        Unindex(it->second);
         it->second.info.alive = alive;
+        Index(it->second);
     }
 }
 
@@ -224,16 +232,88 @@ bool Placement::PackLess::operator()(const Key& a, const Key& b) const {
     return a.rank < b.rank;
 }
 
+namespace {
+
+// The vCPU class of a host (placement.h, "Indexes").
+template <int kClasses>
+int ClassOf(int64_t free_vcpus, int64_t free_disk) {
+    if (free_vcpus <= 0 || free_disk <= 0) {
+        return 0;
+    }
+    return std::min(static_cast<int>(std::bit_width(static_cast<uint64_t>(free_vcpus))), kClasses - 1);
+}
+
+// Whether class `c` can hold a host that passes the vcpus and disk filters for this request.
+template <int kClasses>
+bool ClassMayFit(int c, int64_t vcpus, int64_t disk_gb) {
+    if (c == 0) {
+        return vcpus <= 0 || disk_gb <= 0;
+    }
+    return c == kClasses - 1 || (int64_t{1} << c) - 1 >= vcpus;
+}
+
+}  // namespace
+
 void Placement::Index(Slot& slot) {
+    if (!slot.info.enabled) {
+        ++disabled_;
+        return;
+    }
+    if (!slot.info.alive) {
+        ++dead_;
+        return;
+    }
     const Key key{slot.FreeRam(), slot.FreeVcpus(), slot.rank, &slot};
-    spread_order_.insert(key);
-    pack_order_.insert(key);
+    const int c = ClassOf<kClasses>(slot.FreeVcpus(), slot.FreeDisk());
+    auto file = [&key, c](Shelf& shelf) {
+        shelf.spread[c].insert(key);
+        shelf.pack[c].insert(key);
+        ++shelf.size;
+    };
+    file(all_);
+    if (!slot.info.availability_zone.empty()) {
+        file(zones_[slot.info.availability_zone]);
+    }
+    for (size_t t = 0; t < slot.sorted_traits.size(); ++t) {
+        if (t == 0 || slot.sorted_traits[t] != slot.sorted_traits[t - 1]) {
+            file(traits_[slot.sorted_traits[t]]);
+        }
+    }
 }
 
 void Placement::Unindex(Slot& slot) {
+    if (!slot.info.enabled) {
+        --disabled_;
+        return;
+    }
+    if (!slot.info.alive) {
+        --dead_;
+        return;
+    }
     const Key key{slot.FreeRam(), slot.FreeVcpus(), slot.rank, &slot};
-    COGS_CHECK(spread_order_.erase(key) == 1);
-    COGS_CHECK(pack_order_.erase(key) == 1);
+    const int c = ClassOf<kClasses>(slot.FreeVcpus(), slot.FreeDisk());
+    auto unfile = [&key, c](Shelf& shelf) {
+        COGS_CHECK(shelf.spread[c].erase(key) == 1);
+        COGS_CHECK(shelf.pack[c].erase(key) == 1);
+        return --shelf.size == 0;
+    };
+    unfile(all_);
+    if (!slot.info.availability_zone.empty()) {
+        auto zone = zones_.find(slot.info.availability_zone);
+        COGS_CHECK(zone != zones_.end());
+        if (unfile(zone->second)) {
+            zones_.erase(zone);
+        }
+    }
+    for (size_t t = 0; t < slot.sorted_traits.size(); ++t) {
+        if (t == 0 || slot.sorted_traits[t] != slot.sorted_traits[t - 1]) {
+            auto trait = traits_.find(slot.sorted_traits[t]);
+            COGS_CHECK(trait != traits_.end());
+            if (unfile(trait->second)) {
+                traits_.erase(trait);
+            }
+        }
+    }
 }
 
 Result<Claim> Placement::ClaimFor(const PlacementRequest& request, FailureReason* reason) {
@@ -266,75 +346,186 @@ Result<Claim> Placement::ClaimFor(const PlacementRequest& request, FailureReason
     filtering.required.erase(std::unique(filtering.required.begin(), filtering.required.end()),
                              filtering.required.end());
 
-    // In the weigher's order the first host that passes is the one to take. Hosts with too little
-    // free RAM fail the ram filter: spread stops at the first one, pack starts after the last one.
-    Slot* chosen = nullptr;
-    if (request.weigher == Weigher::kSpread) {
-        for (const Key& key : spread_order_) {
-            if (key.free_ram < request.ram_mb) {
-                break;
-            }
-            if (filtering.Check(*key.slot) == kFilterCount) {
-                chosen = key.slot;
-                break;
-            }
+    // The shelves the request names: its zone's (or the cloud's) and each required trait's; the
+    // smallest is walked. A shelf that does not exist holds no eligible host: nothing passes.
+    const Shelf* zone = &all_;
+    if (!request.availability_zone.empty()) {
+        auto z = zones_.find(request.availability_zone);
+        zone = z != zones_.end() ? &z->second : nullptr;
+    }
+    const Shelf* walked = zone;
+    for (const std::string& trait : filtering.required) {
+        auto t = traits_.find(trait);
+        if (t == traits_.end()) {
+            walked = nullptr;
+            break;
         }
-    } else {
-        for (auto it = pack_order_.lower_bound(Key{request.ram_mb, 0, 0, nullptr}); it != pack_order_.end();
-             ++it) {
-            if (filtering.Check(*it->slot) == kFilterCount) {
-                chosen = it->slot;
-                break;
-            }
+        if (walked != nullptr && t->second.size < walked->size) {
+            walked = &t->second;
         }
     }
 
-    if (chosen == nullptr) {
-        // Rare enough to afford a second pass over every host, for a message that says why.
-        int64_t eliminated[kFilterCount + 1] = {};
+    const bool spread = request.weigher == Weigher::kSpread;
+    auto better = [spread](const Key& a, const Key& b) {
+        return spread ? SpreadLess{}(a, b) : PackLess{}(a, b);
+    };
+    Key best;
+    bool have = false;
+    size_t examined = 0;
+    // What eliminated each host the walks examined (kZone and kTraits under kTraits), for the
+    // estimated counts of a failure.
+    int64_t seen[kFilterCount + 1] = {};
+    int64_t skipped_vcpus = 0, short_of_ram = 0;
+    auto consider = [&](const Key& key) {
+        ++examined;
+        int f = filtering.Check(*key.slot);
+        if (f == kFilterCount) {
+            if (!have || better(key, best)) {
+                best = key;
+                have = true;
+            }
+            return true;
+        }
+        ++seen[f == kZone ? kTraits : f];
+        return false;
+    };
+
+    const bool by_members =
+        filtering.has_group && request.policy == GroupPolicy::kAffinity && filtering.members != nullptr;
+    if (by_members) {
+        // Only a host holding a member can pass: look at those alone.
+        for (const auto& [host, count] : *filtering.members) {
+            auto it = slots_.find(host);
+            if (it != slots_.end() && it->second.known) {
+                Slot& slot = it->second;
+                consider(Key{slot.FreeRam(), slot.FreeVcpus(), slot.rank, &slot});
+            }
+        }
+    } else if (walked != nullptr) {
+        // Each class's first passing host is its best; the best of those is the answer. Walk the
+        // classes that cannot fail on vCPUs first, so the bound cuts the one that can.
+        const size_t bound = limits_.max_examined;
+        // One class's order from `it`, while free RAM lasts: true if the bound stopped it.
+        auto walk = [&](auto it, auto end, size_t size) {
+            int64_t visited = 0;
+            bool stopped = false;
+            for (; it != end && it->free_ram >= request.ram_mb; ++it) {
+                if (have && bound > 0 && examined >= bound) {
+                    stopped = true;
+                    break;
+                }
+                if (have && !better(*it, best)) {
+                    break;  // this class has nothing better left
+                }
+                ++visited;
+                if (consider(*it)) {
+                    break;
+                }
+            }
+            // Only read if nothing passed: then each walk ran until free RAM ran out.
+            short_of_ram += static_cast<int64_t>(size) - visited;
+            return stopped;
+        };
+        bool cut = false;
+        for (int c = kClasses - 1; c >= 0 && !cut; --c) {
+            if (!ClassMayFit<kClasses>(c, request.vcpus, request.disk_gb)) {
+                skipped_vcpus += static_cast<int64_t>(walked->spread[c].size());
+                continue;
+            }
+            if (spread) {
+                const auto& order = walked->spread[c];
+                cut = walk(order.begin(), order.end(), order.size());
+            } else {
+                const auto& order = walked->pack[c];
+                cut = walk(order.lower_bound(Key{request.ram_mb, 0, 0, nullptr}), order.end(), order.size());
+            }
+        }
+    }
+    last_examined_ = examined;
+
+    if (!have) {
+        if (known_hosts_ <= limits_.exact_failure_scan_hosts) {
+            return Fail(request, filtering, why, nullptr);
+        }
+        // Estimates from the indexes (placement.h, ClaimFor): they add up to the host count.
+        const int64_t eligible = static_cast<int64_t>(all_.size);
+        const int64_t zone_size = zone != nullptr ? static_cast<int64_t>(zone->size) : 0;
+        const int64_t walked_size =
+            walked != nullptr && zone != nullptr ? static_cast<int64_t>(walked->size) : 0;
+        int64_t counts[kFilterCount + 1] = {};
+        counts[kEnabled] = static_cast<int64_t>(disabled_);
+        counts[kAlive] = static_cast<int64_t>(dead_);
+        counts[kZone] = eligible - zone_size;
+        counts[kTraits] = zone_size - walked_size;
+        if (by_members) {
+            int64_t rest = walked_size;
+            for (int f = kVcpus; f < kGroup; ++f) {
+                counts[f] = seen[f];
+                rest -= seen[f];
+            }
+            counts[kGroup] = std::max<int64_t>(rest, 0);
+        } else {
+            for (int f = kTraits; f <= kGroup; ++f) {
+                counts[f] += seen[f];
+            }
+            counts[kVcpus] += skipped_vcpus;
+            counts[kRam] += short_of_ram;
+        }
+        return Fail(request, filtering, why, counts);
+    }
+
+    Slot* chosen = best.slot;
+    Claim claim{request.server_id, chosen->info.name, request.vcpus,
+                request.ram_mb,    request.disk_gb,   request.group_id};
+    Record(claim, chosen);
+    why = FailureReason::kNone;
+    return claim;
+}
+
+Result<Claim> Placement::Fail(const PlacementRequest& request, const Filtering& filtering, FailureReason& why,
+                              const int64_t* counts) {
+    int64_t eliminated[kFilterCount + 1] = {};
+    if (counts != nullptr) {
+        std::copy(counts, counts + kFilterCount + 1, eliminated);
+    } else {
+        // Few hosts: a pass over every host, for exact counts (and a check of the indexes).
         for (const auto& [name, slot] : slots_) {
             if (slot.known) {
                 ++eliminated[filtering.Check(slot)];
             }
         }
         COGS_CHECK(eliminated[kFilterCount] == 0);
-        why = FailureReason::kNoHosts;
-        for (int f = kFilterCount - 1; f >= 0; --f) {
-            if (eliminated[f] > 0) {
-                static constexpr FailureReason kReasons[kFilterCount] = {
-                    FailureReason::kEnabled, FailureReason::kAlive,   FailureReason::kAvailabilityZone,
-                    FailureReason::kTraits,  FailureReason::kVcpus,   FailureReason::kRam,
-                    FailureReason::kDisk,    FailureReason::kAffinity};
-                why = kReasons[f];
-                if (f == kGroup && request.policy == GroupPolicy::kAntiAffinity) {
-                    why = FailureReason::kAntiAffinity;
-                }
+    }
+    why = FailureReason::kNoHosts;
+    for (int f = kFilterCount - 1; f >= 0; --f) {
+        if (eliminated[f] > 0) {
+            static constexpr FailureReason kReasons[kFilterCount] = {
+                FailureReason::kEnabled, FailureReason::kAlive,   FailureReason::kAvailabilityZone,
+                FailureReason::kTraits,  FailureReason::kVcpus,   FailureReason::kRam,
+                FailureReason::kDisk,    FailureReason::kAffinity};
+            why = kReasons[f];
+            if (f == kGroup && request.policy == GroupPolicy::kAntiAffinity) {
+                why = FailureReason::kAntiAffinity;
+            }
+            break;
+        }
+    }
+    std::string msg = "no valid host for " + std::to_string(request.vcpus) + " vcpus, " +
+                      std::to_string(request.ram_mb) + " MiB, " + std::to_string(request.disk_gb) +
+                      " GiB: " + std::to_string(known_hosts_) + " hosts";
+    for (int f = 0; f < kFilterCount; ++f) {
+        const char* label = kFilterNames[f];
+        if (f == kGroup) {
+            if (!filtering.has_group) {
                 break;
             }
+            label = request.policy == GroupPolicy::kAffinity ? "affinity" : "anti-affinity";
         }
-        std::string msg = "no valid host for " + std::to_string(request.vcpus) + " vcpus, " +
-                          std::to_string(request.ram_mb) + " MiB, " + std::to_string(request.disk_gb) +
-                          " GiB: " + std::to_string(known_hosts_) + " hosts";
-        for (int f = 0; f < kFilterCount; ++f) {
-            const char* label = kFilterNames[f];
-            if (f == kGroup) {
-                if (!filtering.has_group) {
-                    break;
-                }
-                label = request.policy == GroupPolicy::kAffinity ? "affinity" : "anti-affinity";
-            }
-            msg += "; ";
-            msg += label;
-            msg += ": " + std::to_string(eliminated[f]) + " eliminated";
-        }
-        return MakeError(Error(ErrorCode::kFailedPrecondition, std::move(msg), /*retry=*/false));
+        msg += "; ";
+        msg += label;
+        msg += ": " + std::to_string(eliminated[f]) + " eliminated";
     }
-
-    Claim claim{request.server_id, chosen->info.name, request.vcpus,
-                request.ram_mb,    request.disk_gb,   request.group_id};
-    Record(claim, chosen);
-    why = FailureReason::kNone;
-    return claim;
+    return MakeError(Error(ErrorCode::kFailedPrecondition, std::move(msg), /*retry=*/false));
 }
 
 void Placement::AddClaim(Claim claim) {

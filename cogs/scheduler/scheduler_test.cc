@@ -523,11 +523,14 @@ struct Model {
     static int64_t Usable(int64_t capacity, double ratio) {
         return static_cast<int64_t>(std::floor(static_cast<double>(capacity) * ratio));
     }
-    // The host a request must get, or "" if none fits.
-    std::string Expected(const PlacementRequest& r) {
+    // The host a request must get, or "" if none fits; `only`: consider that host alone.
+    std::string Expected(const PlacementRequest& r, const std::string& only = "") {
         std::string best;
         int64_t best_ram = 0, best_cpu = 0;
         for (const auto& [name, h] : hosts) {
+            if (!only.empty() && name != only) {
+                continue;
+            }
             Usage u = used[name];
             int64_t free_cpu = Usable(h.vcpus, ratios.cpu) - u.vcpus;
             int64_t free_ram = Usable(h.ram_mb, ratios.ram) - u.ram_mb;
@@ -669,6 +672,305 @@ TEST(PlacementTest, RandomClaimsNeverOvercommitAndFailOnlyWhenNothingFits) {
     std::printf("%d claims placed, %d refused\n", claims_ok, claims_failed);
     EXPECT_GT(claims_ok, 500);
     EXPECT_GT(claims_failed, 100);
+}
+
+// Whether a host passes every filter of `r`, by the documented rules (the model's brute force).
+bool ModelPasses(Model& m, const PlacementRequest& r, const std::string& name) {
+    return m.Expected(r, name) == name;
+}
+
+// Sum of the "N eliminated" of a "no valid host" message, and its "N hosts".
+std::pair<int64_t, int64_t> MessageCounts(const std::string& msg) {
+    int64_t hosts = -1, sum = 0;
+    const size_t colon = msg.find(": ");
+    if (colon != std::string::npos) {
+        hosts = std::stoll(msg.substr(colon + 2));
+    }
+    for (size_t at = msg.find(": "); at != std::string::npos; at = msg.find(": ", at + 2)) {
+        const size_t end = msg.find(" eliminated", at);
+        if (end != std::string::npos && end == msg.find_first_not_of("0123456789", at + 2)) {
+            sum += std::stoll(msg.substr(at + 2, end - at - 2));
+        }
+    }
+    return {hosts, sum};
+}
+
+// A random cloud: zones of very different sizes, rare and common traits, disabled and dead hosts,
+// hosts whose free vCPUs straddle the vCPU classes, starved hosts, groups; random claims,
+// releases and host changes. Every decision is compared with the model's brute force.
+struct RandomCloud {
+    std::mt19937_64 rng;
+    Model m;
+    int hosts = 0;
+    const std::vector<std::string> zones = {"", "big", "big", "big", "big", "mid", "mid", "tiny"};
+    const std::vector<std::string> traits = {"common", "common", "common", "ssd", "gpu", "rare"};
+    const std::vector<std::string> groups = {"", "", "g1", "g2", "g3"};
+
+    int64_t Pick(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); }
+    static std::string Name(int64_t i) {
+        char name[16];
+        std::snprintf(name, sizeof name, "h%03d", static_cast<int>(i));
+        return name;
+    }
+
+    HostInfo NewHost(int i) {
+        const int64_t vcpus = Pick(1, 40);
+        const int64_t ram_mb = Pick(1, 32) * 1000;
+        const int64_t disk_gb = Pick(5, 300);
+        HostInfo h = Host(Name(i), vcpus, ram_mb, disk_gb, zones[Pick(0, 7)]);
+        for (const auto& t : traits) {
+            if (Pick(0, 3) == 0 && std::find(h.traits.begin(), h.traits.end(), t) == h.traits.end()) {
+                h.traits.push_back(t);
+            }
+        }
+        h.enabled = Pick(0, 9) != 0;
+        h.alive = Pick(0, 9) != 0;
+        return h;
+    }
+
+    PlacementRequest NewRequest() {
+        PlacementRequest r = Req("s" + std::to_string(Pick(0, 600)), 0, 0, 0);
+        // Sizes across the vCPU classes (1, 2-3, 4-7, ..., 32-63), with some zeros.
+        r.vcpus = Pick(0, 5) == 0 ? 0 : Pick(1, 1 << Pick(0, 5));
+        r.ram_mb = Pick(0, 8000);
+        r.disk_gb = Pick(0, 4) == 0 ? 0 : Pick(1, 80);
+        r.availability_zone = zones[Pick(0, 7)];
+        for (int k = Pick(0, 2); k > 0; --k) {
+            r.required_traits.push_back(traits[Pick(0, 5)]);
+        }
+        r.group_id = groups[Pick(0, 4)];
+        if (!r.group_id.empty()) {
+            r.policy = static_cast<GroupPolicy>(Pick(0, 2));
+        }
+        r.weigher = Pick(0, 1) ? Weigher::kSpread : Weigher::kPack;
+        return r;
+    }
+};
+
+TEST(PlacementTest, IndexesChooseWhatAnExhaustiveSearchChooses) {
+    for (const int n_hosts : {12, 60, 150}) {
+        RandomCloud c{std::mt19937_64(20261206 + n_hosts)};
+        c.m.ratios = Ratios{1.0, 1.0, 1.0};
+        // No bound: always the weigher's exact best. Two placements: one counts a failure from the
+        // indexes (estimates), the other by a scan of every host (exact, and a fatal check that
+        // no host passes).
+        Placement estimated(c.m.ratios, PlacementLimits{0, 0});
+        Placement exact(c.m.ratios, PlacementLimits{0, 100000});
+        // In descending name order: each host lands first, which makes the ranks renumber (and the
+        // indexes rebuild) every 32 hosts, disabled and dead ones among them.
+        for (int i = n_hosts - 1; i >= 0; --i) {
+            HostInfo h = c.NewHost(i);
+            c.m.hosts[h.name] = h;
+            estimated.UpsertHost(h);
+            exact.UpsertHost(h);
+        }
+        int placed = 0, refused = 0;
+        for (int step = 0; step < 3000; ++step) {
+            const int64_t op = c.Pick(0, 99);
+            if (op < 55) {
+                const PlacementRequest r = c.NewRequest();
+                FailureReason why_estimated = FailureReason::kNone, why_exact = FailureReason::kNone;
+                auto got = estimated.ClaimFor(r, &why_estimated);
+                auto got_exact = exact.ClaimFor(r, &why_exact);
+                if (auto old = c.m.claims.find(r.server_id); old != c.m.claims.end()) {
+                    ASSERT_TRUE(got.has_value() && got_exact.has_value());
+                    EXPECT_EQ(got->host, old->second.host);
+                    continue;
+                }
+                const std::string expected = c.m.Expected(r);
+                if (expected.empty()) {
+                    ASSERT_FALSE(got.has_value()) << n_hosts << " hosts, step " << step << ": " << got->host;
+                    ASSERT_FALSE(got_exact.has_value());
+                    EXPECT_NE(why_estimated, FailureReason::kNone);
+                    EXPECT_NE(why_estimated, FailureReason::kInvalid);
+                    // Estimates or not, the counts add up to the hosts.
+                    const auto [hosts, sum] = MessageCounts(got.error().message);
+                    EXPECT_EQ(hosts, n_hosts);
+                    EXPECT_EQ(sum, n_hosts) << got.error().message;
+                    const auto [hosts_exact, sum_exact] = MessageCounts(got_exact.error().message);
+                    EXPECT_EQ(sum_exact, n_hosts) << got_exact.error().message;
+                    ++refused;
+                } else {
+                    ASSERT_TRUE(got.has_value())
+                        << n_hosts << " hosts, step " << step << ": " << got.error().message;
+                    ASSERT_TRUE(got_exact.has_value());
+                    ASSERT_EQ(got->host, expected) << n_hosts << " hosts, step " << step;
+                    ASSERT_EQ(got_exact->host, expected);
+                    c.m.Add(*got);
+                    ++placed;
+                }
+            } else if (op < 85) {
+                if (c.m.claims.empty()) {
+                    continue;
+                }
+                auto it = c.m.claims.begin();
+                std::advance(it, c.Pick(0, static_cast<int64_t>(c.m.claims.size()) - 1));
+                EXPECT_TRUE(estimated.Release(it->first));
+                EXPECT_TRUE(exact.Release(it->first));
+                c.m.Remove(it->first);
+            } else {
+                HostInfo& h = c.m.hosts[RandomCloud::Name(c.Pick(0, n_hosts - 1))];
+                if (op < 90) {
+                    h.enabled = !h.enabled;
+                    estimated.SetEnabled(h.name, h.enabled);
+                    exact.SetEnabled(h.name, h.enabled);
+                } else if (op < 95) {
+                    h.alive = !h.alive;
+                    estimated.SetAlive(h.name, h.alive);
+                    exact.SetAlive(h.name, h.alive);
+                } else {
+                    // Re-registered with another zone and traits, and more capacity.
+                    HostInfo moved = c.NewHost(0);
+                    h.availability_zone = moved.availability_zone;
+                    h.traits = moved.traits;
+                    h.vcpus += c.Pick(0, 4);
+                    h.ram_mb += c.Pick(0, 2000);
+                    estimated.UpsertHost(h);
+                    exact.UpsertHost(h);
+                }
+            }
+        }
+        std::printf("%d hosts: %d claims placed, %d refused\n", n_hosts, placed, refused);
+        EXPECT_GT(placed, 300);
+        EXPECT_GT(refused, 100);
+    }
+}
+
+TEST(PlacementTest, TheBoundNeverRelaxesAFilterNorFailsWhileAHostFits) {
+    RandomCloud c{std::mt19937_64(4242)};
+    c.m.ratios = Ratios{1.0, 1.0, 1.0};
+    // A bound of 2 hosts: most decisions hit it.
+    Placement p(c.m.ratios, PlacementLimits{2, 0});
+    const int n_hosts = 120;
+    for (int i = 0; i < n_hosts; ++i) {
+        HostInfo h = c.NewHost(i);
+        c.m.hosts[h.name] = h;
+        p.UpsertHost(h);
+    }
+    int placed = 0, not_best = 0, anti = 0;
+    for (int step = 0; step < 4000; ++step) {
+        if (c.Pick(0, 99) < 65) {
+            const PlacementRequest r = c.NewRequest();
+            auto got = p.ClaimFor(r);
+            if (c.m.claims.contains(r.server_id)) {
+                continue;
+            }
+            const std::string expected = c.m.Expected(r);
+            if (expected.empty()) {
+                ASSERT_FALSE(got.has_value()) << "step " << step;
+                continue;
+            }
+            ASSERT_TRUE(got.has_value()) << "step " << step << ": " << got.error().message;
+            // Every filter holds for the host taken: no overcommit, anti-affinity exact, zone,
+            // traits, enabled, alive.
+            ASSERT_TRUE(ModelPasses(c.m, r, got->host)) << "step " << step << ": " << got->host;
+            if (r.policy == GroupPolicy::kAntiAffinity && !r.group_id.empty()) {
+                ASSERT_EQ((c.m.members[{got->host, r.group_id}]), 0);
+                ++anti;
+            }
+            not_best += got->host != expected;
+            c.m.Add(*got);
+            ++placed;
+        } else if (!c.m.claims.empty()) {
+            auto it = c.m.claims.begin();
+            std::advance(it, c.Pick(0, static_cast<int64_t>(c.m.claims.size()) - 1));
+            EXPECT_TRUE(p.Release(it->first));
+            c.m.Remove(it->first);
+        }
+    }
+    for (const auto& [name, h] : c.m.hosts) {
+        const Usage u = p.UsageOf(name);
+        EXPECT_LE(u.vcpus, h.vcpus);
+        EXPECT_LE(u.ram_mb, h.ram_mb);
+        EXPECT_LE(u.disk_gb, h.disk_gb);
+    }
+    std::printf("%d claims placed (%d anti-affinity), %d not the weigher's best\n", placed, anti, not_best);
+    EXPECT_GT(placed, 500);
+    EXPECT_GT(anti, 50);
+}
+
+// Above `exact_failure_scan_hosts` the counts come from the indexes; on a cloud where each host
+// fails one filter they are the exact ones.
+TEST(PlacementTest, FailureCountsFromTheIndexes) {
+    for (const size_t exact_up_to : {size_t{0}, size_t{1000}}) {
+        Placement p(Ratios{1.0, 1.0, 1.0}, PlacementLimits{100, exact_up_to});
+        HostInfo off = Host("h-off", 64, 65536, 1000, "az1", {"gpu"});
+        off.enabled = false;
+        p.UpsertHost(off);
+        HostInfo dead = Host("h-dead", 64, 65536, 1000, "az1", {"gpu"});
+        dead.alive = false;
+        p.UpsertHost(dead);
+        p.UpsertHost(Host("h-zone", 64, 65536, 1000, "az2", {"gpu"}));
+        p.UpsertHost(Host("h-traits", 64, 65536, 1000, "az1"));
+        p.UpsertHost(Host("h-cpu", 2, 65536, 1000, "az1", {"gpu"}));
+        p.UpsertHost(Host("h-ram", 64, 4096, 1000, "az1", {"gpu"}));
+        PlacementRequest r = Req("s", 4, 8192, 10);
+        r.availability_zone = "az1";
+        r.required_traits = {"gpu"};
+        FailureReason why = FailureReason::kNone;
+        auto claim = p.ClaimFor(r, &why);
+        ASSERT_FALSE(claim.has_value());
+        EXPECT_EQ(claim.error().message,
+                  "no valid host for 4 vcpus, 8192 MiB, 10 GiB: 6 hosts; enabled: 1 eliminated; alive: 1 "
+                  "eliminated; availability_zone: 1 eliminated; traits: 1 eliminated; vcpus: 1 eliminated; "
+                  "ram: 1 eliminated; disk: 0 eliminated")
+            << exact_up_to;
+        EXPECT_EQ(why, FailureReason::kRam);
+        // Every host that could take it holds a member of the group: anti-affinity, counted.
+        PlacementRequest a = Req("a1", 1, 1024, 10);
+        a.group_id = "g";
+        a.policy = GroupPolicy::kAntiAffinity;
+        ASSERT_TRUE(p.ClaimFor(a).has_value());
+        a.server_id = "a2";
+        ASSERT_TRUE(p.ClaimFor(a).has_value());
+        a.server_id = "a3";
+        ASSERT_TRUE(p.ClaimFor(a).has_value());
+        a.server_id = "a4";
+        ASSERT_TRUE(p.ClaimFor(a).has_value());
+        a.server_id = "a5";
+        claim = p.ClaimFor(a, &why);
+        ASSERT_FALSE(claim.has_value());
+        EXPECT_EQ(why, FailureReason::kAntiAffinity) << claim.error().message;
+        EXPECT_NE(claim.error().message.find("; anti-affinity: 4 eliminated"), std::string::npos)
+            << claim.error().message;
+    }
+}
+
+// The walks skip what the indexes hold out: a zone with 1% of the hosts, a rare trait, disabled
+// and dead hosts at the head of the order, hosts with RAM but no vCPU left.
+TEST(PlacementTest, IndexedRequestsExamineFewHosts) {
+    Placement p(Ratios{1.0, 1.0, 1.0}, PlacementLimits{0, 1000});
+    for (int i = 0; i < 1000; ++i) {
+        char name[16];
+        std::snprintf(name, sizeof name, "h%04d", i);
+        // The biggest hosts (most free RAM, at the head of the spread order) are disabled, dead or
+        // out of vCPUs; zone "small" and trait "rare" are on 10 hosts with the least RAM.
+        HostInfo h = Host(name, 32, (i < 990 ? 200000 : 100000) - i, 1000, i < 990 ? "big" : "small");
+        if (i >= 990) {
+            h.traits = {"rare"};
+        }
+        h.enabled = i >= 100;
+        h.alive = i < 100 || i >= 200;
+        p.UpsertHost(h);
+        if (i >= 200 && i < 400) {
+            p.AddClaim(Claim{"full-" + std::to_string(i), name, 32, 1, 1, ""});
+        }
+    }
+    PlacementRequest plain = Req("plain", 1, 1, 1);
+    EXPECT_EQ(HostOf(p, plain), "h0400");
+    EXPECT_LE(p.last_examined(), 10u);
+    PlacementRequest zone = Req("zone", 1, 1, 1);
+    zone.availability_zone = "small";
+    EXPECT_EQ(HostOf(p, zone), "h0990");
+    EXPECT_LE(p.last_examined(), 10u);
+    PlacementRequest trait = Req("trait", 1, 1, 1);
+    trait.required_traits = {"rare"};
+    EXPECT_EQ(HostOf(p, trait), "h0991");  // h0990 has one claim more
+    EXPECT_LE(p.last_examined(), 10u);
+    // A request no host can take is answered without a walk over the cloud.
+    auto none = p.ClaimFor(Req("none", 64, 1, 1));
+    ASSERT_FALSE(none.has_value());
+    EXPECT_LE(p.last_examined(), 10u);
 }
 
 TEST(PlacementTest, TenThousandClaimsOverAThousandHosts) {
