@@ -15,6 +15,7 @@
 
 #include "bench/create_storm_checks.h"
 #include "bench/create_storm_cloud.h"
+#include "bench/create_storm_idle.h"
 #include "bench/create_storm_phase.h"
 #include "bench/create_storm_real.h"
 #include "bench/create_storm_util.h"
@@ -86,6 +87,11 @@ int Run(const CreateStormOptions& o) {
     const double fsyncs_per_s = MeasureFsyncs(dev.data_dir(), 1.0);
     Progress("load average {:.1f}; the disk does {:.0f} fsyncs/s (4 KiB append + fdatasync)", load_before,
              fsyncs_per_s);
+
+    json::object idle;
+    if (o.idle_s > 0) {
+        idle = MeasureIdle(dev, procs, leader.empty() ? "cogsd" : leader, o.idle_s);
+    }
 
     const bool real = o.driver == "container";
     const std::string image = real ? "busybox" : "cirros";
@@ -217,6 +223,9 @@ int Run(const CreateStormOptions& o) {
     out["cogsd_rss_kib_after"] = cogsd_rss_after;
     out["cogsd_rss_peak_kib"] = cogsd_hwm;
     for (auto& [k, v] : boot) {
+        out[k] = v;
+    }
+    for (auto& [k, v] : idle) {
         out[k] = v;
     }
     for (auto& [k, v] : memory) {

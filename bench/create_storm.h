@@ -41,6 +41,9 @@ struct CreateStormOptions {
     // TLS on every link (`cogs dev`'s default; the storm's client verifies cogsd by the dev CA) or
     // plain HTTP (`cogs dev --no-tls`): the cost of TLS is the difference.
     bool tls = true;
+    // Before the storm, with every host up: cogsd's CPU and the renewal load over this many seconds
+    // (create_storm_idle.h); 0: not measured.
+    int idle_s = 0;
 };
 
 // Runs the benchmark; returns the process exit code (0 when it ran to the end and printed its

@@ -96,6 +96,12 @@ int main(int argc, char** argv) {
           "TLS on every link, as `cogs dev` runs by default (false: cogs dev --no-tls; compare the two "
           "for the cost of TLS)")
         ->capture_default_str();
+    cs->add_option(
+          "--idle-s", so.idle_s,
+          "before the storm, every host up: measure cogsd's CPU and the lease renewals this long (0: "
+          "not at all)")
+        ->check(CLI::Range(0, 3600))
+        ->capture_default_str();
     cs->add_option("--replicas", so.replicas,
                    "cogsd replicas with --store postgres (0: cogs dev's default, 3)")
         ->check(CLI::NonNegativeNumber)

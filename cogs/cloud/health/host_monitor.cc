@@ -21,6 +21,12 @@ HostMonitor::HostMonitor(Context& ctx)
     metrics_.detections = observe::CounterOf(m, "cogs_heal_host_failures_total",
                                              "Hosts found without a lease (up -> suspect or down).")
                               .With({});
+    metrics_.renewals = observe::CounterOf(m, "cogs_host_renewals_total",
+                                           "Host leases renewed (each host of a batch counts).")
+                            .With({});
+    metrics_.ttl = observe::GaugeOf(m, "cogs_host_lease_ttl_seconds",
+                                    "The lease TTL a renewal grants now (it grows with the number of hosts).")
+                       .With({});
 }
 
 HostMonitor::~HostMonitor() { Stop(); }
@@ -67,6 +73,7 @@ bool HostMonitor::EvacuationPaused() const { return liveness_.EvacuationPaused(c
 Duration HostMonitor::Renewed(const std::string& host, const std::string& why) {
     epochs_.try_emplace(host, EpochNow());  // a host registered now
     const Duration ttl = LeaseTtl();
+    metrics_.renewals.Inc();
     if (auto change = liveness_.Renewed(host, ctx_.clock.Now(), ttl)) {
         Changed(*change, why);
     } else {
@@ -138,6 +145,7 @@ void HostMonitor::SampleGauges() {
     metrics_.suspect.Set(static_cast<double>(suspect));
     metrics_.down.Set(static_cast<double>(down));
     metrics_.disabled.Set(static_cast<double>(disabled));
+    metrics_.ttl.Set(std::chrono::duration<double>(LeaseTtl()).count());
 }
 
 }  // namespace cogs::cloud::health

@@ -81,7 +81,8 @@ private:
     std::map<std::string, int64_t> epochs_;  // LeaseEpoch
     struct {
         observe::Gauge up, suspect, down, disabled;
-        observe::Counter detections;
+        observe::Counter detections, renewals;
+        observe::Gauge ttl;
     } metrics_;
 };
 
