@@ -5,6 +5,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/json/serialize.hpp>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -263,12 +264,28 @@ private:
         }
     }
 
+    // At most half the connections carry registrations, the others are left to renewals: ten
+    // thousand hosts registering at once must not queue the heartbeats of those already registered
+    // behind them (their leases would lapse). The rest wait here, in order.
     void Register(Host& h) {
+        if (registering_ >= MaxRegistering()) {
+            register_queue_.push_back(&h);
+            return;
+        }
+        ++registering_;
         ++stats_.registrations_sent;
         Send(h, MakeRequest(h, "PUT", h.target, h.body), &Impl::Registered);
     }
 
+    size_t MaxRegistering() const { return std::max<size_t>(1, options_.max_connections / 2); }
+
     void Registered(Host& h, const Result<http::Response>& r, SteadyTime sent) {
+        --registering_;
+        if (!register_queue_.empty()) {
+            Host* next = register_queue_.front();
+            register_queue_.pop_front();
+            Register(*next);
+        }
         const observe::LogScope scope(observe::LogContext{"", "", h.name});
         if (r && r->status >= 200 && r->status < 300) {
             ++stats_.registrations;
@@ -734,6 +751,8 @@ private:
     std::optional<SteadyTime> beat_armed_at_;
     std::vector<Host*> pending_;
     bool flush_posted_ = false;
+    size_t registering_ = 0;  // registrations in flight
+    std::deque<Host*> register_queue_;
     Duration pace_{};  // the last renew interval answered: a request's deadline with several urls
     bool stopped_ = false;
     AgentStats stats_;

@@ -8,6 +8,8 @@
 //      (min_backoff .. max_backoff); a 4xx other than 401/403/408/429 means the control plane refuses
 //      this registration as it is (a bug or a misconfiguration, not a passing state): it is logged as
 //      an error and retried every slow_retry. The agent never gives up and never crashes the process.
+//      At most max_connections / 2 registrations are in flight (the others wait, in order), so that
+//      many hosts registering at once leave connections to the renewals of those already registered.
 //   2. POST {control}/v1/hosts/{name}/heartbeat at the control plane's pace (the renew_interval_ms
 //      its last answer gave; before any, a third of lease_ttl), never slower than a third of the lease
 //      TTL it answered and, if heartbeat_interval is set, never slower than that; body
