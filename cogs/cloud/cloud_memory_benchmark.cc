@@ -4,7 +4,7 @@
 // What cogsd keeps for a host: its record (kind "host"), its agent's token record (kind "token",
 // the enrollment) and that token's hash in Model::token_by_hash, its slot in scheduler::Placement,
 // its lease in health::Liveness and its lease epoch (HostMonitor). For a server: its record, its
-// port's, its claim's (kind "claim", ModelClaims in cloud.cc) and the claim in Placement, and the
+// port's, its claim in Placement (its record, kind "claim", is the store's: ModelClaims in cloud.cc), and the
 // record of its create's Idempotency-Key (kind "idempotency", with the 202 answer) when the client
 // sent one (cogs-bench create-storm does, for every create). Each as a create leaves it, in two
 // forms, since the JSON bodies differ in how much room they hold:
@@ -207,7 +207,6 @@ void LiveServer(Held& held, const Shared& c, int s, int hosts) {
     req.disk_gb = 1;
     auto claim = held.placement.ClaimFor(req);
     std::string host = claim ? claim->host : HostName(s % hosts);
-    if (claim) held.model.Put(ClaimRecord(*claim));
     held.EndTurn();
 
     // ---- SettleCreate ----
@@ -244,6 +243,7 @@ void Load(Held& held, const store::ResourceWrite& w) {
         held.epochs[r.id] = kNowMs;
     } else if (r.kind == kClaim) {
         held.placement.AddClaim(ClaimOf(r));
+        return;  // Placement's alone
     }
     held.model.Add(r.project, Model::HeldBy(r));
     held.model.Put(std::move(r));
@@ -279,13 +279,22 @@ Figures MeasureOnce(int servers, int hosts, int projects) {
         f.host_live = static_cast<double>(after_hosts - start) / hosts;
         f.server_live = static_cast<double>(after_servers - after_hosts) / servers;
         for (auto kind : {kHost, kToken, kServer, kPort, kClaim, kIdempotency}) {
-            double chars = 0;
-            const auto& all = held->model.All(kind);
-            for (const auto& [id, r] : all) {
-                texts.push_back(Model::Write(r));
-                chars += static_cast<double>(texts.back().body.size());
+            double chars = 0, n = 0;
+            auto add = [&](store::ResourceWrite w) {
+                chars += static_cast<double>(w.body.size());
+                ++n;
+                texts.push_back(std::move(w));
+            };
+            if (kind == kClaim) {
+                for (const auto& [id, r] : held->model.All(kServer)) {
+                    if (const auto* claim = held->placement.ClaimOf(id))
+                        add(Model::Write(ClaimRecord(*claim)));
+                }
             }
-            f.json_text[std::string(kind)] = all.empty() ? 0 : chars / static_cast<double>(all.size());
+            for (const auto& [id, r] : held->model.All(kind)) {
+                add(Model::Write(r));
+            }
+            f.json_text[std::string(kind)] = n == 0 ? 0 : chars / n;
         }
     }
     auto held = std::make_unique<Held>();
