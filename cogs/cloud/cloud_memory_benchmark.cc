@@ -24,6 +24,12 @@
 // classes included), else glibc's mallinfo2() (uordblks + hblkhd). The last line of stdout is one
 // JSON object: per size, bytes per host and per server (live and loaded), and per kind (loaded),
 // plus the machine. Reports; never fails on a figure.
+//
+// --store=PATH instead: a copy of a real cogsd's SQLite store (a kept `cogs-bench create-storm`'s
+// cogsd.db) opened as cogsd starts — Engine::Recover (its running workflows in memory), Cloud::Load —
+// with the bytes held after each step and the records of each kind. The store's own page cache
+// (SQLite's, up to 64 MiB on the writer: cogs/store) is counted in the load's bytes as far as the
+// load read pages.
 #include <fmt/format.h>
 #include <malloc.h>
 
@@ -38,15 +44,25 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/io_context.hpp>
+#include <filesystem>
+
+#include "cogs/base/paths.h"
 #include "cogs/base/secret.h"
 #include "cogs/base/time.h"
+#include "cogs/cloud/cloud.h"
 #include "cogs/cloud/core/access.h"
 #include "cogs/cloud/core/context.h"
 #include "cogs/cloud/core/model.h"
 #include "cogs/cloud/health/liveness.h"
 #include "cogs/cloud/resources/hosts.h"
 #include "cogs/scheduler/placement.h"
+#include "cogs/store/store.h"
 #include "cogs/wire/answer.h"
+#include "cogs/workflow/definition.h"
+#include "cogs/workflow/engine.h"
+#include "cogs/workflow/registry.h"
+#include "test/support/temp_dir.h"
 
 // tcmalloc's, if linked (CMakeLists.txt links it into every binary but sanitized ones).
 extern "C" int MallocExtension_GetNumericProperty(const char* property, size_t* value) __attribute__((weak));
@@ -317,6 +333,60 @@ Figures MeasureOnce(int servers, int hosts, int projects) {
     return f;
 }
 
+// A real store, opened as cogsd opens it; the bytes held after each step, as one JSON object.
+Result<std::string> MeasureStore(const std::string& path) {
+    const cogs::testing::TempDir dir{"cogs-mem-bench"};
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+        std::error_code ec;
+        if (std::filesystem::exists(path + suffix)) {
+            std::filesystem::copy_file(path + suffix, dir / (std::string("cogsd.db") + suffix), ec);
+        }
+    }
+    std::string out;
+    const int64_t start = Allocated();
+    auto at = [&](const char* step) { out += fmt::format(R"(,"{}_bytes":{})", step, Allocated() - start); };
+    boost::asio::io_context io{1};
+    store::SqliteOptions so;
+    so.path = dir / "cogsd.db";
+    COGS_ASSIGN_OR_RETURN(auto st, store::OpenSqliteStore(so));
+    at("store_open");
+    workflow::Registry registry(st.get());
+    COGS_TRY(registry.LoadFromStore());
+    COGS_ASSIGN_OR_RETURN(auto defs,
+                          workflow::LoadDefinitionsFromDirectory(base::FindProjectPath("workflows/cloud")));
+    COGS_TRY(registry.RegisterAll(std::move(defs)));
+    workflow::ServiceCatalog catalog;
+    workflow::EngineOptions eo;
+    eo.owner = "cloud_memory_benchmark";
+    auto engine = std::make_unique<workflow::Engine>(io, *st, registry, catalog, eo);
+    CloudOptions co;
+    auto cloud = std::make_unique<Cloud>(io, *st, *engine, registry, co);
+    at("engine_cloud_made");
+    COGS_TRY(engine->Recover());
+    at("engine_recovered");  // the running workflows, before any of their steps is dispatched
+    io.poll();
+    COGS_TRY(cloud->Load());
+    io.poll();
+    at("cloud_loaded");
+    COGS_ASSIGN_OR_RETURN(auto counts, st->LoadResources());
+    std::map<std::string, int64_t> kinds;
+    for (const auto& r : counts)
+        ++kinds[r.kind];
+    counts.clear();
+    counts.shrink_to_fit();
+    std::string sep;
+    out += R"(,"records":{)";
+    for (const auto& [kind, n] : kinds) {
+        out += fmt::format(R"({}"{}":{})", sep, kind, n);
+        sep = ",";
+    }
+    out += "}";
+    cloud.reset();
+    engine->Shutdown();
+    st->Flush();
+    return fmt::format(R"({{"store":"{}")", path) + out + "}";
+}
+
 double Median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     const size_t n = v.size();
@@ -341,6 +411,14 @@ int main(int argc, char** argv) {
             projects = value("--projects=");
         } else if (a.starts_with("--runs=")) {
             runs = value("--runs=");
+        } else if (a.starts_with("--store=")) {
+            auto got = MeasureStore(a.substr(8));
+            if (!got) {
+                std::fprintf(stderr, "%s\n", got.error().ToString().c_str());
+                return 1;
+            }
+            std::printf("%s\n", got->c_str());
+            return 0;
         } else {
             std::fprintf(stderr, "usage: %s [--servers=N]... [--hosts=N]... [--projects=N] [--runs=N]\n",
                          argv[0]);
