@@ -183,5 +183,40 @@ TEST_F(ModelTest, AChangeThroughAPointerKeptPastItsHandlerIsCaughtInDebugBuilds)
 }
 #endif
 
+// Memory (the README's "Memory"): a body built field by field, or grown by a change in place, holds
+// room for more; the model keeps exactly its fields once the handler that changed it has returned,
+// and what it holds is what was written, in the same order, with the indexes still right.
+TEST_F(ModelTest, ABodyChangedInPlaceKeepsItsFieldsInExactlyTheirRoom) {
+    Res r = Server("s1", "p1", "BUILD");
+    for (int i = 0; i < 10; ++i) {
+        r.body["_f" + std::to_string(i)] = "value " + std::to_string(i);
+    }
+    ASSERT_GT(r.body.capacity(), r.body.size());  // boost::json grew it by half again
+    const json::object want_put = r.body;
+    const Res& stored = m_.Put(std::move(r));
+    EXPECT_EQ(stored.body, want_put);
+    EXPECT_EQ(stored.body.capacity(), stored.body.size());
+    EndHandler();
+
+    Res* s = m_.Find(kServer, "s1");
+    s->set_status(ServerStatus::kActive);
+    s->body["host"] = "h1";
+    s->body["_cidr"] = "10.0.0.0/24";
+    s->body["_gateway_ip"] = "10.0.0.1";
+    json::object want = s->body;
+    EndHandler();
+    const Res* after = m_.Find(kServer, "s1");
+    EXPECT_EQ(after->body, want);
+    std::vector<std::string> keys, want_keys;
+    for (const auto& kv : after->body)
+        keys.emplace_back(kv.key());
+    for (const auto& kv : want)
+        want_keys.emplace_back(kv.key());
+    EXPECT_EQ(keys, want_keys);
+    EXPECT_EQ(after->body.capacity(), after->body.size());
+    EXPECT_EQ(IdsOf(m_.Having(kServer, "host", "h1")), std::vector<std::string>{"s1"});
+    EXPECT_EQ(Counts(kServer), (std::map<std::string, int64_t>{{"ACTIVE", 1}}));
+}
+
 }  // namespace
 }  // namespace cogs::cloud
