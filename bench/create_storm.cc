@@ -324,6 +324,18 @@ int Run(const CreateStormOptions& o) {
     }
     fmt::print("{}\n", Json(out));
     std::fflush(stdout);
+    if (o.check) {
+        // The invariants an overloaded control plane must keep (issue 16): everything asked for is
+        // ACTIVE, nothing overcommitted, no address twice or missing, cogsd's usage equal to the agents'.
+        const bool clean = failed == 0 && checks && checks->overcommitted_hosts == 0 &&
+                           checks->duplicate_addresses == 0 && checks->addresses_missing == 0 &&
+                           checks->usage_mismatches == 0;
+        if (!clean) {
+            Progress("--check: FAILED ({} failed; the checks above)", failed);
+            return 3;
+        }
+        Progress("--check: every server ACTIVE, no overcommit, no duplicate or missing address, usage agrees");
+    }
     return 0;
 }
 

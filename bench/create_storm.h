@@ -44,6 +44,9 @@ struct CreateStormOptions {
     // Before the storm, with every host up: cogsd's CPU and the renewal load over this many seconds
     // (create_storm_idle.h); 0: not measured.
     int idle_s = 0;
+    // Exit 3 unless every server ended ACTIVE and the checks found nothing (overcommit, duplicate or
+    // missing addresses, cogsd's usage against the agents'): the benchmark as a test.
+    bool check = false;
 };
 
 // Runs the benchmark; returns the process exit code (0 when it ran to the end and printed its
