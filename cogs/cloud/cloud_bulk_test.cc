@@ -9,10 +9,30 @@
 namespace cogs::cloud::testing {
 namespace {
 
+// The store, with the transactions of several workflow creates (a bulk request's) failing while
+// `refuse` is set: the transaction is lost as when the database goes away mid-commit, nothing of it
+// applied (kUnavailable, as the store reports it).
+class RefusingBulkStore final : public ForwardingStore {
+public:
+    using ForwardingStore::ForwardingStore;
+    void Commit(store::WriteGroup g, CommitCallback done) override {
+        if (refuse && g.creates.size() > 1) {
+            return done(MakeError(ErrorCode::kUnavailable, "the database went away mid-commit"));
+        }
+        ForwardingStore::Commit(std::move(g), std::move(done));
+    }
+    std::atomic<bool> refuse = false;
+};
+
 class BulkTest : public CloudTest {
 protected:
     // A member of a new project "t" with an ACTIVE network, on three hosts (12 small servers).
     void SetUp() override {
+        wrap_store_ = [this](std::unique_ptr<store::Store> s) -> std::unique_ptr<store::Store> {
+            auto wrapped = std::make_unique<RefusingBulkStore>(std::move(s));
+            refusing_ = wrapped.get();
+            return wrapped;
+        };
         CloudTest::SetUp();
         ASSERT_NO_FATAL_FAILURE(Seed(3));
         project_ = NewProject("t");
@@ -57,6 +77,7 @@ protected:
     }
 
     std::string project_, member_, net_;
+    RefusingBulkStore* refusing_ = nullptr;
 };
 
 TEST_F(BulkTest, TenServersInOneRequestEachWithItsOwnPortAndWorkflow) {
@@ -228,6 +249,27 @@ TEST_F(BulkTest, ARestartMidBuildFinishesEveryServerOfTheRequest) {
         WaitFor("/v1/servers/" + StrOf(s, "id"), "server", "ACTIVE");
     }
     EXPECT_EQ(InUse(project_, "servers"), 6);
+}
+
+// The request's one transaction fails: nothing of it exists (no server, port, workflow, quota or
+// key), and the same request with the same key, sent again, makes all of them.
+TEST_F(BulkTest, ATransactionThatFailsLeavesNothingAndTheKeyMayBeSentAgain) {
+    const std::string body = Bulk(R"(,"min_count":4)");
+    refusing_->refuse = true;
+    Reply r = Call(member_, "POST", "/v1/servers", body, {{"idempotency-key", "k-lost"}});
+    EXPECT_EQ(r.status, 503) << r.raw.body;
+    ExpectNothingWritten();
+    refusing_->refuse = false;
+    r = Call(member_, "POST", "/v1/servers", body, {{"idempotency-key", "k-lost"}});
+    ASSERT_EQ(r.status, 202) << r.raw.body;
+    EXPECT_EQ(r.Items("servers").size(), 4u);
+    Close();
+    Open();
+    EXPECT_EQ(Stored("server"), 4u);
+    EXPECT_EQ(StoredCreates(), 4u);
+    for (const auto& s : r.Items("servers")) {
+        WaitFor("/v1/servers/" + StrOf(s, "id"), "server", "ACTIVE");
+    }
 }
 
 }  // namespace
