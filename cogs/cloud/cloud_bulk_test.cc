@@ -130,6 +130,39 @@ TEST_F(BulkTest, TenServersInOneRequestEachWithItsOwnPortAndWorkflow) {
     EXPECT_EQ(StrOf(listed[0], "id"), single);
 }
 
+// Each server is placed by its own workflow: an anti-affinity group's members of one request land
+// on distinct hosts, and the one that finds no host left fails alone.
+TEST_F(BulkTest, EachServerIsPlacedAloneAndFailsAlone) {
+    Reply g = Call(member_, "POST", "/v1/server-groups", R"({"name":"apart","policy":"anti-affinity"})");
+    ASSERT_EQ(g.status, 201) << g.raw.body;
+    const std::string group = R"(,"server_group_id":")" + g.Field("server_group", "id") + "\"";
+    Reply r = Call(member_, "POST", "/v1/servers", Bulk(R"(,"min_count":4)" + group));
+    ASSERT_EQ(r.status, 202) << r.raw.body;
+    ASSERT_EQ(r.Items("servers").size(), 4u);
+    std::set<std::string> hosts;
+    int active = 0, error = 0;
+    for (const auto& s : r.Items("servers")) {
+        const std::string path = "/v1/servers/" + StrOf(s, "id");
+        Reply got;
+        RunUntil([&] {
+            got = Call(admin_, "GET", path);
+            const std::string status = got.Field("server", "status");
+            return status == "ACTIVE" || status == "ERROR";
+        });
+        if (got.Field("server", "status") == "ACTIVE") {
+            ++active;
+            hosts.insert(got.Field("server", "host"));
+        } else {
+            ++error;
+            const std::string why = StrOf(got.Obj("server").at("fault"), "message");
+            EXPECT_NE(why.find("anti-affinity"), std::string::npos) << why;
+        }
+    }
+    EXPECT_EQ(active, 3);
+    EXPECT_EQ(hosts.size(), 3u) << "one member per host";
+    EXPECT_EQ(error, 1) << "the fourth found no host; the others stand";
+}
+
 TEST_F(BulkTest, AsManyAsTheQuotaAllowsBetweenMinAndMax) {
     ASSERT_EQ(Call(admin_, "PUT", "/v1/projects/" + project_ + "/quotas", R"({"servers":7})").status, 200);
     Reply r = Call(member_, "POST", "/v1/servers", Bulk(R"(,"min_count":5,"max_count":10)"));
