@@ -118,19 +118,28 @@ int Run(const CreateStormOptions& o) {
         }
         po.tls = *tls;
     }
+    po.per_request = static_cast<size_t>(std::max(1, o.bulk));
+    const size_t requests = (n + po.per_request - 1) / po.per_request;
+    Phase* storm_ptr = nullptr;
     Phase storm(po, servers, [&](size_t i) {
         http::Request req;
         req.method = "POST";
         req.target = "/v1/servers";
+        // A bulk request names its servers storm-<i>-1 .. storm-<i>-<count>.
+        const std::string count =
+            o.bulk > 1 ? fmt::format(R"(,"min_count":{})", storm_ptr->Covered(i)) : std::string();
         req.body =
-            fmt::format(R"({{"name":"storm-{}","flavor":"bench.tiny","image":"{}","network_id":"{}"}})", i,
-                        image, setup->network_id);
+            fmt::format(R"({{"name":"storm-{}","flavor":"bench.tiny","image":"{}","network_id":"{}"{}}})", i,
+                        image, setup->network_id, count);
         req.headers.emplace_back("content-type", "application/json");
         req.headers.emplace_back("idempotency-key", fmt::format("storm-{}-{}", run, i));
         return req;
     });
-    Progress("storm: {} POST /v1/servers at once on {} connections to {} replica(s), polling every {} ms", n,
-             o.connections, urls.size(), o.poll_ms);
+    storm_ptr = &storm;
+    Progress(
+        "storm: {} servers in {} POST /v1/servers at once on {} connections to {} replica(s), polling "
+        "every {} ms",
+        n, requests, o.connections, urls.size(), o.poll_ms);
     CpuMeter cpu(procs);
     cpu.Start();
     storm.Run(Phase::Watch::kCreate);
@@ -190,6 +199,8 @@ int Run(const CreateStormOptions& o) {
     json::object out;
     out["benchmark"] = "create-storm";
     out["servers"] = n;
+    out["bulk"] = o.bulk;
+    out["requests"] = static_cast<int64_t>(requests);
     out["servers_per_s"] = span_s > 0 ? Round(active / span_s) : 0.0;
     out["request_to_active_p50_ms"] = Round(Percentile(to_active, 0.50));
     out["request_to_active_p99_ms"] = Round(Percentile(to_active, 0.99));
@@ -241,6 +252,7 @@ int Run(const CreateStormOptions& o) {
                 doomed.back().id = t.id;
             }
         }
+        po.per_request = 1;  // one DELETE per server, bulk or not
         Phase del(po, doomed, [&](size_t i) {
             http::Request req;
             req.method = "DELETE";

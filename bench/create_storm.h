@@ -16,7 +16,11 @@
 namespace cogs::bench {
 
 struct CreateStormOptions {
-    int servers = 1000;    // POST /v1/servers issued at once
+    int servers = 1000;  // servers requested at once
+    // Servers per POST /v1/servers: 1, one request each; N > 1, bulk creates of N (`min_count` N,
+    // docs/api.md "Bulk create"), ceil(servers / N) requests. Times are per server as with 1: from
+    // its request to the first time the API shows it ACTIVE.
+    int bulk = 1;
     int hosts = 3;         // compute processes of `cogs dev` (one host each: host-1 .. host-N)
     int sim_hosts = 40;    // hosts served by one extra `cogs-compute --hosts N` process (0: none)
     int boot_ms = 0;       // the sim driver's boot time, for every compute process

@@ -62,9 +62,12 @@ void Phase::Run(Watch watch) {
     watch_ = watch;
     start_ = SteadyClock::now();
     last_progress_ = start_;
-    for (size_t i = 0; i < items_.size(); ++i) {
-        items_[i].sent = start_;
-        Send(i);
+    for (auto& t : items_) {
+        t.sent = start_;
+    }
+    const size_t per = std::max<size_t>(1, o_.per_request);
+    for (size_t j = 0; j * per < items_.size(); ++j) {
+        Send(j);
     }
     asio::post(io_, [this] { StartRound(); });
     io_.run();
@@ -90,16 +93,26 @@ void Phase::Later(Duration d, std::function<void()> f) {
     });
 }
 
-void Phase::Refuse(size_t i, std::string why) {
-    items_[i].refused = true;
-    items_[i].answered = SteadyClock::now();
+size_t Phase::Covered(size_t j) const {
+    const size_t per = std::max<size_t>(1, o_.per_request);
+    return std::min(per, items_.size() - std::min(items_.size(), j * per));
+}
+
+void Phase::Refuse(size_t j, std::string why) {
+    const size_t per = std::max<size_t>(1, o_.per_request);
+    for (size_t k = 0; k < Covered(j); ++k) {
+        items_[j * per + k].refused = true;
+        items_[j * per + k].answered = SteadyClock::now();
+    }
     if (refusals.size() < 5) {
         refusals.push_back(std::move(why));
     }
 }
 
 void Phase::OnAnswer(size_t i, Result<http::Response> r) {
-    Tracked& t = items_[i];
+    // Request i; with per_request > 1 its first item keeps the request's own record (retries).
+    const size_t per = std::max<size_t>(1, o_.per_request);
+    Tracked& t = items_[i * per];
     if (!r) {
         // No answer: the outcome is unknown; the same Idempotency-Key makes a resend safe.
         if (r.error().retryable && t.transport_retries < kMaxTransportRetries) {
@@ -125,16 +138,33 @@ void Phase::OnAnswer(size_t i, Result<http::Response> r) {
     if (watch_ == Watch::kCreate) {
         boost::system::error_code ec;
         json::value body = json::parse(r->body, ec);
-        t.id = S(At(body, "server"), "id");
-        if (t.id.empty()) {
+        std::vector<std::string> ids;
+        if (per == 1) {
+            ids.push_back(S(At(body, "server"), "id"));
+        } else {
+            for (const auto& s : Arr(body, "servers")) {
+                ids.push_back(S(s, "id"));
+            }
+        }
+        if (ids.empty() || ids.front().empty()) {
             Refuse(i, "202 without a server id: " + r->body);
             return;
         }
-        by_id_[t.id] = i;
-        // The server may have been listed before its 202 was read off the socket.
-        if (auto e = early_.find(t.id); e != early_.end()) {
-            Settle(i, e->second.first, e->second.second);
-            early_.erase(e);
+        for (size_t k = 0; k < Covered(i); ++k) {
+            const size_t item = i * per + k;
+            Tracked& u = items_[item];
+            u.answered = t.answered;
+            if (k >= ids.size()) {  // fewer made than asked (the quota): those are refused
+                u.refused = true;
+                continue;
+            }
+            u.id = ids[k];
+            by_id_[u.id] = item;
+            // The server may have been listed before its 202 was read off the socket.
+            if (auto e = early_.find(u.id); e != early_.end()) {
+                Settle(item, e->second.first, e->second.second);
+                early_.erase(e);
+            }
         }
     } else if (r->status == 404) {
         t.done = *t.answered;

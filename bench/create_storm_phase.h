@@ -31,9 +31,9 @@ struct Tracked {
     int transport_retries = 0;
 };
 
-// One timed phase: `n` requests issued at once (spread over the urls, as a load balancer would), 429/503
-// retried after Retry-After and transport failures retried with the same Idempotency-Key, while the API is
-// polled until every request is settled or the deadline passes.
+// One timed phase: `n` requests (of Options::per_request items each) issued at once (spread over the urls, as
+// a load balancer would), 429/503 retried after Retry-After and transport failures retried with the same
+// Idempotency-Key, while the API is polled until every request is settled or the deadline passes.
 class Phase {
 public:
     struct Options {
@@ -43,9 +43,16 @@ public:
         Duration poll_interval = std::chrono::milliseconds(25);
         Duration deadline = std::chrono::seconds(180);
         std::shared_ptr<http::TlsContext> tls{};  // for https urls
+        // Items per request (create only): request j covers items [j*per_request, (j+1)*per_request)
+        // (the last may cover fewer) and is a bulk create whose 202 lists their servers
+        // ({"servers": [...]}, each item taking one; items left over are refused). 1: one
+        // {"server": ...} per request.
+        size_t per_request = 1;
     };
-    // make(i) builds request i (without the authorization header).
+    // make(j) builds request j (without the authorization header).
     Phase(Options o, std::vector<Tracked>& items, std::function<http::Request(size_t)> make);
+    // The items request j covers.
+    size_t Covered(size_t j) const;
 
     // create: poll ACTIVE and ERROR lists; an id seen ACTIVE is done. delete: poll the whole list;
     // an answered id absent from it is done.

@@ -63,6 +63,11 @@ int main(int argc, char** argv) {
     cs->add_option("--servers", so.servers, "servers requested at once")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
+    cs->add_option("--bulk", so.bulk,
+                   "servers per POST /v1/servers: N > 1 sends bulk creates of N (min_count N), "
+                   "ceil(servers / N) requests at once; 1 one request per server")
+        ->check(CLI::Range(1, 1000))
+        ->capture_default_str();
     auto* hosts_option = cs->add_option("--hosts", so.hosts,
                                         "compute processes of cogs dev (one host each; --driver container: "
                                         "by default enough for --servers)")

@@ -294,6 +294,10 @@ int main(int argc, char** argv) {
                    "get 429")
         ->check(CLI::Range(size_t{0}, size_t{10000000}))
         ->capture_default_str();
+    app.add_option("--max-servers-per-request", cloud_options.max_servers_per_request,
+                   "the most servers one POST /v1/servers may ask for (its max_count); beyond: 400")
+        ->check(CLI::Range(int64_t{1}, int64_t{100000}))
+        ->capture_default_str();
     app.add_option("--rate-per-token", admission.rate,
                    "requests per second a member or reader token may make, on average (0: no limit); beyond: "
                    "429 with Retry-After")

@@ -792,6 +792,57 @@ TEST_F(CliTest, WaitFollowsACreateToActiveWithProgress) {
     EXPECT_THAT(r.out, HasSubstr("status       ACTIVE"));
 }
 
+// A bulk create (--min-count/--max-count): one request, its reservation and the servers it made
+// printed as a table; with --wait each is followed to ACTIVE, and one that fails fails the command.
+TEST_F(CliTest, ServerCreateWithCountsPrintsTheReservationAndEveryServer) {
+    api_.Add("networks", {{"name", "n1"}});
+    json::array made;
+    for (int i = 1; i <= 3; ++i) {
+        made.push_back(json::object{{"id", Uuid(600 + i)},
+                                    {"name", "web-" + std::to_string(i)},
+                                    {"status", "BUILD"},
+                                    {"workflow_id", Uuid(77)}});
+    }
+    const std::string answer = json::serialize(json::object{{"reservation_id", "r-42"}, {"servers", made}});
+    api_.Fail("POST", "/v1/servers", 202, answer, 1);
+    Outcome r = Cogs({"server", "create", "web", "--flavor", "m1.tiny", "--image", "cirros", "--network",
+                      "n1", "--min-count", "3", "--max-count", "5"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    auto posts = api_.seen("POST", "/v1/servers");
+    ASSERT_EQ(posts.size(), 1u);
+    EXPECT_EQ(Parse(posts[0].body).at("min_count").as_int64(), 3);
+    EXPECT_EQ(Parse(posts[0].body).at("max_count").as_int64(), 5);
+    EXPECT_THAT(r.out, HasSubstr("reservation r-42: 3 servers\n"));
+    for (int i = 1; i <= 3; ++i) {
+        EXPECT_THAT(r.out, HasSubstr(Uuid(600 + i)));
+        EXPECT_THAT(r.out, HasSubstr("web-" + std::to_string(i)));
+    }
+
+    // --wait: each followed to ACTIVE; the third fails, and so does the command (after the table).
+    api_.Fail("POST", "/v1/servers", 202, answer, 1);
+    api_.Script("/v1/servers/" + Uuid(601), {Server(Uuid(601), "ACTIVE")});
+    api_.Script("/v1/servers/" + Uuid(602), {Server(Uuid(602), "ACTIVE")});
+    api_.Script("/v1/servers/" + Uuid(603), {Server(Uuid(603), "ERROR", "no valid host")});
+    api_.Script("/v1/workflows/" + Uuid(77), {Workflow("succeeded", {{"boot", "succeeded"}})});
+    r = Cogs({"server", "create", "web", "--flavor", "m1.tiny", "--image", "cirros", "--network", "n1",
+              "--min-count", "3", "--wait", "-o", "json"});
+    EXPECT_EQ(r.rc, 1) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("no valid host"));
+    const json::value out = Parse(r.out);
+    EXPECT_EQ(out.at("reservation_id").as_string(), "r-42");
+    ASSERT_EQ(out.at("servers").as_array().size(), 3u);
+    EXPECT_EQ(out.at("servers").at(0).at("status").as_string(), "ACTIVE");
+    EXPECT_EQ(out.at("servers").at(2).at("status").as_string(), "BUILD") << "the last state known";
+
+    // Without counts, none is sent.
+    api_.Fail("POST", "/v1/servers", 202, json::serialize(Server(Uuid(601), "BUILD")), 1);
+    r = Cogs({"server", "create", "web", "--flavor", "m1.tiny", "--image", "cirros", "--network", "n1"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    posts = api_.seen("POST", "/v1/servers");
+    EXPECT_FALSE(Parse(posts.back().body).as_object().contains("min_count"));
+    EXPECT_FALSE(Parse(posts.back().body).as_object().contains("max_count"));
+}
+
 TEST_F(CliTest, WaitFailsWithTheFaultWhenTheCreateRollsBack) {
     api_.Add("networks", {{"name", "n1"}});
     const std::string id = Uuid(2);

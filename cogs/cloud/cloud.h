@@ -89,6 +89,9 @@ struct CloudOptions {
     // Workflows in flight per project (all of them, the healer's too); beyond, a request that would
     // start one (a create, an action, a delete) is answered 429 with Retry-After. 0: no limit.
     size_t max_inflight_workflows_per_project = 0;
+    // The most servers one POST /v1/servers may ask for (its max_count; docs/api.md "Bulk create"):
+    // each is a record, a port and a workflow of one transaction, and the answer lists them all.
+    int64_t max_servers_per_request = 1000;
     // cogsd's TLS client context (its CA, its own certificate "cogsd"): null, plain HTTP; else the
     // agents are called over TLS at the https URL they registered, each required to show a
     // certificate naming its host, and the network and volume services at their URLs' hosts.

@@ -180,6 +180,75 @@ private:
     std::deque<Held> held_;
 };
 
+// A store that passes everything to `store`: a test overrides what it changes (holds, refusals).
+class ForwardingStore : public store::Store {
+public:
+    explicit ForwardingStore(std::unique_ptr<store::Store> store) : store_(std::move(store)) {}
+
+    Result<store::WorkflowRecord> GetWorkflow(const std::string& id) override {
+        return store_->GetWorkflow(id);
+    }
+    Error WhyNotWritable() override { return store_->WhyNotWritable(); }
+    void Commit(store::WriteGroup g, CommitCallback done) override {
+        store_->Commit(std::move(g), std::move(done));
+    }
+    void Flush() override { store_->Flush(); }
+    bool Writable() override { return store_->Writable(); }
+    Status ResumeWrites() override { return store_->ResumeWrites(); }
+    Result<store::Lease> AcquireLease(const std::string& owner, int64_t ttl_ms) override {
+        return store_->AcquireLease(owner, ttl_ms);
+    }
+    Status RenewLease(store::Lease& lease, int64_t ttl_ms) override {
+        return store_->RenewLease(lease, ttl_ms);
+    }
+    Result<std::vector<store::WorkflowRecord>> ClaimOrphaned(const store::Lease& lease, int limit) override {
+        return store_->ClaimOrphaned(lease, limit);
+    }
+    Result<std::vector<store::WorkflowSummary>> ListWorkflows(const store::ListFilter& filter) override {
+        return store_->ListWorkflows(filter);
+    }
+    Result<std::vector<std::pair<store::WorkflowState, int64_t>>> CountByState() override {
+        return store_->CountByState();
+    }
+    Result<store::WorkflowRecord> ReviveFailed(const store::Lease& lease, const std::string& id) override {
+        return store_->ReviveFailed(lease, id);
+    }
+    Status SaveDefinition(const store::DefinitionRecord& def) override { return store_->SaveDefinition(def); }
+    Status PutChunk(const std::string& blob, int64_t seq, std::string_view data) override {
+        return store_->PutChunk(blob, seq, data);
+    }
+    Result<std::string> GetChunk(const std::string& blob, int64_t seq) override {
+        return store_->GetChunk(blob, seq);
+    }
+    Result<int64_t> DeleteChunks(const std::string& blob) override { return store_->DeleteChunks(blob); }
+    Result<int64_t> CountChunks(const std::string& blob) override { return store_->CountChunks(blob); }
+    Result<std::vector<std::string>> ListBlobs() override { return store_->ListBlobs(); }
+    Result<std::vector<store::DefinitionRecord>> LoadDefinitions() override {
+        return store_->LoadDefinitions();
+    }
+    Result<std::vector<store::ResourceRecord>> LoadResources() override { return store_->LoadResources(); }
+    Result<store::PruneResult> PruneWorkflows(store::Ended which, int64_t finished_before_ms,
+                                              int64_t keep_at_most, int batch) override {
+        return store_->PruneWorkflows(which, finished_before_ms, keep_at_most, batch);
+    }
+    Result<std::vector<store::EventRecord>> ListEvents(const store::EventFilter& filter) override {
+        return store_->ListEvents(filter);
+    }
+    Result<int64_t> PruneEvents(int64_t older_than_ms, int64_t keep_at_most) override {
+        return store_->PruneEvents(older_than_ms, keep_at_most);
+    }
+    Result<std::vector<store::AuditRecord>> ListAudit(const store::AuditFilter& filter) override {
+        return store_->ListAudit(filter);
+    }
+    Result<int64_t> PruneAudit(int64_t older_than_ms, int64_t keep_at_most) override {
+        return store_->PruneAudit(older_than_ms, keep_at_most);
+    }
+    store::StoreStats Stats() override { return store_->Stats(); }
+
+protected:
+    std::unique_ptr<store::Store> store_;
+};
+
 class CloudTest : public ::testing::Test {
 protected:
     void SetUp() override {

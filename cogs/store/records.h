@@ -162,11 +162,12 @@ struct ResourceRecord {
 };
 
 // A group: changes that commit together or not at all, under one fencing token. A group that
-// creates a workflow carries it in `create` (with all its steps); a create whose id exists
-// already fails the group with kAlreadyExists.
+// creates workflows carries them in `creates` (each with all its steps; usually one, several for a
+// bulk request whose workflows exist together or not at all); a create whose id exists already
+// fails the group with kAlreadyExists.
 struct WriteGroup {
     uint64_t fence = 0;
-    std::optional<WorkflowRecord> create;
+    std::vector<WorkflowRecord> creates;
     std::vector<WorkflowUpdate> workflows;
     std::vector<StepUpdate> steps;
     // Desired-state records written with the workflow changes (e.g. a server and the workflow that
@@ -180,9 +181,9 @@ struct WriteGroup {
     // State changes in the group: a create counts its workflow and each step not left pending.
     size_t Transitions() const {
         size_t n = workflows.size() + steps.size();
-        if (create) {
+        for (const auto& create : creates) {
             ++n;
-            for (const auto& s : create->steps) {
+            for (const auto& s : create.steps) {
                 n += s.state != StepState::kPending ? 1 : 0;
             }
         }

@@ -34,7 +34,7 @@ WorkflowRecord Workflow(const std::string& id) {
 WriteGroup Create(uint64_t fence, const std::string& id) {
     WriteGroup g;
     g.fence = fence;
-    g.create = Workflow(id);
+    g.creates.push_back(Workflow(id));
     return g;
 }
 

@@ -80,7 +80,7 @@ WorkflowRecord Workflow(const std::string& id, const std::string& type = "vm.cre
 WriteGroup Create(uint64_t fence, WorkflowRecord w) {
     WriteGroup g;
     g.fence = fence;
-    g.create = std::move(w);
+    g.creates.push_back(std::move(w));
     return g;
 }
 
@@ -827,6 +827,32 @@ TEST_P(StoreTest, ResourcesCommitWithTheWorkflowAndSurviveReopen) {
     EXPECT_EQ((*all)[1].id, "s1");
     EXPECT_EQ((*all)[1].project, "p1");
     EXPECT_EQ((*all)[1].body, R"({"status":"ACTIVE"})");
+}
+
+// A bulk request's workflows: several creates in one group exist together or not at all.
+TEST_P(StoreTest, SeveralCreatesInOneGroupAreAllOrNothing) {
+    Lease lease = MustLease("engine");
+    WriteGroup g = Create(lease.token, Workflow("b1", "server.create", 2));
+    g.creates.push_back(Workflow("b2", "server.create", 2));
+    g.resources.push_back(ResourceWrite{"server", "s1", "p1", "{}", false});
+    g.resources.push_back(ResourceWrite{"server", "s2", "p1", "{}", false});
+    ASSERT_OK(CommitAndWait(*store_, std::move(g)));
+
+    // One id taken refuses the whole group: the new workflow and its server are not written.
+    WriteGroup again = Create(lease.token, Workflow("b3", "server.create", 2));
+    again.creates.push_back(Workflow("b1", "server.create", 2));
+    again.resources.push_back(ResourceWrite{"server", "s3", "p1", "{}", false});
+    EXPECT_CODE(CommitAndWait(*store_, std::move(again)), ErrorCode::kAlreadyExists);
+
+    Reopen();
+    EXPECT_TRUE(store_->GetWorkflow("b1"));
+    EXPECT_TRUE(store_->GetWorkflow("b2"));
+    EXPECT_CODE(store_->GetWorkflow("b3"), ErrorCode::kNotFound);
+    auto all = store_->LoadResources();
+    ASSERT_TRUE(all) << all.error().ToString();
+    ASSERT_EQ(all->size(), 2u);
+    EXPECT_EQ((*all)[0].id, "s1");
+    EXPECT_EQ((*all)[1].id, "s2");
 }
 
 TEST_P(StoreTest, ImageChunksKeepEveryByteAndSurviveReopen) {

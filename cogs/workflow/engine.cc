@@ -54,6 +54,10 @@ Status Engine::Recover() { return impl_->Recover(); }
 void Engine::Start(StartRequest r, std::function<void(Result<std::string>)> done) {
     impl_->Start(std::move(r), std::move(done));
 }
+void Engine::StartMany(std::vector<StartRequest> r,
+                       std::function<void(Result<std::vector<std::string>>)> done) {
+    impl_->StartMany(std::move(r), std::move(done));
+}
 void Engine::Cancel(const std::string& id, std::function<void(Status)> done) {
     impl_->Cancel(id, std::move(done));
 }

@@ -184,6 +184,14 @@ public:
     // kResourceExhausted (max_inflight reached).
     void Start(StartRequest request, std::function<void(Result<std::string>)> done);
 
+    // Starts several workflows whose creates (with each one's resources and events) commit in ONE
+    // transaction: all are durable, or none is and none runs. `done` gets their ids in the order
+    // asked, or the first refusal: Start's, an id asked twice (kAlreadyExists), kResourceExhausted
+    // when all of them would pass max_inflight, kInvalidArgument for an empty list. Each then runs
+    // as if started alone. (A bulk request: one answer for many resources, docs/api.md.)
+    void StartMany(std::vector<StartRequest> requests,
+                   std::function<void(Result<std::vector<std::string>>)> done);
+
     // Requests cancellation: no new step starts, completed ones are compensated.
     void Cancel(const std::string& id, std::function<void(Status)> done);
 

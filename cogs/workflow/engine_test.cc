@@ -375,6 +375,56 @@ TEST_F(EngineTest, ChainSucceedsWithStableKeysAndRenderedInputs) {
     EXPECT_GT(rec.finished_ms, 0);
 }
 
+// A bulk request's workflows: one transaction for all their creates; each then runs on its own.
+TEST_F(EngineTest, StartManyCommitsAllOrNoneThenEachRunsAlone) {
+    Register(Chain());
+    Recover();
+    auto request = [](const std::string& id) {
+        StartRequest r;
+        r.type = "chain";
+        r.id = id;
+        r.input = R"({"x":"bulk"})";
+        r.resources.push_back(store::ResourceWrite{"server", "s-" + id, "p1", "{}", false});
+        return r;
+    };
+    std::optional<Result<std::vector<std::string>>> got;
+    engine_->StartMany({request("m1"), request("m2"), request("m3")},
+                       [&](Result<std::vector<std::string>> r) { got = std::move(r); });
+    RunUntil([&] { return got.has_value() && finished_.size() == 3; });
+    ASSERT_TRUE(*got) << got->error().ToString();
+    EXPECT_EQ(**got, (std::vector<std::string>{"m1", "m2", "m3"}));
+    for (const char* id : {"m1", "m2", "m3"}) {
+        EXPECT_EQ(finished_[id].state, WorkflowState::kSucceeded) << id;
+    }
+    EXPECT_EQ(engine_->Stats().started, 3u);
+
+    // m1 exists (ended, so only the store knows it): the group is refused whole, m4 and its
+    // server are not written and m4 never runs.
+    got.reset();
+    engine_->StartMany({request("m4"), request("m1")},
+                       [&](Result<std::vector<std::string>> r) { got = std::move(r); });
+    RunUntil([&] { return got.has_value(); });
+    ASSERT_FALSE(*got);
+    EXPECT_EQ(got->error().code, ErrorCode::kAlreadyExists);
+    store_->Flush();
+    EXPECT_FALSE(store_->GetWorkflow("m4"));
+    auto resources = store_->LoadResources();
+    ASSERT_TRUE(resources);
+    EXPECT_EQ(resources->size(), 3u);
+    RunFor(10s);
+    EXPECT_EQ(finished_.count("m4"), 0u);
+    EXPECT_EQ(engine_->Stats().inflight, 0u);
+
+    // An id asked twice is refused before anything is held.
+    got.reset();
+    engine_->StartMany({request("m5"), request("m5")},
+                       [&](Result<std::vector<std::string>> r) { got = std::move(r); });
+    RunUntil([&] { return got.has_value(); });
+    ASSERT_FALSE(*got);
+    EXPECT_EQ(got->error().code, ErrorCode::kAlreadyExists);
+    EXPECT_FALSE(store_->GetWorkflow("m5"));
+}
+
 TEST_F(EngineTest, RetryableErrorsAreRetriedWithTheSameKey) {
     Register(Chain());
     Recover();

@@ -655,6 +655,46 @@ TEST_F(CloudTest, ConcurrentCreateStormNeverOvercommitsOrDuplicatesAddresses) {
     DeleteServers(api, ids);
 }
 
+// A bulk create (min_count/max_count) through the real services: each server of the one request
+// gets its own port and address from cogs-network and its own workflow, and the network's ledger
+// holds each address once.
+TEST_F(CloudTest, ABulkCreateGivesEachServerItsOwnPortAndAddress) {
+    auto [p, token] = NewProject("bulk");
+    ApiClient api(dev_->api_url(), token);
+    const std::string net = Network(api, "bulk-net", "10.35.0.0/24");
+    ApiReply r = api.Must("POST", "/v1/servers",
+                          R"({"name":"bulk","flavor":"m1.tiny","image":"cirros","network_id":")" + net +
+                              R"(","min_count":6,"max_count":8})");
+    ASSERT_EQ(r.status, 202) << r.text;
+    const std::string reservation = S(r.body, "reservation_id");
+    const json::value servers = At(r.body, "servers");
+    ASSERT_TRUE(servers.is_array()) << r.text;
+    ASSERT_EQ(servers.as_array().size(), 8u) << r.text;
+    std::vector<std::string> ids;
+    std::set<std::string> ips, ports, workflows;
+    for (const auto& item : servers.as_array()) {
+        ids.push_back(S(item, "id"));
+        workflows.insert(S(item, "workflow_id"));
+        json::value s = WaitFor(api, "/v1/servers/" + S(item, "id"), "server", "ACTIVE");
+        EXPECT_EQ(S(s, "reservation_id"), reservation);
+        EXPECT_TRUE(S(s, "ip_address").starts_with("10.35.0.")) << S(s, "ip_address");
+        ips.insert(S(s, "ip_address"));
+        ports.insert(S(s, "port_id"));
+    }
+    EXPECT_EQ(ips.size(), 8u) << "an address each";
+    EXPECT_EQ(ports.size(), 8u) << "a port each";
+    EXPECT_EQ(workflows.size(), 8u) << "a workflow each";
+    std::set<std::string> held;
+    const json::value addresses = At(Inventory("network"), "addresses");
+    for (const auto& a : addresses.as_array()) {
+        EXPECT_TRUE(held.insert(S(a, "ip")).second) << "address held twice: " << S(a, "ip");
+    }
+    for (const auto& ip : ips) {
+        EXPECT_TRUE(held.contains(ip)) << ip << " is not in cogs-network's ledger";
+    }
+    DeleteServers(api, ids);
+}
+
 // A resource's event history through the API: a server whose volume attach first fails retryably
 // and then for good shows, in order, its creation, the steps done, the retry, the failure, the
 // compensations, the rollback and its ERROR, all under the trace the request came with; another

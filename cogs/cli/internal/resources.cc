@@ -66,11 +66,21 @@ std::vector<Resource> MakeTable() {
                         Text("--weigher", "weigher", "placement weigher").OneOf({"spread", "pack"}),
                         Text("--user-data", "user_data",
                              "file run as a shell script in the server at every boot (at most 64 KiB)")
-                            .FileBase64()})
+                            .FileBase64(),
+                        Int("--min-count", "min_count",
+                            "make at least this many servers, named NAME-1, NAME-2, ... (one request, "
+                            "one reservation)")
+                            .Positive(),
+                        Int("--max-count", "max_count",
+                            "make at most this many: as many as the quota allows from --min-count "
+                            "(default: --min-count)")
+                            .Positive()})
                        .Wait("ACTIVE"),
                    List("list servers", {Text("--status", "status", "only servers in this status"),
                                          Text("--name", "name", "only servers with this name"),
-                                         Text("--host", "host", "only servers on this host (admin)")})
+                                         Text("--host", "host", "only servers on this host (admin)"),
+                                         Text("--reservation", "reservation_id",
+                                              "only the servers of this reservation (one create request)")})
                        .Limit(),
                    Show("show a server"),
                    Delete("delete a server",

@@ -43,7 +43,8 @@ enum class Naming {
 };
 
 // A flag of a command and the key of the request it fills: the body's (create, actions) or the
-// query's (list, delete). An optional text left empty is left out of the request.
+// query's (list, delete). An optional text left empty, or an optional positive integer not given,
+// is left out of the request (an optional integer that may be 0 is sent as 0).
 struct Flag {
     enum class Type {
         kText,    // one string (TEXT)

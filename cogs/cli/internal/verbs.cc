@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
@@ -19,6 +20,7 @@ namespace {
 
 // What the user gave for one Flag (the member of its type).
 struct FlagValue {
+    const CLI::Option* option = nullptr;  // whether it was given
     std::string text;
     int64_t number = 0;
     std::vector<std::string> texts;
@@ -45,6 +47,7 @@ void AddFlags(CLI::App* c, const std::vector<Flag>& flags, std::vector<FlagValue
                          : f.type == Flag::Type::kInt   ? c->add_option(f.name, v.number, f.help)
                          : f.type == Flag::Type::kTexts ? c->add_option(f.name, v.texts, f.help)
                                                         : c->add_flag(f.name, v.on, f.help);
+        v.option = o;
         if (f.required) {
             o->required();
         }
@@ -110,7 +113,7 @@ int Fill(Invocation& inv, const std::vector<Flag>& flags, const std::vector<Flag
             for (size_t j = 0; j < v.texts.size() && rc == 0; ++j) {
                 rc = Convert(inv, f, v.texts[j], items.emplace_back(nullptr));
             }
-        } else if (f.type == Flag::Type::kInt) {
+        } else if (f.type == Flag::Type::kInt && (f.required || !f.positive || v.option->count() > 0)) {
             into[f.key] = v.number;
         } else if (f.type == Flag::Type::kSwitch && v.on) {
             into[f.key] = true;
@@ -139,11 +142,62 @@ struct Request {
     std::string id;       // the REF's id, for the verbs that take one
 };
 
+// A bulk create's answer ({"reservation_id", "<collection>": [{id, name, status, workflow_id}]}):
+// with `wait` each resource is followed in turn to its end; then the reservation and a table of
+// them. Fails (after the table) with the first that did not end as expected.
+int FinishBulk(Invocation& inv, const Resource& r, const json::object& reply, bool wait,
+               const std::string& expect) {
+    const json::value* listed = reply.if_contains(r.ListKey());
+    json::array made = listed != nullptr && listed->is_array() ? listed->as_array() : json::array();
+    std::optional<ApiFailure> failed;
+    for (size_t i = 0; wait && i < made.size(); ++i) {
+        if (!made[i].is_object()) {
+            continue;
+        }
+        const json::object& item = made[i].as_object();
+        WaitTarget target;
+        target.what = fmt::format("{} {}", r.noun, Cell(item, "name"));
+        target.path = r.Path(Cell(item, "id"));
+        target.workflow_id = Cell(item, "workflow_id");
+        target.expect = expect;
+        auto done = inv.Follow(target);
+        if (!done) {
+            if (!failed) failed = done.error();
+            continue;
+        }
+        made[i] = Unwrap(*done);
+    }
+    if (inv.Json()) {
+        inv.out() << PrettyJson(
+            json::object{{"reservation_id", Cell(reply, "reservation_id")}, {r.ListKey(), made}});
+    } else {
+        inv.out() << fmt::format("reservation {}: {} {}\n", Cell(reply, "reservation_id"), made.size(),
+                                 made.size() == 1 ? r.noun : r.collection);
+        std::vector<std::string> headers;
+        for (const auto& c : r.columns) {
+            headers.push_back(c.header);
+        }
+        Table t(headers);
+        for (const auto& item : made) {
+            std::vector<std::string> row;
+            for (const auto& c : r.columns) {
+                row.push_back(item.is_object() ? c.cell(item.as_object()) : "");
+            }
+            t.AddRow(std::move(row));
+        }
+        inv.out() << t.Render();
+    }
+    return failed ? inv.Fail(*failed) : 0;
+}
+
 int RunCreate(Invocation& inv, const Resource& r, const Verb& verb, const VerbOptions& o, Request& req) {
     const json::value body = req.fields;
     auto reply = req.api.Call("POST", "/v1/" + r.collection, &body);
     if (!reply) {
         return inv.Fail(reply.error());
+    }
+    if (reply->is_object() && reply->as_object().contains("reservation_id")) {
+        return FinishBulk(inv, r, reply->as_object(), o.wait, verb.expect);
     }
     const int rc = FinishAccepted(inv, r, *reply, o.wait, verb.expect, Cell(req.fields, "name"));
     if (rc == 0 && !verb.note.empty() && !inv.Json()) {

@@ -112,7 +112,7 @@ Status Context::PersistBlocking(std::vector<store::ResourceWrite> writes) {
     return f.get();
 }
 
-void Context::StartWorkflow(Launch l, std::function<void(Result<std::string>)> done) {
+workflow::StartRequest Context::Request(Launch& l) {
     COGS_CHECK(l.on != nullptr);
     workflow::StartRequest s;
     s.id = NewUuid();
@@ -131,12 +131,17 @@ void Context::StartWorkflow(Launch l, std::function<void(Result<std::string>)> d
         Touch(*r);
         s.resources.push_back(Model::Write(*r));
     }
+    s.input = json::serialize(l.input);
+    return s;
+}
+
+void Context::StartWorkflow(Launch l, std::function<void(Result<std::string>)> done) {
+    workflow::StartRequest s = Request(l);
     if (l.extra) {
         for (auto& w : l.extra()) {
             s.resources.push_back(std::move(w));
         }
     }
-    s.input = json::serialize(l.input);
     const std::string kind = l.on->kind;
     const std::string id = l.on->id;
     std::vector<std::string> types;
@@ -165,6 +170,56 @@ void Context::StartWorkflow(Launch l, std::function<void(Result<std::string>)> d
                      }
                      if (done) done(std::move(r));
                  }));
+}
+
+void Context::StartWorkflows(std::vector<Launch> launches,
+                             std::function<std::vector<store::ResourceWrite>()> extra,
+                             std::function<void(Result<std::vector<std::string>>)> done) {
+    COGS_CHECK(!launches.empty());
+    std::vector<workflow::StartRequest> requests;
+    std::vector<std::string> wfs, types;
+    std::vector<std::function<void()>> undos;
+    for (Launch& l : launches) {
+        requests.push_back(Request(l));
+        wfs.push_back(requests.back().id);
+        for (const auto& e : requests.back().events) {
+            types.push_back(e.type);
+        }
+        undos.push_back(std::move(l.undo));
+    }
+    if (extra) {
+        for (auto& w : extra()) {
+            requests.back().resources.push_back(std::move(w));
+        }
+    }
+    const Launch& first = launches.front();
+    observe::LogScope scope({observe::TraceIdOf(first.traceparent), "", ""});
+    observe::Log("cloud").info("{} {} and {} more: starting {} workflows {}", first.on->kind, first.on->id,
+                               launches.size() - 1, launches.size(), requests.front().type);
+    for (const auto& r : requests) {
+        CountWorkflow(r.id, r.project);
+    }
+    engine.StartMany(std::move(requests),
+                     Guard([this, wfs = std::move(wfs), undos = std::move(undos), done = std::move(done),
+                            types = std::move(types)](Result<std::vector<std::string>> r) {
+                         if (!r) {
+                             for (const auto& wf : wfs)
+                                 UncountWorkflow(wf);
+                             for (const auto& undo : undos) {
+                                 if (undo) undo();
+                             }
+                             observe::Log("cloud").log(r.error().code == ErrorCode::kResourceExhausted ||
+                                                               r.error().code == ErrorCode::kNoSpace
+                                                           ? spdlog::level::debug
+                                                           : spdlog::level::warn,
+                                                       "{} workflows refused: {}", wfs.size(),
+                                                       r.error().ToString());
+                         } else {
+                             for (const auto& t : types)
+                                 CountEvent(t);
+                         }
+                         if (done) done(std::move(r));
+                     }));
 }
 
 // ---- records and events ----
@@ -282,9 +337,19 @@ void Context::UncountWorkflow(const std::string& id) {
 }
 
 Status Context::AdmitWorkflow(const std::string& project) {
+    COGS_TRY(AdmitWorkflows(project, 1, 1));
+    return Ok();
+}
+
+Result<size_t> Context::AdmitWorkflows(const std::string& project, size_t min, size_t max) {
     const size_t limit = options.max_inflight_workflows_per_project;
-    if (limit == 0 || WorkflowsInFlight(project) < limit) {
-        return Ok();
+    if (limit == 0) {
+        return max;
+    }
+    const size_t running = WorkflowsInFlight(project);
+    const size_t room = running < limit ? limit - running : 0;
+    if (room >= min) {
+        return std::min(room, max);
     }
     rejected_project_workflows_.Inc();
     return MakeError(Error(ErrorCode::kResourceExhausted,

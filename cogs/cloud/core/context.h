@@ -160,6 +160,13 @@ public:
     // Commits launch.changed and launch.extra with a new workflow and its first event in one
     // transaction; `done` gets the workflow's id, or the engine's refusal after launch.undo ran.
     void StartWorkflow(Launch launch, std::function<void(Result<std::string>)> done);
+    // The batch form, for a bulk request: every launch's changed records, workflow and first event,
+    // and `extra()` (called once all of them carry their workflow's id), in ONE transaction
+    // (workflow::Engine::StartMany): all are durable or none. `done` gets the ids in order, or the
+    // engine's refusal after every launch's undo ran.
+    void StartWorkflows(std::vector<Launch> launches,
+                        std::function<std::vector<store::ResourceWrite>()> extra,
+                        std::function<void(Result<std::vector<std::string>>)> done);
     // Runs `work` (a blocking store read) on the read pool, then `then(result)` on the io thread.
     template <typename F, typename Then>
     void OffThread(F work, Then then) {
@@ -206,12 +213,18 @@ public:
     // kResourceExhausted (429, Retry-After) when `project` has its limit of workflows in flight; counted
     // in cogs_api_rejected_total{reason="project_workflows"}.
     Status AdmitWorkflow(const std::string& project);
+    // A request that would start from `min` to `max` workflows of `project` (a bulk create): how many
+    // of them may start now, at most `max`; kResourceExhausted as AdmitWorkflow's when fewer than
+    // `min` may.
+    Result<size_t> AdmitWorkflows(const std::string& project, size_t min, size_t max);
 
     // ---- metrics (docs/metrics.md, "the cloud"); no-ops without a registry ----
     observe::Metrics* metrics() const { return options.metrics; }
 
 private:
     void UncountWorkflow(const std::string& id);
+    // The engine's request for `l` (its records stamped with the new workflow's id and touched).
+    workflow::StartRequest Request(Launch& l);
 
     void RunOffThread(std::function<void()> work, std::function<void()> then);
 

@@ -121,4 +121,25 @@ void StartAndAnswer(Context& ctx, Launch launch, const Call& call) {
     });
 }
 
+void StartManyAndAnswer(Context& ctx, std::vector<Launch> launches, std::function<http::Response()> present,
+                        const Call& call) {
+    auto answer = std::make_shared<http::Response>();
+    ctx.StartWorkflows(
+        std::move(launches),
+        [&ctx, &call, answer, present = std::move(present)] {  // within StartWorkflows
+            *answer = present();
+            std::vector<store::ResourceWrite> writes;
+            Remember(ctx, call, *answer, writes);
+            return writes;
+        },
+        [&ctx, answer, record = call.idempotency_record,
+         respond = call.respond](Result<std::vector<std::string>> r) {
+            if (!r) {
+                if (!record.empty()) ctx.model.Erase(kIdempotency, record);
+                return respond(wire::ApiError(r.error()));
+            }
+            respond(std::move(*answer));
+        });
+}
+
 }  // namespace cogs::cloud

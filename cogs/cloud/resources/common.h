@@ -52,4 +52,11 @@ void SaveAndAnswer(Context& ctx, const Creation& c, std::vector<Res> made, int s
 // that answer commits with the workflow.
 void StartAndAnswer(Context& ctx, Launch launch, const Call& call);
 
+// The batch form (a bulk create; the caller admitted the count, Context::AdmitWorkflows): starts
+// every launch in ONE transaction with the Idempotency-Key's record of the answer, `present()`,
+// made once the resources carry their workflows' ids (Context::StartWorkflows). Answers it, or the
+// engine's refusal after every launch's undo ran.
+void StartManyAndAnswer(Context& ctx, std::vector<Launch> launches, std::function<http::Response()> present,
+                        const Call& call);
+
 }  // namespace cogs::cloud

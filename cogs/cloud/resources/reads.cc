@@ -40,8 +40,9 @@ void Reads::List(Call call, std::string_view collection, std::string_view kind) 
         if (!n) return call.Fail(n.error());
         limit = *n;
     }
-    static const std::set<std::string> kFilters = {"limit", "marker",     "name",       "status",
-                                                   "host",  "project_id", "network_id", "server_id"};
+    static const std::set<std::string> kFilters = {"limit",      "marker",    "name",
+                                                   "status",     "host",      "project_id",
+                                                   "network_id", "server_id", "reservation_id"};
     for (const auto& [k, v] : call.query) {
         if (!kFilters.contains(k)) {
             return call.Fail(FieldError(k, "unknown query parameter"));
@@ -49,7 +50,8 @@ void Reads::List(Call call, std::string_view collection, std::string_view kind) 
     }
     const std::string marker = call.Query("marker"), name = call.Query("name"), status = call.Query("status"),
                       host = call.Query("host"), project = call.Query("project_id"),
-                      network = call.Query("network_id"), server = call.Query("server_id");
+                      network = call.Query("network_id"), server = call.Query("server_id"),
+                      reservation = call.Query("reservation_id");
     json::array items;
     std::string next;
     // false once the page is full.
@@ -60,6 +62,7 @@ void Reads::List(Call call, std::string_view collection, std::string_view kind) 
         if (!host.empty() && Str(r.body, "host") != host) return true;
         if (!project.empty() && r.project != project && !(kind == kProject && r.id == project)) return true;
         if (!network.empty() && Str(r.body, "network_id") != network) return true;
+        if (!reservation.empty() && Str(r.body, "reservation_id") != reservation) return true;
         if (!server.empty() && Str(r.body, "server_id") != server && Str(r.body, "device_id") != server) {
             return true;
         }

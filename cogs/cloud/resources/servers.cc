@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "cogs/base/secret.h"
 #include "cogs/cloud/heal/healer.h"
 #include "cogs/cloud/resources/networks.h"
 #include "cogs/cloud/resources/volumes.h"
@@ -23,22 +24,54 @@ Servers::Servers(Context& ctx, Volumes& volumes, heal::Healer& healer)
     }
 }
 
+namespace {
+
+// `a` times `n`.
+Amount Times(const Amount& a, int64_t n) {
+    Amount r;
+    for (const auto& q : kQuotas) {
+        r.*q.field = a.*q.field * n;
+    }
+    return r;
+}
+
+// Reserves `per` for as many as the project's quota allows between `lo` and `hi` (Nova's bulk
+// create): that count, or the quota's refusal of `lo`.
+Result<int64_t> ReserveMost(Model& model, const std::string& project, const Amount& per, int64_t lo,
+                            int64_t hi) {
+    for (int64_t n = hi; n > lo; --n) {
+        if (model.Reserve(project, Times(per, n))) return n;
+    }
+    COGS_TRY(model.Reserve(project, Times(per, lo)));
+    return lo;
+}
+
+}  // namespace
+
 void Servers::Create(Creation c) {
-    struct Plan {
-        std::string project, name, net_id, group_id, policy, az, weigher;
-        std::string user_data;  // base64, as given (checked here, decoded by the compute agent)
-        const Res* flavor = nullptr;
-        const Res* image = nullptr;
-        std::vector<std::string> volume_ids;
-    };
+    const int64_t cap = ctx_.options.max_servers_per_request;
     auto planned = [&]() -> Result<Plan> {
         Plan p;
         COGS_ASSIGN_OR_RETURN(
-            auto in, Input::Parse(c.call.body,
-                                  {"name", "flavor", "image", "network_id", "volume_ids", "server_group_id",
-                                   "availability_zone", "weigher", "project_id", "user_data"}));
+            auto in, Input::Parse(c.call.body, {"name", "flavor", "image", "network_id", "volume_ids",
+                                                "server_group_id", "availability_zone", "weigher",
+                                                "project_id", "user_data", "min_count", "max_count"}));
         COGS_ASSIGN_OR_RETURN(p.project, OwnerOf(ctx_, c.who(), in));
         COGS_ASSIGN_OR_RETURN(p.name, in.String("name", Text{.max_len = 64}));
+        COGS_ASSIGN_OR_RETURN(auto min_count, in.OptionalInt("min_count", 1, cap));
+        COGS_ASSIGN_OR_RETURN(auto max_count, in.OptionalInt("max_count", 1, cap));
+        p.bulk = min_count.has_value() || max_count.has_value();
+        p.min_count = min_count.value_or(1);
+        p.max_count = max_count.value_or(p.min_count);
+        if (p.max_count < p.min_count) {
+            return MakeError(
+                FieldError("max_count", "must be at least min_count (" + std::to_string(p.min_count) + ")"));
+        }
+        if (p.max_count > 1 && p.name.size() + 1 + std::to_string(p.max_count).size() > 64) {
+            return MakeError(FieldError("name", "with max_count " + std::to_string(p.max_count) +
+                                                    " the names " + p.name + "-1 .. " + p.name + "-" +
+                                                    std::to_string(p.max_count) + " must fit 64 characters"));
+        }
         COGS_ASSIGN_OR_RETURN(auto flavor_ref, in.String("flavor"));
         p.flavor = ctx_.model.FindByIdOrName(kFlavor, flavor_ref);
         if (p.flavor == nullptr) return MakeError(FieldError("flavor", "no flavor " + flavor_ref));
@@ -54,6 +87,10 @@ void Servers::Create(Creation c) {
             return MakeError(ErrorCode::kConflict, "network " + p.net_id + " is not ACTIVE");
         }
         COGS_ASSIGN_OR_RETURN(p.volume_ids, in.StringList("volume_ids", List{.max_items = 16}));
+        if (p.max_count > 1 && !p.volume_ids.empty()) {
+            return MakeError(
+                FieldError("volume_ids", "a volume attaches to one server: none with max_count > 1"));
+        }
         if (std::set<std::string>(p.volume_ids.begin(), p.volume_ids.end()).size() != p.volume_ids.size()) {
             return MakeError(FieldError("volume_ids", "lists a volume twice"));
         }
@@ -93,17 +130,57 @@ void Servers::Create(Creation c) {
     }();
     if (!planned) return c.call.Fail(planned.error());
     const Plan& p = *planned;
+    const Amount amount{.servers = 1,
+                        .vcpus = Int(p.flavor->body, "vcpus"),
+                        .ram_mb = Int(p.flavor->body, "ram_mb"),
+                        .ports = 1};
+    if (!p.bulk) {
+        if (auto st = ctx_.model.Reserve(p.project, amount); !st) return c.call.Fail(st.error());
+        return StartAndAnswer(ctx_, Build(p, p.name, "r-" + NewUuid(), c.call.traceparent), c.call);
+    }
+    // How many: as many of max_count as the project may start workflows for now (429 below
+    // min_count), then as many of those as its quota allows (its refusal below min_count). Both
+    // before anything is written.
+    auto room =
+        ctx_.AdmitWorkflows(p.project, static_cast<size_t>(p.min_count), static_cast<size_t>(p.max_count));
+    if (!room) return c.call.Fail(room.error());
+    auto count = ReserveMost(ctx_.model, p.project, amount, p.min_count, static_cast<int64_t>(*room));
+    if (!count) return c.call.Fail(count.error());
+    const std::string reservation = "r-" + NewUuid();
+    std::vector<Launch> launches;
+    std::vector<const Res*> made;
+    for (int64_t i = 1; i <= *count; ++i) {
+        launches.push_back(Build(p, *count == 1 ? p.name : p.name + "-" + std::to_string(i), reservation,
+                                 c.call.traceparent));
+        made.push_back(launches.back().on);
+    }
+    StartManyAndAnswer(
+        ctx_, std::move(launches),
+        [reservation, made = std::move(made)] {
+            json::array servers;
+            for (const Res* r : made) {
+                servers.push_back(json::object{{"id", r->id},
+                                               {"name", Str(r->body, "name")},
+                                               {"status", Str(r->body, "status")},
+                                               {"workflow_id", Str(r->body, "workflow_id")}});
+            }
+            return wire::Json(202,
+                              json::object{{"reservation_id", reservation}, {"servers", std::move(servers)}});
+        },
+        c.call);
+}
+
+Launch Servers::Build(const Plan& p, const std::string& name, const std::string& reservation,
+                      const std::string& traceparent) {
     const int64_t vcpus = Int(p.flavor->body, "vcpus");
     const int64_t ram = Int(p.flavor->body, "ram_mb");
     const int64_t disk = Int(p.flavor->body, "disk_gb");
     const Amount amount{.servers = 1, .vcpus = vcpus, .ram_mb = ram, .ports = 1};
-    if (auto st = ctx_.model.Reserve(p.project, amount); !st) return c.call.Fail(st.error());
-
     Res server = ctx_.NewRes(kServer, p.project);
     // The port's quota is the server's: `amount` counted it.
     Res port = Networks::NewPort(ctx_, p.project, p.net_id, "", server.id);
     auto& b = server.body;
-    b["name"] = p.name;
+    b["name"] = name;
     server.set_status(ServerStatus::kBuild);
     b["flavor_id"] = p.flavor->id;
     b["flavor"] = Str(p.flavor->body, "name");
@@ -116,6 +193,7 @@ void Servers::Create(Creation c) {
     b["mac_address"] = "";
     b["volume_ids"] = ToArray(p.volume_ids);
     b["server_group_id"] = p.group_id;
+    b["reservation_id"] = reservation;
     b["_vcpus"] = vcpus;
     b["_ram_mb"] = ram;
     b["_disk_gb"] = disk;
@@ -126,7 +204,7 @@ void Servers::Create(Creation c) {
     json::object input{
         {"server_id", server_id},
         {"project_id", p.project},
-        {"name", p.name},
+        {"name", name},
         {"port_id", port_id},
         {"network_id", p.net_id},
         {"vcpus", vcpus},
@@ -148,24 +226,23 @@ void Servers::Create(Creation c) {
         v->body["server_id"] = server_id;
         changed.push_back(v);
     }
-    Launch l{.type = "server.create",
-             .input = std::move(input),
-             .changed = std::move(changed),
-             .undo =
-                 [this, server_id, port_id, project = p.project, amount, vols = p.volume_ids] {
-                     ctx_.model.Erase(kServer, server_id);
-                     ctx_.model.Erase(kPort, port_id);
-                     ctx_.model.Release(project, amount);
-                     for (const auto& vid : vols) {
-                         if (Res* v = ctx_.model.Find(kVolume, vid)) {
-                             v->set_status(VolumeStatus::kAvailable);
-                             v->body["server_id"] = "";
-                         }
-                     }
-                 },
-             .on = &stored,
-             .traceparent = c.call.traceparent};
-    StartAndAnswer(ctx_, std::move(l), c.call);
+    return Launch{.type = "server.create",
+                  .input = std::move(input),
+                  .changed = std::move(changed),
+                  .undo =
+                      [this, server_id, port_id, project = p.project, amount, vols = p.volume_ids] {
+                          ctx_.model.Erase(kServer, server_id);
+                          ctx_.model.Erase(kPort, port_id);
+                          ctx_.model.Release(project, amount);
+                          for (const auto& vid : vols) {
+                              if (Res* v = ctx_.model.Find(kVolume, vid)) {
+                                  v->set_status(VolumeStatus::kAvailable);
+                                  v->body["server_id"] = "";
+                              }
+                          }
+                      },
+                  .on = &stored,
+                  .traceparent = traceparent};
 }
 
 void Servers::Delete(Call call) {

@@ -29,6 +29,11 @@ public:
     // Registers the settle functions of server.create, server.delete, server.start|stop|reboot.
     Servers(Context& ctx, Volumes& volumes, heal::Healer& healer);
 
+    // POST /v1/servers: one server, or with min_count/max_count many (docs/api.md "Bulk create"):
+    // as many as the project's workflows in flight and quota allow between them, each with its own
+    // port and server.create workflow, all committed in one transaction with the answer's
+    // Idempotency-Key record, and answered {"reservation_id", "servers": [{id, name, status,
+    // workflow_id}]}. Every server keeps its request's reservation_id.
     void Create(Creation c);
     // DELETE /v1/servers/{id}[?delete_volumes=true].
     void Delete(Call call);
@@ -36,6 +41,20 @@ public:
     void Act(Call call, std::string_view action);
 
 private:
+    // A create request, checked (nothing reserved or written yet).
+    struct Plan {
+        std::string project, name, net_id, group_id, policy, az, weigher;
+        std::string user_data;  // base64, as given (checked here, decoded by the compute agent)
+        const Res* flavor = nullptr;
+        const Res* image = nullptr;
+        std::vector<std::string> volume_ids;
+        bool bulk = false;  // min_count or max_count given: the bulk answer
+        int64_t min_count = 1, max_count = 1;
+    };
+    // One server of `p` named `name` (its quota reserved) and its port in the model, BUILD, and the
+    // launch of its server.create (whose undo erases them and gives the quota back).
+    Launch Build(const Plan& p, const std::string& name, const std::string& reservation,
+                 const std::string& traceparent);
     void SettleCreate(Settlement& s);
     void SettleDelete(Settlement& s);
     void SettlePower(Settlement& s, std::string_view action);

@@ -206,18 +206,16 @@ void PgStepRows::Clear() {
 // ---- a group's statements
 
 Status PgStore::CheckSteps(const WriteGroup& g) {
-    if (!g.create) {
-        return Ok();
-    }
-    const WorkflowRecord& w = *g.create;
-    std::vector<bool> seen(w.steps.size(), false);
-    for (const StepRecord& s : w.steps) {
-        if (s.index < 0 || static_cast<size_t>(s.index) >= w.steps.size() || seen[s.index]) {
-            return MakeError(ErrorCode::kInvalidArgument, "workflow '" + w.id + "' has step index " +
-                                                              std::to_string(s.index) +
-                                                              " twice or out of range");
+    for (const WorkflowRecord& w : g.creates) {
+        std::vector<bool> seen(w.steps.size(), false);
+        for (const StepRecord& s : w.steps) {
+            if (s.index < 0 || static_cast<size_t>(s.index) >= w.steps.size() || seen[s.index]) {
+                return MakeError(ErrorCode::kInvalidArgument, "workflow '" + w.id + "' has step index " +
+                                                                  std::to_string(s.index) +
+                                                                  " twice or out of range");
+            }
+            seen[s.index] = true;
         }
-        seen[s.index] = true;
     }
     return Ok();
 }
@@ -228,8 +226,7 @@ void PgStore::AddGroup(size_t index, const WriteGroup& g, std::vector<pg::Call>&
         calls.push_back(std::move(call));
         checks.push_back(Check{index, kind, id, step});
     };
-    if (g.create) {
-        const WorkflowRecord& w = *g.create;
+    for (const WorkflowRecord& w : g.creates) {
         pg::Call c = PgCall(kPgInsertWorkflow);
         c.params.Text(w.id).Text(w.type).Int(w.version).Text(w.input).Int(static_cast<int>(w.state));
         c.params.Text(w.reason).Bool(w.cancel_requested).Int(w.created_ms).Int(w.updated_ms);

@@ -297,7 +297,8 @@ private:
     Verdict ApplyWrites(const WriteGroup& g, Error* error);
 
     // The parts of a group, each on the writer connection inside the batch's transaction.
-    Verdict ApplyCreate(const WriteGroup& g, Error* error);           // sqlite_store_workflows.cc
+    Verdict ApplyCreates(const WriteGroup& g, Error* error);  // sqlite_store_workflows.cc
+    Verdict ApplyCreate(const WorkflowRecord& w, uint64_t fence, Error* error);
     Verdict ApplyWorkflowUpdates(const WriteGroup& g, Error* error);  // sqlite_store_workflows.cc
     Verdict ApplyStepUpdates(const WriteGroup& g, Error* error);      // sqlite_store_workflows.cc
     Verdict ApplyResources(const WriteGroup& g, Error* error);        // sqlite_store_resources.cc

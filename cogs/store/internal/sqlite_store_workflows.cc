@@ -17,16 +17,21 @@ sqlite::Stmt& BindStep(sqlite::Stmt& q, const StepRecord& s) {
 
 }  // namespace
 
-SqliteStore::Verdict SqliteStore::ApplyCreate(const WriteGroup& g, Error* error) {
-    if (!g.create) {
-        return Verdict::kOk;
+SqliteStore::Verdict SqliteStore::ApplyCreates(const WriteGroup& g, Error* error) {
+    for (const WorkflowRecord& w : g.creates) {
+        if (Verdict v = ApplyCreate(w, g.fence, error); v != Verdict::kOk) {
+            return v;
+        }
     }
-    const WorkflowRecord& w = *g.create;
+    return Verdict::kOk;
+}
+
+SqliteStore::Verdict SqliteStore::ApplyCreate(const WorkflowRecord& w, uint64_t fence, Error* error) {
     {
         Query q(*writer_db_, kInsertWorkflow);
         q->Text(w.id).Text(w.type).Int(w.version).Text(w.input).Int(static_cast<int>(w.state));
         q->Text(w.reason).Int(w.cancel_requested ? 1 : 0).Int(w.created_ms).Int(w.updated_ms);
-        q->Int(w.deadline_ms).Int(w.finished_ms).Text(w.trace).Int(ToDb(g.fence));
+        q->Int(w.deadline_ms).Int(w.finished_ms).Text(w.trace).Int(ToDb(fence));
         q->Int(static_cast<int64_t>(w.steps.size())).Text(w.project).Text(w.resource_kind);
         q->Text(w.resource_id);
         if (Status st = q->Run(); !st) {
@@ -51,7 +56,7 @@ SqliteStore::Verdict SqliteStore::ApplyCreate(const WriteGroup& g, Error* error)
         }
         Query q(*writer_db_, kInsertStep);
         q->Text(w.id).Int(s.index);
-        BindStep(*q, s).Text(s.log).Int(ToDb(g.fence));
+        BindStep(*q, s).Text(s.log).Int(ToDb(fence));
         if (Status st = q->Run(); !st) {
             if (st.error().code == ErrorCode::kAlreadyExists) {
                 *error = Error(ErrorCode::kInvalidArgument, "workflow '" + w.id + "' has step index " +

@@ -80,7 +80,7 @@ SqliteStore::Verdict SqliteStore::ApplyGroup(const WriteGroup& g, Error* error) 
     }
     // One statement is atomic by itself, and a refused one changed nothing: only groups of
     // several statements need a savepoint to be undone alone.
-    bool savepoint = statements > 1 || (g.create && !g.create->steps.empty());
+    bool savepoint = statements > 1 || (g.creates.size() == 1 && !g.creates.front().steps.empty());
     if (savepoint) {
         if (auto st = writer_db_->Run(kSavepoint); !st) {
             *error = st.error();
@@ -104,7 +104,7 @@ SqliteStore::Verdict SqliteStore::ApplyGroup(const WriteGroup& g, Error* error) 
 // The group's parts in order; the first that is not kOk decides. A part the group does not have
 // is not called: most groups have one.
 SqliteStore::Verdict SqliteStore::ApplyWrites(const WriteGroup& g, Error* error) {
-    Verdict v = g.create ? ApplyCreate(g, error) : Verdict::kOk;
+    Verdict v = g.creates.empty() ? Verdict::kOk : ApplyCreates(g, error);
     if (v == Verdict::kOk && !g.workflows.empty()) {
         v = ApplyWorkflowUpdates(g, error);
     }

@@ -179,8 +179,9 @@ void WriteQueue::TurnAway(std::vector<Item>& batch) {
         std::lock_guard lock(stats_mu_);
         stats_.no_space += batch.size();
     }
-    const size_t holding = held_.size() + std::count_if(batch.begin(), batch.end(),
-                                                        [](const Item& i) { return !i.group.create; });
+    const size_t holding = held_.size() + std::count_if(batch.begin(), batch.end(), [](const Item& i) {
+                               return i.group.creates.empty();
+                           });
     if (options_.max_held_groups != 0 && holding > options_.max_held_groups) {
         ::cogs::base::CheckFailed(options_.held_bound_message, __FILE__, __LINE__);
     }
@@ -189,7 +190,7 @@ void WriteQueue::TurnAway(std::vector<Item>& batch) {
     }
     const Error refusal = backend_.RefuseCreate(episode_);
     for (Item& item : batch) {
-        if (item.group.create) {
+        if (!item.group.creates.empty()) {
             if (item.done) {
                 item.done(MakeError(refusal));
             }

@@ -12,37 +12,7 @@ using internal::Seconds;
 
 void Engine::Impl::Commit(const WfPtr& wf, Pending p) {
     const bool terminal = store::IsTerminal(wf->state);
-    if (p.creating) {
-        store::WorkflowRecord rec;
-        rec.id = wf->id;
-        rec.type = wf->def->type;
-        rec.version = wf->def->version;
-        rec.input = wf->input;
-        rec.state = wf->state;
-        rec.reason = wf->reason;
-        rec.created_ms = rec.updated_ms = wf->created_ms;
-        rec.deadline_ms = wf->deadline_ms;
-        rec.trace = wf->trace;
-        rec.project = wf->project;
-        rec.fence = wf->fence;
-        rec.resource_kind = wf->resource_kind;
-        rec.resource_id = wf->resource_id;
-        rec.steps = wf->steps;
-        p.group.create = std::move(rec);
-        p.group.resources = std::move(wf->create_resources);
-        wf->create_resources.clear();
-        p.group.events.insert(p.group.events.begin(), std::make_move_iterator(wf->create_events.begin()),
-                              std::make_move_iterator(wf->create_events.end()));
-        wf->create_events.clear();
-        p.group.steps.clear();  // the create carries every step as it is now
-    } else if (p.workflow_dirty) {
-        const int64_t now = clock_.WallMs();
-        p.group.workflows.push_back(
-            {wf->id, wf->state, wf->reason, wf->cancel_requested, now, terminal ? now : 0});
-    }
-    if (terminal && (p.creating || p.workflow_dirty)) {
-        ReportWorkflowEnd(*wf, p);
-    }
+    Compose(wf, p, terminal);
     if (p.group.Transitions() == 0) {
         Perform(wf, p.actions, SteadyTime{});
         if (p.on_commit) {
@@ -60,6 +30,74 @@ void Engine::Impl::Commit(const WfPtr& wf, Pending p) {
         c->durable_at = clock_.Now();
         Deliver(c);
     });
+}
+
+// The creates of several new workflows in one group: the store writes all or none, and each
+// workflow then learns the one outcome as a workflow committed alone would (OnCommitted, in order).
+void Engine::Impl::CommitCreates(std::vector<std::pair<WfPtr, Pending>> created) {
+    store::WriteGroup g;
+    auto batch = std::make_unique<std::vector<Committed*>>();
+    for (auto& [wf, p] : created) {
+        COGS_DCHECK(p.creating);
+        const bool terminal = store::IsTerminal(wf->state);
+        Compose(wf, p, terminal);
+        g.fence = wf->fence;
+        auto append = [](auto& to, auto& from) {
+            to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
+        };
+        append(g.creates, p.group.creates);
+        append(g.workflows, p.group.workflows);
+        append(g.steps, p.group.steps);
+        append(g.resources, p.group.resources);
+        append(g.events, p.group.events);
+        append(g.audit, p.group.audit);
+        batch->push_back(new Committed{wf, std::move(p.actions), std::move(p.on_commit), terminal, Ok(), {}});
+    }
+    store_.Commit(std::move(g), [this, batch = batch.release()](Status s) {
+        const SteadyTime now = clock_.Now();
+        for (Committed* c : *batch) {
+            c->status = s;
+            c->durable_at = now;
+            Deliver(c);
+        }
+        delete batch;
+    });
+}
+
+// What a workflow's pending changes write: its create (with the resources and events given to
+// Start), or its record's update; the end's event if it ended.
+void Engine::Impl::Compose(const WfPtr& wf, Pending& p, bool terminal) {
+    if (p.creating) {
+        store::WorkflowRecord rec;
+        rec.id = wf->id;
+        rec.type = wf->def->type;
+        rec.version = wf->def->version;
+        rec.input = wf->input;
+        rec.state = wf->state;
+        rec.reason = wf->reason;
+        rec.created_ms = rec.updated_ms = wf->created_ms;
+        rec.deadline_ms = wf->deadline_ms;
+        rec.trace = wf->trace;
+        rec.project = wf->project;
+        rec.fence = wf->fence;
+        rec.resource_kind = wf->resource_kind;
+        rec.resource_id = wf->resource_id;
+        rec.steps = wf->steps;
+        p.group.creates.push_back(std::move(rec));
+        p.group.resources = std::move(wf->create_resources);
+        wf->create_resources.clear();
+        p.group.events.insert(p.group.events.begin(), std::make_move_iterator(wf->create_events.begin()),
+                              std::make_move_iterator(wf->create_events.end()));
+        wf->create_events.clear();
+        p.group.steps.clear();  // the create carries every step as it is now
+    } else if (p.workflow_dirty) {
+        const int64_t now = clock_.WallMs();
+        p.group.workflows.push_back(
+            {wf->id, wf->state, wf->reason, wf->cancel_requested, now, terminal ? now : 0});
+    }
+    if (terminal && (p.creating || p.workflow_dirty)) {
+        ReportWorkflowEnd(*wf, p);
+    }
 }
 
 // Writer thread: hands a commit result to the io thread. Results of one batch arrive together,

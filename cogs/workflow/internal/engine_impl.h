@@ -238,6 +238,8 @@ public:
     // start).
     Result<std::vector<store::WorkflowRecord>> TakeLease(store::Lease* lease);
     void Start(StartRequest req, std::function<void(Result<std::string>)> done);
+    void StartMany(std::vector<StartRequest> reqs,
+                   std::function<void(Result<std::vector<std::string>>)> done);
     void Cancel(const std::string& id, std::function<void(Status)> done);
     void Retry(const std::string& id, std::function<void(Status)> done);
     Status ReportCompletion(const std::string& key, Result<ActionReply> result);
@@ -282,6 +284,10 @@ private:
             io_, [done = std::move(done), value = std::move(value)]() mutable { done(std::move(value)); });
     }
     void CheckStored(const std::string& id, std::function<void(Status)> done, const char* what);
+    // A new workflow of `req` (not held yet), or why it may not start; `more` others start with it.
+    Result<WfPtr> Prepare(StartRequest& req, size_t more);
+    // Holds a prepared workflow and advances it: the pending create to commit.
+    Pending Launch(const WfPtr& wf);
     std::string NewId();
     double Jitter() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
     void Resume(store::WorkflowRecord rec);
@@ -360,6 +366,8 @@ private:
 
     // ---- engine_commit.cc
     void Commit(const WfPtr& wf, Pending p);
+    void CommitCreates(std::vector<std::pair<WfPtr, Pending>> created);
+    void Compose(const WfPtr& wf, Pending& p, bool terminal);
     void Deliver(Committed* c);
     void DrainInbox();
     void OnCommitted(const WfPtr& wf, std::vector<Action>& actions, const Status& s, SteadyTime durable_at,

@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/json/parse.hpp>
+#include <set>
 
 #include "cogs/base/check.h"
 #include "cogs/base/secret.h"
@@ -65,35 +66,30 @@ Status Engine::Impl::Recover() {
     return Ok();
 }
 
-void Engine::Impl::Start(StartRequest req, std::function<void(Result<std::string>)> done) {
+Result<Engine::Impl::WfPtr> Engine::Impl::Prepare(StartRequest& req, size_t more) {
     const Definition* def = registry_.Latest(req.type);
     if (def == nullptr) {
-        return Reply(std::move(done), MakeError(ErrorCode::kInvalidArgument,
-                                                "type: unknown workflow type '" + req.type + "'"));
+        return MakeError(ErrorCode::kInvalidArgument, "type: unknown workflow type '" + req.type + "'");
     }
     boost::system::error_code ec;
     auto parsed = boost::json::parse(req.input, ec);
     if (ec || !parsed.is_object()) {
-        return Reply(std::move(done), MakeError(ErrorCode::kInvalidArgument, "input: must be a JSON object"));
+        return MakeError(ErrorCode::kInvalidArgument, "input: must be a JSON object");
     }
     if (req.id.empty()) {
         req.id = NewId();
     } else if (!ValidId(req.id)) {
-        return Reply(std::move(done),
-                     MakeError(ErrorCode::kInvalidArgument, "id: 1-128 characters of [A-Za-z0-9._:-]"));
+        return MakeError(ErrorCode::kInvalidArgument, "id: 1-128 characters of [A-Za-z0-9._:-]");
     }
     if (wfs_.count(req.id) != 0) {
-        return Reply(std::move(done), MakeError(ErrorCode::kAlreadyExists, "workflow " + req.id + " exists"));
+        return MakeError(ErrorCode::kAlreadyExists, "workflow " + req.id + " exists");
     }
-    if (wfs_.size() >= options_.max_inflight) {
-        return Reply(std::move(done),
-                     MakeError(ErrorCode::kResourceExhausted, "too many workflows in flight"));
+    if (wfs_.size() + more >= options_.max_inflight) {
+        return MakeError(ErrorCode::kResourceExhausted, "too many workflows in flight");
     }
     if (awaiting_lease_) {
-        return Reply(std::move(done),
-                     MakeError(ErrorCode::kNoSpace,
-                               "the store's disk is full: nothing was written; writes resume "
-                               "once space is freed"));
+        return MakeError(ErrorCode::kNoSpace,
+                         "the store's disk is full: nothing was written; writes resume once space is freed");
     }
     auto wf = std::make_shared<Wf>();
     wf->id = req.id;
@@ -126,14 +122,26 @@ void Engine::Impl::Start(StartRequest req, std::function<void(Result<std::string
     for (size_t i = 0; i < wf->steps.size(); ++i) {
         wf->steps[i].index = static_cast<int>(i);
     }
+    return wf;
+}
+
+Engine::Impl::Pending Engine::Impl::Launch(const WfPtr& wf) {
     Hold(wf);
     ++stats_.started;
-
     Pending p;
     p.creating = true;
-    std::string id = wf->id;
     wf->creating = true;
-    p.on_commit = [done = std::move(done), id, metrics = wf->metrics](Status s) mutable {
+    Advance(wf, p);
+    return p;
+}
+
+void Engine::Impl::Start(StartRequest req, std::function<void(Result<std::string>)> done) {
+    auto wf = Prepare(req, 0);
+    if (!wf) {
+        return Reply(std::move(done), MakeError(wf.error()));
+    }
+    Pending p = Launch(*wf);
+    p.on_commit = [done = std::move(done), id = (*wf)->id, metrics = (*wf)->metrics](Status s) mutable {
         if (!s) {
             done(MakeError(s.error()));
         } else {
@@ -143,8 +151,51 @@ void Engine::Impl::Start(StartRequest req, std::function<void(Result<std::string
             done(id);
         }
     };
-    Advance(wf, p);
-    Commit(wf, std::move(p));
+    Commit(*wf, std::move(p));
+}
+
+void Engine::Impl::StartMany(std::vector<StartRequest> reqs,
+                             std::function<void(Result<std::vector<std::string>>)> done) {
+    if (reqs.empty()) {
+        return Reply(std::move(done), MakeError(ErrorCode::kInvalidArgument, "no workflow to start"));
+    }
+    // Every one is checked before any is held: a refusal leaves nothing behind.
+    std::vector<WfPtr> wfs;
+    std::set<std::string> ids;
+    for (StartRequest& req : reqs) {
+        auto wf = Prepare(req, reqs.size() - 1);
+        if (wf && !ids.insert((*wf)->id).second) {
+            wf = MakeError(ErrorCode::kAlreadyExists, "workflow " + (*wf)->id + " is asked for twice");
+        }
+        if (!wf) {
+            return Reply(std::move(done), MakeError(wf.error()));
+        }
+        wfs.push_back(std::move(*wf));
+    }
+    std::vector<std::pair<WfPtr, Pending>> created;
+    for (const WfPtr& wf : wfs) {
+        Pending p = Launch(wf);
+        p.on_commit = [metrics = wf->metrics](Status s) {
+            if (s && metrics != nullptr) {
+                metrics->started.Inc();
+            }
+        };
+        created.emplace_back(wf, std::move(p));
+    }
+    // The last one's callback runs once every one has taken the outcome (they are delivered in order).
+    std::vector<std::string> order;
+    for (const WfPtr& wf : wfs) {
+        order.push_back(wf->id);
+    }
+    auto& last = created.back().second.on_commit;
+    last = [each = std::move(last), done = std::move(done), order = std::move(order)](Status s) mutable {
+        each(s);
+        if (!s) {
+            return done(MakeError(s.error()));
+        }
+        done(std::move(order));
+    };
+    CommitCreates(std::move(created));
 }
 
 void Engine::Impl::Cancel(const std::string& id, std::function<void(Status)> done) {
