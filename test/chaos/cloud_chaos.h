@@ -61,6 +61,10 @@ struct HostFailureOptions {
     // Hosts per cogs-compute process (ChaosCloudOptions::hosts_per_agent); 0: --failing (one agent
     // killed fails them all). --hosts and --failing must be multiples of it.
     int hosts_per_agent = 0;
+    int evacuation_parallelism = 0;  // cogsd's --evacuation-parallelism; 0: its default
+    // How much later than a lease's expiry cogsd may declare its host suspect (its liveness timer on
+    // a busy io thread): the run fails if a failed host's lapse exceeds the TTL plus this.
+    int timer_slack_ms = 500;
     int runs = 3;
     int crashes = 20;     // instances crashed on a healthy host per run
     int timeout_s = 180;  // per measurement

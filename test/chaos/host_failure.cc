@@ -47,10 +47,6 @@ Result<ApiReply> PostUntilAnswered(ControlPlaneClient& api, const std::string& t
     }
 }
 
-// How much later than its lease's expiry cogsd may declare a host suspect: its liveness timer fires
-// at the expiry, on an io thread that may be busy (a loaded 2-core machine) for a moment.
-constexpr int64_t kTimerSlackMs = 500;
-
 // The lease TTL cogsd grants with --lease-ttl-ms `base_ms` and its default --max-renewals-per-s
 // (2000) to a cloud of `hosts` hosts: HostMonitor::LeaseTtl (cogs/cloud/health/host_monitor.h).
 int64_t LeaseTtlMs(int64_t base_ms, int64_t hosts) {
@@ -106,6 +102,9 @@ int RunHostFailure(const HostFailureOptions& o) {
                       {"--lease-ttl-ms", std::to_string(kLeaseTtlMs)},
                       {"--fence-window-ms", "1000"},
                       {"--restart-grace-ms", "3000"}};
+    if (o.evacuation_parallelism > 0) {
+        co.cogsd_flags["--evacuation-parallelism"] = std::to_string(o.evacuation_parallelism);
+    }
     const int64_t ttl_ms = LeaseTtlMs(kLeaseTtlMs, o.hosts);
     fmt::print(
         stderr,
@@ -322,10 +321,10 @@ int RunHostFailure(const HostFailureOptions& o) {
             fmt::print(stderr, "run {}: {} of {} failed hosts suspect, {} down after {} s\n", run + 1,
                        suspect_at.size(), failed.size(), down_at.size(), o.timeout_s);
         }
-        if (fig.lapse_max_ms && *fig.lapse_max_ms > ttl_ms + kTimerSlackMs) {
+        if (fig.lapse_max_ms && *fig.lapse_max_ms > ttl_ms + o.timer_slack_ms) {
             fmt::print(stderr,
                        "run {}: a host was suspected {} ms after its last renewal (bound: TTL {} + {} ms)\n",
-                       run + 1, *fig.lapse_max_ms, ttl_ms, kTimerSlackMs);
+                       run + 1, *fig.lapse_max_ms, ttl_ms, o.timer_slack_ms);
         }
         // No server running twice: every live agent's inventory, once healed.
         {
@@ -423,8 +422,8 @@ int RunHostFailure(const HostFailureOptions& o) {
                    run + 1, fig.crashed, best_name, fig.restarted, JsonNumber(fig.restart_p50_s),
                    JsonNumber(fig.restart_max_s),
                    fig.crash_error.empty() ? "" : "; crash refused: " + fig.crash_error);
-        ok = ok && fig.detect_s && fig.down_s && fig.heal_s && fig.duplicates == 0 &&
-             fig.lapse_max_ms.value_or(0) <= ttl_ms + kTimerSlackMs && (o.crashes == 0 || fig.crashed > 0) &&
+        ok = ok && fig.detect_s && fig.down_s && fig.heal_s && fig.duplicates == 0 && fig.lapse_max_ms &&
+             *fig.lapse_max_ms <= ttl_ms + o.timer_slack_ms && (o.crashes == 0 || fig.crashed > 0) &&
              fig.restarted == fig.crashed;
 
         // Clean up for the next run.
@@ -487,8 +486,8 @@ int RunHostFailure(const HostFailureOptions& o) {
         "\"servers\":{},\"crashes\":{},\"lease_ttl_ms\":{},\"detect_bound_ms\":{},\"lapse_max_ms\":{},"
         "\"runs\":[{}],\"detect_s\":{},\"down_s\":{},\"heal_s\":{},\"restart_p50_s\":{},\"restart_max_s\":{},"
         "\"loadavg_start\":{},\"loadavg_end\":{},\"ok\":{},\"dir\":\"{}\"}}\n",
-        o.hosts, o.failing, per_agent, cloud.agents(), o.servers, o.crashes, ttl_ms, ttl_ms + kTimerSlackMs,
-        lapse_max < 0 ? "null" : std::to_string(lapse_max), runs_json,
+        o.hosts, o.failing, per_agent, cloud.agents(), o.servers, o.crashes, ttl_ms,
+        ttl_ms + o.timer_slack_ms, lapse_max < 0 ? "null" : std::to_string(lapse_max), runs_json,
         JsonNumber(median([](const RunFigures& r) { return r.detect_s; })),
         JsonNumber(median([](const RunFigures& r) { return r.down_s; })),
         JsonNumber(median([](const RunFigures& r) { return r.heal_s; })),

@@ -84,6 +84,16 @@ int main(int argc, char** argv) {
         ->add_option("--hosts-per-agent", hf.hosts_per_agent,
                      "hosts served by one cogs-compute process (default: --failing, one process killed)")
         ->check(CLI::Range(0, 100));
+    host_failure
+        ->add_option("--evacuation-parallelism", hf.evacuation_parallelism,
+                     "cogsd's --evacuation-parallelism (default: cogsd's own)")
+        ->check(CLI::Range(0, 10000));
+    host_failure
+        ->add_option(
+            "--timer-slack-ms", hf.timer_slack_ms,
+            "detection bound: a failed host suspect at most the lease TTL plus this after its last renewal")
+        ->check(CLI::Range(0, 60000))
+        ->capture_default_str();
     host_failure->add_option("--runs", hf.runs)->check(CLI::Range(1, 100));
     host_failure->add_option("--crashes", hf.crashes, "instances crashed on a healthy host per run")
         ->check(CLI::Range(0, 10000));
