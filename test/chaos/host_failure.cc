@@ -97,10 +97,11 @@ int RunHostFailure(const HostFailureOptions& o) {
     co.agent_vcpus = std::max(16, share / 4 + 8);
     co.agent_ram_mb = std::max(65536, share * 256 * 2);
     constexpr int64_t kLeaseTtlMs = 3000;
+    constexpr int64_t kFenceWindowMs = 1000;  // suspect -> down
     co.cogsd_flags = {{"--reconcile-ms", "2000"},
                       {"--orphan-grace-ms", "5000"},
                       {"--lease-ttl-ms", std::to_string(kLeaseTtlMs)},
-                      {"--fence-window-ms", "1000"},
+                      {"--fence-window-ms", std::to_string(kFenceWindowMs)},
                       {"--restart-grace-ms", "3000"}};
     if (o.evacuation_parallelism > 0) {
         co.cogsd_flags["--evacuation-parallelism"] = std::to_string(o.evacuation_parallelism);
@@ -275,7 +276,7 @@ int RunHostFailure(const HostFailureOptions& o) {
                             auto since = ParseRfc3339(Str(h, "state_since"));
                             auto last = ParseRfc3339(Str(h, "last_renewal_at"));
                             if (since && last) {
-                                const int64_t lapse = *since - *last - (state == "down" ? 1000 : 0);
+                                const int64_t lapse = *since - *last - (state == "down" ? kFenceWindowMs : 0);
                                 fig.lapse_max_ms = std::max(fig.lapse_max_ms.value_or(lapse), lapse);
                             }
                         }
