@@ -206,14 +206,18 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
     c->procs_.push_back(std::move(replicas.front()));
 
     const std::vector<std::string> agent_flags = FlagArgs(o.agent_flags);
+    if (o.hosts_per_agent < 1) {
+        return MakeError(ErrorCode::kInvalidArgument, "hosts_per_agent must be at least 1");
+    }
+    const bool grouped = o.hosts_per_agent > 1;
     for (int i = 0; i < o.hosts; ++i) {
         // The host's credentials, from its enrollment (a follower forwards to the leader, once there is one).
-        const std::string creds = D("hosts/" + HostName(i));
+        const std::string creds = D("hosts/" + c->HostNameOf(i));
         std::string enroll_error;
         const bool enrolled = WaitUntil(
             [&] {
                 ApiClient api(c->api_url_, c->admin_token_);
-                auto r = api.Call("POST", "/v1/hosts/" + HostName(i) + "/enroll", "", {}, 5s);
+                auto r = api.Call("POST", "/v1/hosts/" + c->HostNameOf(i) + "/enroll", "", {}, 5s);
                 if (!r || r->status != 201) {
                     enroll_error = r ? r->text : r.error().ToString();
                     return false;
@@ -222,47 +226,56 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
                 const std::string agent_token = Str(r->body.at("enrollment").as_object(), "agent_token");
                 std::error_code dir_ec;
                 fs::create_directories(creds, dir_ec);
-                c->agent_tokens_.push_back(agent_token);
+                if (i % o.hosts_per_agent == 0) {
+                    c->agent_tokens_.push_back(agent_token);  // any of its hosts' is the agent's
+                }
                 return runtime::WriteFileAtomic(creds + "/host.token", host_token + "\n", 0600) &&
                        runtime::WriteFileAtomic(creds + "/agent.token", agent_token + "\n", 0600);
             },
             std::chrono::seconds(o.start_timeout_s), 50ms);
         if (!enrolled) {
-            return MakeError(ErrorCode::kUnavailable, "enrolling " + HostName(i) + ": " + enroll_error);
+            return MakeError(ErrorCode::kUnavailable, "enrolling " + c->HostNameOf(i) + ": " + enroll_error);
         }
+        if ((i + 1) % o.hosts_per_agent != 0 && i + 1 < o.hosts) {
+            continue;  // its agent starts once every host of its group is enrolled
+        }
+        const int a = c->AgentOf(i);
+        const int served = i + 1 - a * o.hosts_per_agent;
         // Relay A per replica: every replica's is a --control-url (the agent tries them in turn).
         std::vector<std::string> control_urls;
         c->control_relay_.emplace_back();
         for (uint16_t port : replica_ports) {
-            c->control_relay_[i].push_back(c->relays_->Open(port));
+            c->control_relay_[a].push_back(c->relays_->Open(port));
             control_urls.push_back(
-                fmt::format("http://127.0.0.1:{}", c->relays_->ListenPort(c->control_relay_[i].back())));
+                fmt::format("http://127.0.0.1:{}", c->relays_->ListenPort(c->control_relay_[a].back())));
         }
         c->agent_relay_.push_back(c->relays_->Open(0));  // the agent's port is known once it listens
         c->partitioned_.push_back(false);
         const std::string advertise_url =
-            fmt::format("http://127.0.0.1:{}", c->relays_->ListenPort(c->agent_relay_[i]));
-        const std::string name = fmt::format("cogs-compute-{}", i + 1);
+            fmt::format("http://127.0.0.1:{}", c->relays_->ListenPort(c->agent_relay_[a]));
+        const std::string name = fmt::format("cogs-compute-{}", a + 1);
+        // One host with its own credentials, as `cogs dev` starts it; or `served` hosts, each with
+        // its own (--credentials-dir holds every enrolled host's).
+        const std::vector<std::string> identity =
+            grouped ? std::vector<std::string>{"--hosts",           std::to_string(served),
+                                               "--host-prefix",     fmt::format("host-{}-", a + 1),
+                                               "--credentials-dir", D("hosts")}
+                    : std::vector<std::string>{"--token-file", creds + "/agent.token", "--host",
+                                               HostName(i),    "--control-token-file", creds + "/host.token"};
         make(name, "cogs-compute", [=](uint16_t port) {
             std::vector<std::string> argv{"--listen",
                                           listen(port),
                                           "--port-file",
                                           D("run/" + name + ".port"),
                                           "--state",
-                                          D(fmt::format("compute-{}.db", i + 1)),
-                                          "--token-file",
-                                          creds + "/agent.token",
+                                          D(fmt::format("compute-{}.db", a + 1)),
                                           "--test-routes",
-                                          "--host",
-                                          HostName(i),
                                           "--az",
                                           "nova",
                                           "--vcpus",
                                           std::to_string(o.agent_vcpus),
                                           "--ram-mb",
                                           std::to_string(o.agent_ram_mb),
-                                          "--control-token-file",
-                                          creds + "/host.token",
                                           "--advertise-url",
                                           advertise_url,
                                           "--boot-ms",
@@ -272,13 +285,14 @@ Result<std::unique_ptr<ChaosCloud>> ChaosCloud::Start(const ChaosCloudOptions& o
             for (const std::string& u : control_urls) {
                 argv.insert(argv.end(), {"--control-url", u});
             }
+            argv.insert(argv.end(), identity.begin(), identity.end());
             argv.insert(argv.end(), agent_flags.begin(), agent_flags.end());
             return argv;
         });
         if (auto s = c->StartProc(*c->procs_.back()); !s) {
             return MakeError(s.error());
         }
-        c->relays_->SetTarget(c->agent_relay_[i], c->procs_.back()->port);
+        c->relays_->SetTarget(c->agent_relay_[a], c->procs_.back()->port);
     }
     for (size_t r = 1; r < replicas.size(); ++r) {
         c->replica_proc_.push_back(static_cast<int>(c->procs_.size()));
@@ -322,6 +336,17 @@ void ChaosCloud::Kill(int proc) {
         p.child.Wait();
     }
     frozen_.at(proc) = false;
+}
+
+void ChaosCloud::Kill(const std::vector<int>& procs) {
+    for (int proc : procs) {
+        if (procs_.at(proc)->child.pid() > 0) {
+            procs_[proc]->child.Signal(SIGKILL);
+        }
+    }
+    for (int proc : procs) {
+        Kill(proc);  // reaps it
+    }
 }
 
 void ChaosCloud::Freeze(int proc) {
@@ -383,8 +408,8 @@ Status ChaosCloud::RestoreAll() {
             out = s;
         }
     }
-    for (int h = 0; h < options_.hosts; ++h) {
-        SetPartitioned(h, false);
+    for (int a = 0; a < agents(); ++a) {
+        SetPartitioned(a, false);
     }
     return out;
 }
@@ -405,6 +430,13 @@ void ChaosCloud::Stop() {
     }
 }
 
+std::string ChaosCloud::HostNameOf(int host) const {
+    if (options_.hosts_per_agent <= 1) {
+        return HostName(host);
+    }
+    return fmt::format("host-{}-{}", AgentOf(host) + 1, host % options_.hosts_per_agent + 1);
+}
+
 std::string ChaosCloud::ServiceToken(int proc) const {
     if (proc == kNetwork) return network_token_;
     if (proc == kVolume) return volume_token_;
@@ -419,8 +451,8 @@ CloudEndpoints Endpoints(const ChaosCloud& cloud) {
     e.network_token = cloud.ServiceToken(ChaosCloud::kNetwork);
     e.volume_token = cloud.ServiceToken(ChaosCloud::kVolume);
     for (int h = 0; h < cloud.hosts(); ++h) {
-        e.agents.push_back({ChaosCloud::HostName(h), cloud.ProcessUrl(ChaosCloud::kAgent + h),
-                            cloud.ServiceToken(ChaosCloud::kAgent + h)});
+        const int agent = ChaosCloud::kAgent + cloud.AgentOf(h);
+        e.agents.push_back({cloud.HostNameOf(h), cloud.ProcessUrl(agent), cloud.ServiceToken(agent)});
     }
     e.network_url = cloud.ProcessUrl(ChaosCloud::kNetwork);
     e.volume_url = cloud.ProcessUrl(ChaosCloud::kVolume);

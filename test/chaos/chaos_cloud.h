@@ -40,6 +40,11 @@ namespace cogs::testing {
 struct ChaosCloudOptions {
     std::string dir;  // working directory: data, tokens, port files, logs/<process>.log
     int hosts = 6;
+    // Hosts served by one cogs-compute process (`cogs-compute --hosts K --credentials-dir`, each
+    // host with its own credentials): 1 is `cogs dev`'s one agent per host. With K > 1 agent a
+    // serves hosts "host-<a+1>-1" .. "host-<a+1>-K" (the last one fewer if K does not divide
+    // `hosts`), so that killing one agent fails K hosts at once (cogs-chaos host-failure --failing).
+    int hosts_per_agent = 1;
     int boot_ms = 50;
     int agent_vcpus = 16;
     int agent_ram_mb = 65536;
@@ -58,7 +63,8 @@ struct ChaosCloudOptions {
 
 class ChaosCloud {
 public:
-    // Process handles. Agents are kAgent + host index (0-based; host i is named "host-<i+1>"). kCogsd
+    // Process handles. Agents are kAgent + agent index (0-based; with one host per agent, the host
+    // index, and host i is named "host-<i+1>"; see ChaosCloudOptions::hosts_per_agent). kCogsd
     // is cogsd, or its first replica; ReplicaProc(r) every replica's (the others come after the
     // agents, so that these handles do not depend on the number of replicas).
     static constexpr int kNetwork = 0;
@@ -73,6 +79,11 @@ public:
 
     int hosts() const { return options_.hosts; }
     static std::string HostName(int host) { return "host-" + std::to_string(host + 1); }
+    // Agent processes, the agent serving host `host` (0-based both), and that host's name: with one
+    // host per agent `hosts()`, `host` and HostName(host).
+    int agents() const { return static_cast<int>(agent_relay_.size()); }
+    int AgentOf(int host) const { return host / options_.hosts_per_agent; }
+    std::string HostNameOf(int host) const;
     // Replicas of cogsd: 1 with SQLite.
     int replicas() const { return static_cast<int>(replica_proc_.size()); }
     bool replicated() const { return options_.replicas > 0; }
@@ -100,6 +111,9 @@ public:
     // SIGKILL; the process stays dead until Restart. No-op if already dead. A frozen one dies too.
     // Safe from another thread while the one that owns the process methods waits for it (a burst).
     void Kill(int proc);
+    // SIGKILL to every one of `procs` first, then reaps them: they die within microseconds of each
+    // other (K hosts failing at once).
+    void Kill(const std::vector<int>& procs);
     // SIGSTOP / SIGCONT: the process stays alive, holds its sockets and runs nothing until thawed
     // (the kernel still accepts connections on its port; nobody answers them).
     void Freeze(int proc);
@@ -119,7 +133,8 @@ public:
     Status StopPostgres(Duration grace);
     Status RestartPostgres();
     bool PostgresRunning();
-    // Cuts host `host` off from cogsd (both directions) or heals it.
+    // Cuts host `host` off from cogsd (both directions) or heals it; with several hosts per agent,
+    // `host` is an agent index and every host of that agent is cut off.
     void SetPartitioned(int host, bool partitioned);
     bool Partitioned(int host) const { return partitioned_.at(host); }
     // Restarts PostgreSQL if it is down, thaws every frozen process, restarts every dead one and heals
@@ -140,8 +155,8 @@ private:
     std::vector<int> replica_proc_;  // per replica: its process handle
     std::unique_ptr<pg::Cluster> pg_;
     std::unique_ptr<RelayHub> relays_;
-    std::vector<std::vector<int>> control_relay_;  // per host, per replica: relay A (agent -> cogsd)
-    std::vector<int> agent_relay_;                 // per host: relay B (cogsd -> agent)
+    std::vector<std::vector<int>> control_relay_;  // per agent, per replica: relay A (agent -> cogsd)
+    std::vector<int> agent_relay_;                 // per agent: relay B (cogsd -> agent)
     std::vector<bool> partitioned_;
     std::vector<bool> frozen_;       // per process
     std::vector<int> client_relay_;  // per replica
@@ -149,7 +164,7 @@ private:
     std::vector<std::string> client_urls_;
     std::string admin_token_;
     std::string network_token_, volume_token_;
-    std::vector<std::string> agent_tokens_;  // per host
+    std::vector<std::string> agent_tokens_;  // per agent (with several hosts: its first host's)
 };
 
 // Every process directly (never through a relay), for the audit (test/support/cloud_audit.h).

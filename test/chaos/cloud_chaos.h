@@ -56,7 +56,15 @@ int RunFailoverBench(const CloudChaosOptions& options);
 struct HostFailureOptions {
     uint64_t seed = 1;
     int hosts = 10;
-    int servers = 100;  // placed on the host that fails
+    int servers = 100;  // placed on the hosts that fail, spread evenly
+    int failing = 1;    // hosts that fail at once (their agents SIGKILLed together)
+    // Hosts per cogs-compute process (ChaosCloudOptions::hosts_per_agent); 0: --failing (one agent
+    // killed fails them all). --hosts and --failing must be multiples of it.
+    int hosts_per_agent = 0;
+    int evacuation_parallelism = 0;  // cogsd's --evacuation-parallelism; 0: its default
+    // How much later than a lease's expiry cogsd may declare its host suspect (its liveness timer on
+    // a busy io thread): the run fails if a failed host's lapse exceeds the TTL plus this.
+    int timer_slack_ms = 500;
     int runs = 3;
     int crashes = 20;     // instances crashed on a healthy host per run
     int timeout_s = 180;  // per measurement

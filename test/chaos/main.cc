@@ -74,11 +74,26 @@ int main(int argc, char** argv) {
     ha_cmd->add_option("--kills", ha.kills, "leader losses of --failover-only")->check(CLI::Range(1, 10000));
     cogs::testing::HostFailureOptions hf;
     auto* host_failure =
-        app.add_subcommand("host-failure", "kill a full host's agent: detection, heal, restarts");
+        app.add_subcommand("host-failure", "kill full hosts' agents: detection, heal, restarts");
     host_failure->add_option("--seed", hf.seed);
     host_failure->add_option("--hosts", hf.hosts)->check(CLI::Range(2, 100));
-    host_failure->add_option("--servers", hf.servers, "servers on the host that fails")
+    host_failure->add_option("--servers", hf.servers, "servers on the hosts that fail, spread evenly")
         ->check(CLI::Range(1, 10000));
+    host_failure->add_option("--failing", hf.failing, "hosts that fail at once")->check(CLI::Range(1, 99));
+    host_failure
+        ->add_option("--hosts-per-agent", hf.hosts_per_agent,
+                     "hosts served by one cogs-compute process (default: --failing, one process killed)")
+        ->check(CLI::Range(0, 100));
+    host_failure
+        ->add_option("--evacuation-parallelism", hf.evacuation_parallelism,
+                     "cogsd's --evacuation-parallelism (default: cogsd's own)")
+        ->check(CLI::Range(0, 10000));
+    host_failure
+        ->add_option(
+            "--timer-slack-ms", hf.timer_slack_ms,
+            "detection bound: a failed host suspect at most the lease TTL plus this after its last renewal")
+        ->check(CLI::Range(0, 60000))
+        ->capture_default_str();
     host_failure->add_option("--runs", hf.runs)->check(CLI::Range(1, 100));
     host_failure->add_option("--crashes", hf.crashes, "instances crashed on a healthy host per run")
         ->check(CLI::Range(0, 10000));
