@@ -346,7 +346,8 @@ int Run(const CreateStormOptions& o) {
             Progress("--check: FAILED ({} failed; the checks above)", failed);
             return 3;
         }
-        Progress("--check: every server ACTIVE, no overcommit, no duplicate or missing address, usage agrees");
+        Progress(
+            "--check: every server ACTIVE, no overcommit, no duplicate or missing address, usage agrees");
     }
     return 0;
 }

@@ -107,9 +107,10 @@ int main(int argc, char** argv) {
           "not at all)")
         ->check(CLI::Range(0, 3600))
         ->capture_default_str();
-    cs->add_option("--check", so.check,
-                   "exit 3 unless every server is ACTIVE and nothing is overcommitted, duplicated, missing or "
-                   "disagrees with the agents")
+    cs->add_option(
+          "--check", so.check,
+          "exit 3 unless every server is ACTIVE and nothing is overcommitted, duplicated, missing or "
+          "disagrees with the agents")
         ->capture_default_str();
     cs->add_option("--replicas", so.replicas,
                    "cogsd replicas with --store postgres (0: cogs dev's default, 3)")
