@@ -52,7 +52,7 @@ int Run(const CreateStormOptions& o) {
         return 1;
     }
     DevCloud& dev = cloud->dev();
-    const std::string& sim_url = cloud->sim_url();
+    const std::vector<SimAgent>& sims = cloud->sims();
 
     auto setup = SetUp(dev, o);
     if (!setup || !AwaitHostsUp(dev, cloud->hosts())) {
@@ -71,8 +71,8 @@ int Run(const CreateStormOptions& o) {
             cogsd_pid = p.pid;
         }
     }
-    if (cloud->sim_pid() > 0) {
-        procs.push_back({"compute", cloud->sim_pid()});
+    for (const SimAgent& sim : sims) {
+        procs.push_back({"compute", sim.pid});
     }
     if (const auto* pg = dev.postgres()) {
         procs.push_back({"postgres", pg->pid});
@@ -187,7 +187,7 @@ int Run(const CreateStormOptions& o) {
     auto listed = ListAll(member, "/v1/servers?status=ACTIVE", "servers");
     std::optional<Checks> checks;
     if (listed) {
-        checks = Check(dev, sim_url, *listed, o);
+        checks = Check(dev, sims, *listed, o);
     }
     if (errors > 0) {
         auto in_error = ListAll(member, "/v1/servers?status=ERROR", "servers");
@@ -280,7 +280,7 @@ int Run(const CreateStormOptions& o) {
             Progress("delete refused: {}", r);
         }
         int64_t left = 0;
-        AgentUsage(dev, sim_url, &left);
+        AgentUsage(dev, sims, &left);
         out["deleted"] = deleted;
         out["deleted_per_s"] = del_s > 0 ? Round(deleted / del_s) : 0.0;
         out["request_to_gone_p50_ms"] = Round(Percentile(to_gone, 0.50));

@@ -26,20 +26,18 @@ bool Over(const Usage& u, const Usage& cap, const CreateStormOptions& o) {
            static_cast<double>(u.disk_gb) > static_cast<double>(cap.disk_gb) * o.disk_ratio;
 }
 
-// Every compute process's URL: `cogs dev`'s and ours.
-// Every compute process's URL with the token it checks (an agent's own; for the sim hosts' process,
-// one of its hosts', which StormCloud::StartSim leaves in bench-sim-agent.token).
+// Every compute process's URL with the token it checks (an agent's own; for a sim hosts' process,
+// one of its hosts').
 std::vector<std::pair<std::string, std::string>> ComputeUrls(const DevCloud& dev,
-                                                             const std::string& sim_url) {
+                                                             const std::vector<SimAgent>& sims) {
     std::vector<std::pair<std::string, std::string>> urls;
     for (const auto& p : dev.processes()) {
         if (p.name.find("compute") != std::string::npos) {
             urls.emplace_back(p.url, dev.ServiceToken(p.name));
         }
     }
-    if (!sim_url.empty()) {
-        auto token = runtime::ReadTokenFile(dev.data_dir() + "/bench-sim-agent.token");
-        urls.emplace_back(sim_url, token ? *token : "");
+    for (const SimAgent& sim : sims) {
+        urls.emplace_back(sim.url, sim.token);
     }
     return urls;
 }
@@ -94,10 +92,10 @@ SchedTimes Sched(int pid) {
 }  // namespace
 
 std::optional<std::pair<std::map<std::string, Usage>, std::map<std::string, Usage>>> AgentUsage(
-    const DevCloud& dev, const std::string& sim_url, int64_t* instances) {
+    const DevCloud& dev, const std::vector<SimAgent>& sims, int64_t* instances) {
     std::map<std::string, Usage> used, capacity;
     *instances = 0;
-    for (const auto& [url, token] : ComputeUrls(dev, sim_url)) {
+    for (const auto& [url, token] : ComputeUrls(dev, sims)) {
         ApiClient svc(url, token);
         ApiReply r = svc.Must("GET", "/v1/inventory");
         if (r.status != 200) {
@@ -118,13 +116,13 @@ std::optional<std::pair<std::map<std::string, Usage>, std::map<std::string, Usag
     return std::make_pair(std::move(used), std::move(capacity));
 }
 
-std::optional<Checks> Check(const DevCloud& dev, const std::string& sim_url,
+std::optional<Checks> Check(const DevCloud& dev, const std::vector<SimAgent>& sims,
                             const std::vector<json::value>& active, const CreateStormOptions& o) {
     Checks c;
     ApiClient admin = dev.Admin();
     auto hosts = ListAll(admin, "/v1/hosts", "hosts");
     int64_t instances = 0;
-    auto agents = AgentUsage(dev, sim_url, &instances);
+    auto agents = AgentUsage(dev, sims, &instances);
     ApiClient network = dev.Service("network");
     ApiReply net = network.Must("GET", "/v1/inventory");
     if (!hosts || !agents || net.status != 200) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bench/create_storm.h"
+#include "bench/create_storm_cloud.h"
 #include "cogs/base/time.h"
 #include "test/support/dev_cloud.h"
 
@@ -40,13 +41,13 @@ struct Checks {
 
 // The checks; nullopt (and why, on stderr) if a listing or an inventory did not answer. `active`: the
 // ACTIVE servers as the API lists them.
-std::optional<Checks> Check(const testing::DevCloud& dev, const std::string& sim_url,
+std::optional<Checks> Check(const testing::DevCloud& dev, const std::vector<SimAgent>& sims,
                             const std::vector<json::value>& active, const CreateStormOptions& o);
 
 // Instances per host and each host's capacity, summed over every agent's own inventory (`cogs dev`'s
-// and the one at `sim_url`); `instances` their number. nullopt if an agent did not answer.
+// and the sim hosts' processes); `instances` their number. nullopt if an agent did not answer.
 std::optional<std::pair<std::map<std::string, Usage>, std::map<std::string, Usage>>> AgentUsage(
-    const testing::DevCloud& dev, const std::string& sim_url, int64_t* instances);
+    const testing::DevCloud& dev, const std::vector<SimAgent>& sims, int64_t* instances);
 
 // ---- figures ----
 

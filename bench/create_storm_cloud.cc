@@ -16,6 +16,9 @@ using testing::ApiReply;
 using testing::DevCloud;
 
 constexpr const char* kSimPrefix = "bench-sim-";
+// Hosts per simulated agent process: its certificate names every one of them, and a peer's chain
+// above 100 KB (OpenSSL's default limit) is refused; 1,000 names are ~20 KB.
+constexpr int kHostsPerSim = 1000;
 
 // Waits until GET path shows {key: {status: want}}; false (and why, on stderr) at the deadline or on ERROR.
 bool WaitStatus(ApiClient& api, const std::string& path, const std::string& key, const std::string& want) {
@@ -103,102 +106,116 @@ std::unique_ptr<StormCloud> StormCloud::Start(const CreateStormOptions& o) {
 }
 
 StormCloud::~StormCloud() {
-    if (sim_.pid() > 0) {
-        sim_.Stop(5s);
+    for (auto& child : sim_children_) {
+        if (child.pid() > 0) {
+            child.Stop(5s);
+        }
     }
 }
 
 void StormCloud::Stop() {
-    sim_.Stop(5s);
+    for (auto& child : sim_children_) {
+        child.Stop(5s);
+    }
     dev_->Stop();
 }
 
 bool StormCloud::StartSim(const CreateStormOptions& o) {
     const std::string dir = dev_->data_dir();
     // Each sim host enrolled through the API: its own credentials in bench-creds/<host>/ (the
-    // process is given the directory), never the admin token.
+    // processes are given the directory), never the admin token.
     const std::string creds = dir + "/bench-creds";
     ApiClient admin = dev_->Admin();
-    for (int i = 1; i <= o.sim_hosts; ++i) {
-        const std::string host = fmt::format("{}{}", kSimPrefix, i);
-        ApiReply r = admin.Must("POST", "/v1/hosts/" + host + "/enroll", "");
-        if (r.status != 201) {
-            Progress("enrolling {}: {} {}", host, r.status, r.text);
-            return false;
-        }
-        const auto& e = r.body.at("enrollment").as_object();
-        std::filesystem::create_directories(creds + "/" + host);
-        for (const auto& [file, field] : {std::pair{creds + "/" + host + "/host.token", "host_token"},
-                                          std::pair{creds + "/" + host + "/agent.token", "agent_token"}}) {
-            if (auto st = runtime::WriteFileAtomic(file, std::string(e.at(field).as_string()) + "\n", 0600);
-                !st) {
-                Progress("{}", st.error().ToString());
+    const bool tls = !dev_->ca_file().empty();
+    const int processes = (o.sim_hosts + kHostsPerSim - 1) / kHostsPerSim;
+    for (int k = 1; k <= processes; ++k) {
+        const int first = (k - 1) * kHostsPerSim + 1;
+        const int count = std::min(kHostsPerSim, o.sim_hosts - first + 1);
+        const std::string prefix = fmt::format("{}{}-", kSimPrefix, k);
+        SimAgent sim;
+        std::vector<std::string> names;
+        for (int i = 1; i <= count; ++i) {
+            const std::string host = prefix + std::to_string(i);
+            names.push_back(host);
+            ApiReply r = admin.Must("POST", "/v1/hosts/" + host + "/enroll", "");
+            if (r.status != 201) {
+                Progress("enrolling {}: {} {}", host, r.status, r.text);
                 return false;
             }
+            const auto& e = r.body.at("enrollment").as_object();
+            std::filesystem::create_directories(creds + "/" + host);
+            for (const auto& [file, field] :
+                 {std::pair{creds + "/" + host + "/host.token", "host_token"},
+                  std::pair{creds + "/" + host + "/agent.token", "agent_token"}}) {
+                if (auto st =
+                        runtime::WriteFileAtomic(file, std::string(e.at(field).as_string()) + "\n", 0600);
+                    !st) {
+                    Progress("{}", st.error().ToString());
+                    return false;
+                }
+            }
+            if (i == 1) {  // what the checks present to this process (create_storm_checks.cc)
+                sim.token = std::string(e.at("agent_token").as_string());
+            }
         }
-        if (i == 1) {  // what the checks present to this process (create_storm_checks.cc)
-            (void)runtime::WriteFileAtomic(dir + "/bench-sim-agent.token",
-                                           std::string(e.at("agent_token").as_string()) + "\n", 0600);
+        const std::string name = fmt::format("bench-sim-compute-{}", k);
+        const std::string port_file = dir + "/" + name + ".port";
+        const std::string log = dir + "/" + name + ".log";
+        std::vector<std::string> argv = {runtime::SiblingBinary("cogs-compute"),
+                                         "--listen",
+                                         "127.0.0.1:0",
+                                         "--port-file",
+                                         port_file,
+                                         "--state",
+                                         dir + "/" + name + ".db",
+                                         "--credentials-dir",
+                                         creds,
+                                         "--hosts",
+                                         std::to_string(count),
+                                         "--host-prefix",
+                                         prefix,
+                                         "--az",
+                                         "nova",
+                                         "--boot-ms",
+                                         std::to_string(o.boot_ms)};
+        for (const auto& r : dev_->replicas()) {  // as `cogs dev`'s own agents: every replica's URL
+            argv.insert(argv.end(), {"--control-url", r.url});
         }
-    }
-    const std::string port_file = dir + "/bench-sim-compute.port";
-    const std::string log = dir + "/bench-sim-compute.log";
-    std::vector<std::string> argv = {runtime::SiblingBinary("cogs-compute"),
-                                     "--listen",
-                                     "127.0.0.1:0",
-                                     "--port-file",
-                                     port_file,
-                                     "--state",
-                                     dir + "/bench-sim-compute.db",
-                                     "--credentials-dir",
-                                     creds,
-                                     "--hosts",
-                                     std::to_string(o.sim_hosts),
-                                     "--host-prefix",
-                                     kSimPrefix,
-                                     "--az",
-                                     "nova",
-                                     "--boot-ms",
-                                     std::to_string(o.boot_ms)};
-    for (const auto& r : dev_->replicas()) {  // as `cogs dev`'s own agents: every replica's URL
-        argv.insert(argv.end(), {"--control-url", r.url});
-    }
-    const bool tls = !dev_->ca_file().empty();
-    if (tls) {
-        // One certificate naming every host it serves (cogsd verifies an agent by the host's name);
-        // no client certificate to cogsd: one that names a host could renew only that host.
-        const std::string pki = dir + "/pki";
-        std::vector<std::string> names;
-        for (int i = 1; i <= o.sim_hosts; ++i) {
-            names.push_back(fmt::format("{}{}", kSimPrefix, i));
+        if (tls) {
+            // One certificate naming every host the process serves (cogsd verifies an agent by the
+            // host's name); no client certificate to cogsd: one that names a host could renew only
+            // that host.
+            const std::string pki = dir + "/pki";
+            if (auto st =
+                    pki::Issue(pki::CaFiles{dev_->ca_file(), pki + "/ca.key"}, pki + "/" + name + ".crt",
+                               pki + "/" + name + ".key", name, names, {"127.0.0.1"}, std::chrono::hours(24));
+                !st) {
+                Progress("cannot issue the sim hosts' certificate: {}", st.error().ToString());
+                return false;
+            }
+            argv.insert(argv.end(),
+                        {"--tls-cert", pki + "/" + name + ".crt", "--tls-key", pki + "/" + name + ".key",
+                         "--tls-client-ca", dev_->ca_file(), "--tls-ca", dev_->ca_file()});
         }
-        if (auto st =
-                pki::Issue(pki::CaFiles{dev_->ca_file(), pki + "/ca.key"}, pki + "/bench-sim.crt",
-                           pki + "/bench-sim.key", "bench-sim", names, {"127.0.0.1"}, std::chrono::hours(24));
-            !st) {
-            Progress("cannot issue the sim hosts' certificate: {}", st.error().ToString());
+        auto child = runtime::Child::Spawn(argv, runtime::SpawnOptions{log});
+        if (!child) {
+            Progress("cannot start cogs-compute: {}", child.error().ToString());
             return false;
         }
-        argv.insert(argv.end(), {"--tls-cert", pki + "/bench-sim.crt", "--tls-key", pki + "/bench-sim.key",
-                                 "--tls-client-ca", dev_->ca_file(), "--tls-ca", dev_->ca_file()});
+        sim_children_.push_back(std::move(*child));
+        auto port = runtime::WaitForPortFile(port_file, SteadyClock::now() + 30s, &sim_children_.back());
+        if (!port) {
+            Progress("cogs-compute --hosts {} did not start: {}\n{}", count, port.error().ToString(),
+                     runtime::TailFile(log, 20));
+            return false;
+        }
+        sim.url = fmt::format("{}://127.0.0.1:{}", tls ? "https" : "http", *port);
+        sim.pid = sim_children_.back().pid();
+        hosts_.insert(names.begin(), names.end());
+        Progress("cogs-compute with {} hosts ({}1..{}) on {} (pid {}, log {})", count, prefix, count, sim.url,
+                 sim.pid, log);
+        sims_.push_back(std::move(sim));
     }
-    auto child = runtime::Child::Spawn(argv, runtime::SpawnOptions{log});
-    if (!child) {
-        Progress("cannot start cogs-compute: {}", child.error().ToString());
-        return false;
-    }
-    sim_ = std::move(*child);
-    auto port = runtime::WaitForPortFile(port_file, SteadyClock::now() + 30s, &sim_);
-    if (!port) {
-        Progress("cogs-compute --hosts {} did not start: {}\n{}", o.sim_hosts, port.error().ToString(),
-                 runtime::TailFile(log, 20));
-        return false;
-    }
-    sim_url_ = fmt::format("{}://127.0.0.1:{}", tls ? "https" : "http", *port);
-    for (int i = 1; i <= o.sim_hosts; ++i) {
-        hosts_.insert(fmt::format("{}{}", kSimPrefix, i));
-    }
-    Progress("cogs-compute with {} hosts on {} (pid {}, log {})", o.sim_hosts, sim_url_, sim_.pid(), log);
     return true;
 }
 

@@ -8,6 +8,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "bench/create_storm.h"
 #include "cogs/runtime/process.h"
@@ -15,8 +16,16 @@
 
 namespace cogs::bench::storm {
 
-// `cogs dev` with options.hosts hosts (host-1..N) and, with options.sim_hosts > 0, one more
-// cogs-compute process serving the hosts bench-sim-1..N, registered with cogsd like `cogs dev`'s own.
+// A cogs-compute process serving simulated hosts: where it listens, the agent token the checks
+// present to it (its first host's), its pid.
+struct SimAgent {
+    std::string url, token;
+    int pid = -1;
+};
+
+// `cogs dev` with options.hosts hosts (host-1..N) and, with options.sim_hosts > 0, more cogs-compute
+// processes serving the simulated hosts, at most 1,000 each (process k: bench-sim-k-1..), registered
+// with cogsd like `cogs dev`'s own.
 class StormCloud {
 public:
     // nullptr, and why on stderr, if a process did not start.
@@ -25,13 +34,12 @@ public:
     StormCloud(const StormCloud&) = delete;
     StormCloud& operator=(const StormCloud&) = delete;
 
-    // The extra compute process first, then `cogs dev`.
+    // The extra compute processes first, then `cogs dev`.
     void Stop();
 
     testing::DevCloud& dev() { return *dev_; }
-    // The extra compute process: its URL ("" without sim hosts) and pid (-1 without).
-    const std::string& sim_url() const { return sim_url_; }
-    int sim_pid() const { return sim_.pid(); }
+    // The extra compute processes (none without sim hosts).
+    const std::vector<SimAgent>& sims() const { return sims_; }
     // Every host the cloud must show up before the storm.
     const std::set<std::string>& hosts() const { return hosts_; }
 
@@ -40,8 +48,8 @@ private:
     bool StartSim(const CreateStormOptions& options);
 
     std::unique_ptr<testing::DevCloud> dev_;
-    runtime::Child sim_;
-    std::string sim_url_;
+    std::vector<runtime::Child> sim_children_;
+    std::vector<SimAgent> sims_;
     std::set<std::string> hosts_;
 };
 
