@@ -45,10 +45,14 @@
 #include "cogs/workflow/definition.h"
 #include "cogs/workflow/engine.h"
 #include "cogs/workflow/registry.h"
+#include "test/support/bench_report.h"
 #include "test/support/temp_dir.h"
 
 namespace cogs::cloud {
 namespace {
+
+using cogs::testing::LoadAverage;
+using cogs::testing::Median;
 
 namespace json = boost::json;
 
@@ -57,12 +61,6 @@ struct Options {
     int projects = 1000;
     int runs = 5;
 };
-
-double LoadAverage() {
-    double one = -1;
-    std::ifstream("/proc/loadavg") >> one;
-    return one;
-}
 
 long RssKib() {
     std::ifstream in("/proc/self/status");
@@ -296,27 +294,6 @@ void MetricsScrape(benchmark::State& state) {
     state.counters["bytes"] = static_cast<double>(bytes);
 }
 
-// Keeps every repetition's time per request (µs), by benchmark, and prints as usual.
-class Collector : public benchmark::ConsoleReporter {
-public:
-    Collector() : ConsoleReporter(OO_Tabular) {}  // no colours: the last line is JSON alone
-    void ReportRuns(const std::vector<Run>& runs) override {
-        for (const auto& run : runs) {
-            if (run.run_type == Run::RT_Iteration && !run.error_occurred) {
-                times_us[run.run_name.function_name].push_back(run.GetAdjustedRealTime());
-            }
-        }
-        ConsoleReporter::ReportRuns(runs);
-    }
-    std::map<std::string, std::vector<double>> times_us;
-};
-
-double Median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n == 0 ? -1 : n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 }  // namespace
 }  // namespace cogs::cloud
 
@@ -356,7 +333,7 @@ int main(int argc, char** argv) {
              {"metrics_scrape", MetricsScrape}}) {
         benchmark::RegisterBenchmark(name, fn)->Unit(benchmark::kMicrosecond)->Repetitions(o.runs);
     }
-    Collector collector;
+    cogs::testing::TimesReporter collector;
     benchmark::RunSpecifiedBenchmarks(&collector);
     const double load_after = LoadAverage();
 
@@ -365,7 +342,7 @@ int main(int argc, char** argv) {
     std::string line =
         fmt::format(R"({{"servers":{},"projects":{},"runs":{},"load_s":{:.2f},"rss_kib_after_load":{})",
                     o.servers, o.projects, o.runs, bench.load_s(), bench.rss_kib());
-    for (const auto& [name, times] : collector.times_us) {
+    for (const auto& [name, times] : collector.times) {
         line += fmt::format(R"(,"{}_us":{:.1f},"{}_us_min_max":[{:.1f},{:.1f}])", name, Median(times), name,
                             *std::min_element(times.begin(), times.end()),
                             *std::max_element(times.begin(), times.end()));

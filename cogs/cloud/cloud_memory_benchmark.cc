@@ -63,6 +63,7 @@
 #include "cogs/workflow/definition.h"
 #include "cogs/workflow/engine.h"
 #include "cogs/workflow/registry.h"
+#include "test/support/bench_report.h"
 #include "test/support/temp_dir.h"
 
 // tcmalloc's, if linked (CMakeLists.txt links it into every binary but sanitized ones).
@@ -70,6 +71,9 @@ extern "C" int MallocExtension_GetNumericProperty(const char* property, size_t* 
 
 namespace cogs::cloud {
 namespace {
+
+using cogs::testing::LoadAverage;
+using cogs::testing::Median;
 
 namespace json = boost::json;
 
@@ -85,12 +89,6 @@ int64_t Allocated() {
     }
     const struct mallinfo2 mi = mallinfo2();
     return static_cast<int64_t>(mi.uordblks + mi.hblkhd);
-}
-
-double LoadAverage() {
-    double one = -1;
-    std::ifstream("/proc/loadavg") >> one;
-    return one;
 }
 
 constexpr int64_t kNowMs = 1'796'000'000'000;  // 2026-11: every record's clock
@@ -388,12 +386,6 @@ Result<std::string> MeasureStore(const std::string& path) {
     std::error_code ec;
     std::filesystem::remove_all(dir.path(), ec);  // the copy (its destructor will not run)
     return fmt::format(R"({{"store":"{}")", path) + out + "}";
-}
-
-double Median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n == 0 ? -1 : n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 }  // namespace

@@ -40,10 +40,13 @@
 #include "cogs/http/client.h"
 #include "cogs/http/server.h"
 #include "cogs/pki/pki.h"
+#include "test/support/bench_report.h"
 #include "test/support/temp_dir.h"
 
 namespace cogs::http {
 namespace {
+
+using cogs::testing::LoadAverage;
 
 namespace asio = boost::asio;
 namespace json = boost::json;
@@ -54,12 +57,6 @@ struct Options {
     double seconds = 3;
     int connects = 3000;
 };
-
-double LoadAverage() {
-    double one = -1;
-    std::ifstream("/proc/loadavg") >> one;
-    return one;
-}
 
 // CPU time of the process (every thread: the server's and the client's), user + system, in µs.
 double CpuUs() {

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "cogs/scheduler/placement.h"
+#include "test/support/bench_report.h"
 
 // Every allocation counted, with the allocator's rounding (malloc_usable_size), to measure the
 // Placement's memory. tcmalloc's malloc_usable_size allocates once (a singleton): not counted.
@@ -74,6 +75,9 @@ void operator delete(void* p, std::size_t) noexcept { operator delete(p); }
 
 namespace cogs::scheduler {
 namespace {
+
+using cogs::testing::LoadAverage;
+using cogs::testing::Median;
 
 struct Cloud {
     std::unique_ptr<Placement> placement;
@@ -193,38 +197,6 @@ void Decide(benchmark::State& state, Placement* p, const std::string& kind) {
     state.counters["examined"] = Examined(*p);
 }
 
-// Keeps every repetition's time per decision (ns), by benchmark name, and prints as usual.
-class Collector : public benchmark::ConsoleReporter {
-public:
-    Collector() : ConsoleReporter(OO_Tabular) {}  // no colours: the last line is JSON alone
-    void ReportRuns(const std::vector<Run>& runs) override {
-        for (const auto& run : runs) {
-            if (run.run_type == Run::RT_Iteration && !run.error_occurred) {
-                times_ns[run.run_name.function_name].push_back(run.GetAdjustedRealTime());
-                auto e = run.counters.find("examined");
-                if (e != run.counters.end()) {
-                    examined[run.run_name.function_name] = e->second.value;
-                }
-            }
-        }
-        ConsoleReporter::ReportRuns(runs);
-    }
-    std::map<std::string, std::vector<double>> times_ns;
-    std::map<std::string, double> examined;
-};
-
-double Median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n == 0 ? -1 : n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-double LoadAverage() {
-    double one = -1;
-    std::ifstream("/proc/loadavg") >> one;
-    return one;
-}
-
 }  // namespace
 }  // namespace cogs::scheduler
 
@@ -250,7 +222,7 @@ int main(int argc, char** argv) {
         }
     }
     const double load_before = LoadAverage();
-    Collector collector;
+    cogs::testing::TimesReporter collector;
     std::string memory;
     for (const int n : sizes) {
         Cloud cloud = Build(n);
@@ -271,12 +243,13 @@ int main(int argc, char** argv) {
     }
     const double load_after = LoadAverage();
     std::string json = R"({"runs":)" + std::to_string(runs) + R"(,"memory":{)" + memory + "}";
-    for (const auto& [name, times] : collector.times_ns) {
+    for (const auto& [name, times] : collector.times) {
         char entry[256];
         std::snprintf(entry, sizeof entry, R"(,"%s_ns":%.0f,"%s_ns_min_max":[%.0f,%.0f],"%s_examined":%.0f)",
                       name.c_str(), Median(times), name.c_str(),
                       *std::min_element(times.begin(), times.end()),
-                      *std::max_element(times.begin(), times.end()), name.c_str(), collector.examined[name]);
+                      *std::max_element(times.begin(), times.end()), name.c_str(),
+                      collector.counters[name]["examined"]);
         json += entry;
     }
     char machine[160];
