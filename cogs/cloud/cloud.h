@@ -82,7 +82,7 @@ struct CloudOptions {
     // Without it, POST /v1/hosts/{name}/enroll is refused (422 failed_precondition) and agents are
     // called without a token.
     std::string agent_key;
-    size_t compute_connections = 64;  // per host
+    size_t compute_connections = 64;  // per agent URL (one pool for all the hosts it serves)
     // The API's admission (api/admission.h, docs/api.md "Admission: lanes and limits"): the lanes'
     // in-flight caps, the per-project cap, the per-token rates; beyond, 429 with Retry-After.
     AdmissionOptions admission{};

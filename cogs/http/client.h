@@ -22,6 +22,12 @@ struct ClientOptions {
     // name `server_name` (a DNS name or an IP address; empty: `host`). Sends SNI for a DNS name.
     std::shared_ptr<TlsContext> tls{};
     std::string server_name{};
+    // TLS, for one server that answers for many names (an agent serving many hosts, its certificate
+    // naming each): the handshake verifies the certificate's chain but no name (`server_name` is
+    // unused, no SNI is sent), and each request goes only over a connection whose certificate names
+    // its Request::peer_name; a request without one, or whose name the certificate lacks, fails
+    // (kUnavailable) before a byte of it is sent. Ignored for plain HTTP.
+    bool name_per_request = false;
 };
 
 class Client {

@@ -86,8 +86,9 @@ struct Request {
     // (beyond: the exchange fails, kInvalidArgument; the file is left for the caller to remove).
     std::string response_file{};
     uint64_t response_file_max_bytes = uint64_t{1} << 32;
-    // Server only, set by the server: with mutual TLS, the verified client certificate's subject
-    // common name (a host's certificate names its host, cogsd's names "cogsd"); "" otherwise.
+    // Server, set by the server: with mutual TLS, the verified client certificate's subject common
+    // name (a host's certificate names its host, cogsd's names "cogsd"); "" otherwise.
+    // Client, with ClientOptions::name_per_request: the name the server's certificate must have.
     std::string peer_name{};
     // Server only, set by the server: the client's IP address, as text.
     std::string peer_address{};

@@ -183,6 +183,50 @@ TEST_F(TlsTest, ACertificateThatNamesAnotherHostOnlyIsRefused) {
     EXPECT_TRUE(SendAndWait(io_, *TlsClient(ca_.cert_file, "", "elsewhere.test")));
 }
 
+TEST_F(TlsTest, ANamePerRequestIsCheckedOnTheSharedConnectionBeforeTheRequestIsSent) {
+    // An agent serving two hosts at one address: one certificate names both.
+    ASSERT_TRUE(Issue(ca_, "agent", {"host-a", "host-b"}, {"10.0.0.7"}));
+    StartTlsServer({Crt("agent"), Key("agent")});
+    ClientOptions options;
+    options.port = server_->port();
+    options.tls = ClientTls({.ca_file = ca_.cert_file});
+    options.name_per_request = true;
+    auto client = MakeClient(io_, options);
+    auto as = [](std::string name) {
+        Request r = Get("/who");
+        r.peer_name = std::move(name);
+        return r;
+    };
+    for (const char* name : {"host-a", "host-b", "10.0.0.7", "host-a"}) {
+        auto got = SendAndWait(io_, *client, as(name));
+        ASSERT_TRUE(got) << name << ": " << got.error().ToString();
+        EXPECT_EQ(got->status, 200);
+    }
+    EXPECT_EQ(handled_, 4);
+    EXPECT_EQ(server_->connections_accepted(), 1u);  // one handshake for every name it holds
+
+    // A name the certificate lacks, or none, is never sent; the connection stays for the others.
+    for (const char* name : {"host-c", "", "agent", "10.0.0.8"}) {
+        auto got = SendAndWait(io_, *client, as(name));
+        ASSERT_FALSE(got) << name << " answered: " << got->body;
+        EXPECT_EQ(got.error().code, ErrorCode::kUnavailable) << got.error().ToString();
+        EXPECT_NE(got.error().message.find("the certificate does not name"), std::string::npos)
+            << got.error().ToString();
+    }
+    EXPECT_EQ(handled_, 4);
+    EXPECT_TRUE(SendAndWait(io_, *client, as("host-b")));
+    EXPECT_EQ(server_->connections_accepted(), 1u);
+
+    // The chain is still verified at the handshake.
+    options.tls = ClientTls({.ca_file = other_ca_.cert_file});
+    auto stranger = MakeClient(io_, options);
+    auto got = SendAndWait(io_, *stranger, as("host-a"));
+    ASSERT_FALSE(got);
+    EXPECT_NE(got.error().message.find("certificate verification failed"), std::string::npos)
+        << got.error().ToString();
+    EXPECT_EQ(handled_, 5);
+}
+
 TEST_F(TlsTest, MutualTlsRequiredRefusesAClientWithoutACertificateOrWithAStrangersOne) {
     StartTlsServer({Crt("server"), Key("server"), ca_.cert_file, /*require_client_cert=*/true});
     ExpectRefused(*TlsClient(ca_.cert_file));

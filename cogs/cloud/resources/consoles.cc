@@ -53,20 +53,18 @@ std::string Consoles::LastLines(const std::string& text, int64_t lines) {
     return text;
 }
 
-http::Client& Consoles::ClientFor(const std::string& url, const std::string& host, uint16_t port,
-                                  const std::string& host_name) {
+http::Client& Consoles::ClientFor(const std::string& url, const std::string& host, uint16_t port) {
+    // One client per agent URL: over TLS each read names its host (Request::peer_name), which the
+    // agent's certificate must hold (an agent serving many hosts holds one naming them all).
     const bool tls = url.starts_with("https://");
-    const std::string key = tls ? url + " " + host_name : url;
-    auto it = clients_.find(key);
+    auto it = clients_.find(url);
     if (it == clients_.end() && clients_.size() >= kMaxClients) {
         std::set<std::string> current;
         for (const auto& [name, h] : ctx_.model.All(kHost)) {
             current.insert(Str(h.body, "url"));
         }
         // A dropped client's requests in flight end as cancelled: answered 503, retryable.
-        std::erase_if(clients_, [&current](const auto& c) {
-            return !current.contains(c.first.substr(0, c.first.find(' ')));
-        });
+        std::erase_if(clients_, [&current](const auto& c) { return !current.contains(c.first); });
     }
     if (it == clients_.end()) {
         http::ClientOptions o;
@@ -74,8 +72,8 @@ http::Client& Consoles::ClientFor(const std::string& url, const std::string& hos
         o.port = port;
         o.max_connections = 4;
         o.tls = tls ? ctx_.options.service_tls : nullptr;
-        o.server_name = host_name;
-        it = clients_.emplace(key, http::MakeClient(ctx_.io, o)).first;
+        o.name_per_request = true;
+        it = clients_.emplace(url, http::MakeClient(ctx_.io, o)).first;
     }
     return *it->second;
 }
@@ -113,8 +111,9 @@ void Consoles::Show(Call call) {
     if (const std::string token = TokenFor(ctx_, "compute", host); !token.empty()) {
         req.headers.emplace_back("authorization", "Bearer " + token);
     }
+    req.peer_name = host;
     const std::string url = route->url;
-    ClientFor(url, endpoint->host, endpoint->port, host)
+    ClientFor(url, endpoint->host, endpoint->port)
         .Send(
             std::move(req), SteadyClock::now() + deadline_,
             [call = std::move(call), id, host, url, lines](Result<http::Response> r) {

@@ -46,9 +46,9 @@ public:
     static std::string LastLines(const std::string& text, int64_t lines);
 
 private:
-    // Over TLS (CloudOptions::service_tls) the agent's certificate must name `host_name`.
-    http::Client& ClientFor(const std::string& url, const std::string& host, uint16_t port,
-                            const std::string& host_name);
+    // The agent at `url` (host:port): over TLS (CloudOptions::service_tls) a read goes only to a
+    // certificate that names the read's host (its Request::peer_name).
+    http::Client& ClientFor(const std::string& url, const std::string& host, uint16_t port);
 
     Context& ctx_;
     services::compute::HostLookup hosts_;

@@ -294,7 +294,7 @@ asio::awaitable<error_code> Connect(PoolPtr<S> pool, std::shared_ptr<Conn<S>> co
     conn->tcp_connected = true;
     if constexpr (std::same_as<S, TlsStream>) {
         SSL* ssl = conn->stream.native_handle();
-        if (!ExpectServerName(ssl, pool->server_name)) {
+        if (!pool->options.name_per_request && !ExpectServerName(ssl, pool->server_name)) {
             co_return asio::error::invalid_argument;
         }
         auto [hec] = co_await conn->stream.async_handshake(asio::ssl::stream_base::client, kTuple);
@@ -313,8 +313,8 @@ Error ConnectError(const Pool<S>& pool, Conn<S>& conn, error_code ec) {
     if constexpr (std::same_as<S, TlsStream>) {
         if (!pool.shut_down && ec != beast::error::timeout && conn.tcp_connected) {
             const std::string why = HandshakeFailure(conn.stream.native_handle(), ec.message());
-            return Error(ErrorCode::kUnavailable,
-                         "TLS with " + pool.where + " (" + pool.server_name + "): " + why);
+            const std::string name = pool.options.name_per_request ? "" : " (" + pool.server_name + ")";
+            return Error(ErrorCode::kUnavailable, "TLS with " + pool.where + name + ": " + why);
         }
     }
     return TransportError(pool, ec, "connect");
@@ -463,6 +463,16 @@ asio::awaitable<Result<Response>> Exchange(PoolPtr<S> pool, Request request, Ste
             Error e = ConnectError(*pool, *conn, ec);
             Discard(pool, conn);
             co_return MakeError(std::move(e));
+        }
+    }
+    if constexpr (std::same_as<S, TlsStream>) {
+        if (pool->options.name_per_request &&
+            !CertificateNames(conn->stream.native_handle(), request.peer_name)) {
+            // The connection is sound (another name may be on it): back to the pool.
+            Release(pool, conn, true);
+            co_return MakeError(ErrorCode::kUnavailable,
+                                "TLS with " + pool->where + ": the certificate does not name " +
+                                    (request.peer_name.empty() ? "\"\" (no name asked)" : request.peer_name));
         }
     }
     Tcp(conn->stream).expires_at(deadline);

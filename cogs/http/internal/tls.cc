@@ -168,6 +168,18 @@ bool ExpectServerName(SSL* ssl, const std::string& server_name) {
            X509_VERIFY_PARAM_set1_host(param, server_name.c_str(), 0) == 1;
 }
 
+bool CertificateNames(SSL* ssl, const std::string& name) {
+    X509* cert = SSL_get0_peer_certificate(ssl);
+    if (cert == nullptr || name.empty() || SSL_get_verify_result(ssl) != X509_V_OK) {
+        return false;
+    }
+    if (IsIpAddress(name)) {
+        return X509_check_ip_asc(cert, name.c_str(), 0) == 1;
+    }
+    return X509_check_host(cert, name.data(), name.size(), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, nullptr) ==
+           1;
+}
+
 std::string VerifiedPeerName(SSL* ssl) {
     X509* cert = SSL_get0_peer_certificate(ssl);
     if (cert == nullptr || SSL_get_verify_result(ssl) != X509_V_OK) {

@@ -44,6 +44,11 @@ std::shared_ptr<TlsContextImpl> AsImpl(const std::shared_ptr<TlsContext>& tls, b
 // server's certificate names `server_name` (a DNS name or an IP address). False if OpenSSL refused.
 bool ExpectServerName(SSL* ssl, const std::string& server_name);
 
+// Client side, after the handshake of a connection whose name is checked per request
+// (ClientOptions::name_per_request): whether the verified certificate of the server names `name` (a DNS name,
+// wildcards only whole-label, or an IP address). False without a verified certificate.
+bool CertificateNames(SSL* ssl, const std::string& name);
+
 // Server side, after the handshake: the subject CN of the client's verified certificate, or "".
 std::string VerifiedPeerName(SSL* ssl);
 

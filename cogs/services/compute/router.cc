@@ -4,6 +4,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/json/serialize.hpp>
 #include <map>
+#include <tuple>
 
 #include "cogs/http/client.h"
 #include "cogs/services/kit/http_client.h"
@@ -102,18 +103,19 @@ private:
             return MakeError(ErrorCode::kFailedPrecondition,
                              "compute: host " + host + " registered an https URL but cogsd has no --tls-ca");
         }
-        // By URL and token: a host enrolled again presents its new token at once (the old client
-        // stays for the calls it still carries). Over TLS the agent's certificate must name this
-        // host: one client per (URL, host).
-        auto key = std::pair(endpoint->tls ? route->url + " " + host : route->url, route->token);
+        // One pool per agent URL, whatever the number of hosts it serves; each host's calls present
+        // its own token (a host enrolled again presents its new one at once; the old client stays for
+        // the calls it still carries) and, over TLS, go only over a connection whose certificate
+        // names the host.
+        auto key = std::tuple(route->url, endpoint->tls ? host : std::string(), route->token);
         auto it = clients_.find(key);
         if (it == clients_.end()) {
-            it =
-                clients_
-                    .emplace(std::move(key), kit::MakeHttpServiceClient(io_, endpoint->host, endpoint->port,
-                                                                        "compute", connections_, route->token,
-                                                                        endpoint->tls ? tls_ : nullptr, host))
-                    .first;
+            auto& agent = agents_[route->url];
+            if (agent == nullptr) {
+                agent = kit::MakeSharedHttpService(io_, endpoint->host, endpoint->port, "compute",
+                                                   connections_, endpoint->tls ? tls_ : nullptr);
+            }
+            it = clients_.emplace(std::move(key), agent->As(route->token, endpoint->tls ? host : "")).first;
         }
         return it->second.get();
     }
@@ -122,8 +124,10 @@ private:
     HostLookup lookup_;
     size_t connections_;
     std::shared_ptr<http::TlsContext> tls_;
-    // by (agent URL (and host, over TLS), token)
-    std::map<std::pair<std::string, std::string>, std::shared_ptr<workflow::ServiceClient>> clients_;
+    std::map<std::string, std::shared_ptr<kit::SharedHttpService>> agents_;  // by agent URL
+    // by (agent URL, host (over TLS), token)
+    std::map<std::tuple<std::string, std::string, std::string>, std::shared_ptr<workflow::ServiceClient>>
+        clients_;
 };
 
 }  // namespace

@@ -1,6 +1,6 @@
 // The compute router: cogs-compute as a service of the engine's catalog. A compute action names
 // its host ("host" in its input); the router sends it to the agent serving that host, over one
-// keep-alive HTTP client per agent URL, and reports the host as the call's endpoint so that each
+// keep-alive connection pool per agent URL, and reports the host as the call's endpoint so that each
 // host gets its own circuit breaker (a dead host does not hold back calls to the others).
 //
 // Hosts it cannot reach on purpose:
@@ -42,10 +42,11 @@ struct HostRoute {
 };
 using HostLookup = std::function<std::optional<HostRoute>(const std::string& host)>;
 
-// Each call presents its host's HostRoute::token; `connections` is the pool size per agent URL and
-// token (one process serving many hosts holds one pool per host). With `tls`, an agent is called over
-// TLS (mutual, with tls's certificate) and its certificate must name the host the call is for (an
-// agent serving several hosts at one URL holds a certificate naming them all).
+// Each call presents its host's HostRoute::token; `connections` is the pool size per agent URL (one
+// process serving many hosts keeps one pool, shared by its hosts' calls). With `tls`, an agent is
+// called over TLS (mutual, with tls's certificate) and a call goes only over a connection whose
+// certificate names the host it is for (an agent serving several hosts at one URL holds a
+// certificate naming them all; the name is checked per call, the handshake once per connection).
 std::shared_ptr<workflow::ServiceClient> MakeComputeRouter(boost::asio::io_context& io, HostLookup lookup,
                                                            size_t connections,
                                                            std::shared_ptr<http::TlsContext> tls = nullptr);

@@ -55,15 +55,33 @@ http::ClientOptions Options(std::string host, uint16_t port, size_t max_connecti
     return o;
 }
 
+// One pool to a service's address, shared by the ServiceClients that call it as different
+// principals (SharedHttpService::As).
+class ServicePool final : public SharedHttpService, public std::enable_shared_from_this<ServicePool> {
+public:
+    ServicePool(boost::asio::io_context& io, http::ClientOptions options, std::string service)
+        : service_(std::move(service)), client_(http::MakeClient(io, std::move(options))) {}
+
+    std::shared_ptr<workflow::ServiceClient> As(std::string bearer_token, std::string peer_name) override;
+
+    void Send(http::Request req, SteadyTime deadline, workflow::ServiceClient::Callback done) {
+        client_->Send(std::move(req), deadline,
+                      [service = service_, done = std::move(done)](Result<http::Response> res) {
+                          done(DecodeReply(service, std::move(res)));
+                      });
+    }
+
+private:
+    const std::string service_;
+    const std::unique_ptr<http::Client> client_;
+};
+
 class HttpServiceClient final : public workflow::ServiceClient {
 public:
-    HttpServiceClient(boost::asio::io_context& io, std::string host, uint16_t port, std::string service,
-                      size_t max_connections, std::string bearer_token, std::shared_ptr<http::TlsContext> tls,
-                      std::string server_name)
-        : service_(std::move(service)),
+    HttpServiceClient(std::shared_ptr<ServicePool> pool, std::string bearer_token, std::string peer_name)
+        : pool_(std::move(pool)),
           authorization_(bearer_token.empty() ? std::string() : "Bearer " + bearer_token),
-          client_(http::MakeClient(
-              io, Options(std::move(host), port, max_connections, std::move(tls), std::move(server_name)))) {}
+          peer_name_(std::move(peer_name)) {}
 
     void Invoke(workflow::ActionCall call, Callback done) override {
         http::Request req;
@@ -72,7 +90,7 @@ public:
         AddHeaders(req, call);
         req.headers.emplace_back("content-type", "application/json");
         req.body = call.input.empty() ? "{}" : std::move(call.input);
-        Send(std::move(req), call.deadline, std::move(done));
+        pool_->Send(std::move(req), call.deadline, std::move(done));
     }
 
     void Status(workflow::ActionCall call, Callback done) override {
@@ -80,7 +98,7 @@ public:
         req.method = "GET";
         req.target = "/v1/actions/status?key=" + http::UrlEncode(call.idempotency_key);
         AddHeaders(req, call);
-        Send(std::move(req), call.deadline, std::move(done));
+        pool_->Send(std::move(req), call.deadline, std::move(done));
     }
 
 private:
@@ -95,19 +113,18 @@ private:
         if (!authorization_.empty()) {
             req.headers.emplace_back("authorization", authorization_);
         }
+        req.peer_name = peer_name_;
     }
 
-    void Send(http::Request req, SteadyTime deadline, Callback done) {
-        client_->Send(std::move(req), deadline,
-                      [service = service_, done = std::move(done)](Result<http::Response> res) {
-                          done(DecodeReply(service, std::move(res)));
-                      });
-    }
-
-    std::string service_;
-    std::string authorization_;
-    std::unique_ptr<http::Client> client_;
+    const std::shared_ptr<ServicePool> pool_;
+    const std::string authorization_;
+    const std::string peer_name_;
 };
+
+std::shared_ptr<workflow::ServiceClient> ServicePool::As(std::string bearer_token, std::string peer_name) {
+    return std::make_shared<HttpServiceClient>(shared_from_this(), std::move(bearer_token),
+                                               std::move(peer_name));
+}
 
 class Reader final : public HttpReader {
 public:
@@ -156,9 +173,19 @@ std::shared_ptr<workflow::ServiceClient> MakeHttpServiceClient(boost::asio::io_c
                                                                std::string bearer_token,
                                                                std::shared_ptr<http::TlsContext> tls,
                                                                std::string server_name) {
-    return std::make_shared<HttpServiceClient>(io, std::move(host), port, std::move(service_name),
-                                               max_connections, std::move(bearer_token), std::move(tls),
-                                               std::move(server_name));
+    auto pool = std::make_shared<ServicePool>(
+        io, Options(std::move(host), port, max_connections, std::move(tls), std::move(server_name)),
+        std::move(service_name));
+    return pool->As(std::move(bearer_token), "");
+}
+
+std::shared_ptr<SharedHttpService> MakeSharedHttpService(boost::asio::io_context& io, std::string host,
+                                                         uint16_t port, std::string service_name,
+                                                         size_t max_connections,
+                                                         std::shared_ptr<http::TlsContext> tls) {
+    http::ClientOptions o = Options(std::move(host), port, max_connections, std::move(tls), "");
+    o.name_per_request = true;
+    return std::make_shared<ServicePool>(io, std::move(o), std::move(service_name));
 }
 
 }  // namespace cogs::services::kit

@@ -49,4 +49,21 @@ std::shared_ptr<workflow::ServiceClient> MakeHttpServiceClient(
     size_t max_connections, std::string bearer_token = "", std::shared_ptr<http::TlsContext> tls = nullptr,
     std::string server_name = "");
 
+// One keep-alive pool of at most `max_connections` to the service at host:port, called on behalf of
+// many principals: an agent serving many hosts at one address, each host with its own token and, over
+// TLS, its own name in the agent's certificate. Calls and errors as MakeHttpServiceClient's.
+class SharedHttpService {
+public:
+    virtual ~SharedHttpService() = default;
+    // A client whose calls present `bearer_token` (empty: none) and, with TLS, go only over a
+    // connection whose verified certificate names `peer_name` (else they fail, kUnavailable, before
+    // anything is sent). Cheap: a token and a name over the shared pool, which lives as long as any of
+    // its clients.
+    virtual std::shared_ptr<workflow::ServiceClient> As(std::string bearer_token, std::string peer_name) = 0;
+};
+std::shared_ptr<SharedHttpService> MakeSharedHttpService(boost::asio::io_context& io, std::string host,
+                                                         uint16_t port, std::string service_name,
+                                                         size_t max_connections,
+                                                         std::shared_ptr<http::TlsContext> tls = nullptr);
+
 }  // namespace cogs::services::kit
