@@ -518,54 +518,11 @@ TEST_F(CloudHealTest, NoHostIsDeclaredDownWithinTheRestartGrace) {
     EXPECT_EQ(std::count(events.begin(), events.end(), "down"), 1) << Join(events);
 }
 
-// A network service's inventory, served on its own thread: whatever `ports` holds now.
-class FakeNetworkInventory {
-public:
-    FakeNetworkInventory() {
-        auto server = http::StartServer(io_, {}, [this](http::Request, http::Respond respond) {
-            std::lock_guard lock(mu_);
-            http::Response r;
-            r.body = body_;
-            respond(std::move(r));
-        });
-        EXPECT_TRUE(server) << server.error().ToString();
-        server_ = std::move(*server);
-        thread_ = std::thread([this] { io_.run(); });
-    }
-    ~FakeNetworkInventory() {
-        boost::asio::post(io_, [this] { server_->Stop(); });
-        work_.reset();
-        io_.stop();
-        thread_.join();
-    }
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
-    // One port nothing owns.
-    void Orphan(const std::string& id) { Serve({}, R"({"id":")" + id + R"(","network_id":"gone"})"); }
-    // The inventory's networks (ids) and ports (JSON objects, comma-separated).
-    void Serve(const std::vector<std::string>& networks, const std::string& ports) {
-        std::string list;
-        for (const auto& n : networks) {
-            list += (list.empty() ? "" : ",") + (R"({"id":")" + n + R"("})");
-        }
-        std::lock_guard lock(mu_);
-        body_ = R"({"networks":[)" + list + R"(],"subnets":[],"ports":[)" + ports + "]}";
-    }
-
-private:
-    boost::asio::io_context io_;
-    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_{
-        io_.get_executor()};
-    std::unique_ptr<http::Server> server_;
-    std::thread thread_;
-    std::mutex mu_;
-    std::string body_ = R"({"networks":[],"subnets":[],"ports":[]})";
-};
-
 // cogsd restarted several times in a row keeps starting the reconciler's repairs: the ids of the
 // workflows the engine names itself are new at every start (issue 12: they repeated, and every
 // repair after a restart was refused as "already exists" until healing stalled).
 TEST_F(CloudHealTest, RepairsKeepStartingAcrossRestarts) {
-    FakeNetworkInventory inventory;
+    FakeInventory inventory;
     observe::Metrics metrics;  // outlives every cloud of the test (closed at its end)
     options_.metrics = &metrics;
     options_.inventory_urls = {{"network", inventory.url()}};
@@ -658,7 +615,7 @@ TEST_F(CloudHealTest, AWorkflowSettledAtStartWritesItsOutcomeOnce) {
 // A port the network service holds for another device than its server (someone's update_port, a
 // service's bug) is set back to its server by the reconciler, once two scans agree.
 TEST_F(CloudHealTest, APortHeldForAnotherDeviceIsSetBackToItsServer) {
-    FakeNetworkInventory inventory;
+    FakeInventory inventory;
     options_.inventory_urls = {{"network", inventory.url()}};
     options_.reconcile_every = 5s;  // passes come as the clock moves, with the hosts renewing
     Close();

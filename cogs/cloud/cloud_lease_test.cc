@@ -186,5 +186,42 @@ TEST_F(LeaseTest, ABatchCarriesEachHostsReportsAndAcknowledgesThemOnceDurable) {
     EXPECT_EQ(crashed, 1u) << "only the report of the host that holds the server counts";
 }
 
+// Hosts that come back together are looked at together: a thousand hosts renewed by one batch (an
+// agent and its hosts cut off, then back) were a thousand scans, each reading the agent's whole
+// inventory and judging the whole cloud, and a cloud of 10,000 hosts collapsed under them.
+TEST_F(LeaseTest, HostsThatComeBackTogetherAreScannedTogetherWithOneReadOfTheirAgent) {
+    FakeInventory agent;
+    agent.ServeBody(R"({"hosts":[],"instances":[]})");
+    const std::string body = R"({"url":")" + agent.url() + R"(","vcpus":8,"ram_mb":16384,"disk_gb":100})";
+    std::string batch;
+    for (int i = 1; i <= 40; ++i) {
+        const std::string name = "h" + std::to_string(i);
+        ASSERT_EQ(Call(admin_, "PUT", "/v1/hosts/" + name, body).status, 200) << i;
+        batch += (batch.empty() ? "" : ",") + (R"({"name":")" + name + R"("})");
+    }
+    // Whatever the registrations asked for is read and over (300 ms of wall time: the reads are
+    // real HTTP; a correct cloud is done long before, and a wrong one would still be reading).
+    auto settle = [&] {
+        const auto end = SteadyClock::now() + 300ms;
+        while (SteadyClock::now() < end) {
+            io_->restart();
+            io_->run_for(5ms);
+        }
+    };
+    settle();
+    clock_.Advance(3500ms);  // every lease lapses
+    EXPECT_EQ(HostState("h1"), "suspect");
+    EXPECT_EQ(HostState("h40"), "suspect");
+    const int before = agent.reads();
+
+    Reply r = Call(admin_, "POST", "/v1/heartbeats", R"({"hosts":[)" + batch + "]}");
+    ASSERT_EQ(r.status, 200) << r.raw.body;
+    EXPECT_EQ(HostState("h1"), "up");
+    EXPECT_EQ(HostState("h40"), "up");
+    RunUntil([&] { return agent.reads() > before; });
+    settle();
+    EXPECT_EQ(agent.reads(), before + 1) << "40 hosts back at once: one scan, one read of their agent";
+}
+
 }  // namespace
 }  // namespace cogs::cloud::testing

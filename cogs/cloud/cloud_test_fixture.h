@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
@@ -27,14 +28,17 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
 #include "cogs/base/paths.h"
 #include "cogs/cloud/cloud.h"
+#include "cogs/http/server.h"
 #include "cogs/runtime/clock.h"
 #include "cogs/services/kit/service.h"
 #include "cogs/services/sim/sim_client.h"
@@ -247,6 +251,59 @@ public:
 
 protected:
     std::unique_ptr<store::Store> store_;
+};
+
+// A service's inventory (GET /v1/inventory), served on its own thread: a network service's by
+// default, whatever Serve() last set; reads() counts the requests.
+class FakeInventory {
+public:
+    FakeInventory() {
+        auto server = http::StartServer(io_, {}, [this](http::Request, http::Respond respond) {
+            std::lock_guard lock(mu_);
+            ++reads_;
+            http::Response r;
+            r.body = body_;
+            respond(std::move(r));
+        });
+        EXPECT_TRUE(server) << server.error().ToString();
+        server_ = std::move(*server);
+        thread_ = std::thread([this] { io_.run(); });
+    }
+    ~FakeInventory() {
+        boost::asio::post(io_, [this] { server_->Stop(); });
+        work_.reset();
+        io_.stop();
+        thread_.join();
+    }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
+    // One port nothing owns.
+    void Orphan(const std::string& id) { Serve({}, R"({"id":")" + id + R"(","network_id":"gone"})"); }
+    // The inventory's networks (ids) and ports (JSON objects, comma-separated).
+    void Serve(const std::vector<std::string>& networks, const std::string& ports) {
+        std::string list;
+        for (const auto& n : networks) {
+            list += (list.empty() ? "" : ",") + (R"({"id":")" + n + R"("})");
+        }
+        ServeBody(R"({"networks":[)" + list + R"(],"subnets":[],"ports":[)" + ports + "]}");
+    }
+    void ServeBody(std::string body) {
+        std::lock_guard lock(mu_);
+        body_ = std::move(body);
+    }
+    int reads() {
+        std::lock_guard lock(mu_);
+        return reads_;
+    }
+
+private:
+    boost::asio::io_context io_;
+    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_{
+        io_.get_executor()};
+    std::unique_ptr<http::Server> server_;
+    std::thread thread_;
+    std::mutex mu_;
+    std::string body_ = R"({"networks":[],"subnets":[],"ports":[]})";
+    int reads_ = 0;
 };
 
 class CloudTest : public ::testing::Test {

@@ -15,7 +15,7 @@ namespace cogs::cloud::reconcile {
 struct ReconcileLoop::Scan {
     Actual actual;
     int pending = 0;
-    std::string what;      // "periodic" or "host H"
+    std::string what;      // "periodic" or "hosts" (ReconcileHost)
     int64_t begun_ms = 0;  // wall ms before its first inventory was asked for
 };
 
@@ -89,37 +89,69 @@ void ReconcileLoop::Pass() {
     for (auto& [url, hosts] : by_url) {
         ReadInventory(scan, "compute", url, std::move(hosts));
     }
+    // A reader unused for ten passes is for an address nothing is served at any more.
+    const int64_t stale_ms =
+        ctx_.clock.WallMs() - 10 * std::chrono::duration_cast<Millis>(ctx_.options.reconcile_every).count();
+    std::erase_if(readers_, [stale_ms](const auto& r) { return r.second.used_ms < stale_ms; });
 }
 
 void ReconcileLoop::ReconcileHost(const std::string& name, const std::string& why) {
-    const Res* h = ctx_.model.Find(kHost, name);
-    if (h == nullptr || host_scans_.contains(name)) return;
-    observe::Log("cloud").info("reconcile: host {} ({})", name, why);
-    host_scans_.insert(name);
+    if (ctx_.model.Find(kHost, name) == nullptr || !queued_hosts_.insert(name).second) return;
+    observe::Log("cloud").debug("reconcile: host {} ({})", name, why);
+    // Hosts asked for in one turn (a batch of renewals brings a thousand back at once) and while a
+    // host scan runs go in one scan: each scan reads every inventory it needs once and judges the
+    // whole desired state once, so its cost does not grow with the number of hosts that asked.
+    if (queued_hosts_.size() == 1 && !host_scan_running_) {
+        ctx_.Post([this] { StartHostScan(); });
+    }
+}
+
+void ReconcileLoop::StartHostScan() {
+    if (host_scan_running_ || queued_hosts_.empty()) return;
+    std::map<std::string, std::vector<std::string>> by_url;
+    for (const std::string& name : queued_hosts_) {
+        if (const Res* h = ctx_.model.Find(kHost, name)) by_url[Str(h->body, "url")].push_back(name);
+    }
+    observe::Log("cloud").info("reconcile: {} host(s) now, at {} agent(s) (first {})", queued_hosts_.size(),
+                               by_url.size(), *queued_hosts_.begin());
+    queued_hosts_.clear();
     auto scan = std::make_shared<Scan>();
     scan->begun_ms = ctx_.clock.WallMs();
-    scan->what = "host " + name;
-    ReadInventory(scan, "compute", Str(h->body, "url"), {name});
-    if (scan->pending == 0) host_scans_.erase(name);
+    scan->what = "hosts";
+    host_scan_running_ = true;
+    for (auto& [url, hosts] : by_url) {
+        ReadInventory(scan, "compute", url, std::move(hosts));
+    }
+    if (scan->pending == 0) EndHostScan();
+}
+
+void ReconcileLoop::EndHostScan() {
+    host_scan_running_ = false;
+    if (!queued_hosts_.empty()) {
+        ctx_.Post([this] { StartHostScan(); });
+    }
 }
 
 services::kit::HttpReader* ReconcileLoop::ReaderFor(const std::string& url, const std::string& service,
                                                     const std::string& host) {
-    // An agent's own token (any of its hosts' is taken by a process serving several); a host
-    // enrolled again has a new one, hence a new reader. Over TLS an agent's certificate must name
-    // the host it is read for: one reader per (URL, name).
+    // One reader per service URL. For an agent, the token of one of its hosts (a process serving
+    // several takes any of theirs) and, over TLS, that host's name, which its certificate must hold;
+    // kept while that host is still served there with that token (enrolled again: a new one).
     const auto ep = http::ParseHttpUrl(url);
     if (!ep || (ep->tls && ctx_.options.service_tls == nullptr)) return nullptr;
-    const std::string server_name = ep->tls ? host : "";
-    std::pair key(server_name.empty() ? url : url + " " + server_name, TokenFor(ctx_, service, host));
-    auto it = readers_.find(key);
-    if (it == readers_.end()) {
-        auto reader =
-            services::kit::MakeHttpReader(ctx_.io, ep->host, ep->port, service, key.second,
-                                          ep->tls ? ctx_.options.service_tls : nullptr, server_name);
-        it = readers_.emplace(std::move(key), std::move(reader)).first;
+    Reader& r = readers_[url];
+    const Res* named = r.host.empty() ? nullptr : ctx_.model.Find(kHost, r.host);
+    const bool current = r.reader != nullptr && TokenFor(ctx_, service, r.host) == r.token &&
+                         (r.host.empty() || (named != nullptr && Str(named->body, "url") == url));
+    if (!current) {
+        r.host = host;
+        r.token = TokenFor(ctx_, service, host);
+        r.reader =
+            services::kit::MakeHttpReader(ctx_.io, ep->host, ep->port, service, r.token,
+                                          ep->tls ? ctx_.options.service_tls : nullptr, ep->tls ? host : "");
     }
-    return it->second.get();
+    r.used_ms = ctx_.clock.WallMs();
+    return r.reader.get();
 }
 
 // Reads one inventory into the scan; the scan runs when its last inventory is in.
@@ -196,7 +228,7 @@ Desired ReconcileLoop::DesiredState() const {
 }
 
 void ReconcileLoop::RunScan(const Scan& scan) {
-    if (scan.what.starts_with("host ")) host_scans_.erase(scan.what.substr(5));
+    if (scan.what == "hosts") EndHostScan();
     for (const auto& a : reconciler_.Scan(DesiredState(), scan.actual, ctx_.clock.WallMs())) {
         const std::string key = std::string(ToString(a.kind)) + "/" + a.id + "/" + a.host;
         // Its repair in flight, or ended after this scan's inventories were read (a scan for the

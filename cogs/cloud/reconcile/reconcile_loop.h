@@ -44,18 +44,22 @@ public:
 
     // One pass now: stuck work, the healer, then every inventory.
     void Pass();
-    // Scans one host now (it came back, or holds fenced instances): what it holds that is stale
-    // goes, what is fenced and still its own runs again.
+    // Scans a host soon (it came back, or holds fenced instances): what it holds that is stale goes,
+    // what is fenced and still its own runs again. The hosts asked for in one turn, and while a host
+    // scan is in flight, are scanned together (one at a time): each inventory is read once, the
+    // desired state judged once, whatever the number of hosts.
     void ReconcileHost(const std::string& host, const std::string& why);
 
 private:
     struct Scan;
     void ReadInventory(const std::shared_ptr<Scan>& scan, const std::string& service, const std::string& url,
                        std::vector<std::string> hosts);
-    // The reader of `service` at `url`, with the token for it (for "compute", `host`'s agent's); over
-    // TLS an agent's certificate must name `host`.
+    // The reader of `service` at `url`, with the token for it (for "compute", `host`'s agent's, or
+    // that of another host served there); over TLS an agent's certificate must name that host.
     services::kit::HttpReader* ReaderFor(const std::string& url, const std::string& service,
                                          const std::string& host);
+    void StartHostScan();
+    void EndHostScan();
     Desired DesiredState() const;
     void RunScan(const Scan& scan);
     void StartRepair(const Action& a, const std::string& key);
@@ -72,9 +76,15 @@ private:
     // inventories from before it, so they are no evidence for the same action again. Entries
     // older than every scan in flight are dropped at each scan.
     std::map<std::string, int64_t> ended_ms_;
-    std::set<std::string> host_scans_;  // hosts whose inventory is being read for a host pass
-    // by (URL, token)
-    std::map<std::pair<std::string, std::string>, std::shared_ptr<services::kit::HttpReader>> readers_;
+    std::set<std::string> queued_hosts_;  // for the next host scan
+    bool host_scan_running_ = false;
+    struct Reader {
+        std::string host;  // whose token it presents and, over TLS, whose name it asks for
+        std::string token;
+        std::shared_ptr<services::kit::HttpReader> reader;
+        int64_t used_ms = 0;  // wall ms: readers unused for ten passes are dropped
+    };
+    std::map<std::string, Reader> readers_;                 // by URL
     std::map<std::string, std::string> transitional_seen_;  // "kind/id" -> workflow id
     observe::CounterFamily repairs_;
 };
