@@ -60,6 +60,41 @@ std::vector<char*> CStrings(const std::vector<std::string>& v) {
     return out;
 }
 
+// A temporary file of the command's, removed with this.
+struct TempOutput {
+    std::string path;
+    ~TempOutput() {
+        if (!path.empty()) {
+            ::unlink(path.c_str());
+        }
+    }
+    Status Make() {
+        const char* tmpdir = std::getenv("TMPDIR");
+        std::string p = fmt::format("{}/cogs-cmd-XXXXXX", tmpdir != nullptr && *tmpdir ? tmpdir : "/tmp");
+        const int fd = ::mkstemp(p.data());
+        if (fd < 0) {
+            return MakeError(ErrorCode::kUnavailable,
+                             fmt::format("cannot make a temporary file: {}", std::strerror(errno)));
+        }
+        ::close(fd);
+        path = std::move(p);
+        return {};
+    }
+    // Its last `max` bytes.
+    std::string Tail(long max) const {
+        std::string text;
+        if (FILE* f = std::fopen(path.c_str(), "rb")) {
+            std::fseek(f, 0, SEEK_END);
+            const long size = std::ftell(f);
+            std::fseek(f, std::max(0L, size - max), SEEK_SET);
+            text.resize(static_cast<size_t>(std::min(size, max)));
+            text.resize(std::fread(text.data(), 1, text.size(), f));
+            std::fclose(f);
+        }
+        return text;
+    }
+};
+
 }  // namespace
 
 Result<Child> Child::Spawn(const std::vector<std::string>& argv, const SpawnOptions& options) {
@@ -68,25 +103,42 @@ Result<Child> Child::Spawn(const std::vector<std::string>& argv, const SpawnOpti
     }
     // The log file is opened here rather than by a file action so that a bad log path is told apart
     // from a missing binary (both would be ENOENT from posix_spawn).
-    int log_fd = -1;
-    bool own_log_fd = false;
-    if (options.log_path.empty()) {
-        log_fd = options.output_fd;
-    } else {
-        own_log_fd = true;
-        log_fd = ::open(options.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (log_fd < 0) {
+    struct OwnedFd {
+        int fd = -1;
+        ~OwnedFd() {
+            if (fd >= 0) {
+                ::close(fd);
+            }
+        }
+    };
+    const auto open_log = [](const std::string& path, OwnedFd& into) -> Status {
+        into.fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (into.fd < 0) {
             return MakeError(ErrorCode::kUnavailable,
-                             fmt::format("spawn: log file {}: {}", options.log_path, std::strerror(errno)));
+                             fmt::format("spawn: log file {}: {}", path, std::strerror(errno)));
+        }
+        return {};
+    };
+    OwnedFd log, err_log;
+    int out_fd = options.output_fd;
+    int err_fd = options.output_fd;
+    if (!options.log_path.empty()) {
+        COGS_TRY(open_log(options.log_path, log));
+        out_fd = err_fd = log.fd;
+        if (!options.stderr_path.empty()) {
+            COGS_TRY(open_log(options.stderr_path, err_log));
+            err_fd = err_log.fd;
         }
     }
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    if (log_fd >= 0) {
-        // dup2 clears FD_CLOEXEC on the target, so the copies survive exec and log_fd itself does not.
-        posix_spawn_file_actions_adddup2(&actions, log_fd, 1);
-        posix_spawn_file_actions_adddup2(&actions, log_fd, 2);
+    // dup2 clears FD_CLOEXEC on the target, so the copies survive exec and the originals do not.
+    if (out_fd >= 0) {
+        posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
+    }
+    if (err_fd >= 0) {
+        posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
     }
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
@@ -115,9 +167,6 @@ Result<Child> Child::Spawn(const std::vector<std::string>& argv, const SpawnOpti
     const int rc = ::posix_spawn(&pid, argv[0].c_str(), &actions, &attr, c_argv.data(), c_env.data());
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
-    if (own_log_fd) {
-        ::close(log_fd);
-    }
     if (rc != 0) {
         const ErrorCode code = (rc == ENOENT || rc == EACCES || rc == ENOEXEC || rc == ENOTDIR)
                                    ? ErrorCode::kNotFound
@@ -234,20 +283,14 @@ std::string SiblingBinary(const std::string& name) {
 Result<CommandOutput> RunCommand(const std::vector<std::string>& argv, SteadyTime deadline,
                                  const RunOptions& options) {
     const auto max_output = static_cast<long>(options.max_output);
-    const char* tmpdir = std::getenv("TMPDIR");
-    std::string path = fmt::format("{}/cogs-cmd-XXXXXX", tmpdir != nullptr && *tmpdir ? tmpdir : "/tmp");
-    const int fd = ::mkstemp(path.data());
-    if (fd < 0) {
-        return MakeError(ErrorCode::kUnavailable,
-                         fmt::format("cannot make a temporary file: {}", std::strerror(errno)));
+    TempOutput output, errors;
+    COGS_TRY(output.Make());
+    if (options.separate_stderr) {
+        COGS_TRY(errors.Make());
     }
-    ::close(fd);
-    struct Unlink {
-        std::string path;
-        ~Unlink() { ::unlink(path.c_str()); }
-    } unlink_output{path};
-    COGS_ASSIGN_OR_RETURN(Child child,
-                          Child::Spawn(argv, SpawnOptions{.log_path = path, .env = options.env}));
+    COGS_ASSIGN_OR_RETURN(Child child, Child::Spawn(argv, SpawnOptions{.log_path = output.path,
+                                                                       .stderr_path = errors.path,
+                                                                       .env = options.env}));
     std::optional<int> status =
         child.Wait(std::max<Duration>(deadline - SteadyClock::now(), Duration::zero()));
     const bool timed_out = !status.has_value();
@@ -255,19 +298,14 @@ Result<CommandOutput> RunCommand(const std::vector<std::string>& argv, SteadyTim
         child.Signal(SIGKILL);
         status = child.Wait();
     }
-    CommandOutput out{*status, {}};
-    if (FILE* f = std::fopen(path.c_str(), "rb")) {
-        std::fseek(f, 0, SEEK_END);
-        const long size = std::ftell(f);
-        std::fseek(f, std::max(0L, size - max_output), SEEK_SET);
-        out.output.resize(static_cast<size_t>(std::min(size, max_output)));
-        out.output.resize(std::fread(out.output.data(), 1, out.output.size(), f));
-        std::fclose(f);
+    CommandOutput out{*status, output.Tail(max_output), {}};
+    if (options.separate_stderr) {
+        out.errors = errors.Tail(max_output);
     }
     if (timed_out) {
-        return MakeError(
-            ErrorCode::kDeadlineExceeded,
-            fmt::format("{} did not end within the deadline; it printed: {}", argv[0], out.output));
+        return MakeError(ErrorCode::kDeadlineExceeded,
+                         fmt::format("{} did not end within the deadline; it printed: {}{}", argv[0],
+                                     out.output, out.errors));
     }
     return out;
 }

@@ -28,6 +28,9 @@ namespace cogs::runtime {
 struct SpawnOptions {
     // stdout and stderr are appended to this file (created 0644 if missing); "" keeps the parent's.
     std::string log_path{};
+    // With log_path: stderr goes to this file instead (created 0644 if missing), stdout alone to
+    // log_path.
+    std::string stderr_path{};
     // Or (when >= 0, and log_path is "") stdout and stderr go to this descriptor of the caller's (a
     // pipe it reads); the caller keeps it.
     int output_fd = -1;
@@ -90,15 +93,19 @@ private:
 std::string SiblingBinary(const std::string& name);
 
 // What a command run to its end said: its exit status (as Child's) and its stdout and stderr,
-// interleaved as written (the last RunOptions::max_output bytes of them).
+// interleaved as written (the last RunOptions::max_output bytes of them), or apart.
 struct CommandOutput {
     int exit_status = 0;
-    std::string output;
+    std::string output;  // stdout and stderr, or stdout alone with RunOptions::separate_stderr
+    std::string errors;  // stderr with RunOptions::separate_stderr (its last max_output bytes)
 };
 
 struct RunOptions {
     std::vector<std::string> env{};  // as SpawnOptions::env
     size_t max_output = 64 * 1024;   // what is kept of the output: its end (a listing may need more)
+    // stderr apart from stdout: a tool whose stdout is read as data (JSON) and that warns on stderr
+    // while it exits 0 (`ip`'s "Dump was interrupted").
+    bool separate_stderr = false;
 };
 
 // Runs argv (argv[0] a path) to its end, its stdout and stderr captured through a temporary file,

@@ -137,6 +137,14 @@ TEST_F(RuntimeTest, RunCommandCapturesOutputAndExitStatus) {
     ASSERT_TRUE(whole);
     EXPECT_EQ(whole->output.size(), 100004u);
 
+    // Apart: stdout alone is the data, whatever the tool warned of.
+    auto apart = RunCommand({"/bin/sh", "-c", "echo out; echo err >&2; echo out2"}, SteadyClock::now() + 30s,
+                            {.separate_stderr = true});
+    ASSERT_TRUE(apart) << apart.error().ToString();
+    EXPECT_EQ(apart->output, "out\nout2\n");
+    EXPECT_EQ(apart->errors, "err\n");
+    EXPECT_EQ(ok->errors, "") << "interleaved in output without separate_stderr";
+
     auto missing = RunCommand({"/nonexistent/tool"}, SteadyClock::now() + 30s);
     ASSERT_FALSE(missing);
     EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);

@@ -69,11 +69,15 @@ class Ip {
 public:
     explicit Ip(std::string path) : path_(std::move(path)) {}
 
-    // `ip ARGS...`: its output. Errors: kPermissionDenied (EPERM) or kUnavailable (retryable)
-    // "ip ARGS...: what it printed" for a non-zero exit; kDeadlineExceeded; kFailedPrecondition if
-    // `ip` cannot be run at all; kUnavailable if it printed `max_output` bytes or more (what is
-    // read is read whole, never cut). The default suits commands that print little (changes, one
-    // link, one namespace's links, addresses, routes).
+    // `ip ARGS...`: its stdout. A listing that changes interrupted (kDumpInterrupted on stderr) is
+    // taken again, up to kDumpAttempts times. Errors: kPermissionDenied (EPERM) or kUnavailable
+    // (retryable) "ip ARGS...: what it printed" for a non-zero exit; kDeadlineExceeded;
+    // kFailedPrecondition if `ip` cannot be run at all; kUnavailable if it printed `max_output`
+    // bytes or more (what is read is read whole, never cut) or every attempt was interrupted. The
+    // default suits commands that print little (changes, one link, one namespace's links,
+    // addresses, routes).
+    static constexpr std::string_view kDumpInterrupted = "Dump was interrupted and may be inconsistent";
+    static constexpr int kDumpAttempts = 5;
     Result<std::string> Run(const std::vector<std::string>& args, SteadyTime deadline,
                             size_t max_output = 64 * 1024) const;
     // As Run, for a listing of every link of the host: up to kMaxListing.

@@ -1,6 +1,10 @@
 #include "cogs/linuxnet/internal/ip.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include "cogs/runtime/files.h"
+#include "test/support/temp_dir.h"
 
 namespace cogs::linuxnet::internal {
 namespace {
@@ -88,6 +92,45 @@ TEST(LinuxnetIpTest, OutputThatIsNotIpsJsonIsUnavailable) {
         EXPECT_EQ(links.error().code, ErrorCode::kUnavailable);
     }
     EXPECT_FALSE(ParseNetns(R"([{"id":1}])"));
+}
+
+// A stand-in for `ip` that prints a listing on stdout and, for its first `interrupted` runs, iproute2's
+// warning of an interrupted dump on stderr (exit 0, as iproute2 6.1 does); it counts its runs.
+class FakeIp {
+public:
+    explicit FakeIp(int interrupted) {
+        const std::string script = fmt::format(
+            "#!/bin/sh\n"
+            "n=$(cat '{0}/runs' 2>/dev/null || echo 0); n=$((n+1)); echo $n > '{0}/runs'\n"
+            "if [ $n -le {1} ]; then echo '[{{\"ifindex\":1,\"ifname\":\"half\"' ; "
+            "echo 'Dump was interrupted and may be inconsistent.' >&2; exit 0; fi\n"
+            "echo 'a warning of no consequence' >&2\n"
+            "echo '[{{\"ifindex\":1,\"ifname\":\"lo\",\"mtu\":65536,\"flags\":[\"UP\"]}}]'\n",
+            dir_.path(), interrupted);
+        EXPECT_TRUE(runtime::WriteFileAtomic(path(), script, 0755));
+    }
+    std::string path() const { return dir_ / "ip"; }
+    int runs() const { return std::stoi(runtime::ReadFile(dir_ / "runs").value_or("0")); }
+
+private:
+    const cogs::testing::TempDir dir_{"cogs-fake-ip"};
+};
+
+TEST(LinuxnetIpTest, AListingThatAChangeInterruptedIsTakenAgainAndWarningsAreNotData) {
+    FakeIp twice(2);
+    auto links = Ip(twice.path()).Links("", SteadyClock::now() + std::chrono::seconds(30));
+    ASSERT_TRUE(links) << links.error().ToString();
+    ASSERT_EQ(links->size(), 1u);
+    EXPECT_EQ((*links)[0].name, "lo");
+    EXPECT_EQ(twice.runs(), 3);
+
+    FakeIp always(1000);
+    auto never = Ip(always.path()).Links("", SteadyClock::now() + std::chrono::seconds(30));
+    ASSERT_FALSE(never);
+    EXPECT_EQ(never.error().code, ErrorCode::kUnavailable);
+    EXPECT_TRUE(never.error().retryable);
+    EXPECT_NE(never.error().message.find("interrupted"), std::string::npos) << never.error().ToString();
+    EXPECT_EQ(always.runs(), Ip::kDumpAttempts);
 }
 
 TEST(LinuxnetIpTest, InventoryHoldsThisPrefixsObjectsMappedBackToTheirIds) {

@@ -32,11 +32,20 @@ constexpr const char* kIp = "/usr/sbin/ip";
 
 SteadyTime Deadline() { return SteadyClock::now() + 60s; }
 
-// `ip ARGS`' output ("" if it failed).
+// `ip ARGS`' stdout ("" if it failed). A listing that a change interrupted (other tests make and
+// remove links beside this one; `ip` says so on stderr and exits 0) is taken again.
 std::string Ip(std::vector<std::string> args) {
     args.insert(args.begin(), kIp);
-    auto out = runtime::RunCommand(args, Deadline());
-    return out && out->exit_status == 0 ? out->output : "";
+    for (int attempt = 0; attempt < 5; ++attempt) {
+        auto out = runtime::RunCommand(args, Deadline(), {.separate_stderr = true});
+        if (!out || out->exit_status != 0) {
+            return "";
+        }
+        if (out->errors.find("Dump was interrupted") == std::string::npos) {
+            return out->output;
+        }
+    }
+    return "";
 }
 
 // The machine's links: name -> alias ("" for none).
