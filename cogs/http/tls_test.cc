@@ -227,6 +227,42 @@ TEST_F(TlsTest, ANamePerRequestIsCheckedOnTheSharedConnectionBeforeTheRequestIsS
     EXPECT_EQ(handled_, 5);
 }
 
+// The names are read once per certificate (an agent's names thousands of hosts), with
+// X509_check_host's answers: without case, whole-label wildcards; a rotated certificate's own.
+TEST_F(TlsTest, ANamePerRequestIsReadOnceFromEachCertificateTheServerShows) {
+    ASSERT_TRUE(Issue(ca_, "agent", {"host-a", "*.rack1.test"}, {}));
+    // Idle connections are closed soon, so that one made after the rotation below is new.
+    StartTlsServer({Crt("agent"), Key("agent")}, /*idle_timeout=*/500ms);
+    ClientOptions options;
+    options.port = server_->port();
+    options.tls = ClientTls({.ca_file = ca_.cert_file});
+    options.name_per_request = true;
+    auto client = MakeClient(io_, options);
+    auto as = [](std::string name) {
+        Request r = Get("/who");
+        r.peer_name = std::move(name);
+        return r;
+    };
+    for (const char* name : {"host-a", "HOST-A", "n1.rack1.test", "host-a"}) {
+        auto got = SendAndWait(io_, *client, as(name));
+        EXPECT_TRUE(got) << name << ": " << got.error().ToString();
+    }
+    for (const char* name : {"host-c", "a.b.rack1.test", "rack1.test"}) {
+        EXPECT_FALSE(SendAndWait(io_, *client, as(name))) << name;
+    }
+
+    // Rotated to name host-c alone: once the old connection is gone, the next one's certificate
+    // is read afresh.
+    ASSERT_TRUE(Issue(ca_, "agent", {"host-c"}, {}));
+    ASSERT_TRUE(server_tls_->ReloadIfChanged());
+    ASSERT_TRUE(RunUntil(io_, [&] { return server_->connections_open() == 0; }));
+    auto c = SendAndWait(io_, *client, as("host-c"));
+    EXPECT_TRUE(c) << c.error().ToString();
+    for (const char* name : {"host-a", "n1.rack1.test"}) {
+        EXPECT_FALSE(SendAndWait(io_, *client, as(name))) << name << " is no longer named";
+    }
+}
+
 TEST_F(TlsTest, MutualTlsRequiredRefusesAClientWithoutACertificateOrWithAStrangersOne) {
     StartTlsServer({Crt("server"), Key("server"), ca_.cert_file, /*require_client_cert=*/true});
     ExpectRefused(*TlsClient(ca_.cert_file));

@@ -111,6 +111,7 @@ struct Pool {
     std::vector<std::shared_ptr<Conn<S>>> idle;  // a stack: the most recently used on top
     std::list<std::shared_ptr<Waiter<S>>> waiters;
     bool shut_down = false;
+    CertificateNameCache peer_names;  // over TLS with options.name_per_request
 };
 
 template <typename S>
@@ -467,7 +468,7 @@ asio::awaitable<Result<Response>> Exchange(PoolPtr<S> pool, Request request, Ste
     }
     if constexpr (std::same_as<S, TlsStream>) {
         if (pool->options.name_per_request &&
-            !CertificateNames(conn->stream.native_handle(), request.peer_name)) {
+            !pool->peer_names.Names(conn->stream.native_handle(), request.peer_name)) {
             // The connection is sound (another name may be on it): back to the pool.
             Release(pool, conn, true);
             co_return MakeError(ErrorCode::kUnavailable,

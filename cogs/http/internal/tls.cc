@@ -118,6 +118,14 @@ std::string Stamp(const TlsFiles& f) {
     return stamp;
 }
 
+// ASCII lowercase (DNS names compare without case).
+std::string Lowercase(std::string s) {
+    for (char& c : s) {
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    return s;
+}
+
 bool IsIpAddress(const std::string& s) {
     unsigned char buf[16];
     return ::inet_pton(AF_INET, s.c_str(), buf) == 1 || ::inet_pton(AF_INET6, s.c_str(), buf) == 1;
@@ -178,6 +186,37 @@ bool CertificateNames(SSL* ssl, const std::string& name) {
     }
     return X509_check_host(cert, name.data(), name.size(), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, nullptr) ==
            1;
+}
+
+CertificateNameCache::~CertificateNameCache() { X509_free(cert_); }
+
+bool CertificateNameCache::Names(SSL* ssl, const std::string& name) {
+    X509* cert = SSL_get0_peer_certificate(ssl);
+    if (cert == nullptr || name.empty() || SSL_get_verify_result(ssl) != X509_V_OK || IsIpAddress(name)) {
+        return CertificateNames(ssl, name);
+    }
+    if (cert_ == nullptr || X509_cmp(cert_, cert) != 0) {
+        X509_free(cert_);
+        X509_up_ref(cert);
+        cert_ = cert;
+        dns_.clear();
+        auto* names =
+            static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+        for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
+            const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);
+            if (n->type != GEN_DNS) {
+                continue;
+            }
+            std::string dns(reinterpret_cast<const char*>(ASN1_STRING_get0_data(n->d.dNSName)),
+                            static_cast<size_t>(ASN1_STRING_length(n->d.dNSName)));
+            if (dns.find('*') == std::string::npos && dns.find('\0') == std::string::npos) {
+                dns_.insert(Lowercase(std::move(dns)));
+            }
+        }
+        GENERAL_NAMES_free(names);
+    }
+    // An exact subjectAltName DNS name is one X509_check_host accepts too.
+    return dns_.contains(Lowercase(name)) || CertificateNames(ssl, name);
 }
 
 std::string VerifiedPeerName(SSL* ssl) {

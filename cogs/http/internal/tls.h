@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_set>
 
 #include "cogs/http/server.h"
 
@@ -48,6 +49,26 @@ bool ExpectServerName(SSL* ssl, const std::string& server_name);
 // (ClientOptions::name_per_request): whether the verified certificate of the server names `name` (a DNS name,
 // wildcards only whole-label, or an IP address). False without a verified certificate.
 bool CertificateNames(SSL* ssl, const std::string& name);
+
+// CertificateNames for every call of a pool, at the cost of a lookup: an agent's certificate names
+// each host it serves (10,000 for one process of simulated hosts), and X509_check_host walks them
+// all on every call. The subjectAltName's DNS names of the last certificate seen are read once
+// (lowercased); a name that is not among them, and an IP address, take CertificateNames' own walk
+// (wildcards, the refusals). A peer with another certificate (renewed, another replica behind the
+// address) replaces what was read. Not thread-safe: a pool's strand holds it.
+class CertificateNameCache {
+public:
+    CertificateNameCache() = default;
+    ~CertificateNameCache();
+    CertificateNameCache(const CertificateNameCache&) = delete;
+    CertificateNameCache& operator=(const CertificateNameCache&) = delete;
+
+    bool Names(SSL* ssl, const std::string& name);
+
+private:
+    X509* cert_ = nullptr;  // held (up-ref'd): the certificate dns_ was read from
+    std::unordered_set<std::string> dns_;
+};
 
 // Server side, after the handshake: the subject CN of the client's verified certificate, or "".
 std::string VerifiedPeerName(SSL* ssl);
