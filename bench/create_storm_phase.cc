@@ -191,7 +191,7 @@ bool Phase::AllSettled() const {
 void Phase::StartRound() {
     round_start_ = SteadyClock::now();
     present_.clear();
-    Fetch(watch_ == Watch::kCreate ? "ACTIVE" : "", "");
+    Fetch(watch_ == Watch::kCreate ? "BUILD" : "", "");
 }
 
 void Phase::Fetch(std::string status, std::string marker) {
@@ -223,23 +223,23 @@ void Phase::OnPage(const std::string& status, Result<http::Response> r) {
     json::value body = json::parse(r->body, ec);
     for (const auto& s : Arr(body, "servers")) {
         const std::string id = S(s, "id");
-        if (watch_ == Watch::kDelete) {
+        if (status != "ERROR") {
             present_.insert(id);
             continue;
         }
-        const bool error = status == "ERROR";
         auto known = by_id_.find(id);
         if (known != by_id_.end()) {
-            Settle(known->second, now, error);
+            Settle(known->second, now, /*error=*/true);
         } else {
-            early_.emplace(id, std::make_pair(now, error));
+            early_.emplace(id, std::make_pair(now, true));
         }
     }
     if (const std::string next = S(body, "next_marker"); !next.empty()) {
         Fetch(status, next);
         return;
     }
-    if (status == "ACTIVE") {
+    listed_at_ = now;
+    if (status == "BUILD") {
         Fetch("ERROR", "");
         return;
     }
@@ -249,12 +249,14 @@ void Phase::OnPage(const std::string& status, Result<http::Response> r) {
 void Phase::EndRound(bool complete) {
     const SteadyTime now = SteadyClock::now();
     ++poll_rounds;
-    if (watch_ == Watch::kDelete && complete) {
-        // Gone: answered before this round began and absent from the whole list.
+    if (complete) {
+        // Answered before this round began (its record was there for the whole listing) and absent
+        // from it: gone (delete), or out of BUILD and not in ERROR (create: ACTIVE, which the
+        // storm's end checks for every server).
         for (auto& t : items_) {
-            if (!t.done && !t.refused && t.answered && *t.answered < round_start_ &&
+            if (!t.done && !t.error && !t.refused && t.answered && *t.answered < round_start_ &&
                 !present_.contains(t.id)) {
-                t.done = now;
+                t.done = listed_at_;
             }
         }
     }

@@ -54,8 +54,10 @@ public:
     // The items request j covers.
     size_t Covered(size_t j) const;
 
-    // create: poll ACTIVE and ERROR lists; an id seen ACTIVE is done. delete: poll the whole list;
-    // an answered id absent from it is done.
+    // create: poll the BUILD and ERROR lists (what is pending, not every server made: a client
+    // that listed all its servers each round would cost cogsd more with every server made); an
+    // answered id absent from BUILD and not in ERROR is done. delete: poll the whole list; an
+    // answered id absent from it is done.
     enum class Watch { kCreate, kDelete };
 
     // Sends every request and polls until all are settled or the deadline passes.
@@ -94,7 +96,8 @@ private:
     SteadyTime last_progress_{};
     std::unordered_map<std::string, size_t> by_id_;
     std::unordered_map<std::string, std::pair<SteadyTime, bool>> early_;  // listed before its 202 was read
-    std::set<std::string> present_;  // delete: ids in the current round's listing
+    std::set<std::string> present_;  // ids in the current round's listing (create: of BUILD)
+    SteadyTime listed_at_{};         // when the current round's listing was whole
 };
 
 }  // namespace cogs::bench::storm

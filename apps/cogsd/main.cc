@@ -242,6 +242,12 @@ int main(int argc, char** argv) {
                    "how often the reconcilers compare inventories with the desired state")
         ->check(CLI::Range(int64_t{100}, int64_t{86400000}))
         ->capture_default_str();
+    app.add_option("--reconcile-records-per-s", cloud_options.reconcile_records_per_s,
+                   "records (servers, ports, volumes, networks, subnets) a second the pass interval is "
+                   "sized for: interval = max(--reconcile-ms, records / this) (0: --reconcile-ms "
+                   "whatever the cloud's size)")
+        ->check(CLI::Range(int64_t{0}, int64_t{100000000}))
+        ->capture_default_str();
     app.add_option("--orphan-grace-ms", orphan_grace_ms, "what nothing owns is removed after this long")
         ->check(CLI::Range(int64_t{0}, int64_t{86400000}))
         ->capture_default_str();

@@ -69,6 +69,11 @@ struct CloudOptions {
     // services' inventories are compared with the desired state. What nothing owns is removed
     // after `orphan_grace`.
     Duration reconcile_every = std::chrono::seconds(10);
+    // A periodic pass walks every server, port, volume, network and subnet and each inventory of
+    // them: at scale the interval grows so that passes stay a bounded share of the io thread
+    // (docs/healing.md "Pass interval and cloud size"): max(reconcile_every, R / this) for R such
+    // records, rounded up to 100 ms; 0: always reconcile_every.
+    int64_t reconcile_records_per_s = 4000;
     Duration orphan_grace = std::chrono::seconds(60);
     // The services whose inventories the reconcilers read ("network", "volume" -> http://HOST:PORT);
     // compute agents are read at the URL each host registered.

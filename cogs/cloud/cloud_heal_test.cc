@@ -640,5 +640,37 @@ TEST_F(CloudHealTest, APortHeldForAnotherDeviceIsSetBackToItsServer) {
         [&] { return Has(EventTypes("/v1/events?resource_kind=port&resource_id=" + port), "repaired"); });
 }
 
+// A periodic pass walks every record and every inventory: as the cloud grows, passes space out
+// (max(reconcile_every, records / reconcile_records_per_s)), so that they stay a bounded share of
+// the io thread (docs/healing.md "Pass interval and cloud size").
+TEST_F(CloudHealTest, PeriodicPassesSpaceOutAsTheCloudGrows) {
+    FakeInventory inventory;
+    options_.inventory_urls = {{"network", inventory.url()}};
+    options_.reconcile_every = 1s;
+    options_.reconcile_records_per_s = 2;  // 6 networks: 3 s
+    Close();
+    ASSERT_NO_FATAL_FAILURE(Open());
+    std::vector<std::string> nets;
+    for (int i = 0; i < 6; ++i)
+        nets.push_back(ActiveNetwork(admin_, "n" + std::to_string(i)));
+    inventory.Serve(nets, "");
+    // The reads are real HTTP: 300 ms of wall time lets a pass that is due read (a correct cloud
+    // is done long before) and shows one that is not due does not.
+    auto settle = [&] {
+        const auto end = SteadyClock::now() + 300ms;
+        while (SteadyClock::now() < end) {
+            io_->restart();
+            io_->run_for(5ms);
+        }
+    };
+    clock_.Advance(1s);  // the first pass, armed when the cloud was empty: 1 s
+    RunUntil([&] { return inventory.reads() == 1; });
+    clock_.Advance(2s);
+    settle();
+    EXPECT_EQ(inventory.reads(), 1) << "6 records at 2 a second: the next pass is 3 s later";
+    clock_.Advance(1s);
+    RunUntil([&] { return inventory.reads() == 2; });
+}
+
 }  // namespace
 }  // namespace cogs::cloud::testing

@@ -54,7 +54,11 @@ ReconcileLoop::ReconcileLoop(Context& ctx, health::HostMonitor& hosts, heal::Hea
       reconciler_(ReconcilerOptions{std::chrono::duration_cast<Millis>(ctx.options.orphan_grace), 2}),
       timer_(ctx.clock.NewTimer(ctx.io)),
       repairs_(observe::CounterOf(ctx.metrics(), "cogs_heal_repairs_total",
-                                  "Reconciler actions started, by kind (drift and orphans).")) {
+                                  "Reconciler actions started, by kind (drift and orphans).")),
+      interval_gauge_(observe::GaugeOf(ctx.metrics(), "cogs_reconcile_interval_seconds",
+                                       "The time between two periodic reconcile passes now (it grows "
+                                       "with the number of records).")
+                          .With({})) {
     for (const Repair& r : kRepairs) {
         ctx_.OnSettle(r.type, [this](Settlement& st) { SettleRepair(st); });
     }
@@ -63,10 +67,24 @@ ReconcileLoop::ReconcileLoop(Context& ctx, health::HostMonitor& hosts, heal::Hea
 ReconcileLoop::~ReconcileLoop() { Stop(); }
 
 void ReconcileLoop::Start() {
-    timer_->ArmAfter(ctx_.options.reconcile_every, [this] {
+    const Duration interval = PassInterval();
+    interval_gauge_.Set(std::chrono::duration<double>(interval).count());
+    timer_->ArmAfter(interval, [this] {
         Pass();
         Start();
     });
+}
+
+Duration ReconcileLoop::PassInterval() const {
+    const Duration base = ctx_.options.reconcile_every;
+    const int64_t rate = ctx_.options.reconcile_records_per_s;
+    if (rate <= 0) return base;
+    int64_t records = 0;
+    for (std::string_view kind : {kServer, kPort, kVolume, kNetwork, kSubnet}) {
+        records += static_cast<int64_t>(ctx_.model.All(kind).size());
+    }
+    const int64_t needed_ms = (records * 1000 + rate - 1) / rate;
+    return std::max<Duration>(base, std::chrono::milliseconds((needed_ms + 99) / 100 * 100));
 }
 
 void ReconcileLoop::Stop() { timer_->Cancel(); }
@@ -76,6 +94,11 @@ void ReconcileLoop::Stop() { timer_->Cancel(); }
 void ReconcileLoop::Pass() {
     healer_.Heal();
     SettleStuck();
+    if (periodic_scan_running_) {
+        observe::Log("cloud").info(
+            "reconcile: the last pass's inventories are not all in; this pass reads none");
+        return;
+    }
     auto scan = std::make_shared<Scan>();
     scan->begun_ms = ctx_.clock.WallMs();
     scan->what = "periodic";
@@ -89,9 +112,10 @@ void ReconcileLoop::Pass() {
     for (auto& [url, hosts] : by_url) {
         ReadInventory(scan, "compute", url, std::move(hosts));
     }
+    periodic_scan_running_ = scan->pending > 0;
     // A reader unused for ten passes is for an address nothing is served at any more.
     const int64_t stale_ms =
-        ctx_.clock.WallMs() - 10 * std::chrono::duration_cast<Millis>(ctx_.options.reconcile_every).count();
+        ctx_.clock.WallMs() - 10 * std::chrono::duration_cast<Millis>(PassInterval()).count();
     std::erase_if(readers_, [stale_ms](const auto& r) { return r.second.used_ms < stale_ms; });
 }
 
@@ -229,6 +253,7 @@ Desired ReconcileLoop::DesiredState() const {
 
 void ReconcileLoop::RunScan(const Scan& scan) {
     if (scan.what == "hosts") EndHostScan();
+    if (scan.what == "periodic") periodic_scan_running_ = false;
     for (const auto& a : reconciler_.Scan(DesiredState(), scan.actual, ctx_.clock.WallMs())) {
         const std::string key = std::string(ToString(a.kind)) + "/" + a.id + "/" + a.host;
         // Its repair in flight, or ended after this scan's inventories were read (a scan for the

@@ -12,7 +12,9 @@
 // Inventory reads are HTTP with a 5 s deadline on the machine's clock (a transport matter); when
 // the passes run and how long an orphan has been seen go by the Context's clock.
 //
-// Start() schedules the passes (the first one reconcile_every after it); Stop() cancels them.
+// Start() schedules the passes (the first one PassInterval() after it); Stop() cancels them. A
+// periodic pass whose inventories are not all in when the next is due lets that one go: passes
+// never pile up behind slow agents.
 // Threading: the io thread.
 #pragma once
 
@@ -44,6 +46,9 @@ public:
 
     // One pass now: stuck work, the healer, then every inventory.
     void Pass();
+    // The time between two periodic passes for the cloud as it is now: max(reconcile_every,
+    // records / reconcile_records_per_s), rounded up to 100 ms (cloud.h).
+    Duration PassInterval() const;
     // Scans a host soon (it came back, or holds fenced instances): what it holds that is stale goes,
     // what is fenced and still its own runs again. The hosts asked for in one turn, and while a host
     // scan is in flight, are scanned together (one at a time): each inventory is read once, the
@@ -78,6 +83,7 @@ private:
     std::map<std::string, int64_t> ended_ms_;
     std::set<std::string> queued_hosts_;  // for the next host scan
     bool host_scan_running_ = false;
+    bool periodic_scan_running_ = false;
     struct Reader {
         std::string host;  // whose token it presents and, over TLS, whose name it asks for
         std::string token;
@@ -87,6 +93,7 @@ private:
     std::map<std::string, Reader> readers_;                 // by URL
     std::map<std::string, std::string> transitional_seen_;  // "kind/id" -> workflow id
     observe::CounterFamily repairs_;
+    observe::Gauge interval_gauge_;
 };
 
 }  // namespace cogs::cloud::reconcile
