@@ -753,6 +753,17 @@ TEST_F(CloudTest, ListsByHostResourceGaugesAndADrainFollowServersThroughTheirLiv
     EXPECT_EQ(gauge("server", "ACTIVE"), 1);
     EXPECT_EQ(gauge("server", "SHUTOFF"), 1);
     EXPECT_EQ(on_h1("&status=SHUTOFF"), std::set<std::string>{a});
+    // By status alone (the model's status index, which follows each change of a server's status).
+    auto with_status = [&](const std::string& status) {
+        std::set<std::string> ids;
+        for (const auto& s : Call(admin_, "GET", "/v1/servers?status=" + status).Items("servers")) {
+            ids.insert(StrOf(s, "id"));
+        }
+        return ids;
+    };
+    EXPECT_EQ(with_status("SHUTOFF"), std::set<std::string>{a});
+    EXPECT_EQ(with_status("ACTIVE"), std::set<std::string>{b});
+    EXPECT_TRUE(with_status("BUILD").empty());
 
     ASSERT_EQ(Call(member, "DELETE", "/v1/servers/" + b).status, 202);
     WaitFor("/v1/servers/" + b, "server", "");

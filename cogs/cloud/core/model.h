@@ -94,6 +94,7 @@ inline constexpr IndexedField kIndexedFields[] = {
     {kPort, "subnet_id"},          // a subnet's delete
     {kServer, "host"},             // a host's drain and its servers
     {kServer, "server_group_id"},  // a server group's delete
+    {kServer, "status"},           // lists by status (what is still BUILD, what is in ERROR)
     {kToken, "host"},              // a host's credential (its enrollment, core/credentials.h)
 };
 

@@ -73,8 +73,8 @@ void Reads::List(Call call, std::string_view collection, std::string_view kind) 
         items.push_back(Present(r));
         return true;
     };
-    if (const Model::Ids* ids =
-            Candidates(call.who, kind, project, {{"network_id", network}, {"host", host}})) {
+    if (const Model::Ids* ids = Candidates(call.who, kind, project,
+                                           {{"network_id", network}, {"host", host}, {"status", status}})) {
         for (auto it = marker.empty() ? ids->begin() : ids->upper_bound(marker);
              it != ids->end() && take(**it); ++it) {
         }
