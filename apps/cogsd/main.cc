@@ -368,6 +368,11 @@ int main(int argc, char** argv) {
                    "a project keeps at most this many Idempotency-Keys (the oldest go first)")
         ->check(CLI::Range(size_t{1}, size_t{1} << 30))
         ->capture_default_str();
+    app.add_option("--idempotency-max", cloud_options.idempotency_max,
+                   "the cloud keeps at most this many Idempotency-Keys, of every project (the oldest go "
+                   "first; 0: no cloud-wide cap)")
+        ->check(CLI::Range(size_t{0}, size_t{1} << 30))
+        ->capture_default_str();
     services::kit::TlsOptions tls;
     services::kit::AddTlsFlags(app, tls, /*allowed_clients=*/false);
     CLI11_PARSE(app, argc, argv);

@@ -126,9 +126,11 @@ struct CloudOptions {
     // own thread, `batch` per transaction. Running and failed workflows are never pruned.
     workflow::RetentionOptions workflow_retention{};
     // Idempotency-Key records (docs/api.md "Idempotency"): replayed for `idempotency_ttl`; a
-    // project keeps at most `idempotency_max_per_project`; pruned every `idempotency_prune_every`.
+    // project keeps at most `idempotency_max_per_project`, the cloud `idempotency_max` (~1.4 KiB
+    // each: 200,000 is ~280 MiB; 0: no cloud-wide cap); pruned every `idempotency_prune_every`.
     Duration idempotency_ttl = std::chrono::hours(24);
     size_t idempotency_max_per_project = 10'000;
+    size_t idempotency_max = 200'000;
     Duration idempotency_prune_every = std::chrono::seconds(60);
     // Time for leases, timers, timestamps; null: runtime::SystemClock(). Must outlive the Cloud.
     runtime::Clock* clock = nullptr;

@@ -177,6 +177,34 @@ TEST_F(AdmissionTest, AProjectKeepsAtMostItsCapOfKeysForgettingTheOldest) {
     WaitFor(path, "server", "ACTIVE");
 }
 
+// Every project's keys add up: the cloud keeps at most its own cap (6 here), forgetting the oldest
+// whichever project they are of.
+TEST_F(AdmissionTest, TheCloudKeepsAtMostItsCapOfKeysForgettingTheOldestOfAnyProject) {
+    Close();
+    options_.idempotency_max_per_project = 100;
+    options_.idempotency_max = 6;
+    ASSERT_NO_FATAL_FAILURE(Open());
+    const std::string member2 = NewToken(NewProject("t2"), "member");
+    auto create = [&](int i) {
+        return Keyed(i % 2 == 0 ? member_ : member2, "/v1/volumes",
+                     R"({"name":"v)" + std::to_string(i) + R"(","size_gb":1})", "k" + std::to_string(i));
+    };
+    for (int i = 0; i < 10; ++i) {
+        ASSERT_EQ(create(i).status, 202) << i;
+        EXPECT_LE(StoredKeys(), 6u) << i;
+        clock_.Advance(1ms);
+    }
+    EXPECT_EQ(StoredKeys(), 6u) << "k4 to k9";
+    // The newest of either project is remembered (the same request answers its first answer); the
+    // oldest of either is forgotten (its request makes another volume).
+    const size_t before = Count(member_, "volumes") + Count(member2, "volumes");
+    EXPECT_EQ(create(9).status, 202);
+    EXPECT_EQ(create(4).status, 202);
+    EXPECT_EQ(Count(member_, "volumes") + Count(member2, "volumes"), before);
+    EXPECT_EQ(create(1).status, 202);
+    EXPECT_EQ(Count(member2, "volumes"), 6u) << "k1 was forgotten: a second v1";
+}
+
 TEST_F(AdmissionTest, OnlyAnAdminCancelsAnOperatorsWorkflow) {
     const std::string id = ActiveServer(member_, net_);
     const std::string host = Server(id).Field("server", "host");

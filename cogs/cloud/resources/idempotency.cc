@@ -123,25 +123,38 @@ void Remember(Context& ctx, const Call& call, const http::Response& answer,
 void IdempotencyKeys::MakeRoom(const std::string& project) {
     const size_t cap = ctx_.options.idempotency_max_per_project;
     size_t& n = counts_[project];
-    if (++n <= cap) {
-        return;  // `n` only grows between counts: below the cap, the project surely is
+    if (++n > cap) {
+        std::vector<std::pair<int64_t, std::string>> held;  // (when, id)
+        ForEachOf(ctx_, project, [&held](const Res& r) { held.emplace_back(Int(r.body, "_at_ms"), r.id); });
+        n = held.size() + 1;
+        n -= ForgetOldest(std::move(held), cap);
     }
-    std::vector<std::pair<int64_t, std::string>> held;  // (when, id)
-    ForEachOf(ctx_, project, [&held](const Res& r) { held.emplace_back(Int(r.body, "_at_ms"), r.id); });
-    n = held.size() + 1;
+    // The cloud's cap: what every project may keep adds up past any memory (a record is ~1.4 KiB).
+    const size_t cloud_cap = ctx_.options.idempotency_max;
+    if (cloud_cap > 0 && ctx_.model.All(kIdempotency).size() >= cloud_cap) {
+        std::vector<std::pair<int64_t, std::string>> held;
+        for (const auto& [id, r] : ctx_.model.All(kIdempotency)) {
+            held.emplace_back(Int(r.body, "_at_ms"), id);
+        }
+        ForgetOldest(std::move(held), cloud_cap);
+    }
+}
+
+// Of `held` records, at a cap of `cap` with one more to come: the oldest beyond it and a tenth of
+// the cap more at once, so that counting happens once per tenth of the cap. How many went.
+size_t IdempotencyKeys::ForgetOldest(std::vector<std::pair<int64_t, std::string>> held, size_t cap) {
     if (held.size() < std::max<size_t>(cap, 1)) {
-        return;
+        return 0;
     }
-    // The oldest tenth at once, so that counting happens once per tenth of the cap.
     const size_t drop = std::min(held.size(), held.size() - cap + 1 + cap / 10);
     std::nth_element(held.begin(), held.begin() + static_cast<ptrdiff_t>(drop - 1), held.end());
     std::vector<std::string> ids;
     for (size_t i = 0; i < drop; ++i) {
         ids.push_back(std::move(held[i].second));
     }
-    n -= ids.size();
     forgotten_cap_.Inc(static_cast<double>(ids.size()));
     Forget(std::move(ids));
+    return drop;
 }
 
 // Walks every record, on purpose: once every idempotency_prune_every (and recounts each project's,

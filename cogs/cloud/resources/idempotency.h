@@ -13,8 +13,9 @@
 // one without the other; any other success is recorded once answered, before the answer leaves.
 //
 // Bounds: a record is replayed for `CloudOptions::idempotency_ttl` (24 h); a project keeps at most
-// `idempotency_max_per_project` records (its oldest tenth is forgotten when a new key would pass
-// the cap). Expired records are pruned at Start() and every `idempotency_prune_every`, and at Load.
+// `idempotency_max_per_project` records and the cloud `idempotency_max` (the oldest tenth is
+// forgotten when a new key would pass a cap). Expired records are pruned at Start() and every
+// `idempotency_prune_every`, and at Load.
 //
 // Metrics (docs/metrics.md): cogs_idempotency_keys (kept), cogs_idempotency_keys_forgotten_total
 // {reason: expired, cap}.
@@ -27,6 +28,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "cogs/cloud/resources/common.h"
@@ -50,8 +52,10 @@ public:
     static bool Expired(const Context& ctx, const Res& record, int64_t now_ms);
 
 private:
-    // Room for one more record of `project`: beyond the cap its oldest records go.
+    // Room for one more record of `project`: beyond its cap its oldest records go, and beyond the
+    // cloud's the oldest of all.
     void MakeRoom(const std::string& project);
+    size_t ForgetOldest(std::vector<std::pair<int64_t, std::string>> held, size_t cap);
     // Drops expired records, and each project's oldest beyond the cap.
     void Prune();
     void Forget(std::vector<std::string> ids);
