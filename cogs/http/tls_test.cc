@@ -114,6 +114,20 @@ protected:
         return MakeClient(io_, options);
     }
 
+    // A client that asks for the name of each request's Request::peer_name (an agent's hosts).
+    ClientOptions NamePerRequestOptions() {
+        ClientOptions options;
+        options.port = server_->port();
+        options.tls = ClientTls({.ca_file = ca_.cert_file});
+        options.name_per_request = true;
+        return options;
+    }
+    static Request As(std::string name) {
+        Request r = Get("/who");
+        r.peer_name = std::move(name);
+        return r;
+    }
+
     // The client's request is refused (kUnavailable) before any handler ran; the error's message.
     std::string ExpectRefused(Client& client) {
         const int before = handled_;
@@ -187,18 +201,10 @@ TEST_F(TlsTest, ANamePerRequestIsCheckedOnTheSharedConnectionBeforeTheRequestIsS
     // An agent serving two hosts at one address: one certificate names both.
     ASSERT_TRUE(Issue(ca_, "agent", {"host-a", "host-b"}, {"10.0.0.7"}));
     StartTlsServer({Crt("agent"), Key("agent")});
-    ClientOptions options;
-    options.port = server_->port();
-    options.tls = ClientTls({.ca_file = ca_.cert_file});
-    options.name_per_request = true;
+    ClientOptions options = NamePerRequestOptions();
     auto client = MakeClient(io_, options);
-    auto as = [](std::string name) {
-        Request r = Get("/who");
-        r.peer_name = std::move(name);
-        return r;
-    };
     for (const char* name : {"host-a", "host-b", "10.0.0.7", "host-a"}) {
-        auto got = SendAndWait(io_, *client, as(name));
+        auto got = SendAndWait(io_, *client, As(name));
         ASSERT_TRUE(got) << name << ": " << got.error().ToString();
         EXPECT_EQ(got->status, 200);
     }
@@ -207,20 +213,20 @@ TEST_F(TlsTest, ANamePerRequestIsCheckedOnTheSharedConnectionBeforeTheRequestIsS
 
     // A name the certificate lacks, or none, is never sent; the connection stays for the others.
     for (const char* name : {"host-c", "", "agent", "10.0.0.8"}) {
-        auto got = SendAndWait(io_, *client, as(name));
+        auto got = SendAndWait(io_, *client, As(name));
         ASSERT_FALSE(got) << name << " answered: " << got->body;
         EXPECT_EQ(got.error().code, ErrorCode::kUnavailable) << got.error().ToString();
         EXPECT_NE(got.error().message.find("the certificate does not name"), std::string::npos)
             << got.error().ToString();
     }
     EXPECT_EQ(handled_, 4);
-    EXPECT_TRUE(SendAndWait(io_, *client, as("host-b")));
+    EXPECT_TRUE(SendAndWait(io_, *client, As("host-b")));
     EXPECT_EQ(server_->connections_accepted(), 1u);
 
     // The chain is still verified at the handshake.
     options.tls = ClientTls({.ca_file = other_ca_.cert_file});
     auto stranger = MakeClient(io_, options);
-    auto got = SendAndWait(io_, *stranger, as("host-a"));
+    auto got = SendAndWait(io_, *stranger, As("host-a"));
     ASSERT_FALSE(got);
     EXPECT_NE(got.error().message.find("certificate verification failed"), std::string::npos)
         << got.error().ToString();
@@ -233,22 +239,13 @@ TEST_F(TlsTest, ANamePerRequestIsReadOnceFromEachCertificateTheServerShows) {
     ASSERT_TRUE(Issue(ca_, "agent", {"host-a", "*.rack1.test"}, {}));
     // Idle connections are closed soon, so that one made after the rotation below is new.
     StartTlsServer({Crt("agent"), Key("agent")}, /*idle_timeout=*/500ms);
-    ClientOptions options;
-    options.port = server_->port();
-    options.tls = ClientTls({.ca_file = ca_.cert_file});
-    options.name_per_request = true;
-    auto client = MakeClient(io_, options);
-    auto as = [](std::string name) {
-        Request r = Get("/who");
-        r.peer_name = std::move(name);
-        return r;
-    };
+    auto client = MakeClient(io_, NamePerRequestOptions());
     for (const char* name : {"host-a", "HOST-A", "n1.rack1.test", "host-a"}) {
-        auto got = SendAndWait(io_, *client, as(name));
+        auto got = SendAndWait(io_, *client, As(name));
         EXPECT_TRUE(got) << name << ": " << got.error().ToString();
     }
     for (const char* name : {"host-c", "a.b.rack1.test", "rack1.test"}) {
-        EXPECT_FALSE(SendAndWait(io_, *client, as(name))) << name;
+        EXPECT_FALSE(SendAndWait(io_, *client, As(name))) << name;
     }
 
     // Rotated to name host-c alone: once the old connection is gone, the next one's certificate
@@ -256,10 +253,10 @@ TEST_F(TlsTest, ANamePerRequestIsReadOnceFromEachCertificateTheServerShows) {
     ASSERT_TRUE(Issue(ca_, "agent", {"host-c"}, {}));
     ASSERT_TRUE(server_tls_->ReloadIfChanged());
     ASSERT_TRUE(RunUntil(io_, [&] { return server_->connections_open() == 0; }));
-    auto c = SendAndWait(io_, *client, as("host-c"));
+    auto c = SendAndWait(io_, *client, As("host-c"));
     EXPECT_TRUE(c) << c.error().ToString();
     for (const char* name : {"host-a", "n1.rack1.test"}) {
-        EXPECT_FALSE(SendAndWait(io_, *client, as(name))) << name << " is no longer named";
+        EXPECT_FALSE(SendAndWait(io_, *client, As(name))) << name << " is no longer named";
     }
 }
 
