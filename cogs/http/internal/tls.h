@@ -51,7 +51,7 @@ bool ExpectServerName(SSL* ssl, const std::string& server_name);
 bool CertificateNames(SSL* ssl, const std::string& name);
 
 // CertificateNames for every call of a pool, at the cost of a lookup: an agent's certificate names
-// each host it serves (10,000 for one process of simulated hosts), and X509_check_host walks them
+// each host it serves (1,000 for an agent process of the benchmark), and X509_check_host walks them
 // all on every call. The subjectAltName's DNS names of the last certificate seen are read once
 // (lowercased); a name that is not among them, and an IP address, take CertificateNames' own walk
 // (wildcards, the refusals). A peer with another certificate (renewed, another replica behind the
