@@ -96,7 +96,7 @@ public:
             Move(k.by_field[i], f.fields[i], "", r);
         }
         Count(k.by_status, f.status, "");
-        if (f.handed) std::erase(handed_, &r);
+        if (f.handed) std::erase(k.handed, &r);
         filed_.erase(it);
     }
 
@@ -105,7 +105,7 @@ public:
         Filed& f = filed_.at(&r);
         if (f.handed) return;
         f.handed = true;
-        handed_.push_back(&r);
+        Kind(r.kind).handed.push_back(&r);
         if (!turn_ending_) {
             turn_ending_ = true;
             end_of_turn_([this] { EndTurn(); });
@@ -113,21 +113,23 @@ public:
     }
 
     const Ids& OfProject(std::string_view kind, std::string_view project) {
-        CatchUp();
-        return In(Kind(kind).by_project, project);
+        OfKind& k = Kind(kind);
+        CatchUp(k);
+        return In(k.by_project, project);
     }
 
     const Ids& Having(std::string_view kind, std::string_view field, std::string_view value) {
         OfKind& k = Kind(kind);
         auto f = std::find(k.fields.begin(), k.fields.end(), field);
         COGS_CHECK(f != k.fields.end() && "Model::Having: a field the model does not index");
-        CatchUp();
+        CatchUp(k);
         return In(k.by_field[static_cast<size_t>(f - k.fields.begin())], value);
     }
 
     const std::map<std::string, int64_t, std::less<>>& StatusCounts(std::string_view kind) {
-        CatchUp();
-        return Kind(kind).by_status;
+        OfKind& k = Kind(kind);
+        CatchUp(k);
+        return k.by_status;
     }
 
 private:
@@ -153,6 +155,9 @@ private:
         std::array<Sets, kMaxFields> by_field;
         bool counts_status = false;
         std::map<std::string, int64_t, std::less<>> by_status;
+        // Records of this kind handed out for change this turn: refiled at each read of this
+        // kind's indexes (a read of another kind's has nothing of them to see).
+        std::vector<const Res*> handed;
     };
 
     OfKind& Kind(std::string_view kind) {
@@ -206,9 +211,9 @@ private:
         }
     }
 
-    // What was changed in place since the last read is seen now.
-    void CatchUp() {
-        for (const Res* r : handed_) {
+    // What was changed in place in records of `k`'s kind since the last read is seen now.
+    void CatchUp(OfKind& k) {
+        for (const Res* r : k.handed) {
             Refile(*r);
         }
     }
@@ -216,15 +221,19 @@ private:
     // The handler that obtained the pointers has returned: what it changed is seen, and nothing it
     // held can change any more.
     void EndTurn() {
-        CatchUp();
-        COGS_DCHECK(Agree());
-        for (const Res* r : handed_) {
-            filed_.at(r).handed = false;
-            // Nothing holds into its body any more (a Res* ends with the handler): its room is made
-            // exact again. (The model's own record: the const is the index's view of it.)
-            Compact(const_cast<Res*>(r)->body);
+        for (auto& [kind, k] : kinds_) {
+            CatchUp(k);
         }
-        handed_.clear();
+        COGS_DCHECK(Agree());
+        for (auto& [kind, k] : kinds_) {
+            for (const Res* r : k.handed) {
+                filed_.at(r).handed = false;
+                // Nothing holds into its body any more (a Res* ends with the handler): its room is
+                // made exact again. (The model's own record: the const is the index's view of it.)
+                Compact(const_cast<Res*>(r)->body);
+            }
+            k.handed.clear();
+        }
         turn_ending_ = false;
     }
 
@@ -266,7 +275,6 @@ private:
     std::function<void(std::function<void()>)> end_of_turn_;
     std::map<std::string, OfKind, std::less<>> kinds_;
     std::unordered_map<const Res*, Filed> filed_;
-    std::vector<const Res*> handed_;  // this turn's
     bool turn_ending_ = false;
 };
 

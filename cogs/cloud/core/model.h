@@ -114,10 +114,10 @@ inline constexpr IndexedField kIndexedFields[] = {
 //
 // The indexes are the model's alone. Put and Erase keep them; so does a change made in place
 // through a pointer the model handed out (Find, FindByIdOrName, Put's answer): such a record is
-// looked at again at every index read until the io-thread handler that obtained it has returned
-// (the model hears of that through `end_of_turn`), so a change made before or after a read in the
-// same handler is seen by the next read. What this asks of callers is what pointers into the model
-// already asked (an erase ends them, and any later handler may erase): a Res* is not kept past the
+// looked at again at every read of its kind's indexes until the io-thread handler that obtained it
+// has returned (the model hears of that through `end_of_turn`), so a change made before or after a
+// read in the same handler is seen by the next read. What this asks of callers is what pointers into
+// the model already asked (an erase ends them, and any later handler may erase): a Res* is not kept past the
 // handler that obtained it; keep the id and Find it again. (Debug builds check every index against
 // the records after each handler that changed one.)
 //

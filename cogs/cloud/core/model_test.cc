@@ -149,6 +149,26 @@ TEST_F(ModelTest, AChangeMadeAfterAReadInTheSameHandlerIsSeenByTheNextRead) {
     EXPECT_TRUE(later_.empty()) << "nothing handed out since: nothing to look at again";
 }
 
+// A read catches up the records of its own kind handed out this turn: a server changed in place
+// around reads of ports is seen by the next read of servers, in that turn and after it.
+TEST_F(ModelTest, AReadOfAnotherKindLeavesAChangeInPlaceForTheReadsOfItsOwn) {
+    m_.Put(Server("s1", "a", "BUILD"));
+    m_.Put(Port("p1", "a", "n1", "ACTIVE"));
+    EndHandler();
+    Res* s = m_.Find(kServer, "s1");
+    s->body["host"] = "h1";
+    EXPECT_EQ(IdsOf(m_.Having(kPort, "network_id", "n1")), Ids{"p1"});
+    s->set_status(ServerStatus::kActive);
+    EXPECT_EQ(Counts(kPort), (Counted{{"ACTIVE", 1}}));
+    EXPECT_EQ(IdsOf(m_.Having(kServer, "status", "ACTIVE")), Ids{"s1"});
+    EXPECT_EQ(IdsOf(m_.Having(kServer, "host", "h1")), Ids{"s1"});
+    s->body["host"] = "h2";  // after the reads of both kinds
+    EndHandler();
+    EXPECT_TRUE(m_.Having(kServer, "host", "h1").empty());
+    EXPECT_EQ(IdsOf(m_.Having(kServer, "host", "h2")), Ids{"s1"});
+    EXPECT_EQ(Counts(kServer), (Counted{{"ACTIVE", 1}}));
+}
+
 TEST_F(ModelTest, AReadOnlyLookupHandsNothingOut) {
     m_.Put(Server("s1", "a", "ACTIVE"));
     EndHandler();
