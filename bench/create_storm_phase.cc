@@ -238,7 +238,9 @@ void Phase::OnPage(const std::string& status, Result<http::Response> r) {
         Fetch(status, next);
         return;
     }
-    listed_at_ = now;
+    if (status != "ERROR") {
+        listed_at_ = now;  // the listing that decides what is done is whole
+    }
     if (status == "BUILD") {
         Fetch("ERROR", "");
         return;
