@@ -4,7 +4,11 @@
 #include <openssl/hmac.h>
 #include <sys/random.h>
 
+#include <fmt/format.h>
+
 #include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <stdexcept>
 
 namespace cogs {
@@ -92,13 +96,41 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
     return diff == 0;
 }
 
-std::string NewUuid() {
-    std::string h = RandomHex(16);
-    h[12] = '4';
+std::string NewUuidAt(uint64_t unix_ms) {
+    std::string h = fmt::format("{:012x}", unix_ms & 0xffffffffffffULL) + RandomHex(10);
+    h[12] = '7';
     static constexpr char kVariant[] = "89ab";
     h[16] = kVariant[(h[16] >= 'a' ? h[16] - 'a' + 10 : h[16] - '0') & 3];
     return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" +
            h.substr(20);
+}
+
+std::string NewUuid() {
+    return NewUuidAt(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                               std::chrono::system_clock::now().time_since_epoch())
+                                               .count()));
+}
+
+std::optional<uint64_t> UuidV7Time(std::string_view id) {
+    if (id.size() != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-' || id[14] != '7' ||
+        std::string_view("89ab").find(id[19]) == std::string_view::npos) {
+        return std::nullopt;
+    }
+    uint64_t ms = 0;
+    for (size_t i = 0; i < 36; ++i) {
+        const char c = id[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            continue;
+        }
+        const bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+        if (!hex) {
+            return std::nullopt;
+        }
+        if (i < 13) {
+            ms = ms << 4 | static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
+        }
+    }
+    return ms;
 }
 
 }  // namespace cogs

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
 
+#include "cogs/base/secret.h"
+
 namespace cogs::workflow::internal {
 namespace {
 
@@ -244,6 +246,31 @@ TEST(DeriveIdTest, StableDistinctAndUuidShaped) {
     // Both strings count, with their boundary.
     EXPECT_NE(DeriveId("ab", "c"), DeriveId("a", "bc"));
     EXPECT_NE(DeriveId("a", "b"), DeriveId("b", "a"));
+}
+
+TEST(DeriveIdTest, AVersion7WorkflowLendsItsTimeAndNoOtherIdChanges) {
+    // Ids persisted before version-7 workflow ids existed derive as they always did (the values
+    // are those of the code before it, 2026-12-06).
+    EXPECT_EQ(DeriveId("0b5e6c1a-4f7d-4a2e-9c3b-2d1e0f9a8b7c", "port"),
+              "a416ada9-05f4-8a28-86df-b5ac471b9fa9");
+    EXPECT_EQ(DeriveId("wf-1", "port"), "cdf01071-5750-82b0-b652-b9747b5982a2");
+
+    const std::regex v8("[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}");
+    const uint64_t t = 1796556600123;  // 01a24b1e-333b
+    std::set<std::string> earlier, later;
+    for (int i = 0; i < 200; ++i) {
+        const std::string wf = NewUuidAt(t);
+        for (const char* name : {"port", "volume"}) {
+            const std::string id = DeriveId(wf, name);
+            EXPECT_TRUE(std::regex_match(id, v8)) << id;
+            EXPECT_EQ(id.substr(0, 13), "01a24b1e-333b") << id;
+            EXPECT_EQ(id, DeriveId(wf, name));
+            earlier.insert(id);
+        }
+        later.insert(DeriveId(NewUuidAt(t + 1), "port"));
+    }
+    EXPECT_EQ(earlier.size(), 400u);
+    EXPECT_LT(*earlier.rbegin(), *later.begin());
 }
 
 TEST(AppendJsonQuotedTest, EscapesWhatJsonRequires) {
