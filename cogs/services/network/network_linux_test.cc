@@ -14,6 +14,7 @@
 
 #include "cogs/base/secret.h"
 #include "cogs/linuxnet/host.h"
+#include "cogs/linuxnet/internal/ip.h"
 #include "cogs/runtime/process.h"
 #include "cogs/services/kit/internal/test_service.h"
 #include "cogs/services/kit/service.h"
@@ -32,20 +33,12 @@ constexpr const char* kIp = "/usr/sbin/ip";
 
 SteadyTime Deadline() { return SteadyClock::now() + 60s; }
 
-// `ip ARGS`' stdout ("" if it failed). A listing that a change interrupted (other tests make and
-// remove links beside this one; `ip` says so on stderr and exits 0) is taken again.
-std::string Ip(std::vector<std::string> args) {
-    args.insert(args.begin(), kIp);
-    for (int attempt = 0; attempt < 5; ++attempt) {
-        auto out = runtime::RunCommand(args, Deadline(), {.separate_stderr = true});
-        if (!out || out->exit_status != 0) {
-            return "";
-        }
-        if (out->errors.find("Dump was interrupted") == std::string::npos) {
-            return out->output;
-        }
-    }
-    return "";
+// `ip ARGS` that must succeed; its stdout (a listing that other tests' changes interrupted is taken
+// again, as the service's own are).
+std::string Ip(const std::vector<std::string>& args) {
+    auto out = linuxnet::internal::Ip(kIp).RunListing(args, Deadline());
+    EXPECT_TRUE(out) << out.error().ToString();
+    return out.value_or("");
 }
 
 // The machine's links: name -> alias ("" for none).
