@@ -1033,6 +1033,9 @@ TEST_F(CliTest, QuotasTokensAndHosts) {
     r = Cogs({"host", "drain", "host-1", "--reason", "new disks"});
     ASSERT_EQ(r.rc, 0) << r.err;
     EXPECT_EQ(api_.seen("POST", "/v1/hosts/host-1/drain").at(0).body, R"({"reason":"new disks"})");
+    r = Cogs({"host", "delete", "host-1"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(api_.seen("DELETE", "/v1/hosts/host-1").size(), 1u);
 
     api_.Add("replicas", {{"id", "cogsd-1"},
                           {"role", "leader"},

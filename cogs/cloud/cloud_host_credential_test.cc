@@ -185,6 +185,64 @@ TEST_F(HostCredentialTest, EachHostsAgentTokenIsItsOwnAndSurvivesARestart) {
     EXPECT_EQ(Call(h1.host_token, "PUT", "/v1/hosts/h2", kHostBody).status, 403);
 }
 
+TEST_F(HostCredentialTest, AHostIsDeletedOnlyOnceItHoldsNoServerAndGoesWithItsCredentials) {
+    Seed(2);
+    const Enrollment h1 = Enroll("h1");
+    const Enrollment h2 = Enroll("h2");
+    ASSERT_EQ(h1.status, 201);
+    ASSERT_EQ(h2.status, 201);
+    const std::string member = NewToken(NewProject("t"), "member");
+    const std::string net = ActiveNetwork(member);
+    const std::string server = ActiveServer(member, net);
+    const std::string used = Server(server).Field("server", "host");
+    ASSERT_TRUE(used == "h1" || used == "h2") << used;
+    const std::string other = used == "h1" ? "h2" : "h1";
+    const Enrollment& used_creds = used == "h1" ? h1 : h2;
+    const Enrollment& other_creds = used == "h1" ? h2 : h1;
+
+    // In use: refused, and nothing changed.
+    const std::string before = Call(admin_, "GET", "/v1/hosts/" + used).raw.body;
+    Reply busy = Call(admin_, "DELETE", "/v1/hosts/" + used);
+    EXPECT_EQ(busy.status, 409) << busy.raw.body;
+    EXPECT_NE(busy.raw.body.find(server), std::string::npos) << busy.raw.body;
+    EXPECT_EQ(Call(admin_, "GET", "/v1/hosts/" + used).raw.body, before);
+    EXPECT_EQ(Call(used_creds.host_token, "POST", "/v1/hosts/" + used + "/heartbeat", "{}").status, 200);
+    // Only an admin deletes a host, and only one that exists.
+    EXPECT_EQ(Call(member, "DELETE", "/v1/hosts/" + other).status, 403);
+    EXPECT_EQ(Call(used_creds.host_token, "DELETE", "/v1/hosts/" + used).status, 403);
+    EXPECT_EQ(Call(admin_, "DELETE", "/v1/hosts/h9").status, 404);
+    EXPECT_EQ(Call(admin_, "DELETE", "/v1/hosts/" + other, R"({"force":true})").status, 400);
+    EXPECT_EQ(Call(admin_, "GET", "/v1/hosts").Items("hosts").size(), 2u);
+
+    // Once its server is gone it goes, with its host token: its agent can no longer renew it.
+    ASSERT_EQ(Call(member, "DELETE", "/v1/servers/" + server).status, 202);
+    WaitFor("/v1/servers/" + server, "server", "");
+    EXPECT_EQ(Call(admin_, "DELETE", "/v1/hosts/" + used).status, 204);
+    EXPECT_EQ(Call(admin_, "GET", "/v1/hosts/" + used).status, 404);
+    EXPECT_EQ(Call(admin_, "GET", "/v1/hosts").Items("hosts").size(), 1u);
+    EXPECT_EQ(EventTypes("/v1/hosts/" + used).back(), "deleted") << "its history stays";
+    EXPECT_EQ(Call(used_creds.host_token, "POST", "/v1/hosts/" + used + "/heartbeat", "{}").status, 401);
+    EXPECT_EQ(Call(used_creds.host_token, "PUT", "/v1/hosts/" + used, kHostBody).status, 401);
+    EXPECT_EQ(Call(admin_, "GET", "/v1/tokens/" + used_creds.token_id).status, 404);
+    EXPECT_EQ(Call(admin_, "DELETE", "/v1/hosts/" + used).status, 404) << "deleted once";
+    // The other host's credentials are untouched, and new servers go there.
+    EXPECT_EQ(Call(other_creds.host_token, "POST", "/v1/hosts/" + other + "/heartbeat", "{}").status, 200);
+    const std::string next = ActiveServer(member, net);
+    EXPECT_EQ(Server(next).Field("server", "host"), other);
+
+    // Durable: a restart loads neither the host nor its token.
+    Close();
+    Open();
+    EXPECT_EQ(Call(admin_, "GET", "/v1/hosts/" + used).status, 404);
+    EXPECT_EQ(Call(used_creds.host_token, "GET", "/v1/whoami").status, 401);
+    // The name may be enrolled and registered again, as a new host.
+    const Enrollment again = Enroll(used);
+    ASSERT_EQ(again.status, 201);
+    EXPECT_TRUE(again.revoked.empty());
+    EXPECT_EQ(Call(again.host_token, "PUT", "/v1/hosts/" + used, kHostBody).status, 200);
+    EXPECT_EQ(Call(admin_, "GET", "/v1/hosts").Items("hosts").size(), 2u);
+}
+
 TEST_F(HostCredentialTest, WithoutAnAgentKeyNoHostIsEnrolled) {
     Close();
     options_.agent_key = "";  // (SetUp's default is past: Open takes options_ as they are)

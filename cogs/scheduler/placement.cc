@@ -85,6 +85,24 @@ void Placement::UpsertHost(HostInfo host) {
     Index(slot);
 }
 
+void Placement::RemoveHost(const std::string& name) {
+    auto it = slots_.find(name);
+    if (it == slots_.end() || !it->second.known) {
+        return;
+    }
+    Unindex(it->second);
+    --known_hosts_;
+    if (it->second.used.servers == 0) {
+        slots_.erase(it);
+        return;
+    }
+    Slot& slot = it->second;
+    slot.known = false;
+    slot.info = HostInfo{};
+    slot.sorted_traits.clear();
+    slot.usable_vcpus = slot.usable_ram_mb = slot.usable_disk_gb = 0;
+}
+
 // Ranks stand for names in the weighers' tie-break: comparing strings on every step down the
 // orders was most of a claim's cost in Debug builds, where the sanitizer tests run.
 void Placement::Rank(std::map<std::string, Slot, std::less<>>::iterator it) {

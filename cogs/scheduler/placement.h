@@ -155,6 +155,10 @@ public:
     // Adds a host, or replaces its capacity, zone, traits, enabled and alive with `host`'s. The
     // claims on it stay (a shrunk host may end up overcommitted; it then takes nothing new).
     void UpsertHost(HostInfo host);
+    // Forgets a host (deleted): it takes nothing new and no longer counts among the hosts. Claims
+    // still on it stay counted under its name, as for a host that never registered, until
+    // released. No-op for a host that is not known.
+    void RemoveHost(const std::string& name);
     // No-ops for a host that is not known.
     void SetEnabled(const std::string& host, bool enabled);
     void SetAlive(const std::string& host, bool alive);

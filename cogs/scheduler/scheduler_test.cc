@@ -396,6 +396,50 @@ TEST(PlacementTest, DisabledAndDeadHostsGetNothing) {
     EXPECT_EQ(HostOf(p, Req("x", 1, 1, 1)), "b");
 }
 
+TEST(PlacementTest, ARemovedHostTakesNothingAndItsClaimsCountUntilReleased) {
+    Placement p(Ratios{1.0, 1.0, 1.0});
+    p.UpsertHost(Host("a", 8, 8192, 100, "az1", {"ssd"}));
+    p.UpsertHost(Host("b", 8, 8192, 100, "az1", {"ssd"}));
+    p.UpsertHost(Host("c", 8, 8192, 100, "az2"));
+    PlacementRequest first = Req("s1", 2, 2048, 20);
+    first.weigher = Weigher::kPack;
+    ASSERT_EQ(HostOf(p, first), "a");
+
+    // "b" holds nothing: it goes whole. "a" holds s1: it is no longer a host, s1 still counts.
+    p.RemoveHost("b");
+    p.RemoveHost("a");
+    p.RemoveHost("nope");  // unknown: ignored
+    p.RemoveHost("a");     // twice: the same
+    EXPECT_EQ(p.FindHost("a"), nullptr);
+    EXPECT_EQ(p.FindHost("b"), nullptr);
+    ASSERT_EQ(p.Hosts().size(), 1u);
+    EXPECT_EQ(p.Hosts().front().name, "c");
+    EXPECT_EQ(p.UsageOf("a").servers, 1);
+    EXPECT_EQ(p.UsageOf("a").vcpus, 2);
+
+    // Nothing new goes to either, by any index: the cloud's, a zone's, a trait's.
+    for (int i = 0; i < 6; ++i) {
+        PlacementRequest r = Req("n" + std::to_string(i), 1, 1024, 10);
+        r.weigher = i % 2 ? Weigher::kPack : Weigher::kSpread;
+        EXPECT_EQ(HostOf(p, r), "c");
+    }
+    PlacementRequest in_zone = Req("z", 1, 1, 1);
+    in_zone.availability_zone = "az1";
+    auto none = p.ClaimFor(in_zone);
+    ASSERT_FALSE(none.has_value());
+    EXPECT_NE(none.error().message.find(": 1 hosts;"), std::string::npos) << none.error().message;
+    PlacementRequest ssd = Req("t", 1, 1, 1);
+    ssd.required_traits = {"ssd"};
+    EXPECT_FALSE(p.ClaimFor(ssd).has_value());
+
+    // Its last claim released, the name is forgotten; registering again makes it a host anew.
+    EXPECT_TRUE(p.Release("s1"));
+    EXPECT_EQ(p.UsageOf("a").servers, 0);
+    p.UpsertHost(Host("a", 8, 8192, 100, "az1", {"ssd"}));
+    EXPECT_EQ(HostOf(p, in_zone), "a");
+    EXPECT_EQ(p.Hosts().size(), 2u);
+}
+
 TEST(PlacementTest, ZoneAndTraits) {
     Placement p;
     p.UpsertHost(Host("a", 64, 65536, 1000, "az1", {"ssd"}));

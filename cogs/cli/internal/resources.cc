@@ -193,7 +193,8 @@ std::vector<Resource> MakeTable() {
                    Special("drain", "disable a host and cold-migrate every server off it", AddHostDrain),
                    Special("enroll", "give a host its credentials (revoking its earlier ones)",
                            AddHostEnroll),
-                   Events()}},  // registered, down, up again, enabled, disabled
+                   Delete("delete a host that holds no server, revoking its credentials (admin)"),
+                   Events()}},  // registered, down, up again, enabled, disabled, deleted
         {.noun = "project",
          .collection = "projects",
          .help = "projects and their quotas (admin)",

@@ -174,6 +174,7 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
         {"GET", "/v1/hosts", [&hosts](Call c) { hosts.List(std::move(c)); }},
         {"GET", "/v1/hosts/{name}", [&hosts](Call c) { hosts.Show(std::move(c)); }},
         {"PUT", "/v1/hosts/{name}", [&hosts](Call c) { hosts.Register(std::move(c)); }},
+        {"DELETE", "/v1/hosts/{name}", [&hosts](Call c) { hosts.Delete(std::move(c)); }},
         {"GET", "/v1/hosts/{name}/events", events(kHost)},
         {"POST", "/v1/hosts/{name}/heartbeat", [&hosts](Call c) { hosts.Heartbeat(std::move(c)); }},
         {"POST", "/v1/heartbeats", [&hosts](Call c) { hosts.Heartbeats(std::move(c)); }},

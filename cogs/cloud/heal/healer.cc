@@ -52,6 +52,11 @@ void Healer::OnHostChange(const health::Liveness::Change& c) {
     UpdatePause();
 }
 
+void Healer::Forget(const std::string& host) {
+    down_since_.erase(host);
+    UpdatePause();
+}
+
 void Healer::OnTick() {
     if (pending_) {
         pending_ = false;

@@ -49,6 +49,8 @@ public:
     // A host changed state (from the HostMonitor); Tick() runs after each of its ticks.
     void OnHostChange(const health::Liveness::Change& c);
     void OnTick();
+    // A host deleted (it held no server): forgotten.
+    void Forget(const std::string& host);
     // Rebuilds `s` where it is (its instance is missing there): server.repair.
     void Repair(Res& s);
     // Whether `id` is being moved (its workflow is in flight): the reconcilers leave it alone.

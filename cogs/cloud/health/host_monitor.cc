@@ -38,6 +38,11 @@ void HostMonitor::Track(const std::string& host) {
     epochs_[host] = EpochNow();
 }
 
+void HostMonitor::Forget(const std::string& host) {
+    liveness_.Forget(host);
+    epochs_.erase(host);
+}
+
 int64_t HostMonitor::EpochNow() const { return ctx_.options.lease_epoch_base + ctx_.clock.WallMs(); }
 
 int64_t HostMonitor::LeaseEpoch(const std::string& host) const {

@@ -42,6 +42,8 @@ public:
 
     // A host loaded from the store: up, with a fresh lease, no event.
     void Track(const std::string& host);
+    // A host deleted: its lease and epoch are forgotten, with no event (the delete has its own).
+    void Forget(const std::string& host);
     // A renewal (or a registration) of `host` now; `why` says what brought it back if it was not up.
     // Returns the TTL of the lease granted, which its answer must carry (LeaseTtl() may have grown
     // by the time the answer goes).

@@ -295,9 +295,25 @@ void Hosts::Heartbeats(Call call) {
     AnswerRenewal(ctx_, call, std::move(answer), std::move(writes), std::move(events));
 }
 
+std::vector<std::string> Hosts::RevokeHostTokens(const std::string& host,
+                                                 std::vector<store::ResourceWrite>& writes) {
+    std::vector<std::string> revoked;
+    for (const Res* t : ctx_.model.Having(kToken, "host", host)) {
+        revoked.push_back(t->id);
+    }
+    for (const std::string& id : revoked) {
+        if (const Res* t = ctx_.model.Find(kToken, id)) {
+            ctx_.model.token_by_hash.erase(Str(t->body, "_hash"));
+            ctx_.model.token_by_hash.erase(Str(t->body, "_old_hash"));
+        }
+        ctx_.model.Erase(kToken, id);
+        writes.push_back(Model::EraseWrite(kToken, id));
+    }
+    return revoked;
+}
+
 void Hosts::Enroll(Call call) {
     const std::string name = call.Param("name");
-    std::vector<std::string> revoked;
     auto made = [&]() -> Result<std::pair<Res, std::string>> {
         COGS_TRY(RequireAdmin(call.who));
         COGS_TRY(ValidHostName(name));
@@ -307,9 +323,6 @@ void Hosts::Enroll(Call call) {
                 ErrorCode::kFailedPrecondition,
                 "cogsd has no agent key (--agent-key-file): it cannot give a host's agent its token");
         }
-        for (const Res* old : ctx_.model.Having(kToken, "host", name)) {
-            revoked.push_back(old->id);
-        }
         auto [token, secret] = catalog_.NewToken(call.who.project_id, Role::kHost, "host " + name, 0);
         token.body["host"] = name;
         return std::pair{std::move(token), std::move(secret)};
@@ -317,13 +330,7 @@ void Hosts::Enroll(Call call) {
     if (!made) return call.Fail(made.error());
     auto& [token, secret] = *made;
     std::vector<store::ResourceWrite> writes;
-    for (const std::string& id : revoked) {
-        if (const Res* old = ctx_.model.Find(kToken, id)) {
-            ctx_.model.token_by_hash.erase(Str(old->body, "_hash"));
-        }
-        ctx_.model.Erase(kToken, id);
-        writes.push_back(Model::EraseWrite(kToken, id));
-    }
+    const std::vector<std::string> revoked = RevokeHostTokens(name, writes);
     json::array revoked_ids;
     for (const std::string& id : revoked) {
         revoked_ids.emplace_back(id);
@@ -425,6 +432,42 @@ void Hosts::Drain(Call call) {
                                   (why ? " (" + *why + ")" : ""),
                               "", call.traceparent)});
     healer_.Heal();
+}
+
+void Hosts::Delete(Call call) {
+    auto found = [&]() -> Result<Res*> {
+        COGS_ASSIGN_OR_RETURN(Res * h, Find(call));
+        COGS_TRY(Input::Parse(call.body, {}));
+        // A server recorded on the host, or a claim naming it (a create or a move on its way there,
+        // a move off it not yet settled): the host is still in use.
+        if (const auto& on = ctx_.model.Having(kServer, "host", h->id); !on.empty()) {
+            return MakeError(ErrorCode::kConflict,
+                             "host " + h->id + " still has server " + (*on.begin())->id + " (and " +
+                                 std::to_string(on.size() - 1) + " more): drain it first");
+        }
+        if (const int64_t claims = ctx_.placement.UsageOf(h->id).servers; claims > 0) {
+            return MakeError(ErrorCode::kConflict,
+                             "host " + h->id + " is claimed by " + std::to_string(claims) +
+                                 " server(s) on their way there or off it: wait, or drain it");
+        }
+        return h;
+    }();
+    if (!found) return call.Fail(found.error());
+    const std::string name = (*found)->id;
+    std::vector<store::ResourceWrite> writes{Model::EraseWrite(kHost, name)};
+    const std::vector<std::string> revoked = RevokeHostTokens(name, writes);
+    ctx_.model.Erase(kHost, name);
+    ctx_.placement.RemoveHost(name);
+    monitor_.Forget(name);
+    healer_.Forget(name);
+    std::vector<store::EventRecord> events{ctx_.Event(
+        kHost, name, "", "deleted",
+        "deleted" + (revoked.empty() ? std::string()
+                                     : ", revoking its " + std::to_string(revoked.size()) + " host token(s)"),
+        "", call.traceparent)};
+    ctx_.Persist(std::move(writes), std::move(events), [respond = call.respond](Status st) {
+        respond(st ? http::Response{204, {}, "", "application/json", false} : wire::ApiError(st.error()));
+    });
 }
 
 }  // namespace cogs::cloud

@@ -64,6 +64,11 @@ public:
     void Enable(Call call, bool enable);
     // POST /v1/hosts/{name}/drain {"reason"?}: disabled, draining until no server is left.
     void Drain(Call call);
+    // DELETE /v1/hosts/{name}: a host taken out of the cloud for good. 409 while a server is on it
+    // or a claim names it (a build or a move in flight): drain it first. Its record, lease and place
+    // in placement go, and so do its host tokens (revoked: its agent can no longer register or
+    // renew it, until an operator enrolls the name again); a "deleted" event. 204.
+    void Delete(Call call);
 
     // The placement view of a host record.
     static scheduler::HostInfo InfoOf(const Res& r);
@@ -80,6 +85,9 @@ private:
                                std::vector<store::EventRecord>& events);
     void InstanceReport(const std::string& host, const json::object& report,
                         std::vector<store::ResourceWrite>& writes, std::vector<store::EventRecord>& events);
+    // Revokes every host token of `host` (their records go): their ids.
+    std::vector<std::string> RevokeHostTokens(const std::string& host,
+                                              std::vector<store::ResourceWrite>& writes);
 
     Context& ctx_;
     Catalog& catalog_;
