@@ -9,14 +9,10 @@
 #include <mutex>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 
 #include "cogs/base/secret.h"
@@ -27,11 +23,11 @@
 #include "cogs/http/server.h"
 #include "cogs/runtime/files.h"
 #include "test/support/temp_dir.h"
+#include "test/support/threaded_server.h"
 
 namespace cogs::cli {
 namespace {
 
-namespace asio = boost::asio;
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -54,21 +50,7 @@ public:
         std::string method, target, authorization, idempotency_key, body, traceparent;
     };
 
-    FakeApi() {
-        auto s = http::StartServer(
-            io_, {}, [this](http::Request req, http::Respond respond) { respond(Handle(req)); });
-        EXPECT_TRUE(s);
-        server_ = std::move(*s);
-        thread_ = std::thread([this] { io_.run(); });
-    }
-    ~FakeApi() {
-        asio::post(io_, [this] { server_->Stop(); });
-        work_.reset();
-        io_.stop();
-        thread_.join();
-    }
-
-    std::string url() const { return fmt::format("http://127.0.0.1:{}", server_->port()); }
+    std::string url() const { return server_.url(); }
 
     // Adds a stored item of `plural` with the given fields; returns its id.
     std::string Add(const std::string& plural, json::object fields) {
@@ -321,10 +303,6 @@ private:
         return plural;
     }
 
-    asio::io_context io_{1};
-    asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
-    std::unique_ptr<http::Server> server_;
-    std::thread thread_;
     std::mutex mu_;
     int next_id_ = 0;
     size_t page_cap_ = 1000;
@@ -340,6 +318,8 @@ private:
     std::pair<std::vector<std::string>, size_t> metrics_;
     std::vector<json::object> events_;
     json::object levels_{{"*", "info"}, {"engine", "info"}};
+    cogs::testing::ThreadedServer server_{
+        [this](http::Request req, http::Respond respond) { respond(Handle(req)); }};
 };
 
 struct Outcome {

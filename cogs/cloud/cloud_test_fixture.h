@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
@@ -49,6 +48,7 @@
 #include "cogs/workflow/engine.h"
 #include "cogs/workflow/registry.h"
 #include "test/support/temp_dir.h"
+#include "test/support/threaded_server.h"
 
 namespace cogs::cloud::testing {
 
@@ -257,25 +257,7 @@ protected:
 // default, whatever Serve() last set; reads() counts the requests.
 class FakeInventory {
 public:
-    FakeInventory() {
-        auto server = http::StartServer(io_, {}, [this](http::Request, http::Respond respond) {
-            std::lock_guard lock(mu_);
-            ++reads_;
-            http::Response r;
-            r.body = body_;
-            respond(std::move(r));
-        });
-        EXPECT_TRUE(server) << server.error().ToString();
-        server_ = std::move(*server);
-        thread_ = std::thread([this] { io_.run(); });
-    }
-    ~FakeInventory() {
-        boost::asio::post(io_, [this] { server_->Stop(); });
-        work_.reset();
-        io_.stop();
-        thread_.join();
-    }
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
+    std::string url() const { return server_.url(); }
     // One port nothing owns.
     void Orphan(const std::string& id) { Serve({}, R"({"id":")" + id + R"(","network_id":"gone"})"); }
     // The inventory's networks (ids) and ports (JSON objects, comma-separated).
@@ -296,14 +278,16 @@ public:
     }
 
 private:
-    boost::asio::io_context io_;
-    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_{
-        io_.get_executor()};
-    std::unique_ptr<http::Server> server_;
-    std::thread thread_;
     std::mutex mu_;
     std::string body_ = R"({"networks":[],"subnets":[],"ports":[]})";
     int reads_ = 0;
+    cogs::testing::ThreadedServer server_{[this](http::Request, http::Respond respond) {
+        std::lock_guard lock(mu_);
+        ++reads_;
+        http::Response r;
+        r.body = body_;
+        respond(std::move(r));
+    }};
 };
 
 class CloudTest : public ::testing::Test {

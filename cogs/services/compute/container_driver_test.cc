@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <filesystem>
 #include <map>
@@ -39,6 +38,7 @@
 #include "cogs/services/kit/service.h"
 #include "cogs/services/volume/volume.h"
 #include "cogs/wire/base64.h"
+#include "test/support/threaded_server.h"
 
 namespace cogs::services::compute {
 namespace {
@@ -706,38 +706,8 @@ TEST_F(ComputeContainerTest, AnAgentThatRestartsWithinItsLeaseKeepsItsInstances)
 // (the test waits on other things meanwhile).
 class LeasingControlPlane {
 public:
-    explicit LeasingControlPlane(int64_t ttl_ms) {
-        auto server = http::StartServer(
-            io_, http::ServerOptions{}, [this, ttl_ms](http::Request req, http::Respond respond) {
-                // The moment cogsd counts a host's lease from: the receipt of its last renewal.
-                std::string host = req.Path().substr(std::string_view("/v1/hosts/").size());
-                host = host.substr(0, host.find('/'));
-                {
-                    std::lock_guard lock(mu_);
-                    last_renewal_wall_ms_[host] = WallNowMs();
-                }
-                http::Response r;
-                r.status = 200;
-                r.body = req.method == "POST" ? R"({"lease_ttl_ms":)" + std::to_string(ttl_ms) +
-                                                    R"(,"lease_epoch":1,"acked_seq":0})"
-                                              : "{}";
-                respond(std::move(r));
-            });
-        EXPECT_TRUE(server) << server.error().ToString();
-        if (server) {
-            server_ = std::move(*server);
-            port_ = server_->port();
-            thread_ = std::thread([this] { io_.run(); });
-        }
-    }
-    ~LeasingControlPlane() {
-        if (thread_.joinable()) {
-            boost::asio::post(io_, [this] { server_->Stop(); });
-            io_.stop();
-            thread_.join();
-        }
-    }
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    explicit LeasingControlPlane(int64_t ttl_ms) : ttl_ms_(ttl_ms) {}
+    std::string url() const { return server_.url(); }
     // When the last renewal of `host` came (wall ms; 0: none).
     int64_t LastRenewalWallMs(const std::string& host) {
         std::lock_guard lock(mu_);
@@ -745,12 +715,24 @@ public:
     }
 
 private:
-    boost::asio::io_context io_;
-    std::unique_ptr<http::Server> server_;
-    uint16_t port_ = 0;
-    std::thread thread_;
+    const int64_t ttl_ms_;
     std::mutex mu_;
     std::map<std::string, int64_t> last_renewal_wall_ms_;
+    cogs::testing::ThreadedServer server_{[this](http::Request req, http::Respond respond) {
+        // The moment cogsd counts a host's lease from: the receipt of its last renewal.
+        std::string host = req.Path().substr(std::string_view("/v1/hosts/").size());
+        host = host.substr(0, host.find('/'));
+        {
+            std::lock_guard lock(mu_);
+            last_renewal_wall_ms_[host] = WallNowMs();
+        }
+        http::Response r;
+        r.status = 200;
+        r.body = req.method == "POST"
+                     ? R"({"lease_ttl_ms":)" + std::to_string(ttl_ms_) + R"(,"lease_epoch":1,"acked_seq":0})"
+                     : "{}";
+        respond(std::move(r));
+    }};
 };
 
 // cogs-compute as it runs, in child processes, talked to with curl.

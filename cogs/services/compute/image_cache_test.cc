@@ -5,9 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -19,6 +16,7 @@
 #include "cogs/http/server.h"
 #include "cogs/runtime/process.h"
 #include "test/support/temp_dir.h"
+#include "test/support/threaded_server.h"
 
 namespace cogs::services::compute::internal {
 namespace {
@@ -38,20 +36,7 @@ public:
         std::string id, sha256, archive;
     };
 
-    FakeCogsd() {
-        auto s = http::StartServer(
-            io_, {}, [this](http::Request req, http::Respond respond) { respond(Handle(req)); });
-        EXPECT_TRUE(s);
-        server_ = std::move(*s);
-        thread_ = std::thread([this] { io_.run(); });
-    }
-    ~FakeCogsd() {
-        boost::asio::post(io_, [this] { server_->Stop(); });
-        work_.reset();
-        io_.stop();
-        thread_.join();
-    }
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
+    std::string url() const { return server_.url(); }
     void Add(const std::string& name, Image img) {
         std::lock_guard lock(mu_);
         images_[name] = std::move(img);
@@ -85,13 +70,11 @@ private:
         return r;
     }
 
-    boost::asio::io_context io_;
-    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_{io_.get_executor()};
-    std::unique_ptr<http::Server> server_;
-    std::thread thread_;
     std::mutex mu_;
     std::map<std::string, Image> images_;
     std::atomic<int> downloads_{0};
+    cogs::testing::ThreadedServer server_{
+        [this](http::Request req, http::Respond respond) { respond(Handle(req)); }};
 };
 
 class ImageCacheTest : public ::testing::Test {
