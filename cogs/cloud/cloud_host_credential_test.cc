@@ -230,6 +230,21 @@ TEST_F(HostCredentialTest, AHostIsDeletedOnlyOnceItHoldsNoServerAndGoesWithItsCr
     const std::string next = ActiveServer(member, net);
     EXPECT_EQ(Server(next).Field("server", "host"), other);
 
+    // A build on its way to a host holds it too: claimed, its instance not yet booted.
+    ASSERT_EQ(Call(member, "DELETE", "/v1/servers/" + next).status, 202);
+    WaitFor("/v1/servers/" + next, "server", "");
+    gates_["compute"]->Hold("create_instance");
+    Reply building = Call(member, "POST", "/v1/servers", ServerBody(net));
+    ASSERT_EQ(building.status, 202) << building.raw.body;
+    RunUntil([&] { return gates_["compute"]->held() == 1; });
+    Reply claimed = Call(admin_, "DELETE", "/v1/hosts/" + other);
+    EXPECT_EQ(claimed.status, 409) << claimed.raw.body;
+    EXPECT_NE(claimed.raw.body.find("claimed by 1 server"), std::string::npos) << claimed.raw.body;
+    gates_["compute"]->Release();
+    const std::string built = building.Field("server", "id");
+    WaitFor("/v1/servers/" + built, "server", "ACTIVE");
+    EXPECT_EQ(Server(built).Field("server", "host"), other);
+
     // Durable: a restart loads neither the host nor its token.
     Close();
     Open();
