@@ -146,6 +146,7 @@ int Run(const CreateStormOptions& o) {
     json::object storm_cpu = cpu.Stop();
     const int64_t cogsd_rss_after = cogsd_pid ? StatusKib(cogsd_pid, "VmRSS") : 0;
     const int64_t cogsd_hwm = cogsd_pid ? StatusKib(cogsd_pid, "VmHWM") : 0;
+    json::object cogsd_heap = CogsdHeap(dev);
 
     std::vector<double> to_active, accept;
     SteadyTime first = SteadyTime::max(), last_active = SteadyTime::min();
@@ -233,6 +234,9 @@ int Run(const CreateStormOptions& o) {
     out["cogsd_rss_kib_before"] = cogsd_rss_before;
     out["cogsd_rss_kib_after"] = cogsd_rss_after;
     out["cogsd_rss_peak_kib"] = cogsd_hwm;
+    for (auto& [k, v] : cogsd_heap) {
+        out[k] = v;
+    }
     for (auto& [k, v] : boot) {
         out[k] = v;
     }

@@ -9,9 +9,10 @@ namespace cogs::bench::storm {
 namespace {
 
 struct Scrape {
-    double renewal_requests = 0;  // POST /v1/heartbeats and /v1/hosts/{id}/heartbeat answered
-    double renewals = 0;          // cogs_host_renewals_total
-    double ttl_s = 0;             // cogs_host_lease_ttl_seconds
+    double renewal_requests = 0;         // POST /v1/heartbeats and /v1/hosts/{id}/heartbeat answered
+    double renewals = 0;                 // cogs_host_renewals_total
+    double ttl_s = 0;                    // cogs_host_lease_ttl_seconds
+    double allocated = -1, mapped = -1;  // cogs_allocator_*_bytes (-1: not exported)
 };
 
 // Reads cogsd's own counters from its /metrics (Prometheus text, one sample a line).
@@ -37,12 +38,26 @@ Scrape ScrapeCogsd(const testing::DevCloud& dev) {
             s.renewals += value;
         } else if (line.starts_with("cogs_host_lease_ttl_seconds")) {
             s.ttl_s = value;
+        } else if (line.starts_with("cogs_allocator_allocated_bytes")) {
+            s.allocated = value;
+        } else if (line.starts_with("cogs_allocator_mapped_bytes")) {
+            s.mapped = value;
         }
     }
     return s;
 }
 
 }  // namespace
+
+json::object CogsdHeap(const testing::DevCloud& dev) {
+    const Scrape s = ScrapeCogsd(dev);
+    json::object o;
+    if (s.allocated >= 0) {
+        o["cogsd_allocated_kib"] = static_cast<int64_t>(s.allocated / 1024);
+        o["cogsd_mapped_kib"] = static_cast<int64_t>(s.mapped / 1024);
+    }
+    return o;
+}
 
 json::object MeasureIdle(const testing::DevCloud& dev, const std::vector<Accounted>& procs,
                          const std::string& cogsd, int seconds) {

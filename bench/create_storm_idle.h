@@ -17,4 +17,9 @@ namespace cogs::bench::storm {
 json::object MeasureIdle(const testing::DevCloud& dev, const std::vector<Accounted>& procs,
                          const std::string& cogsd, int seconds);
 
+// cogsd's heap now by its allocator's count (its /metrics): `cogsd_allocated_kib` (what it holds)
+// and `cogsd_mapped_kib` (that, plus what it freed and the allocator keeps); empty when cogsd does
+// not export them (a sanitized build).
+json::object CogsdHeap(const testing::DevCloud& dev);
+
 }  // namespace cogs::bench::storm

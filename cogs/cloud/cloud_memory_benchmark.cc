@@ -57,6 +57,7 @@
 #include "cogs/cloud/core/model.h"
 #include "cogs/cloud/health/liveness.h"
 #include "cogs/cloud/resources/hosts.h"
+#include "cogs/observe/metrics.h"
 #include "cogs/scheduler/placement.h"
 #include "cogs/store/store.h"
 #include "cogs/wire/answer.h"
@@ -66,9 +67,6 @@
 #include "test/support/bench_report.h"
 #include "test/support/temp_dir.h"
 
-// tcmalloc's, if linked (CMakeLists.txt links it into every binary but sanitized ones).
-extern "C" int MallocExtension_GetNumericProperty(const char* property, size_t* value) __attribute__((weak));
-
 namespace cogs::cloud {
 namespace {
 
@@ -77,15 +75,12 @@ using cogs::testing::Median;
 
 namespace json = boost::json;
 
-const char* AllocatorName() { return MallocExtension_GetNumericProperty != nullptr ? "tcmalloc" : "glibc"; }
+const char* AllocatorName() { return observe::Allocator() ? "tcmalloc" : "glibc"; }
 
 // Bytes the program holds now.
 int64_t Allocated() {
-    if (MallocExtension_GetNumericProperty != nullptr) {
-        size_t v = 0;
-        if (MallocExtension_GetNumericProperty("generic.current_allocated_bytes", &v) != 0) {
-            return static_cast<int64_t>(v);
-        }
+    if (const auto a = observe::Allocator()) {
+        return a->allocated_bytes;
     }
     const struct mallinfo2 mi = mallinfo2();
     return static_cast<int64_t>(mi.uordblks + mi.hblkhd);

@@ -15,6 +15,10 @@
 
 #include "cogs/base/check.h"
 
+// tcmalloc's C interface (gperftools/malloc_extension_c.h), if it is linked: weak, so a binary
+// without it (sanitized builds) links and Allocator() says nothing.
+extern "C" int MallocExtension_GetNumericProperty(const char* property, size_t* value) __attribute__((weak));
+
 namespace cogs::observe {
 
 void Counter::Inc(double v) const {
@@ -135,6 +139,8 @@ struct Metrics::Impl {
     prometheus::Gauge* rss = nullptr;
     prometheus::Gauge* start = nullptr;
     prometheus::Gauge* fds = nullptr;
+    prometheus::Gauge* allocated = nullptr;  // null without Allocator()
+    prometheus::Gauge* mapped = nullptr;
 
     template <typename Builder>
     Registered& Find(const std::string& name, const std::string& help, Kind kind, Builder build) {
@@ -149,6 +155,19 @@ struct Metrics::Impl {
     }
 };
 
+std::optional<AllocatorStats> Allocator() {
+    if (MallocExtension_GetNumericProperty == nullptr) {
+        return std::nullopt;
+    }
+    size_t allocated = 0, heap = 0, unmapped = 0;
+    if (MallocExtension_GetNumericProperty("generic.current_allocated_bytes", &allocated) == 0 ||
+        MallocExtension_GetNumericProperty("generic.heap_size", &heap) == 0 ||
+        MallocExtension_GetNumericProperty("tcmalloc.pageheap_unmapped_bytes", &unmapped) == 0) {
+        return std::nullopt;
+    }
+    return AllocatorStats{static_cast<int64_t>(allocated), static_cast<int64_t>(heap - unmapped)};
+}
+
 Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
     auto gauge = [this](const char* name, const char* help) {
         return &prometheus::BuildGauge().Name(name).Help(help).Register(impl_->registry).Add({});
@@ -157,6 +176,13 @@ Metrics::Metrics() : impl_(std::make_unique<Impl>()) {
     impl_->start =
         gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.");
     impl_->fds = gauge("process_open_fds", "Number of open file descriptors.");
+    if (Allocator()) {
+        impl_->allocated = gauge("cogs_allocator_allocated_bytes",
+                                 "Bytes of heap the process holds, by its allocator's count.");
+        impl_->mapped = gauge("cogs_allocator_mapped_bytes",
+                              "Bytes of heap the allocator has from the system and has not given back: "
+                              "what the process holds, plus what it freed and the allocator keeps.");
+    }
 }
 
 Metrics::~Metrics() = default;
@@ -208,6 +234,12 @@ std::string Metrics::Render() {
     impl_->rss->Set(p.rss_bytes);
     impl_->start->Set(p.start_time_seconds);
     impl_->fds->Set(p.open_fds);
+    if (impl_->allocated != nullptr) {
+        if (const std::optional<AllocatorStats> a = Allocator()) {
+            impl_->allocated->Set(static_cast<double>(a->allocated_bytes));
+            impl_->mapped->Set(static_cast<double>(a->mapped_bytes));
+        }
+    }
     std::ostringstream out;
     prometheus::TextSerializer().Serialize(out, impl_->registry.Collect());
     // process_cpu_seconds_total is a counter by convention; prometheus-cpp counters only add, so it

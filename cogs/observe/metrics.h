@@ -13,9 +13,11 @@
 // or take one uncontended lock.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -128,13 +130,24 @@ public:
     void OnCollect(std::function<void()> sampler);
 
     // Every family in the Prometheus text exposition format 0.0.4, with process_* series
-    // (resident memory, CPU seconds, start time, open file descriptors) of this process.
+    // (resident memory, CPU seconds, start time, open file descriptors) of this process, and its
+    // allocator's cogs_allocator_allocated_bytes and cogs_allocator_mapped_bytes where Allocator()
+    // answers.
     std::string Render();
 
 private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
+
+// What the allocator says of this process's heap, when the allocator can say (tcmalloc, linked into
+// every binary but sanitized ones: CMakeLists.txt); nullopt otherwise.
+struct AllocatorStats {
+    int64_t allocated_bytes = 0;  // held by the program now (tcmalloc's generic.current_allocated_bytes)
+    int64_t mapped_bytes =
+        0;  // taken from the system and not given back (heap_size - pageheap_unmapped_bytes)
+};
+std::optional<AllocatorStats> Allocator();
 
 // Content type of Render()'s output.
 inline constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";

@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <memory>
+#include <optional>
+#include <vector>
 
 #include "cogs/observe/http_observe.h"
 #include "cogs/observe/log.h"
@@ -49,6 +52,28 @@ TEST(MetricsTest, RendersCountersGaugesHistograms) {
     EXPECT_GT(Value(text, "process_start_time_seconds"), 1.7e9);
     EXPECT_GE(Value(text, "process_cpu_seconds_total"), 0);
     EXPECT_GE(Value(text, "process_open_fds"), 3);
+}
+
+TEST(MetricsTest, TheAllocatorsCountIsExportedWhereItCanBeRead) {
+    Metrics m;
+    const std::optional<AllocatorStats> before = Allocator();
+    if (!before) {  // a sanitized build: its allocator is the sanitizer's, which says nothing here
+        EXPECT_EQ(m.Render().find("cogs_allocator_"), std::string::npos);
+        return;
+    }
+    EXPECT_GT(before->allocated_bytes, 0);
+    EXPECT_GE(before->mapped_bytes, before->allocated_bytes);
+    // 16 MiB held: the count follows, and the scrape shows it.
+    std::vector<std::unique_ptr<char[]>> held;
+    for (int i = 0; i < 256; ++i) {
+        held.push_back(std::make_unique<char[]>(64 * 1024));
+        held.back()[0] = 1;
+    }
+    const std::string text = m.Render();
+    EXPECT_GE(Value(text, "cogs_allocator_allocated_bytes"), before->allocated_bytes + (16 << 20));
+    EXPECT_GE(Value(text, "cogs_allocator_mapped_bytes"), Value(text, "cogs_allocator_allocated_bytes"));
+    held.clear();
+    EXPECT_LT(Allocator()->allocated_bytes, before->allocated_bytes + (16 << 20));
 }
 
 TEST(MetricsTest, SamplersRunAtRender) {
