@@ -170,7 +170,7 @@ Status Cloud::Impl::Load() {
         }
         // Loaded usage counts even over the limit (limits may have been lowered since).
         ctx.model.Add(r.project, Model::HeldBy(r));
-        ctx.model.Put(std::move(r));
+        ctx.model.Load(std::move(r));
     }
     if (!expired.empty() && ctx.store.Writable()) {  // else at a later start: they are refused meanwhile
         COGS_TRY(ctx.PersistBlocking(std::move(expired)));

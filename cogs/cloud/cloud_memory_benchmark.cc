@@ -256,7 +256,7 @@ void Load(Held& held, const store::ResourceWrite& w) {
         return;  // Placement's alone
     }
     held.model.Add(r.project, Model::HeldBy(r));
-    held.model.Put(std::move(r));
+    held.model.Load(std::move(r));
 }
 
 struct Figures {

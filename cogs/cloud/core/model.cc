@@ -48,17 +48,6 @@ constexpr size_t MaxFieldsOfAKind() {
 }
 constexpr size_t kMaxFields = MaxFieldsOfAKind();
 
-// Gives `body` exactly the room of its fields. A body built field by field, or grown by a change in
-// place, holds up to half as many empty slots again (boost::json grows an object by 1.5x, and its
-// hash index with it): ~0.1-0.4 KiB a server record (the README's "Memory"). A copy reserves its
-// size exactly; moving it in keeps the storage.
-void Compact(json::object& body) {
-    if (body.capacity() > body.size()) {
-        json::object exact(body, body.storage());
-        body = std::move(exact);
-    }
-}
-
 bool CountsStatus(std::string_view kind) {
     return std::find(std::begin(kStatusKinds), std::end(kStatusKinds), kind) != std::end(kStatusKinds);
 }
@@ -67,49 +56,42 @@ bool CountsStatus(std::string_view kind) {
 
 class Model::Indexes {
 public:
-    using Records = std::map<std::string, std::map<std::string, Res>, std::less<>>;
+    explicit Indexes(const Model& model) : model_(model) {}
 
-    Indexes(const Records& records, std::function<void(std::function<void()>)> end_of_turn)
-        : records_(records), end_of_turn_(std::move(end_of_turn)) {}
-
-    // `r` is stored, new or changed: filed under what it holds now.
-    void Refile(const Res& r) {
+    // `s` is stored, new or changed, and `r` is what it holds now: filed under that.
+    void Refile(const Stored& s, const Res& r) {
         OfKind& k = Kind(r.kind);
-        Filed& f = filed_[&r];
-        Move(k.by_project, f.project, r.project, r);
+        Filed& f = filed_[&s];
+        Move(k, k.by_project, f.project, r.project, s);
         for (size_t i = 0; i < k.fields.size(); ++i) {
-            Move(k.by_field[i], f.fields[i], TextOf(r.body, k.fields[i]), r);
+            Move(k, k.by_field[i], f.fields[i], TextOf(r.body, k.fields[i]), s);
         }
         if (k.counts_status) {
             Count(k.by_status, f.status, TextOf(r.body, "status"));
         }
     }
 
-    // `r` is about to be erased.
-    void Unfile(const Res& r) {
-        auto it = filed_.find(&r);
+    // `s` is about to be erased.
+    void Unfile(std::string_view kind, const Stored& s) {
+        auto it = filed_.find(&s);
         if (it == filed_.end()) return;
-        OfKind& k = Kind(r.kind);
+        OfKind& k = Kind(kind);
         Filed& f = it->second;
-        Move(k.by_project, f.project, "", r);
+        Move(k, k.by_project, f.project, "", s);
         for (size_t i = 0; i < k.fields.size(); ++i) {
-            Move(k.by_field[i], f.fields[i], "", r);
+            Move(k, k.by_field[i], f.fields[i], "", s);
         }
         Count(k.by_status, f.status, "");
-        if (f.handed) std::erase(k.handed, &r);
+        if (f.handed) std::erase(k.handed, &s);
         filed_.erase(it);
     }
 
-    // `r` was handed out for change: refiled at every read until the end of this turn.
-    void Handed(const Res& r) {
-        Filed& f = filed_.at(&r);
+    // `s` (thawed) was handed out for change: refiled at every read until the end of this turn.
+    void Handed(std::string_view kind, const Stored& s) {
+        Filed& f = filed_.at(&s);
         if (f.handed) return;
         f.handed = true;
-        Kind(r.kind).handed.push_back(&r);
-        if (!turn_ending_) {
-            turn_ending_ = true;
-            end_of_turn_([this] { EndTurn(); });
-        }
+        Kind(kind).handed.push_back(&s);
     }
 
     const Ids& OfProject(std::string_view kind, std::string_view project) {
@@ -132,6 +114,23 @@ public:
         return k.by_status;
     }
 
+    // The handler that obtained the records has returned: what it changed is seen, and `freeze` is
+    // given each record it had for change.
+    template <typename Freeze>
+    void EndTurn(Freeze freeze) {
+        for (auto& [kind, k] : kinds_) {
+            CatchUp(k);
+        }
+        COGS_DCHECK(Agree());
+        for (auto& [kind, k] : kinds_) {
+            for (const Stored* s : k.handed) {
+                filed_.at(s).handed = false;
+                freeze(*s);
+            }
+            k.handed.clear();
+        }
+    }
+
 private:
     // Looked up by a string_view of the body without a copy.
     struct TextHash {
@@ -150,6 +149,7 @@ private:
     };
 
     struct OfKind {
+        std::string_view kind;  // the key of kinds_ it is under
         Sets by_project;
         std::vector<std::string_view> fields;  // of kIndexedFields, in its order
         std::array<Sets, kMaxFields> by_field;
@@ -157,13 +157,14 @@ private:
         std::map<std::string, int64_t, std::less<>> by_status;
         // Records of this kind handed out for change this turn: refiled at each read of this
         // kind's indexes (a read of another kind's has nothing of them to see).
-        std::vector<const Res*> handed;
+        std::vector<const Stored*> handed;
     };
 
     OfKind& Kind(std::string_view kind) {
         auto it = kinds_.find(kind);
         if (it == kinds_.end()) {
             it = kinds_.emplace(std::string(kind), OfKind{}).first;
+            it->second.kind = it->first;
             for (const auto& f : kIndexedFields) {
                 if (f.kind == kind) it->second.fields.push_back(f.field);
             }
@@ -178,19 +179,24 @@ private:
         return it == sets.end() ? kNone : it->second;
     }
 
-    // Moves `r` from the set `at` names to the one of `now` ("": none).
-    static void Move(Sets& sets, const std::string*& at, std::string_view now, const Res& r) {
+    // Moves `s` from the set `at` names to the one of `now` ("": none).
+    void Move(const OfKind& k, Sets& sets, const std::string*& at, std::string_view now, const Stored& s) {
         if (at != nullptr && *at == now) return;
         if (at != nullptr) {
             auto it = sets.find(*at);
-            it->second.erase(&r);
+            it->second.set_.erase(&s);
             if (it->second.empty()) sets.erase(it);  // no key is kept for a value nobody has
             at = nullptr;
         }
         if (!now.empty()) {
             auto it = sets.find(now);
-            if (it == sets.end()) it = sets.emplace(std::string(now), Ids{}).first;
-            it->second.insert(it->second.end(), &r);  // at start records come in id order: no search
+            if (it == sets.end()) {
+                it = sets.emplace(std::string(now), Ids{}).first;
+                it->second.model_ = &model_;
+                it->second.kind_ = k.kind;
+            }
+            it->second.set_.insert(it->second.set_.end(),
+                                   &s);  // at start records come in id order: no search
             at = &it->first;
         }
     }
@@ -213,36 +219,17 @@ private:
 
     // What was changed in place in records of `k`'s kind since the last read is seen now.
     void CatchUp(OfKind& k) {
-        for (const Res* r : k.handed) {
-            Refile(*r);
+        for (const Stored* s : k.handed) {
+            Refile(*s, *s->second.thawed);
         }
-    }
-
-    // The handler that obtained the pointers has returned: what it changed is seen, and nothing it
-    // held can change any more.
-    void EndTurn() {
-        for (auto& [kind, k] : kinds_) {
-            CatchUp(k);
-        }
-        COGS_DCHECK(Agree());
-        for (auto& [kind, k] : kinds_) {
-            for (const Res* r : k.handed) {
-                filed_.at(r).handed = false;
-                // Nothing holds into its body any more (a Res* ends with the handler): its room is
-                // made exact again. (The model's own record: the const is the index's view of it.)
-                Compact(const_cast<Res*>(r)->body);
-            }
-            k.handed.clear();
-        }
-        turn_ending_ = false;
     }
 
     // The indexes are those that filing every record afresh makes (debug builds).
     bool Agree() {
-        Indexes fresh(records_, nullptr);
-        for (const auto& [kind, records] : records_) {
-            for (const auto& [id, r] : records) {
-                fresh.Refile(r);
+        Indexes fresh(model_);
+        for (const auto& [kind, records] : model_.kinds_) {
+            for (const auto& [id, r] : model_.All(kind)) {
+                fresh.Refile(*records.find(id), r);
             }
         }
         for (const auto& [kind, k] : fresh.kinds_) {
@@ -258,8 +245,8 @@ private:
         auto same = [](const std::string* a, const std::string* b) {
             return a == nullptr ? b == nullptr : b != nullptr && *a == *b;
         };
-        for (const auto& [r, want] : fresh.filed_) {
-            auto f = filed_.find(r);
+        for (const auto& [s, want] : fresh.filed_) {
+            auto f = filed_.find(s);
             if (f == filed_.end() || !same(f->second.project, want.project) ||
                 !same(f->second.status, want.status)) {
                 return false;
@@ -271,42 +258,108 @@ private:
         return filed_.size() == fresh.filed_.size();
     }
 
-    const Records& records_;
-    std::function<void(std::function<void()>)> end_of_turn_;
+    const Model& model_;
     std::map<std::string, OfKind, std::less<>> kinds_;
-    std::unordered_map<const Res*, Filed> filed_;
-    bool turn_ending_ = false;
+    std::unordered_map<const Stored*, Filed> filed_;
 };
 
 Model::Model(std::function<void(std::function<void()>)> end_of_turn)
-    : indexes_(std::make_unique<Indexes>(kinds_, std::move(end_of_turn))) {}
+    : end_of_turn_(std::move(end_of_turn)), indexes_(std::make_unique<Indexes>(*this)) {}
 
 Model::~Model() = default;
 
-Res* Model::Handed(Res* r) {
-    if (r != nullptr) indexes_->Handed(*r);
+const Model::Stored* Model::Lookup(std::string_view kind, std::string_view id) const {
+    auto k = kinds_.find(kind);
+    if (k == kinds_.end()) return nullptr;
+    auto it = k->second.find(id);
+    return it == k->second.end() ? nullptr : &*it;
+}
+
+void Model::ThawInto(std::string_view kind, const Stored& s, Res& out) const {
+    out.kind = kind;
+    out.id = s.first;
+    s.second.frozen.Thaw(keys_, out.project, out.body);
+}
+
+Res* Model::Thaw(std::string_view kind, const Stored& s) const {
+    if (s.second.thawed == nullptr) {
+        s.second.thawed = std::make_unique<Res>();
+        ThawInto(kind, s, *s.second.thawed);
+        thawed_.insert(&s);
+        TurnBegun();
+    }
+    return s.second.thawed.get();
+}
+
+Res* Model::Hand(std::string_view kind, const Stored* s) {
+    if (s == nullptr) return nullptr;
+    Res* r = Thaw(kind, *s);
+    indexes_->Handed(kind, *s);
     return r;
 }
 
-Res* Model::Find(std::string_view kind, const std::string& id) {
-    return Handed(const_cast<Res*>(std::as_const(*this).Find(kind, id)));
+void Model::TurnBegun() const {
+    if (!turn_ending_) {
+        turn_ending_ = true;
+        end_of_turn_([this] { const_cast<Model*>(this)->EndTurn(); });
+    }
 }
 
-const Res* Model::Find(std::string_view kind, const std::string& id) const {
-    auto k = kinds_.find(kind);
-    if (k == kinds_.end()) {
-        return nullptr;
+void Model::EndTurn() {
+    turn_ending_ = false;
+    indexes_->EndTurn([this](const Stored& s) {
+        // Nothing holds into it any more (a Res* ends with the handler).
+        // (The model's own record: the const is the index's view of it.)
+        const_cast<Slot&>(s.second).frozen = Frozen(s.second.thawed->project, s.second.thawed->body, keys_);
+    });
+    for (const Stored* s : thawed_) {
+        s->second.thawed.reset();
     }
-    auto it = k->second.find(id);
-    return it == k->second.end() ? nullptr : &it->second;
+    thawed_.clear();
+}
+
+Model::Walk::Entry Model::Walk::const_iterator::operator*() const {
+    const Stored& s = *it_;
+    if (s.second.thawed != nullptr) return {s.first, *s.second.thawed};
+    if (temp_of_ != &s || temp_ == nullptr) {
+        if (temp_ == nullptr) temp_ = std::make_unique<Res>();
+        walk_->model_->ThawInto(walk_->kind_, s, *temp_);
+        temp_of_ = &s;
+    }
+    return {s.first, *temp_};
+}
+
+Res* Model::Find(std::string_view kind, const std::string& id) { return Hand(kind, Lookup(kind, id)); }
+
+const Res* Model::Find(std::string_view kind, const std::string& id) const {
+    const Stored* s = Lookup(kind, id);
+    return s == nullptr ? nullptr : Thaw(kind, *s);
 }
 
 Res& Model::Put(Res r) {
-    auto it = kinds_[r.kind].try_emplace(r.id).first;
-    it->second = std::move(r);
-    Compact(it->second.body);
-    indexes_->Refile(it->second);
-    return *Handed(&it->second);
+    auto& records = kinds_[r.kind];
+    Stored& s = *records.try_emplace(r.id).first;
+    const std::string_view kind = kinds_.find(r.kind)->first;
+    if (s.second.thawed != nullptr) {
+        *s.second.thawed = std::move(r);  // the same Res: a pointer to it this turn stays good
+    } else {
+        s.second.thawed = std::make_unique<Res>(std::move(r));
+        thawed_.insert(&s);
+        TurnBegun();
+    }
+    indexes_->Refile(s, *s.second.thawed);
+    return *Hand(kind, &s);
+}
+
+void Model::Load(Res r) {
+    auto& records = kinds_[r.kind];
+    Stored& s = *records.try_emplace(r.id).first;
+    if (s.second.thawed != nullptr) {
+        Put(std::move(r));
+        return;
+    }
+    indexes_->Refile(s, r);
+    s.second.frozen = Frozen(r.project, r.body, keys_);
 }
 
 void Model::Erase(std::string_view kind, const std::string& id) {
@@ -316,22 +369,25 @@ void Model::Erase(std::string_view kind, const std::string& id) {
     }
     auto it = k->second.find(id);
     if (it != k->second.end()) {
-        indexes_->Unfile(it->second);
+        indexes_->Unfile(kind, *it);
+        thawed_.erase(&*it);
         k->second.erase(it);
     }
 }
 
-const std::map<std::string, Res>& Model::All(std::string_view kind) const {
-    static const std::map<std::string, Res> kEmpty;
+Model::Walk Model::All(std::string_view kind) const {
+    static const Records kEmpty;
     auto k = kinds_.find(kind);
-    return k == kinds_.end() ? kEmpty : k->second;
+    return k == kinds_.end() ? Walk(this, kind, &kEmpty) : Walk(this, k->first, &k->second);
 }
 
 const Res* Model::FindByName(std::string_view kind, const std::string& name,
                              const std::string& project) const {
-    for (const auto& [id, r] : All(kind)) {
+    const Walk all = All(kind);
+    for (auto it = all.begin(); it != all.end(); ++it) {
+        const auto [id, r] = *it;
         if (Str(r.body, "name") == name && (project.empty() || r.project == project)) {
-            return &r;
+            return Find(kind, id);
         }
     }
     return nullptr;
@@ -342,7 +398,7 @@ Res* Model::FindByIdOrName(std::string_view kind, const std::string& ref) {
     if (r == nullptr && (kind == kFlavor || kind == kImage)) {
         r = FindByName(kind, ref);
     }
-    return Handed(const_cast<Res*>(r));
+    return r == nullptr ? nullptr : Hand(kind, Lookup(kind, r->id));
 }
 
 const Model::Ids& Model::OfProject(std::string_view kind, std::string_view project) const {

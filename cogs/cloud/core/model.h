@@ -14,9 +14,11 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "cogs/base/result.h"
+#include "cogs/cloud/core/frozen.h"
 #include "cogs/cloud/core/status.h"
 #include "cogs/store/records.h"
 #include "cogs/wire/input.h"
@@ -98,6 +100,20 @@ inline constexpr IndexedField kIndexedFields[] = {
     {kToken, "host"},              // a host's credential (its enrollment, core/credentials.h)
 };
 
+// Frozen records. Between turns the model keeps each record frozen (core/frozen.h: ~0.3 KiB for a
+// server, not 2.6), and thaws it into a Res when a handler asks for it: Find, FindByIdOrName,
+// FindByName, Put, and each member of an index set as it is reached. A thawed record is the same
+// Res (the same pointer) for the rest of the handler, whoever asks; when the handler has returned
+// (the model hears of that through `end_of_turn`) the records handed out for change (Find,
+// FindByIdOrName, Put) are frozen again, with whatever was changed in them, and every thawed Res is
+// freed. So a Res* — or a reference into its body — is not kept past the handler that obtained
+// it: keep the id and Find it again. (What pointers into the model always asked, since any later
+// handler may erase; now a kept one is freed memory, which the sanitizer build reports.)
+//
+// A walk over a whole kind (All) does not thaw into the handler's records: it thaws each record in
+// turn into the walk's own, valid until the walk moves on (a record already thawed this turn is
+// given as it is, changes and all). So a pass over every server holds one thawed record at a time.
+//
 // Indexes. Besides the records, the model keeps answers to the questions asked on the io thread at
 // every request, so that none of them walks every tenant's records:
 //
@@ -107,34 +123,139 @@ inline constexpr IndexedField kIndexedFields[] = {
 //   StatusCounts(kind)          how many records of a kind of kStatusKinds have each status (the
 //                               cogs_resources gauge at a scrape).
 //
-// Sets are ordered by id (lists page through them with a marker) and hold pointers to the records,
-// not copies: a server or a port costs ~200 bytes more (a set node per index it is in, and where it
-// is filed), against ~2.6 KiB for the record itself (measured: the README's "Memory"). An empty value (a
-// project-less record, a server without a host) is in no set.
+// Sets are ordered by id (lists page through them with a marker) and hold pointers to the stored
+// records, not copies; a member is thawed only when it is reached. An empty value (a project-less
+// record, a server without a host) is in no set.
 //
 // The indexes are the model's alone. Put and Erase keep them; so does a change made in place
 // through a pointer the model handed out (Find, FindByIdOrName, Put's answer): such a record is
-// looked at again at every read of its kind's indexes until the io-thread handler that obtained it
-// has returned (the model hears of that through `end_of_turn`), so a change made before or after a
-// read in the same handler is seen by the next read. What this asks of callers is what pointers into
-// the model already asked (an erase ends them, and any later handler may erase): a Res* is not kept past the
-// handler that obtained it; keep the id and Find it again. (Debug builds check every index against
-// the records after each handler that changed one.)
+// looked at again at every read of its kind's indexes until the end of the turn, so a change made
+// before or after a read in the same handler is seen by the next read. (Debug builds check every
+// index against the records after each handler that changed one.)
 //
-// What still walks a whole kind, on purpose: the start-up load and settle (Cloud::Load), the
-// reconciler's periodic pass and its stuck-work check, the periodic prune of Idempotency-Key records,
-// admin lists without a project or an indexed filter (they stop after a page), and lookups by
-// name in the small catalog kinds (projects, flavors, images).
+// What still walks a whole kind, on purpose: the start-up settle (Cloud::Load), the reconciler's
+// periodic pass and its stuck-work check, the periodic prune of Idempotency-Key records, admin lists
+// without a project or an indexed filter (they stop after a page), and lookups by name in the small
+// catalog kinds (projects, flavors, images).
 class Model {
+    class Indexes;  // model.cc
+
 public:
-    // Ordered by id; lookups by an id (a marker) without building a Res.
-    struct ById {
-        using is_transparent = void;
-        bool operator()(const Res* a, const Res* b) const { return a->id < b->id; }
-        bool operator()(const Res* a, std::string_view b) const { return a->id < b; }
-        bool operator()(std::string_view a, const Res* b) const { return a < b->id; }
+    // A stored record: frozen, and thawed while a handler has it.
+    struct Slot {
+        Frozen frozen;
+        mutable std::unique_ptr<Res> thawed;  // this turn's, if any
     };
-    using Ids = std::set<const Res*, ById>;
+    using Records = std::map<std::string, Slot, std::less<>>;  // one kind's, by id
+    using Stored = Records::value_type;
+
+    // An index's set: records ordered by id, each thawed as an iterator reaches it (a const Res*,
+    // valid until the end of the turn); lookups by an id (a marker) without thawing.
+    class Ids {
+        struct ById {
+            using is_transparent = void;
+            bool operator()(const Stored* a, const Stored* b) const { return a->first < b->first; }
+            bool operator()(const Stored* a, std::string_view b) const { return a->first < b; }
+            bool operator()(std::string_view a, const Stored* b) const { return a < b->first; }
+        };
+        using Set = std::set<const Stored*, ById>;
+
+    public:
+        class const_iterator {
+        public:
+            using iterator_category = std::bidirectional_iterator_tag;
+            using value_type = const Res*;
+            using difference_type = std::ptrdiff_t;
+            using pointer = void;
+            using reference = const Res*;
+
+            const_iterator() = default;
+            const Res* operator*() const { return ids_->model_->Thaw(ids_->kind_, **it_); }
+            const_iterator& operator++() {
+                ++it_;
+                return *this;
+            }
+            const_iterator operator++(int) {
+                auto was = *this;
+                ++it_;
+                return was;
+            }
+            bool operator==(const const_iterator& o) const { return it_ == o.it_; }
+
+        private:
+            friend class Ids;
+            const_iterator(const Ids* ids, Set::const_iterator it) : ids_(ids), it_(it) {}
+            const Ids* ids_ = nullptr;
+            Set::const_iterator it_;
+        };
+
+        const_iterator begin() const { return {this, set_.begin()}; }
+        const_iterator end() const { return {this, set_.end()}; }
+        const_iterator upper_bound(std::string_view id) const { return {this, set_.upper_bound(id)}; }
+        size_t size() const { return set_.size(); }
+        bool empty() const { return set_.empty(); }
+        bool operator==(const Ids& o) const { return set_ == o.set_; }
+
+    private:
+        friend class Indexes;
+        Set set_;
+        const Model* model_ = nullptr;
+        std::string_view kind_;
+    };
+
+    // A kind's records in id order, each thawed when reached into the walk's own Res (valid until the
+    // iterator moves on; one thawed this turn is given as it is). `*it` is {id, record}, so
+    // `for (const auto& [id, r] : model.All(kind))` reads as a map's walk.
+    class Walk {
+    public:
+        struct Entry {
+            const std::string& first;
+            const Res& second;
+        };
+        class const_iterator {
+        public:
+            const_iterator(const Walk* walk, Records::const_iterator it) : walk_(walk), it_(it) {}
+            const_iterator(const const_iterator& o) : walk_(o.walk_), it_(o.it_) {}
+            const_iterator& operator=(const const_iterator& o) {
+                walk_ = o.walk_;
+                it_ = o.it_;
+                temp_.reset();
+                return *this;
+            }
+            Entry operator*() const;
+            struct Arrow {
+                Entry e;
+                const Entry* operator->() const { return &e; }
+            };
+            Arrow operator->() const { return {**this}; }
+            const_iterator& operator++() {
+                ++it_;
+                return *this;
+            }
+            bool operator==(const const_iterator& o) const { return it_ == o.it_; }
+
+        private:
+            const Walk* walk_;
+            Records::const_iterator it_;
+            mutable std::unique_ptr<Res> temp_;  // the record reached, thawed for this walk
+            mutable const Stored* temp_of_ = nullptr;
+        };
+
+        const_iterator begin() const { return {this, records_->begin()}; }
+        const_iterator end() const { return {this, records_->end()}; }
+        const_iterator lower_bound(std::string_view id) const { return {this, records_->lower_bound(id)}; }
+        const_iterator upper_bound(std::string_view id) const { return {this, records_->upper_bound(id)}; }
+        size_t size() const { return records_->size(); }
+        bool empty() const { return records_->empty(); }
+
+    private:
+        friend class Model;
+        Walk(const Model* model, std::string_view kind, const Records* records)
+            : model_(model), kind_(kind), records_(records) {}
+        const Model* model_;
+        std::string_view kind_;
+        const Records* records_;
+    };
 
     // `end_of_turn(fn)` runs `fn` on the io thread once the current handler has returned, never
     // inline, and not after the model is gone (Context passes its Post).
@@ -145,17 +266,15 @@ public:
 
     Res* Find(std::string_view kind, const std::string& id);
     const Res* Find(std::string_view kind, const std::string& id) const;
-    // Inserts or replaces; returns the stored one (stable until erased). A record's kind and id are
-    // fixed once stored; its project changes by a Put (or in place, like any other field).
-    //
-    // Memory: a stored body holds exactly the room of its fields — made so here, and again at the
-    // end of the turn for every record handed out for change (Find, FindByIdOrName, Put), whose
-    // fields a change in place may have grown (boost::json grows an object by half again). So a
-    // reference into a body (a json::value&, a string_view of it) is, like a Res*, not kept past the
-    // handler that obtained it. What a server and a host cost: the README's "Memory".
+    // Inserts or replaces; returns the stored one (this turn's: see "Frozen records"). A record's
+    // kind and id are fixed once stored; its project changes by a Put (or in place, like any other
+    // field). A record replaced in the turn it was thawed keeps its Res (the same pointer).
     Res& Put(Res r);
+    // As Put, for the start-up load: the record is frozen at once and not handed out, so that a
+    // whole store's records are never thawed at the same time.
+    void Load(Res r);
     void Erase(std::string_view kind, const std::string& id);
-    const std::map<std::string, Res>& All(std::string_view kind) const;
+    Walk All(std::string_view kind) const;
     // The first resource of `kind` whose body "name" is `name` (and project, if not empty). Walks
     // the kind: for the catalog's (projects, flavors, images).
     const Res* FindByName(std::string_view kind, const std::string& name,
@@ -195,14 +314,23 @@ public:
     std::unordered_map<std::string, std::string> token_by_hash;
 
 private:
-    class Indexes;  // model.cc
+    const Stored* Lookup(std::string_view kind, std::string_view id) const;
+    // `s` thawed for the rest of the turn.
+    Res* Thaw(std::string_view kind, const Stored& s) const;
+    // `s` thawed into `out` (a walk's, not the turn's).
+    void ThawInto(std::string_view kind, const Stored& s, Res& out) const;
+    // `s` thawed for the turn and handed out for change.
+    Res* Hand(std::string_view kind, const Stored* s);
+    void TurnBegun() const;
+    void EndTurn();
 
-    // A record handed out for change: looked at again at every index read of this turn.
-    Res* Handed(Res* r);
-
-    std::map<std::string, std::map<std::string, Res>, std::less<>> kinds_;
+    std::function<void(std::function<void()>)> end_of_turn_;
+    std::map<std::string, Records, std::less<>> kinds_;
     std::map<std::string, Amount> usage_;
+    mutable FrozenKeys keys_;
     std::unique_ptr<Indexes> indexes_;
+    mutable std::unordered_set<const Stored*> thawed_;  // this turn's
+    mutable bool turn_ending_ = false;
 };
 
 // The API's view of a resource: its body without internal keys.
