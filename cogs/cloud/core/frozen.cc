@@ -105,7 +105,8 @@ void FormatTime(int64_t ms, char (&out)[kTimeShape.size()]) {
     int64_t y = 0, m = 0, d = 0;
     CivilFromDays(days, y, m, d);
     auto put = [&out](size_t at, size_t n, int64_t v) {
-        for (size_t i = at + n; i > at; --i, v /= 10) out[i - 1] = static_cast<char>('0' + v % 10);
+        for (size_t i = at + n; i > at; --i, v /= 10)
+            out[i - 1] = static_cast<char>('0' + v % 10);
     };
     std::memcpy(out, kTimeShape.data(), kTimeShape.size());
     put(0, 4, y);
@@ -128,7 +129,8 @@ bool AsTime(std::string_view s, int64_t& ms) {
     }
     auto num = [&s](size_t at, size_t n) {
         int64_t v = 0;
-        for (size_t i = at; i < at + n; ++i) v = v * 10 + (s[i] - '0');
+        for (size_t i = at; i < at + n; ++i)
+            v = v * 10 + (s[i] - '0');
         return v;
     };
     ms = ((DaysFromCivil(num(0, 4), num(5, 2), num(8, 2)) * 24 + num(11, 2)) * 60 + num(14, 2)) * 60'000 +
@@ -186,16 +188,10 @@ public:
 
     void Value(const json::value& v) {
         switch (v.kind()) {
-            case json::kind::null:
-                return Byte(kNull);
-            case json::kind::bool_:
-                return Byte(v.get_bool() ? kTrue : kFalse);
-            case json::kind::int64:
-                Byte(kInt);
-                return Varint(ZigZag(v.get_int64()));
-            case json::kind::uint64:
-                Byte(kUint);
-                return Varint(v.get_uint64());
+            case json::kind::null: return Byte(kNull);
+            case json::kind::bool_: return Byte(v.get_bool() ? kTrue : kFalse);
+            case json::kind::int64: Byte(kInt); return Varint(ZigZag(v.get_int64()));
+            case json::kind::uint64: Byte(kUint); return Varint(v.get_uint64());
             case json::kind::double_: {
                 Byte(kDouble);
                 char raw[sizeof(double)];
@@ -203,16 +199,14 @@ public:
                 std::memcpy(raw, &d, sizeof raw);
                 return Bytes({raw, sizeof raw});
             }
-            case json::kind::string:
-                return String(v.get_string());
+            case json::kind::string: return String(v.get_string());
             case json::kind::array:
                 Byte(kArray);
                 Varint(v.get_array().size());
-                for (const auto& e : v.get_array()) Value(e);
+                for (const auto& e : v.get_array())
+                    Value(e);
                 return;
-            case json::kind::object:
-                Byte(kObject);
-                return Fields(v.get_object());
+            case json::kind::object: Byte(kObject); return Fields(v.get_object());
         }
     }
 
@@ -299,19 +293,11 @@ public:
     void Value(json::value& v) {
         const uint8_t tag = *p_++;
         switch (tag) {
-            case kNull:
-                v = nullptr;
-                return;
+            case kNull: v = nullptr; return;
             case kFalse:
-            case kTrue:
-                v = tag == kTrue;
-                return;
-            case kInt:
-                v = UnZigZag(Varint());
-                return;
-            case kUint:
-                v = Varint();
-                return;
+            case kTrue: v = tag == kTrue; return;
+            case kInt: v = UnZigZag(Varint()); return;
+            case kUint: v = Varint(); return;
             case kDouble: {
                 double d;
                 std::memcpy(&d, p_, sizeof d);
@@ -323,14 +309,12 @@ public:
                 json::array& a = v.emplace_array();
                 const uint64_t n = Varint();
                 a.resize(n);
-                for (auto& e : a) Value(e);
+                for (auto& e : a)
+                    Value(e);
                 return;
             }
-            case kObject:
-                Fields(v.emplace_object());
-                return;
-            default:
-                String(tag, v.emplace_string());
+            case kObject: Fields(v.emplace_object()); return;
+            default: String(tag, v.emplace_string());
         }
     }
 

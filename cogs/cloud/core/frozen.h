@@ -12,8 +12,8 @@
 // writing it back gives exactly the same text.
 #pragma once
 
-#include <boost/json/object.hpp>
 #include <array>
+#include <boost/json/object.hpp>
 #include <cstdint>
 #include <deque>
 #include <memory>

@@ -34,7 +34,8 @@ Thawed RoundTrip(const std::string& project, const json::object& body, FrozenKey
 
 std::vector<std::string> KeysOf(const json::object& o) {
     std::vector<std::string> out;
-    for (const auto& kv : o) out.emplace_back(kv.key());
+    for (const auto& kv : o)
+        out.emplace_back(kv.key());
     return out;
 }
 
@@ -83,7 +84,7 @@ TEST(Frozen, OnlyWhatWritesBackTheSameIsTakenAsAnIdOrATime) {
         "01234567-89ab-cdef-0123-456789abcde",
         Rfc3339(0),
         Rfc3339(1'796'000'000'123),
-        Rfc3339(-1),  // 1969-12-31T23:59:59.999Z
+        Rfc3339(-1),                 // 1969-12-31T23:59:59.999Z
         "2026-02-31T00:00:00.000Z",  // no such day
         "2026-12-06T25:00:00.000Z",  // no such hour
         "2026-12-06T12:00:00.000+00:00",
@@ -147,33 +148,32 @@ TEST(Frozen, RandomBodiesThawAsTheyWere) {
     FrozenKeys keys;
     std::function<json::value(int)> make = [&](int depth) -> json::value {
         switch (rng() % (depth > 3 ? 6 : 8)) {
-            case 0:
-                return nullptr;
-            case 1:
-                return rng() % 2 == 0;
-            case 2:
-                return static_cast<int64_t>(rng());
-            case 3:
-                return static_cast<double>(rng()) / 7.0;
+            case 0: return nullptr;
+            case 1: return rng() % 2 == 0;
+            case 2: return static_cast<int64_t>(rng());
+            case 3: return static_cast<double>(rng()) / 7.0;
             case 4:
-                return rng() % 2 == 0 ? json::value(NewUuid()) : json::value(Rfc3339(static_cast<int64_t>(rng() % 4'000'000'000'000)));
-            case 5:
-                return json::string(rng() % 300, static_cast<char>('a' + rng() % 26));
+                return rng() % 2 == 0 ? json::value(NewUuid())
+                                      : json::value(Rfc3339(static_cast<int64_t>(rng() % 4'000'000'000'000)));
+            case 5: return json::string(rng() % 300, static_cast<char>('a' + rng() % 26));
             case 6: {
                 json::array a;
-                for (size_t i = rng() % 5; i > 0; --i) a.push_back(make(depth + 1));
+                for (size_t i = rng() % 5; i > 0; --i)
+                    a.push_back(make(depth + 1));
                 return a;
             }
             default: {
                 json::object o;
-                for (size_t i = rng() % 6; i > 0; --i) o["k" + std::to_string(rng() % 40)] = make(depth + 1);
+                for (size_t i = rng() % 6; i > 0; --i)
+                    o["k" + std::to_string(rng() % 40)] = make(depth + 1);
                 return o;
             }
         }
     };
     for (int n = 0; n < 500; ++n) {
         json::object body;
-        for (size_t i = rng() % 30; i > 0; --i) body["f" + std::to_string(rng() % 60)] = make(0);
+        for (size_t i = rng() % 30; i > 0; --i)
+            body["f" + std::to_string(rng() % 60)] = make(0);
         const Thawed t = RoundTrip("p", body, keys);
         ASSERT_EQ(json::serialize(t.body), json::serialize(body));
     }
