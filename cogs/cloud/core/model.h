@@ -266,6 +266,8 @@ public:
 
     Res* Find(std::string_view kind, const std::string& id);
     const Res* Find(std::string_view kind, const std::string& id) const;
+    // Whether a record is there, without thawing it (a heartbeat's check of its host).
+    bool Has(std::string_view kind, std::string_view id) const { return Lookup(kind, id) != nullptr; }
     // Inserts or replaces; returns the stored one (this turn's: see "Frozen records"). A record's
     // kind and id are fixed once stored; its project changes by a Put (or in place, like any other
     // field). A record replaced in the turn it was thawed keeps its Res (the same pointer).

@@ -175,7 +175,10 @@ TEST_F(ModelTest, AReadOfAnotherKindLeavesAChangeInPlaceForTheReadsOfItsOwn) {
 TEST_F(ModelTest, ARecordIsOneResForTheRestOfItsTurnWhoeverAsks) {
     m_.Put(Server("s1", "a", "ACTIVE", "h1"));
     EndHandler();
-    EXPECT_TRUE(later_.empty());
+    EXPECT_TRUE(m_.Has(kServer, "s1"));
+    EXPECT_FALSE(m_.Has(kServer, "s2"));
+    EXPECT_FALSE(m_.Has(kPort, "s1"));
+    EXPECT_TRUE(later_.empty()) << "Has thaws nothing";
     const Model& read_only = m_;
     const Res* read = read_only.Find(kServer, "s1");
     ASSERT_NE(read, nullptr);

@@ -120,7 +120,7 @@ void ReconcileLoop::Pass() {
 }
 
 void ReconcileLoop::ReconcileHost(const std::string& name, const std::string& why) {
-    if (ctx_.model.Find(kHost, name) == nullptr || !queued_hosts_.insert(name).second) return;
+    if (!ctx_.model.Has(kHost, name) || !queued_hosts_.insert(name).second) return;
     observe::Log("cloud").debug("reconcile: host {} ({})", name, why);
     // Hosts asked for in one turn (a batch of renewals brings a thousand back at once) and while a
     // host scan runs go in one scan: each scan reads every inventory it needs once and judges the
@@ -290,8 +290,8 @@ void ReconcileLoop::StartRepair(const Action& a, const std::string& key) {
     const std::string_view resource_kind = how->resource;
     // What the repair's event says when it succeeds: something nothing owned was removed, or the
     // service holds again what cogsd has.
-    const bool orphan = how->orphan || (a.kind == ActionKind::kDetachVolume &&
-                                        ctx_.model.Find(kServer, a.server_id) == nullptr);
+    const bool orphan =
+        how->orphan || (a.kind == ActionKind::kDetachVolume && !ctx_.model.Has(kServer, a.server_id));
     const std::string done = orphan ? "orphan_removed" : "repaired";
     if (how->with_server != nullptr) input[how->with_server] = a.server_id;
     if (how->with_host) input["host"] = a.host;

@@ -30,7 +30,7 @@ Result<std::string> OwnerOf(const Context& ctx, const Principal& who, const wire
     if (!who.admin() && *p != who.project_id) {
         return MakeError(FieldError("project_id", "only an admin may create in another project"));
     }
-    if (ctx.model.Find(kProject, *p) == nullptr) {
+    if (!ctx.model.Has(kProject, *p)) {
         return MakeError(FieldError("project_id", "no project " + *p));
     }
     return *p;

@@ -173,7 +173,7 @@ Result<json::object> Hosts::Renew(const std::string& name, const Principal& who,
                                   std::vector<store::EventRecord>& events) {
     COGS_TRY(CheckPeerNamesHost(peer_name, name));
     COGS_TRY(RequireAdminOrHost(who, name));
-    if (ctx_.model.Find(kHost, name) == nullptr) return MakeError(NotFound("host", name));
+    if (!ctx_.model.Has(kHost, name)) return MakeError(NotFound("host", name));
     ttl = monitor_.Renewed(name, "its lease is renewed again");
     int64_t acked = 0;
     // On a full disk the reports are not acknowledged (acked_seq 0): the agent sends them again.
