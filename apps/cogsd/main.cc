@@ -119,7 +119,6 @@ Result<std::unique_ptr<Leader>> BuildLeader(boost::asio::io_context& io, const L
     }
     auto defs = workflow::LoadDefinitionsFromDirectory(config.workflows_dir);
     if (!defs) return MakeError(defs.error());
-    COGS_TRY(l->registry->RegisterAll(std::move(*defs)));
     l->catalog.Add("network", services::kit::MakeHttpServiceClient(
                                   io, config.network.host, config.network.port, "network", 256,
                                   config.network_token, config.network.tls ? config.service_tls : nullptr));
@@ -131,6 +130,10 @@ Result<std::unique_ptr<Leader>> BuildLeader(boost::asio::io_context& io, const L
     l->cloud = std::make_unique<cloud::Cloud>(io, *l->store, *l->engine, *l->registry, config.cloud_options);
     l->catalog.Add("scheduler", l->cloud->SchedulerService());
     l->catalog.Add("compute", l->cloud->ComputeService());
+    // A workflow that names a service cogsd does not have is refused here, naming its file and line,
+    // before any version of it is stored (the constructors above only keep references).
+    COGS_TRY(workflow::CheckServices(*defs, l->catalog));
+    COGS_TRY(l->registry->RegisterAll(std::move(*defs)));
     if (auto st = l->engine->Recover(); !st)
         return MakeError(st.error().code, "recover: " + st.error().ToString());
     if (auto st = l->cloud->Load(); !st) return MakeError(st.error().code, "load: " + st.error().ToString());

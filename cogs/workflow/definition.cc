@@ -425,4 +425,25 @@ Result<Definition> DefinitionBuilder::Build() {
     return Validate(def_);
 }
 
+Status CheckServices(const std::vector<Definition>& defs, const ServiceCatalog& catalog) {
+    for (const Definition& def : defs) {
+        for (const StepDef& step : def.steps) {
+            for (const ActionRef* a :
+                 {&step.action, step.compensation ? &step.compensation->action : nullptr}) {
+                if (a == nullptr || catalog.Find(a->service) != nullptr) continue;
+                std::string known;
+                for (const std::string& name : catalog.Names()) {
+                    known += (known.empty() ? "" : ", ") + name;
+                }
+                return MakeError(ErrorCode::kInvalidArgument,
+                                 (a->origin.empty() ? "" : a->origin + ": ") + "workflow '" + def.type +
+                                     "' step '" + step.name + "'" +
+                                     (a == &step.action ? "" : " compensation") + ": no service '" +
+                                     a->service + "' (the services: " + known + ")");
+            }
+        }
+    }
+    return Ok();
+}
+
 }  // namespace cogs::workflow

@@ -40,6 +40,7 @@
 
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
+#include "cogs/workflow/service.h"
 
 namespace cogs::workflow {
 
@@ -63,6 +64,7 @@ struct RetryPolicy {
 struct ActionRef {
     std::string service;
     std::string action;
+    std::string origin;  // "<file>:<line>" of the YAML that named it, when loaded from one
     std::string FullName() const { return service + "." + action; }
 };
 
@@ -107,6 +109,11 @@ Result<std::vector<Definition>> LoadDefinitionsFromString(const std::string& tex
 Result<std::vector<Definition>> LoadDefinitionsFromFile(const std::string& path);
 // Every *.yaml / *.yml file in a directory, in name order; all or nothing.
 Result<std::vector<Definition>> LoadDefinitionsFromDirectory(const std::string& dir);
+
+// Every action of `defs` (steps and compensations) names a service of `catalog`; else
+// kInvalidArgument "<file>:<line>: workflow 'T' step 'S': no service 'x' (the services: a, b)".
+// What a control plane checks before it registers what it loaded (nothing written if not).
+Status CheckServices(const std::vector<Definition>& defs, const ServiceCatalog& catalog);
 
 // The canonical YAML of one definition; LoadDefinitionsFromString(ToYaml(d)) gives back d.
 std::string ToYaml(const Definition& def);

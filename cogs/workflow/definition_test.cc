@@ -687,5 +687,56 @@ TEST(YamlTest, ToYamlRoundTripsEveryField) {
     ExpectSameDefinition(*def, (*again)[0]);
 }
 
+// A client that is never called: the catalog only has to know the name.
+class NamedOnly : public ServiceClient {
+public:
+    void Invoke(ActionCall, Callback done) override { done(MakeError(ErrorCode::kInternal, "not here")); }
+    void Status(ActionCall, Callback done) override { done(MakeError(ErrorCode::kInternal, "not here")); }
+};
+
+// A workflow that names a service the control plane does not have is refused before it is
+// registered, naming the file and line of the step (or its compensation) and the services there are.
+TEST(CheckServicesTest, AnUnknownServiceIsRefusedNamingTheFileAndLine) {
+    ServiceCatalog catalog;
+    catalog.Add("network", std::make_shared<NamedOnly>());
+    catalog.Add("compute", std::make_shared<NamedOnly>());
+    const std::string text = R"(workflows:
+  - type: server.create
+    steps:
+      - name: port
+        action: network.create_port
+        compensation:
+          action: network.delete_port
+      - name: dns
+        action: dns.register
+        depends_on: [port]
+  - type: server.delete
+    steps:
+      - name: stop
+        action: compute.stop
+        compensation:
+          action: cmdb.reopen
+)";
+    auto defs = LoadDefinitionsFromString(text, "cloud.yaml");
+    ASSERT_TRUE(defs.has_value()) << defs.error().message;
+    auto st = CheckServices(*defs, catalog);
+    ASSERT_FALSE(st.has_value());
+    EXPECT_EQ(st.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_EQ(st.error().message,
+              "cloud.yaml:9: workflow 'server.create' step 'dns': no service 'dns' (the services: compute, "
+              "network)");
+
+    catalog.Add("dns", std::make_shared<NamedOnly>());
+    st = CheckServices(*defs, catalog);
+    ASSERT_FALSE(st.has_value());
+    EXPECT_EQ(
+        st.error().message,
+        "cloud.yaml:16: workflow 'server.delete' step 'stop' compensation: no service 'cmdb' (the services: "
+        "compute, dns, network)");
+
+    catalog.Add("cmdb", std::make_shared<NamedOnly>());
+    EXPECT_TRUE(CheckServices(*defs, catalog).has_value());
+}
+
 }  // namespace
 }  // namespace cogs::workflow

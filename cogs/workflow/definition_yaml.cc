@@ -439,6 +439,7 @@ private:
         if (!ref) {
             return Fail(a, what + ": " + ref.error().message);
         }
+        ref->origin = At(a);
         return ref;
     }
 

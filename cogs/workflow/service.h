@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
@@ -59,6 +60,13 @@ public:
     ServiceClient* Find(const std::string& service) const {
         auto it = clients_.find(service);
         return it == clients_.end() ? nullptr : it->second.get();
+    }
+    // The services' names, in order.
+    std::vector<std::string> Names() const {
+        std::vector<std::string> names;
+        for (const auto& [name, client] : clients_)
+            names.push_back(name);
+        return names;
     }
 
 private:

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "cogs/base/paths.h"
 #include "cogs/runtime/files.h"
 #include "cogs/runtime/process.h"
 #include "test/support/dev_cloud.h"
@@ -144,6 +145,52 @@ std::optional<uint16_t> Start(const std::string& binary, std::vector<std::string
         return std::nullopt;
     }
     return *port;
+}
+
+// A workflow file that names a service cogsd does not have (a typo, or a service not configured)
+// keeps cogsd from starting, and its log names the file and line; without that file it starts.
+TEST(TrustTest, AWorkflowNamingAnUnknownServiceKeepsCogsdFromStarting) {
+    const TempDir dir("cogs-workflows-test");
+    namespace fs = std::filesystem;
+    const fs::path workflows = dir / "workflows";
+    fs::create_directories(workflows);
+    for (const auto& f : fs::directory_iterator(base::FindProjectPath("workflows/cloud"))) {
+        fs::copy_file(f.path(), workflows / f.path().filename());
+    }
+    ASSERT_TRUE(runtime::WriteFileAtomic((workflows / "zz-dns.yaml").string(),
+                                         "workflows:\n"
+                                         "  - type: dns.refresh\n"
+                                         "    steps:\n"
+                                         "      - name: refresh\n"
+                                         "        action: dsn.refresh\n",
+                                         0644));
+    for (const char* f : {"network.token", "volume.token", "agent.key"}) {
+        ASSERT_TRUE(runtime::WriteFileAtomic((dir / f), "secret-of-the-test\n", 0600));
+    }
+    const std::vector<std::string> args{
+        "--data-dir",          (dir / "cogsd"),        "--network-url",        "http://127.0.0.1:1",
+        "--volume-url",        "http://127.0.0.1:1",   "--network-token-file", (dir / "network.token"),
+        "--volume-token-file", (dir / "volume.token"), "--agent-key-file",     (dir / "agent.key"),
+        "--workflows",         workflows.string()};
+    {
+        std::optional<runtime::Child> child;
+        int status = -1;
+        EXPECT_FALSE(Start("cogsd", args, dir, child, &status));
+        EXPECT_NE(status, 0);
+        const std::string log = runtime::ReadFile((dir / "cogsd.log")).value_or("");
+        EXPECT_NE(log.find("zz-dns.yaml:5: workflow 'dns.refresh' step 'refresh': no service 'dsn'"),
+                  std::string::npos)
+            << log;
+    }
+    fs::remove(workflows / "zz-dns.yaml");
+    std::optional<runtime::Child> child;
+    int status = -1;
+    EXPECT_TRUE(Start("cogsd", args, dir, child, &status))
+        << runtime::ReadFile((dir / "cogsd.log")).value_or("");
+    if (child) {
+        child->Signal(SIGTERM);
+        child->Wait();
+    }
 }
 
 TEST(TrustTest, NoCredentialNoStartAndNoTestRoutesWithoutTheFlag) {
