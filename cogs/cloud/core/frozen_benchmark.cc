@@ -3,7 +3,7 @@
 // beside what the body costs as JSON text (serialize, parse), which every change already pays to
 // reach the store.
 //
-// The body is a server's as a create leaves it (cloud_memory_benchmark's, settled ACTIVE).
+// The body is a server's as a create leaves it, settled ACTIVE (core/settled_server.h).
 // Prints Google Benchmark's table (--runs repetitions of each), then, as its last line, one JSON
 // object: the median time of each in ns, the frozen size and the JSON text's, and the machine.
 #include <benchmark/benchmark.h>
@@ -17,6 +17,7 @@
 #include "cogs/base/secret.h"
 #include "cogs/base/time.h"
 #include "cogs/cloud/core/frozen.h"
+#include "cogs/cloud/core/settled_server.h"
 #include "test/support/bench_report.h"
 
 namespace cogs::cloud {
@@ -30,36 +31,7 @@ const std::string& Project() {
 }
 
 const json::object& Server() {
-    static const json::object b = [] {
-        json::object b;
-        b["id"] = NewUuid();
-        b["project_id"] = Project();
-        b["created_at"] = Rfc3339(1'796'000'000'000);
-        b["updated_at"] = Rfc3339(1'796'000'001'000);
-        b["name"] = "storm-12345";
-        b["status"] = "ACTIVE";
-        b["flavor_id"] = NewUuid();
-        b["flavor"] = "bench.tiny";
-        b["image_id"] = NewUuid();
-        b["network_id"] = NewUuid();
-        b["host"] = "bench-sim-1234";
-        b["availability_zone"] = "nova";
-        b["port_id"] = NewUuid();
-        b["ip_address"] = "10.64.48.57";
-        b["mac_address"] = "fa:16:3e:00:30:39";
-        b["volume_ids"] = json::array();
-        b["server_group_id"] = "";
-        b["_vcpus"] = 1;
-        b["_ram_mb"] = 256;
-        b["_disk_gb"] = 1;
-        b["_quota"] = true;
-        b["_user_data"] = "";
-        b["workflow_id"] = NewUuid();
-        b["_changed_ms"] = 1'796'000'001'000;
-        b["_cidr"] = "10.64.0.0/12";
-        b["_gateway_ip"] = "10.64.0.1";
-        return b;
-    }();
+    static const json::object b = SettledServerBody(Project());
     return b;
 }
 

@@ -13,6 +13,7 @@
 
 #include "cogs/base/secret.h"
 #include "cogs/base/time.h"
+#include "cogs/cloud/core/settled_server.h"
 
 namespace cogs::cloud {
 namespace {
@@ -184,33 +185,7 @@ TEST(Frozen, RandomBodiesThawAsTheyWere) {
 TEST(Frozen, AServerIsAFractionOfItsText) {
     FrozenKeys keys;
     const std::string project = NewUuid();
-    json::object b;
-    b["id"] = NewUuid();
-    b["project_id"] = project;
-    b["created_at"] = Rfc3339(1'796'000'000'000);
-    b["updated_at"] = Rfc3339(1'796'000'001'000);
-    b["name"] = "storm-12345";
-    b["status"] = "ACTIVE";
-    b["flavor_id"] = NewUuid();
-    b["flavor"] = "bench.tiny";
-    b["image_id"] = NewUuid();
-    b["network_id"] = NewUuid();
-    b["host"] = "bench-sim-1234";
-    b["availability_zone"] = "nova";
-    b["port_id"] = NewUuid();
-    b["ip_address"] = "10.64.48.57";
-    b["mac_address"] = "fa:16:3e:00:30:39";
-    b["volume_ids"] = json::array();
-    b["server_group_id"] = "";
-    b["_vcpus"] = 1;
-    b["_ram_mb"] = 256;
-    b["_disk_gb"] = 1;
-    b["_quota"] = true;
-    b["_user_data"] = "";
-    b["workflow_id"] = NewUuid();
-    b["_changed_ms"] = 1'796'000'001'000;
-    b["_cidr"] = "10.64.0.0/12";
-    b["_gateway_ip"] = "10.64.0.1";
+    const json::object b = SettledServerBody(project);
     const Frozen f(project, b, keys);
     const size_t text = json::serialize(b).size();
     EXPECT_LT(f.size() * 2, text) << f.size() << " bytes frozen, " << text << " of text";
