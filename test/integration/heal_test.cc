@@ -604,7 +604,11 @@ TEST_F(HealTest, DrainMovesEveryServerOff) {
 
 // Two of three hosts cut off at once: more likely the control plane's network than the hosts, so
 // evacuation pauses (an alert event, the gauge) and nothing moves. When they come back it resumes,
-// and every server runs again where it was (its fenced instance started again by the reconciler).
+// and every server runs again: where it was (its fenced instance started again by the reconciler),
+// or, for the host whose agent renews second, possibly elsewhere — the first host back ends the
+// pause (1 of 3 down), and the other, still down for that moment, is then evacuated as any down
+// host is. The agents resume a few milliseconds apart at best (more under the sanitizer build), so
+// the test accepts either for that host's servers; never a server run twice.
 TEST_F(HealTest, MassFailurePausesEvacuation) {
     ASSERT_NO_FATAL_FAILURE(StartCloud());
     for (int i = 0; i < 6; ++i)
@@ -653,17 +657,20 @@ TEST_F(HealTest, MassFailurePausesEvacuation) {
     EXPECT_TRUE(WaitUntil([&] { return both("up"); }, 15s));
     EXPECT_EQ(Metric("cogs_heal_evacuation_paused"), 0);
     for (const auto& [id, host] : placement) {
-        std::string inst;
+        std::string inst, now_on;
         EXPECT_TRUE(WaitUntil(
             [&] {
-                inst = InstanceState(AgentOf(host), id);
-                return inst == "ACTIVE";
+                const json::value s = Server(id);
+                now_on = S(s, "host");
+                inst = now_on.empty() ? "" : InstanceState(AgentOf(now_on), id);
+                return S(s, "status") == "ACTIVE" && inst == "ACTIVE";
             },
             15s))
-            << "server " << id << " on " << host << ": instance " << inst;
-        const json::value s = Server(id);
-        EXPECT_EQ(S(s, "host"), host) << id;
-        EXPECT_EQ(S(s, "status"), "ACTIVE") << id;
+            << "server " << id << " of " << host << " now on " << now_on << ": instance " << inst;
+        if (now_on != host) {
+            // Only a cut host's server may have moved, and only by an evacuation after the resume.
+            EXPECT_TRUE(std::find(cut.begin(), cut.end(), host) != cut.end()) << id << " moved from " << host;
+        }
     }
     ExpectNoDoubleRun();
 }
