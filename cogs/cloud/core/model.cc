@@ -225,37 +225,26 @@ private:
     }
 
     // The indexes are those that filing every record afresh makes (debug builds).
+    // Every record thawed this turn is filed where its body says (debug builds). Only those: a
+    // record nobody thawed is as it was frozen, filed then; one thawed read-only and changed
+    // anyway (through a cast, or a pointer kept from an earlier turn) shows here. Filing every
+    // record afresh at every turn made the sanitizer build's io thread several times slower.
     bool Agree() {
-        Indexes fresh(model_);
-        for (const auto& [kind, records] : model_.kinds_) {
-            for (const auto& [id, r] : model_.All(kind)) {
-                fresh.Refile(*records.find(id), r);
-            }
-        }
-        for (const auto& [kind, k] : fresh.kinds_) {
-            Kind(kind);
-        }
-        for (const auto& [kind, k] : kinds_) {
-            const OfKind& want = fresh.Kind(kind);
-            if (k.by_project != want.by_project || k.by_field != want.by_field ||
-                k.by_status != want.by_status) {
-                return false;
-            }
-        }
-        auto same = [](const std::string* a, const std::string* b) {
-            return a == nullptr ? b == nullptr : b != nullptr && *a == *b;
+        auto same = [](const std::string* a, std::string_view b) {
+            return a == nullptr ? b.empty() : !b.empty() && *a == b;
         };
-        for (const auto& [s, want] : fresh.filed_) {
+        for (const Stored* s : model_.thawed_) {
+            const Res& r = *s->second.thawed;
             auto f = filed_.find(s);
-            if (f == filed_.end() || !same(f->second.project, want.project) ||
-                !same(f->second.status, want.status)) {
-                return false;
+            if (f == filed_.end()) return false;
+            OfKind& k = Kind(r.kind);
+            if (!same(f->second.project, r.project)) return false;
+            for (size_t i = 0; i < k.fields.size(); ++i) {
+                if (!same(f->second.fields[i], TextOf(r.body, k.fields[i]))) return false;
             }
-            for (size_t i = 0; i < kMaxFields; ++i) {
-                if (!same(f->second.fields[i], want.fields[i])) return false;
-            }
+            if (k.counts_status && !same(f->second.status, TextOf(r.body, "status"))) return false;
         }
-        return filed_.size() == fresh.filed_.size();
+        return true;
     }
 
     const Model& model_;
