@@ -21,6 +21,7 @@
 // Threading: every call on the io thread that owns the Placement; answers are posted, never inline.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <memory>
 #include <string>
@@ -32,6 +33,9 @@
 #include "cogs/workflow/service.h"
 
 namespace cogs::scheduler {
+
+// Its actions, as workflows name them after "scheduler." (cogsd's catalog refuses any other).
+inline constexpr std::array<std::string_view, 3> kServiceActions = {"claim", "move", "release"};
 
 // Where claims are kept durably.
 class ClaimLedger {

@@ -425,21 +425,35 @@ Result<Definition> DefinitionBuilder::Build() {
     return Validate(def_);
 }
 
+namespace {
+
+std::string Joined(const std::vector<std::string>& names) {
+    std::string out;
+    for (const std::string& name : names) {
+        out += (out.empty() ? "" : ", ") + name;
+    }
+    return out;
+}
+
+}  // namespace
+
 Status CheckServices(const std::vector<Definition>& defs, const ServiceCatalog& catalog) {
     for (const Definition& def : defs) {
         for (const StepDef& step : def.steps) {
             for (const ActionRef* a :
                  {&step.action, step.compensation ? &step.compensation->action : nullptr}) {
-                if (a == nullptr || catalog.Find(a->service) != nullptr) continue;
-                std::string known;
-                for (const std::string& name : catalog.Names()) {
-                    known += (known.empty() ? "" : ", ") + name;
+                if (a == nullptr || catalog.Has(a->service, a->action)) continue;
+                const std::string where = (a->origin.empty() ? "" : a->origin + ": ") + "workflow '" +
+                                          def.type + "' step '" + step.name + "'" +
+                                          (a == &step.action ? "" : " compensation") + ": ";
+                if (catalog.Find(a->service) == nullptr) {
+                    return MakeError(ErrorCode::kInvalidArgument,
+                                     where + "no service '" + a->service +
+                                         "' (the services: " + Joined(catalog.Names()) + ")");
                 }
                 return MakeError(ErrorCode::kInvalidArgument,
-                                 (a->origin.empty() ? "" : a->origin + ": ") + "workflow '" + def.type +
-                                     "' step '" + step.name + "'" +
-                                     (a == &step.action ? "" : " compensation") + ": no service '" +
-                                     a->service + "' (the services: " + known + ")");
+                                 where + "service '" + a->service + "' has no action '" + a->action +
+                                     "' (its actions: " + Joined(catalog.Actions(a->service)) + ")");
             }
         }
     }

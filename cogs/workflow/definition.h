@@ -36,6 +36,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cogs/base/result.h"
@@ -110,10 +111,45 @@ Result<std::vector<Definition>> LoadDefinitionsFromFile(const std::string& path)
 // Every *.yaml / *.yml file in a directory, in name order; all or nothing.
 Result<std::vector<Definition>> LoadDefinitionsFromDirectory(const std::string& dir);
 
-// Every action of `defs` (steps and compensations) names a service of `catalog`; else
-// kInvalidArgument "<file>:<line>: workflow 'T' step 'S': no service 'x' (the services: a, b)".
+// Every action of `defs` (steps and compensations) names a service of `catalog` and an action it
+// has; else kInvalidArgument "<file>:<line>: workflow 'T' step 'S': no service 'x' (the services:
+// a, b)" or "...: service 'x' has no action 'y' (its actions: p, q)".
 // What a control plane checks before it registers what it loaded (nothing written if not).
 Status CheckServices(const std::vector<Definition>& defs, const ServiceCatalog& catalog);
+
+// A step an operator adds to a workflow without editing its file (cogsd's hooks.d/*.yaml, docs/extending.md):
+//
+//   hooks:
+//     - workflow: server.create
+//       after: boot                  # or `before: STEP`: exactly one of the two
+//       name: dns_register           # then the fields of a step, all but depends_on
+//       action: dns.register
+//       input: {server_id: "${input.server_id}", address: "${steps.create_port.output.fixed_ip}"}
+//       compensation: {action: dns.unregister, input: {server_id: "${input.server_id}"}}
+//
+// `after: S`: the hook runs once S has succeeded, and every step that depended on S in the
+// workflow as loaded waits for the hook as well (so a server becomes ACTIVE only once its hook did
+// its work). `before: S`: the hook runs once S's dependencies have succeeded, and S waits for it.
+// Several hooks at one place run side by side. A hook is a step like any other: retries, keys,
+// deadlines, compensation (in reverse order on rollback), crash resume and events.
+struct Hook {
+    std::string workflow;
+    std::string after;  // exactly one of after and before is set
+    std::string before;
+    StepDef step;
+    std::string origin;  // "<file>:<line>" of the hook
+};
+
+// Parses hooks from YAML text (a `hooks:` list or a single hook per document). Errors read
+// "<source>:<line>: <problem>".
+Result<std::vector<Hook>> LoadHooksFromString(const std::string& text, const std::string& source);
+// Every *.yaml / *.yml file in a directory, in name order; all or nothing.
+Result<std::vector<Hook>> LoadHooksFromDirectory(const std::string& dir);
+
+// `defs` with `hooks` woven in, each changed definition validated again. Refused, naming the hook's
+// file and line: a workflow or an anchor step that does not exist, a name already taken by a step
+// of that workflow, an input naming a step that does not run before the hook.
+Result<std::vector<Definition>> ApplyHooks(std::vector<Definition> defs, const std::vector<Hook>& hooks);
 
 // The canonical YAML of one definition; LoadDefinitionsFromString(ToYaml(d)) gives back d.
 std::string ToYaml(const Definition& def);
@@ -142,6 +178,10 @@ private:
     Definition def_;
     std::string error_;
 };
+
+// The durations of cogs's YAML files: "250ms", "2s", "5m", "1h" (also "us", "ns"), or a bare integer
+// of milliseconds; nullopt for anything else.
+std::optional<Duration> ParseDuration(std::string_view s);
 
 // Splits "service.action"; kInvalidArgument if either part is empty.
 Result<ActionRef> ParseActionRef(const std::string& s);

@@ -738,5 +738,37 @@ TEST(CheckServicesTest, AnUnknownServiceIsRefusedNamingTheFileAndLine) {
     EXPECT_TRUE(CheckServices(*defs, catalog).has_value());
 }
 
+TEST(CheckServicesTest, AnActionTheServiceDoesNotHaveIsRefusedNamingTheFileAndLine) {
+    ServiceCatalog catalog;
+    catalog.Add("network", std::make_shared<NamedOnly>(), {"create_port", "delete_port"});
+    catalog.Add("dns", std::make_shared<NamedOnly>(), {"register", "unregister"});
+    const std::string text = R"(workflows:
+  - type: server.create
+    steps:
+      - name: port
+        action: network.create_port
+        compensation:
+          action: network.delete_port
+      - name: dns
+        action: dns.register
+        depends_on: [port]
+        compensation:
+          action: dns.unregistr
+)";
+    auto defs = LoadDefinitionsFromString(text, "hooks.yaml");
+    ASSERT_TRUE(defs.has_value()) << defs.error().message;
+    auto st = CheckServices(*defs, catalog);
+    ASSERT_FALSE(st.has_value());
+    EXPECT_EQ(st.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_EQ(st.error().message,
+              "hooks.yaml:12: workflow 'server.create' step 'dns' compensation: service 'dns' has no action "
+              "'unregistr' (its actions: register, unregister)");
+
+    catalog.Add("dns", std::make_shared<NamedOnly>(), {"register", "unregister", "unregistr"});
+    EXPECT_TRUE(CheckServices(*defs, catalog).has_value());
+    catalog.Remove("dns");
+    EXPECT_FALSE(CheckServices(*defs, catalog).has_value());
+}
+
 }  // namespace
 }  // namespace cogs::workflow

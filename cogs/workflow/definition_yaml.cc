@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <initializer_list>
 #include <limits>
 #include <map>
@@ -55,6 +56,8 @@ constexpr Unit kUnits[] = {
     {"us", std::chrono::microseconds(1)}, {"ns", std::chrono::nanoseconds(1)},
 };
 
+}  // namespace
+
 // "250ms", "2s", "5m", "1h" (also "us", "ns"), or a bare integer of milliseconds.
 std::optional<Duration> ParseDuration(std::string_view s) {
     std::int64_t count = 0;
@@ -77,6 +80,8 @@ std::optional<Duration> ParseDuration(std::string_view s) {
     }
     return Duration(count * unit.count());
 }
+
+namespace {
 
 std::string FormatDuration(Duration d) {
     if (d == Duration(0)) {
@@ -250,6 +255,22 @@ public:
 
     Result<std::vector<Located>> Load(const std::string& text) {
         std::vector<Located> out;
+        COGS_TRY(ForEachDocument(text, [&](const YAML::Node& doc) { return LoadDocument(doc, out); }));
+        std::map<std::string, std::string> seen;
+        for (const Located& l : out) {
+            COGS_TRY(CheckUnique(seen, l));
+        }
+        return out;
+    }
+
+    Result<std::vector<Hook>> LoadHooks(const std::string& text) {
+        std::vector<Hook> out;
+        COGS_TRY(ForEachDocument(text, [&](const YAML::Node& doc) { return LoadHookDocument(doc, out); }));
+        return out;
+    }
+
+private:
+    Status ForEachDocument(const std::string& text, const std::function<Status(const YAML::Node&)>& load) {
         try {
             std::istringstream in(text);
             YAML::Parser parser(in);
@@ -261,19 +282,14 @@ public:
                 }
             }
             for (const YAML::Node& doc : YAML::LoadAll(text)) {
-                COGS_TRY(LoadDocument(doc, out));
+                COGS_TRY(load(doc));
             }
         } catch (const YAML::Exception& e) {
             return MakeError(ErrorCode::kInvalidArgument, At(e.mark) + ": " + e.msg);
         }
-        std::map<std::string, std::string> seen;
-        for (const Located& l : out) {
-            COGS_TRY(CheckUnique(seen, l));
-        }
-        return out;
+        return Ok();
     }
 
-private:
     std::string At(const YAML::Mark& m) const {
         return m.line < 0 ? source_ : source_ + ":" + std::to_string(m.line + 1);
     }
@@ -381,19 +397,10 @@ private:
     }
 
     Status LoadStep(const YAML::Node& n, StepDef& step) {
-        std::string what = "step";
-        if (n.IsMap() && n["name"] && n["name"].IsScalar()) {
-            what += " '" + n["name"].Scalar() + "'";
-        }
+        const std::string what = Named("step", n, "name");
         COGS_TRY(CheckFields(
             n, what,
             {"name", "action", "depends_on", "input", "timeout", "deadline", "retry", "compensation"}));
-        const YAML::Node name = n["name"];
-        if (!name) {
-            return Fail(n, "step has no 'name'");
-        }
-        COGS_ASSIGN_OR_RETURN(step.name, String(name, "name", what));
-        COGS_ASSIGN_OR_RETURN(step.action, ActionField(n, "action", what));
         if (const YAML::Node deps = n["depends_on"]) {
             if (!deps.IsSequence()) {
                 return Fail(deps, what + ": 'depends_on' must be a list of step names");
@@ -403,10 +410,71 @@ private:
                 step.depends_on.push_back(std::move(dep));
             }
         }
+        return LoadStepFields(n, what, step);
+    }
+
+    // "<kind> '<n[field]>'", or `kind` alone when n has no such string.
+    static std::string Named(const std::string& kind, const YAML::Node& n, const char* field) {
+        return n.IsMap() && n[field] && n[field].IsScalar() ? kind + " '" + n[field].Scalar() + "'" : kind;
+    }
+
+    // A step's fields but depends_on (checked by the caller).
+    Status LoadStepFields(const YAML::Node& n, const std::string& what, StepDef& step) {
+        const YAML::Node name = n["name"];
+        if (!name) {
+            return Fail(n, what + " has no 'name'");
+        }
+        COGS_ASSIGN_OR_RETURN(step.name, String(name, "name", what));
+        COGS_ASSIGN_OR_RETURN(step.action, ActionField(n, "action", what));
         COGS_TRY(LoadCall(n, what, step.input, step.timeout, &step.deadline, step.retry));
         if (const YAML::Node c = n["compensation"]) {
             COGS_TRY(LoadCompensation(c, what + " compensation", step.compensation.emplace()));
         }
+        return Ok();
+    }
+
+    Status LoadHookDocument(const YAML::Node& doc, std::vector<Hook>& out) {
+        if (doc.IsNull()) {
+            return Ok();
+        }
+        if (!doc.IsMap()) {
+            return Fail(doc, "want a mapping: 'hooks:' with a list, or a single hook");
+        }
+        const YAML::Node hooks = doc["hooks"];
+        if (!hooks) {
+            return LoadHook(doc, out);
+        }
+        COGS_TRY(CheckFields(doc, "the document", {"hooks"}));
+        if (!hooks.IsSequence()) {
+            return Fail(hooks, "'hooks' must be a list");
+        }
+        for (const YAML::Node& h : hooks) {
+            COGS_TRY(LoadHook(h, out));
+        }
+        return Ok();
+    }
+
+    Status LoadHook(const YAML::Node& n, std::vector<Hook>& out) {
+        const std::string what = Named("hook", n, "name");
+        COGS_TRY(CheckFields(n, what,
+                             {"workflow", "after", "before", "name", "action", "input", "timeout", "deadline",
+                              "retry", "compensation"}));
+        Hook hook;
+        hook.origin = At(n);
+        const YAML::Node workflow = n["workflow"];
+        if (!workflow) {
+            return Fail(n, what + " has no 'workflow' (the type of the workflow it joins)");
+        }
+        COGS_ASSIGN_OR_RETURN(hook.workflow, String(workflow, "workflow", what));
+        const YAML::Node after = n["after"];
+        const YAML::Node before = n["before"];
+        if (!after == !before) {
+            return Fail(n, what + " needs exactly one of 'after' and 'before' (the step it is placed by)");
+        }
+        COGS_ASSIGN_OR_RETURN((after ? hook.after : hook.before),
+                              String(after ? after : before, after ? "after" : "before", what));
+        COGS_TRY(LoadStepFields(n, what, hook.step));
+        out.push_back(std::move(hook));
         return Ok();
     }
 
@@ -600,27 +668,15 @@ std::vector<Definition> Strip(std::vector<Located> located) {
     return defs;
 }
 
-}  // namespace
-
-Result<std::vector<Definition>> LoadDefinitionsFromString(const std::string& text,
-                                                          const std::string& source) {
-    COGS_ASSIGN_OR_RETURN(auto located, LoadLocated(text, source));
-    return Strip(std::move(located));
-}
-
-Result<std::vector<Definition>> LoadDefinitionsFromFile(const std::string& path) {
-    COGS_ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
-    return LoadDefinitionsFromString(text, path);
-}
-
-Result<std::vector<Definition>> LoadDefinitionsFromDirectory(const std::string& dir) {
+// The *.yaml and *.yml files of `dir`, in name order. Hidden files are skipped: editors leave their
+// swap and lock files there.
+Result<std::vector<std::string>> YamlFilesIn(const std::string& dir) {
     namespace fs = std::filesystem;
     std::error_code ec;
     fs::directory_iterator it(dir, ec);
     if (ec) {
         return MakeError(ErrorCode::kNotFound, dir + ": cannot list: " + ec.message());
     }
-    // Hidden files are skipped: editors leave their swap and lock files there.
     std::vector<fs::path> files;
     for (; it != fs::directory_iterator(); it.increment(ec)) {
         const fs::path& p = it->path();
@@ -635,18 +691,54 @@ Result<std::vector<Definition>> LoadDefinitionsFromDirectory(const std::string& 
     }
     std::sort(files.begin(), files.end(),
               [](const fs::path& a, const fs::path& b) { return a.filename() < b.filename(); });
+    std::vector<std::string> paths;
+    for (const fs::path& p : files) {
+        paths.push_back(p.string());
+    }
+    return paths;
+}
 
+}  // namespace
+
+Result<std::vector<Definition>> LoadDefinitionsFromString(const std::string& text,
+                                                          const std::string& source) {
+    COGS_ASSIGN_OR_RETURN(auto located, LoadLocated(text, source));
+    return Strip(std::move(located));
+}
+
+Result<std::vector<Definition>> LoadDefinitionsFromFile(const std::string& path) {
+    COGS_ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
+    return LoadDefinitionsFromString(text, path);
+}
+
+Result<std::vector<Definition>> LoadDefinitionsFromDirectory(const std::string& dir) {
+    COGS_ASSIGN_OR_RETURN(const auto files, YamlFilesIn(dir));
     std::vector<Located> all;
     std::map<std::string, std::string> seen;  // type -> origin
-    for (const fs::path& p : files) {
-        COGS_ASSIGN_OR_RETURN(const std::string text, ReadFile(p.string()));
-        COGS_ASSIGN_OR_RETURN(auto located, LoadLocated(text, p.string()));
+    for (const std::string& path : files) {
+        COGS_ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
+        COGS_ASSIGN_OR_RETURN(auto located, LoadLocated(text, path));
         for (Located& l : located) {
             COGS_TRY(CheckUnique(seen, l));
             all.push_back(std::move(l));
         }
     }
     return Strip(std::move(all));
+}
+
+Result<std::vector<Hook>> LoadHooksFromString(const std::string& text, const std::string& source) {
+    return Loader(source).LoadHooks(text);
+}
+
+Result<std::vector<Hook>> LoadHooksFromDirectory(const std::string& dir) {
+    COGS_ASSIGN_OR_RETURN(const auto files, YamlFilesIn(dir));
+    std::vector<Hook> all;
+    for (const std::string& path : files) {
+        COGS_ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
+        COGS_ASSIGN_OR_RETURN(auto hooks, LoadHooksFromString(text, path));
+        std::move(hooks.begin(), hooks.end(), std::back_inserter(all));
+    }
+    return all;
 }
 
 std::string ToYaml(const Definition& def) {

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -51,26 +52,48 @@ public:
     virtual std::string Endpoint(const ActionCall& /*call*/) const { return ""; }
 };
 
-// Maps a service name to its client. Workflows name actions `service.action`.
+// Maps a service name to its client and the actions it has. Workflows name actions
+// `service.action`; CheckServices (definition.h) refuses a definition naming a service or an action
+// the catalog lacks. cogsd fills it with the built-in services and those of its configuration
+// (cogs/extend): a reload replaces or removes entries between engine turns.
 class ServiceCatalog {
 public:
-    void Add(const std::string& service, std::shared_ptr<ServiceClient> client) {
-        clients_[service] = std::move(client);
+    // `actions` empty: any action (tests, and the simulator, which answers every name).
+    void Add(const std::string& service, std::shared_ptr<ServiceClient> client,
+             std::vector<std::string> actions = {}) {
+        entries_[service] = Entry{std::move(client), {actions.begin(), actions.end()}};
     }
+    void Remove(const std::string& service) { entries_.erase(service); }
     ServiceClient* Find(const std::string& service) const {
-        auto it = clients_.find(service);
-        return it == clients_.end() ? nullptr : it->second.get();
+        auto it = entries_.find(service);
+        return it == entries_.end() ? nullptr : it->second.client.get();
+    }
+    // Whether `service` is catalogued and has `action`.
+    bool Has(const std::string& service, const std::string& action) const {
+        auto it = entries_.find(service);
+        return it != entries_.end() && (it->second.actions.empty() || it->second.actions.contains(action));
+    }
+    // The actions of `service`, in order; empty for an unknown service or one with any action.
+    std::vector<std::string> Actions(const std::string& service) const {
+        auto it = entries_.find(service);
+        return it == entries_.end()
+                   ? std::vector<std::string>()
+                   : std::vector<std::string>(it->second.actions.begin(), it->second.actions.end());
     }
     // The services' names, in order.
     std::vector<std::string> Names() const {
         std::vector<std::string> names;
-        for (const auto& [name, client] : clients_)
+        for (const auto& [name, entry] : entries_)
             names.push_back(name);
         return names;
     }
 
 private:
-    std::map<std::string, std::shared_ptr<ServiceClient>> clients_;
+    struct Entry {
+        std::shared_ptr<ServiceClient> client;
+        std::set<std::string> actions;
+    };
+    std::map<std::string, Entry> entries_;
 };
 
 }  // namespace cogs::workflow

@@ -77,6 +77,7 @@
 // timers run there (from Bind on), and so must the HostLink calls.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -123,6 +124,11 @@ struct VolumeMount {
 
 // At most this many volumes per instance (a VM's virtio-blk slots are bounded too).
 inline constexpr size_t kMaxVolumes = 64;
+
+// Its actions, as workflows name them after "compute." (cogsd's catalog refuses any other).
+inline constexpr std::array<std::string_view, 7> kActions = {
+    "create_instance", "delete_instance", "start_instance", "stop_instance",
+    "reboot_instance", "attach_volumes",  "detach_volumes"};
 
 // What a driver needs to know of an instance.
 struct InstanceSpec {

@@ -157,6 +157,7 @@ TEST_F(ComputeTest, NameActionsAndUnknownAction) {
         domain_.actions().names(),
         (std::vector<std::string>{"create_instance", "delete_instance", "start_instance", "stop_instance",
                                   "reboot_instance", "attach_volumes", "detach_volumes"}));
+    EXPECT_EQ(domain_.actions().names(), std::vector<std::string>(kActions.begin(), kActions.end()));
     const Error e = Fails("boot", "{}");
     EXPECT_EQ(e.code, ErrorCode::kNotFound);
     EXPECT_EQ(e.message, "compute has no action 'boot'");

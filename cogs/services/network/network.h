@@ -37,6 +37,7 @@
 // concurrently.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -49,6 +50,10 @@
 namespace cogs::services::network {
 
 inline constexpr std::string_view kDomainName = "network";
+// Its actions, as workflows name them after "network." (cogsd's catalog refuses any other).
+inline constexpr std::array<std::string_view, 7> kActions = {
+    "create_network", "delete_network", "create_subnet", "delete_subnet",
+    "create_port",    "update_port",    "delete_port"};
 inline constexpr std::string_view kNetworksTable = "networks";
 inline constexpr std::string_view kSubnetsTable = "subnets";
 inline constexpr std::string_view kPortsTable = "ports";

@@ -200,6 +200,7 @@ TEST_F(NetworkDomainTest, NameAndActions) {
     EXPECT_THAT(domain_.actions().names(),
                 ::testing::ElementsAre("create_network", "delete_network", "create_subnet", "delete_subnet",
                                        "create_port", "update_port", "delete_port"));
+    EXPECT_EQ(domain_.actions().names(), std::vector<std::string>(kActions.begin(), kActions.end()));
     EXPECT_EQ(Fails("boot", "{}", ErrorCode::kNotFound).message, "network has no action 'boot'");
 }
 

@@ -33,6 +33,7 @@
 // mkfs.ext4 of a sparse file (tens of ms, killed at a 20 s deadline) made there.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -43,6 +44,10 @@
 #include "cogs/services/kit/domain.h"
 
 namespace cogs::services::volume {
+
+// Its actions, as workflows name them after "volume." (cogsd's catalog refuses any other).
+inline constexpr std::array<std::string_view, 4> kActions = {"create_volume", "delete_volume",
+                                                             "attach_volumes", "detach_volumes"};
 
 // What backs a volume. Calls must be idempotent: Create of an existing volume with its size and
 // Delete of an absent one succeed.

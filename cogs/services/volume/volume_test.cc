@@ -63,6 +63,7 @@ TEST_F(VolumeTest, NameAndActions) {
     EXPECT_EQ(domain_->name(), "volume");
     EXPECT_EQ(domain_.actions().names(), (std::vector<std::string>{"create_volume", "delete_volume",
                                                                    "attach_volumes", "detach_volumes"}));
+    EXPECT_EQ(domain_.actions().names(), std::vector<std::string>(kActions.begin(), kActions.end()));
     auto e = Fails("boot", "{}");
     EXPECT_EQ(e.code, ErrorCode::kNotFound);
     EXPECT_EQ(e.message, "volume has no action 'boot'");
