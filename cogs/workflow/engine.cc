@@ -75,6 +75,10 @@ EngineStats Engine::Stats() const { return impl_->Stats(); }
 CircuitState Engine::BreakerState(const std::string& service, const std::string& endpoint) const {
     return impl_->BreakerState(service, endpoint);
 }
+void Engine::ConfigureService(const std::string& service, int bulkhead,
+                              const EngineOptions::BreakerOptions& breaker) {
+    impl_->ConfigureService(service, bulkhead, breaker);
+}
 const store::Lease& Engine::lease() const { return impl_->lease(); }
 void Engine::Shutdown() { impl_->Shutdown(); }
 

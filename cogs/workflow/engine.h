@@ -217,6 +217,13 @@ public:
     CircuitState BreakerState(const std::string& service, const std::string& endpoint) const;
     const store::Lease& lease() const;
 
+    // Sets (or changes, on a reload of cogsd's service catalog) a service's bulkhead and breakers,
+    // as EngineOptions::bulkheads and ::breakers would have: a raised bulkhead lets waiting steps go
+    // at once, a lowered one holds new calls back until those in flight are under it; breakers
+    // take the new settings from their next answer (`enabled` is kept from the service's first call).
+    void ConfigureService(const std::string& service, int bulkhead,
+                          const EngineOptions::BreakerOptions& breaker);
+
     // Stops timers and lease renewal. Work in flight stays in the store and resumes next start.
     void Shutdown();
 

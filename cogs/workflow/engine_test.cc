@@ -1127,6 +1127,34 @@ TEST_F(EngineObserveTest, InFlightAndBulkheadGaugesFollowTheWork) {
     EXPECT_EQ(Metric("cogs_workflows_finished_total{outcome=\"succeeded\",type=\"one\"}"), 5);
 }
 
+// A reload of cogsd's service catalog changes a bulkhead at run time: raised, the steps waiting for
+// a slot go at once; lowered, new calls wait until those in flight are under the new limit.
+TEST_F(EngineObserveTest, ABulkheadChangedAtRunTimeTakesEffectAtOnce) {
+    EngineOptions o;
+    o.metrics = &metrics_;
+    o.bulkheads["svc"] = 1;
+    Reopen(o);
+    Register(DefinitionBuilder("one").Step("a", "svc.a").Build());
+    Recover();
+    service_->hold = true;
+    StartMany("one", 4);
+    RunUntil([&] { return service_->held.size() == 1 && engine_->Stats().started == 4; });
+    EXPECT_EQ(Metric("cogs_bulkhead_waiting{service=\"svc\"}"), 3);
+
+    engine_->ConfigureService("svc", 3, EngineOptions::BreakerOptions{});
+    RunUntil([&] { return service_->held.size() == 3; });
+    EXPECT_EQ(Metric("cogs_bulkhead_limit{service=\"svc\"}"), 3);
+    EXPECT_EQ(Metric("cogs_bulkhead_in_use{service=\"svc\"}"), 3);
+    EXPECT_EQ(Metric("cogs_bulkhead_waiting{service=\"svc\"}"), 1);
+
+    engine_->ConfigureService("svc", 1, EngineOptions::BreakerOptions{});
+    RunFor(20ms);
+    EXPECT_EQ(service_->held.size(), 3u) << "calls in flight are not taken back";
+    EXPECT_EQ(Metric("cogs_bulkhead_waiting{service=\"svc\"}"), 1);
+    ASSERT_NO_FATAL_FAILURE(ReleaseOneByOneUntil(4));
+    EXPECT_EQ(Metric("cogs_workflows_finished_total{outcome=\"succeeded\",type=\"one\"}"), 4);
+}
+
 constexpr const char* kTraceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 constexpr const char* kTraceId = "4bf92f3577b34da6a3ce929d0e0e4736";
 

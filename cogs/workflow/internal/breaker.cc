@@ -4,12 +4,17 @@
 
 namespace cogs::workflow::internal {
 
-Breaker::Breaker(Config config) : config_(config) {
+Breaker::Breaker(Config config) {
+    Reconfigure(config);
+    open_for_ = config_.open_for;
+}
+
+void Breaker::Reconfigure(Config config) {
+    config_ = config;
     config_.failure_threshold = std::max(1, config_.failure_threshold);
     config_.half_open_probes = std::max(1, config_.half_open_probes);
     config_.open_for = std::max<Duration>(config_.open_for, std::chrono::milliseconds(1));
     config_.max_open_for = std::max(config_.max_open_for, config_.open_for);
-    open_for_ = config_.open_for;
 }
 
 bool Breaker::CanSend() const {

@@ -38,6 +38,8 @@ public:
     };
 
     explicit Breaker(Config config);
+    // New settings, from the next answer on (an open period runs out as it was).
+    void Reconfigure(Config config);
 
     State state() const { return state_; }
     // While open: when it goes half-open.

@@ -25,6 +25,24 @@ tl::unexpected<Error> Unsendable(const ServiceClient* client, const std::string&
 
 }  // namespace
 
+void Engine::Impl::ConfigureService(const std::string& service, int bulkhead,
+                                    const EngineOptions::BreakerOptions& breaker) {
+    options_.bulkheads[service] = std::max(1, bulkhead);
+    options_.breakers[service] = breaker;
+    if (auto b = bulkheads_.find(service); b != bulkheads_.end()) {
+        b->second.limit = std::max(1, bulkhead);
+        bulkhead_limit_f_.With({{"service", service}}).Set(b->second.limit);
+        LetWaitersGo(b->second);
+    }
+    if (auto sc = circuits_.find(service); sc != circuits_.end()) {
+        sc->second.config = {breaker.failure_threshold, breaker.open_for, breaker.max_open_for,
+                             breaker.half_open_probes};
+        for (auto& [endpoint, circuit] : sc->second.endpoints) {
+            circuit->breaker.Reconfigure(sc->second.config);
+        }
+    }
+}
+
 internal::Bulkhead& Engine::Impl::BulkheadFor(const std::string& service) {
     auto it = bulkheads_.find(service);
     if (it == bulkheads_.end()) {
@@ -79,6 +97,10 @@ void Engine::Impl::ReleaseSlot(const std::string& service) {
     Bulkhead& b = BulkheadFor(service);
     --b.in_use;
     COGS_DCHECK(b.in_use >= 0);
+    LetWaitersGo(b);
+}
+
+void Engine::Impl::LetWaitersGo(Bulkhead& b) {
     while (b.in_use < b.limit && !b.waiters.empty()) {
         auto [wf, i] = std::move(b.waiters.front());
         b.waiters.pop_front();

@@ -251,6 +251,8 @@ public:
 
     // engine_circuit.cc
     CircuitState BreakerState(const std::string& service, const std::string& endpoint) const;
+    void ConfigureService(const std::string& service, int bulkhead,
+                          const EngineOptions::BreakerOptions& breaker);
 
 private:
     // What a step is waiting for, in memory only (Wf::busy). A step is "idle" when nothing is
@@ -312,6 +314,7 @@ private:
     bool TryDispatch(const WfPtr& wf, int i, bool compensation, Pending& p, int64_t now,
                      bool after_completion);
     void ReleaseSlot(const std::string& service);
+    void LetWaitersGo(Bulkhead& b);  // steps waiting for a slot go while there are slots
     int64_t StopAt(const Wf& wf, int i) const;
     SteadyTime AttemptDeadline(const Wf& wf, int i, Duration timeout) const;
     Result<std::string> RenderInput(const Wf& wf, const std::string& tmpl) const;
