@@ -30,6 +30,10 @@
 // cogsd calls the network and volume services, every agent (whose certificate must name its host)
 // and the other replicas. Every certificate is reloaded on SIGHUP and when its files change.
 //
+// Extensions (docs/extending.md, cogs/extend): --config-dir (default DATA_DIR/config) holds the
+// operator's services.d, workflows.d and hooks.d; applied at start (a bad file keeps cogsd from
+// starting, naming it) and again on SIGHUP or POST /v1/extensions/reload, all or nothing.
+//
 // Observability: GET /metrics (no token) on the API's port, one Prometheus registry shared by the
 // engine, the store, the cloud and the API (docs/metrics.md); JSON log lines on stderr
 // (--log-format text for people); GET/PUT /v1/log-levels (admin) changes levels at run time.
@@ -38,14 +42,17 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <filesystem>
+#include <functional>
 #include <thread>
 
 #include "cogs/base/paths.h"
 #include "cogs/cloud/cloud.h"
+#include "cogs/extend/host.h"
 #include "cogs/http/client.h"
 #include "cogs/http/server.h"
 #include "cogs/observe/http_observe.h"
@@ -53,9 +60,13 @@
 #include "cogs/observe/metrics.h"
 #include "cogs/replica/forwarder.h"
 #include "cogs/runtime/files.h"
+#include "cogs/scheduler/scheduler_service.h"
+#include "cogs/services/compute/compute.h"
 #include "cogs/services/kit/flags.h"
 #include "cogs/services/kit/http_client.h"
 #include "cogs/services/kit/tls_flags.h"
+#include "cogs/services/network/network.h"
+#include "cogs/services/volume/volume.h"
 #include "cogs/store/leadership.h"
 #include "cogs/store/store.h"
 #include "cogs/store/store_metrics.h"
@@ -95,12 +106,14 @@ struct Leader {
     std::unique_ptr<workflow::Registry> registry;
     workflow::ServiceCatalog catalog;
     std::unique_ptr<workflow::Engine> engine;
+    std::unique_ptr<extend::ExtensionHost> extensions;  // the catalog's configured part, the versions
     std::unique_ptr<cloud::Cloud> cloud;
     http::Handler api;  // the cloud's
 };
 
 struct LeaderConfig {
     std::string workflows_dir;
+    std::string config_dir;  // services.d, workflows.d, hooks.d (cogs/extend)
     std::string bootstrap_token_file;
     std::string network_token, volume_token;
     std::shared_ptr<http::TlsContext> service_tls;  // cogsd's client context; null: plain HTTP
@@ -108,6 +121,22 @@ struct LeaderConfig {
     workflow::EngineOptions engine_options;
     cloud::CloudOptions cloud_options;
 };
+
+template <size_t N>
+std::vector<std::string> Names(const std::array<std::string_view, N>& actions) {
+    return {actions.begin(), actions.end()};
+}
+
+// Applies the workflows and the configuration directory again (extend/host.h), and says so.
+Result<std::string> ReloadExtensions(extend::ExtensionHost& host) {
+    auto r = host.Reload();
+    if (!r) {
+        spdlog::error("configuration refused, nothing changed: {}", r.error().message);
+    } else {
+        spdlog::info("configuration applied: {}", *r);
+    }
+    return r;
+}
 
 Result<std::unique_ptr<Leader>> BuildLeader(boost::asio::io_context& io, const LeaderConfig& config,
                                             std::unique_ptr<store::Store> store) {
@@ -117,23 +146,31 @@ Result<std::unique_ptr<Leader>> BuildLeader(boost::asio::io_context& io, const L
     if (auto st = l->registry->LoadFromStore(); !st) {
         return MakeError(st.error().code, "workflow versions: " + st.error().ToString());
     }
-    auto defs = workflow::LoadDefinitionsFromDirectory(config.workflows_dir);
-    if (!defs) return MakeError(defs.error());
-    l->catalog.Add("network", services::kit::MakeHttpServiceClient(
-                                  io, config.network.host, config.network.port, "network", 256,
-                                  config.network_token, config.network.tls ? config.service_tls : nullptr));
-    l->catalog.Add("volume", services::kit::MakeHttpServiceClient(
-                                 io, config.volume.host, config.volume.port, "volume", 256,
-                                 config.volume_token, config.volume.tls ? config.service_tls : nullptr));
+    l->catalog.Add("network",
+                   services::kit::MakeHttpServiceClient(io, config.network.host, config.network.port,
+                                                        "network", 256, config.network_token,
+                                                        config.network.tls ? config.service_tls : nullptr),
+                   Names(services::network::kActions));
+    l->catalog.Add("volume",
+                   services::kit::MakeHttpServiceClient(io, config.volume.host, config.volume.port, "volume",
+                                                        256, config.volume_token,
+                                                        config.volume.tls ? config.service_tls : nullptr),
+                   Names(services::volume::kActions));
     l->engine =
         std::make_unique<workflow::Engine>(io, *l->store, *l->registry, l->catalog, config.engine_options);
-    l->cloud = std::make_unique<cloud::Cloud>(io, *l->store, *l->engine, *l->registry, config.cloud_options);
-    l->catalog.Add("scheduler", l->cloud->SchedulerService());
-    l->catalog.Add("compute", l->cloud->ComputeService());
-    // A workflow that names a service cogsd does not have is refused here, naming its file and line,
+    l->extensions = std::make_unique<extend::ExtensionHost>(
+        io, extend::HostOptions{config.workflows_dir, config.config_dir, config.service_tls}, l->catalog,
+        *l->engine, *l->registry);
+    cloud::CloudOptions cloud_options = config.cloud_options;
+    cloud_options.extensions.describe = [host = l->extensions.get()] { return host->Describe(); };
+    cloud_options.extensions.reload = [host = l->extensions.get()] { return ReloadExtensions(*host); };
+    l->cloud = std::make_unique<cloud::Cloud>(io, *l->store, *l->engine, *l->registry, cloud_options);
+    l->catalog.Add("scheduler", l->cloud->SchedulerService(), Names(scheduler::kServiceActions));
+    l->catalog.Add("compute", l->cloud->ComputeService(), Names(services::compute::kActions));
+    // The workflows (with the configuration's hooks) and the configured services: a workflow that
+    // names a service or an action cogsd does not have is refused here, naming its file and line,
     // before any version of it is stored (the constructors above only keep references).
-    COGS_TRY(workflow::CheckServices(*defs, l->catalog));
-    COGS_TRY(l->registry->RegisterAll(std::move(*defs)));
+    if (auto applied = ReloadExtensions(*l->extensions); !applied) return MakeError(applied.error());
     if (auto st = l->engine->Recover(); !st)
         return MakeError(st.error().code, "recover: " + st.error().ToString());
     if (auto st = l->cloud->Load(); !st) return MakeError(st.error().code, "load: " + st.error().ToString());
@@ -160,7 +197,7 @@ int main(int argc, char** argv) {
     CLI::App app{"cogsd: the cogs control plane"};
     std::string data_dir = ".cogs";
     std::string listen = "127.0.0.1:8780";
-    std::string port_file, network_url, volume_url, bootstrap_token_file, workflows_dir;
+    std::string port_file, network_url, volume_url, bootstrap_token_file, workflows_dir, config_dir;
     std::string network_token_file, volume_token_file, agent_key_file;
     bool insecure = false;
     std::string log_level = "info";
@@ -217,6 +254,10 @@ int main(int argc, char** argv) {
         "720");
     app.add_option("--workflows", workflows_dir,
                    "directory of workflow YAML (default: the project's workflows/cloud)");
+    app.add_option(
+        "--config-dir", config_dir,
+        "the operator's extensions: services.d/, workflows.d/, hooks.d/ of YAML (docs/extending.md), "
+        "applied again on SIGHUP or POST /v1/extensions/reload (default: DATA_DIR/config)");
     app.add_option("--lease-ttl-ms", lease_ttl_ms, "a host whose agent renews no lease this long is suspect")
         ->check(CLI::Range(int64_t{100}, int64_t{3600000}))
         ->capture_default_str();
@@ -479,6 +520,7 @@ int main(int argc, char** argv) {
         if (workflows_dir.empty()) return Fail("cannot find workflows/cloud: pass --workflows DIR");
     }
     config.workflows_dir = workflows_dir;
+    config.config_dir = config_dir.empty() ? data_dir + "/config" : config_dir;
     engine_options.breaker.open_for = std::chrono::milliseconds(breaker_open_ms);
     // One owner name for every replica: a new leader's lease supersedes the old one's at once, so
     // the workflows it left are claimable without waiting for that lease to run out (its writes
@@ -679,11 +721,22 @@ int main(int argc, char** argv) {
     auto tls_reloader =
         services::kit::StartTlsReloader(io, {{"server", server_options.tls}, {"client", *client_tls}});
 
+    // SIGHUP applies the configuration directory again (the TLS reloader takes it too).
+    boost::asio::signal_set hangups(io, SIGHUP);
+    std::function<void()> on_hangup = [&] {
+        hangups.async_wait([&](boost::system::error_code ec, int) {
+            if (ec) return;
+            if (leader != nullptr) (void)ReloadExtensions(*leader->extensions);
+            on_hangup();
+        });
+    };
+    on_hangup();
     boost::asio::signal_set signals(io, SIGTERM, SIGINT);
     signals.async_wait([&](boost::system::error_code ec, int signo) {
         if (ec) return;
         spdlog::info("signal {}, stopping", signo);
         (*server)->Stop();
+        hangups.cancel();
         if (leader != nullptr) leader->engine->Shutdown();
         boost::asio::post(io, [&io] { io.stop(); });
     });

@@ -86,6 +86,7 @@ int RunCli(const std::vector<std::string>& args, const CliIo& io) {
     AddObserveCommands(inv, app);
     AddAuditCommand(inv, app);
     AddWhoami(inv, app);
+    AddExtension(inv, app);
     DevOptions dev;
     AddDev(inv, app, dev);
 

@@ -224,6 +224,11 @@ int Dev::Run() {
     }
     fs::create_directories(dir_ / "run", ec);
     fs::create_directories(dir_ / "logs", ec);
+    // The operator's extensions, shared by every replica (docs/extending.md): files dropped here are
+    // applied by `cogs extension reload` (or SIGHUP to cogsd).
+    for (const char* sub : {"config/services.d", "config/workflows.d", "config/hooks.d"}) {
+        fs::create_directories(dir_ / sub, ec);
+    }
     if (ec) {
         err_ << fmt::format("cogs dev: cannot create {}: {}\n", dir_.string(), ec.message());
         return 1;
@@ -346,7 +351,9 @@ int Dev::Run() {
                                               "--agent-key-file",
                                               D("agent.key"),
                                               "--bootstrap-token-file",
-                                              D("admin.token")};
+                                              D("admin.token"),
+                                              "--config-dir",
+                                              D("config")};
                 if (postgres) {
                     // The connection string as of this start (the cluster keeps its port on a
                     // restart, but `cogs dev` may have picked another one since the last run).

@@ -139,6 +139,14 @@ struct CloudOptions {
     // lists itself alone as the leader.
     std::function<Result<std::vector<store::ReplicaInfo>>()> replicas{};
     std::string version = "dev";  // this process's version, for that list
+    // Extensions from configuration (cogs/extend/host.h; docs/extending.md): GET /v1/extensions
+    // (admin) answers describe(), POST /v1/extensions/reload (admin) reload(), each JSON text; a
+    // refused reload is its error (400 naming the file and line; nothing changed). Called on the io
+    // thread. Unset: both answer 404.
+    struct ExtensionControl {
+        std::function<std::string()> describe;
+        std::function<Result<std::string>()> reload;
+    } extensions{};
     // Added to the wall clock's ms to make the hosts' lease epochs (health/host_monitor.h), which
     // each agent only lets grow. A replica that leads passes its leader token << 42, so that a
     // later leader's epochs exceed an earlier one's whatever their clocks say (2^42 ms is 139

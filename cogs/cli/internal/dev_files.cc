@@ -29,6 +29,7 @@ void Dev::WriteDevJson() {
                      {"driver", o_.driver},
                      {"data_dir", dir_.string()},
                      {"admin_token_file", D("admin.token")},
+                     {"config_dir", D("config")},
                      {"ca_file", pki_ ? pki_->ca() : ""},
                      {"supervisor_pid", ::getpid()},
                      {"processes", std::move(processes)}};

@@ -448,4 +448,44 @@ void AddWhoami(Invocation& inv, CLI::App& app) {
     });
 }
 
+void AddExtension(Invocation& inv, CLI::App& app) {
+    CLI::App* ext = app.add_subcommand(
+        "extension", "what cogsd's configuration directory adds: services, workflows, hooks (admin)");
+    ext->require_subcommand(1);
+    const auto show = [&inv](bool reload) {
+        ApiClient* api = inv.Api();
+        if (!api) {
+            return inv.FailSettings();
+        }
+        const json::value empty = json::object{};
+        auto r = reload ? api->Call("POST", "/v1/extensions/reload", &empty) : api->Get("/v1/extensions");
+        if (!r) {
+            return inv.Fail(r.error());
+        }
+        if (inv.Json() || !r->is_object()) {
+            inv.out() << PrettyJson(*r);
+            return 0;
+        }
+        const json::object& o = r->as_object();
+        inv.out() << "config_dir  " << Cell(o, "config_dir") << "\n";
+        for (const char* list : {"services", "hooks"}) {
+            const json::value* items = o.if_contains(list);
+            inv.out() << "\n" << list << ":\n";
+            if (items == nullptr || !items->is_array() || items->as_array().empty()) {
+                inv.out() << "  (none)\n";
+                continue;
+            }
+            for (const json::value& item : items->as_array()) {
+                inv.out() << "  " << json::serialize(item) << "\n";
+            }
+        }
+        return 0;
+    };
+    inv.Leaf(ext, "list", "the configured services (never their tokens) and hooks",
+             [show] { return show(false); });
+    inv.Leaf(ext, "reload",
+             "apply the configuration directory again; a refused one changes nothing and names the file and line",
+             [show] { return show(true); });
+}
+
 }  // namespace cogs::cli

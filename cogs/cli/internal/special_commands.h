@@ -34,5 +34,7 @@ void AddWorkflowCancel(Invocation& inv, const Resource& workflows, const Verb& v
 void AddImageCreate(Invocation& inv, const Resource& images, const Verb& verb, CLI::App* group);
 
 void AddWhoami(Invocation& inv, CLI::App& app);
+// `extension list` (GET /v1/extensions) and `extension reload` (POST /v1/extensions/reload).
+void AddExtension(Invocation& inv, CLI::App& app);
 
 }  // namespace cogs::cli

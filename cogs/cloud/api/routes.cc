@@ -1,5 +1,7 @@
 #include "cogs/cloud/api/routes.h"
 
+#include <boost/json/parse.hpp>
+
 #include "cogs/cloud/resources/audit.h"
 #include "cogs/cloud/resources/catalog.h"
 #include "cogs/cloud/resources/consoles.h"
@@ -41,6 +43,21 @@ void ListReplicas(Context& ctx, Call c) {
                       if (!r) return c.Fail(r.error());
                       answer(*r);
                   });
+}
+
+// GET /v1/extensions and POST /v1/extensions/reload (admin): what the configuration directory adds.
+void Extensions(Context& ctx, Call c, bool reload) {
+    if (auto st = RequireAdmin(c.who); !st) return c.Fail(st.error());
+    const auto& ext = ctx.options.extensions;
+    if (!ext.describe || !ext.reload) {
+        return c.Fail(Error(ErrorCode::kNotFound, "this control plane has no configuration directory"));
+    }
+    Result<std::string> text = reload ? ext.reload() : ext.describe();
+    if (!text) return c.Fail(text.error());
+    boost::system::error_code ec;
+    json::value v = json::parse(*text, ec);
+    if (ec) return c.Fail(Error(ErrorCode::kInternal, "extensions: not JSON: " + ec.message()));
+    c.Answer(wire::Json(200, std::move(v)));
 }
 
 }  // namespace
@@ -90,6 +107,8 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
     std::vector<Route> routes = {
         {"GET", "/v1/whoami", [&reads = t.reads](Call c) { reads.Whoami(std::move(c)); }},
         {"GET", "/v1/replicas", [&ctx = t.ctx](Call c) { ListReplicas(ctx, std::move(c)); }},
+        {"GET", "/v1/extensions", [&ctx = t.ctx](Call c) { Extensions(ctx, std::move(c), false); }},
+        {"POST", "/v1/extensions/reload", [&ctx = t.ctx](Call c) { Extensions(ctx, std::move(c), true); }},
 
         {"GET", "/v1/projects", list("projects", kProject)},
         {"POST", "/v1/projects", create(&Catalog::CreateProject, catalog)},
