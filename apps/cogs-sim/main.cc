@@ -3,10 +3,10 @@
 //   cogs-sim --listen 127.0.0.1:0 --port-file /tmp/sim.port --ledger /tmp/sim.db --error-rate 0.05
 //
 // The flags are those of every cogs micro-service (cogs/services/kit/flags.h), with --ledger for the
-// state file. With --port-file the bound port is written there (atomically: a rename) once the
-// server listens, so a test that starts it with port 0 knows when and where to connect. Like every
-// service it serves GET /metrics and GET|PUT /v1/log-levels, and logs one JSON line per action on
-// stderr (--log-format text for people).
+// state file and --action NAME (repeatable) for the only actions it performs (default: any name). With
+// --port-file the bound port is written there (atomically: a rename) once the server listens, so a test that
+// starts it with port 0 knows when and where to connect. Like every service it serves GET /metrics and
+// GET|PUT /v1/log-levels, and logs one JSON line per action on stderr (--log-format text for people).
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 
@@ -25,14 +25,19 @@ int main(int argc, char** argv) {
     std::string ledger_path;
     kit::AddProcessFlags(app, serve);
     app.add_option("--ledger", ledger_path, "SQLite ledger file (default: in memory only)");
+    std::vector<std::string> actions;
+    app.add_option("--action", actions,
+                   "an action it performs (repeatable); then any other name is 404 not_found (default: every "
+                   "name is performed)");
     CLI11_PARSE(app, argc, argv);
 
     auto open = [&](boost::asio::io_context& io,
                     observe::Metrics& metrics) -> Result<std::unique_ptr<kit::ActionTarget>> {
         COGS_ASSIGN_OR_RETURN(
             auto service,
-            sim::SimService::Create(io, sim::SimOptions{ledger_path, serve.service.faults, serve.service.seed,
-                                                        &metrics, serve.service.ledger_retention}));
+            sim::SimService::Create(
+                io, sim::SimOptions{ledger_path, serve.service.faults, serve.service.seed, &metrics,
+                                    serve.service.ledger_retention, nullptr, actions}));
         const sim::LedgerCounts counts = service->Counts();
         observe::Log("sim").info("ledger: {}, {} entries loaded",
                                  ledger_path.empty() ? "in memory" : ledger_path,

@@ -1,6 +1,6 @@
 // RunCli: the command tree — the global options, a command group per resource of the table
-// (internal/resources.h, its verbs in internal/verbs.h), the observability commands, `whoami` and
-// `cogs dev` — then the one action the command line chose.
+// (internal/resources.h, its verbs in internal/verbs.h), the observability commands, `whoami`,
+// `cogs service check` and `cogs dev` — then the one action the command line chose.
 #include "cogs/cli/cli.h"
 
 #include <CLI/CLI.hpp>
@@ -10,6 +10,7 @@
 #include "cogs/cli/internal/invocation.h"
 #include "cogs/cli/internal/observe_commands.h"
 #include "cogs/cli/internal/resources.h"
+#include "cogs/cli/internal/service_check.h"
 #include "cogs/cli/internal/special_commands.h"
 #include "cogs/cli/internal/verbs.h"
 
@@ -54,6 +55,41 @@ void AddDev(Invocation& inv, CLI::App& app, DevOptions& dev) {
         ->allow_extra_args(false);
 }
 
+// `cogs service check URL ...` (internal/service_check.h): the protocol conformance suite. The TLS
+// files and -o are the global options.
+void AddService(Invocation& inv, CLI::App& app, ServiceCheckOptions& check) {
+    CLI::App* g =
+        app.add_subcommand("service", "micro-services that cogs orchestrates (docs/service-protocol.md)");
+    g->require_subcommand(1);
+    CLI::App* c =
+        inv.Leaf(g, "check",
+                 "check that a micro-service speaks the cogs service protocol (exit 0: every check passed)",
+                 [&inv, &check] {
+                     const Invocation::Options& o = inv.options;
+                     check.ca_file = o.ca_file.empty() ? inv.Env("COGS_CACERT").value_or("") : o.ca_file;
+                     check.client_cert = o.client_cert;
+                     check.client_key = o.client_key;
+                     check.json = inv.Json();
+                     return RunServiceCheck(check, inv.out(), inv.err());
+                 });
+    c->add_option("url", check.url, "the service: http://HOST:PORT or https://HOST:PORT")->required();
+    c->add_option("--token-file", check.token_file, "file holding the bearer token the service accepts")
+        ->required();
+    c->add_option("--action", check.action, "an action that changes the service's inventory (a create)")
+        ->required();
+    c->add_option("--input", check.input,
+                  "its input, a JSON object; \"${unique}\" is replaced by a fresh value for every key")
+        ->required();
+    c->add_option("--undo-action", check.undo_action,
+                  "the action's compensation (without it the undo checks are skipped)");
+    c->add_option("--undo-input", check.undo_input,
+                  "its input, a JSON object with \"${unique}\" (the do's) and \"${output.FIELD}\" (default: "
+                  "{\"input\": <the do's input>, \"output\": <its output>})");
+    c->add_option("--timeout-s", check.timeout_s, "each request's deadline, and how long a 202 is followed")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 3600));
+}
+
 }  // namespace
 
 int RunCli(const std::vector<std::string>& args, const CliIo& io) {
@@ -87,6 +123,8 @@ int RunCli(const std::vector<std::string>& args, const CliIo& io) {
     AddAuditCommand(inv, app);
     AddWhoami(inv, app);
     AddExtension(inv, app);
+    ServiceCheckOptions check;
+    AddService(inv, app, check);
     DevOptions dev;
     AddDev(inv, app, dev);
 

@@ -52,6 +52,8 @@ public:
     std::ostream& out() { return out_; }
     std::ostream& err() { return err_; }
     bool Json() const { return options.output == "json"; }
+    // The environment variable `name` (CliIo::getenv, else the process's).
+    std::optional<std::string> Env(const std::string& name) const { return getenv_(name); }
     // Whether CliIo::stop says to end a command that runs until interrupted (top, events --follow).
     bool Stopped() const { return stop_ && stop_(); }
 

@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 #include <stdexcept>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "cogs/base/check.h"
 #include "cogs/observe/metrics.h"
@@ -58,7 +59,8 @@ public:
         : io_(io),
           clock_(options.clock != nullptr ? *options.clock : runtime::SystemClock()),
           desk_(io, options.faults, options.seed, options.metrics, kName, stats_),
-          pruner_(options.retention, options.metrics, kName) {}
+          pruner_(options.retention, options.metrics, kName),
+          only_actions_(options.actions.begin(), options.actions.end()) {}
 
     // The ledger's size by outcome, sampled at every render of `metrics` (on the io thread: see
     // sim_service.h). The sampler holds the service weakly: once it is gone, nothing.
@@ -86,7 +88,14 @@ public:
     // kit::ActionTarget, with the semantics of sim_service.h. The sim serves no other routes.
     std::string_view name() const override { return kName; }
     bool IsRecorded(const std::string& key) const override { return records_.contains(key); }
-    std::optional<http::Response> Get(const http::Request& /*request*/) override { return std::nullopt; }
+    std::optional<http::Response> Get(const http::Request& request) override {
+        if (request.Path() != "/v1/inventory") {
+            return std::nullopt;
+        }
+        http::Response r;
+        r.body = Inventory();
+        return r;
+    }
     bool Post(const http::Request& /*request*/, const http::Respond& /*respond*/) override { return false; }
 
     ~Impl() {
@@ -129,6 +138,10 @@ public:
     void Handle(std::string action, std::string key, std::string /*input*/, SteadyTime deadline,
                 Callback done) override {
         if (!desk_.Admit(deadline, done)) {
+            return;
+        }
+        if (!only_actions_.empty() && !only_actions_.contains(action)) {
+            desk_.Answer(std::move(done), MakeError(ErrorCode::kNotFound, "no action '" + action + "'"));
             return;
         }
         if (key.ends_with(kDoSuffix)) {
@@ -189,6 +202,29 @@ public:
             return std::nullopt;
         }
         return ToEntry(key, it->second);
+    }
+
+    // GET /v1/inventory: every do applied and not compensated, in key order.
+    std::string Inventory() const {
+        std::vector<const std::pair<const std::string, Record>*> held;
+        for (const auto& entry : records_) {
+            const auto& [key, r] = entry;
+            if (r.kind != CallKind::kDo || r.outcome != Outcome::kApplied) {
+                continue;
+            }
+            auto undo = records_.find(UndoKeyOf(key));
+            if (undo == records_.end() || undo->second.outcome != Outcome::kCompensated) {
+                held.push_back(&entry);
+            }
+        }
+        std::sort(held.begin(), held.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
+        json::array applied;
+        for (const auto* entry : held) {
+            applied.push_back(json::object{{"id", IdFor(BaseOf(entry->first))},
+                                           {"key", entry->first},
+                                           {"action", actions_[entry->second.action]}});
+        }
+        return json::serialize(json::object{{"applied", std::move(applied)}});
     }
 
     LedgerCounts counts() const { return counts_; }
@@ -405,6 +441,7 @@ private:
     std::unique_ptr<kit::LedgerFile> db_;
 
     std::unordered_map<std::string, Record> records_;
+    std::unordered_set<std::string> only_actions_;  // SimOptions::actions; empty: every name
     std::vector<std::string> actions_;
     std::unordered_map<std::string, uint32_t> action_index_;
     uint64_t next_seq_ = 1;

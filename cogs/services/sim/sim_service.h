@@ -31,6 +31,14 @@
 // Long actions (`long_actions`): applied and recorded at once, answered {accepted}; Status() reports
 // them accepted until accept_duration has passed since they were applied, then done with the output.
 //
+// Actions: any name, unless SimOptions::actions lists them (cogs-sim --action): then a name not
+// listed is kNotFound "no action 'x'" before anything else (deadline aside), nothing recorded, as a
+// real service answers an action it does not have.
+//
+// Inventory (GET /v1/inventory): what the sim holds, i.e. every do applied and not compensated,
+// {"applied": [{"id", "key", "action"}]} in key order (`id` as in the do's output). A scan of the
+// ledger: for tests and `cogs service check`, not for a benchmark's million keys.
+//
 // Durability: with ledger_path set, the ledger is an SQLite table (WAL, synchronous=NORMAL: survives
 // a process kill, not a power cut), loaded into memory at start, so a restarted service remembers
 // every key. Entries made in one turn of the event loop are written in one transaction (group
@@ -100,6 +108,8 @@ struct SimOptions {
     // The ledger's wall time (entries' at_us, the end of long actions, retention); null:
     // runtime::SystemClock(). Must outlive the service. Deadlines and latency stay on the machine's.
     runtime::Clock* clock = nullptr;
+    // The actions it performs; empty: every name (see Actions above).
+    std::vector<std::string> actions{};
 };
 
 struct LedgerCounts {
@@ -128,7 +138,8 @@ struct SimStats : kit::CallStats {
 //                runs, else the output; the refusal for a rejected key; kNotFound for a key never
 //                recorded;
 //   LedgerJson   GET /v1/ledger: LedgerToJson(Ledger()); StatsJson: GET /v1/stats, ToJson(stats());
-//   Get, Post    no other routes.
+//   Get          GET /v1/inventory (see Inventory above); no other route;
+//   Post         no other routes.
 class SimService final : public kit::ForwardingTarget {
 public:
     // Opens (or creates) the ledger at options.ledger_path and loads it. Throws std::runtime_error if

@@ -449,6 +449,38 @@ TEST_F(SimHttpTest, InvokeOverHttpIsIdempotent) {
     EXPECT_EQ(service_->Counts().live(), 0u);
 }
 
+TEST_F(SimHttpTest, InventoryIsEveryDoAppliedAndNotCompensated) {
+    ASSERT_TRUE(Invoke(Call("create_port", "wf2/port/do")));
+    ASSERT_TRUE(Invoke(Call("create_port", "wf1/port/do")));
+    ASSERT_TRUE(Invoke(Call("create_port", "wf3/port/do")));
+    ASSERT_TRUE(Invoke(Call("delete_port", "wf3/port/undo")));  // compensated
+    ASSERT_TRUE(Invoke(Call("delete_port", "wf4/port/undo")));  // a tombstone
+    ASSERT_FALSE(Invoke(Call("create_port", "wf4/port/do")));   // refused after it
+    const http::Response res = Raw("GET", "/v1/inventory");
+    ASSERT_EQ(res.status, 200) << res.body;
+    const json::array applied = Parse(res.body).as_object()["applied"].as_array();
+    ASSERT_EQ(applied.size(), 2u) << res.body;
+    EXPECT_EQ(applied[0].as_object().at("key").as_string(), "wf1/port/do");
+    EXPECT_EQ(applied[0].as_object().at("action").as_string(), "create_port");
+    EXPECT_EQ(applied[1].as_object().at("key").as_string(), "wf2/port/do");
+    EXPECT_EQ(applied[1].as_object().at("id"),
+              Parse(Invoke(Call("create_port", "wf2/port/do"))->output).at("id"))
+        << "the id its do answered";
+}
+
+TEST_F(SimTest, WithItsActionsNamedAnyOtherIsNotFoundAndNotRecorded) {
+    SimOptions options;
+    options.actions = {"create_thing", "delete_thing"};
+    Start(std::move(options));
+    ASSERT_TRUE(Invoke(Call("create_thing", "wf1/t/do")));
+    ASSERT_TRUE(Invoke(Call("delete_thing", "wf1/t/undo")));
+    auto other = Invoke(Call("create_thign", "wf2/t/do"));
+    ASSERT_FALSE(other);
+    EXPECT_EQ(other.error().code, ErrorCode::kNotFound);
+    EXPECT_FALSE(service_->Find("wf2/t/do"));
+    EXPECT_EQ(service_->Ledger().size(), 2u);
+}
+
 TEST_F(SimHttpTest, MissingIdempotencyKeyIs400NamingIt) {
     auto res = Raw("POST", "/v1/actions/boot", "{}");
     EXPECT_EQ(res.status, 400);
