@@ -158,9 +158,12 @@ Result<std::unique_ptr<Leader>> BuildLeader(boost::asio::io_context& io, const L
                    Names(services::volume::kActions));
     l->engine =
         std::make_unique<workflow::Engine>(io, *l->store, *l->registry, l->catalog, config.engine_options);
-    l->extensions = std::make_unique<extend::ExtensionHost>(
-        io, extend::HostOptions{config.workflows_dir, config.config_dir, config.service_tls}, l->catalog,
-        *l->engine, *l->registry);
+    extend::HostOptions host_options{config.workflows_dir, config.config_dir, config.service_tls};
+    host_options.kinds = [leader = l.get()](const std::vector<cloud::KindSpec>& kinds, bool apply) {
+        return leader->cloud->SetKinds(kinds, apply);
+    };
+    l->extensions =
+        std::make_unique<extend::ExtensionHost>(io, host_options, l->catalog, *l->engine, *l->registry);
     cloud::CloudOptions cloud_options = config.cloud_options;
     cloud_options.extensions.describe = [host = l->extensions.get()] { return host->Describe(); };
     cloud_options.extensions.reload = [host = l->extensions.get()] { return ReloadExtensions(*host); };

@@ -8,6 +8,7 @@
 #include "cogs/cli/internal/audit_command.h"
 #include "cogs/cli/internal/dev.h"
 #include "cogs/cli/internal/invocation.h"
+#include "cogs/cli/internal/kind_commands.h"
 #include "cogs/cli/internal/observe_commands.h"
 #include "cogs/cli/internal/resources.h"
 #include "cogs/cli/internal/service_check.h"
@@ -123,6 +124,7 @@ int RunCli(const std::vector<std::string>& args, const CliIo& io) {
     AddAuditCommand(inv, app);
     AddWhoami(inv, app);
     AddExtension(inv, app);
+    AddKindCommands(inv, app);
     ServiceCheckOptions check;
     AddService(inv, app, check);
     DevOptions dev;

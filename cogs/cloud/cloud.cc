@@ -21,6 +21,7 @@
 #include "cogs/cloud/resources/hosts.h"
 #include "cogs/cloud/resources/idempotency.h"
 #include "cogs/cloud/resources/images.h"
+#include "cogs/cloud/resources/kinds.h"
 #include "cogs/cloud/resources/networks.h"
 #include "cogs/cloud/resources/reads.h"
 #include "cogs/cloud/resources/servers.h"
@@ -74,8 +75,9 @@ public:
           claims(ctx),
           audit(ctx),
           pruner(io, store, ctx.options.workflow_retention, &ctx.clock, ctx.metrics()),
+          kinds(ctx, reads, history),
           router(ApiRoutes({ctx, reads, catalog, networks, volumes, servers, hosts, history, workflows, keys,
-                            consoles, images, audit})),
+                            consoles, images, audit, kinds})),
           api(
               io, router, [this](std::string_view bearer) { return catalog.Authenticate(bearer); },
               ctx.options.admission, ctx.clock, ctx.metrics(),
@@ -85,6 +87,13 @@ public:
               }),
           resources_gauge(observe::GaugeOf(ctx.metrics(), "cogs_resources",
                                            "Desired-state records by kind and status.")) {
+        // A declared kind may not take a collection of the API's own.
+        std::set<std::string> builtin;
+        for (const Route& r : router.routes()) {
+            const std::vector<std::string> segments = PathSegments(r.pattern);
+            if (segments.size() >= 2 && !segments[1].starts_with("{")) builtin.insert(segments[1]);
+        }
+        kinds.SetBuiltinCollections(std::move(builtin));
         api.SetAuditor([this](store::AuditRecord entry, const http::Response& answer) {
             audit.Record(std::move(entry), answer);
         });
@@ -130,6 +139,7 @@ public:
     ModelClaims claims;
     AuditLog audit;
     workflow::WorkflowPruner pruner;
+    Kinds kinds;
     Router router;
     HttpApi api;
     observe::GaugeFamily resources_gauge;
@@ -301,6 +311,9 @@ Cloud::Cloud(boost::asio::io_context& io, store::Store& store, workflow::Engine&
 Cloud::~Cloud() { Stop(); }
 
 Status Cloud::Load() { return impl_->Load(); }
+Status Cloud::SetKinds(const std::vector<KindSpec>& kinds, bool apply) {
+    return impl_->kinds.Set(kinds, apply);
+}
 Result<std::string> Cloud::Bootstrap(std::string_view current) { return impl_->Bootstrap(current); }
 
 void Cloud::Start() {

@@ -32,6 +32,7 @@
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
 #include "cogs/cloud/api/admission.h"
+#include "cogs/cloud/kind_spec.h"
 #include "cogs/http/server.h"
 #include "cogs/observe/metrics.h"
 #include "cogs/runtime/clock.h"
@@ -192,6 +193,11 @@ public:
     // workflows and of Idempotency-Keys.
     void Start();
     void Stop();
+
+    // The resource kinds declared in configuration (kind_spec.h, resources/kinds.h): checked, and
+    // with `apply` served from then on. All or nothing; refused naming the spec's file and line.
+    // On the io thread (cogs/extend's reload).
+    Status SetKinds(const std::vector<KindSpec>& kinds, bool apply);
 
     // The in-process services, for the engine's catalog: "scheduler" and "compute".
     std::shared_ptr<workflow::ServiceClient> SchedulerService();

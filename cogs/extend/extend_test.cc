@@ -129,6 +129,60 @@ TEST(ExtensionsDirTest, TheThreeDirectoriesLoadAndAServiceDefinedTwiceIsRefused)
     EXPECT_TRUE(none->services.empty() && none->hooks.empty() && none->workflows.empty());
 }
 
+TEST(KindsFileTest, AKindIsReadWithItsFieldRules) {
+    auto kinds = LoadKindsFromString(R"(kind: dns_zone
+plural: dns_zones
+quota: 10
+create: dns_zone.create
+delete: dns_zone.delete
+fields:
+  name: {type: string, required: true, max_length: 253}
+  ttl: {type: integer, minimum: 60, maximum: 86400, default: 3600}
+  mode: {type: string, enum: [primary, secondary], default: primary}
+  tags: {type: strings, max_items: 4, max_length: 32}
+  dnssec: {type: boolean, default: false}
+)",
+                                     "zones.yaml");
+    ASSERT_TRUE(kinds.has_value()) << kinds.error().message;
+    ASSERT_EQ(kinds->size(), 1u);
+    const cloud::KindSpec& k = (*kinds)[0];
+    EXPECT_EQ(k.kind, "dns_zone");
+    EXPECT_EQ(k.plural, "dns_zones");
+    EXPECT_EQ(k.quota, 10);
+    EXPECT_EQ(k.origin, "zones.yaml:1");
+    ASSERT_EQ(k.fields.size(), 5u);
+    EXPECT_TRUE(k.fields[0].required);
+    EXPECT_EQ(k.fields[0].max_length, 253);
+    EXPECT_EQ(k.fields[1].type, cloud::FieldSpec::Type::kInteger);
+    EXPECT_EQ(k.fields[1].minimum, 60);
+    EXPECT_EQ(k.fields[1].default_value->as_int64(), 3600);
+    EXPECT_EQ(k.fields[2].one_of, (std::vector<std::string>{"primary", "secondary"}));
+    EXPECT_EQ(k.fields[3].type, cloud::FieldSpec::Type::kStrings);
+    EXPECT_EQ(k.fields[4].default_value->as_bool(), false);
+}
+
+TEST(KindsFileTest, ABadKindIsRefusedNamingTheLine) {
+    const auto load = [](const std::string& fields) {
+        auto k =
+            LoadKindsFromString("kind: z\nplural: zs\ncreate: c\ndelete: d\nfields:\n" + fields, "k.yaml");
+        return k ? std::string("accepted") : k.error().message;
+    };
+    EXPECT_EQ(load("  name: {type: text}\n"),
+              "k.yaml:6: kind 'z' field 'name': unknown type 'text' (string, integer, boolean, strings)");
+    EXPECT_EQ(load("  id: {type: string}\n").substr(0, 34), "k.yaml:6: kind 'z' field 'id': the");
+    EXPECT_EQ(load("  ttl: {type: integer, minimum: 60, default: 5}\n"),
+              "k.yaml:6: kind 'z' field 'ttl': 'default' breaks the field's own rules");
+    EXPECT_EQ(load("  n: {type: string, minimum: 1}\n"),
+              "k.yaml:6: kind 'z' field 'n': 'minimum' does not apply to a string");
+    EXPECT_EQ(load("  n: {type: string, required: true, default: x}\n"),
+              "k.yaml:6: kind 'z' field 'n': a required field has no default");
+    EXPECT_EQ(load("  n: {type: string}\n"), "accepted");
+    auto missing =
+        LoadKindsFromString("kind: z\nplural: zs\ndelete: d\nfields: {n: {type: string}}\n", "k.yaml");
+    ASSERT_FALSE(missing.has_value());
+    EXPECT_EQ(missing.error().message, "k.yaml:1: kind 'z' has no 'create'");
+}
+
 // A control plane's leader, as cogsd builds it, around an ExtensionHost.
 class HostTest : public ::testing::Test {
 protected:
@@ -272,6 +326,42 @@ TEST_F(HostTest, ARefusedReloadChangesNothing) {
                                      ":1: service 'compute' is one of cogsd's built-in services");
     EXPECT_EQ(Version(), 1);
     EXPECT_EQ(catalog_.Find("dns"), dns);
+}
+
+TEST_F(HostTest, AKindIsHandedToTheCloudOnlyOnceEverythingElseIsChecked) {
+    std::vector<std::pair<std::string, bool>> calls;  // (plurals, apply)
+    host_.reset();
+    HostOptions o{shipped_.string(), config_.string(), nullptr};
+    o.kinds = [&calls](const std::vector<cloud::KindSpec>& kinds, bool apply) -> Status {
+        std::string plurals;
+        for (const auto& k : kinds)
+            plurals += k.plural;
+        calls.emplace_back(plurals, apply);
+        return Ok();
+    };
+    host_ = std::make_unique<ExtensionHost>(io_, o, catalog_, *engine_, *registry_);
+    Write(config_ / "kinds.d" / "zones.yaml",
+          "kind: dns_zone\nplural: dns_zones\ncreate: dns_zone.create\ndelete: dns_zone.delete\n"
+          "fields: {name: {type: string, required: true}}\n");
+    auto r = host_->Reload();
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().message,
+              (config_ / "kinds.d" / "zones.yaml").string() +
+                  ":1: kind 'dns_zone': no workflow 'dns_zone.create' (put it in workflows.d)");
+    EXPECT_TRUE(calls.empty());
+
+    Write(config_ / "services.d" / "dns.yaml", kDnsService);
+    Write(config_ / "workflows.d" / "zones.yaml", R"(workflows:
+  - type: dns_zone.create
+    steps: [{name: create, action: dns.register}]
+  - type: dns_zone.delete
+    steps: [{name: delete, action: dns.unregister}]
+)");
+    r = host_->Reload();
+    ASSERT_TRUE(r.has_value()) << r.error().message;
+    EXPECT_EQ(calls, (std::vector<std::pair<std::string, bool>>{{"dns_zones", false}, {"dns_zones", true}}));
+    EXPECT_NE(registry_->Latest("dns_zone.create"), nullptr);
+    EXPECT_NE(r->find("\"path\":\"/v1/dns_zones\""), std::string::npos) << *r;
 }
 
 }  // namespace

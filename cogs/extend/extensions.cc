@@ -7,6 +7,7 @@
 #include <charconv>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -24,35 +25,49 @@ bool ValidName(const std::string& s) {
     });
 }
 
-class ServiceLoader {
+class Loader {
 public:
-    ServiceLoader(std::string source, std::string base_dir)
+    Loader(std::string source, std::string base_dir)
         : source_(std::move(source)), base_dir_(std::move(base_dir)) {}
 
     Result<std::vector<ServiceEntry>> Load(const std::string& text) {
         std::vector<ServiceEntry> out;
+        COGS_TRY(
+            ForEach(text, "services", "service", [&](const YAML::Node& n) { return LoadService(n, out); }));
+        return out;
+    }
+
+    Result<std::vector<cloud::KindSpec>> LoadKinds(const std::string& text) {
+        std::vector<cloud::KindSpec> out;
+        COGS_TRY(ForEach(text, "kinds", "kind", [&](const YAML::Node& n) { return LoadKind(n, out); }));
+        return out;
+    }
+
+private:
+    // Each item of every document: a list under `list`, or the document itself (one `one`).
+    Status ForEach(const std::string& text, const std::string& list, const std::string& one,
+                   const std::function<Status(const YAML::Node&)>& load) {
         try {
             for (const YAML::Node& doc : YAML::LoadAll(text)) {
                 if (doc.IsNull()) continue;
                 if (!doc.IsMap())
-                    return Fail(doc, "want a mapping: 'services:' with a list, or a single service");
-                if (const YAML::Node list = doc["services"]) {
-                    COGS_TRY(CheckFields(doc, "the document", {"services"}));
-                    if (!list.IsSequence()) return Fail(list, "'services' must be a list");
-                    for (const YAML::Node& n : list) {
-                        COGS_TRY(LoadService(n, out));
+                    return Fail(doc, "want a mapping: '" + list + ":' with a list, or a single " + one);
+                if (const YAML::Node items = doc[list]) {
+                    COGS_TRY(CheckFields(doc, "the document", {list}));
+                    if (!items.IsSequence()) return Fail(items, "'" + list + "' must be a list");
+                    for (const YAML::Node& n : items) {
+                        COGS_TRY(load(n));
                     }
                 } else {
-                    COGS_TRY(LoadService(doc, out));
+                    COGS_TRY(load(doc));
                 }
             }
         } catch (const YAML::Exception& e) {
             return MakeError(ErrorCode::kInvalidArgument, At(e.mark) + ": " + e.msg);
         }
-        return out;
+        return Ok();
     }
 
-private:
     std::string At(const YAML::Mark& m) const {
         return m.line < 0 ? source_ : source_ + ":" + std::to_string(m.line + 1);
     }
@@ -178,6 +193,173 @@ private:
         return Ok();
     }
 
+    Result<int64_t> Int64(const YAML::Node& n, const std::string& what) {
+        int64_t v = 0;
+        const std::string s = n.IsScalar() ? n.Scalar() : "";
+        auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v < kMin || v > kMax) {
+            return Fail(
+                n, what + " must be an integer from " + std::to_string(kMin) + " to " + std::to_string(kMax));
+        }
+        return v;
+    }
+
+    Result<cloud::FieldSpec> LoadField(const YAML::Node& key, const YAML::Node& n,
+                                       const std::string& kind_what) {
+        using Type = cloud::FieldSpec::Type;
+        cloud::FieldSpec f;
+        COGS_ASSIGN_OR_RETURN(f.name, String(key, kind_what + ": a field's name"));
+        const std::string what = kind_what + " field '" + f.name + "'";
+        if (!ValidName(f.name) || f.name[0] == '_' || f.name[0] == '-' || IsReservedField(f.name)) {
+            return Fail(key, what +
+                                 ": the name must be 1-63 of a-z, 0-9, '_', '-' and none of id, project_id, "
+                                 "status, fault, workflow_id, created_at, updated_at");
+        }
+        COGS_TRY(CheckFields(
+            n, what,
+            {"type", "required", "max_length", "enum", "minimum", "maximum", "max_items", "default"}));
+        if (!n["type"]) return Fail(n, what + " has no 'type' (string, integer, boolean, strings)");
+        COGS_ASSIGN_OR_RETURN(const std::string type, String(n["type"], what + ": 'type'"));
+        if (type == "string") {
+            f.type = Type::kString;
+        } else if (type == "integer") {
+            f.type = Type::kInteger;
+        } else if (type == "boolean") {
+            f.type = Type::kBoolean;
+        } else if (type == "strings") {
+            f.type = Type::kStrings;
+        } else {
+            return Fail(n["type"],
+                        what + ": unknown type '" + type + "' (string, integer, boolean, strings)");
+        }
+        const auto only_for = [&](const char* field, std::initializer_list<Type> types) -> Status {
+            if (n[field] && std::find(types.begin(), types.end(), f.type) == types.end()) {
+                return Fail(n[field], what + ": '" + field + "' does not apply to a " + type);
+            }
+            return Ok();
+        };
+        COGS_TRY(only_for("max_length", {Type::kString, Type::kStrings}));
+        COGS_TRY(only_for("enum", {Type::kString}));
+        COGS_TRY(only_for("minimum", {Type::kInteger}));
+        COGS_TRY(only_for("maximum", {Type::kInteger}));
+        COGS_TRY(only_for("max_items", {Type::kStrings}));
+        if (const YAML::Node r = n["required"]) {
+            if (!r.IsScalar() || (r.Scalar() != "true" && r.Scalar() != "false")) {
+                return Fail(r, what + ": 'required' must be true or false");
+            }
+            f.required = r.Scalar() == "true";
+        }
+        if (const YAML::Node m = n["max_length"]) {
+            COGS_ASSIGN_OR_RETURN(f.max_length, Int(m, what + ": 'max_length'", 1, 65536));
+        }
+        if (const YAML::Node m = n["max_items"]) {
+            COGS_ASSIGN_OR_RETURN(f.max_items, Int(m, what + ": 'max_items'", 1, 1024));
+        }
+        if (const YAML::Node m = n["minimum"]) {
+            COGS_ASSIGN_OR_RETURN(f.minimum, Int64(m, what + ": 'minimum'"));
+        }
+        if (const YAML::Node m = n["maximum"]) {
+            COGS_ASSIGN_OR_RETURN(f.maximum, Int64(m, what + ": 'maximum'"));
+        }
+        if (f.minimum > f.maximum) return Fail(n, what + ": 'minimum' is above 'maximum'");
+        if (const YAML::Node e = n["enum"]) {
+            if (!e.IsSequence() || e.size() == 0)
+                return Fail(e, what + ": 'enum' must list the values allowed");
+            for (const YAML::Node& v : e) {
+                COGS_ASSIGN_OR_RETURN(std::string value, String(v, what + ": a value of 'enum'"));
+                f.one_of.push_back(std::move(value));
+            }
+        }
+        if (const YAML::Node d = n["default"]) {
+            if (f.required) return Fail(d, what + ": a required field has no default");
+            COGS_ASSIGN_OR_RETURN(f.default_value, DefaultOf(d, f, what));
+        }
+        return f;
+    }
+
+    // A field's default, checked against its own rules.
+    Result<boost::json::value> DefaultOf(const YAML::Node& d, const cloud::FieldSpec& f,
+                                         const std::string& what) {
+        using Type = cloud::FieldSpec::Type;
+        const std::string bad = what + ": 'default' breaks the field's own rules";
+        switch (f.type) {
+            case Type::kString: {
+                if (!d.IsScalar() || static_cast<int64_t>(d.Scalar().size()) > f.max_length)
+                    return Fail(d, bad);
+                if (!f.one_of.empty() &&
+                    std::find(f.one_of.begin(), f.one_of.end(), d.Scalar()) == f.one_of.end()) {
+                    return Fail(d, bad);
+                }
+                return boost::json::value(d.Scalar());
+            }
+            case Type::kInteger: {
+                COGS_ASSIGN_OR_RETURN(const int64_t v, Int64(d, what + ": 'default'"));
+                if (v < f.minimum || v > f.maximum) return Fail(d, bad);
+                return boost::json::value(v);
+            }
+            case Type::kBoolean:
+                if (!d.IsScalar() || (d.Scalar() != "true" && d.Scalar() != "false")) return Fail(d, bad);
+                return boost::json::value(d.Scalar() == "true");
+            case Type::kStrings: {
+                if (!d.IsSequence() || static_cast<int64_t>(d.size()) > f.max_items) return Fail(d, bad);
+                boost::json::array a;
+                for (const YAML::Node& v : d) {
+                    if (!v.IsScalar() || static_cast<int64_t>(v.Scalar().size()) > f.max_length)
+                        return Fail(v, bad);
+                    a.emplace_back(v.Scalar());
+                }
+                return boost::json::value(std::move(a));
+            }
+        }
+        return Fail(d, bad);
+    }
+
+    Status LoadKind(const YAML::Node& n, std::vector<cloud::KindSpec>& out) {
+        std::string what = "kind";
+        if (n.IsMap() && n["kind"] && n["kind"].IsScalar()) what += " '" + n["kind"].Scalar() + "'";
+        COGS_TRY(CheckFields(n, what, {"kind", "plural", "quota", "create", "delete", "fields"}));
+        cloud::KindSpec k;
+        k.origin = At(n.Mark());
+        for (auto [field, into] :
+             {std::pair{"kind", &k.kind}, std::pair{"plural", &k.plural},
+              std::pair{"create", &k.create_workflow}, std::pair{"delete", &k.delete_workflow}}) {
+            if (!n[field]) return Fail(n, what + " has no '" + field + "'");
+            COGS_ASSIGN_OR_RETURN(*into, String(n[field], what + ": '" + field + "'"));
+        }
+        for (const YAML::Node& name : {n["kind"], n["plural"]}) {
+            const std::string& s = name.Scalar();
+            if (!ValidName(s) || s.find('-') != std::string::npos || !(s[0] >= 'a' && s[0] <= 'z')) {
+                return Fail(name,
+                            what + ": '" + s + "' must be 1-63 of a-z, 0-9, '_', starting with a letter");
+            }
+        }
+        if (k.kind == k.plural) return Fail(n["plural"], what + ": the plural must differ from the kind");
+        if (const YAML::Node q = n["quota"]) {
+            COGS_ASSIGN_OR_RETURN(k.quota, Int64(q, what + ": 'quota'"));
+        }
+        const YAML::Node fields = n["fields"];
+        if (!fields || !fields.IsMap() || fields.size() == 0) {
+            return Fail(fields ? fields : n, what + ": 'fields' must map each field's name to its rules");
+        }
+        for (const auto& kv : fields) {
+            COGS_ASSIGN_OR_RETURN(auto f, LoadField(kv.first, kv.second, what));
+            k.fields.push_back(std::move(f));
+        }
+        out.push_back(std::move(k));
+        return Ok();
+    }
+
+    static bool IsReservedField(const std::string& name) {
+        for (const char* r :
+             {"id", "project_id", "status", "fault", "workflow_id", "created_at", "updated_at"}) {
+            if (name == r) return true;
+        }
+        return false;
+    }
+
+    static constexpr int64_t kMin = -(int64_t{1} << 52);
+    static constexpr int64_t kMax = int64_t{1} << 52;
+
     std::string source_;
     std::string base_dir_;
 };
@@ -211,7 +393,11 @@ Result<std::vector<std::string>> Files(const fs::path& dir) {
 
 Result<std::vector<ServiceEntry>> LoadServicesFromString(const std::string& text, const std::string& source,
                                                          const std::string& base_dir) {
-    return ServiceLoader(source, base_dir).Load(text);
+    return Loader(source, base_dir).Load(text);
+}
+
+Result<std::vector<cloud::KindSpec>> LoadKindsFromString(const std::string& text, const std::string& source) {
+    return Loader(source, "").LoadKinds(text);
 }
 
 Result<Extensions> LoadExtensions(const std::string& dir) {
@@ -231,6 +417,12 @@ Result<Extensions> LoadExtensions(const std::string& dir) {
             }
             ext.services.push_back(std::move(e));
         }
+    }
+    COGS_ASSIGN_OR_RETURN(const auto kind_files, Files(root / "kinds.d"));
+    for (const std::string& path : kind_files) {
+        COGS_ASSIGN_OR_RETURN(const std::string text, ReadText(path));
+        COGS_ASSIGN_OR_RETURN(auto kinds, LoadKindsFromString(text, path));
+        std::move(kinds.begin(), kinds.end(), std::back_inserter(ext.kinds));
     }
     std::error_code ec;
     if (fs::exists(root / "workflows.d", ec)) {

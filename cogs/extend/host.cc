@@ -1,5 +1,6 @@
 #include "cogs/extend/host.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
 
 #include "cogs/services/kit/http_client.h"
@@ -95,7 +96,24 @@ Result<std::string> ExtensionHost::Reload() {
         applied.emplace(std::move(name), Applied{std::move(e), std::move(client)});
     }
     COGS_TRY(workflow::CheckServices(defs, next));
+    for (const cloud::KindSpec& k : ext.kinds) {
+        for (const std::string& type : {k.create_workflow, k.delete_workflow}) {
+            if (std::none_of(defs.begin(), defs.end(),
+                             [&](const workflow::Definition& d) { return d.type == type; })) {
+                return MakeError(
+                    ErrorCode::kInvalidArgument,
+                    k.origin + ": kind '" + k.kind + "': no workflow '" + type + "' (put it in workflows.d)");
+            }
+        }
+    }
+    if (!ext.kinds.empty() && !options_.kinds) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         ext.kinds.front().origin + ": this control plane serves no declared kinds");
+    }
+    if (options_.kinds) COGS_TRY(options_.kinds(ext.kinds, /*apply=*/false));
     COGS_TRY(registry_.RegisterAll(std::move(defs)));
+    // Checked above: taking them cannot fail now (same io turn: no record came or went).
+    if (options_.kinds) COGS_TRY(options_.kinds(ext.kinds, /*apply=*/true));
 
     catalog_ = std::move(next);
     for (const auto& [name, a] : applied) {
@@ -103,6 +121,7 @@ Result<std::string> ExtensionHost::Reload() {
     }
     services_ = std::move(applied);
     hooks_ = std::move(ext.hooks);
+    kinds_ = std::move(ext.kinds);
     ++reloads_;
     applied_ms_ = WallNowMs();
     return Describe();
@@ -135,6 +154,20 @@ std::string ExtensionHost::Describe() const {
                          {"action", h.step.action.FullName()},
                          {"defined_at", h.origin}});
     }
+    json::array kinds;
+    for (const cloud::KindSpec& k : kinds_) {
+        json::array fields;
+        for (const cloud::FieldSpec& f : k.fields)
+            fields.emplace_back(f.name);
+        kinds.push_back(json::object{{"kind", k.kind},
+                                     {"plural", k.plural},
+                                     {"path", "/v1/" + k.plural},
+                                     {"quota", k.quota},
+                                     {"fields", std::move(fields)},
+                                     {"create", k.create_workflow},
+                                     {"delete", k.delete_workflow},
+                                     {"defined_at", k.origin}});
+    }
     json::array workflows;
     for (const std::string& type : registry_.Types()) {
         const workflow::Definition* d = registry_.Latest(type);
@@ -145,6 +178,7 @@ std::string ExtensionHost::Describe() const {
                                         {"applied_at_ms", applied_ms_},
                                         {"services", std::move(services)},
                                         {"hooks", std::move(hooks)},
+                                        {"kinds", std::move(kinds)},
                                         {"workflows", std::move(workflows)}});
 }
 

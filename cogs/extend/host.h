@@ -7,9 +7,11 @@
 //   2. weaves the hooks into the workflows and checks every action against the catalog as it would
 //      be (the built-in services, which cogsd added, and the configured ones): a workflow or hook
 //      naming an unknown service or action is refused with its file and line;
-//   3. registers the workflows (a changed one becomes a new version: a running workflow keeps the
+//   3. checks the kinds (kinds.d) with the cloud: each names a create and a delete workflow that
+//      exists, and takes no name of the API's own; a kind that still has records cannot go;
+//   4. registers the workflows (a changed one becomes a new version: a running workflow keeps the
 //      version it started with), then replaces the configured services in the catalog and sets
-//      their bulkheads and breakers in the engine.
+//      their bulkheads and breakers in the engine, and hands the kinds to the cloud.
 // A refused reload changes nothing: the previous configuration stays in force. A service whose
 // url, credential and pool are unchanged keeps its client (its connections); a changed one gets a
 // new client, and calls still in flight on the old one end as its pool closes (retryable: the
@@ -20,6 +22,7 @@
 // Threading: the io thread that runs the engine, between its turns (Reload blocks on the store).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -39,6 +42,9 @@ struct HostOptions {
     std::string config_dir;     // "": none
     // cogsd's client TLS context, for https services; null: https services are refused.
     std::shared_ptr<http::TlsContext> tls;
+    // Checks (apply false) or takes (apply true) the declared kinds: cogsd's Cloud::SetKinds. Unset:
+    // a configuration that declares any kind is refused.
+    std::function<Status(const std::vector<cloud::KindSpec>&, bool apply)> kinds{};
 };
 
 class ExtensionHost {
@@ -69,6 +75,7 @@ private:
     workflow::Registry& registry_;
     std::map<std::string, Applied> services_;  // the configured ones now in the catalog
     std::vector<workflow::Hook> hooks_;
+    std::vector<cloud::KindSpec> kinds_;
     int64_t reloads_ = 0;
     int64_t applied_ms_ = 0;
 };

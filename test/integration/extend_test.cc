@@ -309,5 +309,101 @@ TEST_F(ExtendTest, CogsdKilledInTheMiddleOfAHookResumesItWithTheSameKey) {
     EXPECT_EQ(Records(id).size(), 1u);
 }
 
+// The kind an operator declares (kinds.d) with the workflows that are its controllers (workflows.d),
+// on the same DNS service: dns_zones through the API and the CLI, as a tenant uses them.
+constexpr char kZoneWorkflows[] = R"(workflows:
+  - type: dns_zone.create
+    deadline: 5m
+    steps:
+      - name: create_zone
+        action: dns.create_zone
+        input: {id: "${input.id}", name: "${input.dns_zone.name}", ttl: "${input.dns_zone.ttl}",
+                project_id: "${input.project_id}"}
+        compensation: {action: dns.delete_zone, input: {id: "${input.id}"}}
+  - type: dns_zone.delete
+    deadline: 5m
+    steps:
+      - {name: delete_zone, action: dns.delete_zone, input: {id: "${input.id}"}}
+)";
+constexpr char kZoneKind[] = R"(kind: dns_zone
+plural: dns_zones
+quota: 5
+create: dns_zone.create
+delete: dns_zone.delete
+fields:
+  name: {type: string, required: true, max_length: 253}
+  ttl:  {type: integer, minimum: 60, maximum: 86400, default: 3600}
+)";
+
+TEST_F(ExtendTest, ACustomKindIsServedThroughTheApiAndTheCli) {
+    DropFiles();
+    Write(config_ / "workflows.d" / "dns_zones.yaml", kZoneWorkflows);
+    Write(config_ / "kinds.d" / "dns_zones.yaml", kZoneKind);
+    ApiReply r = Reload();
+    ASSERT_EQ(r.status, 200) << r.text;
+    ASSERT_EQ(At(r.body, "kinds").as_array().size(), 1u) << r.text;
+
+    ApiClient admin = dev_->Admin();
+    const auto member_of = [&](const std::string& name) {
+        ApiReply p = admin.Must("POST", "/v1/projects", R"({"name":")" + name + R"("})");
+        EXPECT_EQ(p.status, 201) << p.text;
+        ApiReply t =
+            admin.Must("POST", "/v1/tokens",
+                       R"({"project_id":")" + S(At(p.body, "project"), "id") + R"(","role":"member"})");
+        EXPECT_EQ(t.status, 201) << t.text;
+        return S(At(t.body, "token"), "secret");
+    };
+    const std::string alice = member_of("alice");
+    const std::string bob = member_of("bob");
+    const auto cogs = [&](const std::string& token, const std::string& args) {
+        return Shell("COGS_URL=" + dev_->api_url() + " COGS_TOKEN=" + token +
+                     " COGS_CACERT=" + dev_->ca_file() + " timeout 120 " + runtime::SiblingBinary("cogs") +
+                     " " + args + " 2>&1");
+    };
+
+    // Created through the CLI from a YAML file, to ACTIVE; the zone is in the DNS service.
+    const std::string file = dev_->data_dir() + "/zone.yaml";
+    Write(file, "name: example.org\nttl: 300\n");
+    auto [created, out] = cogs(alice, "create dns_zones -f " + file + " --wait -o json");
+    ASSERT_EQ(created, 0) << out;
+    const std::string json_text = out.substr(out.find('{'));
+    const json::value zone = At(json::parse(json_text), "dns_zone");
+    const std::string id = S(zone, "id");
+    EXPECT_EQ(S(zone, "status"), "ACTIVE") << out;
+    EXPECT_EQ(I(zone, "ttl"), 300);
+    ApiReply inv = Dns().Must("GET", "/v1/inventory");
+    EXPECT_NE(inv.text.find(id), std::string::npos) << inv.text;
+
+    // Listed through the CLI and the API, for its project only.
+    auto [listed, table] = cogs(alice, "get dns_zones");
+    EXPECT_EQ(listed, 0) << table;
+    EXPECT_NE(table.find(id), std::string::npos) << table;
+    EXPECT_NE(table.find("ACTIVE"), std::string::npos) << table;
+    ApiClient as_bob(dev_->api_url(), bob);
+    EXPECT_TRUE(At(as_bob.Must("GET", "/v1/dns_zones").body, "dns_zones").as_array().empty());
+    EXPECT_EQ(as_bob.Must("GET", "/v1/dns_zones/" + id).status, 404);
+    auto [bob_shows, bob_out] = cogs(bob, "get dns_zones " + id);
+    EXPECT_EQ(bob_shows, 1) << bob_out;
+    EXPECT_NE(bob_out.find("not found"), std::string::npos) << bob_out;
+
+    // Bad input is refused naming the field, and nothing is made.
+    ApiClient as_alice(dev_->api_url(), alice);
+    ApiReply bad = as_alice.Must("POST", "/v1/dns_zones", R"({"name":"b.org","ttl":5})");
+    EXPECT_EQ(bad.status, 400) << bad.text;
+    EXPECT_NE(bad.text.find("ttl"), std::string::npos) << bad.text;
+    Write(file, "name: c.org\ncolour: red\n");
+    auto [refused, refused_out] = cogs(alice, "create dns_zones -f " + file);
+    EXPECT_EQ(refused, 1) << refused_out;
+    EXPECT_NE(refused_out.find("colour: unknown field"), std::string::npos) << refused_out;
+    EXPECT_EQ(At(as_alice.Must("GET", "/v1/dns_zones").body, "dns_zones").as_array().size(), 1u);
+
+    // Deleted through the CLI: gone from cogs and from the DNS service.
+    auto [deleted, deleted_out] = cogs(alice, "delete dns_zones " + id + " --wait");
+    EXPECT_EQ(deleted, 0) << deleted_out;
+    EXPECT_EQ(as_alice.Must("GET", "/v1/dns_zones/" + id).status, 404);
+    inv = Dns().Must("GET", "/v1/inventory");
+    EXPECT_EQ(inv.text.find(id), std::string::npos) << inv.text;
+}
+
 }  // namespace
 }  // namespace cogs::testing

@@ -483,9 +483,10 @@ void AddExtension(Invocation& inv, CLI::App& app) {
     };
     inv.Leaf(ext, "list", "the configured services (never their tokens) and hooks",
              [show] { return show(false); });
-    inv.Leaf(ext, "reload",
-             "apply the configuration directory again; a refused one changes nothing and names the file and line",
-             [show] { return show(true); });
+    inv.Leaf(
+        ext, "reload",
+        "apply the configuration directory again; a refused one changes nothing and names the file and line",
+        [show] { return show(true); });
 }
 
 }  // namespace cogs::cli

@@ -9,6 +9,7 @@
 #include "cogs/cloud/resources/hosts.h"
 #include "cogs/cloud/resources/idempotency.h"
 #include "cogs/cloud/resources/images.h"
+#include "cogs/cloud/resources/kinds.h"
 #include "cogs/cloud/resources/networks.h"
 #include "cogs/cloud/resources/reads.h"
 #include "cogs/cloud/resources/servers.h"
@@ -208,6 +209,14 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
         {"GET", "/v1/workflows", [&workflows](Call c) { workflows.List(std::move(c)); }},
         {"GET", "/v1/workflows/{id}", [&workflows](Call c) { workflows.Show(std::move(c)); }},
         {"POST", "/v1/workflows/{id}/cancel", [&workflows](Call c) { workflows.Cancel(std::move(c)); }},
+
+        // The kinds declared in configuration (resources/kinds.h): the least specific patterns, so
+        // every path above wins; a collection that is no declared kind answers 404 "no route".
+        {"GET", "/v1/{collection}", [&kinds = t.kinds](Call c) { kinds.List(std::move(c)); }},
+        {"POST", "/v1/{collection}", [&kinds = t.kinds](Call c) { kinds.Create(std::move(c)); }},
+        {"GET", "/v1/{collection}/{id}", [&kinds = t.kinds](Call c) { kinds.Show(std::move(c)); }},
+        {"DELETE", "/v1/{collection}/{id}", [&kinds = t.kinds](Call c) { kinds.Delete(std::move(c)); }},
+        {"GET", "/v1/{collection}/{id}/events", [&kinds = t.kinds](Call c) { kinds.Events(std::move(c)); }},
     };
     // Every POST, create or action, honours an Idempotency-Key.
     for (Route& r : routes) {

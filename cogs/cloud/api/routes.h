@@ -22,6 +22,7 @@ class Consoles;
 class IdempotencyKeys;
 class ImageFiles;
 class AuditLog;
+class Kinds;
 
 // The modules the routes lead to; they must outlive the routes.
 struct RouteTargets {
@@ -38,6 +39,7 @@ struct RouteTargets {
     Consoles& consoles;
     ImageFiles& images;
     AuditLog& audit;  // GET /v1/audit
+    Kinds& kinds;     // /v1/<plural> of the kinds declared in configuration, after every route of ours
 };
 
 std::vector<Route> ApiRoutes(RouteTargets t);

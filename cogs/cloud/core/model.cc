@@ -435,6 +435,8 @@ Amount Model::HeldBy(const Res& r) {
         a.subnets = 1;
     } else if (r.kind == kGroup) {
         a.server_groups = 1;
+    } else if (const std::string plural = Str(r.body, "_quota_as"); !plural.empty()) {
+        a.kinds[plural] = 1;  // a kind declared in configuration
     }
     return a;
 }
@@ -447,6 +449,7 @@ const Amount& Model::Usage(const std::string& project) const {
 
 Amount Model::Limits(const std::string& project) const {
     Amount limits = DefaultLimits();
+    limits.kinds = kind_limits_;
     const Res* p = Find(kProject, project);
     if (p != nullptr) {
         if (const auto* q = p->body.if_contains("quotas"); q != nullptr && q->is_object()) {
@@ -455,10 +458,31 @@ Amount Model::Limits(const std::string& project) const {
                     limits.*field = Int(q->get_object(), name);
                 }
             }
+            for (auto& [name, limit] : limits.kinds) {
+                if (q->get_object().contains(name)) limit = Int(q->get_object(), name);
+            }
         }
     }
     return limits;
 }
+
+namespace {
+
+Error QuotaExceeded(std::string_view name, int64_t limit, int64_t in_use, int64_t req) {
+    Error e(ErrorCode::kPermissionDenied, "quota exceeded: " + std::string(name) + " limit " +
+                                              std::to_string(limit) + ", in use " + std::to_string(in_use) +
+                                              ", requested " + std::to_string(req));
+    e.reason = "quota_exceeded";
+    e.With("resource", std::string(name)).With("limit", limit).With("in_use", in_use).With("requested", req);
+    return e;
+}
+
+int64_t Of(const std::map<std::string, int64_t, std::less<>>& m, std::string_view name, int64_t absent) {
+    auto it = m.find(name);
+    return it == m.end() ? absent : it->second;
+}
+
+}  // namespace
 
 Status Model::Reserve(const std::string& project, const Amount& a) {
     Amount limits = Limits(project);
@@ -468,15 +492,14 @@ Status Model::Reserve(const std::string& project, const Amount& a) {
         const int64_t limit = limits.*field;
         const int64_t in_use = used.*field;
         if (req > 0 && limit >= 0 && in_use + req > limit) {
-            Error e(ErrorCode::kPermissionDenied,
-                    "quota exceeded: " + std::string(name) + " limit " + std::to_string(limit) + ", in use " +
-                        std::to_string(in_use) + ", requested " + std::to_string(req));
-            e.reason = "quota_exceeded";
-            e.With("resource", std::string(name))
-                .With("limit", limit)
-                .With("in_use", in_use)
-                .With("requested", req);
-            return MakeError(std::move(e));
+            return MakeError(QuotaExceeded(name, limit, in_use, req));
+        }
+    }
+    for (const auto& [name, req] : a.kinds) {
+        const int64_t limit = Of(limits.kinds, name, -1);
+        const int64_t in_use = Of(used.kinds, name, 0);
+        if (req > 0 && limit >= 0 && in_use + req > limit) {
+            return MakeError(QuotaExceeded(name, limit, in_use, req));
         }
     }
     Add(project, a);
@@ -488,12 +511,18 @@ void Model::Add(const std::string& project, const Amount& a) {
     for (const auto& q : kQuotas) {
         used.*q.field += a.*q.field;
     }
+    for (const auto& [name, n] : a.kinds) {
+        used.kinds[name] += n;
+    }
 }
 
 void Model::Release(const std::string& project, const Amount& a) {
     Amount& used = usage_[project];
     for (const auto& q : kQuotas) {
         used.*q.field -= a.*q.field;
+    }
+    for (const auto& [name, n] : a.kinds) {
+        used.kinds[name] -= n;
     }
 }
 

@@ -65,6 +65,8 @@ struct Res {
 struct Amount {
     int64_t servers = 0, vcpus = 0, ram_mb = 0, volumes = 0, volume_gb = 0, ports = 0;
     int64_t networks = 0, subnets = 0, server_groups = 0;
+    // Records of the kinds declared in configuration (kinds.h), by their plural (the quota's name).
+    std::map<std::string, int64_t, std::less<>> kinds{};
 };
 
 // Every quota by its API name, in the order the API lists them.
@@ -311,6 +313,12 @@ public:
     void Release(const std::string& project, const Amount& a);
     // Counts `a` as used without checking the limits (usage loaded from the store).
     void Add(const std::string& project, const Amount& a);
+    // The default limits of the kinds declared in configuration (plural -> records per project; -1:
+    // none), which a project's "quotas" override like any other.
+    void SetKindLimits(std::map<std::string, int64_t, std::less<>> limits) {
+        kind_limits_ = std::move(limits);
+    }
+    const std::map<std::string, int64_t, std::less<>>& kind_limits() const { return kind_limits_; }
 
     // Token hash -> token id.
     std::unordered_map<std::string, std::string> token_by_hash;
@@ -329,6 +337,7 @@ private:
     std::function<void(std::function<void()>)> end_of_turn_;
     std::map<std::string, Records, std::less<>> kinds_;
     std::map<std::string, Amount> usage_;
+    std::map<std::string, int64_t, std::less<>> kind_limits_;
     mutable FrozenKeys keys_;
     std::unique_ptr<Indexes> indexes_;
     mutable std::unordered_set<const Stored*> thawed_;  // this turn's

@@ -103,11 +103,10 @@ bool Transitional(std::string_view kind, std::string_view status) {
         auto s = ParseStatus<VolumeStatus>(status);
         return s && Transitional(*s);
     }
-    if (kind == kNetwork || kind == kSubnet || kind == kPort) {
-        auto s = ParseStatus<NetStatus>(status);
-        return s && Transitional(*s);
-    }
-    return false;
+    // Networks, subnets, ports, and the kinds declared in configuration (resources/kinds.h), which
+    // share their vocabulary (BUILD, ACTIVE, ERROR, DELETING); no other kind's status parses as one.
+    auto s = ParseStatus<NetStatus>(status);
+    return s && Transitional(*s);
 }
 
 }  // namespace cogs::cloud

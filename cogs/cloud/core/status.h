@@ -73,6 +73,7 @@ bool Transitional(ServerStatus s);
 bool Transitional(NetStatus s);
 bool Transitional(VolumeStatus s);
 // Whether `status`, as stored on a record of `kind`, is transitional (false for kinds without one).
+// A kind declared in configuration has the network's statuses.
 bool Transitional(std::string_view kind, std::string_view status);
 
 }  // namespace cogs::cloud

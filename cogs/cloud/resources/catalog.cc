@@ -270,6 +270,10 @@ json::object Catalog::QuotaView(const std::string& project) const {
     for (const auto& [name, field] : kQuotas) {
         q[name] = json::object{{"limit", limits.*field}, {"in_use", used.*field}};
     }
+    for (const auto& [name, limit] : limits.kinds) {
+        auto in_use = used.kinds.find(name);
+        q[name] = json::object{{"limit", limit}, {"in_use", in_use == used.kinds.end() ? 0 : in_use->second}};
+    }
     return q;
 }
 
@@ -286,11 +290,16 @@ void Catalog::SetQuotas(Call call) {
         COGS_TRY(RequireAdmin(call.who));
         Res* p = ctx_.model.Find(kProject, id);
         if (p == nullptr) return MakeError(NotFound("project", id));
-        COGS_ASSIGN_OR_RETURN(
-            auto in, Input::Parse(call.body, {"servers", "vcpus", "ram_mb", "volumes", "volume_gb", "ports",
-                                              "networks", "subnets", "server_groups"}));
+        // The built-in quotas and those of the kinds declared in configuration.
+        std::vector<std::string_view> known;
+        for (const auto& q : kQuotas)
+            known.push_back(q.name);
+        for (const auto& [name, limit] : ctx_.model.kind_limits())
+            known.push_back(name);
+        COGS_ASSIGN_OR_RETURN(auto in, Input::ParseAny(call.body));
+        COGS_TRY(in.Known(std::span<const std::string_view>(known)));
         json::object quotas = wire::Obj(p->body, "quotas");
-        for (const auto& [name, field] : kQuotas) {
+        for (std::string_view name : known) {
             COGS_ASSIGN_OR_RETURN(auto v, in.OptionalInt(name, -1, INT64_MAX / 4));
             if (v) quotas[name] = *v;
         }
