@@ -28,26 +28,13 @@ void Write(const fs::path& path, const std::string& text) {
     std::ofstream(path) << text;
 }
 
-// The hooks an operator writes: every new server gets a record (its compensation removes it), every
-// deleted server loses its records.
-constexpr char kHooks[] = R"(hooks:
-  - workflow: server.create
-    after: boot
-    name: dns_register
-    action: dns.register
-    input: {server_id: "${input.server_id}", name: "${input.name}",
-            address: "${steps.create_port.output.fixed_ip}"}
-    timeout: 5s
-    retry: {max_attempts: 5, initial_backoff: 50ms, max_backoff: 1s}
-    compensation:
-      action: dns.unregister
-      input: {server_id: "${input.server_id}"}
-  - workflow: server.delete
-    after: delete_instance
-    name: dns_unregister
-    action: dns.unregister
-    input: {server_id: "${input.server_id}"}
-)";
+// The example's files (examples/dns/config), as an operator copies them into the configuration
+// directory; only the service's url is the test's.
+std::string Example(const std::string& relative) {
+    auto text = runtime::ReadFile(std::string(COGS_SOURCE_DIR) + "/examples/dns/config/" + relative);
+    EXPECT_TRUE(text) << relative;
+    return text ? *text : "";
+}
 
 class ExtendTest : public ::testing::Test {
 protected:
@@ -103,15 +90,16 @@ protected:
         if (dns_.Running()) dns_.Stop(5s);
     }
 
-    // Drops the service's catalog entry and the hooks into the configuration directory.
+    // Drops the example's catalog entry (with this test's url) and hooks into the configuration
+    // directory.
     void DropFiles() {
         Write(config_ / "services.d" / "dns.token", dns_token_ + "\n");
-        Write(config_ / "services.d" / "dns.yaml",
-              "service: dns\nurl: " + dns_url_ +
-                  "\ntoken_file: dns.token\n"
-                  "actions: [register, unregister, create_zone, delete_zone]\n"
-                  "timeout: 5s\nmax_inflight: 16\n");
-        Write(config_ / "hooks.d" / "dns.yaml", kHooks);
+        std::string entry = Example("services.d/dns.yaml");
+        const std::string url = "http://127.0.0.1:8790";
+        ASSERT_NE(entry.find(url), std::string::npos);
+        entry.replace(entry.find(url), url.size(), dns_url_);
+        Write(config_ / "services.d" / "dns.yaml", entry);
+        Write(config_ / "hooks.d" / "dns.yaml", Example("hooks.d/dns.yaml"));
     }
 
     ApiReply Reload() { return dev_->Admin().Must("POST", "/v1/extensions/reload", "{}"); }
@@ -311,34 +299,10 @@ TEST_F(ExtendTest, CogsdKilledInTheMiddleOfAHookResumesItWithTheSameKey) {
 
 // The kind an operator declares (kinds.d) with the workflows that are its controllers (workflows.d),
 // on the same DNS service: dns_zones through the API and the CLI, as a tenant uses them.
-constexpr char kZoneWorkflows[] = R"(workflows:
-  - type: dns_zone.create
-    deadline: 5m
-    steps:
-      - name: create_zone
-        action: dns.create_zone
-        input: {id: "${input.id}", name: "${input.dns_zone.name}", ttl: "${input.dns_zone.ttl}",
-                project_id: "${input.project_id}"}
-        compensation: {action: dns.delete_zone, input: {id: "${input.id}"}}
-  - type: dns_zone.delete
-    deadline: 5m
-    steps:
-      - {name: delete_zone, action: dns.delete_zone, input: {id: "${input.id}"}}
-)";
-constexpr char kZoneKind[] = R"(kind: dns_zone
-plural: dns_zones
-quota: 5
-create: dns_zone.create
-delete: dns_zone.delete
-fields:
-  name: {type: string, required: true, max_length: 253}
-  ttl:  {type: integer, minimum: 60, maximum: 86400, default: 3600}
-)";
-
 TEST_F(ExtendTest, ACustomKindIsServedThroughTheApiAndTheCli) {
     DropFiles();
-    Write(config_ / "workflows.d" / "dns_zones.yaml", kZoneWorkflows);
-    Write(config_ / "kinds.d" / "dns_zones.yaml", kZoneKind);
+    Write(config_ / "workflows.d" / "dns_zones.yaml", Example("workflows.d/dns_zones.yaml"));
+    Write(config_ / "kinds.d" / "dns_zones.yaml", Example("kinds.d/dns_zones.yaml"));
     ApiReply r = Reload();
     ASSERT_EQ(r.status, 200) << r.text;
     ASSERT_EQ(At(r.body, "kinds").as_array().size(), 1u) << r.text;
