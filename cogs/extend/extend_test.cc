@@ -97,6 +97,8 @@ TEST(ServicesFileTest, ABadEntryIsRefusedNamingTheLine) {
     EXPECT_EQ(load("service: DNS\nurl: http://h:1\ntoken_file: t\nactions: [a]\n"),
               "s.yaml:1: service 'DNS': the name must be 1-63 of a-z, 0-9, '_', '-'");
     EXPECT_EQ(load("service: dns\nurl: http://h:1\ninsecure: true\nactions: [a]\n"), "accepted");
+    // The text yaml-cpp 0.7 would loop forever on is refused (workflow::YamlReader).
+    EXPECT_EQ(load(",\n"), "s.yaml:1: unexpected text where a document or a value should start");
     EXPECT_EQ(load("services:\n  - {service: a, url: 'http://h:1', token_file: t, actions: [x]}\n"
                    "  - {service: b, url: 'http://h:2', token_file: t, actions: [y]}\n"),
               "accepted");

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "cogs/runtime/files.h"
+#include "cogs/workflow/yaml_reader.h"
 
 namespace cogs::extend {
 namespace {
@@ -25,79 +26,25 @@ bool ValidName(const std::string& s) {
     });
 }
 
-class Loader {
+class Loader : private workflow::YamlReader {
 public:
     Loader(std::string source, std::string base_dir)
-        : source_(std::move(source)), base_dir_(std::move(base_dir)) {}
+        : YamlReader(std::move(source)), base_dir_(std::move(base_dir)) {}
 
     Result<std::vector<ServiceEntry>> Load(const std::string& text) {
         std::vector<ServiceEntry> out;
-        COGS_TRY(
-            ForEach(text, "services", "service", [&](const YAML::Node& n) { return LoadService(n, out); }));
+        COGS_TRY(ForEachItem(text, "services", "service",
+                             [&](const YAML::Node& n) { return LoadService(n, out); }));
         return out;
     }
 
     Result<std::vector<cloud::KindSpec>> LoadKinds(const std::string& text) {
         std::vector<cloud::KindSpec> out;
-        COGS_TRY(ForEach(text, "kinds", "kind", [&](const YAML::Node& n) { return LoadKind(n, out); }));
+        COGS_TRY(ForEachItem(text, "kinds", "kind", [&](const YAML::Node& n) { return LoadKind(n, out); }));
         return out;
     }
 
 private:
-    // Each item of every document: a list under `list`, or the document itself (one `one`).
-    Status ForEach(const std::string& text, const std::string& list, const std::string& one,
-                   const std::function<Status(const YAML::Node&)>& load) {
-        try {
-            for (const YAML::Node& doc : YAML::LoadAll(text)) {
-                if (doc.IsNull()) continue;
-                if (!doc.IsMap())
-                    return Fail(doc, "want a mapping: '" + list + ":' with a list, or a single " + one);
-                if (const YAML::Node items = doc[list]) {
-                    COGS_TRY(CheckFields(doc, "the document", {list}));
-                    if (!items.IsSequence()) return Fail(items, "'" + list + "' must be a list");
-                    for (const YAML::Node& n : items) {
-                        COGS_TRY(load(n));
-                    }
-                } else {
-                    COGS_TRY(load(doc));
-                }
-            }
-        } catch (const YAML::Exception& e) {
-            return MakeError(ErrorCode::kInvalidArgument, At(e.mark) + ": " + e.msg);
-        }
-        return Ok();
-    }
-
-    std::string At(const YAML::Mark& m) const {
-        return m.line < 0 ? source_ : source_ + ":" + std::to_string(m.line + 1);
-    }
-    tl::unexpected<Error> Fail(const YAML::Node& n, const std::string& problem) const {
-        return MakeError(ErrorCode::kInvalidArgument, At(n.Mark()) + ": " + problem);
-    }
-
-    Status CheckFields(const YAML::Node& n, const std::string& what,
-                       std::initializer_list<std::string> known) {
-        if (!n.IsMap()) return Fail(n, what + " must be a mapping");
-        std::set<std::string> seen;
-        for (const auto& kv : n) {
-            const std::string name = kv.first.IsScalar() ? kv.first.Scalar() : "";
-            if (std::find(known.begin(), known.end(), name) == known.end()) {
-                std::string list;
-                for (const std::string& k : known)
-                    list += (list.empty() ? "" : ", ") + k;
-                return Fail(kv.first, "unknown field '" + name + "' in " + what + " (known: " + list + ")");
-            }
-            if (!seen.insert(name).second)
-                return Fail(kv.first, "field '" + name + "' given twice in " + what);
-        }
-        return Ok();
-    }
-
-    Result<std::string> String(const YAML::Node& n, const std::string& what) {
-        if (!n.IsScalar()) return Fail(n, what + " must be a string");
-        return n.Scalar();
-    }
-
     Result<int> Int(const YAML::Node& n, const std::string& what, int min, int max) {
         int v = 0;
         const std::string s = n.IsScalar() ? n.Scalar() : "";
@@ -124,7 +71,7 @@ private:
                              {"service", "url", "token_file", "insecure", "actions", "timeout",
                               "max_inflight", "max_connections", "breaker"}));
         ServiceEntry e;
-        e.origin = At(n.Mark());
+        e.origin = At(n);
         if (!n["service"]) return Fail(n, what + " has no 'service' (its name)");
         COGS_ASSIGN_OR_RETURN(e.name, String(n["service"], what + ": 'service'"));
         if (!ValidName(e.name))
@@ -319,7 +266,7 @@ private:
         if (n.IsMap() && n["kind"] && n["kind"].IsScalar()) what += " '" + n["kind"].Scalar() + "'";
         COGS_TRY(CheckFields(n, what, {"kind", "plural", "quota", "create", "delete", "fields"}));
         cloud::KindSpec k;
-        k.origin = At(n.Mark());
+        k.origin = At(n);
         for (auto [field, into] :
              {std::pair{"kind", &k.kind}, std::pair{"plural", &k.plural},
               std::pair{"create", &k.create_workflow}, std::pair{"delete", &k.delete_workflow}}) {
@@ -360,7 +307,6 @@ private:
     static constexpr int64_t kMin = -(int64_t{1} << 52);
     static constexpr int64_t kMax = int64_t{1} << 52;
 
-    std::string source_;
     std::string base_dir_;
 };
 

@@ -22,6 +22,7 @@
 #include "cogs/workflow/definition.h"
 #include "cogs/workflow/internal/template.h"
 #include "cogs/workflow/internal/validate.h"
+#include "cogs/workflow/yaml_reader.h"
 
 namespace cogs::workflow {
 namespace {
@@ -203,37 +204,6 @@ void EmitInput(std::ostringstream& out, const std::string& input) {
     out << (t ? JsonAsYaml(t->canonical) : YamlString(input)) << "\n";
 }
 
-// yaml-cpp 0.7's LoadAll loops forever, allocating, when a document starts with a token that cannot
-// start a node (a stray ',' at the top level): the token is never consumed, so every round yields
-// another empty document at the same place (jbeder/yaml-cpp#1040, fixed upstream after 0.7). A
-// first pass through the event parser spots that stall before LoadAll sees the text.
-class StallDetector : public YAML::EventHandler {
-public:
-    // Where a document started where the previous one did, if one did.
-    const std::optional<YAML::Mark>& stall() const { return stall_; }
-
-    void OnDocumentStart(const YAML::Mark& mark) override {
-        if (last_ && last_->pos == mark.pos) {
-            stall_ = mark;
-        }
-        last_ = mark;
-    }
-    void OnDocumentEnd() override {}
-    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
-    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                         YAML::EmitterStyle::value) override {}
-    void OnSequenceEnd() override {}
-    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                    YAML::EmitterStyle::value) override {}
-    void OnMapEnd() override {}
-
-private:
-    std::optional<YAML::Mark> last_;
-    std::optional<YAML::Mark> stall_;
-};
-
 struct Located {
     Definition def;
     std::string origin;  // "<source>:<line>" of the workflow
@@ -249,13 +219,14 @@ Status CheckUnique(std::map<std::string, std::string>& seen, const Located& l) {
 }
 
 // Turns the YAML of one source into validated definitions. Stops at the first problem.
-class Loader {
+class Loader : private YamlReader {
 public:
-    explicit Loader(std::string source) : source_(std::move(source)) {}
+    explicit Loader(std::string source) : YamlReader(std::move(source)) {}
 
     Result<std::vector<Located>> Load(const std::string& text) {
         std::vector<Located> out;
-        COGS_TRY(ForEachDocument(text, [&](const YAML::Node& doc) { return LoadDocument(doc, out); }));
+        COGS_TRY(ForEachItem(text, "workflows", "workflow",
+                             [&](const YAML::Node& n) { return LoadWorkflow(n, out); }));
         std::map<std::string, std::string> seen;
         for (const Located& l : out) {
             COGS_TRY(CheckUnique(seen, l));
@@ -265,72 +236,13 @@ public:
 
     Result<std::vector<Hook>> LoadHooks(const std::string& text) {
         std::vector<Hook> out;
-        COGS_TRY(ForEachDocument(text, [&](const YAML::Node& doc) { return LoadHookDocument(doc, out); }));
+        COGS_TRY(ForEachItem(text, "hooks", "hook", [&](const YAML::Node& n) { return LoadHook(n, out); }));
         return out;
     }
 
 private:
-    Status ForEachDocument(const std::string& text, const std::function<Status(const YAML::Node&)>& load) {
-        try {
-            std::istringstream in(text);
-            YAML::Parser parser(in);
-            StallDetector detector;
-            while (parser.HandleNextDocument(detector)) {
-                if (const auto& at = detector.stall()) {
-                    return MakeError(ErrorCode::kInvalidArgument,
-                                     At(*at) + ": unexpected text where a document or a value should start");
-                }
-            }
-            for (const YAML::Node& doc : YAML::LoadAll(text)) {
-                COGS_TRY(load(doc));
-            }
-        } catch (const YAML::Exception& e) {
-            return MakeError(ErrorCode::kInvalidArgument, At(e.mark) + ": " + e.msg);
-        }
-        return Ok();
-    }
-
-    std::string At(const YAML::Mark& m) const {
-        return m.line < 0 ? source_ : source_ + ":" + std::to_string(m.line + 1);
-    }
-    std::string At(const YAML::Node& n) const { return At(n.Mark()); }
-
-    tl::unexpected<Error> Fail(const YAML::Node& n, const std::string& problem) const {
-        return MakeError(ErrorCode::kInvalidArgument, At(n) + ": " + problem);
-    }
-
-    // Checks that `n` is a mapping whose keys are all in `known`, each at most once.
-    Status CheckFields(const YAML::Node& n, const std::string& what,
-                       std::initializer_list<std::string_view> known) {
-        if (!n.IsMap()) {
-            return Fail(n, what + " must be a mapping");
-        }
-        std::set<std::string, std::less<>> seen;
-        for (const auto& kv : n) {
-            const YAML::Node& key = kv.first;
-            if (!key.IsScalar()) {
-                return Fail(key, what + " has a key that is not a string");
-            }
-            const std::string& name = key.Scalar();
-            if (std::find(known.begin(), known.end(), name) == known.end()) {
-                std::string list;
-                for (std::string_view k : known) {
-                    list += (list.empty() ? "" : ", ") + std::string(k);
-                }
-                return Fail(key, "unknown field '" + name + "' in " + what + " (known: " + list + ")");
-            }
-            if (!seen.insert(name).second) {
-                return Fail(key, "field '" + name + "' given twice in " + what);
-            }
-        }
-        return Ok();
-    }
-
     Result<std::string> String(const YAML::Node& n, const std::string& field, const std::string& what) {
-        if (!n.IsScalar()) {
-            return Fail(n, what + ": '" + field + "' must be a string");
-        }
-        return n.Scalar();
+        return YamlReader::String(n, what + ": '" + field + "'");
     }
 
     Result<Duration> DurationField(const YAML::Node& n, const std::string& field, const std::string& what) {
@@ -343,27 +255,6 @@ private:
             return Fail(n, what + ": bad duration '" + n.Scalar() + "' for '" + field + "'" + kWant);
         }
         return *d;
-    }
-
-    Status LoadDocument(const YAML::Node& doc, std::vector<Located>& out) {
-        if (doc.IsNull()) {
-            return Ok();  // an empty document
-        }
-        if (!doc.IsMap()) {
-            return Fail(doc, "want a mapping: 'workflows:' with a list, or a single workflow");
-        }
-        const YAML::Node workflows = doc["workflows"];
-        if (!workflows) {
-            return LoadWorkflow(doc, out);
-        }
-        COGS_TRY(CheckFields(doc, "the document", {"workflows"}));
-        if (!workflows.IsSequence()) {
-            return Fail(workflows, "'workflows' must be a list");
-        }
-        for (const YAML::Node& w : workflows) {
-            COGS_TRY(LoadWorkflow(w, out));
-        }
-        return Ok();
     }
 
     Status LoadWorkflow(const YAML::Node& n, std::vector<Located>& out) {
@@ -429,27 +320,6 @@ private:
         COGS_TRY(LoadCall(n, what, step.input, step.timeout, &step.deadline, step.retry));
         if (const YAML::Node c = n["compensation"]) {
             COGS_TRY(LoadCompensation(c, what + " compensation", step.compensation.emplace()));
-        }
-        return Ok();
-    }
-
-    Status LoadHookDocument(const YAML::Node& doc, std::vector<Hook>& out) {
-        if (doc.IsNull()) {
-            return Ok();
-        }
-        if (!doc.IsMap()) {
-            return Fail(doc, "want a mapping: 'hooks:' with a list, or a single hook");
-        }
-        const YAML::Node hooks = doc["hooks"];
-        if (!hooks) {
-            return LoadHook(doc, out);
-        }
-        COGS_TRY(CheckFields(doc, "the document", {"hooks"}));
-        if (!hooks.IsSequence()) {
-            return Fail(hooks, "'hooks' must be a list");
-        }
-        for (const YAML::Node& h : hooks) {
-            COGS_TRY(LoadHook(h, out));
         }
         return Ok();
     }
@@ -637,8 +507,6 @@ private:
         }
         return Ok();
     }
-
-    std::string source_;
 };
 
 Result<std::vector<Located>> LoadLocated(const std::string& text, const std::string& source) {
