@@ -103,7 +103,9 @@ Status Kinds::Set(const std::vector<KindSpec>& specs, bool apply) {
         for (const auto& [type, create] :
              {std::pair{k.create_workflow, true}, std::pair{k.delete_workflow, false}}) {
             if (!settled_types_.insert(type).second) continue;
-            ctx_.OnSettle(type, [this, kind = k.kind, create](Settlement& s) { Settle(s, kind, create); });
+            ctx_.OnSettle(type, [this, kind = k.kind, is_create = create](Settlement& s) {
+                Settle(s, kind, is_create);
+            });
         }
     }
     ctx_.model.SetKindLimits(std::move(limits));
