@@ -118,8 +118,7 @@ const KindSpec* Kinds::Of(const Call& call) const {
     return it == by_plural_.end() ? nullptr : &it->second;
 }
 
-Result<json::object> Kinds::Fields(const KindSpec& spec, const std::string& body) const {
-    COGS_ASSIGN_OR_RETURN(auto in, Input::ParseAny(body));
+Result<json::object> Kinds::Fields(const KindSpec& spec, const Input& in) const {
     std::vector<std::string_view> known;
     for (const FieldSpec& f : spec.fields)
         known.push_back(f.name);
@@ -162,8 +161,8 @@ void Kinds::Create(Call call) {
     Creation& c = *admitted;
     json::object fields;
     auto made = [&]() -> Result<Res> {
-        COGS_ASSIGN_OR_RETURN(fields, Fields(*k, c.call.body));
         COGS_ASSIGN_OR_RETURN(auto in, Input::ParseAny(c.call.body));
+        COGS_ASSIGN_OR_RETURN(fields, Fields(*k, in));
         COGS_ASSIGN_OR_RETURN(auto project, OwnerOf(ctx_, c.who(), in));
         Amount one;
         one.kinds[k->plural] = 1;

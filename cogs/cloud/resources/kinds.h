@@ -18,7 +18,9 @@
 // Set() replaces the declared kinds, all or nothing: refused (naming the spec's file and line) when
 // a kind or plural takes a built-in name or is declared twice, or when a kind that still has
 // records would go (delete them first). A kind keeps its settle functions once declared, so a
-// workflow that started before a reload still settles its record.
+// workflow that started before a reload still settles its record. (At start the kinds are set before
+// the store is loaded: a kind whose file went while cogsd was down leaves its records in the store,
+// unserved, until it is declared again.)
 #pragma once
 
 #include <map>
@@ -54,7 +56,7 @@ public:
 private:
     const KindSpec* Of(const Call& call) const;
     // The record's fields from a request's body, or a 400 naming the field.
-    Result<json::object> Fields(const KindSpec& spec, const std::string& body) const;
+    Result<json::object> Fields(const KindSpec& spec, const wire::Input& in) const;
     void Settle(Settlement& s, const std::string& kind, bool create);
 
     Context& ctx_;
