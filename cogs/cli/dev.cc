@@ -226,7 +226,7 @@ int Dev::Run() {
     fs::create_directories(dir_ / "logs", ec);
     // The operator's extensions, shared by every replica (docs/extending.md): files dropped here are
     // applied by `cogs extension reload` (or SIGHUP to cogsd).
-    for (const char* sub : {"config/services.d", "config/workflows.d", "config/hooks.d"}) {
+    for (const char* sub : {"config/services.d", "config/workflows.d", "config/hooks.d", "config/kinds.d"}) {
         fs::create_directories(dir_ / sub, ec);
     }
     if (ec) {

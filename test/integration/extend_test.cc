@@ -43,7 +43,9 @@ protected:
         ASSERT_TRUE(dev) << dev.error().ToString();
         dev_ = std::move(*dev);
         config_ = fs::path(dev_->data_dir()) / "config";
-        ASSERT_TRUE(fs::is_directory(config_ / "services.d")) << "cogs dev made no configuration directory";
+        for (const char* sub : {"services.d", "workflows.d", "hooks.d", "kinds.d"}) {
+            ASSERT_TRUE(fs::is_directory(config_ / sub)) << "cogs dev made no config/" << sub;
+        }
 
         // The DNS service, started as an operator would, with its own credential.
         const fs::path dns_dir = fs::path(dev_->data_dir()) / "dns";

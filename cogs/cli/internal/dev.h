@@ -4,7 +4,9 @@
 //
 // 1. Creates D/run, D/logs, and once D/network.token, D/volume.token and D/agent.key (32 random
 //    bytes as hex each, mode 0600: the tokens cogsd presents to the network and volume services, the
-//    key every agent's token is derived from). Refuses to start if D/dev.json names a live supervisor.
+//    key every agent's token is derived from), and D/config/{services,workflows,hooks,kinds}.d: cogsd's
+//    --config-dir, shared by every replica (docs/extending.md: files dropped there are applied by
+//    `cogs extension reload`). Refuses to start if D/dev.json names a live supervisor.
 //    Unless --no-tls, makes or completes the private CA D/pki (internal/dev_pki.h) and gives every
 //    process below its certificate (--tls-cert, --tls-key), the CA as client CA (--tls-client-ca:
 //    mutual TLS; cogsd's API asks without requiring) and as the CA of what it calls (--tls-ca), and

@@ -450,7 +450,7 @@ void AddWhoami(Invocation& inv, CLI::App& app) {
 
 void AddExtension(Invocation& inv, CLI::App& app) {
     CLI::App* ext = app.add_subcommand(
-        "extension", "what cogsd's configuration directory adds: services, workflows, hooks (admin)");
+        "extension", "what cogsd's configuration directory adds: services, workflows, hooks, kinds (admin)");
     ext->require_subcommand(1);
     const auto show = [&inv](bool reload) {
         ApiClient* api = inv.Api();
@@ -468,7 +468,7 @@ void AddExtension(Invocation& inv, CLI::App& app) {
         }
         const json::object& o = r->as_object();
         inv.out() << "config_dir  " << Cell(o, "config_dir") << "\n";
-        for (const char* list : {"services", "hooks"}) {
+        for (const char* list : {"services", "hooks", "kinds"}) {
             const json::value* items = o.if_contains(list);
             inv.out() << "\n" << list << ":\n";
             if (items == nullptr || !items->is_array() || items->as_array().empty()) {
