@@ -19,6 +19,7 @@
 #include "cogs/cli/internal/api.h"
 #include "cogs/cli/internal/config.h"
 #include "cogs/cli/internal/dev.h"
+#include "cogs/cli/internal/kind_commands.h"
 #include "cogs/cli/internal/output.h"
 #include "cogs/http/server.h"
 #include "cogs/runtime/files.h"
@@ -1403,6 +1404,25 @@ TEST(OutputTest, Durations) {
     EXPECT_EQ(FormatDurationMs(850), "850ms");
     EXPECT_EQ(FormatDurationMs(3200), "3.2s");
     EXPECT_EQ(FormatDurationMs(245'000), "4m05s");
+}
+
+// `cogs create COLLECTION -f FILE`: the file's YAML becomes the request's JSON as workflow inputs do.
+TEST(KindCommandsTest, AResourceFileBecomesItsJsonBody) {
+    auto body = YamlBodyToJson(
+        "name: example.org\nttl: 300\nweight: 1.5\ndnssec: true\nserial: '42'\ntags: [a, b]\n", "zone.yaml");
+    ASSERT_TRUE(body.has_value()) << body.error().message;
+    EXPECT_EQ(
+        boost::json::parse(*body),
+        boost::json::parse(
+            R"({"name":"example.org","ttl":300,"weight":1.5,"dnssec":true,"serial":"42","tags":["a","b"]})"));
+    auto list = YamlBodyToJson("# a zone\n- name: a.org\n", "zone.yaml");
+    ASSERT_FALSE(list.has_value());
+    EXPECT_EQ(list.error().message, "zone.yaml:2: the body must be a mapping of the resource's fields");
+    auto two = YamlBodyToJson("name: a.org\n---\nname: b.org\n", "zone.yaml");
+    ASSERT_FALSE(two.has_value());
+    EXPECT_EQ(two.error().message, "zone.yaml:3: one resource a file: a second document");
+    EXPECT_FALSE(YamlBodyToJson("", "zone.yaml").has_value());
+    EXPECT_FALSE(YamlBodyToJson("name: [unclosed\n", "zone.yaml").has_value());
 }
 
 }  // namespace

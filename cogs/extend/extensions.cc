@@ -45,8 +45,10 @@ public:
     }
 
 private:
-    Result<int> Int(const YAML::Node& n, const std::string& what, int min, int max) {
-        int v = 0;
+    // An integer in [min, max]; else "<what> must be an integer from <min> to <max>".
+    Result<int64_t> Int(const YAML::Node& n, const std::string& what, int64_t min = kMin,
+                        int64_t max = kMax) {
+        int64_t v = 0;
         const std::string s = n.IsScalar() ? n.Scalar() : "";
         auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
         if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v < min || v > max) {
@@ -140,17 +142,6 @@ private:
         return Ok();
     }
 
-    Result<int64_t> Int64(const YAML::Node& n, const std::string& what) {
-        int64_t v = 0;
-        const std::string s = n.IsScalar() ? n.Scalar() : "";
-        auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-        if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v < kMin || v > kMax) {
-            return Fail(
-                n, what + " must be an integer from " + std::to_string(kMin) + " to " + std::to_string(kMax));
-        }
-        return v;
-    }
-
     Result<cloud::FieldSpec> LoadField(const YAML::Node& key, const YAML::Node& n,
                                        const std::string& kind_what) {
         using Type = cloud::FieldSpec::Type;
@@ -203,10 +194,10 @@ private:
             COGS_ASSIGN_OR_RETURN(f.max_items, Int(m, what + ": 'max_items'", 1, 1024));
         }
         if (const YAML::Node m = n["minimum"]) {
-            COGS_ASSIGN_OR_RETURN(f.minimum, Int64(m, what + ": 'minimum'"));
+            COGS_ASSIGN_OR_RETURN(f.minimum, Int(m, what + ": 'minimum'"));
         }
         if (const YAML::Node m = n["maximum"]) {
-            COGS_ASSIGN_OR_RETURN(f.maximum, Int64(m, what + ": 'maximum'"));
+            COGS_ASSIGN_OR_RETURN(f.maximum, Int(m, what + ": 'maximum'"));
         }
         if (f.minimum > f.maximum) return Fail(n, what + ": 'minimum' is above 'maximum'");
         if (const YAML::Node e = n["enum"]) {
@@ -240,7 +231,7 @@ private:
                 return boost::json::value(d.Scalar());
             }
             case Type::kInteger: {
-                COGS_ASSIGN_OR_RETURN(const int64_t v, Int64(d, what + ": 'default'"));
+                COGS_ASSIGN_OR_RETURN(const int64_t v, Int(d, what + ": 'default'"));
                 if (v < f.minimum || v > f.maximum) return Fail(d, bad);
                 return boost::json::value(v);
             }
@@ -282,7 +273,7 @@ private:
         }
         if (k.kind == k.plural) return Fail(n["plural"], what + ": the plural must differ from the kind");
         if (const YAML::Node q = n["quota"]) {
-            COGS_ASSIGN_OR_RETURN(k.quota, Int64(q, what + ": 'quota'"));
+            COGS_ASSIGN_OR_RETURN(k.quota, Int(q, what + ": 'quota'"));
         }
         const YAML::Node fields = n["fields"];
         if (!fields || !fields.IsMap() || fields.size() == 0) {

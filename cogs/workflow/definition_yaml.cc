@@ -27,9 +27,6 @@
 namespace cogs::workflow {
 namespace {
 
-constexpr int kMaxInputDepth = 64;
-constexpr std::size_t kMaxInputNodes = 100000;  // aliases can make a small file expand enormously
-
 constexpr ErrorCode kAllCodes[] = {
     ErrorCode::kInvalidArgument,
     ErrorCode::kNotFound,
@@ -100,42 +97,6 @@ std::string FormatDouble(double v) {
     char buf[64];
     auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
     return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
-}
-
-// JSON's number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-bool IsJsonNumber(std::string_view s) {
-    std::size_t i = 0;
-    auto digits = [&] {
-        std::size_t start = i;
-        while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
-            ++i;
-        }
-        return i - start;
-    };
-    if (i < s.size() && s[i] == '-') {
-        ++i;
-    }
-    if (i < s.size() && s[i] == '0') {
-        ++i;
-    } else if (digits() == 0) {
-        return false;
-    }
-    if (i < s.size() && s[i] == '.') {
-        ++i;
-        if (digits() == 0) {
-            return false;
-        }
-    }
-    if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-        ++i;
-        if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
-            ++i;
-        }
-        if (digits() == 0) {
-            return false;
-        }
-    }
-    return i == s.size();
 }
 
 // Whether `s` can be written as a plain YAML scalar and read back as the same string.
@@ -353,7 +314,7 @@ private:
     Status LoadCall(const YAML::Node& n, const std::string& what, std::string& input, Duration& timeout,
                     Duration* deadline, RetryPolicy& retry) {
         if (const YAML::Node in = n["input"]) {
-            COGS_ASSIGN_OR_RETURN(input, InputJson(in, what + ": input"));
+            COGS_ASSIGN_OR_RETURN(input, Json(in, what + ": input"));
         }
         if (const YAML::Node d = n["timeout"]) {
             COGS_ASSIGN_OR_RETURN(timeout, DurationField(d, "timeout", what));
@@ -435,75 +396,6 @@ private:
                 }
                 p.retry_on.push_back(*code);
             }
-        }
-        return Ok();
-    }
-
-    // Any YAML value as JSON text. Quoted scalars are strings; plain ones that read as JSON
-    // numbers, true/false or null keep that type (YAML 1.2's core schema, minus its hex, octal and
-    // .inf forms, which stay strings). The number text is kept as written.
-    Result<std::string> InputJson(const YAML::Node& n, const std::string& what) {
-        std::string out;
-        std::size_t budget = kMaxInputNodes;
-        COGS_TRY(ToJson(n, what, 0, budget, out));
-        return out;
-    }
-
-    Status ToJson(const YAML::Node& n, const std::string& what, int depth, std::size_t& budget,
-                  std::string& out) {
-        if (depth > kMaxInputDepth) {
-            return Fail(n, what + " is nested more than " + std::to_string(kMaxInputDepth) + " deep");
-        }
-        if (budget-- == 0) {
-            return Fail(n, what + " has more than " + std::to_string(kMaxInputNodes) + " values");
-        }
-        if (n.IsNull()) {
-            out += "null";
-        } else if (n.IsScalar()) {
-            const std::string& s = n.Scalar();
-            const std::string& tag = n.Tag();
-            if (tag == "?") {
-                if (s == "true" || s == "True" || s == "TRUE") {
-                    out += "true";
-                } else if (s == "false" || s == "False" || s == "FALSE") {
-                    out += "false";
-                } else if (IsJsonNumber(s)) {
-                    out += s;
-                } else {
-                    internal::AppendJsonQuoted(out, s);
-                }
-            } else if (tag == "!" || tag == "tag:yaml.org,2002:str") {
-                internal::AppendJsonQuoted(out, s);
-            } else {
-                return Fail(n, what + ": unsupported YAML tag '" + tag + "'");
-            }
-        } else if (n.IsSequence()) {
-            out += '[';
-            bool first = true;
-            for (const YAML::Node& item : n) {
-                out += first ? "" : ",";
-                first = false;
-                COGS_TRY(ToJson(item, what, depth + 1, budget, out));
-            }
-            out += ']';
-        } else if (n.IsMap()) {
-            out += '{';
-            std::set<std::string, std::less<>> keys;
-            for (const auto& kv : n) {
-                if (!kv.first.IsScalar()) {
-                    return Fail(kv.first, what + ": keys must be strings");
-                }
-                if (!keys.insert(kv.first.Scalar()).second) {
-                    return Fail(kv.first, what + ": key '" + kv.first.Scalar() + "' given twice");
-                }
-                out += keys.size() == 1 ? "" : ",";
-                internal::AppendJsonQuoted(out, kv.first.Scalar());
-                out += ':';
-                COGS_TRY(ToJson(kv.second, what, depth + 1, budget, out));
-            }
-            out += '}';
-        } else {
-            return Fail(n, what + ": unsupported YAML node");
         }
         return Ok();
     }

@@ -8,8 +8,49 @@
 #include <set>
 #include <sstream>
 
+#include "cogs/workflow/internal/template.h"
+
 namespace cogs::workflow {
 namespace {
+
+constexpr int kMaxInputDepth = 64;
+constexpr std::size_t kMaxInputNodes = 100000;  // aliases can make a small file expand enormously
+
+// JSON's number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+bool IsJsonNumber(std::string_view s) {
+    std::size_t i = 0;
+    auto digits = [&] {
+        std::size_t start = i;
+        while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+            ++i;
+        }
+        return i - start;
+    };
+    if (i < s.size() && s[i] == '-') {
+        ++i;
+    }
+    if (i < s.size() && s[i] == '0') {
+        ++i;
+    } else if (digits() == 0) {
+        return false;
+    }
+    if (i < s.size() && s[i] == '.') {
+        ++i;
+        if (digits() == 0) {
+            return false;
+        }
+    }
+    if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+        ++i;
+        if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+            ++i;
+        }
+        if (digits() == 0) {
+            return false;
+        }
+    }
+    return i == s.size();
+}
 
 // yaml-cpp 0.7's LoadAll loops forever, allocating, when a document starts with a token that cannot
 // start a node (a stray ',' at the top level): the token is never consumed, so every round yields
@@ -128,6 +169,72 @@ Result<std::string> YamlReader::String(const YAML::Node& n, const std::string& w
         return Fail(n, what + " must be a string");
     }
     return n.Scalar();
+}
+
+Result<std::string> YamlReader::Json(const YAML::Node& n, const std::string& what) const {
+    std::string out;
+    std::size_t budget = kMaxInputNodes;
+    COGS_TRY(ToJson(n, what, 0, budget, out));
+    return out;
+}
+
+Status YamlReader::ToJson(const YAML::Node& n, const std::string& what, int depth, std::size_t& budget,
+                          std::string& out) const {
+    if (depth > kMaxInputDepth) {
+        return Fail(n, what + " is nested more than " + std::to_string(kMaxInputDepth) + " deep");
+    }
+    if (budget-- == 0) {
+        return Fail(n, what + " has more than " + std::to_string(kMaxInputNodes) + " values");
+    }
+    if (n.IsNull()) {
+        out += "null";
+    } else if (n.IsScalar()) {
+        const std::string& s = n.Scalar();
+        const std::string& tag = n.Tag();
+        if (tag == "?") {
+            if (s == "true" || s == "True" || s == "TRUE") {
+                out += "true";
+            } else if (s == "false" || s == "False" || s == "FALSE") {
+                out += "false";
+            } else if (IsJsonNumber(s)) {
+                out += s;
+            } else {
+                internal::AppendJsonQuoted(out, s);
+            }
+        } else if (tag == "!" || tag == "tag:yaml.org,2002:str") {
+            internal::AppendJsonQuoted(out, s);
+        } else {
+            return Fail(n, what + ": unsupported YAML tag '" + tag + "'");
+        }
+    } else if (n.IsSequence()) {
+        out += '[';
+        bool first = true;
+        for (const YAML::Node& item : n) {
+            out += first ? "" : ",";
+            first = false;
+            COGS_TRY(ToJson(item, what, depth + 1, budget, out));
+        }
+        out += ']';
+    } else if (n.IsMap()) {
+        out += '{';
+        std::set<std::string, std::less<>> keys;
+        for (const auto& kv : n) {
+            if (!kv.first.IsScalar()) {
+                return Fail(kv.first, what + ": keys must be strings");
+            }
+            if (!keys.insert(kv.first.Scalar()).second) {
+                return Fail(kv.first, what + ": key '" + kv.first.Scalar() + "' given twice");
+            }
+            out += keys.size() == 1 ? "" : ",";
+            internal::AppendJsonQuoted(out, kv.first.Scalar());
+            out += ':';
+            COGS_TRY(ToJson(kv.second, what, depth + 1, budget, out));
+        }
+        out += '}';
+    } else {
+        return Fail(n, what + ": unsupported YAML node");
+    }
+    return Ok();
 }
 
 }  // namespace cogs::workflow

@@ -43,9 +43,19 @@ public:
     // A scalar's text; else "<what> must be a string".
     Result<std::string> String(const YAML::Node& n, const std::string& what) const;
 
+    // Any YAML value as JSON text. Quoted scalars are strings; plain ones that read as JSON
+    // numbers, true/false or null keep that type (YAML 1.2's core schema, minus its hex, octal and
+    // .inf forms, which stay strings); the number text is kept as written. Bounded: nested at most 64
+    // deep, at most 100,000 values (aliases can make a small file expand enormously), else
+    // "<what> is nested more than ..." / "<what> has more than ...".
+    Result<std::string> Json(const YAML::Node& n, const std::string& what) const;
+
     const std::string& source() const { return source_; }
 
 private:
+    Status ToJson(const YAML::Node& n, const std::string& what, int depth, std::size_t& budget,
+                  std::string& out) const;
+
     std::string source_;
 };
 

@@ -1,48 +1,17 @@
 #include "cogs/cli/internal/kind_commands.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 
 #include <CLI/CLI.hpp>
-#include <charconv>
+#include <optional>
 
 #include "cogs/cli/internal/output.h"
 #include "cogs/cli/internal/wait.h"
 #include "cogs/runtime/files.h"
+#include "cogs/workflow/yaml_reader.h"
 
 namespace cogs::cli {
 namespace {
-
-Result<json::value> ToJson(const YAML::Node& n, const std::string& source, int depth) {
-    if (depth > 32) return MakeError(ErrorCode::kInvalidArgument, source + ": nested too deep");
-    if (n.IsNull()) return json::value(nullptr);
-    if (n.IsScalar()) {
-        const std::string& s = n.Scalar();
-        if (n.Tag() == "?") {
-            if (s == "true" || s == "false") return json::value(s == "true");
-            int64_t v = 0;
-            auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-            if (!s.empty() && ec == std::errc() && end == s.data() + s.size()) return json::value(v);
-        }
-        return json::value(s);
-    }
-    if (n.IsSequence()) {
-        json::array a;
-        for (const YAML::Node& item : n) {
-            COGS_ASSIGN_OR_RETURN(auto v, ToJson(item, source, depth + 1));
-            a.push_back(std::move(v));
-        }
-        return json::value(std::move(a));
-    }
-    json::object o;
-    for (const auto& kv : n) {
-        COGS_ASSIGN_OR_RETURN(auto v, ToJson(kv.second, source, depth + 1));
-        o[kv.first.Scalar()] = std::move(v);
-    }
-    return json::value(std::move(o));
-}
 
 // The singular key of an answer {"<kind>": {...}}: its one object member.
 const json::object* Inner(const json::value& v) {
@@ -58,19 +27,19 @@ std::string Path(const std::string& collection, const std::string& id = "") {
 }  // namespace
 
 Result<std::string> YamlBodyToJson(const std::string& text, const std::string& source) {
-    try {
-        const YAML::Node doc = YAML::Load(text);
-        if (!doc.IsMap()) {
-            return MakeError(ErrorCode::kInvalidArgument,
-                             source + ": the body must be a mapping of the resource's fields");
-        }
-        COGS_ASSIGN_OR_RETURN(auto v, ToJson(doc, source, 0));
-        return json::serialize(v);
-    } catch (const YAML::Exception& e) {
-        return MakeError(
-            ErrorCode::kInvalidArgument,
-            source + (e.mark.line >= 0 ? ":" + std::to_string(e.mark.line + 1) : "") + ": " + e.msg);
-    }
+    const workflow::YamlReader reader(source);
+    std::optional<std::string> body;
+    COGS_TRY(reader.ForEachDocument(text, [&](const YAML::Node& doc) -> Status {
+        if (doc.IsNull()) return Ok();
+        if (body) return reader.Fail(doc, "one resource a file: a second document");
+        if (!doc.IsMap()) return reader.Fail(doc, "the body must be a mapping of the resource's fields");
+        COGS_ASSIGN_OR_RETURN(body, reader.Json(doc, "the body"));
+        return Ok();
+    }));
+    if (!body)
+        return MakeError(ErrorCode::kInvalidArgument,
+                         source + ": empty: the body must be a mapping of the resource's fields");
+    return *body;
 }
 
 void AddKindCommands(Invocation& inv, CLI::App& app) {

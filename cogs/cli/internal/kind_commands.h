@@ -18,9 +18,10 @@ namespace cogs::cli {
 
 void AddKindCommands(Invocation& inv, CLI::App& app);
 
-// The YAML (or JSON) text of a request body as JSON text: plain scalars that read as integers,
-// true/false or null keep that type, quoted ones are strings. kInvalidArgument "FILE:LINE: ..." for
-// text that is not a YAML mapping.
+// The YAML (or JSON) text of a request body as JSON text, converted as workflow inputs are
+// (workflow::YamlReader::Json: plain scalars that read as numbers, true/false or null keep that
+// type, quoted ones are strings). kInvalidArgument "FILE:LINE: ..." for text that is not one YAML
+// mapping.
 Result<std::string> YamlBodyToJson(const std::string& text, const std::string& source);
 
 }  // namespace cogs::cli
