@@ -27,6 +27,7 @@ struct CliIo {
     // Asked after each refresh of `cogs top` and each poll of `cogs events --follow`: once it answers
     // true they end with exit 0. Null: they run until the process is interrupted (Ctrl-C).
     std::function<bool()> stop{};
+    std::istream* in = nullptr;  // what `--password-file -` reads; std::cin if null
 };
 
 // Runs the command in `args` (args[0] is the program name, as in argv).

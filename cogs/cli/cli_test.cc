@@ -346,6 +346,8 @@ protected:
                      return it == env_.end() ? std::nullopt : std::optional<std::string>(it->second);
                  },
                  std::move(stop)};
+        std::istringstream in(stdin_);
+        io.in = &in;
         Outcome r;
         r.rc = RunCli(args, io);
         r.out = out.str();
@@ -354,6 +356,7 @@ protected:
     }
 
     FakeApi api_;
+    std::string stdin_;  // what the next commands read from standard input
     const cogs::testing::TempDir home_dir_{"cogs-cli-test"};
     const fs::path home_{home_dir_.path()};
     std::map<std::string, std::string> env_;
@@ -934,6 +937,75 @@ TEST_F(CliTest, TokenRotateSendsTheGraceAndSaysTheSecretIsShownOnce) {
     // Without --grace: 0, the API's default (the old secret stops at once).
     EXPECT_EQ(Parse(api_.seen("POST", "/v1/tokens/" + id + "/rotate").back().body),
               Parse(R"({"grace_s":0})"));
+}
+
+TEST_F(CliTest, UserCreateReadsThePasswordFromAFileOrStandardInputNeverFromTheCommandLine) {
+    const std::string demo = api_.Add("projects", {{"name", "demo"}});
+    auto sent = [&] { return Parse(api_.seen("POST", "/v1/users").back().body); };
+    auto expected = [&](const std::string& name, const std::string& password) {
+        return json::value(
+            json::object{{"name", name}, {"project_id", demo}, {"role", "member"}, {"password", password}});
+    };
+    // The first line of the file, without its line end (CRLF too); the rest is not read.
+    const std::string file = home_dir_.Write("alice.pw", "s3cret pass word\nsecond line\n");
+    Outcome r =
+        Cogs({"user", "create", "alice", "--project", "demo", "--role", "member", "--password-file", file});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(sent(), expected("alice", "s3cret pass word"));
+    r = Cogs({"user", "create", "bob", "--project", "demo", "--role", "member", "--password-file",
+              home_dir_.Write("bob.pw", "bob's password\r\n")});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(sent(), expected("bob", "bob's password"));
+    // "-": standard input (a pipe from a secret store), with or without a line end.
+    stdin_ = "from a pipe";
+    r = Cogs({"user", "create", "carol", "--project", demo, "--role", "member", "--password-file", "-"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(sent(), expected("carol", "from a pipe"));
+    ASSERT_EQ(api_.seen("POST", "/v1/users").size(), 3u);
+
+    // Usage errors name the flag and the file, never what it holds, and send nothing.
+    r = Cogs({"user", "create", "dave", "--project", "demo", "--role", "member", "--password-file",
+              home_dir_.path() + "/missing.pw"});
+    EXPECT_EQ(r.rc, 2);
+    EXPECT_THAT(r.err, HasSubstr("--password-file"));
+    EXPECT_THAT(r.err, HasSubstr("missing.pw"));
+    r = Cogs({"user", "create", "dave", "--project", "demo", "--role", "member", "--password-file",
+              home_dir_.Write("empty.pw", "\nnot the first line\n")});
+    EXPECT_EQ(r.rc, 2);
+    EXPECT_THAT(r.err, HasSubstr("empty"));
+    EXPECT_THAT(r.err, Not(HasSubstr("not the first line")));
+    stdin_.clear();
+    EXPECT_EQ(
+        Cogs({"user", "create", "dave", "--project", "demo", "--role", "member", "--password-file", "-"}).rc,
+        2);
+    EXPECT_EQ(Cogs({"user", "create", "dave", "--project", "demo", "--role", "member"}).rc, 2);
+    EXPECT_EQ(
+        Cogs({"user", "create", "dave", "--project", "demo", "--role", "host", "--password-file", file}).rc,
+        2);
+    // A password on the command line would be in `ps` and the shell's history: there is no such flag.
+    EXPECT_EQ(Cogs({"user", "create", "dave", "--project", "demo", "--role", "member", "--password", "x"}).rc,
+              2);
+    EXPECT_EQ(api_.seen("POST", "/v1/users").size(), 3u);
+
+    // list, show and delete by name.
+    r = Cogs({"user", "list"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("ID"));
+    EXPECT_THAT(r.out, HasSubstr("ROLE"));
+    EXPECT_THAT(r.out, HasSubstr("carol"));
+    std::string alice;
+    const json::value listed = Parse(Cogs({"user", "list", "-o", "json"}).out);
+    for (const auto& item : listed.at("users").as_array()) {
+        if (item.at("name") == "alice") alice = item.at("id").as_string();
+    }
+    ASSERT_FALSE(alice.empty());
+    r = Cogs({"user", "show", "alice"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(api_.seen().back().target, "/v1/users/" + alice);
+    r = Cogs({"user", "delete", "alice"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(api_.seen("DELETE", "/v1/users/" + alice).size(), 1u);
+    EXPECT_THAT(r.out, HasSubstr("user alice deleted"));
 }
 
 TEST_F(CliTest, AuditPagesNewestFirstWithItsFilters) {

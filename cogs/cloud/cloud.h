@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cogs/base/password.h"
 #include "cogs/base/result.h"
 #include "cogs/base/time.h"
 #include "cogs/cloud/api/admission.h"
@@ -122,6 +123,9 @@ struct CloudOptions {
     // An admin token created without `expires_in_s` (the bootstrap token too) expires this long
     // after its creation or rotation (docs/decisions.md, decision 35). 0: never.
     Duration admin_token_ttl = std::chrono::hours(24 * 30);
+    // PBKDF2-HMAC-SHA256 iterations of a new user's password hash (cogs/base/password.h; ~0.3 s
+    // each, off the io thread). A stored hash keeps the count it was made with. Tests lower it.
+    int password_iterations = kPasswordIterations;
     // Ended workflows (with their steps and logs) older than `keep_for` go, then the oldest beyond
     // `keep_at_most` (workflow/retention.h): pruned at Start() and every `every`, on the pruner's
     // own thread, `batch` per transaction. Running and failed workflows are never pruned.

@@ -299,6 +299,7 @@ protected:
         options_.restart_grace = 0s;
         options_.reconcile_every = std::chrono::hours(1);  // no periodic pass unless a test asks
         if (options_.agent_key.empty()) options_.agent_key = "cloud-test-agent-key";  // hosts can enroll
+        options_.password_iterations = 1000;  // a user's password hashed in ~1 ms, not ~0.3 s
         engine_options_.owner = "cloud_test";
         Open();
     }

@@ -43,6 +43,7 @@ std::optional<Duration> ParseDuration(const std::string& s) {
 Invocation::Invocation(const CliIo& io)
     : out_(io.out ? *io.out : std::cout),
       err_(io.err ? *io.err : std::cerr),
+      in_(io.in ? *io.in : std::cin),
       getenv_(io.getenv ? io.getenv : [](const std::string& name) -> std::optional<std::string> {
           const char* v = std::getenv(name.c_str());
           return v ? std::optional<std::string>(v) : std::nullopt;

@@ -51,6 +51,7 @@ public:
 
     std::ostream& out() { return out_; }
     std::ostream& err() { return err_; }
+    std::istream& in() { return in_; }
     bool Json() const { return options.output == "json"; }
     // The environment variable `name` (CliIo::getenv, else the process's).
     std::optional<std::string> Env(const std::string& name) const { return getenv_(name); }
@@ -87,6 +88,7 @@ public:
 private:
     std::ostream& out_;
     std::ostream& err_;
+    std::istream& in_;
     GetEnv getenv_;
     std::function<bool()> stop_;
     std::function<int()> action_;

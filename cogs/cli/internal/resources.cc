@@ -223,6 +223,25 @@ std::vector<Resource> MakeTable() {
                           {Int("--grace", "grace_s",
                                "seconds the old secret keeps working (default 0: it stops at once)")})
                        .Note("note: the new secret is shown only this once; the API keeps only its hash")}},
+        {.noun = "user",
+         .collection = "users",
+         .help = "users who log in with a password: the OpenStack identity API's password method (admin)",
+         .ref_help = "user name or id",
+         .columns = {Col("ID", "id"), Col("NAME", "name"), Col("PROJECT", "project_id"), Col("ROLE", "role"),
+                     Col("CREATED", "created_at")},
+         .verbs = {Create(
+                       "create a user",
+                       {Text("name", "name", "user name (unique in the cloud)").Required(),
+                        Text("--project", "project_id", "project name or id").Required().IdsOf("projects"),
+                        Text("--role", "role", "role").Required().OneOf({"admin", "member", "reader"}),
+                        Text("--password-file", "password",
+                             "file whose first line is the password, 8 to 1024 bytes ('-': standard input)")
+                            .Required()
+                            .FileLine()}),
+                   List("list users (no passwords)",
+                        {Text("--project", "project_id", "only this project's users").IdsOf("projects"),
+                         Text("--name", "name", "only the user with this name")}),
+                   Show("show a user"), Delete("delete a user, revoking the tokens its logins made")}},
         {.noun = "server group",
          .collection = "server-groups",
          .help = "server groups (affinity rules)",

@@ -62,6 +62,9 @@ struct Flag {
     std::string ids_of;               // a collection ("networks"): each name given is resolved to an id
     bool ranges = false;              // each "START-END" becomes {"start": START, "end": END}
     bool file_base64 = false;         // the value names a file: its bytes go base64-encoded (user_data)
+    // The value names a file ("-": standard input) whose first line, without its line end, is what
+    // goes (a password: never on the command line, where `ps` shows it).
+    bool file_line = false;
 
     Flag&& Required() && {
         required = true;
@@ -85,6 +88,10 @@ struct Flag {
     }
     Flag&& FileBase64() && {
         file_base64 = true;
+        return std::move(*this);
+    }
+    Flag&& FileLine() && {
+        file_line = true;
         return std::move(*this);
     }
 };

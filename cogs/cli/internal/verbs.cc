@@ -1,6 +1,9 @@
 #include "cogs/cli/internal/verbs.h"
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 
@@ -60,6 +63,38 @@ void AddFlags(CLI::App* c, const std::vector<Flag>& flags, std::vector<FlagValue
     }
 }
 
+// The first line of the file `given` names ("-": standard input), without its line end, into `line`.
+// Returns 0, or the exit code of the failure it printed (which names the file, never what it holds).
+int ReadFirstLine(Invocation& inv, const Flag& f, const std::string& given, std::string& line) {
+    // Bounded: the API refuses what is longer anyway, naming the field.
+    constexpr size_t kMaxLineBytes = 64 << 10;
+    std::ifstream file;
+    std::istream* in = &inv.in();
+    if (given != "-") {
+        file.open(given, std::ios::binary);
+        if (!file) {
+            return inv.Usage(fmt::format("{} '{}': {}", f.name, given, std::strerror(errno)));
+        }
+        in = &file;
+    }
+    line.clear();
+    char c = 0;
+    while (line.size() <= kMaxLineBytes && in->get(c) && c != '\n') {
+        line.push_back(c);
+    }
+    if (line.size() > kMaxLineBytes) {
+        return inv.Usage(
+            fmt::format("{} '{}': its first line is longer than {} bytes", f.name, given, kMaxLineBytes));
+    }
+    if (!line.empty() && line.back() == '\r') {
+        line.pop_back();
+    }
+    if (line.empty()) {
+        return inv.Usage(fmt::format("{} '{}': its first line is empty", f.name, given));
+    }
+    return 0;
+}
+
 // One value given for `f` as the request wants it: as typed, the id it names, or {start, end}.
 // Returns 0, or the exit code of the failure it printed.
 int Convert(Invocation& inv, const Flag& f, const std::string& given, json::value& out) {
@@ -86,6 +121,12 @@ int Convert(Invocation& inv, const Flag& f, const std::string& given, json::valu
             return inv.Usage(fmt::format("{} '{}': {}", f.name, given, bytes.error().message));
         }
         out = wire::EncodeBase64(*bytes);
+    } else if (f.file_line) {
+        std::string line;
+        if (const int rc = ReadFirstLine(inv, f, given, line); rc != 0) {
+            return rc;
+        }
+        out = std::move(line);
     } else if (!f.ids_of.empty()) {
         auto id = inv.Api()->Resolve(f.ids_of, given);
         if (!id) {

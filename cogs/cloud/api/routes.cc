@@ -84,6 +84,9 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
     auto no_action = [&t](std::string_view kind) {
         return [&ctx = t.ctx, kind](Call c) {
             if (auto st = RequireWriter(c.who); !st) return c.Fail(st.error());
+            if (kind == kToken || kind == kUser) {  // admin-only routes: 403 whether it exists or not
+                if (auto st = RequireAdmin(c.who); !st) return c.Fail(st.error());
+            }
             const Res* r = ctx.model.Find(kind, c.Param("id"));
             if (r == nullptr || !Visible(c.who, *r)) return c.Fail(NotFound(kind, c.Param("id")));
             c.Fail(Error(ErrorCode::kNotFound, "no route " + c.method + " " + c.path));
@@ -125,6 +128,12 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
         {"DELETE", "/v1/tokens/{id}", catalog_delete(kToken)},
         {"POST", "/v1/tokens/{id}/rotate", [&catalog](Call c) { catalog.Rotate(std::move(c)); }},
         {"POST", "/v1/tokens/{id}/{action}", no_action(kToken)},
+
+        {"GET", "/v1/users", list("users", kUser)},
+        {"POST", "/v1/users", create(&Catalog::CreateUser, catalog)},
+        {"GET", "/v1/users/{id}", show(kUser)},
+        {"DELETE", "/v1/users/{id}", catalog_delete(kUser)},
+        {"POST", "/v1/users/{id}/{action}", no_action(kUser)},
 
         {"GET", "/v1/flavors", list("flavors", kFlavor)},
         {"POST", "/v1/flavors", create(&Catalog::CreateFlavor, catalog)},
@@ -218,11 +227,16 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
         {"DELETE", "/v1/{collection}/{id}", [&kinds = t.kinds](Call c) { kinds.Delete(std::move(c)); }},
         {"GET", "/v1/{collection}/{id}/events", [&kinds = t.kinds](Call c) { kinds.Events(std::move(c)); }},
     };
-    // Every POST, create or action, honours an Idempotency-Key.
+    // Every POST, create or action, honours an Idempotency-Key. A user's password stays out of the
+    // key's record (IdempotencyKeys::Admit).
+    static constexpr std::string_view kPassword[] = {"password"};
     for (Route& r : routes) {
         if (r.method == "POST") {
-            r.handler = [&keys = t.keys, handler = std::move(r.handler)](Call c) {
-                keys.Admit(std::move(c), handler);
+            const std::span<const std::string_view> unhashed =
+                r.pattern == "/v1/users" ? std::span<const std::string_view>(kPassword)
+                                         : std::span<const std::string_view>();
+            r.handler = [&keys = t.keys, handler = std::move(r.handler), unhashed](Call c) {
+                keys.Admit(std::move(c), handler, unhashed);
             };
         }
     }

@@ -25,8 +25,8 @@ bool Visible(const Principal& who, const Res& r) {
     if (r.kind == kProject) {
         return r.id == who.project_id;
     }
-    if (r.kind == kToken) {
-        return false;
+    if (r.kind == kToken || r.kind == kUser) {
+        return false;  // admins' alone, even a project's own
     }
     return r.project == who.project_id;
 }

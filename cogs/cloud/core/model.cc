@@ -372,6 +372,14 @@ Model::Walk Model::All(std::string_view kind) const {
 
 const Res* Model::FindByName(std::string_view kind, const std::string& name,
                              const std::string& project) const {
+    if (Indexed(kind, "name")) {
+        for (const Res* r : Having(kind, "name", name)) {
+            if (project.empty() || r->project == project) {
+                return r;  // thawed for the turn, as Find's
+            }
+        }
+        return nullptr;
+    }
     const Walk all = All(kind);
     for (auto it = all.begin(); it != all.end(); ++it) {
         const auto [id, r] = *it;

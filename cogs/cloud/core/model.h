@@ -100,6 +100,8 @@ inline constexpr IndexedField kIndexedFields[] = {
     {kServer, "server_group_id"},  // a server group's delete
     {kServer, "status"},           // lists by status (what is still BUILD, what is in ERROR)
     {kToken, "host"},              // a host's credential (its enrollment, core/credentials.h)
+    {kToken, "user_id"},           // a user's tokens (its delete revokes them)
+    {kUser, "name"},               // a password login's lookup (FindByName)
 };
 
 // Frozen records. Between turns the model keeps each record frozen (core/frozen.h: ~0.3 KiB for a
@@ -280,7 +282,8 @@ public:
     void Erase(std::string_view kind, const std::string& id);
     Walk All(std::string_view kind) const;
     // The first resource of `kind` whose body "name" is `name` (and project, if not empty). Walks
-    // the kind: for the catalog's (projects, flavors, images).
+    // the kind (for the catalog's: projects, flavors, images), but for a kind whose "name" is in
+    // kIndexedFields (users), which it finds by the index.
     const Res* FindByName(std::string_view kind, const std::string& name,
                           const std::string& project = "") const;
     // By id, else (flavors and images) by name.

@@ -22,6 +22,8 @@ namespace cogs::cloud {
 // Kinds, as stored (store::ResourceWrite::kind) and as events name them.
 inline constexpr std::string_view kProject = "project";
 inline constexpr std::string_view kToken = "token";
+// One who logs in with a name and a password (docs/api.md "Users"); its tokens carry "user_id".
+inline constexpr std::string_view kUser = "user";
 inline constexpr std::string_view kFlavor = "flavor";
 inline constexpr std::string_view kImage = "image";
 inline constexpr std::string_view kHost = "host";

@@ -1,5 +1,10 @@
 #include "cogs/cloud/resources/catalog.h"
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include "cogs/base/password.h"
 #include "cogs/base/secret.h"
 #include "cogs/cloud/resources/idempotency.h"
 
@@ -7,6 +12,43 @@ namespace cogs::cloud {
 
 using wire::Input;
 using wire::Text;
+
+Catalog::Catalog(Context& ctx) : ctx_(ctx), hashing_(std::make_unique<boost::asio::thread_pool>(1)) {}
+
+Catalog::~Catalog() {
+    life_.reset();  // what the hashing thread finishes now is dropped
+    hashing_->join();
+}
+
+bool Catalog::Hashing(std::function<void()> work, std::function<void()> then) {
+    if (hashing_inflight_ >= kMaxPasswordWork) return false;
+    ++hashing_inflight_;
+    boost::asio::post(*hashing_, [this, &io = ctx_.io, life = std::weak_ptr<void>(life_),
+                                  work = std::move(work), then = std::move(then)]() mutable {
+        work();
+        boost::asio::post(io, [this, life, then = std::move(then)]() mutable {
+            if (!life.lock()) return;
+            --hashing_inflight_;
+            then();
+        });
+    });
+    return true;
+}
+
+namespace {
+Error PasswordWorkFull() {
+    return Error(ErrorCode::kResourceExhausted, "too many password checks in flight (" +
+                                                    std::to_string(Catalog::kMaxPasswordWork) + "): retry");
+}
+}  // namespace
+
+namespace {
+
+// A user's password, in bytes (docs/api.md "Users").
+constexpr size_t kMinPasswordBytes = 8;
+constexpr size_t kMaxPasswordBytes = 1024;
+
+}  // namespace
 
 Res Catalog::NewProject(const std::string& name, const std::string& description) const {
     Res p = ctx_.NewRes(kProject, "");
@@ -154,6 +196,116 @@ void Catalog::CreateToken(Creation c) {
                  });
 }
 
+Result<const Res*> Catalog::UserProject(const std::string& project) const {
+    const Res* p = ctx_.model.Find(kProject, project);
+    if (p == nullptr) p = ctx_.model.FindByName(kProject, project);
+    if (p == nullptr) return MakeError(FieldError("project_id", "no project " + project));
+    return p;
+}
+
+Status Catalog::UserNameFree(const std::string& name) const {
+    if (ctx_.model.FindByName(kUser, name) != nullptr) {
+        return MakeError(ErrorCode::kAlreadyExists, "a user named " + name + " exists");
+    }
+    return Ok();
+}
+
+void Catalog::CreateUser(Creation c) {
+    struct Asked {
+        std::string project, name, role, password;
+    };
+    auto asked = [&]() -> Result<Asked> {
+        COGS_TRY(RequireAdmin(c.who()));
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "project_id", "role", "password"}));
+        COGS_ASSIGN_OR_RETURN(auto name, in.String("name", Text{.max_len = 64}));
+        COGS_ASSIGN_OR_RETURN(auto project, in.String("project_id"));
+        COGS_ASSIGN_OR_RETURN(const Res* p, UserProject(project));
+        COGS_ASSIGN_OR_RETURN(auto role_name, in.String("role"));
+        auto role = ParseRole(role_name);
+        if (!role || *role == Role::kHost) {
+            return MakeError(FieldError("role", "must be admin, member or reader"));
+        }
+        // Errors name the field and the rule, never the value.
+        COGS_ASSIGN_OR_RETURN(auto password, in.String("password", Text{.max_len = kMaxPasswordBytes}));
+        if (password.size() < kMinPasswordBytes) {
+            return MakeError(
+                FieldError("password", "shorter than " + std::to_string(kMinPasswordBytes) + " bytes"));
+        }
+        COGS_TRY(UserNameFree(name));
+        return Asked{p->id, std::move(name), std::string(RoleName(*role)), std::move(password)};
+    }();
+    if (!asked) return c.call.Fail(asked.error());
+    std::string password = std::exchange(asked->password, {});
+    // ~0.3 s of hashing: off the io thread, which serves every other request meanwhile.
+    auto hash = std::make_shared<std::string>();
+    const bool started = Hashing(
+        [hash, password = std::move(password), iterations = ctx_.options.password_iterations] {
+            *hash = HashPassword(password, iterations);
+        },
+        [this, c, hash, asked = std::move(*asked)] {
+            auto made = [&]() -> Result<Res> {
+                // Again: meanwhile the project may have gone, or another create taken the name.
+                COGS_ASSIGN_OR_RETURN(const Res* p, UserProject(asked.project));
+                COGS_TRY(UserNameFree(asked.name));
+                Res u = ctx_.NewRes(kUser, p->id);
+                u.body["name"] = asked.name;
+                u.body["role"] = asked.role;
+                u.body["_password_hash"] = std::move(*hash);
+                return u;
+            }();
+            if (!made) return c.call.Fail(made.error());
+            // The answer and the Idempotency-Key's record of it are the presented view: no hash.
+            SaveAndAnswer(ctx_, c, {std::move(*made)}, 201);
+        });
+    if (!started) c.call.Fail(PasswordWorkFull());
+}
+
+void Catalog::CheckPassword(std::string name, std::string password,
+                            std::function<void(Result<const Res*>)> done) {
+    // An unknown name (or a password no user can have) is verified against a hash that matches
+    // nothing, at the same cost: the time taken does not tell which names exist.
+    std::string id;
+    std::string stored = UnmatchablePasswordHash(ctx_.options.password_iterations);
+    if (const Res* u = ctx_.model.FindByName(kUser, name);
+        u != nullptr && password.size() <= kMaxPasswordBytes) {
+        id = u->id;
+        stored = Str(u->body, "_password_hash");
+    }
+    auto verified = std::make_shared<bool>(false);
+    auto refused = done;  // kept for a refusal: `done` moves into the hashing callback
+    const bool started = Hashing(
+        [verified, password = std::move(password), stored] { *verified = VerifyPassword(password, stored); },
+        [this, id = std::move(id), stored, verified, done = std::move(done)] {
+            // Found again by id: deleted meanwhile, or its password changed, is a refusal.
+            const Res* u = *verified && !id.empty() ? ctx_.model.Find(kUser, id) : nullptr;
+            if (u == nullptr || Str(u->body, "_password_hash") != stored) {
+                return done(MakeError(ErrorCode::kUnauthenticated, "invalid user name or password"));
+            }
+            done(u);
+        });
+    if (!started) {
+        // Later, on the io thread, as the contract says.
+        ctx_.Post([refused = std::move(refused)] { refused(MakeError(PasswordWorkFull())); });
+    }
+}
+
+std::vector<std::string> Catalog::RevokeTokens(std::string_view field, const std::string& value,
+                                               std::vector<store::ResourceWrite>& writes) {
+    std::vector<std::string> revoked;
+    for (const Res* t : ctx_.model.Having(kToken, field, value)) {
+        revoked.push_back(t->id);
+    }
+    for (const std::string& id : revoked) {
+        if (const Res* t = ctx_.model.Find(kToken, id)) {
+            ctx_.model.token_by_hash.erase(Str(t->body, "_hash"));
+            ctx_.model.token_by_hash.erase(Str(t->body, "_old_hash"));
+        }
+        ctx_.model.Erase(kToken, id);
+        writes.push_back(Model::EraseWrite(kToken, id));
+    }
+    return revoked;
+}
+
 void Catalog::CreateFlavor(Creation c) {
     auto made = [&]() -> Result<Res> {
         COGS_TRY(RequireAdmin(c.who()));
@@ -222,9 +374,10 @@ void Catalog::CreateGroup(Creation c) {
 
 void Catalog::Delete(Call call, std::string_view kind) {
     const std::string& id = call.Param("id");
+    std::vector<store::ResourceWrite> writes;
     auto erased = [&]() -> Result<std::string> {
         COGS_TRY(RequireWriter(call.who));
-        if (kind == kToken) {
+        if (kind == kToken || kind == kUser) {
             COGS_TRY(RequireAdmin(call.who));  // whether it exists or not, like every admin-only route
         }
         Res* r = ctx_.model.FindByIdOrName(kind, id);
@@ -235,7 +388,7 @@ void Catalog::Delete(Call call, std::string_view kind) {
             COGS_TRY(RequireAdmin(call.who));
         }
         if (kind == kProject) {
-            for (auto k : {kToken, kGroup, kNetwork, kSubnet, kPort, kVolume, kServer}) {
+            for (auto k : {kToken, kUser, kGroup, kNetwork, kSubnet, kPort, kVolume, kServer}) {
                 if (const auto& owned = ctx_.model.OfProject(k, r->id); !owned.empty()) {
                     return MakeError(ErrorCode::kConflict, "project " + r->id + " still owns " +
                                                                std::string(k) + " " + (*owned.begin())->id);
@@ -254,11 +407,15 @@ void Catalog::Delete(Call call, std::string_view kind) {
         }
         std::string rid = r->id;
         ctx_.model.Release(r->project, Model::HeldBy(*r));
+        if (kind == kUser) {
+            RevokeTokens("user_id", rid, writes);  // its logins end with it, in the same transaction
+        }
         ctx_.model.Erase(kind, rid);
+        writes.push_back(Model::EraseWrite(kind, rid));
         return rid;
     }();
     if (!erased) return call.Fail(erased.error());
-    ctx_.Persist({Model::EraseWrite(kind, *erased)}, {}, [respond = call.respond](Status st) {
+    ctx_.Persist(std::move(writes), {}, [respond = call.respond](Status st) {
         respond(st ? http::Response{204, {}, "", "application/json", false} : wire::ApiError(st.error()));
     });
 }

@@ -297,19 +297,7 @@ void Hosts::Heartbeats(Call call) {
 
 std::vector<std::string> Hosts::RevokeHostTokens(const std::string& host,
                                                  std::vector<store::ResourceWrite>& writes) {
-    std::vector<std::string> revoked;
-    for (const Res* t : ctx_.model.Having(kToken, "host", host)) {
-        revoked.push_back(t->id);
-    }
-    for (const std::string& id : revoked) {
-        if (const Res* t = ctx_.model.Find(kToken, id)) {
-            ctx_.model.token_by_hash.erase(Str(t->body, "_hash"));
-            ctx_.model.token_by_hash.erase(Str(t->body, "_old_hash"));
-        }
-        ctx_.model.Erase(kToken, id);
-        writes.push_back(Model::EraseWrite(kToken, id));
-    }
-    return revoked;
+    return catalog_.RevokeTokens("host", host, writes);
 }
 
 void Hosts::Enroll(Call call) {

@@ -1,6 +1,8 @@
 #include "cogs/cloud/resources/idempotency.h"
 
 #include <algorithm>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include "cogs/base/secret.h"
 #include "cogs/observe/log.h"
@@ -18,6 +20,23 @@ void ForEachOf(const Context& ctx, const std::string& project, Fn fn) {
     for (auto it = all.lower_bound(prefix); it != all.end() && it->first.starts_with(prefix); ++it) {
         fn(it->second);
     }
+}
+
+// The body as the request's hash takes it: without the `unhashed` fields of a JSON object (a body
+// that is not one is refused by its handler, and a refusal is not remembered).
+std::string Hashed(const std::string& body, std::span<const std::string_view> unhashed) {
+    if (unhashed.empty()) {
+        return body;
+    }
+    boost::system::error_code ec;
+    json::value v = json::parse(body, ec);
+    if (ec || !v.is_object()) {
+        return body;
+    }
+    for (std::string_view field : unhashed) {
+        v.get_object().erase(field);
+    }
+    return json::serialize(v);
 }
 
 }  // namespace
@@ -47,7 +66,8 @@ bool IdempotencyKeys::Expired(const Context& ctx, const Res& record, int64_t now
     return Int(record.body, "_at_ms") + Ms(ctx.options.idempotency_ttl) < now_ms;
 }
 
-void IdempotencyKeys::Admit(Call call, const std::function<void(Call)>& handler) {
+void IdempotencyKeys::Admit(Call call, const std::function<void(Call)>& handler,
+                            std::span<const std::string_view> unhashed) {
     const std::string& key = call.idempotency_key;
     if (key.empty()) {
         return handler(std::move(call));
@@ -58,7 +78,7 @@ void IdempotencyKeys::Admit(Call call, const std::function<void(Call)>& handler)
         return call.Fail(FieldError("Idempotency-Key", "longer than 255 characters"));
     }
     const std::string id = call.who.project_id + "/" + key;
-    const std::string hash = Sha256Hex(call.method + " " + call.path + "\n" + call.body);
+    const std::string hash = Sha256Hex(call.method + " " + call.path + "\n" + Hashed(call.body, unhashed));
     const int64_t now = ctx_.clock.WallMs();
     if (in_flight_.contains(id)) {
         return call.Fail(Error(ErrorCode::kConflict,

@@ -26,7 +26,9 @@
 #include <functional>
 #include <memory>
 #include <set>
+#include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -46,7 +48,12 @@ public:
     // The admission of a POST. Without a key: `handler(call)`. With one: 403 for a reader, 400 for
     // a key over 255 characters, 409 for a key reused or in flight, the first answer for a
     // replay; else `handler` runs on the call with its key admitted (Call::idempotency_record).
-    void Admit(Call call, const std::function<void(Call)>& handler);
+    //
+    // `unhashed`: top-level fields of the body left out of the request's hash, which the key's
+    // record keeps for a day — a password (POST /v1/users): a fast hash of a body that holds it
+    // would undo its slow one. So a resent create that differs only there replays the first answer.
+    void Admit(Call call, const std::function<void(Call)>& handler,
+               std::span<const std::string_view> unhashed = {});
 
     // Whether a stored record has outlived the TTL at `now_ms` (Load drops those).
     static bool Expired(const Context& ctx, const Res& record, int64_t now_ms);

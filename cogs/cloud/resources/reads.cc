@@ -16,7 +16,7 @@ void Reads::Whoami(Call call) const {
 
 void Reads::Show(Call call, std::string_view kind) const {
     const std::string& id = call.Param("id");
-    if (kind == kToken) {
+    if (kind == kToken || kind == kUser) {
         // Admin-only whether it exists or not: 403, like every admin-only route.
         if (auto st = RequireAdmin(call.who); !st) return call.Fail(st.error());
     }
@@ -31,7 +31,7 @@ void Reads::Show(Call call, std::string_view kind) const {
 }
 
 void Reads::List(Call call, std::string_view collection, std::string_view kind) const {
-    if (kind == kToken) {
+    if (kind == kToken || kind == kUser) {
         if (auto st = RequireAdmin(call.who); !st) return call.Fail(st.error());
     }
     int64_t limit = 100;
@@ -73,8 +73,9 @@ void Reads::List(Call call, std::string_view collection, std::string_view kind) 
         items.push_back(Present(r));
         return true;
     };
-    if (const Model::Ids* ids = Candidates(call.who, kind, project,
-                                           {{"network_id", network}, {"host", host}, {"status", status}})) {
+    if (const Model::Ids* ids =
+            Candidates(call.who, kind, project,
+                       {{"network_id", network}, {"host", host}, {"status", status}, {"name", name}})) {
         for (auto it = marker.empty() ? ids->begin() : ids->upper_bound(marker);
              it != ids->end() && take(**it); ++it) {
         }
