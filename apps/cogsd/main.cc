@@ -482,6 +482,7 @@ int main(int argc, char** argv) {
     }
     // Each service, agent and replica is called over TLS exactly when its URL is https.
     cloud_options.service_tls = *client_tls;
+    cloud_options.api_tls = *server_tls != nullptr;
     std::error_code fs_ec;
     std::filesystem::create_directories(data_dir, fs_ec);
     if (fs_ec) return Fail("--data-dir " + data_dir + ": " + fs_ec.message());

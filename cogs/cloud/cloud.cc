@@ -13,6 +13,7 @@
 #include "cogs/cloud/core/credentials.h"
 #include "cogs/cloud/heal/healer.h"
 #include "cogs/cloud/health/host_monitor.h"
+#include "cogs/cloud/openstack/face.h"
 #include "cogs/cloud/reconcile/reconcile_loop.h"
 #include "cogs/cloud/resources/audit.h"
 #include "cogs/cloud/resources/catalog.h"
@@ -78,6 +79,7 @@ public:
           kinds(ctx, reads, history),
           router(ApiRoutes({ctx, reads, catalog, networks, volumes, servers, hosts, history, workflows, keys,
                             consoles, images, audit, kinds})),
+          openstack(ctx, router, catalog),
           api(
               io, router, [this](std::string_view bearer) { return catalog.Authenticate(bearer); },
               ctx.options.admission, ctx.clock, ctx.metrics(),
@@ -94,6 +96,7 @@ public:
             if (segments.size() >= 2 && !segments[1].starts_with("{")) builtin.insert(segments[1]);
         }
         kinds.SetBuiltinCollections(std::move(builtin));
+        api.SetFace(openstack.Face());
         api.SetAuditor([this](store::AuditRecord entry, const http::Response& answer) {
             audit.Record(std::move(entry), answer);
         });
@@ -141,6 +144,7 @@ public:
     workflow::WorkflowPruner pruner;
     Kinds kinds;
     Router router;
+    OpenStackFace openstack;
     HttpApi api;
     observe::GaugeFamily resources_gauge;
     std::map<std::pair<std::string, std::string>, observe::Gauge> resource_gauges;  // (kind, status)

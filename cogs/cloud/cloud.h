@@ -103,6 +103,9 @@ struct CloudOptions {
     // agents are called over TLS at the https URL they registered, each required to show a
     // certificate naming its host, and the network and volume services at their URLs' hosts.
     std::shared_ptr<http::TlsContext> service_tls;
+    // Whether the API is served over TLS: the scheme of the URLs the OpenStack face writes (its
+    // service catalog, links), whose host is the one each request named (Host).
+    bool api_tls = false;
     // Where the cloud's metrics go (docs/metrics.md, "the cloud"); null: none. It must outlive the
     // Cloud; its gauges (hosts, resources) are sampled at Render(), which must then run on the io
     // thread (cogsd serves /metrics there).

@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "cogs/cloud/core/access.h"
 #include "cogs/http/server.h"
@@ -34,6 +36,9 @@ struct Call {
     std::string idempotency_record;
     std::string idempotency_hash;
     std::string traceparent;  // the API's span: workflows started here carry it
+    // The request's headers (names lower-case): for a face's calls only (HttpApi::Face), which
+    // read their own (Host, X-Subject-Token, microversions); empty for /v1's.
+    std::vector<std::pair<std::string, std::string>> headers;
     // Exactly once, on the io thread, never inline (the HTTP face posts it).
     std::function<void(http::Response)> respond;
 
@@ -46,6 +51,12 @@ struct Call {
     std::string Query(std::string_view name) const {
         auto it = query.find(std::string(name));
         return it == query.end() ? std::string() : it->second;
+    }
+    std::string Header(std::string_view name) const {
+        for (const auto& [k, v] : headers) {
+            if (k == name) return v;
+        }
+        return {};
     }
     void Answer(http::Response r) const { respond(std::move(r)); }
     void Fail(const Error& e) const { respond(wire::ApiError(e)); }

@@ -85,6 +85,7 @@ struct HttpApi::State {
     HttpApi::Refusal refusal;
     std::map<std::string, observe::Counter> rejected_by;
     HttpApi::Auditor auditor;
+    HttpApi::Face face;
     observe::Counter rejected_unauthenticated;
 };
 
@@ -108,6 +109,8 @@ HttpApi::HttpApi(boost::asio::io_context& io, const Router& router, Authenticato
 
 void HttpApi::SetAuditor(Auditor auditor) { state_->auditor = std::move(auditor); }
 
+void HttpApi::SetFace(Face face) { state_->face = std::move(face); }
+
 http::Handler HttpApi::Handler() {
     return [state = state_](http::Request req, http::Respond respond) {
         const std::string path = req.Path();
@@ -118,9 +121,15 @@ http::Handler HttpApi::Handler() {
         const std::string resource_id = ResourceIdOf(PathSegments(path));
         observe::LogScope scope({observe::TraceIdOf(traceparent), "", resource_id});
         respond = Traced(std::move(respond), traceparent, req.method, path, resource_id);
+        const bool face = state->face.owns && state->face.owns(path);
+        if (face) {
+            respond = [state, path, respond = std::move(respond)](http::Response r) {
+                respond(r.status >= 400 ? state->face.reshape(path, std::move(r)) : std::move(r));
+            };
+        }
         // The audit entry of a change: who asked is filled in once the token is known.
         std::shared_ptr<store::AuditRecord> audit;
-        if (state->auditor && path.starts_with("/v1/") &&
+        if (state->auditor && (path.starts_with("/v1/") || face) &&
             (req.method == "POST" || req.method == "PUT" || req.method == "PATCH" ||
              req.method == "DELETE")) {
             audit = std::make_shared<store::AuditRecord>();
@@ -142,7 +151,7 @@ http::Handler HttpApi::Handler() {
                          : R"({"status":"degraded","store":"read-only: database unreachable"})";
             return respond(std::move(r));
         }
-        if (!path.starts_with("/v1/") && path != "/v1") {
+        if (!face && !path.starts_with("/v1/") && path != "/v1") {
             return respond(
                 wire::ApiError(Error(ErrorCode::kNotFound, "no route " + req.method + " " + path)));
         }
@@ -150,15 +159,17 @@ http::Handler HttpApi::Handler() {
         if (auto full = state->admission.CheckLane(lane)) {
             return state->Refuse(*full, respond);
         }
-        const std::string auth = req.Header("authorization");
-        auto who = state->authenticate(BearerToken(auth));
+        const bool anonymous = face && state->face.anonymous(req.method, path);
+        const std::string auth = face ? state->face.token(req) : req.Header("authorization");
+        auto who = anonymous ? Result<Principal>(Principal{.token_id = "anonymous " + req.peer_address})
+                             : state->authenticate(face ? std::string_view(auth) : BearerToken(auth));
         if (!who) {
             state->rejected_unauthenticated.Inc();
             http::Response r = wire::ApiError(Error(ErrorCode::kUnauthenticated, who.error().message));
             r.headers.emplace_back("www-authenticate", "Bearer");
             return respond(std::move(r));
         }
-        if (audit) {
+        if (audit && !anonymous) {
             audit->token_id = who->token_id;
             audit->project = who->project_id;
             audit->role = std::string(RoleName(who->role));
@@ -204,6 +215,7 @@ http::Handler HttpApi::Handler() {
         call.body_file = std::move(req.body_file);
         call.idempotency_key = req.Header("idempotency-key");
         call.traceparent = traceparent;
+        if (face) call.headers = std::move(req.headers);
         // The places are given back when the answer goes out (or when every copy of `respond` is
         // dropped unanswered). Never inline: the handler may be mid-parse when the route answers at once.
         call.respond = [state, respond = std::move(respond),
@@ -214,6 +226,7 @@ http::Handler HttpApi::Handler() {
                 respond(std::move(r));
             });
         };
+        if (face) return state->face.dispatch(std::move(call));
         state->router.Dispatch(std::move(call));
     };
 }

@@ -62,6 +62,23 @@ public:
     using Auditor = std::function<void(store::AuditRecord entry, const http::Response& answer)>;
     void SetAuditor(Auditor auditor);
 
+    // Another face of the same API on paths outside /v1 (the OpenStack-compatible one,
+    // cogs/cloud/openstack): its requests pass the same admission, authentication, full-disk refusal
+    // and audit log as /v1's, then go to `dispatch`. Set before serving.
+    struct Face {
+        std::function<bool(std::string_view path)> owns;
+        // Served without a token (version documents, a login): admitted in the tenant lane under the
+        // client's address, with an empty Principal.
+        std::function<bool(std::string_view method, std::string_view path)> anonymous;
+        // The token the request carries (the face's own header, e.g. X-Auth-Token), or "".
+        std::function<std::string(const http::Request&)> token;
+        // Every error answer of one of its paths (refusals before dispatch, the router's, the
+        // handlers'), in cogs' shape, is passed through this to take the face's own.
+        std::function<http::Response(std::string_view path, http::Response error)> reshape;
+        std::function<void(Call)> dispatch;
+    };
+    void SetFace(Face face);
+
 private:
     struct State;
     std::shared_ptr<State> state_;
