@@ -32,7 +32,8 @@ bool AnonymousRoute(std::string_view method, std::string_view path) {
 }
 
 void OpenStackFace::Impl::V1(const Call& outer, std::string method, std::string path, std::string body,
-                             Query query, std::function<void(http::Response)> done) {
+                             Query query, std::function<void(http::Response)> done,
+                             std::shared_ptr<const http::BodyFile> body_file) {
     Call c;
     c.who = outer.who;
     c.peer_name = outer.peer_name;
@@ -40,6 +41,7 @@ void OpenStackFace::Impl::V1(const Call& outer, std::string method, std::string 
     c.path = std::move(path);
     c.query = std::move(query);
     c.body = std::move(body);
+    c.body_file = std::move(body_file);
     c.traceparent = outer.traceparent;
     c.respond = [weak = weak_from_this(), &io = ctx.io, done = std::move(done)](http::Response r) mutable {
         boost::asio::post(io, [weak, done = std::move(done), r = std::move(r)]() mutable {

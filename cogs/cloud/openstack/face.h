@@ -5,7 +5,7 @@
 //                                                       server groups, limits, availability zones
 //   network        Neutron v2.0    /network/v2.0        networks, subnets, ports
 //   block-storage  Cinder v3       /volume/v3/{project} volumes
-//   image          Glance v2       /image/v2            images (list, show)
+//   image          Glance v2       /image/v2            images (create, upload, download, list, delete)
 //
 // A translation, never a second implementation: every request becomes calls of /v1's router
 // (router.h) as the same Principal, so tenancy, roles, quotas, validation, Idempotency of the

@@ -23,9 +23,10 @@ struct OpenStackFace::Impl : std::enable_shared_from_this<Impl> {
     // ---- calls of /v1 ----
 
     // `method path` of /v1 as `outer`'s caller (its Principal, trace, peer), with `body` (JSON text
-    // or "") and `query`; `done` gets /v1's answer, later, on the io thread (never if the face is gone).
+    // or "", or a spooled `body_file`: an image upload) and `query`; `done` gets /v1's answer,
+    // later, on the io thread (never if the face is gone).
     void V1(const Call& outer, std::string method, std::string path, std::string body, Query query,
-            std::function<void(http::Response)> done);
+            std::function<void(http::Response)> done, std::shared_ptr<const http::BodyFile> body_file = {});
     // Every page of GET /v1/<collection> with `query` (at most `max` records); `done` gets them, or
     // /v1's error answer.
     void V1All(const Call& outer, std::string collection, Query query, size_t max,

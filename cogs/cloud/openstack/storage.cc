@@ -1,5 +1,7 @@
 // Cinder v3 (face.h) at /volume/v3/{project_id}: volumes — create, list, detail, show, delete;
-// and Glance v2 at /image/v2: images — list, show. Their version documents.
+// and Glance v2 at /image/v2: images — create, upload, download, list, show, delete. Their version
+// documents.
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "cogs/cloud/openstack/internal.h"
@@ -182,8 +184,10 @@ struct Storage {
             } else if ((k == "visibility" && (v == "public" || v == "all")) || k == "sort" ||
                        k == "sort_key" || k == "sort_dir" || k == "member_status") {
                 // Every cogs image is public; cogs lists by id.
-            } else if (k == "visibility") {
-                q["status"] = "none";  // no cogs image is private, shared or community
+            } else if (k == "visibility" || (k == "os_hidden" && (v == "True" || v == "true"))) {
+                q["status"] = "none";  // no cogs image is private, shared, community or hidden
+            } else if (k == "os_hidden") {
+                // Every cogs image is shown.
             } else {
                 return c.Fail(FieldError(k, "not a filter cogs implements (name, status, limit, marker)"));
             }
@@ -210,6 +214,71 @@ struct Storage {
             }
             c.Answer(wire::Json(200, o));
         });
+    }
+
+    // POST /v2/images: the record (queued), as /v1's; its content comes with PUT .../file.
+    void CreateImage(Call c) {
+        boost::system::error_code ec;
+        json::value v = json::parse(c.body, ec);
+        if (ec || !v.is_object()) return c.Fail(FieldError("image", "the body must be a JSON object"));
+        json::object in = v.as_object();
+        // openstacksdk's own bookkeeping of what it uploads (the file's md5 and sha256, its name):
+        // cogs computes and shows the content's sha256 itself (os_hash_value).
+        for (std::string_view key : {"owner_specified.openstack.md5", "owner_specified.openstack.sha256",
+                                     "owner_specified.openstack.object"}) {
+            in.erase(key);
+        }
+        if (auto st = OnlyKnown(in,
+                                {"name", "disk_format", "container_format", "min_disk", "min_ram",
+                                 "visibility", "protected", "tags", "os_distro", "os_hidden", "id"},
+                                "image");
+            !st) {
+            return c.Fail(st.error());
+        }
+        if (auto st = NotSet(in, {"min_ram", "protected", "tags", "os_hidden", "id"}, "image"); !st) {
+            return c.Fail(st.error());
+        }
+        // What a cogs image is: a root file system, a gzip-compressed tar archive, public.
+        if (const std::string f = Str(in, "disk_format"); !f.empty() && f != "raw") {
+            return c.Fail(
+                FieldError("image.disk_format", "cogs images are raw (a root file system archive)"));
+        }
+        if (const std::string f = Str(in, "container_format");
+            !f.empty() && f != "bare" && f != "compressed" && f != "docker") {
+            return c.Fail(
+                FieldError("image.container_format", "must be bare, compressed or docker: a gzip tar"));
+        }
+        if (const std::string vis = Str(in, "visibility"); !vis.empty() && vis != "public") {
+            return c.Fail(FieldError("image.visibility", "every cogs image is public"));
+        }
+        json::object v1{{"name", Str(in, "name")}};
+        if (const auto* d = in.if_contains("min_disk"); d && !d->is_null()) v1["min_disk_gb"] = *d;
+        if (const std::string os = Str(in, "os_distro"); !os.empty()) v1["os"] = os;
+        os.V1(c, "POST", "/v1/images", json::serialize(v1), {}, [c](http::Response r) {
+            if (r.status != 201) return c.Answer(std::move(r));
+            c.Answer(wire::Json(201, openstack::GlanceImage(Obj(OpenStackFace::Impl::Body(r), "image"))));
+        });
+    }
+
+    // PUT /v2/images/{id}/file: /v1's upload (spooled by cogs/http, checked, stored); 204.
+    void Upload(Call c) {
+        os.V1(
+            c, "PUT", "/v1/images/" + c.Param("id") + "/file", "", {},
+            [c](http::Response r) { c.Answer(r.status == 200 ? Empty(204) : std::move(r)); }, c.body_file);
+    }
+
+    // GET /v2/images/{id}/file: the content as /v1 serves it.
+    void Download(Call c) {
+        os.V1(c, "GET", "/v1/images/" + c.Param("id") + "/file", "", {}, [c](http::Response r) {
+            if (r.status == 409) r.status = 204;  // Glance: an image without content has an empty file
+            if (r.status == 204) r.body.clear();
+            c.Answer(std::move(r));
+        });
+    }
+
+    void DeleteImage(Call c) {
+        os.V1(c, "DELETE", "/v1/images/" + c.Param("id"), "", {},
+              [c](http::Response r) { c.Answer(r.status < 300 ? Empty(204) : std::move(r)); });
     }
 
     void Image(Call c) {
@@ -241,6 +310,13 @@ void AddStorageRoutes(OpenStackFace::Impl& os, std::vector<Route>& routes) {
                       [&os](Call c) { c.Answer(wire::Json(200, openstack::ImageVersions(os.Base(c)))); }});
     routes.push_back({"GET", "/image/v2/images", [storage](Call c) { storage->Images(std::move(c)); }});
     routes.push_back({"GET", "/image/v2/images/{id}", [storage](Call c) { storage->Image(std::move(c)); }});
+    routes.push_back({"POST", "/image/v2/images", [storage](Call c) { storage->CreateImage(std::move(c)); }});
+    routes.push_back(
+        {"DELETE", "/image/v2/images/{id}", [storage](Call c) { storage->DeleteImage(std::move(c)); }});
+    routes.push_back(
+        {"PUT", "/image/v2/images/{id}/file", [storage](Call c) { storage->Upload(std::move(c)); }});
+    routes.push_back(
+        {"GET", "/image/v2/images/{id}/file", [storage](Call c) { storage->Download(std::move(c)); }});
 }
 
 }  // namespace cogs::cloud

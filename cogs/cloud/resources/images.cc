@@ -200,11 +200,14 @@ Result<std::shared_ptr<const http::BodyFile>> Assemble(store::Store& store, cons
 bool IsImageUpload(const http::Request& head) {
     if (head.method != "PUT") return false;
     const std::string path = head.Path();
-    constexpr std::string_view kPrefix = "/v1/images/";
     constexpr std::string_view kSuffix = "/file";
-    if (!path.starts_with(kPrefix) || !path.ends_with(kSuffix)) return false;
-    const std::string_view id(path.data() + kPrefix.size(), path.size() - kPrefix.size() - kSuffix.size());
-    return !id.empty() && id.find('/') == std::string_view::npos;
+    // /v1's, and Glance's through the OpenStack face (openstack/storage.cc).
+    for (std::string_view prefix : {"/v1/images/", "/image/v2/images/"}) {
+        if (!path.starts_with(prefix) || !path.ends_with(kSuffix)) continue;
+        const std::string_view id(path.data() + prefix.size(), path.size() - prefix.size() - kSuffix.size());
+        return !id.empty() && id.find('/') == std::string_view::npos;
+    }
+    return false;
 }
 
 ImageFiles::ImageFiles(Context& ctx)
