@@ -530,5 +530,27 @@ TEST_F(OpenStackTest, ServerGroupsAndAHintPlaceServersByThePolicy) {
               400);
 }
 
+TEST_F(OpenStackTest, TheFacesChangesAndLoginsAreInTheAuditLogWithoutBodiesOrSecrets) {
+    ASSERT_EQ(Login("alice", "wrong password").status, 401);
+    const std::string login = Login("alice", "correct horse").raw.Header("x-subject-token");
+    ASSERT_EQ(Os(login, "POST", "/network/v2.0/networks", R"({"network":{"name":"blue"}})").status, 201);
+    store_->Flush();
+    Reply audit = Call(admin_, "GET", "/v1/audit");
+    std::vector<std::string> seen;
+    for (const auto& e : audit.Items("audit")) {
+        seen.push_back(StrOf(e, "method") + " " + StrOf(e, "path") + " " +
+                       std::to_string(e.at("status").as_int64()));
+        EXPECT_EQ(json::serialize(e).find("correct horse"), std::string::npos);
+        EXPECT_EQ(json::serialize(e).find(login), std::string::npos);
+        if (StrOf(e, "path") == "/network/v2.0/networks") {
+            EXPECT_EQ(StrOf(e, "project"), project_) << "who asked: the login's token, of alice's project";
+            EXPECT_FALSE(StrOf(e, "token_id").empty());
+        }
+    }
+    EXPECT_TRUE(Has(seen, "POST /v3/auth/tokens 401")) << Join(seen);
+    EXPECT_TRUE(Has(seen, "POST /v3/auth/tokens 201")) << Join(seen);
+    EXPECT_TRUE(Has(seen, "POST /network/v2.0/networks 201")) << Join(seen);
+}
+
 }  // namespace
 }  // namespace cogs::cloud::testing
