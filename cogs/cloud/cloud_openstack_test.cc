@@ -522,6 +522,15 @@ TEST_F(OpenStackTest, ServerGroupsAndAHintPlaceServersByThePolicy) {
     for (const auto& id : ids)
         WaitNova(token_, id, "ACTIVE");
     EXPECT_NE(Server(ids[0]).Field("server", "host"), Server(ids[1]).Field("server", "host"));
+    // A page and the link to the next, as novaclient follows it.
+    Reply first = Os(token_, "GET", "/compute/v2.1/servers/detail?limit=1");
+    ASSERT_EQ(first.Items("servers").size(), 1u);
+    const std::string next = StrOf(first.Items("servers_links").at(0), "href");
+    const std::string base = "http://cloud.example:8780";
+    ASSERT_TRUE(next.starts_with(base)) << next;
+    Reply second = Os(token_, "GET", next.substr(base.size()));
+    ASSERT_EQ(second.Items("servers").size(), 1u) << second.raw.body;
+    EXPECT_NE(StrOf(second.Items("servers")[0], "id"), StrOf(first.Items("servers")[0], "id"));
     Reply shown = Os(token_, "GET", "/compute/v2.1/os-server-groups/" + group);
     EXPECT_EQ(shown.Obj("server_group").at("members").as_array().size(), 2u);
     EXPECT_EQ(Os(token_, "POST", "/compute/v2.1/os-server-groups",

@@ -109,41 +109,38 @@ struct Compute {
         return q;
     }
 
+    // One page of /v1's, at most 1000 (Nova's max_limit), with servers_links to the next: the
+    // clients follow it.
     void List(Call c, bool detail) {
         auto q = ListQuery(c);
         if (!q) return c.Fail(q.error());
-        const bool paged = q->count("limit") > 0;
-        auto answer = [this, c, detail](json::array items, const std::string& next) {
+        const std::string limit = q->count("limit") ? (*q)["limit"] : "1000";
+        (*q)["limit"] = limit;
+        os.V1(c, "GET", "/v1/servers", "", *q, [this, c, detail, limit](http::Response r) {
+            if (r.status != 200) return c.Answer(std::move(r));
+            json::object page = OpenStackFace::Impl::Body(r);
             json::array servers;
-            for (const auto& item : items) {
-                const json::object& s = item.as_object();
-                if (detail) {
-                    servers.push_back(Server(c, s));
-                } else {
-                    json::object full = Server(c, s);
-                    servers.push_back(
-                        json::object{{"id", full["id"]}, {"name", full["name"]}, {"links", full["links"]}});
+            if (const json::value* items = page.if_contains("servers");
+                items != nullptr && items->is_array()) {
+                for (const auto& item : items->as_array()) {
+                    json::object full = Server(c, item.as_object());
+                    servers.push_back(detail ? std::move(full)
+                                             : json::object{{"id", full["id"]},
+                                                            {"name", full["name"]},
+                                                            {"links", full["links"]}});
                 }
             }
             json::object o{{"servers", std::move(servers)}};
-            if (!next.empty()) {
-                o["servers_links"] = json::array{json::object{
-                    {"rel", "next"},
-                    {"href", os.Base(c) + std::string(kPrefix) + (detail ? "/servers/detail" : "/servers") +
-                                 "?marker=" + next + "&limit=" + c.Query("limit")}}};
+            if (const std::string next = Str(page, "next_marker"); !next.empty()) {
+                std::string href = os.Base(c) + std::string(kPrefix) +
+                                   (detail ? "/servers/detail" : "/servers") + "?limit=" + limit +
+                                   "&marker=" + next;
+                for (const auto& [k, v] : c.query) {
+                    if (k != "limit" && k != "marker") href += "&" + k + "=" + http::UrlEncode(v);
+                }
+                o["servers_links"] = json::array{json::object{{"rel", "next"}, {"href", href}}};
             }
             c.Answer(wire::Json(200, o));
-        };
-        if (paged) {
-            return os.V1(c, "GET", "/v1/servers", "", *q, [c, answer](http::Response r) {
-                if (r.status != 200) return c.Answer(std::move(r));
-                json::object o = OpenStackFace::Impl::Body(r);
-                answer(o["servers"].as_array(), Str(o, "next_marker"));
-            });
-        }
-        os.V1All(c, "servers", *q, kListMax, [c, answer](Result<json::array> items, http::Response error) {
-            if (!items) return c.Answer(std::move(error));
-            answer(std::move(*items), "");
         });
     }
 

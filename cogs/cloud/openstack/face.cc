@@ -1,5 +1,6 @@
 #include "cogs/cloud/openstack/face.h"
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>

@@ -154,8 +154,7 @@ struct Identity {
         const int64_t now = os.ctx.clock.WallMs();
         std::vector<std::pair<int64_t, std::string>> live;  // (expiry, id)
         std::vector<store::ResourceWrite> writes;
-        for (const Res* t : os.ctx.model.OfProject(kToken, user.project)) {
-            if (Str(t->body, "user_id") != user.id) continue;
+        for (const Res* t : os.ctx.model.Having(kToken, "user_id", user.id)) {
             if (Int(t->body, "_expires_ms") <= now) {
                 writes.push_back(Model::EraseWrite(kToken, t->id));
             } else {
