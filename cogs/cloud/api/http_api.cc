@@ -161,7 +161,9 @@ http::Handler HttpApi::Handler() {
         }
         const bool anonymous = face && state->face.anonymous(req.method, path);
         const std::string auth = face ? state->face.token(req) : req.Header("authorization");
-        auto who = anonymous ? Result<Principal>(Principal{.token_id = "anonymous " + req.peer_address})
+        Principal nobody;  // an anonymous request, admitted under the client's address
+        nobody.token_id = "anonymous " + req.peer_address;
+        auto who = anonymous ? Result<Principal>(std::move(nobody))
                              : state->authenticate(face ? std::string_view(auth) : BearerToken(auth));
         if (!who) {
             state->rejected_unauthenticated.Inc();
