@@ -18,6 +18,12 @@ bool Under(std::string_view path, std::string_view prefix) {
 }
 }  // namespace
 
+http::Response NoBody(int status) {
+    http::Response r;
+    r.status = status;
+    return r;
+}
+
 bool AnonymousRoute(std::string_view method, std::string_view path) {
     if (method == "POST") return path == "/v3/auth/tokens";
     if (method != "GET" && method != "HEAD") return false;

@@ -59,6 +59,9 @@ void AddComputeRoutes(OpenStackFace::Impl& os, std::vector<Route>& routes);
 void AddNetworkRoutes(OpenStackFace::Impl& os, std::vector<Route>& routes);
 void AddStorageRoutes(OpenStackFace::Impl& os, std::vector<Route>& routes);  // block storage, image
 
+// An answer without a body (a 202 of an action, a 204 of a delete).
+http::Response NoBody(int status);
+
 // Whether the face answers `method path` without a token (version documents, the login).
 bool AnonymousRoute(std::string_view method, std::string_view path);
 

@@ -16,12 +16,6 @@ namespace {
 constexpr std::string_view kPrefix = "/network/v2.0";
 constexpr size_t kListMax = 10'000;
 
-http::Response Empty(int status) {
-    http::Response r;
-    r.status = status;
-    return r;
-}
-
 struct Network {
     OpenStackFace::Impl& os;
 
@@ -223,7 +217,7 @@ struct Network {
                           return c.Fail(Error(ErrorCode::kConflict,
                                               "the delete failed: " + Str(Obj(view, "fault"), "message")));
                       }
-                      c.Answer(Empty(204));
+                      c.Answer(NoBody(204));
                   });
               });
     }

@@ -17,12 +17,6 @@ namespace {
 
 constexpr size_t kListMax = 10'000;
 
-http::Response Empty(int status) {
-    http::Response r;
-    r.status = status;
-    return r;
-}
-
 struct Storage {
     OpenStackFace::Impl& os;
 
@@ -171,7 +165,7 @@ struct Storage {
             }
         }
         os.V1(c, "DELETE", "/v1/volumes/" + c.Param("id"), "", {},
-              [c](http::Response r) { c.Answer(r.status == 202 ? Empty(202) : std::move(r)); });
+              [c](http::Response r) { c.Answer(r.status == 202 ? NoBody(202) : std::move(r)); });
     }
 
     // ---- Glance ----
@@ -264,7 +258,7 @@ struct Storage {
     void Upload(Call c) {
         os.V1(
             c, "PUT", "/v1/images/" + c.Param("id") + "/file", "", {},
-            [c](http::Response r) { c.Answer(r.status == 200 ? Empty(204) : std::move(r)); }, c.body_file);
+            [c](http::Response r) { c.Answer(r.status == 200 ? NoBody(204) : std::move(r)); }, c.body_file);
     }
 
     // GET /v2/images/{id}/file: the content as /v1 serves it.
@@ -278,7 +272,7 @@ struct Storage {
 
     void DeleteImage(Call c) {
         os.V1(c, "DELETE", "/v1/images/" + c.Param("id"), "", {},
-              [c](http::Response r) { c.Answer(r.status < 300 ? Empty(204) : std::move(r)); });
+              [c](http::Response r) { c.Answer(r.status < 300 ? NoBody(204) : std::move(r)); });
     }
 
     void Image(Call c) {
