@@ -2,7 +2,7 @@
 // through /v1 and through the face, as the same member token, through the API as cogsd serves it
 // (Cloud::Handler(): admission, authentication, the router, the audit log), in one process.
 //
-// The cloud (seeded into a store in a temp dir and loaded as cogsd starts, like cloud_benchmark):
+// The cloud (seeded into a store in a temp dir and loaded as cogsd starts, test/support/bench_cloud.h):
 // the tenant, one project with one network, one subnet, --servers servers (default 100) each with
 // its port, and --volumes volumes (default 2); --others other projects (default 4) alike with their
 // own servers; 5 flavors, one image, 3 hosts. The face's requests carry Host (it writes absolute
@@ -27,35 +27,25 @@
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 
-#include <algorithm>
-#include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
-#include <future>
-#include <map>
-#include <memory>
-#include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "cogs/base/password.h"
-#include "cogs/base/paths.h"
 #include "cogs/base/secret.h"
-#include "cogs/cloud/cloud.h"
 #include "cogs/observe/log.h"
-#include "cogs/store/store.h"
-#include "cogs/workflow/definition.h"
-#include "cogs/workflow/engine.h"
-#include "cogs/workflow/registry.h"
+#include "test/support/bench_cloud.h"
 #include "test/support/bench_report.h"
-#include "test/support/temp_dir.h"
 
 namespace cogs::cloud {
 namespace {
 
+using cogs::testing::BenchCloud;
 using cogs::testing::LoadAverage;
 using cogs::testing::Median;
 
@@ -68,236 +58,146 @@ struct Options {
     int runs = 3;
 };
 
-constexpr const char* kCreatedAt = "2026-01-01T00:00:00Z";
 constexpr const char* kHost = "cloud.example:8780";
 constexpr const char* kPassword = "correct horse battery";
 
-class Bench {
-public:
-    Status Open(const Options& o) {
-        const auto started = std::chrono::steady_clock::now();
-        store::SqliteOptions so;
-        so.path = dir_ / "cogsd.db";
-        COGS_ASSIGN_OR_RETURN(store_, store::OpenSqliteStore(so));
-        COGS_TRY(Seed(o));
-        registry_ = std::make_unique<workflow::Registry>(store_.get());
-        COGS_TRY(registry_->LoadFromStore());
-        COGS_ASSIGN_OR_RETURN(
-            auto defs, workflow::LoadDefinitionsFromDirectory(base::FindProjectPath("workflows/cloud")));
-        COGS_TRY(registry_->RegisterAll(std::move(defs)));
-        workflow::EngineOptions eo;
-        eo.owner = "openstack_benchmark";
-        engine_ = std::make_unique<workflow::Engine>(io_, *store_, *registry_, catalog_, eo);
-        CloudOptions co;  // password_iterations: the default (600,000)
-        password_iterations_ = co.password_iterations;
-        cloud_ = std::make_unique<Cloud>(io_, *store_, *engine_, *registry_, co);
-        COGS_TRY(engine_->Recover());
-        COGS_TRY(cloud_->Load());
-        COGS_ASSIGN_OR_RETURN(admin_, cloud_->Bootstrap());
-        handler_ = cloud_->Handler();
-        io_.poll();
-        const auto token =
-            Ask(admin_, "POST", "/v1/tokens", R"({"project_id":")" + tenant_ + R"(","role":"member"})");
-        if (token.status != 201) return MakeError(ErrorCode::kInternal, "token: " + token.body);
-        member_ = json::parse(token.body).at("token").at("secret").as_string().c_str();
-        // The user whose login costs what it costs: its hash made by cogsd, at the default count.
-        const auto user = Ask(admin_, "POST", "/v1/users",
-                              R"({"name":"alice","project_id":")" + tenant_ +
-                                  R"(","role":"member","password":")" + kPassword + R"("})");
-        if (user.status != 201) return MakeError(ErrorCode::kInternal, "user: " + user.body);
-        // Both logins work, and their token is the tenant's.
-        for (const char* name : {"alice", "bob"}) {
-            const auto r = Login(name);
-            if (r.status != 201) return MakeError(ErrorCode::kInternal, std::string("login: ") + r.body);
-        }
-        setup_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        return Ok();
-    }
-
-    void Close() {
-        handler_ = nullptr;
-        cloud_.reset();
-        engine_->Shutdown();
-        store_->Flush();
-        engine_.reset();
-        registry_.reset();
-        store_.reset();
-    }
-
-    // One request of /v1 (Authorization: Bearer), answered.
-    http::Response Ask(const std::string& token, const std::string& method, const std::string& target,
-                       const std::string& body = "") {
-        http::Request req;
-        req.method = method;
-        req.target = target;
-        req.body = body;
-        req.headers.emplace_back("host", kHost);
-        req.headers.emplace_back("authorization", "Bearer " + token);
-        return Run(std::move(req));
-    }
-
-    // One request of the face, as the OpenStack clients make it (Host, X-Auth-Token), answered.
-    http::Response Os(const std::string& token, const std::string& method, const std::string& target,
-                      const std::string& body = "") {
-        http::Request req;
-        req.method = method;
-        req.target = target;
-        req.body = body;
-        req.headers.emplace_back("host", kHost);
-        if (!token.empty()) req.headers.emplace_back("x-auth-token", token);
-        if (!body.empty()) req.headers.emplace_back("content-type", "application/json");
-        return Run(std::move(req));
-    }
-
-    http::Response Login(const std::string& user) {
-        return Os("", "POST", "/v3/auth/tokens",
-                  R"({"auth":{"identity":{"methods":["password"],"password":{"user":{"name":")" + user +
-                      R"(","password":")" + kPassword +
-                      R"(","domain":{"name":"Default"}}}},"scope":{"project":{"id":")" + tenant_ +
-                      R"("}}}})");
-    }
-
-    const std::string& member() const { return member_; }
-    const std::string& tenant() const { return tenant_; }
-    const std::string& server() const { return server_; }
-    double setup_s() const { return setup_s_; }
-    int password_iterations() const { return password_iterations_; }
-
-private:
-    http::Response Run(http::Request req) {
-        std::optional<http::Response> got;
-        handler_(std::move(req), [&got](http::Response r) { got = std::move(r); });
-        while (!got) {
-            io_.restart();
-            io_.run_one_for(std::chrono::seconds(5));
-        }
-        io_.poll();
-        return std::move(*got);
-    }
-
-    // Straight into the store, as a cloud of this size would have left it.
-    Status Seed(const Options& o) {
-        std::vector<store::ResourceWrite> writes;
-        auto write = [&writes](std::string kind, const std::string& id, const std::string& project,
-                               json::object body) {
-            body["id"] = id;
-            if (!project.empty()) body["project_id"] = project;
-            body["created_at"] = kCreatedAt;
-            body["updated_at"] = kCreatedAt;
-            writes.push_back({std::move(kind), id, project, json::serialize(body), false});
-        };
-        constexpr int kHosts = 3;
-        for (int h = 0; h < kHosts; ++h) {
-            write(
-                "host", "bench-h" + std::to_string(h), "",
-                {{"url", "http://127.0.0.1:1"}, {"vcpus", 4096}, {"ram_mb", 1 << 22}, {"disk_gb", 1 << 20}});
-        }
-        std::string flavor;
-        const std::vector<std::tuple<const char*, int, int, int>> flavors = {{"m1.tiny", 1, 512, 1},
-                                                                             {"m1.small", 1, 2048, 20},
-                                                                             {"m1.medium", 2, 4096, 40},
-                                                                             {"m1.large", 4, 8192, 80},
-                                                                             {"m1.xlarge", 8, 16384, 160}};
-        for (const auto& [name, vcpus, ram, disk] : flavors) {
-            const std::string id = NewUuid();
-            if (flavor.empty()) flavor = id;
-            write("flavor", id, "", {{"name", name}, {"vcpus", vcpus}, {"ram_mb", ram}, {"disk_gb", disk}});
-        }
-        const std::string image = NewUuid();
-        write("image", image, "", {{"name", "busybox"}});
-        int host = 0;
-        for (int p = 0; p <= o.others; ++p) {
-            const std::string project = NewUuid(), net = NewUuid(), subnet = NewUuid();
-            const bool tenant = p == 0;
-            if (tenant) tenant_ = project;
-            write("project", project, project, {{"name", "p" + std::to_string(p)}, {"description", ""}});
-            write("network", net, project, {{"name", "net"}, {"status", "ACTIVE"}, {"_quota", true}});
-            write("subnet", subnet, project,
-                  {{"name", "sub"},
-                   {"network_id", net},
-                   {"cidr", "10.0.0.0/16"},
-                   {"gateway_ip", "10.0.0.1"},
-                   {"allocation_pools",
-                    json::array{json::object{{"start", "10.0.0.2"}, {"end", "10.0.255.254"}}}},
-                   {"status", "ACTIVE"},
-                   {"_quota", true}});
-            for (int s = 0; s < o.servers; ++s) {
-                const std::string server = NewUuid(), port = NewUuid();
-                if (tenant && s == o.servers / 2) server_ = server;
-                const std::string ip = "10.0." + std::to_string(s / 250) + "." + std::to_string(s % 250 + 2);
-                write("port", port, project,
-                      {{"name", ""},
-                       {"network_id", net},
-                       {"subnet_id", subnet},
-                       {"mac_address", "fa:16:3e:00:00:01"},
-                       {"fixed_ip", ip},
-                       {"device_id", server},
-                       {"status", "ACTIVE"},
-                       {"_quota", true}});
-                write("server", server, project,
-                      {{"name", "s" + std::to_string(s)},
-                       {"status", "ACTIVE"},
-                       {"flavor_id", flavor},
-                       {"flavor", "m1.tiny"},
-                       {"image_id", image},
-                       {"network_id", net},
-                       {"host", "bench-h" + std::to_string(host++ % kHosts)},
-                       {"availability_zone", ""},
-                       {"port_id", port},
-                       {"ip_address", ip},
-                       {"mac_address", "fa:16:3e:00:00:01"},
-                       {"volume_ids", json::array()},
-                       {"server_group_id", ""},
-                       {"workflow_id", NewUuid()},
-                       {"_vcpus", 1},
-                       {"_ram_mb", 512},
-                       {"_disk_gb", 1},
-                       {"_quota", true},
-                       {"_changed_ms", 0}});
-            }
-            for (int v = 0; v < (tenant ? o.volumes : 1); ++v) {
-                write("volume", NewUuid(), project,
-                      {{"name", "vol" + std::to_string(v)},
-                       {"size_gb", 1},
-                       {"status", "available"},
-                       {"server_id", ""},
-                       {"device", ""},
-                       {"_quota", true}});
-            }
-        }
-        // The user whose login is the face's work alone: a stored hash of 1 iteration (a stored
-        // hash keeps the count it was made with).
-        write("user", NewUuid(), tenant_,
-              {{"name", "bob"}, {"role", "member"}, {"_password_hash", HashPassword(kPassword, 1)}});
-        store::WriteGroup g;
-        g.resources = std::move(writes);
-        std::promise<Status> done;
-        auto f = done.get_future();
-        store_->Commit(std::move(g), [&done](Status st) { done.set_value(std::move(st)); });
-        return f.get();
-    }
-
-    const cogs::testing::TempDir dir_{"cogs-openstack-bench"};
-    boost::asio::io_context io_{1};
-    std::unique_ptr<store::Store> store_;
-    std::unique_ptr<workflow::Registry> registry_;
-    workflow::ServiceCatalog catalog_;  // nothing runs a workflow here
-    std::unique_ptr<workflow::Engine> engine_;
-    std::unique_ptr<Cloud> cloud_;
-    http::Handler handler_;
-    std::string admin_, member_, tenant_, server_;
-    double setup_s_ = 0;
-    int password_iterations_ = 0;
+// What the requests name: ids from the seed, and the member's token.
+struct Named {
+    std::string tenant, server, member;
 };
 
-Bench* g_bench = nullptr;
+BenchCloud* g_cloud = nullptr;
+Named g_named;
+
+// The cloud, straight into the store, as a cloud of this size would have left it.
+void Seed(const Options& o, BenchCloud& cloud, Named& named) {
+    constexpr int kHosts = 3;
+    for (int h = 0; h < kHosts; ++h) {
+        cloud.Seed(
+            "host", "bench-h" + std::to_string(h), "",
+            {{"url", "http://127.0.0.1:1"}, {"vcpus", 4096}, {"ram_mb", 1 << 22}, {"disk_gb", 1 << 20}});
+    }
+    std::string flavor;
+    const std::vector<std::tuple<const char*, int, int, int>> flavors = {{"m1.tiny", 1, 512, 1},
+                                                                         {"m1.small", 1, 2048, 20},
+                                                                         {"m1.medium", 2, 4096, 40},
+                                                                         {"m1.large", 4, 8192, 80},
+                                                                         {"m1.xlarge", 8, 16384, 160}};
+    for (const auto& [name, vcpus, ram, disk] : flavors) {
+        const std::string id = NewUuid();
+        if (flavor.empty()) flavor = id;
+        cloud.Seed("flavor", id, "", {{"name", name}, {"vcpus", vcpus}, {"ram_mb", ram}, {"disk_gb", disk}});
+    }
+    const std::string image = NewUuid();
+    cloud.Seed("image", image, "", {{"name", "busybox"}});
+    int host = 0;
+    for (int p = 0; p <= o.others; ++p) {
+        const std::string project = NewUuid(), net = NewUuid(), subnet = NewUuid();
+        const bool tenant = p == 0;
+        if (tenant) named.tenant = project;
+        cloud.Seed("project", project, project, {{"name", "p" + std::to_string(p)}, {"description", ""}});
+        cloud.Seed("network", net, project, {{"name", "net"}, {"status", "ACTIVE"}, {"_quota", true}});
+        cloud.Seed(
+            "subnet", subnet, project,
+            {{"name", "sub"},
+             {"network_id", net},
+             {"cidr", "10.0.0.0/16"},
+             {"gateway_ip", "10.0.0.1"},
+             {"allocation_pools", json::array{json::object{{"start", "10.0.0.2"}, {"end", "10.0.255.254"}}}},
+             {"status", "ACTIVE"},
+             {"_quota", true}});
+        for (int s = 0; s < o.servers; ++s) {
+            const std::string server = NewUuid(), port = NewUuid();
+            if (tenant && s == o.servers / 2) named.server = server;
+            const std::string ip = "10.0." + std::to_string(s / 250) + "." + std::to_string(s % 250 + 2);
+            cloud.Seed("port", port, project,
+                       {{"name", ""},
+                        {"network_id", net},
+                        {"subnet_id", subnet},
+                        {"mac_address", "fa:16:3e:00:00:01"},
+                        {"fixed_ip", ip},
+                        {"device_id", server},
+                        {"status", "ACTIVE"},
+                        {"_quota", true}});
+            cloud.Seed("server", server, project,
+                       {{"name", "s" + std::to_string(s)},
+                        {"status", "ACTIVE"},
+                        {"flavor_id", flavor},
+                        {"flavor", "m1.tiny"},
+                        {"image_id", image},
+                        {"network_id", net},
+                        {"host", "bench-h" + std::to_string(host++ % kHosts)},
+                        {"availability_zone", ""},
+                        {"port_id", port},
+                        {"ip_address", ip},
+                        {"mac_address", "fa:16:3e:00:00:01"},
+                        {"volume_ids", json::array()},
+                        {"server_group_id", ""},
+                        {"workflow_id", NewUuid()},
+                        {"_vcpus", 1},
+                        {"_ram_mb", 512},
+                        {"_disk_gb", 1},
+                        {"_quota", true},
+                        {"_changed_ms", 0}});
+        }
+        for (int v = 0; v < (tenant ? o.volumes : 1); ++v) {
+            cloud.Seed("volume", NewUuid(), project,
+                       {{"name", "vol" + std::to_string(v)},
+                        {"size_gb", 1},
+                        {"status", "available"},
+                        {"server_id", ""},
+                        {"device", ""},
+                        {"_quota", true}});
+        }
+    }
+    // The user whose login is the face's work alone: a stored hash of 1 iteration (a stored
+    // hash keeps the count it was made with).
+    cloud.Seed("user", NewUuid(), named.tenant,
+               {{"name", "bob"}, {"role", "member"}, {"_password_hash", HashPassword(kPassword, 1)}});
+}
+
+// One request of the face, as the OpenStack clients make it (Host, X-Auth-Token unless `token` is
+// empty, Content-Type with a body), answered. /v1's: g_cloud->Ask (Host, Authorization: Bearer).
+http::Response Os(const std::string& token, const std::string& method, const std::string& target,
+                  const std::string& body = "") {
+    BenchCloud::Headers headers = {{"host", kHost}};
+    if (!token.empty()) headers.emplace_back("x-auth-token", token);
+    if (!body.empty()) headers.emplace_back("content-type", "application/json");
+    return g_cloud->Send(method, target, body, std::move(headers));
+}
+
+// A Keystone password login of `user` (alice, bob) scoped to the tenant.
+http::Response Login(const std::string& user) {
+    return Os("", "POST", "/v3/auth/tokens",
+              R"({"auth":{"identity":{"methods":["password"],"password":{"user":{"name":")" + user +
+                  R"(","password":")" + kPassword +
+                  R"(","domain":{"name":"Default"}}}},"scope":{"project":{"id":")" + g_named.tenant +
+                  R"("}}}})");
+}
+
+// Seeds `cloud`, opens it, mints the member's token, makes alice (POST /v1/users: her hash made by
+// cogsd at the default count), and checks that both logins work.
+Status Open(const Options& o, BenchCloud& cloud) {
+    Seed(o, cloud, g_named);
+    COGS_TRY(cloud.Open());
+    g_cloud = &cloud;
+    COGS_ASSIGN_OR_RETURN(g_named.member, cloud.Token(g_named.tenant, "member"));
+    const auto user = cloud.Ask(cloud.admin(), "POST", "/v1/users",
+                                R"({"name":"alice","project_id":")" + g_named.tenant +
+                                    R"(","role":"member","password":")" + kPassword + R"("})");
+    if (user.status != 201) return MakeError(ErrorCode::kInternal, "user: " + user.body);
+    for (const char* name : {"alice", "bob"}) {
+        const auto r = Login(name);
+        if (r.status != 201) return MakeError(ErrorCode::kInternal, std::string("login: ") + r.body);
+    }
+    return Ok();
+}
 
 // One GET, through /v1 (`face` false) or the face, answered 200 each time; counts its bytes.
 void Get(benchmark::State& state, bool face, std::string target) {
     size_t bytes = 0;
     for (auto _ : state) {
-        auto r = face ? g_bench->Os(g_bench->member(), "GET", target)
-                      : g_bench->Ask(g_bench->member(), "GET", target);
+        auto r = face ? Os(g_named.member, "GET", target) : g_cloud->Ask(g_named.member, "GET", target);
         if (r.status != 200) {
             state.SkipWithError(("unexpected answer: " + r.body.substr(0, 200)).c_str());
             break;
@@ -309,7 +209,7 @@ void Get(benchmark::State& state, bool face, std::string target) {
 
 void LoginAs(benchmark::State& state, std::string user) {
     for (auto _ : state) {
-        auto r = g_bench->Login(user);
+        auto r = Login(user);
         if (r.status != 201) {
             state.SkipWithError(("unexpected answer: " + r.body.substr(0, 200)).c_str());
             break;
@@ -350,16 +250,21 @@ int main(int argc, char** argv) {
     (void)cogs::observe::SetLevel("*", "warn");  // an info line per request would be what is measured
     const double load_before = LoadAverage();
     std::fprintf(stderr, "seeding %d projects of %d servers and loading them ...\n", o.others + 1, o.servers);
-    Bench bench;
-    if (auto st = bench.Open(o); !st) {
+    const auto started = std::chrono::steady_clock::now();
+    cogs::testing::BenchCloudOptions bo;
+    bo.name = "openstack_benchmark";
+    bo.headers = {{"host", kHost}};
+    const int password_iterations = bo.cloud.password_iterations;  // the default (600,000)
+    BenchCloud cloud(std::move(bo));
+    if (auto st = Open(o, cloud); !st) {
         std::fprintf(stderr, "setup failed: %s\n", st.error().ToString().c_str());
         return 1;
     }
-    g_bench = &bench;
-    const std::string volumes = "/volume/v3/" + bench.tenant() + "/volumes/detail";
+    const double setup_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const std::string volumes = "/volume/v3/" + g_named.tenant + "/volumes/detail";
     const std::vector<Pair> pairs = {
         {"servers_list", "/v1/servers", "/compute/v2.1/servers/detail"},
-        {"server_show", "/v1/servers/" + bench.server(), "/compute/v2.1/servers/" + bench.server()},
+        {"server_show", "/v1/servers/" + g_named.server, "/compute/v2.1/servers/" + g_named.server},
         {"networks_list", "/v1/networks", "/network/v2.0/networks"},
         {"volumes_list", "/v1/volumes", volumes},
         {"flavors_list", "/v1/flavors", "/compute/v2.1/flavors/detail"},
@@ -387,7 +292,7 @@ int main(int argc, char** argv) {
     cogs::testing::TimesReporter collector;
     benchmark::RunSpecifiedBenchmarks(&collector);
     const double load_after = LoadAverage();
-    bench.Close();
+    cloud.Close();
 
     auto median = [&collector](const std::string& name) {
         auto it = collector.times.find(name);
@@ -400,7 +305,7 @@ int main(int argc, char** argv) {
     // Numbers as people write them (Boost.JSON would print 397.8 as 3.978E2).
     std::string line = fmt::format(
         R"({{"servers":{},"other_projects":{},"volumes":{},"flavors":5,"runs":{},"setup_s":{:.2f},"pairs":{{)",
-        o.servers, o.others, o.volumes, o.runs, bench.setup_s());
+        o.servers, o.others, o.volumes, o.runs, setup_s);
     bool first = true;
     for (const auto& p : pairs) {
         const std::string n = p.name;
@@ -414,7 +319,7 @@ int main(int argc, char** argv) {
     const double login = median("login"), login_1 = median("login_1iter");
     line += fmt::format(
         R"(}},"login":{{"password_iterations":{},"us":{:.1f},"us_1_iteration":{:.1f},"hash_us":{:.1f}}})",
-        bench.password_iterations(), login, login_1, login - login_1);
+        password_iterations, login, login_1, login - login_1);
     line += fmt::format(R"(,"machine":{{"nproc":{},"loadavg_1m_before":{:.2f},"loadavg_1m_after":{:.2f}}}}})",
                         std::thread::hardware_concurrency(), load_before, load_after);
     std::printf("%s\n", line.c_str());
