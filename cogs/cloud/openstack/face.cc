@@ -6,6 +6,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "cogs/cloud/openstack/internal.h"
+#include "cogs/cloud/resources/common.h"
 #include "cogs/observe/log.h"
 
 namespace cogs::cloud {
@@ -17,6 +18,13 @@ bool Under(std::string_view path, std::string_view prefix) {
     return path == prefix || (path.starts_with(prefix) && path[prefix.size()] == '/');
 }
 }  // namespace
+
+Result<size_t> ListLimit(const Query& query) {
+    auto l = query.find("limit");
+    if (l == query.end()) return kListAll;
+    COGS_ASSIGN_OR_RETURN(int64_t n, IntParam("limit", l->second, 1, 1000, "an integer from 1 to 1000"));
+    return static_cast<size_t>(n);
+}
 
 http::Response NoBody(int status) {
     http::Response r;

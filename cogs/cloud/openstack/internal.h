@@ -59,6 +59,12 @@ void AddComputeRoutes(OpenStackFace::Impl& os, std::vector<Route>& routes);
 void AddNetworkRoutes(OpenStackFace::Impl& os, std::vector<Route>& routes);
 void AddStorageRoutes(OpenStackFace::Impl& os, std::vector<Route>& routes);  // block storage, image
 
+// The most records a list of the face answers without a `limit` (Neutron's, Cinder's and Glance's
+// clients send none and expect everything: a project's records, bounded by its quotas).
+inline constexpr size_t kListAll = 10'000;
+// A list's `limit` query parameter (1..1000; 400 naming it otherwise), or kListAll without one.
+Result<size_t> ListLimit(const Query& query);
+
 // An answer without a body (a 202 of an action, a 204 of a delete).
 http::Response NoBody(int status);
 

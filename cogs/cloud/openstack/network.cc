@@ -14,7 +14,6 @@ using wire::Str;
 namespace {
 
 constexpr std::string_view kPrefix = "/network/v2.0";
-constexpr size_t kListMax = 10'000;
 
 struct Network {
     OpenStackFace::Impl& os;
@@ -65,7 +64,7 @@ struct Network {
         }
         // The networks' subnets: one list of the caller's subnets.
         os.V1All(
-            c, "subnets", {}, kListMax,
+            c, "subnets", {}, kListAll,
             [c, records = std::move(records), done](Result<json::array> subnets, http::Response error) {
                 if (!subnets) return c.Answer(std::move(error));
                 std::map<std::string, json::array> of;
@@ -85,14 +84,10 @@ struct Network {
         bool none = false;
         auto q = ListQuery(c, kind, &id, &none);
         if (!q) return c.Fail(q.error());
-        size_t limit = kListMax;
-        if (auto l = q->find("limit"); l != q->end()) {
-            auto n = IntParam("limit", l->second, 1, 1000, "an integer from 1 to 1000");
-            if (!n) return c.Fail(n.error());
-            limit = static_cast<size_t>(*n);
-        }
-        os.V1All(c, std::string(kind.collection), *q, none ? 0 : limit,
-                 [this, c, kind, id, none, limit](Result<json::array> items, http::Response error) {
+        auto limit = ListLimit(*q);
+        if (!limit) return c.Fail(limit.error());
+        os.V1All(c, std::string(kind.collection), *q, none ? 0 : *limit,
+                 [this, c, kind, id, none, limit = *limit](Result<json::array> items, http::Response error) {
                      if (!items) return c.Answer(std::move(error));
                      json::array records;
                      for (auto& r : *items) {

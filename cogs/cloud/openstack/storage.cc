@@ -15,8 +15,6 @@ using wire::Str;
 
 namespace {
 
-constexpr size_t kListMax = 10'000;
-
 struct Storage {
     OpenStackFace::Impl& os;
 
@@ -80,14 +78,10 @@ struct Storage {
     void List(Call c, bool detail) {
         auto q = ListQuery(c);
         if (!q) return c.Fail(q.error());
-        size_t limit = kListMax;
-        if (auto l = q->find("limit"); l != q->end()) {
-            auto n = IntParam("limit", l->second, 1, 1000, "an integer from 1 to 1000");
-            if (!n) return c.Fail(n.error());
-            limit = static_cast<size_t>(*n);
-        }
-        os.V1All(c, "volumes", *q, limit,
-                 [this, c, detail, limit](Result<json::array> items, http::Response error) {
+        auto limit = ListLimit(*q);
+        if (!limit) return c.Fail(limit.error());
+        os.V1All(c, "volumes", *q, *limit,
+                 [this, c, detail, limit = *limit](Result<json::array> items, http::Response error) {
                      if (!items) return c.Answer(std::move(error));
                      json::array volumes;
                      for (const auto& v : *items) {
@@ -186,28 +180,26 @@ struct Storage {
                 return c.Fail(FieldError(k, "not a filter cogs implements (name, status, limit, marker)"));
             }
         }
-        size_t limit = kListMax;
-        if (auto l = q.find("limit"); l != q.end()) {
-            auto n = IntParam("limit", l->second, 1, 1000, "an integer from 1 to 1000");
-            if (!n) return c.Fail(n.error());
-            limit = static_cast<size_t>(*n);
-        }
+        auto limit = ListLimit(q);
+        if (!limit) return c.Fail(limit.error());
         const bool none = q.count("status") && q["status"] == "none";
         if (none) q.erase("status");
-        os.V1All(c, "images", q, limit, [c, limit, none](Result<json::array> items, http::Response error) {
-            if (!items) return c.Answer(std::move(error));
-            json::array images;
-            for (const auto& i : *items) {
-                if (none || images.size() >= limit) break;
-                images.push_back(openstack::GlanceImage(i.as_object()));
-            }
-            json::object o{{"images", images}, {"first", "/v2/images"}, {"schema", "/v2/schemas/images"}};
-            if (!none && images.size() == limit && items->size() > limit) {
-                o["next"] = "/v2/images?marker=" + Str(images.back().as_object(), "id") +
-                            "&limit=" + std::to_string(limit);
-            }
-            c.Answer(wire::Json(200, o));
-        });
+        os.V1All(
+            c, "images", q, *limit,
+            [c, limit = *limit, none](Result<json::array> items, http::Response error) {
+                if (!items) return c.Answer(std::move(error));
+                json::array images;
+                for (const auto& i : *items) {
+                    if (none || images.size() >= limit) break;
+                    images.push_back(openstack::GlanceImage(i.as_object()));
+                }
+                json::object o{{"images", images}, {"first", "/v2/images"}, {"schema", "/v2/schemas/images"}};
+                if (!none && images.size() == limit && items->size() > limit) {
+                    o["next"] = "/v2/images?marker=" + Str(images.back().as_object(), "id") +
+                                "&limit=" + std::to_string(limit);
+                }
+                c.Answer(wire::Json(200, o));
+            });
     }
 
     // POST /v2/images: the record (queued), as /v1's; its content comes with PUT .../file.
