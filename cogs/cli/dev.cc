@@ -435,9 +435,11 @@ int Dev::Run() {
             }
         }
         // The built-in image's content (busybox-static), uploaded once per data dir.
-        if (!AwaitHostsUp(api) || !Seed(api) || !RegisterBusyboxImage(api, D("run"), err_)) {
+        if (!AwaitHostsUp(api) || !Seed(api) || !RegisterBusyboxImage(api, D("run"), err_) ||
+            !EnsureCloudUsers(api)) {
             return;
         }
+        WriteCloudsYaml();  // before dev.json, which tells waiting tools everything is ready
         WriteDevJson();
         // With replicas: every replica's URL and the database (SQLite: as it always was).
         std::string api_line = api_url_;
@@ -450,6 +452,19 @@ int Dev::Run() {
             api_line += fmt::format("\n  store:       PostgreSQL in {}, 127.0.0.1:{} (psql \"{}\")",
                                     pg_->socket_dir(), pg_->port(), pg_->ConnInfo());
         }
+        // The OpenStack clients, as the demo tenant when clouds.yaml has it.
+        std::string openstack_line;
+        if (!cloud_users_.empty()) {
+            std::string clouds, cloud = cloud_users_.front().cloud;
+            for (const CloudUser& u : cloud_users_) {
+                clouds += (clouds.empty() ? "" : ", ") + u.cloud;
+                if (u.user == "demo") cloud = u.cloud;
+            }
+            openstack_line = fmt::format(
+                "OS_CLIENT_CONFIG_FILE={} openstack --os-cloud {} server list  # the OpenStack API; clouds "
+                "{}\n",
+                D("clouds.yaml"), cloud, clouds);
+        }
         out_ << fmt::format(
             "cogs dev: the local cloud is up ({} hosts, driver {}; data in {}, logs in {}/logs)\n"
             "  API:         {}\n"
@@ -458,10 +473,11 @@ int Dev::Run() {
             "them all)\n"
             "Use it from another terminal with:\n"
             "export COGS_URL={} COGS_TOKEN={}{}\n"
+            "{}"
             "Ctrl-C stops everything; `cogs dev` on the same --data-dir brings it all back.\n",
             o_.hosts, containers ? "container (real instances under runc)" : "sim (nothing runs)",
             dir_.string(), dir_.string(), api_line, admin_token_, api_url_, dir_.string(), api_url_,
-            admin_token_, pki_ ? " COGS_CACERT=" + pki_->ca() : "");
+            admin_token_, pki_ ? " COGS_CACERT=" + pki_->ca() : "", openstack_line);
         out_.flush();
         Supervise();
         rc = 0;

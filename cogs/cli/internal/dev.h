@@ -35,10 +35,19 @@
 //    URL (--control-url, repeated), so its heartbeats follow a failover.
 // 3. Waits until GET /v1/hosts shows the N hosts up, then seeds through the API, idempotently (by
 //    name): flavors m1.tiny (1 vCPU, 512 MiB, 1 GiB) and m1.small (1, 2048, 20), images cirros and
-//    busybox (with --driver container the only one that boots), project demo.
+//    busybox (with --driver container the only one that boots), project demo. Then the users the
+//    OpenStack clients log in as (cogs/cloud/openstack/face.h): admin (project admin, role admin) and
+//    demo (project demo, role member), each with a random password made once and kept in
+//    D/openstack/<user>.password (0600; the file is written before the user is created, so a stop in
+//    between reuses it). A user that exists without its file is left alone and left out (said on
+//    stderr): only its hash is kept server-side. Writes D/clouds.yaml (0600) with the clouds
+//    cogs-admin and cogs-demo: auth {auth_url <api>/v3, username, password, project_name,
+//    user_domain_name and project_domain_name Default}, region_name RegionOne, identity_api_version
+//    3, interface public and, with TLS, cacert D/pki/ca.crt.
 // 4. Prints the endpoint, the admin token and `export COGS_URL=... COGS_TOKEN=... COGS_CACERT=D/pki/ca.crt`
-//    (COGS_CACERT only with TLS; with replicas:
-//    every replica's URL, any of which serves the API, and the database); writes D/dev.json
+//    (COGS_CACERT only with TLS; with replicas: every replica's URL, any of which serves the API, and
+//    the database), and `OS_CLIENT_CONFIG_FILE=D/clouds.yaml openstack --os-cloud cogs-demo server
+//    list` (the OpenStack clients; with the clouds clouds.yaml has); writes D/dev.json
 //    atomically: api_url (the first replica's), api_urls (every replica's), store, data_dir,
 //    admin_token_file, ca_file (D/pki/ca.crt; "" with --no-tls), supervisor_pid, processes [{name, pid, url,
 //    log}] and, with postgres, postgres {dir, data_dir, port, pid, log, conninfo, url}; with --driver

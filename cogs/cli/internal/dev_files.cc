@@ -1,5 +1,6 @@
-// What `cogs dev` writes for tools: dev.json (every process, its URL and log) and the Prometheus
-// file service discovery targets with a prometheus.yml using them.
+// What `cogs dev` writes for tools: dev.json (every process, its URL and log), the Prometheus
+// file service discovery targets with a prometheus.yml using them, and the OpenStack clients'
+// clouds.yaml.
 #include <filesystem>
 #include <set>
 
@@ -93,6 +94,41 @@ void Dev::WritePrometheusConfig() {
         fs::absolute(dir_).string(), tls);
     if (auto s = runtime::WriteFileAtomic(D("prometheus.yml"), config); !s) {
         err_ << fmt::format("cogs dev: cannot write prometheus.yml: {}\n", s.error().message);
+    }
+}
+
+// clouds.yaml, as openstacksdk and the `openstack` CLI read it (OS_CLIENT_CONFIG_FILE): one cloud
+// per user of cloud_users_, logging in with its password at cogsd's Keystone (<api>/v3). 0600: it
+// holds the passwords.
+void Dev::WriteCloudsYaml() {
+    // Every value as a JSON string, which YAML reads as a double-quoted scalar: a password of
+    // digits stays a string, a path with ": " or "#" stays one value.
+    auto q = [](const std::string& s) { return json::serialize(json::value(s)); };
+    std::string yaml = fmt::format(
+        "# Written by `cogs dev`: OS_CLIENT_CONFIG_FILE={} openstack --os-cloud <cloud> server list\n"
+        "# (the passwords are also in {}/<user>.password)\n",
+        D("clouds.yaml"), D("openstack"));
+    yaml += cloud_users_.empty() ? "clouds: {}\n" : "clouds:\n";
+    for (const CloudUser& u : cloud_users_) {
+        yaml += fmt::format(
+            "  {}:\n"
+            "    auth:\n"
+            "      auth_url: {}\n"
+            "      username: {}\n"
+            "      password: {}\n"
+            "      project_name: {}\n"
+            "      user_domain_name: Default\n"
+            "      project_domain_name: Default\n"
+            "    region_name: RegionOne\n"
+            "    identity_api_version: 3\n"
+            "    interface: public\n",
+            u.cloud, q(api_url_ + "/v3"), q(u.user), q(u.password), q(u.project));
+        if (pki_) {
+            yaml += fmt::format("    cacert: {}\n", q(pki_->ca()));
+        }
+    }
+    if (auto s = runtime::WriteFileAtomic(D("clouds.yaml"), yaml, 0600); !s) {
+        err_ << fmt::format("cogs dev: cannot write clouds.yaml: {}\n", s.error().message);
     }
 }
 

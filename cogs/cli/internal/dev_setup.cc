@@ -1,11 +1,14 @@
 // `cogs dev` talks to the cloud it started through the API, as any client would: it waits for the
-// admin token to work, enrolls each host, waits for the hosts to be up and seeds the catalog.
+// admin token to work, enrolls each host, waits for the hosts to be up, seeds the catalog and makes
+// the users the OpenStack clients log in as.
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
 #include <fmt/format.h>
 #include <boost/json.hpp>
 
+#include "cogs/base/secret.h"
 #include "cogs/cli/internal/dev_supervisor.h"
 #include "cogs/cli/internal/output.h"
 #include "cogs/http/server.h"
@@ -147,6 +150,74 @@ bool Dev::Seed(ApiClient& api) {
             return false;
         }
         err_ << fmt::format("cogs dev: created {} {}\n", item.plural.substr(0, item.plural.size() - 1), name);
+    }
+    return true;
+}
+
+bool Dev::EnsureCloudUsers(ApiClient& api) {
+    struct Wanted {
+        const char* cloud;
+        const char* user;
+        const char* project;  // both seeded: admin by cogsd's first start, demo by Seed
+        const char* role;
+    };
+    static constexpr Wanted kUsers[] = {{"cogs-admin", "admin", "admin", "admin"},
+                                        {"cogs-demo", "demo", "demo", "member"}};
+    std::error_code ec;
+    fs::create_directories(dir_ / "openstack", ec);
+    fs::permissions(dir_ / "openstack", fs::perms::owner_all, fs::perm_options::replace, ec);
+    if (ec) {
+        err_ << fmt::format("cogs dev: cannot create {}: {}\n", D("openstack"), ec.message());
+        return false;
+    }
+    cloud_users_.clear();
+    for (const Wanted& w : kUsers) {
+        const std::string file = D(fmt::format("openstack/{}.password", w.user));
+        auto existing = api.List(fmt::format("/v1/users?name={}", http::UrlEncode(w.user)));
+        if (!existing) {
+            err_ << fmt::format("cogs dev: looking up user {}: {} ({})\n", w.user, existing.error().message,
+                                existing.error().code);
+            return false;
+        }
+        const bool present = std::any_of(existing->begin(), existing->end(), [&](const json::value& v) {
+            return v.is_object() && Cell(v.as_object(), "name") == w.user;
+        });
+        auto saved = runtime::ReadTokenFile(file);
+        if (!saved && (present || saved.error().code != ErrorCode::kNotFound)) {
+            // Only a hash is kept server-side: without the file its password is unknown here, and
+            // replacing it would lock out whoever set it.
+            err_ << fmt::format(
+                "cogs dev: user {} {} but {}: cloud {} is left out of {} (delete the user, or its password "
+                "file, and restart to have both made anew)\n",
+                w.user, present ? "exists" : "does not exist", saved.error().message, w.cloud,
+                D("clouds.yaml"));
+            continue;
+        }
+        if (!present) {
+            std::string password;
+            if (saved) {
+                password = *saved;  // written by an earlier start that stopped before its create
+            } else {
+                password = RandomHex(16);
+                // The file before the user: a stop in between leaves a password the next start uses.
+                if (auto s = runtime::WriteFileAtomic(file, password + "\n", 0600); !s) {
+                    err_ << fmt::format("cogs dev: {}\n", s.error().message);
+                    return false;
+                }
+            }
+            json::value body = json::object{
+                {"name", w.user}, {"project_id", w.project}, {"role", w.role}, {"password", password}};
+            auto made = api.Call("POST", "/v1/users", &body);
+            if (!made && made.error().code != "already_exists") {
+                err_ << fmt::format("cogs dev: creating user {} (password from {}): {} ({})\n", w.user, file,
+                                    made.error().message, made.error().code);
+                return false;
+            }
+            err_ << fmt::format("cogs dev: created user {} (project {}, role {}; password in {})\n", w.user,
+                                w.project, w.role, file);
+            saved = std::move(password);
+        }
+        cloud_users_.push_back(CloudUser{w.cloud, w.user, w.project, std::move(*saved)});
     }
     return true;
 }

@@ -2,9 +2,10 @@
 // concern into four files:
 //
 //   dev.cc            the run: what starts in which order with which flags, supervision, the stop
-//   dev_setup.cc      the cloud through its own API: the admin token, host enrollment, hosts up, the seed
+//   dev_setup.cc      the cloud through its own API: the admin token, host enrollment, hosts up, the
+//                     seed, the OpenStack clients' users
 //   dev_postgres.cc   --store postgres: the cluster's start, restart and stop
-//   dev_files.cc      what tools read: dev.json, the Prometheus targets and configuration
+//   dev_files.cc      what tools read: dev.json, the Prometheus targets and configuration, clouds.yaml
 //
 // Internal to cogs/cli.
 #pragma once
@@ -43,6 +44,14 @@ inline constexpr Duration kPgStopGrace = 10s;
 // is restarted after kFirstBackoff, without delay growth, and comes back as a follower.
 inline constexpr int kExitDeposed = 75;
 
+// A user `cogs dev` keeps for the OpenStack clients, as clouds.yaml names it.
+struct CloudUser {
+    std::string cloud;  // the entry's name in clouds.yaml ("cogs-demo")
+    std::string user;
+    std::string project;  // by name, as the clients send it
+    std::string password;
+};
+
 struct Proc : runtime::ServerChild {
     using ServerChild::ServerChild;
 
@@ -79,6 +88,12 @@ private:
     bool EnrollHost(ApiClient& api, const std::string& host, const std::string& dir);
     bool AwaitHostsUp(ApiClient& api);
     bool Seed(ApiClient& api);
+    // The users admin (project admin) and demo (project demo, member), each with its password in
+    // D/openstack/<user>.password, made once; remembered in cloud_users_ for WriteCloudsYaml. A
+    // user that exists without its file is left alone and out. False (said why) if the API fails.
+    bool EnsureCloudUsers(ApiClient& api);
+    // D/clouds.yaml (0600): an entry per user of cloud_users_, for the OpenStack clients.
+    void WriteCloudsYaml();
     // Whether every started child still runs; prints the first dead one's log tail otherwise.
     bool AllAlive();
     void Supervise();
@@ -102,6 +117,7 @@ private:
     Duration pg_backoff_ = kFirstBackoff;
     std::optional<SteadyTime> pg_restart_at_{};
     std::string admin_token_;
+    std::vector<CloudUser> cloud_users_;
     std::string api_url_;
     std::string run_dir_;        // --driver container: runc's state of every host, /run/cogs/dev-<hash>
     std::optional<DevPki> pki_;  // TLS on (not --no-tls)
