@@ -271,14 +271,17 @@ TEST_F(OpenStackTest, NeutronCreatesAnswerOnceDoneListsFilterAndDeletesAreGoneWh
     // What /v1 holds is the same record.
     EXPECT_EQ(Call(token_, "GET", "/v1/ports/" + StrOf(p, "id")).Field("port", "fixed_ip"), "10.1.0.9");
 
-    // A delete answers when the record is gone; the network with a subnet is refused (409) first.
+    // A delete answers when the record is gone. A network with a port is refused (409), and one
+    // with subnets only takes them with it, as Neutron's does.
     Reply busy = Os(token_, "DELETE", "/network/v2.0/networks/" + net);
     EXPECT_EQ(busy.status, 409);
     EXPECT_EQ(ErrorKey(busy), "NeutronError");
+    EXPECT_EQ(Call(token_, "GET", "/v1/subnets/" + subnet).Field("subnet", "status"), "ACTIVE")
+        << "untouched";
     EXPECT_EQ(Os(token_, "DELETE", "/network/v2.0/ports/" + StrOf(p, "id")).status, 204);
-    EXPECT_EQ(Os(token_, "DELETE", "/network/v2.0/subnets/" + subnet).status, 204);
     EXPECT_EQ(Os(token_, "DELETE", "/network/v2.0/networks/" + net).status, 204);
     EXPECT_EQ(Call(token_, "GET", "/v1/networks/" + net).status, 404);
+    EXPECT_EQ(Call(token_, "GET", "/v1/subnets/" + subnet).status, 404);
 }
 
 TEST_F(OpenStackTest, NeutronBadInputIsA400NamingTheFieldAndWritesNothing) {
@@ -287,7 +290,7 @@ TEST_F(OpenStackTest, NeutronBadInputIsA400NamingTheFieldAndWritesNothing) {
         std::string body, field;
     };
     const Case cases[] = {
-        {R"({"subnet":{"network_id":")" + net + R"(","cidr":"10.0.0.0/33","ip_version":4}})", "cidr"},
+        {R"({"subnet":{"network_id":")" + net + R"(","cidr":"10.0.0.0/33","ip_version":4}})", "subnet.cidr:"},
         {R"({"subnet":{"network_id":")" + net + R"(","cidr":"fd00::/64","ip_version":6}})",
          "subnet.ip_version"},
         {R"({"subnet":{"network_id":")" + net + R"(","cidr":"10.0.0.0/24","dns_nameservers":["8.8.8.8"]}})",
@@ -471,7 +474,8 @@ TEST_F(OpenStackTest, CinderVolumesGlanceImagesFlavorsLimitsAndZones) {
     EXPECT_NE(Message(bad).find("volume.snapshot_id"), std::string::npos);
     Reply zero = Os(token_, "POST", "/volume/v3/" + project_ + "/volumes", R"({"volume":{"size":0}})");
     EXPECT_EQ(zero.status, 400);
-    EXPECT_NE(Message(zero).find("size_gb"), std::string::npos) << zero.raw.body;
+    EXPECT_NE(Message(zero).find("volume.size:"), std::string::npos)
+        << "the request's name for it: " << zero.raw.body;
     EXPECT_EQ(Os(token_, "DELETE", "/volume/v3/" + project_ + "/volumes/" + vol).status, 202);
     WaitFor("/v1/volumes/" + vol, "volume", "");
 

@@ -25,7 +25,8 @@ are parsed, not grepped:
     password file is gone is left alone and out of clouds.yaml.
 
 Waits for a state poll with a deadline (no sleeps): the CLI takes ~0.6 s of CPU to start, which is
-the pace of every poll. Exits 77 (ctest: skipped) when the clients are not installed.
+the pace of every poll. Exits 77 (a failure: scripts/install-deps installs them) when the clients are
+not installed.
 """
 import datetime
 import importlib.util

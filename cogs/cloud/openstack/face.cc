@@ -26,6 +26,27 @@ Result<size_t> ListLimit(const Query& query) {
     return static_cast<size_t>(n);
 }
 
+http::Response RenameField(http::Response answer, FieldNames names) {
+    if (answer.status < 400) return answer;
+    json::object o = wire::ParseObject(answer.body);
+    const std::string message = Str(o, "message");
+    for (const auto& [from, to] : names) {
+        const bool named =
+            message.starts_with(from) && message.size() > from.size() &&
+            (message[from.size()] == ':' || message[from.size()] == '[' || message[from.size()] == '.');
+        if (!named) continue;
+        o["message"] = std::string(to) + message.substr(from.size());
+        if (auto* details = o.if_contains("details"); details != nullptr && details->is_object()) {
+            const std::string field = Str(details->as_object(), "field");
+            if (field.starts_with(from))
+                details->as_object()["field"] = std::string(to) + field.substr(from.size());
+        }
+        answer.body = json::serialize(o);
+        break;
+    }
+    return answer;
+}
+
 http::Response NoBody(int status) {
     http::Response r;
     r.status = status;

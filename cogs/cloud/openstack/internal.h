@@ -65,6 +65,12 @@ inline constexpr size_t kListAll = 10'000;
 // A list's `limit` query parameter (1..1000; 400 naming it otherwise), or kListAll without one.
 Result<size_t> ListLimit(const Query& query);
 
+// /v1's error answer with the field it names ("size_gb: ...", details.field) renamed as the
+// OpenStack request wrote it ("volume.size"): `names` maps /v1's field to the request's; a field
+// with an index or a sub-field ("allocation_pools[0].start") keeps it. Other answers pass as they are.
+using FieldNames = std::initializer_list<std::pair<std::string_view, std::string_view>>;
+http::Response RenameField(http::Response answer, FieldNames names);
+
 // An answer without a body (a 202 of an action, a 204 of a delete).
 http::Response NoBody(int status);
 

@@ -191,7 +191,22 @@ struct Network {
         const std::string collection(kind.collection);
         os.V1(c, "POST", "/v1/" + collection, json::serialize(*body), {},
               [this, c, kind, collection](http::Response r) {
-                  if (r.status != 202) return c.Answer(std::move(r));
+                  if (r.status != 202) {
+                      // /v1's field names, as the Neutron request wrote them.
+                      if (kind.one == "network")
+                          return c.Answer(RenameField(std::move(r), {{"name", "network.name"}}));
+                      if (kind.one == "subnet") {
+                          return c.Answer(
+                              RenameField(std::move(r), {{"cidr", "subnet.cidr"},
+                                                         {"gateway_ip", "subnet.gateway_ip"},
+                                                         {"allocation_pools", "subnet.allocation_pools"},
+                                                         {"network_id", "subnet.network_id"},
+                                                         {"name", "subnet.name"}}));
+                      }
+                      return c.Answer(RenameField(std::move(r), {{"fixed_ip", "port.fixed_ips[0].ip_address"},
+                                                                 {"network_id", "port.network_id"},
+                                                                 {"name", "port.name"}}));
+                  }
                   const std::string id = Str(Obj(OpenStackFace::Impl::Body(r), kind.one), "id");
                   os.WaitSettled(c, collection, id, false, [this, c, kind](json::object view) {
                       if (view.empty())
@@ -199,6 +214,53 @@ struct Network {
                       Answer(c, kind, 201, std::move(view));
                   });
               });
+    }
+
+    // A network's delete takes its subnets with it, as Neutron's does, once no port is on it
+    // (/v1 refuses a network with subnets: each subnet's delete is /v1's, then the network's).
+    void DeleteNetwork(Call c) {
+        const std::string id = c.Param("id");
+        os.V1(c, "GET", "/v1/networks/" + id, "", {}, [this, c, id](http::Response shown) {
+            if (shown.status != 200) return c.Answer(std::move(shown));
+            os.V1All(
+                c, "ports", {{"network_id", id}}, 1,
+                [this, c, id](Result<json::array> ports, http::Response e) {
+                    if (!ports) return c.Answer(std::move(e));
+                    if (!ports->empty()) {
+                        return c.Fail(Error(ErrorCode::kConflict, "network " + id + " has ports (port " +
+                                                                      Str(ports->at(0).as_object(), "id") +
+                                                                      "): delete them first"));
+                    }
+                    os.V1All(c, "subnets", {{"network_id", id}}, kListAll,
+                             [this, c](Result<json::array> subnets, http::Response e) {
+                                 if (!subnets) return c.Answer(std::move(e));
+                                 std::vector<std::string> ids;
+                                 for (const auto& s : *subnets)
+                                     ids.push_back(Str(s.as_object(), "id"));
+                                 DeleteEach(c, {"subnets", "subnet"}, std::move(ids),
+                                            [this, c](http::Response r) {
+                                                if (r.status >= 300) return c.Answer(std::move(r));
+                                                Delete(c, {"networks", "network"});
+                                            });
+                             });
+                });
+        });
+    }
+
+    // Deletes `ids` one after the other, each answered once gone; `done` gets the first refusal,
+    // or a 204 once all are gone.
+    void DeleteEach(const Call& c, Kind kind, std::vector<std::string> ids,
+                    std::function<void(http::Response)> done) {
+        if (ids.empty()) return done(NoBody(204));
+        const std::string id = ids.back();
+        ids.pop_back();
+        Call one = c;
+        one.params["id"] = id;
+        one.respond = [this, c, kind, ids = std::move(ids), done](http::Response r) mutable {
+            if (r.status >= 300) return done(std::move(r));
+            DeleteEach(c, kind, std::move(ids), std::move(done));
+        };
+        Delete(std::move(one), kind);
     }
 
     void Delete(Call c, Kind kind) {
@@ -248,8 +310,10 @@ void AddNetworkRoutes(OpenStackFace::Impl& os, std::vector<Route>& routes) {
         routes.push_back({"GET", path, [net, kind](Call c) { net->List(std::move(c), kind); }});
         routes.push_back({"POST", path, [net, kind](Call c) { net->Create(std::move(c), kind); }});
         routes.push_back({"GET", path + "/{id}", [net, kind](Call c) { net->Show(std::move(c), kind); }});
-        routes.push_back(
-            {"DELETE", path + "/{id}", [net, kind](Call c) { net->Delete(std::move(c), kind); }});
+        routes.push_back({"DELETE", path + "/{id}", [net, kind](Call c) {
+                              if (kind.one == "network") return net->DeleteNetwork(std::move(c));
+                              net->Delete(std::move(c), kind);
+                          }});
     }
 }
 

@@ -147,7 +147,10 @@ struct Storage {
         std::string name = Str(*in, "name");
         v1["name"] = name.empty() ? "volume" : name;
         os.V1(c, "POST", "/v1/volumes", json::serialize(v1), {}, [this, c](http::Response r) {
-            if (r.status != 202) return c.Answer(std::move(r));
+            if (r.status != 202) {
+                return c.Answer(
+                    RenameField(std::move(r), {{"size_gb", "volume.size"}, {"name", "volume.name"}}));
+            }
             c.Answer(wire::Wrapped(202, "volume", Volume(c, Obj(OpenStackFace::Impl::Body(r), "volume"))));
         });
     }
@@ -241,7 +244,11 @@ struct Storage {
         if (const auto* d = in.if_contains("min_disk"); d && !d->is_null()) v1["min_disk_gb"] = *d;
         if (const std::string os = Str(in, "os_distro"); !os.empty()) v1["os"] = os;
         os.V1(c, "POST", "/v1/images", json::serialize(v1), {}, [c](http::Response r) {
-            if (r.status != 201) return c.Answer(std::move(r));
+            if (r.status != 201) {
+                return c.Answer(RenameField(
+                    std::move(r),
+                    {{"name", "image.name"}, {"min_disk_gb", "image.min_disk"}, {"os", "image.os_distro"}}));
+            }
             c.Answer(wire::Json(201, openstack::GlanceImage(Obj(OpenStackFace::Impl::Body(r), "image"))));
         });
     }
