@@ -36,6 +36,15 @@ std::string Sha256Hex(std::string_view data) {
     return ToHex(digest, len);
 }
 
+std::string Md5Hex(std::string_view data) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_Digest(data.data(), data.size(), digest, &len, EVP_md5(), nullptr) != 1) {
+        throw std::runtime_error("EVP_Digest(md5) failed");
+    }
+    return ToHex(digest, len);
+}
+
 std::string HmacSha256Hex(std::string_view key, std::string_view data) {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int len = 0;

@@ -13,6 +13,10 @@ namespace cogs {
 // The SHA-256 of `data` as 64 lowercase hex characters.
 std::string Sha256Hex(std::string_view data);
 
+// The MD5 of `data` as 32 lowercase hex characters. Not for secrets (MD5 is broken for that): for
+// the fingerprints others define with it, such as an SSH key pair's in Nova's API.
+std::string Md5Hex(std::string_view data);
+
 // The SHA-256 of data given in pieces (a file read in chunks): Update as often as needed, then
 // HexDigest once.
 class Sha256Hasher {

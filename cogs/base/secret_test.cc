@@ -15,6 +15,12 @@ TEST(Secret, Sha256OfKnownVectors) {
     EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+TEST(Secret, Md5OfKnownVectors) {
+    // RFC 1321's test suite.
+    EXPECT_EQ(Md5Hex(""), "d41d8cd98f00b204e9800998ecf8427e");
+    EXPECT_EQ(Md5Hex("abc"), "900150983cd24fb0d6963f7d28e17f72");
+}
+
 TEST(Secret, HmacSha256OfAKnownVector) {
     EXPECT_EQ(HmacSha256Hex("key", "The quick brown fox jumps over the lazy dog"),
               "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");

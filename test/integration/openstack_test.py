@@ -545,6 +545,34 @@ class OpenStackTest(unittest.TestCase):
         self.assertEqual(self.os_json("server", "list"), [])
         self.cleanup_with_cogs(("subnet", subnet["id"]), ("network", net["id"]))
 
+    def test_7_keypair(self):
+        """An imported key pair, a server booted with it (the key reaches the compute agent's
+        instance: cloud_keypair_test and the compute tests check the files), and the pair deleted."""
+        key = os.path.join(self.cloud.dir, "demo-key")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True, timeout=60)
+        with open(key + ".pub") as f:
+            public = f.read().strip()
+        made = self.os_json("keypair", "create", "--public-key", key + ".pub", "demo-key")
+        self.assertEqual(made["name"], "demo-key")
+        fingerprint = subprocess.run(["ssh-keygen", "-l", "-E", "md5", "-f", key + ".pub"], capture_output=True,
+                                     text=True, check=True, timeout=60).stdout.split()[1]
+        self.assertEqual("MD5:" + made["fingerprint"], fingerprint)
+        self.assertIn("demo-key", [k["Name"] for k in self.os_json("keypair", "list")])
+        self.assertEqual(self.openstack("keypair", "show", "--public-key", "demo-key").out.strip(), public)
+        self.assertIn("public_key", self.os_fails("keypair", "create", "generated-key"))
+        net, subnet = self.make_network("key-net", "10.61.0.0/24")
+        server = self.os_json("server", "create", "--flavor", "m1.tiny", "--image", "busybox", "--network",
+                              "key-net", "--key-name", "demo-key", "--wait", "key-1")
+        self.assertEqual(server["status"], "ACTIVE")
+        self.assertEqual(server["key_name"], "demo-key")
+        self.assertIn("key_name", self.os_fails("server", "create", "--flavor", "m1.tiny", "--image", "busybox",
+                                                "--network", "key-net", "--key-name", "nope", "key-2"))
+        self.openstack("keypair", "delete", "demo-key")
+        self.assertNotIn("demo-key", [k["Name"] for k in self.os_json("keypair", "list")])
+        self.assertEqual(self.os_json("server", "show", "key-1")["key_name"], "demo-key",
+                         "a server keeps its key after the pair goes, as in Nova")
+        self.cleanup_with_cogs(("server", server["id"]), ("subnet", subnet["id"]), ("network", net["id"]))
+
     def test_9_restart_keeps_passwords(self):
         with open(self.clouds_yaml) as f:
             before = f.read()

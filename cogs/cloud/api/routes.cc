@@ -158,6 +158,12 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
         {"DELETE", "/v1/server-groups/{id}", catalog_delete(kGroup)},
         {"POST", "/v1/server-groups/{id}/{action}", no_action(kGroup)},
 
+        {"GET", "/v1/keypairs", list("keypairs", kKeypair)},
+        {"POST", "/v1/keypairs", create(&Catalog::CreateKeypair, catalog)},
+        {"GET", "/v1/keypairs/{id}", show(kKeypair)},
+        {"DELETE", "/v1/keypairs/{id}", catalog_delete(kKeypair)},
+        {"POST", "/v1/keypairs/{id}/{action}", no_action(kKeypair)},
+
         {"GET", "/v1/networks", list("networks", kNetwork)},
         {"POST", "/v1/networks", create(&Networks::CreateNetwork, networks)},
         {"GET", "/v1/networks/{id}", show(kNetwork)},

@@ -390,10 +390,12 @@ const Res* Model::FindByName(std::string_view kind, const std::string& name,
     return nullptr;
 }
 
-Res* Model::FindByIdOrName(std::string_view kind, const std::string& ref) {
+Res* Model::FindByIdOrName(std::string_view kind, const std::string& ref, const std::string& project) {
     const Res* r = std::as_const(*this).Find(kind, ref);
     if (r == nullptr && (kind == kFlavor || kind == kImage)) {
         r = FindByName(kind, ref);
+    } else if (r == nullptr && kind == kKeypair && !project.empty()) {
+        r = FindByName(kind, ref, project);
     }
     return r == nullptr ? nullptr : Hand(kind, Lookup(kind, r->id));
 }

@@ -102,6 +102,7 @@ inline constexpr IndexedField kIndexedFields[] = {
     {kToken, "host"},              // a host's credential (its enrollment, core/credentials.h)
     {kToken, "user_id"},           // a user's tokens (its delete revokes them)
     {kUser, "name"},               // a password login's lookup (FindByName)
+    {kKeypair, "name"},            // a key pair by name in its project (a server's key_name)
 };
 
 // Frozen records. Between turns the model keeps each record frozen (core/frozen.h: ~0.3 KiB for a
@@ -283,11 +284,12 @@ public:
     Walk All(std::string_view kind) const;
     // The first resource of `kind` whose body "name" is `name` (and project, if not empty). Walks
     // the kind (for the catalog's: projects, flavors, images), but for a kind whose "name" is in
-    // kIndexedFields (users), which it finds by the index.
+    // kIndexedFields (users, key pairs), which it finds by the index.
     const Res* FindByName(std::string_view kind, const std::string& name,
                           const std::string& project = "") const;
-    // By id, else (flavors and images) by name.
-    Res* FindByIdOrName(std::string_view kind, const std::string& ref);
+    // By id, else (flavors and images) by name; a key pair by name in `project` (names are unique
+    // in a project only).
+    Res* FindByIdOrName(std::string_view kind, const std::string& ref, const std::string& project = "");
 
     // ---- indexes (see above) ----
     // A set answered stays valid until the next Put or Erase, or the next read after a change in

@@ -29,11 +29,13 @@ inline boost::json::object SettledServerBody(const std::string& project) {
     b["mac_address"] = "fa:16:3e:00:30:39";
     b["volume_ids"] = boost::json::array();
     b["server_group_id"] = "";
+    b["key_name"] = "";
     b["_vcpus"] = 1;
     b["_ram_mb"] = 256;
     b["_disk_gb"] = 1;
     b["_quota"] = true;
     b["_user_data"] = "";
+    b["_public_key"] = "";
     b["workflow_id"] = NewUuid();
     b["_changed_ms"] = 1'796'000'001'000;
     b["_cidr"] = "10.64.0.0/12";

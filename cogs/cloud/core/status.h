@@ -29,6 +29,8 @@ inline constexpr std::string_view kImage = "image";
 inline constexpr std::string_view kHost = "host";
 inline constexpr std::string_view kClaim = "claim";
 inline constexpr std::string_view kGroup = "server_group";
+// An SSH public key of a project, by a name unique in the project (docs/api.md "Key pairs").
+inline constexpr std::string_view kKeypair = "keypair";
 inline constexpr std::string_view kNetwork = "network";
 inline constexpr std::string_view kSubnet = "subnet";
 inline constexpr std::string_view kPort = "port";

@@ -1,5 +1,6 @@
 #include "cogs/cloud/heal/healer.h"
 
+#include "cogs/cloud/resources/servers.h"
 #include "cogs/observe/log.h"
 #include "cogs/observe/trace.h"
 
@@ -133,6 +134,7 @@ void Healer::StartMove(Res& s, const Move& mv) {
         {"cidr", Str(s.body, "_cidr")},
         {"gateway_ip", Str(s.body, "_gateway_ip")},
         {"user_data", Str(s.body, "_user_data")},
+        {"public_keys", PublicKeysOf(s)},
         {"vcpus", Int(s.body, "_vcpus")},
         {"ram_mb", Int(s.body, "_ram_mb")},
         {"disk_gb", Int(s.body, "_disk_gb")},

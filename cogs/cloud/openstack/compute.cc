@@ -1,5 +1,6 @@
 // Nova v2.1 (face.h) at /compute/v2.1: servers (create, lists, show, delete, actions), flavors,
-// os-volume_attachments, os-server-groups, limits, os-availability-zone, the version documents.
+// os-volume_attachments, os-server-groups, os-keypairs (imported keys only: cogs generates none),
+// limits, os-availability-zone, the version documents.
 // Only microversion 2.1: a request for another is 406, as Nova answers one it does not have.
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -18,19 +19,11 @@ using wire::StrList;
 namespace {
 
 constexpr std::string_view kPrefix = "/compute/v2.1";
-constexpr size_t kListMax = 10'000;
 
 // The last segment of a reference that may be a URL ("http://.../flavors/ID" -> "ID").
 std::string RefId(const std::string& ref) {
     const auto slash = ref.rfind('/');
     return slash == std::string::npos ? ref : ref.substr(slash + 1);
-}
-
-http::Response Empty(int status) {
-    http::Response r;
-    r.status = status;
-    r.body.clear();
-    return r;
 }
 
 struct Compute {
@@ -183,8 +176,8 @@ struct Compute {
                             "accessIPv6"},
                            "server"));
         COGS_TRY(NotSet(s,
-                        {"key_name", "metadata", "config_drive", "adminPass", "personality", "accessIPv4",
-                         "accessIPv6", "block_device_mapping"},
+                        {"metadata", "config_drive", "adminPass", "personality", "accessIPv4", "accessIPv6",
+                         "block_device_mapping"},
                         "server"));
         // The only security group there is, "default" (cogs filters no traffic by group).
         if (const auto* g = s.if_contains("security_groups"); g != nullptr && !g->is_null()) {
@@ -205,6 +198,8 @@ struct Compute {
         for (std::string_view f : {"name", "user_data", "availability_zone"}) {
             if (const auto* x = s.if_contains(f); x != nullptr && !x->is_null()) v1[f] = *x;
         }
+        // A key pair of the caller's project, by name: /v1 judges it.
+        if (const auto* k = s.if_contains("key_name"); k != nullptr && !k->is_null()) v1["key_name"] = *k;
         for (auto [from, to] : {std::pair{"flavorRef", "flavor"}, std::pair{"imageRef", "image"}}) {
             const auto* x = s.if_contains(from);
             if (x == nullptr || !x->is_string() || x->as_string().empty()) {
@@ -301,7 +296,21 @@ struct Compute {
         auto start = [this, c, reservation](json::object v1) {
             os.V1(
                 c, "POST", "/v1/servers", json::serialize(v1), {}, [this, c, reservation](http::Response r) {
-                    if (r.status != 202) return c.Answer(std::move(r));
+                    if (r.status != 202) {
+                        // /v1's field names, as the Nova request wrote them.
+                        return c.Answer(
+                            RenameField(std::move(r), {{"flavor", "server.flavorRef"},
+                                                       {"image", "server.imageRef"},
+                                                       {"network_id", "server.networks[0].uuid"},
+                                                       {"volume_ids", "server.block_device_mapping_v2"},
+                                                       {"user_data", "server.user_data"},
+                                                       {"key_name", "server.key_name"},
+                                                       {"availability_zone", "server.availability_zone"},
+                                                       {"server_group_id", "os:scheduler_hints.group"},
+                                                       {"min_count", "server.min_count"},
+                                                       {"max_count", "server.max_count"},
+                                                       {"name", "server.name"}}));
+                    }
                     json::object o = Body(r);
                     if (reservation) {
                         return c.Answer(wire::Json(
@@ -348,7 +357,7 @@ struct Compute {
 
     void Delete(Call c) {
         os.V1(c, "DELETE", "/v1/servers/" + c.Param("id"), "", {},
-              [c](http::Response r) { c.Answer(r.status == 202 ? Empty(204) : std::move(r)); });
+              [c](http::Response r) { c.Answer(r.status == 202 ? NoBody(204) : std::move(r)); });
     }
 
     // POST /servers/{id}/action: os-start, os-stop, reboot, os-getConsoleOutput.
@@ -361,7 +370,7 @@ struct Compute {
         const std::string action(v.as_object().begin()->key());
         const json::value& arg = v.as_object().begin()->value();
         const std::string path = "/v1/servers/" + c.Param("id");
-        auto accepted = [c](http::Response r) { c.Answer(r.status == 202 ? Empty(202) : std::move(r)); };
+        auto accepted = [c](http::Response r) { c.Answer(r.status == 202 ? NoBody(202) : std::move(r)); };
         if (action == "os-start") return os.V1(c, "POST", path + "/start", "{}", {}, accepted);
         if (action == "os-stop") return os.V1(c, "POST", path + "/stop", "{}", {}, accepted);
         if (action == "reboot") {
@@ -458,7 +467,7 @@ struct Compute {
                                     "volume " + volume + " is not attached to server " + Str(s, "id")));
             }
             os.V1(c, "POST", "/v1/volumes/" + volume + "/detach", "{}", {},
-                  [c](http::Response r) { c.Answer(r.status == 202 ? Empty(202) : std::move(r)); });
+                  [c](http::Response r) { c.Answer(r.status == 202 ? NoBody(202) : std::move(r)); });
         });
     }
 
@@ -474,7 +483,7 @@ struct Compute {
         Query q;
         if (auto l = c.query.find("limit"); l != c.query.end()) q["limit"] = l->second;
         if (auto m = c.query.find("marker"); m != c.query.end()) q["marker"] = m->second;
-        os.V1All(c, "flavors", q, q.count("limit") ? 1000 : kListMax,
+        os.V1All(c, "flavors", q, q.count("limit") ? 1000 : kListAll,
                  [this, c, detail](Result<json::array> items, http::Response error) {
                      if (!items) return c.Answer(std::move(error));
                      json::array flavors;
@@ -516,7 +525,7 @@ struct Compute {
     void Groups(Call c) {
         Query q;
         if (c.who.admin() && c.query.count("all_projects") == 0) q["project_id"] = c.who.project_id;
-        os.V1All(c, "server-groups", q, kListMax, [this, c](Result<json::array> items, http::Response error) {
+        os.V1All(c, "server-groups", q, kListAll, [this, c](Result<json::array> items, http::Response error) {
             if (!items) return c.Answer(std::move(error));
             json::array groups;
             for (const auto& g : *items)
@@ -554,7 +563,66 @@ struct Compute {
 
     void DeleteGroup(Call c) {
         os.V1(c, "DELETE", "/v1/server-groups/" + c.Param("id"), "", {},
-              [c](http::Response r) { c.Answer(r.status < 300 ? Empty(204) : std::move(r)); });
+              [c](http::Response r) { c.Answer(r.status < 300 ? NoBody(204) : std::move(r)); });
+    }
+
+    // ---- key pairs (imported only) ----
+
+    // The /v1 path of the caller's key pair named `name`.
+    static std::string KeypairPath(const std::string& name) {
+        return "/v1/keypairs/" + http::UrlEncode(name);
+    }
+
+    void Keypairs(Call c) {
+        Query q;
+        if (c.who.admin()) q["project_id"] = c.who.project_id;  // a user's own, as Nova lists them
+        os.V1All(c, "keypairs", q, kListAll, [c](Result<json::array> items, http::Response error) {
+            if (!items) return c.Answer(std::move(error));
+            json::array keypairs;
+            for (const auto& k : *items) {
+                keypairs.push_back(json::object{{"keypair", openstack::NovaKeypair(k.as_object(), false)}});
+            }
+            c.Answer(wire::Json(200, json::object{{"keypairs", std::move(keypairs)}}));
+        });
+    }
+
+    void ShowKeypair(Call c) {
+        os.V1(c, "GET", KeypairPath(c.Param("name")), "", {}, [c](http::Response r) {
+            if (r.status != 200) return c.Answer(std::move(r));
+            c.Answer(wire::Wrapped(200, "keypair", openstack::NovaKeypair(Obj(Body(r), "keypair"), true)));
+        });
+    }
+
+    // {"keypair": {"name", "public_key", "type"?: "ssh"}}: an import. Without a public key Nova
+    // would generate the pair and answer its private key; cogs never holds one.
+    void CreateKeypair(Call c) {
+        auto k = Envelope(c.body, "keypair");
+        if (!k) return c.Fail(k.error());
+        if (auto st = OnlyKnown(*k, {"name", "public_key", "type", "user_id"}, "keypair"); !st) {
+            return c.Fail(st.error());
+        }
+        if (auto st = NotSet(*k, {"user_id"}, "keypair"); !st) return c.Fail(st.error());
+        if (const std::string type = Str(*k, "type"); !type.empty() && type != "ssh") {
+            return c.Fail(FieldError("keypair.type", "cogs keeps ssh keys only"));
+        }
+        const auto* key = k->if_contains("public_key");
+        if (key == nullptr || key->is_null() || (key->is_string() && key->as_string().empty())) {
+            return c.Fail(
+                FieldError("keypair.public_key", "cogs does not generate keys: give your public key"));
+        }
+        json::object v1{{"public_key", *key}};
+        if (const auto* name = k->if_contains("name")) v1["name"] = *name;
+        os.V1(c, "POST", "/v1/keypairs", json::serialize(v1), {}, [c](http::Response r) {
+            if (r.status != 201) return c.Answer(std::move(r));
+            json::object view = openstack::NovaKeypair(Obj(Body(r), "keypair"), false);
+            view["user_id"] = "";
+            c.Answer(wire::Wrapped(200, "keypair", std::move(view)));
+        });
+    }
+
+    void DeleteKeypair(Call c) {
+        os.V1(c, "DELETE", KeypairPath(c.Param("name")), "", {},
+              [c](http::Response r) { c.Answer(r.status < 300 ? NoBody(202) : std::move(r)); });
     }
 
     // ---- limits, availability zones ----
@@ -575,7 +643,7 @@ struct Compute {
                 {"maxServerGroups", limit("server_groups")},
                 {"totalServerGroupsUsed", used("server_groups")},
                 {"maxServerGroupMembers", -1},
-                {"maxTotalKeypairs", 0},
+                {"maxTotalKeypairs", -1},
                 {"maxServerMeta", 0},
                 {"maxImageMeta", 0},
                 {"maxPersonality", 0},
@@ -640,6 +708,10 @@ void AddComputeRoutes(OpenStackFace::Impl& os, std::vector<Route>& routes) {
     add("POST", "/os-server-groups", &Compute::CreateGroup);
     add("GET", "/os-server-groups/{id}", &Compute::ShowGroup);
     add("DELETE", "/os-server-groups/{id}", &Compute::DeleteGroup);
+    add("GET", "/os-keypairs", &Compute::Keypairs);
+    add("POST", "/os-keypairs", &Compute::CreateKeypair);
+    add("GET", "/os-keypairs/{name}", &Compute::ShowKeypair);
+    add("DELETE", "/os-keypairs/{name}", &Compute::DeleteKeypair);
     add("GET", "/limits", &Compute::Limits);
     add("GET", "/os-availability-zone", &Compute::Zones);
     add("GET", "/os-availability-zone/detail", &Compute::Zones);

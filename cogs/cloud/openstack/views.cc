@@ -181,7 +181,7 @@ json::object NovaServer(const json::object& s, const std::string& base,
         {"progress", st.status == "ACTIVE" ? 100 : 0},
         {"OS-EXT-AZ:availability_zone", Str(s, "availability_zone")},
         {"config_drive", ""},
-        {"key_name", nullptr},
+        {"key_name", OrNull(Str(s, "key_name"))},
         {"OS-SRV-USG:launched_at", host.empty() ? json::value(nullptr) : json::value(Str(s, "created_at"))},
         {"OS-SRV-USG:terminated_at", nullptr},
         {"OS-EXT-STS:task_state", st.task_state.empty() ? json::value(nullptr) : json::value(st.task_state)},
@@ -230,6 +230,22 @@ json::object NovaServerGroup(const json::object& g, json::array members) {
         {"project_id", Str(g, "project_id")},
         {"user_id", ""},
     };
+}
+
+json::object NovaKeypair(const json::object& k, bool detail) {
+    json::object o{{"name", Str(k, "name")},
+                   {"public_key", Str(k, "public_key")},
+                   {"fingerprint", Str(k, "fingerprint")},
+                   {"type", "ssh"}};
+    if (detail) {
+        o["user_id"] = "";
+        o["id"] = Str(k, "id");
+        o["created_at"] = Str(k, "created_at");
+        o["updated_at"] = nullptr;
+        o["deleted"] = false;
+        o["deleted_at"] = nullptr;
+    }
+    return o;
 }
 
 std::string AttachedAt(const std::string& volume_id) { return "/volumes/" + volume_id; }

@@ -40,6 +40,10 @@ json::object NovaServer(const json::object& server, const std::string& base,
                         const std::function<std::string(const std::string&)>& network_name, bool admin);
 json::object NovaFlavor(const json::object& flavor, const std::string& base);
 json::object NovaServerGroup(const json::object& group, json::array members);
+// A key pair as Nova shows it: {name, public_key, fingerprint, type: "ssh"} (an entry of its list);
+// `detail` (its show) adds user_id "", id (cogs'), created_at, and the fields of a record never
+// deleted (updated_at, deleted false, deleted_at).
+json::object NovaKeypair(const json::object& keypair, bool detail);
 // Where a volume is inside its server: cogs mounts it at /volumes/<id> (Nova's and Cinder's
 // "device").
 std::string AttachedAt(const std::string& volume_id);

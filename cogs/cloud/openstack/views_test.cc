@@ -49,6 +49,24 @@ TEST(OpenStackViews, ANovaServerCarriesTheFieldsTheClientsRead) {
     EXPECT_EQ(S(a, "OS-EXT-SRV-ATTR:host"), "h1");
 }
 
+TEST(OpenStackViews, AKeyNameAndAKeypairAsNovaShowsThem) {
+    const auto no_name = [](const std::string&) { return std::string(); };
+    json::object with_key = kServer;
+    EXPECT_TRUE(NovaServer(with_key, "", no_name, false).at("key_name").is_null()) << "none: null";
+    with_key["key_name"] = "laptop";
+    EXPECT_EQ(S(NovaServer(with_key, "", no_name, false), "key_name"), "laptop");
+
+    const json::object k = Parse(R"({"id":"k1","name":"laptop","project_id":"p1","type":"ssh",
+      "public_key":"ssh-ed25519 AAAA me","fingerprint":"aa:bb","created_at":"2026-12-06T10:00:00.000Z"})");
+    EXPECT_EQ(NovaKeypair(k, false), Parse(R"({"name":"laptop","public_key":"ssh-ed25519 AAAA me",
+      "fingerprint":"aa:bb","type":"ssh"})"));
+    const json::object shown = NovaKeypair(k, true);
+    EXPECT_EQ(S(shown, "id"), "k1");
+    EXPECT_EQ(S(shown, "user_id"), "");
+    EXPECT_EQ(S(shown, "created_at"), "2026-12-06T10:00:00.000Z");
+    EXPECT_EQ(shown.at("deleted"), false);
+}
+
 TEST(OpenStackViews, ServerStatusesMapOntoNovasStatusVmStateTaskAndPower) {
     EXPECT_EQ(NovaStateOf("STOPPING").status, "ACTIVE");
     EXPECT_EQ(NovaStateOf("STOPPING").task_state, "powering-off");

@@ -7,6 +7,7 @@
 #include "cogs/base/password.h"
 #include "cogs/base/secret.h"
 #include "cogs/cloud/resources/idempotency.h"
+#include "cogs/wire/base64.h"
 
 namespace cogs::cloud {
 
@@ -372,6 +373,100 @@ void Catalog::CreateGroup(Creation c) {
     SaveAndAnswer(ctx_, c, {std::move(*made)}, 201);
 }
 
+namespace {
+
+// An OpenSSH public key, as a key pair's create takes it (docs/api.md "Key pairs").
+struct SshPublicKey {
+    std::string text;         // "<type> <base64>[ <comment>]", trimmed
+    std::string fingerprint;  // Nova's: the MD5 of the key's blob, "aa:bb:..."
+};
+
+constexpr size_t kMaxPublicKeyBytes = 16 * 1024;
+constexpr std::string_view kSshKeyTypes[] = {"ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256",
+                                             "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521"};
+
+// `public_key` of `in`: one line (the trailing newline of a .pub file is dropped), a type of
+// kSshKeyTypes, then the key's blob in base64, whose first field (length-prefixed) is the same type,
+// then an optional comment. Else 400 naming public_key. Nothing more of the key is checked: cogs
+// only hands it to the instance.
+Result<SshPublicKey> ReadSshPublicKey(const Input& in) {
+    auto bad = [&in](const std::string& what) { return MakeError(in.Invalid("public_key", what)); };
+    const json::value* v = in.Find("public_key");
+    if (v == nullptr) return bad("required (cogs does not generate keys: give your public key)");
+    if (!v->is_string()) return bad("must be a string");
+    std::string_view text = v->get_string();
+    if (text.size() > kMaxPublicKeyBytes) return bad("must be at most 16384 bytes");
+    constexpr std::string_view kSpace = " \r\n";
+    text.remove_prefix(std::min(text.size(), text.find_first_not_of(kSpace)));
+    text.remove_suffix(text.size() - (text.find_last_not_of(kSpace) + 1));
+    for (size_t i = 0; i < text.size(); ++i) {
+        if (wire::ControlAt(text.substr(i)) != 0) {
+            return bad("must be one line of an OpenSSH public key (\"ssh-ed25519 AAAA... comment\")");
+        }
+    }
+    const size_t sp = text.find(' ');
+    const std::string_view type = text.substr(0, sp);
+    if (std::find(std::begin(kSshKeyTypes), std::end(kSshKeyTypes), type) == std::end(kSshKeyTypes)) {
+        return bad(
+            "must be an OpenSSH public key of type ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp256, "
+            "-nistp384 or -nistp521 (\"<type> <base64> [comment]\")");
+    }
+    std::string_view rest = sp == std::string_view::npos ? "" : text.substr(sp);
+    rest.remove_prefix(std::min(rest.size(), rest.find_first_not_of(' ')));
+    const std::string_view b64 = rest.substr(0, rest.find(' '));
+    const std::optional<std::string> blob = wire::DecodeBase64(b64);
+    if (!blob || blob->size() < 4 + type.size()) {
+        return bad("the key after " + std::string(type) + " must be base64 (as ssh-keygen writes it)");
+    }
+    const auto* b = reinterpret_cast<const unsigned char*>(blob->data());
+    const uint32_t len = (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
+    if (len != type.size() || std::string_view(*blob).substr(4, len) != type) {
+        return bad("the key's blob is not a " + std::string(type) + " key");
+    }
+    const std::string md5 = Md5Hex(*blob);
+    std::string fingerprint;
+    for (size_t i = 0; i < md5.size(); i += 2) {
+        fingerprint += (i == 0 ? "" : ":") + md5.substr(i, 2);
+    }
+    return SshPublicKey{std::string(text), std::move(fingerprint)};
+}
+
+// A key pair's name: it is in URLs (/v1/keypairs/{name}, Nova's os-keypairs/{name}).
+Status CheckKeypairName(const std::string& name) {
+    for (char ch : name) {
+        const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                        ch == '-' || ch == '_' || ch == '.' || ch == ' ' || ch == '@';
+        if (!ok) {
+            return MakeError(FieldError("name", "may hold letters, digits, spaces and . _ - @ only"));
+        }
+    }
+    return Ok();
+}
+
+}  // namespace
+
+void Catalog::CreateKeypair(Creation c) {
+    auto made = [&]() -> Result<Res> {
+        COGS_ASSIGN_OR_RETURN(auto in, Input::Parse(c.call.body, {"name", "public_key", "project_id"}));
+        COGS_ASSIGN_OR_RETURN(auto project, OwnerOf(ctx_, c.who(), in));
+        COGS_ASSIGN_OR_RETURN(auto name, in.String("name", Text{.max_len = 64}));
+        COGS_TRY(CheckKeypairName(name));
+        COGS_ASSIGN_OR_RETURN(auto key, ReadSshPublicKey(in));
+        if (ctx_.model.FindByName(kKeypair, name, project) != nullptr) {
+            return MakeError(ErrorCode::kAlreadyExists,
+                             "a key pair named " + name + " exists in the project");
+        }
+        Res k = ctx_.NewRes(kKeypair, project);
+        k.body["name"] = name;
+        k.body["type"] = "ssh";
+        k.body["public_key"] = key.text;
+        k.body["fingerprint"] = key.fingerprint;
+        return k;
+    }();
+    if (!made) return c.call.Fail(made.error());
+    SaveAndAnswer(ctx_, c, {std::move(*made)}, 201);
+}
+
 void Catalog::Delete(Call call, std::string_view kind) {
     const std::string& id = call.Param("id");
     std::vector<store::ResourceWrite> writes;
@@ -380,15 +475,15 @@ void Catalog::Delete(Call call, std::string_view kind) {
         if (kind == kToken || kind == kUser) {
             COGS_TRY(RequireAdmin(call.who));  // whether it exists or not, like every admin-only route
         }
-        Res* r = ctx_.model.FindByIdOrName(kind, id);
+        Res* r = ctx_.model.FindByIdOrName(kind, id, call.who.project_id);
         if (r == nullptr || !Visible(call.who, *r)) {
             return MakeError(NotFound(kind, id));
         }
-        if (kind != kGroup) {
+        if (kind != kGroup && kind != kKeypair) {  // a member's own
             COGS_TRY(RequireAdmin(call.who));
         }
         if (kind == kProject) {
-            for (auto k : {kToken, kUser, kGroup, kNetwork, kSubnet, kPort, kVolume, kServer}) {
+            for (auto k : {kToken, kUser, kGroup, kKeypair, kNetwork, kSubnet, kPort, kVolume, kServer}) {
                 if (const auto& owned = ctx_.model.OfProject(k, r->id); !owned.empty()) {
                     return MakeError(ErrorCode::kConflict, "project " + r->id + " still owns " +
                                                                std::string(k) + " " + (*owned.begin())->id);

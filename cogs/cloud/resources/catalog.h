@@ -1,7 +1,7 @@
 // The catalog: what exists without a workflow, committed and answered at once — projects and their
 // quotas, tokens (only the SHA-256 of a secret is kept; the secret is in the create's answer
 // alone), users (only a PBKDF2 hash of a password is kept: cogs/base/password.h), flavors, images
-// and server groups. Admin only, but server groups (a member's own).
+// server groups and key pairs. Admin only, but server groups and key pairs (a member's own).
 //
 // Threading: the io thread. A password is hashed and verified on the catalog's own thread (~0.3 s
 // each), its outcome applied back on the io thread.
@@ -42,7 +42,15 @@ public:
     void CreateFlavor(Creation c);
     void CreateImage(Creation c);
     void CreateGroup(Creation c);
-    // DELETE of one of those kinds (a flavor or an image also by name): 204. A project that still
+    // POST /v1/keypairs (docs/api.md "Key pairs"): {"name" (1..64 of letters, digits, spaces and
+    // . _ - @; unique in the project: 409), "public_key", "project_id"?}. The key is an OpenSSH
+    // public key (ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256|384|521), one line, at most 16 KiB;
+    // else 400 naming public_key and nothing is written. Kept with its fingerprint (Nova's: the MD5
+    // of the key's blob, "aa:bb:...") and type "ssh". No key is ever generated: cogs holds no private
+    // key. 201.
+    void CreateKeypair(Creation c);
+    // DELETE of one of those kinds (a flavor or an image also by name; a key pair by name in the
+    // caller's project): 204. A project that still
     // owns anything (users and tokens included), or a group with members, is 409. A user's delete
     // erases every token whose body "user_id" is the user's, in the same transaction.
     void Delete(Call call, std::string_view kind);

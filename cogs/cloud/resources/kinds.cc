@@ -13,9 +13,9 @@ using wire::Text;
 namespace {
 
 // Every kind the control plane itself keeps records of.
-constexpr std::string_view kBuiltinKinds[] = {kProject, kToken,  kUser,   kFlavor,     kImage,
-                                              kHost,    kClaim,  kGroup,  kNetwork,    kSubnet,
-                                              kPort,    kVolume, kServer, kIdempotency};
+constexpr std::string_view kBuiltinKinds[] = {kProject, kToken,  kUser,   kFlavor,      kImage,
+                                              kHost,    kClaim,  kGroup,  kNetwork,     kSubnet,
+                                              kPort,    kVolume, kServer, kIdempotency, kKeypair};
 
 tl::unexpected<Error> Refuse(const KindSpec& k, const std::string& problem) {
     return MakeError(ErrorCode::kInvalidArgument,

@@ -23,6 +23,8 @@ void Reads::Show(Call call, std::string_view kind) const {
     const Res* r = ctx_.model.Find(kind, id);
     if (r == nullptr && (kind == kFlavor || kind == kImage)) {
         r = ctx_.model.FindByName(kind, id);
+    } else if (r == nullptr && kind == kKeypair) {
+        r = ctx_.model.FindByName(kind, id, call.who.project_id);  // names are unique in a project
     }
     if (r == nullptr || !Visible(call.who, *r)) {
         return call.Fail(NotFound(kind, id));

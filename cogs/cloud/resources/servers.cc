@@ -53,9 +53,10 @@ void Servers::Create(Creation c) {
     auto planned = [&]() -> Result<Plan> {
         Plan p;
         COGS_ASSIGN_OR_RETURN(
-            auto in, Input::Parse(c.call.body, {"name", "flavor", "image", "network_id", "volume_ids",
-                                                "server_group_id", "availability_zone", "weigher",
-                                                "project_id", "user_data", "min_count", "max_count"}));
+            auto in,
+            Input::Parse(c.call.body, {"name", "flavor", "image", "network_id", "volume_ids",
+                                       "server_group_id", "availability_zone", "weigher", "project_id",
+                                       "user_data", "key_name", "min_count", "max_count"}));
         COGS_ASSIGN_OR_RETURN(p.project, OwnerOf(ctx_, c.who(), in));
         COGS_ASSIGN_OR_RETURN(p.name, in.String("name", Text{.max_len = 64}));
         COGS_ASSIGN_OR_RETURN(auto min_count, in.OptionalInt("min_count", 1, cap));
@@ -126,6 +127,15 @@ void Servers::Create(Creation c) {
         if (user_data) {
             p.user_data = in.object().at("user_data").get_string();
         }
+        COGS_ASSIGN_OR_RETURN(auto key_name, in.OptionalString("key_name", Text{.max_len = 64}));
+        if (key_name) {
+            const Res* k = ctx_.model.FindByName(kKeypair, *key_name, p.project);
+            if (k == nullptr) {
+                return MakeError(FieldError("key_name", "no key pair " + *key_name + " in the project"));
+            }
+            p.key_name = *key_name;
+            p.public_key = Str(k->body, "public_key");
+        }
         return p;
     }();
     if (!planned) return c.call.Fail(planned.error());
@@ -193,12 +203,14 @@ Launch Servers::Build(const Plan& p, const std::string& name, const std::string&
     b["mac_address"] = "";
     b["volume_ids"] = ToArray(p.volume_ids);
     b["server_group_id"] = p.group_id;
+    b["key_name"] = p.key_name;
     b["reservation_id"] = reservation;
     b["_vcpus"] = vcpus;
     b["_ram_mb"] = ram;
     b["_disk_gb"] = disk;
     b["_quota"] = true;
     b["_user_data"] = p.user_data;
+    b["_public_key"] = p.public_key;
     const std::string server_id = server.id;
     const std::string port_id = port.id;
     json::object input{
@@ -217,7 +229,8 @@ Launch Servers::Build(const Plan& p, const std::string& name, const std::string&
         {"group_id", p.group_id},
         {"policy", p.policy},
         {"weigher", p.weigher},
-        {"user_data", p.user_data}};
+        {"user_data", p.user_data},
+        {"public_keys", PublicKeysOf(server)}};
     Res& stored = ctx_.model.Put(std::move(server));
     std::vector<Res*> changed{&stored, &ctx_.model.Put(std::move(port))};
     for (const auto& vid : p.volume_ids) {
@@ -243,6 +256,12 @@ Launch Servers::Build(const Plan& p, const std::string& name, const std::string&
                       },
                   .on = &stored,
                   .traceparent = traceparent};
+}
+
+json::array PublicKeysOf(const Res& server) {
+    json::array keys;
+    if (std::string key = Str(server.body, "_public_key"); !key.empty()) keys.emplace_back(std::move(key));
+    return keys;
 }
 
 void Servers::Delete(Call call) {

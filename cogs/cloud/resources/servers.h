@@ -24,6 +24,12 @@ class Healer;
 // (services/compute/internal/instance_fields.h, kMaxUserData).
 inline constexpr size_t kMaxUserDataBytes = 64 * 1024;
 
+// The public keys a server's instance is given (create_instance's `public_keys`, at its create and
+// every rebuild): its key pair's (`key_name` at the create, docs/api.md "Key pairs"), kept with the
+// server ("_public_key", never shown: the key pair may be deleted or another made with its name
+// since, as in Nova), or none.
+json::array PublicKeysOf(const Res& server);
+
 class Servers {
 public:
     // Registers the settle functions of server.create, server.delete, server.start|stop|reboot.
@@ -44,7 +50,8 @@ private:
     // A create request, checked (nothing reserved or written yet).
     struct Plan {
         std::string project, name, net_id, group_id, policy, az, weigher;
-        std::string user_data;  // base64, as given (checked here, decoded by the compute agent)
+        std::string user_data;             // base64, as given (checked here, decoded by the compute agent)
+        std::string key_name, public_key;  // a key pair of the project, and its key ("": none)
         const Res* flavor = nullptr;
         const Res* image = nullptr;
         std::vector<std::string> volume_ids;

@@ -9,8 +9,10 @@
 // with kInvalidArgument naming it; ids are 1-128 characters of [A-Za-z0-9._-]):
 //
 //   create_instance {id, host, vcpus >= 1, ram_mb >= 1, disk_gb >= 0, image, port_id?, mac_address?,
-//                    ip_address?, project_id?, name?, network_id?, cidr?, gateway_ip?, user_data?}
-//        (the last four: internal/instance_fields.h; user_data base64, at most 64 KiB decoded)
+//                    ip_address?, project_id?, name?, network_id?, cidr?, gateway_ip?, user_data?,
+//                    public_keys?}
+//        (the last five: internal/instance_fields.h; user_data base64, at most 64 KiB decoded;
+//        public_keys a list of OpenSSH public key lines)
 //        -> long action: {id, host, state: "ACTIVE"} once booted (202 until then).
 //        The same id on the same host with the same values answers the same (no second instance;
 //        202 until that instance's boot ends; its state if it is not running any more, e.g.
@@ -150,6 +152,8 @@ struct InstanceSpec {
     std::string cidr{};
     std::string gateway_ip{};
     std::string user_data{};
+    // The SSH public keys it is given (its server's key pair's), one OpenSSH line each.
+    std::vector<std::string> public_keys{};
     std::vector<VolumeMount> volumes{};  // attached (attach_volumes), in the order attached
 };
 

@@ -63,7 +63,7 @@ Result<Instance> ReadRecord(std::string_view text) {
                      {"id",      "host",        "vcpus",       "ram_mb",     "disk_gb",       "image",
                       "port_id", "mac_address", "ip_address",  "project_id", "name",          "created_at_ms",
                       "power",   "boot",        "ready_at_us", "crashes",    "restart_at_us", "network_id",
-                      "cidr",    "gateway_ip",  "user_data",   "volumes"},
+                      "cidr",    "gateway_ip",  "user_data",   "volumes",    "public_keys"},
                      "record"));
     COGS_ASSIGN_OR_RETURN(Instance i, ReadInstance(in, {.allow_empty = true, .allow_controls = true}));
     COGS_ASSIGN_OR_RETURN(i.created_at_ms, in.Int("created_at_ms", 0));
@@ -188,7 +188,8 @@ std::string_view ComputeDomainImpl::name() const { return "compute"; }
 std::vector<kit::Action> ComputeDomainImpl::actions() {
     return {{"create_instance",
              {"id", "host", "vcpus", "ram_mb", "disk_gb", "image", "port_id", "mac_address", "ip_address",
-              "project_id", "name", "lease_epoch", "network_id", "cidr", "gateway_ip", "user_data"},
+              "project_id", "name", "lease_epoch", "network_id", "cidr", "gateway_ip", "user_data",
+              "public_keys"},
              std::bind_front(&ComputeDomainImpl::Create, this)},
             {"delete_instance", {"id", "host"}, std::bind_front(&ComputeDomainImpl::Delete, this)},
             {"start_instance",

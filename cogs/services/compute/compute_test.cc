@@ -386,13 +386,14 @@ TEST_F(ComputeTest, LoadRebuildsFromRecords) {
     EXPECT_FALSE(d->Load("volumes", "i1", records_.begin()->second));
 }
 
-// The port's network, subnet and gateway and the user_data are part of the instance: recorded (a
-// reloaded domain holds them, so a restart boots it plugged and with its script), and compared on a
-// re-sent create.
+// The port's network, subnet and gateway, the user_data and the public keys are part of the
+// instance: recorded (a reloaded domain holds them, so a restart boots it plugged, with its script
+// and its keys), and compared on a re-sent create.
 TEST_F(ComputeTest, ThePortsNetworkAndTheUserDataAreRecordedAndCompared) {
     const std::string plugged = R"({"id":"i1","host":"h1","vcpus":1,"ram_mb":64,"disk_gb":0,"image":"busybox",
         "port_id":"p1","mac_address":"fa:16:3e:00:00:01","ip_address":"10.0.0.5","network_id":"n1",
-        "cidr":"10.0.0.0/24","gateway_ip":"10.0.0.1","user_data":"ZWNobyBoaQo="})";
+        "cidr":"10.0.0.0/24","gateway_ip":"10.0.0.1","user_data":"ZWNobyBoaQo=",
+        "public_keys":["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA me@there"]})";
     const kit::Done first = Ok("create_instance", plugged);
     auto reloaded = NewDomain(200ms);
     ASSERT_TRUE(kit::test_service::LoadAll(*reloaded, records_));
@@ -404,9 +405,18 @@ TEST_F(ComputeTest, ThePortsNetworkAndTheUserDataAreRecordedAndCompared) {
     other = plugged;
     other.replace(other.find("10.0.0.1\""), 9, "10.0.0.9\"");  // another gateway
     EXPECT_EQ(Fails("create_instance", other).code, ErrorCode::kAlreadyExists);
+    other = plugged;
+    other.replace(other.find("me@there"), 8, "me@elsewhere");  // another key
+    EXPECT_EQ(Fails("create_instance", other).code, ErrorCode::kAlreadyExists);
+    EXPECT_EQ(json::parse(records_.at({"instances", "i1"})).at("public_keys"),
+              json::parse(R"(["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA me@there"])"));
+    // A key is one line of text.
+    other = plugged;
+    other.replace(other.find(" me@there"), 9, "\\nme@there");
+    EXPECT_EQ(Fails("create_instance", other).code, ErrorCode::kInvalidArgument);
     // Absent, null and "" are the same: no port to plug, no script.
     const kit::Done bare = Ok("create_instance", R"({"id":"i2","host":"h1","vcpus":1,"ram_mb":64,"disk_gb":0,
-        "image":"busybox","network_id":null,"cidr":"","gateway_ip":null,"user_data":null})");
+        "image":"busybox","network_id":null,"cidr":"","gateway_ip":null,"user_data":null,"public_keys":null})");
     EXPECT_EQ(Ok("create_instance",
                  R"({"id":"i2","host":"h1","vcpus":1,"ram_mb":64,"disk_gb":0,"image":"busybox"})")
                   .output,

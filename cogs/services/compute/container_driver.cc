@@ -370,12 +370,15 @@ private:
         return Ok();
     }
 
-    // The files cogs puts in the instance at every boot: who it is, its page, its user_data.
+    // The files cogs puts in the instance at every boot: who it is, its page, its user_data, its keys.
     Status WriteBootFiles(const std::string& rootfs, const InstanceSpec& s) const {
         COGS_TRY(runtime::WriteFileAtomic(rootfs + "/run/cogs/meta.json", MetaJson(s)));
         COGS_TRY(runtime::WriteFileAtomic(rootfs + "/www/index.html", IndexHtml(s)));
         if (!s.user_data.empty()) {
             COGS_TRY(runtime::WriteFileAtomic(rootfs + kUserDataPath, s.user_data));
+        }
+        if (!s.public_keys.empty()) {
+            COGS_TRY(runtime::WriteFileAtomic(rootfs + kAuthorizedKeysPath, AuthorizedKeys(s)));
         }
         return Ok();
     }

@@ -1106,9 +1106,11 @@ TEST_F(ComputeContainerTest, AnEvacuatedServersVolumeKeepsItsDataWhileTheOldHost
     EXPECT_EQ(left, std::vector<std::string>{});
 }
 
-// A server on a network: its port plugged into the network's bridge, its user_data run at boot.
+// A server on a network: its port plugged into the network's bridge, its user_data run at boot, its
+// SSH public keys in /run/cogs.
 struct Server {
     std::string id, network_id, ip, mac, user_data;
+    std::vector<std::string> public_keys{};
 };
 
 std::string NetworkedInput(const Server& s) {
@@ -1129,6 +1131,9 @@ std::string NetworkedInput(const Server& s) {
     if (!s.user_data.empty()) {
         o["user_data"] = wire::EncodeBase64(s.user_data);
     }
+    if (!s.public_keys.empty()) {
+        o["public_keys"] = wire::ToArray(s.public_keys);
+    }
     return json::serialize(o);
 }
 
@@ -1139,7 +1144,10 @@ TEST_F(ComputeContainerTest, InstancesOnOneNetworkReachEachOtherAndNotThoseOnAno
     // b's user_data fetches a's page (busybox nc: its static wget has crashed on some machines)
     // until it answers, and prints it on b's console.
     const std::string fetch = "printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 10.77.0.10 80";
-    const Server b{"b" + RandomHex(4), net1, "10.77.0.11", "fa:16:3e:77:00:0b",
+    const Server b{"b" + RandomHex(4),
+                   net1,
+                   "10.77.0.11",
+                   "fa:16:3e:77:00:0b",
                    "i=0\n"
                    "while [ $i -lt 60 ]; do\n"
                    "  out=$(" +
@@ -1150,7 +1158,8 @@ TEST_F(ComputeContainerTest, InstancesOnOneNetworkReachEachOtherAndNotThoseOnAno
                        "\"*) echo \"b fetched: $out\"; exit 0;; esac\n"
                        "  i=$((i+1)); sleep 1\n"
                        "done\n"
-                       "echo 'b: no answer'\n"};
+                       "echo 'b: no answer'\n",
+                   {"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeys b@test"}};
     for (const Server& s : {a, b}) {
         auto created = Do("create_instance", "wf-" + s.id + "/boot/do", NetworkedInput(s));
         ASSERT_TRUE(created) << created.error().ToString();
@@ -1176,6 +1185,14 @@ TEST_F(ComputeContainerTest, InstancesOnOneNetworkReachEachOtherAndNotThoseOnAno
     ASSERT_TRUE(meta);
     const json::value m = json::parse(*meta);
     EXPECT_EQ(m.at("user_data"), json::value(b.user_data));
+    EXPECT_EQ(m.at("public_keys"), json::parse(R"(["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeys b@test"])"));
+    EXPECT_EQ(runtime::ReadFile(containers_->DirOf(b.id) + "/rootfs/run/cogs/authorized_keys").value_or(""),
+              "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeys b@test\n");
+    // a has no keys: none in its meta.json, no authorized_keys.
+    auto meta_a = runtime::ReadFile(containers_->DirOf(a.id) + "/rootfs/run/cogs/meta.json");
+    ASSERT_TRUE(meta_a);
+    EXPECT_EQ(json::parse(*meta_a).at("public_keys"), json::array());
+    EXPECT_FALSE(fs::exists(containers_->DirOf(a.id) + "/rootfs/run/cogs/authorized_keys"));
     EXPECT_EQ(m.at("addresses"),
               json::parse(R"([{"port_id":"port-)" + b.id +
                           R"(","mac_address":"fa:16:3e:77:00:0b",)"

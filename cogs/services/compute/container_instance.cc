@@ -49,12 +49,22 @@ std::string MetaJson(const InstanceSpec& s) {
         a["prefix_len"] = s.cidr.empty() ? json::value(nullptr) : json::value(PrefixLen(s.cidr));
         addresses.push_back(std::move(a));
     }
-    return json::serialize(json::object{{"id", s.id},
-                                        {"name", s.name},
-                                        {"project_id", s.project_id},
-                                        {"addresses", std::move(addresses)},
-                                        {"user_data", s.user_data}}) +
+    return json::serialize(
+               json::object{{"id", s.id},
+                            {"name", s.name},
+                            {"project_id", s.project_id},
+                            {"addresses", std::move(addresses)},
+                            {"user_data", s.user_data},
+                            {"public_keys", json::array(s.public_keys.begin(), s.public_keys.end())}}) +
            "\n";
+}
+
+std::string AuthorizedKeys(const InstanceSpec& s) {
+    std::string text;
+    for (const std::string& key : s.public_keys) {
+        text += key + "\n";
+    }
+    return text;
 }
 
 std::vector<std::string> InitArgs(const InstanceSpec& s) {

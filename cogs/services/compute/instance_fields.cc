@@ -45,6 +45,11 @@ Status ReadPlugFields(const wire::Input& in, wire::Text text, InstanceSpec& spec
     }
     COGS_ASSIGN_OR_RETURN(auto user_data, wire::OptionalBase64(in, "user_data", kMaxUserData));
     spec.user_data = user_data.value_or("");
+    text.max_len = kMaxPublicKeyBytes;
+    text.allow_empty = false;
+    COGS_ASSIGN_OR_RETURN(
+        spec.public_keys,
+        in.StringList("public_keys", wire::List{.max_items = kMaxPublicKeys, .item = text}));
     return Ok();
 }
 
@@ -53,11 +58,12 @@ void WritePlugFields(const InstanceSpec& spec, wire::json::object& record) {
     record["cidr"] = spec.cidr;
     record["gateway_ip"] = spec.gateway_ip;
     record["user_data"] = wire::EncodeBase64(spec.user_data);
+    record["public_keys"] = wire::ToArray(spec.public_keys);
 }
 
 bool SamePlugFields(const InstanceSpec& a, const InstanceSpec& b) {
     return a.network_id == b.network_id && a.cidr == b.cidr && a.gateway_ip == b.gateway_ip &&
-           a.user_data == b.user_data;
+           a.user_data == b.user_data && a.public_keys == b.public_keys;
 }
 
 bool PlugsPort(const InstanceSpec& spec) {

@@ -30,9 +30,14 @@ std::string NamespaceIdOf(const InstanceSpec& s);
 
 // Where the instance finds its user_data (the decoded bytes, as written), beside meta.json.
 inline constexpr const char* kUserDataPath = "/run/cogs/user-data";
+// Where it finds its SSH public keys, one per line (as ~/.ssh/authorized_keys), when it has any.
+inline constexpr const char* kAuthorizedKeysPath = "/run/cogs/authorized_keys";
+// That file's text: each key and a newline.
+std::string AuthorizedKeys(const InstanceSpec& s);
 
 // /run/cogs/meta.json: {id, name, project_id, addresses: [{port_id, mac_address, ip_address,
-// prefix_len, cidr, gateway_ip, network_id}] (none without a port), user_data (the decoded text)}.
+// prefix_len, cidr, gateway_ip, network_id}] (none without a port), user_data (the decoded text),
+// public_keys: [OpenSSH public key lines] ([] for none)}.
 std::string MetaJson(const InstanceSpec& s);
 
 // The container's argv: /bin/sh running the page server (httpd on port 80 serving /www) or, when
