@@ -20,16 +20,6 @@ constexpr std::string_view kScheme = "pbkdf2-sha256";
 constexpr size_t kSaltBytes = 16;
 constexpr size_t kHashBytes = 32;  // SHA-256's output: more would only cost the defender
 
-std::string ToHex(const unsigned char* p, size_t n) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string out(n * 2, '0');
-    for (size_t i = 0; i < n; ++i) {
-        out[2 * i] = kHex[p[i] >> 4];
-        out[2 * i + 1] = kHex[p[i] & 15];
-    }
-    return out;
-}
-
 // Lowercase hex of exactly `bytes` bytes, decoded; nullopt for anything else.
 std::optional<std::string> FromHex(std::string_view hex, size_t bytes) {
     if (hex.size() != 2 * bytes) {
@@ -81,9 +71,7 @@ std::string Derive(std::string_view password, std::string_view salt, int iterati
 }
 
 std::string Format(int iterations, std::string_view salt, std::string_view hash) {
-    return fmt::format("{}${}${}${}", kScheme, iterations,
-                       ToHex(reinterpret_cast<const unsigned char*>(salt.data()), salt.size()),
-                       ToHex(reinterpret_cast<const unsigned char*>(hash.data()), hash.size()));
+    return fmt::format("{}${}${}${}", kScheme, iterations, HexOf(salt), HexOf(hash));
 }
 
 }  // namespace

@@ -26,6 +26,10 @@ std::string ToHex(const unsigned char* p, size_t n) {
 
 }  // namespace
 
+std::string HexOf(std::string_view bytes) {
+    return ToHex(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+}
+
 std::string Sha256Hex(std::string_view data) {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int len = 0;

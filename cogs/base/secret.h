@@ -37,6 +37,9 @@ private:
 // HMAC-SHA256 of `data` under `key`, as 64 lowercase hex characters.
 std::string HmacSha256Hex(std::string_view key, std::string_view data);
 
+// `bytes` as 2*size lowercase hex characters.
+std::string HexOf(std::string_view bytes);
+
 // `bytes` random bytes from getrandom(2), as 2*bytes lowercase hex characters.
 std::string RandomHex(size_t bytes);
 
