@@ -67,6 +67,8 @@ std::vector<Resource> MakeTable() {
                         Text("--user-data", "user_data",
                              "file run as a shell script in the server at every boot (at most 64 KiB)")
                             .FileBase64(),
+                        Text("--key-name", "key_name",
+                             "key pair whose public key the server gets (/run/cogs/authorized_keys)"),
                         Int("--min-count", "min_count",
                             "make at least this many servers, named NAME-1, NAME-2, ... (one request, "
                             "one reservation)")
@@ -242,6 +244,18 @@ std::vector<Resource> MakeTable() {
                         {Text("--project", "project_id", "only this project's users").IdsOf("projects"),
                          Text("--name", "name", "only the user with this name")}),
                    Show("show a user"), Delete("delete a user, revoking the tokens its logins made")}},
+        {.noun = "keypair",
+         .collection = "keypairs",
+         .help = "SSH key pairs: public keys a server gets at boot (--key-name)",
+         .ref_help = "key pair name or id",
+         .columns = {Col("ID", "id"), Col("NAME", "name"), Col("FINGERPRINT", "fingerprint")},
+         .verbs = {Create("import a public key (cogs never makes or holds a private key)",
+                          {Text("name", "name", "key pair name (unique in the project)").Required(),
+                           Text("--public-key", "public_key",
+                                "an OpenSSH public key file, e.g. ~/.ssh/id_ed25519.pub")
+                               .Required()
+                               .FileLine()}),
+                   List("list key pairs"), Show("show a key pair"), Delete("delete a key pair")}},
         {.noun = "server group",
          .collection = "server-groups",
          .help = "server groups (affinity rules)",
