@@ -2,7 +2,9 @@
 // the system lane for the agents' registrations and heartbeats, the tenant lane for the rest; a
 // request over a limit is answered 429 with Retry-After at once, never queued), the bearer token (the
 // scheme case-insensitive; 401 with WWW-Authenticate), admin-only GET/PUT /v1/log-levels, and the
-// routes of routes.cc through the Router. Beast never shows here: it rides on cogs/http.
+// routes of routes.cc through the Router. The paths of another face (SetFace: the OpenStack-compatible
+// API, cogs/cloud/openstack) take the same steps, with that face's token header, anonymous routes and
+// error shape, and go to its own dispatch. Beast never shows here: it rides on cogs/http.
 //
 // Every request gets a trace: the caller's `traceparent` header if it is valid (the API's work is
 // a child span of it), else a new trace. The answer carries `traceparent` (the API's span), the
