@@ -264,6 +264,13 @@ void ReconcileLoop::RunScan(const Scan& scan) {
         if (auto ended = ended_ms_.find(key); ended != ended_ms_.end() && ended->second > scan.begun_ms) {
             continue;
         }
+        // An agent's inventory answered after its host went down (a frozen agent thawing into a
+        // scan begun while it was up) is stale, and a repair there would be done by the compute
+        // router's answer for a down host without reaching the agent: the host's own scan when it
+        // is up again decides (integration.heal saw one stale instance "removed" twice so).
+        if (a.service == "compute" && !a.host.empty() && !hosts_.Up(a.host)) {
+            continue;
+        }
         StartRepair(a, key);
     }
     // A scan's reads end within their 5 s deadline: what ended a minute before this one began
