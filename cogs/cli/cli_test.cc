@@ -625,6 +625,18 @@ TEST_F(CliTest, ServerCreateSendsTheUserDataFileBase64Encoded) {
 
 // ---- names ----------------------------------------------------------------------------------------
 
+TEST_F(CliTest, ServerCreateOnAPortSendsThePortsIdAndNoNetwork) {
+    const std::string port = api_.Add("ports", {{"name", "mine"}, {"status", "ACTIVE"}});
+    Outcome r =
+        Cogs({"server", "create", "web-1", "--flavor", "m1.tiny", "--image", "cirros", "--port", "mine"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    auto posts = api_.seen("POST", "/v1/servers");
+    ASSERT_EQ(posts.size(), 1u);
+    const json::value body = Parse(posts[0].body);
+    EXPECT_EQ(body.at("port_id").as_string(), port);
+    EXPECT_FALSE(body.as_object().contains("network_id")) << posts[0].body;
+}
+
 TEST_F(CliTest, NamesAreResolvedToIdsWhereTheApiWantsIds) {
     const std::string net = api_.Add("networks", {{"name", "net1"}, {"status", "ACTIVE"}});
     api_.Add("networks", {{"name", "other"}, {"status", "ACTIVE"}});

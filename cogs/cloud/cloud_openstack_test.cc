@@ -417,6 +417,45 @@ TEST_F(OpenStackTest, NovaBadInputIsA400NamingTheFieldAndWritesNothing) {
         200);
 }
 
+TEST_F(OpenStackTest, NovaBootsOnANeutronPortAndItsDeleteLeavesThePortToTheTenant) {
+    const std::string net = NetworkId(token_);
+    SubnetId(token_, net);
+    Reply made = Os(token_, "POST", "/network/v2.0/ports",
+                    R"({"port":{"network_id":")" + net + R"(","name":"mine"}})");
+    ASSERT_EQ(made.status, 201) << made.raw.body;
+    const std::string port = made.Field("port", "id");
+    const std::string on_port =
+        R"({"server":{"name":"vm","flavorRef":"small","imageRef":"debian","networks":[{"port":")" + port +
+        R"("}]}})";
+
+    // Another project's member: not its port, named as the request wrote it.
+    Reply foreign = Os(NewToken(NewProject("p2"), "member"), "POST", "/compute/v2.1/servers", on_port);
+    EXPECT_EQ(foreign.status, 400) << foreign.raw.body;
+    EXPECT_NE(Message(foreign).find("server.networks[0].port"), std::string::npos) << foreign.raw.body;
+
+    Reply r = Os(token_, "POST", "/compute/v2.1/servers", on_port);
+    ASSERT_EQ(r.status, 202) << r.raw.body;
+    const std::string id = r.Field("server", "id");
+    Reply taken = Os(token_, "POST", "/compute/v2.1/servers", on_port);
+    EXPECT_EQ(taken.status, 409) << taken.raw.body;
+    EXPECT_EQ(ErrorKey(taken), "conflictingRequest") << taken.raw.body;
+    WaitNova(token_, id, "ACTIVE");
+    EXPECT_EQ(Server(id).Field("server", "port_id"), port);
+    Reply bound = Os(token_, "GET", "/network/v2.0/ports/" + port);
+    EXPECT_EQ(bound.Field("port", "device_id"), id);
+    EXPECT_EQ(bound.Field("port", "device_owner"), "compute:nova");
+    EXPECT_EQ(bound.Field("port", "status"), "ACTIVE");
+
+    EXPECT_EQ(Os(token_, "DELETE", "/compute/v2.1/servers/" + id).status, 204);
+    RunUntil([&] { return Os(token_, "GET", "/compute/v2.1/servers/" + id).status == 404; });
+    Reply kept = Os(token_, "GET", "/network/v2.0/ports/" + port);
+    ASSERT_EQ(kept.status, 200) << "Nova leaves a port it did not make: " << kept.raw.body;
+    EXPECT_EQ(kept.Field("port", "device_id"), "");
+    EXPECT_EQ(kept.Field("port", "device_owner"), "");
+    EXPECT_EQ(kept.Field("port", "status"), "DOWN") << "Neutron's word for a port on no server";
+    EXPECT_EQ(Os(token_, "DELETE", "/network/v2.0/ports/" + port).status, 204);
+}
+
 TEST_F(OpenStackTest, AnotherProjectsResourcesAre404InEveryServicesShapeAndUntouched) {
     const std::string net = NetworkId(token_);
     SubnetId(token_, net);

@@ -2,6 +2,8 @@
 // its volumes from create to delete, power actions, attach and detach, what a status allows, the
 // deletes that must wait, each resource's history, placement, and a failed, retried, cancelled or
 // refused (429) build.
+#include <tuple>
+
 #include "cogs/cloud/cloud_test_fixture.h"
 
 namespace cogs::cloud::testing {
@@ -327,6 +329,134 @@ TEST_F(CloudServerTest, DeletingWhatIsStillInUseIs409AndChangesNothing) {
     }
     // What owns nothing goes.
     EXPECT_EQ(Call(admin_, "DELETE", "/v1/projects/" + NewProject("empty")).status, 204);
+}
+
+// The network service's ledger: the actions applied (not undone), and the compensations, in order.
+std::vector<std::string> NetworkActions(const services::sim::SimService& sim) {
+    std::vector<std::string> out;
+    for (const auto& e : sim.Ledger()) {
+        out.push_back(e.action + (e.kind == services::kit::CallKind::kDo ? "" : "/undo") + ":" +
+                      std::string(ToString(e.outcome)));
+    }
+    return out;
+}
+
+TEST_F(CloudServerTest, AServerBootsOnAPortOfItsProjectAndItsDeleteLeavesThePortFree) {
+    Reply made = Call(member_, "POST", "/v1/ports", R"({"network_id":")" + net_ + R"(","name":"mine"})");
+    ASSERT_EQ(made.status, 202) << made.raw.body;
+    const std::string port = made.Field("port", "id");
+    WaitFor("/v1/ports/" + port, "port", "ACTIVE");
+    ASSERT_EQ(InUse(project_, "ports"), 1);
+
+    // No network_id: the port's.
+    Reply r = Call(member_, "POST", "/v1/servers",
+                   R"({"name":"s","flavor":"small","image":"debian","port_id":")" + port + R"("})");
+    ASSERT_EQ(r.status, 202) << r.raw.body;
+    const std::string id = r.Field("server", "id");
+    EXPECT_EQ(r.Field("server", "port_id"), port);
+    EXPECT_EQ(r.Field("server", "network_id"), net_);
+    EXPECT_EQ(Call(member_, "GET", "/v1/ports/" + port).Field("port", "device_id"), id)
+        << "bound at once: no other server may take it meanwhile";
+    Reply second = Call(member_, "POST", "/v1/servers",
+                        R"({"name":"t","flavor":"small","image":"debian","port_id":")" + port + R"("})");
+    EXPECT_EQ(second.status, 409) << second.raw.body;
+    EXPECT_NE(second.Str("message").find(id), std::string::npos) << second.raw.body;
+
+    WaitFor("/v1/servers/" + id, "server", "ACTIVE");
+    // One server.create for both kinds of port (its hooks run for both): told to bind, not make.
+    Reply create = Call(member_, "GET", "/v1/workflows/" + r.Field("server", "workflow_id"));
+    EXPECT_EQ(create.Field("workflow", "type"), "server.create");
+    EXPECT_EQ(create.Obj("workflow").at("input").at("keep_port"), json::value(true));
+    EXPECT_EQ(InUse(project_, "servers"), 1);
+    EXPECT_EQ(InUse(project_, "ports"), 1) << "the server holds no port of its own";
+    EXPECT_EQ(Count(member_, "ports"), 1u);
+    Reply del_port = Call(member_, "DELETE", "/v1/ports/" + port);
+    EXPECT_EQ(del_port.status, 409) << "a bound port is its server's: " << del_port.raw.body;
+
+    Reply del = Call(member_, "DELETE", "/v1/servers/" + id);
+    ASSERT_EQ(del.status, 202) << del.raw.body;
+    WaitFor("/v1/servers/" + id, "server", "");
+    EXPECT_EQ(Call(member_, "GET", "/v1/workflows/" + del.Field("server", "workflow_id"))
+                  .Obj("workflow")
+                  .at("input")
+                  .at("keep_port"),
+              json::value(true));
+    Reply kept = Call(member_, "GET", "/v1/ports/" + port);
+    ASSERT_EQ(kept.status, 200) << "the tenant's port outlives the server";
+    EXPECT_EQ(kept.Field("port", "status"), "ACTIVE");
+    EXPECT_EQ(kept.Field("port", "device_id"), "");
+    EXPECT_EQ(InUse(project_, "servers"), 0);
+    EXPECT_EQ(InUse(project_, "ports"), 1);
+    EXPECT_EQ(NetworkActions(*sims_["network"]),
+              (std::vector<std::string>{"create_network:applied", "create_port:applied",
+                                        "create_port:applied", "delete_port:applied"}))
+        << "made, bound, unbound (the keep-delete)";
+
+    // Free again: the next server boots on it.
+    const std::string next = ActiveServer(member_, net_, R"(,"port_id":")" + port + "\"");
+    EXPECT_EQ(Server(next).Field("server", "port_id"), port);
+}
+
+TEST_F(CloudServerTest, ABootOnAPortRefusesWhatCannotBeBeforeWritingAnything) {
+    const std::string other_project = NewProject("u");
+    const std::string other = NewToken(other_project, "member");
+    const std::string other_net = ActiveNetwork(other, "theirs");
+    Reply theirs = Call(other, "POST", "/v1/ports", R"({"network_id":")" + other_net + R"("})");
+    ASSERT_EQ(theirs.status, 202) << theirs.raw.body;
+    const std::string foreign = theirs.Field("port", "id");
+    WaitFor("/v1/ports/" + foreign, "port", "ACTIVE");
+    Reply made = Call(member_, "POST", "/v1/ports", R"({"network_id":")" + net_ + R"("})");
+    ASSERT_EQ(made.status, 202) << made.raw.body;
+    const std::string port = made.Field("port", "id");
+    WaitFor("/v1/ports/" + port, "port", "ACTIVE");
+    const std::string net2 = ActiveNetwork(member_, "second");
+    const std::string head = R"({"name":"s","flavor":"small","image":"debian")";
+
+    const std::vector<std::tuple<std::string, int, std::string>> refused = {
+        {head + R"(,"port_id":")" + foreign + "\"}", 400, "port_id"},
+        {head + R"(,"port_id":"no-such-port"})", 400, "port_id"},
+        {head + R"(,"port_id":")" + port + R"(","network_id":")" + net2 + "\"}", 400, "network_id"},
+        {head + R"(,"port_id":")" + port + R"(","max_count":2})", 400, "port_id"},
+        {head + "}", 400, "network_id"},
+    };
+    for (const auto& [body, status, field] : refused) {
+        Reply r = Call(member_, "POST", "/v1/servers", body);
+        EXPECT_EQ(r.status, status) << body << " -> " << r.raw.body;
+        EXPECT_EQ(r.ErrorField(), field) << body << " -> " << r.raw.body;
+    }
+    EXPECT_EQ(Count(member_, "servers"), 0u);
+    EXPECT_EQ(Call(member_, "GET", "/v1/ports/" + port).Field("port", "device_id"), "");
+    EXPECT_EQ(Call(other, "GET", "/v1/ports/" + foreign).Field("port", "device_id"), "");
+    EXPECT_EQ(InUse(project_, "servers"), 0);
+}
+
+TEST_F(CloudServerTest, AFailedBootOnAPortUnbindsItAndKeepsIt) {
+    Reply made = Call(member_, "POST", "/v1/ports", R"({"network_id":")" + net_ + R"("})");
+    ASSERT_EQ(made.status, 202) << made.raw.body;
+    const std::string port = made.Field("port", "id");
+    WaitFor("/v1/ports/" + port, "port", "ACTIVE");
+    services::sim::FaultConfig f;
+    f.fail_actions = {"create_instance"};
+    sims_["compute"]->SetFaults(f);
+    Reply r = Call(member_, "POST", "/v1/servers", ServerBody(net_, R"(,"port_id":")" + port + "\""));
+    ASSERT_EQ(r.status, 202) << r.raw.body;
+    const std::string id = r.Field("server", "id");
+    WaitFor("/v1/servers/" + id, "server", "ERROR");
+    Reply kept = Call(member_, "GET", "/v1/ports/" + port);
+    EXPECT_EQ(kept.Field("port", "status"), "ACTIVE");
+    EXPECT_EQ(kept.Field("port", "device_id"), "") << kept.raw.body;
+    EXPECT_EQ(InUse(project_, "servers"), 0);
+    EXPECT_EQ(InUse(project_, "ports"), 1) << "the port's own";
+    EXPECT_EQ(NetworkActions(*sims_["network"]),
+              (std::vector<std::string>{"create_network:applied", "create_port:applied",
+                                        "create_port:applied", "delete_port/undo:compensated"}));
+
+    // Another server takes the port; the failed one's delete leaves it to that one.
+    sims_["compute"]->SetFaults({});
+    const std::string next = ActiveServer(member_, net_, R"(,"port_id":")" + port + "\"");
+    ASSERT_EQ(Call(member_, "DELETE", "/v1/servers/" + id).status, 202);
+    WaitFor("/v1/servers/" + id, "server", "");
+    EXPECT_EQ(Call(member_, "GET", "/v1/ports/" + port).Field("port", "device_id"), next);
 }
 
 TEST_F(CloudServerTest, ARetryableServiceFailureIsRetriedAndTheServerEndsActive) {

@@ -21,7 +21,10 @@ are parsed, not grepped:
  5. Bad input refused in OpenStack's shape (a /33 subnet, an unknown flavor or image, a name too
     long, a volume of size 0).
  6. examples/openstack/sdk_server.py (openstacksdk) creates, waits for, prints and deletes a server.
- 7. cogs dev restarted on the same directory: the same passwords, nothing re-created; a user whose
+ 7. A key pair imported, a server booted with it, the pair deleted.
+ 8. A server booted on a port made beforehand (`--nic port-id=`): it takes the port's address; its
+    delete leaves the port, free, to the tenant.
+ 9. cogs dev restarted on the same directory: the same passwords, nothing re-created; a user whose
     password file is gone is left alone and out of clouds.yaml.
 
 Waits for a state poll with a deadline (no sleeps): the CLI takes ~0.6 s of CPU to start, which is
@@ -572,6 +575,29 @@ class OpenStackTest(unittest.TestCase):
         self.assertEqual(self.os_json("server", "show", "key-1")["key_name"], "demo-key",
                          "a server keeps its key after the pair goes, as in Nova")
         self.cleanup_with_cogs(("server", server["id"]), ("subnet", subnet["id"]), ("network", net["id"]))
+
+    def test_8_boot_on_a_port(self):
+        net, subnet = self.make_network("port-net", "10.62.0.0/24")
+        port = self.os_json("port", "create", "--network", "port-net", "--fixed-ip",
+                            "subnet=port-net-subnet,ip-address=10.62.0.50", "my-port")
+        self.assertEqual(port["fixed_ips"][0]["ip_address"], "10.62.0.50", port)  # made when answered
+        server = self.os_json("server", "create", "--flavor", "m1.tiny", "--image", "busybox", "--nic",
+                              "port-id=" + port["id"], "--wait", "port-1")
+        self.assertEqual(server["status"], "ACTIVE")
+        self.assertEqual(self.assert_address_in(server, "port-net", "10.62.0.0/24"), "10.62.0.50")
+        bound = self.os_json("port", "show", port["id"])
+        self.assertEqual(bound["device_id"], server["id"])
+        self.assertEqual(bound["status"], "ACTIVE")
+        self.assertNotEqual(self.openstack("port", "delete", port["id"], check=False).rc, 0,
+                            "a port bound to a server is not deleted")
+        self.openstack("server", "delete", "--wait", server["id"])
+        self.gone("server", server["id"])
+        kept = self.os_json("port", "show", port["id"])
+        self.assertEqual(kept["device_id"], "", kept)
+        self.assertEqual(kept["status"], "DOWN", kept)  # Neutron's word for a port on no server
+        self.assertEqual(kept["fixed_ips"][0]["ip_address"], "10.62.0.50", kept)
+        self.openstack("port", "delete", port["id"])
+        self.cleanup_with_cogs(("subnet", subnet["id"]), ("network", net["id"]))
 
     def test_9_restart_keeps_passwords(self):
         with open(self.clouds_yaml) as f:

@@ -58,7 +58,11 @@ std::vector<Resource> MakeTable() {
                         // Flavors and images: names as they are (the API takes them).
                         Text("--flavor", "flavor", "flavor name or id").Required(),
                         Text("--image", "image", "image name or id").Required(),
-                        Text("--network", "network_id", "network name or id").Required().IdsOf("networks"),
+                        Text("--network", "network_id", "network name or id (or --port)").IdsOf("networks"),
+                        Text("--port", "port_id",
+                             "a free port name or id to boot on (its network and address); the port "
+                             "stays yours when the server is deleted")
+                            .IdsOf("ports"),
                         Texts("--volume", "volume_ids", "volume name or id to attach (repeatable)")
                             .IdsOf("volumes"),
                         Text("--group", "server_group_id", "server group name or id").IdsOf("server-groups"),

@@ -223,7 +223,7 @@ struct Compute {
                 }
             }
         }
-        // networks: [{"uuid"}] (one: a cogs server has one port), or "auto".
+        // networks: [{"uuid"} or {"port"}] (one: a cogs server has one port), or "auto".
         const json::value* nets = s.if_contains("networks");
         if (nets == nullptr || nets->is_null() || (nets->is_string() && nets->as_string() == "auto")) {
             *network_auto = "auto";
@@ -231,14 +231,19 @@ struct Compute {
             return MakeError(
                 FieldError("server.networks", "\"none\" is not supported: a cogs server has a port"));
         } else if (!nets->is_array() || nets->as_array().size() != 1 || !nets->as_array()[0].is_object()) {
-            return MakeError(
-                FieldError("server.networks", "cogs gives a server exactly one network: [{\"uuid\"}]"));
+            return MakeError(FieldError(
+                "server.networks", "cogs gives a server exactly one network: [{\"uuid\"}] or [{\"port\"}]"));
         } else {
             const json::object& n = nets->as_array()[0].as_object();
-            COGS_TRY(NotSet(n, {"port", "fixed_ip", "tag"}, "server.networks[0]"));
+            COGS_TRY(NotSet(n, {"fixed_ip", "tag"}, "server.networks[0]"));
             COGS_TRY(OnlyKnown(n, {"uuid", "port", "fixed_ip", "tag"}, "server.networks[0]"));
-            if (Str(n, "uuid").empty()) return MakeError(FieldError("server.networks[0].uuid", "required"));
-            v1["network_id"] = Str(n, "uuid");
+            // A port of the project (its network is the port's; a uuid given too must be it).
+            if (const std::string port = Str(n, "port"); !port.empty()) v1["port_id"] = port;
+            if (const std::string uuid = Str(n, "uuid"); !uuid.empty()) {
+                v1["network_id"] = uuid;
+            } else if (!v1.contains("port_id")) {
+                return MakeError(FieldError("server.networks[0].uuid", "required (or port)"));
+            }
         }
         // Existing volumes attached at boot: block_device_mapping_v2 [{"uuid", "source_type": "volume",
         // "destination_type": "volume"}].
@@ -302,6 +307,7 @@ struct Compute {
                             RenameField(std::move(r), {{"flavor", "server.flavorRef"},
                                                        {"image", "server.imageRef"},
                                                        {"network_id", "server.networks[0].uuid"},
+                                                       {"port_id", "server.networks[0].port"},
                                                        {"volume_ids", "server.block_device_mapping_v2"},
                                                        {"user_data", "server.user_data"},
                                                        {"key_name", "server.key_name"},

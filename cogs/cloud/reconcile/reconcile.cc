@@ -395,7 +395,8 @@ std::vector<Action> Reconciler::Scan(const Desired& desired, const Actual& actua
             held.insert(p.id);
             if (const DesiredPort* d = Find(ports, p.id); d != nullptr) {
                 // Held for another device than cogsd's record says (a port's device is set when it
-                // is made and never changes after): set back, once confirmed.
+                // is made, or when a server boots on it or is deleted from it, and only while that
+                // server is busy): set back, once confirmed.
                 int scans = 0;
                 if (p.device_id != d->device_id && !d->busy && d->status == "ACTIVE" &&
                     !server_busy(d->device_id) && !server_busy(p.device_id) &&

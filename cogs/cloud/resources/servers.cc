@@ -1,5 +1,6 @@
 #include "cogs/cloud/resources/servers.h"
 
+#include <optional>
 #include <set>
 
 #include "cogs/base/secret.h"
@@ -54,7 +55,7 @@ void Servers::Create(Creation c) {
         Plan p;
         COGS_ASSIGN_OR_RETURN(
             auto in,
-            Input::Parse(c.call.body, {"name", "flavor", "image", "network_id", "volume_ids",
+            Input::Parse(c.call.body, {"name", "flavor", "image", "network_id", "port_id", "volume_ids",
                                        "server_group_id", "availability_zone", "weigher", "project_id",
                                        "user_data", "key_name", "min_count", "max_count"}));
         COGS_ASSIGN_OR_RETURN(p.project, OwnerOf(ctx_, c.who(), in));
@@ -79,7 +80,35 @@ void Servers::Create(Creation c) {
         COGS_ASSIGN_OR_RETURN(auto image_ref, in.String("image"));
         p.image = ctx_.model.FindByIdOrName(kImage, image_ref);
         if (p.image == nullptr) return MakeError(FieldError("image", "no image " + image_ref));
-        COGS_ASSIGN_OR_RETURN(p.net_id, in.String("network_id"));
+        COGS_ASSIGN_OR_RETURN(auto net_ref, in.OptionalString("network_id"));
+        COGS_ASSIGN_OR_RETURN(auto port_ref, in.OptionalString("port_id"));
+        if (port_ref) {
+            // Nova's boot on a port: the port is the project's, free and ACTIVE; the network is its.
+            if (p.max_count > 1) {
+                return MakeError(FieldError("port_id", "a port is one server's: none with max_count > 1"));
+            }
+            const Res* port = ctx_.model.Find(kPort, *port_ref);
+            if (port == nullptr || port->project != p.project) {
+                return MakeError(FieldError("port_id", "no port " + *port_ref));
+            }
+            if (const std::string device = Str(port->body, "device_id"); !device.empty()) {
+                return MakeError(ErrorCode::kConflict, "port " + port->id + " is in use by server " + device);
+            }
+            if (!port->is(NetStatus::kActive)) {
+                return MakeError(ErrorCode::kConflict,
+                                 "port " + port->id + " is " + port->status_text() + ", not ACTIVE");
+            }
+            p.port_id = port->id;
+            p.net_id = Str(port->body, "network_id");
+            if (net_ref && *net_ref != p.net_id) {
+                return MakeError(FieldError(
+                    "network_id", "port " + p.port_id + " is on network " + p.net_id + ", not " + *net_ref));
+            }
+        } else if (net_ref) {
+            p.net_id = *net_ref;
+        } else {
+            return MakeError(FieldError("network_id", "required (or port_id)"));
+        }
         const Res* net = ctx_.model.Find(kNetwork, p.net_id);
         if (net == nullptr || net->project != p.project) {
             return MakeError(FieldError("network_id", "no network " + p.net_id));
@@ -140,10 +169,7 @@ void Servers::Create(Creation c) {
     }();
     if (!planned) return c.call.Fail(planned.error());
     const Plan& p = *planned;
-    const Amount amount{.servers = 1,
-                        .vcpus = Int(p.flavor->body, "vcpus"),
-                        .ram_mb = Int(p.flavor->body, "ram_mb"),
-                        .ports = 1};
+    const Amount amount = p.Quota();
     if (!p.bulk) {
         if (auto st = ctx_.model.Reserve(p.project, amount); !st) return c.call.Fail(st.error());
         return StartAndAnswer(ctx_, Build(p, p.name, "r-" + NewUuid(), c.call.traceparent), c.call);
@@ -180,15 +206,31 @@ void Servers::Create(Creation c) {
         c.call);
 }
 
+Amount Servers::Plan::Quota() const {
+    return Amount{.servers = 1,
+                  .vcpus = Int(flavor->body, "vcpus"),
+                  .ram_mb = Int(flavor->body, "ram_mb"),
+                  .ports = port_id.empty() ? 1 : 0};
+}
+
 Launch Servers::Build(const Plan& p, const std::string& name, const std::string& reservation,
                       const std::string& traceparent) {
     const int64_t vcpus = Int(p.flavor->body, "vcpus");
     const int64_t ram = Int(p.flavor->body, "ram_mb");
     const int64_t disk = Int(p.flavor->body, "disk_gb");
-    const Amount amount{.servers = 1, .vcpus = vcpus, .ram_mb = ram, .ports = 1};
+    const Amount amount = p.Quota();
     Res server = ctx_.NewRes(kServer, p.project);
-    // The port's quota is the server's: `amount` counted it.
-    Res port = Networks::NewPort(ctx_, p.project, p.net_id, "", server.id);
+    const bool keep_port = !p.port_id.empty();
+    // A new port's quota is the server's: `amount` counted it. A given port holds its own.
+    std::optional<Res> new_port;
+    Res* given_port = nullptr;
+    if (keep_port) {
+        given_port = ctx_.model.Find(kPort, p.port_id);
+        given_port->body["device_id"] = server.id;
+    } else {
+        new_port = Networks::NewPort(ctx_, p.project, p.net_id, "", server.id);
+    }
+    const std::string port_id = keep_port ? p.port_id : new_port->id;
     auto& b = server.body;
     b["name"] = name;
     server.set_status(ServerStatus::kBuild);
@@ -198,7 +240,8 @@ Launch Servers::Build(const Plan& p, const std::string& name, const std::string&
     b["network_id"] = p.net_id;
     b["host"] = "";
     b["availability_zone"] = p.az;
-    b["port_id"] = port.id;
+    b["port_id"] = port_id;
+    b["_keep_port"] = keep_port;
     b["ip_address"] = "";
     b["mac_address"] = "";
     b["volume_ids"] = ToArray(p.volume_ids);
@@ -212,7 +255,6 @@ Launch Servers::Build(const Plan& p, const std::string& name, const std::string&
     b["_user_data"] = p.user_data;
     b["_public_key"] = p.public_key;
     const std::string server_id = server.id;
-    const std::string port_id = port.id;
     json::object input{
         {"server_id", server_id},
         {"project_id", p.project},
@@ -230,32 +272,38 @@ Launch Servers::Build(const Plan& p, const std::string& name, const std::string&
         {"policy", p.policy},
         {"weigher", p.weigher},
         {"user_data", p.user_data},
-        {"public_keys", PublicKeysOf(server)}};
+        {"public_keys", PublicKeysOf(server)},
+        {"keep_port", keep_port}};
     Res& stored = ctx_.model.Put(std::move(server));
-    std::vector<Res*> changed{&stored, &ctx_.model.Put(std::move(port))};
+    std::vector<Res*> changed{&stored, keep_port ? given_port : &ctx_.model.Put(std::move(*new_port))};
     for (const auto& vid : p.volume_ids) {
         Res* v = ctx_.model.Find(kVolume, vid);
         v->set_status(VolumeStatus::kAttaching);
         v->body["server_id"] = server_id;
         changed.push_back(v);
     }
-    return Launch{.type = "server.create",
-                  .input = std::move(input),
-                  .changed = std::move(changed),
-                  .undo =
-                      [this, server_id, port_id, project = p.project, amount, vols = p.volume_ids] {
-                          ctx_.model.Erase(kServer, server_id);
-                          ctx_.model.Erase(kPort, port_id);
-                          ctx_.model.Release(project, amount);
-                          for (const auto& vid : vols) {
-                              if (Res* v = ctx_.model.Find(kVolume, vid)) {
-                                  v->set_status(VolumeStatus::kAvailable);
-                                  v->body["server_id"] = "";
-                              }
-                          }
-                      },
-                  .on = &stored,
-                  .traceparent = traceparent};
+    return Launch{
+        .type = "server.create",
+        .input = std::move(input),
+        .changed = std::move(changed),
+        .undo =
+            [this, server_id, port_id, keep_port, project = p.project, amount, vols = p.volume_ids] {
+                ctx_.model.Erase(kServer, server_id);
+                if (!keep_port) {
+                    ctx_.model.Erase(kPort, port_id);
+                } else if (Res* port = ctx_.model.Find(kPort, port_id)) {
+                    port->body["device_id"] = "";
+                }
+                ctx_.model.Release(project, amount);
+                for (const auto& vid : vols) {
+                    if (Res* v = ctx_.model.Find(kVolume, vid)) {
+                        v->set_status(VolumeStatus::kAvailable);
+                        v->body["server_id"] = "";
+                    }
+                }
+            },
+        .on = &stored,
+        .traceparent = traceparent};
 }
 
 json::array PublicKeysOf(const Res& server) {
@@ -288,6 +336,7 @@ void Servers::Delete(Call call) {
     json::object input{{"server_id", id},
                        {"host", Str(s.body, "host")},
                        {"port_id", Str(s.body, "port_id")},
+                       {"keep_port", Bool(s.body, "_keep_port")},  // the tenant's: unbound, not deleted
                        {"volume_ids", ToArray(AttachedVolumes(ctx_.model, s))}};
     StartAndAnswer(ctx_,
                    ctx_.Transition(s, ToString(ServerStatus::kDeleting), "server.delete", std::move(input),
@@ -324,6 +373,7 @@ void Servers::SettleCreate(Settlement& st) {
     Res* s = st.Mine(kServer, sid);
     if (s == nullptr) return;
     Res* port = ctx_.model.Find(kPort, st.In("port_id"));
+    const bool keep_port = Bool(s->body, "_keep_port");
     const auto vols = StrList(st.input(), "volume_ids");
     if (st.ok()) {
         json::object claim = st.Output("claim");
@@ -341,7 +391,10 @@ void Servers::SettleCreate(Settlement& st) {
         st.Note(*s, "active",
                 "server is ACTIVE on host " + Str(s->body, "host") + " at " + Str(s->body, "ip_address"));
         st.Save(*s);
-        if (port != nullptr) {
+        if (port != nullptr && keep_port) {
+            st.Note(*port, "bound", "port is bound to server " + sid);
+            st.Save(*port);
+        } else if (port != nullptr) {
             port->set_status(NetStatus::kActive);
             for (const char* k : {"mac_address", "fixed_ip", "subnet_id"}) {
                 if (p.contains(k)) port->body[k] = p.at(k);
@@ -381,10 +434,16 @@ void Servers::SettleCreate(Settlement& st) {
         // Its volumes are free again (below): it keeps none of them, so that its delete later
         // never touches a volume another server took meanwhile.
         s->body["volume_ids"] = json::array();
-        if (port != nullptr) st.Erase(kPort, port->id);
-    } else if (port != nullptr) {
+        if (port != nullptr && keep_port) {
+            Unbind(st, *port, sid);
+        } else if (port != nullptr) {
+            st.Erase(kPort, port->id);
+        }
+    } else if (port != nullptr && !keep_port) {
         st.Fail(*port, ToString(NetStatus::kError));
     }
+    // (A given port whose rollback did not end stays bound to the failed server: its delete
+    // unbinds it.)
     s->body["host"] = "";
     st.Fail(*s, ToString(ServerStatus::kError));
     for (const auto& vid : vols) {
@@ -398,6 +457,14 @@ void Servers::SettleCreate(Settlement& st) {
     }
 }
 
+void Servers::Unbind(Settlement& st, Res& port, const std::string& server_id) {
+    if (Str(port.body, "device_id") != server_id) return;  // another server's since
+    port.body["device_id"] = "";
+    st.Note(port, "unbound",
+            "port is free again: server " + server_id + " " + st.event().type + " " + st.outcome());
+    st.Save(port);
+}
+
 void Servers::SettleDelete(Settlement& st) {
     const std::string sid = st.In("server_id");
     Res* s = st.Mine(kServer, sid);
@@ -407,7 +474,11 @@ void Servers::SettleDelete(Settlement& st) {
         return;
     }
     const bool delete_volumes = Bool(s->body, "_delete_volumes");
-    st.Erase(kPort, Str(s->body, "port_id"));
+    if (!Bool(s->body, "_keep_port")) {
+        st.Erase(kPort, Str(s->body, "port_id"));
+    } else if (Res* port = ctx_.model.Find(kPort, Str(s->body, "port_id"))) {
+        Unbind(st, *port, sid);
+    }
     // Only what is attached to this server is freed (no attach or detach ran meanwhile: both are
     // refused while it is DELETING, and its delete while one runs).
     const std::vector<std::string> vols = AttachedVolumes(ctx_.model, *s);

@@ -50,6 +50,7 @@ private:
     // A create request, checked (nothing reserved or written yet).
     struct Plan {
         std::string project, name, net_id, group_id, policy, az, weigher;
+        std::string port_id;               // a port of the project to boot on ("": a new one)
         std::string user_data;             // base64, as given (checked here, decoded by the compute agent)
         std::string key_name, public_key;  // a key pair of the project, and its key ("": none)
         const Res* flavor = nullptr;
@@ -57,13 +58,20 @@ private:
         std::vector<std::string> volume_ids;
         bool bulk = false;  // min_count or max_count given: the bulk answer
         int64_t min_count = 1, max_count = 1;
+        // What one server of it holds: servers, vcpus, ram_mb, and a port unless it boots on one.
+        Amount Quota() const;
     };
     // One server of `p` named `name` (its quota reserved) and its port in the model, BUILD, and the
-    // launch of its server.create (whose undo erases them and gives the quota back).
+    // launch of its server.create (whose undo erases them and gives the quota back). On the port
+    // `p.port_id`: that port, bound to the server in the model at once (no other server may take it;
+    // the undo unbinds it), and a server.create with keep_port.
     Launch Build(const Plan& p, const std::string& name, const std::string& reservation,
                  const std::string& traceparent);
     void SettleCreate(Settlement& s);
     void SettleDelete(Settlement& s);
+    // A given port of `server_id` is free again (its create rolled back, its delete done), unless
+    // another server holds it by now.
+    void Unbind(Settlement& st, Res& port, const std::string& server_id);
     void SettlePower(Settlement& s, std::string_view action);
     Context& ctx_;
     Volumes& volumes_;

@@ -103,10 +103,10 @@ std::vector<kit::Action> NetworkDomain::actions() {
          std::bind_front(&NetworkDomain::CreateSubnet, this)},
         {"delete_subnet", {"id"}, std::bind_front(&NetworkDomain::DeleteSubnet, this)},
         {"create_port",
-         {"id", "network_id", "subnet_id", "fixed_ip", "device_id", "name", "project_id"},
+         {"id", "network_id", "subnet_id", "fixed_ip", "device_id", "name", "project_id", "existing"},
          std::bind_front(&NetworkDomain::CreatePort, this)},
         {"update_port", {"id", "device_id"}, std::bind_front(&NetworkDomain::UpdatePort, this)},
-        {"delete_port", {"id"}, std::bind_front(&NetworkDomain::DeletePort, this)},
+        {"delete_port", {"id", "device_id", "keep"}, std::bind_front(&NetworkDomain::DeletePort, this)},
     };
 }
 

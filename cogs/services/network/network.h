@@ -14,8 +14,14 @@
 //   create_port    {id, network_id, subnet_id?, fixed_ip?, device_id?, name?, project_id?}
 //                                                                -> {id, network_id, subnet_id, mac_address,
 //                                                                    fixed_ip, device_id, name, project_id}
+//   create_port    {id, network_id, device_id, existing: true}   -> the port made beforehand, bound to
+//                                                                   device_id (kConflict if another
+//                                                                   device holds it)
 //   update_port    {id, device_id}                               -> the port
 //   delete_port    {id}                                          -> {id, deleted}
+//   delete_port    {id, device_id, keep: true}                   -> {id, deleted: false, unbound}: the
+//                                                                   port stays, unbound if device_id
+//                                                                   held it
 //
 // Creates are idempotent by id (a repeat answers what exists; a repeat that contradicts it is
 // kAlreadyExists) and deletes of what is absent succeed with "deleted": false, so a workflow may

@@ -35,6 +35,10 @@ json::object NetworkDomain::PortOutput(const Port& p) const {
 }
 
 Result<kit::Done> NetworkDomain::CreatePort(const wire::Input& in, kit::Tx& tx) {
+    COGS_ASSIGN_OR_RETURN(const bool existing, in.OptionalBool("existing", false));
+    if (existing) {
+        return BindPort(in, tx);
+    }
     COGS_ASSIGN_OR_RETURN(const std::string id, in.String("id", kIdText));
     COGS_ASSIGN_OR_RETURN(const std::string network_id, in.String("network_id", kIdText));
     COGS_ASSIGN_OR_RETURN(auto subnet_id, in.OptionalString("subnet_id"));
@@ -139,7 +143,48 @@ Result<kit::Done> NetworkDomain::UpdatePort(const wire::Input& in, kit::Tx& tx) 
     return Output(PortOutput(p));
 }
 
+Result<kit::Done> NetworkDomain::BindPort(const wire::Input& in, kit::Tx& tx) {
+    // A port someone made beforehand: bound to the device, never taken from another one.
+    COGS_ASSIGN_OR_RETURN(const std::string id, in.String("id", kIdText));
+    COGS_ASSIGN_OR_RETURN(const std::string network_id, in.String("network_id", kIdText));
+    COGS_ASSIGN_OR_RETURN(std::string device_id, in.String("device_id", kIdText));
+    auto it = ports_.find(id);
+    if (it == ports_.end()) {
+        return MakeError(ErrorCode::kNotFound, "port " + id + " not found");
+    }
+    Port& p = it->second;
+    if (p.network_id != network_id) {
+        return MakeError(in.Invalid("network_id", "port " + id + " is on network " + p.network_id));
+    }
+    if (p.device_id == device_id) {
+        return Output(PortOutput(p));  // a re-sent take
+    }
+    if (!p.device_id.empty()) {
+        return MakeError(ErrorCode::kConflict, "port " + id + " is bound to device " + p.device_id);
+    }
+    p.device_id = std::move(device_id);
+    tx.Put(kPortsTable, p.id, json::serialize(PortJson(p)));
+    return Output(PortOutput(p));
+}
+
+Result<kit::Done> NetworkDomain::UnbindPort(const wire::Input& in, kit::Tx& tx) {
+    COGS_ASSIGN_OR_RETURN(const std::string id, in.String("id", kIdText));
+    COGS_ASSIGN_OR_RETURN(const std::string device_id, in.String("device_id", kIdText));
+    auto it = ports_.find(id);
+    if (it == ports_.end() || it->second.device_id != device_id) {
+        // Gone, free, or bound to another device since: nothing of this device's to undo.
+        return Output(json::object{{"id", id}, {"deleted", false}, {"unbound", false}});
+    }
+    it->second.device_id.clear();
+    tx.Put(kPortsTable, id, json::serialize(PortJson(it->second)));
+    return Output(json::object{{"id", id}, {"deleted", false}, {"unbound", true}});
+}
+
 Result<kit::Done> NetworkDomain::DeletePort(const wire::Input& in, kit::Tx& tx) {
+    COGS_ASSIGN_OR_RETURN(const bool keep, in.OptionalBool("keep", false));
+    if (keep) {
+        return UnbindPort(in, tx);
+    }
     return DeleteById(in, tx, ports_, kPortsTable, [this](const Port& p) -> Status {
         auto subnet = subnets_.find(p.subnet_id);
         COGS_EXPECT(subnet != subnets_.end());

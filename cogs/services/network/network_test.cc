@@ -573,6 +573,65 @@ TEST_F(NetworkDomainTest, UpdatePortBindsAndUnbinds) {
     EXPECT_THAT(e.message, HasSubstr("p9"));
 }
 
+TEST_F(NetworkDomainTest, ExistingAndKeepFalseOrNullAreAPlainCreateAndDelete) {
+    MakeNet();
+    MakeSubnet("s1", "n1", "10.0.0.0/24");
+    auto made = Ok("create_port", R"({"id":"p1","network_id":"n1","device_id":"server-1","existing":false})");
+    EXPECT_EQ(Str(made, "fixed_ip"), "10.0.0.2");
+    EXPECT_EQ(Str(made, "device_id"), "server-1");
+    // A workflow started before the fields existed renders them null.
+    EXPECT_EQ(Str(Ok("create_port", R"({"id":"p2","network_id":"n1","existing":null})"), "fixed_ip"),
+              "10.0.0.3");
+    EXPECT_EQ(Ok("delete_port", R"({"id":"p1","device_id":"server-1","keep":null})"),
+              json::parse(R"({"id":"p1","deleted":true})"));
+    EXPECT_EQ(HeldAddresses(), (std::set<std::string>{"10.0.0.3@s1"}));
+}
+
+TEST_F(NetworkDomainTest, AnExistingPortIsBoundNeverTakenFromAnotherDeviceAndKeptOnDelete) {
+    MakeNet();
+    MakeNet("n2");
+    MakeSubnet("s1", "n1", "10.0.0.0/24");
+    auto p = MakePort("p1");
+    const std::string bind1 = R"({"id":"p1","network_id":"n1","device_id":"server-1","existing":true})";
+    auto bound = Ok("create_port", bind1);
+    EXPECT_EQ(Str(bound, "device_id"), "server-1");
+    EXPECT_EQ(Str(bound, "fixed_ip"), Str(p, "fixed_ip"));
+    EXPECT_EQ(Str(bound, "mac_address"), Str(p, "mac_address"));
+    EXPECT_EQ(Str(bound, "cidr"), "10.0.0.0/24");
+    ASSERT_EQ(last_writes_.size(), 1u);
+    EXPECT_EQ(Str(Ok("create_port", bind1), "device_id"), "server-1") << "a re-sent bind";
+    EXPECT_TRUE(last_writes_.empty());
+    auto taken =
+        Fails("create_port", R"({"id":"p1","network_id":"n1","device_id":"server-2","existing":true})",
+              ErrorCode::kConflict);
+    EXPECT_THAT(taken.message, HasSubstr("server-1"));
+    Fails("create_port", R"({"id":"p9","network_id":"n1","device_id":"server-2","existing":true})",
+          ErrorCode::kNotFound);
+    auto elsewhere =
+        Fails("create_port", R"({"id":"p1","network_id":"n2","device_id":"server-1","existing":true})",
+              ErrorCode::kInvalidArgument);
+    EXPECT_THAT(elsewhere.message, HasSubstr("network_id"));
+    Fails("create_port", R"({"id":"p1","network_id":"n1","device_id":"","existing":true})",
+          ErrorCode::kInvalidArgument);
+
+    // Another device's keep-delete leaves it; its own unbinds it, durably, and never deletes it.
+    const std::string unbind1 = R"({"id":"p1","device_id":"server-1","keep":true})";
+    EXPECT_EQ(Ok("delete_port", R"({"id":"p1","device_id":"server-2","keep":true})"),
+              json::parse(R"({"id":"p1","deleted":false,"unbound":false})"));
+    EXPECT_TRUE(last_writes_.empty());
+    EXPECT_EQ(Ok("delete_port", unbind1), json::parse(R"({"id":"p1","deleted":false,"unbound":true})"));
+    Reload();
+    ASSERT_EQ(Inventory().at("ports").as_array().size(), 1u);
+    EXPECT_EQ(Str(Inventory().at("ports").as_array()[0], "device_id"), "");
+    // server-2 binds it; server-1's late unbind (a compensation re-sent) does not free it.
+    Ok("create_port", R"({"id":"p1","network_id":"n1","device_id":"server-2","existing":true})");
+    EXPECT_EQ(Ok("delete_port", unbind1), json::parse(R"({"id":"p1","deleted":false,"unbound":false})"));
+    EXPECT_EQ(Str(Inventory().at("ports").as_array()[0], "device_id"), "server-2");
+    // A port that is gone: nothing to unbind.
+    EXPECT_EQ(Ok("delete_port", R"({"id":"p9","device_id":"server-1","keep":true})"),
+              json::parse(R"({"id":"p9","deleted":false,"unbound":false})"));
+}
+
 TEST_F(NetworkDomainTest, DeletePortReleasesItsAddress) {
     MakeNet();
     MakeSubnet("s1", "n1", "10.0.0.0/24");

@@ -166,6 +166,9 @@ private:
     // ---- network_ports.cc ----
     Result<kit::Done> CreatePort(const wire::Input& in, kit::Tx& tx);
     Result<kit::Done> UpdatePort(const wire::Input& in, kit::Tx& tx);
+    // create_port with existing: true, delete_port with keep: true (README.md).
+    Result<kit::Done> BindPort(const wire::Input& in, kit::Tx& tx);
+    Result<kit::Done> UnbindPort(const wire::Input& in, kit::Tx& tx);
     Result<kit::Done> DeletePort(const wire::Input& in, kit::Tx& tx);
     Status LoadPort(std::string_view id, std::string_view text);
     // The port as actions and GET /v1/ports/{id} answer it: PortJson plus its subnet's "cidr" and
