@@ -57,6 +57,35 @@ TEST_F(CloudTest, BadInputIsRefusedNamingTheFieldAndWritesNothing) {
 
 // The network service's rules (cogs/netaddr) are checked by cogsd before it writes anything: a
 // subnet or port it would refuse is never made, no workflow starts, the service is never called.
+TEST_F(CloudTest, AnUnchangedReadNamedByItsEntityTagIs304WithNoBody) {
+    Seed();
+    const std::string project = NewProject("t");
+    const std::string member = NewToken(project, "member");
+    Reply first = Call(member, "GET", "/v1/networks");
+    ASSERT_EQ(first.status, 200);
+    const std::string tag = first.raw.Header("etag");
+    ASSERT_FALSE(tag.empty());
+    EXPECT_EQ(first.raw.Header("cache-control"), "private, no-cache");
+
+    Reply same = Call(member, "GET", "/v1/networks", "", {{"if-none-match", tag}});
+    EXPECT_EQ(same.status, 304);
+    EXPECT_EQ(same.raw.body, "");
+    EXPECT_EQ(same.raw.Header("etag"), tag);
+    EXPECT_EQ(Call(member, "GET", "/v1/networks", "", {{"if-none-match", "W/" + tag}}).status, 304);
+    EXPECT_EQ(Call(member, "GET", "/v1/networks", "", {{"if-none-match", "\"other\""}}).status, 200);
+
+    // A change: the old tag gets the new list, with its own tag.
+    ActiveNetwork(member);
+    Reply changed = Call(member, "GET", "/v1/networks", "", {{"if-none-match", tag}});
+    EXPECT_EQ(changed.status, 200);
+    EXPECT_EQ(changed.Items("networks").size(), 1u);
+    EXPECT_NE(changed.raw.Header("etag"), tag);
+    // Refusals carry no tag and are never 304.
+    Reply missing = Call(member, "GET", "/v1/networks/nope", "", {{"if-none-match", "*"}});
+    EXPECT_EQ(missing.status, 404);
+    EXPECT_EQ(missing.raw.Header("etag"), "");
+}
+
 TEST_F(CloudTest, ASubnetTheNetworkServiceWouldRefuseIsRefusedBeforeAnythingIsWritten) {
     const std::string net = ActiveNetwork(admin_);
     const std::string other_net = ActiveNetwork(admin_, "other");

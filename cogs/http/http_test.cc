@@ -11,6 +11,7 @@
 #include <functional>
 
 #include "cogs/http/client.h"
+#include "cogs/http/conditional.h"
 #include "cogs/http/server.h"
 #include "test/support/temp_dir.h"
 
@@ -99,6 +100,23 @@ TEST(RequestTest, PathQueryHeader) {
     EXPECT_EQ(res.Header("content-type"), "application/json");
     res.headers = {{"Content-Type", "text/plain"}};
     EXPECT_EQ(res.Header("content-type"), "text/plain");
+}
+
+TEST(ConditionalTest, EntityTagsAndIfNoneMatch) {
+    const std::string tag = EntityTag("{\"servers\":[]}");
+    EXPECT_EQ(tag.size(), 18u);
+    EXPECT_EQ(tag.front(), '"');
+    EXPECT_EQ(tag.back(), '"');
+    EXPECT_EQ(EntityTag("{\"servers\":[]}"), tag) << "the same content, the same tag";
+    EXPECT_NE(EntityTag("{\"servers\":[1]}"), tag);
+    EXPECT_EQ(EntityTag(""), "\"cbf29ce484222325\"") << "FNV-1a 64's offset basis: a stable hash";
+    EXPECT_TRUE(NoneMatchHits(tag, tag));
+    EXPECT_TRUE(NoneMatchHits("W/" + tag, tag)) << "compared weakly";
+    EXPECT_TRUE(NoneMatchHits("\"x\", " + tag + " ,\"y\"", tag));
+    EXPECT_TRUE(NoneMatchHits("*", tag));
+    EXPECT_FALSE(NoneMatchHits("", tag));
+    EXPECT_FALSE(NoneMatchHits("\"x\"", tag));
+    EXPECT_FALSE(NoneMatchHits(tag.substr(1), tag)) << "unquoted is another tag";
 }
 
 TEST(HttpTest, RoundTrip) {

@@ -6,6 +6,7 @@
 #include <charconv>
 
 #include "cogs/http/client.h"
+#include "cogs/http/conditional.h"
 #include "cogs/http/server.h"
 
 namespace cogs::http {
@@ -112,6 +113,35 @@ std::string Request::Query(const std::string& name) const {
 }
 
 std::string UrlDecode(std::string_view s) { return Decode(s); }
+
+std::string EntityTag(std::string_view content) {
+    uint64_t h = 14695981039346656037ull;  // FNV-1a 64's offset basis
+    for (unsigned char c : content) {
+        h = (h ^ c) * 1099511628211ull;
+    }
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string tag(18, '"');
+    for (int i = 0; i < 16; ++i) {
+        tag[1 + i] = kHex[(h >> (60 - 4 * i)) & 0xf];
+    }
+    return tag;
+}
+
+bool NoneMatchHits(std::string_view if_none_match, std::string_view tag) {
+    while (!if_none_match.empty()) {
+        const size_t comma = if_none_match.find(',');
+        std::string_view one = if_none_match.substr(0, comma);
+        if_none_match =
+            comma == std::string_view::npos ? std::string_view() : if_none_match.substr(comma + 1);
+        while (!one.empty() && (one.front() == ' ' || one.front() == '\t'))
+            one.remove_prefix(1);
+        while (!one.empty() && (one.back() == ' ' || one.back() == '\t'))
+            one.remove_suffix(1);
+        if (one.starts_with("W/")) one.remove_prefix(2);
+        if (one == "*" || one == tag) return true;
+    }
+    return false;
+}
 
 std::string Response::Header(const std::string& name) const {
     if (EqualsIgnoreCase(name, "content-type")) {

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cogs/http/conditional.h"
 #include "cogs/observe/http_observe.h"
 #include "cogs/observe/log.h"
 #include "cogs/observe/trace.h"
@@ -125,6 +126,24 @@ http::Handler HttpApi::Handler() {
         if (face) {
             respond = [state, path, respond = std::move(respond)](http::Response r) {
                 respond(r.status >= 400 ? state->face.reshape(path, std::move(r)) : std::move(r));
+            };
+        }
+        if (req.method == "GET" && path.starts_with("/v1/")) {
+            // Conditional reads (docs/api.md "Polling"): every 200 carries the entity tag of its body,
+            // and a poll that names it is answered 304, empty: a console polling an unchanged list of
+            // a thousand servers gets no body to parse. (A file download streams: no tag.)
+            respond = [if_none_match = req.Header("if-none-match"),
+                       respond = std::move(respond)](http::Response r) {
+                if (r.status == 200 && !r.body_file) {
+                    std::string tag = http::EntityTag(r.body);
+                    if (!if_none_match.empty() && http::NoneMatchHits(if_none_match, tag)) {
+                        r.status = 304;
+                        r.body.clear();
+                    }
+                    r.headers.emplace_back("etag", std::move(tag));
+                    r.headers.emplace_back("cache-control", "private, no-cache");
+                }
+                respond(std::move(r));
             };
         }
         // The audit entry of a change: who asked is filled in once the token is known.
