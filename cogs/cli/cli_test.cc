@@ -605,6 +605,17 @@ TEST_F(CliTest, ListsFollowNextMarkerAndLimitCapsThem) {
     EXPECT_EQ(Parse(r.out).at("workflows").as_array().size(), 10u);
 }
 
+TEST_F(CliTest, WorkflowRetryAndCancelPostToTheWorkflow) {
+    const std::string id = api_.Add("workflows", {{"type", "server.create"}, {"state", "failed"}});
+    Outcome r = Cogs({"workflow", "retry", id});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(api_.seen("POST", "/v1/workflows/" + id + "/retry").size(), 1u);
+    EXPECT_THAT(r.out, HasSubstr("retried"));
+    r = Cogs({"workflow", "cancel", id});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_EQ(api_.seen("POST", "/v1/workflows/" + id + "/cancel").size(), 1u);
+}
+
 TEST_F(CliTest, ServerCreateSendsTheUserDataFileBase64Encoded) {
     api_.Add("networks", {{"name", "net1"}, {"status", "ACTIVE"}});
     const std::string script = std::string("#!/bin/sh\necho hi\0\xff", 19);

@@ -196,17 +196,13 @@ Status Cloud::Impl::Load() {
     std::set<std::string> settle;
     for (auto kind : kStatusKinds) {
         for (const auto& [id, r] : ctx.model.All(kind)) {
-            if (Transitional(kind, r.status_text()) && !Str(r.body, "workflow_id").empty()) {
-                settle.insert(Str(r.body, "workflow_id"));
-            }
+            if (std::string wf = r.awaited_workflow(); !wf.empty()) settle.insert(std::move(wf));
         }
     }
     // The rest resume: they count against their project's workflows in flight until they end.
     for (auto kind : kStatusKinds) {
         for (const auto& [id, r] : ctx.model.All(kind)) {
-            if (Transitional(kind, r.status_text()) && !Str(r.body, "workflow_id").empty()) {
-                ctx.CountWorkflow(Str(r.body, "workflow_id"), r.project);
-            }
+            if (std::string wf = r.awaited_workflow(); !wf.empty()) ctx.CountWorkflow(wf, r.project);
         }
     }
     for (const auto& ev : ctx.EndedWorkflows({settle.begin(), settle.end()})) {

@@ -459,6 +459,46 @@ TEST_F(CloudServerTest, AFailedBootOnAPortUnbindsItAndKeepsIt) {
     EXPECT_EQ(Call(member_, "GET", "/v1/ports/" + port).Field("port", "device_id"), next);
 }
 
+TEST_F(CloudServerTest, AFailedRollbackAnAdminRetriesEndsAndItsServerTakesTheNewEnd) {
+    services::sim::FaultConfig f;
+    f.fail_actions = {"create_instance"};
+    sims_["compute"]->SetFaults(f);
+    gates_["network"]->Hold("delete_port");  // the port's compensation, refused below
+    Reply r = Call(member_, "POST", "/v1/servers", ServerBody(net_));
+    ASSERT_EQ(r.status, 202) << r.raw.body;
+    const std::string id = r.Field("server", "id");
+    const std::string wf = r.Field("server", "workflow_id");
+    const std::string retry = "/v1/workflows/" + wf + "/retry";
+    auto state = [&] { return Call(admin_, "GET", "/v1/workflows/" + wf).Field("workflow", "state"); };
+    RunUntil([&] { return gates_["network"]->held() == 1; });
+    EXPECT_EQ(Call(admin_, "POST", retry, "{}").status, 409) << "still running";
+    gates_["network"]->Refuse(Error(ErrorCode::kFailedPrecondition, "refused by the test"));
+    RunUntil([&] { return state() == "failed"; });
+    ASSERT_EQ(state(), "failed");
+    WaitFor("/v1/servers/" + id, "server", "ERROR");
+    EXPECT_EQ(InUse(project_, "servers"), 1) << "a create whose rollback did not end keeps its quota";
+    EXPECT_EQ(InUse(project_, "ports"), 1);
+
+    Reply member = Call(member_, "POST", retry, "{}");
+    EXPECT_EQ(member.status, 403) << "an operator's decision: " << member.raw.body;
+    Reply retried = Call(admin_, "POST", retry, "{}");
+    ASSERT_EQ(retried.status, 202) << retried.raw.body;
+    RunUntil([&] { return state() == "rolled_back"; });
+    ASSERT_EQ(state(), "rolled_back");
+    RunUntil([&] { return InUse(project_, "servers") == 0; });
+    EXPECT_EQ(InUse(project_, "servers"), 0) << "the server took the new end: its quota is back";
+    EXPECT_EQ(InUse(project_, "ports"), 0);
+    EXPECT_EQ(Count(admin_, "ports"), 0u);
+    EXPECT_EQ(Server(id).Field("server", "status"), "ERROR");
+    EXPECT_EQ(sims_["network"]->Counts().live(), 1u) << "the port undone at last; the network stays";
+    const auto types = EventTypes("/v1/servers/" + id);
+    EXPECT_LT(IndexOf(types, "retry_requested"), IndexOf(types, "workflow_rolled_back")) << Join(types);
+    EXPECT_EQ(Call(admin_, "POST", retry, "{}").status, 409) << "rolled back: nothing to retry";
+    // The server goes on delete, as any failed one.
+    ASSERT_EQ(Call(member_, "DELETE", "/v1/servers/" + id).status, 202);
+    WaitFor("/v1/servers/" + id, "server", "");
+}
+
 TEST_F(CloudServerTest, ARetryableServiceFailureIsRetriedAndTheServerEndsActive) {
     gates_["network"]->FailNext("create_port", 2);
     Reply r = Call(member_, "POST", "/v1/servers", ServerBody(net_));

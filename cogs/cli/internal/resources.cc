@@ -283,7 +283,9 @@ std::vector<Resource> MakeTable() {
                          Text("--type", "type", "e.g. server.create")})
                        .Limit(),
                    Special("show", "show a workflow's step timeline", AddWorkflowShow),
-                   Special("cancel", "cancel a workflow (it rolls back)", AddWorkflowCancel)}},
+                   Special("cancel", "cancel a workflow (it rolls back)", AddWorkflowCancel),
+                   Special("retry", "run a failed workflow's compensations again (admin)",
+                           AddWorkflowRetry)}},
     };
 }
 

@@ -339,22 +339,32 @@ int WorkflowShow(Invocation& inv, const Resource& workflows, const std::string& 
     return 0;
 }
 
-int WorkflowCancel(Invocation& inv, const Resource& workflows, const std::string& id) {
+// POST /v1/workflows/{id}/<what>; `says` what follows "workflow ID: " on success.
+int WorkflowPost(Invocation& inv, const Resource& workflows, const std::string& id, const char* what,
+                 const char* says) {
     ApiClient* api = inv.Api();
     if (!api) {
         return inv.FailSettings();
     }
     const json::value body = json::object{};
-    auto r = api->Call("POST", workflows.Path(id) + "/cancel", &body);
+    auto r = api->Call("POST", workflows.Path(id) + "/" + what, &body);
     if (!r) {
         return inv.Fail(r.error());
     }
     if (inv.Json()) {
         inv.out() << PrettyJson(*r);
     } else {
-        inv.out() << "workflow " << id << ": cancel requested; it rolls back\n";
+        inv.out() << "workflow " << id << ": " << says << "\n";
     }
     return 0;
+}
+
+int WorkflowCancel(Invocation& inv, const Resource& workflows, const std::string& id) {
+    return WorkflowPost(inv, workflows, id, "cancel", "cancel requested; it rolls back");
+}
+
+int WorkflowRetry(Invocation& inv, const Resource& workflows, const std::string& id) {
+    return WorkflowPost(inv, workflows, id, "retry", "retried; its compensations run again");
 }
 
 }  // namespace
@@ -430,6 +440,10 @@ void AddWorkflowShow(Invocation& inv, const Resource& workflows, const Verb& ver
 
 void AddWorkflowCancel(Invocation& inv, const Resource& workflows, const Verb& verb, CLI::App* group) {
     AddRefCommand(inv, workflows, group, verb.name, verb.help, WorkflowCancel);
+}
+
+void AddWorkflowRetry(Invocation& inv, const Resource& workflows, const Verb& verb, CLI::App* group) {
+    AddRefCommand(inv, workflows, group, verb.name, verb.help, WorkflowRetry);
 }
 
 void AddWhoami(Invocation& inv, CLI::App& app) {

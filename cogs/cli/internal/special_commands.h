@@ -28,6 +28,7 @@ void AddHostEnroll(Invocation& inv, const Resource& hosts, const Verb& verb, CLI
 void AddProjectQuota(Invocation& inv, const Resource& projects, const Verb& verb, CLI::App* group);
 void AddWorkflowShow(Invocation& inv, const Resource& workflows, const Verb& verb, CLI::App* group);
 void AddWorkflowCancel(Invocation& inv, const Resource& workflows, const Verb& verb, CLI::App* group);
+void AddWorkflowRetry(Invocation& inv, const Resource& workflows, const Verb& verb, CLI::App* group);
 // image create NAME [--os OS] [--min-disk-gb N] [--file ARCHIVE]   POST /v1/images, then (--file)
 //     PUT /v1/images/{id}/file?sha256=... from the file (image_commands.cc); a refused upload deletes
 //     the image again.

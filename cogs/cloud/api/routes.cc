@@ -224,6 +224,7 @@ std::vector<Route> ApiRoutes(RouteTargets t) {
         {"GET", "/v1/workflows", [&workflows](Call c) { workflows.List(std::move(c)); }},
         {"GET", "/v1/workflows/{id}", [&workflows](Call c) { workflows.Show(std::move(c)); }},
         {"POST", "/v1/workflows/{id}/cancel", [&workflows](Call c) { workflows.Cancel(std::move(c)); }},
+        {"POST", "/v1/workflows/{id}/retry", [&workflows](Call c) { workflows.Retry(std::move(c)); }},
 
         // The kinds declared in configuration (resources/kinds.h): the least specific patterns, so
         // every path above wins; a collection that is no declared kind answers 404 "no route".

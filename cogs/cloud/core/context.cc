@@ -394,9 +394,11 @@ json::object Settlement::Output(std::string_view step) const {
 
 Res* Settlement::Mine(std::string_view kind, const std::string& id) {
     Res* r = ctx.model.Find(kind, id);
-    return r != nullptr && Str(r->body, "workflow_id") == ev_.id && Transitional(kind, r->status_text())
-               ? r
-               : nullptr;
+    if (r == nullptr || r->awaited_workflow() != ev_.id) return nullptr;
+    // A failed workflow an admin retried (Workflows::Retry): its resource, settled once already by
+    // the failure, takes this end too — once: the mark goes with this settle.
+    r->body.erase("_retry_of");
+    return r;
 }
 
 void Settlement::Note(const Res& r, std::string type, std::string message) {

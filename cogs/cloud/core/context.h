@@ -75,8 +75,9 @@ public:
     // The output of step `step`, or {}.
     json::object Output(std::string_view step) const;
 
-    // The resource of `kind` `id`, if it is waiting for this workflow: it names it and is still in
-    // its transitional status. The same end can be delivered more than once (the engine's report,
+    // The resource of `kind` `id`, if it is waiting for this workflow (Res::awaited_workflow): it
+    // names it and is still in its transitional status, or it took the workflow's failure and an
+    // admin retried it. The same end can be delivered more than once (the engine's report,
     // the stuck-work check's look-ups, start-up): only the first finds it, and a stale end (the
     // resource moved on to another workflow) changes nothing.
     Res* Mine(std::string_view kind, const std::string& id);

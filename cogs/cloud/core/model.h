@@ -58,6 +58,12 @@ struct Res {
         body["_prev_status"] = ToString(s);
     }
     std::string status_text() const { return Str(body, "status"); }
+    // The workflow whose end this record waits for, or "": the one it names while its status is
+    // transitional, or a failed one an admin retried ("_retry_of", Workflows::Retry).
+    std::string awaited_workflow() const {
+        std::string wf = Str(body, "workflow_id");
+        return !wf.empty() && (Transitional(kind, status_text()) || Str(body, "_retry_of") == wf) ? wf : "";
+    }
 };
 
 // What a resource holds of its project's quota: one count per kind a tenant creates, and the

@@ -374,8 +374,8 @@ void ReconcileLoop::SettleStuck() {
     std::set<std::string> check;  // a workflow of several resources is looked up once
     for (auto kind : kStatusKinds) {
         for (const auto& [id, r] : ctx_.model.All(kind)) {
-            const std::string wf = Str(r.body, "workflow_id");
-            if (!Transitional(kind, r.status_text()) || wf.empty()) continue;
+            const std::string wf = r.awaited_workflow();
+            if (wf.empty()) continue;
             const std::string key = std::string(kind) + "/" + id;
             auto seen = transitional_seen_.find(key);
             if (seen != transitional_seen_.end() && seen->second == wf) check.insert(wf);

@@ -102,6 +102,35 @@ void Workflows::Cancel(Call call) {
     });
 }
 
+void Workflows::Retry(Call call) {
+    // An operator's: the compensation failed for a reason someone had to look at (a service down
+    // for long, a refusal), and is run again once it is fixed.
+    if (auto st = RequireAdmin(call.who); !st) return call.Fail(st.error());
+    Load(std::move(call), [this](Call c, store::WorkflowRecord w) {
+        if (w.state != store::WorkflowState::kFailed) {
+            return c.Fail(Error(ErrorCode::kConflict, "workflow " + w.id + " is " +
+                                                          std::string(store::ToString(w.state)) +
+                                                          ": only a failed workflow is retried"));
+        }
+        ctx_.engine.Retry(w.id, [this, c, w](Status st) {
+            if (!st) return c.Fail(st.error());
+            // Its resource took the failure (ERROR); the retried end settles it again
+            // (Settlement::Mine), as a workflow in flight would.
+            if (Res* r = ctx_.model.Find(w.resource_kind, w.resource_id);
+                r != nullptr && Str(r->body, "workflow_id") == w.id) {
+                r->body["_retry_of"] = w.id;
+                ctx_.Touch(*r);
+                ctx_.Persist(
+                    {Model::Write(*r)},
+                    {ctx_.Event(r->kind, r->id, r->project, "retry_requested",
+                                "an admin retried workflow " + w.type + "'s compensation", w.id, w.trace)});
+            }
+            c.Answer(
+                wire::Json(202, json::object{{"workflow", json::object{{"id", w.id}, {"retried", true}}}}));
+        });
+    });
+}
+
 json::object Workflows::View(const store::WorkflowRecord& w) const {
     const workflow::Definition* def = ctx_.registry.Get(w.type, w.version);
     json::object o = Summary(w);

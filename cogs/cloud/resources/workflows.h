@@ -2,7 +2,9 @@
 // pages by marker and limit), GET /v1/workflows/{id} (its steps with attempts, outputs and the
 // per-attempt log, and its trace) and POST /v1/workflows/{id}/cancel (a writer's; compensation
 // follows; an operator's workflow — server.evacuate, server.migrate, server.repair, heal.* — an
-// admin's only: 403). A member sees its project's workflows only. Reads run on the read pool.
+// admin's only: 403), POST /v1/workflows/{id}/retry (an admin's: a `failed` workflow's compensation
+// runs again, and its resource takes the new end). A member sees its project's workflows only. Reads
+// run on the read pool.
 #pragma once
 
 #include "cogs/cloud/resources/common.h"
@@ -16,6 +18,7 @@ public:
     void List(Call call);
     void Show(Call call);
     void Cancel(Call call);
+    void Retry(Call call);
 
 private:
     // Answers the workflow {id} (visible to the caller) to `then`, or the error to the call.
