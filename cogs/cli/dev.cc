@@ -469,6 +469,7 @@ int Dev::Run() {
             "cogs dev: the local cloud is up ({} hosts, driver {}; data in {}, logs in {}/logs)\n"
             "  API:         {}\n"
             "  admin token: {}\n"
+            "  console:     {}/ui/ (sign in with a token)\n"
             "  metrics:     {}/metrics (every process; `prometheus --config.file {}/prometheus.yml` scrapes "
             "them all)\n"
             "Use it from another terminal with:\n"
@@ -476,7 +477,7 @@ int Dev::Run() {
             "{}"
             "Ctrl-C stops everything; `cogs dev` on the same --data-dir brings it all back.\n",
             o_.hosts, containers ? "container (real instances under runc)" : "sim (nothing runs)",
-            dir_.string(), dir_.string(), api_line, admin_token_, api_url_, dir_.string(), api_url_,
+            dir_.string(), dir_.string(), api_line, admin_token_, api_url_, api_url_, dir_.string(), api_url_,
             admin_token_, pki_ ? " COGS_CACERT=" + pki_->ca() : "", openstack_line);
         out_.flush();
         Supervise();

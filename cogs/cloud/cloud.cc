@@ -28,6 +28,7 @@
 #include "cogs/cloud/resources/servers.h"
 #include "cogs/cloud/resources/volumes.h"
 #include "cogs/cloud/resources/workflows.h"
+#include "cogs/cloud/ui/console.h"
 #include "cogs/scheduler/scheduler_service.h"
 #include "cogs/services/compute/router.h"
 
@@ -97,6 +98,7 @@ public:
         }
         kinds.SetBuiltinCollections(std::move(builtin));
         api.SetFace(openstack.Face());
+        api.SetStatic({ui::Owns, ui::Serve});
         api.SetAuditor([this](store::AuditRecord entry, const http::Response& answer) {
             audit.Record(std::move(entry), answer);
         });

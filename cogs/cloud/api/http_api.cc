@@ -87,6 +87,7 @@ struct HttpApi::State {
     std::map<std::string, observe::Counter> rejected_by;
     HttpApi::Auditor auditor;
     HttpApi::Face face;
+    HttpApi::Static statics;
     observe::Counter rejected_unauthenticated;
 };
 
@@ -112,6 +113,8 @@ void HttpApi::SetAuditor(Auditor auditor) { state_->auditor = std::move(auditor)
 
 void HttpApi::SetFace(Face face) { state_->face = std::move(face); }
 
+void HttpApi::SetStatic(Static files) { state_->statics = std::move(files); }
+
 http::Handler HttpApi::Handler() {
     return [state = state_](http::Request req, http::Respond respond) {
         const std::string path = req.Path();
@@ -122,6 +125,17 @@ http::Handler HttpApi::Handler() {
         const std::string resource_id = ResourceIdOf(PathSegments(path));
         observe::LogScope scope({observe::TraceIdOf(traceparent), "", resource_id});
         respond = Traced(std::move(respond), traceparent, req.method, path, resource_id);
+        if (state->statics.owns && state->statics.owns(path)) {
+            // Anonymous files: admitted under the client's address, answered at once.
+            if (auto full = state->admission.CheckLane(Lane::kTenant)) {
+                return state->Refuse(*full, respond);
+            }
+            auto admitted = state->admission.AdmitTenant("anonymous " + req.peer_address, "", false);
+            if (!admitted) {
+                return state->Refuse(admitted.error(), respond);
+            }
+            return respond(state->statics.serve(req));
+        }
         const bool face = state->face.owns && state->face.owns(path);
         if (face) {
             respond = [state, path, respond = std::move(respond)](http::Response r) {

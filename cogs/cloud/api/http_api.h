@@ -4,7 +4,8 @@
 // scheme case-insensitive; 401 with WWW-Authenticate), admin-only GET/PUT /v1/log-levels, and the
 // routes of routes.cc through the Router. The paths of another face (SetFace: the OpenStack-compatible
 // API, cogs/cloud/openstack) take the same steps, with that face's token header, anonymous routes and
-// error shape, and go to its own dispatch. Beast never shows here: it rides on cogs/http.
+// error shape, and go to its own dispatch. The web console's files (SetStatic, cogs/cloud/ui) are
+// answered before either, without a token. Beast never shows here: it rides on cogs/http.
 //
 // Every request gets a trace: the caller's `traceparent` header if it is valid (the API's work is
 // a child span of it), else a new trace. The answer carries `traceparent` (the API's span), the
@@ -80,6 +81,16 @@ public:
         std::function<void(Call)> dispatch;
     };
     void SetFace(Face face);
+
+    // Static files served without a token (the web console, cogs/cloud/ui: /ui and /ui/...): for
+    // paths `owns` says, after /healthz and before any face or /v1, admitted in the tenant lane under
+    // the client's address (its in-flight cap and rate, like a face's anonymous routes), answered by
+    // `serve` at once. Never audited: they change nothing. Set before serving.
+    struct Static {
+        std::function<bool(std::string_view path)> owns;
+        std::function<http::Response(const http::Request&)> serve;
+    };
+    void SetStatic(Static files);
 
 private:
     struct State;

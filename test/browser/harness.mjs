@@ -1,0 +1,238 @@
+// What the browser tests share: a `cogs dev` on a temporary directory (DevCloud), Debian's headless
+// Chromium through playwright-core, waits on conditions, and a runner of steps that stops the cloud
+// and closes Chromium even when a step fails.
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+// The source tree, and the Chromium the tests drive (Debian's; playwright-core downloads none).
+export const SOURCE = path.resolve(HERE, "../..");
+export const CHROMIUM = "/usr/bin/chromium";
+// The deadline of a wait: a state the cloud reaches in at most seconds idle; generous under load.
+export const DEADLINE_MS = 60_000;
+// Where shot() saves, when COGS_SCREENSHOTS is set (docs/screenshots); "" otherwise.
+export const SHOTS = process.env.COGS_SCREENSHOTS ? path.join(SOURCE, "docs", "screenshots") : "";
+
+// Fails the step running (an Error with `message`).
+export function fail(message) {
+  throw new Error(message);
+}
+
+// A promise resolved after `ms`: the pace of a poll, never an assertion.
+export function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+// Polls `check` (sync or async) every 100 ms until it is truthy; fails after `deadlineMs` naming `what`.
+export async function waitFor(what, deadlineMs, check) {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > end) fail(`timed out after ${deadlineMs} ms waiting for ${what}`);
+    await sleep(100); // the pace of a poll, not an assertion
+  }
+}
+
+async function loadPlaywright() {
+  const entry = path.join(HERE, "node_modules", "playwright-core", "index.mjs");
+  if (!fs.existsSync(entry)) {
+    fail(`${entry} is missing: scripts/install-deps installs it (npm ci in test/browser)`);
+  }
+  if (!fs.existsSync(CHROMIUM)) fail(`${CHROMIUM} is missing: scripts/install-deps installs Debian's chromium`);
+  return (await import(entry)).chromium;
+}
+
+// Debian's Chromium, headless; launch() gives it a fresh temporary --user-data-dir and removes it at close.
+export async function launchChromium() {
+  const chromium = await loadPlaywright();
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+}
+
+// `page`'s full screenshot as docs/screenshots/<name>.png, when COGS_SCREENSHOTS is set.
+export async function shot(page, name) {
+  if (!SHOTS) return;
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, name + ".png"), fullPage: true });
+}
+
+// One `cogs dev --port 0 --no-tls` (and `args`, e.g. `--cogsd-arg=--lease-ttl-ms=...`) on a temporary
+// directory named `prefix`*. It remembers every pid dev.json ever names, so stop() and kill() reach
+// the processes `cogs dev` restarted too; freeze() and thaw() stop and let go `cogs dev` itself.
+export class DevCloud {
+  constructor(bin, args, { prefix = "cogs-browser." } = {}) {
+    this.bin = bin;
+    this.args = args;
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    this.proc = null;
+    this.pids = new Set();
+    this.frozen = false;
+  }
+
+  async start() {
+    const out = fs.openSync(path.join(this.dir, "dev.out"), "w");
+    const err = fs.openSync(path.join(this.dir, "dev.err"), "w");
+    this.proc = spawn(
+      path.join(this.bin, "cogs"),
+      ["dev", "--data-dir", this.dir, "--port", "0", "--no-tls", ...this.args],
+      { stdio: ["ignore", out, err] },
+    );
+    this.exited = new Promise((resolve) => this.proc.on("exit", (code, signal) => resolve(code ?? signal)));
+    await waitFor("dev.json", 120_000, () => {
+      if (this.proc.exitCode !== null) fail("cogs dev exited before writing dev.json:\n" + this.tail("dev.err"));
+      return fs.existsSync(path.join(this.dir, "dev.json"));
+    });
+    const dev = this.devJson();
+    this.url = dev.api_url;
+    this.adminToken = fs.readFileSync(dev.admin_token_file, "utf8").trim();
+  }
+
+  // dev.json as now (rewritten when `cogs dev` restarts a process); every pid it names is remembered.
+  devJson() {
+    const dev = JSON.parse(fs.readFileSync(path.join(this.dir, "dev.json"), "utf8"));
+    for (const p of dev.processes) this.pids.add(p.pid);
+    return dev;
+  }
+
+  // The pid of process `name` (e.g. cogs-compute-2) as dev.json names it now.
+  pidOf(name) {
+    const p = this.devJson().processes.find((x) => x.name === name);
+    return p ? p.pid : fail(`no ${name} in dev.json`);
+  }
+
+  // SIGSTOP / SIGCONT of `cogs dev` itself, the supervisor that restarts a dead process.
+  freeze() {
+    this.proc.kill("SIGSTOP");
+    this.frozen = true;
+  }
+
+  thaw() {
+    if (this.frozen && this.proc && this.proc.exitCode === null) this.proc.kill("SIGCONT");
+    this.frozen = false;
+  }
+
+  // Lets `cogs dev` go, SIGINTs it (SIGKILL after a minute), then SIGKILLs every process dev.json named.
+  async stop() {
+    this.thaw();
+    this.learnPids();
+    if (this.proc && this.proc.exitCode === null) {
+      this.proc.kill("SIGINT");
+      let timer;
+      const late = new Promise((resolve) => (timer = setTimeout(() => resolve("timeout"), 60_000)));
+      const stopped = await Promise.race([this.exited, late]);
+      clearTimeout(timer); // else the pending timer would hold the process for its minute
+      if (stopped === "timeout") this.proc.kill("SIGKILL");
+    }
+    this.killChildren();
+  }
+
+  // At once, for a run killed from outside: SIGKILL of every process dev.json named and of `cogs dev`.
+  kill() {
+    this.thaw();
+    this.learnPids();
+    this.killChildren();
+    if (this.proc) this.proc.kill("SIGKILL");
+  }
+
+  // The pids of processes restarted since the start, when there is a dev.json to read.
+  learnPids() {
+    try {
+      this.devJson();
+    } catch {
+      // no dev.json: nothing more to learn
+    }
+  }
+
+  // SIGKILL of every pid remembered (those already gone ignored).
+  killChildren() {
+    for (const pid of this.pids) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    this.pids.clear();
+  }
+
+  // The last `lines` lines of file `name` in the data directory (for a failure's report).
+  tail(name, lines = 40) {
+    try {
+      return fs.readFileSync(path.join(this.dir, name), "utf8").split("\n").slice(-lines).join("\n");
+    } catch (e) {
+      return `(${name}: ${e.message})`;
+    }
+  }
+
+  // The API as `token`: the parsed body; a status other than `expect` fails.
+  async api(token, method, p, body, expect) {
+    const headers = { Authorization: "Bearer " + token };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const r = await fetch(this.url + p, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await r.text();
+    if (expect !== undefined ? r.status !== expect : !r.ok) fail(`${method} ${p}: ${r.status} ${text}`);
+    return text ? JSON.parse(text) : null;
+  }
+
+  // Polls GET `p` as `token` until its `kind` has `status`; ERROR fails. The last record.
+  async waitStatus(token, p, kind, status) {
+    let last;
+    await waitFor(`${p} ${status}`, DEADLINE_MS, async () => {
+      last = (await this.api(token, "GET", p))[kind];
+      if (last.status === "ERROR") fail(`${p} ended ERROR: ${JSON.stringify(last.fault)}`);
+      return last.status === status;
+    });
+    return last;
+  }
+}
+
+// Runs `steps` ([{name, fn}], in order, stopping at the first failure) with ctx.cloud started by
+// the first of them; ctx.browser and ctx.page, once set, are closed and screenshot on failure. The
+// cloud is stopped whatever happens (a SIGTERM from ctest's timeout too). Sets the exit code.
+export async function run(ctx, steps) {
+  for (const sig of ["SIGTERM", "SIGINT"]) {
+    process.on(sig, () => {
+      ctx.cloud.kill();
+      process.exit(1);
+    });
+  }
+  let failed = 0;
+  let passed = 0;
+  try {
+    for (const s of steps) {
+      const t0 = Date.now();
+      try {
+        await s.fn();
+        passed += 1;
+        console.log(`ok   ${s.name} (${Date.now() - t0} ms)`);
+      } catch (e) {
+        failed += 1;
+        console.log(`FAIL ${s.name} (${Date.now() - t0} ms)\n${e.stack || e}`);
+        if (ctx.page) {
+          const file = path.join(ctx.cloud.dir, "failure.png");
+          await ctx.page.screenshot({ path: file, fullPage: true }).catch(() => {});
+          console.log("  page: " + ctx.page.url() + " (screenshot " + file + ")");
+        }
+        break; // later steps build on earlier ones
+      }
+    }
+  } finally {
+    if (ctx.browser) await ctx.browser.close().catch(() => {});
+    await ctx.cloud.stop();
+    if (failed) {
+      console.log("---- cogs dev stderr\n" + ctx.cloud.tail("dev.err") + "\n---- cogsd.log\n" + ctx.cloud.tail("logs/cogsd.log"));
+    } else {
+      fs.rmSync(ctx.cloud.dir, { recursive: true, force: true });
+    }
+  }
+  const skipped = steps.length - passed - failed;
+  console.log(`${passed} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ""));
+  process.exitCode = failed || skipped ? 1 : 0;
+}

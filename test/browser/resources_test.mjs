@@ -1,0 +1,299 @@
+#!/usr/bin/env node
+// browser.resources: the console's pages of networks, subnets, ports, volumes, images and flavors
+// (cogs/cloud/ui/web/js/resources.js) in Debian's headless Chromium, against a real `cogs dev`.
+//
+//     node resources_test.mjs BIN_DIR          (COGS_SCREENSHOTS=1: also save docs/screenshots/*.png)
+//
+// One `cogs dev --hosts 1` on a temporary directory (harness.mjs). Its admin token makes a member
+// and a reader of project demo, a second project's member, and the member's network net-keep.
+// Then, in Chromium:
+//
+//  1. The member creates a network (by keyboard), a subnet on it and a port on it through the
+//     forms, each seen reaching ACTIVE in its list without the page reloading; a bad cidr
+//     (10.0.0.0/33) is refused with the API's message at the cidr field, and no subnet is made.
+//  2. The network's page: details, its subnet and port, its events; Delete while it has them is
+//     refused with the API's 409 said in the page.
+//  3. A volume made through its form becomes available in the list.
+//  4. The port, the subnet and the network are deleted through Delete and the dialog, and leave
+//     their lists.
+//  5. A reader gets no New and no Delete on any of the six pages (nor the form at #/<kind>/new).
+//  6. Another project's member sees none of demo's networks (net-keep's page: no such network),
+//     and is offered no New flavor or New image.
+//  7. An admin sees net-keep with its project's name; creates an image (queued: no content yet)
+//     and a flavor through the forms, and deletes the flavor; 60 more flavors make the list page:
+//     50 rows, then the rest on the next page.
+//  8. No request URL ever carried a token; the page logged no error (a CSP violation would); on
+//     the forms and lists, each control has a label, each button a name, each column header a scope.
+//
+// Waits are for conditions with generous deadlines, never fixed sleeps. `cogs dev` is stopped and
+// Chromium closed even when a step fails (harness.mjs run()). Exits 0 when every step passes.
+import { DEADLINE_MS, DevCloud, fail, launchChromium, run, shot, waitFor } from "./harness.mjs";
+
+const BIN = process.argv[2];
+const KINDS = ["networks", "subnets", "ports", "volumes", "images", "flavors"];
+
+const steps = [];
+function step(name, fn) {
+  steps.push({ name, fn });
+}
+
+const ctx = { urls: [], consoleErrors: [] };
+
+step("the cloud and its tenants", async () => {
+  const { cloud } = ctx;
+  await cloud.start();
+  const admin = cloud.adminToken;
+  const projects = (await cloud.api(admin, "GET", "/v1/projects")).projects;
+  const demo = projects.find((p) => p.name === "demo") || fail("no project demo: " + JSON.stringify(projects));
+  const other = (await cloud.api(admin, "POST", "/v1/projects", { name: "other" })).project;
+  const token = async (project, role) =>
+    (await cloud.api(admin, "POST", "/v1/tokens", { project_id: project.id, role, name: "res-" + role })).token.secret;
+  ctx.member = await token(demo, "member");
+  ctx.reader = await token(demo, "reader");
+  ctx.otherMember = await token(other, "member");
+  ctx.tokens = [admin, ctx.member, ctx.reader, ctx.otherMember];
+  ctx.keep = (await cloud.api(ctx.member, "POST", "/v1/networks", { name: "net-keep" })).network;
+  await cloud.waitStatus(ctx.member, "/v1/networks/" + ctx.keep.id, "network", "ACTIVE");
+});
+
+step("Chromium (Debian's, headless, no downloads)", async () => {
+  ctx.browser = await launchChromium();
+  const context = await ctx.browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(DEADLINE_MS);
+  page.on("request", (r) => ctx.urls.push(r.url()));
+  page.on("console", (m) => {
+    // "Failed to load resource: ... 400/404/409" is Chromium noting an API answer the page handles.
+    if (m.type() === "error" && !/^Failed to load resource/.test(m.text())) ctx.consoleErrors.push(m.text());
+  });
+  page.on("pageerror", (e) => ctx.consoleErrors.push(String(e)));
+  ctx.page = page;
+});
+
+async function signIn(token) {
+  const { page, cloud } = ctx;
+  await page.goto(cloud.url + "/ui/#/signin");
+  await page.locator("#token").fill(token);
+  await page.locator("#signin-submit").click();
+  await page.locator("#servers").waitFor();
+}
+
+// The row of `kind`'s list whose name is `name` (and, given, whose status is `status`).
+function row(kind, name, status) {
+  const { page } = ctx;
+  const sel = `#${kind} tr` + (status ? `[data-status="${status}"]` : "");
+  return page.locator(sel, { has: page.locator("td:first-child a", { hasText: new RegExp("^" + name + "$") }) });
+}
+
+// Until `kind`'s list has answered: a row, or its "No <kind> yet."
+async function listed(kind) {
+  await ctx.page.locator(`#${kind}-body tr, main .status:text-matches("^No ${kind} yet")`).first().waitFor();
+}
+
+// Each form control of the page has a label, each button a name, each column header a scope.
+async function labelled() {
+  const bad = await ctx.page.evaluate(() => [
+    ...[...document.querySelectorAll("main input, main select")].filter((c) => !c.labels?.length).map((c) => c.id || c.name),
+    ...[...document.querySelectorAll("main button")].filter((b) => !b.textContent.trim()).map((b) => b.outerHTML),
+    ...[...document.querySelectorAll("main thead th")].filter((t) => !t.getAttribute("scope")).map((t) => t.textContent),
+  ]);
+  if (bad.length) fail("unlabelled: " + bad);
+}
+
+async function create(kind, one, fill) {
+  const { page } = ctx;
+  await page.locator("#nav-" + kind).click();
+  await page.locator("#new-" + one).click();
+  await page.locator("#create-" + one + " #create-submit").waitFor();
+  await labelled();
+  // `fill` may submit by itself (returning true): by keyboard.
+  if (!(await fill(page))) await page.locator("#create-submit").click();
+}
+
+step("a member makes a network, a subnet (a bad cidr refused at its field) and a port through the forms", async () => {
+  const { page, cloud } = ctx;
+  await signIn(ctx.member);
+  await page.evaluate(() => (window.__notReloaded = true));
+  // By keyboard: the form starts with the focus on its first field; Enter submits.
+  await create("networks", "network", async (p) => {
+    if ((await p.evaluate(() => document.activeElement?.id)) !== "name") fail("the form's focus is not on its name");
+    await p.keyboard.type("net-res");
+    await p.keyboard.press("Enter");
+    return true;
+  });
+  await row("networks", "net-res", "ACTIVE").waitFor();
+  ctx.net = (await cloud.api(ctx.member, "GET", "/v1/networks?name=net-res")).networks[0];
+  await shot(page, "networks");
+
+  await create("subnets", "subnet", async (p) => {
+    await p.locator("#network_id").selectOption({ label: "net-res" });
+    await p.locator("#cidr").fill("10.0.0.0/33");
+    await p.locator("#name").fill("sub-res");
+  });
+  await page.locator('#cidr[aria-invalid="true"]').waitFor();
+  const note = await page.locator("#cidr-error").textContent();
+  if (!/cidr|prefix/i.test(note)) fail("the cidr field says: " + note);
+  if (!/not created/.test(await page.locator("#create-error").textContent())) fail("no refusal above the button");
+  const made = (await cloud.api(ctx.member, "GET", "/v1/subnets?network_id=" + ctx.net.id)).subnets;
+  if (made.length) fail("a refused subnet exists: " + JSON.stringify(made));
+  await page.locator("#cidr").fill("10.77.0.0/24");
+  await page.locator("#create-submit").click();
+  await row("subnets", "sub-res", "ACTIVE").waitFor();
+  const cells = await row("subnets", "sub-res").locator("td").allTextContents();
+  if (!cells.includes("net-res") || !cells.includes("10.77.0.0/24") || !cells.includes("10.77.0.1")) fail("subnet row: " + cells);
+
+  await create("ports", "port", async (p) => {
+    await p.locator("#network_id").selectOption({ label: "net-res" });
+    await p.locator("#name").fill("port-res");
+  });
+  await row("ports", "port-res", "ACTIVE").waitFor();
+  const port = (await cloud.api(ctx.member, "GET", "/v1/ports?network_id=" + ctx.net.id)).ports[0];
+  if (!(await row("ports", "port-res").locator("td").allTextContents()).includes(port.fixed_ip)) fail("no address shown");
+  if (!(await page.evaluate(() => window.__notReloaded === true))) fail("the page reloaded");
+});
+
+step("the network's page: details, its subnet and port, its events; a delete while in use refused", async () => {
+  const { page } = ctx;
+  await page.locator("#nav-networks").click();
+  await row("networks", "net-res").locator("td:first-child a").click();
+  await page.locator('#details[data-status="ACTIVE"]').waitFor();
+  await page.locator('#net-subnets-body tr[data-status="ACTIVE"]').waitFor();
+  await page.locator('#net-ports-body tr[data-status="ACTIVE"]').waitFor();
+  await page.locator('#events-body tr[data-type="created"]').waitFor();
+  await page.locator('#events-body tr[data-type="active"]').waitFor();
+  await shot(page, "network");
+  await page.locator("#action-delete").click();
+  await page.locator("#confirm").waitFor({ state: "visible" });
+  if (!(await page.locator("#confirm-text").textContent()).includes("net-res")) fail("the confirmation names no network");
+  await page.locator("#confirm-ok").click();
+  const status = page.locator("main .status.error");
+  await status.waitFor();
+  const said = await status.textContent();
+  if (!/Delete refused/.test(said) || !/subnets or ports/.test(said)) fail("the 409 shown: " + said);
+});
+
+step("a volume made through its form becomes available", async () => {
+  const { page } = ctx;
+  await create("volumes", "volume", async (p) => {
+    await p.locator("#name").fill("vol-res");
+    await p.locator("#size_gb").fill("1");
+  });
+  await row("volumes", "vol-res", "available").waitFor();
+  await shot(page, "volumes");
+});
+
+step("the port, the subnet and the network deleted through the dialog leave their lists", async () => {
+  const { page, cloud } = ctx;
+  for (const [kind, name] of [["ports", "port-res"], ["subnets", "sub-res"], ["networks", "net-res"]]) {
+    await page.locator("#nav-" + kind).click();
+    await row(kind, name).locator("td:first-child a").click();
+    await page.locator("#details[data-status]").waitFor();
+    await page.locator("#action-delete").click();
+    await page.locator("#confirm").waitFor({ state: "visible" });
+    await page.locator("#confirm-ok").click();
+    await page.locator('#details[data-status="GONE"]').waitFor({ state: "attached" });
+    await page.locator("#nav-" + kind).click();
+    await listed(kind);
+    await row(kind, name).waitFor({ state: "detached" });
+  }
+  await cloud.api(ctx.member, "GET", "/v1/networks/" + ctx.net.id, undefined, 404);
+  if (!(await page.evaluate(() => window.__notReloaded === true))) fail("the page reloaded");
+  await page.locator("#signout").click();
+});
+
+step("a reader gets no New and no Delete on any of the pages", async () => {
+  const { page, cloud } = ctx;
+  await signIn(ctx.reader);
+  for (const kind of KINDS) {
+    await page.locator("#nav-" + kind).click();
+    await listed(kind);
+    await labelled();
+    if (await page.locator("main .title a.button").count()) fail("a reader is offered New on " + kind);
+  }
+  await page.locator("#nav-volumes").click();
+  await row("volumes", "vol-res").locator("td:first-child a").click();
+  await page.locator('#details[data-status="available"]').waitFor();
+  if (await page.locator("#action-delete").count()) fail("a reader is offered Delete");
+  await page.goto(cloud.url + "/ui/#/networks/" + ctx.keep.id);
+  await page.locator('#details[data-status="ACTIVE"]').waitFor();
+  if (await page.locator("#action-delete").count()) fail("a reader is offered Delete on a network");
+  await page.goto(cloud.url + "/ui/#/networks/new");
+  await page.locator("text=A reader cannot create networks.").waitFor();
+  if (await page.locator("#create-submit").count()) fail("a reader is given the form");
+  await page.locator("#signout").click();
+});
+
+step("another project's member sees none of demo's networks, and no catalog writes", async () => {
+  const { page, cloud } = ctx;
+  await signIn(ctx.otherMember);
+  await page.locator("#nav-networks").click();
+  await page.locator("text=No networks yet.").waitFor();
+  if (await page.locator("#networks-body tr").count()) fail("another project's network is listed");
+  await page.goto(cloud.url + "/ui/#/networks/" + ctx.keep.id);
+  await page.locator('#details[data-status="GONE"]').waitFor({ state: "attached" });
+  await page.locator("text=This network does not exist").waitFor();
+  await page.locator("#nav-flavors").click();
+  await page.locator("#flavors-body tr").first().waitFor();
+  if (await page.locator("#new-flavor").count()) fail("a member is offered New flavor");
+  await page.locator("#nav-images").click();
+  await page.locator("#images-body tr").first().waitFor();
+  if (await page.locator("#new-image").count()) fail("a member is offered New image");
+  await page.locator("#signout").click();
+});
+
+step("an admin sees every project's networks by project, makes an image and a flavor, deletes the flavor; a long list pages", async () => {
+  const { page, cloud } = ctx;
+  await signIn(cloud.adminToken);
+  await page.locator("#nav-networks").click();
+  const heads = await page.locator("#networks thead th").allTextContents();
+  await row("networks", "net-keep").waitFor();
+  const cells = await row("networks", "net-keep").locator("td").allTextContents();
+  if (cells[heads.indexOf("Project")] !== "demo") fail(`net-keep's project shown: ${heads} / ${cells}`);
+  await create("flavors", "flavor", async (p) => {
+    await p.locator("#name").fill("f.res");
+    await p.locator("#vcpus").fill("1");
+    await p.locator("#ram_mb").fill("64");
+    await p.locator("#disk_gb").fill("1");
+  });
+  await create("images", "image", async (p) => {
+    await p.locator("#name").fill("img-res");
+    await p.locator("#os").fill("linux");
+  });
+  await row("images", "img-res", "queued").waitFor(); // its content is the CLI's to upload
+  await page.locator("#nav-flavors").click();
+  await row("flavors", "f\\.res").locator("td:first-child a").click();
+  await page.locator("#action-delete").click();
+  await page.locator("#confirm-ok").click();
+  await page.locator('#details[data-status="GONE"]').waitFor({ state: "attached" });
+  for (let i = 0; i < 60; i++) {
+    const name = "bulk-" + String(i).padStart(2, "0");
+    await cloud.api(cloud.adminToken, "POST", "/v1/flavors", { name, vcpus: 1, ram_mb: 64, disk_gb: 1 });
+  }
+  const total = (await cloud.api(cloud.adminToken, "GET", "/v1/flavors?limit=1000")).flavors.length;
+  await page.locator("#nav-flavors").click();
+  await waitFor("50 rows and a next page", DEADLINE_MS, async () =>
+    (await page.locator("#flavors-body tr").count()) === 50 && (await page.locator("#page-next").isEnabled()));
+  await page.locator("#page-next").click();
+  await waitFor("the rest on page 2", DEADLINE_MS, async () => (await page.locator("#flavors-body tr").count()) === total - 50);
+  await page.locator("#signout").click();
+});
+
+step("no token in any URL, no error in the page", async () => {
+  for (const u of ctx.urls) {
+    for (const t of ctx.tokens) {
+      if (u.includes(t)) fail("a token in a URL: " + u);
+    }
+  }
+  if (ctx.consoleErrors.length) fail("errors in the page:\n" + ctx.consoleErrors.join("\n"));
+});
+
+async function main() {
+  if (!BIN) fail("usage: node resources_test.mjs BIN_DIR");
+  ctx.cloud = new DevCloud(BIN, ["--hosts", "1", "--boot-ms", "50"]);
+  await run(ctx, steps);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});
