@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 #include <boost/json.hpp>
 
+#include "cogs/base/hash.h"
 #include "cogs/base/secret.h"
 #include "cogs/cli/internal/api.h"
 #include "cogs/cli/internal/builtin_image.h"
@@ -49,10 +50,7 @@ std::string FindTool(std::initializer_list<const char*> candidates) {
 // A short stable name for a data directory (FNV-1a of its absolute path), for runc's state under
 // /run/cogs: two local clouds on one machine never share it.
 std::string DirTag(const std::string& dir) {
-    uint64_t h = 1469598103934665603ull;
-    for (unsigned char c : dir) {
-        h = (h ^ c) * 1099511628211ull;
-    }
+    const uint64_t h = base::Fnv1a64(dir, base::kFnv1aFirstBasis);
     return fmt::format("dev-{:08x}", static_cast<uint32_t>(h ^ (h >> 32)));
 }
 

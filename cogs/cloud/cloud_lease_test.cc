@@ -223,5 +223,27 @@ TEST_F(LeaseTest, HostsThatComeBackTogetherAreScannedTogetherWithOneReadOfTheirA
     EXPECT_EQ(agent.reads(), before + 1) << "40 hosts back at once: one scan, one read of their agent";
 }
 
+TEST_F(LeaseTest, AHostsTimesReadTheSameInEveryAnswerUntilTheWallClockReallyJumps) {
+    Register(1, 1);
+    const Reply first = Call(admin_, "GET", "/v1/hosts/h1");
+    ASSERT_EQ(first.status, 200) << first.raw.body;
+    const std::string since = first.Field("host", "state_since");
+    const std::string tag = first.raw.Header("etag");
+    ASSERT_FALSE(since.empty()) << first.raw.body;
+
+    // The two clocks read a millisecond apart (what two reads of the machine's clocks do now and
+    // then): the same moment is the same text, and a poll of the host is still a 304.
+    clock_.StepWall(1ms);
+    EXPECT_EQ(Call(admin_, "GET", "/v1/hosts/h1").Field("host", "state_since"), since);
+    EXPECT_EQ(Call(admin_, "GET", "/v1/hosts/h1", "", {{"if-none-match", tag}}).status, 304);
+
+    // The wall clock is stepped by an hour (NTP): the moment is shown on the new wall clock.
+    clock_.StepWall(1h);
+    const std::string after = Call(admin_, "GET", "/v1/hosts/h1").Field("host", "state_since");
+    EXPECT_NE(after, since);
+    EXPECT_EQ(after.substr(0, 11), since.substr(0, 11)) << "the same day: " << since << " -> " << after;
+    EXPECT_EQ(std::stoi(after.substr(11, 2)), std::stoi(since.substr(11, 2)) + 1) << since << " -> " << after;
+}
+
 }  // namespace
 }  // namespace cogs::cloud::testing

@@ -5,6 +5,7 @@
 
 #include <charconv>
 
+#include "cogs/base/hash.h"
 #include "cogs/http/client.h"
 #include "cogs/http/conditional.h"
 #include "cogs/http/server.h"
@@ -115,10 +116,7 @@ std::string Request::Query(const std::string& name) const {
 std::string UrlDecode(std::string_view s) { return Decode(s); }
 
 std::string EntityTag(std::string_view content) {
-    uint64_t h = 14695981039346656037ull;  // FNV-1a 64's offset basis
-    for (unsigned char c : content) {
-        h = (h ^ c) * 1099511628211ull;
-    }
+    const uint64_t h = base::Fnv1a64(content);
     static constexpr char kHex[] = "0123456789abcdef";
     std::string tag(18, '"');
     for (int i = 0; i < 16; ++i) {

@@ -212,6 +212,11 @@ void FakeClock::Advance(Duration d) {
     }
 }
 
+void FakeClock::StepWall(Duration d) {
+    std::lock_guard lock(state_->mu);
+    state_->wall_us_at_start += std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+}
+
 std::optional<SteadyTime> FakeClock::NextDeadline() const {
     std::lock_guard lock(state_->mu);
     if (state_->armed.empty()) return std::nullopt;

@@ -83,6 +83,8 @@ public:
     // in turn) before the next one. Timers armed by those callbacks fire too if they fall due within
     // `d`. Finally Now() is the old time + `d` and every io_context of this clock's timers is polled.
     void Advance(Duration d);
+    // Steps the wall clock alone by `d` (an NTP step or settimeofday): Now() and timers stay.
+    void StepWall(Duration d);
     // The earliest armed deadline, if any.
     std::optional<SteadyTime> NextDeadline() const;
     // How many timers are armed.

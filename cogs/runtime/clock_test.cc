@@ -33,6 +33,22 @@ TEST(FakeClockTest, TimersFireInDeadlineOrderEachAtItsOwnTime) {
     EXPECT_EQ(clock.Now() - t0, 1100ms);
 }
 
+TEST(FakeClockTest, AStepOfTheWallClockLeavesTheSteadyClockAndItsTimers) {
+    boost::asio::io_context io;
+    FakeClock clock(1000);
+    const SteadyTime t0 = clock.Now();
+    auto timer = clock.NewTimer(io);
+    bool fired = false;
+    timer->ArmAfter(1s, [&] { fired = true; });
+    clock.StepWall(1h);
+    EXPECT_EQ(clock.WallMs(), 1000 + 3'600'000);
+    EXPECT_EQ(clock.Now(), t0);
+    EXPECT_FALSE(fired);
+    clock.Advance(1s);
+    EXPECT_TRUE(fired);
+    EXPECT_EQ(clock.WallMs(), 1000 + 3'600'000 + 1000);
+}
+
 TEST(FakeClockTest, ACallbackThatRearmsFiresAgainWithinTheSameAdvance) {
     boost::asio::io_context io;
     FakeClock clock;

@@ -5,6 +5,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <cstdlib>
 #include <future>
 
 #include "cogs/base/check.h"
@@ -285,8 +286,13 @@ void Context::CountEvent(const std::string& type) {
 }
 
 std::string Context::WallOf(SteadyTime t) const {
-    const auto ago = std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now() - t).count();
-    return Rfc3339(clock.WallMs() - ago);
+    const auto steady_ms = [](SteadyTime at) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(at.time_since_epoch()).count();
+    };
+    // Two reads of two clocks differ by a millisecond now and then: only a real jump is taken.
+    const int64_t offset = clock.WallMs() - steady_ms(clock.Now());
+    if (!wall_offset_ms_ || std::abs(offset - *wall_offset_ms_) > 1000) wall_offset_ms_ = offset;
+    return Rfc3339(steady_ms(t) + *wall_offset_ms_);
 }
 
 // ---- settling ----

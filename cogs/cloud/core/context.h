@@ -193,7 +193,9 @@ public:
                              std::string type, std::string message, const std::string& workflow_id = "",
                              const std::string& traceparent = "") const;
     void CountEvent(const std::string& type);
-    // A steady-clock moment as wall-clock RFC 3339 (for the API).
+    // A steady-clock moment as wall-clock RFC 3339 (for the API). The same moment reads the same in
+    // every answer (a polled list keeps its ETag): the wall - steady offset is kept, and taken again
+    // only when the wall clock moved by more than a second against the steady one (NTP, settimeofday).
     std::string WallOf(SteadyTime t) const;
 
     // ---- settling ----
@@ -237,7 +239,8 @@ private:
     std::unordered_map<std::string, size_t> running_per_project_;       // only projects with one
     observe::Counter rejected_project_workflows_;
     struct Pool;
-    std::unique_ptr<Pool> reads_;  // blocking store reads, off the io thread
+    std::unique_ptr<Pool> reads_;                    // blocking store reads, off the io thread
+    mutable std::optional<int64_t> wall_offset_ms_;  // WallOf's wall - steady, in milliseconds
 };
 
 }  // namespace cogs::cloud

@@ -2,6 +2,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "cogs/base/check.h"
+#include "cogs/base/hash.h"
 #include "cogs/services/network/internal/network_domain.h"
 #include "cogs/services/network/network.h"
 
@@ -15,10 +16,7 @@ constexpr uint32_t kMacSpace = 1u << 24;
 // FNV-1a: the MAC of a port starts from a hash of its id, so it does not depend on the order in
 // which ports were made (two services replaying the same actions agree).
 uint32_t HashId(std::string_view id) {
-    uint64_t h = 1469598103934665603ull;
-    for (unsigned char c : id) {
-        h = (h ^ c) * 1099511628211ull;
-    }
+    const uint64_t h = base::Fnv1a64(id, base::kFnv1aFirstBasis);
     return static_cast<uint32_t>(h ^ (h >> 24) ^ (h >> 48)) & (kMacSpace - 1);
 }
 

@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "cogs/base/check.h"
+#include "cogs/base/hash.h"
 #include "cogs/observe/metrics.h"
 #include "cogs/runtime/clock.h"
 
@@ -26,11 +27,7 @@ constexpr std::string_view kName = "sim";
 // A stable id for the thing a key creates: FNV-1a of the key without its /do or /undo, so the undo
 // names the same id as its do.
 std::string IdFor(std::string_view base) {
-    uint64_t h = 1469598103934665603ull;
-    for (unsigned char c : base) {
-        h ^= c;
-        h *= 1099511628211ull;
-    }
+    const uint64_t h = cogs::base::Fnv1a64(base, cogs::base::kFnv1aFirstBasis);
     static const char* kHex = "0123456789abcdef";
     std::string id = "sim-";
     for (int shift = 60; shift >= 0; shift -= 4) {
