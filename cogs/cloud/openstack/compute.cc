@@ -51,11 +51,8 @@ struct Compute {
     // A handler behind the microversion check (`self` is this, kept alive by the route).
     std::function<void(Call)> Handler(std::shared_ptr<Compute> self, void (Compute::*f)(Call)) {
         return [self, f](Call c) {
-            if (auto st = CheckMicroversion(c); !st) {
-                http::Response r = wire::ApiError(st.error());
-                r.status = 406;
-                return c.Answer(std::move(r));
-            }
+            if (auto st = CheckMicroversion(c); !st)
+                return c.Answer(OpenStackFace::Impl::NotAcceptable(st.error()));
             auto respond = std::move(c.respond);
             c.respond = [respond](http::Response r) { respond(Versioned(std::move(r))); };
             ((*self).*f)(std::move(c));

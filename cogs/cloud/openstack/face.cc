@@ -164,6 +164,12 @@ http::Response OpenStackFace::Impl::NotImplemented(const std::string& what) {
                                    {"message", what + " is not implemented by cogs (docs/openstack.md)"}});
 }
 
+http::Response OpenStackFace::Impl::NotAcceptable(const Error& refusal) {
+    http::Response r = wire::ApiError(refusal);
+    r.status = 406;
+    return r;
+}
+
 std::string OpenStackFace::Impl::NetworkName(const std::string& id) const {
     const Res* n = ctx.model.Find(kNetwork, id);
     return n == nullptr ? std::string() : Str(n->body, "name");

@@ -45,6 +45,8 @@ struct OpenStackFace::Impl : std::enable_shared_from_this<Impl> {
     static json::object Body(const http::Response& r);
     // A 501 for what cogs does not implement (reshaped by the service's face like every error).
     static http::Response NotImplemented(const std::string& what);
+    // A 406 for a microversion the service does not implement (`refusal` names the header).
+    static http::Response NotAcceptable(const Error& refusal);
     // A network's name for a server's addresses ("" if unknown).
     std::string NetworkName(const std::string& id) const;
 

@@ -34,11 +34,8 @@ struct Storage {
 
     std::function<void(Call)> Volumes(std::shared_ptr<Storage> self, void (Storage::*f)(Call)) {
         return [self, f](Call c) {
-            if (auto st = CheckMicroversion(c); !st) {
-                http::Response r = wire::ApiError(st.error());
-                r.status = 406;
-                return c.Answer(std::move(r));
-            }
+            if (auto st = CheckMicroversion(c); !st)
+                return c.Answer(OpenStackFace::Impl::NotAcceptable(st.error()));
             if (auto st = CheckProject(c); !st) return c.Fail(st.error());
             auto respond = std::move(c.respond);
             c.respond = [respond](http::Response r) {
