@@ -54,6 +54,7 @@ bench: build
 	@$(BUILD)/bin/cogs-bench workflow
 	@$(BUILD)/bin/cogs-bench create-storm
 	@$(BUILD)/bin/cloud_benchmark
+	@node bench/console_scale.mjs $(BUILD)/bin
 
 # Every fuzz target for FUZZ_TIME seconds, one after the other; what each found stays in
 # $(FUZZ_BUILD)/corpus for the next run, a crashing input in $(FUZZ_BUILD)/fuzz-artifacts.

@@ -1,5 +1,5 @@
 // The console's shell: who is signed in, the header, and which page the location's hash names.
-// Pages: #/signin, #/servers, #/servers/new, #/servers/<id>. Each page is a module whose render(main, session)
+// Pages: #/signin, #/servers[?status=&name=], #/servers/new, #/servers/<id>. Each page is a module whose render(main, session)
 // draws into <main> and returns a function that stops its polling. Networks, subnets, ports, volumes,
 // images and flavors (#/<kind>[/new|/<id>]): resources.js.
 import { clearToken, token, whoami } from "./api.js";
@@ -85,8 +85,9 @@ async function route() {
   } else if (resource) {
     stopPage = resource(main);
   } else {
-    if (parts[0] !== "servers") history.replaceState(null, "", "#/servers");
-    stopPage = renderServers(main, session);
+    const [first, q] = parts[0].split("?"); // #/servers?status=ERROR&name=web-1 (servers.js)
+    if (first !== "servers" || parts.length > 1) history.replaceState(null, "", "#/servers");
+    stopPage = renderServers(main, session, new URLSearchParams(first === "servers" && parts.length === 1 ? q || "" : ""));
   }
   for (const a of document.querySelectorAll("#nav a")) {
     a.toggleAttribute("aria-current", a.getAttribute("href") === "#/" + parts[0].split("?")[0]);

@@ -1,5 +1,6 @@
 // What the operators' pages (hosts.js, workflows.js, heal.js, quotas.js, charts.js) share: a
-// capacity bar, a labelled select, and "how long ago" (their pager and status line: widgets.js).
+// capacity bar, a labelled select (servers.js's status filter too), and "how long ago" (their pager
+// and status line: widgets.js).
 import { h } from "./dom.js";
 
 // A bar of `used` out of `total` (total < 0: unlimited). The fill's width is set through the CSSOM,
