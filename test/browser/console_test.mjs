@@ -13,31 +13,31 @@
 //  2. The member signs in (project and role shown), a server created through the API appears in the
 //     list and reaches ACTIVE there without the page reloading; then the list's polls are
 //     revalidated (304, the API's ETag).
-//  3. Its page: details, a timeline bar per step of its server.create workflow (in the states the
+//  3. A volume (made through the API) attached on the server's page through "Attach a volume": listed
+//     there in-use, in-use with the server in the API and in the server's volume_ids; detached through
+//     its Detach and the dialog: available again, out of volume_ids; then attached again from the
+//     volume's own page (a server picked by name), which then links the server, which lists it.
+//  4. Its page: details, a timeline bar per step of its server.create workflow (in the states the
 //     API gives), its events; Stop through the button and the confirmation (by keyboard): SHUTOFF,
 //     and the timeline shows the server.stop workflow.
-//  4. The New server form: a name too long refused with the API's message at the field, nothing
+//  5. The servers page's filters: by status (SHUTOFF: that server alone) and by exact name, each
+//     the rows of the API's answer to the same ?status= / ?name=, kept in the hash across a reload,
+//     and the nav's Servers clears them; the list requests carry nothing but the page and filters.
+//  6. The New server form: a name too long refused with the API's message at the field, nothing
 //     made; then a server made through the pickers, ACTIVE on its page, deleted through Delete and
 //     its confirmation; sign-out forgets the token.
-//  5. A reader (signing in by keyboard) sees the server, no action button and no New server, and
+//  7. A reader (signing in by keyboard) sees the server, no action button and no New server, its
+//     volume listed without Detach and no Attach (nor on the volume's page), and
 //     is signed out, told why, when its token is revoked;
 //     another project's member sees none of it (its page: no such server); an admin sees the host.
-//  6. No request URL ever carried a token; the console logged no error (a CSP violation would).
+//  8. No request URL ever carried a token; the console logged no error (a CSP violation would).
 //
 // Waits are for conditions with generous deadlines, never fixed sleeps. `cogs dev` is stopped
 // (SIGINT, then SIGKILL of it and the processes dev.json names) and Chromium closed even when a step
 // fails. Exits 0 when every step passes.
-import { DEADLINE_MS, DevCloud, fail, launchChromium, run, shot, waitFor } from "./harness.mjs";
+import { DEADLINE_MS, fail, labelled, launchChromium, main, newPage, shot, signIn, stepList, waitFor } from "./harness.mjs";
 
-const BIN = process.argv[2];
-
-// ---- the steps
-
-const steps = [];
-function step(name, fn) {
-  steps.push({ name, fn });
-}
-
+const { steps, step } = stepList();
 const ctx = {};
 
 step("the cloud and its tenants", async () => {
@@ -62,35 +62,13 @@ step("the cloud and its tenants", async () => {
 
 step("Chromium (Debian's, headless, no downloads)", async () => {
   ctx.browser = await launchChromium();
-  ctx.page = await newPage();
-});
-
-async function newPage() {
-  const context = await ctx.browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(DEADLINE_MS);
-  ctx.urls = ctx.urls || [];
-  ctx.consoleErrors = ctx.consoleErrors || [];
-  page.on("request", (r) => ctx.urls.push(r.url()));
-  ctx.listAnswers = ctx.listAnswers || [];
-  page.on("response", (r) => {
+  ctx.page = await newPage(ctx);
+  // The answers of the servers list, to see its polls revalidated.
+  ctx.listAnswers = [];
+  ctx.page.on("response", (r) => {
     if (new URL(r.url()).pathname === "/v1/servers") ctx.listAnswers.push(r.status());
   });
-  page.on("console", (m) => {
-    // "Failed to load resource: ... 401/404/503" is Chromium noting an API answer the page handles
-    // (a bad token, another project's server, a driver without a console); the rest (a CSP
-    // violation: "Refused to ...", an exception) is the console's error.
-    if (m.type() === "error" && !/^Failed to load resource/.test(m.text())) ctx.consoleErrors.push(m.text());
-  });
-  page.on("pageerror", (e) => ctx.consoleErrors.push(String(e)));
-  return page;
-}
-
-async function signIn(page, token) {
-  await page.goto(ctx.cloud.url + "/ui/#/signin");
-  await page.locator("#token").fill(token);
-  await page.locator("#signin-submit").click();
-}
+});
 
 step("/ui serves the console with a strict CSP; a bad token is refused", async () => {
   const { page, cloud } = ctx;
@@ -112,8 +90,7 @@ step("/ui serves the console with a strict CSP; a bad token is refused", async (
 
 step("a member signs in and sees a new server reach ACTIVE without a reload", async () => {
   const { page, cloud } = ctx;
-  await signIn(page, ctx.member);
-  await page.locator("#servers").waitFor();
+  await signIn(ctx, ctx.member);
   const role = await page.locator("#who-role").textContent();
   const project = await page.locator("#who-project").textContent();
   if (role !== "member" || !project.includes("demo")) fail(`shown: ${project} / ${role}`);
@@ -128,6 +105,52 @@ step("a member signs in and sees a new server reach ACTIVE without a reload", as
   ctx.listAnswers.length = 0;
   await waitFor("a poll of the list answered 304", DEADLINE_MS, () => ctx.listAnswers.includes(304));
   await shot(page, "servers");
+});
+
+step("a volume attached and detached on the server's page, attached again on its own page", async () => {
+  const { page, cloud } = ctx;
+  const sid = ctx.server.id;
+  const made = (await cloud.api(ctx.member, "POST", "/v1/volumes", { name: "vol-ui", size_gb: 1 })).volume;
+  await cloud.waitStatus(ctx.member, "/v1/volumes/" + made.id, "volume", "available");
+  ctx.volume = made;
+  const volumeOf = async () => (await cloud.api(ctx.member, "GET", "/v1/volumes/" + made.id)).volume;
+  const idsOf = async () => (await cloud.api(ctx.member, "GET", "/v1/servers/" + sid)).server.volume_ids || [];
+  await page.locator(`#servers tr[data-id="${sid}"] a`).click();
+  await page.locator('#details[data-status="ACTIVE"]').waitFor();
+  await page.locator("#server-volumes-none").waitFor();
+  await page.locator(`#attach-volume option[value="${made.id}"]`).waitFor({ state: "attached" });
+  await labelled(page);
+  await page.locator("#attach-volume").selectOption(made.id);
+  await page.locator("#action-attach").click();
+  const row = page.locator(`#server-volumes-body tr[data-id="${made.id}"]`);
+  await page.locator(`#server-volumes-body tr[data-id="${made.id}"][data-status="in-use"]`).waitFor();
+  const cells = await row.locator("td").allTextContents();
+  if (cells[0] !== "vol-ui" || cells[1] !== "1 GB") fail("the volume's row: " + cells);
+  const attached = await volumeOf();
+  if (attached.status !== "in-use" || attached.server_id !== sid) fail("the API says: " + JSON.stringify(attached));
+  if (!(await idsOf()).includes(made.id)) fail("the server's volume_ids lack the volume");
+  await shot(page, "server-volumes");
+  // Detach: confirmed in the dialog, which names the volume.
+  await row.locator("button.detach").click();
+  await page.locator("#confirm").waitFor({ state: "visible" });
+  if (!(await page.locator("#confirm-text").textContent()).includes("vol-ui")) fail("the confirmation names no volume");
+  await page.locator("#confirm-ok").click();
+  await page.locator("#server-volumes-none").waitFor();
+  await cloud.waitStatus(ctx.member, "/v1/volumes/" + made.id, "volume", "available");
+  if ((await idsOf()).includes(made.id)) fail("the server's volume_ids still name the volume");
+  // The volume's page: Attach to a server picked by name; then it names its server (linked).
+  await page.goto(cloud.url + "/ui/#/volumes/" + made.id);
+  await page.locator('#details[data-status="available"]').waitFor();
+  await page.locator("#attach-server").selectOption({ label: "web-ui-1" });
+  await page.locator("#action-attach").click();
+  await page.locator('#details[data-status="in-use"]').waitFor();
+  await page.locator("#action-detach").waitFor();
+  if ((await volumeOf()).server_id !== sid) fail("attached from its page to another server");
+  await shot(page, "volume");
+  await page.locator(`#details a[href="#/servers/${sid}"]`, { hasText: "web-ui-1" }).click();
+  await page.locator(`#server-volumes-body tr[data-id="${made.id}"][data-status="in-use"]`).waitFor();
+  await page.locator('a[href="#/servers"]').first().click();
+  await page.locator(`#servers tr[data-id="${sid}"]`).waitFor();
 });
 
 step("its page: details, a bar per workflow step, events; stop with confirmation", async () => {
@@ -166,6 +189,72 @@ step("its page: details, a bar per workflow step, events; stop with confirmation
   await page.locator('#timeline[data-state="succeeded"] >> text=server.stop').waitFor();
   await page.locator("#action-start").waitFor({ state: "visible" });
   if (!(await page.locator("#action-start").isEnabled())) fail("start is not offered for a SHUTOFF server");
+});
+
+step("the servers page filters by status and by exact name, as the API does", async () => {
+  const { page, cloud } = ctx;
+  // Two more servers (filter-ui-1, filter-ui-2) beside web-ui-1, SHUTOFF since the step before.
+  const more = (await cloud.api(ctx.member, "POST", "/v1/servers", {
+    name: "filter-ui", flavor: "m1.tiny", image: "busybox", network_id: ctx.network.id, max_count: 2,
+  })).servers;
+  for (const s of more) await cloud.waitStatus(ctx.member, "/v1/servers/" + s.id, "server", "ACTIVE");
+  const sent = []; // the query of every list request from now on
+  const onRequest = (r) => {
+    const u = new URL(r.url());
+    if (u.pathname === "/v1/servers") sent.push(u.search);
+  };
+  page.on("request", onRequest);
+  await page.locator("#nav-servers").click();
+  await page.locator(`#servers-body tr[data-id="${more[1].id}"][data-status="ACTIVE"]`).waitFor();
+  await labelled(page);
+  if ((await page.locator("label[for=servers-status]").textContent()).trim() !== "Status") fail("the status select has no label");
+  if ((await page.locator("label[for=servers-name]").textContent()).trim() !== "Name") fail("the name field has no label");
+  const help = await page.locator("#servers-name-help").textContent();
+  if (!/exactly/.test(help) || (await page.getAttribute("#servers-name", "aria-describedby")) !== "servers-name-help") {
+    fail("the name field does not say the match is exact: " + help);
+  }
+  const rows = () => page.locator("#servers-body tr").evaluateAll((trs) => trs.map((tr) => `${tr.dataset.id} ${tr.dataset.status}`).sort());
+  const listed = async (q) => (await cloud.api(ctx.member, "GET", "/v1/servers" + q)).servers.map((s) => `${s.id} ${s.status}`).sort();
+  const same = async (q) => JSON.stringify(await rows()) === JSON.stringify(await listed(q));
+  // A status: exactly the API's answer to ?status=, and the filter in the hash.
+  await page.locator("#servers-status").selectOption("SHUTOFF");
+  await waitFor("the page = GET /v1/servers?status=SHUTOFF", DEADLINE_MS, () => same("?status=SHUTOFF"));
+  const shutoff = await rows();
+  if (shutoff.length !== 1 || !shutoff[0].startsWith(ctx.server.id)) fail("SHUTOFF rows: " + shutoff);
+  if ((await page.evaluate(() => location.hash)) !== "#/servers?status=SHUTOFF") fail("hash: " + (await page.evaluate(() => location.hash)));
+  // A name, all statuses: that server alone; a part of a name matches nothing (the API's match is exact).
+  await page.locator("#servers-status").selectOption("");
+  await page.locator("#servers-name").fill("filter-ui-2");
+  await page.locator("#servers-name").press("Enter");
+  await waitFor("the page = GET /v1/servers?name=filter-ui-2", DEADLINE_MS, () => same("?name=filter-ui-2"));
+  if (JSON.stringify(await rows()) !== JSON.stringify([`${more[1].id} ACTIVE`])) fail("name rows: " + (await rows()));
+  await page.locator("#servers-name").fill("filter-ui");
+  await page.locator("#servers-name").press("Enter");
+  await page.locator("#main .status", { hasText: "No server matches." }).waitFor();
+  if ((await rows()).length !== 0) fail("a part of a name matched: " + (await rows()));
+  // A reload with the filters in the hash shows the same view, its controls set.
+  await page.evaluate(() => history.replaceState(null, "", "#/servers?status=ACTIVE&name=filter-ui-1"));
+  await page.reload();
+  await page.locator(`#servers-body tr[data-id="${more[0].id}"]`).waitFor();
+  if ((await page.locator("#servers-status").inputValue()) !== "ACTIVE" || (await page.locator("#servers-name").inputValue()) !== "filter-ui-1") {
+    fail("the controls after a reload do not show the hash's filters");
+  }
+  if (!(await same("?status=ACTIVE&name=filter-ui-1"))) fail("after a reload: " + (await rows()));
+  // The nav's Servers: no filter, every server of the project again, from page 1.
+  await page.locator("#nav-servers").click();
+  await waitFor("the unfiltered list", DEADLINE_MS, () => same(""));
+  if ((await page.locator("#servers-status").inputValue()) !== "" || (await page.locator("#servers-name").inputValue()) !== "") fail("the filters stayed");
+  // The list requests carried the page and the filters, nothing else.
+  page.off("request", onRequest);
+  for (const q of sent) {
+    const extra = [...new URLSearchParams(q).keys()].filter((k) => !["limit", "marker", "status", "name"].includes(k));
+    if (extra.length) fail("a list request sent " + q);
+  }
+  if (!sent.includes("?status=SHUTOFF&limit=50") || !sent.includes("?name=filter-ui-2&limit=50")) fail("requests: " + sent);
+  for (const s of more) await cloud.api(ctx.member, "DELETE", "/v1/servers/" + s.id, undefined, 202);
+  for (const s of more) {
+    await waitFor(`${s.name} gone`, DEADLINE_MS, async () => (await fetch(`${cloud.url}/v1/servers/${s.id}`, { headers: { Authorization: "Bearer " + ctx.member } })).status === 404);
+  }
 });
 
 step("the form: the API's refusal shown at its field, a server made, deleted with confirmation", async () => {
@@ -220,6 +309,14 @@ step("a reader sees the server and no action", async () => {
   await page.locator("#timeline").waitFor();
   const buttons = await page.locator("#actions button").count();
   if (buttons !== 0) fail(`a reader is offered ${buttons} action buttons`);
+  // Its attached volume is listed, with no Detach; no Attach either, here or on the volume's page.
+  await page.locator(`#server-volumes-body tr[data-id="${ctx.volume.id}"]`).waitFor();
+  if (await page.locator("#h-volumes ~ * button, #attach-volume").count()) fail("a reader is offered Attach or Detach");
+  await page.locator(`#server-volumes-body tr[data-id="${ctx.volume.id}"] a`).click();
+  await page.locator('#details[data-status="in-use"]').waitFor();
+  if (await page.locator("#action-attach, #action-detach, #attach-server").count()) fail("a reader is offered Attach or Detach on the volume");
+  await page.goBack();
+  await page.locator("#timeline").waitFor();
   await page.locator('a[href="#/servers"]').first().click();
   await page.locator(`#servers tr[data-id="${ctx.server.id}"]`).waitFor();
   if ((await page.locator("#new-server").count()) !== 0) fail("a reader is offered New server");
@@ -233,8 +330,7 @@ step("a reader sees the server and no action", async () => {
 
 step("another project's member sees none of it", async () => {
   const { page, cloud } = ctx;
-  await signIn(page, ctx.otherMember);
-  await page.locator("#servers").waitFor();
+  await signIn(ctx, ctx.otherMember);
   // The list has answered (its status line says there is nothing) and holds no row of demo's.
   await page.locator("text=No servers yet.").waitFor();
   if ((await page.locator("#servers tbody tr").count()) !== 0) fail("another project's server is listed");
@@ -248,7 +344,7 @@ step("another project's member sees none of it", async () => {
 
 step("an admin sees every project's servers with their hosts", async () => {
   const { page, cloud } = ctx;
-  await signIn(page, cloud.adminToken);
+  await signIn(ctx, cloud.adminToken);
   const row = page.locator(`#servers tr[data-id="${ctx.server.id}"]`);
   await row.waitFor();
   const heads = await page.locator("#servers thead th").allTextContents();
@@ -259,24 +355,4 @@ step("an admin sees every project's servers with their hosts", async () => {
   await page.locator("#signout").click();
 });
 
-step("no token in any URL, no error in the page", async () => {
-  for (const u of ctx.urls) {
-    for (const t of ctx.tokens) {
-      if (u.includes(t)) fail("a token in a URL: " + u);
-    }
-  }
-  if (ctx.consoleErrors.length) fail("errors in the page:\n" + ctx.consoleErrors.join("\n"));
-});
-
-// ---- the run
-
-async function main() {
-  if (!BIN) fail("usage: node console_test.mjs BIN_DIR");
-  ctx.cloud = new DevCloud(BIN, ["--hosts", "2", "--boot-ms", "50"]);
-  await run(ctx, steps);
-}
-
-main().catch((e) => {
-  console.error(e);
-  process.exitCode = 1;
-});
+main(ctx, steps, ["--hosts", "2", "--boot-ms", "50"]);

@@ -1,6 +1,12 @@
 // What the browser tests share: a `cogs dev` on a temporary directory (DevCloud), Debian's headless
-// Chromium through playwright-core, waits on conditions, and a runner of steps that stops the cloud
-// and closes Chromium even when a step fails.
+// Chromium through playwright-core (a page whose requests and errors are watched), waits on
+// conditions, signing in, the accessibility basics of a page (labelled), and a runner of steps
+// (run, main) that ends with the checks every test makes (no token in a URL, no error in the page)
+// and stops the cloud and closes Chromium even when a step fails.
+//
+// A test file: `const { steps, step } = stepList(); const ctx = {};`, its steps, then
+// `main(ctx, steps, [cogs dev flags])`; its first step starts ctx.cloud and sets ctx.tokens, a
+// later one sets ctx.browser and ctx.page (newPage).
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -13,8 +19,10 @@ export const SOURCE = path.resolve(HERE, "../..");
 export const CHROMIUM = "/usr/bin/chromium";
 // The deadline of a wait: a state the cloud reaches in at most seconds idle; generous under load.
 export const DEADLINE_MS = 60_000;
-// Where shot() saves, when COGS_SCREENSHOTS is set (docs/screenshots); "" otherwise.
-export const SHOTS = process.env.COGS_SCREENSHOTS ? path.join(SOURCE, "docs", "screenshots") : "";
+// Where shot() saves, when COGS_SCREENSHOTS is set: docs/screenshots (or the directory it names, when
+// it is not "1"); "" otherwise.
+const SHOTS_ENV = process.env.COGS_SCREENSHOTS || "";
+export const SHOTS = !SHOTS_ENV ? "" : SHOTS_ENV === "1" ? path.join(SOURCE, "docs", "screenshots") : path.resolve(SHOTS_ENV);
 
 // Fails the step running (an Error with `message`).
 export function fail(message) {
@@ -54,6 +62,51 @@ export async function launchChromium() {
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
       "--disable-component-update", "--disable-sync"],
   });
+}
+
+// A page of a new context of ctx.browser (`viewport`), with the deadline as its default timeout,
+// watched for run()'s last step: every request URL goes to ctx.urls, every error the page logs to
+// ctx.consoleErrors ("Failed to load resource: ..." aside: Chromium noting an API answer the page
+// handles, a 401, 404 or 409; the rest, an exception or a CSP violation "Refused to ...", is the
+// console's error).
+export async function newPage(ctx, viewport = { width: 1280, height: 800 }) {
+  const context = await ctx.browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.setDefaultTimeout(DEADLINE_MS);
+  ctx.urls = ctx.urls || [];
+  ctx.consoleErrors = ctx.consoleErrors || [];
+  page.on("request", (r) => ctx.urls.push(r.url()));
+  page.on("console", (m) => {
+    if (m.type() === "error" && !/^Failed to load resource/.test(m.text())) ctx.consoleErrors.push(m.text());
+  });
+  page.on("pageerror", (e) => ctx.consoleErrors.push(String(e)));
+  return page;
+}
+
+// Signs ctx.page in with `token` through the sign-in form; waits for the servers list it lands on.
+export async function signIn(ctx, token) {
+  const { page, cloud } = ctx;
+  await page.goto(cloud.url + "/ui/#/signin");
+  await page.locator("#token").fill(token);
+  await page.locator("#signin-submit").click();
+  await page.locator("#servers").waitFor();
+}
+
+// Accessibility basics of the page shown: every form control in <main> has a label, every button a
+// name, every column header a scope.
+export async function labelled(page) {
+  const bad = await page.evaluate(() => [
+    ...[...document.querySelectorAll("main input, main select")].filter((c) => !c.labels?.length).map((c) => c.outerHTML.slice(0, 80)),
+    ...[...document.querySelectorAll("main button")].filter((b) => !b.textContent.trim()).map((b) => b.outerHTML.slice(0, 80)),
+    ...[...document.querySelectorAll("main thead th")].filter((t) => !t.getAttribute("scope")).map((t) => t.outerHTML),
+  ]);
+  if (bad.length) fail("not labelled: " + bad.join(" | "));
+}
+
+// A test's list of steps and the function that adds one: step(name, async fn).
+export function stepList() {
+  const steps = [];
+  return { steps, step: (name, fn) => steps.push({ name, fn }) };
 }
 
 // `page`'s full screenshot as docs/screenshots/<name>.png, when COGS_SCREENSHOTS is set.
@@ -193,10 +246,26 @@ export class DevCloud {
   }
 }
 
-// Runs `steps` ([{name, fn}], in order, stopping at the first failure) with ctx.cloud started by
-// the first of them; ctx.browser and ctx.page, once set, are closed and screenshot on failure. The
-// cloud is stopped whatever happens (a SIGTERM from ctest's timeout too). Sets the exit code.
-export async function run(ctx, steps) {
+// The step run() ends with: no request URL of the pages (ctx.urls) ever carried a token
+// (ctx.tokens), and the pages logged no error (ctx.consoleErrors): a CSP violation would.
+const NOTHING_LEAKED = {
+  name: "no token in any URL, no error in the page",
+  fn: (ctx) => {
+    for (const u of ctx.urls || []) {
+      for (const t of ctx.tokens || []) {
+        if (u.includes(t)) fail("a token in a URL: " + u);
+      }
+    }
+    if (ctx.consoleErrors?.length) fail("errors in the page:\n" + ctx.consoleErrors.join("\n"));
+  },
+};
+
+// Runs `steps` ([{name, fn}], in order, stopping at the first failure), then the check that no
+// token was in a URL and the page logged no error, with ctx.cloud started by the first of them;
+// ctx.browser and ctx.page, once set, are closed and screenshot on failure. The cloud is stopped
+// whatever happens (a SIGTERM from ctest's timeout too). Sets the exit code.
+export async function run(ctx, testSteps) {
+  const steps = [...testSteps, NOTHING_LEAKED];
   for (const sig of ["SIGTERM", "SIGINT"]) {
     process.on(sig, () => {
       ctx.cloud.kill();
@@ -209,7 +278,7 @@ export async function run(ctx, steps) {
     for (const s of steps) {
       const t0 = Date.now();
       try {
-        await s.fn();
+        await s.fn(ctx);
         passed += 1;
         console.log(`ok   ${s.name} (${Date.now() - t0} ms)`);
       } catch (e) {
@@ -235,4 +304,20 @@ export async function run(ctx, steps) {
   const skipped = steps.length - passed - failed;
   console.log(`${passed} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ""));
   process.exitCode = failed || skipped ? 1 : 0;
+}
+
+// A test's main: `node <test>.mjs BIN_DIR` makes ctx.cloud a DevCloud of BIN_DIR with `args` (the
+// `cogs dev` flags) and `options`, then run(ctx, steps). Sets the exit code.
+export function main(ctx, steps, args, options = {}) {
+  const bin = process.argv[2];
+  if (!bin) {
+    console.error(`usage: node ${path.basename(process.argv[1])} BIN_DIR`);
+    process.exitCode = 2;
+    return;
+  }
+  ctx.cloud = new DevCloud(bin, args, options);
+  run(ctx, steps).catch((e) => {
+    console.error(e);
+    process.exitCode = 1;
+  });
 }

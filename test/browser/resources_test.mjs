@@ -22,22 +22,27 @@
 //  7. An admin sees net-keep with its project's name; creates an image (queued: no content yet)
 //     and a flavor through the forms, and deletes the flavor; 60 more flavors make the list page:
 //     50 rows, then the rest on the next page.
-//  8. No request URL ever carried a token; the page logged no error (a CSP violation would); on
+//  8. The admin uploads a small root filesystem (made with `tar -czf`) through the image's page
+//     (its file field, Upload): the image is active, with the file's size and sha256 (node's) in
+//     the API and on the page, the upload sent ?sha256= of the file, and no upload is offered any
+//     more; a file that is not gzip, uploaded to another queued image, is refused at the file field
+//     with the API's message, and that image stays queued without content (the API says).
+//  9. A member is offered no upload on a queued image's page.
+// 10. No request URL ever carried a token; the page logged no error (a CSP violation would); on
 //     the forms and lists, each control has a label, each button a name, each column header a scope.
 //
 // Waits are for conditions with generous deadlines, never fixed sleeps. `cogs dev` is stopped and
 // Chromium closed even when a step fails (harness.mjs run()). Exits 0 when every step passes.
-import { DEADLINE_MS, DevCloud, fail, launchChromium, run, shot, waitFor } from "./harness.mjs";
+import { execFileSync } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { DEADLINE_MS, fail, labelled, launchChromium, main, newPage, shot, signIn, stepList, waitFor } from "./harness.mjs";
 
-const BIN = process.argv[2];
 const KINDS = ["networks", "subnets", "ports", "volumes", "images", "flavors"];
 
-const steps = [];
-function step(name, fn) {
-  steps.push({ name, fn });
-}
-
-const ctx = { urls: [], consoleErrors: [] };
+const { steps, step } = stepList();
+const ctx = {};
 
 step("the cloud and its tenants", async () => {
   const { cloud } = ctx;
@@ -58,25 +63,9 @@ step("the cloud and its tenants", async () => {
 
 step("Chromium (Debian's, headless, no downloads)", async () => {
   ctx.browser = await launchChromium();
-  const context = await ctx.browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(DEADLINE_MS);
-  page.on("request", (r) => ctx.urls.push(r.url()));
-  page.on("console", (m) => {
-    // "Failed to load resource: ... 400/404/409" is Chromium noting an API answer the page handles.
-    if (m.type() === "error" && !/^Failed to load resource/.test(m.text())) ctx.consoleErrors.push(m.text());
-  });
-  page.on("pageerror", (e) => ctx.consoleErrors.push(String(e)));
-  ctx.page = page;
+  ctx.page = await newPage(ctx);
 });
 
-async function signIn(token) {
-  const { page, cloud } = ctx;
-  await page.goto(cloud.url + "/ui/#/signin");
-  await page.locator("#token").fill(token);
-  await page.locator("#signin-submit").click();
-  await page.locator("#servers").waitFor();
-}
 
 // The row of `kind`'s list whose name is `name` (and, given, whose status is `status`).
 function row(kind, name, status) {
@@ -90,29 +79,19 @@ async function listed(kind) {
   await ctx.page.locator(`#${kind}-body tr, main .status:text-matches("^No ${kind} yet")`).first().waitFor();
 }
 
-// Each form control of the page has a label, each button a name, each column header a scope.
-async function labelled() {
-  const bad = await ctx.page.evaluate(() => [
-    ...[...document.querySelectorAll("main input, main select")].filter((c) => !c.labels?.length).map((c) => c.id || c.name),
-    ...[...document.querySelectorAll("main button")].filter((b) => !b.textContent.trim()).map((b) => b.outerHTML),
-    ...[...document.querySelectorAll("main thead th")].filter((t) => !t.getAttribute("scope")).map((t) => t.textContent),
-  ]);
-  if (bad.length) fail("unlabelled: " + bad);
-}
-
 async function create(kind, one, fill) {
   const { page } = ctx;
   await page.locator("#nav-" + kind).click();
   await page.locator("#new-" + one).click();
   await page.locator("#create-" + one + " #create-submit").waitFor();
-  await labelled();
+  await labelled(ctx.page);
   // `fill` may submit by itself (returning true): by keyboard.
   if (!(await fill(page))) await page.locator("#create-submit").click();
 }
 
 step("a member makes a network, a subnet (a bad cidr refused at its field) and a port through the forms", async () => {
   const { page, cloud } = ctx;
-  await signIn(ctx.member);
+  await signIn(ctx, ctx.member);
   await page.evaluate(() => (window.__notReloaded = true));
   // By keyboard: the form starts with the focus on its first field; Enter submits.
   await create("networks", "network", async (p) => {
@@ -203,11 +182,11 @@ step("the port, the subnet and the network deleted through the dialog leave thei
 
 step("a reader gets no New and no Delete on any of the pages", async () => {
   const { page, cloud } = ctx;
-  await signIn(ctx.reader);
+  await signIn(ctx, ctx.reader);
   for (const kind of KINDS) {
     await page.locator("#nav-" + kind).click();
     await listed(kind);
-    await labelled();
+    await labelled(ctx.page);
     if (await page.locator("main .title a.button").count()) fail("a reader is offered New on " + kind);
   }
   await page.locator("#nav-volumes").click();
@@ -225,7 +204,7 @@ step("a reader gets no New and no Delete on any of the pages", async () => {
 
 step("another project's member sees none of demo's networks, and no catalog writes", async () => {
   const { page, cloud } = ctx;
-  await signIn(ctx.otherMember);
+  await signIn(ctx, ctx.otherMember);
   await page.locator("#nav-networks").click();
   await page.locator("text=No networks yet.").waitFor();
   if (await page.locator("#networks-body tr").count()) fail("another project's network is listed");
@@ -243,10 +222,10 @@ step("another project's member sees none of demo's networks, and no catalog writ
 
 step("an admin sees every project's networks by project, makes an image and a flavor, deletes the flavor; a long list pages", async () => {
   const { page, cloud } = ctx;
-  await signIn(cloud.adminToken);
+  await signIn(ctx, cloud.adminToken);
   await page.locator("#nav-networks").click();
+  await row("networks", "net-keep").waitFor(); // the list drawn, its headers with it
   const heads = await page.locator("#networks thead th").allTextContents();
-  await row("networks", "net-keep").waitFor();
   const cells = await row("networks", "net-keep").locator("td").allTextContents();
   if (cells[heads.indexOf("Project")] !== "demo") fail(`net-keep's project shown: ${heads} / ${cells}`);
   await create("flavors", "flavor", async (p) => {
@@ -259,7 +238,7 @@ step("an admin sees every project's networks by project, makes an image and a fl
     await p.locator("#name").fill("img-res");
     await p.locator("#os").fill("linux");
   });
-  await row("images", "img-res", "queued").waitFor(); // its content is the CLI's to upload
+  await row("images", "img-res", "queued").waitFor(); // no content yet: uploaded below
   await page.locator("#nav-flavors").click();
   await row("flavors", "f\\.res").locator("td:first-child a").click();
   await page.locator("#action-delete").click();
@@ -275,25 +254,66 @@ step("an admin sees every project's networks by project, makes an image and a fl
     (await page.locator("#flavors-body tr").count()) === 50 && (await page.locator("#page-next").isEnabled()));
   await page.locator("#page-next").click();
   await waitFor("the rest on page 2", DEADLINE_MS, async () => (await page.locator("#flavors-body tr").count()) === total - 50);
+});
+
+step("the admin uploads an image's root filesystem on its page: active, its size and sha256; a file not gzip refused", async () => {
+  const { page, cloud } = ctx;
+  const admin = cloud.adminToken;
+  // A small root filesystem as `tar -czf` makes it, and a file that is not one (in the data
+  // directory, removed with it).
+  const dir = fs.mkdtempSync(path.join(cloud.dir, "rootfs-"));
+  fs.mkdirSync(path.join(dir, "root", "etc"), { recursive: true });
+  fs.writeFileSync(path.join(dir, "root", "etc", "hostname"), "img-res\n");
+  const tgz = path.join(dir, "rootfs.tar.gz");
+  execFileSync("tar", ["-czf", tgz, "-C", path.join(dir, "root"), "."]);
+  const bytes = fs.readFileSync(tgz);
+  const sha = crypto.createHash("sha256").update(bytes).digest("hex");
+  const text = path.join(dir, "rootfs.txt");
+  fs.writeFileSync(text, "not an archive\n");
+
+  const image = (await cloud.api(admin, "GET", "/v1/images?name=img-res")).images[0] || fail("no image img-res");
+  await page.locator("#nav-images").click();
+  await row("images", "img-res").locator("td:first-child a").click();
+  await page.locator('#details[data-status="queued"]').waitFor();
+  await page.locator("#image-file").waitFor();
+  await labelled(ctx.page);
+  await page.locator("#image-file").setInputFiles(tgz);
+  await page.locator("#upload-submit").click();
+  await page.locator('#details[data-status="active"]').waitFor();
+  const up = (await cloud.api(admin, "GET", "/v1/images/" + image.id)).image;
+  if (up.status !== "active" || up.size_bytes !== bytes.length || up.sha256 !== sha) {
+    fail(`the API says ${JSON.stringify(up)}; the file: ${bytes.length} bytes, sha256 ${sha}`);
+  }
+  // The page shows them, and sent the file's sha256 for cogsd to check.
+  const shown = await page.locator("#details dd").allTextContents();
+  if (!shown.includes(String(bytes.length)) || !shown.includes(sha)) fail("the page shows: " + shown);
+  if (!ctx.urls.some((u) => u.endsWith(`/v1/images/${image.id}/file?sha256=${sha}`))) fail("no upload with ?sha256= of the file");
+  if (await page.locator("#upload-image").isVisible()) fail("an upload is still offered for an active image");
+
+  // Not gzip: refused at the file field with the API's words; the image still queued, no content.
+  const bad = (await cloud.api(admin, "POST", "/v1/images", { name: "img-bad" })).image;
+  ctx.queuedImage = bad;
+  await page.goto(cloud.url + "/ui/#/images/" + bad.id);
+  await page.locator('#details[data-status="queued"]').waitFor();
+  await page.locator("#image-file").setInputFiles(text);
+  await page.locator("#upload-submit").click();
+  await page.locator('#image-file[aria-invalid="true"]').waitFor();
+  const note = await page.locator("#image-file-error").textContent();
+  if (!/gzip/.test(note)) fail("the file field says: " + note);
+  if (!/upload was refused/.test(await page.locator("#upload-error").textContent())) fail("no refusal above the button");
+  await shot(page, "image-upload");
+  const still = (await cloud.api(admin, "GET", "/v1/images/" + bad.id)).image;
+  if (still.status !== "queued" || still.size_bytes || still.sha256) fail("a refused upload changed the image: " + JSON.stringify(still));
   await page.locator("#signout").click();
 });
 
-step("no token in any URL, no error in the page", async () => {
-  for (const u of ctx.urls) {
-    for (const t of ctx.tokens) {
-      if (u.includes(t)) fail("a token in a URL: " + u);
-    }
-  }
-  if (ctx.consoleErrors.length) fail("errors in the page:\n" + ctx.consoleErrors.join("\n"));
+step("a member is offered no upload of a queued image", async () => {
+  const { page, cloud } = ctx;
+  await signIn(ctx, ctx.member);
+  await page.goto(cloud.url + "/ui/#/images/" + ctx.queuedImage.id);
+  await page.locator('#details[data-status="queued"]').waitFor();
+  if (await page.locator("#image-file, #upload-submit, #upload-image").count()) fail("a member is offered the upload");
+  await page.locator("#signout").click();
 });
 
-async function main() {
-  if (!BIN) fail("usage: node resources_test.mjs BIN_DIR");
-  ctx.cloud = new DevCloud(BIN, ["--hosts", "1", "--boot-ms", "50"]);
-  await run(ctx, steps);
-}
-
-main().catch((e) => {
-  console.error(e);
-  process.exitCode = 1;
-});
+main(ctx, steps, ["--hosts", "1", "--boot-ms", "50"]);

@@ -63,7 +63,15 @@ export async function api(path, { method = "GET", body, as } = {}) {
     throw new ApiError(0, "unreachable", "cogsd did not answer: " + e.message);
   }
   if (answer.status === 304 && kept) return kept.json;
-  const text = await answer.text();
+  const json = answered(answer.status, answer.statusText, await answer.text(), as === undefined);
+  const etag = method === "GET" ? answer.headers.get("ETag") : null;
+  if (etag) remember(key, etag, json);
+  return json;
+}
+
+// An answer's parsed body (null for an empty one or one that is not JSON); throws ApiError unless
+// it is a success. A 401 of the kept token (`kept`) tells the shell, which signs out (app.js).
+function answered(status, statusText, text, kept) {
   let json = null;
   if (text) {
     try {
@@ -72,18 +80,56 @@ export async function api(path, { method = "GET", body, as } = {}) {
       json = null;
     }
   }
-  if (answer.status === 401 && as === undefined) {
-    // The kept token stopped working (revoked, expired, rotated): the shell signs out (app.js).
+  if (status === 401 && kept) {
+    // The kept token stopped working (revoked, expired, rotated).
     window.dispatchEvent(new CustomEvent("cogs:unauthorized", { detail: json?.message || "" }));
   }
-  if (!answer.ok) {
-    const code = json?.code || "http_" + answer.status;
-    const message = json?.message || answer.statusText || "HTTP " + answer.status;
-    throw new ApiError(answer.status, code, message, json?.details);
+  if (status < 200 || status > 299) {
+    const code = json?.code || "http_" + status;
+    const message = json?.message || statusText || "HTTP " + status;
+    throw new ApiError(status, code, message, json?.details);
   }
-  const etag = method === "GET" ? answer.headers.get("ETag") : null;
-  if (etag) remember(key, etag, json);
   return json;
+}
+
+// PUTs `file` (a Blob) as the body of /v1`path` with the stored token, as api() does (the token
+// only in the Authorization header; the same ApiError; a 401 signs out), but through
+// XMLHttpRequest, whose upload reports progress (fetch's does not): onProgress(sent, total).
+// Resolves to the parsed JSON answer.
+export function upload(path, file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("PUT", "/v1" + path);
+    xhr.setRequestHeader("Authorization", "Bearer " + token());
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    xhr.withCredentials = false;
+    if (onProgress) {
+      xhr.upload.addEventListener("progress", (e) => {
+        if (e.lengthComputable) onProgress(e.loaded, e.total);
+      });
+    }
+    xhr.addEventListener("load", () => {
+      try {
+        resolve(answered(xhr.status, xhr.statusText, xhr.responseText, true));
+      } catch (e) {
+        reject(e);
+      }
+    });
+    // A connection closed before an answer (cogsd may close it at once on a body over its limit).
+    xhr.addEventListener("error", () =>
+      reject(new ApiError(0, "unreachable", "the connection closed before cogsd answered (a file over its size limit is refused unread)")),
+    );
+    xhr.addEventListener("abort", () => reject(new ApiError(0, "aborted", "the upload was cancelled")));
+    xhr.send(file);
+  });
+}
+
+// The hex SHA-256 of `blob` (read whole into memory: callers bound its size), or "" where the
+// browser has no crypto.subtle (a page not served over https or from localhost).
+export async function sha256Hex(blob) {
+  if (!globalThis.crypto?.subtle) return "";
+  const digest = await crypto.subtle.digest("SHA-256", await blob.arrayBuffer());
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 // Who the stored (or given) token is: {project_id, project_name, role, token_id}.

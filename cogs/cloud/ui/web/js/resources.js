@@ -1,13 +1,25 @@
 // The pages of networks, subnets, ports, volumes, images and flavors, one generic module driven by
 // KINDS (a spec per kind): a list (#/<kind>: limit/marker pages, polled, revalidated by api.js), a
 // record's page (#/<kind>/<id>: its fields, Delete confirmed, its events followed with ?after=,
-// a network's subnets and ports) and a create form (#/<kind>/new: the API's refusal at the field
-// `details.field` names). What a role may not do is not offered: a reader gets no New or Delete,
-// and the catalog's writes (flavors, images) are offered to admins only.
-import { ApiError, api, query } from "./api.js";
+// a network's subnets and ports, a volume's server with Attach / Detach, a queued image's upload)
+// and a create form (#/<kind>/new: the API's refusal at the field `details.field` names). What a
+// role may not do is not offered: a reader gets no New, Delete, Attach or Detach, and the catalog's
+// writes (flavors, images, an image's content) are offered to admins only.
+import { ApiError, api, query, sha256Hex, upload } from "./api.js";
 import { badge, clear, clock, every, h } from "./dom.js";
 import { confirmAction } from "./confirm.js";
-import { eventLog, field, listTable, pager, refusal, section, statusLine } from "./widgets.js";
+import {
+  ATTACHABLE,
+  attachVolume,
+  detachVolume,
+  eventLog,
+  field,
+  listTable,
+  pager,
+  refusal,
+  section,
+  statusLine,
+} from "./widgets.js";
 
 export const PAGE_SIZE = 50;
 const POLL_MS = 2000;
@@ -16,7 +28,7 @@ const POLL_MS = 2000;
 const mono = (v) => h("span", { class: "mono" }, v ?? "");
 const gb = (v) => (v === undefined || v === null ? "" : v + " GB");
 const net = (v, names) => (v ? h("a", { href: "#/networks/" + encodeURIComponent(v) }, names.get(v) || v) : "");
-const server = (v) => (v ? h("a", { href: "#/servers/" + encodeURIComponent(v) }, v) : "");
+const server = (v, names) => (v ? h("a", { href: "#/servers/" + encodeURIComponent(v) }, names?.get(v) || v) : "");
 const pools = (v) => (v || []).map((p) => p.start + "–" + p.end).join(", ");
 const named = (v, names) => (v ? names.get(v) || v : "");
 
@@ -108,8 +120,8 @@ export const KINDS = {
       ["Size", "size_bytes", (v) => (v ? Math.ceil(v / 1048576) + " MiB" : "")],
     ],
     fields: [["OS", "os"], ["Minimum disk", "min_disk_gb", gb], ["Size (bytes)", "size_bytes"], ["SHA-256", "sha256", mono]],
-    // Metadata only: the image is `queued` until its content is uploaded (`cogs image create
-    // NAME --file rootfs.tar.gz`, or PUT /v1/images/<id>/file).
+    // Metadata: the image is `queued` until its content is uploaded (its page's upload, an
+    // admin's; `cogs image create NAME --file rootfs.tar.gz`; or PUT /v1/images/<id>/file).
     form: [
       ["name", "Name", "text", true],
       ["os", "OS (optional)", "text", false],
@@ -117,7 +129,7 @@ export const KINDS = {
     ],
     admin: true,
     busy: "its upload is in flight",
-    note: "A new image is queued until its content is uploaded: cogs image create NAME --file rootfs.tar.gz.",
+    note: "This image is queued: it has no content yet (an admin uploads it once, on this page or with cogs image create NAME --file rootfs.tar.gz).",
   },
   flavors: {
     one: "flavor",
@@ -247,6 +259,11 @@ function renderRecord(main, session, kind, id) {
     : null;
   const events = spec.events ? eventLog(path) : null;
   const sections = [section("details", "Details", details)];
+  // A volume's Attach (to one of its project's idle servers) or Detach, a writer's.
+  const volume = kind === "volumes" && session.writer ? volumeActions(path, status, () => record, () => refresh()) : null;
+  // A queued image's upload, an admin's.
+  const uploader = kind === "images" && session.admin ? imageUpload(path, status, () => refresh()) : null;
+  if (uploader) sections.push(uploader.el);
   // A network's subnets and ports (?network_id=), each a small table like the lists.
   const children = (kind === "networks" ? ["subnets", "ports"] : []).map((k) => ({
     k,
@@ -262,7 +279,7 @@ function renderRecord(main, session, kind, id) {
       "div",
       { class: "title" },
       title,
-      h("div", { class: "actions", id: "actions", role: "group", "aria-label": "Actions" }, remove),
+      h("div", { class: "actions", id: "actions", role: "group", "aria-label": "Actions" }, volume?.el, remove),
     ),
     status.el,
     ...sections,
@@ -289,14 +306,22 @@ function renderRecord(main, session, kind, id) {
   async function refresh() {
     if (gone) return;
     let names = new Map();
+    let servers = [];
     try {
       record = (await api(path))[spec.one];
       names = await namesFor(session, kind, kind === "networks" || spec.fields.some((f) => f[2] === net));
+      if (kind === "volumes") {
+        // A volume's server by name, and those a writer may attach it to.
+        servers = (await api("/servers?limit=1000")).servers || [];
+        for (const s of servers) names.set(s.id, s.name);
+      }
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) {
         gone = true;
         status.show("This " + spec.one + " does not exist (any more).");
         if (remove) remove.disabled = true;
+        volume?.gone();
+        uploader?.gone();
         details.dataset.status = "GONE";
         return;
       }
@@ -318,6 +343,8 @@ function renderRecord(main, session, kind, id) {
       if (remove) remove.disabled = /^deleting$/i.test(record.status || ""); // asked already
       if (spec.note && record.status === "queued") status.show(spec.note);
     }
+    volume?.draw(servers);
+    uploader?.draw(record);
     for (const p of children) {
       try {
         p.draw((await api("/" + p.k + query({ network_id: id, limit: 1000 })))[p.k] || [], names);
@@ -406,5 +433,140 @@ function renderCreate(main, session, kind) {
 
   return () => {
     stopped = true;
+  };
+}
+
+// A volume's Attach (a picker of its project's ACTIVE and SHUTOFF servers) while it is available,
+// or Detach (confirmed) while it is in use; made once, shown and hidden by each poll (draw), so
+// focus stays. The API's refusal (a 409: not now) is said in the page's status line as it says it.
+function volumeActions(path, status, current, changed) {
+  const pick = h("select", { id: "attach-server", name: "server_id" });
+  const attachButton = h("button", { type: "button", id: "action-attach", onclick: () => attach() }, "Attach");
+  const attach_ = h("span", { class: "attach", hidden: true }, h("label", { for: "attach-server" }, "Attach to server "), pick, attachButton);
+  const detachButton = h("button", { type: "button", id: "action-detach", hidden: true, onclick: () => detach() }, "Detach");
+  let servers = [];
+  let shown = "";
+
+  async function attach() {
+    const v = current();
+    if (!pick.value) return;
+    try {
+      await attachVolume(v.id, pick.value);
+      status.show("Attach requested.");
+    } catch (e) {
+      status.error("Attach refused: " + e.message);
+    }
+    await changed();
+  }
+
+  async function detach() {
+    const v = current();
+    const to = servers.find((s) => s.id === v.server_id);
+    try {
+      if (!(await detachVolume(v.id, v.name || v.id, to?.name || v.server_id))) return;
+      status.show("Detach requested.");
+    } catch (e) {
+      status.error("Detach refused: " + e.message);
+    }
+    await changed();
+  }
+
+  return {
+    el: h("span", { class: "volume-actions" }, attach_, detachButton),
+    draw(all) {
+      const v = current();
+      servers = all;
+      attach_.hidden = v.status !== "available";
+      detachButton.hidden = v.status !== "in-use";
+      const idle = all.filter((s) => s.project_id === v.project_id && ATTACHABLE.includes(s.status));
+      const text = JSON.stringify(idle.map((s) => [s.id, s.name]));
+      if (text !== shown) {
+        shown = text;
+        const was = pick.value;
+        pick.replaceChildren(
+          ...(idle.length ? [] : [h("option", { value: "" }, "(no ACTIVE or SHUTOFF server)")]),
+          ...idle.map((s) => h("option", { value: s.id, selected: s.id === was }, s.name)),
+        );
+      }
+      attachButton.disabled = idle.length === 0;
+    },
+    gone() {
+      attach_.hidden = true;
+      detachButton.hidden = true;
+    },
+  };
+}
+
+// Above this an image's sha256 is not computed in the page (crypto.subtle reads the file whole
+// into memory); cogsd still computes and keeps it.
+const HASH_MAX_BYTES = 256 * 1024 * 1024;
+
+// An admin's upload of a queued image's root filesystem (PUT /v1/images/<id>/file, api.js upload():
+// its progress shown; ?sha256= of the file when at most HASH_MAX_BYTES, so that a corrupted transfer
+// is refused): shown while the image is queued (and while its upload runs); the API's refusal at
+// the file field (400 naming `file`) or in its error line (413, 409, a sha256 mismatch).
+function imageUpload(path, status, changed) {
+  const input = h("input", {
+    type: "file",
+    id: "image-file",
+    name: "file",
+    accept: ".tar.gz,.tgz,application/gzip",
+    "aria-describedby": "image-file-help image-file-error",
+  });
+  const submit = h("button", { type: "submit", id: "upload-submit" }, "Upload");
+  const progress = statusLine("upload-status");
+  const form = h("form", { class: "create", id: "upload-image", "aria-labelledby": "h-upload", novalidate: true });
+  const error = refusal(form, "upload-error");
+  const help = "A gzip-compressed tar archive of the root filesystem. It is uploaded once: the image is then active and immutable.";
+  form.append(field("image-file", "Root filesystem (.tar.gz)", input, help), progress.el, error.el, h("div", { class: "buttons" }, submit));
+  const el = section("upload", "Upload its content", form);
+  el.hidden = true;
+  let busy = false;
+  const idle = (yes) => {
+    busy = !yes;
+    submit.disabled = !yes;
+    input.disabled = !yes;
+  };
+
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    error.clear();
+    const file = input.files[0];
+    if (!file) {
+      error.show("Choose the file to upload.", { message: "Choose a .tar.gz file.", details: { field: "file" } });
+      return;
+    }
+    idle(false);
+    try {
+      let sha = "";
+      if (file.size <= HASH_MAX_BYTES) {
+        progress.show("Computing its SHA-256…");
+        sha = await sha256Hex(file);
+      }
+      progress.show("Uploading… 0%");
+      const answer = await upload(path + "/file" + query({ sha256: sha }), file, (sent, total) => {
+        const pct = Math.floor((100 * sent) / total);
+        progress.show(pct < 100 ? "Uploading… " + pct + "%" : "Uploaded; cogsd is checking it…");
+      });
+      progress.show("");
+      const image = answer?.image || {};
+      status.show("Uploaded: " + image.size_bytes + " bytes, SHA-256 " + image.sha256 + ".");
+      idle(true);
+    } catch (err) {
+      progress.show("");
+      idle(true);
+      error.show("The upload was refused: " + err.message, err);
+    }
+    await changed();
+  });
+
+  return {
+    el,
+    draw(record) {
+      el.hidden = !(record.status === "queued" || busy);
+    },
+    gone() {
+      el.hidden = true;
+    },
   };
 }

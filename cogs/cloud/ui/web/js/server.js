@@ -1,11 +1,12 @@
-// One server's page: its record, the actions a writer may take (each confirmed), the timeline of
-// one of its workflows (the latest by default; any other its events name), its events followed
-// with ?after=, and its console output where the host's driver keeps one.
+// One server's page: its record, the actions a writer may take (each confirmed), its volumes (a
+// writer attaches the project's available ones and detaches, confirmed), the timeline of one of its
+// workflows (the latest by default; any other its events name), its events followed with ?after=,
+// and its console output where the host's driver keeps one.
 import { ApiError, api, query } from "./api.js";
 import { badge, clear, every, h } from "./dom.js";
 import { confirmAction } from "./confirm.js";
 import { renderTimeline } from "./timeline.js";
-import { eventLog, section, statusLine } from "./widgets.js";
+import { ATTACHABLE, attachVolume, detachVolume, eventLog, listTable, section, statusLine } from "./widgets.js";
 
 const POLL_MS = 2000;
 // Which action a status allows (docs/api.md, Servers).
@@ -30,6 +31,7 @@ export function renderServer(main, session, id) {
   const timelineBox = h("div", { id: "timeline-box" });
   const events = eventLog(path);
   const consoleOut = h("pre", { class: "console", id: "console", tabindex: "0" });
+  const volumes = volumeSection(session, status, () => server, () => refresh());
 
   picker.addEventListener("change", () => {
     chosen = picker.value;
@@ -41,6 +43,7 @@ export function renderServer(main, session, id) {
     h("div", { class: "title" }, title, actions),
     status.el,
     section("details", "Details", details),
+    volumes.el,
     section("timeline", "Workflow", h("label", { for: "workflow-pick" }, "Show workflow "), picker, timelineBox),
     events.el,
     section("console", "Console", consoleOut),
@@ -74,7 +77,6 @@ export function renderServer(main, session, id) {
       ["Flavor", named(s.flavor_id)],
       ["Image", named(s.image_id)],
       ["Network", named(s.network_id)],
-      ["Volumes", (s.volume_ids || []).join(", ") || "none"],
       ["Availability zone", s.availability_zone || ""],
       session.admin ? ["Host", s.host || ""] : null,
       ["Created", s.created_at],
@@ -175,6 +177,11 @@ export function renderServer(main, session, id) {
     drawDetails();
     drawActions();
     try {
+      await volumes.refresh();
+    } catch (e) {
+      status.error("Cannot list the volumes: " + e.message);
+    }
+    try {
       await refreshEvents();
     } catch (e) {
       status.el.textContent = "Cannot read the events: " + e.message;
@@ -185,4 +192,97 @@ export function renderServer(main, session, id) {
   }
 
   return every(POLL_MS, refresh);
+}
+
+// The server's Volumes: a table of those attached (each linked, its size and status; a writer's
+// Detach, confirmed) and, for a writer, "Attach a volume": the project's available volumes.
+// `current()` is the server as last read; `changed()` refreshes the page after a request.
+function volumeSection(session, status, current, changed) {
+  const body = h("tbody", { id: "server-volumes-body" });
+  const heads = ["Name", "Size", "Status"].concat(session.writer ? ["Action"] : []);
+  const table = listTable("server-volumes", "Volumes attached to this server", heads, body);
+  const none = h("p", { class: "help", id: "server-volumes-none", hidden: true }, "No volume is attached.");
+  const pick = h("select", { id: "attach-volume", name: "volume_id" });
+  const attachButton = h("button", { type: "button", id: "action-attach", onclick: () => attach() }, "Attach");
+  const attachRow = session.writer
+    ? h("div", { class: "toolbar" }, h("label", { for: "attach-volume" }, "Attach a volume "), pick, attachButton)
+    : null;
+  let shown = "";
+
+  async function attach() {
+    const volume = pick.value;
+    if (!volume) return;
+    const name = pick.selectedOptions[0]?.textContent || volume;
+    try {
+      await attachVolume(volume, current().id);
+      status.show("Attach of volume " + name + " requested.");
+    } catch (e) {
+      status.error("Attach refused: " + e.message);
+    }
+    await changed();
+  }
+
+  async function detach(v) {
+    try {
+      if (!(await detachVolume(v.id, v.name || v.id, current().name))) return;
+      status.show("Detach of volume " + (v.name || v.id) + " requested.");
+    } catch (e) {
+      status.error("Detach refused: " + e.message);
+    }
+    await changed();
+  }
+
+  return {
+    el: section("volumes", "Volumes", table, none, attachRow),
+    // One list of volumes a poll (a 304 while none changed): redrawn only when what it shows changed.
+    async refresh() {
+      const s = current();
+      const all = (await api("/volumes?limit=1000")).volumes || [];
+      const ids = s.volume_ids || [];
+      const attached = all.filter((v) => v.server_id === s.id || ids.includes(v.id));
+      // An id the list did not bring (past its first 1000) still gets a row.
+      for (const vid of ids) if (!attached.some((v) => v.id === vid)) attached.push({ id: vid });
+      const free = all.filter((v) => v.status === "available" && !v.server_id && v.project_id === s.project_id);
+      const idle = ATTACHABLE.includes(s.status);
+      const text = JSON.stringify([attached, free, idle]);
+      if (text === shown) return;
+      shown = text;
+      body.replaceChildren(
+        ...attached.map((v) =>
+          h(
+            "tr",
+            { "data-id": v.id, "data-status": v.status },
+            h("td", {}, h("a", { href: "#/volumes/" + encodeURIComponent(v.id) }, v.name || v.id)),
+            h("td", {}, v.size_gb ? v.size_gb + " GB" : ""),
+            h("td", {}, v.status ? badge(v.status) : ""),
+            session.writer
+              ? h(
+                  "td",
+                  {},
+                  h(
+                    "button",
+                    {
+                      type: "button",
+                      class: "detach",
+                      "aria-label": "Detach " + (v.name || v.id),
+                      disabled: !idle || v.status !== "in-use",
+                      onclick: () => detach(v),
+                    },
+                    "Detach",
+                  ),
+                )
+              : null,
+          ),
+        ),
+      );
+      table.hidden = attached.length === 0;
+      none.hidden = attached.length > 0;
+      const was = pick.value;
+      pick.replaceChildren(
+        ...(free.length ? [] : [h("option", { value: "" }, "(no available volume)")]),
+        ...free.map((v) => h("option", { value: v.id, selected: v.id === was }, (v.name || v.id) + " (" + v.size_gb + " GB)")),
+      );
+      attachButton.disabled = !idle || free.length === 0;
+    },
+  };
 }

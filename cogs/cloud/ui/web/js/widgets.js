@@ -1,6 +1,7 @@
 // What several pages draw alike: a status line, a list table, a titled section, a pager, a record's
-// events, and a create form's fields and refusal.
+// events, a form's fields and refusal, and a volume's attach and (confirmed) detach.
 import { api, query } from "./api.js";
+import { confirmAction } from "./confirm.js";
 import { clock, h } from "./dom.js";
 
 // A status line (role=status) with show(text) and error(text); `el` is the paragraph.
@@ -118,10 +119,10 @@ export function field(id, label, control, help) {
   );
 }
 
-// A create form's error line (#create-error): clear() before a submit, show(text, err) for the
+// A form's error line (#create-error, or `id`): clear() before a submit, show(text, err) for the
 // API's refusal, also marked at the field err.details.field names (invalid, its note, focus).
-export function refusal(form) {
-  const el = h("p", { id: "create-error", class: "error", role: "alert", tabindex: "-1", hidden: true });
+export function refusal(form, id = "create-error") {
+  const el = h("p", { id, class: "error", role: "alert", tabindex: "-1", hidden: true });
   return {
     el,
     clear() {
@@ -146,4 +147,21 @@ export function refusal(form) {
       }
     },
   };
+}
+
+// Which server statuses a volume may be attached to or detached from (docs/api.md, Volumes).
+export const ATTACHABLE = ["ACTIVE", "SHUTOFF"];
+
+// POST /v1/volumes/<id>/attach {server_id}: rejects with the API's ApiError (a 409: not now).
+export function attachVolume(volumeId, serverId) {
+  return api("/volumes/" + encodeURIComponent(volumeId) + "/attach", { method: "POST", body: { server_id: serverId } });
+}
+
+// Detaches a volume once the user confirmed it (`volumeName` from `serverName`): true when asked,
+// false when the user cancelled; rejects with the API's ApiError (a 409: not now).
+export async function detachVolume(volumeId, volumeName, serverName) {
+  const text = "Detach volume " + volumeName + " from server " + serverName + "? It is unmounted first.";
+  if (!(await confirmAction("Detach volume", text, "Detach"))) return false;
+  await api("/volumes/" + encodeURIComponent(volumeId) + "/detach", { method: "POST", body: {} });
+  return true;
 }
