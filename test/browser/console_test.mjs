@@ -19,7 +19,9 @@
 //     volume's own page (a server picked by name), which then links the server, which lists it.
 //  4. Its page: details, a timeline bar per step of its server.create workflow (in the states the
 //     API gives), its events; Stop through the button and the confirmation (by keyboard): SHUTOFF,
-//     and the timeline shows the server.stop workflow.
+//     and the timeline shows the server.stop workflow; the timeline module, given a step_waiting
+//     event, marks where the step began waiting on an open circuit breaker (and another
+//     workflow's is not drawn).
 //  5. The servers page's filters: by status (SHUTOFF: that server alone) and by exact name, each
 //     the rows of the API's answer to the same ?status= / ?name=, kept in the hash across a reload,
 //     and the nav's Servers clears them; the list requests carry nothing but the page and filters.
@@ -189,6 +191,42 @@ step("its page: details, a bar per workflow step, events; stop with confirmation
   await page.locator('#timeline[data-state="succeeded"] >> text=server.stop').waitFor();
   await page.locator("#action-start").waitFor({ state: "visible" });
   if (!(await page.locator("#action-start").isEnabled())) fail("start is not offered for a SHUTOFF server");
+});
+
+step("the timeline marks where a step waited on an open circuit breaker (its step_waiting event)", async () => {
+  // The console's own timeline module, in the page, on a workflow whose boot waited on the open
+  // circuit of its compute service: what the engine's step_waiting event says (docs/api.md, Events).
+  const drawn = await ctx.page.evaluate(async () => {
+    const { circuitWaits, renderTimeline } = await import("/ui/js/timeline.js");
+    const workflow = {
+      id: "wf-1", type: "server.create", state: "running",
+      steps: [
+        { name: "create_port", action: "network.create_port", state: "succeeded", attempts: 1, started_ms: 1000, finished_ms: 1100 },
+        { name: "boot", action: "compute.create_instance", state: "running", attempts: 1, started_ms: 1100 },
+      ],
+    };
+    const events = [
+      { type: "step_succeeded", workflow_id: "wf-1", time_ms: 1100, message: "step create_port (network.create_port) succeeded after 1 attempt" },
+      { type: "step_waiting", workflow_id: "wf-1", time_ms: 1200, message: "step boot (compute.create_instance) waits: circuit of compute is open" },
+      { type: "step_waiting", workflow_id: "wf-2", time_ms: 1300, message: "step create_port (network.create_port) waits: circuit of network is open" },
+    ];
+    const figure = renderTimeline(workflow, 2100, circuitWaits(events, "wf-1"));
+    document.body.append(figure);
+    const marks = [...figure.querySelectorAll(".wait-mark")].map((m) => ({
+      step: m.dataset.step, left: m.style.left, title: m.title, inTrack: m.parentElement.classList.contains("track"),
+    }));
+    const notes = [...figure.querySelectorAll(".step")].map((li) => li.querySelector(".note")?.textContent || "");
+    const labels = [...figure.querySelectorAll(".step")].map((li) => li.getAttribute("aria-label"));
+    figure.remove();
+    return { marks, notes, labels };
+  });
+  const { marks, notes, labels } = drawn;
+  if (marks.length !== 1) fail("wait marks: " + JSON.stringify(marks));
+  const [m] = marks;
+  // 1200 on the span 1000..2100: 18.18% along the boot's track.
+  if (m.step !== "boot" || m.left !== "18.18%" || !m.inTrack || !m.title.includes("circuit of compute is open")) fail("mark: " + JSON.stringify(m));
+  if (notes[0] !== "" || notes[1] !== "waited on a circuit breaker") fail("notes: " + JSON.stringify(notes));
+  if (!labels[1].includes("waits: circuit of compute is open") || labels[0].includes("circuit")) fail("labels: " + JSON.stringify(labels));
 });
 
 step("the servers page filters by status and by exact name, as the API does", async () => {

@@ -91,10 +91,9 @@ export function renderHosts(main, session) {
     const wanted = [];
     const keep = new Set();
     for (const x of slice) {
-      // A renewal (every second or so per host) changes last_renewal_at, and state_since jitters by
-      // a millisecond from one answer to the next (cogsd derives it from its monotonic clock): both
-      // are shown in place, as "how long ago", rather than by a new row.
-      const text = JSON.stringify({ ...x, last_renewal_at: "", state_since: "" });
+      // A renewal (every second or so per host) changes last_renewal_at: it is shown in place, as
+      // "how long ago", rather than by a new row.
+      const text = JSON.stringify({ ...x, last_renewal_at: "" });
       let r = rows.get(x.name);
       if (!r || r.text !== text) {
         r = { text, tr: row(x) };

@@ -5,7 +5,7 @@
 import { ApiError, api, query } from "./api.js";
 import { badge, clear, every, h } from "./dom.js";
 import { confirmAction } from "./confirm.js";
-import { renderTimeline } from "./timeline.js";
+import { circuitWaits, renderTimeline } from "./timeline.js";
 import { ATTACHABLE, attachVolume, detachVolume, eventLog, listTable, section, statusLine } from "./widgets.js";
 
 const POLL_MS = 2000;
@@ -22,6 +22,7 @@ export function renderServer(main, session, id) {
   let server = null;
   let chosen = ""; // the workflow the user picked; "" follows the server's latest
   const workflowsSeen = new Map(); // id -> first event type seen
+  const waitEvents = []; // its step_waiting events (the timeline's circuit breaker waits), the last 200
 
   const title = h("h1", {}, "Server");
   const status = statusLine();
@@ -127,7 +128,7 @@ export function renderServer(main, session, id) {
     if (!wf) return;
     try {
       const answer = await api("/workflows/" + encodeURIComponent(wf));
-      timelineBox.replaceChildren(renderTimeline(answer.workflow));
+      timelineBox.replaceChildren(renderTimeline(answer.workflow, Date.now(), circuitWaits(waitEvents, wf)));
     } catch (e) {
       timelineBox.replaceChildren(h("p", { class: "help" }, "No timeline for workflow " + wf + ": " + e.message));
     }
@@ -147,6 +148,7 @@ export function renderServer(main, session, id) {
   async function refreshEvents() {
     for (const ev of await events.follow()) {
       if (ev.workflow_id && !workflowsSeen.has(ev.workflow_id)) workflowsSeen.set(ev.workflow_id, ev.type);
+      if (ev.type === "step_waiting" && waitEvents.push(ev) > 200) waitEvents.shift();
     }
   }
 
