@@ -37,24 +37,14 @@
 // Waits are for conditions with generous deadlines, never fixed sleeps. `cogs dev` is stopped
 // (SIGINT, then SIGKILL of it and the processes dev.json names) and Chromium closed even when a step
 // fails. Exits 0 when every step passes.
-import { DEADLINE_MS, fail, labelled, launchChromium, main, newPage, shot, signIn, stepList, waitFor } from "./harness.mjs";
+import { DEADLINE_MS, fail, labelled, launchChromium, main, newPage, shot, signIn, startWithTenants, stepList, waitFor } from "./harness.mjs";
 
 const { steps, step } = stepList();
 const ctx = {};
 
 step("the cloud and its tenants", async () => {
   const { cloud } = ctx;
-  await cloud.start();
-  const admin = cloud.adminToken;
-  const projects = (await cloud.api(admin, "GET", "/v1/projects")).projects;
-  const demo = projects.find((p) => p.name === "demo") || fail("no project demo: " + JSON.stringify(projects));
-  const other = (await cloud.api(admin, "POST", "/v1/projects", { name: "other" })).project;
-  const token = async (project, role) =>
-    (await cloud.api(admin, "POST", "/v1/tokens", { project_id: project.id, role, name: "ui-" + role })).token.secret;
-  ctx.member = await token(demo, "member");
-  ctx.reader = await token(demo, "reader");
-  ctx.otherMember = await token(other, "member");
-  ctx.tokens = [admin, ctx.member, ctx.reader, ctx.otherMember];
+  await startWithTenants(ctx, "ui");
   const net = (await cloud.api(ctx.member, "POST", "/v1/networks", { name: "net-ui" })).network;
   await cloud.waitStatus(ctx.member, "/v1/networks/" + net.id, "network", "ACTIVE");
   const subnet = (await cloud.api(ctx.member, "POST", "/v1/subnets", { network_id: net.id, name: "subnet-ui", cidr: "10.42.0.0/24" })).subnet;

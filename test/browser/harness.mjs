@@ -83,6 +83,24 @@ export async function newPage(ctx, viewport = { width: 1280, height: 800 }) {
   return page;
 }
 
+// Starts ctx.cloud and makes its tenants through /v1 as its admin: ctx.member and ctx.reader of
+// project demo, ctx.otherMember of a new project "other" (tokens named `prefix`-<role>), and
+// ctx.tokens, every token the last step looks for in the URLs.
+export async function startWithTenants(ctx, prefix) {
+  const { cloud } = ctx;
+  await cloud.start();
+  const admin = cloud.adminToken;
+  const projects = (await cloud.api(admin, "GET", "/v1/projects")).projects;
+  const demo = projects.find((p) => p.name === "demo") || fail("no project demo: " + JSON.stringify(projects));
+  const other = (await cloud.api(admin, "POST", "/v1/projects", { name: "other" })).project;
+  const token = async (project, role) =>
+    (await cloud.api(admin, "POST", "/v1/tokens", { project_id: project.id, role, name: prefix + "-" + role })).token.secret;
+  ctx.member = await token(demo, "member");
+  ctx.reader = await token(demo, "reader");
+  ctx.otherMember = await token(other, "member");
+  ctx.tokens = [admin, ctx.member, ctx.reader, ctx.otherMember];
+}
+
 // Signs ctx.page in with `token` through the sign-in form; waits for the servers list it lands on.
 export async function signIn(ctx, token) {
   const { page, cloud } = ctx;

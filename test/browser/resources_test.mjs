@@ -37,7 +37,7 @@ import { execFileSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { DEADLINE_MS, fail, labelled, launchChromium, main, newPage, shot, signIn, stepList, waitFor } from "./harness.mjs";
+import { DEADLINE_MS, fail, labelled, launchChromium, main, newPage, shot, signIn, startWithTenants, stepList, waitFor } from "./harness.mjs";
 
 const KINDS = ["networks", "subnets", "ports", "volumes", "images", "flavors"];
 
@@ -46,17 +46,7 @@ const ctx = {};
 
 step("the cloud and its tenants", async () => {
   const { cloud } = ctx;
-  await cloud.start();
-  const admin = cloud.adminToken;
-  const projects = (await cloud.api(admin, "GET", "/v1/projects")).projects;
-  const demo = projects.find((p) => p.name === "demo") || fail("no project demo: " + JSON.stringify(projects));
-  const other = (await cloud.api(admin, "POST", "/v1/projects", { name: "other" })).project;
-  const token = async (project, role) =>
-    (await cloud.api(admin, "POST", "/v1/tokens", { project_id: project.id, role, name: "res-" + role })).token.secret;
-  ctx.member = await token(demo, "member");
-  ctx.reader = await token(demo, "reader");
-  ctx.otherMember = await token(other, "member");
-  ctx.tokens = [admin, ctx.member, ctx.reader, ctx.otherMember];
+  await startWithTenants(ctx, "res");
   ctx.keep = (await cloud.api(ctx.member, "POST", "/v1/networks", { name: "net-keep" })).network;
   await cloud.waitStatus(ctx.member, "/v1/networks/" + ctx.keep.id, "network", "ACTIVE");
 });
